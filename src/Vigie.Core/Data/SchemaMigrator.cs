@@ -1,0 +1,91 @@
+using System.Data.Common;
+using System.Globalization;
+
+namespace Vigie.Core.Data;
+
+/// <summary>
+/// Applies every registered module's migrations that the database has not seen yet, each in its own transaction.
+/// On PostgreSQL an advisory lock serialises nodes that start together.
+/// </summary>
+public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaProvider> providers)
+{
+    private const long PostgresLockKey = 0x5649_4749_4553_4348; // "VIGIESCH"
+
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        var migrations = providers.SelectMany(p => p.Migrations)
+            .OrderBy(m => m.Module, StringComparer.Ordinal)
+            .ThenBy(m => m.Version)
+            .ToList();
+        var duplicate = migrations.GroupBy(m => (m.Module, m.Version)).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new InvalidOperationException($"Migration {duplicate.Key.Module}/{duplicate.Key.Version} is registered twice.");
+        }
+
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        if (database.Provider == DatabaseProvider.Postgres)
+        {
+            await ExecuteAsync(connection, null, $"SELECT pg_advisory_lock({PostgresLockKey})", cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            await ExecuteAsync(connection, null,
+                "CREATE TABLE IF NOT EXISTS vigie_schema (module TEXT NOT NULL, version INTEGER NOT NULL, description TEXT NOT NULL, applied_at TEXT NOT NULL, PRIMARY KEY (module, version))",
+                cancellationToken).ConfigureAwait(false);
+
+            var applied = new HashSet<(string, int)>();
+            await using (var command = connection.CreateCommand())
+            {
+                command.CommandText = "SELECT module, version FROM vigie_schema";
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    applied.Add((reader.GetString(0), Convert.ToInt32(reader.GetValue(1), CultureInfo.InvariantCulture)));
+                }
+            }
+
+            foreach (var migration in migrations.Where(m => !applied.Contains((m.Module, m.Version))))
+            {
+                await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, migration.SqlFor(database.Provider), cancellationToken).ConfigureAwait(false);
+                await using (var record = connection.CreateCommand())
+                {
+                    record.Transaction = transaction;
+                    record.CommandText = "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, @d, @t)";
+                    AddParameter(record, "@m", migration.Module);
+                    AddParameter(record, "@v", migration.Version);
+                    AddParameter(record, "@d", migration.Description);
+                    AddParameter(record, "@t", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
+                    await record.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (database.Provider == DatabaseProvider.Postgres)
+            {
+                await ExecuteAsync(connection, null, $"SELECT pg_advisory_unlock({PostgresLockKey})", CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void AddParameter(DbCommand command, string name, object value)
+    {
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = name;
+        parameter.Value = value;
+        command.Parameters.Add(parameter);
+    }
+}

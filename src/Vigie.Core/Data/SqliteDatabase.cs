@@ -1,0 +1,69 @@
+using System.Data;
+using System.Data.Common;
+using Microsoft.Data.Sqlite;
+
+namespace Vigie.Core.Data;
+
+/// <summary>
+/// The embedded default. WAL with synchronous=FULL: a committed transaction survives a power cut, which is
+/// what lets the gateway acknowledge a C-STORE only after its commit.
+/// </summary>
+public sealed class SqliteDatabase : IVigieDatabase
+{
+    private readonly string _connectionString;
+    private readonly int _busyTimeoutMs;
+
+    public SqliteDatabase(string path, TimeSpan busyTimeout)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        Path = System.IO.Path.GetFullPath(path);
+        _busyTimeoutMs = (int)Math.Clamp(busyTimeout.TotalMilliseconds, 0, int.MaxValue);
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = Path,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Cache = SqliteCacheMode.Private,
+            Pooling = true,
+            DefaultTimeout = Math.Max(1, _busyTimeoutMs / 1000),
+        }.ToString();
+    }
+
+    public string Path { get; }
+
+    public DatabaseProvider Provider => DatabaseProvider.Sqlite;
+
+    public async ValueTask<DbConnection> OpenConnectionAsync(CancellationToken cancellationToken)
+    {
+        var connection = new SqliteConnection(_connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            // journal_mode is stored in the file; the others are per connection.
+            command.CommandText =
+                $"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={_busyTimeoutMs};";
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return connection;
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        // SQLite is in-process: there is nothing to await. Microsoft.Data.Sqlite issues BEGIN IMMEDIATE
+        // when the transaction is not deferred, and waits up to busy_timeout for the write lock.
+        cancellationToken.ThrowIfCancellationRequested();
+        var sqlite = (SqliteConnection)connection;
+        return ValueTask.FromResult<DbTransaction>(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false));
+    }
+}

@@ -1,0 +1,132 @@
+using System.Data.Common;
+using System.Globalization;
+using Vigie.Core.Data;
+
+namespace Vigie.Core.Outbox;
+
+/// <summary>
+/// The transactional outbox. Producers enqueue inside their own write transaction; consumers claim a batch
+/// under a lease (FOR UPDATE SKIP LOCKED on PostgreSQL, the single SQLite writer otherwise), then complete
+/// or reschedule each message. Completing twice is harmless.
+/// </summary>
+public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSignal signal)
+{
+    public const string OutcomeDone = "done";
+    public const string OutcomeDead = "dead";
+
+    /// <summary>Adds an event to the caller's transaction. It becomes visible when that transaction commits.</summary>
+    public async ValueTask EnqueueAsync(DbConnection connection, DbTransaction transaction, string topic, ReadOnlyMemory<byte> payload,
+        CancellationToken cancellationToken, DateTimeOffset? availableAt = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using var command = connection.CreateCommand(transaction,
+                "INSERT INTO outbox (topic, payload, created_at, available_at) VALUES (@t, @p, @c, @a)")
+            .With("@t", topic).With("@p", payload.ToArray()).With("@c", now)
+            .With("@a", availableAt?.ToUnixTimeMilliseconds() ?? now);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Wakes consumers of <paramref name="topic"/> in this process; call after the producing transaction commits.</summary>
+    public void Notify(string topic) => signal.Notify(topic);
+
+    /// <summary>Claims up to <paramref name="max"/> due messages of a topic for <paramref name="lease"/>.</summary>
+    public async ValueTask<IReadOnlyList<OutboxMessage>> ClaimAsync(string topic, string consumer, int max, TimeSpan lease,
+        CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var until = now + (long)lease.TotalMilliseconds;
+        var lockClause = database.Provider == DatabaseProvider.Postgres ? "FOR UPDATE SKIP LOCKED" : string.Empty;
+        var sql = $"""
+            UPDATE outbox SET claimed_by = @c, claim_until = @u, attempts = attempts + 1
+            WHERE id IN (SELECT id FROM outbox
+                         WHERE topic = @t AND done_at IS NULL AND available_at <= @n AND (claim_until IS NULL OR claim_until < @n)
+                         ORDER BY id LIMIT @m {lockClause})
+            RETURNING id, topic, payload, attempts, created_at
+            """;
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        var claimed = new List<OutboxMessage>();
+        await using (var command = connection.CreateCommand(transaction, sql)
+                         .With("@c", consumer).With("@u", until).With("@t", topic).With("@n", now).With("@m", max))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                claimed.Add(new OutboxMessage(
+                    reader.GetInt64(0),
+                    reader.GetString(1),
+                    (byte[])reader.GetValue(2),
+                    Convert.ToInt32(reader.GetValue(3), CultureInfo.InvariantCulture),
+                    DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4))));
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        claimed.Sort((a, b) => a.Id.CompareTo(b.Id));
+        return claimed;
+    }
+
+    /// <summary>Marks a message handled. Returns false when the claim was lost (lease expired and re-claimed) or it was already done.</summary>
+    public ValueTask<bool> CompleteAsync(long id, string consumer, CancellationToken cancellationToken) =>
+        FinishAsync(id, consumer, OutcomeDone, null, cancellationToken);
+
+    /// <summary>Gives up on a message for good, keeping the reason.</summary>
+    public ValueTask<bool> DeadLetterAsync(long id, string consumer, string error, CancellationToken cancellationToken) =>
+        FinishAsync(id, consumer, OutcomeDead, error, cancellationToken);
+
+    /// <summary>Releases the claim and makes the message due again after <paramref name="delay"/>.</summary>
+    public async ValueTask<bool> RetryLaterAsync(long id, string consumer, TimeSpan delay, string error, CancellationToken cancellationToken)
+    {
+        var at = time.GetUtcNow().ToUnixTimeMilliseconds() + (long)delay.TotalMilliseconds;
+        return await UpdateAsync(
+            "UPDATE outbox SET available_at = @a, claimed_by = NULL, claim_until = NULL, last_error = @e WHERE id = @i AND claimed_by = @c AND done_at IS NULL",
+            cmd => cmd.With("@a", at).With("@e", Truncate(error)).With("@i", id).With("@c", consumer),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Number of messages of a topic not yet done (due or not).</summary>
+    public async ValueTask<long> PendingCountAsync(string topic, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM outbox WHERE topic = @t AND done_at IS NULL").With("@t", topic);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Waits until a producer in this process notifies the topic, or the timeout passes (other nodes are polled).</summary>
+    public Task WaitAsync(string topic, TimeSpan timeout, CancellationToken cancellationToken) => signal.WaitAsync(topic, timeout, cancellationToken);
+
+    /// <summary>Deletes finished messages older than <paramref name="age"/>.</summary>
+    public async ValueTask<int> PurgeAsync(TimeSpan age, CancellationToken cancellationToken)
+    {
+        var before = time.GetUtcNow().ToUnixTimeMilliseconds() - (long)age.TotalMilliseconds;
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < @b").With("@b", before);
+        var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return count;
+    }
+
+    private async ValueTask<bool> FinishAsync(long id, string consumer, string outcome, string? error, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        return await UpdateAsync(
+            "UPDATE outbox SET done_at = @d, outcome = @o, last_error = COALESCE(@e, last_error), claimed_by = NULL, claim_until = NULL WHERE id = @i AND claimed_by = @c AND done_at IS NULL",
+            cmd => cmd.With("@d", now).With("@o", outcome).With("@e", error is null ? null : Truncate(error)).With("@i", id).With("@c", consumer),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<bool> UpdateAsync(string sql, Action<DbCommand> bind, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, sql);
+        bind(command);
+        var rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return rows == 1;
+    }
+
+    private static string Truncate(string error) => error.Length <= 2000 ? error : error[..2000];
+}

@@ -1,0 +1,121 @@
+using System.Text;
+using Vigie.Core.Data;
+using Vigie.Core.Outbox;
+using Vigie.Testing;
+
+namespace Vigie.Core.Tests;
+
+public sealed class OutboxContractTests
+{
+    private static async Task<(TestDatabase Db, Outbox.Outbox Outbox, LeaseStore Leases)> SetUpAsync(DatabaseProvider provider)
+    {
+        var db = await TestDatabases.CreateAsync(provider, TestContext.Current.CancellationToken);
+        await new SchemaMigrator(db.Database, [new OutboxSchema()]).MigrateAsync(TestContext.Current.CancellationToken);
+        return (db, new Outbox.Outbox(db.Database, TimeProvider.System, new OutboxSignal()), new LeaseStore(db.Database, TimeProvider.System));
+    }
+
+    private static async Task EnqueueAsync(TestDatabase db, Outbox.Outbox outbox, string topic, string payload, bool commit = true)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var connection = await db.Database.OpenConnectionAsync(ct);
+        await using var transaction = await db.Database.BeginWriteAsync(connection, ct);
+        await outbox.EnqueueAsync(connection, transaction, topic, Encoding.UTF8.GetBytes(payload), ct);
+        if (commit)
+        {
+            await transaction.CommitAsync(ct);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Claimed_messages_come_in_order_and_complete_once(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        for (var i = 0; i < 5; i++)
+        {
+            await EnqueueAsync(db, outbox, "forward", $"m{i}");
+        }
+
+        await EnqueueAsync(db, outbox, "other", "x");
+        var first = await outbox.ClaimAsync("forward", "node-a", 3, TimeSpan.FromMinutes(1), ct);
+        Assert.Equal(["m0", "m1", "m2"], first.Select(m => Encoding.UTF8.GetString(m.Payload)));
+        // A second consumer does not see what the first holds.
+        var second = await outbox.ClaimAsync("forward", "node-b", 10, TimeSpan.FromMinutes(1), ct);
+        Assert.Equal(["m3", "m4"], second.Select(m => Encoding.UTF8.GetString(m.Payload)));
+
+        Assert.True(await outbox.CompleteAsync(first[0].Id, "node-a", ct));
+        Assert.False(await outbox.CompleteAsync(first[0].Id, "node-a", ct));
+        Assert.False(await outbox.CompleteAsync(first[1].Id, "node-b", ct));
+        Assert.Equal(4, await outbox.PendingCountAsync("forward", ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_rolled_back_transaction_leaves_no_event(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await EnqueueAsync(db, outbox, "forward", "lost", commit: false);
+        Assert.Empty(await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Retry_later_hides_the_message_until_due_and_counts_attempts(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await EnqueueAsync(db, outbox, "forward", "m");
+        var claimed = Assert.Single(await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.True(await outbox.RetryLaterAsync(claimed.Id, "n", TimeSpan.FromHours(1), "peer down", ct));
+        Assert.Empty(await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.True(await outbox.RetryLaterAsync(claimed.Id, "n", TimeSpan.Zero, "x", ct) is false);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task An_expired_claim_is_taken_over(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await EnqueueAsync(db, outbox, "forward", "m");
+        var claimed = Assert.Single(await outbox.ClaimAsync("forward", "crashed", 10, TimeSpan.FromMilliseconds(1), ct));
+        await Task.Delay(20, ct);
+        var again = Assert.Single(await outbox.ClaimAsync("forward", "survivor", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.Equal(claimed.Id, again.Id);
+        Assert.Equal(2, again.Attempts);
+        Assert.False(await outbox.CompleteAsync(claimed.Id, "crashed", ct));
+        Assert.True(await outbox.CompleteAsync(claimed.Id, "survivor", ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Leases_exclude_other_holders_until_they_expire(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, _, leases) = await SetUpAsync(provider);
+        await using var _db = db;
+        Assert.True(await leases.TryAcquireAsync("scrub", "a", TimeSpan.FromMinutes(1), ct));
+        Assert.False(await leases.TryAcquireAsync("scrub", "b", TimeSpan.FromMinutes(1), ct));
+        Assert.True(await leases.TryAcquireAsync("scrub", "a", TimeSpan.FromMilliseconds(1), ct));
+        await Task.Delay(20, ct);
+        Assert.True(await leases.TryAcquireAsync("scrub", "b", TimeSpan.FromMinutes(1), ct));
+        await leases.ReleaseAsync("scrub", "b", ct);
+        Assert.True(await leases.TryAcquireAsync("scrub", "c", TimeSpan.FromMinutes(1), ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Migrations_apply_once(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, _, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await new SchemaMigrator(db.Database, [new OutboxSchema()]).MigrateAsync(ct);
+    }
+}
