@@ -1,0 +1,99 @@
+namespace Vigie.Inspection;
+
+/// <summary>
+/// Hard limits for one inspection. Every container analyser checks them before descending or extracting,
+/// and reports a finding (not an exception) when one is reached.
+/// </summary>
+public sealed class InspectionLimits
+{
+    public const string Section = "Inspection";
+
+    /// <summary>Deepest nesting of containers (a zip in a mail in a DICOM...).</summary>
+    public int MaxDepth { get; set; } = 8;
+
+    /// <summary>Most inner objects inspected for one top-level object.</summary>
+    public int MaxObjects { get; set; } = 10_000;
+
+    /// <summary>Largest single extracted (decompressed) inner object.</summary>
+    public long MaxInnerSize { get; set; } = 256L * 1024 * 1024;
+
+    /// <summary>Most decompressed bytes produced across the whole inspection.</summary>
+    public long MaxTotalExtracted { get; set; } = 1024L * 1024 * 1024;
+
+    /// <summary>Decompressed/compressed ratio beyond which an entry is treated as a bomb.</summary>
+    public double MaxCompressionRatio { get; set; } = 200;
+
+    /// <summary>Inner objects up to this size are held in memory; larger ones are spilled to a temporary file.</summary>
+    public int InMemoryThreshold { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Wall-clock budget for one top-level object.</summary>
+    public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>
+/// What an analyser sees of the inspection it takes part in: where it is, the limits, and how to report
+/// findings or descend into embedded content. Implemented by the inspection engine.
+/// </summary>
+public abstract class InspectionContext
+{
+    /// <summary>Path of the current object inside the top-level one ("" at the top).</summary>
+    public abstract string InnerPath { get; }
+
+    /// <summary>0 for the top-level object.</summary>
+    public abstract int Depth { get; }
+
+    public abstract InspectionLimits Limits { get; }
+
+    /// <summary>The type the engine identified for the current object.</summary>
+    public abstract ContentType ContentType { get; }
+
+    public abstract void Report(string rule, Severity severity, string message, long? offset = null);
+
+    /// <summary>
+    /// Identifies and inspects embedded content (an attachment, an archive entry, an encapsulated document) as a
+    /// child of the current object. Depth, count and size limits are enforced here.
+    /// </summary>
+    public abstract ValueTask InspectChildAsync(string name, ContentSource content, CancellationToken cancellationToken);
+
+    /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
+    public abstract bool TryChargeExtraction(long bytes);
+}
+
+/// <summary>Understands one or more content types and reports what is wrong with them.</summary>
+public interface IContentAnalyser
+{
+    string Name { get; }
+
+    bool CanAnalyse(ContentType type);
+
+    ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken);
+}
+
+/// <summary>Known-bad matching (hashes, byte signatures, YARA, clamd) that runs on every object and inner object, whatever its type.</summary>
+public interface IKnownBadEngine
+{
+    string Name { get; }
+
+    /// <summary>False (with a reason) when the engine cannot run here, e.g. libyara is missing.</summary>
+    bool IsAvailable(out string? reason);
+
+    ValueTask ScanAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken);
+}
+
+/// <summary>One change disarm made, listed in the report.</summary>
+public sealed record DisarmAction(string Rule, string Description, long? Offset, string InnerPath);
+
+/// <summary>Writes a sanitised copy of content it understands, listing every change.</summary>
+public interface IDisarmer
+{
+    bool CanDisarm(ContentType type);
+
+    /// <summary>Writes the sanitised copy to <paramref name="output"/>; returns the actions taken (empty when nothing needed changing).</summary>
+    ValueTask<IReadOnlyList<DisarmAction>> DisarmAsync(ContentSource content, Stream output, DisarmOptions options, CancellationToken cancellationToken);
+}
+
+public sealed class DisarmOptions
+{
+    /// <summary>Remove DICOM private tags as well (off by default: modalities put useful data there).</summary>
+    public bool StripDicomPrivateTags { get; set; }
+}

@@ -1,0 +1,46 @@
+namespace Vigie.Inspection;
+
+/// <summary>The overall decision for one object.</summary>
+public enum VerdictKind
+{
+    /// <summary>No finding above Info.</summary>
+    Clean,
+
+    /// <summary>At least one Low or Medium finding: hold for a human or refuse, per policy.</summary>
+    Suspicious,
+
+    /// <summary>At least one High or Critical finding.</summary>
+    Malicious,
+
+    /// <summary>The inspection could not complete (I/O failure, engine unavailable): never treated as clean.</summary>
+    Error,
+}
+
+/// <summary>What inspection concluded about one object, with every finding that led there.</summary>
+public sealed record Verdict(VerdictKind Kind, IReadOnlyList<Finding> Findings, string ContentType)
+{
+    public static VerdictKind KindFor(IEnumerable<Finding> findings, bool completed)
+    {
+        if (!completed)
+        {
+            return VerdictKind.Error;
+        }
+
+        var worst = Severity.Info;
+        foreach (var finding in findings)
+        {
+            if (finding.Severity > worst)
+            {
+                worst = finding.Severity;
+            }
+        }
+
+        return worst switch
+        {
+            Severity.Info => VerdictKind.Clean,
+            Severity.Low or Severity.Medium => VerdictKind.Suspicious,
+            Severity.High or Severity.Critical => VerdictKind.Malicious,
+            _ => throw new ArgumentOutOfRangeException(nameof(findings)),
+        };
+    }
+}
