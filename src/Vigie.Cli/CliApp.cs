@@ -1,0 +1,53 @@
+using System.CommandLine;
+using Vigie.Cli.Commands;
+
+namespace Vigie.Cli;
+
+/// <summary>The `vigie` command: every subcommand, and the exit code convention (0 clean, 1 findings, 2 error).</summary>
+internal static class CliApp
+{
+    public static RootCommand Build()
+    {
+        var root = new RootCommand("Vigie guards medical-imaging and health-data flows: a DICOM gateway that inspects, archives and audits.");
+        root.Subcommands.Add(DumpCommand.Create());
+        return root;
+    }
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var root = Build();
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                await Console.Error.WriteLineAsync($"vigie: {error.Message}");
+            }
+
+            await Console.Error.WriteLineAsync("Run 'vigie --help' for usage.");
+            return ExitCodes.Error;
+        }
+
+        try
+        {
+            return await parse.InvokeAsync();
+        }
+        catch (OperationCanceledException)
+        {
+            await Console.Error.WriteLineAsync("vigie: cancelled");
+            return ExitCodes.Error;
+        }
+    }
+}
+
+internal static class ExitCodes
+{
+    /// <summary>Done, nothing wrong found.</summary>
+    public const int Ok = 0;
+
+    /// <summary>Done, and something was found: a threat, a tampered entry, a corrupt object.</summary>
+    public const int Findings = 1;
+
+    /// <summary>Could not do the job: bad input, bad arguments, I/O failure.</summary>
+    public const int Error = 2;
+}

@@ -1,0 +1,36 @@
+namespace Vigie.Dicom;
+
+/// <summary>
+/// Hard limits and value-loading policy for the Part 10 reader. Defaults suit hostile input from the network:
+/// deep enough for real structured reports, far below what would exhaust memory or the stack.
+/// </summary>
+public sealed record DicomReadOptions
+{
+    public const string Section = "Dicom";
+
+    public static DicomReadOptions Default { get; } = new();
+
+    /// <summary>Deepest sequence nesting accepted.</summary>
+    public int MaxDepth { get; init; } = 32;
+
+    /// <summary>Most elements, items and fragments in one dataset, nested ones included.</summary>
+    public int MaxElements { get; init; } = 1_000_000;
+
+    /// <summary>Most bytes read (inflated bytes for deflated syntaxes): the bound on deflate bombs.</summary>
+    public long MaxTotalBytes { get; init; } = 16L * 1024 * 1024 * 1024;
+
+    /// <summary>Values longer than this are kept as references into a seekable source instead of being loaded.</summary>
+    public int LargeValueThreshold { get; init; } = 64 * 1024;
+
+    /// <summary>Load every value, however large (up to <see cref="MaxValueInMemory"/>), instead of keeping references.</summary>
+    public bool LoadLargeValues { get; init; }
+
+    /// <summary>The largest single value the reader will ever allocate.</summary>
+    public int MaxValueInMemory { get; init; } = 512 * 1024 * 1024;
+
+    /// <summary>Largest file meta information group.</summary>
+    public int MaxMetaInformationLength { get; init; } = 64 * 1024;
+
+    /// <summary>Stop reading the top-level dataset at the first element whose tag is at least this one (e.g. Pixel Data).</summary>
+    public DicomTag? StopAtTag { get; init; }
+}

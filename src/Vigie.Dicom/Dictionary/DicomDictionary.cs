@@ -1,0 +1,170 @@
+using System.Collections.Frozen;
+using System.Globalization;
+
+namespace Vigie.Dicom;
+
+/// <summary>One element of the data dictionary (PS3.6 / PS3.7 command elements).</summary>
+/// <param name="Tag">The tag; for repeating groups, the tag with the repeating nibbles cleared.</param>
+/// <param name="Mask">Bits that must match; 0xFFFFFFFF except for repeating groups such as (60xx,3000).</param>
+/// <param name="VR">The VR, or the first of the alternatives ("US or SS" gives US).</param>
+/// <param name="AlternativeVRs">Other VRs the standard allows; which one applies depends on other attributes.</param>
+public sealed record DicomDictionaryEntry(
+    DicomTag Tag, uint Mask, DicomVR VR, IReadOnlyList<DicomVR> AlternativeVRs, string VM, string Keyword, string Name, bool IsRetired)
+{
+    public bool IsAmbiguous => AlternativeVRs.Count > 0;
+}
+
+/// <summary>The public data dictionary and UID registry, generated from public sources by tools/gen_dictionary.py.</summary>
+public static class DicomDictionary
+{
+    private static readonly Lazy<Tables> LazyTables = new(Build, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static readonly DicomDictionaryEntry PrivateCreator =
+        new(new DicomTag(0x00010010), 0xFFFFFF00, DicomVR.LO, [], "1", "PrivateCreator", "Private Creator", false);
+
+    private static readonly DicomDictionaryEntry GroupLength =
+        new(new DicomTag(0x00000000), 0x0000FFFF, DicomVR.UL, [], "1", "GroupLength", "Group Length", false);
+
+    /// <summary>Entries of the public dictionary, in tag order (repeating groups last).</summary>
+    public static IReadOnlyList<DicomDictionaryEntry> Entries => LazyTables.Value.All;
+
+    /// <summary>Finds the entry of a public tag, a repeating-group tag, a group length or a private creator element.</summary>
+    public static DicomDictionaryEntry? Find(DicomTag tag)
+    {
+        var tables = LazyTables.Value;
+        if (tables.ByTag.TryGetValue(tag.Value, out var entry))
+        {
+            return entry;
+        }
+
+        if (tag.IsPrivateCreator)
+        {
+            return PrivateCreator;
+        }
+
+        if (tag.IsGroupLength && tag.Group != 0xFFFE)
+        {
+            return GroupLength;
+        }
+
+        if (tag.IsPrivate)
+        {
+            return null;
+        }
+
+        foreach (var repeater in tables.Repeaters)
+        {
+            if ((tag.Value & repeater.Mask) == repeater.Tag.Value)
+            {
+                return repeater;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The VR for implicit VR decoding: the dictionary's, UN for unknown or private elements.</summary>
+    public static DicomVR VRFor(DicomTag tag) => Find(tag)?.VR ?? DicomVR.UN;
+
+    public static DicomDictionaryEntry? FindByKeyword(string keyword) =>
+        LazyTables.Value.ByKeyword.TryGetValue(keyword, out var entry) ? entry : null;
+
+    /// <summary>The keyword of a tag, or null for private and unknown tags.</summary>
+    public static string? KeywordOf(DicomTag tag) => Find(tag)?.Keyword;
+
+    /// <summary>
+    /// The entry of a private data element (gggg,xxee) given its creator (the value of (gggg,00xx)), from the private
+    /// dictionary (GDCM's, through pydicom); null when the creator or element is unknown.
+    /// </summary>
+    public static DicomDictionaryEntry? FindPrivate(string creator, DicomTag tag)
+    {
+        var table = LazyPrivate.Value;
+        var key = string.Create(CultureInfo.InvariantCulture, $"{creator.Trim()}|{tag.Group:X4}|{tag.Element & 0xFF:X2}");
+        if (table.TryGetValue(key, out var entry))
+        {
+            return entry;
+        }
+
+        return table.TryGetValue(string.Create(CultureInfo.InvariantCulture, $"{creator.Trim()}|{tag.Group:X4}|={tag.Element:X4}"), out entry) ? entry : null;
+    }
+
+    /// <summary>A registered UID (transfer syntax, SOP class, well-known instance...), or null.</summary>
+    public static DicomUidEntry? FindUid(string uid) =>
+        LazyTables.Value.Uids.TryGetValue(uid, out var entry) ? entry : null;
+
+    public static IEnumerable<DicomUidEntry> Uids => LazyTables.Value.Uids.Values;
+
+    private static readonly Lazy<FrozenDictionary<string, DicomDictionaryEntry>> LazyPrivate = new(BuildPrivate, LazyThreadSafetyMode.ExecutionAndPublication);
+
+    private static FrozenDictionary<string, DicomDictionaryEntry> BuildPrivate()
+    {
+        var result = new Dictionary<string, DicomDictionaryEntry>(10_000, StringComparer.Ordinal);
+        foreach (var line in DicomPrivateDictionaryData.Elements.Split('\n'))
+        {
+            var f = line.Split('|');
+            var group = ushort.Parse(f[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            var element = f[2][0] == '='
+                ? ushort.Parse(f[2].AsSpan(1), NumberStyles.HexNumber, CultureInfo.InvariantCulture)
+                : (ushort)(0x1000 | byte.Parse(f[2], NumberStyles.HexNumber, CultureInfo.InvariantCulture));
+            var vr = DicomVRInfo.Parse(f[3]);
+            result.TryAdd($"{f[0]}|{f[1]}|{f[2]}", new DicomDictionaryEntry(new DicomTag(group, element), 0xFFFFFFFF, vr == DicomVR.None ? DicomVR.UN : vr, [],
+                f[4], string.Empty, f[5], false));
+        }
+
+        return result.ToFrozenDictionary(StringComparer.Ordinal);
+    }
+
+    private static Tables Build()
+    {
+        var byTag = new Dictionary<uint, DicomDictionaryEntry>(5000);
+        var repeaters = new List<DicomDictionaryEntry>();
+        var all = new List<DicomDictionaryEntry>(5000);
+        foreach (var line in DicomDictionaryData.Elements.Split('\n'))
+        {
+            var f = line.Split('|');
+            var entry = new DicomDictionaryEntry(
+                new DicomTag(uint.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)),
+                uint.Parse(f[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                f[2] == "None" ? DicomVR.None : DicomVRInfo.Parse(f[2]),
+                f[3].Length == 0 ? [] : f[3].Split(',').Select(v => DicomVRInfo.Parse(v)).ToArray(),
+                f[4],
+                f[5],
+                f[6],
+                f[7] == "1");
+            all.Add(entry);
+            if (entry.Mask == 0xFFFFFFFF)
+            {
+                byTag[entry.Tag.Value] = entry;
+            }
+            else
+            {
+                repeaters.Add(entry);
+            }
+        }
+
+        var uids = new Dictionary<string, DicomUidEntry>(StringComparer.Ordinal);
+        foreach (var line in DicomUids.Registry.Split('\n'))
+        {
+            var f = line.Split('|');
+            uids[f[0]] = new DicomUidEntry(f[0], f[1], f[2], f[3], f[4] == "1");
+        }
+
+        return new Tables(
+            byTag.ToFrozenDictionary(),
+            [.. repeaters],
+            all,
+            all.Where(e => e.Keyword.Length > 0).GroupBy(e => e.Keyword, StringComparer.Ordinal)
+                .ToFrozenDictionary(g => g.Key, g => g.First(), StringComparer.Ordinal),
+            uids.ToFrozenDictionary(StringComparer.Ordinal));
+    }
+
+    private sealed record Tables(
+        FrozenDictionary<uint, DicomDictionaryEntry> ByTag,
+        DicomDictionaryEntry[] Repeaters,
+        List<DicomDictionaryEntry> All,
+        FrozenDictionary<string, DicomDictionaryEntry> ByKeyword,
+        FrozenDictionary<string, DicomUidEntry> Uids);
+}
+
+/// <summary>An entry of the UID registry (PS3.6 Annex A).</summary>
+public sealed record DicomUidEntry(string Uid, string Name, string Type, string Keyword, bool IsRetired);
