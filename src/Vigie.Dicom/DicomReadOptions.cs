@@ -16,8 +16,11 @@ public sealed record DicomReadOptions
     /// <summary>Most elements, items and fragments in one dataset, nested ones included.</summary>
     public int MaxElements { get; init; } = 1_000_000;
 
-    /// <summary>Most bytes read (inflated bytes for deflated syntaxes): the bound on deflate bombs.</summary>
+    /// <summary>Most bytes read from the source.</summary>
     public long MaxTotalBytes { get; init; } = 16L * 1024 * 1024 * 1024;
+
+    /// <summary>Most bytes a deflated dataset may inflate to: the bound on deflate bombs.</summary>
+    public long MaxInflatedBytes { get; init; } = 1024L * 1024 * 1024;
 
     /// <summary>Values longer than this are kept as references into a seekable source instead of being loaded.</summary>
     public int LargeValueThreshold { get; init; } = 64 * 1024;

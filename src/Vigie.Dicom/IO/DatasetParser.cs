@@ -297,6 +297,7 @@ internal sealed class DatasetParser
             Warn(DicomWarningKind.OddLength, $"{tag} has odd length {length}", headerOffset, tag);
         }
 
+        var sourceVR = DicomVR.None;
         var known = vr != DicomVR.UN ? null : tag.IsPrivate && !tag.IsPrivateCreator ? PrivateEntry(dataset, tag) : DicomDictionary.Find(tag);
         if (known is { } entry && entry.VR is not (DicomVR.UN or DicomVR.None))
         {
@@ -304,17 +305,20 @@ internal sealed class DatasetParser
             Warn(DicomWarningKind.UnknownVRReinterpreted, $"{tag} sent as UN, read as {DicomVRInfo.Code(entry.VR)}", headerOffset, tag);
             if (entry.VR == DicomVR.SQ)
             {
-                return await ReadSequenceAsync(tag, length, sourceOffset, switchToImplicit: true, cancellationToken).ConfigureAwait(false);
+                var sequence = await ReadSequenceAsync(tag, length, sourceOffset, switchToImplicit: true, cancellationToken).ConfigureAwait(false);
+                sequence.SourceVR = DicomVR.UN;
+                return sequence;
             }
 
             vr = entry.VR;
+            sourceVR = DicomVR.UN;
         }
 
         if (length > _options.LargeValueThreshold && (!_options.LoadLargeValues || length > _options.MaxValueInMemory) && _input.CanSeek)
         {
             var bulk = new DicomBulkReference(_input.StreamOffset, length, _littleEndian ? 1 : DicomVRInfo.UnitSize(vr));
             await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
-            return new DicomValueElement(tag, vr, bulk, sourceOffset);
+            return new DicomValueElement(tag, vr, bulk, sourceOffset) { SourceVR = sourceVR };
         }
 
         if (length > _options.MaxValueInMemory)
@@ -328,7 +332,7 @@ internal sealed class DatasetParser
             SwapInPlace(bytes, vr);
         }
 
-        return new DicomValueElement(tag, vr, bytes, sourceOffset);
+        return new DicomValueElement(tag, vr, bytes, sourceOffset) { SourceVR = sourceVR };
     }
 
     private async ValueTask<DicomSequence> ReadSequenceAsync(DicomTag tag, long length, long sourceOffset, bool switchToImplicit, CancellationToken cancellationToken)
@@ -405,7 +409,7 @@ internal sealed class DatasetParser
                 throw Error(DicomErrorKind.ElementLimitExceeded, $"more than {_options.MaxElements} elements and items");
             }
 
-            var item = new DicomDataset(null);
+            var item = new DicomDataset(null) { SourceOffset = _offsetBase + itemOffset };
             _path[^1] = (_path[^1].Tag, index);
             if (itemLength == UndefinedLength)
             {

@@ -48,7 +48,7 @@ public static class DicomReader
         if (syntax.IsDeflated)
         {
             await using var inflated = new DeflateStream(stream, CompressionMode.Decompress, leaveOpen: true);
-            using var inflatedInput = new DicomInput(inflated, options.MaxTotalBytes);
+            using var inflatedInput = new DicomInput(inflated, Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
             await new DatasetParser(inflatedInput, syntax, options, warnings).ReadTopLevelAsync(dataset, cancellationToken).ConfigureAwait(false);
             return dataset;
         }
@@ -154,7 +154,7 @@ public static class DicomReader
             ? new PositionedStream(stream, stream.Position - buffered.Length)
             : new PrefixedStream(buffered, stream);
         await using var inflate = new DeflateStream(rest, CompressionMode.Decompress, leaveOpen: true);
-        using var inflated = new DicomInput(inflate, options.MaxTotalBytes);
+        using var inflated = new DicomInput(inflate, Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
         var dataset = new DicomDataset();
         // Offsets in errors and warnings for a deflated file are positions in the inflated dataset.
         var parser = new DatasetParser(inflated, syntax, options with { LoadLargeValues = true }, warnings);

@@ -24,6 +24,9 @@ public sealed class DicomDataset : IEnumerable<DicomElement>
         _elements = new List<DicomElement>(capacity);
     }
 
+    /// <summary>Offset of the item header in the source when this dataset is a sequence item that was read; -1 otherwise.</summary>
+    public long SourceOffset { get; internal set; } = -1;
+
     /// <summary>The dataset this one is an item of, if any.</summary>
     public DicomDataset? Parent { get; internal set; }
 

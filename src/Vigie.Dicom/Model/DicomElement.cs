@@ -21,6 +21,12 @@ public abstract class DicomElement
     /// <summary>Offset of the element header in the source, -1 for elements built in memory.</summary>
     public long SourceOffset { get; }
 
+    /// <summary>
+    /// UN when an explicit VR source sent this element as UN and the reader read it as its known VR; the writer
+    /// writes it back as UN so a round trip changes nothing. None otherwise.
+    /// </summary>
+    public DicomVR SourceVR { get; internal set; }
+
     public override string ToString() => $"{Tag} {DicomVRInfo.Code(VR)}";
 }
 

@@ -1,7 +1,0 @@
-namespace Vigie.Dicom.Tests;
-
-public class SmokeTests
-{
-    [Fact]
-    public void Runs() => Assert.True(true);
-}
