@@ -1,0 +1,542 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net;
+using Vigie.Dicom.IO;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>The peer ended the association (A-ABORT) or broke the protocol (then Vigie aborted it).</summary>
+public sealed class DicomAssociationAbortedException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>A read deadline passed: ARTIM, idle or slow-sender.</summary>
+public sealed class DicomTimeoutException(string message) : Exception(message);
+
+/// <summary>
+/// One association over a connected stream, for either role: reads PDUs with limits and deadlines, reassembles
+/// command and data PDVs, fragments outgoing messages to the peer's maximum PDU length, and releases or aborts.
+/// Reading is single-threaded (one receive loop); sending is serialised by a lock so concurrent operations do not
+/// interleave their PDUs.
+/// </summary>
+public sealed class DicomAssociation : IAsyncDisposable
+{
+    private readonly Stream _stream;
+    private readonly DicomAssociationOptions _options;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private byte[] _pdu;
+    private int _pduLength;
+    private int _pdvOffset;
+    private bool _inDataSet;
+    private byte _dataContext;
+    private bool _dataComplete;
+    private bool _closed;
+
+    public DicomAssociation(Stream stream, bool isRequestor, DicomAssociationOptions options, EndPoint? remoteEndPoint)
+    {
+        _stream = stream;
+        _options = options;
+        IsRequestor = isRequestor;
+        RemoteEndPoint = remoteEndPoint;
+        _pdu = ArrayPool<byte>.Shared.Rent((int)Math.Min(options.MaxPduLength, 16 * 1024 * 1024) + PduCodec.HeaderLength);
+    }
+
+    public bool IsRequestor { get; }
+
+    public EndPoint? RemoteEndPoint { get; }
+
+    /// <summary>Negotiated parameters (for the acceptor, the request with its answers).</summary>
+    public AssociationParameters Parameters { get; internal set; } = new();
+
+    /// <summary>The peer's Maximum Length: the largest PDU Vigie may send it (0 = unlimited).</summary>
+    public uint PeerMaxPduLength { get; internal set; }
+
+    public string CallingAE => Parameters.CallingAE;
+
+    public string CalledAE => Parameters.CalledAE;
+
+    /// <summary>Set when the association has ended (released, aborted or lost).</summary>
+    public bool IsClosed => _closed;
+
+    /// <summary>Identity established for this association (verified user name), if any.</summary>
+    public string? UserName { get; set; }
+
+    /// <summary>Free-form state the service provider keeps for the association (audit correlation, rights...).</summary>
+    public object? State { get; set; }
+
+    public PresentationContext? AcceptedContext(byte id) => Parameters.FindContext(id) is { IsAccepted: true } pc ? pc : null;
+
+    /// <summary>The accepted presentation context for an abstract syntax (and transfer syntax, when given).</summary>
+    public PresentationContext? FindAcceptedContext(string abstractSyntax, string? transferSyntax = null) =>
+        Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == abstractSyntax
+            && (transferSyntax is null || pc.AcceptedTransferSyntax == transferSyntax));
+
+    /// <summary>Reads one whole PDU into the receive buffer. The header may take <paramref name="headerTimeout"/>, the body <see cref="DicomAssociationOptions.ReadTimeout"/>.</summary>
+    internal async ValueTask<PduType> ReadPduAsync(TimeSpan headerTimeout, CancellationToken cancellationToken)
+    {
+        await ReadExactlyAsync(_pdu.AsMemory(0, PduCodec.HeaderLength), headerTimeout, "waiting for a PDU", allowCleanEnd: true, cancellationToken).ConfigureAwait(false);
+        var type = _pdu[0];
+        var length = BinaryPrimitives.ReadUInt32BigEndian(_pdu.AsSpan(2));
+        if (type is < 1 or > 7)
+        {
+            throw new PduException(AbortReason.UnrecognizedPdu, $"unknown PDU type 0x{type:X2}");
+        }
+
+        var limit = (PduType)type switch
+        {
+            PduType.AssociateRequest or PduType.AssociateAccept => (uint)_options.MaxAssociatePduLength,
+            PduType.DataTransfer => _options.MaxPduLength,
+            _ => 4u,
+        };
+        if (length > limit || ((PduType)type is PduType.AssociateReject or PduType.ReleaseRequest or PduType.ReleaseResponse or PduType.Abort && length != 4))
+        {
+            throw new PduException(AbortReason.InvalidPduParameterValue, $"{(PduType)type} PDU of {length} bytes (limit {limit})");
+        }
+
+        if (length + PduCodec.HeaderLength > _pdu.Length)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent((int)length + PduCodec.HeaderLength);
+            _pdu.AsSpan(0, PduCodec.HeaderLength).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_pdu);
+            _pdu = bigger;
+        }
+
+        await ReadExactlyAsync(_pdu.AsMemory(PduCodec.HeaderLength, (int)length), _options.ReadTimeout, $"reading a {(PduType)type} PDU", allowCleanEnd: false,
+            cancellationToken).ConfigureAwait(false);
+        _pduLength = (int)length;
+        // Only P-DATA-TF bodies hold PDVs; any other PDU is consumed whole by its reader.
+        _pdvOffset = (PduType)type == PduType.DataTransfer ? PduCodec.HeaderLength : PduCodec.HeaderLength + _pduLength;
+        return (PduType)type;
+    }
+
+    /// <summary>The body of the PDU just read.</summary>
+    internal ReadOnlySpan<byte> PduBody => _pdu.AsSpan(PduCodec.HeaderLength, _pduLength);
+
+    /// <summary>True once the peer sent A-RELEASE-RQ; answer with <see cref="AcceptReleaseAsync"/>.</summary>
+    public bool ReleaseRequested { get; private set; }
+
+    /// <summary>Receives the next DIMSE command. Returns null when the peer asked to release (see <see cref="ReleaseRequested"/>).</summary>
+    public async ValueTask<DimseMessage?> ReceiveCommandAsync(CancellationToken cancellationToken)
+    {
+        if (_inDataSet)
+        {
+            await DrainDataSetAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        byte[]? command = null;
+        var commandLength = 0;
+        byte contextId = 0;
+        try
+        {
+            while (true)
+            {
+                var pdv = await NextPdvAsync(waitingForMessage: command is null, cancellationToken).ConfigureAwait(false);
+                if (pdv is null)
+                {
+                    return null;
+                }
+
+                var (id, control, offset, length) = pdv.Value;
+                if ((control & 1) == 0)
+                {
+                    throw new PduException(AbortReason.UnexpectedPduParameter, "a data fragment arrived where a command was expected");
+                }
+
+                if (command is null)
+                {
+                    contextId = id;
+                    if (AcceptedContext(id) is null)
+                    {
+                        throw new PduException(AbortReason.InvalidPduParameterValue, $"command on presentation context {id}, which was not accepted");
+                    }
+
+                    command = ArrayPool<byte>.Shared.Rent(Math.Min(_options.MaxCommandLength, 4096));
+                }
+                else if (id != contextId)
+                {
+                    throw new PduException(AbortReason.UnexpectedPduParameter, "command fragments on different presentation contexts");
+                }
+
+                if (commandLength + length > _options.MaxCommandLength)
+                {
+                    throw new PduException(AbortReason.InvalidPduParameterValue, $"command set longer than {_options.MaxCommandLength} bytes");
+                }
+
+                if (commandLength + length > command.Length)
+                {
+                    var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(_options.MaxCommandLength, Math.Max(command.Length * 2, commandLength + length)));
+                    command.AsSpan(0, commandLength).CopyTo(bigger);
+                    ArrayPool<byte>.Shared.Return(command);
+                    command = bigger;
+                }
+
+                _pdu.AsSpan(offset, length).CopyTo(command.AsSpan(commandLength));
+                commandLength += length;
+                if ((control & 2) != 0)
+                {
+                    break;
+                }
+            }
+
+            DicomDataset dataset;
+            try
+            {
+                dataset = await DicomReader.ReadDatasetAsync(command.AsMemory(0, commandLength), TransferSyntax.ImplicitVRLittleEndian,
+                    new DicomReadOptions { MaxDepth = 2, MaxElements = 256 }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (DicomParseException e)
+            {
+                throw new PduException(AbortReason.InvalidPduParameterValue, "unreadable command set: " + e.Message);
+            }
+
+            var message = new DimseMessage(dataset, contextId);
+            if (message.HasDataSet)
+            {
+                _inDataSet = true;
+                _dataComplete = false;
+                _dataContext = contextId;
+            }
+
+            return message;
+        }
+        finally
+        {
+            if (command is not null)
+            {
+                ArrayPool<byte>.Shared.Return(command);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The next fragment of the data set that follows the last command, straight from the receive buffer (valid until
+    /// the next call); empty when the data set is complete.
+    /// </summary>
+    public async ValueTask<ReadOnlyMemory<byte>> ReadDataFragmentAsync(CancellationToken cancellationToken)
+    {
+        if (!_inDataSet || _dataComplete)
+        {
+            _inDataSet = false;
+            return ReadOnlyMemory<byte>.Empty;
+        }
+
+        var pdv = await NextPdvAsync(waitingForMessage: false, cancellationToken).ConfigureAwait(false)
+            ?? throw new PduException(AbortReason.UnexpectedPdu, "A-RELEASE-RQ in the middle of a data set");
+        var (id, control, offset, length) = pdv;
+        if ((control & 1) != 0 || id != _dataContext)
+        {
+            throw new PduException(AbortReason.UnexpectedPduParameter, "expected a data fragment of the current message");
+        }
+
+        if ((control & 2) != 0)
+        {
+            _dataComplete = true;
+        }
+
+        return _pdu.AsMemory(offset, length);
+    }
+
+    /// <summary>Reads a whole (small) data set: an identifier or a response.</summary>
+    public async ValueTask<byte[]> ReadDataSetAsync(int maxLength, CancellationToken cancellationToken)
+    {
+        using var buffer = new MemoryStream();
+        while (true)
+        {
+            var fragment = await ReadDataFragmentAsync(cancellationToken).ConfigureAwait(false);
+            if (fragment.IsEmpty && (_dataComplete || !_inDataSet))
+            {
+                _inDataSet = false;
+                return buffer.ToArray();
+            }
+
+            if (buffer.Length + fragment.Length > maxLength)
+            {
+                throw new PduException(AbortReason.InvalidPduParameterValue, $"data set longer than {maxLength} bytes");
+            }
+
+            buffer.Write(fragment.Span);
+        }
+    }
+
+    /// <summary>Sends a message: its command, then its data set (in memory).</summary>
+    public async ValueTask SendAsync(DimseMessage message, ReadOnlyMemory<byte> dataSet, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SendFragmentsAsync(message.PresentationContextId, message.Encode(), command: true, cancellationToken).ConfigureAwait(false);
+            if (message.HasDataSet)
+            {
+                await SendFragmentsAsync(message.PresentationContextId, dataSet, command: false, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Sends a message whose data set is read from a stream (a stored object), in PDU-sized fragments.</summary>
+    public async ValueTask SendAsync(DimseMessage message, Stream dataSet, CancellationToken cancellationToken)
+    {
+        var chunk = ChunkSize();
+        var buffer = ArrayPool<byte>.Shared.Rent(chunk + 12);
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SendFragmentsAsync(message.PresentationContextId, message.Encode(), command: true, cancellationToken).ConfigureAwait(false);
+            // Read one chunk ahead so the last fragment can be flagged as last.
+            var filled = await dataSet.ReadAtLeastAsync(buffer.AsMemory(12, chunk), chunk, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            var next = ArrayPool<byte>.Shared.Rent(chunk + 12);
+            try
+            {
+                while (true)
+                {
+                    var nextFilled = filled < chunk ? 0
+                        : await dataSet.ReadAtLeastAsync(next.AsMemory(12, chunk), chunk, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+                    var last = nextFilled == 0;
+                    PduCodec.WriteDataHeader(buffer, message.PresentationContextId, command: false, last, filled);
+                    await _stream.WriteAsync(buffer.AsMemory(0, 12 + filled), cancellationToken).ConfigureAwait(false);
+                    if (last)
+                    {
+                        break;
+                    }
+
+                    (buffer, next) = (next, buffer);
+                    filled = nextFilled;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(next);
+            }
+
+            await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Writes a raw PDU (association negotiation, release, abort).</summary>
+    internal async ValueTask WritePduAsync(ReadOnlyMemory<byte> pdu, CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _stream.WriteAsync(pdu, cancellationToken).ConfigureAwait(false);
+            await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Requestor side: A-RELEASE-RQ, then wait (ARTIM) for A-RELEASE-RP.</summary>
+    public async ValueTask ReleaseAsync(CancellationToken cancellationToken)
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        await WritePduAsync(PduCodec.EncodeReleaseRequest(), cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var type = await ReadPduAsync(_options.ArtimTimeout, cancellationToken).ConfigureAwait(false);
+            if (type == PduType.ReleaseResponse)
+            {
+                break;
+            }
+
+            if (type == PduType.ReleaseRequest)
+            {
+                // Release collision (PS3.8 7.2.2): the requestor answers and stops.
+                await WritePduAsync(PduCodec.EncodeReleaseResponse(), cancellationToken).ConfigureAwait(false);
+                break;
+            }
+
+            if (type == PduType.Abort)
+            {
+                break;
+            }
+        }
+
+        _closed = true;
+    }
+
+    /// <summary>Acceptor side: answers A-RELEASE-RQ with A-RELEASE-RP.</summary>
+    public async ValueTask AcceptReleaseAsync(CancellationToken cancellationToken)
+    {
+        await WritePduAsync(PduCodec.EncodeReleaseResponse(), cancellationToken).ConfigureAwait(false);
+        _closed = true;
+    }
+
+    /// <summary>Sends A-ABORT (best effort) and closes. Never throws.</summary>
+    public async ValueTask AbortAsync(AbortSource source, AbortReason reason)
+    {
+        if (_closed)
+        {
+            return;
+        }
+
+        _closed = true;
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+            await _stream.WriteAsync(PduCodec.EncodeAbort(source, reason), timeout.Token).ConfigureAwait(false);
+            await _stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        {
+            // The peer may already be gone; the abort is best effort.
+        }
+    }
+
+    internal void MarkClosed() => _closed = true;
+
+    public async ValueTask DisposeAsync()
+    {
+        _closed = true;
+        try
+        {
+            await _stream.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (IOException)
+        {
+        }
+
+        var pdu = Interlocked.Exchange(ref _pdu, []);
+        if (pdu.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(pdu);
+        }
+
+        _writeLock.Dispose();
+    }
+
+    private int ChunkSize()
+    {
+        var peer = PeerMaxPduLength == 0 ? 1024 * 1024 : PeerMaxPduLength;
+        // A PDV header takes 6 bytes of the PDU's variable field; keep fragments even-sized.
+        return (int)Math.Max(2, Math.Min(peer, 4 * 1024 * 1024) - 6) & ~1;
+    }
+
+    private async ValueTask SendFragmentsAsync(byte contextId, ReadOnlyMemory<byte> data, bool command, CancellationToken cancellationToken)
+    {
+        var chunk = ChunkSize();
+        var header = new byte[12];
+        var offset = 0;
+        do
+        {
+            var length = Math.Min(chunk, data.Length - offset);
+            var last = offset + length == data.Length;
+            PduCodec.WriteDataHeader(header, contextId, command, last, length);
+            await _stream.WriteAsync(header, cancellationToken).ConfigureAwait(false);
+            await _stream.WriteAsync(data.Slice(offset, length), cancellationToken).ConfigureAwait(false);
+            offset += length;
+        }
+        while (offset < data.Length);
+
+        await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask DrainDataSetAsync(CancellationToken cancellationToken)
+    {
+        // A handler that did not read its whole data set: discard the rest so the next command is found.
+        while (_inDataSet && !_dataComplete)
+        {
+            await ReadDataFragmentAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        _inDataSet = false;
+    }
+
+    /// <summary>The next PDV: (context, control header, offset in the buffer, length); null on A-RELEASE-RQ (answered).</summary>
+    private async ValueTask<(byte Id, byte Control, int Offset, int Length)?> NextPdvAsync(bool waitingForMessage, CancellationToken cancellationToken)
+    {
+        while (_pdvOffset >= PduCodec.HeaderLength + _pduLength)
+        {
+            var type = await ReadPduAsync(waitingForMessage ? _options.IdleTimeout : _options.ReadTimeout, cancellationToken).ConfigureAwait(false);
+            switch (type)
+            {
+                case PduType.DataTransfer:
+                    if (_pduLength < 6)
+                    {
+                        throw new PduException(AbortReason.InvalidPduParameterValue, "P-DATA-TF PDU without a PDV");
+                    }
+
+                    break;
+                case PduType.ReleaseRequest when waitingForMessage:
+                    // Answered by AcceptReleaseAsync, once every outstanding operation has sent its response.
+                    ReleaseRequested = true;
+                    return null;
+                case PduType.Abort:
+                {
+                    var (source, reason) = PduCodec.DecodeAbort(PduBody);
+                    _closed = true;
+                    throw new DicomAssociationAbortedException($"the peer aborted the association (source {source}, reason {reason})");
+                }
+
+                default:
+                    throw new PduException(AbortReason.UnexpectedPdu, $"unexpected {type} PDU in the data phase");
+            }
+        }
+
+        var end = PduCodec.HeaderLength + _pduLength;
+        if (end - _pdvOffset < 6)
+        {
+            throw new PduException(AbortReason.InvalidPduParameterValue, "truncated PDV header");
+        }
+
+        var pdvLength = BinaryPrimitives.ReadUInt32BigEndian(_pdu.AsSpan(_pdvOffset));
+        if (pdvLength < 2 || pdvLength > end - _pdvOffset - 4)
+        {
+            throw new PduException(AbortReason.InvalidPduParameterValue, $"PDV length {pdvLength} does not fit its PDU");
+        }
+
+        var id = _pdu[_pdvOffset + 4];
+        var control = _pdu[_pdvOffset + 5];
+        if ((control & 0xFC) != 0)
+        {
+            throw new PduException(AbortReason.InvalidPduParameterValue, $"reserved bits set in PDV control header 0x{control:X2}");
+        }
+
+        var offset = _pdvOffset + 6;
+        _pdvOffset += 4 + (int)pdvLength;
+        return (id, control, offset, (int)pdvLength - 2);
+    }
+
+    private async ValueTask ReadExactlyAsync(Memory<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
+    {
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(timeout);
+        var filled = 0;
+        try
+        {
+            while (filled < destination.Length)
+            {
+                var read = await _stream.ReadAsync(destination[filled..], deadline.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    _closed = true;
+                    throw filled == 0 && allowCleanEnd
+                        ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
+                        : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {destination.Length} bytes) while {what}");
+                }
+
+                filled += read;
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+        }
+        catch (IOException e)
+        {
+            _closed = true;
+            throw new DicomAssociationAbortedException($"connection lost while {what}: {e.Message}", e);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace Vigie.Dicom.Network;
+
+/// <summary>Per-association limits and timers (configuration section "Dicom:Network").</summary>
+public sealed class DicomAssociationOptions
+{
+    /// <summary>Largest P-DATA-TF PDU Vigie accepts (advertised as Maximum Length); a bigger one aborts the association.</summary>
+    public uint MaxPduLength { get; set; } = 256 * 1024;
+
+    /// <summary>Largest A-ASSOCIATE-RQ/AC accepted.</summary>
+    public int MaxAssociatePduLength { get; set; } = 64 * 1024;
+
+    /// <summary>ARTIM: how long to wait for A-ASSOCIATE-RQ after connecting, for A-ASSOCIATE-AC/RJ, or for A-RELEASE-RP.</summary>
+    public TimeSpan ArtimTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Longest silence between messages in the data phase before the association is aborted.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Once a PDU (or a message) has started, how long its remaining bytes may take: the slow-sender bound.</summary>
+    public TimeSpan ReadTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Largest command set accepted.</summary>
+    public int MaxCommandLength { get; set; } = 64 * 1024;
+
+    /// <summary>Largest C-FIND/C-GET/C-MOVE identifier accepted (held in memory).</summary>
+    public int MaxIdentifierLength { get; set; } = 1024 * 1024;
+
+    /// <summary>Operations Vigie performs at once on one association when the peer negotiates an asynchronous window.</summary>
+    public ushort MaxOperationsPerformed { get; set; } = 8;
+}

@@ -1,0 +1,282 @@
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
+using Vigie.Dicom.IO;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>Where and how to open an association as requestor.</summary>
+public sealed record DicomClientOptions
+{
+    public required string Host { get; init; }
+
+    public required int Port { get; init; }
+
+    public string CallingAE { get; init; } = "VIGIE";
+
+    public required string CalledAE { get; init; }
+
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    public DicomAssociationOptions Association { get; init; } = new();
+
+    /// <summary>Open the association over TLS.</summary>
+    public bool UseTls { get; init; }
+
+    /// <summary>PEM bundle of authorities trusted for the server certificate; null uses the system store.</summary>
+    public string? ServerCaPath { get; init; }
+
+    /// <summary>Name expected in the server certificate; defaults to <see cref="Host"/>.</summary>
+    public string? ServerName { get; init; }
+
+    public string? ClientCertificatePath { get; init; }
+
+    public string? ClientKeyPath { get; init; }
+
+    public UserIdentity? UserIdentity { get; init; }
+
+    /// <summary>Asynchronous operations window to propose (invoked, performed); null for one operation at a time.</summary>
+    public (ushort Invoked, ushort Performed)? AsyncOperations { get; init; }
+}
+
+/// <summary>The association was refused.</summary>
+public sealed class DicomAssociationRejectedException(RejectResult result, RejectSource source, byte reason)
+    : Exception($"association rejected ({result}, source {source}, reason {reason})")
+{
+    public RejectResult Result { get; } = result;
+
+    public RejectSource RejectSource { get; } = source;
+
+    public byte Reason { get; } = reason;
+}
+
+/// <summary>A requestor (SCU) association: C-ECHO, C-STORE, C-FIND, then release.</summary>
+public sealed class DicomClient : IAsyncDisposable
+{
+    private int _messageId;
+
+    private DicomClient(DicomAssociation association)
+    {
+        Association = association;
+    }
+
+    public DicomAssociation Association { get; }
+
+    /// <summary>Presentation contexts for each abstract syntax with the same transfer syntaxes, numbered 1, 3, 5...</summary>
+    public static IReadOnlyList<PresentationContext> Propose(IEnumerable<string> abstractSyntaxes, params string[] transferSyntaxes)
+    {
+        var result = new List<PresentationContext>();
+        byte id = 1;
+        foreach (var syntax in abstractSyntaxes.Distinct(StringComparer.Ordinal))
+        {
+            if (result.Count == 128)
+            {
+                throw new ArgumentException("At most 128 presentation contexts can be proposed.", nameof(abstractSyntaxes));
+            }
+
+            result.Add(new PresentationContext(id, syntax, transferSyntaxes));
+            id += 2;
+        }
+
+        return result;
+    }
+
+    public static async Task<DicomClient> ConnectAsync(DicomClientOptions options, IEnumerable<PresentationContext> contexts, CancellationToken cancellationToken,
+        IEnumerable<RoleSelection>? roles = null)
+    {
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream stream;
+        try
+        {
+            using (var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+            {
+                connect.CancelAfter(options.ConnectTimeout);
+                await socket.ConnectAsync(options.Host, options.Port, connect.Token).ConfigureAwait(false);
+            }
+
+            stream = new NetworkStream(socket, ownsSocket: true);
+            if (options.UseTls)
+            {
+                var ssl = new SslStream(stream, false, options.ServerCaPath is null ? null : DicomTls.TrustOnly(options.ServerCaPath, requireCertificate: true));
+                X509CertificateCollection? clientCertificates = null;
+                if (options.ClientCertificatePath is not null)
+                {
+                    clientCertificates = [DicomTls.LoadCertificate(options.ClientCertificatePath, options.ClientKeyPath, null)];
+                }
+
+                await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+                {
+                    TargetHost = options.ServerName ?? options.Host,
+                    ClientCertificates = clientCertificates,
+                    EnabledSslProtocols = DicomTls.Protocols,
+                    CipherSuitesPolicy = DicomTls.CipherSuites(),
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                }, cancellationToken).ConfigureAwait(false);
+                stream = ssl;
+            }
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        var association = new DicomAssociation(stream, isRequestor: true, options.Association, socket.RemoteEndPoint);
+        try
+        {
+            var request = new AssociationParameters
+            {
+                CalledAE = options.CalledAE,
+                CallingAE = options.CallingAE,
+                MaxPduLength = options.Association.MaxPduLength,
+                UserIdentity = options.UserIdentity,
+                AsyncOperations = options.AsyncOperations,
+            };
+            request.PresentationContexts.AddRange(contexts);
+            if (roles is not null)
+            {
+                request.RoleSelections.AddRange(roles);
+            }
+
+            await association.WritePduAsync(PduCodec.EncodeAssociateRequest(request), cancellationToken).ConfigureAwait(false);
+            var type = await association.ReadPduAsync(options.Association.ArtimTimeout, cancellationToken).ConfigureAwait(false);
+            switch (type)
+            {
+                case PduType.AssociateAccept:
+                {
+                    var accepted = PduCodec.DecodeAssociateAccept(association.PduBody, request);
+                    accepted.CallingAE = request.CallingAE;
+                    accepted.CalledAE = request.CalledAE;
+                    association.Parameters = accepted;
+                    association.PeerMaxPduLength = accepted.MaxPduLength;
+                    return new DicomClient(association);
+                }
+
+                case PduType.AssociateReject:
+                {
+                    var (result, source, reason) = PduCodec.DecodeReject(association.PduBody);
+                    association.MarkClosed();
+                    throw new DicomAssociationRejectedException(result, source, reason);
+                }
+
+                case PduType.Abort:
+                    association.MarkClosed();
+                    throw new DicomAssociationAbortedException("the peer aborted the association request");
+                default:
+                    throw new PduException(AbortReason.UnexpectedPdu, $"{type} PDU instead of A-ASSOCIATE-AC/RJ");
+            }
+        }
+        catch (PduException e)
+        {
+            await association.AbortAsync(AbortSource.ServiceProvider, e.Reason).ConfigureAwait(false);
+            await association.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        catch
+        {
+            await association.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public async Task<DimseResult> EchoAsync(CancellationToken cancellationToken)
+    {
+        var context = Association.FindAcceptedContext(DicomUids.Verification)
+            ?? throw new InvalidOperationException("Verification was not accepted.");
+        var request = DimseMessage.EchoRequest(NextId(), context.Id);
+        await Association.SendAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+        return new DimseResult(response.Status, response.ErrorComment);
+    }
+
+    /// <summary>Sends one object whose data set (no meta group) is <paramref name="dataSet"/>, encoded in <paramref name="transferSyntaxUid"/>.</summary>
+    public async Task<DimseResult> StoreAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet,
+        CancellationToken cancellationToken, string? moveOriginatorAE = null, ushort? moveOriginatorMessageId = null)
+    {
+        var context = Association.FindAcceptedContext(sopClassUid, transferSyntaxUid)
+            ?? throw new InvalidOperationException($"No accepted presentation context for {sopClassUid} in {transferSyntaxUid}.");
+        var request = DimseMessage.StoreRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, DimsePriority.Medium, moveOriginatorAE, moveOriginatorMessageId);
+        await Association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
+        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+        return new DimseResult(response.Status, response.ErrorComment);
+    }
+
+    /// <summary>Sends a Part 10 file: its data set bytes go as they are, under the transfer syntax its meta group names.</summary>
+    public async Task<DimseResult> StoreFileAsync(string path, CancellationToken cancellationToken)
+    {
+        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, cancellationToken).ConfigureAwait(false);
+        var sopClass = file.Meta.GetString(DicomTags.MediaStorageSOPClassUID) ?? file.Dataset.GetString(DicomTags.SOPClassUID)
+            ?? throw new InvalidDataException("The file names no SOP class.");
+        var sopInstance = file.Meta.GetString(DicomTags.MediaStorageSOPInstanceUID) ?? file.Dataset.GetString(DicomTags.SOPInstanceUID)
+            ?? throw new InvalidDataException("The file names no SOP instance.");
+        stream.Position = file.DatasetOffset;
+        return await StoreAsync(DicomText.TrimUid(sopClass), DicomText.TrimUid(sopInstance), file.TransferSyntax.Uid, stream, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>C-FIND: each pending response's identifier, until the final response.</summary>
+    public async IAsyncEnumerable<DicomDataset> FindAsync(string informationModel, DicomDataset identifier, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var context = Association.FindAcceptedContext(informationModel)
+            ?? throw new InvalidOperationException($"{informationModel} was not accepted.");
+        var syntax = TransferSyntax.Lookup(context.AcceptedTransferSyntax!);
+        var request = DimseMessage.FindRequest(NextId(), context.Id, informationModel);
+        await Association.SendAsync(request, DicomWriter.Encode(identifier, syntax), cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+            if (!DimseStatus.IsPending(response.Status))
+            {
+                if (response.HasDataSet)
+                {
+                    await Association.ReadDataSetAsync(16 * 1024 * 1024, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (response.Status != DimseStatus.Success)
+                {
+                    throw new DicomStatusException(response.Status, response.ErrorComment);
+                }
+
+                yield break;
+            }
+
+            var bytes = await Association.ReadDataSetAsync(16 * 1024 * 1024, cancellationToken).ConfigureAwait(false);
+            yield return await DicomReader.ReadDatasetAsync(bytes, syntax, null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask ReleaseAsync(CancellationToken cancellationToken) => await Association.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!Association.IsClosed)
+        {
+            await Association.AbortAsync(AbortSource.ServiceUser, AbortReason.NotSpecified).ConfigureAwait(false);
+        }
+
+        await Association.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private ushort NextId() => (ushort)Interlocked.Increment(ref _messageId);
+
+    private async Task<DimseMessage> ReceiveResponseAsync(ushort messageId, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var message = await Association.ReceiveCommandAsync(cancellationToken).ConfigureAwait(false)
+                ?? throw new DicomAssociationAbortedException("the peer asked to release while a response was awaited");
+            if (!message.IsRequest && message.MessageIdBeingRespondedTo == messageId)
+            {
+                return message;
+            }
+        }
+    }
+}
+
+/// <summary>A DIMSE operation ended with a failure status.</summary>
+public sealed class DicomStatusException(ushort status, string? comment)
+    : Exception($"DIMSE status 0x{status:X4}{(comment is null ? "" : ": " + comment)}")
+{
+    public ushort Status { get; } = status;
+}

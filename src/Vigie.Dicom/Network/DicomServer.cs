@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>
+/// The DICOM listener: accepts TCP (and TLS) connections, enforces the association limits, and runs each association
+/// on its own task, so a misbehaving peer can only ever end its own association.
+/// </summary>
+public sealed class DicomServer : IAsyncDisposable
+{
+    private readonly DicomServerOptions _options;
+    private readonly IDicomServiceProvider _provider;
+    private readonly X509Certificate2? _certificate;
+    private readonly RemoteCertificateValidationCallback? _clientValidation;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ConcurrentDictionary<Task, byte> _running = new();
+    private readonly ConcurrentDictionary<string, int> _perAE = new(StringComparer.Ordinal);
+    private readonly List<TcpListener> _listeners = [];
+    private readonly List<Task> _acceptLoops = [];
+    private int _active;
+
+    public DicomServer(DicomServerOptions options, IDicomServiceProvider provider)
+    {
+        _options = options;
+        _provider = provider;
+        if (options.TlsPort > 0)
+        {
+            if (options.Tls.CertificatePath is null)
+            {
+                throw new InvalidOperationException("Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not.");
+            }
+
+            _certificate = DicomTls.LoadCertificate(options.Tls.CertificatePath, options.Tls.KeyPath, options.Tls.CertificatePassword);
+            if (options.Tls.ClientCaPath is not null)
+            {
+                _clientValidation = DicomTls.TrustOnly(options.Tls.ClientCaPath, options.Tls.RequireClientCertificate);
+            }
+            else if (options.Tls.RequireClientCertificate)
+            {
+                throw new InvalidOperationException("Dicom:Server:Tls:RequireClientCertificate needs Dicom:Server:Tls:ClientCaPath.");
+            }
+        }
+    }
+
+    /// <summary>The plain port actually bound (useful with port 0 in tests).</summary>
+    public int Port { get; private set; }
+
+    public int TlsPort { get; private set; }
+
+    public int ActiveAssociations => Volatile.Read(ref _active);
+
+    public DicomServerOptions Options => _options;
+
+    public void Start()
+    {
+        var address = IPAddress.Parse(_options.BindAddress);
+        if (_options.Port >= 0 && (_options.Port > 0 || _options.TlsPort == 0))
+        {
+            Port = Listen(address, _options.Port, tls: false);
+        }
+
+        if (_certificate is not null)
+        {
+            TlsPort = Listen(address, _options.TlsPort, tls: true);
+        }
+    }
+
+    /// <summary>Stops accepting, aborts running associations after <paramref name="grace"/>, and waits for them.</summary>
+    public async Task StopAsync(TimeSpan grace)
+    {
+        foreach (var listener in _listeners)
+        {
+            listener.Stop();
+        }
+
+        await Task.WhenAll(_acceptLoops).ConfigureAwait(false);
+        var all = Task.WhenAll(_running.Keys);
+        if (await Task.WhenAny(all, Task.Delay(grace)).ConfigureAwait(false) != all)
+        {
+            await _stopping.CancelAsync().ConfigureAwait(false);
+        }
+
+        await all.ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        _stopping.Dispose();
+        _certificate?.Dispose();
+    }
+
+    private int Listen(IPAddress address, int port, bool tls)
+    {
+        var listener = new TcpListener(address, port);
+        listener.Server.NoDelay = true;
+        listener.Start(backlog: 128);
+        _listeners.Add(listener);
+        _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener, tls)));
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private async Task AcceptLoopAsync(TcpListener listener, bool tls)
+    {
+        while (true)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or SocketException)
+            {
+                return;
+            }
+
+            // Past twice the association limit, connections are refused without reading a byte (connection floods).
+            if (Volatile.Read(ref _active) >= 2 * _options.MaxAssociations)
+            {
+                socket.Close(0);
+                continue;
+            }
+
+            socket.NoDelay = true;
+            var task = RunConnectionAsync(socket, tls);
+            _running.TryAdd(task, 0);
+            _ = task.ContinueWith(t => _running.TryRemove(t, out _), TaskScheduler.Default);
+        }
+    }
+
+    private async Task RunConnectionAsync(Socket socket, bool tls)
+    {
+        Interlocked.Increment(ref _active);
+        DicomNetworkTelemetry.ActiveAssociations.Add(1);
+        var remote = socket.RemoteEndPoint as IPEndPoint;
+        var connection = new DicomConnectionInfo(remote, socket.LocalEndPoint as IPEndPoint, tls, null);
+        string? countedAE = null;
+        DicomAssociation? association = null;
+        var end = AssociationEnd.ConnectionLost;
+        var detail = "connection closed";
+        try
+        {
+            Stream stream = new NetworkStream(socket, ownsSocket: true);
+            if (tls)
+            {
+                var ssl = new SslStream(stream, leaveInnerStreamOpen: false, _clientValidation);
+                using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+                handshake.CancelAfter(_options.Association.ArtimTimeout);
+                await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                {
+                    ServerCertificate = _certificate,
+                    ClientCertificateRequired = _options.Tls.RequireClientCertificate,
+                    EnabledSslProtocols = DicomTls.Protocols,
+                    CipherSuitesPolicy = DicomTls.CipherSuites(),
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                }, handshake.Token).ConfigureAwait(false);
+                connection = connection with { ClientCertificateSubject = ssl.RemoteCertificate?.Subject };
+                stream = ssl;
+            }
+
+            association = new DicomAssociation(stream, isRequestor: false, _options.Association, remote);
+            var runner = new ServerAssociation(association, _provider, _options, connection, TryCountAE, _stopping.Token);
+            (end, detail) = await runner.RunAsync().ConfigureAwait(false);
+            countedAE = runner.CountedAE;
+        }
+        catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
+        {
+            end = AssociationEnd.ConnectionLost;
+            detail = tls ? "TLS handshake failed: " + e.Message : e.Message;
+        }
+        finally
+        {
+            if (countedAE is not null)
+            {
+                _perAE.AddOrUpdate(countedAE, 0, (_, n) => Math.Max(0, n - 1));
+            }
+
+            if (association is not null)
+            {
+                await association.DisposeAsync().ConfigureAwait(false);
+            }
+            else
+            {
+                socket.Dispose();
+            }
+
+            Interlocked.Decrement(ref _active);
+            DicomNetworkTelemetry.ActiveAssociations.Add(-1);
+            DicomNetworkTelemetry.Associations.Add(1, new KeyValuePair<string, object?>("outcome", end.ToString()));
+            try
+            {
+                await _provider.AssociationEndedAsync(association, connection, end, detail).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                // The audit hook must never take the listener down; its own failures are its to report.
+            }
+        }
+    }
+
+    /// <summary>Counts an association against the limits; false when one is reached.</summary>
+    private bool TryCountAE(string callingAE)
+    {
+        if (Volatile.Read(ref _active) > _options.MaxAssociations)
+        {
+            return false;
+        }
+
+        var count = _perAE.AddOrUpdate(callingAE, 1, (_, n) => n + 1);
+        if (count > _options.MaxAssociationsPerCallingAE)
+        {
+            _perAE.AddOrUpdate(callingAE, 0, (_, n) => Math.Max(0, n - 1));
+            return false;
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,66 @@
+using System.Net.Security;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>TLS settings shared by the server and the client: BCP 195 protocols and cipher suites.</summary>
+public static class DicomTls
+{
+    public const SslProtocols Protocols = SslProtocols.Tls12 | SslProtocols.Tls13;
+
+    /// <summary>ECDHE with AEAD for TLS 1.2, and the TLS 1.3 suites (BCP 195 / RFC 9325 recommendations).</summary>
+    public static CipherSuitesPolicy? CipherSuites()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return null;
+        }
+
+        return new CipherSuitesPolicy(
+        [
+            TlsCipherSuite.TLS_AES_256_GCM_SHA384,
+            TlsCipherSuite.TLS_AES_128_GCM_SHA256,
+            TlsCipherSuite.TLS_CHACHA20_POLY1305_SHA256,
+            TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            TlsCipherSuite.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            TlsCipherSuite.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            TlsCipherSuite.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            TlsCipherSuite.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]);
+    }
+
+    public static X509Certificate2 LoadCertificate(string path, string? keyPath, string? password)
+    {
+        if (keyPath is not null)
+        {
+            using var pem = X509Certificate2.CreateFromPemFile(path, keyPath);
+            // Re-import so the private key is usable by SslStream on every platform.
+            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+        }
+
+        return X509CertificateLoader.LoadPkcs12FromFile(path, password);
+    }
+
+    /// <summary>Validates a peer certificate chain against a PEM bundle of trusted authorities only (not the system store).</summary>
+    public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate)
+    {
+        var anchors = new X509Certificate2Collection();
+        anchors.ImportFromPemFile(caBundlePath);
+        return (_, certificate, _, _) =>
+        {
+            if (certificate is null)
+            {
+                return !requireCertificate;
+            }
+
+            using var chain = new X509Chain();
+            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.AddRange(anchors);
+            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+            using var peer = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            return chain.Build(peer);
+        };
+    }
+}

@@ -1,0 +1,82 @@
+using System.Net;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>What Vigie knows of a connection before the association is accepted.</summary>
+public sealed record DicomConnectionInfo(IPEndPoint? Remote, IPEndPoint? Local, bool IsTls, string? ClientCertificateSubject);
+
+/// <summary>The answer to an A-ASSOCIATE-RQ: accept (contexts answered in the parameters) or reject with a reason.</summary>
+public sealed record AssociationDecision(bool Accept, RejectResult Result, RejectSource Source, byte Reason, string Explanation)
+{
+    public static AssociationDecision Accepted { get; } = new(true, RejectResult.Permanent, RejectSource.ServiceUser, 0, "accepted");
+
+    public static AssociationDecision Reject(RejectResult result, RejectSource source, byte reason, string explanation) =>
+        new(false, result, source, reason, explanation);
+}
+
+/// <summary>How an association ended, for the audit trail.</summary>
+public enum AssociationEnd
+{
+    Released,
+    Rejected,
+    AbortedByPeer,
+
+    /// <summary>Vigie aborted: protocol violation, limit, timeout.</summary>
+    AbortedByVigie,
+    ConnectionLost,
+}
+
+/// <summary>The result of a C-STORE, C-ECHO or sub-operation: a status and an optional Error Comment.</summary>
+public sealed record DimseResult(ushort Status, string? ErrorComment = null)
+{
+    public static DimseResult Success { get; } = new(DimseStatus.Success);
+}
+
+/// <summary>One C-STORE being received: the data set fragments arrive in order, then the store is completed or abandoned.</summary>
+public interface IStoreOperation : IAsyncDisposable
+{
+    ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken);
+
+    /// <summary>Called once the whole data set has arrived. May run concurrently with the next operations (asynchronous window).</summary>
+    Task<DimseResult> CompleteAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>Sends the C-STORE sub-operations of a C-GET (same association) or a C-MOVE (to the destination).</summary>
+public interface IStoreSender
+{
+    /// <summary>Sends one stored object; returns the peer's status.</summary>
+    ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet, CancellationToken cancellationToken);
+}
+
+/// <summary>One object a retrieve will send: what to announce, and how to open its data set.</summary>
+public sealed record RetrieveItem(string SopClassUid, string SopInstanceUid, string TransferSyntaxUid, Func<CancellationToken, ValueTask<Stream>> OpenDataSet);
+
+/// <summary>
+/// The application behind the DICOM node: association policy and the DIMSE services. Implemented by the gateway;
+/// the network layer takes care of PDUs, negotiation mechanics, fragmentation, timeouts and sub-operation bookkeeping.
+/// </summary>
+public interface IDicomServiceProvider
+{
+    /// <summary>Decides on an A-ASSOCIATE-RQ and answers each presentation context (result, transfer syntax, roles).</summary>
+    ValueTask<AssociationDecision> NegotiateAsync(AssociationParameters request, DicomConnectionInfo connection, CancellationToken cancellationToken);
+
+    ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken);
+
+    ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken);
+
+    /// <summary>The C-FIND matches, as identifiers to return with Pending status.</summary>
+    IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken);
+
+    /// <summary>The instances a C-GET or C-MOVE identifier selects.</summary>
+    ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken);
+
+    /// <summary>Opens an association to a C-MOVE destination AE; null when the destination is unknown or not allowed.</summary>
+    ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+        CancellationToken cancellationToken);
+
+    /// <summary>Called once when the association ends, whatever the way.</summary>
+    ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail);
+}
+
+/// <summary>A C-MOVE destination: a store sender over its own association.</summary>
+public interface IMoveDestination : IStoreSender, IAsyncDisposable;

@@ -1,0 +1,476 @@
+using System.Collections.Concurrent;
+using Vigie.Dicom.IO;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>
+/// The acceptor side of one association: negotiation, then the receive loop that dispatches DIMSE requests to the
+/// service provider, honours the asynchronous operations window and C-CANCEL, runs C-GET and C-MOVE sub-operations,
+/// and routes their C-STORE responses. Any protocol violation, limit or timeout ends in A-ABORT.
+/// </summary>
+internal sealed class ServerAssociation(
+    DicomAssociation association,
+    IDicomServiceProvider provider,
+    DicomServerOptions options,
+    DicomConnectionInfo connection,
+    Func<string, bool> tryCountAE,
+    CancellationToken stopping)
+{
+    private readonly ConcurrentDictionary<ushort, CancellationTokenSource> _cancellable = new();
+    private readonly ConcurrentDictionary<ushort, TaskCompletionSource<DimseMessage>> _awaitingResponse = new();
+    private readonly ConcurrentDictionary<Task, byte> _outstanding = new();
+    private SemaphoreSlim _window = new(1, 1);
+    private int _nextMessageId;
+
+    public string? CountedAE { get; private set; }
+
+    private DicomAssociation Association => association;
+
+    private TimeSpan ReadTimeout => options.Association.ReadTimeout;
+
+    public async Task<(AssociationEnd End, string Detail)> RunAsync()
+    {
+        try
+        {
+            var negotiated = await NegotiateAsync().ConfigureAwait(false);
+            if (negotiated is { } rejected)
+            {
+                return rejected;
+            }
+
+            return await ReceiveLoopAsync().ConfigureAwait(false);
+        }
+        catch (PduException e)
+        {
+            await association.AbortAsync(AbortSource.ServiceProvider, e.Reason).ConfigureAwait(false);
+            return (AssociationEnd.AbortedByVigie, "protocol error: " + e.Message);
+        }
+        catch (DicomTimeoutException e)
+        {
+            await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
+            return (AssociationEnd.AbortedByVigie, "timeout: " + e.Message);
+        }
+        catch (DicomAssociationAbortedException e)
+        {
+            return (e.Message.StartsWith("the peer aborted", StringComparison.Ordinal) ? AssociationEnd.AbortedByPeer : AssociationEnd.ConnectionLost, e.Message);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
+            return (AssociationEnd.AbortedByVigie, "the node is stopping");
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        {
+            return (AssociationEnd.ConnectionLost, e.Message);
+        }
+        finally
+        {
+            foreach (var waiter in _awaitingResponse.Values)
+            {
+                waiter.TrySetCanceled();
+            }
+
+            foreach (var cts in _cancellable.Values)
+            {
+                await cts.CancelAsync().ConfigureAwait(false);
+            }
+
+            await Task.WhenAll(_outstanding.Keys).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<(AssociationEnd, string)?> NegotiateAsync()
+    {
+        var type = await association.ReadPduAsync(options.Association.ArtimTimeout, stopping).ConfigureAwait(false);
+        if (type != PduType.AssociateRequest)
+        {
+            throw new PduException(AbortReason.UnexpectedPdu, $"{type} PDU before A-ASSOCIATE-RQ");
+        }
+
+        var request = PduCodec.DecodeAssociateRequest(association.PduBody);
+        association.Parameters = request;
+        association.PeerMaxPduLength = request.MaxPduLength;
+        AssociationDecision decision;
+        if ((request.ProtocolVersion & 1) == 0)
+        {
+            decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReasons.ProtocolVersionNotSupported,
+                $"protocol version 0x{request.ProtocolVersion:X4}");
+        }
+        else if (request.ApplicationContextName != AssociationParameters.ApplicationContext)
+        {
+            decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.ApplicationContextNotSupported,
+                $"application context {request.ApplicationContextName}");
+        }
+        else if (!options.AcceptAnyCalledAE && !string.Equals(request.CalledAE, options.AETitle, StringComparison.Ordinal))
+        {
+            decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CalledAENotRecognized,
+                $"called AE title '{request.CalledAE}' is not this node ('{options.AETitle}')");
+        }
+        else if (!tryCountAE(request.CallingAE))
+        {
+            decision = AssociationDecision.Reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReasons.LocalLimitExceeded,
+                "association limit reached");
+        }
+        else
+        {
+            CountedAE = request.CallingAE;
+            decision = await provider.NegotiateAsync(request, connection, stopping).ConfigureAwait(false);
+        }
+
+        if (!decision.Accept)
+        {
+            await association.WritePduAsync(PduCodec.EncodeReject(decision.Result, decision.Source, decision.Reason), stopping).ConfigureAwait(false);
+            association.MarkClosed();
+            return (AssociationEnd.Rejected, decision.Explanation);
+        }
+
+        var answer = new AssociationParameters
+        {
+            CalledAE = request.CalledAE,
+            CallingAE = request.CallingAE,
+            MaxPduLength = options.Association.MaxPduLength,
+        };
+        answer.PresentationContexts.AddRange(request.PresentationContexts);
+        foreach (var role in request.RoleSelections)
+        {
+            var context = request.PresentationContexts.Find(pc => pc.AbstractSyntax == role.SopClassUid && pc.IsAccepted);
+            if (context is not null)
+            {
+                context.ScuRole ??= role.ScuRole;
+                context.ScpRole ??= role.ScpRole;
+                answer.RoleSelections.Add(new RoleSelection(role.SopClassUid, context.ScuRole.Value, context.ScpRole.Value));
+            }
+        }
+
+        if (request.AsyncOperations is { } window)
+        {
+            var performed = (ushort)Math.Max(1, Math.Min(window.Invoked == 0 ? (int)ushort.MaxValue : window.Invoked, (int)options.Association.MaxOperationsPerformed));
+            answer.AsyncOperations = (performed, 1);
+            _window = new SemaphoreSlim(performed, performed);
+        }
+
+        if (request.UserIdentity is { PositiveResponseRequested: true })
+        {
+            answer.UserIdentityResponse = [];
+        }
+
+        await association.WritePduAsync(PduCodec.EncodeAssociateAccept(answer), stopping).ConfigureAwait(false);
+        return null;
+    }
+
+    private async Task<(AssociationEnd, string)> ReceiveLoopAsync()
+    {
+        while (true)
+        {
+            var message = await association.ReceiveCommandAsync(stopping).ConfigureAwait(false);
+            if (message is null)
+            {
+                await Task.WhenAll(_outstanding.Keys).ConfigureAwait(false);
+                await association.AcceptReleaseAsync(stopping).ConfigureAwait(false);
+                return (AssociationEnd.Released, "released");
+            }
+
+            if (!message.IsRequest)
+            {
+                if (_awaitingResponse.TryRemove(message.MessageIdBeingRespondedTo, out var waiter))
+                {
+                    waiter.TrySetResult(message);
+                }
+
+                continue;
+            }
+
+            DicomNetworkTelemetry.Messages.Add(1, new KeyValuePair<string, object?>("command", message.Field.ToString()));
+            switch (message.Field)
+            {
+                case DimseCommand.CEchoRequest:
+                {
+                    var result = await provider.EchoAsync(association, message, stopping).ConfigureAwait(false);
+                    await RespondAsync(message, result).ConfigureAwait(false);
+                    break;
+                }
+
+                case DimseCommand.CStoreRequest:
+                    await StoreAsync(message).ConfigureAwait(false);
+                    break;
+                case DimseCommand.CFindRequest:
+                case DimseCommand.CGetRequest:
+                case DimseCommand.CMoveRequest:
+                {
+                    var identifier = await ReadIdentifierAsync(message).ConfigureAwait(false);
+                    if (identifier is null)
+                    {
+                        break;
+                    }
+
+                    await _window.WaitAsync(stopping).ConfigureAwait(false);
+                    var cts = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                    _cancellable[message.MessageId] = cts;
+                    Track(RunQueryOrRetrieveAsync(message, identifier, cts));
+                    break;
+                }
+
+                case DimseCommand.CCancelRequest:
+                    if (_cancellable.TryGetValue(message.MessageIdBeingRespondedTo, out var cancel))
+                    {
+                        await cancel.CancelAsync().ConfigureAwait(false);
+                    }
+
+                    break;
+                default:
+                    await RespondAsync(message, new DimseResult(DimseStatus.UnrecognizedOperation, $"{message.Field} is not supported")).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    private async Task StoreAsync(DimseMessage request)
+    {
+        var context = association.AcceptedContext(request.PresentationContextId)!;
+        if (request.AffectedSopClassUid != context.AbstractSyntax || string.IsNullOrEmpty(request.AffectedSopInstanceUid))
+        {
+            await association.ReadDataSetAsync(int.MaxValue, stopping).ConfigureAwait(false);
+            await RespondAsync(request, new DimseResult(DimseStatus.DataSetDoesNotMatchSopClass,
+                "SOP class differs from the presentation context, or no SOP instance UID")).ConfigureAwait(false);
+            return;
+        }
+
+        await _window.WaitAsync(stopping).ConfigureAwait(false);
+        IStoreOperation? operation = null;
+        try
+        {
+            operation = await provider.BeginStoreAsync(association, request, context.AcceptedTransferSyntax!, stopping).ConfigureAwait(false);
+            while (true)
+            {
+                var fragment = await association.ReadDataFragmentAsync(stopping).ConfigureAwait(false);
+                if (fragment.IsEmpty)
+                {
+                    break;
+                }
+
+                DicomNetworkTelemetry.BytesReceived.Add(fragment.Length);
+                await operation.WriteAsync(fragment, stopping).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            if (operation is not null)
+            {
+                await operation.DisposeAsync().ConfigureAwait(false);
+            }
+
+            _window.Release();
+            throw;
+        }
+
+        // The data set is in; finishing (inspection, durable commit) may overlap the next operations.
+        Track(CompleteStoreAsync(request, operation));
+    }
+
+    private async Task CompleteStoreAsync(DimseMessage request, IStoreOperation operation)
+    {
+        try
+        {
+            DimseResult result;
+            try
+            {
+                result = await operation.CompleteAsync(stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                result = new DimseResult(DimseStatus.OutOfResources, "store failed: " + e.GetType().Name);
+            }
+
+            await RespondAsync(request, result).ConfigureAwait(false);
+        }
+        finally
+        {
+            await operation.DisposeAsync().ConfigureAwait(false);
+            _window.Release();
+        }
+    }
+
+    private async Task<DicomDataset?> ReadIdentifierAsync(DimseMessage request)
+    {
+        if (!request.HasDataSet)
+        {
+            await RespondAsync(request, new DimseResult(DimseStatus.IdentifierDoesNotMatchSopClass, "no identifier")).ConfigureAwait(false);
+            return null;
+        }
+
+        var bytes = await association.ReadDataSetAsync(options.Association.MaxIdentifierLength, stopping).ConfigureAwait(false);
+        var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
+        try
+        {
+            return await DicomReader.ReadDatasetAsync(bytes, syntax, new DicomReadOptions { MaxDepth = 8, MaxElements = 10_000 }, stopping).ConfigureAwait(false);
+        }
+        catch (DicomParseException e)
+        {
+            await RespondAsync(request, new DimseResult(DimseStatus.IdentifierDoesNotMatchSopClass, "unreadable identifier: " + e.Reason)).ConfigureAwait(false);
+            return null;
+        }
+    }
+
+    private async Task RunQueryOrRetrieveAsync(DimseMessage request, DicomDataset identifier, CancellationTokenSource cts)
+    {
+        try
+        {
+            if (request.Field == DimseCommand.CFindRequest)
+            {
+                await FindAsync(request, identifier, cts.Token).ConfigureAwait(false);
+            }
+            else
+            {
+                await RetrieveAsync(request, identifier, cts.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cts.IsCancellationRequested && !stopping.IsCancellationRequested)
+        {
+            await RespondAsync(request, new DimseResult(DimseStatus.Cancel)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException)
+        {
+            await RespondAsync(request, new DimseResult(DimseStatus.ProcessingFailure, "failed: " + e.GetType().Name)).ConfigureAwait(false);
+        }
+        finally
+        {
+            _cancellable.TryRemove(request.MessageId, out _);
+            cts.Dispose();
+            _window.Release();
+        }
+    }
+
+    private async Task FindAsync(DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken)
+    {
+        var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
+        await foreach (var match in provider.FindAsync(association, request, identifier, cancellationToken).ConfigureAwait(false))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var pending = DimseMessage.Response(request, DimseStatus.Pending, dataSet: true);
+            await association.SendAsync(pending, DicomWriter.Encode(match, syntax), stopping).ConfigureAwait(false);
+        }
+
+        await RespondAsync(request, DimseResult.Success).ConfigureAwait(false);
+    }
+
+    private async Task RetrieveAsync(DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken)
+    {
+        var items = await provider.RetrieveAsync(association, request, identifier, cancellationToken).ConfigureAwait(false);
+        IStoreSender sender;
+        IMoveDestination? destination = null;
+        if (request.Field == DimseCommand.CMoveRequest)
+        {
+            var destinationAE = request.MoveDestination ?? string.Empty;
+            destination = await provider.OpenMoveDestinationAsync(association, destinationAE, items, cancellationToken).ConfigureAwait(false);
+            if (destination is null)
+            {
+                await RespondAsync(request, new DimseResult(DimseStatus.MoveDestinationUnknown, $"unknown move destination '{destinationAE}'")).ConfigureAwait(false);
+                return;
+            }
+
+            sender = destination;
+        }
+        else
+        {
+            sender = new SameAssociationSender(this);
+        }
+
+        await using var _ = destination;
+        int completed = 0, failed = 0, warning = 0;
+        var failedUids = new List<string>();
+        for (var i = 0; i < items.Count; i++)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                var cancelled = DimseMessage.Response(request, DimseStatus.Cancel).WithSubOperations(items.Count - i, completed, failed, warning);
+                await association.SendAsync(cancelled, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
+                return;
+            }
+
+            var item = items[i];
+            DimseResult result;
+            try
+            {
+                await using var data = await item.OpenDataSet(cancellationToken).ConfigureAwait(false);
+                result = await sender.SendAsync(item.SopClassUid, item.SopInstanceUid, item.TransferSyntaxUid, data, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException)
+            {
+                result = new DimseResult(DimseStatus.ProcessingFailure, e.Message);
+            }
+
+            if (result.Status == DimseStatus.Success)
+            {
+                completed++;
+            }
+            else if ((result.Status & 0xF000) == 0xB000)
+            {
+                warning++;
+            }
+            else
+            {
+                failed++;
+                failedUids.Add(item.SopInstanceUid);
+            }
+
+            if (i + 1 < items.Count)
+            {
+                var pending = DimseMessage.Response(request, DimseStatus.Pending).WithSubOperations(items.Count - i - 1, completed, failed, warning);
+                await association.SendAsync(pending, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
+            }
+        }
+
+        var status = failed == 0 && warning == 0 ? DimseStatus.Success
+            : completed == 0 && warning == 0 ? (ushort)0xA702
+            : DimseStatus.SubOperationsWarning;
+        var final = DimseMessage.Response(request, status, dataSet: failedUids.Count > 0).WithSubOperations(-1, completed, failed, warning);
+        ReadOnlyMemory<byte> failedList = ReadOnlyMemory<byte>.Empty;
+        if (failedUids.Count > 0)
+        {
+            // PS3.4 C.4.2.1.3: Failed SOP Instance UID List in the identifier of the final response.
+            var list = new DicomDataset();
+            list.SetStrings(DicomTags.FailedSOPInstanceUIDList, DicomVR.UI, failedUids);
+            failedList = DicomWriter.Encode(list, TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!));
+        }
+
+        await association.SendAsync(final, failedList, stopping).ConfigureAwait(false);
+    }
+
+    private async Task RespondAsync(DimseMessage request, DimseResult result)
+    {
+        var response = DimseMessage.Response(request, result.Status, dataSet: false, result.ErrorComment);
+        await association.SendAsync(response, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
+    }
+
+    private void Track(Task task)
+    {
+        _outstanding.TryAdd(task, 0);
+        _ = task.ContinueWith(t => _outstanding.TryRemove(t, out _), TaskScheduler.Default);
+    }
+
+    /// <summary>C-GET sub-operations: C-STORE on the requestor's own association, response routed back by the receive loop.</summary>
+    private sealed class SameAssociationSender(ServerAssociation owner) : IStoreSender
+    {
+        public async ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet,
+            CancellationToken cancellationToken)
+        {
+            var association = owner.Association;
+            var context = association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid
+                && pc.AcceptedTransferSyntax == transferSyntaxUid && pc.ScpRole != false);
+            if (context is null)
+            {
+                return new DimseResult(DimseStatus.ProcessingFailure, "no presentation context for this SOP class and transfer syntax");
+            }
+
+            var id = (ushort)Interlocked.Increment(ref owner._nextMessageId);
+            var waiter = new TaskCompletionSource<DimseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+            owner._awaitingResponse[id] = waiter;
+            var request = DimseMessage.StoreRequest(id, context.Id, sopClassUid, sopInstanceUid);
+            await association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(owner.ReadTimeout);
+            var response = await waiter.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            return new DimseResult(response.Status, response.ErrorComment);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using System.Collections.Frozen;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>SOP classes the node serves, from the UID registry.</summary>
+public static class SopClasses
+{
+    /// <summary>Every storage SOP class of the registry (retired ones included: old modalities still send them).</summary>
+    public static FrozenSet<string> Storage { get; } = DicomDictionary.Uids
+        .Where(u => u.Type == "SOP Class" && u.Name.Contains("Storage", StringComparison.Ordinal)
+            && !u.Name.Contains("Storage Commitment", StringComparison.Ordinal)
+            && u.Uid != DicomUids.MediaStorageDirectoryStorage)
+        .Select(u => u.Uid)
+        .ToFrozenSet(StringComparer.Ordinal);
+
+    public static FrozenSet<string> Find { get; } = new[]
+    {
+        DicomUids.PatientRootQueryRetrieveInformationModelFind,
+        DicomUids.StudyRootQueryRetrieveInformationModelFind,
+    }.ToFrozenSet(StringComparer.Ordinal);
+
+    public static FrozenSet<string> Get { get; } = new[]
+    {
+        DicomUids.PatientRootQueryRetrieveInformationModelGet,
+        DicomUids.StudyRootQueryRetrieveInformationModelGet,
+    }.ToFrozenSet(StringComparer.Ordinal);
+
+    public static FrozenSet<string> Move { get; } = new[]
+    {
+        DicomUids.PatientRootQueryRetrieveInformationModelMove,
+        DicomUids.StudyRootQueryRetrieveInformationModelMove,
+    }.ToFrozenSet(StringComparer.Ordinal);
+
+    public static bool IsStorage(string uid) => Storage.Contains(uid);
+}
+
+/// <summary>Answers presentation contexts: which abstract syntaxes are allowed, and which transfer syntax to pick.</summary>
+public static class PresentationContextNegotiator
+{
+    /// <summary>Transfer syntaxes Vigie can read and store for storage classes: every registered one, kept as received.</summary>
+    public static bool CanStore(string transferSyntax) => TransferSyntax.TryLookup(transferSyntax, out var syntax)
+        && syntax.Uid is not ("1.2.840.10008.1.2.6.1" or "1.2.840.10008.1.2.6.2"); // MIME and XML encodings are not DICOM streams
+
+    /// <summary>Query/retrieve and verification use the uncompressed syntaxes only.</summary>
+    public static bool IsUncompressed(string transferSyntax) => transferSyntax is DicomUids.ImplicitVRLittleEndian or DicomUids.ExplicitVRLittleEndian;
+
+    /// <summary>
+    /// Fills each context's result: rejected with <see cref="PresentationContextResult.AbstractSyntaxNotSupported"/> or
+    /// <see cref="PresentationContextResult.UserRejection"/> (not permitted to this caller), else the first proposed transfer
+    /// syntax the node handles (the requestor's preference order).
+    /// </summary>
+    public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted)
+    {
+        foreach (var context in request.PresentationContexts)
+        {
+            if (!isSupported(context.AbstractSyntax))
+            {
+                context.Result = PresentationContextResult.AbstractSyntaxNotSupported;
+                continue;
+            }
+
+            if (!isPermitted(context.AbstractSyntax))
+            {
+                context.Result = PresentationContextResult.UserRejection;
+                continue;
+            }
+
+            var storage = SopClasses.IsStorage(context.AbstractSyntax);
+            var chosen = context.TransferSyntaxes.FirstOrDefault(ts => storage ? CanStore(ts) : IsUncompressed(ts));
+            if (chosen is null)
+            {
+                context.Result = PresentationContextResult.TransferSyntaxesNotSupported;
+                continue;
+            }
+
+            context.Result = PresentationContextResult.Acceptance;
+            context.AcceptedTransferSyntax = chosen;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+
+namespace Vigie.Dicom.Tests.Network;
+
+/// <summary>
+/// The application side for network-layer tests: keeps received data sets in memory and answers C-FIND with an exact
+/// match on Patient ID. The gateway's real provider (archive, inspection, audit) is tested in Vigie.Gateway.Tests.
+/// </summary>
+internal sealed class MemoryServiceProvider : IDicomServiceProvider
+{
+    public ConcurrentDictionary<string, (string SopClass, string Syntax, byte[] Data)> Stored { get; } = new(StringComparer.Ordinal);
+
+    public ConcurrentQueue<(AssociationEnd End, string Detail)> Ended { get; } = new();
+
+    public HashSet<string> AllowedCallingAEs { get; } = new(StringComparer.Ordinal) { "STORESCU", "ECHOSCU", "FINDSCU", "GETSCU", "MOVESCU", "TESTSCU" };
+
+    public TimeSpan StoreDelay { get; set; }
+
+    public ValueTask<AssociationDecision> NegotiateAsync(AssociationParameters request, DicomConnectionInfo connection, CancellationToken cancellationToken)
+    {
+        if (!AllowedCallingAEs.Contains(request.CallingAE))
+        {
+            return ValueTask.FromResult(AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, "unknown"));
+        }
+
+        PresentationContextNegotiator.Answer(request,
+            uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid),
+            _ => true);
+        return ValueTask.FromResult(AssociationDecision.Accepted);
+    }
+
+    public ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(DimseResult.Success);
+
+    public ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IStoreOperation>(new Operation(this, request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid));
+
+    public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var patientId = identifier.GetString(DicomTags.PatientID);
+        foreach (var (uid, stored) in Stored.OrderBy(s => s.Key, StringComparer.Ordinal))
+        {
+            var ds = await DicomReader.ReadDatasetAsync(stored.Data, TransferSyntax.Lookup(stored.Syntax), new DicomReadOptions { StopAtTag = DicomTags.PixelData }, cancellationToken);
+            if (string.IsNullOrEmpty(patientId) || ds.GetString(DicomTags.PatientID) == patientId)
+            {
+                var match = new DicomDataset();
+                match.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "IMAGE");
+                match.SetString(DicomTags.PatientID, DicomVR.LO, ds.GetString(DicomTags.PatientID) ?? "");
+                match.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, uid);
+                yield return match;
+            }
+        }
+    }
+
+    public ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IReadOnlyList<RetrieveItem>>(Stored.Select(s => new RetrieveItem(s.Value.SopClass, s.Key, s.Value.Syntax,
+            _ => ValueTask.FromResult<Stream>(new MemoryStream(s.Value.Data)))).ToList());
+
+    public ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+        CancellationToken cancellationToken) => ValueTask.FromResult<IMoveDestination?>(null);
+
+    public ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)
+    {
+        Ended.Enqueue((end, detail));
+        return ValueTask.CompletedTask;
+    }
+
+    private sealed class Operation(MemoryServiceProvider owner, string sopClass, string sopInstance, string syntax) : IStoreOperation
+    {
+        private readonly MemoryStream _data = new();
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken)
+        {
+            _data.Write(fragment.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public async Task<DimseResult> CompleteAsync(CancellationToken cancellationToken)
+        {
+            if (owner.StoreDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(owner.StoreDelay, cancellationToken);
+            }
+
+            owner.Stored[sopInstance] = (sopClass, syntax, _data.ToArray());
+            return DimseResult.Success;
+        }
+
+        public ValueTask DisposeAsync() => _data.DisposeAsync();
+    }
+}
