@@ -76,6 +76,7 @@ public enum DicomWarningKind
     OddLength,
     OutOfOrderTag,
     DuplicateTag,
+    ConflictingDuplicateTag,
     GroupLengthMismatch,
     MetaInformationImplicitVR,
     MetaInformationMissing,

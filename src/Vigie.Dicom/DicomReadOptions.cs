@@ -34,6 +34,12 @@ public sealed record DicomReadOptions
     /// <summary>Largest file meta information group.</summary>
     public int MaxMetaInformationLength { get; init; } = 64 * 1024;
 
+    /// <summary>
+    /// When the top-level dataset is followed by bytes that do not parse as elements (an appended archive or executable),
+    /// stop there and report <see cref="DicomFile.TrailingDataOffset"/> instead of failing. Used by inspection.
+    /// </summary>
+    public bool ReportTrailingData { get; init; }
+
     /// <summary>Stop reading the top-level dataset at the first element whose tag is at least this one (e.g. Pixel Data).</summary>
     public DicomTag? StopAtTag { get; init; }
 }

@@ -229,7 +229,7 @@ public sealed class DicomReaderTests
             DicomSamples.Explicit(0x0010, 0x0020, "LO", 4, "ID2 "u8));
         var file = await Read(bytes);
         Assert.Contains(file.Warnings, w => w.Kind == DicomWarningKind.OutOfOrderTag);
-        Assert.Contains(file.Warnings, w => w.Kind == DicomWarningKind.DuplicateTag);
+        Assert.Contains(file.Warnings, w => w.Kind == DicomWarningKind.ConflictingDuplicateTag);
         Assert.Equal("ID1", file.Dataset.GetString(DicomTags.PatientID));
     }
 

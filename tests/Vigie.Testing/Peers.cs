@@ -34,7 +34,7 @@ public static class Peers
     {
         if (Path.IsPathRooted(executable))
         {
-            return File.Exists(executable) ? executable : null;
+            return File.Exists(executable) || Directory.Exists(executable) ? executable : null;
         }
 
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))

@@ -34,6 +34,9 @@ internal sealed class DatasetParser
         _offsetBase = offsetBase;
     }
 
+    /// <summary>With ReportTrailingData: where the top-level dataset stopped parsing.</summary>
+    public long? TrailingDataOffset { get; private set; }
+
     /// <summary>Set when <see cref="DicomReadOptions.StopAtTag"/> ended the read early.</summary>
     public bool Stopped { get; private set; }
 
@@ -88,11 +91,24 @@ internal sealed class DatasetParser
                     break;
                 }
 
+                if (_options.ReportTrailingData && !isItem && _depth == 0 && dataset.Count > 0)
+                {
+                    TrailingDataOffset = _offsetBase + _input.Position;
+                    break;
+                }
+
                 throw Error(DicomErrorKind.Truncated, $"the data ends inside an element header ({_input.Buffered} bytes left)");
             }
 
             var headerOffset = _input.Position;
             var tag = ReadTag(_input.Span);
+            if (tag.Group == 0xFFFE && _options.ReportTrailingData && !isItem && _depth == 0 && dataset.Count > 0 && tag != DicomTag.SequenceDelimitation
+                && tag != DicomTag.ItemDelimitation)
+            {
+                TrailingDataOffset = _offsetBase + headerOffset;
+                break;
+            }
+
             if (tag.Group == 0xFFFE)
             {
                 if (await HandleDelimiterInDatasetAsync(tag, end, isItem, cancellationToken).ConfigureAwait(false))
@@ -109,17 +125,43 @@ internal sealed class DatasetParser
                 break;
             }
 
-            var (vr, length, headerLength) = await ReadHeaderAsync(tag, dataset, cancellationToken).ConfigureAwait(false);
-            _input.Advance(headerLength);
+            var trailingCandidate = _options.ReportTrailingData && !isItem && _depth == 0 && dataset.Count > 0;
+            if (trailingCandidate && tag.Value < previous && previous >= DicomTags.PixelData.Value)
+            {
+                // Elements "after" the pixel data that go backwards are bytes appended to the file that happen to parse.
+                TrailingDataOffset = _offsetBase + headerOffset;
+                break;
+            }
+
+            DicomVR vr;
+            uint length;
+            try
+            {
+                (vr, length, var headerLength) = await ReadHeaderAsync(tag, dataset, cancellationToken).ConfigureAwait(false);
+                _input.Advance(headerLength);
+                // A known element longer than the data is truncation; an unknown one is more likely appended bytes.
+                if (trailingCandidate && length != UndefinedLength && vr != DicomVR.SQ && _input.Remaining is { } left && length > left
+                    && DicomDictionary.Find(tag) is null)
+                {
+                    TrailingDataOffset = _offsetBase + headerOffset;
+                    break;
+                }
+            }
+            catch (DicomParseException e) when (trailingCandidate && e.Kind is DicomErrorKind.InvalidVR or DicomErrorKind.TransferSyntaxMismatch
+                                                    or DicomErrorKind.Truncated)
+            {
+                TrailingDataOffset = _offsetBase + headerOffset;
+                break;
+            }
+
             if (++_elements > _options.MaxElements)
             {
                 throw Error(DicomErrorKind.ElementLimitExceeded, $"more than {_options.MaxElements} elements", tag);
             }
 
-            if (!first && tag.Value <= previous)
+            if (!first && tag.Value < previous)
             {
-                Warn(tag.Value == previous ? DicomWarningKind.DuplicateTag : DicomWarningKind.OutOfOrderTag,
-                    tag.Value == previous ? $"duplicate element {tag}" : $"element {tag} out of order", headerOffset, tag);
+                Warn(DicomWarningKind.OutOfOrderTag, $"element {tag} out of order", headerOffset, tag);
             }
 
             first = false;
@@ -138,8 +180,16 @@ internal sealed class DatasetParser
             _path.Add((tag, -1));
             var element = await ReadValueAsync(dataset, tag, vr, length, headerOffset, cancellationToken).ConfigureAwait(false);
             _path.RemoveAt(_path.Count - 1);
-            // A duplicate keeps the first occurrence; it was reported above.
-            dataset.Append(element);
+            if (!dataset.Append(element))
+            {
+                // The first occurrence is kept, as dcmtk does. Two different values are the dangerous case:
+                // two readers can then see two different objects.
+                var same = dataset[tag] is DicomValueElement { IsBulk: false } kept && element is DicomValueElement { IsBulk: false } duplicate
+                    && kept.Span.SequenceEqual(duplicate.Span);
+                Warn(same ? DicomWarningKind.DuplicateTag : DicomWarningKind.ConflictingDuplicateTag,
+                    same ? $"element {tag} appears twice with the same value" : $"element {tag} appears twice with different values; the first is kept",
+                    headerOffset, tag);
+            }
 
             if (element is DicomSequence sequence)
             {

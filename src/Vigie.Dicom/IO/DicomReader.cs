@@ -138,7 +138,8 @@ public static class DicomReader
         {
             Preamble = preamble,
             DatasetOffset = datasetOffset,
-            EndOffset = input.Position,
+            EndOffset = parser.TrailingDataOffset ?? input.Position,
+            TrailingDataOffset = parser.TrailingDataOffset,
             IsPartial = parser.Stopped,
             HasMetaInformation = hasMeta,
             Warnings = warnings,

@@ -27,6 +27,9 @@ public sealed class DicomFile
     /// <summary>Offset just past the last byte read; for a complete read, the source length.</summary>
     public long EndOffset { get; init; }
 
+    /// <summary>With <see cref="DicomReadOptions.ReportTrailingData"/>, where bytes that are not part of the dataset begin.</summary>
+    public long? TrailingDataOffset { get; init; }
+
     /// <summary>True when the read stopped early at <see cref="DicomReadOptions.StopAtTag"/>.</summary>
     public bool IsPartial { get; init; }
 

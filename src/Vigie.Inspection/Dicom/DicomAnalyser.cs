@@ -1,0 +1,356 @@
+using System.Globalization;
+using System.Text;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+
+namespace Vigie.Inspection.Dicom;
+
+/// <summary>
+/// Finds threats in DICOM objects: preamble polyglots (CVE-2019-11687), data after the dataset, executables and
+/// archives in private, OB, UN and text elements or in pixel data, encapsulated documents (extracted and inspected),
+/// meta-header inconsistencies, and every structural anomaly the Part 10 reader reports. Rule ids in docs/rules.md.
+/// </summary>
+internal sealed class DicomAnalyser : IContentAnalyser
+{
+    private const int PreambleLength = 128;
+
+    private static readonly DicomReadOptions ReadOptions = new() { ReportTrailingData = true, MaxInflatedBytes = 256 * 1024 * 1024 };
+
+    public string Name => "dicom";
+
+    public bool CanAnalyse(ContentType type) => type == ContentType.Dicom;
+
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        await AnalysePreambleAsync(context, content, cancellationToken).ConfigureAwait(false);
+        DicomFile file;
+        try
+        {
+            await using var stream = content.OpenStream();
+            file = await DicomReader.ReadFileAsync(stream, ReadOptions, cancellationToken).ConfigureAwait(false);
+        }
+        catch (DicomParseException e)
+        {
+            context.Report("dicom.structure." + Kebab(e.Kind.ToString()), SeverityOf(e.Kind), $"unreadable DICOM: {e.Reason}{(e.TagPath.Length > 0 ? " in " + e.TagPath : "")}", e.Offset);
+            return;
+        }
+
+        foreach (var warning in file.Warnings)
+        {
+            var severity = SeverityOf(warning.Kind);
+            context.Report("dicom.structure." + Kebab(warning.Kind.ToString()), severity, warning.Message + (warning.TagPath.Length > 0 ? $" ({warning.TagPath})" : ""), warning.Offset);
+        }
+
+        CheckMeta(context, file);
+        if (file.TrailingDataOffset is { } trailing)
+        {
+            await AnalyseTrailingAsync(context, content, trailing, cancellationToken).ConfigureAwait(false);
+        }
+
+        await WalkAsync(context, content, file.Dataset, "", cancellationToken).ConfigureAwait(false);
+        await CheckPixelDataAsync(context, content, file, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask AnalysePreambleAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var head = new byte[132];
+        var read = content.ReadAt(0, head);
+        if (read < 132 || !head.AsSpan(128, 4).SequenceEqual("DICM"u8) || head.AsSpan(0, PreambleLength).IndexOfAnyExcept((byte)0) < 0)
+        {
+            return;
+        }
+
+        var kind = EmbeddedContent.Classify(content, 0, content.Length);
+        switch (kind)
+        {
+            case EmbeddedKind.WindowsExecutable:
+                context.Report("dicom.preamble.pe", Severity.Critical, "the preamble is a Windows executable header: the file runs as a program (CVE-2019-11687 polyglot)", 0);
+                break;
+            case EmbeddedKind.Elf:
+                context.Report("dicom.preamble.elf", Severity.Critical, "the preamble is an ELF executable header (polyglot)", 0);
+                break;
+            case EmbeddedKind.MachO:
+                context.Report("dicom.preamble.macho", Severity.Critical, "the preamble is a Mach-O executable header (polyglot)", 0);
+                break;
+            case EmbeddedKind.Script:
+                context.Report("dicom.preamble.script", Severity.High, "the preamble starts with a script interpreter line (polyglot)", 0);
+                break;
+            case EmbeddedKind.MzStub:
+                context.Report("dicom.preamble.mz", Severity.Medium, "the preamble starts with an MZ header without a valid PE signature", 0);
+                break;
+            case EmbeddedKind.Zip:
+                context.Report("dicom.preamble.zip", Severity.High, "the preamble is a ZIP/JAR local header: the file opens as an archive (polyglot)", 0);
+                await context.InspectChildAsync("polyglot.zip", content, cancellationToken).ConfigureAwait(false);
+                break;
+            case EmbeddedKind.Pdf:
+                context.Report("dicom.preamble.pdf", Severity.High, "the preamble is a PDF header: the file opens as a PDF (polyglot)", 0);
+                await context.InspectChildAsync("polyglot.pdf", content, cancellationToken).ConfigureAwait(false);
+                break;
+            case EmbeddedKind.Html:
+                context.Report("dicom.preamble.html", Severity.High, "the preamble holds HTML or script markup (polyglot)", 0);
+                break;
+            case EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip or EmbeddedKind.Gzip:
+                context.Report("dicom.preamble.archive", Severity.High, $"the preamble starts with {EmbeddedContent.Describe(kind)} (polyglot)", 0);
+                break;
+            case EmbeddedKind.Tiff:
+                context.Report("dicom.preamble.tiff", Severity.Info, "the preamble holds a TIFF header (dual-personality DICOM/TIFF file)", 0);
+                break;
+            case EmbeddedKind.None:
+                context.Report("dicom.preamble.nonzero", Severity.Info, "the preamble is not zero", 0);
+                break;
+        }
+    }
+
+    private static async ValueTask AnalyseTrailingAsync(InspectionContext context, ContentSource content, long offset, CancellationToken cancellationToken)
+    {
+        var length = content.Length - offset;
+        var kind = EmbeddedContent.Classify(content, offset, length);
+        var (severity, what) = EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
+            : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
+            : (Severity.Medium, "bytes that are not DICOM elements");
+        context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}", offset);
+        await context.InspectChildAsync("trailing-data", content.Slice(offset, length), cancellationToken).ConfigureAwait(false);
+    }
+
+    private static void CheckMeta(InspectionContext context, DicomFile file)
+    {
+        if (!file.HasMetaInformation)
+        {
+            return;
+        }
+
+        // A different SOP class changes how the object is routed and rendered; a different instance UID is common in
+        // edited files (anonymisation tools rewrite one and not the other) and only noted.
+        Compare(DicomTags.MediaStorageSOPClassUID, DicomTags.SOPClassUID, "SOP class", "dicom.meta.sop-class-mismatch", Severity.Medium);
+        Compare(DicomTags.MediaStorageSOPInstanceUID, DicomTags.SOPInstanceUID, "SOP instance", "dicom.meta.sop-instance-mismatch", Severity.Info);
+        var pixel = file.Dataset[DicomTags.PixelData];
+        if (pixel is DicomFragmentSequence && !file.TransferSyntax.IsEncapsulated)
+        {
+            context.Report("dicom.meta.syntax-mismatch", Severity.Medium, $"encapsulated pixel data under the native transfer syntax {file.TransferSyntax.Uid}", pixel.SourceOffset);
+        }
+        else if (pixel is DicomValueElement && file.TransferSyntax.IsEncapsulated && file.TransferSyntax.IsKnown)
+        {
+            context.Report("dicom.meta.syntax-mismatch", Severity.Medium, $"native pixel data under the encapsulated transfer syntax {file.TransferSyntax.Uid}", pixel.SourceOffset);
+        }
+
+        void Compare(DicomTag metaTag, DicomTag datasetTag, string what, string rule, Severity severity)
+        {
+            var meta = file.Meta.GetString(metaTag) is { } m ? DicomText.TrimUid(m) : null;
+            var data = file.Dataset.GetString(datasetTag) is { } d ? DicomText.TrimUid(d) : null;
+            if (!string.IsNullOrEmpty(meta) && !string.IsNullOrEmpty(data) && meta != data)
+            {
+                context.Report(rule, severity, $"the file meta information and the dataset name different {what}s", file.Meta[metaTag]?.SourceOffset);
+            }
+        }
+    }
+
+    private static async ValueTask WalkAsync(InspectionContext context, ContentSource content, DicomDataset dataset, string path, CancellationToken cancellationToken)
+    {
+        foreach (var element in dataset)
+        {
+            var here = path.Length == 0 ? element.Tag.ToString() : $"{path}.{element.Tag}";
+            switch (element)
+            {
+                case DicomSequence sequence:
+                    for (var i = 0; i < sequence.Items.Count; i++)
+                    {
+                        await WalkAsync(context, content, sequence.Items[i], $"{here}[{i}]", cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                case DicomValueElement value when element.Tag == DicomTags.EncapsulatedDocument:
+                    await AnalyseDocumentAsync(context, content, dataset, value, here, cancellationToken).ConfigureAwait(false);
+                    break;
+                case DicomValueElement value when element.Tag != DicomTags.PixelData && value.Length >= 4 && MayHideContent(value):
+                    await AnalyseValueAsync(context, content, value, here, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>Binary and free-text elements, and anything private, can carry a file; typed numbers and short strings cannot.</summary>
+    private static bool MayHideContent(DicomValueElement value) =>
+        value.Tag.IsPrivate || value.VR is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV
+            or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC;
+
+    private static async ValueTask AnalyseValueAsync(InspectionContext context, ContentSource content, DicomValueElement value, string path,
+        CancellationToken cancellationToken)
+    {
+        using var source = ValueSource(content, value);
+        if (source is null)
+        {
+            return;
+        }
+
+        var kind = EmbeddedContent.Classify(source, 0, source.Length);
+        var offset = value.Bulk?.Offset ?? value.SourceOffset;
+        if (EmbeddedContent.IsExecutable(kind))
+        {
+            context.Report("dicom.element.executable", Severity.Critical, $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}", offset);
+        }
+        else if (EmbeddedContent.IsContainer(kind))
+        {
+            context.Report("dicom.element.embedded-file", Severity.Medium, $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}", offset);
+        }
+        else
+        {
+            return;
+        }
+
+        await context.InspectChildAsync(path, source, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask AnalyseDocumentAsync(InspectionContext context, ContentSource content, DicomDataset dataset, DicomValueElement value, string path,
+        CancellationToken cancellationToken)
+    {
+        using var source = ValueSource(content, value);
+        if (source is null || source.Length == 0)
+        {
+            return;
+        }
+
+        var declared = dataset.GetString(DicomTags.MIMETypeOfEncapsulatedDocument)?.Trim().ToLowerInvariant() ?? string.Empty;
+        var kind = EmbeddedContent.Classify(source, 0, source.Length);
+        var offset = value.Bulk?.Offset ?? value.SourceOffset;
+        if (EmbeddedContent.IsExecutable(kind))
+        {
+            context.Report("dicom.document.executable", Severity.Critical, $"the encapsulated document ({declared}) is {EmbeddedContent.Describe(kind)}", offset);
+        }
+        else if (declared == "application/pdf" && kind != EmbeddedKind.Pdf)
+        {
+            context.Report("dicom.document.type-mismatch", Severity.Medium, $"declared application/pdf but the document starts with {EmbeddedContent.Describe(kind)}", offset);
+        }
+
+        await context.InspectChildAsync(path + ":" + (declared.Length > 0 ? declared : "document"), source, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask CheckPixelDataAsync(InspectionContext context, ContentSource content, DicomFile file, CancellationToken cancellationToken)
+    {
+        var ds = file.Dataset;
+        switch (ds[DicomTags.PixelData])
+        {
+            case DicomValueElement pixels:
+            {
+                var expected = ExpectedNativeLength(ds);
+                if (expected is not { } bytes || pixels.Length <= bytes + 1)
+                {
+                    return;
+                }
+
+                var excess = pixels.Length - bytes;
+                var start = (pixels.Bulk?.Offset ?? -1) + bytes;
+                if (pixels.Bulk is null)
+                {
+                    using var inMemory = ContentSource.FromMemory(pixels.Value[(int)bytes..]);
+                    await ReportExcessAsync(context, inMemory, excess, pixels.SourceOffset, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    using var slice = content.Slice(start, excess);
+                    await ReportExcessAsync(context, slice, excess, start, cancellationToken).ConfigureAwait(false);
+                }
+
+                break;
+            }
+
+            case DicomFragmentSequence fragments:
+                for (var i = 1; i < fragments.Items.Count; i++)
+                {
+                    var fragment = fragments.Items[i];
+                    using var source = fragment.IsBulk
+                        ? content.Slice(fragment.Bulk!.Offset, fragment.Length)
+                        : ContentSource.FromMemory(fragment.Value);
+                    var kind = EmbeddedContent.Classify(source, 0, source.Length);
+                    if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+                    {
+                        context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
+                            $"pixel data fragment {i} is {EmbeddedContent.Describe(kind)}, not compressed image data", fragment.SourceOffset);
+                        await context.InspectChildAsync($"(7FE0,0010)[fragment {i}]", source, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+
+                break;
+        }
+    }
+
+    private static async ValueTask ReportExcessAsync(InspectionContext context, ContentSource excess, long length, long offset, CancellationToken cancellationToken)
+    {
+        var kind = EmbeddedContent.Classify(excess, 0, length);
+        if (EmbeddedContent.IsExecutable(kind) || EmbeddedContent.IsContainer(kind))
+        {
+            context.Report("dicom.pixel-data.appended-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
+                $"{length} bytes past the end of the image in the pixel data: {EmbeddedContent.Describe(kind)}", offset);
+            await context.InspectChildAsync("(7FE0,0010)[appended]", excess, cancellationToken).ConfigureAwait(false);
+        }
+        else if (length > 1024)
+        {
+            context.Report("dicom.pixel-data.excess", Severity.Info, $"pixel data is {length} bytes longer than its rows, columns, samples and frames say", offset);
+        }
+    }
+
+    /// <summary>Rows x Columns x Samples x BitsAllocated/8 x Frames, or null when the attributes are missing or odd.</summary>
+    private static long? ExpectedNativeLength(DicomDataset ds)
+    {
+        if (!ds.TryGetInt64(DicomTags.Rows, out var rows) || !ds.TryGetInt64(DicomTags.Columns, out var columns)
+            || !ds.TryGetInt64(DicomTags.BitsAllocated, out var bits) || rows <= 0 || columns <= 0 || bits <= 0)
+        {
+            return null;
+        }
+
+        var samples = ds.TryGetInt64(DicomTags.SamplesPerPixel, out var s) && s > 0 ? s : 1;
+        var frames = ds.GetSingleString(DicomTags.NumberOfFrames) is { } f && long.TryParse(f, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 1;
+        var photometric = ds.GetSingleString(DicomTags.PhotometricInterpretation) ?? string.Empty;
+        var pixelsPerFrame = rows * columns;
+        var bitsPerFrame = photometric.StartsWith("YBR_FULL_422", StringComparison.Ordinal) || photometric.StartsWith("YBR_PARTIAL_422", StringComparison.Ordinal)
+            ? pixelsPerFrame * 2 * bits
+            : pixelsPerFrame * samples * bits;
+        return (bitsPerFrame * frames + 7) / 8;
+    }
+
+    private static ContentSource? ValueSource(ContentSource content, DicomValueElement value)
+    {
+        if (value.Bulk is { } bulk)
+        {
+            return bulk.Offset >= 0 && bulk.Offset + bulk.Length <= content.Length ? content.Slice(bulk.Offset, bulk.Length) : null;
+        }
+
+        return ContentSource.FromMemory(value.Value);
+    }
+
+    private static Severity SeverityOf(DicomErrorKind kind) => kind switch
+    {
+        DicomErrorKind.DepthLimitExceeded or DicomErrorKind.ElementLimitExceeded or DicomErrorKind.SizeLimitExceeded or DicomErrorKind.ValueTooLarge => Severity.High,
+        DicomErrorKind.TransferSyntaxMismatch or DicomErrorKind.InvalidStructure or DicomErrorKind.InvalidVR or DicomErrorKind.InvalidMetaInformation
+            or DicomErrorKind.UndefinedLengthNotAllowed or DicomErrorKind.InvalidDeflateStream or DicomErrorKind.NotDicom => Severity.Medium,
+        DicomErrorKind.Truncated or DicomErrorKind.LengthExceedsRemaining => Severity.Low,
+        _ => Severity.Medium,
+    };
+
+    /// <summary>
+    /// Most anomalies are common in real files from real devices (odd lengths, group lengths, stray delimiters): Info.
+    /// Those that let two readers see two different objects (duplicates, meta elements in the dataset) are not.
+    /// </summary>
+    private static Severity SeverityOf(DicomWarningKind kind) => kind switch
+    {
+        DicomWarningKind.ConflictingDuplicateTag => Severity.Medium,
+        DicomWarningKind.MetaElementInDataset => Severity.Low,
+        DicomWarningKind.UnknownTransferSyntax => Severity.Low,
+        _ => Severity.Info,
+    };
+
+    private static string Kebab(string name)
+    {
+        var builder = new StringBuilder(name.Length + 8);
+        for (var i = 0; i < name.Length; i++)
+        {
+            if (char.IsUpper(name[i]) && i > 0)
+            {
+                builder.Append('-');
+            }
+
+            builder.Append(char.ToLowerInvariant(name[i]));
+        }
+
+        return builder.ToString();
+    }
+}

@@ -1,0 +1,145 @@
+using System.Buffers.Binary;
+using System.Text;
+
+namespace Vigie.Inspection.Dicom;
+
+/// <summary>What a run of bytes inside a DICOM object starts with, judged structurally where that is cheap.</summary>
+internal enum EmbeddedKind
+{
+    None,
+    WindowsExecutable,
+    MzStub,
+    Elf,
+    MachO,
+    Script,
+    Zip,
+    Pdf,
+    Ole2,
+    Rar,
+    SevenZip,
+    Gzip,
+    Html,
+    Tiff,
+}
+
+internal static class EmbeddedContent
+{
+    /// <summary>Classifies the bytes at <paramref name="offset"/> of <paramref name="content"/>; a PE needs its e_lfanew to point at "PE\0\0".</summary>
+    public static EmbeddedKind Classify(ContentSource content, long offset, long length)
+    {
+        Span<byte> head = stackalloc byte[64];
+        var n = content.ReadAt(offset, head[..(int)Math.Min(64, length)]);
+        head = head[..n];
+        if (head.Length < 4)
+        {
+            return EmbeddedKind.None;
+        }
+
+        if (head[0] == 'M' && head[1] == 'Z')
+        {
+            if (head.Length >= 0x40)
+            {
+                var peOffset = BinaryPrimitives.ReadUInt32LittleEndian(head[0x3C..]);
+                Span<byte> signature = stackalloc byte[4];
+                if (peOffset >= 0x40 && peOffset <= length - 4 && content.ReadAt(offset + peOffset, signature) == 4 && signature.SequenceEqual("PE\0\0"u8))
+                {
+                    return EmbeddedKind.WindowsExecutable;
+                }
+            }
+
+            return EmbeddedKind.MzStub;
+        }
+
+        // ELF: magic, a valid class (32/64-bit), byte order and version 1.
+        if (head[0] == 0x7F && head[1] == 'E' && head[2] == 'L' && head[3] == 'F' && head.Length >= 7 && head[4] is 1 or 2 && head[5] is 1 or 2 && head[6] == 1)
+        {
+            return EmbeddedKind.Elf;
+        }
+
+        var magic = BinaryPrimitives.ReadUInt32BigEndian(head);
+        if (magic is 0xFEEDFACE or 0xFEEDFACF or 0xCEFAEDFE or 0xCFFAEDFE)
+        {
+            return EmbeddedKind.MachO;
+        }
+
+        // Universal binaries share CAFEBABE with Java classes: a fat header counts its architectures (few), a class file its version (many).
+        if (magic == 0xCAFEBABE && head.Length >= 8 && BinaryPrimitives.ReadUInt32BigEndian(head[4..]) is > 0 and < 32)
+        {
+            return EmbeddedKind.MachO;
+        }
+
+        if (head[0] == '#' && head[1] == '!')
+        {
+            return EmbeddedKind.Script;
+        }
+
+        if (head[0] == 'P' && head[1] == 'K' && head[2] is 3 or 5 or 7 && head[3] is 4 or 6 or 8)
+        {
+            return EmbeddedKind.Zip;
+        }
+
+        if (head[..4].SequenceEqual("%PDF"u8))
+        {
+            return EmbeddedKind.Pdf;
+        }
+
+        if (magic == 0xD0CF11E0 && head.Length >= 8 && BinaryPrimitives.ReadUInt32BigEndian(head[4..]) == 0xA1B11AE1)
+        {
+            return EmbeddedKind.Ole2;
+        }
+
+        if (head[..4].SequenceEqual("Rar!"u8))
+        {
+            return EmbeddedKind.Rar;
+        }
+
+        if (head.Length >= 6 && head[..6].SequenceEqual((ReadOnlySpan<byte>)[0x37, 0x7A, 0xBC, 0xAF, 0x27, 0x1C]))
+        {
+            return EmbeddedKind.SevenZip;
+        }
+
+        if (head[0] == 0x1F && head[1] == 0x8B && head[2] == 8)
+        {
+            return EmbeddedKind.Gzip;
+        }
+
+        if (head[..4].SequenceEqual("II*\0"u8) || head[..4].SequenceEqual("MM\0*"u8))
+        {
+            return EmbeddedKind.Tiff;
+        }
+
+        return LooksLikeHtml(head) ? EmbeddedKind.Html : EmbeddedKind.None;
+    }
+
+    public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;
+
+    public static bool IsContainer(EmbeddedKind kind) => kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar
+        or EmbeddedKind.SevenZip or EmbeddedKind.Gzip or EmbeddedKind.Html;
+
+    public static string Describe(EmbeddedKind kind) => kind switch
+    {
+        EmbeddedKind.WindowsExecutable => "a Windows executable (MZ header whose e_lfanew points at a PE signature)",
+        EmbeddedKind.MzStub => "an MZ (DOS) header",
+        EmbeddedKind.Elf => "an ELF executable",
+        EmbeddedKind.MachO => "a Mach-O executable",
+        EmbeddedKind.Script => "a script (#! interpreter line)",
+        EmbeddedKind.Zip => "a ZIP archive",
+        EmbeddedKind.Pdf => "a PDF document",
+        EmbeddedKind.Ole2 => "an OLE2 compound file",
+        EmbeddedKind.Rar => "a RAR archive",
+        EmbeddedKind.SevenZip => "a 7-Zip archive",
+        EmbeddedKind.Gzip => "a gzip stream",
+        EmbeddedKind.Html => "HTML or script markup",
+        EmbeddedKind.Tiff => "a TIFF header",
+        EmbeddedKind.None => "nothing recognised",
+        _ => kind.ToString(),
+    };
+
+    private static bool LooksLikeHtml(ReadOnlySpan<byte> head)
+    {
+        var text = Encoding.ASCII.GetString(head.TrimStart((byte)' ')).ToLowerInvariant();
+        return text.StartsWith("<html", StringComparison.Ordinal) || text.StartsWith("<!doctype html", StringComparison.Ordinal)
+            || text.StartsWith("<script", StringComparison.Ordinal) || text.StartsWith("<svg", StringComparison.Ordinal)
+            || text.StartsWith("<hta:", StringComparison.Ordinal);
+    }
+}
