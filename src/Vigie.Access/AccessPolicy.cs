@@ -1,0 +1,154 @@
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+
+namespace Vigie.Access;
+
+/// <summary>
+/// The policy decision point. DICOM nodes: an allow-list of calling AE titles bound to networks, each with rights;
+/// the first rule that names the caller's title and address decides, unknown callers are denied.
+/// </summary>
+internal sealed class AccessPolicy(IOptionsMonitor<AccessOptions> options) : IPolicyDecisionPoint
+{
+    private static readonly Meter Meter = new("Vigie.Access");
+    private static readonly Counter<long> Decisions = Meter.CreateCounter<long>("vigie.access.decisions", description: "Access decisions by action and outcome");
+
+    public ValueTask<AccessDecision> DecideAsync(AccessRequest request, CancellationToken cancellationToken)
+    {
+        var decision = request.Subject switch
+        {
+            DicomNodeSubject node => DecideDicom(node, request.Action),
+            _ => AccessDecision.Deny("no rule covers this kind of subject"),
+        };
+        Decisions.Add(1, new KeyValuePair<string, object?>("action", request.Action.ToString()), new KeyValuePair<string, object?>("permitted", decision.Permitted));
+        return ValueTask.FromResult(decision);
+    }
+
+    public ValueTask<(DicomRights Rights, AccessDecision Decision)> DicomRightsAsync(DicomNodeSubject subject, CancellationToken cancellationToken)
+    {
+        var (rule, reason) = Match(subject);
+        if (rule is null)
+        {
+            return ValueTask.FromResult((DicomRights.None, AccessDecision.Deny(reason)));
+        }
+
+        if (rule.RequireUser && subject.UserName is null)
+        {
+            return ValueTask.FromResult((DicomRights.None, AccessDecision.Deny($"rule {rule} requires a user identity", rule.ToString())));
+        }
+
+        return ValueTask.FromResult((rule.Rights, AccessDecision.Permit($"rule {rule}", rule.ToString())));
+    }
+
+    /// <summary>Checks a username and passcode against the configured DICOM users (constant-time comparison).</summary>
+    public bool VerifyDicomUser(string name, string passcode)
+    {
+        var user = options.CurrentValue.DicomUsers.Find(u => string.Equals(u.Name, name, StringComparison.Ordinal));
+        return user is not null && PasswordHashing.Verify(passcode, user.PasswordHash);
+    }
+
+    internal static IPNetwork ParseNetwork(string text) =>
+        text.Contains('/', StringComparison.Ordinal)
+            ? IPNetwork.Parse(text)
+            : new IPNetwork(IPAddress.Parse(text), IPAddress.Parse(text).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+
+    private AccessDecision DecideDicom(DicomNodeSubject node, AccessAction action)
+    {
+        var (rule, reason) = Match(node);
+        if (rule is null)
+        {
+            return AccessDecision.Deny(reason);
+        }
+
+        if (rule.RequireUser && node.UserName is null)
+        {
+            return AccessDecision.Deny($"rule {rule} requires a user identity", rule.ToString());
+        }
+
+        var needed = action switch
+        {
+            AccessAction.DicomAssociate => DicomRights.None,
+            AccessAction.DicomStore => DicomRights.Store,
+            AccessAction.DicomQuery => DicomRights.Query,
+            AccessAction.DicomRetrieve => DicomRights.Retrieve,
+            _ => DicomRights.All,
+        };
+        return (rule.Rights & needed) == needed
+            ? AccessDecision.Permit($"rule {rule}", rule.ToString())
+            : AccessDecision.Deny($"rule {rule} does not grant {needed}", rule.ToString());
+    }
+
+    private (DicomNodeRule? Rule, string Reason) Match(DicomNodeSubject node)
+    {
+        var rules = options.CurrentValue.DicomNodes;
+        var titleKnown = false;
+        foreach (var rule in rules)
+        {
+            if (rule.AETitle != "*" && !string.Equals(rule.AETitle, node.CallingAE, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            titleKnown |= rule.AETitle != "*";
+            if (node.Address is not null && rule.Networks.Exists(n => Contains(n, node.Address)))
+            {
+                return (rule, string.Empty);
+            }
+        }
+
+        return (null, titleKnown
+            ? $"calling AE '{node.CallingAE}' is not allowed from {node.Address}"
+            : $"calling AE '{node.CallingAE}' is not in the allow-list");
+    }
+
+    private static bool Contains(string network, IPAddress address)
+    {
+        var candidate = address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+        try
+        {
+            return ParseNetwork(network).Contains(candidate);
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+}
+
+/// <summary>PBKDF2-SHA256 passcode hashes: "pbkdf2-sha256$iterations$salt$hash".</summary>
+public static class PasswordHashing
+{
+    private const int Iterations = 210_000;
+
+    public static string Hash(string password)
+    {
+        var salt = RandomNumberGenerator.GetBytes(16);
+        var hash = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, Iterations, HashAlgorithmName.SHA256, 32);
+        return string.Create(CultureInfo.InvariantCulture, $"pbkdf2-sha256${Iterations}${Convert.ToBase64String(salt)}${Convert.ToBase64String(hash)}");
+    }
+
+    public static bool Verify(string password, string encoded)
+    {
+        var parts = encoded.Split('$');
+        if (parts.Length != 4 || parts[0] != "pbkdf2-sha256" || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var iterations)
+            || iterations is < 10_000 or > 10_000_000)
+        {
+            return false;
+        }
+
+        try
+        {
+            var salt = Convert.FromBase64String(parts[2]);
+            var expected = Convert.FromBase64String(parts[3]);
+            var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, expected.Length);
+            return CryptographicOperations.FixedTimeEquals(actual, expected);
+        }
+        catch (FormatException)
+        {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,77 @@
+using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Vigie.Access.Tests;
+
+public sealed class AccessPolicyTests
+{
+    private static IPolicyDecisionPoint Policy(params DicomNodeRule[] rules)
+    {
+        var services = new ServiceCollection().AddAccess();
+        services.Configure<AccessOptions>(o =>
+        {
+            o.DicomNodes.AddRange(rules);
+            o.DicomUsers.Add(new DicomUser { Name = "tech", PasswordHash = PasswordHashing.Hash("s3cret-passcode") });
+        });
+        return services.BuildServiceProvider().GetRequiredService<IPolicyDecisionPoint>();
+    }
+
+    private static DicomNodeSubject Node(string ae, string ip, string? user = null) => new(ae, IPAddress.Parse(ip), user);
+
+    [Fact]
+    public async Task Allowed_AE_from_its_network_gets_its_rights_only()
+    {
+        var pdp = Policy(new DicomNodeRule { AETitle = "CT1", Networks = ["10.1.0.0/16"], Rights = DicomRights.Store });
+        var ct = TestContext.Current.CancellationToken;
+        Assert.True((await pdp.DecideAsync(new AccessRequest(Node("CT1", "10.1.2.3"), AccessAction.DicomStore), ct)).Permitted);
+        var query = await pdp.DecideAsync(new AccessRequest(Node("CT1", "10.1.2.3"), AccessAction.DicomQuery), ct);
+        Assert.False(query.Permitted);
+        Assert.Contains("does not grant Query", query.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Known_AE_from_the_wrong_address_and_unknown_AE_are_denied_with_distinct_reasons()
+    {
+        var pdp = Policy(DicomNodeRule.Parse("CT1@10.1.0.0/16"));
+        var ct = TestContext.Current.CancellationToken;
+        var wrongIp = await pdp.DecideAsync(new AccessRequest(Node("CT1", "192.168.1.1"), AccessAction.DicomAssociate), ct);
+        Assert.False(wrongIp.Permitted);
+        Assert.Contains("not allowed from 192.168.1.1", wrongIp.Reason, StringComparison.Ordinal);
+        var unknown = await pdp.DecideAsync(new AccessRequest(Node("EVIL", "10.1.2.3"), AccessAction.DicomAssociate), ct);
+        Assert.Contains("not in the allow-list", unknown.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task IPv4_mapped_addresses_match_IPv4_networks()
+    {
+        var pdp = Policy(DicomNodeRule.Parse("CT1@127.0.0.1"));
+        var rights = await pdp.DicomRightsAsync(new DicomNodeSubject("CT1", IPAddress.Parse("::ffff:127.0.0.1")), TestContext.Current.CancellationToken);
+        Assert.Equal(DicomRights.All, rights.Rights);
+    }
+
+    [Fact]
+    public async Task Rules_that_require_a_user_deny_anonymous_associations()
+    {
+        var pdp = Policy(new DicomNodeRule { AETitle = "*", Networks = ["127.0.0.0/8"], Rights = DicomRights.All, RequireUser = true });
+        var ct = TestContext.Current.CancellationToken;
+        Assert.Equal(DicomRights.None, (await pdp.DicomRightsAsync(Node("ANY", "127.0.0.1"), ct)).Rights);
+        Assert.Equal(DicomRights.All, (await pdp.DicomRightsAsync(Node("ANY", "127.0.0.1", "tech"), ct)).Rights);
+    }
+
+    [Fact]
+    public void Passcodes_verify_only_with_the_right_secret()
+    {
+        var hash = PasswordHashing.Hash("correct horse");
+        Assert.True(PasswordHashing.Verify("correct horse", hash));
+        Assert.False(PasswordHashing.Verify("wrong horse", hash));
+        Assert.False(PasswordHashing.Verify("x", "garbage"));
+        Assert.False(PasswordHashing.Verify("x", "pbkdf2-sha256$1$AA==$AA=="));
+    }
+
+    [Theory]
+    [InlineData("CT1")]
+    [InlineData("CT1@")]
+    [InlineData("@10.0.0.0/8")]
+    [InlineData("CT1@not-a-network")]
+    public void Malformed_allow_flags_are_refused(string text) => Assert.ThrowsAny<FormatException>(() => DicomNodeRule.Parse(text));
+}
