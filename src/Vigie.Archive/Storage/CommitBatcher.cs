@@ -51,13 +51,13 @@ internal sealed class CommitBatcher : IDisposable
 
     private void Process(List<Request> batch)
     {
-        var moved = new List<(Request Request, CommittedObject Result, string Directory)>(batch.Count);
+        var moved = new List<(Request Request, CommittedObject Result, string[] Directories)>(batch.Count);
         foreach (var request in batch)
         {
             try
             {
-                var (result, directory) = _store.MoveIntoPlace(request.Spool);
-                moved.Add((request, result, directory));
+                var (result, toSync) = _store.MoveIntoPlace(request.Spool);
+                moved.Add((request, result, toSync));
             }
             catch (Exception e)
             {
@@ -71,7 +71,7 @@ internal sealed class CommitBatcher : IDisposable
         }
 
         var started = Stopwatch.GetTimestamp();
-        var directories = moved.Select(m => m.Directory).Distinct(StringComparer.Ordinal).ToList();
+        var directories = moved.SelectMany(m => m.Directories).Distinct(StringComparer.Ordinal).ToList();
         Exception? failure = null;
         try
         {

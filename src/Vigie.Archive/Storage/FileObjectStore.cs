@@ -15,6 +15,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     private readonly TimeProvider _time;
     private readonly Lazy<SyncWorkers> _workers;
     private readonly Lazy<CommitBatcher> _batcher;
+    private int _disposed;
 
     public FileObjectStore(ArchiveKeyService keys, IOptions<ArchiveOptions> options, TimeProvider time, ILogger<FileObjectStore> logger)
     {
@@ -111,17 +112,18 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     /// <summary>
     /// Renames the spool to objects/xyz/&lt;id&gt; without replacing an existing file (link + unlink on Unix), or drops it
-    /// when the id exists. Returns the directory to sync: even a duplicate syncs it, in case the first writer has not yet.
+    /// when the id exists. Returns the directories to sync: even a duplicate syncs its folder, in case the first writer has not yet.
     /// </summary>
-    internal (CommittedObject Result, string Directory) MoveIntoPlace(SpooledObject spool)
+    internal (CommittedObject Result, string[] Directories) MoveIntoPlace(SpooledObject spool)
     {
         var directory = Layout.FanOutDirectory(spool.Id);
         var target = Layout.ObjectPath(spool.Id);
-        FileSync.EnsureDirectory(directory, _options.Durable);
+        // Fan-out folders are made on first use; a new one needs objects/ synced too (in the same round).
+        string[] directories = FileSync.EnsureDirectory(directory, durable: false) ? [directory, Layout.Objects] : [directory];
         if (File.Exists(target))
         {
             DeleteSpoolFile(spool.Path);
-            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directory);
+            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directories);
         }
 
         try
@@ -132,10 +134,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         {
             // Another writer (or node) stored the same content first.
             DeleteSpoolFile(spool.Path);
-            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directory);
+            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directories);
         }
 
-        return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: false), directory);
+        return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: false), directories);
     }
 
     public async ValueTask<QuarantinedObject> QuarantineAsync(SpooledObject spool, string reason, CancellationToken cancellationToken)
@@ -326,6 +328,11 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         if (_batcher.IsValueCreated)
         {
             _batcher.Value.Dispose();
