@@ -273,6 +273,11 @@ internal sealed class ArchiveKeyService(
         {
             throw new InvalidOperationException($"The root key {_layout.RootKeyFile} does not open with key-encryption key {keyId}.", e);
         }
+        catch (UnknownKeyEncryptionKeyException e)
+        {
+            throw new InvalidOperationException(
+                $"The root key {_layout.RootKeyFile} is wrapped under key-encryption key {keyId}, which the key file does not hold (wrong Archive:KeyFile?).", e);
+        }
     }
 
     private sealed class DerivedKeys
