@@ -1,0 +1,56 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.IO;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Storage;
+
+namespace Vigie.Archive;
+
+/// <summary>What <see cref="ArchiveInitializer.InitializeAsync"/> found and did.</summary>
+public sealed record ArchiveInitialization(string DataFolder, string KeyFile, bool KeysCreated, int StaleSpoolsRemoved);
+
+/// <summary>
+/// Prepares the data folder at start: objects/, spool/, quarantine/ and keys/ (mode 0700),
+/// the key-encryption key file (mode 0600) and the root key on first start, and removes stale spools. The host calls it
+/// once before serving, after the schema migration.
+/// </summary>
+public sealed class ArchiveInitializer
+{
+    private readonly ArchiveOptions _options;
+    private readonly ArchiveKeyService _keys;
+    private readonly IKeyEncryptionKeyStore _keks;
+    private readonly FileObjectStore _store;
+    private readonly ILogger<ArchiveInitializer> _logger;
+
+    internal ArchiveInitializer(IOptions<ArchiveOptions> options, ArchiveKeyService keys, IKeyEncryptionKeyStore keks, FileObjectStore store,
+        ILogger<ArchiveInitializer> logger)
+    {
+        _options = options.Value;
+        _keys = keys;
+        _keks = keks;
+        _store = store;
+        _logger = logger;
+    }
+
+    public async Task<ArchiveInitialization> InitializeAsync(CancellationToken cancellationToken)
+    {
+        _options.Validate();
+        var layout = _store.Layout;
+        FileSync.EnsureDirectory(layout.Root, _options.Durable);
+        foreach (var directory in new[] { layout.Objects, layout.Spool, layout.Quarantine, layout.Keys })
+        {
+            FileSync.EnsureDirectory(directory, _options.Durable);
+        }
+
+        var keysExisted = await _keks.ExistsAsync(cancellationToken).ConfigureAwait(false);
+        await _keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var stale = _store.RemoveStaleSpools();
+        if (stale > 0)
+        {
+            _logger.LogWarning("Removed {Count} stale spool file(s) left by an earlier crash.", stale);
+        }
+
+        var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
+        return new ArchiveInitialization(layout.Root, keyFile, !keysExisted, stale);
+    }
+}

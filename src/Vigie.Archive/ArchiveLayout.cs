@@ -1,0 +1,59 @@
+using Vigie.Archive.Storage;
+
+namespace Vigie.Archive;
+
+/// <summary>
+/// The data folder: objects/xyz/&lt;id&gt; (4096 fan-out folders by the first three hex digits, made on first use),
+/// spool/, quarantine/ and keys/. Everything under it is ciphertext or keyed hashes.
+/// </summary>
+internal sealed class ArchiveLayout
+{
+    public const string SpoolExtension = ".spool";
+    public const string QuarantineExtension = ".vobj";
+    public const string QuarantineReasonExtension = ".reason";
+
+    public ArchiveLayout(string dataFolder)
+    {
+        Root = Path.GetFullPath(dataFolder);
+        Objects = Path.Combine(Root, "objects");
+        Spool = Path.Combine(Root, "spool");
+        Quarantine = Path.Combine(Root, "quarantine");
+        Keys = Path.Combine(Root, "keys");
+        RootKeyFile = Path.Combine(Keys, "root.key");
+    }
+
+    public string Root { get; }
+
+    public string Objects { get; }
+
+    public string Spool { get; }
+
+    public string Quarantine { get; }
+
+    public string Keys { get; }
+
+    public string RootKeyFile { get; }
+
+    public string FanOutDirectory(ObjectId id) => Path.Combine(Objects, id.FanOut);
+
+    public string ObjectPath(ObjectId id) => Path.Combine(Objects, id.FanOut, id.ToString());
+
+    public string QuarantinePath(string quarantineId) => Path.Combine(Quarantine, quarantineId + QuarantineExtension);
+
+    public string QuarantineReasonPath(string quarantineId) => Path.Combine(Quarantine, quarantineId + QuarantineReasonExtension);
+
+    public bool Contains(string path)
+    {
+        var full = Path.GetFullPath(path);
+        var root = Root.EndsWith(Path.DirectorySeparatorChar) ? Root : Root + Path.DirectorySeparatorChar;
+        return full.StartsWith(root, StringComparison.Ordinal) || string.Equals(full, Root, StringComparison.Ordinal);
+    }
+
+    public static IEnumerable<string> FanOutNames()
+    {
+        for (var i = 0; i < 4096; i++)
+        {
+            yield return i.ToString("x3", System.Globalization.CultureInfo.InvariantCulture);
+        }
+    }
+}

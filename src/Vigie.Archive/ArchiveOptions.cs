@@ -1,0 +1,116 @@
+namespace Vigie.Archive;
+
+/// <summary>
+/// Where the archive keeps its data and how it writes it. Bound from the "Archive" configuration section
+/// (<c>VIGIE__ARCHIVE__SEGMENTSIZE</c>...). Every limit has a default.
+/// </summary>
+public sealed class ArchiveOptions
+{
+    public const string Section = "Archive";
+
+    /// <summary>The data folder: objects/, spool/, quarantine/ and keys/ live under it. The host fills it.</summary>
+    public string DataFolder { get; set; } = "data";
+
+    /// <summary>
+    /// The key-encryption key file. It must lie outside <see cref="DataFolder"/>, so that a copy of the data folder
+    /// alone decrypts nothing. Empty: <c>$XDG_CONFIG_HOME/vigie/kek.json</c> (or <c>~/.config/vigie/kek.json</c>).
+    /// </summary>
+    public string? KeyFile { get; set; }
+
+    /// <summary>Plaintext bytes per encrypted segment of new objects (each segment costs 16 bytes of tag).</summary>
+    public int SegmentSize { get; set; } = 64 * 1024;
+
+    /// <summary>Largest object a spool accepts; writing past it fails with a typed error.</summary>
+    public long MaxObjectBytes { get; set; } = 16L * 1024 * 1024 * 1024;
+
+    /// <summary>fsync objects and their directories before a commit returns. Off only for benchmarks and throw-away stores.</summary>
+    public bool Durable { get; set; } = true;
+
+    /// <summary>Threads that run blocking fsync calls, so that no thread-pool thread waits on the disk.</summary>
+    public int SyncThreads { get; set; } = 4;
+
+    /// <summary>Most commits that share one round of directory fsyncs.</summary>
+    public int MaxCommitBatch { get; set; } = 256;
+
+    /// <summary>Encrypted segments gathered before one write system call.</summary>
+    public int WriteBufferSegments { get; set; } = 4;
+
+    /// <summary>Spool files older than this are removed at start (never acknowledged, so never needed).</summary>
+    public TimeSpan StaleSpoolAge { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>Largest serialised attribute set per index row.</summary>
+    public int MaxIndexAttributesBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Most attributes per index row.</summary>
+    public int MaxIndexAttributes { get; set; } = 1024;
+
+    /// <summary>Shortest name prefix that gets a keyed hash (shorter prefixes leak too much through frequencies).</summary>
+    public int NamePrefixMinLength { get; set; } = 3;
+
+    /// <summary>Longest name prefix that gets a keyed hash; longer query prefixes use it, then decrypt-and-filter.</summary>
+    public int NamePrefixMaxLength { get; set; } = 16;
+
+    /// <summary>Most index rows a query decrypts before it stops and reports itself incomplete.</summary>
+    public int QueryMaxCandidates { get; set; } = 100_000;
+
+    /// <summary>Rows fetched per round trip while a query scans candidates.</summary>
+    public int QueryBatchSize { get; set; } = 500;
+
+    /// <summary>Most keyed hashes a query sends to the database (UID lists beyond it are matched after decryption).</summary>
+    public int QueryMaxHashParameters { get; set; } = 5_000;
+
+    /// <summary>A study date range spanning more months than this is not narrowed by month hashes.</summary>
+    public int StudyDateMaxMonths { get; set; } = 240;
+
+    /// <summary>Objects verified at once by scrub.</summary>
+    public int ScrubParallelism { get; set; } = 2;
+
+    /// <summary>Most findings a scrub report lists (the counts stay exact).</summary>
+    public int ScrubMaxFindings { get; set; } = 10_000;
+
+    /// <summary>Time between a retention decision and the removal of the file, so that a concurrent store of the same content can claim it back.</summary>
+    public TimeSpan DeletionGrace { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>How often the key file is checked for a rotation made by another node or process.</summary>
+    public TimeSpan KeyReloadInterval { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Objects whose data keys are re-wrapped between two rounds of fsyncs during rotation.</summary>
+    public int RotationBatchSize { get; set; } = 64;
+
+    internal string ResolveKeyFile()
+    {
+        if (!string.IsNullOrWhiteSpace(KeyFile))
+        {
+            return Path.GetFullPath(KeyFile);
+        }
+
+        var config = Environment.GetFolderPath(Environment.SpecialFolder.ApplicationData);
+        if (string.IsNullOrEmpty(config))
+        {
+            config = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".config");
+        }
+
+        return Path.Combine(config, "vigie", "kek.json");
+    }
+
+    internal void Validate()
+    {
+        if (SegmentSize is < Storage.ObjectFormat.MinSegmentSize or > Storage.ObjectFormat.MaxSegmentSize)
+        {
+            throw new InvalidOperationException(
+                $"Archive:SegmentSize must be between {Storage.ObjectFormat.MinSegmentSize} and {Storage.ObjectFormat.MaxSegmentSize} bytes.");
+        }
+
+        if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || MaxCommitBatch <= 0 || ScrubParallelism <= 0
+            || RotationBatchSize <= 0 || QueryBatchSize <= 0 || QueryMaxCandidates <= 0 || NamePrefixMinLength <= 0
+            || NamePrefixMaxLength < NamePrefixMinLength)
+        {
+            throw new InvalidOperationException("Archive options: limits must be positive (and NamePrefixMaxLength >= NamePrefixMinLength).");
+        }
+
+        if (string.IsNullOrWhiteSpace(DataFolder))
+        {
+            throw new InvalidOperationException("Archive:DataFolder is not set.");
+        }
+    }
+}

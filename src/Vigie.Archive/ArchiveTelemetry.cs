@@ -1,0 +1,28 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Vigie.Archive;
+
+internal static class ArchiveTelemetry
+{
+    public const string Name = "Vigie.Archive";
+
+    public static readonly ActivitySource Source = new(Name);
+
+    public static readonly Meter Meter = new(Name);
+
+    public static readonly Counter<long> ObjectsCommitted = Meter.CreateCounter<long>("vigie.archive.objects.committed", "{object}");
+
+    public static readonly Counter<long> ObjectsDeduplicated = Meter.CreateCounter<long>("vigie.archive.objects.deduplicated", "{object}",
+        "Commits whose content was already stored.");
+
+    public static readonly Counter<long> ObjectsQuarantined = Meter.CreateCounter<long>("vigie.archive.objects.quarantined", "{object}");
+
+    public static readonly Counter<long> BytesSpooled = Meter.CreateCounter<long>("vigie.archive.spool.bytes", "By");
+
+    public static readonly Histogram<int> CommitBatchSize = Meter.CreateHistogram<int>("vigie.archive.commit.batch_size", "{object}");
+
+    public static readonly Histogram<double> DirectorySyncDuration = Meter.CreateHistogram<double>("vigie.archive.commit.directory_sync", "ms");
+
+    public static readonly Counter<long> IntegrityFailures = Meter.CreateCounter<long>("vigie.archive.integrity.failures", "{object}");
+}

@@ -1,0 +1,73 @@
+using Vigie.Archive.Storage;
+
+namespace Vigie.Archive.Index;
+
+/// <summary>The C-FIND query/retrieve levels.</summary>
+public enum QueryLevel
+{
+    Patient,
+    Study,
+    Series,
+    Instance,
+}
+
+/// <summary>How a key's value is compared (the VR family). Inferred for the tags in <see cref="DicomTags"/> when not given.</summary>
+public enum QueryValueKind
+{
+    /// <summary>LO, SH, CS, LT...: exact (case-sensitive) or wildcard.</summary>
+    Text,
+
+    /// <summary>PN: wildcard, compared without case or accents.</summary>
+    PersonName,
+
+    /// <summary>UI: exact or a backslash-separated list.</summary>
+    Uid,
+
+    /// <summary>DA: exact or range (a-b, a-, -b).</summary>
+    Date,
+
+    /// <summary>TM: exact or range.</summary>
+    Time,
+
+    /// <summary>DT: exact or range.</summary>
+    DateTime,
+}
+
+/// <summary>A C-FIND matching key: <paramref name="Value"/> in DICOM matching syntax (empty or "*" matches anything).</summary>
+public sealed record QueryKey(uint Tag, string Value, QueryValueKind? Kind = null);
+
+/// <summary>
+/// A query on the index. The index narrows candidates with keyed hashes where it can (Patient ID, name prefixes,
+/// birth date, UIDs and UID lists, accession number, study month), decrypts the candidates and keeps those that match
+/// every key (<see cref="AttributeMatcher"/>). Keys of levels below <see cref="Level"/> are ignored.
+/// </summary>
+public sealed record ArchiveQuery(QueryLevel Level, IReadOnlyList<QueryKey> Keys)
+{
+    /// <summary>Most matches returned.</summary>
+    public int Limit { get; init; } = 1000;
+
+    /// <summary>Adds the numbers of related studies, series and instances to each match.</summary>
+    public bool IncludeCounts { get; init; }
+}
+
+/// <summary>Numbers of related entities (C-FIND's Number of ... Related ... attributes).</summary>
+public sealed record RelatedCounts(long Studies, long Series, long Instances);
+
+/// <summary>
+/// One match: the decrypted attributes of the entity and its parents merged, its row ids, and for an instance the
+/// object of its current version.
+/// </summary>
+public sealed record QueryMatch(
+    QueryLevel Level,
+    AttributeSet Attributes,
+    long PatientRowId,
+    long? StudyRowId,
+    long? SeriesRowId,
+    long? InstanceRowId,
+    ObjectId? ObjectId,
+    long? ObjectLength,
+    int? Version,
+    RelatedCounts? Counts);
+
+/// <param name="Incomplete">True when the candidate limit stopped the scan before every candidate was checked, or more than Limit matched.</param>
+public sealed record QueryResult(IReadOnlyList<QueryMatch> Matches, int CandidatesScanned, bool Incomplete);

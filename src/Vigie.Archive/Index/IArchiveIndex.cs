@@ -1,0 +1,34 @@
+using System.Data.Common;
+
+namespace Vigie.Archive.Index;
+
+/// <summary>
+/// The index: DICOM's patient / study / series / instance hierarchy, instance versions and the objects they point to,
+/// and quarantine records. Identifying fields are sealed or replaced by keyed hashes. Writes happen in the caller's
+/// connection and transaction, so that the gateway commits them with its audit entry and outbox events.
+/// The same contract runs on SQLite and PostgreSQL.
+/// </summary>
+public interface IArchiveIndex
+{
+    /// <summary>Files an instance (creating its patient, study and series as needed) and references its object.</summary>
+    ValueTask<IndexWriteResult> StoreInstanceAsync(DbConnection connection, DbTransaction transaction, InstanceIndexEntry entry,
+        CancellationToken cancellationToken);
+
+    /// <summary>Records a quarantined object; returns its row id.</summary>
+    ValueTask<long> AddQuarantineAsync(DbConnection connection, DbTransaction transaction, QuarantineEntry entry,
+        CancellationToken cancellationToken);
+
+    /// <summary>Answers a C-FIND-like query with decrypted attribute sets.</summary>
+    ValueTask<QueryResult> QueryAsync(ArchiveQuery query, CancellationToken cancellationToken);
+
+    /// <summary>The current version of an instance, or null.</summary>
+    ValueTask<InstanceLocation?> FindInstanceAsync(string sopInstanceUid, CancellationToken cancellationToken);
+
+    /// <summary>Every stored version of an instance, oldest first.</summary>
+    ValueTask<IReadOnlyList<InstanceVersion>> GetVersionsAsync(string sopInstanceUid, CancellationToken cancellationToken);
+
+    /// <summary>Quarantine records after <paramref name="afterRowId"/>, oldest first.</summary>
+    ValueTask<IReadOnlyList<QuarantineRecord>> ListQuarantineAsync(long afterRowId, int limit, CancellationToken cancellationToken);
+
+    ValueTask<ArchiveStats> GetStatsAsync(CancellationToken cancellationToken);
+}

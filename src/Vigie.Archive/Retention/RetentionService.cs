@@ -1,0 +1,369 @@
+using System.Data.Common;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
+using Vigie.Archive.Storage;
+using Vigie.Core.Data;
+
+namespace Vigie.Archive.Retention;
+
+/// <summary>What retention removed.</summary>
+public enum RetentionAction
+{
+    /// <summary>A superseded version of an instance (a correction replaced it) reached its retention period.</summary>
+    SupersededVersionRemoved,
+
+    /// <summary>A whole study (with its series, instances and versions) reached its retention period.</summary>
+    StudyRemoved,
+
+    /// <summary>A quarantined object reached its retention period.</summary>
+    QuarantineRemoved,
+}
+
+/// <summary>
+/// One retention decision, handed to <see cref="IRetentionAudit"/> inside the index transaction that carries it out.
+/// Identifiers are keyed hashes (matchable with <see cref="Keys.IArchiveKeyService.HashIdentifier"/>), never plaintext.
+/// </summary>
+public sealed record RetentionEvent(
+    RetentionAction Action,
+    string Policy,
+    DateTimeOffset DecidedAt,
+    long? StudyRowId,
+    byte[]? StudyKey,
+    byte[]? PatientKey,
+    long? InstanceRowId,
+    int? Version,
+    IReadOnlyList<ObjectId> Objects,
+    string? QuarantineId,
+    int Instances);
+
+/// <summary>
+/// The audit trail's side of retention. The record is written in the same transaction as the deletion: if auditing
+/// fails, nothing is deleted.
+/// </summary>
+public interface IRetentionAudit
+{
+    ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken);
+}
+
+/// <summary>Retention periods; null keeps forever. Periods count from the last change (studies), supersession (versions) or quarantine.</summary>
+public sealed record RetentionPolicy(string Name, TimeSpan? Studies = null, TimeSpan? SupersededVersions = null, TimeSpan? Quarantine = null);
+
+/// <param name="FilesDeleted">Files removed by this run (decisions older than the deletion grace).</param>
+/// <param name="FilesReclaimed">Pending deletions cancelled because the same content was stored again.</param>
+public sealed record RetentionReport(int StudiesRemoved, int InstancesRemoved, int VersionsRemoved, int QuarantineRemoved, int FilesDeleted,
+    int FilesReclaimed, int FilesPending);
+
+/// <summary>
+/// The only way data leaves the archive. Each decision is audited and applied in one index transaction that also
+/// records the files to delete; the files go after <see cref="ArchiveOptions.DeletionGrace"/>, file first, then its record,
+/// so a crash leaves at worst a record to redo. Storing the same content again during the grace claims the file back.
+/// </summary>
+public sealed class RetentionService
+{
+    private const int BatchSize = 100;
+    private readonly IVigieDatabase _database;
+    private readonly FileObjectStore _store;
+    private readonly IRetentionAudit _audit;
+    private readonly TimeProvider _time;
+    private readonly ArchiveOptions _options;
+    private readonly ILogger<RetentionService> _logger;
+
+    internal RetentionService(IVigieDatabase database, FileObjectStore store, IRetentionAudit audit, TimeProvider time,
+        IOptions<ArchiveOptions> options, ILogger<RetentionService> logger)
+    {
+        _database = database;
+        _store = store;
+        _audit = audit;
+        _time = time;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    public async Task<RetentionReport> ApplyAsync(RetentionPolicy policy, CancellationToken cancellationToken)
+    {
+        using var activity = ArchiveTelemetry.Source.StartActivity("archive.retention");
+        int studies = 0, instances = 0, versions = 0, quarantined = 0;
+        var now = _time.GetUtcNow();
+        if (policy.SupersededVersions is { } versionAge)
+        {
+            versions = await RemoveSupersededAsync(policy, (now - versionAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        }
+
+        if (policy.Studies is { } studyAge)
+        {
+            (studies, instances) = await RemoveStudiesAsync(policy, (now - studyAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        }
+
+        if (policy.Quarantine is { } quarantineAge)
+        {
+            quarantined = await RemoveQuarantineAsync(policy, (now - quarantineAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        }
+
+        var (deleted, reclaimed, pending) = await PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
+        var report = new RetentionReport(studies, instances, versions, quarantined, deleted, reclaimed, pending);
+        _logger.LogInformation("Retention {Policy}: {Report}", policy.Name, report);
+        return report;
+    }
+
+    /// <summary>Deletes the files whose grace has passed (also run by <see cref="ApplyAsync"/>).</summary>
+    public async Task<(int Deleted, int Reclaimed, int Pending)> PurgeDueFilesAsync(CancellationToken cancellationToken)
+    {
+        int deleted = 0, reclaimed = 0;
+        var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var due = new List<(string Kind, string Name)>();
+        await using (var command = connection.CreateCommand(null, "SELECT kind, name FROM archive_deletions WHERE delete_after <= @n ORDER BY kind, name")
+                         .With("@n", now))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                due.Add((reader.GetString(0), reader.GetString(1)));
+            }
+        }
+
+        foreach (var (kind, name) in due)
+        {
+            if (kind == "object" && ObjectId.TryParse(name, out var id))
+            {
+                await using var check = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_objects WHERE object_id = @o").With("@o", id.ToArray());
+                if (SqlArchiveIndex.ToLong(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    reclaimed++;
+                }
+                else if (await _store.DeleteObjectAsync(id, cancellationToken).ConfigureAwait(false))
+                {
+                    deleted++;
+                }
+            }
+            else if (kind == "quarantine")
+            {
+                if (await _store.DeleteQuarantinedAsync(name, cancellationToken).ConfigureAwait(false))
+                {
+                    deleted++;
+                }
+            }
+
+            await using var remove = connection.CreateCommand(null, "DELETE FROM archive_deletions WHERE kind = @k AND name = @n")
+                .With("@k", kind).With("@n", name);
+            await remove.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using var count = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_deletions");
+        var pending = (int)SqlArchiveIndex.ToLong(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
+        return (deleted, reclaimed, pending);
+    }
+
+    private async Task<int> RemoveSupersededAsync(RetentionPolicy policy, long cutoff, CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        while (true)
+        {
+            await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            var rows = new List<(long Instance, int Version, ObjectId Object, long Study, byte[] StudyKey, byte[] PatientKey)>();
+            await using (var command = connection.CreateCommand(transaction, """
+                             SELECT v.instance_id, v.version, v.object_id, st.id, st.study_uid, p.patient_key
+                             FROM archive_versions v
+                             JOIN archive_instances i ON i.id = v.instance_id
+                             JOIN archive_series se ON se.id = i.series_id
+                             JOIN archive_studies st ON st.id = se.study_id
+                             JOIN archive_patients p ON p.id = st.patient_id
+                             WHERE v.superseded_at IS NOT NULL AND v.superseded_at < @c
+                             ORDER BY v.instance_id, v.version LIMIT @n
+                             """).With("@c", cutoff).With("@n", BatchSize))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    rows.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), (int)SqlArchiveIndex.ToLong(reader.GetValue(1)),
+                        new ObjectId((byte[])reader.GetValue(2)), SqlArchiveIndex.ToLong(reader.GetValue(3)), (byte[])reader.GetValue(4),
+                        (byte[])reader.GetValue(5)));
+                }
+            }
+
+            if (rows.Count == 0)
+            {
+                return removed;
+            }
+
+            var decidedAt = _time.GetUtcNow();
+            foreach (var row in rows)
+            {
+                await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.SupersededVersionRemoved, policy.Name, decidedAt,
+                    row.Study, row.StudyKey, row.PatientKey, row.Instance, row.Version, [row.Object], null, 1), cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, "DELETE FROM archive_versions WHERE instance_id = @i AND version = @v", cancellationToken,
+                    ("@i", row.Instance), ("@v", row.Version)).ConfigureAwait(false);
+                await ReleaseObjectAsync(connection, transaction, row.Object, cancellationToken).ConfigureAwait(false);
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            removed += rows.Count;
+        }
+    }
+
+    private async Task<(int Studies, int Instances)> RemoveStudiesAsync(RetentionPolicy policy, long cutoff, CancellationToken cancellationToken)
+    {
+        int studies = 0, instances = 0;
+        while (true)
+        {
+            await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            var candidates = new List<(long Study, long Patient, byte[] StudyKey, byte[] PatientKey)>();
+            // A study is as old as its newest change at any level below it.
+            await using (var command = connection.CreateCommand(transaction, """
+                             SELECT st.id, st.patient_id, st.study_uid, p.patient_key FROM archive_studies st
+                             JOIN archive_patients p ON p.id = st.patient_id
+                             WHERE st.updated_at < @c
+                               AND NOT EXISTS (SELECT 1 FROM archive_series se WHERE se.study_id = st.id AND se.updated_at >= @c)
+                               AND NOT EXISTS (SELECT 1 FROM archive_instances i JOIN archive_series se ON se.id = i.series_id
+                                               WHERE se.study_id = st.id AND i.updated_at >= @c)
+                             ORDER BY st.id LIMIT @n
+                             """).With("@c", cutoff).With("@n", 10))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    candidates.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)), (byte[])reader.GetValue(2),
+                        (byte[])reader.GetValue(3)));
+                }
+            }
+
+            if (candidates.Count == 0)
+            {
+                return (studies, instances);
+            }
+
+            var decidedAt = _time.GetUtcNow();
+            foreach (var (study, patient, studyKey, patientKey) in candidates)
+            {
+                var objects = new List<ObjectId>();
+                await using (var command = connection.CreateCommand(transaction, """
+                                 SELECT DISTINCT v.object_id FROM archive_versions v
+                                 JOIN archive_instances i ON i.id = v.instance_id JOIN archive_series se ON se.id = i.series_id
+                                 WHERE se.study_id = @s
+                                 """).With("@s", study))
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        objects.Add(new ObjectId((byte[])reader.GetValue(0)));
+                    }
+                }
+
+                await using var countCommand = connection.CreateCommand(transaction,
+                    "SELECT COUNT(*) FROM archive_instances i JOIN archive_series se ON se.id = i.series_id WHERE se.study_id = @s").With("@s", study);
+                var instanceCount = (int)SqlArchiveIndex.ToLong(await countCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
+
+                await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.StudyRemoved, policy.Name, decidedAt, study,
+                    studyKey, patientKey, null, null, objects, null, instanceCount), cancellationToken).ConfigureAwait(false);
+
+                const string instancesOfStudy = "SELECT i.id FROM archive_instances i JOIN archive_series se ON se.id = i.series_id WHERE se.study_id = @s";
+                await ExecuteAsync(connection, transaction, $"DELETE FROM archive_versions WHERE instance_id IN ({instancesOfStudy})", cancellationToken,
+                    ("@s", study)).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"DELETE FROM archive_terms WHERE level = 3 AND row_id IN ({instancesOfStudy})", cancellationToken,
+                    ("@s", study)).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"DELETE FROM archive_instances WHERE id IN ({instancesOfStudy})", cancellationToken,
+                    ("@s", study)).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction,
+                    "DELETE FROM archive_terms WHERE level = 2 AND row_id IN (SELECT id FROM archive_series WHERE study_id = @s)", cancellationToken,
+                    ("@s", study)).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, "DELETE FROM archive_series WHERE study_id = @s", cancellationToken, ("@s", study))
+                    .ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, "DELETE FROM archive_terms WHERE level = 1 AND row_id = @s", cancellationToken, ("@s", study))
+                    .ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, "DELETE FROM archive_studies WHERE id = @s", cancellationToken, ("@s", study))
+                    .ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction,
+                    "DELETE FROM archive_terms WHERE level = 0 AND row_id = @p AND NOT EXISTS (SELECT 1 FROM archive_studies WHERE patient_id = @p)",
+                    cancellationToken, ("@p", patient)).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction,
+                    "DELETE FROM archive_patients WHERE id = @p AND NOT EXISTS (SELECT 1 FROM archive_studies WHERE patient_id = @p)", cancellationToken,
+                    ("@p", patient)).ConfigureAwait(false);
+                foreach (var id in objects)
+                {
+                    await ReleaseObjectAsync(connection, transaction, id, cancellationToken).ConfigureAwait(false);
+                }
+
+                studies++;
+                instances += instanceCount;
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<int> RemoveQuarantineAsync(RetentionPolicy policy, long cutoff, CancellationToken cancellationToken)
+    {
+        var removed = 0;
+        while (true)
+        {
+            await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            var rows = new List<(long Id, string QuarantineId, ObjectId Object)>();
+            await using (var command = connection.CreateCommand(transaction,
+                             "SELECT id, quarantine_id, object_id FROM archive_quarantine WHERE quarantined_at < @c ORDER BY id LIMIT @n")
+                             .With("@c", cutoff).With("@n", BatchSize))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    rows.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), reader.GetString(1), new ObjectId((byte[])reader.GetValue(2))));
+                }
+            }
+
+            if (rows.Count == 0)
+            {
+                return removed;
+            }
+
+            var decidedAt = _time.GetUtcNow();
+            foreach (var row in rows)
+            {
+                await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.QuarantineRemoved, policy.Name, decidedAt,
+                    null, null, null, null, null, [row.Object], row.QuarantineId, 0), cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, "DELETE FROM archive_quarantine WHERE id = @i", cancellationToken, ("@i", row.Id))
+                    .ConfigureAwait(false);
+                await ScheduleDeletionAsync(connection, transaction, "quarantine", row.QuarantineId, cancellationToken).ConfigureAwait(false);
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            removed += rows.Count;
+        }
+    }
+
+    /// <summary>When no version references the object any more, drops its row and schedules its file.</summary>
+    private async Task ReleaseObjectAsync(DbConnection connection, DbTransaction transaction, ObjectId id, CancellationToken cancellationToken)
+    {
+        await using var check = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM archive_versions WHERE object_id = @o").With("@o", id.ToArray());
+        if (SqlArchiveIndex.ToLong(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            return;
+        }
+
+        await ExecuteAsync(connection, transaction, "DELETE FROM archive_objects WHERE object_id = @o", cancellationToken, ("@o", id.ToArray()))
+            .ConfigureAwait(false);
+        await ScheduleDeletionAsync(connection, transaction, "object", id.ToString(), cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ScheduleDeletionAsync(DbConnection connection, DbTransaction transaction, string kind, string name, CancellationToken cancellationToken)
+    {
+        var after = (_time.GetUtcNow() + _options.DeletionGrace).ToUnixTimeMilliseconds();
+        await ExecuteAsync(connection, transaction,
+            "INSERT INTO archive_deletions (kind, name, delete_after) VALUES (@k, @n, @a) ON CONFLICT (kind, name) DO UPDATE SET delete_after = excluded.delete_after",
+            cancellationToken, ("@k", kind), ("@n", name), ("@a", after)).ConfigureAwait(false);
+    }
+
+    private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken,
+        params (string Name, object Value)[] parameters)
+    {
+        await using var command = connection.CreateCommand(transaction, sql);
+        foreach (var (name, value) in parameters)
+        {
+            command.With(name, value);
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

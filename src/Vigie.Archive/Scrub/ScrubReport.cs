@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Text;
+using Vigie.Archive.Storage;
+
+namespace Vigie.Archive.Scrub;
+
+/// <summary>What is wrong with an object.</summary>
+public enum ScrubFindingKind
+{
+    /// <summary>The index references an object whose file is gone.</summary>
+    Missing,
+
+    /// <summary>The file is ours but does not verify: altered, truncated, swapped, or disagreeing with the index.</summary>
+    Corrupted,
+
+    /// <summary>The file is not in our format, or is encrypted under a key we do not hold (the ransomware case).</summary>
+    Foreign,
+
+    /// <summary>A valid object that no index row references (a crash between the file commit and the index commit).</summary>
+    Orphan,
+}
+
+/// <summary>Where the index refers to an object: an instance version, or a quarantine record. Row ids, and identifiers only on request.</summary>
+public sealed record ScrubIndexReference(
+    long? PatientRowId,
+    long? StudyRowId,
+    long? SeriesRowId,
+    long? InstanceRowId,
+    int? Version,
+    string? QuarantineId,
+    string? SopInstanceUid = null,
+    string? StudyInstanceUid = null)
+{
+    public override string ToString()
+    {
+        if (QuarantineId is not null)
+        {
+            return $"quarantine {QuarantineId}";
+        }
+
+        var text = string.Create(CultureInfo.InvariantCulture,
+            $"instance #{InstanceRowId} v{Version} (series #{SeriesRowId}, study #{StudyRowId}, patient #{PatientRowId})");
+        return SopInstanceUid is null ? text : text + $" SOP Instance UID {SopInstanceUid}, Study Instance UID {StudyInstanceUid}";
+    }
+}
+
+/// <param name="Location">The file, relative to the data folder (objects/abc/&lt;id&gt; or quarantine/&lt;id&gt;.vobj).</param>
+/// <param name="Problem">The reader's verdict when a file was read.</param>
+public sealed record ScrubFinding(
+    ScrubFindingKind Kind,
+    string Location,
+    ObjectId? ObjectId,
+    ObjectProblem? Problem,
+    string Reason,
+    IReadOnlyList<ScrubIndexReference> References)
+{
+    public override string ToString()
+    {
+        var builder = new StringBuilder().Append(Kind.ToString().ToUpperInvariant()).Append(' ').Append(Location);
+        if (ObjectId is { } id)
+        {
+            builder.Append(" object ").Append(id);
+        }
+
+        builder.Append(": ").Append(Reason);
+        foreach (var reference in References)
+        {
+            builder.Append("; referenced by ").Append(reference);
+        }
+
+        return builder.ToString();
+    }
+}
+
+/// <summary>The result of a scrub. The CLI prints <see cref="Summary"/> and the findings, and exits with <see cref="ExitCode"/>.</summary>
+public sealed record ScrubReport(
+    long ObjectsChecked,
+    long QuarantinedChecked,
+    long BytesVerified,
+    long Healthy,
+    long Missing,
+    long Corrupted,
+    long Foreign,
+    long Orphans,
+    IReadOnlyList<ScrubFinding> Findings,
+    bool FindingsTruncated,
+    TimeSpan Duration)
+{
+    public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0;
+
+    /// <summary>0 when everything verified, 1 when anything is wrong.</summary>
+    public int ExitCode => IsClean ? 0 : 1;
+
+    public string Summary => string.Create(CultureInfo.InvariantCulture,
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+}
+
+/// <summary>How a scrub runs.</summary>
+public sealed record ScrubRequest
+{
+    /// <summary>Decrypt every segment and check the content hash (false: header, key and trailer only, much faster).</summary>
+    public bool VerifyContent { get; init; } = true;
+
+    /// <summary>Put decrypted SOP Instance and Study Instance UIDs into the references, for the operator who must re-fetch them.</summary>
+    public bool RevealIdentifiers { get; init; }
+
+    /// <summary>Check quarantine too.</summary>
+    public bool IncludeQuarantine { get; init; } = true;
+}

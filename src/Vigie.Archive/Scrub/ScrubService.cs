@@ -1,0 +1,339 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Storage;
+using Vigie.Core.Data;
+
+namespace Vigie.Archive.Scrub;
+
+/// <summary>
+/// Checks every object file against the index: each one must open under our keys, authenticate segment by segment,
+/// hash to its trailer, be the object its name says, and have the index's length; every index reference must have its
+/// file; every file must be referenced. Runs fan-out folder by fan-out folder, so memory stays bounded.
+/// </summary>
+public sealed class ScrubService
+{
+    private readonly IVigieDatabase _database;
+    private readonly FileObjectStore _store;
+    private readonly ArchiveKeyService _keys;
+    private readonly ArchiveOptions _options;
+    private readonly ILogger<ScrubService> _logger;
+
+    internal ScrubService(IVigieDatabase database, FileObjectStore store, ArchiveKeyService keys, IOptions<ArchiveOptions> options,
+        ILogger<ScrubService> logger)
+    {
+        _database = database;
+        _store = store;
+        _keys = keys;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    public async Task<ScrubReport> RunAsync(ScrubRequest request, CancellationToken cancellationToken)
+    {
+        using var activity = ArchiveTelemetry.Source.StartActivity("archive.scrub");
+        await _keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var started = Stopwatch.GetTimestamp();
+        var state = new State(_options.ScrubMaxFindings);
+        var layout = _store.Layout;
+
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var pendingDeletions = await PendingDeletionsAsync(connection, cancellationToken).ConfigureAwait(false);
+
+        // Anything in objects/ that is not a fan-out folder is foreign.
+        foreach (var entry in Directory.EnumerateFileSystemEntries(layout.Objects))
+        {
+            var name = Path.GetFileName(entry);
+            if (!(Directory.Exists(entry) && name.Length == 3 && name.All(c => char.IsAsciiDigit(c) || char.IsAsciiHexDigitLower(c))))
+            {
+                state.Add(new ScrubFinding(ScrubFindingKind.Foreign, Path.GetRelativePath(layout.Root, entry), null, ObjectProblem.NotOurFormat,
+                    "an unexpected entry in objects/", []));
+            }
+        }
+
+        await Parallel.ForEachAsync(WorkAsync(connection, state, pendingDeletions, cancellationToken),
+            new ParallelOptions { MaxDegreeOfParallelism = _options.ScrubParallelism, CancellationToken = cancellationToken },
+            async (work, token) => await VerifyAsync(work, request, state, token).ConfigureAwait(false)).ConfigureAwait(false);
+
+        if (request.IncludeQuarantine)
+        {
+            await ScrubQuarantineAsync(connection, request, state, pendingDeletions, cancellationToken).ConfigureAwait(false);
+        }
+
+        var findings = state.Findings.ToList();
+        var resolved = new List<ScrubFinding>(findings.Count);
+        foreach (var finding in findings.OrderBy(f => f.Location, StringComparer.Ordinal))
+        {
+            resolved.Add(finding.ObjectId is { } id && finding.References.Count == 0
+                ? finding with { References = await ReferencesAsync(connection, id, request.RevealIdentifiers, cancellationToken).ConfigureAwait(false) }
+                : finding);
+        }
+
+        var report = new ScrubReport(state.ObjectsChecked, state.QuarantinedChecked, state.Bytes, state.Healthy, state.Missing, state.Corrupted,
+            state.Foreign, state.Orphans, resolved, state.Truncated, Stopwatch.GetElapsedTime(started));
+        ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing);
+        _logger.LogInformation("Scrub: {Summary}", report.Summary);
+        return report;
+    }
+
+    /// <summary>Walks the fan-out folders in id order with the index rows of the same id range, yielding one item per file or missing row.</summary>
+    private async IAsyncEnumerable<Work> WorkAsync(DbConnection connection, State state, HashSet<(string, string)> pendingDeletions,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var layout = _store.Layout;
+        foreach (var fanOut in ArchiveLayout.FanOutNames())
+        {
+            var rows = await RowsInRangeAsync(connection, fanOut, cancellationToken).ConfigureAwait(false);
+            var directory = Path.Combine(layout.Objects, fanOut);
+            var files = Directory.Exists(directory) ? Directory.EnumerateFileSystemEntries(directory).ToList() : [];
+            foreach (var file in files)
+            {
+                var relative = Path.GetRelativePath(layout.Root, file);
+                if (!ObjectId.TryParse(Path.GetFileName(file), out var id) || id.FanOut != fanOut || Directory.Exists(file))
+                {
+                    state.Add(new ScrubFinding(ScrubFindingKind.Foreign, relative, null, ObjectProblem.NotOurFormat,
+                        "a file whose name is not an object id (renamed by someone else)", []));
+                    continue;
+                }
+
+                var indexed = rows.Remove(id, out var length);
+                var pending = pendingDeletions.Contains(("object", id.ToString()));
+                yield return new Work(file, relative, id, indexed ? length : null, !indexed && !pending, null);
+            }
+
+            foreach (var (id, _) in rows)
+            {
+                state.AddMissing(new ScrubFinding(ScrubFindingKind.Missing, Path.GetRelativePath(layout.Root, layout.ObjectPath(id)), id,
+                    ObjectProblem.NotFound, "the index references this object but its file is gone", []));
+            }
+        }
+    }
+
+    private async ValueTask VerifyAsync(Work work, ScrubRequest request, State state, CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref work.QuarantineId is null ? ref state.ObjectsChecked : ref state.QuarantinedChecked);
+        try
+        {
+            await using var reader = work.QuarantineId is null
+                ? await _store.OpenReadAsync(work.Id, cancellationToken).ConfigureAwait(false)
+                : await _store.OpenQuarantinedAsync(work.QuarantineId, cancellationToken).ConfigureAwait(false);
+            if (work.QuarantineId is not null && reader.Id != work.Id && work.IndexedLength is not null)
+            {
+                throw new ObjectFormatException(ObjectProblem.IdMismatch, $"the quarantined content is object {reader.Id}, the index says {work.Id}",
+                    work.Relative);
+            }
+
+            if (work.IndexedLength is { } indexed && indexed != reader.Length)
+            {
+                throw new ObjectFormatException(ObjectProblem.LengthMismatch, $"the object holds {reader.Length} bytes, the index says {indexed}",
+                    work.Relative);
+            }
+
+            if (request.VerifyContent)
+            {
+                await reader.VerifyAsync(cancellationToken).ConfigureAwait(false);
+                Interlocked.Add(ref state.Bytes, reader.Length);
+            }
+
+            if (work.Orphan)
+            {
+                state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null,
+                    "a valid object that no index row references (its index transaction never committed)", []));
+            }
+            else
+            {
+                Interlocked.Increment(ref state.Healthy);
+            }
+        }
+        catch (ObjectFormatException e)
+        {
+            var kind = e.IsForeign ? ScrubFindingKind.Foreign : ScrubFindingKind.Corrupted;
+            var reason = e.Message + (work.Orphan ? " (and no index row references it)" : "");
+            state.Add(new ScrubFinding(kind, work.Relative, work.QuarantineId is null ? work.Id : null, e.Problem, reason,
+                work.QuarantineId is null ? [] : [new ScrubIndexReference(null, null, null, null, null, work.QuarantineId)]));
+        }
+    }
+
+    private async Task ScrubQuarantineAsync(DbConnection connection, ScrubRequest request, State state, HashSet<(string, string)> pendingDeletions,
+        CancellationToken cancellationToken)
+    {
+        var layout = _store.Layout;
+        var rows = new Dictionary<string, (ObjectId Id, long Length)>(StringComparer.Ordinal);
+        await using (var command = connection.CreateCommand(null, "SELECT quarantine_id, object_id, length FROM archive_quarantine"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                rows[reader.GetString(0)] = (new ObjectId((byte[])reader.GetValue(1)), SqlArchiveIndex.ToLong(reader.GetValue(2)));
+            }
+        }
+
+        var work = new List<Work>();
+        foreach (var file in Directory.Exists(layout.Quarantine) ? Directory.EnumerateFiles(layout.Quarantine) : [])
+        {
+            var name = Path.GetFileName(file);
+            var relative = Path.GetRelativePath(layout.Root, file);
+            if (name.EndsWith(ArchiveLayout.QuarantineReasonExtension, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var quarantineId = name.EndsWith(ArchiveLayout.QuarantineExtension, StringComparison.Ordinal) ? name[..^ArchiveLayout.QuarantineExtension.Length] : "";
+            if (quarantineId.Length != 32 || !quarantineId.All(c => char.IsAsciiDigit(c) || char.IsAsciiHexDigitLower(c)))
+            {
+                state.Add(new ScrubFinding(ScrubFindingKind.Foreign, relative, null, ObjectProblem.NotOurFormat, "an unexpected file in quarantine/", []));
+                continue;
+            }
+
+            var indexed = rows.Remove(quarantineId, out var row);
+            var pending = pendingDeletions.Contains(("quarantine", quarantineId));
+            work.Add(new Work(file, relative, row.Id, indexed ? row.Length : null, !indexed && !pending, quarantineId));
+        }
+
+        foreach (var (quarantineId, row) in rows)
+        {
+            state.AddMissing(new ScrubFinding(ScrubFindingKind.Missing, Path.GetRelativePath(layout.Root, layout.QuarantinePath(quarantineId)), row.Id,
+                ObjectProblem.NotFound, "the index records this quarantined object but its file is gone",
+                [new ScrubIndexReference(null, null, null, null, null, quarantineId)]));
+        }
+
+        await Parallel.ForEachAsync(work, new ParallelOptions { MaxDegreeOfParallelism = _options.ScrubParallelism, CancellationToken = cancellationToken },
+            async (item, token) => await VerifyAsync(item, request, state, token).ConfigureAwait(false)).ConfigureAwait(false);
+    }
+
+    private static async Task<Dictionary<ObjectId, long>> RowsInRangeAsync(DbConnection connection, string fanOut, CancellationToken cancellationToken)
+    {
+        var prefix = Convert.ToInt32(fanOut, 16);
+        var low = new byte[ObjectId.Size];
+        low[0] = (byte)(prefix >> 4);
+        low[1] = (byte)((prefix & 0xF) << 4);
+        var rows = new Dictionary<ObjectId, long>();
+        var sql = prefix == 0xFFF
+            ? "SELECT object_id, length FROM archive_objects WHERE object_id >= @lo"
+            : "SELECT object_id, length FROM archive_objects WHERE object_id >= @lo AND object_id < @hi";
+        await using var command = connection.CreateCommand(null, sql).With("@lo", low);
+        if (prefix != 0xFFF)
+        {
+            var high = new byte[ObjectId.Size];
+            high[0] = (byte)((prefix + 1) >> 4);
+            high[1] = (byte)(((prefix + 1) & 0xF) << 4);
+            command.With("@hi", high);
+        }
+
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows[new ObjectId((byte[])reader.GetValue(0))] = SqlArchiveIndex.ToLong(reader.GetValue(1));
+        }
+
+        return rows;
+    }
+
+    private static async Task<HashSet<(string, string)>> PendingDeletionsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var pending = new HashSet<(string, string)>();
+        await using var command = connection.CreateCommand(null, "SELECT kind, name FROM archive_deletions");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            pending.Add((reader.GetString(0), reader.GetString(1)));
+        }
+
+        return pending;
+    }
+
+    private async Task<IReadOnlyList<ScrubIndexReference>> ReferencesAsync(DbConnection connection, ObjectId id, bool reveal,
+        CancellationToken cancellationToken)
+    {
+        var references = new List<ScrubIndexReference>();
+        await using (var command = connection.CreateCommand(null, """
+                         SELECT st.patient_id, se.study_id, i.series_id, i.id, v.version, i.sop_uid, i.attributes, st.study_uid, st.attributes
+                         FROM archive_versions v
+                         JOIN archive_instances i ON i.id = v.instance_id
+                         JOIN archive_series se ON se.id = i.series_id
+                         JOIN archive_studies st ON st.id = se.study_id
+                         WHERE v.object_id = @o ORDER BY i.id, v.version
+                         """).With("@o", id.ToArray()))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                string? sop = null;
+                string? study = null;
+                if (reveal)
+                {
+                    sop = AttributeSet.Deserialize(_keys.Open((byte[])reader.GetValue(6), SqlArchiveIndex.AttributesContext(3, (byte[])reader.GetValue(5))))
+                        .First(DicomTags.SopInstanceUid);
+                    study = AttributeSet.Deserialize(_keys.Open((byte[])reader.GetValue(8), SqlArchiveIndex.AttributesContext(1, (byte[])reader.GetValue(7))))
+                        .First(DicomTags.StudyInstanceUid);
+                }
+
+                references.Add(new ScrubIndexReference(SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)),
+                    SqlArchiveIndex.ToLong(reader.GetValue(2)), SqlArchiveIndex.ToLong(reader.GetValue(3)), (int)SqlArchiveIndex.ToLong(reader.GetValue(4)),
+                    null, sop, study));
+            }
+        }
+
+        await using (var command = connection.CreateCommand(null, "SELECT quarantine_id FROM archive_quarantine WHERE object_id = @o").With("@o", id.ToArray()))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                references.Add(new ScrubIndexReference(null, null, null, null, null, reader.GetString(0)));
+            }
+        }
+
+        return references;
+    }
+
+    private sealed record Work(string Path, string Relative, ObjectId Id, long? IndexedLength, bool Orphan, string? QuarantineId);
+
+    private sealed class State(int maxFindings)
+    {
+        public long ObjectsChecked;
+        public long QuarantinedChecked;
+        public long Bytes;
+        public long Healthy;
+        public long Missing;
+        public long Corrupted;
+        public long Foreign;
+        public long Orphans;
+        private int _listed;
+
+        public ConcurrentQueue<ScrubFinding> Findings { get; } = new();
+
+        public bool Truncated => Volatile.Read(ref _listed) > maxFindings;
+
+        public void AddMissing(ScrubFinding finding) => Add(finding);
+
+        public void Add(ScrubFinding finding)
+        {
+            switch (finding.Kind)
+            {
+                case ScrubFindingKind.Missing:
+                    Interlocked.Increment(ref Missing);
+                    break;
+                case ScrubFindingKind.Corrupted:
+                    Interlocked.Increment(ref Corrupted);
+                    break;
+                case ScrubFindingKind.Foreign:
+                    Interlocked.Increment(ref Foreign);
+                    break;
+                case ScrubFindingKind.Orphan:
+                    Interlocked.Increment(ref Orphans);
+                    break;
+                default:
+                    throw new ArgumentOutOfRangeException(nameof(finding), finding.Kind, null);
+            }
+
+            if (Interlocked.Increment(ref _listed) <= maxFindings)
+            {
+                Findings.Enqueue(finding);
+            }
+        }
+    }
+}

@@ -1,0 +1,346 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.IO;
+using Vigie.Archive.Keys;
+
+namespace Vigie.Archive.Storage;
+
+/// <summary>The object store on a local (or shared) file system. See <see cref="IObjectStore"/> and docs/archive.md.</summary>
+internal sealed class FileObjectStore : IObjectStore, IDisposable
+{
+    private readonly ArchiveOptions _options;
+    private readonly ILogger<FileObjectStore> _logger;
+    private readonly TimeProvider _time;
+    private readonly Lazy<SyncWorkers> _workers;
+    private readonly Lazy<CommitBatcher> _batcher;
+    private int _disposed;
+
+    public FileObjectStore(ArchiveKeyService keys, IOptions<ArchiveOptions> options, TimeProvider time, ILogger<FileObjectStore> logger)
+    {
+        Keys = keys;
+        _options = options.Value;
+        _options.Validate();
+        _time = time;
+        _logger = logger;
+        Layout = new ArchiveLayout(_options.DataFolder);
+        _workers = new Lazy<SyncWorkers>(() => new SyncWorkers(_options.SyncThreads));
+        _batcher = new Lazy<CommitBatcher>(() => new CommitBatcher(this, _workers.Value, _options.MaxCommitBatch));
+    }
+
+    internal ArchiveKeyService Keys { get; }
+
+    internal ArchiveLayout Layout { get; }
+
+    internal SyncWorkers Workers => _workers.Value;
+
+    internal bool Durable => _options.Durable;
+
+    public async ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken)
+    {
+        await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var dataKey = ObjectFormat.NewDataKey();
+        try
+        {
+            var prefix = ObjectFormat.BuildPrefix(_options.SegmentSize, RandomNumberGenerator.GetBytes(ObjectFormat.NoncePrefixSize));
+            const uint generation = 1;
+            var wrapped = await Keys.KeyEncryptionKeys.WrapAsync(dataKey, ObjectFormat.DataKeyContext(prefix, generation), cancellationToken)
+                .ConfigureAwait(false);
+            var header = new byte[ObjectFormat.HeaderSize];
+            prefix.CopyTo(header, 0);
+            ObjectFormat.WriteSlot(header.AsSpan(ObjectFormat.SlotOffset(0)), generation, wrapped.KeyId, wrapped.Wrapped);
+
+            var path = Path.Combine(Layout.Spool, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)) + ArchiveLayout.SpoolExtension);
+            var file = new FileStream(path, NewFileOptions(FileAccess.ReadWrite));
+            return new SpoolWriter(this, path, file, header, dataKey, wrapped.KeyId, _options.SegmentSize, _options.WriteBufferSegments,
+                _options.MaxObjectBytes);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(dataKey);
+        }
+    }
+
+    public async ValueTask<CommittedObject> CommitAsync(SpooledObject spool, CancellationToken cancellationToken)
+    {
+        using var activity = ArchiveTelemetry.Source.StartActivity("archive.commit");
+        spool.BeginMove();
+        try
+        {
+            await spool.DataSynced.ConfigureAwait(false);
+            CommittedObject result;
+            if (_options.Durable)
+            {
+                result = await _batcher.Value.SubmitAsync(spool, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                (result, _) = MoveIntoPlace(spool);
+            }
+
+            spool.EndMove(SpoolState.Committed);
+            (result.AlreadyStored ? ArchiveTelemetry.ObjectsDeduplicated : ArchiveTelemetry.ObjectsCommitted).Add(1);
+            return result;
+        }
+        catch
+        {
+            if (File.Exists(spool.Path))
+            {
+                // The move did not happen: the spool stays pending so the caller can retry or quarantine it.
+                spool.EndMove(SpoolState.Pending);
+            }
+            else
+            {
+                spool.EndMove(SpoolState.Discarded);
+            }
+
+            throw;
+        }
+    }
+
+    public async ValueTask<IReadOnlyList<CommittedObject>> CommitAsync(IReadOnlyList<SpooledObject> spools, CancellationToken cancellationToken)
+    {
+        var tasks = new Task<CommittedObject>[spools.Count];
+        for (var i = 0; i < spools.Count; i++)
+        {
+            tasks[i] = CommitAsync(spools[i], cancellationToken).AsTask();
+        }
+
+        return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Renames the spool to objects/xyz/&lt;id&gt; without replacing an existing file (link + unlink on Unix), or drops it
+    /// when the id exists. Returns the directories to sync: even a duplicate syncs its folder, in case the first writer has not yet.
+    /// </summary>
+    internal (CommittedObject Result, string[] Directories) MoveIntoPlace(SpooledObject spool)
+    {
+        var directory = Layout.FanOutDirectory(spool.Id);
+        var target = Layout.ObjectPath(spool.Id);
+        // Fan-out folders are made on first use; a new one needs objects/ synced too (in the same round).
+        string[] directories = FileSync.EnsureDirectory(directory, durable: false) ? [directory, Layout.Objects] : [directory];
+        if (File.Exists(target))
+        {
+            DeleteSpoolFile(spool.Path);
+            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directories);
+        }
+
+        try
+        {
+            File.Move(spool.Path, target, overwrite: false);
+        }
+        catch (IOException) when (File.Exists(target))
+        {
+            // Another writer (or node) stored the same content first.
+            DeleteSpoolFile(spool.Path);
+            return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: true), directories);
+        }
+
+        return (new CommittedObject(spool.Id, spool.Length, AlreadyStored: false), directories);
+    }
+
+    public async ValueTask<QuarantinedObject> QuarantineAsync(SpooledObject spool, string reason, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(reason);
+        spool.BeginMove();
+        try
+        {
+            await spool.DataSynced.ConfigureAwait(false);
+            var quarantineId = Guid.NewGuid().ToString("N");
+            var sealedReason = Keys.Seal(Encoding.UTF8.GetBytes(reason), QuarantineReasonContext(quarantineId));
+            await FileSync.WriteAtomicallyAsync(Layout.QuarantineReasonPath(quarantineId), sealedReason, cancellationToken).ConfigureAwait(false);
+            File.Move(spool.Path, Layout.QuarantinePath(quarantineId), overwrite: false);
+            if (_options.Durable)
+            {
+                await Workers.RunAsync(() => FileSync.SyncDirectory(Layout.Quarantine), cancellationToken).ConfigureAwait(false);
+            }
+
+            spool.EndMove(SpoolState.Quarantined);
+            ArchiveTelemetry.ObjectsQuarantined.Add(1);
+            return new QuarantinedObject(quarantineId, spool.Id, spool.Length, _time.GetUtcNow());
+        }
+        catch
+        {
+            spool.EndMove(File.Exists(spool.Path) ? SpoolState.Pending : SpoolState.Discarded);
+            throw;
+        }
+    }
+
+    public ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken) =>
+        ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, cancellationToken);
+
+    public ValueTask<ArchiveObjectReader> OpenQuarantinedAsync(string quarantineId, CancellationToken cancellationToken)
+    {
+        ValidateQuarantineId(quarantineId);
+        return ArchiveObjectReader.OpenAsync(Layout.QuarantinePath(quarantineId), null, Keys, "quarantine/" + quarantineId,
+            _options.MaxObjectBytes, cancellationToken);
+    }
+
+    public async ValueTask<string> ReadQuarantineReasonAsync(string quarantineId, CancellationToken cancellationToken)
+    {
+        ValidateQuarantineId(quarantineId);
+        await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var sealedReason = await File.ReadAllBytesAsync(Layout.QuarantineReasonPath(quarantineId), cancellationToken).ConfigureAwait(false);
+        return Encoding.UTF8.GetString(Keys.Open(sealedReason, QuarantineReasonContext(quarantineId)));
+    }
+
+    public ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)));
+    }
+
+    public async ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken)
+    {
+        await using var writer = await CreateSpoolAsync(cancellationToken).ConfigureAwait(false);
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(_options.SegmentSize);
+        try
+        {
+            int read;
+            while ((read = await content.ReadAsync(buffer.AsMemory(0, _options.SegmentSize), cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                await writer.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        await using var spool = await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        return await CommitAsync(spool, cancellationToken).ConfigureAwait(false);
+    }
+
+    internal ValueTask<ArchiveObjectReader> OpenSpoolAsync(SpooledObject spool, CancellationToken cancellationToken) =>
+        ArchiveObjectReader.OpenAsync(spool.Path, spool.Id, Keys, "spool/" + Path.GetFileName(spool.Path), _options.MaxObjectBytes, cancellationToken);
+
+    /// <summary>Syncs a completed spool in the background and closes it; the commit awaits the returned task.</summary>
+    internal Task StartDataSync(FileStream file)
+    {
+        if (!_options.Durable)
+        {
+            file.Dispose();
+            return Task.CompletedTask;
+        }
+
+        return Workers.RunAsync(() =>
+        {
+            using (file)
+            {
+                FileSync.SyncFile(file.SafeFileHandle);
+            }
+        }, CancellationToken.None);
+    }
+
+    internal void DeleteSpoolFile(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException e)
+        {
+            _logger.LogWarning(e, "Could not delete spool file {Spool}; it will be removed at the next start.", Path.GetFileName(path));
+        }
+    }
+
+    /// <summary>Removes an object for retention only. The caller has recorded and audited the decision.</summary>
+    internal async ValueTask<bool> DeleteObjectAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        var path = Layout.ObjectPath(id);
+        if (!File.Exists(path))
+        {
+            return false;
+        }
+
+        File.Delete(path);
+        if (_options.Durable)
+        {
+            await Workers.RunAsync(() => FileSync.SyncDirectory(Layout.FanOutDirectory(id)), cancellationToken).ConfigureAwait(false);
+        }
+
+        return true;
+    }
+
+    internal async ValueTask<bool> DeleteQuarantinedAsync(string quarantineId, CancellationToken cancellationToken)
+    {
+        ValidateQuarantineId(quarantineId);
+        var existed = File.Exists(Layout.QuarantinePath(quarantineId));
+        File.Delete(Layout.QuarantinePath(quarantineId));
+        File.Delete(Layout.QuarantineReasonPath(quarantineId));
+        if (_options.Durable)
+        {
+            await Workers.RunAsync(() => FileSync.SyncDirectory(Layout.Quarantine), cancellationToken).ConfigureAwait(false);
+        }
+
+        return existed;
+    }
+
+    /// <summary>Removes spools left by a crash (never acknowledged, so never needed). Young ones may belong to another node.</summary>
+    internal int RemoveStaleSpools()
+    {
+        var removed = 0;
+        if (!Directory.Exists(Layout.Spool))
+        {
+            return 0;
+        }
+
+        var cutoff = _time.GetUtcNow().UtcDateTime - _options.StaleSpoolAge;
+        foreach (var file in Directory.EnumerateFiles(Layout.Spool))
+        {
+            if (File.GetLastWriteTimeUtc(file) < cutoff)
+            {
+                DeleteSpoolFile(file);
+                removed++;
+            }
+        }
+
+        return removed;
+    }
+
+    internal FileStreamOptions NewFileOptions(FileAccess access)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = access,
+            Share = FileShare.Read | FileShare.Delete,
+            BufferSize = 0,
+        };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        return options;
+    }
+
+    internal static byte[] QuarantineReasonContext(string quarantineId) => Encoding.ASCII.GetBytes("vigie/quarantine-reason/v1/" + quarantineId);
+
+    internal static void ValidateQuarantineId(string quarantineId)
+    {
+        if (quarantineId is not { Length: 32 } || !quarantineId.All(c => char.IsAsciiDigit(c) || char.IsAsciiHexDigitLower(c)))
+        {
+            throw new ArgumentException("A quarantine id is 32 lowercase hex digits.", nameof(quarantineId));
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
+        if (_batcher.IsValueCreated)
+        {
+            _batcher.Value.Dispose();
+        }
+
+        if (_workers.IsValueCreated)
+        {
+            _workers.Value.Dispose();
+        }
+    }
+}

@@ -1,0 +1,40 @@
+namespace Vigie.Archive.Storage;
+
+/// <summary>
+/// The encrypted, content-addressed, immutable object store. No member overwrites or deletes a stored object:
+/// a correction is a new object (a new version in the index), and only retention removes objects.
+/// <para>Ingest: <see cref="CreateSpoolAsync"/>, write, complete, inspect the spool, then <see cref="CommitAsync(SpooledObject, CancellationToken)"/>
+/// (durable when it returns: file and directory synced) or <see cref="QuarantineAsync"/>; then commit the index
+/// transaction, then acknowledge.</para>
+/// </summary>
+public interface IObjectStore
+{
+    /// <summary>Opens a new spool under a fresh data key wrapped by the active key-encryption key.</summary>
+    ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Moves a spool into the store under its id and makes it durable. Concurrent commits share directory syncs
+    /// (group commit). When the id exists already the spool is dropped and the result says so.
+    /// </summary>
+    ValueTask<CommittedObject> CommitAsync(SpooledObject spool, CancellationToken cancellationToken);
+
+    /// <summary>Commits several spools with one round of directory syncs.</summary>
+    ValueTask<IReadOnlyList<CommittedObject>> CommitAsync(IReadOnlyList<SpooledObject> spools, CancellationToken cancellationToken);
+
+    /// <summary>Moves a spool to quarantine, still encrypted, with the reason sealed beside it.</summary>
+    ValueTask<QuarantinedObject> QuarantineAsync(SpooledObject spool, string reason, CancellationToken cancellationToken);
+
+    /// <summary>Opens a stored object; its content is checked to be the object <paramref name="id"/> names.</summary>
+    ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken);
+
+    /// <summary>Opens a quarantined object (for review or release).</summary>
+    ValueTask<ArchiveObjectReader> OpenQuarantinedAsync(string quarantineId, CancellationToken cancellationToken);
+
+    /// <summary>The reason a quarantined object was set aside.</summary>
+    ValueTask<string> ReadQuarantineReasonAsync(string quarantineId, CancellationToken cancellationToken);
+
+    ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken);
+
+    /// <summary>Spools and commits a whole stream (imports, disarmed copies).</summary>
+    ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken);
+}

@@ -1,0 +1,106 @@
+namespace Vigie.Archive.Storage;
+
+/// <summary>Where a completed spool went.</summary>
+public enum SpoolState
+{
+    /// <summary>Complete and waiting for the decision: inspect it, then commit or quarantine it.</summary>
+    Pending,
+
+    /// <summary>Moving into the store or quarantine.</summary>
+    Moving,
+
+    Committed,
+
+    Quarantined,
+
+    /// <summary>Deleted without being kept (disposed while pending, or a failed move).</summary>
+    Discarded,
+}
+
+/// <summary>
+/// A complete, still encrypted spool file: read it back for inspection, then commit it or quarantine it.
+/// Disposing it while pending deletes it, so an object that was never committed leaves nothing behind.
+/// </summary>
+public sealed class SpooledObject : IAsyncDisposable
+{
+    private readonly FileObjectStore _store;
+    private readonly byte[] _sha256;
+    private int _state;
+
+    internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, Task dataSynced)
+    {
+        _store = store;
+        Path = path;
+        Id = id;
+        Length = length;
+        _sha256 = sha256;
+        KeyId = keyId;
+        DataSynced = dataSynced;
+    }
+
+    /// <summary>The id this content has (equal content, equal id).</summary>
+    public ObjectId Id { get; }
+
+    /// <summary>Plaintext length.</summary>
+    public long Length { get; }
+
+    public Guid KeyId { get; }
+
+    public SpoolState State => (SpoolState)Volatile.Read(ref _state);
+
+    /// <summary>
+    /// The plaintext's SHA-256, for known-bad hash lists during inspection. Keep it in memory only: persisting or logging
+    /// it would reveal a plain hash of health data, which the store itself never does.
+    /// </summary>
+    public ReadOnlyMemory<byte> ContentSha256 => _sha256;
+
+    internal string Path { get; }
+
+    /// <summary>Completes when the spool's bytes are on disk (at once when the store is not durable).</summary>
+    internal Task DataSynced { get; }
+
+    /// <summary>Reads the spool back decrypted, as a stream or by range, for inspection.</summary>
+    public ValueTask<ArchiveObjectReader> OpenReaderAsync(CancellationToken cancellationToken)
+    {
+        if (State != SpoolState.Pending)
+        {
+            throw new InvalidOperationException($"The spool is {State}; read the stored object instead.");
+        }
+
+        return _store.OpenSpoolAsync(this, cancellationToken);
+    }
+
+    internal void BeginMove()
+    {
+        if (Interlocked.CompareExchange(ref _state, (int)SpoolState.Moving, (int)SpoolState.Pending) != (int)SpoolState.Pending)
+        {
+            throw new InvalidOperationException($"The spool is {State}; it can be committed or quarantined once.");
+        }
+    }
+
+    internal void EndMove(SpoolState state) => Volatile.Write(ref _state, (int)state);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.CompareExchange(ref _state, (int)SpoolState.Discarded, (int)SpoolState.Pending) == (int)SpoolState.Pending)
+        {
+            try
+            {
+                await DataSynced.ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                // The spool is being discarded; a failed sync changes nothing.
+            }
+
+            _store.DeleteSpoolFile(Path);
+        }
+    }
+}
+
+/// <summary>The outcome of a commit: the object is durable (when the store is) under <paramref name="Id"/>.</summary>
+/// <param name="AlreadyStored">True when equal content was already stored; the spool was dropped.</param>
+public sealed record CommittedObject(ObjectId Id, long Length, bool AlreadyStored);
+
+/// <summary>A spool moved to quarantine, still encrypted, with its sealed reason beside it.</summary>
+public sealed record QuarantinedObject(string QuarantineId, ObjectId Id, long Length, DateTimeOffset QuarantinedAt);

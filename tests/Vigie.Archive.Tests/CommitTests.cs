@@ -1,0 +1,187 @@
+using Vigie.Archive.Index;
+using Vigie.Archive.Scrub;
+using Vigie.Archive.Storage;
+
+namespace Vigie.Archive.Tests;
+
+/// <summary>Durability order and crash safety of the write path.</summary>
+public sealed class CommitTests
+{
+    [Fact]
+    public async Task Concurrent_commits_are_all_durable_and_grouped()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var contents = Enumerable.Range(0, 40).Select(i => Samples.Content(10_000 + i, i)).ToList();
+        var results = await Task.WhenAll(contents.Select(c => Task.Run(() => archive.PutAsync(c), ct)));
+        Assert.Equal(40, results.Select(r => r.Id).Distinct().Count());
+        Assert.All(results, r => Assert.False(r.AlreadyStored));
+        for (var i = 0; i < contents.Count; i++)
+        {
+            Assert.Equal(contents[i], await archive.ReadAllAsync(results[i].Id));
+        }
+
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool));
+    }
+
+    [Fact]
+    public async Task A_batch_commit_stores_every_spool()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var spools = new List<SpooledObject>();
+        for (var i = 0; i < 10; i++)
+        {
+            spools.Add(await archive.SpoolAsync(Samples.Content(5000, i)));
+        }
+
+        var results = await archive.Store.CommitAsync(spools, ct);
+        Assert.Equal(spools.Select(s => s.Id), results.Select(r => r.Id));
+        Assert.All(spools, s => Assert.Equal(SpoolState.Committed, s.State));
+    }
+
+    [Fact]
+    public async Task The_same_content_committed_concurrently_is_stored_once()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var content = Samples.Content(30_000, 7);
+        var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(_ => Task.Run(() => archive.PutAsync(content), ct)));
+        Assert.Single(results.Select(r => r.Id).Distinct());
+        Assert.Single(results, r => !r.AlreadyStored);
+        Assert.Single(Directory.EnumerateFiles(archive.Store.Layout.Objects, "*", SearchOption.AllDirectories));
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool));
+        Assert.Equal(content, await archive.ReadAllAsync(results[0].Id));
+    }
+
+    [Fact]
+    public async Task Two_processes_on_one_folder_store_the_same_content_once()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var first = await ArchiveHarness.CreateAsync();
+        await using var second = await first.ReopenAsync();
+        var content = Samples.Content(12_345, 8);
+        var results = await Task.WhenAll(Task.Run(() => first.PutAsync(content), ct), Task.Run(() => second.PutAsync(content), ct));
+        Assert.Equal(results[0].Id, results[1].Id);
+        Assert.Single(results, r => !r.AlreadyStored);
+        Assert.Equal(content, await second.ReadAllAsync(results[0].Id));
+    }
+
+    [Fact]
+    public async Task A_spool_that_was_never_committed_leaves_nothing_visible_after_a_restart()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        // "Crash": a complete spool and a half-written one are abandoned without being disposed.
+        var abandoned = await archive.SpoolAsync(Samples.Content(40_000, 1));
+        var writer = await archive.Store.CreateSpoolAsync(ct);
+        await writer.WriteAsync(Samples.Content(70_000, 2), ct);
+        Assert.Equal(2, Directory.EnumerateFiles(archive.Store.Layout.Spool).Count());
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Objects, "*", SearchOption.AllDirectories));
+
+        await using var restarted = await archive.ReopenAsync(o => o.StaleSpoolAge = TimeSpan.Zero);
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool));
+        Assert.False(await restarted.Store.ExistsAsync(abandoned.Id, ct));
+        var report = await restarted.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.True(report.IsClean);
+        Assert.Equal(0, report.ObjectsChecked);
+        GC.KeepAlive(writer);
+    }
+
+    [Fact]
+    public async Task Young_spools_of_other_nodes_survive_a_restart()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var inFlight = await archive.SpoolAsync(Samples.Content(1000, 1));
+        await using var restarted = await archive.ReopenAsync();
+        Assert.Single(Directory.EnumerateFiles(archive.Store.Layout.Spool));
+        await inFlight.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task An_object_committed_without_its_index_transaction_is_reported_as_an_orphan()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var (kept, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
+        var orphan = await archive.PutAsync(Samples.Content(3000, 2));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 2) with { ObjectId = orphan.Id, ObjectLength = 3000 }, ct);
+            // Crash before commit: the transaction is rolled back.
+        }
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.Equal(1, report.Orphans);
+        Assert.Equal(1, report.Healthy);
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal(ScrubFindingKind.Orphan, finding.Kind);
+        Assert.Equal(orphan.Id, finding.ObjectId);
+        Assert.Empty(finding.References);
+        Assert.NotEqual(kept.Id, orphan.Id);
+    }
+
+    [Fact]
+    public async Task A_quarantined_file_without_its_record_is_an_orphan_and_a_missing_one_is_missing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await using var spool = await archive.SpoolAsync(Samples.Content(2000, 1));
+        await archive.Store.QuarantineAsync(spool, "reason", ct);
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.AddQuarantineAsync(connection, transaction,
+                new QuarantineEntry(Guid.NewGuid().ToString("N"), spool.Id, 2000, "gone", DateTimeOffset.UtcNow), ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.Equal(1, report.Orphans);
+        Assert.Equal(1, report.Missing);
+        Assert.Equal(1, report.ExitCode);
+    }
+
+    [Fact]
+    public async Task A_length_that_disagrees_with_the_index_is_corruption()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var stored = await archive.PutAsync(Samples.Content(2000, 1));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 1) with { ObjectId = stored.Id, ObjectLength = 1999 }, ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        var finding = Assert.Single((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).Findings);
+        Assert.Equal(ScrubFindingKind.Corrupted, finding.Kind);
+        Assert.Equal(ObjectProblem.LengthMismatch, finding.Problem);
+    }
+
+    [Fact]
+    public async Task Non_durable_mode_commits_without_the_batcher()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.Durable = false);
+        var content = Samples.Content(50_000, 3);
+        var stored = await archive.PutAsync(content);
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+    }
+
+    [Fact]
+    public async Task Scrub_can_reveal_identifiers_for_the_operator()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var (stored, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 2, 3, 4));
+        File.Delete(archive.Store.Layout.ObjectPath(stored.Id));
+        var hidden = Assert.Single((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).Findings);
+        Assert.Null(Assert.Single(hidden.References).SopInstanceUid);
+        var revealed = Assert.Single((await archive.Scrub.RunAsync(new ScrubRequest { RevealIdentifiers = true }, ct)).Findings);
+        var reference = Assert.Single(revealed.References);
+        Assert.Equal(Samples.SopUid(1, 2, 3, 4), reference.SopInstanceUid);
+        Assert.Equal(Samples.StudyUid(1, 2), reference.StudyInstanceUid);
+    }
+}

@@ -1,0 +1,143 @@
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Testing;
+
+namespace Vigie.Archive.Tests;
+
+public sealed class KeyTests
+{
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task First_start_creates_a_private_key_file_outside_the_data_folder_and_a_wrapped_root_key()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var keyFile = archive.Options.KeyFile!;
+        Assert.True(File.Exists(keyFile));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+        Assert.False(keyFile.StartsWith(archive.DataFolder, StringComparison.Ordinal));
+        Assert.True(File.Exists(archive.Store.Layout.RootKeyFile));
+        var keys = await archive.Keks.ListAsync(TestContext.Current.CancellationToken);
+        Assert.Equal(KeyEncryptionKeyState.Active, Assert.Single(keys).State);
+        // The root key file holds no key material in plain: only the KEK id and a wrapped blob.
+        var root = await File.ReadAllBytesAsync(archive.Store.Layout.RootKeyFile, TestContext.Current.CancellationToken);
+        Assert.True(root.Length < 100);
+    }
+
+    [Fact]
+    public async Task A_restart_reuses_the_keys_and_reads_what_was_stored()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var content = Samples.Content(10_000, 1);
+        var id = (await archive.PutAsync(content)).Id;
+        await using var restarted = await archive.ReopenAsync();
+        Assert.Equal(content, await restarted.ReadAllAsync(id));
+        Assert.Equal(archive.Keys.HashIdentifier(IdentifierKinds.PatientId, "X"), restarted.Keys.HashIdentifier(IdentifierKinds.PatientId, "X"));
+    }
+
+    [Fact]
+    public async Task A_key_file_inside_the_data_folder_is_refused()
+    {
+        using var root = new TempDirectory();
+        var options = ArchiveHarness.NewOptions(root.Path);
+        options.KeyFile = Path.Combine(options.DataFolder, "keys", "kek.json");
+        var error = Assert.Throws<InvalidOperationException>(() => new FileKeyEncryptionKeyStore(Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System));
+        Assert.Contains("inside the data folder", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task A_key_file_readable_by_others_is_refused()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        File.SetUnixFileMode(archive.Options.KeyFile!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var reopened = Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync());
+        Assert.Contains("readable by others", (await reopened).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_missing_key_file_with_existing_data_stops_instead_of_making_new_keys()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await archive.PutAsync(Samples.Content(100, 1));
+        File.Move(archive.Options.KeyFile!, archive.Options.KeyFile + ".moved");
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync());
+        Assert.Contains("key-encryption key file is missing", error.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(archive.Options.KeyFile));
+    }
+
+    [Fact]
+    public async Task A_root_key_under_another_key_file_does_not_open()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await using var other = await ArchiveHarness.CreateAsync();
+        File.Copy(other.Options.KeyFile!, archive.Options.KeyFile!, overwrite: true);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync());
+        Assert.Contains("which the key file does not hold", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Seal_and_open_round_trip_bound_to_their_context()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        IArchiveKeyService keys = archive.Keys;
+        var plain = Encoding.UTF8.GetBytes("audit detail: DUPONT^JEAN viewed study 1.2.3");
+        var sealedBytes = keys.Seal(plain, "audit/entry/42"u8);
+        Assert.Equal(plain, keys.Open(sealedBytes, "audit/entry/42"u8));
+        Assert.Equal(-1, sealedBytes.AsSpan().IndexOf("DUPONT"u8));
+        Assert.ThrowsAny<CryptographicException>(() => keys.Open(sealedBytes, "audit/entry/43"u8));
+        sealedBytes[^1] ^= 1;
+        Assert.ThrowsAny<CryptographicException>(() => keys.Open(sealedBytes, "audit/entry/42"u8));
+        Assert.ThrowsAny<CryptographicException>(() => keys.Open(new byte[5], "audit/entry/42"u8));
+        Assert.NotEqual(keys.Seal(plain, "c"u8), keys.Seal(plain, "c"u8));
+    }
+
+    [Fact]
+    public async Task Identifier_hashes_are_deterministic_separated_by_kind_and_match_the_index()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        IArchiveKeyService keys = archive.Keys;
+        var a = keys.HashIdentifier(IdentifierKinds.PatientId, "VIGPID00001X");
+        Assert.Equal(16, a.Length);
+        Assert.Equal(a, keys.HashIdentifier(IdentifierKinds.PatientId, "VIGPID00001X"));
+        Assert.NotEqual(a, keys.HashIdentifier(IdentifierKinds.AccessionNumber, "VIGPID00001X"));
+        Assert.NotEqual(a, keys.HashIdentifier(IdentifierKinds.PatientId, "VIGPID00001Y"));
+
+        // The audit trail can find the index's patient row from the same hash.
+        await archive.IngestAsync(Samples.Content(10, 1), Samples.Entry(1, 1, 1, 1));
+        var patientKey = keys.HashIdentifier(IdentifierKinds.Patient, "VIGIE-TEST\0" + IndexNormalizer.Identifier(Samples.PatientId(1)));
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM archive_patients WHERE patient_key = @k";
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = "@k";
+        parameter.Value = patientKey;
+        command.Parameters.Add(parameter);
+        Assert.Equal(1L, Convert.ToInt64(await command.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    [Fact]
+    public async Task The_key_service_refuses_work_before_it_is_loaded()
+    {
+        using var root = new TempDirectory();
+        var options = Microsoft.Extensions.Options.Options.Create(ArchiveHarness.NewOptions(root.Path));
+        var keys = new ArchiveKeyService(new FileKeyEncryptionKeyStore(options, TimeProvider.System), options, NullLogger<ArchiveKeyService>.Instance);
+        Assert.Throws<InvalidOperationException>(() => keys.Seal([1], []));
+        await keys.EnsureLoadedAsync(TestContext.Current.CancellationToken);
+        Assert.NotEmpty(keys.Seal([1], []));
+    }
+
+    [Fact]
+    public async Task A_tampered_key_file_is_refused_with_a_clear_error()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var path = archive.Options.KeyFile!;
+        var json = await File.ReadAllTextAsync(path, TestContext.Current.CancellationToken);
+        await File.WriteAllTextAsync(path, json.Replace("\"Active\"", "\"DecryptOnly\"", StringComparison.Ordinal), TestContext.Current.CancellationToken);
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync());
+        Assert.Contains("exactly one active key", error.Message, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,50 @@
+using Microsoft.Extensions.DependencyInjection;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Scrub;
+using Vigie.Archive.Storage;
+using Vigie.Core;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Archive.Tests;
+
+public sealed class RegistrationTests
+{
+    [Fact]
+    public async Task AddArchive_wires_the_services_and_the_initializer_prepares_a_first_start()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var root = new TempDirectory();
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddVigieCore();
+        services.Configure<DatabaseOptions>(o => o.SqlitePath = Path.Combine(root.Path, "data", "index.db"));
+        services.Configure<ArchiveOptions>(o =>
+        {
+            var defaults = ArchiveHarness.NewOptions(root.Path);
+            o.DataFolder = defaults.DataFolder;
+            o.KeyFile = defaults.KeyFile;
+        });
+        services.AddArchive();
+        services.AddArchive();
+        await using var provider = services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = false, ValidateScopes = true });
+
+        await provider.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        var init = await provider.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct);
+        Assert.True(init.KeysCreated);
+        Assert.True(Directory.Exists(Path.Combine(init.DataFolder, "spool")));
+        Assert.Single(provider.GetServices<ISchemaProvider>(), p => p is ArchiveSchema);
+
+        var store = provider.GetRequiredService<IObjectStore>();
+        await using var content = new MemoryStream(Samples.Content(100_000, 1));
+        var stored = await store.PutAsync(content, ct);
+        Assert.True(await store.ExistsAsync(stored.Id, ct));
+        Assert.NotNull(provider.GetRequiredService<IArchiveKeyService>());
+        Assert.NotNull(provider.GetRequiredService<IArchiveIndex>());
+        Assert.NotNull(provider.GetRequiredService<ScrubService>());
+        Assert.NotNull(provider.GetRequiredService<KeyRotationService>());
+        Assert.False((await provider.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct)).KeysCreated);
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+    }
+}

@@ -1,0 +1,192 @@
+using System.Data.Common;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vigie.Archive.Retention;
+using Vigie.Archive.Scrub;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Archive.Tests;
+
+public sealed class RetentionTests
+{
+    private sealed class ManualTime : TimeProvider
+    {
+        public DateTimeOffset Now { get; set; } = DateTimeOffset.UtcNow;
+
+        public override DateTimeOffset GetUtcNow() => Now;
+    }
+
+    /// <summary>An audit trail that writes its entry in the caller's transaction, as Vigie.Audit does.</summary>
+    private sealed class TableAudit(bool fail = false) : IRetentionAudit
+    {
+        public List<RetentionEvent> Events { get; } = [];
+
+        public async ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken)
+        {
+            if (fail)
+            {
+                throw new InvalidOperationException("audit trail unavailable");
+            }
+
+            await using var command = connection.CreateCommand(transaction, "INSERT INTO test_audit (action) VALUES (@a)")
+                .With("@a", retentionEvent.Action.ToString());
+            await command.ExecuteNonQueryAsync(cancellationToken);
+            Events.Add(retentionEvent);
+        }
+    }
+
+    private static async Task<(RetentionService Service, ManualTime Time)> SetUpAsync(ArchiveHarness archive, IRetentionAudit audit)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var command = connection.CreateCommand(null, "CREATE TABLE IF NOT EXISTS test_audit (action TEXT NOT NULL)"))
+        {
+            await command.ExecuteNonQueryAsync(ct);
+        }
+
+        var time = new ManualTime();
+        return (new RetentionService(archive.Database, archive.Store, audit, time, Microsoft.Extensions.Options.Options.Create(archive.Options),
+            NullLogger<RetentionService>.Instance), time);
+    }
+
+    private static async Task<long> CountAsync(ArchiveHarness archive, string sql)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var command = connection.CreateCommand(null, sql);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Superseded_versions_expire_audited_and_their_files_go_after_the_grace(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        var original = Samples.Content(3000, 1);
+        var (first, _) = await archive.IngestAsync(original, Samples.Entry(1, 1, 1, 1));
+        var (second, corrected) = await archive.IngestAsync(Samples.Content(3000, 2), Samples.Entry(1, 1, 1, 1));
+        Assert.Equal(2, corrected.Version);
+
+        var policy = new RetentionPolicy("superseded-30d", SupersededVersions: TimeSpan.FromDays(30));
+        Assert.Equal(0, (await retention.ApplyAsync(policy, ct)).VersionsRemoved);
+
+        time.Now += TimeSpan.FromDays(31);
+        var report = await retention.ApplyAsync(policy, ct);
+        Assert.Equal(1, report.VersionsRemoved);
+        Assert.Equal(0, report.FilesDeleted);
+        Assert.Equal(1, report.FilesPending);
+        var recorded = Assert.Single(audit.Events);
+        Assert.Equal(RetentionAction.SupersededVersionRemoved, recorded.Action);
+        Assert.Equal([first.Id], recorded.Objects);
+        Assert.Equal(1, recorded.Version);
+        Assert.NotNull(recorded.PatientKey);
+        Assert.Equal(1, await CountAsync(archive, "SELECT COUNT(*) FROM test_audit"));
+        Assert.True(await archive.Store.ExistsAsync(first.Id, ct));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+
+        time.Now += archive.Options.DeletionGrace + TimeSpan.FromMinutes(1);
+        var purge = await retention.ApplyAsync(policy, ct);
+        Assert.Equal(1, purge.FilesDeleted);
+        Assert.False(await archive.Store.ExistsAsync(first.Id, ct));
+        Assert.True(await archive.Store.ExistsAsync(second.Id, ct));
+        Assert.Equal([2], (await archive.Index.GetVersionsAsync(Samples.SopUid(1, 1, 1, 1), ct)).Select(v => v.Version));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Expired_studies_are_removed_with_their_hierarchy_and_shared_objects_stay(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        var shared = Samples.Content(2000, 9);
+        var (a, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
+        var (b, _) = await archive.IngestAsync(shared, Samples.Entry(1, 1, 2, 1));
+        // Another patient's study holds the same content: one object, two references.
+        await archive.IngestAsync(shared, Samples.Entry(2, 1, 1, 1));
+        time.Now += TimeSpan.FromDays(400);
+
+        var report = await retention.ApplyAsync(new RetentionPolicy("studies-1y", Studies: TimeSpan.FromDays(365)), ct);
+        Assert.Equal(2, report.StudiesRemoved);
+        Assert.Equal(3, report.InstancesRemoved);
+        Assert.Equal(2, audit.Events.Count);
+        Assert.All(audit.Events, e => Assert.Equal(RetentionAction.StudyRemoved, e.Action));
+        Assert.Equal(new Index.ArchiveStats(0, 0, 0, 0, 0, 0, 0, 0), await archive.Index.GetStatsAsync(ct));
+        Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_terms"));
+        Assert.False(await archive.Store.ExistsAsync(a.Id, ct));
+        Assert.False(await archive.Store.ExistsAsync(b.Id, ct));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task When_the_audit_fails_nothing_is_deleted(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var (retention, time) = await SetUpAsync(archive, new TableAudit(fail: true));
+        var (stored, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
+        time.Now += TimeSpan.FromDays(400);
+        await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+            await retention.ApplyAsync(new RetentionPolicy("studies-1y", Studies: TimeSpan.FromDays(365)), ct));
+        Assert.Equal(1, (await archive.Index.GetStatsAsync(ct)).Instances);
+        Assert.True(await archive.Store.ExistsAsync(stored.Id, ct));
+        Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Storing_the_same_content_during_the_grace_claims_the_file_back(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var (retention, time) = await SetUpAsync(archive, new TableAudit());
+        var content = Samples.Content(2500, 3);
+        var (stored, _) = await archive.IngestAsync(content, Samples.Entry(1, 1, 1, 1));
+        time.Now += TimeSpan.FromDays(400);
+        await retention.ApplyAsync(new RetentionPolicy("studies-1y", Studies: TimeSpan.FromDays(365)), ct);
+        Assert.Equal(1, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
+
+        // The modality sends the study again before the file is gone.
+        var (again, _) = await archive.IngestAsync(content, Samples.Entry(1, 1, 1, 1));
+        Assert.True(again.AlreadyStored);
+        Assert.Equal(stored.Id, again.Id);
+        Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
+        time.Now += TimeSpan.FromDays(1);
+        await retention.PurgeDueFilesAsync(ct);
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Quarantine_expires_audited(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        await using var spool = await archive.SpoolAsync(Samples.Content(1000, 1));
+        var quarantined = await archive.Store.QuarantineAsync(spool, "macro", ct);
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.AddQuarantineAsync(connection, transaction,
+                new Index.QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, "macro", quarantined.QuarantinedAt), ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        time.Now += TimeSpan.FromDays(100);
+        var report = await retention.ApplyAsync(new RetentionPolicy("quarantine-90d", Quarantine: TimeSpan.FromDays(90)), ct);
+        Assert.Equal(1, report.QuarantineRemoved);
+        Assert.Equal(1, report.FilesDeleted);
+        Assert.Equal(quarantined.QuarantineId, Assert.Single(audit.Events).QuarantineId);
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Quarantine));
+        Assert.Equal(0, (await archive.Index.GetStatsAsync(ct)).Quarantined);
+    }
+}
