@@ -67,15 +67,14 @@ internal static class FhirAuditEvent
         json.WriteStartObject();
         json.WriteString("resourceType", "AuditEvent");
         json.WriteString("id", ResourceId(entry));
-        json.WriteStartObject("meta");
         if (balp is not null)
         {
+            json.WriteStartObject("meta");
             json.WriteStartArray("profile");
             json.WriteStringValue(balp.Value.Profile);
             json.WriteEndArray();
+            json.WriteEndObject();
         }
-
-        json.WriteEndObject();
 
         json.WriteStartArray("extension");
         json.WriteStartObject();
