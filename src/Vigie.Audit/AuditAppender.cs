@@ -75,8 +75,9 @@ internal sealed class AuditAppender : IAsyncDisposable
                 {
                     long first;
                     await using (var connection = await _store.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
-                    await using (var transaction = await _store.Database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
                     {
+                        await _store.TuneWriterConnectionAsync(connection, cancellationToken).ConfigureAwait(false);
+                        await using var transaction = await _store.Database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
                         first = await _store.AppendAsync(rows, connection, transaction, cancellationToken).ConfigureAwait(false);
                         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                     }

@@ -53,6 +53,7 @@ public sealed class AuditTreeHeadNotFoundException(string message) : InvalidOper
 
 internal sealed class AuditLog : IAuditLog, IAsyncDisposable
 {
+    private const int ParallelThreshold = 256;
     private readonly AuditStore _store;
     private readonly EntryFactory _factory;
     private readonly AuditAppender _appender;
@@ -84,9 +85,17 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
         }
 
         var rows = new EntryRow[records.Count];
-        for (var i = 0; i < rows.Length; i++)
+        if (rows.Length >= ParallelThreshold)
         {
-            rows[i] = _factory.ToRow(records[i]);
+            // Validation, JSON and sealing are independent per record; only hashing is chained.
+            Parallel.For(0, rows.Length, new ParallelOptions { CancellationToken = cancellationToken }, i => rows[i] = _factory.ToRow(records[i]));
+        }
+        else
+        {
+            for (var i = 0; i < rows.Length; i++)
+            {
+                rows[i] = _factory.ToRow(records[i]);
+            }
         }
 
         var first = await _store.AppendAsync(rows, connection, transaction, cancellationToken).ConfigureAwait(false);

@@ -17,9 +17,15 @@ public static class MerkleHash
         return hash;
     }
 
+    // One reusable hash object per thread: creating a digest context per call costs more than hashing a small entry.
+    [ThreadStatic]
+    private static IncrementalHash? _threadSha;
+
+    private static IncrementalHash Sha => _threadSha ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+
     public static void Leaf(ReadOnlySpan<byte> data, Span<byte> destination)
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var sha = Sha;
         ReadOnlySpan<byte> prefix = [0x00];
         sha.AppendData(prefix);
         sha.AppendData(data);
@@ -27,8 +33,12 @@ public static class MerkleHash
     }
 
     /// <summary>Leaf hash of data already prefixed with 0x00 by the caller (saves a copy on the hot path).</summary>
-    internal static void LeafPrefixed(ReadOnlySpan<byte> prefixedData, Span<byte> destination) =>
-        SHA256.HashData(prefixedData, destination);
+    internal static void LeafPrefixed(ReadOnlySpan<byte> prefixedData, Span<byte> destination)
+    {
+        var sha = Sha;
+        sha.AppendData(prefixedData);
+        sha.GetHashAndReset(destination);
+    }
 
     public static byte[] Node(ReadOnlySpan<byte> left, ReadOnlySpan<byte> right)
     {
@@ -43,6 +53,8 @@ public static class MerkleHash
         buffer[0] = 0x01;
         left.CopyTo(buffer[1..]);
         right.CopyTo(buffer[(1 + Size)..]);
-        SHA256.HashData(buffer, destination);
+        var sha = Sha;
+        sha.AppendData(buffer);
+        sha.GetHashAndReset(destination);
     }
 }

@@ -7,33 +7,33 @@ namespace Vigie.Audit.Model;
 internal sealed record ParticipantDto(
     [property: JsonPropertyName("id")] string UserId,
     [property: JsonPropertyName("alt")] string? AlternativeUserId,
-    [property: JsonPropertyName("name")] string? UserName,
+    [property: JsonPropertyName("nm")] string? UserName,
     [property: JsonPropertyName("req")] bool IsRequestor,
-    [property: JsonPropertyName("kind")] string Kind,
-    [property: JsonPropertyName("roles")] string[]? Roles,
-    [property: JsonPropertyName("nap")] string? NetworkAccessPointId,
-    [property: JsonPropertyName("napType")] int? NetworkAccessPointType);
+    [property: JsonPropertyName("k")] string Kind,
+    [property: JsonPropertyName("r")] string[]? Roles,
+    [property: JsonPropertyName("n")] string? NetworkAccessPointId,
+    [property: JsonPropertyName("nt")] int? NetworkAccessPointType);
 
 internal sealed record DetailsDto(
-    [property: JsonPropertyName("outcome")] string? OutcomeDescription,
-    [property: JsonPropertyName("objects")] ObjectDto[] Objects);
+    [property: JsonPropertyName("d")] string? OutcomeDescription,
+    [property: JsonPropertyName("o")] ObjectDto[] Objects);
 
 internal sealed record ObjectDto(
-    [property: JsonPropertyName("type")] int Type,
-    [property: JsonPropertyName("role")] int? Role,
-    [property: JsonPropertyName("idType")] string IdType,
+    [property: JsonPropertyName("t")] int Type,
+    [property: JsonPropertyName("r")] int? Role,
+    [property: JsonPropertyName("it")] string IdType,
     [property: JsonPropertyName("id")] string Id,
-    [property: JsonPropertyName("name")] string? Name,
-    [property: JsonPropertyName("query")] byte[]? Query,
-    [property: JsonPropertyName("details")] string[][]? Details,
-    [property: JsonPropertyName("sopClasses")] SopClassDto[]? SopClasses,
-    [property: JsonPropertyName("accessions")] string[]? Accessions);
+    [property: JsonPropertyName("nm")] string? Name,
+    [property: JsonPropertyName("q")] byte[]? Query,
+    [property: JsonPropertyName("dt")] string[][]? Details,
+    [property: JsonPropertyName("sc")] SopClassDto[]? SopClasses,
+    [property: JsonPropertyName("ac")] string[]? Accessions);
 
 internal sealed record SopClassDto(
-    [property: JsonPropertyName("uid")] string Uid,
+    [property: JsonPropertyName("u")] string Uid,
     [property: JsonPropertyName("n")] int NumberOfInstances);
 
-[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, MaxDepth = 8)]
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault, MaxDepth = 8)]
 [JsonSerializable(typeof(ParticipantDto[]))]
 [JsonSerializable(typeof(DetailsDto))]
 internal sealed partial class AuditJsonContext : JsonSerializerContext;
@@ -47,7 +47,7 @@ internal static class AuditJson
     {
         var dtos = participants.Select(p => new ParticipantDto(
             p.UserId, p.AlternativeUserId, p.UserName, p.IsRequestor,
-            p.Kind == AuditParticipantKind.Person ? "person" : "application",
+            p.Kind == AuditParticipantKind.Person ? "p" : "a",
             p.Roles.Count == 0 ? null : p.Roles.Select(r => r.ToToken()).ToArray(),
             p.NetworkAccessPointId, (int?)p.NetworkAccessPointType)).ToArray();
         return JsonSerializer.Serialize(dtos, AuditJsonContext.Default.ParticipantDtoArray);
@@ -62,7 +62,7 @@ internal static class AuditJson
             AlternativeUserId = d.AlternativeUserId,
             UserName = d.UserName,
             IsRequestor = d.IsRequestor,
-            Kind = d.Kind == "application" ? AuditParticipantKind.Application : AuditParticipantKind.Person,
+            Kind = d.Kind == "a" ? AuditParticipantKind.Application : AuditParticipantKind.Person,
             Roles = d.Roles?.Select(AuditCode.Parse).ToArray() ?? [],
             NetworkAccessPointId = d.NetworkAccessPointId,
             NetworkAccessPointType = (NetworkAccessPointType?)d.NetworkAccessPointType,

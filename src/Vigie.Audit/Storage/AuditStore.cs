@@ -42,6 +42,19 @@ internal sealed class AuditStore(IVigieDatabase database)
         return new AuditState(reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetFieldValue<byte[]>(2));
     }
 
+    /// <summary>
+    /// A larger SQLite page cache for the connections the audit trail writes or verifies with: random patient_ref
+    /// index inserts otherwise miss the 2 MiB default cache and read pages back from the OS.
+    /// </summary>
+    public async ValueTask TuneWriterConnectionAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        if (!IsPostgres)
+        {
+            await using var command = connection.CreateCommand(null, "PRAGMA cache_size = -16384");
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     public async ValueTask<AuditState> ReadStateAsync(CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -457,14 +470,15 @@ internal sealed class AuditStore(IVigieDatabase database)
 
         if (query.EventId is not null)
         {
-            where.Add(@"event_id LIKE @eid ESCAPE '\'");
+            // Tokens are "alias|code" or "system|code|display": the code sits between two bars once the value is wrapped in bars.
+            where.Add(@"('|' || event_id || '|') LIKE @eid ESCAPE '\'");
             command.With("@eid", "%|" + EscapeLike(query.EventId) + "|%");
         }
 
         if (query.EventType is not null)
         {
-            where.Add(@"event_types LIKE @etype ESCAPE '\'");
-            command.With("@etype", "%|" + EscapeLike(query.EventType) + "|%");
+            where.Add(@"('|' || replace(event_types, @newline, '|') || '|') LIKE @etype ESCAPE '\'");
+            command.With("@etype", "%|" + EscapeLike(query.EventType) + "|%").With("@newline", "\n");
         }
 
         if (query.Outcome is not null)

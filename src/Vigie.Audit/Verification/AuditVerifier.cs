@@ -68,7 +68,6 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         // 2. One pass over the entries, rebuilding the tree and checking stored nodes as they complete.
         var frontier = new MerkleFrontier();
         var scratch = new ArrayBufferWriter<byte>(1024);
-        var leaf = new byte[MerkleHash.Size];
         var nodes = store.StreamNodesAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
         var entriesChecked = 0L;
         var headIndex = 0;
@@ -80,7 +79,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         try
         {
             var pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
-            await foreach (var (row, seq, error) in store.StreamEntriesAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (var (row, seq, error, rowLeaf) in HashedAsync(store.StreamEntriesAsync(cancellationToken), cancellationToken).ConfigureAwait(false))
             {
                 entriesChecked++;
                 var position = frontier.Size;
@@ -114,8 +113,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                         previousOk = false;
                     }
 
-                    row.ComputeLeafHash(scratch, leaf);
-                    recomputed = leaf.ToArray();
+                    recomputed = rowLeaf!;
                     if (!CryptographicOperations.FixedTimeEquals(recomputed, row.LeafHash))
                     {
                         var moved = FindShift(row, scratch);
@@ -205,6 +203,73 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
 
         AuditTelemetry.VerificationProblems.Add(problems.Count);
         return new AuditVerificationReport(entriesChecked, frontier.Size, headsChecked, latestVerified, problems.List, problems.Count, stopwatch.Elapsed);
+    }
+
+    private const int ChunkSize = 8192;
+
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? _threadScratch;
+
+    /// <summary>
+    /// Leaf hashes depend only on each row's own columns, so they are computed in parallel, one chunk while the
+    /// next is read; the tree, the chain and the heads are then checked in order.
+    /// </summary>
+    private static async IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)> HashedAsync(
+        IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var chunk = new List<(EntryRow? Row, long? Seq, string? Error)>(ChunkSize);
+        Task<(EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[]>? hashing = null;
+        await foreach (var item in source.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            chunk.Add(item);
+            if (chunk.Count < ChunkSize)
+            {
+                continue;
+            }
+
+            if (hashing is not null)
+            {
+                foreach (var hashed in await hashing.ConfigureAwait(false))
+                {
+                    yield return hashed;
+                }
+            }
+
+            var full = chunk;
+            hashing = Task.Run(() => Hash(full), cancellationToken);
+            chunk = new List<(EntryRow? Row, long? Seq, string? Error)>(ChunkSize);
+        }
+
+        if (hashing is not null)
+        {
+            foreach (var hashed in await hashing.ConfigureAwait(false))
+            {
+                yield return hashed;
+            }
+        }
+
+        foreach (var hashed in Hash(chunk))
+        {
+            yield return hashed;
+        }
+    }
+
+    private static (EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[] Hash(List<(EntryRow? Row, long? Seq, string? Error)> chunk)
+    {
+        var result = new (EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[chunk.Count];
+        Parallel.For(0, chunk.Count, i =>
+        {
+            var (row, seq, error) = chunk[i];
+            byte[]? leaf = null;
+            if (row is not null)
+            {
+                leaf = new byte[MerkleHash.Size];
+                row.ComputeLeafHash(_threadScratch ??= new ArrayBufferWriter<byte>(1024), leaf);
+            }
+
+            result[i] = (row, seq, error, leaf);
+        });
+        return result;
     }
 
     private static bool CheckHead(SignedTreeHead head, IReadOnlyList<AuditPublicKey> trustedKeys, Problems problems, string origin)
