@@ -18,6 +18,7 @@ internal sealed class AuditAppender : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _startLock = new();
     private Task? _writer;
+    private int _disposed;
 
     public AuditAppender(AuditStore store, AuditSignal signal, AuditOptions options, ILogger logger)
     {
@@ -121,6 +122,12 @@ internal sealed class AuditAppender : IAsyncDisposable
     /// <summary>Stops accepting records and commits what is queued.</summary>
     public async ValueTask DisposeAsync()
     {
+        // The container may dispose the log twice (registered as itself and as IAuditLog).
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         _channel.Writer.TryComplete();
         if (_writer is not null)
         {

@@ -13,38 +13,10 @@ internal static class AuditQuickMeasure
     {
         var entries = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1_000_000;
         await using var log = await BenchLog.CreateAsync();
-        if (Environment.GetEnvironmentVariable("VIGIE_BENCH_NOINDEX") == "1")
-        {
-            await using var c = await log.Database.OpenConnectionAsync(CancellationToken.None);
-            await using var cmd = c.CreateCommand();
-            cmd.CommandText = "DROP INDEX audit_entry_patient; DROP INDEX audit_entry_user; DROP INDEX audit_entry_time;";
-            await cmd.ExecuteNonQueryAsync();
-        }
-
         const int batchSize = 2000;
         var batches = Enumerable.Range(0, 4).Select(b => Enumerable.Range(b * batchSize, batchSize).Select(BenchLog.Record).ToList()).ToList();
 
         var watch = Stopwatch.StartNew();
-        if (Environment.GetEnvironmentVariable("VIGIE_BENCH_CPU") == "1")
-        {
-            var scratch = new System.Buffers.ArrayBufferWriter<byte>(1024);
-            var leaf = new byte[32];
-            var n = 0;
-            foreach (var batch in Enumerable.Range(0, 100))
-            {
-                foreach (var r in batches[0])
-                {
-                    var row = log.Log.Factory.ToRow(r);
-                    row.PrevHash = leaf;
-                    row.ComputeLeafHash(scratch, leaf);
-                    n++;
-                }
-            }
-
-            Console.WriteLine($"cpu only: {n} rows in {watch.Elapsed.TotalSeconds:F2} s = {n / watch.Elapsed.TotalSeconds:N0}/s");
-            watch.Restart();
-        }
-
         var appended = 0;
         var cpu = Process.GetCurrentProcess().TotalProcessorTime;
         for (var b = 0; appended < entries; b++)
@@ -58,7 +30,7 @@ internal static class AuditQuickMeasure
             $"transactional append, batches of {batchSize}: {appended:N0} entries in {watch.Elapsed.TotalSeconds:F2} s = {appended / watch.Elapsed.TotalSeconds:N0} entries/s (process CPU {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds:F2} s)"));
 
         // The channel appender with many concurrent producers (each awaits its own durable commit).
-        var channelEntries = Environment.GetEnvironmentVariable("VIGIE_BENCH_SKIP_CHANNEL") == "1" ? 0 : 200_000;
+        const int channelEntries = 200_000;
         const int producers = 512;
         var records = Enumerable.Range(0, 4096).Select(BenchLog.Record).ToArray();
         watch.Restart();
