@@ -11,6 +11,9 @@ namespace Vigie.Audit;
 /// <summary>Signs a tree head over the current state when one is due (every N entries or T seconds, whichever first).</summary>
 internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider keys, AuditSignal signal, IOptions<AuditOptions> options, TimeProvider time)
 {
+    // Before the first head, the interval counts from when this process first looked.
+    private DateTimeOffset? _firstSeen;
+
     public async ValueTask<SignedTreeHead?> SignAsync(bool force, CancellationToken cancellationToken)
     {
         var latest = await store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false);
@@ -44,8 +47,6 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         AuditTelemetry.TreeHeadsSigned.Add(1);
         return head;
     }
-
-    private DateTimeOffset? _firstSeen;
 
     private DateTimeOffset FirstSeen(DateTimeOffset now) => _firstSeen ??= now;
 }

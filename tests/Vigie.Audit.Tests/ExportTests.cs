@@ -262,6 +262,36 @@ public sealed class ExportTests
     }
 
     [Fact]
+    public async Task An_oversized_atna_message_is_reduced_rather_than_blocking_the_sink()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector();
+        var record = Samples.Record(1);
+        var huge = record with
+        {
+            Details = record.Details! with
+            {
+                Objects = [record.Details.Objects[0], record.Details.Objects[1] with { Query = new byte[20_000] }],
+            },
+        };
+        await h.Log.AppendAsync(huge, ct);
+        await h.Log.AppendAsync(Samples.Record(2), ct);
+        var options = new AuditSinkOptions { Name = "small", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, MaxMessageBytes = 4096 };
+        await using (var sink = new SyslogSink(options, null))
+        {
+            Assert.Equal(2, await Worker(h, options, sink).RunOnceAsync(ct));
+        }
+
+        var messages = await collector.WaitForAsync(2);
+        Assert.Equal(2, messages.Count);
+        Assert.All(messages, m => Assert.True(m.Length <= 4096));
+        var reduced = ParseSyslog(messages[0]).Xml.Root!;
+        Assert.Contains("reduced", reduced.Element("EventIdentification")!.Element("EventOutcomeDescription")!.Value, StringComparison.Ordinal);
+        Assert.Equal(Samples.PatientName, reduced.Elements("ParticipantObjectIdentification").First().Element("ParticipantObjectName")?.Value);
+    }
+
+    [Fact]
     public async Task The_export_worker_retries_with_backoff_until_the_collector_comes_up()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -5,7 +5,7 @@ namespace Vigie.Bench.Audit;
 
 /// <summary>
 /// A quick console measurement (no BenchmarkDotNet): appends N entries in group commits, through the channel
-/// appender, then verifies the whole log. dotnet run -c Release --project bench/Vigie.Bench -- audit-quick [entries]
+/// appender, then verifies the whole log. dotnet run -c Release --project bench/Vigie.Bench -- audit-quick [entries] [channel entries]
 /// </summary>
 internal static class AuditQuickMeasure
 {
@@ -30,7 +30,7 @@ internal static class AuditQuickMeasure
             $"transactional append, batches of {batchSize}: {appended:N0} entries in {watch.Elapsed.TotalSeconds:F2} s = {appended / watch.Elapsed.TotalSeconds:N0} entries/s (process CPU {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds:F2} s)"));
 
         // The channel appender with many concurrent producers (each awaits its own durable commit).
-        const int channelEntries = 200_000;
+        var channelEntries = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 200_000;
         const int producers = 512;
         var records = Enumerable.Range(0, 4096).Select(BenchLog.Record).ToArray();
         watch.Restart();
@@ -49,10 +49,11 @@ internal static class AuditQuickMeasure
 
         var head = await log.Log.SignTreeHeadAsync(CancellationToken.None);
         watch.Restart();
+        cpu = Process.GetCurrentProcess().TotalProcessorTime;
         var report = await log.Log.VerifyAsync(null, CancellationToken.None);
         watch.Stop();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"verify: {report.EntriesChecked:N0} entries, {report.TreeHeadsChecked} head(s), valid={report.IsValid}, in {watch.Elapsed.TotalSeconds:F2} s"));
+            $"verify: {report.EntriesChecked:N0} entries, {report.TreeHeadsChecked} head(s), valid={report.IsValid}, in {watch.Elapsed.TotalSeconds:F2} s (process CPU {(Process.GetCurrentProcess().TotalProcessorTime - cpu).TotalSeconds:F2} s)"));
         watch.Restart();
         var proof = await log.Log.GetInclusionProofAsync(head!.TreeSize / 3, null, CancellationToken.None);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -130,13 +130,13 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
 }
 
 /// <summary>Runs one export worker per configured sink.</summary>
-internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditStore store, IAuditLog log, AuditSignal signal, LeaseStore leases,
+internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditStore store, AuditLog log, AuditSignal signal, LeaseStore leases,
     TimeProvider time, ILoggerFactory loggers) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var o = options.Value;
-        var factory = ((AuditLog)log).Factory;
+        var factory = log.Factory;
         var holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
         var logger = loggers.CreateLogger<AuditExportService>();
         var tasks = new List<Task>();

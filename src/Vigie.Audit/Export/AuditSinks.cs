@@ -34,14 +34,7 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             timeout.CancelAfter(options.SendTimeout);
             foreach (var entry in entries)
             {
-                var xml = AtnaMessage.Write(entry, enterpriseSiteId);
-                var frame = SyslogMessage.Frame(entry.Time, _hostName, options.AppName, xml);
-                if (frame.Length > options.MaxMessageBytes)
-                {
-                    throw new InvalidDataException($"The ATNA message for entry {entry.Sequence} is {frame.Length} bytes, more than the sink's limit.");
-                }
-
-                await stream.WriteAsync(frame, timeout.Token).ConfigureAwait(false);
+                await stream.WriteAsync(FrameWithinLimit(entry), timeout.Token).ConfigureAwait(false);
             }
 
             await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
@@ -51,6 +44,37 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             await CloseAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// An oversized message would block the sink for ever (it can never be sent), so it is sent without its
+    /// object queries and details, then without its objects, saying so in EventOutcomeDescription.
+    /// </summary>
+    private byte[] FrameWithinLimit(AuditEntry entry)
+    {
+        var frame = SyslogMessage.Frame(entry.Time, _hostName, options.AppName, AtnaMessage.Write(entry, enterpriseSiteId));
+        if (frame.Length <= options.MaxMessageBytes || entry.Details is null)
+        {
+            return frame;
+        }
+
+        var note = $"[Vigie: message reduced from {frame.Length} bytes to fit the collector limit]";
+        var slim = entry with
+        {
+            Details = entry.Details with
+            {
+                OutcomeDescription = note,
+                Objects = entry.Details.Objects.Select(o => o with { Query = null, Details = [], SopClasses = o.SopClasses.Take(16).ToArray(), Accessions = o.Accessions.Take(16).ToArray() }).ToArray(),
+            },
+        };
+        frame = SyslogMessage.Frame(entry.Time, _hostName, options.AppName, AtnaMessage.Write(slim, enterpriseSiteId));
+        if (frame.Length <= options.MaxMessageBytes)
+        {
+            return frame;
+        }
+
+        return SyslogMessage.Frame(entry.Time, _hostName, options.AppName,
+            AtnaMessage.Write(slim with { Details = new AuditDetails { OutcomeDescription = note } }, enterpriseSiteId));
     }
 
     private async ValueTask<Stream> ConnectAsync(CancellationToken cancellationToken)

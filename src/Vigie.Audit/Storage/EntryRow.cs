@@ -74,6 +74,35 @@ internal sealed class EntryRow
         MerkleHash.LeafPrefixed(scratch.WrittenSpan, destination);
     }
 
+    /// <summary>
+    /// The same canonical bytes from raw column values (text as its stored UTF-8), prefixed with 0x00: the verifier
+    /// reads columns as bytes to skip decoding and re-encoding every string.
+    /// </summary>
+    public static void WritePrefixedCanonical(ArrayBufferWriter<byte> w, long seq, long timeMs, byte[]?[] text, long outcome, byte[]? sealedBytes, byte[]? prevHash)
+    {
+        w.ResetWrittenCount();
+        w.GetSpan(1)[0] = 0x00;
+        w.Advance(1);
+        Magic.CopyTo(w.GetSpan(4));
+        w.Advance(4);
+        WriteInt64(w, seq);
+        WriteInt64(w, timeMs);
+        WriteBytes(w, text[0]); // event_id
+        WriteBytes(w, text[1]); // event_types
+        WriteBytes(w, text[2]); // action
+        WriteInt64(w, outcome);
+        for (var i = 3; i < text.Length; i++)
+        {
+            WriteBytes(w, text[i]); // user_id, participants, purpose, patient_ref, source_id, seal_key_id
+        }
+
+        WriteBytes(w, sealedBytes);
+        WriteBytes(w, prevHash);
+    }
+
+    /// <summary>Offset of the sequence number in the prefixed canonical bytes (after 0x00 and the marker).</summary>
+    public const int PrefixedSeqOffset = 5;
+
     private static void WriteInt64(IBufferWriter<byte> w, long value)
     {
         BinaryPrimitives.WriteInt64BigEndian(w.GetSpan(8), value);

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Vigie.Audit.Merkle;
@@ -67,7 +66,6 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
 
         // 2. One pass over the entries, rebuilding the tree and checking stored nodes as they complete.
         var frontier = new MerkleFrontier();
-        var scratch = new ArrayBufferWriter<byte>(1024);
         var nodes = store.StreamNodesAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
         var entriesChecked = 0L;
         var headIndex = 0;
@@ -79,7 +77,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         try
         {
             var pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
-            await foreach (var (row, seq, error, rowLeaf) in HashedAsync(store.StreamEntriesAsync(cancellationToken), cancellationToken).ConfigureAwait(false))
+            await foreach (var (row, seq, error, rowLeaf) in ReadAndHashAsync(cancellationToken).ConfigureAwait(false))
             {
                 entriesChecked++;
                 var position = frontier.Size;
@@ -116,7 +114,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                     recomputed = rowLeaf!;
                     if (!CryptographicOperations.FixedTimeEquals(recomputed, row.LeafHash))
                     {
-                        var moved = FindShift(row, scratch);
+                        var moved = FindShift(row);
                         if (moved != 0 && moved == shift)
                         {
                             // Same renumbering as the entry before: already reported once.
@@ -207,70 +205,81 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
 
     private const int ChunkSize = 8192;
 
-    [ThreadStatic]
-    private static ArrayBufferWriter<byte>? _threadScratch;
-
     /// <summary>
-    /// Leaf hashes depend only on each row's own columns, so they are computed in parallel, one chunk while the
-    /// next is read; the tree, the chain and the heads are then checked in order.
+    /// Reads and hashes the log in sequence-range chunks on several connections at once (reading and hashing are
+    /// the slow part, and leaf hashes depend only on each row's own columns), and hands the chunks over in order.
+    /// A log whose sequence numbers are wildly sparse (tampered) is read as one stream instead.
     /// </summary>
-    private static async IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)> HashedAsync(
-        IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> source, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    private async IAsyncEnumerable<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)> ReadAndHashAsync(
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var chunk = new List<(EntryRow? Row, long? Seq, string? Error)>(ChunkSize);
-        Task<(EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[]>? hashing = null;
-        await foreach (var item in source.WithCancellation(cancellationToken).ConfigureAwait(false))
+        var bounds = await store.SequenceBoundsAsync(cancellationToken).ConfigureAwait(false);
+        if (bounds is null)
         {
-            chunk.Add(item);
-            if (chunk.Count < ChunkSize)
-            {
-                continue;
-            }
-
-            if (hashing is not null)
-            {
-                foreach (var hashed in await hashing.ConfigureAwait(false))
-                {
-                    yield return hashed;
-                }
-            }
-
-            var full = chunk;
-            hashing = Task.Run(() => Hash(full), cancellationToken);
-            chunk = new List<(EntryRow? Row, long? Seq, string? Error)>(ChunkSize);
+            yield break;
         }
 
-        if (hashing is not null)
+        var (min, max, count) = bounds.Value;
+        var start = Math.Min(0, min);
+        if (max - start + 1 > 2 * count + ChunkSize)
         {
-            foreach (var hashed in await hashing.ConfigureAwait(false))
+            await foreach (var item in store.StreamCanonicalAsync(long.MinValue, long.MaxValue, cancellationToken).ConfigureAwait(false))
             {
-                yield return hashed;
+                yield return Hashed(item);
             }
+
+            yield break;
         }
 
-        foreach (var hashed in Hash(chunk))
+        var chunks = (max - start) / ChunkSize + 1;
+        var parallel = Math.Clamp(Environment.ProcessorCount, 1, 4);
+        var window = new Queue<Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]>>();
+        long next = 0;
+        while (next < chunks && window.Count <= parallel)
         {
-            yield return hashed;
+            window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
+        }
+
+        while (window.Count > 0)
+        {
+            var items = await window.Dequeue().ConfigureAwait(false);
+            if (next < chunks)
+            {
+                window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
+            }
+
+            foreach (var item in items)
+            {
+                yield return item;
+            }
         }
     }
 
-    private static (EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[] Hash(List<(EntryRow? Row, long? Seq, string? Error)> chunk)
+    private Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]> ReadChunkAsync(long from, CancellationToken cancellationToken) => Task.Run(async () =>
     {
-        var result = new (EntryRow? Row, long? Seq, string? Error, byte[]? Leaf)[chunk.Count];
-        Parallel.For(0, chunk.Count, i =>
+        var items = new List<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)>(ChunkSize);
+        await foreach (var item in store.StreamCanonicalAsync(from, from + ChunkSize, cancellationToken).ConfigureAwait(false))
         {
-            var (row, seq, error) = chunk[i];
-            byte[]? leaf = null;
-            if (row is not null)
-            {
-                leaf = new byte[MerkleHash.Size];
-                row.ComputeLeafHash(_threadScratch ??= new ArrayBufferWriter<byte>(1024), leaf);
-            }
+            items.Add(Hashed(item));
+        }
 
-            result[i] = (row, seq, error, leaf);
-        });
-        return result;
+        return items.ToArray();
+    }, cancellationToken);
+
+    private static (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf) Hashed((long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error) item)
+    {
+        if (item.Canonical is null || item.Seq is null)
+        {
+            return (null, item.Seq, item.Error, null);
+        }
+
+        var leaf = new byte[MerkleHash.Size];
+        MerkleHash.LeafPrefixed(item.Canonical, leaf);
+        return (new VerifyRow(item.Seq.Value, item.Canonical, item.PrevHash ?? [], item.LeafHash ?? []), item.Seq, null, leaf);
     }
+
+    /// <summary>A row as verification sees it: its 0x00-prefixed canonical bytes and its stored hashes.</summary>
+    private sealed record VerifyRow(long Seq, byte[] Canonical, byte[] PrevHash, byte[] LeafHash);
 
     private static bool CheckHead(SignedTreeHead head, IReadOnlyList<AuditPublicKey> trustedKeys, Problems problems, string origin)
     {
@@ -374,33 +383,26 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         await nodes.MoveNextAsync().ConfigureAwait(false) ? nodes.Current : null;
 
     /// <summary>When a row's stored leaf hash fits its content under a nearby sequence number, the rows were renumbered by that much.</summary>
-    private static long FindShift(EntryRow row, ArrayBufferWriter<byte> scratch)
+    private static long FindShift(VerifyRow row)
     {
         Span<byte> probe = stackalloc byte[MerkleHash.Size];
-        var original = row.Seq;
-        try
+        var bytes = (byte[])row.Canonical.Clone();
+        foreach (var delta in (ReadOnlySpan<long>)[1, -1, 2, -2, 3, -3])
         {
-            foreach (var delta in (ReadOnlySpan<long>)[1, -1, 2, -2, 3, -3])
+            if (row.Seq - delta < 0)
             {
-                if (original - delta < 0)
-                {
-                    continue;
-                }
-
-                row.Seq = original - delta;
-                row.ComputeLeafHash(scratch, probe);
-                if (probe.SequenceEqual(row.LeafHash))
-                {
-                    return delta;
-                }
+                continue;
             }
 
-            return 0;
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(EntryRow.PrefixedSeqOffset), row.Seq - delta);
+            MerkleHash.LeafPrefixed(bytes, probe);
+            if (probe.SequenceEqual(row.LeafHash))
+            {
+                return delta;
+            }
         }
-        finally
-        {
-            row.Seq = original;
-        }
+
+        return 0;
     }
 
     /// <summary>The capped problem list, plus the sorted sequence numbers of bad entries (to tell causes from consequences).</summary>
