@@ -1,0 +1,220 @@
+using System.Buffers;
+using System.Data.Common;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Audit.Merkle;
+using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
+using Vigie.Audit.Storage;
+using Vigie.Audit.Verification;
+
+namespace Vigie.Audit;
+
+/// <summary>The audit trail as the gateway, the CLI and the web layer use it.</summary>
+public interface IAuditLog
+{
+    /// <summary>
+    /// Appends records inside the caller's write transaction (begun with IVigieDatabase.BeginWriteAsync), so the
+    /// change, its audit entries and its outbox events commit together. Returns the first sequence number.
+    /// Call <see cref="NotifyCommitted"/> after the commit to wake the exporters at once.
+    /// </summary>
+    ValueTask<long> AppendAsync(IReadOnlyList<AuditRecord> records, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken);
+
+    /// <summary>Appends one record through the group-committing appender; completes with its sequence number once durable.</summary>
+    ValueTask<long> AppendAsync(AuditRecord record, CancellationToken cancellationToken);
+
+    void NotifyCommitted(int count);
+
+    ValueTask<AuditPage> QueryAsync(AuditQuery query, CancellationToken cancellationToken);
+
+    ValueTask<AuditEntry?> GetAsync(long sequence, bool unseal, CancellationToken cancellationToken);
+
+    /// <summary>Proof that entry <paramref name="sequence"/> is in the tree of the signed head of <paramref name="treeSize"/> (the latest head by default).</summary>
+    ValueTask<AuditInclusionProof> GetInclusionProofAsync(long sequence, long? treeSize, CancellationToken cancellationToken);
+
+    /// <summary>Proof that the signed head of <paramref name="secondSize"/> (latest by default) extends the signed head of <paramref name="firstSize"/>.</summary>
+    ValueTask<AuditConsistencyProof> GetConsistencyProofAsync(long firstSize, long? secondSize, CancellationToken cancellationToken);
+
+    ValueTask<SignedTreeHead?> GetLatestTreeHeadAsync(CancellationToken cancellationToken);
+
+    /// <summary>Signs a head over the current size now (null when the latest head already covers it).</summary>
+    ValueTask<SignedTreeHead?> SignTreeHeadAsync(CancellationToken cancellationToken);
+
+    ValueTask<long> GetTreeSizeAsync(CancellationToken cancellationToken);
+
+    ValueTask<AuditVerificationReport> VerifyAsync(AuditVerifyOptions? options, CancellationToken cancellationToken);
+
+    /// <summary>The current signing public key and its key id.</summary>
+    ValueTask<AuditPublicKey> GetPublicKeyAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>Thrown when a proof is asked for against a tree head that does not exist yet.</summary>
+public sealed class AuditTreeHeadNotFoundException(string message) : InvalidOperationException(message);
+
+internal sealed class AuditLog : IAuditLog, IAsyncDisposable
+{
+    private const int ParallelThreshold = 256;
+    private readonly AuditStore _store;
+    private readonly EntryFactory _factory;
+    private readonly AuditAppender _appender;
+    private readonly TreeHeadSigner _signer;
+    private readonly IAuditSigningKeyProvider _keys;
+    private readonly AuditSignal _signal;
+    private readonly AuditOptions _options;
+
+    public AuditLog(AuditStore store, TreeHeadSigner signer, IAuditSigningKeyProvider keys, AuditSignal signal, IOptions<AuditOptions> options,
+        TimeProvider time, ILogger<AuditLog> logger, IAuditSealer? sealer = null)
+    {
+        _store = store;
+        _signer = signer;
+        _keys = keys;
+        _signal = signal;
+        _options = options.Value;
+        _factory = new EntryFactory(_options, time, sealer);
+        _appender = new AuditAppender(store, signal, _options, logger);
+    }
+
+    internal EntryFactory Factory => _factory;
+
+    public async ValueTask<long> AppendAsync(IReadOnlyList<AuditRecord> records, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        if (records.Count == 0)
+        {
+            throw new ArgumentException("No records to append.", nameof(records));
+        }
+
+        var rows = new EntryRow[records.Count];
+        if (rows.Length >= ParallelThreshold)
+        {
+            // Validation, JSON and sealing are independent per record; only hashing is chained.
+            Parallel.For(0, rows.Length, new ParallelOptions { CancellationToken = cancellationToken }, i => rows[i] = _factory.ToRow(records[i]));
+        }
+        else
+        {
+            for (var i = 0; i < rows.Length; i++)
+            {
+                rows[i] = _factory.ToRow(records[i]);
+            }
+        }
+
+        var first = await _store.AppendAsync(rows, connection, transaction, cancellationToken).ConfigureAwait(false);
+        AuditTelemetry.EntriesAppended.Add(rows.Length);
+        return first;
+    }
+
+    public ValueTask<long> AppendAsync(AuditRecord record, CancellationToken cancellationToken) =>
+        _appender.AppendAsync(_factory.ToRow(record), cancellationToken);
+
+    public void NotifyCommitted(int count) => _signal.OnAppended(count);
+
+    public async ValueTask<AuditPage> QueryAsync(AuditQuery query, CancellationToken cancellationToken)
+    {
+        var limit = Math.Clamp(query.Limit, 1, Math.Max(1, _options.QueryMaxPageSize));
+        var (rows, more) = await _store.QueryAsync(query, limit, cancellationToken).ConfigureAwait(false);
+        var entries = rows.Select(r => _factory.ToEntry(r, query.Unseal)).ToArray();
+        return new AuditPage(entries, more && entries.Length > 0 ? entries[^1].Sequence : null);
+    }
+
+    public async ValueTask<AuditEntry?> GetAsync(long sequence, bool unseal, CancellationToken cancellationToken)
+    {
+        var row = await _store.ReadEntryAsync(sequence, cancellationToken).ConfigureAwait(false);
+        return row is null ? null : _factory.ToEntry(row, unseal);
+    }
+
+    public async ValueTask<AuditInclusionProof> GetInclusionProofAsync(long sequence, long? treeSize, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(sequence);
+        var head = await RequireHeadAsync(treeSize, cancellationToken).ConfigureAwait(false);
+        if (sequence >= head.TreeSize)
+        {
+            throw new AuditTreeHeadNotFoundException($"Entry {sequence} is not covered by the signed tree head of size {head.TreeSize} yet.");
+        }
+
+        var row = await _store.ReadEntryAsync(sequence, cancellationToken).ConfigureAwait(false)
+                  ?? throw new AuditIntegrityException($"Entry {sequence} is missing although a signed tree head covers it; run verification.");
+        var leaf = new byte[MerkleHash.Size];
+        row.ComputeLeafHash(new ArrayBufferWriter<byte>(512), leaf);
+        if (!leaf.AsSpan().SequenceEqual(row.LeafHash))
+        {
+            throw new AuditIntegrityException($"Entry {sequence} does not match its leaf hash; run verification.");
+        }
+
+        var path = await RangeHashesAsync(MerkleProofs.InclusionRanges(sequence, head.TreeSize), cancellationToken).ConfigureAwait(false);
+        var proof = new AuditInclusionProof(sequence, head.TreeSize, leaf, path, head);
+        return proof.Verify() ? proof : throw new AuditIntegrityException($"The inclusion proof for entry {sequence} does not verify against the signed tree head; run verification.");
+    }
+
+    public async ValueTask<AuditConsistencyProof> GetConsistencyProofAsync(long firstSize, long? secondSize, CancellationToken cancellationToken)
+    {
+        var first = await _store.FindTreeHeadAsync(TreeHeadLookup.ExactSize, firstSize, cancellationToken).ConfigureAwait(false)
+                    ?? throw new AuditTreeHeadNotFoundException($"There is no signed tree head of size {firstSize}.");
+        var second = await RequireHeadAsync(secondSize, cancellationToken).ConfigureAwait(false);
+        if (second.TreeSize < first.TreeSize)
+        {
+            throw new ArgumentOutOfRangeException(nameof(secondSize), "The second tree head must not be smaller than the first.");
+        }
+
+        var proof = await RangeHashesAsync(MerkleProofs.ConsistencyRanges(first.TreeSize, second.TreeSize), cancellationToken).ConfigureAwait(false);
+        var result = new AuditConsistencyProof(first, second, proof);
+        return result.Verify() ? result : throw new AuditIntegrityException($"The consistency proof from {first.TreeSize} to {second.TreeSize} does not verify; run verification.");
+    }
+
+    private async ValueTask<SignedTreeHead> RequireHeadAsync(long? treeSize, CancellationToken cancellationToken) =>
+        (treeSize is null
+            ? await _store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false)
+            : await _store.FindTreeHeadAsync(TreeHeadLookup.ExactSize, treeSize.Value, cancellationToken).ConfigureAwait(false))
+        ?? throw new AuditTreeHeadNotFoundException(treeSize is null ? "No tree head has been signed yet." : $"There is no signed tree head of size {treeSize}.");
+
+    private async ValueTask<List<byte[]>> RangeHashesAsync(List<(long Start, long End)> ranges, CancellationToken cancellationToken)
+    {
+        var parts = ranges.Select(r => MerkleProofs.Decompose(r.Start, r.End)).ToList();
+        var all = parts.SelectMany(p => p).ToList();
+        await using var connection = await _store.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var hashes = await _store.GetSubtreeHashesAsync(connection, all, cancellationToken).ConfigureAwait(false);
+        var result = new List<byte[]>(ranges.Count);
+        var offset = 0;
+        foreach (var p in parts)
+        {
+            result.Add(MerkleProofs.FoldRange(hashes.AsSpan(offset, p.Count).ToArray()));
+            offset += p.Count;
+        }
+
+        return result;
+    }
+
+    public ValueTask<SignedTreeHead?> GetLatestTreeHeadAsync(CancellationToken cancellationToken) =>
+        _store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken);
+
+    public async ValueTask<SignedTreeHead?> SignTreeHeadAsync(CancellationToken cancellationToken) =>
+        await _signer.SignAsync(force: true, cancellationToken).ConfigureAwait(false);
+
+    public async ValueTask<long> GetTreeSizeAsync(CancellationToken cancellationToken) =>
+        (await _store.ReadStateAsync(cancellationToken).ConfigureAwait(false)).TreeSize;
+
+    public async ValueTask<AuditVerificationReport> VerifyAsync(AuditVerifyOptions? options, CancellationToken cancellationToken)
+    {
+        var trusted = options?.TrustedKeys ?? await TrustedKeysAsync(cancellationToken).ConfigureAwait(false);
+        var verifier = new AuditVerifier(_store, Math.Max(1, _options.VerifyMaxProblems));
+        return await verifier.VerifyAsync(trusted, options?.WitnessedHeads ?? [], cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask<List<AuditPublicKey>> TrustedKeysAsync(CancellationToken cancellationToken)
+    {
+        var keys = new List<AuditPublicKey> { await GetPublicKeyAsync(cancellationToken).ConfigureAwait(false) };
+        foreach (var encoded in _options.TrustedPublicKeys)
+        {
+            keys.Add(AuditPublicKey.FromRaw(Convert.FromBase64String(encoded)));
+        }
+
+        return keys;
+    }
+
+    public async ValueTask<AuditPublicKey> GetPublicKeyAsync(CancellationToken cancellationToken)
+    {
+        var signer = await _keys.GetSignerAsync(cancellationToken).ConfigureAwait(false);
+        return new AuditPublicKey(signer.KeyId, signer.PublicKey);
+    }
+
+    public ValueTask DisposeAsync() => _appender.DisposeAsync();
+}

@@ -1,0 +1,39 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Vigie.Audit.Export;
+using Vigie.Audit.Signing;
+using Vigie.Audit.Storage;
+using Vigie.Core;
+using Vigie.Core.Data;
+
+namespace Vigie.Audit;
+
+public static class AuditServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the audit trail: schema, <see cref="IAuditLog"/>, the file-based signing key (replace
+    /// <see cref="IAuditSigningKeyProvider"/> for an HSM), the tree-head signer and the export workers as hosted
+    /// services. The host binds <see cref="AuditOptions"/> from the "Audit" section and registers its
+    /// <see cref="IAuditSealer"/>; without one, records that carry details are refused.
+    /// </summary>
+    public static IServiceCollection AddAudit(this IServiceCollection services)
+    {
+        services.AddVigieCore();
+        services.AddOptions<AuditOptions>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, AuditSchema>());
+        services.TryAddSingleton<AuditStore>();
+        services.TryAddSingleton<AuditSignal>();
+        services.TryAddSingleton<IAuditSigningKeyProvider, FileSigningKeyProvider>();
+        services.TryAddSingleton<TreeHeadSigner>();
+        services.TryAddSingleton<AuditLog>(sp => new AuditLog(
+            sp.GetRequiredService<AuditStore>(), sp.GetRequiredService<TreeHeadSigner>(), sp.GetRequiredService<IAuditSigningKeyProvider>(),
+            sp.GetRequiredService<AuditSignal>(), sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<AuditLog>>(), sp.GetService<IAuditSealer>()));
+        services.TryAddSingleton<IAuditLog>(sp => sp.GetRequiredService<AuditLog>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
+        return services;
+    }
+}

@@ -1,0 +1,179 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Audit.Model;
+using Vigie.Audit.Storage;
+using Vigie.Core.Outbox;
+
+namespace Vigie.Audit.Export;
+
+/// <summary>
+/// Exports one sink from its durable cursor: the log itself is the outbox. Ingest never waits for it. A batch is
+/// retried with exponential back-off (with jitter) until it goes through; the cursor moves only after success,
+/// so delivery is at least once and resumes after a restart. One node at a time runs a sink (database lease).
+/// </summary>
+internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sink, AuditStore store, EntryFactory factory, AuditSignal signal,
+    LeaseStore leases, TimeProvider time, string holder, ILogger logger)
+{
+    public string CursorName => "sink:" + options.Name;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        var attempts = 0;
+        var lease = TimeSpan.FromTicks(Math.Max(options.SendTimeout.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (!await leases.TryAcquireAsync("audit-" + CursorName, holder, lease, cancellationToken).ConfigureAwait(false))
+                {
+                    await Task.Delay(options.PollInterval, time, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                var sent = await RunOnceAsync(cancellationToken).ConfigureAwait(false);
+                if (attempts > 0)
+                {
+                    logger.LogInformation("Audit sink {Sink} recovered after {Attempts} failed attempts", options.Name, attempts);
+                }
+
+                attempts = 0;
+                if (sent == 0)
+                {
+                    await signal.WaitAppendedAsync(options.PollInterval, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                attempts++;
+                AuditTelemetry.ExportFailures.Add(1);
+                var delay = Backoff(attempts);
+                // Network and server errors only: entry content never goes into the message.
+                logger.LogWarning("Audit sink {Sink} failed (attempt {Attempts}), retrying in {Delay}: {Error}", options.Name, attempts, delay, ex.Message);
+                try
+                {
+                    var cursor = await store.ReadCursorAsync(CursorName, cancellationToken).ConfigureAwait(false);
+                    await store.SaveCursorAsync(CursorName, cursor?.NextSeq ?? 0, attempts, Truncate(ex.GetType().Name + ": " + ex.Message),
+                        time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception inner) when (inner is not OperationCanceledException)
+                {
+                    logger.LogDebug(inner, "Could not record the failure of audit sink {Sink}", options.Name);
+                }
+
+                try
+                {
+                    await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// <summary>Sends the next batch after the cursor; returns how many entries went out.</summary>
+    public async ValueTask<int> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var cursor = await store.ReadCursorAsync(CursorName, cancellationToken).ConfigureAwait(false);
+        long next;
+        if (cursor is null)
+        {
+            next = options.StartAtEnd ? (await store.ReadStateAsync(cancellationToken).ConfigureAwait(false)).TreeSize : 0;
+            await store.SaveCursorAsync(CursorName, next, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            next = cursor.Value.NextSeq;
+        }
+
+        var rows = await store.ReadEntriesAsync(next, Math.Max(1, options.BatchSize), cancellationToken).ConfigureAwait(false);
+        if (rows.Count == 0)
+        {
+            return 0;
+        }
+
+        var entries = new List<AuditEntry>(rows.Count);
+        foreach (var row in rows)
+        {
+            if (row.Seq != next + entries.Count)
+            {
+                // A hole in the log: export stops rather than skip silently; verification names the entry.
+                throw new AuditIntegrityException($"Entry {next + entries.Count} is missing from the log.");
+            }
+
+            entries.Add(factory.ToEntry(row, unseal: factory.CanUnseal));
+        }
+
+        using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.export");
+        activity?.SetTag("vigie.audit.sink", options.Name);
+        await sink.SendAsync(entries, cancellationToken).ConfigureAwait(false);
+        await store.SaveCursorAsync(CursorName, next + entries.Count, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        AuditTelemetry.Exported.Add(entries.Count);
+        return entries.Count;
+    }
+
+    private TimeSpan Backoff(int attempts)
+    {
+        var min = Math.Max(1, options.MinBackoff.TotalMilliseconds);
+        var max = Math.Max(min, options.MaxBackoff.TotalMilliseconds);
+        var exponential = Math.Min(max, min * Math.Pow(2, Math.Min(attempts - 1, 30)));
+        return TimeSpan.FromMilliseconds(exponential * (0.5 + Random.Shared.NextDouble() / 2));
+    }
+
+    private static string Truncate(string value) => value.Length <= 1000 ? value : value[..1000];
+}
+
+/// <summary>Runs one export worker per configured sink.</summary>
+internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditStore store, AuditLog log, AuditSignal signal, LeaseStore leases,
+    TimeProvider time, ILoggerFactory loggers) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var o = options.Value;
+        var factory = log.Factory;
+        var holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
+        var logger = loggers.CreateLogger<AuditExportService>();
+        var tasks = new List<Task>();
+        var sinks = new List<IAuditSink>();
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var sinkOptions in o.Sinks.Where(s => s.Enabled))
+        {
+            if (string.IsNullOrWhiteSpace(sinkOptions.Name) || !names.Add(sinkOptions.Name))
+            {
+                logger.LogError("Audit sinks need distinct, non-empty names; skipping one named '{Name}'", sinkOptions.Name);
+                continue;
+            }
+
+            var sink = CreateSink(sinkOptions, o.EnterpriseSiteId);
+            sinks.Add(sink);
+            var worker = new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, holder, logger);
+            tasks.Add(worker.RunAsync(stoppingToken));
+        }
+
+        try
+        {
+            await Task.WhenAll(tasks).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var sink in sinks)
+            {
+                await sink.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    internal static IAuditSink CreateSink(AuditSinkOptions options, string? enterpriseSiteId) => options.Kind switch
+    {
+        AuditSinkKind.SyslogTcp or AuditSinkKind.SyslogTls => new SyslogSink(options, enterpriseSiteId),
+        AuditSinkKind.FhirHttp => new FhirHttpSink(options, enterpriseSiteId),
+        AuditSinkKind.FhirNdjson => new FhirNdjsonSink(options, enterpriseSiteId),
+        _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Unknown audit sink kind."),
+    };
+}

@@ -1,0 +1,244 @@
+using System.Net.Http.Headers;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Vigie.Audit.Model;
+
+namespace Vigie.Audit.Export;
+
+/// <summary>One export destination. A batch either goes through whole or throws (the worker retries it with back-off).</summary>
+internal interface IAuditSink : IAsyncDisposable
+{
+    ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// RFC 5424 syslog with an ATNA XML body over TCP (RFC 6587 octet counting) or TLS (RFC 5425). The connection is
+/// kept open between batches and reopened after any failure. TCP has no application acknowledgement: a batch
+/// written just before the peer drops may be lost or, after the retry, received twice (sequence numbers tell).
+/// </summary>
+internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSiteId) : IAuditSink
+{
+    private readonly string _hostName = options.HostName ?? Environment.MachineName;
+    private TcpClient? _client;
+    private Stream? _stream;
+
+    public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var stream = _stream ?? await ConnectAsync(cancellationToken).ConfigureAwait(false);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.SendTimeout);
+            foreach (var entry in entries)
+            {
+                await stream.WriteAsync(FrameWithinLimit(entry), timeout.Token).ConfigureAwait(false);
+            }
+
+            await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch
+        {
+            await CloseAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// An oversized message would block the sink for ever (it can never be sent), so it is sent without its
+    /// object queries and details, then without its objects, saying so in EventOutcomeDescription.
+    /// </summary>
+    private byte[] FrameWithinLimit(AuditEntry entry)
+    {
+        var frame = SyslogMessage.Frame(entry.Time, _hostName, options.AppName, AtnaMessage.Write(entry, enterpriseSiteId));
+        if (frame.Length <= options.MaxMessageBytes || entry.Details is null)
+        {
+            return frame;
+        }
+
+        var note = $"[Vigie: message reduced from {frame.Length} bytes to fit the collector limit]";
+        var slim = entry with
+        {
+            Details = entry.Details with
+            {
+                OutcomeDescription = note,
+                Objects = entry.Details.Objects.Select(o => o with { Query = null, Details = [], SopClasses = o.SopClasses.Take(16).ToArray(), Accessions = o.Accessions.Take(16).ToArray() }).ToArray(),
+            },
+        };
+        frame = SyslogMessage.Frame(entry.Time, _hostName, options.AppName, AtnaMessage.Write(slim, enterpriseSiteId));
+        if (frame.Length <= options.MaxMessageBytes)
+        {
+            return frame;
+        }
+
+        return SyslogMessage.Frame(entry.Time, _hostName, options.AppName,
+            AtnaMessage.Write(slim with { Details = new AuditDetails { OutcomeDescription = note } }, enterpriseSiteId));
+    }
+
+    private async ValueTask<Stream> ConnectAsync(CancellationToken cancellationToken)
+    {
+        var host = options.Host ?? throw new InvalidOperationException($"Audit sink {options.Name}: Host is not set.");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        var client = new TcpClient { NoDelay = true };
+        try
+        {
+            await client.ConnectAsync(host, options.Port, timeout.Token).ConfigureAwait(false);
+            Stream stream = client.GetStream();
+            if (options.Kind == AuditSinkKind.SyslogTls)
+            {
+                var ssl = new SslStream(stream, leaveInnerStreamOpen: false);
+                var authentication = new SslClientAuthenticationOptions
+                {
+                    TargetHost = options.ServerName ?? host,
+                    EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                };
+                if (options.TrustedCaPath is not null)
+                {
+                    var policy = new X509ChainPolicy { TrustMode = X509ChainTrustMode.CustomRootTrust, RevocationMode = X509RevocationMode.NoCheck };
+                    policy.CustomTrustStore.ImportFromPemFile(options.TrustedCaPath);
+                    authentication.CertificateChainPolicy = policy;
+                }
+
+                if (options.ClientCertificatePath is not null)
+                {
+                    var certificate = X509Certificate2.CreateFromPemFile(options.ClientCertificatePath, options.ClientKeyPath);
+                    authentication.ClientCertificates = [certificate];
+                }
+
+                await ssl.AuthenticateAsClientAsync(authentication, timeout.Token).ConfigureAwait(false);
+                stream = ssl;
+            }
+
+            _client = client;
+            _stream = stream;
+            return stream;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    private async ValueTask CloseAsync()
+    {
+        if (_stream is not null)
+        {
+            try
+            {
+                await _stream.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        _client?.Dispose();
+        _stream = null;
+        _client = null;
+    }
+
+    public ValueTask DisposeAsync() => CloseAsync();
+}
+
+/// <summary>
+/// Posts AuditEvent resources to a FHIR server in transaction bundles of PUTs keyed by the entry's stable id,
+/// so a batch re-sent after a failure updates rather than duplicates.
+/// </summary>
+internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseSiteId, HttpClient? http = null) : IAuditSink
+{
+    private readonly HttpClient _http = http ?? new HttpClient { Timeout = options.SendTimeout };
+
+    public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        var baseUrl = options.FhirBaseUrl ?? throw new InvalidOperationException($"Audit sink {options.Name}: FhirBaseUrl is not set.");
+        using var body = new MemoryStream();
+        await using (var json = new Utf8JsonWriter(body))
+        {
+            json.WriteStartObject();
+            json.WriteString("resourceType", "Bundle");
+            json.WriteString("type", "transaction");
+            json.WriteStartArray("entry");
+            foreach (var entry in entries)
+            {
+                var id = FhirAuditEvent.ResourceId(entry);
+                json.WriteStartObject();
+                json.WriteString("fullUrl", new Uri(AppendSlash(baseUrl), "AuditEvent/" + id).ToString());
+                json.WritePropertyName("resource");
+                FhirAuditEvent.Write(json, entry, enterpriseSiteId);
+                json.WriteStartObject("request");
+                json.WriteString("method", "PUT");
+                json.WriteString("url", "AuditEvent/" + id);
+                json.WriteEndObject();
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, baseUrl);
+        request.Content = new ByteArrayContent(body.ToArray());
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/fhir+json");
+        request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/fhir+json"));
+        if (options.BearerToken is not null)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", options.BearerToken);
+        }
+
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            // The status only: a FHIR server's OperationOutcome may echo resource content.
+            throw new HttpRequestException($"The FHIR server answered {(int)response.StatusCode} {response.ReasonPhrase}.", null, response.StatusCode);
+        }
+    }
+
+    private static Uri AppendSlash(Uri uri) => uri.AbsoluteUri.EndsWith('/') ? uri : new Uri(uri.AbsoluteUri + "/");
+
+    public ValueTask DisposeAsync()
+    {
+        if (http is null)
+        {
+            _http.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+}
+
+/// <summary>Appends AuditEvent resources to an NDJSON file, one per line, flushed to disk before the cursor moves.</summary>
+internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpriseSiteId) : IAuditSink
+{
+    public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    {
+        var path = options.NdjsonPath ?? throw new InvalidOperationException($"Audit sink {options.Name}: NdjsonPath is not set.");
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (!string.IsNullOrEmpty(directory))
+        {
+            Directory.CreateDirectory(directory);
+        }
+
+        var streamOptions = new FileStreamOptions { Mode = FileMode.Append, Access = FileAccess.Write, Share = FileShare.Read };
+        if (!OperatingSystem.IsWindows())
+        {
+            streamOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        await using var file = new FileStream(path, streamOptions);
+        foreach (var entry in entries)
+        {
+            await file.WriteAsync(FhirAuditEvent.Write(entry, enterpriseSiteId), cancellationToken).ConfigureAwait(false);
+            file.WriteByte((byte)'\n');
+        }
+
+        await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+        file.Flush(flushToDisk: true);
+    }
+
+    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}

@@ -1,0 +1,174 @@
+using System.Security.Cryptography;
+using NSec.Cryptography;
+
+namespace Vigie.Audit.Signing;
+
+/// <summary>Signs tree heads. Behind an interface so an HSM can hold the key later.</summary>
+public interface IAuditSigner
+{
+    /// <summary>Hex of the first 8 bytes of SHA-256 of the raw public key.</summary>
+    string KeyId { get; }
+
+    /// <summary>Raw 32-byte Ed25519 public key.</summary>
+    byte[] PublicKey { get; }
+
+    byte[] Sign(ReadOnlySpan<byte> message);
+}
+
+/// <summary>Provides the tree-head signer and the public keys a verifier trusts.</summary>
+public interface IAuditSigningKeyProvider
+{
+    ValueTask<IAuditSigner> GetSignerAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>An Ed25519 public key as published with each tree head.</summary>
+public sealed record AuditPublicKey(string KeyId, byte[] PublicKey)
+{
+    public string Algorithm => "Ed25519";
+
+    public static string KeyIdOf(ReadOnlySpan<byte> publicKey) => Convert.ToHexStringLower(SHA256.HashData(publicKey)[..8]);
+
+    public static AuditPublicKey FromRaw(byte[] publicKey)
+    {
+        if (publicKey.Length != 32)
+        {
+            throw new ArgumentException("An Ed25519 public key has 32 bytes.", nameof(publicKey));
+        }
+
+        return new AuditPublicKey(KeyIdOf(publicKey), publicKey);
+    }
+
+    public bool Verify(ReadOnlySpan<byte> message, ReadOnlySpan<byte> signature)
+    {
+        if (signature.Length != 64)
+        {
+            return false;
+        }
+
+        if (!NSec.Cryptography.PublicKey.TryImport(SignatureAlgorithm.Ed25519, PublicKey, KeyBlobFormat.RawPublicKey, out var key) || key is null)
+        {
+            return false;
+        }
+
+        return SignatureAlgorithm.Ed25519.Verify(key, message, signature);
+    }
+}
+
+/// <summary>An Ed25519 key held in memory (loaded from the key file).</summary>
+internal sealed class Ed25519Signer : IAuditSigner, IDisposable
+{
+    private readonly Key _key;
+
+    public Ed25519Signer(Key key)
+    {
+        _key = key;
+        PublicKey = key.PublicKey.Export(KeyBlobFormat.RawPublicKey);
+        KeyId = AuditPublicKey.KeyIdOf(PublicKey);
+    }
+
+    public string KeyId { get; }
+
+    public byte[] PublicKey { get; }
+
+    public byte[] Sign(ReadOnlySpan<byte> message) => SignatureAlgorithm.Ed25519.Sign(_key, message);
+
+    public void Dispose() => _key.Dispose();
+}
+
+/// <summary>
+/// The default key store: an Ed25519 private key in a PEM file outside the data folder, created with mode 0600 on
+/// first use. A key file that group or others can read is refused.
+/// </summary>
+internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptions<AuditOptions> options) : IAuditSigningKeyProvider, IDisposable
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private Ed25519Signer? _signer;
+
+    public async ValueTask<IAuditSigner> GetSignerAsync(CancellationToken cancellationToken)
+    {
+        if (_signer is not null)
+        {
+            return _signer;
+        }
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _signer ??= await LoadOrCreateAsync(options.Value.SigningKeyPath
+                ?? throw new InvalidOperationException("Audit:SigningKeyPath is not set."), cancellationToken).ConfigureAwait(false);
+            return _signer;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    internal static async Task<Ed25519Signer> LoadOrCreateAsync(string path, CancellationToken cancellationToken)
+    {
+        if (!File.Exists(path))
+        {
+            var directory = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (!string.IsNullOrEmpty(directory))
+            {
+                Directory.CreateDirectory(directory);
+            }
+
+            var pem = NewKeyPem();
+            try
+            {
+                var streamOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Options = FileOptions.WriteThrough };
+                if (!OperatingSystem.IsWindows())
+                {
+                    streamOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+                }
+
+                await using var stream = new FileStream(path, streamOptions);
+                await stream.WriteAsync(pem, cancellationToken).ConfigureAwait(false);
+                await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Another process created it first: use theirs.
+            }
+        }
+
+        if (!OperatingSystem.IsWindows())
+        {
+            var mode = File.GetUnixFileMode(path);
+            if ((mode & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+            {
+                throw new UnauthorizedAccessException($"The audit signing key file {path} is readable or writable by group or others; chmod 600 it.");
+            }
+        }
+
+        var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+        if (blob.Length > 4096)
+        {
+            throw new InvalidDataException($"The audit signing key file {path} is too large to be an Ed25519 key.");
+        }
+
+        return Import(blob) ?? throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
+    }
+
+    private static byte[] NewKeyPem()
+    {
+        var parameters = new KeyCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport };
+        using var created = Key.Create(SignatureAlgorithm.Ed25519, parameters);
+        return created.Export(KeyBlobFormat.PkixPrivateKeyText);
+    }
+
+    private static Ed25519Signer? Import(byte[] blob)
+    {
+        var parameters = new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None };
+        return Key.TryImport(SignatureAlgorithm.Ed25519, blob, KeyBlobFormat.PkixPrivateKeyText, out var key, parameters) && key is not null
+            ? new Ed25519Signer(key)
+            : null;
+    }
+
+    public void Dispose()
+    {
+        _signer?.Dispose();
+        _gate.Dispose();
+    }
+}

@@ -1,0 +1,86 @@
+using Vigie.Core.Data;
+
+namespace Vigie.Audit.Storage;
+
+/// <summary>The audit tables, in the shared Vigie database.</summary>
+internal sealed class AuditSchema : ISchemaProvider
+{
+    public IEnumerable<SchemaMigration> Migrations { get; } =
+    [
+        new("audit", 1, "audit log, Merkle nodes, tree heads, export cursors",
+            """
+            CREATE TABLE audit_entry (
+              seq INTEGER PRIMARY KEY,
+              time_ms INTEGER NOT NULL,
+              event_id TEXT NOT NULL,
+              event_types TEXT NOT NULL,
+              action TEXT NOT NULL,
+              outcome INTEGER NOT NULL,
+              user_id TEXT NOT NULL,
+              participants TEXT NOT NULL,
+              purpose TEXT NULL,
+              patient_ref TEXT NULL,
+              source_id TEXT NOT NULL,
+              seal_key_id TEXT NULL,
+              sealed BLOB NULL,
+              prev_hash BLOB NOT NULL,
+              leaf_hash BLOB NOT NULL);
+            CREATE INDEX audit_entry_patient ON audit_entry (patient_ref, seq) WHERE patient_ref IS NOT NULL;
+            CREATE INDEX audit_entry_user ON audit_entry (user_id, seq);
+            CREATE INDEX audit_entry_time ON audit_entry (time_ms);
+            CREATE TABLE audit_node (level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (level, idx)) WITHOUT ROWID;
+            CREATE TABLE audit_state (id INTEGER PRIMARY KEY CHECK (id = 1), tree_size INTEGER NOT NULL, frontier BLOB NOT NULL, last_leaf BLOB NOT NULL);
+            INSERT INTO audit_state (id, tree_size, frontier, last_leaf) VALUES (1, 0, x'', zeroblob(32));
+            CREATE TABLE audit_tree_head (
+              tree_size INTEGER PRIMARY KEY,
+              time_ms INTEGER NOT NULL,
+              root_hash BLOB NOT NULL,
+              key_id TEXT NOT NULL,
+              public_key BLOB NOT NULL,
+              signature BLOB NOT NULL);
+            CREATE TABLE audit_cursor (
+              sink TEXT PRIMARY KEY,
+              next_seq INTEGER NOT NULL,
+              updated_ms INTEGER NOT NULL,
+              attempts INTEGER NOT NULL DEFAULT 0,
+              last_error TEXT NULL);
+            """,
+            """
+            CREATE TABLE audit_entry (
+              seq BIGINT PRIMARY KEY,
+              time_ms BIGINT NOT NULL,
+              event_id TEXT NOT NULL,
+              event_types TEXT NOT NULL,
+              action TEXT NOT NULL,
+              outcome BIGINT NOT NULL,
+              user_id TEXT NOT NULL,
+              participants TEXT NOT NULL,
+              purpose TEXT NULL,
+              patient_ref TEXT NULL,
+              source_id TEXT NOT NULL,
+              seal_key_id TEXT NULL,
+              sealed BYTEA NULL,
+              prev_hash BYTEA NOT NULL,
+              leaf_hash BYTEA NOT NULL);
+            CREATE INDEX audit_entry_patient ON audit_entry (patient_ref, seq) WHERE patient_ref IS NOT NULL;
+            CREATE INDEX audit_entry_user ON audit_entry (user_id, seq);
+            CREATE INDEX audit_entry_time ON audit_entry (time_ms);
+            CREATE TABLE audit_node (level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL, PRIMARY KEY (level, idx));
+            CREATE TABLE audit_state (id INTEGER PRIMARY KEY CHECK (id = 1), tree_size BIGINT NOT NULL, frontier BYTEA NOT NULL, last_leaf BYTEA NOT NULL);
+            INSERT INTO audit_state (id, tree_size, frontier, last_leaf) VALUES (1, 0, '\x'::bytea, decode(repeat('00', 32), 'hex'));
+            CREATE TABLE audit_tree_head (
+              tree_size BIGINT PRIMARY KEY,
+              time_ms BIGINT NOT NULL,
+              root_hash BYTEA NOT NULL,
+              key_id TEXT NOT NULL,
+              public_key BYTEA NOT NULL,
+              signature BYTEA NOT NULL);
+            CREATE TABLE audit_cursor (
+              sink TEXT PRIMARY KEY,
+              next_seq BIGINT NOT NULL,
+              updated_ms BIGINT NOT NULL,
+              attempts INTEGER NOT NULL DEFAULT 0,
+              last_error TEXT NULL);
+            """),
+    ];
+}

@@ -1,0 +1,644 @@
+using System.Buffers;
+using System.Data.Common;
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Vigie.Audit.Merkle;
+using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
+using Vigie.Core.Data;
+
+namespace Vigie.Audit.Storage;
+
+/// <summary>The tree size, right frontier and last leaf hash, kept in one row that serialises appenders.</summary>
+internal sealed record AuditState(long TreeSize, byte[] Frontier, byte[] LastLeaf);
+
+/// <summary>
+/// SQL for the audit tables, on SQLite and PostgreSQL. Appends assign sequence numbers under the state row lock
+/// (FOR UPDATE on PostgreSQL, the BEGIN IMMEDIATE write lock on SQLite), so entries commit in sequence order.
+/// </summary>
+internal sealed class AuditStore(IVigieDatabase database)
+{
+    /// <summary>Subtree nodes are stored every this many levels; the levels between are folded from at most 2^(stride-1) stored hashes.</summary>
+    public const int NodeStride = 4;
+
+    public const string EntryColumns =
+        "seq, time_ms, event_id, event_types, action, outcome, user_id, participants, purpose, patient_ref, source_id, seal_key_id, sealed, prev_hash, leaf_hash";
+
+    public IVigieDatabase Database => database;
+
+    private bool IsPostgres => database.Provider == DatabaseProvider.Postgres;
+
+    public async ValueTask<AuditState> ReadStateAsync(DbConnection connection, DbTransaction? transaction, bool forUpdate, CancellationToken cancellationToken)
+    {
+        var sql = "SELECT tree_size, frontier, last_leaf FROM audit_state WHERE id = 1" + (forUpdate && IsPostgres ? " FOR UPDATE" : "");
+        await using var command = connection.CreateCommand(transaction, sql);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            throw new AuditIntegrityException("The audit_state row is missing: the audit schema was not migrated, or the row was deleted.");
+        }
+
+        return new AuditState(reader.GetInt64(0), reader.GetFieldValue<byte[]>(1), reader.GetFieldValue<byte[]>(2));
+    }
+
+    /// <summary>
+    /// A larger SQLite page cache for the connections the audit trail writes or verifies with: random patient_ref
+    /// index inserts otherwise miss the 2 MiB default cache and read pages back from the OS.
+    /// </summary>
+    public async ValueTask TuneWriterConnectionAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        if (!IsPostgres)
+        {
+            await using var command = connection.CreateCommand(null, "PRAGMA cache_size = -16384");
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public async ValueTask<AuditState> ReadStateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        return await ReadStateAsync(connection, null, false, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Appends rows inside the caller's write transaction: assigns sequence numbers, chains and hashes them, stores
+    /// the completed subtree nodes and the new state. Returns the first sequence number.
+    /// </summary>
+    public async ValueTask<long> AppendAsync(IReadOnlyList<EntryRow> rows, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        var state = await ReadStateAsync(connection, transaction, forUpdate: true, cancellationToken).ConfigureAwait(false);
+        var frontier = MerkleFrontier.Parse(state.TreeSize, state.Frontier);
+        if (state.LastLeaf.Length != MerkleHash.Size)
+        {
+            throw new AuditIntegrityException("The audit_state row holds a malformed last leaf hash.");
+        }
+
+        var first = state.TreeSize;
+        var previous = state.LastLeaf;
+        var nodes = new List<(int Level, long Index, byte[] Hash)>(rows.Count / 8 + 4);
+        var scratch = new ArrayBufferWriter<byte>(512);
+        foreach (var row in rows)
+        {
+            row.Seq = frontier.Size;
+            row.PrevHash = previous;
+            var leaf = new byte[MerkleHash.Size];
+            row.ComputeLeafHash(scratch, leaf);
+            row.LeafHash = leaf;
+            frontier.Append(leaf, (level, index, hash) =>
+            {
+                if (level % NodeStride == 0)
+                {
+                    nodes.Add((level, index, hash));
+                }
+            });
+            previous = leaf;
+        }
+
+        if (IsPostgres)
+        {
+            await InsertPostgresAsync(rows, nodes, connection, transaction, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            InsertSqlite(rows, nodes, connection, transaction);
+        }
+
+        await using var update = connection.CreateCommand(transaction,
+                "UPDATE audit_state SET tree_size = @s, frontier = @f, last_leaf = @l WHERE id = 1 AND tree_size = @old")
+            .With("@s", frontier.Size).With("@f", frontier.Serialize()).With("@l", previous).With("@old", first);
+        if (await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) != 1)
+        {
+            throw new AuditIntegrityException("The audit_state row changed under the append lock.");
+        }
+
+        return first;
+    }
+
+    // Microsoft.Data.Sqlite runs synchronously anyway; one prepared statement reused per row is its fastest bulk path.
+    private static void InsertSqlite(IReadOnlyList<EntryRow> rows, List<(int Level, long Index, byte[] Hash)> nodes, DbConnection connection, DbTransaction transaction)
+    {
+        using (var insert = connection.CreateCommand(transaction, $"INSERT INTO audit_entry ({EntryColumns}) VALUES (@a0,@a1,@a2,@a3,@a4,@a5,@a6,@a7,@a8,@a9,@a10,@a11,@a12,@a13,@a14)"))
+        {
+            var p = new DbParameter[15];
+            for (var i = 0; i < p.Length; i++)
+            {
+                p[i] = insert.CreateParameter();
+                p[i].ParameterName = "@a" + i.ToString(CultureInfo.InvariantCulture);
+                insert.Parameters.Add(p[i]);
+            }
+
+            insert.Prepare();
+            foreach (var row in rows)
+            {
+                p[0].Value = row.Seq;
+                p[1].Value = row.TimeMs;
+                p[2].Value = row.EventId;
+                p[3].Value = row.EventTypes;
+                p[4].Value = row.Action;
+                p[5].Value = row.Outcome;
+                p[6].Value = row.UserId;
+                p[7].Value = row.Participants;
+                p[8].Value = (object?)row.Purpose ?? DBNull.Value;
+                p[9].Value = (object?)row.PatientRef ?? DBNull.Value;
+                p[10].Value = row.SourceId;
+                p[11].Value = (object?)row.SealKeyId ?? DBNull.Value;
+                p[12].Value = (object?)row.Sealed ?? DBNull.Value;
+                p[13].Value = row.PrevHash;
+                p[14].Value = row.LeafHash;
+                insert.ExecuteNonQuery();
+            }
+        }
+
+        if (nodes.Count > 0)
+        {
+            using var node = connection.CreateCommand(transaction, "INSERT INTO audit_node (level, idx, hash) VALUES (@l, @i, @h)");
+            var l = node.CreateParameter();
+            l.ParameterName = "@l";
+            var i = node.CreateParameter();
+            i.ParameterName = "@i";
+            var h = node.CreateParameter();
+            h.ParameterName = "@h";
+            node.Parameters.Add(l);
+            node.Parameters.Add(i);
+            node.Parameters.Add(h);
+            node.Prepare();
+            foreach (var (level, index, hash) in nodes)
+            {
+                l.Value = level;
+                i.Value = index;
+                h.Value = hash;
+                node.ExecuteNonQuery();
+            }
+        }
+    }
+
+    // One round trip per table: arrays bound as parameters and expanded with unnest.
+    private static async ValueTask InsertPostgresAsync(IReadOnlyList<EntryRow> rows, List<(int Level, long Index, byte[] Hash)> nodes,
+        DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        var n = rows.Count;
+        var seq = new long[n];
+        var time = new long[n];
+        var eventId = new string[n];
+        var eventTypes = new string[n];
+        var action = new string[n];
+        var outcome = new long[n];
+        var userId = new string[n];
+        var participants = new string[n];
+        var purpose = new string?[n];
+        var patientRef = new string?[n];
+        var sourceId = new string[n];
+        var sealKeyId = new string?[n];
+        var sealedBytes = new byte[]?[n];
+        var prev = new byte[n][];
+        var leaf = new byte[n][];
+        for (var i = 0; i < n; i++)
+        {
+            var r = rows[i];
+            seq[i] = r.Seq;
+            time[i] = r.TimeMs;
+            eventId[i] = r.EventId;
+            eventTypes[i] = r.EventTypes;
+            action[i] = r.Action;
+            outcome[i] = r.Outcome;
+            userId[i] = r.UserId;
+            participants[i] = r.Participants;
+            purpose[i] = r.Purpose;
+            patientRef[i] = r.PatientRef;
+            sourceId[i] = r.SourceId;
+            sealKeyId[i] = r.SealKeyId;
+            sealedBytes[i] = r.Sealed;
+            prev[i] = r.PrevHash;
+            leaf[i] = r.LeafHash;
+        }
+
+        await using (var insert = connection.CreateCommand(transaction, $"""
+                INSERT INTO audit_entry ({EntryColumns})
+                SELECT * FROM unnest(@a0::bigint[], @a1::bigint[], @a2::text[], @a3::text[], @a4::text[], @a5::bigint[], @a6::text[], @a7::text[],
+                                     @a8::text[], @a9::text[], @a10::text[], @a11::text[], @a12::bytea[], @a13::bytea[], @a14::bytea[])
+                """)
+            .With("@a0", seq).With("@a1", time).With("@a2", eventId).With("@a3", eventTypes).With("@a4", action).With("@a5", outcome)
+            .With("@a6", userId).With("@a7", participants).With("@a8", purpose).With("@a9", patientRef).With("@a10", sourceId)
+            .With("@a11", sealKeyId).With("@a12", sealedBytes).With("@a13", prev).With("@a14", leaf))
+        {
+            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (nodes.Count > 0)
+        {
+            await using var node = connection.CreateCommand(transaction,
+                    "INSERT INTO audit_node (level, idx, hash) SELECT * FROM unnest(@l::integer[], @i::bigint[], @h::bytea[])")
+                .With("@l", nodes.Select(x => x.Level).ToArray())
+                .With("@i", nodes.Select(x => x.Index).ToArray())
+                .With("@h", nodes.Select(x => x.Hash).ToArray());
+            await node.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public static EntryRow ReadEntry(DbDataReader reader) => new()
+    {
+        Seq = reader.GetInt64(0),
+        TimeMs = reader.GetInt64(1),
+        EventId = reader.GetString(2),
+        EventTypes = reader.GetString(3),
+        Action = reader.GetString(4),
+        Outcome = reader.GetInt64(5),
+        UserId = reader.GetString(6),
+        Participants = reader.GetString(7),
+        Purpose = reader.IsDBNull(8) ? null : reader.GetString(8),
+        PatientRef = reader.IsDBNull(9) ? null : reader.GetString(9),
+        SourceId = reader.GetString(10),
+        SealKeyId = reader.IsDBNull(11) ? null : reader.GetString(11),
+        Sealed = reader.IsDBNull(12) ? null : reader.GetFieldValue<byte[]>(12),
+        PrevHash = reader.GetFieldValue<byte[]>(13),
+        LeafHash = reader.GetFieldValue<byte[]>(14),
+    };
+
+    /// <summary>Entries with sequence numbers from <paramref name="fromSeq"/>, in order, at most <paramref name="max"/>.</summary>
+    public async ValueTask<List<EntryRow>> ReadEntriesAsync(long fromSeq, int max, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, $"SELECT {EntryColumns} FROM audit_entry WHERE seq >= @f ORDER BY seq LIMIT @m")
+            .With("@f", fromSeq).With("@m", max);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var rows = new List<EntryRow>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(ReadEntry(reader));
+        }
+
+        return rows;
+    }
+
+    public async ValueTask<EntryRow?> ReadEntryAsync(long seq, CancellationToken cancellationToken)
+    {
+        var rows = await ReadEntriesAsync(seq, 1, cancellationToken).ConfigureAwait(false);
+        return rows.Count == 1 && rows[0].Seq == seq ? rows[0] : null;
+    }
+
+    /// <summary>Streams raw rows for verification; a row whose columns cannot be read is yielded as an error naming its seq when known.</summary>
+    public IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(CancellationToken cancellationToken) =>
+        StreamEntriesAsync(long.MinValue, long.MaxValue, cancellationToken);
+
+    /// <summary>Rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/>, in order.</summary>
+    public async IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(long from, long to,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, $"SELECT {EntryColumns} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq")
+            .With("@a", from).With("@b", to);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            EntryRow? row = null;
+            long? seq = null;
+            string? error = null;
+            try
+            {
+                seq = reader.IsDBNull(0) ? null : Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
+                row = ReadEntry(reader);
+            }
+            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
+            {
+                error = "a column has the wrong type or is null (" + ex.GetType().Name + ")";
+            }
+
+            yield return (row, seq, error);
+        }
+    }
+
+    /// <summary>
+    /// Rows for verification: the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
+    /// the stored previous and leaf hashes. On SQLite the canonical bytes are assembled by SQL (see
+    /// <see cref="SqliteCanonicalSql"/>): one value per row instead of fifteen halves the cost of reading a large log.
+    /// On PostgreSQL text columns are read as their UTF-8 bytes and assembled here.
+    /// </summary>
+    public async IAsyncEnumerable<(long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error)> StreamCanonicalAsync(
+        long from, long to, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        string[] text = ["event_id", "event_types", "action", "user_id", "participants", "purpose", "patient_ref", "source_id", "seal_key_id"];
+        var sql = IsPostgres
+            ? $"SELECT seq, prev_hash, leaf_hash, time_ms, outcome, sealed, {string.Join(", ", text.Select(c => $"convert_to({c}, 'UTF8')"))} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq"
+            : $"SELECT seq, prev_hash, leaf_hash, {SqliteCanonicalSql} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq";
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, sql).With("@a", from).With("@b", to);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var values = new byte[]?[text.Length];
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            long? seq = null;
+            byte[]? canonical = null;
+            byte[]? prev = null;
+            byte[]? leaf = null;
+            string? error = null;
+            try
+            {
+                seq = reader.GetInt64(0);
+                prev = reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1);
+                leaf = reader.IsDBNull(2) ? null : reader.GetFieldValue<byte[]>(2);
+                if (IsPostgres)
+                {
+                    for (var i = 0; i < values.Length; i++)
+                    {
+                        values[i] = reader.IsDBNull(6 + i) ? null : reader.GetFieldValue<byte[]>(6 + i);
+                    }
+
+                    EntryRow.WritePrefixedCanonical(buffer, seq.Value, reader.GetInt64(3), values, reader.GetInt64(4),
+                        reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5), prev);
+                    canonical = buffer.WrittenSpan.ToArray();
+                }
+                else
+                {
+                    canonical = reader.GetFieldValue<byte[]>(3);
+                }
+            }
+            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
+            {
+                error = "a column has the wrong type (" + ex.GetType().Name + ")";
+            }
+
+            yield return (seq, canonical, prev ?? [], leaf ?? [], error);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="EntryRow.WriteCanonical"/> written in SQLite SQL: 0x00, the marker, big-endian integers, and for each
+    /// text or blob column 0x00 when null or 0x01, a 32-bit big-endian length and the stored bytes. The verification
+    /// tests check on every run that both give the same bytes (a clean log would not verify otherwise).
+    /// </summary>
+    internal static readonly string SqliteCanonicalSql = "CAST(x'0056414531' || " + string.Join(" || ",
+        Int("seq"), Int("time_ms"), Field("event_id"), Field("event_types"), Field("action"), Int("outcome"), Field("user_id"),
+        Field("participants"), Field("purpose"), Field("patient_ref"), Field("source_id"), Field("seal_key_id"), Field("sealed"), Field("prev_hash")) + " AS BLOB)";
+
+    private static string Int(string column) => $"unhex(printf('%016x', {column}))";
+
+    private static string Field(string column) =>
+        $"(CASE WHEN {column} IS NULL THEN x'00' ELSE x'01' || unhex(printf('%08x', length(CAST({column} AS BLOB)))) || CAST({column} AS BLOB) END)";
+
+    /// <summary>Smallest and largest sequence numbers and the row count (null when the log is empty).</summary>
+    public async ValueTask<(long Min, long Max, long Count)?> SequenceBoundsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT MIN(seq), MAX(seq), COUNT(*) FROM audit_entry");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false) || reader.IsDBNull(0))
+        {
+            return null;
+        }
+
+        return (reader.GetInt64(0), reader.GetInt64(1), reader.GetInt64(2));
+    }
+
+    /// <summary>Stored subtree nodes in the order an incremental rebuild completes them.</summary>
+    public async IAsyncEnumerable<(int Level, long Index, byte[] Hash)> StreamNodesAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT level, idx, hash FROM audit_node ORDER BY ((idx + 1) << level), level");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            yield return (Convert.ToInt32(reader.GetValue(0), CultureInfo.InvariantCulture), reader.GetInt64(1), reader.GetFieldValue<byte[]>(2));
+        }
+    }
+
+    /// <summary>Hashes of perfect subtrees, from stored nodes and leaf hashes only (never rehashing entries).</summary>
+    public async ValueTask<byte[][]> GetSubtreeHashesAsync(DbConnection connection, IReadOnlyList<Subtree> subtrees, CancellationToken cancellationToken)
+    {
+        var result = new byte[subtrees.Count][];
+        for (var s = 0; s < subtrees.Count; s++)
+        {
+            var subtree = subtrees[s];
+            var baseLevel = subtree.Level - subtree.Level % NodeStride;
+            var span = subtree.Level - baseLevel;
+            var first = subtree.Index << span;
+            var count = 1L << span;
+            var hashes = baseLevel == 0
+                ? await ReadHashesAsync(connection, "SELECT seq, leaf_hash FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq", first, count, null, cancellationToken).ConfigureAwait(false)
+                : await ReadHashesAsync(connection, "SELECT idx, hash FROM audit_node WHERE level = @l AND idx >= @a AND idx < @b ORDER BY idx", first, count, baseLevel, cancellationToken).ConfigureAwait(false);
+            if (hashes.Count != count)
+            {
+                throw new AuditIntegrityException($"Stored hashes are missing under subtree (level {subtree.Level}, index {subtree.Index}); run verification.");
+            }
+
+            while (hashes.Count > 1)
+            {
+                var next = new List<byte[]>(hashes.Count / 2);
+                for (var i = 0; i < hashes.Count; i += 2)
+                {
+                    next.Add(MerkleHash.Node(hashes[i], hashes[i + 1]));
+                }
+
+                hashes = next;
+            }
+
+            result[s] = hashes[0];
+        }
+
+        return result;
+    }
+
+    private static async ValueTask<List<byte[]>> ReadHashesAsync(DbConnection connection, string sql, long first, long count, int? level, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand(null, sql).With("@a", first).With("@b", first + count);
+        if (level is not null)
+        {
+            command.With("@l", level.Value);
+        }
+
+        var hashes = new List<byte[]>((int)count);
+        var expected = first;
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (reader.GetInt64(0) != expected++)
+            {
+                throw new AuditIntegrityException("Stored hashes have a gap; run verification.");
+            }
+
+            var hash = reader.GetFieldValue<byte[]>(1);
+            if (hash.Length != MerkleHash.Size)
+            {
+                throw new AuditIntegrityException("A stored hash has the wrong length; run verification.");
+            }
+
+            hashes.Add(hash);
+        }
+
+        return hashes;
+    }
+
+    public async ValueTask<bool> InsertTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, """
+                INSERT INTO audit_tree_head (tree_size, time_ms, root_hash, key_id, public_key, signature)
+                VALUES (@s, @t, @r, @k, @p, @g) ON CONFLICT (tree_size) DO NOTHING
+                """)
+            .With("@s", head.TreeSize).With("@t", head.Timestamp.ToUnixTimeMilliseconds()).With("@r", head.RootHash)
+            .With("@k", head.KeyId).With("@p", head.PublicKey).With("@g", head.Signature);
+        var rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return rows == 1;
+    }
+
+    private const string HeadColumns = "tree_size, time_ms, root_hash, key_id, public_key, signature";
+
+    private static SignedTreeHead ReadHead(DbDataReader reader) => new(
+        reader.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetFieldValue<byte[]>(2),
+        reader.GetString(3), reader.GetFieldValue<byte[]>(4), reader.GetFieldValue<byte[]>(5));
+
+    /// <summary>The latest head, the head of a given size, or the first head that covers a sequence number.</summary>
+    public async ValueTask<SignedTreeHead?> FindTreeHeadAsync(TreeHeadLookup lookup, long value, CancellationToken cancellationToken)
+    {
+        var sql = lookup switch
+        {
+            TreeHeadLookup.Latest => $"SELECT {HeadColumns} FROM audit_tree_head ORDER BY tree_size DESC LIMIT 1",
+            TreeHeadLookup.ExactSize => $"SELECT {HeadColumns} FROM audit_tree_head WHERE tree_size = @v",
+            TreeHeadLookup.FirstCovering => $"SELECT {HeadColumns} FROM audit_tree_head WHERE tree_size > @v ORDER BY tree_size LIMIT 1",
+            _ => throw new ArgumentOutOfRangeException(nameof(lookup)),
+        };
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, sql).With("@v", value);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? ReadHead(reader) : null;
+    }
+
+    public async IAsyncEnumerable<(SignedTreeHead? Head, string? Error)> StreamTreeHeadsAsync([EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, $"SELECT {HeadColumns} FROM audit_tree_head ORDER BY tree_size");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            SignedTreeHead? head = null;
+            string? error = null;
+            try
+            {
+                head = ReadHead(reader);
+            }
+            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
+            {
+                error = "a tree head row is unreadable (" + ex.GetType().Name + ")";
+            }
+
+            yield return (head, error);
+        }
+    }
+
+    public async ValueTask<(List<EntryRow> Rows, bool More)> QueryAsync(AuditQuery query, int limit, CancellationToken cancellationToken)
+    {
+        var where = new List<string>();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "");
+        if (query.PatientRef is not null)
+        {
+            where.Add("patient_ref = @p");
+            command.With("@p", query.PatientRef);
+        }
+
+        if (query.UserId is not null)
+        {
+            where.Add("user_id = @u");
+            command.With("@u", query.UserId);
+        }
+
+        if (query.From is not null)
+        {
+            where.Add("time_ms >= @from");
+            command.With("@from", query.From.Value.ToUnixTimeMilliseconds());
+        }
+
+        if (query.To is not null)
+        {
+            where.Add("time_ms < @to");
+            command.With("@to", query.To.Value.ToUnixTimeMilliseconds());
+        }
+
+        if (query.EventId is not null)
+        {
+            // Tokens are "alias|code" or "system|code|display": the code sits between two bars once the value is wrapped in bars.
+            where.Add(@"('|' || event_id || '|') LIKE @eid ESCAPE '\'");
+            command.With("@eid", "%|" + EscapeLike(query.EventId) + "|%");
+        }
+
+        if (query.EventType is not null)
+        {
+            where.Add(@"('|' || replace(event_types, @newline, '|') || '|') LIKE @etype ESCAPE '\'");
+            command.With("@etype", "%|" + EscapeLike(query.EventType) + "|%").With("@newline", "\n");
+        }
+
+        if (query.Outcome is not null)
+        {
+            where.Add("outcome = @o");
+            command.With("@o", (long)query.Outcome.Value);
+        }
+
+        if (query.Cursor is not null)
+        {
+            where.Add(query.Ascending ? "seq > @c" : "seq < @c");
+            command.With("@c", query.Cursor.Value);
+        }
+
+        var sql = new StringBuilder($"SELECT {EntryColumns} FROM audit_entry");
+        if (where.Count > 0)
+        {
+            sql.Append(" WHERE ").AppendJoin(" AND ", where);
+        }
+
+        sql.Append(query.Ascending ? " ORDER BY seq" : " ORDER BY seq DESC").Append(" LIMIT @limit");
+        command.With("@limit", limit + 1);
+        command.CommandText = sql.ToString();
+        var rows = new List<EntryRow>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rows.Add(ReadEntry(reader));
+        }
+
+        var more = rows.Count > limit;
+        if (more)
+        {
+            rows.RemoveAt(rows.Count - 1);
+        }
+
+        return (rows, more);
+    }
+
+    private static string EscapeLike(string value) => value.Replace(@"\", @"\\", StringComparison.Ordinal)
+        .Replace("%", @"\%", StringComparison.Ordinal).Replace("_", @"\_", StringComparison.Ordinal);
+
+    public async ValueTask<(long NextSeq, int Attempts)?> ReadCursorAsync(string sink, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT next_seq, attempts FROM audit_cursor WHERE sink = @s").With("@s", sink);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? (reader.GetInt64(0), Convert.ToInt32(reader.GetValue(1), CultureInfo.InvariantCulture))
+            : null;
+    }
+
+    /// <summary>Moves a sink's cursor. It never goes backwards, so a stale worker cannot replay what another already sent.</summary>
+    public async ValueTask SaveCursorAsync(string sink, long nextSeq, int attempts, string? error, long nowMs, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, """
+                INSERT INTO audit_cursor (sink, next_seq, updated_ms, attempts, last_error) VALUES (@s, @n, @t, @a, @e)
+                ON CONFLICT (sink) DO UPDATE SET next_seq = CASE WHEN excluded.next_seq > audit_cursor.next_seq THEN excluded.next_seq ELSE audit_cursor.next_seq END,
+                  updated_ms = excluded.updated_ms, attempts = excluded.attempts, last_error = excluded.last_error
+                """)
+            .With("@s", sink).With("@n", nextSeq).With("@t", nowMs).With("@a", attempts).With("@e", error);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
+
+internal enum TreeHeadLookup
+{
+    Latest,
+    ExactSize,
+    FirstCovering,
+}

@@ -1,0 +1,76 @@
+using Vigie.Audit.Signing;
+
+namespace Vigie.Audit.Verification;
+
+public enum AuditProblemKind
+{
+    /// <summary>An entry's columns no longer hash to its stored leaf hash.</summary>
+    EntryModified,
+
+    /// <summary>An entry's leaf hash was rewritten, but the next entry still chains to the original.</summary>
+    ChainBroken,
+
+    /// <summary>Sequence numbers skip: entries were deleted.</summary>
+    EntryMissing,
+
+    /// <summary>An entry was inserted and the ones after it renumbered.</summary>
+    EntryInserted,
+
+    /// <summary>An entry was removed and the ones after it renumbered.</summary>
+    EntryRemoved,
+
+    /// <summary>A row cannot even be read (a column has the wrong type).</summary>
+    EntryUnreadable,
+
+    /// <summary>A stored subtree hash disagrees with the entries (proofs served from it would fail).</summary>
+    NodeMismatch,
+    NodeMissing,
+    NodeUnexpected,
+
+    /// <summary>The entries do not hash to a signed tree head's root.</summary>
+    TreeHeadMismatch,
+
+    /// <summary>A tree head's signature does not verify.</summary>
+    TreeHeadSignature,
+
+    /// <summary>A tree head is signed by a key the verifier does not trust.</summary>
+    TreeHeadUntrustedKey,
+
+    /// <summary>A signed tree head is larger than the log: entries at the end were removed.</summary>
+    Truncated,
+
+    /// <summary>The append state (size, frontier, last leaf) disagrees with the entries.</summary>
+    StateMismatch,
+}
+
+/// <summary>One problem, naming the entry (sequence number) or tree head it concerns, with a reason.</summary>
+public sealed record AuditProblem(AuditProblemKind Kind, long? Sequence, long? TreeSize, string Reason)
+{
+    public override string ToString() =>
+        (Sequence is not null ? $"entry {Sequence}: " : TreeSize is not null ? $"tree head {TreeSize}: " : "") + $"{Kind}: {Reason}";
+}
+
+public sealed record AuditVerificationReport(
+    long EntriesChecked,
+    long TreeSize,
+    int TreeHeadsChecked,
+    SignedTreeHead? LatestVerifiedHead,
+    IReadOnlyList<AuditProblem> Problems,
+    int ProblemCount,
+    TimeSpan Elapsed)
+{
+    public bool IsValid => ProblemCount == 0;
+
+    /// <summary>Entries appended after the latest verified head: protected by the chain only until the next head.</summary>
+    public long UnsignedEntries => TreeSize - (LatestVerifiedHead?.TreeSize ?? 0);
+}
+
+/// <summary>What verification trusts beyond the database.</summary>
+public sealed record AuditVerifyOptions
+{
+    /// <summary>Public keys accepted for tree heads; defaults to the signing key and <see cref="AuditOptions.TrustedPublicKeys"/>.</summary>
+    public IReadOnlyList<AuditPublicKey>? TrustedKeys { get; init; }
+
+    /// <summary>A tree head kept outside the database (SIEM, printout, another node): detects truncation of the heads themselves.</summary>
+    public IReadOnlyList<SignedTreeHead> WitnessedHeads { get; init; } = [];
+}

@@ -1,0 +1,462 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Vigie.Audit.Merkle;
+using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
+using Vigie.Audit.Storage;
+
+namespace Vigie.Audit.Verification;
+
+/// <summary>
+/// Recomputes the whole log from its columns in one streaming pass: leaf hashes, the hash chain, every stored
+/// subtree node, every signed tree head, and the append state. Memory stays bounded whatever the log size
+/// (besides the list of tree heads and of problems, which is capped).
+/// </summary>
+internal sealed class AuditVerifier(AuditStore store, int maxProblems)
+{
+    private static readonly byte[] ZeroHash = new byte[MerkleHash.Size];
+
+    public async ValueTask<AuditVerificationReport> VerifyAsync(IReadOnlyList<AuditPublicKey> trustedKeys, IReadOnlyList<SignedTreeHead> witnessed,
+        CancellationToken cancellationToken)
+    {
+        using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.verify");
+        var stopwatch = Stopwatch.StartNew();
+        var problems = new Problems(maxProblems);
+
+        // 1. Tree heads: signatures first; only heads that verify are used to judge the entries.
+        var heads = new List<SignedTreeHead>();
+        var headsChecked = 0;
+        await foreach (var (head, error) in store.StreamTreeHeadsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            headsChecked++;
+            if (head is null)
+            {
+                problems.Add(AuditProblemKind.TreeHeadSignature, null, null, error ?? "unreadable tree head");
+                continue;
+            }
+
+            if (CheckHead(head, trustedKeys, problems, "stored"))
+            {
+                heads.Add(head);
+            }
+        }
+
+        foreach (var head in witnessed)
+        {
+            headsChecked++;
+            if (!CheckHead(head, trustedKeys, problems, "witnessed"))
+            {
+                continue;
+            }
+
+            var stored = heads.Find(h => h.TreeSize == head.TreeSize);
+            if (stored is null)
+            {
+                problems.Add(AuditProblemKind.TreeHeadMismatch, null, head.TreeSize, "a witnessed tree head is missing from the database (tree heads were deleted)");
+                heads.Add(head);
+            }
+            else if (!stored.RootHash.AsSpan().SequenceEqual(head.RootHash))
+            {
+                problems.Add(AuditProblemKind.TreeHeadMismatch, null, head.TreeSize, "the stored tree head differs from the witnessed one: the log was forked");
+                heads.Add(head);
+            }
+        }
+
+        heads.Sort((a, b) => a.TreeSize.CompareTo(b.TreeSize));
+
+        // 2. One pass over the entries, rebuilding the tree and checking stored nodes as they complete.
+        var frontier = new MerkleFrontier();
+        var nodes = store.StreamNodesAsync(cancellationToken).GetAsyncEnumerator(cancellationToken);
+        var entriesChecked = 0L;
+        var headIndex = 0;
+        long lastGoodHeadSize = 0;
+        SignedTreeHead? latestVerified = null;
+        byte[]? previousStoredLeaf = null;
+        var previousOk = false;
+        long shift = 0;
+        try
+        {
+            var pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
+            await foreach (var (row, seq, error, rowLeaf) in ReadAndHashAsync(cancellationToken).ConfigureAwait(false))
+            {
+                entriesChecked++;
+                var position = frontier.Size;
+                byte[] recomputed;
+                var ok = false;
+                if (row is null)
+                {
+                    problems.AddEntry(AuditProblemKind.EntryUnreadable, seq ?? position, error ?? "unreadable row");
+                    recomputed = ZeroHash;
+                }
+                else
+                {
+                    if (row.Seq < position)
+                    {
+                        problems.AddEntry(AuditProblemKind.EntryModified, row.Seq, $"sequence number {row.Seq} appears after {position - 1}: rows were renumbered");
+                        continue;
+                    }
+
+                    if (row.Seq > position)
+                    {
+                        var gap = row.Seq - position;
+                        problems.AddEntry(AuditProblemKind.EntryMissing, position,
+                            gap == 1 ? $"entry {position} was deleted" : $"entries {position} to {row.Seq - 1} were deleted ({gap} entries)");
+                        // Keep leaf indexes aligned with sequence numbers; the missing leaves are unknown.
+                        for (var i = 0; i < gap; i++)
+                        {
+                            pendingNode = await AppendLeafAsync(frontier, ZeroHash, nodes, pendingNode, problems).ConfigureAwait(false);
+                            CheckHeads(frontier, heads, ref headIndex, ref lastGoodHeadSize, ref latestVerified, problems);
+                        }
+
+                        previousOk = false;
+                    }
+
+                    recomputed = rowLeaf!;
+                    if (!CryptographicOperations.FixedTimeEquals(recomputed, row.LeafHash))
+                    {
+                        var moved = FindShift(row);
+                        if (moved != 0 && moved == shift)
+                        {
+                            // Same renumbering as the entry before: already reported once.
+                            problems.Suppress(row.Seq);
+                        }
+                        else if (moved > 0)
+                        {
+                            shift = moved;
+                            problems.AddEntry(AuditProblemKind.EntryInserted, row.Seq - moved,
+                                $"entry {row.Seq - moved} was inserted: the entries after it were renumbered (entry {row.Seq} was stored as {row.Seq - moved})");
+                        }
+                        else if (moved < 0)
+                        {
+                            shift = moved;
+                            problems.AddEntry(AuditProblemKind.EntryRemoved, row.Seq,
+                                $"the entry stored at {row.Seq} was removed and the entries after it renumbered (entry {row.Seq} was stored as {row.Seq - moved})");
+                        }
+                        else
+                        {
+                            problems.AddEntry(AuditProblemKind.EntryModified, row.Seq, "its columns do not hash to its stored leaf hash (the entry was modified)");
+                        }
+                    }
+                    else
+                    {
+                        ok = true;
+                        if (previousOk && previousStoredLeaf is not null && !CryptographicOperations.FixedTimeEquals(row.PrevHash, previousStoredLeaf))
+                        {
+                            problems.AddEntry(AuditProblemKind.ChainBroken, row.Seq - 1,
+                                $"entry {row.Seq - 1} and its leaf hash were rewritten: entry {row.Seq} still chains to a different entry {row.Seq - 1}");
+                        }
+                        else if (row.Seq == 0 && !CryptographicOperations.FixedTimeEquals(row.PrevHash, ZeroHash))
+                        {
+                            problems.AddEntry(AuditProblemKind.ChainBroken, 0, "the first entry must chain to the zero hash");
+                        }
+                    }
+
+                    previousStoredLeaf = row.LeafHash;
+                }
+
+                previousOk = ok;
+                pendingNode = await AppendLeafAsync(frontier, recomputed, nodes, pendingNode, problems).ConfigureAwait(false);
+                CheckHeads(frontier, heads, ref headIndex, ref lastGoodHeadSize, ref latestVerified, problems);
+            }
+
+            while (pendingNode is not null)
+            {
+                problems.Add(AuditProblemKind.NodeUnexpected, pendingNode.Value.Index << pendingNode.Value.Level, null,
+                    $"a stored subtree node (level {pendingNode.Value.Level}, index {pendingNode.Value.Index}) lies beyond the last entry");
+                pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await nodes.DisposeAsync().ConfigureAwait(false);
+        }
+
+        // 3. Heads beyond the log: its tail was removed.
+        for (; headIndex < heads.Count; headIndex++)
+        {
+            var head = heads[headIndex];
+            problems.Add(AuditProblemKind.Truncated, frontier.Size, head.TreeSize,
+                $"a signed tree head covers {head.TreeSize} entries but the log holds {frontier.Size}: entries {frontier.Size} to {head.TreeSize - 1} were removed");
+        }
+
+        // 4. The append state must continue exactly where the entries end.
+        try
+        {
+            var state = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+            if (state.TreeSize != frontier.Size)
+            {
+                problems.Add(AuditProblemKind.StateMismatch, Math.Min(state.TreeSize, frontier.Size), null,
+                    $"the append state records {state.TreeSize} entries but the log holds {frontier.Size}");
+            }
+            else if (!state.Frontier.AsSpan().SequenceEqual(frontier.Serialize()) ||
+                     (frontier.Size > 0 && previousStoredLeaf is not null && !state.LastLeaf.AsSpan().SequenceEqual(previousStoredLeaf)))
+            {
+                problems.Add(AuditProblemKind.StateMismatch, null, frontier.Size, "the append state's frontier or last leaf hash does not match the entries");
+            }
+        }
+        catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
+        {
+            problems.Add(AuditProblemKind.StateMismatch, null, null, ex.Message);
+        }
+
+        AuditTelemetry.VerificationProblems.Add(problems.Count);
+        return new AuditVerificationReport(entriesChecked, frontier.Size, headsChecked, latestVerified, problems.List, problems.Count, stopwatch.Elapsed);
+    }
+
+    private const int ChunkSize = 8192;
+
+    /// <summary>
+    /// Reads and hashes the log in sequence-range chunks on several connections at once (reading and hashing are
+    /// the slow part, and leaf hashes depend only on each row's own columns), and hands the chunks over in order.
+    /// A log whose sequence numbers are wildly sparse (tampered) is read as one stream instead.
+    /// </summary>
+    private async IAsyncEnumerable<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)> ReadAndHashAsync(
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var bounds = await store.SequenceBoundsAsync(cancellationToken).ConfigureAwait(false);
+        if (bounds is null)
+        {
+            yield break;
+        }
+
+        var (min, max, count) = bounds.Value;
+        var start = Math.Min(0, min);
+        if (max - start + 1 > 2 * count + ChunkSize)
+        {
+            await foreach (var item in store.StreamCanonicalAsync(long.MinValue, long.MaxValue, cancellationToken).ConfigureAwait(false))
+            {
+                yield return Hashed(item);
+            }
+
+            yield break;
+        }
+
+        var chunks = (max - start) / ChunkSize + 1;
+        var parallel = Math.Clamp(Environment.ProcessorCount, 1, 4);
+        var window = new Queue<Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]>>();
+        long next = 0;
+        while (next < chunks && window.Count <= parallel)
+        {
+            window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
+        }
+
+        while (window.Count > 0)
+        {
+            var items = await window.Dequeue().ConfigureAwait(false);
+            if (next < chunks)
+            {
+                window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
+            }
+
+            foreach (var item in items)
+            {
+                yield return item;
+            }
+        }
+    }
+
+    private Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]> ReadChunkAsync(long from, CancellationToken cancellationToken) => Task.Run(async () =>
+    {
+        var items = new List<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)>(ChunkSize);
+        await foreach (var item in store.StreamCanonicalAsync(from, from + ChunkSize, cancellationToken).ConfigureAwait(false))
+        {
+            items.Add(Hashed(item));
+        }
+
+        return items.ToArray();
+    }, cancellationToken);
+
+    private static (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf) Hashed((long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error) item)
+    {
+        if (item.Canonical is null || item.Seq is null)
+        {
+            return (null, item.Seq, item.Error, null);
+        }
+
+        var leaf = new byte[MerkleHash.Size];
+        MerkleHash.LeafPrefixed(item.Canonical, leaf);
+        return (new VerifyRow(item.Seq.Value, item.Canonical, item.PrevHash ?? [], item.LeafHash ?? []), item.Seq, null, leaf);
+    }
+
+    /// <summary>A row as verification sees it: its 0x00-prefixed canonical bytes and its stored hashes.</summary>
+    private sealed record VerifyRow(long Seq, byte[] Canonical, byte[] PrevHash, byte[] LeafHash);
+
+    private static bool CheckHead(SignedTreeHead head, IReadOnlyList<AuditPublicKey> trustedKeys, Problems problems, string origin)
+    {
+        var key = trustedKeys.FirstOrDefault(k => k.KeyId == head.KeyId && k.PublicKey.AsSpan().SequenceEqual(head.PublicKey));
+        if (key is null)
+        {
+            problems.Add(AuditProblemKind.TreeHeadUntrustedKey, null, head.TreeSize, $"the {origin} tree head is signed by key {head.KeyId}, which is not trusted");
+            return false;
+        }
+
+        if (head.RootHash.Length != MerkleHash.Size || !head.VerifySignature(key))
+        {
+            problems.Add(AuditProblemKind.TreeHeadSignature, null, head.TreeSize, $"the {origin} tree head's signature does not verify (forged or altered head)");
+            return false;
+        }
+
+        return true;
+    }
+
+    private static void CheckHeads(MerkleFrontier frontier, List<SignedTreeHead> heads, ref int headIndex, ref long lastGoodHeadSize,
+        ref SignedTreeHead? latestVerified, Problems problems)
+    {
+        while (headIndex < heads.Count && heads[headIndex].TreeSize <= frontier.Size)
+        {
+            var head = heads[headIndex++];
+            if (head.TreeSize != frontier.Size)
+            {
+                continue; // Size 0 or a duplicate: nothing to compare.
+            }
+
+            if (CryptographicOperations.FixedTimeEquals(frontier.Root(), head.RootHash))
+            {
+                lastGoodHeadSize = head.TreeSize;
+                latestVerified = head;
+                continue;
+            }
+
+            var located = problems.FirstEntryIn(lastGoodHeadSize, head.TreeSize);
+            problems.Add(AuditProblemKind.TreeHeadMismatch, located, head.TreeSize, located is null
+                ? $"the entries do not hash to the signed root: one or more of entries {lastGoodHeadSize} to {head.TreeSize - 1} were altered and their hashes rewritten to hide it"
+                : $"the entries do not hash to the signed root (see entry {located})");
+        }
+    }
+
+    private async ValueTask<(int Level, long Index, byte[] Hash)?> AppendLeafAsync(MerkleFrontier frontier, byte[] leaf,
+        IAsyncEnumerator<(int Level, long Index, byte[] Hash)> nodes, (int Level, long Index, byte[] Hash)? pending, Problems problems)
+    {
+        List<(int Level, long Index, byte[] Hash)>? completed = null;
+        frontier.Append(leaf, (level, index, hash) =>
+        {
+            if (level % AuditStore.NodeStride == 0)
+            {
+                (completed ??= []).Add((level, index, hash));
+            }
+        });
+        if (completed is null)
+        {
+            return pending;
+        }
+
+        foreach (var expected in completed)
+        {
+            var end = (expected.Index + 1) << expected.Level;
+            while (pending is not null && Compare(pending.Value, end, expected.Level) < 0)
+            {
+                problems.Add(AuditProblemKind.NodeUnexpected, pending.Value.Index << pending.Value.Level, null,
+                    $"a stored subtree node (level {pending.Value.Level}, index {pending.Value.Index}) should not exist");
+                pending = await NextNodeAsync(nodes).ConfigureAwait(false);
+            }
+
+            var start = expected.Index << expected.Level;
+            if (pending is null || Compare(pending.Value, end, expected.Level) > 0)
+            {
+                if (!problems.AnyEntryIn(start, end))
+                {
+                    problems.Add(AuditProblemKind.NodeMissing, start, null, $"the subtree node over entries {start} to {end - 1} is missing (proofs cannot be served)");
+                }
+
+                continue;
+            }
+
+            if (!CryptographicOperations.FixedTimeEquals(pending.Value.Hash, expected.Hash) && !problems.AnyEntryIn(start, end))
+            {
+                problems.Add(AuditProblemKind.NodeMismatch, start, null,
+                    $"the stored subtree node over entries {start} to {end - 1} (level {expected.Level}) does not match them");
+            }
+
+            pending = await NextNodeAsync(nodes).ConfigureAwait(false);
+        }
+
+        return pending;
+    }
+
+    private static int Compare((int Level, long Index, byte[] Hash) node, long end, int level)
+    {
+        var nodeEnd = (node.Index + 1) << node.Level;
+        return nodeEnd != end ? nodeEnd.CompareTo(end) : node.Level.CompareTo(level);
+    }
+
+    private static async ValueTask<(int Level, long Index, byte[] Hash)?> NextNodeAsync(IAsyncEnumerator<(int Level, long Index, byte[] Hash)> nodes) =>
+        await nodes.MoveNextAsync().ConfigureAwait(false) ? nodes.Current : null;
+
+    /// <summary>When a row's stored leaf hash fits its content under a nearby sequence number, the rows were renumbered by that much.</summary>
+    private static long FindShift(VerifyRow row)
+    {
+        Span<byte> probe = stackalloc byte[MerkleHash.Size];
+        var bytes = (byte[])row.Canonical.Clone();
+        foreach (var delta in (ReadOnlySpan<long>)[1, -1, 2, -2, 3, -3])
+        {
+            if (row.Seq - delta < 0)
+            {
+                continue;
+            }
+
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(bytes.AsSpan(EntryRow.PrefixedSeqOffset), row.Seq - delta);
+            MerkleHash.LeafPrefixed(bytes, probe);
+            if (probe.SequenceEqual(row.LeafHash))
+            {
+                return delta;
+            }
+        }
+
+        return 0;
+    }
+
+    /// <summary>The capped problem list, plus the sorted sequence numbers of bad entries (to tell causes from consequences).</summary>
+    private sealed class Problems(int max)
+    {
+        private readonly List<long> _badEntries = [];
+
+        public List<AuditProblem> List { get; } = [];
+
+        public int Count { get; private set; }
+
+        public void Add(AuditProblemKind kind, long? sequence, long? treeSize, string reason)
+        {
+            Count++;
+            if (List.Count < max)
+            {
+                List.Add(new AuditProblem(kind, sequence, treeSize, reason));
+            }
+        }
+
+        public void AddEntry(AuditProblemKind kind, long sequence, string reason)
+        {
+            Suppress(sequence);
+            Add(kind, sequence, null, reason);
+        }
+
+        /// <summary>Marks an entry bad without listing it again.</summary>
+        public void Suppress(long sequence)
+        {
+            if (_badEntries.Count == 0 || _badEntries[^1] < sequence)
+            {
+                _badEntries.Add(sequence);
+            }
+            else
+            {
+                var at = _badEntries.BinarySearch(sequence);
+                if (at < 0)
+                {
+                    _badEntries.Insert(~at, sequence);
+                }
+            }
+        }
+
+        public bool AnyEntryIn(long start, long end) => FirstEntryIn(start, end) is not null;
+
+        public long? FirstEntryIn(long start, long end)
+        {
+            var at = _badEntries.BinarySearch(start);
+            if (at < 0)
+            {
+                at = ~at;
+            }
+
+            return at < _badEntries.Count && _badEntries[at] < end ? _badEntries[at] : null;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+using System.Text;
+using Microsoft.Extensions.Options;
+using Vigie.Audit.Signing;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Audit.Tests;
+
+public sealed class ConfidentialityAndKeyTests
+{
+    [Fact]
+    public async Task No_patient_name_id_or_uid_reaches_the_database_files()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 50));
+        for (var i = 50; i < 60; i++)
+        {
+            await h.Log.AppendAsync(Samples.Record(i), ct);
+        }
+
+        await h.Log.SignTreeHeadAsync(ct);
+        var secrets = new[] { "DUPONT", "JEANNE", Samples.PatientId, Samples.StudyUid, Samples.SopClassUid, "1.2.840.10008", "ACC1", "PatientName=" };
+        var directory = Path.GetDirectoryName(h.Db.SqlitePath)!;
+        var files = Directory.GetFiles(directory);
+        Assert.NotEmpty(files);
+        foreach (var file in files)
+        {
+            var bytes = await File.ReadAllBytesAsync(file, ct);
+            foreach (var secret in secrets)
+            {
+                Assert.True(bytes.AsSpan().IndexOf(Encoding.UTF8.GetBytes(secret)) < 0, $"{secret} found in {Path.GetFileName(file)}");
+                Assert.True(bytes.AsSpan().IndexOf(Encoding.Unicode.GetBytes(secret)) < 0, $"{secret} (UTF-16) found in {Path.GetFileName(file)}");
+            }
+        }
+
+        // The authorised reader still gets the details back.
+        var entry = await h.Log.GetAsync(0, unseal: true, ct);
+        Assert.Equal(Samples.PatientName, entry!.Details!.Objects[0].Name);
+    }
+
+    [Fact]
+    public async Task Details_without_a_sealer_are_refused()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        var options = Options.Create(h.Options);
+        var keys = new FileSigningKeyProvider(options);
+        var signal = new AuditSignal();
+        await using var log = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, options, TimeProvider.System), keys, signal, options,
+            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AuditLog>.Instance);
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await log.AppendAsync(Samples.Record(1), ct));
+        Assert.Equal(0, await log.AppendAsync(Samples.Record(3), ct)); // a login carries no details
+    }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task The_signing_key_file_is_created_0600_and_reloaded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var dir = new TempDirectory();
+        var path = dir.Combine("keys", "audit.pem");
+        using var first = await FileSigningKeyProvider.LoadOrCreateAsync(path, ct);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        Assert.StartsWith("-----BEGIN PRIVATE KEY-----", await File.ReadAllTextAsync(path, ct), StringComparison.Ordinal);
+        using var again = await FileSigningKeyProvider.LoadOrCreateAsync(path, ct);
+        Assert.Equal(first.PublicKey, again.PublicKey);
+        Assert.Equal(AuditPublicKey.KeyIdOf(first.PublicKey), again.KeyId);
+        var signature = again.Sign("hello"u8);
+        Assert.True(AuditPublicKey.FromRaw(first.PublicKey).Verify("hello"u8, signature));
+        Assert.False(AuditPublicKey.FromRaw(first.PublicKey).Verify("hellp"u8, signature));
+
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        await Assert.ThrowsAsync<UnauthorizedAccessException>(async () => await FileSigningKeyProvider.LoadOrCreateAsync(path, ct));
+
+        var garbage = dir.Combine("garbage.pem");
+        await File.WriteAllTextAsync(garbage, "not a key", ct);
+        File.SetUnixFileMode(garbage, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        await Assert.ThrowsAsync<InvalidDataException>(async () => await FileSigningKeyProvider.LoadOrCreateAsync(garbage, ct));
+    }
+}

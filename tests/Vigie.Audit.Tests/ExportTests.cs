@@ -1,0 +1,435 @@
+// Assertions walk FHIR models whose properties are all nullable; a null there fails the test anyway.
+#pragma warning disable CS8602, CS8604
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text;
+using System.Xml.Linq;
+using Hl7.Fhir.Model;
+using Hl7.Fhir.Serialization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vigie.Audit.Export;
+using Vigie.Core.Data;
+using Vigie.Testing;
+using Task = System.Threading.Tasks.Task;
+
+namespace Vigie.Audit.Tests;
+
+/// <summary>A syslog collector on 127.0.0.1 reading RFC 6587 octet-counted frames, in clear or over TLS.</summary>
+internal sealed class SyslogCollector : IAsyncDisposable
+{
+    private readonly TcpListener _listener;
+    private readonly X509Certificate2? _certificate;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task _accept;
+
+    public SyslogCollector(X509Certificate2? certificate = null, int port = 0)
+    {
+        _certificate = certificate;
+        _listener = new TcpListener(IPAddress.Loopback, port);
+        _listener.Start();
+        Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        _accept = Task.Run(AcceptAsync);
+    }
+
+    public int Port { get; }
+
+    public List<byte[]> Messages { get; } = [];
+
+    public int Connections { get; private set; }
+
+    private async Task AcceptAsync()
+    {
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                Connections++;
+                _ = Task.Run(() => ReadAsync(client));
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task ReadAsync(TcpClient client)
+    {
+        using (client)
+        {
+            try
+            {
+                Stream stream = client.GetStream();
+                if (_certificate is not null)
+                {
+                    var ssl = new SslStream(stream);
+                    await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, _stop.Token);
+                    stream = ssl;
+                }
+
+                while (true)
+                {
+                    var length = 0;
+                    int b;
+                    while ((b = stream.ReadByte()) is >= '0' and <= '9')
+                    {
+                        length = checked(length * 10 + (b - '0'));
+                        if (length > 1 << 20)
+                        {
+                            return;
+                        }
+                    }
+
+                    if (b != ' ')
+                    {
+                        return;
+                    }
+
+                    var message = new byte[length];
+                    await stream.ReadExactlyAsync(message, _stop.Token);
+                    lock (Messages)
+                    {
+                        Messages.Add(message);
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or EndOfStreamException or ObjectDisposedException
+                                           or System.Security.Authentication.AuthenticationException)
+            {
+            }
+        }
+    }
+
+    public async Task<List<byte[]>> WaitForAsync(int count)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (DateTime.UtcNow < deadline)
+        {
+            lock (Messages)
+            {
+                if (Messages.Count >= count)
+                {
+                    return [.. Messages];
+                }
+            }
+
+            await Task.Delay(20);
+        }
+
+        lock (Messages)
+        {
+            return [.. Messages];
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        await _accept;
+        _stop.Dispose();
+    }
+}
+
+public sealed class ExportTests
+{
+    private static X509Certificate2 SelfSigned()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+        var san = new SubjectAlternativeNameBuilder();
+        san.AddDnsName("localhost");
+        san.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(san.Build());
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1")], false));
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        // Round-trip through PKCS#12 so SslStream gets a key it can use on every platform.
+        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12, "t"), "t");
+    }
+
+    private static AuditExportWorker Worker(AuditHarness h, AuditSinkOptions options, IAuditSink sink) =>
+        new(options, sink, h.Store, h.Log.Factory, h.Signal, h.Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
+
+    private static (string Header, XDocument Xml) ParseSyslog(byte[] message)
+    {
+        var text = Encoding.UTF8.GetString(message);
+        var bom = text.IndexOf('\uFEFF', StringComparison.Ordinal);
+        Assert.True(bom > 0, "the MSG part starts with a BOM");
+        return (text[..bom], XDocument.Parse(text[(bom + 1)..]));
+    }
+
+    private static void AssertAtnaShape(XDocument xml, long expectedSeqPatient)
+    {
+        var root = xml.Root!;
+        Assert.Equal("AuditMessage", root.Name.LocalName);
+        Assert.Equal(["EventIdentification", "ActiveParticipant", "ActiveParticipant", "AuditSourceIdentification", "ParticipantObjectIdentification", "ParticipantObjectIdentification"],
+            root.Elements().Select(e => e.Name.LocalName));
+        var ev = root.Element("EventIdentification")!;
+        Assert.NotNull(ev.Attribute("EventActionCode"));
+        Assert.NotNull(ev.Attribute("EventDateTime"));
+        Assert.Equal("0", ev.Attribute("EventOutcomeIndicator")?.Value);
+        Assert.Equal("DCM", ev.Element("EventID")?.Attribute("codeSystemName")?.Value);
+        Assert.StartsWith("1101", ev.Element("EventID")?.Attribute("csd-code")?.Value, StringComparison.Ordinal);
+        var requestor = root.Elements("ActiveParticipant").First();
+        Assert.Equal("true", requestor.Attribute("UserIsRequestor")?.Value);
+        Assert.Equal("2", requestor.Attribute("NetworkAccessPointTypeCode")?.Value);
+        Assert.Equal("VIGIE-TEST", root.Element("AuditSourceIdentification")?.Attribute("AuditSourceID")?.Value);
+        Assert.Equal("SITE-1", root.Element("AuditSourceIdentification")?.Attribute("AuditEnterpriseSiteID")?.Value);
+        var patient = root.Elements("ParticipantObjectIdentification").First();
+        Assert.Equal("1", patient.Attribute("ParticipantObjectTypeCode")?.Value);
+        Assert.Equal("1", patient.Attribute("ParticipantObjectTypeCodeRole")?.Value);
+        Assert.Equal(Samples.PatientId + "-" + (expectedSeqPatient % 7), patient.Attribute("ParticipantObjectID")?.Value);
+        Assert.Equal(Samples.PatientName, patient.Element("ParticipantObjectName")?.Value);
+        Assert.Equal("2", patient.Element("ParticipantObjectIDTypeCode")?.Attribute("csd-code")?.Value);
+    }
+
+    [Fact]
+    public async Task Syslog_over_tcp_carries_rfc5424_atna_messages_and_resumes_from_its_cursor()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector();
+        var options = new AuditSinkOptions { Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, BatchSize = 4, HostName = "vigie-node" };
+        await h.AppendAsync(Samples.Records(0, 10));
+
+        await using (var sink = new SyslogSink(options, "SITE-1"))
+        {
+            var worker = Worker(h, options, sink);
+            Assert.Equal(4, await worker.RunOnceAsync(ct));
+            Assert.Equal(4, await worker.RunOnceAsync(ct));
+        }
+
+        // Restart: a new sink and worker continue after entry 7.
+        await using (var sink = new SyslogSink(options, "SITE-1"))
+        {
+            var worker = Worker(h, options, sink);
+            Assert.Equal(2, await worker.RunOnceAsync(ct));
+            Assert.Equal(0, await worker.RunOnceAsync(ct));
+        }
+
+        var messages = await collector.WaitForAsync(10);
+        Assert.Equal(10, messages.Count);
+        for (var i = 0; i < messages.Count; i++)
+        {
+            var (header, xml) = ParseSyslog(messages[i]);
+            Assert.Matches(@"^<85>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z vigie-node vigie \d+ IHE\+RFC-3881 - $", header);
+            if (i % 5 is 0 or 2)
+            {
+                AssertAtnaShape(xml, i);
+            }
+        }
+
+        var login = ParseSyslog(messages[3]).Xml.Root!;
+        Assert.Equal("110122", login.Element("EventIdentification")!.Element("EventTypeCode")?.Attribute("csd-code")?.Value);
+        var query = ParseSyslog(messages[1]).Xml.Root!.Elements("ParticipantObjectIdentification").Last();
+        Assert.Equal("PatientName=" + Samples.PatientName, Encoding.UTF8.GetString(Convert.FromBase64String(query.Element("ParticipantObjectQuery")!.Value)));
+    }
+
+    [Fact]
+    public async Task Syslog_over_tls_reaches_a_collector_with_a_self_signed_certificate()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var certificate = SelfSigned();
+        using var dir = new TempDirectory();
+        var caPath = dir.Combine("collector.pem");
+        await File.WriteAllTextAsync(caPath, certificate.ExportCertificatePem(), ct);
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector(certificate);
+        await h.AppendAsync(Samples.Records(0, 5));
+
+        var trusted = new AuditSinkOptions { Name = "tls", Kind = AuditSinkKind.SyslogTls, Host = "127.0.0.1", ServerName = "localhost", Port = collector.Port, TrustedCaPath = caPath };
+        await using (var sink = new SyslogSink(trusted, "SITE-1"))
+        {
+            Assert.Equal(5, await Worker(h, trusted, sink).RunOnceAsync(ct));
+        }
+
+        var messages = await collector.WaitForAsync(5);
+        Assert.Equal(5, messages.Count);
+        AssertAtnaShape(ParseSyslog(messages[0]).Xml, 0);
+
+        // Without the collector's certificate in the trust store the handshake must fail, and the cursor stay put.
+        var untrusted = new AuditSinkOptions { Name = "tls-untrusted", Kind = AuditSinkKind.SyslogTls, Host = "127.0.0.1", ServerName = "localhost", Port = collector.Port };
+        await using (var sink = new SyslogSink(untrusted, "SITE-1"))
+        {
+            await Assert.ThrowsAsync<System.Security.Authentication.AuthenticationException>(async () => await Worker(h, untrusted, sink).RunOnceAsync(ct));
+        }
+
+        Assert.Equal(0L, (await h.Store.ReadCursorAsync("sink:tls-untrusted", ct))?.NextSeq);
+        Assert.Equal(5, messages.Count);
+    }
+
+    [Fact]
+    public async Task An_oversized_atna_message_is_reduced_rather_than_blocking_the_sink()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector();
+        var record = Samples.Record(1);
+        var huge = record with
+        {
+            Details = record.Details! with
+            {
+                Objects = [record.Details.Objects[0], record.Details.Objects[1] with { Query = new byte[20_000] }],
+            },
+        };
+        await h.Log.AppendAsync(huge, ct);
+        await h.Log.AppendAsync(Samples.Record(2), ct);
+        var options = new AuditSinkOptions { Name = "small", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, MaxMessageBytes = 4096 };
+        await using (var sink = new SyslogSink(options, null))
+        {
+            Assert.Equal(2, await Worker(h, options, sink).RunOnceAsync(ct));
+        }
+
+        var messages = await collector.WaitForAsync(2);
+        Assert.Equal(2, messages.Count);
+        Assert.All(messages, m => Assert.True(m.Length <= 4096));
+        var reduced = ParseSyslog(messages[0]).Xml.Root!;
+        Assert.Contains("reduced", reduced.Element("EventIdentification")!.Element("EventOutcomeDescription")!.Value, StringComparison.Ordinal);
+        Assert.Equal(Samples.PatientName, reduced.Elements("ParticipantObjectIdentification").First().Element("ParticipantObjectName")?.Value);
+    }
+
+    [Fact]
+    public async Task The_export_worker_retries_with_backoff_until_the_collector_comes_up()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 3));
+        // Reserve a port, then close it so the first attempts are refused.
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var options = new AuditSinkOptions
+        {
+            Name = "late", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = port,
+            MinBackoff = TimeSpan.FromMilliseconds(50), MaxBackoff = TimeSpan.FromMilliseconds(200), PollInterval = TimeSpan.FromMilliseconds(50),
+        };
+        await using var sink = new SyslogSink(options, null);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var run = Worker(h, options, sink).RunAsync(stop.Token);
+        await Task.Delay(400, ct);
+        var failed = await h.ScalarAsync("SELECT attempts FROM audit_cursor WHERE sink = 'sink:late'");
+        Assert.True(Convert.ToInt32(failed, System.Globalization.CultureInfo.InvariantCulture) > 0);
+
+        await using var collector = new SyslogCollector(port: port);
+        Assert.Equal(3, (await collector.WaitForAsync(3)).Count);
+        // Entries appended later wake the worker through the in-process signal.
+        await h.Log.AppendAsync(Samples.Record(3), ct);
+        Assert.Equal(4, (await collector.WaitForAsync(4)).Count);
+        await stop.CancelAsync();
+        await run;
+        Assert.Equal(4L, (await h.Store.ReadCursorAsync("sink:late", ct))?.NextSeq);
+    }
+
+    [Fact]
+    public async Task Fhir_ndjson_holds_balp_audit_events_that_the_fhir_library_parses()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var dir = new TempDirectory();
+        var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
+        await h.AppendAsync(Samples.Records(0, 10));
+        await using var sink = new FhirNdjsonSink(options, "SITE-1");
+        Assert.Equal(10, await Worker(h, options, sink).RunOnceAsync(ct));
+
+        var lines = await File.ReadAllLinesAsync(options.NdjsonPath, ct);
+        Assert.Equal(10, lines.Length);
+        var events = lines.Select(l => FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(l)).ToList();
+
+        // Entry 2: a successful read of a patient's study -> IHE.BasicAudit.PatientRead.
+        var read = events[2];
+        Assert.Equal(FhirAuditEvent.BalpBase + "PatientRead", Assert.Single(read.Meta.Profile));
+        Assert.Equal("rest", read.Type.Code);
+        Assert.Equal("read", read.Subtype[0].Code);
+        Assert.Contains(read.Subtype, c => c.Code == "110103" && c.System == "http://dicom.nema.org/resources/ontology/DCM");
+        Assert.Equal(AuditEvent.AuditEventAction.R, read.Action);
+        Assert.Equal(AuditEvent.AuditEventOutcome.N0, read.Outcome);
+        Assert.NotNull(read.Recorded);
+        var user = Assert.Single(read.Agent, a => a.Type?.Coding[0].Code == "IRCP");
+        Assert.True(user.Requestor);
+        Assert.Equal("user2", user.Who.Identifier.Value);
+        Assert.Equal("TREAT", user.PurposeOfUse[0].Coding[0].Code);
+        var client = Assert.Single(read.Agent, a => a.Type?.Coding[0].Code == "110152" && a.Requestor == false && a.Network?.Address == "10.0.0.3");
+        Assert.NotNull(client.Who);
+        Assert.Contains(read.Agent, a => a.Type?.Coding[0].Code == "110153" && a.Who.Identifier.Value == "VIGIE-TEST");
+        Assert.Equal("VIGIE-TEST", read.Source.Observer.Identifier.Value);
+        var patient = Assert.Single(read.Entity, e => e.Role?.Code == "1");
+        Assert.Equal("1", patient.Type.Code);
+        Assert.Equal("Patient", patient.What.Type);
+        Assert.Equal(Samples.PatientId + "-2", patient.What.Identifier.Value);
+        var data = Assert.Single(read.Entity, e => e.Type.Code == "2");
+        Assert.Equal("3", data.Role.Code);
+        Assert.Equal(Samples.StudyUid + ".2", data.What.Identifier.Value);
+
+        // Entry 1: a query -> IHE.BasicAudit.PatientQuery, with the raw query base64 in entity.query.
+        var query = events[1];
+        Assert.Equal(FhirAuditEvent.BalpBase + "PatientQuery", Assert.Single(query.Meta.Profile));
+        Assert.Equal("search-type", query.Subtype[0].Code);
+        Assert.Equal(AuditEvent.AuditEventAction.E, query.Action);
+        var q = Assert.Single(query.Entity, e => e.Role?.Code == "24");
+        Assert.Equal("PatientName=" + Samples.PatientName, Encoding.UTF8.GetString(q.Query));
+        Assert.Null(q.What);
+
+        // Entry 3: a login is no RESTful pattern: DCM EventID as type, EventTypeCode as subtype.
+        var login = events[3];
+        Assert.Empty(login.Meta?.Profile ?? []);
+        Assert.Equal("110114", login.Type.Code);
+        Assert.Equal("110122", login.Subtype[0].Code);
+
+        // Ids are stable per entry, so a re-sent event replaces rather than duplicates.
+        Assert.Equal(10, events.Select(e => e.Id).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Fhir_http_posts_transaction_bundles_of_puts()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 6));
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        using var listener = new HttpListener();
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
+        listener.Start();
+        var bodies = new List<string>();
+        var fail = true;
+        var server = Task.Run(async () =>
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                var context = await listener.GetContextAsync();
+                using var reader = new StreamReader(context.Request.InputStream);
+                bodies.Add(await reader.ReadToEndAsync(ct));
+                Assert.Equal("application/fhir+json", context.Request.ContentType);
+                Assert.Equal("Bearer s3cret", context.Request.Headers["Authorization"]);
+                context.Response.StatusCode = fail ? 503 : 200;
+                fail = false;
+                context.Response.Close();
+            }
+        }, ct);
+
+        var options = new AuditSinkOptions { Name = "fhir-http", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir/"), BearerToken = "s3cret" };
+        await using var sink = new FhirHttpSink(options, "SITE-1");
+        var worker = Worker(h, options, sink);
+        var error = await Assert.ThrowsAsync<HttpRequestException>(async () => await worker.RunOnceAsync(ct));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, error.StatusCode);
+        Assert.Equal(6, await worker.RunOnceAsync(ct));
+        await server;
+
+        Assert.Equal(bodies[0], bodies[1]);
+        var bundle = FhirJsonDeserializer.STRICT.Deserialize<Bundle>(bodies[1]);
+        Assert.Equal(Bundle.BundleType.Transaction, bundle.Type);
+        Assert.Equal(6, bundle.Entry.Count);
+        Assert.All(bundle.Entry, e =>
+        {
+            Assert.Equal(Bundle.HTTPVerb.PUT, e.Request.Method);
+            Assert.Equal("AuditEvent/" + e.Resource.Id, e.Request.Url);
+            Assert.IsType<AuditEvent>(e.Resource);
+        });
+    }
+}

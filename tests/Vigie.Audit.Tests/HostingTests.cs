@@ -1,0 +1,54 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Vigie.Audit.Signing;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Audit.Tests;
+
+public sealed class HostingTests
+{
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task AddAudit_runs_the_signer_and_an_export_sink_in_a_host(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var db = await TestDatabases.CreateAsync(provider, ct);
+        using var dir = new TempDirectory();
+        var ndjson = dir.Combine("export", "audit.ndjson");
+        var builder = Host.CreateApplicationBuilder();
+        builder.Services.AddSingleton(db.Database);
+        builder.Services.AddSingleton<IAuditSealer>(new TestSealer());
+        builder.Services.Configure<AuditOptions>(o =>
+        {
+            o.SigningKeyPath = dir.Combine("keys", "audit.pem");
+            o.SourceId = "VIGIE-HOST";
+            o.TreeHeadEveryEntries = 3;
+            o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(100);
+            o.Sinks.Add(new AuditSinkOptions { Name = "file", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = ndjson, PollInterval = TimeSpan.FromMilliseconds(100) });
+        });
+        builder.Services.AddAudit();
+        using var host = builder.Build();
+        await host.Services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        await host.StartAsync(ct);
+
+        var log = host.Services.GetRequiredService<IAuditLog>();
+        for (var i = 0; i < 4; i++)
+        {
+            Assert.Equal(i, await log.AppendAsync(Samples.Record(i), ct));
+        }
+
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (DateTime.UtcNow < deadline && (!File.Exists(ndjson) || (await File.ReadAllLinesAsync(ndjson, ct)).Length < 4 || (await log.GetLatestTreeHeadAsync(ct)) is null))
+        {
+            await Task.Delay(50, ct);
+        }
+
+        Assert.Equal(4, (await File.ReadAllLinesAsync(ndjson, ct)).Length);
+        Assert.True((await log.GetLatestTreeHeadAsync(ct))?.TreeSize >= 3);
+        await host.StopAsync(ct);
+        Assert.Equal(4, (await log.GetLatestTreeHeadAsync(ct))?.TreeSize);
+        var report = await log.VerifyAsync(null, ct);
+        Assert.True(report.IsValid, string.Join("\n", report.Problems));
+    }
+}
