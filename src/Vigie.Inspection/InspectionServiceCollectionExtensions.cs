@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Vigie.Inspection.Archives;
 using Vigie.Inspection.Executables;
+using Vigie.Inspection.Pdf;
 
 namespace Vigie.Inspection;
 
@@ -23,6 +24,7 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ZipAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, CompressedStreamAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ArchiveAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, PdfAnalyser>());
 
         services.TryAddSingleton(sp => new Inspector(
             sp.GetServices<IContentAnalyser>(),
