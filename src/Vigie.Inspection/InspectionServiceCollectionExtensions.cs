@@ -3,7 +3,10 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Vigie.Inspection.Archives;
 using Vigie.Inspection.Executables;
+using Vigie.Inspection.Html;
+using Vigie.Inspection.Office;
 using Vigie.Inspection.Pdf;
+using Vigie.Inspection.Text;
 
 namespace Vigie.Inspection;
 
@@ -25,6 +28,11 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, CompressedStreamAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ArchiveAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, PdfAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, Ole2Analyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, OoxmlAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, RtfAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, TextAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
 
         services.TryAddSingleton(sp => new Inspector(
             sp.GetServices<IContentAnalyser>(),
