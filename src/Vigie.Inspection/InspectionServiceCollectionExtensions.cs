@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Vigie.Inspection.Archives;
 using Vigie.Inspection.Executables;
 using Vigie.Inspection.Html;
+using Vigie.Inspection.Mail;
 using Vigie.Inspection.Office;
 using Vigie.Inspection.Pdf;
 using Vigie.Inspection.Text;
@@ -33,6 +34,7 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, RtfAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, TextAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
 
         services.TryAddSingleton(sp => new Inspector(
             sp.GetServices<IContentAnalyser>(),
