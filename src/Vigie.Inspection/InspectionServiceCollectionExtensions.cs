@@ -36,6 +36,10 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
 
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, PdfDisarmer>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, OoxmlDisarmer>());
+        services.TryAddSingleton<DisarmService>();
+
         services.TryAddSingleton(sp => new Inspector(
             sp.GetServices<IContentAnalyser>(),
             sp.GetServices<IKnownBadEngine>(),
