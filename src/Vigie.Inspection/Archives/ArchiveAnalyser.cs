@@ -17,40 +17,39 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         await using var stream = content.OpenStream();
-        IArchive archive;
+        var options = new ReaderOptions { LeaveStreamOpen = true, LookForHeader = false };
+        IArchive? archive = null;
+        IReader reader;
         try
         {
-            archive = ArchiveFactory.OpenArchive(stream, new ReaderOptions { LeaveStreamOpen = true, LookForHeader = false });
+            if (context.ContentType == ContentType.SevenZip)
+            {
+                // 7z needs random access; its reader decodes solid blocks once, in order.
+                archive = ArchiveFactory.OpenArchive(stream, options);
+                reader = archive.ExtractAllEntries();
+            }
+            else
+            {
+                reader = ReaderFactory.OpenReader(stream, options);
+            }
         }
         catch (Exception ex) when (IsEncryption(ex))
         {
+            archive?.Dispose();
             context.Report(Rules.ArchiveEncryptedEntry, Severity.Medium, $"the {context.ContentType} archive is encrypted (headers included): its content cannot be inspected", 0);
             return;
         }
         catch (Exception ex) when (Extraction.IsDecoderFailure(ex))
         {
+            archive?.Dispose();
             context.Report(Rules.ArchiveMalformed, Severity.Medium, $"the {context.ContentType} archive cannot be opened: {ex.Message}", 0);
             return;
         }
 
         using (archive)
+        using (reader)
         {
-            IReader reader;
-            try
-            {
-                reader = archive.ExtractAllEntries();
-            }
-            catch (Exception ex) when (IsEncryption(ex) || Extraction.IsDecoderFailure(ex))
-            {
-                context.Report(IsEncryption(ex) ? Rules.ArchiveEncryptedEntry : Rules.ArchiveMalformed, Severity.Medium,
-                    $"the {context.ContentType} archive cannot be read: {ex.Message}", 0);
-                return;
-            }
-
-            using (reader)
-            {
-                await InspectEntriesAsync(context, content, reader, cancellationToken).ConfigureAwait(false);
-            }
+            await InspectEntriesAsync(context, content, reader, cancellationToken).ConfigureAwait(false);
         }
     }
 
