@@ -261,7 +261,8 @@ public sealed class Inspector
         {
             // One analyser failing must not hide what the others see, nor take the process down.
             context.Session.Incomplete = true;
-            context.Report(Rules.AnalyserError, Severity.Medium, $"{name} failed: {ex.GetType().Name}: {Truncate(ex.Message, 300)}");
+            var site = ex.StackTrace?.Split('\n', StringSplitOptions.TrimEntries).FirstOrDefault(l => l.Contains("Vigie.", StringComparison.Ordinal)) ?? ex.TargetSite?.Name;
+            context.Report(Rules.AnalyserError, Severity.Medium, $"{name} failed: {ex.GetType().Name}: {Truncate(ex.Message, 300)} ({Truncate(site ?? "", 200)})");
         }
     }
 

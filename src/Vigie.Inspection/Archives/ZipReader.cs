@@ -143,7 +143,7 @@ internal static class ZipReader
         if (!SignatureAt(source, offset, CentralSignature) && count > 0)
         {
             var expected = endOffset - size;
-            if (expected >= 0 && SignatureAt(source, expected, CentralSignature))
+            if (expected >= offset && SignatureAt(source, expected, CentralSignature))
             {
                 prefix = expected - offset;
                 offset = expected;
