@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace Vigie.Inspection.Engine;
 
 /// <summary>Case-insensitive ASCII searches over raw bytes (keywords in scripts, markup, headers), without decoding.</summary>
@@ -9,6 +11,11 @@ internal static class AsciiSearch
         if (needle.Length == 0)
         {
             return 0;
+        }
+
+        if (haystack.Length > 4096)
+        {
+            return IndexOfIgnoreCaseLarge(haystack, needle);
         }
 
         var lower = (byte)char.ToLowerInvariant(needle[0]);
@@ -37,6 +44,64 @@ internal static class AsciiSearch
         }
 
         return -1;
+    }
+
+    /// <summary>Lower-cases windows of the haystack (vectorised) and searches them with the vectorised exact search.</summary>
+    private static int IndexOfIgnoreCaseLarge(ReadOnlySpan<byte> haystack, string needle)
+    {
+        Span<byte> lowerNeedle = stackalloc byte[needle.Length];
+        for (var i = 0; i < needle.Length; i++)
+        {
+            var c = needle[i];
+            lowerNeedle[i] = (byte)(c is >= 'A' and <= 'Z' ? c + 32 : c);
+        }
+
+        const int Window = 16 * 1024;
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Window + needle.Length);
+        try
+        {
+            for (var offset = 0; offset < haystack.Length; offset += Window)
+            {
+                var length = Math.Min(Window + needle.Length - 1, haystack.Length - offset);
+                var window = buffer.AsSpan(0, length);
+                ToLowerAscii(haystack.Slice(offset, length), window);
+                var hit = window.IndexOf(lowerNeedle);
+                if (hit >= 0)
+                {
+                    return offset + hit;
+                }
+            }
+
+            return -1;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>Lower-cases A-Z and leaves every other byte (UTF-8, binary) as it is.</summary>
+    private static void ToLowerAscii(ReadOnlySpan<byte> source, Span<byte> destination)
+    {
+        var i = 0;
+        if (Vector.IsHardwareAccelerated)
+        {
+            var a = new Vector<byte>((byte)'A');
+            var span = new Vector<byte>((byte)('Z' - 'A'));
+            var bit = new Vector<byte>(0x20);
+            for (; i + Vector<byte>.Count <= source.Length; i += Vector<byte>.Count)
+            {
+                var v = new Vector<byte>(source[i..]);
+                var upper = Vector.LessThanOrEqual(v - a, span);
+                (v | (upper & bit)).CopyTo(destination[i..]);
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            var b = source[i];
+            destination[i] = (uint)(b - 'A') <= 'Z' - 'A' ? (byte)(b | 0x20) : b;
+        }
     }
 
     public static bool ContainsIgnoreCase(ReadOnlySpan<byte> haystack, string needle) => IndexOfIgnoreCase(haystack, needle) >= 0;

@@ -20,7 +20,16 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        var text = ReadText(content);
+        var bytes = new byte[(int)Math.Min(content.Length, MaxScan)];
+        bytes = bytes[..content.ReadAt(0, bytes)];
+        var utf16 = bytes.AsSpan().StartsWith(new byte[] { 0xFF, 0xFE }) || bytes.AsSpan().StartsWith(new byte[] { 0xFE, 0xFF });
+        if (!utf16 && !Triggers.Any(t => AsciiSearch.ContainsIgnoreCase(bytes, t)))
+        {
+            // Every smuggling pattern needs one of these words; most pages and XML parts have none.
+            return ValueTask.CompletedTask;
+        }
+
+        var text = Decode(bytes);
         var signals = Signals(text);
         var rule = context.ParentType == ContentType.Mime ? Rules.MailHtmlSmuggling : Rules.HtmlSmuggling;
         if (signals.Smuggling)
@@ -86,11 +95,11 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         return new SmugglingSignals(smuggling, atob && largeLiteral, found);
     }
 
-    private static string ReadText(ContentSource content)
+    private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
+
+    private static string Decode(byte[] bytes)
     {
-        var bytes = new byte[(int)Math.Min(content.Length, MaxScan)];
-        var read = content.ReadAt(0, bytes);
-        var span = bytes.AsSpan(0, read);
+        var span = bytes.AsSpan();
         if (span.StartsWith(new byte[] { 0xFF, 0xFE }))
         {
             return Encoding.Unicode.GetString(span[2..]);

@@ -19,6 +19,11 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
+        if (!MayHoldDde(content, cancellationToken))
+        {
+            return ValueTask.CompletedTask;
+        }
+
         using var stream = content.OpenStream(0, Math.Min(content.Length, MaxScan));
         using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         var buffer = new char[64 * 1024];
@@ -56,6 +61,37 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
         Check(context, line, lineNumber);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>A DDE cell needs a '|' or the letters DDE: most text has neither, and is dismissed at memory speed.</summary>
+    private static bool MayHoldDde(ContentSource content, CancellationToken cancellationToken)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
+        try
+        {
+            var limit = Math.Min(content.Length, MaxScan);
+            for (long offset = 0; offset < limit; offset += buffer.Length - 2)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
+                var span = buffer.AsSpan(0, read);
+                if (span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE"))
+                {
+                    return true;
+                }
+
+                if (read < buffer.Length)
+                {
+                    break;
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
     }
 
     private static bool Check(InspectionContext context, StringBuilder builder, int lineNumber)
