@@ -1,5 +1,4 @@
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Options;
 
 namespace Vigie.Inspection.Tests;
 
@@ -38,8 +37,6 @@ internal static class TestInspection
     }
 
     public static Task<Verdict> InspectAsync(byte[] bytes, string? name = null) => Default.InspectAsync(bytes, name);
-
-    public static InspectionLimits Limits(this Inspector inspector) => Services().GetRequiredService<IOptions<InspectionLimits>>().Value;
 }
 
 internal static class VerdictAssert
