@@ -1,5 +1,6 @@
 using System.Buffers;
-using Microsoft.Win32.SafeHandles;
+using System.Buffers.Binary;
+using System.Security.Cryptography;
 
 namespace Vigie.Inspection.Engine;
 
@@ -131,14 +132,14 @@ internal sealed class SpillBuffer : IDisposable
         if (_file is null && !TryGrowMemory(_length + data.Length))
         {
             _file = SpillFile.Create(_context.Limits.SpillDirectory);
-            await RandomAccess.WriteAsync(_file.Handle, _memory.AsMemory(0, _length), 0, cancellationToken).ConfigureAwait(false);
+            await _file.WriteAsync(_memory.AsMemory(0, _length), 0, cancellationToken).ConfigureAwait(false);
             _fileLength = _length;
             ReleaseMemory();
         }
 
         if (_file is not null)
         {
-            await RandomAccess.WriteAsync(_file.Handle, data, _fileLength, cancellationToken).ConfigureAwait(false);
+            await _file.WriteAsync(data, _fileLength, cancellationToken).ConfigureAwait(false);
             _fileLength += data.Length;
             return;
         }
@@ -152,14 +153,14 @@ internal sealed class SpillBuffer : IDisposable
         if (_file is null && !TryGrowMemory(_length + data.Length))
         {
             _file = SpillFile.Create(_context.Limits.SpillDirectory);
-            RandomAccess.Write(_file.Handle, _memory.AsSpan(0, _length), 0);
+            _file.Write(_memory.AsSpan(0, _length), 0);
             _fileLength = _length;
             ReleaseMemory();
         }
 
         if (_file is not null)
         {
-            RandomAccess.Write(_file.Handle, data, _fileLength);
+            _file.Write(data, _fileLength);
             _fileLength += data.Length;
             return;
         }
@@ -227,19 +228,35 @@ internal sealed class SpillBuffer : IDisposable
     }
 }
 
-/// <summary>A temporary file opened for read and write, removed when closed (and unreadable by other users).</summary>
+/// <summary>
+/// A temporary file opened for read and write, removed when closed, readable by its owner only, and encrypted with
+/// AES-256 in counter mode under a key that exists only in this process: inner objects of patient documents never
+/// rest in clear on disk, even if the process dies before the file is removed.
+/// </summary>
 internal sealed class SpillFile : IDisposable
 {
+    private const int BlocksPerStep = 4096;
+
     private readonly FileStream _stream;
+    private readonly Aes _aes;
+    private readonly ulong _nonce;
 
-    private SpillFile(FileStream stream) => _stream = stream;
+    private SpillFile(FileStream stream, string path)
+    {
+        _stream = stream;
+        Path = path;
+        _aes = Aes.Create();
+        _aes.KeySize = 256;
+        _aes.GenerateKey();
+        _nonce = BinaryPrimitives.ReadUInt64LittleEndian(RandomNumberGenerator.GetBytes(8));
+    }
 
-    public SafeFileHandle Handle => _stream.SafeFileHandle;
+    public string Path { get; }
 
     public static SpillFile Create(string? directory)
     {
-        var dir = string.IsNullOrEmpty(directory) ? Path.GetTempPath() : directory;
-        var path = Path.Combine(dir, "vigie-spill-" + Guid.NewGuid().ToString("N"));
+        var dir = string.IsNullOrEmpty(directory) ? System.IO.Path.GetTempPath() : directory;
+        var path = System.IO.Path.Combine(dir, "vigie-spill-" + Guid.NewGuid().ToString("N"));
         var options = new FileStreamOptions
         {
             Mode = FileMode.CreateNew,
@@ -253,10 +270,111 @@ internal sealed class SpillFile : IDisposable
             options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         }
 
-        return new SpillFile(new FileStream(path, options));
+        return new SpillFile(new FileStream(path, options), path);
     }
 
-    public void Dispose() => _stream.Dispose();
+    public void Write(ReadOnlySpan<byte> data, long offset)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(data.Length, 1 << 20));
+        try
+        {
+            for (var done = 0; done < data.Length;)
+            {
+                var count = Math.Min(buffer.Length, data.Length - done);
+                data.Slice(done, count).CopyTo(buffer);
+                Transform(buffer.AsSpan(0, count), offset + done);
+                RandomAccess.Write(_stream.SafeFileHandle, buffer.AsSpan(0, count), offset + done);
+                done += count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, long offset, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(data.Length, 1 << 20));
+        try
+        {
+            for (var done = 0; done < data.Length;)
+            {
+                var count = Math.Min(buffer.Length, data.Length - done);
+                data.Slice(done, count).CopyTo(buffer);
+                Transform(buffer.AsSpan(0, count), offset + done);
+                await RandomAccess.WriteAsync(_stream.SafeFileHandle, buffer.AsMemory(0, count), offset + done, cancellationToken).ConfigureAwait(false);
+                done += count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    public int Read(Span<byte> destination, long offset)
+    {
+        var total = 0;
+        while (total < destination.Length)
+        {
+            var read = RandomAccess.Read(_stream.SafeFileHandle, destination[total..], offset + total);
+            if (read == 0)
+            {
+                break;
+            }
+
+            total += read;
+        }
+
+        Transform(destination[..total], offset);
+        return total;
+    }
+
+    /// <summary>XORs data at a file offset with the AES-CTR key stream (nonce, then the 16-byte block index).</summary>
+    private void Transform(Span<byte> data, long offset)
+    {
+        var counters = ArrayPool<byte>.Shared.Rent(BlocksPerStep * 16);
+        var stream = ArrayPool<byte>.Shared.Rent(BlocksPerStep * 16);
+        try
+        {
+            var position = 0;
+            while (position < data.Length)
+            {
+                var absolute = offset + position;
+                var block = absolute / 16;
+                var skip = (int)(absolute % 16);
+                var blocks = (int)Math.Min(BlocksPerStep, (skip + data.Length - position + 15) / 16);
+                for (var i = 0; i < blocks; i++)
+                {
+                    BinaryPrimitives.WriteUInt64LittleEndian(counters.AsSpan(i * 16), _nonce);
+                    BinaryPrimitives.WriteInt64BigEndian(counters.AsSpan(i * 16 + 8), block + i);
+                }
+
+                _aes.EncryptEcb(counters.AsSpan(0, blocks * 16), stream.AsSpan(0, blocks * 16), PaddingMode.None);
+                var count = Math.Min(blocks * 16 - skip, data.Length - position);
+                var target = data.Slice(position, count);
+                var key = stream.AsSpan(skip, count);
+                for (var i = 0; i < count; i++)
+                {
+                    target[i] ^= key[i];
+                }
+
+                position += count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(counters);
+            ArrayPool<byte>.Shared.Return(stream);
+        }
+    }
+
+    public void Dispose()
+    {
+        _stream.Dispose();
+        _aes.Dispose();
+    }
 }
 
 internal sealed class SpillContentSource(SpillFile file, long length) : ContentSource
@@ -270,20 +388,7 @@ internal sealed class SpillContentSource(SpillFile file, long length) : ContentS
             return 0;
         }
 
-        var total = 0;
-        var want = (int)Math.Min(destination.Length, length - offset);
-        while (total < want)
-        {
-            var read = RandomAccess.Read(file.Handle, destination[total..want], offset + total);
-            if (read == 0)
-            {
-                break;
-            }
-
-            total += read;
-        }
-
-        return total;
+        return file.Read(destination[..(int)Math.Min(destination.Length, length - offset)], offset);
     }
 
     protected override void Dispose(bool disposing)

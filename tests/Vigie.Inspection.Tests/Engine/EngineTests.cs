@@ -1,3 +1,4 @@
+using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Vigie.Inspection.Tests.Samples;
 using Vigie.Testing;
@@ -178,6 +179,57 @@ public sealed class EngineTests
         verdict.IsClean();
         Assert.Contains(engine.Scans, s => s.Path == "large.bin" && !s.InMemory && s.Length == payload.Length);
         Assert.Contains(engine.Scans, s => s.Path == "small.bin" && s.InMemory);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(spill.Path));
+    }
+
+    private sealed class SpillProbeEngine(string directory) : IKnownBadEngine
+    {
+        public List<(string File, int GrepExit)> Probes { get; } = [];
+
+        public string Name => "spill-probe";
+
+        public bool IsAvailable(out string? reason)
+        {
+            reason = null;
+            return true;
+        }
+
+        public async ValueTask ScanAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+        {
+            if (content.Memory is not null)
+            {
+                return;
+            }
+
+            // Read the spill file as another process would (grep exits 1 when the marker is absent).
+            foreach (var file in Directory.EnumerateFiles(directory))
+            {
+                var result = await Peers.RunAsync("/bin/grep", ["-c", "-a", "PATIENT-MARKER", file], TimeSpan.FromSeconds(30), cancellationToken: cancellationToken);
+                Probes.Add((file, result.ExitCode));
+            }
+
+            // And the content source still reads the clear bytes.
+            var head = new byte[14];
+            content.ReadAt(0, head);
+            Assert.Equal("PATIENT-MARKER"u8.ToArray(), head);
+        }
+    }
+
+    [Fact]
+    public async Task Spill_files_are_encrypted_at_rest()
+    {
+        using var spill = new TempDirectory();
+        var probe = new SpillProbeEngine(spill.Path);
+        var inspector = TestInspection.Create(l =>
+        {
+            l.InMemoryThreshold = 4096;
+            l.SpillDirectory = spill.Path;
+        }, extra: s => s.AddSingleton<IKnownBadEngine>(probe));
+        var payload = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("PATIENT-MARKER ", 20_000)));
+        var verdict = await inspector.InspectAsync(new ZipBuilder().Add("record.txt", payload).Build());
+        verdict.IsClean();
+        Assert.NotEmpty(probe.Probes);
+        Assert.All(probe.Probes, p => Assert.Equal(1, p.GrepExit));
         Assert.Empty(Directory.EnumerateFileSystemEntries(spill.Path));
     }
 
