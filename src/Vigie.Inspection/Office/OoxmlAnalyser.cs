@@ -221,6 +221,13 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                     return;
                 }
 
+                if (!IsRemote(target) && kind != "hyperlink")
+                {
+                    // A local path (file:///C:/..., C:\...) fetches nothing on the recipient's machine: Word writes
+                    // them for templates on the author's disk.
+                    return;
+                }
+
                 switch (kind)
                 {
                     case "attachedTemplate":
@@ -243,13 +250,55 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                         break;
                     default:
                         state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
-                            $"'{kind}' content loaded from outside the document: '{shown}'{(target.StartsWith(@"\\", StringComparison.Ordinal) || target.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? " (a network path: leaks Windows credentials)" : "")}");
+                            $"'{kind}' content loaded from outside the document: '{shown}'{(IsNetworkPath(target) ? " (a network path: leaks Windows credentials)" : "")}");
                         break;
                 }
             });
         }
 
         return mainPart;
+    }
+
+    /// <summary>A target fetched over the network: a URL, a UNC path, or a file URL naming a host.</summary>
+    internal static bool IsRemote(string target)
+    {
+        var t = target.Trim();
+        if (t.Contains("://", StringComparison.Ordinal) && !t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        return IsNetworkPath(t);
+    }
+
+    private static bool IsNetworkPath(string target)
+    {
+        var t = target.Trim().Replace('\\', '/');
+        if (t.StartsWith("//", StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        if (!t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        // file://host/share is remote; file:///C:/ and file:/C:/ are local.
+        var rest = t["file:".Length..];
+        if (!rest.StartsWith("//", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        rest = rest[2..];
+        if (rest.StartsWith('/'))
+        {
+            rest = rest.TrimStart('/');
+            return !(rest.Length >= 2 && char.IsAsciiLetter(rest[0]) && rest[1] is ':' or '|');
+        }
+
+        return !(rest.Length >= 2 && char.IsAsciiLetter(rest[0]) && rest[1] is ':' or '|') && !rest.StartsWith("localhost/", StringComparison.OrdinalIgnoreCase);
     }
 
     private static void ScanWordFields(State state, string part)

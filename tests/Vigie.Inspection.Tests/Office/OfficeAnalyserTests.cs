@@ -69,6 +69,24 @@ public sealed class OfficeAnalyserTests
     }
 
     [Fact]
+    public async Task Templates_on_the_authors_disk_are_not_remote()
+    {
+        var docx = OoxmlBuilder.Word()
+            .Relationship("word/document.xml", OoxmlBuilder.RelSettings, "settings.xml")
+            .Part("word/settings.xml", "application/vnd.openxmlformats-officedocument.wordprocessingml.settings+xml", "<w:settings xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"/>")
+            .Relationship("word/settings.xml", OoxmlBuilder.RelAttachedTemplate, "file:///C:\\Users\\doc\\AppData\\Roaming\\Microsoft\\Templates\\Normal.dotm", external: true)
+            .Build();
+        (await TestInspection.InspectAsync(docx, "letter.docx")).IsClean();
+
+        var unc = OoxmlBuilder.Word()
+            .Relationship("word/document.xml", OoxmlBuilder.RelSettings, "settings.xml")
+            .Part("word/settings.xml", "application/vnd.openxmlformats-officedocument.wordprocessingml.settings+xml", "<w:settings xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"/>")
+            .Relationship("word/settings.xml", OoxmlBuilder.RelAttachedTemplate, "file://203.0.113.5/share/t.dotm", external: true)
+            .Build();
+        (await TestInspection.InspectAsync(unc, "letter.docx")).Has("office.remote-template");
+    }
+
+    [Fact]
     public async Task Dde_fields_are_found_in_word_and_excel_xml()
     {
         var split = OoxmlBuilder.Word("<w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText xml:space=\"preserve\"> DDE</w:instrText></w:r><w:r><w:instrText>AUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k echo inert\"</w:instrText></w:r><w:r><w:fldChar w:fldCharType=\"separate\"/></w:r><w:r><w:t>x</w:t></w:r><w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p>").Build();
