@@ -28,6 +28,24 @@ public sealed class InspectionLimits
 
     /// <summary>Wall-clock budget for one top-level object.</summary>
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Compression ratios are judged only once an entry expands beyond this many bytes (tiny sparse files are harmless).</summary>
+    public long RatioCheckFloor { get; set; } = 1024 * 1024;
+
+    /// <summary>Most entries read from one container: archive entries, MIME parts, PDF objects, OLE2 directory entries.</summary>
+    public int MaxEntries { get; set; } = 100_000;
+
+    /// <summary>Most findings kept for one top-level object; the rest are counted in one final finding.</summary>
+    public int MaxFindings { get; set; } = 1_000;
+
+    /// <summary>Most bytes of extracted inner objects held in memory at once for one inspection; beyond it they spill to disk.</summary>
+    public long MaxInMemoryTotal { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>Folder for spilled inner objects (deleted as soon as inspected); the system temporary folder when empty.</summary>
+    public string? SpillDirectory { get; set; }
+
+    /// <summary>Files inspected at once in batch mode; 0 means one per core.</summary>
+    public int BatchParallelism { get; set; }
 }
 
 /// <summary>
@@ -46,6 +64,12 @@ public abstract class InspectionContext
 
     /// <summary>The type the engine identified for the current object.</summary>
     public abstract ContentType ContentType { get; }
+
+    /// <summary>The name the container gave this object (file name, entry name, attachment file name), when it has one.</summary>
+    public virtual string? DeclaredName => null;
+
+    /// <summary>The type of the containing object; null at the top level.</summary>
+    public virtual ContentType? ParentType => null;
 
     public abstract void Report(string rule, Severity severity, string message, long? offset = null);
 

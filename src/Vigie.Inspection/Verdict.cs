@@ -19,6 +19,14 @@ public enum VerdictKind
 /// <summary>What inspection concluded about one object, with every finding that led there.</summary>
 public sealed record Verdict(VerdictKind Kind, IReadOnlyList<Finding> Findings, string ContentType)
 {
+    /// <summary>Objects inspected, the top-level one included.</summary>
+    public int Objects { get; init; }
+
+    /// <summary>Bytes decompressed or decoded from containers.</summary>
+    public long ExtractedBytes { get; init; }
+
+    public TimeSpan Elapsed { get; init; }
+
     public static VerdictKind KindFor(IEnumerable<Finding> findings, bool completed)
     {
         if (!completed)

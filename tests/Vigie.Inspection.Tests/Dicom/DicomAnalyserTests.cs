@@ -48,11 +48,11 @@ public sealed class DicomAnalyserTests
 
     [Fact]
     public async Task Script_preamble_is_malicious() =>
-        AssertFinding(await AnalyseAsync(File(Image(), Preamble(Text("#!/bin/sh\n# VIGIE-TEST-MARKER\n")))), "dicom.preamble.script", Severity.High);
+        AssertFinding(await AnalyseAsync(File(Image(), Preamble(Ascii("#!/bin/sh\n# VIGIE-TEST-MARKER\n")))), "dicom.preamble.script", Severity.High);
 
     [Fact]
     public async Task Html_preamble_is_malicious() =>
-        AssertFinding(await AnalyseAsync(File(Image(), Preamble(Text("<html><!-- VIGIE-TEST-MARKER -->")))), "dicom.preamble.html", Severity.High);
+        AssertFinding(await AnalyseAsync(File(Image(), Preamble(Ascii("<html><!-- VIGIE-TEST-MARKER -->")))), "dicom.preamble.html", Severity.High);
 
     [Fact]
     public async Task Zip_and_pdf_preambles_are_inspected_as_the_other_format()
@@ -60,7 +60,7 @@ public sealed class DicomAnalyserTests
         var zip = await AnalyseAsync(File(Image(), Preamble(ZipHeader())));
         AssertFinding(zip, "dicom.preamble.zip", Severity.High);
         Assert.Contains(zip.Children, c => c.Name == "polyglot.zip");
-        var pdf = await AnalyseAsync(File(Image(), Preamble(Text("%PDF-1.7\n% VIGIE-TEST-MARKER"))));
+        var pdf = await AnalyseAsync(File(Image(), Preamble(Ascii("%PDF-1.7\n% VIGIE-TEST-MARKER"))));
         AssertFinding(pdf, "dicom.preamble.pdf", Severity.High);
         Assert.Contains(pdf.Children, c => c.Name == "polyglot.pdf");
     }
@@ -133,7 +133,7 @@ public sealed class DicomAnalyserTests
         ds.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.EncapsulatedPDFStorage);
         ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.778");
         ds.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, "application/pdf");
-        ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, Text("%PDF-1.4\n1 0 obj << /OpenAction << /JS (app.alert\\(1\\)) >> >> endobj\n%%EOF\n", 96));
+        ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, Ascii("%PDF-1.4\n1 0 obj << /OpenAction << /JS (app.alert\\(1\\)) >> >> endobj\n%%EOF\n", 96));
         var pdf = await AnalyseAsync(File(ds));
         Assert.Contains(pdf.Children, c => c.Name == "(0042,0011):application/pdf" && c.Head[0] == '%');
         ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, PeHeader(256));

@@ -65,7 +65,7 @@ internal static class DicomThreatSamples
         return preamble;
     }
 
-    public static byte[] Text(string text, int length = 128)
+    public static byte[] Ascii(string text, int length = 128)
     {
         var bytes = new byte[Math.Max(length, text.Length)];
         Encoding.ASCII.GetBytes(text).CopyTo(bytes, 0);

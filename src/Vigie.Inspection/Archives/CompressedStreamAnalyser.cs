@@ -1,0 +1,108 @@
+using System.IO.Compression;
+using System.Text;
+using SharpCompress.Compressors.BZip2;
+using SharpCompress.Compressors.Xz;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Archives;
+
+/// <summary>Single-stream compression (gzip, bzip2, xz): decompressed under the ratio and size limits, then inspected as one child.</summary>
+internal sealed class CompressedStreamAnalyser : IContentAnalyser
+{
+    public string Name => "compressed-stream";
+
+    public bool CanAnalyse(ContentType type) => type is ContentType.Gzip or ContentType.Bzip2 or ContentType.Xz;
+
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        await using var raw = content.OpenStream();
+        Stream decoded;
+        try
+        {
+            decoded = context.ContentType switch
+            {
+                ContentType.Gzip => new GZipStream(raw, System.IO.Compression.CompressionMode.Decompress, leaveOpen: true),
+                ContentType.Bzip2 => BZip2Stream.Create(raw, SharpCompress.Compressors.CompressionMode.Decompress, decompressConcatenated: true, leaveOpen: true, tolerateTruncatedStream: false),
+                ContentType.Xz => new XZStream(raw),
+                _ => throw new InvalidOperationException($"unexpected type {context.ContentType}"),
+            };
+        }
+        catch (Exception ex) when (Extraction.IsDecoderFailure(ex))
+        {
+            context.Report(Rules.ArchiveMalformed, Severity.Medium, $"{context.ContentType} header cannot be read: {ex.Message}", 0);
+            return;
+        }
+
+        await using (decoded.ConfigureAwait(false))
+        {
+            var result = await Extraction.ExtractAsync(context, decoded, content.Length, cancellationToken).ConfigureAwait(false);
+            using var extracted = result.Content;
+            var name = InnerName(context, content);
+            if (context.ReportExtractionProblem(result, $"the {context.ContentType} stream", Rules.ArchiveBombRatio, Rules.ArchiveMalformed, 0) || extracted is null)
+            {
+                return;
+            }
+
+            await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The gzip header's original name, else the declared name without its compression suffix.</summary>
+    private static string InnerName(InspectionContext context, ContentSource content)
+    {
+        if (context.ContentType == ContentType.Gzip && GzipOriginalName(content) is { } original)
+        {
+            return original;
+        }
+
+        var declared = context.DeclaredName;
+        if (declared is not null)
+        {
+            var lower = declared.ToLowerInvariant();
+            foreach (var (suffix, replacement) in new[] { (".tgz", ".tar"), (".gz", ""), (".bz2", ""), (".tbz2", ".tar"), (".xz", ""), (".txz", ".tar") })
+            {
+                if (lower.EndsWith(suffix, StringComparison.Ordinal) && declared.Length > suffix.Length)
+                {
+                    return Path.GetFileName(declared[..^suffix.Length] + replacement);
+                }
+            }
+        }
+
+        return $"[{context.ContentType.ToString().ToLowerInvariant()} content]";
+    }
+
+    private static string? GzipOriginalName(ContentSource content)
+    {
+        Span<byte> header = stackalloc byte[512];
+        header = header[..content.ReadAt(0, header)];
+        if (header.Length < 10 || (header[3] & 0x08) == 0)
+        {
+            return null;
+        }
+
+        var position = 10;
+        if ((header[3] & 0x04) != 0)
+        {
+            if (header.Length < 12)
+            {
+                return null;
+            }
+
+            position += 2 + (header[10] | (header[11] << 8));
+        }
+
+        if (position >= header.Length)
+        {
+            return null;
+        }
+
+        var end = header[position..].IndexOf((byte)0);
+        if (end <= 0)
+        {
+            return null;
+        }
+
+        var name = Path.GetFileName(Encoding.Latin1.GetString(header.Slice(position, end)).Replace('\\', '/'));
+        return name.Length == 0 ? null : name;
+    }
+}

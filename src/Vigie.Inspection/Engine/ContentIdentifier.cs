@@ -1,0 +1,473 @@
+using System.Buffers.Binary;
+using System.Text;
+using Vigie.Inspection.Archives;
+
+namespace Vigie.Inspection.Engine;
+
+/// <summary>
+/// Decides what content is from its bytes only: magic numbers, structural checks (a PE needs its e_lfanew to
+/// reach "PE\0\0", a DICOM file "DICM" at 128 or a plausible headerless dataset), then text heuristics.
+/// Never looks at a name or a declared MIME type.
+/// </summary>
+internal static class ContentIdentifier
+{
+    private const int HeadLength = 8192;
+
+    public static ContentType Identify(ContentSource source)
+    {
+        var length = source.Length;
+        if (length == 0)
+        {
+            return ContentType.Unknown;
+        }
+
+        Span<byte> head = stackalloc byte[(int)Math.Min(HeadLength, length)];
+        head = head[..source.ReadAt(0, head)];
+
+        if (head.Length >= 132 && head.Slice(128, 4).SequenceEqual("DICM"u8))
+        {
+            return ContentType.Dicom;
+        }
+
+        if (IsPe(source, head))
+        {
+            return ContentType.Pe;
+        }
+
+        if (Starts(head, [0x7F, (byte)'E', (byte)'L', (byte)'F']))
+        {
+            return ContentType.Elf;
+        }
+
+        if (IsMachO(head))
+        {
+            return ContentType.MachO;
+        }
+
+        // Readers accept the header anywhere in the first kilobyte; so do we.
+        if (head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
+        {
+            return ContentType.Pdf;
+        }
+
+        if (Starts(head, [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]))
+        {
+            return ContentType.Ole2;
+        }
+
+        if (head.StartsWith("{\\rt"u8))
+        {
+            return ContentType.Rtf;
+        }
+
+        if (head.StartsWith("PK\x03\x04"u8) || head.StartsWith("PK\x05\x06"u8) || head.StartsWith("PK\x07\x08"u8))
+        {
+            return IdentifyZip(source);
+        }
+
+        if (Starts(head, [0x1F, 0x8B]))
+        {
+            return ContentType.Gzip;
+        }
+
+        if (head.Length >= 4 && head.StartsWith("BZh"u8) && head[3] is >= (byte)'1' and <= (byte)'9')
+        {
+            return ContentType.Bzip2;
+        }
+
+        if (Starts(head, [0xFD, (byte)'7', (byte)'z', (byte)'X', (byte)'Z', 0x00]))
+        {
+            return ContentType.Xz;
+        }
+
+        if (Starts(head, [(byte)'7', (byte)'z', 0xBC, 0xAF, 0x27, 0x1C]))
+        {
+            return ContentType.SevenZip;
+        }
+
+        if (head.StartsWith("Rar!\x1A\x07"u8))
+        {
+            return ContentType.Rar;
+        }
+
+        if (head.Length >= 262 && head.Slice(257, 5).SequenceEqual("ustar"u8))
+        {
+            return ContentType.Tar;
+        }
+
+        if (Starts(head, [0xFF, 0xD8, 0xFF]))
+        {
+            return ContentType.Jpeg;
+        }
+
+        if (Starts(head, [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A]))
+        {
+            return ContentType.Png;
+        }
+
+        if (head.StartsWith("GIF87a"u8) || head.StartsWith("GIF89a"u8))
+        {
+            return ContentType.Gif;
+        }
+
+        if (Starts(head, [0x00, 0x00, 0x00, 0x0C, (byte)'j', (byte)'P', 0x20, 0x20]) || Starts(head, [0xFF, 0x4F, 0xFF, 0x51]))
+        {
+            return ContentType.Jpeg2000;
+        }
+
+        if (IsHeaderlessDicom(head, length))
+        {
+            return ContentType.Dicom;
+        }
+
+        return IdentifyText(head);
+    }
+
+    /// <summary>MZ whose e_lfanew points inside the file at "PE\0\0".</summary>
+    public static bool IsPe(ContentSource source, ReadOnlySpan<byte> head)
+    {
+        if (head.Length < 64 || head[0] != (byte)'M' || head[1] != (byte)'Z')
+        {
+            return false;
+        }
+
+        var lfanew = BinaryPrimitives.ReadUInt32LittleEndian(head[60..]);
+        if (lfanew < 4 || lfanew > source.Length - 4)
+        {
+            return false;
+        }
+
+        Span<byte> signature = stackalloc byte[4];
+        return source.ReadAt(lfanew, signature) == 4 && signature.SequenceEqual("PE\0\0"u8);
+    }
+
+    public static bool IsMachO(ReadOnlySpan<byte> head)
+    {
+        if (head.Length < 8)
+        {
+            return false;
+        }
+
+        var magic = BinaryPrimitives.ReadUInt32BigEndian(head);
+        if (magic is 0xFEEDFACE or 0xFEEDFACF or 0xCEFAEDFE or 0xCFFAEDFE)
+        {
+            return true;
+        }
+
+        // Fat binaries share CAFEBABE with Java classes; a fat header counts a handful of architectures,
+        // where a class file has its version (45 and up).
+        return magic == 0xCAFEBABE && BinaryPrimitives.ReadUInt32BigEndian(head[4..]) is > 0 and < 20;
+    }
+
+    private static ContentType IdentifyZip(ContentSource source)
+    {
+        try
+        {
+            var directory = ZipReader.Read(source, 100_000);
+            var first = true;
+            foreach (var entry in directory.Entries)
+            {
+                if (entry.Name.Equals("[Content_Types].xml", StringComparison.OrdinalIgnoreCase))
+                {
+                    return ContentType.Ooxml;
+                }
+
+                if (first && entry.Name == "mimetype" && entry.Method == 0 && entry.UncompressedSize is > 0 and < 200)
+                {
+                    var local = ZipReader.ReadLocalHeader(source, entry.LocalHeaderOffset);
+                    if (local is not null)
+                    {
+                        var mime = new byte[(int)entry.UncompressedSize];
+                        var read = source.ReadAt(local.DataOffset, mime);
+                        if (mime.AsSpan(0, read).StartsWith("application/vnd.oasis.opendocument"u8))
+                        {
+                            return ContentType.OpenDocument;
+                        }
+                    }
+                }
+
+                first = false;
+            }
+        }
+        catch (ZipFormatException)
+        {
+            // A broken zip is still a zip: the zip analyser reports why.
+        }
+
+        return ContentType.Zip;
+    }
+
+    /// <summary>A dataset without preamble: group 0002 or 0008, little endian, then two or more well-formed, ascending elements.</summary>
+    private static bool IsHeaderlessDicom(ReadOnlySpan<byte> head, long length)
+    {
+        if (head.Length < 16)
+        {
+            return false;
+        }
+
+        var group = BinaryPrimitives.ReadUInt16LittleEndian(head);
+        if (group is not (0x0002 or 0x0008))
+        {
+            return false;
+        }
+
+        var position = 0;
+        uint previousTag = 0;
+        var elements = 0;
+        var explicitVr = IsVr(head[4], head[5]);
+        while (elements < 3 && position + 8 <= head.Length)
+        {
+            var g = BinaryPrimitives.ReadUInt16LittleEndian(head[position..]);
+            var e = BinaryPrimitives.ReadUInt16LittleEndian(head[(position + 2)..]);
+            var tag = ((uint)g << 16) | e;
+            if (tag <= previousTag && elements > 0)
+            {
+                return false;
+            }
+
+            if (g is not (0x0002 or 0x0008) && elements == 0)
+            {
+                return false;
+            }
+
+            long valueLength;
+            int headerLength;
+            if (explicitVr)
+            {
+                if (!IsVr(head[position + 4], head[position + 5]))
+                {
+                    return false;
+                }
+
+                var longForm = IsLongVr(head[position + 4], head[position + 5]);
+                if (longForm)
+                {
+                    if (position + 12 > head.Length)
+                    {
+                        break;
+                    }
+
+                    valueLength = BinaryPrimitives.ReadUInt32LittleEndian(head[(position + 8)..]);
+                    headerLength = 12;
+                }
+                else
+                {
+                    valueLength = BinaryPrimitives.ReadUInt16LittleEndian(head[(position + 6)..]);
+                    headerLength = 8;
+                }
+            }
+            else
+            {
+                valueLength = BinaryPrimitives.ReadUInt32LittleEndian(head[(position + 4)..]);
+                headerLength = 8;
+            }
+
+            if (valueLength == 0xFFFFFFFF)
+            {
+                // Undefined length (a sequence): plausible, stop judging here.
+                return elements >= 1;
+            }
+
+            if (valueLength > length)
+            {
+                return false;
+            }
+
+            previousTag = tag;
+            elements++;
+            position += headerLength + (int)Math.Min(valueLength, int.MaxValue / 2);
+        }
+
+        return elements >= 2 || (elements == 1 && position >= length);
+    }
+
+    private static bool IsVr(byte a, byte b) => a is >= (byte)'A' and <= (byte)'Z' && b is >= (byte)'A' and <= (byte)'Z'
+        && "AEASATCSDADSDTFLFDISLOLTOBODOFOLOVOWPNSHSLSQSSSTSVTMUCUIULUNURUSUTUV"u8.IndexOf([a, b]) is var i && i >= 0 && i % 2 == 0;
+
+    private static bool IsLongVr(byte a, byte b) => (a, b) switch
+    {
+        ((byte)'O', _) or ((byte)'S', (byte)'Q') or ((byte)'U', (byte)'C') or ((byte)'U', (byte)'N') or ((byte)'U', (byte)'R')
+            or ((byte)'U', (byte)'T') or ((byte)'S', (byte)'V') or ((byte)'U', (byte)'V') => true,
+        _ => false,
+    };
+
+    private static ContentType IdentifyText(ReadOnlySpan<byte> head)
+    {
+        var text = head;
+        if (Starts(text, [0xEF, 0xBB, 0xBF]))
+        {
+            text = text[3..];
+        }
+        else if (Starts(text, [0xFF, 0xFE]) || Starts(text, [0xFE, 0xFF]))
+        {
+            // UTF-16 text: transcode to judge.
+            var encoding = text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode;
+            var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text[2..]));
+            return IsMostlyText(bytes) ? ClassifyText(bytes) : ContentType.Unknown;
+        }
+
+        return IsMostlyText(text) ? ClassifyText(text) : ContentType.Unknown;
+    }
+
+    private static bool IsMostlyText(ReadOnlySpan<byte> text)
+    {
+        if (text.IsEmpty)
+        {
+            return false;
+        }
+
+        var control = 0;
+        foreach (var b in text)
+        {
+            if (b == 0)
+            {
+                return false;
+            }
+
+            if (b < 0x20 && b is not ((byte)'\t' or (byte)'\n' or (byte)'\r' or 0x0C or 0x1B))
+            {
+                control++;
+            }
+        }
+
+        return control * 50 < text.Length;
+    }
+
+    private static ContentType ClassifyText(ReadOnlySpan<byte> text)
+    {
+        if (text.StartsWith("#!"u8))
+        {
+            return ContentType.Script;
+        }
+
+        if (LooksLikeMail(text))
+        {
+            return ContentType.Mime;
+        }
+
+        var trimmed = text.TrimStart(" \t\r\n"u8);
+        var sample = trimmed[..Math.Min(trimmed.Length, 2048)];
+        if (StartsWithIgnoreCase(trimmed, "<!doctype html") || StartsWithIgnoreCase(trimmed, "<html")
+            || StartsWithIgnoreCase(trimmed, "<head") || StartsWithIgnoreCase(trimmed, "<body")
+            || StartsWithIgnoreCase(trimmed, "<script") || StartsWithIgnoreCase(trimmed, "<iframe"))
+        {
+            return ContentType.Html;
+        }
+
+        if (StartsWithIgnoreCase(trimmed, "<?xml") || StartsWithIgnoreCase(trimmed, "<svg"))
+        {
+            return AsciiSearch.IndexOfIgnoreCase(sample, "<html") >= 0 ? ContentType.Html : ContentType.Xml;
+        }
+
+        if (trimmed.StartsWith("<"u8) && (AsciiSearch.IndexOfIgnoreCase(sample, "<html") >= 0 || AsciiSearch.IndexOfIgnoreCase(sample, "<script") >= 0))
+        {
+            return ContentType.Html;
+        }
+
+        return ContentType.Text;
+    }
+
+    private static readonly string[] MailHeaders =
+    [
+        "from", "to", "subject", "date", "message-id", "mime-version", "received", "return-path", "delivered-to",
+        "reply-to", "cc", "content-type", "x-mailer", "authentication-results", "dkim-signature", "sender",
+    ];
+
+    /// <summary>An RFC 5322 header block (optionally after an mbox "From " line) naming at least two mail headers.</summary>
+    public static bool LooksLikeMail(ReadOnlySpan<byte> text)
+    {
+        var known = 0;
+        var lines = 0;
+        var position = 0;
+        if (text.StartsWith("From "u8))
+        {
+            var nl = text.IndexOf((byte)'\n');
+            if (nl < 0)
+            {
+                return false;
+            }
+
+            position = nl + 1;
+        }
+
+        while (position < text.Length && lines < 200)
+        {
+            var rest = text[position..];
+            var nl = rest.IndexOf((byte)'\n');
+            var line = nl < 0 ? rest : rest[..nl];
+            if (line.EndsWith("\r"u8))
+            {
+                line = line[..^1];
+            }
+
+            if (line.IsEmpty)
+            {
+                break;
+            }
+
+            lines++;
+            if (line[0] is (byte)' ' or (byte)'\t')
+            {
+                if (lines == 1)
+                {
+                    return false;
+                }
+            }
+            else
+            {
+                var colon = line.IndexOf((byte)':');
+                if (colon <= 0)
+                {
+                    return false;
+                }
+
+                var name = line[..colon];
+                foreach (var c in name)
+                {
+                    if (c <= 32 || c >= 127)
+                    {
+                        return false;
+                    }
+                }
+
+                foreach (var header in MailHeaders)
+                {
+                    if (name.Length == header.Length && StartsWithIgnoreCase(name, header))
+                    {
+                        known++;
+                        break;
+                    }
+                }
+            }
+
+            if (nl < 0)
+            {
+                break;
+            }
+
+            position += nl + 1;
+        }
+
+        return known >= 2;
+    }
+
+    private static bool Starts(ReadOnlySpan<byte> span, ReadOnlySpan<byte> prefix) => span.StartsWith(prefix);
+
+    private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> text, string prefix)
+    {
+        if (text.Length < prefix.Length)
+        {
+            return false;
+        }
+
+        for (var i = 0; i < prefix.Length; i++)
+        {
+            if (char.ToLowerInvariant((char)text[i]) != prefix[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,39 @@
+namespace Vigie.Inspection.Engine;
+
+/// <summary>The engine's view of one object being inspected, linked to its container for recursion checks.</summary>
+internal sealed class EngineContext(
+    Inspector engine,
+    InspectionSession session,
+    EngineContext? parent,
+    string innerPath,
+    int depth,
+    ContentType contentType,
+    string? declaredName,
+    ContentSource content) : InspectionContext
+{
+    public InspectionSession Session => session;
+
+    public EngineContext? Parent => parent;
+
+    public ContentSource Content => content;
+
+    public override string InnerPath => innerPath;
+
+    public override int Depth => depth;
+
+    public override InspectionLimits Limits => session.Limits;
+
+    public override ContentType ContentType => contentType;
+
+    public override string? DeclaredName => declaredName;
+
+    public override ContentType? ParentType => parent?.ContentType;
+
+    public override void Report(string rule, Severity severity, string message, long? offset = null) =>
+        session.Report(new Finding(rule, severity, message, offset, innerPath));
+
+    public override ValueTask InspectChildAsync(string name, ContentSource content, CancellationToken cancellationToken) =>
+        engine.InspectChildAsync(this, name, content, cancellationToken);
+
+    public override bool TryChargeExtraction(long bytes) => session.TryChargeExtraction(this, bytes);
+}

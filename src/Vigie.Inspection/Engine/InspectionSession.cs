@@ -1,0 +1,157 @@
+namespace Vigie.Inspection.Engine;
+
+/// <summary>The state shared by every object of one top-level inspection: findings, counters, budgets, deadline.</summary>
+internal sealed class InspectionSession : IDisposable
+{
+    private readonly Lock _lock = new();
+    private readonly List<Finding> _findings = [];
+    private readonly HashSet<(string, string, long?, string)> _seen = [];
+    private readonly CancellationTokenSource _deadline;
+    private readonly CancellationToken _callerToken;
+    private int _dropped;
+    private int _objects;
+    private long _extracted;
+    private long _inMemory;
+    private int _budgetReported;
+    private int _objectLimitReported;
+
+    public InspectionSession(InspectionLimits limits, long topLevelLength, CancellationToken callerToken)
+    {
+        Limits = limits;
+        TopLevelLength = topLevelLength;
+        _callerToken = callerToken;
+        _deadline = CancellationTokenSource.CreateLinkedTokenSource(callerToken);
+        if (limits.Timeout > TimeSpan.Zero && limits.Timeout != Timeout.InfiniteTimeSpan)
+        {
+            _deadline.CancelAfter(limits.Timeout);
+        }
+    }
+
+    public InspectionLimits Limits { get; }
+
+    public long TopLevelLength { get; }
+
+    /// <summary>Cancelled by the caller or when the wall-clock budget runs out.</summary>
+    public CancellationToken Token => _deadline.Token;
+
+    public bool TimedOut => _deadline.IsCancellationRequested && !_callerToken.IsCancellationRequested;
+
+    /// <summary>Set when something could not be inspected for a reason other than a limit (analyser failure, engine unavailable).</summary>
+    public bool Incomplete { get; set; }
+
+    public int Objects => Volatile.Read(ref _objects);
+
+    /// <summary>Set once a decompression bomb was found: the verdict is settled, so nothing more is extracted or descended into.</summary>
+    public bool BombFound { get; private set; }
+
+    public void MarkBomb() => BombFound = true;
+
+    public long Extracted => Interlocked.Read(ref _extracted);
+
+    public void Report(Finding finding)
+    {
+        lock (_lock)
+        {
+            if (!_seen.Add((finding.Rule, finding.InnerPath, finding.Offset, finding.Message)))
+            {
+                return;
+            }
+
+            if (_findings.Count >= Limits.MaxFindings)
+            {
+                _dropped++;
+                return;
+            }
+
+            _findings.Add(finding);
+        }
+
+        InspectionTelemetry.Findings.Add(1, new KeyValuePair<string, object?>("rule", finding.Rule));
+    }
+
+    public IReadOnlyList<Finding> SnapshotFindings()
+    {
+        lock (_lock)
+        {
+            var result = new List<Finding>(_findings);
+            if (_dropped > 0)
+            {
+                result.Add(new Finding(Rules.FindingLimit, Severity.Medium,
+                    $"{_dropped} more findings were dropped after the first {Limits.MaxFindings}", null, ""));
+            }
+
+            return result;
+        }
+    }
+
+    /// <summary>Counts one more object; false (reported once) when the object limit is reached.</summary>
+    public bool TryCountObject(EngineContext where, string childPath)
+    {
+        if (Interlocked.Increment(ref _objects) <= Limits.MaxObjects)
+        {
+            return true;
+        }
+
+        if (Interlocked.Exchange(ref _objectLimitReported, 1) == 0)
+        {
+            Report(new Finding(Rules.ObjectLimit, Severity.Medium,
+                $"more than {Limits.MaxObjects} inner objects: the rest, from {childPath}, were not inspected", null, where.InnerPath));
+        }
+
+        return false;
+    }
+
+    public bool TryChargeExtraction(EngineContext where, long bytes)
+    {
+        if (BombFound)
+        {
+            return false;
+        }
+
+        var total = Interlocked.Add(ref _extracted, bytes);
+        InspectionTelemetry.Extracted.Add(bytes);
+        if (total > Limits.MaxTotalExtracted)
+        {
+            if (Interlocked.Exchange(ref _budgetReported, 1) == 0)
+            {
+                Report(new Finding(Rules.ExtractionLimit, Severity.Medium,
+                    $"more than {Limits.MaxTotalExtracted} bytes extracted in total: extraction stopped", null, where.InnerPath));
+            }
+
+            return false;
+        }
+
+        // A small object whose descendants expand far beyond it is a bomb, even when each level looks reasonable (42.zip).
+        var expansionLimit = Math.Max(Limits.RatioCheckFloor * 16, (long)Math.Min(TopLevelLength * Limits.MaxCompressionRatio, long.MaxValue / 2));
+        if (total > expansionLimit)
+        {
+            if (Interlocked.Exchange(ref _budgetReported, 1) == 0)
+            {
+                MarkBomb();
+                Report(new Finding(Rules.ExpansionBomb, Severity.High,
+                    $"nested content expands to more than {expansionLimit} bytes from {TopLevelLength} (more than {Limits.MaxCompressionRatio}:1 overall): extraction stopped",
+                    null, where.InnerPath));
+            }
+
+            return false;
+        }
+
+        return true;
+    }
+
+    public bool TryReserveMemory(long bytes)
+    {
+        var total = Interlocked.Add(ref _inMemory, bytes);
+        if (total > Limits.MaxInMemoryTotal)
+        {
+            Interlocked.Add(ref _inMemory, -bytes);
+            return false;
+        }
+
+        return true;
+    }
+
+    public void ReleaseMemory(long bytes) => Interlocked.Add(ref _inMemory, -bytes);
+
+    public void Dispose() => _deadline.Dispose();
+}

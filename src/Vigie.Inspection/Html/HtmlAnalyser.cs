@@ -1,0 +1,154 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Html;
+
+/// <summary>
+/// HTML smuggling: pages whose scripts assemble a file in the browser and hand it to the user (Blob plus
+/// createObjectURL or msSaveOrOpenBlob, download links to base64 data: URLs, atob of a large literal). Rule id
+/// mail.html-smuggling when the page is a part of a mail, html.smuggling otherwise.
+/// </summary>
+internal sealed partial class HtmlAnalyser : IContentAnalyser
+{
+    private const int MaxScan = 16 * 1024 * 1024;
+    private const int LargeLiteral = 2048;
+
+    public string Name => "html";
+
+    public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml;
+
+    public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[(int)Math.Min(content.Length, MaxScan)];
+        bytes = bytes[..content.ReadAt(0, bytes)];
+        var utf16 = bytes.AsSpan().StartsWith(new byte[] { 0xFF, 0xFE }) || bytes.AsSpan().StartsWith(new byte[] { 0xFE, 0xFF });
+        if (!utf16 && !Triggers.Any(t => AsciiSearch.ContainsIgnoreCase(bytes, t)))
+        {
+            // Every smuggling pattern needs one of these words; most pages and XML parts have none.
+            return ValueTask.CompletedTask;
+        }
+
+        var text = Decode(bytes);
+        var signals = Signals(text);
+        var rule = context.ParentType == ContentType.Mime ? Rules.MailHtmlSmuggling : Rules.HtmlSmuggling;
+        if (signals.Smuggling)
+        {
+            context.Report(rule, Severity.High, $"the page builds a file in the browser and offers it for download ({string.Join(", ", signals.Found)})");
+        }
+        else if (signals.LargeDecode)
+        {
+            context.Report(rule, Severity.Medium, $"the page decodes a large embedded payload in script ({string.Join(", ", signals.Found)})");
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    internal sealed record SmugglingSignals(bool Smuggling, bool LargeDecode, IReadOnlyList<string> Found);
+
+    internal static SmugglingSignals Signals(string text)
+    {
+        var found = new List<string>();
+        var blob = text.Contains("Blob(", StringComparison.OrdinalIgnoreCase) || text.Contains("new Blob", StringComparison.OrdinalIgnoreCase);
+        var save = text.Contains("msSaveOrOpenBlob", StringComparison.OrdinalIgnoreCase) || text.Contains("msSaveBlob", StringComparison.OrdinalIgnoreCase);
+        var objectUrl = text.Contains("createObjectURL", StringComparison.OrdinalIgnoreCase);
+        var click = text.Contains(".click()", StringComparison.OrdinalIgnoreCase) || text.Contains("dispatchEvent", StringComparison.OrdinalIgnoreCase);
+        var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text);
+        var dataDownload = DataUrlDownload().IsMatch(text);
+        var atob = text.Contains("atob(", StringComparison.OrdinalIgnoreCase);
+        var largeLiteral = HasLargeBase64Literal(text);
+        if (blob)
+        {
+            found.Add("Blob");
+        }
+
+        if (save)
+        {
+            found.Add("msSaveOrOpenBlob");
+        }
+
+        if (objectUrl)
+        {
+            found.Add("createObjectURL");
+        }
+
+        if (downloadAttribute)
+        {
+            found.Add("download attribute");
+        }
+
+        if (dataDownload)
+        {
+            found.Add("download link to a base64 data: URL");
+        }
+
+        if (atob && largeLiteral)
+        {
+            found.Add($"atob of a literal of more than {LargeLiteral} characters");
+        }
+        else if (largeLiteral)
+        {
+            found.Add("large base64 literal");
+        }
+
+        var smuggling = blob && (save || (objectUrl && (click || downloadAttribute))) || dataDownload || atob && largeLiteral && (blob || objectUrl || click);
+        return new SmugglingSignals(smuggling, atob && largeLiteral, found);
+    }
+
+    private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
+
+    private static string Decode(byte[] bytes)
+    {
+        var span = bytes.AsSpan();
+        if (span.StartsWith(new byte[] { 0xFF, 0xFE }))
+        {
+            return Encoding.Unicode.GetString(span[2..]);
+        }
+
+        if (span.StartsWith(new byte[] { 0xFE, 0xFF }))
+        {
+            return Encoding.BigEndianUnicode.GetString(span[2..]);
+        }
+
+        return Encoding.UTF8.GetString(span);
+    }
+
+    [GeneratedRegex(@"<a\b[^>]*\bdownload\b", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex DownloadAttribute();
+
+    [GeneratedRegex(@"<a\b[^>]*(\bdownload\b[^>]*href\s*=\s*[""']?\s*data:[^;,]*;base64,|href\s*=\s*[""']?\s*data:[^;,]*;base64,[^>]*\bdownload\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex DataUrlDownload();
+
+    /// <summary>A quoted run of at least <see cref="LargeLiteral"/> base64 characters (line continuations allowed).</summary>
+    private static bool HasLargeBase64Literal(string text)
+    {
+        var run = 0;
+        var quoted = false;
+        foreach (var c in text)
+        {
+            if (char.IsAsciiLetterOrDigit(c) || c is '+' or '/' or '=' or '\\' or '\r' or '\n')
+            {
+                run++;
+                continue;
+            }
+
+            if (c is '"' or '\'' or '`')
+            {
+                if (quoted && run >= LargeLiteral)
+                {
+                    return true;
+                }
+
+                quoted = true;
+            }
+            else
+            {
+                quoted = false;
+            }
+
+            run = 0;
+        }
+
+        return false;
+    }
+}

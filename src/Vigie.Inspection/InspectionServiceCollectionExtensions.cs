@@ -1,0 +1,50 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Vigie.Inspection.Archives;
+using Vigie.Inspection.Executables;
+using Vigie.Inspection.Html;
+using Vigie.Inspection.Mail;
+using Vigie.Inspection.Office;
+using Vigie.Inspection.Pdf;
+using Vigie.Inspection.Text;
+
+namespace Vigie.Inspection;
+
+public static class InspectionServiceCollectionExtensions
+{
+    /// <summary>
+    /// Registers the <see cref="Inspector"/>, every content analyser of this module, the disarmers and their options
+    /// (<see cref="InspectionLimits"/> from "Inspection", <see cref="MailInspectionOptions"/> from "Inspection:Mail",
+    /// bound by the host). Known-bad engines register themselves as <see cref="IKnownBadEngine"/>.
+    /// </summary>
+    public static IServiceCollection AddVigieInspection(this IServiceCollection services)
+    {
+        services.AddOptions<InspectionLimits>();
+        services.AddOptions<MailInspectionOptions>();
+        services.TryAddSingleton(TimeProvider.System);
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ExecutableAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ZipAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, CompressedStreamAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ArchiveAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, PdfAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, Ole2Analyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, OoxmlAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, RtfAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, TextAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, PdfDisarmer>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, OoxmlDisarmer>());
+        services.TryAddSingleton<DisarmService>();
+
+        services.TryAddSingleton(sp => new Inspector(
+            sp.GetServices<IContentAnalyser>(),
+            sp.GetServices<IKnownBadEngine>(),
+            sp.GetRequiredService<IOptions<InspectionLimits>>(),
+            sp.GetService<TimeProvider>()));
+        return services;
+    }
+}

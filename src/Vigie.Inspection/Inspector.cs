@@ -1,0 +1,342 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Microsoft.Extensions.Options;
+using Vigie.Inspection.Archives;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection;
+
+/// <summary>The verdict for one file of a batch.</summary>
+public sealed record FileVerdict(string Path, Verdict Verdict);
+
+/// <summary>
+/// The inspection engine. Identifies each object by its bytes, runs every known-bad engine on it and every
+/// analyser that understands its type, and recurses into inner objects under the limits of
+/// <see cref="InspectionLimits"/>. Limits reached become findings; an analyser that throws becomes an
+/// <c>inspection.analyser-error</c> finding and an Error verdict, never a crash. Thread-safe: one instance
+/// serves concurrent inspections.
+/// </summary>
+public sealed class Inspector
+{
+    private const int MaxNameLength = 200;
+
+    private readonly IContentAnalyser[] _analysers;
+    private readonly IKnownBadEngine[] _engines;
+    private readonly IOptions<InspectionLimits> _limits;
+    private readonly TimeProvider _time;
+
+    public Inspector(IEnumerable<IContentAnalyser> analysers, IEnumerable<IKnownBadEngine> engines, IOptions<InspectionLimits> limits,
+        TimeProvider? time = null)
+    {
+        _analysers = [.. analysers];
+        _engines = [.. engines];
+        _limits = limits;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public IReadOnlyList<IContentAnalyser> Analysers => _analysers;
+
+    public IReadOnlyList<IKnownBadEngine> Engines => _engines;
+
+    /// <summary>What the bytes are, as the engine sees them.</summary>
+    public static ContentType Identify(ContentSource content) => ContentIdentifier.Identify(content);
+
+    /// <summary>Inspects one object. <paramref name="name"/> is the name it arrived with (used only to compare with what the bytes say).</summary>
+    public async ValueTask<Verdict> InspectAsync(ContentSource content, string? name = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(content);
+        var limits = _limits.Value;
+        var started = _time.GetTimestamp();
+        using var activity = InspectionTelemetry.ActivitySource.StartActivity("inspect");
+        using var session = new InspectionSession(limits, content.Length, cancellationToken);
+        var type = ContentType.Unknown;
+        try
+        {
+            type = ContentIdentifier.Identify(content);
+            activity?.SetTag("vigie.content_type", type.ToString());
+            activity?.SetTag("vigie.length", content.Length);
+            ReportUnavailableEngines(session);
+            var root = new EngineContext(this, session, null, "", 0, type, name is null ? null : SanitiseName(name), content);
+            session.TryCountObject(root, "");
+            await InspectObjectAsync(root, content, session.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (session.TimedOut)
+        {
+            session.Report(new Finding(Rules.Timeout, Severity.Medium,
+                $"inspection stopped after its {limits.Timeout.TotalSeconds:0.#} s budget; the rest was not inspected", null, ""));
+        }
+
+        var findings = session.SnapshotFindings();
+        var kind = Verdict.KindFor(findings, completed: true);
+        if (session.Incomplete && kind != VerdictKind.Malicious)
+        {
+            kind = VerdictKind.Error;
+        }
+
+        var elapsed = _time.GetElapsedTime(started);
+        activity?.SetTag("vigie.verdict", kind.ToString());
+        InspectionTelemetry.Inspections.Add(1, new KeyValuePair<string, object?>("verdict", kind.ToString()));
+        InspectionTelemetry.Bytes.Add(content.Length);
+        InspectionTelemetry.Duration.Record(elapsed.TotalSeconds);
+        return new Verdict(kind, findings, type.ToString())
+        {
+            Objects = session.Objects,
+            ExtractedBytes = session.Extracted,
+            Elapsed = elapsed,
+        };
+    }
+
+    /// <summary>Inspects a file with positional reads (never loaded whole). An unreadable file gives an Error verdict.</summary>
+    public async ValueTask<Verdict> InspectFileAsync(string path, CancellationToken cancellationToken = default)
+    {
+        ContentSource source;
+        try
+        {
+            source = ContentSource.OpenFile(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return new Verdict(VerdictKind.Error,
+                [new Finding(Rules.AnalyserError, Severity.Medium, $"cannot read the file: {ex.Message}", null, "")], nameof(ContentType.Unknown));
+        }
+
+        using (source)
+        {
+            return await InspectAsync(source, Path.GetFileName(path), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Inspects many files across cores (<see cref="InspectionLimits.BatchParallelism"/>, default one per core),
+    /// yielding each verdict as soon as it is ready (completion order, not input order).
+    /// </summary>
+    public async IAsyncEnumerable<FileVerdict> InspectFilesAsync(IEnumerable<string> paths, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var parallelism = _limits.Value.BatchParallelism > 0 ? _limits.Value.BatchParallelism : Environment.ProcessorCount;
+        var channel = Channel.CreateBounded<FileVerdict>(new BoundedChannelOptions(parallelism * 4) { SingleReader = true });
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var producer = Task.Run(async () =>
+        {
+            try
+            {
+                await Parallel.ForEachAsync(paths, new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = stop.Token },
+                    async (path, token) =>
+                    {
+                        var verdict = await InspectFileAsync(path, token).ConfigureAwait(false);
+                        await channel.Writer.WriteAsync(new FileVerdict(path, verdict), token).ConfigureAwait(false);
+                    }).ConfigureAwait(false);
+                channel.Writer.Complete();
+            }
+            catch (Exception ex)
+            {
+                channel.Writer.Complete(ex);
+            }
+        }, CancellationToken.None);
+
+        try
+        {
+            await foreach (var item in channel.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                yield return item;
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try
+            {
+                await producer.ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    private void ReportUnavailableEngines(InspectionSession session)
+    {
+        foreach (var engine in _engines)
+        {
+            bool available;
+            string? reason;
+            try
+            {
+                available = engine.IsAvailable(out reason);
+            }
+            catch (Exception ex)
+            {
+                available = false;
+                reason = ex.Message;
+            }
+
+            if (!available)
+            {
+                session.Incomplete = true;
+                session.Report(new Finding(Rules.EngineUnavailable, Severity.Medium,
+                    $"{engine.Name} is unavailable: {reason ?? "no reason given"}", null, ""));
+            }
+        }
+    }
+
+    internal async ValueTask InspectChildAsync(EngineContext parent, string name, ContentSource content, CancellationToken cancellationToken)
+    {
+        var session = parent.Session;
+        var safeName = SanitiseName(name);
+        var path = parent.InnerPath.Length == 0 ? safeName : parent.InnerPath + "/" + safeName;
+        cancellationToken.ThrowIfCancellationRequested();
+        if (session.BombFound)
+        {
+            return;
+        }
+
+        if (parent.Depth + 1 > session.Limits.MaxDepth)
+        {
+            parent.Report(Rules.DepthLimit, Severity.Medium,
+                $"{safeName} is nested deeper than {session.Limits.MaxDepth} levels: not inspected");
+            return;
+        }
+
+        if (content.Length > session.Limits.MaxInnerSize)
+        {
+            parent.Report(Rules.InnerSizeLimit, Severity.Medium,
+                $"{safeName} is {content.Length} bytes, more than the {session.Limits.MaxInnerSize}-byte limit: not inspected");
+            return;
+        }
+
+        if (!session.TryCountObject(parent, path))
+        {
+            return;
+        }
+
+        for (var ancestor = parent; ancestor is not null; ancestor = ancestor.Parent)
+        {
+            if (ancestor.Content.Length == content.Length && SameBytes(ancestor.Content, content, cancellationToken))
+            {
+                session.MarkBomb();
+                parent.Report(Rules.RecursiveContent, Severity.High,
+                    $"{safeName} is a byte-for-byte copy of its container {(ancestor.InnerPath.Length == 0 ? "(the top-level object)" : ancestor.InnerPath)}: a recursive (quine) archive");
+                return;
+            }
+        }
+
+        var type = ContentIdentifier.Identify(content);
+        var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);
+        await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask InspectObjectAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        InspectionTelemetry.Objects.Add(1, new KeyValuePair<string, object?>("type", context.ContentType.ToString()));
+        foreach (var engine in _engines)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            await RunGuardedAsync(context, engine.Name, () => engine.ScanAsync(context, content, cancellationToken), cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var analyser in _analysers)
+        {
+            if (!analyser.CanAnalyse(context.ContentType))
+            {
+                continue;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            await RunGuardedAsync(context, analyser.Name, () => analyser.AnalyseAsync(context, content, cancellationToken), cancellationToken).ConfigureAwait(false);
+        }
+
+        await InspectAppendedArchiveAsync(context, content, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask RunGuardedAsync(EngineContext context, string name, Func<ValueTask> run, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await run().ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            throw;
+        }
+        catch (Exception ex)
+        {
+            // One analyser failing must not hide what the others see, nor take the process down.
+            context.Session.Incomplete = true;
+            var site = ex.StackTrace?.Split('\n', StringSplitOptions.TrimEntries).FirstOrDefault(l => l.Contains("Vigie.", StringComparison.Ordinal)) ?? ex.TargetSite?.Name;
+            context.Report(Rules.AnalyserError, Severity.Medium, $"{name} failed: {ex.GetType().Name}: {Truncate(ex.Message, 300)} ({Truncate(site ?? "", 200)})");
+        }
+    }
+
+    /// <summary>A ZIP appended to something that is not a ZIP (JPEG+ZIP, PDF+ZIP polyglots): report it and inspect it.</summary>
+    private async ValueTask InspectAppendedArchiveAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument or ContentType.Unknown
+            || content.Length < 22 || !ZipReader.TryFindEnd(content, out _))
+        {
+            return;
+        }
+
+        ZipDirectory directory;
+        try
+        {
+            directory = ZipReader.Read(content, context.Limits.MaxEntries);
+        }
+        catch (ZipFormatException)
+        {
+            return;
+        }
+
+        if (directory.Entries.Count == 0)
+        {
+            return;
+        }
+
+        var start = directory.Entries.Min(e => e.LocalHeaderOffset);
+        if (start <= 0 || start >= content.Length || ZipReader.ReadLocalHeader(content, start) is null)
+        {
+            return;
+        }
+
+        context.Report(Rules.AppendedArchive, Severity.Medium,
+            $"a ZIP archive of {directory.Entries.Count} entries is appended at offset {start} to this {context.ContentType} content (polyglot)", start);
+        using var slice = content.Slice(start, content.Length - start);
+        await context.InspectChildAsync("[appended zip]", slice, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static bool SameBytes(ContentSource a, ContentSource b, CancellationToken cancellationToken)
+    {
+        var bufferA = new byte[16 * 1024];
+        var bufferB = new byte[16 * 1024];
+        for (long offset = 0; offset < a.Length; offset += bufferA.Length)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var readA = a.ReadAt(offset, bufferA);
+            var readB = b.ReadAt(offset, bufferB);
+            if (readA != readB || !bufferA.AsSpan(0, readA).SequenceEqual(bufferB.AsSpan(0, readB)))
+            {
+                return false;
+            }
+
+            if (readA == 0)
+            {
+                break;
+            }
+        }
+
+        return true;
+    }
+
+    internal static string SanitiseName(string name)
+    {
+        Span<char> buffer = stackalloc char[Math.Min(name.Length, MaxNameLength)];
+        for (var i = 0; i < buffer.Length; i++)
+        {
+            var c = name[i];
+            buffer[i] = char.IsControl(c) || c is '\u202E' or '\u202D' or '\u2066' or '\u2067' or '\u2068' ? '?' : c;
+        }
+
+        var result = new string(buffer);
+        return name.Length > MaxNameLength ? result + "…" : result.Length == 0 ? "(unnamed)" : result;
+    }
+
+    internal static string Truncate(string text, int max) => text.Length <= max ? text : text[..max] + "…";
+}

@@ -1,0 +1,146 @@
+using System.Globalization;
+using System.Text;
+
+namespace Vigie.Inspection.Mail;
+
+/// <summary>How a link's host relates to the organisation's own domains: look-alikes, mixed scripts, punycode.</summary>
+internal static class LinkChecks
+{
+    private static readonly IdnMapping Idn = new();
+
+    /// <summary>Confusable letters mapped to the Latin letter they imitate (a small, common subset of Unicode's list).</summary>
+    private static readonly Dictionary<char, char> Confusables = new()
+    {
+        ['а'] = 'a', ['е'] = 'e', ['о'] = 'o', ['р'] = 'p', ['с'] = 'c', ['у'] = 'y', ['х'] = 'x', ['і'] = 'i', ['ј'] = 'j',
+        ['ԁ'] = 'd', ['ѕ'] = 's', ['һ'] = 'h', ['ӏ'] = 'l', ['ԛ'] = 'q', ['ԝ'] = 'w', ['ν'] = 'v', ['ο'] = 'o', ['α'] = 'a',
+        ['ρ'] = 'p', ['τ'] = 't', ['ι'] = 'i', ['κ'] = 'k', ['ɡ'] = 'g', ['ı'] = 'i', ['ł'] = 'l', ['0'] = 'o', ['1'] = 'l',
+    };
+
+    /// <summary>The Unicode form of a host ("xn--" labels decoded); the input when it cannot be decoded.</summary>
+    public static string Unicode(string host)
+    {
+        try
+        {
+            return Idn.GetUnicode(host);
+        }
+        catch (ArgumentException)
+        {
+            return host;
+        }
+    }
+
+    public static bool IsPunycode(string host) => host.Split('.').Any(l => l.StartsWith("xn--", StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>True when one label mixes letters of several scripts (Latin with Cyrillic or Greek...).</summary>
+    public static bool IsMixedScript(string unicodeHost)
+    {
+        foreach (var label in unicodeHost.Split('.'))
+        {
+            string? script = null;
+            foreach (var c in label)
+            {
+                var s = Script(c);
+                if (s is null)
+                {
+                    continue;
+                }
+
+                if (script is not null && script != s)
+                {
+                    return true;
+                }
+
+                script = s;
+            }
+        }
+
+        return false;
+    }
+
+    private static string? Script(char c) => c switch
+    {
+        >= 'a' and <= 'z' or >= 'A' and <= 'Z' => "Latin",
+        >= '\u00C0' and <= '\u024F' => "Latin",
+        >= '\u0370' and <= '\u03FF' => "Greek",
+        >= '\u0400' and <= '\u052F' => "Cyrillic",
+        _ when char.IsLetter(c) => "Other",
+        _ => null,
+    };
+
+    public static string Skeleton(string unicodeHost)
+    {
+        var builder = new StringBuilder(unicodeHost.Length);
+        foreach (var c in unicodeHost.ToLowerInvariant())
+        {
+            builder.Append(Confusables.GetValueOrDefault(c, c));
+        }
+
+        return builder.ToString();
+    }
+
+    public static bool IsSameOrSubdomain(string host, string domain) =>
+        host.Equals(domain, StringComparison.OrdinalIgnoreCase) || host.EndsWith("." + domain, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Why <paramref name="host"/> imitates <paramref name="protectedDomain"/>, or null when it does not.</summary>
+    public static string? LookalikeReason(string host, string protectedDomain, int maxDistance)
+    {
+        host = host.ToLowerInvariant();
+        protectedDomain = protectedDomain.ToLowerInvariant().Trim('.');
+        if (protectedDomain.Length == 0 || IsSameOrSubdomain(host, protectedDomain))
+        {
+            return null;
+        }
+
+        if (host.StartsWith(protectedDomain + ".", StringComparison.Ordinal))
+        {
+            return $"starts with {protectedDomain} but belongs to another domain";
+        }
+
+        var unicode = Unicode(host);
+        var skeleton = Skeleton(unicode);
+        var labels = protectedDomain.Split('.').Length;
+        var hostTail = string.Join('.', skeleton.Split('.').TakeLast(labels));
+        if (hostTail == Skeleton(protectedDomain))
+        {
+            return $"reads as {protectedDomain} with look-alike characters";
+        }
+
+        var distance = Distance(string.Join('.', host.Split('.').TakeLast(labels)), protectedDomain, maxDistance);
+        return distance > 0 && distance <= maxDistance ? $"is {distance} edit{(distance > 1 ? "s" : "")} away from {protectedDomain}" : null;
+    }
+
+    /// <summary>Optimal string alignment distance (adjacent swaps count as one), giving up above <paramref name="max"/>.</summary>
+    public static int Distance(string a, string b, int max)
+    {
+        if (Math.Abs(a.Length - b.Length) > max || a.Length > 256 || b.Length > 256)
+        {
+            return max + 1;
+        }
+
+        var d = new int[a.Length + 1, b.Length + 1];
+        for (var i = 0; i <= a.Length; i++)
+        {
+            d[i, 0] = i;
+        }
+
+        for (var j = 0; j <= b.Length; j++)
+        {
+            d[0, j] = j;
+        }
+
+        for (var i = 1; i <= a.Length; i++)
+        {
+            for (var j = 1; j <= b.Length; j++)
+            {
+                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
+                d[i, j] = Math.Min(Math.Min(d[i - 1, j] + 1, d[i, j - 1] + 1), d[i - 1, j - 1] + cost);
+                if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                {
+                    d[i, j] = Math.Min(d[i, j], d[i - 2, j - 2] + 1);
+                }
+            }
+        }
+
+        return d[a.Length, b.Length];
+    }
+}

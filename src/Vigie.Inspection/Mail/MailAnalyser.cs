@@ -1,0 +1,417 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Extensions.Options;
+using MimeKit;
+using MimeKit.Cryptography;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Mail;
+
+/// <summary>
+/// MIME mail through MimeKit (parsed in place, never copied whole): authentication results, display-name spoofing
+/// of internal senders, links (raw IPs, punycode, mixed scripts, look-alikes of protected domains), and every part
+/// (bodies, inline parts, attachments, attached messages) decoded under the limits and inspected as a child, after
+/// comparing what its name and declared type promise with what its bytes are.
+/// </summary>
+internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> options) : IContentAnalyser
+{
+    private const long MaxHeaderBlock = 1024 * 1024;
+
+    public string Name => "mail";
+
+    public bool CanAnalyse(ContentType type) => type == ContentType.Mime;
+
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        if (!HeaderBlockEnds(content))
+        {
+            context.Report(Rules.MailMalformed, Severity.Medium, $"the header block does not end within {MaxHeaderBlock} bytes: not parsed", 0);
+            return;
+        }
+
+        await using var stream = content.OpenStream();
+        MimeMessage message;
+        try
+        {
+            var parser = new ParserOptions { MaxMimeDepth = Math.Max(4, context.Limits.MaxDepth * 4) };
+            message = await MimeMessage.LoadAsync(parser, stream, persistent: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (FormatException ex)
+        {
+            context.Report(Rules.MailMalformed, Severity.Medium, $"the message cannot be parsed: {ex.Message}", 0);
+            return;
+        }
+
+        using (message)
+        {
+            var reporter = new CappedReporter(context);
+            CheckAuthentication(reporter, message);
+            CheckSender(reporter, message, settings);
+            var walk = new PartWalk(context, reporter, settings);
+            await walk.VisitAsync(message.Body, 0, cancellationToken).ConfigureAwait(false);
+            reporter.Flush();
+        }
+    }
+
+    private static bool HeaderBlockEnds(ContentSource content)
+    {
+        var length = (int)Math.Min(content.Length, MaxHeaderBlock);
+        if (length == content.Length)
+        {
+            return true;
+        }
+
+        var head = new byte[length];
+        content.ReadAt(0, head);
+        return head.AsSpan().IndexOf("\n\n"u8) >= 0 || head.AsSpan().IndexOf("\n\r\n"u8) >= 0;
+    }
+
+    private static void CheckAuthentication(CappedReporter reporter, MimeMessage message)
+    {
+        foreach (var header in message.Headers)
+        {
+            if (header.Id == HeaderId.AuthenticationResults || header.Field.Equals("ARC-Authentication-Results", StringComparison.OrdinalIgnoreCase))
+            {
+                var results = new List<(string Method, string Result)>();
+                if (AuthenticationResults.TryParse(header.RawValue, out var parsed))
+                {
+                    results.AddRange(parsed.Results.Select(r => (r.Method.ToLowerInvariant(), r.Result.ToLowerInvariant())));
+                }
+                else
+                {
+                    foreach (Match match in AuthenticationPair().Matches(header.Value))
+                    {
+                        results.Add((match.Groups[1].Value.ToLowerInvariant(), match.Groups[2].Value.ToLowerInvariant()));
+                    }
+                }
+
+                foreach (var (method, result) in results)
+                {
+                    switch (method)
+                    {
+                        case "spf" when result is "fail" or "softfail":
+                            reporter.Report(Rules.MailSpfFail, Severity.Medium, $"SPF {result}: the sending server is not allowed to send for the sender's domain");
+                            break;
+                        case "dkim" when result is "fail":
+                            reporter.Report(Rules.MailDkimFail, Severity.Medium, "DKIM fail: the signature does not verify (altered or forged)");
+                            break;
+                        case "dmarc" when result is "fail":
+                            reporter.Report(Rules.MailDmarcFail, Severity.High, "DMARC fail: the From domain's own policy rejects this message");
+                            break;
+                        default:
+                            break;
+                    }
+                }
+            }
+            else if (header.Id == HeaderId.ReceivedSPF)
+            {
+                var value = header.Value.TrimStart().ToLowerInvariant();
+                if (value.StartsWith("fail", StringComparison.Ordinal) || value.StartsWith("softfail", StringComparison.Ordinal))
+                {
+                    reporter.Report(Rules.MailSpfFail, Severity.Medium, $"Received-SPF: {Inspector.Truncate(header.Value.Trim(), 120)}");
+                }
+            }
+        }
+    }
+
+    private static void CheckSender(CappedReporter reporter, MimeMessage message, MailInspectionOptions settings)
+    {
+        if (settings.InternalDomains.Count == 0)
+        {
+            return;
+        }
+
+        foreach (var mailbox in message.From.Mailboxes.Concat(message.Sender is null ? [] : [message.Sender]))
+        {
+            var domain = mailbox.Domain ?? "";
+            if (settings.InternalDomains.Any(d => LinkChecks.IsSameOrSubdomain(domain, d.Trim())))
+            {
+                continue;
+            }
+
+            var display = (mailbox.Name ?? "").Trim();
+            if (display.Length == 0)
+            {
+                continue;
+            }
+
+            var normalised = string.Join(' ', display.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+            var claimsDomain = settings.InternalDomains.FirstOrDefault(d => normalised.Contains(d.Trim(), StringComparison.OrdinalIgnoreCase));
+            var claimsPerson = settings.InternalDisplayNames.FirstOrDefault(n => string.Equals(string.Join(' ', n.Split(' ', StringSplitOptions.RemoveEmptyEntries)), normalised, StringComparison.OrdinalIgnoreCase));
+            if (claimsDomain is not null || claimsPerson is not null)
+            {
+                reporter.Report(Rules.MailDisplayNameSpoof, Severity.High,
+                    $"the display name '{Inspector.Truncate(display, 80)}' claims {(claimsPerson is not null ? "an internal person" : "the internal domain " + claimsDomain)} but the address is external ({Inspector.Truncate(mailbox.Address, 120)})");
+            }
+        }
+    }
+
+    [GeneratedRegex(@"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex AuthenticationPair();
+
+    [GeneratedRegex(@"(?:href|src|action)\s*=\s*[""']?\s*([^""'\s>]+)|(?:https?://|www\.)[^\s<>""']+", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    internal static partial Regex Links();
+
+    /// <summary>Walks the MIME tree, bounded in depth and count, numbering parts as it goes.</summary>
+    private sealed class PartWalk(InspectionContext context, CappedReporter reporter, MailInspectionOptions settings)
+    {
+        private int _parts;
+        private int _links;
+
+        public async ValueTask VisitAsync(MimeEntity? entity, int depth, CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (entity is null || context.BombFound())
+            {
+                return;
+            }
+
+            if (++_parts > context.Limits.MaxEntries)
+            {
+                if (_parts == context.Limits.MaxEntries + 1)
+                {
+                    context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {context.Limits.MaxEntries} MIME parts: the rest were not inspected");
+                }
+
+                return;
+            }
+
+            switch (entity)
+            {
+                case Multipart multipart:
+                    foreach (var child in multipart)
+                    {
+                        await VisitAsync(child, depth + 1, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                case MessagePart messagePart:
+                    await InspectMessagePartAsync(messagePart, cancellationToken).ConfigureAwait(false);
+                    break;
+                case MimePart part:
+                    await InspectPartAsync(part, cancellationToken).ConfigureAwait(false);
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        private async ValueTask InspectMessagePartAsync(MessagePart part, CancellationToken cancellationToken)
+        {
+            var index = _parts;
+            var name = part.ContentDisposition?.FileName ?? "message.eml";
+            if (part.Message is null)
+            {
+                return;
+            }
+
+            var buffer = new SpillBuffer(context);
+            try
+            {
+                await using (var writer = new SpillWriteStream(buffer, context.Limits.MaxInnerSize))
+                {
+                    await part.Message.WriteToAsync(writer, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (InnerSizeExceededException)
+            {
+                buffer.Dispose();
+                context.Report(Rules.InnerSizeLimit, Severity.Medium, $"attached message {index} exceeds the {context.Limits.MaxInnerSize}-byte inner object limit: not inspected");
+                return;
+            }
+
+            using var content = buffer.Detach();
+            await context.InspectChildAsync($"message[{index}]:{name}", content, cancellationToken).ConfigureAwait(false);
+        }
+
+        private async ValueTask InspectPartAsync(MimePart part, CancellationToken cancellationToken)
+        {
+            var index = _parts;
+            if (part.Content is null)
+            {
+                return;
+            }
+
+            ExtractionResult result;
+            await using (var decoded = part.Content.Open())
+            {
+                result = await Extraction.ExtractAsync(context, decoded, 0, cancellationToken).ConfigureAwait(false);
+            }
+
+            using var content = result.Content;
+            var fileName = part.FileName;
+            var label = fileName is not null ? $"attachment[{index}]:{fileName}" : part.IsAttachment ? $"attachment[{index}]" : $"part[{index}]:{part.ContentType.MimeType}";
+            if (context.ReportExtractionProblem(result, label, Rules.InnerSizeLimit, Rules.MailMalformed, null) || content is null)
+            {
+                return;
+            }
+
+            var type = Inspector.Identify(content);
+            if (part is TextPart && fileName is null && !part.IsAttachment && part.ContentType.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
+            {
+                CheckLinks(content, part);
+                await context.InspectChildAsync($"body[{index}].{(part.ContentType.MediaSubtype.Equals("html", StringComparison.OrdinalIgnoreCase) ? "html" : "txt")}", content, cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            if (fileName is not null)
+            {
+                CheckFileName(fileName, type);
+            }
+
+            CheckDeclaredType(label, part.ContentType.MimeType, type);
+            await context.InspectChildAsync(label, content, cancellationToken).ConfigureAwait(false);
+        }
+
+        private void CheckFileName(string fileName, ContentType type)
+        {
+            var shown = Inspector.SanitiseName(fileName);
+            if (fileName.Any(c => c is '\u202E' or '\u202D' or '\u2066' or '\u2067' or '\u2068'))
+            {
+                reporter.Report(Rules.MailFilenameRtlo, Severity.High, $"'{shown}' hides its real extension with a right-to-left override character");
+            }
+
+            if (NameChecks.DoubleExtension(fileName) is { } pair)
+            {
+                reporter.Report(Rules.MailDoubleExtension, Severity.High, $"'{shown}' shows .{pair.Shown} but is a .{pair.Real}");
+            }
+            else if (NameChecks.Extension(fileName) is { } extension && NameChecks.IsDangerousExtension(extension))
+            {
+                reporter.Report(Rules.MailDangerousExtension, Severity.High, $"'{shown}' has the dangerous extension .{extension.ToLowerInvariant()}");
+            }
+
+            var expected = AttachmentTypes.ForExtension(NameChecks.Extension(fileName));
+            if (AttachmentTypes.IsExecutable(type) && (expected is null || !expected.Contains(type)))
+            {
+                reporter.Report(Rules.MailAttachmentTypeMismatch, Severity.High, $"'{shown}' is a {type} executable");
+            }
+            else if (expected is not null && !expected.Contains(type) && type != ContentType.Unknown)
+            {
+                reporter.Report(Rules.MailAttachmentTypeMismatch, Severity.Medium, $"'{shown}' is named like {string.Join(" or ", expected)} content but its bytes are {type}");
+            }
+        }
+
+        private void CheckDeclaredType(string label, string mimeType, ContentType type)
+        {
+            var expected = AttachmentTypes.ForMimeType(mimeType);
+            if (expected is not null && !expected.Contains(type) && type != ContentType.Unknown)
+            {
+                reporter.Report(Rules.MailAttachmentTypeMismatch, AttachmentTypes.IsExecutable(type) ? Severity.High : Severity.Medium,
+                    $"{Inspector.SanitiseName(label)} is declared {mimeType} but its bytes are {type}");
+            }
+        }
+
+        private void CheckLinks(ContentSource content, MimePart part)
+        {
+            var bytes = new byte[(int)Math.Min(content.Length, settings.MaxBodyBytes)];
+            var read = content.ReadAt(0, bytes);
+            Encoding encoding;
+            try
+            {
+                encoding = part.ContentType.CharsetEncoding ?? Encoding.UTF8;
+            }
+            catch (NotSupportedException)
+            {
+                encoding = Encoding.UTF8;
+            }
+
+            var text = encoding.GetString(bytes, 0, read);
+            var protectedDomains = settings.ProtectedDomains.Concat(settings.InternalDomains).Select(d => d.Trim()).Where(d => d.Length > 0).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            foreach (Match match in Links().Matches(text))
+            {
+                if (++_links > settings.MaxLinks)
+                {
+                    return;
+                }
+
+                var url = System.Net.WebUtility.HtmlDecode(match.Groups[1].Success ? match.Groups[1].Value : match.Value);
+                if (UrlChecks.Host(url) is not { } host)
+                {
+                    continue;
+                }
+
+                var shown = Inspector.Truncate(url, 160);
+                if (UrlChecks.IsRawIp(host))
+                {
+                    reporter.Report(Rules.MailLinkIp, Severity.Medium, $"link to a raw IP address: {shown}");
+                    continue;
+                }
+
+                var unicode = LinkChecks.Unicode(host);
+                if (LinkChecks.IsMixedScript(unicode))
+                {
+                    reporter.Report(Rules.MailLinkMixedScript, Severity.High, $"link host '{unicode}' mixes alphabets: {shown}");
+                }
+                else if (LinkChecks.IsPunycode(host))
+                {
+                    reporter.Report(Rules.MailLinkPunycode, Severity.Medium, $"link host '{host}' is punycode for '{unicode}': {shown}");
+                }
+
+                foreach (var domain in protectedDomains)
+                {
+                    if (LinkChecks.LookalikeReason(host, domain, settings.LookalikeMaxDistance) is { } reason)
+                    {
+                        reporter.Report(Rules.MailLinkLookalike, Severity.High, $"link host '{unicode}' {reason}: {shown}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// <summary>A write-only stream into a spill buffer, refusing to grow beyond a cap.</summary>
+internal sealed class SpillWriteStream(SpillBuffer buffer, long cap) : Stream
+{
+    public override bool CanRead => false;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => buffer.Length;
+
+    public override long Position
+    {
+        get => buffer.Length;
+        set => throw new NotSupportedException();
+    }
+
+    public override void Write(byte[] data, int offset, int count) => Write(data.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> data)
+    {
+        if (buffer.Length + data.Length > cap)
+        {
+            throw new InnerSizeExceededException();
+        }
+
+        buffer.Write(data);
+    }
+
+    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        if (buffer.Length + data.Length > cap)
+        {
+            throw new InnerSizeExceededException();
+        }
+
+        await buffer.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+    }
+
+    public override Task WriteAsync(byte[] data, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(data.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override void Flush()
+    {
+    }
+
+    public override int Read(byte[] data, int offset, int count) => throw new NotSupportedException();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+}
+
+internal sealed class InnerSizeExceededException : Exception;

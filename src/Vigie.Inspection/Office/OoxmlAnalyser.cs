@@ -1,0 +1,455 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using System.Xml;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Office;
+
+/// <summary>
+/// OOXML (docx/xlsx/pptx and their macro-enabled kin) and OpenDocument packages: content types (macro-enabled,
+/// disguised), VBA and XLM macro parts, relationships (remote templates, external OLE links, other external
+/// targets, ActiveX), DDE fields in Word XML and DDE links or formulas in Excel XML. Part contents are inspected
+/// as children by the ZIP analyser; this one reads the package's own XML, streaming and bounded.
+/// </summary>
+internal sealed partial class OoxmlAnalyser : IContentAnalyser
+{
+    private const long MaxXmlPart = 256L * 1024 * 1024;
+    private const int MaxFieldInstruction = 4096;
+
+    private static readonly HashSet<string> PlainExtensions = new(StringComparer.OrdinalIgnoreCase) { "docx", "xlsx", "pptx", "dotx", "xltx", "potx", "ppsx" };
+
+    private static readonly XmlReaderSettings XmlSettings = new()
+    {
+        DtdProcessing = DtdProcessing.Ignore,
+        XmlResolver = null,
+        MaxCharactersFromEntities = 1024,
+        IgnoreComments = true,
+        IgnoreProcessingInstructions = true,
+        IgnoreWhitespace = true,
+        CloseInput = true,
+        Async = false,
+    };
+
+    public string Name => "ooxml";
+
+    public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument;
+
+    public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var parts = ZipParts.TryOpen(content, context.Limits.MaxEntries);
+        if (parts is null)
+        {
+            // The ZIP analyser reports why the package is unreadable.
+            return ValueTask.CompletedTask;
+        }
+
+        var state = new State(context, parts, new CappedReporter(context));
+        if (context.ContentType == ContentType.OpenDocument)
+        {
+            AnalyseOpenDocument(state);
+        }
+        else
+        {
+            AnalyseOoxml(state, cancellationToken);
+        }
+
+        state.Reporter.Flush();
+        return ValueTask.CompletedTask;
+    }
+
+    private sealed record State(InspectionContext Context, ZipParts Parts, CappedReporter Reporter);
+
+    private static Stream? Open(State state, string name) =>
+        state.Parts.Open(name, Math.Min(MaxXmlPart, state.Context.Limits.MaxInnerSize), state.Context.Limits.MaxCompressionRatio, state.Context.Limits.RatioCheckFloor);
+
+    private static void AnalyseOpenDocument(State state)
+    {
+        var macros = state.Parts.Names.Where(n => n.StartsWith("Basic/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)
+            && !n.EndsWith("script-lc.xml", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("script-lb.xml", StringComparison.OrdinalIgnoreCase)
+            || n.StartsWith("Scripts/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)).ToList();
+        if (macros.Count > 0)
+        {
+            state.Reporter.Report(Rules.OfficeOdfMacro, Severity.High, $"OpenDocument macros or scripts: {string.Join(", ", macros.Take(10))}");
+        }
+    }
+
+    private static void AnalyseOoxml(State state, CancellationToken cancellationToken)
+    {
+        var context = state.Context;
+        var (defaults, overrides) = ReadContentTypes(state);
+        var mainPart = ReadRelationships(state, cancellationToken);
+        string? mainType = null;
+        if (mainPart is not null)
+        {
+            mainType = overrides.GetValueOrDefault("/" + mainPart.TrimStart('/'))
+                ?? defaults.GetValueOrDefault(Path.GetExtension(mainPart).TrimStart('.'));
+        }
+
+        var macroEnabled = mainType?.Contains("macroEnabled", StringComparison.OrdinalIgnoreCase) == true;
+        var vbaParts = state.Parts.Names.Where(n => n.EndsWith("vbaProject.bin", StringComparison.OrdinalIgnoreCase)).ToList();
+        vbaParts.AddRange(overrides.Where(o => o.Value.Equals("application/vnd.ms-office.vbaProject", StringComparison.OrdinalIgnoreCase))
+            .Select(o => o.Key.TrimStart('/')).Where(n => !vbaParts.Contains(n, StringComparer.OrdinalIgnoreCase) && state.Parts.Contains(n)));
+
+        if (macroEnabled)
+        {
+            context.Report(Rules.OfficeMacroEnabled, Severity.Medium, $"macro-enabled document type ({mainType})");
+        }
+
+        foreach (var part in vbaParts)
+        {
+            context.Report(Rules.OfficeVbaMacro, Severity.High, $"VBA project part '{part}'");
+        }
+
+        if (vbaParts.Count > 0 && !macroEnabled)
+        {
+            context.Report(Rules.OfficeMacroDisguised, Severity.High,
+                $"a VBA project hides in a package whose main part is declared as the macro-free '{mainType ?? "unknown"}'");
+        }
+
+        var declaredExtension = context.DeclaredName is { } declared ? NameChecks.Extension(declared) : null;
+        if (macroEnabled && declaredExtension is not null && PlainExtensions.Contains(declaredExtension))
+        {
+            context.Report(Rules.OfficeMacroDisguised, Severity.High,
+                $"a macro-enabled document ({mainType}) is named '.{declaredExtension}', the extension of a macro-free one");
+        }
+
+        var macroSheets = state.Parts.Names.Where(n => n.StartsWith("xl/macrosheets/", StringComparison.OrdinalIgnoreCase) && n.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)).ToList();
+        if (macroSheets.Count > 0)
+        {
+            context.Report(Rules.OfficeXlmMacro, Severity.High, $"Excel 4.0 (XLM) macro sheets: {string.Join(", ", macroSheets.Take(5))}");
+        }
+
+        var activeX = state.Parts.Names.Where(n => n.Contains("/activeX/", StringComparison.OrdinalIgnoreCase) && !n.Contains("/_rels/", StringComparison.OrdinalIgnoreCase)).ToList();
+        if (activeX.Count > 0)
+        {
+            state.Reporter.Report(Rules.OfficeActiveX, Severity.Medium, $"ActiveX controls: {string.Join(", ", activeX.Take(5))}");
+        }
+
+        foreach (var name in state.Parts.Names.ToList())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (IsWordText(name))
+            {
+                ScanWordFields(state, name);
+            }
+            else if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase))
+            {
+                ScanElements(state, name, "ddeLink", (reader, part) =>
+                    state.Reporter.Report(Rules.OfficeDde, Severity.High,
+                        $"DDE link in '{part}': service '{reader.GetAttribute("ddeService")}', topic '{Inspector.Truncate(reader.GetAttribute("ddeTopic") ?? "", 120)}'"));
+            }
+            else if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase))
+            {
+                ScanElements(state, name, "f", (reader, part) =>
+                {
+                    var formula = ReadBounded(reader);
+                    if (DdeFormula().IsMatch(formula))
+                    {
+                        state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in '{part}': {Inspector.Truncate(formula, 120)}");
+                    }
+                });
+            }
+            else if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase))
+            {
+                ScanElements(state, name, "definedName", (reader, part) =>
+                {
+                    var definedName = reader.GetAttribute("name") ?? "";
+                    if (definedName.StartsWith("_xlnm.Auto_Open", StringComparison.OrdinalIgnoreCase) || definedName.StartsWith("Auto_Open", StringComparison.OrdinalIgnoreCase))
+                    {
+                        state.Reporter.Report(Rules.OfficeXlmMacro, Severity.High, $"'{definedName}' in '{part}' runs an XLM macro when the workbook opens");
+                    }
+                });
+            }
+        }
+    }
+
+    private static bool IsWordText(string name) =>
+        name.StartsWith("word/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
+        && !name.Contains("/_rels/", StringComparison.OrdinalIgnoreCase) && !name.Contains("/theme/", StringComparison.OrdinalIgnoreCase)
+        && !name.EndsWith("styles.xml", StringComparison.OrdinalIgnoreCase) && !name.EndsWith("fontTable.xml", StringComparison.OrdinalIgnoreCase);
+
+    private static (Dictionary<string, string> Defaults, Dictionary<string, string> Overrides) ReadContentTypes(State state)
+    {
+        var defaults = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var overrides = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        ScanElements(state, "[Content_Types].xml", null, (reader, _) =>
+        {
+            var type = reader.GetAttribute("ContentType");
+            if (type is null)
+            {
+                return;
+            }
+
+            if (reader.LocalName == "Default" && reader.GetAttribute("Extension") is { } extension)
+            {
+                defaults.TryAdd(extension, type);
+            }
+            else if (reader.LocalName == "Override" && reader.GetAttribute("PartName") is { } part)
+            {
+                overrides.TryAdd("/" + part.TrimStart('/'), type);
+            }
+        });
+        return (defaults, overrides);
+    }
+
+    /// <summary>Checks every relationship part; returns the main document part named by the package relationships.</summary>
+    private static string? ReadRelationships(State state, CancellationToken cancellationToken)
+    {
+        string? mainPart = null;
+        foreach (var name in state.Parts.Names.Where(n => n.EndsWith(".rels", StringComparison.OrdinalIgnoreCase)).ToList())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            ScanElements(state, name, "Relationship", (reader, part) =>
+            {
+                var type = reader.GetAttribute("Type") ?? "";
+                var target = reader.GetAttribute("Target") ?? "";
+                var external = string.Equals(reader.GetAttribute("TargetMode"), "External", StringComparison.OrdinalIgnoreCase);
+                var kind = type[(type.LastIndexOf('/') + 1)..];
+                var shown = Inspector.Truncate(target, 160);
+                if (part.Equals("_rels/.rels", StringComparison.OrdinalIgnoreCase) && kind == "officeDocument" && !external)
+                {
+                    mainPart ??= target.TrimStart('/');
+                }
+
+                if (kind is "activeXControl" or "control" or "activeXControlBinary")
+                {
+                    state.Reporter.Report(Rules.OfficeActiveX, Severity.Medium, $"ActiveX control relationship in '{part}' to '{shown}'");
+                }
+
+                if (!external)
+                {
+                    return;
+                }
+
+                if (!IsRemote(target) && kind != "hyperlink")
+                {
+                    // A local path (file:///C:/..., C:\...) fetches nothing on the recipient's machine: Word writes
+                    // them for templates on the author's disk.
+                    return;
+                }
+
+                switch (kind)
+                {
+                    case "attachedTemplate":
+                        state.Reporter.Report(Rules.OfficeRemoteTemplate, Severity.High,
+                            $"the document loads its template from '{shown}' (remote template injection fetches macros from there)");
+                        break;
+                    case "oleObject":
+                        state.Reporter.Report(Rules.OfficeExternalOleLink, Severity.High, $"linked OLE object loaded from '{shown}'");
+                        break;
+                    case "hyperlink":
+                        if (UrlChecks.ExecutableExtension(target) is { } extension)
+                        {
+                            state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium, $"hyperlink to a .{extension} program: '{shown}'");
+                        }
+                        else if (UrlChecks.Host(target) is { } host && UrlChecks.IsRawIp(host))
+                        {
+                            state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium, $"hyperlink to a raw IP address: '{shown}'");
+                        }
+
+                        break;
+                    default:
+                        state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
+                            $"'{kind}' content loaded from outside the document: '{shown}'{(IsNetworkPath(target) ? " (a network path: leaks Windows credentials)" : "")}");
+                        break;
+                }
+            });
+        }
+
+        return mainPart;
+    }
+
+    /// <summary>A target fetched over the network: a URL, a UNC path, or a file URL naming a host.</summary>
+    internal static bool IsRemote(string target)
+    {
+        var t = target.Trim();
+        if (t.Contains("://", StringComparison.Ordinal) && !t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return true;
+        }
+
+        return IsNetworkPath(t);
+    }
+
+    private static bool IsNetworkPath(string target)
+    {
+        var t = target.Trim().Replace('\\', '/');
+        if (t.StartsWith("//", StringComparison.Ordinal))
+        {
+            return true;
+        }
+
+        if (!t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        // file://host/share is remote; file:///C:/ and file:/C:/ are local.
+        var rest = t["file:".Length..];
+        if (!rest.StartsWith("//", StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        rest = rest[2..];
+        if (rest.StartsWith('/'))
+        {
+            rest = rest.TrimStart('/');
+            return !(rest.Length >= 2 && char.IsAsciiLetter(rest[0]) && rest[1] is ':' or '|');
+        }
+
+        return !(rest.Length >= 2 && char.IsAsciiLetter(rest[0]) && rest[1] is ':' or '|') && !rest.StartsWith("localhost/", StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static void ScanWordFields(State state, string part)
+    {
+        using var stream = Open(state, part);
+        if (stream is null)
+        {
+            return;
+        }
+
+        var fields = new Stack<StringBuilder>();
+        var evaluated = new Stack<bool>();
+        try
+        {
+            using var reader = XmlReader.Create(stream, XmlSettings);
+            while (reader.Read())
+            {
+                if (reader.NodeType != XmlNodeType.Element)
+                {
+                    continue;
+                }
+
+                switch (reader.LocalName)
+                {
+                    case "fldSimple":
+                        EvaluateField(state, part, reader.GetAttribute("instr", reader.NamespaceURI) ?? reader.GetAttribute("w:instr") ?? "");
+                        break;
+                    case "fldChar":
+                        var kind = reader.GetAttribute("fldCharType", reader.NamespaceURI) ?? reader.GetAttribute("w:fldCharType");
+                        if (kind == "begin" && fields.Count < 64)
+                        {
+                            fields.Push(new StringBuilder());
+                            evaluated.Push(false);
+                        }
+                        else if (kind is "separate" or "end" && fields.Count > 0)
+                        {
+                            if (!evaluated.Peek())
+                            {
+                                EvaluateField(state, part, fields.Peek().ToString());
+                                evaluated.Pop();
+                                evaluated.Push(true);
+                            }
+
+                            if (kind == "end")
+                            {
+                                fields.Pop();
+                                evaluated.Pop();
+                            }
+                        }
+
+                        break;
+                    case "instrText":
+                        var text = ReadBounded(reader);
+                        if (fields.Count > 0 && fields.Peek().Length < MaxFieldInstruction)
+                        {
+                            fields.Peek().Append(text);
+                        }
+                        else if (fields.Count == 0)
+                        {
+                            EvaluateField(state, part, text);
+                        }
+
+                        break;
+                    default:
+                        break;
+                }
+            }
+        }
+        catch (XmlException ex)
+        {
+            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
+        }
+        catch (InvalidDataException ex)
+        {
+            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+        }
+    }
+
+    private static void EvaluateField(State state, string part, string instruction)
+    {
+        var text = instruction.Trim().TrimStart('\\').Trim();
+        var first = text.Split([' ', '\t', '"'], 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault()?.ToUpperInvariant();
+        switch (first)
+        {
+            case "DDE" or "DDEAUTO":
+                state.Reporter.Report(Rules.OfficeDde, Severity.High, $"{first} field in '{part}': {Inspector.Truncate(text, 160)}");
+                break;
+            case "INCLUDETEXT" or "INCLUDEPICTURE" or "IMPORT" or "LINK":
+                if (text.Contains("http", StringComparison.OrdinalIgnoreCase) || text.Contains(@"\\\\", StringComparison.Ordinal) || text.Contains(@"\\", StringComparison.Ordinal))
+                {
+                    state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
+                        $"{first} field in '{part}' fetches remote content: {Inspector.Truncate(text, 160)}");
+                }
+
+                break;
+            default:
+                break;
+        }
+    }
+
+    private static void ScanElements(State state, string part, string? localName, Action<XmlReader, string> onElement)
+    {
+        using var stream = Open(state, part);
+        if (stream is null)
+        {
+            return;
+        }
+
+        try
+        {
+            using var reader = XmlReader.Create(stream, XmlSettings);
+            while (reader.Read())
+            {
+                if (reader.NodeType == XmlNodeType.Element && (localName is null || reader.LocalName == localName))
+                {
+                    onElement(reader, part);
+                }
+            }
+        }
+        catch (XmlException ex)
+        {
+            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
+        }
+        catch (InvalidDataException ex)
+        {
+            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+        }
+    }
+
+    /// <summary>An element's text, at most a few kilobytes (the reader skips the rest).</summary>
+    private static string ReadBounded(XmlReader reader)
+    {
+        if (reader.IsEmptyElement)
+        {
+            return "";
+        }
+
+        var builder = new StringBuilder();
+        var depth = reader.Depth;
+        while (reader.Read() && reader.Depth > depth)
+        {
+            if (reader.NodeType is XmlNodeType.Text or XmlNodeType.CDATA or XmlNodeType.SignificantWhitespace && builder.Length < MaxFieldInstruction)
+            {
+                builder.Append(reader.Value.AsSpan(0, Math.Min(reader.Value.Length, MaxFieldInstruction - builder.Length)));
+            }
+        }
+
+        return builder.ToString();
+    }
+
+    /// <summary>app|'topic'!item, the DDE reference syntax of spreadsheet formulas.</summary>
+    [GeneratedRegex(@"[A-Za-z0-9_.\-]+\s*\|\s*'?[^'!]*'?\s*!", RegexOptions.None, matchTimeoutMilliseconds: 200)]
+    private static partial Regex DdeFormula();
+}

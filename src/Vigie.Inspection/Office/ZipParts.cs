@@ -1,0 +1,141 @@
+using System.IO.Compression;
+using Vigie.Inspection.Archives;
+
+namespace Vigie.Inspection.Office;
+
+/// <summary>Random access to the parts of a ZIP-based package for format analysers, each read as a bounded stream.</summary>
+internal sealed class ZipParts
+{
+    private readonly ContentSource _source;
+    private readonly Dictionary<string, ZipEntry> _byName = new(StringComparer.OrdinalIgnoreCase);
+
+    private ZipParts(ContentSource source, ZipDirectory directory)
+    {
+        _source = source;
+        Directory = directory;
+        foreach (var entry in directory.Entries)
+        {
+            _byName.TryAdd(entry.Name.TrimStart('/'), entry);
+        }
+    }
+
+    public ZipDirectory Directory { get; }
+
+    public IEnumerable<string> Names => _byName.Keys;
+
+    public static ZipParts? TryOpen(ContentSource source, int maxEntries)
+    {
+        try
+        {
+            return new ZipParts(source, ZipReader.Read(source, maxEntries));
+        }
+        catch (ZipFormatException)
+        {
+            return null;
+        }
+    }
+
+    public bool Contains(string name) => _byName.ContainsKey(name.TrimStart('/'));
+
+    public ZipEntry? Entry(string name) => _byName.GetValueOrDefault(name.TrimStart('/'));
+
+    /// <summary>
+    /// A decoded stream of the part, ending (without error) at <paramref name="maxBytes"/> or when the part expands
+    /// beyond <paramref name="maxRatio"/>; null when the part is absent, encrypted or uses another method.
+    /// </summary>
+    public Stream? Open(string name, long maxBytes, double maxRatio, long ratioFloor)
+    {
+        if (Entry(name) is not { } entry || entry.IsEncrypted || entry.Method is not (0 or 8))
+        {
+            return null;
+        }
+
+        var local = ZipReader.ReadLocalHeader(_source, entry.LocalHeaderOffset);
+        if (local is null)
+        {
+            return null;
+        }
+
+        var available = Math.Max(0, Math.Min(entry.CompressedSize, _source.Length - local.DataOffset));
+        var raw = _source.OpenStream(Math.Min(local.DataOffset, _source.Length), available);
+        Stream decoded = entry.Method == 8 ? new DeflateStream(raw, CompressionMode.Decompress) : raw;
+        var cap = Math.Min(maxBytes, Math.Max(ratioFloor, (long)Math.Min(available * maxRatio, long.MaxValue / 2)));
+        return new CappedStream(decoded, cap);
+    }
+
+    public byte[]? ReadAll(string name, int maxBytes, double maxRatio, long ratioFloor)
+    {
+        using var stream = Open(name, maxBytes, maxRatio, ratioFloor);
+        if (stream is null)
+        {
+            return null;
+        }
+
+        using var output = new MemoryStream();
+        try
+        {
+            stream.CopyTo(output);
+        }
+        catch (InvalidDataException)
+        {
+            return null;
+        }
+
+        return output.ToArray();
+    }
+
+    /// <summary>Ends reading quietly at a byte cap.</summary>
+    private sealed class CappedStream(Stream inner, long cap) : Stream
+    {
+        private long _read;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => _read;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var allowed = (int)Math.Min(buffer.Length, cap - _read);
+            if (allowed <= 0)
+            {
+                return 0;
+            }
+
+            var read = inner.Read(buffer[..allowed]);
+            _read += read;
+            return read;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing)
+            {
+                inner.Dispose();
+            }
+
+            base.Dispose(disposing);
+        }
+    }
+}

@@ -1,0 +1,392 @@
+namespace Vigie.Inspection.Pdf;
+
+/// <summary>
+/// Every object of a PDF found by a linear scan (so objects missing from the cross-reference data, and shadowed
+/// earlier revisions, are seen too), completed by the offsets the cross-reference tables and streams list (so
+/// objects hidden from the scan by a lying /Length are seen as well). Packed objects are added by
+/// <see cref="AddPackedObjects"/> once their object stream is decoded.
+/// </summary>
+internal sealed class PdfDocument
+{
+    private const int MaxXrefOffsets = 1_000_000;
+
+    private readonly List<PdfIndirectObject> _objects = [];
+    private readonly Dictionary<int, PdfIndirectObject> _latest = [];
+    private readonly HashSet<long> _parsedOffsets = [];
+    private readonly List<long> _xrefOffsets = [];
+
+    public IReadOnlyList<PdfIndirectObject> Objects => _objects;
+
+    public List<PdfDictionary> Trailers { get; } = [];
+
+    public long HeaderOffset { get; private set; }
+
+    /// <summary>More objects than the limit: the rest were not read.</summary>
+    public bool Truncated { get; private set; }
+
+    public int MaxObjects { get; private set; }
+
+    /// <summary>The document held more values or string bytes than the parser keeps: later values were dropped.</summary>
+    public bool ValuesExhausted { get; private set; }
+
+    public List<string> Problems { get; } = [];
+
+    public PdfIndirectObject? Get(int number) => _latest.GetValueOrDefault(number);
+
+    /// <summary>Follows references (a bounded number of hops) to a direct value.</summary>
+    public PdfObject? Resolve(PdfObject? value)
+    {
+        for (var hops = 0; hops < 16 && value is PdfReference reference; hops++)
+        {
+            value = Get(reference.Number)?.Value;
+        }
+
+        return value is PdfReference ? null : value;
+    }
+
+    public static PdfDocument Scan(ContentSource source, int maxObjects, CancellationToken cancellationToken)
+    {
+        var document = new PdfDocument { MaxObjects = maxObjects };
+        using var lexer = new PdfLexer(source);
+        document.HeaderOffset = Math.Max(0, lexer.IndexOf("%PDF-"u8, 0, 1024));
+        lexer.Seek(document.HeaderOffset);
+        document.ScanLinear(lexer, cancellationToken);
+        document.ValuesExhausted = lexer.BudgetExceeded;
+        document.ReadListedOffsets(lexer, cancellationToken);
+        return document;
+    }
+
+    private void ScanLinear(PdfLexer lexer, CancellationToken cancellationToken)
+    {
+        PdfToken previous = default, beforePrevious = default;
+        var tokens = 0;
+        while (!Truncated)
+        {
+            if ((++tokens & 0x3FF) == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            var token = lexer.Next();
+            if (token.Kind == PdfTokenKind.End)
+            {
+                break;
+            }
+
+            if (token.IsKeyword("obj") && beforePrevious.IsInteger && previous.IsInteger
+                && beforePrevious.Integer is >= 0 and <= int.MaxValue && previous.Integer is >= 0 and <= 65535)
+            {
+                ParseIndirect(lexer, (int)beforePrevious.Integer, (int)previous.Integer, beforePrevious.Start);
+                previous = beforePrevious = default;
+                continue;
+            }
+
+            if (token.IsKeyword("trailer"))
+            {
+                if (PdfParser.ParseValue(lexer) is PdfDictionary trailer)
+                {
+                    Trailers.Add(trailer);
+                }
+            }
+            else if (token.IsKeyword("xref"))
+            {
+                ReadXrefTable(lexer, cancellationToken);
+            }
+
+            beforePrevious = previous;
+            previous = token;
+        }
+    }
+
+    private void ParseIndirect(PdfLexer lexer, int number, int generation, long offset)
+    {
+        if (_objects.Count >= MaxObjects)
+        {
+            Truncated = true;
+            return;
+        }
+
+        _parsedOffsets.Add(offset);
+        var value = PdfParser.ParseValue(lexer) ?? PdfObject.Null;
+        var next = lexer.Next();
+        long streamOffset = -1, streamLength = 0;
+        if (next.IsKeyword("stream"))
+        {
+            (streamOffset, streamLength) = LocateStreamData(lexer, value as PdfDictionary);
+            var after = lexer.Next();
+            if (!after.IsKeyword("endobj"))
+            {
+                lexer.PushBack(after);
+            }
+        }
+        else if (!next.IsKeyword("endobj"))
+        {
+            lexer.PushBack(next);
+        }
+
+        Add(new PdfIndirectObject
+        {
+            Number = number,
+            Generation = generation,
+            Offset = offset,
+            Value = value,
+            StreamOffset = streamOffset,
+            StreamLength = streamLength,
+        });
+    }
+
+    private void Add(PdfIndirectObject indirect)
+    {
+        _objects.Add(indirect);
+        _latest[indirect.Number] = indirect;
+    }
+
+    /// <summary>
+    /// Stream data starts after the EOL following "stream". A direct /Length is trusted only when "endstream"
+    /// follows it; otherwise the data runs to the next "endstream".
+    /// </summary>
+    private (long Offset, long Length) LocateStreamData(PdfLexer lexer, PdfDictionary? dictionary)
+    {
+        var position = lexer.Position;
+        lexer.Seek(position);
+        var c = lexer.Peek();
+        if (c == '\r')
+        {
+            lexer.Read();
+            if (lexer.Peek() == '\n')
+            {
+                lexer.Read();
+            }
+        }
+        else if (c == '\n')
+        {
+            lexer.Read();
+        }
+
+        var dataStart = lexer.Position;
+        if (dictionary?.Get("Length") is PdfNumber { IsInteger: true } declared && declared.AsLong >= 0 && dataStart + declared.AsLong <= lexer.Length)
+        {
+            var end = dataStart + declared.AsLong;
+            var keyword = lexer.IndexOf("endstream"u8, end, Math.Min(lexer.Length, end + 32));
+            if (keyword >= 0 && OnlyWhitespace(lexer, end, keyword))
+            {
+                lexer.Seek(keyword + 9);
+                return (dataStart, declared.AsLong);
+            }
+
+            Problems.Add($"stream at {dataStart}: /Length {declared.AsLong} does not end at 'endstream'");
+        }
+
+        var found = lexer.IndexOf("endstream"u8, dataStart, lexer.Length);
+        if (found < 0)
+        {
+            Problems.Add($"stream at {dataStart} has no 'endstream'");
+            lexer.Seek(lexer.Length);
+            return (dataStart, lexer.Length - dataStart);
+        }
+
+        var dataEnd = found;
+        if (dataEnd > dataStart && ByteAt(lexer, dataEnd - 1) == '\n')
+        {
+            dataEnd--;
+        }
+
+        if (dataEnd > dataStart && ByteAt(lexer, dataEnd - 1) == '\r')
+        {
+            dataEnd--;
+        }
+
+        lexer.Seek(found + 9);
+        return (dataStart, dataEnd - dataStart);
+    }
+
+    private static int ByteAt(PdfLexer lexer, long offset)
+    {
+        var saved = lexer.Position;
+        lexer.Seek(offset);
+        var b = lexer.Peek();
+        lexer.Seek(saved);
+        return b;
+    }
+
+    private static bool OnlyWhitespace(PdfLexer lexer, long from, long to)
+    {
+        for (var i = from; i < to; i++)
+        {
+            if (ByteAt(lexer, i) is not (0 or 9 or 10 or 12 or 13 or 32))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private void ReadXrefTable(PdfLexer lexer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var first = lexer.Next();
+            if (!first.IsInteger)
+            {
+                lexer.PushBack(first);
+                return;
+            }
+
+            var count = lexer.Next();
+            if (!count.IsInteger || count.Integer < 0)
+            {
+                lexer.PushBack(count);
+                return;
+            }
+
+            for (long i = 0; i < count.Integer; i++)
+            {
+                var offset = lexer.Next();
+                var generation = lexer.Next();
+                var kind = lexer.Next();
+                if (!offset.IsInteger || !generation.IsInteger || kind.Kind != PdfTokenKind.Keyword)
+                {
+                    lexer.PushBack(kind);
+                    return;
+                }
+
+                if (kind.Keyword == "n" && offset.Integer > 0 && _xrefOffsets.Count < MaxXrefOffsets)
+                {
+                    _xrefOffsets.Add(offset.Integer);
+                }
+            }
+        }
+    }
+
+    /// <summary>Offsets from an xref stream (type 1 entries), decoded by the caller.</summary>
+    public void AddXrefStreamOffsets(PdfDictionary dictionary, ReadOnlySpan<byte> data)
+    {
+        if (dictionary.Get("W") is not PdfArray { Items.Count: 3 } w)
+        {
+            return;
+        }
+
+        var widths = new int[3];
+        for (var i = 0; i < 3; i++)
+        {
+            widths[i] = w.Items[i] is PdfNumber n ? (int)Math.Clamp(n.AsLong, 0, 8) : 0;
+        }
+
+        var rowLength = widths[0] + widths[1] + widths[2];
+        if (rowLength == 0)
+        {
+            return;
+        }
+
+        for (var row = 0; row + rowLength <= data.Length && _xrefOffsets.Count < MaxXrefOffsets; row += rowLength)
+        {
+            var type = widths[0] == 0 ? 1 : ReadField(data.Slice(row, widths[0]));
+            var field2 = ReadField(data.Slice(row + widths[0], widths[1]));
+            if (type == 1 && field2 > 0)
+            {
+                _xrefOffsets.Add(field2);
+            }
+        }
+    }
+
+    private static long ReadField(ReadOnlySpan<byte> bytes)
+    {
+        long value = 0;
+        foreach (var b in bytes)
+        {
+            value = (value << 8) | b;
+        }
+
+        return value;
+    }
+
+    /// <summary>Parses objects at listed offsets the linear scan did not reach.</summary>
+    public void ReadListedOffsets(PdfLexer lexer, CancellationToken cancellationToken)
+    {
+        foreach (var offset in _xrefOffsets.Distinct().ToList())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (Truncated)
+            {
+                return;
+            }
+
+            if (_parsedOffsets.Contains(offset) || offset >= lexer.Length)
+            {
+                continue;
+            }
+
+            lexer.Seek(offset);
+            var number = lexer.Next();
+            var generation = lexer.Next();
+            var keyword = lexer.Next();
+            if (number.IsInteger && generation.IsInteger && keyword.IsKeyword("obj") && number.Integer is >= 0 and <= int.MaxValue
+                && generation.Integer is >= 0 and <= 65535)
+            {
+                Problems.Add($"object {number.Integer} at {offset} is listed in the cross-reference data but hidden from a sequential reading");
+                ParseIndirect(lexer, (int)number.Integer, (int)generation.Integer, offset);
+            }
+        }
+    }
+
+    /// <summary>Re-reads listed offsets after xref streams were decoded.</summary>
+    public void ReadListedOffsets(ContentSource source, CancellationToken cancellationToken)
+    {
+        using var lexer = new PdfLexer(source);
+        ReadListedOffsets(lexer, cancellationToken);
+    }
+
+    /// <summary>Unpacks an object stream's decoded bytes ("n offset" pairs, then values from /First).</summary>
+    public int AddPackedObjects(PdfIndirectObject container, ContentSource source, CancellationToken cancellationToken)
+    {
+        var dictionary = container.Dictionary!;
+        var count = dictionary.Get("N") is PdfNumber n ? n.AsLong : 0;
+        var first = dictionary.Get("First") is PdfNumber f ? f.AsLong : 0;
+        if (count <= 0 || first < 0 || first > source.Length)
+        {
+            Problems.Add($"object stream {container.Number} has an invalid /N or /First");
+            return 0;
+        }
+
+        using var lexer = new PdfLexer(source);
+        var pairs = new List<(int Number, long Offset)>();
+        for (long i = 0; i < count && pairs.Count < MaxObjects; i++)
+        {
+            var number = lexer.Next();
+            var offset = lexer.Next();
+            if (!number.IsInteger || !offset.IsInteger || number.Integer is < 0 or > int.MaxValue || offset.Integer < 0)
+            {
+                Problems.Add($"object stream {container.Number}: header ends after {i} of {count} entries");
+                break;
+            }
+
+            pairs.Add(((int)number.Integer, offset.Integer));
+        }
+
+        var added = 0;
+        foreach (var (number, offset) in pairs)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (_objects.Count >= MaxObjects)
+            {
+                Truncated = true;
+                break;
+            }
+
+            if (first + offset >= source.Length)
+            {
+                continue;
+            }
+
+            lexer.Seek(first + offset);
+            var value = PdfParser.ParseValue(lexer) ?? PdfObject.Null;
+            Add(new PdfIndirectObject { Number = number, Generation = 0, Offset = container.Offset, Value = value, ContainerNumber = container.Number });
+            added++;
+        }
+
+        return added;
+    }
+
+}

@@ -1,0 +1,150 @@
+using System.Text;
+using MimeKit;
+using Vigie.Inspection.Mail;
+using Vigie.Inspection.Tests.Samples;
+
+namespace Vigie.Inspection.Tests.Mail;
+
+public sealed class MailAnalyserTests
+{
+    private static readonly Inspector Hospital = TestInspection.Create(mail: m =>
+    {
+        m.InternalDomains = ["hospital.example"];
+        m.InternalDisplayNames = ["Claire Martin", "Direction des Soins"];
+        m.ProtectedDomains = ["bank.example"];
+    });
+
+    [Fact]
+    public async Task Ordinary_mail_is_clean()
+    {
+        var message = MailSamples.Message(html: "<p>See <a href=\"https://www.hospital.example/portal\">the portal</a> or https://bank.example/login.</p>");
+        MailSamples.WithAttachments(message,
+            ("report.pdf", PdfBuilder.Document().Build(), "application/pdf"),
+            ("notes.txt", "first line\nsecond line\n"u8.ToArray(), "text/plain"),
+            ("letter.docx", OoxmlSamples.CleanDocx(), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+            ("scan.zip", new ZipBuilder().Add("page1.txt", "page one").Build(), "application/zip"));
+        message.Headers.Add("Authentication-Results", "mx.hospital.example; spf=pass smtp.mailfrom=hospital.example; dkim=pass header.d=hospital.example; dmarc=pass");
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(message), "message.eml");
+        verdict.IsClean();
+        Assert.Equal("Mime", verdict.ContentType);
+        Assert.True(verdict.Objects >= 7, verdict.Describe());
+    }
+
+    [Fact]
+    public async Task Attachments_are_inspected_at_any_depth()
+    {
+        var inner = new ZipBuilder().Add("docs/tool.exe", ExecutableSamples.Pe()).Build();
+        var message = MailSamples.WithAttachments(MailSamples.Message(), ("archive.zip", new ZipBuilder().Add("nested.zip", inner).Build(), "application/zip"));
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(message));
+        verdict.Has("executable.pe", "attachment[3]:archive.zip/nested.zip/docs/tool.exe");
+    }
+
+    [Fact]
+    public async Task Names_and_declared_types_that_disagree_with_the_bytes_are_found()
+    {
+        var message = MailSamples.WithAttachments(MailSamples.Message(),
+            ("invoice.pdf", ExecutableSamples.Pe(), "application/pdf"),
+            ("scan.pdf.exe", ExecutableSamples.Pe(), "application/octet-stream"),
+            ("photo.jpg", new ZipBuilder().Add("a.txt", "x").Build(), "image/jpeg"),
+            ("update.js", "var x = 1;"u8.ToArray(), "text/plain"),
+            ("report\u202Efdp.exe", ExecutableSamples.Pe(), "application/octet-stream"));
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(message));
+        Assert.Contains(verdict.Findings, f => f.Rule == "mail.attachment-type-mismatch" && f.Severity == Severity.High && f.Message.Contains("invoice.pdf", StringComparison.Ordinal));
+        Assert.Contains(verdict.Findings, f => f.Rule == "mail.attachment-type-mismatch" && f.Message.Contains("photo.jpg", StringComparison.Ordinal));
+        Assert.Contains(".pdf", verdict.Has("mail.double-extension").Message);
+        Assert.Contains(".js", verdict.Has("mail.dangerous-extension").Message);
+        verdict.Has("mail.filename-rtlo");
+    }
+
+    [Fact]
+    public async Task Html_smuggling_in_the_body_uses_the_mail_rule()
+    {
+        var payload = Convert.ToBase64String(new byte[4000]);
+        var html = $"<html><body><script>const d = atob('{payload}'); const b = new Blob([d]); window.navigator.msSaveOrOpenBlob(b, 'scan.iso');</script></body></html>";
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(html: html)));
+        verdict.Has("mail.html-smuggling");
+        verdict.HasNo("html.smuggling");
+    }
+
+    [Fact]
+    public async Task Failed_authentication_results_are_reported()
+    {
+        var message = MailSamples.Message(from: "billing@partner.example");
+        message.Headers.Add("Authentication-Results", "mx.hospital.example; spf=fail smtp.mailfrom=partner.example; dkim=fail header.d=partner.example; dmarc=fail header.from=partner.example");
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(message));
+        verdict.Has("mail.spf-fail");
+        verdict.Has("mail.dkim-fail");
+        verdict.Has("mail.dmarc-fail");
+        verdict.IsMalicious();
+
+        var softfail = MailSamples.Message(from: "billing@partner.example");
+        softfail.Headers.Add("Received-SPF", "softfail (mx.hospital.example: domain of transitioning partner.example does not designate 192.0.2.1 as permitted sender)");
+        (await Hospital.InspectAsync(MailSamples.Bytes(softfail))).Has("mail.spf-fail");
+    }
+
+    [Fact]
+    public async Task Display_names_claiming_internal_senders_from_outside_are_spoofing()
+    {
+        (await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(from: "Claire Martin <claire.martin.hospital@freemail.example>")))).Has("mail.display-name-spoof");
+        (await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(from: "\"it@hospital.example\" <helpdesk@evil.example>")))).Has("mail.display-name-spoof");
+        (await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(from: "Claire Martin <claire.martin@hospital.example>")))).HasNo("mail.display-name-spoof");
+        (await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(from: "Claire Martin <claire@lab.hospital.example>")))).HasNo("mail.display-name-spoof");
+        (await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(from: "Jean Dupont <jean@partner.example>")))).HasNo("mail.display-name-spoof");
+    }
+
+    [Fact]
+    public async Task Links_to_raw_ips_punycode_mixed_scripts_and_lookalikes_are_found()
+    {
+        var html = "<a href=\"http://198.51.100.23/login\">portal</a> <a href=\"https://xn--hospitl-9ya.example/\">x</a>"
+            + " <a href=\"https://h\u043Espital.example/reset\">reset</a> <a href=\"https://hospita1.example/pay\">pay</a>"
+            + " <a href=\"https://hospital.example.attacker.example/\">sso</a> <a href=\"https://bnak.example/\">bank</a>";
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(html: html)));
+        verdict.Has("mail.link-ip");
+        verdict.Has("mail.link-punycode");
+        verdict.Has("mail.link-mixed-script");
+        var lookalikes = verdict.Findings.Where(f => f.Rule == "mail.link-lookalike").Select(f => f.Message).ToList();
+        Assert.Contains(lookalikes, m => m.Contains("hospita1.example", StringComparison.Ordinal));
+        Assert.Contains(lookalikes, m => m.Contains("attacker.example", StringComparison.Ordinal));
+        Assert.Contains(lookalikes, m => m.Contains("bnak.example", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Attached_messages_are_inspected_recursively()
+    {
+        var inner = MailSamples.WithAttachments(MailSamples.Message(subject: "inner"), ("tool.exe", ExecutableSamples.Pe(), "application/octet-stream"));
+        var outer = MailSamples.Message(subject: "Fwd: inner");
+        var builder = new BodyBuilder { TextBody = "forwarded" };
+        builder.Attachments.Add(new MessagePart { Message = inner });
+        outer.Body = builder.ToMessageBody();
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(outer));
+        Assert.Contains(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath.StartsWith("message[", StringComparison.Ordinal) && f.InnerPath.EndsWith("tool.exe", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Lookalike_checks_are_precise()
+    {
+        Assert.Null(LinkChecks.LookalikeReason("www.hospital.example", "hospital.example", 2));
+        Assert.Null(LinkChecks.LookalikeReason("hospital.example", "hospital.example", 2));
+        Assert.Null(LinkChecks.LookalikeReason("weather.example", "hospital.example", 2));
+        Assert.NotNull(LinkChecks.LookalikeReason("hosiptal.example", "hospital.example", 2));
+        Assert.NotNull(LinkChecks.LookalikeReason("mail.hospltal.example", "hospital.example", 2));
+        Assert.Equal(1, LinkChecks.Distance("hosiptal", "hospital", 2));
+    }
+
+    [Fact]
+    public async Task Malformed_mail_never_crashes()
+    {
+        var samples = new[]
+        {
+            "From: a@b.example\r\nTo: c@d.example\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nunterminated",
+            "From: a@b.example\r\nTo: c@d.example\r\nContent-Type: application/octet-stream; name=a.exe\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!",
+            "From: a@b.example\r\nTo: c@d.example\r\nSubject: " + new string('x', 100_000) + "\r\n\r\nbody",
+            string.Concat(Enumerable.Repeat("From: a@b.example\r\nTo: c@d.example\r\nContent-Type: message/rfc822\r\n\r\n", 200)),
+        };
+        foreach (var sample in samples)
+        {
+            var verdict = await Hospital.InspectAsync(Encoding.ASCII.GetBytes(sample));
+            verdict.HasNo("inspection.analyser-error");
+        }
+    }
+}
