@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Vigie.Inspection.Archives;
+using Vigie.Inspection.Dicom;
 using Vigie.Inspection.Executables;
 using Vigie.Inspection.Html;
 using Vigie.Inspection.Mail;
@@ -24,6 +25,7 @@ public static class InspectionServiceCollectionExtensions
         services.AddOptions<MailInspectionOptions>();
         services.TryAddSingleton(TimeProvider.System);
 
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, DicomAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ExecutableAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, ZipAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, CompressedStreamAnalyser>());
@@ -36,6 +38,7 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
 
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, DicomDisarmer>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, PdfDisarmer>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, OoxmlDisarmer>());
         services.TryAddSingleton<DisarmService>();

@@ -17,7 +17,7 @@ public sealed class RegistrationTests
         Assert.Equal(inspector.Analysers.Count, inspector.Analysers.Select(a => a.Name).Distinct().Count());
         Assert.Equal(["executable", "zip", "compressed-stream", "archive", "pdf", "ole2", "ooxml", "rtf", "text", "html", "mail"], inspector.Analysers.Select(a => a.Name));
         Assert.Single(inspector.Engines);
-        Assert.Equal(2, provider.GetServices<IDisarmer>().Count());
+        Assert.Equal(3, provider.GetServices<IDisarmer>().Count());
     }
 
     [Fact]
