@@ -28,6 +28,11 @@ public sealed class MutationTests
         var message = MailSamples.WithAttachments(MailSamples.Message(html: "<a href=\"http://192.0.2.1/\">x</a><script>new Blob([1]); URL.createObjectURL(b); a.click()</script>"),
             ("a.pdf.exe", ExecutableSamples.Pe(), "application/pdf"), ("z.zip", new ZipBuilder().Add("x.txt", "x").Build(), "application/zip"));
         yield return ("eml", MailSamples.Bytes(message));
+        var tnef = MailSamples.Message();
+        var tnefBody = new MimeKit.BodyBuilder { TextBody = "x" };
+        tnefBody.Attachments.Add(new MimeKit.Tnef.TnefPart { Content = new MimeKit.MimeContent(new MemoryStream(MailSamples.Tnef("a.exe", ExecutableSamples.Pe()))), FileName = "winmail.dat" });
+        tnef.Body = tnefBody.ToMessageBody();
+        yield return ("tnef", MailSamples.Bytes(tnef));
         yield return ("csv", Encoding.ASCII.GetBytes("a,b\n1,=cmd|' /C calc'!A0\n"));
     }
 
