@@ -83,6 +83,7 @@ public sealed class MutationTests
     {
         var inspector = TestInspection.Create(l => l.Timeout = TimeSpan.FromSeconds(30));
         var failures = new List<string>();
+        var kinds = new Dictionary<VerdictKind, int>();
         foreach (var (name, seed) in Seeds())
         {
             var random = new Random(name.Sum(c => c) * 7919 + Seed);
@@ -90,6 +91,7 @@ public sealed class MutationTests
             {
                 var sample = Mutate(seed, random);
                 var verdict = await inspector.InspectAsync(sample, name);
+                kinds[verdict.Kind] = kinds.GetValueOrDefault(verdict.Kind) + 1;
                 foreach (var finding in verdict.Findings.Where(f => f.Rule is "inspection.analyser-error" or "inspection.timeout"))
                 {
                     failures.Add($"{name} #{i}: {finding.Rule} at {finding.InnerPath}: {finding.Message}");
@@ -97,6 +99,7 @@ public sealed class MutationTests
             }
         }
 
+        TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", kinds.Select(k => $"{k.Key}: {k.Value}")));
         Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
     }
 }
