@@ -306,6 +306,12 @@ internal static class ContentIdentifier
             return IsMostlyText(bytes) ? ClassifyText(bytes) : ContentType.Unknown;
         }
 
+        // A mail's header block decides, whatever binary (8bit or binary parts) follows it.
+        if (LooksLikeMail(text))
+        {
+            return ContentType.Mime;
+        }
+
         return IsMostlyText(text) ? ClassifyText(text) : ContentType.Unknown;
     }
 

@@ -3,6 +3,7 @@ using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 using MimeKit;
 using MimeKit.Cryptography;
+using MimeKit.Tnef;
 using Vigie.Inspection.Engine;
 
 namespace Vigie.Inspection.Mail;
@@ -16,6 +17,14 @@ namespace Vigie.Inspection.Mail;
 internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> options) : IContentAnalyser
 {
     private const long MaxHeaderBlock = 1024 * 1024;
+
+    static MailAnalyser()
+    {
+        // Mail arrives in windows-125x and ISO-8859-x charsets, and MimeKit's TNEF reader needs them too.
+        Encoding.RegisterProvider(CodePagesEncodingProvider.Instance);
+    }
+
+    private const long MaxTnef = 64L * 1024 * 1024;
 
     public string Name => "mail";
 
@@ -262,6 +271,36 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
             CheckDeclaredType(label, part.ContentType.MimeType, type);
             await context.InspectChildAsync(label, content, cancellationToken).ConfigureAwait(false);
+            if (part is TnefPart tnef)
+            {
+                await InspectTnefAsync(tnef, content.Length, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        /// <summary>Outlook's winmail.dat wraps the real attachments: unwrap them and walk them like any other part.</summary>
+        private async ValueTask InspectTnefAsync(TnefPart tnef, long length, CancellationToken cancellationToken)
+        {
+            if (length > MaxTnef)
+            {
+                context.Report(Rules.InnerSizeLimit, Severity.Medium, $"the TNEF part (winmail.dat) is larger than {MaxTnef} bytes: its attachments were not unwrapped");
+                return;
+            }
+
+            List<MimeEntity> attachments;
+            try
+            {
+                attachments = [.. tnef.ExtractAttachments()];
+            }
+            catch (Exception ex) when (ex is FormatException or InvalidDataException or ArgumentException or IOException or TnefException)
+            {
+                context.Report(Rules.MailMalformed, Severity.Medium, $"the TNEF part (winmail.dat) cannot be read: {ex.Message}");
+                return;
+            }
+
+            foreach (var attachment in attachments)
+            {
+                await VisitAsync(attachment, 1, cancellationToken).ConfigureAwait(false);
+            }
         }
 
         private void CheckFileName(string fileName, ContentType type)

@@ -147,8 +147,8 @@ internal sealed class PdfDocument
     /// </summary>
     private (long Offset, long Length) LocateStreamData(PdfLexer lexer, PdfDictionary? dictionary)
     {
-        var position = lexer.Position;
-        lexer.Seek(position);
+        // Byte-level reading from here: drop any token read ahead.
+        lexer.Seek(lexer.Position);
         var c = lexer.Peek();
         if (c == '\r')
         {

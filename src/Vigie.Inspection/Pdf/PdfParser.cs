@@ -40,9 +40,9 @@ internal static class PdfParser
             case PdfTokenKind.String:
                 return token.Value;
             case PdfTokenKind.ArrayStart:
-                return depth >= MaxDepth ? SkipNested(lexer, depth) : ParseArray(lexer, depth + 1);
+                return depth >= MaxDepth ? SkipNested(lexer) : ParseArray(lexer, depth + 1);
             case PdfTokenKind.DictionaryStart:
-                return depth >= MaxDepth ? SkipNested(lexer, depth) : ParseDictionary(lexer, depth + 1);
+                return depth >= MaxDepth ? SkipNested(lexer) : ParseDictionary(lexer, depth + 1);
             case PdfTokenKind.ArrayEnd:
             case PdfTokenKind.DictionaryEnd:
                 lexer.PushBack(token);
@@ -68,7 +68,7 @@ internal static class PdfParser
         }
     }
 
-    private static PdfObject SkipNested(PdfLexer lexer, int depth)
+    private static PdfObject SkipNested(PdfLexer lexer)
     {
         // Too deep to keep: consume tokens until this level closes, keeping nothing.
         var level = 1;
@@ -93,7 +93,6 @@ internal static class PdfParser
             }
         }
 
-        _ = depth;
         return new PdfKeyword("(nesting too deep)");
     }
 

@@ -132,6 +132,7 @@ public sealed class IdentificationTests
         Assert.Equal(ContentType.Xml, Identify("<?xml version=\"1.0\"?><root/>"u8.ToArray()));
         Assert.Equal(ContentType.Mime, Identify("From: a@b.example\r\nTo: c@d.example\r\nSubject: hi\r\n\r\nbody"u8.ToArray()));
         Assert.Equal(ContentType.Text, Identify("Note: this is not a mail\r\nSubject matter follows\r\n"u8.ToArray()));
+        Assert.Equal(ContentType.Mime, Identify([.. "From: a@b.example\r\nTo: c@d.example\r\nContent-Transfer-Encoding: binary\r\n\r\n"u8.ToArray(), 0, 1, 2, 0xFF]));
         Assert.Equal(ContentType.Unknown, Identify([1, 2, 3, 0, 5, 6, 7, 8]));
         Assert.Equal(ContentType.Unknown, Identify([]));
     }

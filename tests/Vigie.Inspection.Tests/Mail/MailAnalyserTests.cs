@@ -1,5 +1,6 @@
 using System.Text;
 using MimeKit;
+using MimeKit.Tnef;
 using Vigie.Inspection.Mail;
 using Vigie.Inspection.Tests.Samples;
 
@@ -118,6 +119,18 @@ public sealed class MailAnalyserTests
         outer.Body = builder.ToMessageBody();
         var verdict = await Hospital.InspectAsync(MailSamples.Bytes(outer));
         Assert.Contains(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath.StartsWith("message[", StringComparison.Ordinal) && f.InnerPath.EndsWith("tool.exe", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task Attachments_wrapped_in_winmail_dat_are_unwrapped_and_inspected()
+    {
+        var message = MailSamples.Message();
+        var builder = new BodyBuilder { TextBody = "see attachment" };
+        builder.Attachments.Add(new TnefPart { Content = new MimeContent(new MemoryStream(MailSamples.Tnef("report.pdf.exe", ExecutableSamples.Pe()))), FileName = "winmail.dat" });
+        message.Body = builder.ToMessageBody();
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(message));
+        verdict.Has("mail.double-extension");
+        Assert.Contains(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath.EndsWith("report.pdf.exe", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -28,6 +28,11 @@ public sealed class MutationTests
         var message = MailSamples.WithAttachments(MailSamples.Message(html: "<a href=\"http://192.0.2.1/\">x</a><script>new Blob([1]); URL.createObjectURL(b); a.click()</script>"),
             ("a.pdf.exe", ExecutableSamples.Pe(), "application/pdf"), ("z.zip", new ZipBuilder().Add("x.txt", "x").Build(), "application/zip"));
         yield return ("eml", MailSamples.Bytes(message));
+        var tnef = MailSamples.Message();
+        var tnefBody = new MimeKit.BodyBuilder { TextBody = "x" };
+        tnefBody.Attachments.Add(new MimeKit.Tnef.TnefPart { Content = new MimeKit.MimeContent(new MemoryStream(MailSamples.Tnef("a.exe", ExecutableSamples.Pe()))), FileName = "winmail.dat" });
+        tnef.Body = tnefBody.ToMessageBody();
+        yield return ("tnef", MailSamples.Bytes(tnef));
         yield return ("csv", Encoding.ASCII.GetBytes("a,b\n1,=cmd|' /C calc'!A0\n"));
     }
 
@@ -78,6 +83,7 @@ public sealed class MutationTests
     {
         var inspector = TestInspection.Create(l => l.Timeout = TimeSpan.FromSeconds(30));
         var failures = new List<string>();
+        var kinds = new Dictionary<VerdictKind, int>();
         foreach (var (name, seed) in Seeds())
         {
             var random = new Random(name.Sum(c => c) * 7919 + Seed);
@@ -85,6 +91,7 @@ public sealed class MutationTests
             {
                 var sample = Mutate(seed, random);
                 var verdict = await inspector.InspectAsync(sample, name);
+                kinds[verdict.Kind] = kinds.GetValueOrDefault(verdict.Kind) + 1;
                 foreach (var finding in verdict.Findings.Where(f => f.Rule is "inspection.analyser-error" or "inspection.timeout"))
                 {
                     failures.Add($"{name} #{i}: {finding.Rule} at {finding.InnerPath}: {finding.Message}");
@@ -92,6 +99,7 @@ public sealed class MutationTests
             }
         }
 
+        TestContext.Current.TestOutputHelper?.WriteLine(string.Join(", ", kinds.Select(k => $"{k.Key}: {k.Value}")));
         Assert.True(failures.Count == 0, string.Join("\n", failures.Distinct().Take(40)));
     }
 }

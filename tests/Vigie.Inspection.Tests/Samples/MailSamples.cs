@@ -41,6 +41,36 @@ internal static class MailSamples
         return message;
     }
 
+    /// <summary>A minimal TNEF stream (winmail.dat) carrying one attachment.</summary>
+    public static byte[] Tnef(string fileName, byte[] data)
+    {
+        var output = new MemoryStream();
+        output.Write(BitConverter.GetBytes(0x223E9F78));
+        output.Write(BitConverter.GetBytes((ushort)0x0001));
+        void Attribute(byte level, uint id, byte[] value)
+        {
+            output.WriteByte(level);
+            output.Write(BitConverter.GetBytes(id));
+            output.Write(BitConverter.GetBytes(value.Length));
+            output.Write(value);
+            var sum = 0;
+            foreach (var b in value)
+            {
+                sum += b;
+            }
+
+            output.Write(BitConverter.GetBytes((ushort)sum));
+        }
+
+        Attribute(1, 0x00089006, BitConverter.GetBytes(0x00010000));
+        Attribute(1, 0x00069007, [0xE4, 0x04, 0, 0, 0, 0, 0, 0]);
+        Attribute(1, 0x00078008, System.Text.Encoding.ASCII.GetBytes("IPM.Microsoft Mail.Note\0"));
+        Attribute(2, 0x00069002, new byte[14]);
+        Attribute(2, 0x00018010, System.Text.Encoding.ASCII.GetBytes(fileName + "\0"));
+        Attribute(2, 0x0006800F, data);
+        return output.ToArray();
+    }
+
     public static byte[] Bytes(MimeMessage message)
     {
         using var output = new MemoryStream();
