@@ -309,57 +309,71 @@ internal sealed class AuditStore(IVigieDatabase database)
     }
 
     /// <summary>
-    /// Rows for verification: the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
-    /// the stored previous and leaf hashes. On SQLite the canonical bytes are assembled by SQL (see
-    /// <see cref="SqliteCanonicalSql"/>): one value per row instead of fifteen halves the cost of reading a large log.
-    /// On PostgreSQL text columns are read as their UTF-8 bytes and assembled here.
+    /// Reads up to <paramref name="limit"/> rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/> for
+    /// verification: per row the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
+    /// the stored previous and leaf hashes, all copied into one pooled buffer (no allocation per row). On SQLite the
+    /// canonical bytes are assembled by SQL (<see cref="SqliteCanonicalSql"/>); on PostgreSQL text columns are read
+    /// as their UTF-8 bytes and assembled here.
     /// </summary>
-    public async IAsyncEnumerable<(long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error)> StreamCanonicalAsync(
-        long from, long to, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async ValueTask<CanonicalChunk> ReadCanonicalChunkAsync(long from, long to, int limit, CancellationToken cancellationToken)
     {
         string[] text = ["event_id", "event_types", "action", "user_id", "participants", "purpose", "patient_ref", "source_id", "seal_key_id"];
         var sql = IsPostgres
-            ? $"SELECT seq, prev_hash, leaf_hash, time_ms, outcome, sealed, {string.Join(", ", text.Select(c => $"convert_to({c}, 'UTF8')"))} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq"
-            : $"SELECT seq, prev_hash, leaf_hash, {SqliteCanonicalSql} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq";
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, sql).With("@a", from).With("@b", to);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        var values = new byte[]?[text.Length];
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            ? $"SELECT seq, prev_hash, leaf_hash, time_ms, outcome, sealed, {string.Join(", ", text.Select(c => $"convert_to({c}, 'UTF8')"))} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq LIMIT @l"
+            : $"SELECT seq, {SqliteVerifySql} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq LIMIT @l";
+        var chunk = new CanonicalChunk();
+        try
         {
-            long? seq = null;
-            byte[]? canonical = null;
-            byte[]? prev = null;
-            byte[]? leaf = null;
-            string? error = null;
-            try
+            await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand(null, sql).With("@a", from).With("@b", to).With("@l", limit);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var values = new byte[]?[text.Length];
+            var scratch = IsPostgres ? new ArrayBufferWriter<byte>(1024) : null;
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                seq = reader.GetInt64(0);
-                prev = reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1);
-                leaf = reader.IsDBNull(2) ? null : reader.GetFieldValue<byte[]>(2);
-                if (IsPostgres)
+                try
                 {
-                    for (var i = 0; i < values.Length; i++)
+                    var seq = reader.GetInt64(0);
+                    if (scratch is null)
                     {
-                        values[i] = reader.IsDBNull(6 + i) ? null : reader.GetFieldValue<byte[]>(6 + i);
+                        // One value per row: leaf_hash and prev_hash as length-prefixed fields, then the canonical bytes.
+                        var all = chunk.Append(reader.GetFieldValue<byte[]>(1));
+                        var leafField = chunk.Field(all.Offset, all.Length);
+                        var prevField = chunk.Field(leafField.End, all.Offset + all.Length - leafField.End);
+                        chunk.Rows.Add(new CanonicalRow(seq, prevField.End, all.Offset + all.Length - prevField.End,
+                            prevField.Offset, prevField.Length, leafField.Offset, leafField.Length, null));
+                        continue;
                     }
 
-                    EntryRow.WritePrefixedCanonical(buffer, seq.Value, reader.GetInt64(3), values, reader.GetInt64(4),
-                        reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5), prev);
-                    canonical = buffer.WrittenSpan.ToArray();
+                    var prev = chunk.Copy(reader, 1);
+                    var leaf = chunk.Copy(reader, 2);
+                    (int Offset, int Length) canonical;
+                    {
+                        for (var i = 0; i < values.Length; i++)
+                        {
+                            values[i] = reader.IsDBNull(6 + i) ? null : reader.GetFieldValue<byte[]>(6 + i);
+                        }
+
+                        EntryRow.WritePrefixedCanonical(scratch, seq, reader.GetInt64(3), values, reader.GetInt64(4),
+                            reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
+                        canonical = chunk.Append(scratch.WrittenSpan);
+                    }
+
+                    chunk.Rows.Add(new CanonicalRow(seq, canonical.Offset, canonical.Length, prev.Offset, prev.Length, leaf.Offset, leaf.Length, null));
                 }
-                else
+                catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
                 {
-                    canonical = reader.GetFieldValue<byte[]>(3);
+                    long? seq = reader.IsDBNull(0) ? null : Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
+                    chunk.Rows.Add(new CanonicalRow(seq ?? long.MinValue, 0, -1, 0, 0, 0, 0, "a column has the wrong type (" + ex.GetType().Name + ")"));
                 }
-            }
-            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
-            {
-                error = "a column has the wrong type (" + ex.GetType().Name + ")";
             }
 
-            yield return (seq, canonical, prev ?? [], leaf ?? [], error);
+            return chunk;
+        }
+        catch
+        {
+            chunk.Dispose();
+            throw;
         }
     }
 
@@ -368,14 +382,18 @@ internal sealed class AuditStore(IVigieDatabase database)
     /// text or blob column 0x00 when null or 0x01, a 32-bit big-endian length and the stored bytes. The verification
     /// tests check on every run that both give the same bytes (a clean log would not verify otherwise).
     /// </summary>
-    internal static readonly string SqliteCanonicalSql = "CAST(x'0056414531' || " + string.Join(" || ",
-        Int("seq"), Int("time_ms"), Field("event_id"), Field("event_types"), Field("action"), Int("outcome"), Field("user_id"),
-        Field("participants"), Field("purpose"), Field("patient_ref"), Field("source_id"), Field("seal_key_id"), Field("sealed"), Field("prev_hash")) + " AS BLOB)";
+    internal static readonly string SqliteCanonicalSql = string.Join(", ",
+        "x'0056414531'", Int("seq"), Int("time_ms"), Field("event_id"), Field("event_types"), Field("action"), Int("outcome"), Field("user_id"),
+        Field("participants"), Field("purpose"), Field("patient_ref"), Field("source_id"), Field("seal_key_id"), Field("sealed"), Field("prev_hash"));
+
+    /// <summary>For verification: leaf_hash and prev_hash as fields, then <see cref="SqliteCanonicalSql"/>, in one blob.</summary>
+    /// concat() copies each part once, where a chain of || would copy the growing value at every step.
+    internal static readonly string SqliteVerifySql = "CAST(concat(" + Field("leaf_hash") + ", " + Field("prev_hash") + ", " + SqliteCanonicalSql + ") AS BLOB)";
 
     private static string Int(string column) => $"unhex(printf('%016x', {column}))";
 
     private static string Field(string column) =>
-        $"(CASE WHEN {column} IS NULL THEN x'00' ELSE x'01' || unhex(printf('%08x', length(CAST({column} AS BLOB)))) || CAST({column} AS BLOB) END)";
+        $"(CASE WHEN {column} IS NULL THEN x'00' ELSE concat(x'01', unhex(printf('%08x', length(CAST({column} AS BLOB)))), CAST({column} AS BLOB)) END)";
 
     /// <summary>Smallest and largest sequence numbers and the row count (null when the log is empty).</summary>
     public async ValueTask<(long Min, long Max, long Count)?> SequenceBoundsAsync(CancellationToken cancellationToken)
@@ -641,4 +659,69 @@ internal enum TreeHeadLookup
     Latest,
     ExactSize,
     FirstCovering,
+}
+
+/// <summary>One verified row inside a <see cref="CanonicalChunk"/> buffer. Length -1 means unreadable.</summary>
+internal readonly record struct CanonicalRow(long Seq, int Offset, int Length, int PrevOffset, int PrevLength, int LeafOffset, int LeafLength, string? Error);
+
+/// <summary>Rows read for verification, their bytes in one buffer rented from the shared pool.</summary>
+internal sealed class CanonicalChunk : IDisposable
+{
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
+    private int _used;
+
+    public List<CanonicalRow> Rows { get; } = [];
+
+    public ReadOnlySpan<byte> Span(int offset, int length) => _buffer.AsSpan(offset, length);
+
+    public (int Offset, int Length) Append(ReadOnlySpan<byte> bytes)
+    {
+        Ensure(bytes.Length);
+        bytes.CopyTo(_buffer.AsSpan(_used));
+        var at = _used;
+        _used += bytes.Length;
+        return (at, bytes.Length);
+    }
+
+    /// <summary>Copies a blob column into the buffer (null reads as empty).</summary>
+    public (int Offset, int Length) Copy(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? (_used, 0) : Append(reader.GetFieldValue<byte[]>(ordinal));
+
+    /// <summary>Reads a null-or-length-prefixed field at <paramref name="offset"/>; a malformed one reads as empty.</summary>
+    public (int Offset, int Length, int End) Field(int offset, int available)
+    {
+        var span = _buffer.AsSpan(offset, available);
+        if (span.Length >= 5 && span[0] == 1)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(span[1..]);
+            if (length >= 0 && length <= span.Length - 5)
+            {
+                return (offset + 5, length, offset + 5 + length);
+            }
+        }
+
+        return (offset, 0, offset + Math.Min(1, span.Length));
+    }
+
+    private void Ensure(int more)
+    {
+        if (_used + more <= _buffer.Length)
+        {
+            return;
+        }
+
+        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _used + more));
+        _buffer.AsSpan(0, _used).CopyTo(bigger);
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = bigger;
+    }
+
+    public void Dispose()
+    {
+        if (_buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
+    }
 }
