@@ -277,37 +277,6 @@ internal sealed class AuditStore(IVigieDatabase database)
         return rows.Count == 1 && rows[0].Seq == seq ? rows[0] : null;
     }
 
-    /// <summary>Streams raw rows for verification; a row whose columns cannot be read is yielded as an error naming its seq when known.</summary>
-    public IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(CancellationToken cancellationToken) =>
-        StreamEntriesAsync(long.MinValue, long.MaxValue, cancellationToken);
-
-    /// <summary>Rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/>, in order.</summary>
-    public async IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(long from, long to,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, $"SELECT {EntryColumns} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq")
-            .With("@a", from).With("@b", to);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            EntryRow? row = null;
-            long? seq = null;
-            string? error = null;
-            try
-            {
-                seq = reader.IsDBNull(0) ? null : Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
-                row = ReadEntry(reader);
-            }
-            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
-            {
-                error = "a column has the wrong type or is null (" + ex.GetType().Name + ")";
-            }
-
-            yield return (row, seq, error);
-        }
-    }
-
     /// <summary>
     /// Reads up to <paramref name="limit"/> rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/> for
     /// verification: per row the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
