@@ -1,6 +1,6 @@
 using BenchmarkDotNet.Running;
 
-if (args is ["audit-quick", ..])
+if (args is ["audit-quick" or "audit-verify", ..])
 {
     // A quick console measurement of the audit trail, without BenchmarkDotNet's harness.
     await Vigie.Bench.Audit.AuditQuickMeasure.RunAsync(args);

@@ -60,6 +60,7 @@ internal sealed class BenchLog : IAsyncDisposable
     public static async Task<BenchLog> CreateAsync(string? directory = null)
     {
         directory ??= Directory.CreateTempSubdirectory("vigie-audit-bench-").FullName;
+        Directory.CreateDirectory(directory);
         var database = new SqliteDatabase(Path.Combine(directory, "index.db"), TimeSpan.FromSeconds(30));
         await using (var services = new ServiceCollection().AddVigieCore().BuildServiceProvider())
         {
@@ -86,10 +87,20 @@ internal sealed class BenchLog : IAsyncDisposable
         await transaction.CommitAsync(CancellationToken.None);
     }
 
+    /// <summary>Keep the database folder when disposed (for repeated verification runs).</summary>
+    public bool Keep { get; set; }
+
+    public string DirectoryPath => _directory;
+
     public async ValueTask DisposeAsync()
     {
         await Log.DisposeAsync();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        if (Keep)
+        {
+            return;
+        }
+
         try
         {
             Directory.Delete(_directory, recursive: true);

@@ -11,8 +11,26 @@ internal static class AuditQuickMeasure
 {
     public static async Task RunAsync(string[] args)
     {
+        if (args[0] == "audit-verify")
+        {
+            // Verify an existing log kept by an earlier run (VIGIE_BENCH_KEEP=dir), three times.
+            await using var existing = await BenchLog.CreateAsync(args[1]);
+            existing.Keep = true;
+            for (var run = 0; run < 3; run++)
+            {
+                var started = Stopwatch.StartNew();
+                var before = Process.GetCurrentProcess().TotalProcessorTime;
+                var result = await existing.Log.VerifyAsync(null, CancellationToken.None);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"verify: {result.EntriesChecked:N0} entries, valid={result.IsValid}, in {started.Elapsed.TotalSeconds:F2} s (process CPU {(Process.GetCurrentProcess().TotalProcessorTime - before).TotalSeconds:F2} s)"));
+            }
+
+            return;
+        }
+
         var entries = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1_000_000;
-        await using var log = await BenchLog.CreateAsync();
+        await using var log = await BenchLog.CreateAsync(Environment.GetEnvironmentVariable("VIGIE_BENCH_KEEP"));
+        log.Keep = Environment.GetEnvironmentVariable("VIGIE_BENCH_KEEP") is not null;
         const int batchSize = 2000;
         var batches = Enumerable.Range(0, 4).Select(b => Enumerable.Range(b * batchSize, batchSize).Select(BenchLog.Record).ToList()).ToList();
 

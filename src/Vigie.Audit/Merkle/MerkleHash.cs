@@ -17,28 +17,17 @@ public static class MerkleHash
         return hash;
     }
 
-    // One reusable hash object per thread: creating a digest context per call costs more than hashing a small entry.
-    [ThreadStatic]
-    private static IncrementalHash? _threadSha;
-
-    private static IncrementalHash Sha => _threadSha ??= IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-
     public static void Leaf(ReadOnlySpan<byte> data, Span<byte> destination)
     {
-        var sha = Sha;
+        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         ReadOnlySpan<byte> prefix = [0x00];
         sha.AppendData(prefix);
         sha.AppendData(data);
         sha.GetHashAndReset(destination);
     }
 
-    /// <summary>Leaf hash of data already prefixed with 0x00 by the caller (saves a copy on the hot path).</summary>
-    internal static void LeafPrefixed(ReadOnlySpan<byte> prefixedData, Span<byte> destination)
-    {
-        var sha = Sha;
-        sha.AppendData(prefixedData);
-        sha.GetHashAndReset(destination);
-    }
+    /// <summary>Leaf hash of data already prefixed with 0x00 by the caller: one native call, no copy (the hot path).</summary>
+    internal static void LeafPrefixed(ReadOnlySpan<byte> prefixedData, Span<byte> destination) => SHA256.HashData(prefixedData, destination);
 
     public static byte[] Node(ReadOnlySpan<byte> left, ReadOnlySpan<byte> right)
     {
@@ -53,8 +42,6 @@ public static class MerkleHash
         buffer[0] = 0x01;
         left.CopyTo(buffer[1..]);
         right.CopyTo(buffer[(1 + Size)..]);
-        var sha = Sha;
-        sha.AppendData(buffer);
-        sha.GetHashAndReset(destination);
+        SHA256.HashData(buffer, destination);
     }
 }

@@ -3,6 +3,7 @@ namespace Vigie.Audit.Signing;
 /// <summary>
 /// Encrypts the part of an entry that identifies health data. The host implements it with the archive's key
 /// hierarchy; Vigie.Audit never sees the key. The Merkle leaf covers the sealed bytes, so verification needs no key.
+/// Implementations must be thread-safe: records are sealed on their producers' threads and large batches in parallel.
 /// </summary>
 public interface IAuditSealer
 {

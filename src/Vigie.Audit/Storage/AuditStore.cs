@@ -277,105 +277,84 @@ internal sealed class AuditStore(IVigieDatabase database)
         return rows.Count == 1 && rows[0].Seq == seq ? rows[0] : null;
     }
 
-    /// <summary>Streams raw rows for verification; a row whose columns cannot be read is yielded as an error naming its seq when known.</summary>
-    public IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(CancellationToken cancellationToken) =>
-        StreamEntriesAsync(long.MinValue, long.MaxValue, cancellationToken);
-
-    /// <summary>Rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/>, in order.</summary>
-    public async IAsyncEnumerable<(EntryRow? Row, long? Seq, string? Error)> StreamEntriesAsync(long from, long to,
-        [EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, $"SELECT {EntryColumns} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq")
-            .With("@a", from).With("@b", to);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            EntryRow? row = null;
-            long? seq = null;
-            string? error = null;
-            try
-            {
-                seq = reader.IsDBNull(0) ? null : Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
-                row = ReadEntry(reader);
-            }
-            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
-            {
-                error = "a column has the wrong type or is null (" + ex.GetType().Name + ")";
-            }
-
-            yield return (row, seq, error);
-        }
-    }
-
     /// <summary>
-    /// Rows for verification: the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
-    /// the stored previous and leaf hashes. On SQLite the canonical bytes are assembled by SQL (see
-    /// <see cref="SqliteCanonicalSql"/>): one value per row instead of fifteen halves the cost of reading a large log.
-    /// On PostgreSQL text columns are read as their UTF-8 bytes and assembled here.
+    /// Reads up to <paramref name="limit"/> rows with <paramref name="from"/> &lt;= seq &lt; <paramref name="to"/> for
+    /// verification: per row the sequence number, the 0x00-prefixed canonical bytes rebuilt from the columns, and
+    /// the stored previous and leaf hashes, all copied into one pooled buffer (no allocation per row). On SQLite the
+    /// columns come packed in one value (<see cref="SqlitePackedRowSql"/>); on PostgreSQL text columns are read
+    /// as their UTF-8 bytes and assembled here.
     /// </summary>
-    public async IAsyncEnumerable<(long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error)> StreamCanonicalAsync(
-        long from, long to, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async ValueTask<CanonicalChunk> ReadCanonicalChunkAsync(long from, long to, int limit, CancellationToken cancellationToken)
     {
         string[] text = ["event_id", "event_types", "action", "user_id", "participants", "purpose", "patient_ref", "source_id", "seal_key_id"];
         var sql = IsPostgres
-            ? $"SELECT seq, prev_hash, leaf_hash, time_ms, outcome, sealed, {string.Join(", ", text.Select(c => $"convert_to({c}, 'UTF8')"))} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq"
-            : $"SELECT seq, prev_hash, leaf_hash, {SqliteCanonicalSql} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq";
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, sql).With("@a", from).With("@b", to);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        var values = new byte[]?[text.Length];
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            ? $"SELECT seq, prev_hash, leaf_hash, time_ms, outcome, sealed, {string.Join(", ", text.Select(c => $"convert_to({c}, 'UTF8')"))} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq LIMIT @l"
+            : $"SELECT seq, {SqlitePackedRowSql} FROM audit_entry WHERE seq >= @a AND seq < @b ORDER BY seq LIMIT @l";
+        var chunk = new CanonicalChunk();
+        try
         {
-            long? seq = null;
-            byte[]? canonical = null;
-            byte[]? prev = null;
-            byte[]? leaf = null;
-            string? error = null;
-            try
+            await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand(null, sql).With("@a", from).With("@b", to).With("@l", limit);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var values = new byte[]?[text.Length];
+            var scratch = IsPostgres ? new ArrayBufferWriter<byte>(1024) : null;
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                seq = reader.GetInt64(0);
-                prev = reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1);
-                leaf = reader.IsDBNull(2) ? null : reader.GetFieldValue<byte[]>(2);
-                if (IsPostgres)
+                try
                 {
-                    for (var i = 0; i < values.Length; i++)
+                    var seq = reader.GetInt64(0);
+                    if (scratch is null)
                     {
-                        values[i] = reader.IsDBNull(6 + i) ? null : reader.GetFieldValue<byte[]>(6 + i);
+                        var packed = reader.GetFieldValue<byte[]>(1);
+                        chunk.Rows.Add(chunk.AppendPacked(seq, packed, PackedColumns.Length));
+                        continue;
                     }
 
-                    EntryRow.WritePrefixedCanonical(buffer, seq.Value, reader.GetInt64(3), values, reader.GetInt64(4),
-                        reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5), prev);
-                    canonical = buffer.WrittenSpan.ToArray();
+                    var prev = chunk.Copy(reader, 1);
+                    var leaf = chunk.Copy(reader, 2);
+                    (int Offset, int Length) canonical;
+                    {
+                        for (var i = 0; i < values.Length; i++)
+                        {
+                            values[i] = reader.IsDBNull(6 + i) ? null : reader.GetFieldValue<byte[]>(6 + i);
+                        }
+
+                        EntryRow.WritePrefixedCanonical(scratch, seq, reader.GetInt64(3), values, reader.GetInt64(4),
+                            reader.IsDBNull(5) ? null : reader.GetFieldValue<byte[]>(5), reader.IsDBNull(1) ? null : reader.GetFieldValue<byte[]>(1));
+                        canonical = chunk.Append(scratch.WrittenSpan);
+                    }
+
+                    chunk.Rows.Add(new CanonicalRow(seq, canonical.Offset, canonical.Length, prev.Offset, prev.Length, leaf.Offset, leaf.Length, null));
                 }
-                else
+                catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
                 {
-                    canonical = reader.GetFieldValue<byte[]>(3);
+                    long? seq = reader.IsDBNull(0) ? null : Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
+                    chunk.Rows.Add(new CanonicalRow(seq ?? long.MinValue, 0, -1, 0, 0, 0, 0, "a column has the wrong type (" + ex.GetType().Name + ")"));
                 }
-            }
-            catch (Exception ex) when (ex is InvalidCastException or FormatException or OverflowException or InvalidOperationException)
-            {
-                error = "a column has the wrong type (" + ex.GetType().Name + ")";
             }
 
-            yield return (seq, canonical, prev ?? [], leaf ?? [], error);
+            return chunk;
+        }
+        catch
+        {
+            chunk.Dispose();
+            throw;
         }
     }
 
+    private static readonly string[] PackedColumns =
+        ["event_id", "event_types", "action", "user_id", "participants", "purpose", "patient_ref", "source_id", "seal_key_id", "sealed", "prev_hash", "leaf_hash"];
+
     /// <summary>
-    /// <see cref="EntryRow.WriteCanonical"/> written in SQLite SQL: 0x00, the marker, big-endian integers, and for each
-    /// text or blob column 0x00 when null or 0x01, a 32-bit big-endian length and the stored bytes. The verification
-    /// tests check on every run that both give the same bytes (a clean log would not verify otherwise).
+    /// For verification on SQLite, a whole row in one value: a header of seq, time_ms and outcome (16 hex digits each)
+    /// and the byte length of each column (8 hex digits, ffffffff for null), turned to bytes by unhex, followed by the
+    /// columns' stored bytes. Reading one value per row instead of fifteen is what makes verifying a large log fast;
+    /// the canonical bytes are then assembled in C# by the same <see cref="EntryRow"/> rules.
     /// </summary>
-    internal static readonly string SqliteCanonicalSql = "CAST(x'0056414531' || " + string.Join(" || ",
-        Int("seq"), Int("time_ms"), Field("event_id"), Field("event_types"), Field("action"), Int("outcome"), Field("user_id"),
-        Field("participants"), Field("purpose"), Field("patient_ref"), Field("source_id"), Field("seal_key_id"), Field("sealed"), Field("prev_hash")) + " AS BLOB)";
-
-    private static string Int(string column) => $"unhex(printf('%016x', {column}))";
-
-    private static string Field(string column) =>
-        $"(CASE WHEN {column} IS NULL THEN x'00' ELSE x'01' || unhex(printf('%08x', length(CAST({column} AS BLOB)))) || CAST({column} AS BLOB) END)";
+    internal static readonly string SqlitePackedRowSql =
+        "CAST(concat(unhex(printf('" + string.Concat(Enumerable.Repeat("%016x", 3)) + string.Concat(Enumerable.Repeat("%08x", PackedColumns.Length)) + "', seq, time_ms, outcome, "
+        + string.Join(", ", PackedColumns.Select(c => $"ifnull(length(CAST({c} AS BLOB)), 4294967295)")) + ")), "
+        + string.Join(", ", PackedColumns.Select(c => $"CAST({c} AS BLOB)")) + ") AS BLOB)";
 
     /// <summary>Smallest and largest sequence numbers and the row count (null when the log is empty).</summary>
     public async ValueTask<(long Min, long Max, long Count)?> SequenceBoundsAsync(CancellationToken cancellationToken)
@@ -641,4 +620,147 @@ internal enum TreeHeadLookup
     Latest,
     ExactSize,
     FirstCovering,
+}
+
+/// <summary>One verified row inside a <see cref="CanonicalChunk"/> buffer. Length -1 means unreadable.</summary>
+internal readonly record struct CanonicalRow(long Seq, int Offset, int Length, int PrevOffset, int PrevLength, int LeafOffset, int LeafLength, string? Error);
+
+/// <summary>Rows read for verification, their bytes in one buffer rented from the shared pool.</summary>
+internal sealed class CanonicalChunk : IDisposable
+{
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
+    private int _used;
+
+    public List<CanonicalRow> Rows { get; } = [];
+
+    public ReadOnlySpan<byte> Span(int offset, int length) => _buffer.AsSpan(offset, length);
+
+    public (int Offset, int Length) Append(ReadOnlySpan<byte> bytes)
+    {
+        Ensure(bytes.Length);
+        bytes.CopyTo(_buffer.AsSpan(_used));
+        var at = _used;
+        _used += bytes.Length;
+        return (at, bytes.Length);
+    }
+
+    /// <summary>
+    /// Unpacks a row read with <see cref="AuditStore.SqlitePackedRowSql"/> and writes its 0x00-prefixed canonical
+    /// bytes (the layout of <see cref="EntryRow.WriteCanonical"/>), keeping its previous and leaf hashes.
+    /// </summary>
+    public CanonicalRow AppendPacked(long seq, byte[] packed, int columns)
+    {
+        var header = 48 + 8 * columns;
+        if (packed.Length < header / 2)
+        {
+            return new CanonicalRow(seq, 0, -1, 0, 0, 0, 0, "the row could not be packed for verification");
+        }
+
+        var span = packed.AsSpan();
+        var storedSeq = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(span);
+        var time = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(span[8..]);
+        var outcome = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(span[16..]);
+        Span<int> lengths = stackalloc int[columns];
+        var data = 24 + 4 * columns;
+        var total = data;
+        for (var i = 0; i < columns; i++)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(span[(24 + 4 * i)..]);
+            lengths[i] = length == uint.MaxValue ? -1 : (int)Math.Min(length, int.MaxValue);
+            total += Math.Max(0, lengths[i]);
+        }
+
+        if (total != packed.Length || storedSeq != seq)
+        {
+            return new CanonicalRow(seq, 0, -1, 0, 0, 0, 0, "the row's columns could not be read back consistently");
+        }
+
+        Ensure(packed.Length + 64);
+        var start = _used;
+        Put(0x00);
+        Put(EntryRow.Magic);
+        PutInt64(seq);
+        PutInt64(time);
+        var offset = data;
+        var prevAt = 0;
+        var prevLength = 0;
+        var leafAt = 0;
+        var leafLength = 0;
+        for (var i = 0; i < columns; i++)
+        {
+            var length = lengths[i];
+            var value = length < 0 ? ReadOnlySpan<byte>.Empty : span.Slice(offset, length);
+            offset += Math.Max(0, length);
+            switch (i)
+            {
+                case 11: // leaf_hash: stored, not part of the canonical bytes
+                    leafAt = _used;
+                    leafLength = value.Length;
+                    Put(value);
+                    continue;
+                case 3: // outcome sits between action and user_id
+                    PutInt64(outcome);
+                    break;
+            }
+
+            if (length < 0)
+            {
+                Put(0x00);
+                continue;
+            }
+
+            Put(0x01);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(_buffer.AsSpan(_used), length);
+            _used += 4;
+            if (i == 10)
+            {
+                prevAt = _used;
+                prevLength = length;
+            }
+
+            Put(value);
+        }
+
+        return new CanonicalRow(seq, start, leafAt - start, prevAt, prevLength, leafAt, leafLength, null);
+    }
+
+    private void Put(byte value) => _buffer[_used++] = value;
+
+    private void Put(ReadOnlySpan<byte> value)
+    {
+        value.CopyTo(_buffer.AsSpan(_used));
+        _used += value.Length;
+    }
+
+    private void PutInt64(long value)
+    {
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(_buffer.AsSpan(_used), value);
+        _used += 8;
+    }
+
+    /// <summary>Copies a blob column into the buffer (null reads as empty).</summary>
+    public (int Offset, int Length) Copy(DbDataReader reader, int ordinal) =>
+        reader.IsDBNull(ordinal) ? (_used, 0) : Append(reader.GetFieldValue<byte[]>(ordinal));
+
+    private void Ensure(int more)
+    {
+        if (_used + more <= _buffer.Length)
+        {
+            return;
+        }
+
+        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _used + more));
+        _buffer.AsSpan(0, _used).CopyTo(bigger);
+        ArrayPool<byte>.Shared.Return(_buffer);
+        _buffer = bigger;
+    }
+
+    public void Dispose()
+    {
+        if (_buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
+    }
 }

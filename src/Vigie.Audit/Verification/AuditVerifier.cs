@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Vigie.Audit.Merkle;
@@ -151,7 +152,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                         }
                     }
 
-                    previousStoredLeaf = row.LeafHash;
+                    previousStoredLeaf = row.LeafHash.ToArray();
                 }
 
                 previousOk = ok;
@@ -208,7 +209,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
     /// <summary>
     /// Reads and hashes the log in sequence-range chunks on several connections at once (reading and hashing are
     /// the slow part, and leaf hashes depend only on each row's own columns), and hands the chunks over in order.
-    /// A log whose sequence numbers are wildly sparse (tampered) is read as one stream instead.
+    /// A log whose sequence numbers are wildly sparse (tampered) is read chunk after chunk by keyset instead.
     /// </summary>
     private async IAsyncEnumerable<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)> ReadAndHashAsync(
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
@@ -223,63 +224,106 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         var start = Math.Min(0, min);
         if (max - start + 1 > 2 * count + ChunkSize)
         {
-            await foreach (var item in store.StreamCanonicalAsync(long.MinValue, long.MaxValue, cancellationToken).ConfigureAwait(false))
+            var from = long.MinValue;
+            while (true)
             {
-                yield return Hashed(item);
-            }
+                var (chunk, items) = await ReadChunkAsync(from, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                using (chunk)
+                {
+                    foreach (var item in items)
+                    {
+                        yield return item;
+                    }
+                }
 
-            yield break;
+                if (items.Length < ChunkSize || items[^1].Seq is not { } last || last == long.MaxValue)
+                {
+                    yield break;
+                }
+
+                from = last + 1;
+            }
         }
 
         var chunks = (max - start) / ChunkSize + 1;
         var parallel = Math.Clamp(Environment.ProcessorCount, 1, 4);
-        var window = new Queue<Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]>>();
+        var window = new Queue<Task<(CanonicalChunk Chunk, (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[] Items)>>();
         long next = 0;
-        while (next < chunks && window.Count <= parallel)
+        try
         {
-            window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
-        }
-
-        while (window.Count > 0)
-        {
-            var items = await window.Dequeue().ConfigureAwait(false);
-            if (next < chunks)
+            while (next < chunks && window.Count <= parallel)
             {
-                window.Enqueue(ReadChunkAsync(start + next++ * ChunkSize, cancellationToken));
+                var from = start + next++ * ChunkSize;
+                window.Enqueue(Task.Run(() => ReadChunkAsync(from, from + ChunkSize, cancellationToken), cancellationToken));
             }
 
-            foreach (var item in items)
+            while (window.Count > 0)
             {
-                yield return item;
+                var (chunk, items) = await window.Dequeue().ConfigureAwait(false);
+                if (next < chunks)
+                {
+                    var from = start + next++ * ChunkSize;
+                    window.Enqueue(Task.Run(() => ReadChunkAsync(from, from + ChunkSize, cancellationToken), cancellationToken));
+                }
+
+                using (chunk)
+                {
+                    foreach (var item in items)
+                    {
+                        yield return item;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            // Chunks read ahead but never consumed (cancellation, failure) go back to the pool.
+            while (window.Count > 0)
+            {
+                try
+                {
+                    (await window.Dequeue().ConfigureAwait(false)).Chunk.Dispose();
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or DbException)
+                {
+                }
             }
         }
     }
 
-    private Task<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[]> ReadChunkAsync(long from, CancellationToken cancellationToken) => Task.Run(async () =>
+    private async Task<(CanonicalChunk Chunk, (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[] Items)> ReadChunkAsync(long from, long to,
+        CancellationToken cancellationToken)
     {
-        var items = new List<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)>(ChunkSize);
-        await foreach (var item in store.StreamCanonicalAsync(from, from + ChunkSize, cancellationToken).ConfigureAwait(false))
+        var chunk = await store.ReadCanonicalChunkAsync(from, to, ChunkSize, cancellationToken).ConfigureAwait(false);
+        var items = new (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)[chunk.Rows.Count];
+        for (var i = 0; i < items.Length; i++)
         {
-            items.Add(Hashed(item));
+            var r = chunk.Rows[i];
+            if (r.Length < 0)
+            {
+                items[i] = (null, r.Seq == long.MinValue ? null : r.Seq, r.Error, null);
+                continue;
+            }
+
+            var leaf = new byte[MerkleHash.Size];
+            MerkleHash.LeafPrefixed(chunk.Span(r.Offset, r.Length), leaf);
+            items[i] = (new VerifyRow(chunk, r), r.Seq, null, leaf);
         }
 
-        return items.ToArray();
-    }, cancellationToken);
-
-    private static (VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf) Hashed((long? Seq, byte[]? Canonical, byte[]? PrevHash, byte[]? LeafHash, string? Error) item)
-    {
-        if (item.Canonical is null || item.Seq is null)
-        {
-            return (null, item.Seq, item.Error, null);
-        }
-
-        var leaf = new byte[MerkleHash.Size];
-        MerkleHash.LeafPrefixed(item.Canonical, leaf);
-        return (new VerifyRow(item.Seq.Value, item.Canonical, item.PrevHash ?? [], item.LeafHash ?? []), item.Seq, null, leaf);
+        return (chunk, items);
     }
 
-    /// <summary>A row as verification sees it: its 0x00-prefixed canonical bytes and its stored hashes.</summary>
-    private sealed record VerifyRow(long Seq, byte[] Canonical, byte[] PrevHash, byte[] LeafHash);
+    /// <summary>A row as verification sees it: its 0x00-prefixed canonical bytes and its stored hashes, inside a chunk buffer.</summary>
+    private sealed class VerifyRow(CanonicalChunk chunk, CanonicalRow row)
+    {
+        public long Seq => row.Seq;
+
+        public ReadOnlySpan<byte> Canonical => chunk.Span(row.Offset, row.Length);
+
+        public ReadOnlySpan<byte> PrevHash => chunk.Span(row.PrevOffset, row.PrevLength);
+
+        public ReadOnlySpan<byte> LeafHash => chunk.Span(row.LeafOffset, row.LeafLength);
+    }
 
     private static bool CheckHead(SignedTreeHead head, IReadOnlyList<AuditPublicKey> trustedKeys, Problems problems, string origin)
     {
@@ -386,7 +430,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
     private static long FindShift(VerifyRow row)
     {
         Span<byte> probe = stackalloc byte[MerkleHash.Size];
-        var bytes = (byte[])row.Canonical.Clone();
+        var bytes = row.Canonical.ToArray();
         foreach (var delta in (ReadOnlySpan<long>)[1, -1, 2, -2, 3, -3])
         {
             if (row.Seq - delta < 0)
