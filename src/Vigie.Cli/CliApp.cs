@@ -9,6 +9,7 @@ internal static class CliApp
     public static RootCommand Build()
     {
         var root = new RootCommand("Vigie guards medical-imaging and health-data flows: a DICOM gateway that inspects, archives and audits.");
+        root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(DumpCommand.Create());
         return root;
     }

@@ -279,4 +279,7 @@ public sealed class DicomStatusException(ushort status, string? comment)
     : Exception($"DIMSE status 0x{status:X4}{(comment is null ? "" : ": " + comment)}")
 {
     public ushort Status { get; } = status;
+
+    /// <summary>The Error Comment (at most 64 characters on the wire).</summary>
+    public string? Comment { get; } = comment;
 }

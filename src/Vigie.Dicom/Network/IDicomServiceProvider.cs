@@ -57,8 +57,11 @@ public sealed record RetrieveItem(string SopClassUid, string SopInstanceUid, str
 /// </summary>
 public interface IDicomServiceProvider
 {
-    /// <summary>Decides on an A-ASSOCIATE-RQ and answers each presentation context (result, transfer syntax, roles).</summary>
-    ValueTask<AssociationDecision> NegotiateAsync(AssociationParameters request, DicomConnectionInfo connection, CancellationToken cancellationToken);
+    /// <summary>
+    /// Decides on an A-ASSOCIATE-RQ (<c>association.Parameters</c>) and answers each presentation context (result, transfer
+    /// syntax, roles). The provider may keep what it decided in <see cref="DicomAssociation.State"/>.
+    /// </summary>
+    ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken);
 
     ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken);
 

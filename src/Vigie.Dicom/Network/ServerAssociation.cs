@@ -114,7 +114,7 @@ internal sealed class ServerAssociation(
         else
         {
             CountedAE = request.CallingAE;
-            decision = await provider.NegotiateAsync(request, connection, stopping).ConfigureAwait(false);
+            decision = await provider.NegotiateAsync(association, connection, stopping).ConfigureAwait(false);
         }
 
         if (!decision.Accept)
@@ -327,6 +327,10 @@ internal sealed class ServerAssociation(
         catch (OperationCanceledException) when (cts.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
             await RespondAsync(request, new DimseResult(DimseStatus.Cancel)).ConfigureAwait(false);
+        }
+        catch (DicomStatusException e)
+        {
+            await RespondAsync(request, new DimseResult(e.Status, e.Comment)).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException)
         {

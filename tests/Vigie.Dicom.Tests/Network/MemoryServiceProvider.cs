@@ -19,8 +19,9 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
     public TimeSpan StoreDelay { get; set; }
 
-    public ValueTask<AssociationDecision> NegotiateAsync(AssociationParameters request, DicomConnectionInfo connection, CancellationToken cancellationToken)
+    public ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
+        var request = association.Parameters;
         if (!AllowedCallingAEs.Contains(request.CallingAE))
         {
             return ValueTask.FromResult(AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, "unknown"));

@@ -1,0 +1,107 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Vigie.Core;
+using Vigie.Gateway;
+using Vigie.Web;
+
+namespace Vigie.Cli.Commands;
+
+/// <summary>`vigie serve`: the DICOM node, the ingest pipeline, the forwarder, the audit signer and exporters, /health and /metrics.</summary>
+internal static class ServeCommand
+{
+    public static Command Create()
+    {
+        var data = DataOption();
+        var config = new Option<FileInfo?>("--config") { Description = "Configuration file (JSON). Default: vigie.json in the data folder or the current folder." };
+        var dicomPort = new Option<int?>("--dicom-port") { Description = "DICOM port (default 11112)." };
+        var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /health, /metrics and the API (default 8080)." };
+        var ae = new Option<string?>("--ae") { Description = "This node's AE title (default VIGIE)." };
+        var allow = new Option<string[]>("--allow")
+        {
+            Description = "Allow a calling AE from an address or network, with store, query and retrieve rights: AE@CIDR (repeatable). Default: any AE from this machine.",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var forward = new Option<string[]>("--forward") { Description = "Forward every stored object to AE@host:port (repeatable), for example a PACS." };
+        var destination = new Option<string[]>("--destination") { Description = "A C-MOVE destination AE@host:port (repeatable)." };
+        var command = new Command("serve", "Run Vigie: the DICOM node (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE), inspection, the encrypted archive, the audit trail and forwarding.")
+        {
+            data, config, dicomPort, httpPort, ae, allow, forward, destination,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            if (parse.GetValue(dicomPort) is { } p)
+            {
+                overrides["Dicom:Server:Port"] = p.ToString(CultureInfo.InvariantCulture);
+            }
+
+            if (parse.GetValue(ae) is { } title)
+            {
+                overrides["Dicom:Server:AETitle"] = title;
+            }
+
+            try
+            {
+                VigieConfiguration.AddAllowRules(overrides, parse.GetValue(allow) ?? []);
+                VigieConfiguration.AddDestinations(overrides, parse.GetValue(forward) ?? [], parse.GetValue(destination) ?? []);
+            }
+            catch (FormatException e)
+            {
+                await Console.Error.WriteLineAsync($"vigie serve: {e.Message}");
+                return ExitCodes.Error;
+            }
+
+            var settings = new HostSettings(parse.GetValue(data)!.FullName, parse.GetValue(config)?.FullName, overrides);
+            return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
+        });
+        return command;
+    }
+
+    public static Option<DirectoryInfo> DataOption() => new("--data")
+    {
+        Description = $"Data folder (default ./{VigieConfiguration.DefaultDataFolder}). Keys are kept beside it, in <data>.keys.",
+        DefaultValueFactory = _ => new DirectoryInfo(VigieConfiguration.DefaultDataFolder),
+    };
+
+    private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
+    {
+        var configuration = VigieConfiguration.Build(settings);
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie" });
+        builder.Configuration.AddConfiguration(configuration);
+        var urls = configuration["Web:Urls"] ?? $"http://127.0.0.1:{httpPort ?? 8080}";
+        builder.WebHost.UseUrls(urls);
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss ";
+        });
+        builder.Services.AddVigieConfiguration(configuration);
+        builder.Services.AddVigieCore();
+        builder.Services.AddGateway();
+        builder.Services.AddVigieWeb();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
+        await using var app = builder.Build();
+        app.MapVigieEndpoints();
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {e.Message}");
+            return ExitCodes.Error;
+        }
+
+        var logger = app.Services.GetRequiredService<ILogger<Program>>();
+        logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, settings.DataFolder, urls);
+        await app.WaitForShutdownAsync(cancellationToken);
+        return ExitCodes.Ok;
+    }
+}

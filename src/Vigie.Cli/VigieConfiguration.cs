@@ -1,0 +1,105 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Vigie.Access;
+using Vigie.Archive;
+using Vigie.Audit;
+using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.Network;
+using Vigie.Gateway;
+using Vigie.Inspection;
+
+namespace Vigie.Cli;
+
+/// <summary>What the command line says about where data and settings live; everything else comes from configuration.</summary>
+internal sealed record HostSettings(string DataFolder, string? ConfigFile, IReadOnlyDictionary<string, string?> Overrides);
+
+/// <summary>
+/// One configuration for every command: built-in defaults, then the config file (--config, else vigie.json in the data
+/// folder or the current folder), then environment variables VIGIE__SECTION__KEY, then command-line flags.
+/// </summary>
+internal static class VigieConfiguration
+{
+    public const string DefaultDataFolder = "vigie-data";
+
+    public static IConfiguration Build(HostSettings settings)
+    {
+        var data = Path.GetFullPath(settings.DataFolder);
+        var keys = data.TrimEnd(Path.DirectorySeparatorChar) + ".keys";
+        var defaults = new Dictionary<string, string?>
+        {
+            ["Archive:DataFolder"] = data,
+            // Keys live beside the data folder, never inside it: a copy of the data alone is ciphertext.
+            ["Archive:KeyFile"] = Path.Combine(keys, "kek.json"),
+            ["Audit:SigningKeyPath"] = Path.Combine(keys, "audit-signing.key"),
+            ["Database:Provider"] = nameof(DatabaseProvider.Sqlite),
+            ["Database:SqlitePath"] = Path.Combine(data, "index.db"),
+        };
+        var builder = new ConfigurationBuilder().AddInMemoryCollection(defaults);
+        var file = settings.ConfigFile ?? new[] { Path.Combine(data, "vigie.json"), Path.GetFullPath("vigie.json") }.FirstOrDefault(File.Exists);
+        if (file is not null)
+        {
+            builder.AddJsonFile(Path.GetFullPath(file), optional: settings.ConfigFile is null, reloadOnChange: false);
+        }
+
+        builder.AddEnvironmentVariables("VIGIE__");
+        builder.AddInMemoryCollection(settings.Overrides);
+        return builder.Build();
+    }
+
+    /// <summary>Binds every module's options from the configuration.</summary>
+    public static IServiceCollection AddVigieConfiguration(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSingleton(configuration);
+        services.Configure<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section));
+        services.Configure<ArchiveOptions>(configuration.GetSection("Archive"));
+        services.Configure<AuditOptions>(configuration.GetSection(AuditOptions.Section));
+        services.Configure<InspectionLimits>(configuration.GetSection(InspectionLimits.Section));
+        services.Configure<MailInspectionOptions>(configuration.GetSection("Inspection:Mail"));
+        services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));
+        services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
+        services.Configure<DicomServerOptions>(configuration.GetSection(DicomServerOptions.Section));
+        services.PostConfigure<AccessOptions>(access =>
+        {
+            if (access.DicomNodes.Count == 0)
+            {
+                // No allow-list: only callers on this machine (the node also listens on loopback by default).
+                access.DicomNodes.Add(new DicomNodeRule { AETitle = "*", Networks = ["127.0.0.0/8", "::1"], Rights = DicomRights.All });
+            }
+        });
+        return services;
+    }
+
+    /// <summary>Flag overrides for repeated AE@CIDR allow rules.</summary>
+    public static void AddAllowRules(Dictionary<string, string?> overrides, IEnumerable<string> allow)
+    {
+        var i = 0;
+        foreach (var text in allow)
+        {
+            var rule = DicomNodeRule.Parse(text);
+            overrides[$"Access:DicomNodes:{i}:AETitle"] = rule.AETitle;
+            overrides[$"Access:DicomNodes:{i}:Networks:0"] = rule.Networks[0];
+            overrides[$"Access:DicomNodes:{i}:Rights"] = rule.Rights.ToString();
+            i++;
+        }
+    }
+
+    /// <summary>Flag overrides for forwarding targets and move destinations (AE@host:port).</summary>
+    public static void AddDestinations(Dictionary<string, string?> overrides, IEnumerable<string> forward, IEnumerable<string> destinations)
+    {
+        var i = 0;
+        foreach (var (text, isForward) in forward.Select(f => (f, true)).Concat(destinations.Select(d => (d, false))))
+        {
+            var destination = DicomDestination.Parse(text, isForward);
+            overrides[$"Gateway:Destinations:{i}:AETitle"] = destination.AETitle;
+            overrides[$"Gateway:Destinations:{i}:Host"] = destination.Host;
+            overrides[$"Gateway:Destinations:{i}:Port"] = destination.Port.ToString(CultureInfo.InvariantCulture);
+            overrides[$"Gateway:Destinations:{i}:Forward"] = isForward.ToString();
+            i++;
+        }
+    }
+
+    /// <summary>Keeps the DICOM layer's identity in one place for messages.</summary>
+    public static string Implementation => $"{DicomImplementation.VersionName} ({DicomImplementation.ClassUid})";
+}

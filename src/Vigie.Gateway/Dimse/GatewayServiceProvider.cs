@@ -1,0 +1,420 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Access;
+using Vigie.Archive.Index;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Gateway.Forwarding;
+using Vigie.Gateway.Ingest;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Dimse;
+
+/// <summary>What Vigie decided about one association, kept on it.</summary>
+internal sealed record GatewayAssociationState(DicomNodeSubject Subject, DicomRights Rights, string Rule);
+
+/// <summary>
+/// The DICOM node's application side: every association asks the policy decision point, every C-STORE goes through
+/// the ingest pipeline, C-FIND answers from the index, C-GET and C-MOVE read from the archive, and all of it is audited.
+/// </summary>
+internal sealed class GatewayServiceProvider(
+    IPolicyDecisionPoint policy,
+    IDicomUserVerifier users,
+    IngestPipeline ingest,
+    IArchiveIndex index,
+    IObjectStore store,
+    IAuditLog audit,
+    IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<DicomServerOptions> serverOptions,
+    ILogger<GatewayServiceProvider> logger,
+    TimeProvider time) : IDicomServiceProvider
+{
+    /// <summary>Marks an association the policy refused (already audited).</summary>
+    private static readonly object Refused = new();
+
+    private string OurAE => serverOptions.CurrentValue.AETitle;
+
+    public async ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
+    {
+        var request = association.Parameters;
+        string? user = null;
+        if (request.UserIdentity is { Type: UserIdentityType.UsernameAndPasscode } identity)
+        {
+            var name = System.Text.Encoding.UTF8.GetString(identity.PrimaryField);
+            if (!users.Verify(name, System.Text.Encoding.UTF8.GetString(identity.SecondaryField)))
+            {
+                await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.Login, AuditOutcome.MinorFailure,
+                    $"user identity '{name}' refused", name, cancellationToken).ConfigureAwait(false);
+                association.State = Refused;
+                return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.NoReasonGiven, $"user identity '{name}' refused");
+            }
+
+            user = name;
+        }
+
+        var subject = new DicomNodeSubject(request.CallingAE, connection.Remote?.Address, user, connection.ClientCertificateSubject);
+        var (rights, decision) = await policy.DicomRightsAsync(subject, cancellationToken).ConfigureAwait(false);
+        if (!decision.Permitted)
+        {
+            await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure,
+                decision.Reason, user, cancellationToken).ConfigureAwait(false);
+            association.State = Refused;
+            return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, decision.Reason);
+        }
+
+        // Storage contexts are for sending to Vigie (Store), or for receiving C-GET results when the requestor takes the SCP role.
+        var getRoles = request.RoleSelections.Where(r => r.ScpRole).Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
+        PresentationContextNegotiator.Answer(request,
+            uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid),
+            uid => uid == DicomUids.Verification
+                || (SopClasses.IsStorage(uid) && ((rights & DicomRights.Store) != 0 || ((rights & DicomRights.Retrieve) != 0 && getRoles.Contains(uid))))
+                || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
+                || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0));
+        association.State = new GatewayAssociationState(subject, rights, decision.Rule ?? "");
+        association.UserName = user;
+        await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.Success,
+            $"association accepted ({decision.Reason})", user, cancellationToken).ConfigureAwait(false);
+        return AssociationDecision.Accepted;
+    }
+
+    public ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(DimseResult.Success);
+
+    public async ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken)
+    {
+        var source = Source(association);
+        var header = IngestPipeline.Part10Header(request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid, association.CallingAE);
+        var session = await ingest.BeginAsync(source, header, cancellationToken).ConfigureAwait(false);
+        return new StoreOperation(session, request.AffectedSopInstanceUid!);
+    }
+
+    public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
+        {
+            throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
+        }
+
+        var query = QueryTranslator.ToQuery(identifier, level, options.CurrentValue.MaxFindResults);
+        var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
+        await AuditQueryAsync(association, request, identifier, result.Matches.Count, cancellationToken).ConfigureAwait(false);
+        foreach (var match in result.Matches)
+        {
+            yield return QueryTranslator.ToResponse(identifier, match, OurAE);
+        }
+
+        if (result.Incomplete)
+        {
+            logger.LogWarning("C-FIND from {CallingAE} was cut at {Count} matches", association.CallingAE, result.Matches.Count);
+        }
+    }
+
+    public async ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
+        CancellationToken cancellationToken)
+    {
+        if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out _, out var problem))
+        {
+            throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
+        }
+
+        var query = QueryTranslator.ToQuery(identifier, QueryLevel.Instance, options.CurrentValue.MaxRetrieveInstances);
+        if (query.Keys.Count == 0)
+        {
+            throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, "a retrieve needs at least one unique key");
+        }
+
+        var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
+        var items = new List<RetrieveItem>(result.Matches.Count);
+        foreach (var match in result.Matches)
+        {
+            if (match.ObjectId is not { } id)
+            {
+                continue;
+            }
+
+            var sopClass = match.Attributes.First(DicomTags.SOPClassUID.Value);
+            var sopInstance = match.Attributes.First(DicomTags.SOPInstanceUID.Value);
+            var syntax = match.Attributes.First(IndexedAttributes.TransferSyntax.Value) ?? DicomUids.ExplicitVRLittleEndian;
+            if (sopClass is null || sopInstance is null)
+            {
+                continue;
+            }
+
+            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, ct)));
+        }
+
+        await AuditRetrieveAsync(association, request, result.Matches, cancellationToken).ConfigureAwait(false);
+        return items;
+    }
+
+    public async ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+        CancellationToken cancellationToken)
+    {
+        var destination = options.CurrentValue.Destinations.Find(d => d.MoveDestination && string.Equals(d.AETitle, destinationAE, StringComparison.Ordinal));
+        if (destination is null)
+        {
+            return null;
+        }
+
+        var contexts = new List<PresentationContext>();
+        byte id = 1;
+        foreach (var group in items.GroupBy(i => i.SopClassUid, StringComparer.Ordinal).Take(128))
+        {
+            contexts.Add(new PresentationContext(id, group.Key, group.Select(i => i.TransferSyntaxUid).Distinct(StringComparer.Ordinal).ToArray()));
+            id += 2;
+        }
+
+        if (contexts.Count == 0)
+        {
+            contexts.Add(new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian]));
+        }
+
+        try
+        {
+            var client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, OurAE), contexts, cancellationToken).ConfigureAwait(false);
+            return new MoveDestination(client, association.CallingAE);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException or DicomAssociationAbortedException
+                                      or DicomTimeoutException or OperationCanceledException)
+        {
+            throw new DicomStatusException(DimseStatus.OutOfResourcesSubOperations, $"cannot reach {destinationAE}: {e.GetType().Name}");
+        }
+    }
+
+    public async ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)
+    {
+        if (end == AssociationEnd.Released)
+        {
+            return;
+        }
+
+        if (end == AssociationEnd.Rejected)
+        {
+            // The policy's own rejections were audited when it decided; these are the node's (called AE, limits, protocol).
+            if (association?.State is null)
+            {
+                await AuditAssociationAsync(association?.Parameters ?? new AssociationParameters { CallingAE = "", CalledAE = "" }, connection,
+                    AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure, detail, association?.UserName, CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        // Aborts and lost connections: a misbehaving or hostile peer is a security event.
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            EventTypes = [AuditEventTypes.NodeAuthentication],
+            Action = AuditAction.Execute,
+            Outcome = AuditOutcome.MinorFailure,
+            Participants =
+            [
+                GatewayAudit.Node(association?.Parameters.CallingAE is { Length: > 0 } ae ? ae : "(unknown)", connection.Remote?.Address, requestor: true, AuditRoles.Source,
+                    association?.UserName),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
+            ],
+            Details = new AuditDetails { OutcomeDescription = Truncate($"association {end}: {detail}", 1000) },
+        };
+        try
+        {
+            await audit.AppendAsync(record, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogError(e, "Could not audit the end of an association from {Remote}", connection.Remote);
+        }
+    }
+
+    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+        var stream = reader.OpenStream();
+        try
+        {
+            var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
+            stream.Position = file.DatasetOffset;
+            return new OwningStream(stream, reader);
+        }
+        catch
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+            await reader.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static IngestSource Source(DicomAssociation association)
+    {
+        var state = association.State as GatewayAssociationState;
+        return new IngestSource(IngestChannel.Dimse, association.CallingAE, state?.Subject.Address, association.UserName, association.CalledAE);
+    }
+
+    private async ValueTask AuditAssociationAsync(AssociationParameters request, DicomConnectionInfo connection, AuditCode eventId, AuditCode eventType,
+        AuditOutcome outcome, string description, string? user, CancellationToken cancellationToken)
+    {
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = eventId,
+            EventTypes = [eventType],
+            Action = AuditAction.Execute,
+            Outcome = outcome,
+            Participants =
+            [
+                GatewayAudit.Node(request.CallingAE, connection.Remote?.Address, requestor: true, AuditRoles.Source, user),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
+            ],
+            Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000) },
+        };
+        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, int matches, CancellationToken cancellationToken)
+    {
+        var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.Query,
+            Action = AuditAction.Execute,
+            Participants =
+            [
+                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Source, association.UserName),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
+            ],
+            Details = new AuditDetails
+            {
+                OutcomeDescription = $"{matches} matches",
+                Objects =
+                [
+                    new AuditObject
+                    {
+                        Type = AuditObjectType.SystemObject,
+                        Role = AuditObjectRole.Report,
+                        IdType = AuditObjectIdTypes.SopClassUid,
+                        Id = request.AffectedSopClassUid ?? "",
+                        Query = DicomWriter.Encode(identifier, syntax),
+                    },
+                ],
+            },
+        };
+        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, CancellationToken cancellationToken)
+    {
+        var studies = matches.GroupBy(m => m.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "")
+            .Take(AuditRecord.MaxObjects)
+            .Select(g => GatewayAudit.Study(g.Key.Length == 0 ? "(unknown)" : g.Key, g.First().Attributes.First(DicomTags.SOPClassUID.Value), g.Count()))
+            .ToList();
+        var destination = request.Field == DimseCommand.CMoveRequest ? request.MoveDestination ?? "" : association.CallingAE;
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.BeginTransferringDicomInstances,
+            Action = AuditAction.Execute,
+            Participants =
+            [
+                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Destination,
+                    association.UserName),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
+            ],
+            Details = new AuditDetails { OutcomeDescription = $"{request.Field} of {matches.Count} instances to {destination}", Objects = studies },
+        };
+        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
+
+    private sealed class StoreOperation(IngestSession session, string sopInstanceUid) : IStoreOperation
+    {
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken) => session.WriteAsync(fragment, cancellationToken);
+
+        public async Task<DimseResult> CompleteAsync(CancellationToken cancellationToken)
+        {
+            var result = await session.CompleteAsync(sopInstanceUid, cancellationToken).ConfigureAwait(false);
+            return new DimseResult(result.Status, result.Comment);
+        }
+
+        public ValueTask DisposeAsync() => session.DisposeAsync();
+    }
+
+    private sealed class MoveDestination(DicomClient client, string originatorAE) : IMoveDestination
+    {
+        private ushort _originatorMessage;
+
+        public async ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet, CancellationToken cancellationToken)
+        {
+            if (client.Association.FindAcceptedContext(sopClassUid, transferSyntaxUid) is null)
+            {
+                return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
+            }
+
+            return await client.StoreAsync(sopClassUid, sopInstanceUid, transferSyntaxUid, dataSet, cancellationToken, originatorAE, ++_originatorMessage)
+                .ConfigureAwait(false);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await client.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            {
+                // The sub-operations are done; a release that fails changes nothing for the requestor.
+            }
+
+            await client.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+}
+
+/// <summary>A stream that disposes the object reader it reads from.</summary>
+internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Stream
+{
+    public override bool CanRead => true;
+
+    public override bool CanSeek => inner.CanSeek;
+
+    public override bool CanWrite => false;
+
+    public override long Length => inner.Length;
+
+    public override long Position
+    {
+        get => inner.Position;
+        set => inner.Position = value;
+    }
+
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+
+    public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
+
+    public override void Flush()
+    {
+    }
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override async ValueTask DisposeAsync()
+    {
+        await inner.DisposeAsync().ConfigureAwait(false);
+        await owner.DisposeAsync().ConfigureAwait(false);
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,18 @@
+using Vigie.Dicom.Network;
+
+namespace Vigie.Gateway.Forwarding;
+
+internal static class Destinations
+{
+    public static DicomClientOptions ClientOptions(DicomDestination destination, string callingAE) => new()
+    {
+        Host = destination.Host,
+        Port = destination.Port,
+        CalledAE = destination.AETitle,
+        CallingAE = callingAE,
+        UseTls = destination.UseTls,
+        ServerCaPath = destination.ServerCaPath,
+        ClientCertificatePath = destination.ClientCertificatePath,
+        ClientKeyPath = destination.ClientKeyPath,
+    };
+}

@@ -1,0 +1,273 @@
+using System.Diagnostics.Metrics;
+using System.Text.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Outbox;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Gateway.Ingest;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Forwarding;
+
+/// <summary>
+/// Forwards stored objects to the configured nodes (the PACS) from the outbox: claims a batch under a lease, sends it
+/// over one association, marks each message done once the peer acknowledged it, retries the rest with exponential
+/// back-off. Survives restarts (the queue is the database) and shares the work between nodes (leases).
+/// A crash between the peer's acknowledgement and the mark re-sends that one object: a PACS treats a repeated SOP
+/// Instance UID with the same content as a duplicate, so the instance exists once there.
+/// </summary>
+internal sealed class Forwarder(
+    Outbox outbox,
+    IObjectStore store,
+    IAuditLog audit,
+    IOptionsMonitor<GatewayOptions> options,
+    ILogger<Forwarder> logger,
+    TimeProvider time) : BackgroundService
+{
+    private static readonly Meter Meter = new("Vigie.Gateway.Forwarding");
+    private static readonly Counter<long> Sent = Meter.CreateCounter<long>("vigie.gateway.forwarded", description: "Objects forwarded, by destination and outcome");
+
+    private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                var handled = await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                if (handled == 0)
+                {
+                    await outbox.WaitAsync(IngestPipeline.ForwardTopic, TimeSpan.FromSeconds(2), stoppingToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "Forwarding round failed; retrying");
+                await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Claims and handles one batch; returns how many messages it took.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.CurrentValue;
+        var batch = await outbox.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
+            .ConfigureAwait(false);
+        if (batch.Count == 0)
+        {
+            return 0;
+        }
+
+        var requests = new List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)>();
+        foreach (var message in batch)
+        {
+            var request = JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload);
+            if (request is null)
+            {
+                await outbox.DeadLetterAsync(message.Id, _consumer, "unreadable forward request", cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            requests.Add((message, request));
+        }
+
+        foreach (var group in requests.GroupBy(r => r.Request.Destination, StringComparer.Ordinal))
+        {
+            var destination = settings.Destinations.Find(d => d.Forward && string.Equals(d.AETitle, group.Key, StringComparison.Ordinal));
+            if (destination is null)
+            {
+                foreach (var (message, _) in group)
+                {
+                    await outbox.DeadLetterAsync(message.Id, _consumer, $"destination {group.Key} is no longer configured", cancellationToken).ConfigureAwait(false);
+                }
+
+                continue;
+            }
+
+            await SendGroupAsync(destination, group.ToList(), settings.Forwarding, cancellationToken).ConfigureAwait(false);
+        }
+
+        return batch.Count;
+    }
+
+    private async Task SendGroupAsync(DicomDestination destination, List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)> items,
+        ForwardingOptions settings, CancellationToken cancellationToken)
+    {
+        // Describe each object first (SOP class, instance, syntax) to propose the right presentation contexts.
+        var prepared = new List<(OutboxMessage Message, ObjectId Id, string SopClass, string SopInstance, string Syntax)>();
+        foreach (var (message, request) in items)
+        {
+            try
+            {
+                var id = ObjectId.Parse(request.ObjectId);
+                await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+                await using var stream = reader.OpenStream();
+                var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0008, 0x0020) }, cancellationToken)
+                    .ConfigureAwait(false);
+                prepared.Add((message, id, Uid(file, DicomTags.MediaStorageSOPClassUID, DicomTags.SOPClassUID), Uid(file, DicomTags.MediaStorageSOPInstanceUID,
+                    DicomTags.SOPInstanceUID), file.TransferSyntax.Uid));
+            }
+            catch (Exception e) when (e is ObjectFormatException or DicomParseException or FormatException or IOException)
+            {
+                await outbox.DeadLetterAsync(message.Id, _consumer, $"object unreadable: {e.Message}", cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        if (prepared.Count == 0)
+        {
+            return;
+        }
+
+        var contexts = new List<PresentationContext>();
+        byte contextId = 1;
+        foreach (var byClass in prepared.GroupBy(p => p.SopClass, StringComparer.Ordinal).Take(128))
+        {
+            contexts.Add(new PresentationContext(contextId, byClass.Key, byClass.Select(p => p.Syntax).Distinct(StringComparer.Ordinal).ToArray()));
+            contextId += 2;
+        }
+
+        DicomClient client;
+        try
+        {
+            client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, settings.CallingAE), contexts, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransient(e))
+        {
+            logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects wait", destination.AETitle, destination.Host, destination.Port,
+                e.Message, prepared.Count);
+            foreach (var item in prepared)
+            {
+                await RetryAsync(item.Message, e.Message, settings, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        var delivered = 0;
+        await using (client)
+        {
+            for (var i = 0; i < prepared.Count; i++)
+            {
+                var item = prepared[i];
+                DimseResult result;
+                try
+                {
+                    if (client.Association.FindAcceptedContext(item.SopClass, item.Syntax) is null)
+                    {
+                        await outbox.DeadLetterAsync(item.Message.Id, _consumer, $"{destination.AETitle} does not accept this SOP class in {item.Syntax}", cancellationToken)
+                            .ConfigureAwait(false);
+                        Sent.Add(1, new("destination", destination.AETitle), new("outcome", "refused"));
+                        continue;
+                    }
+
+                    await using var reader = await store.OpenReadAsync(item.Id, cancellationToken).ConfigureAwait(false);
+                    await using var stream = reader.OpenStream();
+                    var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken)
+                        .ConfigureAwait(false);
+                    stream.Position = file.DatasetOffset;
+                    result = await client.StoreAsync(item.SopClass, item.SopInstance, item.Syntax, stream, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (IsTransient(e))
+                {
+                    // The association is gone: this object and the rest of the batch wait for the next round.
+                    for (var j = i; j < prepared.Count; j++)
+                    {
+                        await RetryAsync(prepared[j].Message, e.Message, settings, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
+                }
+
+                if (DimseStatus.IsSuccessOrWarning(result.Status))
+                {
+                    await outbox.CompleteAsync(item.Message.Id, _consumer, cancellationToken).ConfigureAwait(false);
+                    delivered++;
+                    Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
+                }
+                else if ((result.Status & 0xFF00) == 0xA700)
+                {
+                    await RetryAsync(item.Message, $"status 0x{result.Status:X4} {result.ErrorComment}", settings, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    // A refusal that will not change by retrying (SOP class not supported, data set refused).
+                    await outbox.DeadLetterAsync(item.Message.Id, _consumer, $"{destination.AETitle} refused it: status 0x{result.Status:X4} {result.ErrorComment}",
+                        cancellationToken).ConfigureAwait(false);
+                    Sent.Add(1, new("destination", destination.AETitle), new("outcome", "refused"));
+                }
+            }
+
+            if (!client.Association.IsClosed)
+            {
+                try
+                {
+                    await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (IsTransient(e))
+                {
+                    logger.LogDebug("Release from {Destination} failed: {Reason}", destination.AETitle, e.Message);
+                }
+            }
+        }
+
+        if (delivered > 0)
+        {
+            await AuditDeliveryAsync(destination, delivered, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task RetryAsync(OutboxMessage message, string reason, ForwardingOptions settings, CancellationToken cancellationToken)
+    {
+        if (settings.MaxAttempts > 0 && message.Attempts >= settings.MaxAttempts)
+        {
+            await outbox.DeadLetterAsync(message.Id, _consumer, $"gave up after {message.Attempts} attempts: {reason}", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var exponent = Math.Min(Math.Max(0, message.Attempts - 1), 20);
+        var delay = TimeSpan.FromTicks(Math.Min(settings.MaxRetryDelay.Ticks, settings.InitialRetryDelay.Ticks * (1L << exponent)));
+        await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task AuditDeliveryAsync(DicomDestination destination, int count, CancellationToken cancellationToken)
+    {
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Read,
+            Participants =
+            [
+                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
+                new AuditParticipant
+                {
+                    UserId = destination.AETitle,
+                    Kind = AuditParticipantKind.Application,
+                    Roles = [AuditRoles.Destination],
+                    NetworkAccessPointId = destination.Host,
+                    NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                },
+            ],
+            Details = new AuditDetails { OutcomeDescription = $"forwarded {count} objects to {destination.AETitle}" },
+        };
+        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
+        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
+
+    private static string Uid(DicomFile file, DicomTag metaTag, DicomTag datasetTag) =>
+        DicomText.TrimUid(file.Meta.GetString(metaTag) ?? file.Dataset.GetString(datasetTag) ?? string.Empty);
+}

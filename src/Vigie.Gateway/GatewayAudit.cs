@@ -1,0 +1,48 @@
+using System.Net;
+using Vigie.Audit.Model;
+
+namespace Vigie.Gateway;
+
+/// <summary>The audit records the gateway writes, following DICOM PS3.15 A.5. Identifying details go in the sealed part.</summary>
+internal static class GatewayAudit
+{
+    public static AuditParticipant Node(string aeTitle, IPAddress? address, bool requestor, AuditCode role, string? user = null) => new()
+    {
+        UserId = aeTitle.Length == 0 ? "(none)" : aeTitle,
+        AlternativeUserId = user,
+        IsRequestor = requestor,
+        Kind = AuditParticipantKind.Application,
+        Roles = [role],
+        NetworkAccessPointId = address?.ToString(),
+        NetworkAccessPointType = address is null ? null : NetworkAccessPointType.IpAddress,
+    };
+
+    public static AuditParticipant Self(string aeTitle, bool requestor, AuditCode role) => new()
+    {
+        UserId = aeTitle,
+        IsRequestor = requestor,
+        Kind = AuditParticipantKind.Application,
+        Roles = [role],
+        NetworkAccessPointId = Dns.GetHostName(),
+        NetworkAccessPointType = NetworkAccessPointType.MachineName,
+    };
+
+    public static AuditObject Study(string studyUid, string? sopClassUid, int instances = 1, string? accession = null) => new()
+    {
+        Type = AuditObjectType.SystemObject,
+        Role = AuditObjectRole.Report,
+        IdType = AuditObjectIdTypes.StudyInstanceUid,
+        Id = studyUid,
+        SopClasses = sopClassUid is null ? [] : [new AuditSopClass(sopClassUid, instances)],
+        Accessions = accession is { Length: > 0 } ? [accession] : [],
+    };
+
+    public static AuditObject Patient(string patientId, string? name) => new()
+    {
+        Type = AuditObjectType.Person,
+        Role = AuditObjectRole.Patient,
+        IdType = AuditObjectIdTypes.PatientNumber,
+        Id = patientId.Length == 0 ? "(unknown)" : patientId,
+        Name = name,
+    };
+}

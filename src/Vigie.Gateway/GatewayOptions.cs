@@ -1,0 +1,80 @@
+namespace Vigie.Gateway;
+
+/// <summary>The gateway's policy and its peers (configuration section "Gateway").</summary>
+public sealed class GatewayOptions
+{
+    public const string Section = "Gateway";
+
+    /// <summary>Quarantine objects whose verdict is Suspicious, not only Malicious (the safe default).</summary>
+    public bool QuarantineSuspicious { get; set; } = true;
+
+    /// <summary>Objects up to this size are inspected from memory after being decrypted from the spool; larger ones by ranges.</summary>
+    public int InMemoryInspectionLimit { get; set; } = 64 * 1024 * 1024;
+
+    /// <summary>DICOM nodes Vigie talks to: forwarding targets (the PACS) and C-MOVE destinations.</summary>
+    public List<DicomDestination> Destinations { get; set; } = [];
+
+    /// <summary>Most instances one C-GET or C-MOVE may send, and one C-FIND may return.</summary>
+    public int MaxRetrieveInstances { get; set; } = 100_000;
+
+    public int MaxFindResults { get; set; } = 10_000;
+
+    public ForwardingOptions Forwarding { get; set; } = new();
+}
+
+/// <summary>A remote DICOM node.</summary>
+public sealed class DicomDestination
+{
+    public string AETitle { get; set; } = string.Empty;
+
+    public string Host { get; set; } = "127.0.0.1";
+
+    public int Port { get; set; } = 104;
+
+    /// <summary>Every object Vigie stores is forwarded to this node (a PACS behind the gateway).</summary>
+    public bool Forward { get; set; }
+
+    /// <summary>Accept this node as a C-MOVE destination.</summary>
+    public bool MoveDestination { get; set; } = true;
+
+    public bool UseTls { get; set; }
+
+    public string? ServerCaPath { get; set; }
+
+    public string? ClientCertificatePath { get; set; }
+
+    public string? ClientKeyPath { get; set; }
+
+    /// <summary>Parses the command-line form AE@host:port.</summary>
+    public static DicomDestination Parse(string text, bool forward)
+    {
+        var at = text.IndexOf('@', StringComparison.Ordinal);
+        var colon = text.LastIndexOf(':');
+        if (at <= 0 || colon <= at + 1 || !int.TryParse(text.AsSpan(colon + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            || port is < 1 or > 65535)
+        {
+            throw new FormatException($"'{text}' is not AE@host:port (for example PACS@10.0.0.5:104).");
+        }
+
+        return new DicomDestination { AETitle = text[..at], Host = text[(at + 1)..colon], Port = port, Forward = forward };
+    }
+}
+
+public sealed class ForwardingOptions
+{
+    /// <summary>First retry delay after a failed send; doubles up to <see cref="MaxRetryDelay"/>.</summary>
+    public TimeSpan InitialRetryDelay { get; set; } = TimeSpan.FromSeconds(5);
+
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>Attempts before an object is set aside as undeliverable (0: never give up).</summary>
+    public int MaxAttempts { get; set; }
+
+    /// <summary>Objects sent over one association before it is released.</summary>
+    public int BatchSize { get; set; } = 64;
+
+    /// <summary>How long a claimed message stays ours; past it another node may take it over.</summary>
+    public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
+
+    public string CallingAE { get; set; } = "VIGIE";
+}

@@ -1,0 +1,121 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Access;
+using Vigie.Archive;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Retention;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
+using Vigie.Core.Data;
+using Vigie.Dicom.Network;
+using Vigie.Gateway.Dimse;
+using Vigie.Gateway.Forwarding;
+using Vigie.Gateway.Ingest;
+using Vigie.Inspection;
+
+namespace Vigie.Gateway;
+
+public static class GatewayServiceCollectionExtensions
+{
+    /// <summary>
+    /// The gateway and everything it composes: archive, audit (sealed with the archive's keys), inspection, access, the
+    /// ingest pipeline, the DICOM node and the forwarder. The host binds the options sections and the data folder.
+    /// </summary>
+    public static IServiceCollection AddGateway(this IServiceCollection services)
+    {
+        // Registered first: hosted services start in order, and everything below needs the schema and the keys.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, GatewayStartup>());
+        services.TryAddSingleton<IAuditSealer, ArchiveAuditSealer>();
+        services.TryAddSingleton<IRetentionAudit, RetentionAuditBridge>();
+        services.AddArchive();
+        services.AddAudit();
+        services.AddVigieInspection();
+        services.AddAccess();
+        services.AddOptions<GatewayOptions>();
+        services.AddOptions<DicomServerOptions>();
+        services.TryAddSingleton<IngestPipeline>();
+        services.TryAddSingleton<GatewayServiceProvider>();
+        services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
+        services.TryAddSingleton<Forwarder>();
+        services.TryAddSingleton<DicomNodeService>();
+
+        // Then the node, then the background consumers.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DicomNodeService>(sp => sp.GetRequiredService<DicomNodeService>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Forwarder>(sp => sp.GetRequiredService<Forwarder>()));
+        return services;
+    }
+}
+
+/// <summary>Migrates the schema, opens (or creates, on first start) the keys and folders, and records the start in the audit trail.</summary>
+public sealed class GatewayStartup(
+    SchemaMigrator migrator,
+    ArchiveInitializer archive,
+    IArchiveKeyService keys,
+    IAuditLog audit,
+    IOptionsMonitor<DicomServerOptions> server,
+    ILogger<GatewayStartup> logger,
+    TimeProvider time) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await migrator.MigrateAsync(cancellationToken).ConfigureAwait(false);
+        var initialization = await archive.InitializeAsync(cancellationToken).ConfigureAwait(false);
+        await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        if (initialization.KeysCreated)
+        {
+            logger.LogWarning("Created new keys in {KeyFile}. Back this file up apart from the data folder: without it nothing stored can be read.",
+                initialization.KeyFile);
+        }
+
+        await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStop), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            logger.LogWarning(e, "Could not record the stop in the audit trail");
+        }
+    }
+
+    private AuditRecord Activity(AuditCode type) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.ApplicationActivity,
+        EventTypes = [type],
+        Action = AuditAction.Execute,
+        Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: false, AuditRoles.Application)],
+    };
+}
+
+/// <summary>Runs the DICOM node (the listener) for the host's lifetime.</summary>
+public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options, IDicomServiceProvider provider, ILogger<DicomNodeService> logger) : IHostedService
+{
+    public DicomServer? Server { get; private set; }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.CurrentValue;
+        Server = new DicomServer(settings, provider);
+        Server.Start();
+        logger.LogInformation("DICOM node {AETitle} listening on {Address}:{Port}{Tls}", settings.AETitle, settings.BindAddress, Server.Port,
+            Server.TlsPort > 0 ? $" and TLS {Server.TlsPort}" : "");
+        return Task.CompletedTask;
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (Server is not null)
+        {
+            await Server.StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Inspection;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Ingest;
+
+/// <summary>
+/// The one ingest path. Every object, whatever its channel, is spooled (encrypted as it arrives), inspected from
+/// the spool, then either committed (blob durable, then one transaction: index rows, audit entry, outbox events)
+/// or quarantined (still encrypted, with a security alert) before the sender gets its answer.
+/// </summary>
+public sealed class IngestPipeline(
+    IObjectStore store,
+    IArchiveIndex index,
+    Inspector inspector,
+    IVigieDatabase database,
+    IAuditLog audit,
+    Core.Outbox.Outbox outbox,
+    IArchiveKeyService keys,
+    IOptionsMonitor<GatewayOptions> options,
+    ILogger<IngestPipeline> logger,
+    TimeProvider time)
+{
+    public const string ForwardTopic = "forward";
+    public const string DetectionTopic = "detection";
+
+    internal static readonly ActivitySource Source = new("Vigie.Gateway");
+    private static readonly Meter Meter = new("Vigie.Gateway");
+    private static readonly Counter<long> Objects = Meter.CreateCounter<long>("vigie.gateway.objects", description: "Objects ingested, by outcome");
+    private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("vigie.gateway.ingest.duration", unit: "ms",
+        description: "From the last byte received to the answer");
+
+    private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
+
+    /// <summary>Starts receiving an object. For DIMSE the data set arrives without meta information: pass the header to prepend.</summary>
+    public async ValueTask<IngestSession> BeginAsync(IngestSource source, ReadOnlyMemory<byte> header, CancellationToken cancellationToken)
+    {
+        var spool = await store.CreateSpoolAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (!header.IsEmpty)
+            {
+                await spool.WriteAsync(header, cancellationToken).ConfigureAwait(false);
+            }
+
+            return new IngestSession(this, spool, source);
+        }
+        catch
+        {
+            await spool.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Ingests a whole Part 10 stream (STOW-RS part, `vigie import`).</summary>
+    public async ValueTask<IngestResult> IngestAsync(Stream part10, IngestSource source, CancellationToken cancellationToken)
+    {
+        await using var session = await BeginAsync(source, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
+        var buffer = ArrayPool<byte>.Shared.Rent(256 * 1024);
+        try
+        {
+            int read;
+            while ((read = await part10.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+            {
+                await session.WriteAsync(buffer.AsMemory(0, read), cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return await session.CompleteAsync(null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Preamble, "DICM" and the meta group for a data set received over DIMSE.</summary>
+    public static byte[] Part10Header(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, string? sourceAE)
+    {
+        var meta = new DicomDataset();
+        meta.SetBytes(DicomTags.FileMetaInformationVersion, DicomVR.OB, new byte[] { 0, 1 });
+        meta.SetString(DicomTags.MediaStorageSOPClassUID, DicomVR.UI, sopClassUid);
+        meta.SetString(DicomTags.MediaStorageSOPInstanceUID, DicomVR.UI, sopInstanceUid);
+        meta.SetString(DicomTags.TransferSyntaxUID, DicomVR.UI, transferSyntaxUid);
+        meta.SetString(DicomTags.ImplementationClassUID, DicomVR.UI, DicomImplementation.ClassUid);
+        meta.SetString(DicomTags.ImplementationVersionName, DicomVR.SH, DicomImplementation.VersionName);
+        if (!string.IsNullOrEmpty(sourceAE))
+        {
+            meta.SetString(DicomTags.SourceApplicationEntityTitle, DicomVR.AE, sourceAE);
+        }
+
+        var body = DicomWriter.Encode(meta, TransferSyntax.ExplicitVRLittleEndian);
+        var header = new byte[132 + 12 + body.Length];
+        "DICM"u8.CopyTo(header.AsSpan(128));
+        var groupLength = new DicomDataset();
+        groupLength.SetUInt32(DicomTags.FileMetaInformationGroupLength, DicomVR.UL, (uint)body.Length);
+        DicomWriter.Encode(groupLength, TransferSyntax.ExplicitVRLittleEndian).CopyTo(header, 132);
+        body.CopyTo(header, 144);
+        return header;
+    }
+
+    internal async Task<IngestResult> CompleteAsync(SpoolWriter writer, IngestSource source, string? expectedSopInstanceUid, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var activity = Source.StartActivity("ingest");
+        await using var spooled = await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        Verdict verdict;
+        DicomFile? file = null;
+        string? unreadable = null;
+        await using (var reader = await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            using var content = await ContentFromAsync(reader, cancellationToken).ConfigureAwait(false);
+            verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await using var stream = content.OpenStream();
+                file = await DicomReader.ReadFileAsync(stream, IndexRead, cancellationToken).ConfigureAwait(false);
+            }
+            catch (DicomParseException e)
+            {
+                unreadable = e.Reason;
+            }
+        }
+
+        IngestResult result;
+        var threat = verdict.Kind is VerdictKind.Malicious or VerdictKind.Error
+            || (verdict.Kind == VerdictKind.Suspicious && options.CurrentValue.QuarantineSuspicious);
+        if (threat)
+        {
+            result = await QuarantineAsync(spooled, source, verdict, cancellationToken).ConfigureAwait(false);
+        }
+        else if (file is null || verdict.ContentType != nameof(ContentType.Dicom))
+        {
+            result = new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate($"not a DICOM object: {unreadable ?? verdict.ContentType}"), verdict);
+        }
+        else
+        {
+            result = await StoreAsync(spooled, file, source, expectedSopInstanceUid, verdict, cancellationToken).ConfigureAwait(false);
+        }
+
+        Objects.Add(1, new KeyValuePair<string, object?>("outcome", result.Outcome.ToString()), new KeyValuePair<string, object?>("channel", source.Channel.ToString()));
+        Duration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        activity?.SetTag("vigie.outcome", result.Outcome.ToString());
+        return result;
+    }
+
+    private async Task<IngestResult> StoreAsync(SpooledObject spooled, DicomFile file, IngestSource source, string? expectedSopInstanceUid, Verdict verdict,
+        CancellationToken cancellationToken)
+    {
+        // The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.
+        var sourceAttributes = AttributeSet.From((0x0002_0016, source.CallingAE), (0x0009_0001, source.Channel.ToString()), (0x0009_0002, source.Address?.ToString()));
+        var entry = IndexedAttributes.ToEntry(file, spooled.Id, spooled.Length, sourceAttributes, out var problem);
+        if (entry is null)
+        {
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.DataSetDoesNotMatchSopClass, Truncate(problem!), verdict);
+        }
+
+        if (expectedSopInstanceUid is not null && entry.Instance.SopInstanceUid != expectedSopInstanceUid)
+        {
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.DataSetDoesNotMatchSopClass,
+                "SOP Instance UID of the data set differs from the command", verdict);
+        }
+
+        // The object is durable (file and folder synced) before the index points at it.
+        var committed = await store.CommitAsync(spooled, cancellationToken).ConfigureAwait(false);
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Create,
+            Outcome = AuditOutcome.Success,
+            Participants =
+            [
+                GatewayAudit.Node(source.CallingAE, source.Address, requestor: true, AuditRoles.Source, source.UserName),
+                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+            ],
+            PatientRef = PatientRef(entry),
+            SourceId = source.Channel.ToString(),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = committed.AlreadyStored ? "already stored" : "stored",
+                Objects =
+                [
+                    GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value)),
+                    GatewayAudit.Patient(entry.Patient.PatientId, entry.Patient.Attributes.First(DicomTags.PatientName.Value)),
+                ],
+            },
+        };
+
+        IndexWriteResult written;
+        var forward = options.CurrentValue.Destinations.Where(d => d.Forward).ToList();
+        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
+        await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            written = await index.StoreInstanceAsync(connection, transaction, entry, cancellationToken).ConfigureAwait(false);
+            await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
+            if (written.Outcome != IndexOutcome.AlreadyStored)
+            {
+                foreach (var destination in forward)
+                {
+                    var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, spooled.Id.ToString(), written.InstanceRowId));
+                    await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        audit.NotifyCommitted(1);
+        if (forward.Count > 0 && written.Outcome != IndexOutcome.AlreadyStored)
+        {
+            outbox.Notify(ForwardTopic);
+        }
+
+        if (written.Conflicts != HierarchyConflict.None)
+        {
+            // No identifiers in logs: the row ids are enough for an administrator to look the case up.
+            logger.LogWarning("Stored instance row {InstanceRow} disagrees with the existing hierarchy: {Conflicts}", written.InstanceRowId, written.Conflicts);
+        }
+
+        return written.Outcome == IndexOutcome.AlreadyStored
+            ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
+            : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);
+    }
+
+    private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, CancellationToken cancellationToken)
+    {
+        var worst = verdict.Findings.OrderByDescending(f => f.Severity).FirstOrDefault();
+        var reason = worst is null ? $"inspection {verdict.Kind}" : $"{worst.Rule}: {worst.Message}";
+        var quarantined = await store.QuarantineAsync(spooled, reason, cancellationToken).ConfigureAwait(false);
+        var rules = verdict.Findings.Where(f => f.Severity > Severity.Info).Select(f => f.Rule).Distinct(StringComparer.Ordinal).ToList();
+        var details = AttributeSet.From((0x0009_0010, string.Join('\\', rules)), (0x0009_0011, verdict.Kind.ToString()), (0x0009_0012, source.CallingAE));
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+            Action = AuditAction.Execute,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants =
+            [
+                GatewayAudit.Node(source.CallingAE, source.Address, requestor: true, AuditRoles.Source, source.UserName),
+                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+            ],
+            SourceId = source.Channel.ToString(),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = $"quarantined {quarantined.QuarantineId}: {string.Join(", ", rules)}",
+                Objects =
+                [
+                    new AuditObject
+                    {
+                        Type = AuditObjectType.SystemObject,
+                        Role = AuditObjectRole.Resource,
+                        IdType = AuditObjectIdTypes.NodeId,
+                        Id = quarantined.QuarantineId,
+                        Details = verdict.Findings.Where(f => f.Severity > Severity.Info).Take(20)
+                            .Select(f => new KeyValuePair<string, string>(f.Rule, $"{f.Severity}: {f.Message}")).ToList(),
+                    },
+                ],
+            },
+        };
+        var detection = JsonSerializer.SerializeToUtf8Bytes(new Detection(quarantined.QuarantineId, verdict.Kind.ToString(), rules, source.Channel.ToString(),
+            source.CallingAE, time.GetUtcNow()));
+        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
+        await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            await index.AddQuarantineAsync(connection, transaction,
+                new QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, reason, quarantined.QuarantinedAt, details), cancellationToken)
+                .ConfigureAwait(false);
+            await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
+            await outbox.EnqueueAsync(connection, transaction, DetectionTopic, detection, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        audit.NotifyCommitted(1);
+        outbox.Notify(DetectionTopic);
+        logger.LogWarning("Quarantined object {QuarantineId} from {CallingAE}: {Verdict} ({Rules})", quarantined.QuarantineId, source.CallingAE, verdict.Kind,
+            string.Join(", ", rules));
+        return new IngestResult(IngestOutcome.Quarantined, DimseStatus.NotAuthorized, Truncate("refused by Vigie: " + (worst?.Rule ?? verdict.Kind.ToString())), verdict,
+            quarantined.QuarantineId);
+    }
+
+    /// <summary>The spool read back decrypted: into memory when small (the common case), else by ranges.</summary>
+    private async ValueTask<ContentSource> ContentFromAsync(ArchiveObjectReader reader, CancellationToken cancellationToken)
+    {
+        if (reader.Length <= options.CurrentValue.InMemoryInspectionLimit)
+        {
+            var bytes = GC.AllocateUninitializedArray<byte>((int)reader.Length);
+            var filled = 0;
+            while (filled < bytes.Length)
+            {
+                var read = await reader.ReadAsync(filled, bytes.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    throw new EndOfStreamException("The spool is shorter than its trailer says.");
+                }
+
+                filled += read;
+            }
+
+            return ContentSource.FromMemory(bytes);
+        }
+
+        return new ObjectContentSource(reader);
+    }
+
+    /// <summary>The keyed hash the index uses for the patient row, so the audit trail and the index name a patient the same way.</summary>
+    private string? PatientRef(InstanceIndexEntry entry)
+    {
+        var patientId = IndexNormalizer.Identifier(entry.Patient.PatientId);
+        if (patientId.Length == 0)
+        {
+            return null;
+        }
+
+        var issuer = IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? string.Empty);
+        return Convert.ToHexStringLower(keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId));
+    }
+
+    private static string Truncate(string comment) => comment.Length <= 64 ? comment : comment[..64];
+
+    internal sealed record ForwardRequest(string Destination, string ObjectId, long InstanceRowId);
+
+    internal sealed record Detection(string QuarantineId, string Verdict, IReadOnlyList<string> Rules, string Channel, string CallingAE, DateTimeOffset At);
+}

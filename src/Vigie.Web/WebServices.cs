@@ -1,0 +1,166 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+using Vigie.Archive;
+using Vigie.Audit;
+using Vigie.Audit.Signing;
+using Vigie.Core.Data;
+using Vigie.Gateway;
+
+namespace Vigie.Web;
+
+public static class WebServiceCollectionExtensions
+{
+    /// <summary>OpenTelemetry (every "Vigie.*" meter and source, ASP.NET Core, runtime), health checks, problem details.</summary>
+    public static IServiceCollection AddVigieWeb(this IServiceCollection services)
+    {
+        services.AddProblemDetails();
+        services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddService("vigie", serviceVersion: typeof(WebServiceCollectionExtensions).Assembly.GetName().Version?.ToString()))
+            .WithMetrics(m => m.AddMeter("Vigie.*").AddAspNetCoreInstrumentation().AddRuntimeInstrumentation().AddPrometheusExporter())
+            .WithTracing(t => t.AddSource("Vigie.*").AddAspNetCoreInstrumentation());
+        services.AddHealthChecks()
+            .AddCheck<DatabaseHealthCheck>("database")
+            .AddCheck<DataFolderHealthCheck>("data-folder")
+            .AddCheck<DicomNodeHealthCheck>("dicom-node");
+        return services;
+    }
+}
+
+public static class WebEndpointExtensions
+{
+    /// <summary>/health, /metrics (Prometheus) and the audit trail's public verification API.</summary>
+    public static IEndpointRouteBuilder MapVigieEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        endpoints.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync });
+        endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        endpoints.MapAuditEndpoints();
+        return endpoints;
+    }
+
+    private static Task WriteHealthAsync(HttpContext context, HealthReport report)
+    {
+        context.Response.ContentType = "application/json";
+        return context.Response.WriteAsJsonAsync(new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.ToDictionary(e => e.Key, e => new { status = e.Value.Status.ToString(), description = e.Value.Description }),
+        }, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase });
+    }
+}
+
+internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand(null, "SELECT 1");
+            await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return HealthCheckResult.Healthy($"{database.Provider} reachable");
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {e.GetType().Name}");
+        }
+    }
+}
+
+internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var spool = Path.Combine(options.Value.DataFolder, "spool");
+        try
+        {
+            var probe = Path.Combine(spool, $".health-{Guid.NewGuid():N}");
+            File.WriteAllBytes(probe, []);
+            File.Delete(probe);
+            var free = new DriveInfo(Path.GetFullPath(options.Value.DataFolder)).AvailableFreeSpace;
+            return Task.FromResult(free < 1L << 30
+                ? HealthCheckResult.Degraded($"less than 1 GiB free ({free >> 20} MiB)")
+                : HealthCheckResult.Healthy($"{free >> 30} GiB free"));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy($"the data folder is not writable: {e.GetType().Name}"));
+        }
+    }
+}
+
+internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(node.Server is { } server
+            ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations")
+            : HealthCheckResult.Unhealthy("the DICOM node is not running"));
+}
+
+/// <summary>
+/// Public verification of the audit trail: signed tree heads, the signing key, inclusion and consistency proofs. They
+/// carry hashes only, so an auditor can check the log without seeing any entry.
+/// </summary>
+internal static class AuditEndpoints
+{
+    public static void MapAuditEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var group = endpoints.MapGroup("/api/audit");
+        group.MapGet("/tree-head", async (IAuditLog log, CancellationToken ct) =>
+            await log.GetLatestTreeHeadAsync(ct) is { } head ? Results.Ok(TreeHead(head)) : Results.NotFound());
+        group.MapGet("/public-key", async (IAuditLog log, CancellationToken ct) =>
+        {
+            var key = await log.GetPublicKeyAsync(ct);
+            return Results.Ok(new { keyId = key.KeyId, publicKey = Convert.ToBase64String(key.PublicKey), algorithm = "Ed25519" });
+        });
+        group.MapGet("/proofs/inclusion/{sequence:long}", async (long sequence, long? treeSize, IAuditLog log, CancellationToken ct) =>
+        {
+            try
+            {
+                var proof = await log.GetInclusionProofAsync(sequence, treeSize, ct);
+                return Results.Ok(new
+                {
+                    sequence = proof.Sequence,
+                    treeSize = proof.TreeSize,
+                    leafHash = Convert.ToHexStringLower(proof.LeafHash),
+                    auditPath = proof.AuditPath.Select(Convert.ToHexStringLower),
+                    treeHead = TreeHead(proof.TreeHead),
+                });
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status404NotFound);
+            }
+        });
+        group.MapGet("/proofs/consistency", async (long first, long? second, IAuditLog log, CancellationToken ct) =>
+        {
+            try
+            {
+                var proof = await log.GetConsistencyProofAsync(first, second, ct);
+                return Results.Ok(new { first = TreeHead(proof.First), second = TreeHead(proof.Second), proof = proof.Proof.Select(Convert.ToHexStringLower) });
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status404NotFound);
+            }
+        });
+    }
+
+    private static object TreeHead(SignedTreeHead head) => new
+    {
+        treeSize = head.TreeSize,
+        timestamp = head.Timestamp,
+        rootHash = Convert.ToHexStringLower(head.RootHash),
+        keyId = head.KeyId,
+        publicKey = Convert.ToBase64String(head.PublicKey),
+        signature = Convert.ToBase64String(head.Signature),
+    };
+}
