@@ -1,0 +1,245 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+
+namespace Vigie.Cli.Commands;
+
+/// <summary>`vigie audit verify|show|prove|consistency`.</summary>
+internal static class AuditCommands
+{
+    public static Command Create() => new("audit", "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency.")
+    {
+        Verify(), Show(), Prove(), Consistency(),
+    };
+
+    private static Command Verify()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var command = new Command("verify", "Recompute every entry hash, the chain, every stored node and every signed tree head. Exit 1 naming each entry that was modified, removed, inserted or reordered, or any bad signature.")
+        {
+            data, config, json,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit verify", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var log = services.GetRequiredService<IAuditLog>();
+            var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(null, ct).AsTask());
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    valid = report.IsValid,
+                    entries_checked = report.EntriesChecked,
+                    tree_size = report.TreeSize,
+                    tree_heads_checked = report.TreeHeadsChecked,
+                    latest_verified_head = report.LatestVerifiedHead?.TreeSize,
+                    unsigned_entries = report.UnsignedEntries,
+                    problem_count = report.ProblemCount,
+                    problems = report.Problems.Select(p => new { kind = p.Kind, sequence = p.Sequence, tree_size = p.TreeSize, reason = p.Reason }),
+                    seconds = report.Elapsed.TotalSeconds,
+                });
+            }
+            else
+            {
+                foreach (var problem in report.Problems)
+                {
+                    Console.WriteLine(problem);
+                }
+
+                var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
+                var unsigned = report.UnsignedEntries > 0 ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)" : "";
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}"));
+            }
+
+            return report.IsValid ? ExitCodes.Ok : ExitCodes.Findings;
+        });
+        return command;
+    }
+
+    private static Command Show()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var patient = new Option<string?>("--patient") { Description = "Only events about this patient: Patient ID, or ID@Issuer." };
+        var user = new Option<string?>("--user") { Description = "Only events whose requesting user or AE title is this." };
+        var from = new Option<DateTimeOffset?>("--from") { Description = "Only events at or after this time (ISO 8601)." };
+        var to = new Option<DateTimeOffset?>("--to") { Description = "Only events before this time." };
+        var eventId = new Option<string?>("--event") { Description = "Only this event ID (DCM code, e.g. 110112 for queries) or its name." };
+        var limit = new Option<int>("--limit") { Description = "Most events to show (newest first).", DefaultValueFactory = _ => 50 };
+        var details = new Option<bool>("--details") { Description = "Show the sealed details (study, objects, query): for authorised reviewers." };
+        var command = new Command("show", "List audit events, newest first, with filters.") { data, config, json, patient, user, from, to, eventId, limit, details };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit show", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            string? patientRef = null;
+            if (parse.GetValue(patient) is { Length: > 0 } patientText)
+            {
+                var at = patientText.LastIndexOf('@');
+                var id = IndexNormalizer.Identifier(at > 0 ? patientText[..at] : patientText);
+                var issuer = IndexNormalizer.Identifier(at > 0 ? patientText[(at + 1)..] : string.Empty);
+                patientRef = Convert.ToHexStringLower(services.GetRequiredService<IArchiveKeyService>().HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + id));
+            }
+
+            var eventCode = parse.GetValue(eventId);
+            if (eventCode is not null && !eventCode.All(char.IsAsciiDigit))
+            {
+                eventCode = typeof(AuditEventIds).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
+                    .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), eventCode.Replace(" ", "", StringComparison.Ordinal),
+                        StringComparison.OrdinalIgnoreCase))?.Code ?? eventCode;
+            }
+
+            var page = await services.GetRequiredService<IAuditLog>().QueryAsync(new AuditQuery
+            {
+                PatientRef = patientRef,
+                UserId = parse.GetValue(user),
+                From = parse.GetValue(from),
+                To = parse.GetValue(to),
+                EventId = eventCode,
+                Limit = Math.Clamp(parse.GetValue(limit), 1, 1000),
+                Unseal = parse.GetValue(details),
+            }, ct);
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(page.Entries.Select(e => new
+                {
+                    sequence = e.Sequence,
+                    time = e.Time,
+                    event_id = e.EventId.Code,
+                    @event = e.EventId.DisplayName,
+                    event_types = e.EventTypes.Select(t => t.DisplayName),
+                    action = e.Action,
+                    outcome = e.Outcome,
+                    user = e.UserId,
+                    participants = e.Participants.Select(p => new { user = p.UserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor }),
+                    purpose = e.PurposeOfUse?.DisplayName,
+                    patient_ref = e.PatientRef,
+                    source = e.SourceId,
+                    details = e.Details is null ? null : new
+                    {
+                        outcome = e.Details.OutcomeDescription,
+                        objects = e.Details.Objects.Select(o => new { type = o.IdType.DisplayName, id = o.Id, name = o.Name }),
+                    },
+                    leaf_hash = Convert.ToHexStringLower(e.LeafHash),
+                }));
+                return ExitCodes.Ok;
+            }
+
+            var table = new Table().AddColumns("#", "time", "event", "outcome", "who", "from", "what");
+            foreach (var entry in page.Entries)
+            {
+                var requestor = entry.Participants.FirstOrDefault(p => p.IsRequestor) ?? entry.Participants.FirstOrDefault();
+                table.AddRow(
+                    entry.Sequence.ToString(CultureInfo.InvariantCulture),
+                    entry.Time.ToString("u", CultureInfo.InvariantCulture),
+                    Markup.Escape(entry.EventId.DisplayName + (entry.EventTypes.Count > 0 ? $" / {entry.EventTypes[0].DisplayName}" : "")),
+                    entry.Outcome.ToString(),
+                    Markup.Escape(requestor?.UserId ?? ""),
+                    Markup.Escape(requestor?.NetworkAccessPointId ?? ""),
+                    Markup.Escape(entry.Details?.OutcomeDescription ?? (entry.Sealed is null ? "" : "(sealed)")));
+            }
+
+            AnsiConsole.Write(table);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Prove()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var sequence = new Argument<long>("sequence") { Description = "The entry to prove." };
+        var size = new Option<long?>("--tree-size") { Description = "Prove against this signed tree head (default: the latest)." };
+        var command = new Command("prove", "Print an inclusion proof (RFC 9162) of an entry in a signed tree head, as JSON, and check it.") { data, config, sequence, size };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit prove", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            try
+            {
+                var proof = await services.GetRequiredService<IAuditLog>().GetInclusionProofAsync(parse.GetValue(sequence), parse.GetValue(size), ct);
+                var valid = proof.Verify();
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    sequence = proof.Sequence,
+                    tree_size = proof.TreeSize,
+                    leaf_hash = Convert.ToHexStringLower(proof.LeafHash),
+                    audit_path = proof.AuditPath.Select(Convert.ToHexStringLower),
+                    root_hash = Convert.ToHexStringLower(proof.TreeHead.RootHash),
+                    tree_head_signature = Convert.ToBase64String(proof.TreeHead.Signature),
+                    key_id = proof.TreeHead.KeyId,
+                    valid,
+                });
+                return valid ? ExitCodes.Ok : ExitCodes.Findings;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit prove: {e.Message}");
+                return ExitCodes.Error;
+            }
+        });
+        return command;
+    }
+
+    private static Command Consistency()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var first = new Argument<long>("first-size") { Description = "The older signed tree size." };
+        var second = new Option<long?>("--second-size") { Description = "The newer signed tree size (default: the latest)." };
+        var command = new Command("consistency", "Print a consistency proof (RFC 9162) between two signed tree heads, as JSON, and check it.") { data, config, first, second };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit consistency", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            try
+            {
+                var proof = await services.GetRequiredService<IAuditLog>().GetConsistencyProofAsync(parse.GetValue(first), parse.GetValue(second), ct);
+                var valid = proof.Verify();
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    first_size = proof.First.TreeSize,
+                    first_root = Convert.ToHexStringLower(proof.First.RootHash),
+                    second_size = proof.Second.TreeSize,
+                    second_root = Convert.ToHexStringLower(proof.Second.RootHash),
+                    proof = proof.Proof.Select(Convert.ToHexStringLower),
+                    valid,
+                });
+                return valid ? ExitCodes.Ok : ExitCodes.Findings;
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit consistency: {e.Message}");
+                return ExitCodes.Error;
+            }
+        });
+        return command;
+    }
+}

@@ -1,0 +1,205 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+using Vigie.Access;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Scrub;
+using Vigie.Audit;
+
+namespace Vigie.Cli.Commands;
+
+/// <summary>`vigie scrub`, `vigie stats`, `vigie keys rotate`, `vigie access hash-password`.</summary>
+internal static class MaintenanceCommands
+{
+    public static Option<FileInfo?> ConfigOption() => new("--config") { Description = "Configuration file (JSON), as for vigie serve." };
+
+    public static Option<bool> JsonOption() => new("--json") { Description = "Machine-readable output." };
+
+    public static Command Scrub()
+    {
+        var data = ServeCommand.DataOption();
+        var config = ConfigOption();
+        var json = JsonOption();
+        var reveal = new Option<bool>("--reveal-identifiers") { Description = "Name damaged objects by their decrypted SOP and Study Instance UIDs (for re-fetching them)." };
+        var quick = new Option<bool>("--headers-only") { Description = "Check headers, keys and trailers only, without decrypting every segment." };
+        var command = new Command("scrub", "Check every stored object (authentication tags, content hash, index references). Exit 1 if anything is missing, corrupted, foreign or orphaned.")
+        {
+            data, config, json, reveal, quick,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "scrub", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var request = new ScrubRequest { RevealIdentifiers = parse.GetValue(reveal), VerifyContent = !parse.GetValue(quick) };
+            var report = await MaintenanceHost.WithStatusAsync("Scrubbing the archive", parse.GetValue(json),
+                () => services.GetRequiredService<ScrubService>().RunAsync(request, ct));
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    clean = report.IsClean,
+                    report.ObjectsChecked,
+                    report.QuarantinedChecked,
+                    report.BytesVerified,
+                    report.Healthy,
+                    report.Missing,
+                    report.Corrupted,
+                    report.Foreign,
+                    report.Orphans,
+                    findings = report.Findings.Select(f => new { kind = f.Kind, location = f.Location, @object = f.ObjectId?.ToString(), problem = f.Problem, reason = f.Reason,
+                        references = f.References.Select(r => r.ToString()) }),
+                    report.FindingsTruncated,
+                    duration_seconds = report.Duration.TotalSeconds,
+                });
+            }
+            else
+            {
+                foreach (var finding in report.Findings)
+                {
+                    Console.WriteLine(finding);
+                }
+
+                Console.WriteLine(report.Summary);
+            }
+
+            return report.ExitCode;
+        });
+        return command;
+    }
+
+    public static Command Stats()
+    {
+        var data = ServeCommand.DataOption();
+        var config = ConfigOption();
+        var json = JsonOption();
+        var command = new Command("stats", "Counts: patients, studies, series and instances stored, quarantined objects, audit entries.") { data, config, json };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "stats", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var stats = await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct);
+            var audit = await services.GetRequiredService<IAuditLog>().GetTreeSizeAsync(ct);
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    stats.Patients,
+                    stats.Studies,
+                    stats.Series,
+                    stats.Instances,
+                    instance_versions = stats.InstanceVersions,
+                    stats.Objects,
+                    object_bytes = stats.ObjectBytes,
+                    stats.Quarantined,
+                    audit_entries = audit,
+                });
+                return ExitCodes.Ok;
+            }
+
+            var table = new Table().AddColumn("what").AddColumn(new TableColumn("count").RightAligned());
+            foreach (var (name, value) in new (string, long)[]
+                     {
+                         ("patients", stats.Patients), ("studies", stats.Studies), ("series", stats.Series), ("instances", stats.Instances),
+                         ("instance versions", stats.InstanceVersions), ("objects", stats.Objects), ("object bytes", stats.ObjectBytes),
+                         ("quarantined objects", stats.Quarantined), ("audit entries", audit),
+                     })
+            {
+                table.AddRow(name, value.ToString("N0", CultureInfo.InvariantCulture));
+            }
+
+            AnsiConsole.Write(table);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    public static Command Keys()
+    {
+        var data = ServeCommand.DataOption();
+        var config = ConfigOption();
+        var json = JsonOption();
+        var rotate = new Command("rotate", "Make a new key-encryption key and re-wrap every object's data key under it (the data itself is not re-encrypted). Safe to re-run after an interruption.")
+        {
+            data, config, json,
+        };
+        rotate.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "keys rotate", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var rotation = services.GetRequiredService<KeyRotationService>();
+            var report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
+            for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
+            {
+                report = await rotation.RotateAsync(ct);
+            }
+
+            await AuditKeyRotationAsync(services, report, ct);
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(report);
+            }
+            else
+            {
+                Console.WriteLine($"active key {report.ActiveKeyId}: {report.Rewrapped} re-wrapped, {report.AlreadyCurrent} already current, {report.Remaining} remaining"
+                    + (report.Completed ? "; rotation complete" : "; run again to finish") + (report.Failures.Count > 0 ? $"; {report.Failures.Count} failures" : ""));
+                foreach (var failure in report.Failures)
+                {
+                    Console.WriteLine("  " + failure);
+                }
+            }
+
+            return report.Failures.Count > 0 ? ExitCodes.Findings : ExitCodes.Ok;
+        });
+        return new Command("keys", "Key management.") { rotate };
+    }
+
+    public static Command Access()
+    {
+        var hash = new Command("hash-password", "Read a passcode on standard input and print the hash to put in Access:DicomUsers.");
+        hash.SetAction(async (_, ct) =>
+        {
+            var password = (await Console.In.ReadLineAsync(ct))?.TrimEnd('\r', '\n');
+            if (string.IsNullOrEmpty(password))
+            {
+                await Console.Error.WriteLineAsync("vigie access hash-password: no passcode on standard input");
+                return ExitCodes.Error;
+            }
+
+            Console.WriteLine(PasswordHashing.Hash(password));
+            return ExitCodes.Ok;
+        });
+        return new Command("access", "Access control helpers.") { hash };
+    }
+
+    private static async Task AuditKeyRotationAsync(IServiceProvider services, KeyRotationReport report, CancellationToken ct)
+    {
+        var audit = services.GetRequiredService<IAuditLog>();
+        await audit.AppendAsync(new Audit.Model.AuditRecord
+        {
+            Time = DateTimeOffset.UtcNow,
+            EventId = Audit.Model.AuditEventIds.SecurityAlert,
+            EventTypes = [Audit.Model.AuditEventTypes.SecurityConfiguration],
+            Action = Audit.Model.AuditAction.Execute,
+            Outcome = report.Failures.Count == 0 ? Audit.Model.AuditOutcome.Success : Audit.Model.AuditOutcome.MinorFailure,
+            Participants = [new Audit.Model.AuditParticipant { UserId = Environment.UserName, IsRequestor = true }],
+            Details = new Audit.Model.AuditDetails
+            {
+                OutcomeDescription = $"key rotation to {report.ActiveKeyId}: {report.Rewrapped} re-wrapped, {report.Remaining} remaining, completed={report.Completed}",
+            },
+        }, ct);
+    }
+}

@@ -1,0 +1,91 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Spectre.Console;
+using Vigie.Archive;
+using Vigie.Archive.Keys;
+using Vigie.Core;
+using Vigie.Core.Data;
+using Vigie.Gateway;
+
+namespace Vigie.Cli;
+
+/// <summary>
+/// The services of a data folder for the maintenance commands (scrub, stats, audit, keys), composed exactly as
+/// `vigie serve` composes them, without the network. Refuses to create a data folder that does not exist.
+/// </summary>
+internal static class MaintenanceHost
+{
+    public static JsonSerializerOptions Json { get; } = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    /// <summary>Opens the data folder's services, or explains on stderr why it cannot (then returns null: exit 2).</summary>
+    public static async Task<ServiceProvider?> OpenAsync(DirectoryInfo data, FileInfo? config, string command, CancellationToken cancellationToken)
+    {
+        if (!data.Exists)
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: no data folder at {data.FullName}");
+            return null;
+        }
+
+        var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, new Dictionary<string, string?>()));
+        var services = new ServiceCollection();
+        services.AddLogging(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
+            .AddFilter((category, level) => level >= LogLevel.Warning && category is not null));
+        services.AddVigieConfiguration(configuration);
+        services.AddVigieCore();
+        services.AddGateway();
+        var provider = services.BuildServiceProvider();
+        try
+        {
+            var database = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value;
+            if (database.Provider == DatabaseProvider.Sqlite && !File.Exists(database.SqlitePath))
+            {
+                throw new InvalidOperationException($"no index at {database.SqlitePath}: is {data.FullName} a Vigie data folder?");
+            }
+
+            if (!File.Exists(provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile))
+            {
+                throw new InvalidOperationException($"the key file {provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile} is missing");
+            }
+
+            await provider.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
+            await provider.GetRequiredService<IArchiveKeyService>().EnsureLoadedAsync(cancellationToken);
+            return provider;
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or System.Data.Common.DbException)
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: {e.Message}");
+            await provider.DisposeAsync();
+            return null;
+        }
+    }
+
+    /// <summary>Runs long work behind a spinner when a person is watching, silently otherwise.</summary>
+    public static async Task<T> WithStatusAsync<T>(string what, bool quiet, Func<Task<T>> work)
+    {
+        if (quiet || Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            return await work();
+        }
+
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        return await console.Status().StartAsync(what, _ => work());
+    }
+
+    public static async Task WriteJsonAsync<T>(T value)
+    {
+        await using var stdout = Console.OpenStandardOutput();
+        await JsonSerializer.SerializeAsync(stdout, value, Json);
+        await stdout.WriteAsync("\n"u8.ToArray());
+    }
+}
