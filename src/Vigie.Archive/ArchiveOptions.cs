@@ -71,6 +71,13 @@ public sealed class ArchiveOptions
     /// <summary>Time between a retention decision and the removal of the file, so that a concurrent store of the same content can claim it back.</summary>
     public TimeSpan DeletionGrace { get; set; } = TimeSpan.FromHours(1);
 
+    /// <summary>
+    /// An object no index row references is an interrupted commit (never acknowledged) or, on another node sharing the
+    /// folder, a commit in flight. Younger than this it is counted as in flight, not reported; older, scrub reports it
+    /// and maintenance schedules its deletion.
+    /// </summary>
+    public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromMinutes(15);
+
     /// <summary>How often the key file is checked for a rotation made by another node or process.</summary>
     public TimeSpan KeyReloadInterval { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -99,18 +99,11 @@ public sealed class CommitTests
     }
 
     [Fact]
-    public async Task An_object_committed_without_its_index_transaction_is_reported_as_an_orphan()
+    public async Task An_object_committed_without_its_index_transaction_is_reported_as_an_orphan_once_the_grace_has_passed()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var archive = await ArchiveHarness.CreateAsync();
-        var (kept, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
-        var orphan = await archive.PutAsync(Samples.Content(3000, 2));
-        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
-        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
-        {
-            await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 2) with { ObjectId = orphan.Id, ObjectLength = 3000 }, ct);
-            // Crash before commit: the transaction is rolled back.
-        }
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.OrphanGrace = TimeSpan.Zero);
+        var (kept, orphan) = await CommitWithoutIndexAsync(archive, ct);
 
         var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
         Assert.Equal(1, report.Orphans);
@@ -120,6 +113,37 @@ public sealed class CommitTests
         Assert.Equal(orphan.Id, finding.ObjectId);
         Assert.Empty(finding.References);
         Assert.NotEqual(kept.Id, orphan.Id);
+
+        // Maintenance hands it to the deletion schedule; from then on it is no longer an orphan.
+        var maintenance = await archive.Scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, ct);
+        Assert.Equal(1, maintenance.OrphansScheduled);
+        Assert.True(maintenance.IsClean);
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    [Fact]
+    public async Task Regression_crash_between_blob_commit_and_index_commit_made_scrub_fail_right_after_restart()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await CommitWithoutIndexAsync(archive, ct);
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.True(report.IsClean, report.Summary);
+        Assert.Equal(1, report.InFlight);
+    }
+
+    private static async Task<(CommittedObject Kept, CommittedObject Orphan)> CommitWithoutIndexAsync(ArchiveHarness archive, CancellationToken ct)
+    {
+        var (kept, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
+        var orphan = await archive.PutAsync(Samples.Content(3000, 2));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 2) with { ObjectId = orphan.Id, ObjectLength = 3000 }, ct);
+            // Crash before commit: the transaction is rolled back.
+        }
+
+        return (kept, orphan);
     }
 
     [Fact]

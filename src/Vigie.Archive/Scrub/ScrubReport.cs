@@ -88,11 +88,17 @@ public sealed record ScrubReport(
 {
     public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0;
 
+    /// <summary>Unreferenced objects younger than the orphan grace: commits in flight, or interrupted moments ago (never acknowledged).</summary>
+    public long InFlight { get; init; }
+
+    /// <summary>Old orphans handed to the deletion schedule (maintenance runs only).</summary>
+    public long OrphansScheduled { get; init; }
+
     /// <summary>0 when everything verified, 1 when anything is wrong.</summary>
     public int ExitCode => IsClean ? 0 : 1;
 
     public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
 }
 
 /// <summary>How a scrub runs.</summary>
@@ -106,4 +112,7 @@ public sealed record ScrubRequest
 
     /// <summary>Check quarantine too.</summary>
     public bool IncludeQuarantine { get; init; } = true;
+
+    /// <summary>Schedule the deletion of orphans older than the grace instead of reporting them (maintenance).</summary>
+    public bool ScheduleOrphanDeletion { get; init; }
 }

@@ -22,15 +22,17 @@ public sealed class ScrubService
     private readonly ArchiveKeyService _keys;
     private readonly ArchiveOptions _options;
     private readonly ILogger<ScrubService> _logger;
+    private readonly TimeProvider _time;
 
     internal ScrubService(IVigieDatabase database, FileObjectStore store, ArchiveKeyService keys, IOptions<ArchiveOptions> options,
-        ILogger<ScrubService> logger)
+        ILogger<ScrubService> logger, TimeProvider? time = null)
     {
         _database = database;
         _store = store;
         _keys = keys;
         _options = options.Value;
         _logger = logger;
+        _time = time ?? TimeProvider.System;
     }
 
     public async Task<ScrubReport> RunAsync(ScrubRequest request, CancellationToken cancellationToken)
@@ -74,7 +76,11 @@ public sealed class ScrubService
         }
 
         var report = new ScrubReport(state.ObjectsChecked, state.QuarantinedChecked, state.Bytes, state.Healthy, state.Missing, state.Corrupted,
-            state.Foreign, state.Orphans, resolved, state.Truncated, Stopwatch.GetElapsedTime(started));
+            state.Foreign, state.Orphans, resolved, state.Truncated, Stopwatch.GetElapsedTime(started))
+        {
+            InFlight = state.InFlight,
+            OrphansScheduled = state.OrphansScheduled,
+        };
         ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing);
         _logger.LogInformation("Scrub: {Summary}", report.Summary);
         return report;
@@ -102,7 +108,9 @@ public sealed class ScrubService
 
                 var indexed = rows.Remove(id, out var length);
                 var pending = pendingDeletions.Contains(("object", id.ToString()));
-                yield return new Work(file, relative, id, indexed ? length : null, !indexed && !pending, null);
+                var orphan = !indexed && !pending;
+                var young = orphan && _time.GetUtcNow() - File.GetLastWriteTimeUtc(file) < _options.OrphanGrace;
+                yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young };
             }
 
             foreach (var (id, _) in rows)
@@ -139,7 +147,16 @@ public sealed class ScrubService
                 Interlocked.Add(ref state.Bytes, reader.Length);
             }
 
-            if (work.Orphan)
+            if (work.Orphan && work.Young)
+            {
+                Interlocked.Increment(ref state.InFlight);
+            }
+            else if (work.Orphan && request.ScheduleOrphanDeletion)
+            {
+                await ScheduleOrphanDeletionAsync(work.Id, cancellationToken).ConfigureAwait(false);
+                Interlocked.Increment(ref state.OrphansScheduled);
+            }
+            else if (work.Orphan)
             {
                 state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null,
                     "a valid object that no index row references (its index transaction never committed)", []));
@@ -233,6 +250,22 @@ public sealed class ScrubService
         return rows;
     }
 
+    /// <summary>Hands an old orphan to the deletion schedule: storing the same content again before the grace cancels it.</summary>
+    private async ValueTask ScheduleOrphanDeletionAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        var after = (_time.GetUtcNow() + _options.DeletionGrace).ToUnixTimeMilliseconds();
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using (var command = connection.CreateCommand(transaction,
+                         "INSERT INTO archive_deletions (kind, name, delete_after) VALUES ('object', @n, @a) ON CONFLICT (kind, name) DO NOTHING")
+                         .With("@n", id.ToString()).With("@a", after))
+        {
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     private static async Task<HashSet<(string, string)>> PendingDeletionsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         var pending = new HashSet<(string, string)>();
@@ -290,7 +323,11 @@ public sealed class ScrubService
         return references;
     }
 
-    private sealed record Work(string Path, string Relative, ObjectId Id, long? IndexedLength, bool Orphan, string? QuarantineId);
+    private sealed record Work(string Path, string Relative, ObjectId Id, long? IndexedLength, bool Orphan, string? QuarantineId)
+    {
+        /// <summary>An orphan younger than the grace: a commit still in flight, or interrupted moments ago.</summary>
+        public bool Young { get; init; }
+    }
 
     private sealed class State(int maxFindings)
     {
@@ -302,6 +339,8 @@ public sealed class ScrubService
         public long Corrupted;
         public long Foreign;
         public long Orphans;
+        public long InFlight;
+        public long OrphansScheduled;
         private int _listed;
 
         public ConcurrentQueue<ScrubFinding> Findings { get; } = new();
