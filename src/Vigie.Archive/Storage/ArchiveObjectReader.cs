@@ -15,7 +15,7 @@ namespace Vigie.Archive.Storage;
 /// </summary>
 public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 {
-    private const int ReadAheadSegments = 4;
+    private const int ReadAheadBytes = 256 * 1024;
 
     private readonly SafeFileHandle _handle;
     private readonly ObjectHeader _header;
@@ -50,7 +50,9 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         KeyId = keyId;
         Location = location;
         var segmentCipher = header.SegmentSize + ObjectFormat.TagSize;
-        _cipher = ArrayPool<byte>.Shared.Rent(segmentCipher * (int)Math.Min(ReadAheadSegments, Math.Max(1, segments)));
+        // Read ahead up to 256 KiB (at least one segment), so sequential reads take few system calls.
+        var window = (int)Math.Clamp(Math.Min(ReadAheadBytes / segmentCipher, segments), 1, int.MaxValue);
+        _cipher = ArrayPool<byte>.Shared.Rent(segmentCipher * window);
         _plain = ArrayPool<byte>.Shared.Rent(header.SegmentSize);
     }
 
@@ -234,8 +236,8 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// A read-only, seekable stream over the plaintext. Read from start to end without seeking, it also checks the
-    /// content's SHA-256 at the end and throws <see cref="ObjectFormatException"/> on mismatch.
+    /// A read-only, seekable stream over the plaintext; it does not own the reader. Read from start to end without seeking,
+    /// it also checks the content's SHA-256 at the end and throws <see cref="ObjectFormatException"/> on mismatch.
     /// </summary>
     public Stream OpenStream() => new ObjectReadStream(this);
 
@@ -426,7 +428,7 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     }
 }
 
-/// <summary>The plaintext of an object as a read-only seekable stream.</summary>
+/// <summary>The plaintext of an object as a read-only seekable stream over a reader it does not own.</summary>
 internal sealed class ObjectReadStream(ArchiveObjectReader reader) : Stream
 {
     private long _position;
@@ -485,13 +487,4 @@ internal sealed class ObjectReadStream(ArchiveObjectReader reader) : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            reader.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
 }
