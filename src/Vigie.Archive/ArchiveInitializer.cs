@@ -10,7 +10,7 @@ namespace Vigie.Archive;
 public sealed record ArchiveInitialization(string DataFolder, string KeyFile, bool KeysCreated, int StaleSpoolsRemoved);
 
 /// <summary>
-/// Prepares the data folder at start: objects/, spool/, quarantine/ and keys/ (mode 0700),
+/// Prepares the data folder at start: objects/ (with its 4096 fan-out folders unless told otherwise), spool/, quarantine/ and keys/ (mode 0700),
 /// the key-encryption key file (mode 0600) and the root key on first start, and removes stale spools. The host calls it
 /// once before serving, after the schema migration.
 /// </summary>
@@ -40,6 +40,21 @@ public sealed class ArchiveInitializer
         foreach (var directory in new[] { layout.Objects, layout.Spool, layout.Quarantine, layout.Keys })
         {
             FileSync.EnsureDirectory(directory, _options.Durable);
+        }
+
+        if (_options.PrecreateFanOutFolders)
+        {
+            var created = 0;
+            foreach (var fanOut in ArchiveLayout.FanOutNames())
+            {
+                // One sync of objects/ at the end instead of one per folder.
+                created += FileSync.EnsureDirectory(Path.Combine(layout.Objects, fanOut), durable: false) ? 1 : 0;
+            }
+
+            if (created > 0 && _options.Durable)
+            {
+                FileSync.SyncDirectory(layout.Objects);
+            }
         }
 
         var keysExisted = await _keks.ExistsAsync(cancellationToken).ConfigureAwait(false);

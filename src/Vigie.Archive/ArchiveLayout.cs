@@ -3,7 +3,7 @@ using Vigie.Archive.Storage;
 namespace Vigie.Archive;
 
 /// <summary>
-/// The data folder: objects/xyz/&lt;id&gt; (4096 fan-out folders by the first three hex digits, made on first use),
+/// The data folder: objects/xyz/&lt;id&gt; (4096 fan-out folders by the first three hex digits, made at start or on first use),
 /// spool/, quarantine/ and keys/. Everything under it is ciphertext or keyed hashes.
 /// </summary>
 internal sealed class ArchiveLayout

@@ -35,6 +35,12 @@ public sealed class ArchiveOptions
     /// <summary>Encrypted segments gathered before one write system call.</summary>
     public int WriteBufferSegments { get; set; } = 4;
 
+    /// <summary>
+    /// Create the 4096 fan-out folders of objects/ at start, so that no commit has to create one (and sync objects/ too).
+    /// Off: they are made on first use.
+    /// </summary>
+    public bool PrecreateFanOutFolders { get; set; } = true;
+
     /// <summary>Spool files older than this are removed at start (never acknowledged, so never needed).</summary>
     public TimeSpan StaleSpoolAge { get; set; } = TimeSpan.FromHours(6);
 

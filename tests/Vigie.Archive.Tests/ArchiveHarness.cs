@@ -92,6 +92,8 @@ internal sealed class ArchiveHarness : IAsyncDisposable
         KeyFile = Path.Combine(root, "secrets", "kek.json"),
         KeyReloadInterval = TimeSpan.FromMilliseconds(20),
         SegmentSize = 4096,
+        // Removing 4096 folders per test costs seconds here; the lazy path is the one under test.
+        PrecreateFanOutFolders = false,
     };
 
     /// <summary>A second process on the same folders and database (or a restart after a crash).</summary>

@@ -67,6 +67,31 @@ public sealed class ObjectFormatTests
     }
 
     [Fact]
+    public async Task Concurrent_sync_and_async_range_reads_on_one_reader_are_correct()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var content = Samples.Content(40 * Segment + 77, 21);
+        var committed = await archive.PutAsync(content);
+        await using var reader = await archive.Store.OpenReadAsync(committed.Id, ct);
+        await Parallel.ForAsync(0, 8, ct, async (worker, token) =>
+        {
+            var random = new Random(worker);
+            var buffer = new byte[2 * Segment];
+            for (var i = 0; i < 100; i++)
+            {
+                var offset = random.Next(0, content.Length);
+                var length = random.Next(1, buffer.Length);
+                var read = worker % 2 == 0
+                    ? reader.Read(offset, buffer.AsSpan(0, length))
+                    : await reader.ReadAsync(offset, buffer.AsMemory(0, length), token);
+                Assert.Equal(Math.Min(length, content.Length - offset), read);
+                Assert.True(content.AsSpan(offset, read).SequenceEqual(buffer.AsSpan(0, read)));
+            }
+        });
+    }
+
+    [Fact]
     public async Task Seekable_stream_reads_ranges_without_the_whole_object()
     {
         var ct = TestContext.Current.CancellationToken;

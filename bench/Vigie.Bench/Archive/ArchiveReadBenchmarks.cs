@@ -11,6 +11,8 @@ namespace Vigie.Bench.Archive;
 /// </summary>
 [SimpleJob(RunStrategy.Throughput, launchCount: 1, warmupCount: 2, iterationCount: 8)]
 [MemoryDiagnoser]
+[MinColumn]
+[MaxColumn]
 public class ArchiveReadBenchmarks
 {
     private const int ScrubObjects = 200;
@@ -56,6 +58,8 @@ public class ArchiveReadBenchmarks
 
 /// <summary>Scrub of 200 indexed CT-sized objects (105 MB): per-operation time is for the whole store.</summary>
 [SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 5)]
+[MinColumn]
+[MaxColumn]
 public class ArchiveScrubBenchmarks
 {
     private const int Objects = 200;

@@ -9,8 +9,10 @@ namespace Vigie.Bench.Archive;
 /// objects per invocation, shared among "Associations" concurrent writers, so group commit can share directory syncs.
 /// Per-operation time is per object: objects/s = 1 / mean, MB/s = ObjectSize / mean.
 /// </summary>
-[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 5)]
+[SimpleJob(RunStrategy.Monitoring, launchCount: 1, warmupCount: 1, iterationCount: 9)]
 [MemoryDiagnoser]
+[MinColumn]
+[MaxColumn]
 public class ArchiveWriteBenchmarks
 {
     private const int Objects = 64;

@@ -150,19 +150,20 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                     attributes = attributes.Merge(Decrypt(cache, l, row.Ids[l], row.Keys[l], row.Attributes[l]));
                 }
 
+                if (!matchKeys.All(k => AttributeMatcher.Matches(k, attributes)))
+                {
+                    continue;
+                }
+
                 if (modalityKey is not null)
                 {
+                    // Computed from the study's series, only for rows that match everything else.
                     var modalities = await ModalitiesAsync(connection, row.Ids[1], cancellationToken).ConfigureAwait(false);
                     attributes = attributes.Merge(new AttributeSet([new(DicomTags.ModalitiesInStudy, modalities)]));
                     if (!AttributeMatcher.Matches(modalityKey with { Kind = QueryValueKind.Text }, attributes))
                     {
                         continue;
                     }
-                }
-
-                if (!matchKeys.All(k => AttributeMatcher.Matches(k, attributes)))
-                {
-                    continue;
                 }
 
                 if (matches.Count == query.Limit)

@@ -91,8 +91,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         var snapshot = await CurrentAsync(cancellationToken).ConfigureAwait(false);
         if (!snapshot.Keys.TryGetValue(wrapped.KeyId, out var key))
         {
-            // Another node may have rotated since the last look.
-            snapshot = await ReloadAsync(force: true, cancellationToken).ConfigureAwait(false);
+            // Another node may have rotated since the last look; re-read only if the file changed, so that a
+            // store full of foreign files does not re-parse it for each one.
+            snapshot = await ReloadAsync(force: false, cancellationToken).ConfigureAwait(false);
             if (!snapshot.Keys.TryGetValue(wrapped.KeyId, out key))
             {
                 throw new UnknownKeyEncryptionKeyException(wrapped.KeyId);

@@ -86,14 +86,15 @@ public sealed class ScrubService
         return report;
     }
 
-    /// <summary>Walks the fan-out folders in id order with the index rows of the same id range, yielding one item per file or missing row.</summary>
+    /// <summary>Walks the fan-out folders in id order with the index rows in the same order, yielding one item per file or missing row.</summary>
     private async IAsyncEnumerable<Work> WorkAsync(DbConnection connection, State state, HashSet<(string, string)> pendingDeletions,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var layout = _store.Layout;
+        var cursor = new ObjectRowCursor(connection);
         foreach (var fanOut in ArchiveLayout.FanOutNames())
         {
-            var rows = await RowsInRangeAsync(connection, fanOut, cancellationToken).ConfigureAwait(false);
+            var rows = await cursor.TakeAsync(fanOut, cancellationToken).ConfigureAwait(false);
             var directory = Path.Combine(layout.Objects, fanOut);
             var files = Directory.Exists(directory) ? Directory.EnumerateFileSystemEntries(directory).ToList() : [];
             foreach (var file in files)
@@ -222,34 +223,6 @@ public sealed class ScrubService
             async (item, token) => await VerifyAsync(item, request, state, token).ConfigureAwait(false)).ConfigureAwait(false);
     }
 
-    private static async Task<Dictionary<ObjectId, long>> RowsInRangeAsync(DbConnection connection, string fanOut, CancellationToken cancellationToken)
-    {
-        var prefix = Convert.ToInt32(fanOut, 16);
-        var low = new byte[ObjectId.Size];
-        low[0] = (byte)(prefix >> 4);
-        low[1] = (byte)((prefix & 0xF) << 4);
-        var rows = new Dictionary<ObjectId, long>();
-        var sql = prefix == 0xFFF
-            ? "SELECT object_id, length FROM archive_objects WHERE object_id >= @lo"
-            : "SELECT object_id, length FROM archive_objects WHERE object_id >= @lo AND object_id < @hi";
-        await using var command = connection.CreateCommand(null, sql).With("@lo", low);
-        if (prefix != 0xFFF)
-        {
-            var high = new byte[ObjectId.Size];
-            high[0] = (byte)((prefix + 1) >> 4);
-            high[1] = (byte)(((prefix + 1) & 0xF) << 4);
-            command.With("@hi", high);
-        }
-
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            rows[new ObjectId((byte[])reader.GetValue(0))] = SqlArchiveIndex.ToLong(reader.GetValue(1));
-        }
-
-        return rows;
-    }
-
     /// <summary>Hands an old orphan to the deletion schedule: storing the same content again before the grace cancels it.</summary>
     private async ValueTask ScheduleOrphanDeletionAsync(ObjectId id, CancellationToken cancellationToken)
     {
@@ -327,6 +300,59 @@ public sealed class ScrubService
     {
         /// <summary>An orphan younger than the grace: a commit still in flight, or interrupted moments ago.</summary>
         public bool Young { get; init; }
+    }
+
+    /// <summary>archive_objects in id order, a page at a time (keyset pagination), handed out fan-out folder by fan-out folder.</summary>
+    private sealed class ObjectRowCursor(DbConnection connection)
+    {
+        private const int PageSize = 2000;
+        private readonly Queue<(ObjectId Id, long Length)> _page = new();
+        private byte[] _after = [];
+        private bool _exhausted;
+
+        public async Task<Dictionary<ObjectId, long>> TakeAsync(string fanOut, CancellationToken cancellationToken)
+        {
+            var rows = new Dictionary<ObjectId, long>();
+            while (true)
+            {
+                if (_page.Count == 0)
+                {
+                    if (_exhausted)
+                    {
+                        return rows;
+                    }
+
+                    await FetchAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                var (id, length) = _page.Peek();
+                if (string.CompareOrdinal(id.FanOut, fanOut) > 0)
+                {
+                    return rows;
+                }
+
+                _page.Dequeue();
+                rows[id] = length;
+            }
+        }
+
+        private async Task FetchAsync(CancellationToken cancellationToken)
+        {
+            await using var command = connection.CreateCommand(null,
+                    "SELECT object_id, length FROM archive_objects WHERE object_id > @after ORDER BY object_id LIMIT @n")
+                .With("@after", _after).With("@n", PageSize);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            var count = 0;
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                _after = (byte[])reader.GetValue(0);
+                _page.Enqueue((new ObjectId(_after), SqlArchiveIndex.ToLong(reader.GetValue(1))));
+                count++;
+            }
+
+            _exhausted = count < PageSize;
+        }
     }
 
     private sealed class State(int maxFindings)

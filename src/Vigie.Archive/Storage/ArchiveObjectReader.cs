@@ -9,11 +9,13 @@ namespace Vigie.Archive.Storage;
 /// <summary>
 /// Reads one object. Opening checks the header, unwraps the data key, and authenticates the trailer (so truncation,
 /// extension and swapped files are caught before any byte is returned). Reads decrypt only the segments they touch and
-/// authenticate each one; reading the whole object in order also checks the content's SHA-256. Not thread-safe.
+/// authenticate each one; reading the whole object in order also checks the content's SHA-256. Concurrent reads are
+/// safe (they take turns on the one segment cache); <see cref="Read"/> serves synchronous random-access consumers such
+/// as an inspection <c>ContentSource</c>.
 /// </summary>
 public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 {
-    private const int ReadAheadSegments = 4;
+    private const int ReadAheadBytes = 256 * 1024;
 
     private readonly SafeFileHandle _handle;
     private readonly ObjectHeader _header;
@@ -24,6 +26,7 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     private readonly byte[] _plain;
     private readonly byte[] _sha256;
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+    private readonly SemaphoreSlim _gate = new(1, 1);
     private long _cipherFirst = -1;
     private int _cipherCount;
     private long _plainSegment = -1;
@@ -47,7 +50,9 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         KeyId = keyId;
         Location = location;
         var segmentCipher = header.SegmentSize + ObjectFormat.TagSize;
-        _cipher = ArrayPool<byte>.Shared.Rent(segmentCipher * (int)Math.Min(ReadAheadSegments, Math.Max(1, segments)));
+        // Read ahead up to 256 KiB (at least one segment), so sequential reads take few system calls.
+        var window = (int)Math.Clamp(Math.Min(ReadAheadBytes / segmentCipher, segments), 1, int.MaxValue);
+        _cipher = ArrayPool<byte>.Shared.Rent(segmentCipher * window);
         _plain = ArrayPool<byte>.Shared.Rent(header.SegmentSize);
     }
 
@@ -161,25 +166,78 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentOutOfRangeException.ThrowIfNegative(position);
-        var total = 0;
-        while (buffer.Length > 0 && position < Length)
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            var segment = (uint)(position / _header.SegmentSize);
-            await LoadSegmentAsync(segment, cancellationToken).ConfigureAwait(false);
-            var within = (int)(position - (long)segment * _header.SegmentSize);
-            var count = Math.Min(buffer.Length, _plainLength - within);
-            _plain.AsSpan(within, count).CopyTo(buffer.Span);
-            buffer = buffer[count..];
-            position += count;
-            total += count;
-        }
+            var total = 0;
+            while (buffer.Length > 0 && position < Length)
+            {
+                var segment = (uint)(position / _header.SegmentSize);
+                if (_plainSegment != segment)
+                {
+                    if (NeedsCiphertext(segment, out var offset, out var bytes, out var count))
+                    {
+                        await ReadExactlyAsync(_handle, _cipher.AsMemory(0, bytes), offset, Location, cancellationToken).ConfigureAwait(false);
+                        Loaded(segment, count);
+                    }
 
-        return total;
+                    Decrypt(segment, null);
+                }
+
+                var copied = CopyOut(segment, position, buffer.Span);
+                buffer = buffer[copied..];
+                position += copied;
+                total += copied;
+            }
+
+            return total;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>The synchronous form of <see cref="ReadAsync"/>, for random-access consumers whose contract is synchronous.</summary>
+    public int Read(long position, Span<byte> buffer)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(position);
+        _gate.Wait();
+        try
+        {
+            var total = 0;
+            while (buffer.Length > 0 && position < Length)
+            {
+                var segment = (uint)(position / _header.SegmentSize);
+                if (_plainSegment != segment)
+                {
+                    if (NeedsCiphertext(segment, out var offset, out var bytes, out var count))
+                    {
+                        ReadExactly(_handle, _cipher.AsSpan(0, bytes), offset, Location);
+                        Loaded(segment, count);
+                    }
+
+                    Decrypt(segment, null);
+                }
+
+                var copied = CopyOut(segment, position, buffer);
+                buffer = buffer[copied..];
+                position += copied;
+                total += copied;
+            }
+
+            return total;
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     /// <summary>
-    /// A read-only, seekable stream over the plaintext. Read from start to end without seeking, it also checks the
-    /// content's SHA-256 at the end and throws <see cref="ObjectFormatException"/> on mismatch.
+    /// A read-only, seekable stream over the plaintext; it does not own the reader. Read from start to end without seeking,
+    /// it also checks the content's SHA-256 at the end and throws <see cref="ObjectFormatException"/> on mismatch.
     /// </summary>
     public Stream OpenStream() => new ObjectReadStream(this);
 
@@ -187,38 +245,64 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     public async ValueTask VerifyAsync(CancellationToken cancellationToken)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        for (uint i = 0; i < _segments; i++)
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
-            await LoadSegmentAsync(i, cancellationToken, hash).ConfigureAwait(false);
-        }
+            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            for (uint i = 0; i < _segments; i++)
+            {
+                if (NeedsCiphertext(i, out var offset, out var bytes, out var count))
+                {
+                    await ReadExactlyAsync(_handle, _cipher.AsMemory(0, bytes), offset, Location, cancellationToken).ConfigureAwait(false);
+                    Loaded(i, count);
+                }
 
-        Span<byte> digest = stackalloc byte[32];
-        hash.GetHashAndReset(digest);
-        if (!CryptographicOperations.FixedTimeEquals(digest, _sha256))
+                Decrypt(i, hash);
+            }
+
+            Span<byte> digest = stackalloc byte[32];
+            hash.GetHashAndReset(digest);
+            if (!CryptographicOperations.FixedTimeEquals(digest, _sha256))
+            {
+                throw new ObjectFormatException(ObjectProblem.ContentHashMismatch, "the content does not hash to the trailer's SHA-256", Location);
+            }
+        }
+        finally
         {
-            throw new ObjectFormatException(ObjectProblem.ContentHashMismatch, "the content does not hash to the trailer's SHA-256", Location);
+            _gate.Release();
         }
     }
 
-    private async ValueTask LoadSegmentAsync(uint segment, CancellationToken cancellationToken, IncrementalHash? verifyHash = null)
+    /// <summary>Whether segment <paramref name="segment"/> must be read, and if so the read-ahead window starting at it.</summary>
+    private bool NeedsCiphertext(uint segment, out long offset, out int bytes, out int count)
     {
-        if (_plainSegment == segment && verifyHash is null)
-        {
-            return;
-        }
-
         var segmentCipher = _header.SegmentSize + ObjectFormat.TagSize;
-        if (segment < _cipherFirst || segment >= _cipherFirst + _cipherCount)
+        offset = 0;
+        bytes = 0;
+        count = 0;
+        if (segment >= _cipherFirst && segment < _cipherFirst + _cipherCount)
         {
-            var count = (int)Math.Min(_cipher.Length / segmentCipher, _segments - segment);
-            var offset = ObjectFormat.SegmentOffset(segment, _header.SegmentSize);
-            var bytes = (int)Math.Min((long)count * segmentCipher, _dataEnd - offset);
-            await ReadExactlyAsync(_handle, _cipher.AsMemory(0, bytes), offset, Location, cancellationToken).ConfigureAwait(false);
-            _cipherFirst = segment;
-            _cipherCount = count;
+            return false;
         }
 
+        count = (int)Math.Min(_cipher.Length / segmentCipher, _segments - segment);
+        offset = ObjectFormat.SegmentOffset(segment, _header.SegmentSize);
+        bytes = (int)Math.Min((long)count * segmentCipher, _dataEnd - offset);
+        _cipherFirst = -1;
+        _cipherCount = 0;
+        return true;
+    }
+
+    private void Loaded(uint segment, int count)
+    {
+        _cipherFirst = segment;
+        _cipherCount = count;
+    }
+
+    /// <summary>Authenticates and decrypts a segment from the read-ahead window into the plaintext cache.</summary>
+    private void Decrypt(uint segment, IncrementalHash? verifyHash)
+    {
+        var segmentCipher = _header.SegmentSize + ObjectFormat.TagSize;
         var last = segment == _segments - 1;
         var start = (int)(segment - _cipherFirst) * segmentCipher;
         var plainLength = last ? (int)(Length - (long)segment * _header.SegmentSize) : _header.SegmentSize;
@@ -240,11 +324,22 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
         _plainSegment = segment;
         _plainLength = plainLength;
-        verifyHash?.AppendData(_plain, 0, plainLength);
-        if (verifyHash is null)
+        if (verifyHash is not null)
+        {
+            verifyHash.AppendData(_plain, 0, plainLength);
+        }
+        else
         {
             TrackHash(segment);
         }
+    }
+
+    private int CopyOut(uint segment, long position, Span<byte> destination)
+    {
+        var within = (int)(position - (long)segment * _header.SegmentSize);
+        var count = Math.Min(destination.Length, _plainLength - within);
+        _plain.AsSpan(within, count).CopyTo(destination);
+        return count;
     }
 
     private void TrackHash(uint segment)
@@ -277,6 +372,21 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
     internal void StopHashing() => _hashBroken = true;
 
+    private static void ReadExactly(SafeFileHandle handle, Span<byte> buffer, long offset, string location)
+    {
+        while (buffer.Length > 0)
+        {
+            var read = RandomAccess.Read(handle, buffer, offset);
+            if (read == 0)
+            {
+                throw new ObjectFormatException(ObjectProblem.Truncated, "the file ended early", location, offset: offset);
+            }
+
+            buffer = buffer[read..];
+            offset += read;
+        }
+    }
+
     private static async ValueTask ReadExactlyAsync(SafeFileHandle handle, Memory<byte> buffer, long offset, string location,
         CancellationToken cancellationToken)
     {
@@ -301,9 +411,11 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         }
 
         _disposed = true;
+        _gate.Wait();
         _handle.Dispose();
         _gcm.Dispose();
         _hash.Dispose();
+        _gate.Dispose();
         CryptographicOperations.ZeroMemory(_plain);
         ArrayPool<byte>.Shared.Return(_plain);
         ArrayPool<byte>.Shared.Return(_cipher);
@@ -316,7 +428,7 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     }
 }
 
-/// <summary>The plaintext of an object as a read-only seekable stream.</summary>
+/// <summary>The plaintext of an object as a read-only seekable stream over a reader it does not own.</summary>
 internal sealed class ObjectReadStream(ArchiveObjectReader reader) : Stream
 {
     private long _position;
@@ -375,13 +487,4 @@ internal sealed class ObjectReadStream(ArchiveObjectReader reader) : Stream
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
-    protected override void Dispose(bool disposing)
-    {
-        if (disposing)
-        {
-            reader.Dispose();
-        }
-
-        base.Dispose(disposing);
-    }
 }
