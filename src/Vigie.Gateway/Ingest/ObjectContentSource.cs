@@ -11,13 +11,21 @@ internal sealed class ObjectContentSource(ArchiveObjectReader reader) : ContentS
 {
     public override long Length => reader.Length;
 
-    // Inspection runs on thread-pool threads; the synchronous path waits on the decrypting read.
     public override int ReadAt(long offset, Span<byte> destination)
     {
-        var buffer = new byte[destination.Length];
-        var read = ReadAtAsync(offset, buffer, CancellationToken.None).AsTask().GetAwaiter().GetResult();
-        buffer.AsSpan(0, read).CopyTo(destination);
-        return read;
+        var total = 0;
+        while (total < destination.Length && offset + total < reader.Length)
+        {
+            var read = reader.Read(offset + total, destination[total..]);
+            if (read == 0)
+            {
+                break;
+            }
+
+            total += read;
+        }
+
+        return total;
     }
 
     public override async ValueTask<int> ReadAtAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken)
