@@ -20,6 +20,8 @@ public sealed class GatewayOptions
     public int MaxFindResults { get; set; } = 10_000;
 
     public ForwardingOptions Forwarding { get; set; } = new();
+
+    public MaintenanceOptions Maintenance { get; set; } = new();
 }
 
 /// <summary>A remote DICOM node.</summary>

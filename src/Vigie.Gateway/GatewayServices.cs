@@ -46,6 +46,7 @@ public static class GatewayServiceCollectionExtensions
         // Then the node, then the background consumers.
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DicomNodeService>(sp => sp.GetRequiredService<DicomNodeService>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Forwarder>(sp => sp.GetRequiredService<Forwarder>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ArchiveMaintenance>());
         return services;
     }
 }

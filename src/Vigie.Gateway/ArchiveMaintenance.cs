@@ -1,0 +1,100 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Retention;
+using Vigie.Archive.Scrub;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Outbox;
+
+namespace Vigie.Gateway;
+
+/// <summary>Periodic archive upkeep (configuration section "Gateway:Maintenance").</summary>
+public sealed class MaintenanceOptions
+{
+    /// <summary>How often one node (holding the lease) runs the upkeep; zero disables it.</summary>
+    public TimeSpan Interval { get; set; } = TimeSpan.FromHours(6);
+
+    /// <summary>Delay after start before the first run.</summary>
+    public TimeSpan FirstRunDelay { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>The retention policy, when the hospital has one; without it nothing ever leaves the archive.</summary>
+    public RetentionPolicy? Retention { get; set; }
+}
+
+/// <summary>
+/// One node at a time: a header-level scrub that hands interrupted commits (old orphans) to the deletion schedule and
+/// raises a security alert on anything missing, corrupted or foreign; the files whose deletion grace has passed; and the
+/// configured retention policy (each deletion audited by the archive).
+/// </summary>
+internal sealed class ArchiveMaintenance(
+    ScrubService scrub,
+    RetentionService retention,
+    LeaseStore leases,
+    IAuditLog audit,
+    IOptionsMonitor<GatewayOptions> options,
+    ILogger<ArchiveMaintenance> logger,
+    TimeProvider time) : BackgroundService
+{
+    private readonly string _holder = $"{Environment.MachineName}-{Environment.ProcessId}";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var settings = options.CurrentValue.Maintenance;
+        if (settings.Interval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        try
+        {
+            await Task.Delay(settings.FirstRunDelay, time, stoppingToken).ConfigureAwait(false);
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                if (await leases.TryAcquireAsync("archive-maintenance", _holder, options.CurrentValue.Maintenance.Interval, stoppingToken).ConfigureAwait(false))
+                {
+                    await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                }
+
+                await Task.Delay(options.CurrentValue.Maintenance.Interval, time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    public async Task RunOnceAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, cancellationToken).ConfigureAwait(false);
+            if (!report.IsClean)
+            {
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Time = time.GetUtcNow(),
+                    EventId = AuditEventIds.SecurityAlert,
+                    Action = AuditAction.Execute,
+                    Outcome = AuditOutcome.SeriousFailure,
+                    Participants = [GatewayAudit.Self("VIGIE", requestor: true, AuditRoles.Application)],
+                    Details = new AuditDetails { OutcomeDescription = "archive integrity: " + report.Summary },
+                }, cancellationToken).ConfigureAwait(false);
+                logger.LogError("Archive integrity problem: {Summary}", report.Summary);
+            }
+
+            if (options.CurrentValue.Maintenance.Retention is { } policy)
+            {
+                await retention.ApplyAsync(policy, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await retention.PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogError(e, "Archive maintenance failed; it will run again");
+        }
+    }
+}
