@@ -1,0 +1,292 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// A real `vigie serve` process on free loopback ports with its own data folder (and, for PostgreSQL, its own database
+/// on the test server), plus the maintenance commands run against the same folder.
+/// </summary>
+internal sealed class VigieNode : IAsyncDisposable
+{
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly List<string> _arguments;
+    private readonly Dictionary<string, string> _environment;
+    private readonly TestDatabase? _database;
+    private Process? _process;
+
+    private VigieNode(TempDirectory root, List<string> arguments, Dictionary<string, string> environment, TestDatabase? database)
+    {
+        Root = root;
+        _arguments = arguments;
+        _environment = environment;
+        _database = database;
+        DicomPort = FreePort();
+        HttpPort = FreePort();
+    }
+
+    public TempDirectory Root { get; }
+
+    public string Data => Root.Combine("data");
+
+    public string Keys => Data + ".keys";
+
+    public int DicomPort { get; }
+
+    public int HttpPort { get; }
+
+    public string DicomPortText => DicomPort.ToString(CultureInfo.InvariantCulture);
+
+    public IReadOnlyDictionary<string, string> Environment => _environment;
+
+    public string Output => string.Join('\n', _output);
+
+    public static async Task<VigieNode> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, IEnumerable<string>? arguments = null,
+        IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
+    {
+        var root = new TempDirectory("vigie-node");
+        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>())
+        {
+            ["DOTNET_gcServer"] = "0",
+            // Background upkeep would only add noise to these short runs.
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:00:00",
+        };
+        TestDatabase? database = null;
+        if (provider == DatabaseProvider.Postgres)
+        {
+            database = await TestDatabases.CreateAsync(DatabaseProvider.Postgres, cancellationToken);
+            env["VIGIE__DATABASE__PROVIDER"] = "Postgres";
+            env["VIGIE__DATABASE__CONNECTIONSTRING"] = database.ConnectionString!;
+        }
+
+        var node = new VigieNode(root, [.. arguments ?? []], env, database);
+        await node.StartProcessAsync(cancellationToken);
+        return node;
+    }
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>(Re)starts the serve process on the same folder and ports, and waits until /health answers.</summary>
+    public async Task StartProcessAsync(CancellationToken cancellationToken = default)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "serve", "--data", Data, "--dicom-port", DicomPortText,
+                     "--http-port", HttpPort.ToString(CultureInfo.InvariantCulture) }.Concat(_arguments))
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (key, value) in _environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        _process = Process.Start(info)!;
+        _process.OutputDataReceived += (_, e) => Capture(e.Data);
+        _process.ErrorDataReceived += (_, e) => Capture(e.Data);
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            if (_process.HasExited)
+            {
+                throw new InvalidOperationException($"vigie serve exited with {_process.ExitCode}:\n{Output}");
+            }
+
+            try
+            {
+                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/health"), cancellationToken);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+            }
+
+            await Task.Delay(250, cancellationToken);
+        }
+
+        throw new TimeoutException($"vigie serve did not become healthy:\n{Output}");
+    }
+
+    /// <summary>SIGKILL: no shutdown code runs.</summary>
+    public async Task KillAsync()
+    {
+        if (_process is { HasExited: false } process)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>SIGTERM and wait for a clean shutdown.</summary>
+    public async Task StopAsync()
+    {
+        if (_process is not { HasExited: false } process)
+        {
+            return;
+        }
+
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
+        {
+            await kill!.WaitForExitAsync();
+        }
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>Runs a maintenance command (stats, scrub, audit...) against this node's data folder.</summary>
+    public Task<ProcessResult> VigieAsync(params string[] arguments) =>
+        Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), .. arguments, "--data", Data], TimeSpan.FromMinutes(3), _environment);
+
+    public async Task<JsonElement> StatsAsync()
+    {
+        var result = await VigieAsync("stats", "--json");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return JsonDocument.Parse(result.StandardOutput).RootElement;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _process?.Dispose();
+        if (_database is not null)
+        {
+            await _database.DisposeAsync();
+        }
+
+        Root.Dispose();
+        try
+        {
+            Directory.Delete(Keys, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private void Capture(string? line)
+    {
+        if (line is not null && _output.Count < 5000)
+        {
+            _output.Enqueue(line);
+        }
+    }
+}
+
+/// <summary>A dcmtk storescp playing a PACS or a move destination, writing what it receives into a folder.</summary>
+internal sealed class StoreScp : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+
+    private StoreScp(Process process, string folder, int port)
+    {
+        _process = process;
+        Folder = folder;
+        Port = port;
+    }
+
+    public string Folder { get; }
+
+    public int Port { get; }
+
+    /// <summary>How many C-STORE requests it received (duplicates included), from its verbose log.</summary>
+    public int StoreRequests => _output.Count(l => l.Contains("Received Store Request", StringComparison.Ordinal));
+
+    public int Files => Directory.EnumerateFiles(Folder).Count();
+
+    public static async Task<StoreScp> StartAsync(string aeTitle, string folder)
+    {
+        var storescp = Peers.Require("storescp", "dcmtk");
+        Directory.CreateDirectory(folder);
+        var port = VigieNode.FreePort();
+        var info = new ProcessStartInfo(storescp) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in new[] { "-v", "-aet", aeTitle, "-od", folder, port.ToString(CultureInfo.InvariantCulture) })
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        info.Environment["TCP_NODELAY"] = "1";
+        var process = Process.Start(info)!;
+        var scp = new StoreScp(process, folder, port);
+        process.OutputDataReceived += (_, e) => scp.Capture(e.Data);
+        process.ErrorDataReceived += (_, e) => scp.Capture(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        for (var i = 0; i < 100; i++)
+        {
+            try
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync(IPAddress.Loopback, port);
+                return scp;
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        throw new TimeoutException("storescp did not start");
+    }
+
+    public async Task WaitForFilesAsync(int count, TimeSpan timeout)
+    {
+        var watch = Stopwatch.StartNew();
+        while (Files < count && watch.Elapsed < timeout)
+        {
+            await Task.Delay(200);
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+
+        _process.Dispose();
+        return ValueTask.CompletedTask;
+    }
+
+    private void Capture(string? line)
+    {
+        if (line is not null)
+        {
+            _output.Enqueue(line);
+        }
+    }
+}
