@@ -1,0 +1,173 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Vigie.Dicom;
+using Vigie.Dicom.Network;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>Association policy and misbehaving peers, against the real node.</summary>
+public sealed class PolicyAndHostilePeerTests
+{
+    private static readonly Dictionary<string, string> ShortTimers = new()
+    {
+        ["VIGIE__DICOM__SERVER__ASSOCIATION__ARTIMTIMEOUT"] = "00:00:03",
+        ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:00:03",
+        ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
+    };
+
+    [Fact]
+    public async Task Unknown_AE_wrong_address_wrong_called_AE_and_no_transfer_syntax_are_rejected()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var echoscu = Peers.Require("echoscu", "dcmtk");
+        await using var node = await VigieNode.StartAsync(arguments: ["--allow", "ECHOSCU@127.0.0.1", "--allow", "FARAWAY@10.9.9.0/24"], cancellationToken: ct);
+        async Task<ProcessResult> EchoAsync(string calling, string called = "VIGIE") =>
+            await Peers.RunAsync(echoscu, ["-aet", calling, "-aec", called, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        Assert.Equal(0, (await EchoAsync("ECHOSCU")).ExitCode);
+        var unknown = await EchoAsync("INTRUDER");
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Contains("Calling AE Title Not Recognized", unknown.StandardError + unknown.StandardOutput, StringComparison.OrdinalIgnoreCase);
+        var wrongAddress = await EchoAsync("FARAWAY");
+        Assert.NotEqual(0, wrongAddress.ExitCode);
+        Assert.Contains("Calling AE Title Not Recognized", wrongAddress.StandardError + wrongAddress.StandardOutput, StringComparison.OrdinalIgnoreCase);
+        var wrongCalled = await EchoAsync("ECHOSCU", "NOT-VIGIE");
+        Assert.Contains("Called AE Title Not Recognized", wrongCalled.StandardError + wrongCalled.StandardOutput, StringComparison.OrdinalIgnoreCase);
+
+        // A proposal whose only transfer syntax Vigie does not know: the context is refused with its reason.
+        await using (var client = await DicomClient.ConnectAsync(
+                         new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "ECHOSCU", CalledAE = "VIGIE" },
+                         [new PresentationContext(1, DicomUids.CTImageStorage, ["1.2.3.4.5.6.7.8"]), new PresentationContext(3, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian])], ct))
+        {
+            Assert.Equal(PresentationContextResult.TransferSyntaxesNotSupported, client.Association.Parameters.PresentationContexts[0].Result);
+            Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+            await client.ReleaseAsync(ct);
+        }
+
+        // The reasons are in the audit trail, the address one included.
+        var audit = await node.VigieAsync("audit", "show", "--json", "--limit", "50", "--details");
+        Assert.Contains("not allowed from 127.0.0.1", audit.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("not in the allow-list", audit.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("called AE title", audit.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Misbehaving_peers_are_aborted_while_a_parallel_store_completes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var storescu = Peers.Require("storescu", "dcmtk");
+        var files = Peers.CtCorpusFiles();
+        await using var node = await VigieNode.StartAsync(environment: ShortTimers, cancellationToken: ct);
+        var store = Peers.RunAsync(storescu, ["-aec", "VIGIE", "-pdu", "131072", "127.0.0.1", node.DicomPortText, .. files], TimeSpan.FromMinutes(10), cancellationToken: ct);
+
+        var outcomes = await Task.WhenAll(
+            HostileAsync(node, "garbage", async s => await s.WriteAsync("GET / HTTP/1.1\r\nHost: vigie\r\n\r\n"u8.ToArray(), ct)),
+            HostileAsync(node, "unknown PDU type", async s => await s.WriteAsync(new byte[] { 0x09, 0, 0, 0, 0, 4, 1, 2, 3, 4 }, ct)),
+            HostileAsync(node, "oversized PDU", async s => await s.WriteAsync(new byte[] { 0x01, 0, 0x10, 0, 0, 0, 0, 1 }, ct)),
+            HostileAsync(node, "truncated PDU", async s =>
+            {
+                var request = AssociateRequest();
+                await s.WriteAsync(request.AsMemory(0, request.Length / 2), ct);
+                s.Socket.Shutdown(SocketShutdown.Send);
+            }, expectAbort: false),
+            HostileAsync(node, "slow sender", async s =>
+            {
+                var request = AssociateRequest();
+                for (var i = 0; i < 12 && i < request.Length; i++)
+                {
+                    await s.WriteAsync(request.AsMemory(i, 1), ct);
+                    await Task.Delay(500, ct);
+                }
+            }),
+            HostileAsync(node, "never releases", async s =>
+            {
+                await s.WriteAsync(AssociateRequest(), ct);
+                var accept = new byte[6];
+                await s.ReadExactlyAsync(accept, ct);
+                Assert.Equal((byte)PduType.AssociateAccept, accept[0]);
+                var body = new byte[BinaryPrimitives.ReadUInt32BigEndian(accept.AsSpan(2))];
+                await s.ReadExactlyAsync(body, ct);
+            }));
+
+        foreach (var (name, aborted, elapsed) in outcomes)
+        {
+            Assert.True(aborted, $"{name}: no A-ABORT within {elapsed}");
+        }
+
+        var result = await store;
+        Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+        Assert.Equal(200, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+        // Each misbehaviour left a security alert naming what happened.
+        var audit = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--limit", "100", "--details")).StandardOutput).RootElement;
+        var descriptions = audit.EnumerateArray().Select(e => e.GetProperty("details").GetProperty("outcome").GetString() ?? "").ToList();
+        Assert.True(descriptions.Count >= 6, string.Join('\n', descriptions));
+        Assert.Contains(descriptions, d => d.Contains("unknown PDU type", StringComparison.Ordinal));
+        Assert.Contains(descriptions, d => d.Contains("timeout", StringComparison.Ordinal));
+        Assert.Contains(descriptions, d => d.Contains("in the middle of a PDU", StringComparison.Ordinal));
+        using var http = new HttpClient();
+        Assert.True((await http.GetAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).IsSuccessStatusCode);
+    }
+
+    private static async Task<(string Name, bool Aborted, TimeSpan Elapsed)> HostileAsync(VigieNode node, string name, Func<NetworkStream, Task> behave,
+        bool expectAbort = true)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using var client = new TcpClient();
+        await client.ConnectAsync(IPAddress.Loopback, node.DicomPort);
+        var stream = client.GetStream();
+        try
+        {
+            await behave(stream);
+        }
+        catch (IOException)
+        {
+            // The node may close first: that is the point.
+        }
+
+        // Read until the node closes the connection; an A-ABORT PDU (type 7) must come first unless the peer left mid-PDU.
+        var received = new List<byte>();
+        var buffer = new byte[4096];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        try
+        {
+            int read;
+            while ((read = await stream.ReadAsync(buffer, timeout.Token)) > 0)
+            {
+                received.AddRange(buffer.AsSpan(0, read).ToArray());
+            }
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException)
+        {
+        }
+
+        var aborted = expectAbort ? received.Count >= 10 && ContainsAbort(received) : !timeout.IsCancellationRequested;
+        return (name, aborted, watch.Elapsed);
+    }
+
+    private static bool ContainsAbort(List<byte> pdus)
+    {
+        var offset = 0;
+        while (offset + 6 <= pdus.Count)
+        {
+            if (pdus[offset] == (byte)PduType.Abort)
+            {
+                return true;
+            }
+
+            offset += 6 + (int)BinaryPrimitives.ReadUInt32BigEndian(pdus.GetRange(offset + 2, 4).ToArray());
+        }
+
+        return false;
+    }
+
+    private static byte[] AssociateRequest()
+    {
+        var request = new AssociationParameters { CallingAE = "HOSTILE", CalledAE = "VIGIE" };
+        request.PresentationContexts.Add(new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian]));
+        return PduCodec.EncodeAssociateRequest(request);
+    }
+}
