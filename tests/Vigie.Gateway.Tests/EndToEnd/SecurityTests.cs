@@ -1,0 +1,242 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>TLS, quarantine, crash safety and tamper evidence, through the real node and CLI.</summary>
+public sealed class SecurityTests
+{
+    private static byte[] InertPeHeader()
+    {
+        var bytes = new byte[256];
+        "MZ"u8.CopyTo(bytes);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x3C), 0x80);
+        "PE\0\0"u8.CopyTo(bytes.AsSpan(0x80));
+        "VIGIE-INERT-MARKER-7731"u8.CopyTo(bytes.AsSpan(0xA0));
+        return bytes;
+    }
+
+    [Fact]
+    public async Task Tls_with_client_certificates_accepts_known_clients_only()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var openssl = Peers.Require("openssl", "openssl");
+        var echoscu = Peers.Require("echoscu", "dcmtk");
+        using var pki = new TempDirectory("vigie-pki");
+        async Task Run(params string[] arguments)
+        {
+            var result = await Peers.RunAsync(openssl, arguments, TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
+            Assert.True(result.ExitCode == 0, result.ToString());
+        }
+
+        await Run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=Vigie Test CA");
+        foreach (var (name, subject) in new[] { ("server", "/CN=localhost"), ("client", "/CN=Modality CT1") })
+        {
+            await Run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key", "-out", $"{name}.csr", "-subj", subject);
+            await File.WriteAllTextAsync(pki.Combine($"{name}.ext"), name == "server"
+                ? "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" : "extendedKeyUsage=clientAuth\n", ct);
+            await Run("x509", "-req", "-in", $"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", $"{name}.crt", "-days", "2", "-extfile", $"{name}.ext");
+        }
+
+        var tlsPort = VigieNode.FreePort();
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__TLSPORT"] = tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
+            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
+            ["VIGIE__DICOM__SERVER__TLS__REQUIRECLIENTCERTIFICATE"] = "true",
+            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
+        }, cancellationToken: ct);
+        var port = tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var known = await Peers.RunAsync(echoscu, ["-aec", "VIGIE", "+tls", pki.Combine("client.key"), pki.Combine("client.crt"), "+cf", pki.Combine("ca.crt"),
+            "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(known.ExitCode == 0, known.ToString());
+        var anonymous = await Peers.RunAsync(echoscu, ["-aec", "VIGIE", "+tla", "+cf", pki.Combine("ca.crt"), "127.0.0.1", port], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        Assert.NotEqual(0, anonymous.ExitCode);
+        var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "+tls", pki.Combine("client.key"), pki.Combine("client.crt"),
+            "+cf", pki.Combine("ca.crt"), "127.0.0.1", port, .. Peers.CtCorpusFiles().Take(5)], TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(store.ExitCode == 0, store.ToString());
+        Assert.Equal(5, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+    }
+
+    [Fact]
+    public async Task Malicious_object_is_refused_quarantined_encrypted_audited_and_never_forwarded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-e2e");
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"));
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
+        var clean = Peers.CtCorpusFiles()[0];
+        var file = await DicomReader.ReadFileAsync(clean, new DicomReadOptions { LoadLargeValues = true }, ct);
+        file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.4242424242");
+        file.Dataset.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
+        file.Dataset.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, InertPeHeader());
+        var data = DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
+
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            var refused = await client.StoreAsync(DicomUids.CTImageStorage, "2.25.4242424242", DicomUids.ExplicitVRLittleEndian, new MemoryStream(data), ct);
+            Assert.Equal(DimseStatus.NotAuthorized, refused.Status);
+            Assert.Contains("dicom.element.executable", refused.ErrorComment, StringComparison.Ordinal);
+            Assert.Equal(DimseStatus.Success, (await client.StoreFileAsync(clean, ct)).Status);
+            await client.ReleaseAsync(ct);
+        }
+
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        var alerts = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--details")).StandardOutput).RootElement;
+        Assert.Contains(alerts.EnumerateArray(), e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("dicom.element.executable",
+            StringComparison.Ordinal));
+        await pacs.WaitForFilesAsync(1, TimeSpan.FromMinutes(1));
+        await Task.Delay(2000, ct);
+        Assert.Equal(1, pacs.Files);
+        Assert.Equal(1, pacs.StoreRequests);
+        await node.StopAsync();
+        // The quarantined copy is encrypted like everything else: its marker is nowhere in clear.
+        Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, ["VIGIE-INERT-MARKER-7731", "2.25.4242424242"], ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Kill_9_in_the_middle_of_a_store_loses_nothing_acknowledged(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles();
+        await using var node = await VigieNode.StartAsync(provider, cancellationToken: ct);
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var storescu = new System.Diagnostics.ProcessStartInfo(Peers.Require("storescu", "dcmtk")) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in new[] { "-v", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText }.Concat(files))
+        {
+            storescu.ArgumentList.Add(argument);
+        }
+
+        storescu.Environment["TCP_NODELAY"] = "1";
+        var acknowledged = 0;
+        using var process = System.Diagnostics.Process.Start(storescu)!;
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data?.Contains("Received Store Response (Success)", StringComparison.Ordinal) == true)
+            {
+                Interlocked.Increment(ref acknowledged);
+            }
+        };
+        process.OutputDataReceived += (_, _) => { };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        while (Volatile.Read(ref acknowledged) < 60 && !process.HasExited)
+        {
+            await Task.Delay(20, ct);
+        }
+
+        await node.KillAsync();
+        await process.WaitForExitAsync(ct);
+        var acked = Volatile.Read(ref acknowledged);
+        Assert.InRange(acked, 60, 199);
+
+        await node.StartProcessAsync(ct);
+        // storescu sends in order and waits for each answer: the first `acked` files were acknowledged.
+        var found = new HashSet<string>(StringComparer.Ordinal);
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "CHECK", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.StudyRootQueryRetrieveInformationModelFind], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            var query = new DicomDataset();
+            query.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "IMAGE");
+            query.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "");
+            await foreach (var match in client.FindAsync(DicomUids.StudyRootQueryRetrieveInformationModelFind, query, ct))
+            {
+                found.Add(match.GetString(DicomTags.SOPInstanceUID)!);
+            }
+
+            await client.ReleaseAsync(ct);
+        }
+
+        foreach (var path in files.Take(acked))
+        {
+            var uid = (await DicomReader.ReadFileAsync(path, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset.GetString(DicomTags.SOPInstanceUID)!;
+            Assert.Contains(uid, found);
+        }
+
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
+    [Fact]
+    public async Task Tampering_with_the_audit_trail_or_the_archive_is_named_by_the_cli()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. Peers.CtCorpusFiles().Take(12)],
+            TimeSpan.FromMinutes(3), cancellationToken: ct);
+        Assert.True(store.ExitCode == 0, store.ToString());
+        await node.StopAsync();
+        Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode);
+        Assert.Equal(0, (await node.VigieAsync("scrub")).ExitCode);
+        var database = Path.Combine(node.Data, "index.db");
+        var backup = database + ".clean";
+        File.Copy(database, backup);
+
+        async Task<string> VerifyFailsNaming(long sequence)
+        {
+            var result = await node.VigieAsync("audit", "verify");
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains($"entry {sequence}:", result.StandardOutput, StringComparison.Ordinal);
+            File.Copy(backup, database, overwrite: true);
+            File.Delete(database + "-wal");
+            return result.StandardOutput;
+        }
+
+        async Task ExecuteAsync(string sql)
+        {
+            await using var connection = new SqliteConnection($"Data Source={database};Pooling=False");
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = sql;
+            await command.ExecuteNonQueryAsync(ct);
+        }
+
+        await ExecuteAsync("UPDATE audit_entry SET user_id = 'STORESCX' WHERE seq = 5");
+        await VerifyFailsNaming(5);
+        await ExecuteAsync("UPDATE audit_entry SET sealed = CAST(sealed AS BLOB) || x'00' WHERE seq = 7");
+        await VerifyFailsNaming(7);
+        await ExecuteAsync("DELETE FROM audit_entry WHERE seq = 6");
+        await VerifyFailsNaming(6);
+        await ExecuteAsync("""
+            UPDATE audit_entry SET seq = -1 WHERE seq = 8; UPDATE audit_entry SET seq = 8 WHERE seq = 9; UPDATE audit_entry SET seq = 9 WHERE seq = -1;
+            """);
+        await VerifyFailsNaming(8);
+
+        // The archive: one object corrupted, one deleted, one replaced by a "re-encrypted" foreign file.
+        var objects = Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal).ToList();
+        await using (var stream = new FileStream(objects[0], FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Position = stream.Length / 2;
+            var b = stream.ReadByte();
+            stream.Position--;
+            stream.WriteByte((byte)(b ^ 0x01));
+        }
+
+        File.Delete(objects[1]);
+        await File.WriteAllBytesAsync(objects[2], Encoding.ASCII.GetBytes("ENCRYPTED BY RANSOMWARE ").Concat(new byte[4096]).ToArray(), ct);
+        var scrub = await node.VigieAsync("scrub", "--json");
+        Assert.Equal(1, scrub.ExitCode);
+        var report = JsonDocument.Parse(scrub.StandardOutput).RootElement;
+        var findings = report.GetProperty("findings").EnumerateArray().Select(f => (Kind: f.GetProperty("kind").GetString(), Object: f.GetProperty("object").GetString()))
+            .ToList();
+        Assert.Contains(("corrupted", Path.GetFileName(objects[0])), findings);
+        Assert.Contains(("missing", Path.GetFileName(objects[1])), findings);
+        Assert.Contains(findings, f => f.Kind == "foreign" && f.Object == Path.GetFileName(objects[2]));
+    }
+}
