@@ -37,6 +37,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddAccess();
         services.AddOptions<GatewayOptions>();
         services.AddOptions<DicomServerOptions>();
+        services.TryAddSingleton<IngestCommitter>();
         services.TryAddSingleton<IngestPipeline>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());

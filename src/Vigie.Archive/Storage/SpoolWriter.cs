@@ -160,9 +160,14 @@ public sealed class SpoolWriter : IAsyncDisposable
             return;
         }
 
-        await RandomAccess.WriteAsync(_file.SafeFileHandle, _out.AsMemory(0, _outCount), _fileOffset, cancellationToken).ConfigureAwait(false);
+        // A write of a few sealed segments lands in the page cache in microseconds; the asynchronous form would cost a
+        // thread-pool hop per flush (Linux file I/O is blocking underneath), which dominated ingest CPU. Durability comes
+        // later, from the sync that CompleteAsync starts.
+        cancellationToken.ThrowIfCancellationRequested();
+        RandomAccess.Write(_file.SafeFileHandle, _out.AsSpan(0, _outCount), _fileOffset);
         _fileOffset += _outCount;
         _outCount = 0;
+        await ValueTask.CompletedTask.ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()

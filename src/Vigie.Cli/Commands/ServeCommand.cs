@@ -72,7 +72,9 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings);
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie" });
+        // The content root is the application folder: the default (the current folder) may hold the data folder, and the
+        // host watches its content root recursively for configuration changes.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie", ContentRootPath = AppContext.BaseDirectory });
         builder.Configuration.AddConfiguration(configuration);
         var urls = configuration["Web:Urls"] ?? $"http://127.0.0.1:{httpPort ?? 8080}";
         builder.WebHost.UseUrls(urls);

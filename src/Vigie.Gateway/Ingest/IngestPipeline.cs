@@ -7,9 +7,7 @@ using Microsoft.Extensions.Options;
 using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
-using Vigie.Audit;
 using Vigie.Audit.Model;
-using Vigie.Core.Data;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
@@ -27,8 +25,7 @@ public sealed class IngestPipeline(
     IObjectStore store,
     IArchiveIndex index,
     Inspector inspector,
-    IVigieDatabase database,
-    IAuditLog audit,
+    IngestCommitter committer,
     Core.Outbox.Outbox outbox,
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
@@ -112,7 +109,11 @@ public sealed class IngestPipeline(
         return header;
     }
 
-    internal async Task<IngestResult> CompleteAsync(SpoolWriter writer, IngestSource source, string? expectedSopInstanceUid, CancellationToken cancellationToken)
+    /// <summary>Objects up to this size keep a plaintext copy in memory while spooled, so inspection never decrypts them back.</summary>
+    internal int InMemoryLimit => options.CurrentValue.InMemoryInspectionLimit;
+
+    internal async Task<IngestResult> CompleteAsync(SpoolWriter writer, IngestSource source, string? expectedSopInstanceUid, ReadOnlyMemory<byte>? plaintext,
+        CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
         using var activity = Source.StartActivity("ingest");
@@ -120,9 +121,12 @@ public sealed class IngestPipeline(
         Verdict verdict;
         DicomFile? file = null;
         string? unreadable = null;
-        await using (var reader = await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false))
+        ArchiveObjectReader? reader = null;
+        try
         {
-            using var content = await ContentFromAsync(reader, cancellationToken).ConfigureAwait(false);
+            // The common case reads the plaintext kept while spooling; large objects are read back from the spool by ranges.
+            reader = plaintext is null ? await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false) : null;
+            using var content = plaintext is { } bytes ? ContentSource.FromMemory(bytes) : await ContentFromAsync(reader!, cancellationToken).ConfigureAwait(false);
             verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
             try
             {
@@ -132,6 +136,13 @@ public sealed class IngestPipeline(
             catch (DicomParseException e)
             {
                 unreadable = e.Reason;
+            }
+        }
+        finally
+        {
+            if (reader is not null)
+            {
+                await reader.DisposeAsync().ConfigureAwait(false);
             }
         }
 
@@ -200,26 +211,22 @@ public sealed class IngestPipeline(
             },
         };
 
-        IndexWriteResult written;
         var forward = options.CurrentValue.Destinations.Where(d => d.Forward).ToList();
-        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
-        await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
+        var written = await committer.CommitAsync(async (connection, transaction, ct) =>
         {
-            written = await index.StoreInstanceAsync(connection, transaction, entry, cancellationToken).ConfigureAwait(false);
-            await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
-            if (written.Outcome != IndexOutcome.AlreadyStored)
+            var result = await index.StoreInstanceAsync(connection, transaction, entry, ct).ConfigureAwait(false);
+            if (result.Outcome != IndexOutcome.AlreadyStored)
             {
                 foreach (var destination in forward)
                 {
-                    var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, spooled.Id.ToString(), written.InstanceRowId));
-                    await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, cancellationToken).ConfigureAwait(false);
+                    var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, spooled.Id.ToString(), result.InstanceRowId));
+                    await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, ct).ConfigureAwait(false);
                 }
             }
 
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+            return result;
+        }, [record], cancellationToken).ConfigureAwait(false);
 
-        audit.NotifyCommitted(1);
         if (forward.Count > 0 && written.Outcome != IndexOutcome.AlreadyStored)
         {
             outbox.Notify(ForwardTopic);
@@ -275,18 +282,14 @@ public sealed class IngestPipeline(
         };
         var detection = JsonSerializer.SerializeToUtf8Bytes(new Detection(quarantined.QuarantineId, verdict.Kind.ToString(), rules, source.Channel.ToString(),
             source.CallingAE, time.GetUtcNow()));
-        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
-        await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
+        await committer.CommitAsync(async (connection, transaction, ct) =>
         {
             await index.AddQuarantineAsync(connection, transaction,
-                new QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, reason, quarantined.QuarantinedAt, details), cancellationToken)
-                .ConfigureAwait(false);
-            await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
-            await outbox.EnqueueAsync(connection, transaction, DetectionTopic, detection, cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
+                new QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, reason, quarantined.QuarantinedAt, details), ct).ConfigureAwait(false);
+            await outbox.EnqueueAsync(connection, transaction, DetectionTopic, detection, ct).ConfigureAwait(false);
+            return true;
+        }, [record], cancellationToken).ConfigureAwait(false);
 
-        audit.NotifyCommitted(1);
         outbox.Notify(DetectionTopic);
         logger.LogWarning("Quarantined object {QuarantineId} from {CallingAE}: {Verdict} ({Rules})", quarantined.QuarantineId, source.CallingAE, verdict.Kind,
             string.Join(", ", rules));

@@ -1,31 +1,86 @@
+using System.Buffers;
 using Vigie.Archive.Storage;
 
 namespace Vigie.Gateway.Ingest;
 
-/// <summary>One object being received: bytes go straight into the encrypted spool; completion inspects and decides.</summary>
+/// <summary>
+/// One object being received: bytes go straight into the encrypted spool, and (up to the in-memory limit) into a pooled
+/// plaintext copy that inspection reads, so the spool is never decrypted back on the hot path.
+/// </summary>
 public sealed class IngestSession : IAsyncDisposable
 {
     private readonly IngestPipeline _pipeline;
     private readonly SpoolWriter _spool;
     private readonly IngestSource _source;
+    private byte[]? _plain;
+    private int _plainLength;
 
     internal IngestSession(IngestPipeline pipeline, SpoolWriter spool, IngestSource source)
     {
         _pipeline = pipeline;
         _spool = spool;
         _source = source;
+        _plain = ArrayPool<byte>.Shared.Rent(1024 * 1024);
     }
 
     public long Length => _spool.Length;
 
-    public ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken) => _spool.WriteAsync(data, cancellationToken);
+    public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await _spool.WriteAsync(data, cancellationToken).ConfigureAwait(false);
+        if (_plain is null)
+        {
+            return;
+        }
+
+        var needed = (long)_plainLength + data.Length;
+        if (needed > _pipeline.InMemoryLimit)
+        {
+            // Too large to keep: inspection will read it back from the spool by ranges.
+            ReturnPlain();
+            return;
+        }
+
+        if (needed > _plain.Length)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2)));
+            _plain.AsSpan(0, _plainLength).CopyTo(bigger);
+            ArrayPool<byte>.Shared.Return(_plain, clearArray: true);
+            _plain = bigger;
+        }
+
+        data.Span.CopyTo(_plain.AsSpan(_plainLength));
+        _plainLength += data.Length;
+    }
 
     /// <summary>Inspects and stores or quarantines; <paramref name="expectedSopInstanceUid"/> is the one the C-STORE command announced.</summary>
-    public Task<IngestResult> CompleteAsync(string? expectedSopInstanceUid, CancellationToken cancellationToken)
+    public async Task<IngestResult> CompleteAsync(string? expectedSopInstanceUid, CancellationToken cancellationToken)
     {
-        return _pipeline.CompleteAsync(_spool, _source, expectedSopInstanceUid, cancellationToken);
+        try
+        {
+            ReadOnlyMemory<byte>? plaintext = _plain is null ? null : _plain.AsMemory(0, _plainLength);
+            return await _pipeline.CompleteAsync(_spool, _source, expectedSopInstanceUid, plaintext, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            ReturnPlain();
+        }
     }
 
     /// <summary>Abandons an object that never completed: nothing stays on disk.</summary>
-    public ValueTask DisposeAsync() => _spool.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        ReturnPlain();
+        await _spool.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private void ReturnPlain()
+    {
+        if (_plain is { } plain)
+        {
+            _plain = null;
+            // Health data does not linger in the shared pool.
+            ArrayPool<byte>.Shared.Return(plain, clearArray: true);
+        }
+    }
 }
