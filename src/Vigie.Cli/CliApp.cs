@@ -11,6 +11,7 @@ internal static class CliApp
         var root = new RootCommand("Vigie guards medical-imaging and health-data flows: a DICOM gateway that inspects, archives and audits.");
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(DumpCommand.Create());
+        root.Subcommands.Add(ScanCommand.Create());
         root.Subcommands.Add(MaintenanceCommands.Stats());
         root.Subcommands.Add(MaintenanceCommands.Scrub());
         root.Subcommands.Add(AuditCommands.Create());

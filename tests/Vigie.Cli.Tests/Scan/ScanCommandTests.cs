@@ -1,0 +1,161 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using Vigie.Testing;
+
+namespace Vigie.Cli.Tests.Scan;
+
+/// <summary>`vigie scan` as a user runs it: the real executable, generated inert samples, exit codes and JSON Lines.</summary>
+public sealed class ScanCommandTests
+{
+    [Fact]
+    public async Task Ct_corpus_is_clean_with_hashes_and_types()
+    {
+        var files = Peers.CtCorpusFiles();
+        var result = await VigieProcess.RunAsync(["scan", "--recursive", "--json", Peers.CtCorpus()], cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var reports = Lines(result.StandardOutput).Where(r => r.GetProperty("path").GetString()!.EndsWith(".dcm", StringComparison.Ordinal)).ToList();
+        Assert.Equal(files.Count, reports.Count);
+        foreach (var report in reports)
+        {
+            var path = report.GetProperty("path").GetString()!;
+            Assert.Equal("clean", report.GetProperty("verdict").GetString());
+            Assert.Equal("Dicom", report.GetProperty("type").GetString());
+            Assert.All(report.GetProperty("findings").EnumerateArray(), f => Assert.Equal("info", f.GetProperty("severity").GetString()));
+            Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(path))), report.GetProperty("sha256").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task Threats_are_reported_with_rule_offset_and_inner_path_and_disarmed_copies_come_out_clean()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var samples = Directory.CreateDirectory(folder.Combine("in")).FullName;
+        var polyglot = Path.Combine(samples, "polyglot.dcm");
+        await File.WriteAllBytesAsync(polyglot, PolyglotFrom(Peers.CtCorpusFiles()[0]), ct);
+        await File.WriteAllBytesAsync(Path.Combine(samples, "open-action.pdf"), PdfWithOpenActionJavaScript(), ct);
+        await File.WriteAllTextAsync(Path.Combine(samples, "notes.txt"), "Compte rendu : rien à signaler.\n", ct);
+        var output = folder.Combine("disarmed");
+
+        var result = await VigieProcess.RunAsync(["scan", "--json", "--disarm", output, samples], cancellationToken: ct);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        var byName = Lines(result.StandardOutput).ToDictionary(r => Path.GetFileName(r.GetProperty("path").GetString()!));
+        Assert.Equal(3, byName.Count);
+
+        var dicom = byName["polyglot.dcm"];
+        Assert.Equal("malicious", dicom.GetProperty("verdict").GetString());
+        var findings = dicom.GetProperty("findings").EnumerateArray().ToList();
+        var preamble = Assert.Single(findings, f => f.GetProperty("rule").GetString() == "dicom.preamble.pe");
+        Assert.Equal(0, preamble.GetProperty("offset").GetInt64());
+        Assert.Equal("", preamble.GetProperty("inner_path").GetString());
+        Assert.Contains(findings, f => f.GetProperty("rule").GetString() == "dicom.trailing-data");
+        var disarm = dicom.GetProperty("disarm");
+        Assert.Equal("clean", disarm.GetProperty("verdict_after").GetString());
+        Assert.Contains(disarm.GetProperty("actions").EnumerateArray(), a => a.GetProperty("description").GetString()!.Contains("preamble", StringComparison.Ordinal));
+        var copy = await File.ReadAllBytesAsync(disarm.GetProperty("output").GetString()!, ct);
+        Assert.True(copy.AsSpan(0, 128).IndexOfAnyExcept((byte)0) < 0, "the disarmed preamble is not zeroed");
+        Assert.Equal("DICM"u8.ToArray(), copy[128..132]);
+
+        var pdf = byName["open-action.pdf"];
+        Assert.Equal("malicious", pdf.GetProperty("verdict").GetString());
+        Assert.Contains(pdf.GetProperty("findings").EnumerateArray(), f => f.GetProperty("rule").GetString() == "pdf.javascript");
+        Assert.Equal("clean", pdf.GetProperty("disarm").GetProperty("verdict_after").GetString());
+
+        var text = byName["notes.txt"];
+        Assert.Equal("clean", text.GetProperty("verdict").GetString());
+        Assert.True(text.GetProperty("disarm").TryGetProperty("not_written", out _));
+
+        // What disarm wrote scans clean.
+        var rescan = await VigieProcess.RunAsync(["scan", "--recursive", output], cancellationToken: ct);
+        Assert.True(rescan.ExitCode == 0, rescan.ToString());
+        Assert.Contains("2 clean", rescan.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Text_report_names_the_rule_and_summarises()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var file = folder.Combine("report.pdf");
+        await File.WriteAllBytesAsync(file, PdfWithOpenActionJavaScript(), ct);
+        var result = await VigieProcess.RunAsync(["scan", file], cancellationToken: ct);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.Contains("pdf.javascript", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("1 file(s)", result.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("1 malicious", result.StandardOutput, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Sub_folders_are_scanned_only_with_recursive()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var nested = Directory.CreateDirectory(folder.Combine("a", "b")).FullName;
+        await File.WriteAllBytesAsync(Path.Combine(nested, "deep.pdf"), PdfWithOpenActionJavaScript(), ct);
+        await File.WriteAllTextAsync(folder.Combine("top.txt"), "ok\n", ct);
+
+        var flat = await VigieProcess.RunAsync(["scan", "--json", folder.Path], cancellationToken: ct);
+        Assert.True(flat.ExitCode == 0, flat.ToString());
+        Assert.Single(Lines(flat.StandardOutput));
+
+        var deep = await VigieProcess.RunAsync(["scan", "--json", "-r", folder.Path], cancellationToken: ct);
+        Assert.True(deep.ExitCode == 1, deep.ToString());
+        Assert.Equal(2, Lines(deep.StandardOutput).Count());
+    }
+
+    [Fact]
+    public async Task Missing_path_and_missing_rules_folder_exit_2_and_a_threat_outranks_an_error()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var missing = folder.Combine("nowhere");
+
+        var noPath = await VigieProcess.RunAsync(["scan", missing], cancellationToken: ct);
+        Assert.Equal(2, noPath.ExitCode);
+        Assert.Contains("no such file or folder", noPath.StandardError, StringComparison.Ordinal);
+
+        var noRules = await VigieProcess.RunAsync(["scan", "--rules", missing, folder.Path], cancellationToken: ct);
+        Assert.Equal(2, noRules.ExitCode);
+        Assert.Contains("rules folder", noRules.StandardError, StringComparison.Ordinal);
+
+        var badArgument = await VigieProcess.RunAsync(["scan"], cancellationToken: ct);
+        Assert.Equal(2, badArgument.ExitCode);
+
+        var pdf = folder.Combine("x.pdf");
+        await File.WriteAllBytesAsync(pdf, PdfWithOpenActionJavaScript(), ct);
+        var both = await VigieProcess.RunAsync(["scan", missing, pdf], cancellationToken: ct);
+        Assert.Equal(1, both.ExitCode);
+    }
+
+    [Fact]
+    public async Task Help_lists_the_options()
+    {
+        var result = await VigieProcess.RunAsync(["scan", "--help"], cancellationToken: TestContext.Current.CancellationToken);
+        Assert.Equal(0, result.ExitCode);
+        foreach (var option in new[] { "--recursive", "--json", "--disarm", "--rules" })
+        {
+            Assert.Contains(option, result.StandardOutput, StringComparison.Ordinal);
+        }
+    }
+
+    private static IEnumerable<JsonElement> Lines(string output) =>
+        output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(line => JsonDocument.Parse(line).RootElement.Clone());
+
+    /// <summary>A CT image whose preamble is an inert PE header (MZ, e_lfanew, "PE\0\0", i386), with a ZIP marker after the dataset.</summary>
+    private static byte[] PolyglotFrom(string ctFile)
+    {
+        var bytes = File.ReadAllBytes(ctFile);
+        Array.Clear(bytes, 0, 128);
+        bytes[0] = (byte)'M';
+        bytes[1] = (byte)'Z';
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(0x3C), 0x40);
+        "PE\0\0"u8.CopyTo(bytes.AsSpan(0x40));
+        BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(0x44), 0x014C);
+        return [.. bytes, .. "PK\u0003\u0004inert"u8];
+    }
+
+    private static byte[] PdfWithOpenActionJavaScript() => Encoding.ASCII.GetBytes(
+        "%PDF-1.4\n1 0 obj<</Type/Catalog/OpenAction 2 0 R>>endobj\n2 0 obj<</S/JavaScript/JS(app.alert\\(1\\))>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n");
+}
