@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Ingest throughput, one run, same corpus, same client: dcmtk storescu into
+#   storescp (files only), Orthanc (Debian package) and vigie serve (inspection, encryption, index, audit on),
+# inside a private network namespace, TCP_NODELAY=1 on the dcmtk side. Prints img/s, MB/s and Vigie's ratios.
+#   bench/ingest.sh [--parallel N] [--rounds R]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+parallel=4
+rounds=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --parallel) parallel=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
+  need=()
+  command -v storescu >/dev/null || need+=(dcmtk)
+  command -v Orthanc >/dev/null || need+=(orthanc)
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v unshare >/dev/null || need+=(util-linux)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "installing ${need[*]}" >&2
+    sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+    $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+  gen() { # out seed
+    if [ ! -f "$1/.complete" ]; then
+      rm -rf "$1"
+      /usr/bin/python3 "${VIGIE_SHARED:-$root/../shared}/tools/gen_ct_corpus.py" --out "$1" --n 200 --studies 4 --seed "$2" >/dev/null
+      touch "$1/.complete"
+    fi
+  }
+  corpus=${VIGIE_CT_CORPUS:-$root/.cache/ct-corpus}
+  gen "$corpus" 1
+  gen "$root/.cache/ct-warmup" 7
+  echo "publishing vigie (Release)" >&2
+  dotnet publish "$root/src/Vigie.Cli" -c Release -o "$root/.cache/bench/vigie" -v q -nologo >/dev/null
+  unshare_=(unshare -n)
+  [ "$(id -u)" -ne 0 ] && unshare_=(unshare -rn)
+  exec "${unshare_[@]}" env VIGIE_BENCH_NETNS=1 VIGIE_CT_CORPUS="$corpus" "$0" --parallel "$parallel" --rounds "$rounds"
+fi
+
+# Inside the namespace: nothing else shares this loopback.
+ip link set lo up
+export TCP_NODELAY=1
+corpus=$VIGIE_CT_CORPUS
+warmup=$root/.cache/ct-warmup
+vigie=$root/.cache/bench/vigie/vigie
+work=$(mktemp -d /tmp/vigie-ingest-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+files=$(find "$corpus" -name '*.dcm' | wc -l)
+bytes=$(find "$corpus" -name '*.dcm' -printf '%s\n' | awk '{s+=$1} END {print s}')
+mb=$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b/1048576}')
+echo "corpus: $files images, $mb MiB; $(nproc) cores; $parallel parallel associations; best of $rounds rounds"
+
+wait_port() { # port [called AE]
+  for _ in $(seq 1 300); do
+    echoscu -to 1 -aec "${2:-ANY-SCP}" 127.0.0.1 "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "nothing answers on port $1" >&2; return 1
+}
+now() { date +%s.%N; }
+
+# One association, the whole corpus.
+send_one() { # aet port folder
+  storescu -aec "$1" -pdu 131072 +sd +r +sp '*.dcm' 127.0.0.1 "$2" "$3" >/dev/null 2>"$work/storescu.err" || { cat "$work/storescu.err" >&2; return 1; }
+}
+# N associations at once, the corpus split between them.
+send_parallel() { # aet port folder
+  local list i
+  find "$3" -name '*.dcm' | sort > "$work/files"
+  split -n "r/$parallel" "$work/files" "$work/part."
+  local ps=()
+  for list in "$work"/part.*; do
+    # shellcheck disable=SC2046
+    storescu -aec "$1" -pdu 131072 127.0.0.1 "$2" $(cat "$list") >/dev/null 2>>"$work/storescu.err" & ps+=($!)
+  done
+  for i in "${ps[@]}"; do wait "$i" || { cat "$work/storescu.err" >&2; return 1; }; done
+  rm -f "$work"/part.*
+}
+best() { # fn aet port folder -> prints best seconds of $rounds
+  local b="" t0 t1 s
+  for _ in $(seq 1 "$rounds"); do
+    t0=$(now); "$1" "$2" "$3" "$4"; t1=$(now)
+    s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b-a}')
+    if [ -z "$b" ] || awk -v s="$s" -v b="$b" 'BEGIN {exit !(s<b)}'; then b=$s; fi
+  done
+  echo "$b"
+}
+
+declare -A single multi
+run_target() { # name aet port
+  send_one "$2" "$3" "$warmup"       # JIT, caches, first index pages
+  single[$1]=$(best send_one "$2" "$3" "$corpus")
+  multi[$1]=$(best send_parallel "$2" "$3" "$corpus")
+}
+
+# storescp: files only. One process for one association at a time; --fork for parallel associations.
+mkdir -p "$work/storescp" "$work/storescp-fork"
+storescp -aet STORESCP -od "$work/storescp" -pdu 131072 11401 >/dev/null 2>&1 & pids+=($!)
+storescp -aet STORESCP --fork -od "$work/storescp-fork" -pdu 131072 11411 >/dev/null 2>&1 & pids+=($!)
+wait_port 11401; wait_port 11411
+send_one STORESCP 11401 "$warmup"
+single[storescp]=$(best send_one STORESCP 11401 "$corpus")
+multi[storescp]=$(best send_parallel STORESCP 11411 "$corpus")
+
+# Orthanc: SQLite index, uncompressed storage.
+mkdir -p "$work/orthanc"
+cat > "$work/orthanc/orthanc.json" <<EOF
+{ "Name": "BENCH", "StorageDirectory": "$work/orthanc/storage", "IndexDirectory": "$work/orthanc/index",
+  "DicomAet": "ORTHANC", "DicomPort": 11402, "HttpPort": 18402, "RemoteAccessAllowed": false,
+  "AuthenticationEnabled": false, "DicomCheckCalledAet": false, "Plugins": [], "StorageCompression": false,
+  "DicomThreadsCount": 4 }
+EOF
+Orthanc "$work/orthanc/orthanc.json" >"$work/orthanc/log" 2>&1 & pids+=($!)
+wait_port 11402
+run_target orthanc ORTHANC 11402
+
+# Vigie: the embedded default (SQLite, data folder), everything on.
+"$vigie" serve --data "$work/vigie-data" --dicom-port 11403 --http-port 18403 >"$work/vigie.log" 2>&1 & pids+=($!)
+wait_port 11403 VIGIE
+run_target vigie VIGIE 11403
+
+rate() { awk -v n="$files" -v s="$1" 'BEGIN {printf "%7.1f img/s %7.1f MB/s", n/s, '"$bytes"'/1e6/s}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b/a}'; }
+echo
+printf '%-10s %-44s %-44s\n' "" "one association" "$parallel associations"
+for t in storescp orthanc vigie; do
+  printf '%-10s %6ss %s     %6ss %s\n' "$t" "${single[$t]}" "$(rate "${single[$t]}")" "${multi[$t]}" "$(rate "${multi[$t]}")"
+done
+echo
+echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
+echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
+"$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
