@@ -12,6 +12,7 @@ internal static class CliApp
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(DumpCommand.Create());
         root.Subcommands.Add(ScanCommand.Create());
+        root.Subcommands.Add(SignaturesCommands.Create());
         root.Subcommands.Add(MaintenanceCommands.Stats());
         root.Subcommands.Add(MaintenanceCommands.Scrub());
         root.Subcommands.Add(AuditCommands.Create());

@@ -9,6 +9,7 @@ using Vigie.Dicom;
 using Vigie.Dicom.Network;
 using Vigie.Gateway;
 using Vigie.Inspection;
+using Vigie.Inspection.Signatures;
 
 namespace Vigie.Cli;
 
@@ -57,6 +58,7 @@ internal static class VigieConfiguration
         services.Configure<AuditOptions>(configuration.GetSection(AuditOptions.Section));
         services.Configure<InspectionLimits>(configuration.GetSection(InspectionLimits.Section));
         services.Configure<MailInspectionOptions>(configuration.GetSection("Inspection:Mail"));
+        services.Configure<SignatureOptions>(configuration.GetSection(SignatureOptions.Section));
         services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));
         services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
         services.Configure<DicomServerOptions>(configuration.GetSection(DicomServerOptions.Section));

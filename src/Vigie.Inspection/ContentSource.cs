@@ -13,6 +13,9 @@ public abstract class ContentSource : IDisposable
     /// <summary>The whole content when it already sits in memory; engines that need contiguous bytes use it.</summary>
     public virtual ReadOnlyMemory<byte>? Memory => null;
 
+    /// <summary>The file and offset this content lies in, when it is a plain range of a file (lets libyara map it instead of copying).</summary>
+    internal virtual (SafeFileHandle Handle, long Offset)? FileRange => null;
+
     /// <summary>Reads up to <c>destination.Length</c> bytes at <paramref name="offset"/>; returns the count (0 at the end).</summary>
     public abstract int ReadAt(long offset, Span<byte> destination);
 
@@ -74,6 +77,9 @@ public abstract class ContentSource : IDisposable
     {
         public override long Length => length;
 
+        internal override (SafeFileHandle Handle, long Offset)? FileRange =>
+            parent.FileRange is { } range ? (range.Handle, range.Offset + start) : null;
+
         public override int ReadAt(long offset, Span<byte> destination)
         {
             if (offset >= length)
@@ -98,6 +104,8 @@ public abstract class ContentSource : IDisposable
         }
 
         public override long Length => _length;
+
+        internal override (SafeFileHandle Handle, long Offset)? FileRange => (_handle, 0);
 
         public override int ReadAt(long offset, Span<byte> destination)
         {

@@ -1,5 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Vigie.Inspection.Archives;
 using Vigie.Inspection.Dicom;
@@ -8,6 +10,7 @@ using Vigie.Inspection.Html;
 using Vigie.Inspection.Mail;
 using Vigie.Inspection.Office;
 using Vigie.Inspection.Pdf;
+using Vigie.Inspection.Signatures;
 using Vigie.Inspection.Text;
 
 namespace Vigie.Inspection;
@@ -17,12 +20,19 @@ public static class InspectionServiceCollectionExtensions
     /// <summary>
     /// Registers the <see cref="Inspector"/>, every content analyser of this module, the disarmers and their options
     /// (<see cref="InspectionLimits"/> from "Inspection", <see cref="MailInspectionOptions"/> from "Inspection:Mail",
-    /// bound by the host). Known-bad engines register themselves as <see cref="IKnownBadEngine"/>.
+    /// <see cref="SignatureOptions"/> from "Inspection:Signatures", bound by the host), and the known-bad engines:
+    /// hash and byte-pattern signatures, and YARA through libyara.
     /// </summary>
     public static IServiceCollection AddVigieInspection(this IServiceCollection services)
     {
         services.AddOptions<InspectionLimits>();
         services.AddOptions<MailInspectionOptions>();
+        services.AddOptions<SignatureOptions>();
+        services.TryAddSingleton(sp => SignatureDatabase.FromOptions(
+            sp.GetRequiredService<IOptions<SignatureOptions>>().Value,
+            sp.GetService<ILoggerFactory>()?.CreateLogger("Vigie.Inspection.Signatures") ?? NullLogger.Instance));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnownBadEngine, SignatureEngine>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnownBadEngine, YaraEngine>());
         services.TryAddSingleton(TimeProvider.System);
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, DicomAnalyser>());

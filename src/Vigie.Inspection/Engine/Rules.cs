@@ -16,6 +16,13 @@ internal static class Rules
     public const string AppendedArchive = "inspection.appended-archive";
     public const string ExpansionBomb = "inspection.expansion-bomb";
 
+    // Known-bad signatures
+    public const string SignatureHash = "signature.hash";
+    public const string SignaturePattern = "signature.pattern";
+    public const string SignatureYara = "signature.yara";
+    public const string SignatureBudget = "signature.budget";
+    public const string SignatureIncomplete = "signature.incomplete";
+
     // Executables
     public const string ExecutablePe = "executable.pe";
     public const string ExecutableElf = "executable.elf";

@@ -1,0 +1,528 @@
+using System.Buffers;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Options;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Signatures;
+
+/// <summary>
+/// Hash and byte-pattern known-bad matching (ClamAV .hdb/.hsb/.ndb/.ldb semantics, plain hash lists), run on every
+/// object and inner object. Floating patterns are found in one pass: the content is widened chunk by chunk and
+/// searched for every anchor at once with the runtime's vectorised multi-string search, then each hit is verified.
+/// </summary>
+internal sealed class SignatureEngine : IKnownBadEngine
+{
+    private const int ChunkSize = 1024 * 1024;
+
+    private readonly SignatureDatabase _database;
+    private readonly int _budgetFactor;
+    private readonly Dictionary<(HashAlgorithmKind, string), List<HashSignature>> _hashes = [];
+    private readonly HashSet<long>[] _hashSizes = [[], [], []];
+    private readonly bool[] _unsizedHashes = new bool[3];
+    private readonly List<PatternUse> _fixedUses = [];
+    private readonly List<PatternUse>[] _anchorUses;
+    private readonly byte[][] _anchors;
+    private readonly int[][] _anchorsByFirstByte;
+    private readonly SearchValues<string>? _anchorSearch;
+    private readonly int _maxAnchorLength;
+
+    public SignatureEngine(SignatureDatabase database, IOptions<SignatureOptions> options)
+        : this(database, options.Value.VerifyBudgetFactor)
+    {
+    }
+
+    internal SignatureEngine(SignatureDatabase database, int budgetFactor = 32)
+    {
+        _database = database;
+        _budgetFactor = Math.Max(1, budgetFactor);
+        foreach (var hash in database.Hashes)
+        {
+            var key = (hash.Algorithm, Convert.ToHexStringLower(hash.Hash));
+            if (!_hashes.TryGetValue(key, out var list))
+            {
+                _hashes[key] = list = [];
+            }
+
+            list.Add(hash);
+            if (hash.Size is { } size)
+            {
+                _hashSizes[(int)hash.Algorithm].Add(size);
+            }
+            else
+            {
+                _unsizedHashes[(int)hash.Algorithm] = true;
+            }
+        }
+
+        var anchorIds = new Dictionary<string, int>(StringComparer.Ordinal);
+        var anchorUses = new List<List<PatternUse>>();
+        void AddUse(PatternUse use)
+        {
+            if (use.Offset.Kind != SignatureOffsetKind.Any && use.Offset.Range <= 1024 * 1024 || !use.Pattern.HasUsableAnchor)
+            {
+                _fixedUses.Add(use);
+                return;
+            }
+
+            var anchor = Encoding.Latin1.GetString(use.Pattern.Anchor);
+            if (!anchorIds.TryGetValue(anchor, out var id))
+            {
+                anchorIds[anchor] = id = anchorUses.Count;
+                anchorUses.Add([]);
+            }
+
+            anchorUses[id].Add(use);
+        }
+
+        for (var i = 0; i < database.Bodies.Count; i++)
+        {
+            var body = database.Bodies[i];
+            AddUse(new PatternUse(body.Pattern, body.Offset, body.Target, i, -1));
+        }
+
+        for (var i = 0; i < database.Logicals.Count; i++)
+        {
+            var logical = database.Logicals[i];
+            for (var s = 0; s < logical.SubSignatures.Length; s++)
+            {
+                AddUse(new PatternUse(logical.SubSignatures[s].Pattern, logical.SubSignatures[s].Offset, logical.Target, i, s));
+            }
+        }
+
+        _anchorUses = [.. anchorUses];
+        var anchors = anchorIds.OrderBy(p => p.Value).Select(p => p.Key).ToArray();
+        _anchors = [.. anchors.Select(a => Encoding.Latin1.GetBytes(a))];
+        _maxAnchorLength = _anchors.Length == 0 ? 0 : _anchors.Max(a => a.Length);
+        _anchorsByFirstByte = new int[256][];
+        for (var b = 0; b < 256; b++)
+        {
+            _anchorsByFirstByte[b] = [.. Enumerable.Range(0, _anchors.Length).Where(i => _anchors[i][0] == b)];
+        }
+
+        _anchorSearch = anchors.Length == 0 ? null : SearchValues.Create(anchors, StringComparison.Ordinal);
+    }
+
+    public string Name => "signatures";
+
+    internal SignatureDatabase Database => _database;
+
+    public bool IsAvailable(out string? reason)
+    {
+        reason = null;
+        return true;
+    }
+
+    public ValueTask ScanAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        ScanHashes(context, content, cancellationToken);
+        if (_database.Bodies.Count + _database.Logicals.Count > 0)
+        {
+            ScanPatterns(context, content, cancellationToken);
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    private void ScanHashes(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var length = content.Length;
+        Span<bool> wanted = stackalloc bool[3];
+        var any = false;
+        for (var a = 0; a < 3; a++)
+        {
+            wanted[a] = _unsizedHashes[a] || _hashSizes[a].Contains(length);
+            any |= wanted[a];
+        }
+
+        if (!any)
+        {
+            return;
+        }
+
+        using var md5 = wanted[(int)HashAlgorithmKind.Md5] ? IncrementalHash.CreateHash(HashAlgorithmName.MD5) : null;
+        using var sha1 = wanted[(int)HashAlgorithmKind.Sha1] ? IncrementalHash.CreateHash(HashAlgorithmName.SHA1) : null;
+        using var sha256 = wanted[(int)HashAlgorithmKind.Sha256] ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
+        if (content.Memory is { } memory)
+        {
+            md5?.AppendData(memory.Span);
+            sha1?.AppendData(memory.Span);
+            sha256?.AppendData(memory.Span);
+        }
+        else
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
+            try
+            {
+                for (long offset = 0; offset < length;)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(ChunkSize, length - offset)));
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    md5?.AppendData(buffer, 0, read);
+                    sha1?.AppendData(buffer, 0, read);
+                    sha256?.AppendData(buffer, 0, read);
+                    offset += read;
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        Report(context, HashAlgorithmKind.Md5, md5, length);
+        Report(context, HashAlgorithmKind.Sha1, sha1, length);
+        Report(context, HashAlgorithmKind.Sha256, sha256, length);
+    }
+
+    private void Report(InspectionContext context, HashAlgorithmKind algorithm, IncrementalHash? hash, long length)
+    {
+        if (hash is null)
+        {
+            return;
+        }
+
+        var hex = Convert.ToHexStringLower(hash.GetHashAndReset());
+        if (!_hashes.TryGetValue((algorithm, hex), out var matches))
+        {
+            return;
+        }
+
+        foreach (var name in matches.Where(m => m.Size is null || m.Size == length).Select(m => m.Name).Distinct(StringComparer.Ordinal))
+        {
+            context.Report(Rules.SignatureHash, Severity.High, $"matches known-bad signature '{name}' ({algorithm} {hex})");
+        }
+    }
+
+    private void ScanPatterns(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var state = new PatternScan(this, context, content, (long)_budgetFactor * Math.Max(content.Length, ChunkSize));
+        foreach (var use in _fixedUses)
+        {
+            if (state.Applies(use))
+            {
+                state.CheckFixed(use, cancellationToken);
+            }
+        }
+
+        if (_anchorSearch is not null && state.AnyFloatingApplies(_anchorUses))
+        {
+            ScanAnchors(state, content, cancellationToken);
+        }
+
+        state.ReportResults();
+    }
+
+    private void ScanAnchors(PatternScan state, ContentSource content, CancellationToken cancellationToken)
+    {
+        var overlap = _maxAnchorLength - 1;
+        var bytes = content.Memory is null ? ArrayPool<byte>.Shared.Rent(ChunkSize + overlap) : null;
+        var chars = ArrayPool<char>.Shared.Rent(ChunkSize + overlap);
+        try
+        {
+            var length = content.Length;
+            for (long chunkStart = 0; chunkStart < length; chunkStart += ChunkSize)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var want = (int)Math.Min(ChunkSize + overlap, length - chunkStart);
+                ReadOnlySpan<byte> window;
+                if (content.Memory is { } memory)
+                {
+                    window = memory.Span.Slice((int)chunkStart, want);
+                }
+                else
+                {
+                    var read = content.ReadAt(chunkStart, bytes.AsSpan(0, want));
+                    window = bytes.AsSpan(0, read);
+                }
+
+                var count = Encoding.Latin1.GetChars(window, chars);
+                var text = chars.AsSpan(0, count);
+                var own = (int)Math.Min(ChunkSize, length - chunkStart);
+                var from = 0;
+                while (from < own)
+                {
+                    var hit = text[from..].IndexOfAny(_anchorSearch!);
+                    if (hit < 0)
+                    {
+                        break;
+                    }
+
+                    var position = from + hit;
+                    if (position >= own)
+                    {
+                        break;
+                    }
+
+                    foreach (var anchorId in _anchorsByFirstByte[window[position]])
+                    {
+                        if (window[position..].StartsWith(_anchors[anchorId]))
+                        {
+                            foreach (var use in _anchorUses[anchorId])
+                            {
+                                state.CheckAnchorHit(use, chunkStart + position, cancellationToken);
+                            }
+                        }
+                    }
+
+                    if (state.Exhausted)
+                    {
+                        return;
+                    }
+
+                    from = position + 1;
+                }
+            }
+        }
+        finally
+        {
+            if (bytes is not null)
+            {
+                ArrayPool<byte>.Shared.Return(bytes);
+            }
+
+            ArrayPool<char>.Shared.Return(chars);
+        }
+    }
+
+    /// <summary>One use of a pattern: an .ndb signature (SubIndex -1) or sub-signature SubIndex of logical signature Owner.</summary>
+    private sealed record PatternUse(BodyPattern Pattern, SignatureOffset Offset, int Target, int Owner, int SubIndex);
+
+    /// <summary>The state of one object's pattern scan: what matched, match counts, and the verification budget.</summary>
+    private sealed class PatternScan(SignatureEngine engine, InspectionContext context, ContentSource content, long budget)
+    {
+        private const int MaxCount = 1_000_000;
+
+        private readonly long[] _bodyMatches = CreateFilled(engine._database.Bodies.Count);
+        private readonly int[][] _counts = [.. engine._database.Logicals.Select(l => new int[l.SubSignatures.Length])];
+        private readonly HashSet<(int Owner, int Sub, long Start)> _seen = [];
+        private long _budget = budget;
+        private bool _budgetReported;
+
+        public bool Exhausted => _budget <= 0;
+
+        public bool Applies(PatternUse use) =>
+            SignatureDatabase.TargetMatches(use.Target, context.ContentType) && (use.SubIndex >= 0 || _bodyMatches[use.Owner] < 0);
+
+        public bool AnyFloatingApplies(List<PatternUse>[] uses) => uses.Any(list => list.Any(u => SignatureDatabase.TargetMatches(u.Target, context.ContentType)));
+
+        public void CheckFixed(PatternUse use, CancellationToken cancellationToken)
+        {
+            var first = use.Offset.FirstStart(content.Length);
+            if (first < 0 || use.Offset.Kind == SignatureOffsetKind.Any)
+            {
+                first = 0;
+            }
+
+            var last = use.Offset.Kind == SignatureOffsetKind.Any ? content.Length - 1 : first + use.Offset.Range;
+            last = Math.Min(last, content.Length - use.Pattern.MinLength);
+            for (var start = first; start <= last && Applies(use); start++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (Exhausted)
+                {
+                    return;
+                }
+
+                TryMatch(use, start);
+            }
+        }
+
+        public void CheckAnchorHit(PatternUse use, long anchorPosition, CancellationToken cancellationToken)
+        {
+            if (!Applies(use))
+            {
+                return;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            var start = anchorPosition - use.Pattern.AnchorOffset;
+            if (start >= 0 && use.Offset.Allows(start, content.Length))
+            {
+                TryMatch(use, start);
+            }
+        }
+
+        public void ReportResults()
+        {
+            for (var i = 0; i < _bodyMatches.Length; i++)
+            {
+                if (_bodyMatches[i] >= 0)
+                {
+                    var body = engine._database.Bodies[i];
+                    context.Report(Rules.SignaturePattern, Severity.High, $"matches known-bad signature '{body.Name}' ({body.Origin})", _bodyMatches[i]);
+                }
+            }
+
+            for (var i = 0; i < _counts.Length; i++)
+            {
+                var logical = engine._database.Logicals[i];
+                if (!SignatureDatabase.TargetMatches(logical.Target, context.ContentType)
+                    || logical.MinSize is { } min && content.Length < min || logical.MaxSize is { } max && content.Length > max)
+                {
+                    continue;
+                }
+
+                if (logical.Expression.Evaluate(_counts[i]).Matched)
+                {
+                    context.Report(Rules.SignaturePattern, Severity.High, $"matches known-bad signature '{logical.Name}' ({logical.Origin})");
+                }
+            }
+
+            if (Exhausted && !_budgetReported)
+            {
+                _budgetReported = true;
+                context.Report(Rules.SignatureBudget, Severity.Info, "pattern verification stopped at its budget: later candidate matches were not verified");
+            }
+        }
+
+        private void TryMatch(PatternUse use, long start)
+        {
+            if (use.SubIndex >= 0 && !_seen.Add((use.Owner, use.SubIndex, start)))
+            {
+                return;
+            }
+
+            if (!Matches(use.Pattern, 0, start))
+            {
+                return;
+            }
+
+            if (use.SubIndex < 0)
+            {
+                _bodyMatches[use.Owner] = start;
+            }
+            else if (_counts[use.Owner][use.SubIndex] < MaxCount)
+            {
+                _counts[use.Owner][use.SubIndex]++;
+            }
+        }
+
+        /// <summary>True when segments k.. match with segment k starting exactly at <paramref name="position"/>.</summary>
+        private bool Matches(BodyPattern pattern, int k, long position)
+        {
+            var segment = pattern.Segments[k];
+            if (!SegmentAt(segment, position))
+            {
+                return false;
+            }
+
+            if (k == pattern.Segments.Length - 1)
+            {
+                return true;
+            }
+
+            var gap = pattern.Gaps[k];
+            var next = pattern.Segments[k + 1];
+            var from = position + segment.Length + gap.Min;
+            var to = gap.IsUnbounded ? content.Length - next.Length : Math.Min(position + segment.Length + (long)gap.Max, content.Length - next.Length);
+            while (from <= to && !Exhausted)
+            {
+                var found = FindSegment(next, from, to);
+                if (found < 0)
+                {
+                    return false;
+                }
+
+                if (Matches(pattern, k + 1, found))
+                {
+                    return true;
+                }
+
+                from = found + 1;
+            }
+
+            return false;
+        }
+
+        private bool SegmentAt(PatternSegment segment, long position)
+        {
+            if (position < 0 || position + segment.Length > content.Length)
+            {
+                return false;
+            }
+
+            _budget -= segment.Length;
+            if (content.Memory is { } memory)
+            {
+                return segment.MatchesAt(memory.Span.Slice((int)position, segment.Length));
+            }
+
+            Span<byte> buffer = stackalloc byte[segment.Length];
+            return content.ReadAt(position, buffer) == segment.Length && segment.MatchesAt(buffer);
+        }
+
+        /// <summary>The first position in [from, to] where <paramref name="segment"/> matches, or -1.</summary>
+        private long FindSegment(PatternSegment segment, long from, long to)
+        {
+            const int Window = 64 * 1024;
+            var buffer = content.Memory is null ? ArrayPool<byte>.Shared.Rent(Window + segment.Length) : null;
+            try
+            {
+                for (var windowStart = from; windowStart <= to && !Exhausted; windowStart += Window)
+                {
+                    var positions = (int)Math.Min(Window, to - windowStart + 1);
+                    var need = positions + segment.Length - 1;
+                    ReadOnlySpan<byte> span;
+                    if (content.Memory is { } memory)
+                    {
+                        span = memory.Span.Slice((int)windowStart, need);
+                    }
+                    else
+                    {
+                        var read = content.ReadAt(windowStart, buffer.AsSpan(0, need));
+                        span = buffer.AsSpan(0, read);
+                    }
+
+                    _budget -= need;
+                    var exactFirst = segment.Masks[0] == 0xFF;
+                    for (var i = 0; i < positions && i + segment.Length <= span.Length;)
+                    {
+                        if (exactFirst)
+                        {
+                            var skip = span[i..positions].IndexOf(segment.Values[0]);
+                            if (skip < 0)
+                            {
+                                break;
+                            }
+
+                            i += skip;
+                            if (i + segment.Length > span.Length)
+                            {
+                                break;
+                            }
+                        }
+
+                        if (segment.MatchesAt(span[i..]))
+                        {
+                            return windowStart + i;
+                        }
+
+                        i++;
+                    }
+                }
+
+                return -1;
+            }
+            finally
+            {
+                if (buffer is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+            }
+        }
+
+        private static long[] CreateFilled(int count)
+        {
+            var array = new long[count];
+            Array.Fill(array, -1);
+            return array;
+        }
+    }
+}

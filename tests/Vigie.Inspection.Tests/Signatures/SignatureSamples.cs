@@ -1,0 +1,94 @@
+using System.Security.Cryptography;
+using System.Text;
+using Vigie.Dicom;
+using Vigie.Inspection.Tests.Dicom;
+using Vigie.Inspection.Tests.Samples;
+
+namespace Vigie.Inspection.Tests.Signatures;
+
+/// <summary>
+/// A rules folder and the inert files it is meant to catch (markers only), covering every signature form Vigie
+/// loads: MD5/SHA-256 hashes, plain hash lists, floating, fixed and end-relative body patterns with wildcards and
+/// gaps, typed targets (PE, ELF, PDF), and logical signatures with counts.
+/// </summary>
+internal static class SignatureSamples
+{
+    /// <summary>The EICAR anti-virus test file, reversed here so that no scanner flags this source file.</summary>
+    public static byte[] Eicar() =>
+        Encoding.ASCII.GetBytes(new string("*H+H$!ELIF-TSET-SURIVITNA-DRADNATS-RACIE$}7)CC7)^P(45XZP\\4[PA@%P!O5X".Reverse().ToArray()));
+
+    public static string Hex(string text) => Convert.ToHexStringLower(Encoding.ASCII.GetBytes(text));
+
+    /// <summary>Writes the sample files; returns name → expected signature names (ClamAV spelling).</summary>
+    public static Dictionary<string, string[]> WriteFiles(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var expected = new Dictionary<string, string[]>(StringComparer.Ordinal);
+        void Add(string name, byte[] bytes, params string[] signatures)
+        {
+            File.WriteAllBytes(Path.Combine(folder, name), bytes);
+            expected[name] = signatures;
+        }
+
+        Add("alpha.txt", Encoding.ASCII.GetBytes("note: VIGIE-INERT-MARKER-ALPHA then more text\n"), "Vigie.Test.Alpha");
+        Add("gap.bin", Encoding.ASCII.GetBytes("head\0\u0001VIGIE-GAP-START..........VIGIE-GAP-END and the tail"), "Vigie.Test.Gap", "Vigie.Test.Star");
+        Add("gap-too-far.bin", Encoding.ASCII.GetBytes("VIGIE-GAP-START" + new string('.', 40) + "VIGIE-GAP-END"));
+        Add("at-zero.txt", Encoding.ASCII.GetBytes("counted MARK-1 MARK-2 MARK-3 ENDING\n"), "Vigie.Test.AtZero", "Vigie.Test.Logic");
+        Add("not-at-zero.txt", Encoding.ASCII.GetBytes(" counted MARK-1 MARK-2 ENDING\n"));
+        Add("at-end.bin", Encoding.ASCII.GetBytes("some leading bytes then ATEND-SIG"), "Vigie.Test.AtEnd");
+        Add("nibble.bin", [0x10, 0x20, 0x56, 0x49, 0x47, 0x4E, 0x49, 0x42, 0x42, 0x4C, 0xE7, 0x30], "Vigie.Test.Nibble");
+        Add("hashed.txt", Encoding.ASCII.GetBytes("a harmless file known by its MD5\n"), "Vigie.Test.HashMd5");
+        Add("listed.txt", Encoding.ASCII.GetBytes("a harmless file known by its SHA-256\n"), "Vigie.Test.HashSha256");
+        Add("clean.txt", Encoding.ASCII.GetBytes("nothing to see: MARK- once, VIGIE-GAP-END alone\n"));
+
+        var pe = DicomThreatSamples.PeHeader(512);
+        Encoding.ASCII.GetBytes("VIGIE-PE-MARKER").CopyTo(pe, 300);
+        Add("tool.exe", pe, "Vigie.Test.PeMarker");
+        var notPe = new byte[512];
+        Encoding.ASCII.GetBytes("VIGIE-PE-MARKER").CopyTo(notPe, 300);
+        Add("not-pe.bin", notPe);
+        var elf = DicomThreatSamples.ElfHeader(256);
+        Encoding.ASCII.GetBytes("VIGIE-ELF-MARKER").CopyTo(elf, 200);
+        Add("tool.elf", elf, "Vigie.Test.ElfMarker");
+
+        var pdf = PdfBuilder.Document();
+        pdf.Add("<< /Producer (VIGIE-PDF-MARKER) >>");
+        Add("report.pdf", pdf.Build(), "Vigie.Test.PdfMarker");
+
+        var ds = DicomThreatSamples.Image();
+        ds.SetBytes(new DicomTag(0x0009, 0x0010), DicomVR.LO, Encoding.ASCII.GetBytes("VIGIE PRIVATE "));
+        ds.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, Encoding.ASCII.GetBytes("xxVIGIE-DICOM-PRIVATE-MARKERxx"));
+        Add("image.dcm", DicomThreatSamples.File(ds), "Vigie.Test.DicomPrivate");
+        Add("plain-image.dcm", DicomThreatSamples.File(DicomThreatSamples.Image()));
+        return expected;
+    }
+
+    /// <summary>A ZIP holding the alpha marker: ClamAV and Vigie look inside, YARA does not.</summary>
+    public static byte[] ZippedAlpha() => new ZipBuilder().Add("inner/alpha.txt", "zipped VIGIE-INERT-MARKER-ALPHA\n").Build();
+
+    public static void WriteRules(string folder)
+    {
+        Directory.CreateDirectory(folder);
+        var md5 = Convert.ToHexStringLower(MD5.HashData(Encoding.ASCII.GetBytes("a harmless file known by its MD5\n")));
+        var sha256 = Convert.ToHexStringLower(SHA256.HashData(Encoding.ASCII.GetBytes("a harmless file known by its SHA-256\n")));
+        File.WriteAllText(Path.Combine(folder, "test.hdb"), $"# MD5:size:name\n{md5}:33:Vigie.Test.HashMd5\n");
+        File.WriteAllText(Path.Combine(folder, "list.sha256"), $"{sha256}  Vigie.Test.HashSha256\n");
+        File.WriteAllText(Path.Combine(folder, "test.ndb"), string.Join("\n",
+            $"Vigie.Test.Alpha:0:*:{Hex("VIGIE-INERT-MARKER-ALPHA")}",
+            $"Vigie.Test.Gap:0:*:{Hex("VIGIE-GAP-START")}{{5-20}}{Hex("VIGIE-GAP-END")}",
+            $"Vigie.Test.Star:0:*:{Hex("head")}*{Hex("tail")}",
+            $"Vigie.Test.AtZero:0:0:{Hex("counted")}??{Hex("MARK")}",
+            $"Vigie.Test.AtEnd:0:EOF-9:{Hex("ATEND")}?d{Hex("SIG")}",
+            "Vigie.Test.Nibble:0:*:5649474e4942424c?730",
+            $"Vigie.Test.PeMarker:1:*:{Hex("VIGIE-PE-MARKER")}",
+            $"Vigie.Test.ElfMarker:6:*:{Hex("VIGIE-ELF-MARKER")}",
+            $"Vigie.Test.PdfMarker:10:*:{Hex("VIGIE-PDF-MARKER")}",
+            $"Vigie.Test.DicomPrivate:0:*:{Hex("VIGIE-DICOM-PRIVATE-MARKER")}",
+            $"Vigie.Test.Never:0:*:{Hex("NEVER-PRESENT-IN-ANY-SAMPLE")}",
+            "") + "\n");
+        File.WriteAllText(Path.Combine(folder, "test.ldb"), string.Join("\n",
+            $"Vigie.Test.Logic;Engine:51-255,Target:0;(0>2)&1;{Hex("MARK-")};{Hex("ENDING")}",
+            $"Vigie.Test.LogicNo;Target:0;0&1;{Hex("MARK-")};{Hex("NOPE-NOT-HERE")}",
+            "") + "\n");
+    }
+}

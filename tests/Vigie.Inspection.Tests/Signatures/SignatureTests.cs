@@ -1,0 +1,240 @@
+using Microsoft.Extensions.DependencyInjection;
+using Vigie.Inspection.Signatures;
+using Vigie.Testing;
+
+namespace Vigie.Inspection.Tests.Signatures;
+
+public sealed class SignatureTests
+{
+    private static readonly string[] SignatureRules = ["signature.hash", "signature.pattern", "signature.yara"];
+
+    private static Inspector WithRules(string folder, bool builtIn = false) =>
+        TestInspection.Create(extra: s => s.Configure<SignatureOptions>(o =>
+        {
+            o.RulesDirectory = folder;
+            o.BuiltIn = builtIn;
+        }));
+
+    /// <summary>The signature names a verdict reports, in YARA identifier form so the three engines compare.</summary>
+    private static SortedSet<string> Detected(Verdict verdict) =>
+        new(verdict.Findings.Where(f => SignatureRules.Contains(f.Rule)).Select(f => SignatureExporter.YaraIdentifier(f.Message.Split('\'')[1])), StringComparer.Ordinal);
+
+    [Fact]
+    public async Task The_built_in_EICAR_test_signature_needs_no_rules_folder()
+    {
+        var verdict = await TestInspection.InspectAsync(SignatureSamples.Eicar(), "eicar.com");
+        Assert.Equal(VerdictKind.Malicious, verdict.Kind);
+        Assert.Contains("Vigie.Test.EICAR", verdict.Has("signature.hash").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Every_signature_form_matches_its_sample_and_nothing_else()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var expected = SignatureSamples.WriteFiles(temp.Combine("files"));
+        var inspector = WithRules(temp.Combine("rules"));
+        foreach (var (name, signatures) in expected)
+        {
+            var verdict = await inspector.InspectFileAsync(temp.Combine("files", name), TestContext.Current.CancellationToken);
+            Assert.True(signatures.Select(SignatureExporter.YaraIdentifier).Order(StringComparer.Ordinal).SequenceEqual(Detected(verdict)),
+                $"{name}: expected [{string.Join(", ", signatures)}]\n{verdict.Describe()}");
+        }
+    }
+
+    [Fact]
+    public async Task Signatures_match_inside_containers_with_the_inner_path()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var verdict = await WithRules(temp.Combine("rules")).InspectAsync(SignatureSamples.ZippedAlpha());
+        var finding = verdict.Has("signature.pattern", "inner/alpha.txt");
+        Assert.Contains("Vigie.Test.Alpha", finding.Message, StringComparison.Ordinal);
+        Assert.Equal(7, finding.Offset);
+    }
+
+    [Fact]
+    public async Task Same_detections_as_clamscan_and_yara_with_the_exported_signatures()
+    {
+        var clamscan = Peers.Require("clamscan", "clamav");
+        var yara = Peers.Require("yara", "yara");
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var expected = SignatureSamples.WriteFiles(temp.Combine("files"));
+        Directory.CreateDirectory(temp.Combine("zipped"));
+        File.WriteAllBytes(temp.Combine("zipped", "alpha.zip"), SignatureSamples.ZippedAlpha());
+        var count = SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, temp.Combine("clamav"), temp.Combine("vigie.yar"));
+        Assert.Equal(15, count);
+
+        var vigie = new Dictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        var inspector = WithRules(temp.Combine("rules"));
+        foreach (var file in Directory.EnumerateFiles(temp.Path, "*", SearchOption.AllDirectories).Where(f => f.Contains("/files/", StringComparison.Ordinal) || f.Contains("/zipped/", StringComparison.Ordinal)))
+        {
+            vigie[Path.GetFileName(file)] = Detected(await inspector.InspectFileAsync(file, TestContext.Current.CancellationToken));
+        }
+
+        // clamscan looks inside the ZIP as Vigie does; --allmatch reports every signature, not just the first.
+        var clam = await Peers.RunAsync(clamscan, ["--no-summary", "--allmatch", "--database=" + temp.Combine("clamav"), temp.Combine("files"), temp.Combine("zipped")],
+            TimeSpan.FromMinutes(2), cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(clam.ExitCode is 0 or 1, $"clamscan failed ({clam.ExitCode}): {clam.StandardError}");
+        var clamDetections = Parse(clam.StandardOutput, line =>
+        {
+            // "path: Name.UNOFFICIAL FOUND"
+            if (!line.EndsWith(" FOUND", StringComparison.Ordinal))
+            {
+                return null;
+            }
+
+            var colon = line.LastIndexOf(": ", StringComparison.Ordinal);
+            var name = line[(colon + 2)..^" FOUND".Length].Replace(".UNOFFICIAL", "", StringComparison.Ordinal);
+            return (Path.GetFileName(line[..colon]), SignatureExporter.YaraIdentifier(name));
+        });
+
+        // yara does not unpack containers: it is compared on the plain files only.
+        var yaraRun = await Peers.RunAsync(yara, ["-w", temp.Combine("vigie.yar"), temp.Combine("files")], TimeSpan.FromMinutes(2),
+            cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(yaraRun.ExitCode == 0, $"yara failed ({yaraRun.ExitCode}): {yaraRun.StandardError}");
+        var yaraDetections = Parse(yaraRun.StandardOutput, line =>
+        {
+            var space = line.IndexOf(' ', StringComparison.Ordinal);
+            return space < 0 ? null : (Path.GetFileName(line[(space + 1)..]), line[..space]);
+        });
+
+        foreach (var name in expected.Keys.Append("alpha.zip"))
+        {
+            var ours = string.Join(", ", vigie[name]);
+            Assert.True(ours == string.Join(", ", clamDetections.GetValueOrDefault(name) ?? []), $"{name}: Vigie [{ours}], clamscan [{string.Join(", ", clamDetections.GetValueOrDefault(name) ?? [])}]");
+            if (name != "alpha.zip")
+            {
+                Assert.True(ours == string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? []), $"{name}: Vigie [{ours}], yara [{string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? [])}]");
+                Assert.Equal(expected[name].Select(SignatureExporter.YaraIdentifier).Order(StringComparer.Ordinal), vigie[name]);
+            }
+        }
+
+        Assert.Equal(["Vigie_Test_Alpha"], vigie["alpha.zip"]);
+
+        // The same rules run as YARA inside Vigie, through libyara, give the same answers again.
+        Directory.CreateDirectory(temp.Combine("yara-only"));
+        File.Copy(temp.Combine("vigie.yar"), temp.Combine("yara-only", "vigie.yar"));
+        var viaYara = WithRules(temp.Combine("yara-only"));
+        foreach (var name in expected.Keys)
+        {
+            var verdict = await viaYara.InspectFileAsync(temp.Combine("files", name), TestContext.Current.CancellationToken);
+            Assert.True(string.Join(", ", vigie[name]) == string.Join(", ", Detected(verdict)), $"{name}: libyara in Vigie disagrees\n{verdict.Describe()}");
+        }
+    }
+
+    [Fact]
+    public async Task Clean_references_give_no_signature_finding()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var inspector = WithRules(temp.Combine("rules"), builtIn: true);
+        foreach (var file in Peers.CtCorpusFiles().Take(40))
+        {
+            var verdict = await inspector.InspectFileAsync(file, TestContext.Current.CancellationToken);
+            verdict.IsClean();
+        }
+    }
+
+    [Fact]
+    public void A_malformed_line_names_its_file_and_line()
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("bad.ndb"), "Good:0:*:41424344\nBad:0:*:4142zz\n");
+        var error = Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, includeBuiltIn: false));
+        Assert.Contains("bad.ndb:2", error.Message, StringComparison.Ordinal);
+        Assert.Contains("not a hex digit", error.Message, StringComparison.Ordinal);
+
+        File.WriteAllText(temp.Combine("bad.ndb"), "Short:0:*\n");
+        Assert.Contains("bad.ndb:1", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ndb"), "Gap:0:*:4142{9-3}4344\n");
+        Assert.Contains("reversed", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ndb"), "");
+        File.WriteAllText(temp.Combine("bad.ldb"), "L;Target:0;0&7;41424344\n");
+        Assert.Contains("sub-signature 7 does not exist", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ldb"), "");
+        File.WriteAllText(temp.Combine("bad.hdb"), "0123:12:Name\n");
+        Assert.Contains("neither MD5", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Valid_but_unsupported_signatures_are_skipped_and_listed()
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("mixed.ndb"), "EntryPoint:1:EP+0:4142434445\nAlternative:0:*:41(42|43)44\nHtml:3:*:41424344\nFine:0:*:41424344\n");
+        var report = SignatureExporter.Check(temp.Path);
+        Assert.Equal(1, report.Bodies);
+        Assert.Equal(3, report.Skipped.Count);
+        Assert.Contains(report.Skipped, s => s.StartsWith("mixed.ndb:1", StringComparison.Ordinal) && s.Contains("entry point", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Broken_YARA_rules_stop_loading_with_the_compiler_message()
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("bad.yar"), "rule broken { strings: $a = \"x\" condition: $b }\n");
+        var error = Assert.Throws<SignatureFormatException>(() => SignatureExporter.Check(temp.Path));
+        Assert.Contains("bad.yar", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_pathological_pattern_stops_at_its_budget_instead_of_stalling()
+    {
+        using var temp = new TempDirectory();
+        // Every "AB" starts a candidate whose unbounded gap then searches to the end for a "CD" that is not there.
+        File.WriteAllText(temp.Combine("slow.ndb"), "Slow:0:*:4142*43440000\n");
+        var inspector = WithRules(temp.Path);
+        var content = new byte[4 * 1024 * 1024];
+        for (var i = 0; i < content.Length - 1; i += 2)
+        {
+            content[i] = 0x41;
+            content[i + 1] = 0x42;
+        }
+
+        var verdict = await inspector.InspectAsync(content);
+        verdict.HasNo("signature.pattern");
+        Assert.Equal(Severity.Info, verdict.Has("signature.budget").Severity);
+        Assert.Equal(VerdictKind.Clean, verdict.Kind);
+    }
+
+    [Fact]
+    public async Task Signature_scans_of_many_files_in_parallel_agree_with_single_scans()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var expected = SignatureSamples.WriteFiles(temp.Combine("files"));
+        var inspector = WithRules(temp.Combine("rules"));
+        var paths = Enumerable.Range(0, 8).SelectMany(_ => expected.Keys.Select(k => temp.Combine("files", k))).ToList();
+        var results = new List<FileVerdict>();
+        await foreach (var result in inspector.InspectFilesAsync(paths, TestContext.Current.CancellationToken))
+        {
+            results.Add(result);
+        }
+
+        Assert.Equal(paths.Count, results.Count);
+        foreach (var result in results)
+        {
+            Assert.Equal(expected[Path.GetFileName(result.Path)].Select(SignatureExporter.YaraIdentifier).Order(StringComparer.Ordinal), Detected(result.Verdict));
+        }
+    }
+
+    private static Dictionary<string, SortedSet<string>> Parse(string output, Func<string, (string File, string Name)?> parse)
+    {
+        var result = new Dictionary<string, SortedSet<string>>(StringComparer.Ordinal);
+        foreach (var line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (parse(line) is { } hit)
+            {
+                if (!result.TryGetValue(hit.File, out var set))
+                {
+                    result[hit.File] = set = new SortedSet<string>(StringComparer.Ordinal);
+                }
+
+                set.Add(hit.Name);
+            }
+        }
+
+        return result;
+    }
+}
