@@ -50,8 +50,8 @@ internal sealed class PatternSegment(byte[] values, byte[] masks)
 
 /// <summary>
 /// A ClamAV body pattern (the hex part of an .ndb signature or an .ldb sub-signature): hex bytes, <c>??</c>,
-/// nibble wildcards, and gaps. The anchor is the longest run of exact bytes in the first segment; the scanner
-/// looks for anchors and verifies the rest around each hit.
+/// nibble wildcards, and gaps. The anchor is a run of exact bytes in the first segment, starting with its rarest
+/// byte pair; the scanner looks for anchors and verifies the rest around each hit.
 /// </summary>
 internal sealed class BodyPattern
 {
@@ -63,7 +63,7 @@ internal sealed class BodyPattern
         Source = source;
         Segments = segments;
         Gaps = gaps;
-        (AnchorOffset, AnchorLength) = LongestExactRun(segments[0]);
+        (AnchorOffset, AnchorLength) = ChooseAnchor(segments[0]);
         MinLength = segments.Sum(s => s.Length) + gaps.Sum(g => (long)g.Min);
     }
 
@@ -209,25 +209,47 @@ internal sealed class BodyPattern
         _ => throw new SignatureFormatException($"'{c}' at character {at} is not a hex digit"),
     };
 
-    private static (int Offset, int Length) LongestExactRun(PatternSegment segment)
+    /// <summary>
+    /// Picks the anchor: the run of exact bytes in the first segment that starts with the rarest byte pair. The scanner
+    /// filters positions on that pair, so a pair of bytes common in images (0x00, 0xFF, small values of 12-bit pixels,
+    /// ASCII) would make every other position a candidate.
+    /// </summary>
+    private static (int Offset, int Length) ChooseAnchor(PatternSegment segment)
     {
-        int bestOffset = 0, bestLength = 0, runStart = 0;
-        for (var i = 0; i <= segment.Length; i++)
+        int bestOffset = 0, bestLength = 0, bestCost = int.MaxValue;
+        for (var i = 0; i + 1 < segment.Length; i++)
         {
-            if (i == segment.Length || segment.Masks[i] != 0xFF)
+            if (segment.Masks[i] != 0xFF || segment.Masks[i + 1] != 0xFF)
             {
-                if (i - runStart > bestLength)
-                {
-                    bestOffset = runStart;
-                    bestLength = i - runStart;
-                }
+                continue;
+            }
 
-                runStart = i + 1;
+            var length = 2;
+            while (i + length < segment.Length && segment.Masks[i + length] == 0xFF && length < 64)
+            {
+                length++;
+            }
+
+            // Rarity first; among equally rare pairs, the longer run verifies more before the full check.
+            var cost = (ByteCost(segment.Values[i]) + ByteCost(segment.Values[i + 1])) * 100 - length;
+            if (cost < bestCost)
+            {
+                (bestOffset, bestLength, bestCost) = (i, length, cost);
             }
         }
 
-        return (bestOffset, Math.Min(bestLength, 64));
+        return (bestOffset, bestLength);
     }
+
+    private static int ByteCost(byte value) => value switch
+    {
+        0x00 => 12,
+        0xFF => 8,
+        < 0x10 => 6,
+        0x20 or (>= 0x30 and <= 0x39) or (>= 0x61 and <= 0x7A) => 4,
+        < 0x20 or (>= 0x21 and <= 0x7E) => 3,
+        _ => 1,
+    };
 }
 
 /// <summary>Where a match may start: anywhere, at an absolute offset, or counted back from the end; plus a range of extra positions.</summary>

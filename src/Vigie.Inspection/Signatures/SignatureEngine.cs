@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
@@ -8,8 +10,9 @@ namespace Vigie.Inspection.Signatures;
 
 /// <summary>
 /// Hash and byte-pattern known-bad matching (ClamAV .hdb/.hsb/.ndb/.ldb semantics, plain hash lists), run on every
-/// object and inner object. Floating patterns are found in one pass: the content is widened chunk by chunk and
-/// searched for every anchor at once with the runtime's vectorised multi-string search, then each hit is verified.
+/// object and inner object. Floating patterns are found in one pass: every position is checked against a bit per
+/// anchor byte pair (anchors start with their pattern's rarest pair), then candidate anchors and the rest of the
+/// pattern are verified.
 /// </summary>
 internal sealed class SignatureEngine : IKnownBadEngine
 {
@@ -23,8 +26,9 @@ internal sealed class SignatureEngine : IKnownBadEngine
     private readonly List<PatternUse> _fixedUses = [];
     private readonly List<PatternUse>[] _anchorUses;
     private readonly byte[][] _anchors;
-    private readonly int[][] _anchorsByFirstByte;
-    private readonly SearchValues<string>? _anchorSearch;
+    private readonly ulong[] _pairFilter = new ulong[65536 / 64];
+    private readonly int[] _pairStart = new int[65537];
+    private readonly int[] _anchorsByPair;
     private readonly int _maxAnchorLength;
 
     public SignatureEngine(SignatureDatabase database, IOptions<SignatureOptions> options)
@@ -91,17 +95,26 @@ internal sealed class SignatureEngine : IKnownBadEngine
         }
 
         _anchorUses = [.. anchorUses];
-        var anchors = anchorIds.OrderBy(p => p.Value).Select(p => p.Key).ToArray();
-        _anchors = [.. anchors.Select(a => Encoding.Latin1.GetBytes(a))];
+        _anchors = [.. anchorIds.OrderBy(p => p.Value).Select(p => Encoding.Latin1.GetBytes(p.Key))];
         _maxAnchorLength = _anchors.Length == 0 ? 0 : _anchors.Max(a => a.Length);
-        _anchorsByFirstByte = new int[256][];
-        for (var b = 0; b < 256; b++)
+
+        // Anchors grouped by their first two bytes (read as a little-endian ushort), with a bit per pair to filter on.
+        var byPair = Enumerable.Range(0, _anchors.Length).OrderBy(Pair).ToArray();
+        _anchorsByPair = byPair;
+        foreach (var id in byPair)
         {
-            _anchorsByFirstByte[b] = [.. Enumerable.Range(0, _anchors.Length).Where(i => _anchors[i][0] == b)];
+            var pair = Pair(id);
+            _pairFilter[pair >> 6] |= 1UL << (pair & 63);
+            _pairStart[pair + 1]++;
         }
 
-        _anchorSearch = anchors.Length == 0 ? null : SearchValues.Create(anchors, StringComparison.Ordinal);
+        for (var p = 1; p < _pairStart.Length; p++)
+        {
+            _pairStart[p] += _pairStart[p - 1];
+        }
     }
+
+    private int Pair(int anchorId) => _anchors[anchorId][0] | _anchors[anchorId][1] << 8;
 
     public string Name => "signatures";
 
@@ -210,7 +223,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
 
-        if (_anchorSearch is not null && state.AnyFloatingApplies(_anchorUses))
+        if (_anchors.Length > 0 && state.AnyFloatingApplies(_anchorUses))
         {
             ScanAnchors(state, content, cancellationToken);
         }
@@ -222,7 +235,6 @@ internal sealed class SignatureEngine : IKnownBadEngine
     {
         var overlap = _maxAnchorLength - 1;
         var bytes = content.Memory is null ? ArrayPool<byte>.Shared.Rent(ChunkSize + overlap) : null;
-        var chars = ArrayPool<char>.Shared.Rent(ChunkSize + overlap);
         try
         {
             var length = content.Length;
@@ -241,41 +253,10 @@ internal sealed class SignatureEngine : IKnownBadEngine
                     window = bytes.AsSpan(0, read);
                 }
 
-                var count = Encoding.Latin1.GetChars(window, chars);
-                var text = chars.AsSpan(0, count);
                 var own = (int)Math.Min(ChunkSize, length - chunkStart);
-                var from = 0;
-                while (from < own)
+                if (!ScanWindow(state, window, own, chunkStart, cancellationToken))
                 {
-                    var hit = text[from..].IndexOfAny(_anchorSearch!);
-                    if (hit < 0)
-                    {
-                        break;
-                    }
-
-                    var position = from + hit;
-                    if (position >= own)
-                    {
-                        break;
-                    }
-
-                    foreach (var anchorId in _anchorsByFirstByte[window[position]])
-                    {
-                        if (window[position..].StartsWith(_anchors[anchorId]))
-                        {
-                            foreach (var use in _anchorUses[anchorId])
-                            {
-                                state.CheckAnchorHit(use, chunkStart + position, cancellationToken);
-                            }
-                        }
-                    }
-
-                    if (state.Exhausted)
-                    {
-                        return;
-                    }
-
-                    from = position + 1;
+                    return;
                 }
             }
         }
@@ -285,9 +266,42 @@ internal sealed class SignatureEngine : IKnownBadEngine
             {
                 ArrayPool<byte>.Shared.Return(bytes);
             }
-
-            ArrayPool<char>.Shared.Return(chars);
         }
+    }
+
+    /// <summary>Checks every position below <paramref name="own"/> against the pair filter; false once the budget is spent.</summary>
+    private bool ScanWindow(PatternScan state, ReadOnlySpan<byte> window, int own, long windowStart, CancellationToken cancellationToken)
+    {
+        ref var data = ref MemoryMarshal.GetReference(window);
+        ref var filter = ref MemoryMarshal.GetArrayDataReference(_pairFilter);
+        var limit = Math.Min(own, window.Length - 1);
+        for (var i = 0; i < limit; i++)
+        {
+            uint pair = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref data, i));
+            if ((Unsafe.Add(ref filter, (int)(pair >> 6)) & (1UL << (int)(pair & 63))) == 0)
+            {
+                continue;
+            }
+
+            for (var k = _pairStart[pair]; k < _pairStart[pair + 1]; k++)
+            {
+                var anchorId = _anchorsByPair[k];
+                if (window[i..].StartsWith(_anchors[anchorId]))
+                {
+                    foreach (var use in _anchorUses[anchorId])
+                    {
+                        state.CheckAnchorHit(use, windowStart + i, cancellationToken);
+                    }
+                }
+            }
+
+            if (state.Exhausted)
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>One use of a pattern: an .ndb signature (SubIndex -1) or sub-signature SubIndex of logical signature Owner.</summary>
