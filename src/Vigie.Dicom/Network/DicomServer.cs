@@ -114,8 +114,9 @@ public sealed class DicomServer : IAsyncDisposable
             {
                 socket = await listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or SocketException)
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or SocketException or InvalidOperationException)
             {
+                // InvalidOperationException: StopAsync stopped the listener before this loop reached Accept.
                 return;
             }
 
