@@ -37,8 +37,7 @@ if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
   corpus=${VIGIE_CT_CORPUS:-$root/.cache/ct-corpus}
   gen "$corpus" 1
   gen "$root/.cache/ct-warmup" 7
-  echo "publishing vigie (Release)" >&2
-  dotnet publish "$root/src/Vigie.Cli" -c Release -o "$root/.cache/bench/vigie" -v q -nologo >/dev/null
+  "$root/bench/publish.sh" "$root/.cache/bench/vigie-r2r"
   unshare_=(unshare -n)
   [ "$(id -u)" -ne 0 ] && unshare_=(unshare -rn)
   exec "${unshare_[@]}" env VIGIE_BENCH_NETNS=1 VIGIE_CT_CORPUS="$corpus" "$0" --parallel "$parallel" --rounds "$rounds"
@@ -49,7 +48,7 @@ ip link set lo up
 export TCP_NODELAY=1
 corpus=$VIGIE_CT_CORPUS
 warmup=$root/.cache/ct-warmup
-vigie=$root/.cache/bench/vigie/vigie
+vigie=$root/.cache/bench/vigie-r2r/vigie
 work=$(mktemp -d /tmp/vigie-ingest-bench.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

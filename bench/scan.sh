@@ -35,13 +35,7 @@ fi
 work=$(mktemp -d /tmp/vigie-scan-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# Published as it would ship: ReadyToRun, so start-up is not spent in the JIT. A RID-specific restore rewrites
-# the lock files, so they are put back as they were afterwards.
-echo "publishing vigie (Release, ReadyToRun)" >&2
-(cd "$root" && git ls-files -z '*packages.lock.json' | xargs -0 tar -cf "$work/locks.tar")
-dotnet publish "$root/src/Vigie.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$root/.cache/bench/vigie-r2r" -v q -nologo >/dev/null
-tar -C "$root" -xf "$work/locks.tar"
+"$root/bench/publish.sh" "$root/.cache/bench/vigie-r2r"
 vigie=$root/.cache/bench/vigie-r2r/vigie
 
 # Equivalent signatures: 500 body patterns (some with wildcards and gaps), 2,000 SHA-256 and 500 sized MD5

@@ -241,18 +241,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
             for (long chunkStart = 0; chunkStart < length; chunkStart += ChunkSize)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var want = (int)Math.Min(ChunkSize + overlap, length - chunkStart);
-                ReadOnlySpan<byte> window;
-                if (content.Memory is { } memory)
-                {
-                    window = memory.Span.Slice((int)chunkStart, want);
-                }
-                else
-                {
-                    var read = content.ReadAt(chunkStart, bytes.AsSpan(0, want));
-                    window = bytes.AsSpan(0, read);
-                }
-
+                var window = ReadWindow(content, chunkStart, (int)Math.Min(ChunkSize + overlap, length - chunkStart), bytes);
                 var own = (int)Math.Min(ChunkSize, length - chunkStart);
                 if (!ScanWindow(state, window, own, chunkStart, cancellationToken))
                 {
@@ -268,6 +257,12 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
     }
+
+    /// <summary>The bytes at [start, start+count): a slice of the content when it is in memory, else read into <paramref name="buffer"/>.</summary>
+    private static ReadOnlySpan<byte> ReadWindow(ContentSource content, long start, int count, byte[]? buffer) =>
+        content.Memory is { } memory
+            ? memory.Span.Slice((int)start, count)
+            : buffer.AsSpan(0, content.ReadAt(start, buffer.AsSpan(0, count)));
 
     /// <summary>Checks every position below <paramref name="own"/> against the pair filter; false once the budget is spent.</summary>
     private bool ScanWindow(PatternScan state, ReadOnlySpan<byte> window, int own, long windowStart, CancellationToken cancellationToken)
@@ -482,16 +477,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
                 {
                     var positions = (int)Math.Min(Window, to - windowStart + 1);
                     var need = positions + segment.Length - 1;
-                    ReadOnlySpan<byte> span;
-                    if (content.Memory is { } memory)
-                    {
-                        span = memory.Span.Slice((int)windowStart, need);
-                    }
-                    else
-                    {
-                        var read = content.ReadAt(windowStart, buffer.AsSpan(0, need));
-                        span = buffer.AsSpan(0, read);
-                    }
+                    var span = ReadWindow(content, windowStart, need, buffer);
 
                     _budget -= need;
                     var exactFirst = segment.Masks[0] == 0xFF;
