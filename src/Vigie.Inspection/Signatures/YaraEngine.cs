@@ -11,8 +11,10 @@ namespace Vigie.Inspection.Signatures;
 /// <see cref="SignatureOptions.YaraMaxObjectSize"/>. Without libyara the engine reports itself unavailable when
 /// there are YARA rules to run, so a scan never silently skips them.
 /// </summary>
-internal sealed unsafe class YaraEngine : IKnownBadEngine, IDisposable
+internal sealed class YaraEngine : IKnownBadEngine, IDisposable
 {
+    // libyara lets at most 32 threads (YR_MAX_THREADS) scan with one set of rules at a time; more fail the scan.
+    private readonly SemaphoreSlim _scanners = new(16, 16);
     private readonly SignatureOptions _options;
     private readonly YaraRules? _rules;
     private readonly string? _unavailable;
@@ -44,18 +46,28 @@ internal sealed unsafe class YaraEngine : IKnownBadEngine, IDisposable
         return _unavailable is null;
     }
 
-    public ValueTask ScanAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    public async ValueTask ScanAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         if (_rules is null)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
 
-        cancellationToken.ThrowIfCancellationRequested();
-        var matches = ScanContent(context, content, out var timedOut);
+        List<string>? matches;
+        bool timedOut;
+        await _scanners.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            matches = ScanContent(context, content, out timedOut);
+        }
+        finally
+        {
+            _scanners.Release();
+        }
+
         if (matches is null)
         {
-            return ValueTask.CompletedTask;
+            return;
         }
 
         foreach (var rule in matches.Distinct(StringComparer.Ordinal))
@@ -67,13 +79,15 @@ internal sealed unsafe class YaraEngine : IKnownBadEngine, IDisposable
         {
             context.Report(Rules.SignatureIncomplete, Severity.Medium, $"libyara stopped after its {_options.YaraTimeoutSeconds} s limit");
         }
-
-        return ValueTask.CompletedTask;
     }
 
-    public void Dispose() => _rules?.Dispose();
+    public void Dispose()
+    {
+        _rules?.Dispose();
+        _scanners.Dispose();
+    }
 
-    private List<string>? ScanContent(InspectionContext context, ContentSource content, out bool timedOut)
+    private unsafe List<string>? ScanContent(InspectionContext context, ContentSource content, out bool timedOut)
     {
         timedOut = false;
         var length = content.Length;
@@ -122,7 +136,7 @@ internal sealed unsafe class YaraEngine : IKnownBadEngine, IDisposable
         }
     }
 
-    private List<string> ScanEmpty(out bool timedOut)
+    private unsafe List<string> ScanEmpty(out bool timedOut)
     {
         byte none = 0;
         return _rules!.Scan(&none, 0, _options.YaraTimeoutSeconds, out timedOut);

@@ -219,6 +219,29 @@ public sealed class SignatureTests
         }
     }
 
+    /// <summary>libyara refuses a 33rd concurrent scanner; a busy gateway has more threads than that.</summary>
+    [Fact]
+    public async Task YARA_scans_from_more_threads_than_libyara_allows_all_succeed()
+    {
+        Peers.Require("yara", "yara");
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        Directory.CreateDirectory(temp.Combine("yara-only"));
+        SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, null, temp.Combine("yara-only", "vigie.yar"));
+        var inspector = WithRules(temp.Combine("yara-only"));
+        var sample = "xx VIGIE-INERT-MARKER-ALPHA xx"u8.ToArray();
+        var detected = 0;
+        await Parallel.ForEachAsync(Enumerable.Range(0, 400), new ParallelOptions { MaxDegreeOfParallelism = 64, CancellationToken = TestContext.Current.CancellationToken },
+            async (_, token) =>
+            {
+                using var source = ContentSource.FromMemory(sample);
+                var verdict = await inspector.InspectAsync(source, null, token);
+                Assert.True(verdict.Kind == VerdictKind.Malicious, verdict.Describe());
+                Interlocked.Increment(ref detected);
+            });
+        Assert.Equal(400, detected);
+    }
+
     private static Dictionary<string, SortedSet<string>> Parse(string output, Func<string, (string File, string Name)?> parse)
     {
         var result = new Dictionary<string, SortedSet<string>>(StringComparer.Ordinal);
