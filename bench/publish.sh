@@ -6,8 +6,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$1
 saved=$(mktemp /tmp/vigie-locks.XXXXXX.tar)
-trap 'tar -C "$root" -xf "$saved"; rm -f "$saved"' EXIT
+log=$(mktemp /tmp/vigie-publish.XXXXXX.log)
+trap 'tar -C "$root" -xf "$saved"; rm -f "$saved" "$log"' EXIT
 (cd "$root" && git ls-files -z '*packages.lock.json' | xargs -0 tar -cf "$saved")
 echo "publishing vigie (Release, ReadyToRun) into $out" >&2
-dotnet publish "$root/src/Vigie.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$out" -v q -nologo >/dev/null
+if ! dotnet publish "$root/src/Vigie.Cli" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$out" -v q -nologo >"$log" 2>&1; then
+  cat "$log" >&2
+  exit 1
+fi
