@@ -1,6 +1,7 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Vigie.Access;
 using Vigie.Archive;
 using Vigie.Audit;
@@ -49,6 +50,19 @@ internal static class VigieConfiguration
         return builder.Build();
     }
 
+    /// <summary>
+    /// Binds the inspection options only: `vigie scan` needs nothing else, and not touching the other modules' types
+    /// keeps their assemblies out of a short-lived process.
+    /// </summary>
+    public static IServiceCollection AddInspectionConfiguration(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.TryAddSingleton(configuration);
+        services.Configure<InspectionLimits>(configuration.GetSection(InspectionLimits.Section));
+        services.Configure<MailInspectionOptions>(configuration.GetSection("Inspection:Mail"));
+        services.Configure<SignatureOptions>(configuration.GetSection(SignatureOptions.Section));
+        return services;
+    }
+
     /// <summary>Binds every module's options from the configuration.</summary>
     public static IServiceCollection AddVigieConfiguration(this IServiceCollection services, IConfiguration configuration)
     {
@@ -56,9 +70,7 @@ internal static class VigieConfiguration
         services.Configure<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section));
         services.Configure<ArchiveOptions>(configuration.GetSection("Archive"));
         services.Configure<AuditOptions>(configuration.GetSection(AuditOptions.Section));
-        services.Configure<InspectionLimits>(configuration.GetSection(InspectionLimits.Section));
-        services.Configure<MailInspectionOptions>(configuration.GetSection("Inspection:Mail"));
-        services.Configure<SignatureOptions>(configuration.GetSection(SignatureOptions.Section));
+        services.AddInspectionConfiguration(configuration);
         services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));
         services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
         services.Configure<DicomServerOptions>(configuration.GetSection(DicomServerOptions.Section));

@@ -72,7 +72,7 @@ internal static class ScanCommand
         var configuration = VigieConfiguration.Build(new HostSettings(VigieConfiguration.DefaultDataFolder, null, overrides));
         var services = new ServiceCollection();
         services.AddLogging();
-        services.AddVigieConfiguration(configuration);
+        services.AddInspectionConfiguration(configuration);
         services.AddVigieInspection();
         await using var provider = services.BuildServiceProvider();
         Inspector inspector;
