@@ -21,7 +21,7 @@ public static class InspectionServiceCollectionExtensions
     /// Registers the <see cref="Inspector"/>, every content analyser of this module, the disarmers and their options
     /// (<see cref="InspectionLimits"/> from "Inspection", <see cref="MailInspectionOptions"/> from "Inspection:Mail",
     /// <see cref="SignatureOptions"/> from "Inspection:Signatures", bound by the host), and the known-bad engines:
-    /// hash and byte-pattern signatures, and YARA through libyara.
+    /// hash and byte-pattern signatures, YARA through libyara, and clamd when one is configured.
     /// </summary>
     public static IServiceCollection AddVigieInspection(this IServiceCollection services)
     {
@@ -33,6 +33,7 @@ public static class InspectionServiceCollectionExtensions
             sp.GetService<ILoggerFactory>()?.CreateLogger("Vigie.Inspection.Signatures") ?? NullLogger.Instance));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnownBadEngine, SignatureEngine>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnownBadEngine, YaraEngine>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IKnownBadEngine, ClamdEngine>());
         services.TryAddSingleton(TimeProvider.System);
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, DicomAnalyser>());

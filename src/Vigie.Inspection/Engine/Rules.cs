@@ -20,6 +20,7 @@ internal static class Rules
     public const string SignatureHash = "signature.hash";
     public const string SignaturePattern = "signature.pattern";
     public const string SignatureYara = "signature.yara";
+    public const string SignatureClamd = "signature.clamd";
     public const string SignatureBudget = "signature.budget";
     public const string SignatureIncomplete = "signature.incomplete";
 

@@ -17,6 +17,12 @@ public sealed class SignatureOptions
     /// <summary>Largest object handed to libyara in one piece (it needs contiguous memory); larger objects get a finding instead.</summary>
     public long YaraMaxObjectSize { get; set; } = 256L * 1024 * 1024;
 
+    /// <summary>A clamd to ask as well ("unix:/run/clamav/clamd.ctl" or "tcp:127.0.0.1:3310"); none when empty.</summary>
+    public string? Clamd { get; set; }
+
+    /// <summary>Time allowed for one clamd answer.</summary>
+    public int ClamdTimeoutSeconds { get; set; } = 60;
+
     /// <summary>libyara's own time limit for one object.</summary>
     public int YaraTimeoutSeconds { get; set; } = 30;
 }

@@ -6,7 +6,7 @@ namespace Vigie.Inspection.Tests.Signatures;
 
 public sealed class SignatureTests
 {
-    private static readonly string[] SignatureRules = ["signature.hash", "signature.pattern", "signature.yara"];
+    private static readonly string[] SignatureRules = ["signature.hash", "signature.pattern", "signature.yara", "signature.clamd"];
 
     private static Inspector WithRules(string folder, bool builtIn = false) =>
         TestInspection.Create(extra: s => s.Configure<SignatureOptions>(o =>
@@ -217,6 +217,81 @@ public sealed class SignatureTests
         {
             Assert.Equal(expected[Path.GetFileName(result.Path)].Select(SignatureExporter.YaraIdentifier).Order(StringComparer.Ordinal), Detected(result.Verdict));
         }
+    }
+
+    [Fact]
+    public async Task Clamd_over_its_unix_socket_reports_its_detection_and_an_unreachable_clamd_is_an_error()
+    {
+        var clamd = Peers.Require("clamd", "clamav-daemon");
+        var ct = TestContext.Current.CancellationToken;
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var expected = SignatureSamples.WriteFiles(temp.Combine("files"));
+        SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, temp.Combine("db"), null);
+        var socket = temp.Combine("clamd.sock");
+        File.WriteAllText(temp.Combine("clamd.conf"), string.Join("\n",
+            "Foreground yes", $"LocalSocket {socket}", $"DatabaseDirectory {temp.Combine("db")}", $"TemporaryDirectory {temp.Path}",
+            $"PidFile {temp.Combine("clamd.pid")}", "") );
+        using var daemon = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo(clamd, ["-c", temp.Combine("clamd.conf")])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        })!;
+        try
+        {
+            await WaitForUnixSocketAsync(daemon, socket, ct);
+
+            var inspector = TestInspection.Create(extra: s => s.Configure<SignatureOptions>(o =>
+            {
+                o.BuiltIn = false;
+                o.Clamd = "unix:" + socket;
+            }));
+            foreach (var (name, signatures) in expected)
+            {
+                // INSTREAM stops at clamd's first detection: one of the expected names, or none for a clean file.
+                var verdict = await inspector.InspectFileAsync(temp.Combine("files", name), ct);
+                var detected = Detected(verdict);
+                Assert.True(signatures.Length == 0 ? detected.Count == 0 : detected.Count == 1 && signatures.Select(SignatureExporter.YaraIdentifier).Contains(detected.Single()),
+                    $"{name}: expected one of [{string.Join(", ", signatures)}] from clamd\n{verdict.Describe()}");
+            }
+
+            var zipped = await inspector.InspectAsync(SignatureSamples.ZippedAlpha());
+            Assert.Contains("Vigie.Test.Alpha", zipped.Has("signature.clamd", "").Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            daemon.Kill(entireProcessTree: true);
+            await daemon.WaitForExitAsync(ct);
+        }
+
+        var down = TestInspection.Create(extra: s => s.Configure<SignatureOptions>(o => o.Clamd = "unix:" + temp.Combine("nobody-listens.sock")));
+        var error = await down.InspectAsync("plain text"u8.ToArray());
+        Assert.Equal(VerdictKind.Error, error.Kind);
+        Assert.Contains("clamd", error.Has("inspection.analyser-error").Message, StringComparison.Ordinal);
+    }
+
+    private static async Task WaitForUnixSocketAsync(System.Diagnostics.Process daemon, string path, CancellationToken ct)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            if (daemon.HasExited)
+            {
+                Assert.Fail("clamd exited: " + await daemon.StandardError.ReadToEndAsync(ct));
+            }
+
+            using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+            try
+            {
+                await probe.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(path), ct);
+                return;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                await Task.Delay(100, ct);
+            }
+        }
+
+        Assert.Fail($"clamd did not listen on {path} within 60 s");
     }
 
     /// <summary>libyara refuses a 33rd concurrent scanner; a busy gateway has more threads than that.</summary>
