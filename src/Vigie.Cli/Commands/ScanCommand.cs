@@ -122,10 +122,11 @@ internal static class ScanCommand
         }, CancellationToken.None);
 
         var report = settings.Json ? (IScanReport)new JsonLinesReport() : new TextReport(settings.All);
-        var stderr = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         var showProgress = !Console.IsErrorRedirected && targets.Count > 1;
         if (showProgress)
         {
+            // Spectre is created only for a terminal: its set-up costs a scripted run tens of milliseconds.
+            var stderr = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
             await stderr.Progress().AutoClear(true).HideCompleted(true)
                 .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
                 .StartAsync(async context =>
@@ -486,9 +487,9 @@ internal static class ScanCommand
 
         public void Finish(ScanSummary summary, TimeSpan elapsed)
         {
-            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
             if (_shown.Count > 0)
             {
+                var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
                 var table = new Table().Border(TableBorder.Rounded).Expand();
                 table.AddColumn("File");
                 table.AddColumn("Verdict");
