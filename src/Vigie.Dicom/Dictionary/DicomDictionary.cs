@@ -31,9 +31,9 @@ public static class DicomDictionary
     public static DicomDictionaryEntry? Find(DicomTag tag)
     {
         var tables = LazyTables.Value;
-        if (tables.ByTag.TryGetValue(tag.Value, out var entry))
+        if (tables.LineByTag.TryGetValue(tag.Value, out var line))
         {
-            return entry;
+            return tables.Entry(line);
         }
 
         if (tag.IsPrivateCreator)
@@ -123,35 +123,42 @@ public static class DicomDictionary
         return result;
     }
 
+    // Only the tag and mask of each line are read up front (well under a millisecond); an entry is parsed the first
+    // time it is looked up. A file uses a hundred-odd of the ~5,000 elements, and every short-lived command reads one.
     private static Tables Build()
     {
-        var byTag = new Dictionary<uint, DicomDictionaryEntry>(5000);
-        var repeaters = new List<DicomDictionaryEntry>();
-        var all = new List<DicomDictionaryEntry>(5000);
-        foreach (var line in DicomDictionaryData.Elements.Split('\n'))
+        var data = DicomDictionaryData.Elements;
+        var starts = new List<int>(5000);
+        var lineByTag = new Dictionary<uint, int>(5000);
+        var repeaterLines = new List<int>();
+        for (var start = 0; start < data.Length;)
         {
-            var f = line.Split('|');
-            var entry = new DicomDictionaryEntry(
-                new DicomTag(uint.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)),
-                uint.Parse(f[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture),
-                f[2] == "None" ? DicomVR.None : DicomVRInfo.Parse(f[2]),
-                f[3].Length == 0 ? [] : f[3].Split(',').Select(v => DicomVRInfo.Parse(v)).ToArray(),
-                f[4],
-                f[5],
-                f[6],
-                f[7] == "1");
-            all.Add(entry);
-            if (entry.Mask == 0xFFFFFFFF)
+            var end = data.IndexOf('\n', start);
+            if (end < 0)
             {
-                byTag[entry.Tag.Value] = entry;
+                end = data.Length;
+            }
+
+            var line = starts.Count;
+            starts.Add(start);
+            var tag = uint.Parse(data.AsSpan(start, 8), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            var mask = uint.Parse(data.AsSpan(start + 9, 8), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (mask == 0xFFFFFFFF)
+            {
+                lineByTag[tag] = line;
             }
             else
             {
-                repeaters.Add(entry);
+                repeaterLines.Add(line);
             }
+
+            start = end + 1;
         }
 
-        return new Tables(byTag, [.. repeaters], all);
+        starts.Add(data.Length + 1);
+        var tables = new Tables(data, [.. starts], lineByTag);
+        tables.Repeaters = [.. repeaterLines.Select(tables.Entry)];
+        return tables;
     }
 
     private static Dictionary<string, DicomUidEntry> BuildUids()
@@ -166,10 +173,38 @@ public static class DicomDictionary
         return uids;
     }
 
-    private sealed record Tables(
-        Dictionary<uint, DicomDictionaryEntry> ByTag,
-        DicomDictionaryEntry[] Repeaters,
-        List<DicomDictionaryEntry> All);
+    private sealed class Tables(string data, int[] lineStarts, Dictionary<uint, int> lineByTag)
+    {
+        private readonly DicomDictionaryEntry?[] _entries = new DicomDictionaryEntry?[lineStarts.Length - 1];
+        private List<DicomDictionaryEntry>? _all;
+
+        public Dictionary<uint, int> LineByTag { get; } = lineByTag;
+
+        public DicomDictionaryEntry[] Repeaters { get; set; } = [];
+
+        public List<DicomDictionaryEntry> All => _all ??= [.. Enumerable.Range(0, _entries.Length).Select(Entry)];
+
+        public DicomDictionaryEntry Entry(int line)
+        {
+            if (Volatile.Read(ref _entries[line]) is { } known)
+            {
+                return known;
+            }
+
+            // Parsing twice in a race is harmless: both results are equal and the first one stored wins.
+            var f = data.Substring(lineStarts[line], lineStarts[line + 1] - 1 - lineStarts[line]).Split('|');
+            var entry = new DicomDictionaryEntry(
+                new DicomTag(uint.Parse(f[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture)),
+                uint.Parse(f[1], NumberStyles.HexNumber, CultureInfo.InvariantCulture),
+                f[2] == "None" ? DicomVR.None : DicomVRInfo.Parse(f[2]),
+                f[3].Length == 0 ? [] : f[3].Split(',').Select(v => DicomVRInfo.Parse(v)).ToArray(),
+                f[4],
+                f[5],
+                f[6],
+                f[7] == "1");
+            return Interlocked.CompareExchange(ref _entries[line], entry, null) ?? entry;
+        }
+    }
 }
 
 /// <summary>An entry of the UID registry (PS3.6 Annex A).</summary>
