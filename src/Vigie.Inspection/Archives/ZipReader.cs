@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Text;
 using Vigie.Inspection.Engine;
@@ -71,11 +72,13 @@ internal static class ZipReader
         }
 
         var tailLength = (int)Math.Min(length, 65_535 + 22);
-        var tail = new byte[tailLength];
-        var read = source.ReadAt(length - tailLength, tail);
-        for (var i = read - 22; i >= 0; i--)
+        var tail = ArrayPool<byte>.Shared.Rent(tailLength);
+        try
         {
-            if (tail[i] == 0x50 && tail[i + 1] == 0x4b && tail[i + 2] == 5 && tail[i + 3] == 6)
+            var read = source.ReadAt(length - tailLength, tail.AsSpan(0, tailLength));
+            // Every object is checked for an appended ZIP, so the backward search is vectorised (LastIndexOf).
+            var window = tail.AsSpan(0, Math.Max(0, read - 18));
+            while (window.LastIndexOf("PK\u0005\u0006"u8) is var i and >= 0)
             {
                 var commentLength = BinaryPrimitives.ReadUInt16LittleEndian(tail.AsSpan(i + 20));
                 // A comment may legitimately be followed by junk, but it must fit in the file.
@@ -84,7 +87,13 @@ internal static class ZipReader
                     endOffset = length - tailLength + i;
                     return true;
                 }
+
+                window = window[..i];
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(tail);
         }
 
         return false;
