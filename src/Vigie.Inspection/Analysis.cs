@@ -81,6 +81,11 @@ public abstract class InspectionContext
 
     /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
     public abstract bool TryChargeExtraction(long bytes);
+
+    /// <summary>An engine that hashed the whole top-level object says so, so that callers need not hash it again.</summary>
+    public virtual void RecordSha256(ReadOnlySpan<byte> digest)
+    {
+    }
 }
 
 /// <summary>Understands one or more content types and reports what is wrong with them.</summary>

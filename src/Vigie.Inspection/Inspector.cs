@@ -83,6 +83,7 @@ public sealed class Inspector
             Objects = session.Objects,
             ExtractedBytes = session.Extracted,
             Elapsed = elapsed,
+            Sha256 = session.Sha256,
         };
     }
 

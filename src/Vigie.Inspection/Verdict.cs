@@ -27,6 +27,9 @@ public sealed record Verdict(VerdictKind Kind, IReadOnlyList<Finding> Findings, 
 
     public TimeSpan Elapsed { get; init; }
 
+    /// <summary>SHA-256 of the inspected object (lower-case hex) when an engine computed it anyway; null otherwise.</summary>
+    public string? Sha256 { get; init; }
+
     public static VerdictKind KindFor(IEnumerable<Finding> findings, bool completed)
     {
         if (!completed)

@@ -214,12 +214,12 @@ internal static class ScanCommand
 
         using (source)
         {
-            var hashing = Task.Run(() => Sha256(source), cancellationToken);
             var verdict = await inspector.InspectAsync(source, Path.GetFileName(target.Path), cancellationToken).ConfigureAwait(false);
             string? sha256;
             try
             {
-                sha256 = await hashing.ConfigureAwait(false);
+                // The signature engine hashes the file when a SHA-256 list is loaded; otherwise it is hashed here.
+                sha256 = verdict.Sha256 ?? Sha256(source);
             }
             catch (IOException e)
             {

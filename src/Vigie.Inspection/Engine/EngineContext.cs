@@ -32,6 +32,14 @@ internal sealed class EngineContext(
     public override void Report(string rule, Severity severity, string message, long? offset = null) =>
         session.Report(new Finding(rule, severity, message, offset, innerPath));
 
+    public override void RecordSha256(ReadOnlySpan<byte> digest)
+    {
+        if (depth == 0)
+        {
+            session.Sha256 = Convert.ToHexStringLower(digest);
+        }
+    }
+
     public override ValueTask InspectChildAsync(string name, ContentSource content, CancellationToken cancellationToken) =>
         engine.InspectChildAsync(this, name, content, cancellationToken);
 

@@ -3,6 +3,9 @@ namespace Vigie.Inspection.Engine;
 /// <summary>The state shared by every object of one top-level inspection: findings, counters, budgets, deadline.</summary>
 internal sealed class InspectionSession : IDisposable
 {
+    /// <summary>SHA-256 of the top-level object (lower-case hex), when an engine computed it.</summary>
+    public string? Sha256 { get; set; }
+
     private readonly Lock _lock = new();
     private readonly List<Finding> _findings = [];
     private readonly HashSet<(string, string, long?, string)> _seen = [];

@@ -200,7 +200,13 @@ internal sealed class SignatureEngine : IKnownBadEngine
             return;
         }
 
-        var hex = Convert.ToHexStringLower(hash.GetHashAndReset());
+        var digest = hash.GetHashAndReset();
+        if (algorithm == HashAlgorithmKind.Sha256)
+        {
+            context.RecordSha256(digest);
+        }
+
+        var hex = Convert.ToHexStringLower(digest);
         if (!_hashes.TryGetValue((algorithm, hex), out var matches))
         {
             return;

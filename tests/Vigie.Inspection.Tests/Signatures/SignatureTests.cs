@@ -43,6 +43,17 @@ public sealed class SignatureTests
     }
 
     [Fact]
+    public async Task A_SHA256_list_hashes_the_top_level_object_once_and_the_verdict_carries_the_digest()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var bytes = "an innocent object\n"u8.ToArray();
+        var verdict = await WithRules(temp.Combine("rules")).InspectAsync(bytes);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)), verdict.Sha256);
+        Assert.Null((await TestInspection.InspectAsync(bytes)).Sha256);
+    }
+
+    [Fact]
     public async Task Signatures_match_inside_containers_with_the_inner_path()
     {
         using var temp = new TempDirectory();
