@@ -156,9 +156,7 @@ public static class DicomDictionary
         }
 
         starts.Add(data.Length + 1);
-        var tables = new Tables(data, [.. starts], lineByTag);
-        tables.Repeaters = [.. repeaterLines.Select(tables.Entry)];
-        return tables;
+        return new Tables(data, [.. starts], lineByTag, [.. repeaterLines]);
     }
 
     private static Dictionary<string, DicomUidEntry> BuildUids()
@@ -173,14 +171,15 @@ public static class DicomDictionary
         return uids;
     }
 
-    private sealed class Tables(string data, int[] lineStarts, Dictionary<uint, int> lineByTag)
+    private sealed class Tables(string data, int[] lineStarts, Dictionary<uint, int> lineByTag, int[] repeaterLines)
     {
         private readonly DicomDictionaryEntry?[] _entries = new DicomDictionaryEntry?[lineStarts.Length - 1];
         private List<DicomDictionaryEntry>? _all;
+        private DicomDictionaryEntry[]? _repeaters;
 
         public Dictionary<uint, int> LineByTag { get; } = lineByTag;
 
-        public DicomDictionaryEntry[] Repeaters { get; set; } = [];
+        public DicomDictionaryEntry[] Repeaters => _repeaters ??= [.. repeaterLines.Select(Entry)];
 
         public List<DicomDictionaryEntry> All => _all ??= [.. Enumerable.Range(0, _entries.Length).Select(Entry)];
 

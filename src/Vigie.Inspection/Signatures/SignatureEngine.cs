@@ -118,8 +118,6 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
     public string Name => "signatures";
 
-    internal SignatureDatabase Database => _database;
-
     public bool IsAvailable(out string? reason)
     {
         reason = null;

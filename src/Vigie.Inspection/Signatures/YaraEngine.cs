@@ -34,8 +34,7 @@ internal sealed class YaraEngine : IKnownBadEngine, IDisposable
             return;
         }
 
-        var sources = database.YaraFiles.Select(f => (Path.GetFileName(f), File.ReadAllText(f))).ToList();
-        _rules = library.Compile(sources);
+        _rules = library.CompileFiles(database.YaraFiles);
     }
 
     public string Name => "yara";
