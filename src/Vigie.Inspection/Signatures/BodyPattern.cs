@@ -285,25 +285,23 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
         return new SignatureOffset(SignatureOffsetKind.Absolute, ParseNumber(text, text), range);
     }
 
-    /// <summary>The first allowed start for content of this length, or -1 when the content is too short.</summary>
-    public long FirstStart(long contentLength) => Kind switch
+    /// <summary>
+    /// The starts a match may have in content of this length, [First, Last]; false when there are none (an offset
+    /// counted back from the end of content shorter than it).
+    /// </summary>
+    public bool TryGetStarts(long contentLength, out long first, out long last)
     {
-        SignatureOffsetKind.Any => 0,
-        SignatureOffsetKind.Absolute => Value,
-        SignatureOffsetKind.FromEnd => contentLength - Value >= 0 ? contentLength - Value : -1,
-        _ => -1,
-    };
-
-    public bool Allows(long start, long contentLength)
-    {
-        if (Kind == SignatureOffsetKind.Any)
+        (first, last) = Kind switch
         {
-            return true;
-        }
-
-        var first = FirstStart(contentLength);
-        return first >= 0 && start >= first && start <= first + Range;
+            SignatureOffsetKind.Absolute => (Value, Value + Range),
+            SignatureOffsetKind.FromEnd => (contentLength - Value, contentLength - Value + Range),
+            _ => (0, contentLength - 1),
+        };
+        return first >= 0 && first < contentLength;
     }
+
+    public bool Allows(long start, long contentLength) =>
+        TryGetStarts(contentLength, out var first, out var last) && start >= first && start <= last;
 
     public override string ToString() => Kind switch
     {

@@ -326,13 +326,11 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
         public void CheckFixed(PatternUse use, CancellationToken cancellationToken)
         {
-            var first = use.Offset.FirstStart(content.Length);
-            if (first < 0 || use.Offset.Kind == SignatureOffsetKind.Any)
+            if (!use.Offset.TryGetStarts(content.Length, out var first, out var last))
             {
-                first = 0;
+                return;
             }
 
-            var last = use.Offset.Kind == SignatureOffsetKind.Any ? content.Length - 1 : first + use.Offset.Range;
             last = Math.Min(last, content.Length - use.Pattern.MinLength);
             for (var start = first; start <= last && Applies(use); start++)
             {

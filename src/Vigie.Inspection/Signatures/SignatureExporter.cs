@@ -196,12 +196,15 @@ public static class SignatureExporter
     private static string Placed(string variable, SignatureOffset offset)
     {
         var start = offset.Kind == SignatureOffsetKind.FromEnd ? $"filesize - {offset.Value}" : offset.Value.ToString(CultureInfo.InvariantCulture);
-        return offset.Kind switch
+        var placed = offset.Kind switch
         {
             SignatureOffsetKind.Any => variable,
             _ when offset.Range == 0 => $"{variable} at {start}",
             _ => $"{variable} in ({start}..{start} + {offset.Range})",
         };
+
+        // ClamAV never matches an end-relative offset longer than the file; YARA would clamp the range at 0.
+        return offset.Kind == SignatureOffsetKind.FromEnd ? $"(filesize >= {offset.Value} and {placed})" : placed;
     }
 
     private static string WithTarget(int target, string condition)

@@ -53,6 +53,37 @@ public sealed class SignatureTests
         Assert.Null((await TestInspection.InspectAsync(bytes)).Sha256);
     }
 
+    /// <summary>
+    /// Regression: a fixed-offset signature counted back from the end ("EOF-10,5") was tried from offset 0 when the
+    /// content was shorter than the offset, while clamscan (and Vigie's own floating path) never matches there.
+    /// </summary>
+    [Fact]
+    public async Task An_end_relative_offset_longer_than_the_content_never_matches_as_in_clamscan_and_yara()
+    {
+        var clamscan = Peers.Require("clamscan", "clamav");
+        var yara = Peers.Require("yara", "yara");
+        var ct = TestContext.Current.CancellationToken;
+        using var temp = new TempDirectory();
+        Directory.CreateDirectory(temp.Combine("rules"));
+        Directory.CreateDirectory(temp.Combine("files"));
+        File.WriteAllText(temp.Combine("rules", "eof.ndb"), "Vigie.Test.EofRange:0:EOF-10,5:414243\n");
+        File.WriteAllText(temp.Combine("files", "short-at-0"), "ABCxxxx");
+        File.WriteAllText(temp.Combine("files", "short-at-3"), "xxxABCx");
+        File.WriteAllText(temp.Combine("files", "long-in-range"), "xxxxxxxxxxxxABCxxxxxx");
+        var inspector = WithRules(temp.Combine("rules"));
+        var clam = await Peers.RunAsync(clamscan, ["--no-summary", "--database=" + temp.Combine("rules"), temp.Combine("files")], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, null, temp.Combine("eof.yar"));
+        var yaraRun = await Peers.RunAsync(yara, ["-w", temp.Combine("eof.yar"), temp.Combine("files")], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        foreach (var name in new[] { "short-at-0", "short-at-3", "long-in-range" })
+        {
+            var ours = Detected(await inspector.InspectFileAsync(temp.Combine("files", name), ct)).Count == 1;
+            var theirs = clam.StandardOutput.Contains($"{name}: Vigie.Test.EofRange", StringComparison.Ordinal);
+            Assert.True(ours == theirs, $"{name}: Vigie {ours}, clamscan {theirs}\n{clam}");
+            Assert.True(ours == yaraRun.StandardOutput.Contains("/" + name, StringComparison.Ordinal), $"{name}: Vigie {ours}\n{yaraRun}");
+            Assert.Equal(name == "long-in-range", ours);
+        }
+    }
+
     [Fact]
     public async Task Signatures_match_inside_containers_with_the_inner_path()
     {
