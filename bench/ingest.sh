@@ -27,16 +27,9 @@ if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
     sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
     $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
   fi
-  gen() { # out seed
-    if [ ! -f "$1/.complete" ]; then
-      rm -rf "$1"
-      /usr/bin/python3 "${VIGIE_SHARED:-$root/../shared}/tools/gen_ct_corpus.py" --out "$1" --n 200 --studies 4 --seed "$2" >/dev/null
-      touch "$1/.complete"
-    fi
-  }
   corpus=${VIGIE_CT_CORPUS:-$root/.cache/ct-corpus}
-  gen "$corpus" 1
-  gen "$root/.cache/ct-warmup" 7
+  "$root/scripts/ct-corpus.sh" "$corpus" 1
+  "$root/scripts/ct-corpus.sh" "$root/.cache/ct-warmup" 7
   "$root/bench/publish.sh" "$root/.cache/bench/vigie-r2r"
   unshare_=(unshare -n)
   [ "$(id -u)" -ne 0 ] && unshare_=(unshare -rn)

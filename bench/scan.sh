@@ -26,11 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-if [ ! -f "$corpus/.complete" ]; then
-  rm -rf "$corpus"
-  /usr/bin/python3 "${VIGIE_SHARED:-$root/../shared}/tools/gen_ct_corpus.py" --out "$corpus" --n 200 --studies 4 --seed 1 >/dev/null
-  touch "$corpus/.complete"
-fi
+"$root/scripts/ct-corpus.sh" "$corpus" 1
 
 work=$(mktemp -d /tmp/vigie-scan-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -25,14 +25,8 @@ fi
 # 2. The shared synthetic CT corpus (deterministic: same seed, same bytes).
 corpus=${VIGIE_CT_CORPUS:-$root/.cache/ct-corpus}
 if [ ! -f "$corpus/.complete" ]; then
-  if [ -f "$shared/tools/gen_ct_corpus.py" ]; then
-    log "generating the CT corpus in $corpus"
-    rm -rf "$corpus"
-    /usr/bin/python3 "$shared/tools/gen_ct_corpus.py" --out "$corpus" --n 200 --studies 4 --seed 1 >/dev/null
-    touch "$corpus/.complete"
-  else
-    log "no $shared/tools/gen_ct_corpus.py: corpus tests will fail"
-  fi
+  log "generating the CT corpus in $corpus"
+  VIGIE_SHARED="$shared" "$root/scripts/ct-corpus.sh" "$corpus" 1 || log "corpus tests will fail"
 fi
 export VIGIE_CT_CORPUS="$corpus"
 
