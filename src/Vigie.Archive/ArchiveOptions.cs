@@ -29,9 +29,6 @@ public sealed class ArchiveOptions
     /// <summary>Threads that run blocking fsync calls, so that no thread-pool thread waits on the disk.</summary>
     public int SyncThreads { get; set; } = 4;
 
-    /// <summary>Most commits that share one round of directory fsyncs.</summary>
-    public int MaxCommitBatch { get; set; } = 256;
-
     /// <summary>Encrypted segments gathered before one write system call.</summary>
     public int WriteBufferSegments { get; set; } = 4;
 
@@ -114,7 +111,7 @@ public sealed class ArchiveOptions
                 $"Archive:SegmentSize must be between {Storage.ObjectFormat.MinSegmentSize} and {Storage.ObjectFormat.MaxSegmentSize} bytes.");
         }
 
-        if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || MaxCommitBatch <= 0 || ScrubParallelism <= 0
+        if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || ScrubParallelism <= 0
             || RotationBatchSize <= 0 || QueryBatchSize <= 0 || QueryMaxCandidates <= 0 || NamePrefixMinLength <= 0
             || NamePrefixMaxLength < NamePrefixMinLength)
         {

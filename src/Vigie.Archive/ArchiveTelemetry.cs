@@ -20,9 +20,8 @@ internal static class ArchiveTelemetry
 
     public static readonly Counter<long> BytesSpooled = Meter.CreateCounter<long>("vigie.archive.spool.bytes", "By");
 
-    public static readonly Histogram<int> CommitBatchSize = Meter.CreateHistogram<int>("vigie.archive.commit.batch_size", "{object}");
-
-    public static readonly Histogram<double> DirectorySyncDuration = Meter.CreateHistogram<double>("vigie.archive.commit.directory_sync", "ms");
+    /// <summary>From the start of an object's file sync to its folder synced: the durable part of a commit.</summary>
+    public static readonly Histogram<double> CommitSyncDuration = Meter.CreateHistogram<double>("vigie.archive.commit.sync", "ms");
 
     public static readonly Counter<long> IntegrityFailures = Meter.CreateCounter<long>("vigie.archive.integrity.failures", "{object}");
 }

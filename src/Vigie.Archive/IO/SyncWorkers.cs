@@ -8,7 +8,7 @@ namespace Vigie.Archive.IO;
 /// </summary>
 internal sealed class SyncWorkers : IDisposable
 {
-    private readonly BlockingCollection<(Action Work, TaskCompletionSource Done)> _queue = new();
+    private readonly BlockingCollection<Action> _queue = new();
     private readonly Thread[] _threads;
 
     public SyncWorkers(int threads)
@@ -21,11 +21,29 @@ internal sealed class SyncWorkers : IDisposable
         }
     }
 
-    public Task RunAsync(Action work, CancellationToken cancellationToken)
+    public Task RunAsync(Action work, CancellationToken cancellationToken) =>
+        RunAsync(() =>
+        {
+            work();
+            return true;
+        }, cancellationToken);
+
+    /// <summary>Runs <paramref name="work"/> on a worker and returns its result.</summary>
+    public Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _queue.Add((work, done), cancellationToken);
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _queue.Add(() =>
+        {
+            try
+            {
+                done.TrySetResult(work());
+            }
+            catch (Exception e)
+            {
+                done.TrySetException(e);
+            }
+        }, cancellationToken);
         return done.Task;
     }
 
@@ -38,17 +56,9 @@ internal sealed class SyncWorkers : IDisposable
 
     private void Run()
     {
-        foreach (var (work, done) in _queue.GetConsumingEnumerable())
+        foreach (var work in _queue.GetConsumingEnumerable())
         {
-            try
-            {
-                work();
-                done.TrySetResult();
-            }
-            catch (Exception e)
-            {
-                done.TrySetException(e);
-            }
+            work();
         }
     }
 

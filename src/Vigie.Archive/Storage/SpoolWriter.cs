@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Security.Cryptography;
+using Vigie.Archive.IO;
 
 namespace Vigie.Archive.Storage;
 
@@ -100,8 +101,8 @@ public sealed class SpoolWriter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Seals the last segment and the trailer, and starts syncing the file to disk in the background (the commit waits
-    /// for it), so that the sync overlaps with inspection.
+    /// Seals the last segment and the trailer. The file stays open: the commit or the quarantine syncs it. Writeback
+    /// has been running since the first bytes arrived, so that sync is short.
     /// </summary>
     public async ValueTask<SpooledObject> CompleteAsync(CancellationToken cancellationToken)
     {
@@ -126,8 +127,7 @@ public sealed class SpoolWriter : IAsyncDisposable
         ArchiveTelemetry.BytesSpooled.Add(_length);
 
         var id = _store.Keys.NameObject(sha256);
-        var synced = _store.StartDataSync(_file);
-        return new SpooledObject(_store, Path, id, _length, sha256, KeyId, synced);
+        return new SpooledObject(_store, Path, id, _length, sha256, KeyId, _file);
     }
 
     /// <summary>A write-only stream over this writer, for code that copies from a stream.</summary>
@@ -165,6 +165,11 @@ public sealed class SpoolWriter : IAsyncDisposable
         // later, from the sync that CompleteAsync starts.
         cancellationToken.ThrowIfCancellationRequested();
         RandomAccess.Write(_file.SafeFileHandle, _out.AsSpan(0, _outCount), _fileOffset);
+        if (_store.Durable)
+        {
+            FileSync.StartWriteback(_file.SafeFileHandle, _fileOffset, _outCount);
+        }
+
         _fileOffset += _outCount;
         _outCount = 0;
         await ValueTask.CompletedTask.ConfigureAwait(false);

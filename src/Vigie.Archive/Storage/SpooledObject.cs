@@ -1,3 +1,5 @@
+using Vigie.Archive.IO;
+
 namespace Vigie.Archive.Storage;
 
 /// <summary>Where a completed spool went.</summary>
@@ -25,9 +27,12 @@ public sealed class SpooledObject : IAsyncDisposable
 {
     private readonly FileObjectStore _store;
     private readonly byte[] _sha256;
+    private readonly Lock _fileLock = new();
+    private FileStream? _file;
+    private Exception? _syncFailure;
     private int _state;
 
-    internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, Task dataSynced)
+    internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, FileStream file)
     {
         _store = store;
         Path = path;
@@ -35,7 +40,7 @@ public sealed class SpooledObject : IAsyncDisposable
         Length = length;
         _sha256 = sha256;
         KeyId = keyId;
-        DataSynced = dataSynced;
+        _file = file;
     }
 
     /// <summary>The id this content has (equal content, equal id).</summary>
@@ -56,8 +61,43 @@ public sealed class SpooledObject : IAsyncDisposable
 
     internal string Path { get; }
 
-    /// <summary>Completes when the spool's bytes are on disk (at once when the store is not durable).</summary>
-    internal Task DataSynced { get; }
+    /// <summary>
+    /// Makes the spool's bytes durable (when <paramref name="durable"/>) and closes it. Blocking: a sync worker runs it.
+    /// A failed fsync is never retried, since Linux may have dropped the dirty pages it could not write: the spool stays failed.
+    /// </summary>
+    internal void SyncAndClose(bool durable)
+    {
+        lock (_fileLock)
+        {
+            if (_syncFailure is not null)
+            {
+                throw new IOException("An earlier sync of this spool failed.", _syncFailure);
+            }
+
+            if (_file is not { } file)
+            {
+                return;
+            }
+
+            try
+            {
+                if (durable)
+                {
+                    FileSync.SyncFile(file.SafeFileHandle);
+                }
+            }
+            catch (Exception e)
+            {
+                _syncFailure = e;
+                throw;
+            }
+            finally
+            {
+                _file = null;
+                file.Dispose();
+            }
+        }
+    }
 
     /// <summary>Reads the spool back decrypted, as a stream or by range, for inspection.</summary>
     public ValueTask<ArchiveObjectReader> OpenReaderAsync(CancellationToken cancellationToken)
@@ -84,13 +124,16 @@ public sealed class SpooledObject : IAsyncDisposable
     {
         if (Interlocked.CompareExchange(ref _state, (int)SpoolState.Discarded, (int)SpoolState.Pending) == (int)SpoolState.Pending)
         {
-            try
+            FileStream? file;
+            lock (_fileLock)
             {
-                await DataSynced.ConfigureAwait(false);
+                file = _file;
+                _file = null;
             }
-            catch (IOException)
+
+            if (file is not null)
             {
-                // The spool is being discarded; a failed sync changes nothing.
+                await file.DisposeAsync().ConfigureAwait(false);
             }
 
             _store.DeleteSpoolFile(Path);

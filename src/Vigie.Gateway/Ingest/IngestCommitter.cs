@@ -14,7 +14,8 @@ namespace Vigie.Gateway.Ingest;
 /// events run inside a savepoint (a failure undoes only that object), then all their audit records are appended in one
 /// go and the transaction commits. Leader and followers: whoever finds no commit running becomes the leader and commits,
 /// on its own thread, everything queued; the others wait for it. A lone association therefore commits directly, with no
-/// hand-off to another thread (each of which costs a wake-up, expensive on virtual machines).
+/// hand-off to another thread (each of which costs a wake-up, expensive on virtual machines). The rows of an object
+/// are written while its file is still being synced, and the transaction commits once every file of the batch is.
 /// </summary>
 public sealed class IngestCommitter
 {
@@ -37,10 +38,20 @@ public sealed class IngestCommitter
     }
 
     /// <summary>Runs <paramref name="write"/> in the next shared transaction with <paramref name="audit"/>; completes once committed.</summary>
-    public async Task<T> CommitAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, IReadOnlyList<AuditRecord> audit,
-        CancellationToken cancellationToken)
+    public Task<T> CommitAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, IReadOnlyList<AuditRecord> audit,
+        CancellationToken cancellationToken) =>
+        CommitAsync(write, _ => audit, Task.CompletedTask, cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="write"/> in the next shared transaction, with the audit records its result calls for, and
+    /// commits only once <paramref name="durable"/> has completed: the rows are written while the object is still being
+    /// synced, but never made visible before it is on disk. If <paramref name="durable"/> fails, nothing of this object
+    /// is committed and the others of the batch are committed without it.
+    /// </summary>
+    public async Task<T> CommitAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
+        Task durable, CancellationToken cancellationToken)
     {
-        var pending = new Pending<T>(write, audit);
+        var pending = new Pending<T>(write, audit, durable);
         _queue.Enqueue(pending);
 
         // A follower fails to lead only while a leader holds the role; that leader checks the queue after letting go,
@@ -78,40 +89,12 @@ public sealed class IngestCommitter
     private async Task CommitBatchAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
         BatchSize.Record(batch.Count);
-        var committed = new List<Pending>(batch.Count);
         try
         {
-            await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-            for (var i = 0; i < batch.Count; i++)
+            // Usually one round. An object whose sync failed is dropped and the round retried without it.
+            while (batch.Count > 0)
             {
-                var savepoint = $"ingest_{i}";
-                await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                try
-                {
-                    await batch[i].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    committed.Add(batch[i]);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    batch[i].Fail(e);
-                }
-            }
-
-            var records = committed.SelectMany(p => p.Audit).ToList();
-            if (records.Count > 0)
-            {
-                await _audit.AppendAsync(records, connection, transaction, cancellationToken).ConfigureAwait(false);
-            }
-
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            _audit.NotifyCommitted(records.Count);
-            foreach (var pending in committed)
-            {
-                pending.Complete();
+                batch = await TryCommitAsync(batch, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Exception e)
@@ -124,15 +107,79 @@ public sealed class IngestCommitter
         }
     }
 
+    /// <summary>One transaction over the batch. Returns the objects to retry: empty once committed.</summary>
+    private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
+    {
+        var written = new List<Pending>(batch.Count);
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        for (var i = 0; i < batch.Count; i++)
+        {
+            var savepoint = $"ingest_{i}";
+            await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await batch[i].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                written.Add(batch[i]);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                batch[i].Fail(e);
+            }
+        }
+
+        var records = written.SelectMany(p => p.Audit).ToList();
+        if (records.Count > 0)
+        {
+            await _audit.AppendAsync(records, connection, transaction, cancellationToken).ConfigureAwait(false);
+        }
+
+        // Nothing becomes visible before its object is on disk.
+        var unsynced = new List<Pending>();
+        foreach (var pending in written)
+        {
+            try
+            {
+                await pending.Durable.ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                pending.Fail(e);
+                unsynced.Add(pending);
+            }
+        }
+
+        if (unsynced.Count > 0)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            return written.Except(unsynced).ToList();
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        _audit.NotifyCommitted(records.Count);
+        foreach (var pending in written)
+        {
+            pending.Complete();
+        }
+
+        return [];
+    }
+
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand(transaction, sql);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private abstract class Pending(IReadOnlyList<AuditRecord> audit)
+    private abstract class Pending(Task durable)
     {
-        public IReadOnlyList<AuditRecord> Audit { get; } = audit;
+        public Task Durable { get; } = durable;
+
+        /// <summary>The audit records of this object, known once <see cref="RunAsync"/> has run.</summary>
+        public abstract IReadOnlyList<AuditRecord> Audit { get; }
 
         public abstract ValueTask RunAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken);
 
@@ -141,15 +188,22 @@ public sealed class IngestCommitter
         public abstract void Fail(Exception exception);
     }
 
-    private sealed class Pending<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, IReadOnlyList<AuditRecord> audit) : Pending(audit)
+    private sealed class Pending<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
+        Task durable) : Pending(durable)
     {
         private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private T? _result;
+        private IReadOnlyList<AuditRecord> _audit = [];
 
         public Task<T> Task => _completion.Task;
 
-        public override async ValueTask RunAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken) =>
+        public override IReadOnlyList<AuditRecord> Audit => _audit;
+
+        public override async ValueTask RunAsync(DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+        {
             _result = await write(connection, transaction, cancellationToken).ConfigureAwait(false);
+            _audit = audit(_result);
+        }
 
         public override void Complete() => _completion.TrySetResult(_result!);
 

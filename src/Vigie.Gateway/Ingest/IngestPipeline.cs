@@ -185,9 +185,10 @@ public sealed class IngestPipeline(
                 "SOP Instance UID of the data set differs from the command", verdict);
         }
 
-        // The object is durable (file and folder synced) before the index points at it.
-        var committed = await store.CommitAsync(spooled, cancellationToken).ConfigureAwait(false);
-        var record = new AuditRecord
+        // The object is made durable (file and folder synced) while its index rows are written; the transaction that
+        // makes them visible commits only once it is.
+        var durable = store.CommitAsync(spooled, cancellationToken).AsTask();
+        AuditRecord Record(IndexWriteResult result) => new()
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.DicomInstancesTransferred,
@@ -202,7 +203,7 @@ public sealed class IngestPipeline(
             SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
-                OutcomeDescription = committed.AlreadyStored ? "already stored" : "stored",
+                OutcomeDescription = result.Outcome == IndexOutcome.AlreadyStored ? "already stored" : "stored",
                 Objects =
                 [
                     GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value)),
@@ -225,7 +226,7 @@ public sealed class IngestPipeline(
             }
 
             return result;
-        }, [record], cancellationToken).ConfigureAwait(false);
+        }, result => [Record(result)], durable, cancellationToken).ConfigureAwait(false);
 
         if (forward.Count > 0 && written.Outcome != IndexOutcome.AlreadyStored)
         {
