@@ -1,15 +1,15 @@
-using System.Collections.Concurrent;
-
 namespace Vigie.Archive.IO;
 
 /// <summary>
 /// A few dedicated threads that run blocking fsync calls. Parallel fsyncs share the file system's journal commits,
-/// and no thread-pool thread is parked on the disk while associations wait for CPU.
+/// and no thread-pool thread is parked on the disk while associations wait for CPU. Idle workers sleep on a monitor:
+/// a BlockingCollection spins (sched_yield) before it sleeps, which cost 7% of the CPU of a two-core ingest.
 /// </summary>
 internal sealed class SyncWorkers : IDisposable
 {
-    private readonly BlockingCollection<Action> _queue = new();
+    private readonly Queue<Action> _queue = new();
     private readonly Thread[] _threads;
+    private bool _stopping;
 
     public SyncWorkers(int threads)
     {
@@ -33,17 +33,23 @@ internal sealed class SyncWorkers : IDisposable
     {
         cancellationToken.ThrowIfCancellationRequested();
         var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _queue.Add(() =>
+        lock (_queue)
         {
-            try
+            ObjectDisposedException.ThrowIf(_stopping, this);
+            _queue.Enqueue(() =>
             {
-                done.TrySetResult(work());
-            }
-            catch (Exception e)
-            {
-                done.TrySetException(e);
-            }
-        }, cancellationToken);
+                try
+                {
+                    done.TrySetResult(work());
+                }
+                catch (Exception e)
+                {
+                    done.TrySetException(e);
+                }
+            });
+            Monitor.Pulse(_queue);
+        }
+
         return done.Task;
     }
 
@@ -56,20 +62,40 @@ internal sealed class SyncWorkers : IDisposable
 
     private void Run()
     {
-        foreach (var work in _queue.GetConsumingEnumerable())
+        while (true)
         {
+            Action work;
+            lock (_queue)
+            {
+                while (_queue.Count == 0)
+                {
+                    if (_stopping)
+                    {
+                        return;
+                    }
+
+                    Monitor.Wait(_queue);
+                }
+
+                work = _queue.Dequeue();
+            }
+
             work();
         }
     }
 
     public void Dispose()
     {
-        _queue.CompleteAdding();
+        lock (_queue)
+        {
+            // Work already queued still runs: its callers are waiting for it.
+            _stopping = true;
+            Monitor.PulseAll(_queue);
+        }
+
         foreach (var thread in _threads)
         {
             thread.Join(TimeSpan.FromSeconds(5));
         }
-
-        _queue.Dispose();
     }
 }
