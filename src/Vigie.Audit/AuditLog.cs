@@ -85,22 +85,79 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
         }
 
         var rows = new EntryRow[records.Count];
-        if (rows.Length >= ParallelThreshold)
-        {
-            // Validation, JSON and sealing are independent per record; only hashing is chained.
-            Parallel.For(0, rows.Length, new ParallelOptions { CancellationToken = cancellationToken }, i => rows[i] = _factory.ToRow(records[i]));
-        }
-        else
+        long first;
+        if (rows.Length < ParallelThreshold)
         {
             for (var i = 0; i < rows.Length; i++)
             {
                 rows[i] = _factory.ToRow(records[i]);
             }
+
+            first = await _store.AppendAsync(rows, connection, transaction, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            first = await AppendPipelinedAsync(records, rows, connection, transaction, cancellationToken).ConfigureAwait(false);
         }
 
-        var first = await _store.AppendAsync(rows, connection, transaction, cancellationToken).ConfigureAwait(false);
         AuditTelemetry.EntriesAppended.Add(rows.Length);
         return first;
+    }
+
+    /// <summary>
+    /// A large batch: validation, JSON, sealing and canonical encoding are independent per record and run on every
+    /// core, chunk by chunk in order, while this thread chains, hashes and inserts the chunks already built.
+    /// </summary>
+    private async ValueTask<long> AppendPipelinedAsync(IReadOnlyList<AuditRecord> records, EntryRow[] rows, DbConnection connection, DbTransaction transaction,
+        CancellationToken cancellationToken)
+    {
+        var chunks = (rows.Length + AuditStore.AppendChunk - 1) / AuditStore.AppendChunk;
+        var built = new TaskCompletionSource[chunks];
+        for (var c = 0; c < chunks; c++)
+        {
+            built[c] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        var next = -1;
+        var builders = new Task[Math.Min(chunks, Environment.ProcessorCount)];
+        for (var b = 0; b < builders.Length; b++)
+        {
+            builders[b] = Task.Run(() =>
+            {
+                int c;
+                while ((c = Interlocked.Increment(ref next)) < chunks)
+                {
+                    try
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        for (var i = c * AuditStore.AppendChunk; i < Math.Min(rows.Length, (c + 1) * AuditStore.AppendChunk); i++)
+                        {
+                            var row = _factory.ToRow(records[i]);
+                            row.PrepareCanonical();
+                            rows[i] = row;
+                        }
+
+                        built[c].TrySetResult();
+                    }
+                    catch (Exception e)
+                    {
+                        built[c].TrySetException(e);
+                    }
+                }
+            }, CancellationToken.None);
+        }
+
+        try
+        {
+            return await _store.AppendAsync(rows, end => built[(end - 1) / AuditStore.AppendChunk].Task, connection, transaction, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        finally
+        {
+            // The builders stop on their own; none may still write into the rows once this returns.
+            next = chunks;
+            await Task.WhenAll(builders).ConfigureAwait(false);
+        }
     }
 
     public ValueTask<long> AppendAsync(AuditRecord record, CancellationToken cancellationToken) =>

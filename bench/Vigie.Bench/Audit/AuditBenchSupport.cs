@@ -83,9 +83,18 @@ internal sealed class BenchLog : IAsyncDisposable
         await Store.TuneWriterConnectionAsync(connection, CancellationToken.None);
 
         await using var transaction = await Database.BeginWriteAsync(connection, CancellationToken.None);
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         await Log.AppendAsync(records, connection, transaction, CancellationToken.None);
+        var appended = System.Diagnostics.Stopwatch.GetTimestamp();
         await transaction.CommitAsync(CancellationToken.None);
+        AppendMs += System.Diagnostics.Stopwatch.GetElapsedTime(started, appended).TotalMilliseconds;
+        CommitMs += System.Diagnostics.Stopwatch.GetElapsedTime(appended).TotalMilliseconds;
     }
+
+    /// <summary>Time spent in <see cref="AppendBatchAsync"/> appending, then committing (the fsync), summed over calls.</summary>
+    public static double AppendMs { get; set; }
+
+    public static double CommitMs { get; set; }
 
     /// <summary>Keep the database folder when disposed (for repeated verification runs).</summary>
     public bool Keep { get; set; }

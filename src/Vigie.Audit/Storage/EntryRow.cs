@@ -30,6 +30,8 @@ internal sealed class EntryRow
     public byte[] PrevHash { get; set; } = [];
     public byte[] LeafHash { get; set; } = [];
 
+    private byte[]? _prepared;
+
     /// <summary>Writes 0x00 (the RFC 9162 leaf prefix) followed by the canonical entry bytes.</summary>
     public void WritePrefixedCanonical(ArrayBufferWriter<byte> buffer)
     {
@@ -70,8 +72,32 @@ internal sealed class EntryRow
     /// <summary>Recomputes the leaf hash from the columns, using <paramref name="scratch"/> to avoid allocations.</summary>
     public void ComputeLeafHash(ArrayBufferWriter<byte> scratch, Span<byte> destination)
     {
+        if (_prepared is { } prepared && PrevHash.Length == MerkleHash.Size)
+        {
+            BinaryPrimitives.WriteInt64BigEndian(prepared.AsSpan(PrefixedSeqOffset), Seq);
+            PrevHash.CopyTo(prepared.AsSpan(prepared.Length - MerkleHash.Size));
+            MerkleHash.LeafPrefixed(prepared, destination);
+            _prepared = null;
+            return;
+        }
+
         WritePrefixedCanonical(scratch);
         MerkleHash.LeafPrefixed(scratch.WrittenSpan, destination);
+    }
+
+    /// <summary>
+    /// Builds the prefixed canonical bytes ahead of the append, with blanks where the sequence number and the previous
+    /// leaf go (they are known only under the append lock, and both sit at fixed places: the sequence number after
+    /// the marker, the previous leaf last). The append then fills them in and hashes: the costly encoding of every
+    /// text column runs on whichever core built the row, not on the one thread that chains the leaves.
+    /// </summary>
+    public void PrepareCanonical()
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        Seq = 0;
+        PrevHash = new byte[MerkleHash.Size];
+        WritePrefixedCanonical(buffer);
+        _prepared = buffer.WrittenSpan.ToArray();
     }
 
     /// <summary>
