@@ -1,0 +1,114 @@
+using System.Data.Common;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core;
+using Vigie.Core.Data;
+using Vigie.Gateway.Ingest;
+
+namespace Vigie.Gateway.Tests.Ingest;
+
+/// <summary>
+/// The index transaction is written while objects are synced and commits only once they are durable: an object whose
+/// sync fails leaves no row and no audit entry, and the others of the same batch still commit.
+/// </summary>
+public sealed class IngestCommitterTests : IAsyncDisposable
+{
+    private readonly string _folder = Directory.CreateTempSubdirectory("vigie-committer-").FullName;
+    private readonly ServiceProvider _services;
+
+    public IngestCommitterTests()
+    {
+        var services = new ServiceCollection();
+        services.AddSingleton<ILoggerFactory>(NullLoggerFactory.Instance);
+        services.AddSingleton(typeof(ILogger<>), typeof(NullLogger<>));
+        services.AddVigieCore();
+        services.Configure<DatabaseOptions>(o => o.SqlitePath = Path.Combine(_folder, "index.db"));
+        services.AddAudit();
+        services.Configure<AuditOptions>(o =>
+        {
+            o.SigningKeyPath = Path.Combine(_folder, "keys", "audit.pem");
+            o.SourceId = "TEST";
+        });
+        services.AddSingleton<IngestCommitter>();
+        _services = services.BuildServiceProvider();
+    }
+
+    [Fact]
+    public async Task Object_whose_sync_fails_commits_nothing_while_the_rest_of_its_batch_commits()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var database = _services.GetRequiredService<IVigieDatabase>();
+        await _services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        await using (var connection = await database.OpenConnectionAsync(ct))
+        {
+            await using var create = connection.CreateCommand(null, "CREATE TABLE stored (name TEXT NOT NULL)");
+            await create.ExecuteNonQueryAsync(ct);
+        }
+
+        var committer = _services.GetRequiredService<IngestCommitter>();
+        var failingSync = new TaskCompletionSource();
+        var slowSync = new TaskCompletionSource();
+        var firstWritten = new TaskCompletionSource();
+
+        // "a" leads a batch and waits for its sync while "b" (sync fails) and "c" (sync fine) queue for the next one.
+        var a = committer.CommitAsync(Insert("a", firstWritten), _ => [Record("a")], slowSync.Task, ct);
+        await firstWritten.Task.WaitAsync(ct);
+        var b = committer.CommitAsync(Insert("b"), _ => [Record("b")], failingSync.Task, ct);
+        var c = committer.CommitAsync(Insert("c"), _ => [Record("c")], Task.CompletedTask, ct);
+        failingSync.SetException(new IOException("fsync failed (test)"));
+        slowSync.SetResult();
+
+        Assert.Equal("a", await a);
+        var failure = await Assert.ThrowsAsync<IOException>(() => b);
+        Assert.Contains("fsync failed", failure.Message, StringComparison.Ordinal);
+        Assert.Equal("c", await c);
+
+        await using var read = await database.OpenConnectionAsync(ct);
+        await using var select = read.CreateCommand(null, "SELECT group_concat(name, ',') FROM (SELECT name FROM stored ORDER BY name)");
+        Assert.Equal("a,c", (string?)await select.ExecuteScalarAsync(ct));
+
+        var log = _services.GetRequiredService<IAuditLog>();
+        var audit = await log.QueryAsync(new AuditQuery { Limit = 10 }, ct);
+        Assert.Equal(["a", "c"], audit.Entries.Select(e => e.SourceId).Order(StringComparer.Ordinal));
+
+        // The rolled-back round left no gap or fork in the Merkle log.
+        await log.SignTreeHeadAsync(ct);
+        Assert.True((await log.VerifyAsync(null, ct)).IsValid);
+    }
+
+    private static Func<DbConnection, DbTransaction, CancellationToken, ValueTask<string>> Insert(string name, TaskCompletionSource? written = null) =>
+        async (connection, transaction, ct) =>
+        {
+            await using var insert = connection.CreateCommand(transaction, "INSERT INTO stored (name) VALUES (@n)");
+            var p = insert.CreateParameter();
+            p.ParameterName = "@n";
+            p.Value = name;
+            insert.Parameters.Add(p);
+            await insert.ExecuteNonQueryAsync(ct);
+            written?.TrySetResult();
+            return name;
+        };
+
+    private static AuditRecord Record(string source) => new()
+    {
+        Time = DateTimeOffset.UtcNow,
+        EventId = AuditEventIds.DicomInstancesTransferred,
+        Action = AuditAction.Create,
+        Outcome = AuditOutcome.Success,
+        Participants =
+        [
+            new AuditParticipant { UserId = "MODALITY", IsRequestor = true, Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Source] },
+        ],
+        SourceId = source,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        await _services.DisposeAsync();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        Directory.Delete(_folder, recursive: true);
+    }
+}
