@@ -43,6 +43,9 @@ public sealed class IngestPipeline(
 
     private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
 
+    /// <summary>Objects up to this size join the shared index transaction while their file is still being synced.</summary>
+    private const long OverlapSyncLimit = 16L * 1024 * 1024;
+
     /// <summary>Starts receiving an object. For DIMSE the data set arrives without meta information: pass the header to prepend.</summary>
     public async ValueTask<IngestSession> BeginAsync(IngestSource source, ReadOnlyMemory<byte> header, CancellationToken cancellationToken)
     {
@@ -186,8 +189,14 @@ public sealed class IngestPipeline(
         }
 
         // The object is made durable (file and folder synced) while its index rows are written; the transaction that
-        // makes them visible commits only once it is.
+        // makes them visible commits only once it is. A large object's sync can take long, and the shared transaction
+        // would wait for it with every other association's objects: it is awaited before joining.
         var durable = store.CommitAsync(spooled, cancellationToken).AsTask();
+        if (spooled.Length > OverlapSyncLimit)
+        {
+            await durable.ConfigureAwait(false);
+        }
+
         AuditRecord Record(IndexWriteResult result) => new()
         {
             Time = time.GetUtcNow(),
