@@ -1,5 +1,6 @@
 using System.Data;
 using System.Data.Common;
+using System.Runtime.CompilerServices;
 using Microsoft.Data.Sqlite;
 
 namespace Vigie.Core.Data;
@@ -10,6 +11,9 @@ namespace Vigie.Core.Data;
 /// </summary>
 public sealed class SqliteDatabase : IVigieDatabase
 {
+    private static readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> Configured = new();
+    private static readonly object Marker = new();
+
     private readonly string _connectionString;
     private readonly int _busyTimeoutMs;
 
@@ -44,11 +48,18 @@ public sealed class SqliteDatabase : IVigieDatabase
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            await using var command = connection.CreateCommand();
-            // journal_mode is stored in the file; the others are per connection.
-            command.CommandText =
-                $"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={_busyTimeoutMs};";
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            // The pool hands back the same SQLite handle many times; its settings stay with it, so they are applied once
+            // per handle rather than at every open (four statements parsed and run for each ingest commit otherwise).
+            if (!Configured.TryGetValue(connection.Handle!, out _))
+            {
+                await using var command = connection.CreateCommand();
+                // journal_mode is stored in the file; the others are per connection.
+                command.CommandText =
+                    $"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={_busyTimeoutMs};";
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                Configured.AddOrUpdate(connection.Handle!, Marker);
+            }
+
             return connection;
         }
         catch

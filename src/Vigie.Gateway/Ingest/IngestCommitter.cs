@@ -113,21 +113,39 @@ public sealed class IngestCommitter
         var written = new List<Pending>(batch.Count);
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        for (var i = 0; i < batch.Count; i++)
+        if (batch.Count == 1)
         {
-            var savepoint = $"ingest_{i}";
-            await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            // A lone object needs no savepoint: if its write fails, the whole transaction is its own to roll back.
             try
             {
-                await batch[i].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                written.Add(batch[i]);
+                await batch[0].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                written.Add(batch[0]);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                batch[i].Fail(e);
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                batch[0].Fail(e);
+                return [];
+            }
+        }
+        else
+        {
+            for (var i = 0; i < batch.Count; i++)
+            {
+                var savepoint = $"ingest_{i}";
+                await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await batch[i].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                    written.Add(batch[i]);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+                    batch[i].Fail(e);
+                }
             }
         }
 
