@@ -154,8 +154,8 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
         }
         finally
         {
-            // The builders stop on their own; none may still write into the rows once this returns.
-            next = chunks;
+            // The builders stop at their next claim; none may still write into the rows once this returns.
+            Interlocked.Exchange(ref next, chunks);
             await Task.WhenAll(builders).ConfigureAwait(false);
         }
     }

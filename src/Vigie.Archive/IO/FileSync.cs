@@ -12,6 +12,7 @@ internal static partial class FileSync
     private const int ORdOnly = 0;
     private const int OCloExec = 0x80000;
     private const uint SyncFileRangeWrite = 2;
+    private static bool _noWriteback;
 
     public static void SyncFile(SafeFileHandle handle) => RandomAccess.FlushToDisk(handle);
 
@@ -28,7 +29,7 @@ internal static partial class FileSync
     /// </summary>
     public static void StartWriteback(SafeFileHandle handle, long offset, long count)
     {
-        if (!OperatingSystem.IsLinux() || count <= 0)
+        if (!OperatingSystem.IsLinux() || count <= 0 || _noWriteback)
         {
             return;
         }
@@ -41,7 +42,8 @@ internal static partial class FileSync
         }
         catch (EntryPointNotFoundException)
         {
-            // Not glibc: no early writeback.
+            // A libc without it: no early writeback, and no exception per write from now on.
+            _noWriteback = true;
         }
         finally
         {

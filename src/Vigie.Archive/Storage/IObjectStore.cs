@@ -13,12 +13,13 @@ public interface IObjectStore
     ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken);
 
     /// <summary>
-    /// Moves a spool into the store under its id and makes it durable. Concurrent commits share directory syncs
-    /// (group commit). When the id exists already the spool is dropped and the result says so.
+    /// Moves a spool into the store under its id and makes it durable (file fsync, rename, folder fsync). Concurrent
+    /// commits run side by side and share the file system's journal commits. When the id exists already the spool is
+    /// dropped and the result says so.
     /// </summary>
     ValueTask<CommittedObject> CommitAsync(SpooledObject spool, CancellationToken cancellationToken);
 
-    /// <summary>Commits several spools with one round of directory syncs.</summary>
+    /// <summary>Commits several spools concurrently.</summary>
     ValueTask<IReadOnlyList<CommittedObject>> CommitAsync(IReadOnlyList<SpooledObject> spools, CancellationToken cancellationToken);
 
     /// <summary>Moves a spool to quarantine, still encrypted, with the reason sealed beside it.</summary>

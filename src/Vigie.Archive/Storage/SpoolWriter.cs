@@ -162,7 +162,7 @@ public sealed class SpoolWriter : IAsyncDisposable
 
         // A write of a few sealed segments lands in the page cache in microseconds; the asynchronous form would cost a
         // thread-pool hop per flush (Linux file I/O is blocking underneath), which dominated ingest CPU. Durability comes
-        // later, from the sync that CompleteAsync starts.
+        // later, from the sync of the commit or the quarantine; writeback is only started here.
         cancellationToken.ThrowIfCancellationRequested();
         RandomAccess.Write(_file.SafeFileHandle, _out.AsSpan(0, _outCount), _fileOffset);
         if (_store.Durable)

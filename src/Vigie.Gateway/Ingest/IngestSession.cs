@@ -45,8 +45,7 @@ public sealed class IngestSession : IAsyncDisposable
         {
             var bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2)));
             _plain.AsSpan(0, _plainLength).CopyTo(bigger);
-            _plain.AsSpan(0, _plainLength).Clear();
-            ArrayPool<byte>.Shared.Return(_plain);
+            ReturnCleared(_plain, _plainLength);
             _plain = bigger;
         }
 
@@ -80,10 +79,17 @@ public sealed class IngestSession : IAsyncDisposable
         if (_plain is { } plain)
         {
             _plain = null;
-            // Health data does not linger in the shared pool. Only the bytes written are cleared: the rest of a pooled
-            // buffer holds nothing of this object (and clearing all of it cost a 1 MiB memset per object).
-            plain.AsSpan(0, _plainLength).Clear();
-            ArrayPool<byte>.Shared.Return(plain);
+            ReturnCleared(plain, _plainLength);
         }
+    }
+
+    /// <summary>
+    /// Health data does not linger in the shared pool. Only the bytes written are cleared: the rest of a pooled buffer
+    /// holds nothing of this object (and clearing all of it cost a 1 MiB memset per object).
+    /// </summary>
+    private static void ReturnCleared(byte[] buffer, int written)
+    {
+        buffer.AsSpan(0, written).Clear();
+        ArrayPool<byte>.Shared.Return(buffer);
     }
 }
