@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ingest throughput, one run, same corpus, same client: dcmtk storescu into
 #   storescp (files only), Orthanc (Debian package) and vigie serve (inspection, encryption, index, audit on),
-# inside a private network namespace, TCP_NODELAY=1 on the dcmtk side. Prints img/s, MB/s and Vigie's ratios.
+# inside a private network namespace, TCP_NODELAY=1 on the dcmtk side. Prints img/s, MB/s and Vigie's ratios, and
+# the disk's own floor for durable stores (see bench/Vigie.Bench/Archive/DurableFloor.cs).
 #   bench/ingest.sh [--parallel N] [--rounds R]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +32,7 @@ if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
   "$root/scripts/ct-corpus.sh" "$corpus" 1
   "$root/scripts/ct-corpus.sh" "$root/.cache/ct-warmup" 7
   "$root/bench/publish.sh" "$root/.cache/bench/vigie-r2r"
+  dotnet build -c Release "$root/bench/Vigie.Bench" -v q -nologo >/dev/null
   unshare_=(unshare -n)
   [ "$(id -u)" -ne 0 ] && unshare_=(unshare -rn)
   exec "${unshare_[@]}" env VIGIE_BENCH_NETNS=1 VIGIE_CT_CORPUS="$corpus" "$0" --parallel "$parallel" --rounds "$rounds"
@@ -121,6 +123,11 @@ run_target orthanc ORTHANC 11402
 wait_port 11403 VIGIE
 run_target vigie VIGIE 11403
 
+# The disk alone: each corpus file written, flushed, renamed and its folder flushed, one after the other, with no
+# network and no processing. Answering a store only once it is durable adds at least this to storescp's time.
+floor=$(dotnet "$root/bench/Vigie.Bench/bin/Release/net10.0/Vigie.Bench.dll" durable-floor "$corpus" "$work/floor")
+floor_s=$(echo "$floor" | sed -n 's/.*folder fsync \([0-9.]*\) s.*/\1/p')
+
 rate() { awk -v n="$files" -v s="$1" 'BEGIN {printf "%7.1f img/s %7.1f MB/s", n/s, '"$bytes"'/1e6/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b/a}'; }
 echo
@@ -130,5 +137,7 @@ for t in storescp orthanc vigie; do
 done
 echo
 echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
+echo "$floor"
+echo "  so, with an fsync before each answer, the best one association can do is $(awk -v a="${single[storescp]}" -v f="$floor_s" 'BEGIN {printf "%.2f", a/(a+f)}') x storescp"
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
 "$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
