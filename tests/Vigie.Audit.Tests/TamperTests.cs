@@ -181,6 +181,7 @@ public sealed class TamperTests
         var witnessed = (await h.Log.GetLatestTreeHeadAsync(ct))!;
         // A careful attacker rolls everything back to size 16, where a genuine head exists.
         await h.ExecuteAsync("DELETE FROM audit_entry WHERE seq >= 16");
+        await h.ExecuteAsync("DELETE FROM audit_patient_run WHERE seq >= 16");
         await h.ExecuteAsync("DELETE FROM audit_tree_head WHERE tree_size > 16");
         await h.ExecuteAsync("DELETE FROM audit_node WHERE ((idx + 1) << level) > 16");
         var frontier = new MerkleFrontier();

@@ -45,7 +45,7 @@ internal sealed class AuditStore(IVigieDatabase database)
     }
 
     /// <summary>
-    /// A larger SQLite page cache for the connections the audit trail writes or verifies with: random patient_ref
+    /// A larger SQLite page cache for the connections the audit trail writes or verifies with: scattered patient-run
     /// index inserts otherwise miss the 2 MiB default cache and read pages back from the OS.
     /// </summary>
     public async ValueTask TuneWriterConnectionAsync(DbConnection connection, CancellationToken cancellationToken)
@@ -88,6 +88,8 @@ internal sealed class AuditStore(IVigieDatabase database)
         var first = state.TreeSize;
         var previous = state.LastLeaf;
         var nodes = new List<(int Level, long Index, byte[] Hash)>(rows.Count / 8 + 4);
+        var runs = new List<(long Seq, string? PatientRef)>();
+        var (hasLast, lastPatient) = first == 0 ? (false, null) : await ReadPatientRefAsync(first - 1, connection, transaction, cancellationToken).ConfigureAwait(false);
         var scratch = new ArrayBufferWriter<byte>(512);
         using var sqlite = IsPostgres ? null : new SqliteEntryInserter(connection);
         for (var start = 0; start < rows.Count; start += AppendChunk)
@@ -114,6 +116,13 @@ internal sealed class AuditStore(IVigieDatabase database)
                     }
                 });
                 previous = leaf;
+                if (!hasLast || !string.Equals(row.PatientRef, lastPatient, StringComparison.Ordinal))
+                {
+                    runs.Add((row.Seq, row.PatientRef));
+                    hasLast = true;
+                    lastPatient = row.PatientRef;
+                }
+
                 sqlite?.Insert(row);
             }
         }
@@ -121,10 +130,11 @@ internal sealed class AuditStore(IVigieDatabase database)
         if (sqlite is not null)
         {
             sqlite.InsertNodes(nodes);
+            sqlite.InsertRuns(runs);
         }
         else
         {
-            await InsertPostgresAsync(rows, nodes, connection, transaction, cancellationToken).ConfigureAwait(false);
+            await InsertPostgresAsync(rows, nodes, runs, connection, transaction, cancellationToken).ConfigureAwait(false);
         }
 
         await using var update = connection.CreateCommand(transaction,
@@ -194,6 +204,22 @@ internal sealed class AuditStore(IVigieDatabase database)
             }
         }
 
+        public void InsertRuns(List<(long Seq, string? PatientRef)> runs)
+        {
+            if (runs.Count == 0)
+            {
+                return;
+            }
+
+            using var run = Prepare(_db, "INSERT INTO audit_patient_run (seq, patient_ref) VALUES (?, ?)");
+            foreach (var (seq, patientRef) in runs)
+            {
+                raw.sqlite3_bind_int64(run, 1, seq);
+                BindText(run, 2, patientRef);
+                Step(_db, run);
+            }
+        }
+
         public void Dispose() => _insert.Dispose();
     }
 
@@ -243,7 +269,7 @@ internal sealed class AuditStore(IVigieDatabase database)
 
     // One round trip per table: arrays bound as parameters and expanded with unnest.
     private static async ValueTask InsertPostgresAsync(IReadOnlyList<EntryRow> rows, List<(int Level, long Index, byte[] Hash)> nodes,
-        DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+        List<(long Seq, string? PatientRef)> runs, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {
         var n = rows.Count;
         var seq = new long[n];
@@ -302,6 +328,186 @@ internal sealed class AuditStore(IVigieDatabase database)
                 .With("@h", nodes.Select(x => x.Hash).ToArray());
             await node.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        if (runs.Count > 0)
+        {
+            await using var run = connection.CreateCommand(transaction,
+                    "INSERT INTO audit_patient_run (seq, patient_ref) SELECT * FROM unnest(@s::bigint[], @p::text[])")
+                .With("@s", runs.Select(x => x.Seq).ToArray())
+                .With("@p", runs.Select(x => x.PatientRef).ToArray());
+            await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Where the patient runs disagree with the entries: an entry whose patient differs from the entry before it
+    /// (or the first entry) without a run of that patient starting there, and a run with no entry or another patient.
+    /// Both tables are streamed in sequence order and merged (a window query over the log buffered all of it).
+    /// Entries appended while this runs are left out.
+    /// </summary>
+    public async ValueTask<List<(long Seq, string Problem)>> FindPatientRunProblemsAsync(int max, CancellationToken cancellationToken)
+    {
+        var found = new List<(long Seq, string Problem)>();
+        long bound;
+        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await using var last = connection.CreateCommand(null, "SELECT MAX(seq) FROM audit_entry");
+            if (await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not { } value || value is DBNull)
+            {
+                bound = -1;
+            }
+            else
+            {
+                bound = Convert.ToInt64(value, CultureInfo.InvariantCulture);
+            }
+        }
+
+        await using var entryConnection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var runConnection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        if (!IsPostgres)
+        {
+            return await Task.Run(() => FindPatientRunProblemsSqlite(entryConnection, runConnection, bound, max, cancellationToken), cancellationToken)
+                .ConfigureAwait(false);
+        }
+
+        await using var entryCommand = entryConnection.CreateCommand(null, "SELECT seq, patient_ref FROM audit_entry WHERE seq <= @b ORDER BY seq").With("@b", bound);
+        await using var runCommand = runConnection.CreateCommand(null, "SELECT seq, patient_ref FROM audit_patient_run WHERE seq <= @b ORDER BY seq").With("@b", bound);
+        await using var entries = await entryCommand.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var runs = await runCommand.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+
+        var hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+        var first = true;
+        string? previous = null;
+        while (found.Count < max && await entries.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var seq = entries.GetInt64(0);
+            var patient = entries.IsDBNull(1) ? null : entries.GetString(1);
+            var starts = first || !string.Equals(patient, previous, StringComparison.Ordinal);
+            first = false;
+            previous = patient;
+            while (hasRun && runs.GetInt64(0) < seq)
+            {
+                found.Add((runs.GetInt64(0), "the patient index has a run starting at an entry that does not exist"));
+                hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (hasRun && runs.GetInt64(0) == seq)
+            {
+                // A run where the patient does not change is harmless (it only splits a run); one naming another patient is not.
+                if (!string.Equals(runs.IsDBNull(1) ? null : runs.GetString(1), patient, StringComparison.Ordinal))
+                {
+                    found.Add((seq, "the patient index's run starting at this entry names another patient"));
+                }
+
+                hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else if (starts)
+            {
+                found.Add((seq, "the patient changes at this entry but the patient index has no run starting there (the patient's view would miss entries)"));
+            }
+        }
+
+        while (found.Count < max && hasRun)
+        {
+            found.Add((runs.GetInt64(0), "the patient index has a run starting at an entry that does not exist"));
+            hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return found;
+    }
+
+    /// <summary>
+    /// The same merge through SQLite's own API, comparing the patients' UTF-8 bytes in place: reading a million
+    /// patient references as .NET strings took longer than the rest of the check.
+    /// </summary>
+    private static List<(long Seq, string Problem)> FindPatientRunProblemsSqlite(DbConnection entryConnection, DbConnection runConnection, long bound, int max,
+        CancellationToken cancellationToken)
+    {
+        var found = new List<(long Seq, string Problem)>();
+        var db = ((SqliteConnection)entryConnection).Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
+        var runDb = ((SqliteConnection)runConnection).Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
+        using var entries = Prepare(db, "SELECT seq, patient_ref FROM audit_entry WHERE seq <= ? ORDER BY seq");
+        using var runs = Prepare(runDb, "SELECT seq, patient_ref FROM audit_patient_run WHERE seq <= ? ORDER BY seq");
+        raw.sqlite3_bind_int64(entries, 1, bound);
+        raw.sqlite3_bind_int64(runs, 1, bound);
+        var previous = new ArrayBufferWriter<byte>(128);
+        var previousNull = false;
+        var first = true;
+        var hasRun = Next(runDb, runs);
+        var read = 0L;
+        while (found.Count < max && Next(db, entries))
+        {
+            if ((++read & 0xFFFF) == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
+            var seq = raw.sqlite3_column_int64(entries, 0);
+            var isNull = raw.sqlite3_column_type(entries, 1) == raw.SQLITE_NULL;
+            var patient = isNull ? default : raw.sqlite3_column_blob(entries, 1);
+            var starts = first || isNull != previousNull || (!isNull && !patient.SequenceEqual(previous.WrittenSpan));
+            first = false;
+            if (starts)
+            {
+                previous.ResetWrittenCount();
+                previous.Write(patient);
+                previousNull = isNull;
+            }
+
+            while (hasRun && raw.sqlite3_column_int64(runs, 0) < seq)
+            {
+                found.Add((raw.sqlite3_column_int64(runs, 0), "the patient index has a run starting at an entry that does not exist"));
+                hasRun = Next(runDb, runs);
+            }
+
+            if (hasRun && raw.sqlite3_column_int64(runs, 0) == seq)
+            {
+                var runNull = raw.sqlite3_column_type(runs, 1) == raw.SQLITE_NULL;
+                if (runNull != isNull || (!isNull && !raw.sqlite3_column_blob(runs, 1).SequenceEqual(previous.WrittenSpan)))
+                {
+                    found.Add((seq, "the patient index's run starting at this entry names another patient"));
+                }
+
+                hasRun = Next(runDb, runs);
+            }
+            else if (starts)
+            {
+                found.Add((seq, "the patient changes at this entry but the patient index has no run starting there (the patient's view would miss entries)"));
+            }
+        }
+
+        while (found.Count < max && hasRun)
+        {
+            found.Add((raw.sqlite3_column_int64(runs, 0), "the patient index has a run starting at an entry that does not exist"));
+            hasRun = Next(runDb, runs);
+        }
+
+        return found;
+
+        static bool Next(sqlite3 db, sqlite3_stmt statement)
+        {
+            var rc = raw.sqlite3_step(statement);
+            return rc switch
+            {
+                raw.SQLITE_ROW => true,
+                raw.SQLITE_DONE => false,
+                _ => throw new SqliteException(raw.sqlite3_errmsg(db).utf8_to_string(), rc),
+            };
+        }
+    }
+
+    /// <summary>The patient of entry <paramref name="seq"/>; HasEntry is false when there is no such entry (a damaged log: the next run starts afresh).</summary>
+    private static async ValueTask<(bool HasEntry, string? PatientRef)> ReadPatientRefAsync(long seq, DbConnection connection, DbTransaction transaction,
+        CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand(transaction, "SELECT patient_ref FROM audit_entry WHERE seq = @s").With("@s", seq);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return (false, null);
+        }
+
+        return (true, reader.IsDBNull(0) ? null : reader.GetString(0));
     }
 
     public static EntryRow ReadEntry(DbDataReader reader) => new()
@@ -575,6 +781,13 @@ internal sealed class AuditStore(IVigieDatabase database)
         }
     }
 
+    private static readonly string QualifiedEntryColumns = string.Join(", ", EntryColumns.Split(", ").Select(c => "e." + c));
+
+    private const string PatientRunsJoin = """
+        audit_patient_run r JOIN audit_entry e ON e.seq >= r.seq
+          AND e.seq < COALESCE((SELECT MIN(n.seq) FROM audit_patient_run n WHERE n.seq > r.seq), 9223372036854775807)
+        """;
+
     public async ValueTask<(List<EntryRow> Rows, bool More)> QueryAsync(AuditQuery query, int limit, CancellationToken cancellationToken)
     {
         var where = new List<string>();
@@ -582,60 +795,62 @@ internal sealed class AuditStore(IVigieDatabase database)
         await using var command = connection.CreateCommand(null, "");
         if (query.PatientRef is not null)
         {
-            where.Add("patient_ref = @p");
+            // The runs give where each of the patient's bursts starts; each ends where the next run (any patient) starts.
+            where.Add("r.patient_ref = @p");
+            where.Add("e.patient_ref = @p");
             command.With("@p", query.PatientRef);
         }
 
         if (query.UserId is not null)
         {
-            where.Add("user_id = @u");
+            where.Add("e.user_id = @u");
             command.With("@u", query.UserId);
         }
 
         if (query.From is not null)
         {
-            where.Add("time_ms >= @from");
+            where.Add("e.time_ms >= @from");
             command.With("@from", query.From.Value.ToUnixTimeMilliseconds());
         }
 
         if (query.To is not null)
         {
-            where.Add("time_ms < @to");
+            where.Add("e.time_ms < @to");
             command.With("@to", query.To.Value.ToUnixTimeMilliseconds());
         }
 
         if (query.EventId is not null)
         {
             // Tokens are "alias|code" or "system|code|display": the code sits between two bars once the value is wrapped in bars.
-            where.Add(@"('|' || event_id || '|') LIKE @eid ESCAPE '\'");
+            where.Add(@"('|' || e.event_id || '|') LIKE @eid ESCAPE '\'");
             command.With("@eid", "%|" + EscapeLike(query.EventId) + "|%");
         }
 
         if (query.EventType is not null)
         {
-            where.Add(@"('|' || replace(event_types, @newline, '|') || '|') LIKE @etype ESCAPE '\'");
+            where.Add(@"('|' || replace(e.event_types, @newline, '|') || '|') LIKE @etype ESCAPE '\'");
             command.With("@etype", "%|" + EscapeLike(query.EventType) + "|%").With("@newline", "\n");
         }
 
         if (query.Outcome is not null)
         {
-            where.Add("outcome = @o");
+            where.Add("e.outcome = @o");
             command.With("@o", (long)query.Outcome.Value);
         }
 
         if (query.Cursor is not null)
         {
-            where.Add(query.Ascending ? "seq > @c" : "seq < @c");
+            where.Add(query.Ascending ? "e.seq > @c" : "e.seq < @c");
             command.With("@c", query.Cursor.Value);
         }
 
-        var sql = new StringBuilder($"SELECT {EntryColumns} FROM audit_entry");
+        var sql = new StringBuilder($"SELECT {QualifiedEntryColumns} FROM ").Append(query.PatientRef is null ? "audit_entry e" : PatientRunsJoin);
         if (where.Count > 0)
         {
             sql.Append(" WHERE ").AppendJoin(" AND ", where);
         }
 
-        sql.Append(query.Ascending ? " ORDER BY seq" : " ORDER BY seq DESC").Append(" LIMIT @limit");
+        sql.Append(query.Ascending ? " ORDER BY e.seq" : " ORDER BY e.seq DESC").Append(" LIMIT @limit");
         command.With("@limit", limit + 1);
         command.CommandText = sql.ToString();
         var rows = new List<EntryRow>();

@@ -41,6 +41,9 @@ public enum AuditProblemKind
 
     /// <summary>The append state (size, frontier, last leaf) disagrees with the entries.</summary>
     StateMismatch,
+
+    /// <summary>The patient index (runs of entries per patient) disagrees with the entries: a patient's view would miss some.</summary>
+    PatientIndexMismatch,
 }
 
 /// <summary>One problem, naming the entry (sequence number) or tree head it concerns, with a reason.</summary>

@@ -23,6 +23,8 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.verify");
         var stopwatch = Stopwatch.StartNew();
         var problems = new Problems(maxProblems);
+        // The patient runs are checked by one query on its own connection, alongside the pass over the entries.
+        var runProblems = store.FindPatientRunProblemsAsync(maxProblems, cancellationToken).AsTask();
 
         // 1. Tree heads: signatures first; only heads that verify are used to judge the entries.
         var heads = new List<SignedTreeHead>();
@@ -198,6 +200,19 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
         {
             problems.Add(AuditProblemKind.StateMismatch, null, null, ex.Message);
+        }
+
+        // 5. The patient runs: one missing, or naming another patient, would hide entries from that patient's view.
+        try
+        {
+            foreach (var (seq, problem) in await runProblems.ConfigureAwait(false))
+            {
+                problems.Add(AuditProblemKind.PatientIndexMismatch, seq, null, problem);
+            }
+        }
+        catch (DbException ex)
+        {
+            problems.Add(AuditProblemKind.PatientIndexMismatch, null, null, "the patient index cannot be read: " + ex.Message);
         }
 
         AuditTelemetry.VerificationProblems.Add(problems.Count);
