@@ -23,7 +23,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.verify");
         var stopwatch = Stopwatch.StartNew();
         var problems = new Problems(maxProblems);
-        // The patient runs are checked by one query on its own connection, alongside the pass over the entries.
+        // The patient runs are checked on connections of their own, alongside the pass over the entries.
         var runProblems = store.FindPatientRunProblemsAsync(maxProblems, cancellationToken).AsTask();
 
         // 1. Tree heads: signatures first; only heads that verify are used to judge the entries.
