@@ -52,7 +52,7 @@ trap cleanup EXIT
 files=$(find "$corpus" -name '*.dcm' | wc -l)
 bytes=$(find "$corpus" -name '*.dcm' -printf '%s\n' | awk '{s+=$1} END {print s}')
 mb=$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b/1048576}')
-echo "corpus: $files images, $mb MiB; $(nproc) cores; $parallel parallel associations; best of $rounds rounds"
+echo "corpus: $files images, $mb MiB; $(nproc) cores; $parallel parallel associations; best of $rounds rounds, each on empty storage"
 
 wait_port() { # port [called AE]
   for _ in $(seq 1 300); do
@@ -80,48 +80,58 @@ send_parallel() { # aet port folder
   for i in "${ps[@]}"; do wait "$i" || { cat "$work/storescu.err" >&2; return 1; }; done
   rm -f "$work"/part.*
 }
-best() { # fn aet port folder -> prints best seconds of $rounds
-  local b="" t0 t1 s
-  for _ in $(seq 1 "$rounds"); do
-    t0=$(now); "$1" "$2" "$3" "$4"; t1=$(now)
-    s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b-a}')
-    if [ -z "$b" ] || awk -v s="$s" -v b="$b" 'BEGIN {exit !(s<b)}'; then b=$s; fi
-  done
-  echo "$b"
-}
-
-declare -A single multi
-run_target() { # name aet port
-  send_one "$2" "$3" "$warmup"       # JIT, caches, first index pages
-  single[$1]=$(best send_one "$2" "$3" "$corpus")
-  multi[$1]=$(best send_parallel "$2" "$3" "$corpus")
-}
-
-# storescp: files only. One process for one association at a time; --fork for parallel associations.
-mkdir -p "$work/storescp" "$work/storescp-fork"
-storescp -aet STORESCP -od "$work/storescp" -pdu 131072 11401 >/dev/null 2>&1 & pids+=($!)
-storescp -aet STORESCP --fork -od "$work/storescp-fork" -pdu 131072 11411 >/dev/null 2>&1 & pids+=($!)
-wait_port 11401; wait_port 11411
-send_one STORESCP 11401 "$warmup"
-single[storescp]=$(best send_one STORESCP 11401 "$corpus")
-multi[storescp]=$(best send_parallel STORESCP 11411 "$corpus")
-
-# Orthanc: SQLite index, uncompressed storage.
-mkdir -p "$work/orthanc"
-cat > "$work/orthanc/orthanc.json" <<EOF
-{ "Name": "BENCH", "StorageDirectory": "$work/orthanc/storage", "IndexDirectory": "$work/orthanc/index",
-  "DicomAet": "ORTHANC", "DicomPort": 11402, "HttpPort": 18402, "RemoteAccessAllowed": false,
+# Each round starts the target afresh on empty storage, warms it up with another corpus, then times the shared
+# corpus: every timed store is a new instance. (Timing the same corpus again on the same storage would time the
+# duplicate path, which each target handles its own way.)
+srv=""
+start_target() { # name dir
+  mkdir -p "$2"
+  case "$1" in
+    storescp) storescp -aet STORESCP -od "$2" -pdu 131072 11401 >/dev/null 2>&1 & srv=$! ;;
+    storescp-fork) storescp -aet STORESCP --fork -od "$2" -pdu 131072 11401 >/dev/null 2>&1 & srv=$! ;;
+    orthanc)
+      cat > "$2/orthanc.json" <<EOF
+{ "Name": "BENCH", "StorageDirectory": "$2/storage", "IndexDirectory": "$2/index",
+  "DicomAet": "ORTHANC", "DicomPort": 11401, "HttpPort": 18401, "RemoteAccessAllowed": false,
   "AuthenticationEnabled": false, "DicomCheckCalledAet": false, "Plugins": [], "StorageCompression": false,
   "DicomThreadsCount": 4 }
 EOF
-Orthanc "$work/orthanc/orthanc.json" >"$work/orthanc/log" 2>&1 & pids+=($!)
-wait_port 11402
-run_target orthanc ORTHANC 11402
+      Orthanc "$2/orthanc.json" >"$2/log" 2>&1 & srv=$! ;;
+    vigie) "$vigie" serve --data "$2/data" --dicom-port 11401 --http-port 18401 >"$2/log" 2>&1 & srv=$! ;;
+  esac
+  pids+=("$srv")
+}
+stop_target() { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
 
+declare -A single multi
+best=""
+best_of() { # name aet send_fn -> $best: the best seconds of $rounds fresh rounds (no subshell: the servers stay our children)
+  local b="" t0 t1 s r dir
+  for r in $(seq 1 "$rounds"); do
+    dir="$work/$1-$3-$r"
+    start_target "$1" "$dir"
+    wait_port 11401 "$2"
+    # JIT, caches, first index pages: the warm-up corpus, three times (a server runs for months).
+    for _ in 1 2 3; do send_one "$2" 11401 "$warmup"; done
+    t0=$(now); "$3" "$2" 11401 "$corpus"; t1=$(now)
+    stop_target
+    [ "$1" = vigie ] && [ "$r" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
+    rm -rf "$dir"
+    s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b-a}')
+    if [ -z "$b" ] || awk -v s="$s" -v b="$b" 'BEGIN {exit !(s<b)}'; then b=$s; fi
+  done
+  best=$b
+}
+
+# storescp: files only, never synced. One process for one association at a time; --fork for parallel associations.
+best_of storescp STORESCP send_one; single[storescp]=$best
+best_of storescp-fork STORESCP send_parallel; multi[storescp]=$best
+# Orthanc: SQLite index, uncompressed storage.
+best_of orthanc ORTHANC send_one; single[orthanc]=$best
+best_of orthanc ORTHANC send_parallel; multi[orthanc]=$best
 # Vigie: the embedded default (SQLite, data folder), everything on.
-"$vigie" serve --data "$work/vigie-data" --dicom-port 11403 --http-port 18403 >"$work/vigie.log" 2>&1 & pids+=($!)
-wait_port 11403 VIGIE
-run_target vigie VIGIE 11403
+best_of vigie VIGIE send_one; single[vigie]=$best
+best_of vigie VIGIE send_parallel; multi[vigie]=$best
 
 # The disk alone: each corpus file written, flushed, renamed and its folder flushed, one after the other, with no
 # network and no processing. Answering a store only once it is durable adds at least this to storescp's time.
