@@ -13,6 +13,20 @@ public abstract class ContentSource : IDisposable
     /// <summary>The whole content when it already sits in memory; engines that need contiguous bytes use it.</summary>
     public virtual ReadOnlyMemory<byte>? Memory => null;
 
+    /// <summary>
+    /// The content's SHA-256 when its producer already computed it over these exact bytes (the archive spool hashes
+    /// every object as it arrives), so that hash lists do not hash the whole content again. Slices do not carry it.
+    /// </summary>
+    public ReadOnlyMemory<byte>? KnownSha256 { get; private set; }
+
+    /// <summary>Records the SHA-256 the caller computed over exactly these bytes; see <see cref="KnownSha256"/>.</summary>
+    public ContentSource WithKnownSha256(ReadOnlyMemory<byte> sha256)
+    {
+        ArgumentOutOfRangeException.ThrowIfNotEqual(sha256.Length, 32, nameof(sha256));
+        KnownSha256 = sha256;
+        return this;
+    }
+
     /// <summary>The file and offset this content lies in, when it is a plain range of a file (lets libyara map it instead of copying).</summary>
     internal virtual (SafeFileHandle Handle, long Offset)? FileRange => null;
 

@@ -151,16 +151,19 @@ internal sealed class SignatureEngine : IKnownBadEngine
             return;
         }
 
+        // The spool already hashed the object with SHA-256 on its way in: no second pass over it for that.
+        var known = wanted[(int)HashAlgorithmKind.Sha256] ? content.KnownSha256 : null;
         using var md5 = wanted[(int)HashAlgorithmKind.Md5] ? IncrementalHash.CreateHash(HashAlgorithmName.MD5) : null;
         using var sha1 = wanted[(int)HashAlgorithmKind.Sha1] ? IncrementalHash.CreateHash(HashAlgorithmName.SHA1) : null;
-        using var sha256 = wanted[(int)HashAlgorithmKind.Sha256] ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
-        if (content.Memory is { } memory)
+        using var sha256 = wanted[(int)HashAlgorithmKind.Sha256] && known is null ? IncrementalHash.CreateHash(HashAlgorithmName.SHA256) : null;
+        var reading = md5 is not null || sha1 is not null || sha256 is not null;
+        if (reading && content.Memory is { } memory)
         {
             md5?.AppendData(memory.Span);
             sha1?.AppendData(memory.Span);
             sha256?.AppendData(memory.Span);
         }
-        else
+        else if (reading)
         {
             var buffer = ArrayPool<byte>.Shared.Rent(ChunkSize);
             try
@@ -186,19 +189,18 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
 
-        Report(context, HashAlgorithmKind.Md5, md5, length);
-        Report(context, HashAlgorithmKind.Sha1, sha1, length);
-        Report(context, HashAlgorithmKind.Sha256, sha256, length);
+        Report(context, HashAlgorithmKind.Md5, md5?.GetHashAndReset(), length);
+        Report(context, HashAlgorithmKind.Sha1, sha1?.GetHashAndReset(), length);
+        Report(context, HashAlgorithmKind.Sha256, known is { } digest ? digest.ToArray() : sha256?.GetHashAndReset(), length);
     }
 
-    private void Report(InspectionContext context, HashAlgorithmKind algorithm, IncrementalHash? hash, long length)
+    private void Report(InspectionContext context, HashAlgorithmKind algorithm, byte[]? digest, long length)
     {
-        if (hash is null)
+        if (digest is null)
         {
             return;
         }
 
-        var digest = hash.GetHashAndReset();
         if (algorithm == HashAlgorithmKind.Sha256)
         {
             context.RecordSha256(digest);

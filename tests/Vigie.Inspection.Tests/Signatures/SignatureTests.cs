@@ -53,6 +53,22 @@ public sealed class SignatureTests
         Assert.Null((await TestInspection.InspectAsync(bytes)).Sha256);
     }
 
+    [Fact]
+    public async Task A_SHA256_the_producer_already_computed_is_used_instead_of_hashing_again()
+    {
+        using var temp = new TempDirectory();
+        SignatureSamples.WriteRules(temp.Combine("rules"));
+        var listed = System.Security.Cryptography.SHA256.HashData("a harmless file known by its SHA-256\n"u8);
+        var bytes = "an object whose digest the archive spool computed\n"u8.ToArray();
+        // A digest that is not these bytes' own shows which one the hash list was checked against.
+        using var content = ContentSource.FromMemory(bytes).WithKnownSha256(listed);
+        var verdict = await WithRules(temp.Combine("rules")).InspectAsync(content, null, TestContext.Current.CancellationToken);
+        Assert.Contains("Vigie.Test.HashSha256", verdict.Has("signature.hash").Message, StringComparison.Ordinal);
+        Assert.Equal(Convert.ToHexStringLower(listed), verdict.Sha256);
+        // Slices (the entries of a container) are hashed themselves.
+        Assert.Null(content.Slice(0, 4).KnownSha256);
+    }
+
     /// <summary>
     /// Regression: a fixed-offset signature counted back from the end ("EOF-10,5") was tried from offset 0 when the
     /// content was shorter than the offset, while clamscan (and Vigie's own floating path) never matches there.
