@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Data.Common;
 using System.Globalization;
 using System.Runtime.CompilerServices;
@@ -169,6 +170,12 @@ internal sealed class AuditStore(IVigieDatabase database)
 
         public void Insert(EntryRow row)
         {
+            if (row.Prepared is { } prepared)
+            {
+                InsertPrepared(row, prepared);
+                return;
+            }
+
             raw.sqlite3_bind_int64(_insert, 1, row.Seq);
             raw.sqlite3_bind_int64(_insert, 2, row.TimeMs);
             raw.sqlite3_bind_text(_insert, 3, row.EventId);
@@ -185,6 +192,46 @@ internal sealed class AuditStore(IVigieDatabase database)
             raw.sqlite3_bind_blob(_insert, 14, row.PrevHash);
             raw.sqlite3_bind_blob(_insert, 15, row.LeafHash);
             Step(_db, _insert);
+        }
+
+        /// <summary>
+        /// Binds the text columns straight from the UTF-8 the row's canonical bytes already hold (built on another
+        /// core), instead of encoding each string again on the one thread that inserts.
+        /// </summary>
+        private void InsertPrepared(EntryRow row, byte[] prepared)
+        {
+            // 0x00, marker, seq, time; then event_id, event_types, action; outcome; then six text columns.
+            var offset = 1 + 4 + 8 + 8;
+            raw.sqlite3_bind_int64(_insert, 1, row.Seq);
+            raw.sqlite3_bind_int64(_insert, 2, row.TimeMs);
+            BindField(prepared, ref offset, 3);
+            BindField(prepared, ref offset, 4);
+            BindField(prepared, ref offset, 5);
+            offset += 8;
+            raw.sqlite3_bind_int64(_insert, 6, row.Outcome);
+            for (var column = 7; column <= 12; column++)
+            {
+                BindField(prepared, ref offset, column);
+            }
+
+            BindBlob(_insert, 13, row.Sealed);
+            raw.sqlite3_bind_blob(_insert, 14, row.PrevHash);
+            raw.sqlite3_bind_blob(_insert, 15, row.LeafHash);
+            Step(_db, _insert);
+        }
+
+        private void BindField(byte[] prepared, ref int offset, int column)
+        {
+            if (prepared[offset] == 0)
+            {
+                raw.sqlite3_bind_null(_insert, column);
+                offset += 1;
+                return;
+            }
+
+            var length = BinaryPrimitives.ReadInt32BigEndian(prepared.AsSpan(offset + 1));
+            raw.sqlite3_bind_text(_insert, column, prepared.AsSpan(offset + 5, length));
+            offset += 5 + length;
         }
 
         public void InsertNodes(List<(int Level, long Index, byte[] Hash)> nodes)

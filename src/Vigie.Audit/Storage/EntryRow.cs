@@ -77,13 +77,18 @@ internal sealed class EntryRow
             BinaryPrimitives.WriteInt64BigEndian(prepared.AsSpan(PrefixedSeqOffset), Seq);
             PrevHash.CopyTo(prepared.AsSpan(prepared.Length - MerkleHash.Size));
             MerkleHash.LeafPrefixed(prepared, destination);
-            _prepared = null;
             return;
         }
 
         WritePrefixedCanonical(scratch);
         MerkleHash.LeafPrefixed(scratch.WrittenSpan, destination);
     }
+
+    /// <summary>
+    /// The prefixed canonical bytes <see cref="PrepareCanonical"/> built, once <see cref="ComputeLeafHash"/> has filled
+    /// in the sequence number and previous leaf: the insert binds the text columns from their UTF-8 in there.
+    /// </summary>
+    public byte[]? Prepared => _prepared;
 
     /// <summary>
     /// Builds the prefixed canonical bytes ahead of the append, with blanks where the sequence number and the previous
