@@ -52,7 +52,7 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
                 await ExecuteAsync(connection, transaction, migration.SqlFor(database.Provider), cancellationToken).ConfigureAwait(false);
                 await using (var record = connection.CreateCommand())
                 {
-                    record.Transaction = transaction;
+                    record.Transaction = transaction.ForCommand();
                     record.CommandText = "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, @d, @t)";
                     AddParameter(record, "@m", migration.Module);
                     AddParameter(record, "@v", migration.Version);
@@ -76,7 +76,7 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
-        command.Transaction = transaction;
+        command.Transaction = transaction.ForCommand();
         command.CommandText = sql;
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }

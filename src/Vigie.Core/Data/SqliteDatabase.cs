@@ -69,12 +69,25 @@ public sealed class SqliteDatabase : IVigieDatabase
         }
     }
 
-    public ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken)
+    public async ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        // SQLite is in-process: there is nothing to await. Microsoft.Data.Sqlite issues BEGIN IMMEDIATE
-        // when the transaction is not deferred, and waits up to busy_timeout for the write lock.
-        cancellationToken.ThrowIfCancellationRequested();
+        // Writers of this process queue on the gate without holding a thread; Microsoft.Data.Sqlite then issues
+        // BEGIN IMMEDIATE, which waits up to busy_timeout only for writers of other processes.
         var sqlite = (SqliteConnection)connection;
-        return ValueTask.FromResult<DbTransaction>(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false));
+        var gate = SqliteWriteGates.For(Path);
+        if (!await gate.WaitAsync(TimeSpan.FromMilliseconds(_busyTimeoutMs), cancellationToken).ConfigureAwait(false))
+        {
+            throw new TimeoutException($"no write access to the SQLite index within {_busyTimeoutMs} ms (Database:BusyTimeout): another writer of this process holds it");
+        }
+
+        try
+        {
+            return new GatedTransaction(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false), gate);
+        }
+        catch
+        {
+            gate.Release();
+            throw;
+        }
     }
 }
