@@ -28,6 +28,10 @@ public sealed class SqliteWriteGateTests
         await command.ExecuteNonQueryAsync(TestContext.Current.CancellationToken);
     }
 
+    /// <summary>A begin that the gate should grant at once: bounded, so a gate never given back fails the test instead of hanging it.</summary>
+    private static Task<DbTransaction> Soon(ValueTask<DbTransaction> begin) =>
+        begin.AsTask().WaitAsync(TimeSpan.FromSeconds(5), TestContext.Current.CancellationToken);
+
     private static async Task<long> CountAsync(SqliteDatabase database)
     {
         await using var connection = await database.OpenConnectionAsync(TestContext.Current.CancellationToken);
@@ -53,7 +57,7 @@ public sealed class SqliteWriteGateTests
         Assert.False(waiting.IsCompleted);
 
         await holder.CommitAsync(ct);
-        await using var next = await waiting.AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct);
+        await using var next = await Soon(waiting);
         await InsertAsync(second, next, 2);
         await next.CommitAsync(ct);
         await holder.DisposeAsync();
@@ -74,12 +78,12 @@ public sealed class SqliteWriteGateTests
         await rolledBack.RollbackAsync(ct);
         await rolledBack.DisposeAsync();
 
-        await using (var abandoned = await database.BeginWriteAsync(connection, ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct))
+        await using (var abandoned = await Soon(database.BeginWriteAsync(connection, ct)))
         {
             await InsertAsync(connection, abandoned, 2);
         }
 
-        await using (var committed = await database.BeginWriteAsync(connection, ct).AsTask().WaitAsync(TimeSpan.FromSeconds(5), ct))
+        await using (var committed = await Soon(database.BeginWriteAsync(connection, ct)))
         {
             await InsertAsync(connection, committed, 3);
             await committed.CommitAsync(ct);

@@ -8,13 +8,11 @@ public static class DbCommandExtensions
     public static DbCommand CreateCommand(this DbConnection connection, DbTransaction? transaction, string sql)
     {
         var command = connection.CreateCommand();
-        command.Transaction = transaction.ForCommand();
+        // A gated SQLite transaction is ours; the provider's command wants its own.
+        command.Transaction = transaction is GatedTransaction gated ? gated.Inner : transaction;
         command.CommandText = sql;
         return command;
     }
-
-    /// <summary>The provider's own transaction, which its commands require (a gated SQLite transaction wraps it).</summary>
-    public static DbTransaction? ForCommand(this DbTransaction? transaction) => transaction is GatedTransaction gated ? gated.Inner : transaction;
 
     public static DbCommand With(this DbCommand command, string name, object? value)
     {

@@ -50,14 +50,11 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
             {
                 await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
                 await ExecuteAsync(connection, transaction, migration.SqlFor(database.Provider), cancellationToken).ConfigureAwait(false);
-                await using (var record = connection.CreateCommand())
+                await using (var record = connection.CreateCommand(transaction,
+                                 "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, @d, @t)")
+                             .With("@m", migration.Module).With("@v", migration.Version).With("@d", migration.Description)
+                             .With("@t", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture)))
                 {
-                    record.Transaction = transaction.ForCommand();
-                    record.CommandText = "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, @d, @t)";
-                    AddParameter(record, "@m", migration.Module);
-                    AddParameter(record, "@v", migration.Version);
-                    AddParameter(record, "@d", migration.Description);
-                    AddParameter(record, "@t", DateTimeOffset.UtcNow.ToString("O", CultureInfo.InvariantCulture));
                     await record.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
 
@@ -75,17 +72,7 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
 
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction? transaction, string sql, CancellationToken cancellationToken)
     {
-        await using var command = connection.CreateCommand();
-        command.Transaction = transaction.ForCommand();
-        command.CommandText = sql;
+        await using var command = connection.CreateCommand(transaction, sql);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-    }
-
-    private static void AddParameter(DbCommand command, string name, object value)
-    {
-        var parameter = command.CreateParameter();
-        parameter.ParameterName = name;
-        parameter.Value = value;
-        command.Parameters.Add(parameter);
     }
 }

@@ -16,6 +16,7 @@ public sealed class SqliteDatabase : IVigieDatabase
 
     private readonly string _connectionString;
     private readonly int _busyTimeoutMs;
+    private readonly SemaphoreSlim _writeGate;
 
     public SqliteDatabase(string path, TimeSpan busyTimeout)
     {
@@ -27,6 +28,7 @@ public sealed class SqliteDatabase : IVigieDatabase
         }
 
         Path = System.IO.Path.GetFullPath(path);
+        _writeGate = SqliteWriteGates.For(Path);
         _busyTimeoutMs = (int)Math.Clamp(busyTimeout.TotalMilliseconds, 0, int.MaxValue);
         _connectionString = new SqliteConnectionStringBuilder
         {
@@ -74,19 +76,18 @@ public sealed class SqliteDatabase : IVigieDatabase
         // Writers of this process queue on the gate without holding a thread; Microsoft.Data.Sqlite then issues
         // BEGIN IMMEDIATE, which waits up to busy_timeout only for writers of other processes.
         var sqlite = (SqliteConnection)connection;
-        var gate = SqliteWriteGates.For(Path);
-        if (!await gate.WaitAsync(TimeSpan.FromMilliseconds(_busyTimeoutMs), cancellationToken).ConfigureAwait(false))
+        if (!await _writeGate.WaitAsync(TimeSpan.FromMilliseconds(_busyTimeoutMs), cancellationToken).ConfigureAwait(false))
         {
             throw new TimeoutException($"no write access to the SQLite index within {_busyTimeoutMs} ms (Database:BusyTimeout): another writer of this process holds it");
         }
 
         try
         {
-            return new GatedTransaction(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false), gate);
+            return new GatedTransaction(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false), _writeGate);
         }
         catch
         {
-            gate.Release();
+            _writeGate.Release();
             throw;
         }
     }
