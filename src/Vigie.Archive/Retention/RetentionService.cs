@@ -125,9 +125,13 @@ public sealed class RetentionService
 
         foreach (var (kind, name) in due)
         {
+            // One write transaction per file, queued with the node's other writers (not asleep in SQLite's busy handler).
+            // On SQLite it holds the write lock from the check to the unlink, so no row for the object lands in between.
+            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
             if (kind == "object" && ObjectId.TryParse(name, out var id))
             {
-                await using var check = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_objects WHERE object_id = @o").With("@o", id.ToArray());
+                await using var check = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM archive_objects WHERE object_id = @o")
+                    .With("@o", id.ToArray());
                 if (SqlArchiveIndex.ToLong(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) > 0)
                 {
                     reclaimed++;
@@ -145,9 +149,13 @@ public sealed class RetentionService
                 }
             }
 
-            await using var remove = connection.CreateCommand(null, "DELETE FROM archive_deletions WHERE kind = @k AND name = @n")
-                .With("@k", kind).With("@n", name);
-            await remove.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await using (var remove = connection.CreateCommand(transaction, "DELETE FROM archive_deletions WHERE kind = @k AND name = @n")
+                             .With("@k", kind).With("@n", name))
+            {
+                await remove.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
         await using var count = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_deletions");
