@@ -17,6 +17,7 @@ internal sealed class ArchiveLayout
         Root = Path.GetFullPath(dataFolder);
         Objects = Path.Combine(Root, "objects");
         Spool = Path.Combine(Root, "spool");
+        SpoolReserve = Path.Combine(Spool, "reserve");
         Quarantine = Path.Combine(Root, "quarantine");
         Keys = Path.Combine(Root, "keys");
         RootKeyFile = Path.Combine(Keys, "root.key");
@@ -27,6 +28,9 @@ internal sealed class ArchiveLayout
     public string Objects { get; }
 
     public string Spool { get; }
+
+    /// <summary>Empty spool files made ahead of need (no key, no data); see <see cref="Storage.SpoolReserve"/>.</summary>
+    public string SpoolReserve { get; }
 
     public string Quarantine { get; }
 

@@ -38,6 +38,9 @@ public sealed class ArchiveOptions
     /// </summary>
     public bool PrecreateFanOutFolders { get; set; } = true;
 
+    /// <summary>Empty spool files kept ready in spool/reserve/, so that an arriving object does not wait for a file to be created. 0: none.</summary>
+    public int SpoolReserve { get; set; } = 8;
+
     /// <summary>Spool files older than this are removed at start (never acknowledged, so never needed).</summary>
     public TimeSpan StaleSpoolAge { get; set; } = TimeSpan.FromHours(6);
 
@@ -109,6 +112,11 @@ public sealed class ArchiveOptions
         {
             throw new InvalidOperationException(
                 $"Archive:SegmentSize must be between {Storage.ObjectFormat.MinSegmentSize} and {Storage.ObjectFormat.MaxSegmentSize} bytes.");
+        }
+
+        if (SpoolReserve is < 0 or > 1024)
+        {
+            throw new InvalidOperationException("Archive:SpoolReserve must be between 0 and 1024 files.");
         }
 
         if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || ScrubParallelism <= 0

@@ -15,6 +15,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     private readonly ILogger<FileObjectStore> _logger;
     private readonly TimeProvider _time;
     private readonly Lazy<SyncWorkers> _workers;
+    private readonly SpoolReserve _reserve;
     private int _disposed;
 
     public FileObjectStore(ArchiveKeyService keys, IOptions<ArchiveOptions> options, TimeProvider time, ILogger<FileObjectStore> logger)
@@ -26,6 +27,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         _logger = logger;
         Layout = new ArchiveLayout(_options.DataFolder);
         _workers = new Lazy<SyncWorkers>(() => new SyncWorkers(_options.SyncThreads));
+        _reserve = new SpoolReserve(Layout.Spool, Layout.SpoolReserve, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions,
+            logger);
     }
 
     internal ArchiveKeyService Keys { get; }
@@ -50,8 +53,12 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             prefix.CopyTo(header, 0);
             ObjectFormat.WriteSlot(header.AsSpan(ObjectFormat.SlotOffset(0)), generation, wrapped.KeyId, wrapped.Wrapped);
 
-            var path = Path.Combine(Layout.Spool, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)) + ArchiveLayout.SpoolExtension);
-            var file = new FileStream(path, NewFileOptions(FileAccess.ReadWrite));
+            if (!_reserve.TryTake(out var path, out var file))
+            {
+                path = Path.Combine(Layout.Spool, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)) + ArchiveLayout.SpoolExtension);
+                file = new FileStream(path, NewFileOptions(FileAccess.ReadWrite));
+            }
+
             return new SpoolWriter(this, path, file, header, dataKey, wrapped.KeyId, _options.SegmentSize, _options.WriteBufferSegments,
                 _options.MaxObjectBytes);
         }
@@ -115,10 +122,11 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     /// <summary>
     /// Syncs the spool, renames it to objects/xyz/&lt;id&gt; without replacing an existing file (link + unlink on Unix),
     /// or drops it when the id exists, then syncs the folder: even a duplicate syncs it, in case the first writer has not yet.
+    /// A duplicate's own bytes are not synced: every writer syncs its file before the rename, so an object that is
+    /// visible in its folder has durable content, and only its folder entry may still be pending.
     /// </summary>
     internal CommittedObject MoveIntoPlace(SpooledObject spool, bool durable)
     {
-        spool.SyncAndClose(durable);
         var directory = Layout.FanOutDirectory(spool.Id);
         var target = Layout.ObjectPath(spool.Id);
         // Fan-out folders are made on first use; a new one needs objects/ synced too.
@@ -126,11 +134,13 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         CommittedObject result;
         if (File.Exists(target))
         {
+            spool.SyncAndClose(durable: false);
             DeleteSpoolFile(spool.Path);
             result = new CommittedObject(spool.Id, spool.Length, AlreadyStored: true);
         }
         else
         {
+            spool.SyncAndClose(durable);
             try
             {
                 File.Move(spool.Path, target, overwrite: false);
@@ -290,27 +300,38 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return existed;
     }
 
-    /// <summary>Removes spools left by a crash (never acknowledged, so never needed). Young ones may belong to another node.</summary>
+    /// <summary>
+    /// Removes spools left by a crash (never acknowledged, so never needed), and reserve files as old. Young ones may
+    /// belong to another node.
+    /// </summary>
     internal int RemoveStaleSpools()
     {
         var removed = 0;
-        if (!Directory.Exists(Layout.Spool))
-        {
-            return 0;
-        }
-
         var cutoff = _time.GetUtcNow().UtcDateTime - _options.StaleSpoolAge;
-        foreach (var file in Directory.EnumerateFiles(Layout.Spool))
+        foreach (var folder in new[] { Layout.Spool, Layout.SpoolReserve })
         {
-            if (File.GetLastWriteTimeUtc(file) < cutoff)
+            if (!Directory.Exists(folder))
             {
-                DeleteSpoolFile(file);
-                removed++;
+                continue;
+            }
+
+            foreach (var file in Directory.EnumerateFiles(folder))
+            {
+                if (File.GetLastWriteTimeUtc(file) < cutoff)
+                {
+                    DeleteSpoolFile(file);
+                    removed++;
+                }
             }
         }
 
         return removed;
     }
+
+    /// <summary>Starts making the reserve spool files (in the background).</summary>
+    internal void FillSpoolReserve() => _reserve.Fill();
+
+    internal int SpoolReserveCount => _reserve.Count;
 
     internal FileStreamOptions NewFileOptions(FileAccess access)
     {
@@ -346,6 +367,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             return;
         }
 
+        _reserve.Dispose();
         if (_workers.IsValueCreated)
         {
             _workers.Value.Dispose();
