@@ -65,7 +65,6 @@ public sealed class ArchiveInitializer
             _logger.LogWarning("Removed {Count} stale spool file(s) left by an earlier crash.", stale);
         }
 
-        _store.FillSpoolReserve();
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
         return new ArchiveInitialization(layout.Root, keyFile, !keysExisted, stale);
     }

@@ -19,9 +19,12 @@ public sealed class SpoolReserveTests
         Directory.Exists(archive.Store.Layout.SpoolReserve) ? Directory.GetFiles(archive.Store.Layout.SpoolReserve) : [];
 
     [Fact]
-    public async Task The_reserve_is_filled_at_start_and_a_new_spool_takes_a_file_from_it()
+    public async Task The_reserve_fills_after_the_first_spool_and_the_next_one_takes_a_file_from_it()
     {
         await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.SpoolReserve = 3);
+        // Nothing is made ahead for a process that never receives (the CLI's scrub, stats...).
+        Assert.Empty(ReserveFiles(archive));
+        await archive.PutAsync(Samples.Content(1_000, 0));
         await WaitForReserveAsync(archive, 3);
         var reserve = ReserveFiles(archive);
         Assert.Equal(3, reserve.Length);
@@ -45,6 +48,7 @@ public sealed class SpoolReserveTests
     public async Task A_reserve_file_removed_by_another_node_is_never_written_to()
     {
         await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.SpoolReserve = 4);
+        await archive.PutAsync(Samples.Content(1_000, 0));
         await WaitForReserveAsync(archive, 4);
         // Another node's start sweeps spool files it believes stale, reserve files included.
         foreach (var file in ReserveFiles(archive))
@@ -69,6 +73,7 @@ public sealed class SpoolReserveTests
         var archive = await ArchiveHarness.CreateAsync(configure: o => o.SpoolReserve = 2);
         await using (archive)
         {
+            await archive.PutAsync(Samples.Content(1_000, 0));
             await WaitForReserveAsync(archive, 2);
             // A crashed node's reserve file, never taken.
             var crashed = Path.Combine(archive.Store.Layout.SpoolReserve, "0123456789abcdef0123456789abcdef");

@@ -328,9 +328,6 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return removed;
     }
 
-    /// <summary>Starts making the reserve spool files (in the background).</summary>
-    internal void FillSpoolReserve() => _reserve.Fill();
-
     internal int SpoolReserveCount => _reserve.Count;
 
     internal FileStreamOptions NewFileOptions(FileAccess access)
