@@ -103,17 +103,19 @@ EOF
 }
 stop_target() { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
 
-declare -A single multi
+declare -A single multi cpu
+# Server CPU (user + system, reaped children included) in clock ticks.
+server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # One timed run of target $1 (AE $2) with send function $3; the best time so far is kept in $4[$1].
 timed_round() { # name aet send_fn array round
-  local dir="$work/$1-$3-$5" t0 t1 s
+  local dir="$work/$1-$3-$5" t0 t1 s c0 c1
   start_target "$1" "$dir"
   wait_port 11401 "$2"
   # JIT, caches, first index pages: the warm-up corpus, three times (a server runs for months). The pause after
   # each lets .NET's tiered JIT finish recompiling hot methods in the background, as it has in any server up for
   # more than a few seconds: without it, a quarter of Vigie's CPU in the timed run went to the JIT.
   for _ in 1 2 3; do send_one "$2" 11401 "$warmup"; sleep 1; done
-  t0=$(now); "$3" "$2" 11401 "$corpus"; t1=$(now)
+  c0=$(server_cpu "$srv"); t0=$(now); "$3" "$2" 11401 "$corpus"; t1=$(now); c1=$(server_cpu "$srv")
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
   # The round's folder stays until the end: on a file system without a journal (this machine's ext4), every file
@@ -121,7 +123,12 @@ timed_round() { # name aet send_fn array round
   # charged whichever target ran after a deletion (ext4 recently_deleted, about 10 % of Vigie's CPU in profiles).
   s=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b-a}')
   local -n best_=$4
-  if [ -z "${best_[$1]:-}" ] || awk -v s="$s" -v b="${best_[$1]}" 'BEGIN {exit !(s<b)}'; then best_[$1]=$s; fi
+  if [ -z "${best_[$1]:-}" ] || awk -v s="$s" -v b="${best_[$1]}" 'BEGIN {exit !(s<b)}'; then
+    best_[$1]=$s
+    if [ "$3" = send_one ]; then
+      cpu[$1]=$(awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" -v n="$files" 'BEGIN {printf "%.2f", c * 1000 / t / n}')
+    fi
+  fi
 }
 
 # Rounds interleave the targets, so a slow spell of this shared machine falls on all of them rather than on one.
@@ -149,6 +156,7 @@ printf '%-10s %-44s %-44s\n' "" "one association" "$parallel associations"
 for t in storescp orthanc vigie; do
   printf '%-10s %6ss %s     %6ss %s\n' "$t" "${single[$t]}" "$(rate "${single[$t]}")" "${multi[$t]}" "$(rate "${multi[$t]}")"
 done
+echo "server CPU per image, one association (best round): storescp ${cpu[storescp]} ms, orthanc ${cpu[orthanc]} ms, vigie ${cpu[vigie]} ms"
 echo
 echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
 echo "$floor"
