@@ -128,9 +128,10 @@ internal sealed class SpoolReserve : IDisposable
                 }
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
-            // The reserve only saves time: spools are then created on demand, where a real failure surfaces.
+            // A pool work item must not throw, and the reserve only saves time: spools are then created on demand,
+            // where a real failure surfaces.
             _logger.LogWarning(e, "Could not make reserve spool files in {Folder}.", _folder);
         }
         finally
