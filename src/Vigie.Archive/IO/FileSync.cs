@@ -14,12 +14,19 @@ internal static partial class FileSync
     private const uint SyncFileRangeWrite = 2;
     private static bool _noWriteback;
 
-    public static void SyncFile(SafeFileHandle handle) => RandomAccess.FlushToDisk(handle);
+    private static readonly KeyValuePair<string, object?> FileKind = new("kind", "file");
+    private static readonly KeyValuePair<string, object?> DirectoryKind = new("kind", "directory");
+
+    public static void SyncFile(SafeFileHandle handle)
+    {
+        ArchiveTelemetry.Syncs.Add(1, FileKind);
+        RandomAccess.FlushToDisk(handle);
+    }
 
     public static void SyncFile(string path)
     {
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite);
-        RandomAccess.FlushToDisk(handle);
+        SyncFile(handle);
     }
 
     /// <summary>
@@ -62,6 +69,7 @@ internal static partial class FileSync
             return; // NTFS journals metadata; there is no directory handle to flush.
         }
 
+        ArchiveTelemetry.Syncs.Add(1, DirectoryKind);
         var fd = NativeMethods.Open(directory, ORdOnly | OCloExec);
         if (fd < 0)
         {

@@ -1,0 +1,72 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+
+namespace Vigie.Archive.Tests;
+
+[CollectionDefinition(nameof(SyncCountCollection), DisableParallelization = true)]
+public sealed class SyncCountCollection;
+
+/// <summary>How many fsyncs a commit costs (the metric is process-wide, so these tests run alone).</summary>
+[Collection(nameof(SyncCountCollection))]
+public sealed class SyncCountTests
+{
+    private sealed class SyncListener : IDisposable
+    {
+        private readonly MeterListener _listener = new();
+        private readonly ConcurrentDictionary<string, long> _counts = new();
+
+        public SyncListener()
+        {
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Name == ArchiveTelemetry.Name && instrument.Name == "vigie.archive.fsyncs")
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+            {
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "kind")
+                    {
+                        _counts.AddOrUpdate((string)tag.Value!, value, (_, old) => old + value);
+                    }
+                }
+            });
+            _listener.Start();
+        }
+
+        public (long Files, long Directories) Take()
+        {
+            var taken = (_counts.GetValueOrDefault("file"), _counts.GetValueOrDefault("directory"));
+            _counts.Clear();
+            return taken;
+        }
+
+        public void Dispose() => _listener.Dispose();
+    }
+
+    [Fact]
+    public async Task A_new_object_costs_one_file_sync_and_its_folder_syncs()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        using var syncs = new SyncListener();
+        await archive.PutAsync(Samples.Content(30_000, 1));
+        // Its fan-out folder, and objects/ because that folder was made on first use (the harness does not pre-create them).
+        Assert.Equal((1, 2), syncs.Take());
+    }
+
+    [Fact]
+    public async Task A_duplicate_costs_its_folder_sync_only()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var content = Samples.Content(30_000, 2);
+        await archive.PutAsync(content);
+        using var syncs = new SyncListener();
+        var again = await archive.PutAsync(content);
+        Assert.True(again.AlreadyStored);
+        // Its own bytes are dropped: the first writer synced its file before the rename that made it visible.
+        Assert.Equal((0, 1), syncs.Take());
+    }
+}
