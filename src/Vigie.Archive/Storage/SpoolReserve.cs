@@ -74,9 +74,10 @@ internal sealed class SpoolReserve : IDisposable
                 {
                     File.Move(entry.Path, spoolPath, overwrite: false);
                 }
-                catch (IOException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    // Gone (swept) or a name clash: never write to a file that is not where the store expects it.
+                    // Gone (swept), a name clash, or no right to move it: never write to a file that is not where the
+                    // store expects it.
                     Discard(entry);
                     continue;
                 }
@@ -147,9 +148,9 @@ internal sealed class SpoolReserve : IDisposable
         {
             File.Delete(entry.Path);
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            // Swept already, or removed at the next start.
+            // Swept already, or removed by the stale-spool sweep of a later start.
         }
     }
 
