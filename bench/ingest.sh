@@ -148,6 +148,7 @@ multi[storescp]=${multi[storescp-fork]}
 # network and no processing. Answering a store only once it is durable adds at least this to storescp's time.
 floor=$(dotnet "$root/bench/Vigie.Bench/bin/Release/net10.0/Vigie.Bench.dll" durable-floor "$corpus" "$work/floor")
 floor_s=$(echo "$floor" | sed -n 's/.*folder fsync \([0-9.]*\) s.*/\1/p')
+pack_s=$(echo "$floor" | sed -n 's/.*fdatasync \([0-9.]*\) s.*/\1/p')
 
 rate() { awk -v n="$files" -v s="$1" 'BEGIN {printf "%7.1f img/s %7.1f MB/s", n/s, '"$bytes"'/1e6/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b/a}'; }
@@ -161,5 +162,6 @@ echo
 echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
 echo "$floor"
 echo "  so, with an fsync before each answer, the best one association can do is $(awk -v a="${single[storescp]}" -v f="$floor_s" 'BEGIN {printf "%.2f", a/(a+f)}') x storescp"
+echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(awk -v a="${single[storescp]}" -v f="$pack_s" 'BEGIN {printf "%.2f", a/(a+f)}') x storescp)"
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
 "$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
