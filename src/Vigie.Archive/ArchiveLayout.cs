@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using Vigie.Archive.Storage;
 
 namespace Vigie.Archive;
@@ -37,6 +38,11 @@ internal sealed class ArchiveLayout
     public string Keys { get; }
 
     public string RootKeyFile { get; }
+
+    /// <summary>A spool file's name: random, so concurrent writers and nodes never collide.</summary>
+    public static string NewSpoolName() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
+    public string SpoolPath(string name) => Path.Combine(Spool, name + SpoolExtension);
 
     public string FanOutDirectory(ObjectId id) => Path.Combine(Objects, id.FanOut);
 

@@ -27,8 +27,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         _logger = logger;
         Layout = new ArchiveLayout(_options.DataFolder);
         _workers = new Lazy<SyncWorkers>(() => new SyncWorkers(_options.SyncThreads));
-        _reserve = new SpoolReserve(Layout.Spool, Layout.SpoolReserve, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions,
-            logger);
+        _reserve = new SpoolReserve(Layout, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions, logger);
     }
 
     internal ArchiveKeyService Keys { get; }
@@ -55,7 +54,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
             if (!_reserve.TryTake(out var path, out var file))
             {
-                path = Path.Combine(Layout.Spool, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)) + ArchiveLayout.SpoolExtension);
+                path = Layout.SpoolPath(ArchiveLayout.NewSpoolName());
                 file = new FileStream(path, NewFileOptions(FileAccess.ReadWrite));
             }
 

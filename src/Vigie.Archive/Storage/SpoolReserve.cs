@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
-using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Vigie.Archive.IO;
 
@@ -16,8 +15,7 @@ namespace Vigie.Archive.Storage;
 internal sealed class SpoolReserve : IDisposable
 {
     private readonly ConcurrentQueue<Entry> _files = new();
-    private readonly string _folder;
-    private readonly string _spoolFolder;
+    private readonly ArchiveLayout _layout;
     private readonly int _capacity;
     private readonly TimeSpan _maxAge;
     private readonly TimeProvider _time;
@@ -28,11 +26,10 @@ internal sealed class SpoolReserve : IDisposable
     private int _disposed;
     private bool _folderReady;
 
-    public SpoolReserve(string spoolFolder, string folder, int capacity, TimeSpan maxAge, TimeProvider time,
-        Func<FileAccess, FileStreamOptions> fileOptions, ILogger logger)
+    public SpoolReserve(ArchiveLayout layout, int capacity, TimeSpan maxAge, TimeProvider time, Func<FileAccess, FileStreamOptions> fileOptions,
+        ILogger logger)
     {
-        _spoolFolder = spoolFolder;
-        _folder = folder;
+        _layout = layout;
         _capacity = capacity;
         _maxAge = maxAge;
         _time = time;
@@ -69,7 +66,7 @@ internal sealed class SpoolReserve : IDisposable
                     continue;
                 }
 
-                var spoolPath = Path.Combine(_spoolFolder, Path.GetFileName(entry.Path) + ArchiveLayout.SpoolExtension);
+                var spoolPath = _layout.SpoolPath(Path.GetFileName(entry.Path));
                 try
                 {
                     File.Move(entry.Path, spoolPath, overwrite: false);
@@ -113,13 +110,13 @@ internal sealed class SpoolReserve : IDisposable
         {
             if (!_folderReady)
             {
-                FileSync.EnsureDirectory(_folder, durable: false);
+                FileSync.EnsureDirectory(_layout.SpoolReserve, durable: false);
                 _folderReady = true;
             }
 
             while (Count < _capacity && Volatile.Read(ref _disposed) == 0)
             {
-                var path = Path.Combine(_folder, Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)));
+                var path = Path.Combine(_layout.SpoolReserve, ArchiveLayout.NewSpoolName());
                 var entry = new Entry(path, new FileStream(path, _fileOptions(FileAccess.ReadWrite)), _time.GetUtcNow());
                 _files.Enqueue(entry);
                 Interlocked.Increment(ref _count);
@@ -133,7 +130,7 @@ internal sealed class SpoolReserve : IDisposable
         {
             // A pool work item must not throw, and the reserve only saves time: spools are then created on demand,
             // where a real failure surfaces.
-            _logger.LogWarning(e, "Could not make reserve spool files in {Folder}.", _folder);
+            _logger.LogWarning(e, "Could not make reserve spool files in {Folder}.", _layout.SpoolReserve);
         }
         finally
         {
