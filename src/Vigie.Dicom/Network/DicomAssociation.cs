@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
+using System.Net.Sockets;
 using Vigie.Dicom.IO;
 
 namespace Vigie.Dicom.Network;
@@ -19,6 +20,7 @@ public sealed class DicomTimeoutException(string message) : Exception(message);
 /// </summary>
 public sealed class DicomAssociation : IAsyncDisposable
 {
+    private const int MaxBlockingWrite = 64 * 1024;
     private readonly Stream _stream;
     private readonly DicomAssociationOptions _options;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -29,6 +31,9 @@ public sealed class DicomAssociation : IAsyncDisposable
     private byte _dataContext;
     private bool _dataComplete;
     private bool _closed;
+    private AssociationThread? _owner;
+    private Socket? _socket;
+    private int _receiveTimeoutMs;
 
     public DicomAssociation(Stream stream, bool isRequestor, DicomAssociationOptions options, EndPoint? remoteEndPoint)
     {
@@ -68,6 +73,18 @@ public sealed class DicomAssociation : IAsyncDisposable
     public PresentationContext? FindAcceptedContext(string abstractSyntax, string? transferSyntax = null) =>
         Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == abstractSyntax
             && (transferSyntax is null || pc.AcceptedTransferSyntax == transferSyntax));
+
+    /// <summary>
+    /// Blocking socket I/O from here on: reads run on <paramref name="owner"/> (coming back to it when needed), and
+    /// writes, from whatever thread answers, are plain sends bounded by the read timeout, so the socket never enters
+    /// the runtime's asynchronous mode and an arriving PDU wakes only the owner thread.
+    /// </summary>
+    internal void UseBlockingIo(AssociationThread owner, Socket socket)
+    {
+        _owner = owner;
+        _socket = socket;
+        socket.SendTimeout = TimeoutMs(_options.ReadTimeout);
+    }
 
     /// <summary>Reads one whole PDU into the receive buffer. The header may take <paramref name="headerTimeout"/>, the body <see cref="DicomAssociationOptions.ReadTimeout"/>.</summary>
     internal async ValueTask<PduType> ReadPduAsync(TimeSpan headerTimeout, CancellationToken cancellationToken)
@@ -294,7 +311,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                         : await dataSet.ReadAtLeastAsync(next.AsMemory(12, chunk), chunk, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
                     var last = nextFilled == 0;
                     PduCodec.WriteDataHeader(buffer, message.PresentationContextId, command: false, last, filled);
-                    await _stream.WriteAsync(buffer.AsMemory(0, 12 + filled), cancellationToken).ConfigureAwait(false);
+                    await WriteStreamAsync(buffer.AsMemory(0, 12 + filled), cancellationToken, mayBlock: false).ConfigureAwait(false);
                     if (last)
                     {
                         break;
@@ -309,7 +326,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 ArrayPool<byte>.Shared.Return(next);
             }
 
-            await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await FlushStreamAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -324,8 +341,8 @@ public sealed class DicomAssociation : IAsyncDisposable
         await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await _stream.WriteAsync(pdu, cancellationToken).ConfigureAwait(false);
-            await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+            await WriteStreamAsync(pdu, cancellationToken).ConfigureAwait(false);
+            await FlushStreamAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -385,10 +402,15 @@ public sealed class DicomAssociation : IAsyncDisposable
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
-            await _stream.WriteAsync(PduCodec.EncodeAbort(source, reason), timeout.Token).ConfigureAwait(false);
-            await _stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+            if (_socket is not null)
+            {
+                _socket.SendTimeout = 2000;
+            }
+
+            await WriteStreamAsync(PduCodec.EncodeAbort(source, reason), timeout.Token).ConfigureAwait(false);
+            await FlushStreamAsync(timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException)
         {
             // The peer may already be gone; the abort is best effort.
         }
@@ -433,13 +455,13 @@ public sealed class DicomAssociation : IAsyncDisposable
             var length = Math.Min(chunk, data.Length - offset);
             var last = offset + length == data.Length;
             PduCodec.WriteDataHeader(header, contextId, command, last, length);
-            await _stream.WriteAsync(header, cancellationToken).ConfigureAwait(false);
-            await _stream.WriteAsync(data.Slice(offset, length), cancellationToken).ConfigureAwait(false);
+            await WriteStreamAsync(header, cancellationToken).ConfigureAwait(false);
+            await WriteStreamAsync(data.Slice(offset, length), cancellationToken).ConfigureAwait(false);
             offset += length;
         }
         while (offset < data.Length);
 
-        await _stream.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await FlushStreamAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask DrainDataSetAsync(CancellationToken cancellationToken)
@@ -510,6 +532,17 @@ public sealed class DicomAssociation : IAsyncDisposable
 
     private async ValueTask ReadExactlyAsync(Memory<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
     {
+        if (_owner is not null)
+        {
+            if (!_owner.IsCurrent)
+            {
+                await _owner.SwitchTo();
+            }
+
+            ReadExactlyBlocking(destination.Span, timeout, what, allowCleanEnd, cancellationToken);
+            return;
+        }
+
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(timeout);
         var filled = 0;
@@ -538,5 +571,96 @@ public sealed class DicomAssociation : IAsyncDisposable
             _closed = true;
             throw new DicomAssociationAbortedException($"connection lost while {what}: {e.Message}", e);
         }
+    }
+
+    private void ReadExactlyBlocking(Span<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
+    {
+        var deadline = Environment.TickCount64 + TimeoutMs(timeout);
+        SetReceiveTimeout(TimeoutMs(timeout));
+        var filled = 0;
+        try
+        {
+            while (filled < destination.Length)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var remaining = deadline - Environment.TickCount64;
+                if (remaining <= 0)
+                {
+                    throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+                }
+
+                // The socket's own timeout bounds each wait; it is lowered only when the deadline is a second nearer,
+                // which saves a system call per read at the price of at most a second past the deadline.
+                if (remaining < _receiveTimeoutMs - 1000)
+                {
+                    SetReceiveTimeout((int)remaining);
+                }
+
+                var read = _stream.Read(destination[filled..]);
+                if (read == 0)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    _closed = true;
+                    throw filled == 0 && allowCleanEnd
+                        ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
+                        : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {destination.Length} bytes) while {what}");
+                }
+
+                filled += read;
+            }
+        }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
+        {
+            throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException("the node is stopping", e, cancellationToken);
+        }
+        catch (IOException e)
+        {
+            _closed = true;
+            throw new DicomAssociationAbortedException($"connection lost while {what}: {e.Message}", e);
+        }
+    }
+
+    private void SetReceiveTimeout(int milliseconds)
+    {
+        if (milliseconds != _receiveTimeoutMs)
+        {
+            _socket!.ReceiveTimeout = milliseconds;
+            _receiveTimeoutMs = milliseconds;
+        }
+    }
+
+    private static int TimeoutMs(TimeSpan timeout) => (int)Math.Clamp(timeout.TotalMilliseconds, 1, int.MaxValue);
+
+    /// <summary>
+    /// Small writes (answers, commands, identifiers) are plain sends, which a socket buffer takes at once unless the peer
+    /// has stopped reading; then the send timeout ends the association. Stored objects sent back (C-GET) and anything
+    /// large go asynchronously, so a slow reader never holds a pool thread; the socket then stays in asynchronous mode
+    /// for the rest of the association, which only costs its reads their wake-up saving.
+    /// </summary>
+    private ValueTask WriteStreamAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken, bool mayBlock = true)
+    {
+        if (_socket is null || !mayBlock || data.Length > MaxBlockingWrite)
+        {
+            return _stream.WriteAsync(data, cancellationToken);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+        _stream.Write(data.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    private ValueTask FlushStreamAsync(CancellationToken cancellationToken)
+    {
+        if (_socket is null)
+        {
+            return new ValueTask(_stream.FlushAsync(cancellationToken));
+        }
+
+        _stream.Flush();
+        return ValueTask.CompletedTask;
     }
 }

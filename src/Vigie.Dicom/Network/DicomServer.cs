@@ -9,7 +9,7 @@ namespace Vigie.Dicom.Network;
 
 /// <summary>
 /// The DICOM listener: accepts TCP (and TLS) connections, enforces the association limits, and runs each association
-/// on its own task, so a misbehaving peer can only ever end its own association.
+/// on its own thread (<see cref="AssociationThread"/>), so a misbehaving peer can only ever end its own association.
 /// </summary>
 public sealed class DicomServer : IAsyncDisposable
 {
@@ -128,13 +128,24 @@ public sealed class DicomServer : IAsyncDisposable
             }
 
             socket.NoDelay = true;
-            var task = RunConnectionAsync(socket, tls);
+            Task task;
+            try
+            {
+                task = AssociationThread.Run(owner => RunConnectionAsync(socket, tls, owner), "DICOM association");
+            }
+            catch (OutOfMemoryException)
+            {
+                // No thread could be started: refuse this connection, keep listening.
+                socket.Close(0);
+                continue;
+            }
+
             _running.TryAdd(task, 0);
             _ = task.ContinueWith(t => _running.TryRemove(t, out _), TaskScheduler.Default);
         }
     }
 
-    private async Task RunConnectionAsync(Socket socket, bool tls)
+    private async Task RunConnectionAsync(Socket socket, bool tls, AssociationThread owner)
     {
         Interlocked.Increment(ref _active);
         DicomNetworkTelemetry.ActiveAssociations.Add(1);
@@ -165,6 +176,9 @@ public sealed class DicomServer : IAsyncDisposable
             }
 
             association = new DicomAssociation(stream, isRequestor: false, _options.Association, remote);
+            association.UseBlockingIo(owner, socket);
+            // A blocked read does not see the stopping token: ending the receive side wakes it, and the abort can still be sent.
+            using var wake = _stopping.Token.Register(static s => ShutdownReceive((Socket)s!), socket);
             var runner = new ServerAssociation(association, _provider, _options, connection, TryCountAE, _stopping.Token);
             (end, detail) = await runner.RunAsync().ConfigureAwait(false);
             countedAE = runner.CountedAE;
@@ -201,6 +215,18 @@ public sealed class DicomServer : IAsyncDisposable
             {
                 // The audit hook must never take the listener down; its own failures are its to report.
             }
+        }
+    }
+
+    private static void ShutdownReceive(Socket socket)
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Receive);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed.
         }
     }
 

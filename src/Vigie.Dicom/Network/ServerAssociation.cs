@@ -269,24 +269,32 @@ internal sealed class ServerAssociation(
 
     private async Task CompleteStoreAsync(DimseMessage request, IStoreOperation operation)
     {
+        DimseResult result;
         try
         {
-            DimseResult result;
-            try
-            {
-                result = await operation.CompleteAsync(stopping).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                result = new DimseResult(DimseStatus.OutOfResources, "store failed: " + e.GetType().Name);
-            }
+            result = await operation.CompleteAsync(stopping).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            result = new DimseResult(DimseStatus.OutOfResources, "store failed: " + e.GetType().Name);
+        }
+        catch
+        {
+            await operation.DisposeAsync().ConfigureAwait(false);
+            _window.Release();
+            throw;
+        }
 
+        // Released before the answer: a peer without an asynchronous window sends its next request as soon as it has
+        // the answer, and that request must not find the window still taken.
+        _window.Release();
+        try
+        {
             await RespondAsync(request, result).ConfigureAwait(false);
         }
         finally
         {
             await operation.DisposeAsync().ConfigureAwait(false);
-            _window.Release();
         }
     }
 

@@ -1,0 +1,88 @@
+using System.Net;
+using System.Net.Sockets;
+using Vigie.Dicom.Network;
+
+namespace Vigie.Dicom.Tests.Network;
+
+/// <summary>
+/// A peer that keeps sending requests but never reads the answers: the node's socket buffers fill, its send then waits,
+/// and the send timeout (the read timeout) must end that association while other associations go on storing.
+/// </summary>
+public sealed class StalledReaderTests : IAsyncLifetime
+{
+    private readonly MemoryServiceProvider _provider = new();
+    private DicomServer _server = null!;
+
+    public ValueTask InitializeAsync()
+    {
+        _server = new DicomServer(new DicomServerOptions
+        {
+            Port = 0,
+            Association = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2) },
+        }, _provider);
+        _server.Start();
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task A_peer_that_never_reads_its_answers_is_dropped_while_a_parallel_store_completes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await socket.ConnectAsync(IPAddress.Loopback, _server.Port, ct);
+        var proposal = new AssociationParameters { CalledAE = "VIGIE", CallingAE = "TESTSCU" };
+        proposal.PresentationContexts.Add(new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian]));
+        await socket.SendAsync(PduCodec.EncodeAssociateRequest(proposal), SocketFlags.None, ct);
+
+        // Requests without end, never reading an answer (the A-ASSOCIATE-AC included).
+        var echo = DimseMessage.EchoRequest(1, 1).Encode();
+        var pdu = new byte[12 + echo.Length];
+        PduCodec.WriteDataHeader(pdu, 1, command: true, last: true, echo.Length);
+        echo.CopyTo(pdu, 12);
+        var burst = new byte[pdu.Length * 1000];
+        for (var i = 0; i < 1000; i++)
+        {
+            pdu.CopyTo(burst, i * pdu.Length);
+        }
+
+        using var flood = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var sender = Task.Run(async () =>
+        {
+            try
+            {
+                while (!flood.IsCancellationRequested)
+                {
+                    await socket.SendAsync(burst, SocketFlags.None, flood.Token);
+                }
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException)
+            {
+                // Dropped by the node, or the test is over.
+            }
+        }, ct);
+
+        // Meanwhile another peer stores, and the node must answer it while the stalled one waits on its send.
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = _server.Port, CallingAE = "TESTSCU", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.Verification], DicomUids.ImplicitVRLittleEndian), ct))
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+            }
+
+            await client.ReleaseAsync(ct);
+        }
+
+        for (var wait = 0; !_provider.Ended.Any(e => e.End is AssociationEnd.ConnectionLost or AssociationEnd.AbortedByVigie) && wait < 300; wait++)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        await flood.CancelAsync();
+        await sender;
+        Assert.Contains(_provider.Ended, e => e.End is AssociationEnd.ConnectionLost or AssociationEnd.AbortedByVigie);
+        Assert.Contains(_provider.Ended, e => e.End == AssociationEnd.Released);
+    }
+}
