@@ -103,6 +103,13 @@ EOF
 }
 stop_target() { kill "$srv" 2>/dev/null || true; wait "$srv" 2>/dev/null || true; }
 
+# A store that fails ends the run, naming the target and showing the end of its log.
+failed() { # name send_fn phase dir
+  echo "$1 ($2): a store failed during the $3" >&2
+  [ -f "$4/log" ] && tail -n 20 "$4/log" >&2
+  exit 1
+}
+
 declare -A single multi cpu
 # Server CPU (user + system, reaped children included) in clock ticks.
 server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -115,8 +122,8 @@ timed_round() { # name aet send_fn array round
   # for months, and has seen parallel associations before). The pause after each lets .NET's tiered JIT finish
   # recompiling hot methods in the background, as it has in any server up for more than a few seconds: without it, a
   # quarter of Vigie's CPU in the timed run went to the JIT.
-  for _ in 1 2 3; do "$3" "$2" 11401 "$warmup"; sleep 1; done
-  c0=$(server_cpu "$srv"); t0=$(now); "$3" "$2" 11401 "$corpus"; t1=$(now); c1=$(server_cpu "$srv")
+  for _ in 1 2 3; do "$3" "$2" 11401 "$warmup" || failed "$1" "$3" warm-up "$dir"; sleep 1; done
+  c0=$(server_cpu "$srv"); t0=$(now); "$3" "$2" 11401 "$corpus" || failed "$1" "$3" "timed run" "$dir"; t1=$(now); c1=$(server_cpu "$srv")
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
   # The round's folder stays until the end: on a file system without a journal (this machine's ext4), every file
