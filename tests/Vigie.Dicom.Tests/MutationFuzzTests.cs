@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text.Json;
 using Vigie.Dicom.IO;
@@ -17,8 +16,16 @@ public sealed class MutationFuzzTests
 {
     private const int Iterations = 100_000;
 
-    private static readonly uint[] InterestingLengths = [0, 1, 2, 3, 4, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF,
-        0x80000000, 0xFFFFFFFE, 0xFFFFFFFF];
+    // 16- and 32-bit little-endian length fields set to interesting values.
+    private static readonly Mutator Mutations = new()
+    {
+        InterestingLengths = [0, 1, 2, 3, 4, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF,
+            0x80000000, 0xFFFFFFFE, 0xFFFFFFFF],
+        LengthWidths = [2, 4],
+        MaxDuplicate = 63,
+        MaxDelete = 31,
+        Special = MisplacedDelimiter,
+    };
 
     private static readonly DicomReadOptions Options = new()
     {
@@ -40,7 +47,7 @@ public sealed class MutationFuzzTests
         var peakMemory = 0L;
         for (var i = 0; i < Iterations; i++)
         {
-            var input = Mutate(seeds[random.Next(seeds.Count)], random);
+            var input = Mutations.Mutate(seeds[random.Next(seeds.Count)], random);
             var watch = Stopwatch.StartNew();
             try
             {
@@ -100,69 +107,19 @@ public sealed class MutationFuzzTests
         }
     }
 
-    private static byte[] Mutate(byte[] seed, Random random)
+    /// <summary>Delimiter and item tags where they do not belong.</summary>
+    private static void MisplacedDelimiter(List<byte> data, int at, Random random)
     {
-        var data = new List<byte>(seed);
-        var rounds = 1 + random.Next(4);
-        for (var r = 0; r < rounds && data.Count > 0; r++)
+        ReadOnlySpan<byte> tag = random.Next(3) switch
         {
-            var at = random.Next(data.Count);
-            switch (random.Next(7))
-            {
-                case 0:
-                    data[at] ^= (byte)(1 << random.Next(8));
-                    break;
-                case 1:
-                    data[at] = (byte)random.Next(256);
-                    break;
-                case 2:
-                {
-                    // A 16- or 32-bit length field set to an interesting value.
-                    var value = InterestingLengths[random.Next(InterestingLengths.Length)];
-                    var bytes = new byte[4];
-                    BinaryPrimitives.WriteUInt32LittleEndian(bytes, value);
-                    var width = random.Next(2) == 0 ? 2 : 4;
-                    for (var b = 0; b < width && at + b < data.Count; b++)
-                    {
-                        data[at + b] = bytes[b];
-                    }
-
-                    break;
-                }
-
-                case 3:
-                    data.RemoveRange(at, data.Count - at);
-                    break;
-                case 4:
-                {
-                    var length = Math.Min(random.Next(1, 64), data.Count - at);
-                    data.InsertRange(random.Next(data.Count), data.GetRange(at, length));
-                    break;
-                }
-
-                case 5:
-                    data.RemoveRange(at, Math.Min(random.Next(1, 32), data.Count - at));
-                    break;
-                case 6:
-                {
-                    // Delimiter and item tags where they do not belong.
-                    ReadOnlySpan<byte> tag = random.Next(3) switch
-                    {
-                        0 => [0xFE, 0xFF, 0x00, 0xE0],
-                        1 => [0xFE, 0xFF, 0x0D, 0xE0],
-                        _ => [0xFE, 0xFF, 0xDD, 0xE0],
-                    };
-                    for (var b = 0; b < 4 && at + b < data.Count; b++)
-                    {
-                        data[at + b] = tag[b];
-                    }
-
-                    break;
-                }
-            }
+            0 => [0xFE, 0xFF, 0x00, 0xE0],
+            1 => [0xFE, 0xFF, 0x0D, 0xE0],
+            _ => [0xFE, 0xFF, 0xDD, 0xE0],
+        };
+        for (var b = 0; b < 4 && at + b < data.Count; b++)
+        {
+            data[at + b] = tag[b];
         }
-
-        return [.. data];
     }
 
     private static IEnumerable<byte[]> PydicomSeeds()

@@ -13,12 +13,7 @@ public sealed class DcmtkNetworkTests : IAsyncLifetime
 
     public ValueTask InitializeAsync()
     {
-        _server = new DicomServer(new DicomServerOptions
-        {
-            Port = 0,
-            Association = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(3), IdleTimeout = TimeSpan.FromSeconds(3), ReadTimeout = TimeSpan.FromSeconds(3) },
-        }, _provider);
-        _server.Start();
+        _server = _provider.StartServer(TimeSpan.FromSeconds(3));
         return ValueTask.CompletedTask;
     }
 

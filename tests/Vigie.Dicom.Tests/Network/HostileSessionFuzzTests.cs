@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using Vigie.Dicom.IO;
@@ -17,24 +16,24 @@ public sealed class HostileSessionFuzzTests : IAsyncLifetime
 {
     private const int Sessions = 1500;
 
-    private static readonly uint[] InterestingLengths = [0, 1, 2, 4, 5, 6, 0x7F, 0xFF, 0x100, 0xFFFF, 0x10000, 0x40000, 0x40001, 0x7FFFFFFF, 0xFFFFFFFF];
+    // PDU and PDV lengths are 32-bit big-endian; a PDU type byte may land where a PDU is expected.
+    private static readonly Mutator Mutations = new()
+    {
+        InterestingLengths = [0, 1, 2, 4, 5, 6, 0x7F, 0xFF, 0x100, 0xFFFF, 0x10000, 0x40000, 0x40001, 0x7FFFFFFF, 0xFFFFFFFF],
+        LengthWidths = [4],
+        BigEndian = true,
+        MaxRounds = 3,
+        MaxDuplicate = 256,
+        MaxDelete = 64,
+        Special = static (data, at, random) => data[at] = (byte)random.Next(9),
+    };
 
     private readonly MemoryServiceProvider _provider = new();
     private DicomServer _server = null!;
 
     public ValueTask InitializeAsync()
     {
-        _server = new DicomServer(new DicomServerOptions
-        {
-            Port = 0,
-            Association = new DicomAssociationOptions
-            {
-                ArtimTimeout = TimeSpan.FromSeconds(2),
-                IdleTimeout = TimeSpan.FromSeconds(2),
-                ReadTimeout = TimeSpan.FromSeconds(2),
-            },
-        }, _provider);
-        _server.Start();
+        _server = _provider.StartServer(TimeSpan.FromSeconds(2));
         return ValueTask.CompletedTask;
     }
 
@@ -50,7 +49,7 @@ public sealed class HostileSessionFuzzTests : IAsyncLifetime
         var reply = new byte[64 * 1024];
         for (var i = 0; i < Sessions; i++)
         {
-            var input = i == 0 ? session : Mutate(session, random);
+            var input = i == 0 ? session : Mutations.Mutate(session, random);
             using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
             await socket.ConnectAsync(IPAddress.Loopback, _server.Port, ct);
             try
@@ -127,54 +126,5 @@ public sealed class HostileSessionFuzzTests : IAsyncLifetime
         PduCodec.WriteDataHeader(header, contextId, command, last, data.Length);
         stream.Write(header);
         stream.Write(data);
-    }
-
-    private static byte[] Mutate(byte[] seed, Random random)
-    {
-        var data = new List<byte>(seed);
-        var rounds = 1 + random.Next(3);
-        for (var r = 0; r < rounds && data.Count > 0; r++)
-        {
-            var at = random.Next(data.Count);
-            switch (random.Next(7))
-            {
-                case 0:
-                    data[at] ^= (byte)(1 << random.Next(8));
-                    break;
-                case 1:
-                    data[at] = (byte)random.Next(256);
-                    break;
-                case 2:
-                    // A PDU or PDV length (four bytes, big-endian) set to a boundary value.
-                    if (at + 3 < data.Count)
-                    {
-                        var length = new byte[4];
-                        BinaryPrimitives.WriteUInt32BigEndian(length, InterestingLengths[random.Next(InterestingLengths.Length)]);
-                        data.RemoveRange(at, 4);
-                        data.InsertRange(at, length);
-                    }
-
-                    break;
-                case 3:
-                    data.RemoveRange(at, data.Count - at);
-                    break;
-                case 4:
-                {
-                    var count = Math.Min(1 + random.Next(256), data.Count - at);
-                    data.InsertRange(random.Next(data.Count), data.GetRange(at, count));
-                    break;
-                }
-
-                case 5:
-                    // A PDU type byte where one may be expected.
-                    data[at] = (byte)random.Next(9);
-                    break;
-                default:
-                    data.RemoveRange(at, Math.Min(1 + random.Next(64), data.Count - at));
-                    break;
-            }
-        }
-
-        return [.. data];
     }
 }

@@ -19,6 +19,18 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
     public TimeSpan StoreDelay { get; set; }
 
+    /// <summary>A started node on a free port with this provider behind it; ARTIM, idle and read timers all set to <paramref name="timers"/>.</summary>
+    public DicomServer StartServer(TimeSpan timers)
+    {
+        var server = new DicomServer(new DicomServerOptions
+        {
+            Port = 0,
+            Association = new DicomAssociationOptions { ArtimTimeout = timers, IdleTimeout = timers, ReadTimeout = timers },
+        }, this);
+        server.Start();
+        return server;
+    }
+
     public ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
         var request = association.Parameters;

@@ -1,5 +1,6 @@
 using System.Text;
 using Vigie.Dicom.Network;
+using Vigie.Dicom.Tests.Samples;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -12,7 +13,13 @@ public sealed class PduCodecFuzzTests
 {
     private const int Iterations = 200_000;
 
-    private static readonly ushort[] InterestingLengths = [0, 1, 2, 3, 4, 5, 6, 8, 16, 0x40, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF];
+    // Item and sub-item lengths are 16-bit big-endian.
+    private static readonly Mutator Mutations = new()
+    {
+        InterestingLengths = [0, 1, 2, 3, 4, 5, 6, 8, 16, 0x40, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFE, 0xFFFF],
+        LengthWidths = [2],
+        BigEndian = true,
+    };
 
     [Fact]
     public void Mutated_associate_requests_and_accepts_decode_or_give_a_reason()
@@ -25,7 +32,7 @@ public sealed class PduCodecFuzzTests
         for (var i = 0; i < Iterations; i++)
         {
             var asRequest = random.Next(2) == 0;
-            var input = Mutate(asRequest ? request : accept, random);
+            var input = Mutations.Mutate(asRequest ? request : accept, random);
             try
             {
                 if (asRequest)
@@ -103,48 +110,4 @@ public sealed class PduCodecFuzzTests
     }
 
     private static byte[] Body(byte[] pdu) => pdu[PduCodec.HeaderLength..];
-
-    private static byte[] Mutate(byte[] seed, Random random)
-    {
-        var data = new List<byte>(seed);
-        var rounds = 1 + random.Next(4);
-        for (var r = 0; r < rounds && data.Count > 0; r++)
-        {
-            var at = random.Next(data.Count);
-            switch (random.Next(6))
-            {
-                case 0:
-                    data[at] ^= (byte)(1 << random.Next(8));
-                    break;
-                case 1:
-                    data[at] = (byte)random.Next(256);
-                    break;
-                case 2:
-                    // An item or sub-item length field (two bytes, big-endian) set to a boundary value.
-                    if (at + 1 < data.Count)
-                    {
-                        var length = InterestingLengths[random.Next(InterestingLengths.Length)];
-                        data[at] = (byte)(length >> 8);
-                        data[at + 1] = (byte)length;
-                    }
-
-                    break;
-                case 3:
-                    data.RemoveRange(at, data.Count - at);
-                    break;
-                case 4:
-                {
-                    var count = Math.Min(1 + random.Next(64), data.Count - at);
-                    data.InsertRange(random.Next(data.Count), data.GetRange(at, count));
-                    break;
-                }
-
-                default:
-                    data.RemoveRange(at, Math.Min(1 + random.Next(32), data.Count - at));
-                    break;
-            }
-        }
-
-        return [.. data];
-    }
 }

@@ -15,12 +15,7 @@ public sealed class StalledReaderTests : IAsyncLifetime
 
     public ValueTask InitializeAsync()
     {
-        _server = new DicomServer(new DicomServerOptions
-        {
-            Port = 0,
-            Association = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2) },
-        }, _provider);
-        _server.Start();
+        _server = _provider.StartServer(TimeSpan.FromSeconds(2));
         return ValueTask.CompletedTask;
     }
 
