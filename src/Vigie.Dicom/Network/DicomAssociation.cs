@@ -76,8 +76,8 @@ public sealed class DicomAssociation : IAsyncDisposable
 
     /// <summary>
     /// Blocking socket I/O from here on: reads run on <paramref name="owner"/> (coming back to it when needed), and
-    /// writes, from whatever thread answers, are plain sends bounded by the read timeout, so the socket never enters
-    /// the runtime's asynchronous mode and an arriving PDU wakes only the owner thread.
+    /// small writes, from whatever thread answers, are plain sends bounded by the read timeout, so the socket stays out
+    /// of the runtime's asynchronous mode (until a large send) and an arriving PDU wakes only the owner thread.
     /// </summary>
     internal void UseBlockingIo(AssociationThread owner, Socket socket)
     {
@@ -554,9 +554,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 if (read == 0)
                 {
                     _closed = true;
-                    throw filled == 0 && allowCleanEnd
-                        ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
-                        : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {destination.Length} bytes) while {what}");
+                    throw PeerClosed(filled, destination.Length, what, allowCleanEnd);
                 }
 
                 filled += read;
@@ -564,12 +562,12 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+            throw NoCompleteData(timeout, what, filled, destination.Length);
         }
         catch (IOException e)
         {
             _closed = true;
-            throw new DicomAssociationAbortedException($"connection lost while {what}: {e.Message}", e);
+            throw ConnectionLost(what, e);
         }
     }
 
@@ -586,7 +584,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 var remaining = deadline - Environment.TickCount64;
                 if (remaining <= 0)
                 {
-                    throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+                    throw NoCompleteData(timeout, what, filled, destination.Length);
                 }
 
                 // The socket's own timeout bounds each wait; it is lowered only when the deadline is a second nearer,
@@ -601,9 +599,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     _closed = true;
-                    throw filled == 0 && allowCleanEnd
-                        ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
-                        : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {destination.Length} bytes) while {what}");
+                    throw PeerClosed(filled, destination.Length, what, allowCleanEnd);
                 }
 
                 filled += read;
@@ -611,7 +607,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
         {
-            throw new DicomTimeoutException($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {destination.Length} bytes)");
+            throw NoCompleteData(timeout, what, filled, destination.Length);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
         {
@@ -620,9 +616,19 @@ public sealed class DicomAssociation : IAsyncDisposable
         catch (IOException e)
         {
             _closed = true;
-            throw new DicomAssociationAbortedException($"connection lost while {what}: {e.Message}", e);
+            throw ConnectionLost(what, e);
         }
     }
+
+    private static DicomAssociationAbortedException PeerClosed(int filled, int length, string what, bool allowCleanEnd) =>
+        filled == 0 && allowCleanEnd
+            ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
+            : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {length} bytes) while {what}");
+
+    private static DicomTimeoutException NoCompleteData(TimeSpan timeout, string what, int filled, int length) =>
+        new($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {length} bytes)");
+
+    private static DicomAssociationAbortedException ConnectionLost(string what, IOException e) => new($"connection lost while {what}: {e.Message}", e);
 
     private void SetReceiveTimeout(int milliseconds)
     {
