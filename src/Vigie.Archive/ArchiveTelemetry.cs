@@ -23,8 +23,8 @@ internal static class ArchiveTelemetry
     /// <summary>From the start of an object's file sync to its folder synced: the durable part of a commit.</summary>
     public static readonly Histogram<double> CommitSyncDuration = Meter.CreateHistogram<double>("vigie.archive.commit.sync", "ms");
 
-    /// <summary>fsync calls, by kind (file or directory): each one waits for the disk, so this is what a commit costs.</summary>
-    public static readonly Counter<long> Syncs = Meter.CreateCounter<long>("vigie.archive.fsyncs", "{call}", "fsync calls, by kind (file, directory).");
+    /// <summary>fsync calls, by kind (file, directory, or data only): each one waits for the disk, so this is what a commit costs.</summary>
+    public static readonly Counter<long> Syncs = Meter.CreateCounter<long>("vigie.archive.fsyncs", "{call}", "fsync calls, by kind (file, directory, data).");
 
     public static readonly Counter<long> IntegrityFailures = Meter.CreateCounter<long>("vigie.archive.integrity.failures", "{object}");
 }

@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
-using Microsoft.Win32.SafeHandles;
 using Vigie.Archive.IO;
 
 namespace Vigie.Bench.Archive;
@@ -75,10 +73,7 @@ internal static class DurableFloor
             {
                 await RandomAccess.WriteAsync(handle, content, offset);
                 offset += content.Length;
-                if (FDataSync(handle) != 0)
-                {
-                    throw new IOException($"fdatasync failed (errno {Marshal.GetLastPInvokeError()}).");
-                }
+                FileSync.SyncData(handle);
             }
 
             elapsed = watch.Elapsed;
@@ -87,27 +82,6 @@ internal static class DurableFloor
         Directory.Delete(folder, recursive: true);
         return elapsed;
     }
-
-    private static int FDataSync(SafeFileHandle handle)
-    {
-        var added = false;
-        try
-        {
-            handle.DangerousAddRef(ref added);
-            return NativeFDataSync((int)handle.DangerousGetHandle());
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-        }
-    }
-
-    [DllImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
-    [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-    private static extern int NativeFDataSync(int fd);
 
     private static async Task<TimeSpan> MeasureAsync(List<byte[]> contents, string folder, bool renameAndFlushFolder)
     {
