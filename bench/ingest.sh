@@ -160,6 +160,8 @@ pack_s=$(echo "$floor" | sed -n 's/.*fdatasync \([0-9.]*\) s.*/\1/p')
 
 rate() { awk -v n="$files" -v s="$1" 'BEGIN {printf "%7.1f img/s %7.1f MB/s", n/s, '"$bytes"'/1e6/s}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b/a}'; }
+# The best ratio to storescp that a flush of $2 seconds per corpus allows, on top of storescp's own $1.
+ceiling() { awk -v a="$1" -v f="$2" 'BEGIN {printf "%.2f", a/(a+f)}'; }
 echo
 printf '%-10s %-44s %-44s\n' "" "one association" "$parallel associations"
 for t in storescp orthanc vigie; do
@@ -169,7 +171,7 @@ echo "server CPU per image, one association (best round): storescp ${cpu[storesc
 echo
 echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
 echo "$floor"
-echo "  so, with an fsync before each answer, the best one association can do is $(awk -v a="${single[storescp]}" -v f="$floor_s" 'BEGIN {printf "%.2f", a/(a+f)}') x storescp"
-echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(awk -v a="${single[storescp]}" -v f="$pack_s" 'BEGIN {printf "%.2f", a/(a+f)}') x storescp)"
+echo "  so, with an fsync before each answer, the best one association can do is $(ceiling "${single[storescp]}" "$floor_s") x storescp"
+echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(ceiling "${single[storescp]}" "$pack_s") x storescp)"
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
 "$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
