@@ -50,14 +50,14 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var conflicts = HierarchyConflict.None;
         var patientKey = keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId);
         var (patientRow, _) = await UpsertNodeAsync(connection, transaction, 0, patientKey, null, patientAttributes,
-            PatientTerms(patientAttributes), now, cancellationToken).ConfigureAwait(false);
+            PatientTerms, now, cancellationToken).ConfigureAwait(false);
 
         var (studyRow, studyConflict) = await UpsertNodeAsync(connection, transaction, 1, keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid),
-            patientRow, studyAttributes, StudyTerms(studyAttributes), now, cancellationToken).ConfigureAwait(false);
+            patientRow, studyAttributes, StudyTerms, now, cancellationToken).ConfigureAwait(false);
         conflicts |= studyConflict ? HierarchyConflict.StudyUnderOtherPatient : HierarchyConflict.None;
 
         var (seriesRow, seriesConflict) = await UpsertNodeAsync(connection, transaction, 2, keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid),
-            studyRow, seriesAttributes, [], now, cancellationToken).ConfigureAwait(false);
+            studyRow, seriesAttributes, static _ => [], now, cancellationToken).ConfigureAwait(false);
         conflicts |= seriesConflict ? HierarchyConflict.SeriesUnderOtherStudy : HierarchyConflict.None;
 
         var sopKey = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, sopUid);
@@ -280,8 +280,9 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     // ---- writing ----
 
     private async ValueTask<(long Id, bool Conflict)> UpsertNodeAsync(DbConnection connection, DbTransaction transaction, int level, byte[] key,
-        long? parent, AttributeSet attributes, List<byte[]> terms, long now, CancellationToken cancellationToken)
+        long? parent, AttributeSet attributes, Func<AttributeSet, List<byte[]>> termsOf, long now, CancellationToken cancellationToken)
     {
+        // Name prefixes make dozens of keyed hashes: computed only when the row is written, not for every instance of a known patient.
         var table = Tables[level];
         var serialized = attributes.Serialize(_options.MaxIndexAttributesBytes, _options.MaxIndexAttributes);
         var mac = keys.AttributesMac(serialized);
@@ -304,7 +305,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             if (id is not null and not DBNull)
             {
                 var rowId = ToLong(id);
-                await InsertTermsAsync(connection, transaction, level, rowId, terms, cancellationToken).ConfigureAwait(false);
+                await InsertTermsAsync(connection, transaction, level, rowId, termsOf(attributes), cancellationToken).ConfigureAwait(false);
                 return (rowId, false);
             }
 
@@ -325,7 +326,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                 .ConfigureAwait(false);
             await ExecuteAsync(connection, transaction, "DELETE FROM archive_terms WHERE level = @l AND row_id = @r",
                 cancellationToken, ("@l", (short)level), ("@r", existing.Value.Id)).ConfigureAwait(false);
-            await InsertTermsAsync(connection, transaction, level, existing.Value.Id, terms, cancellationToken).ConfigureAwait(false);
+            await InsertTermsAsync(connection, transaction, level, existing.Value.Id, termsOf(attributes), cancellationToken).ConfigureAwait(false);
         }
 
         return (existing.Value.Id, false);

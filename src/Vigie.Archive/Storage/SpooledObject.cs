@@ -30,6 +30,7 @@ public sealed class SpooledObject : IAsyncDisposable
     private readonly Lock _fileLock = new();
     private FileStream? _file;
     private Exception? _syncFailure;
+    private bool _synced;
     private int _state;
 
     internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, FileStream file)
@@ -62,6 +63,40 @@ public sealed class SpooledObject : IAsyncDisposable
     internal string Path { get; }
 
     /// <summary>
+    /// Starts the fsync of the spool on a sync worker now, before the verdict: inspection and the index rows then run
+    /// while the disk flushes, and the commit or the quarantine, which still syncs before it moves the file, finds it
+    /// done. A failure is kept and thrown by that later sync.
+    /// </summary>
+    public void StartSync()
+    {
+        if (_store.Durable)
+        {
+            _ = _store.Workers.RunAsync(SyncEarly, CancellationToken.None);
+        }
+    }
+
+    private void SyncEarly()
+    {
+        lock (_fileLock)
+        {
+            if (_file is not { } file || _synced || _syncFailure is not null)
+            {
+                return;
+            }
+
+            try
+            {
+                FileSync.SyncFile(file.SafeFileHandle);
+                _synced = true;
+            }
+            catch (Exception e)
+            {
+                _syncFailure = e;
+            }
+        }
+    }
+
+    /// <summary>
     /// Makes the spool's bytes durable (when <paramref name="durable"/>) and closes it. Blocking: a sync worker runs it.
     /// A failed fsync is never retried, since Linux may have dropped the dirty pages it could not write: the spool stays failed.
     /// </summary>
@@ -81,7 +116,7 @@ public sealed class SpooledObject : IAsyncDisposable
 
             try
             {
-                if (durable)
+                if (durable && !_synced)
                 {
                     FileSync.SyncFile(file.SafeFileHandle);
                 }

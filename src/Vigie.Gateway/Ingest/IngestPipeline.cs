@@ -121,6 +121,7 @@ public sealed class IngestPipeline(
         var started = Stopwatch.GetTimestamp();
         using var activity = Source.StartActivity("ingest");
         await using var spooled = await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        spooled.StartSync();
         Verdict verdict;
         DicomFile? file = null;
         string? unreadable = null;
