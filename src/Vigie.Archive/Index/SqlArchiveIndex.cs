@@ -292,7 +292,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             var sealedAttributes = keys.Seal(serialized, AttributesContext(level, key));
             var parentColumns = table.ParentColumn is null ? "" : $", {table.ParentColumn}";
             var parentValues = table.ParentColumn is null ? "" : ", @p";
-            await using var insert = connection.CreateCommand(transaction, $"""
+            await using var insert = connection.Statement(transaction, $"""
                 INSERT INTO {table.Name} ({table.KeyColumn}{parentColumns}, attributes, attributes_mac, created_at, updated_at)
                 VALUES (@k{parentValues}, @a, @m, @n, @n) ON CONFLICT ({table.KeyColumn}) DO NOTHING RETURNING id
                 """).With("@k", key).With("@a", sealedAttributes).With("@m", mac).With("@n", now);
@@ -301,7 +301,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                 insert.With("@p", parent.Value);
             }
 
-            var id = await insert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            var id = await insert.Command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             if (id is not null and not DBNull)
             {
                 var rowId = ToLong(id);
@@ -343,12 +343,12 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var existing = await SelectNodeAsync(connection, transaction, table, sopKey, forUpdate: true, cancellationToken).ConfigureAwait(false);
         if (existing is null)
         {
-            await using var insert = connection.CreateCommand(transaction, """
+            await using var insert = connection.Statement(transaction, """
                 INSERT INTO archive_instances (sop_uid, series_id, current_version, attributes, attributes_mac, created_at, updated_at)
                 VALUES (@k, @p, 1, @a, @m, @n, @n) ON CONFLICT (sop_uid) DO NOTHING RETURNING id
                 """).With("@k", sopKey).With("@p", seriesRow).With("@a", keys.Seal(serialized, AttributesContext(3, sopKey)))
                 .With("@m", mac).With("@n", now);
-            var id = await insert.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            var id = await insert.Command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             if (id is not null and not DBNull)
             {
                 var rowId = ToLong(id);
@@ -362,11 +362,11 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
 
         var (instanceRow, parent, current, storedMac) = existing.Value;
         var conflict = parent != seriesRow;
-        await using (var select = connection.CreateCommand(transaction,
+        await using (var select = connection.Statement(transaction,
                          "SELECT object_id FROM archive_versions WHERE instance_id = @i AND version = @v")
                          .With("@i", instanceRow).With("@v", current))
         {
-            if (await select.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is byte[] currentObject
+            if (await select.Command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is byte[] currentObject
                 && currentObject.AsSpan().SequenceEqual(objectId))
             {
                 return (instanceRow, current, IndexOutcome.AlreadyStored, conflict);
@@ -405,12 +405,12 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             source = keys.Seal(entry.Source.Serialize(_options.MaxIndexAttributesBytes, _options.MaxIndexAttributes), context);
         }
 
-        await using var command = connection.CreateCommand(transaction, """
+        await using var command = connection.Statement(transaction, """
             INSERT INTO archive_versions (instance_id, version, object_id, length, stored_at, superseded_at, source)
             VALUES (@i, @v, @o, @l, @n, NULL, @s)
             """).With("@i", instanceRow).With("@v", version).With("@o", objectId).With("@l", entry.ObjectLength).With("@n", now);
-        AddBlob(command, "@s", source);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        AddBlob(command.Command, "@s", source);
+        await command.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask<(long Id, long? Parent, int Version, byte[] Mac)?> SelectNodeAsync(DbConnection connection, DbTransaction transaction,
@@ -419,9 +419,9 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var parent = table.ParentColumn ?? "NULL";
         var version = table.Name == "archive_instances" ? "current_version" : "0";
         var lockClause = forUpdate && database.Provider == DatabaseProvider.Postgres ? " FOR UPDATE" : "";
-        await using var command = connection.CreateCommand(transaction,
+        await using var command = connection.Statement(transaction,
             $"SELECT id, {parent}, {version}, attributes_mac FROM {table.Name} WHERE {table.KeyColumn} = @k{lockClause}").With("@k", key);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var reader = await command.Command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             return null;
@@ -800,13 +800,13 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     private static async ValueTask ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken,
         params (string Name, object Value)[] parameters)
     {
-        await using var command = connection.CreateCommand(transaction, sql);
+        await using var command = connection.Statement(transaction, sql);
         foreach (var (name, value) in parameters)
         {
             command.With(name, value);
         }
 
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await command.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private sealed record NodeTable(string Name, string KeyColumn, string? ParentColumn, string Label);

@@ -17,7 +17,7 @@ namespace Vigie.Gateway.Ingest;
 /// hand-off to another thread (each of which costs a wake-up, expensive on virtual machines). The rows of an object
 /// are written while its file is still being synced, and the transaction commits once every file of the batch is.
 /// </summary>
-public sealed class IngestCommitter
+public sealed class IngestCommitter : IAsyncDisposable
 {
     private const int MaxBatch = 128;
 
@@ -29,6 +29,9 @@ public sealed class IngestCommitter
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _leader;
+
+    /// <summary>The leader's connection, kept across batches with its statements prepared; only the leader touches it.</summary>
+    private DbConnection? _connection;
 
     public IngestCommitter(IVigieDatabase database, IAuditLog audit, ILogger<IngestCommitter> logger)
     {
@@ -111,7 +114,29 @@ public sealed class IngestCommitter
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
         var written = new List<Pending>(batch.Count);
-        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = _connection;
+        if (connection is null)
+        {
+            connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            connection.KeepStatements();
+            _connection = connection;
+        }
+
+        try
+        {
+            return await TryCommitAsync(batch, written, connection, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // A broken connection is not reused: the next batch opens a fresh one.
+            _connection = null;
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, List<Pending> written, DbConnection connection, CancellationToken cancellationToken)
+    {
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         if (batch.Count == 1)
         {
@@ -186,10 +211,18 @@ public sealed class IngestCommitter
         return [];
     }
 
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _connection, null) is { } connection)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
     {
-        await using var command = connection.CreateCommand(transaction, sql);
-        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.Statement(transaction, sql);
+        await command.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     private abstract class Pending(Task durable)
