@@ -146,7 +146,14 @@ public sealed class PatientRunTests
         }
 
         Assert.Equal([(0L, "p1"), (2L, null), (4L, "p2"), (5L, "p1"), (7L, null), (8L, "p2")], runs);
-        Assert.Empty(await new AuditStore(db.Database).FindPatientRunProblemsAsync(10, ct));
+        // All at time 0: one minute run.
+        await using (var connection = await db.Database.OpenConnectionAsync(ct))
+        {
+            await using var minutes = connection.CreateCommand(null, "SELECT COUNT(*) FROM audit_minute_run WHERE seq = 0 AND minute = 0");
+            Assert.Equal(1L, Convert.ToInt64(await minutes.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        Assert.Empty(await new AuditStore(db.Database).FindRunProblemsAsync(10, ct));
     }
 
     private sealed class FirstVersionOnly : ISchemaProvider

@@ -9,6 +9,7 @@ using SQLitePCL;
 using Vigie.Audit.Merkle;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
+using Vigie.Audit.Verification;
 using Vigie.Core.Data;
 
 namespace Vigie.Audit.Storage;
@@ -35,8 +36,8 @@ internal sealed class AuditStore(IVigieDatabase database)
     public async ValueTask<AuditState> ReadStateAsync(DbConnection connection, DbTransaction? transaction, bool forUpdate, CancellationToken cancellationToken)
     {
         var sql = "SELECT tree_size, frontier, last_leaf FROM audit_state WHERE id = 1" + (forUpdate && IsPostgres ? " FOR UPDATE" : "");
-        await using var command = connection.CreateCommand(transaction, sql);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.Statement(transaction, sql);
+        await using var reader = await command.Command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             throw new AuditIntegrityException("The audit_state row is missing: the audit schema was not migrated, or the row was deleted.");
@@ -90,7 +91,11 @@ internal sealed class AuditStore(IVigieDatabase database)
         var previous = state.LastLeaf;
         var nodes = new List<(int Level, long Index, byte[] Hash)>(rows.Count / 8 + 4);
         var runs = new List<(long Seq, string? PatientRef)>();
-        var (hasLast, lastPatient) = first == 0 ? (false, null) : await ReadPatientRefAsync(first - 1, connection, transaction, cancellationToken).ConfigureAwait(false);
+        var minuteRuns = new List<(long Seq, long Minute)>();
+        var (hasLast, lastPatient, lastMinute) = first == 0
+            ? (false, null, 0)
+            : await ReadLastAsync(first - 1, connection, transaction, cancellationToken).ConfigureAwait(false);
+        var hasLastMinute = hasLast;
         var scratch = new ArrayBufferWriter<byte>(512);
         using var sqlite = IsPostgres ? null : new SqliteEntryInserter(connection);
         for (var start = 0; start < rows.Count; start += AppendChunk)
@@ -124,6 +129,14 @@ internal sealed class AuditStore(IVigieDatabase database)
                     lastPatient = row.PatientRef;
                 }
 
+                var minute = Minute(row.TimeMs);
+                if (!hasLastMinute || minute != lastMinute)
+                {
+                    minuteRuns.Add((row.Seq, minute));
+                    hasLastMinute = true;
+                    lastMinute = minute;
+                }
+
                 sqlite?.Insert(row);
             }
         }
@@ -132,22 +145,26 @@ internal sealed class AuditStore(IVigieDatabase database)
         {
             sqlite.InsertNodes(nodes);
             sqlite.InsertRuns(runs);
+            sqlite.InsertMinuteRuns(minuteRuns);
         }
         else
         {
-            await InsertPostgresAsync(rows, nodes, runs, connection, transaction, cancellationToken).ConfigureAwait(false);
+            await InsertPostgresAsync(rows, nodes, runs, minuteRuns, connection, transaction, cancellationToken).ConfigureAwait(false);
         }
 
-        await using var update = connection.CreateCommand(transaction,
+        await using var update = connection.Statement(transaction,
                 "UPDATE audit_state SET tree_size = @s, frontier = @f, last_leaf = @l WHERE id = 1 AND tree_size = @old")
             .With("@s", frontier.Size).With("@f", frontier.Serialize()).With("@l", previous).With("@old", first);
-        if (await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) != 1)
+        if (await update.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) != 1)
         {
             throw new AuditIntegrityException("The audit_state row changed under the append lock.");
         }
 
         return first;
     }
+
+    /// <summary>The minute of the time index: SQL's integer division truncates the same way on both providers.</summary>
+    public static long Minute(long timeMs) => timeMs / 60_000;
 
     /// <summary>Rows chained and inserted between two waits for more rows.</summary>
     public const int AppendChunk = 256;
@@ -267,6 +284,22 @@ internal sealed class AuditStore(IVigieDatabase database)
             }
         }
 
+        public void InsertMinuteRuns(List<(long Seq, long Minute)> runs)
+        {
+            if (runs.Count == 0)
+            {
+                return;
+            }
+
+            using var run = Prepare(_db, "INSERT INTO audit_minute_run (seq, minute) VALUES (?, ?)");
+            foreach (var (seq, minute) in runs)
+            {
+                raw.sqlite3_bind_int64(run, 1, seq);
+                raw.sqlite3_bind_int64(run, 2, minute);
+                Step(_db, run);
+            }
+        }
+
         public void Dispose() => _insert.Dispose();
     }
 
@@ -316,7 +349,8 @@ internal sealed class AuditStore(IVigieDatabase database)
 
     // One round trip per table: arrays bound as parameters and expanded with unnest.
     private static async ValueTask InsertPostgresAsync(IReadOnlyList<EntryRow> rows, List<(int Level, long Index, byte[] Hash)> nodes,
-        List<(long Seq, string? PatientRef)> runs, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
+        List<(long Seq, string? PatientRef)> runs, List<(long Seq, long Minute)> minuteRuns, DbConnection connection, DbTransaction transaction,
+        CancellationToken cancellationToken)
     {
         var n = rows.Count;
         var seq = new long[n];
@@ -384,177 +418,249 @@ internal sealed class AuditStore(IVigieDatabase database)
                 .With("@p", runs.Select(x => x.PatientRef).ToArray());
             await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        if (minuteRuns.Count > 0)
+        {
+            await using var run = connection.CreateCommand(transaction,
+                    "INSERT INTO audit_minute_run (seq, minute) SELECT * FROM unnest(@s::bigint[], @m::bigint[])")
+                .With("@s", minuteRuns.Select(x => x.Seq).ToArray())
+                .With("@m", minuteRuns.Select(x => x.Minute).ToArray());
+            await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
-    /// Where the patient runs disagree with the entries: an entry whose patient differs from the entry before it
-    /// (or the first entry) without a run of that patient starting there, and a run with no entry or another patient.
-    /// Both tables are streamed in sequence order and merged (a window query over the log buffered all of it).
-    /// Entries appended while this runs are left out.
+    /// Where the run indexes (<see cref="RunIndex.All"/>) disagree with the entries: an entry whose value differs from
+    /// the entry before it (or the first entry) without a run starting there, and a run with no entry or another value.
+    /// The entries and each run table are streamed in sequence order and merged in one pass (a window query over the
+    /// log buffered all of it). Entries appended while this runs are left out.
     /// </summary>
-    public async ValueTask<List<(long Seq, string Problem)>> FindPatientRunProblemsAsync(int max, CancellationToken cancellationToken)
+    public async ValueTask<List<(AuditProblemKind Kind, long Seq, string Problem)>> FindRunProblemsAsync(int max, CancellationToken cancellationToken)
     {
-        var found = new List<(long Seq, string Problem)>();
         long bound;
         await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
         {
             await using var last = connection.CreateCommand(null, "SELECT MAX(seq) FROM audit_entry");
-            if (await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not { } value || value is DBNull)
-            {
-                bound = -1;
-            }
-            else
-            {
-                bound = Convert.ToInt64(value, CultureInfo.InvariantCulture);
-            }
+            bound = await last.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } value and not DBNull
+                ? Convert.ToInt64(value, CultureInfo.InvariantCulture)
+                : -1;
         }
 
-        await using var entryConnection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var runConnection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        if (!IsPostgres)
+        // One connection per stream: PostgreSQL reads one result at a time per connection.
+        var connections = new List<DbConnection>();
+        try
         {
-            return await Task.Run(() => FindPatientRunProblemsSqlite(entryConnection, runConnection, bound, max, cancellationToken), cancellationToken)
-                .ConfigureAwait(false);
-        }
-
-        await using var entryCommand = entryConnection.CreateCommand(null, "SELECT seq, patient_ref FROM audit_entry WHERE seq <= @b ORDER BY seq").With("@b", bound);
-        await using var runCommand = runConnection.CreateCommand(null, "SELECT seq, patient_ref FROM audit_patient_run WHERE seq <= @b ORDER BY seq").With("@b", bound);
-        await using var entries = await entryCommand.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await using var runs = await runCommand.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-
-        var hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
-        var first = true;
-        string? previous = null;
-        while (found.Count < max && await entries.ReadAsync(cancellationToken).ConfigureAwait(false))
-        {
-            var seq = entries.GetInt64(0);
-            var patient = entries.IsDBNull(1) ? null : entries.GetString(1);
-            var starts = first || !string.Equals(patient, previous, StringComparison.Ordinal);
-            first = false;
-            previous = patient;
-            while (hasRun && runs.GetInt64(0) < seq)
+            for (var i = 0; i <= RunIndex.All.Count; i++)
             {
-                found.Add((runs.GetInt64(0), "the patient index has a run starting at an entry that does not exist"));
-                hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+                connections.Add(await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false));
             }
 
-            if (hasRun && runs.GetInt64(0) == seq)
+            // Values are compared as bytes: text as its UTF-8, a minute as its decimal digits, the same on both sides.
+            var entrySql = $"SELECT seq, {string.Join(", ", RunIndex.All.Select(r => AsBytes(r.EntryValue)))} FROM audit_entry WHERE seq <= @b ORDER BY seq";
+            return await Task.Run(() =>
             {
-                // A run where the patient does not change is harmless (it only splits a run); one naming another patient is not.
-                if (!string.Equals(runs.IsDBNull(1) ? null : runs.GetString(1), patient, StringComparison.Ordinal))
+                using var entries = OpenRows(connections[0], entrySql, bound);
+                var runs = RunIndex.All.Select((r, i) => OpenRows(connections[i + 1], $"SELECT seq, {AsBytes(r.Column)} FROM {r.Table} WHERE seq <= @b ORDER BY seq", bound))
+                    .ToList();
+                try
                 {
-                    found.Add((seq, "the patient index's run starting at this entry names another patient"));
+                    return MergeRuns(entries, runs, max, cancellationToken);
                 }
-
-                hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
-            }
-            else if (starts)
-            {
-                found.Add((seq, "the patient changes at this entry but the patient index has no run starting there (the patient's view would miss entries)"));
-            }
+                finally
+                {
+                    runs.ForEach(r => r.Dispose());
+                }
+            }, cancellationToken).ConfigureAwait(false);
         }
-
-        while (found.Count < max && hasRun)
+        finally
         {
-            found.Add((runs.GetInt64(0), "the patient index has a run starting at an entry that does not exist"));
-            hasRun = await runs.ReadAsync(cancellationToken).ConfigureAwait(false);
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
         }
-
-        return found;
     }
 
-    /// <summary>
-    /// The same merge through SQLite's own API, comparing the patients' UTF-8 bytes in place: reading a million
-    /// patient references as .NET strings took longer than the rest of the check.
-    /// </summary>
-    private static List<(long Seq, string Problem)> FindPatientRunProblemsSqlite(DbConnection entryConnection, DbConnection runConnection, long bound, int max,
+    private string AsBytes(string expression) => IsPostgres ? $"convert_to(CAST({expression} AS TEXT), 'UTF8')" : expression;
+
+    private RowStream OpenRows(DbConnection connection, string sql, long bound) =>
+        IsPostgres ? new ReaderRows(connection, sql, bound) : new SqliteRows(connection, sql, bound);
+
+    private static List<(AuditProblemKind Kind, long Seq, string Problem)> MergeRuns(RowStream entries, List<RowStream> runs, int max,
         CancellationToken cancellationToken)
     {
-        var found = new List<(long Seq, string Problem)>();
-        var db = ((SqliteConnection)entryConnection).Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
-        var runDb = ((SqliteConnection)runConnection).Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
-        using var entries = Prepare(db, "SELECT seq, patient_ref FROM audit_entry WHERE seq <= ? ORDER BY seq");
-        using var runs = Prepare(runDb, "SELECT seq, patient_ref FROM audit_patient_run WHERE seq <= ? ORDER BY seq");
-        raw.sqlite3_bind_int64(entries, 1, bound);
-        raw.sqlite3_bind_int64(runs, 1, bound);
-        var previous = new ArrayBufferWriter<byte>(128);
-        var previousNull = false;
+        var found = new List<(AuditProblemKind Kind, long Seq, string Problem)>();
+        var cursors = runs.Select((r, i) => new RunCursor(RunIndex.All[i], r, 1 + i)).ToList();
         var first = true;
-        var hasRun = Next(runDb, runs);
         var read = 0L;
-        while (found.Count < max && Next(db, entries))
+        while (found.Count < max && entries.Next())
         {
             if ((++read & 0xFFFF) == 0)
             {
                 cancellationToken.ThrowIfCancellationRequested();
             }
 
-            var seq = raw.sqlite3_column_int64(entries, 0);
-            var isNull = raw.sqlite3_column_type(entries, 1) == raw.SQLITE_NULL;
-            var patient = isNull ? default : raw.sqlite3_column_blob(entries, 1);
-            var starts = first || isNull != previousNull || (!isNull && !patient.SequenceEqual(previous.WrittenSpan));
+            foreach (var cursor in cursors)
+            {
+                cursor.Check(entries, first, found);
+            }
+
             first = false;
+        }
+
+        foreach (var cursor in cursors)
+        {
+            cursor.Finish(found, max);
+        }
+
+        return found.Count > max ? found[..max] : found;
+    }
+
+    /// <summary>One run table walked alongside the entries, with the value of the entry before.</summary>
+    private sealed class RunCursor(RunIndex index, RowStream runs, int entryColumn)
+    {
+        private readonly ArrayBufferWriter<byte> _previous = new(128);
+        private bool _previousNull;
+        private bool _hasRun = runs.Next();
+
+        public void Check(RowStream entries, bool first, List<(AuditProblemKind Kind, long Seq, string Problem)> found)
+        {
+            var seq = entries.Seq;
+            var isNull = entries.IsNull(entryColumn);
+            var value = isNull ? default : entries.Bytes(entryColumn);
+            var starts = first || isNull != _previousNull || (!isNull && !value.SequenceEqual(_previous.WrittenSpan));
             if (starts)
             {
-                previous.ResetWrittenCount();
-                previous.Write(patient);
-                previousNull = isNull;
+                _previous.ResetWrittenCount();
+                _previous.Write(value);
+                _previousNull = isNull;
             }
 
-            while (hasRun && raw.sqlite3_column_int64(runs, 0) < seq)
+            while (_hasRun && runs.Seq < seq)
             {
-                found.Add((raw.sqlite3_column_int64(runs, 0), "the patient index has a run starting at an entry that does not exist"));
-                hasRun = Next(runDb, runs);
+                found.Add((index.Kind, runs.Seq, index.Orphan));
+                _hasRun = runs.Next();
             }
 
-            if (hasRun && raw.sqlite3_column_int64(runs, 0) == seq)
+            if (_hasRun && runs.Seq == seq)
             {
-                var runNull = raw.sqlite3_column_type(runs, 1) == raw.SQLITE_NULL;
-                if (runNull != isNull || (!isNull && !raw.sqlite3_column_blob(runs, 1).SequenceEqual(previous.WrittenSpan)))
+                // A run where the value does not change is harmless (it only splits a run); one naming another value is not.
+                var runNull = runs.IsNull(1);
+                if (runNull != isNull || (!isNull && !runs.Bytes(1).SequenceEqual(_previous.WrittenSpan)))
                 {
-                    found.Add((seq, "the patient index's run starting at this entry names another patient"));
+                    found.Add((index.Kind, seq, index.Other));
                 }
 
-                hasRun = Next(runDb, runs);
+                _hasRun = runs.Next();
             }
             else if (starts)
             {
-                found.Add((seq, "the patient changes at this entry but the patient index has no run starting there (the patient's view would miss entries)"));
+                found.Add((index.Kind, seq, index.Missing));
             }
         }
 
-        while (found.Count < max && hasRun)
+        public void Finish(List<(AuditProblemKind Kind, long Seq, string Problem)> found, int max)
         {
-            found.Add((raw.sqlite3_column_int64(runs, 0), "the patient index has a run starting at an entry that does not exist"));
-            hasRun = Next(runDb, runs);
+            while (found.Count < max && _hasRun)
+            {
+                found.Add((index.Kind, runs.Seq, index.Orphan));
+                _hasRun = runs.Next();
+            }
+        }
+    }
+
+    /// <summary>Rows of (seq, values...) read in order, values as bytes.</summary>
+    private abstract class RowStream : IDisposable
+    {
+        public abstract long Seq { get; }
+
+        public abstract bool Next();
+
+        public abstract bool IsNull(int column);
+
+        public abstract ReadOnlySpan<byte> Bytes(int column);
+
+        public abstract void Dispose();
+    }
+
+    /// <summary>
+    /// Through SQLite's own API, the bytes compared in place: reading a million patient references as .NET strings
+    /// took longer than the rest of the check.
+    /// </summary>
+    private sealed class SqliteRows : RowStream
+    {
+        private readonly sqlite3 _db;
+        private readonly sqlite3_stmt _statement;
+
+        public SqliteRows(DbConnection connection, string sql, long bound)
+        {
+            _db = ((SqliteConnection)connection).Handle ?? throw new InvalidOperationException("The SQLite connection is not open.");
+            _statement = Prepare(_db, sql.Replace("@b", "?", StringComparison.Ordinal));
+            raw.sqlite3_bind_int64(_statement, 1, bound);
         }
 
-        return found;
+        public override long Seq => raw.sqlite3_column_int64(_statement, 0);
 
-        static bool Next(sqlite3 db, sqlite3_stmt statement)
+        public override bool Next()
         {
-            var rc = raw.sqlite3_step(statement);
+            var rc = raw.sqlite3_step(_statement);
             return rc switch
             {
                 raw.SQLITE_ROW => true,
                 raw.SQLITE_DONE => false,
-                _ => throw new SqliteException(raw.sqlite3_errmsg(db).utf8_to_string(), rc),
+                _ => throw new SqliteException(raw.sqlite3_errmsg(_db).utf8_to_string(), rc),
             };
+        }
+
+        public override bool IsNull(int column) => raw.sqlite3_column_type(_statement, column) == raw.SQLITE_NULL;
+
+        public override ReadOnlySpan<byte> Bytes(int column) => raw.sqlite3_column_blob(_statement, column);
+
+        public override void Dispose() => _statement.Dispose();
+    }
+
+    /// <summary>Through ADO.NET, synchronously: the merge runs on a thread of its own.</summary>
+    private sealed class ReaderRows : RowStream
+    {
+        private readonly DbCommand _command;
+        private readonly DbDataReader _reader;
+
+        public ReaderRows(DbConnection connection, string sql, long bound)
+        {
+            _command = connection.CreateCommand(null, sql).With("@b", bound);
+            _reader = _command.ExecuteReader();
+        }
+
+        public override long Seq => _reader.GetInt64(0);
+
+        public override bool Next() => _reader.Read();
+
+        public override bool IsNull(int column) => _reader.IsDBNull(column);
+
+        public override ReadOnlySpan<byte> Bytes(int column) => _reader.GetFieldValue<byte[]>(column);
+
+        public override void Dispose()
+        {
+            _reader.Dispose();
+            _command.Dispose();
         }
     }
 
-    /// <summary>The patient of entry <paramref name="seq"/>; HasEntry is false when there is no such entry (a damaged log: the next run starts afresh).</summary>
-    private static async ValueTask<(bool HasEntry, string? PatientRef)> ReadPatientRefAsync(long seq, DbConnection connection, DbTransaction transaction,
-        CancellationToken cancellationToken)
+    /// <summary>
+    /// The patient and minute of entry <paramref name="seq"/>, where the runs continue from; HasEntry is false when there
+    /// is no such entry (a damaged log: the next runs start afresh).
+    /// </summary>
+    private static async ValueTask<(bool HasEntry, string? PatientRef, long Minute)> ReadLastAsync(long seq, DbConnection connection,
+        DbTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = connection.CreateCommand(transaction, "SELECT patient_ref FROM audit_entry WHERE seq = @s").With("@s", seq);
-        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.Statement(transaction, "SELECT patient_ref, time_ms FROM audit_entry WHERE seq = @s").With("@s", seq);
+        await using var reader = await command.Command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            return (false, null);
+            return (false, null, 0);
         }
 
-        return (true, reader.IsDBNull(0) ? null : reader.GetString(0));
+        return (true, reader.IsDBNull(0) ? null : reader.GetString(0), Minute(reader.GetInt64(1)));
     }
 
     public static EntryRow ReadEntry(DbDataReader reader) => new()
@@ -835,6 +941,13 @@ internal sealed class AuditStore(IVigieDatabase database)
           AND e.seq < COALESCE((SELECT MIN(n.seq) FROM audit_patient_run n WHERE n.seq > r.seq), 9223372036854775807)
         """;
 
+    private const string MinuteRunsInPeriod = "FROM audit_minute_run m WHERE m.minute >= @fm AND m.minute <= @tm";
+
+    private const string MinuteRunsLowerBound = $"e.seq >= COALESCE((SELECT MIN(m.seq) {MinuteRunsInPeriod}), 9223372036854775807)";
+
+    private const string MinuteRunsUpperBound =
+        $"e.seq < COALESCE((SELECT MIN(n.seq) FROM audit_minute_run n WHERE n.seq > (SELECT MAX(m.seq) {MinuteRunsInPeriod})), 9223372036854775807)";
+
     public async ValueTask<(List<EntryRow> Rows, bool More)> QueryAsync(AuditQuery query, int limit, CancellationToken cancellationToken)
     {
         var where = new List<string>();
@@ -864,6 +977,15 @@ internal sealed class AuditStore(IVigieDatabase database)
         {
             where.Add("e.time_ms < @to");
             command.With("@to", query.To.Value.ToUnixTimeMilliseconds());
+        }
+
+        if (query.From is not null || query.To is not null)
+        {
+            // The time index bounds the sequence numbers that can hold the period; each entry's own time then decides.
+            where.Add(MinuteRunsLowerBound);
+            where.Add(MinuteRunsUpperBound);
+            command.With("@fm", query.From is { } from ? Minute(from.ToUnixTimeMilliseconds()) : long.MinValue)
+                .With("@tm", query.To is { } to ? Minute(to.ToUnixTimeMilliseconds()) : long.MaxValue);
         }
 
         if (query.EventId is not null)

@@ -44,6 +44,9 @@ public enum AuditProblemKind
 
     /// <summary>The patient index (runs of entries per patient) disagrees with the entries: a patient's view would miss some.</summary>
     PatientIndexMismatch,
+
+    /// <summary>The time index (runs of entries per minute) disagrees with the entries: a search by time would miss some.</summary>
+    TimeIndexMismatch,
 }
 
 /// <summary>One problem, naming the entry (sequence number) or tree head it concerns, with a reason.</summary>

@@ -23,8 +23,8 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.verify");
         var stopwatch = Stopwatch.StartNew();
         var problems = new Problems(maxProblems);
-        // The patient runs are checked on connections of their own, alongside the pass over the entries.
-        var runProblems = store.FindPatientRunProblemsAsync(maxProblems, cancellationToken).AsTask();
+        // The patient and time runs are checked on connections of their own, alongside the pass over the entries.
+        var runProblems = store.FindRunProblemsAsync(maxProblems, cancellationToken).AsTask();
 
         // 1. Tree heads: signatures first; only heads that verify are used to judge the entries.
         var heads = new List<SignedTreeHead>();
@@ -202,17 +202,17 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             problems.Add(AuditProblemKind.StateMismatch, null, null, ex.Message);
         }
 
-        // 5. The patient runs: one missing, or naming another patient, would hide entries from that patient's view.
+        // 5. The runs: one missing, or naming another patient or minute, would hide entries from a patient's view or a search by time.
         try
         {
-            foreach (var (seq, problem) in await runProblems.ConfigureAwait(false))
+            foreach (var (kind, seq, problem) in await runProblems.ConfigureAwait(false))
             {
-                problems.Add(AuditProblemKind.PatientIndexMismatch, seq, null, problem);
+                problems.Add(kind, seq, null, problem);
             }
         }
         catch (DbException ex)
         {
-            problems.Add(AuditProblemKind.PatientIndexMismatch, null, null, "the patient index cannot be read: " + ex.Message);
+            problems.Add(AuditProblemKind.PatientIndexMismatch, null, null, "the patient and time indexes cannot be read: " + ex.Message);
         }
 
         AuditTelemetry.VerificationProblems.Add(problems.Count);
