@@ -40,6 +40,8 @@ public sealed class IngestPipeline(
     private static readonly Counter<long> Objects = Meter.CreateCounter<long>("vigie.gateway.objects", description: "Objects ingested, by outcome");
     private static readonly Histogram<double> Duration = Meter.CreateHistogram<double>("vigie.gateway.ingest.duration", unit: "ms",
         description: "From the last byte received to the answer");
+    private static readonly Histogram<double> InspectDuration = Meter.CreateHistogram<double>("vigie.gateway.ingest.inspect", unit: "ms",
+        description: "Inspection and the index parse of one object");
 
     private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
 
@@ -126,6 +128,7 @@ public sealed class IngestPipeline(
         DicomFile? file = null;
         string? unreadable = null;
         ArchiveObjectReader? reader = null;
+        var inspecting = Stopwatch.GetTimestamp();
         try
         {
             // The common case reads the plaintext kept while spooling; large objects are read back from the spool by ranges.
@@ -152,6 +155,7 @@ public sealed class IngestPipeline(
             }
         }
 
+        InspectDuration.Record(Stopwatch.GetElapsedTime(inspecting).TotalMilliseconds);
         IngestResult result;
         var threat = verdict.Kind is VerdictKind.Malicious or VerdictKind.Error
             || (verdict.Kind == VerdictKind.Suspicious && options.CurrentValue.QuarantineSuspicious);
