@@ -70,12 +70,7 @@ internal sealed class VigieNode : IAsyncDisposable
         return node;
     }
 
-    public static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
+    public static int FreePort() => TestPorts.Free();
 
     /// <summary>(Re)starts the serve process on the same folder and ports, and waits until /health answers.</summary>
     public async Task StartProcessAsync(CancellationToken cancellationToken = default)
