@@ -79,20 +79,39 @@ public sealed class SpooledObject : IAsyncDisposable
     {
         lock (_fileLock)
         {
-            if (_file is not { } file || _synced || _syncFailure is not null)
+            if (_file is not { } file || _syncFailure is not null)
             {
                 return;
             }
 
             try
             {
-                FileSync.SyncFile(file.SafeFileHandle);
-                _synced = true;
+                SyncLocked(file);
             }
-            catch (Exception e)
+            catch (Exception)
             {
-                _syncFailure = e;
+                // Kept in _syncFailure: the commit's or the quarantine's own sync throws it.
             }
+        }
+    }
+
+    /// <summary>The fsync itself, under the file lock: once only, and a failure is kept for good.</summary>
+    private void SyncLocked(FileStream file)
+    {
+        if (_synced)
+        {
+            return;
+        }
+
+        try
+        {
+            FileSync.SyncFile(file.SafeFileHandle);
+            _synced = true;
+        }
+        catch (Exception e)
+        {
+            _syncFailure = e;
+            throw;
         }
     }
 
@@ -116,15 +135,10 @@ public sealed class SpooledObject : IAsyncDisposable
 
             try
             {
-                if (durable && !_synced)
+                if (durable)
                 {
-                    FileSync.SyncFile(file.SafeFileHandle);
+                    SyncLocked(file);
                 }
-            }
-            catch (Exception e)
-            {
-                _syncFailure = e;
-                throw;
             }
             finally
             {

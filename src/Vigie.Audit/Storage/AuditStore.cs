@@ -95,7 +95,6 @@ internal sealed class AuditStore(IVigieDatabase database)
         var (hasLast, lastPatient, lastMinute) = first == 0
             ? (false, null, 0)
             : await ReadLastAsync(first - 1, connection, transaction, cancellationToken).ConfigureAwait(false);
-        var hasLastMinute = hasLast;
         var scratch = new ArrayBufferWriter<byte>(512);
         using var sqlite = IsPostgres ? null : new SqliteEntryInserter(connection);
         for (var start = 0; start < rows.Count; start += AppendChunk)
@@ -122,20 +121,18 @@ internal sealed class AuditStore(IVigieDatabase database)
                     }
                 });
                 previous = leaf;
+                var minute = Minute(row.TimeMs);
                 if (!hasLast || !string.Equals(row.PatientRef, lastPatient, StringComparison.Ordinal))
                 {
                     runs.Add((row.Seq, row.PatientRef));
-                    hasLast = true;
-                    lastPatient = row.PatientRef;
                 }
 
-                var minute = Minute(row.TimeMs);
-                if (!hasLastMinute || minute != lastMinute)
+                if (!hasLast || minute != lastMinute)
                 {
                     minuteRuns.Add((row.Seq, minute));
-                    hasLastMinute = true;
-                    lastMinute = minute;
                 }
+
+                (hasLast, lastPatient, lastMinute) = (true, row.PatientRef, minute);
 
                 sqlite?.Insert(row);
             }
@@ -144,8 +141,8 @@ internal sealed class AuditStore(IVigieDatabase database)
         if (sqlite is not null)
         {
             sqlite.InsertNodes(nodes);
-            sqlite.InsertRuns(runs);
-            sqlite.InsertMinuteRuns(minuteRuns);
+            sqlite.InsertRuns(RunIndex.Patient, runs, BindText);
+            sqlite.InsertRuns(RunIndex.Minute, minuteRuns, (run, column, minute) => raw.sqlite3_bind_int64(run, column, minute));
         }
         else
         {
@@ -163,8 +160,11 @@ internal sealed class AuditStore(IVigieDatabase database)
         return first;
     }
 
+    /// <summary>Milliseconds per minute of the time index (<see cref="RunIndex.Minute"/>).</summary>
+    public const long MinuteMs = 60_000;
+
     /// <summary>The minute of the time index: SQL's integer division truncates the same way on both providers.</summary>
-    public static long Minute(long timeMs) => timeMs / 60_000;
+    public static long Minute(long timeMs) => timeMs / MinuteMs;
 
     /// <summary>Rows chained and inserted between two waits for more rows.</summary>
     public const int AppendChunk = 256;
@@ -268,34 +268,18 @@ internal sealed class AuditStore(IVigieDatabase database)
             }
         }
 
-        public void InsertRuns(List<(long Seq, string? PatientRef)> runs)
+        public void InsertRuns<T>(RunIndex index, List<(long Seq, T Value)> runs, Action<sqlite3_stmt, int, T> bind)
         {
             if (runs.Count == 0)
             {
                 return;
             }
 
-            using var run = Prepare(_db, "INSERT INTO audit_patient_run (seq, patient_ref) VALUES (?, ?)");
-            foreach (var (seq, patientRef) in runs)
+            using var run = Prepare(_db, $"INSERT INTO {index.Table} (seq, {index.Column}) VALUES (?, ?)");
+            foreach (var (seq, value) in runs)
             {
                 raw.sqlite3_bind_int64(run, 1, seq);
-                BindText(run, 2, patientRef);
-                Step(_db, run);
-            }
-        }
-
-        public void InsertMinuteRuns(List<(long Seq, long Minute)> runs)
-        {
-            if (runs.Count == 0)
-            {
-                return;
-            }
-
-            using var run = Prepare(_db, "INSERT INTO audit_minute_run (seq, minute) VALUES (?, ?)");
-            foreach (var (seq, minute) in runs)
-            {
-                raw.sqlite3_bind_int64(run, 1, seq);
-                raw.sqlite3_bind_int64(run, 2, minute);
+                bind(run, 2, value);
                 Step(_db, run);
             }
         }
@@ -410,23 +394,23 @@ internal sealed class AuditStore(IVigieDatabase database)
             await node.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (runs.Count > 0)
+        await InsertRunsPostgresAsync(RunIndex.Patient, "text", runs, connection, transaction, cancellationToken).ConfigureAwait(false);
+        await InsertRunsPostgresAsync(RunIndex.Minute, "bigint", minuteRuns, connection, transaction, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async ValueTask InsertRunsPostgresAsync<T>(RunIndex index, string type, List<(long Seq, T Value)> runs, DbConnection connection,
+        DbTransaction transaction, CancellationToken cancellationToken)
+    {
+        if (runs.Count == 0)
         {
-            await using var run = connection.CreateCommand(transaction,
-                    "INSERT INTO audit_patient_run (seq, patient_ref) SELECT * FROM unnest(@s::bigint[], @p::text[])")
-                .With("@s", runs.Select(x => x.Seq).ToArray())
-                .With("@p", runs.Select(x => x.PatientRef).ToArray());
-            await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            return;
         }
 
-        if (minuteRuns.Count > 0)
-        {
-            await using var run = connection.CreateCommand(transaction,
-                    "INSERT INTO audit_minute_run (seq, minute) SELECT * FROM unnest(@s::bigint[], @m::bigint[])")
-                .With("@s", minuteRuns.Select(x => x.Seq).ToArray())
-                .With("@m", minuteRuns.Select(x => x.Minute).ToArray());
-            await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
+        await using var run = connection.CreateCommand(transaction,
+                $"INSERT INTO {index.Table} (seq, {index.Column}) SELECT * FROM unnest(@s::bigint[], @v::{type}[])")
+            .With("@s", runs.Select(x => x.Seq).ToArray())
+            .With("@v", runs.Select(x => x.Value).ToArray());
+        await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -459,11 +443,16 @@ internal sealed class AuditStore(IVigieDatabase database)
             var entrySql = $"SELECT seq, {string.Join(", ", RunIndex.All.Select(r => AsBytes(r.EntryValue)))} FROM audit_entry WHERE seq <= @b ORDER BY seq";
             return await Task.Run(() =>
             {
+                var runs = new List<RowStream>();
                 using var entries = OpenRows(connections[0], entrySql, bound);
-                var runs = RunIndex.All.Select((r, i) => OpenRows(connections[i + 1], $"SELECT seq, {AsBytes(r.Column)} FROM {r.Table} WHERE seq <= @b ORDER BY seq", bound))
-                    .ToList();
                 try
                 {
+                    for (var i = 0; i < RunIndex.All.Count; i++)
+                    {
+                        var index = RunIndex.All[i];
+                        runs.Add(OpenRows(connections[i + 1], $"SELECT seq, {AsBytes(index.Column)} FROM {index.Table} WHERE seq <= @b ORDER BY seq", bound));
+                    }
+
                     return MergeRuns(entries, runs, max, cancellationToken);
                 }
                 finally

@@ -11,7 +11,7 @@ internal sealed record RunIndex(string Table, string Column, string EntryValue, 
     public static readonly RunIndex Patient = new("audit_patient_run", "patient_ref", "patient_ref", AuditProblemKind.PatientIndexMismatch,
         "the patient index", "patient", "the patient's view would miss entries");
 
-    public static readonly RunIndex Minute = new("audit_minute_run", "minute", "time_ms / 60000", AuditProblemKind.TimeIndexMismatch,
+    public static readonly RunIndex Minute = new("audit_minute_run", "minute", $"time_ms / {AuditStore.MinuteMs}", AuditProblemKind.TimeIndexMismatch,
         "the time index", "minute", "a search by time would miss entries");
 
     public static readonly IReadOnlyList<RunIndex> All = [Patient, Minute];

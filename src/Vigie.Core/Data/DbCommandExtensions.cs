@@ -9,11 +9,13 @@ public static class DbCommandExtensions
     public static DbCommand CreateCommand(this DbConnection connection, DbTransaction? transaction, string sql)
     {
         var command = connection.CreateCommand();
-        // A gated SQLite transaction is ours; the provider's command wants its own.
-        command.Transaction = transaction is GatedTransaction gated ? gated.Inner : transaction;
+        command.Transaction = ProviderTransaction(transaction);
         command.CommandText = sql;
         return command;
     }
+
+    /// <summary>A gated SQLite transaction is ours; the provider's command wants its own.</summary>
+    private static DbTransaction? ProviderTransaction(DbTransaction? transaction) => transaction is GatedTransaction gated ? gated.Inner : transaction;
 
     private static readonly ConditionalWeakTable<DbConnection, Dictionary<string, DbCommand>> Kept = new();
 
@@ -42,7 +44,7 @@ public static class DbCommandExtensions
         else
         {
             command.Parameters.Clear();
-            command.Transaction = transaction is GatedTransaction gated ? gated.Inner : transaction;
+            command.Transaction = ProviderTransaction(transaction);
         }
 
         return new StatementLease(command, owned: false);

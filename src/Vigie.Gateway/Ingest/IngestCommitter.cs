@@ -123,7 +123,6 @@ public sealed class IngestCommitter : IAsyncDisposable
     /// <summary>One transaction over the batch. Returns the objects to retry: empty once committed.</summary>
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
-        var written = new List<Pending>(batch.Count);
         var connection = _connection;
         if (connection is null)
         {
@@ -134,7 +133,7 @@ public sealed class IngestCommitter : IAsyncDisposable
 
         try
         {
-            return await TryCommitAsync(batch, written, connection, cancellationToken).ConfigureAwait(false);
+            return await TryCommitAsync(batch, connection, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -145,8 +144,9 @@ public sealed class IngestCommitter : IAsyncDisposable
         }
     }
 
-    private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, List<Pending> written, DbConnection connection, CancellationToken cancellationToken)
+    private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, DbConnection connection, CancellationToken cancellationToken)
     {
+        var written = new List<Pending>(batch.Count);
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         var writing = Stopwatch.GetTimestamp();
         if (batch.Count == 1)
