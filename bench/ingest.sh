@@ -26,7 +26,8 @@ if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}" >&2
     sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
-    $sudo_ apt-get install -y -qq "${need[@]}" >/dev/null
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
   corpus=${VIGIE_CT_CORPUS:-$root/.cache/ct-corpus}
   "$root/scripts/ct-corpus.sh" "$corpus" 1

@@ -12,6 +12,12 @@ if [ ! -f "$generator" ]; then
   echo "no $generator: cannot generate the CT corpus" >&2
   exit 1
 fi
+if ! /usr/bin/python3 -c 'import numpy, pydicom' 2>/dev/null; then
+  echo "installing python3-numpy python3-pydicom" >&2
+  sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends python3-numpy python3-pydicom >/dev/null
+fi
 rm -rf "$out"
 /usr/bin/python3 "$generator" --out "$out" --n 200 --studies 4 --seed "$seed" >/dev/null
 touch "$out/.complete"
