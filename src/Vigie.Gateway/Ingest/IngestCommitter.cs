@@ -14,9 +14,11 @@ namespace Vigie.Gateway.Ingest;
 /// at the same moment share one database transaction and so one fsync of the log: each object's index rows and outbox
 /// events run inside a savepoint (a failure undoes only that object), then all their audit records are appended in one
 /// go and the transaction commits. Leader and followers: whoever finds no commit running becomes the leader and commits,
-/// on its own thread, everything queued; the others wait for it. A lone association therefore commits directly, with no
-/// hand-off to another thread (each of which costs a wake-up, expensive on virtual machines). The rows of an object
-/// are written while its file is still being synced, and the transaction commits once every file of the batch is.
+/// on its own thread, one batch of what is queued; the others wait for it. What queued meanwhile is handed to the
+/// thread pool, so no leader's own answer waits for later batches. A lone association therefore commits directly, with
+/// no hand-off to another thread (each of which costs a wake-up, expensive on virtual machines). The rows of an object
+/// are written while its file is still being synced, and the transaction commits once every file of the batch is;
+/// objects queued meanwhile whose files are already durable join it before it commits.
 /// </summary>
 public sealed class IngestCommitter : IAsyncDisposable
 {
@@ -31,6 +33,8 @@ public sealed class IngestCommitter : IAsyncDisposable
         "Index rows, outbox events and audit entries of one transaction");
     private static readonly Histogram<double> SyncWait = Meter.CreateHistogram<double>("vigie.gateway.commit.sync_wait", "ms",
         "Wait, after the writes, for the transaction's objects to be durable");
+    private static readonly Histogram<int> LateJoins = Meter.CreateHistogram<int>("vigie.gateway.commit.late_joins",
+        description: "Objects that joined a transaction while it waited for its objects' sync, already durable themselves");
     private static readonly Histogram<double> CommitDuration = Meter.CreateHistogram<double>("vigie.gateway.commit.flush", "ms",
         "The database commit of one transaction");
 
@@ -39,6 +43,9 @@ public sealed class IngestCommitter : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _leader;
+
+    /// <summary>Savepoint names, unique within a transaction and few, so their statements stay kept; only the leader touches it.</summary>
+    private long _savepoints;
 
     /// <summary>The leader's connection, kept across batches with its statements prepared; only the leader touches it.</summary>
     private DbConnection? _connection;
@@ -68,35 +75,51 @@ public sealed class IngestCommitter : IAsyncDisposable
         _queue.Enqueue(pending);
 
         // A follower fails to lead only while a leader holds the role; that leader checks the queue after letting go,
-        // so an object queued at any moment is always committed by someone.
-        while (Interlocked.CompareExchange(ref _leader, 1, 0) == 0)
+        // so an object queued at any moment is always committed by someone. A leader commits one batch on its own
+        // thread, then hands what queued meanwhile to the thread pool: its own answer does not wait for the next batch.
+        if (await TryLeadOneBatchAsync().ConfigureAwait(false) && !_queue.IsEmpty)
         {
-            try
-            {
-                var batch = new List<Pending>(MaxBatch);
-                while (batch.Count < MaxBatch && _queue.TryDequeue(out var next))
-                {
-                    batch.Add(next);
-                }
-
-                if (batch.Count > 0)
-                {
-                    // A commit already begun finishes even if its leader's caller gave up: followers depend on it.
-                    await CommitBatchAsync(batch, CancellationToken.None).ConfigureAwait(false);
-                }
-            }
-            finally
-            {
-                Volatile.Write(ref _leader, 0);
-            }
-
-            if (_queue.IsEmpty)
-            {
-                break;
-            }
+            _ = Task.Run(LeadUntilEmptyAsync, CancellationToken.None);
         }
 
         return await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Commits one batch if no one else leads; false if someone does.</summary>
+    private async Task<bool> TryLeadOneBatchAsync()
+    {
+        if (Interlocked.CompareExchange(ref _leader, 1, 0) != 0)
+        {
+            return false;
+        }
+
+        try
+        {
+            var batch = new List<Pending>(MaxBatch);
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var next))
+            {
+                batch.Add(next);
+            }
+
+            if (batch.Count > 0)
+            {
+                // A commit already begun finishes even if its leader's caller gave up: followers depend on it.
+                await CommitBatchAsync(batch, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _leader, 0);
+        }
+
+        return true;
+    }
+
+    private async Task LeadUntilEmptyAsync()
+    {
+        while (await TryLeadOneBatchAsync().ConfigureAwait(false) && !_queue.IsEmpty)
+        {
+        }
     }
 
     private async Task CommitBatchAsync(List<Pending> batch, CancellationToken cancellationToken)
@@ -147,6 +170,7 @@ public sealed class IngestCommitter : IAsyncDisposable
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, DbConnection connection, CancellationToken cancellationToken)
     {
         var written = new List<Pending>(batch.Count);
+        _savepoints = 0;
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         var writing = Stopwatch.GetTimestamp();
         if (batch.Count == 1)
@@ -166,21 +190,11 @@ public sealed class IngestCommitter : IAsyncDisposable
         }
         else
         {
-            for (var i = 0; i < batch.Count; i++)
+            foreach (var pending in batch)
             {
-                var savepoint = $"ingest_{i}";
-                await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                try
+                if (await TryWriteInSavepointAsync(pending, connection, transaction, cancellationToken).ConfigureAwait(false))
                 {
-                    await batch[i].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    written.Add(batch[i]);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-                    batch[i].Fail(e);
+                    written.Add(pending);
                 }
             }
         }
@@ -214,6 +228,31 @@ public sealed class IngestCommitter : IAsyncDisposable
             return written.Except(unsynced).ToList();
         }
 
+        // Late joiners: objects queued during the wait whose files are already durable ride this commit instead of
+        // waiting for a whole transaction of their own (with several associations, most of them are).
+        var joined = new List<Pending>();
+        while (written.Count + joined.Count < MaxBatch && _queue.TryPeek(out var next) && next.Durable.IsCompletedSuccessfully
+               && _queue.TryDequeue(out next))
+        {
+            if (await TryWriteInSavepointAsync(next, connection, transaction, cancellationToken).ConfigureAwait(false))
+            {
+                joined.Add(next);
+            }
+        }
+
+        if (joined.Count > 0)
+        {
+            var late = joined.SelectMany(p => p.Audit).ToList();
+            if (late.Count > 0)
+            {
+                await _audit.AppendAsync(late, connection, transaction, cancellationToken).ConfigureAwait(false);
+                records.AddRange(late);
+            }
+
+            written.AddRange(joined);
+            LateJoins.Record(joined.Count);
+        }
+
         var committing = Stopwatch.GetTimestamp();
         SyncWait.Record(Stopwatch.GetElapsedTime(waiting, committing).TotalMilliseconds);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -232,6 +271,27 @@ public sealed class IngestCommitter : IAsyncDisposable
         if (Interlocked.Exchange(ref _connection, null) is { } connection)
         {
             await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Writes one object inside a savepoint, so that its failure undoes only its own rows.</summary>
+    private async ValueTask<bool> TryWriteInSavepointAsync(Pending pending, DbConnection connection, DbTransaction transaction,
+        CancellationToken cancellationToken)
+    {
+        var savepoint = $"ingest_{_savepoints++}";
+        await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await pending.RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            pending.Fail(e);
+            return false;
         }
     }
 

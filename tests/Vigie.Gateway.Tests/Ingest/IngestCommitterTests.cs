@@ -79,6 +79,61 @@ public sealed class IngestCommitterTests : IAsyncDisposable
         Assert.True((await log.VerifyAsync(null, ct)).IsValid);
     }
 
+    [Fact]
+    public async Task Objects_already_durable_join_the_transaction_that_waits_for_a_sync_and_a_failing_joiner_is_undone_alone()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var database = _services.GetRequiredService<IVigieDatabase>();
+        await _services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        await using (var connection = await database.OpenConnectionAsync(ct))
+        {
+            await using var create = connection.CreateCommand(null, "CREATE TABLE stored (name TEXT NOT NULL)");
+            await create.ExecuteNonQueryAsync(ct);
+        }
+
+        var committer = _services.GetRequiredService<IngestCommitter>();
+        var slowSync = new TaskCompletionSource();
+        var firstWritten = new TaskCompletionSource();
+        var transactions = new System.Collections.Concurrent.ConcurrentDictionary<string, DbTransaction>();
+
+        // "a" leads and waits for its sync; "b" and "d" arrive already synced ("d" fails to write), "c" still syncing.
+        var a = committer.CommitAsync(Tracked("a", transactions, Insert("a", firstWritten)), _ => [Record("a")], slowSync.Task, ct);
+        await firstWritten.Task.WaitAsync(ct);
+        var b = committer.CommitAsync(Tracked("b", transactions, Insert("b")), _ => [Record("b")], Task.CompletedTask, ct);
+        var d = committer.CommitAsync<string>((_, _, _) => throw new InvalidOperationException("index write failed (test)"), _ => [Record("d")],
+            Task.CompletedTask, ct);
+        var cSync = new TaskCompletionSource();
+        var c = committer.CommitAsync(Tracked("c", transactions, Insert("c")), _ => [Record("c")], cSync.Task, ct);
+        slowSync.SetResult();
+        // "a" is answered while "c" still waits for its sync: a leader's answer does not wait for the batches after its own.
+        Assert.Equal("a", await a);
+        Assert.Equal("b", await b);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => d);
+        cSync.SetResult();
+        Assert.Equal("c", await c);
+
+        Assert.Same(transactions["a"], transactions["b"]);
+        Assert.NotSame(transactions["a"], transactions["c"]);
+        await using var read = await database.OpenConnectionAsync(ct);
+        await using var select = read.CreateCommand(null, "SELECT group_concat(name, ',') FROM (SELECT name FROM stored ORDER BY name)");
+        Assert.Equal("a,b,c", (string?)await select.ExecuteScalarAsync(ct));
+
+        var log = _services.GetRequiredService<IAuditLog>();
+        var audit = await log.QueryAsync(new AuditQuery { Limit = 10 }, ct);
+        Assert.Equal(["a", "b", "c"], audit.Entries.Select(e => e.SourceId).Order(StringComparer.Ordinal));
+        await log.SignTreeHeadAsync(ct);
+        Assert.True((await log.VerifyAsync(null, ct)).IsValid);
+    }
+
+    private static Func<DbConnection, DbTransaction, CancellationToken, ValueTask<string>> Tracked(string name,
+        System.Collections.Concurrent.ConcurrentDictionary<string, DbTransaction> transactions,
+        Func<DbConnection, DbTransaction, CancellationToken, ValueTask<string>> write) =>
+        (connection, transaction, ct) =>
+        {
+            transactions[name] = transaction;
+            return write(connection, transaction, ct);
+        };
+
     private static Func<DbConnection, DbTransaction, CancellationToken, ValueTask<string>> Insert(string name, TaskCompletionSource? written = null) =>
         async (connection, transaction, ct) =>
         {
