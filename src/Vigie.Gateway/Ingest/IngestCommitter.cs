@@ -44,9 +44,6 @@ public sealed class IngestCommitter : IAsyncDisposable
     private readonly ConcurrentQueue<Pending> _queue = new();
     private int _leader;
 
-    /// <summary>Savepoint names, unique within a transaction and few, so their statements stay kept; only the leader touches it.</summary>
-    private long _savepoints;
-
     /// <summary>The leader's connection, kept across batches with its statements prepared; only the leader touches it.</summary>
     private DbConnection? _connection;
 
@@ -170,7 +167,6 @@ public sealed class IngestCommitter : IAsyncDisposable
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, DbConnection connection, CancellationToken cancellationToken)
     {
         var written = new List<Pending>(batch.Count);
-        _savepoints = 0;
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         var writing = Stopwatch.GetTimestamp();
         if (batch.Count == 1)
@@ -278,18 +274,18 @@ public sealed class IngestCommitter : IAsyncDisposable
     private async ValueTask<bool> TryWriteInSavepointAsync(Pending pending, DbConnection connection, DbTransaction transaction,
         CancellationToken cancellationToken)
     {
-        var savepoint = $"ingest_{_savepoints++}";
-        await ExecuteAsync(connection, transaction, $"SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+        // Each savepoint is released before the next one is made, so one name serves them all (and one set of kept statements).
+        await ExecuteAsync(connection, transaction, "SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
         try
         {
             await pending.RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
-            await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, "RELEASE SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
             return true;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
-            await ExecuteAsync(connection, transaction, $"RELEASE SAVEPOINT {savepoint}", cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, "RELEASE SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
             pending.Fail(e);
             return false;
         }

@@ -40,15 +40,7 @@ public sealed class IngestCommitterTests : IAsyncDisposable
     public async Task Object_whose_sync_fails_commits_nothing_while_the_rest_of_its_batch_commits()
     {
         var ct = TestContext.Current.CancellationToken;
-        var database = _services.GetRequiredService<IVigieDatabase>();
-        await _services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
-        await using (var connection = await database.OpenConnectionAsync(ct))
-        {
-            await using var create = connection.CreateCommand(null, "CREATE TABLE stored (name TEXT NOT NULL)");
-            await create.ExecuteNonQueryAsync(ct);
-        }
-
-        var committer = _services.GetRequiredService<IngestCommitter>();
+        var committer = await PrepareAsync(ct);
         var failingSync = new TaskCompletionSource();
         var slowSync = new TaskCompletionSource();
         var firstWritten = new TaskCompletionSource();
@@ -66,32 +58,14 @@ public sealed class IngestCommitterTests : IAsyncDisposable
         Assert.Contains("fsync failed", failure.Message, StringComparison.Ordinal);
         Assert.Equal("c", await c);
 
-        await using var read = await database.OpenConnectionAsync(ct);
-        await using var select = read.CreateCommand(null, "SELECT group_concat(name, ',') FROM (SELECT name FROM stored ORDER BY name)");
-        Assert.Equal("a,c", (string?)await select.ExecuteScalarAsync(ct));
-
-        var log = _services.GetRequiredService<IAuditLog>();
-        var audit = await log.QueryAsync(new AuditQuery { Limit = 10 }, ct);
-        Assert.Equal(["a", "c"], audit.Entries.Select(e => e.SourceId).Order(StringComparer.Ordinal));
-
-        // The rolled-back round left no gap or fork in the Merkle log.
-        await log.SignTreeHeadAsync(ct);
-        Assert.True((await log.VerifyAsync(null, ct)).IsValid);
+        await AssertCommittedAsync(["a", "c"], ct);
     }
 
     [Fact]
     public async Task Objects_already_durable_join_the_transaction_that_waits_for_a_sync_and_a_failing_joiner_is_undone_alone()
     {
         var ct = TestContext.Current.CancellationToken;
-        var database = _services.GetRequiredService<IVigieDatabase>();
-        await _services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
-        await using (var connection = await database.OpenConnectionAsync(ct))
-        {
-            await using var create = connection.CreateCommand(null, "CREATE TABLE stored (name TEXT NOT NULL)");
-            await create.ExecuteNonQueryAsync(ct);
-        }
-
-        var committer = _services.GetRequiredService<IngestCommitter>();
+        var committer = await PrepareAsync(ct);
         var slowSync = new TaskCompletionSource();
         var firstWritten = new TaskCompletionSource();
         var transactions = new System.Collections.Concurrent.ConcurrentDictionary<string, DbTransaction>();
@@ -114,13 +88,33 @@ public sealed class IngestCommitterTests : IAsyncDisposable
 
         Assert.Same(transactions["a"], transactions["b"]);
         Assert.NotSame(transactions["a"], transactions["c"]);
+        await AssertCommittedAsync(["a", "b", "c"], ct);
+    }
+
+    private async Task<IngestCommitter> PrepareAsync(CancellationToken ct)
+    {
+        var database = _services.GetRequiredService<IVigieDatabase>();
+        await _services.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        await using (var connection = await database.OpenConnectionAsync(ct))
+        {
+            await using var create = connection.CreateCommand(null, "CREATE TABLE stored (name TEXT NOT NULL)");
+            await create.ExecuteNonQueryAsync(ct);
+        }
+
+        return _services.GetRequiredService<IngestCommitter>();
+    }
+
+    /// <summary>Exactly these rows and audit entries are committed, and rolled-back rounds left no gap or fork in the Merkle log.</summary>
+    private async Task AssertCommittedAsync(string[] names, CancellationToken ct)
+    {
+        var database = _services.GetRequiredService<IVigieDatabase>();
         await using var read = await database.OpenConnectionAsync(ct);
         await using var select = read.CreateCommand(null, "SELECT group_concat(name, ',') FROM (SELECT name FROM stored ORDER BY name)");
-        Assert.Equal("a,b,c", (string?)await select.ExecuteScalarAsync(ct));
+        Assert.Equal(string.Join(',', names), (string?)await select.ExecuteScalarAsync(ct));
 
         var log = _services.GetRequiredService<IAuditLog>();
         var audit = await log.QueryAsync(new AuditQuery { Limit = 10 }, ct);
-        Assert.Equal(["a", "b", "c"], audit.Entries.Select(e => e.SourceId).Order(StringComparer.Ordinal));
+        Assert.Equal(names, audit.Entries.Select(e => e.SourceId).Order(StringComparer.Ordinal));
         await log.SignTreeHeadAsync(ct);
         Assert.True((await log.VerifyAsync(null, ct)).IsValid);
     }
