@@ -12,6 +12,7 @@ internal static partial class FileSync
     private const int ORdOnly = 0;
     private const int OCloExec = 0x80000;
     private const uint SyncFileRangeWrite = 2;
+    private const int EExist = 17;
     private static bool _noWriteback;
 
     private static readonly KeyValuePair<string, object?> FileKind = new("kind", "file");
@@ -162,6 +163,28 @@ internal static partial class FileSync
         }
     }
 
+    /// <summary>
+    /// Moves a file to a name that must not exist yet, atomically: of two movers to one name, exactly one succeeds and
+    /// the other gets an <see cref="IOException"/>. On Linux a hard link then an unlink, since rename replaces silently
+    /// and .NET's File.Move without overwrite checks for the target before renaming (two movers can both pass the check).
+    /// </summary>
+    public static void MoveNoReplace(string source, string target)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            File.Move(source, target, overwrite: false);
+            return;
+        }
+
+        if (NativeMethods.Link(source, target) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new IOException(errno == EExist ? $"The file '{target}' already exists." : $"link failed (errno {errno}) for '{target}'.");
+        }
+
+        File.Delete(source);
+    }
+
     /// <summary>A handle's descriptor, which cannot be closed while this is held (no allocation: hot path).</summary>
     private ref struct Descriptor
     {
@@ -204,6 +227,10 @@ internal static partial class FileSync
         [DllImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int SyncFileRange(int fd, long offset, long count, uint flags);
+
+        [DllImport("libc", EntryPoint = "link", SetLastError = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int Link([MarshalAs(UnmanagedType.LPUTF8Str)] string source, [MarshalAs(UnmanagedType.LPUTF8Str)] string target);
 
         [DllImport("libc", EntryPoint = "close", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]

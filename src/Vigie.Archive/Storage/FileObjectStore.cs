@@ -142,7 +142,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             spool.SyncAndClose(durable);
             try
             {
-                File.Move(spool.Path, target, overwrite: false);
+                FileSync.MoveNoReplace(spool.Path, target);
                 result = new CommittedObject(spool.Id, spool.Length, AlreadyStored: false);
             }
             catch (IOException) when (File.Exists(target))
