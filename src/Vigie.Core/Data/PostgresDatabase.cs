@@ -23,6 +23,12 @@ public sealed class PostgresDatabase : IVigieDatabase, IAsyncDisposable, IDispos
     public async ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await connection.BeginTransactionAsync(IsolationLevel.ReadCommitted, cancellationToken).ConfigureAwait(false);
 
+    /// <summary>PostgreSQL commits every transaction synchronously: its own group commit already shares the flushes.</summary>
+    public ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CommitDurability durability, CancellationToken cancellationToken) =>
+        BeginWriteAsync(connection, cancellationToken);
+
+    public ValueTask SyncAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 
     public void Dispose() => _dataSource.Dispose();

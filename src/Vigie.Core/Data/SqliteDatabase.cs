@@ -6,13 +6,14 @@ using Microsoft.Data.Sqlite;
 namespace Vigie.Core.Data;
 
 /// <summary>
-/// The embedded default. WAL with synchronous=FULL: a committed transaction survives a power cut, which is
-/// what lets the gateway acknowledge a C-STORE only after its commit.
+/// The embedded default, in WAL mode. Transactions run with synchronous=FULL: a committed transaction survives a power
+/// cut. Deferred ones run with synchronous=NORMAL: their commit is written to the WAL but not synced, so the next
+/// synced commit (or a checkpoint, or <see cref="SyncAsync"/>) makes it durable together with everything before it.
 /// </summary>
 public sealed class SqliteDatabase : IVigieDatabase
 {
-    private static readonly ConditionalWeakTable<SQLitePCL.sqlite3, object> Configured = new();
-    private static readonly object Marker = new();
+    /// <summary>The synchronous level each SQLite handle was last set to; a handle is configured once, when first seen.</summary>
+    private static readonly ConditionalWeakTable<SQLitePCL.sqlite3, HandleState> Configured = new();
 
     private readonly string _connectionString;
     private readonly int _busyTimeoutMs;
@@ -52,14 +53,19 @@ public sealed class SqliteDatabase : IVigieDatabase
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             // The pool hands back the same SQLite handle many times; its settings stay with it, so they are applied once
             // per handle rather than at every open (four statements parsed and run for each ingest commit otherwise).
-            if (!Configured.TryGetValue(connection.Handle!, out _))
+            if (!Configured.TryGetValue(connection.Handle!, out var state))
             {
                 await using var command = connection.CreateCommand();
                 // journal_mode is stored in the file; the others are per connection.
                 command.CommandText =
                     $"PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout={_busyTimeoutMs};";
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                Configured.AddOrUpdate(connection.Handle!, Marker);
+                Configured.AddOrUpdate(connection.Handle!, new HandleState());
+            }
+            else if (state.Deferred)
+            {
+                // A handle back from a deferred writer: autocommit statements on it must be durable again.
+                SetSynchronous(connection, state, deferred: false);
             }
 
             return connection;
@@ -71,7 +77,10 @@ public sealed class SqliteDatabase : IVigieDatabase
         }
     }
 
-    public async ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken)
+    public ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken);
+
+    public async ValueTask<DbTransaction> BeginWriteAsync(DbConnection connection, CommitDurability durability, CancellationToken cancellationToken)
     {
         // Writers of this process queue on the gate without holding a thread; Microsoft.Data.Sqlite then issues
         // BEGIN IMMEDIATE, which waits up to busy_timeout only for writers of other processes.
@@ -83,6 +92,13 @@ public sealed class SqliteDatabase : IVigieDatabase
 
         try
         {
+            // The level is a connection setting that SQLite reads at commit; it is switched only between transactions.
+            var deferred = durability == CommitDurability.Deferred;
+            if (Configured.TryGetValue(sqlite.Handle!, out var state) && state.Deferred != deferred)
+            {
+                SetSynchronous(sqlite, state, deferred);
+            }
+
             return new GatedTransaction(sqlite.BeginTransaction(IsolationLevel.Serializable, deferred: false), _writeGate);
         }
         catch
@@ -90,5 +106,36 @@ public sealed class SqliteDatabase : IVigieDatabase
             _writeGate.Release();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Syncs the write-ahead log: every frame written so far, and so every commit, is then on disk. Checkpointed pages
+    /// need nothing more, since SQLite syncs the database file when a checkpoint completes and only then reuses the log.
+    /// </summary>
+    public async ValueTask SyncAsync(CancellationToken cancellationToken)
+    {
+        var wal = Path + "-wal";
+        try
+        {
+            await using var file = new FileStream(wal, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+            await Task.Run(() => file.Flush(flushToDisk: true), cancellationToken).ConfigureAwait(false);
+        }
+        catch (FileNotFoundException)
+        {
+            // No log: the last connection closed it after a full checkpoint, which synced the database file.
+        }
+    }
+
+    private static void SetSynchronous(DbConnection connection, HandleState state, bool deferred)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = deferred ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL";
+        command.ExecuteNonQuery();
+        state.Deferred = deferred;
+    }
+
+    private sealed class HandleState
+    {
+        public bool Deferred { get; set; }
     }
 }
