@@ -22,6 +22,12 @@ public sealed class GatewayOptions
     public ForwardingOptions Forwarding { get; set; } = new();
 
     public MaintenanceOptions Maintenance { get; set; } = new();
+
+    /// <summary>
+    /// At start, objects written up to this long before the newest indexed one are checked against the index: ingest
+    /// commits are not synced, so a power cut may take the rows of the last ones (see ArchiveRecovery).
+    /// </summary>
+    public TimeSpan RecoveryWindow { get; set; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary>A remote DICOM node.</summary>

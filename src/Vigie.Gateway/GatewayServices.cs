@@ -39,6 +39,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddOptions<DicomServerOptions>();
         services.TryAddSingleton<IngestCommitter>();
         services.TryAddSingleton<IngestPipeline>();
+        services.TryAddSingleton<ArchiveRecovery>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();
@@ -58,6 +59,7 @@ public sealed class GatewayStartup(
     ArchiveInitializer archive,
     IArchiveKeyService keys,
     IAuditLog audit,
+    ArchiveRecovery recovery,
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<GatewayStartup> logger,
     TimeProvider time) : IHostedService
@@ -74,6 +76,8 @@ public sealed class GatewayStartup(
         }
 
         await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
+        // Before the node accepts anything: what a power cut took from the index is filed again first.
+        await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)

@@ -157,5 +157,8 @@ internal sealed class ArchiveSchema : ISchemaProvider
               delete_after BIGINT NOT NULL,
               PRIMARY KEY (kind, name));
             """),
+        new(Module, 2, "archive objects by filing time, where recovery after a power cut starts looking",
+            "CREATE INDEX archive_objects_created ON archive_objects (created_at);",
+            "CREATE INDEX archive_objects_created ON archive_objects (created_at);"),
     ];
 }

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using Vigie.Archive.Storage;
 
 namespace Vigie.Archive.Index;
 
@@ -31,4 +32,10 @@ public interface IArchiveIndex
     ValueTask<IReadOnlyList<QuarantineRecord>> ListQuarantineAsync(long afterRowId, int limit, CancellationToken cancellationToken);
 
     ValueTask<ArchiveStats> GetStatsAsync(CancellationToken cancellationToken);
+
+    /// <summary>When the newest object reference was filed, or null when there is none.</summary>
+    ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken);
+
+    /// <summary>Those of <paramref name="ids"/> that no version references and no deletion awaits: files the index has lost.</summary>
+    ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken);
 }

@@ -277,6 +277,35 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             ToLong(reader.GetValue(4)), ToLong(reader.GetValue(5)), ToLong(reader.GetValue(6)), ToLong(reader.GetValue(7)));
     }
 
+    public async ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT MAX(created_at) FROM archive_objects");
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } value and not DBNull
+            ? DateTimeOffset.FromUnixTimeMilliseconds(ToLong(value))
+            : null;
+    }
+
+    public async ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken)
+    {
+        var unreferenced = new List<ObjectId>();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var id in ids)
+        {
+            await using var command = connection.CreateCommand(null, """
+                    SELECT CASE WHEN EXISTS (SELECT 1 FROM archive_objects WHERE object_id = @o)
+                                  OR EXISTS (SELECT 1 FROM archive_deletions WHERE kind = 'object' AND name = @n) THEN 1 ELSE 0 END
+                    """)
+                .With("@o", id.ToArray()).With("@n", id.ToString());
+            if (ToLong(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) == 0)
+            {
+                unreferenced.Add(id);
+            }
+        }
+
+        return unreferenced;
+    }
+
     // ---- writing ----
 
     private async ValueTask<(long Id, bool Conflict)> UpsertNodeAsync(DbConnection connection, DbTransaction transaction, int level, byte[] key,

@@ -172,6 +172,32 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return result;
     }
 
+    public async IAsyncEnumerable<ObjectId> ListWrittenSinceAsync(DateTimeOffset since,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var threshold = since.UtcDateTime;
+        foreach (var fanOut in ArchiveLayout.FanOutNames())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            // Linking a file into a folder moves the folder's time past the file's own: older folders hold nothing newer.
+            var directory = new DirectoryInfo(Path.Combine(Layout.Objects, fanOut));
+            if (!directory.Exists || directory.LastWriteTimeUtc < threshold)
+            {
+                continue;
+            }
+
+            var found = await Task.Run(() => directory.EnumerateFiles()
+                .Where(f => f.LastWriteTimeUtc >= threshold)
+                .Select(f => ObjectId.TryParse(f.Name, out var id) && id.FanOut == fanOut ? id : (ObjectId?)null)
+                .OfType<ObjectId>()
+                .ToList(), cancellationToken).ConfigureAwait(false);
+            foreach (var id in found)
+            {
+                yield return id;
+            }
+        }
+    }
+
     public async ValueTask<QuarantinedObject> QuarantineAsync(SpooledObject spool, string reason, CancellationToken cancellationToken)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(reason);

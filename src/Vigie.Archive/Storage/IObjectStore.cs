@@ -36,6 +36,9 @@ public interface IObjectStore
 
     ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken);
 
+    /// <summary>Objects whose file was written at or after <paramref name="since"/>; fan-out folders untouched since then are skipped unread.</summary>
+    IAsyncEnumerable<ObjectId> ListWrittenSinceAsync(DateTimeOffset since, CancellationToken cancellationToken);
+
     /// <summary>Spools and commits a whole stream (imports, disarmed copies).</summary>
     ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken);
 }

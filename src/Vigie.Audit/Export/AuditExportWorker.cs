@@ -110,6 +110,8 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
             entries.Add(factory.ToEntry(row, unseal: factory.CanUnseal));
         }
 
+        // Ingest commits do not wait for the disk: nothing leaves the node that a power cut could still take back.
+        await store.Database.SyncAsync(cancellationToken).ConfigureAwait(false);
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.export");
         activity?.SetTag("vigie.audit.sink", options.Name);
         await sink.SendAsync(entries, cancellationToken).ConfigureAwait(false);

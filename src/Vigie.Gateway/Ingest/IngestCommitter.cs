@@ -65,10 +65,19 @@ public sealed class IngestCommitter : IAsyncDisposable
     /// synced, but never made visible before it is on disk. If <paramref name="durable"/> fails, nothing of this object
     /// is committed and the others of the batch are committed without it.
     /// </summary>
+    public Task<T> CommitAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
+        Task durable, CancellationToken cancellationToken) =>
+        CommitAsync(write, audit, durable, CommitDurability.Synced, cancellationToken);
+
+    /// <summary>
+    /// As above; with <see cref="CommitDurability.Deferred"/> the commit may return before the database has synced it, for
+    /// rows that can be rebuilt from the durable archive after a power cut (see <see cref="ArchiveRecovery"/>). A batch
+    /// is deferred only when all its objects are.
+    /// </summary>
     public async Task<T> CommitAsync<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
-        Task durable, CancellationToken cancellationToken)
+        Task durable, CommitDurability durability, CancellationToken cancellationToken)
     {
-        var pending = new Pending<T>(write, audit, durable);
+        var pending = new Pending<T>(write, audit, durable, durability);
         _queue.Enqueue(pending);
 
         // A follower fails to lead only while a leader holds the role; that leader checks the queue after letting go,
@@ -167,7 +176,8 @@ public sealed class IngestCommitter : IAsyncDisposable
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, DbConnection connection, CancellationToken cancellationToken)
     {
         var written = new List<Pending>(batch.Count);
-        await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        var durability = batch.TrueForAll(p => p.Durability == CommitDurability.Deferred) ? CommitDurability.Deferred : CommitDurability.Synced;
+        await using var transaction = await _database.BeginWriteAsync(connection, durability, cancellationToken).ConfigureAwait(false);
         var writing = Stopwatch.GetTimestamp();
         if (batch.Count == 1)
         {
@@ -228,7 +238,7 @@ public sealed class IngestCommitter : IAsyncDisposable
         // waiting for a whole transaction of their own (with several associations, most of them are).
         var joined = new List<Pending>();
         while (written.Count + joined.Count < MaxBatch && _queue.TryPeek(out var next) && next.Durable.IsCompletedSuccessfully
-               && _queue.TryDequeue(out next))
+               && (durability == CommitDurability.Synced || next.Durability == CommitDurability.Deferred) && _queue.TryDequeue(out next))
         {
             if (await TryWriteInSavepointAsync(next, connection, transaction, cancellationToken).ConfigureAwait(false))
             {
@@ -297,9 +307,11 @@ public sealed class IngestCommitter : IAsyncDisposable
         await command.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private abstract class Pending(Task durable)
+    private abstract class Pending(Task durable, CommitDurability durability)
     {
         public Task Durable { get; } = durable;
+
+        public CommitDurability Durability { get; } = durability;
 
         /// <summary>The audit records of this object, known once <see cref="RunAsync"/> has run.</summary>
         public abstract IReadOnlyList<AuditRecord> Audit { get; }
@@ -312,7 +324,7 @@ public sealed class IngestCommitter : IAsyncDisposable
     }
 
     private sealed class Pending<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
-        Task durable) : Pending(durable)
+        Task durable, CommitDurability durability) : Pending(durable, durability)
     {
         private readonly TaskCompletionSource<T> _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private T? _result;

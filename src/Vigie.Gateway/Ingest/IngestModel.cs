@@ -8,6 +8,9 @@ public enum IngestChannel
     Dimse,
     Stow,
     Import,
+
+    /// <summary>Filed again from the archive after a power cut took the index rows of objects already acknowledged.</summary>
+    Recovery,
 }
 
 /// <summary>Who sent an object, for the audit trail and the index's sealed source record.</summary>

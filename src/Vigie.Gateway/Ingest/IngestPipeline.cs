@@ -8,6 +8,7 @@ using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit.Model;
+using Vigie.Core.Data;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
@@ -181,9 +182,7 @@ public sealed class IngestPipeline(
     private async Task<IngestResult> StoreAsync(SpooledObject spooled, DicomFile file, IngestSource source, string? expectedSopInstanceUid, Verdict verdict,
         CancellationToken cancellationToken)
     {
-        // The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.
-        var sourceAttributes = AttributeSet.From((0x0002_0016, source.CallingAE), (0x0009_0001, source.Channel.ToString()), (0x0009_0002, source.Address?.ToString()));
-        var entry = IndexedAttributes.ToEntry(file, spooled.Id, spooled.Length, sourceAttributes, out var problem);
+        var entry = IndexedAttributes.ToEntry(file, spooled.Id, spooled.Length, SourceAttributes(source), out var problem);
         if (entry is null)
         {
             return new IngestResult(IngestOutcome.Refused, DimseStatus.DataSetDoesNotMatchSopClass, Truncate(problem!), verdict);
@@ -197,13 +196,31 @@ public sealed class IngestPipeline(
 
         // The object is made durable (file and folder synced) while its index rows are written; the transaction that
         // makes them visible commits only once it is. A large object's sync can take long, and the shared transaction
-        // would wait for it with every other association's objects: it is awaited before joining.
+        // would wait for it with every other association's objects: it is awaited before joining. The commit itself is
+        // not synced: the archive is the record, and after a power cut ArchiveRecovery files again what the index lost.
         var durable = store.CommitAsync(spooled, cancellationToken).AsTask();
         if (spooled.Length > OverlapSyncLimit)
         {
             await durable.ConfigureAwait(false);
         }
 
+        var written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken).ConfigureAwait(false);
+        return written.Outcome == IndexOutcome.AlreadyStored
+            ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
+            : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);
+    }
+
+    /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
+    internal static AttributeSet SourceAttributes(IngestSource source) =>
+        AttributeSet.From((0x0002_0016, source.CallingAE), (0x0009_0001, source.Channel.ToString()), (0x0009_0002, source.Address?.ToString()));
+
+    /// <summary>
+    /// Files an object whose file is durable (or becoming so, <paramref name="durable"/>): its index rows, the forward
+    /// events it calls for and its audit entry, in one transaction. <paramref name="note"/> replaces the audit outcome.
+    /// </summary>
+    internal async Task<IndexWriteResult> IndexAsync(InstanceIndexEntry entry, ObjectId id, IngestSource source, Task durable, CommitDurability durability,
+        string? note, CancellationToken cancellationToken)
+    {
         AuditRecord Record(IndexWriteResult result) => new()
         {
             Time = time.GetUtcNow(),
@@ -219,7 +236,7 @@ public sealed class IngestPipeline(
             SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
-                OutcomeDescription = result.Outcome == IndexOutcome.AlreadyStored ? "already stored" : "stored",
+                OutcomeDescription = note ?? (result.Outcome == IndexOutcome.AlreadyStored ? "already stored" : "stored"),
                 Objects =
                 [
                     GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value)),
@@ -236,13 +253,13 @@ public sealed class IngestPipeline(
             {
                 foreach (var destination in forward)
                 {
-                    var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, spooled.Id.ToString(), result.InstanceRowId));
+                    var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, id.ToString(), result.InstanceRowId));
                     await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, ct).ConfigureAwait(false);
                 }
             }
 
             return result;
-        }, result => [Record(result)], durable, cancellationToken).ConfigureAwait(false);
+        }, result => [Record(result)], durable, durability, cancellationToken).ConfigureAwait(false);
 
         if (forward.Count > 0 && written.Outcome != IndexOutcome.AlreadyStored)
         {
@@ -255,9 +272,7 @@ public sealed class IngestPipeline(
             logger.LogWarning("Stored instance row {InstanceRow} disagrees with the existing hierarchy: {Conflicts}", written.InstanceRowId, written.Conflicts);
         }
 
-        return written.Outcome == IndexOutcome.AlreadyStored
-            ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
-            : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);
+        return written;
     }
 
     private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, CancellationToken cancellationToken)

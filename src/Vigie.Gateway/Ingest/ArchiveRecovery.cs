@@ -1,0 +1,120 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
+using Vigie.Archive.Storage;
+using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Ingest;
+
+/// <summary>
+/// Ingest commits are not synced (the object file is, before the answer), so a power cut can take the index rows, audit
+/// entries and forward events of the last objects acknowledged. At start, this files again every object written since
+/// shortly before the newest one the index knows and that nothing references: rows rebuilt from the object, a
+/// forward event, and an audit entry that says so. A crash of the process alone loses nothing (the log is written).
+/// </summary>
+public sealed class ArchiveRecovery(
+    IObjectStore store,
+    IArchiveIndex index,
+    IngestPipeline pipeline,
+    IOptionsMonitor<GatewayOptions> options,
+    ILogger<ArchiveRecovery> logger)
+{
+    public const string AuditNote = "recovered after an unclean shutdown";
+
+    private const int Batch = 256;
+
+    private static readonly Meter Meter = new("Vigie.Gateway.Recovery");
+    private static readonly Counter<long> Recovered = Meter.CreateCounter<long>("vigie.gateway.recovered", description: "Objects filed again from the archive at start");
+
+    private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
+
+    /// <summary>Files again what the index lost; returns how many objects were recovered and how many were left to scrub.</summary>
+    public async Task<(int Recovered, int Skipped)> RunAsync(CancellationToken cancellationToken)
+    {
+        var latest = await index.LatestObjectTimeAsync(cancellationToken).ConfigureAwait(false);
+        // An empty index looks at everything: a data folder restored without its database is filed again whole.
+        var since = latest is { } t ? t - options.CurrentValue.RecoveryWindow : DateTimeOffset.MinValue;
+        int recovered = 0, skipped = 0;
+        var candidates = new List<ObjectId>(Batch);
+        await foreach (var id in store.ListWrittenSinceAsync(since, cancellationToken).ConfigureAwait(false))
+        {
+            candidates.Add(id);
+            if (candidates.Count == Batch)
+            {
+                await FileAsync(candidates).ConfigureAwait(false);
+            }
+        }
+
+        await FileAsync(candidates).ConfigureAwait(false);
+        if (recovered + skipped > 0)
+        {
+            logger.LogWarning("Recovery: {Recovered} objects acknowledged before an unclean shutdown were filed again; {Skipped} left for the scrub",
+                recovered, skipped);
+        }
+
+        return (recovered, skipped);
+
+        async Task FileAsync(List<ObjectId> ids)
+        {
+            foreach (var id in await index.FindUnreferencedAsync(ids, cancellationToken).ConfigureAwait(false))
+            {
+                if (await TryFileAsync(id, cancellationToken).ConfigureAwait(false))
+                {
+                    recovered++;
+                }
+                else
+                {
+                    skipped++;
+                }
+            }
+
+            ids.Clear();
+        }
+    }
+
+    private async Task<bool> TryFileAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        InstanceIndexEntry? entry;
+        await using (var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false))
+        {
+            DicomFile file;
+            try
+            {
+                using var content = new ObjectContentSource(reader);
+                await using var stream = content.OpenStream();
+                file = await DicomReader.ReadFileAsync(stream, IndexRead, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is DicomParseException or ObjectFormatException or IOException)
+            {
+                // Not something ingest would have filed (or damaged since): the scrub reports it.
+                logger.LogWarning("Recovery: object {ObjectId} cannot be read back ({Reason}); left for the scrub", id, e.Message);
+                return false;
+            }
+
+            var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) ?? string.Empty;
+            var source = new IngestSource(IngestChannel.Recovery, sender, null);
+            entry = IndexedAttributes.ToEntry(file, id, reader.Length, IngestPipeline.SourceAttributes(source), out var problem);
+            if (entry is null)
+            {
+                logger.LogWarning("Recovery: object {ObjectId} is not an instance the index can file ({Problem}); left for the scrub", id, problem);
+                return false;
+            }
+
+            // An instance the index already has was stored again after this file: filing the older one would make it current.
+            if (await index.FindInstanceAsync(entry.Instance.SopInstanceUid, cancellationToken).ConfigureAwait(false) is not null)
+            {
+                logger.LogWarning("Recovery: object {ObjectId} is an older copy of an indexed instance; left for the scrub", id);
+                return false;
+            }
+
+            await pipeline.IndexAsync(entry, id, source, Task.CompletedTask, CommitDurability.Synced, AuditNote, cancellationToken).ConfigureAwait(false);
+        }
+
+        Recovered.Add(1);
+        return true;
+    }
+}
