@@ -15,11 +15,13 @@ namespace Vigie.Gateway.Ingest;
 /// entries and forward events of the last objects acknowledged. At start, this files again every object written since
 /// shortly before the newest one the index knows and that nothing references: rows rebuilt from the object, a
 /// forward event, and an audit entry that says so. A crash of the process alone loses nothing (the log is written).
+/// Only SQLite defers those commits; on PostgreSQL this does nothing.
 /// </summary>
 public sealed class ArchiveRecovery(
     IObjectStore store,
     IArchiveIndex index,
     IngestPipeline pipeline,
+    IVigieDatabase database,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<ArchiveRecovery> logger)
 {
@@ -35,6 +37,12 @@ public sealed class ArchiveRecovery(
     /// <summary>Files again what the index lost; returns how many objects were recovered and how many were left to scrub.</summary>
     public async Task<(int Recovered, int Skipped)> RunAsync(CancellationToken cancellationToken)
     {
+        // PostgreSQL commits every store synchronously (and other nodes may be committing right now): nothing to rebuild.
+        if (database.Provider != DatabaseProvider.Sqlite)
+        {
+            return (0, 0);
+        }
+
         var latest = await index.LatestObjectTimeAsync(cancellationToken).ConfigureAwait(false);
         // An empty index looks at everything: a data folder restored without its database is filed again whole.
         var since = latest is { } t ? t - options.CurrentValue.RecoveryWindow : DateTimeOffset.MinValue;
