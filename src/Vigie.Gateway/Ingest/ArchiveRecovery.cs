@@ -84,23 +84,34 @@ public sealed class ArchiveRecovery(
         }
     }
 
+    /// <summary>
+    /// One object. Whatever is wrong with it alone (unreadable, damaged, an index write that fails as it did when it
+    /// was never acknowledged) skips it and leaves it to the scrub; only the database failing stops the start.
+    /// </summary>
     private async Task<bool> TryFileAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await FileAsync(id, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not (OperationCanceledException or System.Data.Common.DbException))
+        {
+            // Not something ingest would have filed (or damaged since).
+            logger.LogWarning("Recovery: object {ObjectId} cannot be filed ({Reason}); left for the scrub", id, e.GetType().Name);
+            return false;
+        }
+    }
+
+    private async Task<bool> FileAsync(ObjectId id, CancellationToken cancellationToken)
     {
         InstanceIndexEntry? entry;
         await using (var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false))
         {
             DicomFile file;
-            try
+            using (var content = new ObjectContentSource(reader))
+            await using (var stream = content.OpenStream())
             {
-                using var content = new ObjectContentSource(reader);
-                await using var stream = content.OpenStream();
                 file = await DicomReader.ReadFileAsync(stream, IndexRead, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is DicomParseException or ObjectFormatException or IOException)
-            {
-                // Not something ingest would have filed (or damaged since): the scrub reports it.
-                logger.LogWarning("Recovery: object {ObjectId} cannot be read back ({Reason}); left for the scrub", id, e.Message);
-                return false;
             }
 
             var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) ?? string.Empty;
