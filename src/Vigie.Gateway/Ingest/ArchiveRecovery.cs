@@ -32,8 +32,6 @@ public sealed class ArchiveRecovery(
     private static readonly Meter Meter = new("Vigie.Gateway.Recovery");
     private static readonly Counter<long> Recovered = Meter.CreateCounter<long>("vigie.gateway.recovered", description: "Objects filed again from the archive at start");
 
-    private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
-
     /// <summary>Files again what the index lost; returns how many objects were recovered and how many were left to scrub.</summary>
     public async Task<(int Recovered, int Skipped)> RunAsync(CancellationToken cancellationToken)
     {
@@ -53,11 +51,11 @@ public sealed class ArchiveRecovery(
             candidates.Add(id);
             if (candidates.Count == Batch)
             {
-                await FileAsync(candidates).ConfigureAwait(false);
+                await FileBatchAsync(candidates).ConfigureAwait(false);
             }
         }
 
-        await FileAsync(candidates).ConfigureAwait(false);
+        await FileBatchAsync(candidates).ConfigureAwait(false);
         if (recovered + skipped > 0)
         {
             logger.LogWarning("Recovery: {Recovered} objects acknowledged before an unclean shutdown were filed again; {Skipped} left for the scrub",
@@ -66,7 +64,7 @@ public sealed class ArchiveRecovery(
 
         return (recovered, skipped);
 
-        async Task FileAsync(List<ObjectId> ids)
+        async Task FileBatchAsync(List<ObjectId> ids)
         {
             foreach (var id in await index.FindUnreferencedAsync(ids, cancellationToken).ConfigureAwait(false))
             {
@@ -111,7 +109,7 @@ public sealed class ArchiveRecovery(
             using (var content = new ObjectContentSource(reader))
             await using (var stream = content.OpenStream())
             {
-                file = await DicomReader.ReadFileAsync(stream, IndexRead, cancellationToken).ConfigureAwait(false);
+                file = await DicomReader.ReadFileAsync(stream, IngestPipeline.IndexRead, cancellationToken).ConfigureAwait(false);
             }
 
             var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) ?? string.Empty;

@@ -11,9 +11,9 @@ namespace Vigie.Gateway.Ingest;
 
 /// <summary>
 /// Group commit for the ingest path. Concurrent objects (several associations, an asynchronous window) that are ready
-/// at the same moment share one database transaction and so one fsync of the log: each object's index rows and outbox
-/// events run inside a savepoint (a failure undoes only that object), then all their audit records are appended in one
-/// go and the transaction commits. Leader and followers: whoever finds no commit running becomes the leader and commits,
+/// at the same moment share one database transaction and so one commit (whose sync SQLite stores defer): each object's
+/// index rows and outbox events run inside a savepoint (a failure undoes only that object), then all their audit
+/// records are appended in one go and the transaction commits. Leader and followers: whoever finds no commit running becomes the leader and commits,
 /// on its own thread, one batch of what is queued; the others wait for it. What queued meanwhile is handed to the
 /// thread pool, so no leader's own answer waits for later batches. A lone association therefore commits directly, with
 /// no hand-off to another thread (each of which costs a wake-up, expensive on virtual machines). The rows of an object

@@ -44,7 +44,8 @@ public sealed class IngestPipeline(
     private static readonly Histogram<double> InspectDuration = Meter.CreateHistogram<double>("vigie.gateway.ingest.inspect", unit: "ms",
         description: "Inspection and the index parse of one object");
 
-    private static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
+    /// <summary>What the index needs of an object: everything before the pixel data (also what recovery reads back).</summary>
+    internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
 
     /// <summary>Objects up to this size join the shared index transaction while their file is still being synced.</summary>
     private const long OverlapSyncLimit = 16L * 1024 * 1024;
