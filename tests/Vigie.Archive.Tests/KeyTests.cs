@@ -120,6 +120,42 @@ public sealed class KeyTests
     }
 
     [Fact]
+    public async Task Nodes_starting_together_on_a_new_folder_share_one_key_file_and_one_root_key()
+    {
+        // Regression: the key file was written by rename and the root key moved with File.Move, so of two nodes started
+        // together on a new shared folder the second could replace the first one's file, which then wrapped keys under
+        // a KEK kept nowhere. Every round races four key services (as four processes would) on a new folder.
+        var ct = TestContext.Current.CancellationToken;
+        var sha256 = SHA256.HashData("content"u8);
+        for (var round = 0; round < 12; round++)
+        {
+            using var root = new TempDirectory();
+            var options = Microsoft.Extensions.Options.Options.Create(ArchiveHarness.NewOptions(root.Path));
+            ArchiveKeyService NewNode() => new(new FileKeyEncryptionKeyStore(options, TimeProvider.System), options, NullLogger<ArchiveKeyService>.Instance);
+            var nodes = Enumerable.Range(0, 4).Select(_ => NewNode()).ToList();
+            using var go = new ManualResetEventSlim();
+            var starts = nodes.Select(node => Task.Run(async () =>
+            {
+                go.Wait(ct);
+                await node.EnsureLoadedAsync(ct);
+            }, ct)).ToList();
+            go.Set();
+            await Task.WhenAll(starts);
+
+            // A node started afterwards (a restart) reads the same keys that every racing node used.
+            var restarted = NewNode();
+            await restarted.EnsureLoadedAsync(ct);
+            foreach (var node in nodes)
+            {
+                Assert.Equal(restarted.NameObject(sha256), node.NameObject(sha256));
+                Assert.Equal("sealed"u8.ToArray(), restarted.Open(node.Seal("sealed"u8, "ctx"u8), "ctx"u8));
+            }
+
+            Assert.Empty(Directory.EnumerateFiles(Path.GetDirectoryName(options.Value.ResolveKeyFile())!, "*.new"));
+        }
+    }
+
+    [Fact]
     public async Task The_key_service_refuses_work_before_it_is_loaded()
     {
         using var root = new TempDirectory();

@@ -54,6 +54,32 @@ public sealed class ConfidentialityAndKeyTests
     }
 
     [Fact]
+    public async Task Nodes_starting_together_share_one_signing_key()
+    {
+        // Regression: a node that lost the race to create the key file could read it before the winner had written the
+        // key, and failed to start.
+        var ct = TestContext.Current.CancellationToken;
+        for (var round = 0; round < 12; round++)
+        {
+            using var dir = new TempDirectory();
+            var path = dir.Combine("keys", "audit.pem");
+            using var go = new ManualResetEventSlim();
+            var starts = Enumerable.Range(0, 4).Select(_ => Task.Run(async () =>
+            {
+                go.Wait(ct);
+                return await FileSigningKeyProvider.LoadOrCreateAsync(path, ct);
+            }, ct)).ToList();
+            go.Set();
+            var signers = await Task.WhenAll(starts);
+            Assert.Single(signers.Select(s => Convert.ToHexString(s.PublicKey)).Distinct());
+            foreach (var signer in signers)
+            {
+                signer.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task The_signing_key_file_is_created_0600_and_reloaded()
     {

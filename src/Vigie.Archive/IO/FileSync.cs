@@ -164,6 +164,47 @@ internal static partial class FileSync
     }
 
     /// <summary>
+    /// Creates a small file (mode 0600) that must be created once only, such as a key file: of several processes creating
+    /// it at the same moment, exactly one file results (link, never replace) and every caller then finds that one.
+    /// Returns false when another process created it first. Either way the file is durable on return.
+    /// </summary>
+    public static async Task<bool> CreateOnceAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+    {
+        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.new");
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 0 };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        bool created;
+        try
+        {
+            await using (var stream = new FileStream(temporary, options))
+            {
+                await stream.WriteAsync(content, cancellationToken).ConfigureAwait(false);
+                stream.Flush(flushToDisk: true);
+            }
+
+            MoveNoReplace(temporary, path);
+            created = true;
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            created = false;
+        }
+        finally
+        {
+            File.Delete(temporary);
+        }
+
+        // The loser syncs too: it is about to rely on the winner's file.
+        SyncDirectory(directory);
+        return created;
+    }
+
+    /// <summary>
     /// Moves a file to a name that must not exist yet, atomically: of two movers to one name, exactly one succeeds and
     /// the other gets an <see cref="IOException"/>. On Linux a hard link then an unlink, since rename replaces silently
     /// and .NET's File.Move without overwrite checks for the target before renaming (two movers can both pass the check).

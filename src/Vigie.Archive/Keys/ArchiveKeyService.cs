@@ -209,18 +209,8 @@ internal sealed class ArchiveKeyService(
         try
         {
             var wrapped = await keks.WrapAsync(root, RootContext, cancellationToken).ConfigureAwait(false);
-            var temporary = _layout.RootKeyFile + "." + Guid.NewGuid().ToString("N") + ".tmp";
-            await FileSync.WriteAtomicallyAsync(temporary, EncodeRootFile(wrapped), cancellationToken).ConfigureAwait(false);
-            try
-            {
-                // Never replace a root key another node created meanwhile: the first one wins.
-                File.Move(temporary, _layout.RootKeyFile, overwrite: false);
-                FileSync.SyncDirectory(_layout.Keys);
-            }
-            catch (IOException) when (File.Exists(_layout.RootKeyFile))
-            {
-                File.Delete(temporary);
-            }
+            // Never replace a root key another node created meanwhile: the first one wins, and this node reads that one.
+            await FileSync.CreateOnceAsync(_layout.RootKeyFile, EncodeRootFile(wrapped), cancellationToken).ConfigureAwait(false);
         }
         finally
         {

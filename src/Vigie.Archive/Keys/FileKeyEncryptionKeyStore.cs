@@ -65,7 +65,12 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
                 Format = Format,
                 Keys = [NewKey(KeyEncryptionKeyState.Active)],
             };
-            await SaveAsync(model, cancellationToken).ConfigureAwait(false);
+            // Nodes started together on a new shared folder all get here. A rename would let the last one replace the
+            // file under the others, which would then wrap the root key under a KEK kept nowhere: the file is created
+            // once, and every node loads the one that won.
+            var bytes = JsonSerializer.SerializeToUtf8Bytes(model, KeyFileJsonContext.Default.KeyFileModel);
+            await FileSync.CreateOnceAsync(_path, bytes, cancellationToken).ConfigureAwait(false);
+            await LoadAsync(cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -142,13 +142,27 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
             }
         }
 
-        var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
-        if (blob.Length > 4096)
+        for (var attempt = 0; ; attempt++)
         {
-            throw new InvalidDataException($"The audit signing key file {path} is too large to be an Ed25519 key.");
-        }
+            var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+            if (blob.Length > 4096)
+            {
+                throw new InvalidDataException($"The audit signing key file {path} is too large to be an Ed25519 key.");
+            }
 
-        return Import(blob) ?? throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
+            if (Import(blob) is { } signer)
+            {
+                return signer;
+            }
+
+            // A node starting beside this one may have just created the file and not yet written the key (one write) into it.
+            if (blob.Length > 0 || attempt >= 50 || DateTime.UtcNow - File.GetLastWriteTimeUtc(path) > TimeSpan.FromSeconds(10))
+            {
+                throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private static byte[] NewKeyPem()

@@ -19,21 +19,24 @@ internal sealed class VigieNode : IAsyncDisposable
     private readonly List<string> _arguments;
     private readonly Dictionary<string, string> _environment;
     private readonly TestDatabase? _database;
+    private readonly VigieNode? _first;
     private Process? _process;
 
-    private VigieNode(TempDirectory root, List<string> arguments, Dictionary<string, string> environment, TestDatabase? database)
+    private VigieNode(TempDirectory root, List<string> arguments, Dictionary<string, string> environment, TestDatabase? database, VigieNode? first = null)
     {
         Root = root;
         _arguments = arguments;
         _environment = environment;
         _database = database;
+        _first = first;
         DicomPort = FreePort();
         HttpPort = FreePort();
     }
 
     public TempDirectory Root { get; }
 
-    public string Data => Root.Combine("data");
+    /// <summary>The data folder: this node's own, or for a sibling the first node's.</summary>
+    public string Data => _first?.Data ?? Root.Combine("data");
 
     public string Keys => Data + ".keys";
 
@@ -50,6 +53,36 @@ internal sealed class VigieNode : IAsyncDisposable
     public static async Task<VigieNode> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, IEnumerable<string>? arguments = null,
         IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
     {
+        var node = await CreateAsync(provider, arguments, environment, cancellationToken);
+        await node.StartProcessAsync(cancellationToken);
+        return node;
+    }
+
+    /// <summary>
+    /// Two `vigie serve` processes on one new database, data folder and key file, started at the same moment (as an
+    /// orchestrator starts replicas): the second disposes nothing it shares.
+    /// </summary>
+    public static async Task<(VigieNode First, VigieNode Second)> StartPairAsync(DatabaseProvider provider, IEnumerable<string>? arguments = null,
+        CancellationToken cancellationToken = default)
+    {
+        var first = await CreateAsync(provider, arguments, null, cancellationToken);
+        var second = new VigieNode(new TempDirectory("vigie-node"), [.. arguments ?? []], new Dictionary<string, string>(first._environment), null, first);
+        try
+        {
+            await Task.WhenAll(first.StartProcessAsync(cancellationToken), second.StartProcessAsync(cancellationToken));
+            return (first, second);
+        }
+        catch
+        {
+            await second.DisposeAsync();
+            await first.DisposeAsync();
+            throw;
+        }
+    }
+
+    private static async Task<VigieNode> CreateAsync(DatabaseProvider provider, IEnumerable<string>? arguments, IDictionary<string, string>? environment,
+        CancellationToken cancellationToken)
+    {
         var root = new TempDirectory("vigie-node");
         var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>())
         {
@@ -65,9 +98,7 @@ internal sealed class VigieNode : IAsyncDisposable
             env["VIGIE__DATABASE__CONNECTIONSTRING"] = database.ConnectionString!;
         }
 
-        var node = new VigieNode(root, [.. arguments ?? []], env, database);
-        await node.StartProcessAsync(cancellationToken);
-        return node;
+        return new VigieNode(root, [.. arguments ?? []], env, database);
     }
 
     public static int FreePort() => TestPorts.Free();
@@ -182,6 +213,11 @@ internal sealed class VigieNode : IAsyncDisposable
         }
 
         Root.Dispose();
+        if (_first is not null)
+        {
+            return;
+        }
+
         try
         {
             Directory.Delete(Keys, recursive: true);

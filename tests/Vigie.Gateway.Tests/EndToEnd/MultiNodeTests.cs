@@ -1,0 +1,86 @@
+using System.Text.Json;
+using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Two `vigie serve` processes on one PostgreSQL database and one data folder, as a hospital runs them behind a load
+/// balancer: each receives half the corpus at the same time, and together they must hold one archive, one audit trail
+/// and one forwarding queue.
+/// </summary>
+public sealed class MultiNodeTests
+{
+    [Fact]
+    public async Task Two_nodes_on_one_database_and_one_folder_share_the_archive_the_audit_trail_and_the_forwarding_queue()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles();
+        using var work = new TempDirectory("vigie-multi");
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"));
+        string[] forward = ["--forward", $"PACS@127.0.0.1:{pacs.Port}"];
+        // Started together on a new folder: they race to create the keys and the schema.
+        var (first, second) = await VigieNode.StartPairAsync(DatabaseProvider.Postgres, forward, ct);
+        await using var firstNode = first;
+        await using var secondNode = second;
+
+        // Studies are split across the nodes: two instances of one series may arrive on different nodes.
+        var storescu = Peers.Require("storescu", "dcmtk");
+        var halves = new[] { first, second }.Select((node, i) => Peers.RunAsync(storescu,
+            ["-aec", "VIGIE", "-pdu", "131072", "127.0.0.1", node.DicomPortText, .. files.Where((_, n) => n % 2 == i)], TimeSpan.FromMinutes(10), cancellationToken: ct)).ToList();
+        foreach (var half in halves)
+        {
+            var result = await half;
+            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+        }
+
+        // Each node answers for the whole archive, and serves objects the other one received.
+        var sample = await DicomReader.ReadFileAsync(files[1], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var sopInstanceUid = sample.Dataset.GetString(DicomTags.SOPInstanceUID)!;
+        foreach (var node in new[] { first, second })
+        {
+            var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=IMAGE", "-k", "StudyInstanceUID",
+                "-k", "SeriesInstanceUID", "-k", "SOPInstanceUID", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            Assert.True(find.ExitCode == 0, find.ToString());
+            Assert.Equal(200, (find.StandardOutput + find.StandardError).Split("Find Response:").Count(s => s.TrimStart().Contains("(Pending)", StringComparison.Ordinal)));
+        }
+
+        var got = work.Combine("got");
+        Directory.CreateDirectory(got);
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=IMAGE",
+            "-k", $"StudyInstanceUID={sample.Dataset.GetString(DicomTags.StudyInstanceUID)}", "-k", $"SeriesInstanceUID={sample.Dataset.GetString(DicomTags.SeriesInstanceUID)}",
+            "-k", $"SOPInstanceUID={sopInstanceUid}", "-od", got, "127.0.0.1", first.DicomPortText], TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(get.ExitCode == 0, get.ToString());
+        var original = await File.ReadAllBytesAsync(files[1], ct);
+        var retrieved = await File.ReadAllBytesAsync(Assert.Single(Directory.GetFiles(got)), ct);
+        var dataset = original.Length - (int)sample.DatasetOffset;
+        Assert.True(original.AsSpan((int)sample.DatasetOffset).SequenceEqual(retrieved.AsSpan(retrieved.Length - dataset)));
+
+        // Both nodes drain one queue: the PACS gets every object once.
+        await pacs.WaitForFilesAsync(200, TimeSpan.FromMinutes(3));
+        await Task.Delay(TimeSpan.FromSeconds(2), ct);
+        Assert.Equal(200, pacs.Files);
+        Assert.Equal(200, pacs.StoreRequests);
+
+        await second.StopAsync();
+        await first.StopAsync();
+        var stats = await first.StatsAsync();
+        Assert.Equal(200, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(4, stats.GetProperty("studies").GetInt64());
+
+        // One trail: every store of both nodes is in it, and it verifies as one tree.
+        var stores = await first.VigieAsync("audit", "show", "--event", "110104", "--json", "--limit", "1000");
+        Assert.True(stores.ExitCode == 0, stores.ToString());
+        using (var entries = JsonDocument.Parse(stores.StandardOutput))
+        {
+            Assert.True(entries.RootElement.GetArrayLength() >= 200, stores.StandardOutput[..Math.Min(2000, stores.StandardOutput.Length)]);
+        }
+
+        var verify = await first.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var scrub = await first.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+}
