@@ -1,18 +1,16 @@
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using Vigie.Core.IO;
 
 namespace Vigie.Archive.IO;
 
 /// <summary>
-/// Durability primitives. .NET can fsync a file but refuses to open a directory, and a rename is only durable
-/// once its directory is synced, so the directory part goes through libc.
+/// The archive's durability primitives, counted in its telemetry: file and data syncs, early writeback, and the
+/// directory and create-once parts of <see cref="DurableFile"/>.
 /// </summary>
 internal static partial class FileSync
 {
-    private const int ORdOnly = 0;
-    private const int OCloExec = 0x80000;
     private const uint SyncFileRangeWrite = 2;
-    private const int EExist = 17;
     private static bool _noWriteback;
 
     private static readonly KeyValuePair<string, object?> FileKind = new("kind", "file");
@@ -78,29 +76,12 @@ internal static partial class FileSync
     /// <summary>Makes the entries of <paramref name="directory"/> (creations, renames, removals) durable.</summary>
     public static void SyncDirectory(string directory)
     {
-        if (OperatingSystem.IsWindows())
+        if (!OperatingSystem.IsWindows())
         {
-            return; // NTFS journals metadata; there is no directory handle to flush.
+            ArchiveTelemetry.Syncs.Add(1, DirectoryKind);
         }
 
-        ArchiveTelemetry.Syncs.Add(1, DirectoryKind);
-        var fd = NativeMethods.Open(directory, ORdOnly | OCloExec);
-        if (fd < 0)
-        {
-            throw new IOException($"Cannot open directory {directory} to sync it (errno {Marshal.GetLastPInvokeError()}).");
-        }
-
-        try
-        {
-            if (NativeMethods.FSync(fd) != 0)
-            {
-                throw new IOException($"fsync of directory {directory} failed (errno {Marshal.GetLastPInvokeError()}).");
-            }
-        }
-        finally
-        {
-            _ = NativeMethods.Close(fd);
-        }
+        DurableFile.SyncDirectory(directory);
     }
 
     /// <summary>Creates a folder readable by the owner only, and syncs its parent when it is new.</summary>
@@ -163,68 +144,15 @@ internal static partial class FileSync
         }
     }
 
-    /// <summary>
-    /// Creates a small file (mode 0600) that must be created once only, such as a key file: of several processes creating
-    /// it at the same moment, exactly one file results (link, never replace) and every caller then finds that one.
-    /// Returns false when another process created it first. Either way the file is durable on return.
-    /// </summary>
-    public static async Task<bool> CreateOnceAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
+    /// <inheritdoc cref="DurableFile.CreateOnceAsync"/>
+    public static Task<bool> CreateOnceAsync(string path, ReadOnlyMemory<byte> content, CancellationToken cancellationToken)
     {
-        var directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        var temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.new");
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 0 };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        bool created;
-        try
-        {
-            await using (var stream = new FileStream(temporary, options))
-            {
-                await stream.WriteAsync(content, cancellationToken).ConfigureAwait(false);
-                stream.Flush(flushToDisk: true);
-            }
-
-            MoveNoReplace(temporary, path);
-            created = true;
-        }
-        catch (IOException) when (File.Exists(path))
-        {
-            created = false;
-        }
-        finally
-        {
-            File.Delete(temporary);
-        }
-
-        // The loser syncs too: it is about to rely on the winner's file.
-        SyncDirectory(directory);
-        return created;
+        ArchiveTelemetry.Syncs.Add(1, DirectoryKind);
+        return DurableFile.CreateOnceAsync(path, content, cancellationToken);
     }
 
-    /// <summary>
-    /// Moves a file to a name that must not exist yet, atomically: of two movers to one name, exactly one succeeds and
-    /// the other gets an <see cref="IOException"/>. On Linux a hard link then an unlink, since rename replaces silently
-    /// and .NET's File.Move without overwrite checks for the target before renaming (two movers can both pass the check).
-    /// </summary>
-    public static void MoveNoReplace(string source, string target)
-    {
-        if (!OperatingSystem.IsLinux())
-        {
-            File.Move(source, target, overwrite: false);
-            return;
-        }
-
-        if (NativeMethods.Link(source, target) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            throw new IOException(errno == EExist ? $"The file '{target}' already exists." : $"link failed (errno {errno}) for '{target}'.");
-        }
-
-        File.Delete(source);
-    }
+    /// <inheritdoc cref="DurableFile.MoveNoReplace"/>
+    public static void MoveNoReplace(string source, string target) => DurableFile.MoveNoReplace(source, target);
 
     /// <summary>A handle's descriptor, which cannot be closed while this is held (no allocation: hot path).</summary>
     private ref struct Descriptor
@@ -253,14 +181,6 @@ internal static partial class FileSync
 
     private static partial class NativeMethods
     {
-        [DllImport("libc", EntryPoint = "open", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-        [DllImport("libc", EntryPoint = "fsync", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int FSync(int fd);
-
         [DllImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int FDataSync(int fd);
@@ -268,13 +188,5 @@ internal static partial class FileSync
         [DllImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int SyncFileRange(int fd, long offset, long count, uint flags);
-
-        [DllImport("libc", EntryPoint = "link", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Link([MarshalAs(UnmanagedType.LPUTF8Str)] string source, [MarshalAs(UnmanagedType.LPUTF8Str)] string target);
-
-        [DllImport("libc", EntryPoint = "close", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Close(int fd);
     }
 }

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using NSec.Cryptography;
+using Vigie.Core.IO;
 
 namespace Vigie.Audit.Signing;
 
@@ -114,23 +115,9 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
                 Directory.CreateDirectory(directory);
             }
 
-            var pem = NewKeyPem();
-            try
-            {
-                var streamOptions = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Options = FileOptions.WriteThrough };
-                if (!OperatingSystem.IsWindows())
-                {
-                    streamOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-                }
-
-                await using var stream = new FileStream(path, streamOptions);
-                await stream.WriteAsync(pem, cancellationToken).ConfigureAwait(false);
-                await stream.FlushAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (IOException) when (File.Exists(path))
-            {
-                // Another process created it first: use theirs.
-            }
+            // Created once, complete and durable: nodes starting together all sign with the one key that won, and a
+            // power cut cannot take back a key whose tree heads are already stored.
+            await DurableFile.CreateOnceAsync(path, NewKeyPem(), cancellationToken).ConfigureAwait(false);
         }
 
         if (!OperatingSystem.IsWindows())
@@ -142,27 +129,13 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
             }
         }
 
-        for (var attempt = 0; ; attempt++)
+        var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
+        if (blob.Length > 4096)
         {
-            var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
-            if (blob.Length > 4096)
-            {
-                throw new InvalidDataException($"The audit signing key file {path} is too large to be an Ed25519 key.");
-            }
-
-            if (Import(blob) is { } signer)
-            {
-                return signer;
-            }
-
-            // A node starting beside this one may have just created the file and not yet written the key (one write) into it.
-            if (blob.Length > 0 || attempt >= 50 || DateTime.UtcNow - File.GetLastWriteTimeUtc(path) > TimeSpan.FromSeconds(10))
-            {
-                throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(100), cancellationToken).ConfigureAwait(false);
+            throw new InvalidDataException($"The audit signing key file {path} is too large to be an Ed25519 key.");
         }
+
+        return Import(blob) ?? throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
     }
 
     private static byte[] NewKeyPem()
