@@ -81,6 +81,20 @@ send_parallel() { # aet port folder
   for i in "${ps[@]}"; do wait "$i" || { cat "$work/storescu.err" >&2; return 1; }; done
   rm -f "$work"/part.*
 }
+# Forty short associations of five warm-up files each. Code that runs once per association (negotiation, a store
+# session's set-up, release) only reaches .NET's optimised tier after about thirty calls, and the warm-up corpus sent
+# three times is three associations (twelve in parallel): without these, the timed run paid for that compilation on a
+# background thread, 10 to 15 % of Vigie's CPU, which a server that has been up a while never pays.
+warm_associations() { # aet port
+  local list
+  find "$warmup" -name '*.dcm' | sort | head -n 200 > "$work/warm-files"
+  split -l 5 "$work/warm-files" "$work/warm."
+  for list in "$work"/warm.*; do
+    # shellcheck disable=SC2046
+    storescu -aec "$1" -pdu 131072 127.0.0.1 "$2" $(cat "$list") >/dev/null 2>"$work/storescu.err" || { cat "$work/storescu.err" >&2; return 1; }
+  done
+  rm -f "$work"/warm.*
+}
 # Each round starts the target afresh on empty storage, warms it up with another corpus, then times the shared
 # corpus: every timed store is a new instance. (Timing the same corpus again on the same storage would time the
 # duplicate path, which each target handles its own way.)
@@ -117,6 +131,13 @@ server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo
 # One timed run of target $1 (AE $2) with send function $3; the best time so far is kept in $4[$1].
 timed_round() { # name aet send_fn array round
   local dir="$work/$1-$3-$5" t0 t1 s c0 c1
+  # Every target starts from the same memory: the page cache that earlier rounds' folders filled is dropped (root only;
+  # best effort) and the corpora are read back in. On this virtual machine, once that cache had grown, writing new
+  # pages cost far more (copy_folio_from_iter_atomic went from 2 % to 28 % of Vigie's CPU), which charged whichever
+  # target ran late in a round.
+  sync
+  { echo 1 > /proc/sys/vm/drop_caches; } 2>/dev/null || true
+  find "$corpus" "$warmup" -name '*.dcm' -exec cat {} + > /dev/null
   start_target "$1" "$dir"
   wait_port 11401 "$2"
   # JIT, caches, first index pages: the warm-up corpus, three times, sent the way the timed run sends (a server runs
@@ -124,6 +145,8 @@ timed_round() { # name aet send_fn array round
   # recompiling hot methods in the background, as it has in any server up for more than a few seconds: without it, a
   # quarter of Vigie's CPU in the timed run went to the JIT.
   for _ in 1 2 3; do "$3" "$2" 11401 "$warmup" || failed "$1" "$3" warm-up "$dir"; sleep 1; done
+  warm_associations "$2" 11401 || failed "$1" warm_associations warm-up "$dir"
+  sleep 1
   c0=$(server_cpu "$srv"); t0=$(now); "$3" "$2" 11401 "$corpus" || failed "$1" "$3" "timed run" "$dir"; t1=$(now); c1=$(server_cpu "$srv")
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
