@@ -44,16 +44,18 @@ public sealed class ArchiveInitializer
 
         if (_options.PrecreateFanOutFolders)
         {
-            var created = 0;
             foreach (var fanOut in ArchiveLayout.FanOutNames())
             {
                 // One sync of objects/ at the end instead of one per folder.
-                created += FileSync.EnsureDirectory(Path.Combine(layout.Objects, fanOut), durable: false) ? 1 : 0;
+                FileSync.EnsureDirectory(Path.Combine(layout.Objects, fanOut), durable: false);
             }
 
-            if (created > 0 && _options.Durable)
+            // Synced even when this node made none: another node starting beside it may have made them and not synced
+            // them yet, and this node's objects will sit in them.
+            if (_options.Durable)
             {
                 FileSync.SyncDirectory(layout.Objects);
+                _store.FanOutFoldersAreDurable();
             }
         }
 

@@ -55,7 +55,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         {
             if (File.Exists(_path))
             {
-                throw new InvalidOperationException($"The key file {_path} already exists.");
+                // Another node starting beside this one made it since this one looked: use theirs.
+                await LoadAsync(cancellationToken).ConfigureAwait(false);
+                return;
             }
 
             var directory = Path.GetDirectoryName(_path)!;

@@ -35,7 +35,7 @@ public interface IKeyEncryptionKeyStore
     /// <summary>True when the store has keys (false on a first start).</summary>
     ValueTask<bool> ExistsAsync(CancellationToken cancellationToken);
 
-    /// <summary>Creates the first active key. Fails when keys already exist.</summary>
+    /// <summary>Creates the first active key, once: when another process created the keys first, uses those.</summary>
     ValueTask CreateAsync(CancellationToken cancellationToken);
 
     /// <summary>Wraps a data key under the active key.</summary>

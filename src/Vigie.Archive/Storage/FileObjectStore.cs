@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
@@ -16,6 +17,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     private readonly TimeProvider _time;
     private readonly Lazy<SyncWorkers> _workers;
     private readonly SpoolReserve _reserve;
+    // Fan-out folders whose entry in objects/ this process has seen synced: by its start, or by a sync it ran itself.
+    // A folder that another thread or node made is not durable until someone syncs objects/ after making it.
+    private readonly ConcurrentDictionary<string, bool> _durableFanOuts = new(StringComparer.Ordinal);
     private int _disposed;
 
     public FileObjectStore(ArchiveKeyService keys, IOptions<ArchiveOptions> options, TimeProvider time, ILogger<FileObjectStore> logger)
@@ -31,6 +35,15 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     }
 
     internal ArchiveKeyService Keys { get; }
+
+    /// <summary>Records that objects/ was synced after every fan-out folder existed (at start, once they are all made).</summary>
+    internal void FanOutFoldersAreDurable()
+    {
+        foreach (var fanOut in ArchiveLayout.FanOutNames())
+        {
+            _durableFanOuts.TryAdd(Path.Combine(Layout.Objects, fanOut), true);
+        }
+    }
 
     internal ArchiveLayout Layout { get; }
 
@@ -158,9 +171,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             try
             {
                 FileSync.SyncDirectory(directory);
-                if (created)
+                if (created || !_durableFanOuts.ContainsKey(directory))
                 {
                     FileSync.SyncDirectory(Layout.Objects);
+                    _durableFanOuts.TryAdd(directory, true);
                 }
             }
             catch (Exception e)
