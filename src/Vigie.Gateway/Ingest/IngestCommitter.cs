@@ -35,6 +35,8 @@ public sealed class IngestCommitter : IAsyncDisposable
         "Wait, after the writes, for the transaction's objects to be durable");
     private static readonly Histogram<int> LateJoins = Meter.CreateHistogram<int>("vigie.gateway.commit.late_joins",
         description: "Objects that joined a transaction while it waited for its objects' sync, already durable themselves");
+    private static readonly Counter<long> LogSyncs = Meter.CreateCounter<long>("vigie.gateway.commit.log_syncs", "{sync}",
+        "Syncs of the database log after a deferred commit that must not wait for the next synced one");
     private static readonly Histogram<double> CommitDuration = Meter.CreateHistogram<double>("vigie.gateway.commit.flush", "ms",
         "The database commit of one transaction");
 
@@ -270,6 +272,16 @@ public sealed class IngestCommitter : IAsyncDisposable
         }
 
         return [];
+    }
+
+    /// <summary>
+    /// Makes every commit so far durable, deferred ones included: for the rare deferred commit that
+    /// <see cref="ArchiveRecovery"/> could not rebuild after a power cut.
+    /// </summary>
+    public ValueTask SyncLogAsync(CancellationToken cancellationToken)
+    {
+        LogSyncs.Add(1);
+        return _database.SyncAsync(cancellationToken);
     }
 
     public async ValueTask DisposeAsync()

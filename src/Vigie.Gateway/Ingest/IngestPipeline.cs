@@ -206,6 +206,14 @@ public sealed class IngestPipeline(
         }
 
         var written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken).ConfigureAwait(false);
+        if ((await durable.ConfigureAwait(false)).AlreadyStored)
+        {
+            // The file was already in the archive, so its time is old: after a power cut, recovery would not look at it,
+            // and if it was an orphan (an earlier attempt whose index write failed) or due for deletion, the scrub would
+            // then remove an acknowledged object. Such a commit is synced before the answer.
+            await committer.SyncLogAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         return written.Outcome == IndexOutcome.AlreadyStored
             ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
             : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);

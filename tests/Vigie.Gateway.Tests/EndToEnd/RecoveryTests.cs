@@ -63,4 +63,42 @@ public sealed class RecoveryTests
         Assert.Equal(1, node.Output.Split("Recovery: 6 objects").Length - 1);
         Assert.Contains("cannot be filed", node.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_store_of_content_already_archived_is_synced_before_its_answer()
+    {
+        // Regression: a store that found its file already in the archive (an orphan of an earlier attempt whose index
+        // write failed, or a file due for deletion) committed deferred. The file's time is old, so after a power cut
+        // recovery did not look at it, and the scrub then removed an object that had been acknowledged.
+        var ct = TestContext.Current.CancellationToken;
+        var storescu = Peers.Require("storescu", "dcmtk");
+        var file = Peers.CtCorpusFiles()[0];
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        using var http = new HttpClient();
+        async Task<double> LogSyncsAsync()
+        {
+            var metrics = await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct);
+            var line = metrics.Split('\n').FirstOrDefault(l => l.StartsWith("vigie_gateway_commit_log_syncs_total", StringComparison.Ordinal));
+            return line is null ? 0 : double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        async Task StoreAsync()
+        {
+            var result = await Peers.RunAsync(storescu, ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, file], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+        }
+
+        await StoreAsync();
+        await Task.Delay(TimeSpan.FromSeconds(1), ct); // the scrape endpoint caches its answer briefly
+        var before = await LogSyncsAsync();
+        await StoreAsync();
+        var after = before;
+        for (var attempt = 0; attempt < 20 && after < before + 1; attempt++)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
+            after = await LogSyncsAsync();
+        }
+
+        Assert.True(after >= before + 1, $"the second store of the same content did not sync the log ({before} then {after})");
+    }
 }
