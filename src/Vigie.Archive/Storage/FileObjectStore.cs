@@ -186,7 +186,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return result;
     }
 
-    public async IAsyncEnumerable<ObjectId> ListWrittenSinceAsync(DateTimeOffset since,
+    public async IAsyncEnumerable<WrittenObject> ListWrittenSinceAsync(DateTimeOffset since,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var threshold = since.UtcDateTime;
@@ -202,8 +202,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
             var found = await Task.Run(() => directory.EnumerateFiles()
                 .Where(f => f.LastWriteTimeUtc >= threshold)
-                .Select(f => ObjectId.TryParse(f.Name, out var id) && id.FanOut == fanOut ? id : (ObjectId?)null)
-                .OfType<ObjectId>()
+                .Select(f => ObjectId.TryParse(f.Name, out var id) && id.FanOut == fanOut
+                    ? new WrittenObject(id, new DateTimeOffset(f.LastWriteTimeUtc, TimeSpan.Zero))
+                    : (WrittenObject?)null)
+                .OfType<WrittenObject>()
                 .ToList(), cancellationToken).ConfigureAwait(false);
             foreach (var id in found)
             {

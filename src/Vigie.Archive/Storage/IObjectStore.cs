@@ -37,8 +37,11 @@ public interface IObjectStore
     ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken);
 
     /// <summary>Objects whose file was written at or after <paramref name="since"/>; fan-out folders untouched since then are skipped unread.</summary>
-    IAsyncEnumerable<ObjectId> ListWrittenSinceAsync(DateTimeOffset since, CancellationToken cancellationToken);
+    IAsyncEnumerable<WrittenObject> ListWrittenSinceAsync(DateTimeOffset since, CancellationToken cancellationToken);
 
     /// <summary>Spools and commits a whole stream (imports, disarmed copies).</summary>
     ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken);
 }
+
+/// <summary>An object file and the time its content was written.</summary>
+public readonly record struct WrittenObject(ObjectId Id, DateTimeOffset WrittenAt);

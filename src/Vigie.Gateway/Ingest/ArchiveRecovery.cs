@@ -45,30 +45,20 @@ public sealed class ArchiveRecovery(
         // An empty index looks at everything: a data folder restored without its database is filed again whole.
         var since = latest is { } t ? t - options.CurrentValue.RecoveryWindow : DateTimeOffset.MinValue;
         int recovered = 0, skipped = 0;
-        var candidates = new List<ObjectId>(Batch);
-        await foreach (var id in store.ListWrittenSinceAsync(since, cancellationToken).ConfigureAwait(false))
+        var written = new List<WrittenObject>();
+        await foreach (var candidate in store.ListWrittenSinceAsync(since, cancellationToken).ConfigureAwait(false))
         {
-            candidates.Add(id);
-            if (candidates.Count == Batch)
-            {
-                await FileBatchAsync(candidates).ConfigureAwait(false);
-            }
+            written.Add(candidate);
         }
 
-        await FileBatchAsync(candidates).ConfigureAwait(false);
-        if (recovered + skipped > 0)
+        // Oldest first: of two versions of one instance that a power cut both took, the later one ends up current.
+        written.Sort((a, b) => a.WrittenAt.CompareTo(b.WrittenAt));
+        foreach (var batch in written.Chunk(Batch))
         {
-            logger.LogWarning("Recovery: {Recovered} objects acknowledged before an unclean shutdown were filed again; {Skipped} left for the scrub",
-                recovered, skipped);
-        }
-
-        return (recovered, skipped);
-
-        async Task FileBatchAsync(List<ObjectId> ids)
-        {
-            foreach (var id in await index.FindUnreferencedAsync(ids, cancellationToken).ConfigureAwait(false))
+            var unreferenced = (await index.FindUnreferencedAsync(batch.Select(w => w.Id).ToList(), cancellationToken).ConfigureAwait(false)).ToHashSet();
+            foreach (var candidate in batch.Where(w => unreferenced.Contains(w.Id)))
             {
-                if (await TryFileAsync(id, cancellationToken).ConfigureAwait(false))
+                if (await TryFileAsync(candidate, cancellationToken).ConfigureAwait(false))
                 {
                     recovered++;
                 }
@@ -77,31 +67,38 @@ public sealed class ArchiveRecovery(
                     skipped++;
                 }
             }
-
-            ids.Clear();
         }
+
+        if (recovered + skipped > 0)
+        {
+            logger.LogWarning("Recovery: {Recovered} objects acknowledged before an unclean shutdown were filed again; {Skipped} left for the scrub",
+                recovered, skipped);
+        }
+
+        return (recovered, skipped);
     }
 
     /// <summary>
     /// One object. Whatever is wrong with it alone (unreadable, damaged, an index write that fails as it did when it
     /// was never acknowledged) skips it and leaves it to the scrub; only the database failing stops the start.
     /// </summary>
-    private async Task<bool> TryFileAsync(ObjectId id, CancellationToken cancellationToken)
+    private async Task<bool> TryFileAsync(WrittenObject written, CancellationToken cancellationToken)
     {
         try
         {
-            return await FileAsync(id, cancellationToken).ConfigureAwait(false);
+            return await FileAsync(written, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not (OperationCanceledException or System.Data.Common.DbException))
         {
             // Not something ingest would have filed (or damaged since).
-            logger.LogWarning("Recovery: object {ObjectId} cannot be filed ({Reason}); left for the scrub", id, e.GetType().Name);
+            logger.LogWarning("Recovery: object {ObjectId} cannot be filed ({Reason}); left for the scrub", written.Id, e.GetType().Name);
             return false;
         }
     }
 
-    private async Task<bool> FileAsync(ObjectId id, CancellationToken cancellationToken)
+    private async Task<bool> FileAsync(WrittenObject written, CancellationToken cancellationToken)
     {
+        var id = written.Id;
         InstanceIndexEntry? entry;
         await using (var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false))
         {
@@ -121,8 +118,10 @@ public sealed class ArchiveRecovery(
                 return false;
             }
 
-            // An instance the index already has was stored again after this file: filing the older one would make it current.
-            if (await index.FindInstanceAsync(entry.Instance.SopInstanceUid, cancellationToken).ConfigureAwait(false) is not null)
+            // An instance the index already has: this file is its newer version (a correction whose commit the cut took)
+            // when it was written after the current one was stored, else an older copy that must not become current.
+            var versions = await index.GetVersionsAsync(entry.Instance.SopInstanceUid, cancellationToken).ConfigureAwait(false);
+            if (versions.Count > 0 && versions[^1].StoredAt >= written.WrittenAt)
             {
                 logger.LogWarning("Recovery: object {ObjectId} is an older copy of an indexed instance; left for the scrub", id);
                 return false;

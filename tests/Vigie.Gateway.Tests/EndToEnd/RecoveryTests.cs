@@ -65,6 +65,53 @@ public sealed class RecoveryTests
     }
 
     [Fact]
+    public async Task A_correction_whose_commit_a_power_cut_took_is_filed_as_the_current_version()
+    {
+        // Regression: recovery skipped any object of an instance the index already had, as an older copy. A correction
+        // (same SOP Instance UID, new content) acknowledged just before a power cut was left out, and later removed
+        // by the scrub as an orphan, while the index kept serving the version it corrected.
+        var ct = TestContext.Current.CancellationToken;
+        var storescu = Peers.Require("storescu", "dcmtk");
+        using var work = new TempDirectory("vigie-correction");
+        var original = work.Combine("original.dcm");
+        File.Copy(Peers.CtCorpusFiles()[0], original);
+        var corrected = work.Combine("corrected.dcm");
+        File.Copy(original, corrected);
+        var modify = await Peers.RunAsync(Peers.Require("dcmodify", "dcmtk"), ["-nb", "-i", "(0008,0080)=CORRECTED HOSPITAL", corrected], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        Assert.True(modify.ExitCode == 0, modify.ToString());
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        async Task StoreAsync(string file)
+        {
+            var result = await Peers.RunAsync(storescu, ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, file], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+        }
+
+        await StoreAsync(original);
+        await node.StopAsync();
+        var index = Path.Combine(node.Data, "index.db");
+        File.Copy(index, index + ".before", overwrite: true);
+        await node.StartProcessAsync(ct);
+        await StoreAsync(corrected);
+        Assert.Equal(2, (await node.StatsAsync()).GetProperty("instance_versions").GetInt64());
+        await node.StopAsync();
+
+        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
+        {
+            File.Delete(path);
+        }
+
+        File.Move(index + ".before", index);
+        await node.StartProcessAsync(ct);
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(2, stats.GetProperty("instance_versions").GetInt64());
+        Assert.Contains("Recovery: 1 objects", node.Output, StringComparison.Ordinal);
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
+    [Fact]
     public async Task A_store_of_content_already_archived_is_synced_before_its_answer()
     {
         // Regression: a store that found its file already in the archive (an orphan of an earlier attempt whose index
