@@ -84,6 +84,26 @@ public sealed class RotationTests
     }
 
     [Fact]
+    public async Task A_rotation_started_while_another_runs_stops_at_once_and_changes_nothing()
+    {
+        // Regression: two rotations at once (two hosts on one shared key file) each added a key and saved the file by
+        // replacing it, so the key one of them had wrapped the root key under could be kept nowhere.
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await FillAsync(archive, 2);
+        var keyFile = archive.Keks.KeyFilePath;
+        var before = await File.ReadAllBytesAsync(keyFile, ct);
+        await using (new FileStream(keyFile + ".rotation.lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+        {
+            var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.Rotation.RotateAsync(ct));
+            Assert.Contains("Another key rotation is running", error.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(before, await File.ReadAllBytesAsync(keyFile, ct));
+        Assert.True((await archive.Rotation.RotateAsync(ct)).Completed);
+    }
+
+    [Fact]
     public async Task An_interrupted_rotation_loses_nothing_and_a_second_run_finishes_it()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -49,6 +49,35 @@ public sealed class KeyRotationService
     /// <summary>How long to wait before the final check, so that other processes see the new key before it is declared the only one.</summary>
     internal TimeSpan SettleDelay => _options.KeyReloadInterval * 2;
 
+    /// <summary>
+    /// Two rotations run at once (from two hosts on a shared key file) would each add a new key and save the file by
+    /// replacing it: the key one of them wrapped the root key under would then be kept nowhere. An exclusive lock
+    /// beside the key file (flock, also honoured over NFSv4) lets one run at a time; the other stops at once.
+    /// </summary>
+    private static FileStream? LockAgainstOtherRotations(IKeyEncryptionKeyStore keks)
+    {
+        if (keks is not FileKeyEncryptionKeyStore file)
+        {
+            return null; // A KMS or a token serialises its own key changes.
+        }
+
+        var path = file.KeyFilePath + ".rotation.lock";
+        var options = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.ReadWrite, Share = FileShare.None };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        try
+        {
+            return new FileStream(path, options);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidOperationException($"Another key rotation is running (it holds {path}); run this one again once it has finished.", e);
+        }
+    }
+
     public async Task<KeyRotationReport> RotateAsync(CancellationToken cancellationToken)
     {
         await Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -57,6 +86,7 @@ public sealed class KeyRotationService
             using var activity = ArchiveTelemetry.Source.StartActivity("archive.keys.rotate");
             await _keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
             var keks = _keys.KeyEncryptionKeys;
+            using var exclusive = LockAgainstOtherRotations(keks);
             var state = await keks.BeginRotationAsync(cancellationToken).ConfigureAwait(false);
             var retiring = state.RetiringKeyIds.ToHashSet();
             _logger.LogInformation("Key rotation {Mode}: new active key {Active}, retiring {Retiring}.",
