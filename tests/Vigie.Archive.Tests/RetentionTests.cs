@@ -165,6 +165,42 @@ public sealed class RetentionTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_file_purged_while_the_same_content_is_stored_again_is_put_back_from_the_new_copy(DatabaseProvider provider)
+    {
+        // Regression: the store found the file already there and dropped its own copy; the purge, due meanwhile and not
+        // yet seeing the store's index rows, removed the file; the store then committed rows for an object that no longer
+        // existed, and acknowledged it.
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var (retention, time) = await SetUpAsync(archive, new TableAudit());
+        var content = Samples.Content(2500, 4);
+        var (stored, _) = await archive.IngestAsync(content, Samples.Entry(1, 1, 1, 1));
+        time.Now += TimeSpan.FromDays(400);
+        await retention.ApplyAsync(new RetentionPolicy("studies-1y", Studies: TimeSpan.FromDays(365)), ct);
+        time.Now += TimeSpan.FromDays(1);
+
+        // The modality sends the study again, just as the deletion falls due.
+        await using var spool = await archive.SpoolAsync(content);
+        var again = await archive.Store.CommitAsync(spool, ct);
+        Assert.True(again.AlreadyStored);
+        await retention.PurgeDueFilesAsync(ct);
+        Assert.False(File.Exists(archive.Store.Layout.ObjectPath(stored.Id)));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
+        {
+            await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 1) with { ObjectId = again.Id, ObjectLength = again.Length }, ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        await archive.Store.ConfirmStoredAsync(spool, ct);
+        Assert.Equal(Vigie.Archive.Storage.SpoolState.Discarded, spool.State);
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+        Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool, "*.spool"));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Quarantine_expires_audited(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

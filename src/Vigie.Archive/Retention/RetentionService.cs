@@ -128,6 +128,20 @@ public sealed class RetentionService
             // One write transaction per file, queued with the node's other writers (not asleep in SQLite's busy handler).
             // On SQLite it holds the write lock from the check to the unlink, so no row for the object lands in between.
             await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            if (_database.Provider == DatabaseProvider.Postgres)
+            {
+                // PostgreSQL has no such lock: the deletion row is locked instead. A store of the same content deletes that
+                // row in its own transaction, so it waits until this purge has committed (after the unlink) and then finds
+                // the file gone and puts its own copy back (ConfirmStoredAsync); or it went first, and the row is gone.
+                await using var claim = connection.CreateCommand(transaction, "SELECT 1 FROM archive_deletions WHERE kind = @k AND name = @n FOR UPDATE")
+                    .With("@k", kind).With("@n", name);
+                if (await claim.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null)
+                {
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+            }
+
             if (kind == "object" && ObjectId.TryParse(name, out var id))
             {
                 await using var check = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM archive_objects WHERE object_id = @o")

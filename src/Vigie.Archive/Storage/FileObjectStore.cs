@@ -92,7 +92,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             var result = _options.Durable
                 ? await Workers.RunAsync(() => SyncIntoPlace(spool), cancellationToken).ConfigureAwait(false)
                 : MoveIntoPlace(spool, durable: false);
-            spool.EndMove(SpoolState.Committed);
+            spool.EndMove(result.AlreadyStored ? SpoolState.Duplicate : SpoolState.Committed);
             (result.AlreadyStored ? ArchiveTelemetry.ObjectsDeduplicated : ArchiveTelemetry.ObjectsCommitted).Add(1);
             return result;
         }
@@ -109,6 +109,66 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             }
 
             throw;
+        }
+    }
+
+    public async ValueTask ConfirmStoredAsync(SpooledObject spool, CancellationToken cancellationToken)
+    {
+        if (!spool.TakeDuplicate())
+        {
+            return;
+        }
+
+        try
+        {
+            if (!File.Exists(Layout.ObjectPath(spool.Id)))
+            {
+                _logger.LogWarning("Object {ObjectId} was purged while equal content was being stored again: put back from the new copy", spool.Id);
+                if (_options.Durable)
+                {
+                    await Workers.RunAsync(() => PutBack(spool), cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    PutBack(spool);
+                }
+            }
+        }
+        finally
+        {
+            DeleteSpoolFile(spool.Path);
+            spool.EndMove(SpoolState.Discarded);
+        }
+    }
+
+    /// <summary>A kept duplicate's spool moved into place: its bytes were never synced (the stored copy was), so sync them first.</summary>
+    private void PutBack(SpooledObject spool)
+    {
+        var durable = _options.Durable;
+        if (durable)
+        {
+            FileSync.SyncFile(spool.Path);
+        }
+
+        var directory = Layout.FanOutDirectory(spool.Id);
+        var created = FileSync.EnsureDirectory(directory, durable: false);
+        try
+        {
+            FileSync.MoveNoReplace(spool.Path, Layout.ObjectPath(spool.Id));
+        }
+        catch (IOException) when (File.Exists(Layout.ObjectPath(spool.Id)))
+        {
+            // Put back by another writer meanwhile.
+        }
+
+        if (durable)
+        {
+            FileSync.SyncDirectory(directory);
+            if (created || !_durableFanOuts.ContainsKey(directory))
+            {
+                FileSync.SyncDirectory(Layout.Objects);
+                _durableFanOuts.TryAdd(directory, true);
+            }
         }
     }
 
@@ -146,8 +206,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         CommittedObject result;
         if (File.Exists(target))
         {
+            // Kept until ConfirmStoredAsync: the stored copy may be a file due for deletion, purged before the index
+            // holds it again.
             spool.SyncAndClose(durable: false);
-            DeleteSpoolFile(spool.Path);
             result = new CommittedObject(spool.Id, spool.Length, AlreadyStored: true);
         }
         else
@@ -161,7 +222,6 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             catch (IOException) when (File.Exists(target))
             {
                 // Another writer (or node) stored the same content first.
-                DeleteSpoolFile(spool.Path);
                 result = new CommittedObject(spool.Id, spool.Length, AlreadyStored: true);
             }
         }

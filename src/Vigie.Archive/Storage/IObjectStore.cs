@@ -22,6 +22,13 @@ public interface IObjectStore
     /// <summary>Commits several spools concurrently.</summary>
     ValueTask<IReadOnlyList<CommittedObject>> CommitAsync(IReadOnlyList<SpooledObject> spools, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// After the index commit of a spool that <see cref="CommitAsync(SpooledObject, CancellationToken)"/> found already
+    /// stored: if the stored copy was purged meanwhile (a deletion that fell due before the index held the object again),
+    /// puts this spool in its place, durably; then drops the spool. Does nothing for a spool that was moved in.
+    /// </summary>
+    ValueTask ConfirmStoredAsync(SpooledObject spool, CancellationToken cancellationToken);
+
     /// <summary>Moves a spool to quarantine, still encrypted, with the reason sealed beside it.</summary>
     ValueTask<QuarantinedObject> QuarantineAsync(SpooledObject spool, string reason, CancellationToken cancellationToken);
 

@@ -17,6 +17,13 @@ public enum SpoolState
 
     /// <summary>Deleted without being kept (disposed while pending, or a failed move).</summary>
     Discarded,
+
+    /// <summary>
+    /// Equal content was already stored, so the spool was not moved in; it is kept (closed) until
+    /// <see cref="IObjectStore.ConfirmStoredAsync"/> has checked that the stored copy outlived the index commit, and
+    /// deleted then or when disposed.
+    /// </summary>
+    Duplicate,
 }
 
 /// <summary>
@@ -169,8 +176,18 @@ public sealed class SpooledObject : IAsyncDisposable
 
     internal void EndMove(SpoolState state) => Volatile.Write(ref _state, (int)state);
 
+    /// <summary>Takes a kept duplicate for its confirmation; false when it is not one (or already taken).</summary>
+    internal bool TakeDuplicate() =>
+        Interlocked.CompareExchange(ref _state, (int)SpoolState.Moving, (int)SpoolState.Duplicate) == (int)SpoolState.Duplicate;
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.CompareExchange(ref _state, (int)SpoolState.Discarded, (int)SpoolState.Duplicate) == (int)SpoolState.Duplicate)
+        {
+            _store.DeleteSpoolFile(Path);
+            return;
+        }
+
         if (Interlocked.CompareExchange(ref _state, (int)SpoolState.Discarded, (int)SpoolState.Pending) == (int)SpoolState.Pending)
         {
             FileStream? file;

@@ -208,6 +208,9 @@ public sealed class IngestPipeline(
         var written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken).ConfigureAwait(false);
         if ((await durable.ConfigureAwait(false)).AlreadyStored)
         {
+            // The stored copy may have been due for deletion and purged before this commit claimed it back: the kept
+            // spool then takes its place.
+            await store.ConfirmStoredAsync(spooled, cancellationToken).ConfigureAwait(false);
             // The file was already in the archive, so its time is old: after a power cut, recovery would not look at it,
             // and if it was an orphan (an earlier attempt whose index write failed) or due for deletion, the scrub would
             // then remove an acknowledged object. Such a commit is synced before the answer.
