@@ -199,6 +199,40 @@ public sealed class RetentionTests
         Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool, "*.spool"));
     }
 
+    [Fact]
+    public async Task Releasing_an_object_waits_for_a_store_of_the_same_content_still_in_flight_on_postgres()
+    {
+        // Regression (PostgreSQL, READ COMMITTED): retention counted the versions using an expired object while a store
+        // of the same content had inserted its version but not committed; it found none, released the object, and the
+        // purge later removed the file under the new current version.
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(DatabaseProvider.Postgres);
+        var (retention, time) = await SetUpAsync(archive, new TableAudit());
+        var original = Samples.Content(3000, 5);
+        var (first, _) = await archive.IngestAsync(original, Samples.Entry(1, 1, 1, 1));
+        await archive.IngestAsync(Samples.Content(3000, 6), Samples.Entry(1, 1, 1, 1));
+        time.Now += TimeSpan.FromDays(31);
+
+        // The original content arrives again (a third version) while retention expires the first.
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var transaction = await archive.Database.BeginWriteAsync(connection, ct);
+        await archive.Index.StoreInstanceAsync(connection, transaction, Samples.Entry(1, 1, 1, 1) with { ObjectId = first.Id, ObjectLength = first.Length }, ct);
+        var expiring = retention.ApplyAsync(new RetentionPolicy("superseded-30d", SupersededVersions: TimeSpan.FromDays(30)), ct);
+        await Task.Delay(TimeSpan.FromMilliseconds(500), ct);
+        Assert.False(expiring.IsCompleted, "retention did not wait for the store in flight");
+        await transaction.CommitAsync(ct);
+        var report = await expiring;
+
+        // Both superseded versions go (the second was superseded by the third); the first one's content stays, as the third.
+        Assert.Equal(2, report.VersionsRemoved);
+        Assert.Equal(0, await CountAsync(archive, $"SELECT COUNT(*) FROM archive_deletions WHERE kind = 'object' AND name = '{first.Id}'"));
+        Assert.Equal(first.Id, Assert.Single(await archive.Index.GetVersionsAsync(Samples.SopUid(1, 1, 1, 1), ct)).ObjectId);
+        time.Now += archive.Options.DeletionGrace + TimeSpan.FromMinutes(1);
+        await retention.PurgeDueFilesAsync(ct);
+        Assert.Equal(original, await archive.ReadAllAsync(first.Id));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Quarantine_expires_audited(DatabaseProvider provider)

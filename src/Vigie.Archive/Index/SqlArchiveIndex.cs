@@ -67,7 +67,9 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
 
         var objectId = entry.ObjectId.ToArray();
         await ExecuteAsync(connection, transaction,
-            "INSERT INTO archive_objects (object_id, length, created_at) VALUES (@o, @l, @n) ON CONFLICT (object_id) DO NOTHING",
+            // DO UPDATE, not DO NOTHING: it locks an existing row, so that retention releasing this object (which locks the
+            // row before it counts the versions using it) waits for this store to commit, then sees the new version.
+            "INSERT INTO archive_objects (object_id, length, created_at) VALUES (@o, @l, @n) ON CONFLICT (object_id) DO UPDATE SET length = excluded.length",
             cancellationToken, ("@o", objectId), ("@l", entry.ObjectLength), ("@n", now)).ConfigureAwait(false);
         // Storing content again claims it back from a pending retention deletion.
         await ExecuteAsync(connection, transaction, "DELETE FROM archive_deletions WHERE kind = 'object' AND name = @name",

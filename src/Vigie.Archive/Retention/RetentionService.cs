@@ -358,6 +358,15 @@ public sealed class RetentionService
     /// <summary>When no version references the object any more, drops its row and schedules its file.</summary>
     private async Task ReleaseObjectAsync(DbConnection connection, DbTransaction transaction, ObjectId id, CancellationToken cancellationToken)
     {
+        if (_database.Provider == DatabaseProvider.Postgres)
+        {
+            // Under READ COMMITTED a store of the same content, not yet committed, would not be counted below: its insert
+            // locks this row too, so whichever comes second waits for the other and then sees what it did.
+            await using var claim = connection.CreateCommand(transaction, "SELECT 1 FROM archive_objects WHERE object_id = @o FOR UPDATE")
+                .With("@o", id.ToArray());
+            await claim.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await using var check = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM archive_versions WHERE object_id = @o").With("@o", id.ToArray());
         if (SqlArchiveIndex.ToLong(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) > 0)
         {
