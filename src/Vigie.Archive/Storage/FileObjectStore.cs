@@ -126,7 +126,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                 _logger.LogWarning("Object {ObjectId} was purged while equal content was being stored again: put back from the new copy", spool.Id);
                 if (_options.Durable)
                 {
-                    await Workers.RunAsync(() => PutBack(spool), cancellationToken).ConfigureAwait(false);
+                    // Not cancellable: the index already names this object, and the kept spool is its only copy.
+                    await Workers.RunAsync(() => PutBack(spool), CancellationToken.None).ConfigureAwait(false);
                 }
                 else
                 {
