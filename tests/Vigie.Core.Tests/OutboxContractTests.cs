@@ -95,6 +95,37 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_claim_extended_in_time_is_kept_and_one_taken_over_meanwhile_is_reported_lost(DatabaseProvider provider)
+    {
+        // Regression: a forwarder slower than its claim kept sending messages another node had taken over, so an
+        // object already acknowledged by the PACS was sent again. The forwarder now extends its claim and skips what it lost.
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await EnqueueAsync(db, outbox, "forward", "first");
+        await EnqueueAsync(db, outbox, "forward", "second");
+        await EnqueueAsync(db, outbox, "forward", "third");
+        var slow = await outbox.ClaimAsync("forward", "slow", 10, TimeSpan.FromMilliseconds(300), ct);
+        Assert.Equal(3, slow.Count);
+        var ids = slow.Select(m => m.Id).ToList();
+
+        // Extended in time: nobody else can take the third.
+        Assert.Equal([ids[2]], await outbox.ExtendClaimsAsync([ids[2]], "slow", TimeSpan.FromMinutes(1), ct));
+        await Task.Delay(400, ct);
+        var other = Assert.Single(await outbox.ClaimAsync("forward", "other", 1, TimeSpan.FromMinutes(1), ct));
+        Assert.Equal(ids[0], other.Id);
+
+        // Too late for the first: only the second (expired, but taken by nobody) and the third are still held.
+        Assert.Equal([ids[1], ids[2]], (await outbox.ExtendClaimsAsync(ids, "slow", TimeSpan.FromMinutes(1), ct)).Order());
+        Assert.Empty(await outbox.ClaimAsync("forward", "other", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.False(await outbox.CompleteAsync(ids[0], "slow", ct));
+        Assert.True(await outbox.CompleteAsync(ids[0], "other", ct));
+        Assert.True(await outbox.CompleteAsync(ids[1], "slow", ct));
+        Assert.Empty(await outbox.ExtendClaimsAsync([], "slow", TimeSpan.FromMinutes(1), ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Leases_exclude_other_holders_until_they_expire(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -67,6 +67,44 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         return claimed;
     }
 
+    /// <summary>
+    /// Extends this consumer's claim on messages it still holds to <paramref name="lease"/> from now, and returns those:
+    /// a message missing from the answer was taken over by another consumer after the claim ran out (or is done), and
+    /// must not be handled here again.
+    /// </summary>
+    public async ValueTask<IReadOnlySet<long>> ExtendClaimsAsync(IReadOnlyList<long> ids, string consumer, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        var held = new HashSet<long>();
+        if (ids.Count == 0)
+        {
+            return held;
+        }
+
+        var until = time.GetUtcNow().ToUnixTimeMilliseconds() + (long)lease.TotalMilliseconds;
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        foreach (var chunk in ids.Chunk(256))
+        {
+            var names = string.Join(", ", chunk.Select((_, i) => $"@i{i}"));
+            await using var command = connection.CreateCommand(transaction,
+                $"UPDATE outbox SET claim_until = @u WHERE claimed_by = @c AND done_at IS NULL AND id IN ({names}) RETURNING id")
+                .With("@u", until).With("@c", consumer);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@i{i}", chunk[i]);
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                held.Add(reader.GetInt64(0));
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return held;
+    }
+
     /// <summary>Marks a message handled. Returns false when the claim was lost (lease expired and re-claimed) or it was already done.</summary>
     public ValueTask<bool> CompleteAsync(long id, string consumer, CancellationToken cancellationToken) =>
         FinishAsync(id, consumer, OutcomeDone, null, cancellationToken);

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
@@ -63,6 +64,7 @@ internal sealed class Forwarder(
     public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
+        var claim = new Claim(Stopwatch.GetTimestamp());
         var batch = await outbox.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
             .ConfigureAwait(false);
         if (batch.Count == 0)
@@ -96,14 +98,39 @@ internal sealed class Forwarder(
                 continue;
             }
 
-            await SendGroupAsync(destination, group.ToList(), settings.Forwarding, cancellationToken).ConfigureAwait(false);
+            await SendGroupAsync(destination, group.ToList(), settings.Forwarding, claim, cancellationToken).ConfigureAwait(false);
         }
 
         return batch.Count;
     }
 
+    /// <summary>When the claim on each message of a batch was taken or last extended, and which ones were lost.</summary>
+    private sealed class Claim(long claimedAt)
+    {
+        private readonly Dictionary<long, long> _extendedAt = [];
+
+        public HashSet<long> Lost { get; } = [];
+
+        public long Since(long id) => _extendedAt.GetValueOrDefault(id, claimedAt);
+
+        public void Extended(IEnumerable<long> asked, IReadOnlySet<long> held, long at)
+        {
+            foreach (var id in asked)
+            {
+                if (held.Contains(id))
+                {
+                    _extendedAt[id] = at;
+                }
+                else
+                {
+                    Lost.Add(id);
+                }
+            }
+        }
+    }
+
     private async Task SendGroupAsync(DicomDestination destination, List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)> items,
-        ForwardingOptions settings, CancellationToken cancellationToken)
+        ForwardingOptions settings, Claim claim, CancellationToken cancellationToken)
     {
         // Describe each object first (SOP class, instance, syntax) to propose the right presentation contexts.
         var prepared = new List<(OutboxMessage Message, ObjectId Id, string SopClass, string SopInstance, string Syntax)>();
@@ -161,6 +188,22 @@ internal sealed class Forwarder(
             for (var i = 0; i < prepared.Count; i++)
             {
                 var item = prepared[i];
+                // A slow destination can outlast the claim: past a third of it, the claim on what is left is extended, and
+                // an object another node took over meanwhile is left to it. Else both would send it, after the first
+                // had already been acknowledged.
+                if (Stopwatch.GetElapsedTime(claim.Since(item.Message.Id)) > settings.Lease / 3)
+                {
+                    var asked = prepared.Skip(i).Select(p => p.Message.Id).Where(id => !claim.Lost.Contains(id)).ToList();
+                    var at = Stopwatch.GetTimestamp();
+                    claim.Extended(asked, await outbox.ExtendClaimsAsync(asked, _consumer, settings.Lease, cancellationToken).ConfigureAwait(false), at);
+                }
+
+                if (claim.Lost.Contains(item.Message.Id))
+                {
+                    Sent.Add(1, new("destination", destination.AETitle), new("outcome", "taken-over"));
+                    continue;
+                }
+
                 DimseResult result;
                 try
                 {

@@ -21,8 +21,11 @@ public sealed class MultiNodeTests
         using var work = new TempDirectory("vigie-multi");
         await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"));
         string[] forward = ["--forward", $"PACS@127.0.0.1:{pacs.Port}"];
-        // Started together on a new folder: they race to create the keys and the schema.
-        var (first, second) = await VigieNode.StartPairAsync(DatabaseProvider.Postgres, forward, ct);
+        // Started together on a new folder: they race to create the keys and the schema. A forwarding claim of one second,
+        // shorter than a batch of 64 takes, makes each node extend its claims as it sends, and lose to the other node
+        // those it extends too late: the PACS must still get every object once.
+        var (first, second) = await VigieNode.StartPairAsync(DatabaseProvider.Postgres, forward,
+            new Dictionary<string, string> { ["VIGIE__GATEWAY__FORWARDING__LEASE"] = "00:00:01" }, ct);
         await using var firstNode = first;
         await using var secondNode = second;
 

@@ -63,9 +63,9 @@ internal sealed class VigieNode : IAsyncDisposable
     /// orchestrator starts replicas): the second disposes nothing it shares.
     /// </summary>
     public static async Task<(VigieNode First, VigieNode Second)> StartPairAsync(DatabaseProvider provider, IEnumerable<string>? arguments = null,
-        CancellationToken cancellationToken = default)
+        IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
     {
-        var first = await CreateAsync(provider, arguments, null, cancellationToken);
+        var first = await CreateAsync(provider, arguments, environment, cancellationToken);
         var second = new VigieNode(new TempDirectory("vigie-node"), [.. arguments ?? []], new Dictionary<string, string>(first._environment), null, first);
         try
         {
@@ -258,13 +258,13 @@ internal sealed class StoreScp : IAsyncDisposable
 
     public int Files => Directory.EnumerateFiles(Folder).Count();
 
-    public static async Task<StoreScp> StartAsync(string aeTitle, string folder)
+    public static async Task<StoreScp> StartAsync(string aeTitle, string folder, params string[] options)
     {
         var storescp = Peers.Require("storescp", "dcmtk");
         Directory.CreateDirectory(folder);
         var port = VigieNode.FreePort();
         var info = new ProcessStartInfo(storescp) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var argument in new[] { "-v", "-aet", aeTitle, "-od", folder, port.ToString(CultureInfo.InvariantCulture) })
+        foreach (var argument in new[] { "-v", "-aet", aeTitle, "-od", folder }.Concat(options).Append(port.ToString(CultureInfo.InvariantCulture)))
         {
             info.ArgumentList.Add(argument);
         }
