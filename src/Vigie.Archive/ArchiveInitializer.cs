@@ -59,8 +59,9 @@ public sealed class ArchiveInitializer
             }
         }
 
-        var keysExisted = await _keks.ExistsAsync(cancellationToken).ConfigureAwait(false);
+        var createdBefore = _keys.KeysCreated;
         await _keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var keysCreated = _keys.KeysCreated && !createdBefore;
         var stale = _store.RemoveStaleSpools();
         if (stale > 0)
         {
@@ -68,6 +69,6 @@ public sealed class ArchiveInitializer
         }
 
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
-        return new ArchiveInitialization(layout.Root, keyFile, !keysExisted, stale);
+        return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale);
     }
 }

@@ -38,6 +38,9 @@ internal sealed class ArchiveKeyService(
 
     public IKeyEncryptionKeyStore KeyEncryptionKeys => keks;
 
+    /// <summary>True when this process made the key-encryption keys (first start; not when another node made them first).</summary>
+    public bool KeysCreated { get; private set; }
+
     public async ValueTask EnsureLoadedAsync(CancellationToken cancellationToken)
     {
         if (_keys is not null)
@@ -70,7 +73,7 @@ internal sealed class ArchiveKeyService(
                 }
 
                 logger.LogInformation("First start: creating the key-encryption key file and the archive root key.");
-                await keks.CreateAsync(cancellationToken).ConfigureAwait(false);
+                KeysCreated = await keks.CreateAsync(cancellationToken).ConfigureAwait(false);
             }
 
             if (!File.Exists(_layout.RootKeyFile))

@@ -48,7 +48,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         return ValueTask.FromResult(File.Exists(_path));
     }
 
-    public async ValueTask CreateAsync(CancellationToken cancellationToken)
+    public async ValueTask<bool> CreateAsync(CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -57,7 +57,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             {
                 // Another node starting beside this one made it since this one looked: use theirs.
                 await LoadAsync(cancellationToken).ConfigureAwait(false);
-                return;
+                return false;
             }
 
             var directory = Path.GetDirectoryName(_path)!;
@@ -71,8 +71,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             // file under the others, which would then wrap the root key under a KEK kept nowhere: the file is created
             // once, and every node loads the one that won.
             var bytes = JsonSerializer.SerializeToUtf8Bytes(model, KeyFileJsonContext.Default.KeyFileModel);
-            await FileSync.CreateOnceAsync(_path, bytes, cancellationToken).ConfigureAwait(false);
+            var created = await FileSync.CreateOnceAsync(_path, bytes, cancellationToken).ConfigureAwait(false);
             await LoadAsync(cancellationToken).ConfigureAwait(false);
+            return created;
         }
         finally
         {

@@ -35,8 +35,11 @@ public interface IKeyEncryptionKeyStore
     /// <summary>True when the store has keys (false on a first start).</summary>
     ValueTask<bool> ExistsAsync(CancellationToken cancellationToken);
 
-    /// <summary>Creates the first active key, once: when another process created the keys first, uses those.</summary>
-    ValueTask CreateAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// Creates the first active key, once: when another process created the keys first, uses those. True when this
+    /// call created them.
+    /// </summary>
+    ValueTask<bool> CreateAsync(CancellationToken cancellationToken);
 
     /// <summary>Wraps a data key under the active key.</summary>
     ValueTask<WrappedKey> WrapAsync(ReadOnlyMemory<byte> dataKey, ReadOnlyMemory<byte> context, CancellationToken cancellationToken);

@@ -28,6 +28,8 @@ public sealed class MultiNodeTests
             new Dictionary<string, string> { ["VIGIE__GATEWAY__FORWARDING__LEASE"] = "00:00:01" }, ct);
         await using var firstNode = first;
         await using var secondNode = second;
+        // One key file was made, and only the node that made it says so (it asks the administrator to back it up).
+        Assert.Equal(1, new[] { first, second }.Count(n => n.Output.Contains("Created new keys", StringComparison.Ordinal)));
 
         // Studies are split across the nodes: two instances of one series may arrive on different nodes.
         var storescu = Peers.Require("storescu", "dcmtk");
