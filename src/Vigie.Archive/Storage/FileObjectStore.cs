@@ -142,35 +142,18 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
     }
 
-    /// <summary>A kept duplicate's spool moved into place: its bytes were never synced (the stored copy was), so sync them first.</summary>
+    /// <summary>
+    /// A kept duplicate's spool moved into place as a commit would move it. Its bytes were never synced (the stored
+    /// copy's were), so they are synced first; a copy put back by another writer meanwhile is kept.
+    /// </summary>
     private void PutBack(SpooledObject spool)
     {
-        var durable = _options.Durable;
-        if (durable)
+        if (_options.Durable)
         {
             FileSync.SyncFile(spool.Path);
         }
 
-        var directory = Layout.FanOutDirectory(spool.Id);
-        var created = FileSync.EnsureDirectory(directory, durable: false);
-        try
-        {
-            FileSync.MoveNoReplace(spool.Path, Layout.ObjectPath(spool.Id));
-        }
-        catch (IOException) when (File.Exists(Layout.ObjectPath(spool.Id)))
-        {
-            // Put back by another writer meanwhile.
-        }
-
-        if (durable)
-        {
-            FileSync.SyncDirectory(directory);
-            if (created || !_durableFanOuts.ContainsKey(directory))
-            {
-                FileSync.SyncDirectory(Layout.Objects);
-                _durableFanOuts.TryAdd(directory, true);
-            }
-        }
+        MoveIntoPlace(spool, _options.Durable);
     }
 
     public async ValueTask<IReadOnlyList<CommittedObject>> CommitAsync(IReadOnlyList<SpooledObject> spools, CancellationToken cancellationToken)

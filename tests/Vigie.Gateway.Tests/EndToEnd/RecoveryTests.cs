@@ -13,32 +13,19 @@ public sealed class RecoveryTests
     public async Task Objects_whose_index_rows_a_power_cut_took_are_filed_again_at_start()
     {
         var ct = TestContext.Current.CancellationToken;
-        var storescu = Peers.Require("storescu", "dcmtk");
         var files = Peers.CtCorpusFiles().Take(10).ToArray();
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        async Task StoreAsync(IEnumerable<string> batch)
-        {
-            var result = await Peers.RunAsync(storescu, ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. batch], TimeSpan.FromMinutes(2), cancellationToken: ct);
-            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
-        }
-
-        await StoreAsync(files[..4]);
+        await node.StoreAsync(files[..4], ct);
         await node.StopAsync();
-        var index = Path.Combine(node.Data, "index.db");
-        File.Copy(index, index + ".before", overwrite: true);
+        SaveIndex(node);
 
         await node.StartProcessAsync(ct);
-        await StoreAsync(files[4..]);
+        await node.StoreAsync(files[4..], ct);
         Assert.Equal(10, (await node.StatsAsync()).GetProperty("instances").GetInt64());
         await node.StopAsync();
 
         // The index as a power cut could leave it: the last six commits gone, their files synced and in place.
-        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
-        {
-            File.Delete(path);
-        }
-
-        File.Move(index + ".before", index);
+        PutBackSavedIndex(node);
         await node.StartProcessAsync(ct);
         Assert.Equal(10, (await node.StatsAsync()).GetProperty("instances").GetInt64());
         Assert.Contains("Recovery: 6 objects", node.Output, StringComparison.Ordinal);
@@ -71,7 +58,6 @@ public sealed class RecoveryTests
         // (same SOP Instance UID, new content) acknowledged just before a power cut was left out, and later removed
         // by the scrub as an orphan, while the index kept serving the version it corrected.
         var ct = TestContext.Current.CancellationToken;
-        var storescu = Peers.Require("storescu", "dcmtk");
         using var work = new TempDirectory("vigie-correction");
         var original = work.Combine("original.dcm");
         File.Copy(Peers.CtCorpusFiles()[0], original);
@@ -81,27 +67,15 @@ public sealed class RecoveryTests
             cancellationToken: ct);
         Assert.True(modify.ExitCode == 0, modify.ToString());
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        async Task StoreAsync(string file)
-        {
-            var result = await Peers.RunAsync(storescu, ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, file], TimeSpan.FromMinutes(1), cancellationToken: ct);
-            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
-        }
-
-        await StoreAsync(original);
+        await node.StoreAsync([original], ct);
         await node.StopAsync();
-        var index = Path.Combine(node.Data, "index.db");
-        File.Copy(index, index + ".before", overwrite: true);
+        SaveIndex(node);
         await node.StartProcessAsync(ct);
-        await StoreAsync(corrected);
+        await node.StoreAsync([corrected], ct);
         Assert.Equal(2, (await node.StatsAsync()).GetProperty("instance_versions").GetInt64());
         await node.StopAsync();
 
-        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
-        {
-            File.Delete(path);
-        }
-
-        File.Move(index + ".before", index);
+        PutBackSavedIndex(node);
         await node.StartProcessAsync(ct);
         var stats = await node.StatsAsync();
         Assert.Equal(1, stats.GetProperty("instances").GetInt64());
@@ -118,7 +92,6 @@ public sealed class RecoveryTests
         // write failed, or a file due for deletion) committed deferred. The file's time is old, so after a power cut
         // recovery did not look at it, and the scrub then removed an object that had been acknowledged.
         var ct = TestContext.Current.CancellationToken;
-        var storescu = Peers.Require("storescu", "dcmtk");
         var file = Peers.CtCorpusFiles()[0];
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
         using var http = new HttpClient();
@@ -129,16 +102,10 @@ public sealed class RecoveryTests
             return line is null ? 0 : double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
         }
 
-        async Task StoreAsync()
-        {
-            var result = await Peers.RunAsync(storescu, ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, file], TimeSpan.FromMinutes(1), cancellationToken: ct);
-            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
-        }
-
-        await StoreAsync();
+        await node.StoreAsync([file], ct);
         await Task.Delay(TimeSpan.FromSeconds(1), ct); // the scrape endpoint caches its answer briefly
         var before = await LogSyncsAsync();
-        await StoreAsync();
+        await node.StoreAsync([file], ct);
         var after = before;
         for (var attempt = 0; attempt < 20 && after < before + 1; attempt++)
         {
@@ -147,5 +114,24 @@ public sealed class RecoveryTests
         }
 
         Assert.True(after >= before + 1, $"the second store of the same content did not sync the log ({before} then {after})");
+    }
+
+    /// <summary>Keeps a copy of a stopped node's index, to put back later as a power cut could leave it.</summary>
+    private static void SaveIndex(VigieNode node)
+    {
+        var index = Path.Combine(node.Data, "index.db");
+        File.Copy(index, index + ".before", overwrite: true);
+    }
+
+    /// <summary>Puts back the index <see cref="SaveIndex"/> kept: every commit since is gone, the object files stay.</summary>
+    private static void PutBackSavedIndex(VigieNode node)
+    {
+        var index = Path.Combine(node.Data, "index.db");
+        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
+        {
+            File.Delete(path);
+        }
+
+        File.Move(index + ".before", index);
     }
 }

@@ -192,6 +192,14 @@ internal sealed class VigieNode : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends files to this node with dcmtk's storescu over one association, and asserts that every store succeeded.</summary>
+    public async Task StoreAsync(IEnumerable<string> files, CancellationToken cancellationToken)
+    {
+        var result = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", DicomPortText, .. files], TimeSpan.FromMinutes(1),
+            cancellationToken: cancellationToken);
+        Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+    }
+
     /// <summary>Runs a maintenance command (stats, scrub, audit...) against this node's data folder.</summary>
     public Task<ProcessResult> VigieAsync(params string[] arguments) =>
         Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), .. arguments, "--data", Data], TimeSpan.FromMinutes(3), _environment);
