@@ -251,9 +251,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                     : (WrittenObject?)null)
                 .OfType<WrittenObject>()
                 .ToList(), cancellationToken).ConfigureAwait(false);
-            foreach (var id in found)
+            foreach (var written in found)
             {
-                yield return id;
+                yield return written;
             }
         }
     }
