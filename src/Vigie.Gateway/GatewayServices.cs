@@ -40,6 +40,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IngestCommitter>();
         services.TryAddSingleton<IngestPipeline>();
         services.TryAddSingleton<ArchiveRecovery>();
+        services.TryAddSingleton<ClockStepGuard>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

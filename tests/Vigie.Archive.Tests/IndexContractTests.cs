@@ -263,6 +263,28 @@ public sealed class IndexContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task The_recovery_floor_only_moves_down_until_cleared(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var first = DateTimeOffset.FromUnixTimeMilliseconds(1_790_000_000_000);
+        Assert.Null(await archive.Index.RecoveryFloorAsync(ct));
+
+        await archive.Index.LowerRecoveryFloorAsync(first, ct);
+        Assert.Equal(first, await archive.Index.RecoveryFloorAsync(ct));
+        await archive.Index.LowerRecoveryFloorAsync(first.AddHours(1), ct);
+        Assert.Equal(first, await archive.Index.RecoveryFloorAsync(ct));
+        await archive.Index.LowerRecoveryFloorAsync(first.AddHours(-1), ct);
+        Assert.Equal(first.AddHours(-1), await archive.Index.RecoveryFloorAsync(ct));
+
+        await archive.Index.ClearRecoveryFloorAsync(ct);
+        Assert.Null(await archive.Index.RecoveryFloorAsync(ct));
+        await archive.Index.LowerRecoveryFloorAsync(first.AddHours(1), ct);
+        Assert.Equal(first.AddHours(1), await archive.Index.RecoveryFloorAsync(ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Quarantine_records_are_sealed_and_listed(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

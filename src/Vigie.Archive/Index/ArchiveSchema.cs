@@ -160,5 +160,8 @@ internal sealed class ArchiveSchema : ISchemaProvider
         new(Module, 2, "archive objects by filing time, where recovery after a power cut starts looking",
             "CREATE INDEX archive_objects_created ON archive_objects (created_at);",
             "CREATE INDEX archive_objects_created ON archive_objects (created_at);"),
+        new(Module, 3, "where recovery must start looking after the clock stepped back",
+            "CREATE TABLE archive_recovery_floor (id INTEGER PRIMARY KEY CHECK (id = 1), scan_from INTEGER NOT NULL);",
+            "CREATE TABLE archive_recovery_floor (id SMALLINT PRIMARY KEY CHECK (id = 1), scan_from BIGINT NOT NULL);"),
     ];
 }

@@ -36,6 +36,18 @@ public interface IArchiveIndex
     /// <summary>When the newest object reference was filed, or null when there is none.</summary>
     ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The earliest write time recovery must look at whatever <see cref="LatestObjectTimeAsync"/> says, set when the
+    /// wall clock stepped back; null when none is set.
+    /// </summary>
+    ValueTask<DateTimeOffset?> RecoveryFloorAsync(CancellationToken cancellationToken);
+
+    /// <summary>Lowers the recovery floor to <paramref name="scanFrom"/> (sets it when there is none), synced before it returns.</summary>
+    ValueTask LowerRecoveryFloorAsync(DateTimeOffset scanFrom, CancellationToken cancellationToken);
+
+    /// <summary>Removes the recovery floor, synced: once recovery has filed everything written since it.</summary>
+    ValueTask ClearRecoveryFloorAsync(CancellationToken cancellationToken);
+
     /// <summary>Those of <paramref name="ids"/> that no version references and no deletion awaits: files the index has lost.</summary>
     ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken);
 }

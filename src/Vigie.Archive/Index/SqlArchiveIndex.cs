@@ -288,6 +288,41 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             : null;
     }
 
+    public async ValueTask<DateTimeOffset?> RecoveryFloorAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT scan_from FROM archive_recovery_floor WHERE id = 1");
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } value and not DBNull
+            ? DateTimeOffset.FromUnixTimeMilliseconds(ToLong(value))
+            : null;
+    }
+
+    public async ValueTask LowerRecoveryFloorAsync(DateTimeOffset scanFrom, CancellationToken cancellationToken)
+    {
+        var lower = database.Provider == DatabaseProvider.Postgres ? "LEAST" : "MIN";
+        await WriteRecoveryFloorAsync($"""
+            INSERT INTO archive_recovery_floor (id, scan_from) VALUES (1, @s)
+            ON CONFLICT (id) DO UPDATE SET scan_from = {lower}(archive_recovery_floor.scan_from, excluded.scan_from)
+            """, scanFrom.ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+    }
+
+    public ValueTask ClearRecoveryFloorAsync(CancellationToken cancellationToken) =>
+        WriteRecoveryFloorAsync("DELETE FROM archive_recovery_floor WHERE id = 1", null, cancellationToken);
+
+    private async ValueTask WriteRecoveryFloorAsync(string sql, long? scanFrom, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, sql);
+        if (scanFrom is { } value)
+        {
+            command.With("@s", value);
+        }
+
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public async ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken)
     {
         var unreferenced = new List<ObjectId>();

@@ -22,6 +22,7 @@ public sealed class ArchiveRecovery(
     IArchiveIndex index,
     IngestPipeline pipeline,
     IVigieDatabase database,
+    ClockStepGuard clock,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<ArchiveRecovery> logger)
 {
@@ -29,7 +30,7 @@ public sealed class ArchiveRecovery(
 
     private const int Batch = 256;
 
-    private static readonly Meter Meter = new("Vigie.Gateway.Recovery");
+    internal static readonly Meter Meter = new("Vigie.Gateway.Recovery");
     private static readonly Counter<long> Recovered = Meter.CreateCounter<long>("vigie.gateway.recovered", description: "Objects filed again from the archive at start");
 
     /// <summary>Files again what the index lost; returns how many objects were recovered and how many were left to scrub.</summary>
@@ -42,8 +43,15 @@ public sealed class ArchiveRecovery(
         }
 
         var latest = await index.LatestObjectTimeAsync(cancellationToken).ConfigureAwait(false);
-        // An empty index looks at everything: a data folder restored without its database is filed again whole.
+        // An empty index looks at everything: a data folder restored without its database is filed again whole. A clock
+        // that stepped back left a floor (see ClockStepGuard): files written since may be older than the newest filed.
         var since = latest is { } t ? t - options.CurrentValue.RecoveryWindow : DateTimeOffset.MinValue;
+        var floor = await index.RecoveryFloorAsync(cancellationToken).ConfigureAwait(false);
+        if (floor < since)
+        {
+            since = floor.Value;
+        }
+
         int recovered = 0, skipped = 0;
         var written = new List<WrittenObject>();
         await foreach (var candidate in store.ListWrittenSinceAsync(since, cancellationToken).ConfigureAwait(false))
@@ -75,6 +83,14 @@ public sealed class ArchiveRecovery(
                 recovered, skipped);
         }
 
+        // Everything written since the floor is filed now (and synced with it): the guard sets a new one if the clock
+        // is still behind at the next store.
+        if (floor is not null)
+        {
+            await index.ClearRecoveryFloorAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        clock.Start(await index.LatestObjectTimeAsync(cancellationToken).ConfigureAwait(false));
         return (recovered, skipped);
     }
 

@@ -29,6 +29,7 @@ public sealed class IngestPipeline(
     IngestCommitter committer,
     Core.Outbox.Outbox outbox,
     IArchiveKeyService keys,
+    ClockStepGuard clock,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<IngestPipeline> logger,
     TimeProvider time)
@@ -205,6 +206,8 @@ public sealed class IngestPipeline(
             await durable.ConfigureAwait(false);
         }
 
+        // A deferred commit relies on recovery finding this file by its time: a clock that stepped back must be noted first.
+        await clock.BeforeStoreAsync(time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         var written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken).ConfigureAwait(false);
         if ((await durable.ConfigureAwait(false)).AlreadyStored)
         {

@@ -86,6 +86,56 @@ public sealed class RecoveryTests
     }
 
     [Fact]
+    public async Task Objects_stored_after_the_clock_stepped_back_are_filed_again_after_a_power_cut()
+    {
+        // Regression: recovery looked only at files written since shortly before the newest object filed. Once the wall
+        // clock had stepped back by more than that margin (an NTP correction), the files of the stores whose commits a
+        // power cut took were older than where it looked: never filed again, later removed by the scrub as orphans.
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(10).ToArray();
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(files[..4], ct);
+        await node.StopAsync();
+        // Filed while the clock was two hours ahead; it has been put right since.
+        ShiftFilingTimes(node, TimeSpan.FromHours(2));
+
+        await node.StartProcessAsync(ct);
+        await node.StoreAsync(files[4..5], ct);
+        Assert.Equal(1, node.Output.Split("The clock is behind the newest object filed").Length - 1);
+        await node.StopAsync();
+        SaveIndex(node);
+
+        // The clock is still behind: the next start notes it again at its first store, and only once.
+        await node.StartProcessAsync(ct);
+        await node.StoreAsync(files[5..], ct);
+        Assert.Equal(10, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        Assert.Equal(2, node.Output.Split("The clock is behind the newest object filed").Length - 1);
+        await node.StopAsync();
+
+        PutBackSavedIndex(node);
+        await node.StartProcessAsync(ct);
+        Assert.Equal(10, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        Assert.Contains("Recovery: 5 objects", node.Output, StringComparison.Ordinal);
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
+    /// <summary>Moves a stopped node's filing times forward, as a clock running ahead would have written them.</summary>
+    private static void ShiftFilingTimes(VigieNode node, TimeSpan by)
+    {
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=False"))
+        {
+            connection.Open();
+            using var command = connection.CreateCommand();
+            command.CommandText = "UPDATE archive_objects SET created_at = created_at + $by";
+            command.Parameters.AddWithValue("$by", (long)by.TotalMilliseconds);
+            Assert.Equal(4, command.ExecuteNonQuery());
+        }
+    }
+
+    [Fact]
     public async Task A_store_of_content_already_archived_is_synced_before_its_answer()
     {
         // Regression: a store that found its file already in the archive (an orphan of an earlier attempt whose index
