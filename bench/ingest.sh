@@ -125,12 +125,15 @@ failed() { # name send_fn phase dir
   exit 1
 }
 
-declare -A single multi cpu
+declare -A single multi cpu_single cpu_multi client_single client_multi
 # Server CPU (user + system, reaped children included) in clock ticks.
 server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU of this script's reaped children in clock ticks: the storescu clients of a timed run (find and split are noise).
+client_cpu() { awk '{print $16+$17}' "/proc/$$/stat"; }
+per_image() { awk -v c="$1" -v t="$(getconf CLK_TCK)" -v n="$files" 'BEGIN {printf "%.2f", c * 1000 / t / n}'; }
 # One timed run of target $1 (AE $2) with send function $3; the best time so far is kept in $4[$1].
 timed_round() { # name aet send_fn array round
-  local dir="$work/$1-$3-$5" t0 t1 s c0 c1
+  local dir="$work/$1-$3-$5" t0 t1 s c0 c1 k0 k1
   # Every target starts from the same memory: the page cache that earlier rounds' folders filled is dropped (root only;
   # best effort) and the corpora are read back in. On this virtual machine, once that cache had grown, writing new
   # pages cost far more (copy_folio_from_iter_atomic went from 2 % to 28 % of Vigie's CPU), which charged whichever
@@ -147,7 +150,9 @@ timed_round() { # name aet send_fn array round
   for _ in 1 2 3; do "$3" "$2" 11401 "$warmup" || failed "$1" "$3" warm-up "$dir"; sleep 1; done
   warm_associations "$2" 11401 || failed "$1" warm_associations warm-up "$dir"
   sleep 1
-  c0=$(server_cpu "$srv"); t0=$(now); "$3" "$2" 11401 "$corpus" || failed "$1" "$3" "timed run" "$dir"; t1=$(now); c1=$(server_cpu "$srv")
+  k0=$(client_cpu); c0=$(server_cpu "$srv"); t0=$(now)
+  "$3" "$2" 11401 "$corpus" || failed "$1" "$3" "timed run" "$dir"
+  t1=$(now); c1=$(server_cpu "$srv"); k1=$(client_cpu)
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
   # The round's folder stays until the end: on a file system without a journal (this machine's ext4), every file
@@ -158,7 +163,9 @@ timed_round() { # name aet send_fn array round
   if [ -z "${best_[$1]:-}" ] || awk -v s="$s" -v b="${best_[$1]}" 'BEGIN {exit !(s<b)}'; then
     best_[$1]=$s
     if [ "$3" = send_one ]; then
-      cpu[$1]=$(awk -v c=$((c1 - c0)) -v t="$(getconf CLK_TCK)" -v n="$files" 'BEGIN {printf "%.2f", c * 1000 / t / n}')
+      cpu_single[$1]=$(per_image $((c1 - c0))); client_single[$1]=$(per_image $((k1 - k0)))
+    else
+      cpu_multi[$1]=$(per_image $((c1 - c0))); client_multi[$1]=$(per_image $((k1 - k0)))
     fi
   fi
 }
@@ -175,6 +182,7 @@ for r in $(seq 1 "$rounds"); do
   timed_round vigie VIGIE send_parallel multi "$r"
 done
 multi[storescp]=${multi[storescp-fork]}
+cpu_multi[storescp]=${cpu_multi[storescp-fork]}; client_multi[storescp]=${client_multi[storescp-fork]}
 
 # The disk alone: each corpus file written, flushed, renamed and its folder flushed, one after the other, with no
 # network and no processing. Answering a store only once it is durable adds at least this to storescp's time.
@@ -191,11 +199,25 @@ printf '%-10s %-44s %-44s\n' "" "one association" "$parallel associations"
 for t in storescp orthanc vigie; do
   printf '%-10s %6ss %s     %6ss %s\n' "$t" "${single[$t]}" "$(rate "${single[$t]}")" "${multi[$t]}" "$(rate "${multi[$t]}")"
 done
-echo "server CPU per image, one association (best round): storescp ${cpu[storescp]} ms, orthanc ${cpu[orthanc]} ms, vigie ${cpu[vigie]} ms"
+echo "CPU per image (best round), server + storescu clients:"
+for t in storescp orthanc vigie; do
+  printf '  %-10s one association %5s + %5s ms     %s associations %5s + %5s ms\n' "$t" "${cpu_single[$t]}" "${client_single[$t]}" "$parallel" \
+    "${cpu_multi[$t]}" "${client_multi[$t]}"
+done
 echo
 echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one association), $(ratio "${multi[vigie]}" "${multi[storescp]}") ($parallel associations)"
 echo "$floor"
 echo "  so, with an fsync before each answer, the best one association can do is $(ceiling "${single[storescp]}" "$floor_s") x storescp"
 echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(ceiling "${single[storescp]}" "$pack_s") x storescp)"
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
+# With parallel associations the clients and the server share the cores: a run takes at least (server + client CPU)
+# x images / cores, so against Orthanc's measured time, Vigie's CPU per image bounds its ratio whatever else it does.
+cores=$(nproc)
+awk -v o="${cpu_multi[orthanc]}" -v oc="${client_multi[orthanc]}" -v v="${cpu_multi[vigie]}" -v vc="${client_multi[vigie]}" -v n="$files" \
+    -v c="$cores" -v ot="${multi[orthanc]}" -v vt="${multi[vigie]}" -v p="$parallel" 'BEGIN {
+  floor = (v + vc) * n / 1000 / c
+  printf "  %d associations on %d cores: orthanc kept them %.0f %% busy, vigie %.0f %%; with its CPU, vigie / orthanc <= %.2f at full use\n",
+    p, c, 100 * (o + oc) * n / 1000 / c / ot, 100 * floor / vt, ot / floor
+  printf "  2 x orthanc there needs vigie at or under %.2f ms of CPU per image with these clients (it used %.2f)\n", ot * c * 1000 / n / 2 - vc, v
+}'
 "$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
