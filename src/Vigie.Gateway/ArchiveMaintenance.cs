@@ -71,21 +71,18 @@ internal sealed class ArchiveMaintenance(
             var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, cancellationToken).ConfigureAwait(false);
             if (!report.IsClean)
             {
-                await audit.AppendAsync(new AuditRecord
-                {
-                    Time = time.GetUtcNow(),
-                    EventId = AuditEventIds.SecurityAlert,
-                    Action = AuditAction.Execute,
-                    Outcome = AuditOutcome.SeriousFailure,
-                    Participants = [GatewayAudit.Self("VIGIE", requestor: true, AuditRoles.Application)],
-                    Details = new AuditDetails { OutcomeDescription = "archive integrity: " + report.Summary },
-                }, cancellationToken).ConfigureAwait(false);
+                await AlertAsync("archive integrity: " + report.Summary, cancellationToken).ConfigureAwait(false);
                 logger.LogError("Archive integrity problem: {Summary}", report.Summary);
             }
 
             if (options.CurrentValue.Maintenance.Retention is { } policy)
             {
-                await retention.ApplyAsync(policy, cancellationToken).ConfigureAwait(false);
+                var applied = await retention.ApplyAsync(policy, cancellationToken).ConfigureAwait(false);
+                if (applied.Halted is { } reason)
+                {
+                    // Retention is the only way out of the archive: a run that would take too much is for a person to look at.
+                    await AlertAsync($"retention {policy.Name} halted: {reason}", cancellationToken).ConfigureAwait(false);
+                }
             }
             else
             {
@@ -97,4 +94,15 @@ internal sealed class ArchiveMaintenance(
             logger.LogError(e, "Archive maintenance failed; it will run again");
         }
     }
+
+    private async Task AlertAsync(string description, CancellationToken cancellationToken) =>
+        await audit.AppendAsync(new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            Action = AuditAction.Execute,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants = [GatewayAudit.Self("VIGIE", requestor: true, AuditRoles.Application)],
+            Details = new AuditDetails { OutcomeDescription = description },
+        }, cancellationToken).ConfigureAwait(false);
 }

@@ -125,6 +125,37 @@ public sealed class RetentionTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_run_that_would_remove_most_of_the_archive_halts_until_the_policy_allows_it(DatabaseProvider provider)
+    {
+        // A clock set years ahead (a mistake, or an attacker who wants the archive gone) makes every study due at once.
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        const int studies = RetentionService.LimitFloor + 2;
+        for (var p = 1; p <= studies; p++)
+        {
+            await archive.IngestAsync(Samples.Content(1500, p), Samples.Entry(p, 1, 1, 1));
+        }
+
+        time.Now += TimeSpan.FromDays(400);
+        var policy = new RetentionPolicy("studies-1y", Studies: TimeSpan.FromDays(365));
+        var halted = await retention.ApplyAsync(policy, ct);
+        Assert.Contains($"{studies} of {studies} studies are due", halted.Halted, StringComparison.Ordinal);
+        Assert.Equal(0, halted.StudiesRemoved);
+        Assert.Empty(audit.Events);
+        Assert.Equal(studies, (await archive.Index.GetStatsAsync(ct)).Studies);
+        Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
+
+        var allowed = await retention.ApplyAsync(policy with { MaxShare = 1 }, ct);
+        Assert.Null(allowed.Halted);
+        Assert.Equal(studies, allowed.StudiesRemoved);
+        Assert.Equal(0, (await archive.Index.GetStatsAsync(ct)).Studies);
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task When_the_audit_fails_nothing_is_deleted(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

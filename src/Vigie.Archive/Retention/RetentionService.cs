@@ -47,12 +47,20 @@ public interface IRetentionAudit
 }
 
 /// <summary>Retention periods; null keeps forever. Periods count from the last change (studies), supersession (versions) or quarantine.</summary>
-public sealed record RetentionPolicy(string Name, TimeSpan? Studies = null, TimeSpan? SupersededVersions = null, TimeSpan? Quarantine = null);
+/// <param name="MaxShare">
+/// A run that would remove more than this share of the studies (or of the versions), and more than
+/// <see cref="RetentionService.LimitFloor"/> of them, removes and purges nothing and says so (<see cref="RetentionReport.Halted"/>):
+/// a clock set years ahead, by mistake or by an attacker, or a period typed in days instead of years, must not empty the
+/// archive. Raise it for the first run of a policy on an old archive.
+/// </param>
+public sealed record RetentionPolicy(string Name, TimeSpan? Studies = null, TimeSpan? SupersededVersions = null, TimeSpan? Quarantine = null,
+    double MaxShare = 0.1);
 
 /// <param name="FilesDeleted">Files removed by this run (decisions older than the deletion grace).</param>
 /// <param name="FilesReclaimed">Pending deletions cancelled because the same content was stored again.</param>
+/// <param name="Halted">Why the run removed nothing although some data was due (see <see cref="RetentionPolicy.MaxShare"/>), or null.</param>
 public sealed record RetentionReport(int StudiesRemoved, int InstancesRemoved, int VersionsRemoved, int QuarantineRemoved, int FilesDeleted,
-    int FilesReclaimed, int FilesPending);
+    int FilesReclaimed, int FilesPending, string? Halted = null);
 
 /// <summary>
 /// The only way data leaves the archive. Each decision is audited and applied in one index transaction that also
@@ -62,6 +70,17 @@ public sealed record RetentionReport(int StudiesRemoved, int InstancesRemoved, i
 public sealed class RetentionService
 {
     private const int BatchSize = 100;
+
+    /// <summary>Up to this many studies (or versions) a run may remove whatever their share: small archives and steady upkeep.</summary>
+    public const int LimitFloor = 10;
+
+    // A study is as old as its newest change at any level below it.
+    private const string StudyDue = """
+        st.updated_at < @c
+        AND NOT EXISTS (SELECT 1 FROM archive_series se WHERE se.study_id = st.id AND se.updated_at >= @c)
+        AND NOT EXISTS (SELECT 1 FROM archive_instances i JOIN archive_series se ON se.id = i.series_id
+                        WHERE se.study_id = st.id AND i.updated_at >= @c)
+        """;
     private readonly IVigieDatabase _database;
     private readonly FileObjectStore _store;
     private readonly IRetentionAudit _audit;
@@ -85,6 +104,12 @@ public sealed class RetentionService
         using var activity = ArchiveTelemetry.Source.StartActivity("archive.retention");
         int studies = 0, instances = 0, versions = 0, quarantined = 0;
         var now = _time.GetUtcNow();
+        if (await CheckShareAsync(policy, now, cancellationToken).ConfigureAwait(false) is { } halted)
+        {
+            _logger.LogError("Retention {Policy} halted, nothing removed: {Reason}", policy.Name, halted);
+            return new RetentionReport(0, 0, 0, 0, 0, 0, 0, halted);
+        }
+
         if (policy.SupersededVersions is { } versionAge)
         {
             versions = await RemoveSupersededAsync(policy, (now - versionAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
@@ -104,6 +129,49 @@ public sealed class RetentionService
         var report = new RetentionReport(studies, instances, versions, quarantined, deleted, reclaimed, pending);
         _logger.LogInformation("Retention {Policy}: {Report}", policy.Name, report);
         return report;
+    }
+
+    /// <summary>Why this run must not go ahead (it would remove too large a share of the data), or null.</summary>
+    private async Task<string?> CheckShareAsync(RetentionPolicy policy, DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        async Task<long> CountAsync(string sql, long? cutoff = null)
+        {
+            await using var command = connection.CreateCommand(null, sql);
+            if (cutoff is { } value)
+            {
+                command.With("@c", value);
+            }
+
+            return SqlArchiveIndex.ToLong(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
+        }
+
+        string? Check(string what, long due, long total) =>
+            due > LimitFloor && due > policy.MaxShare * total
+                ? $"{due} of {total} {what} are due, more than the policy's limit of {policy.MaxShare:P0}: check the clock ({now:O}) and the " +
+                  "policy's periods, then raise MaxShare for this run if it is meant"
+                : null;
+
+        if (policy.Studies is { } studyAge)
+        {
+            var cutoff = (now - studyAge).ToUnixTimeMilliseconds();
+            var problem = Check("studies", await CountAsync($"SELECT COUNT(*) FROM archive_studies st WHERE {StudyDue}", cutoff).ConfigureAwait(false),
+                await CountAsync("SELECT COUNT(*) FROM archive_studies").ConfigureAwait(false));
+            if (problem is not null)
+            {
+                return problem;
+            }
+        }
+
+        if (policy.SupersededVersions is { } versionAge)
+        {
+            var cutoff = (now - versionAge).ToUnixTimeMilliseconds();
+            return Check("instance versions",
+                await CountAsync("SELECT COUNT(*) FROM archive_versions WHERE superseded_at IS NOT NULL AND superseded_at < @c", cutoff).ConfigureAwait(false),
+                await CountAsync("SELECT COUNT(*) FROM archive_versions").ConfigureAwait(false));
+        }
+
+        return null;
     }
 
     /// <summary>Deletes the files whose grace has passed (also run by <see cref="ApplyAsync"/>).</summary>
@@ -233,14 +301,10 @@ public sealed class RetentionService
             await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
             var candidates = new List<(long Study, long Patient, byte[] StudyKey, byte[] PatientKey)>();
-            // A study is as old as its newest change at any level below it.
-            await using (var command = connection.CreateCommand(transaction, """
+            await using (var command = connection.CreateCommand(transaction, $"""
                              SELECT st.id, st.patient_id, st.study_uid, p.patient_key FROM archive_studies st
                              JOIN archive_patients p ON p.id = st.patient_id
-                             WHERE st.updated_at < @c
-                               AND NOT EXISTS (SELECT 1 FROM archive_series se WHERE se.study_id = st.id AND se.updated_at >= @c)
-                               AND NOT EXISTS (SELECT 1 FROM archive_instances i JOIN archive_series se ON se.id = i.series_id
-                                               WHERE se.study_id = st.id AND i.updated_at >= @c)
+                             WHERE {StudyDue}
                              ORDER BY st.id LIMIT @n
                              """).With("@c", cutoff).With("@n", 10))
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
