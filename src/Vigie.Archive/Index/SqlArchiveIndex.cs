@@ -279,19 +279,17 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             ToLong(reader.GetValue(4)), ToLong(reader.GetValue(5)), ToLong(reader.GetValue(6)), ToLong(reader.GetValue(7)));
     }
 
-    public async ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT MAX(created_at) FROM archive_objects");
-        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } value and not DBNull
-            ? DateTimeOffset.FromUnixTimeMilliseconds(ToLong(value))
-            : null;
-    }
+    public ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken) =>
+        ReadTimeAsync("SELECT MAX(created_at) FROM archive_objects", cancellationToken);
 
-    public async ValueTask<DateTimeOffset?> RecoveryFloorAsync(CancellationToken cancellationToken)
+    public ValueTask<DateTimeOffset?> RecoveryFloorAsync(CancellationToken cancellationToken) =>
+        ReadTimeAsync("SELECT scan_from FROM archive_recovery_floor WHERE id = 1", cancellationToken);
+
+    /// <summary>One time (Unix milliseconds) read by <paramref name="sql"/>, or null when there is no row or no value.</summary>
+    private async ValueTask<DateTimeOffset?> ReadTimeAsync(string sql, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT scan_from FROM archive_recovery_floor WHERE id = 1");
+        await using var command = connection.CreateCommand(null, sql);
         return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is { } value and not DBNull
             ? DateTimeOffset.FromUnixTimeMilliseconds(ToLong(value))
             : null;

@@ -81,6 +81,8 @@ public sealed class RetentionService
         AND NOT EXISTS (SELECT 1 FROM archive_instances i JOIN archive_series se ON se.id = i.series_id
                         WHERE se.study_id = st.id AND i.updated_at >= @c)
         """;
+
+    private const string VersionDue = "v.superseded_at IS NOT NULL AND v.superseded_at < @c";
     private readonly IVigieDatabase _database;
     private readonly FileObjectStore _store;
     private readonly IRetentionAudit _audit;
@@ -104,25 +106,27 @@ public sealed class RetentionService
         using var activity = ArchiveTelemetry.Source.StartActivity("archive.retention");
         int studies = 0, instances = 0, versions = 0, quarantined = 0;
         var now = _time.GetUtcNow();
-        if (await CheckShareAsync(policy, now, cancellationToken).ConfigureAwait(false) is { } halted)
+        long? Cutoff(TimeSpan? age) => age is { } period ? (now - period).ToUnixTimeMilliseconds() : null;
+        var (studyCutoff, versionCutoff, quarantineCutoff) = (Cutoff(policy.Studies), Cutoff(policy.SupersededVersions), Cutoff(policy.Quarantine));
+        if (await CheckShareAsync(policy, now, studyCutoff, versionCutoff, cancellationToken).ConfigureAwait(false) is { } halted)
         {
             _logger.LogError("Retention {Policy} halted, nothing removed: {Reason}", policy.Name, halted);
             return new RetentionReport(0, 0, 0, 0, 0, 0, 0, halted);
         }
 
-        if (policy.SupersededVersions is { } versionAge)
+        if (versionCutoff is { } versionsBefore)
         {
-            versions = await RemoveSupersededAsync(policy, (now - versionAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+            versions = await RemoveSupersededAsync(policy, versionsBefore, cancellationToken).ConfigureAwait(false);
         }
 
-        if (policy.Studies is { } studyAge)
+        if (studyCutoff is { } studiesBefore)
         {
-            (studies, instances) = await RemoveStudiesAsync(policy, (now - studyAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+            (studies, instances) = await RemoveStudiesAsync(policy, studiesBefore, cancellationToken).ConfigureAwait(false);
         }
 
-        if (policy.Quarantine is { } quarantineAge)
+        if (quarantineCutoff is { } quarantineBefore)
         {
-            quarantined = await RemoveQuarantineAsync(policy, (now - quarantineAge).ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+            quarantined = await RemoveQuarantineAsync(policy, quarantineBefore, cancellationToken).ConfigureAwait(false);
         }
 
         var (deleted, reclaimed, pending) = await PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
@@ -132,7 +136,8 @@ public sealed class RetentionService
     }
 
     /// <summary>Why this run must not go ahead (it would remove too large a share of the data), or null.</summary>
-    private async Task<string?> CheckShareAsync(RetentionPolicy policy, DateTimeOffset now, CancellationToken cancellationToken)
+    private async Task<string?> CheckShareAsync(RetentionPolicy policy, DateTimeOffset now, long? studyCutoff, long? versionCutoff,
+        CancellationToken cancellationToken)
     {
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         async Task<long> CountAsync(string sql, long? cutoff = null)
@@ -152,10 +157,9 @@ public sealed class RetentionService
                   "policy's periods, then raise MaxShare for this run if it is meant"
                 : null;
 
-        if (policy.Studies is { } studyAge)
+        if (studyCutoff is { } studiesBefore)
         {
-            var cutoff = (now - studyAge).ToUnixTimeMilliseconds();
-            var problem = Check("studies", await CountAsync($"SELECT COUNT(*) FROM archive_studies st WHERE {StudyDue}", cutoff).ConfigureAwait(false),
+            var problem = Check("studies", await CountAsync($"SELECT COUNT(*) FROM archive_studies st WHERE {StudyDue}", studiesBefore).ConfigureAwait(false),
                 await CountAsync("SELECT COUNT(*) FROM archive_studies").ConfigureAwait(false));
             if (problem is not null)
             {
@@ -163,11 +167,10 @@ public sealed class RetentionService
             }
         }
 
-        if (policy.SupersededVersions is { } versionAge)
+        if (versionCutoff is { } versionsBefore)
         {
-            var cutoff = (now - versionAge).ToUnixTimeMilliseconds();
             return Check("instance versions",
-                await CountAsync("SELECT COUNT(*) FROM archive_versions WHERE superseded_at IS NOT NULL AND superseded_at < @c", cutoff).ConfigureAwait(false),
+                await CountAsync($"SELECT COUNT(*) FROM archive_versions v WHERE {VersionDue}", versionsBefore).ConfigureAwait(false),
                 await CountAsync("SELECT COUNT(*) FROM archive_versions").ConfigureAwait(false));
         }
 
@@ -253,14 +256,14 @@ public sealed class RetentionService
             await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
             var rows = new List<(long Instance, int Version, ObjectId Object, long Study, byte[] StudyKey, byte[] PatientKey)>();
-            await using (var command = connection.CreateCommand(transaction, """
+            await using (var command = connection.CreateCommand(transaction, $"""
                              SELECT v.instance_id, v.version, v.object_id, st.id, st.study_uid, p.patient_key
                              FROM archive_versions v
                              JOIN archive_instances i ON i.id = v.instance_id
                              JOIN archive_series se ON se.id = i.series_id
                              JOIN archive_studies st ON st.id = se.study_id
                              JOIN archive_patients p ON p.id = st.patient_id
-                             WHERE v.superseded_at IS NOT NULL AND v.superseded_at < @c
+                             WHERE {VersionDue}
                              ORDER BY v.instance_id, v.version LIMIT @n
                              """).With("@c", cutoff).With("@n", BatchSize))
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))

@@ -49,7 +49,7 @@ public sealed class ClockStepGuard(IArchiveIndex index, IOptionsMonitor<GatewayO
         }
 
         var at = now.ToUnixTimeMilliseconds();
-        if (at >= ScanFrom() + (long)(Window.TotalMilliseconds / 2))
+        if (Covers(at))
         {
             Raise(at);
             return ValueTask.CompletedTask;
@@ -58,12 +58,16 @@ public sealed class ClockStepGuard(IArchiveIndex index, IOptionsMonitor<GatewayO
         return LowerAsync(now, cancellationToken);
     }
 
-    /// <summary>Where recovery would start looking, as far as this process knows (never later than on disk).</summary>
-    private long ScanFrom()
+    /// <summary>
+    /// Whether recovery would look at a file written at <paramref name="at"/>, with half a window to spare, from where it
+    /// would start looking as far as this process knows (never later than on disk).
+    /// </summary>
+    private bool Covers(long at)
     {
+        var window = (long)Window.TotalMilliseconds;
         var latest = Volatile.Read(ref _latest);
-        var fromLatest = latest == long.MinValue ? long.MinValue : latest - (long)Window.TotalMilliseconds;
-        return Math.Min(fromLatest, Volatile.Read(ref _floor));
+        var scanFrom = Math.Min(latest == long.MinValue ? long.MinValue : latest - window, Volatile.Read(ref _floor));
+        return at >= scanFrom + window / 2;
     }
 
     private void Raise(long at)
@@ -86,8 +90,7 @@ public sealed class ClockStepGuard(IArchiveIndex index, IOptionsMonitor<GatewayO
         await _lowering.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var at = now.ToUnixTimeMilliseconds();
-            if (at >= ScanFrom() + (long)(Window.TotalMilliseconds / 2))
+            if (Covers(now.ToUnixTimeMilliseconds()))
             {
                 // Another store lowered it meanwhile.
                 return;
