@@ -135,7 +135,7 @@ public sealed class DicomAssociation : IAsyncDisposable
     {
         if (_inDataSet)
         {
-            await DrainDataSetAsync(cancellationToken).ConfigureAwait(false);
+            await DiscardDataSetAsync(cancellationToken).ConfigureAwait(false);
         }
 
         byte[]? command = null;
@@ -464,9 +464,10 @@ public sealed class DicomAssociation : IAsyncDisposable
         await FlushStreamAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask DrainDataSetAsync(CancellationToken cancellationToken)
+    /// <summary>Reads the rest of the current data set and drops it, fragment by fragment: nothing is kept, whatever its length.</summary>
+    public async ValueTask DiscardDataSetAsync(CancellationToken cancellationToken)
     {
-        // A handler that did not read its whole data set: discard the rest so the next command is found.
+        // Also used after a handler that did not read its whole data set, so that the next command is found.
         while (_inDataSet && !_dataComplete)
         {
             await ReadDataFragmentAsync(cancellationToken).ConfigureAwait(false);

@@ -35,6 +35,10 @@ public sealed record DimseResult(ushort Status, string? ErrorComment = null)
 /// <summary>One C-STORE being received: the data set fragments arrive in order, then the store is completed or abandoned.</summary>
 public interface IStoreOperation : IAsyncDisposable
 {
+    /// <summary>
+    /// One fragment, in order. A <see cref="DicomStatusException"/> gives the object up: the operation is disposed, the
+    /// rest of the data set dropped, and the store answered with that status. Any other exception aborts the association.
+    /// </summary>
     ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken);
 
     /// <summary>Called once the whole data set has arrived. May run concurrently with the next operations (asynchronous window).</summary>
@@ -65,6 +69,10 @@ public interface IDicomServiceProvider
 
     ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Starts receiving a C-STORE data set. A <see cref="DicomStatusException"/> refuses the object before any byte of
+    /// it is written: its data set is read and dropped, and the store answered with that status.
+    /// </summary>
     ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken);
 
     /// <summary>The C-FIND matches, as identifiers to return with Pending status.</summary>

@@ -229,7 +229,8 @@ internal sealed class ServerAssociation(
         var context = association.AcceptedContext(request.PresentationContextId)!;
         if (request.AffectedSopClassUid != context.AbstractSyntax || string.IsNullOrEmpty(request.AffectedSopInstanceUid))
         {
-            await association.ReadDataSetAsync(int.MaxValue, stopping).ConfigureAwait(false);
+            // Dropped as it arrives: a data set the store will not keep is never held in memory, whatever its length.
+            await association.DiscardDataSetAsync(stopping).ConfigureAwait(false);
             await RespondAsync(request, new DimseResult(DimseStatus.DataSetDoesNotMatchSopClass,
                 "SOP class differs from the presentation context, or no SOP instance UID")).ConfigureAwait(false);
             return;
@@ -237,9 +238,18 @@ internal sealed class ServerAssociation(
 
         await _window.WaitAsync(stopping).ConfigureAwait(false);
         IStoreOperation? operation = null;
+        DimseResult? refused = null;
         try
         {
-            operation = await provider.BeginStoreAsync(association, request, context.AcceptedTransferSyntax!, stopping).ConfigureAwait(false);
+            try
+            {
+                operation = await provider.BeginStoreAsync(association, request, context.AcceptedTransferSyntax!, stopping).ConfigureAwait(false);
+            }
+            catch (DicomStatusException e)
+            {
+                refused = new DimseResult(e.Status, e.Comment);
+            }
+
             while (true)
             {
                 var fragment = await association.ReadDataFragmentAsync(stopping).ConfigureAwait(false);
@@ -249,7 +259,24 @@ internal sealed class ServerAssociation(
                 }
 
                 DicomNetworkTelemetry.BytesReceived.Add(fragment.Length);
-                await operation.WriteAsync(fragment, stopping).ConfigureAwait(false);
+                if (operation is null)
+                {
+                    continue;
+                }
+
+                try
+                {
+                    await operation.WriteAsync(fragment, stopping).ConfigureAwait(false);
+                }
+                catch (DicomStatusException e)
+                {
+                    // The application could not keep this object (a disk that filled up): the rest of its data set is
+                    // dropped as it arrives and the store answered with the status. The association goes on.
+                    refused = new DimseResult(e.Status, e.Comment);
+                    var failed = operation;
+                    operation = null;
+                    await failed.DisposeAsync().ConfigureAwait(false);
+                }
             }
         }
         catch
@@ -261,6 +288,13 @@ internal sealed class ServerAssociation(
 
             _window.Release();
             throw;
+        }
+
+        if (operation is null)
+        {
+            _window.Release();
+            await RespondAsync(request, refused!).ConfigureAwait(false);
+            return;
         }
 
         // The data set is in; finishing (inspection, durable commit) may overlap the next operations.

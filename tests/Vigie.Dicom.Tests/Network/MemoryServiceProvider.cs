@@ -19,6 +19,17 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
     public TimeSpan StoreDelay { get; set; }
 
+    /// <summary>When set, every C-STORE is refused at its start with this status (the gateway's full archive).</summary>
+    public DicomStatusException? RefuseStores { get; set; }
+
+    /// <summary>When set, a store's write fails once it has received this many bytes (a disk that fills up while receiving).</summary>
+    public long? FailWritesAfter { get; set; }
+
+    /// <summary>Operations begun and not yet disposed.</summary>
+    public int OpenOperations => Volatile.Read(ref _open);
+
+    private int _open;
+
     /// <summary>A started node on a free port with this provider behind it; ARTIM, idle and read timers all set to <paramref name="timers"/>.</summary>
     public DicomServer StartServer(TimeSpan timers)
     {
@@ -48,8 +59,16 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
     public ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken) =>
         ValueTask.FromResult(DimseResult.Success);
 
-    public ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken) =>
-        ValueTask.FromResult<IStoreOperation>(new Operation(this, request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid));
+    public ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken)
+    {
+        if (RefuseStores is { } refusal)
+        {
+            throw refusal;
+        }
+
+        Interlocked.Increment(ref _open);
+        return ValueTask.FromResult<IStoreOperation>(new Operation(this, request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid));
+    }
 
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         [EnumeratorCancellation] CancellationToken cancellationToken)
@@ -88,6 +107,11 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
         public ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken)
         {
+            if (owner.FailWritesAfter is { } limit && _data.Length + fragment.Length > limit)
+            {
+                throw new DicomStatusException(DimseStatus.OutOfResources, "test: disk full");
+            }
+
             _data.Write(fragment.Span);
             return ValueTask.CompletedTask;
         }
@@ -103,6 +127,10 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
             return DimseResult.Success;
         }
 
-        public ValueTask DisposeAsync() => _data.DisposeAsync();
+        public ValueTask DisposeAsync()
+        {
+            Interlocked.Decrement(ref owner._open);
+            return _data.DisposeAsync();
+        }
     }
 }

@@ -1,0 +1,126 @@
+using Vigie.Dicom.Network;
+
+namespace Vigie.Dicom.Tests.Network;
+
+/// <summary>
+/// A store the application cannot keep (refused at its start, or failing while it is received) is answered with a
+/// status after its data set is read and dropped: the association goes on, and nothing of the object is held in memory.
+/// </summary>
+public sealed class StoreRefusalTests : IAsyncLifetime
+{
+    private const string Instance = "2.25.1001";
+    private readonly MemoryServiceProvider _provider = new();
+    private DicomServer _server = null!;
+
+    public ValueTask InitializeAsync()
+    {
+        _server = _provider.StartServer(TimeSpan.FromSeconds(20));
+        return ValueTask.CompletedTask;
+    }
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync();
+
+    [Fact]
+    public async Task A_store_refused_at_its_start_is_answered_and_the_association_goes_on()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var client = await ConnectAsync(ct);
+        _provider.RefuseStores = new DicomStatusException(DimseStatus.OutOfResources, "archive disk full");
+
+        var refused = await client.StoreAsync(DicomUids.CTImageStorage, Instance, DicomUids.ExplicitVRLittleEndian, new ZeroStream(3 * 1024 * 1024), ct);
+
+        Assert.Equal(DimseStatus.OutOfResources, refused.Status);
+        Assert.Equal("archive disk full", refused.ErrorComment);
+        Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+        _provider.RefuseStores = null;
+        Assert.Equal(DimseStatus.Success, (await client.StoreAsync(DicomUids.CTImageStorage, Instance, DicomUids.ExplicitVRLittleEndian, new ZeroStream(1024), ct)).Status);
+        await client.ReleaseAsync(ct);
+        Assert.Single(_provider.Stored);
+    }
+
+    [Fact]
+    public async Task A_store_whose_write_fails_is_answered_its_operation_disposed_and_the_association_goes_on()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var client = await ConnectAsync(ct);
+        _provider.FailWritesAfter = 1024 * 1024;
+
+        var failed = await client.StoreAsync(DicomUids.CTImageStorage, Instance, DicomUids.ExplicitVRLittleEndian, new ZeroStream(4 * 1024 * 1024), ct);
+
+        Assert.Equal(DimseStatus.OutOfResources, failed.Status);
+        Assert.Equal(0, _provider.OpenOperations);
+        Assert.Equal(DimseStatus.Success, (await client.StoreAsync(DicomUids.CTImageStorage, Instance, DicomUids.ExplicitVRLittleEndian, new ZeroStream(1024), ct)).Status);
+        await client.ReleaseAsync(ct);
+        Assert.DoesNotContain(_provider.Ended, e => e.End != AssociationEnd.Released);
+    }
+
+    /// <summary>
+    /// Regression: a C-STORE with no SOP Instance UID (or a SOP class other than its context's) was answered only after
+    /// its whole data set had been read into memory, so a hostile peer could make the node buffer gigabytes.
+    /// </summary>
+    [Fact]
+    public async Task A_store_without_SOP_instance_UID_is_dropped_as_it_arrives_not_buffered()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var client = await ConnectAsync(ct);
+        const long length = 96L * 1024 * 1024;
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+
+        var refused = await client.StoreAsync(DicomUids.CTImageStorage, "", DicomUids.ExplicitVRLittleEndian, new ZeroStream(length), ct);
+
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.Equal(DimseStatus.DataSetDoesNotMatchSopClass, refused.Status);
+        Assert.True(allocated < length / 4, $"{allocated >> 20} MiB allocated to refuse a {length >> 20} MiB data set");
+        Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+        await client.ReleaseAsync(ct);
+    }
+
+    private Task<DicomClient> ConnectAsync(CancellationToken ct) =>
+        DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = _server.Port, CallingAE = "TESTSCU", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.CTImageStorage, DicomUids.Verification], DicomUids.ExplicitVRLittleEndian), ct);
+
+    /// <summary>A data set of zeros of any length that allocates nothing for its content.</summary>
+    private sealed class ZeroStream(long length) : Stream
+    {
+        private long _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => length;
+
+        public override long Position
+        {
+            get => _position;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var count = (int)Math.Min(buffer.Length, length - _position);
+            buffer[..count].Clear();
+            _position += count;
+            return count;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(Read(buffer.Span));
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            Task.FromResult(Read(buffer.AsSpan(offset, count)));
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+}
