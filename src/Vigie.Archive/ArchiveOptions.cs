@@ -20,6 +20,12 @@ public sealed class ArchiveOptions
     /// <summary>Plaintext bytes per encrypted segment of new objects (each segment costs 16 bytes of tag).</summary>
     public int SegmentSize { get; set; } = 64 * 1024;
 
+    /// <summary>
+    /// Free space kept on the data folder's file system for the index, the audit trail and objects already arriving:
+    /// under it, new objects are refused (C-STORE answers A700) while queries, retrieves and the audit trail go on. 0: no floor.
+    /// </summary>
+    public long MinFreeSpace { get; set; } = 512L * 1024 * 1024;
+
     /// <summary>Largest object a spool accepts; writing past it fails with a typed error.</summary>
     public long MaxObjectBytes { get; set; } = 16L * 1024 * 1024 * 1024;
 
@@ -121,6 +127,11 @@ public sealed class ArchiveOptions
         if (SpoolReserve is < 0 or > 1024)
         {
             throw new InvalidOperationException("Archive:SpoolReserve must be between 0 and 1024 files.");
+        }
+
+        if (MinFreeSpace < 0)
+        {
+            throw new InvalidOperationException("Archive:MinFreeSpace must be 0 (no floor) or a number of bytes.");
         }
 
         if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || ScrubParallelism <= 0

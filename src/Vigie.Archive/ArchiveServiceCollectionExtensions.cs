@@ -32,6 +32,7 @@ public static class ArchiveServiceCollectionExtensions
         services.TryAddSingleton(sp => new FileObjectStore(sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(),
             sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<ILogger<FileObjectStore>>()));
         services.TryAddSingleton<IObjectStore>(sp => sp.GetRequiredService<FileObjectStore>());
+        services.TryAddSingleton(sp => sp.GetRequiredService<IObjectStore>().Space);
         services.TryAddSingleton<IArchiveIndex>(sp => new SqlArchiveIndex(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<ArchiveKeyService>(),
             sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<TimeProvider>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, ArchiveSchema>());

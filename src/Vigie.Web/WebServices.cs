@@ -10,6 +10,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Vigie.Archive;
+using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
@@ -75,7 +76,7 @@ internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthChec
     }
 }
 
-internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options) : IHealthCheck
+internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, ArchiveSpace space) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -85,15 +86,20 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options) : 
             var probe = Path.Combine(spool, $".health-{Guid.NewGuid():N}");
             File.WriteAllBytes(probe, []);
             File.Delete(probe);
-            var free = new DriveInfo(Path.GetFullPath(options.Value.DataFolder)).AvailableFreeSpace;
-            return Task.FromResult(free < 1L << 30
-                ? HealthCheckResult.Degraded($"less than 1 GiB free ({free >> 20} MiB)")
-                : HealthCheckResult.Healthy($"{free >> 30} GiB free"));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             return Task.FromResult(HealthCheckResult.Unhealthy($"the data folder is not writable: {e.GetType().Name}"));
         }
+
+        // Under the floor stores are refused but queries and retrieves go on: degraded, not down, so that a probe does
+        // not take the node (and the images it serves) out of service. The description says which case it is.
+        var free = space.FreeBytes;
+        return Task.FromResult(space.IsFull
+            ? HealthCheckResult.Degraded($"stores refused: {free >> 20} MiB free, under Archive:MinFreeSpace ({space.MinFreeBytes >> 20} MiB)")
+            : free < Math.Max(1L << 30, 2 * space.MinFreeBytes)
+                ? HealthCheckResult.Degraded($"{free >> 20} MiB free; stores are refused under {space.MinFreeBytes >> 20} MiB")
+                : HealthCheckResult.Healthy($"{free >> 30} GiB free"));
     }
 }
 

@@ -32,7 +32,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         Layout = new ArchiveLayout(_options.DataFolder);
         _workers = new Lazy<SyncWorkers>(() => new SyncWorkers(_options.SyncThreads));
         _reserve = new SpoolReserve(Layout, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions, logger);
+        Space = new ArchiveSpace(_options.DataFolder, _options.MinFreeSpace, time);
     }
+
+    public ArchiveSpace Space { get; }
 
     internal ArchiveKeyService Keys { get; }
 
@@ -53,6 +56,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     public async ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken)
     {
+        Space.EnsureRoomForObject();
         await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         var dataKey = ObjectFormat.NewDataKey();
         try

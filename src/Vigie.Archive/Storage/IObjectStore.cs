@@ -9,7 +9,13 @@ namespace Vigie.Archive.Storage;
 /// </summary>
 public interface IObjectStore
 {
-    /// <summary>Opens a new spool under a fresh data key wrapped by the active key-encryption key.</summary>
+    /// <summary>The data folder's free space and its floor (Archive:MinFreeSpace).</summary>
+    ArchiveSpace Space { get; }
+
+    /// <summary>
+    /// Opens a new spool under a fresh data key wrapped by the active key-encryption key. Throws
+    /// <see cref="ArchiveFullException"/> when the data folder is under its free-space floor.
+    /// </summary>
     ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken);
 
     /// <summary>

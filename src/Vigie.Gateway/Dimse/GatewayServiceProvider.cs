@@ -37,6 +37,8 @@ internal sealed class GatewayServiceProvider(
     /// <summary>Marks an association the policy refused (already audited).</summary>
     private static readonly object Refused = new();
 
+    private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
+
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
     public async ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
@@ -89,8 +91,63 @@ internal sealed class GatewayServiceProvider(
     {
         var source = Source(association);
         var header = IngestPipeline.Part10Header(request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid, association.CallingAE);
-        var session = await ingest.BeginAsync(source, header, cancellationToken).ConfigureAwait(false);
-        return new StoreOperation(session, request.AffectedSopInstanceUid!);
+        IngestSession session;
+        try
+        {
+            session = await ingest.BeginAsync(source, header, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ArchiveFullException e)
+        {
+            await RefuseFullAsync(association, request, e, cancellationToken).ConfigureAwait(false);
+            throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie archive disk full: retry later");
+        }
+
+        return new StoreOperation(session, request.AffectedSopInstanceUid!, association.CallingAE, logger);
+    }
+
+    /// <summary>
+    /// A store refused because the data folder is under its free-space floor: counted, audited as a failed transfer (the
+    /// floor keeps room for the audit trail), and logged once a minute at most, since a modality retries.
+    /// </summary>
+    private async ValueTask RefuseFullAsync(DicomAssociation association, DimseMessage request, ArchiveFullException full, CancellationToken cancellationToken)
+    {
+        IngestPipeline.CountArchiveFull(IngestChannel.Dimse);
+        var now = time.GetUtcNow();
+        if (now - _lastFullWarning >= TimeSpan.FromMinutes(1))
+        {
+            _lastFullWarning = now;
+            logger.LogError("Stores are refused (A700): {Reason}. Queries and retrieves go on; free space on the data folder's disk.", full.Message);
+        }
+
+        var record = new AuditRecord
+        {
+            Time = now,
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Create,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants =
+            [
+                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Source,
+                    association.UserName),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
+            ],
+            SourceId = nameof(IngestChannel.Dimse),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = "refused: " + full.Message,
+                Objects =
+                [
+                    new AuditObject
+                    {
+                        Type = AuditObjectType.SystemObject,
+                        Role = AuditObjectRole.Resource,
+                        IdType = AuditObjectIdTypes.SopClassUid,
+                        Id = request.AffectedSopClassUid ?? "",
+                    },
+                ],
+            },
+        };
+        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
     }
 
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
@@ -334,14 +391,36 @@ internal sealed class GatewayServiceProvider(
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
 
-    private sealed class StoreOperation(IngestSession session, string sopInstanceUid) : IStoreOperation
+    private sealed class StoreOperation(IngestSession session, string sopInstanceUid, string callingAE, ILogger logger) : IStoreOperation
     {
-        public ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken) => session.WriteAsync(fragment, cancellationToken);
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken)
+        {
+            try
+            {
+                await session.WriteAsync(fragment, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                // The spool could not be written (most often a disk that filled up between two free-space readings): the
+                // sender keeps its copy and retries; the association goes on.
+                logger.LogError(e, "A store from {CallingAE} could not be spooled", callingAE);
+                throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
+            }
+        }
 
         public async Task<DimseResult> CompleteAsync(CancellationToken cancellationToken)
         {
-            var result = await session.CompleteAsync(sopInstanceUid, cancellationToken).ConfigureAwait(false);
-            return new DimseResult(result.Status, result.Comment);
+            try
+            {
+                var result = await session.CompleteAsync(sopInstanceUid, cancellationToken).ConfigureAwait(false);
+                return new DimseResult(result.Status, result.Comment);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Answered A700 by the network layer; an operator needs to know why.
+                logger.LogError(e, "A store from {CallingAE} failed", callingAE);
+                throw;
+            }
         }
 
         public ValueTask DisposeAsync() => session.DisposeAsync();

@@ -80,7 +80,8 @@ internal sealed class VigieNode : IAsyncDisposable
         }
     }
 
-    private static async Task<VigieNode> CreateAsync(DatabaseProvider provider, IEnumerable<string>? arguments, IDictionary<string, string>? environment,
+    /// <summary>A node not yet started, for tests that prepare its data folder first (then <see cref="StartProcessAsync"/>).</summary>
+    public static async Task<VigieNode> CreateAsync(DatabaseProvider provider, IEnumerable<string>? arguments, IDictionary<string, string>? environment,
         CancellationToken cancellationToken)
     {
         var root = new TempDirectory("vigie-node");

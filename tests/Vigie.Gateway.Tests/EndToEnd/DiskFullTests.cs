@@ -1,0 +1,122 @@
+using System.Globalization;
+using System.Text.Json;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// The data folder's disk filling up, the classic PACS outage: stores are refused with A700 (the sender keeps its copy
+/// and retries), audited and logged, while the association, echoes and queries go on, and nothing acknowledged is lost.
+/// </summary>
+public sealed class DiskFullTests
+{
+    private const long MiB = 1024 * 1024;
+
+    [Fact]
+    public async Task Under_the_free_space_floor_stores_are_refused_audited_and_the_node_keeps_serving()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            // More than any disk has: the floor is reached from the first store.
+            ["VIGIE__ARCHIVE__MINFREESPACE"] = (1L << 50).ToString(CultureInfo.InvariantCulture),
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+
+        var store = await StoreAsync(node, files, ct);
+
+        Assert.Equal(3, Count(store, "Received Store Response (Refused: OutOfResources)"));
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        Assert.True(echo.ExitCode == 0, echo.ToString());
+        var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID",
+            "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(find.ExitCode == 0, find.ToString());
+
+        using var http = new HttpClient();
+        var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).RootElement;
+        Assert.Equal("Degraded", health.GetProperty("status").GetString());
+        Assert.StartsWith("stores refused", health.GetProperty("checks").GetProperty("data-folder").GetProperty("description").GetString(), StringComparison.Ordinal);
+
+        var audit = await node.VigieAsync("audit", "show", "--json");
+        Assert.True(audit.ExitCode == 0, audit.ToString());
+        var refusals = JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
+            .Count(e => e.GetProperty("event_id").GetString() == "110104" && e.GetProperty("outcome").GetString() == "serious_failure");
+        Assert.Equal(3, refusals);
+        Assert.Equal(0, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        // Logged once, not once per refused object: a modality retries.
+        Assert.Equal(1, Count(node.Output, "Stores are refused (A700)"));
+    }
+
+    [Fact]
+    public async Task A_disk_that_fills_up_during_a_store_run_loses_nothing_acknowledged_and_takes_stores_again_once_grown()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, new Dictionary<string, string>
+        {
+            ["VIGIE__ARCHIVE__MINFREESPACE"] = (8 * MiB).ToString(CultureInfo.InvariantCulture),
+        }, ct);
+        Directory.CreateDirectory(node.Data);
+        var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", "size=40m", "tmpfs", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        if (mount.ExitCode != 0)
+        {
+            Assert.Skip($"a small file system is needed to fill (tmpfs mount, as root): {mount.StandardError.Trim()}");
+        }
+
+        try
+        {
+            await node.StartProcessAsync(ct);
+            var files = Peers.CtCorpusFiles();
+
+            // The whole corpus (100 MiB) into a 40 MiB file system that also holds the index and the audit trail.
+            var first = await StoreAsync(node, files, ct);
+
+            var stored = Count(first, "Received Store Response (Success)");
+            var refused = Count(first, "Received Store Response (Refused: OutOfResources)");
+            Assert.True(stored > 0 && refused > 0 && stored + refused == files.Count, first.ToString());
+            Assert.DoesNotContain("Abort", first.StandardOutput + first.StandardError, StringComparison.OrdinalIgnoreCase);
+            Assert.Equal(stored, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+            // An administrator grows the disk: the same node takes the rest without a restart.
+            var grow = await Peers.RunAsync("mount", ["-o", "remount,size=300m", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+            Assert.True(grow.ExitCode == 0, grow.ToString());
+            var second = await StoreAsync(node, files, ct);
+            Assert.Equal(files.Count, Count(second, "Received Store Response (Success)"));
+            await node.StopAsync();
+
+            Assert.Equal(files.Count, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+            var verify = await node.VigieAsync("audit", "verify");
+            Assert.True(verify.ExitCode == 0, verify.ToString());
+            var scrub = await node.VigieAsync("scrub");
+            Assert.True(scrub.ExitCode == 0, scrub.ToString());
+        }
+        finally
+        {
+            await node.StopAsync();
+            await Peers.RunAsync("umount", ["-l", node.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
+        }
+    }
+
+    /// <summary>storescu, going on after a refused store (-nh), printing every response (-v).</summary>
+    private static async Task<ProcessResult> StoreAsync(VigieNode node, IEnumerable<string> files, CancellationToken ct)
+    {
+        var result = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-v", "-nh", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. files],
+            TimeSpan.FromMinutes(3), cancellationToken: ct);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return result;
+    }
+
+    private static int Count(ProcessResult result, string text) => Count(result.StandardOutput + result.StandardError, text);
+
+    private static int Count(string output, string text)
+    {
+        var count = 0;
+        for (var at = output.IndexOf(text, StringComparison.Ordinal); at >= 0; at = output.IndexOf(text, at + text.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+}
