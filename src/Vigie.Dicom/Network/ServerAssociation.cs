@@ -114,7 +114,16 @@ internal sealed class ServerAssociation(
         else
         {
             CountedAE = request.CallingAE;
-            decision = await provider.NegotiateAsync(association, connection, stopping).ConfigureAwait(false);
+            try
+            {
+                decision = await provider.NegotiateAsync(association, connection, stopping).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not PduException and not DicomTimeoutException)
+            {
+                // The application could not decide: the peer gets an answer it can retry on, not a dropped connection.
+                decision = AssociationDecision.Reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReasons.TemporaryCongestion,
+                    "the node could not decide: " + e.GetType().Name);
+            }
         }
 
         if (!decision.Accept)

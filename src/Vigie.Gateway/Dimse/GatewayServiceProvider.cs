@@ -43,6 +43,25 @@ internal sealed class GatewayServiceProvider(
 
     public async ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
+        try
+        {
+            return await DecideAsync(association, connection, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Nothing is served that cannot be audited. With the audit trail or the policy's data out of reach (a database
+            // restarting, a full disk) the association is refused as transient, so the modality retries later, instead
+            // of seeing its connection dropped without an answer.
+            association.State = Refused;
+            logger.LogError("Association from {CallingAE} at {Address} refused for now: the audit trail is unavailable ({Reason})", association.Parameters.CallingAE,
+                connection.Remote?.Address, $"{e.GetType().Name}: {e.Message}");
+            return AssociationDecision.Reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReasons.TemporaryCongestion,
+                "audit trail unavailable: " + e.GetType().Name);
+        }
+    }
+
+    private async ValueTask<AssociationDecision> DecideAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
+    {
         var request = association.Parameters;
         string? user = null;
         if (request.UserIdentity is { Type: UserIdentityType.UsernameAndPasscode } identity)

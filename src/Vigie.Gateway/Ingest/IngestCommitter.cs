@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Data;
 using System.Data.Common;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
@@ -48,6 +49,9 @@ public sealed class IngestCommitter : IAsyncDisposable
 
     /// <summary>The leader's connection, kept across batches with its statements prepared; only the leader touches it.</summary>
     private DbConnection? _connection;
+
+    /// <summary>Set once the current batch's COMMIT is sent: a failure after it may have committed, so it is never retried.</summary>
+    private bool _commitSent;
 
     public IngestCommitter(IVigieDatabase database, IAuditLog audit, ILogger<IngestCommitter> logger)
     {
@@ -154,24 +158,38 @@ public sealed class IngestCommitter : IAsyncDisposable
     /// <summary>One transaction over the batch. Returns the objects to retry: empty once committed.</summary>
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
-        var connection = _connection;
-        if (connection is null)
+        while (true)
         {
-            connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-            connection.KeepStatements();
-            _connection = connection;
-        }
+            var connection = _connection;
+            var kept = connection is not null;
+            if (connection is null)
+            {
+                connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                connection.KeepStatements();
+                _connection = connection;
+            }
 
-        try
-        {
-            return await TryCommitAsync(batch, connection, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            // A broken connection is not reused: the next batch opens a fresh one.
-            _connection = null;
-            await connection.DisposeAsync().ConfigureAwait(false);
-            throw;
+            _commitSent = false;
+            try
+            {
+                return await TryCommitAsync(batch, connection, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (kept && !_commitSent && connection.State != ConnectionState.Open && e is not OperationCanceledException)
+            {
+                // The kept connection died while idle (the database restarted, a failover, a network cut) and this batch
+                // found out: nothing of it was committed, so it runs again once on a fresh connection. Without this, the
+                // first stores after every outage were answered A700.
+                _logger.LogWarning("The index connection was lost ({Reason}); retrying the batch on a new connection", e.GetType().Name);
+                _connection = null;
+                await connection.DisposeAsync().ConfigureAwait(false);
+            }
+            catch
+            {
+                // A broken connection is not reused: the next batch opens a fresh one.
+                _connection = null;
+                await connection.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
         }
     }
 
@@ -263,6 +281,7 @@ public sealed class IngestCommitter : IAsyncDisposable
 
         var committing = Stopwatch.GetTimestamp();
         SyncWait.Record(Stopwatch.GetElapsedTime(waiting, committing).TotalMilliseconds);
+        _commitSent = true;
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         CommitDuration.Record(Stopwatch.GetElapsedTime(committing).TotalMilliseconds);
         _audit.NotifyCommitted(records.Count);

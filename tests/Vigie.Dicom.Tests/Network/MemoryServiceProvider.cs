@@ -19,6 +19,9 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
     public TimeSpan StoreDelay { get; set; }
 
+    /// <summary>When set, deciding on an association throws it (an application whose database is unreachable).</summary>
+    public Exception? FailNegotiation { get; set; }
+
     /// <summary>When set, every C-STORE is refused at its start with this status (the gateway's full archive).</summary>
     public DicomStatusException? RefuseStores { get; set; }
 
@@ -44,6 +47,11 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
 
     public ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
+        if (FailNegotiation is { } failure)
+        {
+            throw failure;
+        }
+
         var request = association.Parameters;
         if (!AllowedCallingAEs.Contains(request.CallingAE))
         {

@@ -5,6 +5,7 @@ namespace Vigie.Dicom.Tests.Network;
 /// <summary>
 /// A store the application cannot keep (refused at its start, or failing while it is received) is answered with a
 /// status after its data set is read and dropped: the association goes on, and nothing of the object is held in memory.
+/// An association the application cannot decide on is rejected as transient.
 /// </summary>
 public sealed class StoreRefusalTests : IAsyncLifetime
 {
@@ -71,6 +72,23 @@ public sealed class StoreRefusalTests : IAsyncLifetime
         var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
         Assert.Equal(DimseStatus.DataSetDoesNotMatchSopClass, refused.Status);
         Assert.True(allocated < length / 4, $"{allocated >> 20} MiB allocated to refuse a {length >> 20} MiB data set");
+        Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+        await client.ReleaseAsync(ct);
+    }
+
+    [Fact]
+    public async Task An_application_that_cannot_decide_on_an_association_rejects_it_as_transient_instead_of_dropping_the_connection()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        _provider.FailNegotiation = new InvalidOperationException("database unreachable");
+
+        var rejected = await Assert.ThrowsAsync<DicomAssociationRejectedException>(() => ConnectAsync(ct));
+
+        Assert.Equal(RejectResult.Transient, rejected.Result);
+        Assert.Equal(RejectSource.ServiceProviderPresentation, rejected.RejectSource);
+        Assert.Equal(RejectReasons.TemporaryCongestion, rejected.Reason);
+        _provider.FailNegotiation = null;
+        await using var client = await ConnectAsync(ct);
         Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
         await client.ReleaseAsync(ct);
     }

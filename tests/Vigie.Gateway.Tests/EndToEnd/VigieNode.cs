@@ -48,6 +48,9 @@ internal sealed class VigieNode : IAsyncDisposable
 
     public IReadOnlyDictionary<string, string> Environment => _environment;
 
+    /// <summary>Sets an environment variable of the serve process, for its next start.</summary>
+    public void SetEnvironment(string name, string value) => _environment[name] = value;
+
     public string Output => string.Join('\n', _output);
 
     public static async Task<VigieNode> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, IEnumerable<string>? arguments = null,

@@ -1,0 +1,173 @@
+using System.Net;
+using System.Net.Sockets;
+using Npgsql;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// The shared PostgreSQL becoming unreachable (a restart, a failover, a network cut) and coming back: associations are
+/// rejected as transient meanwhile (nothing is served that cannot be audited), the node stays up, and it takes stores
+/// again on its own once the database answers.
+/// </summary>
+public sealed class DatabaseOutageTests
+{
+    [Fact]
+    public async Task While_the_database_is_unreachable_associations_are_rejected_as_transient_and_the_node_recovers_on_its_own()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Postgres, null, null, ct);
+        var direct = new NpgsqlConnectionStringBuilder(node.Environment["VIGIE__DATABASE__CONNECTIONSTRING"]);
+        var addresses = await Dns.GetHostAddressesAsync(direct.Host!, ct);
+        await using var proxy = TcpProxy.Start(new IPEndPoint(addresses.First(a => a.AddressFamily == AddressFamily.InterNetwork), direct.Port));
+        node.SetEnvironment("VIGIE__DATABASE__CONNECTIONSTRING", new NpgsqlConnectionStringBuilder(direct.ConnectionString)
+        {
+            Host = "127.0.0.1",
+            Port = proxy.Port,
+        }.ConnectionString);
+        await node.StartProcessAsync(ct);
+        var files = Peers.CtCorpusFiles();
+        await node.StoreAsync(files.Take(2), ct);
+
+        proxy.Cut();
+        var refused = await EchoAsync(node, ct);
+
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("Rejected Transient", refused.StandardError + refused.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("Temporary Congestion", refused.StandardError + refused.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("refused for now: the audit trail is unavailable", node.Output, StringComparison.Ordinal);
+
+        proxy.Restore();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while ((await EchoAsync(node, ct)).ExitCode != 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the node did not take associations again once the database was back:\n" + node.Output);
+            await Task.Delay(500, ct);
+        }
+
+        var after = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-v", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. files.Skip(2).Take(2)],
+            TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(after.ExitCode == 0, after + "\n--- node\n" + node.Output);
+        Assert.Equal(4, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        await node.StopAsync();
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    private static Task<ProcessResult> EchoAsync(VigieNode node, CancellationToken ct) =>
+        Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-v", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+    /// <summary>A TCP forwarder on loopback that can be cut (listener closed, every connection reset) and restored on the same port.</summary>
+    private sealed class TcpProxy : IAsyncDisposable
+    {
+        private readonly IPEndPoint _target;
+        private readonly List<Socket> _sockets = [];
+        private TcpListener _listener;
+        private bool _disposed;
+
+        private TcpProxy(IPEndPoint target, TcpListener listener)
+        {
+            _target = target;
+            _listener = listener;
+            Port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+
+        public int Port { get; }
+
+        public static TcpProxy Start(IPEndPoint target)
+        {
+            var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var proxy = new TcpProxy(target, listener);
+            _ = proxy.AcceptAsync(listener);
+            return proxy;
+        }
+
+        public void Cut()
+        {
+            _listener.Stop();
+            lock (_sockets)
+            {
+                foreach (var socket in _sockets)
+                {
+                    socket.Close(0);
+                }
+
+                _sockets.Clear();
+            }
+        }
+
+        public void Restore()
+        {
+            _listener = new TcpListener(IPAddress.Loopback, Port);
+            _listener.Start();
+            _ = AcceptAsync(_listener);
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _disposed = true;
+            Cut();
+            return ValueTask.CompletedTask;
+        }
+
+        private async Task AcceptAsync(TcpListener listener)
+        {
+            while (!_disposed)
+            {
+                Socket client;
+                try
+                {
+                    client = await listener.AcceptSocketAsync();
+                }
+                catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
+                {
+                    return;
+                }
+
+                var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                try
+                {
+                    await server.ConnectAsync(_target);
+                }
+                catch (SocketException)
+                {
+                    client.Close(0);
+                    server.Dispose();
+                    continue;
+                }
+
+                lock (_sockets)
+                {
+                    _sockets.Add(client);
+                    _sockets.Add(server);
+                }
+
+                _ = PumpAsync(client, server);
+                _ = PumpAsync(server, client);
+            }
+        }
+
+        private static async Task PumpAsync(Socket from, Socket to)
+        {
+            var buffer = new byte[64 * 1024];
+            try
+            {
+                int read;
+                while ((read = await from.ReceiveAsync(buffer, SocketFlags.None)) > 0)
+                {
+                    await to.SendAsync(buffer.AsMemory(0, read), SocketFlags.None);
+                }
+
+                to.Shutdown(SocketShutdown.Send);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // Cut, or one side went away: the other is closed by Cut or by its own peer.
+                from.Close(0);
+                to.Close(0);
+            }
+        }
+    }
+}
