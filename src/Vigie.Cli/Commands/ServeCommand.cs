@@ -103,6 +103,9 @@ internal static class ServeCommand
 
         var logger = app.Services.GetRequiredService<ILogger<Program>>();
         logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, settings.DataFolder, urls);
+        await ServiceManager.NotifyAsync($"READY=1\nSTATUS=Vigie: data in {settings.DataFolder}, HTTP on {urls}", cancellationToken);
+        // Told at the start of the shutdown, so systemd reports "deactivating" while stores in flight finish.
+        using var stopping = app.Lifetime.ApplicationStopping.Register(() => _ = ServiceManager.NotifyAsync("STOPPING=1", CancellationToken.None));
         await app.WaitForShutdownAsync(cancellationToken);
         return ExitCodes.Ok;
     }

@@ -1,0 +1,215 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>deploy/vigie.service: what systemd makes of it, the system call filter it sets, and the readiness protocol.</summary>
+public sealed partial class ServiceUnitTests
+{
+    private static string UnitFile => Path.Combine(RepositoryRoot(), "deploy", "vigie.service");
+
+    private static string AppHost => Path.Combine(AppContext.BaseDirectory, "vigie");
+
+    [Fact]
+    public async Task The_unit_file_verifies_and_its_exposure_stays_low()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var analyze = Peers.Require("systemd-analyze", "systemd");
+        using var work = new TempDirectory("vigie-unit");
+        var unit = work.Combine("vigie.service");
+        // The unit names the installed binary; this one names the build's, which systemd-analyze checks exists.
+        await File.WriteAllTextAsync(unit, (await File.ReadAllTextAsync(UnitFile, ct)).Replace("/opt/vigie/vigie", AppHost, StringComparison.Ordinal), ct);
+
+        var verify = await Peers.RunAsync(analyze, ["verify", unit], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(verify.ExitCode == 0 && verify.StandardError.Trim().Length == 0, verify.ToString());
+        // systemd's own score, 0 (locked down) to 10 (exposed); the unit stands at 1.8.
+        var security = await Peers.RunAsync(analyze, ["security", "--offline=true", "--threshold=25", unit], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(security.ExitCode == 0, security.ToString());
+    }
+
+    [Fact]
+    public async Task A_serve_run_makes_no_system_call_outside_the_unit_s_filter()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var analyze = Peers.Require("systemd-analyze", "systemd");
+        var strace = Peers.Require("strace", "strace");
+        var filter = Regex.Match(await File.ReadAllTextAsync(UnitFile, ct), @"^SystemCallFilter=(\S+)$", RegexOptions.Multiline).Groups[1].Value;
+        Assert.Equal("@system-service", filter);
+        var allowed = await ExpandAsync(analyze, filter, ct);
+        using var work = new TempDirectory("vigie-strace");
+        var dicomPort = VigieNode.FreePort();
+        var httpPort = VigieNode.FreePort();
+        var trace = work.Combine("trace");
+        var info = new ProcessStartInfo(strace) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var argument in new[] { "-f", "-qq", "-o", trace, AppHost, "serve", "--data", work.Combine("data"), "--dicom-port",
+                     dicomPort.ToString(CultureInfo.InvariantCulture), "--http-port", httpPort.ToString(CultureInfo.InvariantCulture) })
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using var traced = Process.Start(info)!;
+        traced.BeginOutputReadLine();
+        traced.BeginErrorReadLine();
+        try
+        {
+            using var http = new HttpClient();
+            await WaitForHealthAsync(http, httpPort, traced, ct);
+            var port = dicomPort.ToString(CultureInfo.InvariantCulture);
+            var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", port, .. Peers.CtCorpusFiles().Take(3)],
+                TimeSpan.FromMinutes(2), cancellationToken: ct);
+            Assert.True(store.ExitCode == 0, store.ToString());
+            var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID",
+                "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            Assert.True(find.ExitCode == 0, find.ToString());
+            await http.GetStringAsync(new Uri($"http://127.0.0.1:{httpPort}/metrics"), ct);
+
+            // SIGTERM to the traced process itself (strace's child), as systemd sends it.
+            var child = (await File.ReadAllTextAsync($"/proc/{traced.Id}/task/{traced.Id}/children", ct)).Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+            using (var kill = Process.Start("kill", ["-TERM", child]))
+            {
+                await kill!.WaitForExitAsync(ct);
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(60));
+            await traced.WaitForExitAsync(timeout.Token);
+        }
+        finally
+        {
+            if (!traced.HasExited)
+            {
+                traced.Kill(entireProcessTree: true);
+            }
+        }
+
+        var used = (await File.ReadAllLinesAsync(trace, ct)).Select(l => SystemCall().Match(l)).Where(m => m.Success).Select(m => m.Groups[1].Value)
+            .ToHashSet(StringComparer.Ordinal);
+        Assert.True(used.Count > 40, $"only {used.Count} system calls traced");
+        Assert.Empty(used.Except(allowed).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public async Task Serve_tells_the_service_manager_when_it_is_ready_and_when_it_stops()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-notify");
+        var path = work.Combine("notify.sock");
+        using var manager = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        manager.Bind(new UnixDomainSocketEndPoint(path));
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, null, ct);
+        node.SetEnvironment("NOTIFY_SOCKET", path);
+
+        await node.StartProcessAsync(ct);
+        var ready = await ReceiveAsync(manager, ct);
+        await node.StopAsync();
+        var stopping = await ReceiveAsync(manager, ct);
+
+        Assert.StartsWith("READY=1\n", ready, StringComparison.Ordinal);
+        Assert.Contains("STATUS=Vigie", ready, StringComparison.Ordinal);
+        Assert.Equal("STOPPING=1", stopping);
+    }
+
+    [Fact]
+    public async Task The_example_configuration_loads_and_applies_its_allow_list()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-config");
+        var config = work.Combine("vigie.json");
+        File.Copy(Path.Combine(RepositoryRoot(), "deploy", "vigie.json"), config);
+        // The example listens on every address on port 104; here the node stays on loopback, on a free port.
+        await using var node = await VigieNode.StartAsync(arguments: ["--config", config],
+            environment: new Dictionary<string, string> { ["VIGIE__DICOM__SERVER__BINDADDRESS"] = "127.0.0.1" }, cancellationToken: ct);
+
+        // CT01 is allowed from 10.1.2.0/24 only: from loopback it is rejected, which only a loaded allow-list does.
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-v", "-aet", "CT01", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        Assert.NotEqual(0, echo.ExitCode);
+        Assert.Contains("Calling AE Title Not Recognized", echo.StandardError + echo.StandardOutput, StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static async Task<string> ReceiveAsync(Socket socket, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(60));
+        var buffer = new byte[4096];
+        var read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+        return Encoding.UTF8.GetString(buffer, 0, read);
+    }
+
+    /// <summary>The system calls of a systemd set, its nested sets expanded.</summary>
+    private static async Task<HashSet<string>> ExpandAsync(string analyze, string set, CancellationToken ct)
+    {
+        var calls = new HashSet<string>(StringComparer.Ordinal);
+        var pending = new Stack<string>([set]);
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        while (pending.TryPop(out var next))
+        {
+            if (!seen.Add(next))
+            {
+                continue;
+            }
+
+            var listed = await Peers.RunAsync(analyze, ["syscall-filter", next], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            Assert.True(listed.ExitCode == 0, listed.ToString());
+            foreach (var line in listed.StandardOutput.Split('\n').Skip(1).Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith('#')))
+            {
+                if (line.StartsWith('@'))
+                {
+                    pending.Push(line);
+                }
+                else
+                {
+                    calls.Add(line);
+                }
+            }
+        }
+
+        return calls;
+    }
+
+    private static async Task WaitForHealthAsync(HttpClient http, int port, Process process, CancellationToken ct)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(90))
+        {
+            Assert.False(process.HasExited, "vigie serve exited under strace");
+            try
+            {
+                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/health"), ct);
+                if (response.IsSuccessStatusCode)
+                {
+                    return;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+
+            await Task.Delay(250, ct);
+        }
+
+        Assert.Fail("vigie serve did not answer /health under strace");
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Vigie.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("the repository root (Vigie.slnx) was not found above " + AppContext.BaseDirectory);
+    }
+
+    [GeneratedRegex(@"^\d+\s+([a-z0-9_]+)\(")]
+    private static partial Regex SystemCall();
+}
