@@ -27,6 +27,16 @@ internal static class GatewayAudit
         NetworkAccessPointType = NetworkAccessPointType.MachineName,
     };
 
+    /// <summary>Application Activity (start or stop) of this node.</summary>
+    public static AuditRecord ApplicationActivity(AuditCode type, string aeTitle, TimeProvider time) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.ApplicationActivity,
+        EventTypes = [type],
+        Action = AuditAction.Execute,
+        Participants = [Self(aeTitle, requestor: false, AuditRoles.Application)],
+    };
+
     public static AuditObject Study(string studyUid, string? sopClassUid, int instances = 1, string? accession = null) => new()
     {
         Type = AuditObjectType.SystemObject,

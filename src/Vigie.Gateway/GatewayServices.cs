@@ -46,7 +46,10 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<Forwarder>();
         services.TryAddSingleton<DicomNodeService>();
 
-        // Then the node, then the background consumers.
+        // Then the node, then the background consumers. Hosted services stop in reverse order: the consumers, the node
+        // (its associations drain), then the stop is recorded, and only then does the audit trail sign its last tree
+        // head, so a clean stop leaves no entry unsigned.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, GatewayStopRecorder>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DicomNodeService>(sp => sp.GetRequiredService<DicomNodeService>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Forwarder>(sp => sp.GetRequiredService<Forwarder>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ArchiveMaintenance>());
@@ -81,26 +84,29 @@ public sealed class GatewayStartup(
         await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private AuditRecord Activity(AuditCode type) => GatewayAudit.ApplicationActivity(type, server.CurrentValue.AETitle, time);
+}
+
+/// <summary>Records the stop in the audit trail, once the DICOM node has stopped and before the last tree head is signed.</summary>
+public sealed class GatewayStopRecorder(IAuditLog audit, IOptionsMonitor<DicomServerOptions> server, ILogger<GatewayStopRecorder> logger, TimeProvider time)
+    : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStop), cancellationToken).ConfigureAwait(false);
+            await audit.AppendAsync(GatewayAudit.ApplicationActivity(AuditEventTypes.ApplicationStop, server.CurrentValue.AETitle, time), cancellationToken)
+                .ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             logger.LogWarning(e, "Could not record the stop in the audit trail");
         }
     }
-
-    private AuditRecord Activity(AuditCode type) => new()
-    {
-        Time = time.GetUtcNow(),
-        EventId = AuditEventIds.ApplicationActivity,
-        EventTypes = [type],
-        Action = AuditAction.Execute,
-        Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: false, AuditRoles.Application)],
-    };
 }
 
 /// <summary>Runs the DICOM node (the listener) for the host's lifetime.</summary>

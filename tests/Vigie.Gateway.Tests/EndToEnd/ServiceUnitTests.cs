@@ -114,6 +114,26 @@ public sealed partial class ServiceUnitTests
         Assert.Equal("STOPPING=1", stopping);
     }
 
+    /// <summary>
+    /// Regression: the stop was recorded after the last tree head was signed, so every clean stop left its own entry
+    /// outside any signed head until the next start.
+    /// </summary>
+    [Fact]
+    public async Task A_clean_stop_leaves_no_audit_entry_unsigned()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+
+        await node.StopAsync();
+
+        var verify = await node.VigieAsync("audit", "verify", "--json");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        Assert.Equal(0, System.Text.Json.JsonDocument.Parse(verify.StandardOutput).RootElement.GetProperty("unsigned_entries").GetInt64());
+        var show = await node.VigieAsync("audit", "show", "--json");
+        Assert.Contains("Application Stop", show.StandardOutput, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task The_example_configuration_loads_and_applies_its_allow_list()
     {
