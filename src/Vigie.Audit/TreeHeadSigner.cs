@@ -82,7 +82,15 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 logger.LogError(ex, "Signing an audit tree head failed");
             }
 
-            await signal.WaitHeadDueAsync(poll, stoppingToken).ConfigureAwait(false);
+            try
+            {
+                await signal.WaitHeadDueAsync(poll, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                // A stop during the wait (also when another service failed to start) is no failure of this one.
+                break;
+            }
         }
     }
 

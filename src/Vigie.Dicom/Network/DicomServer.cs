@@ -99,7 +99,17 @@ public sealed class DicomServer : IAsyncDisposable
     {
         var listener = new TcpListener(address, port);
         listener.Server.NoDelay = true;
-        listener.Start(backlog: 128);
+        try
+        {
+            listener.Start(backlog: 128);
+        }
+        catch (SocketException e)
+        {
+            listener.Dispose();
+            // The socket error alone does not say which of the node's ports it was.
+            throw new IOException($"cannot listen for DICOM{(tls ? " over TLS" : "")} on {address}:{port}: {e.Message}", e);
+        }
+
         _listeners.Add(listener);
         _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener, tls)));
         return ((IPEndPoint)listener.LocalEndpoint).Port;

@@ -55,7 +55,14 @@ internal sealed class Forwarder(
             catch (Exception e)
             {
                 logger.LogError(e, "Forwarding round failed; retrying");
-                await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
             }
         }
     }

@@ -134,6 +134,27 @@ public sealed partial class ServiceUnitTests
         Assert.Contains("Application Stop", show.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: a DICOM port already taken stopped the start with "Address already in use" (which port?) and a
+    /// critical log from the tree-head signer, whose wait the aborted start cancelled.
+    /// </summary>
+    [Fact]
+    public async Task A_DICOM_port_already_taken_is_named_and_the_start_fails_cleanly()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-busy");
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port.ToString(CultureInfo.InvariantCulture);
+
+        var serve = await Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "serve", "--data", work.Combine("data"), "--dicom-port", port,
+            "--http-port", VigieNode.FreePort().ToString(CultureInfo.InvariantCulture)], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        Assert.True(serve.ExitCode == 2, serve.ToString());
+        Assert.Contains($"cannot listen for DICOM on 127.0.0.1:{port}", serve.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("crit:", serve.StandardOutput, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task The_example_configuration_loads_and_applies_its_allow_list()
     {
