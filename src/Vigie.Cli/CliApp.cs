@@ -38,11 +38,17 @@ internal static class CliApp
 
         try
         {
-            return await parse.InvokeAsync();
+            // The library's own handler prints a stack trace and returns 1, which here means "threats found".
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (OperationCanceledException)
         {
             await Console.Error.WriteLineAsync("vigie: cancelled");
+            return ExitCodes.Error;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            await Console.Error.WriteLineAsync($"vigie: {e.GetType().Name}: {e.Message}");
             return ExitCodes.Error;
         }
     }

@@ -95,8 +95,9 @@ internal static class ServeCommand
         {
             await app.StartAsync(cancellationToken);
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException or System.Net.Sockets.SocketException)
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
         {
+            // Whatever stopped the start (a port, a key file, a certificate, the database), the log has its detail.
             await Console.Error.WriteLineAsync($"vigie serve: cannot start: {e.Message}");
             return ExitCodes.Error;
         }

@@ -1,5 +1,6 @@
 using System.Net.Security;
 using System.Security.Authentication;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Vigie.Dicom.Network;
@@ -31,23 +32,48 @@ public static class DicomTls
         ]);
     }
 
+    /// <summary>
+    /// A certificate with its private key: PEM certificate and key files, or a PKCS#12 file. A key that does not match, a
+    /// wrong password or a file that is not a certificate is an <see cref="InvalidOperationException"/> naming the files.
+    /// </summary>
     public static X509Certificate2 LoadCertificate(string path, string? keyPath, string? password)
     {
-        if (keyPath is not null)
+        try
         {
-            using var pem = X509Certificate2.CreateFromPemFile(path, keyPath);
-            // Re-import so the private key is usable by SslStream on every platform.
-            return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
-        }
+            if (keyPath is not null)
+            {
+                using var pem = X509Certificate2.CreateFromPemFile(path, keyPath);
+                // Re-import so the private key is usable by SslStream on every platform.
+                return X509CertificateLoader.LoadPkcs12(pem.Export(X509ContentType.Pkcs12), null);
+            }
 
-        return X509CertificateLoader.LoadPkcs12FromFile(path, password);
+            return X509CertificateLoader.LoadPkcs12FromFile(path, password);
+        }
+        catch (Exception e) when (e is ArgumentException or CryptographicException)
+        {
+            throw new InvalidOperationException($"the TLS certificate {path}{(keyPath is null ? "" : $" with key {keyPath}")} cannot be used: {e.Message}", e);
+        }
     }
 
     /// <summary>Validates a peer certificate chain against a PEM bundle of trusted authorities only (not the system store).</summary>
     public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate)
     {
         var anchors = new X509Certificate2Collection();
-        anchors.ImportFromPemFile(caBundlePath);
+        try
+        {
+            anchors.ImportFromPemFile(caBundlePath);
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} cannot be read: {e.Message}", e);
+        }
+
+        if (anchors.Count == 0)
+        {
+            // An empty bundle would trust nobody and refuse every client without saying why.
+            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} holds no certificate");
+        }
+
         return (_, certificate, _, _) =>
         {
             if (certificate is null)

@@ -155,6 +155,37 @@ public sealed partial class ServiceUnitTests
         Assert.DoesNotContain("crit:", serve.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: a TLS key that did not match its certificate ended the start with "Unhandled exception", a stack trace
+    /// and exit code 1, which the CLI keeps for "threats found".
+    /// </summary>
+    [Fact]
+    public async Task A_TLS_key_that_does_not_match_its_certificate_is_named_and_the_start_exits_2()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var openssl = Peers.Require("openssl", "openssl");
+        using var work = new TempDirectory("vigie-tls");
+        foreach (var name in new[] { "a", "b" })
+        {
+            var made = await Peers.RunAsync(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key",
+                "-out", $"{name}.crt", "-days", "2", "-subj", "/CN=" + name], TimeSpan.FromMinutes(1), workingDirectory: work.Path, cancellationToken: ct);
+            Assert.True(made.ExitCode == 0, made.ToString());
+        }
+
+        var serve = await Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "serve", "--data", work.Combine("data"),
+            "--dicom-port", VigieNode.FreePort().ToString(CultureInfo.InvariantCulture), "--http-port", VigieNode.FreePort().ToString(CultureInfo.InvariantCulture)],
+            TimeSpan.FromMinutes(1), new Dictionary<string, string>
+            {
+                ["VIGIE__DICOM__SERVER__TLSPORT"] = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture),
+                ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = work.Combine("a.crt"),
+                ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = work.Combine("b.key"),
+            }, cancellationToken: ct);
+
+        Assert.True(serve.ExitCode == 2, serve.ToString());
+        Assert.Contains($"the TLS certificate {work.Combine("a.crt")} with key {work.Combine("b.key")} cannot be used", serve.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", serve.StandardError, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task The_example_configuration_loads_and_applies_its_allow_list()
     {
