@@ -38,6 +38,7 @@ internal sealed class GatewayServiceProvider(
     private static readonly object Refused = new();
 
     private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
@@ -120,6 +121,20 @@ internal sealed class GatewayServiceProvider(
             await RefuseFullAsync(association, request, e, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie archive disk full: retry later");
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // No spool could be made (a data folder turned read-only after disk errors, wrong permissions): the sender
+            // keeps its copy and retries; the association goes on. Logged once a minute at most, with the reason.
+            IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
+            var now = time.GetUtcNow();
+            if (now - _lastSpoolFailure >= TimeSpan.FromMinutes(1))
+            {
+                _lastSpoolFailure = now;
+                logger.LogError(e, "Stores are refused (A700): no spool file can be written in the data folder");
+            }
+
+            throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
+        }
 
         return new StoreOperation(session, request.AffectedSopInstanceUid!, association.CallingAE, logger);
     }
@@ -130,7 +145,7 @@ internal sealed class GatewayServiceProvider(
     /// </summary>
     private async ValueTask RefuseFullAsync(DicomAssociation association, DimseMessage request, ArchiveFullException full, CancellationToken cancellationToken)
     {
-        IngestPipeline.CountArchiveFull(IngestChannel.Dimse);
+        IngestPipeline.CountRefused(IngestChannel.Dimse, "ArchiveFull");
         var now = time.GetUtcNow();
         if (now - _lastFullWarning >= TimeSpan.FromMinutes(1))
         {

@@ -45,9 +45,9 @@ public sealed class IngestPipeline(
     private static readonly Histogram<double> InspectDuration = Meter.CreateHistogram<double>("vigie.gateway.ingest.inspect", unit: "ms",
         description: "Inspection and the index parse of one object");
 
-    /// <summary>An object refused before it was received, because the data folder is under its free-space floor.</summary>
-    internal static void CountArchiveFull(IngestChannel channel) =>
-        Objects.Add(1, new KeyValuePair<string, object?>("outcome", "ArchiveFull"), new KeyValuePair<string, object?>("channel", channel.ToString()));
+    /// <summary>An object refused before it was received (ArchiveFull: under the free-space floor; SpoolFailed: no spool could be written).</summary>
+    internal static void CountRefused(IngestChannel channel, string outcome) =>
+        Objects.Add(1, new KeyValuePair<string, object?>("outcome", outcome), new KeyValuePair<string, object?>("channel", channel.ToString()));
 
     /// <summary>What the index needs of an object: everything before the pixel data (also what recovery reads back).</summary>
     internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };

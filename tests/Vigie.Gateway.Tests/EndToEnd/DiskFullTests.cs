@@ -98,6 +98,41 @@ public sealed class DiskFullTests
         }
     }
 
+    /// <summary>
+    /// Regression: when no spool file could be created (a data folder turned read-only after disk errors, wrong
+    /// permissions) the association was aborted and nothing was logged.
+    /// </summary>
+    [Fact]
+    public async Task A_data_folder_where_no_spool_can_be_written_refuses_stores_without_aborting()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0" },
+            cancellationToken: ct);
+        var spool = Path.Combine(node.Data, "spool");
+        // An immutable folder refuses new files even to root, as a read-only file system does.
+        var locked = await Peers.RunAsync("chattr", ["+i", spool], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        if (locked.ExitCode != 0)
+        {
+            Assert.Skip($"the spool folder cannot be made immutable here (chattr, as root, on ext4): {locked.StandardError.Trim()}");
+        }
+
+        try
+        {
+            var refused = await StoreAsync(node, Peers.CtCorpusFiles().Take(3), ct);
+
+            Assert.Equal(3, Count(refused, "Received Store Response (Refused: OutOfResources)"));
+            Assert.DoesNotContain("Abort", refused.StandardOutput + refused.StandardError, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("no spool file can be written", node.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await Peers.RunAsync("chattr", ["-i", spool], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
+        }
+
+        var stored = await StoreAsync(node, Peers.CtCorpusFiles().Take(3), ct);
+        Assert.Equal(3, Count(stored, "Received Store Response (Success)"));
+    }
+
     /// <summary>storescu, going on after a refused store (-nh), printing every response (-v).</summary>
     private static async Task<ProcessResult> StoreAsync(VigieNode node, IEnumerable<string> files, CancellationToken ct)
     {
