@@ -260,6 +260,9 @@ public sealed class IngestCommitter : IAsyncDisposable
         while (written.Count + joined.Count < MaxBatch && _queue.TryPeek(out var next) && next.Durable.IsCompletedSuccessfully
                && (durability == CommitDurability.Synced || next.Durability == CommitDurability.Deferred) && _queue.TryDequeue(out next))
         {
+            // Taken off the queue, a joiner belongs to this batch from now on: if the transaction fails it fails with
+            // the others (or runs again with them), instead of waiting for an answer nobody would give.
+            batch.Add(next);
             if (await TryWriteInSavepointAsync(next, connection, transaction, cancellationToken).ConfigureAwait(false))
             {
                 joined.Add(next);

@@ -91,6 +91,33 @@ public sealed class IngestCommitterTests : IAsyncDisposable
         await AssertCommittedAsync(["a", "b", "c"], ct);
     }
 
+    /// <summary>
+    /// Regression: an object that joined a waiting transaction was taken off the queue but not added to the batch, so
+    /// when the transaction then failed, the others were failed and it waited for an answer forever.
+    /// </summary>
+    [Fact]
+    public async Task A_transaction_that_fails_after_an_object_joined_it_fails_that_object_too()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var committer = await PrepareAsync(ct);
+        var slowSync = new TaskCompletionSource();
+        var firstWritten = new TaskCompletionSource();
+
+        // "b" joins "a"'s transaction while it waits for its sync; b's audit record carries details, which this log
+        // (with no sealer) refuses, so the transaction fails after b joined.
+        var a = committer.CommitAsync(Insert("a", firstWritten), _ => [Record("a")], slowSync.Task, ct);
+        await firstWritten.Task.WaitAsync(ct);
+        var b = committer.CommitAsync(Insert("b"), _ => [Record("b") with { Details = new AuditDetails { OutcomeDescription = "sealed (test)" } }],
+            Task.CompletedTask, ct);
+        slowSync.SetResult();
+
+        await Assert.ThrowsAsync<InvalidOperationException>(() => a);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => b.WaitAsync(TimeSpan.FromSeconds(30), ct));
+        await using var read = await _services.GetRequiredService<IVigieDatabase>().OpenConnectionAsync(ct);
+        await using var count = read.CreateCommand(null, "SELECT count(*) FROM stored");
+        Assert.Equal(0L, Convert.ToInt64(await count.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private async Task<IngestCommitter> PrepareAsync(CancellationToken ct)
     {
         var database = _services.GetRequiredService<IVigieDatabase>();
