@@ -158,7 +158,7 @@ public sealed class IngestCommitter : IAsyncDisposable
     /// <summary>One transaction over the batch. Returns the objects to retry: empty once committed.</summary>
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
-        while (true)
+        while (batch.Count > 0)
         {
             var connection = _connection;
             var kept = connection is not null;
@@ -182,6 +182,8 @@ public sealed class IngestCommitter : IAsyncDisposable
                 _logger.LogWarning("The index connection was lost ({Reason}); retrying the batch on a new connection", e.GetType().Name);
                 _connection = null;
                 await connection.DisposeAsync().ConfigureAwait(false);
+                // Objects already answered (a joiner whose own write failed) are not written behind their sender's back.
+                batch.RemoveAll(p => p.IsAnswered);
             }
             catch
             {
@@ -191,6 +193,8 @@ public sealed class IngestCommitter : IAsyncDisposable
                 throw;
             }
         }
+
+        return [];
     }
 
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, DbConnection connection, CancellationToken cancellationToken)
@@ -355,6 +359,9 @@ public sealed class IngestCommitter : IAsyncDisposable
         public abstract void Complete();
 
         public abstract void Fail(Exception exception);
+
+        /// <summary>Completed or failed: its caller has its answer.</summary>
+        public abstract bool IsAnswered { get; }
     }
 
     private sealed class Pending<T>(Func<DbConnection, DbTransaction, CancellationToken, ValueTask<T>> write, Func<T, IReadOnlyList<AuditRecord>> audit,
@@ -377,5 +384,7 @@ public sealed class IngestCommitter : IAsyncDisposable
         public override void Complete() => _completion.TrySetResult(_result!);
 
         public override void Fail(Exception exception) => _completion.TrySetException(exception);
+
+        public override bool IsAnswered => _completion.Task.IsCompleted;
     }
 }
