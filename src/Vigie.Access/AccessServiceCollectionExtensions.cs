@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
 
 namespace Vigie.Access;
 
@@ -8,7 +9,8 @@ public static class AccessServiceCollectionExtensions
     /// <summary>Registers the policy decision point; the host binds <see cref="AccessOptions"/>.</summary>
     public static IServiceCollection AddAccess(this IServiceCollection services)
     {
-        services.AddOptions<AccessOptions>();
+        services.AddOptions<AccessOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<AccessOptions>, AccessOptionsValidation>());
         services.TryAddSingleton<AccessPolicy>();
         services.TryAddSingleton<IPolicyDecisionPoint>(sp => sp.GetRequiredService<AccessPolicy>());
         services.TryAddSingleton<IDicomUserVerifier>(sp => new DicomUserVerifier(sp.GetRequiredService<AccessPolicy>()));

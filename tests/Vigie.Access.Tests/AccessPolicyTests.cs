@@ -16,6 +16,32 @@ public sealed class AccessPolicyTests
         return services.BuildServiceProvider().GetRequiredService<IPolicyDecisionPoint>();
     }
 
+    /// <summary>
+    /// Regression: a network that does not parse (or names no network, as 10.1.2.5/24) was accepted and then never
+    /// matched, so the modality was rejected as "not allowed from" its address with nothing pointing at the typo.
+    /// </summary>
+    [Fact]
+    public void An_allow_list_rule_that_could_never_match_stops_the_start_and_names_its_place()
+    {
+        var services = new ServiceCollection().AddAccess();
+        services.Configure<AccessOptions>(o =>
+        {
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "CT1", Networks = ["10.1.2.5/24", "10.1.2.0/33", "ct-room-1", "10.1.3.7", "fd00::/8"] });
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "MR1", Networks = [] });
+        });
+
+        var error = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() =>
+            services.BuildServiceProvider().GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<AccessOptions>>().CurrentValue);
+
+        Assert.Equal(
+        [
+            "Access:DicomNodes:0:Networks:0 '10.1.2.5/24' has bits set past its prefix: write 10.1.2.0/24",
+            "Access:DicomNodes:0:Networks:1 '10.1.2.0/33' has a prefix length that is not 0 to 32",
+            "Access:DicomNodes:0:Networks:2 'ct-room-1' is not an IP address or a network such as 10.1.2.0/24",
+            "Access:DicomNodes:1:Networks is empty: the rule would match no caller",
+        ], error.Failures);
+    }
+
     private static DicomNodeSubject Node(string ae, string ip, string? user = null) => new(ae, IPAddress.Parse(ip), user);
 
     [Fact]
