@@ -35,7 +35,8 @@ public static class GatewayServiceCollectionExtensions
         services.AddAudit();
         services.AddVigieInspection();
         services.AddAccess();
-        services.AddOptions<GatewayOptions>();
+        services.AddOptions<GatewayOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidation>());
         services.AddOptions<DicomServerOptions>();
         services.TryAddSingleton<IngestCommitter>();
         services.TryAddSingleton<IngestPipeline>();

@@ -58,7 +58,11 @@ public sealed class DicomServer : IAsyncDisposable
 
     public void Start()
     {
-        var address = IPAddress.Parse(_options.BindAddress);
+        if (!IPAddress.TryParse(_options.BindAddress, out var address))
+        {
+            throw new InvalidOperationException($"Dicom:Server:BindAddress '{_options.BindAddress}' is not an IP address (0.0.0.0 for every interface).");
+        }
+
         if (_options.Port >= 0 && (_options.Port > 0 || _options.TlsPort == 0))
         {
             Port = Listen(address, _options.Port, tls: false);

@@ -1,0 +1,51 @@
+using Microsoft.Extensions.Options;
+
+namespace Vigie.Gateway;
+
+/// <summary>
+/// Checks the gateway's peers when the node starts: a destination without a title, host or valid port, or two with the
+/// same title, used to be accepted and then fail each forward or C-MOVE at run time.
+/// </summary>
+internal sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
+{
+    public ValidateOptionsResult Validate(string? name, GatewayOptions options)
+    {
+        var problems = new List<string>();
+        var titles = new HashSet<string>(StringComparer.Ordinal);
+        for (var i = 0; i < options.Destinations.Count; i++)
+        {
+            var destination = options.Destinations[i];
+            var at = $"Gateway:Destinations:{i}";
+            if (string.IsNullOrWhiteSpace(destination.AETitle) || destination.AETitle.Length > 16 || destination.AETitle.Contains('\\', StringComparison.Ordinal))
+            {
+                problems.Add($"{at}:AETitle '{destination.AETitle}' must be 1 to 16 characters, without a backslash");
+            }
+            else if (!titles.Add(destination.AETitle))
+            {
+                problems.Add($"{at}:AETitle '{destination.AETitle}' is also another destination's: C-MOVE could not tell them apart");
+            }
+
+            if (string.IsNullOrWhiteSpace(destination.Host))
+            {
+                problems.Add($"{at}:Host is empty");
+            }
+
+            if (destination.Port is < 1 or > 65535)
+            {
+                problems.Add($"{at}:Port {destination.Port} is not 1 to 65535");
+            }
+
+            if (!destination.UseTls && (destination.ClientCertificatePath is not null || destination.ServerCaPath is not null))
+            {
+                problems.Add($"{at} names TLS files but UseTls is false: the node would be reached in clear");
+            }
+        }
+
+        if (options.InMemoryInspectionLimit <= 0 || options.MaxRetrieveInstances <= 0 || options.MaxFindResults <= 0)
+        {
+            problems.Add("Gateway:InMemoryInspectionLimit, MaxRetrieveInstances and MaxFindResults must be positive");
+        }
+
+        return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+}

@@ -1,0 +1,37 @@
+namespace Vigie.Gateway.Tests.Maintenance;
+
+/// <summary>The gateway's own settings are checked at start, each problem named with its place.</summary>
+public sealed class GatewayConfigurationTests
+{
+    /// <summary>
+    /// Regression: a destination without a title, host or valid port (or two with the same title) was accepted and
+    /// every forward or C-MOVE to it then failed at run time.
+    /// </summary>
+    [Fact]
+    public void Destinations_that_could_never_be_reached_stop_the_start_with_their_place()
+    {
+        var options = new GatewayOptions
+        {
+            Destinations =
+            [
+                new DicomDestination { AETitle = "PACS", Host = "10.1.9.5", Port = 104, Forward = true },
+                new DicomDestination { AETitle = "", Host = " ", Port = 0 },
+                new DicomDestination { AETitle = "PACS", Host = "10.1.9.6", Port = 70000 },
+                new DicomDestination { AETitle = "VIEWER", Host = "10.1.9.7", ServerCaPath = "/etc/vigie/ca.pem" },
+            ],
+        };
+
+        var result = new GatewayOptionsValidation().Validate(null, options);
+
+        Assert.Equal(
+        [
+            "Gateway:Destinations:1:AETitle '' must be 1 to 16 characters, without a backslash",
+            "Gateway:Destinations:1:Host is empty",
+            "Gateway:Destinations:1:Port 0 is not 1 to 65535",
+            "Gateway:Destinations:2:AETitle 'PACS' is also another destination's: C-MOVE could not tell them apart",
+            "Gateway:Destinations:2:Port 70000 is not 1 to 65535",
+            "Gateway:Destinations:3 names TLS files but UseTls is false: the node would be reached in clear",
+        ], result.Failures);
+        Assert.True(new GatewayOptionsValidation().Validate(null, new GatewayOptions { Destinations = [options.Destinations[0]] }).Succeeded);
+    }
+}
