@@ -42,6 +42,9 @@ public static class WebEndpointExtensions
     public static IEndpointRouteBuilder MapVigieEndpoints(this IEndpointRouteBuilder endpoints)
     {
         endpoints.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync });
+        // Liveness runs no check: a database outage makes /health unhealthy, and a probe that restarted the node for
+        // it would only interrupt a node that recovers by itself once the database answers.
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteHealthAsync });
         endpoints.MapPrometheusScrapingEndpoint("/metrics");
         endpoints.MapAuditEndpoints();
         return endpoints;

@@ -37,6 +37,14 @@ public sealed class DatabaseOutageTests
         Assert.Contains("Rejected Transient", refused.StandardError + refused.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("Temporary Congestion", refused.StandardError + refused.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("refused for now: the audit trail is unavailable", node.Output, StringComparison.Ordinal);
+        using (var http = new HttpClient())
+        {
+            // Readiness says the node cannot serve; liveness says it need not be restarted.
+            using var health = await http.GetAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+            using var live = await http.GetAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health/live"), ct);
+            Assert.Equal(HttpStatusCode.OK, live.StatusCode);
+        }
 
         proxy.Restore();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
