@@ -38,7 +38,7 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
         for (var i = 0; i < options.DicomUsers.Count; i++)
         {
             var user = options.DicomUsers[i];
-            if (string.IsNullOrEmpty(user.Name) || !user.PasswordHash.StartsWith("pbkdf2-sha256$", StringComparison.Ordinal) || user.PasswordHash.Split('$').Length != 4)
+            if (string.IsNullOrEmpty(user.Name) || !PasswordHashing.IsWellFormed(user.PasswordHash))
             {
                 problems.Add($"Access:DicomUsers:{i} needs a Name and a PasswordHash made by 'vigie access hash-password'");
             }

@@ -132,19 +132,34 @@ public static class PasswordHashing
 
     public static bool Verify(string password, string encoded)
     {
+        if (!TryParse(encoded, out var iterations, out var salt, out var expected))
+        {
+            return false;
+        }
+
+        var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, expected.Length);
+        return CryptographicOperations.FixedTimeEquals(actual, expected);
+    }
+
+    /// <summary>True when <paramref name="encoded"/> is a hash <see cref="Verify"/> can check (checked at start for each DICOM user).</summary>
+    public static bool IsWellFormed(string encoded) => TryParse(encoded, out _, out _, out _);
+
+    private static bool TryParse(string encoded, out int iterations, out byte[] salt, out byte[] expected)
+    {
+        (salt, expected) = ([], []);
         var parts = encoded.Split('$');
-        if (parts.Length != 4 || parts[0] != "pbkdf2-sha256" || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var iterations)
+        if (parts.Length != 4 || parts[0] != "pbkdf2-sha256" || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out iterations)
             || iterations is < 10_000 or > 10_000_000)
         {
+            iterations = 0;
             return false;
         }
 
         try
         {
-            var salt = Convert.FromBase64String(parts[2]);
-            var expected = Convert.FromBase64String(parts[3]);
-            var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, expected.Length);
-            return CryptographicOperations.FixedTimeEquals(actual, expected);
+            salt = Convert.FromBase64String(parts[2]);
+            expected = Convert.FromBase64String(parts[3]);
+            return true;
         }
         catch (FormatException)
         {

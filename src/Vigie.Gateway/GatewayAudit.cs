@@ -17,6 +17,10 @@ internal static class GatewayAudit
         NetworkAccessPointType = address is null ? null : NetworkAccessPointType.IpAddress,
     };
 
+    /// <summary>The peer that asked: its AE title, address and DICOM user, in <paramref name="role"/>.</summary>
+    public static AuditParticipant Requestor(Ingest.IngestSource source, AuditCode role) =>
+        Node(source.CallingAE, source.Address, requestor: true, role, source.UserName);
+
     public static AuditParticipant Self(string aeTitle, bool requestor, AuditCode role) => new()
     {
         UserId = aeTitle,

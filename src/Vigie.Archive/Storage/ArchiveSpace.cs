@@ -50,9 +50,9 @@ public sealed class ArchiveSpace
     /// <summary>Throws <see cref="ArchiveFullException"/> when the data folder is under its floor.</summary>
     public void EnsureRoomForObject()
     {
-        if (MinFreeBytes > 0 && FreeBytes is var free && free < MinFreeBytes)
+        if (IsFull)
         {
-            throw new ArchiveFullException(free, MinFreeBytes);
+            throw new ArchiveFullException(Volatile.Read(ref _free), MinFreeBytes);
         }
     }
 

@@ -118,7 +118,7 @@ internal sealed class GatewayServiceProvider(
         }
         catch (ArchiveFullException e)
         {
-            await RefuseFullAsync(association, request, e, cancellationToken).ConfigureAwait(false);
+            await RefuseFullAsync(source, request, e, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie archive disk full: retry later");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -126,10 +126,8 @@ internal sealed class GatewayServiceProvider(
             // No spool could be made (a data folder turned read-only after disk errors, wrong permissions): the sender
             // keeps its copy and retries; the association goes on. Logged once a minute at most, with the reason.
             IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
-            var now = time.GetUtcNow();
-            if (now - _lastSpoolFailure >= TimeSpan.FromMinutes(1))
+            if (DueForLog(ref _lastSpoolFailure, time.GetUtcNow()))
             {
-                _lastSpoolFailure = now;
                 logger.LogError(e, "Stores are refused (A700): no spool file can be written in the data folder");
             }
 
@@ -143,13 +141,12 @@ internal sealed class GatewayServiceProvider(
     /// A store refused because the data folder is under its free-space floor: counted, audited as a failed transfer (the
     /// floor keeps room for the audit trail), and logged once a minute at most, since a modality retries.
     /// </summary>
-    private async ValueTask RefuseFullAsync(DicomAssociation association, DimseMessage request, ArchiveFullException full, CancellationToken cancellationToken)
+    private async ValueTask RefuseFullAsync(IngestSource source, DimseMessage request, ArchiveFullException full, CancellationToken cancellationToken)
     {
         IngestPipeline.CountRefused(IngestChannel.Dimse, "ArchiveFull");
         var now = time.GetUtcNow();
-        if (now - _lastFullWarning >= TimeSpan.FromMinutes(1))
+        if (DueForLog(ref _lastFullWarning, now))
         {
-            _lastFullWarning = now;
             logger.LogError("Stores are refused (A700): {Reason}. Queries and retrieves go on; free space on the data folder's disk.", full.Message);
         }
 
@@ -161,11 +158,10 @@ internal sealed class GatewayServiceProvider(
             Outcome = AuditOutcome.SeriousFailure,
             Participants =
             [
-                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Source,
-                    association.UserName),
+                GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            SourceId = nameof(IngestChannel.Dimse),
+            SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
                 OutcomeDescription = "refused: " + full.Message,
@@ -378,7 +374,7 @@ internal sealed class GatewayServiceProvider(
             Action = AuditAction.Execute,
             Participants =
             [
-                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Source, association.UserName),
+                GatewayAudit.Requestor(Source(association), AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
             Details = new AuditDetails
@@ -414,13 +410,24 @@ internal sealed class GatewayServiceProvider(
             Action = AuditAction.Execute,
             Participants =
             [
-                GatewayAudit.Node(association.CallingAE, (association.State as GatewayAssociationState)?.Subject.Address, requestor: true, AuditRoles.Destination,
-                    association.UserName),
+                GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
             ],
             Details = new AuditDetails { OutcomeDescription = $"{request.Field} of {matches.Count} instances to {destination}", Objects = studies },
         };
         await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>True at most once a minute per <paramref name="last"/>: a modality retries, and one line says as much as a thousand.</summary>
+    private static bool DueForLog(ref DateTimeOffset last, DateTimeOffset now)
+    {
+        if (now - last < TimeSpan.FromMinutes(1))
+        {
+            return false;
+        }
+
+        last = now;
+        return true;
     }
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];

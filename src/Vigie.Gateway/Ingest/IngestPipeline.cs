@@ -248,7 +248,7 @@ public sealed class IngestPipeline(
             Outcome = AuditOutcome.Success,
             Participants =
             [
-                GatewayAudit.Node(source.CallingAE, source.Address, requestor: true, AuditRoles.Source, source.UserName),
+                GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
             PatientRef = PatientRef(entry),
@@ -310,7 +310,7 @@ public sealed class IngestPipeline(
             Outcome = AuditOutcome.SeriousFailure,
             Participants =
             [
-                GatewayAudit.Node(source.CallingAE, source.Address, requestor: true, AuditRoles.Source, source.UserName),
+                GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
             SourceId = source.Channel.ToString(),
