@@ -53,12 +53,15 @@ public sealed partial class ServiceUnitTests
         }
 
         using var traced = Process.Start(info)!;
+        var output = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        traced.OutputDataReceived += (_, e) => output.Enqueue(e.Data ?? "");
+        traced.ErrorDataReceived += (_, e) => output.Enqueue(e.Data ?? "");
         traced.BeginOutputReadLine();
         traced.BeginErrorReadLine();
         try
         {
+            await VigieNode.WaitUntilHealthyAsync(traced, httpPort, () => string.Join('\n', output), ct);
             using var http = new HttpClient();
-            await WaitForHealthAsync(http, httpPort, traced, ct);
             var port = dicomPort.ToString(CultureInfo.InvariantCulture);
             var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", port, .. Peers.CtCorpusFiles().Take(3)],
                 TimeSpan.FromMinutes(2), cancellationToken: ct);
@@ -243,30 +246,6 @@ public sealed partial class ServiceUnitTests
         }
 
         return calls;
-    }
-
-    private static async Task WaitForHealthAsync(HttpClient http, int port, Process process, CancellationToken ct)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(90))
-        {
-            Assert.False(process.HasExited, "vigie serve exited under strace");
-            try
-            {
-                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/health"), ct);
-                if (response.IsSuccessStatusCode)
-                {
-                    return;
-                }
-            }
-            catch (HttpRequestException)
-            {
-            }
-
-            await Task.Delay(250, ct);
-        }
-
-        Assert.Fail("vigie serve did not answer /health under strace");
     }
 
     private static string RepositoryRoot()

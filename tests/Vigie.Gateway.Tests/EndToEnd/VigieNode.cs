@@ -132,18 +132,24 @@ internal sealed class VigieNode : IAsyncDisposable
         _process.ErrorDataReceived += (_, e) => Capture(e.Data);
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
+        await WaitUntilHealthyAsync(_process, HttpPort, () => Output, cancellationToken);
+    }
+
+    /// <summary>Waits until a serve process answers /health on <paramref name="httpPort"/>; fails with its output if it exits or takes 90 s.</summary>
+    public static async Task WaitUntilHealthyAsync(Process process, int httpPort, Func<string> output, CancellationToken cancellationToken)
+    {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < TimeSpan.FromSeconds(90))
         {
-            if (_process.HasExited)
+            if (process.HasExited)
             {
-                throw new InvalidOperationException($"vigie serve exited with {_process.ExitCode}:\n{Output}");
+                throw new InvalidOperationException($"vigie serve exited with {process.ExitCode}:\n{output()}");
             }
 
             try
             {
-                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/health"), cancellationToken);
+                using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{httpPort}/health"), cancellationToken);
                 if (response.IsSuccessStatusCode)
                 {
                     return;
@@ -159,7 +165,7 @@ internal sealed class VigieNode : IAsyncDisposable
             await Task.Delay(250, cancellationToken);
         }
 
-        throw new TimeoutException($"vigie serve did not become healthy:\n{Output}");
+        throw new TimeoutException($"vigie serve did not become healthy:\n{output()}");
     }
 
     /// <summary>SIGKILL: no shutdown code runs.</summary>
@@ -201,7 +207,7 @@ internal sealed class VigieNode : IAsyncDisposable
     {
         var result = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", DicomPortText, .. files], TimeSpan.FromMinutes(1),
             cancellationToken: cancellationToken);
-        Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result.ToString());
+        Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result + "\n--- node\n" + Output);
     }
 
     /// <summary>Runs a maintenance command (stats, scrub, audit...) against this node's data folder.</summary>
