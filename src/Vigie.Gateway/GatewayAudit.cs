@@ -1,4 +1,6 @@
 using System.Net;
+using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
 using Vigie.Audit.Model;
 
 namespace Vigie.Gateway;
@@ -59,4 +61,17 @@ internal static class GatewayAudit
         Id = patientId.Length == 0 ? "(unknown)" : patientId,
         Name = name,
     };
+
+    /// <summary>The keyed hash the index uses for the patient row, so the audit trail and the index name a patient the same way.</summary>
+    public static string? PatientRef(IArchiveKeyService keys, string patientId, string? issuerOfPatientId)
+    {
+        var id = IndexNormalizer.Identifier(patientId);
+        if (id.Length == 0)
+        {
+            return null;
+        }
+
+        var issuer = IndexNormalizer.Identifier(issuerOfPatientId ?? string.Empty);
+        return Convert.ToHexStringLower(keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + id));
+    }
 }

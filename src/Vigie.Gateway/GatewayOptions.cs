@@ -85,4 +85,10 @@ public sealed class ForwardingOptions
     public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
 
     public string CallingAE { get; set; } = "VIGIE";
+
+    /// <summary>
+    /// An object waiting longer than this to be forwarded turns /health to degraded: the PACS is down, unreachable or
+    /// refusing, and the images are not where the clinicians look for them.
+    /// </summary>
+    public TimeSpan BacklogAlert { get; set; } = TimeSpan.FromMinutes(15);
 }

@@ -45,6 +45,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();
+        services.TryAddSingleton<ForwardQueue>();
         services.TryAddSingleton<DicomNodeService>();
 
         // Then the node, then the background consumers. Hosted services stop in reverse order: the consumers, the node

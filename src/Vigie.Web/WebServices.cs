@@ -15,6 +15,7 @@ using Vigie.Audit;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Gateway;
+using Vigie.Gateway.Forwarding;
 
 namespace Vigie.Web;
 
@@ -31,7 +32,8 @@ public static class WebServiceCollectionExtensions
         services.AddHealthChecks()
             .AddCheck<DatabaseHealthCheck>("database")
             .AddCheck<DataFolderHealthCheck>("data-folder")
-            .AddCheck<DicomNodeHealthCheck>("dicom-node");
+            .AddCheck<DicomNodeHealthCheck>("dicom-node")
+            .AddCheck<ForwardingHealthCheck>("forwarding");
         return services;
     }
 }
@@ -112,6 +114,47 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
         Task.FromResult(node.Server is { } server
             ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations")
             : HealthCheckResult.Unhealthy("the DICOM node is not running"));
+}
+
+/// <summary>
+/// The images have to reach the PACS, where the clinicians look for them. Degraded (not unhealthy: the node itself
+/// serves) while objects wait longer than Gateway:Forwarding:BacklogAlert or some were given up on.
+/// </summary>
+internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (queue.Destinations.Count == 0)
+        {
+            return HealthCheckResult.Healthy("no forwarding destination");
+        }
+
+        ForwardQueueStatus status;
+        try
+        {
+            status = await queue.StatusAsync(0, cancellationToken).ConfigureAwait(false);
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            return HealthCheckResult.Degraded($"forwarding queue unreadable: {e.GetType().Name}");
+        }
+
+        var problems = new List<string>();
+        if (status.GivenUp > 0)
+        {
+            problems.Add($"{status.GivenUp} objects given up on (vigie forward status)");
+        }
+
+        if (status.Stalled)
+        {
+            problems.Add($"{status.Waiting} objects wait, the oldest for {Math.Floor(status.OldestWait!.Value.TotalMinutes)} min"
+                + (status.LastError is { } error ? $"; last error: {error}" : string.Empty));
+        }
+
+        return problems.Count > 0
+            ? HealthCheckResult.Degraded(string.Join("; ", problems))
+            : HealthCheckResult.Healthy($"{status.Waiting} objects waiting");
+    }
 }
 
 /// <summary>

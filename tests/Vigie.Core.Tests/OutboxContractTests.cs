@@ -142,6 +142,57 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Given_up_messages_are_counted_and_listed_until_requeued_or_dismissed(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        for (var i = 0; i < 4; i++)
+        {
+            await EnqueueAsync(db, outbox, "forward", $"m{i}");
+        }
+
+        await EnqueueAsync(db, outbox, "other", "x");
+        var claimed = await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct);
+        Assert.True(await outbox.DeadLetterAsync(claimed[0].Id, "n", "refused: 0xA900", ct));
+        Assert.True(await outbox.DeadLetterAsync(claimed[1].Id, "n", "refused: 0xC000", ct));
+        Assert.True(await outbox.CompleteAsync(claimed[2].Id, "n", ct));
+        Assert.True(await outbox.RetryLaterAsync(claimed[3].Id, "n", TimeSpan.FromHours(1), "cannot reach PACS", ct));
+
+        var status = await outbox.StatusAsync("forward", ct);
+        Assert.Equal(1, status.Waiting);
+        Assert.Equal(2, status.Dead);
+        Assert.Equal("cannot reach PACS", status.LastError);
+        Assert.Equal(1, status.MostAttempts);
+        Assert.NotNull(status.OldestWaiting);
+        var dead = await outbox.ListDeadAsync("forward", 10, ct);
+        Assert.Equal([claimed[0].Id, claimed[1].Id], dead.Select(d => d.Id));
+        Assert.Equal(["m0", "m1"], dead.Select(d => Encoding.UTF8.GetString(d.Payload)));
+        Assert.Equal("refused: 0xA900", dead[0].Error);
+        Assert.Equal(1, dead[0].Attempts);
+
+        // The purge of finished messages keeps those given up on: they are losses someone has to see.
+        Assert.Equal(1, await outbox.PurgeAsync(TimeSpan.FromMilliseconds(-1000), ct));
+        Assert.Equal(2, (await outbox.StatusAsync("forward", ct)).Dead);
+
+        // Requeued: due at once, attempts from zero; only given-up ones of this topic move.
+        Assert.Equal([claimed[0].Id], await outbox.RequeueDeadAsync("forward", [claimed[0].Id, claimed[3].Id, 987654], ct));
+        Assert.Empty(await outbox.RequeueDeadAsync("other", [claimed[1].Id], ct));
+        var again = Assert.Single(await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.Equal(claimed[0].Id, again.Id);
+        Assert.Equal(1, again.Attempts);
+
+        // Dismissed: no longer counted, never requeued, purged like the done ones.
+        Assert.Equal([claimed[1].Id], await outbox.DismissDeadAsync("forward", [claimed[1].Id], ct));
+        Assert.Equal(0, (await outbox.StatusAsync("forward", ct)).Dead);
+        Assert.Empty(await outbox.RequeueDeadAsync("forward", [claimed[1].Id], ct));
+        Assert.Equal(1, await outbox.PurgeAsync(TimeSpan.FromMilliseconds(-1000), ct));
+        Assert.Equal(0, (await outbox.StatusAsync("other", ct)).Dead);
+        Assert.Equal(1, (await outbox.StatusAsync("other", ct)).Waiting);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Migrations_apply_once(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -14,6 +14,9 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     public const string OutcomeDone = "done";
     public const string OutcomeDead = "dead";
 
+    /// <summary>A message given up on that an operator decided not to retry; kept for the record, purged like done ones.</summary>
+    public const string OutcomeDismissed = "dismissed";
+
     /// <summary>Adds an event to the caller's transaction. It becomes visible when that transaction commits.</summary>
     public async ValueTask EnqueueAsync(DbConnection connection, DbTransaction transaction, string topic, ReadOnlyMemory<byte> payload,
         CancellationToken cancellationToken, DateTimeOffset? availableAt = null)
@@ -131,16 +134,110 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
     }
 
+    /// <summary>Waiting and given-up counts of a topic, the age of its oldest waiting message and the last error met.</summary>
+    public async ValueTask<OutboxQueueStatus> StatusAsync(string topic, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        long waiting;
+        long? oldest;
+        int attempts;
+        await using (var command = connection.CreateCommand(null,
+                         "SELECT COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0) FROM outbox WHERE topic = @t AND done_at IS NULL").With("@t", topic))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+            waiting = Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
+            oldest = reader.IsDBNull(1) ? null : Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture);
+            attempts = Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture);
+        }
+
+        string? lastError = null;
+        if (waiting > 0)
+        {
+            // The error of the message that failed last: the one whose next attempt is furthest away.
+            await using var command = connection.CreateCommand(null,
+                "SELECT last_error FROM outbox WHERE topic = @t AND done_at IS NULL AND last_error IS NOT NULL ORDER BY available_at DESC LIMIT 1").With("@t", topic);
+            lastError = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+        }
+
+        await using var dead = connection.CreateCommand(null, "SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o").With("@t", topic).With("@o", OutcomeDead);
+        var deadCount = Convert.ToInt64(await dead.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+        return new OutboxQueueStatus(waiting, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null, attempts, lastError, deadCount);
+    }
+
+    /// <summary>The messages of a topic given up on, oldest first, at most <paramref name="max"/>.</summary>
+    public async ValueTask<IReadOnlyList<DeadMessage>> ListDeadAsync(string topic, int max, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null,
+                "SELECT id, payload, attempts, created_at, done_at, last_error FROM outbox WHERE topic = @t AND outcome = @o ORDER BY id LIMIT @m")
+            .With("@t", topic).With("@o", OutcomeDead).With("@m", max);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var dead = new List<DeadMessage>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            dead.Add(new DeadMessage(
+                reader.GetInt64(0),
+                (byte[])reader.GetValue(1),
+                Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture),
+                DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(reader.GetValue(3), CultureInfo.InvariantCulture)),
+                DateTimeOffset.FromUnixTimeMilliseconds(Convert.ToInt64(reader.GetValue(4), CultureInfo.InvariantCulture)),
+                reader.IsDBNull(5) ? null : reader.GetString(5)));
+        }
+
+        return dead;
+    }
+
+    /// <summary>
+    /// Puts messages given up on back in the queue, due now and with their attempts counted from zero; the others of
+    /// <paramref name="ids"/> are left alone. Returns the ids requeued.
+    /// </summary>
+    public ValueTask<IReadOnlyList<long>> RequeueDeadAsync(string topic, IReadOnlyCollection<long> ids, CancellationToken cancellationToken) =>
+        UpdateDeadAsync(topic, ids, "done_at = NULL, outcome = NULL, attempts = 0, available_at = @n, claimed_by = NULL, claim_until = NULL", cancellationToken);
+
+    /// <summary>Marks messages given up on as dismissed: an operator decided they will not be retried.</summary>
+    public ValueTask<IReadOnlyList<long>> DismissDeadAsync(string topic, IReadOnlyCollection<long> ids, CancellationToken cancellationToken) =>
+        UpdateDeadAsync(topic, ids, $"outcome = '{OutcomeDismissed}', done_at = @n", cancellationToken);
+
+    private async ValueTask<IReadOnlyList<long>> UpdateDeadAsync(string topic, IReadOnlyCollection<long> ids, string set, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var changed = new List<long>();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        foreach (var chunk in ids.Distinct().Chunk(200))
+        {
+            var names = string.Join(", ", chunk.Select((_, i) => $"@i{i}"));
+            await using var command = connection.CreateCommand(transaction,
+                    $"UPDATE outbox SET {set} WHERE topic = @t AND outcome = @o AND id IN ({names}) RETURNING id")
+                .With("@t", topic).With("@o", OutcomeDead).With("@n", now);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@i{i}", chunk[i]);
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                changed.Add(reader.GetInt64(0));
+            }
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return changed;
+    }
+
     /// <summary>Waits until a producer in this process notifies the topic, or the timeout passes (other nodes are polled).</summary>
     public Task WaitAsync(string topic, TimeSpan timeout, CancellationToken cancellationToken) => signal.WaitAsync(topic, timeout, cancellationToken);
 
-    /// <summary>Deletes finished messages older than <paramref name="age"/>.</summary>
+    /// <summary>Deletes finished messages older than <paramref name="age"/>. Messages given up on stay until retried or dismissed.</summary>
     public async ValueTask<int> PurgeAsync(TimeSpan age, CancellationToken cancellationToken)
     {
         var before = time.GetUtcNow().ToUnixTimeMilliseconds() - (long)age.TotalMilliseconds;
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(transaction, "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < @b").With("@b", before);
+        await using var command = connection.CreateCommand(transaction, "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < @b AND outcome <> @o")
+            .With("@b", before).With("@o", OutcomeDead);
         var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return count;

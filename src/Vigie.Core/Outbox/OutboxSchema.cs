@@ -39,5 +39,10 @@ internal sealed class OutboxSchema : ISchemaProvider
             CREATE INDEX outbox_pending ON outbox (topic, available_at, id) WHERE done_at IS NULL;
             CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until_ms BIGINT NOT NULL);
             """),
+        // Messages given up on stay until someone retries or dismisses them; the status of a queue counts them at every
+        // health check, so they are indexed apart from the done ones, which pile up.
+        new("core", 2, "index of messages given up on",
+            "CREATE INDEX outbox_dead ON outbox (topic, id) WHERE outcome = 'dead';",
+            "CREATE INDEX outbox_dead ON outbox (topic, id) WHERE outcome = 'dead';"),
     ];
 }

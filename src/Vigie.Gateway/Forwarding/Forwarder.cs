@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
@@ -27,6 +28,7 @@ internal sealed class Forwarder(
     Outbox outbox,
     IObjectStore store,
     IAuditLog audit,
+    IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<Forwarder> logger,
     TimeProvider time) : BackgroundService
@@ -85,7 +87,7 @@ internal sealed class Forwarder(
             var request = JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload);
             if (request is null)
             {
-                await outbox.DeadLetterAsync(message.Id, _consumer, "unreadable forward request", cancellationToken).ConfigureAwait(false);
+                await GiveUpAsync(message, "(unknown)", "unreadable forward request", null, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -99,7 +101,7 @@ internal sealed class Forwarder(
             {
                 foreach (var (message, _) in group)
                 {
-                    await outbox.DeadLetterAsync(message.Id, _consumer, $"destination {group.Key} is no longer configured", cancellationToken).ConfigureAwait(false);
+                    await GiveUpAsync(message, group.Key, $"destination {group.Key} is no longer configured", null, cancellationToken).ConfigureAwait(false);
                 }
 
                 continue;
@@ -140,7 +142,7 @@ internal sealed class Forwarder(
         ForwardingOptions settings, Claim claim, CancellationToken cancellationToken)
     {
         // Describe each object first (SOP class, instance, syntax) to propose the right presentation contexts.
-        var prepared = new List<(OutboxMessage Message, ObjectId Id, string SopClass, string SopInstance, string Syntax)>();
+        var prepared = new List<(OutboxMessage Message, ObjectId Id, string SopClass, string SopInstance, string Syntax, DicomDataset Header)>();
         foreach (var (message, request) in items)
         {
             try
@@ -148,14 +150,15 @@ internal sealed class Forwarder(
                 var id = ObjectId.Parse(request.ObjectId);
                 await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
                 await using var stream = reader.OpenStream();
-                var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0008, 0x0020) }, cancellationToken)
+                // Up to the study's UID, for the audit record of an object that cannot be delivered.
+                var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = DicomTags.SeriesInstanceUID }, cancellationToken)
                     .ConfigureAwait(false);
                 prepared.Add((message, id, Uid(file, DicomTags.MediaStorageSOPClassUID, DicomTags.SOPClassUID), Uid(file, DicomTags.MediaStorageSOPInstanceUID,
-                    DicomTags.SOPInstanceUID), file.TransferSyntax.Uid));
+                    DicomTags.SOPInstanceUID), file.TransferSyntax.Uid, file.Dataset));
             }
             catch (Exception e) when (e is ObjectFormatException or DicomParseException or FormatException or IOException)
             {
-                await outbox.DeadLetterAsync(message.Id, _consumer, $"object unreadable: {e.Message}", cancellationToken).ConfigureAwait(false);
+                await GiveUpAsync(message, destination.AETitle, $"object unreadable: {e.Message}", null, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -183,7 +186,8 @@ internal sealed class Forwarder(
                 e.Message, prepared.Count);
             foreach (var item in prepared)
             {
-                await RetryAsync(item.Message, e.Message, settings, cancellationToken).ConfigureAwait(false);
+                await RetryAsync(item.Message, destination.AETitle, $"cannot reach {destination.AETitle}: {e.Message}", item.Header, settings, cancellationToken)
+                    .ConfigureAwait(false);
             }
 
             return;
@@ -216,9 +220,8 @@ internal sealed class Forwarder(
                 {
                     if (client.Association.FindAcceptedContext(item.SopClass, item.Syntax) is null)
                     {
-                        await outbox.DeadLetterAsync(item.Message.Id, _consumer, $"{destination.AETitle} does not accept this SOP class in {item.Syntax}", cancellationToken)
-                            .ConfigureAwait(false);
-                        Sent.Add(1, new("destination", destination.AETitle), new("outcome", "refused"));
+                        await GiveUpAsync(item.Message, destination.AETitle, $"{destination.AETitle} does not accept SOP class {item.SopClass} in {item.Syntax}",
+                            item.Header, cancellationToken).ConfigureAwait(false);
                         continue;
                     }
 
@@ -234,7 +237,8 @@ internal sealed class Forwarder(
                     // The association is gone: this object and the rest of the batch wait for the next round.
                     for (var j = i; j < prepared.Count; j++)
                     {
-                        await RetryAsync(prepared[j].Message, e.Message, settings, cancellationToken).ConfigureAwait(false);
+                        await RetryAsync(prepared[j].Message, destination.AETitle, $"{destination.AETitle} dropped the association: {e.Message}", prepared[j].Header,
+                            settings, cancellationToken).ConfigureAwait(false);
                     }
 
                     break;
@@ -248,14 +252,15 @@ internal sealed class Forwarder(
                 }
                 else if ((result.Status & 0xFF00) == 0xA700)
                 {
-                    await RetryAsync(item.Message, $"status 0x{result.Status:X4} {result.ErrorComment}", settings, cancellationToken).ConfigureAwait(false);
+                    await RetryAsync(item.Message, destination.AETitle, $"{destination.AETitle} is out of resources: status 0x{result.Status:X4}", item.Header, settings,
+                        cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
-                    // A refusal that will not change by retrying (SOP class not supported, data set refused).
-                    await outbox.DeadLetterAsync(item.Message.Id, _consumer, $"{destination.AETitle} refused it: status 0x{result.Status:X4} {result.ErrorComment}",
-                        cancellationToken).ConfigureAwait(false);
-                    Sent.Add(1, new("destination", destination.AETitle), new("outcome", "refused"));
+                    // A refusal that will not change by retrying (SOP class not supported, data set refused). The peer's error
+                    // comment is free text that may name the patient: it goes to the sealed audit details only.
+                    await GiveUpAsync(item.Message, destination.AETitle, $"{destination.AETitle} refused it: status 0x{result.Status:X4}", item.Header, cancellationToken,
+                        result.ErrorComment).ConfigureAwait(false);
                 }
             }
 
@@ -278,17 +283,61 @@ internal sealed class Forwarder(
         }
     }
 
-    private async Task RetryAsync(OutboxMessage message, string reason, ForwardingOptions settings, CancellationToken cancellationToken)
+    private async Task RetryAsync(OutboxMessage message, string destination, string reason, DicomDataset header, ForwardingOptions settings,
+        CancellationToken cancellationToken)
     {
         if (settings.MaxAttempts > 0 && message.Attempts >= settings.MaxAttempts)
         {
-            await outbox.DeadLetterAsync(message.Id, _consumer, $"gave up after {message.Attempts} attempts: {reason}", cancellationToken).ConfigureAwait(false);
+            await GiveUpAsync(message, destination, $"gave up after {message.Attempts} attempts: {reason}", header, cancellationToken).ConfigureAwait(false);
             return;
         }
 
         var exponent = Math.Min(Math.Max(0, message.Attempts - 1), 20);
         var delay = TimeSpan.FromTicks(Math.Min(settings.MaxRetryDelay.Ticks, settings.InitialRetryDelay.Ticks * (1L << exponent)));
         await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Sets an object aside as undeliverable to <paramref name="destination"/>: it leaves the queue, stays listed by
+    /// `vigie forward status` (and turns /health degraded) until retried or dismissed, and is logged and audited.
+    /// </summary>
+    private async Task GiveUpAsync(OutboxMessage message, string destination, string reason, DicomDataset? header, CancellationToken cancellationToken,
+        string? peerComment = null)
+    {
+        if (!await outbox.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
+        {
+            // The claim was lost: another node has the message now.
+            return;
+        }
+
+        Sent.Add(1, new("destination", destination), new("outcome", "given-up"));
+        logger.LogWarning("Forwarding of queue entry {Id} given up: {Reason}. `vigie forward retry` puts it back once the cause is fixed", message.Id, reason);
+        var patientId = header?.GetString(DicomTags.PatientID) ?? string.Empty;
+        var studyUid = header?.GetString(DicomTags.StudyInstanceUID);
+        await audit.AppendAsync(new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Read,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants =
+            [
+                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
+                new AuditParticipant { UserId = destination, Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Destination] },
+            ],
+            PatientRef = header is null ? null : GatewayAudit.PatientRef(keys, patientId, header.GetString(DicomTags.IssuerOfPatientID)),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = $"not forwarded: {reason}" + (string.IsNullOrWhiteSpace(peerComment) ? string.Empty : $" ({peerComment.Trim()})"),
+                Objects = header is null || studyUid is null
+                    ? []
+                    :
+                    [
+                        GatewayAudit.Study(DicomText.TrimUid(studyUid), header.GetString(DicomTags.SOPClassUID) is { } sopClass ? DicomText.TrimUid(sopClass) : null),
+                        GatewayAudit.Patient(patientId, header.GetString(DicomTags.PatientName)),
+                    ],
+            },
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task AuditDeliveryAsync(DicomDestination destination, int count, CancellationToken cancellationToken)

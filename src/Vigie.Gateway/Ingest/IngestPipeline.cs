@@ -251,7 +251,7 @@ public sealed class IngestPipeline(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
-            PatientRef = PatientRef(entry),
+            PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
             SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
@@ -370,19 +370,6 @@ public sealed class IngestPipeline(
         }
 
         return new ObjectContentSource(reader);
-    }
-
-    /// <summary>The keyed hash the index uses for the patient row, so the audit trail and the index name a patient the same way.</summary>
-    private string? PatientRef(InstanceIndexEntry entry)
-    {
-        var patientId = IndexNormalizer.Identifier(entry.Patient.PatientId);
-        if (patientId.Length == 0)
-        {
-            return null;
-        }
-
-        var issuer = IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? string.Empty);
-        return Convert.ToHexStringLower(keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId));
     }
 
     private static string Truncate(string comment) => comment.Length <= 64 ? comment : comment[..64];

@@ -276,11 +276,13 @@ internal sealed class StoreScp : IAsyncDisposable
 
     public int Files => Directory.EnumerateFiles(Folder).Count();
 
-    public static async Task<StoreScp> StartAsync(string aeTitle, string folder, params string[] options)
+    public static Task<StoreScp> StartAsync(string aeTitle, string folder, params string[] options) => StartAsync(aeTitle, folder, VigieNode.FreePort(), options);
+
+    /// <summary>Starts on a given port, for a PACS that comes back where the node expects it.</summary>
+    public static async Task<StoreScp> StartAsync(string aeTitle, string folder, int port, params string[] options)
     {
         var storescp = Peers.Require("storescp", "dcmtk");
         Directory.CreateDirectory(folder);
-        var port = VigieNode.FreePort();
         var info = new ProcessStartInfo(storescp) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var argument in new[] { "-v", "-aet", aeTitle, "-od", folder }.Concat(options).Append(port.ToString(CultureInfo.InvariantCulture)))
         {

@@ -1,0 +1,123 @@
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Outbox;
+using Vigie.Gateway.Ingest;
+
+namespace Vigie.Gateway.Forwarding;
+
+/// <summary>
+/// The forwarding queue as the PACS administrator sees it: how many objects wait and since when, which ones the
+/// forwarder gave up on and why, and the two ways out for those: back in the queue once the PACS is fixed, or dismissed
+/// for good. Both are audited. Serves `vigie forward`, the health check and the metrics.
+/// </summary>
+public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor<GatewayOptions> options, ILogger<ForwardQueue> logger, TimeProvider time)
+{
+    /// <summary>Given-up objects read at most for one status, retry or dismissal.</summary>
+    public const int MaxListed = 100_000;
+
+    /// <summary>The forwarding destinations configured now.</summary>
+    public IReadOnlyList<DicomDestination> Destinations => options.CurrentValue.Destinations.Where(d => d.Forward).ToList();
+
+    /// <summary>Counts, the oldest waiting object, the last error, and up to <paramref name="list"/> objects given up on.</summary>
+    public async Task<ForwardQueueStatus> StatusAsync(int list, CancellationToken cancellationToken)
+    {
+        var status = await outbox.StatusAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false);
+        var dead = list > 0 && status.Dead > 0
+            ? (await outbox.ListDeadAsync(IngestPipeline.ForwardTopic, list, cancellationToken).ConfigureAwait(false)).Select(Describe).ToList()
+            : [];
+        var now = time.GetUtcNow();
+        return new ForwardQueueStatus(status.Waiting, status.OldestWaiting is { } oldest ? now - oldest : null, status.MostAttempts, status.LastError,
+            status.Dead, dead, options.CurrentValue.Forwarding.BacklogAlert);
+    }
+
+    /// <summary>
+    /// Puts objects given up on back in the queue (all of them when <paramref name="ids"/> is empty, those of one
+    /// destination when <paramref name="destination"/> is set). Returns how many.
+    /// </summary>
+    public Task<IReadOnlyList<ForwardFailure>> RetryAsync(IReadOnlyCollection<long> ids, string? destination, string operatorName, CancellationToken cancellationToken) =>
+        ChangeAsync(ids, destination, operatorName, retry: true, cancellationToken);
+
+    /// <summary>Gives up for good on objects the forwarder gave up on: they leave the status and the health check.</summary>
+    public Task<IReadOnlyList<ForwardFailure>> DismissAsync(IReadOnlyCollection<long> ids, string? destination, string operatorName, CancellationToken cancellationToken) =>
+        ChangeAsync(ids, destination, operatorName, retry: false, cancellationToken);
+
+    private async Task<IReadOnlyList<ForwardFailure>> ChangeAsync(IReadOnlyCollection<long> ids, string? destination, string operatorName, bool retry,
+        CancellationToken cancellationToken)
+    {
+        var candidates = (await outbox.ListDeadAsync(IngestPipeline.ForwardTopic, MaxListed, cancellationToken).ConfigureAwait(false))
+            .Select(Describe)
+            .Where(f => ids.Count == 0 || ids.Contains(f.Id))
+            .Where(f => destination is null || string.Equals(f.Destination, destination, StringComparison.Ordinal))
+            .ToList();
+        if (candidates.Count == 0)
+        {
+            return [];
+        }
+
+        var changedIds = retry
+            ? await outbox.RequeueDeadAsync(IngestPipeline.ForwardTopic, candidates.Select(c => c.Id).ToList(), cancellationToken).ConfigureAwait(false)
+            : await outbox.DismissDeadAsync(IngestPipeline.ForwardTopic, candidates.Select(c => c.Id).ToList(), cancellationToken).ConfigureAwait(false);
+        var changed = candidates.Where(c => changedIds.Contains(c.Id)).ToList();
+        if (changed.Count == 0)
+        {
+            return changed;
+        }
+
+        if (retry)
+        {
+            outbox.Notify(IngestPipeline.ForwardTopic);
+        }
+
+        foreach (var group in changed.GroupBy(c => c.Destination, StringComparer.Ordinal))
+        {
+            var what = retry ? "put back in the forwarding queue" : "dismissed: will not be forwarded";
+            await audit.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.DicomInstancesTransferred,
+                Action = retry ? AuditAction.Update : AuditAction.Delete,
+                Participants =
+                [
+                    new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
+                    new AuditParticipant { UserId = group.Key, Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Destination] },
+                ],
+                Details = new AuditDetails { OutcomeDescription = $"{group.Count()} objects for {group.Key} {what}" },
+            }, cancellationToken).ConfigureAwait(false);
+            logger.LogInformation("{Operator}: {Count} objects for {Destination} {What}", operatorName, group.Count(), group.Key, what);
+        }
+
+        return changed;
+    }
+
+    private static ForwardFailure Describe(DeadMessage message)
+    {
+        IngestPipeline.ForwardRequest? request = null;
+        try
+        {
+            request = JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload);
+        }
+        catch (JsonException)
+        {
+        }
+
+        return new ForwardFailure(message.Id, request?.Destination ?? "(unreadable)", request?.ObjectId, message.CreatedAt, message.GivenUpAt, message.Attempts,
+            message.Error);
+    }
+}
+
+/// <summary>An object the forwarder gave up on: queue id, destination, object id (never an identifier of the patient), when and why.</summary>
+public sealed record ForwardFailure(long Id, string Destination, string? ObjectId, DateTimeOffset StoredAt, DateTimeOffset GivenUpAt, int Attempts, string? Reason);
+
+/// <summary>The forwarding queue at one moment.</summary>
+public sealed record ForwardQueueStatus(long Waiting, TimeSpan? OldestWait, int MostAttempts, string? LastError, long GivenUp, IReadOnlyList<ForwardFailure> Failures,
+    TimeSpan BacklogAlert)
+{
+    /// <summary>Objects wait longer than <see cref="ForwardingOptions.BacklogAlert"/>: the destination is down or refuses them.</summary>
+    public bool Stalled => OldestWait is { } wait && wait > BacklogAlert;
+
+    /// <summary>Nothing given up on and nothing stalled.</summary>
+    public bool IsHealthy => GivenUp == 0 && !Stalled;
+}

@@ -1,0 +1,172 @@
+using System.Globalization;
+using System.Text.Json;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// A PACS that refuses what Vigie forwards, or is down, is a PACS administrator's first-week problem: the images are
+/// stored but not where the clinicians look. The node must say so (/health, `vigie forward status`, the log, the audit
+/// trail), and once the PACS is fixed, `vigie forward retry` must deliver what was given up on, exactly once.
+/// </summary>
+public sealed class ForwardingQueueTests
+{
+    // dcmtk's association profile for a PACS configured for MR only: CT objects have no presentation context.
+    private const string MrOnlyProfile = """
+        [[TransferSyntaxes]]
+        [Uncompressed]
+        TransferSyntax1 = LocalEndianExplicit
+        TransferSyntax2 = OppositeEndianExplicit
+        TransferSyntax3 = LittleEndianImplicit
+
+        [[PresentationContexts]]
+        [MROnly]
+        PresentationContext1 = MRImageStorage\Uncompressed
+
+        [[Profiles]]
+        [Default]
+        PresentationContexts = MROnly
+        """;
+
+    [Fact]
+    public async Task Objects_the_PACS_refuses_are_reported_and_delivered_once_retried()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-queue");
+        var profile = work.Combine("mr-only.cfg");
+        await File.WriteAllTextAsync(profile, MrOnlyProfile, ct);
+        var pacsPort = VigieNode.FreePort();
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacsPort}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__BACKLOGALERT"] = "00:00:02",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        using var http = new HttpClient();
+
+        // The PACS is down: the objects wait, and once past the alert age the node says so.
+        await node.StoreAsync(files, ct);
+        var stalled = await WaitForAsync(() => ForwardingHealthAsync(http, node, ct), h => h.Status == "Degraded", ct);
+        Assert.Equal("Degraded", stalled.Status);
+        Assert.Contains("3 objects wait, the oldest for", stalled.Description, StringComparison.Ordinal);
+        Assert.Contains("cannot reach PACS", stalled.Description, StringComparison.Ordinal);
+        var waiting = await StatusAsync(node);
+        Assert.Equal(1, waiting.ExitCode);
+        Assert.Equal(3, waiting.Json.GetProperty("waiting").GetInt64());
+        Assert.True(waiting.Json.GetProperty("stalled").GetBoolean());
+
+        // It comes back configured for MR only: the CT objects are given up on, not retried forever, and reported.
+        await using (var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), pacsPort, "-xf", profile, "Default"))
+        {
+            var refused = await WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 3, ct);
+            Assert.Equal(1, refused.ExitCode);
+            Assert.Equal(0, refused.Json.GetProperty("waiting").GetInt64());
+            var failures = refused.Json.GetProperty("failures").EnumerateArray().ToList();
+            Assert.Equal(3, failures.Count);
+            Assert.All(failures, f =>
+            {
+                Assert.Equal("PACS", f.GetProperty("destination").GetString());
+                Assert.Contains("does not accept SOP class 1.2.840.10008.5.1.4.1.1.2", f.GetProperty("reason").GetString(), StringComparison.Ordinal);
+            });
+            Assert.Equal(0, mrOnly.Files);
+        }
+
+        var health = await ForwardingHealthAsync(http, node, ct);
+        Assert.Equal("Degraded", health.Status);
+        Assert.Contains("3 objects given up on", health.Description, StringComparison.Ordinal);
+        Assert.Contains("Forwarding of queue entry", node.Output, StringComparison.Ordinal);
+
+        // The audit trail has each failed transfer, under the patient, so the patient's record shows it too.
+        var patientId = await PatientIdAsync(files[0], ct);
+        var audit = await node.VigieAsync("audit", "show", "--json", "--details", "--patient", patientId);
+        Assert.True(audit.ExitCode == 0, audit.ToString());
+        var notForwarded = JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
+            .Where(e => e.GetProperty("outcome").GetString() == "serious_failure").ToList();
+        Assert.Equal(3, notForwarded.Count);
+        Assert.All(notForwarded, e => Assert.StartsWith("not forwarded: PACS does not accept", e.GetProperty("details").GetProperty("outcome").GetString(),
+            StringComparison.Ordinal));
+
+        // Fixed: a retry delivers each object once, and everything turns healthy again.
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
+        var unknown = await node.VigieAsync("forward", "retry", "--id", "999999");
+        Assert.True(unknown.ExitCode == 2, unknown.ToString());
+        var retry = await node.VigieAsync("forward", "retry", "--all", "--json");
+        Assert.True(retry.ExitCode == 0, retry.ToString());
+        Assert.Equal(3, JsonDocument.Parse(retry.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
+        await pacs.WaitForFilesAsync(3, TimeSpan.FromSeconds(30));
+        Assert.Equal(3, pacs.Files);
+        var clean = await WaitForAsync(() => StatusAsync(node), s => s.ExitCode == 0, ct);
+        Assert.Equal(0, clean.Json.GetProperty("given_up").GetInt64());
+        Assert.Equal("Healthy", (await ForwardingHealthAsync(http, node, ct)).Status);
+        Assert.Equal(3, pacs.StoreRequests);
+
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    [Fact]
+    public async Task Objects_given_up_on_can_be_dismissed()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-dismiss");
+        var profile = work.Combine("mr-only.cfg");
+        await File.WriteAllTextAsync(profile, MrOnlyProfile, ct);
+        await using var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), "-xf", profile, "Default");
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{mrOnly.Port}"], cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        var refused = await WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 2, ct);
+        var first = refused.Json.GetProperty("failures")[0].GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture);
+
+        var dismissOne = await node.VigieAsync("forward", "dismiss", "--id", first);
+        Assert.True(dismissOne.ExitCode == 0, dismissOne.ToString());
+        Assert.Equal(1, (await StatusAsync(node)).Json.GetProperty("given_up").GetInt64());
+        var wrongDestination = await node.VigieAsync("forward", "dismiss", "--all", "--destination", "OTHER", "--json");
+        Assert.Equal(0, JsonDocument.Parse(wrongDestination.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
+        var dismissAll = await node.VigieAsync("forward", "dismiss", "--all", "--destination", "PACS");
+        Assert.True(dismissAll.ExitCode == 0, dismissAll.ToString());
+        Assert.Equal(0, (await StatusAsync(node)).ExitCode);
+        // A dismissed object is not put back by a later retry.
+        var retry = await node.VigieAsync("forward", "retry", "--all", "--json");
+        Assert.Equal(0, JsonDocument.Parse(retry.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
+        var usage = await node.VigieAsync("forward", "retry");
+        Assert.True(usage.ExitCode == 2, usage.ToString());
+    }
+
+    private static async Task<string> PatientIdAsync(string file, CancellationToken ct)
+    {
+        var dicom = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        return dicom.Dataset.GetString(DicomTags.PatientID)!;
+    }
+
+    private static async Task<(int ExitCode, JsonElement Json)> StatusAsync(VigieNode node)
+    {
+        var result = await node.VigieAsync("forward", "status", "--json");
+        Assert.True(result.ExitCode is 0 or 1, result.ToString());
+        return (result.ExitCode, JsonDocument.Parse(result.StandardOutput).RootElement);
+    }
+
+    private static async Task<(string Status, string Description)> ForwardingHealthAsync(HttpClient http, VigieNode node, CancellationToken ct)
+    {
+        var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).RootElement;
+        var check = health.GetProperty("checks").GetProperty("forwarding");
+        return (check.GetProperty("status").GetString()!, check.GetProperty("description").GetString()!);
+    }
+
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done, CancellationToken ct)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var value = await read();
+            if (done(value) || DateTime.UtcNow > deadline)
+            {
+                return value;
+            }
+
+            await Task.Delay(250, ct);
+        }
+    }
+}
