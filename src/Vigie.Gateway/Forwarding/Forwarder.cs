@@ -193,7 +193,7 @@ internal sealed class Forwarder(
             return;
         }
 
-        var delivered = 0;
+        var delivered = new List<DicomDataset>();
         await using (client)
         {
             for (var i = 0; i < prepared.Count; i++)
@@ -247,7 +247,7 @@ internal sealed class Forwarder(
                 if (DimseStatus.IsSuccessOrWarning(result.Status))
                 {
                     await outbox.CompleteAsync(item.Message.Id, _consumer, cancellationToken).ConfigureAwait(false);
-                    delivered++;
+                    delivered.Add(item.Header);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
                 }
                 else if ((result.Status & 0xFF00) == 0xA700)
@@ -277,7 +277,7 @@ internal sealed class Forwarder(
             }
         }
 
-        if (delivered > 0)
+        if (delivered.Count > 0)
         {
             await AuditDeliveryAsync(destination, delivered, cancellationToken).ConfigureAwait(false);
         }
@@ -340,28 +340,47 @@ internal sealed class Forwarder(
         }, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task AuditDeliveryAsync(DicomDestination destination, int count, CancellationToken cancellationToken)
+    /// <summary>
+    /// One "Instances Transferred" record per study delivered (PS3.15 A.5.3.2), naming the study and its patient, so that
+    /// the patient's record shows where the images went.
+    /// </summary>
+    private async Task AuditDeliveryAsync(DicomDestination destination, List<DicomDataset> delivered, CancellationToken cancellationToken)
     {
-        var record = new AuditRecord
+        foreach (var study in delivered.GroupBy(h => DicomText.TrimUid(h.GetString(DicomTags.StudyInstanceUID) ?? string.Empty), StringComparer.Ordinal))
         {
-            Time = time.GetUtcNow(),
-            EventId = AuditEventIds.DicomInstancesTransferred,
-            Action = AuditAction.Read,
-            Participants =
-            [
-                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
-                new AuditParticipant
+            var first = study.First();
+            var patientId = first.GetString(DicomTags.PatientID) ?? string.Empty;
+            var studyObject = GatewayAudit.Study(study.Key.Length == 0 ? "(unknown)" : study.Key, null, accession: first.GetString(DicomTags.AccessionNumber)) with
+            {
+                SopClasses = study.GroupBy(h => DicomText.TrimUid(h.GetString(DicomTags.SOPClassUID) ?? string.Empty), StringComparer.Ordinal)
+                    .Select(c => new AuditSopClass(c.Key, c.Count())).ToList(),
+            };
+            var record = new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.DicomInstancesTransferred,
+                Action = AuditAction.Read,
+                Participants =
+                [
+                    GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
+                    new AuditParticipant
+                    {
+                        UserId = destination.AETitle,
+                        Kind = AuditParticipantKind.Application,
+                        Roles = [AuditRoles.Destination],
+                        NetworkAccessPointId = destination.Host,
+                        NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                    },
+                ],
+                PatientRef = GatewayAudit.PatientRef(keys, patientId, first.GetString(DicomTags.IssuerOfPatientID)),
+                Details = new AuditDetails
                 {
-                    UserId = destination.AETitle,
-                    Kind = AuditParticipantKind.Application,
-                    Roles = [AuditRoles.Destination],
-                    NetworkAccessPointId = destination.Host,
-                    NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                    OutcomeDescription = $"forwarded {study.Count()} objects to {destination.AETitle}",
+                    Objects = [studyObject, GatewayAudit.Patient(patientId, first.GetString(DicomTags.PatientName))],
                 },
-            ],
-            Details = new AuditDetails { OutcomeDescription = $"forwarded {count} objects to {destination.AETitle}" },
-        };
-        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+            };
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException

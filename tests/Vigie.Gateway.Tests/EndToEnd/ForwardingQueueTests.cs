@@ -103,6 +103,14 @@ public sealed class ForwardingQueueTests
         Assert.Equal("Healthy", (await ForwardingHealthAsync(http, node, ct)).Status);
         Assert.Equal(3, pacs.StoreRequests);
 
+        // Each delivery is audited per study, under its patient: the patient's record shows the images went to the PACS.
+        var delivered = await node.VigieAsync("audit", "show", "--json", "--details", "--patient", patientId);
+        var forwarded = JsonDocument.Parse(delivered.StandardOutput).RootElement.EnumerateArray()
+            .Where(e => e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("forwarded ", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(forwarded);
+        Assert.Equal(3, forwarded.Sum(e => int.Parse(e.GetProperty("details").GetProperty("outcome").GetString()!.Split(' ')[1], CultureInfo.InvariantCulture)));
+        Assert.All(forwarded, e => Assert.Equal("VIGIE", e.GetProperty("user").GetString()));
+
         var verify = await node.VigieAsync("audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.ToString());
     }
