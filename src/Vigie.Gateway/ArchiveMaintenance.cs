@@ -20,6 +20,12 @@ public sealed class MaintenanceOptions
 
     /// <summary>The retention policy, when the hospital has one; without it nothing ever leaves the archive.</summary>
     public RetentionPolicy? Retention { get; set; }
+
+    /// <summary>
+    /// How long the queue keeps a message once it is done (a forward delivered, an export sent): one row per stored
+    /// object would otherwise pile up for the life of the archive. What was given up on stays until someone decides.
+    /// </summary>
+    public TimeSpan FinishedMessageRetention { get; set; } = TimeSpan.FromDays(30);
 }
 
 /// <summary>
@@ -31,6 +37,7 @@ internal sealed class ArchiveMaintenance(
     ScrubService scrub,
     RetentionService retention,
     LeaseStore leases,
+    Outbox outbox,
     IAuditLog audit,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<ArchiveMaintenance> logger,
@@ -87,6 +94,15 @@ internal sealed class ArchiveMaintenance(
             else
             {
                 await retention.PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (options.CurrentValue.Maintenance.FinishedMessageRetention > TimeSpan.Zero)
+            {
+                var purged = await outbox.PurgeAsync(options.CurrentValue.Maintenance.FinishedMessageRetention, cancellationToken).ConfigureAwait(false);
+                if (purged > 0)
+                {
+                    logger.LogInformation("Purged {Count} finished queue messages", purged);
+                }
             }
         }
         catch (Exception e) when (e is not OperationCanceledException)

@@ -193,6 +193,38 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task The_purge_removes_every_old_finished_message_in_chunks_and_nothing_else(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await using (var connection = await db.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await db.Database.BeginWriteAsync(connection, ct))
+        {
+            for (var i = 0; i < 1203; i++)
+            {
+                await outbox.EnqueueAsync(connection, transaction, "forward", new byte[] { 1 }, ct);
+            }
+
+            await transaction.CommitAsync(ct);
+        }
+
+        var claimed = await outbox.ClaimAsync("forward", "n", 2000, TimeSpan.FromMinutes(1), ct);
+        foreach (var message in claimed.Take(1201))
+        {
+            Assert.True(await outbox.CompleteAsync(message.Id, "n", ct));
+        }
+
+        Assert.True(await outbox.DeadLetterAsync(claimed[1201].Id, "n", "refused", ct));
+        Assert.Equal(0, await outbox.PurgeAsync(TimeSpan.FromHours(1), ct));
+        Assert.Equal(1201, await outbox.PurgeAsync(TimeSpan.FromMilliseconds(-1000), ct));
+        var status = await outbox.StatusAsync("forward", ct);
+        Assert.Equal(1, status.Waiting);
+        Assert.Equal(1, status.Dead);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Migrations_apply_once(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

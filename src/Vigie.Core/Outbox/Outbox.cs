@@ -233,14 +233,50 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     /// <summary>Deletes finished messages older than <paramref name="age"/>. Messages given up on stay until retried or dismissed.</summary>
     public async ValueTask<int> PurgeAsync(TimeSpan age, CancellationToken cancellationToken)
     {
+        // In chunks found outside the write lock: on SQLite one DELETE over a month of messages would hold the only
+        // writer, and with it every store, for the length of its scan.
         var before = time.GetUtcNow().ToUnixTimeMilliseconds() - (long)age.TotalMilliseconds;
+        const int chunk = 500;
+        var total = 0;
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(transaction, "DELETE FROM outbox WHERE done_at IS NOT NULL AND done_at < @b AND outcome <> @o")
-            .With("@b", before).With("@o", OutcomeDead);
-        var count = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return count;
+        while (true)
+        {
+            var ids = new List<long>();
+            await using (var find = connection.CreateCommand(null,
+                                 "SELECT id FROM outbox WHERE done_at IS NOT NULL AND done_at < @b AND outcome <> @o ORDER BY id LIMIT @m")
+                             .With("@b", before).With("@o", OutcomeDead).With("@m", chunk))
+            await using (var reader = await find.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    ids.Add(reader.GetInt64(0));
+                }
+            }
+
+            if (ids.Count == 0)
+            {
+                return total;
+            }
+
+            await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
+            {
+                await using var delete = connection.CreateCommand(transaction,
+                        $"DELETE FROM outbox WHERE done_at IS NOT NULL AND outcome <> @o AND id IN ({string.Join(", ", ids.Select((_, i) => $"@i{i}"))})")
+                    .With("@o", OutcomeDead);
+                for (var i = 0; i < ids.Count; i++)
+                {
+                    delete.With($"@i{i}", ids[i]);
+                }
+
+                total += await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (ids.Count < chunk)
+            {
+                return total;
+            }
+        }
     }
 
     private async ValueTask<bool> FinishAsync(long id, string consumer, string outcome, string? error, CancellationToken cancellationToken)

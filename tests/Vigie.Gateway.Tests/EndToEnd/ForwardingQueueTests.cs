@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using Vigie.Core.Data;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Testing;
@@ -123,7 +124,12 @@ public sealed class ForwardingQueueTests
         var profile = work.Combine("mr-only.cfg");
         await File.WriteAllTextAsync(profile, MrOnlyProfile, ct);
         await using var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), "-xf", profile, "Default");
-        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{mrOnly.Port}"], cancellationToken: ct);
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, ["--forward", $"PACS@127.0.0.1:{mrOnly.Port}"], null, ct);
+        // Maintenance every second, keeping finished queue messages for no time: dismissed ones are purged, given-up ones not.
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__INTERVAL", "00:00:01");
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY", "00:00:01");
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__FINISHEDMESSAGERETENTION", "00:00:00.001");
+        await node.StartProcessAsync(ct);
         await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
         var refused = await WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 2, ct);
         var first = refused.Json.GetProperty("failures")[0].GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture);
@@ -141,6 +147,10 @@ public sealed class ForwardingQueueTests
         Assert.Equal(0, JsonDocument.Parse(retry.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
         var usage = await node.VigieAsync("forward", "retry");
         Assert.True(usage.ExitCode == 2, usage.ToString());
+        static int Purged(string output) => System.Text.RegularExpressions.Regex.Matches(output, "Purged ([0-9]+) finished queue messages")
+            .Sum(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+        await WaitForAsync(() => Task.FromResult(node.Output), o => Purged(o) >= 2, ct);
+        Assert.True(Purged(node.Output) == 2, node.Output);
     }
 
     private static async Task<string> PatientIdAsync(string file, CancellationToken ct)
