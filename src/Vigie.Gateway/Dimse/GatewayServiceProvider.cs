@@ -39,6 +39,7 @@ internal sealed class GatewayServiceProvider(
 
     private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
@@ -118,7 +119,13 @@ internal sealed class GatewayServiceProvider(
         }
         catch (ArchiveFullException e)
         {
-            await RefuseFullAsync(source, request, e, cancellationToken).ConfigureAwait(false);
+            IngestPipeline.CountRefused(IngestChannel.Dimse, "ArchiveFull");
+            if (DueForLog(ref _lastFullWarning, time.GetUtcNow()))
+            {
+                logger.LogError("Stores are refused (A700): {Reason}. Queries and retrieves go on; free space on the data folder's disk.", e.Message);
+            }
+
+            await AuditRefusedStoreAsync(source, request.AffectedSopClassUid, e.Message, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie archive disk full: retry later");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -131,28 +138,23 @@ internal sealed class GatewayServiceProvider(
                 logger.LogError(e, "Stores are refused (A700): no spool file can be written in the data folder");
             }
 
+            await AuditRefusedStoreAsync(source, request.AffectedSopClassUid, "no spool file can be written: " + e.GetType().Name, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
         }
 
-        return new StoreOperation(session, request.AffectedSopInstanceUid!, association.CallingAE, logger);
+        return new StoreOperation(this, session, source, request.AffectedSopClassUid, request.AffectedSopInstanceUid!);
     }
 
     /// <summary>
-    /// A store refused because the data folder is under its free-space floor: counted, audited as a failed transfer (the
-    /// floor keeps room for the audit trail), and logged once a minute at most, since a modality retries.
+    /// A store that could not be kept (the data folder under its free-space floor, no spool file, a write or sync that
+    /// failed): audited as a failed transfer from its sender, since the sender was told to retry. The floor keeps room
+    /// for the audit trail; when even that append fails, the log says so and the answer stays A700.
     /// </summary>
-    private async ValueTask RefuseFullAsync(IngestSource source, DimseMessage request, ArchiveFullException full, CancellationToken cancellationToken)
+    private async ValueTask AuditRefusedStoreAsync(IngestSource source, string? sopClassUid, string reason, CancellationToken cancellationToken)
     {
-        IngestPipeline.CountRefused(IngestChannel.Dimse, "ArchiveFull");
-        var now = time.GetUtcNow();
-        if (DueForLog(ref _lastFullWarning, now))
-        {
-            logger.LogError("Stores are refused (A700): {Reason}. Queries and retrieves go on; free space on the data folder's disk.", full.Message);
-        }
-
         var record = new AuditRecord
         {
-            Time = now,
+            Time = time.GetUtcNow(),
             EventId = AuditEventIds.DicomInstancesTransferred,
             Action = AuditAction.Create,
             Outcome = AuditOutcome.SeriousFailure,
@@ -164,7 +166,7 @@ internal sealed class GatewayServiceProvider(
             SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
-                OutcomeDescription = "refused: " + full.Message,
+                OutcomeDescription = "refused: " + reason,
                 Objects =
                 [
                     new AuditObject
@@ -172,12 +174,22 @@ internal sealed class GatewayServiceProvider(
                         Type = AuditObjectType.SystemObject,
                         Role = AuditObjectRole.Resource,
                         IdType = AuditObjectIdTypes.SopClassUid,
-                        Id = request.AffectedSopClassUid ?? "",
+                        Id = sopClassUid ?? "",
                     },
                 ],
             },
         };
-        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
+            {
+                logger.LogError(e, "A refused store from {CallingAE} could not be audited", source.CallingAE);
+            }
+        }
     }
 
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
@@ -432,7 +444,20 @@ internal sealed class GatewayServiceProvider(
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
 
-    private sealed class StoreOperation(IngestSession session, string sopInstanceUid, string callingAE, ILogger logger) : IStoreOperation
+    /// <summary>A store that failed after it began: counted, logged once a minute at most (a modality retries), audited.</summary>
+    private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, Exception e, string what, CancellationToken cancellationToken)
+    {
+        IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
+        if (DueForLog(ref _lastSpoolFailure, time.GetUtcNow()))
+        {
+            logger.LogError(e, "A store from {CallingAE} {What}", source.CallingAE, what);
+        }
+
+        await AuditRefusedStoreAsync(source, sopClassUid, $"the object {what}: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
+    }
+
+    private sealed class StoreOperation(GatewayServiceProvider provider, IngestSession session, IngestSource source, string? sopClassUid, string sopInstanceUid)
+        : IStoreOperation
     {
         public async ValueTask WriteAsync(ReadOnlyMemory<byte> fragment, CancellationToken cancellationToken)
         {
@@ -444,7 +469,9 @@ internal sealed class GatewayServiceProvider(
             {
                 // The spool could not be written (most often a disk that filled up between two free-space readings): the
                 // sender keeps its copy and retries; the association goes on.
-                logger.LogError(e, "A store from {CallingAE} could not be spooled", callingAE);
+                // The partial spool goes first: on a full disk its room is what the audit entry needs.
+                await session.DisposeAsync().ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, e, "could not be spooled", cancellationToken).ConfigureAwait(false);
                 throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
             }
         }
@@ -458,8 +485,9 @@ internal sealed class GatewayServiceProvider(
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                // Answered A700 by the network layer; an operator needs to know why.
-                logger.LogError(e, "A store from {CallingAE} failed", callingAE);
+                // Answered A700 by the network layer; an operator needs to know why, and the audit trail that it failed.
+                await session.DisposeAsync().ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, e, "failed", cancellationToken).ConfigureAwait(false);
                 throw;
             }
         }

@@ -123,6 +123,7 @@ public sealed class DiskFullTests
             Assert.Equal(3, Count(refused, "Received Store Response (Refused: OutOfResources)"));
             Assert.DoesNotContain("Abort", refused.StandardOutput + refused.StandardError, StringComparison.OrdinalIgnoreCase);
             Assert.Contains("no spool file can be written", node.Output, StringComparison.Ordinal);
+            Assert.Equal(3, await RefusalsAuditedAsync(node, "refused: no spool file can be written"));
         }
         finally
         {
@@ -131,6 +132,70 @@ public sealed class DiskFullTests
 
         var stored = await StoreAsync(node, Peers.CtCorpusFiles().Take(3), ct);
         Assert.Equal(3, Count(stored, "Received Store Response (Success)"));
+    }
+
+    /// <summary>
+    /// Regression: a store that passes the free-space floor and then meets a full disk while its data is written (an
+    /// object larger than the room left above the floor) was answered A700 and logged, but left no trace in the audit trail.
+    /// </summary>
+    [Fact]
+    public async Task A_store_that_meets_a_full_disk_while_written_is_refused_and_audited()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // A floor smaller than the image: the check passes with room for the index, and not for the image.
+        const long floor = 128 * 1024;
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, new Dictionary<string, string>
+        {
+            ["VIGIE__ARCHIVE__MINFREESPACE"] = floor.ToString(CultureInfo.InvariantCulture),
+            ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0",
+        }, ct);
+        Directory.CreateDirectory(node.Data);
+        var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        if (mount.ExitCode != 0)
+        {
+            Assert.Skip($"a small file system is needed to fill (tmpfs mount, as root): {mount.StandardError.Trim()}");
+        }
+
+        try
+        {
+            await node.StartProcessAsync(ct);
+            var image = Peers.CtCorpusFiles()[0];
+            // Leave 256 KiB above the floor: the check passes, and the 513 KiB image cannot be written.
+            var filler = Path.Combine(node.Data, "filler");
+            var room = new DriveInfo(node.Data).AvailableFreeSpace - floor - 256 * 1024;
+            var fill = await Peers.RunAsync("fallocate", ["-l", room.ToString(CultureInfo.InvariantCulture), filler], TimeSpan.FromSeconds(30), cancellationToken: ct);
+            Assert.True(fill.ExitCode == 0, fill.ToString());
+
+            var full = await StoreAsync(node, [image], ct);
+            Assert.True(Count(full, "Received Store Response (Refused: OutOfResources)") == 1, full + "\n--- node\n" + node.Output);
+            Assert.DoesNotContain("Abort", full.StandardOutput + full.StandardError, StringComparison.OrdinalIgnoreCase);
+            Assert.Contains("A store from STORESCU", node.Output, StringComparison.Ordinal);
+            Assert.True(await RefusalsAuditedAsync(node, "refused: the object ") == 1, node.Output);
+
+            File.Delete(filler);
+            var stored = await StoreAsync(node, [image], ct);
+            Assert.Equal(1, Count(stored, "Received Store Response (Success)"));
+            await node.StopAsync();
+            var verify = await node.VigieAsync("audit", "verify");
+            Assert.True(verify.ExitCode == 0, verify.ToString());
+            var scrub = await node.VigieAsync("scrub");
+            Assert.True(scrub.ExitCode == 0, scrub.ToString());
+        }
+        finally
+        {
+            await node.StopAsync();
+            await Peers.RunAsync("umount", ["-l", node.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
+        }
+    }
+
+    /// <summary>Failed transfers in the audit trail whose sealed outcome starts with <paramref name="reason"/>.</summary>
+    private static async Task<int> RefusalsAuditedAsync(VigieNode node, string reason)
+    {
+        var audit = await node.VigieAsync("audit", "show", "--json", "--details", "--limit", "100000");
+        Assert.True(audit.ExitCode == 0, audit.ToString());
+        return JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray().Count(e => e.GetProperty("event_id").GetString() == "110104"
+            && e.GetProperty("outcome").GetString() == "serious_failure"
+            && e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith(reason, StringComparison.Ordinal));
     }
 
     /// <summary>storescu, going on after a refused store (-nh), printing every response (-v).</summary>
