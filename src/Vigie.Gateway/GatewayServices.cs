@@ -123,6 +123,21 @@ public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options
         Server.Start();
         logger.LogInformation("DICOM node {AETitle} listening on {Address}:{Port}{Tls}", settings.AETitle, settings.BindAddress, Server.Port,
             Server.TlsPort > 0 ? $" and TLS {Server.TlsPort}" : "");
+        if (Server.ServerCertificate?.Current is { } certificate)
+        {
+            var left = certificate.NotAfter.ToUniversalTime() - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero)
+            {
+                logger.LogError("The DICOM TLS certificate {Subject} expired on {NotAfter:u}: TLS peers will refuse it. Replace the file; it is read again at the next connection",
+                    certificate.Subject, certificate.NotAfter.ToUniversalTime());
+            }
+            else if (left < DicomTlsExpiry.WarnBefore)
+            {
+                logger.LogWarning("The DICOM TLS certificate {Subject} expires on {NotAfter:u}, in {Days} days. Replace the file; it is read again at the next connection",
+                    certificate.Subject, certificate.NotAfter.ToUniversalTime(), (int)left.TotalDays);
+            }
+        }
+
         return Task.CompletedTask;
     }
 
@@ -133,4 +148,10 @@ public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options
             await Server.StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
         }
     }
+}
+
+/// <summary>How early an expiring DICOM TLS certificate is reported (at start and by /health).</summary>
+public static class DicomTlsExpiry
+{
+    public static readonly TimeSpan WarnBefore = TimeSpan.FromDays(30);
 }

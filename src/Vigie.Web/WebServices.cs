@@ -33,7 +33,8 @@ public static class WebServiceCollectionExtensions
             .AddCheck<DatabaseHealthCheck>("database")
             .AddCheck<DataFolderHealthCheck>("data-folder")
             .AddCheck<DicomNodeHealthCheck>("dicom-node")
-            .AddCheck<ForwardingHealthCheck>("forwarding");
+            .AddCheck<ForwardingHealthCheck>("forwarding")
+            .AddCheck<DicomTlsHealthCheck>("dicom-tls");
         return services;
     }
 }
@@ -114,6 +115,34 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
         Task.FromResult(node.Server is { } server
             ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations")
             : HealthCheckResult.Unhealthy("the DICOM node is not running"));
+}
+
+/// <summary>
+/// The DICOM TLS certificate: degraded (peers soon refuse it, or already do) within 30 days of its end, after it, or
+/// when a renewed file could not be used. Not unhealthy: the plain port and everything else still serve.
+/// </summary>
+internal sealed class DicomTlsHealthCheck(DicomNodeService node) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (node.Server?.ServerCertificate is not { } source)
+        {
+            return Task.FromResult(HealthCheckResult.Healthy("no DICOM TLS port"));
+        }
+
+        var certificate = source.Current;
+        var notAfter = certificate.NotAfter.ToUniversalTime();
+        var left = notAfter - DateTime.UtcNow;
+        var renewal = source.ReloadError is { } error ? $"; the renewed certificate files cannot be used: {error}" : string.Empty;
+        var until = notAfter.ToString("yyyy-MM-dd HH:mm 'UTC'", System.Globalization.CultureInfo.InvariantCulture);
+        return Task.FromResult(left <= TimeSpan.Zero
+            ? HealthCheckResult.Degraded($"the certificate expired on {until}: TLS peers refuse it{renewal}")
+            : left < DicomTlsExpiry.WarnBefore
+                ? HealthCheckResult.Degraded($"the certificate expires on {until}, in {(int)left.TotalDays} days{renewal}")
+                : renewal.Length > 0
+                    ? HealthCheckResult.Degraded($"certificate valid until {until}{renewal}")
+                    : HealthCheckResult.Healthy($"certificate valid until {until}"));
+    }
 }
 
 /// <summary>

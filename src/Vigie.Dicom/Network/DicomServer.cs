@@ -15,7 +15,7 @@ public sealed class DicomServer : IAsyncDisposable
 {
     private readonly DicomServerOptions _options;
     private readonly IDicomServiceProvider _provider;
-    private readonly X509Certificate2? _certificate;
+    private readonly ServerCertificateSource? _certificate;
     private readonly RemoteCertificateValidationCallback? _clientValidation;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _running = new();
@@ -35,7 +35,7 @@ public sealed class DicomServer : IAsyncDisposable
                 throw new InvalidOperationException("Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not.");
             }
 
-            _certificate = DicomTls.LoadCertificate(options.Tls.CertificatePath, options.Tls.KeyPath, options.Tls.CertificatePassword);
+            _certificate = new ServerCertificateSource(options.Tls);
             if (options.Tls.ClientCaPath is not null)
             {
                 _clientValidation = DicomTls.TrustOnly(options.Tls.ClientCaPath, options.Tls.RequireClientCertificate);
@@ -53,6 +53,9 @@ public sealed class DicomServer : IAsyncDisposable
     public int TlsPort { get; private set; }
 
     public int ActiveAssociations => Volatile.Read(ref _active);
+
+    /// <summary>The TLS server certificate in service (renewed files are picked up at the next handshake), when TLS is on.</summary>
+    public ServerCertificateSource? ServerCertificate => _certificate;
 
     public DicomServerOptions Options => _options;
 
@@ -96,7 +99,7 @@ public sealed class DicomServer : IAsyncDisposable
     {
         await StopAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         _stopping.Dispose();
-        _certificate?.Dispose();
+
     }
 
     private int Listen(IPAddress address, int port, bool tls)
@@ -179,7 +182,7 @@ public sealed class DicomServer : IAsyncDisposable
                 handshake.CancelAfter(_options.Association.ArtimTimeout);
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
-                    ServerCertificate = _certificate,
+                    ServerCertificate = _certificate!.Current,
                     ClientCertificateRequired = _options.Tls.RequireClientCertificate,
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),

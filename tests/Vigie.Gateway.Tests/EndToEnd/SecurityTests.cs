@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Data.Sqlite;
@@ -66,6 +67,64 @@ public sealed class SecurityTests
             "+cf", pki.Combine("ca.crt"), "127.0.0.1", port, .. Peers.CtCorpusFiles().Take(5)], TimeSpan.FromMinutes(2), cancellationToken: ct);
         Assert.True(store.ExitCode == 0, store.ToString());
         Assert.Equal(5, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+    }
+
+    /// <summary>
+    /// A hospital's certificates are renewed every year or so. One about to expire is reported at start and by /health,
+    /// and the renewed files are used from the next handshake: no restart that would cut off the modalities.
+    /// </summary>
+    [Fact]
+    public async Task An_expiring_tls_certificate_is_reported_and_its_renewal_is_used_without_a_restart()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var openssl = Peers.Require("openssl", "openssl");
+        var echoscu = Peers.Require("echoscu", "dcmtk");
+        using var pki = new TempDirectory("vigie-pki-renewal");
+        async Task SelfSignedAsync(string name, int days)
+        {
+            var made = await Peers.RunAsync(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key",
+                "-out", $"{name}.crt", "-days", days.ToString(CultureInfo.InvariantCulture), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
+            Assert.True(made.ExitCode == 0, made.ToString());
+        }
+
+        await SelfSignedAsync("server", 5);
+        var tlsPort = VigieNode.FreePort();
+        var port = tlsPort.ToString(CultureInfo.InvariantCulture);
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
+            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
+            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
+        }, cancellationToken: ct);
+        using var http = new HttpClient();
+        async Task<JsonElement> TlsHealthAsync() =>
+            JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).RootElement.GetProperty("checks").GetProperty("dicom-tls");
+        Task<ProcessResult> EchoAsync(string trusted) =>
+            Peers.RunAsync(echoscu, ["-aec", "VIGIE", "+tla", "+cf", pki.Combine(trusted), "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        var expiring = await TlsHealthAsync();
+        Assert.Equal("Degraded", expiring.GetProperty("status").GetString());
+        Assert.Contains("expires on", expiring.GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.Contains("The DICOM TLS certificate CN=localhost expires on", node.Output, StringComparison.Ordinal);
+        var before = await EchoAsync("server.crt");
+        Assert.True(before.ExitCode == 0, before.ToString());
+
+        // The renewal lands the way a copy does: the key first (it does not match the certificate yet), then the certificate.
+        await SelfSignedAsync("renewed", 400);
+        File.Copy(pki.Combine("renewed.key"), pki.Combine("server.key"), overwrite: true);
+        await Task.Delay(2500, ct);
+        var halfway = await TlsHealthAsync();
+        Assert.Contains("cannot be used", halfway.GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.True((await EchoAsync("server.crt")).ExitCode == 0, "the certificate in service stays while the renewal is incomplete");
+        File.Copy(pki.Combine("renewed.crt"), pki.Combine("server.crt"), overwrite: true);
+        await Task.Delay(2500, ct);
+
+        var after = await EchoAsync("renewed.crt");
+        Assert.True(after.ExitCode == 0, after + "\n--- node\n" + node.Output);
+        var renewed = await TlsHealthAsync();
+        Assert.Equal("Healthy", renewed.GetProperty("status").GetString());
+        Assert.StartsWith("certificate valid until", renewed.GetProperty("description").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

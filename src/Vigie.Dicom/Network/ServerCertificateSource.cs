@@ -1,0 +1,84 @@
+using System.Security.Cryptography.X509Certificates;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>
+/// The TLS server certificate, read again when its files change: a hospital's PKI renews certificates every year or
+/// so, and the renewed one is then used from the next handshake, without a restart that would cut the modalities off.
+/// A renewed file that cannot be used (a key that does not match yet, a half-copied file) leaves the current one in
+/// service and is reported by <see cref="ReloadError"/> until a good one arrives.
+/// </summary>
+public sealed class ServerCertificateSource
+{
+    private static readonly TimeSpan CheckEvery = TimeSpan.FromSeconds(2);
+
+    private readonly DicomTlsOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private X509Certificate2 _current;
+    private DateTime _filesWritten;
+    private long _nextCheck;
+
+    public ServerCertificateSource(DicomTlsOptions options, TimeProvider? time = null)
+    {
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        _filesWritten = FilesWritten();
+        _current = DicomTls.LoadCertificate(options.CertificatePath!, options.KeyPath, options.CertificatePassword);
+        _nextCheck = _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    /// <summary>The certificate to present now, reloaded first if its files changed since the last look.</summary>
+    public X509Certificate2 Current
+    {
+        get
+        {
+            if (_time.GetTimestamp() < Volatile.Read(ref _nextCheck))
+            {
+                return Volatile.Read(ref _current);
+            }
+
+            lock (_lock)
+            {
+                Volatile.Write(ref _nextCheck, _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency));
+                var written = FilesWritten();
+                if (written != _filesWritten)
+                {
+                    try
+                    {
+                        // The previous certificate is not disposed: a handshake in flight may still hold it.
+                        Volatile.Write(ref _current, DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword));
+                        _filesWritten = written;
+                        ReloadError = null;
+                        Reloads++;
+                    }
+                    catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                    {
+                        // Tried again when the files change once more (the key copied after the certificate, say).
+                        _filesWritten = written;
+                        ReloadError = e.Message;
+                    }
+                }
+
+                return _current;
+            }
+        }
+    }
+
+    /// <summary>Why the last change of the files could not be used, while the previous certificate stays in service.</summary>
+    public string? ReloadError { get; private set; }
+
+    /// <summary>How many times a renewed certificate was taken into service.</summary>
+    public int Reloads { get; private set; }
+
+    private DateTime FilesWritten()
+    {
+        var written = File.GetLastWriteTimeUtc(_options.CertificatePath!);
+        if (_options.KeyPath is { } key && File.GetLastWriteTimeUtc(key) is var keyWritten && keyWritten > written)
+        {
+            written = keyWritten;
+        }
+
+        return written;
+    }
+}
