@@ -36,14 +36,37 @@ internal sealed class Forwarder(
     private static readonly Meter Meter = new("Vigie.Gateway.Forwarding");
     private static readonly Counter<long> Sent = Meter.CreateCounter<long>("vigie.gateway.forwarded", description: "Objects forwarded, by destination and outcome");
 
+    // The queue as last read (every QueueReadEvery), for the gauges: a scrape does not query the database.
+    private static OutboxQueueStatus? _queue;
+    private static DateTimeOffset _queueReadAt;
+
+    private static readonly ObservableGauge<long> WaitingGauge = Meter.CreateObservableGauge("vigie.gateway.forward.waiting",
+        () => Volatile.Read(ref _queue)?.Waiting ?? 0, unit: "{object}", description: "Objects waiting to be forwarded");
+
+    private static readonly ObservableGauge<double> OldestGauge = Meter.CreateObservableGauge("vigie.gateway.forward.oldest_wait",
+        () => Volatile.Read(ref _queue)?.OldestWaiting is { } oldest ? Math.Max(0, (_queueReadAt - oldest).TotalSeconds) : 0, unit: "s",
+        description: "How long the oldest object waiting to be forwarded had waited when the queue was last read");
+
+    private static readonly ObservableGauge<long> GivenUpGauge = Meter.CreateObservableGauge("vigie.gateway.forward.given_up",
+        () => Volatile.Read(ref _queue)?.Dead ?? 0, unit: "{object}", description: "Objects given up on, until retried or dismissed (vigie forward)");
+
+    private static readonly TimeSpan QueueReadEvery = TimeSpan.FromSeconds(15);
+
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        _ = (WaitingGauge, OldestGauge, GivenUpGauge);
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                if (time.GetUtcNow() - _queueReadAt >= QueueReadEvery)
+                {
+                    _queueReadAt = time.GetUtcNow();
+                    Volatile.Write(ref _queue, await outbox.StatusAsync(IngestPipeline.ForwardTopic, stoppingToken).ConfigureAwait(false));
+                }
+
                 var handled = await RunOnceAsync(stoppingToken).ConfigureAwait(false);
                 if (handled == 0)
                 {

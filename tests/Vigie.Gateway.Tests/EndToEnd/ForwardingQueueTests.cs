@@ -75,6 +75,11 @@ public sealed class ForwardingQueueTests
             Assert.Equal(0, mrOnly.Files);
         }
 
+        // Prometheus sees it too (the queue is read every 15 s, not at each scrape).
+        var metrics = await WaitForAsync(() => http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct),
+            m => m.Split('\n').Any(l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal)), ct);
+        Assert.Contains(metrics.Split('\n'), l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal));
+
         var health = await ForwardingHealthAsync(http, node, ct);
         Assert.Equal("Degraded", health.Status);
         Assert.Contains("3 objects given up on", health.Description, StringComparison.Ordinal);
