@@ -40,6 +40,7 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
@@ -55,8 +56,13 @@ internal sealed class GatewayServiceProvider(
             // restarting, a full disk) the association is refused as transient, so the modality retries later, instead
             // of seeing its connection dropped without an answer.
             association.State = Refused;
-            logger.LogError("Association from {CallingAE} at {Address} refused for now: the audit trail is unavailable ({Reason})", association.Parameters.CallingAE,
-                connection.Remote?.Address, $"{e.GetType().Name}: {e.Message}");
+            // Once a minute at most: every modality retries, and an outage would otherwise write a line per attempt.
+            if (DueForLog(ref _lastTransientRefusal, time.GetUtcNow()))
+            {
+                logger.LogError("Association from {CallingAE} at {Address} refused for now: the audit trail is unavailable ({Reason})", association.Parameters.CallingAE,
+                    connection.Remote?.Address, $"{e.GetType().Name}: {e.Message}");
+            }
+
             return AssociationDecision.Reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReasons.TemporaryCongestion,
                 "audit trail unavailable: " + e.GetType().Name);
         }
@@ -328,7 +334,10 @@ internal sealed class GatewayServiceProvider(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            logger.LogError(e, "Could not audit the end of an association from {Remote}", connection.Remote);
+            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
+            {
+                logger.LogError(e, "Could not audit the end of an association from {Remote}", connection.Remote);
+            }
         }
     }
 
