@@ -57,10 +57,13 @@ internal static class ForwardCommands
                 return status.IsHealthy ? ExitCodes.Ok : ExitCodes.Findings;
             }
 
+            // Destinations given to `vigie serve --forward` are not in the configuration this command reads: named only when known.
             var destinations = queue.Destinations;
-            Console.WriteLine(destinations.Count == 0
-                ? "no forwarding destination configured"
-                : "forwarding to " + string.Join(", ", destinations.Select(d => $"{d.AETitle} ({d.Host}:{d.Port})")));
+            if (destinations.Count > 0)
+            {
+                Console.WriteLine("forwarding to " + string.Join(", ", destinations.Select(d => $"{d.AETitle} ({d.Host}:{d.Port})")));
+            }
+
             Console.WriteLine(status.Waiting == 0
                 ? "nothing waits"
                 : $"{status.Waiting.ToString("N0", CultureInfo.InvariantCulture)} objects wait, the oldest for {Age(status.OldestWait!.Value)}"
