@@ -34,6 +34,7 @@ public static class AuditServiceCollectionExtensions
         services.TryAddSingleton<IAuditLog>(sp => sp.GetRequiredService<AuditLog>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
+        services.TryAddSingleton(sp => new AuditExportStatus(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>()));
         return services;
     }
 }

@@ -12,6 +12,7 @@ using OpenTelemetry.Trace;
 using Vigie.Archive;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
+using Vigie.Audit.Export;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Gateway;
@@ -34,7 +35,8 @@ public static class WebServiceCollectionExtensions
             .AddCheck<DataFolderHealthCheck>("data-folder")
             .AddCheck<DicomNodeHealthCheck>("dicom-node")
             .AddCheck<ForwardingHealthCheck>("forwarding")
-            .AddCheck<DicomTlsHealthCheck>("dicom-tls");
+            .AddCheck<DicomTlsHealthCheck>("dicom-tls")
+            .AddCheck<AuditExportHealthCheck>("audit-export");
         return services;
     }
 }
@@ -115,6 +117,37 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
         Task.FromResult(node.Server is { } server
             ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations")
             : HealthCheckResult.Unhealthy("the DICOM node is not running"));
+}
+
+/// <summary>
+/// The audit trail's export to the hospital's collectors (SIEM, ATNA repository, FHIR server): degraded while a sink
+/// fails, since the entries then wait here, unseen by the security officer's tools.
+/// </summary>
+internal sealed class AuditExportHealthCheck(AuditExportStatus export) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        IReadOnlyList<AuditSinkStatus> sinks;
+        try
+        {
+            sinks = await export.GetAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            return HealthCheckResult.Degraded($"audit export status unreadable: {e.GetType().Name}");
+        }
+
+        if (sinks.Count == 0)
+        {
+            return HealthCheckResult.Healthy("no audit export sink");
+        }
+
+        var failing = sinks.Where(s => s.FailedAttempts > 0).ToList();
+        var text = string.Join("; ", sinks.Select(s => s.FailedAttempts > 0
+            ? $"{s.Name}: {s.FailedAttempts} failed attempts, {s.Waiting} entries waiting, last error: {s.LastError}"
+            : $"{s.Name}: {s.Waiting} entries waiting"));
+        return failing.Count > 0 ? HealthCheckResult.Degraded(text) : HealthCheckResult.Healthy(text);
+    }
 }
 
 /// <summary>

@@ -1040,6 +1040,18 @@ internal sealed class AuditStore(IVigieDatabase database)
             : null;
     }
 
+    /// <summary>A sink's cursor with its failures: consecutive failed attempts, when it last moved or failed, and why.</summary>
+    public async ValueTask<(long NextSeq, int Attempts, long UpdatedMs, string? LastError)?> ReadCursorStatusAsync(string sink, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT next_seq, attempts, updated_ms, last_error FROM audit_cursor WHERE sink = @s").With("@s", sink);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? (reader.GetInt64(0), Convert.ToInt32(reader.GetValue(1), CultureInfo.InvariantCulture), Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture),
+                reader.IsDBNull(3) ? null : reader.GetString(3))
+            : null;
+    }
+
     /// <summary>Moves a sink's cursor. It never goes backwards, so a stale worker cannot replay what another already sent.</summary>
     public async ValueTask SaveCursorAsync(string sink, long nextSeq, int attempts, string? error, long nowMs, CancellationToken cancellationToken)
     {

@@ -50,7 +50,7 @@ public sealed class ForwardingQueueTests
 
         // The PACS is down: the objects wait, and once past the alert age the node says so.
         await node.StoreAsync(files, ct);
-        var stalled = await WaitForAsync(() => ForwardingHealthAsync(http, node, ct), h => h.Status == "Degraded", ct);
+        var stalled = await Eventually.WaitForAsync(() => ForwardingHealthAsync(http, node, ct), h => h.Status == "Degraded", ct);
         Assert.Equal("Degraded", stalled.Status);
         Assert.Contains("3 objects wait, the oldest for", stalled.Description, StringComparison.Ordinal);
         Assert.Contains("cannot reach PACS", stalled.Description, StringComparison.Ordinal);
@@ -62,7 +62,7 @@ public sealed class ForwardingQueueTests
         // It comes back configured for MR only: the CT objects are given up on, not retried forever, and reported.
         await using (var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), pacsPort, "-xf", profile, "Default"))
         {
-            var refused = await WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 3, ct);
+            var refused = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 3, ct);
             Assert.Equal(1, refused.ExitCode);
             Assert.Equal(0, refused.Json.GetProperty("waiting").GetInt64());
             var failures = refused.Json.GetProperty("failures").EnumerateArray().ToList();
@@ -76,7 +76,7 @@ public sealed class ForwardingQueueTests
         }
 
         // Prometheus sees it too (the queue is read every 15 s, not at each scrape).
-        var metrics = await WaitForAsync(() => http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct),
+        var metrics = await Eventually.WaitForAsync(() => http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct),
             m => m.Split('\n').Any(l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal)), ct);
         Assert.Contains(metrics.Split('\n'), l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal));
 
@@ -104,7 +104,7 @@ public sealed class ForwardingQueueTests
         Assert.Equal(3, JsonDocument.Parse(retry.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
         await pacs.WaitForFilesAsync(3, TimeSpan.FromSeconds(30));
         Assert.Equal(3, pacs.Files);
-        var clean = await WaitForAsync(() => StatusAsync(node), s => s.ExitCode == 0, ct);
+        var clean = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.ExitCode == 0, ct);
         Assert.Equal(0, clean.Json.GetProperty("given_up").GetInt64());
         Assert.Equal("Healthy", (await ForwardingHealthAsync(http, node, ct)).Status);
         Assert.Equal(3, pacs.StoreRequests);
@@ -136,7 +136,7 @@ public sealed class ForwardingQueueTests
         node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__FINISHEDMESSAGERETENTION", "00:00:00.001");
         await node.StartProcessAsync(ct);
         await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
-        var refused = await WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 2, ct);
+        var refused = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 2, ct);
         var first = refused.Json.GetProperty("failures")[0].GetProperty("id").GetInt64().ToString(CultureInfo.InvariantCulture);
 
         var dismissOne = await node.VigieAsync("forward", "dismiss", "--id", first);
@@ -154,7 +154,7 @@ public sealed class ForwardingQueueTests
         Assert.True(usage.ExitCode == 2, usage.ToString());
         static int Purged(string output) => System.Text.RegularExpressions.Regex.Matches(output, "Purged ([0-9]+) finished queue messages")
             .Sum(m => int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
-        await WaitForAsync(() => Task.FromResult(node.Output), o => Purged(o) >= 2, ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Purged(o) >= 2, ct);
         Assert.True(Purged(node.Output) == 2, node.Output);
     }
 
@@ -176,20 +176,5 @@ public sealed class ForwardingQueueTests
         var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).RootElement;
         var check = health.GetProperty("checks").GetProperty("forwarding");
         return (check.GetProperty("status").GetString()!, check.GetProperty("description").GetString()!);
-    }
-
-    private static async Task<T> WaitForAsync<T>(Func<Task<T>> read, Func<T, bool> done, CancellationToken ct)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (true)
-        {
-            var value = await read();
-            if (done(value) || DateTime.UtcNow > deadline)
-            {
-                return value;
-            }
-
-            await Task.Delay(250, ct);
-        }
     }
 }
