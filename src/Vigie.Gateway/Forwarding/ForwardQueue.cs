@@ -47,9 +47,10 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
     private async Task<IReadOnlyList<ForwardFailure>> ChangeAsync(IReadOnlyCollection<long> ids, string? destination, string operatorName, bool retry,
         CancellationToken cancellationToken)
     {
+        var chosen = ids.ToHashSet();
         var candidates = (await outbox.ListDeadAsync(IngestPipeline.ForwardTopic, MaxListed, cancellationToken).ConfigureAwait(false))
             .Select(Describe)
-            .Where(f => ids.Count == 0 || ids.Contains(f.Id))
+            .Where(f => chosen.Count == 0 || chosen.Contains(f.Id))
             .Where(f => destination is null || string.Equals(f.Destination, destination, StringComparison.Ordinal))
             .ToList();
         if (candidates.Count == 0)
@@ -60,7 +61,8 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
         var changedIds = retry
             ? await outbox.RequeueDeadAsync(IngestPipeline.ForwardTopic, candidates.Select(c => c.Id).ToList(), cancellationToken).ConfigureAwait(false)
             : await outbox.DismissDeadAsync(IngestPipeline.ForwardTopic, candidates.Select(c => c.Id).ToList(), cancellationToken).ConfigureAwait(false);
-        var changed = candidates.Where(c => changedIds.Contains(c.Id)).ToList();
+        var changedSet = changedIds.ToHashSet();
+        var changed = candidates.Where(c => changedSet.Contains(c.Id)).ToList();
         if (changed.Count == 0)
         {
             return changed;
