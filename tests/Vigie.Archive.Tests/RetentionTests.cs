@@ -264,6 +264,50 @@ public sealed class RetentionTests
         Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
     }
 
+    /// <summary>
+    /// Regression: the share limit covered studies and versions only, so a clock set years ahead would have removed every
+    /// quarantined object, the evidence of the attacks the gateway stopped, in one run.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_run_that_would_remove_most_of_the_quarantine_halts_until_the_policy_allows_it(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        const int count = RetentionService.LimitFloor + 2;
+        for (var i = 1; i <= count; i++)
+        {
+            await QuarantineAsync(archive, Samples.Content(1000, i), ct);
+        }
+
+        time.Now += TimeSpan.FromDays(4000);
+        var policy = new RetentionPolicy("quarantine-90d", Quarantine: TimeSpan.FromDays(90));
+        var halted = await retention.ApplyAsync(policy, ct);
+        Assert.Contains($"{count} of {count} quarantined objects are due", halted.Halted, StringComparison.Ordinal);
+        Assert.Equal(0, halted.QuarantineRemoved);
+        Assert.Empty(audit.Events);
+        Assert.Equal(count, (await archive.Index.GetStatsAsync(ct)).Quarantined);
+
+        var allowed = await retention.ApplyAsync(policy with { MaxShare = 1 }, ct);
+        Assert.Null(allowed.Halted);
+        Assert.Equal(count, allowed.QuarantineRemoved);
+        Assert.Equal(0, (await archive.Index.GetStatsAsync(ct)).Quarantined);
+    }
+
+    private static async Task<Storage.QuarantinedObject> QuarantineAsync(ArchiveHarness archive, byte[] content, CancellationToken ct)
+    {
+        await using var spool = await archive.SpoolAsync(content);
+        var quarantined = await archive.Store.QuarantineAsync(spool, "macro", ct);
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var transaction = await archive.Database.BeginWriteAsync(connection, ct);
+        await archive.Index.AddQuarantineAsync(connection, transaction,
+            new Index.QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, "macro", quarantined.QuarantinedAt), ct);
+        await transaction.CommitAsync(ct);
+        return quarantined;
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Quarantine_expires_audited(DatabaseProvider provider)
@@ -272,15 +316,7 @@ public sealed class RetentionTests
         await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
         var audit = new TableAudit();
         var (retention, time) = await SetUpAsync(archive, audit);
-        await using var spool = await archive.SpoolAsync(Samples.Content(1000, 1));
-        var quarantined = await archive.Store.QuarantineAsync(spool, "macro", ct);
-        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
-        await using (var transaction = await archive.Database.BeginWriteAsync(connection, ct))
-        {
-            await archive.Index.AddQuarantineAsync(connection, transaction,
-                new Index.QuarantineEntry(quarantined.QuarantineId, quarantined.Id, quarantined.Length, "macro", quarantined.QuarantinedAt), ct);
-            await transaction.CommitAsync(ct);
-        }
+        var quarantined = await QuarantineAsync(archive, Samples.Content(1000, 1), ct);
 
         time.Now += TimeSpan.FromDays(100);
         var report = await retention.ApplyAsync(new RetentionPolicy("quarantine-90d", Quarantine: TimeSpan.FromDays(90)), ct);

@@ -108,7 +108,7 @@ public sealed class RetentionService
         var now = _time.GetUtcNow();
         long? Cutoff(TimeSpan? age) => age is { } period ? (now - period).ToUnixTimeMilliseconds() : null;
         var (studyCutoff, versionCutoff, quarantineCutoff) = (Cutoff(policy.Studies), Cutoff(policy.SupersededVersions), Cutoff(policy.Quarantine));
-        if (await CheckShareAsync(policy, now, studyCutoff, versionCutoff, cancellationToken).ConfigureAwait(false) is { } halted)
+        if (await CheckShareAsync(policy, now, studyCutoff, versionCutoff, quarantineCutoff, cancellationToken).ConfigureAwait(false) is { } halted)
         {
             _logger.LogError("Retention {Policy} halted, nothing removed: {Reason}", policy.Name, halted);
             return new RetentionReport(0, 0, 0, 0, 0, 0, 0, halted);
@@ -136,7 +136,7 @@ public sealed class RetentionService
     }
 
     /// <summary>Why this run must not go ahead (it would remove too large a share of the data), or null.</summary>
-    private async Task<string?> CheckShareAsync(RetentionPolicy policy, DateTimeOffset now, long? studyCutoff, long? versionCutoff,
+    private async Task<string?> CheckShareAsync(RetentionPolicy policy, DateTimeOffset now, long? studyCutoff, long? versionCutoff, long? quarantineCutoff,
         CancellationToken cancellationToken)
     {
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -169,9 +169,21 @@ public sealed class RetentionService
 
         if (versionCutoff is { } versionsBefore)
         {
-            return Check("instance versions",
+            var problem = Check("instance versions",
                 await CountAsync($"SELECT COUNT(*) FROM archive_versions v WHERE {VersionDue}", versionsBefore).ConfigureAwait(false),
                 await CountAsync("SELECT COUNT(*) FROM archive_versions").ConfigureAwait(false));
+            if (problem is not null)
+            {
+                return problem;
+            }
+        }
+
+        // Quarantined objects are the evidence of attacks: the same clock mistake must not take them all at once either.
+        if (quarantineCutoff is { } quarantineBefore)
+        {
+            return Check("quarantined objects",
+                await CountAsync("SELECT COUNT(*) FROM archive_quarantine WHERE quarantined_at < @c", quarantineBefore).ConfigureAwait(false),
+                await CountAsync("SELECT COUNT(*) FROM archive_quarantine").ConfigureAwait(false));
         }
 
         return null;
