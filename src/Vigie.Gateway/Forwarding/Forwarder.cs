@@ -190,12 +190,26 @@ internal sealed class Forwarder(
             return;
         }
 
+        // One context per SOP class and transfer syntax: the peer accepts a single syntax per context, so a context
+        // listing two would leave the objects in the other one without a way through. PS3.8 allows 128 contexts; what
+        // does not fit waits for the next round.
+        var pairs = prepared.Select(p => (p.SopClass, p.Syntax)).Distinct().ToList();
         var contexts = new List<PresentationContext>();
         byte contextId = 1;
-        foreach (var byClass in prepared.GroupBy(p => p.SopClass, StringComparer.Ordinal).Take(128))
+        foreach (var (sopClass, syntax) in pairs.Take(128))
         {
-            contexts.Add(new PresentationContext(contextId, byClass.Key, byClass.Select(p => p.Syntax).Distinct(StringComparer.Ordinal).ToArray()));
+            contexts.Add(new PresentationContext(contextId, sopClass, [syntax]));
             contextId += 2;
+        }
+
+        if (pairs.Count > 128)
+        {
+            var proposed = pairs.Take(128).ToHashSet();
+            foreach (var item in prepared.Where(p => !proposed.Contains((p.SopClass, p.Syntax))).ToList())
+            {
+                await outbox.RetryLaterAsync(item.Message.Id, _consumer, TimeSpan.Zero, "waiting for a presentation context", cancellationToken).ConfigureAwait(false);
+                prepared.Remove(item);
+            }
         }
 
         DicomClient client;

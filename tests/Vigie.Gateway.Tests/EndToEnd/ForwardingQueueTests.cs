@@ -158,6 +158,37 @@ public sealed class ForwardingQueueTests
         Assert.True(Purged(node.Output) == 2, node.Output);
     }
 
+    /// <summary>
+    /// Regression: one presentation context was proposed per SOP class, listing every transfer syntax of the batch. The
+    /// PACS accepts one syntax per context, so in a batch where the same SOP class came in two syntaxes (two modalities,
+    /// one sending implicit VR, the other explicit), the objects in the other syntax were given up on.
+    /// </summary>
+    [Fact]
+    public async Task Objects_of_one_sop_class_in_two_transfer_syntaxes_are_all_forwarded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-syntaxes");
+        var pacsPort = VigieNode.FreePort();
+        // The PACS is down while both arrive, so that they leave in one batch.
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacsPort}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(4).ToList();
+        var storescu = Peers.Require("storescu", "dcmtk");
+        var implicitVr = await Peers.RunAsync(storescu, ["-xi", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText, files[0], files[1]], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        Assert.True(implicitVr.ExitCode == 0, implicitVr.ToString());
+        await node.StoreAsync(files.Skip(2), ct);
+
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
+        await pacs.WaitForFilesAsync(4, TimeSpan.FromSeconds(60));
+        var status = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("waiting").GetInt64() == 0, ct);
+        Assert.Equal(0, status.Json.GetProperty("given_up").GetInt64());
+        Assert.Equal(4, pacs.Files);
+    }
+
     private static async Task<string> PatientIdAsync(string file, CancellationToken ct)
     {
         var dicom = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
