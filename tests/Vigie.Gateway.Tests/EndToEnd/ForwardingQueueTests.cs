@@ -189,6 +189,49 @@ public sealed class ForwardingQueueTests
         Assert.Equal(4, pacs.Files);
     }
 
+    /// <summary>
+    /// A PACS that takes implicit VR little endian only (the one syntax every storage SCP must accept) still gets the
+    /// objects received in explicit VR: they are re-encoded as they are sent, their pixel data unchanged.
+    /// </summary>
+    [Fact]
+    public async Task Objects_received_in_explicit_vr_reach_a_pacs_that_takes_implicit_vr_only()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-implicit");
+        var profile = work.Combine("ct-implicit.cfg");
+        await File.WriteAllTextAsync(profile, """
+            [[TransferSyntaxes]]
+            [Implicit]
+            TransferSyntax1 = LittleEndianImplicit
+
+            [[PresentationContexts]]
+            [CTImplicit]
+            PresentationContext1 = CTImageStorage\Implicit
+
+            [[Profiles]]
+            [Default]
+            PresentationContexts = CTImplicit
+            """, ct);
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), "-xf", profile, "Default");
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        await node.StoreAsync(files, ct);
+
+        await pacs.WaitForFilesAsync(3, TimeSpan.FromSeconds(60));
+        Assert.Equal(3, pacs.Files);
+        Assert.Equal(0, (await StatusAsync(node)).Json.GetProperty("given_up").GetInt64());
+        foreach (var original in files)
+        {
+            var sent = await DicomReader.ReadFileAsync(original, new DicomReadOptions { LoadLargeValues = true }, ct);
+            var uid = sent.Dataset.GetString(DicomTags.SOPInstanceUID)!.TrimEnd('\0', ' ');
+            var receivedPath = Directory.EnumerateFiles(pacs.Folder).Single(f => Path.GetFileName(f).EndsWith(uid, StringComparison.Ordinal));
+            var received = await DicomReader.ReadFileAsync(receivedPath, new DicomReadOptions { LoadLargeValues = true }, ct);
+            Assert.Equal(TransferSyntax.ImplicitVRLittleEndian.Uid, received.TransferSyntax.Uid);
+            Assert.True(((DicomValueElement)received.Dataset[DicomTags.PixelData]!).Span.SequenceEqual(((DicomValueElement)sent.Dataset[DicomTags.PixelData]!).Span));
+            Assert.Equal(sent.Dataset.GetString(DicomTags.PatientID), received.Dataset.GetString(DicomTags.PatientID));
+        }
+    }
+
     private static async Task<string> PatientIdAsync(string file, CancellationToken ct)
     {
         var dicom = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
