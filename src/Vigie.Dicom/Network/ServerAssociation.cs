@@ -510,12 +510,25 @@ internal sealed class ServerAssociation(
             CancellationToken cancellationToken)
         {
             var association = owner.Association;
-            var context = association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid
-                && pc.AcceptedTransferSyntax == transferSyntaxUid && pc.ScpRole != false);
+            PresentationContext? Accepted(string syntax) => association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid
+                && pc.AcceptedTransferSyntax == syntax && pc.ScpRole != false);
+            var context = Accepted(transferSyntaxUid);
+            Stream? converted = null;
+            if (context is null && UncompressedSyntax.Alternative(transferSyntaxUid) is { } other && Accepted(other) is { } otherContext)
+            {
+                // The requestor takes the other uncompressed syntax only: the data set is re-encoded as it is sent.
+                context = otherContext;
+                converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(other), null, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+
             if (context is null)
             {
                 return new DimseResult(DimseStatus.ProcessingFailure, "no presentation context for this SOP class and transfer syntax");
             }
+
+            await using var _ = converted;
+            dataSet = converted ?? dataSet;
 
             var id = (ushort)Interlocked.Increment(ref owner._nextMessageId);
             var waiter = new TaskCompletionSource<DimseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -267,11 +267,17 @@ internal sealed class GatewayServiceProvider(
             return null;
         }
 
+        // One context per SOP class and syntax (the destination accepts one syntax per context), with the other
+        // uncompressed syntax for uncompressed objects. What does not fit the 128 contexts fails its sub-operation.
         var contexts = new List<PresentationContext>();
         byte id = 1;
-        foreach (var group in items.GroupBy(i => i.SopClassUid, StringComparer.Ordinal).Take(128))
+        foreach (var (sopClass, syntax) in items
+                     .SelectMany(i => UncompressedSyntax.Alternative(i.TransferSyntaxUid) is { } other
+                         ? new[] { (i.SopClassUid, i.TransferSyntaxUid), (i.SopClassUid, other) }
+                         : [(i.SopClassUid, i.TransferSyntaxUid)])
+                     .Distinct().Take(128))
         {
-            contexts.Add(new PresentationContext(id, group.Key, group.Select(i => i.TransferSyntaxUid).Distinct(StringComparer.Ordinal).ToArray()));
+            contexts.Add(new PresentationContext(id, sopClass, [syntax]));
             id += 2;
         }
 
@@ -512,7 +518,15 @@ internal sealed class GatewayServiceProvider(
         {
             if (client.Association.FindAcceptedContext(sopClassUid, transferSyntaxUid) is null)
             {
-                return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
+                if (UncompressedSyntax.Alternative(transferSyntaxUid) is not { } other || client.Association.FindAcceptedContext(sopClassUid, other) is null)
+                {
+                    return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
+                }
+
+                await using var converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(other), null,
+                    cancellationToken).ConfigureAwait(false);
+                return await client.StoreAsync(sopClassUid, sopInstanceUid, other, converted, cancellationToken, originatorAE, ++_originatorMessage)
+                    .ConfigureAwait(false);
             }
 
             return await client.StoreAsync(sopClassUid, sopInstanceUid, transferSyntaxUid, dataSet, cancellationToken, originatorAE, ++_originatorMessage)

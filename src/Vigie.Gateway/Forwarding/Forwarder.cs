@@ -195,7 +195,7 @@ internal sealed class Forwarder(
         // does not fit waits for the next round.
         // An uncompressed object can also go in the other little-endian syntax (PS3.5 A.1, A.2): a PACS that takes
         // only implicit VR, as every storage SCP must, still gets objects received in explicit VR.
-        var pairs = prepared.SelectMany(p => UncompressedAlternative(p.Syntax) is { } other
+        var pairs = prepared.SelectMany(p => UncompressedSyntax.Alternative(p.Syntax) is { } other
                 ? new[] { (p.SopClass, p.Syntax), (p.SopClass, other) }
                 : [(p.SopClass, p.Syntax)])
             .Distinct().ToList();
@@ -211,7 +211,7 @@ internal sealed class Forwarder(
         {
             var proposed = pairs.Take(128).ToHashSet();
             foreach (var item in prepared.Where(p => !proposed.Contains((p.SopClass, p.Syntax))
-                         && !(UncompressedAlternative(p.Syntax) is { } other && proposed.Contains((p.SopClass, other)))).ToList())
+                         && !(UncompressedSyntax.Alternative(p.Syntax) is { } other && proposed.Contains((p.SopClass, other)))).ToList())
             {
                 await outbox.RetryLaterAsync(item.Message.Id, _consumer, TimeSpan.Zero, "waiting for a presentation context", cancellationToken).ConfigureAwait(false);
                 prepared.Remove(item);
@@ -264,7 +264,7 @@ internal sealed class Forwarder(
                     var syntax = item.Syntax;
                     if (client.Association.FindAcceptedContext(item.SopClass, syntax) is null)
                     {
-                        if (UncompressedAlternative(syntax) is not { } other || client.Association.FindAcceptedContext(item.SopClass, other) is null)
+                        if (UncompressedSyntax.Alternative(syntax) is not { } other || client.Association.FindAcceptedContext(item.SopClass, other) is null)
                         {
                             await GiveUpAsync(item.Message, destination.AETitle, $"{destination.AETitle} does not accept SOP class {item.SopClass} in {item.Syntax}",
                                 item.Header, cancellationToken).ConfigureAwait(false);
@@ -274,15 +274,7 @@ internal sealed class Forwarder(
                         syntax = other;
                     }
 
-                    if (syntax != item.Syntax)
-                    {
-                        result = await SendConvertedAsync(client, item.Id, item.SopClass, item.SopInstance, TransferSyntax.Lookup(syntax), cancellationToken)
-                            .ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        result = await SendAsStoredAsync(client, item.Id, item.SopClass, item.SopInstance, syntax, cancellationToken).ConfigureAwait(false);
-                    }
+                    result = await SendAsync(client, item.Id, item.SopClass, item.SopInstance, item.Syntax, syntax, cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception e) when (IsTransient(e))
                 {
@@ -335,70 +327,23 @@ internal sealed class Forwarder(
         }
     }
 
-    /// <summary>The data set as stored, its bytes as they are.</summary>
-    private async Task<DimseResult> SendAsStoredAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, string syntax,
+    /// <summary>The data set as stored, re-encoded as it is sent when the destination took only the other uncompressed syntax.</summary>
+    private async Task<DimseResult> SendAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, string storedSyntax, string syntax,
         CancellationToken cancellationToken)
     {
         await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
         await using var stream = reader.OpenStream();
         var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
         stream.Position = file.DatasetOffset;
-        return await client.StoreAsync(sopClass, sopInstance, syntax, stream, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// The data set re-encoded in the other uncompressed little-endian syntax as it is sent: large values (pixel data)
-    /// are copied from the stored object, not held, so memory stays bounded whatever the object's size.
-    /// </summary>
-    private async Task<DimseResult> SendConvertedAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, TransferSyntax syntax,
-        CancellationToken cancellationToken)
-    {
-        await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
-        await using var parsed = reader.OpenStream();
-        await using var bulk = reader.OpenStream();
-        var file = await DicomReader.ReadFileAsync(parsed, new DicomReadOptions(), cancellationToken).ConfigureAwait(false);
-        var pipe = new System.IO.Pipelines.Pipe();
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var encoding = Task.Run(async () =>
+        if (syntax == storedSyntax)
         {
-            await using var output = pipe.Writer.AsStream();
-            try
-            {
-                await DicomWriter.WriteDatasetAsync(output, file.Dataset, syntax, bulk, stop.Token).ConfigureAwait(false);
-            }
-            catch (Exception e)
-            {
-                await pipe.Writer.CompleteAsync(e).ConfigureAwait(false);
-                throw;
-            }
-        }, stop.Token);
-        try
-        {
-            await using var input = pipe.Reader.AsStream();
-            var result = await client.StoreAsync(sopClass, sopInstance, syntax.Uid, input, cancellationToken).ConfigureAwait(false);
-            await encoding.ConfigureAwait(false);
-            return result;
+            return await client.StoreAsync(sopClass, sopInstance, syntax, stream, cancellationToken).ConfigureAwait(false);
         }
-        finally
-        {
-            await stop.CancelAsync().ConfigureAwait(false);
-            try
-            {
-                await encoding.ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is OperationCanceledException or IOException or InvalidOperationException)
-            {
-                // Already reported through the send, or the send failed first.
-            }
-        }
-    }
 
-    private static string? UncompressedAlternative(string syntax) => syntax switch
-    {
-        DicomUids.ExplicitVRLittleEndian => DicomUids.ImplicitVRLittleEndian,
-        DicomUids.ImplicitVRLittleEndian => DicomUids.ExplicitVRLittleEndian,
-        _ => null,
-    };
+        await using var converted = await UncompressedSyntax.ConvertAsync(stream, TransferSyntax.Lookup(storedSyntax), TransferSyntax.Lookup(syntax), null,
+            cancellationToken).ConfigureAwait(false);
+        return await client.StoreAsync(sopClass, sopInstance, syntax, converted, cancellationToken).ConfigureAwait(false);
+    }
 
     private async Task RetryAsync(OutboxMessage message, string destination, string reason, DicomDataset header, ForwardingOptions settings,
         CancellationToken cancellationToken)

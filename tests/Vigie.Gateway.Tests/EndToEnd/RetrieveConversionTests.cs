@@ -1,0 +1,73 @@
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Regression: C-MOVE (and C-GET) sent an object only in the transfer syntax it was stored in, and failed the
+/// sub-operation when the receiver took only the other uncompressed one (a workstation that accepts implicit VR only, as
+/// every storage SCP must). Now the data set is re-encoded as it is sent, its pixel data unchanged. dcmtk's getscu cannot
+/// be made to propose implicit VR only for the images it receives, so the C-GET side has no peer test here.
+/// </summary>
+public sealed class RetrieveConversionTests
+{
+    private const string CtImplicitOnly = """
+        [[TransferSyntaxes]]
+        [Implicit]
+        TransferSyntax1 = LittleEndianImplicit
+
+        [[PresentationContexts]]
+        [CTImplicit]
+        PresentationContext1 = CTImageStorage\Implicit
+
+        [[Profiles]]
+        [Default]
+        PresentationContexts = CTImplicit
+        """;
+
+    [Fact]
+    public async Task Objects_stored_in_explicit_vr_are_moved_to_a_workstation_that_takes_implicit_vr_only()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-retrieve-implicit");
+        var profile = work.Combine("ct-implicit.cfg");
+        await File.WriteAllTextAsync(profile, CtImplicitOnly, ct);
+        await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"), "-xf", profile, "Default");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { LoadLargeValues = true }, ct);
+        var studyUid = first.Dataset.GetString(DicomTags.StudyInstanceUID)!.TrimEnd('\0', ' ');
+        var uids = new List<string>();
+        foreach (var file in files)
+        {
+            var read = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+            uids.Add(read.Dataset.GetString(DicomTags.SOPInstanceUID)!.TrimEnd('\0', ' '));
+        }
+
+        string[] Keys(string uid) => ["-k", "QueryRetrieveLevel=IMAGE", "-k", $"StudyInstanceUID={studyUid}", "-k", $"SOPInstanceUID={uid}"];
+
+        // C-MOVE to a workstation configured for implicit VR only.
+        foreach (var uid in uids)
+        {
+            var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"), ["-aec", "VIGIE", "-aem", "WORKSTATION", "-S", .. Keys(uid), "127.0.0.1", node.DicomPortText],
+                TimeSpan.FromMinutes(2), cancellationToken: ct);
+            Assert.True(move.ExitCode == 0, move.ToString());
+        }
+
+        await workstation.WaitForFilesAsync(2, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, workstation.Files);
+
+        var originalPixels = ((DicomValueElement)first.Dataset[DicomTags.PixelData]!).Span.ToArray();
+        foreach (var received in Directory.GetFiles(workstation.Folder))
+        {
+            var file = await DicomReader.ReadFileAsync(received, new DicomReadOptions { LoadLargeValues = true }, ct);
+            Assert.True(file.TransferSyntax.Uid == TransferSyntax.ImplicitVRLittleEndian.Uid, received);
+            if (file.Dataset.GetString(DicomTags.SOPInstanceUID)!.TrimEnd('\0', ' ') == uids[0])
+            {
+                Assert.True(((DicomValueElement)file.Dataset[DicomTags.PixelData]!).Span.SequenceEqual(originalPixels));
+            }
+        }
+    }
+}
