@@ -86,24 +86,9 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         var until = time.GetUtcNow().ToUnixTimeMilliseconds() + (long)lease.TotalMilliseconds;
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        foreach (var chunk in ids.Chunk(256))
-        {
-            var names = string.Join(", ", chunk.Select((_, i) => $"@i{i}"));
-            await using var command = connection.CreateCommand(transaction,
-                $"UPDATE outbox SET claim_until = @u WHERE claimed_by = @c AND done_at IS NULL AND id IN ({names}) RETURNING id")
-                .With("@u", until).With("@c", consumer);
-            for (var i = 0; i < chunk.Length; i++)
-            {
-                command.With($"@i{i}", chunk[i]);
-            }
-
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                held.Add(reader.GetInt64(0));
-            }
-        }
-
+        held.UnionWith(await ForIdsAsync(connection, transaction,
+            "UPDATE outbox SET claim_until = @u WHERE claimed_by = @c AND done_at IS NULL AND id IN ({ids}) RETURNING id", ids,
+            command => command.With("@u", until).With("@c", consumer), cancellationToken).ConfigureAwait(false));
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return held;
     }
@@ -202,27 +187,10 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     private async ValueTask<IReadOnlyList<long>> UpdateDeadAsync(string topic, IReadOnlyCollection<long> ids, string set, CancellationToken cancellationToken)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-        var changed = new List<long>();
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        foreach (var chunk in ids.Distinct().Chunk(200))
-        {
-            var names = string.Join(", ", chunk.Select((_, i) => $"@i{i}"));
-            await using var command = connection.CreateCommand(transaction,
-                    $"UPDATE outbox SET {set} WHERE topic = @t AND outcome = @o AND id IN ({names}) RETURNING id")
-                .With("@t", topic).With("@o", OutcomeDead).With("@n", now);
-            for (var i = 0; i < chunk.Length; i++)
-            {
-                command.With($"@i{i}", chunk[i]);
-            }
-
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                changed.Add(reader.GetInt64(0));
-            }
-        }
-
+        var changed = await ForIdsAsync(connection, transaction, $"UPDATE outbox SET {set} WHERE topic = @t AND outcome = @o AND id IN ({{ids}}) RETURNING id",
+            ids.Distinct(), command => command.With("@t", topic).With("@o", OutcomeDead).With("@n", now), cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return changed;
     }
@@ -260,15 +228,8 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
 
             await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
             {
-                await using var delete = connection.CreateCommand(transaction,
-                        $"DELETE FROM outbox WHERE done_at IS NOT NULL AND outcome <> @o AND id IN ({string.Join(", ", ids.Select((_, i) => $"@i{i}"))})")
-                    .With("@o", OutcomeDead);
-                for (var i = 0; i < ids.Count; i++)
-                {
-                    delete.With($"@i{i}", ids[i]);
-                }
-
-                total += await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                total += (await ForIdsAsync(connection, transaction, "DELETE FROM outbox WHERE done_at IS NOT NULL AND outcome <> @o AND id IN ({ids}) RETURNING id",
+                    ids, command => command.With("@o", OutcomeDead), cancellationToken).ConfigureAwait(false)).Count;
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -277,6 +238,34 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
                 return total;
             }
         }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="sql"/> in the caller's transaction for <paramref name="ids"/>, a chunk of them at a time in
+    /// place of <c>{ids}</c>, and returns the ids its RETURNING clause gave back.
+    /// </summary>
+    private static async ValueTask<List<long>> ForIdsAsync(DbConnection connection, DbTransaction transaction, string sql, IEnumerable<long> ids,
+        Action<DbCommand> bind, CancellationToken cancellationToken)
+    {
+        var returned = new List<long>();
+        foreach (var chunk in ids.Chunk(200))
+        {
+            var names = string.Join(", ", chunk.Select((_, i) => $"@i{i}"));
+            await using var command = connection.CreateCommand(transaction, sql.Replace("{ids}", names, StringComparison.Ordinal));
+            bind(command);
+            for (var i = 0; i < chunk.Length; i++)
+            {
+                command.With($"@i{i}", chunk[i]);
+            }
+
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                returned.Add(reader.GetInt64(0));
+            }
+        }
+
+        return returned;
     }
 
     private async ValueTask<bool> FinishAsync(long id, string consumer, string outcome, string? error, CancellationToken cancellationToken)
