@@ -115,15 +115,19 @@ internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
 }
 
 /// <summary>A seekable stream restarted at a given position (the start of a deflated dataset).</summary>
-internal sealed class PositionedStream : Stream
+internal sealed class PositionedStream : ForwardReadStream
 {
-    private readonly Stream _inner;
-
     public PositionedStream(Stream inner, long start)
+        : base(inner)
     {
-        _inner = inner;
-        _inner.Position = start;
+        inner.Position = start;
     }
+}
+
+/// <summary>Reads another stream forward only; it neither seeks nor writes, and leaves the inner stream to its owner.</summary>
+internal abstract class ForwardReadStream(Stream inner) : Stream
+{
+    protected Stream Inner => inner;
 
     public override bool CanRead => true;
 
@@ -139,15 +143,15 @@ internal sealed class PositionedStream : Stream
         set => throw new NotSupportedException();
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => _inner.Read(buffer, offset, count);
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
 
-    public override int Read(Span<byte> buffer) => _inner.Read(buffer);
+    public override int Read(Span<byte> buffer) => inner.Read(buffer);
 
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        _inner.ReadAsync(buffer, cancellationToken);
+        inner.ReadAsync(buffer, cancellationToken);
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        _inner.ReadAsync(buffer, offset, count, cancellationToken);
+        inner.ReadAsync(buffer, offset, count, cancellationToken);
 
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 

@@ -31,20 +31,20 @@ public static class UncompressedSyntax
         }
 
         var dataset = await DicomReader.ReadDatasetAsync(source, from, options, cancellationToken).ConfigureAwait(false);
-        return new ConvertedStream(dataset, source, target);
+        return new ConvertedStream(new Pipe(), dataset, source, target);
     }
 
-    private sealed class ConvertedStream : Stream
+    private sealed class ConvertedStream : ForwardReadStream
     {
-        private readonly Pipe _pipe = new();
+        private readonly Pipe _pipe;
         private readonly CancellationTokenSource _stop = new();
-        private readonly Stream _output;
         private readonly Task _encoding;
         private bool _disposed;
 
-        public ConvertedStream(DicomDataset dataset, Stream source, TransferSyntax target)
+        public ConvertedStream(Pipe pipe, DicomDataset dataset, Stream source, TransferSyntax target)
+            : base(pipe.Reader.AsStream())
         {
-            _output = _pipe.Reader.AsStream();
+            _pipe = pipe;
             _encoding = Task.Run(async () =>
             {
                 try
@@ -61,39 +61,6 @@ public static class UncompressedSyntax
             });
         }
 
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => _output.Read(buffer, offset, count);
-
-        public override int Read(Span<byte> buffer) => _output.Read(buffer);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _output.ReadAsync(buffer, cancellationToken);
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            _output.ReadAsync(buffer, offset, count, cancellationToken);
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-
         public override async ValueTask DisposeAsync()
         {
             if (_disposed)
@@ -106,7 +73,7 @@ public static class UncompressedSyntax
             await _stop.CancelAsync().ConfigureAwait(false);
             await _pipe.Reader.CompleteAsync().ConfigureAwait(false);
             await _encoding.ConfigureAwait(false);
-            await _output.DisposeAsync().ConfigureAwait(false);
+            await Inner.DisposeAsync().ConfigureAwait(false);
             _stop.Dispose();
             await base.DisposeAsync().ConfigureAwait(false);
         }
@@ -119,7 +86,7 @@ public static class UncompressedSyntax
                 _stop.Cancel();
                 _pipe.Reader.Complete();
                 _encoding.GetAwaiter().GetResult();
-                _output.Dispose();
+                Inner.Dispose();
                 _stop.Dispose();
             }
 
