@@ -137,14 +137,8 @@ internal sealed class GatewayServiceProvider(
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // No spool could be made (a data folder turned read-only after disk errors, wrong permissions): the sender
-            // keeps its copy and retries; the association goes on. Logged once a minute at most, with the reason.
-            IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
-            if (DueForLog(ref _lastSpoolFailure, time.GetUtcNow()))
-            {
-                logger.LogError(e, "Stores are refused (A700): no spool file can be written in the data folder");
-            }
-
-            await AuditRefusedStoreAsync(source, request.AffectedSopClassUid, "no spool file can be written: " + e.GetType().Name, cancellationToken).ConfigureAwait(false);
+            // keeps its copy and retries; the association goes on.
+            await StoreFailedAsync(source, request.AffectedSopClassUid, e, "no spool file can be written in the data folder", cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
         }
 
@@ -459,16 +453,19 @@ internal sealed class GatewayServiceProvider(
 
     private static string Truncate(string text, int length) => text.Length <= length ? text : text[..length];
 
-    /// <summary>A store that failed after it began: counted, logged once a minute at most (a modality retries), audited.</summary>
-    private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, Exception e, string what, CancellationToken cancellationToken)
+    /// <summary>
+    /// A store the archive could not keep (no spool file, a write or commit that failed): counted, logged once a minute at
+    /// most (a modality retries), audited.
+    /// </summary>
+    private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, Exception e, string reason, CancellationToken cancellationToken)
     {
         IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
         if (DueForLog(ref _lastSpoolFailure, time.GetUtcNow()))
         {
-            logger.LogError(e, "A store from {CallingAE} {What}", source.CallingAE, what);
+            logger.LogError(e, "A store from {CallingAE} was refused (A700): {Reason}", source.CallingAE, reason);
         }
 
-        await AuditRefusedStoreAsync(source, sopClassUid, $"the object {what}: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
+        await AuditRefusedStoreAsync(source, sopClassUid, $"{reason}: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
     }
 
     private sealed class StoreOperation(GatewayServiceProvider provider, IngestSession session, IngestSource source, string? sopClassUid, string sopInstanceUid)
@@ -486,7 +483,7 @@ internal sealed class GatewayServiceProvider(
                 // sender keeps its copy and retries; the association goes on.
                 // The partial spool goes first: on a full disk its room is what the audit entry needs.
                 await session.DisposeAsync().ConfigureAwait(false);
-                await provider.StoreFailedAsync(source, sopClassUid, e, "could not be spooled", cancellationToken).ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, e, "the object could not be spooled", cancellationToken).ConfigureAwait(false);
                 throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
             }
         }
@@ -502,7 +499,7 @@ internal sealed class GatewayServiceProvider(
             {
                 // Answered A700 by the network layer; an operator needs to know why, and the audit trail that it failed.
                 await session.DisposeAsync().ConfigureAwait(false);
-                await provider.StoreFailedAsync(source, sopClassUid, e, "failed", cancellationToken).ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, e, "the object could not be stored", cancellationToken).ConfigureAwait(false);
                 throw;
             }
         }

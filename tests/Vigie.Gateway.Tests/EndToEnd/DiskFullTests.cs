@@ -57,45 +57,31 @@ public sealed class DiskFullTests
         {
             ["VIGIE__ARCHIVE__MINFREESPACE"] = (8 * MiB).ToString(CultureInfo.InvariantCulture),
         }, ct);
-        Directory.CreateDirectory(node.Data);
-        var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", "size=40m", "tmpfs", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
-        if (mount.ExitCode != 0)
-        {
-            Assert.Skip($"a small file system is needed to fill (tmpfs mount, as root): {mount.StandardError.Trim()}");
-        }
+        await using var disk = await SmallDisk.MountAsync(node, "40m", ct);
+        await node.StartProcessAsync(ct);
+        var files = Peers.CtCorpusFiles();
 
-        try
-        {
-            await node.StartProcessAsync(ct);
-            var files = Peers.CtCorpusFiles();
+        // The whole corpus (100 MiB) into a 40 MiB file system that also holds the index and the audit trail.
+        var first = await StoreAsync(node, files, ct);
 
-            // The whole corpus (100 MiB) into a 40 MiB file system that also holds the index and the audit trail.
-            var first = await StoreAsync(node, files, ct);
+        var stored = Count(first, "Received Store Response (Success)");
+        var refused = Count(first, "Received Store Response (Refused: OutOfResources)");
+        Assert.True(stored > 0 && refused > 0 && stored + refused == files.Count, first.ToString());
+        Assert.DoesNotContain("Abort", first.StandardOutput + first.StandardError, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(stored, (await node.StatsAsync()).GetProperty("instances").GetInt64());
 
-            var stored = Count(first, "Received Store Response (Success)");
-            var refused = Count(first, "Received Store Response (Refused: OutOfResources)");
-            Assert.True(stored > 0 && refused > 0 && stored + refused == files.Count, first.ToString());
-            Assert.DoesNotContain("Abort", first.StandardOutput + first.StandardError, StringComparison.OrdinalIgnoreCase);
-            Assert.Equal(stored, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        // An administrator grows the disk: the same node takes the rest without a restart.
+        var grow = await Peers.RunAsync("mount", ["-o", "remount,size=300m", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(grow.ExitCode == 0, grow.ToString());
+        var second = await StoreAsync(node, files, ct);
+        Assert.Equal(files.Count, Count(second, "Received Store Response (Success)"));
+        await node.StopAsync();
 
-            // An administrator grows the disk: the same node takes the rest without a restart.
-            var grow = await Peers.RunAsync("mount", ["-o", "remount,size=300m", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
-            Assert.True(grow.ExitCode == 0, grow.ToString());
-            var second = await StoreAsync(node, files, ct);
-            Assert.Equal(files.Count, Count(second, "Received Store Response (Success)"));
-            await node.StopAsync();
-
-            Assert.Equal(files.Count, (await node.StatsAsync()).GetProperty("instances").GetInt64());
-            var verify = await node.VigieAsync("audit", "verify");
-            Assert.True(verify.ExitCode == 0, verify.ToString());
-            var scrub = await node.VigieAsync("scrub");
-            Assert.True(scrub.ExitCode == 0, scrub.ToString());
-        }
-        finally
-        {
-            await node.StopAsync();
-            await Peers.RunAsync("umount", ["-l", node.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
-        }
+        Assert.Equal(files.Count, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
     }
 
     /// <summary>
@@ -149,39 +135,50 @@ public sealed class DiskFullTests
             ["VIGIE__ARCHIVE__MINFREESPACE"] = floor.ToString(CultureInfo.InvariantCulture),
             ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0",
         }, ct);
-        Directory.CreateDirectory(node.Data);
-        var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", "size=24m", "tmpfs", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
-        if (mount.ExitCode != 0)
+        await using var disk = await SmallDisk.MountAsync(node, "24m", ct);
+        await node.StartProcessAsync(ct);
+        var image = Peers.CtCorpusFiles()[0];
+        // Leave 256 KiB above the floor: the check passes, and the 513 KiB image cannot be written.
+        var filler = Path.Combine(node.Data, "filler");
+        var room = new DriveInfo(node.Data).AvailableFreeSpace - floor - 256 * 1024;
+        var fill = await Peers.RunAsync("fallocate", ["-l", room.ToString(CultureInfo.InvariantCulture), filler], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(fill.ExitCode == 0, fill.ToString());
+
+        var full = await StoreAsync(node, [image], ct);
+        Assert.True(Count(full, "Received Store Response (Refused: OutOfResources)") == 1, full + "\n--- node\n" + node.Output);
+        Assert.DoesNotContain("Abort", full.StandardOutput + full.StandardError, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("A store from STORESCU", node.Output, StringComparison.Ordinal);
+        Assert.True(await RefusalsAuditedAsync(node, "refused: the object ") == 1, node.Output);
+
+        File.Delete(filler);
+        var stored = await StoreAsync(node, [image], ct);
+        Assert.Equal(1, Count(stored, "Received Store Response (Success)"));
+        await node.StopAsync();
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
+    /// <summary>
+    /// A tmpfs of the given size over the node's data folder, to fill; the test is skipped where none can be mounted (as
+    /// root). Disposing stops the node and unmounts it.
+    /// </summary>
+    private sealed class SmallDisk(VigieNode node) : IAsyncDisposable
+    {
+        public static async Task<SmallDisk> MountAsync(VigieNode node, string size, CancellationToken ct)
         {
-            Assert.Skip($"a small file system is needed to fill (tmpfs mount, as root): {mount.StandardError.Trim()}");
+            Directory.CreateDirectory(node.Data);
+            var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={size}", "tmpfs", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+            if (mount.ExitCode != 0)
+            {
+                Assert.Skip($"a small file system is needed to fill (tmpfs mount, as root): {mount.StandardError.Trim()}");
+            }
+
+            return new SmallDisk(node);
         }
 
-        try
-        {
-            await node.StartProcessAsync(ct);
-            var image = Peers.CtCorpusFiles()[0];
-            // Leave 256 KiB above the floor: the check passes, and the 513 KiB image cannot be written.
-            var filler = Path.Combine(node.Data, "filler");
-            var room = new DriveInfo(node.Data).AvailableFreeSpace - floor - 256 * 1024;
-            var fill = await Peers.RunAsync("fallocate", ["-l", room.ToString(CultureInfo.InvariantCulture), filler], TimeSpan.FromSeconds(30), cancellationToken: ct);
-            Assert.True(fill.ExitCode == 0, fill.ToString());
-
-            var full = await StoreAsync(node, [image], ct);
-            Assert.True(Count(full, "Received Store Response (Refused: OutOfResources)") == 1, full + "\n--- node\n" + node.Output);
-            Assert.DoesNotContain("Abort", full.StandardOutput + full.StandardError, StringComparison.OrdinalIgnoreCase);
-            Assert.Contains("A store from STORESCU", node.Output, StringComparison.Ordinal);
-            Assert.True(await RefusalsAuditedAsync(node, "refused: the object ") == 1, node.Output);
-
-            File.Delete(filler);
-            var stored = await StoreAsync(node, [image], ct);
-            Assert.Equal(1, Count(stored, "Received Store Response (Success)"));
-            await node.StopAsync();
-            var verify = await node.VigieAsync("audit", "verify");
-            Assert.True(verify.ExitCode == 0, verify.ToString());
-            var scrub = await node.VigieAsync("scrub");
-            Assert.True(scrub.ExitCode == 0, scrub.ToString());
-        }
-        finally
+        public async ValueTask DisposeAsync()
         {
             await node.StopAsync();
             await Peers.RunAsync("umount", ["-l", node.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);

@@ -14,30 +14,16 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// </summary>
 public sealed class ForwardingQueueTests
 {
-    // dcmtk's association profile for a PACS configured for MR only: CT objects have no presentation context.
-    private const string MrOnlyProfile = """
-        [[TransferSyntaxes]]
-        [Uncompressed]
-        TransferSyntax1 = LocalEndianExplicit
-        TransferSyntax2 = OppositeEndianExplicit
-        TransferSyntax3 = LittleEndianImplicit
+    // A PACS configured for MR only: CT objects have no presentation context.
+    private const string MrOnly = "MRImageStorage";
 
-        [[PresentationContexts]]
-        [MROnly]
-        PresentationContext1 = MRImageStorage\Uncompressed
-
-        [[Profiles]]
-        [Default]
-        PresentationContexts = MROnly
-        """;
+    private static readonly string[] Uncompressed = ["LocalEndianExplicit", "OppositeEndianExplicit", "LittleEndianImplicit"];
 
     [Fact]
     public async Task Objects_the_PACS_refuses_are_reported_and_delivered_once_retried()
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-forward-queue");
-        var profile = work.Combine("mr-only.cfg");
-        await File.WriteAllTextAsync(profile, MrOnlyProfile, ct);
         var pacsPort = VigieNode.FreePort();
         await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacsPort}"], environment: new Dictionary<string, string>
         {
@@ -60,7 +46,7 @@ public sealed class ForwardingQueueTests
         Assert.True(waiting.Json.GetProperty("stalled").GetBoolean());
 
         // It comes back configured for MR only: the CT objects are given up on, not retried forever, and reported.
-        await using (var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), pacsPort, "-xf", profile, "Default"))
+        await using (var mrOnly = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs-mr"), pacsPort, MrOnly, Uncompressed))
         {
             var refused = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 3, ct);
             Assert.Equal(1, refused.ExitCode);
@@ -126,9 +112,7 @@ public sealed class ForwardingQueueTests
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-forward-dismiss");
-        var profile = work.Combine("mr-only.cfg");
-        await File.WriteAllTextAsync(profile, MrOnlyProfile, ct);
-        await using var mrOnly = await StoreScp.StartAsync("PACS", work.Combine("pacs-mr"), "-xf", profile, "Default");
+        await using var mrOnly = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs-mr"), null, MrOnly, Uncompressed);
         await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, ["--forward", $"PACS@127.0.0.1:{mrOnly.Port}"], null, ct);
         // Maintenance every second, keeping finished queue messages for no time: dismissed ones are purged, given-up ones not.
         node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__INTERVAL", "00:00:01");
@@ -198,21 +182,7 @@ public sealed class ForwardingQueueTests
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-forward-implicit");
-        var profile = work.Combine("ct-implicit.cfg");
-        await File.WriteAllTextAsync(profile, """
-            [[TransferSyntaxes]]
-            [Implicit]
-            TransferSyntax1 = LittleEndianImplicit
-
-            [[PresentationContexts]]
-            [CTImplicit]
-            PresentationContext1 = CTImageStorage\Implicit
-
-            [[Profiles]]
-            [Default]
-            PresentationContexts = CTImplicit
-            """, ct);
-        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), "-xf", profile, "Default");
+        await using var pacs = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs"), null, "CTImageStorage", "LittleEndianImplicit");
         await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
         var files = Peers.CtCorpusFiles().Take(3).ToList();
         await node.StoreAsync(files, ct);

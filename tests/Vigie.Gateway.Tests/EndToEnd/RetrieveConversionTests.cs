@@ -12,28 +12,12 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// </summary>
 public sealed class RetrieveConversionTests
 {
-    private const string CtImplicitOnly = """
-        [[TransferSyntaxes]]
-        [Implicit]
-        TransferSyntax1 = LittleEndianImplicit
-
-        [[PresentationContexts]]
-        [CTImplicit]
-        PresentationContext1 = CTImageStorage\Implicit
-
-        [[Profiles]]
-        [Default]
-        PresentationContexts = CTImplicit
-        """;
-
     [Fact]
     public async Task Objects_stored_in_explicit_vr_are_moved_to_a_workstation_that_takes_implicit_vr_only()
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-retrieve-implicit");
-        var profile = work.Combine("ct-implicit.cfg");
-        await File.WriteAllTextAsync(profile, CtImplicitOnly, ct);
-        await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"), "-xf", profile, "Default");
+        await using var workstation = await StoreScp.StartAcceptingOnlyAsync("WORKSTATION", work.Combine("moved"), null, "CTImageStorage", "LittleEndianImplicit");
         await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
         var files = Peers.CtCorpusFiles().Take(2).ToList();
         await node.StoreAsync(files, ct);

@@ -278,6 +278,30 @@ internal sealed class StoreScp : IAsyncDisposable
 
     public static Task<StoreScp> StartAsync(string aeTitle, string folder, params string[] options) => StartAsync(aeTitle, folder, VigieNode.FreePort(), options);
 
+    /// <summary>
+    /// A storescp configured (dcmtk association profile) to accept one SOP class in the given transfer syntaxes only,
+    /// as a PACS or workstation set up for less than Vigie sends. Syntaxes are dcmtk's names (LittleEndianImplicit...).
+    /// </summary>
+    public static async Task<StoreScp> StartAcceptingOnlyAsync(string aeTitle, string folder, int? port, string sopClass, params string[] transferSyntaxes)
+    {
+        var profile = folder + ".cfg";
+        var syntaxes = string.Join('\n', transferSyntaxes.Select((t, i) => $"TransferSyntax{i + 1} = {t}"));
+        await File.WriteAllTextAsync(profile, $"""
+            [[TransferSyntaxes]]
+            [Accepted]
+            {syntaxes}
+
+            [[PresentationContexts]]
+            [Only]
+            PresentationContext1 = {sopClass}\Accepted
+
+            [[Profiles]]
+            [Default]
+            PresentationContexts = Only
+            """);
+        return await StartAsync(aeTitle, folder, port ?? VigieNode.FreePort(), "-xf", profile, "Default");
+    }
+
     /// <summary>Starts on a given port, for a PACS that comes back where the node expects it.</summary>
     public static async Task<StoreScp> StartAsync(string aeTitle, string folder, int port, params string[] options)
     {
