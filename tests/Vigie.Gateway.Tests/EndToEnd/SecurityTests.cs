@@ -77,16 +77,9 @@ public sealed class SecurityTests
     public async Task An_expiring_tls_certificate_is_reported_and_its_renewal_is_used_without_a_restart()
     {
         var ct = TestContext.Current.CancellationToken;
-        var openssl = Peers.Require("openssl", "openssl");
         var echoscu = Peers.Require("echoscu", "dcmtk");
         using var pki = new TempDirectory("vigie-pki-renewal");
-        async Task SelfSignedAsync(string name, int days)
-        {
-            var made = await Peers.RunAsync(openssl, ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key",
-                "-out", $"{name}.crt", "-days", days.ToString(CultureInfo.InvariantCulture), "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
-            Assert.True(made.ExitCode == 0, made.ToString());
-        }
+        Task SelfSignedAsync(string name, int days) => TestCertificates.SelfSignedAsync(pki.Path, name, days, "/CN=localhost", ct, "DNS:localhost,IP:127.0.0.1");
 
         await SelfSignedAsync("server", 5);
         var tlsPort = VigieNode.FreePort();
