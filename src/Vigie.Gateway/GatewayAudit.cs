@@ -33,6 +33,16 @@ internal static class GatewayAudit
         NetworkAccessPointType = NetworkAccessPointType.MachineName,
     };
 
+    /// <summary>A remote node (the PACS) receiving from this one, by AE title and, when known, its host name.</summary>
+    public static AuditParticipant Destination(string aeTitle, string? host = null) => new()
+    {
+        UserId = aeTitle,
+        Kind = AuditParticipantKind.Application,
+        Roles = [AuditRoles.Destination],
+        NetworkAccessPointId = host,
+        NetworkAccessPointType = host is null ? null : NetworkAccessPointType.MachineName,
+    };
+
     /// <summary>Application Activity (start or stop) of this node.</summary>
     public static AuditRecord ApplicationActivity(AuditCode type, string aeTitle, TimeProvider time) => new()
     {

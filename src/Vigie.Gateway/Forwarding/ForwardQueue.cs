@@ -84,7 +84,7 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
                 Participants =
                 [
                     new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
-                    new AuditParticipant { UserId = group.Key, Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Destination] },
+                    GatewayAudit.Destination(group.Key),
                 ],
                 Details = new AuditDetails { OutcomeDescription = $"{group.Count()} objects for {group.Key} {what}" },
             }, cancellationToken).ConfigureAwait(false);

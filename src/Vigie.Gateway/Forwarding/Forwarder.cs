@@ -374,32 +374,9 @@ internal sealed class Forwarder(
 
         Sent.Add(1, new("destination", destination), new("outcome", "given-up"));
         logger.LogWarning("Forwarding of queue entry {Id} given up: {Reason}. `vigie forward retry` puts it back once the cause is fixed", message.Id, reason);
-        var patientId = header?.GetString(DicomTags.PatientID) ?? string.Empty;
-        var studyUid = header?.GetString(DicomTags.StudyInstanceUID);
-        await audit.AppendAsync(new AuditRecord
-        {
-            Time = time.GetUtcNow(),
-            EventId = AuditEventIds.DicomInstancesTransferred,
-            Action = AuditAction.Read,
-            Outcome = AuditOutcome.SeriousFailure,
-            Participants =
-            [
-                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
-                new AuditParticipant { UserId = destination, Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Destination] },
-            ],
-            PatientRef = header is null ? null : GatewayAudit.PatientRef(keys, patientId, header.GetString(DicomTags.IssuerOfPatientID)),
-            Details = new AuditDetails
-            {
-                OutcomeDescription = $"not forwarded: {reason}" + (string.IsNullOrWhiteSpace(peerComment) ? string.Empty : $" ({peerComment.Trim()})"),
-                Objects = header is null || studyUid is null
-                    ? []
-                    :
-                    [
-                        GatewayAudit.Study(DicomText.TrimUid(studyUid), header.GetString(DicomTags.SOPClassUID) is { } sopClass ? DicomText.TrimUid(sopClass) : null),
-                        GatewayAudit.Patient(patientId, header.GetString(DicomTags.PatientName)),
-                    ],
-            },
-        }, cancellationToken).ConfigureAwait(false);
+        var description = $"not forwarded: {reason}" + (string.IsNullOrWhiteSpace(peerComment) ? string.Empty : $" ({peerComment.Trim()})");
+        await audit.AppendAsync(TransferRecord(destination, null, header is null ? [] : [header], AuditOutcome.SeriousFailure, description), cancellationToken)
+            .ConfigureAwait(false);
     }
 
     /// <summary>
@@ -410,39 +387,49 @@ internal sealed class Forwarder(
     {
         foreach (var study in delivered.GroupBy(h => DicomText.TrimUid(h.GetString(DicomTags.StudyInstanceUID) ?? string.Empty), StringComparer.Ordinal))
         {
-            var first = study.First();
-            var patientId = first.GetString(DicomTags.PatientID) ?? string.Empty;
-            var studyObject = GatewayAudit.Study(study.Key.Length == 0 ? "(unknown)" : study.Key, null, accession: first.GetString(DicomTags.AccessionNumber)) with
-            {
-                SopClasses = study.GroupBy(h => DicomText.TrimUid(h.GetString(DicomTags.SOPClassUID) ?? string.Empty), StringComparer.Ordinal)
-                    .Select(c => new AuditSopClass(c.Key, c.Count())).ToList(),
-            };
-            var record = new AuditRecord
-            {
-                Time = time.GetUtcNow(),
-                EventId = AuditEventIds.DicomInstancesTransferred,
-                Action = AuditAction.Read,
-                Participants =
-                [
-                    GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
-                    new AuditParticipant
-                    {
-                        UserId = destination.AETitle,
-                        Kind = AuditParticipantKind.Application,
-                        Roles = [AuditRoles.Destination],
-                        NetworkAccessPointId = destination.Host,
-                        NetworkAccessPointType = NetworkAccessPointType.MachineName,
-                    },
-                ],
-                PatientRef = GatewayAudit.PatientRef(keys, patientId, first.GetString(DicomTags.IssuerOfPatientID)),
-                Details = new AuditDetails
-                {
-                    OutcomeDescription = $"forwarded {study.Count()} objects to {destination.AETitle}",
-                    Objects = [studyObject, GatewayAudit.Patient(patientId, first.GetString(DicomTags.PatientName))],
-                },
-            };
-            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+            var headers = study.ToList();
+            await audit.AppendAsync(TransferRecord(destination.AETitle, destination.Host, headers, AuditOutcome.Success,
+                $"forwarded {headers.Count} objects to {destination.AETitle}"), cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// "Instances Transferred" from this node to <paramref name="destination"/> for objects of one study (their headers),
+    /// naming the study with its SOP classes and the patient, under the patient reference; none of it when no header is known.
+    /// </summary>
+    private AuditRecord TransferRecord(string destination, string? destinationHost, IReadOnlyList<DicomDataset> study, AuditOutcome outcome, string description)
+    {
+        var first = study.Count > 0 ? study[0] : null;
+        var patientId = first?.GetString(DicomTags.PatientID) ?? string.Empty;
+        return new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Read,
+            Outcome = outcome,
+            Participants =
+            [
+                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
+                GatewayAudit.Destination(destination, destinationHost),
+            ],
+            PatientRef = first is null ? null : GatewayAudit.PatientRef(keys, patientId, first.GetString(DicomTags.IssuerOfPatientID)),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = description,
+                Objects = first is null
+                    ? []
+                    :
+                    [
+                        GatewayAudit.Study(DicomText.TrimUid(first.GetString(DicomTags.StudyInstanceUID) ?? "(unknown)"), null,
+                            accession: first.GetString(DicomTags.AccessionNumber)) with
+                        {
+                            SopClasses = study.GroupBy(h => DicomText.TrimUid(h.GetString(DicomTags.SOPClassUID) ?? string.Empty), StringComparer.Ordinal)
+                                .Select(c => new AuditSopClass(c.Key, c.Count())).ToList(),
+                        },
+                        GatewayAudit.Patient(patientId, first.GetString(DicomTags.PatientName)),
+                    ],
+            },
+        };
     }
 
     private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
