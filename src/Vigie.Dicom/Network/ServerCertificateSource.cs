@@ -25,7 +25,7 @@ public sealed class ServerCertificateSource
         _time = time ?? TimeProvider.System;
         _filesWritten = FilesWritten();
         _current = DicomTls.LoadCertificate(options.CertificatePath!, options.KeyPath, options.CertificatePassword);
-        _nextCheck = _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency);
+        _nextCheck = NextCheck();
     }
 
     /// <summary>The certificate to present now, reloaded first if its files changed since the last look.</summary>
@@ -40,22 +40,20 @@ public sealed class ServerCertificateSource
 
             lock (_lock)
             {
-                Volatile.Write(ref _nextCheck, _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency));
+                Volatile.Write(ref _nextCheck, NextCheck());
                 var written = FilesWritten();
                 if (written != _filesWritten)
                 {
+                    // A failed load is tried again when the files change once more (the key copied after the certificate, say).
+                    _filesWritten = written;
                     try
                     {
                         // The previous certificate is not disposed: a handshake in flight may still hold it.
                         Volatile.Write(ref _current, DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword));
-                        _filesWritten = written;
                         ReloadError = null;
-                        Reloads++;
                     }
                     catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
                     {
-                        // Tried again when the files change once more (the key copied after the certificate, say).
-                        _filesWritten = written;
                         ReloadError = e.Message;
                     }
                 }
@@ -68,8 +66,7 @@ public sealed class ServerCertificateSource
     /// <summary>Why the last change of the files could not be used, while the previous certificate stays in service.</summary>
     public string? ReloadError { get; private set; }
 
-    /// <summary>How many times a renewed certificate was taken into service.</summary>
-    public int Reloads { get; private set; }
+    private long NextCheck() => _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency);
 
     private DateTime FilesWritten()
     {
