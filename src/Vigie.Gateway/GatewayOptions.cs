@@ -11,7 +11,10 @@ public sealed class GatewayOptions
     /// <summary>Objects up to this size are inspected from memory after being decrypted from the spool; larger ones by ranges.</summary>
     public int InMemoryInspectionLimit { get; set; } = 64 * 1024 * 1024;
 
-    /// <summary>DICOM nodes Vigie talks to: forwarding targets (the PACS) and C-MOVE destinations.</summary>
+    /// <summary>
+    /// DICOM nodes Vigie talks to: forwarding targets (the PACS), C-MOVE destinations, and the modalities that ask for
+    /// storage commitment (their reports go to the address given here).
+    /// </summary>
     public List<DicomDestination> Destinations { get; set; } = [];
 
     /// <summary>Most instances one C-GET or C-MOVE may send, and one C-FIND may return.</summary>
@@ -28,6 +31,12 @@ public sealed class GatewayOptions
     /// commits are not synced, so a power cut may take the rows of the last ones (see ArchiveRecovery).
     /// </summary>
     public TimeSpan RecoveryWindow { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// How long Vigie keeps trying to deliver a storage commitment report to a modality that cannot be reached; past
+    /// it the report is given up (logged and audited) and the modality keeps its copies.
+    /// </summary>
+    public TimeSpan CommitmentReportExpiry { get; set; } = TimeSpan.FromHours(24);
 }
 
 /// <summary>A remote DICOM node.</summary>

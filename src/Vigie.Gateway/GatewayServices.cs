@@ -12,6 +12,7 @@ using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Dicom.Network;
+using Vigie.Gateway.Commitment;
 using Vigie.Gateway.Dimse;
 using Vigie.Gateway.Forwarding;
 using Vigie.Gateway.Ingest;
@@ -46,6 +47,8 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();
         services.TryAddSingleton<ForwardQueue>();
+        services.TryAddSingleton<StorageCommitmentService>();
+        services.TryAddSingleton<CommitmentReporter>();
         services.TryAddSingleton<DicomNodeService>();
 
         // Then the node, then the background consumers. Hosted services stop in reverse order: the consumers, the node
@@ -54,6 +57,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, GatewayStopRecorder>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, DicomNodeService>(sp => sp.GetRequiredService<DicomNodeService>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, Forwarder>(sp => sp.GetRequiredService<Forwarder>()));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, CommitmentReporter>(sp => sp.GetRequiredService<CommitmentReporter>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, ArchiveMaintenance>());
         return services;
     }

@@ -28,7 +28,7 @@ internal static class ServeCommand
             AllowMultipleArgumentsPerToken = false,
         };
         var forward = new Option<string[]>("--forward") { Description = "Forward every stored object to AE@host:port (repeatable), for example a PACS." };
-        var destination = new Option<string[]>("--destination") { Description = "A C-MOVE destination AE@host:port (repeatable)." };
+        var destination = new Option<string[]>("--destination") { Description = "A C-MOVE destination, or a modality that asks for storage commitment, AE@host:port (repeatable): where associations to it go." };
         var command = new Command("serve", "Run Vigie: the DICOM node (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE), inspection, the encrypted archive, the audit trail and forwarding.")
         {
             data, config, dicomPort, httpPort, ae, allow, forward, destination,

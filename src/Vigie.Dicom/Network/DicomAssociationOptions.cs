@@ -24,6 +24,9 @@ public sealed class DicomAssociationOptions
     /// <summary>Largest C-FIND/C-GET/C-MOVE identifier accepted (held in memory).</summary>
     public int MaxIdentifierLength { get; set; } = 1024 * 1024;
 
+    /// <summary>Largest N-ACTION information accepted (held in memory): a storage commitment request lists every instance of a study.</summary>
+    public int MaxActionInformationLength { get; set; } = 8 * 1024 * 1024;
+
     /// <summary>Operations Vigie performs at once on one association when the peer negotiates an asynchronous window.</summary>
     public ushort MaxOperationsPerformed { get; set; } = 8;
 }

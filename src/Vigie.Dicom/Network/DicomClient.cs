@@ -246,6 +246,27 @@ public sealed class DicomClient : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// N-EVENT-REPORT about <paramref name="sopInstanceUid"/> (a storage commitment result, sent on an association the
+    /// SCP opened back to the SCU): returns the peer's status.
+    /// </summary>
+    public async Task<DimseResult> EventReportAsync(string sopClassUid, string sopInstanceUid, ushort eventTypeId, DicomDataset information,
+        CancellationToken cancellationToken)
+    {
+        var context = Association.FindAcceptedContext(sopClassUid)
+            ?? throw new InvalidOperationException($"{sopClassUid} was not accepted.");
+        var request = DimseMessage.EventReportRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, eventTypeId);
+        await Association.SendAsync(request, DicomWriter.Encode(information, TransferSyntax.Lookup(context.AcceptedTransferSyntax!)), cancellationToken)
+            .ConfigureAwait(false);
+        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+        if (response.HasDataSet)
+        {
+            await Association.ReadDataSetAsync(1024 * 1024, cancellationToken).ConfigureAwait(false);
+        }
+
+        return new DimseResult(response.Status, response.ErrorComment);
+    }
+
     public async ValueTask ReleaseAsync(CancellationToken cancellationToken) => await Association.ReleaseAsync(cancellationToken).ConfigureAwait(false);
 
     public async ValueTask DisposeAsync()

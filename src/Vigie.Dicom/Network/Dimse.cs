@@ -50,6 +50,21 @@ public static class DimseStatus
     /// <summary>Refused: not authorized. Vigie's answer to an object its inspection refused, with the rule in Error Comment.</summary>
     public const ushort NotAuthorized = 0x0124;
 
+    /// <summary>No such object instance (N-services; a storage commitment Failure Reason).</summary>
+    public const ushort NoSuchObjectInstance = 0x0112;
+
+    public const ushort InvalidArgumentValue = 0x0115;
+
+    public const ushort InvalidObjectInstance = 0x0117;
+
+    /// <summary>Class-instance conflict: the SOP class given is not the instance's.</summary>
+    public const ushort ClassInstanceConflict = 0x0119;
+
+    public const ushort NoSuchActionType = 0x0123;
+
+    /// <summary>Resource limitation (a storage commitment Failure Reason).</summary>
+    public const ushort ResourceLimitation = 0x0213;
+
     public const ushort DuplicateInvocation = 0x0210;
     public const ushort UnrecognizedOperation = 0x0211;
     public const ushort MistypedArgument = 0x0212;
@@ -117,6 +132,15 @@ public sealed class DimseMessage
 
     public string? AffectedSopInstanceUid => Uid(DicomTags.AffectedSOPInstanceUID);
 
+    /// <summary>The SOP class an N-ACTION (or N-GET, N-SET, N-DELETE) addresses.</summary>
+    public string? RequestedSopClassUid => Uid(DicomTags.RequestedSOPClassUID);
+
+    public string? RequestedSopInstanceUid => Uid(DicomTags.RequestedSOPInstanceUID);
+
+    public ushort ActionTypeId => UInt16(DicomTags.ActionTypeID);
+
+    public ushort EventTypeId => UInt16(DicomTags.EventTypeID);
+
     public string? MoveDestination => Command.GetString(DicomTags.MoveDestination)?.Trim();
 
     public string? ErrorComment => Command.GetString(DicomTags.ErrorComment);
@@ -148,6 +172,15 @@ public sealed class DimseMessage
         return message;
     }
 
+    /// <summary>An N-EVENT-REPORT-RQ about <paramref name="sopInstanceUid"/> carrying its Event Information.</summary>
+    public static DimseMessage EventReportRequest(ushort messageId, byte contextId, string sopClassUid, string sopInstanceUid, ushort eventTypeId)
+    {
+        var message = Create(contextId, DimseCommand.NEventReportRequest, sopClassUid, messageId, respondingTo: null, dataSet: true);
+        message.Command.SetString(DicomTags.AffectedSOPInstanceUID, DicomVR.UI, sopInstanceUid);
+        message.Command.SetUInt16(DicomTags.EventTypeID, eventTypeId);
+        return message;
+    }
+
     public static DimseMessage CancelRequest(ushort respondingTo, byte contextId)
     {
         var command = new DicomDataset();
@@ -161,11 +194,22 @@ public sealed class DimseMessage
     public static DimseMessage Response(DimseMessage request, ushort status, bool dataSet = false, string? errorComment = null)
     {
         var field = (DimseCommand)((ushort)request.Field | 0x8000);
-        var message = Create(request.PresentationContextId, field, request.AffectedSopClassUid, null, request.MessageId, dataSet);
+        // An N-ACTION names its object as Requested; the response names the same one as Affected (PS3.7 10.1.4.1).
+        var action = request.Field == DimseCommand.NActionRequest;
+        var message = Create(request.PresentationContextId, field, action ? request.RequestedSopClassUid : request.AffectedSopClassUid, null, request.MessageId, dataSet);
         message.Command.SetUInt16(DicomTags.Status, status);
-        if (request.AffectedSopInstanceUid is { } instance)
+        if ((action ? request.RequestedSopInstanceUid : request.AffectedSopInstanceUid) is { } instance)
         {
             message.Command.SetString(DicomTags.AffectedSOPInstanceUID, DicomVR.UI, instance);
+        }
+
+        if (action)
+        {
+            message.Command.SetUInt16(DicomTags.ActionTypeID, request.ActionTypeId);
+        }
+        else if (request.Field == DimseCommand.NEventReportRequest)
+        {
+            message.Command.SetUInt16(DicomTags.EventTypeID, request.EventTypeId);
         }
 
         if (errorComment is not null)

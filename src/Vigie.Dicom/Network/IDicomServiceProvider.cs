@@ -81,6 +81,12 @@ public interface IDicomServiceProvider
     /// <summary>The instances a C-GET or C-MOVE identifier selects.</summary>
     ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// An N-ACTION on <c>request.RequestedSopClassUid</c> (storage commitment) with its Action Information; the result
+    /// is the N-ACTION-RSP status. A <see cref="DicomStatusException"/> answers with its status.
+    /// </summary>
+    ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken);
+
     /// <summary>Opens an association to a C-MOVE destination AE; null when the destination is unknown or not allowed.</summary>
     ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken);

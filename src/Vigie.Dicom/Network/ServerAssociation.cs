@@ -219,6 +219,9 @@ internal sealed class ServerAssociation(
                     break;
                 }
 
+                case DimseCommand.NActionRequest:
+                    await ActionAsync(message).ConfigureAwait(false);
+                    break;
                 case DimseCommand.CCancelRequest:
                     if (_cancellable.TryGetValue(message.MessageIdBeingRespondedTo, out var cancel))
                     {
@@ -339,6 +342,45 @@ internal sealed class ServerAssociation(
         {
             await operation.DisposeAsync().ConfigureAwait(false);
         }
+    }
+
+    private async Task ActionAsync(DimseMessage request)
+    {
+        DicomDataset? information = null;
+        if (request.HasDataSet)
+        {
+            var bytes = await association.ReadDataSetAsync(options.Association.MaxActionInformationLength, stopping).ConfigureAwait(false);
+            var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
+            try
+            {
+                information = await DicomReader.ReadDatasetAsync(bytes, syntax, new DicomReadOptions { MaxDepth = 4, MaxElements = 200_000 }, stopping)
+                    .ConfigureAwait(false);
+            }
+            catch (DicomParseException e)
+            {
+                await RespondAsync(request, new DimseResult(DimseStatus.InvalidArgumentValue, "unreadable action information: " + e.Reason)).ConfigureAwait(false);
+                return;
+            }
+        }
+
+        var context = association.AcceptedContext(request.PresentationContextId)!;
+        if (request.RequestedSopClassUid != context.AbstractSyntax)
+        {
+            await RespondAsync(request, new DimseResult(DimseStatus.ClassInstanceConflict, "Requested SOP Class UID differs from the presentation context")).ConfigureAwait(false);
+            return;
+        }
+
+        DimseResult result;
+        try
+        {
+            result = await provider.ActionAsync(association, request, information, stopping).ConfigureAwait(false);
+        }
+        catch (DicomStatusException e)
+        {
+            result = new DimseResult(e.Status, e.Comment);
+        }
+
+        await RespondAsync(request, result).ConfigureAwait(false);
     }
 
     private async Task<DicomDataset?> ReadIdentifierAsync(DimseMessage request)

@@ -9,6 +9,7 @@ using Vigie.Audit.Model;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
+using Vigie.Gateway.Commitment;
 using Vigie.Gateway.Forwarding;
 using Vigie.Gateway.Ingest;
 using DicomTags = Vigie.Dicom.DicomTags;
@@ -28,6 +29,7 @@ internal sealed class GatewayServiceProvider(
     IngestPipeline ingest,
     IArchiveIndex index,
     IObjectStore store,
+    StorageCommitmentService commitments,
     IAuditLog audit,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> serverOptions,
@@ -99,9 +101,11 @@ internal sealed class GatewayServiceProvider(
         // Storage contexts are for sending to Vigie (Store), or for receiving C-GET results when the requestor takes the SCP role.
         var getRoles = request.RoleSelections.Where(r => r.ScpRole).Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
         PresentationContextNegotiator.Answer(request,
-            uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid),
+            uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)
+                || uid == DicomUids.StorageCommitmentPushModel,
             uid => uid == DicomUids.Verification
                 || (SopClasses.IsStorage(uid) && ((rights & DicomRights.Store) != 0 || ((rights & DicomRights.Retrieve) != 0 && getRoles.Contains(uid))))
+                || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
                 || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0));
         association.State = new GatewayAssociationState(subject, rights, decision.Rule ?? "");
@@ -109,6 +113,23 @@ internal sealed class GatewayServiceProvider(
         await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.Success,
             $"association accepted ({decision.Reason})", user, cancellationToken).ConfigureAwait(false);
         return AssociationDecision.Accepted;
+    }
+
+    public async ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken)
+    {
+        // Negotiation accepts no other SOP class with N-ACTION.
+        if (request.RequestedSopClassUid != DicomUids.StorageCommitmentPushModel)
+        {
+            return new DimseResult(DimseStatus.UnrecognizedOperation, "N-ACTION is served for storage commitment only");
+        }
+
+        var result = await commitments.RequestAsync(association.CallingAE, request, information, cancellationToken).ConfigureAwait(false);
+        if (result.Status != DimseStatus.Success)
+        {
+            logger.LogWarning("Storage commitment request from {CallingAE} refused (0x{Status:X4}): {Reason}", association.CallingAE, result.Status, result.ErrorComment);
+        }
+
+        return result;
     }
 
     public ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken) =>

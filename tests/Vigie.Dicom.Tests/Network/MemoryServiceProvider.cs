@@ -100,6 +100,9 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
         ValueTask.FromResult<IReadOnlyList<RetrieveItem>>(Stored.Select(s => new RetrieveItem(s.Value.SopClass, s.Key, s.Value.Syntax,
             _ => ValueTask.FromResult<Stream>(new MemoryStream(s.Value.Data)))).ToList());
 
+    public ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(new DimseResult(DimseStatus.NoSuchActionType));
+
     public ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken) => ValueTask.FromResult<IMoveDestination?>(null);
 

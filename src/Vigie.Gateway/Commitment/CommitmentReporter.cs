@@ -1,0 +1,251 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Outbox;
+using Vigie.Dicom;
+using Vigie.Dicom.Network;
+using Vigie.Gateway.Forwarding;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Commitment;
+
+/// <summary>
+/// Sends the results of storage commitment requests (N-EVENT-REPORT, PS3.4 J.3.3) from the outbox: checks each
+/// instance against the index when the report is made, opens an association to the requestor proposing the SCP role
+/// of the Storage Commitment Push Model, and retries with back-off while the modality is unreachable, up to
+/// <see cref="GatewayOptions.CommitmentReportExpiry"/>. Each report is audited.
+/// </summary>
+internal sealed class CommitmentReporter(
+    Outbox outbox,
+    StorageCommitmentService commitments,
+    IArchiveIndex index,
+    IAuditLog audit,
+    IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<DicomServerOptions> server,
+    ILogger<CommitmentReporter> logger,
+    TimeProvider time) : BackgroundService
+{
+    private static readonly Meter Meter = new("Vigie.Gateway.Commitment");
+
+    internal static readonly Counter<long> Requests = Meter.CreateCounter<long>("vigie.gateway.commitment.requests", "{request}",
+        "Storage commitment requests accepted");
+
+    private static readonly Counter<long> Reports = Meter.CreateCounter<long>("vigie.gateway.commitment.reports", "{report}",
+        "Storage commitment reports, by outcome (delivered, retry, given-up)");
+
+    /// <summary>Event Type ID of an N-EVENT-REPORT (PS3.4 J.3.3): every instance committed, or some failed.</summary>
+    public const ushort AllCommitted = 1;
+
+    public const ushort FailuresExist = 2;
+
+    private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-commitment-{Guid.NewGuid():N}";
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                if (await RunOnceAsync(stoppingToken).ConfigureAwait(false) == 0)
+                {
+                    await outbox.WaitAsync(StorageCommitmentService.Topic, TimeSpan.FromSeconds(2), stoppingToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "Storage commitment round failed; retrying");
+                try
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>Claims and reports a few requests; returns how many it took.</summary>
+    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.CurrentValue;
+        var batch = await outbox.ClaimAsync(StorageCommitmentService.Topic, _consumer, 8, settings.Forwarding.Lease, cancellationToken).ConfigureAwait(false);
+        foreach (var message in batch)
+        {
+            await ReportAsync(message, settings, cancellationToken).ConfigureAwait(false);
+        }
+
+        return batch.Count;
+    }
+
+    private async Task ReportAsync(OutboxMessage message, GatewayOptions settings, CancellationToken cancellationToken)
+    {
+        CommitmentRequest request;
+        try
+        {
+            request = commitments.Open(message.Payload);
+        }
+        catch (Exception e) when (e is FormatException or System.Text.Json.JsonException or System.Security.Cryptography.CryptographicException)
+        {
+            await GiveUpAsync(message, null, $"unreadable request: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var destination = settings.Destinations.Find(d => string.Equals(d.AETitle, request.RequestorAE, StringComparison.Ordinal));
+        if (destination is null)
+        {
+            await GiveUpAsync(message, request, $"{request.RequestorAE} is no longer configured in Gateway:Destinations", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        // Checked now rather than at the request: an instance still arriving on another association when the request
+        // came is committed if it is in by the time the report goes.
+        var committed = new List<CommitmentReference>();
+        var failed = new List<CommitmentReference>();
+        foreach (var reference in request.References)
+        {
+            (await index.FindInstanceAsync(reference.SopInstanceUid, cancellationToken).ConfigureAwait(false) is null ? failed : committed).Add(reference);
+        }
+
+        var information = EventInformation(request.TransactionUid, committed, failed);
+        var contexts = new[] { new PresentationContext(1, DicomUids.StorageCommitmentPushModel, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]) };
+        // Vigie opens this association but keeps the SCP role of the SOP class (PS3.4 J.3.3): it says so by role selection.
+        var roles = new[] { new RoleSelection(DicomUids.StorageCommitmentPushModel, ScuRole: false, ScpRole: true) };
+        DimseResult result;
+        try
+        {
+            await using var client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, server.CurrentValue.AETitle), contexts, cancellationToken, roles)
+                .ConfigureAwait(false);
+            if (client.Association.FindAcceptedContext(DicomUids.StorageCommitmentPushModel) is null)
+            {
+                await GiveUpAsync(message, request, $"{destination.AETitle} does not accept storage commitment reports", cancellationToken).ConfigureAwait(false);
+                return;
+            }
+
+            result = await client.EventReportAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance,
+                failed.Count == 0 ? AllCommitted : FailuresExist, information, cancellationToken).ConfigureAwait(false);
+            await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (IsTransient(e))
+        {
+            await RetryAsync(message, request, $"cannot report to {destination.AETitle} ({destination.Host}:{destination.Port}): {e.Message}", settings, cancellationToken)
+                .ConfigureAwait(false);
+            return;
+        }
+
+        if (result.Status != DimseStatus.Success && (result.Status & 0xF000) != 0xB000)
+        {
+            await RetryAsync(message, request, $"{destination.AETitle} answered the report with status 0x{result.Status:X4}", settings, cancellationToken)
+                .ConfigureAwait(false);
+            return;
+        }
+
+        if (!await outbox.CompleteAsync(message.Id, _consumer, cancellationToken).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        Reports.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
+        logger.LogInformation("Storage commitment reported to {AE}: {Committed} instances committed, {Failed} not held", destination.AETitle, committed.Count,
+            failed.Count);
+        await audit.AppendAsync(Record(request.RequestorAE, destination.Host, failed.Count == 0 ? AuditOutcome.Success : AuditOutcome.MinorFailure,
+            $"storage commitment reported: {committed.Count} instances committed, {failed.Count} not held (transaction {request.TransactionUid})"),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The Event Information (PS3.4 J.3.3.1): the transaction, the instances committed, and those not held with the
+    /// reason "no such object instance" (the modality keeps them and may send them again).
+    /// </summary>
+    internal static DicomDataset EventInformation(string transactionUid, IReadOnlyList<CommitmentReference> committed, IReadOnlyList<CommitmentReference> failed)
+    {
+        var information = new DicomDataset();
+        information.SetString(DicomTags.TransactionUID, DicomVR.UI, transactionUid);
+        if (committed.Count > 0)
+        {
+            information.AddOrUpdate(Sequence(DicomTags.ReferencedSOPSequence, committed, null));
+        }
+
+        if (failed.Count > 0)
+        {
+            information.AddOrUpdate(Sequence(DicomTags.FailedSOPSequence, failed, DimseStatus.NoSuchObjectInstance));
+        }
+
+        return information;
+    }
+
+    private static DicomSequence Sequence(DicomTag tag, IReadOnlyList<CommitmentReference> references, ushort? failureReason)
+    {
+        var sequence = new DicomSequence(tag);
+        foreach (var reference in references)
+        {
+            var item = new DicomDataset();
+            item.SetString(DicomTags.ReferencedSOPClassUID, DicomVR.UI, reference.SopClassUid);
+            item.SetString(DicomTags.ReferencedSOPInstanceUID, DicomVR.UI, reference.SopInstanceUid);
+            if (failureReason is { } reason)
+            {
+                item.SetUInt16(DicomTags.FailureReason, reason);
+            }
+
+            sequence.Items.Add(item);
+        }
+
+        return sequence;
+    }
+
+    private async Task RetryAsync(OutboxMessage message, CommitmentRequest request, string reason, GatewayOptions settings, CancellationToken cancellationToken)
+    {
+        // A modality waits for its report for a while, then asks again or warns its operator: past the expiry, a report
+        // is no use to it.
+        if (time.GetUtcNow() - request.RequestedAt > settings.CommitmentReportExpiry)
+        {
+            await GiveUpAsync(message, request, $"not delivered within {settings.CommitmentReportExpiry}: {reason}", cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var exponent = Math.Min(Math.Max(0, message.Attempts - 1), 20);
+        var delay = TimeSpan.FromTicks(Math.Min(settings.Forwarding.MaxRetryDelay.Ticks, settings.Forwarding.InitialRetryDelay.Ticks * (1L << exponent)));
+        Reports.Add(1, new KeyValuePair<string, object?>("outcome", "retry"));
+        logger.LogWarning("Storage commitment report to {AE} waits {Delay}: {Reason}", request.RequestorAE, delay, reason);
+        await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task GiveUpAsync(OutboxMessage message, CommitmentRequest? request, string reason, CancellationToken cancellationToken)
+    {
+        if (!await outbox.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        Reports.Add(1, new KeyValuePair<string, object?>("outcome", "given-up"));
+        logger.LogWarning("Storage commitment report {Id} given up: {Reason}. The modality keeps its copies and may ask again", message.Id, reason);
+        await audit.AppendAsync(Record(request?.RequestorAE ?? "(unknown)", null, AuditOutcome.SeriousFailure, "storage commitment not reported: " + reason),
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private AuditRecord Record(string requestorAE, string? host, AuditOutcome outcome, string description) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.DicomInstancesAccessed,
+        Action = AuditAction.Read,
+        Outcome = outcome,
+        Participants =
+        [
+            GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Source),
+            GatewayAudit.Destination(requestorAE, host),
+        ],
+        Details = new AuditDetails { OutcomeDescription = description },
+    };
+
+    private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
+        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
+}
