@@ -48,6 +48,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<Forwarder>();
         services.TryAddSingleton<ForwardQueue>();
         services.TryAddSingleton<StorageCommitmentService>();
+        services.TryAddSingleton<CommitmentQueue>();
         services.TryAddSingleton<CommitmentReporter>();
         services.TryAddSingleton<DicomNodeService>();
 

@@ -16,6 +16,7 @@ using Vigie.Audit.Export;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Gateway;
+using Vigie.Gateway.Commitment;
 using Vigie.Gateway.Forwarding;
 
 namespace Vigie.Web;
@@ -35,6 +36,7 @@ public static class WebServiceCollectionExtensions
             .AddCheck<DataFolderHealthCheck>("data-folder")
             .AddCheck<DicomNodeHealthCheck>("dicom-node")
             .AddCheck<ForwardingHealthCheck>("forwarding")
+            .AddCheck<StorageCommitmentHealthCheck>("storage-commitment")
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
             .AddCheck<AuditExportHealthCheck>("audit-export");
         return services;
@@ -216,6 +218,28 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
         return problems.Count > 0
             ? HealthCheckResult.Degraded(string.Join("; ", problems))
             : HealthCheckResult.Healthy($"{status.Waiting} objects waiting");
+    }
+}
+
+/// <summary>Degraded while a storage commitment report has waited past the backlog alert: the modality cannot be reached.</summary>
+internal sealed class StorageCommitmentHealthCheck(CommitmentQueue queue) : IHealthCheck
+{
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        CommitmentQueueStatus status;
+        try
+        {
+            status = await queue.StatusAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            return HealthCheckResult.Degraded($"storage commitment queue unreadable: {e.GetType().Name}");
+        }
+
+        return status.Stalled
+            ? HealthCheckResult.Degraded($"{status.Waiting} storage commitment reports wait, the oldest for {Math.Floor(status.OldestWait!.Value.TotalMinutes)} min"
+                + (status.LastError is { } error ? $"; last error: {error}" : string.Empty))
+            : HealthCheckResult.Healthy($"{status.Waiting} storage commitment reports waiting");
     }
 }
 

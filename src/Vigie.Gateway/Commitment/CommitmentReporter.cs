@@ -226,6 +226,9 @@ internal sealed class CommitmentReporter(
             return;
         }
 
+        // Nothing to retry later: by now the modality has stopped waiting. Dismissed, the message is purged like done ones.
+        await outbox.DismissDeadAsync(StorageCommitmentService.Topic, [message.Id], cancellationToken).ConfigureAwait(false);
+
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "given-up"));
         logger.LogWarning("Storage commitment report {Id} given up: {Reason}. The modality keeps its copies and may ask again", message.Id, reason);
         await audit.AppendAsync(Record(request?.RequestorAE ?? "(unknown)", null, AuditOutcome.SeriousFailure, "storage commitment not reported: " + reason),

@@ -36,7 +36,7 @@ public sealed class ForwardingQueueTests
 
         // The PACS is down: the objects wait, and once past the alert age the node says so.
         await node.StoreAsync(files, ct);
-        var stalled = await Eventually.WaitForAsync(() => ForwardingHealthAsync(http, node, ct), h => h.Status == "Degraded", ct);
+        var stalled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("forwarding", ct), h => h.Status == "Degraded", ct);
         Assert.Equal("Degraded", stalled.Status);
         Assert.Contains("3 objects wait, the oldest for", stalled.Description, StringComparison.Ordinal);
         Assert.Contains("cannot reach PACS", stalled.Description, StringComparison.Ordinal);
@@ -66,7 +66,7 @@ public sealed class ForwardingQueueTests
             m => m.Split('\n').Any(l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal)), ct);
         Assert.Contains(metrics.Split('\n'), l => l.StartsWith("vigie_gateway_forward_given_up", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal));
 
-        var health = await ForwardingHealthAsync(http, node, ct);
+        var health = await node.HealthCheckAsync("forwarding", ct);
         Assert.Equal("Degraded", health.Status);
         Assert.Contains("3 objects given up on", health.Description, StringComparison.Ordinal);
         Assert.Contains("Forwarding of queue entry", node.Output, StringComparison.Ordinal);
@@ -92,7 +92,7 @@ public sealed class ForwardingQueueTests
         Assert.Equal(3, pacs.Files);
         var clean = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.ExitCode == 0, ct);
         Assert.Equal(0, clean.Json.GetProperty("given_up").GetInt64());
-        Assert.Equal("Healthy", (await ForwardingHealthAsync(http, node, ct)).Status);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("forwarding", ct)).Status);
         Assert.Equal(3, pacs.StoreRequests);
 
         // Each delivery is audited per study, under its patient: the patient's record shows the images went to the PACS.
@@ -215,10 +215,4 @@ public sealed class ForwardingQueueTests
         return (result.ExitCode, JsonDocument.Parse(result.StandardOutput).RootElement);
     }
 
-    private static async Task<(string Status, string Description)> ForwardingHealthAsync(HttpClient http, VigieNode node, CancellationToken ct)
-    {
-        var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/health"), ct)).RootElement;
-        var check = health.GetProperty("checks").GetProperty("forwarding");
-        return (check.GetProperty("status").GetString()!, check.GetProperty("description").GetString()!);
-    }
 }

@@ -68,6 +68,7 @@ public sealed class StorageCommitmentTests
             ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = wrongPort.ToString(CultureInfo.InvariantCulture),
             ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
             ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__BACKLOGALERT"] = "00:00:02",
         }, cancellationToken: ct);
         await using var modality = await OrthancPeer.StartAsync(ModalityAE, modalityPort, node.DicomPort, ct);
         var files = Peers.CtCorpusFiles().Take(2).ToList();
@@ -81,6 +82,9 @@ public sealed class StorageCommitmentTests
         var transaction = await modality.RequestCommitmentAsync(instances, ct);
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains($"Storage commitment report to {ModalityAE} waits", StringComparison.Ordinal), ct);
         Assert.Equal("Pending", (await modality.CommitmentAsync(transaction, ct)).GetProperty("Status").GetString());
+        var stalled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("storage-commitment", ct), h => h.Status == "Degraded", ct);
+        Assert.Contains("1 storage commitment reports wait", stalled.Description, StringComparison.Ordinal);
+        Assert.Contains($"cannot report to {ModalityAE} (127.0.0.1:{wrongPort})", stalled.Description, StringComparison.Ordinal);
 
         // Vigie restarts with the right address: the queued report goes out.
         await node.StopAsync();
@@ -89,6 +93,7 @@ public sealed class StorageCommitmentTests
         var report = await ReportAsync(modality, transaction, ct);
         Assert.Equal("Success", report.GetProperty("Status").GetString());
         Assert.Equal(2, report.GetProperty("Success").GetArrayLength());
+        Assert.Equal("Healthy", (await Eventually.WaitForAsync(() => node.HealthCheckAsync("storage-commitment", ct), h => h.Status == "Healthy", ct)).Status);
     }
 
     [Fact]

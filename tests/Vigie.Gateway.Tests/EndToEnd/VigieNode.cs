@@ -210,6 +210,15 @@ internal sealed class VigieNode : IAsyncDisposable
         Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result + "\n--- node\n" + Output);
     }
 
+    /// <summary>One check of /health: its status (Healthy, Degraded, Unhealthy) and description.</summary>
+    public async Task<(string Status, string Description)> HealthCheckAsync(string name, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient();
+        var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{HttpPort}/health"), cancellationToken)).RootElement;
+        var check = health.GetProperty("checks").GetProperty(name);
+        return (check.GetProperty("status").GetString()!, check.GetProperty("description").GetString()!);
+    }
+
     /// <summary>Runs a maintenance command (stats, scrub, audit...) against this node's data folder.</summary>
     public Task<ProcessResult> VigieAsync(params string[] arguments) =>
         Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), .. arguments, "--data", Data], TimeSpan.FromMinutes(3), _environment);
