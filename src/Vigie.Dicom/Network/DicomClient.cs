@@ -246,6 +246,23 @@ public sealed class DicomClient : IAsyncDisposable
         }
     }
 
+    /// <summary>N-ACTION on <paramref name="sopInstanceUid"/> with its encoded Action Information (none when empty); returns the peer's status.</summary>
+    public async Task<DimseResult> ActionAsync(string sopClassUid, string sopInstanceUid, ushort actionTypeId, ReadOnlyMemory<byte> information,
+        CancellationToken cancellationToken)
+    {
+        var context = Association.FindAcceptedContext(sopClassUid)
+            ?? throw new InvalidOperationException($"{sopClassUid} was not accepted.");
+        var request = DimseMessage.ActionRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, actionTypeId, !information.IsEmpty);
+        await Association.SendAsync(request, information, cancellationToken).ConfigureAwait(false);
+        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+        if (response.HasDataSet)
+        {
+            await Association.ReadDataSetAsync(1024 * 1024, cancellationToken).ConfigureAwait(false);
+        }
+
+        return new DimseResult(response.Status, response.ErrorComment);
+    }
+
     /// <summary>
     /// N-EVENT-REPORT about <paramref name="sopInstanceUid"/> (a storage commitment result, sent on an association the
     /// SCP opened back to the SCU): returns the peer's status.

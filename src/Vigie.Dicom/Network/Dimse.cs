@@ -172,6 +172,16 @@ public sealed class DimseMessage
         return message;
     }
 
+    /// <summary>An N-ACTION-RQ on <paramref name="sopInstanceUid"/>: the object is named as Requested (PS3.7 10.1.4.1).</summary>
+    public static DimseMessage ActionRequest(ushort messageId, byte contextId, string sopClassUid, string sopInstanceUid, ushort actionTypeId, bool dataSet)
+    {
+        var message = Create(contextId, DimseCommand.NActionRequest, null, messageId, respondingTo: null, dataSet);
+        message.Command.SetString(DicomTags.RequestedSOPClassUID, DicomVR.UI, sopClassUid);
+        message.Command.SetString(DicomTags.RequestedSOPInstanceUID, DicomVR.UI, sopInstanceUid);
+        message.Command.SetUInt16(DicomTags.ActionTypeID, actionTypeId);
+        return message;
+    }
+
     /// <summary>An N-EVENT-REPORT-RQ about <paramref name="sopInstanceUid"/> carrying its Event Information.</summary>
     public static DimseMessage EventReportRequest(ushort messageId, byte contextId, string sopClassUid, string sopInstanceUid, ushort eventTypeId)
     {

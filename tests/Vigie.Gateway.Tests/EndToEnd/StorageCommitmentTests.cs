@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
 using Vigie.Testing;
 
 namespace Vigie.Gateway.Tests.EndToEnd;
@@ -117,5 +118,75 @@ public sealed class StorageCommitmentTests
     {
         var dicom = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
         return (DicomText.TrimUid(dicom.Dataset.GetString(DicomTags.SOPClassUID)!), DicomText.TrimUid(dicom.Dataset.GetString(DicomTags.SOPInstanceUID)!));
+    }
+}
+
+/// <summary>
+/// Malformed or misplaced storage commitment requests (sent with Vigie's own SCU, which can send what Orthanc never
+/// would): each gets the PS3.4 status with a reason, and the association goes on.
+/// </summary>
+public sealed class StorageCommitmentRefusalTests
+{
+    [Fact]
+    public async Task Bad_requests_get_a_status_and_a_reason_and_the_association_goes_on()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"SCU1@127.0.0.1:{VigieNode.FreePort()}"], cancellationToken: ct);
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "SCU1", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StorageCommitmentPushModel, DicomUids.Verification], DicomUids.ImplicitVRLittleEndian), ct);
+        var good = Information("2.25.42", ("1.2.3.1", "1.2.840.10008.5.1.4.1.1.2"));
+
+        var garbage = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1,
+            new byte[] { 0x08, 0x00, 0x95, 0x11, 0xFF, 0xFF, 0xFF, 0x7F, 0x31 }, ct);
+        Assert.Equal(DimseStatus.InvalidArgumentValue, garbage.Status);
+        Assert.StartsWith("unreadable action information", garbage.ErrorComment, StringComparison.Ordinal);
+
+        var noItems = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1, Information("2.25.42"), ct);
+        Assert.Equal(DimseStatus.InvalidArgumentValue, noItems.Status);
+        Assert.Contains("Referenced SOP Sequence", noItems.ErrorComment, StringComparison.Ordinal);
+
+        var wrongAction = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 2, good, ct);
+        Assert.Equal(DimseStatus.NoSuchActionType, wrongAction.Status);
+
+        var wrongInstance = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, "1.2.3", 1, good, ct);
+        Assert.Equal(DimseStatus.NoSuchObjectInstance, wrongInstance.Status);
+
+        Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+        Assert.Equal(DimseStatus.Success, (await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1, good, ct)).Status);
+        await client.ReleaseAsync(ct);
+    }
+
+    [Fact]
+    public async Task A_caller_without_the_store_right_cannot_ask_for_commitment()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__ACCESS__DICOMNODES__0__AETITLE"] = "VIEWER",
+            ["VIGIE__ACCESS__DICOMNODES__0__NETWORKS__0"] = "127.0.0.1/32",
+            ["VIGIE__ACCESS__DICOMNODES__0__RIGHTS"] = "Query",
+        }, cancellationToken: ct);
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StorageCommitmentPushModel, DicomUids.Verification], DicomUids.ImplicitVRLittleEndian), ct);
+        Assert.Null(client.Association.FindAcceptedContext(DicomUids.StorageCommitmentPushModel));
+        Assert.NotNull(client.Association.FindAcceptedContext(DicomUids.Verification));
+        await client.ReleaseAsync(ct);
+    }
+
+    private static byte[] Information(string transactionUid, params (string Instance, string SopClass)[] instances)
+    {
+        var information = new DicomDataset();
+        information.SetString(DicomTags.TransactionUID, DicomVR.UI, transactionUid);
+        var sequence = new DicomSequence(DicomTags.ReferencedSOPSequence);
+        foreach (var (instance, sopClass) in instances)
+        {
+            var item = new DicomDataset();
+            item.SetString(DicomTags.ReferencedSOPClassUID, DicomVR.UI, sopClass);
+            item.SetString(DicomTags.ReferencedSOPInstanceUID, DicomVR.UI, instance);
+            sequence.Items.Add(item);
+        }
+
+        information.AddOrUpdate(sequence);
+        return DicomWriter.Encode(information, TransferSyntax.ImplicitVRLittleEndian);
     }
 }
