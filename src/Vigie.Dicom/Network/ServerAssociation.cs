@@ -379,6 +379,11 @@ internal sealed class ServerAssociation(
         {
             result = new DimseResult(e.Status, e.Comment);
         }
+        catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException)
+        {
+            // The application failed (its database unreachable): the requestor is told, and may ask again.
+            result = new DimseResult(DimseStatus.ProcessingFailure, "failed: " + e.GetType().Name);
+        }
 
         await RespondAsync(request, result).ConfigureAwait(false);
     }

@@ -123,7 +123,18 @@ internal sealed class GatewayServiceProvider(
             return new DimseResult(DimseStatus.UnrecognizedOperation, "N-ACTION is served for storage commitment only");
         }
 
-        var result = await commitments.RequestAsync(association.CallingAE, request, information, cancellationToken).ConfigureAwait(false);
+        DimseResult result;
+        try
+        {
+            result = await commitments.RequestAsync(association.CallingAE, request, information, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException)
+        {
+            // Not queued, so not accepted: the modality keeps its copies and asks again.
+            logger.LogError("Storage commitment request from {CallingAE} could not be queued: {Reason}", association.CallingAE, $"{e.GetType().Name}: {e.Message}");
+            return new DimseResult(DimseStatus.ProcessingFailure, "Vigie could not queue the request: retry later");
+        }
+
         if (result.Status != DimseStatus.Success)
         {
             logger.LogWarning("Storage commitment request from {CallingAE} refused (0x{Status:X4}): {Reason}", association.CallingAE, result.Status, result.ErrorComment);

@@ -2,6 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using Npgsql;
 using Vigie.Core.Data;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
 using Vigie.Testing;
 
 namespace Vigie.Gateway.Tests.EndToEnd;
@@ -17,16 +20,9 @@ public sealed class DatabaseOutageTests
     public async Task While_the_database_is_unreachable_associations_are_rejected_as_transient_and_the_node_recovers_on_its_own()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Postgres, null, null, ct);
-        var direct = new NpgsqlConnectionStringBuilder(node.Environment["VIGIE__DATABASE__CONNECTIONSTRING"]);
-        var addresses = await Dns.GetHostAddressesAsync(direct.Host!, ct);
-        await using var proxy = TcpProxy.Start(new IPEndPoint(addresses.First(a => a.AddressFamily == AddressFamily.InterNetwork), direct.Port));
-        node.SetEnvironment("VIGIE__DATABASE__CONNECTIONSTRING", new NpgsqlConnectionStringBuilder(direct.ConnectionString)
-        {
-            Host = "127.0.0.1",
-            Port = proxy.Port,
-        }.ConnectionString);
-        await node.StartProcessAsync(ct);
+        var (node, proxy) = await StartBehindProxyAsync(null, ct);
+        await using var _ = node;
+        await using var __ = proxy;
         var files = Peers.CtCorpusFiles();
         await node.StoreAsync(files.Take(2), ct);
 
@@ -59,6 +55,65 @@ public sealed class DatabaseOutageTests
         await node.StopAsync();
         var verify = await node.VigieAsync("audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    [Fact]
+    public async Task A_storage_commitment_request_while_the_database_is_unreachable_is_refused_for_a_retry()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (node, proxy) = await StartBehindProxyAsync(["--destination", $"SCU1@127.0.0.1:{VigieNode.FreePort()}"], ct);
+        await using var _ = node;
+        await using var __ = proxy;
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "SCU1", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StorageCommitmentPushModel], DicomUids.ImplicitVRLittleEndian), ct);
+        var information = new DicomDataset();
+        information.SetString(DicomTags.TransactionUID, DicomVR.UI, "2.25.7");
+        var item = new DicomDataset();
+        item.SetString(DicomTags.ReferencedSOPClassUID, DicomVR.UI, "1.2.840.10008.5.1.4.1.1.2");
+        item.SetString(DicomTags.ReferencedSOPInstanceUID, DicomVR.UI, "1.2.3.4");
+        var sequence = new DicomSequence(DicomTags.ReferencedSOPSequence);
+        sequence.Items.Add(item);
+        information.AddOrUpdate(sequence);
+        var encoded = DicomWriter.Encode(information, TransferSyntax.ImplicitVRLittleEndian);
+
+        // Not queued, so not accepted: the modality is told to ask again, and the association goes on.
+        proxy.Cut();
+        var refused = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1, encoded, ct);
+        Assert.Equal(DimseStatus.ProcessingFailure, refused.Status);
+        Assert.Equal("Vigie could not queue the request: retry later", refused.ErrorComment);
+        Assert.Contains("Storage commitment request from SCU1 could not be queued", node.Output, StringComparison.Ordinal);
+
+        proxy.Restore();
+        var accepted = await Eventually.WaitForAsync(
+            async () => await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1, encoded, ct),
+            r => r.Status == DimseStatus.Success, ct);
+        Assert.Equal(DimseStatus.Success, accepted.Status);
+        await client.ReleaseAsync(ct);
+    }
+
+    /// <summary>A node on PostgreSQL reached through a <see cref="TcpProxy"/>, so the test can cut the database away from it.</summary>
+    private static async Task<(VigieNode Node, TcpProxy Proxy)> StartBehindProxyAsync(IEnumerable<string>? arguments, CancellationToken ct)
+    {
+        var node = await VigieNode.CreateAsync(DatabaseProvider.Postgres, arguments, null, ct);
+        var direct = new NpgsqlConnectionStringBuilder(node.Environment["VIGIE__DATABASE__CONNECTIONSTRING"]);
+        var addresses = await Dns.GetHostAddressesAsync(direct.Host!, ct);
+        var proxy = TcpProxy.Start(new IPEndPoint(addresses.First(a => a.AddressFamily == AddressFamily.InterNetwork), direct.Port));
+        node.SetEnvironment("VIGIE__DATABASE__CONNECTIONSTRING", new NpgsqlConnectionStringBuilder(direct.ConnectionString)
+        {
+            Host = "127.0.0.1",
+            Port = proxy.Port,
+        }.ConnectionString);
+        try
+        {
+            await node.StartProcessAsync(ct);
+            return (node, proxy);
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            await proxy.DisposeAsync();
+            throw;
+        }
     }
 
     private static Task<ProcessResult> EchoAsync(VigieNode node, CancellationToken ct) =>
