@@ -133,7 +133,16 @@ internal sealed class CommitmentReporter(
 
             result = await client.EventReportAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance,
                 failed.Count == 0 ? AllCommitted : FailuresExist, information, cancellationToken).ConfigureAwait(false);
-            await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (IsTransient(e))
+            {
+                // The report was answered: a release that fails does not make it undelivered (and sending it twice would
+                // confuse the modality).
+                logger.LogDebug("Release from {AE} after a storage commitment report failed: {Reason}", destination.AETitle, e.Message);
+            }
         }
         catch (Exception e) when (IsTransient(e))
         {
