@@ -137,14 +137,14 @@ internal sealed class CommitmentReporter(
             {
                 await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (IsTransient(e))
+            catch (Exception e) when (PeerFailures.IsTransient(e))
             {
                 // The report was answered: a release that fails does not make it undelivered (and sending it twice would
                 // confuse the modality).
                 logger.LogDebug("Release from {AE} after a storage commitment report failed: {Reason}", destination.AETitle, e.Message);
             }
         }
-        catch (Exception e) when (IsTransient(e))
+        catch (Exception e) when (PeerFailures.IsTransient(e))
         {
             await RetryAsync(message, request, $"cannot report to {destination.AETitle} ({destination.Host}:{destination.Port}): {e.Message}", settings, cancellationToken)
                 .ConfigureAwait(false);
@@ -221,8 +221,7 @@ internal sealed class CommitmentReporter(
             return;
         }
 
-        var exponent = Math.Min(Math.Max(0, message.Attempts - 1), 20);
-        var delay = TimeSpan.FromTicks(Math.Min(settings.Forwarding.MaxRetryDelay.Ticks, settings.Forwarding.InitialRetryDelay.Ticks * (1L << exponent)));
+        var delay = PeerFailures.RetryDelay(message.Attempts, settings.Forwarding);
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "retry"));
         logger.LogWarning("Storage commitment report to {AE} waits {Delay}: {Reason}", request.RequestorAE, delay, reason);
         await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
@@ -257,7 +256,4 @@ internal sealed class CommitmentReporter(
         ],
         Details = new AuditDetails { OutcomeDescription = description },
     };
-
-    private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
-        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
 }

@@ -223,7 +223,7 @@ internal sealed class Forwarder(
         {
             client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, settings.CallingAE), contexts, cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception e) when (IsTransient(e))
+        catch (Exception e) when (PeerFailures.IsTransient(e))
         {
             logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects wait", destination.AETitle, destination.Host, destination.Port,
                 e.Message, prepared.Count);
@@ -276,7 +276,7 @@ internal sealed class Forwarder(
 
                     result = await SendAsync(client, item.Id, item.SopClass, item.SopInstance, item.Syntax, syntax, cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception e) when (IsTransient(e))
+                catch (Exception e) when (PeerFailures.IsTransient(e))
                 {
                     // The association is gone: this object and the rest of the batch wait for the next round.
                     for (var j = i; j < prepared.Count; j++)
@@ -314,7 +314,7 @@ internal sealed class Forwarder(
                 {
                     await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception e) when (IsTransient(e))
+                catch (Exception e) when (PeerFailures.IsTransient(e))
                 {
                     logger.LogDebug("Release from {Destination} failed: {Reason}", destination.AETitle, e.Message);
                 }
@@ -354,8 +354,7 @@ internal sealed class Forwarder(
             return;
         }
 
-        var exponent = Math.Min(Math.Max(0, message.Attempts - 1), 20);
-        var delay = TimeSpan.FromTicks(Math.Min(settings.MaxRetryDelay.Ticks, settings.InitialRetryDelay.Ticks * (1L << exponent)));
+        var delay = PeerFailures.RetryDelay(message.Attempts, settings);
         await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
     }
 
@@ -431,9 +430,6 @@ internal sealed class Forwarder(
             },
         };
     }
-
-    private static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
-        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
 
     private static string Uid(DicomFile file, DicomTag metaTag, DicomTag datasetTag) =>
         DicomText.TrimUid(file.Meta.GetString(metaTag) ?? file.Dataset.GetString(datasetTag) ?? string.Empty);

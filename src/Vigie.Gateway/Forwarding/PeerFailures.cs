@@ -1,0 +1,18 @@
+using Vigie.Dicom.Network;
+
+namespace Vigie.Gateway.Forwarding;
+
+/// <summary>How the outbound senders (forwarder, storage commitment reporter) judge a failure and space their retries.</summary>
+internal static class PeerFailures
+{
+    /// <summary>The peer is down, unreachable, refusing for now or dropped the association: worth trying again later.</summary>
+    public static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
+        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
+
+    /// <summary>Exponential back-off: the initial delay after the first failure, doubling up to the maximum.</summary>
+    public static TimeSpan RetryDelay(int attempts, ForwardingOptions settings)
+    {
+        var exponent = Math.Min(Math.Max(0, attempts - 1), 20);
+        return TimeSpan.FromTicks(Math.Min(settings.MaxRetryDelay.Ticks, settings.InitialRetryDelay.Ticks * (1L << exponent)));
+    }
+}
