@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Archive.Index;
@@ -27,7 +26,7 @@ internal sealed class CommitmentReporter(
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<CommitmentReporter> logger,
-    TimeProvider time) : BackgroundService
+    TimeProvider time) : OutboxConsumer(outbox, StorageCommitmentService.Topic, logger, time)
 {
     private static readonly Meter Meter = new("Vigie.Gateway.Commitment");
 
@@ -44,41 +43,13 @@ internal sealed class CommitmentReporter(
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-commitment-{Guid.NewGuid():N}";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        while (!stoppingToken.IsCancellationRequested)
-        {
-            try
-            {
-                if (await RunOnceAsync(stoppingToken).ConfigureAwait(false) == 0)
-                {
-                    await outbox.WaitAsync(StorageCommitmentService.Topic, TimeSpan.FromSeconds(2), stoppingToken).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                logger.LogError(e, "Storage commitment round failed; retrying");
-                try
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-                {
-                    return;
-                }
-            }
-        }
-    }
+    protected override string RoundName => "Storage commitment round";
 
     /// <summary>Claims and reports a few requests; returns how many it took.</summary>
-    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    public override async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
-        var batch = await outbox.ClaimAsync(StorageCommitmentService.Topic, _consumer, 8, settings.Forwarding.Lease, cancellationToken).ConfigureAwait(false);
+        var batch = await Queue.ClaimAsync(StorageCommitmentService.Topic, _consumer, 8, settings.Forwarding.Lease, cancellationToken).ConfigureAwait(false);
         foreach (var message in batch)
         {
             await ReportAsync(message, settings, cancellationToken).ConfigureAwait(false);
@@ -158,7 +129,7 @@ internal sealed class CommitmentReporter(
             return;
         }
 
-        if (!await outbox.CompleteAsync(message.Id, _consumer, cancellationToken).ConfigureAwait(false))
+        if (!await Queue.CompleteAsync(message.Id, _consumer, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
@@ -215,7 +186,7 @@ internal sealed class CommitmentReporter(
     {
         // A modality waits for its report for a while, then asks again or warns its operator: past the expiry, a report
         // is no use to it.
-        if (time.GetUtcNow() - request.RequestedAt > settings.CommitmentReportExpiry)
+        if (Clock.GetUtcNow() - request.RequestedAt > settings.CommitmentReportExpiry)
         {
             await GiveUpAsync(message, request, $"not delivered within {settings.CommitmentReportExpiry}: {reason}", cancellationToken).ConfigureAwait(false);
             return;
@@ -224,18 +195,18 @@ internal sealed class CommitmentReporter(
         var delay = PeerFailures.RetryDelay(message.Attempts, settings.Forwarding);
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "retry"));
         logger.LogWarning("Storage commitment report to {AE} waits {Delay}: {Reason}", request.RequestorAE, delay, reason);
-        await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
+        await Queue.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task GiveUpAsync(OutboxMessage message, CommitmentRequest? request, string reason, CancellationToken cancellationToken)
     {
-        if (!await outbox.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
+        if (!await Queue.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
 
         // Nothing to retry later: by now the modality has stopped waiting. Dismissed, the message is purged like done ones.
-        await outbox.DismissDeadAsync(StorageCommitmentService.Topic, [message.Id], cancellationToken).ConfigureAwait(false);
+        await Queue.DismissDeadAsync(StorageCommitmentService.Topic, [message.Id], cancellationToken).ConfigureAwait(false);
 
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "given-up"));
         logger.LogWarning("Storage commitment report {Id} given up: {Reason}. The modality keeps its copies and may ask again", message.Id, reason);
@@ -245,7 +216,7 @@ internal sealed class CommitmentReporter(
 
     private AuditRecord Record(string requestorAE, string? host, AuditOutcome outcome, string description) => new()
     {
-        Time = time.GetUtcNow(),
+        Time = Clock.GetUtcNow(),
         EventId = AuditEventIds.DicomInstancesAccessed,
         Action = AuditAction.Read,
         Outcome = outcome,

@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Text.Json;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Archive.Keys;
@@ -31,7 +30,7 @@ internal sealed class Forwarder(
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
     ILogger<Forwarder> logger,
-    TimeProvider time) : BackgroundService
+    TimeProvider time) : OutboxConsumer(outbox, IngestPipeline.ForwardTopic, logger, time)
 {
     private static readonly Meter Meter = new("Vigie.Gateway.Forwarding");
     private static readonly Counter<long> Sent = Meter.CreateCounter<long>("vigie.gateway.forwarded", description: "Objects forwarded, by destination and outcome");
@@ -54,50 +53,24 @@ internal sealed class Forwarder(
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override string RoundName => "Forwarding round";
+
+    protected override async Task BeforeRoundAsync(CancellationToken cancellationToken)
     {
         _ = (WaitingGauge, OldestGauge, GivenUpGauge);
-        while (!stoppingToken.IsCancellationRequested)
+        if (Clock.GetUtcNow() - _queueReadAt >= QueueReadEvery)
         {
-            try
-            {
-                if (time.GetUtcNow() - _queueReadAt >= QueueReadEvery)
-                {
-                    _queueReadAt = time.GetUtcNow();
-                    Volatile.Write(ref _queue, await outbox.StatusAsync(IngestPipeline.ForwardTopic, stoppingToken).ConfigureAwait(false));
-                }
-
-                var handled = await RunOnceAsync(stoppingToken).ConfigureAwait(false);
-                if (handled == 0)
-                {
-                    await outbox.WaitAsync(IngestPipeline.ForwardTopic, TimeSpan.FromSeconds(2), stoppingToken).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                logger.LogError(e, "Forwarding round failed; retrying");
-                try
-                {
-                    await Task.Delay(TimeSpan.FromSeconds(2), time, stoppingToken).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-                {
-                    return;
-                }
-            }
+            _queueReadAt = Clock.GetUtcNow();
+            Volatile.Write(ref _queue, await Queue.StatusAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false));
         }
     }
 
     /// <summary>Claims and handles one batch; returns how many messages it took.</summary>
-    public async Task<int> RunOnceAsync(CancellationToken cancellationToken)
+    public override async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
         var claim = new Claim(Stopwatch.GetTimestamp());
-        var batch = await outbox.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
+        var batch = await Queue.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
             .ConfigureAwait(false);
         if (batch.Count == 0)
         {
@@ -213,7 +186,7 @@ internal sealed class Forwarder(
             foreach (var item in prepared.Where(p => !proposed.Contains((p.SopClass, p.Syntax))
                          && !(UncompressedSyntax.Alternative(p.Syntax) is { } other && proposed.Contains((p.SopClass, other)))).ToList())
             {
-                await outbox.RetryLaterAsync(item.Message.Id, _consumer, TimeSpan.Zero, "waiting for a presentation context", cancellationToken).ConfigureAwait(false);
+                await Queue.RetryLaterAsync(item.Message.Id, _consumer, TimeSpan.Zero, "waiting for a presentation context", cancellationToken).ConfigureAwait(false);
                 prepared.Remove(item);
             }
         }
@@ -249,7 +222,7 @@ internal sealed class Forwarder(
                 {
                     var asked = prepared.Skip(i).Select(p => p.Message.Id).Where(id => !claim.Lost.Contains(id)).ToList();
                     var at = Stopwatch.GetTimestamp();
-                    claim.Extended(asked, await outbox.ExtendClaimsAsync(asked, _consumer, settings.Lease, cancellationToken).ConfigureAwait(false), at);
+                    claim.Extended(asked, await Queue.ExtendClaimsAsync(asked, _consumer, settings.Lease, cancellationToken).ConfigureAwait(false), at);
                 }
 
                 if (claim.Lost.Contains(item.Message.Id))
@@ -290,7 +263,7 @@ internal sealed class Forwarder(
 
                 if (DimseStatus.IsSuccessOrWarning(result.Status))
                 {
-                    await outbox.CompleteAsync(item.Message.Id, _consumer, cancellationToken).ConfigureAwait(false);
+                    await Queue.CompleteAsync(item.Message.Id, _consumer, cancellationToken).ConfigureAwait(false);
                     delivered.Add(item.Header);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
                 }
@@ -355,7 +328,7 @@ internal sealed class Forwarder(
         }
 
         var delay = PeerFailures.RetryDelay(message.Attempts, settings);
-        await outbox.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
+        await Queue.RetryLaterAsync(message.Id, _consumer, delay, reason, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -365,7 +338,7 @@ internal sealed class Forwarder(
     private async Task GiveUpAsync(OutboxMessage message, string destination, string reason, DicomDataset? header, CancellationToken cancellationToken,
         string? peerComment = null)
     {
-        if (!await outbox.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
+        if (!await Queue.DeadLetterAsync(message.Id, _consumer, reason, cancellationToken).ConfigureAwait(false))
         {
             // The claim was lost: another node has the message now.
             return;
@@ -402,7 +375,7 @@ internal sealed class Forwarder(
         var patientId = first?.GetString(DicomTags.PatientID) ?? string.Empty;
         return new AuditRecord
         {
-            Time = time.GetUtcNow(),
+            Time = Clock.GetUtcNow(),
             EventId = AuditEventIds.DicomInstancesTransferred,
             Action = AuditAction.Read,
             Outcome = outcome,

@@ -1,0 +1,58 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Vigie.Core.Outbox;
+
+namespace Vigie.Gateway.Forwarding;
+
+/// <summary>
+/// The loop of a background consumer of one outbox topic: a round while there is work, else a wait for a producer's
+/// signal (or 2 s, for messages other nodes queued or retries falling due); a failed round is logged and retried.
+/// </summary>
+internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logger, TimeProvider time) : BackgroundService
+{
+    private static readonly TimeSpan Idle = TimeSpan.FromSeconds(2);
+
+    protected Outbox Queue { get; } = outbox;
+
+    protected TimeProvider Clock { get; } = time;
+
+    /// <summary>What a failed round is called in the log ("Forwarding round failed").</summary>
+    protected abstract string RoundName { get; }
+
+    /// <summary>Claims and handles one batch; returns how many messages it took.</summary>
+    public abstract Task<int> RunOnceAsync(CancellationToken cancellationToken);
+
+    /// <summary>Runs before each round (gauges, status reads).</summary>
+    protected virtual Task BeforeRoundAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await BeforeRoundAsync(stoppingToken).ConfigureAwait(false);
+                if (await RunOnceAsync(stoppingToken).ConfigureAwait(false) == 0)
+                {
+                    await Queue.WaitAsync(topic, Idle, stoppingToken).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                logger.LogError(e, "{Round} failed; retrying", RoundName);
+                try
+                {
+                    await Task.Delay(Idle, Clock, stoppingToken).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
