@@ -17,6 +17,10 @@ public sealed class GatewayOptions
     /// </summary>
     public List<DicomDestination> Destinations { get; set; } = [];
 
+    /// <summary>The node declared under <paramref name="aeTitle"/> (in that role, when one is given), or null.</summary>
+    public DicomDestination? FindDestination(string aeTitle, Predicate<DicomDestination>? role = null) =>
+        Destinations.Find(d => string.Equals(d.AETitle, aeTitle, StringComparison.Ordinal) && (role is null || role(d)));
+
     /// <summary>Most instances one C-GET or C-MOVE may send, and one C-FIND may return.</summary>
     public int MaxRetrieveInstances { get; set; } = 100_000;
 

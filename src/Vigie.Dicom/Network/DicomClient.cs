@@ -184,10 +184,7 @@ public sealed class DicomClient : IAsyncDisposable
     {
         var context = Association.FindAcceptedContext(DicomUids.Verification)
             ?? throw new InvalidOperationException("Verification was not accepted.");
-        var request = DimseMessage.EchoRequest(NextId(), context.Id);
-        await Association.SendAsync(request, ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
-        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
-        return new DimseResult(response.Status, response.ErrorComment);
+        return await RequestAsync(DimseMessage.EchoRequest(NextId(), context.Id), ReadOnlyMemory<byte>.Empty, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Sends one object whose data set (no meta group) is <paramref name="dataSet"/>, encoded in <paramref name="transferSyntaxUid"/>.</summary>
@@ -252,15 +249,8 @@ public sealed class DicomClient : IAsyncDisposable
     {
         var context = Association.FindAcceptedContext(sopClassUid)
             ?? throw new InvalidOperationException($"{sopClassUid} was not accepted.");
-        var request = DimseMessage.ActionRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, actionTypeId, !information.IsEmpty);
-        await Association.SendAsync(request, information, cancellationToken).ConfigureAwait(false);
-        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
-        if (response.HasDataSet)
-        {
-            await Association.ReadDataSetAsync(1024 * 1024, cancellationToken).ConfigureAwait(false);
-        }
-
-        return new DimseResult(response.Status, response.ErrorComment);
+        return await RequestAsync(DimseMessage.ActionRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, actionTypeId, !information.IsEmpty), information,
+            cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -272,16 +262,8 @@ public sealed class DicomClient : IAsyncDisposable
     {
         var context = Association.FindAcceptedContext(sopClassUid)
             ?? throw new InvalidOperationException($"{sopClassUid} was not accepted.");
-        var request = DimseMessage.EventReportRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, eventTypeId);
-        await Association.SendAsync(request, DicomWriter.Encode(information, TransferSyntax.Lookup(context.AcceptedTransferSyntax!)), cancellationToken)
-            .ConfigureAwait(false);
-        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
-        if (response.HasDataSet)
-        {
-            await Association.ReadDataSetAsync(1024 * 1024, cancellationToken).ConfigureAwait(false);
-        }
-
-        return new DimseResult(response.Status, response.ErrorComment);
+        return await RequestAsync(DimseMessage.EventReportRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, eventTypeId),
+            DicomWriter.Encode(information, TransferSyntax.Lookup(context.AcceptedTransferSyntax!)), cancellationToken).ConfigureAwait(false);
     }
 
     public async ValueTask ReleaseAsync(CancellationToken cancellationToken) => await Association.ReleaseAsync(cancellationToken).ConfigureAwait(false);
@@ -297,6 +279,19 @@ public sealed class DicomClient : IAsyncDisposable
     }
 
     private ushort NextId() => (ushort)Interlocked.Increment(ref _messageId);
+
+    /// <summary>Sends a request whose answer is one response (C-ECHO, N-ACTION, N-EVENT-REPORT) and returns its status; a reply data set is dropped.</summary>
+    private async Task<DimseResult> RequestAsync(DimseMessage request, ReadOnlyMemory<byte> dataSet, CancellationToken cancellationToken)
+    {
+        await Association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
+        var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
+        if (response.HasDataSet)
+        {
+            await Association.ReadDataSetAsync(1024 * 1024, cancellationToken).ConfigureAwait(false);
+        }
+
+        return new DimseResult(response.Status, response.ErrorComment);
+    }
 
     private async Task<DimseMessage> ReceiveResponseAsync(ushort messageId, CancellationToken cancellationToken)
     {

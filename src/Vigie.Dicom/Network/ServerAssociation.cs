@@ -349,22 +349,15 @@ internal sealed class ServerAssociation(
         DicomDataset? information = null;
         if (request.HasDataSet)
         {
-            var bytes = await association.ReadDataSetAsync(options.Association.MaxActionInformationLength, stopping).ConfigureAwait(false);
-            var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
-            try
+            information = await ReadDataSetAsync(request, options.Association.MaxActionInformationLength, new DicomReadOptions { MaxDepth = 4, MaxElements = 200_000 },
+                DimseStatus.InvalidArgumentValue, "action information").ConfigureAwait(false);
+            if (information is null)
             {
-                information = await DicomReader.ReadDatasetAsync(bytes, syntax, new DicomReadOptions { MaxDepth = 4, MaxElements = 200_000 }, stopping)
-                    .ConfigureAwait(false);
-            }
-            catch (DicomParseException e)
-            {
-                await RespondAsync(request, new DimseResult(DimseStatus.InvalidArgumentValue, "unreadable action information: " + e.Reason)).ConfigureAwait(false);
                 return;
             }
         }
 
-        var context = association.AcceptedContext(request.PresentationContextId)!;
-        if (request.RequestedSopClassUid != context.AbstractSyntax)
+        if (request.RequestedSopClassUid != association.AcceptedContext(request.PresentationContextId)!.AbstractSyntax)
         {
             await RespondAsync(request, new DimseResult(DimseStatus.ClassInstanceConflict, "Requested SOP Class UID differs from the presentation context")).ConfigureAwait(false);
             return;
@@ -396,15 +389,25 @@ internal sealed class ServerAssociation(
             return null;
         }
 
-        var bytes = await association.ReadDataSetAsync(options.Association.MaxIdentifierLength, stopping).ConfigureAwait(false);
+        return await ReadDataSetAsync(request, options.Association.MaxIdentifierLength, new DicomReadOptions { MaxDepth = 8, MaxElements = 10_000 },
+            DimseStatus.IdentifierDoesNotMatchSopClass, "identifier").ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A request's data set (identifier, action information), held in memory up to <paramref name="maxLength"/> and
+    /// parsed in its context's syntax; null when unreadable, after answering <paramref name="unreadable"/> with the reason.
+    /// </summary>
+    private async Task<DicomDataset?> ReadDataSetAsync(DimseMessage request, int maxLength, DicomReadOptions readOptions, ushort unreadable, string what)
+    {
+        var bytes = await association.ReadDataSetAsync(maxLength, stopping).ConfigureAwait(false);
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
         try
         {
-            return await DicomReader.ReadDatasetAsync(bytes, syntax, new DicomReadOptions { MaxDepth = 8, MaxElements = 10_000 }, stopping).ConfigureAwait(false);
+            return await DicomReader.ReadDatasetAsync(bytes, syntax, readOptions, stopping).ConfigureAwait(false);
         }
         catch (DicomParseException e)
         {
-            await RespondAsync(request, new DimseResult(DimseStatus.IdentifierDoesNotMatchSopClass, "unreadable identifier: " + e.Reason)).ConfigureAwait(false);
+            await RespondAsync(request, new DimseResult(unreadable, $"unreadable {what}: {e.Reason}")).ConfigureAwait(false);
             return null;
         }
     }

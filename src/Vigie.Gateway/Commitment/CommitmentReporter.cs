@@ -71,7 +71,7 @@ internal sealed class CommitmentReporter(
             return;
         }
 
-        var destination = settings.Destinations.Find(d => string.Equals(d.AETitle, request.RequestorAE, StringComparison.Ordinal));
+        var destination = settings.FindDestination(request.RequestorAE);
         if (destination is null)
         {
             await GiveUpAsync(message, request, $"{request.RequestorAE} is no longer configured in Gateway:Destinations", cancellationToken).ConfigureAwait(false);

@@ -60,7 +60,7 @@ internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase dat
 
         // The report goes back on an association Vigie opens: without the requestor's address it could never arrive,
         // and the modality would wait for it for hours. Refusing now shows the gap at once.
-        if (!options.CurrentValue.Destinations.Exists(d => string.Equals(d.AETitle, requestorAE, StringComparison.Ordinal)))
+        if (options.CurrentValue.FindDestination(requestorAE) is null)
         {
             return new DimseResult(DimseStatus.ProcessingFailure, $"no address for {requestorAE} to report to (Gateway:Destinations)");
         }

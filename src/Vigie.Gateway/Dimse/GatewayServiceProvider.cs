@@ -287,7 +287,7 @@ internal sealed class GatewayServiceProvider(
     public async ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken)
     {
-        var destination = options.CurrentValue.Destinations.Find(d => d.MoveDestination && string.Equals(d.AETitle, destinationAE, StringComparison.Ordinal));
+        var destination = options.CurrentValue.FindDestination(destinationAE, d => d.MoveDestination);
         if (destination is null)
         {
             return null;

@@ -92,7 +92,7 @@ internal sealed class Forwarder(
 
         foreach (var group in requests.GroupBy(r => r.Request.Destination, StringComparer.Ordinal))
         {
-            var destination = settings.Destinations.Find(d => d.Forward && string.Equals(d.AETitle, group.Key, StringComparison.Ordinal));
+            var destination = settings.FindDestination(group.Key, d => d.Forward);
             if (destination is null)
             {
                 foreach (var (message, _) in group)
