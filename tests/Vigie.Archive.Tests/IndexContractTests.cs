@@ -108,6 +108,8 @@ public sealed class IndexContractTests
         Assert.NotNull(location);
         Assert.Equal((3, FakeObject(1), 100L), (location.Version, location.ObjectId, location.Length));
         Assert.Null(await archive.Index.FindInstanceAsync("1.2.3.4", ct));
+        Assert.Equal(Samples.Entry(1, 1, 1, 1).Instance.SopClassUid, await archive.Index.FindSopClassAsync(Samples.SopUid(1, 1, 1, 1), ct));
+        Assert.Null(await archive.Index.FindSopClassAsync("1.2.3.4", ct));
         Assert.Equal(2, (await archive.Index.GetStatsAsync(ct)).Objects);
     }
 

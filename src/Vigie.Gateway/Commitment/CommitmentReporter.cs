@@ -81,10 +81,23 @@ internal sealed class CommitmentReporter(
         // Checked now rather than at the request: an instance still arriving on another association when the request
         // came is committed if it is in by the time the report goes.
         var committed = new List<CommitmentReference>();
-        var failed = new List<CommitmentReference>();
+        var failed = new List<CommitmentFailure>();
         foreach (var reference in request.References)
         {
-            (await index.FindInstanceAsync(reference.SopInstanceUid, cancellationToken).ConfigureAwait(false) is null ? failed : committed).Add(reference);
+            var storedClass = await index.FindSopClassAsync(reference.SopInstanceUid, cancellationToken).ConfigureAwait(false);
+            if (storedClass is null)
+            {
+                failed.Add(new CommitmentFailure(reference, DimseStatus.NoSuchObjectInstance));
+            }
+            else if (!string.Equals(storedClass, reference.SopClassUid, StringComparison.Ordinal))
+            {
+                // Held, but as another kind of object: committing would let the modality delete what Vigie does not hold.
+                failed.Add(new CommitmentFailure(reference, DimseStatus.ClassInstanceConflict));
+            }
+            else
+            {
+                committed.Add(reference);
+            }
         }
 
         var information = EventInformation(request.TransactionUid, committed, failed);
@@ -135,38 +148,38 @@ internal sealed class CommitmentReporter(
         }
 
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
-        logger.LogInformation("Storage commitment reported to {AE}: {Committed} instances committed, {Failed} not held", destination.AETitle, committed.Count,
+        logger.LogInformation("Storage commitment reported to {AE}: {Committed} instances committed, {Failed} not committed", destination.AETitle, committed.Count,
             failed.Count);
         await audit.AppendAsync(Record(request.RequestorAE, destination.Host, failed.Count == 0 ? AuditOutcome.Success : AuditOutcome.MinorFailure,
-            $"storage commitment reported: {committed.Count} instances committed, {failed.Count} not held (transaction {request.TransactionUid})"),
+            $"storage commitment reported: {committed.Count} instances committed, {failed.Count} not committed (transaction {request.TransactionUid})"),
             cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
-    /// The Event Information (PS3.4 J.3.3.1): the transaction, the instances committed, and those not held with the
-    /// reason "no such object instance" (the modality keeps them and may send them again).
+    /// The Event Information (PS3.4 J.3.3.1): the transaction, the instances committed, and those not committed with
+    /// their reason (the modality keeps them and may send them again).
     /// </summary>
-    internal static DicomDataset EventInformation(string transactionUid, IReadOnlyList<CommitmentReference> committed, IReadOnlyList<CommitmentReference> failed)
+    internal static DicomDataset EventInformation(string transactionUid, IReadOnlyList<CommitmentReference> committed, IReadOnlyList<CommitmentFailure> failed)
     {
         var information = new DicomDataset();
         information.SetString(DicomTags.TransactionUID, DicomVR.UI, transactionUid);
         if (committed.Count > 0)
         {
-            information.AddOrUpdate(Sequence(DicomTags.ReferencedSOPSequence, committed, null));
+            information.AddOrUpdate(Sequence(DicomTags.ReferencedSOPSequence, committed.Select(r => (r, (ushort?)null))));
         }
 
         if (failed.Count > 0)
         {
-            information.AddOrUpdate(Sequence(DicomTags.FailedSOPSequence, failed, DimseStatus.NoSuchObjectInstance));
+            information.AddOrUpdate(Sequence(DicomTags.FailedSOPSequence, failed.Select(f => (f.Reference, (ushort?)f.Reason))));
         }
 
         return information;
     }
 
-    private static DicomSequence Sequence(DicomTag tag, IReadOnlyList<CommitmentReference> references, ushort? failureReason)
+    private static DicomSequence Sequence(DicomTag tag, IEnumerable<(CommitmentReference Reference, ushort? FailureReason)> items)
     {
         var sequence = new DicomSequence(tag);
-        foreach (var reference in references)
+        foreach (var (reference, failureReason) in items)
         {
             var item = new DicomDataset();
             item.SetString(DicomTags.ReferencedSOPClassUID, DicomVR.UI, reference.SopClassUid);
@@ -228,3 +241,6 @@ internal sealed class CommitmentReporter(
         Details = new AuditDetails { OutcomeDescription = description },
     };
 }
+
+/// <summary>An instance the report does not commit, and why (a PS3.4 J.3.3.1 Failure Reason).</summary>
+internal sealed record CommitmentFailure(CommitmentReference Reference, ushort Reason);

@@ -52,17 +52,20 @@ public sealed class CommitmentRequestTests
     [Fact]
     public async Task The_report_names_committed_and_failed_instances_with_the_reason()
     {
-        var information = CommitmentReporter.EventInformation("2.25.7", [new CommitmentReference(CtImage, "1.2.3.1")], [new CommitmentReference(CtImage, "1.2.3.9")]);
+        var information = CommitmentReporter.EventInformation("2.25.7", [new CommitmentReference(CtImage, "1.2.3.1")],
+        [
+            new CommitmentFailure(new CommitmentReference(CtImage, "1.2.3.9"), DimseStatus.NoSuchObjectInstance),
+            new CommitmentFailure(new CommitmentReference(CtImage, "1.2.3.5"), DimseStatus.ClassInstanceConflict),
+        ]);
         // Through the wire encoding and back, as the modality reads it.
         var decoded = await DicomReader.ReadDatasetAsync(DicomWriter.Encode(information, TransferSyntax.ImplicitVRLittleEndian), TransferSyntax.ImplicitVRLittleEndian,
             null, TestContext.Current.CancellationToken);
         Assert.Equal("2.25.7", DicomText.TrimUid(decoded.GetString(DicomTags.TransactionUID)!));
         var committed = Assert.Single(decoded.GetSequence(DicomTags.ReferencedSOPSequence)!.Items);
         Assert.Equal("1.2.3.1", DicomText.TrimUid(committed.GetString(DicomTags.ReferencedSOPInstanceUID)!));
-        var failed = Assert.Single(decoded.GetSequence(DicomTags.FailedSOPSequence)!.Items);
-        Assert.Equal("1.2.3.9", DicomText.TrimUid(failed.GetString(DicomTags.ReferencedSOPInstanceUID)!));
-        Assert.True(failed.TryGetInt64(DicomTags.FailureReason, out var reason));
-        Assert.Equal(DimseStatus.NoSuchObjectInstance, reason);
+        var failed = decoded.GetSequence(DicomTags.FailedSOPSequence)!.Items.Select(item =>
+            (DicomText.TrimUid(item.GetString(DicomTags.ReferencedSOPInstanceUID)!), item.TryGetInt64(DicomTags.FailureReason, out var reason) ? reason : -1));
+        Assert.Equal([("1.2.3.9", DimseStatus.NoSuchObjectInstance), ("1.2.3.5", DimseStatus.ClassInstanceConflict)], failed);
     }
 
     private static DicomDataset Request(string? transactionUid, params (string Instance, string SopClass)[] instances)

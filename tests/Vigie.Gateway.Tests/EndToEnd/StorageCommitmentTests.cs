@@ -41,6 +41,17 @@ public sealed class StorageCommitmentTests
         Assert.Equal(instances[3].SopInstance, failure.GetProperty("SOPInstanceUID").GetString());
         Assert.Equal(0x0112, failure.GetProperty("FailureReason").GetInt32());
 
+        // A held instance asked about as another kind of object is not committed (0x0119): the modality would delete
+        // something Vigie does not hold as it believes.
+        const string MrImageStorage = "1.2.840.10008.5.1.4.1.1.4";
+        var conflicting = await modality.RequestCommitmentAsync([instances[0] with { SopClass = MrImageStorage }, instances[1]], ct);
+        var conflict = await ReportAsync(modality, conflicting, ct);
+        Assert.Equal("Failure", conflict.GetProperty("Status").GetString());
+        Assert.Equal(instances[1].SopInstance, Assert.Single(conflict.GetProperty("Success").EnumerateArray()).GetProperty("SOPInstanceUID").GetString());
+        var classFailure = Assert.Single(conflict.GetProperty("Failures").EnumerateArray());
+        Assert.Equal(instances[0].SopInstance, classFailure.GetProperty("SOPInstanceUID").GetString());
+        Assert.Equal(0x0119, classFailure.GetProperty("FailureReason").GetInt32());
+
         // Only what was sent: all committed.
         var full = await modality.RequestCommitmentAsync(instances.Take(3), ct);
         Assert.Equal("Success", (await ReportAsync(modality, full, ct)).GetProperty("Status").GetString());
@@ -50,8 +61,8 @@ public sealed class StorageCommitmentTests
         Assert.True(audit.ExitCode == 0, audit.ToString());
         var descriptions = JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
             .Select(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var o) ? o.GetString() : null).ToList();
-        Assert.Contains(descriptions, d => d is not null && d.StartsWith("storage commitment reported: 3 instances committed, 1 not held", StringComparison.Ordinal));
-        Assert.Contains(descriptions, d => d is not null && d.StartsWith("storage commitment reported: 3 instances committed, 0 not held", StringComparison.Ordinal));
+        Assert.Contains(descriptions, d => d is not null && d.StartsWith("storage commitment reported: 3 instances committed, 1 not committed", StringComparison.Ordinal));
+        Assert.Contains(descriptions, d => d is not null && d.StartsWith("storage commitment reported: 3 instances committed, 0 not committed", StringComparison.Ordinal));
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, [instances[3].SopInstance], ct));
     }
 
