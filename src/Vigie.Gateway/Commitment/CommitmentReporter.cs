@@ -87,7 +87,8 @@ internal sealed class CommitmentReporter(
             var storedClass = await index.FindSopClassAsync(reference.SopInstanceUid, cancellationToken).ConfigureAwait(false);
             if (storedClass is null)
             {
-                failed.Add(new CommitmentFailure(reference, DimseStatus.NoSuchObjectInstance));
+                failed.Add(new CommitmentFailure(reference,
+                    SopClasses.IsStorage(reference.SopClassUid) ? DimseStatus.NoSuchObjectInstance : DimseStatus.SopClassNotSupported));
             }
             else if (!string.Equals(storedClass, reference.SopClassUid, StringComparison.Ordinal))
             {

@@ -42,15 +42,16 @@ public sealed class StorageCommitmentTests
         Assert.Equal(0x0112, failure.GetProperty("FailureReason").GetInt32());
 
         // A held instance asked about as another kind of object is not committed (0x0119): the modality would delete
-        // something Vigie does not hold as it believes.
+        // something Vigie does not hold as it believes. A class that is not for storage gets its own reason (0x0122).
         const string MrImageStorage = "1.2.840.10008.5.1.4.1.1.4";
-        var conflicting = await modality.RequestCommitmentAsync([instances[0] with { SopClass = MrImageStorage }, instances[1]], ct);
+        var notStorage = (SopClass: DicomUids.Verification, SopInstance: "2.25.1234");
+        var conflicting = await modality.RequestCommitmentAsync([instances[0] with { SopClass = MrImageStorage }, instances[1], notStorage], ct);
         var conflict = await ReportAsync(modality, conflicting, ct);
         Assert.Equal("Failure", conflict.GetProperty("Status").GetString());
         Assert.Equal(instances[1].SopInstance, Assert.Single(conflict.GetProperty("Success").EnumerateArray()).GetProperty("SOPInstanceUID").GetString());
-        var classFailure = Assert.Single(conflict.GetProperty("Failures").EnumerateArray());
-        Assert.Equal(instances[0].SopInstance, classFailure.GetProperty("SOPInstanceUID").GetString());
-        Assert.Equal(0x0119, classFailure.GetProperty("FailureReason").GetInt32());
+        var reasons = conflict.GetProperty("Failures").EnumerateArray()
+            .ToDictionary(f => f.GetProperty("SOPInstanceUID").GetString()!, f => f.GetProperty("FailureReason").GetInt32());
+        Assert.Equal(new Dictionary<string, int> { [instances[0].SopInstance] = 0x0119, [notStorage.SopInstance] = 0x0122 }, reasons);
 
         // Only what was sent: all committed.
         var full = await modality.RequestCommitmentAsync(instances.Take(3), ct);
