@@ -61,12 +61,15 @@ public sealed class IngestPipeline(
         var spool = await store.CreateSpoolAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            var session = new IngestSession(this, spool, source);
             if (!header.IsEmpty)
             {
-                await spool.WriteAsync(header, cancellationToken).ConfigureAwait(false);
+                // Through the session, so that the plaintext copy inspection and indexing read starts with the meta
+                // information like the stored file: without it the transfer syntax was guessed from the data set.
+                await session.WriteAsync(header, cancellationToken).ConfigureAwait(false);
             }
 
-            return new IngestSession(this, spool, source);
+            return session;
         }
         catch
         {
