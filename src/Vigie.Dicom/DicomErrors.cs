@@ -41,6 +41,9 @@ public enum DicomErrorKind
 
     /// <summary>The deflate stream of a deflated transfer syntax is corrupt.</summary>
     InvalidDeflateStream,
+
+    /// <summary>Compressed pixel data that cannot be decoded, or image attributes that do not describe it.</summary>
+    InvalidPixelData,
 }
 
 /// <summary>

@@ -5,22 +5,51 @@ namespace Vigie.Dicom.IO;
 /// <summary>
 /// The two uncompressed little-endian transfer syntaxes (PS3.5 A.1 and A.2) carry the same values: a data set in one can
 /// be sent in the other when a peer takes only that one. Implicit VR is the one every storage SCP must accept, and
-/// many images arrive in explicit VR.
+/// many images arrive in explicit VR. RLE Lossless (PS3.5 A.4.2) decodes exactly to them, so an object received in
+/// RLE can go to a peer that takes only uncompressed syntaxes; other compressed syntaxes are sent as they are or not at all.
 /// </summary>
 public static class UncompressedSyntax
 {
-    /// <summary>The other uncompressed little-endian syntax, or null when <paramref name="syntaxUid"/> is not one of them.</summary>
-    public static string? Alternative(string syntaxUid) => syntaxUid switch
+    /// <summary>Decoded pixel data above this is refused rather than converted (a frame at a time is in memory, not all of it).</summary>
+    public const long MaxDecodedPixelData = 4L << 30;
+
+    /// <summary>The syntaxes a data set in <paramref name="syntaxUid"/> can also be sent in, preferred first.</summary>
+    public static IReadOnlyList<string> Alternatives(string syntaxUid) => syntaxUid switch
     {
-        DicomUids.ExplicitVRLittleEndian => DicomUids.ImplicitVRLittleEndian,
-        DicomUids.ImplicitVRLittleEndian => DicomUids.ExplicitVRLittleEndian,
-        _ => null,
+        DicomUids.ExplicitVRLittleEndian => [DicomUids.ImplicitVRLittleEndian],
+        DicomUids.ImplicitVRLittleEndian => [DicomUids.ExplicitVRLittleEndian],
+        DicomUids.RLELossless => [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian],
+        _ => [],
     };
+
+    /// <summary>
+    /// The syntax to send a data set stored in <paramref name="syntaxUid"/> in: its own when <paramref name="accepted"/>,
+    /// else the first accepted alternative; null when the peer takes none of them.
+    /// </summary>
+    public static string? Choose(string syntaxUid, Func<string, bool> accepted)
+    {
+        if (accepted(syntaxUid))
+        {
+            return syntaxUid;
+        }
+
+        foreach (var other in Alternatives(syntaxUid))
+        {
+            if (accepted(other))
+            {
+                return other;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>
     /// The data set read from <paramref name="source"/> (seekable, at the data set's first byte, left open) encoded in
     /// <paramref name="target"/>, produced as the returned stream is read. Large values (pixel data) are left in the
-    /// source and copied from it then, so memory stays bounded whatever the data set's size.
+    /// source and copied from it then, so memory stays bounded whatever the data set's size. RLE pixel data is decoded
+    /// once here, so that a frame that cannot be decoded fails with a <see cref="DicomParseException"/> before anything is
+    /// sent, and again frame by frame as it is written.
     /// </summary>
     public static async Task<Stream> ConvertAsync(Stream source, TransferSyntax from, TransferSyntax target, DicomReadOptions? options,
         CancellationToken cancellationToken)
@@ -30,8 +59,29 @@ public static class UncompressedSyntax
             throw new ArgumentException("The source must be seekable: its large values are read again while writing.", nameof(source));
         }
 
+        if (target.IsEncapsulated || !Alternatives(from.Uid).Contains(target.Uid))
+        {
+            throw new ArgumentException($"{from.Name} cannot be converted to {target.Name}.", nameof(target));
+        }
+
         var dataset = await DicomReader.ReadDatasetAsync(source, from, options, cancellationToken).ConfigureAwait(false);
-        return new ConvertedStream(new Pipe(), dataset, source, target);
+        Stream bulkSource = source;
+        if (from.IsEncapsulated)
+        {
+            if (dataset[DicomTags.PixelData] is not DicomFragmentSequence { Items.Count: > 0 } fragments)
+            {
+                throw PixelLayout.Invalid("no encapsulated pixel data in an RLE data set");
+            }
+
+            var layout = PixelLayout.Read(dataset);
+            var decoded = new DecodedPixelSource(source, fragments.Items.Skip(1).ToList(), layout, MaxDecodedPixelData);
+            await decoded.VerifyAsync(cancellationToken).ConfigureAwait(false);
+            dataset.AddOrUpdate(new DicomValueElement(DicomTags.PixelData, layout.BitsAllocated > 8 ? DicomVR.OW : DicomVR.OB,
+                new DicomBulkReference(decoded.Start, decoded.DecodedLength, 1), -1));
+            bulkSource = decoded;
+        }
+
+        return new ConvertedStream(new Pipe(), dataset, bulkSource, target, bulkSource == source ? null : bulkSource);
     }
 
     private sealed class ConvertedStream : ForwardReadStream
@@ -39,12 +89,14 @@ public static class UncompressedSyntax
         private readonly Pipe _pipe;
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _encoding;
+        private readonly Stream? _owned;
         private bool _disposed;
 
-        public ConvertedStream(Pipe pipe, DicomDataset dataset, Stream source, TransferSyntax target)
+        public ConvertedStream(Pipe pipe, DicomDataset dataset, Stream source, TransferSyntax target, Stream? owned)
             : base(pipe.Reader.AsStream())
         {
             _pipe = pipe;
+            _owned = owned;
             _encoding = Task.Run(async () =>
             {
                 try
@@ -73,6 +125,11 @@ public static class UncompressedSyntax
             await _stop.CancelAsync().ConfigureAwait(false);
             await _pipe.Reader.CompleteAsync().ConfigureAwait(false);
             await _encoding.ConfigureAwait(false);
+            if (_owned is not null)
+            {
+                await _owned.DisposeAsync().ConfigureAwait(false);
+            }
+
             await Inner.DisposeAsync().ConfigureAwait(false);
             _stop.Dispose();
             await base.DisposeAsync().ConfigureAwait(false);
@@ -86,6 +143,7 @@ public static class UncompressedSyntax
                 _stop.Cancel();
                 _pipe.Reader.Complete();
                 _encoding.GetAwaiter().GetResult();
+                _owned?.Dispose();
                 Inner.Dispose();
                 _stop.Dispose();
             }

@@ -562,19 +562,25 @@ internal sealed class ServerAssociation(
             var association = owner.Association;
             PresentationContext? Accepted(string syntax) => association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid
                 && pc.AcceptedTransferSyntax == syntax && pc.ScpRole != false);
-            var context = Accepted(transferSyntaxUid);
-            Stream? converted = null;
-            if (context is null && UncompressedSyntax.Alternative(transferSyntaxUid) is { } other && Accepted(other) is { } otherContext)
-            {
-                // The requestor takes the other uncompressed syntax only: the data set is re-encoded as it is sent.
-                context = otherContext;
-                converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(other), null, cancellationToken)
-                    .ConfigureAwait(false);
-            }
-
-            if (context is null)
+            if (UncompressedSyntax.Choose(transferSyntaxUid, syntax => Accepted(syntax) is not null) is not { } chosen)
             {
                 return new DimseResult(DimseStatus.ProcessingFailure, "no presentation context for this SOP class and transfer syntax");
+            }
+
+            var context = Accepted(chosen)!;
+            Stream? converted = null;
+            if (chosen != transferSyntaxUid)
+            {
+                // The requestor takes another syntax only: the data set is re-encoded (RLE decoded) as it is sent.
+                try
+                {
+                    converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(chosen), null,
+                        cancellationToken).ConfigureAwait(false);
+                }
+                catch (DicomParseException e)
+                {
+                    return new DimseResult(DimseStatus.ProcessingFailure, "the stored object cannot be converted: " + e.Reason);
+                }
             }
 
             await using var _ = converted;

@@ -277,7 +277,7 @@ internal sealed class GatewayServiceProvider(
                 continue;
             }
 
-            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, ct)));
+            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, syntax, ct)));
         }
 
         await AuditRetrieveAsync(association, request, result.Matches, cancellationToken).ConfigureAwait(false);
@@ -298,9 +298,7 @@ internal sealed class GatewayServiceProvider(
         var contexts = new List<PresentationContext>();
         byte id = 1;
         foreach (var (sopClass, syntax) in items
-                     .SelectMany(i => UncompressedSyntax.Alternative(i.TransferSyntaxUid) is { } other
-                         ? new[] { (i.SopClassUid, i.TransferSyntaxUid), (i.SopClassUid, other) }
-                         : [(i.SopClassUid, i.TransferSyntaxUid)])
+                     .SelectMany(i => UncompressedSyntax.Alternatives(i.TransferSyntaxUid).Prepend(i.TransferSyntaxUid).Select(syntax => (i.SopClassUid, syntax)))
                      .Distinct().Take(128))
         {
             contexts.Add(new PresentationContext(id, sopClass, [syntax]));
@@ -373,13 +371,19 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
-    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, CancellationToken cancellationToken)
+    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, string indexedSyntax, CancellationToken cancellationToken)
     {
         var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
         var stream = reader.OpenStream();
         try
         {
             var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
+            if (file.TransferSyntax.Uid != indexedSyntax)
+            {
+                // Announcing one syntax and sending another hands the receiver unreadable data: fail this sub-operation instead.
+                throw new InvalidDataException($"the index says {indexedSyntax} but the object is stored in {file.TransferSyntax.Uid}");
+            }
+
             stream.Position = file.DatasetOffset;
             return new OwningStream(stream, reader);
         }
@@ -545,17 +549,29 @@ internal sealed class GatewayServiceProvider(
 
         public async ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet, CancellationToken cancellationToken)
         {
-            if (client.Association.FindAcceptedContext(sopClassUid, transferSyntaxUid) is null)
+            if (UncompressedSyntax.Choose(transferSyntaxUid, syntax => client.Association.FindAcceptedContext(sopClassUid, syntax) is not null) is not { } chosen)
             {
-                if (UncompressedSyntax.Alternative(transferSyntaxUid) is not { } other || client.Association.FindAcceptedContext(sopClassUid, other) is null)
+                return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
+            }
+
+            if (chosen != transferSyntaxUid)
+            {
+                Stream converted;
+                try
                 {
-                    return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
+                    converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(chosen), null,
+                        cancellationToken).ConfigureAwait(false);
+                }
+                catch (DicomParseException e)
+                {
+                    return new DimseResult(DimseStatus.ProcessingFailure, "the stored object cannot be converted: " + e.Reason);
                 }
 
-                await using var converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(other), null,
-                    cancellationToken).ConfigureAwait(false);
-                return await client.StoreAsync(sopClassUid, sopInstanceUid, other, converted, cancellationToken, originatorAE, ++_originatorMessage)
-                    .ConfigureAwait(false);
+                await using (converted.ConfigureAwait(false))
+                {
+                    return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted, cancellationToken, originatorAE, ++_originatorMessage)
+                        .ConfigureAwait(false);
+                }
             }
 
             return await client.StoreAsync(sopClassUid, sopInstanceUid, transferSyntaxUid, dataSet, cancellationToken, originatorAE, ++_originatorMessage)

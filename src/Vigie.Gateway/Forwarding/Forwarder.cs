@@ -166,11 +166,9 @@ internal sealed class Forwarder(
         // One context per SOP class and transfer syntax: the peer accepts a single syntax per context, so a context
         // listing two would leave the objects in the other one without a way through. PS3.8 allows 128 contexts; what
         // does not fit waits for the next round.
-        // An uncompressed object can also go in the other little-endian syntax (PS3.5 A.1, A.2): a PACS that takes
-        // only implicit VR, as every storage SCP must, still gets objects received in explicit VR.
-        var pairs = prepared.SelectMany(p => UncompressedSyntax.Alternative(p.Syntax) is { } other
-                ? new[] { (p.SopClass, p.Syntax), (p.SopClass, other) }
-                : [(p.SopClass, p.Syntax)])
+        // An uncompressed object can also go in the other little-endian syntax (PS3.5 A.1, A.2), and an RLE one in
+        // either: a PACS that takes only implicit VR, as every storage SCP must, still gets them.
+        var pairs = prepared.SelectMany(p => UncompressedSyntax.Alternatives(p.Syntax).Prepend(p.Syntax).Select(syntax => (p.SopClass, syntax)))
             .Distinct().ToList();
         var contexts = new List<PresentationContext>();
         byte contextId = 1;
@@ -183,8 +181,7 @@ internal sealed class Forwarder(
         if (pairs.Count > 128)
         {
             var proposed = pairs.Take(128).ToHashSet();
-            foreach (var item in prepared.Where(p => !proposed.Contains((p.SopClass, p.Syntax))
-                         && !(UncompressedSyntax.Alternative(p.Syntax) is { } other && proposed.Contains((p.SopClass, other)))).ToList())
+            foreach (var item in prepared.Where(p => UncompressedSyntax.Choose(p.Syntax, syntax => proposed.Contains((p.SopClass, syntax))) is null).ToList())
             {
                 await Queue.RetryLaterAsync(item.Message.Id, _consumer, TimeSpan.Zero, "waiting for a presentation context", cancellationToken).ConfigureAwait(false);
                 prepared.Remove(item);
@@ -234,20 +231,21 @@ internal sealed class Forwarder(
                 DimseResult result;
                 try
                 {
-                    var syntax = item.Syntax;
-                    if (client.Association.FindAcceptedContext(item.SopClass, syntax) is null)
+                    if (UncompressedSyntax.Choose(item.Syntax, syntax => client.Association.FindAcceptedContext(item.SopClass, syntax) is not null) is not { } syntax)
                     {
-                        if (UncompressedSyntax.Alternative(syntax) is not { } other || client.Association.FindAcceptedContext(item.SopClass, other) is null)
-                        {
-                            await GiveUpAsync(item.Message, destination.AETitle, $"{destination.AETitle} does not accept SOP class {item.SopClass} in {item.Syntax}",
-                                item.Header, cancellationToken).ConfigureAwait(false);
-                            continue;
-                        }
-
-                        syntax = other;
+                        await GiveUpAsync(item.Message, destination.AETitle, $"{destination.AETitle} does not accept SOP class {item.SopClass} in {item.Syntax}",
+                            item.Header, cancellationToken).ConfigureAwait(false);
+                        continue;
                     }
 
                     result = await SendAsync(client, item.Id, item.SopClass, item.SopInstance, item.Syntax, syntax, cancellationToken).ConfigureAwait(false);
+                }
+                catch (DicomParseException e)
+                {
+                    // Found before anything was sent (the conversion decodes first): retrying would fail the same way.
+                    await GiveUpAsync(item.Message, destination.AETitle, $"cannot be converted for {destination.AETitle}: {e.Reason}", item.Header, cancellationToken)
+                        .ConfigureAwait(false);
+                    continue;
                 }
                 catch (Exception e) when (PeerFailures.IsTransient(e))
                 {
@@ -300,7 +298,7 @@ internal sealed class Forwarder(
         }
     }
 
-    /// <summary>The data set as stored, re-encoded as it is sent when the destination took only the other uncompressed syntax.</summary>
+    /// <summary>The data set as stored, re-encoded (RLE decoded) as it is sent when the destination took only another syntax.</summary>
     private async Task<DimseResult> SendAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, string storedSyntax, string syntax,
         CancellationToken cancellationToken)
     {
