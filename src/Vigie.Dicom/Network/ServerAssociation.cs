@@ -499,6 +499,14 @@ internal sealed class ServerAssociation(
                 await using var data = await item.OpenDataSet(cancellationToken).ConfigureAwait(false);
                 result = await sender.SendAsync(item.SopClassUid, item.SopInstanceUid, item.TransferSyntaxUid, data, cancellationToken).ConfigureAwait(false);
             }
+            catch (Exception e) when (destination is not null && e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            {
+                // The move destination went away: the rest cannot reach it either. The requestor still gets its final
+                // response, with every sub-operation left counted as failed, instead of waiting for one that never comes.
+                failed += items.Count - i;
+                failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
+                break;
+            }
             catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException)
             {
                 result = new DimseResult(DimseStatus.ProcessingFailure, e.Message);

@@ -1,0 +1,36 @@
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Regression: when the C-MOVE destination aborted its association in the middle of the sub-operations, the retrieve
+/// stopped without a final response, and the requestor (movescu, a viewer) waited for ever. Now the sub-operations
+/// left are counted as failed and the final response goes out at once; the node keeps serving.
+/// </summary>
+public sealed class MoveDestinationFailureTests
+{
+    [Fact]
+    public async Task Regression_a_move_destination_that_aborts_left_the_requestor_waiting_for_a_final_response()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-move-abort");
+        // dcmtk's storescp aborts the association as soon as the first C-STORE request arrives.
+        await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"), "--abort-after");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
+
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
+            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromSeconds(60), cancellationToken: ct);
+        Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
+
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromSeconds(30),
+            cancellationToken: ct);
+        Assert.True(echo.ExitCode == 0, echo.ToString());
+    }
+}
