@@ -313,11 +313,13 @@ internal sealed class GatewayServiceProvider(
         try
         {
             var client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, OurAE), contexts, cancellationToken).ConfigureAwait(false);
-            return new MoveDestination(client, association.CallingAE);
+            return new MoveDestination(client, association.CallingAE, destinationAE, logger);
         }
         catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException or DicomAssociationAbortedException
                                       or DicomTimeoutException or OperationCanceledException)
         {
+            logger.LogWarning("C-MOVE from {CallingAE} to {Destination} ({Host}:{Port}) failed: {Reason}", association.CallingAE, destinationAE, destination.Host,
+                destination.Port, e.Message);
             throw new DicomStatusException(DimseStatus.OutOfResourcesSubOperations, $"cannot reach {destinationAE}: {e.GetType().Name}");
         }
     }
@@ -543,7 +545,7 @@ internal sealed class GatewayServiceProvider(
         public ValueTask DisposeAsync() => session.DisposeAsync();
     }
 
-    private sealed class MoveDestination(DicomClient client, string originatorAE) : IMoveDestination
+    private sealed class MoveDestination(DicomClient client, string originatorAE, string destinationAE, ILogger logger) : IMoveDestination
     {
         private ushort _originatorMessage;
 
@@ -554,9 +556,9 @@ internal sealed class GatewayServiceProvider(
                 return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
             }
 
+            Stream? converted = null;
             if (chosen != transferSyntaxUid)
             {
-                Stream converted;
                 try
                 {
                     converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(chosen), null,
@@ -566,16 +568,21 @@ internal sealed class GatewayServiceProvider(
                 {
                     return new DimseResult(DimseStatus.ProcessingFailure, "the stored object cannot be converted: " + e.Reason);
                 }
-
-                await using (converted.ConfigureAwait(false))
-                {
-                    return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted, cancellationToken, originatorAE, ++_originatorMessage)
-                        .ConfigureAwait(false);
-                }
             }
 
-            return await client.StoreAsync(sopClassUid, sopInstanceUid, transferSyntaxUid, dataSet, cancellationToken, originatorAE, ++_originatorMessage)
-                .ConfigureAwait(false);
+            await using var _ = converted;
+            try
+            {
+                return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted ?? dataSet, cancellationToken, originatorAE, ++_originatorMessage)
+                    .ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            {
+                // The rest of the retrieve fails with it: the administrator needs to know which side gave up.
+                logger.LogWarning("C-MOVE from {CallingAE} to {Destination}: the destination dropped the association: {Reason}", originatorAE, destinationAE,
+                    e.Message);
+                throw;
+            }
         }
 
         public async ValueTask DisposeAsync()

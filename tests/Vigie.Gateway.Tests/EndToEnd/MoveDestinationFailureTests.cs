@@ -28,6 +28,7 @@ public sealed class MoveDestinationFailureTests
             ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
             TimeSpan.FromSeconds(60), cancellationToken: ct);
         Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
+        Assert.Contains("to WORKSTATION: the destination dropped the association", node.Output, StringComparison.Ordinal);
 
         var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromSeconds(30),
             cancellationToken: ct);
