@@ -5,20 +5,24 @@ namespace Vigie.Dicom.IO;
 /// <summary>
 /// The two uncompressed little-endian transfer syntaxes (PS3.5 A.1 and A.2) carry the same values: a data set in one can
 /// be sent in the other when a peer takes only that one. Implicit VR is the one every storage SCP must accept, and
-/// many images arrive in explicit VR. RLE Lossless (PS3.5 A.4.2) decodes exactly to them, so an object received in
-/// RLE can go to a peer that takes only uncompressed syntaxes; other compressed syntaxes are sent as they are or not at all.
+/// many images arrive in explicit VR. RLE Lossless (PS3.5 A.4.2) decodes exactly to them, and a deflated data set
+/// (A.5) inflates to them, so such objects can go to a peer that takes only uncompressed syntaxes; other compressed
+/// syntaxes are sent as they are or not at all.
 /// </summary>
 public static class UncompressedSyntax
 {
     /// <summary>Decoded pixel data above this is refused rather than converted (a frame at a time is in memory, not all of it).</summary>
     public const long MaxDecodedPixelData = 4L << 30;
 
+    /// <summary>A deflated data set is inflated into memory to be re-encoded: above this it is refused.</summary>
+    public const long MaxInflatedInMemory = 256L << 20;
+
     /// <summary>The syntaxes a data set in <paramref name="syntaxUid"/> can also be sent in, preferred first.</summary>
     public static IReadOnlyList<string> Alternatives(string syntaxUid) => syntaxUid switch
     {
         DicomUids.ExplicitVRLittleEndian => [DicomUids.ImplicitVRLittleEndian],
         DicomUids.ImplicitVRLittleEndian => [DicomUids.ExplicitVRLittleEndian],
-        DicomUids.RLELossless => [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian],
+        DicomUids.RLELossless or DicomUids.DeflatedExplicitVRLittleEndian => [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian],
         _ => [],
     };
 
@@ -64,6 +68,14 @@ public static class UncompressedSyntax
             throw new ArgumentException($"{from.Name} cannot be converted to {target.Name}.", nameof(target));
         }
 
+        if (from.IsDeflated)
+        {
+            // Values cannot be read again from a deflate stream: the data set is inflated into memory, within a bound.
+            var inflated = await DicomReader.ReadDatasetAsync(source, from,
+                (options ?? DicomReadOptions.Default) with { LoadLargeValues = true, MaxInflatedBytes = MaxInflatedInMemory }, cancellationToken).ConfigureAwait(false);
+            return new ConvertedStream(new Pipe(), inflated, null, target, null);
+        }
+
         var dataset = await DicomReader.ReadDatasetAsync(source, from, options, cancellationToken).ConfigureAwait(false);
         Stream bulkSource = source;
         if (from.IsEncapsulated)
@@ -92,7 +104,7 @@ public static class UncompressedSyntax
         private readonly Stream? _owned;
         private bool _disposed;
 
-        public ConvertedStream(Pipe pipe, DicomDataset dataset, Stream source, TransferSyntax target, Stream? owned)
+        public ConvertedStream(Pipe pipe, DicomDataset dataset, Stream? source, TransferSyntax target, Stream? owned)
             : base(pipe.Reader.AsStream())
         {
             _pipe = pipe;

@@ -8,7 +8,8 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// Regression: C-MOVE (and C-GET) sent an object only in the transfer syntax it was stored in, and failed the
 /// sub-operation when the receiver took only the other uncompressed one (a workstation that accepts implicit VR only, as
 /// every storage SCP must). Now the data set is re-encoded as it is sent, its pixel data unchanged. dcmtk's getscu cannot
-/// be made to propose implicit VR only for the images it receives, so the C-GET side has no peer test here.
+/// be made to propose implicit VR only for the images it receives, so the C-GET side has no peer test here. Objects
+/// received deflated are inflated the same way for peers that do not take deflate (getscu by default).
 /// </summary>
 public sealed class RetrieveConversionTests
 {
@@ -53,5 +54,41 @@ public sealed class RetrieveConversionTests
                 Assert.True(((DicomValueElement)file.Dataset[DicomTags.PixelData]!).Span.SequenceEqual(originalPixels));
             }
         }
+    }
+    [Fact]
+    public async Task Objects_received_deflated_are_got_and_moved_inflated_by_peers_that_do_not_take_deflate()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-retrieve-deflated");
+        await using var workstation = await StoreScp.StartAcceptingOnlyAsync("WORKSTATION", work.Combine("moved"), null, "CTImageStorage", "LittleEndianImplicit");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var original = await DicomReader.ReadFileAsync(Peers.CtCorpusFiles()[0], new DicomReadOptions { LoadLargeValues = true }, ct);
+        // storescu deflates the data set on the way (Deflated Explicit VR Little Endian, PS3.5 A.5).
+        var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-v", "-aec", "VIGIE", "-xd", "127.0.0.1", node.DicomPortText, Peers.CtCorpusFiles()[0]],
+            TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(store.ExitCode == 0 && !store.StandardError.Contains("E:", StringComparison.Ordinal), store.ToString());
+        Assert.Contains("-> Deflated Explicit VR Little Endian", store.StandardError + store.StandardOutput, StringComparison.Ordinal);
+        var study = original.Dataset.GetString(DicomTags.StudyInstanceUID)!.TrimEnd('\0', ' ');
+        string[] keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}"];
+
+        var got = work.Combine("got");
+        Directory.CreateDirectory(got);
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-od", got, .. keys, "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(get.ExitCode == 0 && !get.StandardError.Contains("E:", StringComparison.Ordinal), get.ToString());
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"), ["-aec", "VIGIE", "-aem", "WORKSTATION", "-S", .. keys, "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(move.ExitCode == 0 && !move.StandardError.Contains("E:", StringComparison.Ordinal), move.ToString());
+        await workstation.WaitForFilesAsync(1, TimeSpan.FromSeconds(30));
+
+        var originalPixels = ((DicomValueElement)original.Dataset[DicomTags.PixelData]!).Span.ToArray();
+        foreach (var received in Directory.GetFiles(got).Concat(Directory.GetFiles(workstation.Folder)))
+        {
+            var file = await DicomReader.ReadFileAsync(received, new DicomReadOptions { LoadLargeValues = true }, ct);
+            Assert.False(file.TransferSyntax.IsDeflated, received);
+            Assert.True(((DicomValueElement)file.Dataset[DicomTags.PixelData]!).Span.SequenceEqual(originalPixels), received);
+        }
+
+        Assert.Equal(2, Directory.GetFiles(got).Length + Directory.GetFiles(workstation.Folder).Length);
     }
 }
