@@ -185,10 +185,11 @@ internal sealed class DecodedPixelSource : Stream
             throw PixelLayout.Invalid($"{frames.Count} RLE fragments for {layout.Frames} frames (RLE puts each frame in one fragment)");
         }
 
-        if (layout.TotalLength > maxDecodedLength || layout.FrameLength > Array.MaxLength)
+        if (layout.TotalLength > maxDecodedLength || layout.FrameLength > MaxFrameLength)
         {
             throw new DicomParseException(DicomErrorKind.SizeLimitExceeded,
-                $"the decoded pixel data would be {layout.TotalLength} bytes, over the {maxDecodedLength}-byte limit", -1, DicomTags.PixelData.ToString());
+                $"the decoded pixel data would be {layout.TotalLength} bytes ({layout.FrameLength} per frame), over the limits ({maxDecodedLength} in all, {MaxFrameLength} per frame)",
+                -1, DicomTags.PixelData.ToString());
         }
 
         _source = source;
@@ -345,4 +346,7 @@ internal sealed class DecodedPixelSource : Stream
     }
 
     private const int HeaderLengthLimit = 1024;
+
+    /// <summary>One frame is held in memory, with its fragment: both stay well inside an array's limits.</summary>
+    private const long MaxFrameLength = 1L << 30;
 }
