@@ -601,7 +601,21 @@ internal sealed class ServerAssociation(
             await association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(owner.ReadTimeout);
-            var response = await waiter.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            DimseMessage response;
+            try
+            {
+                response = await waiter.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                // The requestor took the object and never answered: the rest of the retrieve would wait the same way, and
+                // it would never get its final response. It is aborted, like any peer that stops answering.
+                owner._awaitingResponse.TryRemove(id, out var abandoned);
+                abandoned?.TrySetCanceled(CancellationToken.None);
+                await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
+                throw new DicomAssociationAbortedException($"the requestor did not answer a C-GET sub-operation's C-STORE within {owner.ReadTimeout}");
+            }
+
             return new DimseResult(response.Status, response.ErrorComment);
         }
     }

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Regression: a C-GET requestor that received a sub-operation's C-STORE and never answered it left the retrieve
+/// stuck: after the read timeout the operation ended without a final response or an abort, and the association stayed
+/// open until the (much longer) idle timeout. Now Vigie aborts it at the read timeout, and keeps serving others.
+/// </summary>
+public sealed class GetRequestorTimeoutTests
+{
+    [Fact]
+    public async Task Regression_a_get_requestor_that_never_answers_a_cstore_held_its_association_open()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
+        }, cancellationToken: ct);
+        var file = Peers.CtCorpusFiles()[0];
+        await node.StoreAsync([file], ct);
+        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
+            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
+        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
+        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(stored.Dataset.GetString(DicomTags.StudyInstanceUID)!));
+        await client.Association.SendAsync(get, DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+
+        // The sub-operation's C-STORE arrives; the requestor takes it and says nothing.
+        var store = await client.Association.ReceiveCommandAsync(ct);
+        Assert.Equal(DimseCommand.CStoreRequest, store!.Field);
+        await client.Association.ReadDataSetAsync(64 << 20, ct);
+        var waited = Stopwatch.StartNew();
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        limit.CancelAfter(TimeSpan.FromSeconds(60));
+        var ended = await Record.ExceptionAsync(async () =>
+        {
+            while (await client.Association.ReceiveCommandAsync(limit.Token) is not null)
+            {
+            }
+        });
+        Assert.False(limit.IsCancellationRequested, $"the association was still open after {waited.Elapsed}");
+        Assert.True(ended is null or DicomAssociationAbortedException or IOException, ended?.ToString());
+
+        // Others are served as before.
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromSeconds(30),
+            cancellationToken: ct);
+        Assert.True(echo.ExitCode == 0, echo.ToString());
+    }
+}
