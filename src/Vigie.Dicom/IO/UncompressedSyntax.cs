@@ -49,6 +49,30 @@ public static class UncompressedSyntax
     }
 
     /// <summary>
+    /// What to send for a data set stored in <paramref name="storedSyntax"/> when the peer took <paramref name="chosenSyntax"/>:
+    /// nothing to convert (both null), the converted stream to send and dispose, or why the stored object cannot be
+    /// converted (the sub-operation or transfer then fails with that reason, and nothing was sent).
+    /// </summary>
+    public static async Task<(Stream? Converted, string? Problem)> PrepareAsync(Stream dataSet, string storedSyntax, string chosenSyntax,
+        CancellationToken cancellationToken)
+    {
+        if (chosenSyntax == storedSyntax)
+        {
+            return (null, null);
+        }
+
+        try
+        {
+            return (await ConvertAsync(dataSet, TransferSyntax.Lookup(storedSyntax), TransferSyntax.Lookup(chosenSyntax), null, cancellationToken)
+                .ConfigureAwait(false), null);
+        }
+        catch (DicomParseException e)
+        {
+            return (null, "the stored object cannot be converted: " + e.Reason);
+        }
+    }
+
+    /// <summary>
     /// The data set read from <paramref name="source"/> (seekable, at the data set's first byte, left open) encoded in
     /// <paramref name="target"/>, produced as the returned stream is read. Large values (pixel data) are left in the
     /// source and copied from it then, so memory stays bounded whatever the data set's size. RLE pixel data is decoded

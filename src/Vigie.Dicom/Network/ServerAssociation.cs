@@ -576,19 +576,11 @@ internal sealed class ServerAssociation(
             }
 
             var context = Accepted(chosen)!;
-            Stream? converted = null;
-            if (chosen != transferSyntaxUid)
+            // When the requestor takes another syntax only, the data set is re-encoded (decoded, inflated) as it is sent.
+            var (converted, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen, cancellationToken).ConfigureAwait(false);
+            if (problem is not null)
             {
-                // The requestor takes another syntax only: the data set is re-encoded (RLE decoded) as it is sent.
-                try
-                {
-                    converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(chosen), null,
-                        cancellationToken).ConfigureAwait(false);
-                }
-                catch (DicomParseException e)
-                {
-                    return new DimseResult(DimseStatus.ProcessingFailure, "the stored object cannot be converted: " + e.Reason);
-                }
+                return new DimseResult(DimseStatus.ProcessingFailure, problem);
             }
 
             await using var _ = converted;

@@ -556,18 +556,10 @@ internal sealed class GatewayServiceProvider(
                 return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
             }
 
-            Stream? converted = null;
-            if (chosen != transferSyntaxUid)
+            var (converted, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen, cancellationToken).ConfigureAwait(false);
+            if (problem is not null)
             {
-                try
-                {
-                    converted = await UncompressedSyntax.ConvertAsync(dataSet, TransferSyntax.Lookup(transferSyntaxUid), TransferSyntax.Lookup(chosen), null,
-                        cancellationToken).ConfigureAwait(false);
-                }
-                catch (DicomParseException e)
-                {
-                    return new DimseResult(DimseStatus.ProcessingFailure, "the stored object cannot be converted: " + e.Reason);
-                }
+                return new DimseResult(DimseStatus.ProcessingFailure, problem);
             }
 
             await using var _ = converted;
