@@ -174,74 +174,35 @@ public abstract class ContentSource : IDisposable
         }
     }
 
-    private sealed class ContentSourceStream(ContentSource source, long start, long length) : Stream
+    private sealed class ContentSourceStream(ContentSource source, long start, long length) : Vigie.Dicom.IO.ReadOnlySeekableStream
     {
-        private long _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => true;
-
-        public override bool CanWrite => false;
-
         public override long Length => length;
-
-        public override long Position
-        {
-            get => _position;
-            set => _position = Math.Clamp(value, 0, length);
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
-            var remaining = length - _position;
+            var remaining = length - Position;
             if (remaining <= 0)
             {
                 return 0;
             }
 
-            var read = source.ReadAt(start + _position, buffer[..(int)Math.Min(buffer.Length, remaining)]);
-            _position += read;
+            var read = source.ReadAt(start + Position, buffer[..(int)Math.Min(buffer.Length, remaining)]);
+            Position += read;
             return read;
         }
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
-            var remaining = length - _position;
+            var remaining = length - Position;
             if (remaining <= 0)
             {
                 return 0;
             }
 
-            var read = await source.ReadAtAsync(start + _position, buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken)
+            var read = await source.ReadAtAsync(start + Position, buffer[..(int)Math.Min(buffer.Length, remaining)], cancellationToken)
                 .ConfigureAwait(false);
-            _position += read;
+            Position += read;
             return read;
         }
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override long Seek(long offset, SeekOrigin origin)
-        {
-            Position = origin switch
-            {
-                SeekOrigin.Begin => offset,
-                SeekOrigin.Current => _position + offset,
-                SeekOrigin.End => length + offset,
-                _ => throw new ArgumentOutOfRangeException(nameof(origin)),
-            };
-            return _position;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

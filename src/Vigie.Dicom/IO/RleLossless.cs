@@ -168,7 +168,7 @@ public static class RleLossless
 /// as it is read: a converted data set's other large values and its new native pixel data both come from here, and
 /// memory stays at one frame whatever the number of frames.
 /// </summary>
-internal sealed class DecodedPixelSource : Stream
+internal sealed class DecodedPixelSource : ReadOnlySeekableStream
 {
     private readonly Stream _source;
     private readonly IReadOnlyList<DicomFragment> _frames;
@@ -176,7 +176,6 @@ internal sealed class DecodedPixelSource : Stream
     private readonly long _decodedLength;
     private byte[]? _frame;
     private int _current = -1;
-    private long _position;
 
     public DecodedPixelSource(Stream source, IReadOnlyList<DicomFragment> frames, PixelLayout layout, long maxDecodedLength)
     {
@@ -217,33 +216,20 @@ internal sealed class DecodedPixelSource : Stream
         return Task.CompletedTask;
     }
 
-    public override bool CanRead => true;
-
-    public override bool CanSeek => true;
-
-    public override bool CanWrite => false;
-
     public override long Length => Start + _decodedLength;
-
-    public override long Position
-    {
-        get => _position;
-        set => _position = Math.Clamp(value, 0, Length);
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
-        if (_position < Start)
+        var position = Position;
+        if (position < Start)
         {
-            _source.Position = _position;
-            var read = _source.Read(buffer[..(int)Math.Min(buffer.Length, Start - _position)]);
-            _position += read;
+            _source.Position = position;
+            var read = _source.Read(buffer[..(int)Math.Min(buffer.Length, Start - position)]);
+            Position = position + read;
             return read;
         }
 
-        var offset = _position - Start;
+        var offset = position - Start;
         if (offset >= _decodedLength || buffer.Length == 0)
         {
             return 0;
@@ -253,7 +239,7 @@ internal sealed class DecodedPixelSource : Stream
         if (frame >= _layout.Frames)
         {
             buffer[0] = 0; // the padding byte
-            _position++;
+            Position = position + 1;
             return 1;
         }
 
@@ -261,7 +247,7 @@ internal sealed class DecodedPixelSource : Stream
         var within = (int)(offset - frame * _layout.FrameLength);
         var count = (int)Math.Min(buffer.Length, _layout.FrameLength - within);
         _frame.AsSpan(within, count).CopyTo(buffer);
-        _position += count;
+        Position = position + count;
         return count;
     }
 
@@ -271,29 +257,6 @@ internal sealed class DecodedPixelSource : Stream
         cancellationToken.ThrowIfCancellationRequested();
         return ValueTask.FromResult(Read(buffer.Span));
     }
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override long Seek(long offset, SeekOrigin origin)
-    {
-        Position = origin switch
-        {
-            SeekOrigin.Begin => offset,
-            SeekOrigin.Current => _position + offset,
-            SeekOrigin.End => Length + offset,
-            _ => throw new ArgumentOutOfRangeException(nameof(origin)),
-        };
-        return _position;
-    }
-
-    public override void Flush()
-    {
-    }
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

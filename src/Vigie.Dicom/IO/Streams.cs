@@ -1,9 +1,12 @@
 namespace Vigie.Dicom.IO;
 
-/// <summary>A read-only, seekable stream over memory, without copying it.</summary>
-internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : Stream
+/// <summary>
+/// A read-only stream with a position: a subclass gives its length and reads at <see cref="Stream.Position"/>, moving it;
+/// seeking, the byte-array overloads and the refusals of writing are here once.
+/// </summary>
+public abstract class ReadOnlySeekableStream : Stream
 {
-    private int _position;
+    private long _position;
 
     public override bool CanRead => true;
 
@@ -11,29 +14,16 @@ internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : Stream
 
     public override bool CanWrite => false;
 
-    public override long Length => memory.Length;
-
     public override long Position
     {
         get => _position;
-        set => _position = (int)Math.Clamp(value, 0, memory.Length);
+        set => _position = Math.Clamp(value, 0, Length);
     }
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-    public override int Read(Span<byte> buffer)
-    {
-        var count = Math.Min(buffer.Length, memory.Length - _position);
-        memory.Span.Slice(_position, count).CopyTo(buffer);
-        _position += count;
-        return count;
-    }
-
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        ValueTask.FromResult(Read(buffer.Span));
-
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        Task.FromResult(Read(buffer.AsSpan(offset, count)));
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override long Seek(long offset, SeekOrigin origin)
     {
@@ -41,7 +31,7 @@ internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : Stream
         {
             SeekOrigin.Begin => offset,
             SeekOrigin.Current => _position + offset,
-            SeekOrigin.End => memory.Length + offset,
+            SeekOrigin.End => Length + offset,
             _ => throw new ArgumentOutOfRangeException(nameof(origin)),
         };
         return _position;
@@ -54,6 +44,24 @@ internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : Stream
     public override void SetLength(long value) => throw new NotSupportedException();
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+}
+
+/// <summary>A read-only, seekable stream over memory, without copying it.</summary>
+internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : ReadOnlySeekableStream
+{
+    public override long Length => memory.Length;
+
+    public override int Read(Span<byte> buffer)
+    {
+        var position = (int)Position;
+        var count = Math.Min(buffer.Length, memory.Length - position);
+        memory.Span.Slice(position, count).CopyTo(buffer);
+        Position = position + count;
+        return count;
+    }
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(Read(buffer.Span));
 }
 
 /// <summary>Bytes already read, then the rest of a non-seekable stream.</summary>
