@@ -111,7 +111,16 @@ public static class UncompressedSyntax
 
             var layout = PixelLayout.Read(dataset);
             var decoded = new DecodedPixelSource(source, fragments.Items.Skip(1).ToList(), layout, MaxDecodedPixelData);
-            await decoded.VerifyAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await decoded.VerifyAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                await decoded.DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+
             dataset.AddOrUpdate(new DicomValueElement(DicomTags.PixelData, layout.BitsAllocated > 8 ? DicomVR.OW : DicomVR.OB,
                 new DicomBulkReference(decoded.Start, decoded.DecodedLength, 1), -1));
             bulkSource = decoded;

@@ -166,8 +166,8 @@ internal sealed class Forwarder(
         // One context per SOP class and transfer syntax: the peer accepts a single syntax per context, so a context
         // listing two would leave the objects in the other one without a way through. PS3.8 allows 128 contexts; what
         // does not fit waits for the next round.
-        // An uncompressed object can also go in the other little-endian syntax (PS3.5 A.1, A.2), and an RLE one in
-        // either: a PACS that takes only implicit VR, as every storage SCP must, still gets them.
+        // An uncompressed object can also go in the other little-endian syntax (PS3.5 A.1, A.2), and an RLE or deflated
+        // one in either: a PACS that takes only implicit VR, as every storage SCP must, still gets them.
         var pairs = prepared.SelectMany(p => UncompressedSyntax.Alternatives(p.Syntax).Prepend(p.Syntax).Select(syntax => (p.SopClass, syntax)))
             .Distinct().ToList();
         var contexts = new List<PresentationContext>();
@@ -298,7 +298,7 @@ internal sealed class Forwarder(
         }
     }
 
-    /// <summary>The data set as stored, re-encoded (RLE decoded) as it is sent when the destination took only another syntax.</summary>
+    /// <summary>The data set as stored, re-encoded (RLE decoded, inflated) as it is sent when the destination took only another syntax.</summary>
     private async Task<DimseResult> SendAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, string storedSyntax, string syntax,
         CancellationToken cancellationToken)
     {
