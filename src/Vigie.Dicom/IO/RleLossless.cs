@@ -205,26 +205,26 @@ internal sealed class DecodedPixelSource : ReadOnlySeekableStream
     public long DecodedLength => _decodedLength;
 
     /// <summary>Decodes every frame once, so that a bad one is found before any byte of the data set is sent.</summary>
-    public Task VerifyAsync(CancellationToken cancellationToken)
+    public async Task VerifyAsync(CancellationToken cancellationToken)
     {
         for (var frame = 0; frame < _layout.Frames; frame++)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            Decode(frame);
+            await DecodeAsync(frame, cancellationToken).ConfigureAwait(false);
         }
-
-        return Task.CompletedTask;
     }
 
     public override long Length => Start + _decodedLength;
 
-    public override int Read(Span<byte> buffer)
+    /// <summary>The writer reads its bulk values asynchronously; so does this stream, since decoding reads fragments from the archive.</summary>
+    public override int Read(Span<byte> buffer) => throw new NotSupportedException("Decoded pixel data is read asynchronously.");
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         var position = Position;
         if (position < Start)
         {
             _source.Position = position;
-            var read = _source.Read(buffer[..(int)Math.Min(buffer.Length, Start - position)]);
+            var read = await _source.ReadAsync(buffer[..(int)Math.Min(buffer.Length, Start - position)], cancellationToken).ConfigureAwait(false);
             Position = position + read;
             return read;
         }
@@ -238,24 +238,17 @@ internal sealed class DecodedPixelSource : ReadOnlySeekableStream
         var frame = (int)(offset / _layout.FrameLength);
         if (frame >= _layout.Frames)
         {
-            buffer[0] = 0; // the padding byte
+            buffer.Span[0] = 0; // the padding byte
             Position = position + 1;
             return 1;
         }
 
-        Decode(frame);
+        var decoded = await DecodeAsync(frame, cancellationToken).ConfigureAwait(false);
         var within = (int)(offset - frame * _layout.FrameLength);
         var count = (int)Math.Min(buffer.Length, _layout.FrameLength - within);
-        _frame.AsSpan(within, count).CopyTo(buffer);
+        decoded.AsSpan(within, count).CopyTo(buffer.Span);
         Position = position + count;
         return count;
-    }
-
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        // Fragments are read from a local file or memory; decoding is CPU work either way.
-        cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(Read(buffer.Span));
     }
 
     protected override void Dispose(bool disposing)
@@ -269,13 +262,13 @@ internal sealed class DecodedPixelSource : ReadOnlySeekableStream
         base.Dispose(disposing);
     }
 
-    [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_frame))]
-    private void Decode(int frame)
+    /// <summary>The decoded frame (the one held, decoded first if another was).</summary>
+    private async ValueTask<byte[]> DecodeAsync(int frame, CancellationToken cancellationToken)
     {
         _frame ??= System.Buffers.ArrayPool<byte>.Shared.Rent((int)_layout.FrameLength);
         if (frame == _current)
         {
-            return;
+            return _frame;
         }
 
         var fragment = _frames[frame];
@@ -296,7 +289,7 @@ internal sealed class DecodedPixelSource : ReadOnlySeekableStream
             try
             {
                 _source.Position = bulk.Offset;
-                _source.ReadExactly(bytes, 0, (int)bulk.Length);
+                await _source.ReadExactlyAsync(bytes.AsMemory(0, (int)bulk.Length), cancellationToken).ConfigureAwait(false);
                 RleLossless.DecodeFrame(bytes.AsSpan(0, (int)bulk.Length), _frame.AsSpan(0, (int)_layout.FrameLength), _layout, frame);
             }
             finally
@@ -306,6 +299,7 @@ internal sealed class DecodedPixelSource : ReadOnlySeekableStream
         }
 
         _current = frame;
+        return _frame;
     }
 
     private const int HeaderLengthLimit = 1024;
