@@ -12,6 +12,13 @@ public sealed class DicomAssociationAbortedException(string message, Exception? 
 /// <summary>A read deadline passed: ARTIM, idle or slow-sender.</summary>
 public sealed class DicomTimeoutException(string message) : Exception(message);
 
+/// <summary>How callers of the network layer tell a lost association from an application error.</summary>
+public static class DicomFailures
+{
+    /// <summary>The association is gone or unusable: the connection broke, the peer aborted or stopped answering, or it broke the protocol.</summary>
+    public static bool IsAssociationLost(Exception e) => e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException;
+}
+
 /// <summary>
 /// One association over a connected stream, for either role: reads PDUs with limits and deadlines, reassembles
 /// command and data PDVs, fragments outgoing messages to the peer's maximum PDU length, and releases or aborts.

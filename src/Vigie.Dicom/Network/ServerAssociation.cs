@@ -499,7 +499,7 @@ internal sealed class ServerAssociation(
                 await using var data = await item.OpenDataSet(cancellationToken).ConfigureAwait(false);
                 result = await sender.SendAsync(item.SopClassUid, item.SopInstanceUid, item.TransferSyntaxUid, data, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (destination is not null && e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            catch (Exception e) when (destination is not null && DicomFailures.IsAssociationLost(e))
             {
                 // The move destination went away: the rest cannot reach it either. The requestor still gets its final
                 // response, with every sub-operation left counted as failed, instead of waiting for one that never comes.

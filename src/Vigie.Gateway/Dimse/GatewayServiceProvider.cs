@@ -568,7 +568,7 @@ internal sealed class GatewayServiceProvider(
                 return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted ?? dataSet, cancellationToken, originatorAE, ++_originatorMessage)
                     .ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            catch (Exception e) when (DicomFailures.IsAssociationLost(e))
             {
                 // The rest of the retrieve fails with it: the administrator needs to know which side gave up.
                 logger.LogWarning("C-MOVE from {CallingAE} to {Destination}: the destination dropped the association: {Reason}", originatorAE, destinationAE,
@@ -583,7 +583,7 @@ internal sealed class GatewayServiceProvider(
             {
                 await client.ReleaseAsync(CancellationToken.None).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is IOException or DicomAssociationAbortedException or DicomTimeoutException or PduException)
+            catch (Exception e) when (DicomFailures.IsAssociationLost(e))
             {
                 // The sub-operations are done; a release that fails changes nothing for the requestor.
             }

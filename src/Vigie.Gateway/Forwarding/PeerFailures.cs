@@ -6,8 +6,8 @@ namespace Vigie.Gateway.Forwarding;
 internal static class PeerFailures
 {
     /// <summary>The peer is down, unreachable, refusing for now or dropped the association: worth trying again later.</summary>
-    public static bool IsTransient(Exception e) => e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException
-        or DicomAssociationAbortedException or DicomTimeoutException or PduException or TimeoutException;
+    public static bool IsTransient(Exception e) => DicomFailures.IsAssociationLost(e)
+        || e is System.Net.Sockets.SocketException or DicomAssociationRejectedException or TimeoutException;
 
     /// <summary>Exponential back-off: the initial delay after the first failure, doubling up to the maximum.</summary>
     public static TimeSpan RetryDelay(int attempts, ForwardingOptions settings)
