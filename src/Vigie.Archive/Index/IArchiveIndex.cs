@@ -25,8 +25,11 @@ public interface IArchiveIndex
     /// <summary>The current version of an instance, or null.</summary>
     ValueTask<InstanceLocation?> FindInstanceAsync(string sopInstanceUid, CancellationToken cancellationToken);
 
-    /// <summary>The SOP Class UID the current version of an instance was filed with, or null when the instance is not held.</summary>
-    ValueTask<string?> FindSopClassAsync(string sopInstanceUid, CancellationToken cancellationToken);
+    /// <summary>
+    /// The SOP Class UID the current version of each of <paramref name="sopInstanceUids"/> was filed with, by the UID as
+    /// given; instances not held are absent.
+    /// </summary>
+    ValueTask<IReadOnlyDictionary<string, string>> FindSopClassesAsync(IReadOnlyCollection<string> sopInstanceUids, CancellationToken cancellationToken);
 
     /// <summary>Every stored version of an instance, oldest first.</summary>
     ValueTask<IReadOnlyList<InstanceVersion>> GetVersionsAsync(string sopInstanceUid, CancellationToken cancellationToken);

@@ -218,16 +218,25 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             (int)ToLong(reader.GetValue(4)), new ObjectId((byte[])reader.GetValue(5)), ToLong(reader.GetValue(6)));
     }
 
-    public async ValueTask<string?> FindSopClassAsync(string sopInstanceUid, CancellationToken cancellationToken)
+    public async ValueTask<IReadOnlyDictionary<string, string>> FindSopClassesAsync(IReadOnlyCollection<string> sopInstanceUids,
+        CancellationToken cancellationToken)
     {
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
-        var key = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, IndexNormalizer.Uid(sopInstanceUid));
+        var classes = new Dictionary<string, string>(StringComparer.Ordinal);
+        // One connection for the whole list: a storage commitment request may name a study of thousands of instances.
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT attributes FROM archive_instances WHERE sop_uid = @k").With("@k", key);
-        var attributes = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-        return attributes is byte[] sealedAttributes
-            ? AttributeSet.Deserialize(keys.Open(sealedAttributes, AttributesContext(3, key))).First(DicomTags.SopClassUid)
-            : null;
+        foreach (var sopInstanceUid in sopInstanceUids)
+        {
+            var key = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, IndexNormalizer.Uid(sopInstanceUid));
+            await using var command = connection.CreateCommand(null, "SELECT attributes FROM archive_instances WHERE sop_uid = @k").With("@k", key);
+            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is byte[] sealedAttributes
+                && AttributeSet.Deserialize(keys.Open(sealedAttributes, AttributesContext(3, key))).First(DicomTags.SopClassUid) is { } sopClass)
+            {
+                classes[sopInstanceUid] = sopClass;
+            }
+        }
+
+        return classes;
     }
 
     public async ValueTask<IReadOnlyList<InstanceVersion>> GetVersionsAsync(string sopInstanceUid, CancellationToken cancellationToken)

@@ -82,10 +82,11 @@ internal sealed class CommitmentReporter(
         // came is committed if it is in by the time the report goes.
         var committed = new List<CommitmentReference>();
         var failed = new List<CommitmentFailure>();
+        var stored = await index.FindSopClassesAsync(request.References.Select(r => r.SopInstanceUid).Distinct(StringComparer.Ordinal).ToList(), cancellationToken)
+            .ConfigureAwait(false);
         foreach (var reference in request.References)
         {
-            var storedClass = await index.FindSopClassAsync(reference.SopInstanceUid, cancellationToken).ConfigureAwait(false);
-            if (storedClass is null)
+            if (!stored.TryGetValue(reference.SopInstanceUid, out var storedClass))
             {
                 failed.Add(new CommitmentFailure(reference,
                     SopClasses.IsStorage(reference.SopClassUid) ? DimseStatus.NoSuchObjectInstance : DimseStatus.SopClassNotSupported));
