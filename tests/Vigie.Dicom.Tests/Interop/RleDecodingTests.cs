@@ -79,7 +79,7 @@ public sealed class RleDecodingTests
             _ => throw new ArgumentOutOfRangeException(nameof(defect)),
         };
 
-        var file = Rle(4, 4, fragments);
+        var file = Rle(fragments, rows: 4, columns: 4);
         var error = await Assert.ThrowsAsync<DicomParseException>(() => ConvertAsync(file, TransferSyntax.ExplicitVRLittleEndian, ct));
         Assert.Equal(DicomErrorKind.InvalidPixelData, error.Kind);
         Assert.Contains(reason, error.Message, StringComparison.Ordinal);
@@ -90,14 +90,8 @@ public sealed class RleDecodingTests
     {
         var ct = TestContext.Current.CancellationToken;
         // 65535 x 65535 x 3 samples x 32 bits x 100 frames: declared, never allocated.
-        var dataset = new DicomDataset();
-        dataset.SetUInt16(DicomTags.Rows, 65535);
-        dataset.SetUInt16(DicomTags.Columns, 65535);
-        dataset.SetUInt16(DicomTags.SamplesPerPixel, 3);
-        dataset.SetUInt16(DicomTags.BitsAllocated, 32);
-        dataset.SetString(DicomTags.NumberOfFrames, DicomVR.IS, "100");
-        var error = await Assert.ThrowsAsync<DicomParseException>(() => ConvertAsync(Rle(dataset, Enumerable.Repeat(Frame([0, 0]), 100).ToArray()),
-            TransferSyntax.ExplicitVRLittleEndian, ct));
+        var file = Rle(Enumerable.Repeat(Frame([0, 0]), 100).ToArray(), rows: 65535, columns: 65535, samples: 3, bits: 32, frames: 100);
+        var error = await Assert.ThrowsAsync<DicomParseException>(() => ConvertAsync(file, TransferSyntax.ExplicitVRLittleEndian, ct));
         Assert.Equal(DicomErrorKind.SizeLimitExceeded, error.Kind);
     }
 
@@ -113,13 +107,7 @@ public sealed class RleDecodingTests
         BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(8), (uint)(64 + segment.Length));
         segment.CopyTo(frame, 64);
         segment.CopyTo(frame, 64 + segment.Length);
-        var dataset = new DicomDataset();
-        dataset.SetUInt16(DicomTags.SamplesPerPixel, 1);
-        dataset.SetUInt16(DicomTags.Rows, 6);
-        dataset.SetUInt16(DicomTags.Columns, 6);
-        dataset.SetUInt16(DicomTags.BitsAllocated, 16);
-        dataset.SetString(DicomTags.NumberOfFrames, DicomVR.IS, "2");
-        var seed = Rle(dataset, [frame, frame]);
+        var seed = Rle([frame, frame], rows: 6, columns: 6, bits: 16, frames: 2);
         Assert.NotEmpty(await ConvertAsync(seed, TransferSyntax.ImplicitVRLittleEndian, ct));
 
         var mutator = new Mutator { InterestingLengths = [0, 1, 63, 64, 65, 0x7FFFFFFF, 0xFFFFFFFF], LengthWidths = [2, 4] };
@@ -207,18 +195,19 @@ public sealed class RleDecodingTests
         return copy;
     }
 
-    private static byte[] Rle(int rows, int columns, byte[][] fragments)
+    /// <summary>An RLE file of the given geometry whose pixel data is <paramref name="fragments"/> as they are (one per frame when well formed).</summary>
+    private static byte[] Rle(byte[][] fragments, ushort rows, ushort columns, ushort samples = 1, ushort bits = 8, int frames = 1)
     {
         var dataset = new DicomDataset();
-        dataset.SetUInt16(DicomTags.SamplesPerPixel, 1);
-        dataset.SetUInt16(DicomTags.Rows, (ushort)rows);
-        dataset.SetUInt16(DicomTags.Columns, (ushort)columns);
-        dataset.SetUInt16(DicomTags.BitsAllocated, 8);
-        return Rle(dataset, fragments);
-    }
+        dataset.SetUInt16(DicomTags.SamplesPerPixel, samples);
+        dataset.SetUInt16(DicomTags.Rows, rows);
+        dataset.SetUInt16(DicomTags.Columns, columns);
+        dataset.SetUInt16(DicomTags.BitsAllocated, bits);
+        if (frames > 1)
+        {
+            dataset.SetString(DicomTags.NumberOfFrames, DicomVR.IS, frames.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        }
 
-    private static byte[] Rle(DicomDataset dataset, byte[][] fragments)
-    {
         var pixelData = new DicomFragmentSequence(DicomTags.PixelData, DicomVR.OB);
         pixelData.Items.Add(new DicomFragment(ReadOnlyMemory<byte>.Empty, null, 0, -1));
         foreach (var fragment in fragments)
