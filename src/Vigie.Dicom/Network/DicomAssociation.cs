@@ -28,6 +28,10 @@ public static class DicomFailures
 public sealed class DicomAssociation : IAsyncDisposable
 {
     private const int MaxBlockingWrite = 64 * 1024;
+
+    // An asynchronous send has no socket timeout: each slice of this size must go within the read timeout, the same
+    // progress bound a blocking send has (4 KiB/s at the default 60 s).
+    private const int MaxBoundedWrite = 256 * 1024;
     private readonly Stream _stream;
     private readonly DicomAssociationOptions _options;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -40,11 +44,14 @@ public sealed class DicomAssociation : IAsyncDisposable
     private bool _closed;
     private AssociationThread? _owner;
     private Socket? _socket;
+    private readonly Socket? _connection;
+    private string? _timedOut;
     private int _receiveTimeoutMs;
 
-    public DicomAssociation(Stream stream, bool isRequestor, DicomAssociationOptions options, EndPoint? remoteEndPoint)
+    public DicomAssociation(Stream stream, bool isRequestor, DicomAssociationOptions options, EndPoint? remoteEndPoint, Socket? connection = null)
     {
         _stream = stream;
+        _connection = connection;
         _options = options;
         IsRequestor = isRequestor;
         RemoteEndPoint = remoteEndPoint;
@@ -397,8 +404,11 @@ public sealed class DicomAssociation : IAsyncDisposable
         _closed = true;
     }
 
-    /// <summary>Sends A-ABORT (best effort) and closes. Never throws.</summary>
-    public async ValueTask AbortAsync(AbortSource source, AbortReason reason)
+    /// <summary>
+    /// Sends A-ABORT (best effort) and shuts the connection (PS3.8 7.3.1), which also wakes a receive loop blocked on a
+    /// peer that has stopped answering; that loop then reports <paramref name="timedOut"/>, when given. Never throws.
+    /// </summary>
+    public async ValueTask AbortAsync(AbortSource source, AbortReason reason, string? timedOut = null)
     {
         if (_closed)
         {
@@ -406,6 +416,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
 
         _closed = true;
+        _timedOut ??= timedOut;
         try
         {
             using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
@@ -417,10 +428,13 @@ public sealed class DicomAssociation : IAsyncDisposable
             await WriteStreamAsync(PduCodec.EncodeAbort(source, reason), timeout.Token).ConfigureAwait(false);
             await FlushStreamAsync(timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException)
+        catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException
+            or DicomTimeoutException)
         {
             // The peer may already be gone; the abort is best effort.
         }
+
+        Shutdown(reset: false);
     }
 
     internal void MarkClosed() => _closed = true;
@@ -562,7 +576,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 if (read == 0)
                 {
                     _closed = true;
-                    throw PeerClosed(filled, destination.Length, what, allowCleanEnd);
+                    throw TimedOutOr(PeerClosed(filled, destination.Length, what, allowCleanEnd));
                 }
 
                 filled += read;
@@ -571,6 +585,10 @@ public sealed class DicomAssociation : IAsyncDisposable
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw NoCompleteData(timeout, what, filled, destination.Length);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException && _timedOut is not null)
+        {
+            throw TimedOutOr(null);
         }
         catch (IOException e)
         {
@@ -607,7 +625,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     _closed = true;
-                    throw PeerClosed(filled, destination.Length, what, allowCleanEnd);
+                    throw TimedOutOr(PeerClosed(filled, destination.Length, what, allowCleanEnd));
                 }
 
                 filled += read;
@@ -620,6 +638,10 @@ public sealed class DicomAssociation : IAsyncDisposable
         catch (Exception e) when (e is IOException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
         {
             throw new OperationCanceledException("the node is stopping", e, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException && _timedOut is not null)
+        {
+            throw TimedOutOr(null);
         }
         catch (IOException e)
         {
@@ -653,19 +675,91 @@ public sealed class DicomAssociation : IAsyncDisposable
     /// Small writes (answers, commands, identifiers) are plain sends, which a socket buffer takes at once unless the peer
     /// has stopped reading; then the send timeout ends the association. Stored objects sent back (C-GET) and anything
     /// large go asynchronously, so a slow reader never holds a pool thread; the socket then stays in asynchronous mode
-    /// for the rest of the association, which only costs its reads their wake-up saving.
+    /// for the rest of the association, which only costs its reads their wake-up saving. Either way, a peer that reads
+    /// nothing for the read timeout has its connection cut (<see cref="Sever"/>).
     /// </summary>
     private ValueTask WriteStreamAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken, bool mayBlock = true)
     {
         if (_socket is null || !mayBlock || data.Length > MaxBlockingWrite)
         {
-            return _stream.WriteAsync(data, cancellationToken);
+            return WriteBoundedAsync(data, cancellationToken);
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        _stream.Write(data.Span);
+        try
+        {
+            _stream.Write(data.Span);
+        }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
+        {
+            throw Sever(data.Length);
+        }
+
         return ValueTask.CompletedTask;
     }
+
+    private async ValueTask WriteBoundedAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        while (!data.IsEmpty)
+        {
+            var slice = data[..Math.Min(data.Length, MaxBoundedWrite)];
+            var pending = _stream.WriteAsync(slice, cancellationToken);
+            if (!pending.IsCompletedSuccessfully)
+            {
+                var write = pending.AsTask();
+                try
+                {
+                    await write.WaitAsync(_options.ReadTimeout, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // The write still waits on the full buffer; cutting the connection ends it, its fault is not news.
+                    _ = write.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+                        TaskScheduler.Default);
+                    throw Sever(slice.Length);
+                }
+            }
+
+            data = data[slice.Length..];
+        }
+    }
+
+    /// <summary>
+    /// The peer stopped reading: an A-ABORT could not get through the full buffer either, so the connection is reset.
+    /// Ending the receive side wakes a read blocked on the owner thread, which then reports this reason, not a bare loss.
+    /// </summary>
+    private DicomTimeoutException Sever(int length)
+    {
+        _timedOut ??= $"the peer read nothing for {_options.ReadTimeout} while Vigie was sending ({length} bytes pending)";
+        _closed = true;
+        Shutdown(reset: true);
+        return new DicomTimeoutException(_timedOut);
+    }
+
+    /// <summary>Ends both directions; a reset also drops what the peer never read, instead of leaving it queued in the kernel.</summary>
+    private void Shutdown(bool reset)
+    {
+        if ((_socket ?? _connection) is not { } socket)
+        {
+            return;
+        }
+
+        try
+        {
+            if (reset)
+            {
+                socket.LingerState = new LingerOption(true, 0);
+            }
+
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Already closed.
+        }
+    }
+
+    private Exception TimedOutOr(Exception? other) => _timedOut is not null ? new DicomTimeoutException(_timedOut) : other!;
 
     private ValueTask FlushStreamAsync(CancellationToken cancellationToken)
     {

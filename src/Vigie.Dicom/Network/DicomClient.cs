@@ -122,7 +122,7 @@ public sealed class DicomClient : IAsyncDisposable
             throw;
         }
 
-        var association = new DicomAssociation(stream, isRequestor: true, options.Association, socket.RemoteEndPoint);
+        var association = new DicomAssociation(stream, isRequestor: true, options.Association, socket.RemoteEndPoint, socket);
         try
         {
             var request = new AssociationParameters

@@ -168,7 +168,7 @@ public sealed class DicomServer : IAsyncDisposable
         DicomNetworkTelemetry.ActiveAssociations.Add(1);
         var remote = socket.RemoteEndPoint as IPEndPoint;
         var connection = new DicomConnectionInfo(remote, socket.LocalEndPoint as IPEndPoint, tls, null);
-        string? countedAE = null;
+        ServerAssociation? runner = null;
         DicomAssociation? association = null;
         var end = AssociationEnd.ConnectionLost;
         var detail = "connection closed";
@@ -192,13 +192,12 @@ public sealed class DicomServer : IAsyncDisposable
                 stream = ssl;
             }
 
-            association = new DicomAssociation(stream, isRequestor: false, _options.Association, remote);
+            association = new DicomAssociation(stream, isRequestor: false, _options.Association, remote, socket);
             association.UseBlockingIo(owner, socket);
             // A blocked read does not see the stopping token: ending the receive side wakes it, and the abort can still be sent.
             using var wake = _stopping.Token.Register(static s => ShutdownReceive((Socket)s!), socket);
-            var runner = new ServerAssociation(association, _provider, _options, connection, TryCountAE, _stopping.Token);
+            runner = new ServerAssociation(association, _provider, _options, connection, TryCountAE, _stopping.Token);
             (end, detail) = await runner.RunAsync().ConfigureAwait(false);
-            countedAE = runner.CountedAE;
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
         {
@@ -207,7 +206,8 @@ public sealed class DicomServer : IAsyncDisposable
         }
         finally
         {
-            if (countedAE is not null)
+            // However the association ended, its place under the per-AE limit is given back.
+            if (runner?.CountedAE is { } countedAE)
             {
                 _perAE.AddOrUpdate(countedAE, 0, (_, n) => Math.Max(0, n - 1));
             }

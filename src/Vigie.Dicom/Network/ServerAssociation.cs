@@ -75,7 +75,8 @@ internal sealed class ServerAssociation(
                 await cts.CancelAsync().ConfigureAwait(false);
             }
 
-            await Task.WhenAll(_outstanding.Keys).ConfigureAwait(false);
+            // Their own failures were answered or ended the association; none may replace how it ended.
+            await Task.WhenAll(_outstanding.Keys).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 
@@ -174,7 +175,7 @@ internal sealed class ServerAssociation(
             var message = await association.ReceiveCommandAsync(stopping).ConfigureAwait(false);
             if (message is null)
             {
-                await Task.WhenAll(_outstanding.Keys).ConfigureAwait(false);
+                await Task.WhenAll(_outstanding.Keys).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 await association.AcceptReleaseAsync(stopping).ConfigureAwait(false);
                 return (AssociationEnd.Released, "released");
             }
@@ -433,7 +434,7 @@ internal sealed class ServerAssociation(
         {
             await RespondAsync(request, new DimseResult(e.Status, e.Comment)).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException)
+        catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException && !association.IsClosed)
         {
             await RespondAsync(request, new DimseResult(DimseStatus.ProcessingFailure, "failed: " + e.GetType().Name)).ConfigureAwait(false);
         }
@@ -507,8 +508,9 @@ internal sealed class ServerAssociation(
                 failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
                 break;
             }
-            catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException)
+            catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException && !association.IsClosed)
             {
+                // One object failed; once the requestor's own association is gone there is nobody left to tell.
                 result = new DimseResult(DimseStatus.ProcessingFailure, e.Message);
             }
 
@@ -604,8 +606,9 @@ internal sealed class ServerAssociation(
                 // it would never get its final response. It is aborted, like any peer that stops answering.
                 owner._awaitingResponse.TryRemove(id, out var abandoned);
                 abandoned?.TrySetCanceled(CancellationToken.None);
-                await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
-                throw new DicomAssociationAbortedException($"the requestor did not answer a C-GET sub-operation's C-STORE within {owner.ReadTimeout}");
+                var why = $"the requestor did not answer a C-GET sub-operation's C-STORE within {owner.ReadTimeout}";
+                await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified, timedOut: why).ConfigureAwait(false);
+                throw new DicomAssociationAbortedException(why);
             }
 
             return new DimseResult(response.Status, response.ErrorComment);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
 
 namespace Vigie.Dicom.Tests.Network;
@@ -79,5 +80,45 @@ public sealed class StalledReaderTests : IAsyncLifetime
         await sender;
         Assert.Contains(_provider.Ended, e => e.End is AssociationEnd.ConnectionLost or AssociationEnd.AbortedByVigie);
         Assert.Contains(_provider.Ended, e => e.End == AssociationEnd.Released);
+    }
+
+    /// <summary>
+    /// Regression: a C-GET requestor that stopped reading while a large object was being sent back left Vigie's
+    /// asynchronous send waiting for ever (only small sends had a timeout), and the association lived on until the node
+    /// stopped. A send that makes no progress for the read timeout now resets the connection, and the end is reported.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_get_requestor_that_stops_reading_a_large_object_held_the_send_for_ever()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The idle timer must not be what ends it.
+        var timers = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromMinutes(10) };
+        await using var server = new DicomServer(new DicomServerOptions { Port = 0, Association = timers }, _provider);
+        server.Start();
+        // Far more than both sockets' buffers hold.
+        _provider.Stored["2.25.77"] = (DicomUids.CTImageStorage, DicomUids.ExplicitVRLittleEndian, new byte[48 << 20]);
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = server.Port, CallingAE = "GETSCU", CalledAE = "VIGIE" },
+            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
+        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
+        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "2.25.1");
+        await client.Association.SendAsync(get, DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+
+        // The requestor reads nothing more.
+        for (var wait = 0; _provider.Ended.IsEmpty && wait < 300; wait++)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        var (end, detail) = Assert.Single(_provider.Ended);
+        Assert.Equal(AssociationEnd.AbortedByVigie, end);
+        Assert.Contains("read nothing", detail, StringComparison.Ordinal);
     }
 }

@@ -21,6 +21,7 @@ public sealed class GetRequestorTimeoutTests
         {
             ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
             ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
+            ["VIGIE__DICOM__SERVER__MAXASSOCIATIONSPERCALLINGAE"] = "1",
         }, cancellationToken: ct);
         var file = Peers.CtCorpusFiles()[0];
         await node.StoreAsync([file], ct);
@@ -56,9 +57,58 @@ public sealed class GetRequestorTimeoutTests
         Assert.False(limit.IsCancellationRequested, $"the association was still open after {waited.Elapsed}");
         Assert.True(ended is null or DicomAssociationAbortedException or IOException, ended?.ToString());
 
-        // Others are served as before.
-        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromSeconds(30),
-            cancellationToken: ct);
+        // The AE is served again: the aborted association gave its place under the per-AE limit back (it used to keep it,
+        // because the failed retrieve's exception replaced how the association ended).
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aet", "VIEWER", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromSeconds(30), cancellationToken: ct);
         Assert.True(echo.ExitCode == 0, echo.ToString());
+    }
+
+    /// <summary>
+    /// Regression: a C-GET requestor that stopped reading in the middle of a retrieve kept its association, and its place
+    /// under the per-AE limit, until the idle timeout (minutes): the A-ABORT Vigie sent sat in a buffer nobody read, and
+    /// the connection was not closed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_get_requestor_that_stops_reading_held_its_association_open()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
+            ["VIGIE__DICOM__SERVER__MAXASSOCIATIONSPERCALLINGAE"] = "1",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(60).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
+            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
+        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
+        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!));
+        await client.Association.SendAsync(get, DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+
+        // The requestor reads nothing more. While its association lives, the per-AE limit turns the same AE away; once
+        // Vigie has given up on it, the AE is served again.
+        var waited = Stopwatch.StartNew();
+        ProcessResult echo;
+        do
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1), ct);
+            echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aet", "VIEWER", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText],
+                TimeSpan.FromSeconds(30), cancellationToken: ct);
+        }
+        while (echo.ExitCode != 0 && waited.Elapsed < TimeSpan.FromSeconds(60));
+
+        Assert.True(echo.ExitCode == 0, $"the association was still open after {waited.Elapsed}: {echo}");
     }
 }
