@@ -121,4 +121,47 @@ public sealed class StalledReaderTests : IAsyncLifetime
         Assert.Equal(AssociationEnd.AbortedByVigie, end);
         Assert.Contains("read nothing", detail, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Regression: a peer Vigie sends to (the PACS it forwards to, a move destination) that accepts the association and
+    /// then stops reading held the store for ever, and with it the forwarding queue. It now fails at the read timeout,
+    /// a transient failure the queue retries.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_store_to_a_peer_that_stops_reading_waited_for_ever()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var peer = Task.Run(async () =>
+        {
+            // Accepts whatever is proposed, then reads nothing more while keeping the connection open.
+            var socket = await listener.AcceptSocketAsync(ct);
+            var header = new byte[6];
+            await socket.ReceiveAsync(header, SocketFlags.None, ct);
+            var body = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(2))];
+            for (var read = 0; read < body.Length;)
+            {
+                read += await socket.ReceiveAsync(body.AsMemory(read), SocketFlags.None, ct);
+            }
+
+            var request = PduCodec.DecodeAssociateRequest(body);
+            PresentationContextNegotiator.Answer(request, _ => true, _ => true);
+            await socket.SendAsync(PduCodec.EncodeAssociateAccept(request), SocketFlags.None, ct);
+            return socket;
+        }, ct);
+
+        var timers = new DicomAssociationOptions { ReadTimeout = TimeSpan.FromSeconds(2) };
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = ((IPEndPoint)listener.LocalEndpoint).Port, CalledAE = "PACS", Association = timers },
+            DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
+        using var stalled = await peer;
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        limit.CancelAfter(TimeSpan.FromSeconds(60));
+
+        var failure = await Assert.ThrowsAsync<DicomTimeoutException>(() =>
+            client.StoreAsync(DicomUids.CTImageStorage, "2.25.78", DicomUids.ExplicitVRLittleEndian, new MemoryStream(new byte[48 << 20]), limit.Token));
+        Assert.Contains("read nothing", failure.Message, StringComparison.Ordinal);
+        Assert.True(DicomFailures.IsAssociationLost(failure));
+    }
 }
