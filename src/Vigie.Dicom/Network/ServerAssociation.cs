@@ -63,6 +63,13 @@ internal sealed class ServerAssociation(
         {
             return (AssociationEnd.ConnectionLost, e.Message);
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A fault of Vigie's own ends this association only, with an abort and a reason; the type alone, since a
+            // message may quote what the peer sent.
+            await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
+            return (AssociationEnd.AbortedByVigie, "internal error: " + e.GetType().Name);
+        }
         finally
         {
             foreach (var waiter in _awaitingResponse.Values)

@@ -64,8 +64,11 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
         return ValueTask.FromResult(AssociationDecision.Accepted);
     }
 
+    /// <summary>When set, C-ECHO fails with this exception, as a provider bug would.</summary>
+    public Exception? FailEcho { get; set; }
+
     public ValueTask<DimseResult> EchoAsync(DicomAssociation association, DimseMessage request, CancellationToken cancellationToken) =>
-        ValueTask.FromResult(DimseResult.Success);
+        FailEcho is { } failure ? ValueTask.FromException<DimseResult>(failure) : ValueTask.FromResult(DimseResult.Success);
 
     public ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken)
     {

@@ -18,4 +18,32 @@ public sealed class ServerLifecycleTests
             await server.DisposeAsync();
         }
     }
+
+    /// <summary>
+    /// Regression: an unexpected exception from the service provider escaped the association's run: the connection was
+    /// closed without an A-ABORT and the end was reported as a lost connection, with nothing saying Vigie failed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_provider_fault_closed_the_connection_without_abort_or_reason()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var provider = new MemoryServiceProvider { FailEcho = new InvalidOperationException("synthetic provider fault") };
+        await using var server = provider.StartServer(TimeSpan.FromSeconds(10));
+        var options = new DicomClientOptions { Host = "127.0.0.1", Port = server.Port, CallingAE = "TESTSCU", CalledAE = "VIGIE" };
+        var contexts = DicomClient.Propose([DicomUids.Verification], DicomUids.ImplicitVRLittleEndian);
+        await using (var client = await DicomClient.ConnectAsync(options, contexts, ct))
+        {
+            var aborted = await Assert.ThrowsAsync<DicomAssociationAbortedException>(() => client.EchoAsync(ct));
+            Assert.StartsWith("the peer aborted", aborted.Message, StringComparison.Ordinal);
+        }
+
+        var (end, detail) = Assert.Single(provider.Ended);
+        Assert.Equal(AssociationEnd.AbortedByVigie, end);
+        Assert.Equal("internal error: InvalidOperationException", detail);
+
+        // The node goes on serving.
+        provider.FailEcho = null;
+        await using var next = await DicomClient.ConnectAsync(options, contexts, ct);
+        Assert.Equal(DimseStatus.Success, (await next.EchoAsync(ct)).Status);
+    }
 }
