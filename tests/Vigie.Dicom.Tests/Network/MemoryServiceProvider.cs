@@ -81,9 +81,21 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
         return ValueTask.FromResult<IStoreOperation>(new Operation(this, request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid));
     }
 
+    /// <summary>When set, C-FIND answers this many made-up matches of about 4 KiB each instead of searching.</summary>
+    public int SyntheticMatches { get; set; }
+
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        for (var i = 0; i < SyntheticMatches; i++)
+        {
+            var match = new DicomDataset();
+            match.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "IMAGE");
+            match.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, $"2.25.{i + 1}");
+            match.SetString(DicomTags.ImageComments, DicomVR.LT, new string('x', 4096));
+            yield return match;
+        }
+
         var patientId = identifier.GetString(DicomTags.PatientID);
         foreach (var (uid, stored) in Stored.OrderBy(s => s.Key, StringComparer.Ordinal))
         {

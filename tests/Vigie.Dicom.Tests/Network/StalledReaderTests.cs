@@ -164,4 +164,35 @@ public sealed class StalledReaderTests : IAsyncLifetime
         Assert.Contains("read nothing", failure.Message, StringComparison.Ordinal);
         Assert.True(DicomFailures.IsAssociationLost(failure));
     }
+
+    /// <summary>
+    /// Regression: a C-FIND requestor that stopped reading its matches had its send time out, but the failure stayed in
+    /// the query's own task: the association lived on, its receive loop waiting out the idle timeout. Now the connection
+    /// is reset and the end reported with its reason.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_find_requestor_that_stops_reading_its_matches_kept_its_association()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        _provider.SyntheticMatches = 20_000;
+        var timers = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromMinutes(10) };
+        await using var server = new DicomServer(new DicomServerOptions { Port = 0, Association = timers }, _provider);
+        server.Start();
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = server.Port, CallingAE = "FINDSCU", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StudyRootQueryRetrieveInformationModelFind], DicomUids.ExplicitVRLittleEndian), ct);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "IMAGE");
+        await client.Association.SendAsync(DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelFind),
+            DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+
+        // The requestor reads nothing more.
+        for (var wait = 0; _provider.Ended.IsEmpty && wait < 300; wait++)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        var (end, detail) = Assert.Single(_provider.Ended);
+        Assert.Equal(AssociationEnd.AbortedByVigie, end);
+        Assert.Contains("read nothing", detail, StringComparison.Ordinal);
+    }
 }
