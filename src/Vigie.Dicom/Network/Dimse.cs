@@ -172,6 +172,14 @@ public sealed class DimseMessage
         return message;
     }
 
+    /// <summary>A C-GET-RQ: the identifier follows; the objects come back as C-STORE sub-operations on the same association.</summary>
+    public static DimseMessage GetRequest(ushort messageId, byte contextId, string sopClassUid, DimsePriority priority = DimsePriority.Medium)
+    {
+        var message = Create(contextId, DimseCommand.CGetRequest, sopClassUid, messageId, respondingTo: null, dataSet: true);
+        message.Command.SetUInt16(DicomTags.Priority, (ushort)priority);
+        return message;
+    }
+
     /// <summary>An N-ACTION-RQ on <paramref name="sopInstanceUid"/>: the object is named as Requested (PS3.7 10.1.4.1).</summary>
     public static DimseMessage ActionRequest(ushort messageId, byte contextId, string sopClassUid, string sopInstanceUid, ushort actionTypeId, bool dataSet)
     {

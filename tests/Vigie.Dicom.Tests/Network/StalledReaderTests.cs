@@ -104,8 +104,7 @@ public sealed class StalledReaderTests : IAsyncLifetime
         ];
         await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = server.Port, CallingAE = "GETSCU", CalledAE = "VIGIE" },
             contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
-        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
-        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
+        var get = DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
         var identifier = new DicomDataset();
         identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
         identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "2.25.1");

@@ -17,29 +17,12 @@ public sealed class GetRequestorTimeoutTests
     public async Task Regression_a_get_requestor_that_never_answers_a_cstore_held_its_association_open()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
-            ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
-            ["VIGIE__DICOM__SERVER__MAXASSOCIATIONSPERCALLINGAE"] = "1",
-        }, cancellationToken: ct);
+        await using var node = await StartNodeAsync(ct);
         var file = Peers.CtCorpusFiles()[0];
         await node.StoreAsync([file], ct);
         var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
 
-        PresentationContext[] contexts =
-        [
-            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
-            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]),
-        ];
-        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
-            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
-        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
-        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
-        var identifier = new DicomDataset();
-        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
-        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(stored.Dataset.GetString(DicomTags.StudyInstanceUID)!));
-        await client.Association.SendAsync(get, DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+        await using var client = await GetStudyAsync(node, stored, ct);
 
         // The sub-operation's C-STORE arrives; the requestor takes it and says nothing.
         var store = await client.Association.ReceiveCommandAsync(ct);
@@ -73,29 +56,12 @@ public sealed class GetRequestorTimeoutTests
     public async Task Regression_a_get_requestor_that_stops_reading_held_its_association_open()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
-            ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
-            ["VIGIE__DICOM__SERVER__MAXASSOCIATIONSPERCALLINGAE"] = "1",
-        }, cancellationToken: ct);
+        await using var node = await StartNodeAsync(ct);
         var files = Peers.CtCorpusFiles().Take(60).ToList();
         await node.StoreAsync(files, ct);
         var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
 
-        PresentationContext[] contexts =
-        [
-            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
-            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]),
-        ];
-        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
-            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
-        var get = DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
-        get.Command.SetUInt16(DicomTags.CommandField, (ushort)DimseCommand.CGetRequest);
-        var identifier = new DicomDataset();
-        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
-        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!));
-        await client.Association.SendAsync(get, DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+        await using var client = await GetStudyAsync(node, first, ct);
 
         // The requestor reads nothing more. While its association lives, the per-AE limit turns the same AE away; once
         // Vigie has given up on it, the AE is served again.
@@ -111,4 +77,30 @@ public sealed class GetRequestorTimeoutTests
 
         Assert.True(echo.ExitCode == 0, $"the association was still open after {waited.Elapsed}: {echo}");
     }
+
+    /// <summary>Opens an association as VIEWER (taking CT images back) and asks for the study of <paramref name="file"/> by C-GET.</summary>
+    private static async Task<DicomClient> GetStudyAsync(VigieNode node, DicomFile file, CancellationToken cancellationToken)
+    {
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]),
+        ];
+        var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" },
+            contexts, cancellationToken, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(file.Dataset.GetString(DicomTags.StudyInstanceUID)!));
+        await client.Association.SendAsync(DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet),
+            DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), cancellationToken);
+        return client;
+    }
+
+    /// <summary>A node with a short read timeout, an idle timeout far beyond the test, and one association per calling AE.</summary>
+    private static Task<VigieNode> StartNodeAsync(CancellationToken cancellationToken) => VigieNode.StartAsync(environment: new Dictionary<string, string>
+    {
+        ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:03",
+        ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:10:00",
+        ["VIGIE__DICOM__SERVER__MAXASSOCIATIONSPERCALLINGAE"] = "1",
+    }, cancellationToken: cancellationToken);
 }
