@@ -1,7 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -87,13 +90,28 @@ public sealed class StalledReaderTests : IAsyncLifetime
     /// asynchronous send waiting for ever (only small sends had a timeout), and the association lived on until the node
     /// stopped. A send that makes no progress for the read timeout now resets the connection, and the end is reported.
     /// </summary>
-    [Fact]
-    public async Task Regression_a_get_requestor_that_stops_reading_a_large_object_held_the_send_for_ever()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Regression_a_get_requestor_that_stops_reading_a_large_object_held_the_send_for_ever(bool tls)
     {
         var ct = TestContext.Current.CancellationToken;
         // The idle timer must not be what ends it.
         var timers = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromMinutes(10) };
-        await using var server = new DicomServer(new DicomServerOptions { Port = 0, Association = timers }, _provider);
+        using var pki = new TempDirectory("vigie-stalled-tls");
+        var serverOptions = new DicomServerOptions { Port = 0, Association = timers };
+        if (tls)
+        {
+            // Over TLS the stalled write sits in SslStream, above the socket that is reset.
+            WriteSelfSignedCertificate(pki.Combine("server.crt"), pki.Combine("server.key"));
+            serverOptions = new DicomServerOptions
+            {
+                Port = -1, TlsPort = TestPorts.Free(), Association = timers,
+                Tls = new DicomTlsOptions { CertificatePath = pki.Combine("server.crt"), KeyPath = pki.Combine("server.key") },
+            };
+        }
+
+        await using var server = new DicomServer(serverOptions, _provider);
         server.Start();
         // Far more than both sockets' buffers hold.
         _provider.Stored["2.25.77"] = (DicomUids.CTImageStorage, DicomUids.ExplicitVRLittleEndian, new byte[48 << 20]);
@@ -102,8 +120,13 @@ public sealed class StalledReaderTests : IAsyncLifetime
             new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
             new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
         ];
-        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = server.Port, CallingAE = "GETSCU", CalledAE = "VIGIE" },
-            contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
+        var clientOptions = new DicomClientOptions { Host = "127.0.0.1", Port = tls ? server.TlsPort : server.Port, CallingAE = "GETSCU", CalledAE = "VIGIE" };
+        if (tls)
+        {
+            clientOptions = clientOptions with { UseTls = true, ServerCaPath = pki.Combine("server.crt"), ServerName = "localhost" };
+        }
+
+        await using var client = await DicomClient.ConnectAsync(clientOptions, contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true)]);
         var get = DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet);
         var identifier = new DicomDataset();
         identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
@@ -193,5 +216,18 @@ public sealed class StalledReaderTests : IAsyncLifetime
         var (end, detail) = Assert.Single(_provider.Ended);
         Assert.Equal(AssociationEnd.AbortedByVigie, end);
         Assert.Contains("read nothing", detail, StringComparison.Ordinal);
+    }
+
+    private static void WriteSelfSignedCertificate(string certificatePath, string keyPath)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddDnsName("localhost");
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        File.WriteAllText(certificatePath, certificate.ExportCertificatePem());
+        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
     }
 }
