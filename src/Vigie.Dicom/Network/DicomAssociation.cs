@@ -32,6 +32,7 @@ public sealed class DicomAssociation : IAsyncDisposable
     // An asynchronous send has no socket timeout: each slice of this size must go within the read timeout, the same
     // progress bound a blocking send has (4 KiB/s at the default 60 s).
     private const int MaxBoundedWrite = 256 * 1024;
+
     private readonly Stream _stream;
     private readonly DicomAssociationOptions _options;
     private readonly SemaphoreSlim _writeLock = new(1, 1);
@@ -44,6 +45,8 @@ public sealed class DicomAssociation : IAsyncDisposable
     private bool _closed;
     private AssociationThread? _owner;
     private Socket? _socket;
+
+    // The connection under the stream, blocking or not: what a timeout or an abort shuts.
     private readonly Socket? _connection;
     private string? _timedOut;
     private int _receiveTimeoutMs;
@@ -588,7 +591,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException && _timedOut is not null)
         {
-            throw TimedOutOr(null);
+            throw TimedOutOr(e);
         }
         catch (IOException e)
         {
@@ -641,7 +644,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException && _timedOut is not null)
         {
-            throw TimedOutOr(null);
+            throw TimedOutOr(e);
         }
         catch (IOException e)
         {
@@ -759,7 +762,8 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
     }
 
-    private Exception TimedOutOr(Exception? other) => _timedOut is not null ? new DicomTimeoutException(_timedOut) : other!;
+    /// <summary>Once Vigie has cut the connection for a timeout, what the reads see next is reported as that timeout.</summary>
+    private Exception TimedOutOr(Exception other) => _timedOut is not null ? new DicomTimeoutException(_timedOut) : other;
 
     private ValueTask FlushStreamAsync(CancellationToken cancellationToken)
     {
