@@ -24,6 +24,9 @@ public enum AssociationEnd
     /// <summary>Vigie aborted: protocol violation, limit, timeout.</summary>
     AbortedByVigie,
     ConnectionLost,
+
+    /// <summary>Vigie aborted on a fault of its own (a bug), not the peer's: this association only; the node goes on.</summary>
+    InternalError,
 }
 
 /// <summary>The result of a C-STORE, C-ECHO or sub-operation: a status and an optional Error Comment.</summary>

@@ -65,10 +65,11 @@ internal sealed class ServerAssociation(
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // A fault of Vigie's own ends this association only, with an abort and a reason; the type alone, since a
-            // message may quote what the peer sent.
+            // A fault of Vigie's own ends this association only, with an abort and a reason: the type and where it was
+            // thrown, not the message, which may quote what the peer sent.
             await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
-            return (AssociationEnd.AbortedByVigie, "internal error: " + e.GetType().Name);
+            var where = e.TargetSite is { } method ? $" in {method.DeclaringType?.Name}.{method.Name}" : string.Empty;
+            return (AssociationEnd.InternalError, $"internal error: {e.GetType().Name}{where}");
         }
         finally
         {

@@ -42,6 +42,7 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastInternalError = DateTimeOffset.MinValue;
     private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
@@ -342,6 +343,13 @@ internal sealed class GatewayServiceProvider(
             }
 
             return;
+        }
+
+        if (end == AssociationEnd.InternalError && DueForLog(ref _lastInternalError, time.GetUtcNow()))
+        {
+            // Vigie's own fault, not the peer's: the operators must hear of it, not only the audit trail.
+            logger.LogError("An association from {CallingAE} at {Remote} was aborted on an internal error ({Detail}); the node goes on serving",
+                association?.Parameters.CallingAE, connection.Remote, detail);
         }
 
         // Aborts and lost connections: a misbehaving or hostile peer is a security event.
