@@ -3,7 +3,6 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using System.Xml.Linq;
@@ -136,20 +135,6 @@ internal sealed class SyslogCollector : IAsyncDisposable
 
 public sealed class ExportTests
 {
-    private static X509Certificate2 SelfSigned()
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        var san = new SubjectAlternativeNameBuilder();
-        san.AddDnsName("localhost");
-        san.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(san.Build());
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new System.Security.Cryptography.Oid("1.3.6.1.5.5.7.3.1")], false));
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        // Round-trip through PKCS#12 so SslStream gets a key it can use on every platform.
-        return X509CertificateLoader.LoadPkcs12(certificate.Export(X509ContentType.Pkcs12, "t"), "t");
-    }
-
     private static AuditExportWorker Worker(AuditHarness h, AuditSinkOptions options, IAuditSink sink) =>
         new(options, sink, h.Store, h.Log.Factory, h.Signal, h.Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
 
@@ -232,7 +217,7 @@ public sealed class ExportTests
     public async Task Syslog_over_tls_reaches_a_collector_with_a_self_signed_certificate()
     {
         var ct = TestContext.Current.CancellationToken;
-        using var certificate = SelfSigned();
+        using var certificate = LocalCertificates.SelfSigned();
         using var dir = new TempDirectory();
         var caPath = dir.Combine("collector.pem");
         await File.WriteAllTextAsync(caPath, certificate.ExportCertificatePem(), ct);

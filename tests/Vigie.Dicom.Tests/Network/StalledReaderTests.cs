@@ -1,7 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
 using Vigie.Testing;
@@ -103,7 +101,8 @@ public sealed class StalledReaderTests : IAsyncLifetime
         if (tls)
         {
             // Over TLS the stalled write sits in SslStream, above the socket that is reset.
-            WriteSelfSignedCertificate(pki.Combine("server.crt"), pki.Combine("server.key"));
+            using var certificate = LocalCertificates.SelfSigned();
+            LocalCertificates.WritePem(certificate, pki.Combine("server.crt"), pki.Combine("server.key"));
             serverOptions = new DicomServerOptions
             {
                 Port = -1, TlsPort = TestPorts.Free(), Association = timers,
@@ -216,18 +215,5 @@ public sealed class StalledReaderTests : IAsyncLifetime
         var (end, detail) = Assert.Single(_provider.Ended);
         Assert.Equal(AssociationEnd.AbortedByVigie, end);
         Assert.Contains("read nothing", detail, StringComparison.Ordinal);
-    }
-
-    private static void WriteSelfSignedCertificate(string certificatePath, string keyPath)
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        var names = new SubjectAlternativeNameBuilder();
-        names.AddDnsName("localhost");
-        names.AddIpAddress(IPAddress.Loopback);
-        request.CertificateExtensions.Add(names.Build());
-        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        File.WriteAllText(certificatePath, certificate.ExportCertificatePem());
-        File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
     }
 }
