@@ -55,6 +55,7 @@ public sealed class RetrieveConversionTests
             }
         }
     }
+
     [Fact]
     public async Task Objects_received_deflated_are_got_and_moved_inflated_by_peers_that_do_not_take_deflate()
     {
