@@ -66,6 +66,12 @@ public sealed class DicomDestination
 
     public string? ClientKeyPath { get; set; }
 
+    /// <summary>
+    /// How long Vigie waits for this node to accept a connection and finish the TLS handshake; past it the attempt
+    /// counts as "cannot reach" and is retried later. Raise it for a site across a slow link.
+    /// </summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(15);
+
     /// <summary>Parses the command-line form AE@host:port.</summary>
     public static DicomDestination Parse(string text, bool forward)
     {

@@ -39,6 +39,11 @@ internal sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions
             {
                 problems.Add($"{at} names TLS files but UseTls is false: the node would be reached in clear");
             }
+
+            if (destination.ConnectTimeout <= TimeSpan.Zero || destination.ConnectTimeout > TimeSpan.FromMinutes(10))
+            {
+                problems.Add($"{at}:ConnectTimeout {destination.ConnectTimeout} is not between 0 and 10 minutes");
+            }
         }
 
         if (options.InMemoryInspectionLimit <= 0 || options.MaxRetrieveInstances <= 0 || options.MaxFindResults <= 0)

@@ -17,6 +17,7 @@ public sealed record DicomClientOptions
 
     public required string CalledAE { get; init; }
 
+    /// <summary>How long the TCP connection and the TLS handshake may take together before <see cref="DicomTimeoutException"/>.</summary>
     public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
     public DicomAssociationOptions Association { get; init; } = new();
@@ -87,14 +88,15 @@ public sealed class DicomClient : IAsyncDisposable
     {
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         Stream stream;
+        var connected = false;
+        // One deadline for the connection and the TLS handshake: a peer behind a firewall that drops the attempt, or
+        // that accepts and never answers the handshake, must fail the call, not hold the forwarder for ever.
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        deadline.CancelAfter(options.ConnectTimeout);
         try
         {
-            using (var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-            {
-                connect.CancelAfter(options.ConnectTimeout);
-                await socket.ConnectAsync(options.Host, options.Port, connect.Token).ConfigureAwait(false);
-            }
-
+            await socket.ConnectAsync(options.Host, options.Port, deadline.Token).ConfigureAwait(false);
+            connected = true;
             stream = new NetworkStream(socket, ownsSocket: true);
             if (options.UseTls)
             {
@@ -112,9 +114,16 @@ public sealed class DicomClient : IAsyncDisposable
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                }, cancellationToken).ConfigureAwait(false);
+                }, deadline.Token).ConfigureAwait(false);
                 stream = ssl;
             }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new DicomTimeoutException(connected
+                ? $"{options.Host}:{options.Port} did not finish the TLS handshake within {options.ConnectTimeout}"
+                : $"{options.Host}:{options.Port} did not accept the connection within {options.ConnectTimeout}");
         }
         catch
         {

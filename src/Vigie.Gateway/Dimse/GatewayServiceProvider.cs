@@ -316,9 +316,9 @@ internal sealed class GatewayServiceProvider(
             var client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, OurAE), contexts, cancellationToken).ConfigureAwait(false);
             return new MoveDestination(client, association.CallingAE, destinationAE, logger);
         }
-        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or DicomAssociationRejectedException or DicomAssociationAbortedException
-                                      or DicomTimeoutException or OperationCanceledException)
+        catch (Exception e) when (PeerFailures.IsTransient(e))
         {
+            // The same judgement as the forwarder's; a C-CANCEL during the connection is not one of these, and ends FE00.
             logger.LogWarning("C-MOVE from {CallingAE} to {Destination} ({Host}:{Port}) failed: {Reason}", association.CallingAE, destinationAE, destination.Host,
                 destination.Port, e.Message);
             throw new DicomStatusException(DimseStatus.OutOfResourcesSubOperations, $"cannot reach {destinationAE}: {e.GetType().Name}");

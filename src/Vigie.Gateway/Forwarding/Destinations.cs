@@ -14,5 +14,6 @@ internal static class Destinations
         ServerCaPath = destination.ServerCaPath,
         ClientCertificatePath = destination.ClientCertificatePath,
         ClientKeyPath = destination.ClientKeyPath,
+        ConnectTimeout = destination.ConnectTimeout,
     };
 }

@@ -5,9 +5,12 @@ namespace Vigie.Gateway.Forwarding;
 /// <summary>How the outbound senders (forwarder, storage commitment reporter) judge a failure and space their retries.</summary>
 internal static class PeerFailures
 {
-    /// <summary>The peer is down, unreachable, refusing for now or dropped the association: worth trying again later.</summary>
+    /// <summary>
+    /// The peer is down, unreachable, refusing for now, dropped the association, or its TLS certificate is not
+    /// trusted: worth trying again later, with the reason shown where the operators look (/health, `forward status`).
+    /// </summary>
     public static bool IsTransient(Exception e) => DicomFailures.IsAssociationLost(e)
-        || e is System.Net.Sockets.SocketException or DicomAssociationRejectedException or TimeoutException;
+        || e is System.Net.Sockets.SocketException or DicomAssociationRejectedException or TimeoutException or System.Security.Authentication.AuthenticationException;
 
     /// <summary>Exponential back-off: the initial delay after the first failure, doubling up to the maximum.</summary>
     public static TimeSpan RetryDelay(int attempts, ForwardingOptions settings)

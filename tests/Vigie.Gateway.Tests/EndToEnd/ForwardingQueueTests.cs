@@ -107,6 +107,47 @@ public sealed class ForwardingQueueTests
         Assert.True(verify.ExitCode == 0, verify.ToString());
     }
 
+    /// <summary>
+    /// Regression: a PACS behind a firewall that drops connection attempts (a host down behind a filtering router)
+    /// made each forwarding round fail with an untyped cancellation. The node logged it as its own error, never said
+    /// "cannot reach PACS", and left the batch claimed for the whole lease (5 minutes) after the PACS came back.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_pacs_that_drops_connection_attempts_held_the_queue_for_the_whole_lease()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-firewall");
+        var pacsPort = VigieNode.FreePort();
+        var firewall = await UnansweringPeer.DroppingConnectionsAsync(pacsPort);
+        // Declared in the configuration, as a site sets a destination's timeout (`vigie forward status` reads it too).
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "PACS",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = pacsPort.ToString(CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__FORWARD"] = "true",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__BACKLOGALERT"] = "00:00:02",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        await node.StoreAsync(files, ct);
+
+        var stalled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("forwarding", ct),
+            h => h.Status == "Degraded" && h.Description.Contains("cannot reach PACS", StringComparison.Ordinal), ct);
+        Assert.Contains($"cannot reach PACS: 127.0.0.1:{pacsPort} did not accept the connection within 00:00:01", stalled.Description, StringComparison.Ordinal);
+        Assert.DoesNotContain("Forwarding round failed", node.Output, StringComparison.Ordinal);
+
+        // The firewall opens: what waited goes within the retry delay, not after the lease.
+        firewall.Dispose();
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
+        await pacs.WaitForFilesAsync(2, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, pacs.Files);
+        var clean = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.ExitCode == 0, ct);
+        Assert.Equal(0, clean.Json.GetProperty("waiting").GetInt64());
+        Assert.Equal(2, pacs.StoreRequests);
+    }
+
     [Fact]
     public async Task Objects_given_up_on_can_be_dismissed()
     {

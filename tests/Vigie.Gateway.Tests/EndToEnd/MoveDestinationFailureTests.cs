@@ -34,4 +34,37 @@ public sealed class MoveDestinationFailureTests
             cancellationToken: ct);
         Assert.True(echo.ExitCode == 0, echo.ToString());
     }
+
+    /// <summary>
+    /// Regression: a move destination that answered the association request with something that is not DICOM ended
+    /// the C-MOVE with 0110 ("failed: PduException"), as if Vigie had failed. It is a destination that cannot be
+    /// reached, as one that refuses or drops the connection attempt (checked here at its connect timeout), and ends
+    /// A702 as they do, with the reason in the log.
+    /// </summary>
+    [Theory]
+    [InlineData("drops the connection attempt", "did not accept the connection within 00:00:02")]
+    [InlineData("answers with garbage", "PDU")]
+    public async Task Regression_a_move_destination_that_cannot_be_reached_ends_the_move_A702(string behaviour, string reason)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var destination = behaviour.StartsWith("drops", StringComparison.Ordinal)
+            ? await UnansweringPeer.DroppingConnectionsAsync()
+            : UnansweringPeer.Answering([0x09, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00]);
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{destination.Port}"],
+            environment: new Dictionary<string, string> { ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:02" }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(1).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
+
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
+            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromSeconds(60), cancellationToken: ct);
+
+        Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
+        var logged = node.Output.Split('\n').SkipWhile(l => !l.Contains($"to WORKSTATION (127.0.0.1:{destination.Port}) failed:", StringComparison.Ordinal))
+            .Take(2).ToList();
+        Assert.NotEmpty(logged);
+        Assert.Contains(reason, string.Join(' ', logged), StringComparison.Ordinal);
+    }
 }
