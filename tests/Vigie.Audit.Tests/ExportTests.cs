@@ -246,6 +246,41 @@ public sealed class ExportTests
         Assert.Equal(5, messages.Count);
     }
 
+    /// <summary>
+    /// Regression: a collector behind a firewall that drops the connection attempt, or one that accepts and never
+    /// answers the TLS handshake, was reported as "The operation was canceled." in the sink's last error (/health).
+    /// </summary>
+    [Theory]
+    [InlineData(AuditSinkKind.SyslogTcp, "did not accept the connection within 00:00:01")]
+    [InlineData(AuditSinkKind.SyslogTls, "did not finish the TLS handshake within 00:00:01")]
+    public async Task A_collector_that_never_answers_is_named_as_such_in_the_sinks_last_error(AuditSinkKind kind, string reason)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 2));
+        using var collector = kind == AuditSinkKind.SyslogTcp ? await UnansweringPeer.DroppingConnectionsAsync() : UnansweringPeer.Silent();
+        var options = new AuditSinkOptions
+        {
+            Name = "silent", Kind = kind, Host = "127.0.0.1", Port = collector.Port, ConnectTimeout = TimeSpan.FromSeconds(1),
+            MinBackoff = TimeSpan.FromMinutes(1), MaxBackoff = TimeSpan.FromMinutes(1),
+        };
+        await using var sink = new SyslogSink(options, null);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
+
+        var run = Worker(h, options, sink).RunAsync(stop.Token);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await h.Store.ReadCursorStatusAsync("sink:silent", ct))?.Attempts is null or 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        await stop.CancelAsync();
+        await run;
+        var cursor = await h.Store.ReadCursorStatusAsync("sink:silent", ct);
+        Assert.Equal($"TimeoutException: 127.0.0.1:{collector.Port} {reason}", cursor?.LastError);
+        Assert.Equal(0L, cursor?.NextSeq);
+    }
+
     [Fact]
     public async Task An_oversized_atna_message_is_reduced_rather_than_blocking_the_sink()
     {

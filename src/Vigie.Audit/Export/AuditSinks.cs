@@ -83,9 +83,11 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.ConnectTimeout);
         var client = new TcpClient { NoDelay = true };
+        var connected = false;
         try
         {
             await client.ConnectAsync(host, options.Port, timeout.Token).ConfigureAwait(false);
+            connected = true;
             Stream stream = client.GetStream();
             if (options.Kind == AuditSinkKind.SyslogTls)
             {
@@ -116,6 +118,14 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             _client = client;
             _stream = stream;
             return stream;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            // Named, so the operators read "did not accept the connection" in /health rather than "operation canceled".
+            client.Dispose();
+            throw new TimeoutException(connected
+                ? $"{host}:{options.Port} did not finish the TLS handshake within {options.ConnectTimeout}"
+                : $"{host}:{options.Port} did not accept the connection within {options.ConnectTimeout}");
         }
         catch
         {
