@@ -30,6 +30,22 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Adds an event already claimed by <paramref name="consumer"/> for <paramref name="lease"/> (its first attempt under
+    /// way), and returns its id: the producer tries to handle it itself, then completes it or hands it over with
+    /// <see cref="RetryLaterAsync"/>. Should the process die first, other consumers take it once the lease runs out.
+    /// </summary>
+    public async ValueTask<long> EnqueueClaimedAsync(DbConnection connection, DbTransaction transaction, string topic, ReadOnlyMemory<byte> payload,
+        string consumer, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(topic);
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using var command = connection.CreateCommand(transaction,
+                "INSERT INTO outbox (topic, payload, created_at, available_at, claimed_by, claim_until, attempts) VALUES (@t, @p, @c, @c, @b, @u, 1) RETURNING id")
+            .With("@t", topic).With("@p", payload.ToArray()).With("@c", now).With("@b", consumer).With("@u", now + (long)lease.TotalMilliseconds);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Wakes consumers of <paramref name="topic"/> in this process; call after the producing transaction commits.</summary>
     public void Notify(string topic) => signal.Notify(topic);
 

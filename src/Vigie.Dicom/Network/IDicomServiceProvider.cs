@@ -33,7 +33,18 @@ public enum AssociationEnd
 public sealed record DimseResult(ushort Status, string? ErrorComment = null)
 {
     public static DimseResult Success { get; } = new(DimseStatus.Success);
+
+    /// <summary>
+    /// After an N-ACTION-RSP: an N-EVENT-REPORT to send at once on the same association, when the requestor took the SCP
+    /// role of the SOP class (PS3.4 J.3.3). <see cref="EventReport.DeliveredAsync"/> is always called, with null when it
+    /// could not go there (no such role, the association closing, no answer within the read timeout).
+    /// </summary>
+    public EventReport? Report { get; init; }
 }
+
+/// <summary>An N-EVENT-REPORT the provider asks the association to send, and what to do once it was answered or not.</summary>
+public sealed record EventReport(string SopClassUid, string SopInstanceUid, ushort EventTypeId, DicomDataset Information,
+    Func<DimseResult?, CancellationToken, ValueTask> DeliveredAsync);
 
 /// <summary>One C-STORE being received: the data set fragments arrive in order, then the store is completed or abandoned.</summary>
 public interface IStoreOperation : IAsyncDisposable

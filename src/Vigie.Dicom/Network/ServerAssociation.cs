@@ -19,6 +19,7 @@ internal sealed class ServerAssociation(
     private readonly ConcurrentDictionary<ushort, CancellationTokenSource> _cancellable = new();
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<DimseMessage>> _awaitingResponse = new();
     private readonly ConcurrentDictionary<Task, byte> _outstanding = new();
+    private readonly ConcurrentDictionary<ushort, byte> _reportsAwaited = new();
     private SemaphoreSlim _window = new(1, 1);
     private int _nextMessageId;
 
@@ -183,6 +184,16 @@ internal sealed class ServerAssociation(
             var message = await association.ReceiveCommandAsync(stopping).ConfigureAwait(false);
             if (message is null)
             {
+                // A requestor that releases without answering an N-EVENT-REPORT will not answer it: the report goes on a
+                // new association instead, and the release is not held for the read timeout.
+                foreach (var id in _reportsAwaited.Keys)
+                {
+                    if (_awaitingResponse.TryRemove(id, out var unanswered))
+                    {
+                        unanswered.TrySetCanceled();
+                    }
+                }
+
                 await Task.WhenAll(_outstanding.Keys).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 await association.AcceptReleaseAsync(stopping).ConfigureAwait(false);
                 return (AssociationEnd.Released, "released");
@@ -388,6 +399,46 @@ internal sealed class ServerAssociation(
         }
 
         await RespondAsync(request, result).ConfigureAwait(false);
+        if (result.Report is { } report)
+        {
+            Track(SendEventReportAsync(report));
+        }
+    }
+
+    /// <summary>
+    /// Sends the provider's N-EVENT-REPORT on this association when the requestor took the SCP role of its SOP class
+    /// (role selection, PS3.7 D.3.3.4), waits for the answer as the receive loop routes it, and tells the provider.
+    /// </summary>
+    private async Task SendEventReportAsync(EventReport report)
+    {
+        DimseResult? delivered = null;
+        var context = association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == report.SopClassUid && pc.ScpRole == true);
+        if (context is not null && !association.IsClosed)
+        {
+            var id = (ushort)Interlocked.Increment(ref _nextMessageId);
+            var waiter = new TaskCompletionSource<DimseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _awaitingResponse[id] = waiter;
+            _reportsAwaited[id] = 0;
+            try
+            {
+                var request = DimseMessage.EventReportRequest(id, context.Id, report.SopClassUid, report.SopInstanceUid, report.EventTypeId);
+                await association.SendAsync(request, DicomWriter.Encode(report.Information, TransferSyntax.Lookup(context.AcceptedTransferSyntax!)), stopping)
+                    .ConfigureAwait(false);
+                var response = await waiter.Task.WaitAsync(ReadTimeout, stopping).ConfigureAwait(false);
+                delivered = new DimseResult(response.Status, response.ErrorComment);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException || DicomFailures.IsAssociationLost(e))
+            {
+                // Not answered here: the provider sends it another way.
+            }
+            finally
+            {
+                _awaitingResponse.TryRemove(id, out _);
+                _reportsAwaited.TryRemove(id, out _);
+            }
+        }
+
+        await report.DeliveredAsync(delivered, CancellationToken.None).ConfigureAwait(false);
     }
 
     private async Task<DicomDataset?> ReadIdentifierAsync(DimseMessage request)

@@ -1,14 +1,12 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Vigie.Archive.Index;
 using Vigie.Audit;
 using Vigie.Audit.Model;
 using Vigie.Core.Outbox;
 using Vigie.Dicom;
 using Vigie.Dicom.Network;
 using Vigie.Gateway.Forwarding;
-using DicomTags = Vigie.Dicom.DicomTags;
 
 namespace Vigie.Gateway.Commitment;
 
@@ -21,7 +19,7 @@ namespace Vigie.Gateway.Commitment;
 internal sealed class CommitmentReporter(
     Outbox outbox,
     StorageCommitmentService commitments,
-    IArchiveIndex index,
+    CommitmentReports reports,
     IAuditLog audit,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> server,
@@ -33,13 +31,8 @@ internal sealed class CommitmentReporter(
     internal static readonly Counter<long> Requests = Meter.CreateCounter<long>("vigie.gateway.commitment.requests", "{request}",
         "Storage commitment requests accepted");
 
-    private static readonly Counter<long> Reports = Meter.CreateCounter<long>("vigie.gateway.commitment.reports", "{report}",
+    internal static readonly Counter<long> Reports = Meter.CreateCounter<long>("vigie.gateway.commitment.reports", "{report}",
         "Storage commitment reports, by outcome (delivered, retry, given-up)");
-
-    /// <summary>Event Type ID of an N-EVENT-REPORT (PS3.4 J.3.3): every instance committed, or some failed.</summary>
-    public const ushort AllCommitted = 1;
-
-    public const ushort FailuresExist = 2;
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-commitment-{Guid.NewGuid():N}";
 
@@ -74,35 +67,17 @@ internal sealed class CommitmentReporter(
         var destination = settings.FindDestination(request.RequestorAE);
         if (destination is null)
         {
-            await GiveUpAsync(message, request, $"{request.RequestorAE} is no longer configured in Gateway:Destinations", cancellationToken).ConfigureAwait(false);
+            // A requestor without an address could only take its report on its own association, and that failed.
+            await GiveUpAsync(message, request, request.ReportHere
+                    ? $"{request.RequestorAE} did not take the report on its association, and has no address in Gateway:Destinations"
+                    : $"{request.RequestorAE} is no longer configured in Gateway:Destinations",
+                cancellationToken).ConfigureAwait(false);
             return;
         }
 
         // Checked now rather than at the request: an instance still arriving on another association when the request
         // came is committed if it is in by the time the report goes.
-        var committed = new List<CommitmentReference>();
-        var failed = new List<CommitmentFailure>();
-        var stored = await index.FindSopClassesAsync(request.References.Select(r => r.SopInstanceUid).Distinct(StringComparer.Ordinal).ToList(), cancellationToken)
-            .ConfigureAwait(false);
-        foreach (var reference in request.References)
-        {
-            if (!stored.TryGetValue(reference.SopInstanceUid, out var storedClass))
-            {
-                failed.Add(new CommitmentFailure(reference,
-                    SopClasses.IsStorage(reference.SopClassUid) ? DimseStatus.NoSuchObjectInstance : DimseStatus.SopClassNotSupported));
-            }
-            else if (!string.Equals(storedClass, reference.SopClassUid, StringComparison.Ordinal))
-            {
-                // Held, but as another kind of object: committing would let the modality delete what Vigie does not hold.
-                failed.Add(new CommitmentFailure(reference, DimseStatus.ClassInstanceConflict));
-            }
-            else
-            {
-                committed.Add(reference);
-            }
-        }
-
-        var information = EventInformation(request.TransactionUid, committed, failed);
+        var report = await reports.BuildAsync(request, cancellationToken).ConfigureAwait(false);
         var contexts = new[] { new PresentationContext(1, DicomUids.StorageCommitmentPushModel, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian]) };
         // Vigie opens this association but keeps the SCP role of the SOP class (PS3.4 J.3.3): it says so by role selection.
         var roles = new[] { new RoleSelection(DicomUids.StorageCommitmentPushModel, ScuRole: false, ScpRole: true) };
@@ -118,7 +93,7 @@ internal sealed class CommitmentReporter(
             }
 
             result = await client.EventReportAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance,
-                failed.Count == 0 ? AllCommitted : FailuresExist, information, cancellationToken).ConfigureAwait(false);
+                report.EventTypeId, report.Information, cancellationToken).ConfigureAwait(false);
             try
             {
                 await client.ReleaseAsync(cancellationToken).ConfigureAwait(false);
@@ -149,52 +124,7 @@ internal sealed class CommitmentReporter(
             return;
         }
 
-        Reports.Add(1, new KeyValuePair<string, object?>("outcome", "delivered"));
-        logger.LogInformation("Storage commitment reported to {AE}: {Committed} instances committed, {Failed} not committed", destination.AETitle, committed.Count,
-            failed.Count);
-        await audit.AppendAsync(Record(request.RequestorAE, destination.Host, failed.Count == 0 ? AuditOutcome.Success : AuditOutcome.MinorFailure,
-            $"storage commitment reported: {committed.Count} instances committed, {failed.Count} not committed (transaction {request.TransactionUid})"),
-            cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// The Event Information (PS3.4 J.3.3.1): the transaction, the instances committed, and those not committed with
-    /// their reason (the modality keeps them and may send them again).
-    /// </summary>
-    internal static DicomDataset EventInformation(string transactionUid, IReadOnlyList<CommitmentReference> committed, IReadOnlyList<CommitmentFailure> failed)
-    {
-        var information = new DicomDataset();
-        information.SetString(DicomTags.TransactionUID, DicomVR.UI, transactionUid);
-        if (committed.Count > 0)
-        {
-            information.AddOrUpdate(Sequence(DicomTags.ReferencedSOPSequence, committed.Select(r => (r, (ushort?)null))));
-        }
-
-        if (failed.Count > 0)
-        {
-            information.AddOrUpdate(Sequence(DicomTags.FailedSOPSequence, failed.Select(f => (f.Reference, (ushort?)f.Reason))));
-        }
-
-        return information;
-    }
-
-    private static DicomSequence Sequence(DicomTag tag, IEnumerable<(CommitmentReference Reference, ushort? FailureReason)> items)
-    {
-        var sequence = new DicomSequence(tag);
-        foreach (var (reference, failureReason) in items)
-        {
-            var item = new DicomDataset();
-            item.SetString(DicomTags.ReferencedSOPClassUID, DicomVR.UI, reference.SopClassUid);
-            item.SetString(DicomTags.ReferencedSOPInstanceUID, DicomVR.UI, reference.SopInstanceUid);
-            if (failureReason is { } reason)
-            {
-                item.SetUInt16(DicomTags.FailureReason, reason);
-            }
-
-            sequence.Items.Add(item);
-        }
-
-        return sequence;
+        await reports.DeliveredAsync(request, destination.Host, report, "a new association", cancellationToken).ConfigureAwait(false);
     }
 
     private async Task RetryAsync(OutboxMessage message, CommitmentRequest request, string reason, GatewayOptions settings, CancellationToken cancellationToken)
@@ -225,23 +155,9 @@ internal sealed class CommitmentReporter(
 
         Reports.Add(1, new KeyValuePair<string, object?>("outcome", "given-up"));
         logger.LogWarning("Storage commitment report {Id} given up: {Reason}. The modality keeps its copies and may ask again", message.Id, reason);
-        await audit.AppendAsync(Record(request?.RequestorAE ?? "(unknown)", null, AuditOutcome.SeriousFailure, "storage commitment not reported: " + reason),
+        await audit.AppendAsync(reports.Record(request?.RequestorAE ?? "(unknown)", null, AuditOutcome.SeriousFailure, "storage commitment not reported: " + reason),
             cancellationToken).ConfigureAwait(false);
     }
-
-    private AuditRecord Record(string requestorAE, string? host, AuditOutcome outcome, string description) => new()
-    {
-        Time = Clock.GetUtcNow(),
-        EventId = AuditEventIds.DicomInstancesAccessed,
-        Action = AuditAction.Read,
-        Outcome = outcome,
-        Participants =
-        [
-            GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Source),
-            GatewayAudit.Destination(requestorAE, host),
-        ],
-        Details = new AuditDetails { OutcomeDescription = description },
-    };
 }
 
 /// <summary>An instance the report does not commit, and why (a PS3.4 J.3.3.1 Failure Reason).</summary>

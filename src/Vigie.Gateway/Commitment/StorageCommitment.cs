@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Archive.Keys;
 using Vigie.Core.Data;
@@ -18,18 +19,29 @@ internal sealed record CommitmentRequest(
     [property: JsonPropertyName("ae")] string RequestorAE,
     [property: JsonPropertyName("tx")] string TransactionUid,
     [property: JsonPropertyName("refs")] IReadOnlyList<CommitmentReference> References,
-    [property: JsonPropertyName("at")] DateTimeOffset RequestedAt);
+    [property: JsonPropertyName("at")] DateTimeOffset RequestedAt,
+    [property: JsonPropertyName("here")] bool ReportHere = false);
 
 /// <summary>
 /// Storage Commitment Push Model SCP (PS3.4 J), the IHE "Storage Commitment" transaction (RAD-10): a modality asks
 /// whether Vigie took responsibility for the instances it sent, and deletes its copies on a yes. Vigie answers yes for
 /// an instance once it is in the archive: stored, synced and indexed, which is already so when its C-STORE was answered.
-/// The request is kept in the outbox (sealed: it lists UIDs) and the result goes back by N-EVENT-REPORT on an
-/// association Vigie opens to the requestor, as most modalities and IHE expect; a modality that is off retries later.
+/// The request is kept in the outbox (sealed: it lists UIDs) and the result goes back by N-EVENT-REPORT: at once on
+/// the requesting association when the requestor took the SCP role of the SOP class there, else (or when it does not
+/// answer there) on an association Vigie opens to the requestor, as most modalities and IHE expect, retried while the
+/// modality is off.
 /// </summary>
-internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase database, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
-    TimeProvider time)
+internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase database, IArchiveKeyService keys, CommitmentReports reports,
+    IOptionsMonitor<GatewayOptions> options, TimeProvider time, ILogger<StorageCommitmentService> logger)
 {
+    /// <summary>
+    /// How long a report being sent on the requesting association is kept from the reporter: past the read timeout it
+    /// waits for the answer, and should the node die meanwhile, the reporter sends it after this.
+    /// </summary>
+    private static readonly TimeSpan HoldForAssociation = TimeSpan.FromMinutes(3);
+
+    private readonly string _heldBy = $"{Environment.MachineName}-{Environment.ProcessId}-commitment-association-{Guid.NewGuid():N}";
+
     public const string Topic = "storage-commitment";
 
     /// <summary>Most instances one request may name; a CT study of several thousand images fits many times over.</summary>
@@ -40,8 +52,12 @@ internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase dat
 
     private static ReadOnlySpan<byte> SealContext => "vigie:outbox:storage-commitment"u8;
 
-    /// <summary>Checks an N-ACTION-RQ and queues its report; the result is the N-ACTION-RSP status.</summary>
-    public async ValueTask<DimseResult> RequestAsync(string requestorAE, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken)
+    /// <summary>
+    /// Checks an N-ACTION-RQ and queues its report; the result is the N-ACTION-RSP status, with the report to send on the
+    /// requesting association when <paramref name="reportHere"/> (the requestor took the SCP role).
+    /// </summary>
+    public async ValueTask<DimseResult> RequestAsync(string requestorAE, string? requestorHost, bool reportHere, DimseMessage request, DicomDataset? information,
+        CancellationToken cancellationToken)
     {
         if (request.RequestedSopInstanceUid != DicomUids.StorageCommitmentPushModelInstance)
         {
@@ -58,24 +74,82 @@ internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase dat
             return new DimseResult(DimseStatus.InvalidArgumentValue, problem);
         }
 
-        // The report goes back on an association Vigie opens: without the requestor's address it could never arrive,
-        // and the modality would wait for it for hours. Refusing now shows the gap at once.
-        if (options.CurrentValue.FindDestination(requestorAE) is null)
+        // Unless the requestor takes the report on this association, it goes back on one Vigie opens: without the
+        // requestor's address it could never arrive, and the modality would wait for it for hours. Refusing now shows
+        // the gap at once.
+        if (!reportHere && options.CurrentValue.FindDestination(requestorAE) is null)
         {
             return new DimseResult(DimseStatus.ProcessingFailure, $"no address for {requestorAE} to report to (Gateway:Destinations)");
         }
 
-        var payload = JsonSerializer.SerializeToUtf8Bytes(new CommitmentRequest(requestorAE, transactionUid, references, time.GetUtcNow()));
-        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var queued = new CommitmentRequest(requestorAE, transactionUid, references, time.GetUtcNow(), reportHere);
+        var payload = keys.Seal(JsonSerializer.SerializeToUtf8Bytes(queued), SealContext);
+        long held = 0;
+        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
         await using (var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false))
         {
-            await outbox.EnqueueAsync(connection, transaction, Topic, keys.Seal(payload, SealContext), cancellationToken).ConfigureAwait(false);
+            if (reportHere)
+            {
+                held = await outbox.EnqueueClaimedAsync(connection, transaction, Topic, payload, _heldBy, HoldForAssociation, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await outbox.EnqueueAsync(connection, transaction, Topic, payload, cancellationToken).ConfigureAwait(false);
+            }
+
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        outbox.Notify(Topic);
         CommitmentReporter.Requests.Add(1);
-        return DimseResult.Success;
+        if (!reportHere)
+        {
+            outbox.Notify(Topic);
+            return DimseResult.Success;
+        }
+
+        CommitmentReport report;
+        try
+        {
+            report = await reports.BuildAsync(queued, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException)
+        {
+            // Queued all the same: the reporter builds it again and sends it on a new association.
+            await HandOverAsync(held, $"the report could not be built at the request: {e.GetType().Name}").ConfigureAwait(false);
+            return DimseResult.Success;
+        }
+
+        return DimseResult.Success with
+        {
+            Report = new EventReport(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, report.EventTypeId, report.Information,
+                (answer, ct) => DeliveredHereAsync(held, queued, requestorHost, report, answer, ct)),
+        };
+    }
+
+    private async ValueTask DeliveredHereAsync(long held, CommitmentRequest request, string? host, CommitmentReport report, DimseResult? answer,
+        CancellationToken cancellationToken)
+    {
+        if (answer is { } result && DimseStatus.IsSuccessOrWarning(result.Status))
+        {
+            if (await outbox.CompleteAsync(held, _heldBy, cancellationToken).ConfigureAwait(false))
+            {
+                await reports.DeliveredAsync(request, host, report, "the requesting association", cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        await HandOverAsync(held, answer is null
+            ? $"{request.RequestorAE} did not answer the report on the requesting association"
+            : $"{request.RequestorAE} answered the report with status 0x{answer.Status:X4} on the requesting association").ConfigureAwait(false);
+    }
+
+    /// <summary>Leaves the report to the reporter, at once (a new association to the requestor).</summary>
+    private async Task HandOverAsync(long held, string reason)
+    {
+        logger.LogInformation("Storage commitment report {Id}: {Reason}; it goes on a new association", held, reason);
+        await outbox.RetryLaterAsync(held, _heldBy, TimeSpan.Zero, reason, CancellationToken.None).ConfigureAwait(false);
+        outbox.Notify(Topic);
     }
 
     /// <summary>The request a queued payload holds.</summary>

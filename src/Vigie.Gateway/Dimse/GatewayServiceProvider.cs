@@ -127,7 +127,11 @@ internal sealed class GatewayServiceProvider(
         DimseResult result;
         try
         {
-            result = await commitments.RequestAsync(association.CallingAE, request, information, cancellationToken).ConfigureAwait(false);
+            // A requestor that took the SCP role of the SOP class can be sent its report on this very association.
+            var reportHere = association.Parameters.PresentationContexts.Exists(pc => pc.IsAccepted && pc.AbstractSyntax == DicomUids.StorageCommitmentPushModel
+                && pc.ScpRole == true);
+            result = await commitments.RequestAsync(association.CallingAE, (association.RemoteEndPoint as System.Net.IPEndPoint)?.Address.ToString(), reportHere,
+                request, information, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is System.Data.Common.DbException or IOException)
         {

@@ -52,7 +52,7 @@ public sealed class CommitmentRequestTests
     [Fact]
     public async Task The_report_names_committed_and_failed_instances_with_the_reason()
     {
-        var information = CommitmentReporter.EventInformation("2.25.7", [new CommitmentReference(CtImage, "1.2.3.1")],
+        var information = CommitmentReports.EventInformation("2.25.7", [new CommitmentReference(CtImage, "1.2.3.1")],
         [
             new CommitmentFailure(new CommitmentReference(CtImage, "1.2.3.9"), DimseStatus.NoSuchObjectInstance),
             new CommitmentFailure(new CommitmentReference(CtImage, "1.2.3.5"), DimseStatus.ClassInstanceConflict),

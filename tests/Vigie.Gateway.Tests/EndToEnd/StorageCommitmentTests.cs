@@ -126,7 +126,7 @@ public sealed class StorageCommitmentTests
     private static async Task<JsonElement> ReportAsync(OrthancPeer modality, string transaction, CancellationToken ct) =>
         await Eventually.WaitForAsync(() => modality.CommitmentAsync(transaction, ct), r => r.GetProperty("Status").GetString() != "Pending", ct);
 
-    private static async Task<(string SopClass, string SopInstance)> InstanceAsync(string file, CancellationToken ct)
+    internal static async Task<(string SopClass, string SopInstance)> InstanceAsync(string file, CancellationToken ct)
     {
         var dicom = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
         return (DicomText.TrimUid(dicom.Dataset.GetString(DicomTags.SOPClassUID)!), DicomText.TrimUid(dicom.Dataset.GetString(DicomTags.SOPInstanceUID)!));
@@ -183,6 +183,84 @@ public sealed class StorageCommitmentRefusalTests
         Assert.Null(client.Association.FindAcceptedContext(DicomUids.StorageCommitmentPushModel));
         Assert.NotNull(client.Association.FindAcceptedContext(DicomUids.Verification));
         await client.ReleaseAsync(ct);
+    }
+
+    /// <summary>
+    /// A modality that takes the SCP role of storage commitment by role selection gets its report on its own
+    /// association, at once, without an address in Gateway:Destinations (many wait for it there and run no listener).
+    /// </summary>
+    [Fact]
+    public async Task A_modality_that_takes_the_scp_role_gets_its_report_on_its_own_association()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        await node.StoreAsync(files, ct);
+        var held = await StorageCommitmentTests.InstanceAsync(files[0], ct);
+        await using var client = await ConnectTakingReportsAsync(node, ct);
+
+        var requested = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1,
+            Information("2.25.4242", (held.SopInstance, held.SopClass), ("2.25.999", held.SopClass)), ct);
+        Assert.Equal(DimseStatus.Success, requested.Status);
+
+        var (report, information) = await ReceiveReportAsync(client, ct);
+        Assert.Equal((ushort)2, report.EventTypeId);
+        Assert.Equal("2.25.4242", DicomText.TrimUid(information.GetString(DicomTags.TransactionUID)!));
+        var committed = Assert.Single(information.GetSequence(DicomTags.ReferencedSOPSequence)!.Items);
+        Assert.Equal(held.SopInstance, DicomText.TrimUid(committed.GetString(DicomTags.ReferencedSOPInstanceUID)!));
+        var failed = Assert.Single(information.GetSequence(DicomTags.FailedSOPSequence)!.Items);
+        Assert.Equal("2.25.999", DicomText.TrimUid(failed.GetString(DicomTags.ReferencedSOPInstanceUID)!));
+        await client.Association.SendAsync(DimseMessage.Response(report, DimseStatus.Success), ReadOnlyMemory<byte>.Empty, ct);
+        await client.ReleaseAsync(ct);
+
+        var audit = await Eventually.WaitForAsync(() => node.VigieAsync("audit", "show", "--json", "--details"),
+            a => a.StandardOutput.Contains("on the requesting association", StringComparison.Ordinal), ct);
+        Assert.Contains("storage commitment reported: 1 instances committed, 1 not committed (transaction 2.25.4242, on the requesting association)",
+            audit.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("storage-commitment", ct)).Status);
+    }
+
+    /// <summary>
+    /// One that takes the role but releases without answering the report does not hold its release for the read
+    /// timeout; without an address the report is then given up, audited, and the modality keeps its copies.
+    /// </summary>
+    [Fact]
+    public async Task A_report_left_unanswered_on_the_requesting_association_neither_holds_the_release_nor_vanishes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:30" },
+            cancellationToken: ct);
+        var file = Peers.CtCorpusFiles().First();
+        await node.StoreAsync([file], ct);
+        var held = await StorageCommitmentTests.InstanceAsync(file, ct);
+        await using var client = await ConnectTakingReportsAsync(node, ct);
+
+        Assert.Equal(DimseStatus.Success, (await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1,
+            Information("2.25.4343", (held.SopInstance, held.SopClass)), ct)).Status);
+        await ReceiveReportAsync(client, ct);
+        var releasing = System.Diagnostics.Stopwatch.StartNew();
+        await client.ReleaseAsync(ct);
+        Assert.InRange(releasing.Elapsed, TimeSpan.Zero, TimeSpan.FromSeconds(10));
+
+        var audit = await Eventually.WaitForAsync(() => node.VigieAsync("audit", "show", "--json", "--details"),
+            a => a.StandardOutput.Contains("storage commitment not reported", StringComparison.Ordinal), ct);
+        Assert.Contains("storage commitment not reported: SCU2 did not take the report on its association, and has no address in Gateway:Destinations",
+            audit.StandardOutput, StringComparison.Ordinal);
+    }
+
+    private static async Task<DicomClient> ConnectTakingReportsAsync(VigieNode node, CancellationToken ct) =>
+        await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "SCU2", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StorageCommitmentPushModel], DicomUids.ImplicitVRLittleEndian), ct,
+            [new RoleSelection(DicomUids.StorageCommitmentPushModel, ScuRole: true, ScpRole: true)]);
+
+    private static async Task<(DimseMessage Report, DicomDataset Information)> ReceiveReportAsync(DicomClient client, CancellationToken ct)
+    {
+        var report = await client.Association.ReceiveCommandAsync(ct);
+        Assert.NotNull(report);
+        Assert.Equal(DimseCommand.NEventReportRequest, report.Field);
+        var information = await DicomReader.ReadDatasetAsync(await client.Association.ReadDataSetAsync(1 << 20, ct), TransferSyntax.ImplicitVRLittleEndian,
+            new DicomReadOptions(), ct);
+        return (report, information);
     }
 
     private static byte[] Information(string transactionUid, params (string Instance, string SopClass)[] instances)
