@@ -53,6 +53,36 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_message_enqueued_claimed_is_its_producers_until_handed_over_or_its_lease_runs_out(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        long kept, handed, abandoned;
+        await using (var connection = await db.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await db.Database.BeginWriteAsync(connection, ct))
+        {
+            kept = await outbox.EnqueueClaimedAsync(connection, transaction, "report", "kept"u8.ToArray(), "producer", TimeSpan.FromMinutes(5), ct);
+            handed = await outbox.EnqueueClaimedAsync(connection, transaction, "report", "handed"u8.ToArray(), "producer", TimeSpan.FromMinutes(5), ct);
+            abandoned = await outbox.EnqueueClaimedAsync(connection, transaction, "report", "abandoned"u8.ToArray(), "producer", TimeSpan.FromMilliseconds(1), ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        Assert.Equal(3, new[] { kept, handed, abandoned }.Distinct().Count());
+        await Task.Delay(20, ct);
+        // Only the one whose lease ran out (its producer died) is for the consumers; it counts as a second attempt.
+        var taken = Assert.Single(await outbox.ClaimAsync("report", "consumer", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.Equal((abandoned, 2), (taken.Id, taken.Attempts));
+
+        Assert.True(await outbox.CompleteAsync(kept, "producer", ct));
+        Assert.True(await outbox.RetryLaterAsync(handed, "producer", TimeSpan.Zero, "not answered", ct));
+        var next = Assert.Single(await outbox.ClaimAsync("report", "consumer", 10, TimeSpan.FromMinutes(1), ct));
+        Assert.Equal("handed", Encoding.UTF8.GetString(next.Payload));
+        Assert.False(await outbox.CompleteAsync(handed, "producer", ct));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task A_rolled_back_transaction_leaves_no_event(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;
