@@ -19,14 +19,7 @@ public sealed class MoveDestinationFailureTests
         // dcmtk's storescp aborts the association as soon as the first C-STORE request arrives.
         await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"), "--abort-after");
         await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
-        var files = Peers.CtCorpusFiles().Take(3).ToList();
-        await node.StoreAsync(files, ct);
-        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
-        var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
-
-        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
-            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
-            TimeSpan.FromSeconds(60), cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 3, ct);
         Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("to WORKSTATION: the destination dropped the association", node.Output, StringComparison.Ordinal);
 
@@ -52,19 +45,24 @@ public sealed class MoveDestinationFailureTests
             : UnansweringPeer.Answering([0x09, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00]);
         await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{destination.Port}"],
             environment: new Dictionary<string, string> { ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:02" }, cancellationToken: ct);
-        var files = Peers.CtCorpusFiles().Take(1).ToList();
-        await node.StoreAsync(files, ct);
-        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
-        var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
-
-        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
-            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
-            TimeSpan.FromSeconds(60), cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 1, ct);
 
         Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
         var logged = node.Output.Split('\n').SkipWhile(l => !l.Contains($"to WORKSTATION (127.0.0.1:{destination.Port}) failed:", StringComparison.Ordinal))
             .Take(2).ToList();
         Assert.NotEmpty(logged);
         Assert.Contains(reason, string.Join(' ', logged), StringComparison.Ordinal);
+    }
+
+    /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
+    private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct)
+    {
+        var files = Peers.CtCorpusFiles().Take(count).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
+        return await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
+            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromSeconds(60), cancellationToken: ct);
     }
 }
