@@ -141,6 +141,11 @@ public sealed class DicomAssociation : IAsyncDisposable
         return (PduType)type;
     }
 
+    private const int MaxPdusBeforeReleaseResponse = 256;
+
+    /// <summary>The timers and limits this association runs under.</summary>
+    internal DicomAssociationOptions Options => _options;
+
     /// <summary>The body of the PDU just read.</summary>
     internal ReadOnlySpan<byte> PduBody => _pdu.AsSpan(PduCodec.HeaderLength, _pduLength);
 
@@ -148,7 +153,13 @@ public sealed class DicomAssociation : IAsyncDisposable
     public bool ReleaseRequested { get; private set; }
 
     /// <summary>Receives the next DIMSE command. Returns null when the peer asked to release (see <see cref="ReleaseRequested"/>).</summary>
-    public async ValueTask<DimseMessage?> ReceiveCommandAsync(CancellationToken cancellationToken)
+    public ValueTask<DimseMessage?> ReceiveCommandAsync(CancellationToken cancellationToken) => ReceiveCommandAsync(_options.IdleTimeout, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ReceiveCommandAsync(CancellationToken)"/>, waiting at most <paramref name="firstPduTimeout"/> for the
+    /// command to start: the read timeout for a response the peer owes, the idle timeout for its next request.
+    /// </summary>
+    public async ValueTask<DimseMessage?> ReceiveCommandAsync(TimeSpan firstPduTimeout, CancellationToken cancellationToken)
     {
         if (_inDataSet)
         {
@@ -162,7 +173,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         {
             while (true)
             {
-                var pdv = await NextPdvAsync(waitingForMessage: command is null, cancellationToken).ConfigureAwait(false);
+                var pdv = await NextPdvAsync(waitingForMessage: command is null, cancellationToken, firstPduTimeout).ConfigureAwait(false);
                 if (pdv is null)
                 {
                     return null;
@@ -376,8 +387,14 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
 
         await WritePduAsync(PduCodec.EncodeReleaseRequest(), cancellationToken).ConfigureAwait(false);
-        while (true)
+        for (var skipped = 0; ; skipped++)
         {
+            // Data still in flight is passed over, a bounded amount: a peer that keeps sending would hold the release.
+            if (skipped > MaxPdusBeforeReleaseResponse)
+            {
+                throw new PduException(AbortReason.UnexpectedPdu, $"{skipped} PDUs and still no A-RELEASE-RP");
+            }
+
             var type = await ReadPduAsync(_options.ArtimTimeout, cancellationToken).ConfigureAwait(false);
             if (type == PduType.ReleaseResponse)
             {
@@ -501,11 +518,12 @@ public sealed class DicomAssociation : IAsyncDisposable
     }
 
     /// <summary>The next PDV: (context, control header, offset in the buffer, length); null on A-RELEASE-RQ (answered).</summary>
-    private async ValueTask<(byte Id, byte Control, int Offset, int Length)?> NextPdvAsync(bool waitingForMessage, CancellationToken cancellationToken)
+    private async ValueTask<(byte Id, byte Control, int Offset, int Length)?> NextPdvAsync(bool waitingForMessage, CancellationToken cancellationToken,
+        TimeSpan? messageTimeout = null)
     {
         while (_pdvOffset >= PduCodec.HeaderLength + _pduLength)
         {
-            var type = await ReadPduAsync(waitingForMessage ? _options.IdleTimeout : _options.ReadTimeout, cancellationToken).ConfigureAwait(false);
+            var type = await ReadPduAsync(waitingForMessage ? messageTimeout ?? _options.IdleTimeout : _options.ReadTimeout, cancellationToken).ConfigureAwait(false);
             switch (type)
             {
                 case PduType.DataTransfer:

@@ -302,11 +302,24 @@ public sealed class DicomClient : IAsyncDisposable
         return new DimseResult(response.Status, response.ErrorComment);
     }
 
+    /// <summary>Most messages a peer may send that answer nothing Vigie asked, while a response is awaited.</summary>
+    internal const int MaxUnrelatedMessages = 64;
+
+    /// <summary>
+    /// The response to <paramref name="messageId"/>. The peer owes it: it must start within the read timeout (not the
+    /// idle timeout, which is for a peer with nothing to say), and other messages meanwhile are dropped, a bounded few.
+    /// </summary>
     private async Task<DimseMessage> ReceiveResponseAsync(ushort messageId, CancellationToken cancellationToken)
     {
-        while (true)
+        for (var unrelated = 0; ; unrelated++)
         {
-            var message = await Association.ReceiveCommandAsync(cancellationToken).ConfigureAwait(false)
+            if (unrelated > MaxUnrelatedMessages)
+            {
+                throw new PduException(AbortReason.UnexpectedPduParameter,
+                    $"the peer sent {unrelated} messages that answer nothing, instead of the response to message {messageId}");
+            }
+
+            var message = await Association.ReceiveCommandAsync(Association.Options.ReadTimeout, cancellationToken).ConfigureAwait(false)
                 ?? throw new DicomAssociationAbortedException("the peer asked to release while a response was awaited");
             if (!message.IsRequest && message.MessageIdBeingRespondedTo == messageId)
             {

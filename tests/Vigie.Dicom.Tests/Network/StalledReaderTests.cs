@@ -34,10 +34,7 @@ public sealed class StalledReaderTests : IAsyncLifetime
         await socket.SendAsync(PduCodec.EncodeAssociateRequest(proposal), SocketFlags.None, ct);
 
         // Requests without end, never reading an answer (the A-ASSOCIATE-AC included).
-        var echo = DimseMessage.EchoRequest(1, 1).Encode();
-        var pdu = new byte[12 + echo.Length];
-        PduCodec.WriteDataHeader(pdu, 1, command: true, last: true, echo.Length);
-        echo.CopyTo(pdu, 12);
+        var pdu = AcceptingPeer.CommandPdu(DimseMessage.EchoRequest(1, 1));
         var burst = new byte[pdu.Length * 1000];
         for (var i = 0; i < 1000; i++)
         {
@@ -154,23 +151,8 @@ public sealed class StalledReaderTests : IAsyncLifetime
         var ct = TestContext.Current.CancellationToken;
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
-        var peer = Task.Run(async () =>
-        {
-            // Accepts whatever is proposed, then reads nothing more while keeping the connection open.
-            var socket = await listener.AcceptSocketAsync(ct);
-            var header = new byte[6];
-            await socket.ReceiveAsync(header, SocketFlags.None, ct);
-            var body = new byte[System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(2))];
-            for (var read = 0; read < body.Length;)
-            {
-                read += await socket.ReceiveAsync(body.AsMemory(read), SocketFlags.None, ct);
-            }
-
-            var request = PduCodec.DecodeAssociateRequest(body);
-            PresentationContextNegotiator.Answer(request, _ => true, _ => true);
-            await socket.SendAsync(PduCodec.EncodeAssociateAccept(request), SocketFlags.None, ct);
-            return socket;
-        }, ct);
+        // Accepts whatever is proposed, then reads nothing more while keeping the connection open.
+        var peer = AcceptingPeer.AcceptAsync(listener, ct);
 
         var timers = new DicomAssociationOptions { ReadTimeout = TimeSpan.FromSeconds(2) };
         await using var client = await DicomClient.ConnectAsync(
