@@ -32,14 +32,8 @@ internal sealed record CommitmentRequest(
 /// modality is off.
 /// </summary>
 internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase database, IArchiveKeyService keys, CommitmentReports reports,
-    IOptionsMonitor<GatewayOptions> options, TimeProvider time, ILogger<StorageCommitmentService> logger)
+    IOptionsMonitor<GatewayOptions> options, IOptionsMonitor<DicomServerOptions> server, TimeProvider time, ILogger<StorageCommitmentService> logger)
 {
-    /// <summary>
-    /// How long a report being sent on the requesting association is kept from the reporter: past the read timeout it
-    /// waits for the answer, and should the node die meanwhile, the reporter sends it after this.
-    /// </summary>
-    private static readonly TimeSpan HoldForAssociation = TimeSpan.FromMinutes(3);
-
     private readonly string _heldBy = $"{Environment.MachineName}-{Environment.ProcessId}-commitment-association-{Guid.NewGuid():N}";
 
     public const string Topic = "storage-commitment";
@@ -90,7 +84,10 @@ internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase dat
         {
             if (reportHere)
             {
-                held = await outbox.EnqueueClaimedAsync(connection, transaction, Topic, payload, _heldBy, HoldForAssociation, cancellationToken).ConfigureAwait(false);
+                // Kept from the reporter past the read timeout the association waits for the answer (should the node die
+                // meanwhile, the reporter sends it after this).
+                var hold = server.CurrentValue.Association.ReadTimeout + TimeSpan.FromMinutes(2);
+                held = await outbox.EnqueueClaimedAsync(connection, transaction, Topic, payload, _heldBy, hold, cancellationToken).ConfigureAwait(false);
             }
             else
             {
