@@ -72,6 +72,12 @@ public sealed class DicomDestination
     /// </summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long Vigie waits for this node to answer a request (a C-STORE, a report) or to go on reading what Vigie
+    /// sends; past it the association is aborted and the send retried later. Raise it for a PACS slow to commit.
+    /// </summary>
+    public TimeSpan ResponseTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>Parses the command-line form AE@host:port.</summary>
     public static DicomDestination Parse(string text, bool forward)
     {

@@ -44,6 +44,11 @@ internal sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions
             {
                 problems.Add($"{at}:ConnectTimeout {destination.ConnectTimeout} is not between 0 and 10 minutes");
             }
+
+            if (destination.ResponseTimeout < TimeSpan.FromSeconds(1) || destination.ResponseTimeout > TimeSpan.FromHours(1))
+            {
+                problems.Add($"{at}:ResponseTimeout {destination.ResponseTimeout} is not between 1 second and 1 hour");
+            }
         }
 
         if (options.InMemoryInspectionLimit <= 0 || options.MaxRetrieveInstances <= 0 || options.MaxFindResults <= 0)

@@ -15,5 +15,6 @@ internal static class Destinations
         ClientCertificatePath = destination.ClientCertificatePath,
         ClientKeyPath = destination.ClientKeyPath,
         ConnectTimeout = destination.ConnectTimeout,
+        Association = new DicomAssociationOptions { ReadTimeout = destination.ResponseTimeout },
     };
 }

@@ -17,7 +17,7 @@ public sealed class GatewayConfigurationTests
                 new DicomDestination { AETitle = "PACS", Host = "10.1.9.5", Port = 104, Forward = true },
                 new DicomDestination { AETitle = "", Host = " ", Port = 0 },
                 new DicomDestination { AETitle = "PACS", Host = "10.1.9.6", Port = 70000 },
-                new DicomDestination { AETitle = "VIEWER", Host = "10.1.9.7", ServerCaPath = "/etc/vigie/ca.pem", ConnectTimeout = TimeSpan.Zero },
+                new DicomDestination { AETitle = "VIEWER", Host = "10.1.9.7", ServerCaPath = "/etc/vigie/ca.pem", ConnectTimeout = TimeSpan.Zero, ResponseTimeout = TimeSpan.FromHours(2) },
             ],
         };
 
@@ -32,6 +32,7 @@ public sealed class GatewayConfigurationTests
             "Gateway:Destinations:2:Port 70000 is not 1 to 65535",
             "Gateway:Destinations:3 names TLS files but UseTls is false: the node would be reached in clear",
             "Gateway:Destinations:3:ConnectTimeout 00:00:00 is not between 0 and 10 minutes",
+            "Gateway:Destinations:3:ResponseTimeout 02:00:00 is not between 1 second and 1 hour",
         ], result.Failures);
         Assert.True(new GatewayOptionsValidation().Validate(null, new GatewayOptions { Destinations = [options.Destinations[0]] }).Succeeded);
     }
