@@ -85,10 +85,17 @@ internal static class VigieConfiguration
         return services;
     }
 
+    /// <summary>
+    /// Where list entries given as flags start: past any the file or the environment declare, so that a flag adds an
+    /// entry. At index 0 it was merged, key by key, into the file's first one: `--allow CT1@10.1.2.3/32` over a rule
+    /// for the PACS with two networks made CT1 allowed from the PACS's second network too, and dropped the PACS rule.
+    /// </summary>
+    private const int FlagEntriesFrom = 10_000;
+
     /// <summary>Flag overrides for repeated AE@CIDR allow rules.</summary>
     public static void AddAllowRules(Dictionary<string, string?> overrides, IEnumerable<string> allow)
     {
-        var i = 0;
+        var i = FlagEntriesFrom;
         foreach (var text in allow)
         {
             var rule = DicomNodeRule.Parse(text);
@@ -102,7 +109,7 @@ internal static class VigieConfiguration
     /// <summary>Flag overrides for forwarding targets and move destinations (AE@host:port).</summary>
     public static void AddDestinations(Dictionary<string, string?> overrides, IEnumerable<string> forward, IEnumerable<string> destinations)
     {
-        var i = 0;
+        var i = FlagEntriesFrom;
         foreach (var (text, isForward) in forward.Select(f => (f, true)).Concat(destinations.Select(d => (d, false))))
         {
             var destination = DicomDestination.Parse(text, isForward);

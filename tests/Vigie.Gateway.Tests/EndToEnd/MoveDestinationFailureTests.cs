@@ -43,8 +43,12 @@ public sealed class MoveDestinationFailureTests
         using var destination = behaviour.StartsWith("drops", StringComparison.Ordinal)
             ? await UnansweringPeer.DroppingConnectionsAsync()
             : UnansweringPeer.Answering([0x09, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00]);
-        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{destination.Port}"],
-            environment: new Dictionary<string, string> { ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:02" }, cancellationToken: ct);
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "WORKSTATION",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = destination.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:02",
+        }, cancellationToken: ct);
         var move = await StoreAndMoveToWorkstationAsync(node, 1, ct);
 
         Assert.Contains("Received Final Move Response (Refused: OutOfResourcesSubOperations)", move.StandardError + move.StandardOutput, StringComparison.Ordinal);

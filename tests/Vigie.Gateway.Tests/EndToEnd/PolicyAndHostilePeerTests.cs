@@ -54,6 +54,32 @@ public sealed class PolicyAndHostilePeerTests
         Assert.Contains("called AE title", audit.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: an allow rule given as a flag was written over the configuration's first rule key by key. Over a rule
+    /// for the PACS from two networks, `--allow CT1@10.1.2.3/32` let CT1 in from the PACS's second network (here, this
+    /// machine) and shut the PACS out. Flags now add rules.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_allow_flag_merged_into_the_configurations_first_rule()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var echoscu = Peers.Require("echoscu", "dcmtk");
+        await using var node = await VigieNode.StartAsync(arguments: ["--allow", "CT1@10.1.2.3/32"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__ACCESS__DICOMNODES__0__AETITLE"] = "PACS",
+            ["VIGIE__ACCESS__DICOMNODES__0__NETWORKS__0"] = "10.1.9.0/24",
+            ["VIGIE__ACCESS__DICOMNODES__0__NETWORKS__1"] = "127.0.0.0/8",
+            ["VIGIE__ACCESS__DICOMNODES__0__RIGHTS"] = "Store",
+        }, cancellationToken: ct);
+        async Task<ProcessResult> EchoAsync(string calling) =>
+            await Peers.RunAsync(echoscu, ["-aet", calling, "-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        var ct1 = await EchoAsync("CT1");
+        Assert.Contains("Calling AE Title Not Recognized", ct1.StandardError + ct1.StandardOutput, StringComparison.OrdinalIgnoreCase);
+        var pacs = await EchoAsync("PACS");
+        Assert.True(pacs.ExitCode == 0, pacs.ToString());
+    }
+
     [Fact]
     public async Task Misbehaving_peers_are_aborted_while_a_parallel_store_completes()
     {
