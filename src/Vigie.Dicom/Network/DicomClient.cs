@@ -43,7 +43,7 @@ public sealed record DicomClientOptions
 
 /// <summary>The association was refused.</summary>
 public sealed class DicomAssociationRejectedException(RejectResult result, RejectSource source, byte reason)
-    : Exception($"association rejected ({result}, source {source}, reason {reason})")
+    : Exception($"association rejected, {(result == RejectResult.Permanent ? "permanent" : "transient")}: {RejectReasons.Describe(source, reason)}")
 {
     public RejectResult Result { get; } = result;
 

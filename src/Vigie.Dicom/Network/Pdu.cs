@@ -46,6 +46,19 @@ public static class RejectReasons
     public const byte TemporaryCongestion = 1;
 
     public const byte LocalLimitExceeded = 2;
+
+    /// <summary>The reason in the words of PS3.8 Table 9-21, for logs and operators.</summary>
+    public static string Describe(RejectSource source, byte reason) => (source, reason) switch
+    {
+        (RejectSource.ServiceUser, NoReasonGiven) => "no reason given",
+        (RejectSource.ServiceUser, ApplicationContextNotSupported) => "application context name not supported",
+        (RejectSource.ServiceUser, CallingAENotRecognized) => "calling AE title not recognized",
+        (RejectSource.ServiceUser, CalledAENotRecognized) => "called AE title not recognized",
+        (RejectSource.ServiceProviderAcse, ProtocolVersionNotSupported) => "protocol version not supported",
+        (RejectSource.ServiceProviderPresentation, TemporaryCongestion) => "temporary congestion",
+        (RejectSource.ServiceProviderPresentation, LocalLimitExceeded) => "local limit exceeded",
+        _ => $"reason {reason} from {source}",
+    };
 }
 
 /// <summary>A-ABORT source (PS3.8 9.3.8).</summary>
