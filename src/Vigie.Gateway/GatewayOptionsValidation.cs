@@ -6,7 +6,7 @@ namespace Vigie.Gateway;
 /// Checks the gateway's peers when the node starts: a destination without a title, host or valid port, or two with the
 /// same title, used to be accepted and then fail each forward or C-MOVE at run time.
 /// </summary>
-internal sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
+public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
 {
     public ValidateOptionsResult Validate(string? name, GatewayOptions options)
     {
