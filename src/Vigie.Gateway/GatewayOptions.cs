@@ -109,7 +109,14 @@ public sealed class ForwardingOptions
     /// <summary>How long a claimed message stays ours; past it another node may take it over.</summary>
     public TimeSpan Lease { get; set; } = TimeSpan.FromMinutes(5);
 
-    public string CallingAE { get; set; } = "VIGIE";
+    /// <summary>
+    /// The calling AE title towards the PACS; by default the node's own (Dicom:Server:AETitle, `--ae`), the one PACS
+    /// administrators register. Set it only when the PACS knows Vigie's sending side under another title.
+    /// </summary>
+    public string? CallingAE { get; set; }
+
+    /// <summary>The calling AE title in use: <see cref="CallingAE"/>, else the node's.</summary>
+    public string CallingAEOr(string nodeAETitle) => string.IsNullOrWhiteSpace(CallingAE) ? nodeAETitle : CallingAE;
 
     /// <summary>
     /// An object waiting longer than this to be forwarded turns /health to degraded: the PACS is down, unreachable or

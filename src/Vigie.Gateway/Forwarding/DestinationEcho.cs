@@ -15,7 +15,7 @@ public static class DestinationEcho
 {
     /// <summary>The calling AE title Vigie uses towards <paramref name="destination"/>: the forwarder's for the PACS, the node's otherwise.</summary>
     public static string CallingAE(DicomDestination destination, GatewayOptions gateway, string nodeAETitle) =>
-        destination.Forward ? gateway.Forwarding.CallingAE : nodeAETitle;
+        destination.Forward ? gateway.Forwarding.CallingAEOr(nodeAETitle) : nodeAETitle;
 
     public static async Task<EchoOutcome> EchoAsync(DicomDestination destination, string callingAE, CancellationToken cancellationToken)
     {

@@ -29,6 +29,7 @@ internal sealed class Forwarder(
     IAuditLog audit,
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<DicomServerOptions> server,
     ILogger<Forwarder> logger,
     TimeProvider time) : OutboxConsumer(outbox, IngestPipeline.ForwardTopic, logger, time)
 {
@@ -191,7 +192,7 @@ internal sealed class Forwarder(
         DicomClient client;
         try
         {
-            client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, settings.CallingAE), contexts, cancellationToken).ConfigureAwait(false);
+            client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, settings.CallingAEOr(server.CurrentValue.AETitle)), contexts, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (PeerFailures.IsTransient(e))
         {
@@ -379,7 +380,7 @@ internal sealed class Forwarder(
             Outcome = outcome,
             Participants =
             [
-                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAE, requestor: true, AuditRoles.Source),
+                GatewayAudit.Self(options.CurrentValue.Forwarding.CallingAEOr(server.CurrentValue.AETitle), requestor: true, AuditRoles.Source),
                 GatewayAudit.Destination(destination, destinationHost),
             ],
             PatientRef = first is null ? null : GatewayAudit.PatientRef(keys, patientId, first.GetString(DicomTags.IssuerOfPatientID)),

@@ -148,6 +148,24 @@ public sealed class ForwardingQueueTests
         Assert.Equal(2, pacs.StoreRequests);
     }
 
+    /// <summary>
+    /// Regression: the forwarder called the PACS as "VIGIE" whatever the node's AE title (`--ae`), so a PACS that had
+    /// registered the gateway under its title refused every object as from an unknown calling AE.
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_pacs_was_called_as_VIGIE_whatever_the_nodes_AE_title()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-ae");
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), "-d");
+        await using var node = await VigieNode.StartAsync(arguments: ["--ae", "GATEWAY1", "--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
+
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct, calledAE: "GATEWAY1");
+        await pacs.WaitForFilesAsync(1, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(["GATEWAY1"], pacs.CallingAETitles.Distinct());
+    }
+
     [Fact]
     public async Task Objects_given_up_on_can_be_dismissed()
     {

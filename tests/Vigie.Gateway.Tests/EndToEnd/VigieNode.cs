@@ -203,9 +203,9 @@ internal sealed class VigieNode : IAsyncDisposable
     }
 
     /// <summary>Sends files to this node with dcmtk's storescu over one association, and asserts that every store succeeded.</summary>
-    public async Task StoreAsync(IEnumerable<string> files, CancellationToken cancellationToken)
+    public async Task StoreAsync(IEnumerable<string> files, CancellationToken cancellationToken, string calledAE = "VIGIE")
     {
-        var result = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", DicomPortText, .. files], TimeSpan.FromMinutes(1),
+        var result = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", calledAE, "127.0.0.1", DicomPortText, .. files], TimeSpan.FromMinutes(1),
             cancellationToken: cancellationToken);
         Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal), result + "\n--- node\n" + Output);
     }
@@ -284,6 +284,10 @@ internal sealed class StoreScp : IAsyncDisposable
     public int StoreRequests => _output.Count(l => l.Contains("Received Store Request", StringComparison.Ordinal));
 
     public int Files => Directory.EnumerateFiles(Folder).Count();
+
+    /// <summary>The calling AE titles of the associations it received (its log at -d).</summary>
+    public IReadOnlyList<string> CallingAETitles => [.. _output.Select(l => l.Split("Calling Application Name:", 2))
+        .Where(parts => parts.Length == 2 && parts[1].Trim().Length > 0).Select(parts => parts[1].Trim())];
 
     public static Task<StoreScp> StartAsync(string aeTitle, string folder, params string[] options) => StartAsync(aeTitle, folder, VigieNode.FreePort(), options);
 
