@@ -1,9 +1,11 @@
 using System.Data.Common;
+using Microsoft.Extensions.Options;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Retention;
 using Vigie.Audit;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway;
 
@@ -28,7 +30,7 @@ internal sealed class ArchiveAuditSealer(IArchiveKeyService keys) : IAuditSealer
 }
 
 /// <summary>Every retention decision becomes an audit entry in the transaction that deletes the rows (PS3.15 110105).</summary>
-internal sealed class RetentionAuditBridge(IAuditLog audit, TimeProvider time) : IRetentionAudit
+internal sealed class RetentionAuditBridge(IAuditLog audit, IOptionsMonitor<DicomServerOptions> server, TimeProvider time) : IRetentionAudit
 {
     public async ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken)
     {
@@ -37,7 +39,7 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, TimeProvider time) :
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.DicomStudyDeleted,
             Action = AuditAction.Delete,
-            Participants = [GatewayAudit.Self("VIGIE", requestor: true, AuditRoles.Application)],
+            Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Application)],
             PatientRef = retentionEvent.PatientKey is { } key ? Convert.ToHexStringLower(key) : null,
             Details = new AuditDetails
             {

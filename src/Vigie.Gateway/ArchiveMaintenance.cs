@@ -6,6 +6,7 @@ using Vigie.Archive.Scrub;
 using Vigie.Audit;
 using Vigie.Audit.Model;
 using Vigie.Core.Outbox;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway;
 
@@ -40,6 +41,7 @@ internal sealed class ArchiveMaintenance(
     Outbox outbox,
     IAuditLog audit,
     IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<DicomServerOptions> server,
     ILogger<ArchiveMaintenance> logger,
     TimeProvider time) : BackgroundService
 {
@@ -118,7 +120,7 @@ internal sealed class ArchiveMaintenance(
             EventId = AuditEventIds.SecurityAlert,
             Action = AuditAction.Execute,
             Outcome = AuditOutcome.SeriousFailure,
-            Participants = [GatewayAudit.Self("VIGIE", requestor: true, AuditRoles.Application)],
+            Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Application)],
             Details = new AuditDetails { OutcomeDescription = description },
         }, cancellationToken).ConfigureAwait(false);
 }

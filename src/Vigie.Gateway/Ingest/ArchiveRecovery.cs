@@ -6,6 +6,7 @@ using Vigie.Archive.Storage;
 using Vigie.Core.Data;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
 using DicomTags = Vigie.Dicom.DicomTags;
 
 namespace Vigie.Gateway.Ingest;
@@ -24,6 +25,7 @@ public sealed class ArchiveRecovery(
     IVigieDatabase database,
     ClockStepGuard clock,
     IOptionsMonitor<GatewayOptions> options,
+    IOptionsMonitor<DicomServerOptions> server,
     ILogger<ArchiveRecovery> logger)
 {
     public const string AuditNote = "recovered after an unclean shutdown";
@@ -126,7 +128,7 @@ public sealed class ArchiveRecovery(
             }
 
             var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) ?? string.Empty;
-            var source = new IngestSource(IngestChannel.Recovery, sender, null);
+            var source = new IngestSource(IngestChannel.Recovery, sender, null, CalledAE: server.CurrentValue.AETitle);
             entry = IndexedAttributes.ToEntry(file, id, reader.Length, IngestPipeline.SourceAttributes(source), out var problem);
             if (entry is null)
             {
