@@ -19,8 +19,7 @@ public sealed class ClientResponseTests
     public async Task Regression_a_peer_that_never_answers_held_the_caller_for_the_idle_timeout()
     {
         var ct = TestContext.Current.CancellationToken;
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
+        using var listener = Listen();
         var peer = AcceptingPeer.AcceptAsync(listener, ct);
         await using var client = await ConnectAsync(listener, ct);
         using var silent = await peer;
@@ -37,8 +36,7 @@ public sealed class ClientResponseTests
     public async Task A_peer_that_floods_unrelated_responses_is_cut_off()
     {
         var ct = TestContext.Current.CancellationToken;
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
+        using var listener = Listen();
         var peer = FloodAsync(listener, answerFirst: false, ct);
         await using var client = await ConnectAsync(listener, ct);
 
@@ -54,8 +52,7 @@ public sealed class ClientResponseTests
     public async Task A_peer_that_floods_instead_of_answering_the_release_is_cut_off()
     {
         var ct = TestContext.Current.CancellationToken;
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
+        using var listener = Listen();
         var peer = FloodAsync(listener, answerFirst: true, ct);
         await using var client = await ConnectAsync(listener, ct);
         Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
@@ -92,6 +89,13 @@ public sealed class ClientResponseTests
 
         return socket;
     }, ct);
+
+    private static TcpListener Listen()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return listener;
+    }
 
     private static Task<DicomClient> ConnectAsync(TcpListener listener, CancellationToken ct) => DicomClient.ConnectAsync(
         new DicomClientOptions { Host = "127.0.0.1", Port = ((IPEndPoint)listener.LocalEndpoint).Port, CalledAE = "PACS", Association = Timers },
