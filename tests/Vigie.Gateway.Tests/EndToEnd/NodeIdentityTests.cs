@@ -1,0 +1,41 @@
+using System.Text.Json;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// A node runs under the AE title the hospital gives it (`--ae`): what it does on its own (maintenance alerts,
+/// retention) is audited under that title, so that a trail shared by several nodes says which one acted.
+/// </summary>
+public sealed class NodeIdentityTests
+{
+    /// <summary>Regression: maintenance alerts, retention deletions and recovered objects were audited as "VIGIE" whatever the node's title.</summary>
+    [Fact]
+    public async Task Regression_maintenance_alerts_were_audited_as_VIGIE_whatever_the_nodes_AE_title()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(arguments: ["--ae", "GATEWAY1"], cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct, calledAE: "GATEWAY1");
+        await node.StopAsync();
+
+        // An object gone from the archive (a disk fault, an intruder): the next maintenance run raises an alert.
+        File.Delete(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).First());
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__INTERVAL", "01:00:00");
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY", "00:00:01");
+        await node.StartProcessAsync(ct);
+
+        var alert = await Eventually.WaitForAsync(async () => await AlertsAsync(node), a => a.Count > 0, ct);
+        var entry = Assert.Single(alert);
+        Assert.Equal("GATEWAY1", entry.GetProperty("user").GetString());
+        Assert.StartsWith("archive integrity:", entry.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+    }
+
+    private static async Task<List<JsonElement>> AlertsAsync(VigieNode node)
+    {
+        var audit = await node.VigieAsync("audit", "show", "--json", "--details");
+        Assert.True(audit.ExitCode == 0, audit.ToString());
+        return [.. JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
+            .Where(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var o)
+                && o.GetString()!.StartsWith("archive integrity:", StringComparison.Ordinal))];
+    }
+}
