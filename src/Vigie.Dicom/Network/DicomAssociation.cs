@@ -92,6 +92,13 @@ public sealed class DicomAssociation : IAsyncDisposable
             && (transferSyntax is null || pc.AcceptedTransferSyntax == transferSyntax));
 
     /// <summary>
+    /// The accepted context of <paramref name="abstractSyntax"/> on which the association-requestor took the SCP role by
+    /// role selection (PS3.7 D.3.3.4), so that the acceptor may send it requests there (a storage commitment report); or null.
+    /// </summary>
+    public PresentationContext? FindContextWhereRequestorIsScp(string abstractSyntax) =>
+        Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == abstractSyntax && pc.ScpRole == true);
+
+    /// <summary>
     /// Blocking socket I/O from here on: reads run on <paramref name="owner"/> (coming back to it when needed), and
     /// small writes, from whatever thread answers, are plain sends bounded by the read timeout, so the socket stays out
     /// of the runtime's asynchronous mode (until a large send) and an arriving PDU wakes only the owner thread.

@@ -412,7 +412,7 @@ internal sealed class ServerAssociation(
     private async Task SendEventReportAsync(EventReport report)
     {
         DimseResult? delivered = null;
-        var context = association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == report.SopClassUid && pc.ScpRole == true);
+        var context = association.FindContextWhereRequestorIsScp(report.SopClassUid);
         if (context is not null && !association.IsClosed)
         {
             var id = (ushort)Interlocked.Increment(ref _nextMessageId);

@@ -128,8 +128,7 @@ internal sealed class GatewayServiceProvider(
         try
         {
             // A requestor that took the SCP role of the SOP class can be sent its report on this very association.
-            var reportHere = association.Parameters.PresentationContexts.Exists(pc => pc.IsAccepted && pc.AbstractSyntax == DicomUids.StorageCommitmentPushModel
-                && pc.ScpRole == true);
+            var reportHere = association.FindContextWhereRequestorIsScp(DicomUids.StorageCommitmentPushModel) is not null;
             result = await commitments.RequestAsync(association.CallingAE, (association.RemoteEndPoint as System.Net.IPEndPoint)?.Address.ToString(), reportHere,
                 request, information, cancellationToken).ConfigureAwait(false);
         }
