@@ -78,6 +78,18 @@ public sealed class DicomDestination
     /// </summary>
     public TimeSpan ResponseTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// ARTIM towards this node: how long Vigie waits for it to accept or reject the association, and to confirm
+    /// the release.
+    /// </summary>
+    public TimeSpan ArtimTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Largest PDU Vigie sends to this node whatever it advertises (0: as it advertises). Set it for a node that
+    /// advertises more than it can take, or no limit at all; the least PS3.8 allows is 4096.
+    /// </summary>
+    public uint MaxSendPduLength { get; set; }
+
     /// <summary>Parses the command-line form AE@host:port.</summary>
     public static DicomDestination Parse(string text, bool forward)
     {

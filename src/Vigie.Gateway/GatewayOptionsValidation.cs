@@ -49,6 +49,16 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             {
                 problems.Add($"{at}:ResponseTimeout {destination.ResponseTimeout} is not between 1 second and 1 hour");
             }
+
+            if (destination.ArtimTimeout < TimeSpan.FromSeconds(1) || destination.ArtimTimeout > TimeSpan.FromMinutes(10))
+            {
+                problems.Add($"{at}:ArtimTimeout {destination.ArtimTimeout} is not between 1 second and 10 minutes");
+            }
+
+            if (destination.MaxSendPduLength is > 0 and < 4096)
+            {
+                problems.Add($"{at}:MaxSendPduLength {destination.MaxSendPduLength} is below 4096, the least PS3.8 allows (0: as the node advertises)");
+            }
         }
 
         if (options.InMemoryInspectionLimit <= 0 || options.MaxRetrieveInstances <= 0 || options.MaxFindResults <= 0)

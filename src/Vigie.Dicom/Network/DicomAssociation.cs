@@ -489,6 +489,11 @@ public sealed class DicomAssociation : IAsyncDisposable
     private int ChunkSize()
     {
         var peer = PeerMaxPduLength == 0 ? 1024 * 1024 : PeerMaxPduLength;
+        if (_options.MaxSendPduLength > 0)
+        {
+            peer = Math.Min(peer, _options.MaxSendPduLength);
+        }
+
         // A PDV header takes 6 bytes of the PDU's variable field; keep fragments even-sized.
         return (int)Math.Max(2, Math.Min(peer, 4 * 1024 * 1024) - 6) & ~1;
     }

@@ -6,6 +6,12 @@ public sealed class DicomAssociationOptions
     /// <summary>Largest P-DATA-TF PDU Vigie accepts (advertised as Maximum Length); a bigger one aborts the association.</summary>
     public uint MaxPduLength { get; set; } = 256 * 1024;
 
+    /// <summary>
+    /// Largest P-DATA-TF PDU Vigie sends, whatever the peer advertises (0: as advertised, 1 MiB when it advertises no
+    /// limit). For peers that advertise more than they can take.
+    /// </summary>
+    public uint MaxSendPduLength { get; set; }
+
     /// <summary>Largest A-ASSOCIATE-RQ/AC accepted.</summary>
     public int MaxAssociatePduLength { get; set; } = 64 * 1024;
 

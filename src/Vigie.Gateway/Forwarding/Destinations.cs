@@ -15,6 +15,11 @@ internal static class Destinations
         ClientCertificatePath = destination.ClientCertificatePath,
         ClientKeyPath = destination.ClientKeyPath,
         ConnectTimeout = destination.ConnectTimeout,
-        Association = new DicomAssociationOptions { ReadTimeout = destination.ResponseTimeout },
+        Association = new DicomAssociationOptions
+        {
+            ReadTimeout = destination.ResponseTimeout,
+            ArtimTimeout = destination.ArtimTimeout,
+            MaxSendPduLength = destination.MaxSendPduLength,
+        },
     };
 }

@@ -7,8 +7,11 @@ namespace Vigie.Dicom.Tests.Network;
 /// <summary>A raw peer for tests of Vigie as the caller: it accepts whatever is proposed, then does what the test scripts.</summary>
 internal static class AcceptingPeer
 {
-    /// <summary>Accepts one connection, answers its A-ASSOCIATE-RQ with every context accepted, and returns the socket.</summary>
-    public static async Task<Socket> AcceptAsync(TcpListener listener, CancellationToken cancellationToken)
+    /// <summary>
+    /// Accepts one connection, answers its A-ASSOCIATE-RQ with every context accepted (advertising
+    /// <paramref name="maxPduLength"/> when set, 0 meaning no limit), and returns the socket.
+    /// </summary>
+    public static async Task<Socket> AcceptAsync(TcpListener listener, CancellationToken cancellationToken, uint? maxPduLength = null)
     {
         var socket = await listener.AcceptSocketAsync(cancellationToken);
         var header = new byte[6];
@@ -21,6 +24,7 @@ internal static class AcceptingPeer
 
         var request = PduCodec.DecodeAssociateRequest(body);
         PresentationContextNegotiator.Answer(request, _ => true, _ => true);
+        request.MaxPduLength = maxPduLength ?? request.MaxPduLength;
         await socket.SendAsync(PduCodec.EncodeAssociateAccept(request), SocketFlags.None, cancellationToken);
         return socket;
     }

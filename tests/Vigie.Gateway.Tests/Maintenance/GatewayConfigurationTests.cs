@@ -18,6 +18,7 @@ public sealed class GatewayConfigurationTests
                 new DicomDestination { AETitle = "", Host = " ", Port = 0 },
                 new DicomDestination { AETitle = "PACS", Host = "10.1.9.6", Port = 70000 },
                 new DicomDestination { AETitle = "VIEWER", Host = "10.1.9.7", ServerCaPath = "/etc/vigie/ca.pem", ConnectTimeout = TimeSpan.Zero, ResponseTimeout = TimeSpan.FromHours(2) },
+                new DicomDestination { AETitle = "OLDPACS", ArtimTimeout = TimeSpan.Zero, MaxSendPduLength = 1024 },
             ],
         };
 
@@ -33,6 +34,8 @@ public sealed class GatewayConfigurationTests
             "Gateway:Destinations:3 names TLS files but UseTls is false: the node would be reached in clear",
             "Gateway:Destinations:3:ConnectTimeout 00:00:00 is not between 0 and 10 minutes",
             "Gateway:Destinations:3:ResponseTimeout 02:00:00 is not between 1 second and 1 hour",
+            "Gateway:Destinations:4:ArtimTimeout 00:00:00 is not between 1 second and 10 minutes",
+            "Gateway:Destinations:4:MaxSendPduLength 1024 is below 4096, the least PS3.8 allows (0: as the node advertises)",
         ], result.Failures);
         Assert.True(new GatewayOptionsValidation().Validate(null, new GatewayOptions { Destinations = [options.Destinations[0]] }).Succeeded);
     }
