@@ -29,7 +29,8 @@ internal static class MaintenanceHost
     };
 
     /// <summary>Opens the data folder's services, or explains on stderr why it cannot (then returns null: exit 2).</summary>
-    public static async Task<ServiceProvider?> OpenAsync(DirectoryInfo data, FileInfo? config, string command, CancellationToken cancellationToken)
+    public static async Task<ServiceProvider?> OpenAsync(DirectoryInfo data, FileInfo? config, string command, CancellationToken cancellationToken,
+        IReadOnlyDictionary<string, string?>? overrides = null)
     {
         if (!data.Exists)
         {
@@ -37,7 +38,7 @@ internal static class MaintenanceHost
             return null;
         }
 
-        var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, new Dictionary<string, string?>()));
+        var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, overrides ?? new Dictionary<string, string?>()));
         var services = new ServiceCollection();
         services.AddLogging(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
             .AddFilter((category, level) => level >= LogLevel.Warning && category is not null));

@@ -23,13 +23,25 @@ internal static class ForwardCommands
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
         var limit = new Option<int>("--limit") { Description = "Objects given up on to list (the count covers all of them).", DefaultValueFactory = _ => 50 };
+        var forward = new Option<string[]>("--forward") { Description = "A forwarding target AE@host:port given to vigie serve as a flag, to name it here (repeatable)." };
         var command = new Command("status", "What waits to be forwarded and since when, and which objects were given up on and why. Exit 1 if any was given up on or the queue is stalled.")
         {
-            data, config, json, limit,
+            data, config, json, limit, forward,
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "forward status", ct);
+            var overrides = new Dictionary<string, string?>();
+            try
+            {
+                VigieConfiguration.AddDestinations(overrides, parse.GetValue(forward) ?? [], []);
+            }
+            catch (FormatException e)
+            {
+                await Console.Error.WriteLineAsync($"vigie forward status: {e.Message}");
+                return ExitCodes.Error;
+            }
+
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "forward status", ct, overrides);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -57,12 +69,11 @@ internal static class ForwardCommands
                 return status.IsHealthy ? ExitCodes.Ok : ExitCodes.Findings;
             }
 
-            // Destinations given to `vigie serve --forward` are not in the configuration this command reads: named only when known.
+            // Targets given to `vigie serve --forward` are not in the configuration: they come back through the same flag.
             var destinations = queue.Destinations;
-            if (destinations.Count > 0)
-            {
-                Console.WriteLine("forwarding to " + string.Join(", ", destinations.Select(d => $"{d.AETitle} ({d.Host}:{d.Port})")));
-            }
+            Console.WriteLine(destinations.Count > 0
+                ? "forwarding to " + string.Join(", ", destinations.Select(d => $"{d.AETitle} ({d.Host}:{d.Port})"))
+                : "no forwarding target in the configuration (one given to vigie serve --forward is named with the same flag here)");
 
             Console.WriteLine(status.Waiting == 0
                 ? "nothing waits"

@@ -259,6 +259,11 @@ public sealed class ForwardingQueueTests
             Assert.True(((DicomValueElement)received.Dataset[DicomTags.PixelData]!).Span.SequenceEqual(((DicomValueElement)sent.Dataset[DicomTags.PixelData]!).Span));
             Assert.Equal(sent.Dataset.GetString(DicomTags.PatientID), received.Dataset.GetString(DicomTags.PatientID));
         }
+
+        // A target given to serve as a flag is not in the configuration: status names it when given the same flag.
+        Assert.Equal(0, (await StatusAsync(node)).Json.GetProperty("destinations").GetArrayLength());
+        var named = await StatusAsync(node, "--forward", $"PACS@127.0.0.1:{pacs.Port}");
+        Assert.Equal("PACS", named.Json.GetProperty("destinations")[0].GetProperty("ae_title").GetString());
     }
 
     private static async Task<string> PatientIdAsync(string file, CancellationToken ct)
@@ -267,9 +272,9 @@ public sealed class ForwardingQueueTests
         return dicom.Dataset.GetString(DicomTags.PatientID)!;
     }
 
-    private static async Task<(int ExitCode, JsonElement Json)> StatusAsync(VigieNode node)
+    private static async Task<(int ExitCode, JsonElement Json)> StatusAsync(VigieNode node, params string[] flags)
     {
-        var result = await node.VigieAsync("forward", "status", "--json");
+        var result = await node.VigieAsync(["forward", "status", "--json", .. flags]);
         Assert.True(result.ExitCode is 0 or 1, result.ToString());
         return (result.ExitCode, JsonDocument.Parse(result.StandardOutput).RootElement);
     }
