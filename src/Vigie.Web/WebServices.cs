@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
@@ -292,13 +293,5 @@ internal static class AuditEndpoints
         });
     }
 
-    private static object TreeHead(SignedTreeHead head) => new
-    {
-        treeSize = head.TreeSize,
-        timestamp = head.Timestamp,
-        rootHash = Convert.ToHexStringLower(head.RootHash),
-        keyId = head.KeyId,
-        publicKey = Convert.ToBase64String(head.PublicKey),
-        signature = Convert.ToBase64String(head.Signature),
-    };
+    private static JsonObject TreeHead(SignedTreeHead head) => TreeHeadJson.ToNode(head);
 }

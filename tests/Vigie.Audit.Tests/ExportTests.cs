@@ -10,6 +10,7 @@ using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vigie.Audit.Export;
+using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Testing;
 using Task = System.Threading.Tasks.Task;
@@ -211,6 +212,45 @@ public sealed class ExportTests
         Assert.Equal("110122", login.Element("EventIdentification")!.Element("EventTypeCode")?.Attribute("csd-code")?.Value);
         var query = ParseSyslog(messages[1]).Xml.Root!.Elements("ParticipantObjectIdentification").Last();
         Assert.Equal("PatientName=" + Samples.PatientName, Encoding.UTF8.GetString(Convert.FromBase64String(query.Element("ParticipantObjectQuery")!.Value)));
+    }
+
+    /// <summary>
+    /// A log rolled back as a whole (entries, heads, nodes and state) verifies on its own; only a head kept outside
+    /// the database reveals it. Each newly signed head goes to the collector once, and what the collector stored
+    /// reads back as witnesses.
+    /// </summary>
+    [Fact]
+    public async Task Syslog_carries_each_newly_signed_tree_head_once_for_the_collector_to_witness()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector();
+        var options = new AuditSinkOptions { Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, HostName = "vigie-node" };
+        await using var sink = new SyslogSink(options, "SITE-1");
+        var worker = Worker(h, options, sink);
+
+        await h.AppendAsync(Samples.Records(0, 10));
+        Assert.Equal(10, await worker.RunOnceAsync(ct));
+        var first = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        await h.AppendAsync(Samples.Records(10, 5));
+        var second = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(5, await worker.RunOnceAsync(ct));
+
+        var messages = (await collector.WaitForAsync(17)).Select(m => Encoding.UTF8.GetString(m)).ToList();
+        await Task.Delay(200, ct);
+        Assert.Equal(17, collector.Messages.Count);
+        var heads = messages.Where(m => m.Contains(" VIGIE-STH ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, heads.Count);
+        Assert.Matches(@"^<85>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z vigie-node vigie \d+ VIGIE-STH - \uFEFF\{", heads[0]);
+
+        // The collector's file, as a SIEM keeps it: one message per line, ATNA XML and heads mixed.
+        var witnessed = TreeHeadJson.Parse(string.Join('\n', messages.Select(m => m.ReplaceLineEndings(" "))));
+        Assert.Equal([first.TreeSize, second.TreeSize], witnessed.Select(w => w.TreeSize));
+        Assert.Equal(second.RootHash, witnessed[1].RootHash);
+        var key = await h.Log.GetPublicKeyAsync(ct);
+        Assert.All(witnessed, w => Assert.True(w.VerifySignature(key)));
     }
 
     [Fact]

@@ -15,6 +15,8 @@ namespace Vigie.Audit.Export;
 internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sink, AuditStore store, EntryFactory factory, AuditSignal signal,
     LeaseStore leases, TimeProvider time, string holder, ILogger logger)
 {
+    private long _witnessedSize;
+
     public string CursorName => "sink:" + options.Name;
 
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -95,6 +97,7 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         var rows = await store.ReadEntriesAsync(next, Math.Max(1, options.BatchSize), cancellationToken).ConfigureAwait(false);
         if (rows.Count == 0)
         {
+            await WitnessTreeHeadAsync(cancellationToken).ConfigureAwait(false);
             return 0;
         }
 
@@ -117,7 +120,28 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         await sink.SendAsync(entries, cancellationToken).ConfigureAwait(false);
         await store.SaveCursorAsync(CursorName, next + entries.Count, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
         AuditTelemetry.Exported.Add(entries.Count);
+        await WitnessTreeHeadAsync(cancellationToken).ConfigureAwait(false);
         return entries.Count;
+    }
+
+    /// <summary>
+    /// Sends each newly signed head once (again after a restart): a copy outside the database is the only thing that
+    /// reveals a log rolled back as a whole, heads, nodes and state included.
+    /// </summary>
+    private async ValueTask WitnessTreeHeadAsync(CancellationToken cancellationToken)
+    {
+        if (!sink.WitnessesTreeHeads
+            || await store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false) is not { } head
+            || head.TreeSize <= _witnessedSize)
+        {
+            return;
+        }
+
+        // As for entries: no head leaves the node that a power cut could still take back.
+        await store.Database.SyncAsync(cancellationToken).ConfigureAwait(false);
+        await sink.SendTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
+        _witnessedSize = head.TreeSize;
+        AuditTelemetry.TreeHeadsWitnessed.Add(1);
     }
 
     private TimeSpan Backoff(int attempts)

@@ -3,8 +3,10 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
+using System.Text;
 using System.Text.Json;
 using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
 
 namespace Vigie.Audit.Export;
 
@@ -12,6 +14,15 @@ namespace Vigie.Audit.Export;
 internal interface IAuditSink : IAsyncDisposable
 {
     ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Sends a copy of a newly signed tree head, where the sink has a place for one (syslog). FHIR AuditEvent has
+    /// none, so FHIR sinks keep no witness.
+    /// </summary>
+    ValueTask SendTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+    /// <summary>Whether <see cref="SendTreeHeadAsync"/> sends anything.</summary>
+    bool WitnessesTreeHeads => false;
 }
 
 /// <summary>
@@ -25,16 +36,25 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
     private TcpClient? _client;
     private Stream? _stream;
 
-    public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    public bool WitnessesTreeHeads => true;
+
+    public ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) =>
+        WriteAsync(entries.Select(FrameWithinLimit), cancellationToken);
+
+    public ValueTask SendTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken) =>
+        WriteAsync([SyslogMessage.Frame(head.Timestamp, _hostName, options.AppName, Encoding.UTF8.GetBytes(TreeHeadJson.Write(head)), SyslogMessage.TreeHeadMessageId)],
+            cancellationToken);
+
+    private async ValueTask WriteAsync(IEnumerable<byte[]> frames, CancellationToken cancellationToken)
     {
         try
         {
             var stream = _stream ?? await ConnectAsync(cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.SendTimeout);
-            foreach (var entry in entries)
+            foreach (var frame in frames)
             {
-                await stream.WriteAsync(FrameWithinLimit(entry), timeout.Token).ConfigureAwait(false);
+                await stream.WriteAsync(frame, timeout.Token).ConfigureAwait(false);
             }
 
             await stream.FlushAsync(timeout.Token).ConfigureAwait(false);

@@ -44,21 +44,33 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             }
         }
 
+        // A collector keeps every head it was sent, some twice: each distinct one is checked once, by size.
+        var stored = new Dictionary<long, SignedTreeHead>(heads.Count);
+        foreach (var head in heads)
+        {
+            stored.TryAdd(head.TreeSize, head);
+        }
+
+        var seen = new HashSet<(long, string)>();
         foreach (var head in witnessed)
         {
+            if (!seen.Add((head.TreeSize, Convert.ToHexString(head.RootHash))))
+            {
+                continue;
+            }
+
             headsChecked++;
             if (!CheckHead(head, trustedKeys, problems, "witnessed"))
             {
                 continue;
             }
 
-            var stored = heads.Find(h => h.TreeSize == head.TreeSize);
-            if (stored is null)
+            if (!stored.TryGetValue(head.TreeSize, out var storedHead))
             {
                 problems.Add(AuditProblemKind.TreeHeadMismatch, null, head.TreeSize, "a witnessed tree head is missing from the database (tree heads were deleted)");
                 heads.Add(head);
             }
-            else if (!stored.RootHash.AsSpan().SequenceEqual(head.RootHash))
+            else if (!storedHead.RootHash.AsSpan().SequenceEqual(head.RootHash))
             {
                 problems.Add(AuditProblemKind.TreeHeadMismatch, null, head.TreeSize, "the stored tree head differs from the witnessed one: the log was forked");
                 heads.Add(head);

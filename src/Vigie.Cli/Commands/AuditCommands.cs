@@ -6,15 +6,17 @@ using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Audit;
 using Vigie.Audit.Model;
+using Vigie.Audit.Signing;
+using Vigie.Audit.Verification;
 
 namespace Vigie.Cli.Commands;
 
-/// <summary>`vigie audit verify|show|prove|consistency`.</summary>
+/// <summary>`vigie audit verify|show|prove|consistency|head`.</summary>
 internal static class AuditCommands
 {
-    public static Command Create() => new("audit", "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency.")
+    public static Command Create() => new("audit", "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head.")
     {
-        Verify(), Show(), Prove(), Consistency(),
+        Verify(), Show(), Prove(), Consistency(), Head(),
     };
 
     private static Command Verify()
@@ -22,12 +24,42 @@ internal static class AuditCommands
         var data = ServeCommand.DataOption();
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
+        var witness = new Option<FileInfo[]>("--witness")
+        {
+            Description = "Signed tree heads kept outside the database (repeatable): `vigie audit head --json` or /api/audit/tree-head saved to a file, "
+                + "or the VIGIE-STH lines of the syslog collector. They reveal a log rolled back as a whole, heads included.",
+        };
         var command = new Command("verify", "Recompute every entry hash, the chain, every stored node and every signed tree head. Exit 1 naming each entry that was modified, removed, inserted or reordered, or any bad signature.")
         {
-            data, config, json,
+            data, config, json, witness,
         };
         command.SetAction(async (parse, ct) =>
         {
+            var witnessed = new List<SignedTreeHead>();
+            foreach (var file in parse.GetValue(witness) ?? [])
+            {
+                try
+                {
+                    if (file.Exists && file.Length > TreeHeadJson.MaxTextLength)
+                    {
+                        throw new FormatException($"larger than {TreeHeadJson.MaxTextLength} bytes");
+                    }
+
+                    var heads = TreeHeadJson.Parse(await File.ReadAllTextAsync(file.FullName, ct));
+                    if (heads.Count == 0)
+                    {
+                        throw new FormatException("no signed tree head in it");
+                    }
+
+                    witnessed.AddRange(heads);
+                }
+                catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException)
+                {
+                    await Console.Error.WriteLineAsync($"vigie audit verify: {file.FullName}: {e.Message}");
+                    return ExitCodes.Error;
+                }
+            }
+
             await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit verify", ct);
             if (services is null)
             {
@@ -35,7 +67,8 @@ internal static class AuditCommands
             }
 
             var log = services.GetRequiredService<IAuditLog>();
-            var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(null, ct).AsTask());
+            var options = new AuditVerifyOptions { WitnessedHeads = witnessed };
+            var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(options, ct).AsTask());
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(new
@@ -44,6 +77,7 @@ internal static class AuditCommands
                     entries_checked = report.EntriesChecked,
                     tree_size = report.TreeSize,
                     tree_heads_checked = report.TreeHeadsChecked,
+                    witnessed_heads = witnessed.Count,
                     latest_verified_head = report.LatestVerifiedHead?.TreeSize,
                     unsigned_entries = report.UnsignedEntries,
                     problem_count = report.ProblemCount,
@@ -60,11 +94,54 @@ internal static class AuditCommands
 
                 var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
                 var unsigned = report.UnsignedEntries > 0 ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)" : "";
+                var witnesses = witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}"));
+                    $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads{witnesses} checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}"));
             }
 
             return report.IsValid ? ExitCodes.Ok : ExitCodes.Findings;
+        });
+        return command;
+    }
+
+    private static Command Head()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var command = new Command("head",
+            "Print the latest signed tree head, to keep outside the database (a printed report, a ticket, another site): "
+            + "`vigie audit verify --witness FILE` then reveals a log rolled back behind it. Exit 1 if no head is signed yet.")
+        {
+            data, config, json,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit head", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            if (await services.GetRequiredService<IAuditLog>().GetLatestTreeHeadAsync(ct) is not { } head)
+            {
+                await Console.Error.WriteLineAsync("vigie audit head: no tree head is signed yet");
+                return ExitCodes.Findings;
+            }
+
+            if (parse.GetValue(json))
+            {
+                Console.WriteLine(TreeHeadJson.Write(head));
+            }
+            else
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"tree size {head.TreeSize}, signed {head.Timestamp.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z by key {head.KeyId}"));
+                Console.WriteLine($"root {Convert.ToHexStringLower(head.RootHash)}");
+                Console.WriteLine(TreeHeadJson.Write(head));
+                Console.WriteLine("Keep the line above outside this server; `vigie audit verify --witness FILE` checks the log against it.");
+            }
+
+            return ExitCodes.Ok;
         });
         return command;
     }

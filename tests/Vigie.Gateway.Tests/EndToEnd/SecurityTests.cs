@@ -225,6 +225,47 @@ public sealed class SecurityTests
         Assert.True(scrub.ExitCode == 0, scrub.ToString());
     }
 
+    /// <summary>
+    /// Deleting every signed tree head leaves a log that still verifies on its own: its entries hash and chain. The
+    /// head printed by `vigie audit head` and kept elsewhere reveals it.
+    /// </summary>
+    [Fact]
+    public async Task A_tree_head_kept_outside_reveals_the_heads_deleted_from_the_database()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var outside = new TempDirectory("vigie-witness");
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. Peers.CtCorpusFiles().Take(4)],
+            TimeSpan.FromMinutes(3), cancellationToken: ct);
+        Assert.True(store.ExitCode == 0, store.ToString());
+        await node.StopAsync();
+        var head = await node.VigieAsync("audit", "head", "--json");
+        Assert.True(head.ExitCode == 0, head.ToString());
+        var witness = outside.Combine("head.json");
+        await File.WriteAllTextAsync(witness, head.StandardOutput, ct);
+        var kept = await node.VigieAsync("audit", "verify", "--witness", witness);
+        Assert.True(kept.ExitCode == 0, kept.ToString());
+        Assert.Contains("(with 1 kept outside)", kept.StandardOutput, StringComparison.Ordinal);
+
+        await using (var connection = new SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=False"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM audit_tree_head";
+            await command.ExecuteNonQueryAsync(ct);
+        }
+
+        Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode); // the documented limit without a witness
+        var caught = await node.VigieAsync("audit", "verify", "--witness", witness);
+        Assert.Equal(1, caught.ExitCode);
+        Assert.Contains("a witnessed tree head is missing from the database", caught.StandardOutput, StringComparison.Ordinal);
+
+        await File.WriteAllTextAsync(witness, "{\"treeSize\": 3}", ct);
+        var garbage = await node.VigieAsync("audit", "verify", "--witness", witness);
+        Assert.Equal(2, garbage.ExitCode);
+        Assert.Contains("not a signed tree head", garbage.StandardError, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Tampering_with_the_audit_trail_or_the_archive_is_named_by_the_cli()
     {
