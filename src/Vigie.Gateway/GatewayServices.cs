@@ -38,7 +38,8 @@ public static class GatewayServiceCollectionExtensions
         services.AddAccess();
         services.AddOptions<GatewayOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidation>());
-        services.AddOptions<DicomServerOptions>();
+        services.AddOptions<DicomServerOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DicomServerOptions>, DicomServerOptionsValidation>());
         services.TryAddSingleton<IngestCommitter>();
         services.TryAddSingleton<IngestPipeline>();
         services.TryAddSingleton<ArchiveRecovery>();

@@ -1,0 +1,93 @@
+using System.Net;
+using Microsoft.Extensions.Options;
+
+namespace Vigie.Dicom.Network;
+
+/// <summary>
+/// Checks the node's own identity, limits and timers when it starts, naming each problem with its place. An AE title
+/// of 17 characters, or a maximum PDU length under what any peer sends, used to start and then refuse or abort every
+/// association with a reason that pointed at the peer.
+/// </summary>
+public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerOptions>
+{
+    /// <summary>Largest receive PDU length Vigie can be set to: it holds one whole PDU in memory.</summary>
+    public const uint MaxReceivePduLength = 16 * 1024 * 1024;
+
+    /// <summary>Least maximum PDU length: what PS3.8 peers can be expected to fit a command into.</summary>
+    public const uint MinPduLength = 4096;
+
+    public ValidateOptionsResult Validate(string? name, DicomServerOptions options)
+    {
+        var problems = new List<string>();
+        const string at = DicomServerOptions.Section;
+        var title = options.AETitle ?? string.Empty;
+        if (string.IsNullOrWhiteSpace(title) || title.Length > 16 || title.Any(c => c is '\\' || char.IsControl(c) || c > '~'))
+        {
+            problems.Add($"{at}:AETitle '{title}' must be 1 to 16 characters of printable ASCII, without a backslash");
+        }
+
+        if (!IPAddress.TryParse(options.BindAddress, out _))
+        {
+            problems.Add($"{at}:BindAddress '{options.BindAddress}' is not an IP address (0.0.0.0 for every interface)");
+        }
+
+        if (options.Port is < 0 or > 65535 || options.TlsPort is < 0 or > 65535)
+        {
+            problems.Add($"{at}:Port {options.Port} and TlsPort {options.TlsPort} must be 0 (off) to 65535");
+        }
+        else if (options.Port > 0 && options.Port == options.TlsPort)
+        {
+            problems.Add($"{at}:Port and TlsPort are both {options.Port}");
+        }
+
+        if (options.TlsPort > 0 && string.IsNullOrWhiteSpace(options.Tls.CertificatePath))
+        {
+            problems.Add($"{at}:TlsPort is set but {at}:Tls:CertificatePath is not");
+        }
+
+        if (options.TlsPort > 0 && options.Tls.RequireClientCertificate && string.IsNullOrWhiteSpace(options.Tls.ClientCaPath))
+        {
+            problems.Add($"{at}:Tls:RequireClientCertificate needs {at}:Tls:ClientCaPath, the authorities client certificates are checked against");
+        }
+
+        if (options.MaxAssociations < 1 || options.MaxAssociationsPerCallingAE < 1 || options.MaxAssociationsPerCallingAE > options.MaxAssociations)
+        {
+            problems.Add($"{at}:MaxAssociations ({options.MaxAssociations}) and MaxAssociationsPerCallingAE ({options.MaxAssociationsPerCallingAE}) "
+                + "must be at least 1, the second no more than the first");
+        }
+
+        var association = options.Association;
+        var a = at + ":Association";
+        if (association.MaxPduLength is < MinPduLength or > MaxReceivePduLength)
+        {
+            problems.Add($"{a}:MaxPduLength {association.MaxPduLength} is not between {MinPduLength} and {MaxReceivePduLength}");
+        }
+
+        if (association.MaxSendPduLength is > 0 and < MinPduLength)
+        {
+            problems.Add($"{a}:MaxSendPduLength {association.MaxSendPduLength} is below {MinPduLength} (0: as each peer advertises)");
+        }
+
+        if (association.MaxAssociatePduLength < 1024)
+        {
+            problems.Add($"{a}:MaxAssociatePduLength {association.MaxAssociatePduLength} is below 1024: an ordinary A-ASSOCIATE-RQ would not fit");
+        }
+
+        foreach (var (timer, value) in new[] { ("ArtimTimeout", association.ArtimTimeout), ("IdleTimeout", association.IdleTimeout), ("ReadTimeout", association.ReadTimeout) })
+        {
+            if (value < TimeSpan.FromSeconds(1) || value > TimeSpan.FromDays(1))
+            {
+                problems.Add($"{a}:{timer} {value} is not between 1 second and 1 day");
+            }
+        }
+
+        if (association.MaxCommandLength < 256 || association.MaxIdentifierLength < 1024 || association.MaxActionInformationLength < 1024
+            || association.MaxOperationsPerformed < 1)
+        {
+            problems.Add($"{a}: MaxCommandLength must be at least 256, MaxIdentifierLength and MaxActionInformationLength at least 1024, "
+                + "MaxOperationsPerformed at least 1");
+        }
+
+        return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+}

@@ -1,0 +1,67 @@
+using Vigie.Dicom.Network;
+
+namespace Vigie.Dicom.Tests.Network;
+
+/// <summary>The node's own settings are checked at start, each problem named with its place.</summary>
+public sealed class DicomServerOptionsValidationTests
+{
+    /// <summary>
+    /// Regression: an AE title of 17 characters, a maximum PDU length too small for a command, or no timers at all
+    /// started the node, which then refused or aborted every association with a reason that pointed at the peer.
+    /// </summary>
+    [Fact]
+    public void Settings_no_association_could_work_with_stop_the_start_with_their_place()
+    {
+        var options = new DicomServerOptions
+        {
+            AETitle = "GATEWAY-RADIOLOGY",
+            BindAddress = "localhost",
+            Port = 11112,
+            TlsPort = 11112,
+            MaxAssociations = 4,
+            MaxAssociationsPerCallingAE = 8,
+            Association = new DicomAssociationOptions
+            {
+                MaxPduLength = 1024,
+                MaxSendPduLength = 100,
+                ArtimTimeout = TimeSpan.Zero,
+                ReadTimeout = TimeSpan.FromDays(2),
+            },
+        };
+
+        var result = new DicomServerOptionsValidation().Validate(null, options);
+
+        Assert.Equal(
+        [
+            "Dicom:Server:AETitle 'GATEWAY-RADIOLOGY' must be 1 to 16 characters of printable ASCII, without a backslash",
+            "Dicom:Server:BindAddress 'localhost' is not an IP address (0.0.0.0 for every interface)",
+            "Dicom:Server:Port and TlsPort are both 11112",
+            "Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not",
+            "Dicom:Server:MaxAssociations (4) and MaxAssociationsPerCallingAE (8) must be at least 1, the second no more than the first",
+            "Dicom:Server:Association:MaxPduLength 1024 is not between 4096 and 16777216",
+            "Dicom:Server:Association:MaxSendPduLength 100 is below 4096 (0: as each peer advertises)",
+            "Dicom:Server:Association:ArtimTimeout 00:00:00 is not between 1 second and 1 day",
+            "Dicom:Server:Association:ReadTimeout 2.00:00:00 is not between 1 second and 1 day",
+        ], result.Failures);
+    }
+
+    [Theory]
+    [InlineData("VIGIE")]
+    [InlineData("SIXTEEN_CHARS_AE")]
+    [InlineData("CT 1")]
+    public void The_defaults_and_ordinary_titles_pass(string title)
+    {
+        Assert.True(new DicomServerOptionsValidation().Validate(null, new DicomServerOptions { AETitle = title }).Succeeded);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("   ")]
+    [InlineData("CT\\1")]
+    [InlineData("CT\u00e91")]
+    [InlineData("CT\t1")]
+    public void A_title_peers_could_not_name_is_refused(string title)
+    {
+        Assert.False(new DicomServerOptionsValidation().Validate(null, new DicomServerOptions { AETitle = title }).Succeeded);
+    }
+}
