@@ -207,19 +207,27 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
         var problems = new List<string>();
         if (status.GivenUp > 0)
         {
-            problems.Add($"{status.GivenUp} objects given up on (vigie forward status)");
+            var which = string.Join(", ", status.ByDestination.Where(d => d.GivenUp > 0).Select(d => $"{d.Destination ?? "(unrecorded)"}: {d.GivenUp}"));
+            problems.Add($"{status.GivenUp} objects given up on ({(which.Length > 0 ? which + "; " : string.Empty)}vigie forward status)");
         }
 
         if (status.Stalled)
         {
-            problems.Add($"{status.Waiting} objects wait, the oldest for {Math.Floor(status.OldestWait!.Value.TotalMinutes)} min"
-                + (status.LastError is { } error ? $"; last error: {error}" : string.Empty));
+            // Named per destination: with two PACS, the one behind.
+            var stalled = status.ByDestination.Where(d => d.Stalled).ToList();
+            problems.Add(stalled.Count == 0
+                ? Backlog(null, status.Waiting, status.OldestWait!.Value, status.LastError)
+                : string.Join("; ", stalled.Select(d => Backlog(d.Destination ?? "(unrecorded)", d.Waiting, d.OldestWait!.Value, d.LastError))));
         }
 
         return problems.Count > 0
             ? HealthCheckResult.Degraded(string.Join("; ", problems))
             : HealthCheckResult.Healthy($"{status.Waiting} objects waiting");
     }
+
+    private static string Backlog(string? destination, long waiting, TimeSpan oldest, string? lastError) =>
+        (destination is null ? string.Empty : destination + ": ") + $"{waiting} objects wait, the oldest for {Math.Floor(oldest.TotalMinutes)} min"
+        + (lastError is { } error ? $"; last error: {error}" : string.Empty);
 }
 
 /// <summary>Degraded while a storage commitment report has waited past the backlog alert: the modality cannot be reached.</summary>

@@ -14,12 +14,12 @@ public sealed class OutboxContractTests
         return (db, new Outbox.Outbox(db.Database, TimeProvider.System, new OutboxSignal()), new LeaseStore(db.Database, TimeProvider.System));
     }
 
-    private static async Task EnqueueAsync(TestDatabase db, Outbox.Outbox outbox, string topic, string payload, bool commit = true)
+    private static async Task EnqueueAsync(TestDatabase db, Outbox.Outbox outbox, string topic, string payload, bool commit = true, string? subject = null)
     {
         var ct = TestContext.Current.CancellationToken;
         await using var connection = await db.Database.OpenConnectionAsync(ct);
         await using var transaction = await db.Database.BeginWriteAsync(connection, ct);
-        await outbox.EnqueueAsync(connection, transaction, topic, Encoding.UTF8.GetBytes(payload), ct);
+        await outbox.EnqueueAsync(connection, transaction, topic, Encoding.UTF8.GetBytes(payload), ct, subject: subject);
         if (commit)
         {
             await transaction.CommitAsync(ct);
@@ -168,6 +168,40 @@ public sealed class OutboxContractTests
         Assert.True(await leases.TryAcquireAsync("scrub", "b", TimeSpan.FromMinutes(1), ct));
         await leases.ReleaseAsync("scrub", "b", ct);
         Assert.True(await leases.TryAcquireAsync("scrub", "c", TimeSpan.FromMinutes(1), ct));
+    }
+
+    /// <summary>With two PACS, the status says which one is behind: waiting, oldest, last error and given up, per subject.</summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task The_status_per_subject_counts_each_destination_apart(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        await EnqueueAsync(db, outbox, "forward", "old", subject: null);
+        foreach (var (payload, subject) in new[] { ("a1", "PACS"), ("b1", "ARCHIVE"), ("b2", "ARCHIVE"), ("b3", "ARCHIVE"), ("b4", "ARCHIVE") })
+        {
+            await EnqueueAsync(db, outbox, "forward", payload, subject: subject);
+        }
+
+        await EnqueueAsync(db, outbox, "other", "x", subject: "PACS");
+        var claimed = (await outbox.ClaimAsync("forward", "n", 10, TimeSpan.FromMinutes(1), ct)).ToDictionary(m => Encoding.UTF8.GetString(m.Payload), m => m.Id);
+        Assert.True(await outbox.CompleteAsync(claimed["a1"], "n", ct));
+        Assert.True(await outbox.DeadLetterAsync(claimed["b1"], "n", "refused: 0xA900", ct));
+        Assert.True(await outbox.RetryLaterAsync(claimed["b2"], "n", TimeSpan.FromHours(1), "cannot reach ARCHIVE", ct));
+        Assert.True(await outbox.RetryLaterAsync(claimed["b3"], "n", TimeSpan.FromMinutes(1), "an older error", ct));
+
+        var status = await outbox.StatusBySubjectAsync("forward", ct);
+
+        Assert.Equal(["ARCHIVE", null], status.Select(s => s.Subject));
+        var archive = status[0];
+        Assert.Equal((3, 1, "cannot reach ARCHIVE", 1), (archive.Waiting, archive.Dead, archive.LastError, archive.MostAttempts));
+        Assert.NotNull(archive.OldestWaiting);
+        Assert.Equal((1, 0, (string?)null), (status[1].Waiting, status[1].Dead, status[1].LastError));
+        Assert.Empty(await outbox.StatusBySubjectAsync("none", ct));
+        var total = await outbox.StatusAsync("forward", ct);
+        Assert.Equal(total.Waiting, status.Sum(s => s.Waiting));
+        Assert.Equal(total.Dead, status.Sum(s => s.Dead));
     }
 
     [Theory]

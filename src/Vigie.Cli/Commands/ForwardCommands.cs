@@ -61,6 +61,10 @@ internal static class ForwardCommands
                     most_attempts = status.MostAttempts,
                     last_error = status.LastError,
                     given_up = status.GivenUp,
+                    by_destination = status.ByDestination.Select(d => new
+                    {
+                        d.Destination, d.Waiting, oldest_wait_seconds = d.OldestWait?.TotalSeconds, d.Stalled, last_error = d.LastError, given_up = d.GivenUp,
+                    }),
                     failures = status.Failures.Select(f => new
                     {
                         f.Id, f.Destination, object_id = f.ObjectId, stored_at = f.StoredAt, given_up_at = f.GivenUpAt, f.Attempts, f.Reason,
@@ -81,6 +85,18 @@ internal static class ForwardCommands
                   + (status.Stalled ? " (stalled)" : string.Empty)
                   + (status.LastError is { } error ? $"; last error: {error}" : string.Empty));
             Console.WriteLine($"{status.GivenUp.ToString("N0", CultureInfo.InvariantCulture)} objects given up on");
+            if (status.ByDestination.Count > 1 || status.ByDestination.Any(d => d.Destination is null))
+            {
+                var byDestination = new Table().AddColumn("destination").AddColumn("waiting").AddColumn("oldest").AddColumn("given up").AddColumn("last error");
+                foreach (var d in status.ByDestination)
+                {
+                    byDestination.AddRow(Markup.Escape(d.Destination ?? "(queued before destinations were recorded)"), d.Waiting.ToString("N0", CultureInfo.InvariantCulture),
+                        d.OldestWait is { } wait ? Age(wait) + (d.Stalled ? " (stalled)" : string.Empty) : "-", d.GivenUp.ToString("N0", CultureInfo.InvariantCulture),
+                        Markup.Escape(d.LastError ?? string.Empty));
+                }
+
+                AnsiConsole.Write(byDestination);
+            }
             if (status.Failures.Count > 0)
             {
                 var table = new Table().AddColumn("id").AddColumn("destination").AddColumn("given up").AddColumn("attempts").AddColumn("reason");

@@ -17,16 +17,19 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     /// <summary>A message given up on that an operator decided not to retry; kept for the record, purged like done ones.</summary>
     public const string OutcomeDismissed = "dismissed";
 
-    /// <summary>Adds an event to the caller's transaction. It becomes visible when that transaction commits.</summary>
+    /// <summary>
+    /// Adds an event to the caller's transaction. It becomes visible when that transaction commits. <paramref name="subject"/>
+    /// names whom it concerns (a destination), for <see cref="StatusBySubjectAsync"/>.
+    /// </summary>
     public async ValueTask EnqueueAsync(DbConnection connection, DbTransaction transaction, string topic, ReadOnlyMemory<byte> payload,
-        CancellationToken cancellationToken, DateTimeOffset? availableAt = null)
+        CancellationToken cancellationToken, DateTimeOffset? availableAt = null, string? subject = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         await using var command = connection.CreateCommand(transaction,
-                "INSERT INTO outbox (topic, payload, created_at, available_at) VALUES (@t, @p, @c, @a)")
+                "INSERT INTO outbox (topic, payload, created_at, available_at, subject) VALUES (@t, @p, @c, @a, @s)")
             .With("@t", topic).With("@p", payload.ToArray()).With("@c", now)
-            .With("@a", availableAt?.ToUnixTimeMilliseconds() ?? now);
+            .With("@a", availableAt?.ToUnixTimeMilliseconds() ?? now).With("@s", subject);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -36,13 +39,14 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     /// <see cref="RetryLaterAsync"/>. Should the process die first, other consumers take it once the lease runs out.
     /// </summary>
     public async ValueTask<long> EnqueueClaimedAsync(DbConnection connection, DbTransaction transaction, string topic, ReadOnlyMemory<byte> payload,
-        string consumer, TimeSpan lease, CancellationToken cancellationToken)
+        string consumer, TimeSpan lease, CancellationToken cancellationToken, string? subject = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         await using var command = connection.CreateCommand(transaction,
-                "INSERT INTO outbox (topic, payload, created_at, available_at, claimed_by, claim_until, attempts) VALUES (@t, @p, @c, @c, @b, @u, 1) RETURNING id")
-            .With("@t", topic).With("@p", payload.ToArray()).With("@c", now).With("@b", consumer).With("@u", now + (long)lease.TotalMilliseconds);
+                "INSERT INTO outbox (topic, payload, created_at, available_at, claimed_by, claim_until, attempts, subject) VALUES (@t, @p, @c, @c, @b, @u, 1, @s) RETURNING id")
+            .With("@t", topic).With("@p", payload.ToArray()).With("@c", now).With("@b", consumer).With("@u", now + (long)lease.TotalMilliseconds)
+            .With("@s", subject);
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
     }
 
@@ -164,6 +168,65 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         await using var dead = connection.CreateCommand(null, "SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o").With("@t", topic).With("@o", OutcomeDead);
         var deadCount = Convert.ToInt64(await dead.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
         return new OutboxQueueStatus(waiting, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null, attempts, lastError, deadCount);
+    }
+
+    /// <summary>
+    /// <see cref="StatusAsync"/> per subject, most waiting first: each subject with messages waiting or given up on.
+    /// Reads the waiting and given-up messages through their own indexes, never the done ones.
+    /// </summary>
+    public async ValueTask<IReadOnlyList<OutboxSubjectStatus>> StatusBySubjectAsync(string topic, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var subjects = new Dictionary<string, (long Waiting, long? Oldest, int Attempts, long Dead)>(StringComparer.Ordinal);
+        const string none = "\0";
+        await using (var command = connection.CreateCommand(null,
+                         "SELECT subject, COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0) FROM outbox WHERE topic = @t AND done_at IS NULL GROUP BY subject")
+                     .With("@t", topic))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                subjects[reader.IsDBNull(0) ? none : reader.GetString(0)] = (Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture),
+                    reader.IsDBNull(2) ? null : Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture),
+                    Convert.ToInt32(reader.GetValue(3), CultureInfo.InvariantCulture), 0);
+            }
+        }
+
+        await using (var command = connection.CreateCommand(null, "SELECT subject, COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o GROUP BY subject")
+                         .With("@t", topic).With("@o", OutcomeDead))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var key = reader.IsDBNull(0) ? none : reader.GetString(0);
+                subjects[key] = subjects.GetValueOrDefault(key) with { Dead = Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture) };
+            }
+        }
+
+        var statuses = new List<OutboxSubjectStatus>(subjects.Count);
+        foreach (var (key, counts) in subjects)
+        {
+            var subject = key == none ? null : key;
+            string? lastError = null;
+            if (counts.Waiting > 0)
+            {
+                await using var command = connection.CreateCommand(null, subject is null
+                        ? "SELECT last_error FROM outbox WHERE topic = @t AND done_at IS NULL AND subject IS NULL AND last_error IS NOT NULL ORDER BY available_at DESC LIMIT 1"
+                        : "SELECT last_error FROM outbox WHERE topic = @t AND done_at IS NULL AND subject = @s AND last_error IS NOT NULL ORDER BY available_at DESC LIMIT 1")
+                    .With("@t", topic);
+                if (subject is not null)
+                {
+                    command.With("@s", subject);
+                }
+
+                lastError = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+            }
+
+            statuses.Add(new OutboxSubjectStatus(subject, counts.Waiting, counts.Oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null,
+                counts.Attempts, lastError, counts.Dead));
+        }
+
+        return [.. statuses.OrderByDescending(s => s.Waiting).ThenByDescending(s => s.Dead).ThenBy(s => s.Subject, StringComparer.Ordinal)];
     }
 
     /// <summary>The messages of a topic given up on, oldest first, at most <paramref name="max"/>.</summary>

@@ -11,3 +11,6 @@ public sealed record DeadMessage(long Id, byte[] Payload, int Attempts, DateTime
 /// messages given up on.
 /// </summary>
 public sealed record OutboxQueueStatus(long Waiting, DateTimeOffset? OldestWaiting, int MostAttempts, string? LastError, long Dead);
+
+/// <summary>How a topic's queue stands for one subject (null: messages queued without one).</summary>
+public sealed record OutboxSubjectStatus(string? Subject, long Waiting, DateTimeOffset? OldestWaiting, int MostAttempts, string? LastError, long Dead);

@@ -44,5 +44,10 @@ internal sealed class OutboxSchema : ISchemaProvider
         new("core", 2, "index of messages given up on",
             "CREATE INDEX outbox_dead ON outbox (topic, id) WHERE outcome = 'dead';",
             "CREATE INDEX outbox_dead ON outbox (topic, id) WHERE outcome = 'dead';"),
+        // Whom a message concerns (the destination of a forward): the status of a queue is read per subject, so an
+        // administrator with two PACS sees which one is behind. Messages queued before stay without one.
+        new("core", 3, "subject of a message",
+            "ALTER TABLE outbox ADD COLUMN subject TEXT NULL;",
+            "ALTER TABLE outbox ADD COLUMN subject TEXT NULL;"),
     ];
 }

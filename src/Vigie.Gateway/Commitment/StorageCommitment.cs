@@ -87,11 +87,12 @@ internal sealed class StorageCommitmentService(Outbox outbox, IVigieDatabase dat
                 // Kept from the reporter past the read timeout the association waits for the answer (should the node die
                 // meanwhile, the reporter sends it after this).
                 var hold = server.CurrentValue.Association.ReadTimeout + TimeSpan.FromMinutes(2);
-                held = await outbox.EnqueueClaimedAsync(connection, transaction, Topic, payload, _heldBy, hold, cancellationToken).ConfigureAwait(false);
+                held = await outbox.EnqueueClaimedAsync(connection, transaction, Topic, payload, _heldBy, hold, cancellationToken, subject: requestorAE)
+                    .ConfigureAwait(false);
             }
             else
             {
-                await outbox.EnqueueAsync(connection, transaction, Topic, payload, cancellationToken).ConfigureAwait(false);
+                await outbox.EnqueueAsync(connection, transaction, Topic, payload, cancellationToken, subject: requestorAE).ConfigureAwait(false);
             }
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

@@ -29,8 +29,14 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
             ? (await outbox.ListDeadAsync(IngestPipeline.ForwardTopic, list, cancellationToken).ConfigureAwait(false)).Select(Describe).ToList()
             : [];
         var now = time.GetUtcNow();
+        var backlogAlert = options.CurrentValue.Forwarding.BacklogAlert;
+        var byDestination = status.Waiting + status.Dead == 0
+            ? []
+            : (await outbox.StatusBySubjectAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false))
+                .Select(s => new ForwardDestinationStatus(s.Subject, s.Waiting, s.OldestWaiting is { } o ? now - o : null, s.LastError, s.Dead, backlogAlert))
+                .ToList();
         return new ForwardQueueStatus(status.Waiting, status.OldestWaiting is { } oldest ? now - oldest : null, status.MostAttempts, status.LastError,
-            status.Dead, dead, options.CurrentValue.Forwarding.BacklogAlert);
+            status.Dead, dead, backlogAlert) { ByDestination = byDestination };
     }
 
     /// <summary>
@@ -122,4 +128,16 @@ public sealed record ForwardQueueStatus(long Waiting, TimeSpan? OldestWait, int 
 
     /// <summary>Nothing given up on and nothing stalled.</summary>
     public bool IsHealthy => GivenUp == 0 && !Stalled;
+
+    /// <summary>The same, per destination (those with objects waiting or given up on), most waiting first.</summary>
+    public IReadOnlyList<ForwardDestinationStatus> ByDestination { get; init; } = [];
+}
+
+/// <summary>
+/// The forwarding queue for one destination: with two PACS, which one is behind. <see cref="Destination"/> is null for
+/// objects queued before destinations were recorded per message.
+/// </summary>
+public sealed record ForwardDestinationStatus(string? Destination, long Waiting, TimeSpan? OldestWait, string? LastError, long GivenUp, TimeSpan BacklogAlert)
+{
+    public bool Stalled => OldestWait is { } wait && wait > BacklogAlert;
 }

@@ -36,19 +36,22 @@ internal sealed class Forwarder(
     private static readonly Meter Meter = new("Vigie.Gateway.Forwarding");
     private static readonly Counter<long> Sent = Meter.CreateCounter<long>("vigie.gateway.forwarded", description: "Objects forwarded, by destination and outcome");
 
-    // The queue as last read (every QueueReadEvery), for the gauges: a scrape does not query the database.
-    private static OutboxQueueStatus? _queue;
+    // The queue as last read (every QueueReadEvery), per destination, for the gauges: a scrape does not query the database.
+    private static IReadOnlyList<OutboxSubjectStatus> _queue = [];
     private static DateTimeOffset _queueReadAt;
 
     private static readonly ObservableGauge<long> WaitingGauge = Meter.CreateObservableGauge("vigie.gateway.forward.waiting",
-        () => Volatile.Read(ref _queue)?.Waiting ?? 0, unit: "{object}", description: "Objects waiting to be forwarded");
+        () => PerDestination(s => s.Waiting), unit: "{object}", description: "Objects waiting to be forwarded, by destination");
 
     private static readonly ObservableGauge<double> OldestGauge = Meter.CreateObservableGauge("vigie.gateway.forward.oldest_wait",
-        () => Volatile.Read(ref _queue)?.OldestWaiting is { } oldest ? Math.Max(0, (_queueReadAt - oldest).TotalSeconds) : 0, unit: "s",
-        description: "How long the oldest object waiting to be forwarded had waited when the queue was last read");
+        () => PerDestination(s => s.OldestWaiting is { } oldest ? Math.Max(0, (_queueReadAt - oldest).TotalSeconds) : 0), unit: "s",
+        description: "How long the oldest object waiting for each destination had waited when the queue was last read");
 
     private static readonly ObservableGauge<long> GivenUpGauge = Meter.CreateObservableGauge("vigie.gateway.forward.given_up",
-        () => Volatile.Read(ref _queue)?.Dead ?? 0, unit: "{object}", description: "Objects given up on, until retried or dismissed (vigie forward)");
+        () => PerDestination(s => s.Dead), unit: "{object}", description: "Objects given up on, until retried or dismissed (vigie forward), by destination");
+
+    private static IEnumerable<Measurement<T>> PerDestination<T>(Func<OutboxSubjectStatus, T> value) where T : struct =>
+        Volatile.Read(ref _queue).Select(s => new Measurement<T>(value(s), new KeyValuePair<string, object?>("destination", s.Subject ?? "(unrecorded)")));
 
     private static readonly TimeSpan QueueReadEvery = TimeSpan.FromSeconds(15);
 
@@ -62,7 +65,11 @@ internal sealed class Forwarder(
         if (Clock.GetUtcNow() - _queueReadAt >= QueueReadEvery)
         {
             _queueReadAt = Clock.GetUtcNow();
-            Volatile.Write(ref _queue, await Queue.StatusAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false));
+            // Every configured destination has its series, at 0 while nothing waits for it.
+            var read = await Queue.StatusBySubjectAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false);
+            var quiet = options.CurrentValue.Destinations.Where(d => d.Forward && !read.Any(r => r.Subject == d.AETitle))
+                .Select(d => new OutboxSubjectStatus(d.AETitle, 0, null, 0, null, 0));
+            Volatile.Write(ref _queue, [.. read, .. quiet]);
         }
     }
 

@@ -276,7 +276,7 @@ public sealed class IngestPipeline(
                 foreach (var destination in forward)
                 {
                     var payload = JsonSerializer.SerializeToUtf8Bytes(new ForwardRequest(destination.AETitle, id.ToString(), result.InstanceRowId));
-                    await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, ct).ConfigureAwait(false);
+                    await outbox.EnqueueAsync(connection, transaction, ForwardTopic, payload, ct, subject: destination.AETitle).ConfigureAwait(false);
                 }
             }
 

@@ -233,6 +233,48 @@ public sealed class ForwardingQueueTests
     }
 
     /// <summary>
+    /// With two forwarding destinations, the status, the health check and the metrics say which one is behind: the
+    /// archive that is down, not the PACS that took everything.
+    /// </summary>
+    [Fact]
+    public async Task With_two_destinations_the_one_behind_is_named()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-two");
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"));
+        var archivePort = VigieNode.FreePort();
+        string[] targets = ["--forward", $"PACS@127.0.0.1:{pacs.Port}", "--forward", $"ARCHIVE@127.0.0.1:{archivePort}"];
+        await using var node = await VigieNode.StartAsync(arguments: targets, environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__BACKLOGALERT"] = "00:00:02",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await pacs.WaitForFilesAsync(2, TimeSpan.FromSeconds(60));
+
+        var stalled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("forwarding", ct), h => h.Status == "Degraded", ct);
+        Assert.StartsWith("ARCHIVE: 2 objects wait, the oldest for", stalled.Description, StringComparison.Ordinal);
+        Assert.Contains("cannot reach ARCHIVE", stalled.Description, StringComparison.Ordinal);
+        Assert.DoesNotContain("PACS", stalled.Description, StringComparison.Ordinal);
+        var status = await StatusAsync(node, targets[2..]);
+        Assert.Equal(2, status.Json.GetProperty("waiting").GetInt64());
+        var behind = Assert.Single(status.Json.GetProperty("by_destination").EnumerateArray());
+        Assert.Equal("ARCHIVE", behind.GetProperty("destination").GetString());
+        Assert.Equal(2, behind.GetProperty("waiting").GetInt64());
+        Assert.True(behind.GetProperty("stalled").GetBoolean());
+        Assert.Contains("cannot reach ARCHIVE", behind.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+
+        // Prometheus: one series per destination, the PACS at 0 (the queue is read every 15 s, not at each scrape).
+        using var http = new HttpClient();
+        var metrics = await Eventually.WaitForAsync(() => http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct),
+            m => m.Split('\n').Any(l => l.StartsWith("vigie_gateway_forward_waiting", StringComparison.Ordinal) && l.Contains("destination=\"ARCHIVE\"", StringComparison.Ordinal)
+                && l.EndsWith(" 2", StringComparison.Ordinal)), ct);
+        Assert.Contains(metrics.Split('\n'), l => l.StartsWith("vigie_gateway_forward_waiting", StringComparison.Ordinal)
+            && l.Contains("destination=\"PACS\"", StringComparison.Ordinal) && l.EndsWith(" 0", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// A PACS that takes implicit VR little endian only (the one syntax every storage SCP must accept) still gets the
     /// objects received in explicit VR: they are re-encoded as they are sent, their pixel data unchanged.
     /// </summary>
