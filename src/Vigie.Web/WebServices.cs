@@ -246,7 +246,9 @@ internal sealed class StorageCommitmentHealthCheck(CommitmentQueue queue) : IHea
         }
 
         return status.Stalled
-            ? HealthCheckResult.Degraded($"{status.Waiting} storage commitment reports wait, the oldest for {Math.Floor(status.OldestWait!.Value.TotalMinutes)} min"
+            ? HealthCheckResult.Degraded($"{status.Waiting} storage commitment reports wait"
+                + (status.Behind.Count > 0 ? $" ({string.Join(", ", status.Behind)})" : string.Empty)
+                + $", the oldest for {Math.Floor(status.OldestWait!.Value.TotalMinutes)} min"
                 + (status.LastError is { } error ? $"; last error: {error}" : string.Empty))
             : HealthCheckResult.Healthy($"{status.Waiting} storage commitment reports waiting");
     }

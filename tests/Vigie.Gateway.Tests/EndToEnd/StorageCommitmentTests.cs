@@ -96,7 +96,7 @@ public sealed class StorageCommitmentTests
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains($"Storage commitment report to {ModalityAE} waits", StringComparison.Ordinal), ct);
         Assert.Equal("Pending", (await modality.CommitmentAsync(transaction, ct)).GetProperty("Status").GetString());
         var stalled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("storage-commitment", ct), h => h.Status == "Degraded", ct);
-        Assert.Contains("1 storage commitment reports wait", stalled.Description, StringComparison.Ordinal);
+        Assert.Contains($"1 storage commitment reports wait ({ModalityAE}), the oldest for", stalled.Description, StringComparison.Ordinal);
         Assert.Contains($"cannot report to {ModalityAE} (127.0.0.1:{wrongPort})", stalled.Description, StringComparison.Ordinal);
 
         // Vigie restarts with the right address: the queued report goes out.
