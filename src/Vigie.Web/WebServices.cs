@@ -189,11 +189,6 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        if (queue.Destinations.Count == 0)
-        {
-            return HealthCheckResult.Healthy("no forwarding destination");
-        }
-
         ForwardQueueStatus status;
         try
         {
@@ -202,6 +197,12 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
         catch (System.Data.Common.DbException e)
         {
             return HealthCheckResult.Degraded($"forwarding queue unreadable: {e.GetType().Name}");
+        }
+
+        // Objects given up on for a destination since removed still need someone's decision.
+        if (queue.Destinations.Count == 0 && status.Waiting + status.GivenUp == 0)
+        {
+            return HealthCheckResult.Healthy("no forwarding destination");
         }
 
         var problems = new List<string>();

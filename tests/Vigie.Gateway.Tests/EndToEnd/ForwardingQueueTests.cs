@@ -233,6 +233,39 @@ public sealed class ForwardingQueueTests
     }
 
     /// <summary>
+    /// Regression: once the last forwarding destination was removed from the configuration, the objects still queued
+    /// for it were given up on ("no longer configured") but /health said "no forwarding destination", Healthy, so
+    /// nobody was told that they never reached a PACS.
+    /// </summary>
+    [Fact]
+    public async Task Regression_objects_given_up_for_a_removed_destination_were_hidden_by_the_health_check()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "OLDPACS",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__FORWARD"] = "true",
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("last_error").ValueKind == JsonValueKind.String, ct);
+
+        // The old PACS is decommissioned: still known as a C-MOVE destination, no longer forwarded to.
+        await node.StopAsync();
+        node.SetEnvironment("VIGIE__GATEWAY__DESTINATIONS__0__FORWARD", "false");
+        await node.StartProcessAsync(ct);
+
+        var health = await Eventually.WaitForAsync(() => node.HealthCheckAsync("forwarding", ct), h => h.Status == "Degraded", ct);
+        Assert.Equal("2 objects given up on (OLDPACS: 2; vigie forward status)", health.Description);
+        var status = await StatusAsync(node);
+        Assert.Equal(1, status.ExitCode);
+        Assert.All(status.Json.GetProperty("failures").EnumerateArray(),
+            f => Assert.Equal("destination OLDPACS is no longer configured", f.GetProperty("reason").GetString()));
+    }
+
+    /// <summary>
     /// With two forwarding destinations, the status, the health check and the metrics say which one is behind: the
     /// archive that is down, not the PACS that took everything.
     /// </summary>
