@@ -6,8 +6,9 @@ namespace Vigie.Dicom.Tests.Network;
 public sealed class DicomServerOptionsValidationTests
 {
     /// <summary>
-    /// Regression: an AE title of 17 characters, a maximum PDU length too small for a command, or no timers at all
-    /// started the node, which then refused or aborted every association with a reason that pointed at the peer.
+    /// Regression: an AE title of 17 characters (never equal to the 16 a peer can send, so every association was
+    /// refused as calling an unknown AE), a host name for the address or a zero timer started the node, or failed
+    /// later with the first problem only.
     /// </summary>
     [Fact]
     public void Settings_no_association_could_work_with_stop_the_start_with_their_place()
@@ -43,6 +44,18 @@ public sealed class DicomServerOptionsValidationTests
             "Dicom:Server:Association:ArtimTimeout 00:00:00 is not between 1 second and 1 day",
             "Dicom:Server:Association:ReadTimeout 2.00:00:00 is not between 1 second and 1 day",
         ], result.Failures);
+    }
+
+    /// <summary>
+    /// Regression: a maximum PDU length of 0, "no limit" in PS3.8's words, started the node, which advertised it and then
+    /// aborted every association at its first P-DATA-TF ("PDU of 16384 bytes (limit 0)").
+    /// </summary>
+    [Fact]
+    public void Regression_a_maximum_PDU_length_of_0_aborted_every_association()
+    {
+        var result = new DicomServerOptionsValidation().Validate(null, new DicomServerOptions { Association = new DicomAssociationOptions { MaxPduLength = 0 } });
+
+        Assert.Equal(["Dicom:Server:Association:MaxPduLength 0 is not between 4096 and 16777216"], result.Failures);
     }
 
     [Theory]
