@@ -7,12 +7,13 @@ namespace Vigie.Audit.Tests;
 public sealed class TreeHeadJsonTests
 {
     private static readonly SignedTreeHead Head = new(1234, DateTimeOffset.FromUnixTimeMilliseconds(1_796_000_000_123), Enumerable.Range(0, 32).Select(i => (byte)i).ToArray(),
-        "0011223344556677", Enumerable.Repeat((byte)7, 32).ToArray(), Enumerable.Repeat((byte)9, 64).ToArray());
+        "0011223344556677", Enumerable.Repeat((byte)0xFB, 32).ToArray(), Enumerable.Repeat((byte)9, 64).ToArray());
 
     [Fact]
     public void A_head_reads_back_as_it_was_written_alone_in_an_array_or_on_lines()
     {
         var line = TreeHeadJson.Write(Head);
+        Assert.Contains($"\"publicKey\":\"{Convert.ToBase64String(Head.PublicKey)}\"", line, StringComparison.Ordinal);
         var pretty = JsonSerializer.Serialize(JsonDocument.Parse(line), new JsonSerializerOptions { WriteIndented = true });
 
         foreach (var text in new[] { line, pretty, $"[{line},{line}]", $"<85>1 2026-12-04T10:00:00.000Z node vigie 1 VIGIE-STH - \uFEFF{line}\nnoise without braces\n{line}\n" })

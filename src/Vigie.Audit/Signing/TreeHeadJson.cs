@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -27,8 +28,11 @@ public static class TreeHeadJson
         ["signature"] = Convert.ToBase64String(head.Signature),
     };
 
+    // Base64's '+' and '/' written as they are: the line is copied by people and grepped in collectors, never put in HTML.
+    private static readonly JsonSerializerOptions Plain = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     /// <summary>One line of JSON.</summary>
-    public static string Write(SignedTreeHead head) => ToNode(head).ToJsonString();
+    public static string Write(SignedTreeHead head) => ToNode(head).ToJsonString(Plain);
 
     /// <summary>
     /// Reads heads from a JSON object, a JSON array of them, or lines that each carry one object (JSON Lines, or
