@@ -192,7 +192,7 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
         ForwardQueueStatus status;
         try
         {
-            status = await queue.StatusAsync(0, cancellationToken).ConfigureAwait(false);
+            status = await queue.StatusAsync(0, cancellationToken, perDestinationWhenHealthy: false).ConfigureAwait(false);
         }
         catch (System.Data.Common.DbException e)
         {

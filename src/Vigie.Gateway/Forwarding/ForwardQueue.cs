@@ -21,8 +21,12 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
     /// <summary>The forwarding destinations configured now.</summary>
     public IReadOnlyList<DicomDestination> Destinations => options.CurrentValue.Destinations.Where(d => d.Forward).ToList();
 
-    /// <summary>Counts, the oldest waiting object, the last error, and up to <paramref name="list"/> objects given up on.</summary>
-    public async Task<ForwardQueueStatus> StatusAsync(int list, CancellationToken cancellationToken)
+    /// <summary>
+    /// Counts, the oldest waiting object, the last error, and up to <paramref name="list"/> objects given up on; per
+    /// destination too, unless the queue is healthy and <paramref name="perDestinationWhenHealthy"/> is false (a
+    /// health check then reads the queue once).
+    /// </summary>
+    public async Task<ForwardQueueStatus> StatusAsync(int list, CancellationToken cancellationToken, bool perDestinationWhenHealthy = true)
     {
         var status = await outbox.StatusAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false);
         var dead = list > 0 && status.Dead > 0
@@ -30,7 +34,8 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
             : [];
         var now = time.GetUtcNow();
         var backlogAlert = options.CurrentValue.Forwarding.BacklogAlert;
-        var byDestination = status.Waiting + status.Dead == 0
+        var stalled = status.OldestWaiting is { } first && now - first > backlogAlert;
+        var byDestination = status.Waiting + status.Dead == 0 || (!perDestinationWhenHealthy && !stalled && status.Dead == 0)
             ? []
             : (await outbox.StatusBySubjectAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false))
                 .Select(s => new ForwardDestinationStatus(s.Subject, s.Waiting, s.OldestWaiting is { } o ? now - o : null, s.LastError, s.Dead, backlogAlert))
