@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway;
 
@@ -55,9 +56,9 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
                 problems.Add($"{at}:ArtimTimeout {destination.ArtimTimeout} is not between 1 second and 10 minutes");
             }
 
-            if (destination.MaxSendPduLength is > 0 and < 4096)
+            if (destination.MaxSendPduLength is > 0 and < DicomServerOptionsValidation.MinPduLength)
             {
-                problems.Add($"{at}:MaxSendPduLength {destination.MaxSendPduLength} is below 4096, the least PS3.8 allows (0: as the node advertises)");
+                problems.Add($"{at}:MaxSendPduLength {destination.MaxSendPduLength} is below {DicomServerOptionsValidation.MinPduLength}, the least PS3.8 allows (0: as the node advertises)");
             }
         }
 

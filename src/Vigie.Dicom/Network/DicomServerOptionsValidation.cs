@@ -5,8 +5,8 @@ namespace Vigie.Dicom.Network;
 
 /// <summary>
 /// Checks the node's own identity, limits and timers when it starts, naming each problem with its place. An AE title
-/// of 17 characters, or a maximum PDU length under what any peer sends, used to start and then refuse or abort every
-/// association with a reason that pointed at the peer.
+/// of 17 characters (every association refused as calling an unknown AE) or a maximum PDU length of 0 (every
+/// association aborted at its first P-DATA) used to start the node.
 /// </summary>
 public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerOptions>
 {

@@ -34,14 +34,17 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
             : [];
         var now = time.GetUtcNow();
         var backlogAlert = options.CurrentValue.Forwarding.BacklogAlert;
-        var stalled = status.OldestWaiting is { } first && now - first > backlogAlert;
-        var byDestination = status.Waiting + status.Dead == 0 || (!perDestinationWhenHealthy && !stalled && status.Dead == 0)
-            ? []
-            : (await outbox.StatusBySubjectAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false))
-                .Select(s => new ForwardDestinationStatus(s.Subject, s.Waiting, s.OldestWaiting is { } o ? now - o : null, s.LastError, s.Dead, backlogAlert))
-                .ToList();
-        return new ForwardQueueStatus(status.Waiting, status.OldestWaiting is { } oldest ? now - oldest : null, status.MostAttempts, status.LastError,
-            status.Dead, dead, backlogAlert) { ByDestination = byDestination };
+        var result = new ForwardQueueStatus(status.Waiting, status.OldestWaiting is { } oldest ? now - oldest : null, status.MostAttempts, status.LastError,
+            status.Dead, dead, backlogAlert);
+        if (status.Waiting + status.Dead == 0 || (result.IsHealthy && !perDestinationWhenHealthy))
+        {
+            return result;
+        }
+
+        var byDestination = (await outbox.StatusBySubjectAsync(IngestPipeline.ForwardTopic, cancellationToken).ConfigureAwait(false))
+            .Select(s => new ForwardDestinationStatus(s.Subject, s.Waiting, s.OldestWaiting is { } o ? now - o : null, s.LastError, s.Dead, backlogAlert))
+            .ToList();
+        return result with { ByDestination = byDestination };
     }
 
     /// <summary>
