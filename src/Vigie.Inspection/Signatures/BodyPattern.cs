@@ -19,13 +19,20 @@ internal readonly record struct PatternGap(int Min, int Max)
 
 /// <summary>
 /// A run of bytes that must match at one position; each byte has a mask (0xFF exact, 0xF0 or 0x0F one nibble,
-/// 0x00 any byte, from <c>??</c>).
+/// 0xDF a letter in either case, 0x00 any byte, from <c>??</c>). Positions that hold a set of bytes (<c>(aa|bb)</c>,
+/// <c>!(aa|bb)</c>, <c>(W)</c>) or a group of multi-byte alternatives carry mask 0x00 and are checked after the masks.
 /// </summary>
-internal sealed class PatternSegment(byte[] values, byte[] masks)
+internal sealed class PatternSegment(byte[] values, byte[] masks, PatternByteSet[] sets, PatternAlternatives[] groups)
 {
     public byte[] Values { get; } = values;
 
     public byte[] Masks { get; } = masks;
+
+    /// <summary>Positions that match one byte of a set.</summary>
+    public PatternByteSet[] Sets { get; } = sets;
+
+    /// <summary>Runs of positions that match one of several strings of the same length (or none of them, when negated).</summary>
+    public PatternAlternatives[] Groups { get; } = groups;
 
     public int Length => Values.Length;
 
@@ -44,54 +51,156 @@ internal sealed class PatternSegment(byte[] values, byte[] masks)
             }
         }
 
+        foreach (var set in Sets)
+        {
+            if (!set.Contains(data[set.Position]))
+            {
+                return false;
+            }
+        }
+
+        foreach (var group in Groups)
+        {
+            if (!group.MatchesAt(data.Slice(group.Position, group.Length)))
+            {
+                return false;
+            }
+        }
+
         return true;
     }
 }
 
+/// <summary>One position that matches any byte of a set: single-byte alternatives, their negation, or a character class.</summary>
+internal sealed class PatternByteSet(int position, ulong[] bits)
+{
+    public int Position { get; } = position;
+
+    /// <summary>256 bits, one per byte value.</summary>
+    public ulong[] Bits { get; } = bits;
+
+    public bool Contains(byte value) => (Bits[value >> 6] & (1UL << (value & 63))) != 0;
+
+    public IEnumerable<byte> Members() => Enumerable.Range(0, 256).Select(v => (byte)v).Where(Contains);
+}
+
+/// <summary>Alternatives of one length at one position: <c>(aabb|ccdd)</c>, or any string but those, <c>!(aabb|ccdd)</c>.</summary>
+internal sealed class PatternAlternatives(int position, int length, (byte[] Values, byte[] Masks)[] alternatives, bool negated)
+{
+    public int Position { get; } = position;
+
+    public int Length { get; } = length;
+
+    public (byte[] Values, byte[] Masks)[] Alternatives { get; } = alternatives;
+
+    public bool Negated { get; } = negated;
+
+    public bool MatchesAt(ReadOnlySpan<byte> data)
+    {
+        var any = false;
+        foreach (var (values, masks) in Alternatives)
+        {
+            var match = true;
+            for (var i = 0; i < values.Length && match; i++)
+            {
+                match = (data[i] & masks[i]) == values[i];
+            }
+
+            if (match)
+            {
+                any = true;
+                break;
+            }
+        }
+
+        return any != Negated;
+    }
+}
+
 /// <summary>
-/// A ClamAV body pattern (the hex part of an .ndb signature or an .ldb sub-signature): hex bytes, <c>??</c>,
-/// nibble wildcards, and gaps. The anchor is a run of exact bytes in the first segment, starting with its rarest
-/// byte pair; the scanner looks for anchors and verifies the rest around each hit.
+/// A ClamAV body pattern (the hex part of an .ndb signature or an .ldb sub-signature): hex bytes, <c>??</c>, nibble
+/// wildcards, alternatives of one length (<c>(aa|bb)</c>, <c>!(aa|bb)</c>, <c>(W)</c>), gaps (<c>{n-m}</c>,
+/// <c>*</c>, <c>[n-m]</c>), and the case-insensitive modifier of sub-signatures. The anchor is a run of exact bytes
+/// (or letters in either case) starting with the rarest byte pair, in a part whose distance from the start varies
+/// by a few bytes at most; the scanner looks for anchors and verifies the whole pattern around each hit.
 /// </summary>
 internal sealed class BodyPattern
 {
     private const int MaxSegmentBytes = 4096;
     private const int MaxSegments = 64;
+    private const int MaxAlternatives = 256;
+    private const int MaxAnchorSlack = 64;
 
-    private BodyPattern(string source, PatternSegment[] segments, PatternGap[] gaps)
+    private BodyPattern(string source, string modifiers, PatternSegment[] segments, PatternGap[] gaps)
     {
         Source = source;
+        Modifiers = modifiers;
         Segments = segments;
         Gaps = gaps;
-        (AnchorOffset, AnchorLength) = ChooseAnchor(segments[0]);
+        ChooseAnchor();
         MinLength = segments.Sum(s => s.Length) + gaps.Sum(g => (long)g.Min);
     }
 
     /// <summary>The pattern as written (lower-case hex), for export.</summary>
     public string Source { get; }
 
+    /// <summary>The sub-signature modifiers as written after <c>::</c> (empty when none), for export.</summary>
+    public string Modifiers { get; }
+
+    public bool IgnoresCase => Modifiers.Contains('i', StringComparison.Ordinal);
+
     public PatternSegment[] Segments { get; }
 
     /// <summary>Gaps[i] separates Segments[i] and Segments[i + 1].</summary>
     public PatternGap[] Gaps { get; }
 
-    public int AnchorOffset { get; }
+    /// <summary>The anchor's smallest distance from the start of a match.</summary>
+    public int AnchorOffset { get; private set; }
 
-    public int AnchorLength { get; }
+    /// <summary>How much further from the start the anchor may be (the bounded gaps before its part).</summary>
+    public int AnchorSlack { get; private set; }
+
+    public int AnchorLength { get; private set; }
+
+    /// <summary>The anchor holds letters of either case (a case-insensitive sub-signature): compared without case.</summary>
+    public bool AnchorIgnoresCase { get; private set; }
 
     public long MinLength { get; }
 
-    public ReadOnlySpan<byte> Anchor => Segments[0].Values.AsSpan(AnchorOffset, AnchorLength);
+    /// <summary>The anchor's bytes; upper-case letters when <see cref="AnchorIgnoresCase"/>.</summary>
+    public ReadOnlySpan<byte> Anchor => _anchor;
+
+    private byte[] _anchor = [];
 
     public bool HasUsableAnchor => AnchorLength >= 2;
 
-    /// <summary>Parses ClamAV hex pattern syntax. Throws <see cref="SignatureFormatException"/> on bad syntax and <see cref="UnsupportedSignatureException"/> on syntax not implemented here.</summary>
-    public static BodyPattern Parse(string text)
+    /// <summary>
+    /// Parses ClamAV hex pattern syntax, with the sub-signature modifiers that follow <c>::</c> (only <c>i</c> and
+    /// <c>a</c> are implemented). Throws <see cref="SignatureFormatException"/> on bad syntax and
+    /// <see cref="UnsupportedSignatureException"/> on syntax not implemented here.
+    /// </summary>
+    public static BodyPattern Parse(string text, string modifiers = "")
     {
+        foreach (var modifier in modifiers)
+        {
+            switch (modifier)
+            {
+                case 'i' or 'a':
+                    break;
+                case 'w' or 'f':
+                    throw new UnsupportedSignatureException($"modifier '{modifier}' (wide or full word) is not supported");
+                default:
+                    throw new SignatureFormatException($"unknown sub-signature modifier '{modifier}'");
+            }
+        }
+
+        var ignoreCase = modifiers.Contains('i', StringComparison.Ordinal);
         var segments = new List<PatternSegment>();
         var gaps = new List<PatternGap>();
         var values = new List<byte>();
         var masks = new List<byte>();
+        var sets = new List<PatternByteSet>();
+        var groups = new List<PatternAlternatives>();
         var normalised = new StringBuilder(text.Length);
         var i = 0;
 
@@ -102,12 +211,22 @@ internal sealed class BodyPattern
                 throw new SignatureFormatException($"a gap at character {at} has no fixed bytes before it");
             }
 
-            segments.Add(new PatternSegment([.. values], [.. masks]));
+            segments.Add(new PatternSegment([.. values], [.. masks], [.. sets], [.. groups]));
             values.Clear();
             masks.Clear();
+            sets.Clear();
+            groups.Clear();
             if (segments.Count > MaxSegments)
             {
                 throw new UnsupportedSignatureException($"more than {MaxSegments} parts");
+            }
+        }
+
+        void CheckLength()
+        {
+            if (values.Count > MaxSegmentBytes)
+            {
+                throw new UnsupportedSignatureException($"a fixed part longer than {MaxSegmentBytes} bytes");
             }
         }
 
@@ -121,54 +240,60 @@ internal sealed class BodyPattern
                 normalised.Append('*');
                 i++;
             }
-            else if (c == '{')
+            else if (c is '{' or '[')
             {
-                var end = text.IndexOf('}', i);
+                var close = c == '{' ? '}' : ']';
+                var end = text.IndexOf(close, i);
                 if (end < 0)
                 {
-                    throw new SignatureFormatException($"'{{' at character {i} is not closed");
+                    throw new SignatureFormatException($"'{c}' at character {i} is not closed");
                 }
 
                 CloseSegment(i);
                 var gap = ParseGap(text[(i + 1)..end], i);
+                // ClamAV's anchored range joins a single byte to a pattern, over at most 32 bytes.
+                if (c == '[' && (gap.IsUnbounded || gap.Max > 32 || text.IndexOf('-', i, end - i) < 0))
+                {
+                    throw new SignatureFormatException($"range [{text[(i + 1)..end]}] at character {i} must be [n-m] with m at most 32");
+                }
+
                 gaps.Add(gap);
                 normalised.Append(text, i, end - i + 1);
                 i = end + 1;
             }
-            else if (c is '(' or '[' or '!' or 'B' or 'L' or '/')
+            else if (c == '(' || c == '!' && i + 1 < text.Length && text[i + 1] == '(')
             {
-                throw new UnsupportedSignatureException($"'{c}' (alternatives, anchored ranges, boundaries) at character {i} is not supported");
+                var negated = c == '!';
+                var open = negated ? i + 1 : i;
+                var end = text.IndexOf(')', open);
+                if (end < 0)
+                {
+                    throw new SignatureFormatException($"'(' at character {open} is not closed");
+                }
+
+                var body = text[(open + 1)..end];
+                ParseAlternatives(body, negated, open, values, masks, sets, groups, normalised);
+                CheckLength();
+                i = end + 1;
+            }
+            else if (c is '!' or 'B' or 'L' or '/')
+            {
+                throw new UnsupportedSignatureException($"'{c}' (boundaries) at character {i} is not supported");
             }
             else
             {
-                if (i + 1 >= text.Length)
+                var (value, mask) = ParseByte(text, i);
+                if (ignoreCase && mask == 0xFF && char.IsAsciiLetter((char)value))
                 {
-                    throw new SignatureFormatException($"odd number of hex digits at character {i}");
-                }
-
-                var high = text[i];
-                var low = text[i + 1];
-                byte value = 0, mask = 0;
-                if (high != '?')
-                {
-                    value |= (byte)(HexValue(high, i) << 4);
-                    mask |= 0xF0;
-                }
-
-                if (low != '?')
-                {
-                    value |= HexValue(low, i + 1);
-                    mask |= 0x0F;
+                    // Either case: the bit that tells them apart is left out of the comparison.
+                    value &= 0xDF;
+                    mask = 0xDF;
                 }
 
                 values.Add(value);
                 masks.Add(mask);
-                normalised.Append(char.ToLowerInvariant(high)).Append(char.ToLowerInvariant(low));
-                if (values.Count > MaxSegmentBytes)
-                {
-                    throw new UnsupportedSignatureException($"a fixed part longer than {MaxSegmentBytes} bytes");
-                }
-
+                normalised.Append(char.ToLowerInvariant(text[i])).Append(char.ToLowerInvariant(text[i + 1]));
+                CheckLength();
                 i += 2;
             }
         }
@@ -178,8 +303,150 @@ internal sealed class BodyPattern
             throw new SignatureFormatException(segments.Count == 0 ? "the pattern is empty" : "the pattern ends with a gap");
         }
 
-        segments.Add(new PatternSegment([.. values], [.. masks]));
-        return new BodyPattern(normalised.ToString(), [.. segments], [.. gaps]);
+        segments.Add(new PatternSegment([.. values], [.. masks], [.. sets], [.. groups]));
+        return new BodyPattern(normalised.ToString(), modifiers, [.. segments], [.. gaps]);
+    }
+
+    private static (byte Value, byte Mask) ParseByte(string text, int i)
+    {
+        if (i + 1 >= text.Length)
+        {
+            throw new SignatureFormatException($"odd number of hex digits at character {i}");
+        }
+
+        var high = text[i];
+        var low = text[i + 1];
+        byte value = 0, mask = 0;
+        if (high != '?')
+        {
+            value |= (byte)(HexValue(high, i) << 4);
+            mask |= 0xF0;
+        }
+
+        if (low != '?')
+        {
+            value |= HexValue(low, i + 1);
+            mask |= 0x0F;
+        }
+
+        return (value, mask);
+    }
+
+    /// <summary>
+    /// <c>(aa|bb)</c> and <c>!(aa|bb)</c> become one position holding a set; <c>(aabb|ccdd)</c> and <c>!(aabb|ccdd)</c>
+    /// a group of positions; <c>(W)</c> the set of bytes that are not letters or digits. Alternatives of different
+    /// lengths and the boundary classes (B) and (L) are not implemented.
+    /// </summary>
+    private static void ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
+        List<PatternAlternatives> groups, StringBuilder normalised)
+    {
+        if (body is "B" or "L")
+        {
+            throw new UnsupportedSignatureException($"boundary ({body}) at character {at} is not supported");
+        }
+
+        if (body == "W")
+        {
+            if (negated)
+            {
+                throw new SignatureFormatException($"(W) at character {at} cannot be negated");
+            }
+
+            var bits = new ulong[4];
+            for (var v = 0; v < 256; v++)
+            {
+                if (!char.IsAsciiLetterOrDigit((char)v))
+                {
+                    bits[v >> 6] |= 1UL << (v & 63);
+                }
+            }
+
+            sets.Add(new PatternByteSet(values.Count, bits));
+            values.Add(0);
+            masks.Add(0);
+            normalised.Append("(W)");
+            return;
+        }
+
+        var texts = body.Split('|');
+        if (texts.Length < 2 && !negated)
+        {
+            throw new SignatureFormatException($"alternatives at character {at} need at least two strings");
+        }
+
+        if (texts.Length > MaxAlternatives)
+        {
+            throw new UnsupportedSignatureException($"more than {MaxAlternatives} alternatives at character {at}");
+        }
+
+        var alternatives = new (byte[] Values, byte[] Masks)[texts.Length];
+        var wildcards = false;
+        for (var a = 0; a < texts.Length; a++)
+        {
+            var alternative = texts[a];
+            if (alternative.Length == 0 || alternative.Length % 2 != 0 || alternative.AsSpan().IndexOfAny("{}[]*()!") >= 0)
+            {
+                throw new SignatureFormatException($"alternative '{alternative}' at character {at} is not a string of hex bytes");
+            }
+
+            var altValues = new byte[alternative.Length / 2];
+            var altMasks = new byte[altValues.Length];
+            for (var b = 0; b < altValues.Length; b++)
+            {
+                (altValues[b], altMasks[b]) = ParseByte(alternative, 2 * b);
+                wildcards |= altMasks[b] != 0xFF;
+            }
+
+            alternatives[a] = (altValues, altMasks);
+        }
+
+        var length = alternatives[0].Values.Length;
+        if (alternatives.Any(a => a.Values.Length != length))
+        {
+            if (negated)
+            {
+                throw new SignatureFormatException($"negated alternatives at character {at} must all have the same length");
+            }
+
+            throw new UnsupportedSignatureException($"alternatives of different lengths at character {at} are not supported");
+        }
+
+        if (negated && wildcards)
+        {
+            throw new SignatureFormatException($"negated alternatives at character {at} cannot hold wildcards");
+        }
+
+        if (length == 1 && !wildcards)
+        {
+            var bits = new ulong[4];
+            foreach (var (v, _) in alternatives)
+            {
+                bits[v[0] >> 6] |= 1UL << (v[0] & 63);
+            }
+
+            if (negated)
+            {
+                for (var w = 0; w < bits.Length; w++)
+                {
+                    bits[w] = ~bits[w];
+                }
+            }
+
+            sets.Add(new PatternByteSet(values.Count, bits));
+            values.Add(0);
+            masks.Add(0);
+        }
+        else
+        {
+            groups.Add(new PatternAlternatives(values.Count, length, alternatives, negated));
+            for (var b = 0; b < length; b++)
+            {
+                values.Add(0);
+                masks.Add(0);
+            }
+        }
+
+        normalised.Append(negated ? "!(" : "(").Append(body.ToLowerInvariant()).Append(')');
     }
 
     private static PatternGap ParseGap(string body, int at)
@@ -210,36 +477,68 @@ internal sealed class BodyPattern
     };
 
     /// <summary>
-    /// Picks the anchor: the run of exact bytes in the first segment that starts with the rarest byte pair. The scanner
-    /// filters positions on that pair, so a pair of bytes common in images (0x00, 0xFF, small values of 12-bit pixels,
-    /// ASCII) would make every other position a candidate.
+    /// Picks the anchor: the run of exact bytes that starts with the rarest byte pair, in any part whose distance from
+    /// the start varies by at most <see cref="MaxAnchorSlack"/> bytes (each extra distance is one more start to verify
+    /// per hit). The scanner filters positions on that pair, so a pair of bytes common in images (0x00, 0xFF, small
+    /// values of 12-bit pixels, ASCII) would make every other position a candidate.
     /// </summary>
-    private static (int Offset, int Length) ChooseAnchor(PatternSegment segment)
+    private void ChooseAnchor()
     {
-        int bestOffset = 0, bestLength = 0, bestCost = int.MaxValue;
-        for (var i = 0; i + 1 < segment.Length; i++)
+        int bestSegment = -1, bestOffset = 0, bestLength = 0, bestCost = int.MaxValue, bestBase = 0, bestSlack = 0;
+        int distance = 0, slack = 0;
+        for (var s = 0; s < Segments.Length; s++)
         {
-            if (segment.Masks[i] != 0xFF || segment.Masks[i + 1] != 0xFF)
+            if (s > 0)
             {
-                continue;
+                var gap = Gaps[s - 1];
+                if (gap.IsUnbounded || slack + (long)(gap.Max - gap.Min) > MaxAnchorSlack)
+                {
+                    break;
+                }
+
+                distance += Segments[s - 1].Length + gap.Min;
+                slack += gap.Max - gap.Min;
             }
 
-            var length = 2;
-            while (i + length < segment.Length && segment.Masks[i + length] == 0xFF && length < 64)
+            var segment = Segments[s];
+            for (var i = 0; i + 1 < segment.Length; i++)
             {
-                length++;
-            }
+                if (!Anchorable(segment, i) || !Anchorable(segment, i + 1))
+                {
+                    continue;
+                }
 
-            // Rarity first; among equally rare pairs, the longer run verifies more before the full check.
-            var cost = (ByteCost(segment.Values[i]) + ByteCost(segment.Values[i + 1])) * 100 - length;
-            if (cost < bestCost)
-            {
-                (bestOffset, bestLength, bestCost) = (i, length, cost);
+                var length = 2;
+                while (i + length < segment.Length && Anchorable(segment, i + length) && length < 64)
+                {
+                    length++;
+                }
+
+                // Rarity first; among equally rare pairs, the longer run verifies more before the full check, and
+                // a fixed distance from the start verifies one start per hit.
+                var cost = (ByteCost(segment.Values[i]) + ByteCost(segment.Values[i + 1])) * 100 - length + slack;
+                if (cost < bestCost)
+                {
+                    (bestSegment, bestOffset, bestLength, bestCost, bestBase, bestSlack) = (s, i, length, cost, distance, slack);
+                }
             }
         }
 
-        return (bestOffset, bestLength);
+        if (bestSegment < 0)
+        {
+            return;
+        }
+
+        var anchorSegment = Segments[bestSegment];
+        _anchor = anchorSegment.Values.AsSpan(bestOffset, bestLength).ToArray();
+        AnchorIgnoresCase = anchorSegment.Masks.AsSpan(bestOffset, bestLength).Contains((byte)0xDF);
+        AnchorOffset = bestBase + bestOffset;
+        AnchorSlack = bestSlack;
+        AnchorLength = bestLength;
     }
+
+    /// <summary>An exact byte, or (case-insensitive patterns) a letter in either case, held as its upper case.</summary>
+    private static bool Anchorable(PatternSegment segment, int i) => segment.Masks[i] == 0xFF || segment.Masks[i] == 0xDF && segment.Values[i] is >= 0x41 and <= 0x5A;
 
     private static int ByteCost(byte value) => value switch
     {

@@ -313,14 +313,23 @@ internal sealed partial class SignatureDatabase
         for (var i = 0; i < subSignatures.Length; i++)
         {
             var text = fields[i + 3];
-            if (text.Contains("::", StringComparison.Ordinal) || text.StartsWith('/') || text.Contains('/', StringComparison.Ordinal))
+            if (text.Contains('/', StringComparison.Ordinal))
             {
-                throw new UnsupportedSignatureException($"sub-signature {i} uses modifiers or PCRE");
+                throw new UnsupportedSignatureException($"sub-signature {i} is a PCRE");
+            }
+
+            // [offset:]hex[::modifiers]
+            var modifiers = string.Empty;
+            var separator = text.IndexOf("::", StringComparison.Ordinal);
+            if (separator >= 0)
+            {
+                modifiers = text[(separator + 2)..];
+                text = text[..separator];
             }
 
             var colon = text.IndexOf(':', StringComparison.Ordinal);
             var offset = colon < 0 ? SignatureOffset.Any : SignatureOffset.Parse(text[..colon]);
-            var pattern = BodyPattern.Parse(colon < 0 ? text : text[(colon + 1)..]);
+            var pattern = BodyPattern.Parse(colon < 0 ? text : text[(colon + 1)..], modifiers);
             CheckAnchor(pattern, offset);
             subSignatures[i] = new SubSignature(offset, pattern);
         }

@@ -26,6 +26,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
     private readonly List<PatternUse> _fixedUses = [];
     private readonly List<PatternUse>[] _anchorUses;
     private readonly byte[][] _anchors;
+    private readonly bool[] _anchorIgnoresCase;
     private readonly ulong[] _pairFilter = new ulong[65536 / 64];
     private readonly int[] _pairStart = new int[65537];
     private readonly int[] _anchorsByPair;
@@ -59,7 +60,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
 
-        var anchorIds = new Dictionary<string, int>(StringComparer.Ordinal);
+        var anchorIds = new Dictionary<(string, bool), int>();
         var anchorUses = new List<List<PatternUse>>();
         void AddUse(PatternUse use)
         {
@@ -69,7 +70,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
                 return;
             }
 
-            var anchor = Encoding.Latin1.GetString(use.Pattern.Anchor);
+            var anchor = (Encoding.Latin1.GetString(use.Pattern.Anchor), use.Pattern.AnchorIgnoresCase);
             if (!anchorIds.TryGetValue(anchor, out var id))
             {
                 anchorIds[anchor] = id = anchorUses.Count;
@@ -95,15 +96,17 @@ internal sealed class SignatureEngine : IKnownBadEngine
         }
 
         _anchorUses = [.. anchorUses];
-        _anchors = [.. anchorIds.OrderBy(p => p.Value).Select(p => Encoding.Latin1.GetBytes(p.Key))];
+        var ordered = anchorIds.OrderBy(p => p.Value).Select(p => p.Key).ToList();
+        _anchors = [.. ordered.Select(a => Encoding.Latin1.GetBytes(a.Item1))];
+        _anchorIgnoresCase = [.. ordered.Select(a => a.Item2)];
         _maxAnchorLength = _anchors.Length == 0 ? 0 : _anchors.Max(a => a.Length);
 
-        // Anchors grouped by their first two bytes (read as a little-endian ushort), with a bit per pair to filter on.
-        var byPair = Enumerable.Range(0, _anchors.Length).OrderBy(Pair).ToArray();
-        _anchorsByPair = byPair;
-        foreach (var id in byPair)
+        // Anchors grouped by their first two bytes (read as a little-endian ushort), with a bit per pair to filter on;
+        // an anchor without case is filed under each case of its first two letters.
+        var entries = Enumerable.Range(0, _anchors.Length).SelectMany(id => Pairs(id).Select(pair => (Pair: pair, Id: id))).OrderBy(e => e.Pair).ToArray();
+        _anchorsByPair = [.. entries.Select(e => e.Id)];
+        foreach (var (pair, _) in entries)
         {
-            var pair = Pair(id);
             _pairFilter[pair >> 6] |= 1UL << (pair & 63);
             _pairStart[pair + 1]++;
         }
@@ -114,7 +117,14 @@ internal sealed class SignatureEngine : IKnownBadEngine
         }
     }
 
-    private int Pair(int anchorId) => _anchors[anchorId][0] | _anchors[anchorId][1] << 8;
+    private IEnumerable<int> Pairs(int anchorId)
+    {
+        var anchor = _anchors[anchorId];
+        byte[] firsts = Cases(anchor[0]), seconds = Cases(anchor[1]);
+        return firsts.SelectMany(first => seconds.Select(second => first | second << 8)).Distinct();
+
+        byte[] Cases(byte value) => _anchorIgnoresCase[anchorId] && value is >= 0x41 and <= 0x5A ? [value, (byte)(value | 0x20)] : [value];
+    }
 
     public string Name => "signatures";
 
@@ -287,7 +297,10 @@ internal sealed class SignatureEngine : IKnownBadEngine
             for (var k = _pairStart[pair]; k < _pairStart[pair + 1]; k++)
             {
                 var anchorId = _anchorsByPair[k];
-                if (window[i..].StartsWith(_anchors[anchorId]))
+                var anchor = _anchors[anchorId];
+                if (_anchorIgnoresCase[anchorId]
+                        ? window.Length - i >= anchor.Length && EqualsIgnoringCase(window.Slice(i, anchor.Length), anchor)
+                        : window[i..].StartsWith(anchor))
                 {
                     foreach (var use in _anchorUses[anchorId])
                     {
@@ -297,6 +310,24 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
 
             if (state.Exhausted)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// ASCII letters compared without case (the anchor holds upper case), every other byte exactly: unlike
+    /// <see cref="Ascii.EqualsIgnoreCase(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/>, bytes above 0x7F may match.
+    /// </summary>
+    private static bool EqualsIgnoringCase(ReadOnlySpan<byte> data, ReadOnlySpan<byte> anchor)
+    {
+        for (var i = 0; i < anchor.Length; i++)
+        {
+            var a = anchor[i];
+            if (data[i] != a && !(a is >= 0x41 and <= 0x5A && (data[i] & 0xDF) == a))
             {
                 return false;
             }
@@ -354,10 +385,14 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            var start = anchorPosition - use.Pattern.AnchorOffset;
-            if (start >= 0 && use.Offset.Allows(start, content.Length))
+            // Bounded gaps before the anchor's part leave a few possible starts; each is verified whole.
+            var latest = anchorPosition - use.Pattern.AnchorOffset;
+            for (var start = Math.Max(0, latest - use.Pattern.AnchorSlack); start <= latest && Applies(use) && !Exhausted; start++)
             {
-                TryMatch(use, start);
+                if (use.Offset.Allows(start, content.Length))
+                {
+                    TryMatch(use, start);
+                }
             }
         }
 

@@ -121,6 +121,10 @@ public static class SignatureExporter
                 }
 
                 ldb.Append(sub.Pattern.Source);
+                if (sub.Pattern.Modifiers.Length > 0)
+                {
+                    ldb.Append("::").Append(sub.Pattern.Modifiers);
+                }
             }
 
             ldb.Append('\n');
@@ -131,6 +135,9 @@ public static class SignatureExporter
         Write(directory, "vigie.ndb", ndb);
         Write(directory, "vigie.ldb", ldb);
     }
+
+    /// <summary>What the YARA file says in place of a rule it cannot write.</summary>
+    public const string NotInYara = "not written: YARA has no form for negated alternatives of several bytes";
 
     internal static string ToYara(SignatureDatabase database)
     {
@@ -168,17 +175,29 @@ public static class SignatureExporter
 
         foreach (var body in database.Bodies)
         {
+            if (ToYaraHex(body.Pattern) is not { } hex)
+            {
+                yara.Append(CultureInfo.InvariantCulture, $"// {body.Name}: {NotInYara}\n\n");
+                continue;
+            }
+
             var condition = Placed("$a", body.Offset);
             yara.Append(CultureInfo.InvariantCulture,
-                $"rule {Unique(body.Name)}\n{{\n  meta:\n    clamav_name = \"{body.Name}\"\n  strings:\n    $a = {{ {ToYaraHex(body.Pattern)} }}\n  condition:\n    {WithTarget(body.Target, condition)}\n}}\n\n");
+                $"rule {Unique(body.Name)}\n{{\n  meta:\n    clamav_name = \"{body.Name}\"\n  strings:\n    $a = {{ {hex} }}\n  condition:\n    {WithTarget(body.Target, condition)}\n}}\n\n");
         }
 
         foreach (var logical in database.Logicals)
         {
+            if (logical.SubSignatures.Any(sub => ToYaraHex(sub.Pattern) is null))
+            {
+                yara.Append(CultureInfo.InvariantCulture, $"// {logical.Name}: {NotInYara}\n\n");
+                continue;
+            }
+
             yara.Append(CultureInfo.InvariantCulture, $"rule {Unique(logical.Name)}\n{{\n  meta:\n    clamav_name = \"{logical.Name}\"\n  strings:\n");
             for (var i = 0; i < logical.SubSignatures.Length; i++)
             {
-                yara.Append(CultureInfo.InvariantCulture, $"    $s{i} = {{ {ToYaraHex(logical.SubSignatures[i].Pattern)} }}\n");
+                yara.Append(CultureInfo.InvariantCulture, $"    $s{i} = {{ {ToYaraHex(logical.SubSignatures[i].Pattern)!} }}\n");
             }
 
             var condition = logical.Expression.ToYara(i => Placed($"$s{i}", logical.SubSignatures[i].Offset));
@@ -222,7 +241,11 @@ public static class SignatureExporter
         return magic is null ? condition : $"{magic} and ({condition})";
     }
 
-    private static string ToYaraHex(BodyPattern pattern)
+    /// <summary>
+    /// The pattern as a YARA hex string, or null when YARA cannot say it: any string of several bytes but a few
+    /// (<c>!(aabb|ccdd)</c>) has no YARA form.
+    /// </summary>
+    internal static string? ToYaraHex(BodyPattern pattern)
     {
         var text = new StringBuilder();
         for (var s = 0; s < pattern.Segments.Length; s++)
@@ -242,16 +265,70 @@ public static class SignatureExporter
             var segment = pattern.Segments[s];
             for (var i = 0; i < segment.Length; i++)
             {
-                var value = segment.Values[i];
-                var mask = segment.Masks[i];
-                var high = (mask & 0xF0) != 0 ? ((value >> 4) & 0xF).ToString("X", CultureInfo.InvariantCulture) : "?";
-                var low = (mask & 0x0F) != 0 ? (value & 0xF).ToString("X", CultureInfo.InvariantCulture) : "?";
-                text.Append(high).Append(low).Append(' ');
+                if (segment.Groups.FirstOrDefault(g => g.Position == i) is { } group)
+                {
+                    if (group.Negated)
+                    {
+                        return null;
+                    }
+
+                    text.Append("( ").AppendJoin(" | ", group.Alternatives.Select(a => YaraBytes(a.Values, a.Masks))).Append(" ) ");
+                    i += group.Length - 1;
+                }
+                else if (segment.Sets.FirstOrDefault(set => set.Position == i) is { } set)
+                {
+                    text.Append(YaraSet(set)).Append(' ');
+                }
+                else if (segment.Masks[i] == 0xDF)
+                {
+                    // A letter of a case-insensitive sub-signature.
+                    text.Append(CultureInfo.InvariantCulture, $"( {segment.Values[i]:X2} | {segment.Values[i] | 0x20:X2} ) ");
+                }
+                else
+                {
+                    text.Append(YaraBytes([segment.Values[i]], [segment.Masks[i]])).Append(' ');
+                }
             }
         }
 
         return text.ToString().TrimEnd();
     }
+
+    /// <summary>
+    /// A set of bytes as YARA alternatives, a whole high nibble at a time where it can (<c>3?</c>): libyara refuses a
+    /// list of two hundred single bytes as too complex.
+    /// </summary>
+    private static string YaraSet(PatternByteSet set)
+    {
+        var members = set.Members().ToHashSet();
+        if (members.Count == 256)
+        {
+            return "??";
+        }
+
+        var parts = new List<string>();
+        for (var high = 0; high < 16; high++)
+        {
+            var row = Enumerable.Range(high << 4, 16).Select(v => (byte)v).Where(members.Contains).ToList();
+            if (row.Count == 16)
+            {
+                parts.Add($"{high:X}?");
+            }
+            else
+            {
+                parts.AddRange(row.Select(v => v.ToString("X2", CultureInfo.InvariantCulture)));
+            }
+        }
+
+        return parts.Count == 1 ? parts[0] : $"( {string.Join(" | ", parts)} )";
+    }
+
+    private static string YaraBytes(byte[] values, byte[] masks) => string.Join(' ', values.Select((value, i) =>
+    {
+        var high = (masks[i] & 0xF0) != 0 ? ((value >> 4) & 0xF).ToString("X", CultureInfo.InvariantCulture) : "?";
+        var low = (masks[i] & 0x0F) != 0 ? (value & 0xF).ToString("X", CultureInfo.InvariantCulture) : "?";
+        return high + low;
+    }));
 
     private static void Write(string directory, string name, StringBuilder content)
     {

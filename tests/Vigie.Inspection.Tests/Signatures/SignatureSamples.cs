@@ -8,8 +8,9 @@ namespace Vigie.Inspection.Tests.Signatures;
 
 /// <summary>
 /// A rules folder and the inert files it is meant to catch (markers only), covering every signature form Vigie
-/// loads: MD5/SHA-256 hashes, plain hash lists, floating, fixed and end-relative body patterns with wildcards and
-/// gaps, typed targets (PE, ELF, PDF), and logical signatures with counts.
+/// loads: MD5/SHA-256 hashes, plain hash lists, floating, fixed and end-relative body patterns with wildcards, gaps,
+/// alternatives (negated too), the (W) class and anchored ranges, typed targets (PE, ELF, PDF), and logical signatures
+/// with counts and the case-insensitive modifier.
 /// </summary>
 internal static class SignatureSamples
 {
@@ -40,6 +41,13 @@ internal static class SignatureSamples
         Add("hashed.txt", Encoding.ASCII.GetBytes("a harmless file known by its MD5\n"), "Vigie.Test.HashMd5");
         Add("listed.txt", Encoding.ASCII.GetBytes("a harmless file known by its SHA-256\n"), "Vigie.Test.HashSha256");
         Add("clean.txt", Encoding.ASCII.GetBytes("nothing to see: MARK- once, VIGIE-GAP-END alone\n"));
+        Add("alternatives.txt", Encoding.ASCII.GetBytes("VIGIE-ALT-B-END VIGIE-NOT-7-END VIGIE-PAIR-XY-END VIGIE-NOTPAIR-QQ-END\n"),
+            "Vigie.Test.Alt", "Vigie.Test.NotAlt", "Vigie.Test.AltPair", "Vigie.Test.NotPair");
+        Add("alternatives-missed.txt", Encoding.ASCII.GetBytes("VIGIE-ALT-D-END VIGIE-NOT-0-END VIGIE-PAIR-XZ-END VIGIE-NOTPAIR-AB-END VIGIE-WORDxEND\n"));
+        Add("word.txt", Encoding.ASCII.GetBytes("a VIGIE-WORD END here\n"), "Vigie.Test.Word");
+        Add("range.txt", Encoding.ASCII.GetBytes("<1234VIGIE-RANGE and ~abcVIGIE-SMALLGAP\n"), "Vigie.Test.Range", "Vigie.Test.SmallGap");
+        Add("range-too-far.txt", Encoding.ASCII.GetBytes("<12345678VIGIE-RANGE and ~abcdVIGIE-SMALLGAP\n"));
+        Add("nocase.txt", Encoding.ASCII.GetBytes("shouting: ViGiE-NoCaSe-MaRkEr\n"), "Vigie.Test.NoCase");
 
         var pe = DicomThreatSamples.PeHeader(512);
         Encoding.ASCII.GetBytes("VIGIE-PE-MARKER").CopyTo(pe, 300);
@@ -85,10 +93,18 @@ internal static class SignatureSamples
             $"Vigie.Test.PdfMarker:10:*:{Hex("VIGIE-PDF-MARKER")}",
             $"Vigie.Test.DicomPrivate:0:*:{Hex("VIGIE-DICOM-PRIVATE-MARKER")}",
             $"Vigie.Test.Never:0:*:{Hex("NEVER-PRESENT-IN-ANY-SAMPLE")}",
+            $"Vigie.Test.Alt:0:*:{Hex("VIGIE-ALT-")}(41|42|43){Hex("-END")}",
+            $"Vigie.Test.NotAlt:0:*:{Hex("VIGIE-NOT-")}!(30|31){Hex("-END")}",
+            $"Vigie.Test.AltPair:0:*:{Hex("VIGIE-PAIR-")}(4142|5859){Hex("-END")}",
+            $"Vigie.Test.NotPair:0:*:{Hex("VIGIE-NOTPAIR-")}!(4142|5859){Hex("-END")}",
+            $"Vigie.Test.Word:0:*:{Hex("VIGIE-WORD")}(W){Hex("END")}",
+            $"Vigie.Test.Range:0:*:3c[2-6]{Hex("VIGIE-RANGE")}",
+            $"Vigie.Test.SmallGap:0:*:7e{{3}}{Hex("VIGIE-SMALLGAP")}",
             "") + "\n");
         File.WriteAllText(Path.Combine(folder, "test.ldb"), string.Join("\n",
             $"Vigie.Test.Logic;Engine:51-255,Target:0;(0>2)&1;{Hex("MARK-")};{Hex("ENDING")}",
             $"Vigie.Test.LogicNo;Target:0;0&1;{Hex("MARK-")};{Hex("NOPE-NOT-HERE")}",
+            $"Vigie.Test.NoCase;Target:0;0;{Hex("vigie-nocase-marker")}::i",
             "") + "\n");
     }
 }

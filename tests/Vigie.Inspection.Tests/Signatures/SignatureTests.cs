@@ -122,7 +122,11 @@ public sealed class SignatureTests
         Directory.CreateDirectory(temp.Combine("zipped"));
         File.WriteAllBytes(temp.Combine("zipped", "alpha.zip"), SignatureSamples.ZippedAlpha());
         var count = SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, temp.Combine("clamav"), temp.Combine("vigie.yar"));
-        Assert.Equal(15, count);
+        Assert.Equal(23, count);
+        // YARA has no form for "any two bytes but these": that one rule is left out of the YARA file, and says so.
+        string[] notInYara = ["Vigie_Test_NotPair"];
+        Assert.Contains($"// Vigie.Test.NotPair: {SignatureExporter.NotInYara}", await File.ReadAllTextAsync(temp.Combine("vigie.yar"), TestContext.Current.CancellationToken),
+            StringComparison.Ordinal);
 
         var vigie = new Dictionary<string, SortedSet<string>>(StringComparer.Ordinal);
         var inspector = WithRules(temp.Combine("rules"));
@@ -164,7 +168,9 @@ public sealed class SignatureTests
             Assert.True(ours == string.Join(", ", clamDetections.GetValueOrDefault(name) ?? []), $"{name}: Vigie [{ours}], clamscan [{string.Join(", ", clamDetections.GetValueOrDefault(name) ?? [])}]");
             if (name != "alpha.zip")
             {
-                Assert.True(ours == string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? []), $"{name}: Vigie [{ours}], yara [{string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? [])}]");
+                var oursInYara = string.Join(", ", vigie[name].Except(notInYara));
+                Assert.True(oursInYara == string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? []),
+                    $"{name}: Vigie [{oursInYara}], yara [{string.Join(", ", yaraDetections.GetValueOrDefault(name) ?? [])}]");
                 Assert.Equal(expected[name].Select(SignatureExporter.YaraIdentifier).Order(StringComparer.Ordinal), vigie[name]);
             }
         }
@@ -178,7 +184,7 @@ public sealed class SignatureTests
         foreach (var name in expected.Keys)
         {
             var verdict = await viaYara.InspectFileAsync(temp.Combine("files", name), TestContext.Current.CancellationToken);
-            Assert.True(string.Join(", ", vigie[name]) == string.Join(", ", Detected(verdict)), $"{name}: libyara in Vigie disagrees\n{verdict.Describe()}");
+            Assert.True(string.Join(", ", vigie[name].Except(notInYara)) == string.Join(", ", Detected(verdict)), $"{name}: libyara in Vigie disagrees\n{verdict.Describe()}");
         }
     }
 
@@ -208,7 +214,15 @@ public sealed class SignatureTests
         Assert.Contains("bad.ndb:1", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
         File.WriteAllText(temp.Combine("bad.ndb"), "Gap:0:*:4142{9-3}4344\n");
         Assert.Contains("reversed", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ndb"), "NegatedLengths:0:*:4142!(43|4445)46\n");
+        Assert.Contains("same length", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ndb"), "Open:0:*:4142(43|44\n");
+        Assert.Contains("not closed", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("bad.ndb"), "Range:0:*:41[2-40]4243\n");
+        Assert.Contains("at most 32", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
         File.WriteAllText(temp.Combine("bad.ndb"), "");
+        File.WriteAllText(temp.Combine("bad.ldb"), "M;Target:0;0;41424344::q\n");
+        Assert.Contains("unknown sub-signature modifier", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
         File.WriteAllText(temp.Combine("bad.ldb"), "L;Target:0;0&7;41424344\n");
         Assert.Contains("sub-signature 7 does not exist", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
         File.WriteAllText(temp.Combine("bad.ldb"), "");
@@ -216,11 +230,33 @@ public sealed class SignatureTests
         Assert.Contains("neither MD5", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, false)).Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A case-insensitive anchor that holds a byte above 0x7F (the rarest bytes make the best anchors) must still match:
+    /// the runtime's ASCII comparison calls any such byte unequal. And an anchor after a bounded gap tries each start
+    /// the gap allows, no more.
+    /// </summary>
+    [Fact]
+    public async Task Case_insensitive_anchors_with_high_bytes_and_anchors_after_a_bounded_gap_match()
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("edge.ldb"), "Vigie.Test.HighNoCase;Target:0;0;e9616263::i\n");
+        File.WriteAllText(temp.Combine("edge.ndb"), "Vigie.Test.Slack:0:*:21{2-4}e9e8e7\n");
+        var inspector = WithRules(temp.Path);
+        async Task<SortedSet<string>> Scan(byte[] bytes) => Detected(await inspector.InspectAsync(bytes));
+
+        Assert.Equal(["Vigie_Test_HighNoCase"], await Scan([0x20, 0xE9, (byte)'A', (byte)'b', (byte)'C', 0x20]));
+        Assert.Empty(await Scan([0x20, 0xC9, (byte)'A', (byte)'b', (byte)'C', 0x20]));
+        Assert.Equal(["Vigie_Test_Slack"], await Scan([0x20, 0x21, 1, 2, 0xE9, 0xE8, 0xE7]));
+        Assert.Equal(["Vigie_Test_Slack"], await Scan([0x21, 1, 2, 3, 4, 0xE9, 0xE8, 0xE7]));
+        Assert.Empty(await Scan([0x21, 1, 2, 3, 4, 5, 0xE9, 0xE8, 0xE7]));
+        Assert.Empty(await Scan([0x21, 1, 0xE9, 0xE8, 0xE7]));
+    }
+
     [Fact]
     public void Valid_but_unsupported_signatures_are_skipped_and_listed()
     {
         using var temp = new TempDirectory();
-        File.WriteAllText(temp.Combine("mixed.ndb"), "EntryPoint:1:EP+0:4142434445\nAlternative:0:*:41(42|43)44\nHtml:3:*:41424344\nFine:0:*:41424344\n");
+        File.WriteAllText(temp.Combine("mixed.ndb"), "EntryPoint:1:EP+0:4142434445\nVariable:0:*:4142(43|4445)46\nHtml:3:*:41424344\nFine:0:*:41424344\n");
         var report = SignatureExporter.Check(temp.Path);
         Assert.Equal(1, report.Bodies);
         Assert.Equal(3, report.Skipped.Count);
