@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Options;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Access;
 
@@ -16,9 +17,9 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
         {
             var rule = options.DicomNodes[i];
             var at = $"Access:DicomNodes:{i}";
-            if (string.IsNullOrWhiteSpace(rule.AETitle) || rule.AETitle.Length > 16)
+            if (rule.AETitle != "*" && AETitles.Problem(rule.AETitle) is { } title)
             {
-                problems.Add($"{at}:AETitle '{rule.AETitle}' must be 1 to 16 characters, or \"*\"");
+                problems.Add($"{at}:AETitle '{rule.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash, or \"*\")");
             }
 
             if (rule.Networks.Count == 0)

@@ -17,9 +17,9 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
         {
             var destination = options.Destinations[i];
             var at = $"Gateway:Destinations:{i}";
-            if (string.IsNullOrWhiteSpace(destination.AETitle) || destination.AETitle.Length > 16 || destination.AETitle.Contains('\\', StringComparison.Ordinal))
+            if (AETitles.Problem(destination.AETitle) is { } title)
             {
-                problems.Add($"{at}:AETitle '{destination.AETitle}' must be 1 to 16 characters, without a backslash");
+                problems.Add($"{at}:AETitle '{destination.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash)");
             }
             else if (!titles.Add(destination.AETitle))
             {

@@ -42,6 +42,31 @@ public sealed class AccessPolicyTests
         ], error.Failures);
     }
 
+    /// <summary>
+    /// Regression: a rule for " CT1" (a space before it) or "IRM-É" started the node and never matched, since a calling
+    /// title arrives trimmed and in printable ASCII: the modality was refused as an unknown AE.
+    /// </summary>
+    [Fact]
+    public void Regression_an_allowed_title_no_caller_could_send_started_the_node()
+    {
+        var services = new ServiceCollection().AddAccess();
+        services.Configure<AccessOptions>(o =>
+        {
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = " CT1", Networks = ["10.1.2.0/24"] });
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "IRM-É", Networks = ["10.1.3.0/24"] });
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "*", Networks = ["10.1.4.0/24"] });
+        });
+
+        var error = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() =>
+            services.BuildServiceProvider().GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<AccessOptions>>().CurrentValue);
+
+        Assert.Equal(
+        [
+            "Access:DicomNodes:0:AETitle ' CT1' has spaces at its ends, which DICOM ignores: write 'CT1' (1 to 16 characters of printable ASCII, without a backslash, or \"*\")",
+            "Access:DicomNodes:1:AETitle 'IRM-É' holds U+00C9, outside printable ASCII (1 to 16 characters of printable ASCII, without a backslash, or \"*\")",
+        ], error.Failures);
+    }
+
     private static DicomNodeSubject Node(string ae, string ip, string? user = null) => new(ae, IPAddress.Parse(ip), user);
 
     [Fact]

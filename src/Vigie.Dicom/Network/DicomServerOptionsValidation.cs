@@ -20,10 +20,9 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
     {
         var problems = new List<string>();
         const string at = DicomServerOptions.Section;
-        var title = options.AETitle ?? string.Empty;
-        if (string.IsNullOrWhiteSpace(title) || title.Length > 16 || title.Any(c => c is '\\' || char.IsControl(c) || c > '~'))
+        if (AETitles.Problem(options.AETitle) is { } title)
         {
-            problems.Add($"{at}:AETitle '{title}' must be 1 to 16 characters of printable ASCII, without a backslash");
+            problems.Add($"{at}:AETitle '{options.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash)");
         }
 
         if (!IPAddress.TryParse(options.BindAddress, out _))

@@ -200,7 +200,7 @@ public static class PduCodec
 
         foreach (var b in bytes)
         {
-            if (b is < 0x20 or >= 0x7F or (byte)'\\')
+            if (!AETitles.IsAllowed((char)b))
             {
                 return false;
             }

@@ -34,7 +34,7 @@ public sealed class DicomServerOptionsValidationTests
 
         Assert.Equal(
         [
-            "Dicom:Server:AETitle 'GATEWAY-RADIOLOGY' must be 1 to 16 characters of printable ASCII, without a backslash",
+            "Dicom:Server:AETitle 'GATEWAY-RADIOLOGY' has 17 characters; at most 16 (1 to 16 characters of printable ASCII, without a backslash)",
             "Dicom:Server:BindAddress 'localhost' is not an IP address (0.0.0.0 for every interface)",
             "Dicom:Server:Port and TlsPort are both 11112",
             "Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not",
@@ -45,6 +45,22 @@ public sealed class DicomServerOptionsValidationTests
             "Dicom:Server:Association:ReadTimeout 2.00:00:00 is not between 1 second and 1 day",
         ], result.Failures);
     }
+
+    /// <summary>
+    /// The one AE title rule, for every title people write into the configuration: what the wire can carry, and what
+    /// can equal a title as it arrives (trimmed).
+    /// </summary>
+    [Theory]
+    [InlineData("VIGIE", null)]
+    [InlineData("CT_SALLE-2 (A)", null)]
+    [InlineData("", "is empty")]
+    [InlineData("   ", "is empty")]
+    [InlineData("GATEWAY-RADIOLOGY", "has 17 characters; at most 16")]
+    [InlineData("CT\\1", "holds a backslash")]
+    [InlineData("IRM-SALLE-É", "holds U+00C9, outside printable ASCII")]
+    [InlineData("CT\t1", "holds U+0009, outside printable ASCII")]
+    [InlineData(" CT1", "has spaces at its ends, which DICOM ignores: write 'CT1'")]
+    public void An_AE_title_is_checked_by_one_rule(string title, string? problem) => Assert.Equal(problem, AETitles.Problem(title));
 
     /// <summary>
     /// Regression: a maximum PDU length of 0, "no limit" in PS3.8's words, started the node, which advertised it and then

@@ -5,7 +5,8 @@ public sealed class GatewayConfigurationTests
 {
     /// <summary>
     /// Regression: a destination without a title, host or valid port (or two with the same title) was accepted and
-    /// every forward or C-MOVE to it then failed at run time.
+    /// every forward or C-MOVE to it then failed at run time; so was a title outside printable ASCII, which no
+    /// association request can carry.
     /// </summary>
     [Fact]
     public void Destinations_that_could_never_be_reached_stop_the_start_with_their_place()
@@ -19,6 +20,7 @@ public sealed class GatewayConfigurationTests
                 new DicomDestination { AETitle = "PACS", Host = "10.1.9.6", Port = 70000 },
                 new DicomDestination { AETitle = "VIEWER", Host = "10.1.9.7", ServerCaPath = "/etc/vigie/ca.pem", ConnectTimeout = TimeSpan.Zero, ResponseTimeout = TimeSpan.FromHours(2) },
                 new DicomDestination { AETitle = "OLDPACS", ArtimTimeout = TimeSpan.Zero, MaxSendPduLength = 1024 },
+                new DicomDestination { AETitle = "PACS-RADIOLOGIE-É", Host = "10.1.9.8" },
             ],
         };
 
@@ -26,7 +28,7 @@ public sealed class GatewayConfigurationTests
 
         Assert.Equal(
         [
-            "Gateway:Destinations:1:AETitle '' must be 1 to 16 characters, without a backslash",
+            "Gateway:Destinations:1:AETitle '' is empty (1 to 16 characters of printable ASCII, without a backslash)",
             "Gateway:Destinations:1:Host is empty",
             "Gateway:Destinations:1:Port 0 is not 1 to 65535",
             "Gateway:Destinations:2:AETitle 'PACS' is also another destination's: C-MOVE could not tell them apart",
@@ -36,7 +38,19 @@ public sealed class GatewayConfigurationTests
             "Gateway:Destinations:3:ResponseTimeout 02:00:00 is not between 1 second and 1 hour",
             "Gateway:Destinations:4:ArtimTimeout 00:00:00 is not between 1 second and 10 minutes",
             "Gateway:Destinations:4:MaxSendPduLength 1024 is below 4096, the least PS3.8 allows (0: as the node advertises)",
+            "Gateway:Destinations:5:AETitle 'PACS-RADIOLOGIE-É' has 17 characters; at most 16 (1 to 16 characters of printable ASCII, without a backslash)",
         ], result.Failures);
         Assert.True(new GatewayOptionsValidation().Validate(null, new GatewayOptions { Destinations = [options.Destinations[0]] }).Succeeded);
+    }
+
+    /// <summary>Regression: a destination titled "PACS-É" started the node; every forward to it then failed to encode its association request.</summary>
+    [Fact]
+    public void Regression_a_destination_title_outside_printable_ASCII_started_the_node()
+    {
+        var result = new GatewayOptionsValidation().Validate(null,
+            new GatewayOptions { Destinations = [new DicomDestination { AETitle = "PACS-É", Host = "10.1.9.5", Port = 104, Forward = true }] });
+
+        Assert.Equal(["Gateway:Destinations:0:AETitle 'PACS-É' holds U+00C9, outside printable ASCII (1 to 16 characters of printable ASCII, without a backslash)"],
+            result.Failures);
     }
 }
