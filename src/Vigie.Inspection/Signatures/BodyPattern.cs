@@ -18,12 +18,31 @@ internal readonly record struct PatternGap(int Min, int Max)
 }
 
 /// <summary>
+/// A run of exact bytes the scanner looks for (upper-case letters compared without case when <paramref name="IgnoresCase"/>),
+/// and where a match starts from a hit: <paramref name="Offset"/> bytes before it, or up to <paramref name="Slack"/> more.
+/// </summary>
+internal sealed record PatternAnchor(byte[] Bytes, int Offset, int Slack, bool IgnoresCase);
+
+/// <summary>
 /// A run of bytes that must match at one position; each byte has a mask (0xFF exact, 0xF0 or 0x0F one nibble,
 /// 0xDF a letter in either case, 0x00 any byte, from <c>??</c>). Positions that hold a set of bytes (<c>(aa|bb)</c>,
 /// <c>!(aa|bb)</c>, <c>(W)</c>) or a group of multi-byte alternatives carry mask 0x00 and are checked after the masks.
 /// </summary>
 internal sealed class PatternSegment(byte[] values, byte[] masks, PatternByteSet[] sets, PatternAlternatives[] groups)
 {
+    /// <summary>
+    /// A part that is one of several runs of different lengths: ClamAV's alternatives of different lengths
+    /// (<c>(aa|bbcc)</c>), and a string both as it is and wide (<c>::wa</c>). Its own bytes are empty.
+    /// </summary>
+    public static PatternSegment Choice(PatternSegment[] options) => new([], [], [], []) { Options = options };
+
+    /// <summary>The runs a choice part may be; null for an ordinary part.</summary>
+    public PatternSegment[]? Options { get; private init; }
+
+    public int MinLength => Options is { } options ? options.Min(o => o.Length) : Length;
+
+    public int MaxLength => Options is { } options ? options.Max(o => o.Length) : Length;
+
     public byte[] Values { get; } = values;
 
     public byte[] Masks { get; } = masks;
@@ -138,7 +157,7 @@ internal sealed class BodyPattern
         Segments = segments;
         Gaps = gaps;
         ChooseAnchor();
-        MinLength = segments.Sum(s => s.Length) + gaps.Sum(g => (long)g.Min);
+        MinLength = segments.Sum(s => (long)s.MinLength) + gaps.Sum(g => (long)g.Min);
     }
 
     /// <summary>The pattern as written (lower-case hex), for export.</summary>
@@ -154,25 +173,15 @@ internal sealed class BodyPattern
     /// <summary>Gaps[i] separates Segments[i] and Segments[i + 1].</summary>
     public PatternGap[] Gaps { get; }
 
-    /// <summary>The anchor's smallest distance from the start of a match.</summary>
-    public int AnchorOffset { get; private set; }
-
-    /// <summary>How much further from the start the anchor may be (the bounded gaps before its part).</summary>
-    public int AnchorSlack { get; private set; }
-
-    public int AnchorLength { get; private set; }
-
-    /// <summary>The anchor holds letters of either case (a case-insensitive sub-signature): compared without case.</summary>
-    public bool AnchorIgnoresCase { get; private set; }
+    /// <summary>
+    /// Where the scanner looks for this pattern: one anchor, or one per run of a choice that comes before any part
+    /// with an anchor of its own (<c>::wa</c>, <c>(aabb|ccddee)</c> first); empty when the pattern has none.
+    /// </summary>
+    public IReadOnlyList<PatternAnchor> Anchors { get; private set; } = [];
 
     public long MinLength { get; }
 
-    /// <summary>The anchor's bytes; upper-case letters when <see cref="AnchorIgnoresCase"/>.</summary>
-    public ReadOnlySpan<byte> Anchor => _anchor;
-
-    private byte[] _anchor = [];
-
-    public bool HasUsableAnchor => AnchorLength >= 2;
+    public bool HasUsableAnchor => Anchors.Count > 0;
 
     /// <summary>
     /// Parses ClamAV hex pattern syntax, with the sub-signature modifiers that follow <c>::</c> (only <c>i</c> and
@@ -185,10 +194,10 @@ internal sealed class BodyPattern
         {
             switch (modifier)
             {
-                case 'i' or 'a':
+                case 'i' or 'a' or 'w':
                     break;
-                case 'w' or 'f':
-                    throw new UnsupportedSignatureException($"modifier '{modifier}' (wide or full word) is not supported");
+                case 'f':
+                    throw new UnsupportedSignatureException("modifier 'f' (full word) is not supported");
                 default:
                     throw new SignatureFormatException($"unknown sub-signature modifier '{modifier}'");
             }
@@ -204,21 +213,39 @@ internal sealed class BodyPattern
         var normalised = new StringBuilder(text.Length);
         var i = 0;
 
-        void CloseSegment(int at)
+        // Parts that follow each other with no gap between them (a choice and its neighbours) are joined by a gap of 0.
+        void AddSegment(PatternSegment segment)
         {
-            if (values.Count == 0)
+            if (segments.Count > gaps.Count)
             {
-                throw new SignatureFormatException($"a gap at character {at} has no fixed bytes before it");
+                gaps.Add(new PatternGap(0, 0));
             }
 
-            segments.Add(new PatternSegment([.. values], [.. masks], [.. sets], [.. groups]));
-            values.Clear();
-            masks.Clear();
-            sets.Clear();
-            groups.Clear();
+            segments.Add(segment);
             if (segments.Count > MaxSegments)
             {
                 throw new UnsupportedSignatureException($"more than {MaxSegments} parts");
+            }
+        }
+
+        void FlushBytes()
+        {
+            if (values.Count > 0)
+            {
+                AddSegment(new PatternSegment([.. values], [.. masks], [.. sets], [.. groups]));
+                values.Clear();
+                masks.Clear();
+                sets.Clear();
+                groups.Clear();
+            }
+        }
+
+        void CloseSegment(int at)
+        {
+            FlushBytes();
+            if (segments.Count == gaps.Count)
+            {
+                throw new SignatureFormatException($"a gap at character {at} has no fixed bytes before it");
             }
         }
 
@@ -272,7 +299,12 @@ internal sealed class BodyPattern
                 }
 
                 var body = text[(open + 1)..end];
-                ParseAlternatives(body, negated, open, values, masks, sets, groups, normalised);
+                if (ParseAlternatives(body, negated, open, values, masks, sets, groups, normalised) is { } choice)
+                {
+                    FlushBytes();
+                    AddSegment(choice);
+                }
+
                 CheckLength();
                 i = end + 1;
             }
@@ -298,12 +330,17 @@ internal sealed class BodyPattern
             }
         }
 
-        if (values.Count == 0)
+        FlushBytes();
+        if (segments.Count == 0 || segments.Count == gaps.Count)
         {
             throw new SignatureFormatException(segments.Count == 0 ? "the pattern is empty" : "the pattern ends with a gap");
         }
 
-        segments.Add(new PatternSegment([.. values], [.. masks], [.. sets], [.. groups]));
+        if (modifiers.Contains('w', StringComparison.Ordinal))
+        {
+            segments = [Widen(segments, gaps, modifiers.Contains('a', StringComparison.Ordinal))];
+        }
+
         return new BodyPattern(normalised.ToString(), modifiers, [.. segments], [.. gaps]);
     }
 
@@ -337,7 +374,7 @@ internal sealed class BodyPattern
     /// a group of positions; <c>(W)</c> the set of bytes that are not letters or digits. Alternatives of different
     /// lengths and the boundary classes (B) and (L) are not implemented.
     /// </summary>
-    private static void ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
+    private static PatternSegment? ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
         List<PatternAlternatives> groups, StringBuilder normalised)
     {
         if (body is "B" or "L")
@@ -365,7 +402,7 @@ internal sealed class BodyPattern
             values.Add(0);
             masks.Add(0);
             normalised.Append("(W)");
-            return;
+            return null;
         }
 
         var texts = body.Split('|');
@@ -389,6 +426,11 @@ internal sealed class BodyPattern
                 throw new SignatureFormatException($"alternative '{alternative}' at character {at} is not a string of hex bytes");
             }
 
+            if (alternative.Length / 2 > MaxSegmentBytes)
+            {
+                throw new UnsupportedSignatureException($"an alternative longer than {MaxSegmentBytes} bytes at character {at}");
+            }
+
             var altValues = new byte[alternative.Length / 2];
             var altMasks = new byte[altValues.Length];
             for (var b = 0; b < altValues.Length; b++)
@@ -408,7 +450,8 @@ internal sealed class BodyPattern
                 throw new SignatureFormatException($"negated alternatives at character {at} must all have the same length");
             }
 
-            throw new UnsupportedSignatureException($"alternatives of different lengths at character {at} are not supported");
+            normalised.Append('(').Append(body.ToLowerInvariant()).Append(')');
+            return PatternSegment.Choice([.. alternatives.Select(a => new PatternSegment(a.Values, a.Masks, [], []))]);
         }
 
         if (negated && wildcards)
@@ -447,6 +490,32 @@ internal sealed class BodyPattern
         }
 
         normalised.Append(negated ? "!(" : "(").Append(body.ToLowerInvariant()).Append(')');
+        return null;
+    }
+
+    /// <summary>
+    /// The <c>::w</c> form of a sub-signature: each byte followed by a zero, as UTF-16 text of ASCII; with <c>::a</c>
+    /// too, a choice between the string as it is and wide. Only plain strings (bytes and nibble wildcards, in one
+    /// part) are widened here.
+    /// </summary>
+    private static PatternSegment Widen(List<PatternSegment> segments, List<PatternGap> gaps, bool alsoAscii)
+    {
+        if (segments.Count != 1 || gaps.Count != 0 || segments[0].Options is not null || segments[0].Sets.Length + segments[0].Groups.Length > 0)
+        {
+            throw new UnsupportedSignatureException("modifier 'w' on a pattern with gaps or alternatives is not supported");
+        }
+
+        var ascii = segments[0];
+        var values = new byte[ascii.Length * 2];
+        var masks = new byte[values.Length];
+        for (var i = 0; i < ascii.Length; i++)
+        {
+            (values[2 * i], masks[2 * i]) = (ascii.Values[i], ascii.Masks[i]);
+            masks[(2 * i) + 1] = 0xFF;
+        }
+
+        var wide = new PatternSegment(values, masks, [], []);
+        return alsoAscii ? PatternSegment.Choice([ascii, wide]) : wide;
     }
 
     private static PatternGap ParseGap(string body, int at)
@@ -479,62 +548,89 @@ internal sealed class BodyPattern
     /// <summary>
     /// Picks the anchor: the run of exact bytes that starts with the rarest byte pair, in any part whose distance from
     /// the start varies by at most <see cref="MaxAnchorSlack"/> bytes (each extra distance is one more start to verify
-    /// per hit). The scanner filters positions on that pair, so a pair of bytes common in images (0x00, 0xFF, small
-    /// values of 12-bit pixels, ASCII) would make every other position a candidate.
+    /// per hit). A choice holds no single anchor; when one comes before every part that does, each of its runs gets
+    /// its own. The scanner filters positions on the anchor's first pair, so a pair of bytes common in images (0x00,
+    /// 0xFF, small values of 12-bit pixels, ASCII) would make every other position a candidate.
     /// </summary>
     private void ChooseAnchor()
     {
-        int bestSegment = -1, bestOffset = 0, bestLength = 0, bestCost = int.MaxValue, bestBase = 0, bestSlack = 0;
+        PatternAnchor? best = null;
+        var bestCost = int.MaxValue;
+        IReadOnlyList<PatternAnchor>? firstChoice = null;
         int distance = 0, slack = 0;
         for (var s = 0; s < Segments.Length; s++)
         {
             if (s > 0)
             {
                 var gap = Gaps[s - 1];
-                if (gap.IsUnbounded || slack + (long)(gap.Max - gap.Min) > MaxAnchorSlack)
+                if (gap.IsUnbounded)
                 {
                     break;
                 }
 
-                distance += Segments[s - 1].Length + gap.Min;
-                slack += gap.Max - gap.Min;
+                var before = Segments[s - 1];
+                if (slack + (long)(gap.Max - gap.Min) + (before.MaxLength - before.MinLength) > MaxAnchorSlack)
+                {
+                    break;
+                }
+
+                distance += before.MinLength + gap.Min;
+                slack += gap.Max - gap.Min + (before.MaxLength - before.MinLength);
             }
 
             var segment = Segments[s];
-            for (var i = 0; i + 1 < segment.Length; i++)
+            if (segment.Options is { } options)
             {
-                if (!Anchorable(segment, i) || !Anchorable(segment, i + 1))
+                if (firstChoice is null)
                 {
-                    continue;
+                    var perRun = options.Select(o => BestIn(o, distance, slack)).ToList();
+                    firstChoice = perRun.All(a => a.Anchor is not null) ? [.. perRun.Select(a => a.Anchor!)] : null;
                 }
 
-                var length = 2;
-                while (i + length < segment.Length && Anchorable(segment, i + length) && length < 64)
-                {
-                    length++;
-                }
+                continue;
+            }
 
-                // Rarity first; among equally rare pairs, the longer run verifies more before the full check, and
-                // a fixed distance from the start verifies one start per hit.
-                var cost = (ByteCost(segment.Values[i]) + ByteCost(segment.Values[i + 1])) * 100 - length + slack;
-                if (cost < bestCost)
-                {
-                    (bestSegment, bestOffset, bestLength, bestCost, bestBase, bestSlack) = (s, i, length, cost, distance, slack);
-                }
+            var (anchor, cost) = BestIn(segment, distance, slack);
+            if (anchor is not null && cost < bestCost)
+            {
+                (best, bestCost) = (anchor, cost);
             }
         }
 
-        if (bestSegment < 0)
+        // One anchor where there is one (the choices before it only widen its slack); else one per run of the first choice.
+        Anchors = best is not null ? [best] : firstChoice ?? [];
+    }
+
+    /// <summary>The best anchor inside one run of bytes that starts <paramref name="distance"/> (+ up to <paramref name="slack"/>) after the match.</summary>
+    private static (PatternAnchor? Anchor, int Cost) BestIn(PatternSegment segment, int distance, int slack)
+    {
+        PatternAnchor? best = null;
+        var bestCost = int.MaxValue;
+        for (var i = 0; i + 1 < segment.Length; i++)
         {
-            return;
+            if (!Anchorable(segment, i) || !Anchorable(segment, i + 1))
+            {
+                continue;
+            }
+
+            var length = 2;
+            while (i + length < segment.Length && Anchorable(segment, i + length) && length < 64)
+            {
+                length++;
+            }
+
+            // Rarity first; among equally rare pairs, the longer run verifies more before the full check, and a fixed
+            // distance from the start verifies one start per hit.
+            var cost = (ByteCost(segment.Values[i]) + ByteCost(segment.Values[i + 1])) * 100 - length + slack;
+            if (cost < bestCost)
+            {
+                best = new PatternAnchor(segment.Values.AsSpan(i, length).ToArray(), distance + i, slack,
+                    segment.Masks.AsSpan(i, length).Contains((byte)0xDF));
+                bestCost = cost;
+            }
         }
 
-        var anchorSegment = Segments[bestSegment];
-        _anchor = anchorSegment.Values.AsSpan(bestOffset, bestLength).ToArray();
-        AnchorIgnoresCase = anchorSegment.Masks.AsSpan(bestOffset, bestLength).Contains((byte)0xDF);
-        AnchorOffset = bestBase + bestOffset;
-        AnchorSlack = bestSlack;
-        AnchorLength = bestLength;
+        return (best, bestCost);
     }
 
     /// <summary>An exact byte, or (case-insensitive patterns) a letter in either case, held as its upper case.</summary>

@@ -70,14 +70,17 @@ internal sealed class SignatureEngine : IKnownBadEngine
                 return;
             }
 
-            var anchor = (Encoding.Latin1.GetString(use.Pattern.Anchor), use.Pattern.AnchorIgnoresCase);
-            if (!anchorIds.TryGetValue(anchor, out var id))
+            foreach (var anchor in use.Pattern.Anchors)
             {
-                anchorIds[anchor] = id = anchorUses.Count;
-                anchorUses.Add([]);
-            }
+                var key = (Encoding.Latin1.GetString(anchor.Bytes), anchor.IgnoresCase);
+                if (!anchorIds.TryGetValue(key, out var id))
+                {
+                    anchorIds[key] = id = anchorUses.Count;
+                    anchorUses.Add([]);
+                }
 
-            anchorUses[id].Add(use);
+                anchorUses[id].Add(use with { Anchor = anchor });
+            }
         }
 
         for (var i = 0; i < database.Bodies.Count; i++)
@@ -337,7 +340,11 @@ internal sealed class SignatureEngine : IKnownBadEngine
     }
 
     /// <summary>One use of a pattern: an .ndb signature (SubIndex -1) or sub-signature SubIndex of logical signature Owner.</summary>
-    private sealed record PatternUse(BodyPattern Pattern, SignatureOffset Offset, int Target, int Owner, int SubIndex);
+    private sealed record PatternUse(BodyPattern Pattern, SignatureOffset Offset, int Target, int Owner, int SubIndex)
+    {
+        /// <summary>The anchor this use was filed under (floating uses only).</summary>
+        public PatternAnchor? Anchor { get; init; }
+    }
 
     /// <summary>The state of one object's pattern scan: what matched, match counts, and the verification budget.</summary>
     private sealed class PatternScan(SignatureEngine engine, InspectionContext context, ContentSource content, long budget)
@@ -386,8 +393,9 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
             cancellationToken.ThrowIfCancellationRequested();
             // Bounded gaps before the anchor's part leave a few possible starts; each is verified whole.
-            var latest = anchorPosition - use.Pattern.AnchorOffset;
-            for (var start = Math.Max(0, latest - use.Pattern.AnchorSlack); start <= latest && Applies(use) && !Exhausted; start++)
+            var anchor = use.Anchor!;
+            var latest = anchorPosition - anchor.Offset;
+            for (var start = Math.Max(0, latest - anchor.Slack); start <= latest && Applies(use) && !Exhausted; start++)
             {
                 if (use.Offset.Allows(start, content.Length))
                 {
@@ -455,11 +463,25 @@ internal sealed class SignatureEngine : IKnownBadEngine
         private bool Matches(BodyPattern pattern, int k, long position)
         {
             var segment = pattern.Segments[k];
-            if (!SegmentAt(segment, position))
+            if (segment.Options is not { } options)
             {
-                return false;
+                return SegmentAt(segment, position) && MatchesAfter(pattern, k, position + segment.Length);
             }
 
+            foreach (var option in options)
+            {
+                if (SegmentAt(option, position) && MatchesAfter(pattern, k, position + option.Length))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        /// <summary>True when segments after k match, segment k having ended at <paramref name="end"/>.</summary>
+        private bool MatchesAfter(BodyPattern pattern, int k, long end)
+        {
             if (k == pattern.Segments.Length - 1)
             {
                 return true;
@@ -467,11 +489,11 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
             var gap = pattern.Gaps[k];
             var next = pattern.Segments[k + 1];
-            var from = position + segment.Length + gap.Min;
-            var to = gap.IsUnbounded ? content.Length - next.Length : Math.Min(position + segment.Length + (long)gap.Max, content.Length - next.Length);
+            var from = end + gap.Min;
+            var to = gap.IsUnbounded ? content.Length - next.MinLength : Math.Min(end + (long)gap.Max, content.Length - next.MinLength);
             while (from <= to && !Exhausted)
             {
-                var found = FindSegment(next, from, to);
+                var found = FindStart(next, from, to);
                 if (found < 0)
                 {
                     return false;
@@ -486,6 +508,27 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
 
             return false;
+        }
+
+        /// <summary>The first position in [from, to] where <paramref name="segment"/> (or one run of a choice) matches, or -1.</summary>
+        private long FindStart(PatternSegment segment, long from, long to)
+        {
+            if (segment.Options is not { } options)
+            {
+                return FindSegment(segment, from, to);
+            }
+
+            var first = -1L;
+            foreach (var option in options)
+            {
+                var found = FindSegment(option, from, Math.Min(first < 0 ? to : first - 1, content.Length - option.Length));
+                if (found >= 0)
+                {
+                    first = found;
+                }
+            }
+
+            return first;
         }
 
         private bool SegmentAt(PatternSegment segment, long position)

@@ -253,8 +253,10 @@ public static class SignatureExporter
             if (s > 0)
             {
                 var gap = pattern.Gaps[s - 1];
+                // A part that follows the previous one directly (around a choice) needs no jump: YARA refuses [0].
                 text.Append(gap switch
                 {
+                    { Min: 0, Max: 0 } => string.Empty,
                     { IsUnbounded: true, Min: 0 } => "[-] ",
                     { IsUnbounded: true } => $"[{gap.Min}-] ",
                     _ when gap.Min == gap.Max => $"[{gap.Min}] ",
@@ -262,32 +264,51 @@ public static class SignatureExporter
                 });
             }
 
-            var segment = pattern.Segments[s];
-            for (var i = 0; i < segment.Length; i++)
+            if (YaraSegment(pattern.Segments[s]) is not { } part)
             {
-                if (segment.Groups.FirstOrDefault(g => g.Position == i) is { } group)
-                {
-                    if (group.Negated)
-                    {
-                        return null;
-                    }
+                return null;
+            }
 
-                    text.Append("( ").AppendJoin(" | ", group.Alternatives.Select(a => YaraBytes(a.Values, a.Masks))).Append(" ) ");
-                    i += group.Length - 1;
-                }
-                else if (segment.Sets.FirstOrDefault(set => set.Position == i) is { } set)
+            text.Append(part).Append(' ');
+        }
+
+        return text.ToString().TrimEnd();
+    }
+
+    /// <summary>One part of a pattern in YARA hex; a choice becomes YARA alternatives of different lengths.</summary>
+    private static string? YaraSegment(PatternSegment segment)
+    {
+        if (segment.Options is { } options)
+        {
+            var runs = options.Select(YaraSegment).ToList();
+            return runs.Any(r => r is null) ? null : $"( {string.Join(" | ", runs)} )";
+        }
+
+        var text = new StringBuilder();
+        for (var i = 0; i < segment.Length; i++)
+        {
+            if (segment.Groups.FirstOrDefault(g => g.Position == i) is { } group)
+            {
+                if (group.Negated)
                 {
-                    text.Append(YaraSet(set)).Append(' ');
+                    return null;
                 }
-                else if (segment.Masks[i] == 0xDF)
-                {
-                    // A letter of a case-insensitive sub-signature.
-                    text.Append(CultureInfo.InvariantCulture, $"( {segment.Values[i]:X2} | {segment.Values[i] | 0x20:X2} ) ");
-                }
-                else
-                {
-                    text.Append(YaraBytes([segment.Values[i]], [segment.Masks[i]])).Append(' ');
-                }
+
+                text.Append("( ").AppendJoin(" | ", group.Alternatives.Select(a => YaraBytes(a.Values, a.Masks))).Append(" ) ");
+                i += group.Length - 1;
+            }
+            else if (segment.Sets.FirstOrDefault(set => set.Position == i) is { } set)
+            {
+                text.Append(YaraSet(set)).Append(' ');
+            }
+            else if (segment.Masks[i] == 0xDF)
+            {
+                // A letter of a case-insensitive sub-signature.
+                text.Append(CultureInfo.InvariantCulture, $"( {segment.Values[i]:X2} | {segment.Values[i] | 0x20:X2} ) ");
+            }
+            else
+            {
+                text.Append(YaraBytes([segment.Values[i]], [segment.Masks[i]])).Append(' ');
             }
         }
 

@@ -41,9 +41,14 @@ internal static class SignatureSamples
         Add("hashed.txt", Encoding.ASCII.GetBytes("a harmless file known by its MD5\n"), "Vigie.Test.HashMd5");
         Add("listed.txt", Encoding.ASCII.GetBytes("a harmless file known by its SHA-256\n"), "Vigie.Test.HashSha256");
         Add("clean.txt", Encoding.ASCII.GetBytes("nothing to see: MARK- once, VIGIE-GAP-END alone\n"));
-        Add("alternatives.txt", Encoding.ASCII.GetBytes("VIGIE-ALT-B-END VIGIE-NOT-7-END VIGIE-PAIR-XY-END VIGIE-NOTPAIR-QQ-END\n"),
-            "Vigie.Test.Alt", "Vigie.Test.NotAlt", "Vigie.Test.AltPair", "Vigie.Test.NotPair");
-        Add("alternatives-missed.txt", Encoding.ASCII.GetBytes("VIGIE-ALT-D-END VIGIE-NOT-0-END VIGIE-PAIR-XZ-END VIGIE-NOTPAIR-AB-END VIGIE-WORDxEND\n"));
+        Add("alternatives.txt", Encoding.ASCII.GetBytes("VIGIE-ALT-B-END VIGIE-NOT-7-END VIGIE-PAIR-XY-END VIGIE-NOTPAIR-QQ-END VIGIE-VAR-BC-END xYVIGIE-FRONT\n"),
+            "Vigie.Test.Alt", "Vigie.Test.NotAlt", "Vigie.Test.AltPair", "Vigie.Test.NotPair", "Vigie.Test.AltLengths", "Vigie.Test.AltFront");
+        Add("alternatives-missed.txt",
+            Encoding.ASCII.GetBytes("VIGIE-ALT-D-END VIGIE-NOT-0-END VIGIE-PAIR-XZ-END VIGIE-NOTPAIR-AB-END VIGIE-WORDxEND VIGIE-VAR-BD-END xXVIGIE-FRONT\n"));
+        Add("wide.txt", [.. Encoding.ASCII.GetBytes("text then "), .. Encoding.Unicode.GetBytes("vigie-wide-marker"), .. "\n"u8], "Vigie.Test.Wide");
+        Add("wide-not-ascii.txt", Encoding.ASCII.GetBytes("vigie-wide-marker is only wide in the signature\n"));
+        Add("both.txt", [.. Encoding.ASCII.GetBytes("vigie-both-marker "), .. Encoding.Unicode.GetBytes("nothing")], "Vigie.Test.WideOrAscii");
+        Add("both-wide.txt", [.. Encoding.Unicode.GetBytes("vigie-both-marker")], "Vigie.Test.WideOrAscii");
         Add("word.txt", Encoding.ASCII.GetBytes("a VIGIE-WORD END here\n"), "Vigie.Test.Word");
         Add("range.txt", Encoding.ASCII.GetBytes("<1234VIGIE-RANGE and ~abcVIGIE-SMALLGAP\n"), "Vigie.Test.Range", "Vigie.Test.SmallGap");
         Add("range-too-far.txt", Encoding.ASCII.GetBytes("<12345678VIGIE-RANGE and ~abcdVIGIE-SMALLGAP\n"));
@@ -100,11 +105,15 @@ internal static class SignatureSamples
             $"Vigie.Test.Word:0:*:{Hex("VIGIE-WORD")}(W){Hex("END")}",
             $"Vigie.Test.Range:0:*:3c[2-6]{Hex("VIGIE-RANGE")}",
             $"Vigie.Test.SmallGap:0:*:7e{{3}}{Hex("VIGIE-SMALLGAP")}",
+            $"Vigie.Test.AltLengths:0:*:{Hex("VIGIE-VAR-")}(41|4243|444546){Hex("-END")}",
+            $"Vigie.Test.AltFront:0:*:(5a5a|59){Hex("VIGIE-FRONT")}",
             "") + "\n");
         File.WriteAllText(Path.Combine(folder, "test.ldb"), string.Join("\n",
             $"Vigie.Test.Logic;Engine:51-255,Target:0;(0>2)&1;{Hex("MARK-")};{Hex("ENDING")}",
             $"Vigie.Test.LogicNo;Target:0;0&1;{Hex("MARK-")};{Hex("NOPE-NOT-HERE")}",
             $"Vigie.Test.NoCase;Target:0;0;{Hex("vigie-nocase-marker")}::i",
+            $"Vigie.Test.Wide;Target:0;0;{Hex("vigie-wide-marker")}::w",
+            $"Vigie.Test.WideOrAscii;Target:0;0;{Hex("vigie-both-marker")}::wa",
             "") + "\n");
     }
 }
