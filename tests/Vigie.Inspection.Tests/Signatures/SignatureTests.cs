@@ -252,6 +252,58 @@ public sealed class SignatureTests
         Assert.Empty(await Scan([0x21, 1, 0xE9, 0xE8, 0xE7]));
     }
 
+    /// <summary>
+    /// Rules folders come from outside (a vendor feed, a colleague): whatever the pattern text, loading it either works
+    /// or says why, and scanning with what loaded ends. Random patterns from the syntax's own characters.
+    /// </summary>
+    [Fact]
+    public async Task Any_pattern_text_loads_or_is_refused_with_a_reason_and_never_breaks_a_scan()
+    {
+        // Mostly pieces of the syntax, valid or not in that order, and now and then a stray character.
+        string[] pieces =
+        [
+            "01", "23", "ab", "ef", "00", "ff", "45", "67", "??", "a?", "?b", "{2}", "{1-3}", "{-2}", "{2-}", "*", "[1-3]", "[0-40]",
+            "(ab|cd)", "!(ab|cd)", "(abcd|ef01)", "!(abcd|ef)", "(ab|cdef)", "(a?|01)", "(W)", "(B)", "(", ")", "|", "!", "{", "}", "[", "-", "::i",
+            "::wa", "::f", "x", "0",
+        ];
+        var random = new Random(20261204);
+        var loaded = new List<string>();
+        for (var n = 0; n < 20_000; n++)
+        {
+            var text = string.Concat(Enumerable.Range(0, random.Next(1, 12)).Select(_ => pieces[random.Next(pieces.Length)]));
+            var separator = text.IndexOf("::", StringComparison.Ordinal);
+            try
+            {
+                var pattern = separator < 0 ? BodyPattern.Parse(text) : BodyPattern.Parse(text[..separator], text[(separator + 2)..]);
+                _ = SignatureExporter.ToYaraHex(pattern);
+                if (separator < 0 && text.IndexOf(':', StringComparison.Ordinal) < 0)
+                {
+                    loaded.Add(text);
+                }
+            }
+            catch (Exception e) when (e is SignatureFormatException or UnsupportedSignatureException)
+            {
+                Assert.False(string.IsNullOrWhiteSpace(e.Message));
+            }
+        }
+
+        Assert.True(loaded.Count > 500, $"only {loaded.Count} of the random patterns loaded: the generator no longer exercises the matcher");
+
+        // Every pattern that loaded, at once, over content made of the bytes they name: the scan ends, with findings or not.
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("random.ndb"), string.Concat(loaded.Select((text, i) => $"Random.{i}:0:*:{text}\n")));
+        var report = SignatureExporter.Check(temp.Path);
+        Assert.True(report.Bodies > 0, string.Join("\n", report.Skipped.Take(5)));
+        var content = new byte[64 * 1024];
+        for (var i = 0; i < content.Length; i++)
+        {
+            content[i] = (byte)"\x01\x23\x45\x67\x89\xab\xcd\xef\xaa\xbb\x00\xff"[random.Next(12)];
+        }
+
+        var verdict = await WithRules(temp.Path).InspectAsync(content);
+        Assert.DoesNotContain(verdict.Findings, f => f.Rule.StartsWith("inspection.", StringComparison.Ordinal) && f.Rule != "inspection.unknown-type");
+    }
+
     [Fact]
     public void Valid_but_unsupported_signatures_are_skipped_and_listed()
     {
