@@ -647,10 +647,18 @@ internal sealed class BodyPattern
     };
 }
 
-/// <summary>Where a match may start: anywhere, at an absolute offset, or counted back from the end; plus a range of extra positions.</summary>
-internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long Value, long Range)
+/// <summary>
+/// Where a match may start: anywhere, at an absolute offset, counted back from the end, or (PE files) from the entry
+/// point or a section's raw data; plus a range of extra positions. <paramref name="Section"/> numbers the section of
+/// <c>Sx+n</c> and <c>SEx</c>.
+/// </summary>
+internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long Value, long Range, int Section = 0)
 {
     public static readonly SignatureOffset Any = new(SignatureOffsetKind.Any, 0, 0);
+
+    /// <summary>Placed from a PE file's entry point or sections: only a PE file whose headers read gives it a place.</summary>
+    public bool NeedsExecutableLayout => Kind is SignatureOffsetKind.EntryPoint or SignatureOffsetKind.SectionStart or SignatureOffsetKind.SectionWhole
+        or SignatureOffsetKind.LastSection;
 
     public static SignatureOffset Parse(string text)
     {
@@ -659,55 +667,122 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
             return Any;
         }
 
+        var whole = text;
         var range = 0L;
         var comma = text.IndexOf(',', StringComparison.Ordinal);
         if (comma >= 0)
         {
-            range = ParseNumber(text[(comma + 1)..], text);
+            range = ParseNumber(text[(comma + 1)..], whole);
             text = text[..comma];
         }
 
         if (text.StartsWith("EOF-", StringComparison.Ordinal))
         {
-            return new SignatureOffset(SignatureOffsetKind.FromEnd, ParseNumber(text[4..], text), range);
+            return new SignatureOffset(SignatureOffsetKind.FromEnd, ParseNumber(text[4..], whole), range);
         }
 
-        if (text.StartsWith("EP", StringComparison.Ordinal) || text.StartsWith('S') || text.StartsWith("VI", StringComparison.Ordinal))
+        if (text.StartsWith("EP+", StringComparison.Ordinal) || text.StartsWith("EP-", StringComparison.Ordinal))
         {
-            throw new UnsupportedSignatureException($"offset '{text}' (entry point, section or version-information relative) is not supported");
+            var n = ParseNumber(text[3..], whole);
+            return new SignatureOffset(SignatureOffsetKind.EntryPoint, text[2] == '-' ? -n : n, range);
         }
 
-        return new SignatureOffset(SignatureOffsetKind.Absolute, ParseNumber(text, text), range);
+        if (text.StartsWith("SL+", StringComparison.Ordinal))
+        {
+            return new SignatureOffset(SignatureOffsetKind.LastSection, ParseNumber(text[3..], whole), range);
+        }
+
+        if (text.StartsWith("SE", StringComparison.Ordinal))
+        {
+            return comma >= 0
+                ? throw new SignatureFormatException($"offset '{whole}': a whole section takes no range")
+                : new SignatureOffset(SignatureOffsetKind.SectionWhole, 0, 0, SectionNumber(text[2..], whole));
+        }
+
+        if (text.StartsWith('S'))
+        {
+            var plus = text.IndexOf('+', StringComparison.Ordinal);
+            return plus < 0
+                ? throw new SignatureFormatException($"bad offset '{whole}': a section offset is Sx+n")
+                : new SignatureOffset(SignatureOffsetKind.SectionStart, ParseNumber(text[(plus + 1)..], whole), range, SectionNumber(text[1..plus], whole));
+        }
+
+        if (text.StartsWith("VI", StringComparison.Ordinal))
+        {
+            throw new UnsupportedSignatureException($"offset '{text}' (version-information relative) is not supported");
+        }
+
+        return new SignatureOffset(SignatureOffsetKind.Absolute, ParseNumber(text, whole), range);
     }
 
     /// <summary>
     /// The starts a match may have in content of this length, [First, Last]; false when there are none (an offset
-    /// counted back from the end of content shorter than it).
+    /// counted back from the end of content shorter than it, or placed in a PE file by what this content lacks).
     /// </summary>
-    public bool TryGetStarts(long contentLength, out long first, out long last)
+    public bool TryGetStarts(long contentLength, Executables.PeLayout? layout, out long first, out long last)
     {
-        (first, last) = Kind switch
+        (first, last) = (0, -1);
+        switch (Kind)
         {
-            SignatureOffsetKind.Absolute => (Value, Value + Range),
-            SignatureOffsetKind.FromEnd => (contentLength - Value, contentLength - Value + Range),
-            _ => (0, contentLength - 1),
-        };
+            case SignatureOffsetKind.Absolute:
+                (first, last) = (Value, Value + Range);
+                break;
+            case SignatureOffsetKind.FromEnd:
+                (first, last) = (contentLength - Value, contentLength - Value + Range);
+                break;
+            case SignatureOffsetKind.EntryPoint when layout is { EntryPoint: >= 0 }:
+                (first, last) = (layout.EntryPoint + Value, layout.EntryPoint + Value + Range);
+                break;
+            case SignatureOffsetKind.SectionStart when layout is not null && Section < layout.Sections.Count:
+                first = layout.Sections[Section].RawOffset + Value;
+                last = first + Range;
+                break;
+            case SignatureOffsetKind.SectionWhole when layout is not null && Section < layout.Sections.Count && layout.Sections[Section].RawSize > 0:
+                first = layout.Sections[Section].RawOffset;
+                last = first + layout.Sections[Section].RawSize - 1;
+                break;
+            case SignatureOffsetKind.LastSection when layout is { Sections.Count: > 0 }:
+                first = layout.Sections[^1].RawOffset + Value;
+                last = first + Range;
+                break;
+            case SignatureOffsetKind.Any:
+                (first, last) = (0, contentLength - 1);
+                break;
+            default:
+                return false;
+        }
+
         return first >= 0 && first < contentLength;
     }
 
-    public bool Allows(long start, long contentLength) =>
-        TryGetStarts(contentLength, out var first, out var last) && start >= first && start <= last;
+    public bool Allows(long start, long contentLength, Executables.PeLayout? layout) =>
+        TryGetStarts(contentLength, layout, out var first, out var last) && start >= first && start <= last;
 
-    public override string ToString() => Kind switch
+    public override string ToString()
     {
-        SignatureOffsetKind.Any => "*",
-        SignatureOffsetKind.Absolute => Range > 0 ? $"{Value},{Range}" : Value.ToString(CultureInfo.InvariantCulture),
-        SignatureOffsetKind.FromEnd => Range > 0 ? $"EOF-{Value},{Range}" : $"EOF-{Value}",
-        _ => "*",
-    };
+        var range = Range > 0 ? $",{Range}" : string.Empty;
+        return Kind switch
+        {
+            SignatureOffsetKind.Any => "*",
+            SignatureOffsetKind.Absolute => $"{Value}{range}",
+            SignatureOffsetKind.FromEnd => $"EOF-{Value}{range}",
+            SignatureOffsetKind.EntryPoint => $"EP{(Value < 0 ? "-" : "+")}{Math.Abs(Value)}{range}",
+            SignatureOffsetKind.SectionStart => $"S{Section}+{Value}{range}",
+            SignatureOffsetKind.SectionWhole => $"SE{Section}",
+            SignatureOffsetKind.LastSection => $"SL+{Value}{range}",
+            _ => "*",
+        };
+    }
+
+    private static int SectionNumber(string s, string whole) =>
+        int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n < Executables.PeLayout.MaxSections
+            ? n
+            : throw new SignatureFormatException($"bad section number in offset '{whole}'");
 
     private static long ParseNumber(string s, string whole) =>
-        long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) ? n : throw new SignatureFormatException($"bad offset '{whole}'");
+        long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n <= int.MaxValue
+            ? n
+            : throw new SignatureFormatException($"bad offset '{whole}'");
 }
 
 internal enum SignatureOffsetKind
@@ -715,4 +790,8 @@ internal enum SignatureOffsetKind
     Any,
     Absolute,
     FromEnd,
+    EntryPoint,
+    SectionStart,
+    SectionWhole,
+    LastSection,
 }

@@ -261,6 +261,7 @@ internal sealed partial class SignatureDatabase
 
         var target = ParseTarget(fields[1]);
         var offset = SignatureOffset.Parse(fields[2]);
+        CheckPlacement(offset, target);
         var pattern = BodyPattern.Parse(fields[3]);
         CheckAnchor(pattern, offset);
         return new BodySignature(CheckName(fields[0]), target, offset, pattern, origin);
@@ -329,6 +330,7 @@ internal sealed partial class SignatureDatabase
 
             var colon = text.IndexOf(':', StringComparison.Ordinal);
             var offset = colon < 0 ? SignatureOffset.Any : SignatureOffset.Parse(text[..colon]);
+            CheckPlacement(offset, target.Value);
             var pattern = BodyPattern.Parse(colon < 0 ? text : text[(colon + 1)..], modifiers);
             CheckAnchor(pattern, offset);
             subSignatures[i] = new SubSignature(offset, pattern);
@@ -336,6 +338,15 @@ internal sealed partial class SignatureDatabase
 
         var expression = LogicalExpression.Parse(fields[2], subSignatures.Length);
         return new LogicalSignature(CheckName(fields[0]), target.Value, minSize, maxSize, expression, subSignatures, origin, fields[2]);
+    }
+
+    /// <summary>Entry point and section offsets are read from PE headers here: ELF and Mach-O entry points are not.</summary>
+    private static void CheckPlacement(SignatureOffset offset, int target)
+    {
+        if (offset.NeedsExecutableLayout && target != 1)
+        {
+            throw new UnsupportedSignatureException($"offset '{offset}' is placed from PE headers only (target 1), not target {target}");
+        }
     }
 
     private static void CheckAnchor(BodyPattern pattern, SignatureOffset offset)

@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
 using Vigie.Inspection.Engine;
+using Vigie.Inspection.Executables;
 
 namespace Vigie.Inspection.Signatures;
 
@@ -355,9 +356,28 @@ internal sealed class SignatureEngine : IKnownBadEngine
         private readonly int[][] _counts = [.. engine._database.Logicals.Select(l => new int[l.SubSignatures.Length])];
         private readonly HashSet<(int Owner, int Sub, long Start)> _seen = [];
         private long _budget = budget;
+        private PeLayout? _layout;
+        private bool _layoutRead;
         private bool _budgetReported;
 
         public bool Exhausted => _budget <= 0;
+
+        /// <summary>The PE layout, read once per object and only for signatures placed by it.</summary>
+        private PeLayout? LayoutFor(PatternUse use)
+        {
+            if (!use.Offset.NeedsExecutableLayout)
+            {
+                return null;
+            }
+
+            if (!_layoutRead)
+            {
+                _layout = context.ContentType == ContentType.Pe ? PeLayout.TryRead(content) : null;
+                _layoutRead = true;
+            }
+
+            return _layout;
+        }
 
         public bool Applies(PatternUse use) =>
             SignatureDatabase.TargetMatches(use.Target, context.ContentType) && (use.SubIndex >= 0 || _bodyMatches[use.Owner] < 0);
@@ -366,7 +386,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
         public void CheckFixed(PatternUse use, CancellationToken cancellationToken)
         {
-            if (!use.Offset.TryGetStarts(content.Length, out var first, out var last))
+            if (!use.Offset.TryGetStarts(content.Length, LayoutFor(use), out var first, out var last))
             {
                 return;
             }
@@ -397,7 +417,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
             var latest = anchorPosition - anchor.Offset;
             for (var start = Math.Max(0, latest - anchor.Slack); start <= latest && Applies(use) && !Exhausted; start++)
             {
-                if (use.Offset.Allows(start, content.Length))
+                if (use.Offset.Allows(start, content.Length, LayoutFor(use)))
                 {
                     TryMatch(use, start);
                 }

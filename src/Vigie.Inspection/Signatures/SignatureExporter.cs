@@ -141,7 +141,7 @@ public static class SignatureExporter
 
     internal static string ToYara(SignatureDatabase database)
     {
-        var yara = new StringBuilder("import \"hash\"\n\n");
+        var yara = new StringBuilder("import \"hash\"\nimport \"pe\"\n\n");
         var used = new HashSet<string>(StringComparer.Ordinal);
         string Unique(string name)
         {
@@ -214,16 +214,33 @@ public static class SignatureExporter
 
     private static string Placed(string variable, SignatureOffset offset)
     {
-        var start = offset.Kind == SignatureOffsetKind.FromEnd ? $"filesize - {offset.Value}" : offset.Value.ToString(CultureInfo.InvariantCulture);
+        var section = $"pe.sections[{offset.Section}]";
+        var last = "pe.sections[pe.number_of_sections - 1]";
+        var value = offset.Value.ToString(CultureInfo.InvariantCulture);
+        var start = offset.Kind switch
+        {
+            SignatureOffsetKind.FromEnd => $"filesize - {value}",
+            SignatureOffsetKind.EntryPoint => offset.Value < 0 ? $"pe.entry_point - {-offset.Value}" : $"pe.entry_point + {value}",
+            SignatureOffsetKind.SectionStart => $"{section}.raw_data_offset + {value}",
+            SignatureOffsetKind.LastSection => $"{last}.raw_data_offset + {value}",
+            _ => value,
+        };
         var placed = offset.Kind switch
         {
             SignatureOffsetKind.Any => variable,
+            SignatureOffsetKind.SectionWhole => $"{variable} in ({section}.raw_data_offset..{section}.raw_data_offset + {section}.raw_data_size - 1)",
             _ when offset.Range == 0 => $"{variable} at {start}",
             _ => $"{variable} in ({start}..{start} + {offset.Range})",
         };
 
-        // ClamAV never matches an end-relative offset longer than the file; YARA would clamp the range at 0.
-        return offset.Kind == SignatureOffsetKind.FromEnd ? $"(filesize >= {offset.Value} and {placed})" : placed;
+        // ClamAV never matches an end-relative offset longer than the file; YARA would clamp the range at 0. A section
+        // offset needs the section.
+        return offset.Kind switch
+        {
+            SignatureOffsetKind.FromEnd => $"(filesize >= {value} and {placed})",
+            SignatureOffsetKind.SectionStart or SignatureOffsetKind.SectionWhole => $"(pe.number_of_sections > {offset.Section} and {placed})",
+            _ => placed,
+        };
     }
 
     private static string WithTarget(int target, string condition)

@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using Vigie.Dicom;
@@ -60,6 +61,11 @@ internal static class SignatureSamples
         var notPe = new byte[512];
         Encoding.ASCII.GetBytes("VIGIE-PE-MARKER").CopyTo(notPe, 300);
         Add("not-pe.bin", notPe);
+        // A well-formed PE32 (headers, .text and .data) holding markers where the entry point and section offsets
+        // point, and the same markers 64 bytes further on, where none of them points.
+        Add("placed.exe", Pe32(shift: 0), "Vigie.Test.AtEntry", "Vigie.Test.BeforeEntry", "Vigie.Test.InSection", "Vigie.Test.WholeSection",
+            "Vigie.Test.LastSection");
+        Add("misplaced.exe", Pe32(shift: 0x40));
         var elf = DicomThreatSamples.ElfHeader(256);
         Encoding.ASCII.GetBytes("VIGIE-ELF-MARKER").CopyTo(elf, 200);
         Add("tool.elf", elf, "Vigie.Test.ElfMarker");
@@ -74,6 +80,66 @@ internal static class SignatureSamples
         Add("image.dcm", DicomThreatSamples.File(ds), "Vigie.Test.DicomPrivate");
         Add("plain-image.dcm", DicomThreatSamples.File(DicomThreatSamples.Image()));
         return expected;
+    }
+
+    /// <summary>
+    /// A PE32 file as a linker lays it out: headers in the first 0x200 bytes, .text at RVA 0x1000 (file 0x200) with
+    /// the entry point at RVA 0x1010, .data at RVA 0x2000 (file 0x400). No code: markers only, moved by
+    /// <paramref name="shift"/>.
+    /// </summary>
+    public static byte[] Pe32(int shift)
+    {
+        var file = new byte[0x600];
+        "MZ"u8.CopyTo(file);
+        BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(0x3C), 0x40);
+        "PE\0\0"u8.CopyTo(file.AsSpan(0x40));
+        var coff = file.AsSpan(0x44);
+        BinaryPrimitives.WriteUInt16LittleEndian(coff, 0x014C);
+        BinaryPrimitives.WriteUInt16LittleEndian(coff[2..], 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(coff[16..], 0xE0);
+        BinaryPrimitives.WriteUInt16LittleEndian(coff[18..], 0x0102);
+        var optional = file.AsSpan(0x58, 0xE0);
+        BinaryPrimitives.WriteUInt16LittleEndian(optional, 0x10B);
+        optional[2] = 14;
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[4..], 0x200);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[8..], 0x200);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[16..], 0x1010);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[20..], 0x1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[24..], 0x2000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[28..], 0x400000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[32..], 0x1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[36..], 0x200);
+        BinaryPrimitives.WriteUInt16LittleEndian(optional[40..], 6);
+        BinaryPrimitives.WriteUInt16LittleEndian(optional[48..], 6);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[56..], 0x3000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[60..], 0x200);
+        BinaryPrimitives.WriteUInt16LittleEndian(optional[68..], 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[72..], 0x100000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[76..], 0x1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[80..], 0x100000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[84..], 0x1000);
+        BinaryPrimitives.WriteUInt32LittleEndian(optional[92..], 16);
+        void Section(int index, string name, uint characteristics)
+        {
+            var header = file.AsSpan(0x138 + (index * 40), 40);
+            Encoding.ASCII.GetBytes(name).CopyTo(header);
+            BinaryPrimitives.WriteUInt32LittleEndian(header[8..], 0x200);
+            BinaryPrimitives.WriteUInt32LittleEndian(header[12..], (uint)(0x1000 * (index + 1)));
+            BinaryPrimitives.WriteUInt32LittleEndian(header[16..], 0x200);
+            BinaryPrimitives.WriteUInt32LittleEndian(header[20..], (uint)(0x200 * (index + 1)));
+            BinaryPrimitives.WriteUInt32LittleEndian(header[36..], characteristics);
+        }
+
+        Section(0, ".text", 0x60000020);
+        Section(1, ".data", 0xC0000040);
+        void Mark(int at, string marker) => Encoding.ASCII.GetBytes(marker).CopyTo(file, at + shift);
+        Mark(0x200, "VIGIE-TEXT-HEAD");
+        Mark(0x210, "VIGIE-ENTRY");
+        Mark(0x400, "VIGIE-LAST");
+        Mark(0x410, "VIGIE-DATA-MARK");
+        // Inside .data when in place; shifted, in .text.
+        Encoding.ASCII.GetBytes("VIGIE-IN-DATA").CopyTo(file, shift == 0 ? 0x480 : 0x2A0);
+        return file;
     }
 
     /// <summary>A ZIP holding the alpha marker: ClamAV and Vigie look inside, YARA does not.</summary>
@@ -105,6 +171,11 @@ internal static class SignatureSamples
             $"Vigie.Test.Word:0:*:{Hex("VIGIE-WORD")}(W){Hex("END")}",
             $"Vigie.Test.Range:0:*:3c[2-6]{Hex("VIGIE-RANGE")}",
             $"Vigie.Test.SmallGap:0:*:7e{{3}}{Hex("VIGIE-SMALLGAP")}",
+            $"Vigie.Test.AtEntry:1:EP+0:{Hex("VIGIE-ENTRY")}",
+            $"Vigie.Test.BeforeEntry:1:EP-16:{Hex("VIGIE-TEXT-HEAD")}",
+            $"Vigie.Test.InSection:1:S1+16:{Hex("VIGIE-DATA-MARK")}",
+            $"Vigie.Test.WholeSection:1:SE1:{Hex("VIGIE-IN-DATA")}",
+            $"Vigie.Test.LastSection:1:SL+0:{Hex("VIGIE-LAST")}",
             $"Vigie.Test.AltLengths:0:*:{Hex("VIGIE-VAR-")}(41|4243|444546){Hex("-END")}",
             $"Vigie.Test.AltFront:0:*:(5a5a|59){Hex("VIGIE-FRONT")}",
             "") + "\n");
