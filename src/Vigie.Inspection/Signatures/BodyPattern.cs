@@ -719,7 +719,7 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
     /// The starts a match may have in content of this length, [First, Last]; false when there are none (an offset
     /// counted back from the end of content shorter than it, or placed in a PE file by what this content lacks).
     /// </summary>
-    public bool TryGetStarts(long contentLength, Executables.PeLayout? layout, out long first, out long last)
+    public bool TryGetStarts(long contentLength, Executables.ExecutableLayout? layout, out long first, out long last)
     {
         (first, last) = (0, -1);
         switch (Kind)
@@ -755,7 +755,7 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
         return first >= 0 && first < contentLength;
     }
 
-    public bool Allows(long start, long contentLength, Executables.PeLayout? layout) =>
+    public bool Allows(long start, long contentLength, Executables.ExecutableLayout? layout) =>
         TryGetStarts(contentLength, layout, out var first, out var last) && start >= first && start <= last;
 
     public override string ToString()
@@ -775,7 +775,7 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
     }
 
     private static int SectionNumber(string s, string whole) =>
-        int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n < Executables.PeLayout.MaxSections
+        int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n < Executables.ExecutableLayout.MaxSections
             ? n
             : throw new SignatureFormatException($"bad section number in offset '{whole}'");
 

@@ -340,12 +340,14 @@ internal sealed partial class SignatureDatabase
         return new LogicalSignature(CheckName(fields[0]), target.Value, minSize, maxSize, expression, subSignatures, origin, fields[2]);
     }
 
-    /// <summary>Entry point and section offsets are read from PE headers here: ELF and Mach-O entry points are not.</summary>
+    /// <summary>Entry points are read from PE and ELF headers here, sections from PE headers; Mach-O is not read.</summary>
     private static void CheckPlacement(SignatureOffset offset, int target)
     {
-        if (offset.NeedsExecutableLayout && target != 1)
+        if (offset.Kind == SignatureOffsetKind.EntryPoint ? target is not (1 or 6) : offset.NeedsExecutableLayout && target != 1)
         {
-            throw new UnsupportedSignatureException($"offset '{offset}' is placed from PE headers only (target 1), not target {target}");
+            throw new UnsupportedSignatureException(offset.Kind == SignatureOffsetKind.EntryPoint
+                ? $"offset '{offset}' is placed from PE or ELF headers only (target 1 or 6), not target {target}"
+                : $"offset '{offset}' is placed from PE headers only (target 1), not target {target}");
         }
     }
 

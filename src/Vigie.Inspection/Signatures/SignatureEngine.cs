@@ -356,14 +356,14 @@ internal sealed class SignatureEngine : IKnownBadEngine
         private readonly int[][] _counts = [.. engine._database.Logicals.Select(l => new int[l.SubSignatures.Length])];
         private readonly HashSet<(int Owner, int Sub, long Start)> _seen = [];
         private long _budget = budget;
-        private PeLayout? _layout;
+        private ExecutableLayout? _layout;
         private bool _layoutRead;
         private bool _budgetReported;
 
         public bool Exhausted => _budget <= 0;
 
-        /// <summary>The PE layout, read once per object and only for signatures placed by it.</summary>
-        private PeLayout? LayoutFor(PatternUse use)
+        /// <summary>The executable's layout, read once per object and only for signatures placed by it.</summary>
+        private ExecutableLayout? LayoutFor(PatternUse use)
         {
             if (!use.Offset.NeedsExecutableLayout)
             {
@@ -372,7 +372,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
             if (!_layoutRead)
             {
-                _layout = context.ContentType == ContentType.Pe ? PeLayout.TryRead(content) : null;
+                _layout = ExecutableLayout.TryRead(content, context.ContentType);
                 _layoutRead = true;
             }
 

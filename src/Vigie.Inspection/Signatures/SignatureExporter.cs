@@ -141,7 +141,7 @@ public static class SignatureExporter
 
     internal static string ToYara(SignatureDatabase database)
     {
-        var yara = new StringBuilder("import \"hash\"\nimport \"pe\"\n\n");
+        var yara = new StringBuilder("import \"hash\"\nimport \"pe\"\nimport \"elf\"\n\n");
         var used = new HashSet<string>(StringComparer.Ordinal);
         string Unique(string name)
         {
@@ -181,7 +181,7 @@ public static class SignatureExporter
                 continue;
             }
 
-            var condition = Placed("$a", body.Offset);
+            var condition = Placed("$a", body.Offset, body.Target);
             yara.Append(CultureInfo.InvariantCulture,
                 $"rule {Unique(body.Name)}\n{{\n  meta:\n    clamav_name = \"{body.Name}\"\n  strings:\n    $a = {{ {hex} }}\n  condition:\n    {WithTarget(body.Target, condition)}\n}}\n\n");
         }
@@ -200,7 +200,7 @@ public static class SignatureExporter
                 yara.Append(CultureInfo.InvariantCulture, $"    $s{i} = {{ {ToYaraHex(logical.SubSignatures[i].Pattern)!} }}\n");
             }
 
-            var condition = logical.Expression.ToYara(i => Placed($"$s{i}", logical.SubSignatures[i].Offset));
+            var condition = logical.Expression.ToYara(i => Placed($"$s{i}", logical.SubSignatures[i].Offset, logical.Target));
             if (logical.MinSize is { } min)
             {
                 condition = $"filesize >= {min} and filesize <= {logical.MaxSize} and {condition}";
@@ -212,15 +212,16 @@ public static class SignatureExporter
         return yara.ToString();
     }
 
-    private static string Placed(string variable, SignatureOffset offset)
+    private static string Placed(string variable, SignatureOffset offset, int target)
     {
+        var entryPoint = target == 6 ? "elf.entry_point" : "pe.entry_point";
         var section = $"pe.sections[{offset.Section}]";
         var last = "pe.sections[pe.number_of_sections - 1]";
         var value = offset.Value.ToString(CultureInfo.InvariantCulture);
         var start = offset.Kind switch
         {
             SignatureOffsetKind.FromEnd => $"filesize - {value}",
-            SignatureOffsetKind.EntryPoint => offset.Value < 0 ? $"pe.entry_point - {-offset.Value}" : $"pe.entry_point + {value}",
+            SignatureOffsetKind.EntryPoint => offset.Value < 0 ? $"{entryPoint} - {-offset.Value}" : $"{entryPoint} + {value}",
             SignatureOffsetKind.SectionStart => $"{section}.raw_data_offset + {value}",
             SignatureOffsetKind.LastSection => $"{last}.raw_data_offset + {value}",
             _ => value,

@@ -66,6 +66,8 @@ internal static class SignatureSamples
         Add("placed.exe", Pe32(shift: 0), "Vigie.Test.AtEntry", "Vigie.Test.BeforeEntry", "Vigie.Test.InSection", "Vigie.Test.WholeSection",
             "Vigie.Test.LastSection");
         Add("misplaced.exe", Pe32(shift: 0x40));
+        Add("placed.elf", Elf64(entryMarkerAt: 0x100), "Vigie.Test.ElfEntry");
+        Add("misplaced.elf", Elf64(entryMarkerAt: 0x140));
         var elf = DicomThreatSamples.ElfHeader(256);
         Encoding.ASCII.GetBytes("VIGIE-ELF-MARKER").CopyTo(elf, 200);
         Add("tool.elf", elf, "Vigie.Test.ElfMarker");
@@ -142,6 +144,35 @@ internal static class SignatureSamples
         return file;
     }
 
+    /// <summary>
+    /// A 64-bit little-endian ELF executable: one loadable segment mapping the whole file at 0x400000, the entry point
+    /// at 0x400100 (file offset 0x100). No code: a marker, at <paramref name="entryMarkerAt"/>.
+    /// </summary>
+    public static byte[] Elf64(int entryMarkerAt)
+    {
+        var file = new byte[0x200];
+        new byte[] { 0x7F, (byte)'E', (byte)'L', (byte)'F', 2, 1, 1 }.CopyTo(file, 0);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x10), 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x12), 0x3E);
+        BinaryPrimitives.WriteUInt32LittleEndian(file.AsSpan(0x14), 1);
+        BinaryPrimitives.WriteUInt64LittleEndian(file.AsSpan(0x18), 0x400100);
+        BinaryPrimitives.WriteUInt64LittleEndian(file.AsSpan(0x20), 0x40);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x34), 64);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x36), 56);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x38), 1);
+        BinaryPrimitives.WriteUInt16LittleEndian(file.AsSpan(0x3A), 64);
+        var program = file.AsSpan(0x40, 56);
+        BinaryPrimitives.WriteUInt32LittleEndian(program, 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(program[4..], 5);
+        BinaryPrimitives.WriteUInt64LittleEndian(program[16..], 0x400000);
+        BinaryPrimitives.WriteUInt64LittleEndian(program[24..], 0x400000);
+        BinaryPrimitives.WriteUInt64LittleEndian(program[32..], (ulong)file.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(program[40..], (ulong)file.Length);
+        BinaryPrimitives.WriteUInt64LittleEndian(program[48..], 0x1000);
+        Encoding.ASCII.GetBytes("VIGIE-ELF-ENTRY").CopyTo(file, entryMarkerAt);
+        return file;
+    }
+
     /// <summary>A ZIP holding the alpha marker: ClamAV and Vigie look inside, YARA does not.</summary>
     public static byte[] ZippedAlpha() => new ZipBuilder().Add("inner/alpha.txt", "zipped VIGIE-INERT-MARKER-ALPHA\n").Build();
 
@@ -172,6 +203,7 @@ internal static class SignatureSamples
             $"Vigie.Test.Range:0:*:3c[2-6]{Hex("VIGIE-RANGE")}",
             $"Vigie.Test.SmallGap:0:*:7e{{3}}{Hex("VIGIE-SMALLGAP")}",
             $"Vigie.Test.AtEntry:1:EP+0:{Hex("VIGIE-ENTRY")}",
+            $"Vigie.Test.ElfEntry:6:EP+0:{Hex("VIGIE-ELF-ENTRY")}",
             $"Vigie.Test.BeforeEntry:1:EP-16:{Hex("VIGIE-TEXT-HEAD")}",
             $"Vigie.Test.InSection:1:S1+16:{Hex("VIGIE-DATA-MARK")}",
             $"Vigie.Test.WholeSection:1:SE1:{Hex("VIGIE-IN-DATA")}",

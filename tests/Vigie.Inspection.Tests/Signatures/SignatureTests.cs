@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Vigie.Inspection.Executables;
 using Vigie.Inspection.Signatures;
 using Vigie.Testing;
 
@@ -122,7 +123,7 @@ public sealed class SignatureTests
         Directory.CreateDirectory(temp.Combine("zipped"));
         File.WriteAllBytes(temp.Combine("zipped", "alpha.zip"), SignatureSamples.ZippedAlpha());
         var count = SignatureExporter.Export(temp.Combine("rules"), includeBuiltIn: false, temp.Combine("clamav"), temp.Combine("vigie.yar"));
-        Assert.Equal(32, count);
+        Assert.Equal(33, count);
         // YARA has no form for "any two bytes but these": that one rule is left out of the YARA file, and says so.
         string[] notInYara = ["Vigie_Test_NotPair"];
         Assert.Contains($"// Vigie.Test.NotPair: {SignatureExporter.NotInYara}", await File.ReadAllTextAsync(temp.Combine("vigie.yar"), TestContext.Current.CancellationToken),
@@ -305,50 +306,57 @@ public sealed class SignatureTests
     }
 
     /// <summary>
-    /// PE headers come from the sender: a reader that trusted a section count, an offset or a size would read past the
-    /// file or throw. Every mutation of a well-formed header reads to a layout inside the file, or to none.
+    /// Executable headers come from the sender: a reader that trusted a count, an offset or a size would read past the
+    /// file or throw. Every mutation of a well-formed PE or ELF header reads to a layout inside the file, or to none.
     /// </summary>
     [Fact]
-    public void PE_headers_bent_every_way_give_a_layout_inside_the_file_or_none()
+    public void PE_and_ELF_headers_bent_every_way_give_a_layout_inside_the_file_or_none()
     {
         var random = new Random(1204);
-        var good = SignatureSamples.Pe32(shift: 0);
-        using (var intact = ContentSource.FromMemory(good))
+        var samples = new (byte[] Good, Func<ContentSource, ExecutableLayout?> Read, long EntryPoint)[]
         {
-            var layout = Vigie.Inspection.Executables.PeLayout.TryRead(intact);
-            Assert.NotNull(layout);
-            Assert.Equal(0x210, layout.EntryPoint);
-            Assert.Equal([0x200L, 0x400L], layout.Sections.Select(s => s.RawOffset));
-        }
-
-        for (var n = 0; n < 20_000; n++)
+            (SignatureSamples.Pe32(shift: 0), ExecutableLayout.TryReadPe, 0x210),
+            (SignatureSamples.Elf64(entryMarkerAt: 0x100), ExecutableLayout.TryReadElf, 0x100),
+        };
+        foreach (var (good, read, entryPoint) in samples)
         {
-            var bent = good.AsSpan(0, random.Next(2, good.Length + 1)).ToArray();
-            for (var k = random.Next(1, 6); k > 0; k--)
+            using (var intact = ContentSource.FromMemory(good))
             {
-                var at = random.Next(Math.Min(bent.Length, 0x200));
-                bent[at] = random.Next(3) switch { 0 => 0xFF, 1 => 0x00, _ => (byte)random.Next(256) };
+                Assert.Equal(entryPoint, read(intact)?.EntryPoint);
             }
 
-            using var content = ContentSource.FromMemory(bent);
-            if (Vigie.Inspection.Executables.PeLayout.TryRead(content) is { } layout)
+            for (var n = 0; n < 10_000; n++)
             {
-                Assert.InRange(layout.EntryPoint, -1, bent.Length - 1);
-                Assert.InRange(layout.Sections.Count, 1, Vigie.Inspection.Executables.PeLayout.MaxSections);
-                Assert.All(layout.Sections, s => Assert.True(s.RawSize == 0 || s.RawOffset + s.RawSize <= bent.Length));
+                var bent = good.AsSpan(0, random.Next(2, good.Length + 1)).ToArray();
+                for (var k = random.Next(1, 6); k > 0; k--)
+                {
+                    var at = random.Next(Math.Min(bent.Length, 0x200));
+                    bent[at] = random.Next(3) switch { 0 => 0xFF, 1 => 0x00, _ => (byte)random.Next(256) };
+                }
+
+                using var content = ContentSource.FromMemory(bent);
+                if (read(content) is { } layout)
+                {
+                    Assert.InRange(layout.EntryPoint, -1, bent.Length - 1);
+                    Assert.InRange(layout.Sections.Count, 0, ExecutableLayout.MaxSections);
+                    Assert.All(layout.Sections, s => Assert.True(s.RawSize == 0 || s.RawOffset + s.RawSize <= bent.Length));
+                }
             }
         }
+
+        using var pe = ContentSource.FromMemory(SignatureSamples.Pe32(shift: 0));
+        Assert.Equal([0x200L, 0x400L], ExecutableLayout.TryReadPe(pe)!.Sections.Select(s => s.RawOffset));
     }
 
     [Fact]
     public void Valid_but_unsupported_signatures_are_skipped_and_listed()
     {
         using var temp = new TempDirectory();
-        File.WriteAllText(temp.Combine("mixed.ndb"), "ElfEntry:6:EP+0:4142434445\nBoundary:0:*:4142(B)4344\nHtml:3:*:41424344\nFine:0:*:41424344\n");
+        File.WriteAllText(temp.Combine("mixed.ndb"), "MachEntry:9:EP+0:4142434445\nBoundary:0:*:4142(B)4344\nHtml:3:*:41424344\nFine:0:*:41424344\n");
         var report = SignatureExporter.Check(temp.Path);
         Assert.Equal(1, report.Bodies);
         Assert.Equal(3, report.Skipped.Count);
-        Assert.Contains(report.Skipped, s => s.StartsWith("mixed.ndb:1", StringComparison.Ordinal) && s.Contains("PE headers only", StringComparison.Ordinal));
+        Assert.Contains(report.Skipped, s => s.StartsWith("mixed.ndb:1", StringComparison.Ordinal) && s.Contains("PE or ELF headers only", StringComparison.Ordinal));
     }
 
     [Fact]
