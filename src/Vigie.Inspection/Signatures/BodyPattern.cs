@@ -183,6 +183,12 @@ internal sealed class BodyPattern
 
     public bool HasUsableAnchor => Anchors.Count > 0;
 
+    /// <summary>What the byte before a match must be (a class at the start of the pattern, or <c>::f</c>).</summary>
+    public EdgeTest LeftEdge { get; private init; }
+
+    /// <summary>What the byte after a match must be (a class at the end of the pattern, or <c>::f</c>).</summary>
+    public EdgeTest RightEdge { get; private init; }
+
     /// <summary>
     /// Parses ClamAV hex pattern syntax, with the sub-signature modifiers that follow <c>::</c> (only <c>i</c> and
     /// <c>a</c> are implemented). Throws <see cref="SignatureFormatException"/> on bad syntax and
@@ -194,16 +200,37 @@ internal sealed class BodyPattern
         {
             switch (modifier)
             {
-                case 'i' or 'a' or 'w':
+                case 'i' or 'a' or 'w' or 'f':
                     break;
-                case 'f':
-                    throw new UnsupportedSignatureException("modifier 'f' (full word) is not supported");
                 default:
                     throw new SignatureFormatException($"unknown sub-signature modifier '{modifier}'");
             }
         }
 
         var ignoreCase = modifiers.Contains('i', StringComparison.Ordinal);
+        // A class at either end of the pattern looks at the byte beside the match and takes none of its own.
+        var (left, right) = (EdgeTest.None, EdgeTest.None);
+        var (prefix, suffix) = (string.Empty, string.Empty);
+        if (TrimEdge(ref text, atStart: true) is { } leading)
+        {
+            (left, prefix) = leading;
+        }
+
+        if (text.Length > 0 && TrimEdge(ref text, atStart: false) is { } trailing)
+        {
+            (right, suffix) = trailing;
+        }
+
+        if (modifiers.Contains('f', StringComparison.Ordinal))
+        {
+            if (modifiers.Contains('w', StringComparison.Ordinal) || left != EdgeTest.None || right != EdgeTest.None)
+            {
+                throw new UnsupportedSignatureException("modifier 'f' with 'w' or with a class at an end of the pattern is not supported");
+            }
+
+            (left, right) = (EdgeTest.Word, EdgeTest.Word);
+        }
+
         var segments = new List<PatternSegment>();
         var gaps = new List<PatternGap>();
         var values = new List<byte>();
@@ -341,8 +368,31 @@ internal sealed class BodyPattern
             segments = [Widen(segments, gaps, modifiers.Contains('a', StringComparison.Ordinal))];
         }
 
-        return new BodyPattern(normalised.ToString(), modifiers, [.. segments], [.. gaps]);
+        return new BodyPattern(prefix + normalised + suffix, modifiers, [.. segments], [.. gaps]) { LeftEdge = left, RightEdge = right };
     }
+
+    /// <summary>Takes a class marker off one end of the pattern: <c>(B)</c>, <c>(L)</c>, <c>(W)</c>, or one of them negated.</summary>
+    private static (EdgeTest Test, string Marker)? TrimEdge(ref string text, bool atStart)
+    {
+        foreach (var (marker, test) in EdgeMarkers)
+        {
+            if (atStart ? text.StartsWith(marker, StringComparison.Ordinal) : text.EndsWith(marker, StringComparison.Ordinal))
+            {
+                // "!(B)" at the end: the "!" belongs to the marker, not to what precedes it.
+                text = atStart ? text[marker.Length..] : text[..^marker.Length];
+                return (test, marker);
+            }
+        }
+
+        return null;
+    }
+
+    private static readonly (string Marker, EdgeTest Test)[] EdgeMarkers =
+    [
+        ("!(B)", EdgeTest.NotBoundary), ("!(L)", EdgeTest.NotLine), ("!(W)", EdgeTest.NotWord),
+        ("(B)", EdgeTest.Boundary), ("(L)", EdgeTest.Line), ("(W)", EdgeTest.Word),
+    ];
+
 
     private static (byte Value, byte Mask) ParseByte(string text, int i)
     {
@@ -377,9 +427,32 @@ internal sealed class BodyPattern
     private static PatternSegment? ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
         List<PatternAlternatives> groups, StringBuilder normalised)
     {
-        if (body is "B" or "L")
+        if (body is "B" or "L" && negated)
         {
-            throw new UnsupportedSignatureException($"boundary ({body}) at character {at} is not supported");
+            throw new UnsupportedSignatureException($"!({body}) inside a pattern at character {at} is not supported");
+        }
+
+        if (body == "B")
+        {
+            // One byte that ClamAV counts as a word boundary, on either side.
+            var bits = new ulong[4];
+            foreach (var v in EdgeTests.Boundaries)
+            {
+                bits[v >> 6] |= 1UL << (v & 63);
+            }
+
+            sets.Add(new PatternByteSet(values.Count, bits));
+            values.Add(0);
+            masks.Add(0);
+            normalised.Append("(B)");
+            return null;
+        }
+
+        if (body == "L")
+        {
+            // A line end: LF, or CR LF.
+            normalised.Append("(L)");
+            return PatternSegment.Choice([new PatternSegment([0x0A], [0xFF], [], []), new PatternSegment([0x0D, 0x0A], [0xFF, 0xFF], [], [])]);
         }
 
         if (body == "W")
@@ -645,6 +718,74 @@ internal sealed class BodyPattern
         < 0x20 or (>= 0x21 and <= 0x7E) => 3,
         _ => 1,
     };
+}
+
+/// <summary>A test of the byte beside a match, which the match does not include; the end of the content passes each one but the negated.</summary>
+internal enum EdgeTest
+{
+    None,
+    Boundary,
+    NotBoundary,
+    Line,
+    NotLine,
+    Word,
+    NotWord,
+}
+
+/// <summary>ClamAV's edge classes, as its matcher tests them.</summary>
+internal static class EdgeTests
+{
+    /// <summary>Bytes that end a word before a match (1), after one (2), or either (3).</summary>
+    private static readonly byte[] BoundaryKind = Kinds();
+
+    public static IEnumerable<byte> Boundaries => Enumerable.Range(0, 256).Where(v => BoundaryKind[v] != 0).Select(v => (byte)v);
+
+    /// <summary>The edge before a match, given the byte before it (null at the start of the content).</summary>
+    public static bool Before(EdgeTest test, byte? previous) => test switch
+    {
+        EdgeTest.None => true,
+        EdgeTest.Boundary => previous is not { } b || BoundaryKind[b] is 1 or 3,
+        EdgeTest.NotBoundary => !Before(EdgeTest.Boundary, previous),
+        EdgeTest.Line => previous is not { } b || b == '\n',
+        EdgeTest.NotLine => !Before(EdgeTest.Line, previous),
+        EdgeTest.Word => previous is not { } b || !char.IsAsciiLetterOrDigit((char)b),
+        EdgeTest.NotWord => !Before(EdgeTest.Word, previous),
+        _ => false,
+    };
+
+    /// <summary>The edge after a match, given the next byte and the one after it (null past the end of the content).</summary>
+    public static bool After(EdgeTest test, byte? next, byte? afterNext) => test switch
+    {
+        EdgeTest.None => true,
+        EdgeTest.Boundary => next is not { } b || BoundaryKind[b] >= 2,
+        EdgeTest.NotBoundary => !After(EdgeTest.Boundary, next, afterNext),
+        EdgeTest.Line => next is not { } b || b == '\n' || b == '\r' && afterNext == '\n',
+        EdgeTest.NotLine => !After(EdgeTest.Line, next, afterNext),
+        EdgeTest.Word => next is not { } b || !char.IsAsciiLetterOrDigit((char)b),
+        EdgeTest.NotWord => !After(EdgeTest.Word, next, afterNext),
+        _ => false,
+    };
+
+    private static byte[] Kinds()
+    {
+        var kinds = new byte[256];
+        foreach (var b in "\n\r\"'=>"u8)
+        {
+            kinds[b] = 2;
+        }
+
+        foreach (var b in ".<@"u8)
+        {
+            kinds[b] = 1;
+        }
+
+        foreach (var b in " -/_"u8)
+        {
+            kinds[b] = 3;
+        }
+
+        return kinds;
+    }
 }
 
 /// <summary>

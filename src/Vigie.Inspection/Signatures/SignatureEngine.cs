@@ -464,7 +464,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
                 return;
             }
 
-            if (!Matches(use.Pattern, 0, start))
+            if (!EdgeTests.Before(use.Pattern.LeftEdge, ByteAt(start - 1)) || !Matches(use.Pattern, 0, start))
             {
                 return;
             }
@@ -504,7 +504,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
         {
             if (k == pattern.Segments.Length - 1)
             {
-                return true;
+                return pattern.RightEdge == EdgeTest.None || EdgeTests.After(pattern.RightEdge, ByteAt(end), ByteAt(end + 1));
             }
 
             var gap = pattern.Gaps[k];
@@ -549,6 +549,23 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
 
             return first;
+        }
+
+        /// <summary>The byte at <paramref name="position"/>, or null outside the content.</summary>
+        private byte? ByteAt(long position)
+        {
+            if (position < 0 || position >= content.Length)
+            {
+                return null;
+            }
+
+            if (content.Memory is { } memory)
+            {
+                return memory.Span[(int)position];
+            }
+
+            Span<byte> one = stackalloc byte[1];
+            return content.ReadAt(position, one) == 1 ? one[0] : null;
         }
 
         private bool SegmentAt(PatternSegment segment, long position)

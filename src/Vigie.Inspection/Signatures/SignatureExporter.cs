@@ -137,7 +137,7 @@ public static class SignatureExporter
     }
 
     /// <summary>What the YARA file says in place of a rule it cannot write.</summary>
-    public const string NotInYara = "not written: YARA has no form for negated alternatives of several bytes";
+    public const string NotInYara = "not written: YARA has no form for negated alternatives of several bytes, nor for a test of the byte beside a match ((B), (L), (W) at an end, ::f)";
 
     internal static string ToYara(SignatureDatabase database)
     {
@@ -261,10 +261,16 @@ public static class SignatureExporter
 
     /// <summary>
     /// The pattern as a YARA hex string, or null when YARA cannot say it: any string of several bytes but a few
-    /// (<c>!(aabb|ccdd)</c>) has no YARA form.
+    /// (<c>!(aabb|ccdd)</c>), and a test of the byte beside the match, have no YARA form.
     /// </summary>
     internal static string? ToYaraHex(BodyPattern pattern)
     {
+        // The byte beside a match is outside a YARA string; testing it would take a loop over every occurrence.
+        if (pattern.LeftEdge != EdgeTest.None || pattern.RightEdge != EdgeTest.None)
+        {
+            return null;
+        }
+
         var text = new StringBuilder();
         for (var s = 0; s < pattern.Segments.Length; s++)
         {

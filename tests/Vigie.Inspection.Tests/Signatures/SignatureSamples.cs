@@ -50,6 +50,9 @@ internal static class SignatureSamples
         Add("wide-not-ascii.txt", Encoding.ASCII.GetBytes("vigie-wide-marker is only wide in the signature\n"));
         Add("both.txt", [.. Encoding.ASCII.GetBytes("vigie-both-marker "), .. Encoding.Unicode.GetBytes("nothing")], "Vigie.Test.WideOrAscii");
         Add("both-wide.txt", [.. Encoding.Unicode.GetBytes("vigie-both-marker")], "Vigie.Test.WideOrAscii");
+        Add("edges.txt", Encoding.ASCII.GetBytes("x vigie-edge\n\nVIGIE-LINE\r\nVIGIE-MID_B VIGIE-CRLF\r\nNEXT a vigieword. VIGIE-NOTWx\n"),
+            "Vigie.Test.EdgeB", "Vigie.Test.EdgeL", "Vigie.Test.MidB", "Vigie.Test.MidL", "Vigie.Test.FullWord", "Vigie.Test.NotAfterWord");
+        Add("edges-missed.txt", Encoding.ASCII.GetBytes("xvigie-edge. VIGIE-LINE VIGIE-MIDxB VIGIE-CRLF NEXT avigieword VIGIE-NOTW \n"));
         Add("word.txt", Encoding.ASCII.GetBytes("a VIGIE-WORD END here\n"), "Vigie.Test.Word");
         Add("range.txt", Encoding.ASCII.GetBytes("<1234VIGIE-RANGE and ~abcVIGIE-SMALLGAP\n"), "Vigie.Test.Range", "Vigie.Test.SmallGap");
         Add("range-too-far.txt", Encoding.ASCII.GetBytes("<12345678VIGIE-RANGE and ~abcdVIGIE-SMALLGAP\n"));
@@ -208,6 +211,11 @@ internal static class SignatureSamples
             $"Vigie.Test.InSection:1:S1+16:{Hex("VIGIE-DATA-MARK")}",
             $"Vigie.Test.WholeSection:1:SE1:{Hex("VIGIE-IN-DATA")}",
             $"Vigie.Test.LastSection:1:SL+0:{Hex("VIGIE-LAST")}",
+            $"Vigie.Test.EdgeB:0:*:(B){Hex("vigie-edge")}(B)",
+            $"Vigie.Test.EdgeL:0:*:(L){Hex("VIGIE-LINE")}(L)",
+            $"Vigie.Test.MidB:0:*:{Hex("VIGIE-MID")}(B){Hex("B")}",
+            $"Vigie.Test.MidL:0:*:{Hex("VIGIE-CRLF")}(L){Hex("NEXT")}",
+            $"Vigie.Test.NotAfterWord:0:*:{Hex("VIGIE-NOTW")}!(W)",
             $"Vigie.Test.AltLengths:0:*:{Hex("VIGIE-VAR-")}(41|4243|444546){Hex("-END")}",
             $"Vigie.Test.AltFront:0:*:(5a5a|59){Hex("VIGIE-FRONT")}",
             "") + "\n");
@@ -215,6 +223,7 @@ internal static class SignatureSamples
             $"Vigie.Test.Logic;Engine:51-255,Target:0;(0>2)&1;{Hex("MARK-")};{Hex("ENDING")}",
             $"Vigie.Test.LogicNo;Target:0;0&1;{Hex("MARK-")};{Hex("NOPE-NOT-HERE")}",
             $"Vigie.Test.NoCase;Target:0;0;{Hex("vigie-nocase-marker")}::i",
+            $"Vigie.Test.FullWord;Target:0;0;{Hex("vigieword")}::f",
             $"Vigie.Test.Wide;Target:0;0;{Hex("vigie-wide-marker")}::w",
             $"Vigie.Test.WideOrAscii;Target:0;0;{Hex("vigie-both-marker")}::wa",
             "") + "\n");
