@@ -100,6 +100,17 @@ internal sealed class PatternByteSet(int position, ulong[] bits)
 
     public bool Contains(byte value) => (Bits[value >> 6] & (1UL << (value & 63))) != 0;
 
+    public static PatternByteSet Of(int position, IEnumerable<byte> members)
+    {
+        var bits = new ulong[4];
+        foreach (var v in members)
+        {
+            bits[v >> 6] |= 1UL << (v & 63);
+        }
+
+        return new PatternByteSet(position, bits);
+    }
+
     public IEnumerable<byte> Members() => Enumerable.Range(0, 256).Select(v => (byte)v).Where(Contains);
 }
 
@@ -427,54 +438,26 @@ internal sealed class BodyPattern
     private static PatternSegment? ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
         List<PatternAlternatives> groups, StringBuilder normalised)
     {
-        if (body is "B" or "L" && negated)
-        {
-            throw new UnsupportedSignatureException($"!({body}) inside a pattern at character {at} is not supported");
-        }
-
-        if (body == "B")
-        {
-            // One byte that ClamAV counts as a word boundary, on either side.
-            var bits = new ulong[4];
-            foreach (var v in EdgeTests.Boundaries)
-            {
-                bits[v >> 6] |= 1UL << (v & 63);
-            }
-
-            sets.Add(new PatternByteSet(values.Count, bits));
-            values.Add(0);
-            masks.Add(0);
-            normalised.Append("(B)");
-            return null;
-        }
-
-        if (body == "L")
-        {
-            // A line end: LF, or CR LF.
-            normalised.Append("(L)");
-            return PatternSegment.Choice([new PatternSegment([0x0A], [0xFF], [], []), new PatternSegment([0x0D, 0x0A], [0xFF, 0xFF], [], [])]);
-        }
-
-        if (body == "W")
+        if (body is "B" or "L" or "W")
         {
             if (negated)
             {
-                throw new SignatureFormatException($"(W) at character {at} cannot be negated");
+                throw new UnsupportedSignatureException($"!({body}) inside a pattern at character {at} is not supported");
             }
 
-            var bits = new ulong[4];
-            for (var v = 0; v < 256; v++)
+            normalised.Append('(').Append(body).Append(')');
+            if (body == "L")
             {
-                if (!char.IsAsciiLetterOrDigit((char)v))
-                {
-                    bits[v >> 6] |= 1UL << (v & 63);
-                }
+                // A line end: LF, or CR LF.
+                return PatternSegment.Choice([new PatternSegment([0x0A], [0xFF], [], []), new PatternSegment([0x0D, 0x0A], [0xFF, 0xFF], [], [])]);
             }
 
-            sets.Add(new PatternByteSet(values.Count, bits));
+            // One byte that ClamAV counts as a word boundary (on either side), or that is not a letter or digit.
+            sets.Add(PatternByteSet.Of(values.Count, body == "B"
+                ? EdgeTests.Boundaries
+                : Enumerable.Range(0, 256).Where(v => !char.IsAsciiLetterOrDigit((char)v)).Select(v => (byte)v)));
             values.Add(0);
             masks.Add(0);
-            normalised.Append("(W)");
             return null;
         }
 
@@ -534,21 +517,8 @@ internal sealed class BodyPattern
 
         if (length == 1 && !wildcards)
         {
-            var bits = new ulong[4];
-            foreach (var (v, _) in alternatives)
-            {
-                bits[v[0] >> 6] |= 1UL << (v[0] & 63);
-            }
-
-            if (negated)
-            {
-                for (var w = 0; w < bits.Length; w++)
-                {
-                    bits[w] = ~bits[w];
-                }
-            }
-
-            sets.Add(new PatternByteSet(values.Count, bits));
+            var members = alternatives.Select(a => a.Values[0]).ToHashSet();
+            sets.Add(PatternByteSet.Of(values.Count, Enumerable.Range(0, 256).Select(v => (byte)v).Where(v => members.Contains(v) != negated)));
             values.Add(0);
             masks.Add(0);
         }
