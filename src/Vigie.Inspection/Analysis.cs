@@ -79,6 +79,14 @@ public abstract class InspectionContext
     /// </summary>
     public abstract ValueTask InspectChildAsync(string name, ContentSource content, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Inspects bytes as a given format rather than as identified: the current object read again as what its
+    /// preamble also makes it (a DICOM file that is a ZIP, a PDF or a program too). Such a child is not a copy of its
+    /// container in the quine sense, unless the container was already read as that format.
+    /// </summary>
+    public virtual ValueTask InspectAsAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
+        InspectChildAsync(name, content, cancellationToken);
+
     /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
     public abstract bool TryChargeExtraction(long bytes);
 

@@ -179,7 +179,8 @@ public sealed class Inspector
         }
     }
 
-    internal async ValueTask InspectChildAsync(EngineContext parent, string name, ContentSource content, CancellationToken cancellationToken)
+    internal async ValueTask InspectChildAsync(EngineContext parent, string name, ContentSource content, CancellationToken cancellationToken,
+        ContentType? readAs = null)
     {
         var session = parent.Session;
         var safeName = SanitiseName(name);
@@ -211,6 +212,13 @@ public sealed class Inspector
 
         for (var ancestor = parent; ancestor is not null; ancestor = ancestor.Parent)
         {
+            // A polyglot read as another format is the same bytes by design; read as a format they were already read
+            // as, it would loop.
+            if (readAs is { } format && ancestor.ContentType != format)
+            {
+                continue;
+            }
+
             if (ancestor.Content.Length == content.Length && SameBytes(ancestor.Content, content, cancellationToken))
             {
                 session.MarkBomb();
@@ -220,7 +228,7 @@ public sealed class Inspector
             }
         }
 
-        var type = ContentIdentifier.Identify(content);
+        var type = readAs ?? ContentIdentifier.Identify(content);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
     }

@@ -65,12 +65,16 @@ internal sealed class DicomAnalyser : IContentAnalyser
         {
             case EmbeddedKind.WindowsExecutable:
                 context.Report("dicom.preamble.pe", Severity.Critical, "the preamble is a Windows executable header: the file runs as a program (CVE-2019-11687 polyglot)", 0);
+                // Read as the program it also is, known-bad signatures for executables (and their entry point) apply.
+                await context.InspectAsAsync("polyglot.exe", ContentType.Pe, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.Elf:
                 context.Report("dicom.preamble.elf", Severity.Critical, "the preamble is an ELF executable header (polyglot)", 0);
+                await context.InspectAsAsync("polyglot.elf", ContentType.Elf, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.MachO:
                 context.Report("dicom.preamble.macho", Severity.Critical, "the preamble is a Mach-O executable header (polyglot)", 0);
+                await context.InspectAsAsync("polyglot.macho", ContentType.MachO, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.Script:
                 context.Report("dicom.preamble.script", Severity.High, "the preamble starts with a script interpreter line (polyglot)", 0);
@@ -80,11 +84,11 @@ internal sealed class DicomAnalyser : IContentAnalyser
                 break;
             case EmbeddedKind.Zip:
                 context.Report("dicom.preamble.zip", Severity.High, "the preamble is a ZIP/JAR local header: the file opens as an archive (polyglot)", 0);
-                await context.InspectChildAsync("polyglot.zip", content, cancellationToken).ConfigureAwait(false);
+                await context.InspectAsAsync("polyglot.zip", ContentType.Zip, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.Pdf:
                 context.Report("dicom.preamble.pdf", Severity.High, "the preamble is a PDF header: the file opens as a PDF (polyglot)", 0);
-                await context.InspectChildAsync("polyglot.pdf", content, cancellationToken).ConfigureAwait(false);
+                await context.InspectAsAsync("polyglot.pdf", ContentType.Pdf, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.Html:
                 context.Report("dicom.preamble.html", Severity.High, "the preamble holds HTML or script markup (polyglot)", 0);

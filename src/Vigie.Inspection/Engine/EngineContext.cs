@@ -43,5 +43,8 @@ internal sealed class EngineContext(
     public override ValueTask InspectChildAsync(string name, ContentSource content, CancellationToken cancellationToken) =>
         engine.InspectChildAsync(this, name, content, cancellationToken);
 
+    public override ValueTask InspectAsAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
+        engine.InspectChildAsync(this, name, content, cancellationToken, type);
+
     public override bool TryChargeExtraction(long bytes) => session.TryChargeExtraction(this, bytes);
 }

@@ -1,6 +1,7 @@
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Inspection.Dicom;
+using Vigie.Inspection.Tests.Samples;
 using Vigie.Testing;
 using static Vigie.Inspection.Tests.Dicom.DicomThreatSamples;
 
@@ -63,6 +64,26 @@ public sealed class DicomAnalyserTests
         var pdf = await AnalyseAsync(File(Image(), Preamble(Ascii("%PDF-1.7\n% VIGIE-TEST-MARKER"))));
         AssertFinding(pdf, "dicom.preamble.pdf", Severity.High);
         Assert.Contains(pdf.Children, c => c.Name == "polyglot.pdf");
+    }
+
+    /// <summary>
+    /// Regression: the inspector took a polyglot's second reading (the same bytes, as a ZIP or a PDF) for a quine
+    /// archive: it reported "a recursive (quine) archive", never opened the ZIP or the PDF, and stopped inspecting
+    /// the rest of the object as a bomb. The sample's archive (appended, as such polyglots are built) holds the EICAR
+    /// test file.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_polyglot_read_as_its_other_format_was_taken_for_a_recursive_quine()
+    {
+        var zipped = new ZipBuilder().Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+        var polyglot = Append(File(Image(), Preamble(ZipHeader())), zipped);
+
+        var verdict = await TestInspection.InspectAsync(polyglot, "study.dcm");
+
+        verdict.HasNo("inspection.recursive-content");
+        Assert.Contains(verdict.Findings, f => f.Rule == "signature.hash" && f.InnerPath == "polyglot.zip/inner/eicar.com");
+        // Nothing was taken for a bomb: the archive appended after the dataset is opened too.
+        Assert.Contains(verdict.Findings, f => f.Rule == "signature.hash" && f.InnerPath == "[appended zip]/inner/eicar.com");
     }
 
     [Fact]

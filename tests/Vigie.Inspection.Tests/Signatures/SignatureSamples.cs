@@ -84,6 +84,13 @@ internal static class SignatureSamples
         ds.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, Encoding.ASCII.GetBytes("xxVIGIE-DICOM-PRIVATE-MARKERxx"));
         Add("image.dcm", DicomThreatSamples.File(ds), "Vigie.Test.DicomPrivate");
         Add("plain-image.dcm", DicomThreatSamples.File(DicomThreatSamples.Image()));
+
+        // CVE-2019-11687: a DICOM file whose preamble makes it a Windows program. clamscan sees a PE; so must the
+        // signatures written for PE files, when Vigie reads the file again as the program it is.
+        var polyglot = DicomThreatSamples.Image();
+        polyglot.SetBytes(new DicomTag(0x0009, 0x0010), DicomVR.LO, Encoding.ASCII.GetBytes("VIGIE PRIVATE "));
+        polyglot.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, Encoding.ASCII.GetBytes("xxVIGIE-PE-MARKERxx"));
+        Add("polyglot.dcm", DicomThreatSamples.File(polyglot, DicomThreatSamples.Preamble(DicomThreatSamples.PeHeader())), "Vigie.Test.PeMarker");
         return expected;
     }
 
