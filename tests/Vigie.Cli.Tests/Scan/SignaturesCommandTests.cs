@@ -41,7 +41,7 @@ public sealed class SignaturesCommandTests
         var ct = TestContext.Current.CancellationToken;
         using var folder = new TempDirectory("vigie-sigs");
         var rules = Directory.CreateDirectory(folder.Combine("rules")).FullName;
-        await File.WriteAllTextAsync(Path.Combine(rules, "site.ndb"), $"Site.A:0:*:{Hex("AAAA-MARK")}\nSite.Ep:1:EP+0:{Hex("BBBB")}\n", ct);
+        await File.WriteAllTextAsync(Path.Combine(rules, "site.ndb"), $"Site.A:0:*:{Hex("AAAA-MARK")}\nSite.Ep:9:EP+0:{Hex("BBBB")}\n", ct);
         await File.WriteAllTextAsync(Path.Combine(rules, "site.sha256"), $"{new string('a', 64)}  Site.Hash\n", ct);
         await File.WriteAllTextAsync(Path.Combine(rules, "site.yar"), "rule site_rule { strings: $a = \"CCCC\" condition: $a }\n", ct);
 
