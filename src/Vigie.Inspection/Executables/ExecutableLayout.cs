@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace Vigie.Inspection.Executables;
 
 /// <summary>One section of an executable as it lies in the file: where its raw data starts and how long it is.</summary>
-internal readonly record struct PeSection(uint VirtualAddress, uint VirtualSize, long RawOffset, long RawSize);
+internal readonly record struct PeSection(uint VirtualAddress, long RawOffset, long RawSize);
 
 /// <summary>
 /// Where an executable's entry point and sections lie in the file, for signatures placed relative to them (ClamAV's
@@ -16,12 +16,12 @@ internal sealed class ExecutableLayout
     /// <summary>The PE format's own ceiling on sections (the loader refuses more).</summary>
     public const int MaxSections = 96;
 
+    /// <summary>Most program headers an ELF file may list here (the format allows 65,535; real files have a dozen).</summary>
+    public const int MaxProgramHeaders = 512;
+
     private const int MaxHeaderOffset = 64 * 1024;
 
     private static ReadOnlySpan<byte> ElfMagic => [0x7F, (byte)'E', (byte)'L', (byte)'F'];
-
-    /// <summary>Most program headers an ELF file may list here (the format allows 65,535; real files have a dozen).</summary>
-    public const int MaxProgramHeaders = 512;
 
     private ExecutableLayout(long entryPoint, PeSection[] sections)
     {
@@ -88,13 +88,12 @@ internal sealed class ExecutableLayout
         for (var i = 0; i < sectionCount; i++)
         {
             var entry = table.AsSpan(i * 40, 40);
-            var virtualSize = BinaryPrimitives.ReadUInt32LittleEndian(entry[8..]);
             var virtualAddress = BinaryPrimitives.ReadUInt32LittleEndian(entry[12..]);
             var rawSize = BinaryPrimitives.ReadUInt32LittleEndian(entry[16..]);
             var rawOffset = BinaryPrimitives.ReadUInt32LittleEndian(entry[20..]);
             // Raw data past the end of the file is cut to what the file holds, as the loader reads it.
             var size = rawOffset >= content.Length ? 0 : Math.Min(rawSize, content.Length - rawOffset);
-            sections[i] = new PeSection(virtualAddress, virtualSize, rawOffset, size);
+            sections[i] = new PeSection(virtualAddress, rawOffset, size);
         }
 
         return new ExecutableLayout(FileOffset(entryRva, sections, headersSize, content.Length), sections);

@@ -149,8 +149,9 @@ internal sealed class PatternAlternatives(int position, int length, (byte[] Valu
 
 /// <summary>
 /// A ClamAV body pattern (the hex part of an .ndb signature or an .ldb sub-signature): hex bytes, <c>??</c>, nibble
-/// wildcards, alternatives of one length (<c>(aa|bb)</c>, <c>!(aa|bb)</c>, <c>(W)</c>), gaps (<c>{n-m}</c>,
-/// <c>*</c>, <c>[n-m]</c>), and the case-insensitive modifier of sub-signatures. The anchor is a run of exact bytes
+/// wildcards, alternatives (<c>(aa|bb)</c>, <c>!(aa|bb)</c>, <c>(aa|bbcc)</c>), classes (<c>(W)</c>, <c>(B)</c>,
+/// <c>(L)</c>, tests of the byte beside the match at either end), gaps (<c>{n-m}</c>, <c>*</c>, <c>[n-m]</c>), and
+/// the sub-signature modifiers. The anchor is a run of exact bytes
 /// (or letters in either case) starting with the rarest byte pair, in a part whose distance from the start varies
 /// by a few bytes at most; the scanner looks for anchors and verifies the whole pattern around each hit.
 /// </summary>
@@ -177,8 +178,6 @@ internal sealed class BodyPattern
     /// <summary>The sub-signature modifiers as written after <c>::</c> (empty when none), for export.</summary>
     public string Modifiers { get; }
 
-    public bool IgnoresCase => Modifiers.Contains('i', StringComparison.Ordinal);
-
     public PatternSegment[] Segments { get; }
 
     /// <summary>Gaps[i] separates Segments[i] and Segments[i + 1].</summary>
@@ -201,8 +200,8 @@ internal sealed class BodyPattern
     public EdgeTest RightEdge { get; private init; }
 
     /// <summary>
-    /// Parses ClamAV hex pattern syntax, with the sub-signature modifiers that follow <c>::</c> (only <c>i</c> and
-    /// <c>a</c> are implemented). Throws <see cref="SignatureFormatException"/> on bad syntax and
+    /// Parses ClamAV hex pattern syntax, with the sub-signature modifiers that follow <c>::</c> (<c>i</c>, <c>w</c>,
+    /// <c>a</c>, <c>f</c>). Throws <see cref="SignatureFormatException"/> on bad syntax and
     /// <see cref="UnsupportedSignatureException"/> on syntax not implemented here.
     /// </summary>
     public static BodyPattern Parse(string text, string modifiers = "")
@@ -404,7 +403,6 @@ internal sealed class BodyPattern
         ("(B)", EdgeTest.Boundary), ("(L)", EdgeTest.Line), ("(W)", EdgeTest.Word),
     ];
 
-
     private static (byte Value, byte Mask) ParseByte(string text, int i)
     {
         if (i + 1 >= text.Length)
@@ -432,8 +430,8 @@ internal sealed class BodyPattern
 
     /// <summary>
     /// <c>(aa|bb)</c> and <c>!(aa|bb)</c> become one position holding a set; <c>(aabb|ccdd)</c> and <c>!(aabb|ccdd)</c>
-    /// a group of positions; <c>(W)</c> the set of bytes that are not letters or digits. Alternatives of different
-    /// lengths and the boundary classes (B) and (L) are not implemented.
+    /// a group of positions; <c>(W)</c> and <c>(B)</c> a set; <c>(L)</c> and alternatives of different lengths a
+    /// choice, returned for the caller to place as a part of its own.
     /// </summary>
     private static PatternSegment? ParseAlternatives(string body, bool negated, int at, List<byte> values, List<byte> masks, List<PatternByteSet> sets,
         List<PatternAlternatives> groups, StringBuilder normalised)
@@ -677,7 +675,8 @@ internal sealed class BodyPattern
     }
 
     /// <summary>An exact byte, or (case-insensitive patterns) a letter in either case, held as its upper case.</summary>
-    private static bool Anchorable(PatternSegment segment, int i) => segment.Masks[i] == 0xFF || segment.Masks[i] == 0xDF && segment.Values[i] is >= 0x41 and <= 0x5A;
+    private static bool Anchorable(PatternSegment segment, int i) =>
+        segment.Masks[i] == 0xFF || segment.Masks[i] == 0xDF && char.IsAsciiLetterUpper((char)segment.Values[i]);
 
     private static int ByteCost(byte value) => value switch
     {
@@ -759,15 +758,15 @@ internal static class EdgeTests
 }
 
 /// <summary>
-/// Where a match may start: anywhere, at an absolute offset, counted back from the end, or (PE files) from the entry
-/// point or a section's raw data; plus a range of extra positions. <paramref name="Section"/> numbers the section of
+/// Where a match may start: anywhere, at an absolute offset, counted back from the end, from a PE or ELF file's entry
+/// point, or from a PE section's raw data; plus a range of extra positions. <paramref name="Section"/> numbers the section of
 /// <c>Sx+n</c> and <c>SEx</c>.
 /// </summary>
 internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long Value, long Range, int Section = 0)
 {
     public static readonly SignatureOffset Any = new(SignatureOffsetKind.Any, 0, 0);
 
-    /// <summary>Placed from a PE file's entry point or sections: only a PE file whose headers read gives it a place.</summary>
+    /// <summary>Placed from an executable's entry point or sections: only an executable whose headers read gives it a place.</summary>
     public bool NeedsExecutableLayout => Kind is SignatureOffsetKind.EntryPoint or SignatureOffsetKind.SectionStart or SignatureOffsetKind.SectionWhole
         or SignatureOffsetKind.LastSection;
 
@@ -828,7 +827,7 @@ internal readonly record struct SignatureOffset(SignatureOffsetKind Kind, long V
 
     /// <summary>
     /// The starts a match may have in content of this length, [First, Last]; false when there are none (an offset
-    /// counted back from the end of content shorter than it, or placed in a PE file by what this content lacks).
+    /// counted back from the end of content shorter than it, or placed in an executable by what this content lacks).
     /// </summary>
     public bool TryGetStarts(long contentLength, Executables.ExecutableLayout? layout, out long first, out long last)
     {

@@ -61,7 +61,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
 
-        var anchorIds = new Dictionary<(string, bool), int>();
+        var anchorIds = new Dictionary<(string Bytes, bool IgnoresCase), int>();
         var anchorUses = new List<List<PatternUse>>();
         void AddUse(PatternUse use)
         {
@@ -101,8 +101,8 @@ internal sealed class SignatureEngine : IKnownBadEngine
 
         _anchorUses = [.. anchorUses];
         var ordered = anchorIds.OrderBy(p => p.Value).Select(p => p.Key).ToList();
-        _anchors = [.. ordered.Select(a => Encoding.Latin1.GetBytes(a.Item1))];
-        _anchorIgnoresCase = [.. ordered.Select(a => a.Item2)];
+        _anchors = [.. ordered.Select(a => Encoding.Latin1.GetBytes(a.Bytes))];
+        _anchorIgnoresCase = [.. ordered.Select(a => a.IgnoresCase)];
         _maxAnchorLength = _anchors.Length == 0 ? 0 : _anchors.Max(a => a.Length);
 
         // Anchors grouped by their first two bytes (read as a little-endian ushort), with a bit per pair to filter on;
@@ -127,7 +127,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
         byte[] firsts = Cases(anchor[0]), seconds = Cases(anchor[1]);
         return firsts.SelectMany(first => seconds.Select(second => first | second << 8)).Distinct();
 
-        byte[] Cases(byte value) => _anchorIgnoresCase[anchorId] && value is >= 0x41 and <= 0x5A ? [value, (byte)(value | 0x20)] : [value];
+        byte[] Cases(byte value) => _anchorIgnoresCase[anchorId] && char.IsAsciiLetterUpper((char)value) ? [value, (byte)(value | 0x20)] : [value];
     }
 
     public string Name => "signatures";
@@ -331,7 +331,7 @@ internal sealed class SignatureEngine : IKnownBadEngine
         for (var i = 0; i < anchor.Length; i++)
         {
             var a = anchor[i];
-            if (data[i] != a && !(a is >= 0x41 and <= 0x5A && (data[i] & 0xDF) == a))
+            if (data[i] != a && !(char.IsAsciiLetterUpper((char)a) && (data[i] & 0xDF) == a))
             {
                 return false;
             }

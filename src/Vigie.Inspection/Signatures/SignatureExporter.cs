@@ -188,7 +188,8 @@ public static class SignatureExporter
 
         foreach (var logical in database.Logicals)
         {
-            if (logical.SubSignatures.Any(sub => ToYaraHex(sub.Pattern) is null))
+            var hexes = logical.SubSignatures.Select(sub => ToYaraHex(sub.Pattern)).ToList();
+            if (hexes.Any(hex => hex is null))
             {
                 yara.Append(CultureInfo.InvariantCulture, $"// {logical.Name}: {NotInYara}\n\n");
                 continue;
@@ -197,7 +198,7 @@ public static class SignatureExporter
             yara.Append(CultureInfo.InvariantCulture, $"rule {Unique(logical.Name)}\n{{\n  meta:\n    clamav_name = \"{logical.Name}\"\n  strings:\n");
             for (var i = 0; i < logical.SubSignatures.Length; i++)
             {
-                yara.Append(CultureInfo.InvariantCulture, $"    $s{i} = {{ {ToYaraHex(logical.SubSignatures[i].Pattern)!} }}\n");
+                yara.Append(CultureInfo.InvariantCulture, $"    $s{i} = {{ {hexes[i]} }}\n");
             }
 
             var condition = logical.Expression.ToYara(i => Placed($"$s{i}", logical.SubSignatures[i].Offset, logical.Target));
@@ -345,8 +346,7 @@ public static class SignatureExporter
     /// </summary>
     private static string YaraSet(PatternByteSet set)
     {
-        var members = set.Members().ToHashSet();
-        if (members.Count == 256)
+        if (set.Members().Count() == 256)
         {
             return "??";
         }
@@ -354,7 +354,7 @@ public static class SignatureExporter
         var parts = new List<string>();
         for (var high = 0; high < 16; high++)
         {
-            var row = Enumerable.Range(high << 4, 16).Select(v => (byte)v).Where(members.Contains).ToList();
+            var row = Enumerable.Range(high << 4, 16).Select(v => (byte)v).Where(set.Contains).ToList();
             if (row.Count == 16)
             {
                 parts.Add($"{high:X}?");
