@@ -53,6 +53,26 @@ public abstract class ContentSource : IDisposable
             : new SliceContentSource(this, offset, length);
     }
 
+    /// <summary>Where <paramref name="part"/> lies in <paramref name="container"/>, when it is a slice of it (directly, or of the same memory).</summary>
+    internal static bool TryLocate(ContentSource container, ContentSource part, out long offset)
+    {
+        offset = 0;
+        if (part is SliceContentSource slice && ReferenceEquals(slice.Parent, container))
+        {
+            offset = slice.Start;
+            return true;
+        }
+
+        if (container.Memory is { } whole && part.Memory is { } piece && whole.Span.Overlaps(piece.Span, out var elementOffset)
+            && elementOffset >= 0 && elementOffset + piece.Length <= whole.Length)
+        {
+            offset = elementOffset;
+            return true;
+        }
+
+        return false;
+    }
+
     public static ContentSource FromMemory(ReadOnlyMemory<byte> bytes) => new MemoryContentSource(bytes);
 
     /// <summary>Opens a file for positional reads; the source owns the handle.</summary>
@@ -89,6 +109,10 @@ public abstract class ContentSource : IDisposable
 
     private sealed class SliceContentSource(ContentSource parent, long start, long length) : ContentSource
     {
+        public ContentSource Parent => parent;
+
+        public long Start => start;
+
         public override long Length => length;
 
         internal override (SafeFileHandle Handle, long Offset)? FileRange =>

@@ -228,6 +228,11 @@ public sealed class Inspector
             }
         }
 
+        if (ContentSource.TryLocate(parent.Content, content, out var offset))
+        {
+            parent.InspectedRanges.Add((offset, content.Length));
+        }
+
         var type = readAs ?? ContentIdentifier.Identify(content);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
@@ -301,6 +306,12 @@ public sealed class Inspector
 
         var start = directory.Entries.Min(e => e.LocalHeaderOffset);
         if (start <= 0 || start >= content.Length || ZipReader.ReadLocalHeader(content, start) is null)
+        {
+            return;
+        }
+
+        // An analyser that already handed these very bytes over (a DICOM file's trailing data) reported and read them.
+        if (context.InspectedRanges.Contains((start, content.Length - start)))
         {
             return;
         }

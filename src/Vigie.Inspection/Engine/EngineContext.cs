@@ -17,6 +17,9 @@ internal sealed class EngineContext(
 
     public ContentSource Content => content;
 
+    /// <summary>Ranges of this content already inspected as children (trailing data...), so that no other step reads them again.</summary>
+    public List<(long Offset, long Length)> InspectedRanges { get; } = [];
+
     public override string InnerPath => innerPath;
 
     public override int Depth => depth;

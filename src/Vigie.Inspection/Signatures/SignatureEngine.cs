@@ -203,12 +203,19 @@ internal sealed class SignatureEngine : IKnownBadEngine
             }
         }
 
-        Report(context, HashAlgorithmKind.Md5, md5?.GetHashAndReset(), length);
-        Report(context, HashAlgorithmKind.Sha1, sha1?.GetHashAndReset(), length);
-        Report(context, HashAlgorithmKind.Sha256, known is { } digest ? digest.ToArray() : sha256?.GetHashAndReset(), length);
+        // One finding per signature name: a list that carries the same file's MD5 and SHA-256 names it once.
+        var matches = new List<(string Name, string Hash)>();
+        Match(context, HashAlgorithmKind.Md5, md5?.GetHashAndReset(), length, matches);
+        Match(context, HashAlgorithmKind.Sha1, sha1?.GetHashAndReset(), length, matches);
+        Match(context, HashAlgorithmKind.Sha256, known is { } digest ? digest.ToArray() : sha256?.GetHashAndReset(), length, matches);
+        foreach (var signature in matches.GroupBy(m => m.Name, StringComparer.Ordinal))
+        {
+            context.Report(Rules.SignatureHash, Severity.High,
+                $"matches known-bad signature '{signature.Key}' ({string.Join(", ", signature.Select(m => m.Hash))})");
+        }
     }
 
-    private void Report(InspectionContext context, HashAlgorithmKind algorithm, byte[]? digest, long length)
+    private void Match(InspectionContext context, HashAlgorithmKind algorithm, byte[]? digest, long length, List<(string Name, string Hash)> matches)
     {
         if (digest is null)
         {
@@ -221,14 +228,14 @@ internal sealed class SignatureEngine : IKnownBadEngine
         }
 
         var hex = Convert.ToHexStringLower(digest);
-        if (!_hashes.TryGetValue((algorithm, hex), out var matches))
+        if (!_hashes.TryGetValue((algorithm, hex), out var found))
         {
             return;
         }
 
-        foreach (var name in matches.Where(m => m.Size is null || m.Size == length).Select(m => m.Name).Distinct(StringComparer.Ordinal))
+        foreach (var name in found.Where(m => m.Size is null || m.Size == length).Select(m => m.Name).Distinct(StringComparer.Ordinal))
         {
-            context.Report(Rules.SignatureHash, Severity.High, $"matches known-bad signature '{name}' ({algorithm} {hex})");
+            matches.Add((name, $"{algorithm} {hex}"));
         }
     }
 

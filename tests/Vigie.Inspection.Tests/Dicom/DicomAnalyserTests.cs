@@ -82,8 +82,29 @@ public sealed class DicomAnalyserTests
 
         verdict.HasNo("inspection.recursive-content");
         Assert.Contains(verdict.Findings, f => f.Rule == "signature.hash" && f.InnerPath == "polyglot.zip/inner/eicar.com");
-        // Nothing was taken for a bomb: the archive appended after the dataset is opened too.
-        Assert.Contains(verdict.Findings, f => f.Rule == "signature.hash" && f.InnerPath == "[appended zip]/inner/eicar.com");
+        // Nothing was taken for a bomb: the archive appended after the dataset (the trailing data) is opened too.
+        Assert.Equal(["polyglot.zip/inner/eicar.com", "trailing-data/inner/eicar.com"],
+            verdict.Findings.Where(f => f.Rule == "signature.hash").Select(f => f.InnerPath).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>
+    /// Regression: a ZIP appended to a DICOM file was read twice, once as the dataset's trailing data and once more as an
+    /// appended archive, and each of its files was reported once per reading and once per hash the signature list
+    /// carried (MD5 and SHA-256 of the same test file): four findings for one file.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_zip_appended_to_a_dicom_file_was_read_twice_and_its_files_reported_per_hash()
+    {
+        var zipped = new ZipBuilder().Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+
+        var verdict = await TestInspection.InspectAsync(Append(File(Image()), zipped), "study.dcm");
+
+        var found = Assert.Single(verdict.Findings, f => f.Rule == "signature.hash");
+        Assert.Equal("trailing-data/inner/eicar.com", found.InnerPath);
+        Assert.Contains("Md5 ", found.Message, StringComparison.Ordinal);
+        Assert.Contains("Sha256 ", found.Message, StringComparison.Ordinal);
+        Assert.Single(verdict.Findings, f => f.Rule == "dicom.trailing-data");
+        verdict.HasNo("inspection.appended-archive");
     }
 
     [Fact]
