@@ -17,6 +17,7 @@ internal static class CliApp
         root.Subcommands.Add(MaintenanceCommands.Scrub());
         root.Subcommands.Add(AuditCommands.Create());
         root.Subcommands.Add(ForwardCommands.Create());
+        root.Subcommands.Add(QuarantineCommands.Create());
         root.Subcommands.Add(EchoCommand.Create());
         root.Subcommands.Add(MaintenanceCommands.Keys());
         root.Subcommands.Add(MaintenanceCommands.Access());

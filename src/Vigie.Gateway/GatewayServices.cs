@@ -48,6 +48,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();
         services.TryAddSingleton<ForwardQueue>();
+        services.TryAddSingleton<QuarantineManager>();
         services.TryAddSingleton<CommitmentReports>();
         services.TryAddSingleton<StorageCommitmentService>();
         services.TryAddSingleton<CommitmentQueue>();

@@ -297,13 +297,19 @@ public sealed class IngestPipeline(
         return written;
     }
 
+    // Where a quarantine record keeps the rules, the verdict and the caller (private-group tags of the index's attribute sets).
+    internal const uint QuarantineRulesTag = 0x0009_0010;
+    internal const uint QuarantineVerdictTag = 0x0009_0011;
+    internal const uint QuarantineCallerTag = 0x0009_0012;
+
     private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, CancellationToken cancellationToken)
     {
         var worst = verdict.Findings.OrderByDescending(f => f.Severity).FirstOrDefault();
         var reason = worst is null ? $"inspection {verdict.Kind}" : $"{worst.Rule}: {worst.Message}";
         var quarantined = await store.QuarantineAsync(spooled, reason, cancellationToken).ConfigureAwait(false);
         var rules = verdict.Findings.Where(f => f.Severity > Severity.Info).Select(f => f.Rule).Distinct(StringComparer.Ordinal).ToList();
-        var details = AttributeSet.From((0x0009_0010, string.Join('\\', rules)), (0x0009_0011, verdict.Kind.ToString()), (0x0009_0012, source.CallingAE));
+        var details = AttributeSet.From((QuarantineRulesTag, string.Join('\\', rules)), (QuarantineVerdictTag, verdict.Kind.ToString()),
+            (QuarantineCallerTag, source.CallingAE));
         var record = new AuditRecord
         {
             Time = time.GetUtcNow(),

@@ -1,0 +1,151 @@
+using Microsoft.Extensions.Logging;
+using Vigie.Archive.Index;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+
+namespace Vigie.Gateway.Ingest;
+
+/// <summary>One quarantined object as an analyst sees it: when, from whom, the verdict, the rules and the reason.</summary>
+public sealed record QuarantinedItem(long RowId, string QuarantineId, DateTimeOffset QuarantinedAt, long Length, string Verdict, IReadOnlyList<string> Rules,
+    string? CallingAE, string Reason);
+
+/// <summary>Why an export was refused: no such object, a file already there, or a quarantined copy that no longer decrypts.</summary>
+public sealed class QuarantineExportException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The quarantine as the security officer works with it: what was refused and why, and a copy of one object for
+/// analysis. The copy is the data set exactly as it arrived (hostile), in the DICOM file Vigie made of it, decrypted
+/// and checked against its content hash; it is written only once the export is in the audit trail, so that no copy
+/// leaves without a trace.
+/// </summary>
+public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, TimeProvider time, ILogger<QuarantineManager> logger)
+{
+    /// <summary>Most objects one listing returns.</summary>
+    public const int MaxListed = 10_000;
+
+    private const int Page = 500;
+
+    /// <summary>Quarantined objects, oldest first, after row <paramref name="afterRowId"/>.</summary>
+    public async Task<IReadOnlyList<QuarantinedItem>> ListAsync(long afterRowId, int limit, CancellationToken cancellationToken)
+    {
+        var records = await index.ListQuarantineAsync(afterRowId, Math.Clamp(limit, 0, MaxListed), cancellationToken).ConfigureAwait(false);
+        return [.. records.Select(ToItem)];
+    }
+
+    /// <summary>The quarantined object with this id, or null.</summary>
+    public async Task<QuarantinedItem?> FindAsync(string quarantineId, CancellationToken cancellationToken)
+    {
+        for (long after = 0; ;)
+        {
+            var page = await index.ListQuarantineAsync(after, Page, cancellationToken).ConfigureAwait(false);
+            if (page.FirstOrDefault(r => string.Equals(r.QuarantineId, quarantineId, StringComparison.Ordinal)) is { } found)
+            {
+                return ToItem(found);
+            }
+
+            if (page.Count < Page)
+            {
+                return null;
+            }
+
+            after = page[^1].RowId;
+        }
+    }
+
+    /// <summary>
+    /// Writes the object, decrypted, to <paramref name="path"/> (owner-only permissions), after recording the export,
+    /// who asked and why in the audit trail. Refuses an existing file unless <paramref name="overwrite"/>.
+    /// </summary>
+    public async Task<QuarantinedItem> ExportAsync(string quarantineId, string path, bool overwrite, string operatorName, string justification,
+        CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(justification);
+        var item = await FindAsync(quarantineId, cancellationToken).ConfigureAwait(false)
+            ?? throw new QuarantineExportException($"no quarantined object {quarantineId}");
+        var target = Path.GetFullPath(path);
+        if (!overwrite && File.Exists(target))
+        {
+            throw new QuarantineExportException($"{target} already exists (--force replaces it)");
+        }
+
+        var partial = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.{Guid.NewGuid():N}.partial");
+        try
+        {
+            await CopyOutAsync(quarantineId, partial, cancellationToken).ConfigureAwait(false);
+            await audit.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.Export,
+                Action = AuditAction.Read,
+                Participants =
+                [
+                    new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
+                    GatewayAudit.Self("VIGIE", requestor: false, AuditRoles.Source),
+                ],
+                Details = new AuditDetails
+                {
+                    OutcomeDescription = $"quarantined object {quarantineId} exported for analysis to {target}: {justification}",
+                    Objects =
+                    [
+                        new AuditObject
+                        {
+                            Type = AuditObjectType.SystemObject,
+                            Role = AuditObjectRole.Resource,
+                            IdType = AuditObjectIdTypes.NodeId,
+                            Id = quarantineId,
+                            Details = [new KeyValuePair<string, string>("rules", string.Join(", ", item.Rules))],
+                        },
+                    ],
+                },
+            }, cancellationToken).ConfigureAwait(false);
+            File.Move(partial, target, overwrite);
+        }
+        finally
+        {
+            File.Delete(partial);
+        }
+
+        logger.LogWarning("{Operator} exported quarantined object {QuarantineId} for analysis", operatorName, quarantineId);
+        return item;
+    }
+
+    private async Task CopyOutAsync(string quarantineId, string partial, CancellationToken cancellationToken)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            Options = FileOptions.Asynchronous,
+        };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        try
+        {
+            await using var reader = await store.OpenQuarantinedAsync(quarantineId, cancellationToken).ConfigureAwait(false);
+            await using var output = new FileStream(partial, options);
+            // The reader authenticates every segment and checks the content hash at the end: a damaged copy never comes out whole.
+            await using (var source = reader.OpenStream())
+            {
+                await source.CopyToAsync(output, cancellationToken).ConfigureAwait(false);
+            }
+
+            output.Flush(flushToDisk: true);
+        }
+        catch (Exception e) when (e is ObjectFormatException or FileNotFoundException)
+        {
+            throw new QuarantineExportException($"quarantined object {quarantineId} cannot be read back ({e.Message}); `vigie scrub` reports it", e);
+        }
+    }
+
+    private static QuarantinedItem ToItem(QuarantineRecord record)
+    {
+        string? Value(uint tag) => record.Details.TryGetValue(tag, out var values) && values.Count > 0 ? string.Join('\\', values) : null;
+        var rules = Value(IngestPipeline.QuarantineRulesTag) is { Length: > 0 } joined ? joined.Split('\\') : [];
+        return new QuarantinedItem(record.RowId, record.QuarantineId, record.QuarantinedAt, record.Length, Value(IngestPipeline.QuarantineVerdictTag) ?? "unrecorded",
+            rules, Value(IngestPipeline.QuarantineCallerTag), record.Reason);
+    }
+}
