@@ -49,6 +49,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<Forwarder>();
         services.TryAddSingleton<ForwardQueue>();
         services.TryAddSingleton<QuarantineManager>();
+        services.TryAddSingleton<ArchiveRescan>();
         services.TryAddSingleton<CommitmentReports>();
         services.TryAddSingleton<StorageCommitmentService>();
         services.TryAddSingleton<CommitmentQueue>();

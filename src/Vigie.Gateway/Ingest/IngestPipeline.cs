@@ -144,7 +144,7 @@ public sealed class IngestPipeline(
             // The common case reads the plaintext kept while spooling; large objects are read back from the spool by ranges.
             reader = plaintext is null ? await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false) : null;
             // The spool hashed the plaintext as it arrived; hash lists reuse that digest.
-            using var content = (plaintext is { } bytes ? ContentSource.FromMemory(bytes) : await ContentFromAsync(reader!, cancellationToken).ConfigureAwait(false))
+            using var content = (plaintext is { } bytes ? ContentSource.FromMemory(bytes) : await ContentFromAsync(reader!, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false))
                 .WithKnownSha256(spooled.ContentSha256);
             verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
             try
@@ -357,10 +357,10 @@ public sealed class IngestPipeline(
             quarantined.QuarantineId);
     }
 
-    /// <summary>The spool read back decrypted: into memory when small (the common case), else by ranges.</summary>
-    private async ValueTask<ContentSource> ContentFromAsync(ArchiveObjectReader reader, CancellationToken cancellationToken)
+    /// <summary>An object read back decrypted: into memory when small (the common case), else by ranges.</summary>
+    internal static async ValueTask<ContentSource> ContentFromAsync(ArchiveObjectReader reader, int inMemoryLimit, CancellationToken cancellationToken)
     {
-        if (reader.Length <= options.CurrentValue.InMemoryInspectionLimit)
+        if (reader.Length <= inMemoryLimit)
         {
             var bytes = GC.AllocateUninitializedArray<byte>((int)reader.Length);
             var filled = 0;

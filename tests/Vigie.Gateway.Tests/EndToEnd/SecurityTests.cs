@@ -185,6 +185,51 @@ public sealed class SecurityTests
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, ["VIGIE-INERT-MARKER-7731", "2.25.4242424242"], ct));
     }
 
+    [Fact]
+    public async Task A_signature_published_after_an_object_was_archived_finds_it_there_with_rescan()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-rescan");
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var clean = Peers.CtCorpusFiles()[0];
+        var file = await DicomReader.ReadFileAsync(clean, new DicomReadOptions { LoadLargeValues = true }, ct);
+        file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.5521552155");
+        file.Dataset.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
+        file.Dataset.SetString(new DicomTag(0x0029, 0x1001), DicomVR.LO, "VIGIE-RETRO-IOC-5521");
+        var data = DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            // Nothing knows the marker yet: both are archived.
+            Assert.Equal(DimseStatus.Success, (await client.StoreAsync(DicomUids.CTImageStorage, "2.25.5521552155", DicomUids.ExplicitVRLittleEndian, new MemoryStream(data), ct)).Status);
+            Assert.Equal(DimseStatus.Success, (await client.StoreFileAsync(clean, ct)).Status);
+            await client.ReleaseAsync(ct);
+        }
+
+        var before = await node.VigieAsync("rescan", "--json");
+        Assert.True(before.ExitCode == 0, before.ToString());
+        Assert.Equal(2, JsonDocument.Parse(before.StandardOutput).RootElement.GetProperty("objects").GetInt64());
+
+        // The indicator is published (a ClamAV body signature of the marker): the object is found where it sits.
+        var rules = work.Combine("rules");
+        Directory.CreateDirectory(rules);
+        await File.WriteAllTextAsync(Path.Combine(rules, "ioc.ndb"), $"Vigie.Test.RetroIOC:0:*:{Convert.ToHexStringLower("VIGIE-RETRO-IOC-5521"u8)}\n", ct);
+        var after = await node.VigieAsync("rescan", "--rules", rules, "--reveal-identifiers", "--json");
+        Assert.True(after.ExitCode == 1, after.ToString());
+        var flagged = Assert.Single(JsonDocument.Parse(after.StandardOutput).RootElement.GetProperty("flagged").EnumerateArray());
+        Assert.Equal("2.25.5521552155", flagged.GetProperty("sop_instance_uid").GetString());
+        Assert.Contains(flagged.GetProperty("findings").EnumerateArray(), f => f.GetProperty("message").GetString()!.Contains("Vigie.Test.RetroIOC", StringComparison.Ordinal));
+        var plain = await node.VigieAsync("rescan", "--rules", rules);
+        Assert.Equal(1, plain.ExitCode);
+        Assert.DoesNotContain("2.25.5521552155", plain.StandardOutput, StringComparison.Ordinal);
+
+        var alerts = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--details")).StandardOutput).RootElement;
+        Assert.Equal(2, alerts.EnumerateArray().Count(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("flagged by re-inspection",
+            StringComparison.Ordinal)));
+        Assert.Equal(2, (await node.VigieAsync("rescan", "--rules", work.Combine("no-such-folder"))).ExitCode);
+        await node.StopAsync();
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Kill_9_in_the_middle_of_a_store_loses_nothing_acknowledged(DatabaseProvider provider)

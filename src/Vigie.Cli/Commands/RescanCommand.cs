@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+using Vigie.Archive.Index;
+using Vigie.Gateway.Ingest;
+
+namespace Vigie.Cli.Commands;
+
+/// <summary>`vigie rescan`: every archived object inspected again with today's rules (a new indicator of compromise).</summary>
+internal static class RescanCommand
+{
+    public static Command Create()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var rules = new Option<DirectoryInfo?>("--rules")
+        {
+            Description = "A folder of known-bad signatures to use instead of the configured one (ClamAV .hdb/.hsb/.ndb/.ldb, YARA, hash lists): a new indicator of compromise.",
+        };
+        var reveal = new Option<bool>("--reveal-identifiers") { Description = "Name flagged objects by their decrypted SOP and Study Instance UIDs, to find the study." };
+        var command = new Command("rescan",
+            "Inspect every archived object again with today's rules. Flagged objects stay in the archive and are audited under their patient. Exit 0 nothing found, 1 flagged, 2 unreadable objects or error.")
+        {
+            data, config, json, rules, reveal,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var overrides = new Dictionary<string, string?>();
+            if (parse.GetValue(rules) is { } folder)
+            {
+                if (!folder.Exists)
+                {
+                    await Console.Error.WriteLineAsync($"vigie rescan: the rules folder {folder.FullName} does not exist");
+                    return ExitCodes.Error;
+                }
+
+                overrides["Inspection:Signatures:RulesDirectory"] = folder.FullName;
+            }
+
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "rescan", ct, overrides);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            ArchiveRescan rescan;
+            try
+            {
+                rescan = services.GetRequiredService<ArchiveRescan>();
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or Microsoft.Extensions.Options.OptionsValidationException)
+            {
+                // A rules folder that cannot be loaded is an error of the run.
+                await Console.Error.WriteLineAsync($"vigie rescan: cannot load the inspection engines: {e.Message}");
+                return ExitCodes.Error;
+            }
+
+            var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal) };
+            var operatorName = $"{Environment.UserName}@{Environment.MachineName} (vigie rescan)";
+            var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
+            var report = await WithProgressAsync(total, parse.GetValue(json), progress => rescan.RunAsync(request, operatorName, progress, ct));
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    clean = report.ExitCode == ExitCodes.Ok,
+                    report.Objects,
+                    report.Bytes,
+                    flagged = report.Hits.Select(h => new
+                    {
+                        @object = h.ObjectId.ToString(),
+                        verdict = h.Verdict,
+                        sop_instance_uid = h.SopInstanceUid,
+                        study_instance_uid = h.StudyInstanceUid,
+                        findings = h.Findings.Select(f => new { f.Rule, f.Severity, f.Message, inner_path = f.InnerPath, f.Offset }),
+                    }),
+                    unreadable = report.Unreadable.Select(u => new { @object = u.ObjectId.ToString(), problem = u.Problem }),
+                    duration_seconds = report.Duration.TotalSeconds,
+                });
+                return report.ExitCode;
+            }
+
+            foreach (var hit in report.Hits)
+            {
+                Console.WriteLine($"{hit.ObjectId}: {hit.Verdict}" + (hit.SopInstanceUid is null ? string.Empty : $" (instance {hit.SopInstanceUid}, study {hit.StudyInstanceUid})"));
+                foreach (var finding in hit.Findings)
+                {
+                    Console.WriteLine($"  {finding.Severity} {finding.Rule}: {finding.Message}" + (finding.InnerPath.Length > 0 ? $" [{finding.InnerPath}]" : string.Empty));
+                }
+            }
+
+            foreach (var (id, problem) in report.Unreadable)
+            {
+                Console.WriteLine($"{id}: unreadable: {problem} (`vigie scrub` says more)");
+            }
+
+            Console.WriteLine($"{report.Objects.ToString("N0", CultureInfo.InvariantCulture)} objects ({report.Bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes) inspected in {report.Duration.TotalSeconds:F1} s: "
+                              + $"{report.Hits.Count} flagged, {report.Unreadable.Count} unreadable");
+            if (report.Hits.Count > 0 && !request.RevealIdentifiers)
+            {
+                Console.WriteLine("--reveal-identifiers names the instances and studies; each flagged object is in the audit trail under its patient.");
+            }
+
+            return report.ExitCode;
+        });
+        return command;
+    }
+
+    /// <summary>A progress bar on stderr when a person is watching; silent otherwise.</summary>
+    private static async Task<T> WithProgressAsync<T>(long total, bool quiet, Func<IProgress<long>?, Task<T>> work)
+    {
+        if (quiet || Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        {
+            return await work(null);
+        }
+
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        return await console.Progress().StartAsync(async context =>
+        {
+            var task = context.AddTask("Inspecting the archive", maxValue: Math.Max(1, total));
+            return await work(new Progress<long>(done => task.Value = done));
+        });
+    }
+}

@@ -1,0 +1,152 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Inspection;
+using DicomTags = Vigie.Dicom.DicomTags;
+
+namespace Vigie.Gateway.Ingest;
+
+/// <summary>What a re-inspection of the archive should do.</summary>
+public sealed record RescanRequest
+{
+    /// <summary>Name flagged objects by their decrypted SOP Instance and Study Instance UIDs, to find the study.</summary>
+    public bool RevealIdentifiers { get; init; }
+
+    /// <summary>Objects inspected at once (cores).</summary>
+    public int Parallelism { get; init; } = Environment.ProcessorCount;
+}
+
+/// <summary>One archived object that today's rules find malicious (or suspicious, where the gateway quarantines those).</summary>
+public sealed record RescanHit(ObjectId ObjectId, VerdictKind Verdict, IReadOnlyList<Finding> Findings, string? SopInstanceUid, string? StudyInstanceUid);
+
+/// <summary>The outcome of a re-inspection: how much was read, what was flagged, what could not be read.</summary>
+public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<RescanHit> Hits, IReadOnlyList<(ObjectId ObjectId, string Problem)> Unreadable,
+    TimeSpan Duration)
+{
+    /// <summary>0 nothing found, 1 something flagged, 2 objects that could not be read (scrub says more).</summary>
+    public int ExitCode => Unreadable.Count > 0 ? 2 : Hits.Count > 0 ? 1 : 0;
+}
+
+/// <summary>
+/// Inspects every archived object again with today's rules: a signature published after an object was accepted (a
+/// new indicator of compromise) finds it where it already sits. Flagged objects stay where they are (the archive is
+/// immutable): each is audited as a security alert under its patient, so that the security officer can follow up
+/// the study, and the run itself is audited.
+/// </summary>
+public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
+    TimeProvider time, ILogger<ArchiveRescan> logger)
+{
+    private static readonly DicomReadOptions HeaderRead = new() { StopAtTag = DicomTags.PixelData };
+
+    public async Task<RescanReport> RunAsync(RescanRequest request, string operatorName, IProgress<long>? progress, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var hits = new ConcurrentBag<(RescanHit Hit, DicomDataset? Header)>();
+        var unreadable = new ConcurrentBag<(ObjectId, string)>();
+        long objects = 0, bytes = 0;
+        var quarantineSuspicious = options.CurrentValue.QuarantineSuspicious;
+        var inMemoryLimit = options.CurrentValue.InMemoryInspectionLimit;
+        await Parallel.ForEachAsync(store.ListWrittenSinceAsync(DateTimeOffset.MinValue, cancellationToken),
+            new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, request.Parallelism), CancellationToken = cancellationToken },
+            async (written, ct) =>
+            {
+                try
+                {
+                    await using var reader = await store.OpenReadAsync(written.Id, ct).ConfigureAwait(false);
+                    using var content = await IngestPipeline.ContentFromAsync(reader, inMemoryLimit, ct).ConfigureAwait(false);
+                    var verdict = await inspector.InspectAsync(content, null, ct).ConfigureAwait(false);
+                    Interlocked.Add(ref bytes, reader.Length);
+                    if (verdict.Kind is VerdictKind.Malicious or VerdictKind.Error || (verdict.Kind == VerdictKind.Suspicious && quarantineSuspicious))
+                    {
+                        var header = await ReadHeaderAsync(content, ct).ConfigureAwait(false);
+                        var findings = verdict.Findings.Where(f => f.Severity > Severity.Info).ToList();
+                        hits.Add((new RescanHit(written.Id, verdict.Kind, findings,
+                            request.RevealIdentifiers ? Uid(header, DicomTags.SOPInstanceUID) : null,
+                            request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null), header));
+                    }
+                }
+                catch (Exception e) when (e is ObjectFormatException or IOException or EndOfStreamException)
+                {
+                    unreadable.Add((written.Id, e.Message));
+                }
+
+                // Counted apart: with no progress to report, `progress?.Report(...)` would not evaluate its argument.
+                var done = Interlocked.Increment(ref objects);
+                progress?.Report(done);
+            }).ConfigureAwait(false);
+
+        foreach (var (hit, header) in hits)
+        {
+            await audit.AppendAsync(HitRecord(hit, header, operatorName), cancellationToken).ConfigureAwait(false);
+        }
+
+        var report = new RescanReport(objects, bytes, [.. hits.Select(h => h.Hit).OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
+            Stopwatch.GetElapsedTime(started));
+        await audit.AppendAsync(new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.ApplicationActivity,
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+            Action = AuditAction.Execute,
+            Outcome = report.Hits.Count > 0 || report.Unreadable.Count > 0 ? AuditOutcome.MinorFailure : AuditOutcome.Success,
+            Participants = [new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+            Details = new AuditDetails
+            {
+                OutcomeDescription = $"archive re-inspected: {report.Objects} objects, {report.Hits.Count} flagged, {report.Unreadable.Count} unreadable",
+            },
+        }, cancellationToken).ConfigureAwait(false);
+        logger.LogInformation("{Operator} re-inspected the archive: {Objects} objects, {Hits} flagged, {Unreadable} unreadable", operatorName, report.Objects,
+            report.Hits.Count, report.Unreadable.Count);
+        return report;
+    }
+
+    private AuditRecord HitRecord(RescanHit hit, DicomDataset? header, string operatorName)
+    {
+        var rules = string.Join(", ", hit.Findings.Select(f => f.Rule).Distinct(StringComparer.Ordinal));
+        var patientId = header?.GetString(DicomTags.PatientID) ?? string.Empty;
+        var study = Uid(header, DicomTags.StudyInstanceUID);
+        return new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+            Action = AuditAction.Read,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants = [new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+            PatientRef = header is null ? null : GatewayAudit.PatientRef(keys, patientId, header.GetString(DicomTags.IssuerOfPatientID)),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = $"archived object {hit.ObjectId} flagged by re-inspection ({hit.Verdict}): {rules}",
+                Objects = header is null || study is null
+                    ? []
+                    :
+                    [
+                        GatewayAudit.Study(study, Uid(header, DicomTags.SOPClassUID), accession: header.GetString(DicomTags.AccessionNumber)),
+                        GatewayAudit.Patient(patientId, header.GetString(DicomTags.PatientName)),
+                    ],
+            },
+        };
+    }
+
+    private static async ValueTask<DicomDataset?> ReadHeaderAsync(ContentSource content, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = content.OpenStream();
+            return (await DicomReader.ReadFileAsync(stream, HeaderRead, cancellationToken).ConfigureAwait(false)).Dataset;
+        }
+        catch (DicomParseException)
+        {
+            return null;
+        }
+    }
+
+    private static string? Uid(DicomDataset? header, DicomTag tag) => header?.GetString(tag) is { } value ? DicomText.TrimUid(value) : null;
+}
