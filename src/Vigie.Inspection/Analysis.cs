@@ -87,6 +87,14 @@ public abstract class InspectionContext
     public virtual ValueTask InspectAsAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
         InspectChildAsync(name, content, cancellationToken);
 
+    /// <summary>
+    /// Says that <paramref name="part"/> (a slice of the current content) has been inspected already, under another
+    /// reading, so that no generic step (the appended-archive check) reads it again.
+    /// </summary>
+    public virtual void MarkInspected(ContentSource part)
+    {
+    }
+
     /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
     public abstract bool TryChargeExtraction(long bytes);
 

@@ -228,10 +228,7 @@ public sealed class Inspector
             }
         }
 
-        if (ContentSource.TryLocate(parent.Content, content, out var offset))
-        {
-            parent.InspectedRanges.Add((offset, content.Length));
-        }
+        parent.MarkInspected(content);
 
         var type = readAs ?? ContentIdentifier.Identify(content);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);

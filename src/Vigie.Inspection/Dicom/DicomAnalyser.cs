@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
+using Vigie.Inspection.Archives;
 
 namespace Vigie.Inspection.Dicom;
 
@@ -22,7 +23,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        await AnalysePreambleAsync(context, content, cancellationToken).ConfigureAwait(false);
+        var preambleIsZip = await AnalysePreambleAsync(context, content, cancellationToken).ConfigureAwait(false);
         DicomFile file;
         try
         {
@@ -44,20 +45,21 @@ internal sealed class DicomAnalyser : IContentAnalyser
         CheckMeta(context, file);
         if (file.TrailingDataOffset is { } trailing)
         {
-            await AnalyseTrailingAsync(context, content, trailing, cancellationToken).ConfigureAwait(false);
+            await AnalyseTrailingAsync(context, content, trailing, preambleIsZip, cancellationToken).ConfigureAwait(false);
         }
 
         await WalkAsync(context, content, file.Dataset, "", cancellationToken).ConfigureAwait(false);
         await CheckPixelDataAsync(context, content, file, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async ValueTask AnalysePreambleAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    /// <summary>Reports what the preamble makes of the file; true when it opens as a ZIP (and was read as one).</summary>
+    private static async ValueTask<bool> AnalysePreambleAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         var head = new byte[132];
         var read = content.ReadAt(0, head);
         if (read < 132 || !head.AsSpan(128, 4).SequenceEqual("DICM"u8) || head.AsSpan(0, PreambleLength).IndexOfAnyExcept((byte)0) < 0)
         {
-            return;
+            return false;
         }
 
         var kind = EmbeddedContent.Classify(content, 0, content.Length);
@@ -103,17 +105,47 @@ internal sealed class DicomAnalyser : IContentAnalyser
                 context.Report("dicom.preamble.nonzero", Severity.Info, "the preamble is not zero", 0);
                 break;
         }
+
+        return kind == EmbeddedKind.Zip;
     }
 
-    private static async ValueTask AnalyseTrailingAsync(InspectionContext context, ContentSource content, long offset, CancellationToken cancellationToken)
+    private static async ValueTask AnalyseTrailingAsync(InspectionContext context, ContentSource content, long offset, bool preambleIsZip,
+        CancellationToken cancellationToken)
     {
         var length = content.Length - offset;
         var kind = EmbeddedContent.Classify(content, offset, length);
         var (severity, what) = EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
             : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
             : (Severity.Medium, "bytes that are not DICOM elements");
+        var tail = content.Slice(offset, length);
+        // A ZIP polyglot's archive is also the trailing data. Read on its own, it is the same archive when every entry
+        // lands on the same local header; a crafted directory can make the two readings differ, and then both stay.
+        if (preambleIsZip && kind == EmbeddedKind.Zip && SameArchive(content, tail, offset, context.Limits.MaxEntries))
+        {
+            context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}, the one the preamble opens (read as polyglot.zip)",
+                offset);
+            context.MarkInspected(tail);
+            return;
+        }
+
         context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}", offset);
-        await context.InspectChildAsync("trailing-data", content.Slice(offset, length), cancellationToken).ConfigureAwait(false);
+        await context.InspectChildAsync("trailing-data", tail, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static bool SameArchive(ContentSource whole, ContentSource tail, long offset, int maxEntries)
+    {
+        try
+        {
+            var all = ZipReader.Read(whole, maxEntries).Entries;
+            var part = ZipReader.Read(tail, maxEntries).Entries;
+            return all.Count == part.Count && all.Zip(part).All(p => p.First.LocalHeaderOffset == offset + p.Second.LocalHeaderOffset
+                && p.First.CompressedSize == p.Second.CompressedSize && p.First.UncompressedSize == p.Second.UncompressedSize
+                && p.First.Method == p.Second.Method && p.First.Flags == p.Second.Flags && string.Equals(p.First.Name, p.Second.Name, StringComparison.Ordinal));
+        }
+        catch (ZipFormatException)
+        {
+            return false;
+        }
     }
 
     private static void CheckMeta(InspectionContext context, DicomFile file)

@@ -49,5 +49,13 @@ internal sealed class EngineContext(
     public override ValueTask InspectAsAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
         engine.InspectChildAsync(this, name, content, cancellationToken, type);
 
+    public override void MarkInspected(ContentSource part)
+    {
+        if (ContentSource.TryLocate(content, part, out var offset))
+        {
+            InspectedRanges.Add((offset, part.Length));
+        }
+    }
+
     public override bool TryChargeExtraction(long bytes) => session.TryChargeExtraction(this, bytes);
 }
