@@ -19,11 +19,12 @@ internal static class RescanCommand
         {
             Description = "A folder of known-bad signatures to use instead of the configured one (ClamAV .hdb/.hsb/.ndb/.ldb, YARA, hash lists): a new indicator of compromise.",
         };
+        var since = new Option<DateTimeOffset?>("--since") { Description = "Only objects written at or after this time (ISO 8601): a campaign's known start." };
         var reveal = new Option<bool>("--reveal-identifiers") { Description = "Name flagged objects by their decrypted SOP and Study Instance UIDs, to find the study." };
         var command = new Command("rescan",
             "Inspect every archived object again with today's rules. Flagged objects stay in the archive and are audited under their patient. Exit 0 nothing found, 1 flagged, 2 unreadable objects or error.")
         {
-            data, config, json, rules, reveal,
+            data, config, json, rules, since, reveal,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -57,7 +58,7 @@ internal static class RescanCommand
                 return ExitCodes.Error;
             }
 
-            var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal) };
+            var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since) };
             var operatorName = $"{Environment.UserName}@{Environment.MachineName} (vigie rescan)";
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
             var report = await WithProgressAsync(total, parse.GetValue(json), progress => rescan.RunAsync(request, operatorName, progress, ct));

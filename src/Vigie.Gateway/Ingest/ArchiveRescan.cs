@@ -19,6 +19,9 @@ public sealed record RescanRequest
     /// <summary>Name flagged objects by their decrypted SOP Instance and Study Instance UIDs, to find the study.</summary>
     public bool RevealIdentifiers { get; init; }
 
+    /// <summary>Only objects written at or after this time (a campaign's known start); all of them when null.</summary>
+    public DateTimeOffset? Since { get; init; }
+
     /// <summary>Objects inspected at once (cores).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
 }
@@ -53,7 +56,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
         long objects = 0, bytes = 0;
         var quarantineSuspicious = options.CurrentValue.QuarantineSuspicious;
         var inMemoryLimit = options.CurrentValue.InMemoryInspectionLimit;
-        await Parallel.ForEachAsync(store.ListWrittenSinceAsync(DateTimeOffset.MinValue, cancellationToken),
+        await Parallel.ForEachAsync(store.ListWrittenSinceAsync(request.Since ?? DateTimeOffset.MinValue, cancellationToken),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, request.Parallelism), CancellationToken = cancellationToken },
             async (written, ct) =>
             {
@@ -99,7 +102,8 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
             Participants = [new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
             Details = new AuditDetails
             {
-                OutcomeDescription = $"archive re-inspected: {report.Objects} objects, {report.Hits.Count} flagged, {report.Unreadable.Count} unreadable",
+                OutcomeDescription = $"archive re-inspected{(request.Since is { } since ? $" (objects written since {since:O})" : string.Empty)}: "
+                    + $"{report.Objects} objects, {report.Hits.Count} flagged, {report.Unreadable.Count} unreadable",
             },
         }, cancellationToken).ConfigureAwait(false);
         logger.LogInformation("{Operator} re-inspected the archive: {Objects} objects, {Hits} flagged, {Unreadable} unreadable", operatorName, report.Objects,

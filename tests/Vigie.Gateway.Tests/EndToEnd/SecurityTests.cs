@@ -219,6 +219,9 @@ public sealed class SecurityTests
         var flagged = Assert.Single(JsonDocument.Parse(after.StandardOutput).RootElement.GetProperty("flagged").EnumerateArray());
         Assert.Equal("2.25.5521552155", flagged.GetProperty("sop_instance_uid").GetString());
         Assert.Contains(flagged.GetProperty("findings").EnumerateArray(), f => f.GetProperty("message").GetString()!.Contains("Vigie.Test.RetroIOC", StringComparison.Ordinal));
+        var later = await node.VigieAsync("rescan", "--rules", rules, "--since", DateTimeOffset.UtcNow.AddHours(1).ToString("O"), "--json");
+        Assert.True(later.ExitCode == 0, later.ToString());
+        Assert.Equal(0, JsonDocument.Parse(later.StandardOutput).RootElement.GetProperty("objects").GetInt64());
         var plain = await node.VigieAsync("rescan", "--rules", rules);
         Assert.Equal(1, plain.ExitCode);
         Assert.DoesNotContain("2.25.5521552155", plain.StandardOutput, StringComparison.Ordinal);
