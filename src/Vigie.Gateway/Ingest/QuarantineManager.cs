@@ -1,4 +1,6 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive;
 using Vigie.Archive.Index;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
@@ -19,7 +21,8 @@ public sealed class QuarantineExportException(string message, Exception? inner =
 /// and checked against its content hash; it is written only once the export is in the audit trail, so that no copy
 /// leaves without a trace.
 /// </summary>
-public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, TimeProvider time, ILogger<QuarantineManager> logger)
+public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, IOptions<ArchiveOptions> archive, TimeProvider time,
+    ILogger<QuarantineManager> logger)
 {
     /// <summary>Most objects one listing returns.</summary>
     public const int MaxListed = 10_000;
@@ -64,6 +67,16 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         var item = await FindAsync(quarantineId, cancellationToken).ConfigureAwait(false)
             ?? throw new QuarantineExportException($"no quarantined object {quarantineId}");
         var target = Path.GetFullPath(path);
+        // A decrypted copy inside the data folder would be plaintext where none may be (and a stranger to the scrub);
+        // beside the keys, it would sit where the backups of the data never go, and the analyst would not look.
+        foreach (var kept in new[] { archive.Value.DataFolder, archive.Value.KeyFile is { } keyFile ? Path.GetDirectoryName(keyFile) : null })
+        {
+            if (kept is not null && IsWithin(target, Path.GetFullPath(kept)))
+            {
+                throw new QuarantineExportException($"{target} is inside {Path.GetFullPath(kept)}: write the copy outside Vigie's data and key folders");
+            }
+        }
+
         if (!overwrite && File.Exists(target))
         {
             throw new QuarantineExportException($"{target} already exists (--force replaces it)");
@@ -139,6 +152,12 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         {
             throw new QuarantineExportException($"quarantined object {quarantineId} cannot be read back ({e.Message}); `vigie scrub` reports it", e);
         }
+    }
+
+    private static bool IsWithin(string path, string folder)
+    {
+        var relative = Path.GetRelativePath(folder, path);
+        return relative != ".." && !relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(relative);
     }
 
     private static QuarantinedItem ToItem(QuarantineRecord record)

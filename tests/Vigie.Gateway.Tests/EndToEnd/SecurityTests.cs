@@ -176,6 +176,10 @@ public sealed class SecurityTests
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(copy));
         Assert.Equal(2, (await node.VigieAsync("quarantine", "export", quarantineId, "--out", copy, "--reason", "again")).ExitCode);
         Assert.Equal(2, (await node.VigieAsync("quarantine", "export", "no-such-id", "--out", work.Combine("none.dcm"), "--reason", "test")).ExitCode);
+        // Never as plaintext inside the data folder.
+        var inside = await node.VigieAsync("quarantine", "export", quarantineId, "--out", Path.Combine(node.Data, "analysis.dcm"), "--reason", "test");
+        Assert.Equal(2, inside.ExitCode);
+        Assert.Contains("outside Vigie's data and key folders", inside.StandardError, StringComparison.Ordinal);
         var exports = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106", "--details")).StandardOutput).RootElement;
         var export = Assert.Single(exports.EnumerateArray());
         Assert.Contains("INC-0042", export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
