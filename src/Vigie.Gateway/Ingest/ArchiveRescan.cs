@@ -51,7 +51,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
     public async Task<RescanReport> RunAsync(RescanRequest request, string operatorName, IProgress<long>? progress, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var hits = new ConcurrentBag<(RescanHit Hit, DicomDataset? Header)>();
+        var hits = new ConcurrentBag<RescanHit>();
         var unreadable = new ConcurrentBag<(ObjectId, string)>();
         long objects = 0, bytes = 0;
         var quarantineSuspicious = options.CurrentValue.QuarantineSuspicious;
@@ -70,9 +70,11 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
                     {
                         var header = await ReadHeaderAsync(content, ct).ConfigureAwait(false);
                         var findings = verdict.Findings.Where(f => f.Severity > Severity.Info).ToList();
-                        hits.Add((new RescanHit(written.Id, verdict.Kind, findings,
-                            request.RevealIdentifiers ? Uid(header, DicomTags.SOPInstanceUID) : null,
-                            request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null), header));
+                        var hit = new RescanHit(written.Id, verdict.Kind, findings, request.RevealIdentifiers ? Uid(header, DicomTags.SOPInstanceUID) : null,
+                            request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null);
+                        // Audited as found: a long run stopped half-way still leaves what it found in the trail.
+                        await audit.AppendAsync(HitRecord(hit, header, operatorName), ct).ConfigureAwait(false);
+                        hits.Add(hit);
                     }
                 }
                 catch (Exception e) when (e is ObjectFormatException or IOException or EndOfStreamException)
@@ -85,12 +87,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
                 progress?.Report(done);
             }).ConfigureAwait(false);
 
-        foreach (var (hit, header) in hits)
-        {
-            await audit.AppendAsync(HitRecord(hit, header, operatorName), cancellationToken).ConfigureAwait(false);
-        }
-
-        var report = new RescanReport(objects, bytes, [.. hits.Select(h => h.Hit).OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
+        var report = new RescanReport(objects, bytes, [.. hits.OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
             Stopwatch.GetElapsedTime(started));
         await audit.AppendAsync(new AuditRecord
         {
