@@ -153,7 +153,7 @@ internal static class ForwardCommands
 
             var queue = services.GetRequiredService<ForwardQueue>();
             var target = parse.GetValue(destination);
-            var operatorName = $"{Environment.UserName}@{Environment.MachineName} (vigie forward {name})";
+            var operatorName = MaintenanceHost.OperatorName($"forward {name}");
             var changed = retry
                 ? await queue.RetryAsync(chosen, target, operatorName, ct)
                 : await queue.DismissAsync(chosen, target, operatorName, ct);

@@ -101,7 +101,7 @@ internal static class QuarantineCommands
                 return ExitCodes.Error;
             }
 
-            var operatorName = $"{Environment.UserName}@{Environment.MachineName} (vigie quarantine export)";
+            var operatorName = MaintenanceHost.OperatorName("quarantine export");
             var target = parse.GetValue(output)!;
             QuarantinedItem item;
             try

@@ -59,7 +59,7 @@ internal static class RescanCommand
             }
 
             var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since) };
-            var operatorName = $"{Environment.UserName}@{Environment.MachineName} (vigie rescan)";
+            var operatorName = MaintenanceHost.OperatorName("rescan");
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
             var report = await WithProgressAsync(total, parse.GetValue(json), progress => rescan.RunAsync(request, operatorName, progress, ct));
             if (parse.GetValue(json))
