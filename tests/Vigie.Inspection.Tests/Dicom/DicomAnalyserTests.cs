@@ -88,6 +88,24 @@ public sealed class DicomAnalyserTests
     }
 
     /// <summary>
+    /// A polyglot built as a whole-file ZIP (its directory's offsets count from the start of the file, as `zip -A`
+    /// writes them): read on its own, the trailing archive points outside itself, a different reading, so it is
+    /// opened too rather than taken for the one the preamble opens.
+    /// </summary>
+    [Fact]
+    public async Task A_polyglot_whose_trailing_archive_reads_differently_on_its_own_is_read_both_ways()
+    {
+        var polyglot = new ZipBuilder { Prefix = File(Image(), Preamble(ZipHeader())) }
+            .Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+
+        var verdict = await TestInspection.InspectAsync(polyglot, "study.dcm");
+
+        Assert.Contains(verdict.Findings, f => f.Rule == "signature.hash" && f.InnerPath == "polyglot.zip/inner/eicar.com");
+        Assert.DoesNotContain("read as polyglot.zip", Assert.Single(verdict.Findings, f => f.Rule == "dicom.trailing-data").Message, StringComparison.Ordinal);
+        Assert.Contains(verdict.Findings, f => f.InnerPath.StartsWith("trailing-data", StringComparison.Ordinal));
+    }
+
+    /// <summary>
     /// Regression: a ZIP appended to a DICOM file was read twice, once as the dataset's trailing data and once more as an
     /// appended archive, and each of its files was reported once per reading and once per hash the signature list
     /// carried (MD5 and SHA-256 of the same test file): four findings for one file.
