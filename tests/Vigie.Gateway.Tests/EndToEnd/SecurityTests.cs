@@ -184,6 +184,21 @@ public sealed class SecurityTests
         var export = Assert.Single(exports.EnumerateArray());
         Assert.Contains("INC-0042", export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
         Assert.Contains(quarantineId, export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+
+        // A damaged quarantined copy never comes out, not even in part, and leaves no export in the trail.
+        await using (var stored = File.Open(Path.Combine(node.Data, "quarantine", quarantineId + ".vobj"), FileMode.Open, FileAccess.ReadWrite))
+        {
+            stored.Position = stored.Length / 2;
+            var original = stored.ReadByte();
+            stored.Position--;
+            stored.WriteByte((byte)(original ^ 0xFF));
+        }
+
+        var damaged = await node.VigieAsync("quarantine", "export", quarantineId, "--out", work.Combine("damaged.dcm"), "--reason", "test");
+        Assert.Equal(2, damaged.ExitCode);
+        Assert.Contains("cannot be read back", damaged.StandardError, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFiles(work.Path, "*damaged.dcm*"));
+        Assert.Single(JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106")).StandardOutput).RootElement.EnumerateArray());
         await node.StopAsync();
         // The quarantined copy is encrypted like everything else: its marker is nowhere in clear.
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, ["VIGIE-INERT-MARKER-7731", "2.25.4242424242"], ct));
