@@ -77,12 +77,24 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
             }
         }
 
-        if (!overwrite && File.Exists(target))
+        // Without --force the name is taken at once (an empty owner-only file), so that nothing can appear there between
+        // the audit entry and the rename: the trail never records an export that left no file.
+        var reserved = false;
+        if (!overwrite)
         {
-            throw new QuarantineExportException($"{target} already exists (--force replaces it)");
+            try
+            {
+                new FileStream(target, OwnerOnly(FileOptions.None)).Dispose();
+                reserved = true;
+            }
+            catch (IOException) when (File.Exists(target))
+            {
+                throw new QuarantineExportException($"{target} already exists (--force replaces it)");
+            }
         }
 
         var partial = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.{Guid.NewGuid():N}.partial");
+        var exported = false;
         try
         {
             await CopyOutAsync(quarantineId, partial, cancellationToken).ConfigureAwait(false);
@@ -112,11 +124,16 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
                     ],
                 },
             }, cancellationToken).ConfigureAwait(false);
-            File.Move(partial, target, overwrite);
+            File.Move(partial, target, overwrite: true);
+            exported = true;
         }
         finally
         {
             File.Delete(partial);
+            if (reserved && !exported)
+            {
+                File.Delete(target);
+            }
         }
 
         logger.LogWarning("{Operator} exported quarantined object {QuarantineId} for analysis", operatorName, quarantineId);
@@ -125,16 +142,7 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
 
     private async Task CopyOutAsync(string quarantineId, string partial, CancellationToken cancellationToken)
     {
-        var options = new FileStreamOptions
-        {
-            Mode = FileMode.CreateNew,
-            Access = FileAccess.Write,
-            Options = FileOptions.Asynchronous,
-        };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
+        var options = OwnerOnly(FileOptions.Asynchronous);
 
         try
         {
@@ -152,6 +160,17 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         {
             throw new QuarantineExportException($"quarantined object {quarantineId} cannot be read back ({e.Message}); `vigie scrub` reports it", e);
         }
+    }
+
+    private static FileStreamOptions OwnerOnly(FileOptions fileOptions)
+    {
+        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Options = fileOptions };
+        if (!OperatingSystem.IsWindows())
+        {
+            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        return options;
     }
 
     private static bool IsWithin(string path, string folder)
