@@ -126,6 +126,22 @@ failed() { # name send_fn phase dir
 }
 
 declare -A single multi cpu_single cpu_multi client_single client_multi
+breakdown=""
+# Vigie's own histograms (sum and count), to say where one object's time went between its last byte and its answer.
+vigie_metrics() { # file
+  { curl -s --max-time 5 "http://127.0.0.1:18401/metrics" 2>/dev/null || true; } \
+    | awk '/^vigie_(gateway_ingest_duration|gateway_ingest_inspect|gateway_commit_write|gateway_commit_sync_wait|gateway_commit_flush|archive_commit_sync)_milliseconds_(sum|count)/ {
+        sub(/\{.*\}/, "", $1); print $1, $2 }' > "$1"
+}
+# Mean milliseconds per object of each stage over the timed run: the difference of two scrapes.
+vigie_breakdown() { # before after
+  awk 'FILENAME == ARGV[1] { before[$1] = $2; next } { delta[$1] = $2 - before[$1] }
+    function mean(n) { c = delta[n "_milliseconds_count"]; return c > 0 ? delta[n "_milliseconds_sum"] / c : 0 }
+    END { if (delta["vigie_gateway_ingest_duration_milliseconds_count"] > 0)
+      printf "last byte to answer %.2f ms: inspection %.2f, index rows %.2f (written while the object syncs), then the wait for it %.2f, the log write %.2f; the object'"'"'s sync job %.2f ms (file fsync begun at the last byte, rename, folder fsync)",
+        mean("vigie_gateway_ingest_duration"), mean("vigie_gateway_ingest_inspect"), mean("vigie_gateway_commit_write"),
+        mean("vigie_gateway_commit_sync_wait"), mean("vigie_gateway_commit_flush"), mean("vigie_archive_commit_sync") }' "$1" "$2"
+}
 # Server CPU (user + system, reaped children included) in clock ticks.
 server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # CPU of this script's reaped children in clock ticks: the storescu clients of a timed run (find and split are noise).
@@ -150,9 +166,11 @@ timed_round() { # name aet send_fn array round
   for _ in 1 2 3; do "$3" "$2" 11401 "$warmup" || failed "$1" "$3" warm-up "$dir"; sleep 1; done
   warm_associations "$2" 11401 || failed "$1" warm_associations warm-up "$dir"
   sleep 1
+  if [ "$1" = vigie ]; then vigie_metrics "$dir/metrics-before"; fi
   k0=$(client_cpu); c0=$(server_cpu "$srv"); t0=$(now)
   "$3" "$2" 11401 "$corpus" || failed "$1" "$3" "timed run" "$dir"
   t1=$(now); c1=$(server_cpu "$srv"); k1=$(client_cpu)
+  if [ "$1" = vigie ]; then vigie_metrics "$dir/metrics-after"; fi
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
   # The round's folder stays until the end: on a file system without a journal (this machine's ext4), every file
@@ -164,6 +182,7 @@ timed_round() { # name aet send_fn array round
     best_[$1]=$s
     if [ "$3" = send_one ]; then
       cpu_single[$1]=$(per_image $((c1 - c0))); client_single[$1]=$(per_image $((k1 - k0)))
+      if [ "$1" = vigie ]; then breakdown=$(vigie_breakdown "$dir/metrics-before" "$dir/metrics-after"); fi
     else
       cpu_multi[$1]=$(per_image $((c1 - c0))); client_multi[$1]=$(per_image $((k1 - k0)))
     fi
@@ -209,6 +228,7 @@ echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one a
 echo "$floor"
 echo "  so, with an fsync before each answer, the best one association can do is $(ceiling "${single[storescp]}" "$floor_s") x storescp"
 echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(ceiling "${single[storescp]}" "$pack_s") x storescp)"
+if [ -n "$breakdown" ]; then echo "vigie, one association, per object (its metrics, best round): $breakdown"; fi
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
 # With parallel associations the clients and the server share the cores: a run takes at least (server + client CPU)
 # x images / cores, so against Orthanc's measured time, Vigie's CPU per image bounds its ratio whatever else it does.
