@@ -120,14 +120,15 @@ public sealed class SecurityTests
         Assert.StartsWith("certificate valid until", renewed.GetProperty("description").GetString(), StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
-    public async Task Malicious_object_is_refused_quarantined_encrypted_audited_and_never_forwarded()
+    public async Task Malicious_object_is_refused_quarantined_encrypted_audited_and_never_forwarded(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-e2e");
         await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"));
-        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
+        await using var node = await VigieNode.StartAsync(provider, ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], cancellationToken: ct);
         var clean = Peers.CtCorpusFiles()[0];
         var file = await DicomReader.ReadFileAsync(clean, new DicomReadOptions { LoadLargeValues = true }, ct);
         file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.4242424242");
@@ -204,12 +205,13 @@ public sealed class SecurityTests
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, ["VIGIE-INERT-MARKER-7731", "2.25.4242424242"], ct));
     }
 
-    [Fact]
-    public async Task A_signature_published_after_an_object_was_archived_finds_it_there_with_rescan()
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_signature_published_after_an_object_was_archived_finds_it_there_with_rescan(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;
         using var work = new TempDirectory("vigie-rescan");
-        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await using var node = await VigieNode.StartAsync(provider, cancellationToken: ct);
         var clean = Peers.CtCorpusFiles()[0];
         var file = await DicomReader.ReadFileAsync(clean, new DicomReadOptions { LoadLargeValues = true }, ct);
         file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.5521552155");
