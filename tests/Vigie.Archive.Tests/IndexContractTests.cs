@@ -302,6 +302,9 @@ public sealed class IndexContractTests
         }
 
         var record = Assert.Single(await archive.Index.ListQuarantineAsync(0, 10, ct));
+        var found = await archive.Index.FindQuarantineAsync(record.QuarantineId, ct);
+        Assert.Equal((record.RowId, record.Reason, "VIGPID00009X"), (found!.RowId, found.Reason, found.Details.First(DicomTags.PatientId)));
+        Assert.Null(await archive.Index.FindQuarantineAsync("0123456789abcdef0123456789abcdef", ct));
         Assert.Equal("ELF polyglot in preamble", record.Reason);
         Assert.Equal("VIGPID00009X", record.Details.First(DicomTags.PatientId));
         Assert.Equal(42, record.Length);

@@ -37,6 +37,9 @@ public interface IArchiveIndex
     /// <summary>Quarantine records after <paramref name="afterRowId"/>, oldest first.</summary>
     ValueTask<IReadOnlyList<QuarantineRecord>> ListQuarantineAsync(long afterRowId, int limit, CancellationToken cancellationToken);
 
+    /// <summary>The quarantine record of <paramref name="quarantineId"/>, or null.</summary>
+    ValueTask<QuarantineRecord?> FindQuarantineAsync(string quarantineId, CancellationToken cancellationToken);
+
     ValueTask<ArchiveStats> GetStatsAsync(CancellationToken cancellationToken);
 
     /// <summary>When the newest object reference was filed, or null when there is none.</summary>

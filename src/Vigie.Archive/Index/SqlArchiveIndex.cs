@@ -261,14 +261,23 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return versions;
     }
 
-    public async ValueTask<IReadOnlyList<QuarantineRecord>> ListQuarantineAsync(long afterRowId, int limit, CancellationToken cancellationToken)
+    public ValueTask<IReadOnlyList<QuarantineRecord>> ListQuarantineAsync(long afterRowId, int limit, CancellationToken cancellationToken) =>
+        ReadQuarantineAsync("WHERE id > @a ORDER BY id LIMIT @n", command => command.With("@a", afterRowId).With("@n", limit), cancellationToken);
+
+    public async ValueTask<QuarantineRecord?> FindQuarantineAsync(string quarantineId, CancellationToken cancellationToken) =>
+        (await ReadQuarantineAsync("WHERE quarantine_id = @q", command => command.With("@q", quarantineId), cancellationToken).ConfigureAwait(false))
+            .SingleOrDefault();
+
+    /// <summary>Quarantine records that <paramref name="where"/> selects, their reason and details opened.</summary>
+    private async ValueTask<IReadOnlyList<QuarantineRecord>> ReadQuarantineAsync(string where, Func<DbCommand, DbCommand> bind,
+        CancellationToken cancellationToken)
     {
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, """
+        await using var command = bind(connection.CreateCommand(null, $"""
             SELECT id, quarantine_id, object_id, length, reason, details, quarantined_at
-            FROM archive_quarantine WHERE id > @a ORDER BY id LIMIT @n
-            """).With("@a", afterRowId).With("@n", limit);
+            FROM archive_quarantine {where}
+            """));
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var records = new List<QuarantineRecord>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))

@@ -27,8 +27,6 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
     /// <summary>Most objects one listing returns.</summary>
     public const int MaxListed = 10_000;
 
-    private const int Page = 500;
-
     /// <summary>Quarantined objects, oldest first, after row <paramref name="afterRowId"/>.</summary>
     public async Task<IReadOnlyList<QuarantinedItem>> ListAsync(long afterRowId, int limit, CancellationToken cancellationToken)
     {
@@ -37,24 +35,8 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
     }
 
     /// <summary>The quarantined object with this id, or null.</summary>
-    public async Task<QuarantinedItem?> FindAsync(string quarantineId, CancellationToken cancellationToken)
-    {
-        for (long after = 0; ;)
-        {
-            var page = await index.ListQuarantineAsync(after, Page, cancellationToken).ConfigureAwait(false);
-            if (page.FirstOrDefault(r => string.Equals(r.QuarantineId, quarantineId, StringComparison.Ordinal)) is { } found)
-            {
-                return ToItem(found);
-            }
-
-            if (page.Count < Page)
-            {
-                return null;
-            }
-
-            after = page[^1].RowId;
-        }
-    }
+    public async Task<QuarantinedItem?> FindAsync(string quarantineId, CancellationToken cancellationToken) =>
+        await index.FindQuarantineAsync(quarantineId, cancellationToken).ConfigureAwait(false) is { } record ? ToItem(record) : null;
 
     /// <summary>
     /// Writes the object, decrypted, to <paramref name="path"/> (owner-only permissions), after recording the export,
@@ -181,9 +163,9 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
 
     private static QuarantinedItem ToItem(QuarantineRecord record)
     {
-        string? Value(uint tag) => record.Details.TryGetValue(tag, out var values) && values.Count > 0 ? string.Join('\\', values) : null;
-        var rules = Value(IngestPipeline.QuarantineRulesTag) is { Length: > 0 } joined ? joined.Split('\\') : [];
-        return new QuarantinedItem(record.RowId, record.QuarantineId, record.QuarantinedAt, record.Length, Value(IngestPipeline.QuarantineVerdictTag) ?? "unrecorded",
-            rules, Value(IngestPipeline.QuarantineCallerTag), record.Reason);
+        // The rules were stored as one multi-valued attribute; none leaves a single empty value.
+        IReadOnlyList<string> rules = record.Details.TryGetValue(IngestPipeline.QuarantineRulesTag, out var values) ? [.. values.Where(r => r.Length > 0)] : [];
+        return new QuarantinedItem(record.RowId, record.QuarantineId, record.QuarantinedAt, record.Length,
+            record.Details.First(IngestPipeline.QuarantineVerdictTag) ?? "unrecorded", rules, record.Details.First(IngestPipeline.QuarantineCallerTag), record.Reason);
     }
 }
