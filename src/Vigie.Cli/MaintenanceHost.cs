@@ -75,16 +75,29 @@ internal static class MaintenanceHost
     public static string OperatorName(string command) => $"{Environment.UserName}@{Environment.MachineName} (vigie {command})";
 
     /// <summary>Runs long work behind a spinner when a person is watching, silently otherwise.</summary>
-    public static async Task<T> WithStatusAsync<T>(string what, bool quiet, Func<Task<T>> work)
+    public static async Task<T> WithStatusAsync<T>(string what, bool quiet, Func<Task<T>> work) =>
+        WatchingConsole(quiet) is { } console ? await console.Status().StartAsync(what, _ => work()) : await work();
+
+    /// <summary>Runs long work of <paramref name="total"/> steps behind a progress bar when a person is watching, silently otherwise.</summary>
+    public static async Task<T> WithProgressAsync<T>(string what, long total, bool quiet, Func<IProgress<long>?, Task<T>> work)
     {
-        if (quiet || Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
+        if (WatchingConsole(quiet) is not { } console)
         {
-            return await work();
+            return await work(null);
         }
 
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        return await console.Status().StartAsync(what, _ => work());
+        return await console.Progress().StartAsync(async context =>
+        {
+            var task = context.AddTask(what, maxValue: Math.Max(1, total));
+            return await work(new Progress<long>(done => task.Value = done));
+        });
     }
+
+    /// <summary>Standard error as a live console, when a person is watching it and the output is not for a machine.</summary>
+    private static IAnsiConsole? WatchingConsole(bool quiet) =>
+        quiet || Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive
+            ? null
+            : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
     public static async Task WriteJsonAsync<T>(T value)
     {

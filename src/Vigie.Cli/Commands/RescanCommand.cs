@@ -61,7 +61,8 @@ internal static class RescanCommand
             var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since) };
             var operatorName = MaintenanceHost.OperatorName("rescan");
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
-            var report = await WithProgressAsync(total, parse.GetValue(json), progress => rescan.RunAsync(request, operatorName, progress, ct));
+            var report = await MaintenanceHost.WithProgressAsync("Inspecting the archive", total, parse.GetValue(json),
+                progress => rescan.RunAsync(request, operatorName, progress, ct));
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(new
@@ -107,21 +108,5 @@ internal static class RescanCommand
             return report.ExitCode;
         });
         return command;
-    }
-
-    /// <summary>A progress bar on stderr when a person is watching; silent otherwise.</summary>
-    private static async Task<T> WithProgressAsync<T>(long total, bool quiet, Func<IProgress<long>?, Task<T>> work)
-    {
-        if (quiet || Console.IsErrorRedirected || !AnsiConsole.Profile.Capabilities.Interactive)
-        {
-            return await work(null);
-        }
-
-        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-        return await console.Progress().StartAsync(async context =>
-        {
-            var task = context.AddTask("Inspecting the archive", maxValue: Math.Max(1, total));
-            return await work(new Progress<long>(done => task.Value = done));
-        });
     }
 }
