@@ -19,7 +19,7 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
             var at = $"Access:DicomNodes:{i}";
             if (rule.AETitle != "*" && AETitles.Problem(rule.AETitle) is { } title)
             {
-                problems.Add($"{at}:AETitle '{rule.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash, or \"*\")");
+                problems.Add($"{at}:AETitle '{rule.AETitle}' {title} ({AETitles.Rule}, or \"*\")");
             }
 
             if (rule.Networks.Count == 0)

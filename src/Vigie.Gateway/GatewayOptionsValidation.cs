@@ -19,7 +19,7 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             var at = $"Gateway:Destinations:{i}";
             if (AETitles.Problem(destination.AETitle) is { } title)
             {
-                problems.Add($"{at}:AETitle '{destination.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash)");
+                problems.Add($"{at}:AETitle '{destination.AETitle}' {title} ({AETitles.Rule})");
             }
             else if (!titles.Add(destination.AETitle))
             {

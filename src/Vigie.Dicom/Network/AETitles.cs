@@ -10,6 +10,9 @@ public static class AETitles
 {
     public const int MaxLength = 16;
 
+    /// <summary>The rule in words, for configuration errors.</summary>
+    public const string Rule = "1 to 16 characters of printable ASCII, without a backslash";
+
     /// <summary>A character an AE title may hold: printable ASCII but the backslash.</summary>
     public static bool IsAllowed(char c) => c is >= ' ' and <= '~' and not '\\';
 

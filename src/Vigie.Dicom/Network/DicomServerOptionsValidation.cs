@@ -22,7 +22,7 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
         const string at = DicomServerOptions.Section;
         if (AETitles.Problem(options.AETitle) is { } title)
         {
-            problems.Add($"{at}:AETitle '{options.AETitle}' {title} (1 to 16 characters of printable ASCII, without a backslash)");
+            problems.Add($"{at}:AETitle '{options.AETitle}' {title} ({AETitles.Rule})");
         }
 
         if (!IPAddress.TryParse(options.BindAddress, out _))
