@@ -144,7 +144,9 @@ public sealed class IngestPipeline(
             // The common case reads the plaintext kept while spooling; large objects are read back from the spool by ranges.
             reader = plaintext is null ? await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false) : null;
             // The spool hashed the plaintext as it arrived; hash lists reuse that digest.
-            using var content = (plaintext is { } bytes ? ContentSource.FromMemory(bytes) : await ContentFromAsync(reader!, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false))
+            using var content = (plaintext is { } bytes
+                    ? ContentSource.FromMemory(bytes)
+                    : await ContentFromAsync(reader!, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false))
                 .WithKnownSha256(spooled.ContentSha256);
             verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
             try
