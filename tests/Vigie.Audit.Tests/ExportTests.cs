@@ -10,6 +10,7 @@ using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
 using Microsoft.Extensions.Logging.Abstractions;
 using Vigie.Audit.Export;
+using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Testing;
@@ -451,6 +452,89 @@ public sealed class ExportTests
         Assert.Equal(10, events.Select(e => e.Id).Distinct().Count());
     }
 
+    /// <summary>
+    /// Regression: a failed event with no event type code (a refused store, say) was written with <c>"subtype": []</c>,
+    /// which FHIR forbids. A strict server refuses the whole transaction bundle, and the sink retried it for ever.
+    /// </summary>
+    [Fact]
+    public async Task A_failed_event_without_event_type_codes_has_no_empty_subtype_array()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var dir = new TempDirectory();
+        var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson"), BatchSize = 500 };
+        var record = Samples.Record(10);
+        Assert.Equal(AuditOutcome.MinorFailure, record.Outcome);
+        Assert.Empty(record.EventTypes);
+        await h.AppendAsync([record]);
+        await using var sink = new FhirNdjsonSink(options, "SITE-1");
+        Assert.Equal(1, await Worker(h, options, sink).RunOnceAsync(ct));
+
+        var json = Assert.Single(await File.ReadAllLinesAsync(options.NdjsonPath, ct));
+        Assert.DoesNotContain("\"subtype\"", json, StringComparison.Ordinal);
+        Assert.Equal("110104", FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(json).Type.Code);
+
+        // Every mix of the samples' event kinds, outcomes and patients reads as strict FHIR.
+        await h.AppendAsync(Samples.Records(11, 385));
+        Assert.Equal(385, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.All((await File.ReadAllLinesAsync(options.NdjsonPath, ct)).Skip(1), l => FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(l));
+    }
+
+    /// <summary>
+    /// FHIR-only sites had no copy of the signed tree heads outside the database, so a log rolled back as a whole went
+    /// unnoticed there. Each newly signed head now goes to the NDJSON file as an AuditEvent of its own, which reads
+    /// back as a witness, from the file or from a FHIR server's search Bundle.
+    /// </summary>
+    [Fact]
+    public async Task Fhir_ndjson_carries_each_newly_signed_tree_head_as_an_audit_event_to_witness()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var dir = new TempDirectory();
+        var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
+        await using var sink = new FhirNdjsonSink(options, "SITE-1", "VIGIE-NODE-1");
+        var worker = Worker(h, options, sink);
+
+        await h.AppendAsync(Samples.Records(0, 10));
+        Assert.Equal(10, await worker.RunOnceAsync(ct));
+        var first = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        await h.AppendAsync(Samples.Records(10, 5));
+        var second = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(5, await worker.RunOnceAsync(ct));
+
+        var lines = await File.ReadAllLinesAsync(options.NdjsonPath, ct);
+        Assert.Equal(17, lines.Length);
+        var events = lines.Select(l => FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(l)).ToList();
+        var heads = events.Where(e => e.Subtype.Any(c => c.System == FhirTreeHead.SubtypeSystem && c.Code == FhirTreeHead.SubtypeCode)).ToList();
+        Assert.Equal(2, heads.Count);
+        Assert.Equal("110100", heads[0].Type.Code);
+        Assert.Equal("VIGIE-NODE-1", heads[0].Source.Observer.Identifier.Value);
+        Assert.Equal("SITE-1", heads[0].Source.Site);
+        Assert.Equal(first.Timestamp.ToUnixTimeMilliseconds(), heads[0].Recorded!.Value.ToUnixTimeMilliseconds());
+        Assert.Equal(TreeHeadJson.Write(second), ((FhirString)Assert.Single(Assert.Single(heads[1].Entity).Detail).Value).Value);
+        Assert.Equal(FhirTreeHead.ResourceId(second), heads[1].Id);
+
+        var witnessed = TreeHeadJson.Parse(string.Join('\n', lines));
+        Assert.Equal([first.TreeSize, second.TreeSize], witnessed.Select(w => w.TreeSize));
+        Assert.Equal(second.RootHash, witnessed[1].RootHash);
+        var key = await h.Log.GetPublicKeyAsync(ct);
+        Assert.All(witnessed, w => Assert.True(w.VerifySignature(key)));
+
+        // What a FHIR server answers to GET AuditEvent?subtype=urn:vigie:audit|signed-tree-head, saved to a file.
+        var search = $"{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[{string.Join(',', lines.Select(l => $"{{\"resource\":{l}}}"))}," +
+            "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[]}}]}";
+        Assert.Equal([first.TreeSize, second.TreeSize], TreeHeadJson.Parse(search).Select(w => w.TreeSize));
+
+        // A head AuditEvent whose detail was altered is named, not skipped.
+        var altered = System.Text.Json.Nodes.JsonNode.Parse(lines.First(l => l.Contains(FhirTreeHead.SubtypeCode, StringComparison.Ordinal)))!;
+        var detail = altered["entity"]![0]!["detail"]![0]!;
+        detail["valueString"] = detail["valueString"]!.GetValue<string>().Replace("\"rootHash\":\"", "\"rootHash\":\"zz", StringComparison.Ordinal);
+        var error = Assert.Throws<FormatException>(() => TreeHeadJson.Parse(lines[0] + "\n" + altered.ToJsonString()));
+        Assert.StartsWith("line 2: not a signed tree head", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Fhir_http_posts_transaction_bundles_of_puts()
     {
@@ -499,5 +583,48 @@ public sealed class ExportTests
             Assert.Equal("AuditEvent/" + e.Resource.Id, e.Request.Url);
             Assert.IsType<AuditEvent>(e.Resource);
         });
+    }
+
+    [Fact]
+    public async Task Fhir_http_puts_each_newly_signed_tree_head_as_an_audit_event()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 3));
+        var head = (await h.Log.SignTreeHeadAsync(ct))!;
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        using var listener = new HttpListener();
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
+        listener.Start();
+        var requests = new List<(string Method, string Path, string Body)>();
+        var server = Task.Run(async () =>
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                var context = await listener.GetContextAsync();
+                using var reader = new StreamReader(context.Request.InputStream);
+                requests.Add((context.Request.HttpMethod, context.Request.Url!.AbsolutePath, await reader.ReadToEndAsync(ct)));
+                Assert.Equal("application/fhir+json", context.Request.ContentType);
+                Assert.Equal("Bearer s3cret", context.Request.Headers["Authorization"]);
+                context.Response.StatusCode = 200;
+                context.Response.Close();
+            }
+        }, ct);
+
+        var options = new AuditSinkOptions { Name = "fhir-http", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir"), BearerToken = "s3cret" };
+        await using var sink = new FhirHttpSink(options, "SITE-1", sourceId: "VIGIE-NODE-1");
+        Assert.Equal(3, await Worker(h, options, sink).RunOnceAsync(ct));
+        await server;
+
+        Assert.Equal(("POST", "/fhir"), (requests[0].Method, requests[0].Path));
+        Assert.Equal(("PUT", "/fhir/AuditEvent/" + FhirTreeHead.ResourceId(head)), (requests[1].Method, requests[1].Path));
+        var resource = FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(requests[1].Body);
+        Assert.Equal(FhirTreeHead.ResourceId(head), resource.Id);
+        var witnessed = Assert.Single(TreeHeadJson.Parse(requests[1].Body));
+        Assert.Equal(head.RootHash, witnessed.RootHash);
+        Assert.True(witnessed.VerifySignature(await h.Log.GetPublicKeyAsync(ct)));
     }
 }

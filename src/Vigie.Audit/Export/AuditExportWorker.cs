@@ -176,7 +176,7 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
                 continue;
             }
 
-            var sink = CreateSink(sinkOptions, o.EnterpriseSiteId);
+            var sink = CreateSink(sinkOptions, o.EnterpriseSiteId, o.SourceId);
             sinks.Add(sink);
             var worker = new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, holder, logger);
             tasks.Add(worker.RunAsync(stoppingToken));
@@ -195,11 +195,11 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
         }
     }
 
-    internal static IAuditSink CreateSink(AuditSinkOptions options, string? enterpriseSiteId) => options.Kind switch
+    internal static IAuditSink CreateSink(AuditSinkOptions options, string? enterpriseSiteId, string sourceId) => options.Kind switch
     {
         AuditSinkKind.SyslogTcp or AuditSinkKind.SyslogTls => new SyslogSink(options, enterpriseSiteId),
-        AuditSinkKind.FhirHttp => new FhirHttpSink(options, enterpriseSiteId),
-        AuditSinkKind.FhirNdjson => new FhirNdjsonSink(options, enterpriseSiteId),
+        AuditSinkKind.FhirHttp => new FhirHttpSink(options, enterpriseSiteId, sourceId: sourceId),
+        AuditSinkKind.FhirNdjson => new FhirNdjsonSink(options, enterpriseSiteId, sourceId),
         _ => throw new ArgumentOutOfRangeException(nameof(options), options.Kind, "Unknown audit sink kind."),
     };
 }

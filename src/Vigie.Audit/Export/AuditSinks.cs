@@ -16,8 +16,8 @@ internal interface IAuditSink : IAsyncDisposable
     ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
 
     /// <summary>
-    /// Sends a copy of a newly signed tree head, where the sink has a place for one (syslog). FHIR AuditEvent has
-    /// none, so FHIR sinks keep no witness.
+    /// Sends a copy of a newly signed tree head: a VIGIE-STH message to a syslog collector, an AuditEvent
+    /// (<see cref="FhirTreeHead"/>) to a FHIR repository or file.
     /// </summary>
     ValueTask SendTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
@@ -177,15 +177,28 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
 
 /// <summary>
 /// Posts AuditEvent resources to a FHIR server in transaction bundles of PUTs keyed by the entry's stable id,
-/// so a batch re-sent after a failure updates rather than duplicates.
+/// so a batch re-sent after a failure updates rather than duplicates. Each newly signed tree head is PUT as an
+/// AuditEvent of its own.
 /// </summary>
-internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseSiteId, HttpClient? http = null) : IAuditSink
+internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseSiteId, HttpClient? http = null, string? sourceId = null) : IAuditSink
 {
     private readonly HttpClient _http = http ?? new HttpClient { Timeout = options.SendTimeout };
 
+    public bool WitnessesTreeHeads => true;
+
+    public async ValueTask SendTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken)
+    {
+        var id = FhirTreeHead.ResourceId(head);
+        using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(AppendSlash(BaseUrl), "AuditEvent/" + id));
+        request.Content = new ByteArrayContent(FhirTreeHead.Write(head, sourceId ?? Environment.MachineName, enterpriseSiteId));
+        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    private Uri BaseUrl => options.FhirBaseUrl ?? throw new InvalidOperationException($"Audit sink {options.Name}: FhirBaseUrl is not set.");
+
     public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
     {
-        var baseUrl = options.FhirBaseUrl ?? throw new InvalidOperationException($"Audit sink {options.Name}: FhirBaseUrl is not set.");
+        var baseUrl = BaseUrl;
         using var body = new MemoryStream();
         await using (var json = new Utf8JsonWriter(body))
         {
@@ -213,7 +226,12 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
 
         using var request = new HttpRequestMessage(HttpMethod.Post, baseUrl);
         request.Content = new ByteArrayContent(body.ToArray());
-        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/fhir+json");
+        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        request.Content!.Headers.ContentType = new MediaTypeHeaderValue("application/fhir+json");
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/fhir+json"));
         if (options.BearerToken is not null)
         {
@@ -241,10 +259,21 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
     }
 }
 
-/// <summary>Appends AuditEvent resources to an NDJSON file, one per line, flushed to disk before the cursor moves.</summary>
-internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpriseSiteId) : IAuditSink
+/// <summary>
+/// Appends AuditEvent resources to an NDJSON file, one per line, flushed to disk before the cursor moves; newly
+/// signed tree heads go in the same file, as AuditEvents of their own.
+/// </summary>
+internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpriseSiteId, string? sourceId = null) : IAuditSink
 {
-    public async ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken)
+    public bool WitnessesTreeHeads => true;
+
+    public ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) =>
+        AppendAsync(entries.Select(e => FhirAuditEvent.Write(e, enterpriseSiteId)), cancellationToken);
+
+    public ValueTask SendTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken) =>
+        AppendAsync([FhirTreeHead.Write(head, sourceId ?? Environment.MachineName, enterpriseSiteId)], cancellationToken);
+
+    private async ValueTask AppendAsync(IEnumerable<byte[]> lines, CancellationToken cancellationToken)
     {
         var path = options.NdjsonPath ?? throw new InvalidOperationException($"Audit sink {options.Name}: NdjsonPath is not set.");
         var directory = Path.GetDirectoryName(Path.GetFullPath(path));
@@ -260,9 +289,9 @@ internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpris
         }
 
         await using var file = new FileStream(path, streamOptions);
-        foreach (var entry in entries)
+        foreach (var line in lines)
         {
-            await file.WriteAsync(FhirAuditEvent.Write(entry, enterpriseSiteId), cancellationToken).ConfigureAwait(false);
+            await file.WriteAsync(line, cancellationToken).ConfigureAwait(false);
             file.WriteByte((byte)'\n');
         }
 

@@ -16,10 +16,10 @@ internal static class FhirAuditEvent
     private const string DcmSystem = "http://dicom.nema.org/resources/ontology/DCM";
     private const string EventTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-event-type";
     private const string InteractionSystem = "http://hl7.org/fhir/restful-interaction";
-    private const string EntityTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
-    private const string ObjectRoleSystem = "http://terminology.hl7.org/CodeSystem/object-role";
+    internal const string EntityTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
+    internal const string ObjectRoleSystem = "http://terminology.hl7.org/CodeSystem/object-role";
     private const string ParticipationSystem = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
-    private const string SourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type";
+    internal const string SourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type";
     private const string ProvenanceSystem = "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
 
     /// <summary>The resource id: stable per entry, so re-sending after a crash overwrites rather than duplicates.</summary>
@@ -94,19 +94,23 @@ internal static class FhirAuditEvent
             WriteCoding(json, entry.EventId);
         }
 
-        json.WriteStartArray("subtype");
-        if (balp is not null)
+        // FHIR forbids an empty array: a strict server refused the whole batch with it, and the sink retried that batch for ever.
+        if (balp is not null || entry.EventTypes.Count > 0)
         {
-            WriteCoding(json, InteractionSystem, balp.Value.Interaction, balp.Value.Interaction);
-            WriteCoding(json, entry.EventId);
-        }
+            json.WriteStartArray("subtype");
+            if (balp is not null)
+            {
+                WriteCoding(json, InteractionSystem, balp.Value.Interaction, balp.Value.Interaction);
+                WriteCoding(json, entry.EventId);
+            }
 
-        foreach (var type in entry.EventTypes)
-        {
-            WriteCoding(json, type);
-        }
+            foreach (var type in entry.EventTypes)
+            {
+                WriteCoding(json, type);
+            }
 
-        json.WriteEndArray();
+            json.WriteEndArray();
+        }
         json.WriteString("action", ((char)entry.Action).ToString());
         json.WriteString("recorded", entry.Time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
         json.WriteString("outcome", ((int)entry.Outcome).ToString(CultureInfo.InvariantCulture));
@@ -328,9 +332,9 @@ internal static class FhirAuditEvent
         _ => code.CodeSystemName,
     };
 
-    private static void WriteCoding(Utf8JsonWriter json, AuditCode code) => WriteCoding(json, SystemUri(code), code.Code, code.DisplayName);
+    internal static void WriteCoding(Utf8JsonWriter json, AuditCode code) => WriteCoding(json, SystemUri(code), code.Code, code.DisplayName);
 
-    private static void WriteCoding(Utf8JsonWriter json, string system, string code, string display)
+    internal static void WriteCoding(Utf8JsonWriter json, string system, string code, string display)
     {
         json.WriteStartObject();
         json.WriteString("system", system);
@@ -339,7 +343,7 @@ internal static class FhirAuditEvent
         json.WriteEndObject();
     }
 
-    private static void WriteConcept(Utf8JsonWriter json, AuditCode code)
+    internal static void WriteConcept(Utf8JsonWriter json, AuditCode code)
     {
         json.WriteStartObject();
         json.WriteStartArray("coding");

@@ -37,7 +37,9 @@ public static class TreeHeadJson
     /// <summary>
     /// Reads heads from a JSON object, a JSON array of them, or lines that each carry one object (JSON Lines, or
     /// syslog lines as a collector stores them: the object is taken from the line's first '{' to its last '}').
-    /// Lines without '{' are skipped. Throws <see cref="FormatException"/> naming the line of a malformed head.
+    /// Lines without '{' are skipped. FHIR copies read too: the AuditEvents that carry a head, alone, one per line
+    /// (the NDJSON export, other AuditEvents skipped) or in a Bundle (a FHIR server's search result). Throws
+    /// <see cref="FormatException"/> naming the line of a malformed head.
     /// </summary>
     public static IReadOnlyList<SignedTreeHead> Parse(string text)
     {
@@ -52,7 +54,7 @@ public static class TreeHeadJson
             JsonNode? whole = null;
             try
             {
-                whole = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 4 });
+                whole = JsonNode.Parse(text, documentOptions: Depth);
             }
             catch (JsonException)
             {
@@ -62,11 +64,19 @@ public static class TreeHeadJson
             switch (whole)
             {
                 case JsonObject single:
-                    return [FromNode(single, "the head")];
+                    var found = new List<SignedTreeHead>();
+                    Add(found, single, "the head");
+                    return found;
                 case JsonArray array when array.Count > MaxHeads:
                     throw new FormatException($"more than {MaxHeads} tree heads");
                 case JsonArray array:
-                    return [.. array.Select((node, i) => FromNode(node as JsonObject ?? throw new FormatException($"item {i + 1} is not an object"), $"item {i + 1}"))];
+                    var items = new List<SignedTreeHead>();
+                    for (var i = 0; i < array.Count; i++)
+                    {
+                        Add(items, array[i] as JsonObject ?? throw new FormatException($"item {i + 1} is not an object"), $"item {i + 1}");
+                    }
+
+                    return items;
                 default:
                     break;
             }
@@ -92,7 +102,7 @@ public static class TreeHeadJson
             JsonObject node;
             try
             {
-                node = JsonNode.Parse(line[open..(close + 1)].ToString(), documentOptions: new JsonDocumentOptions { MaxDepth = 4 }) as JsonObject
+                node = JsonNode.Parse(line[open..(close + 1)].ToString(), documentOptions: Depth) as JsonObject
                     ?? throw new FormatException($"line {number}: not a JSON object");
             }
             catch (JsonException e)
@@ -100,11 +110,67 @@ public static class TreeHeadJson
                 throw new FormatException($"line {number}: {e.Message}", e);
             }
 
-            heads.Add(FromNode(node, $"line {number}"));
+            Add(heads, node, $"line {number}");
         }
 
         return heads;
     }
+
+    // A FHIR Bundle of AuditEvents nests about ten deep; nothing legitimate goes further.
+    private static readonly JsonDocumentOptions Depth = new() { MaxDepth = 16 };
+
+    /// <summary>Adds the head <paramref name="node"/> is, or the heads a FHIR resource carries (none for other AuditEvents).</summary>
+    private static void Add(List<SignedTreeHead> heads, JsonObject node, string where)
+    {
+        if (heads.Count >= MaxHeads)
+        {
+            throw new FormatException($"more than {MaxHeads} tree heads");
+        }
+
+        switch (node["resourceType"]?.GetValueKind() == JsonValueKind.String ? node["resourceType"]!.GetValue<string>() : null)
+        {
+            case null:
+                heads.Add(FromNode(node, where));
+                break;
+            case "Bundle":
+                var entries = node["entry"] as JsonArray ?? [];
+                for (var i = 0; i < entries.Count; i++)
+                {
+                    if (entries[i]?["resource"] is JsonObject { } resource && resource["resourceType"] is not null)
+                    {
+                        Add(heads, resource, $"{where}, bundle entry {i + 1}");
+                    }
+                }
+
+                break;
+            case "AuditEvent" when IsTreeHead(node):
+                var detail = (node["entity"] as JsonArray ?? [])
+                    .SelectMany(e => e?["detail"] as JsonArray ?? [])
+                    .FirstOrDefault(d => d?["type"]?.GetValueKind() == JsonValueKind.String && d["type"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeCode);
+                var text = detail?["valueString"]?.GetValueKind() == JsonValueKind.String ? detail["valueString"]!.GetValue<string>() : null;
+                JsonObject head;
+                try
+                {
+                    head = JsonNode.Parse(text ?? throw new FormatException("its entity has no signed-tree-head detail"),
+                        documentOptions: new JsonDocumentOptions { MaxDepth = 4 }) as JsonObject ?? throw new FormatException("its detail is not a JSON object");
+                }
+                catch (Exception e) when (e is JsonException or FormatException)
+                {
+                    throw new FormatException($"{where}: a signed-tree-head AuditEvent, but {e.Message}", e);
+                }
+
+                heads.Add(FromNode(head, where));
+                break;
+            default:
+                // Other resources (the exported AuditEvents themselves, a search's OperationOutcome) witness nothing.
+                break;
+        }
+    }
+
+    private static bool IsTreeHead(JsonObject auditEvent) =>
+        (auditEvent["subtype"] as JsonArray ?? []).Any(c =>
+            c?["system"]?.GetValueKind() == JsonValueKind.String && c["system"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeSystem
+            && c["code"]?.GetValueKind() == JsonValueKind.String && c["code"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeCode);
 
     private static SignedTreeHead FromNode(JsonObject node, string where)
     {

@@ -27,7 +27,8 @@ internal static class AuditCommands
         var witness = new Option<FileInfo[]>("--witness")
         {
             Description = "Signed tree heads kept outside the database (repeatable): `vigie audit head --json` or /api/audit/tree-head saved to a file, "
-                + "or the VIGIE-STH lines of the syslog collector. They reveal a log rolled back as a whole, heads included.",
+                + "the VIGIE-STH lines of the syslog collector, or the FHIR export (the NDJSON file, or a search Bundle of the repository). "
+                + "They reveal a log rolled back as a whole, heads included.",
         };
         var command = new Command("verify", "Recompute every entry hash, the chain, every stored node and every signed tree head. Exit 1 naming each entry that was modified, removed, inserted or reordered, or any bad signature.")
         {

@@ -361,6 +361,51 @@ public sealed class SecurityTests
         Assert.Contains("not a signed tree head", garbage.StandardError, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// A site whose only audit export is FHIR keeps the signed tree heads there too: the NDJSON export file, as it
+    /// stands, is a witness for `vigie audit verify`.
+    /// </summary>
+    [Fact]
+    public async Task The_fhir_export_keeps_the_tree_heads_that_reveal_heads_deleted_from_the_database()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var outside = new TempDirectory("vigie-witness");
+        var export = outside.Combine("audit.ndjson");
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__AUDIT__TREEHEADINTERVAL"] = "00:00:01",
+            ["VIGIE__AUDIT__SINKS__0__NAME"] = "arr",
+            ["VIGIE__AUDIT__SINKS__0__KIND"] = "FhirNdjson",
+            ["VIGIE__AUDIT__SINKS__0__NDJSONPATH"] = export,
+        }, cancellationToken: ct);
+        var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. Peers.CtCorpusFiles().Take(4)],
+            TimeSpan.FromMinutes(3), cancellationToken: ct);
+        Assert.True(store.ExitCode == 0, store.ToString());
+        var deadline = DateTime.UtcNow.AddSeconds(60);
+        while (!File.Exists(export) || !(await File.ReadAllTextAsync(export, ct)).Contains("signed-tree-head", StringComparison.Ordinal))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no signed tree head reached the FHIR export");
+            await Task.Delay(200, ct);
+        }
+
+        await node.StopAsync();
+        var kept = await node.VigieAsync("audit", "verify", "--witness", export);
+        Assert.True(kept.ExitCode == 0, kept.ToString());
+        Assert.Matches(@"\(with \d+ kept outside\)", kept.StandardOutput);
+
+        await using (var connection = new SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=False"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM audit_tree_head";
+            await command.ExecuteNonQueryAsync(ct);
+        }
+
+        var caught = await node.VigieAsync("audit", "verify", "--witness", export);
+        Assert.Equal(1, caught.ExitCode);
+        Assert.Contains("a witnessed tree head is missing from the database", caught.StandardOutput, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Tampering_with_the_audit_trail_or_the_archive_is_named_by_the_cli()
     {
