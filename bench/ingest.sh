@@ -138,8 +138,8 @@ vigie_breakdown() { # before after
   awk 'FILENAME == ARGV[1] { before[$1] = $2; next } { delta[$1] = $2 - before[$1] }
     function mean(n) { c = delta[n "_milliseconds_count"]; return c > 0 ? delta[n "_milliseconds_sum"] / c : 0 }
     END { if (delta["vigie_gateway_ingest_duration_milliseconds_count"] > 0)
-      printf "last byte to answer %.2f ms: inspection %.2f, index rows %.2f (written while the object syncs), then the wait for it %.2f, the log write %.2f; the object'"'"'s sync job %.2f ms (file fsync begun at the last byte, rename, folder fsync)",
-        mean("vigie_gateway_ingest_duration"), mean("vigie_gateway_ingest_inspect"), mean("vigie_gateway_commit_write"),
+      printf "last byte to answer %.2f ms: spool completion %.2f, inspection %.2f, index rows %.2f (written while the object syncs), then the wait for it %.2f, the log write %.2f; the object'"'"'s sync job %.2f ms (file fsync begun at the last byte, rename, folder fsync)",
+        mean("vigie_gateway_ingest_duration"), mean("vigie_gateway_ingest_spool"), mean("vigie_gateway_ingest_inspect"), mean("vigie_gateway_commit_write"),
         mean("vigie_gateway_commit_sync_wait"), mean("vigie_gateway_commit_flush"), mean("vigie_archive_commit_sync") }' "$1" "$2"
 }
 # Server CPU (user + system, reaped children included) in clock ticks.

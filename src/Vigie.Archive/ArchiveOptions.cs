@@ -32,6 +32,15 @@ public sealed class ArchiveOptions
     /// <summary>fsync objects and their directories before a commit returns. Off only for benchmarks and throw-away stores.</summary>
     public bool Durable { get; set; } = true;
 
+    /// <summary>
+    /// Drop an object's pages from the page cache once it is durable (Linux; with <see cref="Durable"/> only, since
+    /// only clean pages can go). Objects are written once and seldom read back at once: cached, they push the index out
+    /// of memory, and every new object takes fresh pages. On a virtual machine that hands free memory back to its
+    /// host, a page first touched costs about 7 µs (the host must back it again): 1.1 ms of a CT image's write, after
+    /// its last byte, against 0.1 ms when its pages are those the previous object released. Off: the cache keeps them.
+    /// </summary>
+    public bool ReleaseWrittenPages { get; set; } = true;
+
     /// <summary>Threads that run blocking fsync calls, so that no thread-pool thread waits on the disk.</summary>
     public int SyncThreads { get; set; } = 4;
 

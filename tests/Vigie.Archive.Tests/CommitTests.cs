@@ -1,6 +1,7 @@
 using Vigie.Archive.Index;
 using Vigie.Archive.Scrub;
 using Vigie.Archive.Storage;
+using Vigie.Testing;
 
 namespace Vigie.Archive.Tests;
 
@@ -22,6 +23,36 @@ public sealed class CommitTests
         }
 
         Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Spool));
+    }
+
+    /// <summary>
+    /// A durable object leaves none of its pages in the page cache unless asked to: on this kind of virtual machine a
+    /// fresh page costs about 7 µs to touch, 1.1 ms of a CT image's write, where the pages the previous object released
+    /// cost 0.1 ms (`ReleaseWrittenPages`). Read from the kernel's own account of the file (fincore).
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_committed_object_keeps_its_pages_in_the_cache_only_when_asked(bool release)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var fincore = Peers.Require("fincore", "util-linux-extra");
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.ReleaseWrittenPages = release);
+        var stored = await archive.PutAsync(Samples.Content(600_000, 1));
+        var path = archive.Store.Layout.ObjectPath(stored.Id);
+        var result = await Peers.RunAsync(fincore, ["--bytes", "--noheadings", "--output", "RES", path], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        var resident = long.Parse(result.StandardOutput.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        if (release)
+        {
+            Assert.Equal(0, resident);
+        }
+        else
+        {
+            Assert.True(resident > 500_000, $"{resident} bytes resident");
+        }
+
+        Assert.Equal(Samples.Content(600_000, 1), await archive.ReadAllAsync(stored.Id));
     }
 
     [Fact]

@@ -11,6 +11,7 @@ namespace Vigie.Archive.IO;
 internal static partial class FileSync
 {
     private const uint SyncFileRangeWrite = 2;
+    private const int PosixFadviseDontNeed = 4;
     private static bool _noWriteback;
 
     private static readonly KeyValuePair<string, object?> FileKind = new("kind", "file");
@@ -21,6 +22,27 @@ internal static partial class FileSync
     {
         ArchiveTelemetry.Syncs.Add(1, FileKind);
         RandomAccess.FlushToDisk(handle);
+    }
+
+    /// <summary>
+    /// Asks Linux to drop a synced file's pages from the page cache (POSIX_FADV_DONTNEED), so that the next writes reuse
+    /// them (see <see cref="ArchiveOptions.ReleaseWrittenPages"/>). A hint only: dirty pages stay, failures are ignored.
+    /// </summary>
+    public static void ReleasePages(SafeFileHandle handle)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        try
+        {
+            using var descriptor = new Descriptor(handle);
+            _ = NativeMethods.PosixFadvise(descriptor.Fd, 0, 0, PosixFadviseDontNeed);
+        }
+        catch (EntryPointNotFoundException)
+        {
+        }
     }
 
     public static void SyncFile(string path)
@@ -184,6 +206,11 @@ internal static partial class FileSync
         [DllImport("libc", EntryPoint = "fdatasync", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
         public static extern int FDataSync(int fd);
+
+        // Returns the error number instead of setting errno.
+        [DllImport("libc", EntryPoint = "posix_fadvise", SetLastError = false)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        public static extern int PosixFadvise(int fd, long offset, long length, int advice);
 
         [DllImport("libc", EntryPoint = "sync_file_range", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]

@@ -54,6 +54,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     internal bool Durable => _options.Durable;
 
+    internal bool ReleaseWrittenPages => _options.ReleaseWrittenPages;
+
     public async ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken)
     {
         Space.EnsureRoomForObject();

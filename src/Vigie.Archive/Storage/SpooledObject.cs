@@ -145,6 +145,10 @@ public sealed class SpooledObject : IAsyncDisposable
                 if (durable)
                 {
                     SyncLocked(file);
+                    if (_store.ReleaseWrittenPages)
+                    {
+                        FileSync.ReleasePages(file.SafeFileHandle);
+                    }
                 }
             }
             finally

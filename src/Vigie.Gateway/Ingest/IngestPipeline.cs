@@ -44,6 +44,8 @@ public sealed class IngestPipeline(
         description: "From the last byte received to the answer");
     private static readonly Histogram<double> InspectDuration = Meter.CreateHistogram<double>("vigie.gateway.ingest.inspect", unit: "ms",
         description: "Inspection and the index parse of one object");
+    private static readonly Histogram<double> SpoolDuration = Meter.CreateHistogram<double>("vigie.gateway.ingest.spool", unit: "ms",
+        description: "Completing one object's spool: its last segment, its trailer and the write of what was still buffered");
 
     /// <summary>An object refused before it was received (ArchiveFull: under the free-space floor; SpoolFailed: no spool could be written).</summary>
     internal static void CountRefused(IngestChannel channel, string outcome) =>
@@ -134,6 +136,7 @@ public sealed class IngestPipeline(
         using var activity = Source.StartActivity("ingest");
         await using var spooled = await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         spooled.StartSync();
+        SpoolDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         Verdict verdict;
         DicomFile? file = null;
         string? unreadable = null;
