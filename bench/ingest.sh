@@ -130,7 +130,7 @@ breakdown=""
 # Vigie's own histograms (sum and count), to say where one object's time went between its last byte and its answer.
 vigie_metrics() { # file
   { curl -s --max-time 5 "http://127.0.0.1:18401/metrics" 2>/dev/null || true; } \
-    | awk '/^vigie_(gateway_ingest_duration|gateway_ingest_inspect|gateway_commit_write|gateway_commit_sync_wait|gateway_commit_flush|archive_commit_sync)_milliseconds_(sum|count)/ {
+    | awk '/^vigie_(gateway_ingest_duration|gateway_ingest_spool|gateway_ingest_inspect|gateway_commit_write|gateway_commit_sync_wait|gateway_commit_flush|archive_commit_sync)_milliseconds_(sum|count)/ {
         sub(/\{.*\}/, "", $1); print $1, $2 }' > "$1"
 }
 # Mean milliseconds per object of each stage over the timed run: the difference of two scrapes.

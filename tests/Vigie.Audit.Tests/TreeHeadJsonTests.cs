@@ -45,4 +45,36 @@ public sealed class TreeHeadJsonTests
 
         Assert.StartsWith(where, failure.Message, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// FHIR copies come from a server or a file anyone may have edited: every shape either reads, is skipped as not a
+    /// head, or is refused with a FormatException naming where; nothing else escapes (the CLI would crash).
+    /// </summary>
+    [Theory]
+    [InlineData("{\"resourceType\":\"Bundle\",\"entry\":[1,\"x\",{\"resource\":3},{\"resource\":{}},{\"resource\":{\"resourceType\":7}}]}", 0, null)]
+    [InlineData("{\"resourceType\":\"Bundle\",\"entry\":{\"resource\":1}}", 0, null)]
+    [InlineData("{\"resourceType\":\"AuditEvent\",\"subtype\":[1,[],\"urn:vigie:audit\"]}", 0, null)]
+    [InlineData("{\"resourceType\":\"AuditEvent\",\"subtype\":[{\"system\":[],\"code\":{}}]}", 0, null)]
+    [InlineData("{\"resourceType\":\"AuditEvent\",\"subtype\":[{\"system\":\"urn:vigie:audit\",\"code\":\"signed-tree-head\"}],\"entity\":[1,{\"detail\":[2,{\"type\":[],\"valueString\":{}}]}]}", -1, "the head: a signed-tree-head AuditEvent, but its entity has no signed-tree-head detail")]
+    [InlineData("{\"resourceType\":\"AuditEvent\",\"subtype\":[{\"system\":\"urn:vigie:audit\",\"code\":\"signed-tree-head\"}],\"entity\":[{\"detail\":[{\"type\":\"signed-tree-head\",\"valueString\":\"[1]\"}]}]}", -1, "the head: a signed-tree-head AuditEvent, but its detail is not a JSON object")]
+    [InlineData("{\"resourceType\":\"AuditEvent\",\"subtype\":[{\"system\":\"urn:vigie:audit\",\"code\":\"signed-tree-head\"}],\"entity\":[{\"detail\":[{\"type\":\"signed-tree-head\",\"valueString\":\"{\\\"treeSize\\\":{}}\"}]}]}", -1, "the head: not a signed tree head")]
+    [InlineData("{\"resourceType\":{\"a\":1}}\n{\"resourceType\":\"Patient\"}", 0, null)]
+    public void Hostile_fhir_copies_are_skipped_or_refused_never_crash(string text, int heads, string? error)
+    {
+        if (error is null)
+        {
+            Assert.Equal(heads, TreeHeadJson.Parse(text).Count);
+        }
+        else
+        {
+            Assert.StartsWith(error, Assert.Throws<FormatException>(() => TreeHeadJson.Parse(text)).Message, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void A_bundle_nested_past_the_depth_limit_is_refused()
+    {
+        var deep = string.Concat(Enumerable.Repeat("{\"resourceType\":\"Bundle\",\"entry\":[{\"resource\":", 10)) + "{}" + string.Concat(Enumerable.Repeat("}]}", 10));
+        Assert.Throws<FormatException>(() => TreeHeadJson.Parse(deep));
+    }
 }

@@ -101,8 +101,9 @@ public sealed class SpoolWriter : IAsyncDisposable
     }
 
     /// <summary>
-    /// Seals the last segment and the trailer. The file stays open: the commit or the quarantine syncs it. Writeback
-    /// has been running since the first bytes arrived, so that sync is short.
+    /// Seals the last segment and the trailer, and writes what is still buffered: all of an object smaller than the
+    /// write buffer (a CT image), whose writeback starts only now. The file stays open: the commit or the quarantine
+    /// syncs it.
     /// </summary>
     public async ValueTask<SpooledObject> CompleteAsync(CancellationToken cancellationToken)
     {

@@ -127,7 +127,7 @@ public static class TreeHeadJson
             throw new FormatException($"more than {MaxHeads} tree heads");
         }
 
-        switch (node["resourceType"]?.GetValueKind() == JsonValueKind.String ? node["resourceType"]!.GetValue<string>() : null)
+        switch (node["resourceType"] is null ? null : Text(node, "resourceType") ?? "")
         {
             case null:
                 heads.Add(FromNode(node, where));
@@ -136,7 +136,7 @@ public static class TreeHeadJson
                 var entries = node["entry"] as JsonArray ?? [];
                 for (var i = 0; i < entries.Count; i++)
                 {
-                    if (entries[i]?["resource"] is JsonObject { } resource && resource["resourceType"] is not null)
+                    if ((entries[i] as JsonObject)?["resource"] is JsonObject { } resource && resource["resourceType"] is not null)
                     {
                         Add(heads, resource, $"{where}, bundle entry {i + 1}");
                     }
@@ -145,9 +145,10 @@ public static class TreeHeadJson
                 break;
             case "AuditEvent" when IsTreeHead(node):
                 var detail = (node["entity"] as JsonArray ?? [])
-                    .SelectMany(e => e?["detail"] as JsonArray ?? [])
-                    .FirstOrDefault(d => d?["type"]?.GetValueKind() == JsonValueKind.String && d["type"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeCode);
-                var text = detail?["valueString"]?.GetValueKind() == JsonValueKind.String ? detail["valueString"]!.GetValue<string>() : null;
+                    .SelectMany(e => (e as JsonObject)?["detail"] as JsonArray ?? [])
+                    .OfType<JsonObject>()
+                    .FirstOrDefault(d => Text(d, "type") == Export.FhirTreeHead.SubtypeCode);
+                var text = detail is null ? null : Text(detail, "valueString");
                 JsonObject head;
                 try
                 {
@@ -168,9 +169,12 @@ public static class TreeHeadJson
     }
 
     private static bool IsTreeHead(JsonObject auditEvent) =>
-        (auditEvent["subtype"] as JsonArray ?? []).Any(c =>
-            c?["system"]?.GetValueKind() == JsonValueKind.String && c["system"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeSystem
-            && c["code"]?.GetValueKind() == JsonValueKind.String && c["code"]!.GetValue<string>() == Export.FhirTreeHead.SubtypeCode);
+        (auditEvent["subtype"] as JsonArray ?? []).OfType<JsonObject>()
+            .Any(c => Text(c, "system") == Export.FhirTreeHead.SubtypeSystem && Text(c, "code") == Export.FhirTreeHead.SubtypeCode);
+
+    /// <summary>A string member, or null whatever else stands there: copies come from outside and may be anything.</summary>
+    private static string? Text(JsonObject node, string name) =>
+        node[name] is JsonValue value && value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null;
 
     private static SignedTreeHead FromNode(JsonObject node, string where)
     {
