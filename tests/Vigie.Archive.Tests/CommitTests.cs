@@ -36,13 +36,9 @@ public sealed class CommitTests
     public async Task A_committed_object_keeps_its_pages_in_the_cache_only_when_asked(bool release)
     {
         var ct = TestContext.Current.CancellationToken;
-        var fincore = Peers.Require("fincore", "util-linux-extra");
         await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.ReleaseWrittenPages = release);
         var stored = await archive.PutAsync(Samples.Content(600_000, 1));
-        var path = archive.Store.Layout.ObjectPath(stored.Id);
-        var result = await Peers.RunAsync(fincore, ["--bytes", "--noheadings", "--output", "RES", path], TimeSpan.FromSeconds(30), cancellationToken: ct);
-        Assert.True(result.ExitCode == 0, result.ToString());
-        var resident = long.Parse(result.StandardOutput.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        var resident = await ResidentBytesAsync(archive.Store.Layout.ObjectPath(stored.Id), ct);
         if (release)
         {
             Assert.Equal(0, resident);
@@ -53,6 +49,30 @@ public sealed class CommitTests
         }
 
         Assert.Equal(Samples.Content(600_000, 1), await archive.ReadAllAsync(stored.Id));
+    }
+
+    /// <summary>A scrub reads the whole archive once: it leaves none of it in the cache, where the index should stay.</summary>
+    [Fact]
+    public async Task A_scrub_leaves_the_objects_it_read_out_of_the_page_cache()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.ReleaseWrittenPages = false);
+        var (stored, _) = await archive.IngestAsync(Samples.Content(600_000, 2), Samples.Entry(1, 1, 1, 1));
+        var path = archive.Store.Layout.ObjectPath(stored.Id);
+        Assert.Equal(Samples.Content(600_000, 2), await archive.ReadAllAsync(stored.Id));
+        Assert.True(await ResidentBytesAsync(path, ct) > 500_000);
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.Equal(0, report.ExitCode);
+        Assert.Equal(0, await ResidentBytesAsync(path, ct));
+    }
+
+    private static async Task<long> ResidentBytesAsync(string path, CancellationToken ct)
+    {
+        var fincore = Peers.Require("fincore", "util-linux-extra");
+        var result = await Peers.RunAsync(fincore, ["--bytes", "--noheadings", "--output", "RES", path], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        return long.Parse(result.StandardOutput.Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     [Fact]

@@ -130,6 +130,7 @@ public sealed class ScrubService
             await using var reader = work.QuarantineId is null
                 ? await _store.OpenReadAsync(work.Id, cancellationToken).ConfigureAwait(false)
                 : await _store.OpenQuarantinedAsync(work.QuarantineId, cancellationToken).ConfigureAwait(false);
+            reader.ReleasePagesWhenDone();
             if (work.QuarantineId is not null && reader.Id != work.Id && work.IndexedLength is not null)
             {
                 throw new ObjectFormatException(ObjectProblem.IdMismatch, $"the quarantined content is object {reader.Id}, the index says {work.Id}",

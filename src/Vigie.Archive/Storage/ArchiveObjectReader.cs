@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using Microsoft.Win32.SafeHandles;
+using Vigie.Archive.IO;
 using Vigie.Archive.Keys;
 
 namespace Vigie.Archive.Storage;
@@ -34,6 +35,7 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     private uint _nextHashed;
     private bool _hashBroken;
     private bool _disposed;
+    private bool _releasePages;
 
     private ArchiveObjectReader(SafeFileHandle handle, ObjectHeader header, byte[] dataKey, Guid keyId, uint segments, long length,
         byte[] sha256, ObjectId id, string location)
@@ -61,6 +63,12 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
     /// <summary>Plaintext length, from the authenticated trailer.</summary>
     public long Length { get; }
+
+    /// <summary>
+    /// Drops the file's pages from the page cache when this reader is disposed: for passes over the whole archive (scrub,
+    /// rescan), which read each object once and would otherwise push the index out of memory.
+    /// </summary>
+    public void ReleasePagesWhenDone() => _releasePages = true;
 
     public int SegmentSize => _header.SegmentSize;
 
@@ -412,6 +420,11 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
         _disposed = true;
         _gate.Wait();
+        if (_releasePages)
+        {
+            FileSync.ReleasePages(_handle);
+        }
+
         _handle.Dispose();
         _gcm.Dispose();
         _hash.Dispose();

@@ -63,6 +63,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
                 try
                 {
                     await using var reader = await store.OpenReadAsync(written.Id, ct).ConfigureAwait(false);
+                    reader.ReleasePagesWhenDone();
                     using var content = await IngestPipeline.ContentFromAsync(reader, inMemoryLimit, ct).ConfigureAwait(false);
                     var verdict = await inspector.InspectAsync(content, null, ct).ConfigureAwait(false);
                     Interlocked.Add(ref bytes, reader.Length);
