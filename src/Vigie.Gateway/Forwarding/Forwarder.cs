@@ -311,6 +311,8 @@ internal sealed class Forwarder(
         CancellationToken cancellationToken)
     {
         await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+        // Sent once, seldom read again soon: its pages go back for the next objects (see ArchiveOptions.ReleaseWrittenPages).
+        reader.ReleasePagesWhenDone();
         await using var stream = reader.OpenStream();
         var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
         stream.Position = file.DatasetOffset;
