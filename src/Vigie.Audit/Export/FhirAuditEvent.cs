@@ -19,7 +19,7 @@ internal static class FhirAuditEvent
     internal const string EntityTypeSystem = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
     internal const string ObjectRoleSystem = "http://terminology.hl7.org/CodeSystem/object-role";
     private const string ParticipationSystem = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
-    internal const string SourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type";
+    private const string SourceTypeSystem = "http://terminology.hl7.org/CodeSystem/security-source-type";
     private const string ProvenanceSystem = "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
 
     /// <summary>The resource id: stable per entry, so re-sending after a crash overwrites rather than duplicates.</summary>
@@ -155,12 +155,7 @@ internal static class FhirAuditEvent
             json.WriteStartObject();
             json.WritePropertyName("type");
             WriteConcept(json, balp.Value.ServerType);
-            json.WriteStartObject("who");
-            json.WriteStartObject("identifier");
-            json.WriteString("value", entry.SourceId);
-            json.WriteEndObject();
-            json.WriteString("display", entry.SourceId);
-            json.WriteEndObject();
+            WriteReference(json, "who", entry.SourceId);
             json.WriteBoolean("requestor", false);
             json.WriteStartObject("network");
             json.WriteString("address", entry.SourceId);
@@ -171,22 +166,7 @@ internal static class FhirAuditEvent
 
         json.WriteEndArray();
 
-        json.WriteStartObject("source");
-        if (enterpriseSiteId is not null)
-        {
-            json.WriteString("site", enterpriseSiteId);
-        }
-
-        json.WriteStartObject("observer");
-        json.WriteStartObject("identifier");
-        json.WriteString("value", entry.SourceId);
-        json.WriteEndObject();
-        json.WriteString("display", entry.SourceId);
-        json.WriteEndObject();
-        json.WriteStartArray("type");
-        WriteCoding(json, SourceTypeSystem, "4", "Application Server");
-        json.WriteEndArray();
-        json.WriteEndObject();
+        WriteSource(json, entry.SourceId, enterpriseSiteId);
 
         var objects = entry.Details?.Objects ?? [];
         if (objects.Count > 0)
@@ -200,6 +180,33 @@ internal static class FhirAuditEvent
             json.WriteEndArray();
         }
 
+        json.WriteEndObject();
+    }
+
+    /// <summary>The node that recorded the event: AuditEvent.source, an application server.</summary>
+    internal static void WriteSource(Utf8JsonWriter json, string sourceId, string? enterpriseSiteId)
+    {
+        json.WriteStartObject("source");
+        if (enterpriseSiteId is not null)
+        {
+            json.WriteString("site", enterpriseSiteId);
+        }
+
+        WriteReference(json, "observer", sourceId);
+        json.WriteStartArray("type");
+        WriteCoding(json, SourceTypeSystem, "4", "Application Server");
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    /// <summary>A Reference by identifier, displayed as that identifier (agent.who, source.observer).</summary>
+    internal static void WriteReference(Utf8JsonWriter json, string name, string identifier)
+    {
+        json.WriteStartObject(name);
+        json.WriteStartObject("identifier");
+        json.WriteString("value", identifier);
+        json.WriteEndObject();
+        json.WriteString("display", identifier);
         json.WriteEndObject();
     }
 

@@ -53,32 +53,12 @@ internal static class FhirTreeHead
         json.WriteStartObject();
         json.WritePropertyName("type");
         FhirAuditEvent.WriteConcept(json, AuditRoles.Application);
-        json.WriteStartObject("who");
-        json.WriteStartObject("identifier");
-        json.WriteString("value", sourceId);
-        json.WriteEndObject();
-        json.WriteString("display", sourceId);
-        json.WriteEndObject();
+        FhirAuditEvent.WriteReference(json, "who", sourceId);
         json.WriteBoolean("requestor", false);
         json.WriteEndObject();
         json.WriteEndArray();
 
-        json.WriteStartObject("source");
-        if (enterpriseSiteId is not null)
-        {
-            json.WriteString("site", enterpriseSiteId);
-        }
-
-        json.WriteStartObject("observer");
-        json.WriteStartObject("identifier");
-        json.WriteString("value", sourceId);
-        json.WriteEndObject();
-        json.WriteString("display", sourceId);
-        json.WriteEndObject();
-        json.WriteStartArray("type");
-        FhirAuditEvent.WriteCoding(json, FhirAuditEvent.SourceTypeSystem, "4", "Application Server");
-        json.WriteEndArray();
-        json.WriteEndObject();
+        FhirAuditEvent.WriteSource(json, sourceId, enterpriseSiteId);
 
         json.WriteStartArray("entity");
         json.WriteStartObject();
