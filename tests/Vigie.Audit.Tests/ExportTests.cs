@@ -140,6 +140,24 @@ public sealed class ExportTests
     private static AuditExportWorker Worker(AuditHarness h, AuditSinkOptions options, IAuditSink sink) =>
         new(options, sink, h.Store, h.Log.Factory, h.Signal, h.Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
 
+    /// <summary>
+    /// Ten entries exported, a head signed, two idle rounds (the head goes out once), five more entries and a second head:
+    /// 15 entries and 2 heads for the sink.
+    /// </summary>
+    private static async Task<(SignedTreeHead First, SignedTreeHead Second)> ExportWhileSigningTwiceAsync(AuditHarness h, AuditExportWorker worker,
+        CancellationToken ct)
+    {
+        await h.AppendAsync(Samples.Records(0, 10));
+        Assert.Equal(10, await worker.RunOnceAsync(ct));
+        var first = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        await h.AppendAsync(Samples.Records(10, 5));
+        var second = (await h.Log.SignTreeHeadAsync(ct))!;
+        Assert.Equal(5, await worker.RunOnceAsync(ct));
+        return (first, second);
+    }
+
     private static (string Header, XDocument Xml) ParseSyslog(byte[] message)
     {
         var text = Encoding.UTF8.GetString(message);
@@ -228,16 +246,7 @@ public sealed class ExportTests
         await using var collector = new SyslogCollector();
         var options = new AuditSinkOptions { Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, HostName = "vigie-node" };
         await using var sink = new SyslogSink(options, "SITE-1");
-        var worker = Worker(h, options, sink);
-
-        await h.AppendAsync(Samples.Records(0, 10));
-        Assert.Equal(10, await worker.RunOnceAsync(ct));
-        var first = (await h.Log.SignTreeHeadAsync(ct))!;
-        Assert.Equal(0, await worker.RunOnceAsync(ct));
-        Assert.Equal(0, await worker.RunOnceAsync(ct));
-        await h.AppendAsync(Samples.Records(10, 5));
-        var second = (await h.Log.SignTreeHeadAsync(ct))!;
-        Assert.Equal(5, await worker.RunOnceAsync(ct));
+        var (first, second) = await ExportWhileSigningTwiceAsync(h, Worker(h, options, sink), ct);
 
         var messages = (await collector.WaitForAsync(17)).Select(m => Encoding.UTF8.GetString(m)).ToList();
         await Task.Delay(200, ct);
@@ -493,16 +502,7 @@ public sealed class ExportTests
         using var dir = new TempDirectory();
         var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
         await using var sink = new FhirNdjsonSink(options, "SITE-1", "VIGIE-NODE-1");
-        var worker = Worker(h, options, sink);
-
-        await h.AppendAsync(Samples.Records(0, 10));
-        Assert.Equal(10, await worker.RunOnceAsync(ct));
-        var first = (await h.Log.SignTreeHeadAsync(ct))!;
-        Assert.Equal(0, await worker.RunOnceAsync(ct));
-        Assert.Equal(0, await worker.RunOnceAsync(ct));
-        await h.AppendAsync(Samples.Records(10, 5));
-        var second = (await h.Log.SignTreeHeadAsync(ct))!;
-        Assert.Equal(5, await worker.RunOnceAsync(ct));
+        var (first, second) = await ExportWhileSigningTwiceAsync(h, Worker(h, options, sink), ct);
 
         var lines = await File.ReadAllLinesAsync(options.NdjsonPath, ct);
         Assert.Equal(17, lines.Length);
