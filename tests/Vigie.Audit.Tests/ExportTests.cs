@@ -158,6 +158,19 @@ public sealed class ExportTests
         return (first, second);
     }
 
+    /// <summary>A FHIR server stand-in on a free loopback port, answering under /fhir/.</summary>
+    private static (HttpListener Listener, int Port) FhirServer()
+    {
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var listener = new HttpListener();
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
+        listener.Start();
+        return (listener, port);
+    }
+
     private static (string Header, XDocument Xml) ParseSyslog(byte[] message)
     {
         var text = Encoding.UTF8.GetString(message);
@@ -541,13 +554,8 @@ public sealed class ExportTests
         var ct = TestContext.Current.CancellationToken;
         await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
         await h.AppendAsync(Samples.Records(0, 6));
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        using var listener = new HttpListener();
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
-        listener.Start();
+        var (listener, port) = FhirServer();
+        using var _ = listener;
         var bodies = new List<string>();
         var fail = true;
         var server = Task.Run(async () =>
@@ -592,13 +600,8 @@ public sealed class ExportTests
         await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
         await h.AppendAsync(Samples.Records(0, 3));
         var head = (await h.Log.SignTreeHeadAsync(ct))!;
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        using var listener = new HttpListener();
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
-        listener.Start();
+        var (listener, port) = FhirServer();
+        using var _ = listener;
         var requests = new List<(string Method, string Path, string Body)>();
         var server = Task.Run(async () =>
         {
@@ -626,5 +629,59 @@ public sealed class ExportTests
         var witnessed = Assert.Single(TreeHeadJson.Parse(requests[1].Body));
         Assert.Equal(head.RootHash, witnessed.RootHash);
         Assert.True(witnessed.VerifySignature(await h.Log.GetPublicKeyAsync(ct)));
+    }
+
+    /// <summary>
+    /// `audit verify --witness-sink` reads the heads back from the repository: the search for them, page after page,
+    /// with the sink's token; a page that links to another server is refused, since the token would follow it.
+    /// </summary>
+    [Fact]
+    public async Task The_heads_a_fhir_repository_holds_are_read_back_page_after_page()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 3));
+        var first = (await h.Log.SignTreeHeadAsync(ct))!;
+        await h.AppendAsync(Samples.Records(3, 2));
+        var second = (await h.Log.SignTreeHeadAsync(ct))!;
+        var (listener, port) = FhirServer();
+        using var _ = listener;
+        string Resource(SignedTreeHead head) => Encoding.UTF8.GetString(FhirTreeHead.Write(head, "VIGIE-NODE-1", null));
+        var pages = new Dictionary<string, string>
+        {
+            ["1"] = $"{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"link\":[{{\"relation\":\"self\",\"url\":\"x\"}},{{\"relation\":\"next\",\"url\":\"http://127.0.0.1:{port}/fhir/AuditEvent?page=2\"}}],"
+                + $"\"entry\":[{{\"resource\":{Resource(first)}}}]}}",
+            ["2"] = $"{{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"entry\":[{{\"resource\":{Resource(second)}}},{{\"resource\":{{\"resourceType\":\"OperationOutcome\"}}}}]}}",
+            ["3"] = $"{{\"resourceType\":\"Bundle\",\"link\":[{{\"relation\":\"next\",\"url\":\"http://192.0.2.1/fhir/AuditEvent?page=4\"}}]}}",
+        };
+        var queries = new List<string>();
+        var server = Task.Run(async () =>
+        {
+            for (var i = 0; i < 3; i++)
+            {
+                var context = await listener.GetContextAsync();
+                queries.Add(context.Request.Url!.PathAndQuery);
+                Assert.Equal("Bearer s3cret", context.Request.Headers["Authorization"]);
+                var page = context.Request.QueryString["page"] ?? (i == 0 ? "1" : "3");
+                var body = Encoding.UTF8.GetBytes(pages[page]);
+                context.Response.ContentType = "application/fhir+json";
+                await context.Response.OutputStream.WriteAsync(body, ct);
+                context.Response.Close();
+            }
+        }, ct);
+
+        var sink = new AuditSinkOptions { Name = "arr", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir"), BearerToken = "s3cret" };
+        var heads = await SinkWitness.ReadAsync(sink, ct);
+        Assert.Equal([first.TreeSize, second.TreeSize], heads.Select(x => x.TreeSize));
+        Assert.Equal("/fhir/AuditEvent?subtype=urn%3Avigie%3Aaudit%7Csigned-tree-head&_count=200", queries[0]);
+        Assert.Equal("/fhir/AuditEvent?page=2", queries[1]);
+
+        var elsewhere = await Assert.ThrowsAsync<FormatException>(() => SinkWitness.ReadAsync(sink, ct));
+        Assert.Equal($"sink arr: page 2 links outside http://127.0.0.1:{port}", elsewhere.Message);
+        await server;
+
+        var syslog = new AuditSinkOptions { Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = 514 };
+        Assert.StartsWith("sink siem is a syslog collector", (await Assert.ThrowsAsync<FormatException>(() => SinkWitness.ReadAsync(syslog, ct))).Message,
+            StringComparison.Ordinal);
     }
 }

@@ -1,10 +1,12 @@
 using System.CommandLine;
 using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Spectre.Console;
 using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Audit;
+using Vigie.Audit.Export;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Audit.Verification;
@@ -30,9 +32,14 @@ internal static class AuditCommands
                 + "the VIGIE-STH lines of the syslog collector, or the FHIR export (the NDJSON file, or a search Bundle of the repository). "
                 + "They reveal a log rolled back as a whole, heads included.",
         };
+        var witnessSink = new Option<string[]>("--witness-sink")
+        {
+            Description = "The signed tree heads a configured FHIR audit sink holds (repeatable, by name): its NDJSON file, or its repository's "
+                + "search, with the sink's own address and token.",
+        };
         var command = new Command("verify", "Recompute every entry hash, the chain, every stored node and every signed tree head. Exit 1 naming each entry that was modified, removed, inserted or reordered, or any bad signature.")
         {
-            data, config, json, witness,
+            data, config, json, witness, witnessSink,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -65,6 +72,29 @@ internal static class AuditCommands
             if (services is null)
             {
                 return ExitCodes.Error;
+            }
+
+            var sinks = services.GetRequiredService<IOptions<AuditOptions>>().Value.Sinks;
+            foreach (var name in parse.GetValue(witnessSink) ?? [])
+            {
+                try
+                {
+                    var sink = sinks.FirstOrDefault(s => string.Equals(s.Name, name, StringComparison.Ordinal))
+                        ?? throw new FormatException($"no audit sink is named {name} (configured: {string.Join(", ", sinks.Select(s => s.Name))})");
+                    var heads = await SinkWitness.ReadAsync(sink, ct);
+                    if (heads.Count == 0)
+                    {
+                        throw new FormatException("it holds no signed tree head yet");
+                    }
+
+                    witnessed.AddRange(heads);
+                }
+                catch (Exception e) when (e is FormatException or IOException or UnauthorizedAccessException or HttpRequestException
+                    || (e is TaskCanceledException && !ct.IsCancellationRequested))
+                {
+                    await Console.Error.WriteLineAsync($"vigie audit verify: --witness-sink {name}: {e.Message}");
+                    return ExitCodes.Error;
+                }
             }
 
             var log = services.GetRequiredService<IAuditLog>();

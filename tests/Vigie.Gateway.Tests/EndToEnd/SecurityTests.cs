@@ -392,6 +392,8 @@ public sealed class SecurityTests
         var kept = await node.VigieAsync("audit", "verify", "--witness", export);
         Assert.True(kept.ExitCode == 0, kept.ToString());
         Assert.Matches(@"\(with \d+ kept outside\)", kept.StandardOutput);
+        var keptBySink = await node.VigieAsync("audit", "verify", "--witness-sink", "arr");
+        Assert.True(keptBySink.ExitCode == 0, keptBySink.ToString());
 
         await using (var connection = new SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=False"))
         {
@@ -404,6 +406,14 @@ public sealed class SecurityTests
         var caught = await node.VigieAsync("audit", "verify", "--witness", export);
         Assert.Equal(1, caught.ExitCode);
         Assert.Contains("a witnessed tree head is missing from the database", caught.StandardOutput, StringComparison.Ordinal);
+
+        // The same copies, found through the node's own configuration of the sink.
+        var bySink = await node.VigieAsync("audit", "verify", "--witness-sink", "arr");
+        Assert.Equal(1, bySink.ExitCode);
+        Assert.Contains("a witnessed tree head is missing from the database", bySink.StandardOutput, StringComparison.Ordinal);
+        var unknown = await node.VigieAsync("audit", "verify", "--witness-sink", "siem");
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("no audit sink is named siem (configured: arr)", unknown.StandardError, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,137 @@
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json.Nodes;
+using Vigie.Audit.Signing;
+
+namespace Vigie.Audit.Export;
+
+/// <summary>
+/// Reads back the signed tree heads a configured FHIR sink holds, for `vigie audit verify --witness-sink NAME`: the
+/// NDJSON file as it stands, or the repository's search for them, page after page. A syslog collector cannot be
+/// queried; its stored lines go through a witness file.
+/// </summary>
+public static class SinkWitness
+{
+    /// <summary>Pages followed at most: 10,000 of the server's size, well past a year of heads.</summary>
+    public const int MaxPages = 10_000;
+
+    public static async Task<IReadOnlyList<SignedTreeHead>> ReadAsync(AuditSinkOptions sink, CancellationToken cancellationToken, HttpMessageHandler? handler = null)
+    {
+        switch (sink.Kind)
+        {
+            case AuditSinkKind.FhirNdjson:
+                var path = sink.NdjsonPath ?? throw new FormatException($"sink {sink.Name} has no NdjsonPath");
+                if (new FileInfo(path).Length > TreeHeadJson.MaxTextLength)
+                {
+                    throw new FormatException($"{path} is larger than {TreeHeadJson.MaxTextLength} bytes; give a recent part of it with --witness");
+                }
+
+                return TreeHeadJson.Parse(await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false));
+            case AuditSinkKind.FhirHttp:
+                return await SearchAsync(sink, handler, cancellationToken).ConfigureAwait(false);
+            case AuditSinkKind.SyslogTcp:
+            case AuditSinkKind.SyslogTls:
+                throw new FormatException($"sink {sink.Name} is a syslog collector, which cannot be queried: give the VIGIE-STH lines it stored with --witness FILE");
+            default:
+                throw new FormatException($"sink {sink.Name} has an unknown kind");
+        }
+    }
+
+    private static async Task<IReadOnlyList<SignedTreeHead>> SearchAsync(AuditSinkOptions sink, HttpMessageHandler? handler, CancellationToken cancellationToken)
+    {
+        var baseUrl = sink.FhirBaseUrl ?? throw new FormatException($"sink {sink.Name} has no FhirBaseUrl");
+        using var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
+        http.Timeout = sink.SendTimeout;
+        var root = baseUrl.AbsoluteUri.EndsWith('/') ? baseUrl : new Uri(baseUrl.AbsoluteUri + "/");
+        Uri? next = new(root, $"AuditEvent?subtype={Uri.EscapeDataString(FhirTreeHead.SubtypeSystem + "|" + FhirTreeHead.SubtypeCode)}&_count=200");
+        var heads = new List<SignedTreeHead>();
+        for (var page = 1; next is not null; page++)
+        {
+            if (page > MaxPages)
+            {
+                throw new FormatException($"sink {sink.Name}: more than {MaxPages} pages of tree heads");
+            }
+
+            // Only the repository's own pages are followed, so a crafted link cannot send the token elsewhere.
+            if (!string.Equals(next.GetLeftPart(UriPartial.Authority), root.GetLeftPart(UriPartial.Authority), StringComparison.OrdinalIgnoreCase))
+            {
+                throw new FormatException($"sink {sink.Name}: page {page} links outside {root.GetLeftPart(UriPartial.Authority)}");
+            }
+
+            using var request = new HttpRequestMessage(HttpMethod.Get, next);
+            request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/fhir+json"));
+            if (sink.BearerToken is not null)
+            {
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", sink.BearerToken);
+            }
+
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new HttpRequestException($"sink {sink.Name}: the FHIR server answered {(int)response.StatusCode} {response.ReasonPhrase} on page {page}.",
+                    null, response.StatusCode);
+            }
+
+            var text = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
+                ?? throw new FormatException($"sink {sink.Name}: page {page} is larger than {TreeHeadJson.MaxTextLength} bytes");
+            try
+            {
+                heads.AddRange(TreeHeadJson.Parse(text));
+            }
+            catch (FormatException e)
+            {
+                throw new FormatException($"sink {sink.Name}, page {page}: {e.Message}", e);
+            }
+
+            if (heads.Count > TreeHeadJson.MaxHeads)
+            {
+                throw new FormatException($"sink {sink.Name}: more than {TreeHeadJson.MaxHeads} tree heads");
+            }
+
+            next = NextPage(text, next);
+        }
+
+        return heads;
+    }
+
+    /// <summary>The Bundle's link with relation "next", resolved against the page it came from; null on the last page.</summary>
+    private static Uri? NextPage(string text, Uri current)
+    {
+        JsonNode? bundle;
+        try
+        {
+            bundle = JsonNode.Parse(text, documentOptions: new System.Text.Json.JsonDocumentOptions { MaxDepth = 16 });
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+
+        var link = ((bundle as JsonObject)?["link"] as JsonArray ?? []).OfType<JsonObject>()
+            .FirstOrDefault(l => l["relation"] is JsonValue relation && relation.GetValueKind() == System.Text.Json.JsonValueKind.String
+                && relation.GetValue<string>() == "next");
+        return link?["url"] is JsonValue url && url.GetValueKind() == System.Text.Json.JsonValueKind.String
+            && Uri.TryCreate(current, url.GetValue<string>(), out var resolved)
+            ? resolved
+            : null;
+    }
+
+    private static async Task<string?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[81920];
+        int read;
+        while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            if (buffer.Length + read > TreeHeadJson.MaxTextLength)
+            {
+                return null;
+            }
+
+            buffer.Write(chunk, 0, read);
+        }
+
+        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+    }
+}
