@@ -37,6 +37,9 @@ public static class GatewayServiceCollectionExtensions
         services.AddVigieInspection();
         services.AddAccess();
         services.AddOptions<GatewayOptions>().ValidateOnStart();
+        // Forwarding reads each object back within seconds: it stays cached until sent, and the forwarder drops it then.
+        services.AddOptions<ArchiveOptions>().PostConfigure<IOptions<GatewayOptions>>((archive, gateway) =>
+            archive.ReleaseWrittenPages ??= !gateway.Value.Destinations.Any(d => d.Forward));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidation>());
         services.AddOptions<DicomServerOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DicomServerOptions>, DicomServerOptionsValidation>());

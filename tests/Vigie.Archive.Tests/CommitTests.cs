@@ -26,9 +26,9 @@ public sealed class CommitTests
     }
 
     /// <summary>
-    /// A durable object leaves none of its pages in the page cache unless asked to: on this kind of virtual machine a
-    /// fresh page costs about 7 µs to touch, 1.1 ms of a CT image's write, where the pages the previous object released
-    /// cost 0.1 ms (`ReleaseWrittenPages`). Read from the kernel's own account of the file (fincore).
+    /// A durable object leaves none of its pages in the page cache unless told to keep them (`ReleaseWrittenPages`): the
+    /// next object reuses them, where fresh pages at times cost this virtual machine 1.1 ms of a CT image's write against
+    /// 0.1 ms. Read from the kernel's own account of the file (fincore).
     /// </summary>
     [Theory]
     [InlineData(true)]

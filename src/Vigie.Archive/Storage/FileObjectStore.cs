@@ -54,7 +54,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     internal bool Durable => _options.Durable;
 
-    internal bool ReleaseWrittenPages => _options.ReleaseWrittenPages;
+    internal bool ReleaseWrittenPages => _options.ReleaseWrittenPages ?? true;
 
     public async ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken)
     {

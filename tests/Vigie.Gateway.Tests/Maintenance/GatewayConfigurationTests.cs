@@ -1,3 +1,6 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
 namespace Vigie.Gateway.Tests.Maintenance;
 
 /// <summary>The gateway's own settings are checked at start, each problem named with its place.</summary>
@@ -52,5 +55,26 @@ public sealed class GatewayConfigurationTests
 
         Assert.Equal(["Gateway:Destinations:0:AETitle 'PACS-É' holds U+00C9, outside printable ASCII (1 to 16 characters of printable ASCII, without a backslash)"],
             result.Failures);
+    }
+
+    /// <summary>
+    /// Written pages leave the cache at commit unless objects are forwarded, which reads each one back within seconds
+    /// (the forwarder drops it once sent); an explicit setting wins.
+    /// </summary>
+    [Theory]
+    [InlineData(false, null, true)]
+    [InlineData(true, null, false)]
+    [InlineData(true, true, true)]
+    [InlineData(false, false, false)]
+    public void Written_pages_stay_cached_until_sent_when_objects_are_forwarded(bool forwarding, bool? configured, bool released)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddGateway();
+        services.Configure<GatewayOptions>(o => o.Destinations.Add(new DicomDestination { AETitle = "PACS", Host = "10.1.9.5", Port = 104, Forward = forwarding }));
+        services.Configure<Vigie.Archive.ArchiveOptions>(o => o.ReleaseWrittenPages = configured);
+        using var provider = services.BuildServiceProvider();
+
+        Assert.Equal(released, provider.GetRequiredService<IOptions<Vigie.Archive.ArchiveOptions>>().Value.ReleaseWrittenPages);
     }
 }
