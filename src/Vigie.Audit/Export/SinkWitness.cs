@@ -1,5 +1,5 @@
 using System.Net.Http.Headers;
-using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Vigie.Audit.Signing;
 
@@ -15,7 +15,7 @@ public static class SinkWitness
     /// <summary>Pages followed at most: 10,000 of the server's size, well past a year of heads.</summary>
     public const int MaxPages = 10_000;
 
-    public static async Task<IReadOnlyList<SignedTreeHead>> ReadAsync(AuditSinkOptions sink, CancellationToken cancellationToken, HttpMessageHandler? handler = null)
+    public static async Task<IReadOnlyList<SignedTreeHead>> ReadAsync(AuditSinkOptions sink, CancellationToken cancellationToken)
     {
         switch (sink.Kind)
         {
@@ -28,7 +28,7 @@ public static class SinkWitness
 
                 return TreeHeadJson.Parse(await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false));
             case AuditSinkKind.FhirHttp:
-                return await SearchAsync(sink, handler, cancellationToken).ConfigureAwait(false);
+                return await SearchAsync(sink, cancellationToken).ConfigureAwait(false);
             case AuditSinkKind.SyslogTcp:
             case AuditSinkKind.SyslogTls:
                 throw new FormatException($"sink {sink.Name} is a syslog collector, which cannot be queried: give the VIGIE-STH lines it stored with --witness FILE");
@@ -37,11 +37,10 @@ public static class SinkWitness
         }
     }
 
-    private static async Task<IReadOnlyList<SignedTreeHead>> SearchAsync(AuditSinkOptions sink, HttpMessageHandler? handler, CancellationToken cancellationToken)
+    private static async Task<IReadOnlyList<SignedTreeHead>> SearchAsync(AuditSinkOptions sink, CancellationToken cancellationToken)
     {
         var baseUrl = sink.FhirBaseUrl ?? throw new FormatException($"sink {sink.Name} has no FhirBaseUrl");
-        using var http = handler is null ? new HttpClient() : new HttpClient(handler, disposeHandler: false);
-        http.Timeout = sink.SendTimeout;
+        using var http = new HttpClient { Timeout = sink.SendTimeout };
         var root = baseUrl.AbsoluteUri.EndsWith('/') ? baseUrl : new Uri(baseUrl.AbsoluteUri + "/");
         Uri? next = new(root, $"AuditEvent?subtype={Uri.EscapeDataString(FhirTreeHead.SubtypeSystem + "|" + FhirTreeHead.SubtypeCode)}&_count=200");
         var heads = new List<SignedTreeHead>();
@@ -72,51 +71,34 @@ public static class SinkWitness
                     null, response.StatusCode);
             }
 
-            var text = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
+            var json = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
                 ?? throw new FormatException($"sink {sink.Name}: page {page} is larger than {TreeHeadJson.MaxTextLength} bytes");
+            // Parsed once: the heads it carries and the link to the next page both come from this node.
+            JsonObject bundle;
             try
             {
-                heads.AddRange(TreeHeadJson.Parse(text));
+                bundle = JsonNode.Parse(json.Span, documentOptions: TreeHeadJson.Depth) as JsonObject ?? throw new FormatException("not a JSON object");
+                TreeHeadJson.Add(heads, bundle, "the page");
             }
-            catch (FormatException e)
+            catch (Exception e) when (e is JsonException or FormatException)
             {
                 throw new FormatException($"sink {sink.Name}, page {page}: {e.Message}", e);
             }
 
-            if (heads.Count > TreeHeadJson.MaxHeads)
-            {
-                throw new FormatException($"sink {sink.Name}: more than {TreeHeadJson.MaxHeads} tree heads");
-            }
-
-            next = NextPage(text, next);
+            next = NextPage(bundle, next);
         }
 
         return heads;
     }
 
     /// <summary>The Bundle's link with relation "next", resolved against the page it came from; null on the last page.</summary>
-    private static Uri? NextPage(string text, Uri current)
+    private static Uri? NextPage(JsonObject bundle, Uri current)
     {
-        JsonNode? bundle;
-        try
-        {
-            bundle = JsonNode.Parse(text, documentOptions: new System.Text.Json.JsonDocumentOptions { MaxDepth = 16 });
-        }
-        catch (System.Text.Json.JsonException)
-        {
-            return null;
-        }
-
-        var link = ((bundle as JsonObject)?["link"] as JsonArray ?? []).OfType<JsonObject>()
-            .FirstOrDefault(l => l["relation"] is JsonValue relation && relation.GetValueKind() == System.Text.Json.JsonValueKind.String
-                && relation.GetValue<string>() == "next");
-        return link?["url"] is JsonValue url && url.GetValueKind() == System.Text.Json.JsonValueKind.String
-            && Uri.TryCreate(current, url.GetValue<string>(), out var resolved)
-            ? resolved
-            : null;
+        var link = (bundle["link"] as JsonArray ?? []).OfType<JsonObject>().FirstOrDefault(l => TreeHeadJson.Text(l, "relation") == "next");
+        return link is not null && TreeHeadJson.Text(link, "url") is { } url && Uri.TryCreate(current, url, out var resolved) ? resolved : null;
     }
 
-    private static async Task<string?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
+    private static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
     {
         await using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
         using var buffer = new MemoryStream();
@@ -132,6 +114,6 @@ public static class SinkWitness
             buffer.Write(chunk, 0, read);
         }
 
-        return Encoding.UTF8.GetString(buffer.GetBuffer(), 0, (int)buffer.Length);
+        return buffer.GetBuffer().AsMemory(0, (int)buffer.Length);
     }
 }

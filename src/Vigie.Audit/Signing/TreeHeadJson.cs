@@ -117,10 +117,10 @@ public static class TreeHeadJson
     }
 
     // A FHIR Bundle of AuditEvents nests about ten deep; nothing legitimate goes further.
-    private static readonly JsonDocumentOptions Depth = new() { MaxDepth = 16 };
+    internal static readonly JsonDocumentOptions Depth = new() { MaxDepth = 16 };
 
     /// <summary>Adds the head <paramref name="node"/> is, or the heads a FHIR resource carries (none for other AuditEvents).</summary>
-    private static void Add(List<SignedTreeHead> heads, JsonObject node, string where)
+    internal static void Add(List<SignedTreeHead> heads, JsonObject node, string where)
     {
         if (heads.Count >= MaxHeads)
         {
@@ -173,7 +173,7 @@ public static class TreeHeadJson
             .Any(c => Text(c, "system") == Export.FhirTreeHead.SubtypeSystem && Text(c, "code") == Export.FhirTreeHead.SubtypeCode);
 
     /// <summary>A string member, or null whatever else stands there: copies come from outside and may be anything.</summary>
-    private static string? Text(JsonObject node, string name) =>
+    internal static string? Text(JsonObject node, string name) =>
         node[name] is JsonValue value && value.GetValueKind() == JsonValueKind.String ? value.GetValue<string>() : null;
 
     private static SignedTreeHead FromNode(JsonObject node, string where)
