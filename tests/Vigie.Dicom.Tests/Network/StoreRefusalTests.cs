@@ -2,11 +2,19 @@ using Vigie.Dicom.Network;
 
 namespace Vigie.Dicom.Tests.Network;
 
+[CollectionDefinition(nameof(StoreRefusalCollection), DisableParallelization = true)]
+public sealed class StoreRefusalCollection;
+
 /// <summary>
 /// A store the application cannot keep (refused at its start, or failing while it is received) is answered with a
 /// status after its data set is read and dropped: the association goes on, and nothing of the object is held in memory.
 /// An association the application cannot decide on is rejected as transient.
 /// </summary>
+/// <remarks>
+/// One test measures the process's allocations, which other tests running alongside would inflate, so the class runs
+/// alone.
+/// </remarks>
+[Collection(nameof(StoreRefusalCollection))]
 public sealed class StoreRefusalTests : IAsyncLifetime
 {
     private const string Instance = "2.25.1001";
