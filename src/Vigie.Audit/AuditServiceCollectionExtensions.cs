@@ -35,6 +35,8 @@ public static class AuditServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
         services.TryAddSingleton(sp => new AuditExportStatus(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>()));
+        services.TryAddSingleton(sp => new AuditSetAside(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>(),
+            sp.GetRequiredService<AuditLog>(), sp.GetRequiredService<TimeProvider>()));
         return services;
     }
 }

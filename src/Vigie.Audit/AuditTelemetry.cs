@@ -13,7 +13,9 @@ internal static class AuditTelemetry
     public static readonly Counter<long> TreeHeadsSigned = Meter.CreateCounter<long>("vigie.audit.tree_heads_signed", "{head}");
     public static readonly Counter<long> Exported = Meter.CreateCounter<long>("vigie.audit.exported", "{entry}");
     public static readonly Counter<long> TreeHeadsWitnessed = Meter.CreateCounter<long>("vigie.audit.tree_heads_witnessed", "{head}",
-        "Signed tree heads sent to a syslog collector, the copy kept outside the database.");
+        "Signed tree heads sent to a collector, the copy kept outside the database.");
+    public static readonly Counter<long> SetAside = Meter.CreateCounter<long>("vigie.audit.export_set_aside", "{item}",
+        "Entries and signed tree heads a collector refused for good, set aside for resending.");
     public static readonly Counter<long> ExportFailures = Meter.CreateCounter<long>("vigie.audit.export_failures", "{attempt}");
     public static readonly Counter<long> VerificationProblems = Meter.CreateCounter<long>("vigie.audit.verification_problems", "{problem}");
 }

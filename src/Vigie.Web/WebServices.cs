@@ -124,7 +124,8 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
 
 /// <summary>
 /// The audit trail's export to the hospital's collectors (SIEM, ATNA repository, FHIR server): degraded while a sink
-/// fails, since the entries then wait here, unseen by the security officer's tools.
+/// fails, since the entries then wait here, unseen by the security officer's tools, and while a collector's refusals
+/// are set aside.
 /// </summary>
 internal sealed class AuditExportHealthCheck(AuditExportStatus export) : IHealthCheck
 {
@@ -145,10 +146,11 @@ internal sealed class AuditExportHealthCheck(AuditExportStatus export) : IHealth
             return HealthCheckResult.Healthy("no audit export sink");
         }
 
-        var failing = sinks.Where(s => s.FailedAttempts > 0).ToList();
-        var text = string.Join("; ", sinks.Select(s => s.FailedAttempts > 0
+        var failing = sinks.Where(s => s.FailedAttempts > 0 || s.SetAside > 0).ToList();
+        var text = string.Join("; ", sinks.Select(s => (s.FailedAttempts > 0
             ? $"{s.Name}: {s.FailedAttempts} failed attempts, {s.Waiting} entries waiting, last error: {s.LastError}"
-            : $"{s.Name}: {s.Waiting} entries waiting"));
+            : $"{s.Name}: {s.Waiting} entries waiting")
+            + (s.SetAside > 0 ? $", {s.SetAside} refused by the collector and set aside (vigie audit resend --sink {s.Name})" : "")));
         return failing.Count > 0 ? HealthCheckResult.Degraded(text) : HealthCheckResult.Healthy(text);
     }
 }

@@ -31,10 +31,11 @@ public sealed class AuditExportStatus
         foreach (var sink in sinks)
         {
             var cursor = await _store.ReadCursorStatusAsync("sink:" + sink.Name, cancellationToken).ConfigureAwait(false);
+            var setAside = await _store.CountSetAsideAsync("sink:" + sink.Name, cancellationToken).ConfigureAwait(false);
             status.Add(cursor is { } c
                 ? new AuditSinkStatus(sink.Name, sink.Kind, Math.Max(0, size - c.NextSeq), c.Attempts, DateTimeOffset.FromUnixTimeMilliseconds(c.UpdatedMs),
-                    c.Attempts > 0 ? c.LastError : null)
-                : new AuditSinkStatus(sink.Name, sink.Kind, sink.StartAtEnd ? 0 : size, 0, null, null));
+                    c.Attempts > 0 ? c.LastError : null, setAside)
+                : new AuditSinkStatus(sink.Name, sink.Kind, sink.StartAtEnd ? 0 : size, 0, null, null, setAside));
         }
 
         return status;
@@ -43,6 +44,8 @@ public sealed class AuditExportStatus
 
 /// <summary>
 /// One sink: entries waiting, consecutive failed attempts (0 once a batch goes through), when its cursor last moved or
-/// failed, and the last error while it fails (network and server errors only, never entry content).
+/// failed, the last error while it fails (network and server errors only, never entry content), and how many entries
+/// and tree heads its collector refused for good (set aside until resent).
 /// </summary>
-public sealed record AuditSinkStatus(string Name, AuditSinkKind Kind, long Waiting, int FailedAttempts, DateTimeOffset? LastActivity, string? LastError);
+public sealed record AuditSinkStatus(string Name, AuditSinkKind Kind, long Waiting, int FailedAttempts, DateTimeOffset? LastActivity, string? LastError,
+    long SetAside = 0);

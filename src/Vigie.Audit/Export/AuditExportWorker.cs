@@ -1,3 +1,4 @@
+using System.Net;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -10,7 +11,9 @@ namespace Vigie.Audit.Export;
 /// <summary>
 /// Exports one sink from its durable cursor: the log itself is the outbox. Ingest never waits for it. A batch is
 /// retried with exponential back-off (with jitter) until it goes through; the cursor moves only after success,
-/// so delivery is at least once and resumes after a restart. One node at a time runs a sink (database lease).
+/// so delivery is at least once and resumes after a restart. Entries the collector refuses for good, while it takes
+/// the others, are set aside (and shown by /health) rather than holding back every entry after them. One node at a
+/// time runs a sink (database lease).
 /// </summary>
 internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sink, AuditStore store, EntryFactory factory, AuditSignal signal,
     LeaseStore leases, TimeProvider time, string holder, ILogger logger)
@@ -117,11 +120,52 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         await store.Database.SyncAsync(cancellationToken).ConfigureAwait(false);
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.export");
         activity?.SetTag("vigie.audit.sink", options.Name);
-        await sink.SendAsync(entries, cancellationToken).ConfigureAwait(false);
+        var refused = new List<SetAsideItem>();
+        var accepted = await SendIsolatingRefusalsAsync(entries, refused, cancellationToken).ConfigureAwait(false);
+        if (refused.Count > 0)
+        {
+            if (accepted == 0)
+            {
+                // A collector that takes none of them is more likely misconfigured than every event wrong: retried, never
+                // drained into the set-aside table.
+                throw new AuditSinkRefusedException($"The collector refused every entry of the batch ({refused[0].Reason})", HttpStatusCode.BadRequest);
+            }
+
+            await store.SetAsideAsync(CursorName, refused, cancellationToken).ConfigureAwait(false);
+            AuditTelemetry.SetAside.Add(refused.Count);
+            logger.LogError("Audit sink {Sink} refused {Count} entries for good (first: entry {Sequence}, {Reason}); they are set aside until `vigie audit resend --sink {Sink}`",
+                options.Name, refused.Count, refused[0].Seq, refused[0].Reason, options.Name);
+        }
+
         await store.SaveCursorAsync(CursorName, next + entries.Count, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
-        AuditTelemetry.Exported.Add(entries.Count);
+        AuditTelemetry.Exported.Add(accepted);
         await WitnessTreeHeadAsync(cancellationToken).ConfigureAwait(false);
         return entries.Count;
+    }
+
+    /// <summary>
+    /// Sends the batch; when the collector refuses it, halves it until each refused entry stands alone (a transaction
+    /// bundle is refused whole for one bad event), and returns how many entries went through.
+    /// </summary>
+    private async ValueTask<int> SendIsolatingRefusalsAsync(IReadOnlyList<AuditEntry> entries, List<SetAsideItem> refused, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await sink.SendAsync(entries, cancellationToken).ConfigureAwait(false);
+            return entries.Count;
+        }
+        catch (AuditSinkRefusedException e)
+        {
+            if (entries.Count == 1)
+            {
+                refused.Add(new SetAsideItem(SetAsideKind.Entry, entries[0].Sequence, time.GetUtcNow().ToUnixTimeMilliseconds(), Truncate(e.Message)));
+                return 0;
+            }
+
+            var half = entries.Count / 2;
+            var first = await SendIsolatingRefusalsAsync(entries.Take(half).ToList(), refused, cancellationToken).ConfigureAwait(false);
+            return first + await SendIsolatingRefusalsAsync(entries.Skip(half).ToList(), refused, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -139,7 +183,22 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
 
         // As for entries: no head leaves the node that a power cut could still take back.
         await store.Database.SyncAsync(cancellationToken).ConfigureAwait(false);
-        await sink.SendTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await sink.SendTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AuditSinkRefusedException e)
+        {
+            // The next head covers this one's entries: witnessing goes on, and this one waits for a resend.
+            await store.SetAsideAsync(CursorName, [new SetAsideItem(SetAsideKind.TreeHead, head.TreeSize, time.GetUtcNow().ToUnixTimeMilliseconds(), Truncate(e.Message))],
+                cancellationToken).ConfigureAwait(false);
+            AuditTelemetry.SetAside.Add(1);
+            logger.LogError("Audit sink {Sink} refused the signed tree head of size {TreeSize} for good ({Reason}); it is set aside until `vigie audit resend --sink {Sink}`",
+                options.Name, head.TreeSize, e.Message, options.Name);
+            _witnessedSize = head.TreeSize;
+            return;
+        }
+
         _witnessedSize = head.TreeSize;
         AuditTelemetry.TreeHeadsWitnessed.Add(1);
     }

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -10,7 +11,19 @@ using Vigie.Audit.Signing;
 
 namespace Vigie.Audit.Export;
 
-/// <summary>One export destination. A batch either goes through whole or throws (the worker retries it with back-off).</summary>
+/// <summary>
+/// A collector refused what it was sent because of what it is, not because of the moment: sending it again unchanged
+/// would meet the same answer. The worker isolates the refused entries and sets them aside instead of stalling.
+/// </summary>
+internal sealed class AuditSinkRefusedException(string message, HttpStatusCode status) : Exception(message)
+{
+    public HttpStatusCode Status { get; } = status;
+}
+
+/// <summary>
+/// One export destination. A batch either goes through whole or throws: <see cref="AuditSinkRefusedException"/> when
+/// the collector refuses its content, anything else for the worker to retry with back-off.
+/// </summary>
 internal interface IAuditSink : IAsyncDisposable
 {
     ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken);
@@ -242,9 +255,20 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
         if (!response.IsSuccessStatusCode)
         {
             // The status only: a FHIR server's OperationOutcome may echo resource content.
-            throw new HttpRequestException($"The FHIR server answered {(int)response.StatusCode} {response.ReasonPhrase}.", null, response.StatusCode);
+            var message = $"The FHIR server answered {(int)response.StatusCode} {response.ReasonPhrase}.";
+            throw IsRefusal(response.StatusCode)
+                ? new AuditSinkRefusedException(message, response.StatusCode)
+                : new HttpRequestException(message, null, response.StatusCode);
         }
     }
+
+    /// <summary>
+    /// Statuses about the content itself, which the same request would meet again: invalid or unprocessable (a
+    /// profile's validation), conflicting, or too large. Authentication, a wrong address, throttling and server errors
+    /// are the site's to fix, so those are retried.
+    /// </summary>
+    internal static bool IsRefusal(HttpStatusCode status) => status is HttpStatusCode.BadRequest or HttpStatusCode.Conflict
+        or HttpStatusCode.PreconditionFailed or HttpStatusCode.RequestEntityTooLarge or HttpStatusCode.UnprocessableEntity;
 
     private static Uri AppendSlash(Uri uri) => uri.AbsoluteUri.EndsWith('/') ? uri : new Uri(uri.AbsoluteUri + "/");
 

@@ -126,5 +126,26 @@ internal sealed class AuditSchema : ISchemaProvider
             CREATE INDEX audit_minute_run_minute ON audit_minute_run (minute, seq);
             DROP INDEX audit_entry_time;
             """),
+        // A collector that refuses one event for good (a FHIR server's validation, say) must not hold back every event
+        // after it: what it refuses is set aside here, per sink, until an operator resends it.
+        new("audit", 4, "entries and tree heads an export sink refused, set aside for resending",
+            """
+            CREATE TABLE audit_set_aside (
+              sink TEXT NOT NULL,
+              kind TEXT NOT NULL,
+              seq INTEGER NOT NULL,
+              refused_ms INTEGER NOT NULL,
+              reason TEXT NOT NULL,
+              PRIMARY KEY (sink, kind, seq));
+            """,
+            """
+            CREATE TABLE audit_set_aside (
+              sink TEXT NOT NULL,
+              kind TEXT NOT NULL,
+              seq BIGINT NOT NULL,
+              refused_ms BIGINT NOT NULL,
+              reason TEXT NOT NULL,
+              PRIMARY KEY (sink, kind, seq));
+            """),
     ];
 }

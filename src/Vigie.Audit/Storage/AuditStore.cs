@@ -1052,6 +1052,77 @@ internal sealed class AuditStore(IVigieDatabase database)
             : null;
     }
 
+    /// <summary>Records what a sink's collector refused for good; recording it again only updates when and why.</summary>
+    public async ValueTask SetAsideAsync(string sink, IReadOnlyCollection<SetAsideItem> items, CancellationToken cancellationToken)
+    {
+        if (items.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        foreach (var item in items)
+        {
+            await using var command = connection.CreateCommand(transaction, """
+                    INSERT INTO audit_set_aside (sink, kind, seq, refused_ms, reason) VALUES (@s, @k, @q, @t, @r)
+                    ON CONFLICT (sink, kind, seq) DO UPDATE SET refused_ms = excluded.refused_ms, reason = excluded.reason
+                    """)
+                .With("@s", sink).With("@k", KindName(item.Kind)).With("@q", item.Seq).With("@t", item.RefusedMs).With("@r", item.Reason);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A sink's set-aside items in log order, entries first, at most <paramref name="limit"/>.</summary>
+    public async ValueTask<List<SetAsideItem>> ReadSetAsideAsync(string sink, int limit, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT kind, seq, refused_ms, reason FROM audit_set_aside WHERE sink = @s ORDER BY kind, seq LIMIT @l")
+            .With("@s", sink).With("@l", limit);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var items = new List<SetAsideItem>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var kind = reader.GetString(0) switch
+            {
+                "entry" => SetAsideKind.Entry,
+                "tree-head" => SetAsideKind.TreeHead,
+                var other => throw new AuditIntegrityException($"Unknown set-aside kind '{other}' for sink {sink}."),
+            };
+            items.Add(new SetAsideItem(kind, reader.GetInt64(1), Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture), reader.GetString(3)));
+        }
+
+        return items;
+    }
+
+    /// <summary>How many items a sink has set aside.</summary>
+    public async ValueTask<long> CountSetAsideAsync(string sink, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM audit_set_aside WHERE sink = @s").With("@s", sink);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Forgets an item once its collector has taken it.</summary>
+    public async ValueTask ClearSetAsideAsync(string sink, SetAsideKind kind, long seq, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, "DELETE FROM audit_set_aside WHERE sink = @s AND kind = @k AND seq = @q")
+            .With("@s", sink).With("@k", KindName(kind)).With("@q", seq);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private static string KindName(SetAsideKind kind) => kind switch
+    {
+        SetAsideKind.Entry => "entry",
+        SetAsideKind.TreeHead => "tree-head",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, null),
+    };
+
     /// <summary>Moves a sink's cursor. It never goes backwards, so a stale worker cannot replay what another already sent.</summary>
     public async ValueTask SaveCursorAsync(string sink, long nextSeq, int attempts, string? error, long nowMs, CancellationToken cancellationToken)
     {
@@ -1067,6 +1138,16 @@ internal sealed class AuditStore(IVigieDatabase database)
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 }
+
+/// <summary>What an export sink's collector refused for good: an entry (by sequence) or a signed tree head (by size).</summary>
+internal enum SetAsideKind
+{
+    Entry,
+    TreeHead,
+}
+
+/// <summary>One refused item, when and why (the collector's status only, never content).</summary>
+internal readonly record struct SetAsideItem(SetAsideKind Kind, long Seq, long RefusedMs, string Reason);
 
 internal enum TreeHeadLookup
 {

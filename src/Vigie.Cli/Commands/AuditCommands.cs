@@ -13,13 +13,140 @@ using Vigie.Audit.Verification;
 
 namespace Vigie.Cli.Commands;
 
-/// <summary>`vigie audit verify|show|prove|consistency|head`.</summary>
+/// <summary>`vigie audit verify|show|prove|consistency|head|sinks|resend`.</summary>
 internal static class AuditCommands
 {
-    public static Command Create() => new("audit", "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head.")
+    public static Command Create() => new("audit",
+        "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
+        + "and follow its export to the collectors.")
     {
-        Verify(), Show(), Prove(), Consistency(), Head(),
+        Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(),
     };
+
+    private static Command Sinks()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var limit = new Option<int>("--limit") { Description = "Most set-aside items to list per sink.", DefaultValueFactory = _ => 20 };
+        var command = new Command("sinks",
+            "Where each export sink stands: entries waiting, failed attempts and the last error, and the entries and tree heads its collector "
+            + "refused for good (set aside, listed here). Exit 1 if a sink is failing or has items set aside.")
+        {
+            data, config, json, limit,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit sinks", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var sinks = await services.GetRequiredService<AuditExportStatus>().GetAsync(ct);
+            var setAside = services.GetRequiredService<AuditSetAside>();
+            var listed = new List<(AuditSinkStatus Sink, IReadOnlyList<AuditSetAsideItem> Items)>();
+            foreach (var sink in sinks)
+            {
+                listed.Add((sink, sink.SetAside > 0 ? await setAside.ListAsync(sink.Name, parse.GetValue(limit), ct) : []));
+            }
+
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(listed.Select(l => new
+                {
+                    name = l.Sink.Name,
+                    kind = l.Sink.Kind.ToString(),
+                    waiting = l.Sink.Waiting,
+                    failed_attempts = l.Sink.FailedAttempts,
+                    last_activity = l.Sink.LastActivity,
+                    last_error = l.Sink.LastError,
+                    set_aside = l.Sink.SetAside,
+                    set_aside_items = l.Items.Select(i => new { kind = i.Kind, sequence = i.Sequence, refused_at = i.RefusedAt, reason = i.Reason }),
+                }));
+            }
+            else if (listed.Count == 0)
+            {
+                Console.WriteLine("no audit export sink is configured");
+            }
+            else
+            {
+                foreach (var (sink, items) in listed)
+                {
+                    var failing = sink.FailedAttempts > 0 ? $", {sink.FailedAttempts} failed attempts, last error: {sink.LastError}" : "";
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"{sink.Name} ({sink.Kind}): {sink.Waiting} entries waiting{failing}, {sink.SetAside} set aside"));
+                    foreach (var item in items)
+                    {
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"  {item.Kind} {item.Sequence}, refused {item.RefusedAt.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z: {item.Reason}"));
+                    }
+                }
+            }
+
+            return sinks.Any(s => s.FailedAttempts > 0 || s.SetAside > 0) ? ExitCodes.Findings : ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Resend()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var sinkName = new Option<string>("--sink") { Description = "The configured sink whose set-aside items to send again.", Required = true };
+        var command = new Command("resend",
+            "Send again, one at a time, the entries and tree heads a sink's collector refused for good, once it has been fixed. "
+            + "What it takes is forgotten; what it refuses again stays set aside. Exit 1 if some are refused again, 2 if the collector cannot be reached.")
+        {
+            data, config, json, sinkName,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit resend", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            AuditResendReport report;
+            try
+            {
+                report = await MaintenanceHost.WithStatusAsync("Resending set-aside audit items", parse.GetValue(json),
+                    () => services.GetRequiredService<AuditSetAside>().ResendAsync(parse.GetValue(sinkName)!, ct));
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or HttpRequestException or InvalidOperationException
+                || (e is TaskCanceledException && !ct.IsCancellationRequested))
+            {
+                await Console.Error.WriteLineAsync($"vigie audit resend: {e.Message}");
+                return ExitCodes.Error;
+            }
+
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    sink = report.Sink,
+                    resent = report.Resent,
+                    refused_again = report.RefusedAgain.Select(i => new { kind = i.Kind, sequence = i.Sequence, reason = i.Reason }),
+                    remaining = report.Remaining,
+                });
+            }
+            else
+            {
+                foreach (var item in report.RefusedAgain)
+                {
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"refused again: {item.Kind} {item.Sequence}: {item.Reason}"));
+                }
+
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{report.Sink}: {report.Resent} resent, {report.RefusedAgain.Count} refused again, {report.Remaining} still set aside"));
+            }
+
+            return report.Remaining > 0 ? ExitCodes.Findings : ExitCodes.Ok;
+        });
+        return command;
+    }
 
     private static Command Verify()
     {

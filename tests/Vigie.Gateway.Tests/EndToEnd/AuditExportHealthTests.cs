@@ -58,4 +58,85 @@ public sealed class AuditExportHealthTests
         Assert.Equal(("Healthy", "siem: 0 entries waiting"), up);
         Assert.True(Interlocked.Read(ref received) > 0);
     }
+
+    /// <summary>
+    /// Regression: a FHIR repository that refused one event for good stalled the sink for ever. Now the refused event
+    /// is set aside, the others flow, /health and `vigie audit sinks` name it, and `vigie audit resend` sends it once the
+    /// repository takes it.
+    /// </summary>
+    [Fact]
+    public async Task A_fhir_repository_refusing_one_event_sets_it_aside_and_the_operator_resends_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var port = VigieNode.FreePort();
+        using var repository = new HttpListener();
+        repository.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
+        repository.Start();
+        var strict = 1;
+        var kept = 0;
+        var serving = Task.Run(async () =>
+        {
+            while (true)
+            {
+                HttpListenerContext context;
+                try
+                {
+                    context = await repository.GetContextAsync();
+                }
+                catch (Exception e) when (e is HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                using var reader = new StreamReader(context.Request.InputStream);
+                var body = JsonDocument.Parse(await reader.ReadToEndAsync(ct)).RootElement;
+                // Its profile, strict for a while, refuses the node's application start and stop events (DCM 110100).
+                var events = body.GetProperty("resourceType").GetString() == "Bundle"
+                    ? body.GetProperty("entry").EnumerateArray().Select(e => e.GetProperty("resource")).ToList()
+                    : [body];
+                var refuse = context.Request.HttpMethod == "POST" && Volatile.Read(ref strict) == 1
+                    && events.Any(e => e.GetProperty("type").GetProperty("code").GetString() == "110100");
+                if (!refuse)
+                {
+                    Interlocked.Add(ref kept, events.Count);
+                }
+
+                context.Response.StatusCode = refuse ? 422 : 200;
+                context.Response.Close();
+            }
+        }, ct);
+
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__AUDIT__SINKS__0__NAME"] = "fhir",
+            ["VIGIE__AUDIT__SINKS__0__KIND"] = "FhirHttp",
+            ["VIGIE__AUDIT__SINKS__0__FHIRBASEURL"] = $"http://127.0.0.1:{port}/fhir/",
+            ["VIGIE__AUDIT__SINKS__0__MINBACKOFF"] = "00:00:00.200",
+            ["VIGIE__AUDIT__SINKS__0__MAXBACKOFF"] = "00:00:01",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+
+        var setAside = await Eventually.WaitForAsync(() => node.HealthCheckAsync("audit-export", ct),
+            h => h.Description.Contains("set aside", StringComparison.Ordinal), ct);
+        Assert.Equal("Degraded", setAside.Status);
+        Assert.Matches("^fhir: [0-9]+ entries waiting, 1 refused by the collector and set aside", setAside.Description);
+        Assert.True(Volatile.Read(ref kept) > 0);
+        var listed = await node.VigieAsync("audit", "sinks");
+        Assert.True(listed.ExitCode == 1, listed.ToString());
+        Assert.Matches(@"fhir \(FhirHttp\): [0-9]+ entries waiting, 1 set aside\n  entry [0-9]+, refused .*: The FHIR server answered 422", listed.StandardOutput);
+
+        var refusedAgain = await node.VigieAsync("audit", "resend", "--sink", "fhir", "--json");
+        Assert.True(refusedAgain.ExitCode == 1, refusedAgain.ToString());
+        Volatile.Write(ref strict, 0);
+        var resent = await node.VigieAsync("audit", "resend", "--sink", "fhir");
+        Assert.True(resent.ExitCode == 0, resent.ToString());
+        Assert.Contains("fhir: 1 resent, 0 refused again, 0 still set aside", resent.StandardOutput, StringComparison.Ordinal);
+        var healthy = await Eventually.WaitForAsync(() => node.HealthCheckAsync("audit-export", ct), h => h.Status == "Healthy", ct);
+        Assert.Equal("Healthy", healthy.Status);
+        Assert.Equal(0, (await node.VigieAsync("audit", "sinks", "--json")).ExitCode);
+
+        await node.StopAsync();
+        repository.Stop();
+        await serving;
+    }
 }
