@@ -181,12 +181,65 @@ public sealed class ExportRefusalTests
 
         var refused = await Assert.ThrowsAsync<AuditSinkRefusedException>(async () => await worker.RunOnceAsync(ct));
 
-        Assert.Contains("refused every entry", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("refused every entry of the batch and an entry it took before", refused.Message, StringComparison.Ordinal);
         Assert.Empty(await setAside.ListAsync("fhir", 100, ct));
         Assert.Equal(5, Assert.Single(await status.GetAsync(ct)).Waiting);
         repository.RefuseEverything = false;
         Assert.Equal(5, await worker.RunOnceAsync(ct));
         Assert.Equal(5, repository.Kept.Count);
+    }
+
+    /// <summary>
+    /// A burst of one kind of event the repository refuses, longer than a batch (a hostile peer's storm of security
+    /// alerts, say): the batch made only of them is set aside too, since the repository still takes an entry it took
+    /// before, and the entries after the burst flow.
+    /// </summary>
+    [Fact]
+    public async Task A_burst_of_refused_events_longer_than_a_batch_is_set_aside_and_the_sink_goes_on()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 12));
+        using var repository = new RefusingFhirRepository();
+        for (var seq = 2; seq < 10; seq++)
+        {
+            repository.Refused.Add(await ResourceIdAsync(h, seq));
+        }
+
+        var (options, setAside, status) = Sink(h, repository);
+        options.BatchSize = 4;
+        await using var sink = new FhirHttpSink(options, "SITE-1");
+        var worker = Worker(h, options, sink);
+
+        Assert.Equal(4, await worker.RunOnceAsync(ct));
+        Assert.Equal(4, await worker.RunOnceAsync(ct));
+        Assert.Equal(4, await worker.RunOnceAsync(ct));
+
+        Assert.Equal(Enumerable.Range(2, 8).Select(i => (long)i), (await setAside.ListAsync("fhir", 100, ct)).Select(i => i.Sequence));
+        Assert.Equal(4, repository.Kept.Count);
+        Assert.Equal((0L, 8L), (Assert.Single(await status.GetAsync(ct)).Waiting, Assert.Single(await status.GetAsync(ct)).SetAside));
+    }
+
+    [Fact]
+    public async Task A_tree_head_refused_by_a_repository_that_now_refuses_everything_is_retried_not_set_aside()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var repository = new RefusingFhirRepository();
+        var (options, setAside, _) = Sink(h, repository);
+        await using var sink = new FhirHttpSink(options, "SITE-1", sourceId: "VIGIE-NODE-1");
+        var worker = Worker(h, options, sink);
+        await h.AppendAsync(Samples.Records(0, 3));
+        Assert.Equal(3, await worker.RunOnceAsync(ct));
+        await h.Log.SignTreeHeadAsync(ct);
+        repository.RefuseEverything = true;
+
+        await Assert.ThrowsAsync<AuditSinkRefusedException>(async () => await worker.RunOnceAsync(ct));
+
+        Assert.Empty(await setAside.ListAsync("fhir", 100, ct));
+        repository.RefuseEverything = false;
+        Assert.Equal(0, await worker.RunOnceAsync(ct));
+        Assert.Equal(4, repository.Kept.Count);
     }
 
     [Fact]

@@ -124,11 +124,13 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         var accepted = await SendIsolatingRefusalsAsync(entries, refused, cancellationToken).ConfigureAwait(false);
         if (refused.Count > 0)
         {
-            if (accepted == 0)
+            if (accepted == 0 && !await StillTakesWhatItTookAsync(next, cancellationToken).ConfigureAwait(false))
             {
-                // A collector that takes none of them is more likely misconfigured than every event wrong: retried, never
-                // drained into the set-aside table.
-                throw new AuditSinkRefusedException($"The collector refused every entry of the batch ({refused[0].Reason})", HttpStatusCode.BadRequest);
+                // A collector that takes nothing is misconfigured rather than every event wrong: retried, never drained
+                // into the set-aside table. One that still takes an earlier entry refuses these for what they are (a
+                // burst of one kind of event longer than a batch), so they are set aside.
+                throw new AuditSinkRefusedException($"The collector refused every entry of the batch and an entry it took before ({refused[0].Reason})",
+                    HttpStatusCode.BadRequest);
             }
 
             await store.SetAsideAsync(CursorName, refused, cancellationToken).ConfigureAwait(false);
@@ -169,6 +171,41 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
     }
 
     /// <summary>
+    /// Whether the collector still takes one of the last entries before <paramref name="before"/> that it was not seen
+    /// refusing. Sending it again is harmless (its resource id is stable, so the copy is replaced), and it tells a
+    /// collector that refuses some content from one that refuses everything.
+    /// </summary>
+    private async ValueTask<bool> StillTakesWhatItTookAsync(long before, CancellationToken cancellationToken)
+    {
+        var refused = (await store.ReadSetAsideAsync(CursorName, 10_000, cancellationToken).ConfigureAwait(false))
+            .Where(i => i.Kind == SetAsideKind.Entry).Select(i => i.Seq).ToHashSet();
+        for (var seq = before - 1; seq >= Math.Max(0, before - 64); seq--)
+        {
+            if (refused.Contains(seq))
+            {
+                continue;
+            }
+
+            if (await store.ReadEntryAsync(seq, cancellationToken).ConfigureAwait(false) is not { } row)
+            {
+                return false;
+            }
+
+            try
+            {
+                await sink.SendAsync([factory.ToEntry(row, unseal: factory.CanUnseal)], cancellationToken).ConfigureAwait(false);
+                return true;
+            }
+            catch (AuditSinkRefusedException)
+            {
+                return false;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
     /// Sends each newly signed head once (again after a restart): a copy outside the database is the only thing that
     /// reveals a log rolled back as a whole, heads, nodes and state included.
     /// </summary>
@@ -189,6 +226,11 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         }
         catch (AuditSinkRefusedException e)
         {
+            if (!await StillTakesWhatItTookAsync(head.TreeSize, cancellationToken).ConfigureAwait(false))
+            {
+                throw;
+            }
+
             // The next head covers this one's entries: witnessing goes on, and this one waits for a resend.
             await store.SetAsideAsync(CursorName, [new SetAsideItem(SetAsideKind.TreeHead, head.TreeSize, time.GetUtcNow().ToUnixTimeMilliseconds(), Truncate(e.Message))],
                 cancellationToken).ConfigureAwait(false);
