@@ -31,6 +31,8 @@ public static class GatewayServiceCollectionExtensions
         // Registered first: hosted services start in order, and everything below needs the schema and the keys.
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, GatewayStartup>());
         services.TryAddSingleton<IAuditSealer, ArchiveAuditSealer>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, GatewaySchema>());
+        services.TryAddSingleton<ConfigurationAudit>();
         services.TryAddSingleton<IRetentionAudit, RetentionAuditBridge>();
         services.AddArchive();
         services.AddAudit();
@@ -78,6 +80,7 @@ public sealed class GatewayStartup(
     IArchiveKeyService keys,
     IAuditLog audit,
     ArchiveRecovery recovery,
+    ConfigurationAudit configuration,
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<GatewayStartup> logger,
     TimeProvider time) : IHostedService
@@ -94,6 +97,7 @@ public sealed class GatewayStartup(
         }
 
         await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
+        await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
         // Before the node accepts anything: what a power cut took from the index is filed again first.
         await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
     }

@@ -1,0 +1,216 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Vigie.Archive.Keys;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Core.Data;
+using Vigie.Dicom.Network;
+
+namespace Vigie.Gateway;
+
+/// <summary>
+/// Configuration changes go into the audit trail. Settings are read once, at start (file, environment, flags), so each
+/// start compares every setting with what this node (AE title and machine) last ran with, and records which were
+/// added, changed or removed: by name only, since values include tokens, passwords and connection strings. What is
+/// kept between starts is a keyed hash per setting (the index key), so neither the database nor the trail holds a
+/// value.
+/// </summary>
+public sealed class ConfigurationAudit(
+    IServiceProvider services,
+    IArchiveKeyService keys,
+    IVigieDatabase database,
+    IAuditLog audit,
+    IOptionsMonitor<DicomServerOptions> server,
+    TimeProvider time,
+    ILogger<ConfigurationAudit> logger)
+{
+    /// <summary>Setting names listed in one entry; a larger change is counted, and the rest named as "and N more".</summary>
+    internal const int MaxNamesListed = 200;
+
+    private const string HashKind = "configuration";
+
+    public async Task RecordAsync(CancellationToken cancellationToken)
+    {
+        if (services.GetService<IConfiguration>() is not { } configuration)
+        {
+            return;
+        }
+
+        // Nodes sharing one database compare each with its own last start.
+        var node = server.CurrentValue.AETitle + "@" + Environment.MachineName;
+        var current = new Dictionary<string, byte[]>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in configuration.AsEnumerable())
+        {
+            if (value is not null)
+            {
+                // Setting names are case-insensitive, and their case can follow whichever source named the section first.
+                current[key] = keys.HashIdentifier(HashKind, key.ToUpperInvariant() + "\0" + value);
+            }
+        }
+
+        var previous = await ReadAsync(node, cancellationToken).ConfigureAwait(false);
+        var change = ConfigurationChange.Between(previous, current);
+        if (change is null)
+        {
+            return;
+        }
+
+        await audit.AppendAsync(Record(node, change), cancellationToken).ConfigureAwait(false);
+        await SaveAsync(node, current, cancellationToken).ConfigureAwait(false);
+        if (change.First)
+        {
+            logger.LogInformation("Configuration of {Node} recorded: {Count} settings", node, change.Count);
+        }
+        else
+        {
+            logger.LogWarning("Configuration of {Node} changed since its last start: {Summary}", node, change.Summary(MaxNamesListed));
+        }
+    }
+
+    private AuditRecord Record(string node, ConfigurationChange change) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.SecurityAlert,
+        EventTypes = change.EventTypes,
+        Action = AuditAction.Execute,
+        // Who edited the file is not known here; the account that started the node is.
+        Participants =
+        [
+            new AuditParticipant { UserId = Environment.UserName, IsRequestor = true, Kind = AuditParticipantKind.Person },
+            GatewayAudit.Self(server.CurrentValue.AETitle, requestor: false, AuditRoles.Application),
+        ],
+        Details = new AuditDetails
+        {
+            OutcomeDescription = change.First
+                ? string.Create(CultureInfo.InvariantCulture, $"configuration recorded: {change.Count} settings")
+                : "configuration changed since the last start: " + change.Summary(MaxNamesListed),
+        },
+    };
+
+    private async Task<Dictionary<string, byte[]>?> ReadAsync(string node, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT setting, fingerprint FROM gateway_configuration WHERE node = @n").With("@n", node);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        Dictionary<string, byte[]>? settings = null;
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            settings ??= new Dictionary<string, byte[]>(StringComparer.OrdinalIgnoreCase);
+            settings[reader.GetString(0)] = reader.GetFieldValue<byte[]>(1);
+        }
+
+        return settings;
+    }
+
+    private async Task SaveAsync(string node, Dictionary<string, byte[]> settings, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using (var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_configuration WHERE node = @n").With("@n", node))
+        {
+            await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var (setting, fingerprint) in settings)
+        {
+            await using var insert = connection.CreateCommand(transaction, "INSERT INTO gateway_configuration (node, setting, fingerprint) VALUES (@n, @s, @f)")
+                .With("@n", node).With("@s", setting).With("@f", fingerprint);
+            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary>The settings added, changed and removed between two starts, and which kinds of configuration they touch.</summary>
+internal sealed record ConfigurationChange(bool First, IReadOnlyList<string> Added, IReadOnlyList<string> Changed, IReadOnlyList<string> Removed, int Count)
+{
+    /// <summary>Null when nothing changed; <see cref="First"/> when there was nothing to compare with.</summary>
+    public static ConfigurationChange? Between(IReadOnlyDictionary<string, byte[]>? previous, IReadOnlyDictionary<string, byte[]> current)
+    {
+        if (previous is null)
+        {
+            return new ConfigurationChange(true, [.. current.Keys.Order(StringComparer.OrdinalIgnoreCase)], [], [], current.Count);
+        }
+
+        var added = current.Keys.Where(k => !previous.ContainsKey(k)).Order(StringComparer.OrdinalIgnoreCase).ToList();
+        var changed = current.Where(c => previous.TryGetValue(c.Key, out var before) && !before.AsSpan().SequenceEqual(c.Value))
+            .Select(c => c.Key).Order(StringComparer.OrdinalIgnoreCase).ToList();
+        var removed = previous.Keys.Where(k => !current.ContainsKey(k)).Order(StringComparer.OrdinalIgnoreCase).ToList();
+        var count = added.Count + changed.Count + removed.Count;
+        return count == 0 ? null : new ConfigurationChange(false, added, changed, removed, count);
+    }
+
+    /// <summary>
+    /// PS3.15 A.5.3.11 types: security (who may connect and with what rights, TLS, keys, the audit trail and its export,
+    /// inspection and its signatures), network (listeners, destinations, the database), else software.
+    /// </summary>
+    public IReadOnlyList<AuditCode> EventTypes
+    {
+        get
+        {
+            var names = Added.Concat(Changed).Concat(Removed).ToList();
+            var types = new List<AuditCode>();
+            if (First || names.Any(IsSecurity))
+            {
+                types.Add(AuditEventTypes.SecurityConfiguration);
+            }
+
+            if (First || names.Any(n => !IsSecurity(n) && IsNetwork(n)))
+            {
+                types.Add(AuditEventTypes.NetworkConfiguration);
+            }
+
+            if (First || names.Any(n => !IsSecurity(n) && !IsNetwork(n)))
+            {
+                types.Add(AuditEventTypes.SoftwareConfiguration);
+            }
+
+            return types;
+        }
+    }
+
+    public string Summary(int maxNames)
+    {
+        var listed = 0;
+        string Names(IReadOnlyList<string> names)
+        {
+            var shown = names.Take(Math.Max(0, maxNames - listed)).ToList();
+            listed += shown.Count;
+            return shown.Count == names.Count ? string.Join(", ", shown) : string.Join(", ", shown) + $" and {names.Count - shown.Count} more";
+        }
+
+        var parts = new List<string>();
+        if (Added.Count > 0)
+        {
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{Added.Count} added ({Names(Added)})"));
+        }
+
+        if (Changed.Count > 0)
+        {
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{Changed.Count} changed ({Names(Changed)})"));
+        }
+
+        if (Removed.Count > 0)
+        {
+            parts.Add(string.Create(CultureInfo.InvariantCulture, $"{Removed.Count} removed ({Names(Removed)})"));
+        }
+
+        return string.Join("; ", parts);
+    }
+
+    private static bool IsSecurity(string name) =>
+        StartsWith(name, "Access") || StartsWith(name, "Audit") || StartsWith(name, "Inspection")
+        || name.Contains("Tls", StringComparison.OrdinalIgnoreCase) || name.Contains("Certificate", StringComparison.OrdinalIgnoreCase)
+        || name.Contains("Key", StringComparison.OrdinalIgnoreCase) || name.Contains("Password", StringComparison.OrdinalIgnoreCase)
+        || name.Contains("Token", StringComparison.OrdinalIgnoreCase) || name.Contains("Allow", StringComparison.OrdinalIgnoreCase);
+
+    private static bool IsNetwork(string name) =>
+        StartsWith(name, "Dicom:Server") || StartsWith(name, "Web") || StartsWith(name, "Gateway:Destinations") || StartsWith(name, "Database");
+
+    private static bool StartsWith(string name, string section) =>
+        name.StartsWith(section, StringComparison.OrdinalIgnoreCase) && (name.Length == section.Length || name[section.Length] == ':');
+}

@@ -1,0 +1,18 @@
+using Vigie.Core.Data;
+
+namespace Vigie.Gateway;
+
+/// <summary>The gateway's own tables, in the shared Vigie database.</summary>
+internal sealed class GatewaySchema : ISchemaProvider
+{
+    public IEnumerable<SchemaMigration> Migrations { get; } =
+    [
+        new("gateway", 1, "configuration fingerprints per node, to audit what changed between starts",
+            """
+            CREATE TABLE gateway_configuration (node TEXT NOT NULL, setting TEXT NOT NULL, fingerprint BLOB NOT NULL, PRIMARY KEY (node, setting));
+            """,
+            """
+            CREATE TABLE gateway_configuration (node TEXT NOT NULL, setting TEXT NOT NULL, fingerprint BYTEA NOT NULL, PRIMARY KEY (node, setting));
+            """),
+    ];
+}

@@ -1,0 +1,78 @@
+using System.Text;
+using System.Text.Json;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Configuration changes are audited (PS3.15 A.5.3.11): the first start records the configuration, and each later start
+/// names the settings added, changed or removed since the one before, never their values.
+/// </summary>
+public sealed class ConfigurationAuditTests
+{
+    private const string Secret = "s3cret-token-9f2c71";
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Each_start_audits_the_settings_changed_since_the_last_by_name_never_by_value(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var outside = new TempDirectory("vigie-config-audit");
+        await using var node = await VigieNode.StartAsync(provider, cancellationToken: ct);
+        await node.StopAsync();
+        var first = Assert.Single(await ConfigurationEntriesAsync(node));
+        Assert.Matches("^configuration recorded: [0-9]+ settings$", Outcome(first));
+        Assert.Equal(["Security Configuration", "Network Configuration", "Software Configuration"], EventTypes(first));
+
+        // The operator adds an export to the FHIR repository, with its token, and slows the maintenance down.
+        node.SetEnvironment("VIGIE__AUDIT__SINKS__0__NAME", "arr");
+        node.SetEnvironment("VIGIE__AUDIT__SINKS__0__KIND", "FhirNdjson");
+        node.SetEnvironment("VIGIE__AUDIT__SINKS__0__NDJSONPATH", outside.Combine("audit.ndjson"));
+        node.SetEnvironment("VIGIE__AUDIT__SINKS__0__BEARERTOKEN", Secret);
+        node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__INTERVAL", "02:00:00");
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+
+        var entries = await ConfigurationEntriesAsync(node);
+        Assert.Equal(2, entries.Count);
+        var changed = entries[0];
+        // Names as the operator wrote them (here, environment variables).
+        Assert.Equal("configuration changed since the last start: 4 added (AUDIT:SINKS:0:BEARERTOKEN, AUDIT:SINKS:0:KIND, AUDIT:SINKS:0:NAME, "
+            + "AUDIT:SINKS:0:NDJSONPATH); 1 changed (GATEWAY:MAINTENANCE:INTERVAL)", Outcome(changed));
+        Assert.Equal(["Security Configuration", "Software Configuration"], EventTypes(changed));
+
+        // A start with the same settings records nothing; a new token is named, not shown.
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+        Assert.Equal(2, (await ConfigurationEntriesAsync(node)).Count);
+        node.SetEnvironment("VIGIE__AUDIT__SINKS__0__BEARERTOKEN", "another-" + Secret);
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+        Assert.Equal("configuration changed since the last start: 1 changed (AUDIT:SINKS:0:BEARERTOKEN)", Outcome((await ConfigurationEntriesAsync(node))[0]));
+
+        // Neither the database nor the trail nor its export holds the value.
+        var everything = await node.VigieAsync("audit", "show", "--json", "--details", "--limit", "1000");
+        Assert.DoesNotContain(Secret, everything.StandardOutput, StringComparison.Ordinal);
+        foreach (var file in Directory.EnumerateFiles(node.Data, "*", SearchOption.AllDirectories).Append(outside.Combine("audit.ndjson")))
+        {
+            Assert.False((await File.ReadAllBytesAsync(file, ct)).AsSpan().IndexOf(Encoding.UTF8.GetBytes(Secret)) >= 0, file);
+        }
+
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    private static string Outcome(JsonElement entry) => entry.GetProperty("details").GetProperty("outcome").GetString()!;
+
+    private static List<string> EventTypes(JsonElement entry) => [.. entry.GetProperty("event_types").EnumerateArray().Select(t => t.GetString()!)];
+
+    /// <summary>The configuration entries, newest first.</summary>
+    private static async Task<List<JsonElement>> ConfigurationEntriesAsync(VigieNode node)
+    {
+        var audit = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113");
+        Assert.True(audit.ExitCode == 0, audit.ToString());
+        return [.. JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
+            .Where(e => Outcome(e).StartsWith("configuration ", StringComparison.Ordinal))];
+    }
+}
