@@ -60,7 +60,8 @@ public enum AuditObjectRole
     Guarantor = 10,
     SecurityUser = 11,
     SecurityGranularityDefinition = 12,
-    Provider = 13,
+    /// <summary>13: Security Resource in PS3.15 A.5.3.2 (the audit log itself).</summary>
+    SecurityResource = 13,
     DataDestination = 14,
     DataRepository = 15,
     Schedule = 16,

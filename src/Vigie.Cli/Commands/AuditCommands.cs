@@ -23,6 +23,48 @@ internal static class AuditCommands
         Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(),
     };
 
+    /// <summary>
+    /// Reading or verifying the trail is itself audited (PS3.15 A.5.3.2 Audit Log Used): the account that ran the
+    /// command, what it did, and the trail as the object. False, with the reason on stderr, if it could not be recorded.
+    /// </summary>
+    private static async Task<bool> RecordAuditLogUsedAsync(IServiceProvider services, AuditAction action, AuditOutcome outcome, string description,
+        string? patientRef, CancellationToken ct)
+    {
+        try
+        {
+            await services.GetRequiredService<IAuditLog>().AppendAsync(new AuditRecord
+            {
+                Time = DateTimeOffset.UtcNow,
+                EventId = AuditEventIds.AuditLogUsed,
+                Action = action,
+                Outcome = outcome,
+                Participants = [new AuditParticipant { UserId = Environment.UserName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+                PatientRef = patientRef,
+                Details = new AuditDetails
+                {
+                    OutcomeDescription = description,
+                    Objects =
+                    [
+                        new AuditObject
+                        {
+                            Type = AuditObjectType.SystemObject,
+                            Role = AuditObjectRole.SecurityResource,
+                            IdType = AuditObjectIdTypes.Uri,
+                            Id = "urn:vigie:audit-log",
+                            Name = "Security Audit Log",
+                        },
+                    ],
+                },
+            }, ct);
+            return true;
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or AuditIntegrityException)
+        {
+            await Console.Error.WriteLineAsync($"vigie audit: this use of the audit trail could not be recorded in it: {e.Message}");
+            return false;
+        }
+    }
+
     private static Command Sinks()
     {
         var data = ServeCommand.DataOption();
@@ -227,6 +269,11 @@ internal static class AuditCommands
             var log = services.GetRequiredService<IAuditLog>();
             var options = new AuditVerifyOptions { WitnessedHeads = witnessed };
             var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(options, ct).AsTask());
+            // Best effort: a trail too damaged to take an entry must still be reported as such, with exit 1.
+            await RecordAuditLogUsedAsync(services, AuditAction.Execute, report.IsValid ? AuditOutcome.Success : AuditOutcome.SeriousFailure,
+                string.Create(CultureInfo.InvariantCulture,
+                    $"audit verify: {report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads and {witnessed.Count} kept outside checked: {(report.IsValid ? "intact" : $"{report.ProblemCount} problems")}"),
+                null, ct);
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(new
@@ -352,6 +399,19 @@ internal static class AuditCommands
                 Limit = Math.Clamp(parse.GetValue(limit), 1, 1000),
                 Unseal = parse.GetValue(details),
             }, ct);
+            // Filters by kind, not value: the user and patient asked about stay out of the description (the patient is
+            // named by its keyed hash, so that patient's own history shows the trail was searched for them).
+            var filters = new[] { (patientRef, "patient"), (parse.GetValue(user), "user"), (parse.GetValue(from)?.ToString("u", CultureInfo.InvariantCulture), "from"),
+                    (parse.GetValue(to)?.ToString("u", CultureInfo.InvariantCulture), "to"), (eventCode, "event") }
+                .Where(f => f.Item1 is not null).Select(f => f.Item2 == "from" || f.Item2 == "to" || f.Item2 == "event" ? $"{f.Item2} {f.Item1}" : f.Item2).ToList();
+            var used = string.Create(CultureInfo.InvariantCulture,
+                $"audit show: {page.Entries.Count} events listed{(filters.Count > 0 ? " by " + string.Join(", ", filters) : "")}{(parse.GetValue(details) ? ", sealed details opened" : "")}");
+            if (!await RecordAuditLogUsedAsync(services, AuditAction.Read, AuditOutcome.Success, used, patientRef, ct))
+            {
+                // Nothing is shown that cannot be audited.
+                return ExitCodes.Error;
+            }
+
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(page.Entries.Select(e => new

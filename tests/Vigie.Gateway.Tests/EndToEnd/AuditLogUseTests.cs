@@ -1,0 +1,43 @@
+using System.Text.Json;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>
+/// Reading the audit trail leaves a trace in it (PS3.15 A.5.3.2 Audit Log Used): a search about a patient shows in that
+/// patient's own history, without the identifier in the entry, and each verification records its result.
+/// </summary>
+public sealed class AuditLogUseTests
+{
+    [Fact]
+    public async Task Listing_and_verifying_the_trail_are_audited_and_a_patients_history_shows_who_searched_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var file = Peers.CtCorpusFiles().First();
+        var patientId = (await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset.GetString(DicomTags.PatientID)!;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync([file], ct);
+        await node.StopAsync();
+
+        var search = await node.VigieAsync("audit", "show", "--patient", patientId, "--details");
+        Assert.True(search.ExitCode == 0, search.ToString());
+
+        var history = await node.VigieAsync("audit", "show", "--json", "--details", "--patient", patientId);
+        var used = JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray().First(e => e.GetProperty("event_id").GetString() == "110101");
+        Assert.Matches("^audit show: [1-9][0-9]* events listed by patient, sealed details opened$", used.GetProperty("details").GetProperty("outcome").GetString());
+        Assert.Equal(Environment.UserName, used.GetProperty("user").GetString());
+        Assert.Equal("read", used.GetProperty("action").GetString());
+        Assert.False(string.IsNullOrEmpty(used.GetProperty("patient_ref").GetString()));
+        Assert.DoesNotContain(patientId, used.ToString(), StringComparison.Ordinal);
+
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var uses = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110101");
+        var verified = JsonDocument.Parse(uses.StandardOutput).RootElement.EnumerateArray()
+            .First(e => e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("audit verify:", StringComparison.Ordinal));
+        Assert.EndsWith("checked: intact", verified.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+        Assert.Equal("success", verified.GetProperty("outcome").GetString());
+    }
+}
