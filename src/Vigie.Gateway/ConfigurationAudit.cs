@@ -13,7 +13,7 @@ namespace Vigie.Gateway;
 
 /// <summary>
 /// Configuration changes go into the audit trail. Settings are read once, at start (file, environment, flags), so each
-/// start compares every setting with what this node (AE title and machine) last ran with, and records which were
+/// start compares every setting with what this node (AE title, machine, port) last ran with, and records which were
 /// added, changed or removed: by name only, since values include tokens, passwords and connection strings. What is
 /// kept between starts is a keyed hash per setting (the index key), so neither the database nor the trail holds a
 /// value.
@@ -39,8 +39,8 @@ public sealed class ConfigurationAudit(
             return;
         }
 
-        // Nodes sharing one database compare each with its own last start.
-        var node = server.CurrentValue.AETitle + "@" + Environment.MachineName;
+        // Nodes sharing one database compare each with its own last start (several may run on one machine).
+        var node = string.Create(CultureInfo.InvariantCulture, $"{server.CurrentValue.AETitle}@{Environment.MachineName}:{server.CurrentValue.Port}");
         var current = new Dictionary<string, byte[]>(StringComparer.OrdinalIgnoreCase);
         foreach (var (key, value) in configuration.AsEnumerable())
         {
@@ -58,8 +58,17 @@ public sealed class ConfigurationAudit(
             return;
         }
 
-        await audit.AppendAsync(Record(node, change), cancellationToken).ConfigureAwait(false);
-        await SaveAsync(node, current, cancellationToken).ConfigureAwait(false);
+        await audit.AppendAsync(Record(server.CurrentValue.AETitle, change), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await SaveAsync(node, current, cancellationToken).ConfigureAwait(false);
+        }
+        catch (System.Data.Common.DbException e)
+        {
+            // The change is recorded; failing to keep the new baseline only means the next start names it again.
+            logger.LogWarning("Could not keep the configuration baseline of {Node}: {Error}", node, e.Message);
+        }
+
         if (change.First)
         {
             logger.LogInformation("Configuration of {Node} recorded: {Count} settings", node, change.Count);
@@ -70,7 +79,7 @@ public sealed class ConfigurationAudit(
         }
     }
 
-    private AuditRecord Record(string node, ConfigurationChange change) => new()
+    private AuditRecord Record(string aeTitle, ConfigurationChange change) => new()
     {
         Time = time.GetUtcNow(),
         EventId = AuditEventIds.SecurityAlert,
@@ -80,7 +89,7 @@ public sealed class ConfigurationAudit(
         Participants =
         [
             new AuditParticipant { UserId = Environment.UserName, IsRequestor = true, Kind = AuditParticipantKind.Person },
-            GatewayAudit.Self(server.CurrentValue.AETitle, requestor: false, AuditRoles.Application),
+            GatewayAudit.Self(aeTitle, requestor: false, AuditRoles.Application),
         ],
         Details = new AuditDetails
         {
@@ -109,16 +118,33 @@ public sealed class ConfigurationAudit(
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        await using (var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_configuration WHERE node = @n").With("@n", node))
+        var previous = new List<string>();
+        await using (var read = connection.CreateCommand(transaction, "SELECT setting FROM gateway_configuration WHERE node = @n").With("@n", node))
+        await using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                previous.Add(reader.GetString(0));
+            }
+        }
+
+        // Stored upper-cased: one row per setting whatever the case a source gives its name.
+        foreach (var gone in previous.Where(p => !settings.ContainsKey(p) || !string.Equals(p, p.ToUpperInvariant(), StringComparison.Ordinal)))
+        {
+            await using var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_configuration WHERE node = @n AND setting = @s")
+                .With("@n", node).With("@s", gone);
             await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        // An upsert: a second process under the same name (a restart racing the old one's exit) cannot make the start fail.
         foreach (var (setting, fingerprint) in settings)
         {
-            await using var insert = connection.CreateCommand(transaction, "INSERT INTO gateway_configuration (node, setting, fingerprint) VALUES (@n, @s, @f)")
-                .With("@n", node).With("@s", setting).With("@f", fingerprint);
-            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await using var upsert = connection.CreateCommand(transaction, """
+                    INSERT INTO gateway_configuration (node, setting, fingerprint) VALUES (@n, @s, @f)
+                    ON CONFLICT (node, setting) DO UPDATE SET fingerprint = excluded.fingerprint
+                    """)
+                .With("@n", node).With("@s", setting.ToUpperInvariant()).With("@f", fingerprint);
+            await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
