@@ -61,7 +61,7 @@ public sealed class ConfigurationAudit(
         await audit.AppendAsync(Record(server.CurrentValue.AETitle, change), cancellationToken).ConfigureAwait(false);
         try
         {
-            await SaveAsync(node, current, cancellationToken).ConfigureAwait(false);
+            await SaveAsync(node, current, previous?.Keys ?? Enumerable.Empty<string>(), cancellationToken).ConfigureAwait(false);
         }
         catch (System.Data.Common.DbException e)
         {
@@ -114,22 +114,12 @@ public sealed class ConfigurationAudit(
         return settings;
     }
 
-    private async Task SaveAsync(string node, Dictionary<string, byte[]> settings, CancellationToken cancellationToken)
+    /// <summary>Keeps <paramref name="settings"/> as the node's baseline; <paramref name="previous"/> are the stored names it replaces.</summary>
+    private async Task SaveAsync(string node, Dictionary<string, byte[]> settings, IEnumerable<string> previous, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        var previous = new List<string>();
-        await using (var read = connection.CreateCommand(transaction, "SELECT setting FROM gateway_configuration WHERE node = @n").With("@n", node))
-        await using (var reader = await read.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                previous.Add(reader.GetString(0));
-            }
-        }
-
-        // Stored upper-cased: one row per setting whatever the case a source gives its name.
-        foreach (var gone in previous.Where(p => !settings.ContainsKey(p) || !string.Equals(p, p.ToUpperInvariant(), StringComparison.Ordinal)))
+        foreach (var gone in previous.Where(p => !settings.ContainsKey(p)))
         {
             await using var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_configuration WHERE node = @n AND setting = @s")
                 .With("@n", node).With("@s", gone);
@@ -137,6 +127,7 @@ public sealed class ConfigurationAudit(
         }
 
         // An upsert: a second process under the same name (a restart racing the old one's exit) cannot make the start fail.
+        // Names are stored upper-cased: one row per setting whatever the case a source gives its name.
         foreach (var (setting, fingerprint) in settings)
         {
             await using var upsert = connection.CreateCommand(transaction, """

@@ -30,8 +30,9 @@ public sealed class AuditExportStatus
         var status = new List<AuditSinkStatus>(sinks.Count);
         foreach (var sink in sinks)
         {
-            var cursor = await _store.ReadCursorStatusAsync("sink:" + sink.Name, cancellationToken).ConfigureAwait(false);
-            var setAside = await _store.CountSetAsideAsync("sink:" + sink.Name, cancellationToken).ConfigureAwait(false);
+            var name = AuditExportWorker.CursorFor(sink.Name);
+            var cursor = await _store.ReadCursorStatusAsync(name, cancellationToken).ConfigureAwait(false);
+            var setAside = await _store.CountSetAsideAsync(name, cancellationToken).ConfigureAwait(false);
             status.Add(cursor is { } c
                 ? new AuditSinkStatus(sink.Name, sink.Kind, Math.Max(0, size - c.NextSeq), c.Attempts, DateTimeOffset.FromUnixTimeMilliseconds(c.UpdatedMs),
                     c.Attempts > 0 ? c.LastError : null, setAside)

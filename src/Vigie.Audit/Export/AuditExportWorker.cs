@@ -20,7 +20,10 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
 {
     private long _witnessedSize;
 
-    public string CursorName => "sink:" + options.Name;
+    public string CursorName => CursorFor(options.Name);
+
+    /// <summary>The cursor (and set-aside) name of the sink called <paramref name="sinkName"/>.</summary>
+    internal static string CursorFor(string sinkName) => "sink:" + sinkName;
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -253,7 +256,7 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
         return TimeSpan.FromMilliseconds(exponential * (0.5 + Random.Shared.NextDouble() / 2));
     }
 
-    private static string Truncate(string value) => value.Length <= 1000 ? value : value[..1000];
+    internal static string Truncate(string value) => value.Length <= 1000 ? value : value[..1000];
 }
 
 /// <summary>Runs one export worker per configured sink.</summary>

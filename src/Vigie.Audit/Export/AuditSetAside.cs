@@ -30,7 +30,7 @@ public sealed class AuditSetAside
     public async Task<IReadOnlyList<AuditSetAsideItem>> ListAsync(string sinkName, int limit, CancellationToken cancellationToken)
     {
         var sink = Find(sinkName);
-        var items = await _store.ReadSetAsideAsync("sink:" + sink.Name, Math.Clamp(limit, 1, MaxPerRun), cancellationToken).ConfigureAwait(false);
+        var items = await _store.ReadSetAsideAsync(AuditExportWorker.CursorFor(sink.Name), Math.Clamp(limit, 1, MaxPerRun), cancellationToken).ConfigureAwait(false);
         return items.Select(ToPublic).ToList();
     }
 
@@ -42,7 +42,7 @@ public sealed class AuditSetAside
     {
         var options = _options.Value;
         var sinkOptions = Find(sinkName);
-        var cursor = "sink:" + sinkOptions.Name;
+        var cursor = AuditExportWorker.CursorFor(sinkOptions.Name);
         var items = await _store.ReadSetAsideAsync(cursor, MaxPerRun, cancellationToken).ConfigureAwait(false);
         var resent = 0;
         var refused = new List<AuditSetAsideItem>();
@@ -75,7 +75,7 @@ public sealed class AuditSetAside
             }
             catch (AuditSinkRefusedException e)
             {
-                var again = item with { RefusedMs = _time.GetUtcNow().ToUnixTimeMilliseconds(), Reason = e.Message.Length <= 1000 ? e.Message : e.Message[..1000] };
+                var again = item with { RefusedMs = _time.GetUtcNow().ToUnixTimeMilliseconds(), Reason = AuditExportWorker.Truncate(e.Message) };
                 await _store.SetAsideAsync(cursor, [again], cancellationToken).ConfigureAwait(false);
                 refused.Add(ToPublic(again));
                 continue;
@@ -93,12 +93,8 @@ public sealed class AuditSetAside
         _options.Value.Sinks.FirstOrDefault(s => string.Equals(s.Name, sinkName, StringComparison.Ordinal))
         ?? throw new ArgumentException($"no audit sink is named {sinkName} (configured: {string.Join(", ", _options.Value.Sinks.Select(s => s.Name))})", nameof(sinkName));
 
-    private static AuditSetAsideItem ToPublic(SetAsideItem item) => new(item.Kind switch
-    {
-        SetAsideKind.Entry => "entry",
-        SetAsideKind.TreeHead => "tree-head",
-        _ => throw new ArgumentOutOfRangeException(nameof(item), item.Kind, null),
-    }, item.Seq, DateTimeOffset.FromUnixTimeMilliseconds(item.RefusedMs), item.Reason);
+    private static AuditSetAsideItem ToPublic(SetAsideItem item) =>
+        new(AuditStore.KindName(item.Kind), item.Seq, DateTimeOffset.FromUnixTimeMilliseconds(item.RefusedMs), item.Reason);
 }
 
 /// <summary>One refused item: an entry by sequence number or a signed tree head by size, when and why it was refused.</summary>

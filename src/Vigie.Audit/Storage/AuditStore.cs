@@ -1116,7 +1116,8 @@ internal sealed class AuditStore(IVigieDatabase database)
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private static string KindName(SetAsideKind kind) => kind switch
+    /// <summary>How a set-aside kind is stored, and shown to operators.</summary>
+    internal static string KindName(SetAsideKind kind) => kind switch
     {
         SetAsideKind.Entry => "entry",
         SetAsideKind.TreeHead => "tree-head",

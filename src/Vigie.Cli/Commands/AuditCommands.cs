@@ -401,9 +401,32 @@ internal static class AuditCommands
             }, ct);
             // Filters by kind, not value: the user and patient asked about stay out of the description (the patient is
             // named by its keyed hash, so that patient's own history shows the trail was searched for them).
-            var filters = new[] { (patientRef, "patient"), (parse.GetValue(user), "user"), (parse.GetValue(from)?.ToString("u", CultureInfo.InvariantCulture), "from"),
-                    (parse.GetValue(to)?.ToString("u", CultureInfo.InvariantCulture), "to"), (eventCode, "event") }
-                .Where(f => f.Item1 is not null).Select(f => f.Item2 == "from" || f.Item2 == "to" || f.Item2 == "event" ? $"{f.Item2} {f.Item1}" : f.Item2).ToList();
+            var filters = new List<string>();
+            if (patientRef is not null)
+            {
+                filters.Add("patient");
+            }
+
+            if (parse.GetValue(user) is not null)
+            {
+                filters.Add("user");
+            }
+
+            if (parse.GetValue(from) is { } fromTime)
+            {
+                filters.Add("from " + fromTime.ToString("u", CultureInfo.InvariantCulture));
+            }
+
+            if (parse.GetValue(to) is { } toTime)
+            {
+                filters.Add("to " + toTime.ToString("u", CultureInfo.InvariantCulture));
+            }
+
+            if (eventCode is not null)
+            {
+                filters.Add("event " + eventCode);
+            }
+
             var used = string.Create(CultureInfo.InvariantCulture,
                 $"audit show: {page.Entries.Count} events listed{(filters.Count > 0 ? " by " + string.Join(", ", filters) : "")}{(parse.GetValue(details) ? ", sealed details opened" : "")}");
             if (!await RecordAuditLogUsedAsync(services, AuditAction.Read, AuditOutcome.Success, used, patientRef, ct))
