@@ -96,6 +96,10 @@ internal sealed class AuditHarness : IAsyncDisposable
         (Log, Signer) = Build();
     }
 
+    /// <summary>An export worker for one sink over this harness's log, as the export service builds it.</summary>
+    internal Export.AuditExportWorker ExportWorker(AuditSinkOptions options, Export.IAuditSink sink) =>
+        new(options, sink, Store, Log.Factory, Signal, Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
+
     /// <summary>Appends records in one transaction through the transactional API.</summary>
     public async Task<long> AppendAsync(IReadOnlyList<AuditRecord> records)
     {

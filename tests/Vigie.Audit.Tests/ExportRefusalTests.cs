@@ -1,11 +1,9 @@
 // Assertions walk FHIR models whose properties are all nullable; a null there fails the test anyway.
 #pragma warning disable CS8602, CS8604
 using System.Net;
-using System.Net.Sockets;
 using System.Text;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
-using Microsoft.Extensions.Logging.Abstractions;
 using Vigie.Audit.Export;
 using Vigie.Core.Data;
 using Vigie.Testing;
@@ -20,18 +18,13 @@ namespace Vigie.Audit.Tests;
 /// </summary>
 internal sealed class RefusingFhirRepository : IDisposable
 {
-    private readonly HttpListener _listener = new();
+    private readonly HttpListener _listener;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _serve;
 
     public RefusingFhirRepository()
     {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        _listener.Prefixes.Add($"http://127.0.0.1:{port}/fhir/");
-        _listener.Start();
+        (_listener, var port) = ExportTests.FhirServer();
         BaseUrl = new Uri($"http://127.0.0.1:{port}/fhir/");
         _serve = Task.Run(ServeAsync);
     }
@@ -114,11 +107,8 @@ internal sealed class RefusingFhirRepository : IDisposable
 /// </summary>
 public sealed class ExportRefusalTests
 {
-    private static AuditExportWorker Worker(AuditHarness h, AuditSinkOptions options, IAuditSink sink) =>
-        new(options, sink, h.Store, h.Log.Factory, h.Signal, h.Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
-
     private static async Task<string> ResourceIdAsync(AuditHarness h, long seq) =>
-        "vigie-" + Convert.ToHexStringLower((await h.Store.ReadEntryAsync(seq, TestContext.Current.CancellationToken))!.LeafHash.AsSpan(0, 16));
+        FhirAuditEvent.ResourceId(h.Log.Factory.ToEntry((await h.Store.ReadEntryAsync(seq, TestContext.Current.CancellationToken))!, unseal: false));
 
     private static (AuditSinkOptions Options, AuditSetAside SetAside, AuditExportStatus Status) Sink(AuditHarness h, RefusingFhirRepository repository)
     {
@@ -141,7 +131,7 @@ public sealed class ExportRefusalTests
         var (options, setAside, status) = Sink(h, repository);
         await using var sink = new FhirHttpSink(options, "SITE-1");
 
-        Assert.Equal(12, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(12, await h.ExportWorker(options, sink).RunOnceAsync(ct));
 
         Assert.Equal(10, repository.Kept.Count);
         var items = await setAside.ListAsync("fhir", 100, ct);
@@ -158,7 +148,7 @@ public sealed class ExportRefusalTests
 
         // Later entries flow on; the refused ones wait for the repository to be fixed, then go on resend.
         await h.AppendAsync(Samples.Records(12, 3));
-        Assert.Equal(3, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(3, await h.ExportWorker(options, sink).RunOnceAsync(ct));
         var stillRefused = await setAside.ResendAsync("fhir", ct);
         Assert.Equal((0, 2, 2L), (stillRefused.Resent, stillRefused.RefusedAgain.Count, stillRefused.Remaining));
         repository.Refused.Clear();
@@ -177,7 +167,7 @@ public sealed class ExportRefusalTests
         using var repository = new RefusingFhirRepository { RefuseEverything = true };
         var (options, setAside, status) = Sink(h, repository);
         await using var sink = new FhirHttpSink(options, "SITE-1");
-        var worker = Worker(h, options, sink);
+        var worker = h.ExportWorker(options, sink);
 
         var refused = await Assert.ThrowsAsync<AuditSinkRefusedException>(async () => await worker.RunOnceAsync(ct));
 
@@ -209,7 +199,7 @@ public sealed class ExportRefusalTests
         var (options, setAside, status) = Sink(h, repository);
         options.BatchSize = 4;
         await using var sink = new FhirHttpSink(options, "SITE-1");
-        var worker = Worker(h, options, sink);
+        var worker = h.ExportWorker(options, sink);
 
         Assert.Equal(4, await worker.RunOnceAsync(ct));
         Assert.Equal(4, await worker.RunOnceAsync(ct));
@@ -228,7 +218,7 @@ public sealed class ExportRefusalTests
         using var repository = new RefusingFhirRepository();
         var (options, setAside, _) = Sink(h, repository);
         await using var sink = new FhirHttpSink(options, "SITE-1", sourceId: "VIGIE-NODE-1");
-        var worker = Worker(h, options, sink);
+        var worker = h.ExportWorker(options, sink);
         await h.AppendAsync(Samples.Records(0, 3));
         Assert.Equal(3, await worker.RunOnceAsync(ct));
         await h.Log.SignTreeHeadAsync(ct);
@@ -250,7 +240,7 @@ public sealed class ExportRefusalTests
         using var repository = new RefusingFhirRepository { RefuseTreeHeads = true };
         var (options, setAside, _) = Sink(h, repository);
         await using var sink = new FhirHttpSink(options, "SITE-1", sourceId: "VIGIE-NODE-1");
-        var worker = Worker(h, options, sink);
+        var worker = h.ExportWorker(options, sink);
         await h.AppendAsync(Samples.Records(0, 3));
         var first = (await h.Log.SignTreeHeadAsync(ct))!;
 

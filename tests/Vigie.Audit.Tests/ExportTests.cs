@@ -8,7 +8,6 @@ using System.Text;
 using System.Xml.Linq;
 using Hl7.Fhir.Model;
 using Hl7.Fhir.Serialization;
-using Microsoft.Extensions.Logging.Abstractions;
 using Vigie.Audit.Export;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
@@ -137,9 +136,6 @@ internal sealed class SyslogCollector : IAsyncDisposable
 
 public sealed class ExportTests
 {
-    private static AuditExportWorker Worker(AuditHarness h, AuditSinkOptions options, IAuditSink sink) =>
-        new(options, sink, h.Store, h.Log.Factory, h.Signal, h.Leases, TimeProvider.System, "test-holder", NullLogger.Instance);
-
     /// <summary>
     /// Ten entries exported, a head signed, two idle rounds (the head goes out once), five more entries and a second head:
     /// 15 entries and 2 heads for the sink.
@@ -159,7 +155,7 @@ public sealed class ExportTests
     }
 
     /// <summary>A FHIR server stand-in on a free loopback port, answering under /fhir/.</summary>
-    private static (HttpListener Listener, int Port) FhirServer()
+    internal static (HttpListener Listener, int Port) FhirServer()
     {
         var probe = new TcpListener(IPAddress.Loopback, 0);
         probe.Start();
@@ -215,7 +211,7 @@ public sealed class ExportTests
 
         await using (var sink = new SyslogSink(options, "SITE-1"))
         {
-            var worker = Worker(h, options, sink);
+            var worker = h.ExportWorker(options, sink);
             Assert.Equal(4, await worker.RunOnceAsync(ct));
             Assert.Equal(4, await worker.RunOnceAsync(ct));
         }
@@ -223,7 +219,7 @@ public sealed class ExportTests
         // Restart: a new sink and worker continue after entry 7.
         await using (var sink = new SyslogSink(options, "SITE-1"))
         {
-            var worker = Worker(h, options, sink);
+            var worker = h.ExportWorker(options, sink);
             Assert.Equal(2, await worker.RunOnceAsync(ct));
             Assert.Equal(0, await worker.RunOnceAsync(ct));
         }
@@ -259,7 +255,7 @@ public sealed class ExportTests
         await using var collector = new SyslogCollector();
         var options = new AuditSinkOptions { Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, HostName = "vigie-node" };
         await using var sink = new SyslogSink(options, "SITE-1");
-        var (first, second) = await ExportWhileSigningTwiceAsync(h, Worker(h, options, sink), ct);
+        var (first, second) = await ExportWhileSigningTwiceAsync(h, h.ExportWorker(options, sink), ct);
 
         var messages = (await collector.WaitForAsync(17)).Select(m => Encoding.UTF8.GetString(m)).ToList();
         await Task.Delay(200, ct);
@@ -291,7 +287,7 @@ public sealed class ExportTests
         var trusted = new AuditSinkOptions { Name = "tls", Kind = AuditSinkKind.SyslogTls, Host = "127.0.0.1", ServerName = "localhost", Port = collector.Port, TrustedCaPath = caPath };
         await using (var sink = new SyslogSink(trusted, "SITE-1"))
         {
-            Assert.Equal(5, await Worker(h, trusted, sink).RunOnceAsync(ct));
+            Assert.Equal(5, await h.ExportWorker(trusted, sink).RunOnceAsync(ct));
         }
 
         var messages = await collector.WaitForAsync(5);
@@ -302,7 +298,7 @@ public sealed class ExportTests
         var untrusted = new AuditSinkOptions { Name = "tls-untrusted", Kind = AuditSinkKind.SyslogTls, Host = "127.0.0.1", ServerName = "localhost", Port = collector.Port };
         await using (var sink = new SyslogSink(untrusted, "SITE-1"))
         {
-            await Assert.ThrowsAsync<System.Security.Authentication.AuthenticationException>(async () => await Worker(h, untrusted, sink).RunOnceAsync(ct));
+            await Assert.ThrowsAsync<System.Security.Authentication.AuthenticationException>(async () => await h.ExportWorker(untrusted, sink).RunOnceAsync(ct));
         }
 
         Assert.Equal(0L, (await h.Store.ReadCursorAsync("sink:tls-untrusted", ct))?.NextSeq);
@@ -330,7 +326,7 @@ public sealed class ExportTests
         await using var sink = new SyslogSink(options, null);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
 
-        var run = Worker(h, options, sink).RunAsync(stop.Token);
+        var run = h.ExportWorker(options, sink).RunAsync(stop.Token);
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while ((await h.Store.ReadCursorStatusAsync("sink:silent", ct))?.Attempts is null or 0 && DateTime.UtcNow < deadline)
         {
@@ -363,7 +359,7 @@ public sealed class ExportTests
         var options = new AuditSinkOptions { Name = "small", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = collector.Port, MaxMessageBytes = 4096 };
         await using (var sink = new SyslogSink(options, null))
         {
-            Assert.Equal(2, await Worker(h, options, sink).RunOnceAsync(ct));
+            Assert.Equal(2, await h.ExportWorker(options, sink).RunOnceAsync(ct));
         }
 
         var messages = await collector.WaitForAsync(2);
@@ -392,7 +388,7 @@ public sealed class ExportTests
         };
         await using var sink = new SyslogSink(options, null);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        var run = Worker(h, options, sink).RunAsync(stop.Token);
+        var run = h.ExportWorker(options, sink).RunAsync(stop.Token);
         await Task.Delay(400, ct);
         var failed = await h.ScalarAsync("SELECT attempts FROM audit_cursor WHERE sink = 'sink:late'");
         Assert.True(Convert.ToInt32(failed, System.Globalization.CultureInfo.InvariantCulture) > 0);
@@ -424,7 +420,7 @@ public sealed class ExportTests
         var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
         await h.AppendAsync(Samples.Records(0, 10));
         await using var sink = new FhirNdjsonSink(options, "SITE-1");
-        Assert.Equal(10, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(10, await h.ExportWorker(options, sink).RunOnceAsync(ct));
 
         var lines = await File.ReadAllLinesAsync(options.NdjsonPath, ct);
         Assert.Equal(10, lines.Length);
@@ -490,7 +486,7 @@ public sealed class ExportTests
         Assert.Empty(record.EventTypes);
         await h.AppendAsync([record]);
         await using var sink = new FhirNdjsonSink(options, "SITE-1");
-        Assert.Equal(1, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(1, await h.ExportWorker(options, sink).RunOnceAsync(ct));
 
         var json = Assert.Single(await File.ReadAllLinesAsync(options.NdjsonPath, ct));
         Assert.DoesNotContain("\"subtype\"", json, StringComparison.Ordinal);
@@ -498,7 +494,7 @@ public sealed class ExportTests
 
         // Every mix of the samples' event kinds, outcomes and patients reads as strict FHIR.
         await h.AppendAsync(Samples.Records(11, 385));
-        Assert.Equal(385, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(385, await h.ExportWorker(options, sink).RunOnceAsync(ct));
         Assert.All((await File.ReadAllLinesAsync(options.NdjsonPath, ct)).Skip(1), l => FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(l));
     }
 
@@ -515,7 +511,7 @@ public sealed class ExportTests
         using var dir = new TempDirectory();
         var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
         await using var sink = new FhirNdjsonSink(options, "SITE-1", "VIGIE-NODE-1");
-        var (first, second) = await ExportWhileSigningTwiceAsync(h, Worker(h, options, sink), ct);
+        var (first, second) = await ExportWhileSigningTwiceAsync(h, h.ExportWorker(options, sink), ct);
 
         var lines = await File.ReadAllLinesAsync(options.NdjsonPath, ct);
         Assert.Equal(17, lines.Length);
@@ -575,7 +571,7 @@ public sealed class ExportTests
 
         var options = new AuditSinkOptions { Name = "fhir-http", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir/"), BearerToken = "s3cret" };
         await using var sink = new FhirHttpSink(options, "SITE-1");
-        var worker = Worker(h, options, sink);
+        var worker = h.ExportWorker(options, sink);
         var error = await Assert.ThrowsAsync<HttpRequestException>(async () => await worker.RunOnceAsync(ct));
         Assert.Equal(HttpStatusCode.ServiceUnavailable, error.StatusCode);
         Assert.Equal(6, await worker.RunOnceAsync(ct));
@@ -619,7 +615,7 @@ public sealed class ExportTests
 
         var options = new AuditSinkOptions { Name = "fhir-http", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir"), BearerToken = "s3cret" };
         await using var sink = new FhirHttpSink(options, "SITE-1", sourceId: "VIGIE-NODE-1");
-        Assert.Equal(3, await Worker(h, options, sink).RunOnceAsync(ct));
+        Assert.Equal(3, await h.ExportWorker(options, sink).RunOnceAsync(ct));
         await server;
 
         Assert.Equal(("POST", "/fhir"), (requests[0].Method, requests[0].Path));
