@@ -7,7 +7,7 @@ using Vigie.Archive.Storage;
 namespace Vigie.Archive;
 
 /// <summary>What <see cref="ArchiveInitializer.InitializeAsync"/> found and did.</summary>
-public sealed record ArchiveInitialization(string DataFolder, string KeyFile, bool KeysCreated, int StaleSpoolsRemoved);
+public sealed record ArchiveInitialization(string DataFolder, string KeyFile, bool KeysCreated, int StaleSpoolsRemoved, int LandedObjectsMoved);
 
 /// <summary>
 /// Prepares the data folder at start: objects/ (with its 4096 fan-out folders unless told otherwise), spool/, quarantine/ and keys/ (mode 0700),
@@ -68,7 +68,15 @@ public sealed class ArchiveInitializer
             _logger.LogWarning("Removed {Count} stale spool file(s) left by an earlier crash.", stale);
         }
 
+        // Objects a crash (or another node) left in landing slots go to objects/ before anything walks it.
+        var landed = await _store.MoveLandedAsync(cancellationToken).ConfigureAwait(false);
+        if (landed > 0)
+        {
+            _logger.LogInformation("Moved {Count} object(s) from landing slots to objects/.", landed);
+        }
+
+        _store.StartLanding();
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
-        return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale);
+        return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale, landed);
     }
 }

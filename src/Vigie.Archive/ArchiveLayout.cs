@@ -12,6 +12,8 @@ internal sealed class ArchiveLayout
     public const string SpoolExtension = ".spool";
     public const string QuarantineExtension = ".vobj";
     public const string QuarantineReasonExtension = ".reason";
+    public const string SlotExtension = ".slot";
+    public const string DamagedExtension = ".damaged";
 
     public ArchiveLayout(string dataFolder)
     {
@@ -19,6 +21,7 @@ internal sealed class ArchiveLayout
         Objects = Path.Combine(Root, "objects");
         Spool = Path.Combine(Root, "spool");
         SpoolReserve = Path.Combine(Spool, "reserve");
+        Landing = Path.Combine(Spool, "landing");
         Quarantine = Path.Combine(Root, "quarantine");
         Keys = Path.Combine(Root, "keys");
         RootKeyFile = Path.Combine(Keys, "root.key");
@@ -32,6 +35,9 @@ internal sealed class ArchiveLayout
 
     /// <summary>Empty spool files made ahead of need (no key, no data); see <see cref="Storage.SpoolReserve"/>.</summary>
     public string SpoolReserve { get; }
+
+    /// <summary>Pre-written slot files, and objects committed into them until they move to objects/; see <see cref="Storage.LandingSlots"/>.</summary>
+    public string Landing { get; }
 
     public string Quarantine { get; }
 

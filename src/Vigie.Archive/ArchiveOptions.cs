@@ -60,6 +60,17 @@ public sealed class ArchiveOptions
     /// <summary>Empty spool files kept ready in spool/reserve/, so that an arriving object does not wait for a file to be created. 0: none.</summary>
     public int SpoolReserve { get; set; } = 8;
 
+    /// <summary>
+    /// Most landing slots kept ready in spool/landing/: files written full of zeros and synced while the node is idle, so
+    /// that an object that fits one is made durable by a single data flush (no new block, no rename, no folder flush),
+    /// and moved to objects/ at the next idle moment. The node keeps as many ready as its largest recent burst needed,
+    /// from 16 up to this. 0: off (every object takes the file, rename and folder flushes). See docs/archive.md.
+    /// </summary>
+    public int LandingSlots { get; set; } = 256;
+
+    /// <summary>Size of a landing slot; a larger object is stored the ordinary way. Its last 4 KiB hold the landing record.</summary>
+    public int LandingSlotBytes { get; set; } = 1024 * 1024;
+
     /// <summary>Spool files older than this are removed at start (never acknowledged, so never needed).</summary>
     public TimeSpan StaleSpoolAge { get; set; } = TimeSpan.FromHours(6);
 
@@ -136,6 +147,16 @@ public sealed class ArchiveOptions
         if (SpoolReserve is < 0 or > 1024)
         {
             throw new InvalidOperationException("Archive:SpoolReserve must be between 0 and 1024 files.");
+        }
+
+        if (LandingSlots is < 0 or > 65_536)
+        {
+            throw new InvalidOperationException("Archive:LandingSlots must be between 0 and 65536.");
+        }
+
+        if (LandingSlotBytes is < 64 * 1024 or > 64 * 1024 * 1024 || LandingSlotBytes % 4096 != 0)
+        {
+            throw new InvalidOperationException("Archive:LandingSlotBytes must be a multiple of 4096 between 64 KiB and 64 MiB.");
         }
 
         if (MinFreeSpace < 0)

@@ -26,5 +26,12 @@ internal static class ArchiveTelemetry
     /// <summary>fsync calls, by kind (file, directory, or data only): each one waits for the disk, so this is what a commit costs.</summary>
     public static readonly Counter<long> Syncs = Meter.CreateCounter<long>("vigie.archive.fsyncs", "{call}", "fsync calls, by kind (file, directory, data).");
 
+    /// <summary>Commits made durable in a landing slot (one data flush) rather than by the file, rename and folder flushes.</summary>
+    public static readonly Counter<long> ObjectsLanded = Meter.CreateCounter<long>("vigie.archive.objects.landed", "{object}",
+        "Commits made durable in a landing slot.");
+
+    public static readonly Counter<long> ObjectsMovedFromLanding = Meter.CreateCounter<long>("vigie.archive.landing.moved", "{object}",
+        "Landed objects moved to objects/ at an idle moment.");
+
     public static readonly Counter<long> IntegrityFailures = Meter.CreateCounter<long>("vigie.archive.integrity.failures", "{object}");
 }

@@ -37,6 +37,8 @@ public sealed class SyncCountTests
             _listener.Start();
         }
 
+        public long Data => _counts.GetValueOrDefault("data");
+
         public (long Files, long Directories) Take()
         {
             var taken = (_counts.GetValueOrDefault("file"), _counts.GetValueOrDefault("directory"));
@@ -55,6 +57,22 @@ public sealed class SyncCountTests
         await archive.PutAsync(Samples.Content(30_000, 1));
         // Its fan-out folder, and objects/ because that folder was made on first use (the harness does not pre-create them).
         Assert.Equal((1, 2), syncs.Take());
+    }
+
+    [Fact]
+    public async Task A_landed_object_costs_one_data_flush_and_nothing_else()
+    {
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o =>
+        {
+            o.LandingSlots = 4;
+            o.LandingSlotBytes = 64 * 1024;
+        });
+        archive.Store.Landing.IdleWork = false;
+        await archive.Store.Landing.MakeReadyAsync(1, TestContext.Current.CancellationToken);
+        using var syncs = new SyncListener();
+        await archive.PutAsync(Samples.Content(30_000, 4));
+        Assert.Equal(1, syncs.Data);
+        Assert.Equal((0, 0), syncs.Take());
     }
 
     [Fact]

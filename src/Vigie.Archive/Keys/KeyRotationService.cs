@@ -94,6 +94,8 @@ public sealed class KeyRotationService
 
             await _keys.RewrapRootKeyAsync(state.ActiveKeyId, cancellationToken).ConfigureAwait(false);
 
+            // Landed objects first go where the walk below expects them; any landing meanwhile is seen in spool/landing/.
+            await _store.MoveLandedAsync(cancellationToken).ConfigureAwait(false);
             var counters = new Counters();
             var batch = new List<string>(_options.RotationBatchSize);
             foreach (var file in ObjectFiles())
@@ -146,6 +148,12 @@ public sealed class KeyRotationService
             yield return file;
         }
 
+        // Taken landing slots carry their header from the moment they are taken; untaken ones are zeros, with no key.
+        foreach (var file in EnumerateFiles(layout.Landing).Where(f => f.EndsWith(ArchiveLayout.SlotExtension, StringComparison.Ordinal) && !IsUntakenSlot(f)))
+        {
+            yield return file;
+        }
+
         foreach (var file in EnumerateFiles(layout.Quarantine).Where(f => f.EndsWith(ArchiveLayout.QuarantineExtension, StringComparison.Ordinal)))
         {
             yield return file;
@@ -160,7 +168,21 @@ public sealed class KeyRotationService
         }
     }
 
-    private static IEnumerable<string> EnumerateFiles(string directory) =>
+    private static bool IsUntakenSlot(string path)
+    {
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            Span<byte> start = stackalloc byte[8];
+            return RandomAccess.Read(handle, start, 0) == start.Length && start.IndexOfAnyExcept((byte)0) < 0;
+        }
+        catch (IOException)
+        {
+            return true; // gone: moved to objects/, where the walk finds it
+        }
+    }
+
+        private static IEnumerable<string> EnumerateFiles(string directory) =>
         Directory.Exists(directory) ? Directory.EnumerateFiles(directory) : [];
 
     private async Task RewrapBatchAsync(List<string> files, Guid active, Counters counters, CancellationToken cancellationToken)

@@ -194,6 +194,8 @@ public sealed class RetentionService
     {
         int deleted = 0, reclaimed = 0;
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        // An object still in a landing slot (this node's or another's) is deleted where it is kept for good.
+        await _store.MoveLandedAsync(cancellationToken).ConfigureAwait(false);
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var due = new List<(string Kind, string Name)>();
         await using (var command = connection.CreateCommand(null, "SELECT kind, name FROM archive_deletions WHERE delete_after <= @n ORDER BY kind, name")

@@ -40,6 +40,8 @@ public sealed class ScrubService
         using var activity = ArchiveTelemetry.Source.StartActivity("archive.scrub");
         await _keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         var started = Stopwatch.GetTimestamp();
+        // Objects still in landing slots are checked where they are kept for good.
+        await _store.MoveLandedAsync(cancellationToken).ConfigureAwait(false);
         var state = new State(_options.ScrubMaxFindings);
         var layout = _store.Layout;
 

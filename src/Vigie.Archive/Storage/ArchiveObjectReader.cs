@@ -82,8 +82,12 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
     internal ReadOnlySpan<byte> ContentSha256 => _sha256;
 
+    /// <param name="knownLength">
+    /// Where the object ends when the file is longer: a landing slot is written full of zeros beforehand and keeps its
+    /// landing record in its last page. Null: the object is the whole file.
+    /// </param>
     internal static async ValueTask<ArchiveObjectReader> OpenAsync(string path, ObjectId? expectedId, ArchiveKeyService keys, string location,
-        long maxLength, CancellationToken cancellationToken)
+        long maxLength, long? knownLength, CancellationToken cancellationToken)
     {
         SafeFileHandle handle;
         try
@@ -104,6 +108,16 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         {
             await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
             var fileLength = RandomAccess.GetLength(handle);
+            if (knownLength is { } known)
+            {
+                if (known > fileLength)
+                {
+                    throw new ObjectFormatException(ObjectProblem.Truncated, $"the object ends at {known} bytes, the file has {fileLength}", location);
+                }
+
+                fileLength = known;
+            }
+
             var headerBytes = new byte[(int)Math.Min(ObjectFormat.HeaderSize, fileLength)];
             await ReadExactlyAsync(handle, headerBytes, 0, location, cancellationToken).ConfigureAwait(false);
             var header = ObjectFormat.ParseHeader(headerBytes, location);

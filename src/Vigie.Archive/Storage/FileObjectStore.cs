@@ -17,6 +17,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     private readonly TimeProvider _time;
     private readonly Lazy<SyncWorkers> _workers;
     private readonly SpoolReserve _reserve;
+    private readonly LandingSlots _landing;
     // Fan-out folders whose entry in objects/ this process has seen synced: by its start, or by a sync it ran itself.
     // A folder that another thread or node made is not durable until someone syncs objects/ after making it.
     private readonly ConcurrentDictionary<string, bool> _durableFanOuts = new(StringComparer.Ordinal);
@@ -32,6 +33,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         Layout = new ArchiveLayout(_options.DataFolder);
         _workers = new Lazy<SyncWorkers>(() => new SyncWorkers(_options.SyncThreads));
         _reserve = new SpoolReserve(Layout, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions, logger);
+        // Landing needs durable commits: without them an ordinary spool is as fast.
+        _landing = new LandingSlots(this, Layout, _options.Durable ? _options.LandingSlots : 0, _options.LandingSlotBytes, _options.StaleSpoolAge,
+            time, logger);
         Space = new ArchiveSpace(_options.DataFolder, _options.MinFreeSpace, time);
     }
 
@@ -54,6 +58,19 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     internal bool Durable => _options.Durable;
 
+    internal LandingSlots Landing => _landing;
+
+    internal void NoteActivity() => _landing.NoteActivity();
+
+    /// <summary>Starts making landing slots and moving landed objects while the node is idle (the serving host).</summary>
+    internal void StartLanding() => _landing.Start();
+
+    /// <summary>
+    /// Moves every landed object (this node's or another's) to objects/: the start, the scrub, retention and key
+    /// rotation walk objects/ and expect to find them there. Returns how many were moved.
+    /// </summary>
+    internal Task<int> MoveLandedAsync(CancellationToken cancellationToken) => _landing.MoveAllAsync(cancellationToken);
+
     internal bool ReleaseWrittenPages => _options.ReleaseWrittenPages ?? true;
 
     public async ValueTask<SpoolWriter> CreateSpoolAsync(CancellationToken cancellationToken)
@@ -71,14 +88,21 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             prefix.CopyTo(header, 0);
             ObjectFormat.WriteSlot(header.AsSpan(ObjectFormat.SlotOffset(0)), generation, wrapped.KeyId, wrapped.Wrapped);
 
-            if (!_reserve.TryTake(out var path, out var file))
+            _landing.NoteActivity();
+            _landing.Start();
+            long slotBytes = 0;
+            if (_landing.TryTake(out var path, out var file))
+            {
+                slotBytes = _landing.SlotBytes;
+            }
+            else if (!_reserve.TryTake(out path, out file))
             {
                 path = Layout.SpoolPath(ArchiveLayout.NewSpoolName());
                 file = new FileStream(path, NewFileOptions(FileAccess.ReadWrite));
             }
 
             return new SpoolWriter(this, path, file, header, dataKey, wrapped.KeyId, _options.SegmentSize, _options.WriteBufferSegments,
-                _options.MaxObjectBytes);
+                _options.MaxObjectBytes, slotBytes);
         }
         finally
         {
@@ -95,8 +119,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             // One job on one sync worker: file sync, rename, folder sync. Each hand-off between threads costs a wake-up,
             // which on a busy virtual machine is worth more than the fsyncs themselves. Concurrent commits still share
             // the file system's journal commits, since their fsyncs run side by side on the other workers.
+            _landing.NoteActivity();
             var result = _options.Durable
-                ? await Workers.RunAsync(() => SyncIntoPlace(spool), cancellationToken).ConfigureAwait(false)
+                ? await Workers.RunAsync(() => spool.Landable && _landing.Enabled ? Land(spool) : SyncIntoPlace(spool), cancellationToken)
+                    .ConfigureAwait(false)
                 : MoveIntoPlace(spool, durable: false);
             spool.EndMove(result.AlreadyStored ? SpoolState.Duplicate : SpoolState.Committed);
             (result.AlreadyStored ? ArchiveTelemetry.ObjectsDeduplicated : ArchiveTelemetry.ObjectsCommitted).Add(1);
@@ -127,7 +153,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
         try
         {
-            if (!File.Exists(Layout.ObjectPath(spool.Id)))
+            if (!File.Exists(Layout.ObjectPath(spool.Id)) && !_landing.TryFind(spool.Id, out _))
             {
                 _logger.LogWarning("Object {ObjectId} was purged while equal content was being stored again: put back from the new copy", spool.Id);
                 if (_options.Durable)
@@ -171,6 +197,39 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
 
         return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Commits into the landing slot itself: the landing record is written into its last page and the slot's data flushed,
+    /// which is all a slot needs (see <see cref="LandingSlots"/>). Equal content already stored or landed is a duplicate,
+    /// as in <see cref="MoveIntoPlace"/>.
+    /// </summary>
+    private CommittedObject Land(SpooledObject spool)
+    {
+        var started = Stopwatch.GetTimestamp();
+        if (File.Exists(Layout.ObjectPath(spool.Id)))
+        {
+            return MoveIntoPlace(spool, durable: true);
+        }
+
+        if (_landing.TryGet(spool.Id, out _))
+        {
+            // Landed already, and durable since: kept until ConfirmStoredAsync, as in MoveIntoPlace.
+            spool.SyncAndClose(durable: false);
+            return new CommittedObject(spool.Id, spool.Length, AlreadyStored: true);
+        }
+
+        var landedAt = _time.GetUtcNow();
+        spool.LandAndClose(_landing.BuildRecord(spool.Path, spool.Id, spool.FileLength, landedAt), _landing.RecordOffset);
+        var landed = _landing.Register(spool.Id, spool.Path, spool.FileLength, landedAt);
+        ArchiveTelemetry.CommitSyncDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        if (landed)
+        {
+            ArchiveTelemetry.ObjectsLanded.Add(1);
+        }
+
+        // Equal content landed in another slot at the same moment: this one is kept until ConfirmStoredAsync, then deleted.
+        return new CommittedObject(spool.Id, spool.Length, AlreadyStored: !landed);
     }
 
     private CommittedObject SyncIntoPlace(SpooledObject spool)
@@ -240,6 +299,15 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var threshold = since.UtcDateTime;
+        var landed = new HashSet<ObjectId>();
+        // Objects landed by this node, or by another sharing the folder (a rescan from the command line runs beside the server).
+        _landing.LookThroughFolder();
+        foreach (var written in _landing.Landed.Where(l => l.LandedAt >= since).ToList())
+        {
+            landed.Add(written.Id);
+            yield return new WrittenObject(written.Id, written.LandedAt);
+        }
+
         foreach (var fanOut in ArchiveLayout.FanOutNames())
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -257,7 +325,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                     : (WrittenObject?)null)
                 .OfType<WrittenObject>()
                 .ToList(), cancellationToken).ConfigureAwait(false);
-            foreach (var written in found)
+            foreach (var written in found.Where(w => !landed.Contains(w.Id)))
             {
                 yield return written;
             }
@@ -299,14 +367,39 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
     }
 
-    public ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken) =>
-        ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, cancellationToken);
+    public async ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        if (_landing.TryGet(id, out var landed))
+        {
+            try
+            {
+                return await ArchiveObjectReader.OpenAsync(landed.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, landed.FileLength, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound)
+            {
+                // Moved to objects/ since.
+            }
+        }
+
+        try
+        {
+            return await ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
+                .ConfigureAwait(false);
+        }
+        catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound && _landing.TryFind(id, out var elsewhere))
+        {
+            // Landed by another node sharing the folder, and not moved yet.
+            return await ArchiveObjectReader.OpenAsync(elsewhere.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, elsewhere.FileLength,
+                cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     public ValueTask<ArchiveObjectReader> OpenQuarantinedAsync(string quarantineId, CancellationToken cancellationToken)
     {
         ValidateQuarantineId(quarantineId);
         return ArchiveObjectReader.OpenAsync(Layout.QuarantinePath(quarantineId), null, Keys, "quarantine/" + quarantineId,
-            _options.MaxObjectBytes, cancellationToken);
+            _options.MaxObjectBytes, null, cancellationToken);
     }
 
     public async ValueTask<string> ReadQuarantineReasonAsync(string quarantineId, CancellationToken cancellationToken)
@@ -320,7 +413,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     public ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)));
+        return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)) || _landing.TryFind(id, out _));
     }
 
     public async ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken)
@@ -345,7 +438,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     }
 
     internal ValueTask<ArchiveObjectReader> OpenSpoolAsync(SpooledObject spool, CancellationToken cancellationToken) =>
-        ArchiveObjectReader.OpenAsync(spool.Path, spool.Id, Keys, "spool/" + Path.GetFileName(spool.Path), _options.MaxObjectBytes, cancellationToken);
+        ArchiveObjectReader.OpenAsync(spool.Path, spool.Id, Keys, "spool/" + Path.GetFileName(spool.Path), _options.MaxObjectBytes,
+            spool.SlotBytes > 0 ? spool.FileLength : null, cancellationToken);
 
     internal void DeleteSpoolFile(string path)
     {
@@ -362,10 +456,11 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     /// <summary>Removes an object for retention only. The caller has recorded and audited the decision.</summary>
     internal async ValueTask<bool> DeleteObjectAsync(ObjectId id, CancellationToken cancellationToken)
     {
+        var landed = await _landing.RemoveAsync(id, _options.Durable, cancellationToken).ConfigureAwait(false);
         var path = Layout.ObjectPath(id);
         if (!File.Exists(path))
         {
-            return false;
+            return landed;
         }
 
         File.Delete(path);
@@ -455,6 +550,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             return;
         }
 
+        _landing.Dispose();
         _reserve.Dispose();
         if (_workers.IsValueCreated)
         {

@@ -19,6 +19,7 @@ public sealed class SpoolWriter : IAsyncDisposable
     private readonly IncrementalHash _sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
     private readonly int _segmentSize;
     private readonly long _maxBytes;
+    private readonly long _slotBytes;
     private readonly byte[] _plain;
     private readonly byte[] _out;
     private int _plainCount;
@@ -30,7 +31,7 @@ public sealed class SpoolWriter : IAsyncDisposable
     private bool _disposed;
 
     internal SpoolWriter(FileObjectStore store, string path, FileStream file, byte[] header, byte[] dataKey, Guid keyId,
-        int segmentSize, int bufferSegments, long maxBytes)
+        int segmentSize, int bufferSegments, long maxBytes, long slotBytes)
     {
         _store = store;
         Path = path;
@@ -40,11 +41,22 @@ public sealed class SpoolWriter : IAsyncDisposable
         KeyId = keyId;
         _segmentSize = segmentSize;
         _maxBytes = maxBytes;
+        _slotBytes = slotBytes;
         _plain = ArrayPool<byte>.Shared.Rent(segmentSize);
-        _out = ArrayPool<byte>.Shared.Rent(Math.Max(header.Length, bufferSegments * (segmentSize + ObjectFormat.TagSize)) + ObjectFormat.TrailerSize);
+        // A landing slot's last write is padded to a whole page (see CompleteAsync).
+        _out = ArrayPool<byte>.Shared.Rent(Math.Max(header.Length, bufferSegments * (segmentSize + ObjectFormat.TagSize)) + ObjectFormat.TrailerSize
+                                           + (slotBytes > 0 ? PageSize : 0));
         header.CopyTo(_out, 0);
         _outCount = header.Length;
+        if (slotBytes > 0)
+        {
+            // Written now, not with the first segments: key rotation in another process then sees that this slot is taken
+            // and under which key (an untaken slot is all zeros).
+            RandomAccess.Write(file.SafeFileHandle, header, 0);
+        }
     }
+
+    private const int PageSize = 4096;
 
     /// <summary>Plaintext bytes written so far.</summary>
     public long Length => _length;
@@ -123,12 +135,21 @@ public sealed class SpoolWriter : IAsyncDisposable
         _gcm.Encrypt(nonce, trailer, _out.AsSpan(_outCount, ObjectFormat.TrailerPlainSize),
             _out.AsSpan(_outCount + ObjectFormat.TrailerPlainSize, ObjectFormat.TagSize), _prefix);
         _outCount += ObjectFormat.TrailerSize;
+        var fileLength = _fileOffset + _outCount;
+        if (_slotBytes > 0 && fileLength <= _slotBytes - LandingSlots.RecordSize && fileLength % PageSize != 0)
+        {
+            // Whole pages only: a partial one whose zeros were dropped from the cache would be read from disk first.
+            var padding = (int)(PageSize - fileLength % PageSize);
+            _out.AsSpan(_outCount, padding).Clear();
+            _outCount += padding;
+        }
+
         await FlushAsync(cancellationToken).ConfigureAwait(false);
         _completed = true;
         ArchiveTelemetry.BytesSpooled.Add(_length);
 
         var id = _store.Keys.NameObject(sha256);
-        return new SpooledObject(_store, Path, id, _length, sha256, KeyId, _file);
+        return new SpooledObject(_store, Path, id, _length, sha256, KeyId, _file, fileLength, _slotBytes);
     }
 
     /// <summary>A write-only stream over this writer, for code that copies from a stream.</summary>
@@ -165,6 +186,7 @@ public sealed class SpoolWriter : IAsyncDisposable
         // thread-pool hop per flush (Linux file I/O is blocking underneath), which dominated ingest CPU. Durability comes
         // later, from the sync of the commit or the quarantine; writeback is only started here.
         cancellationToken.ThrowIfCancellationRequested();
+        _store.NoteActivity();
         RandomAccess.Write(_file.SafeFileHandle, _out.AsSpan(0, _outCount), _fileOffset);
         if (_store.Durable)
         {

@@ -38,12 +38,16 @@ public sealed class SpooledObject : IAsyncDisposable
     private FileStream? _file;
     private Exception? _syncFailure;
     private bool _synced;
+    private bool _trimmed;
     private int _state;
 
-    internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, FileStream file)
+    internal SpooledObject(FileObjectStore store, string path, ObjectId id, long length, byte[] sha256, Guid keyId, FileStream file,
+        long fileLength, long slotBytes)
     {
         _store = store;
         Path = path;
+        FileLength = fileLength;
+        SlotBytes = slotBytes;
         Id = id;
         Length = length;
         _sha256 = sha256;
@@ -69,6 +73,15 @@ public sealed class SpooledObject : IAsyncDisposable
 
     internal string Path { get; }
 
+    /// <summary>Where the object ends in its file: a landing slot is longer (zeros, and room for the landing record).</summary>
+    internal long FileLength { get; }
+
+    /// <summary>The landing slot's size when the spool is one, else 0.</summary>
+    internal long SlotBytes { get; }
+
+    /// <summary>A landing slot with room left for the landing record: the commit can make it durable with one data flush.</summary>
+    internal bool Landable => SlotBytes > 0 && FileLength <= SlotBytes - LandingSlots.RecordSize;
+
     /// <summary>
     /// Starts the fsync of the spool on a sync worker now, before the verdict: inspection and the index rows then run
     /// while the disk flushes, and the commit or the quarantine, which still syncs before it moves the file, finds it
@@ -76,6 +89,13 @@ public sealed class SpooledObject : IAsyncDisposable
     /// </summary>
     public void StartSync()
     {
+        // A landing slot is flushed once, with its record, by the commit: a second flush costs more than the overlap
+        // saves (its data is already under writeback since it was written).
+        if (Landable)
+        {
+            return;
+        }
+
         if (_store.Durable)
         {
             _ = _store.Workers.RunAsync(SyncEarly, CancellationToken.None);
@@ -142,6 +162,7 @@ public sealed class SpooledObject : IAsyncDisposable
 
             try
             {
+                TrimLocked(file);
                 if (durable)
                 {
                     SyncLocked(file);
@@ -150,6 +171,70 @@ public sealed class SpooledObject : IAsyncDisposable
                         FileSync.ReleasePages(file.SafeFileHandle);
                     }
                 }
+            }
+            finally
+            {
+                _file = null;
+                file.Dispose();
+            }
+        }
+    }
+
+    /// <summary>
+    /// A landing slot that goes anywhere but its landing (quarantine, a duplicate, an object too large for the record):
+    /// cut to the object, so that it is an ordinary object file. The cut changes the size, so an earlier data sync no
+    /// longer counts.
+    /// </summary>
+    private void TrimLocked(FileStream file)
+    {
+        if (SlotBytes == 0 || _trimmed)
+        {
+            return;
+        }
+
+        if (RandomAccess.GetLength(file.SafeFileHandle) > FileLength)
+        {
+            file.SetLength(FileLength);
+            _synced = false;
+        }
+
+        _trimmed = true;
+    }
+
+    /// <summary>
+    /// Writes the landing record into the slot's last page and flushes the slot's data, which makes the object durable:
+    /// its bytes and the record that lets a start find it, in one flush with no metadata (over space already written,
+    /// only data changes; timestamps aside, which fdatasync leaves). Then closes the file.
+    /// A failed flush is never retried (see <see cref="SyncAndClose"/>).
+    /// </summary>
+    internal void LandAndClose(ReadOnlySpan<byte> record, long recordOffset)
+    {
+        lock (_fileLock)
+        {
+            if (_syncFailure is not null)
+            {
+                throw new IOException("An earlier sync of this spool failed.", _syncFailure);
+            }
+
+            if (_file is not { } file || !Landable || _trimmed)
+            {
+                throw new InvalidOperationException("Only an open landing slot with room for its record can land.");
+            }
+
+            try
+            {
+                RandomAccess.Write(file.SafeFileHandle, record, recordOffset);
+                FileSync.SyncData(file.SafeFileHandle);
+                _synced = true;
+                if (_store.ReleaseWrittenPages)
+                {
+                    FileSync.ReleasePages(file.SafeFileHandle);
+                }
+            }
+            catch (Exception e)
+            {
+                _syncFailure ??= e;
+                throw;
             }
             finally
             {

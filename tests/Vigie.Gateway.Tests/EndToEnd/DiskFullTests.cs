@@ -92,7 +92,12 @@ public sealed class DiskFullTests
     public async Task A_data_folder_where_no_spool_can_be_written_refuses_stores_without_aborting()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0" },
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+            {
+                // No file made ahead: neither an empty spool nor a landing slot (written beforehand, it needs no new space).
+                ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0",
+                ["VIGIE__ARCHIVE__LANDINGSLOTS"] = "0",
+            },
             cancellationToken: ct);
         var spool = Path.Combine(node.Data, "spool");
         // An immutable folder refuses new files even to root, as a read-only file system does.
@@ -134,6 +139,7 @@ public sealed class DiskFullTests
         {
             ["VIGIE__ARCHIVE__MINFREESPACE"] = floor.ToString(CultureInfo.InvariantCulture),
             ["VIGIE__ARCHIVE__SPOOLRESERVE"] = "0",
+            ["VIGIE__ARCHIVE__LANDINGSLOTS"] = "0",
         }, ct);
         await using var disk = await SmallDisk.MountAsync(node, "24m", ct);
         await node.StartProcessAsync(ct);
