@@ -322,9 +322,18 @@ internal sealed class LandingSlots : IDisposable
             var moved = 0;
             foreach (var landed in _landed.Values.OrderBy(l => l.LandedAt).ToList())
             {
-                if (await MoveLockedAsync(landed, cancellationToken).ConfigureAwait(false))
+                try
                 {
-                    moved++;
+                    if (await MoveLockedAsync(landed, cancellationToken).ConfigureAwait(false))
+                    {
+                        moved++;
+                    }
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // A full disk, a permission: the object stays durable and readable in its slot, and moves later.
+                    _logger.LogWarning("Landing slots: could not move landed object {ObjectId} ({Reason}); it stays in its slot", landed.Id,
+                        e.GetType().Name);
                 }
             }
 
