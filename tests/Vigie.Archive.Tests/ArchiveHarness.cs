@@ -61,6 +61,9 @@ internal sealed class ArchiveHarness : IAsyncDisposable
 
     public ArchiveInitializer Initializer { get; }
 
+    /// <summary>What the start found and did.</summary>
+    public ArchiveInitialization Initialization { get; private set; } = null!;
+
     public static async Task<ArchiveHarness> CreateAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, Action<ArchiveOptions>? configure = null,
         bool indexInDataFolder = false)
     {
@@ -82,7 +85,7 @@ internal sealed class ArchiveHarness : IAsyncDisposable
 
         await new SchemaMigrator(database, [new ArchiveSchema()]).MigrateAsync(ct);
         var harness = new ArchiveHarness(root.Path, root, options, database, testDatabase, ownsDatabase: true);
-        await harness.Initializer.InitializeAsync(ct);
+        harness.Initialization = await harness.Initializer.InitializeAsync(ct);
         return harness;
     }
 
@@ -105,7 +108,7 @@ internal sealed class ArchiveHarness : IAsyncDisposable
         options.SegmentSize = Options.SegmentSize;
         configure?.Invoke(options);
         var harness = new ArchiveHarness(Root, null, options, Database, null, ownsDatabase: false);
-        await harness.Initializer.InitializeAsync(TestContext.Current.CancellationToken);
+        harness.Initialization = await harness.Initializer.InitializeAsync(TestContext.Current.CancellationToken);
         return harness;
     }
 

@@ -170,6 +170,26 @@ public sealed class LandingTests
     }
 
     [Fact]
+    public async Task A_landed_object_that_cannot_be_moved_at_start_stays_readable_in_its_slot()
+    {
+        await using var archive = await WithSlotsAsync(1);
+        var content = Samples.Content(30_000, 15);
+        var stored = await archive.PutAsync(content);
+        // Something in the way of its fan-out folder, as a fault or a permission would be.
+        var blocker = archive.Store.Layout.FanOutDirectory(stored.Id);
+        await File.WriteAllBytesAsync(blocker, [1], TestContext.Current.CancellationToken);
+
+        await using var restarted = await archive.ReopenAsync(Landing);
+        restarted.Store.Landing.IdleWork = false;
+
+        Assert.Equal(0, restarted.Initialization.LandedObjectsMoved);
+        Assert.Equal(content, await restarted.ReadAllAsync(stored.Id));
+        File.Delete(blocker);
+        await restarted.Store.MoveLandedAsync(TestContext.Current.CancellationToken);
+        Assert.True(File.Exists(restarted.Store.Layout.ObjectPath(stored.Id)));
+    }
+
+    [Fact]
     public async Task An_object_too_large_for_its_slot_is_stored_the_ordinary_way()
     {
         await using var archive = await WithSlotsAsync(1);
