@@ -138,7 +138,8 @@ breakdown=""
 # Vigie's own histograms (sum and count), to say where one object's time went between its last byte and its answer.
 vigie_metrics() { # file
   { curl -s --max-time 5 "http://127.0.0.1:18401/metrics" 2>/dev/null || true; } \
-    | awk '/^vigie_(gateway_ingest_duration|gateway_ingest_spool|gateway_ingest_inspect|gateway_commit_write|gateway_commit_sync_wait|gateway_commit_flush|archive_commit_sync)_milliseconds_(sum|count)/ {
+    | awk '/^vigie_(gateway_ingest_duration|gateway_ingest_spool|gateway_ingest_inspect|gateway_commit_write|gateway_commit_sync_wait|gateway_commit_flush|archive_commit_sync)_milliseconds_(sum|count)/ ||
+           /^vigie_archive_objects_(landed|committed)_total/ {
         sub(/\{.*\}/, "", $1); print $1, $2 }' > "$1"
 }
 # Mean milliseconds per object of each stage over the timed run: the difference of two scrapes.
@@ -146,9 +147,10 @@ vigie_breakdown() { # before after
   awk 'FILENAME == ARGV[1] { before[$1] = $2; next } { delta[$1] = $2 - before[$1] }
     function mean(n) { c = delta[n "_milliseconds_count"]; return c > 0 ? delta[n "_milliseconds_sum"] / c : 0 }
     END { if (delta["vigie_gateway_ingest_duration_milliseconds_count"] > 0)
-      printf "last byte to answer %.2f ms: spool completion %.2f, inspection %.2f, index rows %.2f (written while the object syncs), then the wait for it %.2f, the log write %.2f; the object'"'"'s sync job %.2f ms (file fsync begun at the last byte, rename, folder fsync)",
+      printf "last byte to answer %.2f ms: spool completion %.2f, inspection %.2f, index rows %.2f (written while the object syncs), then the wait for it %.2f, the log write %.2f; the object'"'"'s sync job %.2f ms; %d of %d objects landed (landing record and one data flush; the others: file fsync begun at the last byte, rename, folder fsync)",
         mean("vigie_gateway_ingest_duration"), mean("vigie_gateway_ingest_spool"), mean("vigie_gateway_ingest_inspect"), mean("vigie_gateway_commit_write"),
-        mean("vigie_gateway_commit_sync_wait"), mean("vigie_gateway_commit_flush"), mean("vigie_archive_commit_sync") }' "$1" "$2"
+        mean("vigie_gateway_commit_sync_wait"), mean("vigie_gateway_commit_flush"), mean("vigie_archive_commit_sync"),
+        delta["vigie_archive_objects_landed_total"], delta["vigie_archive_objects_committed_total"] }' "$1" "$2"
 }
 # Server CPU (user + system, reaped children included) in clock ticks.
 server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
