@@ -1,4 +1,5 @@
 using Vigie.Archive.Scrub;
+using Vigie.Testing;
 
 namespace Vigie.Archive.Tests;
 
@@ -59,11 +60,8 @@ public sealed class LandingTests
         var slot = Assert.Single(Slots(archive));
 
         archive.Store.Landing.IdleWork = true;
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while ((archive.Store.Landing.LandedCount > 0 || archive.Store.Landing.ReadyCount < 8) && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50, ct);
-        }
+        await Eventually.WaitForAsync(() => Task.FromResult((archive.Store.Landing.LandedCount, archive.Store.Landing.ReadyCount)),
+            counts => counts is (0, 8), ct);
 
         Assert.Equal(0, archive.Store.Landing.LandedCount);
         Assert.False(File.Exists(slot));
@@ -98,11 +96,7 @@ public sealed class LandingTests
 
         Assert.Equal(0, archive.Store.Landing.LandedCount);
         archive.Store.Landing.IdleWork = true;
-        var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (archive.Store.Landing.ReadyCount < 48 && DateTime.UtcNow < deadline)
-        {
-            await Task.Delay(50, ct);
-        }
+        await Eventually.WaitForAsync(() => Task.FromResult(archive.Store.Landing.ReadyCount), ready => ready >= 48, ct);
 
         // The burst, and half the minimum on top; never more than the configured most.
         Assert.Equal(48, archive.Store.Landing.ReadyCount);
