@@ -92,6 +92,30 @@ public sealed class SyncCountTests
     }
 
     [Fact]
+    public async Task Regression_a_landed_object_moved_into_a_fan_out_folder_another_node_made_synced_only_that_folder()
+    {
+        // The move copied the twin of the commit's folder sync and synced objects/ only for a folder it made itself: a
+        // folder another node had just made could then be lost to a power cut, with the moved object in it.
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o =>
+        {
+            o.LandingSlots = 4;
+            o.LandingSlotBytes = 64 * 1024;
+        });
+        archive.Store.Landing.IdleWork = false;
+        await archive.Store.Landing.MakeReadyAsync(1, ct);
+        var content = Samples.Content(30_000, 5);
+        Directory.CreateDirectory(archive.Store.Layout.FanOutDirectory(archive.Keys.NameObject(System.Security.Cryptography.SHA256.HashData(content))));
+        await archive.PutAsync(content);
+        using var syncs = new SyncListener();
+
+        Assert.Equal(1, await archive.Store.MoveLandedAsync(ct));
+
+        // The copy, its fan-out folder, and objects/.
+        Assert.Equal((1, 2), syncs.Take());
+    }
+
+    [Fact]
     public async Task A_duplicate_costs_its_folder_sync_only()
     {
         await using var archive = await ArchiveHarness.CreateAsync();

@@ -279,12 +279,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         {
             try
             {
-                FileSync.SyncDirectory(directory);
-                if (created || !_durableFanOuts.ContainsKey(directory))
-                {
-                    FileSync.SyncDirectory(Layout.Objects);
-                    _durableFanOuts.TryAdd(directory, true);
-                }
+                SyncFanOut(directory, created);
             }
             catch (Exception e)
             {
@@ -293,6 +288,20 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// Makes a file just linked into a fan-out folder durable by name: the folder, and objects/ too unless this process
+    /// has seen that folder's own entry synced (<paramref name="created"/>: this call made it).
+    /// </summary>
+    internal void SyncFanOut(string directory, bool created)
+    {
+        FileSync.SyncDirectory(directory);
+        if (created || !_durableFanOuts.ContainsKey(directory))
+        {
+            FileSync.SyncDirectory(Layout.Objects);
+            _durableFanOuts.TryAdd(directory, true);
+        }
     }
 
     public async IAsyncEnumerable<WrittenObject> ListWrittenSinceAsync(DateTimeOffset since,

@@ -519,11 +519,7 @@ internal sealed class LandingSlots : IDisposable
 
         if (durable)
         {
-            FileSync.SyncDirectory(directory);
-            if (created)
-            {
-                FileSync.SyncDirectory(layout.Objects);
-            }
+            _store.SyncFanOut(directory, created);
         }
     }
 
