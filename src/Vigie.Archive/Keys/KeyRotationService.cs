@@ -182,7 +182,7 @@ public sealed class KeyRotationService
         }
     }
 
-        private static IEnumerable<string> EnumerateFiles(string directory) =>
+    private static IEnumerable<string> EnumerateFiles(string directory) =>
         Directory.Exists(directory) ? Directory.EnumerateFiles(directory) : [];
 
     private async Task RewrapBatchAsync(List<string> files, Guid active, Counters counters, CancellationToken cancellationToken)

@@ -448,7 +448,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     internal ValueTask<ArchiveObjectReader> OpenSpoolAsync(SpooledObject spool, CancellationToken cancellationToken) =>
         ArchiveObjectReader.OpenAsync(spool.Path, spool.Id, Keys, "spool/" + Path.GetFileName(spool.Path), _options.MaxObjectBytes,
-            spool.SlotBytes > 0 ? spool.FileLength : null, cancellationToken);
+            spool.FileLength, cancellationToken);
 
     internal void DeleteSpoolFile(string path)
     {

@@ -89,9 +89,7 @@ internal sealed class LandingSlots : IDisposable
         var made = new List<string>(count);
         for (var i = 0; i < count; i++)
         {
-            var path = Path.Combine(_layout.Landing, ArchiveLayout.NewSpoolName() + ArchiveLayout.SlotExtension);
-            await _store.Workers.RunAsync(() => MakeSlot(path), cancellationToken).ConfigureAwait(false);
-            made.Add(path);
+            made.Add(await MakeSlotAsync(cancellationToken).ConfigureAwait(false));
         }
 
         await PublishAsync(made, cancellationToken).ConfigureAwait(false);
@@ -456,13 +454,12 @@ internal sealed class LandingSlots : IDisposable
 
     private void CopyIntoPlace(LandedObject landed, bool durable)
     {
-        var layout = _layout;
-        var target = layout.ObjectPath(landed.Id);
-        var directory = layout.FanOutDirectory(landed.Id);
+        var target = _layout.ObjectPath(landed.Id);
+        var directory = _layout.FanOutDirectory(landed.Id);
         var created = FileSync.EnsureDirectory(directory, durable: false);
         if (!File.Exists(target))
         {
-            var spool = layout.SpoolPath(ArchiveLayout.NewSpoolName());
+            var spool = _layout.SpoolPath(ArchiveLayout.NewSpoolName());
             var buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
             try
             {
@@ -588,9 +585,7 @@ internal sealed class LandingSlots : IDisposable
         {
             while (ReadyCount + made.Count < _target && Idle && RoomForSlot && Volatile.Read(ref _disposed) == 0)
             {
-                var path = Path.Combine(_layout.Landing, ArchiveLayout.NewSpoolName() + ArchiveLayout.SlotExtension);
-                await _store.Workers.RunAsync(() => MakeSlot(path), cancellationToken).ConfigureAwait(false);
-                made.Add(path);
+                made.Add(await MakeSlotAsync(cancellationToken).ConfigureAwait(false));
                 if (made.Count == MakeBatch)
                 {
                     await PublishAsync(made, cancellationToken).ConfigureAwait(false);
@@ -608,6 +603,14 @@ internal sealed class LandingSlots : IDisposable
 
     /// <summary>Ready slots are disk space set aside: never made when they would bring the node near its free-space floor.</summary>
     private bool RoomForSlot => _store.Space.FreeBytes > 2 * Math.Max(0, _store.Space.MinFreeBytes) + 4 * SlotBytes;
+
+    /// <summary>Makes one slot on a sync worker; it is takeable once published.</summary>
+    private async Task<string> MakeSlotAsync(CancellationToken cancellationToken)
+    {
+        var path = Path.Combine(_layout.Landing, ArchiveLayout.NewSpoolName() + ArchiveLayout.SlotExtension);
+        await _store.Workers.RunAsync(() => MakeSlot(path), cancellationToken).ConfigureAwait(false);
+        return path;
+    }
 
     private void MakeSlot(string path)
     {
