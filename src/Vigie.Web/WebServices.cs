@@ -87,7 +87,7 @@ internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthChec
     }
 }
 
-internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, ArchiveSpace space) : IHealthCheck
+internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, ArchiveSpace space, IObjectStore store, TimeProvider time) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -106,11 +106,44 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
         // Under the floor stores are refused but queries and retrieves go on: degraded, not down, so that a probe does
         // not take the node (and the images it serves) out of service. The description says which case it is.
         var free = space.FreeBytes;
-        return Task.FromResult(space.IsFull
-            ? HealthCheckResult.Degraded($"stores refused: {free >> 20} MiB free, under Archive:MinFreeSpace ({space.MinFreeBytes >> 20} MiB)")
-            : free < Math.Max(1L << 30, 2 * space.MinFreeBytes)
-                ? HealthCheckResult.Degraded($"{free >> 20} MiB free; stores are refused under {space.MinFreeBytes >> 20} MiB")
-                : HealthCheckResult.Healthy($"{free >> 30} GiB free"));
+        var landing = store.Landing;
+        var slots = Landing(landing);
+        if (space.IsFull)
+        {
+            return Task.FromResult(HealthCheckResult.Degraded($"stores refused: {free >> 20} MiB free, under Archive:MinFreeSpace ({space.MinFreeBytes >> 20} MiB){slots}"));
+        }
+
+        if (free < Math.Max(1L << 30, 2 * space.MinFreeBytes))
+        {
+            return Task.FromResult(HealthCheckResult.Degraded($"{free >> 20} MiB free; stores are refused under {space.MinFreeBytes >> 20} MiB{slots}"));
+        }
+
+        // Landed objects are durable and readable where they are; a move that keeps failing (a permission, say) still
+        // wants an operator before the slots run out.
+        return Task.FromResult(landing.LastMoveFailure is not null && landing.Landed > 0
+            ? HealthCheckResult.Degraded($"{free >> 30} GiB free{slots}")
+            : HealthCheckResult.Healthy($"{free >> 30} GiB free{slots}"));
+    }
+
+    private string Landing(LandingStatus landing)
+    {
+        if (!landing.Enabled)
+        {
+            return "";
+        }
+
+        var text = $"; landing slots: {landing.Ready} ready, {landing.Landed} objects landed";
+        if (landing.OldestLandedAt is { } oldest)
+        {
+            text += $" (the oldest {(long)Math.Max(0, (time.GetUtcNow() - oldest).TotalSeconds)} s ago)";
+        }
+
+        if (landing.LastMoveFailure is { } failure && landing.Landed > 0)
+        {
+            text += $", moving them to objects/ failed ({failure}, at {landing.LastMoveFailureAt:O}); they stay durable and readable in their slots";
+        }
+
+        return text;
     }
 }
 

@@ -23,8 +23,8 @@ public sealed class LandingTests
     private static async Task<ArchiveHarness> WithSlotsAsync(int ready)
     {
         var archive = await CreateAsync();
-        archive.Store.Landing.IdleWork = false;
-        await archive.Store.Landing.MakeReadyAsync(ready, TestContext.Current.CancellationToken);
+        archive.Store.Slots.IdleWork = false;
+        await archive.Store.Slots.MakeReadyAsync(ready, TestContext.Current.CancellationToken);
         return archive;
     }
 
@@ -42,8 +42,8 @@ public sealed class LandingTests
 
         Assert.False(stored.AlreadyStored);
         Assert.False(File.Exists(archive.Store.Layout.ObjectPath(stored.Id)));
-        Assert.Equal(1, archive.Store.Landing.LandedCount);
-        Assert.Equal(1, archive.Store.Landing.ReadyCount);
+        Assert.Equal(1, archive.Store.Slots.LandedCount);
+        Assert.Equal(1, archive.Store.Slots.ReadyCount);
         Assert.True(await archive.Store.ExistsAsync(stored.Id, ct));
         Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
         // The slot keeps its size: only data changed on disk.
@@ -59,11 +59,11 @@ public sealed class LandingTests
         var stored = await archive.PutAsync(content);
         var slot = Assert.Single(Slots(archive));
 
-        archive.Store.Landing.IdleWork = true;
-        await Eventually.WaitForAsync(() => Task.FromResult((archive.Store.Landing.LandedCount, archive.Store.Landing.ReadyCount)),
+        archive.Store.Slots.IdleWork = true;
+        await Eventually.WaitForAsync(() => Task.FromResult((archive.Store.Slots.LandedCount, archive.Store.Slots.ReadyCount)),
             counts => counts is (0, 8), ct);
 
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
         Assert.False(File.Exists(slot));
         var path = archive.Store.Layout.ObjectPath(stored.Id);
         Assert.True(File.Exists(path));
@@ -75,7 +75,7 @@ public sealed class LandingTests
         }
 
         // The idle moment also made the slots the node keeps ready (at least 16, but this one allows 8).
-        Assert.Equal(8, archive.Store.Landing.ReadyCount);
+        Assert.Equal(8, archive.Store.Slots.ReadyCount);
     }
 
     [Fact]
@@ -87,19 +87,19 @@ public sealed class LandingTests
             o.LandingSlots = 64;
             o.LandingSlotBytes = SlotBytes;
         });
-        archive.Store.Landing.IdleWork = false;
+        archive.Store.Slots.IdleWork = false;
         // A burst of 40 objects with no slot ready: each took an ordinary spool.
         for (var i = 0; i < 40; i++)
         {
             await archive.PutAsync(Samples.Content(2000, 100 + i));
         }
 
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
-        archive.Store.Landing.IdleWork = true;
-        await Eventually.WaitForAsync(() => Task.FromResult(archive.Store.Landing.ReadyCount), ready => ready >= 48, ct);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
+        archive.Store.Slots.IdleWork = true;
+        await Eventually.WaitForAsync(() => Task.FromResult(archive.Store.Slots.ReadyCount), ready => ready >= 48, ct);
 
         // The burst, and half the minimum on top; never more than the configured most.
-        Assert.Equal(48, archive.Store.Landing.ReadyCount);
+        Assert.Equal(48, archive.Store.Slots.ReadyCount);
     }
 
     [Fact]
@@ -111,12 +111,12 @@ public sealed class LandingTests
         var second = Samples.Content(20_000, 4);
         var a = await archive.PutAsync(first);
         var b = await archive.PutAsync(second);
-        Assert.Equal(2, archive.Store.Landing.LandedCount);
+        Assert.Equal(2, archive.Store.Slots.LandedCount);
 
         // A second process on the same folders, as a restart after kill -9 is: nothing was moved, nothing told it.
         await using var restarted = await archive.ReopenAsync(Landing);
 
-        Assert.Equal(0, restarted.Store.Landing.LandedCount);
+        Assert.Equal(0, restarted.Store.Slots.LandedCount);
         Assert.True(File.Exists(restarted.Store.Layout.ObjectPath(a.Id)));
         Assert.True(File.Exists(restarted.Store.Layout.ObjectPath(b.Id)));
         Assert.Equal(first, await restarted.ReadAllAsync(a.Id));
@@ -132,7 +132,7 @@ public sealed class LandingTests
     {
         await using var archive = await WithSlotsAsync(1);
         await using var other = await archive.ReopenAsync(Landing);
-        other.Store.Landing.IdleWork = false;
+        other.Store.Slots.IdleWork = false;
         var content = Samples.Content(30_000, 14);
 
         var stored = await archive.PutAsync(content);
@@ -174,13 +174,18 @@ public sealed class LandingTests
         await File.WriteAllBytesAsync(blocker, [1], TestContext.Current.CancellationToken);
 
         await using var restarted = await archive.ReopenAsync(Landing);
-        restarted.Store.Landing.IdleWork = false;
+        restarted.Store.Slots.IdleWork = false;
 
         Assert.Equal(0, restarted.Initialization.LandedObjectsMoved);
         Assert.Equal(content, await restarted.ReadAllAsync(stored.Id));
+        // /health says so until a move succeeds.
+        var blocked = restarted.Store.Landing;
+        Assert.Equal((1, "IOException"), (blocked.Landed, blocked.LastMoveFailure));
+        Assert.NotNull(blocked.OldestLandedAt);
         File.Delete(blocker);
         await restarted.Store.MoveLandedAsync(TestContext.Current.CancellationToken);
         Assert.True(File.Exists(restarted.Store.Layout.ObjectPath(stored.Id)));
+        Assert.Equal((0, null, null), (restarted.Store.Landing.Landed, restarted.Store.Landing.LastMoveFailure, restarted.Store.Landing.OldestLandedAt));
     }
 
     [Fact]
@@ -191,7 +196,7 @@ public sealed class LandingTests
 
         var stored = await archive.PutAsync(content);
 
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
         Assert.True(File.Exists(archive.Store.Layout.ObjectPath(stored.Id)));
         Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
     }
@@ -205,7 +210,7 @@ public sealed class LandingTests
 
         var stored = await archive.PutAsync(content);
 
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
         Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
     }
 
@@ -246,7 +251,7 @@ public sealed class LandingTests
 
         await using var opened = await archive.Store.OpenQuarantinedAsync(quarantined.QuarantineId, ct);
         Assert.Equal(content.Length, opened.Length);
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
     }
 
     [Fact]
@@ -269,13 +274,13 @@ public sealed class LandingTests
         await using var archive = await WithSlotsAsync(2);
         await archive.IngestAsync(Samples.Content(30_000, 11), Samples.Entry(1, 1, 1, 1));
         await archive.IngestAsync(Samples.Content(30_000, 12), Samples.Entry(1, 1, 1, 2));
-        Assert.Equal(2, archive.Store.Landing.LandedCount);
+        Assert.Equal(2, archive.Store.Slots.LandedCount);
 
         var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
 
         Assert.True(report.IsClean, report.ToString());
         Assert.Equal(2, report.Healthy);
-        Assert.Equal(0, archive.Store.Landing.LandedCount);
+        Assert.Equal(0, archive.Store.Slots.LandedCount);
     }
 
     [Fact]

@@ -67,8 +67,8 @@ public sealed class SyncCountTests
             o.LandingSlots = 4;
             o.LandingSlotBytes = 64 * 1024;
         });
-        archive.Store.Landing.IdleWork = false;
-        await archive.Store.Landing.MakeReadyAsync(1, TestContext.Current.CancellationToken);
+        archive.Store.Slots.IdleWork = false;
+        await archive.Store.Slots.MakeReadyAsync(1, TestContext.Current.CancellationToken);
         using var syncs = new SyncListener();
         await archive.PutAsync(Samples.Content(30_000, 4));
         Assert.Equal(1, syncs.Data);
@@ -102,8 +102,8 @@ public sealed class SyncCountTests
             o.LandingSlots = 4;
             o.LandingSlotBytes = 64 * 1024;
         });
-        archive.Store.Landing.IdleWork = false;
-        await archive.Store.Landing.MakeReadyAsync(1, ct);
+        archive.Store.Slots.IdleWork = false;
+        await archive.Store.Slots.MakeReadyAsync(1, ct);
         var content = Samples.Content(30_000, 5);
         Directory.CreateDirectory(archive.Store.Layout.FanOutDirectory(archive.Keys.NameObject(System.Security.Cryptography.SHA256.HashData(content))));
         await archive.PutAsync(content);

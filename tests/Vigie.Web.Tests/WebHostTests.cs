@@ -95,6 +95,7 @@ public sealed class WebHostTests : IAsyncLifetime
         }
 
         Assert.Contains(_dicomPort.ToString(System.Globalization.CultureInfo.InvariantCulture), checks.GetProperty("dicom-node").GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.Matches("; landing slots: [0-9]+ ready, 0 objects landed$", checks.GetProperty("data-folder").GetProperty("description").GetString());
     }
 
     [Fact]

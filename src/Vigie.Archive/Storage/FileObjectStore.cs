@@ -58,7 +58,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     internal bool Durable => _options.Durable;
 
-    internal LandingSlots Landing => _landing;
+    internal LandingSlots Slots => _landing;
+
+    public LandingStatus Landing => _landing.Status;
 
     internal void NoteActivity() => _landing.NoteActivity();
 

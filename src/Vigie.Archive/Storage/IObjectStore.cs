@@ -12,6 +12,9 @@ public interface IObjectStore
     /// <summary>The data folder's free space and its floor (Archive:MinFreeSpace).</summary>
     ArchiveSpace Space { get; }
 
+    /// <summary>Landing slots: how many are ready, how many objects wait in one to be moved, and why the last move failed.</summary>
+    LandingStatus Landing { get; }
+
     /// <summary>
     /// Opens a new spool under a fresh data key wrapped by the active key-encryption key. Throws
     /// <see cref="ArchiveFullException"/> when the data folder is under its free-space floor.

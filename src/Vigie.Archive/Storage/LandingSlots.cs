@@ -23,6 +23,13 @@ internal sealed record LandedObject(ObjectId Id, string Path, long FileLength, D
 /// The node keeps ready as many slots as its largest burst so far asked for, from <see cref="MinReady"/> up to the
 /// configured most: writing zeros while objects arrive would compete with their flushes.
 /// </summary>
+/// <summary>
+/// Landing slots at a glance, for /health: slots ready, objects landed and not yet moved to objects/ (durable and
+/// readable where they are), when the oldest landed, and the last move that failed (cleared by the next that succeeds).
+/// </summary>
+public sealed record LandingStatus(bool Enabled, int Ready, int Landed, DateTimeOffset? OldestLandedAt, string? LastMoveFailure,
+    DateTimeOffset? LastMoveFailureAt);
+
 internal sealed class LandingSlots : IDisposable
 {
     /// <summary>The slot's last page: the landing record, written whole so that no page has to be read first.</summary>
@@ -78,6 +85,31 @@ internal sealed class LandingSlots : IDisposable
 
     /// <summary>Objects landed and not yet moved to objects/.</summary>
     public int LandedCount => _landed.Count;
+
+    public LandingStatus Status
+    {
+        get
+        {
+            DateTimeOffset? oldest = null;
+            foreach (var landed in _landed.Values)
+            {
+                if (oldest is null || landed.LandedAt < oldest)
+                {
+                    oldest = landed.LandedAt;
+                }
+            }
+
+            var failure = Volatile.Read(ref _moveFailure);
+            return new LandingStatus(Enabled, ReadyCount, _landed.Count, oldest, failure?.Reason, failure?.At);
+        }
+    }
+
+    private sealed record MoveFailure(string Reason, DateTimeOffset At);
+
+    private MoveFailure? _moveFailure;
+
+    private void NoteMoveFailure(Exception e) =>
+        Volatile.Write(ref _moveFailure, new MoveFailure(e.GetType().Name, _time.GetUtcNow()));
 
     /// <summary>Off: the idle-time work waits (tests drive <see cref="MakeReadyAsync"/> and <see cref="MoveAllAsync"/> themselves).</summary>
     internal bool IdleWork { get; set; } = true;
@@ -330,6 +362,7 @@ internal sealed class LandingSlots : IDisposable
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     // A full disk, a permission: the object stays durable and readable in its slot, and moves later.
+                    NoteMoveFailure(e);
                     _logger.LogWarning("Landing slots: could not move landed object {ObjectId} ({Reason}); it stays in its slot", landed.Id,
                         e.GetType().Name);
                 }
@@ -421,6 +454,7 @@ internal sealed class LandingSlots : IDisposable
         _landed.TryRemove(new KeyValuePair<ObjectId, LandedObject>(landed.Id, landed));
         Delete(landed.Path);
         ArchiveTelemetry.ObjectsMovedFromLanding.Add(1);
+        Volatile.Write(ref _moveFailure, null);
         return true;
     }
 
@@ -544,6 +578,7 @@ internal sealed class LandingSlots : IDisposable
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     // Only time is lost: objects stay durable in their slots, and new ones take ordinary spool files.
+                    NoteMoveFailure(e);
                     _logger.LogWarning(e, "Landing slots: idle-time work failed; retrying later");
                     await Task.Delay(TimeSpan.FromSeconds(5), _time, cancellationToken).ConfigureAwait(false);
                 }
