@@ -116,12 +116,37 @@ public sealed class ScrubService
                 yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young };
             }
 
-            foreach (var (id, _) in rows)
+            if (rows.Count > 0)
             {
+                // Objects that a node landed since the scrub began, and indexed, are still in their slots (or were just moved
+                // out): checked where they are, not reported missing. One look through spool/landing/ a second at most.
+                LookThroughLandingNow(state);
+            }
+
+            foreach (var (id, length) in rows)
+            {
+                var where = _store.Slots.TryGet(id, out var landed) && File.Exists(landed.Path) ? landed.Path : layout.ObjectPath(id);
+                if (File.Exists(where))
+                {
+                    yield return new Work(where, Path.GetRelativePath(layout.Root, where), id, length, false, null);
+                    continue;
+                }
+
                 state.AddMissing(new ScrubFinding(ScrubFindingKind.Missing, Path.GetRelativePath(layout.Root, layout.ObjectPath(id)), id,
                     ObjectProblem.NotFound, "the index references this object but its file is gone", []));
             }
         }
+    }
+
+    private void LookThroughLandingNow(State state)
+    {
+        if (state.LastLandingLook is { } last && Stopwatch.GetElapsedTime(last) < TimeSpan.FromSeconds(1))
+        {
+            return;
+        }
+
+        _store.Slots.LookThroughFolder();
+        state.LastLandingLook = Stopwatch.GetTimestamp();
     }
 
     private async ValueTask VerifyAsync(Work work, ScrubRequest request, State state, CancellationToken cancellationToken)
@@ -369,6 +394,8 @@ public sealed class ScrubService
         public long Foreign;
         public long Orphans;
         public long InFlight;
+
+        public long? LastLandingLook;
         public long OrphansScheduled;
         private int _listed;
 
