@@ -143,6 +143,22 @@ public sealed class LandingTests
     }
 
     [Fact]
+    public async Task Lost_keys_with_only_landed_objects_made_new_keys_over_them()
+    {
+        await using var archive = await WithSlotsAsync(2);
+        await archive.PutAsync(Samples.Content(30_000, 17));
+        // A crash left the object in its slot (objects/ is empty), then the key files went missing.
+        Assert.Empty(Directory.GetFiles(archive.Store.Layout.Objects, "*", SearchOption.AllDirectories));
+        File.Move(archive.Options.KeyFile!, archive.Options.KeyFile + ".moved");
+        File.Move(archive.Store.Layout.RootKeyFile, archive.Store.Layout.RootKeyFile + ".moved");
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync(Landing));
+
+        Assert.Contains("refusing to create new keys", error.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(archive.Options.KeyFile));
+    }
+
+    [Fact]
     public async Task A_landing_record_whose_object_does_not_read_back_is_set_aside_not_moved()
     {
         var ct = TestContext.Current.CancellationToken;
@@ -281,6 +297,25 @@ public sealed class LandingTests
         Assert.True(report.IsClean, report.ToString());
         Assert.Equal(2, report.Healthy);
         Assert.Equal(0, archive.Store.Slots.LandedCount);
+    }
+
+    [Fact]
+    public async Task Scrub_reported_missing_an_indexed_object_still_in_its_slot()
+    {
+        // The slot keeps it when its move fails (here a file in the way of its fan-out folder), as it does for an object a
+        // running node lands while a scrub walks objects/: checked where it is, never "missing".
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await WithSlotsAsync(1);
+        var (stored, _) = await archive.IngestAsync(Samples.Content(30_000, 16), Samples.Entry(1, 1, 1, 1));
+        var blocker = archive.Store.Layout.FanOutDirectory(stored.Id);
+        await File.WriteAllBytesAsync(blocker, [1], ct);
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+
+        Assert.Equal((0, 1L), (report.Missing, report.Healthy));
+        Assert.Equal(1, archive.Store.Slots.LandedCount);
+        // The blocker itself is what the scrub names.
+        Assert.Equal(ScrubFindingKind.Foreign, Assert.Single(report.Findings).Kind);
     }
 
     [Fact]

@@ -200,9 +200,36 @@ internal sealed class ArchiveKeyService(
 
     private DerivedKeys Keys => _keys ?? throw new InvalidOperationException("The archive keys are not loaded: call EnsureLoadedAsync (ArchiveInitializer) first.");
 
+    /// <summary>
+    /// Anything encrypted under keys this node would replace: stored objects, quarantined ones, and landing slots taken
+    /// (acknowledged objects may still be there after a crash; an untaken slot is zeros).
+    /// </summary>
     private bool DataFolderHasObjects() =>
-        Directory.Exists(_layout.Objects)
-        && Directory.EnumerateFiles(_layout.Objects, "*", SearchOption.AllDirectories).Any();
+        HasFiles(_layout.Objects) || HasFiles(_layout.Quarantine)
+        || (Directory.Exists(_layout.Landing) && Directory.EnumerateFiles(_layout.Landing).Any(SlotHoldsData));
+
+    private static bool HasFiles(string folder) =>
+        Directory.Exists(folder) && Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories).Any();
+
+    private static bool SlotHoldsData(string path)
+    {
+        if (!path.EndsWith(ArchiveLayout.SlotExtension, StringComparison.Ordinal))
+        {
+            return true; // set aside (*.damaged) or unknown: not ours to call empty
+        }
+
+        try
+        {
+            using var file = File.OpenHandle(path);
+            Span<byte> start = stackalloc byte[16];
+            var read = RandomAccess.Read(file, start, 0);
+            return start[..read].ContainsAnyExcept((byte)0);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
 
     private async Task CreateRootKeyAsync(CancellationToken cancellationToken)
     {
