@@ -578,7 +578,6 @@ internal sealed class LandingSlots : IDisposable
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
                     // Only time is lost: objects stay durable in their slots, and new ones take ordinary spool files.
-                    NoteMoveFailure(e);
                     _logger.LogWarning(e, "Landing slots: idle-time work failed; retrying later");
                     await Task.Delay(TimeSpan.FromSeconds(5), _time, cancellationToken).ConfigureAwait(false);
                 }
@@ -605,6 +604,11 @@ internal sealed class LandingSlots : IDisposable
                 {
                     await MoveLockedAsync(landed, cancellationToken).ConfigureAwait(false);
                 }
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                NoteMoveFailure(e);
+                throw;
             }
             finally
             {
