@@ -120,7 +120,7 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
 
         // Landed objects are durable and readable where they are; a move that keeps failing (a permission, say) still
         // wants an operator before the slots run out.
-        return Task.FromResult(landing.LastMoveFailure is not null && landing.Landed > 0
+        return Task.FromResult(landing.MovesFailing
             ? HealthCheckResult.Degraded($"{free >> 30} GiB free{slots}")
             : HealthCheckResult.Healthy($"{free >> 30} GiB free{slots}"));
     }
@@ -138,9 +138,9 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
             text += $" (the oldest {(long)Math.Max(0, (time.GetUtcNow() - oldest).TotalSeconds)} s ago)";
         }
 
-        if (landing.LastMoveFailure is { } failure && landing.Landed > 0)
+        if (landing.MovesFailing)
         {
-            text += $", moving them to objects/ failed ({failure}, at {landing.LastMoveFailureAt:O}); they stay durable and readable in their slots";
+            text += $", moving them to objects/ failed ({landing.LastMoveFailure}, at {landing.LastMoveFailureAt:O}); they stay durable and readable in their slots";
         }
 
         return text;

@@ -220,10 +220,7 @@ internal sealed class ArchiveKeyService(
 
         try
         {
-            using var file = File.OpenHandle(path);
-            Span<byte> start = stackalloc byte[16];
-            var read = RandomAccess.Read(file, start, 0);
-            return start[..read].ContainsAnyExcept((byte)0);
+            return !LandingSlots.IsUntaken(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -172,9 +172,7 @@ public sealed class KeyRotationService
     {
         try
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-            Span<byte> start = stackalloc byte[8];
-            return RandomAccess.Read(handle, start, 0) == start.Length && start.IndexOfAnyExcept((byte)0) < 0;
+            return LandingSlots.IsUntaken(path);
         }
         catch (IOException)
         {

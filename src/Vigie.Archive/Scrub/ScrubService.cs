@@ -125,7 +125,7 @@ public sealed class ScrubService
 
             foreach (var (id, length) in rows)
             {
-                var where = _store.Slots.TryGet(id, out var landed) && File.Exists(landed.Path) ? landed.Path : layout.ObjectPath(id);
+                var where = _store.Slots.TryGet(id, out var landed) ? landed.Path : layout.ObjectPath(id);
                 if (File.Exists(where))
                 {
                     yield return new Work(where, Path.GetRelativePath(layout.Root, where), id, length, false, null);
@@ -394,9 +394,8 @@ public sealed class ScrubService
         public long Foreign;
         public long Orphans;
         public long InFlight;
-
-        public long? LastLandingLook;
         public long OrphansScheduled;
+        public long? LastLandingLook;
         private int _listed;
 
         public ConcurrentQueue<ScrubFinding> Findings { get; } = new();

@@ -14,6 +14,17 @@ namespace Vigie.Archive.Storage;
 internal sealed record LandedObject(ObjectId Id, string Path, long FileLength, DateTimeOffset LandedAt, bool Verified);
 
 /// <summary>
+/// Landing slots at a glance, for /health: slots ready, objects landed and not yet moved to objects/ (durable and
+/// readable where they are), when the oldest landed, and the last move that failed (cleared by the next that succeeds).
+/// </summary>
+public sealed record LandingStatus(bool Enabled, int Ready, int Landed, DateTimeOffset? OldestLandedAt, string? LastMoveFailure,
+    DateTimeOffset? LastMoveFailureAt)
+{
+    /// <summary>Objects wait in their slots and the last try to move them failed.</summary>
+    public bool MovesFailing => LastMoveFailure is not null && Landed > 0;
+}
+
+/// <summary>
 /// Landing slots: files in spool/landing/ written full of zeros and synced while the node is idle. An object written
 /// into one is made durable by one data flush, since nothing but its data changes on disk (no block to allocate, no size,
 /// no name); the landing record written with it in the slot's last page names the object. When the node is idle again,
@@ -23,13 +34,6 @@ internal sealed record LandedObject(ObjectId Id, string Path, long FileLength, D
 /// The node keeps ready as many slots as its largest burst so far asked for, from <see cref="MinReady"/> up to the
 /// configured most: writing zeros while objects arrive would compete with their flushes.
 /// </summary>
-/// <summary>
-/// Landing slots at a glance, for /health: slots ready, objects landed and not yet moved to objects/ (durable and
-/// readable where they are), when the oldest landed, and the last move that failed (cleared by the next that succeeds).
-/// </summary>
-public sealed record LandingStatus(bool Enabled, int Ready, int Landed, DateTimeOffset? OldestLandedAt, string? LastMoveFailure,
-    DateTimeOffset? LastMoveFailureAt);
-
 internal sealed class LandingSlots : IDisposable
 {
     /// <summary>The slot's last page: the landing record, written whole so that no page has to be read first.</summary>
@@ -110,6 +114,17 @@ internal sealed class LandingSlots : IDisposable
 
     private void NoteMoveFailure(Exception e) =>
         Volatile.Write(ref _moveFailure, new MoveFailure(e.GetType().Name, _time.GetUtcNow()));
+
+    /// <summary>
+    /// A slot file whose first bytes are zeros: made ahead and never taken, so it holds no key (a taken slot gets its
+    /// header when it is taken). Throws <see cref="IOException"/> when the file cannot be read.
+    /// </summary>
+    public static bool IsUntaken(string path)
+    {
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        Span<byte> start = stackalloc byte[8];
+        return RandomAccess.Read(handle, start, 0) == start.Length && start.IndexOfAnyExcept((byte)0) < 0;
+    }
 
     /// <summary>Off: the idle-time work waits (tests drive <see cref="MakeReadyAsync"/> and <see cref="MoveAllAsync"/> themselves).</summary>
     internal bool IdleWork { get; set; } = true;
