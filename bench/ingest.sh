@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Ingest throughput, one run, same corpus, same client: dcmtk storescu into
 #   storescp (files only), Orthanc (Debian package) and vigie serve (inspection, encryption, index, audit on),
-# inside a private network namespace, TCP_NODELAY=1 on the dcmtk side. Prints img/s, MB/s and Vigie's ratios, and
-# the disk's own floor for durable stores (see bench/Vigie.Bench/Archive/DurableFloor.cs).
+# inside a private network namespace, TCP_NODELAY=1 on the dcmtk side. Prints img/s, MB/s and Vigie's ratios, each
+# target's one-association run split on the wire (tcpdump), and the disk's own floor for durable stores (see
+# bench/Vigie.Bench/Archive/DurableFloor.cs).
 #   bench/ingest.sh [--parallel N] [--rounds R]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +13,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --parallel) parallel=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h|--help) sed -n 2,5p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,6p "$0"; exit 0 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -23,6 +24,7 @@ if [ -z "${VIGIE_BENCH_NETNS:-}" ]; then
   command -v Orthanc >/dev/null || need+=(orthanc)
   command -v ip >/dev/null || need+=(iproute2)
   command -v unshare >/dev/null || need+=(util-linux)
+  command -v tcpdump >/dev/null || need+=(tcpdump)
   if [ ${#need[@]} -gt 0 ]; then
     echo "installing ${need[*]}" >&2
     sudo_=""; [ "$(id -u)" -ne 0 ] && sudo_=sudo
@@ -133,7 +135,7 @@ round() { # as timed_round
   timed_round "$1" "$2" "$3" "$4" "$5-again" || exit 1
 }
 
-declare -A single multi cpu_single cpu_multi client_single client_multi
+declare -A single multi cpu_single cpu_multi client_single client_multi wire
 breakdown=""
 # Vigie's own histograms (sum and count), to say where one object's time went between its last byte and its answer.
 vigie_metrics() { # file
@@ -151,6 +153,31 @@ vigie_breakdown() { # before after
         mean("vigie_gateway_ingest_duration"), mean("vigie_gateway_ingest_spool"), mean("vigie_gateway_ingest_inspect"), mean("vigie_gateway_commit_write"),
         mean("vigie_gateway_commit_sync_wait"), mean("vigie_gateway_commit_flush"), mean("vigie_archive_commit_sync"),
         delta["vigie_archive_objects_landed_total"], delta["vigie_archive_objects_committed_total"] }' "$1" "$2"
+}
+# The same run seen on the wire (a capture of the one-association timed run, headers only), the same way for every
+# target: the client's turn (from the answer to the next request), receiving an object (its first byte to its last),
+# and from its last byte to the start of the answer. Nothing but the server's own clock tells the last of these apart.
+wire_split() { # pcap
+  tcpdump -r "$1" -n -tt 2>/dev/null | awk '
+    $NF + 0 == 0 { next }
+    {
+      ts = $1; from_server = ($3 ~ /\.11401$/)
+      if (!from_server) {
+        if (phase != "request") { first = ts; bytes = 0; phase = "request" }
+        last = ts; bytes += $NF
+      } else {
+        if (phase == "request") {
+          if (bytes > 65536) {
+            if (counted) { turn += first - previous; turns++ }
+            receiving += last - first; answer += ts - last; n++; counted = 1
+          } else counted = 0
+          phase = "answer"
+        }
+        previous = ts
+      }
+    }
+    END { if (n > 0) printf "client turn %.2f ms, receiving %.2f ms, last byte to answer %.2f ms (mean over %d objects)",
+      turns ? 1000 * turn / turns : 0, 1000 * receiving / n, 1000 * answer / n, n }'
 }
 # Server CPU (user + system, reaped children included) in clock ticks.
 server_cpu() { awk '{print $14+$15+$16+$17}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -177,9 +204,16 @@ timed_round() { # name aet send_fn array round
   warm_associations "$2" 11401 || { failed "$1" warm_associations warm-up "$dir"; return 1; }
   sleep 1
   if [ "$1" = vigie ]; then vigie_metrics "$dir/metrics-before"; fi
+  local tp=""
+  if [ "$3" = send_one ] && command -v tcpdump >/dev/null; then
+    # Headers only, to a file: a few packets per 128 KiB PDU, next to nothing beside the run.
+    tcpdump -i lo -s 96 -n -Z root -w "$dir/wire.pcap" tcp port 11401 >/dev/null 2>"$dir/tcpdump.err" & tp=$!
+    for _ in $(seq 1 50); do grep -q listening "$dir/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+  fi
   k0=$(client_cpu); c0=$(server_cpu "$srv"); t0=$(now)
   "$3" "$2" 11401 "$corpus" || { failed "$1" "$3" "timed run" "$dir"; return 1; }
   t1=$(now); c1=$(server_cpu "$srv"); k1=$(client_cpu)
+  if [ -n "$tp" ]; then sleep 0.2; kill -INT "$tp" 2>/dev/null || true; wait "$tp" 2>/dev/null || true; fi
   if [ "$1" = vigie ]; then vigie_metrics "$dir/metrics-after"; fi
   stop_target
   [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
@@ -193,6 +227,7 @@ timed_round() { # name aet send_fn array round
     if [ "$3" = send_one ]; then
       cpu_single[$1]=$(per_image $((c1 - c0))); client_single[$1]=$(per_image $((k1 - k0)))
       if [ "$1" = vigie ]; then breakdown=$(vigie_breakdown "$dir/metrics-before" "$dir/metrics-after"); fi
+      [ -s "$dir/wire.pcap" ] && wire[$1]=$(wire_split "$dir/wire.pcap")
     else
       cpu_multi[$1]=$(per_image $((c1 - c0))); client_multi[$1]=$(per_image $((k1 - k0)))
     fi
@@ -228,6 +263,10 @@ printf '%-10s %-44s %-44s\n' "" "one association" "$parallel associations"
 for t in storescp orthanc vigie; do
   printf '%-10s %6ss %s     %6ss %s\n' "$t" "${single[$t]}" "$(rate "${single[$t]}")" "${multi[$t]}" "$(rate "${multi[$t]}")"
 done
+if [ ${#wire[@]} -gt 0 ]; then
+  echo "one association on the wire (best round):"
+  for t in storescp orthanc vigie; do printf '  %-10s %s\n' "$t" "${wire[$t]:-(no capture)}"; done
+fi
 echo "CPU per image (best round), server + storescu clients:"
 for t in storescp orthanc vigie; do
   printf '  %-10s one association %5s + %5s ms     %s associations %5s + %5s ms\n' "$t" "${cpu_single[$t]}" "${client_single[$t]}" "$parallel" \
