@@ -86,8 +86,17 @@ internal sealed class RefusingFhirRepository : IDisposable
             var answer = Encoding.UTF8.GetBytes(refuse
                 ? """{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"AuditEvent.agent: profile constraint failed"}]}"""
                 : """{"resourceType":"Bundle","type":"transaction-response"}""");
-            await context.Response.OutputStream.WriteAsync(answer);
-            context.Response.Close();
+            context.Response.ContentLength64 = answer.Length;
+            try
+            {
+                await context.Response.OutputStream.WriteAsync(answer);
+                context.Response.Close();
+            }
+            catch (HttpListenerException)
+            {
+                // The sink went away first (disposed at the end of a test): a repository serves the next client.
+                context.Response.Abort();
+            }
         }
     }
 
