@@ -277,6 +277,9 @@ echo "vigie / storescp: $(ratio "${single[vigie]}" "${single[storescp]}") (one a
 echo "$floor"
 echo "  so, with an fsync before each answer, the best one association can do is $(ceiling "${single[storescp]}" "$floor_s") x storescp"
 echo "  (with one flush per answer into an append-only pack file, as docs/archive.md sketches: $(ceiling "${single[storescp]}" "$pack_s") x storescp)"
+awk -v st="${single[storescp]}" -v f="$pack_s" -v n="$files" 'BEGIN { if (f > 0)
+  printf "  0.5 x storescp with one association allows %.2f ms per object on top of storescp'"'"'s own time; one flush into space already\n  allocated (a landing slot, a pack file) takes %.2f ms of it, leaving %.2f ms for the spool'"'"'s completion, inspection and the index commit\n",
+    st * 1000 / n, f * 1000 / n, (st - f) * 1000 / n }'
 if [ -n "$breakdown" ]; then echo "vigie, one association, per object (its metrics, best round): $breakdown"; fi
 echo "vigie / orthanc:  $(ratio "${single[vigie]}" "${single[orthanc]}") (one association), $(ratio "${multi[vigie]}" "${multi[orthanc]}") ($parallel associations)"
 # With parallel associations the clients and the server share the cores: a run takes at least (server + client CPU)
@@ -288,5 +291,21 @@ awk -v o="${cpu_multi[orthanc]}" -v oc="${client_multi[orthanc]}" -v v="${cpu_mu
   printf "  %d associations on %d cores: orthanc kept them %.0f %% busy, vigie %.0f %%; with its CPU, vigie / orthanc <= %.2f at full use\n",
     p, c, 100 * (o + oc) * n / 1000 / c / ot, 100 * floor / vt, ot / floor
   printf "  2 x orthanc there needs vigie at or under %.2f ms of CPU per image with these clients (it used %.2f)\n", ot * c * 1000 / n / 2 - vc, v
+}'
+# The same bound against storescp, which stores files and nothing else: what 2 x orthanc leaves Vigie's server beyond
+# storescp's own CPU (its clients' too) at full use of the cores, next to what the hashing and sealing that the archive
+# requires cost on this CPU alone (OpenSSL, which .NET uses for both, on one core, nothing else running).
+crypto=""
+if command -v openssl >/dev/null; then
+  crypto=$(for a in sha256 aes-256-gcm; do openssl speed -seconds 1 -bytes 65536 -evp "$a" 2>/dev/null | tail -n 1; done \
+    | awk -v b="$bytes" -v n="$files" '{ k = $NF; sub(/k$/, "", k); if (k > 0) ms += b / n / (k * 1000) * 1000 } END { if (ms > 0) printf "%.2f", ms }')
+fi
+awk -v sc="${cpu_multi[storescp]}" -v scc="${client_multi[storescp]}" -v st="${multi[storescp]}" -v ot="${multi[orthanc]}" \
+    -v n="$files" -v c="$cores" -v p="$parallel" -v w="$crypto" 'BEGIN {
+  margin = ot * c * 1000 / n / 2 - scc - sc
+  printf "  2 x orthanc with %d associations is %.3f s, and storescp (files only, never synced) took %.3f s: at full use of the cores\n", p, ot / 2, st
+  printf "  it leaves vigie %.2f ms of CPU per image beyond storescp'"'"'s own %.2f (storescp'"'"'s clients counted)", margin, sc
+  if (w != "") printf "; SHA-256 and AES-256-GCM of the mean image alone take %.2f ms here (openssl speed)", w
+  printf "\n"
 }'
 "$vigie" stats --data "$work/vigie-data" 2>/dev/null | sed 's/^/  vigie: /' || true
