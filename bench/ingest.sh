@@ -298,7 +298,9 @@ awk -v o="${cpu_multi[orthanc]}" -v oc="${client_multi[orthanc]}" -v v="${cpu_mu
 crypto=""
 if command -v openssl >/dev/null; then
   crypto=$(for a in sha256 aes-256-gcm; do openssl speed -seconds 1 -bytes 65536 -evp "$a" 2>/dev/null | tail -n 1; done \
-    | awk -v b="$bytes" -v n="$files" '{ k = $NF; sub(/k$/, "", k); if (k > 0) ms += b / n / (k * 1000) * 1000 } END { if (ms > 0) printf "%.2f", ms }')
+    | awk -v b="$bytes" -v n="$files" '{ k = $NF; sub(/k$/, "", k); if (k > 0) { ms += b / n / (k * 1000) * 1000; got++ } }
+      END { if (got == 2) printf "%.2f", ms }') \
+    || crypto=""  # an OpenSSL without `speed` for one of them: the line goes without both, the run does not stop here
 fi
 awk -v sc="${cpu_multi[storescp]}" -v scc="${client_multi[storescp]}" -v st="${multi[storescp]}" -v ot="${multi[orthanc]}" \
     -v n="$files" -v c="$cores" -v p="$parallel" -v w="$crypto" 'BEGIN {
