@@ -216,7 +216,8 @@ timed_round() { # name aet send_fn array round
   if [ -n "$tp" ]; then sleep 0.2; kill -INT "$tp" 2>/dev/null || true; wait "$tp" 2>/dev/null || true; fi
   if [ "$1" = vigie ]; then vigie_metrics "$dir/metrics-after"; fi
   stop_target
-  [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data"
+  # The key folder goes with the data (it sits beside it, <data>.keys): without it `vigie stats` below cannot open the index.
+  [ "$1" = vigie ] && [ "$5" = "$rounds" ] && [ "$3" = send_one ] && cp -r "$dir/data" "$work/vigie-data" && cp -r "$dir/data.keys" "$work/vigie-data.keys"
   # The round's folder stays until the end: on a file system without a journal (this machine's ext4), every file
   # created within minutes of a mass deletion makes the inode allocator step over the recently freed inodes, which
   # charged whichever target ran after a deletion (ext4 recently_deleted, about 10 % of Vigie's CPU in profiles).
