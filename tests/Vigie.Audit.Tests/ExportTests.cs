@@ -216,6 +216,10 @@ public sealed class ExportTests
             Assert.Equal(4, await worker.RunOnceAsync(ct));
         }
 
+        // The collector reads each connection on its own task: the first connection's messages are all in before the
+        // second one starts, or the two could interleave in the list the assertions below read by position.
+        Assert.Equal(8, (await collector.WaitForAsync(8)).Count);
+
         // Restart: a new sink and worker continue after entry 7.
         await using (var sink = new SyslogSink(options, "SITE-1"))
         {
