@@ -215,6 +215,84 @@ public sealed class IndexContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Open_ended_date_range_finds_a_study_dated_years_ahead(DatabaseProvider provider)
+    {
+        // "A-" narrowed its candidates to the months from A to a year after today, so a study dated later was never read.
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        await SeedAsync(archive);
+        await StoreAsync(archive, Samples.Entry(3, 1, 1, 1, "20990301"), FakeObject(100));
+
+        var from = await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.StudyDate, "20240201-"));
+        Assert.Equal(5, from.Matches.Count);
+        Assert.Contains(Samples.StudyUid(3, 1), from.Matches.Select(m => m.Attributes.First(DicomTags.StudyInstanceUid)));
+        var until = await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.StudyDate, "-20240115"));
+        Assert.Equal(2, until.Matches.Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Multi_valued_keys_match_any_of_their_values(DatabaseProvider provider)
+    {
+        // PS3.4 C.2.2.2.8: CT\MR matched nothing, as one value "CT\MR".
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        await SeedAsync(archive);
+        await StoreAsync(archive, Samples.Entry(3, 1, 1, 1, "20250101", "MR"), FakeObject(100));
+
+        var modalities = await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.ModalitiesInStudy, "MR\\PT"));
+        Assert.Equal(Samples.StudyUid(3, 1), Assert.Single(modalities.Matches).Attributes.First(DicomTags.StudyInstanceUid));
+        Assert.Equal(7, (await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.ModalitiesInStudy, "SR\\MR"))).Matches.Count);
+
+        var ids = await QueryAsync(archive, QueryLevel.Patient, new QueryKey(DicomTags.PatientId, $"{Samples.PatientId(0)}\\{Samples.PatientId(2)}\\NOBODY"));
+        Assert.Equal([Samples.PatientId(0), Samples.PatientId(2)], ids.Matches.Select(m => m.Attributes.First(DicomTags.PatientId)).Order(StringComparer.Ordinal));
+        Assert.Equal(2, ids.CandidatesScanned);
+
+        var dates = await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.StudyDate, "20240115\\20231201-20231231"));
+        Assert.Equal([Samples.StudyUid(0, 1), Samples.StudyUid(1, 1)],
+            dates.Matches.Select(m => m.Attributes.First(DicomTags.StudyInstanceUid)).Order(StringComparer.Ordinal));
+
+        var names = await QueryAsync(archive, QueryLevel.Patient, new QueryKey(DicomTags.PatientName, "DURAND*\\MARTIN^ELODIE"));
+        Assert.Equal(2, names.Matches.Count);
+        Assert.Equal(2, (await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.AccessionNumber, $"{Samples.Accession(2, 2)}\\{Samples.Accession(0, 1)}")))
+            .Matches.Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Counts_of_a_matchs_parents_are_the_parents_own(DatabaseProvider provider)
+    {
+        // Number of Patient Related Studies at STUDY level gave the study's own numbers (1 study).
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        await SeedAsync(archive);
+        var studies = await archive.Index.QueryAsync(new ArchiveQuery(QueryLevel.Study, [new QueryKey(DicomTags.PatientId, Samples.PatientId(0))])
+            {
+                IncludeCounts = true,
+                ParentCounts = [QueryLevel.Patient, QueryLevel.Series],
+            },
+            TestContext.Current.CancellationToken);
+        Assert.Equal(2, studies.Matches.Count);
+        Assert.All(studies.Matches, m =>
+        {
+            Assert.Equal(new RelatedCounts(2, 4, 12), m.CountsOf(QueryLevel.Patient));
+            Assert.Equal(new RelatedCounts(1, 2, 6), m.CountsOf(QueryLevel.Study));
+            Assert.Null(m.CountsOf(QueryLevel.Series));
+        });
+
+        var series = await archive.Index.QueryAsync(new ArchiveQuery(QueryLevel.Series, [new QueryKey(DicomTags.StudyInstanceUid, Samples.StudyUid(1, 2))])
+            {
+                ParentCounts = [QueryLevel.Patient, QueryLevel.Study],
+            },
+            TestContext.Current.CancellationToken);
+        Assert.Equal(2, series.Matches.Count);
+        Assert.All(series.Matches, m =>
+        {
+            Assert.Null(m.Counts);
+            Assert.Equal(new RelatedCounts(2, 4, 12), m.CountsOf(QueryLevel.Patient));
+            Assert.Equal(new RelatedCounts(1, 2, 6), m.CountsOf(QueryLevel.Study));
+        });
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Series_and_instance_level_queries_return_objects(DatabaseProvider provider)
     {
         await using var archive = await ArchiveHarness.CreateAsync(provider);

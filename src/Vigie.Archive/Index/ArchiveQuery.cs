@@ -48,6 +48,12 @@ public sealed record ArchiveQuery(QueryLevel Level, IReadOnlyList<QueryKey> Keys
 
     /// <summary>Adds the numbers of related studies, series and instances to each match.</summary>
     public bool IncludeCounts { get; init; }
+
+    /// <summary>
+    /// Also the numbers related to these parents of each match (a study's patient: Number of Patient Related Studies at
+    /// STUDY level), in <see cref="QueryMatch.ParentCounts"/>. Levels at or below <see cref="Level"/> are ignored.
+    /// </summary>
+    public IReadOnlyCollection<QueryLevel> ParentCounts { get; init; } = [];
 }
 
 /// <summary>Numbers of related entities (C-FIND's Number of ... Related ... attributes).</summary>
@@ -67,7 +73,14 @@ public sealed record QueryMatch(
     ObjectId? ObjectId,
     long? ObjectLength,
     int? Version,
-    RelatedCounts? Counts);
+    RelatedCounts? Counts)
+{
+    /// <summary>The numbers related to the parents asked for in <see cref="ArchiveQuery.ParentCounts"/>.</summary>
+    public IReadOnlyDictionary<QueryLevel, RelatedCounts> ParentCounts { get; init; } = new Dictionary<QueryLevel, RelatedCounts>();
+
+    /// <summary>The numbers related to the match itself or to one of its parents; null when they were not asked for.</summary>
+    public RelatedCounts? CountsOf(QueryLevel level) => level == Level ? Counts : ParentCounts.GetValueOrDefault(level);
+}
 
 /// <param name="Incomplete">True when the candidate limit stopped the scan before every candidate was checked, or more than Limit matched.</param>
 public sealed record QueryResult(IReadOnlyList<QueryMatch> Matches, int CandidatesScanned, bool Incomplete);

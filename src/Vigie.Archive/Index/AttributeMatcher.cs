@@ -4,7 +4,8 @@ namespace Vigie.Archive.Index;
 
 /// <summary>
 /// DICOM C-FIND attribute matching (PS3.4 C.2.2.2) on decrypted values: universal, single value, wildcard (* and ?),
-/// list of UIDs, and range for dates and times. A multi-valued attribute matches when one of its values does.
+/// list of UIDs, and range for dates and times. A multi-valued attribute matches when one of its values does, and a
+/// multi-valued key (values separated by backslashes) when one of its values matches (multiple value matching).
 /// Person names match without regard to case or accents; other text is case-sensitive. Wildcards are matched in
 /// linear time (no regular expressions), so a hostile pattern cannot stall a query.
 /// </summary>
@@ -40,16 +41,23 @@ public static class AttributeMatcher
         }
 
         var kind = KindOf(key);
-        foreach (var value in values)
+        foreach (var pattern in Patterns(key.Value, kind))
         {
-            if (MatchesValue(kind, key.Value, value))
+            foreach (var value in values)
             {
-                return true;
+                if (MatchesValue(kind, pattern, value))
+                {
+                    return true;
+                }
             }
         }
 
         return false;
     }
+
+    /// <summary>The values of a key: a UID list is one pattern (matched as a list); anything else splits on backslashes.</summary>
+    public static IEnumerable<string> Patterns(string value, QueryValueKind kind) =>
+        kind == QueryValueKind.Uid || !value.Contains('\\', StringComparison.Ordinal) ? [value] : value.Split('\\');
 
     private static bool MatchesValue(QueryValueKind kind, string pattern, string value)
     {

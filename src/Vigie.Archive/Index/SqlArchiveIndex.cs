@@ -121,6 +121,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
 
         var matches = new List<QueryMatch>();
         var cache = new Dictionary<(int, long), AttributeSet>();
+        var parentCounts = new Dictionary<(int, long), RelatedCounts>();
         var scanned = 0;
         var incomplete = false;
         long after = 0;
@@ -175,9 +176,23 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                 }
 
                 var counts = query.IncludeCounts ? await CountsAsync(connection, level, row.Ids[level], cancellationToken).ConfigureAwait(false) : null;
+                var parents = new Dictionary<QueryLevel, RelatedCounts>();
+                foreach (var parent in query.ParentCounts.Where(l => (int)l < level).Distinct())
+                {
+                    // Many matches share a parent: counted once per query.
+                    var parentRow = ((int)parent, row.Ids[(int)parent]);
+                    if (!parentCounts.TryGetValue(parentRow, out var related))
+                    {
+                        related = await CountsAsync(connection, (int)parent, parentRow.Item2, cancellationToken).ConfigureAwait(false);
+                        parentCounts[parentRow] = related;
+                    }
+
+                    parents[parent] = related;
+                }
+
                 matches.Add(new QueryMatch(query.Level, attributes, row.Ids[0],
                     level >= 1 ? row.Ids[1] : null, level >= 2 ? row.Ids[2] : null, level >= 3 ? row.Ids[3] : null,
-                    row.ObjectId, row.ObjectLength, row.Version, counts));
+                    row.ObjectId, row.ObjectLength, row.Version, counts) { ParentCounts = parents });
             }
 
             if (incomplete || rows.Count < _options.QueryBatchSize)
@@ -638,31 +653,51 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             clauses.Add($"{alias}.{column} IN ({list})");
         }
 
+        // A multi-valued key narrows to the union of its values' hashes, and not at all when one value cannot be hashed.
+        List<byte[]> Each(string value, Func<string, List<byte[]>> hashes)
+        {
+            var union = new List<byte[]>();
+            foreach (var part in AttributeMatcher.Patterns(value, QueryValueKind.Text))
+            {
+                var terms = hashes(part);
+                if (terms.Count == 0)
+                {
+                    return [];
+                }
+
+                union.AddRange(terms);
+            }
+
+            return union;
+        }
+
         foreach (var key in queryKeys.Where(k => !AttributeMatcher.IsUniversal(k)))
         {
             var value = key.Value;
             switch (key.Tag)
             {
-                case DicomTags.PatientId when !HasWildcard(value):
-                    Term("p", 0, [keys.HashIdentifier(IdentifierKinds.PatientId, IndexNormalizer.Identifier(value))]);
+                case DicomTags.PatientId:
+                    Term("p", 0, Each(value, v => HasWildcard(v) ? [] : [keys.HashIdentifier(IdentifierKinds.PatientId, IndexNormalizer.Identifier(v))]));
                     break;
                 case DicomTags.PatientName:
-                    Term("p", 0, NameTerm(value, IdentifierKinds.PatientName, IdentifierKinds.PatientNamePrefix));
+                    Term("p", 0, Each(value, v => NameTerm(v, IdentifierKinds.PatientName, IdentifierKinds.PatientNamePrefix)));
                     break;
-                case DicomTags.PatientBirthDate when !value.Contains('-', StringComparison.Ordinal) && !HasWildcard(value):
-                    Term("p", 0, [keys.HashIdentifier(IdentifierKinds.PatientBirthDate, IndexNormalizer.Date(value))]);
+                case DicomTags.PatientBirthDate:
+                    Term("p", 0, Each(value, v => v.Contains('-', StringComparison.Ordinal) || HasWildcard(v) || IndexNormalizer.Date(v).Length == 0
+                        ? []
+                        : [keys.HashIdentifier(IdentifierKinds.PatientBirthDate, IndexNormalizer.Date(v))]));
                     break;
                 case DicomTags.StudyInstanceUid when level >= 1:
                     UidList("st", "study_uid", IdentifierKinds.StudyInstanceUid, value);
                     break;
-                case DicomTags.AccessionNumber when level >= 1 && !HasWildcard(value):
-                    Term("st", 1, [keys.HashIdentifier(IdentifierKinds.AccessionNumber, IndexNormalizer.Identifier(value))]);
+                case DicomTags.AccessionNumber when level >= 1:
+                    Term("st", 1, Each(value, v => HasWildcard(v) ? [] : [keys.HashIdentifier(IdentifierKinds.AccessionNumber, IndexNormalizer.Identifier(v))]));
                     break;
                 case DicomTags.StudyDate when level >= 1:
-                    Term("st", 1, MonthTerms(value));
+                    Term("st", 1, Each(value, MonthTerms));
                     break;
                 case DicomTags.ReferringPhysicianName when level >= 1:
-                    Term("st", 1, NameTerm(value, IdentifierKinds.ReferringPhysicianName, IdentifierKinds.ReferringPhysicianNamePrefix));
+                    Term("st", 1, Each(value, v => NameTerm(v, IdentifierKinds.ReferringPhysicianName, IdentifierKinds.ReferringPhysicianNamePrefix)));
                     break;
                 case DicomTags.SeriesInstanceUid when level >= 2:
                     UidList("se", "series_uid", IdentifierKinds.SeriesInstanceUid, value);
@@ -696,11 +731,8 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var dash = value.IndexOf('-', StringComparison.Ordinal);
         var low = IndexNormalizer.Date(dash < 0 ? value : value[..dash]);
         var high = IndexNormalizer.Date(dash < 0 ? value : value[(dash + 1)..]);
-        if (high.Length == 0)
-        {
-            high = time.GetUtcNow().AddYears(1).ToString("yyyyMMdd", CultureInfo.InvariantCulture);
-        }
 
+        // An open end ("A-", "-B") has no last or first month to list: those ranges are matched on every candidate.
         if (!TryMonth(low, out var from) || !TryMonth(high, out var to) || to < from || to - from >= _options.StudyDateMaxMonths)
         {
             return [];

@@ -253,17 +253,14 @@ internal sealed class GatewayServiceProvider(
     public async ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         CancellationToken cancellationToken)
     {
-        if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out _, out var problem))
+        if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
         {
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
-        var query = QueryTranslator.ToQuery(identifier, QueryLevel.Instance, options.CurrentValue.MaxRetrieveInstances);
-        if (query.Keys.Count == 0)
-        {
-            throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, "a retrieve needs at least one unique key");
-        }
-
+        var retrieve = QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
+                       ?? throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
+        var query = retrieve with { Level = QueryLevel.Instance };
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
         var items = new List<RetrieveItem>(result.Matches.Count);
         foreach (var match in result.Matches)

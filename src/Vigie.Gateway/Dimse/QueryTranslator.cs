@@ -1,6 +1,7 @@
 using System.Globalization;
 using Vigie.Archive.Index;
 using Vigie.Dicom;
+using Vigie.Gateway.Ingest;
 using DicomTags = Vigie.Dicom.DicomTags;
 
 namespace Vigie.Gateway.Dimse;
@@ -12,11 +13,8 @@ namespace Vigie.Gateway.Dimse;
 /// </summary>
 internal static class QueryTranslator
 {
-    private static readonly HashSet<uint> CountTags =
-    [
-        DicomTags.NumberOfPatientRelatedStudies.Value, DicomTags.NumberOfPatientRelatedSeries.Value, DicomTags.NumberOfPatientRelatedInstances.Value,
-        DicomTags.NumberOfStudyRelatedSeries.Value, DicomTags.NumberOfStudyRelatedInstances.Value, DicomTags.NumberOfSeriesRelatedInstances.Value,
-    ];
+    /// <summary>The level each indexed attribute is kept at: what C-FIND can match on.</summary>
+    private static readonly Dictionary<uint, QueryLevel> IndexedLevels = BuildIndexedLevels();
 
     public static bool TryLevel(DicomDataset identifier, string informationModel, out QueryLevel level, out string? problem)
     {
@@ -50,11 +48,15 @@ internal static class QueryTranslator
         }
     }
 
-    /// <summary>The matching keys of the identifier (non-empty values), with the kind of matching their VR implies.</summary>
+    /// <summary>
+    /// The matching keys of the identifier (non-empty values), with the kind of matching their VR implies. A key Vigie
+    /// does not index, or one of a level below the query's, cannot be matched: it is returned empty, as PS3.4 C.2.2.1.1
+    /// lets an SCP do with an optional key, rather than matching nothing.
+    /// </summary>
     public static ArchiveQuery ToQuery(DicomDataset identifier, QueryLevel level, int limit)
     {
         var keys = new List<QueryKey>();
-        var wantsCounts = false;
+        var counts = new HashSet<QueryLevel>();
         foreach (var element in identifier)
         {
             if (element.Tag == DicomTags.QueryRetrieveLevel || element.Tag == DicomTags.SpecificCharacterSet || element.Tag.Group == 0x0002)
@@ -62,8 +64,13 @@ internal static class QueryTranslator
                 continue;
             }
 
-            wantsCounts |= CountTags.Contains(element.Tag.Value);
-            if (element is not DicomValueElement value || (value.Length == 0 && element.Tag != DicomTags.ModalitiesInStudy) || !DicomVRInfo.IsString(value.VR))
+            if (CountLevel(element.Tag) is { } countLevel && countLevel <= level)
+            {
+                counts.Add(countLevel);
+            }
+
+            if (element is not DicomValueElement value || (value.Length == 0 && element.Tag != DicomTags.ModalitiesInStudy) || !DicomVRInfo.IsString(value.VR)
+                || !IndexedLevels.TryGetValue(element.Tag.Value, out var keyLevel) || keyLevel > level)
             {
                 continue;
             }
@@ -75,7 +82,7 @@ internal static class QueryTranslator
                 text = "*";
             }
 
-            if (text.Length == 0 || CountTags.Contains(element.Tag.Value))
+            if (text.Length == 0)
             {
                 continue;
             }
@@ -83,7 +90,74 @@ internal static class QueryTranslator
             keys.Add(new QueryKey(element.Tag.Value, text, Kind(value.VR)));
         }
 
-        return new ArchiveQuery(level, keys) { Limit = limit, IncludeCounts = wantsCounts };
+        return new ArchiveQuery(level, keys) { Limit = limit, IncludeCounts = counts.Contains(level), ParentCounts = [.. counts.Where(l => l < level)] };
+    }
+
+    /// <summary>
+    /// The keys of a C-GET or C-MOVE (PS3.4 C.4.2.2.1, C.4.3.2.1): the unique key of the level (one value or a UID list,
+    /// no wildcard) is required; those of the levels above are matched when they hold a value; every other key is
+    /// ignored. So a retrieve names what it takes, and "*" never empties the archive.
+    /// </summary>
+    public static ArchiveQuery? ToRetrieveQuery(DicomDataset identifier, QueryLevel level, int limit, out string? problem)
+    {
+        var unique = new List<(QueryLevel Level, DicomTag Tag)>
+        {
+            (QueryLevel.Patient, DicomTags.PatientID), (QueryLevel.Study, DicomTags.StudyInstanceUID),
+            (QueryLevel.Series, DicomTags.SeriesInstanceUID), (QueryLevel.Instance, DicomTags.SOPInstanceUID),
+        };
+        var keys = new List<QueryKey>();
+        problem = null;
+        foreach (var (keyLevel, tag) in unique.Where(u => u.Level <= level))
+        {
+            var text = identifier[tag] is DicomValueElement { Length: > 0 } value && DicomVRInfo.IsString(value.VR)
+                ? value.GetText(identifier.CharacterSet).Trim().TrimEnd('\0')
+                : "";
+            var wildcard = text.IndexOfAny(['*', '?']) >= 0;
+            if (keyLevel == level && (text.Length == 0 || wildcard))
+            {
+                problem = text.Length == 0
+                    ? $"a {LevelName(level)} level retrieve needs its unique key {DicomDictionary.KeywordOf(tag)} {tag}"
+                    : $"{DicomDictionary.KeywordOf(tag)} {tag} is the unique key of a {LevelName(level)} level retrieve: it takes no wildcard";
+                return null;
+            }
+
+            if (text.Length == 0 || wildcard)
+            {
+                // A parent's key (the Study Root model has no patient key): adds nothing to what the level's key names.
+                continue;
+            }
+
+            keys.Add(new QueryKey(tag.Value, text, tag == DicomTags.PatientID ? QueryValueKind.Text : QueryValueKind.Uid));
+        }
+
+        return new ArchiveQuery(level, keys) { Limit = limit };
+    }
+
+    private static string LevelName(QueryLevel level) => level == QueryLevel.Instance ? "IMAGE" : level.ToString().ToUpperInvariant();
+
+    private static QueryLevel? CountLevel(DicomTag tag) =>
+        tag == DicomTags.NumberOfPatientRelatedStudies || tag == DicomTags.NumberOfPatientRelatedSeries || tag == DicomTags.NumberOfPatientRelatedInstances
+            ? QueryLevel.Patient
+            : tag == DicomTags.NumberOfStudyRelatedSeries || tag == DicomTags.NumberOfStudyRelatedInstances ? QueryLevel.Study
+            : tag == DicomTags.NumberOfSeriesRelatedInstances ? QueryLevel.Series
+            : null;
+
+    private static Dictionary<uint, QueryLevel> BuildIndexedLevels()
+    {
+        var levels = new Dictionary<uint, QueryLevel> { [DicomTags.ModalitiesInStudy.Value] = QueryLevel.Study };
+        foreach (var (level, tags) in new[]
+                 {
+                     (QueryLevel.Patient, IndexedAttributes.Patient), (QueryLevel.Study, IndexedAttributes.Study),
+                     (QueryLevel.Series, IndexedAttributes.Series), (QueryLevel.Instance, IndexedAttributes.Instance),
+                 })
+        {
+            foreach (var tag in tags)
+            {
+                levels[tag.Value] = level;
+            }
+        }
+
+        return levels;
     }
 
     /// <summary>The response identifier: every key the requestor asked for, filled where the index knows the value.</summary>
@@ -91,7 +165,7 @@ internal static class QueryTranslator
     {
         var response = new DicomDataset();
         var attributes = match.Attributes;
-        var nonAscii = attributes.Values.Any(list => list.Any(v => v.Any(c => c > 0x7F)));
+        var nonAscii = identifier.Any(e => attributes.TryGetValue(e.Tag.Value, out var list) && list.Any(v => v.Any(c => c > 0x7F)));
         if (nonAscii)
         {
             response.SetString(DicomTags.SpecificCharacterSet, DicomVR.CS, "ISO_IR 192");
@@ -114,12 +188,21 @@ internal static class QueryTranslator
                 continue;
             }
 
-            if (CountTags.Contains(tag.Value) && match.Counts is { } counts)
+            if (CountLevel(tag) is { } countLevel)
             {
-                var count = tag == DicomTags.NumberOfPatientRelatedStudies ? counts.Studies
-                    : tag == DicomTags.NumberOfPatientRelatedSeries || tag == DicomTags.NumberOfStudyRelatedSeries ? counts.Series
-                    : counts.Instances;
-                response.SetString(tag, DicomVR.IS, count.ToString(CultureInfo.InvariantCulture));
+                if (match.CountsOf(countLevel) is { } counts)
+                {
+                    var count = tag == DicomTags.NumberOfPatientRelatedStudies ? counts.Studies
+                        : tag == DicomTags.NumberOfPatientRelatedSeries || tag == DicomTags.NumberOfStudyRelatedSeries ? counts.Series
+                        : counts.Instances;
+                    response.SetString(tag, DicomVR.IS, count.ToString(CultureInfo.InvariantCulture));
+                }
+                else
+                {
+                    // A count of a level below the match (Number of Series Related Instances at STUDY level): not an attribute of it.
+                    response.SetBytes(tag, DicomVR.IS, ReadOnlyMemory<byte>.Empty);
+                }
+
                 continue;
             }
 
