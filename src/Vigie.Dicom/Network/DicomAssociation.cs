@@ -270,20 +270,28 @@ public sealed class DicomAssociation : IAsyncDisposable
             return ReadOnlyMemory<byte>.Empty;
         }
 
-        var pdv = await NextPdvAsync(waitingForMessage: false, cancellationToken).ConfigureAwait(false)
-            ?? throw new PduException(AbortReason.UnexpectedPdu, "A-RELEASE-RQ in the middle of a data set");
-        var (id, control, offset, length) = pdv;
-        if ((control & 1) != 0 || id != _dataContext)
+        while (true)
         {
-            throw new PduException(AbortReason.UnexpectedPduParameter, "expected a data fragment of the current message");
-        }
+            var pdv = await NextPdvAsync(waitingForMessage: false, cancellationToken).ConfigureAwait(false)
+                ?? throw new PduException(AbortReason.UnexpectedPdu, "A-RELEASE-RQ in the middle of a data set");
+            var (id, control, offset, length) = pdv;
+            if ((control & 1) != 0 || id != _dataContext)
+            {
+                throw new PduException(AbortReason.UnexpectedPduParameter, "expected a data fragment of the current message");
+            }
 
-        if ((control & 2) != 0)
-        {
-            _dataComplete = true;
-        }
+            if ((control & 2) != 0)
+            {
+                _dataComplete = true;
+            }
 
-        return _pdu.AsMemory(offset, length);
+            // Only the fragment flagged last ends the data set (PS3.8 E.2): an empty one before it is skipped, not taken
+            // for the end (which stored a truncated object and answered it).
+            if (length > 0 || _dataComplete)
+            {
+                return _pdu.AsMemory(offset, length);
+            }
+        }
     }
 
     /// <summary>Reads a whole (small) data set: an identifier or a response.</summary>
@@ -488,13 +496,14 @@ public sealed class DicomAssociation : IAsyncDisposable
 
     private int ChunkSize()
     {
-        var peer = PeerMaxPduLength == 0 ? 1024 * 1024 : PeerMaxPduLength;
+        long peer = PeerMaxPduLength == 0 ? 1024 * 1024 : PeerMaxPduLength;
         if (_options.MaxSendPduLength > 0)
         {
             peer = Math.Min(peer, _options.MaxSendPduLength);
         }
 
-        // A PDV header takes 6 bytes of the PDU's variable field; keep fragments even-sized.
+        // A PDV header takes 6 bytes of the PDU's variable field; keep fragments even-sized. Computed in long: a peer
+        // maximum under 6 once wrapped round in uint into a negative fragment length (associations refuse those now).
         return (int)Math.Max(2, Math.Min(peer, 4 * 1024 * 1024) - 6) & ~1;
     }
 

@@ -16,6 +16,9 @@ internal sealed class ServerAssociation(
     Func<string, bool> tryCountAE,
     CancellationToken stopping)
 {
+    /// <summary>The shortest maximum PDU length a peer may ask for: a PDV header and two bytes of data.</summary>
+    private const uint MinimumPeerPduLength = 8;
+
     private readonly ConcurrentDictionary<ushort, CancellationTokenSource> _cancellable = new();
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<DimseMessage>> _awaitingResponse = new();
     private readonly ConcurrentDictionary<Task, byte> _outstanding = new();
@@ -92,6 +95,13 @@ internal sealed class ServerAssociation(
     private async Task<(AssociationEnd, string)?> NegotiateAsync()
     {
         var type = await association.ReadPduAsync(options.Association.ArtimTimeout, stopping).ConfigureAwait(false);
+        if (type == PduType.Abort)
+        {
+            // PS3.8 9.2 (Sta2, AA-2): the connection is closed, nothing is sent back.
+            association.MarkClosed();
+            return (AssociationEnd.AbortedByPeer, "the peer aborted before asking for an association");
+        }
+
         if (type != PduType.AssociateRequest)
         {
             throw new PduException(AbortReason.UnexpectedPdu, $"{type} PDU before A-ASSOCIATE-RQ");
@@ -105,6 +115,18 @@ internal sealed class ServerAssociation(
         {
             decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceProviderAcse, RejectReasons.ProtocolVersionNotSupported,
                 $"protocol version 0x{request.ProtocolVersion:X4}");
+        }
+        else if (request.MaxPduLength is > 0 and < MinimumPeerPduLength)
+        {
+            // No P-DATA PDU that short can carry a fragment (a PDV header alone takes 6 bytes).
+            decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.NoReasonGiven,
+                $"maximum PDU length {request.MaxPduLength} is too short to carry any data");
+        }
+        else if (string.IsNullOrEmpty(request.CallingAE))
+        {
+            // PS3.5 6.2: an AE title of spaces only shall not be used; it names nobody to allow, count or audit.
+            decision = AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized,
+                "the calling AE title is blank");
         }
         else if (request.ApplicationContextName != AssociationParameters.ApplicationContext)
         {
@@ -210,6 +232,21 @@ internal sealed class ServerAssociation(
             }
 
             DicomNetworkTelemetry.Messages.Add(1, new KeyValuePair<string, object?>("command", message.Field.ToString()));
+            if (message.Field is DimseCommand.CEchoRequest or DimseCommand.CFindRequest or DimseCommand.CGetRequest or DimseCommand.CMoveRequest
+                && message.AffectedSopClassUid != association.AcceptedContext(message.PresentationContextId)!.AbstractSyntax)
+            {
+                // A request belongs to the context of its SOP class (PS3.7 D.3.3.1): a C-FIND on the Verification context
+                // would reach a service this caller was refused at negotiation.
+                if (message.HasDataSet)
+                {
+                    await association.DiscardDataSetAsync(stopping).ConfigureAwait(false);
+                }
+
+                await RespondAsync(message, new DimseResult(DimseStatus.SopClassNotSupported,
+                    "Affected SOP Class UID differs from the presentation context's abstract syntax")).ConfigureAwait(false);
+                continue;
+            }
+
             switch (message.Field)
             {
                 case DimseCommand.CEchoRequest:
@@ -259,12 +296,14 @@ internal sealed class ServerAssociation(
     private async Task StoreAsync(DimseMessage request)
     {
         var context = association.AcceptedContext(request.PresentationContextId)!;
-        if (request.AffectedSopClassUid != context.AbstractSyntax || string.IsNullOrEmpty(request.AffectedSopInstanceUid))
+        if (request.AffectedSopClassUid != context.AbstractSyntax || string.IsNullOrEmpty(request.AffectedSopInstanceUid) || context.ScuRole == false)
         {
             // Dropped as it arrives: a data set the store will not keep is never held in memory, whatever its length.
             await association.DiscardDataSetAsync(stopping).ConfigureAwait(false);
-            await RespondAsync(request, new DimseResult(DimseStatus.DataSetDoesNotMatchSopClass,
-                "SOP class differs from the presentation context, or no SOP instance UID")).ConfigureAwait(false);
+            await RespondAsync(request, context.ScuRole == false
+                ? new DimseResult(DimseStatus.SopClassNotSupported, "this context was accepted for C-GET results only: the requestor has no SCU role on it")
+                : new DimseResult(DimseStatus.DataSetDoesNotMatchSopClass, "SOP class differs from the presentation context, or no SOP instance UID"))
+                .ConfigureAwait(false);
             return;
         }
 
@@ -487,7 +526,10 @@ internal sealed class ServerAssociation(
         }
         catch (OperationCanceledException) when (cts.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
-            await RespondAsync(request, new DimseResult(DimseStatus.Cancel)).ConfigureAwait(false);
+            // Cancelled before any sub-operation of a retrieve: its Cancel response still carries the (zero) counts.
+            var cancelled = DimseMessage.Response(request, DimseStatus.Cancel);
+            await association.SendAsync(request.Field == DimseCommand.CFindRequest ? cancelled : cancelled.WithSubOperations(-1, 0, 0, 0),
+                ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
         }
         catch (DicomStatusException e)
         {
@@ -556,8 +598,10 @@ internal sealed class ServerAssociation(
             DimseResult result;
             try
             {
-                await using var data = await item.OpenDataSet(cancellationToken).ConfigureAwait(false);
-                result = await sender.SendAsync(item.SopClassUid, item.SopInstanceUid, item.TransferSyntaxUid, data, cancellationToken).ConfigureAwait(false);
+                // A C-CANCEL is honoured between sub-operations (PS3.4 C.4.2.3.1): the one under way is finished, so no
+                // PDU is left half-written and its outcome is counted in the Cancel response.
+                await using var data = await item.OpenDataSet(stopping).ConfigureAwait(false);
+                result = await sender.SendAsync(item.SopClassUid, item.SopInstanceUid, item.TransferSyntaxUid, data, stopping).ConfigureAwait(false);
             }
             catch (Exception e) when (destination is not null && DicomFailures.IsAssociationLost(e))
             {

@@ -109,6 +109,17 @@ internal sealed class GatewayServiceProvider(
                 || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
                 || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0));
+        if ((rights & DicomRights.Store) == 0)
+        {
+            // Accepted only so that C-GET results come back: the requestor takes the SCP role there, never the SCU's
+            // (PS3.7 D.3.3.4), so it cannot send a C-STORE on it.
+            foreach (var context in request.PresentationContexts.Where(c => c.IsAccepted && SopClasses.IsStorage(c.AbstractSyntax)))
+            {
+                context.ScuRole = false;
+                context.ScpRole = true;
+            }
+        }
+
         association.State = new GatewayAssociationState(subject, rights, decision.Rule ?? "");
         association.UserName = user;
         await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.Success,

@@ -80,6 +80,33 @@ public sealed class PolicyAndHostilePeerTests
         Assert.True(pacs.ExitCode == 0, pacs.ToString());
     }
 
+    /// <summary>
+    /// Regression: a storage context is accepted to a caller with the Retrieve right only so that its C-GET results can
+    /// come back, but the requestor's SCU role was echoed as proposed, and its C-STORE on that context was stored.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_retrieve_only_caller_stored_on_a_context_accepted_for_its_get_results()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__ACCESS__DICOMNODES__0__AETITLE"] = "RETRONLY",
+            ["VIGIE__ACCESS__DICOMNODES__0__NETWORKS__0"] = "127.0.0.0/8",
+            ["VIGIE__ACCESS__DICOMNODES__0__RIGHTS"] = "Retrieve",
+        }, cancellationToken: ct);
+        var file = Peers.CtCorpusFiles()[0];
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "RETRONLY", CalledAE = "VIGIE" },
+            [new PresentationContext(1, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian])], ct,
+            [new RoleSelection(DicomUids.CTImageStorage, ScuRole: true, ScpRole: true)]);
+        var context = client.Association.Parameters.PresentationContexts[0];
+        Assert.True(context.IsAccepted);
+        Assert.False(context.ScuRole);
+        Assert.Equal(DimseStatus.SopClassNotSupported, (await client.StoreFileAsync(file, ct)).Status);
+        await client.ReleaseAsync(ct);
+        Assert.Equal(0, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+    }
+
     [Fact]
     public async Task Misbehaving_peers_are_aborted_while_a_parallel_store_completes()
     {
