@@ -43,7 +43,13 @@ internal static class CliApp
         try
         {
             // The library's own handler prints a stack trace and returns 1, which here means "threats found".
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // SIGTERM cancels the command's token; the process is ended by force only after 20 s, beyond serve's own
+            // 15 s shutdown (stores in flight, the last signed tree head). The default, 2 s, cut that shutdown off.
+            return await parse.InvokeAsync(new InvocationConfiguration
+            {
+                EnableDefaultExceptionHandler = false,
+                ProcessTerminationTimeout = TimeSpan.FromSeconds(20),
+            });
         }
         catch (OperationCanceledException)
         {

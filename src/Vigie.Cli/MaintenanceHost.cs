@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
 using Spectre.Console;
 using Vigie.Archive;
@@ -40,8 +41,10 @@ internal static class MaintenanceHost
 
         var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, overrides ?? new Dictionary<string, string?>()));
         var services = new ServiceCollection();
+        // Log lines go to stderr: stdout carries the command's output alone (--json must parse).
         services.AddLogging(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
             .AddFilter((category, level) => level >= LogLevel.Warning && category is not null));
+        services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         services.AddVigieConfiguration(configuration);
         services.AddVigieCore();
         services.AddGateway();

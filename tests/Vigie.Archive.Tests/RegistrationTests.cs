@@ -47,4 +47,45 @@ public sealed class RegistrationTests
         Assert.False((await provider.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct)).KeysCreated);
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
     }
+
+    [Fact]
+    public async Task Regression_old_keys_over_a_data_folder_with_no_archive_started_a_new_archive()
+    {
+        // A data volume not mounted: the node made a new root key and a new audit log beside the old archive's keys.
+        var ct = TestContext.Current.CancellationToken;
+        using var root = new TempDirectory();
+        var defaults = ArchiveHarness.NewOptions(root.Path);
+        ServiceProvider Build()
+        {
+            var services = new ServiceCollection();
+            services.AddLogging();
+            services.AddVigieCore();
+            services.Configure<DatabaseOptions>(o => o.SqlitePath = Path.Combine(root.Path, "data", "index.db"));
+            services.Configure<ArchiveOptions>(o =>
+            {
+                o.DataFolder = defaults.DataFolder;
+                o.KeyFile = defaults.KeyFile;
+            });
+            services.AddArchive();
+            return services.BuildServiceProvider();
+        }
+
+        await using (var first = Build())
+        {
+            await first.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+            Assert.True((await first.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct)).KeysCreated);
+        }
+
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        File.SetLastWriteTimeUtc(defaults.KeyFile!, DateTime.UtcNow.AddHours(-1));
+        Directory.Delete(defaults.DataFolder, recursive: true);
+        Directory.CreateDirectory(defaults.DataFolder);
+
+        await using var again = Build();
+        await again.GetRequiredService<SchemaMigrator>().MigrateAsync(ct);
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await again.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct));
+        Assert.Contains("is its volume mounted", refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(defaults.DataFolder, "keys", "root.key")));
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+    }
 }

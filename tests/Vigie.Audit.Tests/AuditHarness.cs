@@ -84,7 +84,7 @@ internal sealed class AuditHarness : IAsyncDisposable
     private (AuditLog, TreeHeadSigner) Build()
     {
         var options = Microsoft.Extensions.Options.Options.Create(Options);
-        var keys = new FileSigningKeyProvider(options);
+        var keys = new FileSigningKeyProvider(options, Store);
         var signer = new TreeHeadSigner(Store, keys, Signal, options, TimeProvider.System);
         return (new AuditLog(Store, signer, keys, Signal, options, TimeProvider.System, NullLogger<AuditLog>.Instance, Sealer), signer);
     }

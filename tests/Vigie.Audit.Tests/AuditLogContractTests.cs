@@ -161,7 +161,7 @@ public sealed class AuditLogContractTests
         await using var h = await AuditHarness.CreateAsync(provider);
         // A second "node": its own log object, appender and connections over the same database.
         var options = Microsoft.Extensions.Options.Options.Create(h.Options);
-        var keys = new FileSigningKeyProvider(options);
+        var keys = new FileSigningKeyProvider(options, h.Store);
         var signal = new AuditSignal();
         await using var other = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AuditLog>.Instance, h.Sealer);

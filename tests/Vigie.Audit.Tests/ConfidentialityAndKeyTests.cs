@@ -45,7 +45,7 @@ public sealed class ConfidentialityAndKeyTests
         var ct = TestContext.Current.CancellationToken;
         await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
         var options = Options.Create(h.Options);
-        var keys = new FileSigningKeyProvider(options);
+        var keys = new FileSigningKeyProvider(options, h.Store);
         var signal = new AuditSignal();
         await using var log = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AuditLog>.Instance);
@@ -77,6 +77,31 @@ public sealed class ConfidentialityAndKeyTests
                 signer.Dispose();
             }
         }
+    }
+
+    [Fact]
+    public async Task Regression_a_missing_signing_key_was_replaced_silently_under_signed_tree_heads()
+    {
+        // verify and serve both made a new key: every earlier head then failed as untrusted, and two signers mixed.
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.Log.AppendAsync(Samples.Record(3), ct);
+        var head = await h.Log.SignTreeHeadAsync(ct);
+        Assert.NotNull(head);
+
+        File.Delete(h.Options.SigningKeyPath!);
+        await h.ReopenAsync();
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await h.Log.GetPublicKeyAsync(ct));
+        Assert.Contains(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(h.Options.SigningKeyPath));
+
+        // Lost for good: trusting its public key lets a new one be made, and the earlier head still verifies.
+        h.Options.TrustedPublicKeys.Add(Convert.ToBase64String(head.PublicKey));
+        await h.ReopenAsync();
+        Assert.NotEqual(head.PublicKey, (await h.Log.GetPublicKeyAsync(ct)).PublicKey);
+        await h.Log.AppendAsync(Samples.Record(3), ct);
+        Assert.NotNull(await h.Log.SignTreeHeadAsync(ct));
+        Assert.True((await h.Log.VerifyAsync(null, ct)).IsValid);
     }
 
     [Fact]

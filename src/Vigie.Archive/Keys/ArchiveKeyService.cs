@@ -27,6 +27,9 @@ internal sealed class ArchiveKeyService(
     private const int SealNonceSize = 12;
     private const int SealTagSize = 16;
     private const byte SealVersion = 1;
+
+    /// <summary>Keys older than this, over a data folder with no archive, belong to another archive (see EnsureLoadedAsync).</summary>
+    private static readonly TimeSpan KeysOfAnotherArchiveAge = TimeSpan.FromMinutes(10);
     private static readonly byte[] RootMagic = "VGROOTK1"u8.ToArray();
     private static readonly byte[] RootContext = "vigie/root-key/v1"u8.ToArray();
 
@@ -63,6 +66,17 @@ internal sealed class ArchiveKeyService(
                 throw new InvalidOperationException(
                     "The data folder holds a root key but the key-encryption key file is missing: point Archive:KeyFile at it. " +
                     "A new key would make every stored object unreadable, so none is created.");
+            }
+
+            if (kekExists && !rootExists && !DataFolderHasObjects() && keks is FileKeyEncryptionKeyStore file
+                && File.GetLastWriteTimeUtc(file.KeyFilePath) is var made && DateTime.UtcNow - made > KeysOfAnotherArchiveAge)
+            {
+                // Keys from an earlier start, and a data folder with no archive in it: most likely the data volume is not
+                // mounted. Starting would begin a new, empty archive (a second audit log) beside the old one's keys. Nodes
+                // of a new cluster that start together see keys made seconds ago, and go on.
+                throw new InvalidOperationException(
+                    $"The key file {file.KeyFilePath} was made on {made:yyyy-MM-dd HH:mm} UTC, but the data folder {options.Value.DataFolder} holds no " +
+                    "archive (no root key): is its volume mounted? Nothing is created. To start a new archive on purpose, move the old key folder away.");
             }
 
             if (!kekExists)

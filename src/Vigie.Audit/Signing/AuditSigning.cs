@@ -80,7 +80,8 @@ internal sealed class Ed25519Signer : IAuditSigner, IDisposable
 /// The default key store: an Ed25519 private key in a PEM file outside the data folder, created with mode 0600 on
 /// first use. A key file that group or others can read is refused.
 /// </summary>
-internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptions<AuditOptions> options) : IAuditSigningKeyProvider, IDisposable
+internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptions<AuditOptions> options, Storage.AuditStore store)
+    : IAuditSigningKeyProvider, IDisposable
 {
     private readonly SemaphoreSlim _gate = new(1, 1);
     private Ed25519Signer? _signer;
@@ -95,14 +96,38 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            _signer ??= await LoadOrCreateAsync(options.Value.SigningKeyPath
-                ?? throw new InvalidOperationException("Audit:SigningKeyPath is not set."), cancellationToken).ConfigureAwait(false);
+            var path = options.Value.SigningKeyPath ?? throw new InvalidOperationException("Audit:SigningKeyPath is not set.");
+            if (_signer is null && !File.Exists(path))
+            {
+                await RefuseToReplaceAsync(path, cancellationToken).ConfigureAwait(false);
+            }
+
+            _signer ??= await LoadOrCreateAsync(path, cancellationToken).ConfigureAwait(false);
             return _signer;
         }
         finally
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// A key file gone from a log that already has signed heads (a volume not mounted, a restore without it) is not
+    /// replaced silently: a new key would leave every earlier head unverifiable and mix two signers. The operator
+    /// restores the file, or, if it is lost, trusts its public key (Audit:TrustedPublicKeys), and a new key is made.
+    /// </summary>
+    private async ValueTask RefuseToReplaceAsync(string path, CancellationToken cancellationToken)
+    {
+        var latest = await store.FindTreeHeadAsync(Storage.TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false);
+        if (latest is null || options.Value.TrustedPublicKeys.Contains(Convert.ToBase64String(latest.PublicKey), StringComparer.Ordinal))
+        {
+            return;
+        }
+
+        throw new InvalidOperationException(
+            $"The audit signing key file {path} is missing, but the audit log has tree heads signed with key {latest.KeyId} (up to entry " +
+            $"{latest.TreeSize}). Restore the file. If it is lost, add its public key {Convert.ToBase64String(latest.PublicKey)} to " +
+            "Audit:TrustedPublicKeys: a new key is then made, and the earlier heads stay verifiable.");
     }
 
     internal static async Task<Ed25519Signer> LoadOrCreateAsync(string path, CancellationToken cancellationToken)

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Text.Json;
@@ -119,9 +120,10 @@ public sealed class IngestPipeline(
         var body = DicomWriter.Encode(meta, TransferSyntax.ExplicitVRLittleEndian);
         var header = new byte[132 + 12 + body.Length];
         "DICM"u8.CopyTo(header.AsSpan(128));
-        var groupLength = new DicomDataset();
-        groupLength.SetUInt32(DicomTags.FileMetaInformationGroupLength, DicomVR.UL, (uint)body.Length);
-        DicomWriter.Encode(groupLength, TransferSyntax.ExplicitVRLittleEndian).CopyTo(header, 132);
+        // (0002,0000) UL, written by hand: the encoder recomputes a group length from the elements that follow it in the
+        // same data set, and there are none in a data set of its own (every stored object's header said 0).
+        "\u0002\0\0\0UL\u0004\0"u8.CopyTo(header.AsSpan(132));
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(140), (uint)body.Length);
         body.CopyTo(header, 144);
         return header;
     }

@@ -174,6 +174,14 @@ public sealed class SecurityTests
         var exportedBytes = await File.ReadAllBytesAsync(copy, ct);
         Assert.True(exportedBytes.AsSpan(128, 4).SequenceEqual("DICM"u8));
         Assert.True(exportedBytes.AsSpan().EndsWith(data));
+        // Regression: every header Vigie made said its file meta group was 0 bytes long (dcmdump: "Invalid Element").
+        Assert.Equal((uint)(exportedBytes.Length - data.Length - 144), System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(exportedBytes.AsSpan(140)));
+        var dump = await Peers.RunAsync(Peers.Require("dcmdump", "dcmtk"), ["-M", copy], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(dump.ExitCode == 0 && !dump.StandardError.Contains("W:", StringComparison.Ordinal), dump.ToString());
+        // Regression: a log line written to stdout came before the --json output.
+        var exportedJson = await node.VigieAsync("quarantine", "export", quarantineId, "--out", work.Combine("again.dcm"), "--reason", "INC-0043", "--json");
+        Assert.True(exportedJson.ExitCode == 0, exportedJson.ToString());
+        JsonDocument.Parse(exportedJson.StandardOutput).Dispose();
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(copy));
         Assert.Equal(2, (await node.VigieAsync("quarantine", "export", quarantineId, "--out", copy, "--reason", "again")).ExitCode);
         Assert.Equal(2, (await node.VigieAsync("quarantine", "export", "no-such-id", "--out", work.Combine("none.dcm"), "--reason", "test")).ExitCode);
@@ -182,7 +190,9 @@ public sealed class SecurityTests
         Assert.Equal(2, inside.ExitCode);
         Assert.Contains("outside Vigie's data and key folders", inside.StandardError, StringComparison.Ordinal);
         var exports = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106", "--details")).StandardOutput).RootElement;
-        var export = Assert.Single(exports.EnumerateArray());
+        Assert.Equal(2, exports.GetArrayLength());
+        var export = Assert.Single(exports.EnumerateArray(),
+            e => e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("INC-0042", StringComparison.Ordinal));
         Assert.Contains("INC-0042", export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
         Assert.Contains(quarantineId, export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
 
@@ -199,7 +209,7 @@ public sealed class SecurityTests
         Assert.Equal(2, damaged.ExitCode);
         Assert.Contains("cannot be read back", damaged.StandardError, StringComparison.Ordinal);
         Assert.Empty(Directory.EnumerateFiles(work.Path, "*damaged.dcm*"));
-        Assert.Single(JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106")).StandardOutput).RootElement.EnumerateArray());
+        Assert.Equal(2, JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106")).StandardOutput).RootElement.GetArrayLength());
         await node.StopAsync();
         // The quarantined copy is encrypted like everything else: its marker is nowhere in clear.
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, ["VIGIE-INERT-MARKER-7731", "2.25.4242424242"], ct));

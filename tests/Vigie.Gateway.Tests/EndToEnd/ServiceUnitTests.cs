@@ -138,6 +138,28 @@ public sealed partial class ServiceUnitTests
     }
 
     /// <summary>
+    /// Regression: SIGTERM while a storescu was sending cut the shutdown off after 2 s (System.CommandLine's default
+    /// termination timeout): exit 143, associations aborted, the last tree head never signed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_stop_during_a_store_was_cut_off_after_two_seconds()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var files = Peers.CtCorpusFiles();
+        var store = Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText, .. files, .. files, .. files],
+            TimeSpan.FromMinutes(2), cancellationToken: ct);
+        await Eventually.WaitForAsync(async () => (await node.StatsAsync()).GetProperty("instances").GetInt64(), n => n >= 20, ct, TimeSpan.FromSeconds(60));
+
+        await node.StopAsync();
+        await store;
+        Assert.Equal(0, node.ExitCode);
+        var verify = await node.VigieAsync("audit", "verify", "--json");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        Assert.Equal(0, System.Text.Json.JsonDocument.Parse(verify.StandardOutput).RootElement.GetProperty("unsigned_entries").GetInt64());
+    }
+
+    /// <summary>
     /// Regression: a DICOM port already taken stopped the start with "Address already in use" (which port?) and a
     /// critical log from the tree-head signer, whose wait the aborted start cancelled.
     /// </summary>

@@ -53,6 +53,9 @@ internal sealed class VigieNode : IAsyncDisposable
 
     public string Output => string.Join('\n', _output);
 
+    /// <summary>The exit code of `vigie serve` once it has exited.</summary>
+    public int? ExitCode => _process is { HasExited: true } process ? process.ExitCode : null;
+
     public static async Task<VigieNode> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, IEnumerable<string>? arguments = null,
         IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
     {
