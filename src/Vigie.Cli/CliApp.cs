@@ -27,6 +27,13 @@ internal static class CliApp
 
     public static async Task<int> RunAsync(string[] args)
     {
+        if (!OperatingSystem.IsWindows())
+        {
+            // Everything Vigie writes is health data or keys: owner only, whatever the shell's umask (022 when run by
+            // hand made index.db and the data folder readable by all; the systemd unit sets UMask=0077 too).
+            _ = NativeMethods.Umask(0b_000_111_111); // 077, the previous mask is not needed
+        }
+
         var root = Build();
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
@@ -74,4 +81,11 @@ internal static class ExitCodes
 
     /// <summary>Could not do the job: bad input, bad arguments, I/O failure.</summary>
     public const int Error = 2;
+}
+
+internal static partial class NativeMethods
+{
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "umask", SetLastError = false)]
+    [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
+    public static extern uint Umask(uint mask);
 }

@@ -16,6 +16,9 @@ namespace Vigie.Cli.Commands;
 /// <summary>`vigie audit verify|show|prove|consistency|head|sinks|resend`.</summary>
 internal static class AuditCommands
 {
+    /// <summary>The most events `audit show` lists in one run (they are held in memory to be printed).</summary>
+    private const int MaxShown = 1_000_000;
+
     public static Command Create() => new("audit",
         "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
         + "and follow its export to the collectors.")
@@ -361,7 +364,7 @@ internal static class AuditCommands
         var from = new Option<DateTimeOffset?>("--from") { Description = "Only events at or after this time (ISO 8601)." };
         var to = new Option<DateTimeOffset?>("--to") { Description = "Only events before this time." };
         var eventId = new Option<string?>("--event") { Description = "Only this event ID (DCM code, e.g. 110112 for queries) or its name." };
-        var limit = new Option<int>("--limit") { Description = "Most events to show (newest first).", DefaultValueFactory = _ => 50 };
+        var limit = new Option<int>("--limit") { Description = "Most events to show (newest first), 1 to 1,000,000.", DefaultValueFactory = _ => 50 };
         var details = new Option<bool>("--details") { Description = "Show the sealed details (study, objects, query): for authorised reviewers." };
         var command = new Command("show", "List audit events, newest first, with filters.") { data, config, json, patient, user, from, to, eventId, limit, details };
         command.SetAction(async (parse, ct) =>
@@ -384,21 +387,53 @@ internal static class AuditCommands
             var eventCode = parse.GetValue(eventId);
             if (eventCode is not null && !eventCode.All(char.IsAsciiDigit))
             {
-                eventCode = typeof(AuditEventIds).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
+                var named = typeof(AuditEventIds).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
                     .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), eventCode.Replace(" ", "", StringComparison.Ordinal),
-                        StringComparison.OrdinalIgnoreCase))?.Code ?? eventCode;
+                        StringComparison.OrdinalIgnoreCase));
+                if (named is null)
+                {
+                    await Console.Error.WriteLineAsync($"vigie audit show: no event is called '{eventCode}': give its code (110110) or its name (\"Patient Record\").");
+                    return ExitCodes.Error;
+                }
+
+                eventCode = named.Code;
             }
 
-            var page = await services.GetRequiredService<IAuditLog>().QueryAsync(new AuditQuery
+            var wanted = parse.GetValue(limit);
+            if (wanted is < 1 or > MaxShown)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit show: --limit must be between 1 and {MaxShown:N0}.");
+                return ExitCodes.Error;
+            }
+
+            // The log serves pages of a bounded size; as many are read as the limit asks for.
+            var log = services.GetRequiredService<IAuditLog>();
+            var query = new AuditQuery
             {
                 PatientRef = patientRef,
                 UserId = parse.GetValue(user),
                 From = parse.GetValue(from),
                 To = parse.GetValue(to),
                 EventId = eventCode,
-                Limit = Math.Clamp(parse.GetValue(limit), 1, 1000),
+                Limit = wanted,
                 Unseal = parse.GetValue(details),
-            }, ct);
+            };
+            var entries = new List<AuditEntry>();
+            long? more = null;
+            while (true)
+            {
+                var next = await log.QueryAsync(query with { Limit = wanted - entries.Count }, ct);
+                entries.AddRange(next.Entries);
+                more = next.NextCursor;
+                if (more is null || entries.Count >= wanted || next.Entries.Count == 0)
+                {
+                    break;
+                }
+
+                query = query with { Cursor = more };
+            }
+
+            var page = new AuditPage(entries, more);
             // Filters by kind, not value: the user and patient asked about stay out of the description (the patient is
             // named by its keyed hash, so that patient's own history shows the trail was searched for them).
             var filters = new List<string>();
@@ -425,6 +460,11 @@ internal static class AuditCommands
             if (eventCode is not null)
             {
                 filters.Add("event " + eventCode);
+            }
+
+            if (page.NextCursor is not null)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit show: the newest {entries.Count} events are listed, and more match: raise --limit or narrow the filters.");
             }
 
             var used = string.Create(CultureInfo.InvariantCulture,

@@ -84,6 +84,8 @@ internal static class ServeCommand
             o.SingleLine = true;
             o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss ";
         });
+        // Each /health probe and /metrics scrape wrote four lines ("Request starting", endpoint, "finished"...).
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Services.AddVigieConfiguration(configuration);
         builder.Services.AddVigieCore();
         builder.Services.AddGateway();

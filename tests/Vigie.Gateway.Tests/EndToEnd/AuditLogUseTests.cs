@@ -39,5 +39,21 @@ public sealed class AuditLogUseTests
             .First(e => e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("audit verify:", StringComparison.Ordinal));
         Assert.EndsWith("checked: intact", verified.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
         Assert.Equal("success", verified.GetProperty("outcome").GetString());
+
+        // Regression: --limit was cut to one page (1000) without a word, 0 gave one event, and an unknown event name none.
+        using var work = new TempDirectory("vigie-audit-show");
+        var config = work.Combine("small-pages.json");
+        await File.WriteAllTextAsync(config, """{ "Audit": { "QueryMaxPageSize": 2 } }""", ct);
+        var paged = await node.VigieAsync("audit", "show", "--json", "--limit", "5", "--config", config);
+        Assert.True(paged.ExitCode == 0, paged.ToString());
+        var listed = JsonDocument.Parse(paged.StandardOutput).RootElement.EnumerateArray().Select(e => e.GetProperty("sequence").GetInt64()).ToList();
+        Assert.Equal(5, listed.Count);
+        Assert.Equal(listed.OrderDescending(), listed);
+        Assert.Equal(5, listed.Distinct().Count());
+        Assert.Contains("more match", paged.StandardError, StringComparison.Ordinal);
+        Assert.Equal(2, (await node.VigieAsync("audit", "show", "--limit", "0")).ExitCode);
+        var unknown = await node.VigieAsync("audit", "show", "--event", "no-such-event");
+        Assert.Equal(2, unknown.ExitCode);
+        Assert.Contains("no event is called", unknown.StandardError, StringComparison.Ordinal);
     }
 }

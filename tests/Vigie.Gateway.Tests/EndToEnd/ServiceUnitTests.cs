@@ -133,6 +133,17 @@ public sealed partial class ServiceUnitTests
         var verify = await node.VigieAsync("audit", "verify", "--json");
         Assert.True(verify.ExitCode == 0, verify.ToString());
         Assert.Equal(0, System.Text.Json.JsonDocument.Parse(verify.StandardOutput).RootElement.GetProperty("unsigned_entries").GetInt64());
+
+        // Regression: run by hand (umask 022), the data folder and index.db were readable by every local user.
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(node.Data));
+            foreach (var file in Directory.GetFiles(node.Data, "index.db*"))
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+            }
+        }
+
         var show = await node.VigieAsync("audit", "show", "--json");
         Assert.Contains("Application Stop", show.StandardOutput, StringComparison.Ordinal);
     }
