@@ -50,10 +50,22 @@ internal sealed class AccessPolicy(IOptionsMonitor<AccessOptions> options) : IPo
         return user is not null && PasswordHashing.Verify(passcode, user.PasswordHash);
     }
 
-    internal static IPNetwork ParseNetwork(string text) =>
-        text.Contains('/', StringComparison.Ordinal)
-            ? IPNetwork.Parse(text)
-            : new IPNetwork(IPAddress.Parse(text), IPAddress.Parse(text).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+    internal static IPNetwork ParseNetwork(string text)
+    {
+        if (text.Contains('/', StringComparison.Ordinal))
+        {
+            if (IPNetwork.TryParse(text, out var network))
+            {
+                return network;
+            }
+        }
+        else if (IPAddress.TryParse(text, out var address))
+        {
+            return new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
+        }
+
+        throw new FormatException($"'{text}' is not an IP address or network (an address, or CIDR such as 10.1.2.0/24).");
+    }
 
     private AccessDecision DecideDicom(DicomNodeSubject node, AccessAction action)
     {

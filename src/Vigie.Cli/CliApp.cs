@@ -34,13 +34,19 @@ internal static class CliApp
             _ = NativeMethods.Umask(0b_000_111_111); // 077, the previous mask is not needed
         }
 
+        if (Console.IsOutputRedirected)
+        {
+            // Piped into grep or a file, tables keep one row per line instead of wrapping at 80 columns.
+            Spectre.Console.AnsiConsole.Profile.Width = 1000;
+        }
+
         var root = Build();
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors)
             {
-                await Console.Error.WriteLineAsync($"vigie: {error.Message}");
+                await Console.Error.WriteLineAsync($"vigie: {Readable(error.Message)}");
             }
 
             await Console.Error.WriteLineAsync("Run 'vigie --help' for usage.");
@@ -65,10 +71,28 @@ internal static class CliApp
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            await Console.Error.WriteLineAsync($"vigie: {e.GetType().Name}: {e.Message}");
+            // The causes too: "Failed to load configuration from file" says nothing until its JSON error gives the line.
+            var message = new System.Text.StringBuilder($"vigie: {e.GetType().Name}: {e.Message}");
+            for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+            {
+                message.Append(" (").Append(inner.Message).Append(')');
+            }
+
+            await Console.Error.WriteLineAsync(message.ToString());
             return ExitCodes.Error;
         }
     }
+
+    /// <summary>A parse error without .NET type names: "expected type 'System.Nullable`1[System.Int32]'" says "a whole number".</summary>
+    internal static string Readable(string message) =>
+        System.Text.RegularExpressions.Regex.Replace(message, @"as expected type '([^']*)'", m => "as " + (m.Groups[1].Value switch
+        {
+            var t when t.Contains("Int32", StringComparison.Ordinal) || t.Contains("Int64", StringComparison.Ordinal) => "a whole number",
+            var t when t.Contains("DateTimeOffset", StringComparison.Ordinal) => "a date and time (2026-12-05 or 2026-12-05T10:00:00Z)",
+            var t when t.Contains("TimeSpan", StringComparison.Ordinal) => "a duration (00:30:00)",
+            var t when t.Contains("Boolean", StringComparison.Ordinal) => "true or false",
+            _ => "the expected kind of value",
+        }), System.Text.RegularExpressions.RegexOptions.None, TimeSpan.FromSeconds(1));
 }
 
 internal static class ExitCodes

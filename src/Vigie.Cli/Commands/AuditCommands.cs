@@ -526,6 +526,13 @@ internal static class AuditCommands
         var data = ServeCommand.DataOption();
         var config = MaintenanceCommands.ConfigOption();
         var sequence = new Argument<long>("sequence") { Description = "The entry to prove." };
+        sequence.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<long>() < 0)
+            {
+                result.AddError("The entry number cannot be negative.");
+            }
+        });
         var size = new Option<long?>("--tree-size") { Description = "Prove against this signed tree head (default: the latest)." };
         var command = new Command("prove", "Print an inclusion proof (RFC 9162) of an entry in a signed tree head, as JSON, and check it.") { data, config, sequence, size };
         command.SetAction(async (parse, ct) =>

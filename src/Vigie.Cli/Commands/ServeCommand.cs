@@ -21,6 +21,17 @@ internal static class ServeCommand
         var config = new Option<FileInfo?>("--config") { Description = "Configuration file (JSON). Default: vigie.json in the data folder or the current folder." };
         var dicomPort = new Option<int?>("--dicom-port") { Description = "DICOM port (default 11112)." };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /health, /metrics and the API (default 8080)." };
+        foreach (var port in new[] { dicomPort, httpPort })
+        {
+            // Checked before anything is created or opened (an HTTP port out of range failed after the DICOM port opened).
+            port.Validators.Add(result =>
+            {
+                if (result.GetValueOrDefault<int?>() is { } value and (< 1 or > 65535))
+                {
+                    result.AddError($"{result.Option.Name} must be between 1 and 65535.");
+                }
+            });
+        }
         var ae = new Option<string?>("--ae") { Description = "This node's AE title (default VIGIE)." };
         var allow = new Option<string[]>("--allow")
         {
@@ -65,7 +76,7 @@ internal static class ServeCommand
 
     public static Option<DirectoryInfo> DataOption() => new("--data")
     {
-        Description = $"Data folder (default ./{VigieConfiguration.DefaultDataFolder}). Keys are kept beside it, in <data>.keys.",
+        Description = "Data folder. Keys are kept beside it, in <data>.keys.",
         DefaultValueFactory = _ => new DirectoryInfo(VigieConfiguration.DefaultDataFolder),
     };
 
