@@ -528,7 +528,7 @@ internal static class AuditCommands
         var sequence = new Argument<long>("sequence") { Description = "The entry to prove." };
         sequence.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<long>() < 0)
+            if (result.Tokens.Count > 0 && long.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out var value) && value < 0)
             {
                 result.AddError("The entry number cannot be negative.");
             }

@@ -26,7 +26,8 @@ internal static class ServeCommand
             // Checked before anything is created or opened (an HTTP port out of range failed after the DICOM port opened).
             port.Validators.Add(result =>
             {
-                if (result.GetValueOrDefault<int?>() is { } value and (< 1 or > 65535))
+                // From the token: GetValueOrDefault throws on one that is not a number (reported by the parser itself).
+                if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out var value) && value is < 1 or > 65535)
                 {
                     result.AddError($"{result.Option.Name} must be between 1 and 65535.");
                 }
