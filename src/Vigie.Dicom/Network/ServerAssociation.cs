@@ -190,8 +190,10 @@ internal sealed class ServerAssociation(
             _window = new SemaphoreSlim(performed, performed);
         }
 
-        if (request.UserIdentity is { PositiveResponseRequested: true })
+        if (request.UserIdentity is { PositiveResponseRequested: true, Type: UserIdentityType.UsernameAndPasscode })
         {
+            // Only the type the application verifies (PS3.7 D.3.3.7): a positive response to a Kerberos ticket, a SAML
+            // assertion or a JWT would claim a check nobody made, and would owe the requestor a server response too.
             answer.UserIdentityResponse = [];
         }
 

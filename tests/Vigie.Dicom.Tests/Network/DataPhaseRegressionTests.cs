@@ -147,6 +147,25 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
         }
     }
 
+    [Fact]
+    public async Task Regression_a_jwt_user_identity_got_a_positive_response_without_being_checked()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var jwt = new UserIdentity(UserIdentityType.Jwt, PositiveResponseRequested: true, "eyJhbGciOiJub25lIn0.e30."u8.ToArray(), []);
+        await using (var client = await DicomClient.ConnectAsync(Options("ECHOSCU") with { UserIdentity = jwt },
+                         [new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian])], ct))
+        {
+            Assert.Null(client.Association.Parameters.UserIdentityResponse);
+            await client.ReleaseAsync(ct);
+        }
+
+        var password = new UserIdentity(UserIdentityType.UsernameAndPasscode, PositiveResponseRequested: true, "alice"u8.ToArray(), "secret"u8.ToArray());
+        await using var checkedClient = await DicomClient.ConnectAsync(Options("ECHOSCU") with { UserIdentity = password },
+            [new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian])], ct);
+        Assert.NotNull(checkedClient.Association.Parameters.UserIdentityResponse);
+        await checkedClient.ReleaseAsync(ct);
+    }
+
     private DicomClientOptions Options(string callingAE) => new() { Host = "127.0.0.1", Port = _server.Port, CallingAE = callingAE, CalledAE = "VIGIE" };
 
     private async Task<Socket> AssociateAsync(PresentationContext context, CancellationToken ct)
