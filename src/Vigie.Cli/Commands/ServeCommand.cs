@@ -84,6 +84,8 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings);
+        // Before the host writes its own keys (urls) through to this configuration.
+        var unknownKeys = ConfigurationKeys.Unknown(configuration);
         // The content root is the application folder: the default (the current folder) may hold the data folder, and the
         // host watches its content root recursively for configuration changes.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie", ContentRootPath = AppContext.BaseDirectory });
@@ -105,6 +107,12 @@ internal static class ServeCommand
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
         await using var app = builder.Build();
         app.MapVigieEndpoints();
+        foreach (var key in unknownKeys.Take(20))
+        {
+            // Not an error: a key of a later version must not stop a node. But a misspelt one leaves a default in force.
+            app.Services.GetRequiredService<ILogger<Program>>().LogWarning("Configuration key {Key} is not a Vigie setting and is ignored: misspelt?", key);
+        }
+
         try
         {
             await app.StartAsync(cancellationToken);

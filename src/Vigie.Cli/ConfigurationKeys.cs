@@ -1,0 +1,123 @@
+using System.Collections;
+using System.Reflection;
+using Microsoft.Extensions.Configuration;
+using Vigie.Access;
+using Vigie.Archive;
+using Vigie.Audit;
+using Vigie.Core.Data;
+using Vigie.Dicom.Network;
+using Vigie.Gateway;
+using Vigie.Inspection;
+using Vigie.Inspection.Signatures;
+
+namespace Vigie.Cli;
+
+/// <summary>
+/// Finds configuration keys (file, environment) that no setting reads. The binder ignores them, so a misspelt key
+/// ("AETitel", "Acess") left the node on its defaults without a word.
+/// </summary>
+internal static class ConfigurationKeys
+{
+    private const BindingFlags Public = BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase;
+
+    // Longest prefixes first: Inspection:Mail before Inspection.
+    private static readonly (string[] Prefix, Type Type)[] Sections =
+    [
+        (["Inspection", "Signatures"], typeof(SignatureOptions)),
+        (["Inspection", "Mail"], typeof(MailInspectionOptions)),
+        (["Dicom", "Server"], typeof(DicomServerOptions)),
+        (["Inspection"], typeof(InspectionLimits)),
+        (["Archive"], typeof(ArchiveOptions)),
+        (["Audit"], typeof(AuditOptions)),
+        (["Database"], typeof(DatabaseOptions)),
+        (["Access"], typeof(AccessOptions)),
+        (["Gateway"], typeof(GatewayOptions)),
+    ];
+
+    /// <summary>Host sections read as they are (ASP.NET Core's logging filters, the HTTP address).</summary>
+    private static readonly string[] HostKeys = ["Logging", "Web:Urls"];
+
+    /// <summary>The keys with a value that no Vigie setting reads, in configuration order.</summary>
+    public static IReadOnlyList<string> Unknown(IConfiguration configuration) =>
+        configuration.AsEnumerable().Where(pair => pair.Value is not null && !IsKnown(pair.Key)).Select(pair => pair.Key).Order(StringComparer.Ordinal).ToList();
+
+    internal static bool IsKnown(string key)
+    {
+        if (HostKeys.Any(h => key.Equals(h, StringComparison.OrdinalIgnoreCase) || key.StartsWith(h + ":", StringComparison.OrdinalIgnoreCase)))
+        {
+            return true;
+        }
+
+        var segments = key.Split(':');
+        foreach (var (prefix, type) in Sections)
+        {
+            if (segments.Length >= prefix.Length && prefix.Select((p, i) => p.Equals(segments[i], StringComparison.OrdinalIgnoreCase)).All(b => b))
+            {
+                return Reaches(type, segments, prefix.Length);
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>True when segments[at..] name a property path of <paramref name="type"/>: lists take an index, dictionaries any key.</summary>
+    private static bool Reaches(Type type, string[] segments, int at)
+    {
+        while (at < segments.Length)
+        {
+            if (IsLeaf(type))
+            {
+                return false;
+            }
+
+            if (DictionaryValue(type) is { } value)
+            {
+                type = value;
+                at++;
+                continue;
+            }
+
+            if (ElementOf(type) is { } element)
+            {
+                if (!int.TryParse(segments[at], out _))
+                {
+                    return false;
+                }
+
+                type = element;
+                at++;
+                continue;
+            }
+
+            var property = type.GetProperty(segments[at], Public);
+            if (property is null)
+            {
+                return false;
+            }
+
+            type = property.PropertyType;
+            at++;
+        }
+
+        return true;
+    }
+
+    private static bool IsLeaf(Type type)
+    {
+        type = Nullable.GetUnderlyingType(type) ?? type;
+        return type.IsPrimitive || type.IsEnum || type == typeof(string) || type == typeof(decimal) || type == typeof(TimeSpan) || type == typeof(DateTimeOffset)
+               || type == typeof(DateTime) || type == typeof(Guid) || type == typeof(Uri) || type == typeof(byte[]);
+    }
+
+    private static Type? DictionaryValue(Type type) =>
+        type.IsGenericType && type.GetGenericArguments() is [var key, var value] && key == typeof(string)
+            && typeof(IDictionary).IsAssignableFrom(type) | type.GetInterfaces().Append(type).Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IReadOnlyDictionary<,>))
+            ? value
+            : null;
+
+    private static Type? ElementOf(Type type) =>
+        type.IsArray ? type.GetElementType()
+        : type != typeof(string) && type.GetInterfaces().Append(type).FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IEnumerable<>)) is { } enumerable
+            ? enumerable.GetGenericArguments()[0]
+            : null;
+}

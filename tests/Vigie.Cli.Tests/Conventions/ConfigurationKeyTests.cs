@@ -1,0 +1,83 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Vigie.Cli.Tests.Conventions;
+
+/// <summary>Regression: a misspelt configuration key ("AETitel", "Acess") was ignored without a word, leaving a default in force.</summary>
+public sealed class ConfigurationKeyTests
+{
+    [Fact]
+    public void Every_key_the_tests_and_the_sample_configuration_use_is_known()
+    {
+        string[] used =
+        [
+            "ACCESS:DICOMNODES:0:AETITLE",
+            "ACCESS:DICOMNODES:0:NETWORKS:0",
+            "ACCESS:DICOMNODES:0:NETWORKS:1",
+            "ACCESS:DICOMNODES:0:RIGHTS",
+            "ARCHIVE:LANDINGSLOTS",
+            "ARCHIVE:MINFREESPACE",
+            "ARCHIVE:SPOOLRESERVE",
+            "AUDIT:SINKS:0:BEARERTOKEN",
+            "AUDIT:SINKS:0:FHIRBASEURL",
+            "AUDIT:SINKS:0:HOST",
+            "AUDIT:SINKS:0:KIND",
+            "AUDIT:SINKS:0:MAXBACKOFF",
+            "AUDIT:SINKS:0:MINBACKOFF",
+            "AUDIT:SINKS:0:NAME",
+            "AUDIT:SINKS:0:NDJSONPATH",
+            "AUDIT:SINKS:0:PORT",
+            "AUDIT:TREEHEADINTERVAL",
+            "DATABASE:CONNECTIONSTRING",
+            "DATABASE:PROVIDER",
+            "DICOM:SERVER:ASSOCIATION:ARTIMTIMEOUT",
+            "DICOM:SERVER:ASSOCIATION:IDLETIMEOUT",
+            "DICOM:SERVER:ASSOCIATION:READTIMEOUT",
+            "DICOM:SERVER:BINDADDRESS",
+            "DICOM:SERVER:MAXASSOCIATIONSPERCALLINGAE",
+            "DICOM:SERVER:TLSPORT",
+            "DICOM:SERVER:TLS:CERTIFICATEPATH",
+            "DICOM:SERVER:TLS:CLIENTCAPATH",
+            "DICOM:SERVER:TLS:KEYPATH",
+            "DICOM:SERVER:TLS:REQUIRECLIENTCERTIFICATE",
+            "GATEWAY:DESTINATIONS:0:AETITLE",
+            "GATEWAY:DESTINATIONS:0:CONNECTTIMEOUT",
+            "GATEWAY:DESTINATIONS:0:FORWARD",
+            "GATEWAY:DESTINATIONS:0:HOST",
+            "GATEWAY:DESTINATIONS:0:PORT",
+            "GATEWAY:DESTINATIONS:1:AETITLE",
+            "GATEWAY:DESTINATIONS:1:CONNECTTIMEOUT",
+            "GATEWAY:DESTINATIONS:1:PORT",
+            "GATEWAY:FORWARDING:BACKLOGALERT",
+            "GATEWAY:FORWARDING:INITIALRETRYDELAY",
+            "GATEWAY:FORWARDING:LEASE",
+            "GATEWAY:FORWARDING:MAXRETRYDELAY",
+            "GATEWAY:MAINTENANCE:FINISHEDMESSAGERETENTION",
+            "GATEWAY:MAINTENANCE:FIRSTRUNDELAY",
+            "GATEWAY:MAINTENANCE:INTERVAL",
+        ];
+        var root = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", ".."));
+        var sample = new ConfigurationBuilder().AddJsonFile(Path.Combine(root, "deploy", "vigie.json")).Build();
+        Assert.Empty(ConfigurationKeys.Unknown(sample));
+        Assert.DoesNotContain(used, k => !ConfigurationKeys.IsKnown(k));
+        Assert.True(ConfigurationKeys.IsKnown("Logging:LogLevel:Microsoft.AspNetCore"));
+        Assert.True(ConfigurationKeys.IsKnown("Web:Urls"));
+    }
+
+    [Fact]
+    public void Regression_misspelt_keys_were_ignored_without_a_word()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Dicom:Server:AETitel"] = "PACSGW",
+            ["Dicom:Server:AETitle"] = "VIGIE",
+            ["Acess:DicomNodes:0:AETitle"] = "CT1",
+            ["Access:DicomNodes:0:Colour"] = "red",
+            ["Access:DicomNodes:0:Networks:0"] = "10.0.0.0/8",
+            ["Access:DicomNodes:x:AETitle"] = "CT2",
+            ["Gateway:Destinations:0:Port:Extra"] = "1",
+        }).Build();
+        Assert.Equal(
+            ["Access:DicomNodes:0:Colour", "Access:DicomNodes:x:AETitle", "Acess:DicomNodes:0:AETitle", "Dicom:Server:AETitel", "Gateway:Destinations:0:Port:Extra"],
+            ConfigurationKeys.Unknown(configuration));
+    }
+}
