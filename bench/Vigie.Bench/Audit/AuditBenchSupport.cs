@@ -69,7 +69,7 @@ internal sealed class BenchLog : IAsyncDisposable
 
         var options = Options.Create(new AuditOptions { SigningKeyPath = Path.Combine(directory, "keys", "audit.pem"), SourceId = "BENCH" });
         var store = new AuditStore(database);
-        var keys = new FileSigningKeyProvider(options);
+        var keys = new FileSigningKeyProvider(options, store);
         var signal = new AuditSignal();
         var log = new AuditLog(store, new TreeHeadSigner(store, keys, signal, options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, NullLogger<AuditLog>.Instance, new BenchSealer());
