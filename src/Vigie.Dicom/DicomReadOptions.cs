@@ -22,6 +22,22 @@ public sealed record DicomReadOptions
     /// <summary>Most bytes a deflated dataset may inflate to: the bound on deflate bombs.</summary>
     public long MaxInflatedBytes { get; init; } = 1024L * 1024 * 1024;
 
+    /// <summary>
+    /// Past the first <see cref="DeflateRatioFloor"/> bytes, a deflated dataset may inflate to at most this many times
+    /// the compressed bytes read so far. Real data sets stay far below it; a bomb (500 MB from 486 KB) stops at once, so
+    /// memory stays proportional to what was received instead of reaching <see cref="MaxInflatedBytes"/>.
+    /// </summary>
+    public int MaxDeflateRatio { get; init; } = 100;
+
+    /// <summary>Inflated bytes allowed whatever the ratio (small, highly compressible data sets).</summary>
+    public long DeflateRatioFloor { get; init; } = 16L * 1024 * 1024;
+
+    /// <summary>
+    /// Most elements out of ascending tag order (PS3.5 7.1). Each is inserted in its place, which moves the elements
+    /// after it: a data set written in descending order made parsing quadratic (990,000 elements, 88 s).
+    /// </summary>
+    public int MaxOutOfOrderElements { get; init; } = 256;
+
     /// <summary>Values longer than this are kept as references into a seekable source instead of being loaded.</summary>
     public int LargeValueThreshold { get; init; } = 64 * 1024;
 

@@ -163,6 +163,59 @@ public sealed class DicomReaderTests
     }
 
     [Fact]
+    public async Task Regression_a_deflate_bomb_was_held_in_memory_up_to_the_inflated_size_limit()
+    {
+        // 486 KB inflating to 500 MB took 1 GB of memory before the 1 GiB limit; the ratio now stops it past 16 MiB.
+        var raw = new byte[64 * 1024 * 1024];
+        DicomSamples.Explicit(0x7FE0, 0x0010, "OB", (uint)(raw.Length - 12)).CopyTo(raw, 0);
+        var error = await Rejected(DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, DicomSamples.Deflate(raw)));
+        Assert.Equal(DicomErrorKind.SizeLimitExceeded, error.Kind);
+        Assert.Contains("decompression bomb", error.Message, StringComparison.Ordinal);
+
+        // Highly compressible but under the floor: read.
+        var small = new byte[4 * 1024 * 1024];
+        DicomSamples.Explicit(0x7FE0, 0x0010, "OB", (uint)(small.Length - 12)).CopyTo(small, 0);
+        var file = await Read(DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, DicomSamples.Deflate(small)));
+        Assert.Equal(small.Length - 12, ((DicomValueElement)file.Dataset[DicomTags.PixelData]!).Length);
+    }
+
+    [Fact]
+    public async Task Regression_elements_in_descending_tag_order_made_parsing_quadratic()
+    {
+        // Each out-of-order element is inserted in its place: 990,000 in descending order took 88 s.
+        byte[][] Descending(int count) => [.. Enumerable.Range(0, count).Select(i => DicomSamples.Explicit(0x0009, (ushort)(0x9000 - i), "LO", 0))];
+        var error = await Rejected(DicomSamples.Part10(DicomUids.ExplicitVRLittleEndian, Descending(300)));
+        Assert.Equal(DicomErrorKind.InvalidStructure, error.Kind);
+        Assert.Contains("out of ascending tag order", error.Message, StringComparison.Ordinal);
+
+        var few = await Read(DicomSamples.Part10(DicomUids.ExplicitVRLittleEndian, Descending(20)));
+        Assert.Equal(20, few.Dataset.Count);
+        Assert.Contains(few.Warnings, w => w.Kind == DicomWarningKind.OutOfOrderTag);
+    }
+
+    [Fact]
+    public async Task Regression_conflicting_duplicate_file_meta_elements_were_accepted_silently()
+    {
+        // Vigie kept the first transfer syntax, pydicom the last: two readers, two objects, and no warning.
+        static byte[] Uid(ushort element, string uid)
+        {
+            var value = System.Text.Encoding.ASCII.GetBytes(uid.Length % 2 == 0 ? uid : uid + "\0");
+            return DicomSamples.Explicit(0x0002, element, "UI", (uint)value.Length, value);
+        }
+
+        var bytes = new List<byte>(new byte[128]);
+        bytes.AddRange("DICM"u8.ToArray());
+        bytes.AddRange(Uid(0x0010, DicomUids.ExplicitVRLittleEndian));
+        bytes.AddRange(Uid(0x0002, DicomUids.CTImageStorage));
+        bytes.AddRange(Uid(0x0010, DicomUids.ImplicitVRLittleEndian));
+        bytes.AddRange(DicomSamples.Explicit(0x0008, 0x0060, "CS", 2, "CT"u8));
+        var file = await Read([.. bytes]);
+        Assert.Equal(DicomUids.ExplicitVRLittleEndian, file.TransferSyntax.Uid);
+        Assert.Contains(file.Warnings, w => w.Kind == DicomWarningKind.ConflictingDuplicateTag);
+        Assert.Contains(file.Warnings, w => w.Kind == DicomWarningKind.OutOfOrderTag);
+    }
+
+    [Fact]
     public async Task Corrupt_deflate_stream_is_a_parse_error()
     {
         var bytes = DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, [0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x01]);

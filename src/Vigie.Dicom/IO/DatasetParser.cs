@@ -23,6 +23,7 @@ internal sealed class DatasetParser
     private bool _littleEndian;
     private int _depth;
     private int _elements;
+    private int _outOfOrder;
 
     public DatasetParser(DicomInput input, TransferSyntax syntax, DicomReadOptions options, List<DicomWarning> warnings, long offsetBase = 0)
     {
@@ -58,6 +59,10 @@ internal sealed class DatasetParser
         catch (InvalidDataException e)
         {
             throw Error(DicomErrorKind.InvalidDeflateStream, "the deflate stream is corrupt: " + e.Message, e);
+        }
+        catch (DeflateRatioException e)
+        {
+            throw Error(DicomErrorKind.SizeLimitExceeded, $"the deflated data set inflates more than {e.Ratio} times its compressed size (a decompression bomb): {e.Message}");
         }
     }
 
@@ -162,6 +167,10 @@ internal sealed class DatasetParser
             if (!first && tag.Value < previous)
             {
                 Warn(DicomWarningKind.OutOfOrderTag, $"element {tag} out of order", headerOffset, tag);
+                if (++_outOfOrder > _options.MaxOutOfOrderElements)
+                {
+                    throw Error(DicomErrorKind.InvalidStructure, $"more than {_options.MaxOutOfOrderElements} elements out of ascending tag order", tag);
+                }
             }
 
             first = false;
@@ -459,7 +468,8 @@ internal sealed class DatasetParser
                 throw Error(DicomErrorKind.ElementLimitExceeded, $"more than {_options.MaxElements} elements and items");
             }
 
-            var item = new DicomDataset(null) { SourceOffset = _offsetBase + itemOffset };
+            // Sized as it fills: a list of 16 made ahead for each item cost about 300 bytes per empty item.
+            var item = new DicomDataset(null, capacity: 0) { SourceOffset = _offsetBase + itemOffset };
             _path[^1] = (_path[^1].Tag, index);
             if (itemLength == UndefinedLength)
             {

@@ -47,8 +47,9 @@ public static class DicomReader
         var warnings = new List<DicomWarning>();
         if (syntax.IsDeflated)
         {
-            await using var inflated = new DeflateStream(stream, CompressionMode.Decompress, leaveOpen: true);
-            using var inflatedInput = new DicomInput(inflated, Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
+            var (source, guarded) = InflateGuard.Create(stream, options);
+            await using var inflated = new DeflateStream(source, CompressionMode.Decompress, leaveOpen: true);
+            using var inflatedInput = new DicomInput(guarded(inflated), Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
             await new DatasetParser(inflatedInput, syntax, options, warnings).ReadTopLevelAsync(dataset, cancellationToken).ConfigureAwait(false);
             return dataset;
         }
@@ -154,8 +155,9 @@ public static class DicomReader
         Stream rest = stream.CanSeek
             ? new PositionedStream(stream, stream.Position - buffered.Length)
             : new PrefixedStream(buffered, stream);
-        await using var inflate = new DeflateStream(rest, CompressionMode.Decompress, leaveOpen: true);
-        using var inflated = new DicomInput(inflate, Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
+        var (source, guarded) = InflateGuard.Create(rest, options);
+        await using var inflate = new DeflateStream(source, CompressionMode.Decompress, leaveOpen: true);
+        using var inflated = new DicomInput(guarded(inflate), Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
         var dataset = new DicomDataset();
         // Offsets in errors and warnings for a deflated file are positions in the inflated dataset.
         var parser = new DatasetParser(inflated, syntax, options with { LoadLargeValues = true }, warnings);
@@ -177,6 +179,7 @@ public static class DicomReader
         var start = input.Position;
         long? declaredEnd = null;
         var implicitMeta = false;
+        DicomTag? previousTag = null;
         while (await input.TryFillAsync(8, cancellationToken).ConfigureAwait(false) && ReadGroupLE(input.Span) == 0x0002)
         {
             if (input.Position - start > options.MaxMetaInformationLength)
@@ -234,7 +237,22 @@ public static class DicomReader
 
             var value = input.Span[..(int)length].ToArray();
             input.Advance((int)length);
-            meta.Append(new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset));
+            var previous = previousTag;
+            previousTag = previous is { } p && p > tag ? p : tag;
+            if (previous is { } before && tag < before)
+            {
+                warnings.Add(new DicomWarning(DicomWarningKind.OutOfOrderTag, $"file meta element {tag} out of order", headerOffset, tag.ToString()));
+            }
+
+            if (!meta.Append(new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset)))
+            {
+                // As in the data set: the first is kept, and two different values (two transfer syntaxes) mean two readers
+                // can see two different objects.
+                var same = meta[tag] is DicomValueElement kept && kept.Span.SequenceEqual(value);
+                warnings.Add(new DicomWarning(same ? DicomWarningKind.DuplicateTag : DicomWarningKind.ConflictingDuplicateTag,
+                    same ? $"file meta element {tag} appears twice with the same value"
+                        : $"file meta element {tag} appears twice with different values; the first is kept", headerOffset, tag.ToString()));
+            }
             if (tag == DicomTags.FileMetaInformationGroupLength && length == 4)
             {
                 declaredEnd = input.Position + BinaryPrimitives.ReadUInt32LittleEndian(value);
