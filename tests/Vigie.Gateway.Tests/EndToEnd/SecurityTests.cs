@@ -24,6 +24,50 @@ public sealed class SecurityTests
         return bytes;
     }
 
+    /// <summary>
+    /// Regression: a deflate bomb sent by C-STORE was refused only after it had been inflated whole in memory (1.6 GB),
+    /// then inflated again for the index. It is now stopped by the inflate ratio, refused and quarantined, and the node
+    /// stores the next object as usual.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_deflate_bomb_sent_by_C_STORE_was_inflated_whole_twice()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        const string sopInstance = "1.2.826.0.1.3680043.10.1338.99.1";
+        var dataset = new DicomDataset();
+        dataset.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.CTImageStorage);
+        dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sopInstance);
+        dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.99.2");
+        dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.99.3");
+        var head = DicomWriter.Encode(dataset, TransferSyntax.ExplicitVRLittleEndian);
+        var raw = new byte[head.Length + 12 + 200 * 1024 * 1024];
+        head.CopyTo(raw, 0);
+        var pixels = raw.AsSpan(head.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(pixels, 0x0010_7FE0);
+        "OB"u8.CopyTo(pixels[4..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(pixels[8..], (uint)(raw.Length - head.Length - 12));
+        using var compressed = new MemoryStream();
+        await using (var deflate = new System.IO.Compression.DeflateStream(compressed, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            await deflate.WriteAsync(raw, ct);
+        }
+
+        Assert.True(compressed.Length < 1_000_000, $"{compressed.Length} bytes");
+        compressed.Position = 0;
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+            [new PresentationContext(1, DicomUids.CTImageStorage, [DicomUids.DeflatedExplicitVRLittleEndian])], ct);
+        var refused = await client.StoreAsync(DicomUids.CTImageStorage, sopInstance, DicomUids.DeflatedExplicitVRLittleEndian, compressed, ct);
+        Assert.Equal(DimseStatus.NotAuthorized, refused.Status);
+        Assert.Contains("size-limit", refused.ErrorComment, StringComparison.Ordinal);
+        await client.ReleaseAsync(ct);
+
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+    }
+
     [Fact]
     public async Task Tls_with_client_certificates_accepts_known_clients_only()
     {
