@@ -62,6 +62,12 @@ public sealed class DicomDestination
 
     public string? ServerCaPath { get; set; }
 
+    /// <summary>
+    /// The name the node's TLS certificate must carry (DNS or IP subject alternative name); by default <see cref="Host"/>.
+    /// For a PACS reached by address whose certificate names it by host name.
+    /// </summary>
+    public string? ServerName { get; set; }
+
     public string? ClientCertificatePath { get; set; }
 
     public string? ClientKeyPath { get; set; }

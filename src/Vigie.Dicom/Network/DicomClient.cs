@@ -100,7 +100,7 @@ public sealed class DicomClient : IAsyncDisposable
             stream = new NetworkStream(socket, ownsSocket: true);
             if (options.UseTls)
             {
-                var ssl = new SslStream(stream, false, options.ServerCaPath is null ? null : DicomTls.TrustOnly(options.ServerCaPath, requireCertificate: true));
+                var ssl = new SslStream(stream, false, options.ServerCaPath is null ? null : DicomTls.TrustOnly(options.ServerCaPath, requireCertificate: true, TlsPeer.Server));
                 X509CertificateCollection? clientCertificates = null;
                 if (options.ClientCertificatePath is not null)
                 {

@@ -38,7 +38,7 @@ public sealed class DicomServer : IAsyncDisposable
             _certificate = new ServerCertificateSource(options.Tls);
             if (options.Tls.ClientCaPath is not null)
             {
-                _clientValidation = DicomTls.TrustOnly(options.Tls.ClientCaPath, options.Tls.RequireClientCertificate);
+                _clientValidation = DicomTls.TrustOnly(options.Tls.ClientCaPath, options.Tls.RequireClientCertificate, TlsPeer.Client);
             }
             else if (options.Tls.RequireClientCertificate)
             {
@@ -182,7 +182,7 @@ public sealed class DicomServer : IAsyncDisposable
                 handshake.CancelAfter(_options.Association.ArtimTimeout);
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
-                    ServerCertificate = _certificate!.Current,
+                    ServerCertificateContext = _certificate!.CurrentContext,
                     ClientCertificateRequired = _options.Tls.RequireClientCertificate,
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),

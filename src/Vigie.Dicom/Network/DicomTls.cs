@@ -55,8 +55,46 @@ public static class DicomTls
         }
     }
 
-    /// <summary>Validates a peer certificate chain against a PEM bundle of trusted authorities only (not the system store).</summary>
-    public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate)
+    /// <summary>The other certificates of a certificate file (the intermediate authorities), without the certificate itself.</summary>
+    public static X509Certificate2Collection LoadIntermediates(string path, string? keyPath, string? password, X509Certificate2 certificate)
+    {
+        var all = new X509Certificate2Collection();
+        try
+        {
+            if (keyPath is not null)
+            {
+                all.ImportFromPemFile(path);
+            }
+            else
+            {
+                all.AddRange(X509CertificateLoader.LoadPkcs12CollectionFromFile(path, password));
+            }
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"the TLS certificate file {path} cannot be read: {e.Message}", e);
+        }
+
+        var others = new X509Certificate2Collection();
+        foreach (var candidate in all)
+        {
+            if (candidate.Thumbprint != certificate.Thumbprint)
+            {
+                others.Add(candidate);
+            }
+        }
+
+        return others;
+    }
+
+    /// <summary>
+    /// Validates a peer certificate against a PEM bundle of trusted authorities only (not the system store), with the
+    /// intermediates the peer sent, for its role: a server (the PACS) must carry the name it was reached by and may be
+    /// used for server authentication; a client (a modality) for client authentication. A key usage, when the
+    /// certificate restricts it, must allow signing. Until 2026-12-05 only the chain was checked: any certificate of the
+    /// hospital's authority (a modality's, a web server's) passed for the PACS, or for a DICOM client.
+    /// </summary>
+    public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate, TlsPeer peer)
     {
         var anchors = new X509Certificate2Collection();
         try
@@ -74,19 +112,48 @@ public static class DicomTls
             throw new InvalidOperationException($"the trusted authorities file {caBundlePath} holds no certificate");
         }
 
-        return (_, certificate, _, _) =>
+        return (_, certificate, presented, errors) =>
         {
             if (certificate is null)
             {
                 return !requireCertificate;
             }
 
+            // The name is compared by SslStream with the host (or ServerName) the client asked for.
+            if (peer == TlsPeer.Server && (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+            {
+                return false;
+            }
+
             using var chain = new X509Chain();
             chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
             chain.ChainPolicy.CustomTrustStore.AddRange(anchors);
             chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            using var peer = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            return chain.Build(peer);
+            chain.ChainPolicy.ApplicationPolicy.Add(new Oid(peer == TlsPeer.Server ? ServerAuthentication : ClientAuthentication));
+            if (presented is not null)
+            {
+                foreach (var element in presented.ChainElements)
+                {
+                    chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+                }
+            }
+
+            using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            return chain.Build(leaf)
+                   && leaf.Extensions.OfType<X509KeyUsageExtension>().All(u => (u.KeyUsages & X509KeyUsageFlags.DigitalSignature) != 0);
         };
     }
+
+    private const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";
+    private const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
+}
+
+/// <summary>Which side of a TLS connection a certificate is checked for.</summary>
+public enum TlsPeer
+{
+    /// <summary>The node Vigie connects to (the PACS, a C-MOVE destination).</summary>
+    Server,
+
+    /// <summary>A node connecting to Vigie (a modality, a workstation).</summary>
+    Client,
 }

@@ -1,3 +1,4 @@
+using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 
 namespace Vigie.Dicom.Network;
@@ -15,7 +16,7 @@ public sealed class ServerCertificateSource
     private readonly DicomTlsOptions _options;
     private readonly TimeProvider _time;
     private readonly Lock _lock = new();
-    private X509Certificate2 _current;
+    private Loaded _current;
     private DateTime _filesWritten;
     private long _nextCheck;
 
@@ -24,42 +25,54 @@ public sealed class ServerCertificateSource
         _options = options;
         _time = time ?? TimeProvider.System;
         _filesWritten = FilesWritten();
-        _current = DicomTls.LoadCertificate(options.CertificatePath!, options.KeyPath, options.CertificatePassword);
+        _current = Load();
         _nextCheck = NextCheck();
     }
 
     /// <summary>The certificate to present now, reloaded first if its files changed since the last look.</summary>
-    public X509Certificate2 Current
+    public X509Certificate2 Current => Refresh().Certificate;
+
+    /// <summary>
+    /// The certificate with the intermediate authorities its file holds, for the handshake: a certificate issued by an
+    /// intermediate was sent alone, and clients that trust only the root refused it.
+    /// </summary>
+    public SslStreamCertificateContext CurrentContext => Refresh().Context;
+
+    private Loaded Load()
     {
-        get
+        var certificate = DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword);
+        var intermediates = DicomTls.LoadIntermediates(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword, certificate);
+        return new Loaded(certificate, SslStreamCertificateContext.Create(certificate, intermediates, offline: true));
+    }
+
+    private Loaded Refresh()
+    {
+        if (_time.GetTimestamp() < Volatile.Read(ref _nextCheck))
         {
-            if (_time.GetTimestamp() < Volatile.Read(ref _nextCheck))
-            {
-                return Volatile.Read(ref _current);
-            }
+            return Volatile.Read(ref _current);
+        }
 
-            lock (_lock)
+        lock (_lock)
+        {
+            Volatile.Write(ref _nextCheck, NextCheck());
+            var written = FilesWritten();
+            if (written != _filesWritten)
             {
-                Volatile.Write(ref _nextCheck, NextCheck());
-                var written = FilesWritten();
-                if (written != _filesWritten)
+                // A failed load is tried again when the files change once more (the key copied after the certificate, say).
+                _filesWritten = written;
+                try
                 {
-                    // A failed load is tried again when the files change once more (the key copied after the certificate, say).
-                    _filesWritten = written;
-                    try
-                    {
-                        // The previous certificate is not disposed: a handshake in flight may still hold it.
-                        Volatile.Write(ref _current, DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword));
-                        ReloadError = null;
-                    }
-                    catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
-                    {
-                        ReloadError = e.Message;
-                    }
+                    // The previous certificate is not disposed: a handshake in flight may still hold it.
+                    Volatile.Write(ref _current, Load());
+                    ReloadError = null;
                 }
-
-                return _current;
+                catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+                {
+                    ReloadError = e.Message;
+                }
             }
+
+            return _current;
         }
     }
 
@@ -78,4 +91,6 @@ public sealed class ServerCertificateSource
 
         return written;
     }
+
+    private sealed record Loaded(X509Certificate2 Certificate, SslStreamCertificateContext Context);
 }

@@ -12,6 +12,7 @@ internal static class Destinations
         CallingAE = callingAE,
         UseTls = destination.UseTls,
         ServerCaPath = destination.ServerCaPath,
+        ServerName = destination.ServerName,
         ClientCertificatePath = destination.ClientCertificatePath,
         ClientKeyPath = destination.ClientKeyPath,
         ConnectTimeout = destination.ConnectTimeout,

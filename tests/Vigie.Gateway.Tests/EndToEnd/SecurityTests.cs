@@ -111,6 +111,42 @@ public sealed class SecurityTests
             "+cf", pki.Combine("ca.crt"), "127.0.0.1", port, .. Peers.CtCorpusFiles().Take(5)], TimeSpan.FromMinutes(2), cancellationToken: ct);
         Assert.True(store.ExitCode == 0, store.ToString());
         Assert.Equal(5, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+        // Regression: only the chain was checked. A certificate of the same authority made for a server (a web server's)
+        // passed as a DICOM client; and a server certificate that does not name the host passed for the PACS.
+        await Run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "web.key", "-out", "web.csr", "-subj", "/CN=intranet");
+        await File.WriteAllTextAsync(pki.Combine("web.ext"), "subjectAltName=DNS:intranet\nextendedKeyUsage=serverAuth\n", ct);
+        await Run("x509", "-req", "-in", "web.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "web.crt", "-days", "2", "-extfile", "web.ext");
+        var web = await Peers.RunAsync(echoscu, ["-aec", "VIGIE", "+tls", pki.Combine("web.key"), pki.Combine("web.crt"), "+cf", pki.Combine("ca.crt"),
+            "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.NotEqual(0, web.ExitCode);
+        DicomClientOptions AsPacsClient(string? serverName) => new()
+        {
+            Host = "127.0.0.1", Port = tlsPort, CallingAE = "CT1", CalledAE = "VIGIE", UseTls = true, ServerCaPath = pki.Combine("ca.crt"),
+            ServerName = serverName, ClientCertificatePath = pki.Combine("client.crt"), ClientKeyPath = pki.Combine("client.key"),
+        };
+        PresentationContext[] verification = [new(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian])];
+        await using (var named = await DicomClient.ConnectAsync(AsPacsClient(null), verification, ct))
+        {
+            Assert.Equal(DimseStatus.Success, (await named.EchoAsync(ct)).Status);
+            await named.ReleaseAsync(ct);
+        }
+
+        await Assert.ThrowsAnyAsync<Exception>(async () => await DicomClient.ConnectAsync(AsPacsClient("pacs.example"), verification, ct));
+
+        // Regression: a certificate from an intermediate authority was sent without it, so a client trusting the root refused it.
+        await Run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "int.key", "-out", "int.csr", "-subj", "/CN=Vigie Test Issuing CA");
+        await File.WriteAllTextAsync(pki.Combine("int.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n", ct);
+        await Run("x509", "-req", "-in", "int.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "int.crt", "-days", "2", "-extfile", "int.ext");
+        await Run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=localhost");
+        await Run("x509", "-req", "-in", "leaf.csr", "-CA", "int.crt", "-CAkey", "int.key", "-CAcreateserial", "-out", "leaf.crt", "-days", "2", "-extfile", "server.ext");
+        await File.WriteAllTextAsync(pki.Combine("server.crt"), await File.ReadAllTextAsync(pki.Combine("leaf.crt"), ct) + await File.ReadAllTextAsync(pki.Combine("int.crt"), ct), ct);
+        File.Copy(pki.Combine("leaf.key"), pki.Combine("server.key"), overwrite: true);
+        var chained = await Eventually.WaitForAsync(
+            () => Peers.RunAsync(echoscu, ["-aec", "VIGIE", "+tls", pki.Combine("client.key"), pki.Combine("client.crt"), "+cf", pki.Combine("ca.crt"),
+                "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct),
+            r => r.ExitCode == 0, ct, TimeSpan.FromSeconds(20));
+        Assert.Equal(0, chained.ExitCode);
     }
 
     /// <summary>
