@@ -108,6 +108,31 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_messages_not_tried_stayed_claimed_for_the_whole_lease(DatabaseProvider provider)
+    {
+        // A stopping node, or the rest of a batch behind an object the PACS did not answer: given back, due at once, and
+        // without the attempt their claim counted. They waited for the lease (5 minutes) after a restart.
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        foreach (var name in new[] { "a", "b", "c" })
+        {
+            await EnqueueAsync(db, outbox, "forward", name);
+        }
+
+        var claimed = await outbox.ClaimAsync("forward", "stopping", 10, TimeSpan.FromMinutes(5), ct);
+        Assert.Equal(3, claimed.Count);
+        Assert.True(await outbox.CompleteAsync(claimed[0].Id, "stopping", ct));
+        await outbox.ReleaseAsync([.. claimed.Select(m => m.Id)], "stopping", ct);
+        await outbox.ReleaseAsync([claimed[1].Id], "someone-else", ct);
+
+        var again = await outbox.ClaimAsync("forward", "restarted", 10, TimeSpan.FromMinutes(5), ct);
+        Assert.Equal([claimed[1].Id, claimed[2].Id], again.Select(m => m.Id));
+        Assert.All(again, m => Assert.Equal(1, m.Attempts));
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task An_expired_claim_is_taken_over(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -113,6 +113,27 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         return held;
     }
 
+    /// <summary>
+    /// Gives back this consumer's claim on messages it did not try (the rest of a batch behind an unanswered one, or a
+    /// stopping node's), due at once and without the attempt their claim counted. Left claimed, they waited for the
+    /// lease (5 minutes) after a restart.
+    /// </summary>
+    public async ValueTask ReleaseAsync(IReadOnlyList<long> ids, string consumer, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await ForIdsAsync(connection, transaction,
+            "UPDATE outbox SET claimed_by = NULL, claim_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END " +
+            "WHERE claimed_by = @c AND done_at IS NULL AND id IN ({ids}) RETURNING id", ids,
+            command => command.With("@c", consumer), cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>Marks a message handled. Returns false when the claim was lost (lease expired and re-claimed) or it was already done.</summary>
     public ValueTask<bool> CompleteAsync(long id, string consumer, CancellationToken cancellationToken) =>
         FinishAsync(id, consumer, OutcomeDone, null, cancellationToken);

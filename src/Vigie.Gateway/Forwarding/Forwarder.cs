@@ -98,20 +98,29 @@ internal sealed class Forwarder(
             requests.Add((message, request));
         }
 
-        foreach (var group in requests.GroupBy(r => r.Request.Destination, StringComparer.Ordinal))
+        try
         {
-            var destination = settings.FindDestination(group.Key, d => d.Forward);
-            if (destination is null)
+            foreach (var group in requests.GroupBy(r => r.Request.Destination, StringComparer.Ordinal))
             {
-                foreach (var (message, _) in group)
+                var destination = settings.FindDestination(group.Key, d => d.Forward);
+                if (destination is null)
                 {
-                    await GiveUpAsync(message, group.Key, $"destination {group.Key} is no longer configured", null, cancellationToken).ConfigureAwait(false);
+                    foreach (var (message, _) in group)
+                    {
+                        await GiveUpAsync(message, group.Key, $"destination {group.Key} is no longer configured", null, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    continue;
                 }
 
-                continue;
+                await SendGroupAsync(destination, group.ToList(), settings.Forwarding, claim, cancellationToken).ConfigureAwait(false);
             }
-
-            await SendGroupAsync(destination, group.ToList(), settings.Forwarding, claim, cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The node is stopping: what this round did not finish is given back, due at once for the next node or start.
+            await Queue.ReleaseAsync([.. batch.Select(m => m.Id)], _consumer, CancellationToken.None).ConfigureAwait(false);
+            throw;
         }
 
         return batch.Count;
@@ -219,6 +228,9 @@ internal sealed class Forwarder(
         {
             for (var i = 0; i < prepared.Count; i++)
             {
+                // A stop ends the batch between objects, not in the middle of one: an exchange cut off after the PACS
+                // stored the object would send it again after the restart.
+                cancellationToken.ThrowIfCancellationRequested();
                 var item = prepared[i];
                 // A slow destination can outlast the claim: past a third of it, the claim on what is left is extended, and
                 // an object another node took over meanwhile is left to it. Else both would send it, after the first
@@ -246,7 +258,8 @@ internal sealed class Forwarder(
                         continue;
                     }
 
-                    result = await SendAsync(client, item.Id, item.SopClass, item.SopInstance, item.Syntax, syntax, cancellationToken).ConfigureAwait(false);
+                    // Bounded by the destination's ResponseTimeout, not by the stop (see above).
+                    result = await SendAsync(client, item.Id, item.SopClass, item.SopInstance, item.Syntax, syntax, CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (DicomParseException e)
                 {
@@ -257,19 +270,27 @@ internal sealed class Forwarder(
                 }
                 catch (Exception e) when (PeerFailures.IsTransient(e))
                 {
-                    // The association is gone: this object and the rest of the batch wait for the next round.
-                    for (var j = i; j < prepared.Count; j++)
+                    // An answer that did not come in time may still come: the association is aborted, not released
+                    // (a release read past it and dropped it), and this object waits its back-off. The rest of the
+                    // batch was not tried: it goes back at once, so one object the PACS cannot take does not hold the
+                    // others behind it (they waited with it, round after round).
+                    if (!client.Association.IsClosed)
                     {
-                        await RetryAsync(prepared[j].Message, destination.AETitle, $"{destination.AETitle} dropped the association: {e.Message}", prepared[j].Header,
-                            settings, cancellationToken).ConfigureAwait(false);
+                        await client.Association.AbortAsync(AbortSource.ServiceUser, AbortReason.NotSpecified).ConfigureAwait(false);
                     }
 
+                    var reason = e is DicomTimeoutException
+                        ? $"{destination.AETitle} did not answer within its ResponseTimeout ({destination.ResponseTimeout}); it will be sent again: {e.Message}"
+                        : $"{destination.AETitle} dropped the association: {e.Message}";
+                    await RetryAsync(item.Message, destination.AETitle, reason, item.Header, settings, cancellationToken).ConfigureAwait(false);
+                    await Queue.ReleaseAsync([.. prepared.Skip(i + 1).Select(p => p.Message.Id)], _consumer, cancellationToken).ConfigureAwait(false);
                     break;
                 }
 
                 if (DimseStatus.IsSuccessOrWarning(result.Status))
                 {
-                    await Queue.CompleteAsync(item.Message.Id, _consumer, cancellationToken).ConfigureAwait(false);
+                    // Recorded even when the node is stopping: the PACS has it, it must not go again.
+                    await Queue.CompleteAsync(item.Message.Id, _consumer, CancellationToken.None).ConfigureAwait(false);
                     delivered.Add(item.Header);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
                 }
