@@ -133,6 +133,24 @@ public sealed class OutboxContractTests
 
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_batch_claimed_by_a_killed_process_waited_for_its_lease(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, outbox, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        foreach (var name in new[] { "a", "b", "c" })
+        {
+            await EnqueueAsync(db, outbox, "forward", name);
+        }
+
+        Assert.Equal(2, (await outbox.ClaimAsync("forward", "killed", 2, TimeSpan.FromMinutes(5), ct)).Count);
+        Assert.Single(await outbox.ClaimAsync("forward", "alive", 2, TimeSpan.FromMinutes(5), ct));
+        Assert.Equal(2, await outbox.ReleaseAbandonedAsync("forward", holder => holder == "killed", ct));
+        Assert.Equal(2, (await outbox.ClaimAsync("forward", "restarted", 10, TimeSpan.FromMinutes(5), ct)).Count);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task An_expired_claim_is_taken_over(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;

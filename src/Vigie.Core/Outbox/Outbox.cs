@@ -134,6 +134,42 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Gives back, due at once, the claims on <paramref name="topic"/> held by consumers <paramref name="abandoned"/> says
+    /// are gone (an earlier process of this node, ended by kill -9 or a power cut), instead of letting them wait for their
+    /// lease. Returns how many messages were given back.
+    /// </summary>
+    public async ValueTask<int> ReleaseAbandonedAsync(string topic, Func<string, bool> abandoned, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        var holders = new List<string>();
+        await using (var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
+        await using (var command = connection.CreateCommand(null,
+                         "SELECT DISTINCT claimed_by FROM outbox WHERE topic = @t AND done_at IS NULL AND claimed_by IS NOT NULL AND claim_until >= @n")
+                     .With("@t", topic).With("@n", now))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                holders.Add(reader.GetString(0));
+            }
+        }
+
+        var released = 0;
+        foreach (var holder in holders.Where(abandoned))
+        {
+            await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand(transaction,
+                    "UPDATE outbox SET claimed_by = NULL, claim_until = NULL WHERE topic = @t AND claimed_by = @c AND done_at IS NULL")
+                .With("@t", topic).With("@c", holder);
+            released += await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return released;
+    }
+
     /// <summary>Marks a message handled. Returns false when the claim was lost (lease expired and re-claimed) or it was already done.</summary>
     public ValueTask<bool> CompleteAsync(long id, string consumer, CancellationToken cancellationToken) =>
         FinishAsync(id, consumer, OutcomeDone, null, cancellationToken);
