@@ -14,6 +14,18 @@ public sealed class OutboxContractTests
         return (db, new Outbox.Outbox(db.Database, TimeProvider.System, new OutboxSignal()), new LeaseStore(db.Database, TimeProvider.System));
     }
 
+    /// <summary>A database and outbox holding three "forward" messages, a, b and c.</summary>
+    private static async Task<(TestDatabase Db, Outbox.Outbox Outbox)> ThreeQueuedAsync(DatabaseProvider provider)
+    {
+        var (db, outbox, _) = await SetUpAsync(provider);
+        foreach (var name in new[] { "a", "b", "c" })
+        {
+            await EnqueueAsync(db, outbox, "forward", name);
+        }
+
+        return (db, outbox);
+    }
+
     private static async Task EnqueueAsync(TestDatabase db, Outbox.Outbox outbox, string topic, string payload, bool commit = true, string? subject = null)
     {
         var ct = TestContext.Current.CancellationToken;
@@ -113,12 +125,8 @@ public sealed class OutboxContractTests
         // A stopping node, or the rest of a batch behind an object the PACS did not answer: given back, due at once, and
         // without the attempt their claim counted. They waited for the lease (5 minutes) after a restart.
         var ct = TestContext.Current.CancellationToken;
-        var (db, outbox, _) = await SetUpAsync(provider);
+        var (db, outbox) = await ThreeQueuedAsync(provider);
         await using var _db = db;
-        foreach (var name in new[] { "a", "b", "c" })
-        {
-            await EnqueueAsync(db, outbox, "forward", name);
-        }
 
         var claimed = await outbox.ClaimAsync("forward", "stopping", 10, TimeSpan.FromMinutes(5), ct);
         Assert.Equal(3, claimed.Count);
@@ -136,12 +144,8 @@ public sealed class OutboxContractTests
     public async Task Regression_a_batch_claimed_by_a_killed_process_waited_for_its_lease(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;
-        var (db, outbox, _) = await SetUpAsync(provider);
+        var (db, outbox) = await ThreeQueuedAsync(provider);
         await using var _db = db;
-        foreach (var name in new[] { "a", "b", "c" })
-        {
-            await EnqueueAsync(db, outbox, "forward", name);
-        }
 
         Assert.Equal(2, (await outbox.ClaimAsync("forward", "killed", 2, TimeSpan.FromMinutes(5), ct)).Count);
         Assert.Single(await outbox.ClaimAsync("forward", "alive", 2, TimeSpan.FromMinutes(5), ct));
