@@ -20,19 +20,15 @@ internal static class ConfigurationKeys
 {
     private const BindingFlags Public = BindingFlags.Public | BindingFlags.Instance | BindingFlags.IgnoreCase;
 
-    // Longest prefixes first: Inspection:Mail before Inspection.
-    private static readonly (string[] Prefix, Type Type)[] Sections =
-    [
-        (["Inspection", "Signatures"], typeof(SignatureOptions)),
-        (["Inspection", "Mail"], typeof(MailInspectionOptions)),
-        (["Dicom", "Server"], typeof(DicomServerOptions)),
-        (["Inspection"], typeof(InspectionLimits)),
-        (["Archive"], typeof(ArchiveOptions)),
-        (["Audit"], typeof(AuditOptions)),
-        (["Database"], typeof(DatabaseOptions)),
-        (["Access"], typeof(AccessOptions)),
-        (["Gateway"], typeof(GatewayOptions)),
-    ];
+    /// <summary>The sections AddVigieConfiguration binds, longest first (Inspection:Mail before Inspection).</summary>
+    private static readonly (string[] Prefix, Type Type)[] Sections = new (string Section, Type Type)[]
+        {
+            (SignatureOptions.Section, typeof(SignatureOptions)), (MailInspectionOptions.Section, typeof(MailInspectionOptions)),
+            (DicomServerOptions.Section, typeof(DicomServerOptions)), (InspectionLimits.Section, typeof(InspectionLimits)),
+            (ArchiveOptions.Section, typeof(ArchiveOptions)), (AuditOptions.Section, typeof(AuditOptions)), (DatabaseOptions.Section, typeof(DatabaseOptions)),
+            (AccessOptions.Section, typeof(AccessOptions)), (GatewayOptions.Section, typeof(GatewayOptions)),
+        }
+        .Select(s => (s.Section.Split(':'), s.Type)).OrderByDescending(s => s.Item1.Length).ToArray();
 
     /// <summary>Host sections read as they are (ASP.NET Core's logging filters, the HTTP address).</summary>
     private static readonly string[] HostKeys = ["Logging", "Web:Urls"];
@@ -109,11 +105,19 @@ internal static class ConfigurationKeys
                || type == typeof(DateTime) || type == typeof(Guid) || type == typeof(Uri) || type == typeof(byte[]);
     }
 
-    private static Type? DictionaryValue(Type type) =>
-        type.IsGenericType && type.GetGenericArguments() is [var key, var value] && key == typeof(string)
-            && typeof(IDictionary).IsAssignableFrom(type) | type.GetInterfaces().Append(type).Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(IReadOnlyDictionary<,>))
-            ? value
-            : null;
+    /// <summary>The value type of a dictionary keyed by string (any key is a setting's name there), else null.</summary>
+    private static Type? DictionaryValue(Type type)
+    {
+        if (!type.IsGenericType || type.GetGenericArguments() is not [var key, var value] || key != typeof(string))
+        {
+            return null;
+        }
+
+        return typeof(IDictionary).IsAssignableFrom(type) || Implements(type, typeof(IReadOnlyDictionary<,>)) ? value : null;
+    }
+
+    private static bool Implements(Type type, Type generic) =>
+        type.GetInterfaces().Append(type).Any(i => i.IsGenericType && i.GetGenericTypeDefinition() == generic);
 
     private static Type? ElementOf(Type type) =>
         type.IsArray ? type.GetElementType()

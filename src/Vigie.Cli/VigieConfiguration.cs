@@ -63,7 +63,7 @@ internal static class VigieConfiguration
         return services;
     }
 
-    /// <summary>Binds every module's options from the configuration.</summary>
+    /// <summary>Binds every module's options from the configuration (a section added here goes in ConfigurationKeys too).</summary>
     public static IServiceCollection AddVigieConfiguration(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton(configuration);

@@ -107,10 +107,11 @@ internal static class ServeCommand
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
         await using var app = builder.Build();
         app.MapVigieEndpoints();
+        var logger = app.Services.GetRequiredService<ILogger<Program>>();
         foreach (var key in unknownKeys.Take(20))
         {
             // Not an error: a key of a later version must not stop a node. But a misspelt one leaves a default in force.
-            app.Services.GetRequiredService<ILogger<Program>>().LogWarning("Configuration key {Key} is not a Vigie setting and is ignored: misspelt?", key);
+            logger.LogWarning("Configuration key {Key} is not a Vigie setting and is ignored: misspelt?", key);
         }
 
         try
@@ -124,7 +125,6 @@ internal static class ServeCommand
             return ExitCodes.Error;
         }
 
-        var logger = app.Services.GetRequiredService<ILogger<Program>>();
         logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, settings.DataFolder, urls);
         await ServiceManager.NotifyAsync($"READY=1\nSTATUS=Vigie: data in {settings.DataFolder}, HTTP on {urls}", cancellationToken);
         // Told at the start of the shutdown, so systemd reports "deactivating" while stores in flight finish.

@@ -191,13 +191,8 @@ internal sealed class DatasetParser
             _path.RemoveAt(_path.Count - 1);
             if (!dataset.Append(element))
             {
-                // The first occurrence is kept, as dcmtk does. Two different values are the dangerous case:
-                // two readers can then see two different objects.
-                var same = dataset[tag] is DicomValueElement { IsBulk: false } kept && element is DicomValueElement { IsBulk: false } duplicate
-                    && kept.Span.SequenceEqual(duplicate.Span);
-                Warn(same ? DicomWarningKind.DuplicateTag : DicomWarningKind.ConflictingDuplicateTag,
-                    same ? $"element {tag} appears twice with the same value" : $"element {tag} appears twice with different values; the first is kept",
-                    headerOffset, tag);
+                var (kind, message) = Duplicate(dataset, element, "element");
+                Warn(kind, message, headerOffset, tag);
             }
 
             if (element is DicomSequence sequence)
@@ -623,6 +618,19 @@ internal sealed class DatasetParser
     }
 
     private static char Printable(byte b) => b is >= 0x20 and < 0x7F ? (char)b : '.';
+
+    /// <summary>
+    /// What to say of an element whose tag <paramref name="dataset"/> already holds (the first is kept, as dcmtk does).
+    /// Two different values are the dangerous case: two readers can then see two different objects.
+    /// </summary>
+    internal static (DicomWarningKind Kind, string Message) Duplicate(DicomDataset dataset, DicomElement element, string what)
+    {
+        var same = dataset[element.Tag] is DicomValueElement { IsBulk: false } kept && element is DicomValueElement { IsBulk: false } duplicate
+            && kept.Span.SequenceEqual(duplicate.Span);
+        return same
+            ? (DicomWarningKind.DuplicateTag, $"{what} {element.Tag} appears twice with the same value")
+            : (DicomWarningKind.ConflictingDuplicateTag, $"{what} {element.Tag} appears twice with different values; the first is kept");
+    }
 
     private void Warn(DicomWarningKind kind, string message, long offset, DicomTag tag)
     {

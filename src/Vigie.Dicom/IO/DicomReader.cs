@@ -179,7 +179,7 @@ public static class DicomReader
         var start = input.Position;
         long? declaredEnd = null;
         var implicitMeta = false;
-        DicomTag? previousTag = null;
+        DicomTag? highest = null;
         while (await input.TryFillAsync(8, cancellationToken).ConfigureAwait(false) && ReadGroupLE(input.Span) == 0x0002)
         {
             if (input.Position - start > options.MaxMetaInformationLength)
@@ -237,21 +237,21 @@ public static class DicomReader
 
             var value = input.Span[..(int)length].ToArray();
             input.Advance((int)length);
-            var previous = previousTag;
-            previousTag = previous is { } p && p > tag ? p : tag;
-            if (previous is { } before && tag < before)
+            if (highest is { } before && tag < before)
             {
                 warnings.Add(new DicomWarning(DicomWarningKind.OutOfOrderTag, $"file meta element {tag} out of order", headerOffset, tag.ToString()));
             }
-
-            if (!meta.Append(new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset)))
+            else
             {
-                // As in the data set: the first is kept, and two different values (two transfer syntaxes) mean two readers
-                // can see two different objects.
-                var same = meta[tag] is DicomValueElement kept && kept.Span.SequenceEqual(value);
-                warnings.Add(new DicomWarning(same ? DicomWarningKind.DuplicateTag : DicomWarningKind.ConflictingDuplicateTag,
-                    same ? $"file meta element {tag} appears twice with the same value"
-                        : $"file meta element {tag} appears twice with different values; the first is kept", headerOffset, tag.ToString()));
+                highest = tag;
+            }
+
+            var element = new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset);
+            if (!meta.Append(element))
+            {
+                // As in the data set: two transfer syntaxes, say, and two readers see two different objects.
+                var (kind, message) = DatasetParser.Duplicate(meta, element, "file meta element");
+                warnings.Add(new DicomWarning(kind, message, headerOffset, tag.ToString()));
             }
             if (tag == DicomTags.FileMetaInformationGroupLength && length == 4)
             {

@@ -56,7 +56,7 @@ public static class DicomTls
     }
 
     /// <summary>The other certificates of a certificate file (the intermediate authorities), without the certificate itself.</summary>
-    public static X509Certificate2Collection LoadIntermediates(string path, string? keyPath, string? password, X509Certificate2 certificate)
+    internal static X509Certificate2Collection LoadIntermediates(string path, string? keyPath, string? password, X509Certificate2 certificate)
     {
         var all = new X509Certificate2Collection();
         try

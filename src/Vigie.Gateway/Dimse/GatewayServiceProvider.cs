@@ -269,9 +269,8 @@ internal sealed class GatewayServiceProvider(
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
-        var retrieve = QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
-                       ?? throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
-        var query = retrieve with { Level = QueryLevel.Instance };
+        var query = QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
+                    ?? throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
         var items = new List<RetrieveItem>(result.Matches.Count);
         foreach (var match in result.Matches)

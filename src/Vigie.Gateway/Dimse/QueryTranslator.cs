@@ -13,6 +13,13 @@ namespace Vigie.Gateway.Dimse;
 /// </summary>
 internal static class QueryTranslator
 {
+    /// <summary>The unique key of each level (PS3.4 C.6.1.1, C.6.2.1).</summary>
+    private static readonly (QueryLevel Level, DicomTag Tag)[] UniqueKeys =
+    [
+        (QueryLevel.Patient, DicomTags.PatientID), (QueryLevel.Study, DicomTags.StudyInstanceUID),
+        (QueryLevel.Series, DicomTags.SeriesInstanceUID), (QueryLevel.Instance, DicomTags.SOPInstanceUID),
+    ];
+
     /// <summary>The level each indexed attribute is kept at: what C-FIND can match on.</summary>
     private static readonly Dictionary<uint, QueryLevel> IndexedLevels = BuildIndexedLevels();
 
@@ -94,20 +101,15 @@ internal static class QueryTranslator
     }
 
     /// <summary>
-    /// The keys of a C-GET or C-MOVE (PS3.4 C.4.2.2.1, C.4.3.2.1): the unique key of the level (one value or a UID list,
-    /// no wildcard) is required; those of the levels above are matched when they hold a value; every other key is
-    /// ignored. So a retrieve names what it takes, and "*" never empties the archive.
+    /// The instances a C-GET or C-MOVE takes, as an IMAGE level query (PS3.4 C.4.2.2.1, C.4.3.2.1): the unique key of
+    /// its level (one value or a UID list, no wildcard) is required; those of the levels above are matched when they
+    /// hold a value; every other key is ignored. So a retrieve names what it takes, and "*" never empties the archive.
     /// </summary>
     public static ArchiveQuery? ToRetrieveQuery(DicomDataset identifier, QueryLevel level, int limit, out string? problem)
     {
-        var unique = new List<(QueryLevel Level, DicomTag Tag)>
-        {
-            (QueryLevel.Patient, DicomTags.PatientID), (QueryLevel.Study, DicomTags.StudyInstanceUID),
-            (QueryLevel.Series, DicomTags.SeriesInstanceUID), (QueryLevel.Instance, DicomTags.SOPInstanceUID),
-        };
         var keys = new List<QueryKey>();
         problem = null;
-        foreach (var (keyLevel, tag) in unique.Where(u => u.Level <= level))
+        foreach (var (keyLevel, tag) in UniqueKeys.Where(u => u.Level <= level))
         {
             var text = identifier[tag] is DicomValueElement { Length: > 0 } value && DicomVRInfo.IsString(value.VR)
                 ? value.GetText(identifier.CharacterSet).Trim().TrimEnd('\0')
@@ -130,7 +132,8 @@ internal static class QueryTranslator
             keys.Add(new QueryKey(tag.Value, text, tag == DicomTags.PatientID ? QueryValueKind.Text : QueryValueKind.Uid));
         }
 
-        return new ArchiveQuery(level, keys) { Limit = limit };
+        // The instances to send, whatever the level they were named at.
+        return new ArchiveQuery(QueryLevel.Instance, keys) { Limit = limit };
     }
 
     private static string LevelName(QueryLevel level) => level == QueryLevel.Instance ? "IMAGE" : level.ToString().ToUpperInvariant();
