@@ -50,6 +50,29 @@ public sealed class LandingTests
         Assert.Contains(Slots(archive), s => new FileInfo(s).Length == SlotBytes);
     }
 
+    /// <summary>
+    /// Bug (two nodes sharing a folder lost acknowledged objects): a look through spool/landing/, run by a read of another
+    /// node's object, found a slot by its record between the record's write and the object's registration. The object
+    /// was then taken for a duplicate of itself, and its slot, the only copy, deleted as the spare.
+    /// </summary>
+    [Fact]
+    public async Task An_object_whose_slot_a_look_finds_before_it_is_registered_is_not_taken_for_its_own_duplicate()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await WithSlotsAsync(1);
+        archive.Store.RecordWritten = archive.Store.Slots.LookThroughFolder;
+        var content = Samples.Content(30_000, 9);
+
+        var stored = await archive.PutAsync(content);
+
+        Assert.False(stored.AlreadyStored);
+        Assert.Single(Slots(archive));
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+        archive.Store.RecordWritten = null;
+        Assert.Equal(1, await archive.Store.MoveLandedAsync(ct));
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+    }
+
     [Fact]
     public async Task A_landed_object_moves_to_objects_at_the_next_idle_moment_and_its_slot_goes()
     {

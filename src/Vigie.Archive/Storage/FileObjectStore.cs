@@ -201,6 +201,9 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
+    /// <summary>Runs between a landing record's write and its object's registration (tests: what another thread may do then).</summary>
+    internal Action? RecordWritten { get; set; }
+
     /// <summary>
     /// Commits into the landing slot itself: the landing record is written into its last page and the slot's data flushed,
     /// which is all a slot needs (see <see cref="LandingSlots"/>). Equal content already stored or landed is a duplicate,
@@ -223,6 +226,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
         var landedAt = _time.GetUtcNow();
         spool.LandAndClose(_landing.BuildRecord(spool.Path, spool.Id, spool.FileLength, landedAt), _landing.RecordOffset);
+        RecordWritten?.Invoke();
         var landed = _landing.Register(spool.Id, spool.Path, spool.FileLength, landedAt);
         ArchiveTelemetry.CommitSyncDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         if (landed)
@@ -398,11 +402,24 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             return await ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
                 .ConfigureAwait(false);
         }
-        catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound && _landing.TryFind(id, out var elsewhere))
+        catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound)
         {
-            // Landed by another node sharing the folder, and not moved yet.
-            return await ArchiveObjectReader.OpenAsync(elsewhere.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, elsewhere.FileLength,
-                cancellationToken).ConfigureAwait(false);
+            if (_landing.TryFind(id, out var elsewhere))
+            {
+                try
+                {
+                    // Landed by another node sharing the folder, and not moved yet.
+                    return await ArchiveObjectReader.OpenAsync(elsewhere.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, elsewhere.FileLength,
+                        cancellationToken).ConfigureAwait(false);
+                }
+                catch (ObjectFormatException again) when (again.Problem == ObjectProblem.NotFound)
+                {
+                }
+            }
+
+            // Moved from its slot into objects/ by the other node between the two looks.
+            return await ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
+                .ConfigureAwait(false);
         }
     }
 
@@ -424,7 +441,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     public ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)) || _landing.TryFind(id, out _));
+        // objects/ again last: another node may have moved it there from its slot between the first two looks.
+        return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)) || _landing.TryFind(id, out _) || File.Exists(Layout.ObjectPath(id)));
     }
 
     public async ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken)

@@ -211,9 +211,31 @@ internal sealed class LandingSlots : IDisposable
         return record;
     }
 
-    /// <summary>Records a landed object. False when equal content landed first (the caller treats it as a duplicate).</summary>
-    public bool Register(ObjectId id, string slotPath, long fileLength, DateTimeOffset landedAt) =>
-        _landed.TryAdd(id, new LandedObject(id, slotPath, fileLength, landedAt, Verified: true));
+    /// <summary>Records a landed object. False when equal content landed first in another slot (the caller treats it as a duplicate).</summary>
+    public bool Register(ObjectId id, string slotPath, long fileLength, DateTimeOffset landedAt)
+    {
+        var entry = new LandedObject(id, slotPath, fileLength, landedAt, Verified: true);
+        while (!_landed.TryAdd(id, entry))
+        {
+            // A look through the folder (a read of another node's object) may have found this very slot by its record,
+            // written just before: it is this object, not a duplicate. Taken for one, its slot was deleted as a spare
+            // copy, and the object, already acknowledged, was lost.
+            if (_landed.TryGetValue(id, out var found))
+            {
+                if (found.Path != slotPath)
+                {
+                    return false;
+                }
+
+                if (_landed.TryUpdate(id, entry, found))
+                {
+                    return true;
+                }
+            }
+        }
+
+        return true;
+    }
 
     /// <summary>A landed object whose slot is still there; an entry whose slot was moved by another process is dropped.</summary>
     public bool TryGet(ObjectId id, [NotNullWhen(true)] out LandedObject? landed)
@@ -450,9 +472,17 @@ internal sealed class LandingSlots : IDisposable
             return false;
         }
 
-        if (!landed.Verified && !await ReadsBackAsync(landed, cancellationToken).ConfigureAwait(false))
+        if (!landed.Verified && await ReadBackFailureAsync(landed, cancellationToken).ConfigureAwait(false) is { } failure)
         {
             _landed.TryRemove(new KeyValuePair<ObjectId, LandedObject>(landed.Id, landed));
+            if (!File.Exists(landed.Path))
+            {
+                // Another node sharing the folder moved it meanwhile: nothing is damaged.
+                return false;
+            }
+
+            _logger.LogWarning("Landing slot {Slot} holds a record but its object does not read back ({Reason}); left as {Extension}",
+                Path.GetFileName(landed.Path), failure, ArchiveLayout.DamagedExtension);
             try
             {
                 File.Move(landed.Path, landed.Path + ArchiveLayout.DamagedExtension, overwrite: false);
@@ -473,7 +503,8 @@ internal sealed class LandingSlots : IDisposable
         return true;
     }
 
-    private async Task<bool> ReadsBackAsync(LandedObject landed, CancellationToken cancellationToken)
+    /// <summary>Why a landed object found by its record does not read back whole, or null when it does.</summary>
+    private async Task<string?> ReadBackFailureAsync(LandedObject landed, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(1 << 20);
         try
@@ -487,13 +518,11 @@ internal sealed class LandingSlots : IDisposable
                 position += read;
             }
 
-            return true;
+            return null;
         }
         catch (Exception e) when (e is ObjectFormatException or CryptographicException or IOException)
         {
-            _logger.LogWarning("Landing slot {Slot} holds a record but its object does not read back ({Reason}); left as {Extension}",
-                Path.GetFileName(landed.Path), e.GetType().Name, ArchiveLayout.DamagedExtension);
-            return false;
+            return e.GetType().Name;
         }
         finally
         {

@@ -66,7 +66,13 @@ public sealed class MultiNodeTests
         // Both nodes drain one queue: the PACS gets every object once.
         await pacs.WaitForFilesAsync(200, TimeSpan.FromMinutes(3));
         await Task.Delay(TimeSpan.FromSeconds(2), ct);
-        Assert.Equal(200, pacs.Files);
+        if (pacs.Files != 200)
+        {
+            // What the queue and the nodes say of the objects that did not arrive.
+            var status = await first.VigieAsync("forward", "status", "--json");
+            Assert.Fail($"The PACS has {pacs.Files} of 200 objects.\n{status}\n--- first node\n{first.Output}\n--- second node\n{second.Output}");
+        }
+
         Assert.Equal(200, pacs.StoreRequests);
 
         await second.StopAsync();
