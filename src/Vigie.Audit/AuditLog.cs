@@ -197,7 +197,7 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
             throw new AuditIntegrityException($"Entry {sequence} does not match its leaf hash; run verification.");
         }
 
-        var path = await RangeHashesAsync(MerkleProofs.InclusionRanges(sequence, head.TreeSize), cancellationToken).ConfigureAwait(false);
+        var path = await _store.RangeHashesAsync(MerkleProofs.InclusionRanges(sequence, head.TreeSize), cancellationToken).ConfigureAwait(false);
         var proof = new AuditInclusionProof(sequence, head.TreeSize, leaf, path, head);
         return proof.Verify() ? proof : throw new AuditIntegrityException($"The inclusion proof for entry {sequence} does not verify against the signed tree head; run verification.");
     }
@@ -212,7 +212,7 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
             throw new ArgumentOutOfRangeException(nameof(secondSize), "The second tree head must not be smaller than the first.");
         }
 
-        var proof = await RangeHashesAsync(MerkleProofs.ConsistencyRanges(first.TreeSize, second.TreeSize), cancellationToken).ConfigureAwait(false);
+        var proof = await _store.RangeHashesAsync(MerkleProofs.ConsistencyRanges(first.TreeSize, second.TreeSize), cancellationToken).ConfigureAwait(false);
         var result = new AuditConsistencyProof(first, second, proof);
         return result.Verify() ? result : throw new AuditIntegrityException($"The consistency proof from {first.TreeSize} to {second.TreeSize} does not verify; run verification.");
     }
@@ -222,23 +222,6 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
             ? await _store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false)
             : await _store.FindTreeHeadAsync(TreeHeadLookup.ExactSize, treeSize.Value, cancellationToken).ConfigureAwait(false))
         ?? throw new AuditTreeHeadNotFoundException(treeSize is null ? "No tree head has been signed yet." : $"There is no signed tree head of size {treeSize}.");
-
-    private async ValueTask<List<byte[]>> RangeHashesAsync(List<(long Start, long End)> ranges, CancellationToken cancellationToken)
-    {
-        var parts = ranges.Select(r => MerkleProofs.Decompose(r.Start, r.End)).ToList();
-        var all = parts.SelectMany(p => p).ToList();
-        await using var connection = await _store.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var hashes = await _store.GetSubtreeHashesAsync(connection, all, cancellationToken).ConfigureAwait(false);
-        var result = new List<byte[]>(ranges.Count);
-        var offset = 0;
-        foreach (var p in parts)
-        {
-            result.Add(MerkleProofs.FoldRange(hashes.AsSpan(offset, p.Count).ToArray()));
-            offset += p.Count;
-        }
-
-        return result;
-    }
 
     public ValueTask<SignedTreeHead?> GetLatestTreeHeadAsync(CancellationToken cancellationToken) =>
         _store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken);

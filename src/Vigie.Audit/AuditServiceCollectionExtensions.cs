@@ -26,6 +26,7 @@ public static class AuditServiceCollectionExtensions
         services.TryAddSingleton<AuditStore>();
         services.TryAddSingleton<AuditSignal>();
         services.TryAddSingleton<IAuditSigningKeyProvider, FileSigningKeyProvider>();
+        services.TryAddSingleton<AuditSigningStatus>();
         services.TryAddSingleton<TreeHeadSigner>();
         services.TryAddSingleton<AuditLog>(sp => new AuditLog(
             sp.GetRequiredService<AuditStore>(), sp.GetRequiredService<TreeHeadSigner>(), sp.GetRequiredService<IAuditSigningKeyProvider>(),

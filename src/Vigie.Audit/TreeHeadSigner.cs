@@ -2,6 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Audit.Merkle;
+using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Audit.Storage;
 using Vigie.Core.Outbox;
@@ -9,7 +10,8 @@ using Vigie.Core.Outbox;
 namespace Vigie.Audit;
 
 /// <summary>Signs a tree head over the current state when one is due (every N entries or T seconds, whichever first).</summary>
-internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider keys, AuditSignal signal, IOptions<AuditOptions> options, TimeProvider time)
+internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider keys, AuditSignal signal, AuditSigningStatus status, IOptions<AuditOptions> options,
+    TimeProvider time)
 {
     // Before the first head, the interval counts from when this process first looked.
     private DateTimeOffset? _firstSeen;
@@ -38,22 +40,63 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         }
 
         var root = MerkleFrontier.Parse(state.TreeSize, state.Frontier).Root();
+        if (await FindAppendOnlyViolationAsync(latest, state.TreeSize, root, cancellationToken).ConfigureAwait(false) is { } violation)
+        {
+            status.Refuse(violation, state.TreeSize, now);
+            throw new AuditIntegrityException(violation);
+        }
+
         var signer = await keys.GetSignerAsync(cancellationToken).ConfigureAwait(false);
         var timestamp = DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(now.ToUnixTimeMilliseconds(), latest?.Timestamp.ToUnixTimeMilliseconds() ?? 0));
         var signature = signer.Sign(SignedTreeHead.SignedBytes(state.TreeSize, timestamp.ToUnixTimeMilliseconds(), root));
         var head = new SignedTreeHead(state.TreeSize, timestamp, root, signer.KeyId, signer.PublicKey, signature);
         await store.InsertTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
         signal.OnTreeHeadSigned();
+        status.Signed();
         AuditTelemetry.TreeHeadsSigned.Add(1);
         return head;
+    }
+
+    /// <summary>
+    /// Why a head over <paramref name="root"/> must not be signed, or null. The root comes from the state row's frontier:
+    /// one altered in the database would otherwise get a genuine signature over a root that no entries have, or one that
+    /// does not extend the heads already signed. So the root must be the one the stored hashes give, and the stored hashes
+    /// must prove it extends the last signed head (RFC 9162 2.1.4).
+    /// </summary>
+    private async ValueTask<string?> FindAppendOnlyViolationAsync(SignedTreeHead? latest, long size, byte[] root, CancellationToken cancellationToken)
+    {
+        const string advice = "no tree head is signed until this is resolved; run `vigie audit verify` to find the altered rows";
+        try
+        {
+            var stored = (await store.RangeHashesAsync([(0, size)], cancellationToken).ConfigureAwait(false))[0];
+            if (!stored.AsSpan().SequenceEqual(root))
+            {
+                return $"The audit state's root at size {size} is not the root of the stored entries and nodes: the audit_state row was altered; {advice}.";
+            }
+
+            if (latest is not null)
+            {
+                var proof = await store.RangeHashesAsync(MerkleProofs.ConsistencyRanges(latest.TreeSize, size), cancellationToken).ConfigureAwait(false);
+                if (!MerkleProofs.VerifyConsistency(latest.TreeSize, size, latest.RootHash, root, proof))
+                {
+                    return $"The log at size {size} does not extend the signed tree head of size {latest.TreeSize}: entries or nodes it covers were altered; {advice}.";
+                }
+            }
+        }
+        catch (AuditIntegrityException e)
+        {
+            return $"{e.Message.TrimEnd('.')}; {advice}.";
+        }
+
+        return null;
     }
 
     private DateTimeOffset FirstSeen(DateTimeOffset now) => _firstSeen ??= now;
 }
 
 /// <summary>Runs the signer on one node at a time (database lease), and signs a last head on shutdown.</summary>
-internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, LeaseStore leases, IOptions<AuditOptions> options,
-    ILogger<TreeHeadSigningService> logger) : BackgroundService
+internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, AuditSigningStatus status, LeaseStore leases,
+    IOptions<AuditOptions> options, ILogger<TreeHeadSigningService> logger) : BackgroundService
 {
     private const string LeaseName = "audit-tree-head";
     private readonly string _holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
@@ -64,6 +107,7 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         signal.HeadThreshold = Math.Max(1, o.TreeHeadEveryEntries);
         var poll = o.TreeHeadPollInterval > TimeSpan.Zero ? o.TreeHeadPollInterval : TimeSpan.FromSeconds(1);
         var lease = TimeSpan.FromTicks(Math.Max(poll.Ticks * 5, TimeSpan.FromSeconds(10).Ticks));
+        string? lastLogged = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -76,6 +120,15 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 break;
+            }
+            catch (AuditIntegrityException ex)
+            {
+                // Said once per cause, not every poll: /health keeps saying it.
+                if (status.Current is not { } refusal || refusal.Reason != lastLogged)
+                {
+                    logger.LogCritical("Audit tree head not signed: {Reason}", ex.Message);
+                    lastLogged = status.Current?.Reason;
+                }
             }
             catch (Exception ex)
             {

@@ -39,7 +39,8 @@ public static class WebServiceCollectionExtensions
             .AddCheck<ForwardingHealthCheck>("forwarding")
             .AddCheck<StorageCommitmentHealthCheck>("storage-commitment")
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
-            .AddCheck<AuditExportHealthCheck>("audit-export");
+            .AddCheck<AuditExportHealthCheck>("audit-export")
+            .AddCheck<AuditSigningHealthCheck>("audit-signing");
         return services;
     }
 }
@@ -186,6 +187,18 @@ internal sealed class AuditExportHealthCheck(AuditExportStatus export) : IHealth
             + (s.SetAside > 0 ? $", {s.SetAside} refused by the collector and set aside (vigie audit resend --sink {s.Name})" : "")));
         return failing.Count > 0 ? HealthCheckResult.Degraded(text) : HealthCheckResult.Healthy(text);
     }
+}
+
+/// <summary>
+/// The audit trail's signer: unhealthy while it refuses to sign tree heads, because the stored log no longer extends what
+/// was signed (rows altered in the database). Entries are still written, but nothing outside commits to them.
+/// </summary>
+internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(status.Current is { } refusal
+            ? HealthCheckResult.Unhealthy($"no audit tree head signed since {refusal.At:u}: {refusal.Reason}")
+            : HealthCheckResult.Healthy("audit tree heads signed"));
 }
 
 /// <summary>

@@ -81,11 +81,14 @@ internal sealed class AuditHarness : IAsyncDisposable
         return new AuditHarness(db, keys, options, new TestSealer());
     }
 
+    /// <summary>Why the signer last refused, as /health reads it.</summary>
+    public AuditSigningStatus SigningStatus { get; } = new();
+
     private (AuditLog, TreeHeadSigner) Build()
     {
         var options = Microsoft.Extensions.Options.Options.Create(Options);
         var keys = new FileSigningKeyProvider(options, Store);
-        var signer = new TreeHeadSigner(Store, keys, Signal, options, TimeProvider.System);
+        var signer = new TreeHeadSigner(Store, keys, Signal, SigningStatus, options, TimeProvider.System);
         return (new AuditLog(Store, signer, keys, Signal, options, TimeProvider.System, NullLogger<AuditLog>.Instance, Sealer), signer);
     }
 

@@ -163,7 +163,7 @@ public sealed class AuditLogContractTests
         var options = Microsoft.Extensions.Options.Options.Create(h.Options);
         var keys = new FileSigningKeyProvider(options, h.Store);
         var signal = new AuditSignal();
-        await using var other = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, options, TimeProvider.System), keys, signal, options,
+        await using var other = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, new AuditSigningStatus(), options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AuditLog>.Instance, h.Sealer);
 
         var tasks = new List<Task<long>>();
@@ -222,7 +222,7 @@ public sealed class AuditLogContractTests
             o.TreeHeadInterval = TimeSpan.FromHours(1);
             o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(100);
         });
-        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options),
+        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.SigningStatus, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options),
             Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
         await service.StartAsync(ct);
         for (var i = 0; i < 5; i++)

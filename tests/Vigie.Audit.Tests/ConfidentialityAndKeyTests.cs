@@ -47,7 +47,7 @@ public sealed class ConfidentialityAndKeyTests
         var options = Options.Create(h.Options);
         var keys = new FileSigningKeyProvider(options, h.Store);
         var signal = new AuditSignal();
-        await using var log = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, options, TimeProvider.System), keys, signal, options,
+        await using var log = new AuditLog(h.Store, new TreeHeadSigner(h.Store, keys, signal, new AuditSigningStatus(), options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<AuditLog>.Instance);
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await log.AppendAsync(Samples.Record(1), ct));
         Assert.Equal(0, await log.AppendAsync(Samples.Record(3), ct)); // a login carries no details

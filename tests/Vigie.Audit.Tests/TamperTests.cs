@@ -294,6 +294,91 @@ public sealed class TamperTests
         Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.StateMismatch);
     }
 
+    /// <summary>
+    /// Bug: the signer took the root from the audit_state row's frontier. Random bytes written there got genuine
+    /// signatures over roots no entries have, which do not extend the heads already signed (and went to the SIEM as
+    /// witness copies).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Signer_refuses_a_forged_frontier_instead_of_signing_it(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        var signed = await h.Log.GetLatestTreeHeadAsync(ct);
+        var state = await h.Store.ReadStateAsync(ct);
+        await h.ExecuteAsync("UPDATE audit_state SET frontier = @f", ("@f", System.Security.Cryptography.RandomNumberGenerator.GetBytes(state.Frontier.Length)));
+        await h.AppendAsync(Samples.Records(Size, 3));
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
+        Assert.Contains("audit verify", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(signed!.TreeSize, (await h.Log.GetLatestTreeHeadAsync(ct))!.TreeSize);
+        Assert.NotNull(h.SigningStatus.Current);
+    }
+
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Signer_refuses_a_log_that_does_not_extend_the_last_signed_head(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        // A stored node and the frontier rewritten to agree: only the signed heads tell.
+        await h.ExecuteAsync("UPDATE audit_node SET hash = @h WHERE level = 4 AND idx = 0", ("@h", MerkleHash.Leaf([1])));
+        await using (var connection = await h.Store.Database.OpenConnectionAsync(ct))
+        {
+            var roots = await h.Store.GetSubtreeHashesAsync(connection, MerkleProofs.Decompose(0, Size), ct);
+            await h.ExecuteAsync("UPDATE audit_state SET frontier = @f", ("@f", roots.SelectMany(r => r).ToArray()));
+        }
+
+        await h.AppendAsync(Samples.Records(Size, 2));
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
+        Assert.Contains($"does not extend the signed tree head of size {Size}", refused.Message, StringComparison.Ordinal);
+        Assert.NotNull(h.SigningStatus.Current);
+    }
+
+    /// <summary>
+    /// Bug: after the audit_state row's last leaf hash was altered, the next entry was chained to the altered value; the
+    /// verifier then blamed that innocent entry ("entry 23 and its leaf hash were rewritten") and no longer reported the
+    /// altered row.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task An_altered_last_leaf_in_the_state_row_does_not_break_the_chain_of_later_entries(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        await h.ExecuteAsync("UPDATE audit_state SET last_leaf = @l", ("@l", MerkleHash.Leaf([7])));
+        await h.AppendAsync(Samples.Records(Size, 3));
+        await h.Log.SignTreeHeadAsync(ct);
+        var report = await h.Log.VerifyAsync(null, ct);
+        Assert.True(report.IsValid, string.Join("\n", report.Problems));
+    }
+
+    /// <summary>
+    /// Bug: patient-index rows planted past the end of the log passed verification, then made the insert of the entry
+    /// reaching them fail (unique key), and with it every C-STORE (A700), while /health said healthy.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Index_rows_planted_past_the_end_are_reported_and_do_not_block_appends(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        await h.ExecuteAsync($"INSERT INTO audit_patient_run (seq, patient_ref) VALUES ({Size}, @p), ({Size + 50}, @p)", ("@p", Samples.PatientRef('Z')));
+        await h.ExecuteAsync($"INSERT INTO audit_minute_run (seq, minute) VALUES ({Size + 60}, 1)");
+        await h.ExecuteAsync("INSERT INTO audit_node (level, idx, hash) VALUES (4, 3, @h)", ("@h", MerkleHash.Leaf([9])));
+
+        var report = await VerifyAsync(h);
+        Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.PatientIndexMismatch && p.Sequence == Size + 50);
+        Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.TimeIndexMismatch && p.Sequence == Size + 60);
+
+        // Entries 40 to 63 reach the planted keys: the append replaces what it writes (the node over 48..63 among them,
+        // or the head over it would not be signed).
+        await h.AppendAsync(Samples.Records(Size, 24));
+        Assert.Equal(Size + 24, (await h.Store.ReadStateAsync(ct)).TreeSize);
+        Assert.NotNull(await h.Log.SignTreeHeadAsync(ct));
+    }
+
     private static byte[] Flip(byte[] bytes, int index)
     {
         var copy = (byte[])bytes.Clone();

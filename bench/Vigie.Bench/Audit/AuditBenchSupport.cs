@@ -71,7 +71,7 @@ internal sealed class BenchLog : IAsyncDisposable
         var store = new AuditStore(database);
         var keys = new FileSigningKeyProvider(options, store);
         var signal = new AuditSignal();
-        var log = new AuditLog(store, new TreeHeadSigner(store, keys, signal, options, TimeProvider.System), keys, signal, options,
+        var log = new AuditLog(store, new TreeHeadSigner(store, keys, signal, new AuditSigningStatus(), options, TimeProvider.System), keys, signal, options,
             TimeProvider.System, NullLogger<AuditLog>.Instance, new BenchSealer());
         return new BenchLog(directory, database, log, store);
     }

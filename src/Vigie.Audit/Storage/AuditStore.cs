@@ -5,6 +5,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Logging;
 using SQLitePCL;
 using Vigie.Audit.Merkle;
 using Vigie.Audit.Model;
@@ -21,7 +22,7 @@ internal sealed record AuditState(long TreeSize, byte[] Frontier, byte[] LastLea
 /// SQL for the audit tables, on SQLite and PostgreSQL. Appends assign sequence numbers under the state row lock
 /// (FOR UPDATE on PostgreSQL, the BEGIN IMMEDIATE write lock on SQLite), so entries commit in sequence order.
 /// </summary>
-internal sealed class AuditStore(IVigieDatabase database)
+internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? logger = null)
 {
     /// <summary>Subtree nodes are stored every this many levels; the levels between are folded from at most 2^(stride-1) stored hashes.</summary>
     public const int NodeStride = 4;
@@ -92,9 +93,16 @@ internal sealed class AuditStore(IVigieDatabase database)
         var nodes = new List<(int Level, long Index, byte[] Hash)>(rows.Count / 8 + 4);
         var runs = new List<(long Seq, string? PatientRef)>();
         var minuteRuns = new List<(long Seq, long Minute)>();
-        var (hasLast, lastPatient, lastMinute) = first == 0
-            ? (false, null, 0)
+        var (hasLast, lastPatient, lastMinute, lastLeaf) = first == 0
+            ? (false, null, 0, null)
             : await ReadLastAsync(first - 1, connection, transaction, cancellationToken).ConfigureAwait(false);
+        if (lastLeaf is not null && !lastLeaf.AsSpan().SequenceEqual(previous))
+        {
+            // The state row's copy was altered: chained to it, the next entry would look tampered with and the altered
+            // row would go unnoticed. The entry's own hash is what its successor must carry.
+            logger?.LogCritical("The audit_state row's last leaf hash differs from entry {Seq}'s: the row was altered; the next entries chain to the entry", first - 1);
+            previous = lastLeaf;
+        }
         var scratch = new ArrayBufferWriter<byte>(512);
         using var sqlite = IsPostgres ? null : new SqliteEntryInserter(connection);
         for (var start = 0; start < rows.Count; start += AppendChunk)
@@ -159,6 +167,12 @@ internal sealed class AuditStore(IVigieDatabase database)
 
         return first;
     }
+
+    /// <summary>
+    /// Nodes and runs are the appender's to write at sequence numbers past the log's end: a row planted there beforehand
+    /// (its key taken) is replaced, instead of failing every append, and with it every store, until someone finds it.
+    /// </summary>
+    private const string NodeConflict = "ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash";
 
     /// <summary>Milliseconds per minute of the time index (<see cref="RunIndex.Minute"/>).</summary>
     public const long MinuteMs = 60_000;
@@ -258,7 +272,7 @@ internal sealed class AuditStore(IVigieDatabase database)
                 return;
             }
 
-            using var node = Prepare(_db, "INSERT INTO audit_node (level, idx, hash) VALUES (?, ?, ?)");
+            using var node = Prepare(_db, $"INSERT INTO audit_node (level, idx, hash) VALUES (?, ?, ?) {NodeConflict}");
             foreach (var (level, index, hash) in nodes)
             {
                 raw.sqlite3_bind_int(node, 1, level);
@@ -275,7 +289,7 @@ internal sealed class AuditStore(IVigieDatabase database)
                 return;
             }
 
-            using var run = Prepare(_db, $"INSERT INTO {index.Table} (seq, {index.Column}) VALUES (?, ?)");
+            using var run = Prepare(_db, $"INSERT INTO {index.Table} (seq, {index.Column}) VALUES (?, ?) {index.Conflict}");
             foreach (var (seq, value) in runs)
             {
                 raw.sqlite3_bind_int64(run, 1, seq);
@@ -387,7 +401,7 @@ internal sealed class AuditStore(IVigieDatabase database)
         if (nodes.Count > 0)
         {
             await using var node = connection.CreateCommand(transaction,
-                    "INSERT INTO audit_node (level, idx, hash) SELECT * FROM unnest(@l::integer[], @i::bigint[], @h::bytea[])")
+                    $"INSERT INTO audit_node (level, idx, hash) SELECT * FROM unnest(@l::integer[], @i::bigint[], @h::bytea[]) {NodeConflict}")
                 .With("@l", nodes.Select(x => x.Level).ToArray())
                 .With("@i", nodes.Select(x => x.Index).ToArray())
                 .With("@h", nodes.Select(x => x.Hash).ToArray());
@@ -407,7 +421,7 @@ internal sealed class AuditStore(IVigieDatabase database)
         }
 
         await using var run = connection.CreateCommand(transaction,
-                $"INSERT INTO {index.Table} (seq, {index.Column}) SELECT * FROM unnest(@s::bigint[], @v::{type}[])")
+                $"INSERT INTO {index.Table} (seq, {index.Column}) SELECT * FROM unnest(@s::bigint[], @v::{type}[]) {index.Conflict}")
             .With("@s", runs.Select(x => x.Seq).ToArray())
             .With("@v", runs.Select(x => x.Value).ToArray());
         await run.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
@@ -441,7 +455,7 @@ internal sealed class AuditStore(IVigieDatabase database)
 
             // Values are compared as bytes: text as its UTF-8, a minute as its decimal digits, the same on both sides.
             var entrySql = $"SELECT seq, {string.Join(", ", RunIndex.All.Select(r => AsBytes(r.EntryValue)))} FROM audit_entry WHERE seq <= @b ORDER BY seq";
-            return await Task.Run(() =>
+            var found = await Task.Run(() =>
             {
                 var runs = new List<RowStream>();
                 using var entries = OpenRows(connections[0], entrySql, bound);
@@ -460,6 +474,20 @@ internal sealed class AuditStore(IVigieDatabase database)
                     runs.ForEach(r => r.Dispose());
                 }
             }, cancellationToken).ConfigureAwait(false);
+            // Runs past the last entry read: those of entries appended since have their entry, planted ones have none.
+            foreach (var index in RunIndex.All)
+            {
+                await using var beyond = connections[0].CreateCommand(null,
+                        $"SELECT r.seq FROM {index.Table} r WHERE r.seq > @b AND NOT EXISTS (SELECT 1 FROM audit_entry e WHERE e.seq = r.seq) ORDER BY r.seq LIMIT @m")
+                    .With("@b", bound).With("@m", max);
+                await using var reader = await beyond.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (found.Count < max && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    found.Add((index.Kind, reader.GetInt64(0), index.Orphan));
+                }
+            }
+
+            return found;
         }
         finally
         {
@@ -639,17 +667,18 @@ internal sealed class AuditStore(IVigieDatabase database)
     /// The patient and minute of entry <paramref name="seq"/>, where the runs continue from; HasEntry is false when there
     /// is no such entry (a damaged log: the next runs start afresh).
     /// </summary>
-    private static async ValueTask<(bool HasEntry, string? PatientRef, long Minute)> ReadLastAsync(long seq, DbConnection connection,
+    private static async ValueTask<(bool HasEntry, string? PatientRef, long Minute, byte[]? LeafHash)> ReadLastAsync(long seq, DbConnection connection,
         DbTransaction transaction, CancellationToken cancellationToken)
     {
-        await using var command = connection.Statement(transaction, "SELECT patient_ref, time_ms FROM audit_entry WHERE seq = @s").With("@s", seq);
+        await using var command = connection.Statement(transaction, "SELECT patient_ref, time_ms, leaf_hash FROM audit_entry WHERE seq = @s").With("@s", seq);
         await using var reader = await command.Command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            return (false, null, 0);
+            return (false, null, 0, null);
         }
 
-        return (true, reader.IsDBNull(0) ? null : reader.GetString(0), Minute(reader.GetInt64(1)));
+        var leaf = reader.IsDBNull(2) ? null : reader.GetFieldValue<byte[]>(2);
+        return (true, reader.IsDBNull(0) ? null : reader.GetString(0), Minute(reader.GetInt64(1)), leaf is { Length: MerkleHash.Size } ? leaf : null);
     }
 
     public static EntryRow ReadEntry(DbDataReader reader) => new()
@@ -796,6 +825,24 @@ internal sealed class AuditStore(IVigieDatabase database)
         {
             yield return (Convert.ToInt32(reader.GetValue(0), CultureInfo.InvariantCulture), reader.GetInt64(1), reader.GetFieldValue<byte[]>(2));
         }
+    }
+
+    /// <summary>The hash of each range of leaves (a proof's nodes), from stored nodes and leaf hashes.</summary>
+    public async ValueTask<List<byte[]>> RangeHashesAsync(List<(long Start, long End)> ranges, CancellationToken cancellationToken)
+    {
+        var parts = ranges.Select(r => MerkleProofs.Decompose(r.Start, r.End)).ToList();
+        var all = parts.SelectMany(p => p).ToList();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var hashes = await GetSubtreeHashesAsync(connection, all, cancellationToken).ConfigureAwait(false);
+        var result = new List<byte[]>(ranges.Count);
+        var offset = 0;
+        foreach (var p in parts)
+        {
+            result.Add(MerkleProofs.FoldRange(hashes.AsSpan(offset, p.Count).ToArray()));
+            offset += p.Count;
+        }
+
+        return result;
     }
 
     /// <summary>Hashes of perfect subtrees, from stored nodes and leaf hashes only (never rehashing entries).</summary>

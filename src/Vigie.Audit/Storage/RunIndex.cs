@@ -16,6 +16,9 @@ internal sealed record RunIndex(string Table, string Column, string EntryValue, 
 
     public static readonly IReadOnlyList<RunIndex> All = [Patient, Minute];
 
+    /// <summary>The insert's conflict clause (see AuditStore.NodeConflict).</summary>
+    public string Conflict => $"ON CONFLICT (seq) DO UPDATE SET {Column} = excluded.{Column}";
+
     public string Orphan => $"{Name} has a run starting at an entry that does not exist";
 
     public string Other => $"{Name}'s run starting at this entry names another {Noun}";

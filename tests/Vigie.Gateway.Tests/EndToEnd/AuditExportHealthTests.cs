@@ -140,3 +140,35 @@ public sealed class AuditExportHealthTests
         await serving;
     }
 }
+
+/// <summary>
+/// Bug: a forged Merkle frontier written into the database while the node was stopped got genuine signatures over
+/// roots no entries have. The node now refuses to sign, and /health says why.
+/// </summary>
+public sealed class AuditSigningHealthTests
+{
+    [Fact]
+    public async Task A_forged_frontier_is_not_signed_and_health_turns_unhealthy()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__AUDIT__TREEHEADEVERYENTRIES"] = "4",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await node.StopAsync();
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=false"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "UPDATE audit_state SET frontier = randomblob(length(frontier))";
+            Assert.Equal(1, await command.ExecuteNonQueryAsync(ct));
+        }
+
+        await node.StartProcessAsync(ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Skip(2).Take(4), ct);
+        var health = await Eventually.WaitForAsync(() => node.HealthCheckAsync("audit-signing", ct), h => h.Status == "Unhealthy", ct);
+        Assert.Contains("not the root of the stored entries", health.Description, StringComparison.Ordinal);
+        Assert.Contains("Audit tree head not signed", node.Output, StringComparison.Ordinal);
+    }
+}

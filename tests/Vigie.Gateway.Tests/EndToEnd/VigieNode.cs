@@ -217,7 +217,9 @@ internal sealed class VigieNode : IAsyncDisposable
     public async Task<(string Status, string Description)> HealthCheckAsync(string name, CancellationToken cancellationToken)
     {
         using var http = new HttpClient();
-        var health = JsonDocument.Parse(await http.GetStringAsync(new Uri($"http://127.0.0.1:{HttpPort}/health"), cancellationToken)).RootElement;
+        // An unhealthy node answers 503, with the same body.
+        using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{HttpPort}/health"), cancellationToken);
+        var health = JsonDocument.Parse(await response.Content.ReadAsStringAsync(cancellationToken)).RootElement;
         var check = health.GetProperty("checks").GetProperty(name);
         return (check.GetProperty("status").GetString()!, check.GetProperty("description").GetString()!);
     }
