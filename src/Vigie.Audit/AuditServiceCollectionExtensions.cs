@@ -33,8 +33,9 @@ public static class AuditServiceCollectionExtensions
             sp.GetRequiredService<AuditSignal>(), sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<AuditLog>>(), sp.GetService<IAuditSealer>()));
         services.TryAddSingleton<IAuditLog>(sp => sp.GetRequiredService<AuditLog>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
+        // Hosted services stop in reverse order: the export stops after the signer, to send the head it signs last.
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
         services.TryAddSingleton(sp => new AuditExportStatus(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>()));
         services.TryAddSingleton(sp => new AuditSetAside(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>(),
             sp.GetRequiredService<AuditLog>(), sp.GetRequiredService<TimeProvider>()));

@@ -22,6 +22,8 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
 
     public string CursorName => CursorFor(options.Name);
 
+    public string SinkName => options.Name;
+
     /// <summary>The cursor (and set-aside) name of the sink called <paramref name="sinkName"/>.</summary>
     internal static string CursorFor(string sinkName) => "sink:" + sinkName;
 
@@ -263,14 +265,18 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
 internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditStore store, AuditLog log, AuditSignal signal, LeaseStore leases,
     TimeProvider time, ILoggerFactory loggers) : BackgroundService
 {
+    /// <summary>How long a stop waits for the last entries and the last head to reach the collectors.</summary>
+    internal static readonly TimeSpan FinalRoundLimit = TimeSpan.FromSeconds(5);
+
+    private readonly List<(AuditExportWorker Worker, IAuditSink Sink)> _workers = [];
+    private readonly string _holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var o = options.Value;
         var factory = log.Factory;
-        var holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
         var logger = loggers.CreateLogger<AuditExportService>();
         var tasks = new List<Task>();
-        var sinks = new List<IAuditSink>();
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var sinkOptions in o.Sinks.Where(s => s.Enabled))
         {
@@ -281,22 +287,49 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
             }
 
             var sink = CreateSink(sinkOptions, o.EnterpriseSiteId, o.SourceId);
-            sinks.Add(sink);
-            var worker = new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, holder, logger);
+            var worker = new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, _holder, logger);
+            _workers.Add((worker, sink));
             tasks.Add(worker.RunAsync(stoppingToken));
         }
 
-        try
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Stops the workers, then sends what they had not: the entries written during the stop (Application Stop among
+    /// them) and the head signed last to cover them. This service stops after the signer (registered before it) for
+    /// that reason. Without it, the moments before a stop had no copy outside, which is where a rollback would hide.
+    /// </summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(FinalRoundLimit);
+        var logger = loggers.CreateLogger<AuditExportService>();
+        foreach (var (worker, sink) in _workers)
         {
-            await Task.WhenAll(tasks).ConfigureAwait(false);
-        }
-        finally
-        {
-            foreach (var sink in sinks)
+            try
+            {
+                if (await leases.TryAcquireAsync("audit-" + worker.CursorName, _holder, FinalRoundLimit * 2, limit.Token).ConfigureAwait(false))
+                {
+                    while (await worker.RunOnceAsync(limit.Token).ConfigureAwait(false) > 0)
+                    {
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                // The next start sends them: the cursor did not move past them.
+                logger.LogWarning("Audit sink {Sink}: the last entries were not sent at stop ({Reason}); the next start sends them", worker.SinkName,
+                    e.Message);
+            }
+            finally
             {
                 await sink.DisposeAsync().ConfigureAwait(false);
             }
         }
+
+        _workers.Clear();
     }
 
     internal static IAuditSink CreateSink(AuditSinkOptions options, string? enterpriseSiteId, string sourceId) => options.Kind switch

@@ -40,8 +40,9 @@ internal interface IAuditSink : IAsyncDisposable
 
 /// <summary>
 /// RFC 5424 syslog with an ATNA XML body over TCP (RFC 6587 octet counting) or TLS (RFC 5425). The connection is
-/// kept open between batches and reopened after any failure. TCP has no application acknowledgement: a batch
-/// written just before the peer drops may be lost or, after the retry, received twice (sequence numbers tell).
+/// kept open between batches and reopened after any failure, or when the collector closed it. TCP has no application
+/// acknowledgement: a batch is counted as sent once written and the connection still open a moment later (a collector
+/// that closed meanwhile gets it again, so it may receive entries twice; sequence numbers tell).
 /// </summary>
 internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSiteId) : IAuditSink
 {
@@ -62,6 +63,13 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
     {
         try
         {
+            // Writes to a connection the collector has closed still succeed (into the socket's buffer): a batch sent
+            // on it was counted as delivered, and lost.
+            if (_stream is not null && PeerClosed())
+            {
+                await CloseAsync().ConfigureAwait(false);
+            }
+
             var stream = _stream ?? await ConnectAsync(cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.SendTimeout);
@@ -71,6 +79,13 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             }
 
             await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+            // A collector that closes while the batch goes out (mid-frame) did not take all of it, though every write
+            // succeeded. Its close or reset comes back within a round trip: the batch is then sent again.
+            await Task.Delay(CloseCheckDelay, cancellationToken).ConfigureAwait(false);
+            if (PeerClosed())
+            {
+                throw new IOException($"{options.Host}:{options.Port} closed the connection while a batch was being sent; it will be sent again");
+            }
         }
         catch
         {
@@ -108,6 +123,24 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
 
         return SyslogMessage.Frame(entry.Time, _hostName, options.AppName,
             AtnaMessage.Write(slim with { Details = new AuditDetails { OutcomeDescription = note } }, enterpriseSiteId));
+    }
+
+    private static readonly TimeSpan CloseCheckDelay = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
+    /// The collector closed or reset the connection: its socket reads as ready with nothing to read. Collectors never
+    /// send (RFC 6587, RFC 5425), so readable with no bytes means the end of the stream.
+    /// </summary>
+    private bool PeerClosed()
+    {
+        try
+        {
+            return _client is not { } client || (client.Client.Poll(TimeSpan.Zero, SelectMode.SelectRead) && client.Client.Available == 0);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return true;
+        }
     }
 
     private async ValueTask<Stream> ConnectAsync(CancellationToken cancellationToken)

@@ -172,3 +172,34 @@ public sealed class AuditSigningHealthTests
         Assert.Contains("Audit tree head not signed", node.Output, StringComparison.Ordinal);
     }
 }
+
+/// <summary>
+/// Bug: at a stop, the export stopped before the Application Stop entry was written and before the last head was
+/// signed: neither ever reached the collector (only the latest head is sent after a restart), so the moments before a
+/// stop had no copy outside.
+/// </summary>
+public sealed class AuditExportAtStopTests
+{
+    [Fact]
+    public async Task The_stop_entry_and_the_last_head_reach_the_collector_before_the_node_exits()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var outside = new TempDirectory("vigie-export");
+        var export = outside.Combine("audit.ndjson");
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__AUDIT__SINKS__0__NAME"] = "arr",
+            ["VIGIE__AUDIT__SINKS__0__KIND"] = "FhirNdjson",
+            ["VIGIE__AUDIT__SINKS__0__NDJSONPATH"] = export,
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await node.StopAsync();
+
+        var head = await node.VigieAsync("audit", "head", "--json");
+        Assert.True(head.ExitCode == 0, head.ToString());
+        var size = Assert.Single(Vigie.Audit.Signing.TreeHeadJson.Parse(head.StandardOutput)).TreeSize;
+        var text = await File.ReadAllTextAsync(export, ct);
+        Assert.Contains("\"110121\"", text, StringComparison.Ordinal);
+        Assert.Contains(Vigie.Audit.Signing.TreeHeadJson.Parse(text), h => h.TreeSize == size);
+    }
+}
