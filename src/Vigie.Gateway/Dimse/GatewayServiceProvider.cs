@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Access;
 using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
@@ -31,6 +32,7 @@ internal sealed class GatewayServiceProvider(
     IObjectStore store,
     StorageCommitmentService commitments,
     IAuditLog audit,
+    IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> serverOptions,
     ILogger<GatewayServiceProvider> logger,
@@ -473,14 +475,16 @@ internal sealed class GatewayServiceProvider(
         await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Begin Transferring DICOM Instances (PS3.15 A.5.3.3), one record per patient: it names the patient and carries
+    /// the patient reference, so that the retrieve shows in that patient's history (who sent their images where).
+    /// </summary>
     private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, CancellationToken cancellationToken)
     {
-        var studies = matches.GroupBy(m => m.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "")
-            .Take(AuditRecord.MaxObjects)
-            .Select(g => GatewayAudit.Study(g.Key.Length == 0 ? "(unknown)" : g.Key, g.First().Attributes.First(DicomTags.SOPClassUID.Value), g.Count()))
-            .ToList();
-        var destination = request.Field == DimseCommand.CMoveRequest ? request.MoveDestination ?? "" : association.CallingAE;
-        var record = new AuditRecord
+        var move = request.Field == DimseCommand.CMoveRequest;
+        var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
+        var service = move ? "C-MOVE" : "C-GET";
+        AuditRecord Record(string description, string? patientRef, List<AuditObject> objects) => new()
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.BeginTransferringDicomInstances,
@@ -490,9 +494,32 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
             ],
-            Details = new AuditDetails { OutcomeDescription = $"{request.Field} of {matches.Count} instances to {destination}", Objects = studies },
+            PatientRef = patientRef,
+            Details = new AuditDetails { OutcomeDescription = description, Objects = objects },
         };
-        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+
+        var patients = matches.GroupBy(m => (Id: m.Attributes.First(DicomTags.PatientID.Value) ?? "", Issuer: m.Attributes.First(DicomTags.IssuerOfPatientID.Value)))
+            .ToList();
+        if (patients.Count == 0)
+        {
+            await audit.AppendAsync(Record($"{service} of 0 instances to {destination}", null, []), cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        foreach (var patient in patients)
+        {
+            var studies = patient.GroupBy(m => m.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "")
+                .Take(AuditRecord.MaxObjects - 1)
+                .Select(g => GatewayAudit.Study(g.Key.Length == 0 ? "(unknown)" : g.Key, g.First().Attributes.First(DicomTags.SOPClassUID.Value), g.Count(),
+                    g.First().Attributes.First(DicomTags.AccessionNumber.Value)))
+                .ToList();
+            studies.Add(GatewayAudit.Patient(patient.Key.Id, patient.First().Attributes.First(DicomTags.PatientName.Value)));
+            var description = patients.Count == 1
+                ? $"{service} of {matches.Count} instances to {destination}"
+                : $"{service} of {patient.Count()} of {matches.Count} instances to {destination}";
+            await audit.AppendAsync(Record(description, GatewayAudit.PatientRef(keys, patient.Key.Id, patient.Key.Issuer), studies), cancellationToken)
+                .ConfigureAwait(false);
+        }
     }
 
     /// <summary>True at most once a minute per <paramref name="last"/>: a modality retries, and one line says as much as a thousand.</summary>

@@ -56,4 +56,31 @@ public sealed class AuditLogUseTests
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("no event is called", unknown.StandardError, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Bug: a C-GET was audited without its patient (no Patient object, no patient reference): it was missing from the
+    /// patient's history, the very place that should show who took their images.
+    /// </summary>
+    [Fact]
+    public async Task A_retrieve_shows_in_the_patients_history()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var file = Peers.CtCorpusFiles().First();
+        var sample = (await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset;
+        var patientId = sample.GetString(DicomTags.PatientID)!;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync([file], ct);
+        using var got = new TempDirectory("vigie-got");
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aet", "WS1", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={sample.GetString(DicomTags.StudyInstanceUID)}", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        Assert.True(get.ExitCode == 0, get.ToString());
+        await node.StopAsync();
+
+        var history = await node.VigieAsync("audit", "show", "--json", "--details", "--patient", patientId);
+        Assert.True(history.ExitCode == 0, history.ToString());
+        var retrieve = JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray().Single(e => e.GetProperty("event_id").GetString() == "110102");
+        Assert.Equal("C-GET of 1 instances to WS1", retrieve.GetProperty("details").GetProperty("outcome").GetString());
+        Assert.Contains(patientId, retrieve.ToString(), StringComparison.Ordinal);
+    }
 }
