@@ -212,7 +212,6 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
                 OutcomeDescription = "refused: " + reason,

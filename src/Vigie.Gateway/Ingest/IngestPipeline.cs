@@ -268,7 +268,6 @@ public sealed class IngestPipeline(
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
             PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
-            SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
                 OutcomeDescription = note ?? (result.Outcome == IndexOutcome.AlreadyStored ? "already stored" : "stored"),
@@ -335,7 +334,6 @@ public sealed class IngestPipeline(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
-            SourceId = source.Channel.ToString(),
             Details = new AuditDetails
             {
                 OutcomeDescription = $"quarantined {quarantined.QuarantineId}: {string.Join(", ", rules)}",

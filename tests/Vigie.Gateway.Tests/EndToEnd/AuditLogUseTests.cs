@@ -83,4 +83,23 @@ public sealed class AuditLogUseTests
         Assert.Equal("C-GET of 1 instances to WS1", retrieve.GetProperty("details").GetProperty("outcome").GetString());
         Assert.Contains(patientId, retrieve.ToString(), StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Bug: stores and refusals carried "Dimse" as their AuditSourceID instead of the configured Audit:SourceId, so a
+    /// SIEM grouping events by source saw the node as two.
+    /// </summary>
+    [Fact]
+    public async Task Stores_carry_the_configured_audit_source()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__AUDIT__SOURCEID"] = "VIGIE-SITE-A" },
+            cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        await node.StopAsync();
+
+        var shown = await node.VigieAsync("audit", "show", "--json");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var sources = JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray().Select(e => e.GetProperty("source").GetString()).Distinct().ToList();
+        Assert.Equal(["VIGIE-SITE-A"], sources);
+    }
 }
