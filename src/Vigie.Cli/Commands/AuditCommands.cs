@@ -556,6 +556,9 @@ internal static class AuditCommands
                     root_hash = Convert.ToHexStringLower(proof.TreeHead.RootHash),
                     tree_head_signature = Convert.ToBase64String(proof.TreeHead.Signature),
                     key_id = proof.TreeHead.KeyId,
+                    // The signed head whole (timestamp and public key included), as `audit head --json` prints it: with
+                    // it the proof and the signature are checked outside Vigie.
+                    tree_head = TreeHeadJson.ToNode(proof.TreeHead),
                     valid,
                 });
                 return valid ? ExitCodes.Ok : ExitCodes.Findings;
@@ -595,6 +598,8 @@ internal static class AuditCommands
                     second_size = proof.Second.TreeSize,
                     second_root = Convert.ToHexStringLower(proof.Second.RootHash),
                     proof = proof.Proof.Select(Convert.ToHexStringLower),
+                    first_tree_head = TreeHeadJson.ToNode(proof.First),
+                    second_tree_head = TreeHeadJson.ToNode(proof.Second),
                     valid,
                 });
                 return valid ? ExitCodes.Ok : ExitCodes.Findings;

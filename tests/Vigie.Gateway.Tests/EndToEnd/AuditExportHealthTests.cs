@@ -201,5 +201,15 @@ public sealed class AuditExportAtStopTests
         var text = await File.ReadAllTextAsync(export, ct);
         Assert.Contains("\"110121\"", text, StringComparison.Ordinal);
         Assert.Contains(Vigie.Audit.Signing.TreeHeadJson.Parse(text), h => h.TreeSize == size);
+
+        // Bug: `audit prove` printed neither the head's timestamp nor its public key, so its signature could not be
+        // checked outside Vigie. The head now comes whole, and checks with nothing but what the proof carries.
+        var prove = await node.VigieAsync("audit", "prove", "1");
+        Assert.True(prove.ExitCode == 0, prove.ToString());
+        var proof = JsonDocument.Parse(prove.StandardOutput).RootElement;
+        var signed = Assert.Single(Vigie.Audit.Signing.TreeHeadJson.Parse(proof.GetProperty("tree_head").GetRawText()));
+        Assert.True(signed.VerifySignature(Vigie.Audit.Signing.AuditPublicKey.FromRaw(signed.PublicKey)));
+        Assert.True(Vigie.Audit.Merkle.MerkleProofs.VerifyInclusion(1, signed.TreeSize, Convert.FromHexString(proof.GetProperty("leaf_hash").GetString()!),
+            [.. proof.GetProperty("audit_path").EnumerateArray().Select(p => Convert.FromHexString(p.GetString()!))], signed.RootHash));
     }
 }
