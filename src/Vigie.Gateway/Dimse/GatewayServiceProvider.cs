@@ -289,7 +289,7 @@ internal sealed class GatewayServiceProvider(
                 continue;
             }
 
-            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, syntax, ct)));
+            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, syntax, sopInstance, ct)));
         }
 
         await AuditRetrieveAsync(association, request, result.Matches, cancellationToken).ConfigureAwait(false);
@@ -392,13 +392,21 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
-    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, string indexedSyntax, CancellationToken cancellationToken)
+    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, string indexedSyntax, string indexedInstance, CancellationToken cancellationToken)
     {
         var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
         var stream = reader.OpenStream();
         try
         {
             var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
+            if (DicomText.TrimUid(file.Meta.GetString(DicomTags.MediaStorageSOPInstanceUID) ?? "") != DicomText.TrimUid(indexedInstance))
+            {
+                // An index row pointed at another object (altered in the database): sending it would hand over another
+                // patient's image under the name asked for. The object id only: no identifier in the log.
+                logger.LogError("Archive object {ObjectId} does not hold the instance its index row names; not sent. Run vigie scrub", id);
+                throw new InvalidDataException("the archive object does not hold the instance the index names");
+            }
+
             if (file.TransferSyntax.Uid != indexedSyntax)
             {
                 // Announcing one syntax and sending another hands the receiver unreadable data: fail this sub-operation instead.

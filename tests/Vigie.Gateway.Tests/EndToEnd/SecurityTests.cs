@@ -573,3 +573,44 @@ public sealed class SecurityTests
         Assert.Contains(findings, f => f.Kind == "foreign" && f.Object == Path.GetFileName(objects[2]));
     }
 }
+
+/// <summary>
+/// Bug: an index row pointed (in the database) at another instance's object made C-GET send that other patient's image
+/// under the instance asked for, without a word. The node checks what it sends against what the row names.
+/// </summary>
+public sealed class IndexRedirectTests
+{
+    [Fact]
+    public async Task A_retrieve_never_sends_an_object_that_is_not_the_instance_asked_for()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(files, ct);
+        await node.StopAsync();
+        await using (var connection = new SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=False"))
+        {
+            await connection.OpenAsync(ct);
+            await using var command = connection.CreateCommand();
+            // Every version row now names one object, the other instance's for one of them.
+            command.CommandText = "UPDATE archive_versions SET object_id = (SELECT object_id FROM archive_versions ORDER BY object_id LIMIT 1)";
+            Assert.Equal(2, await command.ExecuteNonQueryAsync(ct));
+        }
+
+        await node.StartProcessAsync(ct);
+        using var got = new TempDirectory("vigie-got");
+        foreach (var file in files)
+        {
+            var dataset = (await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset;
+            await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=IMAGE",
+                "-k", $"StudyInstanceUID={dataset.GetString(DicomTags.StudyInstanceUID)}", "-k", $"SeriesInstanceUID={dataset.GetString(DicomTags.SeriesInstanceUID)}",
+                "-k", $"SOPInstanceUID={dataset.GetString(DicomTags.SOPInstanceUID)}", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+                cancellationToken: ct);
+        }
+
+        // The row still naming its own object is served; the redirected one is not, and the log says which object.
+        var received = Directory.GetFiles(got.Path).Select(f => Path.GetFileName(f)).ToList();
+        Assert.Single(received);
+        Assert.Contains("does not hold the instance its index row names", node.Output, StringComparison.Ordinal);
+    }
+}
