@@ -29,6 +29,12 @@ public sealed class TamperTests
         ReplaceWithRansomNote,
         Delete,
         RenameWithExtension,
+
+        /// <summary>Bug: a FIFO in place of an object hung scrub and rescan for ever (opening it waits for a writer).</summary>
+        ReplaceWithFifo,
+
+        /// <summary>Bug: a symbolic link to an intact copy outside the data folder passed as healthy.</summary>
+        ReplaceWithSymlinkToCopy,
     }
 
     public static TheoryData<Tamper> All => new(Enum.GetValues<Tamper>());
@@ -146,9 +152,53 @@ public sealed class TamperTests
             case Tamper.RenameWithExtension:
                 File.Move(path, path + ".locked");
                 return ScrubFindingKind.Missing;
+            case Tamper.ReplaceWithFifo:
+                File.Delete(path);
+                using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [path]))
+                {
+                    await mkfifo.WaitForExitAsync(ct);
+                    Assert.Equal(0, mkfifo.ExitCode);
+                }
+
+                return ScrubFindingKind.Corrupted;
+            case Tamper.ReplaceWithSymlinkToCopy:
+                var outside = Path.Combine(Path.GetDirectoryName(archive.Store.Layout.Root)!, Path.GetFileName(path) + ".outside");
+                File.Copy(path, outside);
+                File.Delete(path);
+                File.CreateSymbolicLink(path, outside);
+                return ScrubFindingKind.Foreign;
             default:
                 throw new ArgumentOutOfRangeException(nameof(tamper), tamper, null);
         }
+    }
+
+    /// <summary>
+    /// Bug: with its object row and its file deleted, an instance's version row still named the object (its retrieve
+    /// failed), and scrub, which read only the object rows, said the archive was clean.
+    /// </summary>
+    [Fact]
+    public async Task A_version_row_naming_an_object_the_index_no_longer_lists_is_reported_missing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var (stored, _) = await archive.IngestAsync(Samples.Content(3000, 1), Samples.Entry(1, 1, 1, 1));
+        await archive.IngestAsync(Samples.Content(3000, 2), Samples.Entry(1, 1, 1, 2));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "DELETE FROM archive_objects WHERE object_id = @o";
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = "@o";
+            parameter.Value = stored.Id.ToArray();
+            command.Parameters.Add(parameter);
+            Assert.Equal(1, await command.ExecuteNonQueryAsync(ct));
+        }
+
+        File.Delete(archive.Store.Layout.ObjectPath(stored.Id));
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal((ScrubFindingKind.Missing, stored.Id), (finding.Kind, finding.ObjectId));
+        Assert.Equal(1, report.ExitCode);
     }
 
     [Fact]

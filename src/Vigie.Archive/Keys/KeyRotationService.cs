@@ -240,11 +240,22 @@ public sealed class KeyRotationService
         SafeFileHandle handle;
         try
         {
+            if (!isSpool)
+            {
+                // A FIFO, a link or a stub in place of an object: named like any other bad file, not a bare "does not support seeking".
+                ArchiveObjectReader.RefuseNonObjectFile(path, Relative(path));
+            }
+
             handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         }
         catch (FileNotFoundException)
         {
             counters.Skipped++; // moved (spool committed) or removed by retention; the final check sees its new place.
+            return null;
+        }
+        catch (Exception e) when (e is ObjectFormatException or UnauthorizedAccessException or IOException)
+        {
+            counters.Failures.Enqueue(e is ObjectFormatException ? e.Message : $"{Relative(path)}: {e.Message}");
             return null;
         }
 

@@ -98,7 +98,19 @@ public sealed class ScrubService
         {
             var rows = await cursor.TakeAsync(fanOut, cancellationToken).ConfigureAwait(false);
             var directory = Path.Combine(layout.Objects, fanOut);
-            var files = Directory.Exists(directory) ? Directory.EnumerateFileSystemEntries(directory).ToList() : [];
+            List<string> files;
+            try
+            {
+                files = Directory.Exists(directory) ? Directory.EnumerateFileSystemEntries(directory).ToList() : [];
+            }
+            catch (Exception e) when (e is UnauthorizedAccessException or IOException)
+            {
+                // Named, and the walk goes on: one folder whose permissions changed must not blind the whole check.
+                state.Add(new ScrubFinding(ScrubFindingKind.Corrupted, Path.GetRelativePath(layout.Root, directory), null, ObjectProblem.Unreadable,
+                    $"the folder cannot be read ({e.GetType().Name}): its objects cannot be checked", []));
+                files = [];
+            }
+
             foreach (var file in files)
             {
                 var relative = Path.GetRelativePath(layout.Root, file);
@@ -126,6 +138,12 @@ public sealed class ScrubService
             foreach (var (id, length) in rows)
             {
                 var where = _store.Slots.TryGet(id, out var landed) ? landed.Path : layout.ObjectPath(id);
+                if (!File.Exists(where) && File.Exists(layout.ObjectPath(id)))
+                {
+                    // Moved from its slot into objects/ by the node since the look: not missing.
+                    where = layout.ObjectPath(id);
+                }
+
                 if (File.Exists(where))
                 {
                     yield return new Work(where, Path.GetRelativePath(layout.Root, where), id, length, false, null);
@@ -194,6 +212,12 @@ public sealed class ScrubService
             {
                 Interlocked.Increment(ref state.Healthy);
             }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException && work.QuarantineId is null)
+        {
+            // A read error (a bad sector, a permission changed mid-walk): named, and the walk goes on.
+            state.Add(new ScrubFinding(ScrubFindingKind.Corrupted, work.Relative, work.Id, ObjectProblem.Unreadable,
+                $"the file cannot be read ({e.GetType().Name})" + (work.Orphan ? " (and no index row references it)" : ""), []));
         }
         catch (ObjectFormatException e)
         {
@@ -367,8 +391,15 @@ public sealed class ScrubService
 
         private async Task FetchAsync(CancellationToken cancellationToken)
         {
-            await using var command = connection.CreateCommand(null,
-                    "SELECT object_id, length FROM archive_objects WHERE object_id > @after ORDER BY object_id LIMIT @n")
+            // Version rows too: one whose object row was deleted with the file still names an object that must exist
+            // (the retrieve of that instance fails), and was not reported.
+            await using var command = connection.CreateCommand(null, """
+                    SELECT object_id, MAX(length) FROM (
+                      SELECT object_id, length FROM archive_objects WHERE object_id > @after
+                      UNION ALL
+                      SELECT object_id, length FROM archive_versions WHERE object_id > @after) AS referenced
+                    GROUP BY object_id ORDER BY object_id LIMIT @n
+                    """)
                 .With("@after", _after).With("@n", PageSize);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             var count = 0;

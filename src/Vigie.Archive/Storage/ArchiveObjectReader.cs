@@ -82,6 +82,30 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
 
     internal ReadOnlySpan<byte> ContentSha256 => _sha256;
 
+    /// <summary>
+    /// Refuses what no object file can be, before opening it: opening a FIFO waits for a writer for ever (a scrub, a
+    /// rescan, a retrieve hung on one), and a symbolic link makes the archive depend on a file outside it that someone
+    /// else may change. An object file is never empty, and a FIFO or a device has no length.
+    /// </summary>
+    internal static void RefuseNonObjectFile(string path, string location)
+    {
+        var info = new FileInfo(path);
+        if (!info.Exists)
+        {
+            return;
+        }
+
+        if (info.LinkTarget is not null)
+        {
+            throw new ObjectFormatException(ObjectProblem.NotOurFormat, "a symbolic link, not an object file", location);
+        }
+
+        if (info.Length == 0)
+        {
+            throw new ObjectFormatException(ObjectProblem.Truncated, "an empty file (or not a regular file)", location);
+        }
+    }
+
     /// <param name="knownLength">
     /// Where the object ends when the file is longer: a landing slot is written full of zeros beforehand and keeps its
     /// landing record in its last page. Null: the object is the whole file.
@@ -92,7 +116,13 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         SafeFileHandle handle;
         try
         {
+            RefuseNonObjectFile(path, location);
             handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            // Permissions changed under the archive (ransomware, a careless chmod): named, so a scrub reports it and goes on.
+            throw new ObjectFormatException(ObjectProblem.Unreadable, "the file cannot be read (permission denied)", location, inner: e);
         }
         catch (FileNotFoundException e)
         {

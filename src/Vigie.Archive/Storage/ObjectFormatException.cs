@@ -41,6 +41,9 @@ public enum ObjectProblem
 
     /// <summary>The object is larger than the configured limit.</summary>
     TooLarge,
+
+    /// <summary>The file cannot be read: its permissions were changed.</summary>
+    Unreadable,
 }
 
 /// <summary>An object that failed to read or verify, with the reason and where (segment, byte offset in the file).</summary>
