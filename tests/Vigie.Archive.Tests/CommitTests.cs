@@ -183,6 +183,18 @@ public sealed class CommitTests
         Assert.Equal(1, report.InFlight);
     }
 
+    /// <summary>Bug: an orphan whose file time was set in the future (touch -d 2036) counted as in flight for ever, never reported.</summary>
+    [Fact]
+    public async Task An_orphan_dated_in_the_future_is_reported_not_taken_for_one_in_flight()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var (_, orphan) = await CommitWithoutIndexAsync(archive, ct);
+        File.SetLastWriteTimeUtc(archive.Store.Layout.ObjectPath(orphan.Id), new DateTime(2036, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.Equal((1L, 0L), (report.Orphans, report.InFlight));
+    }
+
     private static async Task<(CommittedObject Kept, CommittedObject Orphan)> CommitWithoutIndexAsync(ArchiveHarness archive, CancellationToken ct)
     {
         var (kept, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));

@@ -124,7 +124,9 @@ public sealed class ScrubService
                 var indexed = rows.Remove(id, out var length);
                 var pending = pendingDeletions.Contains(("object", id.ToString()));
                 var orphan = !indexed && !pending;
-                var young = orphan && _time.GetUtcNow() - File.GetLastWriteTimeUtc(file) < _options.OrphanGrace;
+                // A time in the future is no sign of youth (touch -d 2036 kept an orphan "in flight" for ever).
+                var age = _time.GetUtcNow() - File.GetLastWriteTimeUtc(file);
+                var young = orphan && age < _options.OrphanGrace && age > -TimeSpan.FromMinutes(5);
                 yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young };
             }
 
