@@ -14,6 +14,7 @@ using Vigie.Archive;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Export;
+using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Core.Data;
 using Vigie.Gateway;
@@ -321,6 +322,11 @@ internal static class AuditEndpoints
         });
         group.MapGet("/proofs/inclusion/{sequence:long}", async (long sequence, long? treeSize, IAuditLog log, CancellationToken ct) =>
         {
+            if (sequence < 0 || treeSize is <= 0)
+            {
+                return Results.Problem("sequence must be 0 or more, and treeSize 1 or more", statusCode: StatusCodes.Status400BadRequest);
+            }
+
             try
             {
                 var proof = await log.GetInclusionProofAsync(sequence, treeSize, ct);
@@ -333,21 +339,45 @@ internal static class AuditEndpoints
                     treeHead = TreeHead(proof.TreeHead),
                 });
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            catch (AuditTreeHeadNotFoundException e)
             {
                 return Results.Problem(e.Message, statusCode: StatusCodes.Status404NotFound);
+            }
+            catch (ArgumentException e)
+            {
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest);
+            }
+            catch (AuditIntegrityException e)
+            {
+                // The stored log does not prove what it should: said plainly, as `vigie audit verify` would.
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status500InternalServerError, title: "The audit trail failed its own check");
             }
         });
         group.MapGet("/proofs/consistency", async (long first, long? second, IAuditLog log, CancellationToken ct) =>
         {
+            if (first <= 0 || second < first)
+            {
+                // RFC 9162 2.1.4: a consistency proof is between a first size of 1 or more and a second no smaller.
+                return Results.Problem("first must be 1 or more, and second no smaller than first", statusCode: StatusCodes.Status400BadRequest);
+            }
+
             try
             {
                 var proof = await log.GetConsistencyProofAsync(first, second, ct);
                 return Results.Ok(new { first = TreeHead(proof.First), second = TreeHead(proof.Second), proof = proof.Proof.Select(Convert.ToHexStringLower) });
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+            catch (AuditTreeHeadNotFoundException e)
             {
                 return Results.Problem(e.Message, statusCode: StatusCodes.Status404NotFound);
+            }
+            catch (ArgumentException e)
+            {
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status400BadRequest);
+            }
+            catch (AuditIntegrityException e)
+            {
+                // The stored log does not prove what it should: said plainly, as `vigie audit verify` would.
+                return Results.Problem(e.Message, statusCode: StatusCodes.Status500InternalServerError, title: "The audit trail failed its own check");
             }
         });
     }

@@ -196,6 +196,14 @@ public sealed class WebHostTests : IAsyncLifetime
 
         using var unsigned = await _http.GetAsync($"/api/audit/proofs/consistency?first={laterSize + 1000}", ct);
         Assert.Equal(HttpStatusCode.NotFound, unsigned.StatusCode);
+
+        // Regression: requests no proof can answer were "not found", with .NET's own wording ("Actual value was -1").
+        foreach (var bad in new[] { "/api/audit/proofs/inclusion/-1", "/api/audit/proofs/consistency?first=0", $"/api/audit/proofs/consistency?first={laterSize}&second=1" })
+        {
+            using var response = await _http.GetAsync(bad, ct);
+            Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            Assert.DoesNotContain("Actual value", await response.Content.ReadAsStringAsync(ct), StringComparison.Ordinal);
+        }
     }
 
     private static int FreePort() => TestPorts.Free();

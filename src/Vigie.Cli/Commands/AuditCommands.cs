@@ -375,6 +375,25 @@ internal static class AuditCommands
                 return ExitCodes.Error;
             }
 
+            // An empty filter listed every patient's events, which is not what was asked for.
+            if (parse.GetValue(patient) is { } given && IndexNormalizer.Identifier(given.LastIndexOf('@') is > 0 and var separator ? given[..separator] : given).Length == 0)
+            {
+                await Console.Error.WriteLineAsync("vigie audit show: --patient needs a Patient ID (or ID@Issuer).");
+                return ExitCodes.Error;
+            }
+
+            if (parse.GetValue(user) is { } givenUser && givenUser.Trim().Length == 0)
+            {
+                await Console.Error.WriteLineAsync("vigie audit show: --user needs a user name.");
+                return ExitCodes.Error;
+            }
+
+            if (parse.GetValue(from) is { } start && parse.GetValue(to) is { } end && end <= start)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit show: --to ({end:u}) must be after --from ({start:u}).");
+                return ExitCodes.Error;
+            }
+
             string? patientRef = null;
             if (parse.GetValue(patient) is { Length: > 0 } patientText)
             {

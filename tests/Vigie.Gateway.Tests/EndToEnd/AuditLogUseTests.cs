@@ -52,6 +52,9 @@ public sealed class AuditLogUseTests
         Assert.Equal(5, listed.Distinct().Count());
         Assert.Contains("more match", paged.StandardError, StringComparison.Ordinal);
         Assert.Equal(2, (await node.VigieAsync("audit", "show", "--limit", "0")).ExitCode);
+        // Regression: an empty --patient listed every patient's events, and --to before --from an empty list, both with exit 0.
+        Assert.Equal(2, (await node.VigieAsync("audit", "show", "--patient", "")).ExitCode);
+        Assert.Equal(2, (await node.VigieAsync("audit", "show", "--from", "2026-12-06", "--to", "2026-12-05")).ExitCode);
         var unknown = await node.VigieAsync("audit", "show", "--event", "no-such-event");
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("no event is called", unknown.StandardError, StringComparison.Ordinal);
