@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -118,6 +119,9 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
         var answer = new byte[10];
         await ReadExactlyAsync(socket, answer, ct);
         Assert.Equal((byte)PduType.AssociateReject, answer[0]);
+        // The end is recorded after the rejection is sent: under load the test read the list before it was.
+        await Eventually.WaitForAsync(() => Task.FromResult(_provider.Ended.ToList()), ended => ended.Any(e => e.Detail.Contains("too short", StringComparison.Ordinal)),
+            ct, TimeSpan.FromSeconds(10));
         Assert.Contains(_provider.Ended, e => e.Detail.Contains("too short", StringComparison.Ordinal));
     }
 

@@ -28,6 +28,9 @@ public sealed class DcmtkNetworkTests : IAsyncLifetime
         var result = await Peers.RunAsync(echoscu, ["-aet", "ECHOSCU", "-aec", "VIGIE", "127.0.0.1", Port], TimeSpan.FromSeconds(30),
             cancellationToken: TestContext.Current.CancellationToken);
         Assert.True(result.ExitCode == 0, result.ToString());
+        // Recorded once the release answer is sent, which is what lets echoscu exit: waited for, not assumed.
+        await Eventually.WaitForAsync(() => Task.FromResult(_provider.Ended.ToList()), ended => ended.Any(e => e.End == AssociationEnd.Released),
+            TestContext.Current.CancellationToken, TimeSpan.FromSeconds(10));
         Assert.Contains(_provider.Ended, e => e.End == AssociationEnd.Released);
     }
 
