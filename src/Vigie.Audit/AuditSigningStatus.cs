@@ -13,12 +13,7 @@ public sealed class AuditSigningStatus
     /// <summary>The last refusal, or null once a head was signed since (or none ever was refused).</summary>
     public Refusal? Current => Volatile.Read(ref _refusal);
 
-    /// <summary>Records a refusal; true when it differs from the one already recorded (worth a log line).</summary>
-    internal bool Refuse(string reason, long treeSize, DateTimeOffset at)
-    {
-        var previous = Interlocked.Exchange(ref _refusal, new Refusal(reason, treeSize, at));
-        return previous is null || previous.Reason != reason;
-    }
+    internal void Refuse(string reason, long treeSize, DateTimeOffset at) => Volatile.Write(ref _refusal, new Refusal(reason, treeSize, at));
 
     internal void Signed() => Volatile.Write(ref _refusal, null);
 }

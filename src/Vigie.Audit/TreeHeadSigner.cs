@@ -95,8 +95,8 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
 }
 
 /// <summary>Runs the signer on one node at a time (database lease), and signs a last head on shutdown.</summary>
-internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, AuditSigningStatus status, LeaseStore leases,
-    IOptions<AuditOptions> options, ILogger<TreeHeadSigningService> logger) : BackgroundService
+internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, LeaseStore leases, IOptions<AuditOptions> options,
+    ILogger<TreeHeadSigningService> logger) : BackgroundService
 {
     private const string LeaseName = "audit-tree-head";
     private readonly string _holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
@@ -107,14 +107,15 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         signal.HeadThreshold = Math.Max(1, o.TreeHeadEveryEntries);
         var poll = o.TreeHeadPollInterval > TimeSpan.Zero ? o.TreeHeadPollInterval : TimeSpan.FromSeconds(1);
         var lease = TimeSpan.FromTicks(Math.Max(poll.Ticks * 5, TimeSpan.FromSeconds(10).Ticks));
-        string? lastLogged = null;
+        var refusalLogged = false;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
-                if (await leases.TryAcquireAsync(LeaseName, _holder, lease, stoppingToken).ConfigureAwait(false))
+                if (await leases.TryAcquireAsync(LeaseName, _holder, lease, stoppingToken).ConfigureAwait(false)
+                    && await signer.SignAsync(force: false, stoppingToken).ConfigureAwait(false) is not null)
                 {
-                    await signer.SignAsync(force: false, stoppingToken).ConfigureAwait(false);
+                    refusalLogged = false;
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -123,11 +124,11 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
             }
             catch (AuditIntegrityException ex)
             {
-                // Said once per cause, not every poll: /health keeps saying it.
-                if (status.Current is not { } refusal || refusal.Reason != lastLogged)
+                // Said once until a head is signed again, not at every poll: /health keeps saying it.
+                if (!refusalLogged)
                 {
                     logger.LogCritical("Audit tree head not signed: {Reason}", ex.Message);
-                    lastLogged = status.Current?.Reason;
+                    refusalLogged = true;
                 }
             }
             catch (Exception ex)

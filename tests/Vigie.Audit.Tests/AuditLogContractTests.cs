@@ -222,7 +222,7 @@ public sealed class AuditLogContractTests
             o.TreeHeadInterval = TimeSpan.FromHours(1);
             o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(100);
         });
-        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.SigningStatus, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options),
+        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options),
             Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
         await service.StartAsync(ct);
         for (var i = 0; i < 5; i++)

@@ -297,8 +297,8 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
 
     /// <summary>
     /// Stops the workers, then sends what they had not: the entries written during the stop (Application Stop among
-    /// them) and the head signed last to cover them. This service stops after the signer (registered before it) for
-    /// that reason. Without it, the moments before a stop had no copy outside, which is where a rollback would hide.
+    /// them) and the head signed last to cover them. This service is registered before the signer so that it stops after
+    /// it. Without it, the moments before a stop had no copy outside, which is where a rollback would hide.
     /// </summary>
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
