@@ -308,12 +308,9 @@ public sealed class TamperTests
         var signed = await h.Log.GetLatestTreeHeadAsync(ct);
         var state = await h.Store.ReadStateAsync(ct);
         await h.ExecuteAsync("UPDATE audit_state SET frontier = @f", ("@f", System.Security.Cryptography.RandomNumberGenerator.GetBytes(state.Frontier.Length)));
-        await h.AppendAsync(Samples.Records(Size, 3));
-
-        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
+        var refused = await AppendAndExpectRefusalAsync(h, ct);
         Assert.Contains("audit verify", refused.Message, StringComparison.Ordinal);
         Assert.Equal(signed!.TreeSize, (await h.Log.GetLatestTreeHeadAsync(ct))!.TreeSize);
-        Assert.NotNull(h.SigningStatus.Current);
     }
 
     [Theory]
@@ -330,10 +327,17 @@ public sealed class TamperTests
             await h.ExecuteAsync("UPDATE audit_state SET frontier = @f", ("@f", roots.SelectMany(r => r).ToArray()));
         }
 
-        await h.AppendAsync(Samples.Records(Size, 2));
-        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
+        var refused = await AppendAndExpectRefusalAsync(h, ct);
         Assert.Contains($"does not extend the signed tree head of size {Size}", refused.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Entries appended after the tampering, then a head that the signer must refuse, with the refusal on record.</summary>
+    private static async Task<AuditIntegrityException> AppendAndExpectRefusalAsync(AuditHarness h, CancellationToken ct)
+    {
+        await h.AppendAsync(Samples.Records(Size, 3));
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
         Assert.NotNull(h.SigningStatus.Current);
+        return refused;
     }
 
     /// <summary>

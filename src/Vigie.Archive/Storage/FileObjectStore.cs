@@ -384,12 +384,14 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
     public async ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken)
     {
+        ValueTask<ArchiveObjectReader> Open(string path, long? fileLength) =>
+            ArchiveObjectReader.OpenAsync(path, id, Keys, id.ToString(), _options.MaxObjectBytes, fileLength, cancellationToken);
+
         if (_landing.TryGet(id, out var landed))
         {
             try
             {
-                return await ArchiveObjectReader.OpenAsync(landed.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, landed.FileLength, cancellationToken)
-                    .ConfigureAwait(false);
+                return await Open(landed.Path, landed.FileLength).ConfigureAwait(false);
             }
             catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound)
             {
@@ -399,8 +401,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
 
         try
         {
-            return await ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
-                .ConfigureAwait(false);
+            return await Open(Layout.ObjectPath(id), null).ConfigureAwait(false);
         }
         catch (ObjectFormatException e) when (e.Problem == ObjectProblem.NotFound)
         {
@@ -409,8 +410,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                 try
                 {
                     // Landed by another node sharing the folder, and not moved yet.
-                    return await ArchiveObjectReader.OpenAsync(elsewhere.Path, id, Keys, id.ToString(), _options.MaxObjectBytes, elsewhere.FileLength,
-                        cancellationToken).ConfigureAwait(false);
+                    return await Open(elsewhere.Path, elsewhere.FileLength).ConfigureAwait(false);
                 }
                 catch (ObjectFormatException again) when (again.Problem == ObjectProblem.NotFound)
                 {
@@ -418,8 +418,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             }
 
             // Moved from its slot into objects/ by the other node between the two looks.
-            return await ArchiveObjectReader.OpenAsync(Layout.ObjectPath(id), id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
-                .ConfigureAwait(false);
+            return await Open(Layout.ObjectPath(id), null).ConfigureAwait(false);
         }
     }
 
