@@ -35,6 +35,7 @@ public sealed class ArchiveInitializer
     public async Task<ArchiveInitialization> InitializeAsync(CancellationToken cancellationToken)
     {
         _options.Validate();
+        RefuseForeignDataFolder();
         var layout = _store.Layout;
         FileSync.EnsureDirectory(layout.Root, _options.Durable);
         foreach (var directory in new[] { layout.Objects, layout.Spool, layout.Quarantine, layout.Keys })
@@ -79,4 +80,39 @@ public sealed class ArchiveInitializer
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
         return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale, landed);
     }
+
+    /// <summary>
+    /// Refuses to start a new archive in a folder that holds other things (a mistyped <c>--data /srv</c>, a home folder):
+    /// Vigie would spread its folders among them, and the index and scrub would never account for them. A folder with an
+    /// archive (its root key) is Vigie's; one holding only Vigie's own names (a start cut short, another node starting
+    /// beside this one) or a file system's lost+found is new. The host calls it before the schema migration, which may
+    /// create the SQLite index in the folder.
+    /// </summary>
+    public void RefuseForeignDataFolder()
+    {
+        var layout = _store.Layout;
+        if (!Directory.Exists(layout.Root) || File.Exists(layout.RootKeyFile))
+        {
+            return;
+        }
+
+        var foreign = Directory.EnumerateFileSystemEntries(layout.Root)
+            .Select(Path.GetFileName)
+            .Where(name => !IsVigieEntry(name!))
+            .Order(StringComparer.Ordinal)
+            .Take(4)
+            .ToList();
+        if (foreign.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"The data folder {layout.Root} holds no archive but other files ({string.Join(", ", foreign.Take(3))}{(foreign.Count > 3 ? ", ..." : "")}): " +
+                "is it the folder you meant (--data, Archive:DataFolder)? Nothing is created. Give a new or empty folder for a new archive.");
+        }
+    }
+
+    private static bool IsVigieEntry(string name) =>
+        name is "objects" or "spool" or "quarantine" or "keys" or "lost+found"
+        // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
+        || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)
+        || name.EndsWith(".db-shm", StringComparison.Ordinal) || name.EndsWith(".db-journal", StringComparison.Ordinal);
 }

@@ -87,6 +87,7 @@ public sealed class GatewayStartup(
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        archive.RefuseForeignDataFolder();
         await migrator.MigrateAsync(cancellationToken).ConfigureAwait(false);
         var initialization = await archive.InitializeAsync(cancellationToken).ConfigureAwait(false);
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);

@@ -88,4 +88,37 @@ public sealed class RegistrationTests
         Assert.False(File.Exists(Path.Combine(defaults.DataFolder, "keys", "root.key")));
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
     }
+
+    [Fact]
+    public async Task Regression_a_first_start_on_a_folder_of_other_files_spread_the_archive_among_them()
+    {
+        // vigie serve --data ~ (or a mistyped /srv) made objects/, spool/, keys/ and index.db among the user's files.
+        var ct = TestContext.Current.CancellationToken;
+        using var root = new TempDirectory();
+        var defaults = ArchiveHarness.NewOptions(root.Path);
+        Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "photos"));
+        await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, "notes.txt"), "not Vigie's", ct);
+        Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "lost+found"));
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddVigieCore();
+        services.Configure<ArchiveOptions>(o =>
+        {
+            o.DataFolder = defaults.DataFolder;
+            o.KeyFile = defaults.KeyFile;
+        });
+        services.AddArchive();
+        await using var provider = services.BuildServiceProvider();
+        var initializer = provider.GetRequiredService<ArchiveInitializer>();
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await initializer.InitializeAsync(ct));
+        Assert.Contains("holds no archive but other files (notes.txt, photos)", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(["lost+found", "notes.txt", "photos"], Directory.EnumerateFileSystemEntries(defaults.DataFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.False(File.Exists(defaults.KeyFile));
+
+        // Emptied of the user's files (lost+found of a dedicated file system stays), it starts.
+        File.Delete(Path.Combine(defaults.DataFolder, "notes.txt"));
+        Directory.Delete(Path.Combine(defaults.DataFolder, "photos"));
+        Assert.True((await initializer.InitializeAsync(ct)).KeysCreated);
+    }
 }
