@@ -137,6 +137,11 @@ public sealed class IngestPipeline(
         var started = Stopwatch.GetTimestamp();
         using var activity = Source.StartActivity("ingest");
         await using var spooled = await writer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        if (plaintext is { } copy && copy.Length != spooled.Length)
+        {
+            throw new InvalidOperationException($"The plaintext kept for inspection holds {copy.Length} bytes, the spool {spooled.Length}.");
+        }
+
         spooled.StartSync();
         SpoolDuration.Record(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
         Verdict verdict;

@@ -58,7 +58,14 @@ public sealed class IngestSession : IAsyncDisposable
     {
         try
         {
-            ReadOnlyMemory<byte>? plaintext = _plain is null ? null : _plain.AsMemory(0, _plainLength);
+            // Not "_plain is null ? null : ...": that null converts through byte[] to an empty Memory, which is not null, and
+            // every object past the in-memory limit was inspected and read as 0 bytes (refused C000 "too short").
+            ReadOnlyMemory<byte>? plaintext = null;
+            if (_plain is not null)
+            {
+                plaintext = _plain.AsMemory(0, _plainLength);
+            }
+
             return await _pipeline.CompleteAsync(_spool, _source, expectedSopInstanceUid, plaintext, cancellationToken).ConfigureAwait(false);
         }
         finally

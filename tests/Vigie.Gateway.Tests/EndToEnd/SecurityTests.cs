@@ -200,6 +200,43 @@ public sealed class SecurityTests
         Assert.StartsWith("certificate valid until", renewed.GetProperty("description").GetString(), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: every object larger than Gateway:InMemoryInspectionLimit (64 MiB: multi-frame CT, tomosynthesis) was
+    /// inspected and indexed as 0 bytes and refused C000 "too short to be a DICOM dataset"; a malicious one was then
+    /// neither quarantined nor audited. Here the limit is lowered so that a CT image passes it.
+    /// </summary>
+    [Fact]
+    public async Task Regression_every_object_past_the_in_memory_inspection_limit_was_refused_as_too_short()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__Gateway__InMemoryInspectionLimit"] = "65536" },
+            cancellationToken: ct);
+        var clean = Peers.CtCorpusFiles()[0];
+        Assert.True(new FileInfo(clean).Length > 65536);
+        var file = await DicomReader.ReadFileAsync(clean, new DicomReadOptions { LoadLargeValues = true }, ct);
+        file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.4242424243");
+        file.Dataset.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
+        file.Dataset.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, InertPeHeader());
+        var malicious = DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
+
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            var stored = await client.StoreFileAsync(clean, ct);
+            Assert.True(stored.Status == DimseStatus.Success, $"{stored.Status:X4} {stored.ErrorComment}");
+            var refused = await client.StoreAsync(DicomUids.CTImageStorage, "2.25.4242424243", DicomUids.ExplicitVRLittleEndian, new MemoryStream(malicious), ct);
+            Assert.Equal(DimseStatus.NotAuthorized, refused.Status);
+            Assert.Contains("dicom.element.executable", refused.ErrorComment, StringComparison.Ordinal);
+            await client.ReleaseAsync(ct);
+        }
+
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
