@@ -56,6 +56,13 @@ public sealed record DicomReadOptions
     /// </summary>
     public bool ReportTrailingData { get; init; }
 
+    /// <summary>
+    /// Read a defined-length UN value (an explicit UN, or an element an implicit VR data set does not name) that starts
+    /// with an item tag as the sequence it is, in implicit VR little endian (PS3.5 6.2.2). A private sequence hides
+    /// whatever its items hold from a reader that keeps it as bytes. Used by inspection.
+    /// </summary>
+    public bool ReadSequencesInUnknownValues { get; init; }
+
     /// <summary>Stop reading the top-level dataset at the first element whose tag is at least this one (e.g. Pixel Data).</summary>
     public DicomTag? StopAtTag { get; init; }
 }

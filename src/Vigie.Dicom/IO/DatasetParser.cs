@@ -367,6 +367,13 @@ internal sealed class DatasetParser
             vr = entry.VR;
             sourceVR = DicomVR.UN;
         }
+        else if (vr == DicomVR.UN && _options.ReadSequencesInUnknownValues && length >= 8 && await StartsWithItemAsync(cancellationToken).ConfigureAwait(false))
+        {
+            Warn(DicomWarningKind.UnknownVRReinterpreted, $"{tag} is UN and starts with an item: read as an implicit VR sequence", headerOffset, tag);
+            var sequence = await ReadSequenceAsync(tag, length, sourceOffset, switchToImplicit: true, cancellationToken).ConfigureAwait(false);
+            sequence.SourceVR = DicomVR.UN;
+            return sequence;
+        }
 
         if (length > _options.LargeValueThreshold && (!_options.LoadLargeValues || length > _options.MaxValueInMemory) && _input.CanSeek)
         {
@@ -580,6 +587,10 @@ internal sealed class DatasetParser
 
         return DicomDictionary.FindPrivate(Encoding.Latin1.GetString(creator.Span).TrimEnd(' ', '\0'), tag);
     }
+
+    /// <summary>True when the next 4 bytes are an item tag (FFFE,E000) in little endian, the encoding of a UN sequence's items.</summary>
+    private async ValueTask<bool> StartsWithItemAsync(CancellationToken cancellationToken) =>
+        await _input.TryFillAsync(4, cancellationToken).ConfigureAwait(false) && _input.Span[..4].SequenceEqual((ReadOnlySpan<byte>)[0xFE, 0xFF, 0x00, 0xE0]);
 
     private void EndedAtBoundary(string message)
     {

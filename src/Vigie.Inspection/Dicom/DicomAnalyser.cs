@@ -15,7 +15,16 @@ internal sealed class DicomAnalyser : IContentAnalyser
 {
     private const int PreambleLength = 128;
 
-    private static readonly DicomReadOptions ReadOptions = new() { ReportTrailingData = true, MaxInflatedBytes = 256 * 1024 * 1024 };
+    private static readonly DicomReadOptions ReadOptions = new()
+    {
+        ReportTrailingData = true, MaxInflatedBytes = 256 * 1024 * 1024, ReadSequencesInUnknownValues = true,
+    };
+
+    /// <summary>Frames of native pixel data whose starts are looked at (each read is one small range).</summary>
+    private const int MaxFramesChecked = 100_000;
+
+    /// <summary>Largest Basic Offset Table that is checked entry by entry (1 M frames).</summary>
+    private const int MaxOffsetTableChecked = 4 * 1024 * 1024;
 
     public string Name => "dicom";
 
@@ -194,6 +203,22 @@ internal sealed class DicomAnalyser : IContentAnalyser
                     }
 
                     break;
+                case DicomFragmentSequence fragments:
+                    if (element.Tag != DicomTags.PixelData)
+                    {
+                        // dcmtk and most PACS refuse such an object outright; left in, it hides its fragments from readers.
+                        context.Report("dicom.structure.encapsulated-outside-pixel-data", Severity.Medium,
+                            $"{here} ({DicomVRInfo.Code(element.VR)}) has undefined length and fragments: only Pixel Data may be encapsulated (PS3.5 A.4)",
+                            element.SourceOffset);
+                    }
+
+                    // The top-level Pixel Data is checked with its image attributes (CheckPixelDataAsync).
+                    if (element.Tag != DicomTags.PixelData || path.Length > 0)
+                    {
+                        await CheckFragmentsAsync(context, content, fragments, here, cancellationToken).ConfigureAwait(false);
+                    }
+
+                    break;
                 case DicomValueElement value when element.Tag == DicomTags.EncapsulatedDocument:
                     await AnalyseDocumentAsync(context, content, dataset, value, here, cancellationToken).ConfigureAwait(false);
                     break;
@@ -268,7 +293,13 @@ internal sealed class DicomAnalyser : IContentAnalyser
             case DicomValueElement pixels:
             {
                 var expected = ExpectedNativeLength(ds);
-                if (expected is not { } bytes || pixels.Length <= bytes + 1)
+                if (expected is not { } bytes)
+                {
+                    return;
+                }
+
+                await CheckFrameStartsAsync(context, content, ds, pixels, bytes, cancellationToken).ConfigureAwait(false);
+                if (pixels.Length <= bytes + 1)
                 {
                     return;
                 }
@@ -290,22 +321,145 @@ internal sealed class DicomAnalyser : IContentAnalyser
             }
 
             case DicomFragmentSequence fragments:
-                for (var i = 1; i < fragments.Items.Count; i++)
+                await CheckFragmentsAsync(context, content, fragments, DicomTags.PixelData.ToString(), cancellationToken).ConfigureAwait(false);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Every item of an encapsulated value, the Basic Offset Table included: it is the first item, and nothing but its
+    /// validity says it holds offsets (a file put there was never looked at).
+    /// </summary>
+    private static async ValueTask CheckFragmentsAsync(InspectionContext context, ContentSource content, DicomFragmentSequence fragments, string path,
+        CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < fragments.Items.Count; i++)
+        {
+            var fragment = fragments.Items[i];
+            using var source = FragmentSource(content, fragment);
+            if (source is null)
+            {
+                continue;
+            }
+
+            if (i == 0 && source.Length > 0 && OffsetTableProblem(source, fragments) is { } problem)
+            {
+                context.Report("dicom.pixel-data.invalid-offset-table", Severity.Low, $"{path}: the basic offset table {problem}", fragment.SourceOffset);
+            }
+
+            var kind = EmbeddedContent.Classify(source, 0, source.Length);
+            if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+            {
+                var what = i == 0 ? "the basic offset table (item 0)" : $"fragment {i}";
+                context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
+                    $"{path} {what} is {EmbeddedContent.Describe(kind)}, not compressed image data", fragment.SourceOffset);
+                await context.InspectChildAsync($"{path}[{(i == 0 ? "offset table" : $"fragment {i}")}]", source, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private static ContentSource? FragmentSource(ContentSource content, DicomFragment fragment)
+    {
+        if (fragment.Bulk is not { } bulk)
+        {
+            return ContentSource.FromMemory(fragment.Value);
+        }
+
+        return bulk.Offset >= 0 && bulk.Offset + fragment.Length <= content.Length ? content.Slice(bulk.Offset, fragment.Length) : null;
+    }
+
+    /// <summary>
+    /// Why a non-empty Basic Offset Table is not one (PS3.5 A.4): 32-bit entries, the first 0, rising, each inside the
+    /// fragments, at most one per fragment. Null when it is valid.
+    /// </summary>
+    private static string? OffsetTableProblem(ContentSource table, DicomFragmentSequence fragments)
+    {
+        if (table.Length % 4 != 0)
+        {
+            return $"is {table.Length} bytes long, not a whole number of 32-bit offsets";
+        }
+
+        var entries = table.Length / 4;
+        if (entries > fragments.Items.Count - 1)
+        {
+            return $"holds {entries} offsets for {fragments.Items.Count - 1} fragments";
+        }
+
+        if (table.Length > MaxOffsetTableChecked)
+        {
+            return null;
+        }
+
+        long fragmentBytes = 0;
+        for (var i = 1; i < fragments.Items.Count; i++)
+        {
+            fragmentBytes += 8 + fragments.Items[i].Length;
+        }
+
+        var bytes = System.Buffers.ArrayPool<byte>.Shared.Rent((int)table.Length);
+        try
+        {
+            var read = table.ReadAt(0, bytes.AsSpan(0, (int)table.Length));
+            long previous = -1;
+            for (var i = 0; i + 4 <= read; i += 4)
+            {
+                long offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(i));
+                if (i == 0 && offset != 0)
                 {
-                    var fragment = fragments.Items[i];
-                    using var source = fragment.IsBulk
-                        ? content.Slice(fragment.Bulk!.Offset, fragment.Length)
-                        : ContentSource.FromMemory(fragment.Value);
-                    var kind = EmbeddedContent.Classify(source, 0, source.Length);
-                    if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
-                    {
-                        context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
-                            $"pixel data fragment {i} is {EmbeddedContent.Describe(kind)}, not compressed image data", fragment.SourceOffset);
-                        await context.InspectChildAsync($"(7FE0,0010)[fragment {i}]", source, cancellationToken).ConfigureAwait(false);
-                    }
+                    return $"starts with {offset}, not 0";
                 }
 
-                break;
+                if (offset <= previous || offset >= fragmentBytes)
+                {
+                    return $"entry {i / 4} ({offset}) is not an offset of a fragment after the previous one";
+                }
+
+                previous = offset;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// A frame of native pixel data that starts with an executable or an archive header: image bytes do not look like
+    /// one (headers are checked structurally), a file put in place of a frame does.
+    /// </summary>
+    private static async ValueTask CheckFrameStartsAsync(InspectionContext context, ContentSource content, DicomDataset ds, DicomValueElement pixels, long imageBytes,
+        CancellationToken cancellationToken)
+    {
+        var frames = ds.GetSingleString(DicomTags.NumberOfFrames) is { } f && long.TryParse(f, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 1;
+        if (imageBytes % frames != 0 || imageBytes / frames < 64)
+        {
+            return;
+        }
+
+        var frameBytes = imageBytes / frames;
+        using var whole = pixels.Bulk is { } bulk
+            ? bulk.Offset >= 0 && bulk.Offset + bulk.Length <= content.Length ? content.Slice(bulk.Offset, bulk.Length) : null
+            : ContentSource.FromMemory(pixels.Value);
+        if (whole is null)
+        {
+            return;
+        }
+
+        for (long i = 0; i < Math.Min(frames, MaxFramesChecked) && i * frameBytes < whole.Length; i++)
+        {
+            var start = i * frameBytes;
+            var length = Math.Min(frameBytes, whole.Length - start);
+            var kind = EmbeddedContent.Classify(whole, start, length);
+            if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+            {
+                context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
+                    $"frame {i} of the native pixel data starts with {EmbeddedContent.Describe(kind)}", (pixels.Bulk?.Offset ?? pixels.SourceOffset) + start);
+                using var frame = whole.Slice(start, length);
+                await context.InspectChildAsync($"(7FE0,0010)[frame {i}]", frame, cancellationToken).ConfigureAwait(false);
+                return;
+            }
         }
     }
 
@@ -371,6 +525,8 @@ internal sealed class DicomAnalyser : IContentAnalyser
         DicomWarningKind.ConflictingDuplicateTag => Severity.Medium,
         DicomWarningKind.MetaElementInDataset => Severity.Low,
         DicomWarningKind.UnknownTransferSyntax => Severity.Low,
+        // Ended before an item or sequence it opened was closed: what a truncated transfer leaves, and what no peer reads.
+        DicomWarningKind.EndedInsideItem => Severity.Low,
         _ => Severity.Info,
     };
 

@@ -221,6 +221,105 @@ public sealed class DicomAnalyserTests
         AssertFinding(await AnalyseAsync(File(ds, syntax: TransferSyntax.Lookup(DicomUids.JPEGBaseline8Bit))), "dicom.pixel-data.embedded-file", Severity.Critical);
     }
 
+    /// <summary>
+    /// Regression: the first item of encapsulated pixel data (the Basic Offset Table) was never looked at, so a PE, an
+    /// ELF or a PDF put there was stored and forwarded; items 1 and later were checked.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_file_in_the_basic_offset_table_was_never_inspected()
+    {
+        AssertFinding(await AnalyseAsync(Encapsulated(PeHeader(256), [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.embedded-file", Severity.Critical);
+
+        var valid = await AnalyseAsync(Encapsulated([0, 0, 0, 0, 12, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9], [0xFF, 0xD8, 0xFF, 0xD9]));
+        Assert.Equal(Severity.Info, valid.Worst);
+        AssertFinding(await AnalyseAsync(Encapsulated([7, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Low);
+        AssertFinding(await AnalyseAsync(Encapsulated([0, 0, 0, 0, 1], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Low);
+    }
+
+    /// <summary>
+    /// Regression: a private sequence kept as bytes (an explicit UN of defined length, or an element an implicit VR data
+    /// set does not name) was not looked inside, so a PE or a PDF in its items was stored and forwarded.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Regression_a_private_sequence_kept_as_UN_hid_what_its_items_hold(bool implicitVR)
+    {
+        // One item holding (7FD1,1002) = an inert PE header, encoded as PS3.5 6.2.2 says: implicit VR little endian.
+        var payload = PeHeader(256);
+        var element = new byte[8 + payload.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(element, 0x7FD1);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(element.AsSpan(2), 0x1002);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(element.AsSpan(4), (uint)payload.Length);
+        payload.CopyTo(element, 8);
+        var item = new byte[8 + element.Length];
+        new byte[] { 0xFE, 0xFF, 0x00, 0xE0 }.CopyTo(item, 0);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(item.AsSpan(4), (uint)element.Length);
+        element.CopyTo(item, 8);
+
+        var ds = Image(8, 8);
+        ds.SetString(new DicomTag(0x7FD1, 0x0010), DicomVR.LO, "ACME");
+        ds.SetBytes(new DicomTag(0x7FD1, 0x1001), DicomVR.UN, item);
+        var syntax = implicitVR ? TransferSyntax.ImplicitVRLittleEndian : TransferSyntax.ExplicitVRLittleEndian;
+        AssertFinding(await AnalyseAsync(File(ds, syntax: syntax)), "dicom.element.executable", Severity.Critical);
+    }
+
+    /// <summary>
+    /// Regression: an OB of undefined length outside Pixel Data (the Encapsulated Document, a private element) was read
+    /// as fragments and never looked at: an Encapsulated PDF whose document was a PE was stored, and dcmtk peers could
+    /// not even receive it when it was forwarded.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_encapsulated_value_outside_pixel_data_was_never_inspected()
+    {
+        var ds = Image(8, 8);
+        ds.SetString(new DicomTag(0x7FD1, 0x0010), DicomVR.LO, "ACME");
+        var fragments = new DicomFragmentSequence(new DicomTag(0x7FD1, 0x1003), DicomVR.OB);
+        fragments.Items.Add(new DicomFragment(ReadOnlyMemory<byte>.Empty, null, 0, -1));
+        fragments.Items.Add(new DicomFragment(PeHeader(256), null, 256, -1));
+        ds.AddOrUpdate(fragments);
+        var context = await AnalyseAsync(File(ds, syntax: TransferSyntax.Lookup(DicomUids.JPEGBaseline8Bit)));
+        AssertFinding(context, "dicom.structure.encapsulated-outside-pixel-data", Severity.Medium);
+        AssertFinding(context, "dicom.pixel-data.embedded-file", Severity.Critical);
+    }
+
+    /// <summary>Regression: a frame of native pixel data that starts with an executable was not flagged (only bytes past the image were).</summary>
+    [Fact]
+    public async Task Regression_an_executable_in_place_of_a_native_frame_was_not_flagged()
+    {
+        var ds = Image(8, 8);
+        ds.SetString(DicomTags.NumberOfFrames, DicomVR.IS, "3");
+        var pixels = new byte[3 * 8 * 8 * 2];
+        PeHeader(128).CopyTo(pixels, 128);
+        ds.SetBytes(DicomTags.PixelData, DicomVR.OW, pixels);
+        AssertFinding(await AnalyseAsync(File(ds)), "dicom.pixel-data.embedded-file", Severity.Critical);
+    }
+
+    /// <summary>Regression: a data set that ended inside an item it never closed was only noted (Info), stored, and then jammed forwarding for good.</summary>
+    [Fact]
+    public async Task Regression_a_data_set_ending_inside_an_item_was_accepted()
+    {
+        var bytes = File(Image(8, 8));
+        // An undefined-length private sequence and item, opened at the end and never closed.
+        byte[] open = [0xE1, 0x7F, 0x10, 0x00, (byte)'L', (byte)'O', 4, 0, (byte)'A', (byte)'C', (byte)'M', (byte)'E',
+            0xE1, 0x7F, 0x01, 0x10, (byte)'S', (byte)'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF];
+        AssertFinding(await AnalyseAsync(Append(bytes, open)), "dicom.structure.ended-inside-item", Severity.Low);
+    }
+
+    private static byte[] Encapsulated(params byte[][] items)
+    {
+        var ds = Image(8, 8);
+        ds.Remove(DicomTags.PixelData);
+        var fragments = new DicomFragmentSequence(DicomTags.PixelData, DicomVR.OB);
+        foreach (var item in items)
+        {
+            fragments.Items.Add(new DicomFragment(item, null, item.Length, -1));
+        }
+
+        ds.AddOrUpdate(fragments);
+        return File(ds, syntax: TransferSyntax.Lookup(DicomUids.JPEGBaseline8Bit));
+    }
+
     [Fact]
     public async Task Meta_header_naming_another_sop_class_is_suspicious()
     {
