@@ -15,6 +15,13 @@ public interface IArchiveIndex
     ValueTask<IndexWriteResult> StoreInstanceAsync(DbConnection connection, DbTransaction transaction, InstanceIndexEntry entry,
         CancellationToken cancellationToken);
 
+    /// <summary>
+    /// How filing <paramref name="entry"/> would disagree with the hierarchy already indexed (its study under another
+    /// patient, its series under another study, its instance under another series), read before the object is stored,
+    /// so that such a store can be refused instead of filed under the links that exist.
+    /// </summary>
+    ValueTask<HierarchyConflict> FindHierarchyConflictsAsync(InstanceIndexEntry entry, CancellationToken cancellationToken);
+
     /// <summary>Records a quarantined object; returns its row id.</summary>
     ValueTask<long> AddQuarantineAsync(DbConnection connection, DbTransaction transaction, QuarantineEntry entry,
         CancellationToken cancellationToken);

@@ -78,6 +78,31 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return new IndexWriteResult(outcome, patientRow, studyRow, seriesRow, instanceRow, version, conflicts);
     }
 
+    public async ValueTask<HierarchyConflict> FindHierarchyConflictsAsync(InstanceIndexEntry entry, CancellationToken cancellationToken)
+    {
+        await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var patientId = Checked(IndexNormalizer.Identifier(entry.Patient.PatientId), MaxIdentifierLength, "Patient ID", allowEmpty: true);
+        var issuer = Checked(IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? ""), MaxIdentifierLength, "Issuer of Patient ID", allowEmpty: true);
+        var studyUid = Checked(IndexNormalizer.Uid(entry.Study.StudyInstanceUid), MaxUidLength, "Study Instance UID");
+        var seriesUid = Checked(IndexNormalizer.Uid(entry.Series.SeriesInstanceUid), MaxUidLength, "Series Instance UID");
+        var sopUid = Checked(IndexNormalizer.Uid(entry.Instance.SopInstanceUid), MaxUidLength, "SOP Instance UID");
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var patient = await SelectNodeAsync(connection, null, Tables[0], keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId), false,
+            cancellationToken).ConfigureAwait(false);
+        var study = await SelectNodeAsync(connection, null, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
+            cancellationToken).ConfigureAwait(false);
+        var series = await SelectNodeAsync(connection, null, Tables[2], keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid), false,
+            cancellationToken).ConfigureAwait(false);
+        var instance = await SelectNodeAsync(connection, null, Tables[3], keys.HashIdentifier(IdentifierKinds.SopInstanceUid, sopUid), false,
+            cancellationToken).ConfigureAwait(false);
+        // A level not indexed yet would be created under this entry's parent: no conflict there.
+        var conflicts = HierarchyConflict.None;
+        conflicts |= study is { } s && s.Parent != patient?.Id ? HierarchyConflict.StudyUnderOtherPatient : HierarchyConflict.None;
+        conflicts |= series is { } r && r.Parent != study?.Id ? HierarchyConflict.SeriesUnderOtherStudy : HierarchyConflict.None;
+        conflicts |= instance is { } i && i.Parent != series?.Id ? HierarchyConflict.InstanceUnderOtherSeries : HierarchyConflict.None;
+        return conflicts;
+    }
+
     public async ValueTask<long> AddQuarantineAsync(DbConnection connection, DbTransaction transaction, QuarantineEntry entry,
         CancellationToken cancellationToken)
     {
@@ -522,7 +547,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await command.Command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask<(long Id, long? Parent, int Version, byte[] Mac)?> SelectNodeAsync(DbConnection connection, DbTransaction transaction,
+    private async ValueTask<(long Id, long? Parent, int Version, byte[] Mac)?> SelectNodeAsync(DbConnection connection, DbTransaction? transaction,
         NodeTable table, byte[] key, bool forUpdate, CancellationToken cancellationToken)
     {
         var parent = table.ParentColumn ?? "NULL";

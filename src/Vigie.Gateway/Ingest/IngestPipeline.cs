@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
+using Vigie.Audit;
 using Vigie.Audit.Model;
 using Vigie.Core.Data;
 using Vigie.Dicom;
@@ -32,6 +33,7 @@ public sealed class IngestPipeline(
     IArchiveKeyService keys,
     ClockStepGuard clock,
     IOptionsMonitor<GatewayOptions> options,
+    IAuditLog audit,
     ILogger<IngestPipeline> logger,
     TimeProvider time)
 {
@@ -194,10 +196,15 @@ public sealed class IngestPipeline(
         else if (file is null || verdict.ContentType != nameof(ContentType.Dicom))
         {
             result = new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate($"not a DICOM object: {unreadable ?? verdict.ContentType}"), verdict);
+            await AuditRefusalAsync(source, file, result.Comment!, cancellationToken).ConfigureAwait(false);
         }
         else
         {
             result = await StoreAsync(spooled, file, source, expectedSopInstanceUid, verdict, cancellationToken).ConfigureAwait(false);
+            if (result.Outcome == IngestOutcome.Refused)
+            {
+                await AuditRefusalAsync(source, file, result.Comment!, cancellationToken).ConfigureAwait(false);
+            }
         }
 
         Objects.Add(1, new KeyValuePair<string, object?>("outcome", result.Outcome.ToString()), new KeyValuePair<string, object?>("channel", source.Channel.ToString()));
@@ -219,6 +226,16 @@ public sealed class IngestPipeline(
         {
             return new IngestResult(IngestOutcome.Refused, DimseStatus.DataSetDoesNotMatchSopClass,
                 "SOP Instance UID of the data set differs from the command", verdict);
+        }
+
+        // A study, series or instance already filed under another parent: filed as it came, its new content would be
+        // served under the old patient (the existing links win in the index). Refused before anything is stored; a
+        // change of identity is a workflow (IHE PIR), not a resend. A store racing this check is still only logged.
+        var conflicts = await index.FindHierarchyConflictsAsync(entry, cancellationToken).ConfigureAwait(false);
+        if (conflicts != HierarchyConflict.None)
+        {
+            logger.LogWarning("Refused an object from {CallingAE}: its identifiers disagree with the index ({Conflicts})", source.CallingAE, conflicts);
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate("refused: " + ConflictComment(conflicts)), verdict);
         }
 
         // The object is made durable (file and folder synced) while its index rows are written; the transaction that
@@ -248,6 +265,68 @@ public sealed class IngestPipeline(
         return written.Outcome == IndexOutcome.AlreadyStored
             ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
             : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);
+    }
+
+    private static string ConflictComment(HierarchyConflict conflicts) =>
+        (conflicts & HierarchyConflict.StudyUnderOtherPatient) != 0 ? "study is filed under another patient"
+        : (conflicts & HierarchyConflict.SeriesUnderOtherStudy) != 0 ? "series is filed under another study"
+        : "instance is filed under another series";
+
+    /// <summary>
+    /// A refused object (not DICOM Vigie can read, a key missing, a UID that disagrees with the command or the index):
+    /// a failed transfer from its sender, under its patient when the data set named one, and one log line a minute.
+    /// </summary>
+    private async Task AuditRefusalAsync(IngestSource source, DicomFile? file, string reason, CancellationToken cancellationToken)
+    {
+        var patientId = file?.Dataset.GetString(DicomTags.PatientID);
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.DicomInstancesTransferred,
+            Action = AuditAction.Create,
+            Outcome = AuditOutcome.SeriousFailure,
+            Participants =
+            [
+                GatewayAudit.Requestor(source, AuditRoles.Source),
+                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+            ],
+            PatientRef = file is null ? null : GatewayAudit.PatientRef(keys, patientId ?? "", file.Dataset.GetString(DicomTags.IssuerOfPatientID)),
+            Details = new AuditDetails
+            {
+                OutcomeDescription = reason.StartsWith("refused", StringComparison.Ordinal) ? reason : "refused: " + reason,
+                Objects = file is null
+                    ? []
+                    :
+                    [
+                        GatewayAudit.Study(file.Dataset.GetString(DicomTags.StudyInstanceUID) ?? "", file.Dataset.GetString(DicomTags.SOPClassUID) ?? "", 1,
+                            file.Dataset.GetString(DicomTags.AccessionNumber)),
+                        GatewayAudit.Patient(patientId ?? "", file.Dataset.GetString(DicomTags.PatientName)),
+                    ],
+            },
+        };
+        if (DueForLog(ref _lastRefusalLog))
+        {
+            logger.LogWarning("Refused an object from {CallingAE}: {Reason}", source.CallingAE, reason);
+        }
+
+        try
+        {
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogError(e, "A refused store from {CallingAE} could not be audited", source.CallingAE);
+        }
+    }
+
+    private long _lastRefusalLog;
+
+    /// <summary>True at most once a minute: a modality retries, and one line says as much as a thousand.</summary>
+    private bool DueForLog(ref long last)
+    {
+        var now = time.GetTimestamp();
+        var previous = Interlocked.Read(ref last);
+        return (previous == 0 || time.GetElapsedTime(previous, now) >= TimeSpan.FromMinutes(1)) && Interlocked.CompareExchange(ref last, now, previous) == previous;
     }
 
     /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
