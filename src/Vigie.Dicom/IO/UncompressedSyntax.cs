@@ -22,7 +22,10 @@ public static class UncompressedSyntax
     {
         DicomUids.ExplicitVRLittleEndian => [DicomUids.ImplicitVRLittleEndian],
         DicomUids.ImplicitVRLittleEndian => [DicomUids.ExplicitVRLittleEndian],
-        DicomUids.RLELossless or DicomUids.DeflatedExplicitVRLittleEndian => [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian],
+        // Big endian (retired, still sent by old devices): most peers take only little endian, and Implicit VR Little
+        // Endian is the one syntax every node must accept (PS3.5 10.1).
+        DicomUids.RLELossless or DicomUids.DeflatedExplicitVRLittleEndian or DicomUids.ExplicitVRBigEndian =>
+            [DicomUids.ExplicitVRLittleEndian, DicomUids.ImplicitVRLittleEndian],
         _ => [],
     };
 

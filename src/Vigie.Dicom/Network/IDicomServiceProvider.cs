@@ -101,8 +101,11 @@ public interface IDicomServiceProvider
     /// </summary>
     ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken);
 
-    /// <summary>Opens an association to a C-MOVE destination AE; null when the destination is unknown or not allowed.</summary>
-    ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+    /// <summary>
+    /// Opens an association to a C-MOVE destination AE for <paramref name="request"/> (its sub-operations carry its
+    /// Message ID as Move Originator Message ID); null when the destination is unknown or not allowed.
+    /// </summary>
+    ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, DimseMessage request, string destinationAE, IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken);
 
     /// <summary>Called once when the association ends, whatever the way.</summary>

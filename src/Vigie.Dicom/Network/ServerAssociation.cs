@@ -570,7 +570,7 @@ internal sealed class ServerAssociation(
         if (request.Field == DimseCommand.CMoveRequest)
         {
             var destinationAE = request.MoveDestination ?? string.Empty;
-            destination = await provider.OpenMoveDestinationAsync(association, destinationAE, items, cancellationToken).ConfigureAwait(false);
+            destination = await provider.OpenMoveDestinationAsync(association, request, destinationAE, items, cancellationToken).ConfigureAwait(false);
             if (destination is null)
             {
                 await RespondAsync(request, new DimseResult(DimseStatus.MoveDestinationUnknown, $"unknown move destination '{destinationAE}'")).ConfigureAwait(false);

@@ -296,7 +296,8 @@ internal sealed class GatewayServiceProvider(
         return items;
     }
 
-    public async ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+    public async ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, DimseMessage request, string destinationAE,
+        IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken)
     {
         var destination = options.CurrentValue.FindDestination(destinationAE, d => d.MoveDestination);
@@ -325,7 +326,7 @@ internal sealed class GatewayServiceProvider(
         try
         {
             var client = await DicomClient.ConnectAsync(Destinations.ClientOptions(destination, OurAE), contexts, cancellationToken).ConfigureAwait(false);
-            return new MoveDestination(client, association.CallingAE, destinationAE, logger);
+            return new MoveDestination(client, association.CallingAE, request.MessageId, destinationAE, logger);
         }
         catch (Exception e) when (PeerFailures.IsTransient(e))
         {
@@ -597,9 +598,9 @@ internal sealed class GatewayServiceProvider(
         public ValueTask DisposeAsync() => session.DisposeAsync();
     }
 
-    private sealed class MoveDestination(DicomClient client, string originatorAE, string destinationAE, ILogger logger) : IMoveDestination
+    /// <summary>Sub-operations of one C-MOVE: each names its originator and the C-MOVE-RQ's Message ID (PS3.7 9.3.1.1).</summary>
+    private sealed class MoveDestination(DicomClient client, string originatorAE, ushort moveMessageId, string destinationAE, ILogger logger) : IMoveDestination
     {
-        private ushort _originatorMessage;
 
         public async ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet, CancellationToken cancellationToken)
         {
@@ -617,7 +618,7 @@ internal sealed class GatewayServiceProvider(
             await using var _ = converted;
             try
             {
-                return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted ?? dataSet, cancellationToken, originatorAE, ++_originatorMessage)
+                return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted ?? dataSet, cancellationToken, originatorAE, moveMessageId)
                     .ConfigureAwait(false);
             }
             catch (Exception e) when (DicomFailures.IsAssociationLost(e))

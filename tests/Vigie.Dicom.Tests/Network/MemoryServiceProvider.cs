@@ -118,7 +118,8 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
     public ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken) =>
         ValueTask.FromResult(new DimseResult(DimseStatus.NoSuchActionType));
 
-    public ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, string destinationAE, IReadOnlyList<RetrieveItem> items,
+    public ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, DimseMessage request, string destinationAE,
+        IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken) => ValueTask.FromResult<IMoveDestination?>(null);
 
     public ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)

@@ -93,6 +93,30 @@ public sealed class NodeInteropTests
         Assert.Empty(await CorpusIdentifiers.FindAsync(node.Data, identifiers, ct));
     }
 
+    /// <summary>
+    /// Regression: the C-STOREs of a C-MOVE carried a counter (1, 2, 3...) as Move Originator Message ID instead of the
+    /// C-MOVE-RQ's Message ID (PS3.7 9.3.1.1), so a destination could not tell which move they served.
+    /// </summary>
+    [Fact]
+    public async Task Regression_move_sub_operations_carried_a_counter_as_the_move_originator_message_id()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        using var work = new TempDirectory("vigie-e2e");
+        await using var destination = await StoreScp.StartAsync("MOVEDEST", work.Combine("moved"), "-d");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"MOVEDEST@127.0.0.1:{destination.Port}"], cancellationToken: ct);
+        await node.StoreAsync(files, ct);
+        var studyUid = (await DicomReader.ReadFileAsync(files[0], null, ct)).Dataset.GetString(DicomTags.StudyInstanceUID)!;
+
+        // Two moves on one association: Message IDs 1 and 2, three sub-operations each.
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"), ["-aec", "VIGIE", "-aem", "MOVEDEST", "--repeat", "2", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={studyUid}", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(move.ExitCode == 0, move.ToString());
+        await destination.WaitForFilesAsync(3, TimeSpan.FromSeconds(30));
+        var ids = destination.Lines.Where(l => l.Contains("Move Originator ID", StringComparison.Ordinal)).Select(l => l.Split(':')[^1].Trim()).ToList();
+        Assert.Equal(["1", "1", "1", "2", "2", "2"], ids);
+    }
+
     [Fact]
     public async Task Several_associations_in_parallel_all_complete()
     {

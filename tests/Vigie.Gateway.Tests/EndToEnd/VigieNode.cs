@@ -288,6 +288,9 @@ internal sealed class StoreScp : IAsyncDisposable
     /// <summary>How many C-STORE requests it received (duplicates included), from its verbose log.</summary>
     public int StoreRequests => _output.Count(l => l.Contains("Received Store Request", StringComparison.Ordinal));
 
+    /// <summary>What storescp printed (with -d, every command's fields).</summary>
+    public IReadOnlyList<string> Lines => [.. _output];
+
     public int Files => Directory.EnumerateFiles(Folder).Count();
 
     /// <summary>The calling AE titles of the associations it received (its log at -d).</summary>
