@@ -243,7 +243,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
             return;
         }
 
-        var kind = EmbeddedContent.Classify(source, 0, source.Length);
+        var kind = EmbeddedContent.ClassifyValue(source, 0, source.Length);
         var offset = value.Bulk?.Offset ?? value.SourceOffset;
         if (EmbeddedContent.IsExecutable(kind))
         {
@@ -347,7 +347,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
                 context.Report("dicom.pixel-data.invalid-offset-table", Severity.Low, $"{path}: the basic offset table {problem}", fragment.SourceOffset);
             }
 
-            var kind = EmbeddedContent.Classify(source, 0, source.Length);
+            var kind = EmbeddedContent.ClassifyValue(source, 0, source.Length);
             if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
             {
                 var what = i == 0 ? "the basic offset table (item 0)" : $"fragment {i}";

@@ -111,6 +111,26 @@ internal static class EmbeddedContent
         return LooksLikeHtml(head) ? EmbeddedKind.Html : EmbeddedKind.None;
     }
 
+    /// <summary>PDF readers look for the header in a file's first kilobyte, not only at its start.</summary>
+    private const int PdfHeaderWindow = 1024;
+
+    /// <summary>
+    /// <see cref="Classify"/>, and a PDF header anywhere in the first kilobyte, where readers still find it: for element
+    /// values and fragments (a JPEG header followed by a PDF opens as the PDF).
+    /// </summary>
+    public static EmbeddedKind ClassifyValue(ContentSource content, long offset, long length)
+    {
+        var kind = Classify(content, offset, length);
+        if (kind != EmbeddedKind.None || length < 8)
+        {
+            return kind;
+        }
+
+        Span<byte> window = stackalloc byte[PdfHeaderWindow];
+        var n = content.ReadAt(offset, window[..(int)Math.Min(PdfHeaderWindow, length)]);
+        return window[..n].IndexOf("%PDF-"u8) > 0 ? EmbeddedKind.Pdf : EmbeddedKind.None;
+    }
+
     public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;
 
     public static bool IsContainer(EmbeddedKind kind) => kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar

@@ -306,6 +306,25 @@ public sealed class DicomAnalyserTests
         AssertFinding(await AnalyseAsync(Append(bytes, open)), "dicom.structure.ended-inside-item", Severity.Low);
     }
 
+    /// <summary>
+    /// Regression: a PDF that did not start at the first byte of an element or fragment (behind a JPEG header, or 64
+    /// zero bytes) was not recognised, although PDF readers find a header anywhere in the first kilobyte.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_pdf_behind_a_few_bytes_in_an_element_or_fragment_was_not_recognised()
+    {
+        var pdf = Ascii("%PDF-1.4\n1 0 obj << /OpenAction << /JS (app.alert\\(1\\)) >> >> endobj\n%%EOF\n", 96);
+        byte[] jpegThenPdf = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, (byte)'J', (byte)'F', (byte)'I', (byte)'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0, .. pdf];
+        var fragment = await AnalyseAsync(Encapsulated([], jpegThenPdf));
+        AssertFinding(fragment, "dicom.pixel-data.embedded-file", Severity.High);
+        Assert.Contains(fragment.Children, c => c.Name.Contains("fragment 1", StringComparison.Ordinal));
+
+        var ds = Image(8, 8);
+        ds.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
+        ds.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, new byte[64].Concat(pdf).ToArray());
+        AssertFinding(await AnalyseAsync(File(ds)), "dicom.element.embedded-file", Severity.Medium);
+    }
+
     private static byte[] Encapsulated(params byte[][] items)
     {
         var ds = Image(8, 8);
