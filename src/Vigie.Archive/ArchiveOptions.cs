@@ -171,6 +171,12 @@ public sealed class ArchiveOptions
             throw new InvalidOperationException("Archive options: limits must be positive (and NamePrefixMaxLength >= NamePrefixMinLength).");
         }
 
+        if (DeletionGrace < TimeSpan.Zero || OrphanGrace < TimeSpan.Zero)
+        {
+            // A negative grace removes a file at its decision (the evidence of a quarantine gone in seconds).
+            throw new InvalidOperationException("Archive:DeletionGrace and OrphanGrace must not be negative.");
+        }
+
         if (string.IsNullOrWhiteSpace(DataFolder))
         {
             throw new InvalidOperationException("Archive:DataFolder is not set.");

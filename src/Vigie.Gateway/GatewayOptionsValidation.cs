@@ -67,6 +67,35 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             problems.Add("Gateway:InMemoryInspectionLimit, MaxRetrieveInstances and MaxFindResults must be positive");
         }
 
+        var maintenance = options.Maintenance;
+        if (maintenance.Interval < TimeSpan.Zero || maintenance.FirstRunDelay < TimeSpan.Zero || maintenance.FinishedMessageRetention < TimeSpan.Zero)
+        {
+            problems.Add("Gateway:Maintenance:Interval, FirstRunDelay and FinishedMessageRetention must not be negative (Interval 0 turns maintenance off)");
+        }
+
+        if (maintenance.Retention is { } policy)
+        {
+            // Retention is the only way data leaves the archive: a period that would make everything due at once, or
+            // a share that disables the halt, is a typing error until proven otherwise.
+            foreach (var (setting, period) in new[] { ("Studies", policy.Studies), ("SupersededVersions", policy.SupersededVersions), ("Quarantine", policy.Quarantine) })
+            {
+                if (period is { } value && value <= TimeSpan.Zero)
+                {
+                    problems.Add($"Gateway:Maintenance:Retention:{setting} {value} must be a positive period (leave it out to keep those for ever)");
+                }
+            }
+
+            if (!(policy.MaxShare > 0 && policy.MaxShare <= 1))
+            {
+                problems.Add($"Gateway:Maintenance:Retention:MaxShare {policy.MaxShare} must be more than 0 and at most 1 (a share of the archive)");
+            }
+
+            if (maintenance.Interval <= TimeSpan.Zero)
+            {
+                problems.Add("Gateway:Maintenance:Retention is set but Gateway:Maintenance:Interval is 0: the policy would never run");
+            }
+        }
+
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
     }
 }

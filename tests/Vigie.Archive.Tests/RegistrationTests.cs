@@ -121,4 +121,14 @@ public sealed class RegistrationTests
         Directory.Delete(Path.Combine(defaults.DataFolder, "photos"));
         Assert.True((await initializer.InitializeAsync(ct)).KeysCreated);
     }
+
+    /// <summary>Regression: a negative deletion grace was accepted, and removed a file (a quarantined object) at its retention decision.</summary>
+    [Fact]
+    public void Regression_a_negative_deletion_grace_was_accepted()
+    {
+        using var root = new TempDirectory();
+        var options = ArchiveHarness.NewOptions(root.Path);
+        options.DeletionGrace = TimeSpan.FromDays(-1);
+        Assert.Contains("DeletionGrace", Assert.Throws<InvalidOperationException>(options.Validate).Message, StringComparison.Ordinal);
+    }
 }

@@ -85,7 +85,10 @@ internal sealed class GatewayServiceProvider(
                 await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.Login, AuditOutcome.MinorFailure,
                     $"user identity '{name}' refused", name, cancellationToken).ConfigureAwait(false);
                 association.State = Refused;
-                return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.NoReasonGiven, $"user identity '{name}' refused");
+                // The same answer as a caller not on the allow-list, or one that owes a user identity and sent none: from
+                // outside, nothing tells which (no oracle for titles, users or passwords); the audit trail says.
+                return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized,
+                    $"user identity '{name}' refused");
             }
 
             user = name;
