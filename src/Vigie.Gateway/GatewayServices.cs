@@ -34,6 +34,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, GatewaySchema>());
         services.TryAddSingleton<ConfigurationAudit>();
         services.TryAddSingleton<IRetentionAudit, RetentionAuditBridge>();
+        services.TryAddSingleton<IRetentionHold, Forwarding.ForwardRetentionHold>();
         services.AddArchive();
         services.AddAudit();
         services.AddVigieInspection();

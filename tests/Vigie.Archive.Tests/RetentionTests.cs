@@ -35,7 +35,16 @@ public sealed class RetentionTests
         }
     }
 
-    private static async Task<(RetentionService Service, ManualTime Time)> SetUpAsync(ArchiveHarness archive, IRetentionAudit audit)
+    /// <summary>What the gateway's forward queue still owes a destination.</summary>
+    private sealed class SetHold : IRetentionHold
+    {
+        public HashSet<Storage.ObjectId> Held { get; } = [];
+
+        public ValueTask<IReadOnlySet<Storage.ObjectId>> HeldObjectsAsync(CancellationToken cancellationToken) =>
+            ValueTask.FromResult<IReadOnlySet<Storage.ObjectId>>(Held.ToHashSet());
+    }
+
+    private static async Task<(RetentionService Service, ManualTime Time)> SetUpAsync(ArchiveHarness archive, IRetentionAudit audit, IRetentionHold? hold = null)
     {
         var ct = TestContext.Current.CancellationToken;
         await using (var connection = await archive.Database.OpenConnectionAsync(ct))
@@ -46,7 +55,7 @@ public sealed class RetentionTests
 
         var time = new ManualTime();
         return (new RetentionService(archive.Database, archive.Store, audit, time, Microsoft.Extensions.Options.Options.Create(archive.Options),
-            NullLogger<RetentionService>.Instance), time);
+            NullLogger<RetentionService>.Instance, hold), time);
     }
 
     private static async Task<long> CountAsync(ArchiveHarness archive, string sql)
@@ -93,6 +102,46 @@ public sealed class RetentionTests
         Assert.False(await archive.Store.ExistsAsync(first.Id, ct));
         Assert.True(await archive.Store.ExistsAsync(second.Id, ct));
         Assert.Equal([2], (await archive.Index.GetVersionsAsync(Samples.SopUid(1, 1, 1, 1), ct)).Select(v => v.Version));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
+    /// <summary>
+    /// Regression: retention removed studies (and their files) that had never reached the PACS, which was down: the
+    /// forward queue then gave up on objects that no longer existed ("no such object file"), and the PACS never got them.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_retention_removed_studies_and_versions_not_yet_delivered_to_the_pacs(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.DeletionGrace = TimeSpan.Zero);
+        var audit = new TableAudit();
+        var hold = new SetHold();
+        var (retention, time) = await SetUpAsync(archive, audit, hold);
+        var (delivered, _) = await archive.IngestAsync(Samples.Content(2000, 1), Samples.Entry(1, 1, 1, 1));
+        var (owed, _) = await archive.IngestAsync(Samples.Content(2000, 2), Samples.Entry(2, 1, 1, 1));
+        var (owedVersion, _) = await archive.IngestAsync(Samples.Content(2000, 3), Samples.Entry(3, 1, 1, 1));
+        await archive.IngestAsync(Samples.Content(2000, 4), Samples.Entry(3, 1, 1, 1));
+        hold.Held.UnionWith([owed.Id, owedVersion.Id]);
+        time.Now += TimeSpan.FromDays(400);
+
+        var policy = new RetentionPolicy("1y", Studies: TimeSpan.FromDays(365), SupersededVersions: TimeSpan.FromDays(365), MaxShare: 1);
+        var report = await retention.ApplyAsync(policy, ct);
+        // Patient 3's study holds the owed superseded version: kept with it, as is patient 2's.
+        Assert.Equal(1, report.StudiesRemoved);
+        Assert.Equal(0, report.VersionsRemoved);
+        Assert.Equal(3, report.Held);
+        Assert.False(await archive.Store.ExistsAsync(delivered.Id, ct));
+        Assert.True(await archive.Store.ExistsAsync(owed.Id, ct));
+        Assert.True(await archive.Store.ExistsAsync(owedVersion.Id, ct));
+
+        // Delivered (or dismissed) since: the next run removes them.
+        hold.Held.Clear();
+        var later = await retention.ApplyAsync(policy, ct);
+        Assert.Equal(1, later.VersionsRemoved);
+        Assert.Equal(2, later.StudiesRemoved);
+        Assert.Equal(0, later.Held);
+        Assert.False(await archive.Store.ExistsAsync(owed.Id, ct));
         Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
     }
 

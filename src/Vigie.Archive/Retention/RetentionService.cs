@@ -46,6 +46,16 @@ public interface IRetentionAudit
     ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken);
 }
 
+/// <summary>
+/// Objects that must stay whatever the policy says: not yet delivered to a destination (the PACS that was down, a
+/// forward given up on and waiting for someone). Retention keeps a due study or version that uses one, until it is
+/// delivered (or dismissed), and says how many it kept.
+/// </summary>
+public interface IRetentionHold
+{
+    ValueTask<IReadOnlySet<ObjectId>> HeldObjectsAsync(CancellationToken cancellationToken);
+}
+
 /// <summary>Retention periods; null keeps forever. Periods count from the last change (studies), supersession (versions) or quarantine.</summary>
 /// <param name="MaxShare">
 /// A run that would remove more than this share of the studies (or of the versions), and more than
@@ -59,8 +69,9 @@ public sealed record RetentionPolicy(string Name, TimeSpan? Studies = null, Time
 /// <param name="FilesDeleted">Files removed by this run (decisions older than the deletion grace).</param>
 /// <param name="FilesReclaimed">Pending deletions cancelled because the same content was stored again.</param>
 /// <param name="Halted">Why the run removed nothing although some data was due (see <see cref="RetentionPolicy.MaxShare"/>), or null.</param>
+/// <param name="Held">Due studies and versions kept because an object of theirs is not delivered yet (<see cref="IRetentionHold"/>).</param>
 public sealed record RetentionReport(int StudiesRemoved, int InstancesRemoved, int VersionsRemoved, int QuarantineRemoved, int FilesDeleted,
-    int FilesReclaimed, int FilesPending, string? Halted = null);
+    int FilesReclaimed, int FilesPending, string? Halted = null, int Held = 0);
 
 /// <summary>
 /// The only way data leaves the archive. Each decision is audited and applied in one index transaction that also
@@ -89,10 +100,12 @@ public sealed class RetentionService
     private readonly TimeProvider _time;
     private readonly ArchiveOptions _options;
     private readonly ILogger<RetentionService> _logger;
+    private readonly IRetentionHold? _hold;
 
     internal RetentionService(IVigieDatabase database, FileObjectStore store, IRetentionAudit audit, TimeProvider time,
-        IOptions<ArchiveOptions> options, ILogger<RetentionService> logger)
+        IOptions<ArchiveOptions> options, ILogger<RetentionService> logger, IRetentionHold? hold = null)
     {
+        _hold = hold;
         _database = database;
         _store = store;
         _audit = audit;
@@ -114,14 +127,22 @@ public sealed class RetentionService
             return new RetentionReport(0, 0, 0, 0, 0, 0, 0, halted);
         }
 
+        var held = _hold is null ? new HashSet<ObjectId>() : await _hold.HeldObjectsAsync(cancellationToken).ConfigureAwait(false);
+        int keptVersions = 0, keptStudies = 0;
         if (versionCutoff is { } versionsBefore)
         {
-            versions = await RemoveSupersededAsync(policy, versionsBefore, cancellationToken).ConfigureAwait(false);
+            (versions, keptVersions) = await RemoveSupersededAsync(policy, versionsBefore, held, cancellationToken).ConfigureAwait(false);
         }
 
         if (studyCutoff is { } studiesBefore)
         {
-            (studies, instances) = await RemoveStudiesAsync(policy, studiesBefore, cancellationToken).ConfigureAwait(false);
+            (studies, instances, keptStudies) = await RemoveStudiesAsync(policy, studiesBefore, held, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (keptVersions + keptStudies > 0)
+        {
+            _logger.LogWarning("Retention {Policy} kept {Studies} due studies and {Versions} due versions: objects of theirs are not delivered yet " +
+                "(vigie forward status)", policy.Name, keptStudies, keptVersions);
         }
 
         if (quarantineCutoff is { } quarantineBefore)
@@ -130,7 +151,7 @@ public sealed class RetentionService
         }
 
         var (deleted, reclaimed, pending) = await PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
-        var report = new RetentionReport(studies, instances, versions, quarantined, deleted, reclaimed, pending);
+        var report = new RetentionReport(studies, instances, versions, quarantined, deleted, reclaimed, pending, Held: keptStudies + keptVersions);
         _logger.LogInformation("Retention {Policy}: {Report}", policy.Name, report);
         return report;
     }
@@ -262,9 +283,12 @@ public sealed class RetentionService
         return (deleted, reclaimed, pending);
     }
 
-    private async Task<int> RemoveSupersededAsync(RetentionPolicy policy, long cutoff, CancellationToken cancellationToken)
+    private async Task<(int Removed, int Kept)> RemoveSupersededAsync(RetentionPolicy policy, long cutoff, IReadOnlySet<ObjectId> held,
+        CancellationToken cancellationToken)
     {
-        var removed = 0;
+        int removed = 0, kept = 0;
+        // Rows kept for a hold stay due: the walk goes on after them instead of reading them again.
+        (long Instance, int Version) after = (0, 0);
         while (true)
         {
             await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -277,9 +301,9 @@ public sealed class RetentionService
                              JOIN archive_series se ON se.id = i.series_id
                              JOIN archive_studies st ON st.id = se.study_id
                              JOIN archive_patients p ON p.id = st.patient_id
-                             WHERE {VersionDue}
+                             WHERE {VersionDue} AND (v.instance_id > @ai OR (v.instance_id = @ai AND v.version > @av))
                              ORDER BY v.instance_id, v.version LIMIT @n
-                             """).With("@c", cutoff).With("@n", BatchSize))
+                             """).With("@c", cutoff).With("@n", BatchSize).With("@ai", after.Instance).With("@av", after.Version))
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -292,12 +316,20 @@ public sealed class RetentionService
 
             if (rows.Count == 0)
             {
-                return removed;
+                return (removed, kept);
             }
 
             var decidedAt = _time.GetUtcNow();
+            after = (rows[^1].Instance, rows[^1].Version);
             foreach (var row in rows)
             {
+                if (held.Contains(row.Object))
+                {
+                    kept++;
+                    continue;
+                }
+
+                removed++;
                 await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.SupersededVersionRemoved, policy.Name, decidedAt,
                     row.Study, row.StudyKey, row.PatientKey, row.Instance, row.Version, [row.Object], null, 1), cancellationToken).ConfigureAwait(false);
                 await ExecuteAsync(connection, transaction, "DELETE FROM archive_versions WHERE instance_id = @i AND version = @v", cancellationToken,
@@ -306,13 +338,14 @@ public sealed class RetentionService
             }
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            removed += rows.Count;
         }
     }
 
-    private async Task<(int Studies, int Instances)> RemoveStudiesAsync(RetentionPolicy policy, long cutoff, CancellationToken cancellationToken)
+    private async Task<(int Studies, int Instances, int Kept)> RemoveStudiesAsync(RetentionPolicy policy, long cutoff, IReadOnlySet<ObjectId> held,
+        CancellationToken cancellationToken)
     {
-        int studies = 0, instances = 0;
+        int studies = 0, instances = 0, kept = 0;
+        long after = 0;
         while (true)
         {
             await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -321,9 +354,9 @@ public sealed class RetentionService
             await using (var command = connection.CreateCommand(transaction, $"""
                              SELECT st.id, st.patient_id, st.study_uid, p.patient_key FROM archive_studies st
                              JOIN archive_patients p ON p.id = st.patient_id
-                             WHERE {StudyDue}
+                             WHERE {StudyDue} AND st.id > @after
                              ORDER BY st.id LIMIT @n
-                             """).With("@c", cutoff).With("@n", 10))
+                             """).With("@c", cutoff).With("@n", 10).With("@after", after))
             await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -335,10 +368,11 @@ public sealed class RetentionService
 
             if (candidates.Count == 0)
             {
-                return (studies, instances);
+                return (studies, instances, kept);
             }
 
             var decidedAt = _time.GetUtcNow();
+            after = candidates[^1].Study;
             foreach (var (study, patient, studyKey, patientKey) in candidates)
             {
                 var objects = new List<ObjectId>();
@@ -353,6 +387,12 @@ public sealed class RetentionService
                     {
                         objects.Add(new ObjectId((byte[])reader.GetValue(0)));
                     }
+                }
+
+                if (objects.Any(held.Contains))
+                {
+                    kept++;
+                    continue;
                 }
 
                 await using var countCommand = connection.CreateCommand(transaction,

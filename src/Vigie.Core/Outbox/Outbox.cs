@@ -286,6 +286,23 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         return [.. statuses.OrderByDescending(s => s.Waiting).ThenByDescending(s => s.Dead).ThenBy(s => s.Subject, StringComparer.Ordinal)];
     }
 
+    /// <summary>The payloads of every message of a topic not delivered: waiting, or given up on and not dismissed.</summary>
+    public async ValueTask<IReadOnlyList<byte[]>> UndeliveredPayloadsAsync(string topic, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null,
+                "SELECT payload FROM outbox WHERE topic = @t AND (done_at IS NULL OR outcome = @o) ORDER BY id")
+            .With("@t", topic).With("@o", OutcomeDead);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var payloads = new List<byte[]>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            payloads.Add((byte[])reader.GetValue(0));
+        }
+
+        return payloads;
+    }
+
     /// <summary>The messages of a topic given up on, oldest first, at most <paramref name="max"/>.</summary>
     public async ValueTask<IReadOnlyList<DeadMessage>> ListDeadAsync(string topic, int max, CancellationToken cancellationToken)
     {

@@ -19,6 +19,40 @@ public sealed class ForwardingQueueTests
 
     private static readonly string[] Uncompressed = ["LocalEndianExplicit", "OppositeEndianExplicit", "LittleEndianImplicit"];
 
+    /// <summary>
+    /// Regression: with the PACS down, retention removed due studies whose objects were still waiting in the forward
+    /// queue; once the PACS was back, the queue gave up on them ("no such object file") and the PACS never got them.
+    /// </summary>
+    [Fact]
+    public async Task Regression_retention_removed_objects_still_waiting_for_the_pacs()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forward-hold");
+        var pacsPort = VigieNode.FreePort();
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacsPort}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:00:02",
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "short",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__MAXSHARE"] = "1",
+            ["VIGIE__ARCHIVE__DELETIONGRACE"] = "00:00:00",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        await node.StoreAsync(files, ct);
+
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("kept 1 due studies", StringComparison.Ordinal), ct);
+        Assert.Equal(2, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+        // The PACS comes back: it gets both, and only then can retention remove the study.
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
+        await pacs.WaitForFilesAsync(2, TimeSpan.FromMinutes(1));
+        Assert.Equal(2, pacs.Files);
+        await Eventually.WaitForAsync(() => node.StatsAsync(), s => s.GetProperty("instances").GetInt64() == 0, ct);
+    }
+
     [Fact]
     public async Task Objects_the_PACS_refuses_are_reported_and_delivered_once_retried()
     {

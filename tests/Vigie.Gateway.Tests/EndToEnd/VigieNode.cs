@@ -91,12 +91,17 @@ internal sealed class VigieNode : IAsyncDisposable
         CancellationToken cancellationToken)
     {
         var root = new TempDirectory("vigie-node");
-        var env = new Dictionary<string, string>(environment ?? new Dictionary<string, string>())
+        var env = new Dictionary<string, string>
         {
             ["DOTNET_gcServer"] = "0",
-            // Background upkeep would only add noise to these short runs.
+            // Background upkeep would only add noise to these short runs (unless the test is about it).
             ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:00:00",
         };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
+        }
+
         TestDatabase? database = null;
         if (provider == DatabaseProvider.Postgres)
         {
