@@ -29,23 +29,37 @@ internal sealed class ArchiveAuditSealer(IArchiveKeyService keys) : IAuditSealer
     }
 }
 
-/// <summary>Every retention decision becomes an audit entry in the transaction that deletes the rows (PS3.15 110105).</summary>
+/// <summary>
+/// Every retention decision becomes an audit entry in the transaction that deletes the rows: a study as DICOM Study
+/// Deleted (110105), a superseded version or a quarantined object as DICOM Instances Accessed (110103) with action D
+/// (PS3.15 A.5.3.2), which is what a deletion below the study level is. Studies and patients are named by the index's
+/// keyed hashes, never in clear.
+/// </summary>
 internal sealed class RetentionAuditBridge(IAuditLog audit, IOptionsMonitor<DicomServerOptions> server, TimeProvider time) : IRetentionAudit
 {
     public async ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken)
     {
+        var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects);
+        var what = retentionEvent.Action switch
+        {
+            RetentionAction.StudyRemoved => $"study {Key(retentionEvent.StudyKey)}, {retentionEvent.Instances} instances",
+            RetentionAction.SupersededVersionRemoved =>
+                $"version {retentionEvent.Version} of instance row {retentionEvent.InstanceRowId} (study {Key(retentionEvent.StudyKey)})",
+            RetentionAction.QuarantineRemoved => $"quarantine {retentionEvent.QuarantineId}",
+            _ => retentionEvent.Action.ToString(),
+        };
         var record = new AuditRecord
         {
             Time = time.GetUtcNow(),
-            EventId = AuditEventIds.DicomStudyDeleted,
+            EventId = retentionEvent.Action == RetentionAction.StudyRemoved ? AuditEventIds.DicomStudyDeleted : AuditEventIds.DicomInstancesAccessed,
             Action = AuditAction.Delete,
             Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Application)],
             PatientRef = retentionEvent.PatientKey is { } key ? Convert.ToHexStringLower(key) : null,
             Details = new AuditDetails
             {
-                OutcomeDescription = $"retention policy '{retentionEvent.Policy}': {retentionEvent.Action}, {retentionEvent.Instances} instances, "
-                    + $"{retentionEvent.Objects.Count} objects{(retentionEvent.QuarantineId is null ? "" : ", quarantine " + retentionEvent.QuarantineId)}",
-                Objects = retentionEvent.Objects.Take(AuditRecord.MaxObjects).Select(o => new AuditObject
+                OutcomeDescription = $"retention policy '{retentionEvent.Policy}': {retentionEvent.Action}, {what}, {retentionEvent.Objects.Count} objects"
+                    + (listed < retentionEvent.Objects.Count ? $" (the first {listed} listed)" : ""),
+                Objects = retentionEvent.Objects.Take(listed).Select(o => new AuditObject
                 {
                     Type = AuditObjectType.SystemObject,
                     Role = AuditObjectRole.Resource,
@@ -56,4 +70,6 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IOptionsMonitor<Dico
         };
         await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
     }
+
+    private static string Key(byte[]? key) => key is null ? "(none)" : "#" + Convert.ToHexStringLower(key);
 }

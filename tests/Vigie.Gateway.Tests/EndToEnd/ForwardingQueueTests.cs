@@ -51,6 +51,11 @@ public sealed class ForwardingQueueTests
         await pacs.WaitForFilesAsync(2, TimeSpan.FromMinutes(1));
         Assert.Equal(2, pacs.Files);
         await Eventually.WaitForAsync(() => node.StatsAsync(), s => s.GetProperty("instances").GetInt64() == 0, ct);
+
+        // Audited as a study deletion, the study named by its keyed hash (the audit named neither the study nor the count listed).
+        var deleted = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110105");
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        Assert.Contains("retention policy 'short': StudyRemoved, study #", deleted.StandardOutput, StringComparison.Ordinal);
     }
 
     [Fact]
