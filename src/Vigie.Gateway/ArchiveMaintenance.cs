@@ -71,6 +71,20 @@ internal sealed class ArchiveMaintenance(
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+        finally
+        {
+            // Held for a whole interval: kept at a clean stop, it would hold back the next start's run (or another
+            // node's) for up to that long (6 h by default).
+            try
+            {
+                using var release = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+                await leases.ReleaseAsync("archive-maintenance", _holder, release.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                logger.LogDebug(e, "Could not release the maintenance lease; it expires by itself");
+            }
+        }
     }
 
     public async Task RunOnceAsync(CancellationToken cancellationToken)

@@ -1,0 +1,31 @@
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>The upkeep one node runs on a schedule: scrub of orphans, due file removals, the retention policy.</summary>
+public sealed class MaintenanceTests
+{
+    /// <summary>
+    /// Regression: the maintenance lease, taken for a whole interval (6 h by default), was kept at a clean stop, so after
+    /// a restart (new process, new holder) retention and the purge of due files waited up to an interval to run again.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_clean_restart_held_maintenance_back_for_a_whole_interval()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "imaging-20y",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "7305.00:00:00",
+        }, cancellationToken: ct);
+        static int Runs(string output) => output.Split('\n').Count(l => l.Contains("Retention imaging-20y:", StringComparison.Ordinal));
+
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 1, ct);
+        await node.StopAsync();
+        await node.StartProcessAsync(ct);
+        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 2, ct, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, Runs(output));
+    }
+}
