@@ -222,7 +222,8 @@ internal sealed class DicomAnalyser : IContentAnalyser
                 case DicomValueElement value when element.Tag == DicomTags.EncapsulatedDocument:
                     await AnalyseDocumentAsync(context, content, dataset, value, here, cancellationToken).ConfigureAwait(false);
                     break;
-                case DicomValueElement value when element.Tag != DicomTags.PixelData && value.Length >= 4 && MayHideContent(value):
+                // The top-level Pixel Data is checked with its image attributes; one inside an item (an icon) like any value.
+                case DicomValueElement value when (element.Tag != DicomTags.PixelData || path.Length > 0) && value.Length >= 4 && MayHideContent(value):
                     await AnalyseValueAsync(context, content, value, here, cancellationToken).ConfigureAwait(false);
                     break;
             }
@@ -231,8 +232,11 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
     /// <summary>Binary and free-text elements, and anything private, can carry a file; typed numbers and short strings cannot.</summary>
     private static bool MayHideContent(DicomValueElement value) =>
-        value.Tag.IsPrivate || value.VR is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV
-            or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC;
+        value.Tag.IsPrivate || value.Length >= LongValue || value.VR is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV
+            or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC or DicomVR.UR;
+
+    /// <summary>Longer than any short string or number list of a real object (an LO is 64 characters): looked at whatever its VR.</summary>
+    private const int LongValue = 256;
 
     private static async ValueTask AnalyseValueAsync(InspectionContext context, ContentSource content, DicomValueElement value, string path,
         CancellationToken cancellationToken)
@@ -293,13 +297,8 @@ internal sealed class DicomAnalyser : IContentAnalyser
             case DicomValueElement pixels:
             {
                 var expected = ExpectedNativeLength(ds);
-                if (expected is not { } bytes)
-                {
-                    return;
-                }
-
-                await CheckFrameStartsAsync(context, content, ds, pixels, bytes, cancellationToken).ConfigureAwait(false);
-                if (pixels.Length <= bytes + 1)
+                await CheckFrameStartsAsync(context, content, ds, pixels, expected, cancellationToken).ConfigureAwait(false);
+                if (expected is not { } bytes || pixels.Length <= bytes + 1)
                 {
                     return;
                 }
@@ -344,14 +343,16 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
             if (i == 0 && source.Length > 0 && OffsetTableProblem(source, fragments) is { } problem)
             {
-                context.Report("dicom.pixel-data.invalid-offset-table", Severity.Low, $"{path}: the basic offset table {problem}", fragment.SourceOffset);
+                context.Report("dicom.pixel-data.invalid-offset-table", problem.Severity, $"{path}: the basic offset table {problem.Reason}", fragment.SourceOffset);
             }
 
             var kind = EmbeddedContent.ClassifyValue(source, 0, source.Length);
-            if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+            // No compressed image starts like any of these (JPEG FFD8, JPEG 2000 FF4F, RLE a segment count, MPEG 000001).
+            if (EmbeddedContent.IsExecutable(kind) || EmbeddedContent.IsContainer(kind) || kind == EmbeddedKind.MzStub)
             {
                 var what = i == 0 ? "the basic offset table (item 0)" : $"fragment {i}";
-                context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
+                context.Report("dicom.pixel-data.embedded-file",
+                    EmbeddedContent.IsExecutable(kind) ? Severity.Critical : kind == EmbeddedKind.MzStub ? Severity.Medium : Severity.High,
                     $"{path} {what} is {EmbeddedContent.Describe(kind)}, not compressed image data", fragment.SourceOffset);
                 await context.InspectChildAsync($"{path}[{(i == 0 ? "offset table" : $"fragment {i}")}]", source, cancellationToken).ConfigureAwait(false);
             }
@@ -370,19 +371,21 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
     /// <summary>
     /// Why a non-empty Basic Offset Table is not one (PS3.5 A.4): 32-bit entries, the first 0, rising, each inside the
-    /// fragments, at most one per fragment. Null when it is valid.
+    /// fragments, at most one per fragment. Null when it is valid. Entries that are offsets inside the fragments but in
+    /// the wrong order (a table left zeroed by a device) are Info: readers walk the fragments instead. What does not fit
+    /// is Low: bytes that are not offsets at all are what other content put there looks like.
     /// </summary>
-    private static string? OffsetTableProblem(ContentSource table, DicomFragmentSequence fragments)
+    private static (string Reason, Severity Severity)? OffsetTableProblem(ContentSource table, DicomFragmentSequence fragments)
     {
         if (table.Length % 4 != 0)
         {
-            return $"is {table.Length} bytes long, not a whole number of 32-bit offsets";
+            return ($"is {table.Length} bytes long, not a whole number of 32-bit offsets", Severity.Low);
         }
 
         var entries = table.Length / 4;
         if (entries > fragments.Items.Count - 1)
         {
-            return $"holds {entries} offsets for {fragments.Items.Count - 1} fragments";
+            return ($"holds {entries} offsets for {fragments.Items.Count - 1} fragments", Severity.Low);
         }
 
         if (table.Length > MaxOffsetTableChecked)
@@ -401,58 +404,55 @@ internal sealed class DicomAnalyser : IContentAnalyser
         {
             var read = table.ReadAt(0, bytes.AsSpan(0, (int)table.Length));
             long previous = -1;
+            (string, Severity)? disorder = null;
             for (var i = 0; i + 4 <= read; i += 4)
             {
                 long offset = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(i));
-                if (i == 0 && offset != 0)
+                if (offset >= fragmentBytes)
                 {
-                    return $"starts with {offset}, not 0";
+                    return ($"entry {i / 4} ({offset}) points past the {fragmentBytes} bytes of fragments", Severity.Low);
                 }
 
-                if (offset <= previous || offset >= fragmentBytes)
+                if (disorder is null && ((i == 0 && offset != 0) || offset <= previous))
                 {
-                    return $"entry {i / 4} ({offset}) is not an offset of a fragment after the previous one";
+                    disorder = ($"entry {i / 4} ({offset}) does not follow the previous one", Severity.Info);
                 }
 
                 previous = offset;
             }
+
+            return disorder;
         }
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(bytes);
         }
-
-        return null;
     }
 
     /// <summary>
     /// A frame of native pixel data that starts with an executable or an archive header: image bytes do not look like
     /// one (headers are checked structurally), a file put in place of a frame does.
     /// </summary>
-    private static async ValueTask CheckFrameStartsAsync(InspectionContext context, ContentSource content, DicomDataset ds, DicomValueElement pixels, long imageBytes,
+    private static async ValueTask CheckFrameStartsAsync(InspectionContext context, ContentSource content, DicomDataset ds, DicomValueElement pixels, long? imageBytes,
         CancellationToken cancellationToken)
     {
+        using var whole = ValueSource(content, pixels);
+        if (whole is null || whole.Length < 4)
+        {
+            return;
+        }
+
+        // Without usable image attributes (no Rows, frames too small to hold a header), the value's start is still checked.
         var frames = ds.GetSingleString(DicomTags.NumberOfFrames) is { } f && long.TryParse(f, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : 1;
-        if (imageBytes % frames != 0 || imageBytes / frames < 64)
-        {
-            return;
-        }
-
-        var frameBytes = imageBytes / frames;
-        using var whole = pixels.Bulk is { } bulk
-            ? bulk.Offset >= 0 && bulk.Offset + bulk.Length <= content.Length ? content.Slice(bulk.Offset, bulk.Length) : null
-            : ContentSource.FromMemory(pixels.Value);
-        if (whole is null)
-        {
-            return;
-        }
-
-        for (long i = 0; i < Math.Min(frames, MaxFramesChecked) && i * frameBytes < whole.Length; i++)
+        var frameBytes = imageBytes is { } bytes && bytes % frames == 0 && bytes / frames >= 64 ? bytes / frames : whole.Length;
+        for (long i = 0; i < MaxFramesChecked && i * frameBytes < whole.Length; i++)
         {
             var start = i * frameBytes;
             var length = Math.Min(frameBytes, whole.Length - start);
-            var kind = EmbeddedContent.Classify(whole, start, length);
-            if (EmbeddedContent.IsExecutable(kind) || kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+            var kind = EmbeddedContent.ClassifyValue(whole, start, length);
+            // Structural headers only: a script's "#!" is two bytes, as likely as any two pixel values.
+            if (kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO
+                or EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
             {
                 context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
                     $"frame {i} of the native pixel data starts with {EmbeddedContent.Describe(kind)}", (pixels.Bulk?.Offset ?? pixels.SourceOffset) + start);
@@ -501,7 +501,14 @@ internal sealed class DicomAnalyser : IContentAnalyser
     {
         if (value.Bulk is { } bulk)
         {
-            return bulk.Offset >= 0 && bulk.Offset + bulk.Length <= content.Length ? content.Slice(bulk.Offset, bulk.Length) : null;
+            if (bulk.Offset < 0 || bulk.Offset + bulk.Length > content.Length)
+            {
+                return null;
+            }
+
+            var raw = content.Slice(bulk.Offset, bulk.Length);
+            // Big endian: values in memory are already swapped by the reader, ranges of the file are not.
+            return bulk.SwapUnit > 1 ? new SwappedContentSource(raw, bulk.SwapUnit) : raw;
         }
 
         return ContentSource.FromMemory(value.Value);

@@ -121,14 +121,16 @@ internal static class EmbeddedContent
     public static EmbeddedKind ClassifyValue(ContentSource content, long offset, long length)
     {
         var kind = Classify(content, offset, length);
-        if (kind != EmbeddedKind.None || length < 8)
+        // A harmless start (a TIFF or MZ header, nothing known) does not make the rest harmless.
+        if (IsExecutable(kind) || IsContainer(kind) || length < 8)
         {
             return kind;
         }
 
-        Span<byte> window = stackalloc byte[PdfHeaderWindow];
-        var n = content.ReadAt(offset, window[..(int)Math.Min(PdfHeaderWindow, length)]);
-        return window[..n].IndexOf("%PDF-"u8) > 0 ? EmbeddedKind.Pdf : EmbeddedKind.None;
+        // The header may start at any of the first 1024 bytes: read its last 4 bytes past them too.
+        Span<byte> window = stackalloc byte[PdfHeaderWindow + 4];
+        var n = content.ReadAt(offset, window[..(int)Math.Min(window.Length, length)]);
+        return window[..n].IndexOf("%PDF-"u8) > 0 ? EmbeddedKind.Pdf : kind;
     }
 
     public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;

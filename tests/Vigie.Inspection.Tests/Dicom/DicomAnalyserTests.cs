@@ -232,7 +232,8 @@ public sealed class DicomAnalyserTests
 
         var valid = await AnalyseAsync(Encapsulated([0, 0, 0, 0, 12, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9], [0xFF, 0xD8, 0xFF, 0xD9]));
         Assert.Equal(Severity.Info, valid.Worst);
-        AssertFinding(await AnalyseAsync(Encapsulated([7, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Low);
+        AssertFinding(await AnalyseAsync(Encapsulated([7, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Info);
+        AssertFinding(await AnalyseAsync(Encapsulated([77, 0, 0, 0], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Low);
         AssertFinding(await AnalyseAsync(Encapsulated([0, 0, 0, 0, 1], [0xFF, 0xD8, 0xFF, 0xD9])), "dicom.pixel-data.invalid-offset-table", Severity.Low);
     }
 
@@ -323,6 +324,117 @@ public sealed class DicomAnalyserTests
         ds.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
         ds.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, new byte[64].Concat(pdf).ToArray());
         AssertFinding(await AnalyseAsync(File(ds)), "dicom.element.embedded-file", Severity.Medium);
+    }
+
+    /// <summary>
+    /// Regressions found by a second review: native pixel data inside an item (an icon) was never looked at; nor the
+    /// pixel data of an image without usable Rows or with frames too small; a PDF behind a TIFF or MZ header was
+    /// missed, as was one starting at bytes 1020 to 1023; gzip and HTML fragments passed; and a 4 KiB PE in a
+    /// Study Description (LO) or a URL (UR) was never looked at.
+    /// </summary>
+    [Fact]
+    public async Task Regression_content_in_places_the_first_fixes_did_not_reach()
+    {
+        var icon = Image(8, 8);
+        var item = new DicomDataset();
+        item.SetBytes(DicomTags.PixelData, DicomVR.OW, PeHeader(256));
+        icon.AddOrUpdate(new DicomSequence(new DicomTag(0x0088, 0x0200)) { Items = { item } });
+        AssertFinding(await AnalyseAsync(File(icon)), "dicom.element.executable", Severity.Critical);
+
+        var noRows = Image(8, 8);
+        noRows.Remove(DicomTags.Rows);
+        noRows.SetBytes(DicomTags.PixelData, DicomVR.OW, PeHeader(4096));
+        AssertFinding(await AnalyseAsync(File(noRows)), "dicom.pixel-data.embedded-file", Severity.Critical);
+
+        var pdf = Ascii("%PDF-1.4\n1 0 obj << /OpenAction << /JS (app.alert\\(1\\)) >> >> endobj\n%%EOF\n", 96);
+        foreach (var prefix in new[] { Ascii("II*\0", 32), Ascii("MZ", 32), new byte[1021] })
+        {
+            var ds = Image(8, 8);
+            ds.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
+            ds.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, prefix.Concat(pdf).ToArray());
+            AssertFinding(await AnalyseAsync(File(ds)), "dicom.element.embedded-file", Severity.Medium);
+        }
+
+        AssertFinding(await AnalyseAsync(Encapsulated([], [0x1F, 0x8B, 0x08, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3, 4])), "dicom.pixel-data.embedded-file", Severity.High);
+        AssertFinding(await AnalyseAsync(Encapsulated([], Ascii("<script>/* VIGIE-TEST-MARKER */</script>"))), "dicom.pixel-data.embedded-file", Severity.High);
+
+        var text = Image(8, 8);
+        text.SetBytes(DicomTags.StudyDescription, DicomVR.LO, PeHeader(4096));
+        AssertFinding(await AnalyseAsync(File(text)), "dicom.element.executable", Severity.Critical);
+        var url = Image(8, 8);
+        url.SetBytes(new DicomTag(0x0008, 0x1190), DicomVR.UR, ElfHeader(128));
+        AssertFinding(await AnalyseAsync(File(url)), "dicom.element.executable", Severity.Critical);
+    }
+
+    /// <summary>
+    /// Regressions (false positives of the first fixes): a native frame whose first two pixels read "#!" was refused as
+    /// a script, and a Basic Offset Table left zeroed by a device got a valid image refused.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_hash_bang_frame_or_a_zeroed_offset_table_refused_a_valid_image()
+    {
+        var ds = Image(8, 8);
+        ds.SetString(DicomTags.NumberOfFrames, DicomVR.IS, "2");
+        var pixels = new byte[2 * 8 * 8 * 2];
+        pixels[0] = (byte)'#';
+        pixels[1] = (byte)'!';
+        pixels[128] = (byte)'#';
+        pixels[129] = (byte)'!';
+        ds.SetBytes(DicomTags.PixelData, DicomVR.OW, pixels);
+        Assert.Equal(Severity.Info, (await AnalyseAsync(File(ds))).Worst);
+
+        byte[] jpeg = [0xFF, 0xD8, 0xFF, 0xD9];
+        Assert.Equal(Severity.Info, (await AnalyseAsync(Encapsulated(new byte[8], jpeg, jpeg))).Worst);
+        AssertFinding(await AnalyseAsync(Encapsulated([0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0x7F], jpeg, jpeg)), "dicom.pixel-data.invalid-offset-table", Severity.Low);
+    }
+
+    /// <summary>
+    /// Regression: a big-endian value over 64 KiB was checked as its wire bytes, not as the value readers decode (and
+    /// Vigie forwards, re-encoded in little endian): a PE there passed, while the same PE in a 4 KiB value was caught.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_large_big_endian_value_was_checked_unswapped()
+    {
+        var decoded = new byte[100_000];
+        PeHeader(256).CopyTo(decoded, 0);
+        var wire = decoded.ToArray();
+        for (var i = 0; i < wire.Length; i += 2)
+        {
+            (wire[i], wire[i + 1]) = (wire[i + 1], wire[i]);
+        }
+
+        // Vigie writes no big endian: meta (explicit little endian) and data set (explicit big endian) by hand.
+        using var file = new MemoryStream();
+        file.Write(new byte[128]);
+        file.Write("DICM"u8);
+        var syntax = Ascii("1.2.840.10008.1.2.2\0", 20);
+        file.Write([0x02, 0x00, 0x10, 0x00, (byte)'U', (byte)'I', 20, 0]);
+        file.Write(syntax);
+        void Element(ushort group, ushort element, string vr, byte[] value)
+        {
+            Span<byte> header = stackalloc byte[12];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(header, group);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(header[2..], element);
+            header[4] = (byte)vr[0];
+            header[5] = (byte)vr[1];
+            if (vr == "OW")
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(header[8..], (uint)value.Length);
+                file.Write(header);
+            }
+            else
+            {
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(header[6..], (ushort)value.Length);
+                file.Write(header[..8]);
+            }
+
+            file.Write(value);
+        }
+
+        Element(0x0008, 0x0016, "UI", Ascii(DicomUids.CTImageStorage + "\0", DicomUids.CTImageStorage.Length + 1));
+        Element(0x0029, 0x0010, "LO", Ascii("ACME", 4));
+        Element(0x0029, 0x1001, "OW", wire);
+        AssertFinding(await AnalyseAsync(file.ToArray()), "dicom.element.executable", Severity.Critical);
     }
 
     private static byte[] Encapsulated(params byte[][] items)
