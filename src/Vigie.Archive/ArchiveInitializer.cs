@@ -91,6 +91,11 @@ public sealed class ArchiveInitializer
     public void RefuseForeignDataFolder()
     {
         var layout = _store.Layout;
+        if (File.Exists(layout.Root))
+        {
+            throw new InvalidOperationException($"The data folder {layout.Root} is a file, not a folder (--data, Archive:DataFolder). Nothing is created.");
+        }
+
         if (!Directory.Exists(layout.Root) || File.Exists(layout.RootKeyFile))
         {
             return;
@@ -111,7 +116,8 @@ public sealed class ArchiveInitializer
     }
 
     private static bool IsVigieEntry(string name) =>
-        name is "objects" or "spool" or "quarantine" or "keys" or "lost+found"
+        // vigie.json: `vigie serve` reads its settings from the data folder too, so they may be put there before the first start.
+        name is "objects" or "spool" or "quarantine" or "keys" or "lost+found" or "vigie.json"
         // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
         || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)
         || name.EndsWith(".db-shm", StringComparison.Ordinal) || name.EndsWith(".db-journal", StringComparison.Ordinal);

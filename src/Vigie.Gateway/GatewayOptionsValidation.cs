@@ -75,6 +75,11 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
 
         if (maintenance.Retention is { } policy)
         {
+            if (string.IsNullOrWhiteSpace(policy.Name))
+            {
+                problems.Add("Gateway:Maintenance:Retention:Name is empty: the policy's name is what the audit trail records for every removal");
+            }
+
             // Retention is the only way data leaves the archive: a period that would make everything due at once, or
             // a share that disables the halt, is a typing error until proven otherwise.
             foreach (var (setting, period) in new[] { ("Studies", policy.Studies), ("SupersededVersions", policy.SupersededVersions), ("Quarantine", policy.Quarantine) })

@@ -116,7 +116,9 @@ public sealed class RegistrationTests
         Assert.Equal(["lost+found", "notes.txt", "photos"], Directory.EnumerateFileSystemEntries(defaults.DataFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.False(File.Exists(defaults.KeyFile));
 
-        // Emptied of the user's files (lost+found of a dedicated file system stays), it starts.
+        // Emptied of the user's files (lost+found of a dedicated file system stays, and the settings file serve reads
+        // from the data folder may be put there first), it starts.
+        await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, "vigie.json"), "{}", ct);
         File.Delete(Path.Combine(defaults.DataFolder, "notes.txt"));
         Directory.Delete(Path.Combine(defaults.DataFolder, "photos"));
         Assert.True((await initializer.InitializeAsync(ct)).KeysCreated);

@@ -22,6 +22,13 @@ public interface IArchiveIndex
     /// </summary>
     ValueTask<HierarchyConflict> FindHierarchyConflictsAsync(InstanceIndexEntry entry, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Schedules the removal of an object file no row references (an object stored, then refused by the index: the
+    /// loser of two conflicting stores), after <see cref="ArchiveOptions.DeletionGrace"/>; the purge checks again that
+    /// nothing references it.
+    /// </summary>
+    ValueTask ScheduleUnreferencedObjectDeletionAsync(ObjectId id, CancellationToken cancellationToken);
+
     /// <summary>Records a quarantined object; returns its row id.</summary>
     ValueTask<long> AddQuarantineAsync(DbConnection connection, DbTransaction transaction, QuarantineEntry entry,
         CancellationToken cancellationToken);

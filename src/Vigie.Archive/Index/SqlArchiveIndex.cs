@@ -103,6 +103,19 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return conflicts;
     }
 
+    public async ValueTask ScheduleUnreferencedObjectDeletionAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        var after = (time.GetUtcNow() + _options.DeletionGrace).ToUnixTimeMilliseconds();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync(connection, transaction, """
+            INSERT INTO archive_deletions (kind, name, delete_after)
+            SELECT 'object', @n, @a WHERE NOT EXISTS (SELECT 1 FROM archive_versions WHERE object_id = @o)
+            ON CONFLICT (kind, name) DO NOTHING
+            """, cancellationToken, ("@n", id.ToString()), ("@a", after), ("@o", id.ToArray())).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public async ValueTask<long> AddQuarantineAsync(DbConnection connection, DbTransaction transaction, QuarantineEntry entry,
         CancellationToken cancellationToken)
     {

@@ -69,7 +69,15 @@ internal static class ServeCommand
                 return ExitCodes.Error;
             }
 
-            var settings = new HostSettings(parse.GetValue(data)!.FullName, parse.GetValue(config)?.FullName, overrides);
+            var folder = parse.GetValue(data)!.FullName;
+            if (File.Exists(folder))
+            {
+                // Caught here: the index would otherwise fail on it with only "the file already exists".
+                await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder {folder} is a file, not a folder (--data)");
+                return ExitCodes.Error;
+            }
+
+            var settings = new HostSettings(folder, parse.GetValue(config)?.FullName, overrides);
             return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
         });
         return command;

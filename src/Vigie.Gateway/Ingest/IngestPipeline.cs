@@ -231,10 +231,11 @@ public sealed class IngestPipeline(
         // A study, series or instance already filed under another parent: filed as it came, its new content would be
         // served under the old patient (the existing links win in the index). Refused before anything is stored; a
         // change of identity is a workflow (IHE PIR), not a resend. A store racing this check is still only logged.
+        // Checked before anything is stored; two conflicting stores racing past this check are told apart in the
+        // index transaction, where the second is refused (HierarchyConflictException).
         var conflicts = await index.FindHierarchyConflictsAsync(entry, cancellationToken).ConfigureAwait(false);
         if (conflicts != HierarchyConflict.None)
         {
-            logger.LogWarning("Refused an object from {CallingAE}: its identifiers disagree with the index ({Conflicts})", source.CallingAE, conflicts);
             return new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate("refused: " + ConflictComment(conflicts)), verdict);
         }
 
@@ -250,7 +251,23 @@ public sealed class IngestPipeline(
 
         // A deferred commit relies on recovery finding this file by its time: a clock that stepped back must be noted first.
         await clock.BeforeStoreAsync(time.GetUtcNow(), cancellationToken).ConfigureAwait(false);
-        var written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken).ConfigureAwait(false);
+        IndexWriteResult written;
+        try
+        {
+            written = await IndexAsync(entry, spooled.Id, source, durable, CommitDurability.Deferred, null, cancellationToken, refuseConflicts: true)
+                .ConfigureAwait(false);
+        }
+        catch (HierarchyConflictException conflict)
+        {
+            // Its rows were rolled back; its file, stored meanwhile and referenced by nothing, goes after the deletion grace.
+            if (!(await durable.ConfigureAwait(false)).AlreadyStored)
+            {
+                await index.ScheduleUnreferencedObjectDeletionAsync(spooled.Id, cancellationToken).ConfigureAwait(false);
+            }
+
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate("refused: " + ConflictComment(conflict.Conflicts)), verdict);
+        }
+
         if ((await durable.ConfigureAwait(false)).AlreadyStored)
         {
             // The stored copy may have been due for deletion and purged before this commit claimed it back: the kept
@@ -265,6 +282,12 @@ public sealed class IngestPipeline(
         return written.Outcome == IndexOutcome.AlreadyStored
             ? new IngestResult(IngestOutcome.AlreadyStored, DimseStatus.Success, null, verdict)
             : new IngestResult(IngestOutcome.Stored, DimseStatus.Success, null, verdict);
+    }
+
+    /// <summary>A store whose identifiers disagree with what the index holds, found inside its transaction (rolled back).</summary>
+    private sealed class HierarchyConflictException(HierarchyConflict conflicts) : Exception($"identifiers disagree with the index: {conflicts}")
+    {
+        public HierarchyConflict Conflicts { get; } = conflicts;
     }
 
     private static string ConflictComment(HierarchyConflict conflicts) =>
@@ -338,7 +361,7 @@ public sealed class IngestPipeline(
     /// events it calls for and its audit entry, in one transaction. <paramref name="note"/> replaces the audit outcome.
     /// </summary>
     internal async Task<IndexWriteResult> IndexAsync(InstanceIndexEntry entry, ObjectId id, IngestSource source, Task durable, CommitDurability durability,
-        string? note, CancellationToken cancellationToken)
+        string? note, CancellationToken cancellationToken, bool refuseConflicts = false)
     {
         AuditRecord Record(IndexWriteResult result) => new()
         {
@@ -367,6 +390,11 @@ public sealed class IngestPipeline(
         var written = await committer.CommitAsync(async (connection, transaction, ct) =>
         {
             var result = await index.StoreInstanceAsync(connection, transaction, entry, ct).ConfigureAwait(false);
+            if (refuseConflicts && result.Conflicts != HierarchyConflict.None)
+            {
+                throw new HierarchyConflictException(result.Conflicts);
+            }
+
             if (result.Outcome != IndexOutcome.AlreadyStored)
             {
                 foreach (var destination in forward)

@@ -41,4 +41,30 @@ public sealed class ErrorMessageTests
         Assert.Equal(2, json.ExitCode);
         Assert.Contains("LineNumber", json.StandardError, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Regression: `--data` naming a file stopped serve with "The file '...' already exists", and a folder of other
+    /// files was taken for a new data folder and filled with Vigie's.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_data_folder_that_is_a_file_or_holds_other_files_gave_no_clear_cause()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-data");
+        var file = work.Combine("afile");
+        await File.WriteAllTextAsync(file, "not a folder", ct);
+        var isFile = await VigieProcess.RunAsync(["serve", "--data", file, "--dicom-port", "1", "--http-port", "1"], cancellationToken: ct);
+        Assert.Equal(2, isFile.ExitCode);
+        Assert.Contains($"the data folder {file} is a file, not a folder", isFile.StandardError, StringComparison.Ordinal);
+
+        var home = work.Combine("home");
+        Directory.CreateDirectory(home);
+        await File.WriteAllTextAsync(Path.Combine(home, "notes.txt"), "the user's", ct);
+        var foreign = await VigieProcess.RunAsync(["serve", "--data", home, "--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()], cancellationToken: ct);
+        Assert.Equal(2, foreign.ExitCode);
+        Assert.Contains("holds no archive but other files (notes.txt)", foreign.StandardError, StringComparison.Ordinal);
+        Assert.Equal(["notes.txt"], Directory.EnumerateFileSystemEntries(home).Select(Path.GetFileName));
+    }
+
+    private static string VigieNodePort() => TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

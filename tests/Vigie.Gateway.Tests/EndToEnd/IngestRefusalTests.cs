@@ -74,4 +74,50 @@ public sealed class IngestRefusalTests
         var scrub = await node.VigieAsync("scrub");
         Assert.True(scrub.ExitCode == 0, scrub.ToString());
     }
+
+    /// <summary>
+    /// Regression: two associations sending one new instance under two patients at the same moment both got 0000 (in 4
+    /// runs of 10): the check before storing saw neither, the index kept the first links, and C-FIND then named one
+    /// patient while C-GET sent the other's data. The second is now refused inside its index transaction.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_two_conflicting_stores_at_the_same_moment_were_both_accepted(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(provider, cancellationToken: ct);
+        var original = Peers.CtCorpusFiles()[0];
+        const int Trials = 8;
+        var options = new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" };
+        await using var first = await DicomClient.ConnectAsync(options, DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
+        await using var second = await DicomClient.ConnectAsync(options, DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
+        for (var trial = 0; trial < Trials; trial++)
+        {
+            var uid = $"2.25.7070{trial}";
+            byte[] Version(string patientId)
+            {
+                var ds = DicomReader.ReadFileAsync(original, new DicomReadOptions { LoadLargeValues = true }, ct).AsTask().GetAwaiter().GetResult().Dataset;
+                ds.SetString(DicomTags.PatientID, DicomVR.LO, patientId);
+                ds.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, uid + ".1");
+                ds.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, uid + ".1.1");
+                ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, uid + ".1.1.1");
+                return DicomWriter.Encode(ds, TransferSyntax.ExplicitVRLittleEndian);
+            }
+
+            var (a, b) = (Version($"RACE{trial}A"), Version($"RACE{trial}B"));
+            var answers = await Task.WhenAll(
+                first.StoreAsync(DicomUids.CTImageStorage, uid + ".1.1.1", DicomUids.ExplicitVRLittleEndian, new MemoryStream(a), ct),
+                second.StoreAsync(DicomUids.CTImageStorage, uid + ".1.1.1", DicomUids.ExplicitVRLittleEndian, new MemoryStream(b), ct));
+            Assert.True(answers.Count(r => r.Status == DimseStatus.Success) == 1 && answers.Count(r => r.Status == DimseStatus.CannotUnderstand) == 1,
+                $"trial {trial}: {string.Join(", ", answers.Select(r => $"{r.Status:X4} {r.ErrorComment}"))}");
+        }
+
+        await first.ReleaseAsync(ct);
+        await second.ReleaseAsync(ct);
+        var stats = await node.StatsAsync();
+        Assert.Equal(Trials, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(Trials, stats.GetProperty("patients").GetInt64());
+        var scrub = await node.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
 }

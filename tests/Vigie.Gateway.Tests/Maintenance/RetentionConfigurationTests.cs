@@ -44,6 +44,9 @@ public sealed class RetentionConfigurationTests
         var off = new GatewayOptions { Maintenance = new MaintenanceOptions { Interval = TimeSpan.Zero, Retention = new Archive.Retention.RetentionPolicy("o", Studies: TimeSpan.FromDays(7305)) } };
         Assert.Contains("the policy would never run", new GatewayOptionsValidation().Validate(null, off).FailureMessage, StringComparison.Ordinal);
 
+        var unnamed = new GatewayOptions { Maintenance = new MaintenanceOptions { Retention = new Archive.Retention.RetentionPolicy(" ", Studies: TimeSpan.FromDays(7305)) } };
+        Assert.Contains("Retention:Name is empty", new GatewayOptionsValidation().Validate(null, unnamed).FailureMessage, StringComparison.Ordinal);
+
         var fine = new GatewayOptions { Maintenance = new MaintenanceOptions { Retention = new Archive.Retention.RetentionPolicy("f", Studies: TimeSpan.FromDays(7305)) } };
         Assert.True(new GatewayOptionsValidation().Validate(null, fine).Succeeded);
     }
