@@ -49,6 +49,18 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
             foreach (var migration in migrations.Where(m => !applied.Contains((m.Module, m.Version))))
             {
                 await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+                // Read again under the write lock: another node starting at the same moment on the same SQLite file may
+                // have applied it since (PostgreSQL nodes take an advisory lock for the whole run instead).
+                await using (var check = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM vigie_schema WHERE module = @m AND version = @v")
+                                 .With("@m", migration.Module).With("@v", migration.Version))
+                {
+                    if (Convert.ToInt64(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture) > 0)
+                    {
+                        await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+                }
+
                 await ExecuteAsync(connection, transaction, migration.SqlFor(database.Provider), cancellationToken).ConfigureAwait(false);
                 await using (var record = connection.CreateCommand(transaction,
                                  "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, @d, @t)")

@@ -28,4 +28,25 @@ public sealed class MaintenanceTests
         var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 2, ct, TimeSpan.FromSeconds(30));
         Assert.Equal(2, Runs(output));
     }
+
+    /// <summary>
+    /// Regression: two nodes started at the same moment on one new data folder and SQLite index both read "nothing
+    /// applied" and both created the schema: one stopped with "table ... already exists" (2 starts in 8). Each
+    /// migration is now read again under SQLite's write lock.
+    /// </summary>
+    [Fact]
+    public async Task Regression_two_nodes_starting_together_on_a_new_sqlite_index_failed_with_table_already_exists()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        for (var trial = 0; trial < 4; trial++)
+        {
+            var (first, second) = await VigieNode.StartPairAsync(Core.Data.DatabaseProvider.Sqlite, cancellationToken: ct);
+            await using (first)
+            await using (second)
+            {
+                Assert.Null(first.ExitCode);
+                Assert.Null(second.ExitCode);
+            }
+        }
+    }
 }
