@@ -495,18 +495,21 @@ internal sealed class GatewayServiceProvider(
         var move = request.Field == DimseCommand.CMoveRequest;
         var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
         var service = move ? "C-MOVE" : "C-GET";
+        // Written before the move's sub-operations; a destination Vigie does not know gets A801, and nothing is sent.
+        var unknown = move && options.CurrentValue.FindDestination(destination, d => d.MoveDestination) is null;
         AuditRecord Record(string description, string? patientRef, List<AuditObject> objects) => new()
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.BeginTransferringDicomInstances,
             Action = AuditAction.Execute,
+            Outcome = unknown ? AuditOutcome.MinorFailure : AuditOutcome.Success,
             Participants =
             [
                 GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
             ],
             PatientRef = patientRef,
-            Details = new AuditDetails { OutcomeDescription = description, Objects = objects },
+            Details = new AuditDetails { OutcomeDescription = unknown ? description + ": refused, unknown move destination (A801)" : description, Objects = objects },
         };
 
         var patients = matches.GroupBy(m => (Id: m.Attributes.First(DicomTags.PatientID.Value) ?? "", Issuer: m.Attributes.First(DicomTags.IssuerOfPatientID.Value)))

@@ -58,6 +58,25 @@ public sealed class MoveDestinationFailureTests
         Assert.Contains(reason, string.Join(' ', logged), StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: a C-MOVE to a destination Vigie does not know was answered A801 and nothing was sent, but the audit
+    /// trail recorded "Begin Transferring DICOM Instances ... C-MOVE of 3 instances to WORKSTATION" as a success.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_move_to_an_unknown_destination_was_audited_as_a_successful_transfer()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 3, ct);
+        Assert.Contains("Refused: MoveDestinationUnknown", move.StandardError + move.StandardOutput, StringComparison.Ordinal);
+        var shown = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110102");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var entry = Assert.Single(System.Text.Json.JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray());
+        Assert.Contains("C-MOVE of 3 instances to WORKSTATION: refused, unknown move destination (A801)",
+            entry.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+        Assert.NotEqual("success", entry.GetProperty("outcome").GetString());
+    }
+
     /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
     private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct)
     {
