@@ -109,6 +109,46 @@ public sealed class StorageCommitmentTests
         Assert.Equal("Healthy", (await Eventually.WaitForAsync(() => node.HealthCheckAsync("storage-commitment", ct), h => h.Status == "Healthy", ct)).Status);
     }
 
+    /// <summary>
+    /// Regression: a report the node was trying to send when it stopped (its modality accepting the connection and then
+    /// saying nothing) stayed claimed by the stopped process, so after the restart it waited out the claim's 5 min lease.
+    /// It failed a clean-clone CI run, when the stop fell inside an attempt.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_report_claimed_when_the_node_stopped_waited_out_its_lease_after_the_restart()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var modalityPort = VigieNode.FreePort();
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var silentPort = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = ModalityAE,
+            ["VIGIE__GATEWAY__DESTINATIONS__0__HOST"] = "127.0.0.1",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = silentPort.ToString(CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__ARTIMTIMEOUT"] = "00:02:00",
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:01",
+        }, cancellationToken: ct);
+        await using var modality = await OrthancPeer.StartAsync(ModalityAE, modalityPort, node.DicomPort, ct);
+        var files = Peers.CtCorpusFiles().Take(1).ToList();
+        await node.StoreAsync(files, ct);
+        var transaction = await modality.RequestCommitmentAsync([await InstanceAsync(files[0], ct)], ct);
+
+        // The report's attempt is under way, hanging on the silent peer, when the node stops.
+        using (var held = await silent.AcceptTcpClientAsync(ct))
+        {
+            await node.StopAsync();
+        }
+
+        node.SetEnvironment("VIGIE__GATEWAY__DESTINATIONS__0__PORT", modalityPort.ToString(CultureInfo.InvariantCulture));
+        await node.StartProcessAsync(ct);
+        var report = await Eventually.WaitForAsync(() => modality.CommitmentAsync(transaction, ct), r => r.GetProperty("Status").GetString() != "Pending", ct,
+            TimeSpan.FromSeconds(45));
+        Assert.Equal("Success", report.GetProperty("Status").GetString());
+    }
+
     [Fact]
     public async Task A_request_from_a_modality_without_a_known_address_is_refused_at_once()
     {
