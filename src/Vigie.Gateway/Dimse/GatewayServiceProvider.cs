@@ -537,7 +537,7 @@ internal sealed class GatewayServiceProvider(
     }
 
     /// <summary>True at most once a minute per <paramref name="last"/>: a modality retries, and one line says as much as a thousand.</summary>
-    private static bool DueForLog(ref DateTimeOffset last, DateTimeOffset now)
+    internal static bool DueForLog(ref DateTimeOffset last, DateTimeOffset now)
     {
         if (now - last < TimeSpan.FromMinutes(1))
         {

@@ -230,9 +230,8 @@ public sealed class IngestPipeline(
 
         // A study, series or instance already filed under another parent: filed as it came, its new content would be
         // served under the old patient (the existing links win in the index). Refused before anything is stored; a
-        // change of identity is a workflow (IHE PIR), not a resend. A store racing this check is still only logged.
-        // Checked before anything is stored; two conflicting stores racing past this check are told apart in the
-        // index transaction, where the second is refused (HierarchyConflictException).
+        // change of identity is a workflow (IHE PIR), not a resend. Two conflicting stores racing past this check are
+        // told apart in the index transaction, where the second is refused (HierarchyConflictException).
         var conflicts = await index.FindHierarchyConflictsAsync(entry, cancellationToken).ConfigureAwait(false);
         if (conflicts != HierarchyConflict.None)
         {
@@ -327,7 +326,7 @@ public sealed class IngestPipeline(
                     ],
             },
         };
-        if (DueForLog(ref _lastRefusalLog))
+        if (Dimse.GatewayServiceProvider.DueForLog(ref _lastRefusalLog, time.GetUtcNow()))
         {
             logger.LogWarning("Refused an object from {CallingAE}: {Reason}", source.CallingAE, reason);
         }
@@ -342,15 +341,7 @@ public sealed class IngestPipeline(
         }
     }
 
-    private long _lastRefusalLog;
-
-    /// <summary>True at most once a minute: a modality retries, and one line says as much as a thousand.</summary>
-    private bool DueForLog(ref long last)
-    {
-        var now = time.GetTimestamp();
-        var previous = Interlocked.Read(ref last);
-        return (previous == 0 || time.GetElapsedTime(previous, now) >= TimeSpan.FromMinutes(1)) && Interlocked.CompareExchange(ref last, now, previous) == previous;
-    }
+    private DateTimeOffset _lastRefusalLog;
 
     /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
     internal static AttributeSet SourceAttributes(IngestSource source) =>
