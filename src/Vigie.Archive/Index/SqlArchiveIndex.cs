@@ -34,11 +34,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         using var activity = ArchiveTelemetry.Source.StartActivity("archive.index.store");
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
 
-        var patientId = Checked(IndexNormalizer.Identifier(entry.Patient.PatientId), MaxIdentifierLength, "Patient ID", allowEmpty: true);
-        var issuer = Checked(IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? ""), MaxIdentifierLength, "Issuer of Patient ID", allowEmpty: true);
-        var studyUid = Checked(IndexNormalizer.Uid(entry.Study.StudyInstanceUid), MaxUidLength, "Study Instance UID");
-        var seriesUid = Checked(IndexNormalizer.Uid(entry.Series.SeriesInstanceUid), MaxUidLength, "Series Instance UID");
-        var sopUid = Checked(IndexNormalizer.Uid(entry.Instance.SopInstanceUid), MaxUidLength, "SOP Instance UID");
+        var (patientId, issuer, studyUid, seriesUid, sopUid) = Identifiers(entry);
         var sopClass = Checked(IndexNormalizer.Uid(entry.Instance.SopClassUid), MaxUidLength, "SOP Class UID");
 
         var patientAttributes = entry.Patient.Attributes.With(DicomTags.PatientId, patientId)
@@ -48,7 +44,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var instanceAttributes = entry.Instance.Attributes.With(DicomTags.SopInstanceUid, sopUid).With(DicomTags.SopClassUid, sopClass);
 
         var conflicts = HierarchyConflict.None;
-        var patientKey = keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId);
+        var patientKey = PatientKey(issuer, patientId);
         var (patientRow, _) = await UpsertNodeAsync(connection, transaction, 0, patientKey, null, patientAttributes,
             PatientTerms, now, cancellationToken).ConfigureAwait(false);
 
@@ -81,14 +77,9 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     public async ValueTask<HierarchyConflict> FindHierarchyConflictsAsync(InstanceIndexEntry entry, CancellationToken cancellationToken)
     {
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
-        var patientId = Checked(IndexNormalizer.Identifier(entry.Patient.PatientId), MaxIdentifierLength, "Patient ID", allowEmpty: true);
-        var issuer = Checked(IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? ""), MaxIdentifierLength, "Issuer of Patient ID", allowEmpty: true);
-        var studyUid = Checked(IndexNormalizer.Uid(entry.Study.StudyInstanceUid), MaxUidLength, "Study Instance UID");
-        var seriesUid = Checked(IndexNormalizer.Uid(entry.Series.SeriesInstanceUid), MaxUidLength, "Series Instance UID");
-        var sopUid = Checked(IndexNormalizer.Uid(entry.Instance.SopInstanceUid), MaxUidLength, "SOP Instance UID");
+        var (patientId, issuer, studyUid, seriesUid, sopUid) = Identifiers(entry);
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var patient = await SelectNodeAsync(connection, null, Tables[0], keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId), false,
-            cancellationToken).ConfigureAwait(false);
+        var patient = await SelectNodeAsync(connection, null, Tables[0], PatientKey(issuer, patientId), false, cancellationToken).ConfigureAwait(false);
         var study = await SelectNodeAsync(connection, null, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
             cancellationToken).ConfigureAwait(false);
         var series = await SelectNodeAsync(connection, null, Tables[2], keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid), false,
@@ -102,6 +93,16 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         conflicts |= instance is { } i && i.Parent != series?.Id ? HierarchyConflict.InstanceUnderOtherSeries : HierarchyConflict.None;
         return conflicts;
     }
+
+    /// <summary>The entry's identifiers as the index keys them: normalized, and within the index's limits.</summary>
+    private static (string PatientId, string Issuer, string StudyUid, string SeriesUid, string SopUid) Identifiers(InstanceIndexEntry entry) => (
+        Checked(IndexNormalizer.Identifier(entry.Patient.PatientId), MaxIdentifierLength, "Patient ID", allowEmpty: true),
+        Checked(IndexNormalizer.Identifier(entry.Patient.IssuerOfPatientId ?? ""), MaxIdentifierLength, "Issuer of Patient ID", allowEmpty: true),
+        Checked(IndexNormalizer.Uid(entry.Study.StudyInstanceUid), MaxUidLength, "Study Instance UID"),
+        Checked(IndexNormalizer.Uid(entry.Series.SeriesInstanceUid), MaxUidLength, "Series Instance UID"),
+        Checked(IndexNormalizer.Uid(entry.Instance.SopInstanceUid), MaxUidLength, "SOP Instance UID"));
+
+    private byte[] PatientKey(string issuer, string patientId) => keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId);
 
     public async ValueTask ScheduleUnreferencedObjectDeletionAsync(ObjectId id, CancellationToken cancellationToken)
     {
