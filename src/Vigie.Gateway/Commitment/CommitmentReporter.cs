@@ -38,23 +38,15 @@ internal sealed class CommitmentReporter(
 
     protected override string RoundName => "Storage commitment round";
 
-    private bool _abandonedReleased;
-
     /// <summary>Claims and reports a few requests; returns how many it took.</summary>
     public override async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
-        if (!_abandonedReleased)
+        // A report an earlier process of this node had claimed when it stopped (in the middle of an attempt) would
+        // otherwise wait out the claim's lease (5 min) before this process could send it.
+        if (await ReleaseAbandonedOnceAsync(_consumer, cancellationToken).ConfigureAwait(false) is var released and > 0)
         {
-            // A report an earlier process of this node had claimed when it stopped (in the middle of an attempt) would
-            // otherwise wait out the claim's lease (5 min) before this process could send it.
-            var released = await Queue.ReleaseAbandonedAsync(StorageCommitmentService.Topic,
-                holder => Forwarding.Forwarder.IsEarlierProcessOfThisMachine(holder, _consumer), cancellationToken).ConfigureAwait(false);
-            _abandonedReleased = true;
-            if (released > 0)
-            {
-                logger.LogInformation("{Count} storage commitment reports an earlier process of this node had taken go back in the queue", released);
-            }
+            logger.LogInformation("{Count} storage commitment reports an earlier process of this node had taken go back in the queue", released);
         }
 
         var batch = await Queue.ClaimAsync(StorageCommitmentService.Topic, _consumer, 8, settings.Forwarding.Lease, cancellationToken).ConfigureAwait(false);

@@ -56,7 +56,6 @@ internal sealed class Forwarder(
     private static readonly TimeSpan QueueReadEvery = TimeSpan.FromSeconds(15);
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
-    private bool _abandonedReleased;
 
     protected override string RoundName => "Forwarding round";
 
@@ -74,54 +73,13 @@ internal sealed class Forwarder(
         }
     }
 
-    /// <summary>
-    /// True for a consumer name of an earlier process on this machine: its process is gone, or its id is this process's
-    /// own (a container restarted as the same pid). After a kill -9 its batch waited for the whole lease (5 minutes).
-    /// </summary>
-    internal static bool IsEarlierProcessOfThisMachine(string holder, string self)
-    {
-        var prefix = Environment.MachineName + "-";
-        if (holder == self || !holder.StartsWith(prefix, StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        var rest = holder[prefix.Length..];
-        var dash = rest.IndexOf('-', StringComparison.Ordinal);
-        if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture, out var pid))
-        {
-            return false;
-        }
-
-        if (pid == Environment.ProcessId)
-        {
-            return true;
-        }
-
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return true;
-        }
-    }
-
     /// <summary>Claims and handles one batch; returns how many messages it took.</summary>
     public override async Task<int> RunOnceAsync(CancellationToken cancellationToken)
     {
         var settings = options.CurrentValue;
-        if (!_abandonedReleased)
+        if (await ReleaseAbandonedOnceAsync(_consumer, cancellationToken).ConfigureAwait(false) is var released and > 0)
         {
-            var released = await Queue.ReleaseAbandonedAsync(IngestPipeline.ForwardTopic, holder => IsEarlierProcessOfThisMachine(holder, _consumer),
-                cancellationToken).ConfigureAwait(false);
-            _abandonedReleased = true;
-            if (released > 0)
-            {
-                logger.LogWarning("{Count} objects an earlier process of this node had taken to forward, and never finished, go back in the queue", released);
-            }
+            logger.LogWarning("{Count} objects an earlier process of this node had taken to forward, and never finished, go back in the queue", released);
         }
 
         var claim = new Claim(Stopwatch.GetTimestamp());

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Vigie.Core.Outbox;
@@ -11,6 +12,7 @@ namespace Vigie.Gateway.Forwarding;
 internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logger, TimeProvider time) : BackgroundService
 {
     private static readonly TimeSpan Idle = TimeSpan.FromSeconds(2);
+    private bool _abandonedReleased;
 
     protected Outbox Queue { get; } = outbox;
 
@@ -21,6 +23,59 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
 
     /// <summary>Claims and handles one batch; returns how many messages it took.</summary>
     public abstract Task<int> RunOnceAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Once per process, before its first claim: puts back in the queue the messages of this topic that earlier
+    /// processes of this node claimed and never finished (a stop or a kill -9 in the middle of an attempt), which would
+    /// otherwise wait out their claim's lease. Returns how many; 0 after the first call.
+    /// </summary>
+    protected async ValueTask<int> ReleaseAbandonedOnceAsync(string consumer, CancellationToken cancellationToken)
+    {
+        if (_abandonedReleased)
+        {
+            return 0;
+        }
+
+        var released = await Queue.ReleaseAbandonedAsync(topic, holder => IsEarlierProcessOfThisMachine(holder, consumer), cancellationToken)
+            .ConfigureAwait(false);
+        _abandonedReleased = true;
+        return released;
+    }
+
+    /// <summary>
+    /// True for a consumer name of an earlier process on this machine: its process is gone, or its id is this process's
+    /// own (a container restarted as the same pid). After a kill -9 its batch waited for the whole lease (5 minutes).
+    /// </summary>
+    internal static bool IsEarlierProcessOfThisMachine(string holder, string self)
+    {
+        var prefix = Environment.MachineName + "-";
+        if (holder == self || !holder.StartsWith(prefix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        var rest = holder[prefix.Length..];
+        var dash = rest.IndexOf('-', StringComparison.Ordinal);
+        if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture, out var pid))
+        {
+            return false;
+        }
+
+        if (pid == Environment.ProcessId)
+        {
+            return true;
+        }
+
+        try
+        {
+            using var process = Process.GetProcessById(pid);
+            return process.HasExited;
+        }
+        catch (ArgumentException)
+        {
+            return true;
+        }
+    }
 
     /// <summary>Runs before each round (gauges, status reads).</summary>
     protected virtual Task BeforeRoundAsync(CancellationToken cancellationToken) => Task.CompletedTask;
