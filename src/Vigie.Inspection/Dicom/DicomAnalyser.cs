@@ -296,26 +296,24 @@ internal sealed class DicomAnalyser : IContentAnalyser
         {
             case DicomValueElement pixels:
             {
-                var expected = ExpectedNativeLength(ds);
-                await CheckFrameStartsAsync(context, content, ds, pixels, expected, cancellationToken).ConfigureAwait(false);
-                if (expected is not { } bytes || pixels.Length <= bytes + 1)
+                // One source for the frames and what follows them: a big-endian value is read as it decodes in both.
+                using var whole = ValueSource(content, pixels);
+                if (whole is null)
                 {
                     return;
                 }
 
-                var excess = pixels.Length - bytes;
-                var start = (pixels.Bulk?.Offset ?? -1) + bytes;
-                if (pixels.Bulk is null)
+                var expected = ExpectedNativeLength(ds);
+                await CheckFrameStartsAsync(context, whole, ds, pixels, expected, cancellationToken).ConfigureAwait(false);
+                if (expected is not { } bytes || whole.Length <= bytes + 1)
                 {
-                    using var inMemory = ContentSource.FromMemory(pixels.Value[(int)bytes..]);
-                    await ReportExcessAsync(context, inMemory, excess, pixels.SourceOffset, cancellationToken).ConfigureAwait(false);
-                }
-                else
-                {
-                    using var slice = content.Slice(start, excess);
-                    await ReportExcessAsync(context, slice, excess, start, cancellationToken).ConfigureAwait(false);
+                    return;
                 }
 
+                var excess = whole.Length - bytes;
+                using var tail = whole.Slice(bytes, excess);
+                await ReportExcessAsync(context, tail, excess, pixels.Bulk is { } bulk ? bulk.Offset + bytes : pixels.SourceOffset, cancellationToken)
+                    .ConfigureAwait(false);
                 break;
             }
 
@@ -359,15 +357,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
         }
     }
 
-    private static ContentSource? FragmentSource(ContentSource content, DicomFragment fragment)
-    {
-        if (fragment.Bulk is not { } bulk)
-        {
-            return ContentSource.FromMemory(fragment.Value);
-        }
-
-        return bulk.Offset >= 0 && bulk.Offset + fragment.Length <= content.Length ? content.Slice(bulk.Offset, fragment.Length) : null;
-    }
+    private static ContentSource? FragmentSource(ContentSource content, DicomFragment fragment) => Source(content, fragment.Bulk, fragment.Value);
 
     /// <summary>
     /// Why a non-empty Basic Offset Table is not one (PS3.5 A.4): 32-bit entries, the first 0, rising, each inside the
@@ -433,11 +423,10 @@ internal sealed class DicomAnalyser : IContentAnalyser
     /// A frame of native pixel data that starts with an executable or an archive header: image bytes do not look like
     /// one (headers are checked structurally), a file put in place of a frame does.
     /// </summary>
-    private static async ValueTask CheckFrameStartsAsync(InspectionContext context, ContentSource content, DicomDataset ds, DicomValueElement pixels, long? imageBytes,
+    private static async ValueTask CheckFrameStartsAsync(InspectionContext context, ContentSource whole, DicomDataset ds, DicomValueElement pixels, long? imageBytes,
         CancellationToken cancellationToken)
     {
-        using var whole = ValueSource(content, pixels);
-        if (whole is null || whole.Length < 4)
+        if (whole.Length < 4)
         {
             return;
         }
@@ -497,21 +486,24 @@ internal sealed class DicomAnalyser : IContentAnalyser
         return (bitsPerFrame * frames + 7) / 8;
     }
 
-    private static ContentSource? ValueSource(ContentSource content, DicomValueElement value)
-    {
-        if (value.Bulk is { } bulk)
-        {
-            if (bulk.Offset < 0 || bulk.Offset + bulk.Length > content.Length)
-            {
-                return null;
-            }
+    private static ContentSource? ValueSource(ContentSource content, DicomValueElement value) => Source(content, value.Bulk, value.Value);
 
-            var raw = content.Slice(bulk.Offset, bulk.Length);
-            // Big endian: values in memory are already swapped by the reader, ranges of the file are not.
-            return bulk.SwapUnit > 1 ? new SwappedContentSource(raw, bulk.SwapUnit) : raw;
+    /// <summary>A value or an encapsulated item as readers see it: in memory, or its range of the file; null when that range is not in the file.</summary>
+    private static ContentSource? Source(ContentSource content, DicomBulkReference? bulk, ReadOnlyMemory<byte> inMemory)
+    {
+        if (bulk is null)
+        {
+            return ContentSource.FromMemory(inMemory);
         }
 
-        return ContentSource.FromMemory(value.Value);
+        if (bulk.Offset < 0 || bulk.Offset + bulk.Length > content.Length)
+        {
+            return null;
+        }
+
+        var raw = content.Slice(bulk.Offset, bulk.Length);
+        // Big endian: values in memory are already swapped by the reader, ranges of the file are not.
+        return bulk.SwapUnit > 1 ? new SwappedContentSource(raw, bulk.SwapUnit) : raw;
     }
 
     private static Severity SeverityOf(DicomErrorKind kind) => kind switch
