@@ -59,8 +59,10 @@ internal sealed class ArchiveKeyService(
                 return;
             }
 
-            var kekExists = await keks.ExistsAsync(cancellationToken).ConfigureAwait(false);
+            // The root key first: a node starting beside this one makes the key file, then the root key, so a root key
+            // seen here means its key file is already there (read the other way round, both could appear in between).
             var rootExists = File.Exists(_layout.RootKeyFile);
+            var kekExists = await keks.ExistsAsync(cancellationToken).ConfigureAwait(false);
             if (!kekExists && rootExists)
             {
                 throw new InvalidOperationException(
