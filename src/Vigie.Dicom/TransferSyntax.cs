@@ -83,9 +83,10 @@ public sealed class TransferSyntax : IEquatable<TransferSyntax>
             var uid = entry.Uid;
             var isImplicit = uid is DicomUids.ImplicitVRLittleEndian or "1.2.840.10008.1.20"; // Papyrus 3 implicit
             var isBigEndian = uid == DicomUids.ExplicitVRBigEndian;
-            var isDeflated = uid is DicomUids.DeflatedExplicitVRLittleEndian or "1.2.840.10008.1.2.4.95"; // JPIP Referenced Deflate
+            // JPIP (HTJ2K) Referenced Deflate; Deflated Image Frame Compression (1.2.840.10008.1.2.8.1) deflates frames, not the data set.
+            var isDeflated = uid is DicomUids.DeflatedExplicitVRLittleEndian or "1.2.840.10008.1.2.4.95" or "1.2.840.10008.1.2.4.205";
             var isNative = isImplicit || isBigEndian || isDeflated
-                || uid is DicomUids.ExplicitVRLittleEndian or "1.2.840.10008.1.2.4.94"; // JPIP Referenced carries no pixel data
+                || uid is DicomUids.ExplicitVRLittleEndian or "1.2.840.10008.1.2.4.94" or "1.2.840.10008.1.2.4.204"; // JPIP Referenced carries no pixel data
             result[uid] = new TransferSyntax(uid, entry.Name, !isImplicit, !isBigEndian, isDeflated, !isNative, true, entry.IsRetired);
         }
 
