@@ -587,6 +587,7 @@ internal sealed class ServerAssociation(
         await using var _ = destination;
         int completed = 0, failed = 0, warning = 0;
         var failedUids = new List<string>();
+        string? firstFailure = null;
         for (var i = 0; i < items.Count; i++)
         {
             if (cancellationToken.IsCancellationRequested)
@@ -611,6 +612,7 @@ internal sealed class ServerAssociation(
                 // response, with every sub-operation left counted as failed, instead of waiting for one that never comes.
                 failed += items.Count - i;
                 failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
+                firstFailure ??= "the move destination closed the association";
                 break;
             }
             catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException && !association.IsClosed)
@@ -631,6 +633,7 @@ internal sealed class ServerAssociation(
             {
                 failed++;
                 failedUids.Add(item.SopInstanceUid);
+                firstFailure ??= $"{result.Status:X4}: {result.ErrorComment ?? "refused by the receiver"}";
             }
 
             if (i + 1 < items.Count)
@@ -643,7 +646,9 @@ internal sealed class ServerAssociation(
         var status = failed == 0 && warning == 0 ? DimseStatus.Success
             : completed == 0 && warning == 0 ? (ushort)0xA702
             : DimseStatus.SubOperationsWarning;
-        var final = DimseMessage.Response(request, status, dataSet: failedUids.Count > 0).WithSubOperations(-1, completed, failed, warning);
+        // The first failure's reason, so the operator at the workstation sees why without Vigie's logs (PS3.7 C.4.2.1.6).
+        var final = DimseMessage.Response(request, status, dataSet: failedUids.Count > 0, errorComment: failed > 0 ? firstFailure : null)
+            .WithSubOperations(-1, completed, failed, warning);
         ReadOnlyMemory<byte> failedList = ReadOnlyMemory<byte>.Empty;
         if (failedUids.Count > 0)
         {

@@ -29,6 +29,23 @@ public sealed class MoveDestinationFailureTests
     }
 
     /// <summary>
+    /// Regression: the final A702 response carried no Error Comment, so the radiologist's viewer could only say that
+    /// the move failed, not why; the reason was in Vigie's log alone. It now names the first failure.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_final_A702_response_carried_no_error_comment_saying_why()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-move-comment");
+        await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"), "--abort-after");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 2, ct, "-d");
+        var output = move.StandardError + move.StandardOutput;
+        Assert.Contains("DIMSE Status                  : 0xa702", output, StringComparison.Ordinal);
+        Assert.Matches(@"\(0000,0902\) LO \[[^\]]*the move destination closed the association", output);
+    }
+
+    /// <summary>
     /// Regression: a move destination that answered the association request with something that is not DICOM ended
     /// the C-MOVE with 0110 ("failed: PduException"), as if Vigie had failed. It is a destination that cannot be
     /// reached, as one that refuses or drops the connection attempt (checked here at its connect timeout), and ends
@@ -78,14 +95,14 @@ public sealed class MoveDestinationFailureTests
     }
 
     /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
-    private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct)
+    private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct, string verbosity = "-v")
     {
         var files = Peers.CtCorpusFiles().Take(count).ToList();
         await node.StoreAsync(files, ct);
         var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
         var study = DicomText.TrimUid(first.Dataset.GetString(DicomTags.StudyInstanceUID)!);
         return await Peers.RunAsync(Peers.Require("movescu", "dcmtk"),
-            ["-v", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
+            [verbosity, "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}", "127.0.0.1", node.DicomPortText],
             TimeSpan.FromSeconds(60), cancellationToken: ct);
     }
 }
