@@ -145,6 +145,12 @@ public sealed class AssociationParameters
 
     public string CallingAE { get; set; } = "ANY-SCU";
 
+    /// <summary>
+    /// The called and calling AE title fields of a received A-ASSOCIATE-RQ, 32 bytes as they came: the A-ASSOCIATE-AC
+    /// echoes them unchanged (PS3.8 9.3.3.2), padding and leading spaces included, where the titles above are trimmed.
+    /// </summary>
+    internal byte[]? ReceivedAETitleFields { get; set; }
+
     public string ApplicationContextName { get; set; } = ApplicationContext;
 
     public ushort ProtocolVersion { get; set; } = 1;

@@ -227,6 +227,7 @@ public static class PduCodec
             ProtocolVersion = BinaryPrimitives.ReadUInt16BigEndian(body),
             CalledAE = called,
             CallingAE = calling,
+            ReceivedAETitleFields = body.Slice(4, 32).ToArray(),
             ApplicationContextName = string.Empty,
             MaxPduLength = 0,
             ImplementationClassUid = null,
@@ -337,8 +338,15 @@ public static class PduCodec
         var body = new List<byte>(512);
         var fixedPart = new byte[68];
         BinaryPrimitives.WriteUInt16BigEndian(fixedPart, p.ProtocolVersion);
-        WriteAE(fixedPart.AsSpan(4, 16), p.CalledAE);
-        WriteAE(fixedPart.AsSpan(20, 16), p.CallingAE);
+        if (type == PduType.AssociateAccept && p.ReceivedAETitleFields is { Length: 32 } received)
+        {
+            received.CopyTo(fixedPart.AsSpan(4, 32));
+        }
+        else
+        {
+            WriteAE(fixedPart.AsSpan(4, 16), p.CalledAE);
+            WriteAE(fixedPart.AsSpan(20, 16), p.CallingAE);
+        }
         body.AddRange(fixedPart);
         Item(body, 0x10, Encoding.ASCII.GetBytes(p.ApplicationContextName));
         foreach (var pc in p.PresentationContexts)

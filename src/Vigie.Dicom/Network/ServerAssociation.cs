@@ -169,6 +169,7 @@ internal sealed class ServerAssociation(
         {
             CalledAE = request.CalledAE,
             CallingAE = request.CallingAE,
+            ReceivedAETitleFields = request.ReceivedAETitleFields,
             MaxPduLength = options.Association.MaxPduLength,
         };
         answer.PresentationContexts.AddRange(request.PresentationContexts);

@@ -126,6 +126,28 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Regression_the_accept_sent_the_AE_titles_trimmed_instead_of_echoing_the_request_fields()
+    {
+        // PS3.8 9.3.3.2: the AC's called and calling AE fields carry the RQ's values unchanged (not tested on receipt,
+        // but some peers log or compare them).
+        var ct = TestContext.Current.CancellationToken;
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, _server.Port, ct);
+        var proposal = new AssociationParameters { CalledAE = "VIGIE", CallingAE = "TESTSCU" };
+        proposal.PresentationContexts.Add(new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian]));
+        var request = PduCodec.EncodeAssociateRequest(proposal);
+        var fields = "  VIGIE".PadRight(16) + " TESTSCU".PadRight(16);
+        System.Text.Encoding.ASCII.GetBytes(fields).CopyTo(request.AsSpan(10, 32));
+        await socket.SendAsync(request, SocketFlags.None, ct);
+        var header = new byte[6];
+        await ReadExactlyAsync(socket, header, ct);
+        Assert.Equal((byte)PduType.AssociateAccept, header[0]);
+        var body = new byte[BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(2))];
+        await ReadExactlyAsync(socket, body, ct);
+        Assert.Equal(fields, System.Text.Encoding.ASCII.GetString(body, 4, 32));
+    }
+
+    [Fact]
     public async Task Regression_a_blank_calling_AE_title_was_accepted_and_an_abort_before_associating_was_answered()
     {
         var ct = TestContext.Current.CancellationToken;
