@@ -22,7 +22,7 @@ internal sealed class ServerAssociation(
     private readonly ConcurrentDictionary<ushort, CancellationTokenSource> _cancellable = new();
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<DimseMessage>> _awaitingResponse = new();
     private readonly ConcurrentDictionary<Task, byte> _outstanding = new();
-    private readonly ConcurrentDictionary<ushort, byte> _reportsAwaited = new();
+    private bool _releaseRequested;
     private SemaphoreSlim _window = new(1, 1);
     private int _nextMessageId;
 
@@ -209,9 +209,11 @@ internal sealed class ServerAssociation(
             var message = await association.ReceiveCommandAsync(stopping).ConfigureAwait(false);
             if (message is null)
             {
-                // A requestor that releases without answering an N-EVENT-REPORT will not answer it: the report goes on a
-                // new association instead, and the release is not held for the read timeout.
-                foreach (var id in _reportsAwaited.Keys)
+                // A requestor that asks to release may not send anything more (PS3.8 Sta7), so nothing awaited will be
+                // answered: an N-EVENT-REPORT goes on a new association instead, and a C-GET's sub-operations left fail
+                // at once (its final response still goes out), rather than holding the release for the read timeout.
+                Volatile.Write(ref _releaseRequested, true);
+                foreach (var id in _awaitingResponse.Keys)
                 {
                     if (_awaitingResponse.TryRemove(id, out var unanswered))
                     {
@@ -460,9 +462,13 @@ internal sealed class ServerAssociation(
             var id = (ushort)Interlocked.Increment(ref _nextMessageId);
             var waiter = new TaskCompletionSource<DimseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
             _awaitingResponse[id] = waiter;
-            _reportsAwaited[id] = 0;
             try
             {
+                if (Volatile.Read(ref _releaseRequested))
+                {
+                    throw new OperationCanceledException("the requestor asked to release");
+                }
+
                 var request = DimseMessage.EventReportRequest(id, context.Id, report.SopClassUid, report.SopInstanceUid, report.EventTypeId);
                 await association.SendAsync(request, DicomWriter.Encode(report.Information, TransferSyntax.Lookup(context.AcceptedTransferSyntax!)), stopping)
                     .ConfigureAwait(false);
@@ -476,7 +482,6 @@ internal sealed class ServerAssociation(
             finally
             {
                 _awaitingResponse.TryRemove(id, out _);
-                _reportsAwaited.TryRemove(id, out _);
             }
         }
 
@@ -677,6 +682,8 @@ internal sealed class ServerAssociation(
     /// <summary>C-GET sub-operations: C-STORE on the requestor's own association, response routed back by the receive loop.</summary>
     private sealed class SameAssociationSender(ServerAssociation owner) : IStoreSender
     {
+        private static readonly DimseResult ReleasedBeforeAnswering = new(DimseStatus.ProcessingFailure, "the requestor asked to release before answering");
+
         public async ValueTask<DimseResult> SendAsync(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, Stream dataSet,
             CancellationToken cancellationToken)
         {
@@ -702,6 +709,13 @@ internal sealed class ServerAssociation(
             var id = (ushort)Interlocked.Increment(ref owner._nextMessageId);
             var waiter = new TaskCompletionSource<DimseMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
             owner._awaitingResponse[id] = waiter;
+            if (Volatile.Read(ref owner._releaseRequested))
+            {
+                owner._awaitingResponse.TryRemove(id, out var unsent);
+                unsent?.TrySetCanceled(CancellationToken.None);
+                return ReleasedBeforeAnswering;
+            }
+
             var request = DimseMessage.StoreRequest(id, context.Id, sopClassUid, sopInstanceUid);
             await association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -710,6 +724,10 @@ internal sealed class ServerAssociation(
             try
             {
                 response = await waiter.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!timeout.IsCancellationRequested && Volatile.Read(ref owner._releaseRequested))
+            {
+                return ReleasedBeforeAnswering;
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {

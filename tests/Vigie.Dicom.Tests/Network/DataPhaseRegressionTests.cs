@@ -105,6 +105,75 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
         await client.ReleaseAsync(ct);
     }
 
+    [Fact]
+    public async Task Regression_a_release_asked_during_a_get_stalled_for_the_read_timeout_then_aborted()
+    {
+        // A requestor that asks to release cannot answer C-STOREs any more (PS3.8 Sta7): the node stopped reading and
+        // waited for those answers until its read timeout, then aborted. Now the sub-operations left fail at once, the
+        // final C-GET response says so, and the release is answered.
+        var ct = TestContext.Current.CancellationToken;
+        for (var i = 0; i < 3; i++)
+        {
+            _provider.Stored[$"{SopInstance}.{i}"] = (DicomUids.CTImageStorage, DicomUids.ExplicitVRLittleEndian, new byte[300_000]);
+        }
+
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, _server.Port, ct);
+        var proposal = new AssociationParameters { CalledAE = "VIGIE", CallingAE = "GETSCU" };
+        proposal.PresentationContexts.Add(new PresentationContext(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ImplicitVRLittleEndian]));
+        proposal.PresentationContexts.Add(new PresentationContext(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]));
+        proposal.RoleSelections.Add(new RoleSelection(DicomUids.CTImageStorage, ScuRole: false, ScpRole: true));
+        await socket.SendAsync(PduCodec.EncodeAssociateRequest(proposal), SocketFlags.None, ct);
+        Assert.Equal(PduType.AssociateAccept, (await ReadPduAsync(socket, ct)).Type);
+
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.3");
+        await socket.SendAsync(AcceptingPeer.CommandPdu(DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet)), SocketFlags.None, ct);
+        await socket.SendAsync(DataPdu(DicomWriter.Encode(identifier, TransferSyntax.ImplicitVRLittleEndian), last: true), SocketFlags.None, ct);
+
+        // The first sub-operation's C-STORE comes in; the requestor asks to release instead of answering it.
+        var first = await ReadPduAsync(socket, ct);
+        Assert.Equal(PduType.DataTransfer, first.Type);
+        await socket.SendAsync(new byte[] { 0x05, 0, 0, 0, 0, 4, 0, 0, 0, 0 }, SocketFlags.None, ct);
+
+        DimseMessage? final = null;
+        while (true)
+        {
+            var (type, body) = await ReadPduAsync(socket, ct);
+            Assert.True(type != PduType.Abort, "the node aborted instead of answering the release");
+            if (type == PduType.ReleaseResponse)
+            {
+                break;
+            }
+
+            // A command in one PDV (the node sends its responses so): message control header bit 0.
+            if (type == PduType.DataTransfer && (body[5] & 1) != 0)
+            {
+                var command = await DicomReader.ReadDatasetAsync(body.AsMemory(6), TransferSyntax.ImplicitVRLittleEndian, new DicomReadOptions(), ct);
+                var message = new DimseMessage(command, body[4]);
+                if (message.Field == DimseCommand.CGetResponse && message.Status != DimseStatus.Pending)
+                {
+                    final = message;
+                }
+            }
+        }
+
+        Assert.NotNull(final);
+        Assert.Equal(0, Count(final, DicomTags.NumberOfCompletedSuboperations));
+        Assert.Equal(3, Count(final, DicomTags.NumberOfFailedSuboperations));
+        Assert.Equal((ushort)0xA702, final.Status);
+    }
+
+    private static async Task<(PduType Type, byte[] Body)> ReadPduAsync(Socket socket, CancellationToken ct)
+    {
+        var header = new byte[6];
+        await ReadExactlyAsync(socket, header, ct);
+        var body = new byte[BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(2))];
+        await ReadExactlyAsync(socket, body, ct);
+        return ((PduType)header[0], body);
+    }
+
     [Theory]
     [InlineData(1u)]
     [InlineData(5u)]
