@@ -43,7 +43,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         MimeMessage message;
         try
         {
-            var parser = new ParserOptions { MaxMimeDepth = Math.Max(4, context.Limits.MaxDepth * 4) };
+            var parser = new ParserOptions { MaxMimeDepth = MaxMimeDepth(context) };
             message = await MimeMessage.LoadAsync(parser, stream, persistent: true, cancellationToken).ConfigureAwait(false);
         }
         catch (FormatException ex)
@@ -62,6 +62,8 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             reporter.Flush();
         }
     }
+
+    private static int MaxMimeDepth(InspectionContext context) => Math.Max(4, context.Limits.MaxDepth * 4);
 
     private static bool HeaderBlockEnds(ContentSource content)
     {
@@ -197,6 +199,12 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                     break;
                 case MessagePart messagePart:
                     await InspectMessagePartAsync(messagePart, cancellationToken).ConfigureAwait(false);
+                    break;
+                case MimePart part when part.ContentType.MediaType.Equals("multipart", StringComparison.OrdinalIgnoreCase):
+                    // Past the parser's depth limit a multipart stays one opaque leaf: what it holds was not inspected,
+                    // and decoding it as text would call its attachments clean.
+                    context.Report(Rules.DepthLimit, Severity.Medium,
+                        $"MIME part {_parts} is nested deeper than {MaxMimeDepth(context)} multipart levels: its content was not inspected");
                     break;
                 case MimePart part:
                     await InspectPartAsync(part, cancellationToken).ConfigureAwait(false);

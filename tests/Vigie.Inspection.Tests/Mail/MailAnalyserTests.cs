@@ -40,6 +40,25 @@ public sealed class MailAnalyserTests
         verdict.Has("executable.pe", "attachment[3]:archive.zip/nested.zip/docs/tool.exe");
     }
 
+    [Theory]
+    [InlineData(20)]
+    [InlineData(40)]
+    [InlineData(1000)]
+    public async Task Regression_an_attachment_nested_past_the_mime_depth_limit_was_dropped_and_the_mail_called_clean(int levels)
+    {
+        var body = "Content-Type: application/octet-stream; name=\"tool.exe\"\r\nContent-Disposition: attachment; filename=\"tool.exe\"\r\n"
+            + "Content-Transfer-Encoding: base64\r\n\r\n" + Convert.ToBase64String(ExecutableSamples.Pe(), Base64FormattingOptions.InsertLineBreaks) + "\r\n";
+        for (var i = 0; i < levels; i++)
+        {
+            body = $"Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\nContent-Type: text/plain\r\n\r\nlevel\r\n--b{i}\r\n{body}\r\n--b{i}--\r\n";
+        }
+
+        var mail = "From: a@example.org\r\nTo: b@hospital.example\r\nSubject: deep\r\nMIME-Version: 1.0\r\n" + body;
+        var verdict = await Hospital.InspectAsync(Encoding.ASCII.GetBytes(mail), "deep.eml");
+        Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
+        Assert.True(verdict.Findings.Any(f => f.Rule == "executable.pe") || verdict.Findings.Any(f => f.Rule == "inspection.depth-limit"), verdict.Describe());
+    }
+
     [Fact]
     public async Task Names_and_declared_types_that_disagree_with_the_bytes_are_found()
     {
