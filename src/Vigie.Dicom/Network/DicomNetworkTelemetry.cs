@@ -18,5 +18,11 @@ public static class DicomNetworkTelemetry
 
     internal static readonly Counter<long> Messages = Meter.CreateCounter<long>("vigie.dicom.messages", description: "DIMSE requests handled, by command");
 
+    /// <summary>
+    /// The metric label of a command field. Any 16-bit value can arrive: a peer sending thousands of unknown ones would
+    /// otherwise make a series each, and push the real commands into the exporter's overflow series.
+    /// </summary>
+    internal static string CommandLabel(DimseCommand field) => Enum.IsDefined(field) ? field.ToString() : "other";
+
     internal static readonly Counter<long> BytesReceived = Meter.CreateCounter<long>("vigie.dicom.dataset.bytes", unit: "By", description: "Data set bytes received");
 }

@@ -236,7 +236,7 @@ internal sealed class ServerAssociation(
                 continue;
             }
 
-            DicomNetworkTelemetry.Messages.Add(1, new KeyValuePair<string, object?>("command", message.Field.ToString()));
+            DicomNetworkTelemetry.Messages.Add(1, new KeyValuePair<string, object?>("command", DicomNetworkTelemetry.CommandLabel(message.Field)));
             if (message.Field is DimseCommand.CEchoRequest or DimseCommand.CFindRequest or DimseCommand.CGetRequest or DimseCommand.CMoveRequest
                 && message.AffectedSopClassUid != association.AcceptedContext(message.PresentationContextId)!.AbstractSyntax)
             {

@@ -195,6 +195,37 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Regression_a_peer_made_a_metric_series_per_unknown_command_field()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var labels = new System.Collections.Concurrent.ConcurrentBag<string>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == DicomNetworkTelemetry.Name && instrument.Name == "vigie.dicom.messages")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((_, _, tags, _) =>
+        {
+            foreach (var tag in tags)
+            {
+                labels.Add(tag.Value?.ToString() ?? "");
+            }
+        });
+        listener.Start();
+
+        using var socket = await AssociateAsync(new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian]), ct);
+        var unknown = DimseMessage.EchoRequest(1, 1);
+        unknown.Command.SetUInt16(DicomTags.CommandField, 0x4321);
+        await socket.SendAsync(AcceptingPeer.CommandPdu(unknown), SocketFlags.None, ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(labels.Contains("other")), seen => seen, ct, TimeSpan.FromSeconds(10));
+        Assert.Contains("other", labels);
+        Assert.DoesNotContain(labels, l => l == "17185" || l == "4321");
+    }
+
+    [Fact]
     public async Task Regression_the_accept_sent_the_AE_titles_trimmed_instead_of_echoing_the_request_fields()
     {
         // PS3.8 9.3.3.2: the AC's called and calling AE fields carry the RQ's values unchanged (not tested on receipt,
