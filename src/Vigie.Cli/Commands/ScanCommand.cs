@@ -43,7 +43,8 @@ internal static class ScanCommand
 
     private sealed record ScanSettings(string[] Paths, bool Recursive, bool Json, string? DisarmFolder, bool StripPrivate, string? RulesFolder, bool All, int? Parallelism);
 
-    private sealed record ScanTarget(string Path, string DisarmRelative);
+    /// <summary>A file to scan, or (with <paramref name="Problem"/>) a path that cannot be, reported as an error.</summary>
+    private sealed record ScanTarget(string Path, string DisarmRelative, string? Problem = null);
 
     private sealed record DisarmOutcome(string? Output, IReadOnlyList<DisarmAction> Actions, string? Residual, string? NotWritten);
 
@@ -87,6 +88,12 @@ internal static class ScanCommand
             return ExitCodes.Error;
         }
 
+        if (settings.DisarmFolder is not null && File.Exists(settings.DisarmFolder))
+        {
+            await Console.Error.WriteLineAsync($"vigie scan: --disarm {settings.DisarmFolder} is a file, not a folder");
+            return ExitCodes.Error;
+        }
+
         var disarmer = provider.GetRequiredService<DisarmService>();
         var errors = 0;
         var targets = new List<ScanTarget>();
@@ -94,8 +101,10 @@ internal static class ScanCommand
         {
             if (!Collect(path, settings.Recursive, targets))
             {
-                await Console.Error.WriteLineAsync($"vigie scan: {path}: no such file or folder");
-                errors++;
+                // An unknown option lands here as a path (the argument takes any number of them).
+                var problem = path.StartsWith('-') ? "unknown option (for a file of that name, write ./" + path + ")" : "no such file or folder";
+                await Console.Error.WriteLineAsync($"vigie scan: {path}: {problem}");
+                targets.Add(new ScanTarget(Path.GetFullPath(path), path, problem));
             }
         }
 
@@ -168,12 +177,16 @@ internal static class ScanCommand
         }
     }
 
-    /// <summary>Expands one argument. Disarmed copies keep the path below the folder that was named.</summary>
+    /// <summary>
+    /// Expands one argument. Disarmed copies keep the path below the folder that was named. A folder that cannot be
+    /// listed, and anything that is not a regular file (a FIFO would block the scan, a device reads as empty), become
+    /// error entries: skipping them silently would report a tree clean that was not read.
+    /// </summary>
     private static bool Collect(string path, bool recursive, List<ScanTarget> targets)
     {
         if (File.Exists(path))
         {
-            targets.Add(new ScanTarget(Path.GetFullPath(path), Path.GetFileName(path)));
+            targets.Add(FileTarget(Path.GetFullPath(path), Path.GetFileName(path)));
             return true;
         }
 
@@ -184,22 +197,67 @@ internal static class ScanCommand
 
         var root = Path.GetFullPath(path);
         var name = Path.GetFileName(Path.TrimEndingDirectorySeparator(root));
-        var options = new EnumerationOptions
+        var found = new List<ScanTarget>();
+        var folders = new Stack<string>([root]);
+        while (folders.TryPop(out var folder))
         {
-            RecurseSubdirectories = recursive,
-            IgnoreInaccessible = true,
-            AttributesToSkip = FileAttributes.ReparsePoint | FileAttributes.Device,
-            ReturnSpecialDirectories = false,
-        };
-        foreach (var file in Directory.EnumerateFiles(root, "*", options).Order(StringComparer.Ordinal))
-        {
-            targets.Add(new ScanTarget(file, Path.Combine(name, Path.GetRelativePath(root, file))));
+            List<FileSystemInfo> entries;
+            try
+            {
+                entries = [.. new DirectoryInfo(folder).EnumerateFileSystemInfos("*", new EnumerationOptions { IgnoreInaccessible = false, ReturnSpecialDirectories = false })];
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                found.Add(new ScanTarget(folder, Path.Combine(name, Path.GetRelativePath(root, folder)), $"cannot list the folder: {e.Message}"));
+                continue;
+            }
+
+            foreach (var entry in entries)
+            {
+                if (entry is DirectoryInfo directory)
+                {
+                    // Symbolic links to folders are not followed (loops, and trees outside the one named).
+                    if (recursive && directory.LinkTarget is null)
+                    {
+                        folders.Push(directory.FullName);
+                    }
+                }
+                else
+                {
+                    found.Add(FileTarget(entry.FullName, Path.Combine(name, Path.GetRelativePath(root, entry.FullName))));
+                }
+            }
         }
 
+        targets.AddRange(found.OrderBy(t => t.Path, StringComparer.Ordinal));
         return true;
     }
 
+    private static ScanTarget FileTarget(string path, string disarmRelative) =>
+        UnixFileType.Describe(path) is { } kind ? new ScanTarget(path, disarmRelative, $"not a regular file ({kind}): not read") : new ScanTarget(path, disarmRelative);
+
     private static async Task<ScanResult> ScanOneAsync(Inspector inspector, DisarmService disarmer, ScanTarget target, ScanSettings settings, CancellationToken cancellationToken)
+    {
+        if (target.Problem is not null)
+        {
+            return Failed(target, target.Problem);
+        }
+
+        try
+        {
+            return await ScanFileAsync(inspector, disarmer, target, settings, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // One file's failure is that file's error: the rest of the batch is still scanned and reported.
+            return Failed(target, $"{e.GetType().Name}: {e.Message}");
+        }
+    }
+
+    private static ScanResult Failed(ScanTarget target, string reason) => new(target, 0, null, new Verdict(VerdictKind.Error,
+        [new Finding("inspection.analyser-error", Severity.Medium, reason, null, "")], nameof(ContentType.Unknown)), null);
+
+    private static async Task<ScanResult> ScanFileAsync(Inspector inspector, DisarmService disarmer, ScanTarget target, ScanSettings settings, CancellationToken cancellationToken)
     {
         ContentSource source;
         try
@@ -277,10 +335,10 @@ internal static class ScanCommand
             return new DisarmOutcome(null, [], null, "the copy would overwrite the original: not written");
         }
 
-        Directory.CreateDirectory(Path.GetDirectoryName(output)!);
         var partial = output + ".partial";
         try
         {
+            Directory.CreateDirectory(Path.GetDirectoryName(output)!);
             DisarmResult result;
             await using (var stream = new FileStream(partial, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.Asynchronous))
             {
@@ -540,4 +598,37 @@ internal static class ScanCommand
             + FormattableString.Invariant($"{summary.Clean} clean, {summary.Suspicious} suspicious, {summary.Malicious} malicious, {summary.Errors} error(s)")
             + (summary.Disarmed > 0 ? FormattableString.Invariant($", {summary.Disarmed} disarmed copies") : "");
     }
+}
+
+/// <summary>What kind of file system object a path names, from statx(2), whose layout is the same on every architecture.</summary>
+internal static class UnixFileType
+{
+    /// <summary>Null for a regular file (or when the kind cannot be told: opening it then says what is wrong).</summary>
+    public static string? Describe(string path)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return null;
+        }
+
+        var buffer = new byte[256];
+        if (Statx(-100 /* AT_FDCWD */, path, 0, 1 /* STATX_TYPE */, buffer) != 0)
+        {
+            return null;
+        }
+
+        return (BitConverter.ToUInt16(buffer, 28) & 0xF000) switch
+        {
+            0x1000 => "a FIFO",
+            0x2000 => "a character device",
+            0x6000 => "a block device",
+            0xC000 => "a socket",
+            _ => null,
+        };
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "statx", SetLastError = true)]
+    [System.Runtime.InteropServices.DefaultDllImportSearchPaths(System.Runtime.InteropServices.DllImportSearchPath.SafeDirectories)]
+    private static extern int Statx(int directory, [System.Runtime.InteropServices.MarshalAs(System.Runtime.InteropServices.UnmanagedType.LPUTF8Str)] string path,
+        int flags, uint mask, byte[] buffer);
 }

@@ -130,6 +130,33 @@ public sealed class ScanCommandTests
     }
 
     [Fact]
+    public async Task Regression_a_fifo_hung_the_scan_a_device_read_as_empty_and_clean_and_a_missing_path_had_no_json_record()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var tree = Directory.CreateDirectory(folder.Combine("tree")).FullName;
+        var mkfifo = await Peers.RunAsync("mkfifo", [Path.Combine(tree, "pipe")], TimeSpan.FromSeconds(10), cancellationToken: ct);
+        Assert.True(mkfifo.ExitCode == 0, mkfifo.ToString());
+        File.CreateSymbolicLink(Path.Combine(tree, "zero"), "/dev/zero");
+        await File.WriteAllBytesAsync(Path.Combine(tree, "x.pdf"), PdfWithOpenActionJavaScript(), ct);
+
+        var scan = await VigieProcess.RunAsync(["scan", "--json", "-r", tree, folder.Combine("nowhere"), "--bogus"], cancellationToken: ct);
+        Assert.True(scan.ExitCode == 1, scan.ToString());
+        var records = Lines(scan.StandardOutput).ToDictionary(r => Path.GetFileName(r.GetProperty("path").GetString()!), r => r);
+        Assert.Equal(["--bogus", "nowhere", "pipe", "x.pdf", "zero"], records.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal("malicious", records["x.pdf"].GetProperty("verdict").GetString());
+        foreach (var (name, reason) in new[] { ("pipe", "a FIFO"), ("zero", "a character device"), ("nowhere", "no such file"), ("--bogus", "unknown option") })
+        {
+            Assert.Equal("error", records[name].GetProperty("verdict").GetString());
+            Assert.Contains(reason, records[name].GetProperty("findings")[0].GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        var disarmIntoFile = await VigieProcess.RunAsync(["scan", "--disarm", Path.Combine(tree, "x.pdf"), Path.Combine(tree, "x.pdf")], cancellationToken: ct);
+        Assert.Equal(2, disarmIntoFile.ExitCode);
+        Assert.Contains("is a file, not a folder", disarmIntoFile.StandardError, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Help_lists_the_options()
     {
         var result = await VigieProcess.RunAsync(["scan", "--help"], cancellationToken: TestContext.Current.CancellationToken);
