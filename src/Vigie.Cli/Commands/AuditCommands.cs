@@ -496,6 +496,12 @@ internal static class AuditCommands
 
             if (parse.GetValue(json))
             {
+                var queries = new Dictionary<byte[], IReadOnlyDictionary<string, string>?>(ReferenceEqualityComparer.Instance);
+                foreach (var recorded in page.Entries.SelectMany(e => e.Details?.Objects ?? []).Select(o => o.Query).OfType<byte[]>())
+                {
+                    queries[recorded] = await QueryKeysAsync(recorded, ct);
+                }
+
                 await MaintenanceHost.WriteJsonAsync(page.Entries.Select(e => new
                 {
                     sequence = e.Sequence,
@@ -506,14 +512,20 @@ internal static class AuditCommands
                     action = e.Action,
                     outcome = e.Outcome,
                     user = e.UserId,
-                    participants = e.Participants.Select(p => new { user = p.UserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor }),
+                    participants = e.Participants.Select(p => new
+                    {
+                        user = p.UserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor, roles = p.Roles.Select(r => r.DisplayName),
+                    }),
                     purpose = e.PurposeOfUse?.DisplayName,
                     patient_ref = e.PatientRef,
                     source = e.SourceId,
                     details = e.Details is null ? null : new
                     {
                         outcome = e.Details.OutcomeDescription,
-                        objects = e.Details.Objects.Select(o => new { type = o.IdType.DisplayName, id = o.Id, name = o.Name }),
+                        objects = e.Details.Objects.Select(o => new
+                        {
+                            type = o.IdType.DisplayName, id = o.Id, name = o.Name, query = o.Query is { } q ? queries.GetValueOrDefault(q) : null,
+                        }),
                     },
                     leaf_hash = Convert.ToHexStringLower(e.LeafHash),
                 }));
@@ -630,5 +642,31 @@ internal static class AuditCommands
             }
         });
         return command;
+    }
+    /// <summary>
+    /// The matching keys of a recorded C-FIND identifier (keyword, value), so a reviewer sees what was searched for. Q/R
+    /// runs in implicit or explicit VR little endian only; explicit VR shows as two letters after the first tag.
+    /// </summary>
+    private static async ValueTask<IReadOnlyDictionary<string, string>?> QueryKeysAsync(byte[] query, CancellationToken ct)
+    {
+        var syntax = query.Length >= 6 && char.IsAsciiLetterUpper((char)query[4]) && char.IsAsciiLetterUpper((char)query[5])
+            ? Vigie.Dicom.TransferSyntax.ExplicitVRLittleEndian
+            : Vigie.Dicom.TransferSyntax.ImplicitVRLittleEndian;
+        try
+        {
+            var identifier = await Vigie.Dicom.IO.DicomReader.ReadDatasetAsync(query, syntax, new Vigie.Dicom.DicomReadOptions { MaxDepth = 8, MaxElements = 10_000 }, ct);
+            var keys = new SortedDictionary<string, string>(StringComparer.Ordinal);
+            foreach (var element in identifier)
+            {
+                keys[Vigie.Dicom.DicomDictionary.KeywordOf(element.Tag) ?? element.Tag.ToString()] =
+                    element is Vigie.Dicom.DicomValueElement ? string.Join('\\', identifier.GetStrings(element.Tag)) : "(sequence)";
+            }
+
+            return keys;
+        }
+        catch (Vigie.Dicom.DicomParseException)
+        {
+            return null;
+        }
     }
 }

@@ -496,18 +496,29 @@ internal sealed class GatewayServiceProvider(
         var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
         var service = move ? "C-MOVE" : "C-GET";
         // Written before the move's sub-operations; a destination Vigie does not know gets A801, and nothing is sent.
-        var unknown = move && options.CurrentValue.FindDestination(destination, d => d.MoveDestination) is null;
+        var known = move ? options.CurrentValue.FindDestination(destination, d => d.MoveDestination) : null;
+        var unknown = move && known is null;
+        // PS3.15 A.5.3.3: the node receiving the data is the Destination. For a C-GET that is the requestor; for a C-MOVE
+        // it is the move destination, and the requestor is a third party (requestor, no role).
+        AuditParticipant[] participants = move
+            ?
+            [
+                GatewayAudit.Requestor(Source(association), AuditRoles.Destination) with { Roles = [] },
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
+                GatewayAudit.Destination(destination.Length == 0 ? "(none)" : destination, known?.Host),
+            ]
+            :
+            [
+                GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
+            ];
         AuditRecord Record(string description, string? patientRef, List<AuditObject> objects) => new()
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.BeginTransferringDicomInstances,
             Action = AuditAction.Execute,
             Outcome = unknown ? AuditOutcome.MinorFailure : AuditOutcome.Success,
-            Participants =
-            [
-                GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
-                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
-            ],
+            Participants = participants,
             PatientRef = patientRef,
             Details = new AuditDetails { OutcomeDescription = unknown ? description + ": refused, unknown move destination (A801)" : description, Objects = objects },
         };

@@ -88,6 +88,47 @@ public sealed class AuditLogUseTests
     }
 
     /// <summary>
+    /// Bug: a C-MOVE was audited with the requestor as the Destination (PS3.15 A.5.3.3: the node that received the
+    /// images is), so the trail named the viewer that asked, not the workstation that got the patient's images; and
+    /// `audit show --details` left out the participants' roles and what a C-FIND searched for.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_move_was_audited_with_the_requestor_as_destination_and_a_query_showed_no_keys()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var file = Peers.CtCorpusFiles().First();
+        var sample = (await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset;
+        var patientId = sample.GetString(DicomTags.PatientID)!;
+        using var work = new TempDirectory("vigie-move-audit");
+        await using var workstation = await StoreScp.StartAsync("WORKSTATION", work.Combine("moved"));
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        await node.StoreAsync([file], ct);
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"), ["-aet", "VIEWER3", "-aec", "VIGIE", "-aem", "WORKSTATION", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={sample.GetString(DicomTags.StudyInstanceUID)}", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(move.ExitCode == 0, move.ToString());
+        var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aet", "READER2", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"PatientID={patientId}", "-k", "StudyInstanceUID", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(find.ExitCode == 0, find.ToString());
+        await node.StopAsync();
+
+        var shown = await node.VigieAsync("audit", "show", "--json", "--details");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var entries = JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray().ToList();
+        var moved = entries.Single(e => e.GetProperty("event_id").GetString() == "110102");
+        var participants = moved.GetProperty("participants").EnumerateArray()
+            .ToDictionary(p => p.GetProperty("user").GetString()!, p => (Requestor: p.GetProperty("requestor").GetBoolean(),
+                Roles: string.Join(",", p.GetProperty("roles").EnumerateArray().Select(r => r.GetString()))));
+        Assert.Equal((true, ""), participants["VIEWER3"]);
+        Assert.Equal((false, "Source Role ID"), participants["VIGIE"]);
+        Assert.Equal((false, "Destination Role ID"), participants["WORKSTATION"]);
+
+        var query = entries.Single(e => e.GetProperty("event_id").GetString() == "110112");
+        var keys = query.GetProperty("details").GetProperty("objects")[0].GetProperty("query");
+        Assert.Equal(patientId, keys.GetProperty("PatientID").GetString());
+        Assert.Equal("STUDY", keys.GetProperty("QueryRetrieveLevel").GetString());
+    }
+
+    /// <summary>
     /// Bug: stores and refusals carried "Dimse" as their AuditSourceID instead of the configured Audit:SourceId, so a
     /// SIEM grouping events by source saw the node as two.
     /// </summary>
