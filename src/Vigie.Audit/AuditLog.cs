@@ -235,13 +235,19 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
     public async ValueTask<AuditVerificationReport> VerifyAsync(AuditVerifyOptions? options, CancellationToken cancellationToken)
     {
         var trusted = options?.TrustedKeys ?? await TrustedKeysAsync(cancellationToken).ConfigureAwait(false);
+        trusted = [.. trusted, .. options?.AdditionalTrustedKeys ?? []];
         var verifier = new AuditVerifier(_store, Math.Max(1, _options.VerifyMaxProblems));
         return await verifier.VerifyAsync(trusted, options?.WitnessedHeads ?? [], cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask<List<AuditPublicKey>> TrustedKeysAsync(CancellationToken cancellationToken)
     {
-        var keys = new List<AuditPublicKey> { await GetPublicKeyAsync(cancellationToken).ConfigureAwait(false) };
+        var keys = new List<AuditPublicKey>();
+        if (await _keys.FindPublicKeyAsync(cancellationToken).ConfigureAwait(false) is { } own)
+        {
+            keys.Add(own);
+        }
+
         foreach (var encoded in _options.TrustedPublicKeys)
         {
             keys.Add(AuditPublicKey.FromRaw(Convert.FromBase64String(encoded)));

@@ -20,6 +20,16 @@ public interface IAuditSigner
 public interface IAuditSigningKeyProvider
 {
     ValueTask<IAuditSigner> GetSignerAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The signing key's public half when the key exists, without making one: verification is read-only, and may run
+    /// where the private key is not (an auditor's copy), trusting the public keys it is given.
+    /// </summary>
+    async ValueTask<AuditPublicKey?> FindPublicKeyAsync(CancellationToken cancellationToken)
+    {
+        var signer = await GetSignerAsync(cancellationToken).ConfigureAwait(false);
+        return new AuditPublicKey(signer.KeyId, signer.PublicKey);
+    }
 }
 
 /// <summary>An Ed25519 public key as published with each tree head.</summary>
@@ -109,6 +119,18 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
         {
             _gate.Release();
         }
+    }
+
+    public async ValueTask<AuditPublicKey?> FindPublicKeyAsync(CancellationToken cancellationToken)
+    {
+        var path = options.Value.SigningKeyPath;
+        if (_signer is null && (path is null || !File.Exists(path)))
+        {
+            return null;
+        }
+
+        var signer = await GetSignerAsync(cancellationToken).ConfigureAwait(false);
+        return new AuditPublicKey(signer.KeyId, signer.PublicKey);
     }
 
     /// <summary>

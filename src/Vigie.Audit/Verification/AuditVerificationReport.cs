@@ -77,6 +77,9 @@ public sealed record AuditVerifyOptions
     /// <summary>Public keys accepted for tree heads; defaults to the signing key and <see cref="AuditOptions.TrustedPublicKeys"/>.</summary>
     public IReadOnlyList<AuditPublicKey>? TrustedKeys { get; init; }
 
+    /// <summary>Public keys trusted besides those (an auditor's copy holds no private key: it is given the public one).</summary>
+    public IReadOnlyList<AuditPublicKey> AdditionalTrustedKeys { get; init; } = [];
+
     /// <summary>A tree head kept outside the database (SIEM, printout, another node): detects truncation of the heads themselves.</summary>
     public IReadOnlyList<SignedTreeHead> WitnessedHeads { get; init; } = [];
 }

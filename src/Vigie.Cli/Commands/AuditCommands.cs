@@ -209,12 +209,31 @@ internal static class AuditCommands
             Description = "The signed tree heads a configured FHIR audit sink holds (repeatable, by name): its NDJSON file, or its repository's "
                 + "search, with the sink's own address and token.",
         };
+        var publicKeys = new Option<string[]>("--public-key")
+        {
+            Description = "Trust tree heads signed by this Ed25519 public key (base64, as `vigie audit head` and /api/audit/public-key give it; repeatable). "
+                + "For a copy checked without the private signing key, which verification never needs nor creates.",
+        };
         var command = new Command("verify", "Recompute every entry hash, the chain, every stored node and every signed tree head. Exit 1 naming each entry that was modified, removed, inserted or reordered, or any bad signature.")
         {
-            data, config, json, witness, witnessSink,
+            data, config, json, witness, witnessSink, publicKeys,
         };
         command.SetAction(async (parse, ct) =>
         {
+            var extraKeys = new List<AuditPublicKey>();
+            foreach (var key in parse.GetValue(publicKeys) ?? [])
+            {
+                try
+                {
+                    extraKeys.Add(AuditPublicKey.FromRaw(Convert.FromBase64String(key)));
+                }
+                catch (Exception e) when (e is FormatException or ArgumentException)
+                {
+                    await Console.Error.WriteLineAsync($"vigie audit verify: --public-key {key}: not a base64 Ed25519 public key (32 bytes)");
+                    return ExitCodes.Error;
+                }
+            }
+
             var witnessed = new List<SignedTreeHead>();
             foreach (var file in parse.GetValue(witness) ?? [])
             {
@@ -270,7 +289,7 @@ internal static class AuditCommands
             }
 
             var log = services.GetRequiredService<IAuditLog>();
-            var options = new AuditVerifyOptions { WitnessedHeads = witnessed };
+            var options = new AuditVerifyOptions { WitnessedHeads = witnessed, AdditionalTrustedKeys = extraKeys };
             var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(options, ct).AsTask());
             // Best effort: a trail too damaged to take an entry must still be reported as such, with exit 1.
             await RecordAuditLogUsedAsync(services, AuditAction.Execute, report.IsValid ? AuditOutcome.Success : AuditOutcome.SeriousFailure,
@@ -295,6 +314,12 @@ internal static class AuditCommands
             }
             else
             {
+                if (extraKeys.Count == 0 && report.Problems.Any(p => p.Kind == AuditProblemKind.TreeHeadUntrustedKey))
+                {
+                    await Console.Error.WriteLineAsync("vigie audit verify: tree heads are signed by a key this copy does not hold; "
+                        + "trust its public key with --public-key (the publicKey of `vigie audit head --json`, kept outside this server)");
+                }
+
                 foreach (var problem in report.Problems)
                 {
                     Console.WriteLine(problem);

@@ -129,6 +129,35 @@ public sealed class AuditLogUseTests
     }
 
     /// <summary>
+    /// Bug: `vigie audit verify` on a copy without the private signing key (an outside auditor's) failed with an
+    /// exception, or, given the public key in the settings, wrote a new private key into the keys folder. Verification
+    /// only needs public keys, and must not make key material.
+    /// </summary>
+    [Fact]
+    public async Task Regression_verifying_without_the_private_signing_key_failed_or_made_a_new_key()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await node.StopAsync();
+        var head = await node.VigieAsync("audit", "head", "--json");
+        Assert.True(head.ExitCode == 0, head.ToString());
+        var publicKey = JsonDocument.Parse(head.StandardOutput).RootElement.GetProperty("publicKey").GetString()!;
+        var keyFile = Directory.GetFiles(node.Keys, "audit-signing*").Single();
+        File.Move(keyFile, keyFile + ".away");
+
+        var untrusted = await node.VigieAsync("audit", "verify", "--json");
+        Assert.True(untrusted.ExitCode == 1, untrusted.ToString());
+        Assert.Contains("which is not trusted", untrusted.StandardOutput, StringComparison.Ordinal);
+        Assert.False(File.Exists(keyFile), "verification made a signing key");
+
+        var trusted = await node.VigieAsync("audit", "verify", "--public-key", publicKey);
+        Assert.True(trusted.ExitCode == 0, trusted.ToString());
+        Assert.False(File.Exists(keyFile), "verification made a signing key");
+        Assert.Equal(2, (await node.VigieAsync("audit", "verify", "--public-key", "not-a-key")).ExitCode);
+    }
+
+    /// <summary>
     /// Bug: stores and refusals carried "Dimse" as their AuditSourceID instead of the configured Audit:SourceId, so a
     /// SIEM grouping events by source saw the node as two.
     /// </summary>
