@@ -12,6 +12,7 @@ internal sealed class InspectionSession : IDisposable
     private readonly CancellationTokenSource _deadline;
     private readonly CancellationToken _callerToken;
     private int _dropped;
+    private Severity? _mildest;
     private int _objects;
     private long _extracted;
     private long _inMemory;
@@ -55,18 +56,35 @@ internal sealed class InspectionSession : IDisposable
     {
         lock (_lock)
         {
-            if (!_seen.Add((finding.Rule, finding.InnerPath, finding.Offset, finding.Message)))
+            var key = (finding.Rule, finding.InnerPath, finding.Offset, finding.Message);
+            if (_seen.Contains(key))
             {
                 return;
             }
 
             if (_findings.Count >= Limits.MaxFindings)
             {
+                // Full: a finding graver than the mildest kept takes its place, so padding an object with a thousand
+                // mild findings cannot push out the one that decides the verdict.
+                _mildest ??= _findings.Min(f => f.Severity);
+                if (finding.Severity <= _mildest)
+                {
+                    _dropped++;
+                    return;
+                }
+
+                var index = _findings.FindIndex(f => f.Severity == _mildest);
+                _seen.Remove((_findings[index].Rule, _findings[index].InnerPath, _findings[index].Offset, _findings[index].Message));
+                _findings[index] = finding;
                 _dropped++;
-                return;
+                _mildest = null;
+            }
+            else
+            {
+                _findings.Add(finding);
             }
 
-            _findings.Add(finding);
+            _seen.Add(key);
         }
 
         InspectionTelemetry.Findings.Add(1, new KeyValuePair<string, object?>("rule", finding.Rule));
@@ -80,7 +98,7 @@ internal sealed class InspectionSession : IDisposable
             if (_dropped > 0)
             {
                 result.Add(new Finding(Rules.FindingLimit, Severity.Medium,
-                    $"{_dropped} more findings were dropped after the first {Limits.MaxFindings}", null, ""));
+                    $"{_dropped} more findings were dropped beyond {Limits.MaxFindings} (the mildest first)", null, ""));
             }
 
             return result;

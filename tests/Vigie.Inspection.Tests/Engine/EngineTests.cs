@@ -272,6 +272,24 @@ public sealed class EngineTests
     }
 
     [Fact]
+    public async Task Regression_a_flood_of_mild_findings_pushed_the_grave_one_past_the_cap_and_lowered_the_verdict()
+    {
+        var padded = new ZipBuilder();
+        for (var i = 0; i < 50; i++)
+        {
+            var index = i;
+            padded.Add($"page{i}.txt", "x", tweak: e => e.LocalName = $"other{index}.txt");
+        }
+
+        padded.Add("zz/tool.exe", ExecutableSamples.Pe());
+        var verdict = await TestInspection.Create(l => l.MaxFindings = 10).InspectAsync(padded.Build());
+        Assert.Equal(VerdictKind.Malicious, verdict.Kind);
+        verdict.Has("executable.pe");
+        verdict.Has("inspection.finding-limit");
+        Assert.Equal(11, verdict.Findings.Count);
+    }
+
+    [Fact]
     public async Task Batch_mode_inspects_many_files_across_cores_and_reports_unreadable_ones()
     {
         using var dir = new TempDirectory();
