@@ -153,7 +153,7 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
         Task.FromResult(node.Server is { } server
-            ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations")
+            ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections")
             : HealthCheckResult.Unhealthy("the DICOM node is not running"));
 }
 

@@ -68,6 +68,12 @@ public sealed class DicomAssociation : IAsyncDisposable
     /// <summary>Negotiated parameters (for the acceptor, the request with its answers).</summary>
     public AssociationParameters Parameters { get; internal set; } = new();
 
+    /// <summary>At least one byte came from the peer (a connection that sent nothing at all is a scan or a flood, not a peer).</summary>
+    public bool ByteReceived { get; private set; }
+
+    /// <summary>For the acceptor: an A-ASSOCIATE-RQ was read (until then <see cref="Parameters"/> holds defaults, not the peer's).</summary>
+    public bool RequestReceived { get; internal set; }
+
     /// <summary>The peer's Maximum Length: the largest PDU Vigie may send it (0 = unlimited).</summary>
     public uint PeerMaxPduLength { get; internal set; }
 
@@ -622,6 +628,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 }
 
                 filled += read;
+                ByteReceived = true;
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -671,6 +678,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 }
 
                 filled += read;
+                ByteReceived = true;
             }
         }
         catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })

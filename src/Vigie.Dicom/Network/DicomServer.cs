@@ -20,9 +20,12 @@ public sealed class DicomServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _running = new();
     private readonly ConcurrentDictionary<string, int> _perAE = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<IPAddress, int> _pendingByAddress = new();
     private readonly List<TcpListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private int _active;
+    private int _associations;
+    private long _lastPendingRefusalLog;
 
     public DicomServer(DicomServerOptions options, IDicomServiceProvider provider)
     {
@@ -52,7 +55,11 @@ public sealed class DicomServer : IAsyncDisposable
 
     public int TlsPort { get; private set; }
 
-    public int ActiveAssociations => Volatile.Read(ref _active);
+    /// <summary>Associations under way (an A-ASSOCIATE-RQ accepted for counting).</summary>
+    public int ActiveAssociations => Volatile.Read(ref _associations);
+
+    /// <summary>Open connections, associated or not yet.</summary>
+    public int OpenConnections => Volatile.Read(ref _active);
 
     /// <summary>The TLS server certificate in service (renewed files are picked up at the next handshake), when TLS is on.</summary>
     public ServerCertificateSource? ServerCertificate => _certificate;
@@ -144,15 +151,25 @@ public sealed class DicomServer : IAsyncDisposable
                 continue;
             }
 
+            var address = (socket.RemoteEndPoint as IPEndPoint)?.Address;
+            if (address is not null && _pendingByAddress.AddOrUpdate(address, 1, (_, n) => n + 1) > _options.MaxPendingConnectionsPerAddress)
+            {
+                LeavePending(address);
+                socket.Close(0);
+                LogPendingRefusal(address);
+                continue;
+            }
+
             socket.NoDelay = true;
             Task task;
             try
             {
-                task = AssociationThread.Run(owner => RunConnectionAsync(socket, tls, owner), "DICOM association");
+                task = AssociationThread.Run(owner => RunConnectionAsync(socket, tls, owner, address), "DICOM association");
             }
             catch (OutOfMemoryException)
             {
                 // No thread could be started: refuse this connection, keep listening.
+                LeavePending(address);
                 socket.Close(0);
                 continue;
             }
@@ -162,8 +179,38 @@ public sealed class DicomServer : IAsyncDisposable
         }
     }
 
-    private async Task RunConnectionAsync(Socket socket, bool tls, AssociationThread owner)
+    private void LeavePending(IPAddress? address)
     {
+        if (address is not null && _pendingByAddress.AddOrUpdate(address, 0, (_, n) => Math.Max(0, n - 1)) == 0)
+        {
+            _pendingByAddress.TryRemove(new KeyValuePair<IPAddress, int>(address, 0));
+        }
+    }
+
+    /// <summary>Refused without a byte read, so not audited one by one; said once a minute, by address.</summary>
+    private void LogPendingRefusal(IPAddress address)
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastPendingRefusalLog);
+        if (now - last >= 60_000 && Interlocked.CompareExchange(ref _lastPendingRefusalLog, now, last) == last)
+        {
+            _provider.ConnectionRefused(address, $"more than {_options.MaxPendingConnectionsPerAddress} connections from this address without an association request");
+        }
+    }
+
+    private async Task RunConnectionAsync(Socket socket, bool tls, AssociationThread owner, IPAddress? address)
+    {
+        var pending = 1;
+        bool CountAssociation(string callingAE)
+        {
+            if (Interlocked.Exchange(ref pending, 0) == 1)
+            {
+                LeavePending(address);
+            }
+
+            return TryCountAE(callingAE);
+        }
+
         Interlocked.Increment(ref _active);
         DicomNetworkTelemetry.ActiveAssociations.Add(1);
         var remote = socket.RemoteEndPoint as IPEndPoint;
@@ -196,7 +243,7 @@ public sealed class DicomServer : IAsyncDisposable
             association.UseBlockingIo(owner, socket);
             // A blocked read does not see the stopping token: ending the receive side wakes it, and the abort can still be sent.
             using var wake = _stopping.Token.Register(static s => ShutdownReceive((Socket)s!), socket);
-            runner = new ServerAssociation(association, _provider, _options, connection, TryCountAE, _stopping.Token);
+            runner = new ServerAssociation(association, _provider, _options, connection, CountAssociation, _stopping.Token);
             (end, detail) = await runner.RunAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
@@ -210,6 +257,12 @@ public sealed class DicomServer : IAsyncDisposable
             if (runner?.CountedAE is { } countedAE)
             {
                 _perAE.AddOrUpdate(countedAE, 0, (_, n) => Math.Max(0, n - 1));
+                Interlocked.Decrement(ref _associations);
+            }
+
+            if (Interlocked.Exchange(ref pending, 0) == 1)
+            {
+                LeavePending(address);
             }
 
             if (association is not null)
@@ -250,8 +303,10 @@ public sealed class DicomServer : IAsyncDisposable
     /// <summary>Counts an association against the limits; false when one is reached.</summary>
     private bool TryCountAE(string callingAE)
     {
-        if (Volatile.Read(ref _active) > _options.MaxAssociations)
+        // Associations, not connections: sockets that never asked for one do not take a modality's place.
+        if (Interlocked.Increment(ref _associations) > _options.MaxAssociations)
         {
+            Interlocked.Decrement(ref _associations);
             return false;
         }
 
@@ -259,6 +314,7 @@ public sealed class DicomServer : IAsyncDisposable
         if (count > _options.MaxAssociationsPerCallingAE)
         {
             _perAE.AddOrUpdate(callingAE, 0, (_, n) => Math.Max(0, n - 1));
+            Interlocked.Decrement(ref _associations);
             return false;
         }
 

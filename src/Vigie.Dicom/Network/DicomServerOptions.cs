@@ -23,6 +23,12 @@ public sealed class DicomServerOptions
 
     public int MaxAssociationsPerCallingAE { get; set; } = 16;
 
+    /// <summary>
+    /// Connections one address may hold open before they carry an A-ASSOCIATE-RQ. A peer opening sockets and sending
+    /// nothing otherwise held every place until the ARTIM timer freed them, and no modality could associate.
+    /// </summary>
+    public int MaxPendingConnectionsPerAddress { get; set; } = 16;
+
     public DicomAssociationOptions Association { get; set; } = new();
 
     public DicomTlsOptions Tls { get; set; } = new();

@@ -110,6 +110,11 @@ public interface IDicomServiceProvider
 
     /// <summary>Called once when the association ends, whatever the way.</summary>
     ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail);
+
+    /// <summary>A connection closed at once, before a byte was read (a limit per address); at most once a minute.</summary>
+    void ConnectionRefused(System.Net.IPAddress address, string reason)
+    {
+    }
 }
 
 /// <summary>A C-MOVE destination: a store sender over its own association.</summary>

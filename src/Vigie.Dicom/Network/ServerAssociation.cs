@@ -109,6 +109,7 @@ internal sealed class ServerAssociation(
 
         var request = PduCodec.DecodeAssociateRequest(association.PduBody);
         association.Parameters = request;
+        association.RequestReceived = true;
         association.PeerMaxPduLength = request.MaxPduLength;
         AssociationDecision decision;
         if ((request.ProtocolVersion & 1) == 0)

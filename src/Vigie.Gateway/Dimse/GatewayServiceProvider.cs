@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Net;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -45,6 +47,8 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastInternalError = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastConnectionRefused = DateTimeOffset.MinValue;
+    private readonly UnassociatedConnections _unassociated = new();
     private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
@@ -340,6 +344,14 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
+    public void ConnectionRefused(IPAddress address, string reason)
+    {
+        if (DueForLog(ref _lastConnectionRefused, time.GetUtcNow()))
+        {
+            logger.LogWarning("Connections from {Remote} refused at once: {Reason}", address, reason);
+        }
+    }
+
     public async ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)
     {
         if (end == AssociationEnd.Released)
@@ -367,6 +379,23 @@ internal sealed class GatewayServiceProvider(
                 association?.Parameters.CallingAE, connection.Remote, detail);
         }
 
+        var description = $"association {end}: {detail}";
+        if (association is { ByteReceived: false })
+        {
+            // A connection that sent not one byte names nobody, and costs its sender nothing: audited once a minute per
+            // address, with the count of the others, so that a flood cannot swell the trail. Anything sent (garbage, a
+            // slow or broken request) is audited each time, as every misbehaving peer is.
+            if (!_unassociated.Admit(connection.Remote?.Address, time.GetUtcNow(), out var others, out var since))
+            {
+                return;
+            }
+
+            description = others == 0
+                ? $"connection that sent nothing ({end}: {detail})"
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"connection that sent nothing ({end}: {detail}); {others} more from this address since {since:u} not audited one by one");
+        }
+
         // Aborts and lost connections: a misbehaving or hostile peer is a security event.
         var record = new AuditRecord
         {
@@ -377,11 +406,11 @@ internal sealed class GatewayServiceProvider(
             Outcome = AuditOutcome.MinorFailure,
             Participants =
             [
-                GatewayAudit.Node(association?.Parameters.CallingAE is { Length: > 0 } ae ? ae : "(unknown)", connection.Remote?.Address, requestor: true, AuditRoles.Source,
-                    association?.UserName),
+                GatewayAudit.Node(association is { RequestReceived: true, Parameters.CallingAE: { Length: > 0 } ae } ? ae : "(unknown)", connection.Remote?.Address,
+                    requestor: true, AuditRoles.Source, association?.UserName),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            Details = new AuditDetails { OutcomeDescription = Truncate($"association {end}: {detail}", 1000) },
+            Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000) },
         };
         try
         {
@@ -701,5 +730,46 @@ internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Strea
         await inner.DisposeAsync().ConfigureAwait(false);
         await owner.DisposeAsync().ConfigureAwait(false);
         await base.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+/// <summary>Connections that sent nothing, by address: the first of each minute is audited, with the count of the others.</summary>
+internal sealed class UnassociatedConnections
+{
+    private const int MaxAddresses = 4096;
+    private readonly Dictionary<IPAddress, (DateTimeOffset Audited, long Others, DateTimeOffset Since)> _byAddress = [];
+
+    /// <summary>True when this one is to be audited, with the count of those not audited since the last that was.</summary>
+    public bool Admit(IPAddress? address, DateTimeOffset now, out long others, out DateTimeOffset since)
+    {
+        var key = address ?? IPAddress.None;
+        lock (_byAddress)
+        {
+            if (_byAddress.TryGetValue(key, out var seen) && now - seen.Audited < TimeSpan.FromMinutes(1))
+            {
+                _byAddress[key] = seen with { Others = seen.Others + 1, Since = seen.Others == 0 ? now : seen.Since };
+                others = 0;
+                since = default;
+                return false;
+            }
+
+            if (_byAddress.Count >= MaxAddresses)
+            {
+                // Many addresses at once: forget the quiet ones rather than grow without bound.
+                foreach (var stale in _byAddress.Where(e => now - e.Value.Audited >= TimeSpan.FromMinutes(1)).Select(e => e.Key).ToList())
+                {
+                    _byAddress.Remove(stale);
+                }
+            }
+
+            others = seen.Others;
+            since = seen.Since;
+            if (_byAddress.Count < MaxAddresses || _byAddress.ContainsKey(key))
+            {
+                _byAddress[key] = (now, 0, default);
+            }
+
+            return true;
+        }
     }
 }

@@ -226,6 +226,50 @@ public sealed class DataPhaseRegressionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Regression_idle_connections_from_one_address_held_every_place_until_ARTIM_and_no_modality_could_associate()
+    {
+        // 80 sockets opened from one address (127.0.0.2) that never send a byte: beyond 16 they are closed at once, and
+        // the sockets kept do not count as associations, so a modality elsewhere (127.0.0.1) still associates.
+        var ct = TestContext.Current.CancellationToken;
+        var idle = new List<Socket>();
+        try
+        {
+            for (var i = 0; i < 80; i++)
+            {
+                var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                socket.Bind(new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0));
+                await socket.ConnectAsync(IPAddress.Loopback, _server.Port, ct);
+                idle.Add(socket);
+            }
+
+            // The refused ones see the connection closed without a byte.
+            var closed = 0;
+            foreach (var socket in idle)
+            {
+                socket.ReceiveTimeout = 200;
+                try
+                {
+                    closed += socket.Receive(new byte[1]) == 0 ? 1 : 0;
+                }
+                catch (SocketException)
+                {
+                    // Kept open, or reset.
+                    closed += socket.Poll(0, SelectMode.SelectRead) ? 1 : 0;
+                }
+            }
+
+            Assert.True(closed >= 64, $"{closed} of 80 idle connections were closed");
+            await using var client = await DicomClient.ConnectAsync(Options("ECHOSCU"), [new PresentationContext(1, DicomUids.Verification, [DicomUids.ImplicitVRLittleEndian])], ct);
+            Assert.Equal(DimseStatus.Success, (await client.EchoAsync(ct)).Status);
+            await client.ReleaseAsync(ct);
+        }
+        finally
+        {
+            idle.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task Regression_the_accept_sent_the_AE_titles_trimmed_instead_of_echoing_the_request_fields()
     {
         // PS3.8 9.3.3.2: the AC's called and calling AE fields carry the RQ's values unchanged (not tested on receipt,

@@ -107,6 +107,31 @@ public sealed class PolicyAndHostilePeerTests
         Assert.Equal(0, (await node.StatsAsync()).GetProperty("instances").GetInt64());
     }
 
+    /// <summary>
+    /// Regression: each bare TCP connect and close, sending nothing, made one Security Alert (2,000 in 14 s from one
+    /// client), so a flood swelled the trail and the SIEM without bound. Those are now audited once a minute per
+    /// address, with a count; anything a peer does send is still audited each time (the test above).
+    /// </summary>
+    [Fact]
+    public async Task Regression_every_bare_connection_that_sent_nothing_made_its_own_audit_entry()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: ShortTimers, cancellationToken: ct);
+        for (var i = 0; i < 40; i++)
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(IPAddress.Loopback, node.DicomPort, ct);
+        }
+
+        var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(echo.ExitCode == 0, echo.ToString());
+        await Task.Delay(TimeSpan.FromSeconds(2), ct);
+        await node.StopAsync();
+        var audit = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--limit", "1000", "--details")).StandardOutput).RootElement;
+        var bare = audit.EnumerateArray().Count(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("sent nothing", StringComparison.Ordinal));
+        Assert.Equal(1, bare);
+    }
+
     [Fact]
     public async Task Misbehaving_peers_are_aborted_while_a_parallel_store_completes()
     {
