@@ -55,6 +55,11 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
                 + "must be at least 1, the second no more than the first");
         }
 
+        if (options.MaxPendingConnectionsPerAddress < 1)
+        {
+            problems.Add($"{at}:MaxPendingConnectionsPerAddress ({options.MaxPendingConnectionsPerAddress}) must be at least 1, or no peer could connect");
+        }
+
         var association = options.Association;
         var a = at + ":Association";
         if (association.MaxPduLength is < MinPduLength or > MaxReceivePduLength)
