@@ -50,6 +50,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IngestPipeline>();
         services.TryAddSingleton<ArchiveRecovery>();
         services.TryAddSingleton<ClockStepGuard>();
+        services.TryAddSingleton<NegotiationStatus>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

@@ -149,12 +149,21 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
     }
 }
 
-internal sealed class DicomNodeHealthCheck(DicomNodeService node) : IHealthCheck
+internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.Dimse.NegotiationStatus negotiation, TimeProvider time) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        Task.FromResult(node.Server is { } server
-            ? HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections")
-            : HealthCheckResult.Unhealthy("the DICOM node is not running"));
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (node.Server is not { } server)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy("the DICOM node is not running"));
+        }
+
+        // Listening is not serving: while every request is refused as transient, no modality can store.
+        return Task.FromResult(negotiation.Refusing(time.GetUtcNow()) is { } refusing
+            ? HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"associations refused for now since {refusing.Since:HH:mm:ss}Z: {refusing.Reason}"))
+            : HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections"));
+    }
 }
 
 /// <summary>

@@ -87,7 +87,7 @@ public sealed class SqliteDatabase : IVigieDatabase
         var sqlite = (SqliteConnection)connection;
         if (!await _writeGate.WaitAsync(TimeSpan.FromMilliseconds(_busyTimeoutMs), cancellationToken).ConfigureAwait(false))
         {
-            throw new TimeoutException($"no write access to the SQLite index within {_busyTimeoutMs} ms (Database:BusyTimeout): another writer of this process holds it");
+            throw new TimeoutException($"no write access to the SQLite index within {_busyTimeoutMs} ms (Database:BusyTimeout): another writer holds it, of this process or of another that keeps the database locked");
         }
 
         try

@@ -37,6 +37,7 @@ internal sealed class GatewayServiceProvider(
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> serverOptions,
+    NegotiationStatus negotiation,
     ILogger<GatewayServiceProvider> logger,
     TimeProvider time) : IDicomServiceProvider
 {
@@ -57,10 +58,13 @@ internal sealed class GatewayServiceProvider(
     {
         try
         {
-            return await DecideAsync(association, connection, cancellationToken).ConfigureAwait(false);
+            var decision = await DecideAsync(association, connection, cancellationToken).ConfigureAwait(false);
+            negotiation.Decided();
+            return decision;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            negotiation.Refused(time.GetUtcNow(), $"the audit trail or the access policy is unavailable ({e.GetType().Name})");
             // Nothing is served that cannot be audited. With the audit trail or the policy's data out of reach (a database
             // restarting, a full disk) the association is refused as transient, so the modality retries later, instead
             // of seeing its connection dropped without an answer.

@@ -116,6 +116,42 @@ public sealed class DatabaseOutageTests
         }
     }
 
+    /// <summary>
+    /// Regression: with the SQLite index locked by another process, every association was refused as transient while
+    /// /health said Healthy ("Sqlite reachable": SELECT 1 needs no lock), so an orchestrator or the supervision saw
+    /// nothing wrong. The DICOM node check now says the associations are refused, and why.
+    /// </summary>
+    [Fact]
+    public async Task Regression_health_said_healthy_while_a_locked_index_refused_every_association()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__DATABASE__BUSYTIMEOUT"] = "00:00:02" },
+            cancellationToken: ct);
+        using var http = new HttpClient();
+        var healthUri = new Uri($"http://127.0.0.1:{node.HttpPort}/health");
+        using (var locker = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=false"))
+        {
+            await locker.OpenAsync(ct);
+            await using (var exclusive = locker.CreateCommand())
+            {
+                exclusive.CommandText = "BEGIN EXCLUSIVE";
+                await exclusive.ExecuteNonQueryAsync(ct);
+            }
+
+            var refused = await EchoAsync(node, ct);
+            Assert.Contains("Rejected Transient", refused.StandardError + refused.StandardOutput, StringComparison.Ordinal);
+            using var health = await http.GetAsync(healthUri, ct);
+            var text = await health.Content.ReadAsStringAsync(ct);
+            Assert.True(health.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+            Assert.Contains("associations refused for now", text, StringComparison.Ordinal);
+        }
+
+        var echo = await EchoAsync(node, ct);
+        Assert.True(echo.ExitCode == 0, echo.ToString());
+        using var healthy = await http.GetAsync(healthUri, ct);
+        Assert.Equal(HttpStatusCode.OK, healthy.StatusCode);
+    }
+
     private static Task<ProcessResult> EchoAsync(VigieNode node, CancellationToken ct) =>
         Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-v", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
 
