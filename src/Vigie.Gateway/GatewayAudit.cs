@@ -63,6 +63,42 @@ internal static class GatewayAudit
         Accessions = accession is { Length: > 0 } ? [accession] : [],
     };
 
+    /// <summary>Reads only as far as the study (bounded): who a refused or quarantined object is about.</summary>
+    private static readonly Vigie.Dicom.DicomReadOptions HeaderRead = new()
+    {
+        StopAtTag = Vigie.Dicom.DicomTags.SeriesInstanceUID, MaxElements = 2_000, MaxDepth = 4, LoadLargeValues = false,
+    };
+
+    /// <summary>
+    /// The patient and study a (possibly hostile) object names, for the audit: its patient reference and sealed objects.
+    /// Nothing when it cannot be read that far.
+    /// </summary>
+    public static async ValueTask<(string? PatientRef, List<AuditObject> Objects)> AboutAsync(IArchiveKeyService keys, Stream stream, CancellationToken cancellationToken)
+    {
+        Vigie.Dicom.DicomDataset dataset;
+        try
+        {
+            dataset = (await Vigie.Dicom.IO.DicomReader.ReadFileAsync(stream, HeaderRead, cancellationToken).ConfigureAwait(false)).Dataset;
+        }
+        catch (Exception e) when (e is Vigie.Dicom.DicomParseException or InvalidDataException)
+        {
+            return (null, []);
+        }
+
+        var patientId = dataset.GetString(Vigie.Dicom.DicomTags.PatientID);
+        if (string.IsNullOrWhiteSpace(patientId))
+        {
+            return (null, []);
+        }
+
+        return (PatientRef(keys, patientId, dataset.GetString(Vigie.Dicom.DicomTags.IssuerOfPatientID)),
+        [
+            Study(dataset.GetString(Vigie.Dicom.DicomTags.StudyInstanceUID) ?? "", dataset.GetString(Vigie.Dicom.DicomTags.SOPClassUID) ?? "", 1,
+                dataset.GetString(Vigie.Dicom.DicomTags.AccessionNumber)),
+            Patient(patientId, dataset.GetString(Vigie.Dicom.DicomTags.PatientName)),
+        ]);
+    }
+
     public static AuditObject Patient(string patientId, string? name) => new()
     {
         Type = AuditObjectType.Person,

@@ -149,6 +149,7 @@ public sealed class IngestPipeline(
         Verdict verdict;
         var threat = false;
         DicomFile? file = null;
+        (string? PatientRef, List<AuditObject> Objects) about = (null, []);
         string? unreadable = null;
         ArchiveObjectReader? reader = null;
         var inspecting = Stopwatch.GetTimestamp();
@@ -178,6 +179,12 @@ public sealed class IngestPipeline(
                     unreadable = e.Reason;
                 }
             }
+            else
+            {
+                // Only as far as the study, bounded: the quarantine is audited under the patient it concerns.
+                await using var stream = content.OpenStream();
+                about = await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
+            }
         }
         finally
         {
@@ -191,7 +198,7 @@ public sealed class IngestPipeline(
         IngestResult result;
         if (threat)
         {
-            result = await QuarantineAsync(spooled, source, verdict, cancellationToken).ConfigureAwait(false);
+            result = await QuarantineAsync(spooled, source, verdict, about, cancellationToken).ConfigureAwait(false);
         }
         else if (file is null || verdict.ContentType != nameof(ContentType.Dicom))
         {
@@ -417,7 +424,8 @@ public sealed class IngestPipeline(
     internal const uint QuarantineVerdictTag = 0x0009_0011;
     internal const uint QuarantineCallerTag = 0x0009_0012;
 
-    private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, CancellationToken cancellationToken)
+    private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, (string? PatientRef, List<AuditObject> Objects) about,
+        CancellationToken cancellationToken)
     {
         var worst = verdict.Findings.OrderByDescending(f => f.Severity).FirstOrDefault();
         var reason = worst is null ? $"inspection {verdict.Kind}" : $"{worst.Rule}: {worst.Message}";
@@ -437,11 +445,13 @@ public sealed class IngestPipeline(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
+            PatientRef = about.PatientRef,
             Details = new AuditDetails
             {
                 OutcomeDescription = $"quarantined {quarantined.QuarantineId}: {string.Join(", ", rules)}",
                 Objects =
                 [
+                    .. about.Objects,
                     new AuditObject
                     {
                         Type = AuditObjectType.SystemObject,

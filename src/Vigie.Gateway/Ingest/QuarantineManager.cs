@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Archive;
 using Vigie.Archive.Index;
+using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
@@ -21,8 +22,8 @@ public sealed class QuarantineExportException(string message, Exception? inner =
 /// and checked against its content hash; it is written only once the export is in the audit trail, so that no copy
 /// leaves without a trace.
 /// </summary>
-public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, IOptions<ArchiveOptions> archive, TimeProvider time,
-    ILogger<QuarantineManager> logger)
+public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, IOptions<ArchiveOptions> archive, IArchiveKeyService keys,
+    TimeProvider time, ILogger<QuarantineManager> logger)
 {
     /// <summary>Most objects one listing returns.</summary>
     public const int MaxListed = 10_000;
@@ -80,6 +81,13 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         try
         {
             await CopyOutAsync(quarantineId, partial, cancellationToken).ConfigureAwait(false);
+            (string? PatientRef, List<AuditObject> Objects) about;
+            await using (var copy = File.OpenRead(partial))
+            {
+                // PS3.15 A.5.3.7: the export names the patient whose data left, and shows in that patient's history.
+                about = await GatewayAudit.AboutAsync(keys, copy, cancellationToken).ConfigureAwait(false);
+            }
+
             await audit.AppendAsync(new AuditRecord
             {
                 Time = time.GetUtcNow(),
@@ -90,11 +98,13 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
                     new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
                     GatewayAudit.Self("VIGIE", requestor: false, AuditRoles.Source),
                 ],
+                PatientRef = about.PatientRef,
                 Details = new AuditDetails
                 {
                     OutcomeDescription = $"quarantined object {quarantineId} exported for analysis to {target}: {justification}",
                     Objects =
                     [
+                        .. about.Objects,
                         new AuditObject
                         {
                             Type = AuditObjectType.SystemObject,

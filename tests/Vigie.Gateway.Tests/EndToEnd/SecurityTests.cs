@@ -312,6 +312,12 @@ public sealed class SecurityTests
             e => e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("INC-0042", StringComparison.Ordinal));
         Assert.Contains("INC-0042", export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
         Assert.Contains(quarantineId, export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+        // Regression: the quarantine and the export named no patient, so neither showed in that patient's history,
+        // though the exported file holds their identity and images (PS3.15 A.5.3.7).
+        var patientId = file.Dataset.GetString(DicomTags.PatientID)!;
+        var history = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--patient", patientId)).StandardOutput).RootElement;
+        Assert.Equal(1, history.EnumerateArray().Count(e => e.GetProperty("event_id").GetString() == "110113"));
+        Assert.Equal(2, history.EnumerateArray().Count(e => e.GetProperty("event_id").GetString() == "110106"));
 
         // A damaged quarantined copy never comes out, not even in part, and leaves no export in the trail.
         await using (var stored = File.Open(Path.Combine(node.Data, "quarantine", quarantineId + ".vobj"), FileMode.Open, FileAccess.ReadWrite))
