@@ -79,13 +79,16 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         var (patientId, issuer, studyUid, seriesUid, sopUid) = Identifiers(entry);
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var patient = await SelectNodeAsync(connection, null, Tables[0], PatientKey(issuer, patientId), false, cancellationToken).ConfigureAwait(false);
-        var study = await SelectNodeAsync(connection, null, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
+        // Child first, then parent, each in its own statement: a level another node creates between two reads then
+        // shows as new at both, or at the parent only. Parent first, a series found after its study had been missed
+        // looked filed under another study, and a new study sent through several nodes at once was refused C000.
+        var instance = await SelectNodeAsync(connection, null, Tables[3], keys.HashIdentifier(IdentifierKinds.SopInstanceUid, sopUid), false,
             cancellationToken).ConfigureAwait(false);
         var series = await SelectNodeAsync(connection, null, Tables[2], keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid), false,
             cancellationToken).ConfigureAwait(false);
-        var instance = await SelectNodeAsync(connection, null, Tables[3], keys.HashIdentifier(IdentifierKinds.SopInstanceUid, sopUid), false,
+        var study = await SelectNodeAsync(connection, null, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
             cancellationToken).ConfigureAwait(false);
+        var patient = await SelectNodeAsync(connection, null, Tables[0], PatientKey(issuer, patientId), false, cancellationToken).ConfigureAwait(false);
         // A level not indexed yet would be created under this entry's parent: no conflict there.
         var conflicts = HierarchyConflict.None;
         conflicts |= study is { } s && s.Parent != patient?.Id ? HierarchyConflict.StudyUnderOtherPatient : HierarchyConflict.None;

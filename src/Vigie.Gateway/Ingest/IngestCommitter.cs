@@ -158,6 +158,7 @@ public sealed class IngestCommitter : IAsyncDisposable
     /// <summary>One transaction over the batch. Returns the objects to retry: empty once committed.</summary>
     private async Task<List<Pending>> TryCommitAsync(List<Pending> batch, CancellationToken cancellationToken)
     {
+        var conflicts = 0;
         while (batch.Count > 0)
         {
             var connection = _connection;
@@ -173,6 +174,14 @@ public sealed class IngestCommitter : IAsyncDisposable
             try
             {
                 return await TryCommitAsync(batch, connection, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (!_commitSent && IsConflict(e) && ++conflicts <= MaxConflictRetries)
+            {
+                // Another node's transaction and this one waited on each other (PostgreSQL ended this one): nothing of
+                // it was committed, so it runs again. Answering A700 would have failed a store that only lost a race.
+                _logger.LogWarning("An ingest transaction of {Count} objects met another node's ({Reason}); running it again", batch.Count,
+                    ((DbException)e).SqlState);
+                batch.RemoveAll(p => p.IsAnswered);
             }
             catch (Exception e) when (kept && !_commitSent && connection.State != ConnectionState.Open && e is not OperationCanceledException)
             {
@@ -211,7 +220,7 @@ public sealed class IngestCommitter : IAsyncDisposable
                 await batch[0].RunAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 written.Add(batch[0]);
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (e is not OperationCanceledException && !IsConflict(e))
             {
                 await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
                 batch[0].Fail(e);
@@ -229,8 +238,12 @@ public sealed class IngestCommitter : IAsyncDisposable
             }
         }
 
+        // On PostgreSQL the audit append (audit_state FOR UPDATE) comes after every index row, late joiners' included:
+        // holding it while a late joiner waited on a row another node's transaction held, which in turn waited for
+        // audit_state, was a deadlock. SQLite has one writer at a time, and overlaps the append with the sync wait.
+        var auditFirst = _database.Provider != DatabaseProvider.Postgres;
         var records = written.SelectMany(p => p.Audit).ToList();
-        if (records.Count > 0)
+        if (auditFirst && records.Count > 0)
         {
             await _audit.AppendAsync(records, connection, transaction, cancellationToken).ConfigureAwait(false);
         }
@@ -276,14 +289,19 @@ public sealed class IngestCommitter : IAsyncDisposable
         if (joined.Count > 0)
         {
             var late = joined.SelectMany(p => p.Audit).ToList();
-            if (late.Count > 0)
+            if (auditFirst && late.Count > 0)
             {
                 await _audit.AppendAsync(late, connection, transaction, cancellationToken).ConfigureAwait(false);
-                records.AddRange(late);
             }
 
+            records.AddRange(late);
             written.AddRange(joined);
             LateJoins.Record(joined.Count);
+        }
+
+        if (!auditFirst && records.Count > 0)
+        {
+            await _audit.AppendAsync(records, connection, transaction, cancellationToken).ConfigureAwait(false);
         }
 
         var committing = Stopwatch.GetTimestamp();
@@ -330,7 +348,7 @@ public sealed class IngestCommitter : IAsyncDisposable
             await ExecuteAsync(connection, transaction, "RELEASE SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
             return true;
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (e is not OperationCanceledException && !IsConflict(e))
         {
             await ExecuteAsync(connection, transaction, "ROLLBACK TO SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
             await ExecuteAsync(connection, transaction, "RELEASE SAVEPOINT ingest", cancellationToken).ConfigureAwait(false);
@@ -338,6 +356,11 @@ public sealed class IngestCommitter : IAsyncDisposable
             return false;
         }
     }
+
+    private const int MaxConflictRetries = 5;
+
+    /// <summary>A deadlock or serialization failure: the database ended the transaction; it may run again as it was.</summary>
+    private static bool IsConflict(Exception e) => e is DbException { SqlState: "40P01" or "40001" };
 
     private static async Task ExecuteAsync(DbConnection connection, DbTransaction transaction, string sql, CancellationToken cancellationToken)
     {

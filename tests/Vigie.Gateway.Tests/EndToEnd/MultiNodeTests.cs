@@ -13,6 +13,57 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// </summary>
 public sealed class MultiNodeTests
 {
+    /// <summary>
+    /// Regression: new studies sent through several nodes at once over many associations were sometimes refused:
+    /// C000 "series is filed under another study" (the pre-check read the study, missed it, then read the series
+    /// another node had just filed under it), or A700 on a PostgreSQL deadlock between one node's audit append and
+    /// another's index rows (3 and 4 runs in 11 for a reviewer). Each store must succeed, and leave no orphan.
+    /// </summary>
+    [Fact]
+    public async Task Regression_new_studies_stored_through_two_nodes_over_six_associations_were_refused_C000_or_A700()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-multi-race");
+        // Every six files become a new patient, study and series, and each of the six goes out on its own association
+        // at the same moment: 33 new studies, each created by several nodes at once.
+        var files = new List<string>();
+        foreach (var (path, n) in Peers.CtCorpusFiles().Select((path, n) => (path, n)))
+        {
+            var file = await DicomReader.ReadFileAsync(path, new DicomReadOptions { LoadLargeValues = true }, ct);
+            var group = n / 6;
+            file.Dataset.SetString(DicomTags.PatientID, DicomVR.LO, $"SYNRACE{group}");
+            file.Dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, $"2.25.77{group}1");
+            file.Dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, $"2.25.77{group}2");
+            var copy = work.Combine($"{n:D3}.dcm");
+            await using (var output = File.Create(copy))
+            {
+                await DicomWriter.WriteFileAsync(output, file, null, ct);
+            }
+
+            files.Add(copy);
+        }
+
+        var (first, second) = await VigieNode.StartPairAsync(DatabaseProvider.Postgres, [], null, ct);
+        await using var firstNode = first;
+        await using var secondNode = second;
+        var storescu = Peers.Require("storescu", "dcmtk");
+        var runs = Enumerable.Range(0, 6).Select(i => Peers.RunAsync(storescu,
+            ["-aec", "VIGIE", "127.0.0.1", (i % 2 == 0 ? first : second).DicomPortText, .. files.Where((_, n) => n % 6 == i)], TimeSpan.FromMinutes(10),
+            cancellationToken: ct)).ToList();
+        foreach (var run in runs)
+        {
+            var result = await run;
+            Assert.True(result.ExitCode == 0 && !result.StandardError.Contains("E:", StringComparison.Ordinal),
+                $"{result}\n--- first node\n{first.Output}\n--- second node\n{second.Output}");
+        }
+
+        await second.StopAsync();
+        await first.StopAsync();
+        Assert.Equal(200, (await first.StatsAsync()).GetProperty("instances").GetInt64());
+        var scrub = await first.VigieAsync("scrub");
+        Assert.True(scrub.ExitCode == 0, scrub.ToString());
+    }
+
     [Fact]
     public async Task Two_nodes_on_one_database_and_one_folder_share_the_archive_the_audit_trail_and_the_forwarding_queue()
     {
