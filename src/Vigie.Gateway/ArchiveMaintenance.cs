@@ -45,6 +45,8 @@ internal sealed class ArchiveMaintenance(
     ILogger<ArchiveMaintenance> logger,
     TimeProvider time) : BackgroundService
 {
+    private const string LeaseName = "archive-maintenance";
+
     private readonly string _holder = $"{Environment.MachineName}-{Environment.ProcessId}";
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -60,7 +62,7 @@ internal sealed class ArchiveMaintenance(
             await Task.Delay(settings.FirstRunDelay, time, stoppingToken).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (await leases.TryAcquireAsync("archive-maintenance", _holder, options.CurrentValue.Maintenance.Interval, stoppingToken).ConfigureAwait(false))
+                if (await TryAcquireAsync(stoppingToken).ConfigureAwait(false))
                 {
                     await RunOnceAsync(stoppingToken).ConfigureAwait(false);
                 }
@@ -78,13 +80,30 @@ internal sealed class ArchiveMaintenance(
             try
             {
                 using var release = new CancellationTokenSource(TimeSpan.FromSeconds(5));
-                await leases.ReleaseAsync("archive-maintenance", _holder, release.Token).ConfigureAwait(false);
+                await leases.ReleaseAsync(LeaseName, _holder, release.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 logger.LogDebug(e, "Could not release the maintenance lease; it expires by itself");
             }
         }
+    }
+
+    /// <summary>
+    /// Takes the lease when free, or from an earlier process of this machine that is gone: a node killed while holding
+    /// it held maintenance back (the orphans of its interrupted stores among it) for a whole interval.
+    /// </summary>
+    private async Task<bool> TryAcquireAsync(CancellationToken cancellationToken)
+    {
+        var interval = options.CurrentValue.Maintenance.Interval;
+        if (await leases.TryAcquireAsync(LeaseName, _holder, interval, cancellationToken).ConfigureAwait(false))
+        {
+            return true;
+        }
+
+        return await leases.HolderAsync(LeaseName, cancellationToken).ConfigureAwait(false) is { } holder
+            && Forwarding.OutboxConsumer.IsEarlierProcessOfThisMachine(holder, _holder)
+            && await leases.TryTakeOverAsync(LeaseName, holder, _holder, interval, cancellationToken).ConfigureAwait(false);
     }
 
     public async Task RunOnceAsync(CancellationToken cancellationToken)

@@ -25,6 +25,28 @@ public sealed class LeaseStore(IVigieDatabase database, TimeProvider time)
         return rows == 1;
     }
 
+    /// <summary>Who holds the lease now, if anyone does and it has not expired.</summary>
+    public async ValueTask<string?> HolderAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT holder FROM leases WHERE name = @n AND until_ms >= @now")
+            .With("@n", name).With("@now", time.GetUtcNow().ToUnixTimeMilliseconds());
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+    }
+
+    /// <summary>Takes the lease from <paramref name="previous"/> (a holder known to be gone), if it still holds it.</summary>
+    public async ValueTask<bool> TryTakeOverAsync(string name, string previous, string holder, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var until = time.GetUtcNow().ToUnixTimeMilliseconds() + (long)duration.TotalMilliseconds;
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction, "UPDATE leases SET holder = @h, until_ms = @u WHERE name = @n AND holder = @p")
+            .With("@n", name).With("@h", holder).With("@u", until).With("@p", previous);
+        var rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return rows == 1;
+    }
+
     public async ValueTask ReleaseAsync(string name, string holder, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

@@ -54,9 +54,10 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
             return false;
         }
 
+        // "machine-pid-..." for a consumer, "machine-pid" for a lease holder.
         var rest = holder[prefix.Length..];
         var dash = rest.IndexOf('-', StringComparison.Ordinal);
-        if (dash <= 0 || !int.TryParse(rest.AsSpan(0, dash), System.Globalization.CultureInfo.InvariantCulture, out var pid))
+        if (dash == 0 || !int.TryParse(dash < 0 ? rest : rest[..dash], System.Globalization.CultureInfo.InvariantCulture, out var pid))
         {
             return false;
         }
@@ -69,11 +70,29 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
         try
         {
             using var process = Process.GetProcessById(pid);
-            return process.HasExited;
+            return process.HasExited || IsZombie(pid);
         }
         catch (ArgumentException)
         {
             return true;
+        }
+    }
+
+    /// <summary>
+    /// A process killed and not yet reaped by its parent (a supervisor restarting at once) still answers to its pid,
+    /// yet holds nothing any more: state Z in /proc/PID/stat, after the parenthesised command name.
+    /// </summary>
+    private static bool IsZombie(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var end = stat.LastIndexOf(')');
+            return end > 0 && end + 2 < stat.Length && stat[end + 2] is 'Z' or 'X';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

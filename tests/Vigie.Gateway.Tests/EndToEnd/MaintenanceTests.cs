@@ -30,6 +30,31 @@ public sealed class MaintenanceTests
     }
 
     /// <summary>
+    /// Regression: a node killed (kill -9) while holding the maintenance lease kept it for the whole interval, so the
+    /// orphans of the stores it was committing, among the rest, waited up to 6 h to be handed to the deletion schedule,
+    /// and `vigie scrub` failed meanwhile. A node now takes the lease from an earlier process of its machine that is gone.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_node_killed_while_holding_the_maintenance_lease_held_maintenance_back_for_a_whole_interval()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "imaging-20y",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "7305.00:00:00",
+        }, cancellationToken: ct);
+        static int Runs(string output) => output.Split('\n').Count(l => l.Contains("Retention imaging-20y:", StringComparison.Ordinal));
+
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 1, ct);
+        await node.KillAsync();
+        await node.StartProcessAsync(ct);
+        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 2, ct, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, Runs(output));
+    }
+
+    /// <summary>
     /// Regression: two nodes started at the same moment on one new data folder and SQLite index both read "nothing
     /// applied" and both created the schema: one stopped with "table ... already exists" (2 starts in 8). Each
     /// migration is now read again under SQLite's write lock.
