@@ -38,6 +38,28 @@ public sealed class RotationTests
         return used;
     }
 
+    /// <summary>
+    /// Regression: a 0-byte spool left by a process killed before it wrote its header counted as "still under a
+    /// retiring key", so every rotation ended incomplete, the old key kept, until a start swept the spool hours later.
+    /// One being written now (recently touched) still counts.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_empty_spool_left_by_a_killed_process_kept_every_rotation_from_completing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await FillAsync(archive, 2);
+        var abandoned = Path.Combine(archive.Store.Layout.Spool, "293aaabcb8a4e883c5c052ef493f260f.spool");
+        await File.WriteAllBytesAsync(abandoned, [], ct);
+        var fresh = await archive.Rotation.RotateAsync(ct);
+        Assert.False(fresh.Completed);
+        Assert.Equal(1, fresh.Remaining);
+
+        File.SetLastWriteTimeUtc(abandoned, DateTime.UtcNow - TimeSpan.FromHours(1));
+        var report = await archive.Rotation.RotateAsync(ct);
+        Assert.True(report.Completed, $"{report.Remaining} remaining");
+    }
+
     [Fact]
     public async Task Rotation_rewraps_every_data_key_without_touching_the_data_and_retires_the_old_key()
     {

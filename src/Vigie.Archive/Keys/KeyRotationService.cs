@@ -375,7 +375,7 @@ public sealed class KeyRotationService
                     remaining++;
                 }
             }
-            catch (ObjectFormatException) when (path.StartsWith(_store.Layout.Spool, StringComparison.Ordinal))
+            catch (ObjectFormatException) when (path.StartsWith(_store.Layout.Spool, StringComparison.Ordinal) && IsBeingWritten(path))
             {
                 remaining++; // a spool still being written: its key is not known yet
             }
@@ -386,6 +386,23 @@ public sealed class KeyRotationService
         }
 
         return remaining;
+    }
+
+    /// <summary>
+    /// A spool without a readable header that nothing has written to for the orphan grace was left by a process killed
+    /// before its header (often 0 bytes): it holds no key, and counting it kept every rotation from completing until a
+    /// start swept it, hours later.
+    /// </summary>
+    private bool IsBeingWritten(string path)
+    {
+        try
+        {
+            return DateTime.UtcNow - File.GetLastWriteTimeUtc(path) < _options.OrphanGrace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 
     private string Relative(string path) => Path.GetRelativePath(_store.Layout.Root, path);
