@@ -38,6 +38,32 @@ public sealed class OutboxContractTests
         }
     }
 
+    /// <summary>
+    /// Regression: a node started on a schema a newer Vigie had migrated (a node left behind in a rolling upgrade of a
+    /// shared PostgreSQL) served without a word, writing rows the newer schema does not expect. It now stops.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_node_started_silently_on_a_schema_a_newer_version_had_migrated(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, _, _) = await SetUpAsync(provider);
+        await using var _db = db;
+        var latest = new OutboxSchema().Migrations.Max(m => m.Version);
+        var module = new OutboxSchema().Migrations.First().Module;
+        await using (var connection = await db.Database.OpenConnectionAsync(ct))
+        await using (var transaction = await db.Database.BeginWriteAsync(connection, ct))
+        {
+            await using var insert = connection.CreateCommand(transaction, "INSERT INTO vigie_schema (module, version, description, applied_at) VALUES (@m, @v, 'newer', 'now')")
+                .With("@m", module).With("@v", latest + 1);
+            await insert.ExecuteNonQueryAsync(ct);
+            await transaction.CommitAsync(ct);
+        }
+
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => new SchemaMigrator(db.Database, [new OutboxSchema()]).MigrateAsync(ct));
+        Assert.Contains($"{module} schema version {latest + 1}", error.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Claimed_messages_come_in_order_and_complete_once(DatabaseProvider provider)

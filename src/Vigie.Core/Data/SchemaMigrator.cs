@@ -46,6 +46,19 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
                 }
             }
 
+            // A schema some newer Vigie migrated: this node would write rows that version does not expect (a node left
+            // behind in a rolling upgrade of a shared PostgreSQL). It stops instead.
+            var known = migrations.Select(m => (m.Module, m.Version)).ToHashSet();
+            var modules = migrations.Select(m => m.Module).ToHashSet(StringComparer.Ordinal);
+            if (applied.Where(a => modules.Contains(a.Item1) && !known.Contains(a)).OrderBy(a => a.Item1, StringComparer.Ordinal).ThenBy(a => a.Item2)
+                    .FirstOrDefault() is { Item1: not null } newer)
+            {
+                var latest = migrations.Where(m => m.Module == newer.Item1).Max(m => m.Version);
+                throw new InvalidOperationException(
+                    $"The database holds {newer.Item1} schema version {newer.Item2}, which this version of Vigie does not know (it knows up to {latest}): "
+                    + "a newer Vigie migrated it. Run that newer version on this node too.");
+            }
+
             foreach (var migration in migrations.Where(m => !applied.Contains((m.Module, m.Version))))
             {
                 await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
