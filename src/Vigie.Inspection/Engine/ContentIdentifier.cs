@@ -44,6 +44,13 @@ internal static class ContentIdentifier
             return ContentType.MachO;
         }
 
+        // Before the PDF check: a data set without preamble that carries a PDF in an early element is DICOM (its other
+        // elements inspected, its disarmed copy still DICOM), not a PDF behind junk. No other signature starts 02 00 or 08 00.
+        if (IsHeaderlessDicom(head, length))
+        {
+            return ContentType.Dicom;
+        }
+
         // Readers accept the header anywhere in the first kilobyte; so do we.
         if (head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
         {
@@ -113,11 +120,6 @@ internal static class ContentIdentifier
         if (Starts(head, [0x00, 0x00, 0x00, 0x0C, (byte)'j', (byte)'P', 0x20, 0x20]) || Starts(head, [0xFF, 0x4F, 0xFF, 0x51]))
         {
             return ContentType.Jpeg2000;
-        }
-
-        if (IsHeaderlessDicom(head, length))
-        {
-            return ContentType.Dicom;
         }
 
         return IdentifyText(head);

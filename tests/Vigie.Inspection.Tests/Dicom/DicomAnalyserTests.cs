@@ -23,6 +23,26 @@ public sealed class DicomAnalyserTests
             $"expected {rule} ({severity}); got: {string.Join("; ", context.Findings.Select(f => $"{f.Rule} {f.Severity} {f.Message}"))}");
     }
 
+    /// <summary>
+    /// Regression: a data set without preamble whose early element held a PDF was identified as a PDF (header in the
+    /// first kilobyte), so the DICOM analyser never ran and an executable in a later element was missed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_headerless_data_set_with_an_early_pdf_was_read_as_a_pdf_and_its_executable_missed()
+    {
+        var ds = new DicomDataset();
+        ds.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.SecondaryCaptureImageStorage);
+        ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.31337");
+        ds.SetString(new DicomTag(0x0009, 0x0010), DicomVR.LO, "ACME");
+        ds.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, PdfBuilder.Document().Build());
+        ds.SetString(new DicomTag(0x0011, 0x0010), DicomVR.LO, "ACME");
+        ds.SetBytes(new DicomTag(0x0011, 0x1001), DicomVR.OB, PeHeader(512));
+        var headerless = DicomWriter.Encode(ds, TransferSyntax.ImplicitVRLittleEndian);
+        var verdict = await TestInspection.Create().InspectAsync(headerless);
+        Assert.Equal("Dicom", verdict.ContentType);
+        Assert.Equal(VerdictKind.Malicious, verdict.Kind);
+    }
+
     [Fact]
     public async Task A_clean_image_has_no_finding_above_info() =>
         Assert.Equal(Severity.Info, (await AnalyseAsync(File(Image()))).Worst);
