@@ -277,10 +277,14 @@ public sealed class Inspector
         }
     }
 
-    /// <summary>A ZIP appended to something that is not a ZIP (JPEG+ZIP, PDF+ZIP polyglots): report it and inspect it.</summary>
+    /// <summary>
+    /// A ZIP appended to something that is not a ZIP (JPEG+ZIP, PDF+ZIP polyglots, a self-extractor's stub): report it
+    /// and inspect it. Content of no known type included: behind random bytes, zeros or a bare MZ the archive went
+    /// uninspected, and the file was called clean.
+    /// </summary>
     private async ValueTask InspectAppendedArchiveAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument or ContentType.Unknown
+        if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument
             || content.Length < 22 || !ZipReader.TryFindEnd(content, out _))
         {
             return;

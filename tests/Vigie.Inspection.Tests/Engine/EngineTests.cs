@@ -257,6 +257,34 @@ public sealed class EngineTests
         verdict.Has("executable.pe", "[appended zip]/run.exe");
     }
 
+    /// <summary>Regression: behind bytes of no known type (a self-extractor's bare MZ stub, zeros, random data) the ZIP was never read.</summary>
+    [Theory]
+    [InlineData("mz")]
+    [InlineData("zeros")]
+    [InlineData("random")]
+    public async Task Regression_a_zip_behind_a_prefix_of_no_known_type_was_not_inspected(string prefix)
+    {
+        var head = new byte[4096];
+        switch (prefix)
+        {
+            case "mz":
+                head[0] = (byte)'M';
+                head[1] = (byte)'Z';
+                break;
+            case "random":
+                new Random(7).NextBytes(head);
+                head[0] = 0x01;
+                break;
+            default:
+                break;
+        }
+
+        var zip = new ZipBuilder().Add("run.exe", ExecutableSamples.Pe()).Build();
+        var verdict = await TestInspection.InspectAsync([.. head, .. zip], "setup.bin");
+        verdict.Has("inspection.appended-archive");
+        verdict.Has("executable.pe", "[appended zip]/run.exe");
+    }
+
     [Fact]
     public async Task Findings_are_capped()
     {
