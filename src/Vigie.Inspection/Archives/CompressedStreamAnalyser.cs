@@ -6,7 +6,10 @@ using Vigie.Inspection.Engine;
 
 namespace Vigie.Inspection.Archives;
 
-/// <summary>Single-stream compression (gzip, bzip2, xz): decompressed under the ratio and size limits, then inspected as one child.</summary>
+/// <summary>
+/// Compressed streams (gzip, bzip2, xz; concatenated members and streams decoded as one): decompressed under the ratio
+/// and size limits, then inspected as one child.
+/// </summary>
 internal sealed class CompressedStreamAnalyser : IContentAnalyser
 {
     public string Name => "compressed-stream";
@@ -23,7 +26,7 @@ internal sealed class CompressedStreamAnalyser : IContentAnalyser
             {
                 ContentType.Gzip => new GZipStream(raw, System.IO.Compression.CompressionMode.Decompress, leaveOpen: true),
                 ContentType.Bzip2 => BZip2Stream.Create(raw, SharpCompress.Compressors.CompressionMode.Decompress, decompressConcatenated: true, leaveOpen: true, tolerateTruncatedStream: false),
-                ContentType.Xz => new XZStream(raw),
+                ContentType.Xz => XzStreams.Split(content) is { Count: > 1 } streams ? XzStreams.Open(content, streams) : new XZStream(raw),
                 _ => throw new InvalidOperationException($"unexpected type {context.ContentType}"),
             };
         }

@@ -170,6 +170,34 @@ public sealed class ArchiveAnalyserTests
         (await TestInspection.Default.InspectFileAsync(path + ".xz", TestContext.Current.CancellationToken)).Has("executable.pe", "tool");
     }
 
+    /// <summary>
+    /// Regression: only the first stream of an .xz holding several (xz --concatenate, parallel compressors, or a file
+    /// simply appended) was decoded, so what followed it was never inspected and the file was called clean.
+    /// </summary>
+    [Fact]
+    public async Task Regression_only_the_first_stream_of_a_multi_stream_xz_was_inspected()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var xz = Peers.Require("xz", "xz-utils");
+        using var dir = new TempDirectory();
+        // One executable cut in two, a stream each: decoded whole, the streams make the executable again.
+        var first = dir.Combine("head");
+        var second = dir.Combine("rest");
+        var pe = ExecutableSamples.Pe();
+        await File.WriteAllBytesAsync(first, pe[..32], ct);
+        await File.WriteAllBytesAsync(second, pe[32..], ct);
+        foreach (var path in new[] { first, second })
+        {
+            var run = await Peers.RunAsync(xz, ["-z", "-k", path], TimeSpan.FromSeconds(30), cancellationToken: ct);
+            Assert.True(run.ExitCode == 0, run.ToString());
+        }
+
+        // Two streams, with stream padding between them as xz allows.
+        byte[] both = [.. await File.ReadAllBytesAsync(first + ".xz", ct), 0, 0, 0, 0, .. await File.ReadAllBytesAsync(second + ".xz", ct)];
+        var verdict = await TestInspection.InspectAsync(both, "bundle.xz");
+        verdict.Has("executable.pe");
+    }
+
     [Fact]
     public async Task Corrupt_archives_are_reported_not_thrown()
     {
