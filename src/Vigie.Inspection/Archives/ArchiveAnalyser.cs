@@ -148,6 +148,14 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
                 return;
             }
 
+            if (extracted is not null && entry.Size > 0 && extracted.Length < entry.Size)
+            {
+                // A cut archive: the reader hands over what there is without a word, and calling it clean would say the
+                // whole entry was seen.
+                context.Report(Rules.ArchiveMalformed, Severity.Medium,
+                    $"entry '{safe}' ends after {extracted.Length} of its {entry.Size} bytes: the archive is truncated");
+            }
+
             if (extracted is not null)
             {
                 await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);

@@ -46,8 +46,56 @@ internal sealed class CompressedStreamAnalyser : IContentAnalyser
                 return;
             }
 
+            if (context.ContentType == ContentType.Gzip && TruncatedGzip(content, extracted.Length) is { } problem)
+            {
+                context.Report(Rules.ArchiveMalformed, Severity.Medium, problem, 0);
+            }
+
             await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The decoder stops quietly where a gzip file is cut. A single member ends with the size of what it holds (ISIZE,
+    /// modulo 2^32): when that disagrees, the file was cut. A file that may hold several members is not judged.
+    /// </summary>
+    private static string? TruncatedGzip(ContentSource content, long decoded)
+    {
+        if (content.Length < 18 || MayHoldSeveralMembers(content))
+        {
+            return null;
+        }
+
+        Span<byte> trailer = stackalloc byte[4];
+        if (content.ReadAt(content.Length - 4, trailer) != 4)
+        {
+            return null;
+        }
+
+        var declared = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer);
+        return declared == (uint)decoded
+            ? null
+            : $"the gzip stream's trailer declares {declared} bytes, not the {decoded} decoded: the file is truncated";
+    }
+
+    private static bool MayHoldSeveralMembers(ContentSource content)
+    {
+        var buffer = new byte[64 * 1024];
+        for (long offset = 10; offset < content.Length - 2; offset += buffer.Length - 2)
+        {
+            var read = content.ReadAt(offset, buffer);
+            if (read < 3)
+            {
+                return false;
+            }
+
+            if (buffer.AsSpan(0, read).IndexOf((ReadOnlySpan<byte>)[0x1F, 0x8B, 0x08]) >= 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>The gzip header's original name, else the declared name without its compression suffix.</summary>

@@ -198,6 +198,35 @@ public sealed class ArchiveAnalyserTests
         verdict.Has("executable.pe");
     }
 
+    /// <summary>Regression: a gzip or tar file cut short was called clean: the readers hand over what there is without a word.</summary>
+    [Fact]
+    public async Task Regression_truncated_gzip_and_tar_files_were_called_clean()
+    {
+        var data = new byte[200_000];
+        new Random(3).NextBytes(data);
+        var gz = new MemoryStream();
+        using (var compressor = new System.IO.Compression.GZipStream(gz, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+        {
+            compressor.Write(data);
+        }
+
+        var whole = gz.ToArray();
+        (await TestInspection.InspectAsync(whole, "data.gz")).IsClean();
+        var cut = await TestInspection.InspectAsync(whole[..(whole.Length / 2)], "data.gz");
+        Assert.Contains("truncated", cut.Has("archive.malformed").Message, StringComparison.Ordinal);
+
+        var tar = new MemoryStream();
+        using (var writer = new System.Formats.Tar.TarWriter(tar, System.Formats.Tar.TarEntryFormat.Pax, leaveOpen: true))
+        {
+            writer.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "r.bin") { DataStream = new MemoryStream(data) });
+        }
+
+        var archive = tar.ToArray();
+        (await TestInspection.InspectAsync(archive, "data.tar")).IsClean();
+        var cutTar = await TestInspection.InspectAsync(archive[..100_000], "data.tar");
+        Assert.Contains("truncated", cutTar.Has("archive.malformed").Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Corrupt_archives_are_reported_not_thrown()
     {
