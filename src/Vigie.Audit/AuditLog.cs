@@ -185,7 +185,11 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
         var head = await RequireHeadAsync(treeSize, cancellationToken).ConfigureAwait(false);
         if (sequence >= head.TreeSize)
         {
-            throw new AuditTreeHeadNotFoundException($"Entry {sequence} is not covered by the signed tree head of size {head.TreeSize} yet.");
+            // An entry not written yet is not one a later head will cover: say which it is.
+            var size = (await _store.ReadStateAsync(cancellationToken).ConfigureAwait(false)).TreeSize;
+            throw new AuditTreeHeadNotFoundException(sequence >= size
+                ? $"There is no entry {sequence}: the trail holds {size} entries (0 to {size - 1})."
+                : $"Entry {sequence} is not covered by the signed tree head of size {head.TreeSize} yet.");
         }
 
         var row = await _store.ReadEntryAsync(sequence, cancellationToken).ConfigureAwait(false)

@@ -51,11 +51,13 @@ public static class WebEndpointExtensions
     /// <summary>/health, /metrics (Prometheus) and the audit trail's public verification API.</summary>
     public static IEndpointRouteBuilder MapVigieEndpoints(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync });
+        // Read-only resources: GET and HEAD only (DELETE, TRACE or any made-up method answered 200 as if they had acted).
+        var readOnly = new Microsoft.AspNetCore.Routing.HttpMethodMetadata(["GET", "HEAD"]);
+        endpoints.MapHealthChecks("/health", new HealthCheckOptions { ResponseWriter = WriteHealthAsync }).WithMetadata(readOnly);
         // Liveness runs no check: a database outage makes /health unhealthy, and a probe that restarted the node for
         // it would only interrupt a node that recovers by itself once the database answers.
-        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteHealthAsync });
-        endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        endpoints.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = WriteHealthAsync }).WithMetadata(readOnly);
+        endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(readOnly);
         endpoints.MapAuditEndpoints();
         return endpoints;
     }

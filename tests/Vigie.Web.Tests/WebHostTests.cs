@@ -80,6 +80,25 @@ public sealed class WebHostTests : IAsyncLifetime
         _folder.Dispose();
     }
 
+    /// <summary>Regression: /health and /metrics answered 200 to DELETE, TRACE or a made-up method, as if they had acted.</summary>
+    [Theory]
+    [InlineData("/health")]
+    [InlineData("/health/live")]
+    [InlineData("/metrics")]
+    public async Task Regression_read_only_endpoints_answered_any_method(string path)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        foreach (var method in new[] { "DELETE", "TRACE", "FOOBAR", "POST" })
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(method), path);
+            using var response = await _http.SendAsync(request, ct);
+            Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        }
+
+        using var head = await _http.SendAsync(new HttpRequestMessage(HttpMethod.Head, path), ct);
+        Assert.True(head.IsSuccessStatusCode, $"HEAD {path}: {head.StatusCode}");
+    }
+
     [Fact]
     public async Task Health_reports_database_data_folder_and_dicom_node()
     {

@@ -590,6 +590,13 @@ internal static class AuditCommands
             }
         });
         var size = new Option<long?>("--tree-size") { Description = "Prove against this signed tree head (default: the latest)." };
+        size.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<long?>() is < 1)
+            {
+                result.AddError("The tree size must be at least 1.");
+            }
+        });
         var command = new Command("prove", "Print an inclusion proof (RFC 9162) of an entry in a signed tree head, as JSON, and check it.") { data, config, sequence, size };
         command.SetAction(async (parse, ct) =>
         {
@@ -619,9 +626,15 @@ internal static class AuditCommands
                 });
                 return valid ? ExitCodes.Ok : ExitCodes.Findings;
             }
+            catch (AuditIntegrityException e)
+            {
+                // The trail failed its own check: a finding, not a usage error.
+                await Console.Error.WriteLineAsync($"vigie audit prove: the audit trail failed its own check: {e.Message}");
+                return ExitCodes.Findings;
+            }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException)
             {
-                await Console.Error.WriteLineAsync($"vigie audit prove: {e.Message}");
+                await Console.Error.WriteLineAsync($"vigie audit prove: {Reason(e)}");
                 return ExitCodes.Error;
             }
         });
@@ -660,14 +673,25 @@ internal static class AuditCommands
                 });
                 return valid ? ExitCodes.Ok : ExitCodes.Findings;
             }
+            catch (AuditIntegrityException e)
+            {
+                // The trail failed its own check: a finding, not a usage error.
+                await Console.Error.WriteLineAsync($"vigie audit consistency: the audit trail failed its own check: {e.Message}");
+                return ExitCodes.Findings;
+            }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException)
             {
-                await Console.Error.WriteLineAsync($"vigie audit consistency: {e.Message}");
+                await Console.Error.WriteLineAsync($"vigie audit consistency: {Reason(e)}");
                 return ExitCodes.Error;
             }
         });
         return command;
     }
+
+    /// <summary>An exception's message without .NET's " (Parameter 'x')" suffix.</summary>
+    private static string Reason(Exception e) =>
+        e is ArgumentException { ParamName: { } parameter } ? e.Message.Replace($" (Parameter '{parameter}')", "", StringComparison.Ordinal) : e.Message;
+
     /// <summary>
     /// The matching keys of a recorded C-FIND identifier (keyword, value), so a reviewer sees what was searched for. Q/R
     /// runs in implicit or explicit VR little endian only; explicit VR shows as two letters after the first tag.

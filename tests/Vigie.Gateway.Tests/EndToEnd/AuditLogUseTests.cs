@@ -158,6 +158,37 @@ public sealed class AuditLogUseTests
     }
 
     /// <summary>
+    /// Regression: an audit trail that failed its own check while proving (an entry altered) made `audit prove` exit 2
+    /// with an exception's class name, as for a usage error; an entry that does not exist was "not covered yet"; and a
+    /// negative tree size was looked up rather than refused.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_proof_over_an_altered_entry_exited_2_with_an_exception_name()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        await node.StopAsync();
+        var missing = await node.VigieAsync("audit", "prove", "99999");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.Contains("There is no entry 99999", missing.StandardError, StringComparison.Ordinal);
+        Assert.Equal(2, (await node.VigieAsync("audit", "prove", "0", "--tree-size", "-3")).ExitCode);
+
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=false"))
+        {
+            await connection.OpenAsync(ct);
+            await using var alter = connection.CreateCommand();
+            alter.CommandText = "UPDATE audit_entry SET user_id = 'SOMEONE-ELSE' WHERE seq = 0";
+            await alter.ExecuteNonQueryAsync(ct);
+        }
+
+        var altered = await node.VigieAsync("audit", "prove", "0");
+        Assert.True(altered.ExitCode == 1, altered.ToString());
+        Assert.Contains("failed its own check", altered.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("Exception", altered.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Bug: stores and refusals carried "Dimse" as their AuditSourceID instead of the configured Audit:SourceId, so a
     /// SIEM grouping events by source saw the node as two.
     /// </summary>
