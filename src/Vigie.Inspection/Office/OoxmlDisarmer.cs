@@ -67,6 +67,49 @@ internal sealed class OoxmlDisarmer(IOptions<InspectionLimits> limits) : IDisarm
             }
         }
 
+        // A VBA project (or ActiveX binary) under another name, say word/media/image1.png: found by what points at it or
+        // by its declared type, not by its name. Only the relationship went before, and the project stayed in the copy.
+        foreach (var relsName in names.Where(n => n.EndsWith(".rels", StringComparison.OrdinalIgnoreCase) && !removed.Contains(n)))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (Load(parts, relsName, settings)?.Root is not { } root)
+            {
+                continue;
+            }
+
+            var source = SourceOf(relsName);
+            foreach (var relationship in root.Elements(XName.Get("Relationship", PackageRelationshipsNamespace)))
+            {
+                var type = (string?)relationship.Attribute("Type") ?? "";
+                var kind = type[(type.LastIndexOf('/') + 1)..];
+                if (kind is not ("vbaProject" or "vbaProjectSignature" or "activeXControlBinary")
+                    || string.Equals((string?)relationship.Attribute("TargetMode"), "External", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
+
+                var target = Resolve(source, (string?)relationship.Attribute("Target") ?? "");
+                if (parts.Contains(target) && removed.Add(target))
+                {
+                    actions.Add(new DisarmAction(kind == "activeXControlBinary" ? Rules.OfficeActiveX : Rules.OfficeVbaMacro,
+                        $"removed part '{target}' (the {kind} it holds, under another name)", null, target));
+                }
+            }
+        }
+
+        if (Load(parts, "[Content_Types].xml", settings)?.Root is { } declared)
+        {
+            foreach (var entry in declared.Elements().Where(e => e.Name.LocalName == "Override"))
+            {
+                var type = (string?)entry.Attribute("ContentType") ?? "";
+                var part = ((string?)entry.Attribute("PartName") ?? "").TrimStart('/');
+                if (type.StartsWith("application/vnd.ms-office.vbaProject", StringComparison.OrdinalIgnoreCase) && parts.Contains(part) && removed.Add(part))
+                {
+                    actions.Add(new DisarmAction(Rules.OfficeVbaMacro, $"removed part '{part}' (declared a VBA project, under another name)", null, part));
+                }
+            }
+        }
+
         foreach (var name in removed.ToList())
         {
             var rels = RelsFor(name);

@@ -128,6 +128,10 @@ public sealed class DisarmTests
         ["docm-vba"] = (() => OoxmlBuilder.Word(mainType: OoxmlBuilder.WordMacroMain)
             .Part("word/vbaProject.bin", OoxmlBuilder.VbaProjectType, VbaSamples.VbaProjectBin())
             .Relationship("word/document.xml", OoxmlBuilder.RelVba, "vbaProject.bin").Build(), "report.docm"),
+        // Regression: a VBA project stored under another name (an image's) kept its part in the "disarmed" copy.
+        ["regression-vba-project-renamed-as-an-image-stayed-in-the-copy"] = (() => OoxmlBuilder.Word(mainType: OoxmlBuilder.WordMacroMain)
+            .Part("word/media/image1.png", "image/png", VbaSamples.VbaProjectBin())
+            .Relationship("word/document.xml", OoxmlBuilder.RelVba, "media/image1.png").Build(), "report.docm"),
         ["remote-template"] = (() => OoxmlBuilder.Word()
             .Relationship("word/document.xml", OoxmlBuilder.RelSettings, "settings.xml")
             .Part("word/settings.xml", "application/vnd.openxmlformats-officedocument.wordprocessingml.settings+xml",
