@@ -106,23 +106,11 @@ internal static class XzStreams
     /// <summary>The streams decoded one after the other, as one.</summary>
     public static Stream Open(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) => new Chain(content, streams);
 
-    private sealed class Chain(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) : Stream
+    private sealed class Chain(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) : Engine.ForwardReadStream
     {
         private int _next;
         private Stream? _raw;
         private Stream? _current;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -151,16 +139,6 @@ internal static class XzStreams
                 _current = null;
             }
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

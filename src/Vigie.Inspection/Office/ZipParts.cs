@@ -85,25 +85,15 @@ internal sealed class ZipParts
     }
 
     /// <summary>Ends reading quietly at a byte cap.</summary>
-    private sealed class CappedStream(Stream inner, long cap) : Stream
+    private sealed class CappedStream(Stream inner, long cap) : Engine.ForwardReadStream
     {
         private long _read;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
 
         public override long Position
         {
             get => _read;
             set => throw new NotSupportedException();
         }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
         public override int Read(Span<byte> buffer)
         {
@@ -117,16 +107,6 @@ internal sealed class ZipParts
             _read += read;
             return read;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         protected override void Dispose(bool disposing)
         {

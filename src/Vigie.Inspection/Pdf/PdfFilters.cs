@@ -116,7 +116,7 @@ internal static class PdfFilters
 }
 
 /// <summary>Read-only forward decoding stream; subclasses produce bytes into the caller's buffer.</summary>
-internal abstract class DecodingStream(Stream inner) : Stream
+internal abstract class DecodingStream(Stream inner) : Engine.ForwardReadStream
 {
     private readonly byte[] _input = new byte[16 * 1024];
     private int _inputPosition;
@@ -124,20 +124,6 @@ internal abstract class DecodingStream(Stream inner) : Stream
     private bool _innerEnded;
 
     protected Stream Inner => inner;
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
 
     /// <summary>The next input byte, or -1 at the end.</summary>
     protected int NextByte()
@@ -162,25 +148,11 @@ internal abstract class DecodingStream(Stream inner) : Stream
         return _input[_inputPosition++];
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-    public abstract override int Read(Span<byte> buffer);
-
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
         return ValueTask.FromResult(Read(buffer.Span));
     }
-
-    public override void Flush()
-    {
-    }
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     protected override void Dispose(bool disposing)
     {

@@ -13,20 +13,11 @@ public sealed class MaintenanceTests
     public async Task Regression_a_clean_restart_held_maintenance_back_for_a_whole_interval()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
-            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
-            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "imaging-20y",
-            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "7305.00:00:00",
-        }, cancellationToken: ct);
-        static int Runs(string output) => output.Split('\n').Count(l => l.Contains("Retention imaging-20y:", StringComparison.Ordinal));
-
-        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 1, ct);
+        await using var node = await StartAfterFirstRunAsync(ct);
         await node.StopAsync();
         await node.StartProcessAsync(ct);
-        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 2, ct, TimeSpan.FromSeconds(30));
-        Assert.Equal(2, Runs(output));
+        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => RetentionRuns(o) == 2, ct, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, RetentionRuns(output));
     }
 
     /// <summary>
@@ -38,20 +29,11 @@ public sealed class MaintenanceTests
     public async Task Regression_a_node_killed_while_holding_the_maintenance_lease_held_maintenance_back_for_a_whole_interval()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
-            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
-            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "imaging-20y",
-            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "7305.00:00:00",
-        }, cancellationToken: ct);
-        static int Runs(string output) => output.Split('\n').Count(l => l.Contains("Retention imaging-20y:", StringComparison.Ordinal));
-
-        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 1, ct);
+        await using var node = await StartAfterFirstRunAsync(ct);
         await node.KillAsync();
         await node.StartProcessAsync(ct);
-        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => Runs(o) == 2, ct, TimeSpan.FromSeconds(30));
-        Assert.Equal(2, Runs(output));
+        var output = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => RetentionRuns(o) == 2, ct, TimeSpan.FromSeconds(30));
+        Assert.Equal(2, RetentionRuns(output));
     }
 
     /// <summary>
@@ -72,6 +54,30 @@ public sealed class MaintenanceTests
                 Assert.Null(first.ExitCode);
                 Assert.Null(second.ExitCode);
             }
+        }
+    }
+
+    private static int RetentionRuns(string output) => output.Split('\n').Count(l => l.Contains("Retention imaging-20y:", StringComparison.Ordinal));
+
+    /// <summary>A node whose maintenance (with a retention policy, so that each run logs a line) has run once.</summary>
+    private static async Task<VigieNode> StartAfterFirstRunAsync(CancellationToken ct)
+    {
+        var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "imaging-20y",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "7305.00:00:00",
+        }, cancellationToken: ct);
+        try
+        {
+            await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => RetentionRuns(o) == 1, ct);
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
         }
     }
 }
