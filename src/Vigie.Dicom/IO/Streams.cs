@@ -65,25 +65,9 @@ internal sealed class ReadOnlyMemoryStream(ReadOnlyMemory<byte> memory) : ReadOn
 }
 
 /// <summary>Bytes already read, then the rest of a non-seekable stream.</summary>
-internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
+internal sealed class PrefixedStream(byte[] prefix, Stream rest) : ForwardOnlyStream
 {
     private int _prefixPosition;
-
-    public override bool CanRead => true;
-
-    public override bool CanSeek => false;
-
-    public override bool CanWrite => false;
-
-    public override long Length => throw new NotSupportedException();
-
-    public override long Position
-    {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
-    }
-
-    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
     public override int Read(Span<byte> buffer)
     {
@@ -110,16 +94,6 @@ internal sealed class PrefixedStream(byte[] prefix, Stream rest) : Stream
 
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-    public override void Flush()
-    {
-    }
-
-    public override void SetLength(long value) => throw new NotSupportedException();
-
-    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }
 
 /// <summary>A seekable stream restarted at a given position (the start of a deflated dataset).</summary>
@@ -133,10 +107,27 @@ internal sealed class PositionedStream : ForwardReadStream
 }
 
 /// <summary>Reads another stream forward only; it neither seeks nor writes, and leaves the inner stream to its owner.</summary>
-internal abstract class ForwardReadStream(Stream inner) : Stream
+internal abstract class ForwardReadStream(Stream inner) : ForwardOnlyStream
 {
     protected Stream Inner => inner;
 
+    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+
+    public override int Read(Span<byte> buffer) => inner.Read(buffer);
+
+    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        inner.ReadAsync(buffer, cancellationToken);
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        inner.ReadAsync(buffer, offset, count, cancellationToken);
+}
+
+/// <summary>
+/// A read-only stream read once from start to end (decoders, caps, chains, prefixes): subclasses give
+/// <see cref="Read(Span{byte})"/>; length, position, seeking and writing are refused.
+/// </summary>
+public abstract class ForwardOnlyStream : Stream
+{
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
@@ -151,21 +142,15 @@ internal abstract class ForwardReadStream(Stream inner) : Stream
         set => throw new NotSupportedException();
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-    public override int Read(Span<byte> buffer) => inner.Read(buffer);
-
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        inner.ReadAsync(buffer, cancellationToken);
-
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        inner.ReadAsync(buffer, offset, count, cancellationToken);
-
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public abstract override int Read(Span<byte> buffer);
 
     public override void Flush()
     {
     }
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();
 

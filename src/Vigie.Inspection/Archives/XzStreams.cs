@@ -106,7 +106,7 @@ internal static class XzStreams
     /// <summary>The streams decoded one after the other, as one.</summary>
     public static Stream Open(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) => new Chain(content, streams);
 
-    private sealed class Chain(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) : Engine.ForwardReadStream
+    private sealed class Chain(ContentSource content, IReadOnlyList<(long Offset, long Length)> streams) : Vigie.Dicom.IO.ForwardOnlyStream
     {
         private int _next;
         private Stream? _raw;

@@ -85,7 +85,7 @@ internal sealed class ZipParts
     }
 
     /// <summary>Ends reading quietly at a byte cap.</summary>
-    private sealed class CappedStream(Stream inner, long cap) : Engine.ForwardReadStream
+    private sealed class CappedStream(Stream inner, long cap) : Vigie.Dicom.IO.ForwardOnlyStream
     {
         private long _read;
 

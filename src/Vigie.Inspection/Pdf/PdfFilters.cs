@@ -116,7 +116,7 @@ internal static class PdfFilters
 }
 
 /// <summary>Read-only forward decoding stream; subclasses produce bytes into the caller's buffer.</summary>
-internal abstract class DecodingStream(Stream inner) : Engine.ForwardReadStream
+internal abstract class DecodingStream(Stream inner) : Vigie.Dicom.IO.ForwardOnlyStream
 {
     private readonly byte[] _input = new byte[16 * 1024];
     private int _inputPosition;
