@@ -85,12 +85,13 @@ internal static class GatewayAudit
             return (null, []);
         }
 
-        var patientId = dataset.GetString(Vigie.Dicom.DicomTags.PatientID);
-        if (string.IsNullOrWhiteSpace(patientId))
-        {
-            return (null, []);
-        }
+        return string.IsNullOrWhiteSpace(dataset.GetString(Vigie.Dicom.DicomTags.PatientID)) ? (null, []) : About(keys, dataset);
+    }
 
+    /// <summary>The patient reference and the study and patient objects of a data set read far enough.</summary>
+    public static (string? PatientRef, List<AuditObject> Objects) About(IArchiveKeyService keys, Vigie.Dicom.DicomDataset dataset)
+    {
+        var patientId = dataset.GetString(Vigie.Dicom.DicomTags.PatientID) ?? "";
         return (PatientRef(keys, patientId, dataset.GetString(Vigie.Dicom.DicomTags.IssuerOfPatientID)),
         [
             Study(dataset.GetString(Vigie.Dicom.DicomTags.StudyInstanceUID) ?? "", dataset.GetString(Vigie.Dicom.DicomTags.SOPClassUID) ?? "", 1,

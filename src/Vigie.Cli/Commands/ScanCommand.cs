@@ -266,8 +266,7 @@ internal static class ScanCommand
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return new ScanResult(target, 0, null, new Verdict(VerdictKind.Error,
-                [new Finding("inspection.analyser-error", Severity.Medium, $"cannot read the file: {e.Message}", null, "")], nameof(ContentType.Unknown)), null);
+            return Failed(target, $"cannot read the file: {e.Message}");
         }
 
         using (source)

@@ -48,7 +48,6 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastInternalError = DateTimeOffset.MinValue;
-    private DateTimeOffset _lastConnectionRefused = DateTimeOffset.MinValue;
     private readonly UnassociatedConnections _unassociated = new();
     private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
 
@@ -348,13 +347,9 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
-    public void ConnectionRefused(IPAddress address, string reason)
-    {
-        if (DueForLog(ref _lastConnectionRefused, time.GetUtcNow()))
-        {
-            logger.LogWarning("Connections from {Remote} refused at once: {Reason}", address, reason);
-        }
-    }
+    // The listener calls this at most once a minute.
+    public void ConnectionRefused(IPAddress address, string reason) =>
+        logger.LogWarning("Connections from {Remote} refused at once: {Reason}", address, reason);
 
     public async ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)
     {

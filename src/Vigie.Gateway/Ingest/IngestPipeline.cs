@@ -307,7 +307,7 @@ public sealed class IngestPipeline(
     /// </summary>
     private async Task AuditRefusalAsync(IngestSource source, DicomFile? file, string reason, CancellationToken cancellationToken)
     {
-        var patientId = file?.Dataset.GetString(DicomTags.PatientID);
+        var (patientRef, objects) = file is null ? (null, []) : GatewayAudit.About(keys, file.Dataset);
         var record = new AuditRecord
         {
             Time = time.GetUtcNow(),
@@ -319,18 +319,11 @@ public sealed class IngestPipeline(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
             ],
-            PatientRef = file is null ? null : GatewayAudit.PatientRef(keys, patientId ?? "", file.Dataset.GetString(DicomTags.IssuerOfPatientID)),
+            PatientRef = patientRef,
             Details = new AuditDetails
             {
                 OutcomeDescription = reason.StartsWith("refused", StringComparison.Ordinal) ? reason : "refused: " + reason,
-                Objects = file is null
-                    ? []
-                    :
-                    [
-                        GatewayAudit.Study(file.Dataset.GetString(DicomTags.StudyInstanceUID) ?? "", file.Dataset.GetString(DicomTags.SOPClassUID) ?? "", 1,
-                            file.Dataset.GetString(DicomTags.AccessionNumber)),
-                        GatewayAudit.Patient(patientId ?? "", file.Dataset.GetString(DicomTags.PatientName)),
-                    ],
+                Objects = objects,
             },
         };
         if (Dimse.GatewayServiceProvider.DueForLog(ref _lastRefusalLog, time.GetUtcNow()))
