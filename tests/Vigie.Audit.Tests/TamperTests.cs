@@ -158,8 +158,49 @@ public sealed class TamperTests
         await h.ExecuteAsync("UPDATE audit_entry SET seq = 5 WHERE seq = 30");
         await h.ExecuteAsync("UPDATE audit_entry SET seq = 30 WHERE seq = -1");
         var report = await VerifyAsync(h);
-        AssertNames(report, 5);
-        Assert.Contains(report.Problems, p => p.Sequence == 30);
+        AssertNames(report, 5, AuditProblemKind.EntryMoved);
+        Assert.Contains(report.Problems, p => p.Sequence == 30 && p.Kind == AuditProblemKind.EntryMoved);
+    }
+
+    /// <summary>
+    /// Bug: two neighbouring entries swapped were reported as entry 2 removed and entry 2 inserted, with a state
+    /// mismatch and patient index mismatches besides, all consequences of the one swap.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Swapping_two_neighbouring_entries_is_named_a_swap_and_nothing_else(DatabaseProvider provider)
+    {
+        await using var h = await SignedLogAsync(provider);
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = -1 WHERE seq = 12");
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = 12 WHERE seq = 13");
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = 13 WHERE seq = -1");
+        var report = await VerifyAsync(h);
+        var entries = report.Problems.Where(p => p.Kind != AuditProblemKind.TreeHeadMismatch).ToList();
+        Assert.Equal([12L, 13L], entries.Select(p => p.Sequence!.Value));
+        Assert.All(entries, p => Assert.Equal(AuditProblemKind.EntryMoved, p.Kind));
+        Assert.Contains("swapped with entry 13", entries[0].Reason, StringComparison.Ordinal);
+        Assert.Equal(12, Assert.Single(report.Problems, p => p.Kind == AuditProblemKind.TreeHeadMismatch).Sequence);
+    }
+
+    /// <summary>Bug: one altered entry gave one identical line per signed tree head after it.</summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task An_altered_entry_under_many_heads_is_one_head_problem(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        for (var i = 0; i < 5; i++)
+        {
+            await h.AppendAsync(Samples.Records(Size + i, 1));
+            await h.Log.SignTreeHeadAsync(ct);
+        }
+
+        await h.ExecuteAsync("UPDATE audit_entry SET user_id = 'someone-else' WHERE seq = 3");
+        var report = await VerifyAsync(h);
+        var head = Assert.Single(report.Problems, p => p.Kind == AuditProblemKind.TreeHeadMismatch);
+        Assert.Equal(3, head.Sequence);
+        Assert.Contains("the 7 tree heads from size 16 to 45", head.Reason, StringComparison.Ordinal);
+        Assert.Equal(2, report.ProblemCount);
     }
 
     [Theory]

@@ -19,6 +19,9 @@ public enum AuditProblemKind
     /// <summary>An entry was removed and the ones after it renumbered.</summary>
     EntryRemoved,
 
+    /// <summary>Entries traded places (a swap or a rotation): each is whole, but stored under another sequence number.</summary>
+    EntryMoved,
+
     /// <summary>A row cannot even be read (a column has the wrong type).</summary>
     EntryUnreadable,
 

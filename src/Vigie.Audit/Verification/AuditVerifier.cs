@@ -89,6 +89,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         byte[]? previousStoredLeaf = null;
         var previousOk = false;
         long shift = 0;
+        var misfits = new Misfits(MaxMisfits);
         try
         {
             var pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
@@ -129,6 +130,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                     recomputed = rowLeaf!;
                     if (!CryptographicOperations.FixedTimeEquals(recomputed, row.LeafHash))
                     {
+                        misfits.Add(row);
                         var moved = FindShift(row);
                         if (moved != 0 && moved == shift)
                         {
@@ -186,6 +188,16 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             await nodes.DisposeAsync().ConfigureAwait(false);
         }
 
+        // Entries that traded places are named as such, rather than as an insertion here and a removal there.
+        var moves = misfits.FindMoves();
+        foreach (var (storedAt, original) in moves)
+        {
+            var swapped = moves.Contains((original, storedAt));
+            problems.ReplaceEntry(storedAt, original, new AuditProblem(AuditProblemKind.EntryMoved, storedAt, null, swapped
+                ? $"swapped with entry {original}: each is stored in the other's place"
+                : $"entry {original} is stored here: entries were reordered"));
+        }
+
         // 3. Heads beyond the log: its tail was removed.
         for (; headIndex < heads.Count; headIndex++)
         {
@@ -203,10 +215,14 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                 problems.Add(AuditProblemKind.StateMismatch, Math.Min(state.TreeSize, frontier.Size), null,
                     $"the append state records {state.TreeSize} entries but the log holds {frontier.Size}");
             }
-            else if (!state.Frontier.AsSpan().SequenceEqual(frontier.Serialize()) ||
-                     (frontier.Size > 0 && previousStoredLeaf is not null && !state.LastLeaf.AsSpan().SequenceEqual(previousStoredLeaf)))
+            else if (frontier.Size > 0 && previousStoredLeaf is not null && !state.LastLeaf.AsSpan().SequenceEqual(previousStoredLeaf))
             {
-                problems.Add(AuditProblemKind.StateMismatch, null, frontier.Size, "the append state's frontier or last leaf hash does not match the entries");
+                problems.Add(AuditProblemKind.StateMismatch, null, null, $"the append state's last leaf hash is not that of entry {frontier.Size - 1}");
+            }
+            else if (!problems.AnyEntryIn(0, frontier.Size) && !state.Frontier.AsSpan().SequenceEqual(frontier.Serialize()))
+            {
+                // Only without bad entries: a bad entry changes the recomputed frontier too, and is already named.
+                problems.Add(AuditProblemKind.StateMismatch, null, null, $"the append state's frontier does not match the {frontier.Size} entries");
             }
         }
         catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
@@ -219,7 +235,11 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         {
             foreach (var (kind, seq, problem) in await runProblems.ConfigureAwait(false))
             {
-                problems.Add(kind, seq, null, problem);
+                // A run boundary at or just after a bad entry follows from it (the entry's patient or minute changed).
+                if (!problems.AnyEntryIn(seq - 1, seq + 1))
+                {
+                    problems.Add(kind, seq, null, problem);
+                }
             }
         }
         catch (DbException ex)
@@ -389,6 +409,11 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             }
 
             var located = problems.FirstEntryIn(lastGoodHeadSize, head.TreeSize);
+            if (problems.ExtendHeadMismatch(located, head.TreeSize))
+            {
+                continue;
+            }
+
             problems.Add(AuditProblemKind.TreeHeadMismatch, located, head.TreeSize, located is null
                 ? $"the entries do not hash to the signed root: one or more of entries {lastGoodHeadSize} to {head.TreeSize - 1} were altered and their hashes rewritten to hide it"
                 : $"the entries do not hash to the signed root (see entry {located})");
@@ -476,10 +501,76 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         return 0;
     }
 
+    private const int MaxMisfits = 256;
+
+    /// <summary>The first rows whose stored leaf hash does not fit them, kept to find entries that traded places.</summary>
+    private sealed class Misfits(int max)
+    {
+        private readonly List<(long Seq, byte[] Canonical, byte[] LeafHash)> _rows = [];
+
+        public void Add(VerifyRow row)
+        {
+            if (_rows.Count < max)
+            {
+                _rows.Add((row.Seq, row.Canonical.ToArray(), row.LeafHash.ToArray()));
+            }
+        }
+
+        /// <summary>
+        /// (stored at, original sequence) for each row whose content hashes under another misfit's sequence number, when
+        /// those rows form closed cycles (swaps, rotations). A renumbered tail never closes, and stays a removal or an insertion.
+        /// </summary>
+        public List<(long StoredAt, long Original)> FindMoves()
+        {
+            var original = new Dictionary<long, long>();
+            Span<byte> probe = stackalloc byte[MerkleHash.Size];
+            foreach (var (seq, canonical, leaf) in _rows)
+            {
+                foreach (var (candidate, _, _) in _rows)
+                {
+                    if (candidate == seq)
+                    {
+                        continue;
+                    }
+
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt64BigEndian(canonical.AsSpan(EntryRow.PrefixedSeqOffset), candidate);
+                    MerkleHash.LeafPrefixed(canonical, probe);
+                    if (probe.SequenceEqual(leaf))
+                    {
+                        original[seq] = candidate;
+                        break;
+                    }
+                }
+            }
+
+            var moves = new List<(long, long)>();
+            foreach (var start in original.Keys)
+            {
+                var at = start;
+                for (var steps = 0; steps <= original.Count && original.TryGetValue(at, out var next); steps++)
+                {
+                    at = next;
+                    if (at == start)
+                    {
+                        moves.Add((start, original[start]));
+                        break;
+                    }
+                }
+            }
+
+            moves.Sort();
+            return moves;
+        }
+    }
+
     /// <summary>The capped problem list, plus the sorted sequence numbers of bad entries (to tell causes from consequences).</summary>
     private sealed class Problems(int max)
     {
         private readonly List<long> _badEntries = [];
+        private int _lastHeadMismatch = -1;
+        private long? _lastHeadMismatchEntry;
+        private long _firstMismatchedHead;
+        private int _mismatchedHeads;
 
         public List<AuditProblem> List { get; } = [];
 
@@ -515,6 +606,52 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                     _badEntries.Insert(~at, sequence);
                 }
             }
+        }
+
+        /// <summary>
+        /// Folds a tree head that fails because of the same bad entry as the one before into that problem, so that one
+        /// altered entry gives one line however many heads were signed after it.
+        /// </summary>
+        public bool ExtendHeadMismatch(long? located, long treeSize)
+        {
+            if (located is null || _lastHeadMismatch < 0 || _lastHeadMismatchEntry != located)
+            {
+                _lastHeadMismatch = located is null ? -1 : List.Count;
+                _lastHeadMismatchEntry = located;
+                _firstMismatchedHead = treeSize;
+                _mismatchedHeads = 1;
+                return false;
+            }
+
+            _mismatchedHeads++;
+            if (_lastHeadMismatch < List.Count)
+            {
+                List[_lastHeadMismatch] = new AuditProblem(AuditProblemKind.TreeHeadMismatch, located, treeSize,
+                    $"the entries do not hash to the signed roots of the {_mismatchedHeads} tree heads from size {_firstMismatchedHead} to {treeSize} (see entry {located})");
+            }
+
+            return true;
+        }
+
+        /// <summary>Replaces what was listed about the entries at these two places (an insertion, removal or change) by one problem.</summary>
+        public void ReplaceEntry(long storedAt, long original, AuditProblem problem)
+        {
+            var at = List.FindIndex(p => p.Sequence == storedAt && p.Kind is AuditProblemKind.EntryModified or AuditProblemKind.EntryInserted or AuditProblemKind.EntryRemoved);
+            if (at < 0)
+            {
+                at = List.FindIndex(p => p.Sequence == original && p.Kind is AuditProblemKind.EntryInserted or AuditProblemKind.EntryRemoved);
+            }
+
+            if (at >= 0)
+            {
+                List[at] = problem;
+            }
+            else
+            {
+                Add(problem.Kind, problem.Sequence, null, problem.Reason);
+            }
+
+            Suppress(original);
         }
 
         public bool AnyEntryIn(long start, long end) => FirstEntryIn(start, end) is not null;

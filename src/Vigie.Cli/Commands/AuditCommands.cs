@@ -326,7 +326,10 @@ internal static class AuditCommands
                 }
 
                 var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
-                var unsigned = report.UnsignedEntries > 0 ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)" : "";
+                // Past a problem, entries after the latest good head may well be under a head: one that failed.
+                var unsigned = report.UnsignedEntries <= 0 ? ""
+                    : report.IsValid ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
+                    : $" (the latest tree head that verifies covers {report.LatestVerifiedHead?.TreeSize ?? 0} of the {report.TreeSize} entries)";
                 var witnesses = witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads{witnesses} checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}"));
