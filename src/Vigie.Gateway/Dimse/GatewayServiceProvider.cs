@@ -105,7 +105,8 @@ internal sealed class GatewayServiceProvider(
         var (rights, decision) = await policy.DicomRightsAsync(subject, cancellationToken).ConfigureAwait(false);
         if (!decision.Permitted)
         {
-            await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure,
+            // A node the policy does not let in: a node-authentication failure (PS3.15 A.5.3.11, IHE ATNA), like the node's own refusals.
+            await AuditAssociationAsync(request, connection, AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure,
                 decision.Reason, user, cancellationToken).ConfigureAwait(false);
             association.State = Refused;
             return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, decision.Reason);
@@ -134,7 +135,8 @@ internal sealed class GatewayServiceProvider(
 
         association.State = new GatewayAssociationState(subject, rights, decision.Rule ?? "");
         association.UserName = user;
-        await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.Success,
+        // The calling application logs in (PS3.16 pairs User Authentication with Login and Logout; Node Authentication is a Security Alert's type).
+        await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.Login, AuditOutcome.Success,
             $"association accepted ({decision.Reason})", user, cancellationToken).ConfigureAwait(false);
         return AssociationDecision.Accepted;
     }
@@ -364,7 +366,7 @@ internal sealed class GatewayServiceProvider(
             if (association?.State is null)
             {
                 await AuditAssociationAsync(association?.Parameters ?? new AssociationParameters { CallingAE = "", CalledAE = "" }, connection,
-                    AuditEventIds.UserAuthentication, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure, detail, association?.UserName, CancellationToken.None)
+                    AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure, detail, association?.UserName, CancellationToken.None)
                     .ConfigureAwait(false);
             }
 

@@ -52,6 +52,20 @@ public sealed class PolicyAndHostilePeerTests
         Assert.Contains("not allowed from 127.0.0.1", audit.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("not in the allow-list", audit.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("called AE title", audit.StandardOutput, StringComparison.Ordinal);
+
+        // Bug: associations were coded 110114 User Authentication with type 110126 Node Authentication, a Security
+        // Alert's type; accepted, refused or failed, all looked alike to a SIEM filtering on codes.
+        var entries = JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
+            .Where(e => e.TryGetProperty("details", out var d) && d.TryGetProperty("outcome", out var outcome) && outcome.GetString() is { } o && (o.StartsWith("association accepted", StringComparison.Ordinal)
+                || o.Contains("not allowed from", StringComparison.Ordinal) || o.Contains("not in the allow-list", StringComparison.Ordinal) || o.Contains("called AE title", StringComparison.Ordinal)))
+            .ToList();
+        Assert.Equal(5, entries.Count);
+        foreach (var entry in entries)
+        {
+            var accepted = entry.GetProperty("outcome").GetString() == "success";
+            Assert.Equal(accepted ? "110114" : "110113", entry.GetProperty("event_id").GetString());
+            Assert.Equal(accepted ? "Login" : "Node Authentication", Assert.Single(entry.GetProperty("event_types").EnumerateArray()).GetString());
+        }
     }
 
     /// <summary>
