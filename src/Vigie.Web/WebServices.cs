@@ -11,6 +11,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Vigie.Archive;
+using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Export;
@@ -41,7 +42,8 @@ public static class WebServiceCollectionExtensions
             .AddCheck<StorageCommitmentHealthCheck>("storage-commitment")
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
             .AddCheck<AuditExportHealthCheck>("audit-export")
-            .AddCheck<AuditSigningHealthCheck>("audit-signing");
+            .AddCheck<AuditSigningHealthCheck>("audit-signing")
+            .AddCheck<KeysHealthCheck>("keys");
         return services;
     }
 }
@@ -211,6 +213,26 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHeal
         Task.FromResult(status.Current is { } refusal
             ? HealthCheckResult.Unhealthy($"no audit tree head signed since {refusal.At:u}: {refusal.Reason}")
             : HealthCheckResult.Healthy("audit tree heads signed"));
+}
+
+/// <summary>
+/// The key files behind the keys the node holds in memory: one deleted (or unreadable) goes unnoticed while the node
+/// runs, and the next start then fails, or the archive cannot be read at all. Unhealthy, so that it is restored now.
+/// </summary>
+internal sealed class KeysHealthCheck(IArchiveKeyService archiveKeys, IAuditSigningKeyProvider signingKeys) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var problems = archiveKeys.FindCustodyProblems().ToList();
+        if (signingKeys.FindCustodyProblem() is { } signing)
+        {
+            problems.Add(signing);
+        }
+
+        return Task.FromResult(problems.Count > 0
+            ? HealthCheckResult.Unhealthy(string.Join("; ", problems))
+            : HealthCheckResult.Healthy("key files in place"));
+    }
 }
 
 /// <summary>

@@ -44,6 +44,28 @@ internal sealed class ArchiveKeyService(
     /// <summary>True when this process made the key-encryption keys (first start; not when another node made them first).</summary>
     public bool KeysCreated { get; private set; }
 
+    public IReadOnlyList<string> FindCustodyProblems()
+    {
+        if (_keys is null)
+        {
+            return [];
+        }
+
+        var problems = new List<string>(2);
+        if (keks.FindCustodyProblem() is { } kek)
+        {
+            problems.Add(kek);
+        }
+
+        if (!File.Exists(_layout.RootKeyFile))
+        {
+            problems.Add($"the archive's root key {_layout.RootKeyFile} is gone: the node runs on the copy in memory, but will not start again "
+                + "and the index's keyed hashes and sealed details cannot be read without it; restore it from its backup");
+        }
+
+        return problems;
+    }
+
     public async ValueTask EnsureLoadedAsync(CancellationToken cancellationToken)
     {
         if (_keys is not null)

@@ -42,6 +42,29 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
 
     public string KeyFilePath => _path;
 
+    public string? FindCustodyProblem()
+    {
+        if (_snapshot is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+            return null;
+        }
+        catch (FileNotFoundException)
+        {
+            return $"the key-encryption key file {_path} is gone: the node runs on the keys it holds in memory, but will not start again "
+                + "and no other node can read the archive; restore the file from its backup";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"the key-encryption key file {_path} cannot be read ({e.GetType().Name}): the node will not start again";
+        }
+    }
+
     public ValueTask<bool> ExistsAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

@@ -13,6 +13,12 @@ public interface IArchiveKeyService
     /// <summary>Loads (on first start: creates) the keys. Every other member needs it done.</summary>
     ValueTask EnsureLoadedAsync(CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Keys this process holds in memory that a restart would not find again: the key-encryption key file or the root
+    /// key gone or unreadable. Empty when all is in place (or nothing is loaded yet).
+    /// </summary>
+    IReadOnlyList<string> FindCustodyProblems();
+
     /// <summary>AES-256-GCM under the sealing key, random nonce; <paramref name="context"/> is bound as associated data.</summary>
     byte[] Seal(ReadOnlySpan<byte> plaintext, ReadOnlySpan<byte> context);
 

@@ -54,6 +54,12 @@ public interface IKeyEncryptionKeyStore
     ValueTask<IReadOnlyList<KeyEncryptionKeyInfo>> ListAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// Why the keys in use could not be had again after a restart (their file deleted or unreadable while the node runs on
+    /// what it holds in memory), or null. A store without such a file (a token, a KMS) has nothing to say.
+    /// </summary>
+    string? FindCustodyProblem() => null;
+
+    /// <summary>
     /// Starts a rotation: a new active key, the others decrypt-only. When a rotation is already under way it is
     /// returned unchanged (<see cref="KeyRotationState.Resumed"/>), so that re-running finishes the same job.
     /// </summary>

@@ -30,6 +30,9 @@ public interface IAuditSigningKeyProvider
         var signer = await GetSignerAsync(cancellationToken).ConfigureAwait(false);
         return new AuditPublicKey(signer.KeyId, signer.PublicKey);
     }
+
+    /// <summary>Why the signing key in use could not be had again after a restart (its file gone), or null.</summary>
+    string? FindCustodyProblem() => null;
 }
 
 /// <summary>An Ed25519 public key as published with each tree head.</summary>
@@ -119,6 +122,15 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
         {
             _gate.Release();
         }
+    }
+
+    public string? FindCustodyProblem()
+    {
+        var path = options.Value.SigningKeyPath;
+        return _signer is not null && path is not null && !File.Exists(path)
+            ? $"the audit signing key file {path} is gone: tree heads are signed with the key in memory, but the next start refuses "
+              + "to make another one over a signed log; restore the file from its backup"
+            : null;
     }
 
     public async ValueTask<AuditPublicKey?> FindPublicKeyAsync(CancellationToken cancellationToken)
