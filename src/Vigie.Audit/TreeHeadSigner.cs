@@ -71,7 +71,7 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
             var stored = (await store.RangeHashesAsync([(0, size)], cancellationToken).ConfigureAwait(false))[0];
             if (!stored.AsSpan().SequenceEqual(root))
             {
-                return $"The audit state's root at size {size} is not the root of the stored entries and nodes: the audit_state row was altered; {advice}.";
+                return $"The audit state's root at size {size} is not the root that the stored leaf hashes and subtree nodes give: the audit_state row, a leaf hash or a subtree node was altered; {advice}.";
             }
 
             if (latest is not null)
