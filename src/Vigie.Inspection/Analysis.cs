@@ -95,6 +95,14 @@ public abstract class InspectionContext
     {
     }
 
+    /// <summary>
+    /// The same for a part read into memory that claims to hold the current content's bytes at <paramref name="offset"/>
+    /// (a DICOM value): taken only when those bytes are indeed the same.
+    /// </summary>
+    public virtual void MarkInspected(ContentSource part, long offset)
+    {
+    }
+
     /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
     public abstract bool TryChargeExtraction(long bytes);
 

@@ -285,7 +285,7 @@ public sealed class Inspector
     private async ValueTask InspectAppendedArchiveAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
     {
         if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument
-            || content.Length < 22 || !ZipReader.TryFindEnd(content, out _))
+            || content.Length < 22 || !ZipReader.TryFindEnd(content, out var end))
         {
             return;
         }
@@ -311,8 +311,9 @@ public sealed class Inspector
             return;
         }
 
-        // An analyser that already handed these very bytes over (a DICOM file's trailing data) reported and read them.
-        if (context.InspectedRanges.Contains((start, content.Length - start)))
+        // An analyser that already handed these bytes over (a DICOM file's trailing data, or a value holding the archive)
+        // reported and read them.
+        if (context.InspectedRanges.Exists(r => r.Offset <= start && end + 22 <= r.Offset + r.Length))
         {
             return;
         }

@@ -375,11 +375,12 @@ internal sealed class DatasetParser
             return sequence;
         }
 
+        var valueOffset = _input.StreamOffset;
         if (length > _options.LargeValueThreshold && (!_options.LoadLargeValues || length > _options.MaxValueInMemory) && _input.CanSeek)
         {
-            var bulk = new DicomBulkReference(_input.StreamOffset, length, _littleEndian ? 1 : DicomVRInfo.UnitSize(vr));
+            var bulk = new DicomBulkReference(valueOffset, length, _littleEndian ? 1 : DicomVRInfo.UnitSize(vr));
             await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
-            return new DicomValueElement(tag, vr, bulk, sourceOffset) { SourceVR = sourceVR };
+            return new DicomValueElement(tag, vr, bulk, sourceOffset) { SourceVR = sourceVR, ValueOffset = valueOffset };
         }
 
         if (length > _options.MaxValueInMemory)
@@ -393,7 +394,7 @@ internal sealed class DatasetParser
             SwapInPlace(bytes, vr);
         }
 
-        return new DicomValueElement(tag, vr, bytes, sourceOffset) { SourceVR = sourceVR };
+        return new DicomValueElement(tag, vr, bytes, sourceOffset) { SourceVR = sourceVR, ValueOffset = valueOffset };
     }
 
     private async ValueTask<DicomSequence> ReadSequenceAsync(DicomTag tag, long length, long sourceOffset, bool switchToImplicit, CancellationToken cancellationToken)

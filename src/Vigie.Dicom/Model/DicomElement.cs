@@ -59,6 +59,12 @@ public sealed class DicomValueElement : DicomElement
     /// <summary>Set when the value was left in the source.</summary>
     public DicomBulkReference? Bulk { get; }
 
+    /// <summary>
+    /// Offset of the first value byte in the source, -1 for elements built in memory. In a deflated data set it counts
+    /// in the inflated stream, and in a big endian one the loaded value is swapped: compare before using it on the file.
+    /// </summary>
+    public long ValueOffset { get; internal set; } = -1;
+
     public bool IsBulk => Bulk is not null;
 
     /// <summary>Value length in bytes, loaded or not.</summary>

@@ -262,6 +262,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
             return;
         }
 
+        context.MarkInspected(source, value.ValueOffset);
         await context.InspectChildAsync(path, source, cancellationToken).ConfigureAwait(false);
     }
 
@@ -286,6 +287,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
             context.Report("dicom.document.type-mismatch", Severity.Medium, $"declared application/pdf but the document starts with {EmbeddedContent.Describe(kind)}", offset);
         }
 
+        context.MarkInspected(source, value.ValueOffset);
         await context.InspectChildAsync(path + ":" + (declared.Length > 0 ? declared : "document"), source, cancellationToken).ConfigureAwait(false);
     }
 

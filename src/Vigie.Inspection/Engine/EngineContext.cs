@@ -57,5 +57,31 @@ internal sealed class EngineContext(
         }
     }
 
+    public override void MarkInspected(ContentSource part, long offset)
+    {
+        const int MaxCompared = 1 << 20;
+        if (offset < 0 || part.Length > MaxCompared || offset > content.Length - part.Length)
+        {
+            return;
+        }
+
+        var length = (int)part.Length;
+        var mine = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
+        var theirs = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
+        try
+        {
+            if (content.ReadAt(offset, mine.AsSpan(0, length)) == length && part.ReadAt(0, theirs.AsSpan(0, length)) == length
+                && mine.AsSpan(0, length).SequenceEqual(theirs.AsSpan(0, length)))
+            {
+                InspectedRanges.Add((offset, length));
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(mine);
+            System.Buffers.ArrayPool<byte>.Shared.Return(theirs);
+        }
+    }
+
     public override bool TryChargeExtraction(long bytes) => session.TryChargeExtraction(this, bytes);
 }

@@ -145,6 +145,50 @@ public sealed class DicomAnalyserTests
         verdict.HasNo("inspection.appended-archive");
     }
 
+    /// <summary>
+    /// Regression: a ZIP held in a private element near the end of the file was read twice, as the element's content and
+    /// again as an archive appended to the file (its end-of-directory record is in the file's last 64 KiB), so each of
+    /// its files was reported twice. The value was read into memory, so its range in the file went unrecorded.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Regression_a_zip_in_an_element_was_also_reported_as_an_appended_archive(bool elementsAfter)
+    {
+        var zipped = new ZipBuilder().Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+        var image = Image();
+        image.SetString(new DicomTag(0x0009, 0x0010), DicomVR.LO, "SYNTH CREATOR");
+        image.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, zipped);
+        image.Remove(DicomTags.PixelData);
+        if (elementsAfter)
+        {
+            image.SetString(new DicomTag(0x0011, 0x0010), DicomVR.LO, "SYNTH CREATOR");
+        }
+
+        var verdict = await TestInspection.InspectAsync(File(image), "study.dcm");
+
+        Assert.Equal("(0009,1001)/inner/eicar.com", Assert.Single(verdict.Findings, f => f.Rule == "signature.hash").InnerPath);
+        Assert.Single(verdict.Findings, f => f.Rule == "dicom.element.embedded-file");
+        verdict.HasNo("inspection.appended-archive");
+    }
+
+    /// <summary>An element holding a ZIP does not hide another ZIP appended after the data set.</summary>
+    [Fact]
+    public async Task A_zip_appended_after_a_zip_holding_element_is_still_reported()
+    {
+        var zipped = new ZipBuilder().Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+        var other = new ZipBuilder().Add("other/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+        var image = Image();
+        image.SetString(new DicomTag(0x0009, 0x0010), DicomVR.LO, "SYNTH CREATOR");
+        image.SetBytes(new DicomTag(0x0009, 0x1001), DicomVR.OB, zipped);
+        image.Remove(DicomTags.PixelData);
+
+        var verdict = await TestInspection.InspectAsync(Append(File(image), other), "study.dcm");
+
+        Assert.Equal(["(0009,1001)/inner/eicar.com", "trailing-data/other/eicar.com"],
+            verdict.Findings.Where(f => f.Rule == "signature.hash").Select(f => f.InnerPath).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task Tiff_dual_personality_preamble_is_info_only()
     {
