@@ -29,4 +29,7 @@ public enum ContentType
     Png,
     Gif,
     Jpeg2000,
+
+    /// <summary>Outlook's Transport Neutral Encapsulation Format (winmail.dat), which wraps attachments.</summary>
+    Tnef,
 }

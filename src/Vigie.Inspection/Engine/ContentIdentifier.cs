@@ -62,6 +62,11 @@ internal static class ContentIdentifier
             return ContentType.Ole2;
         }
 
+        if (Starts(head, [0x78, 0x9F, 0x3E, 0x22]))
+        {
+            return ContentType.Tnef;
+        }
+
         if (head.StartsWith("{\\rt"u8))
         {
             return ContentType.Rtf;

@@ -77,6 +77,8 @@ internal static class AttachmentTypes
         ["message/rfc822"] = [ContentType.Mime, ContentType.Text],
         ["application/gzip"] = [ContentType.Gzip],
         ["application/x-7z-compressed"] = [ContentType.SevenZip],
+        ["application/ms-tnef"] = [ContentType.Tnef],
+        ["application/vnd.ms-tnef"] = [ContentType.Tnef],
     };
 
     public static bool IsExecutable(ContentType type) => type is ContentType.Pe or ContentType.Elf or ContentType.MachO;

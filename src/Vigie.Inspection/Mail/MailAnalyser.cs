@@ -28,11 +28,21 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
     public string Name => "mail";
 
-    public bool CanAnalyse(ContentType type) => type == ContentType.Mime;
+    public bool CanAnalyse(ContentType type) => type is ContentType.Mime or ContentType.Tnef;
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         var settings = options.Value;
+        if (context.ContentType == ContentType.Tnef)
+        {
+            // Wherever it comes from (a part typed application/octet-stream, a ZIP, a file on its own), a winmail.dat is
+            // unwrapped, and its attachments get the checks a mail's attachments get.
+            var tnefReporter = new CappedReporter(context);
+            await new PartWalk(context, tnefReporter, settings).InspectTnefAsync(content, cancellationToken).ConfigureAwait(false);
+            tnefReporter.Flush();
+            return;
+        }
+
         if (!HeaderBlockEnds(content))
         {
             context.Report(Rules.MailMalformed, Severity.Medium, $"the header block does not end within {MaxHeaderBlock} bytes: not parsed", 0);
@@ -278,17 +288,14 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             }
 
             CheckDeclaredType(label, part.ContentType.MimeType, type);
+            // A TNEF part (winmail.dat) is unwrapped as the child's content type, however the part was labelled.
             await context.InspectChildAsync(label, content, cancellationToken).ConfigureAwait(false);
-            if (part is TnefPart tnef)
-            {
-                await InspectTnefAsync(tnef, content.Length, cancellationToken).ConfigureAwait(false);
-            }
         }
 
         /// <summary>Outlook's winmail.dat wraps the real attachments: unwrap them and walk them like any other part.</summary>
-        private async ValueTask InspectTnefAsync(TnefPart tnef, long length, CancellationToken cancellationToken)
+        public async ValueTask InspectTnefAsync(ContentSource content, CancellationToken cancellationToken)
         {
-            if (length > MaxTnef)
+            if (content.Length > MaxTnef)
             {
                 context.Report(Rules.InnerSizeLimit, Severity.Medium, $"the TNEF part (winmail.dat) is larger than {MaxTnef} bytes: its attachments were not unwrapped");
                 return;
@@ -297,6 +304,8 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             List<MimeEntity> attachments;
             try
             {
+                await using var stream = content.OpenStream();
+                using var tnef = new TnefPart { Content = new MimeContent(stream) };
                 attachments = [.. tnef.ExtractAttachments()];
             }
             catch (Exception ex) when (ex is FormatException or InvalidDataException or ArgumentException or IOException or TnefException)

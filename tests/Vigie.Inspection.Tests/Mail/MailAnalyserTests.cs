@@ -152,6 +152,32 @@ public sealed class MailAnalyserTests
         Assert.Contains(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath.EndsWith("report.pdf.exe", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Regression: a winmail.dat was unwrapped only when its part was typed application/ms-tnef. Sent as
+    /// application/octet-stream (as many gateways relabel it), inside a ZIP, or scanned as a file on its own, its
+    /// attachments went uninspected and the executable in it was called clean.
+    /// </summary>
+    [Fact]
+    public async Task Regression_winmail_dat_was_unwrapped_only_under_its_own_mime_type()
+    {
+        var tnef = MailSamples.Tnef("report.pdf.exe", ExecutableSamples.Pe());
+        var message = MailSamples.Message();
+        var builder = new BodyBuilder { TextBody = "see attachment" };
+        builder.Attachments.Add("winmail.dat", tnef, new MimeKit.ContentType("application", "octet-stream"));
+        message.Body = builder.ToMessageBody();
+
+        foreach (var verdict in new[]
+                 {
+                     await Hospital.InspectAsync(MailSamples.Bytes(message)),
+                     await Hospital.InspectAsync(tnef, "winmail.dat"),
+                     await Hospital.InspectAsync(new ZipBuilder().Add("winmail.dat", tnef).Build(), "mail.zip"),
+                 })
+        {
+            verdict.Has("mail.double-extension");
+            Assert.Single(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath.EndsWith("report.pdf.exe", StringComparison.Ordinal));
+        }
+    }
+
     [Fact]
     public void Lookalike_checks_are_precise()
     {
