@@ -103,6 +103,9 @@ internal static class Rules
 
     // Text and HTML
     public const string CsvDdeInjection = "csv.dde-injection";
+
+    /// <summary>A file uuencoded in text; decoded and inspected as a child.</summary>
+    public const string TextUuencoded = "text.uuencoded-file";
     public const string HtmlSmuggling = "html.smuggling";
 
     // Mail

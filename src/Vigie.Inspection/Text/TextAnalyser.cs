@@ -6,7 +6,9 @@ namespace Vigie.Inspection.Text;
 
 /// <summary>
 /// Plain text and CSV: cells that a spreadsheet would run as DDE commands (=cmd|' /C calc'!A0, =DDE(...),
-/// @SUM(1+1)*cmd|...). Reads in chunks, looks closely only at lines holding '|' or "DDE"; one finding is enough.
+/// @SUM(1+1)*cmd|...), and files uuencoded in the text (a mail body from an old client, or one that hides an
+/// attachment from MIME-only scanners), decoded with MimeKit and inspected as children. Reads in chunks, looks
+/// closely only at lines holding '|' or "DDE"; one finding is enough.
 /// </summary>
 internal sealed partial class TextAnalyser : IContentAnalyser
 {
@@ -17,12 +19,154 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     public bool CanAnalyse(ContentType type) => type == ContentType.Text;
 
-    public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        if (!MayHoldDde(content, cancellationToken))
+        if (MayHold(content, "begin ", cancellationToken))
         {
-            return ValueTask.CompletedTask;
+            await InspectUuencodedAsync(context, content, cancellationToken).ConfigureAwait(false);
         }
+
+        if (MayHold(content, "DDE", cancellationToken))
+        {
+            FindDde(context, content, cancellationToken);
+        }
+    }
+
+    private const int MaxUuencodedFiles = 32;
+
+    /// <summary>
+    /// Each "begin MODE NAME" ... "end" block, decoded under the inner size limit. A block cut short (no "end") is
+    /// inspected as far as it goes: leaving out the end line must not hide the file.
+    /// </summary>
+    private static async ValueTask InspectUuencodedAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        var files = 0;
+        string? name = null;
+        MimeKit.Encodings.UUDecoder? decoder = null;
+        SpillBuffer? decoded = null;
+        var output = Array.Empty<byte>();
+        var truncated = false;
+        try
+        {
+            foreach (var (line, number) in Lines(content, cancellationToken))
+            {
+                if (decoder is null)
+                {
+                    if (line.Span.StartsWith("begin "u8) && UuBegin().Match(Encoding.Latin1.GetString(line.Span)) is { Success: true } begin)
+                    {
+                        if (++files > MaxUuencodedFiles)
+                        {
+                            context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {MaxUuencodedFiles} uuencoded files: the rest were not decoded");
+                            return;
+                        }
+
+                        name = begin.Groups[1].Value.Trim();
+                        decoder = new MimeKit.Encodings.UUDecoder(payloadOnly: true);
+                        decoded = new SpillBuffer(context);
+                        truncated = false;
+                        context.Report(Rules.TextUuencoded, Severity.Info, $"line {number}: a uuencoded file, '{Inspector.SanitiseName(name)}'");
+                    }
+
+                    continue;
+                }
+
+                if (line.Span.TrimEnd("\r "u8).SequenceEqual("end"u8))
+                {
+                    await FinishAsync().ConfigureAwait(false);
+                    continue;
+                }
+
+                if (truncated)
+                {
+                    continue;
+                }
+
+                var input = new byte[line.Length + 1];
+                line.Span.CopyTo(input);
+                input[^1] = (byte)'\n';
+                if (output.Length < decoder.EstimateOutputLength(input.Length))
+                {
+                    output = new byte[decoder.EstimateOutputLength(input.Length)];
+                }
+
+                var count = decoder.Decode(input, 0, input.Length, output);
+                if (decoded!.Length + count > context.Limits.MaxInnerSize)
+                {
+                    truncated = true;
+                    context.Report(Rules.InnerSizeLimit, Severity.Medium,
+                        $"the uuencoded file '{Inspector.SanitiseName(name!)}' exceeds the {context.Limits.MaxInnerSize}-byte inner object limit: inspected as far as the limit");
+                    continue;
+                }
+
+                await decoded.WriteAsync(output.AsMemory(0, count), cancellationToken).ConfigureAwait(false);
+            }
+
+            if (decoder is not null)
+            {
+                await FinishAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            decoded?.Dispose();
+        }
+
+        async ValueTask FinishAsync()
+        {
+            using var file = decoded!.Detach();
+            decoded = null;
+            decoder = null;
+            await context.InspectChildAsync($"uuencoded[{files}]:{name}", file, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The lines of the text (up to <see cref="MaxScan"/>), each cut at <see cref="MaxLine"/> bytes, with their numbers.</summary>
+    private static IEnumerable<(ReadOnlyMemory<byte> Line, int Number)> Lines(ContentSource content, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[64 * 1024];
+        var line = new byte[MaxLine];
+        var length = 0;
+        var number = 1;
+        var limit = Math.Min(content.Length, MaxScan);
+        for (long offset = 0; offset < limit;)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
+            if (read == 0)
+            {
+                break;
+            }
+
+            offset += read;
+            for (var at = 0; at < read;)
+            {
+                var newline = buffer.AsSpan(at, read - at).IndexOf((byte)'\n');
+                var end = newline < 0 ? read : at + newline;
+                var kept = Math.Min(end - at, MaxLine - length);
+                buffer.AsSpan(at, kept).CopyTo(line.AsSpan(length));
+                length += kept;
+                if (newline < 0)
+                {
+                    break;
+                }
+
+                yield return (line.AsMemory(0, length), number++);
+                length = 0;
+                at = end + 1;
+            }
+        }
+
+        if (length > 0)
+        {
+            yield return (line.AsMemory(0, length), number);
+        }
+    }
+
+    [GeneratedRegex(@"^begin [0-7]{3,4} (\S.{0,254})\r?$", RegexOptions.NonBacktracking)]
+    private static partial Regex UuBegin();
+
+    private static void FindDde(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
 
         using var stream = content.OpenStream(0, Math.Min(content.Length, MaxScan));
         using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
@@ -50,7 +194,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
                 if (Check(context, line, lineNumber))
                 {
-                    return ValueTask.CompletedTask;
+                    return;
                 }
 
                 line.Clear();
@@ -60,11 +204,13 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         }
 
         Check(context, line, lineNumber);
-        return ValueTask.CompletedTask;
     }
 
-    /// <summary>A DDE cell needs a '|' or the letters DDE: most text has neither, and is dismissed at memory speed.</summary>
-    private static bool MayHoldDde(ContentSource content, CancellationToken cancellationToken)
+    /// <summary>
+    /// A DDE cell needs a '|' or the letters DDE (<paramref name="marker"/>), a uuencoded file its begin line: most text
+    /// has neither, and is dismissed at memory speed.
+    /// </summary>
+    private static bool MayHold(ContentSource content, string marker, CancellationToken cancellationToken)
     {
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
         try
@@ -75,7 +221,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
                 cancellationToken.ThrowIfCancellationRequested();
                 var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
                 var span = buffer.AsSpan(0, read);
-                if (span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE"))
+                if ((marker == "DDE" && span.IndexOf((byte)'|') >= 0) || AsciiSearch.ContainsIgnoreCase(span, marker))
                 {
                     return true;
                 }
