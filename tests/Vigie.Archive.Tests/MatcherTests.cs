@@ -40,6 +40,35 @@ public sealed class MatcherTests
     [InlineData("-0959", "100000", false)]
     public void Times(string key, string value, bool expected) => Assert.Equal(expected, Match(DicomTags.StudyTime, key, value));
 
+    /// <summary>
+    /// Bug: a DT's UTC offset was dropped (23:00+0200 did not match 21:00+0000, and matched 23:00-0500), and a negative
+    /// offset's '-' was taken for the range separator, so a value did not even match itself.
+    /// </summary>
+    [Theory]
+    [InlineData("20240101210000+0000", "20240101230000+0200", true)]
+    [InlineData("-20240101220000+0000", "20240101230000+0200", true)]
+    [InlineData("20240101220000+0000-", "20240101230000+0200", false)]
+    [InlineData("20240101230000-0500", "20240101230000-0500", true)]
+    [InlineData("20240101220000-0500-20240102000000-0500", "20240101230000-0500", true)]
+    [InlineData("20240101230000+0200", "20240101230000-0500", false)]
+    [InlineData("20240101-20240131", "20240115103000", true)]
+    [InlineData("2024-2024", "20241231235959.5", true)]
+    [InlineData("20240115103000", "20240115103000", true)]
+    [InlineData("202401", "20240115103000", false)]
+    [InlineData("20240101-20240131", "garbage", false)]
+    public void Datetimes_are_compared_in_utc_when_they_carry_an_offset(string key, string value, bool expected) =>
+        Assert.Equal(expected, AttributeMatcher.Matches(new QueryKey(0x0008002A, key, QueryValueKind.DateTime), new AttributeSet([new(0x0008002A, [value])])));
+
+    /// <summary>Bug: '?' matched one UTF-16 unit, so a CJK extension ideograph or an emoji needed two.</summary>
+    [Theory]
+    [InlineData("?^太郎", "\U00020B9F^太郎", true)]
+    [InlineData("??^太郎", "\U00020B9F^太郎", false)]
+    [InlineData("Smile?^Ann", "Smile\U0001F600^Ann", true)]
+    [InlineData("*?^Ann", "\U0001F600^Ann", true)]
+    [InlineData("S*e\U0001F600^Ann", "Smile\U0001F600^Ann", true)]
+    public void A_question_mark_is_one_character_outside_the_basic_plane_too(string key, string value, bool expected) =>
+        Assert.Equal(expected, Match(DicomTags.PatientName, key, value));
+
     [Fact]
     public void Uid_lists_and_padding()
     {

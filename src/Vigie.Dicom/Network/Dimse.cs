@@ -233,7 +233,7 @@ public sealed class DimseMessage
         if (errorComment is not null)
         {
             // LO: at most 64 characters.
-            message.Command.SetString(DicomTags.ErrorComment, DicomVR.LO, errorComment.Length > 64 ? errorComment[..64] : errorComment);
+            message.Command.SetString(DicomTags.ErrorComment, DicomVR.LO, FitErrorComment(errorComment));
         }
 
         return message;
@@ -291,4 +291,20 @@ public sealed class DimseMessage
         Command[tag] is DicomValueElement { Length: >= 2 } value ? BinaryPrimitives.ReadUInt16LittleEndian(value.Span) : (ushort)0;
 
     private string? Uid(DicomTag tag) => Command.GetString(tag) is { } text ? DicomText.TrimUid(text) : null;
+
+    /// <summary>
+    /// An Error Comment within LO's 64 characters: cut at a word, with "..." to say so, rather than mid-word (a UID
+    /// or a keyword cut short reads as another one).
+    /// </summary>
+    internal static string FitErrorComment(string comment)
+    {
+        const int Max = 64;
+        if (comment.Length <= Max)
+        {
+            return comment;
+        }
+
+        var cut = comment.LastIndexOf(' ', Max - 3);
+        return comment[..(cut > Max / 2 ? cut : Max - 3)].TrimEnd(' ', ',', ';', ':', '(') + "...";
+    }
 }

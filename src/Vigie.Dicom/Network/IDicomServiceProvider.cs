@@ -115,6 +115,14 @@ public interface IDicomServiceProvider
     void ConnectionRefused(System.Net.IPAddress address, string reason)
     {
     }
+
+    /// <summary>
+    /// An operation failed on an exception of the provider's own (answered 0110 "failed: TYPE"): the peer learns only
+    /// the type, so the operators must hear the rest.
+    /// </summary>
+    void OperationFailed(DicomAssociation association, DimseMessage request, Exception exception)
+    {
+    }
 }
 
 /// <summary>A C-MOVE destination: a store sender over its own association.</summary>

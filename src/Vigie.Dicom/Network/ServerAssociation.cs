@@ -440,6 +440,7 @@ internal sealed class ServerAssociation(
         catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException)
         {
             // The application failed (its database unreachable): the requestor is told, and may ask again.
+            provider.OperationFailed(association, request, e);
             result = new DimseResult(DimseStatus.ProcessingFailure, "failed: " + e.GetType().Name);
         }
 
@@ -511,7 +512,9 @@ internal sealed class ServerAssociation(
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
         try
         {
-            return await DicomReader.ReadDatasetAsync(bytes, syntax, readOptions, stopping).ConfigureAwait(false);
+            // The whole data set is in memory already: a value past the large-value threshold (a long UID list) is read
+            // as a value, not left as a reference that matching would take for an empty key.
+            return await DicomReader.ReadDatasetAsync(bytes, syntax, readOptions with { LoadLargeValues = true }, stopping).ConfigureAwait(false);
         }
         catch (DicomParseException e)
         {
@@ -546,6 +549,7 @@ internal sealed class ServerAssociation(
         }
         catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException and not IOException && !association.IsClosed)
         {
+            provider.OperationFailed(association, request, e);
             await RespondAsync(request, new DimseResult(DimseStatus.ProcessingFailure, "failed: " + e.GetType().Name)).ConfigureAwait(false);
         }
         finally

@@ -48,6 +48,7 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastInternalError = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastOperationFailure = DateTimeOffset.MinValue;
     private readonly UnassociatedConnections _unassociated = new();
     private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
 
@@ -352,6 +353,17 @@ internal sealed class GatewayServiceProvider(
     // The listener calls this at most once a minute.
     public void ConnectionRefused(IPAddress address, string reason) =>
         logger.LogWarning("Connections from {Remote} refused at once: {Reason}", address, reason);
+
+    public void OperationFailed(DicomAssociation association, DimseMessage request, Exception exception)
+    {
+        if (DueForLog(ref _lastOperationFailure, time.GetUtcNow()))
+        {
+            // The type and where it was thrown, not the message: a message may quote a value of the request.
+            var site = exception.StackTrace?.Split('\n', StringSplitOptions.TrimEntries).FirstOrDefault(l => l.Contains("Vigie.", StringComparison.Ordinal));
+            logger.LogError("A {Command} from {CallingAE} failed on an internal error ({Exception} {Site}), answered 0110; the node goes on serving",
+                Enum.IsDefined(request.Field) ? request.Field.ToString() : "command", association.Parameters.CallingAE, exception.GetType().Name, site);
+        }
+    }
 
     public async ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail)
     {

@@ -71,6 +71,23 @@ public sealed class QueryRetrieveKeyTests
         // A series key at STUDY level cannot be matched there: returned empty, not "no study".
         Assert.Equal(3, (await FindAsync("-k", "BodyPartExamined=CHEST")).Count);
 
+        // Bug: US keys (Rows, Columns) were dropped from the matching keys, so Rows=3 matched every image.
+        Assert.Empty(await FindAsync("-k", "QueryRetrieveLevel=IMAGE", "-k", $"StudyInstanceUID={Root}.1.1", "-k", $"SeriesInstanceUID={Root}.2.1",
+            "-k", "SOPInstanceUID", "-k", "Rows=3"));
+        Assert.Equal(2, (await FindAsync("-k", "QueryRetrieveLevel=IMAGE", "-k", $"StudyInstanceUID={Root}.1.1", "-k", $"SeriesInstanceUID={Root}.2.1",
+            "-k", "SOPInstanceUID", "-k", "Rows=512")).Count);
+
+        // Bug: a key over 64 KiB (here a list of 2,001 UIDs) was left unread, so C-FIND failed with 0110 and a retrieve
+        // said its unique key was missing.
+        var longList = string.Join('\\', Enumerable.Range(0, 2_000).Select(i => $"{Root}.9.{i}").Append($"{Root}.1.3"));
+        Assert.True(longList.Length > 65_536);
+        Assert.Single(await FindAsync("-k", $"StudyInstanceUID={longList}"));
+        var gotLong = work.Combine("got-long");
+        Directory.CreateDirectory(gotLong);
+        var getLong = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={longList}", "-od", gotLong, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(getLong.ExitCode == 0 && Directory.GetFiles(gotLong).Length == 1, getLong.ToString());
+
         // A retrieve must name what it takes: "*" for the level's unique key, or no unique key, takes nothing.
         var got = work.Combine("got");
         Directory.CreateDirectory(got);
