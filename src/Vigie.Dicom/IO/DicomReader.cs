@@ -167,6 +167,7 @@ public static class DicomReader
             Preamble = preamble,
             DatasetOffset = datasetOffset,
             EndOffset = stream.CanSeek ? stream.Length : datasetOffset,
+            InflatedTrailingDataOffset = parser.TrailingDataOffset,
             IsPartial = parser.Stopped,
             HasMetaInformation = hasMeta,
             Warnings = warnings,

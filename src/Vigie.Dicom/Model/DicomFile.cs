@@ -30,6 +30,12 @@ public sealed class DicomFile
     /// <summary>With <see cref="DicomReadOptions.ReportTrailingData"/>, where bytes that are not part of the dataset begin.</summary>
     public long? TrailingDataOffset { get; init; }
 
+    /// <summary>
+    /// In a deflated file, where the inflated data set stops being elements, as an offset in the inflated bytes (the
+    /// file's own offsets say nothing there); with <see cref="DicomReadOptions.ReportTrailingData"/> only.
+    /// </summary>
+    public long? InflatedTrailingDataOffset { get; init; }
+
     /// <summary>True when the read stopped early at <see cref="DicomReadOptions.StopAtTag"/>.</summary>
     public bool IsPartial { get; init; }
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
+using Vigie.Inspection.Engine;
 using Vigie.Inspection.Archives;
 
 namespace Vigie.Inspection.Dicom;
@@ -55,6 +56,10 @@ internal sealed class DicomAnalyser : IContentAnalyser
         if (file.TrailingDataOffset is { } trailing)
         {
             await AnalyseTrailingAsync(context, content, trailing, preambleIsZip, cancellationToken).ConfigureAwait(false);
+        }
+        else if (file.InflatedTrailingDataOffset is { } inflatedTrailing)
+        {
+            await AnalyseInflatedTrailingAsync(context, content, file.DatasetOffset, inflatedTrailing, cancellationToken).ConfigureAwait(false);
         }
 
         await WalkAsync(context, content, file.Dataset, "", cancellationToken).ConfigureAwait(false);
@@ -139,6 +144,62 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
         context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}", offset);
         await context.InspectChildAsync("trailing-data", tail, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// What follows the elements inside a deflated data set: deflated with them, it is not in the file as such, so it
+    /// is inflated again (under the extraction budget and the inner size limit) and inspected like trailing data.
+    /// </summary>
+    private static async ValueTask AnalyseInflatedTrailingAsync(InspectionContext context, ContentSource content, long datasetOffset, long at,
+        CancellationToken cancellationToken)
+    {
+        var tail = new SpillBuffer(context);
+        try
+        {
+            await using (var raw = content.OpenStream(datasetOffset, content.Length - datasetOffset))
+            await using (var inflate = new System.IO.Compression.DeflateStream(raw, System.IO.Compression.CompressionMode.Decompress))
+            {
+                var buffer = new byte[81920];
+                long position = 0;
+                int read;
+                while ((read = await inflate.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+                {
+                    var skip = (int)Math.Clamp(at - position, 0, read);
+                    position += read;
+                    if (skip == read)
+                    {
+                        continue;
+                    }
+
+                    if (tail.Length + read - skip > context.Limits.MaxInnerSize || !context.TryChargeExtraction(read - skip))
+                    {
+                        context.Report(Rules.InnerSizeLimit, Severity.Medium,
+                            $"the data after the deflated data set's elements exceeds the {context.Limits.MaxInnerSize}-byte inner object limit: inspected as far as the limit");
+                        break;
+                    }
+
+                    await tail.WriteAsync(buffer.AsMemory(skip, read - skip), cancellationToken).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (InvalidDataException)
+        {
+            // The reader inflated this far already; a stream that breaks after the elements is still reported below.
+        }
+
+        using var bytes = tail.Detach();
+        if (bytes.Length == 0)
+        {
+            return;
+        }
+
+        var kind = EmbeddedContent.Classify(bytes, 0, bytes.Length);
+        var (severity, what) = EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
+            : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
+            : (Severity.Medium, "bytes that are not DICOM elements");
+        context.Report("dicom.trailing-data", severity,
+            $"{bytes.Length} bytes after the end of the deflated data set (inflated offset {at}): {what}", datasetOffset);
+        await context.InspectChildAsync("trailing-data(inflated)", bytes, cancellationToken).ConfigureAwait(false);
     }
 
     private static bool SameArchive(ContentSource whole, ContentSource tail, long offset, int maxEntries)

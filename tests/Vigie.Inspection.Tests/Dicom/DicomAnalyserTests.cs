@@ -189,6 +189,36 @@ public sealed class DicomAnalyserTests
             verdict.Findings.Where(f => f.Rule == "signature.hash").Select(f => f.InnerPath).Order(StringComparer.Ordinal));
     }
 
+    /// <summary>
+    /// Regression: bytes after the elements of a deflated data set (a ZIP behind Pixel Data, say) were inflated, ignored
+    /// and called clean, so the gateway stored them (0000) while the same bytes not deflated were refused 0124.
+    /// </summary>
+    [Fact]
+    public async Task Regression_data_hidden_after_the_elements_of_a_deflated_data_set_was_called_clean()
+    {
+        var zipped = new ZipBuilder().Add("inner/eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build();
+        var file = File(Image(), syntax: TransferSyntax.DeflatedExplicitVRLittleEndian);
+        var datasetOffset = (await DicomReader.ReadFileAsync(new MemoryStream(file), DicomReadOptions.Default, TestContext.Current.CancellationToken)).DatasetOffset;
+        var inflated = new MemoryStream();
+        using (var inflate = new System.IO.Compression.DeflateStream(new MemoryStream(file, (int)datasetOffset, file.Length - (int)datasetOffset),
+                   System.IO.Compression.CompressionMode.Decompress))
+        {
+            inflate.CopyTo(inflated);
+        }
+
+        inflated.Write(zipped);
+        var deflated = new MemoryStream();
+        using (var deflate = new System.IO.Compression.DeflateStream(deflated, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+        {
+            deflate.Write(inflated.ToArray());
+        }
+
+        var verdict = await TestInspection.InspectAsync([.. file.AsSpan(0, (int)datasetOffset), .. deflated.ToArray()], "study.dcm");
+
+        Assert.Equal(Severity.High, Assert.Single(verdict.Findings, f => f.Rule == "dicom.trailing-data").Severity);
+        Assert.Equal("trailing-data(inflated)/inner/eicar.com", Assert.Single(verdict.Findings, f => f.Rule == "signature.hash").InnerPath);
+    }
+
     [Fact]
     public async Task Tiff_dual_personality_preamble_is_info_only()
     {
