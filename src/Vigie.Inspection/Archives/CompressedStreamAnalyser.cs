@@ -22,11 +22,23 @@ internal sealed class CompressedStreamAnalyser : IContentAnalyser
         Stream decoded;
         try
         {
+            IReadOnlyList<(long Offset, long Length)>? xzStreams = null;
+            if (context.ContentType == ContentType.Xz)
+            {
+                xzStreams = XzStreams.Split(content, context.Limits.MaxEntries, out var problem);
+                if (problem is not null)
+                {
+                    // Reading on would need a walk from the front that xz itself refuses; what follows the first stream is
+                    // not inspected, and the file is not called clean for it.
+                    context.Report(Rules.ArchiveMalformed, Severity.Medium, $"the xz file cannot be read whole: {problem}; only its first stream was inspected", 0);
+                }
+            }
+
             decoded = context.ContentType switch
             {
                 ContentType.Gzip => new GZipStream(raw, System.IO.Compression.CompressionMode.Decompress, leaveOpen: true),
                 ContentType.Bzip2 => BZip2Stream.Create(raw, SharpCompress.Compressors.CompressionMode.Decompress, decompressConcatenated: true, leaveOpen: true, tolerateTruncatedStream: false),
-                ContentType.Xz => XzStreams.Split(content) is { Count: > 1 } streams ? XzStreams.Open(content, streams) : new XZStream(raw),
+                ContentType.Xz => xzStreams is { Count: > 1 } ? XzStreams.Open(content, xzStreams) : new XZStream(raw),
                 _ => throw new InvalidOperationException($"unexpected type {context.ContentType}"),
             };
         }

@@ -10,12 +10,25 @@ namespace Vigie.Inspection.Archives;
 /// </summary>
 internal static class XzStreams
 {
-    private const int MaxStreams = 1024;
-
-    /// <summary>The streams' (offset, length) in file order, or null when the layout cannot be walked (the caller then reads the first only).</summary>
-    public static IReadOnlyList<(long Offset, long Length)>? Split(ContentSource content)
+    /// <summary>
+    /// The streams' (offset, length) in file order, or null when the layout cannot be walked, with the reason in
+    /// <paramref name="problem"/>: the caller then reads the first stream only, and says so.
+    /// </summary>
+    public static IReadOnlyList<(long Offset, long Length)>? Split(ContentSource content, int maxStreams, out string? problem)
     {
-        var streams = new List<(long, long)>();
+        var streams = Walk(content, maxStreams, out problem);
+        if (streams is null)
+        {
+            problem ??= "its streams cannot be told apart from its end (a broken footer or index, or bytes after the last stream)";
+        }
+
+        return streams;
+    }
+
+    private static List<(long Offset, long Length)>? Walk(ContentSource content, int maxStreams, out string? problem)
+    {
+        problem = null;
+        var streams = new List<(long Offset, long Length)>();
         var end = content.Length;
         Span<byte> word = stackalloc byte[12];
         Span<byte> magic = stackalloc byte[6];
@@ -27,7 +40,13 @@ internal static class XzStreams
                 end -= 4;
             }
 
-            if (end < 24 || streams.Count >= MaxStreams || content.ReadAt(end - 12, word) != 12 || word[10] != (byte)'Y' || word[11] != (byte)'Z')
+            if (streams.Count >= maxStreams)
+            {
+                problem = $"it holds more than {maxStreams} streams";
+                return null;
+            }
+
+            if (end < 24 || content.ReadAt(end - 12, word) != 12 || word[10] != (byte)'Y' || word[11] != (byte)'Z')
             {
                 return null;
             }

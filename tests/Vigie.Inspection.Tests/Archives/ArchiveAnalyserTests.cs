@@ -196,6 +196,23 @@ public sealed class ArchiveAnalyserTests
         byte[] both = [.. await File.ReadAllBytesAsync(first + ".xz", ct), 0, 0, 0, 0, .. await File.ReadAllBytesAsync(second + ".xz", ct)];
         var verdict = await TestInspection.InspectAsync(both, "bundle.xz");
         verdict.Has("executable.pe");
+
+        // Regression: past 1,024 streams, or with bytes after the last one, the file was read as its first stream only,
+        // silently, and called clean.
+        var empty = dir.Combine("empty");
+        await File.WriteAllBytesAsync(empty, [], ct);
+        Assert.Equal(0, (await Peers.RunAsync(xz, ["-z", "-k", empty], TimeSpan.FromSeconds(30), cancellationToken: ct)).ExitCode);
+        var emptyStream = await File.ReadAllBytesAsync(empty + ".xz", ct);
+        var many = new MemoryStream();
+        for (var i = 0; i < 1_500; i++)
+        {
+            many.Write(emptyStream);
+        }
+
+        many.Write(both);
+        (await TestInspection.InspectAsync(many.ToArray(), "many.xz")).Has("executable.pe");
+        var junk = await TestInspection.InspectAsync([.. both, .. "JUNK"u8], "junk.xz");
+        Assert.Contains(junk.Findings, f => f.Rule == "archive.malformed" && f.Message.Contains("only its first stream", StringComparison.Ordinal));
     }
 
     /// <summary>Regression: a gzip or tar file cut short was called clean: the readers hand over what there is without a word.</summary>
