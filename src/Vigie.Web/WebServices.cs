@@ -162,6 +162,12 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.
             return Task.FromResult(HealthCheckResult.Unhealthy("the DICOM node is not running"));
         }
 
+        if (server.AcceptFailing is { } failing)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"connections cannot be accepted since {failing.Since:HH:mm:ss}Z: {failing.Message} ({failing.Error})")));
+        }
+
         // Listening is not serving: while every request is refused as transient, no modality can store.
         return Task.FromResult(negotiation.Refusing(time.GetUtcNow()) is { } refusing
             ? HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,

@@ -138,11 +138,35 @@ public sealed class DicomServer : IAsyncDisposable
             {
                 socket = await listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
             }
+            catch (SocketException e) when (!_stopping.IsCancellationRequested)
+            {
+                // A peer gone before it was accepted costs nothing. Out of descriptors or buffers (EMFILE, ENFILE,
+                // ENOBUFS), the connection waits in the backlog: keep listening, a little later, and say so. Returning
+                // here left a node that answered nobody while the process, and its health, looked fine.
+                if (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+                {
+                    continue;
+                }
+
+                RecordAcceptFailure(e);
+                try
+                {
+                    await Task.Delay(AcceptRetryDelay, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or SocketException or InvalidOperationException)
             {
                 // InvalidOperationException: StopAsync stopped the listener before this loop reached Accept.
                 return;
             }
+
+            Volatile.Write(ref _acceptFailure, null);
 
             // Past twice the association limit, connections are refused without reading a byte (connection floods).
             if (Volatile.Read(ref _active) >= 2 * _options.MaxAssociations)
@@ -188,6 +212,26 @@ public sealed class DicomServer : IAsyncDisposable
     }
 
     /// <summary>Refused without a byte read, so not audited one by one; said once a minute, by address.</summary>
+    private static readonly TimeSpan AcceptRetryDelay = TimeSpan.FromMilliseconds(250);
+
+    private AcceptFailure? _acceptFailure;
+    private long _lastAcceptFailureLog;
+
+    /// <summary>Set while accepting connections fails (out of file descriptors, say); cleared by the next accepted connection.</summary>
+    public AcceptFailure? AcceptFailing => Volatile.Read(ref _acceptFailure);
+
+    private void RecordAcceptFailure(SocketException e)
+    {
+        var failing = Volatile.Read(ref _acceptFailure);
+        Volatile.Write(ref _acceptFailure, new AcceptFailure(failing?.Since ?? DateTimeOffset.UtcNow, e.SocketErrorCode, e.Message));
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref _lastAcceptFailureLog);
+        if (now - last >= 60_000 && Interlocked.CompareExchange(ref _lastAcceptFailureLog, now, last) == last)
+        {
+            _provider.AcceptFailed(e.SocketErrorCode, e.Message);
+        }
+    }
+
     private void LogPendingRefusal(IPAddress address)
     {
         var now = Environment.TickCount64;
@@ -321,3 +365,6 @@ public sealed class DicomServer : IAsyncDisposable
         return true;
     }
 }
+
+/// <summary>Accepting connections fails since <paramref name="Since"/>: the last error.</summary>
+public sealed record AcceptFailure(DateTimeOffset Since, SocketError Error, string Message);

@@ -116,6 +116,11 @@ public interface IDicomServiceProvider
     {
     }
 
+    /// <summary>Accepting connections fails (out of file descriptors, say): the listener retries; at most once a minute.</summary>
+    void AcceptFailed(System.Net.Sockets.SocketError error, string message)
+    {
+    }
+
     /// <summary>
     /// An operation failed on an exception of the provider's own (answered 0110 "failed: TYPE"): the peer learns only
     /// the type, so the operators must hear the rest.

@@ -354,6 +354,11 @@ internal sealed class GatewayServiceProvider(
     public void ConnectionRefused(IPAddress address, string reason) =>
         logger.LogWarning("Connections from {Remote} refused at once: {Reason}", address, reason);
 
+    // The listener calls this at most once a minute.
+    public void AcceptFailed(System.Net.Sockets.SocketError error, string message) =>
+        logger.LogError("The DICOM listener cannot accept connections ({Error}: {Message}); it tries again every 250 ms. Out of file descriptors, raise LimitNOFILE",
+            error, message);
+
     public void OperationFailed(DicomAssociation association, DimseMessage request, Exception exception)
     {
         if (DueForLog(ref _lastOperationFailure, time.GetUtcNow()))
