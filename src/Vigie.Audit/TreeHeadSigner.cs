@@ -96,8 +96,10 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
 
 /// <summary>Runs the signer on one node at a time (database lease), and signs a last head on shutdown.</summary>
 internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, LeaseStore leases, IOptions<AuditOptions> options,
-    ILogger<TreeHeadSigningService> logger) : BackgroundService
+    AuditSigningStatus status, TimeProvider time, ILogger<TreeHeadSigningService> logger) : BackgroundService
 {
+    private DateTimeOffset _lastFailureLog = DateTimeOffset.MinValue;
+
     private const string LeaseName = "audit-tree-head";
     private readonly string _holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
 
@@ -117,6 +119,8 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 {
                     refusalLogged = false;
                 }
+
+                status.Attempted();
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -133,7 +137,19 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
             }
             catch (Exception ex)
             {
-                logger.LogError(ex, "Signing an audit tree head failed");
+                // Once in full, then a line a minute: a full disk fails this at every poll. /health says it meanwhile.
+                var now = time.GetUtcNow();
+                if (status.Fail($"{ex.GetType().Name}: {ex.Message}", now))
+                {
+                    logger.LogError(ex, "Signing an audit tree head failed");
+                    _lastFailureLog = now;
+                }
+                else if (now - _lastFailureLog >= TimeSpan.FromMinutes(1))
+                {
+                    logger.LogError("Signing an audit tree head still fails ({Count} attempts since {Since:u}): {Reason}",
+                        status.Failing?.Count, status.Failing?.Since, ex.Message);
+                    _lastFailureLog = now;
+                }
             }
 
             try

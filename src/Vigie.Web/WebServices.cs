@@ -218,7 +218,9 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHeal
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
         Task.FromResult(status.Current is { } refusal
             ? HealthCheckResult.Unhealthy($"no audit tree head signed since {refusal.At:u}: {refusal.Reason}")
-            : HealthCheckResult.Healthy("audit tree heads signed"));
+            : status.Failing is { } failing
+                ? HealthCheckResult.Degraded($"signing audit tree heads fails since {failing.Since:u} ({failing.Count} attempts): {failing.Reason}")
+                : HealthCheckResult.Healthy("audit tree heads signed"));
 }
 
 /// <summary>

@@ -212,6 +212,55 @@ public sealed class AuditLogContractTests
         Assert.Equal(13, (await h.Signer.SignAsync(force: false, ct))?.TreeSize);
     }
 
+    /// <summary>
+    /// Bug: while signing failed at every poll (a full disk), /health said "audit tree heads signed" and the log took a
+    /// stack trace a second. The failure is now kept (since, count, reason) for /health, and logged in full once.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_signer_failing_at_every_poll_was_reported_as_signing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite, o =>
+        {
+            o.TreeHeadEveryEntries = 1;
+            o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(50);
+        });
+        await h.ExecuteAsync("DROP TABLE audit_tree_head");
+        var logger = new ListLogger<TreeHeadSigningService>();
+        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus,
+            TimeProvider.System, logger);
+        await service.StartAsync(ct);
+        await h.Log.AppendAsync(Samples.Record(0), ct);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((h.SigningStatus.Failing?.Count ?? 0) < 3 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, ct);
+        }
+
+        var logged = logger.Count;
+        await service.StopAsync(ct);
+        var failing = h.SigningStatus.Failing;
+        Assert.NotNull(failing);
+        Assert.True(failing.Count >= 3);
+        Assert.Contains("audit_tree_head", failing.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, logged);
+    }
+
+    private sealed class ListLogger<T> : Microsoft.Extensions.Logging.ILogger<T>
+    {
+        private int _count;
+
+        public int Count => Volatile.Read(ref _count);
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception,
+            Func<TState, Exception?, string> formatter) => Interlocked.Increment(ref _count);
+    }
+
     [Fact]
     public async Task The_hosted_signer_signs_after_N_entries_and_on_shutdown()
     {
@@ -222,8 +271,8 @@ public sealed class AuditLogContractTests
             o.TreeHeadInterval = TimeSpan.FromHours(1);
             o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(100);
         });
-        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options),
-            Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
+        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus,
+            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
         await service.StartAsync(ct);
         for (var i = 0; i < 5; i++)
         {
