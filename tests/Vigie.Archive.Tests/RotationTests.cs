@@ -125,6 +125,23 @@ public sealed class RotationTests
         Assert.True((await archive.Rotation.RotateAsync(ct)).Completed);
     }
 
+    /// <summary>
+    /// Regression: any failure to make the rotation lock (a read-only or full keys folder) was reported as "another key
+    /// rotation is running", sending the operator to look for a process that does not exist.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_lock_that_cannot_be_made_was_reported_as_another_rotation()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        await FillAsync(archive, 1);
+        // Root may write anywhere: a folder where the lock file goes fails the open the way a read-only folder does.
+        Directory.CreateDirectory(archive.Keks.KeyFilePath + ".rotation.lock");
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.Rotation.RotateAsync(ct));
+        Assert.Contains("cannot be made", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("Another key rotation", error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task An_interrupted_rotation_loses_nothing_and_a_second_run_finishes_it()
     {

@@ -72,11 +72,24 @@ public sealed class KeyRotationService
         {
             return new FileStream(path, options);
         }
-        catch (IOException e)
+        catch (IOException e) when (e.HResult == WouldBlock || (e.HResult & 0xFFFF) == SharingViolation)
         {
             throw new InvalidOperationException($"Another key rotation is running (it holds {path}); run this one again once it has finished.", e);
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A read-only or full keys folder is not another rotation: say what it is.
+            throw new InvalidOperationException($"The rotation lock {path} cannot be made: {e.Message}", e);
+        }
     }
+
+    /// <summary>
+    /// How .NET reports a file another holder keeps locked: EWOULDBLOCK from flock (FileShare.None) on Linux,
+    /// ERROR_SHARING_VIOLATION on Windows.
+    /// </summary>
+    private const int WouldBlock = 11;
+
+    private const int SharingViolation = 32;
 
     public async Task<KeyRotationReport> RotateAsync(CancellationToken cancellationToken)
     {

@@ -25,6 +25,7 @@ internal sealed class SpoolReserve : IDisposable
     private int _filling;
     private int _disposed;
     private bool _folderReady;
+    private DateTimeOffset _lastFailureLog = DateTimeOffset.MinValue;
 
     public SpoolReserve(ArchiveLayout layout, int capacity, TimeSpan maxAge, TimeProvider time, Func<FileAccess, FileStreamOptions> fileOptions,
         ILogger logger)
@@ -130,7 +131,14 @@ internal sealed class SpoolReserve : IDisposable
         {
             // A pool work item must not throw, and the reserve only saves time: spools are then created on demand,
             // where a real failure surfaces.
-            _logger.LogWarning(e, "Could not make reserve spool files in {Folder}.", _layout.SpoolReserve);
+            // Once a minute: on a read-only or full folder every store tries again, and the refusal is logged already.
+            var now = _time.GetUtcNow();
+            if (now - _lastFailureLog >= TimeSpan.FromMinutes(1))
+            {
+                _lastFailureLog = now;
+                _logger.LogWarning("Could not make reserve spool files in {Folder} ({Error}: {Message}); stores make their spools as they come.",
+                    _layout.SpoolReserve, e.GetType().Name, e.Message);
+            }
         }
         finally
         {
