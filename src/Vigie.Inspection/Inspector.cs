@@ -81,6 +81,7 @@ public sealed class Inspector
         return new Verdict(kind, findings, type.ToString())
         {
             Objects = session.Objects,
+            ResourceShortage = kind == VerdictKind.Malicious ? null : session.ResourceShortage,
             ExtractedBytes = session.Extracted,
             Elapsed = elapsed,
             Sha256 = session.Sha256,
@@ -272,10 +273,19 @@ public sealed class Inspector
         {
             // One analyser failing must not hide what the others see, nor take the process down.
             context.Session.Incomplete = true;
+            if (IsResourceShortage(ex))
+            {
+                context.Session.ResourceShortage ??= $"{name}: {ex.GetType().Name}: {Truncate(ex.Message, 200)}";
+            }
+
             var site = ex.StackTrace?.Split('\n', StringSplitOptions.TrimEntries).FirstOrDefault(l => l.Contains("Vigie.", StringComparison.Ordinal)) ?? ex.TargetSite?.Name;
             context.Report(Rules.AnalyserError, Severity.Medium, $"{name} failed: {ex.GetType().Name}: {Truncate(ex.Message, 300)} ({Truncate(site ?? "", 200)})");
         }
     }
+
+    /// <summary>No room for temporary files (ENOSPC, EDQUOT, Windows' disk full), no descriptors, no memory: the machine's state, not the content's.</summary>
+    internal static bool IsResourceShortage(Exception ex) => ex is OutOfMemoryException
+        || (ex is IOException && (ex.HResult is 28 or 122 or 24 or 23 || (ex.HResult & 0xFFFF) is 112 or 39));
 
     /// <summary>
     /// A ZIP appended to something that is not a ZIP (JPEG+ZIP, PDF+ZIP polyglots, a self-extractor's stub): report it

@@ -22,6 +22,9 @@ public sealed record Verdict(VerdictKind Kind, IReadOnlyList<Finding> Findings, 
     /// <summary>Objects inspected, the top-level one included.</summary>
     public int Objects { get; init; }
 
+    /// <summary>Why inspection could not finish for lack of resources (disk, memory), when that happened: an Error verdict that is no finding about the content.</summary>
+    public string? ResourceShortage { get; init; }
+
     /// <summary>Bytes decompressed or decoded from containers.</summary>
     public long ExtractedBytes { get; init; }
 

@@ -163,6 +163,13 @@ public sealed class IngestPipeline(
                     : await ContentFromAsync(reader!, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false))
                 .WithKnownSha256(spooled.ContentSha256);
             verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
+            if (verdict.ResourceShortage is { } shortage)
+            {
+                // Not a finding about the object: quarantined, it was refused for good (0124) and raised a false security
+                // alert. The sender keeps it and retries (A700), as for a full archive disk.
+                throw new IOException($"inspection could not finish for lack of resources ({shortage})");
+            }
+
             threat = verdict.Kind is VerdictKind.Malicious or VerdictKind.Error
                 || (verdict.Kind == VerdictKind.Suspicious && options.CurrentValue.QuarantineSuspicious);
             // Only what will be stored is read for the index: a refused bomb or a data set that timed out inspection was

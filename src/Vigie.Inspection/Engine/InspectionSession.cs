@@ -43,6 +43,12 @@ internal sealed class InspectionSession : IDisposable
     /// <summary>Set when something could not be inspected for a reason other than a limit (analyser failure, engine unavailable).</summary>
     public bool Incomplete { get; set; }
 
+    /// <summary>
+    /// Set when inspection could not go on for lack of resources (no room for its temporary files, no memory): the
+    /// verdict then says nothing about the content, and a gateway asks the sender to retry rather than quarantine.
+    /// </summary>
+    public string? ResourceShortage { get; set; }
+
     public int Objects => Volatile.Read(ref _objects);
 
     /// <summary>Set once a decompression bomb was found: the verdict is settled, so nothing more is extracted or descended into.</summary>

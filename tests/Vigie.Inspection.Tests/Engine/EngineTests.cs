@@ -17,6 +17,17 @@ public sealed class EngineTests
             throw new InvalidOperationException("deliberate failure");
     }
 
+    /// <summary>Fails the way a spill file does on a full temporary folder (ENOSPC).</summary>
+    private sealed class DiskFullAnalyser : IContentAnalyser
+    {
+        public string Name => "spilling-analyser";
+
+        public bool CanAnalyse(ContentType type) => true;
+
+        public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken) =>
+            throw new IOException("No space left on device", 28);
+    }
+
     private sealed class StallingAnalyser : IContentAnalyser
     {
         public string Name => "stall";
@@ -82,6 +93,27 @@ public sealed class EngineTests
 
         var clean = await inspector.InspectAsync("just text"u8.ToArray());
         Assert.Equal(VerdictKind.Error, clean.Kind);
+    }
+
+    /// <summary>
+    /// Regression: a full temporary folder made an analyser fail, and the Error verdict quarantined a harmless object
+    /// (0124, a security alert). The verdict now says it was a lack of resources, which the gateway answers A700; a
+    /// threat found meanwhile still wins.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_full_temporary_folder_gave_an_error_verdict_like_any_other()
+    {
+        var inspector = TestInspection.Create(extra: s => s.AddSingleton<IContentAnalyser, DiskFullAnalyser>());
+        var clean = await inspector.InspectAsync("just text"u8.ToArray());
+        Assert.Equal(VerdictKind.Error, clean.Kind);
+        Assert.Contains("No space left on device", clean.ResourceShortage, StringComparison.Ordinal);
+
+        var threat = await inspector.InspectAsync(new ZipBuilder().Add("tool.exe", ExecutableSamples.Pe()).Build());
+        Assert.Equal(VerdictKind.Malicious, threat.Kind);
+        Assert.Null(threat.ResourceShortage);
+
+        var other = await TestInspection.Create(extra: s => s.AddSingleton<IContentAnalyser, ThrowingAnalyser>()).InspectAsync("just text"u8.ToArray());
+        Assert.Null(other.ResourceShortage);
     }
 
     [Fact]
