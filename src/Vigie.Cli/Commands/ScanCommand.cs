@@ -350,10 +350,12 @@ internal static class ScanCommand
             var residual = await inspector.InspectFileAsync(output, cancellationToken).ConfigureAwait(false);
             return new DisarmOutcome(output, result.Actions, VerdictName(residual.Kind), null);
         }
-        catch (Exception e) when (e is DisarmException or NotSupportedException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
+            // A copy that cannot be made (an unreadable object, say) is that copy's problem: the inspection's verdict
+            // stands. Before, the disarmer's exception replaced a malicious verdict by an error.
             File.Delete(partial);
-            return new DisarmOutcome(null, [], null, $"no safe copy: {e.Message}");
+            return new DisarmOutcome(null, [], null, e is DisarmException or IOException ? $"no safe copy: {e.Message}" : $"no safe copy: {e.GetType().Name}: {e.Message}");
         }
     }
 

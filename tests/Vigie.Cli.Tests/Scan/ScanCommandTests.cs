@@ -156,6 +156,30 @@ public sealed class ScanCommandTests
         Assert.Contains("is a file, not a folder", disarmIntoFile.StandardError, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: when the disarmer could not read an object (a DICOM data set cut short), its exception replaced the
+    /// whole result: a malicious file was reported as an error, with no findings, and an empty .partial copy stayed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_failed_disarm_replaced_the_verdict_by_an_error()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan-disarm");
+        var polyglot = PolyglotFrom(Peers.CtCorpusFiles()[0]);
+        var cut = folder.Combine("cut.dcm");
+        await File.WriteAllBytesAsync(cut, polyglot[..(polyglot.Length / 2)], ct);
+        var output = folder.Combine("disarmed");
+
+        var result = await VigieProcess.RunAsync(["scan", "--json", "--disarm", output, cut], cancellationToken: ct);
+
+        Assert.True(result.ExitCode == 1, result.ToString());
+        var record = Assert.Single(Lines(result.StandardOutput));
+        Assert.Equal("malicious", record.GetProperty("verdict").GetString());
+        Assert.Contains(record.GetProperty("findings").EnumerateArray(), f => f.GetProperty("rule").GetString() == "dicom.preamble.pe");
+        Assert.StartsWith("no safe copy", record.GetProperty("disarm").GetProperty("not_written").GetString(), StringComparison.Ordinal);
+        Assert.Empty(Directory.Exists(output) ? Directory.GetFiles(output, "*", SearchOption.AllDirectories) : []);
+    }
+
     [Fact]
     public async Task Help_lists_the_options()
     {
