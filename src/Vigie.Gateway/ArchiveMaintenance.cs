@@ -102,7 +102,7 @@ internal sealed class ArchiveMaintenance(
         }
 
         return await leases.HolderAsync(LeaseName, cancellationToken).ConfigureAwait(false) is { } holder
-            && Forwarding.OutboxConsumer.IsEarlierProcessOfThisMachine(holder, _holder)
+            && Vigie.Core.IO.LocalProcess.IsEarlierProcessOfThisMachine(holder, _holder)
             && await leases.TryTakeOverAsync(LeaseName, holder, _holder, interval, cancellationToken).ConfigureAwait(false);
     }
 

@@ -150,6 +150,36 @@ public sealed class LandingTests
         Assert.Equal(first, await archive.ReadAllAsync(a.Id));
     }
 
+    /// <summary>
+    /// Regression: untaken slots (and one an object was being written into) left by a crash stayed for the stale-spool
+    /// age, 6 hours, through restarts: up to the largest burst's worth of disk (hundreds of MiB) counted against the
+    /// free-space floor. Slots are named after their owner, and those of a gone process of this machine are removed at once.
+    /// </summary>
+    [Fact]
+    public async Task Regression_slots_a_crashed_process_left_stayed_for_hours()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await WithSlotsAsync(2);
+        var ours = Slots(archive);
+        Assert.All(ours, slot => Assert.StartsWith(Vigie.Core.IO.LocalProcess.Incarnation + "~", Path.GetFileName(slot), StringComparison.Ordinal));
+        var landing = archive.Store.Layout.Landing;
+        var gone = Path.Combine(landing, $"{Environment.MachineName}-{int.MaxValue}-dead~0a0b.slot");
+        var otherHost = Path.Combine(landing, $"other-host-{int.MaxValue}-dead~0c0d.slot");
+        var unnamed = Path.Combine(landing, "0e0f.slot");
+        foreach (var copy in new[] { gone, otherHost, unnamed })
+        {
+            File.Copy(ours[0], copy);
+        }
+
+        await archive.Store.Slots.MoveAllAsync(ct);
+
+        Assert.False(File.Exists(gone));
+        // Another machine's node, or a name without its owner, may still write there: left for the stale age.
+        Assert.True(File.Exists(otherHost));
+        Assert.True(File.Exists(unnamed));
+        Assert.All(ours, slot => Assert.True(File.Exists(slot)));
+    }
+
     [Fact]
     public async Task An_object_another_node_landed_is_read_here_before_it_moves()
     {

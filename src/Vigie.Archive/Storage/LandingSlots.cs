@@ -378,9 +378,11 @@ internal sealed class LandingSlots : IDisposable
                 {
                     _landed.TryAdd(found.Id, found);
                 }
-                else if (File.GetLastWriteTimeUtc(path) < staleBefore)
+                else if (File.GetLastWriteTimeUtc(path) < staleBefore || LeftByGoneProcess(path))
                 {
-                    // Zeros never taken, or an object that was never committed: never acknowledged, never needed.
+                    // Zeros never taken, or an object that was never committed: never acknowledged, never needed. Another
+                    // node's may still be written to, so only past the stale age, unless its owner is a process of this
+                    // machine that is gone (a crash left up to the largest burst's worth, hundreds of MiB, for 6 hours).
                     Delete(path);
                 }
             }
@@ -687,10 +689,20 @@ internal sealed class LandingSlots : IDisposable
     /// <summary>Ready slots are disk space set aside: never made when they would bring the node near its free-space floor.</summary>
     private bool RoomForSlot => _store.Space.FreeBytes > 2 * Math.Max(0, _store.Space.MinFreeBytes) + 4 * SlotBytes;
 
+    private const char OwnerSeparator = '~';
+
+    private static bool LeftByGoneProcess(string path)
+    {
+        var name = Path.GetFileNameWithoutExtension(path);
+        var separator = name.LastIndexOf(OwnerSeparator);
+        return separator > 0 && Vigie.Core.IO.LocalProcess.IsEarlierProcessOfThisMachine(name[..separator], Vigie.Core.IO.LocalProcess.Incarnation);
+    }
+
     /// <summary>Makes one slot on a sync worker; it is takeable once published.</summary>
     private async Task<string> MakeSlotAsync(CancellationToken cancellationToken)
     {
-        var path = Path.Combine(_layout.Landing, ArchiveLayout.NewSpoolName() + ArchiveLayout.SlotExtension);
+        // Named after its owner, so that the next start of this machine's node removes what a crash left at once.
+        var path = Path.Combine(_layout.Landing, Vigie.Core.IO.LocalProcess.Incarnation + OwnerSeparator + ArchiveLayout.NewSpoolName() + ArchiveLayout.SlotExtension);
         await _store.Workers.RunAsync(() => MakeSlot(path), cancellationToken).ConfigureAwait(false);
         return path;
     }
