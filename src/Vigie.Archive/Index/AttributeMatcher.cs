@@ -81,7 +81,12 @@ public static class AttributeMatcher
             case QueryValueKind.DateTime:
                 return MatchesDateTime(pattern.Trim(), value.Trim());
             case QueryValueKind.PersonName:
-                return Wildcard(IndexNormalizer.PersonName(pattern), IndexNormalizer.PersonName(value));
+                var key = IndexNormalizer.PersonName(pattern);
+                var name = IndexNormalizer.PersonName(value);
+                // Trailing empty components are insignificant (PS3.5 6.2): "DOE^JANE^*" matches "DOE^JANE", stored or
+                // sent as "DOE^JANE^^^", as the five components it stands for.
+                return Wildcard(key, name) || (key.Contains('^', StringComparison.Ordinal)
+                    && Wildcard(key, name + new string('^', Math.Max(0, 4 - name.Count(c => c == '^')))));
             case QueryValueKind.Text:
                 return Wildcard(pattern.Trim(), value.Trim());
             default:

@@ -49,6 +49,14 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             return;
         }
 
+        // MimeKit builds every part before the walk can count them: a million tiny parts took 2 GB. Past twice the
+        // entries limit in boundary-like lines, the verdict is the limit's anyway, so the message is not parsed.
+        if (CountBoundaryLines(content, 2L * context.Limits.MaxEntries, cancellationToken) > 2L * context.Limits.MaxEntries)
+        {
+            context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {2L * context.Limits.MaxEntries} MIME boundary lines: the message was not parsed");
+            return;
+        }
+
         await using var stream = content.OpenStream();
         MimeMessage message;
         try
@@ -70,6 +78,43 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             var walk = new PartWalk(context, reporter, settings);
             await walk.VisitAsync(message.Body, 0, cancellationToken).ConfigureAwait(false);
             reporter.Flush();
+        }
+    }
+
+    /// <summary>Lines that start with "--" (a boundary, or a signature), counted up to one past <paramref name="max"/>.</summary>
+    private static long CountBoundaryLines(ContentSource content, long max, CancellationToken cancellationToken)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
+        try
+        {
+            long count = 0;
+            for (long offset = 0; offset < content.Length; offset += buffer.Length - 2)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var read = content.ReadAt(offset, buffer);
+                var span = buffer.AsSpan(0, read);
+                int at;
+                while ((at = span.IndexOf("\n--"u8)) >= 0)
+                {
+                    if (++count > max)
+                    {
+                        return count;
+                    }
+
+                    span = span[(at + 3)..];
+                }
+
+                if (read < buffer.Length)
+                {
+                    break;
+                }
+            }
+
+            return count;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
 

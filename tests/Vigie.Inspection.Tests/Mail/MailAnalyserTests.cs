@@ -178,6 +178,29 @@ public sealed class MailAnalyserTests
         }
     }
 
+    /// <summary>
+    /// Regression: MimeKit built every part before the walk counted them, so a message of a million tiny parts took 2 GB
+    /// and 48 s for a verdict the entries limit had settled. Past twice the limit in boundary lines it is not parsed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_message_of_very_many_parts_was_parsed_whole_before_the_limit_applied()
+    {
+        var text = new StringBuilder("From: a@b.example\r\nTo: c@d.example\r\nContent-Type: multipart/mixed; boundary=\"x\"\r\n\r\n");
+        for (var i = 0; i < 250; i++)
+        {
+            text.Append("--x\r\nContent-Type: text/plain\r\n\r\npart\r\n");
+        }
+
+        text.Append("--x--\r\n");
+        var inspector = TestInspection.Create(limits: l => l.MaxEntries = 100);
+        var verdict = await inspector.InspectAsync(Encoding.ASCII.GetBytes(text.ToString()), "many.eml");
+        Assert.Contains("MIME boundary lines: the message was not parsed", verdict.Has("inspection.object-limit").Message, StringComparison.Ordinal);
+
+        // Under it, parsed as before.
+        var few = await TestInspection.Create(limits: l => l.MaxEntries = 1000).InspectAsync(Encoding.ASCII.GetBytes(text.ToString()), "many.eml");
+        Assert.DoesNotContain(few.Findings, f => f.Message.Contains("not parsed", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Lookalike_checks_are_precise()
     {
