@@ -227,8 +227,7 @@ public sealed class AuditLogContractTests
         });
         await h.ExecuteAsync("DROP TABLE audit_tree_head");
         var logger = new ListLogger<TreeHeadSigningService>();
-        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus,
-            TimeProvider.System, logger);
+        var service = HostedSigner(h, logger);
         await service.StartAsync(ct);
         await h.Log.AppendAsync(Samples.Record(0), ct);
         var deadline = DateTime.UtcNow.AddSeconds(20);
@@ -245,6 +244,9 @@ public sealed class AuditLogContractTests
         Assert.Contains("audit_tree_head", failing.Reason, StringComparison.Ordinal);
         Assert.Equal(1, logged);
     }
+
+    private static TreeHeadSigningService HostedSigner(AuditHarness h, Microsoft.Extensions.Logging.ILogger<TreeHeadSigningService> logger) =>
+        new(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus, TimeProvider.System, logger);
 
     private sealed class ListLogger<T> : Microsoft.Extensions.Logging.ILogger<T>
     {
@@ -271,8 +273,7 @@ public sealed class AuditLogContractTests
             o.TreeHeadInterval = TimeSpan.FromHours(1);
             o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(100);
         });
-        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus,
-            TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
+        var service = HostedSigner(h, Microsoft.Extensions.Logging.Abstractions.NullLogger<TreeHeadSigningService>.Instance);
         await service.StartAsync(ct);
         for (var i = 0; i < 5; i++)
         {

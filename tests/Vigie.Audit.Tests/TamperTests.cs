@@ -37,6 +37,14 @@ public sealed class TamperTests
         return report;
     }
 
+    /// <summary>Exchanges the sequence numbers of two entries, keeping everything else.</summary>
+    private static async Task SwapAsync(AuditHarness h, long a, long b)
+    {
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = -1 WHERE seq = @a", ("@a", a));
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = @a WHERE seq = @b", ("@a", a), ("@b", b));
+        await h.ExecuteAsync("UPDATE audit_entry SET seq = @b WHERE seq = -1", ("@b", b));
+    }
+
     private static void AssertNames(AuditVerificationReport report, long sequence, params AuditProblemKind[] kinds)
     {
         Assert.Contains(report.Problems, p => p.Sequence == sequence && (kinds.Length == 0 || kinds.Contains(p.Kind)));
@@ -154,9 +162,7 @@ public sealed class TamperTests
     {
         await using var h = await SignedLogAsync(provider);
         // Exchange the sequence numbers of entries 5 and 30, keeping everything else.
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = -1 WHERE seq = 5");
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = 5 WHERE seq = 30");
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = 30 WHERE seq = -1");
+        await SwapAsync(h, 5, 30);
         var report = await VerifyAsync(h);
         AssertNames(report, 5, AuditProblemKind.EntryMoved);
         Assert.Contains(report.Problems, p => p.Sequence == 30 && p.Kind == AuditProblemKind.EntryMoved);
@@ -171,9 +177,7 @@ public sealed class TamperTests
     public async Task Swapping_two_neighbouring_entries_is_named_a_swap_and_nothing_else(DatabaseProvider provider)
     {
         await using var h = await SignedLogAsync(provider);
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = -1 WHERE seq = 12");
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = 12 WHERE seq = 13");
-        await h.ExecuteAsync("UPDATE audit_entry SET seq = 13 WHERE seq = -1");
+        await SwapAsync(h, 12, 13);
         var report = await VerifyAsync(h);
         var entries = report.Problems.Where(p => p.Kind != AuditProblemKind.TreeHeadMismatch).ToList();
         Assert.Equal([12L, 13L], entries.Select(p => p.Sequence!.Value));
