@@ -25,6 +25,14 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
     /// <summary>When set, every C-STORE is refused at its start with this status (the gateway's full archive).</summary>
     public DicomStatusException? RefuseStores { get; set; }
 
+    /// <summary>When set, C-FIND throws it (an application fault).</summary>
+    public Exception? FailFind { get; set; }
+
+    /// <summary>What <see cref="IDicomServiceProvider.OperationFailed"/> was told.</summary>
+    public ConcurrentQueue<(DimseCommand Command, Exception Exception)> OperationFailures { get; } = new();
+
+    public void OperationFailed(DicomAssociation association, DimseMessage request, Exception exception) => OperationFailures.Enqueue((request.Field, exception));
+
     /// <summary>When set, a store's write fails once it has received this many bytes (a disk that fills up while receiving).</summary>
     public long? FailWritesAfter { get; set; }
 
@@ -87,6 +95,11 @@ internal sealed class MemoryServiceProvider : IDicomServiceProvider
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        if (FailFind is { } failure)
+        {
+            throw failure;
+        }
+
         for (var i = 0; i < SyntheticMatches; i++)
         {
             var match = new DicomDataset();

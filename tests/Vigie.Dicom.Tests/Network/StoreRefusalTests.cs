@@ -101,6 +101,35 @@ public sealed class StoreRefusalTests : IAsyncLifetime
         await client.ReleaseAsync(ct);
     }
 
+    /// <summary>
+    /// Regression: an operation that failed on the application's exception was answered 0110 "failed: TYPE" and nothing
+    /// else: no log, no audit, so nobody learnt why (a C-FIND with a 70 KB key). The provider is now told.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_operation_failing_on_an_internal_exception_was_answered_and_forgotten()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        _provider.FailFind = new InvalidOperationException("a deliberate fault");
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = _server.Port, CallingAE = "TESTSCU", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StudyRootQueryRetrieveInformationModelFind], DicomUids.ExplicitVRLittleEndian), ct);
+        var query = new DicomDataset();
+        query.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+
+        var failed = await Assert.ThrowsAsync<DicomStatusException>(async () =>
+        {
+            await foreach (var _ in client.FindAsync(DicomUids.StudyRootQueryRetrieveInformationModelFind, query, ct))
+            {
+            }
+        });
+
+        _provider.FailFind = null;
+        Assert.Equal(DimseStatus.ProcessingFailure, failed.Status);
+        var (command, exception) = Assert.Single(_provider.OperationFailures);
+        Assert.Equal(DimseCommand.CFindRequest, command);
+        Assert.Equal("a deliberate fault", exception.Message);
+    }
+
     private Task<DicomClient> ConnectAsync(CancellationToken ct) =>
         DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = _server.Port, CallingAE = "TESTSCU", CalledAE = "VIGIE" },
             DicomClient.Propose([DicomUids.CTImageStorage, DicomUids.Verification], DicomUids.ExplicitVRLittleEndian), ct);
