@@ -168,7 +168,7 @@ public sealed class AuditSigningHealthTests
         await node.StartProcessAsync(ct);
         await node.StoreAsync(Peers.CtCorpusFiles().Skip(2).Take(4), ct);
         var health = await Eventually.WaitForAsync(() => node.HealthCheckAsync("audit-signing", ct), h => h.Status == "Unhealthy", ct);
-        Assert.Contains("not the root of the stored entries", health.Description, StringComparison.Ordinal);
+        Assert.Contains("not the root that the stored leaf hashes and subtree nodes give", health.Description, StringComparison.Ordinal);
         Assert.Contains("Audit tree head not signed", node.Output, StringComparison.Ordinal);
     }
 }
