@@ -334,7 +334,8 @@ public sealed class Inspector
         await context.InspectChildAsync("[appended zip]", slice, cancellationToken).ConfigureAwait(false);
     }
 
-    private static bool SameBytes(ContentSource a, ContentSource b, CancellationToken cancellationToken)
+    /// <summary>Byte for byte, from the start; <paramref name="a"/>'s length decides how far (callers compare lengths first).</summary>
+    internal static bool SameBytes(ContentSource a, ContentSource b, CancellationToken cancellationToken)
     {
         var bufferA = new byte[16 * 1024];
         var bufferB = new byte[16 * 1024];

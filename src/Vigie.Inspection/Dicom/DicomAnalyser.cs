@@ -128,9 +128,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
     {
         var length = content.Length - offset;
         var kind = EmbeddedContent.Classify(content, offset, length);
-        var (severity, what) = EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
-            : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
-            : (Severity.Medium, "bytes that are not DICOM elements");
+        var (severity, what) = Trailing(kind);
         var tail = content.Slice(offset, length);
         // A ZIP polyglot's archive is also the trailing data. Read on its own, it is the same archive when every entry
         // lands on the same local header; a crafted directory can make the two readings differ, and then both stay.
@@ -193,14 +191,17 @@ internal sealed class DicomAnalyser : IContentAnalyser
             return;
         }
 
-        var kind = EmbeddedContent.Classify(bytes, 0, bytes.Length);
-        var (severity, what) = EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
-            : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
-            : (Severity.Medium, "bytes that are not DICOM elements");
+        var (severity, what) = Trailing(EmbeddedContent.Classify(bytes, 0, bytes.Length));
         context.Report("dicom.trailing-data", severity,
             $"{bytes.Length} bytes after the end of the deflated data set (inflated offset {at}): {what}", datasetOffset);
         await context.InspectChildAsync("trailing-data(inflated)", bytes, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>How grave bytes after the data set are, by what they are, and what to call them.</summary>
+    private static (Severity Severity, string What) Trailing(EmbeddedKind kind) =>
+        EmbeddedContent.IsExecutable(kind) ? (Severity.Critical, EmbeddedContent.Describe(kind))
+        : EmbeddedContent.IsContainer(kind) ? (Severity.High, EmbeddedContent.Describe(kind))
+        : (Severity.Medium, "bytes that are not DICOM elements");
 
     private static bool SameArchive(ContentSource whole, ContentSource tail, long offset, int maxEntries)
     {

@@ -65,21 +65,10 @@ internal sealed class EngineContext(
             return;
         }
 
-        var length = (int)part.Length;
-        var mine = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
-        var theirs = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Max(1, length));
-        try
+        using var range = content.Slice(offset, part.Length);
+        if (Inspector.SameBytes(range, part, CancellationToken.None))
         {
-            if (content.ReadAt(offset, mine.AsSpan(0, length)) == length && part.ReadAt(0, theirs.AsSpan(0, length)) == length
-                && mine.AsSpan(0, length).SequenceEqual(theirs.AsSpan(0, length)))
-            {
-                InspectedRanges.Add((offset, length));
-            }
-        }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(mine);
-            System.Buffers.ArrayPool<byte>.Shared.Return(theirs);
+            InspectedRanges.Add((offset, part.Length));
         }
     }
 

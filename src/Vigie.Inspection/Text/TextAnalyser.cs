@@ -21,12 +21,13 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        if (MayHold(content, "begin ", cancellationToken))
+        var (dde, uuencoded) = Markers(content, cancellationToken);
+        if (uuencoded)
         {
             await InspectUuencodedAsync(context, content, cancellationToken).ConfigureAwait(false);
         }
 
-        if (MayHold(content, "DDE", cancellationToken))
+        if (dde)
         {
             FindDde(context, content, cancellationToken);
         }
@@ -44,6 +45,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         string? name = null;
         MimeKit.Encodings.UUDecoder? decoder = null;
         SpillBuffer? decoded = null;
+        byte[]? input = null;
         var output = Array.Empty<byte>();
         var truncated = false;
         try
@@ -81,15 +83,16 @@ internal sealed partial class TextAnalyser : IContentAnalyser
                     continue;
                 }
 
-                var input = new byte[line.Length + 1];
+                // The decoder wants whole lines, newline included; lines are at most MaxLine bytes.
+                input ??= new byte[MaxLine + 1];
                 line.Span.CopyTo(input);
-                input[^1] = (byte)'\n';
-                if (output.Length < decoder.EstimateOutputLength(input.Length))
+                input[line.Length] = (byte)'\n';
+                if (output.Length < decoder.EstimateOutputLength(line.Length + 1))
                 {
-                    output = new byte[decoder.EstimateOutputLength(input.Length)];
+                    output = new byte[decoder.EstimateOutputLength(line.Length + 1)];
                 }
 
-                var count = decoder.Decode(input, 0, input.Length, output);
+                var count = decoder.Decode(input, 0, line.Length + 1, output);
                 if (decoded!.Length + count > context.Limits.MaxInnerSize)
                 {
                     truncated = true;
@@ -167,7 +170,6 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     private static void FindDde(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-
         using var stream = content.OpenStream(0, Math.Min(content.Length, MaxScan));
         using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         var buffer = new char[64 * 1024];
@@ -207,32 +209,33 @@ internal sealed partial class TextAnalyser : IContentAnalyser
     }
 
     /// <summary>
-    /// A DDE cell needs a '|' or the letters DDE (<paramref name="marker"/>), a uuencoded file its begin line: most text
-    /// has neither, and is dismissed at memory speed.
+    /// What the text may hold, found at memory speed in one pass so that most text is dismissed without a closer look:
+    /// a DDE cell needs a '|' or the letters DDE, a uuencoded file its "begin " line.
     /// </summary>
-    private static bool MayHold(ContentSource content, string marker, CancellationToken cancellationToken)
+    private static (bool Dde, bool Uuencoded) Markers(ContentSource content, CancellationToken cancellationToken)
     {
+        // Chunks overlap by the longest marker less one, so that a marker cut by a chunk's end is found in the next.
+        const int Overlap = 5;
+        var dde = false;
+        var uuencoded = false;
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
         try
         {
             var limit = Math.Min(content.Length, MaxScan);
-            for (long offset = 0; offset < limit; offset += buffer.Length - 2)
+            for (long offset = 0; offset < limit; offset += buffer.Length - Overlap)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
                 var span = buffer.AsSpan(0, read);
-                if ((marker == "DDE" && span.IndexOf((byte)'|') >= 0) || AsciiSearch.ContainsIgnoreCase(span, marker))
-                {
-                    return true;
-                }
-
-                if (read < buffer.Length)
+                dde = dde || span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE");
+                uuencoded = uuencoded || AsciiSearch.ContainsIgnoreCase(span, "begin ");
+                if ((dde && uuencoded) || read < buffer.Length)
                 {
                     break;
                 }
             }
 
-            return false;
+            return (dde, uuencoded);
         }
         finally
         {

@@ -52,6 +52,25 @@ public sealed class UuencodeTests
         Assert.Contains(verdict.Findings, f => f.Rule == "text.uuencoded-file" && f.Message.Contains("line 5", StringComparison.Ordinal));
     }
 
+    /// <summary>The text is searched in 256 KiB chunks: a begin line cut by a chunk's end is still found.</summary>
+    [Fact]
+    public async Task A_begin_line_across_a_chunk_boundary_is_found()
+    {
+        var filler = new string('x', 79) + "\n";
+        var text = new StringBuilder();
+        while (text.Length + filler.Length < (256 * 1024) - 3)
+        {
+            text.Append(filler);
+        }
+
+        text.Append(new string('y', (256 * 1024) - 4 - text.Length)).Append('\n');
+        text.Append(Uuencode("report.exe", ExecutableSamples.Pe()));
+
+        var verdict = await TestInspection.InspectAsync(Encoding.ASCII.GetBytes(text.ToString()), "note.txt");
+
+        Assert.Contains(verdict.Findings, f => f.Rule == "executable.pe" && f.InnerPath == "uuencoded[1]:report.exe");
+    }
+
     [Fact]
     public async Task A_uuencoded_file_in_a_mail_body_is_decoded()
     {
