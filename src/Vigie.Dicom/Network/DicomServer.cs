@@ -224,19 +224,23 @@ public sealed class DicomServer : IAsyncDisposable
     {
         var failing = Volatile.Read(ref _acceptFailure);
         Volatile.Write(ref _acceptFailure, new AcceptFailure(failing?.Since ?? DateTimeOffset.UtcNow, e.SocketErrorCode, e.Message));
-        var now = Environment.TickCount64;
-        var last = Interlocked.Read(ref _lastAcceptFailureLog);
-        if (now - last >= 60_000 && Interlocked.CompareExchange(ref _lastAcceptFailureLog, now, last) == last)
+        if (DueOnceAMinute(ref _lastAcceptFailureLog))
         {
             _provider.AcceptFailed(e.SocketErrorCode, e.Message);
         }
     }
 
-    private void LogPendingRefusal(IPAddress address)
+    /// <summary>True for one caller a minute at most: the provider's logs about a flood stay a line a minute.</summary>
+    private static bool DueOnceAMinute(ref long last)
     {
         var now = Environment.TickCount64;
-        var last = Interlocked.Read(ref _lastPendingRefusalLog);
-        if (now - last >= 60_000 && Interlocked.CompareExchange(ref _lastPendingRefusalLog, now, last) == last)
+        var seen = Interlocked.Read(ref last);
+        return now - seen >= 60_000 && Interlocked.CompareExchange(ref last, now, seen) == seen;
+    }
+
+    private void LogPendingRefusal(IPAddress address)
+    {
+        if (DueOnceAMinute(ref _lastPendingRefusalLog))
         {
             _provider.ConnectionRefused(address, $"more than {_options.MaxPendingConnectionsPerAddress} connections from this address without an association request");
         }

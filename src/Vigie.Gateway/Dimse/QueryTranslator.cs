@@ -83,7 +83,7 @@ internal static class QueryTranslator
             }
 
             // Rows, Columns and other US keys: single value matching on the number, as the index keeps it.
-            var text = value.VR == DicomVR.US ? UInt16Text(value) : value.GetText(identifier.CharacterSet);
+            var text = value.VR == DicomVR.US ? string.Join('\\', IndexedAttributes.NumberStrings(value)) : value.GetText(identifier.CharacterSet);
             if (element.Tag == DicomTags.ModalitiesInStudy && text.Length == 0)
             {
                 // Derived from the series: the index computes it only when the key is present, so ask with universal matching.
@@ -138,18 +138,6 @@ internal static class QueryTranslator
     }
 
     private static string LevelName(QueryLevel level) => level == QueryLevel.Instance ? "IMAGE" : level.ToString().ToUpperInvariant();
-
-    private static string UInt16Text(DicomValueElement value)
-    {
-        var bytes = value.Span;
-        var numbers = new string[bytes.Length / 2];
-        for (var i = 0; i < numbers.Length; i++)
-        {
-            numbers[i] = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(bytes[(2 * i)..]).ToString(CultureInfo.InvariantCulture);
-        }
-
-        return string.Join('\\', numbers);
-    }
 
     private static QueryLevel? CountLevel(DicomTag tag) =>
         tag == DicomTags.NumberOfPatientRelatedStudies || tag == DicomTags.NumberOfPatientRelatedSeries || tag == DicomTags.NumberOfPatientRelatedInstances

@@ -75,14 +75,16 @@ internal static class IndexedAttributes
                 continue;
             }
 
-            IReadOnlyList<string> strings = DicomVRInfo.IsString(element.VR)
-                ? element.GetStrings(ds.CharacterSet)
-                : element.GetNumbers().Select(n => n.ToString(CultureInfo.InvariantCulture)).ToArray();
+            IReadOnlyList<string> strings = DicomVRInfo.IsString(element.VR) ? element.GetStrings(ds.CharacterSet) : NumberStrings(element);
             values.Add(new(tag.Value, strings));
         }
 
         return new AttributeSet(values);
     }
+
+    /// <summary>A binary number's values as the index keeps them (and as C-FIND keys must be to match them).</summary>
+    internal static string[] NumberStrings(DicomValueElement element) =>
+        element.GetNumbers().Select(n => n.ToString(CultureInfo.InvariantCulture)).ToArray();
 
     private static string? Uid(DicomDataset ds, DicomTag tag) => ds.GetSingleString(tag) is { Length: > 0 } uid ? DicomText.TrimUid(uid) : null;
 }

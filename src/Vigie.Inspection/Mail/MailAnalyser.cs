@@ -51,9 +51,10 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
         // MimeKit builds every part before the walk can count them: a million tiny parts took 2 GB. Past twice the
         // entries limit in boundary-like lines, the verdict is the limit's anyway, so the message is not parsed.
-        if (CountBoundaryLines(content, 2L * context.Limits.MaxEntries, cancellationToken) > 2L * context.Limits.MaxEntries)
+        var maxBoundaryLines = 2L * context.Limits.MaxEntries;
+        if (CountBoundaryLines(content, maxBoundaryLines, cancellationToken) > maxBoundaryLines)
         {
-            context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {2L * context.Limits.MaxEntries} MIME boundary lines: the message was not parsed");
+            context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {maxBoundaryLines} MIME boundary lines: the message was not parsed");
             return;
         }
 
