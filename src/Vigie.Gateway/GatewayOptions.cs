@@ -8,8 +8,17 @@ public sealed class GatewayOptions
     /// <summary>Quarantine objects whose verdict is Suspicious, not only Malicious (the safe default).</summary>
     public bool QuarantineSuspicious { get; set; } = true;
 
-    /// <summary>Objects up to this size are inspected from memory after being decrypted from the spool; larger ones by ranges.</summary>
-    public int InMemoryInspectionLimit { get; set; } = 64 * 1024 * 1024;
+    /// <summary>
+    /// Objects up to this size keep a plaintext copy in memory while they arrive, and are inspected from it; larger ones
+    /// are read back from their encrypted spool by ranges.
+    /// </summary>
+    public int InMemoryInspectionLimit { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>
+    /// All those copies together, across associations: an object that would take the node past it is read back from
+    /// its spool too, so memory stays bounded whatever the number of concurrent large stores.
+    /// </summary>
+    public long InMemoryInspectionTotal { get; set; } = 256L * 1024 * 1024;
 
     /// <summary>
     /// DICOM nodes Vigie talks to: forwarding targets (the PACS), C-MOVE destinations, and the modalities that ask for

@@ -9,6 +9,8 @@ namespace Vigie.Gateway;
 /// </summary>
 public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
 {
+    private const int MaxInMemoryInspectionLimit = 1 << 30;
+
     public ValidateOptionsResult Validate(string? name, GatewayOptions options)
     {
         var problems = new List<string>();
@@ -62,9 +64,26 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             }
         }
 
-        if (options.InMemoryInspectionLimit <= 0 || options.MaxRetrieveInstances <= 0 || options.MaxFindResults <= 0)
+        foreach (var (setting, value) in new[]
+                 {
+                     ("InMemoryInspectionLimit", (long)options.InMemoryInspectionLimit), ("MaxRetrieveInstances", options.MaxRetrieveInstances),
+                     ("MaxFindResults", options.MaxFindResults),
+                 })
         {
-            problems.Add("Gateway:InMemoryInspectionLimit, MaxRetrieveInstances and MaxFindResults must be positive");
+            if (value <= 0)
+            {
+                problems.Add($"Gateway:{setting} is {value}: it must be positive");
+            }
+        }
+
+        if (options.InMemoryInspectionLimit > MaxInMemoryInspectionLimit)
+        {
+            problems.Add($"Gateway:InMemoryInspectionLimit {options.InMemoryInspectionLimit} is above 1 GiB, the largest copy one object may keep in memory");
+        }
+
+        if (options.InMemoryInspectionTotal < 0)
+        {
+            problems.Add($"Gateway:InMemoryInspectionTotal is {options.InMemoryInspectionTotal}: it must not be negative (0: every object is read back from its spool)");
         }
 
         var maintenance = options.Maintenance;

@@ -133,6 +133,13 @@ public sealed class IngestPipeline(
     /// <summary>Objects up to this size keep a plaintext copy in memory while spooled, so inspection never decrypts them back.</summary>
     internal int InMemoryLimit => options.CurrentValue.InMemoryInspectionLimit;
 
+    /// <summary>What those copies hold together, across associations (Gateway:InMemoryInspectionTotal).</summary>
+    internal InspectionMemory Memory { get; } = new(() => options.CurrentValue.InMemoryInspectionTotal);
+
+    /// <summary>Objects inspected from their spool, by reason: "size" (past the per-object limit) or "memory" (the node's total).</summary>
+    internal static readonly Counter<long> ReadBack = Meter.CreateCounter<long>("vigie.gateway.ingest.read_back",
+        description: "Objects inspected from their encrypted spool rather than from memory, by reason (size, memory)");
+
     internal async Task<IngestResult> CompleteAsync(SpoolWriter writer, IngestSource source, string? expectedSopInstanceUid, ReadOnlyMemory<byte>? plaintext,
         CancellationToken cancellationToken)
     {
@@ -155,12 +162,11 @@ public sealed class IngestPipeline(
         var inspecting = Stopwatch.GetTimestamp();
         try
         {
-            // The common case reads the plaintext kept while spooling; large objects are read back from the spool by ranges.
+            // The common case reads the plaintext kept while spooling. Objects that could not keep one (too large, or the
+            // node's inspection memory spent) are read back from the spool by ranges, never loaded whole.
             reader = plaintext is null ? await spooled.OpenReaderAsync(cancellationToken).ConfigureAwait(false) : null;
             // The spool hashed the plaintext as it arrived; hash lists reuse that digest.
-            using var content = (plaintext is { } bytes
-                    ? ContentSource.FromMemory(bytes)
-                    : await ContentFromAsync(reader!, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false))
+            using var content = (plaintext is { } bytes ? ContentSource.FromMemory(bytes) : new ObjectContentSource(reader!))
                 .WithKnownSha256(spooled.ContentSha256);
             verdict = await inspector.InspectAsync(content, null, cancellationToken).ConfigureAwait(false);
             if (verdict.ResourceShortage is { } shortage)

@@ -4,8 +4,9 @@ using Vigie.Archive.Storage;
 namespace Vigie.Gateway.Ingest;
 
 /// <summary>
-/// One object being received: bytes go straight into the encrypted spool, and (up to the in-memory limit) into a pooled
-/// plaintext copy that inspection reads, so the spool is never decrypted back on the hot path.
+/// One object being received: bytes go straight into the encrypted spool, and (up to the in-memory limit, and while the
+/// node's inspection memory allows) into a pooled plaintext copy that inspection reads, so the spool is never decrypted
+/// back on the hot path.
 /// </summary>
 public sealed class IngestSession : IAsyncDisposable
 {
@@ -20,8 +21,18 @@ public sealed class IngestSession : IAsyncDisposable
         _pipeline = pipeline;
         _spool = spool;
         _source = source;
-        _plain = ArrayPool<byte>.Shared.Rent(1024 * 1024);
+        if (pipeline.Memory.TryReserve(InitialCopy))
+        {
+            _plain = ArrayPool<byte>.Shared.Rent(InitialCopy);
+            pipeline.Memory.Add(_plain.Length - InitialCopy);
+        }
+        else
+        {
+            IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "memory"));
+        }
     }
+
+    private const int InitialCopy = 1024 * 1024;
 
     public long Length => _spool.Length;
 
@@ -38,14 +49,26 @@ public sealed class IngestSession : IAsyncDisposable
         {
             // Too large to keep: inspection will read it back from the spool by ranges.
             ReturnPlain();
+            IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "size"));
             return;
         }
 
         if (needed > _plain.Length)
         {
-            var bigger = ArrayPool<byte>.Shared.Rent((int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2)));
+            // The old copy is released only once the new one holds it, so both count while it moves.
+            var size = (int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2));
+            if (!_pipeline.Memory.TryReserve(size))
+            {
+                ReturnPlain();
+                IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "memory"));
+                return;
+            }
+
+            var bigger = ArrayPool<byte>.Shared.Rent(size);
+            _pipeline.Memory.Add(bigger.Length - size);
             _plain.AsSpan(0, _plainLength).CopyTo(bigger);
             ReturnCleared(_plain, _plainLength);
+            _pipeline.Memory.Release(_plain.Length);
             _plain = bigger;
         }
 
@@ -87,6 +110,7 @@ public sealed class IngestSession : IAsyncDisposable
         {
             _plain = null;
             ReturnCleared(plain, _plainLength);
+            _pipeline.Memory.Release(plain.Length);
         }
     }
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.Data.Sqlite;
 using Vigie.Core.Data;
 using Vigie.Dicom;
@@ -206,10 +207,23 @@ public sealed class SecurityTests
     /// neither quarantined nor audited. Here the limit is lowered so that a CT image passes it.
     /// </summary>
     [Fact]
-    public async Task Regression_every_object_past_the_in_memory_inspection_limit_was_refused_as_too_short()
+    public Task Regression_every_object_past_the_in_memory_inspection_limit_was_refused_as_too_short() =>
+        StoreCleanAndMaliciousReadBackFromTheSpoolAsync("InMemoryInspectionLimit", "size");
+
+    /// <summary>
+    /// Regression: each arriving object kept a plaintext copy of up to 64 MiB for inspection, grown by doubling, with no
+    /// bound across associations: a 500 MB store allocated 126 MiB of copies before giving up on them, and concurrent
+    /// large stores held about 145 MB each until the process ran out of memory. The node's total is now bounded
+    /// (Gateway:InMemoryInspectionTotal); here it is below one copy, so both objects are inspected from their spool.
+    /// </summary>
+    [Fact]
+    public Task Regression_concurrent_large_stores_each_kept_a_plaintext_copy_with_no_bound_across_the_node() =>
+        StoreCleanAndMaliciousReadBackFromTheSpoolAsync("InMemoryInspectionTotal", "memory");
+
+    private static async Task StoreCleanAndMaliciousReadBackFromTheSpoolAsync(string setting, string reason)
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__Gateway__InMemoryInspectionLimit"] = "65536" },
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__Gateway__" + setting] = "65536" },
             cancellationToken: ct);
         var clean = Peers.CtCorpusFiles()[0];
         Assert.True(new FileInfo(clean).Length > 65536);
@@ -233,6 +247,10 @@ public sealed class SecurityTests
         var stats = await node.StatsAsync();
         Assert.Equal(1, stats.GetProperty("instances").GetInt64());
         Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+        using var http = new HttpClient();
+        var metrics = await http.GetStringAsync(new Uri($"http://127.0.0.1:{node.HttpPort}/metrics"), ct);
+        var readBack = Regex.Match(metrics, $@"^vigie_gateway_ingest_read_back_total\{{[^}}]*reason=""{reason}""[^}}]*\}} (\d+)", RegexOptions.Multiline);
+        Assert.True(readBack.Success && readBack.Groups[1].Value == "2", metrics);
         var scrub = await node.VigieAsync("scrub");
         Assert.True(scrub.ExitCode == 0, scrub.ToString());
     }
