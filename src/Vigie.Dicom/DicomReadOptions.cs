@@ -44,6 +44,19 @@ public sealed record DicomReadOptions
     /// <summary>Load every value, however large (up to <see cref="MaxValueInMemory"/>), instead of keeping references.</summary>
     public bool LoadLargeValues { get; init; }
 
+    /// <summary>
+    /// Bytes of values loaded into memory before binary values and fragments of any size are kept as references too
+    /// (when the source is seekable): memory stays bounded whatever the number of small values.
+    /// </summary>
+    public long MaxLoadedBytes { get; init; } = 64L * 1024 * 1024;
+
+    /// <summary>
+    /// For readers that need only the attributes (the index): a value over <see cref="LargeValueThreshold"/> in a source
+    /// that cannot be read again (a deflated data set) is skipped rather than loaded. Its element keeps a reference to
+    /// its position in the inflated data set, which the file itself cannot serve.
+    /// </summary>
+    public bool DropLargeValues { get; init; }
+
     /// <summary>The largest single value the reader will ever allocate.</summary>
     public int MaxValueInMemory { get; init; } = 512 * 1024 * 1024;
 

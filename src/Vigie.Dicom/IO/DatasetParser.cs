@@ -23,6 +23,7 @@ internal sealed class DatasetParser
     private bool _littleEndian;
     private int _depth;
     private int _elements;
+    private long _loaded;
     private int _outOfOrder;
 
     public DatasetParser(DicomInput input, TransferSyntax syntax, DicomReadOptions options, List<DicomWarning> warnings, long offsetBase = 0)
@@ -376,7 +377,7 @@ internal sealed class DatasetParser
         }
 
         var valueOffset = _input.StreamOffset;
-        if (length > _options.LargeValueThreshold && (!_options.LoadLargeValues || length > _options.MaxValueInMemory) && _input.CanSeek)
+        if (KeepAsReference(length, IsBinary(vr)))
         {
             var bulk = new DicomBulkReference(valueOffset, length, _littleEndian ? 1 : DicomVRInfo.UnitSize(vr));
             await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
@@ -388,6 +389,7 @@ internal sealed class DatasetParser
             throw Error(DicomErrorKind.ValueTooLarge, $"value of {length} bytes exceeds the in-memory limit of {_options.MaxValueInMemory} bytes", tag);
         }
 
+        _loaded += length;
         var bytes = length == 0 ? [] : await _input.ReadArrayAsync((int)length, cancellationToken).ConfigureAwait(false);
         if (!_littleEndian)
         {
@@ -559,7 +561,7 @@ internal sealed class DatasetParser
 
             CheckRemaining(length, itemTag);
             var itemSourceOffset = _offsetBase + offset;
-            if (length > _options.LargeValueThreshold && (!_options.LoadLargeValues || length > _options.MaxValueInMemory) && _input.CanSeek)
+            if (KeepAsReference(length, binary: true))
             {
                 var bulk = new DicomBulkReference(_input.StreamOffset, length, 1);
                 await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
@@ -572,10 +574,37 @@ internal sealed class DatasetParser
                 throw Error(DicomErrorKind.ValueTooLarge, $"fragment of {length} bytes exceeds the in-memory limit");
             }
 
+            _loaded += length;
+
             var bytes = length == 0 ? [] : await _input.ReadArrayAsync((int)length, cancellationToken).ConfigureAwait(false);
             fragments.Items.Add(new DicomFragment(bytes, null, length, itemSourceOffset));
         }
     }
+
+    /// <summary>
+    /// Whether a value stays in the source, read later by its range, rather than loaded. Values over the threshold do,
+    /// unless every value is wanted in memory. Past <see cref="DicomReadOptions.MaxLoadedBytes"/>, binary values and
+    /// fragments of any size do too: a data set of many values or fragments each under the threshold (64 KiB fragments of
+    /// a 1 GB image) was otherwise loaded whole. A source that cannot be read again (a deflated data set) keeps its
+    /// large values in memory, or, when the reader only wants the attributes, drops them.
+    /// </summary>
+    private bool KeepAsReference(long length, bool binary)
+    {
+        if (_options.LoadLargeValues && length <= _options.MaxValueInMemory)
+        {
+            return false;
+        }
+
+        var large = length > _options.LargeValueThreshold || (binary && length > SmallBinaryValue && _loaded > _options.MaxLoadedBytes);
+        return large && (_input.CanSeek || _options.DropLargeValues);
+    }
+
+    /// <summary>Always loaded: a reference would take more memory than the value.</summary>
+    private const int SmallBinaryValue = 64;
+
+    /// <summary>Binary values: what an image or a private blob holds, never an attribute a reader looks up as text.</summary>
+    private static bool IsBinary(DicomVR vr) =>
+        vr is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV;
 
     /// <summary>The private dictionary entry of a private data element, found through its creator in the same dataset.</summary>
     private static DicomDictionaryEntry? PrivateEntry(DicomDataset dataset, DicomTag tag)

@@ -144,28 +144,67 @@ internal sealed class DicomInput : IDisposable
 
     private async ValueTask<byte[]> ReadUnknownLengthAsync(int length, CancellationToken cancellationToken)
     {
-        // The stream's end is unknown (deflate, network): grow as data really arrives, never trusting the length.
-        var result = new byte[Math.Min(length, 1024 * 1024)];
-        var filled = 0;
-        while (filled < length)
+        // The stream's end is unknown (deflate, network): the length is not trusted, so a large value is gathered in
+        // pooled chunks as data really arrives, then copied once into an array of its size. Growing one array by
+        // doubling allocated 2.3 times the value (227 MB for a 100 MB value, twice per deflated object ingested).
+        if (length <= GatherChunk)
         {
-            if (filled == result.Length)
+            var small = GC.AllocateUninitializedArray<byte>(length);
+            await GatherAsync(small, cancellationToken).ConfigureAwait(false);
+            return small;
+        }
+
+        var chunks = new List<byte[]>();
+        try
+        {
+            var filled = 0;
+            while (filled < length)
             {
-                Array.Resize(ref result, (int)Math.Min(length, (long)result.Length * 2));
+                var chunk = ArrayPool<byte>.Shared.Rent(GatherChunk);
+                chunks.Add(chunk);
+                var part = chunk.AsMemory(0, Math.Min(GatherChunk, length - filled));
+                await GatherAsync(part, cancellationToken).ConfigureAwait(false);
+                filled += part.Length;
             }
 
+            var result = GC.AllocateUninitializedArray<byte>(length);
+            for (var i = 0; i < chunks.Count; i++)
+            {
+                var offset = i * GatherChunk;
+                chunks[i].AsSpan(0, Math.Min(GatherChunk, length - offset)).CopyTo(result.AsSpan(offset));
+            }
+
+            return result;
+        }
+        finally
+        {
+            // Values are health data: they do not linger in the shared pool.
+            foreach (var chunk in chunks)
+            {
+                chunk.AsSpan(0, GatherChunk).Clear();
+                ArrayPool<byte>.Shared.Return(chunk);
+            }
+        }
+    }
+
+    private const int GatherChunk = 1024 * 1024;
+
+    /// <summary>Fills <paramref name="target"/> from the buffer and the stream, as data arrives.</summary>
+    private async ValueTask GatherAsync(Memory<byte> target, CancellationToken cancellationToken)
+    {
+        var filled = 0;
+        while (filled < target.Length)
+        {
             if (!await FillSlowAsync(1, cancellationToken).ConfigureAwait(false))
             {
                 throw new EndOfStreamException();
             }
 
-            var step = Math.Min(result.Length - filled, _end - _pos);
-            _buffer.AsSpan(_pos, step).CopyTo(result.AsSpan(filled));
+            var step = Math.Min(target.Length - filled, _end - _pos);
+            _buffer.AsSpan(_pos, step).CopyTo(target.Span[filled..]);
             _pos += step;
             filled += step;
         }
-
-        return result;
     }
 
     private async ValueTask<bool> FillSlowAsync(int count, CancellationToken cancellationToken)

@@ -160,7 +160,7 @@ public static class DicomReader
         using var inflated = new DicomInput(guarded(inflate), Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
         var dataset = new DicomDataset();
         // Offsets in errors and warnings for a deflated file are positions in the inflated dataset.
-        var parser = new DatasetParser(inflated, syntax, options with { LoadLargeValues = true }, warnings);
+        var parser = new DatasetParser(inflated, syntax, options with { LoadLargeValues = !options.DropLargeValues }, warnings);
         await parser.ReadTopLevelAsync(dataset, cancellationToken).ConfigureAwait(false);
         return new DicomFile(meta, dataset, syntax)
         {

@@ -55,7 +55,7 @@ public sealed class IngestPipeline(
         Objects.Add(1, new KeyValuePair<string, object?>("outcome", outcome), new KeyValuePair<string, object?>("channel", channel.ToString()));
 
     /// <summary>What the index needs of an object: everything before the pixel data (also what recovery reads back).</summary>
-    internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData };
+    internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData, DropLargeValues = true };
 
     /// <summary>Objects up to this size join the shared index transaction while their file is still being synced.</summary>
     private const long OverlapSyncLimit = 16L * 1024 * 1024;
