@@ -155,6 +155,43 @@ public sealed class KeyTests
         }
     }
 
+    /// <summary>
+    /// Regression: the key file's check time was set before its reload finished, so stores racing the reload took the
+    /// fresh check time with the old keys. Right after a finished `keys rotate`, a node storing on two associations
+    /// wrapped its next data keys under the key just removed from the file: acknowledged objects that nobody could
+    /// read (C-GET A702, scrub "foreign"). Here, in each round, a node that checked the file before a rotation wraps on 8
+    /// threads at once after it (the old code failed every run).
+    /// </summary>
+    [Fact]
+    public async Task Regression_stores_racing_a_key_reload_wrapped_under_the_key_a_finished_rotation_removed()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var root = new TempDirectory();
+        var settings = ArchiveHarness.NewOptions(root.Path);
+        settings.KeyReloadInterval = TimeSpan.FromMilliseconds(100);
+        var options = Microsoft.Extensions.Options.Options.Create(settings);
+        var node = new FileKeyEncryptionKeyStore(options, TimeProvider.System);
+        await node.CreateAsync(ct);
+        var rotator = new FileKeyEncryptionKeyStore(options, TimeProvider.System);
+        for (var round = 0; round < 20; round++)
+        {
+            await node.WrapAsync(new byte[32], "ctx"u8.ToArray(), ct);
+            var rotation = await rotator.BeginRotationAsync(ct);
+            await rotator.CompleteRotationAsync(rotation.RetiringKeyIds, ct);
+            await Task.Delay(TimeSpan.FromMilliseconds(150), ct);
+
+            // Stores on several associations at once, as right after a rotation finished on an idle node.
+            using var go = new ManualResetEventSlim();
+            var wraps = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+            {
+                go.Wait(ct);
+                return await node.WrapAsync(new byte[32], "ctx"u8.ToArray(), ct);
+            }, ct)).ToList();
+            go.Set();
+            Assert.All(await Task.WhenAll(wraps), w => Assert.Equal(rotation.ActiveKeyId, w.KeyId));
+        }
+    }
+
     [Fact]
     public async Task The_key_service_refuses_work_before_it_is_loaded()
     {

@@ -23,6 +23,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
     private readonly TimeSpan _reloadInterval;
     private readonly TimeProvider _time;
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly SemaphoreSlim _reloading = new(1, 1);
     private volatile Snapshot? _snapshot;
     private long _lastCheckTicks;
 
@@ -221,11 +222,17 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         return aad;
     }
 
+    /// <summary>
+    /// The keys as of at most one reload interval ago. The check time is read before the snapshot, and set only once
+    /// the snapshot it vouches for is in place: set first (as it was), a store racing the reload got the fresh check
+    /// time with the old snapshot, and right after a completed rotation wrapped its data key under the key just removed
+    /// from the file. Acknowledged, that object could no longer be read by anyone.
+    /// </summary>
     private async ValueTask<Snapshot> CurrentAsync(CancellationToken cancellationToken)
     {
+        var checkedAt = Interlocked.Read(ref _lastCheckTicks);
         var snapshot = _snapshot;
-        var now = _time.GetTimestamp();
-        if (snapshot is not null && _time.GetElapsedTime(Interlocked.Read(ref _lastCheckTicks), now) < _reloadInterval)
+        if (snapshot is not null && _time.GetElapsedTime(checkedAt, _time.GetTimestamp()) < _reloadInterval)
         {
             return snapshot;
         }
@@ -233,16 +240,27 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         return await ReloadAsync(force: false, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>One reload at a time: two racing loads could otherwise install the older file last.</summary>
     private async ValueTask<Snapshot> ReloadAsync(bool force, CancellationToken cancellationToken)
     {
-        Interlocked.Exchange(ref _lastCheckTicks, _time.GetTimestamp());
-        var snapshot = _snapshot;
-        if (!force && snapshot is not null && File.GetLastWriteTimeUtc(_path) == snapshot.WriteTime)
+        await _reloading.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
         {
+            var checking = _time.GetTimestamp();
+            var snapshot = _snapshot;
+            if (force || snapshot is null || File.GetLastWriteTimeUtc(_path) != snapshot.WriteTime)
+            {
+                snapshot = await LoadAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            // The snapshot vouches for the file as it was when this check began.
+            Interlocked.Exchange(ref _lastCheckTicks, checking);
             return snapshot;
         }
-
-        return await LoadAsync(cancellationToken).ConfigureAwait(false);
+        finally
+        {
+            _reloading.Release();
+        }
     }
 
     private async ValueTask<Snapshot> LoadAsync(CancellationToken cancellationToken)

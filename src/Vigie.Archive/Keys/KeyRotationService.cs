@@ -139,7 +139,9 @@ public sealed class KeyRotationService
             }
             else
             {
-                _logger.LogWarning("Key rotation not complete: {Remaining} file(s) still under a retiring key, {Failures} failure(s). Run it again.",
+                // `vigie keys rotate` runs further passes itself; this pass's count is not the command's outcome.
+                _logger.LogInformation(
+                    "Key rotation pass: {Remaining} file(s) still under a retiring key (stored while the pass ran), {Failures} failure(s); the retiring keys stay until a pass finds none.",
                     remaining, counters.Failures.Count);
             }
 
