@@ -801,6 +801,24 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
         + string.Join(", ", PackedColumns.Select(c => $"ifnull(length(CAST({c} AS BLOB)), 4294967295)")) + ")), "
         + string.Join(", ", PackedColumns.Select(c => $"CAST({c} AS BLOB)")) + ") AS BLOB)";
 
+    /// <summary>
+    /// Entries stored at or beyond the append state's tree size (none, in a log appended only through it), and the
+    /// state's size: one statement, so that an append between two readings does not count.
+    /// </summary>
+    public async ValueTask<(long Count, long? First, long StateSize)> FindEntriesBeyondStateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null,
+            "SELECT COUNT(e.seq), MIN(e.seq), s.tree_size FROM audit_state s LEFT JOIN audit_entry e ON e.seq >= s.tree_size WHERE s.id = 1 GROUP BY s.tree_size");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return (0, null, 0); // No state row: reported from the state's own reading.
+        }
+
+        return (reader.GetInt64(0), reader.IsDBNull(1) ? null : reader.GetInt64(1), reader.GetInt64(2));
+    }
+
     /// <summary>Smallest and largest sequence numbers and the row count (null when the log is empty).</summary>
     public async ValueTask<(long Min, long Max, long Count)?> SequenceBoundsAsync(CancellationToken cancellationToken)
     {

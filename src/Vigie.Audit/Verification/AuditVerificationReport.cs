@@ -70,6 +70,9 @@ public sealed record AuditVerificationReport(
 {
     public bool IsValid => ProblemCount == 0;
 
+    /// <summary>Entries appended while verification ran (a node serving): not checked, left for the next run.</summary>
+    public long AppendedMeanwhile { get; init; }
+
     /// <summary>Entries appended after the latest verified head: protected by the chain only until the next head.</summary>
     public long UnsignedEntries => TreeSize - (LatestVerifiedHead?.TreeSize ?? 0);
 }

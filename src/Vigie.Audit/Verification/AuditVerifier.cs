@@ -23,6 +23,21 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         using var activity = AuditTelemetry.ActivitySource.StartActivity("audit.verify");
         var stopwatch = Stopwatch.StartNew();
         var problems = new Problems(maxProblems);
+        // The log as of now. A serving node keeps appending while this runs, and the entries, subtree nodes and append
+        // state are read at different moments: entries appended meanwhile are left for the next run instead of being
+        // taken for a tail without its state, a missing subtree node or a removed tail (false alarms on every run).
+        AuditState? atStart = null;
+        Exception? stateError = null;
+        try
+        {
+            atStart = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
+        {
+            stateError = ex;
+        }
+
+        var bound = atStart?.TreeSize ?? long.MaxValue;
         // The patient and time runs are checked on connections of their own, alongside the pass over the entries.
         var runProblems = store.FindRunProblemsAsync(maxProblems, cancellationToken).AsTask();
 
@@ -90,10 +105,11 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         var previousOk = false;
         long shift = 0;
         var misfits = new Misfits(MaxMisfits);
+        AuditState? atEnd = null;
         try
         {
             var pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
-            await foreach (var (row, seq, error, rowLeaf) in ReadAndHashAsync(cancellationToken).ConfigureAwait(false))
+            await foreach (var (row, seq, error, rowLeaf) in ReadAndHashAsync(bound, cancellationToken).ConfigureAwait(false))
             {
                 entriesChecked++;
                 var position = frontier.Size;
@@ -176,10 +192,17 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                 CheckHeads(frontier, heads, ref headIndex, ref lastGoodHeadSize, ref latestVerified, problems);
             }
 
+            atEnd = await ReadStateOrNullAsync(cancellationToken).ConfigureAwait(false);
+            var appendedTo = Math.Max(frontier.Size, atEnd?.TreeSize ?? 0);
             while (pendingNode is not null)
             {
-                problems.Add(AuditProblemKind.NodeUnexpected, pendingNode.Value.Index << pendingNode.Value.Level, null,
-                    $"a stored subtree node (level {pendingNode.Value.Level}, index {pendingNode.Value.Index}) lies beyond the last entry");
+                // Nodes over entries appended meanwhile are theirs.
+                if ((pendingNode.Value.Index + 1) << pendingNode.Value.Level > appendedTo)
+                {
+                    problems.Add(AuditProblemKind.NodeUnexpected, pendingNode.Value.Index << pendingNode.Value.Level, null,
+                        $"a stored subtree node (level {pendingNode.Value.Level}, index {pendingNode.Value.Index}) lies beyond the last entry");
+                }
+
                 pendingNode = await NextNodeAsync(nodes).ConfigureAwait(false);
             }
         }
@@ -198,18 +221,32 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                 : $"entry {original} is stored here: entries were reordered"));
         }
 
-        // 3. Heads beyond the log: its tail was removed.
+        // 3. Heads beyond the log: its tail was removed. A head over entries appended meanwhile was signed meanwhile.
+        var logEnd = Math.Max(frontier.Size, atEnd?.TreeSize ?? 0);
         for (; headIndex < heads.Count; headIndex++)
         {
             var head = heads[headIndex];
+            if (head.TreeSize <= logEnd && frontier.Size == bound)
+            {
+                continue;
+            }
+
             problems.Add(AuditProblemKind.Truncated, frontier.Size, head.TreeSize,
                 $"a signed tree head covers {head.TreeSize} entries but the log holds {frontier.Size}: entries {frontier.Size} to {head.TreeSize - 1} were removed");
+        }
+
+        // Entries stored beyond the append state were not appended: a forged tail.
+        var (beyond, firstBeyond, stateSize) = await store.FindEntriesBeyondStateAsync(cancellationToken).ConfigureAwait(false);
+        if (beyond > 0)
+        {
+            problems.Add(AuditProblemKind.StateMismatch, firstBeyond, null,
+                $"{beyond} entries are stored beyond the append state's {stateSize}: they were not appended through the log");
         }
 
         // 4. The append state must continue exactly where the entries end.
         try
         {
-            var state = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+            var state = atStart ?? throw stateError!;
             if (state.TreeSize != frontier.Size)
             {
                 problems.Add(AuditProblemKind.StateMismatch, Math.Min(state.TreeSize, frontier.Size), null,
@@ -248,7 +285,22 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         }
 
         AuditTelemetry.VerificationProblems.Add(problems.Count);
-        return new AuditVerificationReport(entriesChecked, frontier.Size, headsChecked, latestVerified, problems.List, problems.Count, stopwatch.Elapsed);
+        return new AuditVerificationReport(entriesChecked, frontier.Size, headsChecked, latestVerified, problems.List, problems.Count, stopwatch.Elapsed)
+        {
+            AppendedMeanwhile = Math.Max(0, (atEnd?.TreeSize ?? 0) - frontier.Size),
+        };
+    }
+
+    private async ValueTask<AuditState?> ReadStateOrNullAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
+        {
+            return null; // Reported from the first reading.
+        }
     }
 
     private const int ChunkSize = 8192;
@@ -258,7 +310,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
     /// the slow part, and leaf hashes depend only on each row's own columns), and hands the chunks over in order.
     /// A log whose sequence numbers are wildly sparse (tampered) is read chunk after chunk by keyset instead.
     /// </summary>
-    private async IAsyncEnumerable<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)> ReadAndHashAsync(
+    private async IAsyncEnumerable<(VerifyRow? Row, long? Seq, string? Error, byte[]? Leaf)> ReadAndHashAsync(long bound,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
     {
         var bounds = await store.SequenceBoundsAsync(cancellationToken).ConfigureAwait(false);
@@ -268,13 +320,19 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         }
 
         var (min, max, count) = bounds.Value;
+        max = Math.Min(max, bound - 1);
         var start = Math.Min(0, min);
+        if (max < start)
+        {
+            yield break;
+        }
+
         if (max - start + 1 > 2 * count + ChunkSize)
         {
             var from = long.MinValue;
             while (true)
             {
-                var (chunk, items) = await ReadChunkAsync(from, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                var (chunk, items) = await ReadChunkAsync(from, bound, cancellationToken).ConfigureAwait(false);
                 using (chunk)
                 {
                     foreach (var item in items)
@@ -301,7 +359,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             while (next < chunks && window.Count <= parallel)
             {
                 var from = start + next++ * ChunkSize;
-                window.Enqueue(Task.Run(() => ReadChunkAsync(from, from + ChunkSize, cancellationToken), cancellationToken));
+                window.Enqueue(Task.Run(() => ReadChunkAsync(from, Math.Min(from + ChunkSize, bound), cancellationToken), cancellationToken));
             }
 
             while (window.Count > 0)
@@ -310,7 +368,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                 if (next < chunks)
                 {
                     var from = start + next++ * ChunkSize;
-                    window.Enqueue(Task.Run(() => ReadChunkAsync(from, from + ChunkSize, cancellationToken), cancellationToken));
+                    window.Enqueue(Task.Run(() => ReadChunkAsync(from, Math.Min(from + ChunkSize, bound), cancellationToken), cancellationToken));
                 }
 
                 using (chunk)

@@ -307,6 +307,7 @@ internal static class AuditCommands
                     witnessed_heads = witnessed.Count,
                     latest_verified_head = report.LatestVerifiedHead?.TreeSize,
                     unsigned_entries = report.UnsignedEntries,
+                    appended_meanwhile = report.AppendedMeanwhile,
                     problem_count = report.ProblemCount,
                     problems = report.Problems.Select(p => new { kind = p.Kind, sequence = p.Sequence, tree_size = p.TreeSize, reason = p.Reason }),
                     seconds = report.Elapsed.TotalSeconds,
@@ -331,8 +332,9 @@ internal static class AuditCommands
                     : report.IsValid ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
                     : $" (the latest tree head that verifies covers {report.LatestVerifiedHead?.TreeSize ?? 0} of the {report.TreeSize} entries)";
                 var witnesses = witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "";
+                var meanwhile = report.AppendedMeanwhile > 0 ? $"; {report.AppendedMeanwhile} entries appended while it ran are left for the next run" : "";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads{witnesses} checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}"));
+                    $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads{witnesses} checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}{meanwhile}"));
             }
 
             return report.IsValid ? ExitCodes.Ok : ExitCodes.Findings;
