@@ -22,6 +22,11 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
                 problems.Add($"{at}:AETitle '{rule.AETitle}' {title} ({AETitles.Rule}, or \"*\")");
             }
 
+            if ((rule.Rights & ~DicomRights.All) != 0)
+            {
+                problems.Add($"{at}:Rights {(int)rule.Rights} is not a combination of Store, Query and Retrieve");
+            }
+
             if (rule.Networks.Count == 0)
             {
                 problems.Add($"{at}:Networks is empty: the rule would match no caller");

@@ -37,6 +37,68 @@ internal static class ConfigurationKeys
     public static IReadOnlyList<string> Unknown(IConfiguration configuration) =>
         configuration.AsEnumerable().Where(pair => pair.Value is not null && !IsKnown(pair.Key)).Select(pair => pair.Key).Order(StringComparer.Ordinal).ToList();
 
+    /// <summary>
+    /// List entries the binder could not read, with its reason. It drops such an entry without a word: a rule of
+    /// Access:DicomNodes with "Rights": "Stor" vanished, and with no rule left every caller had every right; an audit
+    /// sink of an unknown Kind vanished, and /health said there was no sink.
+    /// </summary>
+    public static IReadOnlyList<string> Unreadable(IConfiguration configuration)
+    {
+        var problems = new List<string>();
+        foreach (var (prefix, type) in Sections)
+        {
+            var section = configuration.GetSection(string.Join(':', prefix));
+            if (section.Exists())
+            {
+                CheckEntries(section, type, problems);
+            }
+        }
+
+        return problems;
+    }
+
+    private static void CheckEntries(IConfigurationSection section, Type type, List<string> problems)
+    {
+        foreach (var child in section.GetChildren())
+        {
+            var property = type.GetProperty(child.Key, Public);
+            if (property is null || IsLeaf(property.PropertyType))
+            {
+                continue;
+            }
+
+            var propertyType = property.PropertyType;
+            if (DictionaryValue(propertyType) is null && ElementOf(propertyType) is { } element && !IsLeaf(element))
+            {
+                foreach (var entry in child.GetChildren())
+                {
+                    try
+                    {
+                        entry.Get(element);
+                        CheckEntries(entry, element, problems);
+                    }
+                    catch (InvalidOperationException e)
+                    {
+                        problems.Add($"{entry.Path} cannot be read: {Reason(e)}");
+                    }
+                }
+            }
+            else if (DictionaryValue(propertyType) is null && ElementOf(propertyType) is null)
+            {
+                CheckEntries(child, propertyType, problems);
+            }
+        }
+    }
+
+    /// <summary>The binder's own message, with the names an enumeration takes.</summary>
+    private static string Reason(InvalidOperationException e)
+    {
+        var message = e.Message;
+        var type = System.Text.RegularExpressions.Regex.Match(message, @"to type '([^']+)'").Groups[1].Value;
+        var names = Sections.Select(s => s.Type.Assembly).Distinct().Select(a => a.GetType(type)).FirstOrDefault(t => t is { IsEnum: true });
+        return names is null ? message : $"{message} It takes one of: {string.Join(", ", Enum.GetNames(names))}.";
+    }
+
     internal static bool IsKnown(string key)
     {
         if (HostKeys.Any(h => key.Equals(h, StringComparison.OrdinalIgnoreCase) || key.StartsWith(h + ":", StringComparison.OrdinalIgnoreCase)))

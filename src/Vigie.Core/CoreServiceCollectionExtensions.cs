@@ -14,7 +14,10 @@ public static class CoreServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddVigieCore(this IServiceCollection services)
     {
-        services.AddOptions<DatabaseOptions>();
+        // A busy timeout of 0 or less made the node's own background writers fail at once ("within 0 ms").
+        services.AddOptions<DatabaseOptions>()
+            .Validate(o => o.BusyTimeout > TimeSpan.Zero, "Database:BusyTimeout must be positive (how long a writer waits for the SQLite write lock)")
+            .ValidateOnStart();
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IVigieDatabase>(sp =>
         {

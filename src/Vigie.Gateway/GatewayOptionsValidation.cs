@@ -81,6 +81,18 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             problems.Add($"Gateway:InMemoryInspectionLimit {options.InMemoryInspectionLimit} is above 1 GiB, the largest copy one object may keep in memory");
         }
 
+        // A negative period started without a word: a negative backlog alert turned forwarding Degraded as soon as one
+        // object waited, and a negative report expiry gave up on every commitment report at once.
+        if (options.Forwarding.BacklogAlert <= TimeSpan.Zero)
+        {
+            problems.Add($"Gateway:Forwarding:BacklogAlert {options.Forwarding.BacklogAlert} must be positive");
+        }
+
+        if (options.CommitmentReportExpiry <= TimeSpan.Zero)
+        {
+            problems.Add($"Gateway:CommitmentReportExpiry {options.CommitmentReportExpiry} must be positive");
+        }
+
         if (options.InMemoryInspectionTotal < 0)
         {
             problems.Add($"Gateway:InMemoryInspectionTotal is {options.InMemoryInspectionTotal}: it must not be negative (0: every object is read back from its spool)");

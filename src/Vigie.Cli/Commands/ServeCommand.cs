@@ -92,6 +92,17 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings);
+        if (ConfigurationKeys.Unreadable(configuration) is { Count: > 0 } unreadable)
+        {
+            // Refused rather than warned: the entry would be dropped, and a dropped access rule or audit sink opens or blinds the node.
+            foreach (var problem in unreadable)
+            {
+                await Console.Error.WriteLineAsync($"vigie serve: cannot start: {problem}");
+            }
+
+            return ExitCodes.Error;
+        }
+
         // Before the host writes its own keys (urls) through to this configuration.
         var unknownKeys = ConfigurationKeys.Unknown(configuration);
         // The content root is the application folder: the default (the current folder) may hold the data folder, and the

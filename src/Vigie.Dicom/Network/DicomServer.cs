@@ -138,7 +138,7 @@ public sealed class DicomServer : IAsyncDisposable
             {
                 socket = await listener.AcceptSocketAsync(_stopping.Token).ConfigureAwait(false);
             }
-            catch (SocketException e) when (!_stopping.IsCancellationRequested)
+            catch (SocketException e) when (!_stopping.IsCancellationRequested && e.SocketErrorCode is not (SocketError.OperationAborted or SocketError.Interrupted))
             {
                 // A peer gone before it was accepted costs nothing. Out of descriptors or buffers (EMFILE, ENFILE,
                 // ENOBUFS), the connection waits in the backlog: keep listening, a little later, and say so. Returning
@@ -162,7 +162,8 @@ public sealed class DicomServer : IAsyncDisposable
             }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException or SocketException or InvalidOperationException)
             {
-                // InvalidOperationException: StopAsync stopped the listener before this loop reached Accept.
+                // InvalidOperationException: StopAsync stopped the listener before this loop reached Accept. OperationAborted:
+                // it stopped the listener under a pending Accept (every clean stop logged "cannot accept... out of file descriptors").
                 return;
             }
 

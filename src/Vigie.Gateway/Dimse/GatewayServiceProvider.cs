@@ -356,8 +356,8 @@ internal sealed class GatewayServiceProvider(
 
     // The listener calls this at most once a minute.
     public void AcceptFailed(System.Net.Sockets.SocketError error, string message) =>
-        logger.LogError("The DICOM listener cannot accept connections ({Error}: {Message}); it tries again every 250 ms. Out of file descriptors, raise LimitNOFILE",
-            error, message);
+        logger.LogError("The DICOM listener cannot accept connections ({Error}: {Message}); it tries again every 250 ms{Advice}", error, message,
+            error == System.Net.Sockets.SocketError.TooManyOpenSockets ? ". Out of file descriptors, raise LimitNOFILE" : "");
 
     public void OperationFailed(DicomAssociation association, DimseMessage request, Exception exception)
     {

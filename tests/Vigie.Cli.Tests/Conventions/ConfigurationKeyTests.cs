@@ -81,3 +81,49 @@ public sealed class ConfigurationKeyTests
             ConfigurationKeys.Unknown(configuration));
     }
 }
+
+/// <summary>
+/// Regression: the binder drops a list entry it cannot read, without a word. A rule with "Rights": "Stor" vanished,
+/// the node fell back to its loopback rule with every right, and the caller it was meant to restrict could store,
+/// query and retrieve; an audit sink of "Kind": "Kafka" vanished and /health said there was no sink.
+/// </summary>
+public sealed class UnreadableEntryTests
+{
+    [Fact]
+    public void Regression_a_list_entry_the_binder_cannot_read_was_dropped_and_the_node_opened_to_every_right()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Access:DicomNodes:0:AETitle"] = "CT01",
+            ["Access:DicomNodes:0:Networks:0"] = "127.0.0.1/32",
+            ["Access:DicomNodes:0:Rights"] = "Stor",
+            ["Access:DicomNodes:1:AETitle"] = "PACS",
+            ["Access:DicomNodes:1:Networks:0"] = "127.0.0.1/32",
+            ["Access:DicomNodes:1:Rights"] = "Store, Query",
+            ["Audit:Sinks:0:Name"] = "siem",
+            ["Audit:Sinks:0:Kind"] = "Kafka",
+        }).Build();
+
+        var problems = ConfigurationKeys.Unreadable(configuration);
+        Assert.Equal(2, problems.Count);
+        var rule = Assert.Single(problems, p => p.StartsWith("Access:DicomNodes:0 cannot be read:", StringComparison.Ordinal));
+        Assert.Contains("Store", rule, StringComparison.Ordinal);
+        var sink = Assert.Single(problems, p => p.StartsWith("Audit:Sinks:0 cannot be read:", StringComparison.Ordinal));
+        Assert.Contains("SyslogTcp", sink, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_configuration_that_binds_has_no_unreadable_entry()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Access:DicomNodes:0:AETitle"] = "CT01",
+            ["Access:DicomNodes:0:Networks:0"] = "10.1.2.0/24",
+            ["Access:DicomNodes:0:Rights"] = "Store, Query",
+            ["Gateway:Destinations:0:AETitle"] = "PACS",
+            ["Gateway:Destinations:0:Host"] = "127.0.0.1",
+            ["Gateway:Destinations:0:Port"] = "104",
+        }).Build();
+        Assert.Empty(ConfigurationKeys.Unreadable(configuration));
+    }
+}

@@ -38,4 +38,19 @@ public sealed class NodeIdentityTests
             .Where(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var o)
                 && o.GetString()!.StartsWith("archive integrity:", StringComparison.Ordinal))];
     }
+    /// <summary>
+    /// Regression: every clean stop logged "fail: The DICOM listener cannot accept connections (OperationAborted) ...
+    /// Out of file descriptors, raise LimitNOFILE": stopping the listener under a pending accept read as a failure,
+    /// and sent whoever read the journal after `systemctl stop` the wrong way.
+    /// </summary>
+    [Fact]
+    public async Task Regression_every_clean_stop_logged_the_listener_out_of_file_descriptors()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        await node.StopAsync();
+        Assert.DoesNotContain("cannot accept connections", node.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("LimitNOFILE", node.Output, StringComparison.Ordinal);
+    }
 }

@@ -32,6 +32,8 @@ public sealed class InspectionMemoryTests
     [InlineData("InMemoryInspectionLimit", "2000000000", "Gateway:InMemoryInspectionLimit 2000000000 is above 1 GiB")]
     [InlineData("InMemoryInspectionTotal", "-1", "Gateway:InMemoryInspectionTotal is -1: it must not be negative")]
     [InlineData("MaxFindResults", "-5", "Gateway:MaxFindResults is -5: it must be positive")]
+    [InlineData("Forwarding:BacklogAlert", "-00:15:00", "Gateway:Forwarding:BacklogAlert -00:15:00 must be positive")]
+    [InlineData("CommitmentReportExpiry", "-1.00:00:00", "Gateway:CommitmentReportExpiry -1.00:00:00 must be positive")]
     public void A_setting_out_of_range_is_named_with_its_value(string setting, string value, string expected)
     {
         var options = new ConfigurationBuilder()
