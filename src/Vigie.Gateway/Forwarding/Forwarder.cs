@@ -56,6 +56,8 @@ internal sealed class Forwarder(
     private static readonly TimeSpan QueueReadEvery = TimeSpan.FromSeconds(15);
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
+    private readonly HashSet<long> _deliveredUnrecorded = [];
+    private List<long> _unreleased = [];
 
     protected override string RoundName => "Forwarding round";
 
@@ -82,6 +84,20 @@ internal sealed class Forwarder(
             logger.LogWarning("{Count} objects an earlier process of this node had taken to forward, and never finished, go back in the queue", released);
         }
 
+        // What a round that failed on the database left: delivered objects to record, claims to give back. Left to their
+        // lease, they waited 5 minutes after a short database outage although the database was back.
+        foreach (var id in _deliveredUnrecorded.ToList())
+        {
+            await Queue.CompleteAsync(id, _consumer, cancellationToken).ConfigureAwait(false);
+            _deliveredUnrecorded.Remove(id);
+        }
+
+        if (_unreleased.Count > 0)
+        {
+            await Queue.ReleaseAsync(_unreleased, _consumer, cancellationToken).ConfigureAwait(false);
+            _unreleased = [];
+        }
+
         var claim = new Claim(Stopwatch.GetTimestamp());
         var batch = await Queue.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
             .ConfigureAwait(false);
@@ -90,21 +106,21 @@ internal sealed class Forwarder(
             return 0;
         }
 
-        var requests = new List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)>();
-        foreach (var message in batch)
-        {
-            var request = JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload);
-            if (request is null)
-            {
-                await GiveUpAsync(message, "(unknown)", "unreadable forward request", null, cancellationToken).ConfigureAwait(false);
-                continue;
-            }
-
-            requests.Add((message, request));
-        }
-
         try
         {
+            var requests = new List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)>();
+            foreach (var message in batch)
+            {
+                var request = JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload);
+                if (request is null)
+                {
+                    await GiveUpAsync(message, "(unknown)", "unreadable forward request", null, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                requests.Add((message, request));
+            }
+
             foreach (var group in requests.GroupBy(r => r.Request.Destination, StringComparer.Ordinal))
             {
                 var destination = settings.FindDestination(group.Key, d => d.Forward);
@@ -124,7 +140,14 @@ internal sealed class Forwarder(
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // The node is stopping: what this round did not finish is given back, due at once for the next node or start.
-            await Queue.ReleaseAsync([.. batch.Select(m => m.Id)], _consumer, CancellationToken.None).ConfigureAwait(false);
+            await Queue.ReleaseAsync([.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.Contains(id))], _consumer, CancellationToken.None)
+                .ConfigureAwait(false);
+            throw;
+        }
+        catch (Exception)
+        {
+            // The database went away mid-round: given back by the next round that reaches it.
+            _unreleased = [.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.Contains(id))];
             throw;
         }
 
@@ -294,8 +317,10 @@ internal sealed class Forwarder(
 
                 if (DimseStatus.IsSuccessOrWarning(result.Status))
                 {
-                    // Recorded even when the node is stopping: the PACS has it, it must not go again.
+                    // Recorded even when the node is stopping: the PACS has it, it must not go again (nor be given back).
+                    _deliveredUnrecorded.Add(item.Message.Id);
                     await Queue.CompleteAsync(item.Message.Id, _consumer, CancellationToken.None).ConfigureAwait(false);
+                    _deliveredUnrecorded.Remove(item.Message.Id);
                     delivered.Add(item.Header);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
                 }

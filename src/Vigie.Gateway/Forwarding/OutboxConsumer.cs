@@ -12,6 +12,8 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
 {
     private static readonly TimeSpan Idle = TimeSpan.FromSeconds(2);
     private bool _abandonedReleased;
+    private long _lastFailureLog;
+    private int _failuresNotLogged;
 
     protected Outbox Queue { get; } = outbox;
 
@@ -62,7 +64,19 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
             }
             catch (Exception e)
             {
-                logger.LogError(e, "{Round} failed; retrying", RoundName);
+                // Every 2 s for the whole of a database outage, a stack trace each time: in full once a minute.
+                var now = Clock.GetTimestamp();
+                if (_lastFailureLog == 0 || Clock.GetElapsedTime(_lastFailureLog, now) >= TimeSpan.FromMinutes(1))
+                {
+                    logger.LogError(e, "{Round} failed{Since}; retrying", RoundName, _failuresNotLogged > 0 ? $" ({_failuresNotLogged} more times since the last report)" : "");
+                    (_lastFailureLog, _failuresNotLogged) = (now, 0);
+                }
+                else
+                {
+                    _failuresNotLogged++;
+                    logger.LogDebug("{Round} failed again: {Reason}", RoundName, e.Message);
+                }
+
                 try
                 {
                     await Task.Delay(Idle, Clock, stoppingToken).ConfigureAwait(false);

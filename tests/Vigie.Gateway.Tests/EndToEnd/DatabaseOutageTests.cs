@@ -81,7 +81,10 @@ public sealed class DatabaseOutageTests
         var refused = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1, encoded, ct);
         Assert.Equal(DimseStatus.ProcessingFailure, refused.Status);
         Assert.Equal("Vigie could not queue the request: retry later", refused.ErrorComment);
-        Assert.Contains("Storage commitment request from SCU1 could not be queued", node.Output, StringComparison.Ordinal);
+        // The node's log reaches the test through its output pipe, a moment after the answer.
+        var logged = await Eventually.WaitForAsync(() => Task.FromResult(node.Output),
+            o => o.Contains("Storage commitment request from SCU1 could not be queued", StringComparison.Ordinal), ct, TimeSpan.FromSeconds(10));
+        Assert.Contains("Storage commitment request from SCU1 could not be queued", logged, StringComparison.Ordinal);
 
         proxy.Restore();
         var accepted = await Eventually.WaitForAsync(
@@ -92,9 +95,69 @@ public sealed class DatabaseOutageTests
     }
 
     /// <summary>A node on PostgreSQL reached through a <see cref="TcpProxy"/>, so the test can cut the database away from it.</summary>
-    private static async Task<(VigieNode Node, TcpProxy Proxy)> StartBehindProxyAsync(IEnumerable<string>? arguments, CancellationToken ct)
+    /// <summary>
+    /// Regression: an object the forwarder had claimed when the database went away stayed claimed for the whole lease
+    /// (5 minutes) once the database was back: the failed round could not give it back, and nothing did later. Here
+    /// the PACS takes the connection but does not answer while the database is cut, so the round fails holding it.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_object_claimed_for_forwarding_when_the_database_went_away_waited_out_its_lease()
     {
-        var node = await VigieNode.CreateAsync(DatabaseProvider.Postgres, arguments, null, ct);
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-fwd-outage");
+        var pacsPort = VigieNode.FreePort();
+        var silent = new TcpListener(IPAddress.Loopback, pacsPort);
+        silent.Start();
+        var held = new List<Socket>();
+        var holding = Task.Run(async () =>
+        {
+            try
+            {
+                while (true)
+                {
+                    var socket = await silent.AcceptSocketAsync(ct);
+                    lock (held)
+                    {
+                        held.Add(socket);
+                    }
+                }
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
+            {
+            }
+        }, ct);
+        var (node, proxy) = await StartBehindProxyAsync(null, ct, new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "PACS",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__HOST"] = "127.0.0.1",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = pacsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__FORWARD"] = "true",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__ARTIMTIMEOUT"] = "00:00:03",
+        });
+        await using var _ = node;
+        await using var __ = proxy;
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(held.Count), n => n > 0, ct);
+
+        proxy.Cut();
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("Forwarding round failed", StringComparison.Ordinal), ct);
+        silent.Stop();
+        lock (held)
+        {
+            held.ForEach(s => s.Close(0));
+        }
+
+        await holding;
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
+        proxy.Restore();
+        var delivered = await Eventually.WaitForAsync(() => Task.FromResult(pacs.Files), n => n > 0, ct, TimeSpan.FromSeconds(90));
+        Assert.True(delivered == 1, "the object waited out its claim's lease:\n" + node.Output);
+    }
+
+    private static async Task<(VigieNode Node, TcpProxy Proxy)> StartBehindProxyAsync(IEnumerable<string>? arguments, CancellationToken ct,
+        IDictionary<string, string>? environment = null)
+    {
+        var node = await VigieNode.CreateAsync(DatabaseProvider.Postgres, arguments, environment, ct);
         var direct = new NpgsqlConnectionStringBuilder(node.Environment["VIGIE__DATABASE__CONNECTIONSTRING"]);
         var addresses = await Dns.GetHostAddressesAsync(direct.Host!, ct);
         var proxy = TcpProxy.Start(new IPEndPoint(addresses.First(a => a.AddressFamily == AddressFamily.InterNetwork), direct.Port));
