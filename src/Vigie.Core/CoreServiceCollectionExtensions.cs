@@ -14,10 +14,8 @@ public static class CoreServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddVigieCore(this IServiceCollection services)
     {
-        // A busy timeout of 0 or less made the node's own background writers fail at once ("within 0 ms").
-        services.AddOptions<DatabaseOptions>()
-            .Validate(o => o.BusyTimeout > TimeSpan.Zero, "Database:BusyTimeout must be positive (how long a writer waits for the SQLite write lock)")
-            .ValidateOnStart();
+        services.AddOptions<DatabaseOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DatabaseOptions>, DatabaseOptionsValidation>());
         services.TryAddSingleton(TimeProvider.System);
         services.TryAddSingleton<IVigieDatabase>(sp =>
         {
@@ -38,4 +36,13 @@ public static class CoreServiceCollectionExtensions
         services.TryAddSingleton<LeaseStore>();
         return services;
     }
+}
+
+/// <summary>A busy timeout of 0 or less made the node's own background writers fail at once ("within 0 ms").</summary>
+internal sealed class DatabaseOptionsValidation : IValidateOptions<DatabaseOptions>
+{
+    public ValidateOptionsResult Validate(string? name, DatabaseOptions options) =>
+        options.BusyTimeout > TimeSpan.Zero
+            ? ValidateOptionsResult.Success
+            : ValidateOptionsResult.Fail($"Database:BusyTimeout {options.BusyTimeout} must be positive (how long a writer waits for the SQLite write lock)");
 }

@@ -135,6 +135,17 @@ internal static class ServeCommand
 
         try
         {
+            // The settings first, on their own: failing inside the host's start, each came with the host's stack trace.
+            app.Services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
+        }
+        catch (Exception e) when (e is Microsoft.Extensions.Options.OptionsValidationException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {e.Message}");
+            return ExitCodes.Error;
+        }
+
+        try
+        {
             await app.StartAsync(cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)

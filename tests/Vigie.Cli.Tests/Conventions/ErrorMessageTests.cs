@@ -43,6 +43,25 @@ public sealed class ErrorMessageTests
     }
 
     /// <summary>
+    /// Regression: every setting refused at start printed the clear line, then the host's "Hosting failed to start" with
+    /// a .NET stack trace (9 to 39 frames, with the build's source paths), and a negative Database:BusyTimeout started.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_setting_refused_at_start_came_with_the_host_s_stack_trace()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-settings");
+        var config = work.Combine("vigie.json");
+        await File.WriteAllTextAsync(config, "{ \"Database\": { \"BusyTimeout\": \"-00:00:05\" } }", ct);
+        var serve = await VigieProcess.RunAsync(["serve", "--data", work.Combine("data"), "--config", config, "--dicom-port", "1", "--http-port", "1"],
+            cancellationToken: ct);
+        Assert.Equal(2, serve.ExitCode);
+        Assert.Contains("Database:BusyTimeout -00:00:05 must be positive", serve.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", serve.StandardError + serve.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("Hosting failed to start", serve.StandardError + serve.StandardOutput, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: `--data` naming a file stopped serve with "The file '...' already exists", and a folder of other
     /// files was taken for a new data folder and filled with Vigie's.
     /// </summary>
