@@ -51,6 +51,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<ArchiveRecovery>();
         services.TryAddSingleton<ClockStepGuard>();
         services.TryAddSingleton<NegotiationStatus>();
+        services.TryAddSingleton<StoreStatus>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

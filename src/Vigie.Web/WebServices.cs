@@ -153,7 +153,8 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
     }
 }
 
-internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.Dimse.NegotiationStatus negotiation, TimeProvider time) : IHealthCheck
+internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.Dimse.NegotiationStatus negotiation, Vigie.Gateway.Dimse.StoreStatus stores,
+    TimeProvider time) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -169,9 +170,16 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.
         }
 
         // Listening is not serving: while every request is refused as transient, no modality can store.
-        return Task.FromResult(negotiation.Refusing(time.GetUtcNow()) is { } refusing
-            ? HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"associations refused for now since {refusing.Since:HH:mm:ss}Z: {refusing.Reason}"))
+        if (negotiation.Refusing(time.GetUtcNow()) is { } refusing)
+        {
+            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"associations refused for now since {refusing.Since:HH:mm:ss}Z: {refusing.Reason}")));
+        }
+
+        // Nor is accepting associations: stores answered A700 since, and none completed.
+        return Task.FromResult(stores.Failing(time.GetUtcNow()) is { } storesFailing
+            ? HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"stores refused (A700) since {storesFailing.Since:HH:mm:ss}Z, {storesFailing.Count} since the last one completed: {storesFailing.Reason}"))
             : HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections"));
     }
 }

@@ -38,6 +38,7 @@ internal sealed class GatewayServiceProvider(
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> serverOptions,
     NegotiationStatus negotiation,
+    StoreStatus stores,
     ILogger<GatewayServiceProvider> logger,
     TimeProvider time) : IDicomServiceProvider
 {
@@ -615,6 +616,8 @@ internal sealed class GatewayServiceProvider(
     private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, Exception e, string reason, CancellationToken cancellationToken)
     {
         IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
+        // The type and, from a database, its SQLSTATE: the message may quote a value.
+        stores.Failed(time.GetUtcNow(), $"{reason} ({e.GetType().Name}{(e is System.Data.Common.DbException { SqlState: { } state } ? " " + state : "")})");
         if (DueForLog(ref _lastSpoolFailure, time.GetUtcNow()))
         {
             logger.LogError(e, "A store from {CallingAE} was refused (A700): {Reason}", source.CallingAE, reason);
@@ -622,6 +625,8 @@ internal sealed class GatewayServiceProvider(
 
         await AuditRefusedStoreAsync(source, sopClassUid, $"{reason}: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
     }
+
+    private void StoreCompleted() => stores.Stored();
 
     private sealed class StoreOperation(GatewayServiceProvider provider, IngestSession session, IngestSource source, string? sopClassUid, string sopInstanceUid)
         : IStoreOperation
@@ -648,6 +653,7 @@ internal sealed class GatewayServiceProvider(
             try
             {
                 var result = await session.CompleteAsync(sopInstanceUid, cancellationToken).ConfigureAwait(false);
+                provider.StoreCompleted();
                 return new DimseResult(result.Status, result.Comment);
             }
             catch (Exception e) when (e is not OperationCanceledException)
