@@ -88,7 +88,9 @@ internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthChec
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            return HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {e.GetType().Name}");
+            // The server's own words when it answered (53300 "too many clients already"): they name the cause, not a value.
+            var cause = e is System.Data.Common.DbException { SqlState: { } state } db ? $"{e.GetType().Name} {state}: {db.Message}" : e.GetType().Name;
+            return HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {cause}");
         }
     }
 }
