@@ -6,35 +6,12 @@ namespace Vigie.Gateway.Dimse;
 /// </summary>
 public sealed class NegotiationStatus
 {
-    private readonly Lock _lock = new();
-    private DateTimeOffset? _refusingSince;
-    private DateTimeOffset _lastRefusal;
-    private string _reason = "";
+    private readonly FailureSpell _spell = new(TimeSpan.FromMinutes(2));
 
-    internal void Refused(DateTimeOffset at, string reason)
-    {
-        lock (_lock)
-        {
-            _refusingSince ??= at;
-            _lastRefusal = at;
-            _reason = reason;
-        }
-    }
+    internal void Refused(DateTimeOffset at, string reason) => _spell.Failed(at, reason);
 
-    internal void Decided()
-    {
-        lock (_lock)
-        {
-            _refusingSince = null;
-        }
-    }
+    internal void Decided() => _spell.Succeeded();
 
     /// <summary>Since when, and why, when the last association requests were refused and none decided since (within 2 minutes).</summary>
-    public (DateTimeOffset Since, string Reason)? Refusing(DateTimeOffset now)
-    {
-        lock (_lock)
-        {
-            return _refusingSince is { } since && now - _lastRefusal < TimeSpan.FromMinutes(2) ? (since, _reason) : null;
-        }
-    }
+    public (DateTimeOffset Since, string Reason)? Refusing(DateTimeOffset now) => _spell.Current(now) is { } spell ? (spell.Since, spell.Reason) : null;
 }

@@ -7,40 +7,12 @@ namespace Vigie.Gateway.Dimse;
 /// </summary>
 public sealed class StoreStatus
 {
-    private readonly Lock _lock = new();
-    private DateTimeOffset? _failingSince;
-    private DateTimeOffset _lastFailure;
-    private int _failures;
-    private string _reason = "";
+    private readonly FailureSpell _spell = new(TimeSpan.FromMinutes(10));
 
-    internal void Failed(DateTimeOffset at, string reason)
-    {
-        lock (_lock)
-        {
-            _failingSince ??= at;
-            _lastFailure = at;
-            _failures++;
-            _reason = reason;
-        }
-    }
+    internal void Failed(DateTimeOffset at, string reason) => _spell.Failed(at, reason);
 
-    internal void Stored()
-    {
-        lock (_lock)
-        {
-            if (_failingSince is not null)
-            {
-                (_failingSince, _failures) = (null, 0);
-            }
-        }
-    }
+    internal void Stored() => _spell.Succeeded();
 
-    /// <summary>Since when, how many and why, while the last stores failed and none succeeded since (within 10 minutes).</summary>
-    public (DateTimeOffset Since, int Count, string Reason)? Failing(DateTimeOffset now)
-    {
-        lock (_lock)
-        {
-            return _failingSince is { } since && now - _lastFailure < TimeSpan.FromMinutes(10) ? (since, _failures, _reason) : null;
-        }
-    }
+    /// <summary>Since when, how many and why, while the last stores failed and none completed since (within 10 minutes).</summary>
+    public (DateTimeOffset Since, int Count, string Reason)? Failing(DateTimeOffset now) => _spell.Current(now);
 }
