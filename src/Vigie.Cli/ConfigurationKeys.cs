@@ -61,15 +61,20 @@ internal static class ConfigurationKeys
     {
         foreach (var child in section.GetChildren())
         {
+            // Values and dictionaries (any key is a setting's name there) hold no entries the binder drops.
             var property = type.GetProperty(child.Key, Public);
-            if (property is null || IsLeaf(property.PropertyType))
+            if (property is null || IsLeaf(property.PropertyType) || DictionaryValue(property.PropertyType) is not null)
             {
                 continue;
             }
 
-            var propertyType = property.PropertyType;
-            if (DictionaryValue(propertyType) is null && ElementOf(propertyType) is { } element && !IsLeaf(element))
+            if (ElementOf(property.PropertyType) is { } element)
             {
+                if (IsLeaf(element))
+                {
+                    continue;
+                }
+
                 foreach (var entry in child.GetChildren())
                 {
                     try
@@ -83,9 +88,9 @@ internal static class ConfigurationKeys
                     }
                 }
             }
-            else if (DictionaryValue(propertyType) is null && ElementOf(propertyType) is null)
+            else
             {
-                CheckEntries(child, propertyType, problems);
+                CheckEntries(child, property.PropertyType, problems);
             }
         }
     }

@@ -26,17 +26,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         // The log as of now. A serving node keeps appending while this runs, and the entries, subtree nodes and append
         // state are read at different moments: entries appended meanwhile are left for the next run instead of being
         // taken for a tail without its state, a missing subtree node or a removed tail (false alarms on every run).
-        AuditState? atStart = null;
-        Exception? stateError = null;
-        try
-        {
-            atStart = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
-        {
-            stateError = ex;
-        }
-
+        var (atStart, stateError) = await ReadStateAsync(cancellationToken).ConfigureAwait(false);
         var bound = atStart?.TreeSize ?? long.MaxValue;
         // The patient and time runs are checked on connections of their own, alongside the pass over the entries.
         var runProblems = store.FindRunProblemsAsync(maxProblems, cancellationToken).AsTask();
@@ -192,7 +182,8 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
                 CheckHeads(frontier, heads, ref headIndex, ref lastGoodHeadSize, ref latestVerified, problems);
             }
 
-            atEnd = await ReadStateOrNullAsync(cancellationToken).ConfigureAwait(false);
+            // Unreadable, it is reported from the first reading.
+            (atEnd, _) = await ReadStateAsync(cancellationToken).ConfigureAwait(false);
             var appendedTo = Math.Max(frontier.Size, atEnd?.TreeSize ?? 0);
             while (pendingNode is not null)
             {
@@ -291,15 +282,16 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         };
     }
 
-    private async ValueTask<AuditState?> ReadStateOrNullAsync(CancellationToken cancellationToken)
+    /// <summary>The append state, or why it cannot be read (a problem of the log, not of the verification).</summary>
+    private async ValueTask<(AuditState? State, Exception? Error)> ReadStateAsync(CancellationToken cancellationToken)
     {
         try
         {
-            return await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+            return (await store.ReadStateAsync(cancellationToken).ConfigureAwait(false), null);
         }
         catch (Exception ex) when (ex is AuditIntegrityException or InvalidDataException or InvalidCastException)
         {
-            return null; // Reported from the first reading.
+            return (null, ex);
         }
     }
 

@@ -12,7 +12,7 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
 {
     private static readonly TimeSpan Idle = TimeSpan.FromSeconds(2);
     private bool _abandonedReleased;
-    private long _lastFailureLog;
+    private DateTimeOffset _lastFailureLog = DateTimeOffset.MinValue;
     private int _failuresNotLogged;
 
     protected Outbox Queue { get; } = outbox;
@@ -65,11 +65,10 @@ internal abstract class OutboxConsumer(Outbox outbox, string topic, ILogger logg
             catch (Exception e)
             {
                 // Every 2 s for the whole of a database outage, a stack trace each time: in full once a minute.
-                var now = Clock.GetTimestamp();
-                if (_lastFailureLog == 0 || Clock.GetElapsedTime(_lastFailureLog, now) >= TimeSpan.FromMinutes(1))
+                if (Dimse.GatewayServiceProvider.DueForLog(ref _lastFailureLog, Clock.GetUtcNow()))
                 {
                     logger.LogError(e, "{Round} failed{Since}; retrying", RoundName, _failuresNotLogged > 0 ? $" ({_failuresNotLogged} more times since the last report)" : "");
-                    (_lastFailureLog, _failuresNotLogged) = (now, 0);
+                    _failuresNotLogged = 0;
                 }
                 else
                 {

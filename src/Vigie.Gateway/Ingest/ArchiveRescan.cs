@@ -64,7 +64,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
                 {
                     await using var reader = await store.OpenReadAsync(written.Id, ct).ConfigureAwait(false);
                     reader.ReleasePagesWhenDone();
-                    using var content = await IngestPipeline.ContentFromAsync(reader, inMemoryLimit, ct).ConfigureAwait(false);
+                    using var content = await ContentFromAsync(reader, inMemoryLimit, ct).ConfigureAwait(false);
                     var verdict = await inspector.InspectAsync(content, null, ct).ConfigureAwait(false);
                     Interlocked.Add(ref bytes, reader.Length);
                     if (verdict.Kind is VerdictKind.Malicious or VerdictKind.Error || (verdict.Kind == VerdictKind.Suspicious && quarantineSuspicious))
@@ -107,6 +107,30 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
         logger.LogInformation("{Operator} re-inspected the archive: {Objects} objects, {Hits} flagged, {Unreadable} unreadable", operatorName, report.Objects,
             report.Hits.Count, report.Unreadable.Count);
         return report;
+    }
+
+    /// <summary>An object read back decrypted: into memory when small (the common case), else by ranges.</summary>
+    private static async ValueTask<ContentSource> ContentFromAsync(ArchiveObjectReader reader, int inMemoryLimit, CancellationToken cancellationToken)
+    {
+        if (reader.Length <= inMemoryLimit)
+        {
+            var bytes = GC.AllocateUninitializedArray<byte>((int)reader.Length);
+            var filled = 0;
+            while (filled < bytes.Length)
+            {
+                var read = await reader.ReadAsync(filled, bytes.AsMemory(filled), cancellationToken).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    throw new EndOfStreamException("The spool is shorter than its trailer says.");
+                }
+
+                filled += read;
+            }
+
+            return ContentSource.FromMemory(bytes);
+        }
+
+        return new ObjectContentSource(reader);
     }
 
     private AuditRecord HitRecord(RescanHit hit, DicomDataset? header, string operatorName)

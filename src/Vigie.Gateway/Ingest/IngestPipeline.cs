@@ -487,30 +487,6 @@ public sealed class IngestPipeline(
             quarantined.QuarantineId);
     }
 
-    /// <summary>An object read back decrypted: into memory when small (the common case), else by ranges.</summary>
-    internal static async ValueTask<ContentSource> ContentFromAsync(ArchiveObjectReader reader, int inMemoryLimit, CancellationToken cancellationToken)
-    {
-        if (reader.Length <= inMemoryLimit)
-        {
-            var bytes = GC.AllocateUninitializedArray<byte>((int)reader.Length);
-            var filled = 0;
-            while (filled < bytes.Length)
-            {
-                var read = await reader.ReadAsync(filled, bytes.AsMemory(filled), cancellationToken).ConfigureAwait(false);
-                if (read == 0)
-                {
-                    throw new EndOfStreamException("The spool is shorter than its trailer says.");
-                }
-
-                filled += read;
-            }
-
-            return ContentSource.FromMemory(bytes);
-        }
-
-        return new ObjectContentSource(reader);
-    }
-
     private static string Truncate(string comment) => comment.Length <= 64 ? comment : comment[..64];
 
     internal sealed record ForwardRequest(string Destination, string ObjectId, long InstanceRowId);

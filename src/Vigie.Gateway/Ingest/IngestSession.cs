@@ -21,14 +21,10 @@ public sealed class IngestSession : IAsyncDisposable
         _pipeline = pipeline;
         _spool = spool;
         _source = source;
-        if (pipeline.Memory.TryReserve(InitialCopy))
+        _plain = RentCopy(InitialCopy);
+        if (_plain is null)
         {
-            _plain = ArrayPool<byte>.Shared.Rent(InitialCopy);
-            pipeline.Memory.Add(_plain.Length - InitialCopy);
-        }
-        else
-        {
-            IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "memory"));
+            CountReadBack("memory");
         }
     }
 
@@ -49,23 +45,20 @@ public sealed class IngestSession : IAsyncDisposable
         {
             // Too large to keep: inspection will read it back from the spool by ranges.
             ReturnPlain();
-            IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "size"));
+            CountReadBack("size");
             return;
         }
 
         if (needed > _plain.Length)
         {
             // The old copy is released only once the new one holds it, so both count while it moves.
-            var size = (int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2));
-            if (!_pipeline.Memory.TryReserve(size))
+            if (RentCopy((int)Math.Min(_pipeline.InMemoryLimit, Math.Max(needed, (long)_plain.Length * 2))) is not { } bigger)
             {
                 ReturnPlain();
-                IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", "memory"));
+                CountReadBack("memory");
                 return;
             }
 
-            var bigger = ArrayPool<byte>.Shared.Rent(size);
-            _pipeline.Memory.Add(bigger.Length - size);
             _plain.AsSpan(0, _plainLength).CopyTo(bigger);
             ReturnCleared(_plain, _plainLength);
             _pipeline.Memory.Release(_plain.Length);
@@ -103,6 +96,21 @@ public sealed class IngestSession : IAsyncDisposable
         ReturnPlain();
         await _spool.DisposeAsync().ConfigureAwait(false);
     }
+
+    /// <summary>A pooled buffer of at least <paramref name="size"/> bytes, counted in the node's inspection memory; null past it.</summary>
+    private byte[]? RentCopy(int size)
+    {
+        if (!_pipeline.Memory.TryReserve(size))
+        {
+            return null;
+        }
+
+        var buffer = ArrayPool<byte>.Shared.Rent(size);
+        _pipeline.Memory.Add(buffer.Length - size);
+        return buffer;
+    }
+
+    private static void CountReadBack(string reason) => IngestPipeline.ReadBack.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     private void ReturnPlain()
     {
