@@ -21,7 +21,8 @@ public static class AuditServiceCollectionExtensions
     public static IServiceCollection AddAudit(this IServiceCollection services)
     {
         services.AddVigieCore();
-        services.AddOptions<AuditOptions>();
+        services.AddOptions<AuditOptions>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<AuditOptions>, AuditOptionsValidation>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, AuditSchema>());
         services.TryAddSingleton<AuditStore>();
         services.TryAddSingleton<AuditSignal>();

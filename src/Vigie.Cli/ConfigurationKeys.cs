@@ -84,7 +84,7 @@ internal static class ConfigurationKeys
                     }
                     catch (InvalidOperationException e)
                     {
-                        problems.Add($"{entry.Path} cannot be read: {Reason(e)}");
+                        problems.Add($"{entry.Path} cannot be read: {Explain(e)}");
                     }
                 }
             }
@@ -96,10 +96,15 @@ internal static class ConfigurationKeys
     }
 
     /// <summary>The binder's own message, with the names an enumeration takes.</summary>
-    private static string Reason(InvalidOperationException e)
+    internal static string Explain(Exception e)
     {
         var message = e.Message;
-        var type = System.Text.RegularExpressions.Regex.Match(message, @"to type '([^']+)'").Groups[1].Value;
+        if (System.Text.RegularExpressions.Regex.Match(message, @"to type '([^']+)'") is not { Success: true } match)
+        {
+            return message;
+        }
+
+        var type = match.Groups[1].Value;
         var names = Sections.Select(s => s.Type.Assembly).Distinct().Select(a => a.GetType(type)).FirstOrDefault(t => t is { IsEnum: true });
         return names is null ? message : $"{message} It takes one of: {string.Join(", ", Enum.GetNames(names))}.";
     }

@@ -38,11 +38,40 @@ public static class CoreServiceCollectionExtensions
     }
 }
 
-/// <summary>A busy timeout of 0 or less made the node's own background writers fail at once ("within 0 ms").</summary>
+/// <summary>
+/// A busy timeout of 0 or less made the node's own background writers fail at once ("within 0 ms"). A PostgreSQL
+/// connection string with a misspelt key ("Prot") stopped the start with Npgsql's "Couldn't set prot", not the setting.
+/// </summary>
 internal sealed class DatabaseOptionsValidation : IValidateOptions<DatabaseOptions>
 {
-    public ValidateOptionsResult Validate(string? name, DatabaseOptions options) =>
-        options.BusyTimeout > TimeSpan.Zero
-            ? ValidateOptionsResult.Success
-            : ValidateOptionsResult.Fail($"Database:BusyTimeout {options.BusyTimeout} must be positive (how long a writer waits for the SQLite write lock)");
+    public ValidateOptionsResult Validate(string? name, DatabaseOptions options)
+    {
+        var problems = new List<string>();
+        if (options.BusyTimeout <= TimeSpan.Zero)
+        {
+            problems.Add($"Database:BusyTimeout {options.BusyTimeout} must be positive (how long a writer waits for the SQLite write lock)");
+        }
+
+        if (options.Provider == DatabaseProvider.Postgres)
+        {
+            if (string.IsNullOrWhiteSpace(options.ConnectionString))
+            {
+                problems.Add("Database:ConnectionString is empty: the Postgres provider needs one (Host=...;Database=...;Username=...)");
+            }
+            else
+            {
+                try
+                {
+                    _ = new Npgsql.NpgsqlConnectionStringBuilder(options.ConnectionString);
+                }
+                catch (Exception e) when (e is ArgumentException or FormatException)
+                {
+                    // Npgsql names the key, never the value: a password stays out of the message.
+                    problems.Add($"Database:ConnectionString is not a PostgreSQL connection string: {e.Message}");
+                }
+            }
+        }
+
+        return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
 }

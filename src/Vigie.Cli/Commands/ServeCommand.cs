@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Configuration;
@@ -89,6 +90,33 @@ internal static class ServeCommand
         DefaultValueFactory = _ => new DirectoryInfo(VigieConfiguration.DefaultDataFolder),
     };
 
+    /// <summary>
+    /// What stopped the start, in one line: a port in use, an unreachable database, a key or certificate file, each with
+    /// the causes its message leaves out ("Failed to connect to host:port" without "Connection refused"). Anything
+    /// else is a fault of Vigie's own, and keeps its stack trace.
+    /// </summary>
+    internal static string StartFailure(Exception e)
+    {
+        if (e is not (IOException or System.Net.Sockets.SocketException or System.Data.Common.DbException or System.Security.Cryptography.CryptographicException
+            or System.Security.Authentication.AuthenticationException or UnauthorizedAccessException or InvalidOperationException or ArgumentException
+            or TimeoutException or Microsoft.Extensions.Options.OptionsValidationException))
+        {
+            return e.ToString();
+        }
+
+        var message = e.Message.TrimEnd('.', ' ');
+        for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            var cause = inner.Message.TrimEnd('.', ' ');
+            if (!message.Contains(cause, StringComparison.Ordinal))
+            {
+                message += ": " + cause;
+            }
+        }
+
+        return e is System.Data.Common.DbException || e.InnerException is System.Data.Common.DbException ? "the index database: " + message : message;
+    }
+
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings);
@@ -119,6 +147,9 @@ internal static class ServeCommand
         });
         // Each /health probe and /metrics scrape wrote four lines ("Request starting", endpoint, "finished"...).
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        // While the host starts, its "Hosting failed to start" repeats with a stack trace what the CLI names in one line below.
+        var starting = new StrongBox<bool>(true);
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", level => !(starting.Value && level >= LogLevel.Error));
         builder.Services.AddVigieConfiguration(configuration);
         builder.Services.AddVigieCore();
         builder.Services.AddGateway();
@@ -140,18 +171,18 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is Microsoft.Extensions.Options.OptionsValidationException or InvalidOperationException)
         {
-            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {e.Message}");
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {ConfigurationKeys.Explain(e)}");
             return ExitCodes.Error;
         }
 
         try
         {
             await app.StartAsync(cancellationToken);
+            starting.Value = false;
         }
         catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
         {
-            // Whatever stopped the start (a port, a key file, a certificate, the database), the log has its detail.
-            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {e.Message}");
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {StartFailure(e)}");
             return ExitCodes.Error;
         }
 

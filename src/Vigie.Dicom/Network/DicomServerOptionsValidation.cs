@@ -49,6 +49,16 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
             problems.Add($"{at}:Tls:RequireClientCertificate needs {at}:Tls:ClientCaPath, the authorities client certificates are checked against");
         }
 
+        if (options.TlsPort > 0)
+        {
+            CheckTlsFiles(options.Tls, problems);
+        }
+        else if (options.Tls.CertificatePath is not null || options.Tls.ClientCaPath is not null)
+        {
+            // A certificate set up without its port left the node serving in clear only, which its operators took for TLS.
+            problems.Add($"{at}:Tls names a certificate but {at}:TlsPort is 0: no TLS port would open, DICOM would be served in clear only");
+        }
+
         if (options.MaxAssociations < 1 || options.MaxAssociationsPerCallingAE < 1 || options.MaxAssociationsPerCallingAE > options.MaxAssociations)
         {
             problems.Add($"{at}:MaxAssociations ({options.MaxAssociations}) and MaxAssociationsPerCallingAE ({options.MaxAssociationsPerCallingAE}) "
@@ -93,5 +103,32 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
         }
 
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+
+    /// <summary>
+    /// The certificate is loaded here, so a missing, unreadable or mismatched file is named with its setting rather than
+    /// failing the listener's start with only the file's path.
+    /// </summary>
+    private static void CheckTlsFiles(DicomTlsOptions tls, List<string> problems)
+    {
+        const string at = DicomServerOptions.Section + ":Tls";
+        var missing = new[] { ("CertificatePath", tls.CertificatePath), ("KeyPath", tls.KeyPath), ("ClientCaPath", tls.ClientCaPath) }
+            .Where(f => !string.IsNullOrWhiteSpace(f.Item2) && !File.Exists(f.Item2))
+            .Select(f => $"{at}:{f.Item1} '{f.Item2}': no such file")
+            .ToList();
+        problems.AddRange(missing);
+        if (missing.Count > 0 || string.IsNullOrWhiteSpace(tls.CertificatePath))
+        {
+            return;
+        }
+
+        try
+        {
+            using var certificate = DicomTls.LoadCertificate(tls.CertificatePath, tls.KeyPath, tls.CertificatePassword);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            problems.Add($"{at}:CertificatePath: {e.Message}");
+        }
     }
 }

@@ -49,7 +49,7 @@ public static class DicomTls
 
             return X509CertificateLoader.LoadPkcs12FromFile(path, password);
         }
-        catch (Exception e) when (e is ArgumentException or CryptographicException)
+        catch (Exception e) when (e is ArgumentException or CryptographicException or IOException or UnauthorizedAccessException)
         {
             throw new InvalidOperationException($"the TLS certificate {path}{(keyPath is null ? "" : $" with key {keyPath}")} cannot be used: {e.Message}", e);
         }

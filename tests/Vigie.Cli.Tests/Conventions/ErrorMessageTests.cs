@@ -62,6 +62,51 @@ public sealed class ErrorMessageTests
     }
 
     /// <summary>
+    /// Regression: a start stopped by a port in use or an unreachable database printed the host's "Hosting failed to
+    /// start" with a stack trace, and "Failed to connect to 127.0.0.1:N" without why. A misspelt provider did not list
+    /// the providers, and a misspelt connection-string key gave only Npgsql's "Couldn't set prot".
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_start_stopped_by_a_port_or_the_database_came_with_the_host_s_stack_trace()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-start");
+        using var busy = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        busy.Start();
+        var busyPort = ((System.Net.IPEndPoint)busy.LocalEndpoint).Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        async Task<string> RefusedAsync(string[] arguments, string? configuration)
+        {
+            List<string> all = ["serve", "--data", work.Combine("data"), .. arguments];
+            if (configuration is not null)
+            {
+                var file = work.Combine("vigie.json");
+                await File.WriteAllTextAsync(file, configuration, ct);
+                all.AddRange(["--config", file]);
+            }
+
+            var serve = await VigieProcess.RunAsync([.. all], cancellationToken: ct);
+            Assert.True(serve.ExitCode == 2, serve.StandardError + serve.StandardOutput);
+            Assert.DoesNotContain("   at ", serve.StandardError + serve.StandardOutput, StringComparison.Ordinal);
+            Assert.DoesNotContain("Hosting failed to start", serve.StandardError + serve.StandardOutput, StringComparison.Ordinal);
+            return serve.StandardError;
+        }
+
+        Assert.Contains($"cannot start: cannot listen for DICOM on 127.0.0.1:{busyPort}: Address already in use",
+            await RefusedAsync(["--dicom-port", busyPort, "--http-port", VigieNodePort()], null), StringComparison.Ordinal);
+        var closedPort = VigieNodePort();
+        Assert.Contains($"cannot start: the index database: Failed to connect to 127.0.0.1:{closedPort}: Connection refused",
+            await RefusedAsync(["--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()],
+                $$"""{ "Database": { "Provider": "Postgres", "ConnectionString": "Host=127.0.0.1;Port={{closedPort}};Username=vigie;Timeout=5" } }"""),
+            StringComparison.Ordinal);
+        Assert.Contains("to type 'Vigie.Core.Data.DatabaseProvider'. It takes one of: Sqlite, Postgres.",
+            await RefusedAsync(["--dicom-port", "1", "--http-port", "1"], """{ "Database": { "Provider": "PostgreSQL" } }"""), StringComparison.Ordinal);
+        Assert.Contains("Database:ConnectionString is not a PostgreSQL connection string: Couldn't set prot",
+            await RefusedAsync(["--dicom-port", "1", "--http-port", "1"], """{ "Database": { "Provider": "Postgres", "ConnectionString": "Host=db;Prot=5432" } }"""),
+            StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: `--data` naming a file stopped serve with "The file '...' already exists", and a folder of other
     /// files was taken for a new data folder and filled with Vigie's.
     /// </summary>

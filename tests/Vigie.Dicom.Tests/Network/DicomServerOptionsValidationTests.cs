@@ -1,4 +1,7 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -72,6 +75,41 @@ public sealed class DicomServerOptionsValidationTests
         var result = new DicomServerOptionsValidation().Validate(null, new DicomServerOptions { Association = new DicomAssociationOptions { MaxPduLength = 0 } });
 
         Assert.Equal(["Dicom:Server:Association:MaxPduLength 0 is not between 4096 and 16777216"], result.Failures);
+    }
+
+    /// <summary>
+    /// Regression: a missing certificate file passed the settings' check and stopped the start with only "Could not find
+    /// file", not the setting that named it; a certificate set up without Dicom:Server:TlsPort started a node serving in
+    /// clear only.
+    /// </summary>
+    [Fact]
+    public void Regression_TLS_files_were_not_checked_with_their_settings()
+    {
+        using var work = new TempDirectory("vigie-tls-settings");
+        var (certificate, key) = (work.Combine("node.crt"), work.Combine("node.key"));
+        using (var rsa = RSA.Create(2048))
+        {
+            var request = new CertificateRequest("CN=vigie-test", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var self = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(1));
+            File.WriteAllText(certificate, self.ExportCertificatePem());
+        }
+
+        using (var other = RSA.Create(2048))
+        {
+            File.WriteAllText(key, other.ExportPkcs8PrivateKeyPem());
+        }
+
+        DicomServerOptions Tls(int tlsPort, string? path, string? keyPath, string? ca = null) =>
+            new() { TlsPort = tlsPort, Tls = new DicomTlsOptions { CertificatePath = path, KeyPath = keyPath, ClientCaPath = ca } };
+        string[] Problems(DicomServerOptions options) => [.. new DicomServerOptionsValidation().Validate(null, options).Failures ?? []];
+
+        var missing = work.Combine("missing.crt");
+        Assert.Equal([$"Dicom:Server:Tls:CertificatePath '{missing}': no such file", $"Dicom:Server:Tls:ClientCaPath '{missing}': no such file"],
+            Problems(Tls(11113, missing, key, missing)));
+        var mismatch = Assert.Single(Problems(Tls(11113, certificate, key)));
+        Assert.StartsWith($"Dicom:Server:Tls:CertificatePath: the TLS certificate {certificate} with key {key} cannot be used", mismatch, StringComparison.Ordinal);
+        Assert.Equal(["Dicom:Server:Tls names a certificate but Dicom:Server:TlsPort is 0: no TLS port would open, DICOM would be served in clear only"],
+            Problems(Tls(0, certificate, key)));
     }
 
     [Theory]
