@@ -20,6 +20,10 @@ internal sealed class AuditAppender : IAsyncDisposable
     private Task? _writer;
     private int _disposed;
 
+    // Written by the one writer only. An outage fails every batch: the first is logged in full, then a line a minute.
+    private long _failedBatches;
+    private long _lastFailureLog;
+
     public AuditAppender(AuditStore store, AuditSignal signal, AuditOptions options, ILogger logger)
     {
         _store = store;
@@ -91,10 +95,26 @@ internal sealed class AuditAppender : IAsyncDisposable
                     AuditTelemetry.EntriesAppended.Add(batch.Count);
                     AuditTelemetry.BatchSize.Record(batch.Count);
                     _signal.OnAppended(batch.Count);
+                    if (_failedBatches > 0)
+                    {
+                        _logger.LogInformation("Audit batches commit again, after {Count} that failed", _failedBatches);
+                        _failedBatches = 0;
+                    }
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                 {
-                    _logger.LogError(ex, "Audit batch of {Count} entries failed to commit", batch.Count);
+                    var now = Environment.TickCount64;
+                    if (++_failedBatches == 1)
+                    {
+                        _logger.LogError(ex, "Audit batch of {Count} entries failed to commit", batch.Count);
+                        _lastFailureLog = now;
+                    }
+                    else if (now - _lastFailureLog >= 60_000)
+                    {
+                        _logger.LogError("Audit batches still fail to commit ({Count} since the first failed): {Reason}", _failedBatches, $"{ex.GetType().Name}: {ex.Message}");
+                        _lastFailureLog = now;
+                    }
+
                     foreach (var pending in batch)
                     {
                         pending.Completion.TrySetException(ex);

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Options;
 using OpenTelemetry.Metrics;
@@ -34,14 +35,17 @@ public static class WebServiceCollectionExtensions
             .ConfigureResource(r => r.AddService("vigie", serviceVersion: typeof(WebServiceCollectionExtensions).Assembly.GetName().Version?.ToString()))
             .WithMetrics(m => m.AddMeter("Vigie.*").AddAspNetCoreInstrumentation().AddRuntimeInstrumentation().AddPrometheusExporter())
             .WithTracing(t => t.AddSource("Vigie.*").AddAspNetCoreInstrumentation());
+        // The checks that read the database are bounded: a hung server (stopped, a frozen network path) kept /health
+        // from answering for a minute, past any probe's patience, instead of saying what was wrong.
+        services.TryAddSingleton<DatabaseCheckFlights>();
         services.AddHealthChecks()
-            .AddCheck<DatabaseHealthCheck>("database")
+            .Add(DatabaseCheckFlights.Bounded<DatabaseHealthCheck>("database", HealthStatus.Unhealthy))
             .AddCheck<DataFolderHealthCheck>("data-folder")
             .AddCheck<DicomNodeHealthCheck>("dicom-node")
-            .AddCheck<ForwardingHealthCheck>("forwarding")
-            .AddCheck<StorageCommitmentHealthCheck>("storage-commitment")
+            .Add(DatabaseCheckFlights.Bounded<ForwardingHealthCheck>("forwarding", HealthStatus.Degraded))
+            .Add(DatabaseCheckFlights.Bounded<StorageCommitmentHealthCheck>("storage-commitment", HealthStatus.Degraded))
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
-            .AddCheck<AuditExportHealthCheck>("audit-export")
+            .Add(DatabaseCheckFlights.Bounded<AuditExportHealthCheck>("audit-export", HealthStatus.Degraded))
             .AddCheck<AuditSigningHealthCheck>("audit-signing")
             .AddCheck<KeysHealthCheck>("keys");
         return services;
@@ -72,6 +76,68 @@ public static class WebEndpointExtensions
             status = report.Status.ToString(),
             checks = report.Entries.ToDictionary(e => e.Key, e => new { status = e.Value.Status.ToString(), description = e.Value.Description }),
         }, new JsonSerializerOptions { PropertyNamingPolicy = JsonNamingPolicy.CamelCase });
+    }
+}
+
+/// <summary>
+/// Runs a check that reads the database within <see cref="Timeout"/>. A probe that comes while the last one still waits
+/// joins it rather than opening one more connection to a server that does not answer.
+/// </summary>
+internal sealed class DatabaseCheckFlights
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
+
+    private readonly Dictionary<string, Task<HealthCheckResult>> _inFlight = new(StringComparer.Ordinal);
+
+    public static HealthCheckRegistration Bounded<T>(string name, HealthStatus failure)
+        where T : class, IHealthCheck =>
+        new(name, sp => new Check(name, ActivatorUtilities.GetServiceOrCreateInstance<T>(sp), failure, sp.GetRequiredService<DatabaseCheckFlights>()), failure, null);
+
+    private async Task<HealthCheckResult> RunAsync(string name, Func<CancellationToken, Task<HealthCheckResult>> check, HealthStatus failure,
+        CancellationToken cancellationToken)
+    {
+        Task<HealthCheckResult> flight;
+        lock (_inFlight)
+        {
+            if (!_inFlight.TryGetValue(name, out flight!))
+            {
+                flight = FlyAsync(name, check);
+                _inFlight[name] = flight;
+            }
+        }
+
+        try
+        {
+            return await flight.WaitAsync(Timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            return new HealthCheckResult(failure, $"the database did not answer within {Timeout.TotalSeconds:0} s: hung, or a network path that drops packets");
+        }
+    }
+
+    private async Task<HealthCheckResult> FlyAsync(string name, Func<CancellationToken, Task<HealthCheckResult>> check)
+    {
+        try
+        {
+            // Not the probe's token: a later probe may join this flight after the first one gave up.
+            using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+            await Task.Yield();
+            return await check(limit.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            lock (_inFlight)
+            {
+                _inFlight.Remove(name);
+            }
+        }
+    }
+
+    private sealed class Check(string name, IHealthCheck inner, HealthStatus failure, DatabaseCheckFlights flights) : IHealthCheck
+    {
+        public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+            flights.RunAsync(name, ct => inner.CheckHealthAsync(context, ct), failure, cancellationToken);
     }
 }
 

@@ -55,17 +55,29 @@ internal sealed class GatewayServiceProvider(
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
+    /// <summary>
+    /// Longest wait for the audit trail and the policy's data before an association is refused as transient. A hung
+    /// database (stopped by SIGSTOP, a locked SQLite file) otherwise held each association until the sender's own
+    /// timeout, which it reports as a network failure rather than a refusal to retry later.
+    /// </summary>
+    internal static readonly TimeSpan NegotiationLimit = TimeSpan.FromSeconds(10);
+
     public async ValueTask<AssociationDecision> NegotiateAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(NegotiationLimit);
         try
         {
-            var decision = await DecideAsync(association, connection, cancellationToken).ConfigureAwait(false);
+            var decision = await DecideAsync(association, connection, limit.Token).ConfigureAwait(false);
             negotiation.Decided();
             return decision;
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (e is not OperationCanceledException || (limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested))
         {
-            negotiation.Refused(time.GetUtcNow(), $"the audit trail or the access policy is unavailable ({e.GetType().Name})");
+            var cause = limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested
+                ? $"no answer within {NegotiationLimit.TotalSeconds:0} s"
+                : e.GetType().Name;
+            negotiation.Refused(time.GetUtcNow(), $"the audit trail or the access policy is unavailable ({cause})");
             // Nothing is served that cannot be audited. With the audit trail or the policy's data out of reach (a database
             // restarting, a full disk) the association is refused as transient, so the modality retries later, instead
             // of seeing its connection dropped without an answer.
@@ -74,11 +86,11 @@ internal sealed class GatewayServiceProvider(
             if (DueForLog(ref _lastTransientRefusal, time.GetUtcNow()))
             {
                 logger.LogError("Association from {CallingAE} at {Address} refused for now: the audit trail is unavailable ({Reason})", association.Parameters.CallingAE,
-                    connection.Remote?.Address, $"{e.GetType().Name}: {e.Message}");
+                    connection.Remote?.Address, $"{cause}: {e.Message}");
             }
 
             return AssociationDecision.Reject(RejectResult.Transient, RejectSource.ServiceProviderPresentation, RejectReasons.TemporaryCongestion,
-                "audit trail unavailable: " + e.GetType().Name);
+                "audit trail unavailable: " + cause);
         }
     }
 

@@ -215,6 +215,47 @@ public sealed class DatabaseOutageTests
         Assert.Equal(HttpStatusCode.OK, healthy.StatusCode);
     }
 
+    /// <summary>
+    /// Regression: with PostgreSQL hung (stopped by SIGSTOP), /health took about a minute to answer, past any probe's
+    /// patience, instead of saying the database did not answer, and associations waited until the sender gave up.
+    /// </summary>
+    [Fact]
+    public async Task Regression_health_took_a_minute_to_answer_while_the_database_hung()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (node, proxy) = await StartBehindProxyAsync(null, ct);
+        await using var _ = node;
+        await using var __ = proxy;
+        using var http = new HttpClient { Timeout = TimeSpan.FromMinutes(3) };
+        var healthUri = new Uri($"http://127.0.0.1:{node.HttpPort}/health");
+
+        proxy.Freeze();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using (var health = await http.GetAsync(healthUri, ct))
+        {
+            watch.Stop();
+            var text = await health.Content.ReadAsStringAsync(ct);
+            Assert.True(health.StatusCode == HttpStatusCode.ServiceUnavailable, text);
+            Assert.Contains("the database did not answer within 5 s", text, StringComparison.Ordinal);
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(25), $"/health answered after {watch.Elapsed}: {text}");
+        }
+
+        // An association is refused for a retry, not held until the sender gives up (echoscu waits 30 s for an answer).
+        var refused = await EchoAsync(node, ct);
+        Assert.True(refused.ExitCode != 0 && (refused.StandardError + refused.StandardOutput).Contains("Rejected Transient", StringComparison.Ordinal),
+            refused.ToString());
+
+        proxy.Thaw();
+        var echo = await Eventually.WaitForAsync(() => EchoAsync(node, ct), e => e.ExitCode == 0, ct, TimeSpan.FromSeconds(90));
+        Assert.True(echo.ExitCode == 0, echo + "\n" + node.Output);
+        var healthy = await Eventually.WaitForAsync(async () =>
+        {
+            using var health = await http.GetAsync(healthUri, ct);
+            return (health.StatusCode, Text: await health.Content.ReadAsStringAsync(ct));
+        }, h => h.StatusCode == HttpStatusCode.OK, ct, TimeSpan.FromSeconds(60));
+        Assert.True(healthy.StatusCode == HttpStatusCode.OK, healthy.Text);
+    }
+
     private static Task<ProcessResult> EchoAsync(VigieNode node, CancellationToken ct) =>
         Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-v", "-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
 
@@ -224,6 +265,7 @@ public sealed class DatabaseOutageTests
         private readonly IPEndPoint _target;
         private readonly List<Socket> _sockets = [];
         private TcpListener _listener;
+        private volatile TaskCompletionSource _open = Opened();
         private bool _disposed;
 
         private TcpProxy(IPEndPoint target, TcpListener listener)
@@ -258,6 +300,11 @@ public sealed class DatabaseOutageTests
             }
         }
 
+        /// <summary>Holds every byte both ways, as a server stopped by SIGSTOP or a path that drops packets: connections open, nothing answers.</summary>
+        public void Freeze() => _open = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Thaw() => _open.TrySetResult();
+
         public void Restore()
         {
             _listener = new TcpListener(IPAddress.Loopback, Port);
@@ -268,6 +315,7 @@ public sealed class DatabaseOutageTests
         public ValueTask DisposeAsync()
         {
             _disposed = true;
+            Thaw();
             Cut();
             return ValueTask.CompletedTask;
         }
@@ -309,7 +357,14 @@ public sealed class DatabaseOutageTests
             }
         }
 
-        private static async Task PumpAsync(Socket from, Socket to)
+        private static TaskCompletionSource Opened()
+        {
+            var open = new TaskCompletionSource();
+            open.SetResult();
+            return open;
+        }
+
+        private async Task PumpAsync(Socket from, Socket to)
         {
             var buffer = new byte[64 * 1024];
             try
@@ -317,6 +372,7 @@ public sealed class DatabaseOutageTests
                 int read;
                 while ((read = await from.ReceiveAsync(buffer, SocketFlags.None)) > 0)
                 {
+                    await _open.Task;
                     await to.SendAsync(buffer.AsMemory(0, read), SocketFlags.None);
                 }
 
