@@ -85,7 +85,7 @@ internal sealed class RefusingFhirRepository : IDisposable
             context.Response.ContentType = "application/fhir+json";
             var answer = Encoding.UTF8.GetBytes(refuse
                 ? """{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"processing","diagnostics":"AuditEvent.agent: profile constraint failed"}]}"""
-                : """{"resourceType":"Bundle","type":"transaction-response"}""");
+                : ExportTests.TransactionResponse(ids.Count));
             context.Response.ContentLength64 = answer.Length;
             try
             {

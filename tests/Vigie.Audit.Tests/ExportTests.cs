@@ -26,12 +26,15 @@ internal sealed class SyslogCollector : IAsyncDisposable
     private readonly Task _accept;
 
     private readonly int? _closeFirstAfter;
+    private readonly bool _refuseClients;
 
     /// <param name="closeFirstAfter">Closes the first connection after reading this many messages (a collector restarted).</param>
-    public SyslogCollector(X509Certificate2? certificate = null, int port = 0, int? closeFirstAfter = null)
+    /// <param name="refuseClients">Over TLS, asks for a client certificate and refuses any: the refusal comes after the client's handshake is done (TLS 1.3).</param>
+    public SyslogCollector(X509Certificate2? certificate = null, int port = 0, int? closeFirstAfter = null, bool refuseClients = false)
     {
         _certificate = certificate;
         _closeFirstAfter = closeFirstAfter;
+        _refuseClients = refuseClients;
         _listener = new TcpListener(IPAddress.Loopback, port);
         _listener.Start();
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -75,7 +78,12 @@ internal sealed class SyslogCollector : IAsyncDisposable
                 if (_certificate is not null)
                 {
                     var ssl = new SslStream(stream);
-                    await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificate = _certificate }, _stop.Token);
+                    await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
+                    {
+                        ServerCertificate = _certificate,
+                        ClientCertificateRequired = _refuseClients,
+                        RemoteCertificateValidationCallback = _refuseClients ? (_, _, _, _) => false : null,
+                    }, _stop.Token);
                     stream = ssl;
                 }
 
@@ -166,6 +174,70 @@ public sealed class ExportTests
         var second = (await h.Log.SignTreeHeadAsync(ct))!;
         Assert.Equal(5, await worker.RunOnceAsync(ct));
         return (first, second);
+    }
+
+    /// <summary>A FHIR server's answer to a transaction: a transaction-response Bundle with a success for each entry.</summary>
+    internal static async Task AnswerTransactionAsync(HttpListenerContext context, string transaction, CancellationToken ct)
+    {
+        var count = System.Text.Json.JsonDocument.Parse(transaction).RootElement.GetProperty("entry").GetArrayLength();
+        var answer = Encoding.UTF8.GetBytes(TransactionResponse(count));
+        context.Response.ContentType = "application/fhir+json";
+        context.Response.ContentLength64 = answer.Length;
+        await context.Response.OutputStream.WriteAsync(answer, ct);
+    }
+
+    internal static string TransactionResponse(int count, string status = "200 OK") =>
+        "{\"resourceType\":\"Bundle\",\"type\":\"transaction-response\",\"entry\":["
+        + string.Join(',', Enumerable.Repeat($"{{\"response\":{{\"status\":\"{status}\"}}}}", count)) + "]}";
+
+    /// <summary>
+    /// Regression: the FHIR sink counted any 200 as delivered. A proxy answering its login page (200, text/html) took
+    /// every batch, /health said Healthy with 0 entries waiting, and the events never reached the repository.
+    /// </summary>
+    [Theory]
+    [InlineData("text/html", "<html>Proxy login required</html>", "with text/html, not FHIR")]
+    [InlineData("application/fhir+json", "garbage", "with a body that is not JSON")]
+    [InlineData("application/fhir+json", "{\"resourceType\":\"OperationOutcome\"}", "with a body that is not a FHIR Bundle")]
+    [InlineData("application/fhir+json", "{\"resourceType\":\"Bundle\",\"type\":\"batch-response\",\"entry\":[]}", "not a transaction-response")]
+    [InlineData("application/fhir+json", "{\"resourceType\":\"Bundle\",\"type\":\"transaction-response\",\"entry\":[]}", "with 0 results for 4 AuditEvents")]
+    [InlineData("application/fhir+json", "FAILED-ENTRY", "with an AuditEvent answered '404 Not Found'")]
+    public async Task Regression_a_200_that_was_not_a_transaction_response_counted_as_delivered(string contentType, string answer, string problem)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 4));
+        var (listener, port) = FhirServer();
+        using var _ = listener;
+        var server = Task.Run(async () =>
+        {
+            for (var i = 0; i < 2; i++)
+            {
+                var context = await listener.GetContextAsync();
+                using var reader = new StreamReader(context.Request.InputStream);
+                var transaction = await reader.ReadToEndAsync(ct);
+                context.Response.StatusCode = 200;
+                if (i == 0)
+                {
+                    var body = Encoding.UTF8.GetBytes(answer == "FAILED-ENTRY" ? TransactionResponse(4, "404 Not Found") : answer);
+                    context.Response.ContentType = contentType;
+                    await context.Response.OutputStream.WriteAsync(body, ct);
+                }
+                else
+                {
+                    await AnswerTransactionAsync(context, transaction, ct);
+                }
+
+                context.Response.Close();
+            }
+        }, ct);
+
+        var options = new AuditSinkOptions { Name = "fhir-http", Kind = AuditSinkKind.FhirHttp, FhirBaseUrl = new Uri($"http://127.0.0.1:{port}/fhir/") };
+        await using var sink = new FhirHttpSink(options, "SITE-1");
+        var worker = h.ExportWorker(options, sink);
+        var error = await Assert.ThrowsAsync<HttpRequestException>(async () => await worker.RunOnceAsync(ct));
+        Assert.Contains(problem, error.Message, StringComparison.Ordinal);
+        Assert.Equal(4, await worker.RunOnceAsync(ct));
+        await server;
     }
 
     /// <summary>A FHIR server stand-in on a free loopback port, answering under /fhir/.</summary>
@@ -361,6 +433,74 @@ public sealed class ExportTests
 
         Assert.Equal(0L, (await h.Store.ReadCursorAsync("sink:tls-untrusted", ct))?.NextSeq);
         Assert.Equal(5, messages.Count);
+    }
+
+    /// <summary>
+    /// Regression: a TLS collector that refused the sink's client certificate (or a balancer that closed right after the
+    /// handshake) received nothing, yet every batch was counted as sent: TLS 1.3 ends the client's handshake before
+    /// the server checks its certificate, and the alert that followed was taken for data, not for the end.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_TLS_collector_that_refused_the_session_after_the_handshake_lost_every_batch()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var certificate = LocalCertificates.SelfSigned();
+        using var dir = new TempDirectory();
+        var caPath = dir.Combine("collector.pem");
+        await File.WriteAllTextAsync(caPath, certificate.ExportCertificatePem(), ct);
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await using var collector = new SyslogCollector(certificate, refuseClients: true);
+        await h.AppendAsync(Samples.Records(0, 5));
+        var options = new AuditSinkOptions { Name = "atna", Kind = AuditSinkKind.SyslogTls, Host = "127.0.0.1", ServerName = "localhost", Port = collector.Port, TrustedCaPath = caPath };
+        await using var sink = new SyslogSink(options, "SITE-1");
+        var worker = h.ExportWorker(options, sink);
+
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var error = await Assert.ThrowsAnyAsync<Exception>(async () => await worker.RunOnceAsync(ct));
+            Assert.True(error is IOException or System.Security.Authentication.AuthenticationException, error.ToString());
+        }
+
+        Assert.Empty(collector.Messages);
+        Assert.Equal(0L, (await h.Store.ReadCursorAsync("sink:atna", ct))?.NextSeq ?? 0);
+    }
+
+    /// <summary>
+    /// Regression: a collector that accepted and stopped reading (a hung SIEM) had each batch written into the sink's
+    /// socket buffer and counted as sent; /health said 0 entries waiting, and a restart of the collector lost them all.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_collector_that_stopped_reading_had_its_batches_counted_as_sent()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.AppendAsync(Samples.Records(0, 400));
+        using var hung = new TcpListener(IPAddress.Loopback, 0);
+        // A small receive window, so that the batch does not all fit in the collector's kernel buffer.
+        hung.Server.ReceiveBufferSize = 4096;
+        hung.Start();
+        var accepted = new List<Socket>();
+        var accept = Task.Run(async () =>
+        {
+            while (true)
+            {
+                accepted.Add(await hung.AcceptSocketAsync(ct));
+            }
+        }, ct);
+        var options = new AuditSinkOptions
+        {
+            Name = "siem", Kind = AuditSinkKind.SyslogTcp, Host = "127.0.0.1", Port = ((IPEndPoint)hung.LocalEndpoint).Port,
+            BatchSize = 400, SendTimeout = TimeSpan.FromSeconds(2),
+        };
+        await using var sink = new SyslogSink(options, null);
+
+        var error = await Assert.ThrowsAsync<TimeoutException>(async () => await h.ExportWorker(options, sink).RunOnceAsync(ct));
+        Assert.Contains("the collector does not read", error.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, (await h.Store.ReadCursorAsync("sink:siem", ct))?.NextSeq ?? 0);
+        foreach (var socket in accepted)
+        {
+            socket.Dispose();
+        }
     }
 
     /// <summary>
@@ -622,6 +762,11 @@ public sealed class ExportTests
                 Assert.Equal("application/fhir+json", context.Request.ContentType);
                 Assert.Equal("Bearer s3cret", context.Request.Headers["Authorization"]);
                 context.Response.StatusCode = fail ? 503 : 200;
+                if (!fail)
+                {
+                    await AnswerTransactionAsync(context, bodies[^1], ct);
+                }
+
                 fail = false;
                 context.Response.Close();
             }
@@ -667,6 +812,11 @@ public sealed class ExportTests
                 Assert.Equal("application/fhir+json", context.Request.ContentType);
                 Assert.Equal("Bearer s3cret", context.Request.Headers["Authorization"]);
                 context.Response.StatusCode = 200;
+                if (context.Request.HttpMethod == "POST")
+                {
+                    await AnswerTransactionAsync(context, requests[^1].Body, ct);
+                }
+
                 context.Response.Close();
             }
         }, ct);

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Audit.Model;
 using Vigie.Audit.Storage;
+using Vigie.Core;
 using Vigie.Core.Outbox;
 
 namespace Vigie.Audit.Export;
@@ -63,11 +64,11 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
                 AuditTelemetry.ExportFailures.Add(1);
                 var delay = Backoff(attempts);
                 // Network and server errors only: entry content never goes into the message.
-                logger.LogWarning("Audit sink {Sink} failed (attempt {Attempts}), retrying in {Delay}: {Error}", options.Name, attempts, delay, ex.Message);
+                logger.LogWarning("Audit sink {Sink} failed (attempt {Attempts}), retrying in {Delay}: {Error}", options.Name, attempts, delay, ExceptionCauses.Describe(ex));
                 try
                 {
                     var cursor = await store.ReadCursorAsync(CursorName, cancellationToken).ConfigureAwait(false);
-                    await store.SaveCursorAsync(CursorName, cursor?.NextSeq ?? 0, attempts, Truncate(ex.GetType().Name + ": " + ex.Message),
+                    await store.SaveCursorAsync(CursorName, cursor?.NextSeq ?? 0, attempts, Truncate(ex.GetType().Name + ": " + ExceptionCauses.Describe(ex)),
                         time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception inner) when (inner is not OperationCanceledException)

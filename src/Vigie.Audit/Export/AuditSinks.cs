@@ -8,6 +8,7 @@ using System.Text;
 using System.Text.Json;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
+using Vigie.Core;
 
 namespace Vigie.Audit.Export;
 
@@ -40,15 +41,21 @@ internal interface IAuditSink : IAsyncDisposable
 
 /// <summary>
 /// RFC 5424 syslog with an ATNA XML body over TCP (RFC 6587 octet counting) or TLS (RFC 5425). The connection is
-/// kept open between batches and reopened after any failure, or when the collector closed it. TCP has no application
-/// acknowledgement: a batch is counted as sent once written and the connection still open a moment later (a collector
-/// that closed meanwhile gets it again, so it may receive entries twice; sequence numbers tell).
+/// kept open between batches and reopened after any failure, or when the collector closed it. Syslog has no
+/// application acknowledgement: a batch is counted as sent once the collector's TCP stack has acknowledged every byte
+/// of it and the connection is still open a moment later (a collector that closed meanwhile, or refused the TLS session
+/// after the handshake, gets it again, so it may receive entries twice; sequence numbers tell).
 /// </summary>
 internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSiteId) : IAuditSink
 {
     private readonly string _hostName = options.HostName ?? Environment.MachineName;
     private TcpClient? _client;
     private Stream? _stream;
+
+    // Reads what the collector sends, which is nothing until it closes: an end of stream, a reset or a TLS alert (a
+    // client certificate it refused) ends it, with the reason kept for the error.
+    private Task<string>? _closed;
+    private bool _fresh;
 
     public bool WitnessesTreeHeads => true;
 
@@ -73,24 +80,57 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             var stream = _stream ?? await ConnectAsync(cancellationToken).ConfigureAwait(false);
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.SendTimeout);
-            foreach (var frame in frames)
+            try
             {
-                await stream.WriteAsync(frame, timeout.Token).ConfigureAwait(false);
+                foreach (var frame in frames)
+                {
+                    await stream.WriteAsync(frame, timeout.Token).ConfigureAwait(false);
+                }
+
+                await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
+                // Written is not received: a collector that stopped reading leaves the batch in this socket's buffer,
+                // which was counted as sent and lost when the connection was given up.
+                await SendQueue.WaitUntilAcknowledgedAsync(_client!.Client, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"{options.Host}:{options.Port} did not take a batch within {options.SendTimeout}: the collector does not read; it will be sent again");
             }
 
-            await stream.FlushAsync(timeout.Token).ConfigureAwait(false);
-            // A collector that closes while the batch goes out (mid-frame) did not take all of it, though every write
-            // succeeded. Its close or reset comes back within a round trip: the batch is then sent again.
-            await Task.Delay(CloseCheckDelay, cancellationToken).ConfigureAwait(false);
+            // A collector that closes while the batch goes out, or refuses the TLS session once the handshake is done
+            // (a client certificate it does not trust), did not take it. Its close, reset or alert comes back within
+            // a round trip, a little longer on a new TLS session: the batch is then sent again.
+            await Task.Delay(_fresh ? FreshCloseCheckDelay : CloseCheckDelay, cancellationToken).ConfigureAwait(false);
             if (PeerClosed())
             {
-                throw new IOException($"{options.Host}:{options.Port} closed the connection while a batch was being sent; it will be sent again");
+                var reason = _closed is { IsCompleted: true } closed ? await closed.ConfigureAwait(false) : "closed";
+                throw new IOException($"{options.Host}:{options.Port} ended the connection while a batch was being sent ({reason}); it will be sent again");
             }
+
+            _fresh = false;
         }
         catch
         {
             await CloseAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>Reads and drops anything the collector sends until it ends the connection, and says how it ended.</summary>
+    private static async Task<string> WatchAsync(Stream stream)
+    {
+        var buffer = new byte[512];
+        try
+        {
+            while (await stream.ReadAsync(buffer).ConfigureAwait(false) > 0)
+            {
+            }
+
+            return "closed by the collector";
+        }
+        catch (Exception e) when (e is IOException or AuthenticationException or SocketException or ObjectDisposedException or InvalidOperationException)
+        {
+            return ExceptionCauses.Describe(e);
         }
     }
 
@@ -126,22 +166,13 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
     }
 
     private static readonly TimeSpan CloseCheckDelay = TimeSpan.FromMilliseconds(20);
+    private static readonly TimeSpan FreshCloseCheckDelay = TimeSpan.FromMilliseconds(100);
 
     /// <summary>
-    /// The collector closed or reset the connection: its socket reads as ready with nothing to read. Collectors never
-    /// send (RFC 6587, RFC 5425), so readable with no bytes means the end of the stream.
+    /// The collector closed, reset or refused the connection. Collectors send nothing (RFC 6587, RFC 5425) but TLS
+    /// records (session tickets, alerts), which the watcher reads: it ends only with the connection.
     /// </summary>
-    private bool PeerClosed()
-    {
-        try
-        {
-            return _client is not { } client || (client.Client.Poll(TimeSpan.Zero, SelectMode.SelectRead) && client.Client.Available == 0);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-            return true;
-        }
-    }
+    private bool PeerClosed() => _client is null || _closed is not { IsCompleted: false };
 
     private async ValueTask<Stream> ConnectAsync(CancellationToken cancellationToken)
     {
@@ -183,6 +214,8 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
 
             _client = client;
             _stream = stream;
+            _closed = WatchAsync(stream);
+            _fresh = true;
             return stream;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -214,8 +247,14 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
         }
 
         _client?.Dispose();
+        if (_closed is not null)
+        {
+            await _closed.ConfigureAwait(false);
+        }
+
         _stream = null;
         _client = null;
+        _closed = null;
     }
 
     public ValueTask DisposeAsync() => CloseAsync();
@@ -237,7 +276,7 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
         var id = FhirTreeHead.ResourceId(head);
         using var request = new HttpRequestMessage(HttpMethod.Put, new Uri(AppendSlash(BaseUrl), "AuditEvent/" + id));
         request.Content = new ByteArrayContent(FhirTreeHead.Write(head, sourceId ?? Environment.MachineName, enterpriseSiteId));
-        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+        await SendAsync(request, null, cancellationToken).ConfigureAwait(false);
     }
 
     private Uri BaseUrl => options.FhirBaseUrl ?? throw new InvalidOperationException($"Audit sink {options.Name}: FhirBaseUrl is not set.");
@@ -272,10 +311,17 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
 
         using var request = new HttpRequestMessage(HttpMethod.Post, baseUrl);
         request.Content = new ByteArrayContent(body.ToArray());
-        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+        await SendAsync(request, entries.Count, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    /// <summary>Largest transaction-response read: one entry per AuditEvent, with the resource when the server returns it.</summary>
+    private const int MaxResponseBytes = 64 << 20;
+
+    /// <summary>
+    /// Sends one request. A transaction counts as delivered only when a transaction-response Bundle comes back with a
+    /// success for each AuditEvent: a proxy's login page answered 200 too, and its batch was counted as delivered.
+    /// </summary>
+    private async ValueTask SendAsync(HttpRequestMessage request, int? transactionEntries, CancellationToken cancellationToken)
     {
         request.Content!.Headers.ContentType = new MediaTypeHeaderValue("application/fhir+json");
         request.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("application/fhir+json"));
@@ -293,6 +339,99 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
                 ? new AuditSinkRefusedException(message, response.StatusCode)
                 : new HttpRequestException(message, null, response.StatusCode);
         }
+
+        var mediaType = response.Content.Headers.ContentType?.MediaType;
+        string? problem;
+        if (mediaType is not null && !IsJson(mediaType))
+        {
+            problem = $"with {mediaType}, not FHIR (a proxy's page?)";
+        }
+        else if (transactionEntries is not { } count)
+        {
+            return;
+        }
+        else
+        {
+            var body = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false);
+            problem = body is null ? $"with a body over {MaxResponseBytes >> 20} MiB" : TransactionProblem(body, count);
+        }
+
+        if (problem is not null)
+        {
+            throw new HttpRequestException($"The FHIR server answered {(int)response.StatusCode} {problem}; it will be sent again.", null, response.StatusCode);
+        }
+    }
+
+    private static bool IsJson(string mediaType) =>
+        mediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase) || mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
+        || mediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase);
+
+    private static async Task<byte[]?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
+    {
+        if (content.Headers.ContentLength > MaxResponseBytes)
+        {
+            return null;
+        }
+
+        await using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var copy = new MemoryStream();
+        var buffer = new byte[81920];
+        int read;
+        while ((read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            if (copy.Length + read > MaxResponseBytes)
+            {
+                return null;
+            }
+
+            copy.Write(buffer, 0, read);
+        }
+
+        return copy.ToArray();
+    }
+
+    /// <summary>Why a transaction's answer does not show every AuditEvent stored, or null when it does. Names statuses only, never content.</summary>
+    internal static string? TransactionProblem(byte[] body, int count)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(body, new JsonDocumentOptions { MaxDepth = 64 });
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object || Text(root, "resourceType") != "Bundle")
+            {
+                return "with a body that is not a FHIR Bundle";
+            }
+
+            if (Text(root, "type") is var type && type != "transaction-response")
+            {
+                return $"with a Bundle of type '{type}', not a transaction-response";
+            }
+
+            if (!root.TryGetProperty("entry", out var entries) || entries.ValueKind != JsonValueKind.Array || entries.GetArrayLength() != count)
+            {
+                return $"with {(entries.ValueKind == JsonValueKind.Array ? entries.GetArrayLength() : 0)} results for {count} AuditEvents";
+            }
+
+            foreach (var entry in entries.EnumerateArray())
+            {
+                var status = entry.ValueKind == JsonValueKind.Object && entry.TryGetProperty("response", out var response) && response.ValueKind == JsonValueKind.Object
+                    ? Text(response, "status")
+                    : null;
+                if (status is null || !status.StartsWith('2'))
+                {
+                    return $"with an AuditEvent answered '{status ?? "without a status"}'";
+                }
+            }
+
+            return null;
+        }
+        catch (JsonException)
+        {
+            return "with a body that is not JSON";
+        }
+
+        static string? Text(JsonElement element, string name) =>
+            element.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString() : null;
     }
 
     /// <summary>

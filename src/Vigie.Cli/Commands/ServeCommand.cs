@@ -104,16 +104,7 @@ internal static class ServeCommand
             return e.ToString();
         }
 
-        var message = e.Message.TrimEnd('.', ' ');
-        for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
-        {
-            var cause = inner.Message.TrimEnd('.', ' ');
-            if (!message.Contains(cause, StringComparison.Ordinal))
-            {
-                message += ": " + cause;
-            }
-        }
-
+        var message = ExceptionCauses.Describe(e);
         return e is System.Data.Common.DbException || e.InnerException is System.Data.Common.DbException ? "the index database: " + message : message;
     }
 

@@ -102,6 +102,15 @@ public sealed class AuditExportHealthTests
                 }
 
                 context.Response.StatusCode = refuse ? 422 : 200;
+                if (!refuse && context.Request.HttpMethod == "POST")
+                {
+                    // What a FHIR server answers a transaction: the sink counts nothing less as delivered.
+                    var answer = System.Text.Encoding.UTF8.GetBytes("{\"resourceType\":\"Bundle\",\"type\":\"transaction-response\",\"entry\":["
+                        + string.Join(',', events.Select(_ => "{\"response\":{\"status\":\"201 Created\"}}")) + "]}");
+                    context.Response.ContentType = "application/fhir+json";
+                    await context.Response.OutputStream.WriteAsync(answer, ct);
+                }
+
                 context.Response.Close();
             }
         }, ct);
