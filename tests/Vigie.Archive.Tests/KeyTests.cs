@@ -162,6 +162,58 @@ public sealed class KeyTests
     /// read (C-GET A702, scrub "foreign"). Here, in each round, a node that checked the file before a rotation wraps on 8
     /// threads at once after it (the old code failed every run).
     /// </summary>
+    /// <summary>
+    /// Regression: another archive's key file put in place of the node's while it ran (a wrong backup restored) was
+    /// taken at the next reload, /health said "key files in place", and every store after it was acknowledged under a
+    /// key this archive does not keep: once the right file was back, those objects could not be read ("foreign").
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_key_file_replaced_by_another_archive_s_was_taken_and_stores_acknowledged_under_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.KeyReloadInterval = TimeSpan.FromMilliseconds(50));
+        await using var other = await ArchiveHarness.CreateAsync();
+        var keyFile = archive.Options.KeyFile!;
+        var before = await archive.PutAsync(Samples.Content(100, 1));
+        File.Copy(keyFile, keyFile + ".backup");
+
+        File.Copy(other.Options.KeyFile!, keyFile + ".restored");
+        File.Move(keyFile + ".restored", keyFile, overwrite: true);
+        File.SetLastWriteTimeUtc(keyFile, DateTime.UtcNow.AddSeconds(5));
+        await Task.Delay(200, ct);
+        var during = await archive.PutAsync(Samples.Content(100, 2));
+
+        var problem = Assert.Single(archive.Keys.FindCustodyProblems());
+        Assert.Contains("shares no key with the keys in use", problem, StringComparison.Ordinal);
+        File.Move(keyFile + ".backup", keyFile, overwrite: true);
+        await using var reopened = await archive.ReopenAsync();
+        Assert.Equal(Samples.Content(100, 1), await reopened.ReadAllAsync(before.Id));
+        Assert.Equal(Samples.Content(100, 2), await reopened.ReadAllAsync(during.Id));
+    }
+
+    /// <summary>
+    /// Regression: with the key file removed under a running node, every store failed (the reload threw "missing")
+    /// though the node holds its keys in memory and /health said it goes on with them.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_key_file_removed_under_a_running_node_failed_every_store()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.KeyReloadInterval = TimeSpan.FromMilliseconds(50));
+        var keyFile = archive.Options.KeyFile!;
+        var before = await archive.PutAsync(Samples.Content(100, 1));
+        File.Move(keyFile, keyFile + ".away");
+        await Task.Delay(200, ct);
+
+        var during = await archive.PutAsync(Samples.Content(100, 2));
+        Assert.Equal(Samples.Content(100, 1), await archive.ReadAllAsync(before.Id));
+        Assert.Contains("is gone", Assert.Single(archive.Keys.FindCustodyProblems()), StringComparison.Ordinal);
+
+        File.Move(keyFile + ".away", keyFile);
+        await using var reopened = await archive.ReopenAsync();
+        Assert.Equal(Samples.Content(100, 2), await reopened.ReadAllAsync(during.Id));
+    }
+
     [Fact]
     public async Task Regression_stores_racing_a_key_reload_wrapped_under_the_key_a_finished_rotation_removed()
     {

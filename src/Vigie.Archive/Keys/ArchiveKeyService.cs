@@ -73,6 +73,11 @@ internal sealed class ArchiveKeyService(
             return;
         }
 
+        if (keks is FileKeyEncryptionKeyStore { RootKeyWrappedUnder: null } keyFile)
+        {
+            keyFile.RootKeyWrappedUnder = RootKeyWrappedUnderIfAnyAsync;
+        }
+
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
@@ -231,6 +236,9 @@ internal sealed class ArchiveKeyService(
             CryptographicOperations.ZeroMemory(root);
         }
     }
+
+    private async ValueTask<Guid?> RootKeyWrappedUnderIfAnyAsync(CancellationToken cancellationToken) =>
+        File.Exists(_layout.RootKeyFile) ? await RootKeyWrappedUnderAsync(cancellationToken).ConfigureAwait(false) : null;
 
     /// <summary>The KEK the root key file is wrapped under.</summary>
     public async ValueTask<Guid> RootKeyWrappedUnderAsync(CancellationToken cancellationToken) =>

@@ -26,6 +26,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
     private readonly SemaphoreSlim _reloading = new(1, 1);
     private volatile Snapshot? _snapshot;
     private long _lastCheckTicks;
+    private RefusedReload? _refusedReload;
 
     public FileKeyEncryptionKeyStore(IOptions<ArchiveOptions> options, TimeProvider time)
     {
@@ -43,11 +44,22 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
 
     public string KeyFilePath => _path;
 
+    /// <summary>
+    /// The key-encryption key the archive's root key is wrapped under, as on disk now (set by the archive's key
+    /// service): a key file that does not hold it, and shares no key with the one in memory, is another archive's.
+    /// </summary>
+    public Func<CancellationToken, ValueTask<Guid?>>? RootKeyWrappedUnder { get; set; }
+
     public string? FindCustodyProblem()
     {
         if (_snapshot is null)
         {
             return null;
+        }
+
+        if (Volatile.Read(ref _refusedReload) is { } refused)
+        {
+            return refused.Problem;
         }
 
         try
@@ -248,9 +260,14 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         {
             var checking = _time.GetTimestamp();
             var snapshot = _snapshot;
-            if (force || snapshot is null || File.GetLastWriteTimeUtc(_path) != snapshot.WriteTime)
+            if (snapshot is null)
             {
                 snapshot = await LoadAsync(cancellationToken).ConfigureAwait(false);
+            }
+            else if (force || File.GetLastWriteTimeUtc(_path) is var written && written != snapshot.WriteTime
+                     && written != Volatile.Read(ref _refusedReload)?.WriteTime)
+            {
+                snapshot = await ReplaceAsync(snapshot, cancellationToken).ConfigureAwait(false);
             }
 
             // The snapshot vouches for the file as it was when this check began.
@@ -263,7 +280,83 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         }
     }
 
+    /// <summary>
+    /// Installs the key file as it is now, if it continues the one in memory: it shares a key with it (a rotation
+    /// begun or completed), or holds the key the root key is wrapped under (a rotation completed between two looks).
+    /// Otherwise, or when the file is gone or unreadable, the node goes on with the keys in memory and /health says why.
+    /// Installed as it came, another archive's key file (a wrong backup restored) had every store acknowledged under a
+    /// key this archive does not keep, unreadable once the right file was back; a file removed made every store fail.
+    /// </summary>
+    private async ValueTask<Snapshot> ReplaceAsync(Snapshot current, CancellationToken cancellationToken)
+    {
+        Snapshot candidate;
+        try
+        {
+            candidate = await ReadAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            // FindCustodyProblem names a missing or unreadable file; a damaged one is named here.
+            if (File.Exists(_path))
+            {
+                Refuse(e.Message + " The node goes on with the keys it holds in memory.");
+            }
+
+            return current;
+        }
+
+        var continues = candidate.Keys.Values.Any(k => current.Keys.TryGetValue(k.Id, out var known) && known.Material.AsSpan().SequenceEqual(k.Material));
+        if (!continues && RootKeyWrappedUnder is { } rootKey)
+        {
+            Guid? required;
+            try
+            {
+                required = await rootKey(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or CryptographicException)
+            {
+                required = Guid.Empty;
+            }
+
+            if (required is { } key && !candidate.Keys.ContainsKey(key))
+            {
+                Refuse($"the key file {_path} was replaced by one that shares no key with the keys in use and does not hold key {key}, which the "
+                       + "archive's root key is wrapped under: another archive's key file, or a wrong backup. The node goes on with the keys it holds "
+                       + "in memory and wraps nothing under the new file; put the right file back");
+                return current;
+            }
+        }
+
+        Volatile.Write(ref _refusedReload, null);
+        _snapshot = candidate;
+        return candidate;
+
+        void Refuse(string problem) => Volatile.Write(ref _refusedReload, new RefusedReload(candidateTime(), problem));
+
+        DateTime candidateTime()
+        {
+            try
+            {
+                return File.GetLastWriteTimeUtc(_path);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                return default;
+            }
+        }
+    }
+
+    private sealed record RefusedReload(DateTime WriteTime, string Problem);
+
     private async ValueTask<Snapshot> LoadAsync(CancellationToken cancellationToken)
+    {
+        var snapshot = await ReadAsync(cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _refusedReload, null);
+        _snapshot = snapshot;
+        return snapshot;
+    }
+
+    private async ValueTask<Snapshot> ReadAsync(CancellationToken cancellationToken)
     {
         if (!File.Exists(_path))
         {
@@ -311,9 +404,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             throw new InvalidOperationException($"The key file {_path} must hold exactly one active key and 32-byte keys with distinct ids.");
         }
 
-        var snapshot = new Snapshot(model, writeTime);
-        _snapshot = snapshot;
-        return snapshot;
+        return new Snapshot(model, writeTime);
     }
 
     private async Task SaveAsync(KeyFileModel model, CancellationToken cancellationToken)
