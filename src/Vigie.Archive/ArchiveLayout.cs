@@ -25,6 +25,7 @@ internal sealed class ArchiveLayout
         Quarantine = Path.Combine(Root, "quarantine");
         Keys = Path.Combine(Root, "keys");
         RootKeyFile = Path.Combine(Keys, "root.key");
+        Damaged = Path.Combine(Root, "damaged");
     }
 
     public string Root { get; }
@@ -44,6 +45,9 @@ internal sealed class ArchiveLayout
     public string Keys { get; }
 
     public string RootKeyFile { get; }
+
+    /// <summary>Stored copies found damaged when the same content arrived again, set aside (kept, as evidence) for the new copy.</summary>
+    public string Damaged { get; }
 
     /// <summary>A spool file's name: random, so concurrent writers and nodes never collide.</summary>
     public static string NewSpoolName() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));

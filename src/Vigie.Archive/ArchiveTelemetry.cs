@@ -16,6 +16,9 @@ internal static class ArchiveTelemetry
     public static readonly Counter<long> ObjectsDeduplicated = Meter.CreateCounter<long>("vigie.archive.objects.deduplicated", "{object}",
         "Commits whose content was already stored.");
 
+    public static readonly Counter<long> ObjectsRepaired = Meter.CreateCounter<long>("vigie.archive.objects.repaired", "{object}",
+        "Stored copies found damaged when the same content arrived again, replaced by the new copy.");
+
     public static readonly Counter<long> ObjectsQuarantined = Meter.CreateCounter<long>("vigie.archive.objects.quarantined", "{object}");
 
     public static readonly Counter<long> BytesSpooled = Meter.CreateCounter<long>("vigie.archive.spool.bytes", "By");

@@ -72,6 +72,19 @@ public sealed class TamperTests
         {
             Assert.DoesNotContain(report.Findings, f => f.ObjectId == otherObject.Id);
         }
+
+        // Regression: sending the images again, the remedy scrub points to, was acknowledged but kept the damaged copy
+        // (the new one was dropped as a duplicate). The copy that arrives now takes the damaged one's place.
+        await archive.IngestAsync(victim, Samples.Entry(1, 1, 1, 1));
+        await archive.IngestAsync(other, Samples.Entry(1, 1, 1, 2));
+        Assert.Equal(victim, await archive.ReadAllAsync(victimObject.Id));
+        var healed = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        // A renamed copy stays for the operators to remove: it is not the object's file, which is whole again.
+        Assert.True(healed.IsClean || (tamper == Tamper.RenameWithExtension && healed.Findings.All(f => f.Kind == ScrubFindingKind.Foreign)),
+            string.Join("\n", healed.Findings));
+        Assert.Equal(tamper is Tamper.Delete or Tamper.RenameWithExtension ? 0 : 1, Directory.Exists(archive.Store.Layout.Damaged)
+            ? Directory.GetFiles(archive.Store.Layout.Damaged).Count(f => Path.GetFileName(f).StartsWith(victimObject.Id.ToString(), StringComparison.Ordinal))
+            : 0);
     }
 
     private static async Task<ScrubFindingKind> ApplyAsync(Tamper tamper, ArchiveHarness archive, string path, string otherPath, byte[] content)

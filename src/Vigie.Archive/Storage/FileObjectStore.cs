@@ -122,6 +122,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             // which on a busy virtual machine is worth more than the fsyncs themselves. Concurrent commits still share
             // the file system's journal commits, since their fsyncs run side by side on the other workers.
             _landing.NoteActivity();
+            await SetAsideIfDamagedAsync(spool.Id, cancellationToken).ConfigureAwait(false);
             var result = _options.Durable
                 ? await Workers.RunAsync(() => spool.Landable && _landing.Enabled ? Land(spool) : SyncIntoPlace(spool), cancellationToken)
                     .ConfigureAwait(false)
@@ -199,6 +200,53 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
 
         return await Task.WhenAll(tasks).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Checks the copy already stored under this content's name, if any, and sets it aside when it fails (truncated,
+    /// altered, encrypted under a key this archive does not hold): the content that has just arrived hashes to that
+    /// name, so it takes its place. Sending an image again is how the operators heal one that scrub found damaged;
+    /// before 2026-12-06 the damaged copy was kept and the new one dropped as a duplicate. Reads the stored copy once,
+    /// for objects sent again only.
+    /// </summary>
+    private async ValueTask SetAsideIfDamagedAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        var target = Layout.ObjectPath(id);
+        if (!File.Exists(target))
+        {
+            return;
+        }
+
+        string problem;
+        try
+        {
+            await using var reader = await ArchiveObjectReader.OpenAsync(target, id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
+                .ConfigureAwait(false);
+            await reader.VerifyAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        catch (FileNotFoundException)
+        {
+            return;
+        }
+        catch (Exception e) when (e is ObjectFormatException or CryptographicException or UnknownKeyEncryptionKeyException)
+        {
+            problem = e is ObjectFormatException format ? format.Problem.ToString() : e.GetType().Name;
+        }
+
+        FileSync.EnsureDirectory(Layout.Damaged, durable: true);
+        try
+        {
+            File.Move(target, Path.Combine(Layout.Damaged, $"{id}.{_time.GetUtcNow().ToUnixTimeMilliseconds()}"));
+        }
+        catch (FileNotFoundException)
+        {
+            return; // another commit of the same content set it aside first
+        }
+
+        ArchiveTelemetry.ObjectsRepaired.Add(1);
+        _logger.LogWarning("Stored object {ObjectId} failed its check ({Problem}) when the same content arrived again: the new copy replaces it, "
+            + "the damaged file is kept in {Folder}", id, problem, Layout.Damaged);
     }
 
     /// <summary>Runs between a landing record's write and its object's registration (tests: what another thread may do then).</summary>
