@@ -52,6 +52,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<ClockStepGuard>();
         services.TryAddSingleton<NegotiationStatus>();
         services.TryAddSingleton<StoreStatus>();
+        services.TryAddSingleton<RetrieveIntegrity>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

@@ -161,7 +161,8 @@ internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthChec
     }
 }
 
-internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, ArchiveSpace space, IObjectStore store, TimeProvider time) : IHealthCheck
+internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, ArchiveSpace space, IObjectStore store, Vigie.Gateway.Dimse.RetrieveIntegrity integrity,
+    TimeProvider time) : IHealthCheck
 {
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
@@ -181,7 +182,7 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
         // not take the node (and the images it serves) out of service. The description says which case it is.
         var free = space.FreeBytes;
         var landing = store.Landing;
-        var slots = Landing(landing);
+        var slots = Landing(landing) + Damaged();
         if (space.IsFull)
         {
             return Task.FromResult(HealthCheckResult.Degraded($"stores refused: {free >> 20} MiB free, under Archive:MinFreeSpace ({space.MinFreeBytes >> 20} MiB){slots}"));
@@ -194,10 +195,17 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
 
         // Landed objects are durable and readable where they are; a move that keeps failing (a permission, say) still
         // wants an operator before the slots run out.
-        return Task.FromResult(landing.MovesFailing
+        return Task.FromResult(landing.MovesFailing || integrity.Failing(time.GetUtcNow()) is not null
             ? HealthCheckResult.Degraded($"{free >> 30} GiB free{slots}")
             : HealthCheckResult.Healthy($"{free >> 30} GiB free{slots}"));
     }
+
+    /// <summary>Objects a retrieve found damaged in the last day: the first sign, often, before any scrub.</summary>
+    private string Damaged() =>
+        integrity.Failing(time.GetUtcNow()) is { } failing
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"; {failing.Count} stored objects failed their check when read for a retrieve since {failing.Since:yyyy-MM-dd HH:mm:ss}Z (last: {failing.Reason}): run vigie scrub, and send those images again")
+            : "";
 
     private string Landing(LandingStatus landing)
     {

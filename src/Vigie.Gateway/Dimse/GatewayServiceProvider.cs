@@ -39,6 +39,7 @@ internal sealed class GatewayServiceProvider(
     IOptionsMonitor<DicomServerOptions> serverOptions,
     NegotiationStatus negotiation,
     StoreStatus stores,
+    RetrieveIntegrity retrieveIntegrity,
     ILogger<GatewayServiceProvider> logger,
     TimeProvider time) : IDicomServiceProvider
 {
@@ -52,6 +53,7 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastOperationFailure = DateTimeOffset.MinValue;
     private readonly UnassociatedConnections _unassociated = new();
     private DateTimeOffset _lastTransientRefusal = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastIntegrityFailure = DateTimeOffset.MinValue;
 
     private string OurAE => serverOptions.CurrentValue.AETitle;
 
@@ -458,7 +460,17 @@ internal sealed class GatewayServiceProvider(
 
     private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, string indexedSyntax, string indexedInstance, CancellationToken cancellationToken)
     {
-        var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+        ArchiveObjectReader reader;
+        try
+        {
+            reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RetrieveIntegrity.Problem(e) is { } problem)
+        {
+            ObjectFailedItsCheck(id, problem);
+            throw;
+        }
+
         var stream = reader.OpenStream();
         try
         {
@@ -478,13 +490,33 @@ internal sealed class GatewayServiceProvider(
             }
 
             stream.Position = file.DatasetOffset;
-            return new OwningStream(stream, reader);
+            return new OwningStream(stream, reader, e => ObjectFailedItsCheck(id, e.Problem.ToString()));
+        }
+        catch (Exception e) when (RetrieveIntegrity.Problem(e) is { } problem)
+        {
+            ObjectFailedItsCheck(id, problem);
+            await stream.DisposeAsync().ConfigureAwait(false);
+            await reader.DisposeAsync().ConfigureAwait(false);
+            throw;
         }
         catch
         {
             await stream.DisposeAsync().ConfigureAwait(false);
             await reader.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>Counted, kept for /health and logged (once a minute): a retrieve is often the first to meet a damaged object.</summary>
+    private void ObjectFailedItsCheck(ObjectId id, string problem)
+    {
+        var now = time.GetUtcNow();
+        RetrieveIntegrity.Failures.Add(1, new KeyValuePair<string, object?>("problem", problem));
+        retrieveIntegrity.Failed(now, $"object {id}: {problem}");
+        if (DueForLog(ref _lastIntegrityFailure, now))
+        {
+            logger.LogError("Archive object {ObjectId} failed its check when read for a retrieve ({Problem}); its sub-operation failed. "
+                + "Run vigie scrub; sending the image again heals it", id, problem);
         }
     }
 
@@ -728,8 +760,8 @@ internal sealed class GatewayServiceProvider(
     }
 }
 
-/// <summary>A stream that disposes the object reader it reads from.</summary>
-internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Stream
+/// <summary>A stream that disposes the object reader it reads from, and says when the object fails its check midway.</summary>
+internal sealed class OwningStream(Stream inner, IAsyncDisposable owner, Action<ObjectFormatException>? failed = null) : Stream
 {
     public override bool CanRead => true;
 
@@ -745,11 +777,34 @@ internal sealed class OwningStream(Stream inner, IAsyncDisposable owner) : Strea
         set => inner.Position = value;
     }
 
-    public override int Read(byte[] buffer, int offset, int count) => inner.Read(buffer, offset, count);
+    public override int Read(byte[] buffer, int offset, int count)
+    {
+        try
+        {
+            return inner.Read(buffer, offset, count);
+        }
+        catch (ObjectFormatException e)
+        {
+            failed?.Invoke(e);
+            throw;
+        }
+    }
 
-    public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => inner.ReadAsync(buffer, cancellationToken);
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            return await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+        }
+        catch (ObjectFormatException e)
+        {
+            failed?.Invoke(e);
+            throw;
+        }
+    }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) => inner.ReadAsync(buffer, offset, count, cancellationToken);
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
     public override long Seek(long offset, SeekOrigin origin) => inner.Seek(offset, origin);
 

@@ -1,0 +1,34 @@
+using System.Diagnostics.Metrics;
+using Vigie.Archive.Keys;
+using Vigie.Archive.Storage;
+
+namespace Vigie.Gateway.Dimse;
+
+/// <summary>
+/// Stored objects that failed their check when read for a C-GET or C-MOVE (a file gone, truncated, altered). The peer
+/// got a failed sub-operation, and before 2026-12-06 nothing else did: no log line, no metric, /health Healthy, so the
+/// damage waited for the next scrub. Kept for a day, for /health.
+/// </summary>
+public sealed class RetrieveIntegrity
+{
+    private static readonly Meter Meter = new("Vigie.Gateway");
+
+    internal static readonly Counter<long> Failures = Meter.CreateCounter<long>("vigie.gateway.retrieve.integrity_failures",
+        description: "Stored objects that failed their check when read for a retrieve, by problem (NotFound, Truncated, TrailerAuthenticationFailed...)");
+
+    private readonly FailureSpell _spell = new(TimeSpan.FromDays(1));
+
+    /// <summary>The problem's name, for the metric and the log: never an identifier.</summary>
+    internal static string? Problem(Exception e) => e switch
+    {
+        ObjectFormatException format => format.Problem.ToString(),
+        UnknownKeyEncryptionKeyException => nameof(ObjectProblem.UnknownKey),
+        FileNotFoundException or DirectoryNotFoundException => nameof(ObjectProblem.NotFound),
+        _ => null,
+    };
+
+    internal void Failed(DateTimeOffset at, string reason) => _spell.Failed(at, reason);
+
+    /// <summary>Since when, how many and the last, while an object failed its check at retrieval within the last day.</summary>
+    public (DateTimeOffset Since, int Count, string Reason)? Failing(DateTimeOffset now) => _spell.Current(now);
+}

@@ -1,0 +1,42 @@
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+public sealed class RetrieveIntegrityTests
+{
+    /// <summary>
+    /// Regression: an object file deleted or truncated under a running node failed its C-GET sub-operation, and nothing
+    /// else said so: no log line, no metric, /health Healthy, the audit trail "Success". The damage waited for a scrub.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_damaged_object_met_by_a_retrieve_was_invisible_to_the_operators()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(2).ToList();
+        var sample = (await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(files, ct);
+        var stored = await Eventually.WaitForAsync(
+            () => Task.FromResult(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).ToList()),
+            f => f.Count == 2, ct);
+        Assert.Equal(2, stored.Count);
+        File.Delete(stored[0]);
+        await using (var truncate = new FileStream(stored[1], FileMode.Open, FileAccess.Write))
+        {
+            truncate.SetLength(1000);
+        }
+
+        using var got = new TempDirectory("vigie-got");
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-v", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={sample.GetString(DicomTags.StudyInstanceUID)}", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+
+        Assert.Matches(@"Number of Failed Suboperations\s*:\s*2", get.StandardOutput + get.StandardError);
+        var health = await node.HealthCheckAsync("data-folder", ct);
+        Assert.Equal("Degraded", health.Status);
+        Assert.Contains("2 stored objects failed their check when read for a retrieve", health.Description, StringComparison.Ordinal);
+        Assert.Contains("failed its check when read for a retrieve (", node.Output, StringComparison.Ordinal);
+    }
+}
