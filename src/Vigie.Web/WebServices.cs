@@ -253,10 +253,17 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.
         }
 
         // Nor is accepting associations: stores answered A700 since, and none completed.
-        return Task.FromResult(stores.Failing(time.GetUtcNow()) is { } storesFailing
-            ? HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"stores refused (A700) since {storesFailing.Since:HH:mm:ss}Z, {storesFailing.Count} since the last one completed: {storesFailing.Reason}"))
-            : HealthCheckResult.Healthy($"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections"));
+        if (stores.Failing(time.GetUtcNow()) is { } storesFailing)
+        {
+            return Task.FromResult(HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"stores refused (A700) since {storesFailing.Since:HH:mm:ss}Z, {storesFailing.Count} since the last one completed: {storesFailing.Reason}")));
+        }
+
+        var serving = $"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections";
+        return Task.FromResult(server.Evictions is { Recent: true } evictions
+            ? HealthCheckResult.Degraded($"{serving}; connections that sent nothing were closed to make room at the connection limit "
+                + $"({evictions.Total} since the start, the last within 2 minutes): a connection flood?")
+            : HealthCheckResult.Healthy(serving));
     }
 }
 

@@ -21,6 +21,12 @@ public sealed class DicomServer : IAsyncDisposable
     private readonly ConcurrentDictionary<Task, byte> _running = new();
     private readonly ConcurrentDictionary<string, int> _perAE = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<IPAddress, int> _pendingByAddress = new();
+
+    // Connections that have not sent an association request yet, with the tick they were accepted at.
+    private readonly ConcurrentDictionary<Socket, long> _unassociated = new();
+    private long _lastEvictionLog;
+    private long _lastEvictionTicks = long.MinValue;
+    private long _evictions;
     private readonly List<TcpListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private int _active;
@@ -169,8 +175,9 @@ public sealed class DicomServer : IAsyncDisposable
 
             Volatile.Write(ref _acceptFailure, null);
 
-            // Past twice the association limit, connections are refused without reading a byte (connection floods).
-            if (Volatile.Read(ref _active) >= 2 * _options.MaxAssociations)
+            // Past twice the association limit, connections are refused without reading a byte (connection floods),
+            // unless one that has sent nothing for a while gives way.
+            if (Volatile.Read(ref _active) >= 2 * _options.MaxAssociations && !EvictOldestUnassociated())
             {
                 socket.Close(0);
                 continue;
@@ -203,6 +210,57 @@ public sealed class DicomServer : IAsyncDisposable
             _ = task.ContinueWith(t => _running.TryRemove(t, out _), TaskScheduler.Default);
         }
     }
+
+    /// <summary>A modality sends its association request within milliseconds of connecting; one silent this long is not about to.</summary>
+    private const long EvictableAfterMs = 1000;
+
+    /// <summary>
+    /// At the connection limit, closes the connection that has waited longest without an association request, so the
+    /// new one gets its place. Silent sockets from many addresses (each under the per-address limit) held every place
+    /// for the 30 s of their timers, and every modality was reset meanwhile; an attacker only had to open them again.
+    /// </summary>
+    private bool EvictOldestUnassociated()
+    {
+        var now = Environment.TickCount64;
+        Socket? oldest = null;
+        var since = long.MaxValue;
+        foreach (var (socket, accepted) in _unassociated)
+        {
+            if (accepted < since && now - accepted >= EvictableAfterMs)
+            {
+                (oldest, since) = (socket, accepted);
+            }
+        }
+
+        if (oldest is null || !_unassociated.TryRemove(oldest, out _))
+        {
+            return false;
+        }
+
+        var address = (oldest.RemoteEndPoint as IPEndPoint)?.Address;
+        try
+        {
+            // Ends its reads (a blocked receive or a TLS handshake) at once; its own task closes it and gives its place back.
+            oldest.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+
+        Interlocked.Increment(ref _evictions);
+        Interlocked.Exchange(ref _lastEvictionTicks, now);
+        if (address is not null && DueOnceAMinute(ref _lastEvictionLog))
+        {
+            _provider.ConnectionRefused(address, $"closed after {(now - since) / 1000} s without an association request, to make room at the connection limit "
+                + $"({2 * _options.MaxAssociations}): a connection flood?");
+        }
+
+        return true;
+    }
+
+    /// <summary>Connections closed at the connection limit for sending nothing, in all and within the last two minutes.</summary>
+    public (long Total, bool Recent) Evictions =>
+        (Interlocked.Read(ref _evictions), Environment.TickCount64 - Interlocked.Read(ref _lastEvictionTicks) < 120_000);
 
     private void LeavePending(IPAddress? address)
     {
@@ -250,8 +308,10 @@ public sealed class DicomServer : IAsyncDisposable
     private async Task RunConnectionAsync(Socket socket, bool tls, AssociationThread owner, IPAddress? address)
     {
         var pending = 1;
+        _unassociated[socket] = Environment.TickCount64;
         bool CountAssociation(string callingAE)
         {
+            _unassociated.TryRemove(socket, out _);
             if (Interlocked.Exchange(ref pending, 0) == 1)
             {
                 LeavePending(address);
@@ -309,6 +369,7 @@ public sealed class DicomServer : IAsyncDisposable
                 Interlocked.Decrement(ref _associations);
             }
 
+            _unassociated.TryRemove(socket, out _);
             if (Interlocked.Exchange(ref pending, 0) == 1)
             {
                 LeavePending(address);
