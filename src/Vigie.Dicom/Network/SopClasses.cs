@@ -41,6 +41,18 @@ public static class PresentationContextNegotiator
     public static bool CanStore(string transferSyntax) => TransferSyntax.TryLookup(transferSyntax, out var syntax)
         && syntax.Uid is not ("1.2.840.10008.1.2.6.1" or "1.2.840.10008.1.2.6.2"); // MIME and XML encodings are not DICOM streams
 
+    /// <summary>What the node can send an object in: as stored, or converted to another uncompressed little-endian syntax; never big endian or deflated, which it only reads.</summary>
+    public static bool CanSend(string transferSyntax) => CanStore(transferSyntax)
+        && transferSyntax is not (DicomUids.ExplicitVRBigEndian or DicomUids.DeflatedExplicitVRLittleEndian);
+
+    /// <summary>Explicit, then implicit little endian (every stored object can go in either), then the rest in the proposed order.</summary>
+    private static int SendPreference(string transferSyntax) => transferSyntax switch
+    {
+        DicomUids.ExplicitVRLittleEndian => 0,
+        DicomUids.ImplicitVRLittleEndian => 1,
+        _ => 2,
+    };
+
     /// <summary>Query/retrieve and verification use the uncompressed syntaxes only.</summary>
     public static bool IsUncompressed(string transferSyntax) => transferSyntax is DicomUids.ImplicitVRLittleEndian or DicomUids.ExplicitVRLittleEndian;
 
@@ -49,7 +61,13 @@ public static class PresentationContextNegotiator
     /// <see cref="PresentationContextResult.UserRejection"/> (not permitted to this caller), else the first proposed transfer
     /// syntax the node handles (the requestor's preference order).
     /// </summary>
-    public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted)
+    /// <param name="sentOn">
+    /// Storage SOP classes the node will send on, not receive (C-GET results, the requestor taking the SCP role): for
+    /// those the syntax is the one it can send best, uncompressed first, never one it can only read (big endian,
+    /// deflate). Taking the requestor's first there (JPEG, as `getscu +xy` lists it) failed every image of an
+    /// uncompressed study, which dcmtk's own server sends uncompressed from the same proposal.
+    /// </param>
+    public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted, Func<string, bool>? sentOn = null)
     {
         foreach (var context in request.PresentationContexts)
         {
@@ -66,7 +84,9 @@ public static class PresentationContextNegotiator
             }
 
             var storage = SopClasses.IsStorage(context.AbstractSyntax);
-            var chosen = context.TransferSyntaxes.FirstOrDefault(ts => storage ? CanStore(ts) : IsUncompressed(ts));
+            var chosen = storage && sentOn?.Invoke(context.AbstractSyntax) == true
+                ? context.TransferSyntaxes.Where(CanSend).OrderBy(SendPreference).FirstOrDefault()
+                : context.TransferSyntaxes.FirstOrDefault(ts => storage ? CanStore(ts) : IsUncompressed(ts));
             if (chosen is null)
             {
                 context.Result = PresentationContextResult.TransferSyntaxesNotSupported;

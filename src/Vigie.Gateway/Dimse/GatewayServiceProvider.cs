@@ -137,7 +137,8 @@ internal sealed class GatewayServiceProvider(
                 || (SopClasses.IsStorage(uid) && ((rights & DicomRights.Store) != 0 || ((rights & DicomRights.Retrieve) != 0 && getRoles.Contains(uid))))
                 || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
-                || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0));
+                || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0),
+            uid => getRoles.Contains(uid) && (rights & DicomRights.Retrieve) != 0);
         if ((rights & DicomRights.Store) == 0)
         {
             // Accepted only so that C-GET results come back: the requestor takes the SCP role there, never the SCU's

@@ -92,4 +92,37 @@ public sealed class RetrieveConversionTests
 
         Assert.Equal(2, Directory.GetFiles(got).Length + Directory.GetFiles(workstation.Folder).Length);
     }
+
+    /// <summary>
+    /// Regression: a C-GET requestor that lists a compressed syntax (or big endian, or deflate) first for the images it
+    /// receives, as `getscu +xy` does, got none of an uncompressed study: the node accepted that first syntax and then
+    /// failed every image ("no presentation context"). It now takes the uncompressed syntax the requestor also offers.
+    /// </summary>
+    [Theory]
+    [InlineData("+xy")]
+    [InlineData("+xs")]
+    [InlineData("+xb")]
+    [InlineData("+xd")]
+    public async Task Regression_a_get_requestor_preferring_another_syntax_got_none_of_an_uncompressed_study(string preference)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-retrieve-preference");
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        await node.StoreAsync(files, ct);
+        var first = await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var study = first.Dataset.GetString(DicomTags.StudyInstanceUID)!.TrimEnd('\0', ' ');
+
+        var got = work.Combine("got");
+        Directory.CreateDirectory(got);
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-v", "-aec", "VIGIE", preference, "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={study}", "-od", got, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(2), cancellationToken: ct);
+
+        Assert.True(Directory.GetFiles(got).Length == 3, get.ToString());
+        foreach (var received in Directory.GetFiles(got))
+        {
+            var file = await DicomReader.ReadFileAsync(received, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+            Assert.Equal(TransferSyntax.ExplicitVRLittleEndian.Uid, file.TransferSyntax.Uid);
+        }
+    }
 }
