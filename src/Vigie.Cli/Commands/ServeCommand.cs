@@ -78,11 +78,22 @@ internal static class ServeCommand
                 return ExitCodes.Error;
             }
 
+            // SQLite opens no path over 512 bytes ("unable to open database file"), and the folder was made before it said so.
+            if (System.Text.Encoding.UTF8.GetByteCount(Path.Combine(folder, "index.db")) > MaxSqlitePath)
+            {
+                await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder's path is {System.Text.Encoding.UTF8.GetByteCount(folder)} bytes; "
+                    + $"its index, {Path.Combine(folder, "index.db")}, would pass the {MaxSqlitePath} bytes SQLite opens: choose a shorter --data");
+                return ExitCodes.Error;
+            }
+
             var settings = new HostSettings(folder, parse.GetValue(config)?.FullName, overrides);
             return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
         });
         return command;
     }
+
+    /// <summary>The longest path SQLite's Unix file layer opens, in bytes, terminator excluded.</summary>
+    private const int MaxSqlitePath = 511;
 
     public static Option<DirectoryInfo> DataOption() => new("--data")
     {

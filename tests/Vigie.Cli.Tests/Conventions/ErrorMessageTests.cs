@@ -121,6 +121,14 @@ public sealed class ErrorMessageTests
         Assert.Equal(2, isFile.ExitCode);
         Assert.Contains($"the data folder {file} is a file, not a folder", isFile.StandardError, StringComparison.Ordinal);
 
+        // Regression: a data folder of over 500 bytes stopped the start with "SQLite Error 14: 'unable to open database
+        // file'", naming neither the path nor the limit, and left the folder behind.
+        var deep = Path.Combine(work.Path, string.Join('/', Enumerable.Repeat(new string('d', 60), 9)));
+        var tooLong = await VigieProcess.RunAsync(["serve", "--data", deep, "--dicom-port", "1", "--http-port", "1"], cancellationToken: ct);
+        Assert.Equal(2, tooLong.ExitCode);
+        Assert.Contains("would pass the 511 bytes SQLite opens: choose a shorter --data", tooLong.StandardError, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(deep));
+
         var home = work.Combine("home");
         Directory.CreateDirectory(home);
         await File.WriteAllTextAsync(Path.Combine(home, "notes.txt"), "the user's", ct);
