@@ -99,15 +99,22 @@ public sealed class ScrubService
             var rows = await cursor.TakeAsync(fanOut, cancellationToken).ConfigureAwait(false);
             var directory = Path.Combine(layout.Objects, fanOut);
             List<string> files;
+            string? unreadable = null;
             try
             {
                 files = Directory.Exists(directory) ? Directory.EnumerateFileSystemEntries(directory).ToList() : [];
             }
             catch (Exception e) when (e is UnauthorizedAccessException or IOException)
             {
-                // Named, and the walk goes on: one folder whose permissions changed must not blind the whole check.
-                state.Add(new ScrubFinding(ScrubFindingKind.Corrupted, Path.GetRelativePath(layout.Root, directory), null, ObjectProblem.Unreadable,
-                    $"the folder cannot be read ({e.GetType().Name}): its objects cannot be checked", []));
+                // Named, and the walk goes on: one folder whose permissions changed must not blind the whole check. Its
+                // indexed objects are named one by one below, as unreadable (they were counted missing too, "gone").
+                unreadable = $"its folder {Path.GetRelativePath(layout.Root, directory)} cannot be read ({e.GetType().Name})";
+                if (rows.Count == 0)
+                {
+                    state.Add(new ScrubFinding(ScrubFindingKind.Corrupted, Path.GetRelativePath(layout.Root, directory), null, ObjectProblem.Unreadable,
+                        $"the folder cannot be read ({e.GetType().Name}): its objects cannot be checked", []));
+                }
+
                 files = [];
             }
 
@@ -139,6 +146,13 @@ public sealed class ScrubService
 
             foreach (var (id, length) in rows)
             {
+                if (unreadable is not null && !_store.Slots.TryGet(id, out _))
+                {
+                    state.Add(new ScrubFinding(ScrubFindingKind.Corrupted, Path.GetRelativePath(layout.Root, layout.ObjectPath(id)), id, ObjectProblem.Unreadable,
+                        $"the object cannot be checked: {unreadable}", []));
+                    continue;
+                }
+
                 var where = _store.Slots.TryGet(id, out var landed) ? landed.Path : layout.ObjectPath(id);
                 if (!File.Exists(where) && File.Exists(layout.ObjectPath(id)))
                 {
