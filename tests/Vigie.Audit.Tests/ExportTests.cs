@@ -176,6 +176,14 @@ public sealed class ExportTests
         return (first, second);
     }
 
+    /// <summary>The collector's certificate as the PEM file a sink's TrustedCaPath names.</summary>
+    private static async Task<string> TrustFileAsync(TempDirectory dir, X509Certificate2 certificate, CancellationToken ct)
+    {
+        var path = dir.Combine("collector.pem");
+        await File.WriteAllTextAsync(path, certificate.ExportCertificatePem(), ct);
+        return path;
+    }
+
     /// <summary>A FHIR server's answer to a transaction: a transaction-response Bundle with a success for each entry.</summary>
     internal static async Task AnswerTransactionAsync(HttpListenerContext context, string transaction, CancellationToken ct)
     {
@@ -408,8 +416,7 @@ public sealed class ExportTests
         var ct = TestContext.Current.CancellationToken;
         using var certificate = LocalCertificates.SelfSigned();
         using var dir = new TempDirectory();
-        var caPath = dir.Combine("collector.pem");
-        await File.WriteAllTextAsync(caPath, certificate.ExportCertificatePem(), ct);
+        var caPath = await TrustFileAsync(dir, certificate, ct);
         await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
         await using var collector = new SyslogCollector(certificate);
         await h.AppendAsync(Samples.Records(0, 5));
@@ -446,8 +453,7 @@ public sealed class ExportTests
         var ct = TestContext.Current.CancellationToken;
         using var certificate = LocalCertificates.SelfSigned();
         using var dir = new TempDirectory();
-        var caPath = dir.Combine("collector.pem");
-        await File.WriteAllTextAsync(caPath, certificate.ExportCertificatePem(), ct);
+        var caPath = await TrustFileAsync(dir, certificate, ct);
         await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
         await using var collector = new SyslogCollector(certificate, refuseClients: true);
         await h.AppendAsync(Samples.Records(0, 5));
