@@ -25,7 +25,7 @@ public sealed class DicomServer : IAsyncDisposable
     // Connections that have not sent an association request yet, with the tick they were accepted at.
     private readonly ConcurrentDictionary<Socket, long> _unassociated = new();
     private long _lastEvictionLog;
-    private long _lastEvictionTicks = long.MinValue;
+    private long _lastEvictionTicks;
     private long _evictions;
     private readonly List<TcpListener> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
@@ -259,8 +259,14 @@ public sealed class DicomServer : IAsyncDisposable
     }
 
     /// <summary>Connections closed at the connection limit for sending nothing, in all and within the last two minutes.</summary>
-    public (long Total, bool Recent) Evictions =>
-        (Interlocked.Read(ref _evictions), Environment.TickCount64 - Interlocked.Read(ref _lastEvictionTicks) < 120_000);
+    public (long Total, bool Recent) Evictions
+    {
+        get
+        {
+            var total = Interlocked.Read(ref _evictions);
+            return (total, total > 0 && Environment.TickCount64 - Interlocked.Read(ref _lastEvictionTicks) < 120_000);
+        }
+    }
 
     private void LeavePending(IPAddress? address)
     {

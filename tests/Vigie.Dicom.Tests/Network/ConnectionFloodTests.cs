@@ -26,6 +26,8 @@ public sealed class ConnectionFloodTests
             Association = new DicomAssociationOptions { ArtimTimeout = timers, IdleTimeout = timers, ReadTimeout = timers },
         }, provider);
         server.Start();
+        // A node that closed nothing is not in a flood (every node said so, Degraded, from its start).
+        Assert.Equal((0L, false), server.Evictions);
 
         // Four addresses (127.0.0.2 to .5), one silent connection each: the limit is 2 × MaxAssociations = 4.
         var silent = new List<Socket>();
