@@ -80,26 +80,36 @@ public sealed class RleConversionTests
         var rle = work.Combine("rle.dcm");
         var encode = await Peers.RunAsync(Peers.Require("dcmcrle", "dcmtk"), [original, rle], TimeSpan.FromMinutes(1), cancellationToken: ct);
         Assert.True(encode.ExitCode == 0, encode.ToString());
-        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await using var workstation = await StoreScp.StartAcceptingOnlyAsync("WORKSTATION", work.Combine("moved"), null, "CTImageStorage", "RLELossless");
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
         var store = await Peers.RunAsync(Peers.Require("storescu", "dcmtk"), ["-aec", "VIGIE", "-xr", "127.0.0.1", node.DicomPortText, rle],
             TimeSpan.FromMinutes(1), cancellationToken: ct);
         Assert.True(store.ExitCode == 0 && !store.StandardError.Contains("E:", StringComparison.Ordinal), store.ToString());
 
-        // getscu takes RLE when offered: the object comes back as it was sent, fragments and all.
-        var got = work.Combine("got");
-        Directory.CreateDirectory(got);
+        // A destination that takes RLE only gets the object as it was sent, fragments and all.
         var sent = await DicomReader.ReadFileAsync(rle, new DicomReadOptions { LoadLargeValues = true }, ct);
-        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"),
-            ["-aec", "VIGIE", "+xr", "-S", "-od", got, "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={Uid(sent.Dataset, DicomTags.StudyInstanceUID)}",
-                "127.0.0.1", node.DicomPortText],
+        string[] keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={Uid(sent.Dataset, DicomTags.StudyInstanceUID)}"];
+        var move = await Peers.RunAsync(Peers.Require("movescu", "dcmtk"), ["-aec", "VIGIE", "-aem", "WORKSTATION", "-S", .. keys, "127.0.0.1", node.DicomPortText],
             TimeSpan.FromMinutes(2), cancellationToken: ct);
-        Assert.True(get.ExitCode == 0 && !get.StandardError.Contains("E:", StringComparison.Ordinal), get.ToString());
-        var received = await DicomReader.ReadFileAsync(Assert.Single(Directory.GetFiles(got)), new DicomReadOptions { LoadLargeValues = true }, ct);
+        Assert.True(move.ExitCode == 0 && !move.StandardError.Contains("E:", StringComparison.Ordinal), move.ToString());
+        await workstation.WaitForFilesAsync(1, TimeSpan.FromSeconds(30));
+        var received = await DicomReader.ReadFileAsync(Assert.Single(Directory.GetFiles(workstation.Folder)), new DicomReadOptions { LoadLargeValues = true }, ct);
         Assert.Equal(DicomUids.RLELossless, received.TransferSyntax.Uid);
         var fragments = ((DicomFragmentSequence)received.Dataset[DicomTags.PixelData]!).Items.Skip(1).Select(f => f.Value.ToArray());
         var expected = ((DicomFragmentSequence)sent.Dataset[DicomTags.PixelData]!).Items.Skip(1).Select(f => f.Value.ToArray());
         Assert.All(expected, f => Assert.NotEmpty(f));
         Assert.Equal(expected, fragments);
+
+        // A C-GET requestor that lists RLE first, then the uncompressed syntaxes, in one context gets them uncompressed,
+        // which every object of the archive can be sent in: the pixels decoded, equal to the original's.
+        var got = work.Combine("got");
+        Directory.CreateDirectory(got);
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "+xr", "-S", "-od", got, .. keys, "127.0.0.1", node.DicomPortText],
+            TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(get.ExitCode == 0 && !get.StandardError.Contains("E:", StringComparison.Ordinal), get.ToString());
+        var plain = await DicomReader.ReadFileAsync(original, new DicomReadOptions { LoadLargeValues = true }, ct);
+        await AssertReceivedAsync(got, TransferSyntax.ExplicitVRLittleEndian,
+            new Dictionary<string, byte[]> { [Uid(plain.Dataset, DicomTags.SOPInstanceUID)] = ((DicomValueElement)plain.Dataset[DicomTags.PixelData]!).Span.ToArray() }, ct);
     }
 
     private static async Task AssertReceivedAsync(string folder, TransferSyntax? expected, Dictionary<string, byte[]> pixels, CancellationToken ct)
