@@ -87,7 +87,9 @@ public sealed class ForwardingQueueTests
         // It comes back configured for MR only: the CT objects are given up on, not retried forever, and reported.
         await using (var mrOnly = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs-mr"), pacsPort, MrOnly, Uncompressed))
         {
-            var refused = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.Json.GetProperty("given_up").GetInt64() == 3, ct);
+            // Both counts: the status reads waiting and given up in two statements, and the third may move between them.
+            var refused = await Eventually.WaitForAsync(() => StatusAsync(node),
+                s => s.Json.GetProperty("given_up").GetInt64() == 3 && s.Json.GetProperty("waiting").GetInt64() == 0, ct);
             Assert.Equal(1, refused.ExitCode);
             Assert.Equal(0, refused.Json.GetProperty("waiting").GetInt64());
             var failures = refused.Json.GetProperty("failures").EnumerateArray().ToList();
