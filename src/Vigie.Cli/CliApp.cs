@@ -72,13 +72,7 @@ internal static class CliApp
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The causes too: "Failed to load configuration from file" says nothing until its JSON error gives the line.
-            var message = new System.Text.StringBuilder($"vigie: {e.GetType().Name}: {e.Message}");
-            for (var inner = e.InnerException; inner is not null; inner = inner.InnerException)
-            {
-                message.Append(" (").Append(inner.Message).Append(')');
-            }
-
-            await Console.Error.WriteLineAsync(message.ToString());
+            await Console.Error.WriteLineAsync($"vigie: {e.GetType().Name}: {Vigie.Core.ExceptionCauses.Describe(e)}");
             return ExitCodes.Error;
         }
     }

@@ -182,7 +182,8 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
         // not take the node (and the images it serves) out of service. The description says which case it is.
         var free = space.FreeBytes;
         var landing = store.Landing;
-        var slots = Landing(landing) + Damaged();
+        var damaged = Damaged();
+        var slots = Landing(landing) + damaged;
         if (space.IsFull)
         {
             return Task.FromResult(HealthCheckResult.Degraded($"stores refused: {free >> 20} MiB free, under Archive:MinFreeSpace ({space.MinFreeBytes >> 20} MiB){slots}"));
@@ -195,7 +196,7 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
 
         // Landed objects are durable and readable where they are; a move that keeps failing (a permission, say) still
         // wants an operator before the slots run out.
-        return Task.FromResult(landing.MovesFailing || integrity.Failing(time.GetUtcNow()) is not null
+        return Task.FromResult(landing.MovesFailing || damaged.Length > 0
             ? HealthCheckResult.Degraded($"{free >> 30} GiB free{slots}")
             : HealthCheckResult.Healthy($"{free >> 30} GiB free{slots}"));
     }

@@ -352,8 +352,8 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
         }
         else
         {
-            var body = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false);
-            problem = body is null ? $"with a body over {MaxResponseBytes >> 20} MiB" : TransactionProblem(body, count);
+            var body = await SinkWitness.ReadBoundedAsync(response.Content, MaxResponseBytes, cancellationToken).ConfigureAwait(false);
+            problem = body is { } read ? TransactionProblem(read, count) : $"with a body over {MaxResponseBytes >> 20} MiB";
         }
 
         if (problem is not null)
@@ -366,32 +366,8 @@ internal sealed class FhirHttpSink(AuditSinkOptions options, string? enterpriseS
         mediaType.Equals("application/fhir+json", StringComparison.OrdinalIgnoreCase) || mediaType.Equals("application/json", StringComparison.OrdinalIgnoreCase)
         || mediaType.Equals("application/json+fhir", StringComparison.OrdinalIgnoreCase);
 
-    private static async Task<byte[]?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
-    {
-        if (content.Headers.ContentLength > MaxResponseBytes)
-        {
-            return null;
-        }
-
-        await using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
-        using var copy = new MemoryStream();
-        var buffer = new byte[81920];
-        int read;
-        while ((read = await stream.ReadAsync(buffer, cancellationToken).ConfigureAwait(false)) > 0)
-        {
-            if (copy.Length + read > MaxResponseBytes)
-            {
-                return null;
-            }
-
-            copy.Write(buffer, 0, read);
-        }
-
-        return copy.ToArray();
-    }
-
     /// <summary>Why a transaction's answer does not show every AuditEvent stored, or null when it does. Names statuses only, never content.</summary>
-    internal static string? TransactionProblem(byte[] body, int count)
+    internal static string? TransactionProblem(ReadOnlyMemory<byte> body, int count)
     {
         try
         {

@@ -71,7 +71,7 @@ public static class SinkWitness
                     null, response.StatusCode);
             }
 
-            var json = await ReadBoundedAsync(response.Content, cancellationToken).ConfigureAwait(false)
+            var json = await ReadBoundedAsync(response.Content, TreeHeadJson.MaxTextLength, cancellationToken).ConfigureAwait(false)
                 ?? throw new FormatException($"sink {sink.Name}: page {page} is larger than {TreeHeadJson.MaxTextLength} bytes");
             // Parsed once: the heads it carries and the link to the next page both come from this node.
             JsonObject bundle;
@@ -98,15 +98,21 @@ public static class SinkWitness
         return link is not null && TreeHeadJson.Text(link, "url") is { } url && Uri.TryCreate(current, url, out var resolved) ? resolved : null;
     }
 
-    private static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, CancellationToken cancellationToken)
+    /// <summary>A FHIR server's answer, whole, or null past <paramref name="limit"/> bytes (declared or read): never trusted to be small.</summary>
+    internal static async Task<ReadOnlyMemory<byte>?> ReadBoundedAsync(HttpContent content, int limit, CancellationToken cancellationToken)
     {
+        if (content.Headers.ContentLength > limit)
+        {
+            return null;
+        }
+
         await using var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
         using var buffer = new MemoryStream();
         var chunk = new byte[81920];
         int read;
         while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
         {
-            if (buffer.Length + read > TreeHeadJson.MaxTextLength)
+            if (buffer.Length + read > limit)
             {
                 return null;
             }

@@ -11,7 +11,7 @@ namespace Vigie.Gateway.Dimse;
 /// </summary>
 public sealed class RetrieveIntegrity
 {
-    private static readonly Meter Meter = new("Vigie.Gateway");
+    private static readonly Meter Meter = new("Vigie.Gateway.Retrieve");
 
     internal static readonly Counter<long> Failures = Meter.CreateCounter<long>("vigie.gateway.retrieve.integrity_failures",
         description: "Stored objects that failed their check when read for a retrieve, by problem (NotFound, Truncated, TrailerAuthenticationFailed...)");
