@@ -1,4 +1,5 @@
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -37,6 +38,8 @@ public sealed class ServerLifecycleTests
             Assert.StartsWith("the peer aborted", aborted.Message, StringComparison.Ordinal);
         }
 
+        // The abort is sent before the end is reported: the client can see it first.
+        await Eventually.WaitForAsync(() => Task.FromResult(provider.Ended.Count), n => n > 0, ct);
         var (end, detail) = Assert.Single(provider.Ended);
         Assert.Equal(AssociationEnd.InternalError, end);
         Assert.StartsWith("internal error: InvalidOperationException", detail, StringComparison.Ordinal);
