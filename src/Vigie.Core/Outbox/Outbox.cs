@@ -203,14 +203,18 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         long waiting;
         long? oldest;
         int attempts;
+        long deadCount;
+        // One statement, so a message given up on between two reads is not counted both waiting and given up.
         await using (var command = connection.CreateCommand(null,
-                         "SELECT COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0) FROM outbox WHERE topic = @t AND done_at IS NULL").With("@t", topic))
+                         "SELECT COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0), (SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o) " +
+                         "FROM outbox WHERE topic = @t AND done_at IS NULL").With("@t", topic).With("@o", OutcomeDead))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
             waiting = Convert.ToInt64(reader.GetValue(0), CultureInfo.InvariantCulture);
             oldest = reader.IsDBNull(1) ? null : Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture);
             attempts = Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture);
+            deadCount = Convert.ToInt64(reader.GetValue(3), CultureInfo.InvariantCulture);
         }
 
         string? lastError = null;
@@ -222,8 +226,6 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
             lastError = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
         }
 
-        await using var dead = connection.CreateCommand(null, "SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o").With("@t", topic).With("@o", OutcomeDead);
-        var deadCount = Convert.ToInt64(await dead.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture);
         return new OutboxQueueStatus(waiting, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null, attempts, lastError, deadCount);
     }
 
@@ -236,27 +238,25 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var subjects = new Dictionary<string, (long Waiting, long? Oldest, int Attempts, long Dead)>(StringComparer.Ordinal);
         const string none = "\0";
+        // One statement, so a message given up on between two reads is not counted both waiting and given up.
         await using (var command = connection.CreateCommand(null,
-                         "SELECT subject, COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0) FROM outbox WHERE topic = @t AND done_at IS NULL GROUP BY subject")
-                     .With("@t", topic))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
-        {
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                subjects[reader.IsDBNull(0) ? none : reader.GetString(0)] = (Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture),
-                    reader.IsDBNull(2) ? null : Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture),
-                    Convert.ToInt32(reader.GetValue(3), CultureInfo.InvariantCulture), 0);
-            }
-        }
-
-        await using (var command = connection.CreateCommand(null, "SELECT subject, COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o GROUP BY subject")
-                         .With("@t", topic).With("@o", OutcomeDead))
+                         "SELECT subject, 0, COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0) FROM outbox WHERE topic = @t AND done_at IS NULL GROUP BY subject " +
+                         "UNION ALL SELECT subject, 1, COUNT(*), NULL, 0 FROM outbox WHERE topic = @t AND outcome = @o GROUP BY subject")
+                     .With("@t", topic).With("@o", OutcomeDead))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
                 var key = reader.IsDBNull(0) ? none : reader.GetString(0);
-                subjects[key] = subjects.GetValueOrDefault(key) with { Dead = Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture) };
+                var count = Convert.ToInt64(reader.GetValue(2), CultureInfo.InvariantCulture);
+                subjects[key] = Convert.ToInt32(reader.GetValue(1), CultureInfo.InvariantCulture) == 0
+                    ? subjects.GetValueOrDefault(key) with
+                    {
+                        Waiting = count,
+                        Oldest = reader.IsDBNull(3) ? null : Convert.ToInt64(reader.GetValue(3), CultureInfo.InvariantCulture),
+                        Attempts = Convert.ToInt32(reader.GetValue(4), CultureInfo.InvariantCulture),
+                    }
+                    : subjects.GetValueOrDefault(key) with { Dead = count };
             }
         }
 
