@@ -122,11 +122,16 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             // which on a busy virtual machine is worth more than the fsyncs themselves. Concurrent commits still share
             // the file system's journal commits, since their fsyncs run side by side on the other workers.
             _landing.NoteActivity();
-            await SetAsideIfDamagedAsync(spool.Id, cancellationToken).ConfigureAwait(false);
+            var damaged = await SetAsideIfDamagedAsync(spool.Id, cancellationToken).ConfigureAwait(false);
             var result = _options.Durable
                 ? await Workers.RunAsync(() => spool.Landable && _landing.Enabled ? Land(spool) : SyncIntoPlace(spool), cancellationToken)
                     .ConfigureAwait(false)
                 : MoveIntoPlace(spool, durable: false);
+            if (damaged is not null)
+            {
+                result = result with { ReplacedDamagedCopy = damaged };
+            }
+
             spool.EndMove(result.AlreadyStored ? SpoolState.Duplicate : SpoolState.Committed);
             (result.AlreadyStored ? ArchiveTelemetry.ObjectsDeduplicated : ArchiveTelemetry.ObjectsCommitted).Add(1);
             return result;
@@ -209,12 +214,12 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     /// before 2026-12-06 the damaged copy was kept and the new one dropped as a duplicate. Reads the stored copy once,
     /// for objects sent again only.
     /// </summary>
-    private async ValueTask SetAsideIfDamagedAsync(ObjectId id, CancellationToken cancellationToken)
+    private async ValueTask<string?> SetAsideIfDamagedAsync(ObjectId id, CancellationToken cancellationToken)
     {
         var target = Layout.ObjectPath(id);
         if (!File.Exists(target))
         {
-            return;
+            return null;
         }
 
         string problem;
@@ -223,11 +228,11 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             await using var reader = await ArchiveObjectReader.OpenAsync(target, id, Keys, id.ToString(), _options.MaxObjectBytes, null, cancellationToken)
                 .ConfigureAwait(false);
             await reader.VerifyAsync(cancellationToken).ConfigureAwait(false);
-            return;
+            return null;
         }
         catch (FileNotFoundException)
         {
-            return;
+            return null;
         }
         catch (Exception e) when (e is ObjectFormatException or CryptographicException or UnknownKeyEncryptionKeyException)
         {
@@ -241,12 +246,13 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
         catch (FileNotFoundException)
         {
-            return; // another commit of the same content set it aside first
+            return null; // another commit of the same content set it aside first
         }
 
         ArchiveTelemetry.ObjectsRepaired.Add(1);
         _logger.LogWarning("Stored object {ObjectId} failed its check ({Problem}) when the same content arrived again: the new copy replaces it, "
             + "the damaged file is kept in {Folder}", id, problem, Layout.Damaged);
+        return problem;
     }
 
     /// <summary>Runs between a landing record's write and its object's registration (tests: what another thread may do then).</summary>

@@ -298,7 +298,11 @@ public sealed class SpooledObject : IAsyncDisposable
 
 /// <summary>The outcome of a commit: the object is durable (when the store is) under <paramref name="Id"/>.</summary>
 /// <param name="AlreadyStored">True when equal content was already stored; the spool was dropped.</param>
-public sealed record CommittedObject(ObjectId Id, long Length, bool AlreadyStored);
+public sealed record CommittedObject(ObjectId Id, long Length, bool AlreadyStored)
+{
+    /// <summary>Set when a damaged copy of this content was set aside and replaced by this one: what its check found.</summary>
+    public string? ReplacedDamagedCopy { get; init; }
+}
 
 /// <summary>A spool moved to quarantine, still encrypted, with its sealed reason beside it.</summary>
 public sealed record QuarantinedObject(string QuarantineId, ObjectId Id, long Length, DateTimeOffset QuarantinedAt);

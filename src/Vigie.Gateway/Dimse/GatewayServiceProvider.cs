@@ -514,10 +514,44 @@ internal sealed class GatewayServiceProvider(
         var now = time.GetUtcNow();
         RetrieveIntegrity.Failures.Add(1, new KeyValuePair<string, object?>("problem", problem));
         retrieveIntegrity.Failed(now, $"object {id}: {problem}");
+        if (retrieveIntegrity.DueForAlert(id, now))
+        {
+            // Not awaited: this runs inside the read that failed (a stream's callback), and the sub-operation's failure
+            // does not wait for the trail.
+            _ = AuditIntegrityFailureAsync(id, problem);
+        }
+
         if (DueForLog(ref _lastIntegrityFailure, now))
         {
             logger.LogError("Archive object {ObjectId} failed its check when read for a retrieve ({Problem}); its sub-operation failed. "
                 + "Run vigie scrub; sending the image again heals it", id, problem);
+        }
+    }
+
+    private async Task AuditIntegrityFailureAsync(ObjectId id, string problem)
+    {
+        try
+        {
+            await audit.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.SecurityAlert,
+                Action = AuditAction.Execute,
+                Outcome = AuditOutcome.SeriousFailure,
+                Participants = [GatewayAudit.Self(OurAE, requestor: true, AuditRoles.Application)],
+                Details = new AuditDetails
+                {
+                    OutcomeDescription = $"archive integrity: stored object {id} failed its check when read for a retrieve ({problem}); "
+                        + "its sub-operation failed. Run vigie scrub; sending the image again heals it",
+                },
+            }, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
+            {
+                logger.LogError(e, "Could not audit archive object {ObjectId}'s failed check", id);
+            }
         }
     }
 

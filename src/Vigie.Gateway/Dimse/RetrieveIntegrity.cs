@@ -29,6 +29,31 @@ public sealed class RetrieveIntegrity
 
     internal void Failed(DateTimeOffset at, string reason) => _spell.Failed(at, reason);
 
+    private readonly Dictionary<ObjectId, DateTimeOffset> _alerted = [];
+
+    /// <summary>
+    /// Whether this object's failure goes to the audit trail: once an hour per object, so that a viewer retrying a damaged
+    /// study does not fill the trail, and at most 10,000 objects remembered.
+    /// </summary>
+    internal bool DueForAlert(ObjectId id, DateTimeOffset now)
+    {
+        lock (_alerted)
+        {
+            if (_alerted.TryGetValue(id, out var last) && now - last < TimeSpan.FromHours(1))
+            {
+                return false;
+            }
+
+            if (_alerted.Count >= 10_000)
+            {
+                _alerted.Clear();
+            }
+
+            _alerted[id] = now;
+            return true;
+        }
+    }
+
     /// <summary>Since when, how many and the last, while an object failed its check at retrieval within the last day.</summary>
     public (DateTimeOffset Since, int Count, string Reason)? Failing(DateTimeOffset now) => _spell.Current(now);
 }

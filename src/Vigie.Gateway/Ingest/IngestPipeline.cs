@@ -287,7 +287,13 @@ public sealed class IngestPipeline(
             return new IngestResult(IngestOutcome.Refused, DimseStatus.CannotUnderstand, Truncate("refused: " + ConflictComment(conflict.Conflicts)), verdict);
         }
 
-        if ((await durable.ConfigureAwait(false)).AlreadyStored)
+        var committed = await durable.ConfigureAwait(false);
+        if (committed.ReplacedDamagedCopy is { } damage)
+        {
+            await AuditRepairAsync(source, entry, committed.Id, damage, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (committed.AlreadyStored)
         {
             // The stored copy may have been due for deletion and purged before this commit claimed it back: the kept
             // spool then takes its place.
@@ -355,6 +361,41 @@ public sealed class IngestPipeline(
     }
 
     private DateTimeOffset _lastRefusalLog;
+
+    /// <summary>
+    /// A stored copy found damaged when its content arrived again, and replaced: an integrity alert in the trail, where
+    /// the security officer (and the SIEM, through the export) sees it with the scrub's, not only in the node's log.
+    /// </summary>
+    private async Task AuditRepairAsync(IngestSource source, InstanceIndexEntry entry, ObjectId id, string problem, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await audit.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.SecurityAlert,
+                Action = AuditAction.Execute,
+                Outcome = AuditOutcome.SeriousFailure,
+                Participants =
+                [
+                    GatewayAudit.Requestor(source, AuditRoles.Source),
+                    GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+                ],
+                PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
+                Details = new AuditDetails
+                {
+                    OutcomeDescription = $"archive integrity: stored object {id} failed its check ({problem}); the same content, received again, replaced it "
+                        + "(the damaged file is kept in the data folder's damaged/)",
+                    Objects = [GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value))],
+                },
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The object is stored and the repair logged by the archive: the sender still gets its success.
+            logger.LogError(e, "The repair of archive object {ObjectId} could not be audited", id);
+        }
+    }
 
     /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
     internal static AttributeSet SourceAttributes(IngestSource source) =>

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Testing;
@@ -38,5 +39,47 @@ public sealed class RetrieveIntegrityTests
         Assert.Equal("Degraded", health.Status);
         Assert.Contains("2 stored objects failed their check when read for a retrieve", health.Description, StringComparison.Ordinal);
         Assert.Contains("failed its check when read for a retrieve (", node.Output, StringComparison.Ordinal);
+
+        // And the security officer's trail (exported to the SIEM) holds an integrity alert per object, once.
+        var alerts = await Eventually.WaitForAsync(() => IntegrityAlertsAsync(node, "when read for a retrieve"), a => a.Count >= 2, ct);
+        Assert.Equal(2, alerts.Count);
+        await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={sample.GetString(DicomTags.StudyInstanceUID)}", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        await Task.Delay(500, ct);
+        Assert.Equal(2, (await IntegrityAlertsAsync(node, "when read for a retrieve")).Count);
+    }
+
+    /// <summary>
+    /// Regression: a damaged copy replaced by the same image sent again was logged and counted, but the audit trail held
+    /// only a successful store: the security officer, and the SIEM through the export, never saw the damage.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_repair_by_sending_again_was_missing_from_the_audit_trail()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(1).ToList();
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(files, ct);
+        var stored = await Eventually.WaitForAsync(
+            () => Task.FromResult(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).ToList()),
+            f => f.Count == 1, ct);
+        await using (var truncate = new FileStream(Assert.Single(stored), FileMode.Open, FileAccess.Write))
+        {
+            truncate.SetLength(1000);
+        }
+
+        await node.StoreAsync(files, ct);
+        var alert = Assert.Single(await IntegrityAlertsAsync(node, "received again, replaced it"));
+        Assert.Matches(@"failed its check \(\w+\); the same content, received again, replaced it", alert);
+    }
+
+    private static async Task<List<string>> IntegrityAlertsAsync(VigieNode node, string about)
+    {
+        var shown = await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--details");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        return [.. JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray()
+            .Select(e => e.GetProperty("details").GetProperty("outcome").GetString() ?? "")
+            .Where(o => o.StartsWith("archive integrity: ", StringComparison.Ordinal) && o.Contains(about, StringComparison.Ordinal))];
     }
 }
