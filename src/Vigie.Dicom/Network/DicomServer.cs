@@ -345,7 +345,10 @@ public sealed class DicomServer : IAsyncDisposable
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
                     ServerCertificateContext = _certificate!.CurrentContext,
-                    ClientCertificateRequired = _options.Tls.RequireClientCertificate,
+                    // Asked for whenever there is an authority to check it against, required or not: a certificate
+                    // never asked for is never checked (before 2026-12-06 an optional one was not asked for, so any
+                    // certificate, self-signed too, went on as anonymous). The validation lets "none" through when optional.
+                    ClientCertificateRequired = _clientValidation is not null,
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,

@@ -73,24 +73,10 @@ public sealed class SecurityTests
     public async Task Tls_with_client_certificates_accepts_known_clients_only()
     {
         var ct = TestContext.Current.CancellationToken;
-        var openssl = Peers.Require("openssl", "openssl");
         var echoscu = Peers.Require("echoscu", "dcmtk");
         using var pki = new TempDirectory("vigie-pki");
-        async Task Run(params string[] arguments)
-        {
-            var result = await Peers.RunAsync(openssl, arguments, TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
-            Assert.True(result.ExitCode == 0, result.ToString());
-        }
-
-        await Run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
-            "-subj", "/CN=Vigie Test CA");
-        foreach (var (name, subject) in new[] { ("server", "/CN=localhost"), ("client", "/CN=Modality CT1") })
-        {
-            await Run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key", "-out", $"{name}.csr", "-subj", subject);
-            await File.WriteAllTextAsync(pki.Combine($"{name}.ext"), name == "server"
-                ? "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" : "extendedKeyUsage=clientAuth\n", ct);
-            await Run("x509", "-req", "-in", $"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", $"{name}.crt", "-days", "2", "-extfile", $"{name}.ext");
-        }
+        Task Run(params string[] arguments) => OpenSslAsync(pki, ct, arguments);
+        await MakeHospitalPkiAsync(pki, ct);
 
         var tlsPort = VigieNode.FreePort();
         await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
@@ -148,6 +134,60 @@ public sealed class SecurityTests
                 "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct),
             r => r.ExitCode == 0, ct, TimeSpan.FromSeconds(20));
         Assert.Equal(0, chained.ExitCode);
+    }
+
+    /// <summary>
+    /// Regression: with client certificates optional (an authority set, not required), the node never asked for one, so
+    /// a certificate from any authority, or self-signed, was never even checked, and the association went on as anonymous.
+    /// </summary>
+    [Fact]
+    public async Task Regression_optional_client_certificates_were_never_asked_for_so_an_untrusted_one_passed()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var echoscu = Peers.Require("echoscu", "dcmtk");
+        using var pki = new TempDirectory("vigie-pki");
+        await MakeHospitalPkiAsync(pki, ct);
+        await TestCertificates.SelfSignedAsync(pki.Path, "rogue", 2, "/CN=Modality CT1", ct);
+        var tlsPort = VigieNode.FreePort();
+        var port = tlsPort.ToString(CultureInfo.InvariantCulture);
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
+            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
+            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
+            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
+        }, cancellationToken: ct);
+
+        Task<ProcessResult> EchoAsync(params string[] tls) =>
+            Peers.RunAsync(echoscu, ["-aec", "VIGIE", .. tls, "+cf", pki.Combine("ca.crt"), "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        var anonymous = await EchoAsync("+tla");
+        Assert.True(anonymous.ExitCode == 0, anonymous.ToString());
+        var known = await EchoAsync("+tls", pki.Combine("client.key"), pki.Combine("client.crt"));
+        Assert.True(known.ExitCode == 0, known.ToString());
+        var rogue = await EchoAsync("+tls", pki.Combine("rogue.key"), pki.Combine("rogue.crt"));
+        Assert.NotEqual(0, rogue.ExitCode);
+    }
+
+    private static async Task OpenSslAsync(TempDirectory pki, CancellationToken ct, params string[] arguments)
+    {
+        var result = await Peers.RunAsync(Peers.Require("openssl", "openssl"), arguments, TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
+        Assert.True(result.ExitCode == 0, result.ToString());
+    }
+
+    /// <summary>A hospital authority (ca.crt) and what it issued: server.crt for localhost (serverAuth), client.crt for a modality (clientAuth).</summary>
+    private static async Task MakeHospitalPkiAsync(TempDirectory pki, CancellationToken ct)
+    {
+        await OpenSslAsync(pki, ct, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "2", "-subj", "/CN=Vigie Test CA");
+        foreach (var (name, subject) in new[] { ("server", "/CN=localhost"), ("client", "/CN=Modality CT1") })
+        {
+            await OpenSslAsync(pki, ct, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", $"{name}.key", "-out", $"{name}.csr",
+                "-subj", subject);
+            await File.WriteAllTextAsync(pki.Combine($"{name}.ext"), name == "server"
+                ? "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" : "extendedKeyUsage=clientAuth\n", ct);
+            await OpenSslAsync(pki, ct, "x509", "-req", "-in", $"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", $"{name}.crt",
+                "-days", "2", "-extfile", $"{name}.ext");
+        }
     }
 
     /// <summary>
