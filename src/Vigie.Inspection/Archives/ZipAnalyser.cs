@@ -66,6 +66,7 @@ internal sealed class ZipAnalyser : IContentAnalyser
             }
 
             CompareHeaders(context, entry, local);
+            CheckLocalNames(context, entry, local);
             ranges.Add((entry.LocalHeaderOffset, local.DataOffset + entry.CompressedSize, entry.Name));
         }
 
@@ -94,9 +95,39 @@ internal sealed class ZipAnalyser : IContentAnalyser
         {
             context.Report(Rules.ZipPathTraversal, Severity.High, $"entry '{safe}' has {traversal}: extracting it writes outside the target folder", entry.CentralRecordOffset);
         }
+        else if (entry.UnicodePath is { } unicode && NameChecks.TraversalReason(unicode) is { } hidden)
+        {
+            // Before 2026-12-06 only the header name was checked: unzip writes to this one.
+            context.Report(Rules.ZipPathTraversal, Severity.High,
+                $"entry '{safe}' is named '{Inspector.SanitiseName(unicode)}' in its Unicode Path field, which has {hidden}: extracting it writes outside the target folder",
+                entry.CentralRecordOffset);
+        }
         else if (NameChecks.OddityReason(entry.Name) is { } oddity)
         {
             context.Report(Rules.ZipSuspiciousName, Severity.Low, $"entry '{safe}' has {oddity}", entry.CentralRecordOffset);
+        }
+    }
+
+    /// <summary>
+    /// Streaming extractors read the local header's names, not the directory's: a traversal there is one too (before
+    /// 2026-12-06 only a header mismatch).
+    /// </summary>
+    private static void CheckLocalNames(InspectionContext context, ZipEntry entry, ZipLocalHeader local)
+    {
+        if (NameChecks.TraversalReason(entry.Name) is not null || (entry.UnicodePath is { } path && NameChecks.TraversalReason(path) is not null))
+        {
+            return; // reported already
+        }
+
+        foreach (var name in new[] { local.Name, local.UnicodePath })
+        {
+            if (name is not null && NameChecks.TraversalReason(name) is { } traversal)
+            {
+                context.Report(Rules.ZipPathTraversal, Severity.High,
+                    $"entry '{Inspector.SanitiseName(entry.Name)}' is named '{Inspector.SanitiseName(name)}' in its local header, which has {traversal}: "
+                    + "extracting it writes outside the target folder", local.Offset);
+                return;
+            }
         }
     }
 

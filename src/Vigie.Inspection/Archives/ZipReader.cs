@@ -22,10 +22,17 @@ internal sealed record ZipEntry(
     public bool HasDataDescriptor => (Flags & 0x0008) != 0;
 
     public bool IsDirectory => Name.EndsWith('/') && UncompressedSize == 0;
+
+    /// <summary>The name in an Info-ZIP Unicode Path extra field (0x7075), which extractors such as unzip use instead.</summary>
+    public string? UnicodePath { get; init; }
 }
 
 /// <summary>A local file header, as the bytes at an entry's offset say.</summary>
-internal sealed record ZipLocalHeader(long Offset, ushort Flags, ushort Method, uint Crc, long CompressedSize, long UncompressedSize, string Name, long DataOffset);
+internal sealed record ZipLocalHeader(long Offset, ushort Flags, ushort Method, uint Crc, long CompressedSize, long UncompressedSize, string Name, long DataOffset)
+{
+    /// <inheritdoc cref="ZipEntry.UnicodePath"/>
+    public string? UnicodePath { get; init; }
+}
 
 /// <summary>The central directory: the authoritative list of entries.</summary>
 internal sealed class ZipDirectory
@@ -210,7 +217,7 @@ internal static class ZipReader
 
             ApplyZip64Extra(extra, ref uncompressed, ref compressed, ref localOffset);
             entries.Add(new ZipEntry(index++, DecodeName(nameBytes, flags), flags, method, crc, compressed, uncompressed,
-                localOffset + prefix, recordOffset));
+                localOffset + prefix, recordOffset) { UnicodePath = UnicodePath(extra) });
         }
 
         return new ZipDirectory
@@ -252,7 +259,33 @@ internal static class ZipReader
         source.ReadAt(offset + 30 + nameLength, extra);
         long ignored = 0;
         ApplyZip64Extra(extra, ref uncompressed, ref compressed, ref ignored);
-        return new ZipLocalHeader(offset, flags, method, crc, compressed, uncompressed, DecodeName(name, flags), offset + 30 + nameLength + extraLength);
+        return new ZipLocalHeader(offset, flags, method, crc, compressed, uncompressed, DecodeName(name, flags), offset + 30 + nameLength + extraLength)
+        {
+            UnicodePath = UnicodePath(extra),
+        };
+    }
+
+    /// <summary>
+    /// The Info-ZIP Unicode Path field's name (version 1, CRC-32 of the header name, UTF-8 name), whether or not its CRC
+    /// matches: the name an extractor may write to, so the one whose traversal matters.
+    /// </summary>
+    private static string? UnicodePath(ReadOnlySpan<byte> extra)
+    {
+        var position = 0;
+        while (position + 4 <= extra.Length)
+        {
+            var id = BinaryPrimitives.ReadUInt16LittleEndian(extra[position..]);
+            var length = BinaryPrimitives.ReadUInt16LittleEndian(extra[(position + 2)..]);
+            var body = extra.Slice(position + 4, Math.Min(length, extra.Length - position - 4));
+            if (id == 0x7075 && body.Length > 5)
+            {
+                return Encoding.UTF8.GetString(body[5..]);
+            }
+
+            position += 4 + length;
+        }
+
+        return null;
     }
 
     private static bool SignatureAt(ContentSource source, long offset, uint signature)

@@ -127,8 +127,36 @@ internal static class ContentIdentifier
             return ContentType.Jpeg2000;
         }
 
-        return IdentifyText(head);
+        var type = IdentifyText(head);
+        if (type is ContentType.Text or ContentType.Unknown && head.Length < length && ReadMailHeaders(SkipBom(head), HeadLines).Block == MailHeaderBlock.Cut)
+        {
+            // The head ended inside what reads as a header block (one long line, or many unknown headers): a mail
+            // hides its attachments behind that. Judge on up to 1 MiB (where the mail analyser wants its end).
+            type = IdentifyLongHeaderBlock(source, length) ? ContentType.Mime : type;
+        }
+
+        return type;
     }
+
+    private const int HeadLines = 200;
+    private const int LongHeaderBlock = 1024 * 1024;
+
+    private static bool IdentifyLongHeaderBlock(ContentSource source, long length)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(LongHeaderBlock, length));
+        try
+        {
+            var read = source.ReadAt(0, buffer.AsSpan(0, (int)Math.Min(LongHeaderBlock, length)));
+            var (block, known) = ReadMailHeaders(SkipBom(buffer.AsSpan(0, read)), int.MaxValue);
+            return block == MailHeaderBlock.Mail || (block == MailHeaderBlock.Cut && known >= 1);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static ReadOnlySpan<byte> SkipBom(ReadOnlySpan<byte> text) => Starts(text, [0xEF, 0xBB, 0xBF]) ? text[3..] : text;
 
     /// <summary>MZ whose e_lfanew points inside the file at "PE\0\0".</summary>
     public static bool IsPe(ContentSource source, ReadOnlySpan<byte> head)
@@ -372,7 +400,9 @@ internal static class ContentIdentifier
             return AsciiSearch.IndexOfIgnoreCase(sample, "<html") >= 0 ? ContentType.Html : ContentType.Xml;
         }
 
-        if (trimmed.StartsWith("<"u8) && (AsciiSearch.IndexOfIgnoreCase(sample, "<html") >= 0 || AsciiSearch.IndexOfIgnoreCase(sample, "<script") >= 0))
+        // A browser renders a page whatever text comes before its first tag: a line, or a long comment.
+        if (AsciiSearch.IndexOfIgnoreCase(trimmed, "<html") >= 0 || AsciiSearch.IndexOfIgnoreCase(trimmed, "<!doctype html") >= 0
+            || (trimmed.StartsWith("<"u8) && AsciiSearch.IndexOfIgnoreCase(trimmed, "<script") >= 0))
         {
             return ContentType.Html;
         }
@@ -387,7 +417,22 @@ internal static class ContentIdentifier
     ];
 
     /// <summary>An RFC 5322 header block (optionally after an mbox "From " line) naming at least two mail headers.</summary>
-    public static bool LooksLikeMail(ReadOnlySpan<byte> text)
+    public static bool LooksLikeMail(ReadOnlySpan<byte> text) => ReadMailHeaders(text, HeadLines).Block == MailHeaderBlock.Mail;
+
+    internal enum MailHeaderBlock
+    {
+        NotMail,
+        Mail,
+
+        /// <summary>Header lines, all well formed, up to the end of the text or the line limit: undecided.</summary>
+        Cut,
+    }
+
+    /// <summary>
+    /// Reads header lines up to the blank line that ends them: a mail when they name at least two mail headers; cut when
+    /// the text or <paramref name="maxLines"/> ends first, with how many known headers were seen.
+    /// </summary>
+    internal static (MailHeaderBlock Block, int Known) ReadMailHeaders(ReadOnlySpan<byte> text, int maxLines)
     {
         var known = 0;
         var lines = 0;
@@ -397,14 +442,19 @@ internal static class ContentIdentifier
             var nl = text.IndexOf((byte)'\n');
             if (nl < 0)
             {
-                return false;
+                return (MailHeaderBlock.NotMail, 0);
             }
 
             position = nl + 1;
         }
 
-        while (position < text.Length && lines < 200)
+        while (position < text.Length)
         {
+            if (lines == maxLines)
+            {
+                return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.Cut, known);
+            }
+
             var rest = text[position..];
             var nl = rest.IndexOf((byte)'\n');
             var line = nl < 0 ? rest : rest[..nl];
@@ -415,7 +465,7 @@ internal static class ContentIdentifier
 
             if (line.IsEmpty)
             {
-                break;
+                return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.NotMail, known);
             }
 
             lines++;
@@ -423,7 +473,7 @@ internal static class ContentIdentifier
             {
                 if (lines == 1)
                 {
-                    return false;
+                    return (MailHeaderBlock.NotMail, 0);
                 }
             }
             else
@@ -431,7 +481,8 @@ internal static class ContentIdentifier
                 var colon = line.IndexOf((byte)':');
                 if (colon <= 0)
                 {
-                    return false;
+                    // A line cut by the end of the text may not have reached its colon yet.
+                    return (nl < 0 && lines > 1 ? MailHeaderBlock.Cut : MailHeaderBlock.NotMail, known);
                 }
 
                 var name = line[..colon];
@@ -439,7 +490,7 @@ internal static class ContentIdentifier
                 {
                     if (c <= 32 || c >= 127)
                     {
-                        return false;
+                        return (MailHeaderBlock.NotMail, known);
                     }
                 }
 
@@ -461,7 +512,7 @@ internal static class ContentIdentifier
             position += nl + 1;
         }
 
-        return known >= 2;
+        return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.Cut, known);
     }
 
     private static bool Starts(ReadOnlySpan<byte> span, ReadOnlySpan<byte> prefix) => span.StartsWith(prefix);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.RegularExpressions;
 using Vigie.Inspection.Engine;
@@ -16,18 +17,27 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
 
     public string Name => "html";
 
-    public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml;
+    /// <summary>
+    /// Text too: a browser renders a page named .html whatever comes before its first tag, and before 2026-12-06 a line
+    /// of text (or a long comment) in front of the page made it "text", never looked at.
+    /// </summary>
+    public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml or ContentType.Text;
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        var bytes = new byte[(int)Math.Min(content.Length, MaxScan)];
-        bytes = bytes[..content.ReadAt(0, bytes)];
-        var utf16 = bytes.AsSpan().StartsWith(new byte[] { 0xFF, 0xFE }) || bytes.AsSpan().StartsWith(new byte[] { 0xFE, 0xFF });
-        if (!utf16 && !Triggers.Any(t => AsciiSearch.ContainsIgnoreCase(bytes, t)))
+        var limit = Math.Min(content.Length, MaxScan);
+        Span<byte> start = stackalloc byte[2];
+        var utf16 = content.ReadAt(0, start) == 2 && (start.SequenceEqual(new byte[] { 0xFF, 0xFE }) || start.SequenceEqual(new byte[] { 0xFE, 0xFF }));
+        // Every smuggling pattern needs one of the triggers (most pages and XML parts have none), and in text a script
+        // or a link; read in chunks, so that a large text costs no copy.
+        if (!utf16 && (!Mentions(content, limit, Triggers, cancellationToken)
+                       || (context.ContentType == ContentType.Text && !Mentions(content, limit, Markup, cancellationToken))))
         {
-            // Every smuggling pattern needs one of these words; most pages and XML parts have none.
             return ValueTask.CompletedTask;
         }
+
+        var bytes = new byte[limit];
+        bytes = bytes[..content.ReadAt(0, bytes)];
 
         var text = Decode(bytes);
         var signals = Signals(text);
@@ -96,6 +106,49 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     }
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
+    private static readonly string[] Markup = ["<script", "<a "];
+
+    private const int Chunk = 64 * 1024;
+
+    /// <summary>Whether the first <paramref name="limit"/> bytes hold one of <paramref name="needles"/> (ASCII, any case).</summary>
+    private static bool Mentions(ContentSource content, long limit, string[] needles, CancellationToken cancellationToken)
+    {
+        var overlap = needles.Max(n => n.Length) - 1;
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk + overlap);
+        try
+        {
+            long position = 0;
+            var carried = 0;
+            while (position < limit)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var read = content.ReadAt(position, buffer.AsSpan(carried, (int)Math.Min(Chunk, limit - position)));
+                if (read <= 0)
+                {
+                    break;
+                }
+
+                var window = buffer.AsSpan(0, carried + read);
+                foreach (var needle in needles)
+                {
+                    if (AsciiSearch.ContainsIgnoreCase(window, needle))
+                    {
+                        return true;
+                    }
+                }
+
+                position += read;
+                carried = Math.Min(overlap, window.Length);
+                window[^carried..].CopyTo(buffer);
+            }
+
+            return false;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     private static string Decode(byte[] bytes)
     {

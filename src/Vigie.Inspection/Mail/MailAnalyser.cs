@@ -59,27 +59,41 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         }
 
         await using var stream = content.OpenStream();
-        MimeMessage message;
-        try
+        // An mbox (a "From " line first) holds messages one after the other; read as one message, the later ones were
+        // its body's text, and their attachments never looked at (before 2026-12-06).
+        Span<byte> start = stackalloc byte[5];
+        var mbox = content.ReadAt(0, start) == 5 && start.SequenceEqual("From "u8);
+        var parser = new MimeParser(new ParserOptions { MaxMimeDepth = MaxMimeDepth(context) }, stream, mbox ? MimeFormat.Mbox : MimeFormat.Entity, persistent: true);
+        var reporter = new CappedReporter(context);
+        for (var count = 0; count == 0 || (mbox && !parser.IsEndOfStream); count++)
         {
-            var parser = new ParserOptions { MaxMimeDepth = MaxMimeDepth(context) };
-            message = await MimeMessage.LoadAsync(parser, stream, persistent: true, cancellationToken).ConfigureAwait(false);
-        }
-        catch (FormatException ex)
-        {
-            context.Report(Rules.MailMalformed, Severity.Medium, $"the message cannot be parsed: {ex.Message}", 0);
-            return;
+            if (count == context.Limits.MaxEntries)
+            {
+                context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {context.Limits.MaxEntries} messages in the mailbox: the rest was not inspected");
+                break;
+            }
+
+            MimeMessage message;
+            try
+            {
+                message = await parser.ParseMessageAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (FormatException ex)
+            {
+                context.Report(Rules.MailMalformed, Severity.Medium, $"the message cannot be parsed: {ex.Message}", mbox ? parser.Position : 0);
+                break;
+            }
+
+            using (message)
+            {
+                CheckAuthentication(reporter, message);
+                CheckSender(reporter, message, settings);
+                var walk = new PartWalk(context, reporter, settings);
+                await walk.VisitAsync(message.Body, 0, cancellationToken).ConfigureAwait(false);
+            }
         }
 
-        using (message)
-        {
-            var reporter = new CappedReporter(context);
-            CheckAuthentication(reporter, message);
-            CheckSender(reporter, message, settings);
-            var walk = new PartWalk(context, reporter, settings);
-            await walk.VisitAsync(message.Body, 0, cancellationToken).ConfigureAwait(false);
-            reporter.Flush();
-        }
+        reporter.Flush();
     }
 
     /// <summary>Lines that start with "--" (a boundary, or a signature), counted up to one past <paramref name="max"/>.</summary>

@@ -33,6 +33,24 @@ public sealed class ArchiveAnalyserTests
         verdict.IsMalicious();
     }
 
+    /// <summary>
+    /// Regression: only the header names were checked. A Unicode Path extra field (which unzip writes to) or a local
+    /// header (which streaming extractors read) naming "../.." passed clean, or as a header mismatch only.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_traversal_in_the_unicode_path_field_or_the_local_header_passed()
+    {
+        var unicode = await TestInspection.InspectAsync(new ZipBuilder().Add("benign.txt", "x", tweak: e => e.UnicodePath("../../tmp/evil.txt")).Build());
+        Assert.Contains("Unicode Path", unicode.Has("zip.path-traversal").Message, StringComparison.Ordinal);
+        unicode.IsMalicious();
+
+        var local = await TestInspection.InspectAsync(new ZipBuilder().Add("readme.txt", "x", tweak: e => e.LocalName = "../evil.tx").Build());
+        Assert.Contains("local header", local.Has("zip.path-traversal").Message, StringComparison.Ordinal);
+
+        var plain = await TestInspection.InspectAsync(new ZipBuilder().Add("notes.txt", "x", tweak: e => e.UnicodePath("notes.txt")).Build());
+        plain.IsClean();
+    }
+
     [Fact]
     public async Task Backslashes_alone_are_only_suspicious()
     {

@@ -86,6 +86,45 @@ public sealed class MailAnalyserTests
         verdict.HasNo("html.smuggling");
     }
 
+    /// <summary>
+    /// Regression: identification read the first 8 KiB. A first header line longer than that, or 8 KiB of unknown
+    /// headers, made the mail "text", and its attachments were never inspected; clamscan found them.
+    /// </summary>
+    [Theory]
+    [InlineData("long-line")]
+    [InlineData("many-headers")]
+    public async Task Regression_a_long_header_block_made_the_mail_plain_text(string shape)
+    {
+        var mail = MailSamples.Bytes(MailSamples.WithAttachments(MailSamples.Message(), ("update.exe", ExecutableSamples.Pe(), "application/octet-stream")));
+        var prefix = shape == "long-line"
+            ? "X-Tracking: " + new string('a', 16_000) + "\r\n"
+            : string.Concat(Enumerable.Range(0, 400).Select(i => $"X-Relay-{i}: hop {i}\r\n"));
+        var verdict = await Hospital.InspectAsync([.. Encoding.ASCII.GetBytes(prefix), .. mail]);
+        verdict.Has("mail.dangerous-extension");
+        verdict.IsMalicious();
+    }
+
+    /// <summary>A long line of a log is not a mail: no header it knows.</summary>
+    [Fact]
+    public async Task A_long_log_line_stays_text()
+    {
+        var log = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(0, 50).Select(i => $"2026-12-06T10:00:{i % 60:00} worker {new string('z', 400)}\n")));
+        var verdict = await Hospital.InspectAsync(log);
+        verdict.IsClean();
+        verdict.HasNo("mail.malformed");
+    }
+
+    /// <summary>Regression: an mbox was read as one message, the later ones as its body's text: their attachments were never inspected.</summary>
+    [Fact]
+    public async Task Regression_the_second_message_of_an_mbox_was_not_inspected()
+    {
+        var first = MailSamples.Bytes(MailSamples.Message());
+        var second = MailSamples.Bytes(MailSamples.WithAttachments(MailSamples.Message(), ("update.exe", ExecutableSamples.Pe(), "application/octet-stream")));
+        byte[] mbox = [.. "From claire.martin@hospital.example Sun Dec  6 10:00:00 2026\n"u8, .. first, .. "\nFrom billing@partner.example Sun Dec  6 10:05:00 2026\n"u8, .. second];
+        var verdict = await Hospital.InspectAsync(mbox, "inbox.mbox");
+        verdict.Has("mail.dangerous-extension");
+    }
+
     [Fact]
     public async Task Failed_authentication_results_are_reported()
     {

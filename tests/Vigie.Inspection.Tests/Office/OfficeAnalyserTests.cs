@@ -276,6 +276,13 @@ public sealed class OfficeAnalyserTests
         var dataLink = $"<html><body><a download=\"scan.zip\" href=\"data:application/zip;base64,{payload}\">scan</a></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(dataLink))).Has("html.smuggling");
 
+        // Regression: a line of text, or a long comment, in front of the page made it "text", never looked at; a browser
+        // renders it all the same.
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("Invoice\n" + smuggling), "page.html")).Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<!-- " + new string('x', 10_000) + " -->" + smuggling))).Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(new string('y', 100_000) + "\n" + dataLink))).Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("Please download the attached report, a blob of text about data: none."))).IsClean();
+
         var ordinary = "<!DOCTYPE html><html><head><script>window.onload = function () { document.title = 'Results'; };</script></head><body><a href=\"https://www.hospital.example/\">home</a></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(ordinary))).IsClean();
     }

@@ -87,9 +87,11 @@ internal sealed class ZipBuilder
             BinaryPrimitives.WriteUInt32LittleEndian(h[20..], (uint)(entry.DeclaredCompressedSize ?? compressedData[i].Length));
             BinaryPrimitives.WriteUInt32LittleEndian(h[24..], (uint)(entry.DeclaredSize ?? entry.Data.Length));
             BinaryPrimitives.WriteUInt16LittleEndian(h[28..], (ushort)name.Length);
+            BinaryPrimitives.WriteUInt16LittleEndian(h[30..], (ushort)entry.Extra.Length);
             BinaryPrimitives.WriteUInt32LittleEndian(h[42..], (uint)offsets[i]);
             output.Write(h);
             output.Write(name);
+            output.Write(entry.Extra);
         }
 
         var centralSize = output.Position - centralStart;
@@ -116,8 +118,10 @@ internal sealed class ZipBuilder
         BinaryPrimitives.WriteUInt32LittleEndian(h[18..], (uint)(entry.LocalDeclaredCompressedSize ?? entry.DeclaredCompressedSize ?? compressed.Length));
         BinaryPrimitives.WriteUInt32LittleEndian(h[22..], (uint)(entry.LocalDeclaredSize ?? entry.DeclaredSize ?? entry.Data.Length));
         BinaryPrimitives.WriteUInt16LittleEndian(h[26..], (ushort)name.Length);
+        BinaryPrimitives.WriteUInt16LittleEndian(h[28..], (ushort)entry.Extra.Length);
         output.Write(h);
         output.Write(name);
+        output.Write(entry.Extra);
         output.Write(compressed);
     }
 }
@@ -160,4 +164,20 @@ internal sealed class ZipSampleEntry
     public string? HiddenLocalAfter { get; set; }
 
     public bool OffsetsRelativeToPrefix { get; set; }
+
+    /// <summary>Extra fields, in both headers.</summary>
+    public byte[] Extra { get; set; } = [];
+
+    /// <summary>An Info-ZIP Unicode Path extra field (0x7075) naming <paramref name="path"/> for the header name's CRC.</summary>
+    public void UnicodePath(string path)
+    {
+        var utf8 = Encoding.UTF8.GetBytes(path);
+        var field = new byte[4 + 5 + utf8.Length];
+        BinaryPrimitives.WriteUInt16LittleEndian(field, 0x7075);
+        BinaryPrimitives.WriteUInt16LittleEndian(field.AsSpan(2), (ushort)(5 + utf8.Length));
+        field[4] = 1;
+        BinaryPrimitives.WriteUInt32LittleEndian(field.AsSpan(5), Crc32.Compute(Encoding.UTF8.GetBytes(Name)));
+        utf8.CopyTo(field, 9);
+        Extra = field;
+    }
 }
