@@ -13,10 +13,21 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
     public ValidateOptionsResult Validate(string? name, AccessOptions options)
     {
         var problems = new List<string>();
+        var firstOfTitle = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < options.DicomNodes.Count; i++)
         {
             var rule = options.DicomNodes[i];
             var at = $"Access:DicomNodes:{i}";
+            // The first entry that matches a caller decides: a second one for the same title with other rights only
+            // applies from networks the first does not cover, which reads as something else (before 2026-12-06 accepted).
+            if (rule.AETitle != "*" && firstOfTitle.TryGetValue(rule.AETitle, out var first)
+                && (options.DicomNodes[first].Rights != rule.Rights || options.DicomNodes[first].RequireUser != rule.RequireUser))
+            {
+                problems.Add($"{at} repeats AE title '{rule.AETitle}' of Access:DicomNodes:{first} with other rights: the first entry matching a caller "
+                    + "decides, so give each title one entry (its networks together) or the same rights");
+            }
+
+            firstOfTitle.TryAdd(rule.AETitle, i);
             if (rule.AETitle != "*" && AETitles.Problem(rule.AETitle) is { } title)
             {
                 problems.Add($"{at}:AETitle '{rule.AETitle}' {title} ({AETitles.Rule}, or \"*\")");
@@ -56,9 +67,9 @@ internal sealed class AccessOptionsValidation : IValidateOptions<AccessOptions>
     private static string? NetworkProblem(string text)
     {
         var slash = text.IndexOf('/', StringComparison.Ordinal);
-        if (!IPAddress.TryParse(slash < 0 ? text : text[..slash], out var address))
+        if (!IPAddressText.TryParse(slash < 0 ? text : text[..slash], out var address))
         {
-            return $"'{text}' is not an IP address or a network such as 10.1.2.0/24";
+            return $"'{text}' is not an IP address or a network such as 10.1.2.0/24 ({IPAddressText.Expected})";
         }
 
         if (slash < 0)

@@ -4,6 +4,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.Extensions.Options;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Access;
 
@@ -50,18 +51,30 @@ internal sealed class AccessPolicy(IOptionsMonitor<AccessOptions> options) : IPo
         return user is not null && PasswordHashing.Verify(passcode, user.PasswordHash);
     }
 
+    /// <summary>
+    /// An address or CIDR network, strictly (see <see cref="IPAddressText"/>). An IPv4-mapped IPv6 network
+    /// (::ffff:10.1.2.0/120) is its IPv4 network, which is how callers are matched; before 2026-12-06 it matched nobody.
+    /// </summary>
     internal static IPNetwork ParseNetwork(string text)
     {
-        if (text.Contains('/', StringComparison.Ordinal))
+        var slash = text.IndexOf('/', StringComparison.Ordinal);
+        if (IPAddressText.TryParse(slash < 0 ? text : text[..slash], out var address))
         {
-            if (IPNetwork.TryParse(text, out var network))
+            var bits = address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128;
+            var prefix = bits;
+            if (slash < 0 || (int.TryParse(text.AsSpan(slash + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out prefix)
+                              && prefix <= bits))
             {
-                return network;
+                if (address.IsIPv4MappedToIPv6 && prefix >= 96)
+                {
+                    return new IPNetwork(address.MapToIPv4(), prefix - 96);
+                }
+
+                if (IPNetwork.TryParse($"{address}/{prefix}", out var network))
+                {
+                    return network;
+                }
             }
-        }
-        else if (IPAddress.TryParse(text, out var address))
-        {
-            return new IPNetwork(address, address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? 32 : 128);
         }
 
         throw new FormatException($"'{text}' is not an IP address or network (an address, or CIDR such as 10.1.2.0/24).");

@@ -41,7 +41,8 @@ internal static class CliApp
         }
 
         var root = Build();
-        var parse = root.Parse(args);
+        // No response files: "@" starts values here ("--allow @10.0.0.0/8" is a rule missing its AE title, not a file).
+        var parse = root.Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors)

@@ -37,9 +37,46 @@ public sealed class AccessPolicyTests
         [
             "Access:DicomNodes:0:Networks:0 '10.1.2.5/24' has bits set past its prefix: write 10.1.2.0/24",
             "Access:DicomNodes:0:Networks:1 '10.1.2.0/33' has a prefix length that is not 0 to 32",
-            "Access:DicomNodes:0:Networks:2 'ct-room-1' is not an IP address or a network such as 10.1.2.0/24",
+            "Access:DicomNodes:0:Networks:2 'ct-room-1' is not an IP address or a network such as 10.1.2.0/24 (an IPv4 address as four decimal numbers without leading zeros (10.1.2.3) or an IPv6 address)",
             "Access:DicomNodes:1:Networks is empty: the rule would match no caller",
         ], error.Failures);
+    }
+
+    /// <summary>
+    /// Regression: the runtime's parser took inet_aton's legacy forms, so a zero-padded network from an inventory
+    /// (010.1.2.0/24) meant 8.1.2.0/24, and 0177.0.0.1 was 127.0.0.1; an IPv4-mapped rule matched nobody; and a second
+    /// entry for a title with other rights started the node, though only the first matching one decides.
+    /// </summary>
+    [Fact]
+    public void Regression_legacy_ipv4_forms_mapped_networks_and_repeated_titles_were_accepted_silently()
+    {
+        foreach (var legacy in new[] { "0177.0.0.1", "010.1.2.0/24", "0x7f.0.0.1", "2130706433", "127.1", "1.2.3" })
+        {
+            Assert.Throws<FormatException>(() => DicomNodeRule.Parse("CT1@" + legacy));
+        }
+
+        var services = new ServiceCollection().AddAccess();
+        services.Configure<AccessOptions>(o =>
+        {
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "CT1", Networks = ["127.0.0.1/32"], Rights = DicomRights.Store });
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "CT1", Networks = ["127.0.0.0/8"], Rights = DicomRights.Query });
+            o.DicomNodes.Add(new DicomNodeRule { AETitle = "MR1", Networks = ["::ffff:10.0.0.0/104"] });
+        });
+        var error = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(() =>
+            services.BuildServiceProvider().GetRequiredService<Microsoft.Extensions.Options.IOptionsMonitor<AccessOptions>>().CurrentValue);
+        Assert.Equal(
+        [
+            "Access:DicomNodes:1 repeats AE title 'CT1' of Access:DicomNodes:0 with other rights: the first entry matching a caller decides, so give each title one entry (its networks together) or the same rights",
+        ], error.Failures);
+    }
+
+    [Fact]
+    public async Task An_ipv4_mapped_rule_matches_its_ipv4_callers()
+    {
+        var policy = Policy(new DicomNodeRule { AETitle = "CT1", Networks = ["::ffff:10.1.2.0/120"], Rights = DicomRights.Store });
+        var (rights, decision) = await policy.DicomRightsAsync(Node("CT1", "10.1.2.7"), CancellationToken.None);
+        Assert.True(decision.Permitted, decision.Reason);
+        Assert.Equal(DicomRights.Store, rights);
     }
 
     /// <summary>

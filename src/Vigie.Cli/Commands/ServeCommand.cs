@@ -92,6 +92,54 @@ internal static class ServeCommand
         return command;
     }
 
+    /// <summary>
+    /// Each URL must be http(s) on an address, or localhost: the web server cannot bind a host name and listens on
+    /// every interface instead, which put /health, /metrics and the audit API on the network while the status line
+    /// named the host (before 2026-12-06). "*" and "+" are refused for the same reason: 0.0.0.0 or [::] says it.
+    /// </summary>
+    internal static string? WebUrlsProblem(string urls)
+    {
+        foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var scheme = url.IndexOf("://", StringComparison.Ordinal);
+            if (scheme <= 0 || url[..scheme] is not ("http" or "https"))
+            {
+                return $"'{url}' is not an http:// or https:// URL";
+            }
+
+            var rest = url[(scheme + 3)..];
+            var end = rest.IndexOf('/', StringComparison.Ordinal);
+            var authority = end < 0 ? rest : rest[..end];
+            string host;
+            string port;
+            if (authority.StartsWith('['))
+            {
+                var close = authority.IndexOf(']', StringComparison.Ordinal);
+                host = close < 0 ? authority : authority[1..close];
+                port = close < 0 || close + 1 >= authority.Length || authority[close + 1] != ':' ? "" : authority[(close + 2)..];
+            }
+            else
+            {
+                var colon = authority.LastIndexOf(':');
+                host = colon < 0 ? authority : authority[..colon];
+                port = colon < 0 ? "" : authority[(colon + 1)..];
+            }
+
+            if (!string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) && !Vigie.Dicom.Network.IPAddressText.TryParse(host, out _))
+            {
+                return $"'{url}' names the host '{host}': the web server cannot listen on a name and would listen on every interface. "
+                    + "Give an address: 127.0.0.1, ::1, or 0.0.0.0 for every interface";
+            }
+
+            if (port.Length > 0 && (!int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) || number > 65535))
+            {
+                return $"'{url}' has the port '{port}', not 0 to 65535";
+            }
+        }
+
+        return urls.Trim().Length == 0 ? "is empty" : null;
+    }
+
     /// <summary>The longest path SQLite's Unix file layer opens, in bytes, terminator excluded.</summary>
     private const int MaxSqlitePath = 511;
 
@@ -140,6 +188,12 @@ internal static class ServeCommand
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie", ContentRootPath = AppContext.BaseDirectory });
         builder.Configuration.AddConfiguration(configuration);
         var urls = configuration["Web:Urls"] ?? $"http://127.0.0.1:{httpPort ?? 8080}";
+        if (WebUrlsProblem(urls) is { } urlProblem)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: Web:Urls {urlProblem}");
+            return ExitCodes.Error;
+        }
+
         builder.WebHost.UseUrls(urls);
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
@@ -184,10 +238,15 @@ internal static class ServeCommand
         }
         catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
         {
-            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {StartFailure(e)}");
+            // The DICOM listener names its own address; a bare socket error comes from the web server's.
+            var where = e is System.Net.Sockets.SocketException || (e is IOException && e.InnerException is System.Net.Sockets.SocketException
+                && !e.Message.Contains("DICOM", StringComparison.Ordinal)) ? $"HTTP on {urls} (Web:Urls or --http-port): " : "";
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {where}{StartFailure(e)}");
             return ExitCodes.Error;
         }
 
+        // What the web server listens on: port 0 becomes the port it was given.
+        urls = string.Join(";", app.Urls);
         logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, settings.DataFolder, urls);
         await ServiceManager.NotifyAsync($"READY=1\nSTATUS=Vigie: data in {settings.DataFolder}, HTTP on {urls}", cancellationToken);
         // Told at the start of the shutdown, so systemd reports "deactivating" while stores in flight finish.

@@ -1,4 +1,3 @@
-using System.Net;
 using Microsoft.Extensions.Options;
 
 namespace Vigie.Dicom.Network;
@@ -25,9 +24,9 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
             problems.Add($"{at}:AETitle '{options.AETitle}' {title} ({AETitles.Rule})");
         }
 
-        if (!IPAddress.TryParse(options.BindAddress, out _))
+        if (!IPAddressText.TryParse(options.BindAddress, out _))
         {
-            problems.Add($"{at}:BindAddress '{options.BindAddress}' is not an IP address (0.0.0.0 for every interface)");
+            problems.Add($"{at}:BindAddress '{options.BindAddress}' is not {IPAddressText.Expected} (0.0.0.0 for every interface)");
         }
 
         if (options.Port is < 0 or > 65535 || options.TlsPort is < 0 or > 65535)

@@ -43,6 +43,39 @@ public sealed class ErrorMessageTests
     }
 
     /// <summary>
+    /// Regression: a host name in Web:Urls made the web server listen on every interface (/health, /metrics and the
+    /// audit API on the network) while the status line named the host; a bad URL gave a stack trace; and
+    /// "--allow @10.0.0.0/8" was read as a response file.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_host_name_in_web_urls_listened_on_every_interface()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-urls");
+        var data = work.Combine("data");
+        foreach (var (urls, expected) in new[]
+                 {
+                     ("http://localhost.invalid:18721", "names the host 'localhost.invalid': the web server cannot listen on a name and would listen on every interface"),
+                     ("http://*:18721", "names the host '*'"),
+                     ("not a url", "'not a url' is not an http:// or https:// URL"),
+                     ("http://127.0.0.1:99999", "has the port '99999'"),
+                 })
+        {
+            var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--dicom-port", "1"], environment: new Dictionary<string, string> { ["VIGIE__WEB__URLS"] = urls },
+                cancellationToken: ct);
+            Assert.Equal(2, serve.ExitCode);
+            Assert.Contains("cannot start: Web:Urls ", serve.StandardError, StringComparison.Ordinal);
+            Assert.Contains(expected, serve.StandardError, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", serve.StandardError + serve.StandardOutput, StringComparison.Ordinal);
+        }
+
+        var allow = await VigieProcess.RunAsync(["serve", "--data", data, "--allow", "@10.0.0.0/8", "--dicom-port", "1", "--http-port", "1"], cancellationToken: ct);
+        Assert.Equal(2, allow.ExitCode);
+        Assert.Contains("'@10.0.0.0/8' is not AE@CIDR", allow.StandardError, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(data));
+    }
+
+    /// <summary>
     /// Regression: every setting refused at start printed the clear line, then the host's "Hosting failed to start" with
     /// a .NET stack trace (9 to 39 frames, with the build's source paths), and a negative Database:BusyTimeout started.
     /// </summary>

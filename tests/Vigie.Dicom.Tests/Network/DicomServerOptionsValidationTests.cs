@@ -38,7 +38,7 @@ public sealed class DicomServerOptionsValidationTests
         Assert.Equal(
         [
             "Dicom:Server:AETitle 'GATEWAY-RADIOLOGY' has 17 characters; at most 16 (1 to 16 characters of printable ASCII, without a backslash)",
-            "Dicom:Server:BindAddress 'localhost' is not an IP address (0.0.0.0 for every interface)",
+            "Dicom:Server:BindAddress 'localhost' is not an IPv4 address as four decimal numbers without leading zeros (10.1.2.3) or an IPv6 address (0.0.0.0 for every interface)",
             "Dicom:Server:Port and TlsPort are both 11112",
             "Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not",
             "Dicom:Server:MaxAssociations (4) and MaxAssociationsPerCallingAE (8) must be at least 1, the second no more than the first",
