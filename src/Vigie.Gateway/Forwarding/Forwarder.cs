@@ -33,6 +33,8 @@ internal sealed class Forwarder(
     ILogger<Forwarder> logger,
     TimeProvider time) : OutboxConsumer(outbox, IngestPipeline.ForwardTopic, logger, time)
 {
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _unreachableLogged = new(StringComparer.Ordinal);
+
     private static readonly Meter Meter = new("Vigie.Gateway.Forwarding");
     private static readonly Counter<long> Sent = Meter.CreateCounter<long>("vigie.gateway.forwarded", description: "Objects forwarded, by destination and outcome");
 
@@ -240,8 +242,15 @@ internal sealed class Forwarder(
         }
         catch (Exception e) when (PeerFailures.IsTransient(e))
         {
-            logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects wait", destination.AETitle, destination.Host, destination.Port,
-                e.Message, prepared.Count);
+            // Once a minute per destination: each new object tries at once, so during ingest this came several times a second.
+            var now = Clock.GetUtcNow();
+            if (now - _unreachableLogged.GetValueOrDefault(destination.AETitle, DateTimeOffset.MinValue) >= TimeSpan.FromMinutes(1))
+            {
+                _unreachableLogged[destination.AETitle] = now;
+                logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects of this batch wait (logged once a minute)",
+                    destination.AETitle, destination.Host, destination.Port, e.Message, prepared.Count);
+            }
+
             foreach (var item in prepared)
             {
                 await RetryAsync(item.Message, destination.AETitle, $"cannot reach {destination.AETitle}: {e.Message}", item.Header, settings, cancellationToken)
