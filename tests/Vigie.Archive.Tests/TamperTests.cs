@@ -87,6 +87,37 @@ public sealed class TamperTests
             : 0);
     }
 
+    /// <summary>
+    /// Regression: the header bytes outside its fields (a used slot's padding after the wrapped key, an empty slot) are
+    /// authenticated by nothing, and scrub passed them altered: bytes could be hidden in an archived object. Reading the
+    /// image still works (its content is whole); scrub names the object, and sending it again replaces the copy.
+    /// </summary>
+    [Theory]
+    [InlineData(ObjectFormat.PrefixSize + ObjectFormat.SlotSize - 1)]
+    [InlineData(ObjectFormat.PrefixSize + ObjectFormat.SlotSize + 10)]
+    [InlineData(ObjectFormat.PrefixSize + 1)]
+    public async Task Regression_bytes_hidden_in_the_header_padding_passed_scrub(int offset)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync();
+        var content = Samples.Content(3 * Segment + 7, 4);
+        var (stored, _) = await archive.IngestAsync(content, Samples.Entry(1, 1, 1, 1));
+        var path = archive.Store.Layout.ObjectPath(stored.Id);
+        var bytes = await File.ReadAllBytesAsync(path, ct);
+        Assert.Equal(0, bytes[offset]);
+        bytes[offset] = 0x42;
+        await File.WriteAllBytesAsync(path, bytes, ct);
+
+        Assert.Equal(content, await archive.ReadAllAsync(stored.Id));
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        var finding = Assert.Single(report.Findings);
+        Assert.Equal(ScrubFindingKind.Corrupted, finding.Kind);
+        Assert.Contains("outside its fields", finding.ToString(), StringComparison.Ordinal);
+
+        await archive.IngestAsync(content, Samples.Entry(1, 1, 1, 1));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+    }
+
     private static async Task<ScrubFindingKind> ApplyAsync(Tamper tamper, ArchiveHarness archive, string path, string otherPath, byte[] content)
     {
         var ct = TestContext.Current.CancellationToken;

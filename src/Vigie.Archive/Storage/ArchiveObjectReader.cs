@@ -300,6 +300,13 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            var header = new byte[ObjectFormat.HeaderSize];
+            await ReadExactlyAsync(_handle, header, 0, Location, cancellationToken).ConfigureAwait(false);
+            if (ObjectFormat.FirstStrayHeaderByte(header) is var stray and >= 0)
+            {
+                throw new ObjectFormatException(ObjectProblem.InvalidHeader, "a header byte outside its fields is not zero (the file was altered)", Location, offset: stray);
+            }
+
             using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
             for (uint i = 0; i < _segments; i++)
             {

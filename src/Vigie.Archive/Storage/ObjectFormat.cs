@@ -159,6 +159,30 @@ internal static class ObjectFormat
         return new ObjectHeader(header[..PrefixSize].ToArray(), (int)segmentSize, slots);
     }
 
+    /// <summary>
+    /// The offset of the first header byte outside every field that is not zero (a used slot's reserved byte and the
+    /// padding after its wrapped key; all of an empty slot), or -1. Nothing authenticates them, so before 2026-12-06
+    /// scrub passed them altered: a place to hide bytes in an archived object.
+    /// </summary>
+    public static int FirstStrayHeaderByte(ReadOnlySpan<byte> header)
+    {
+        for (var i = 0; i < SlotCount; i++)
+        {
+            var start = SlotOffset(i);
+            var slot = header.Slice(start, SlotSize);
+            var wrappedLength = BinaryPrimitives.ReadUInt16BigEndian(slot[2..]);
+            var used = slot[0] == SlotUsed && wrappedLength is > 0 and <= MaxWrappedKeySize;
+            var stray = used ? slot[1] != 0 ? 1 : slot[(SlotHeaderSize + wrappedLength)..].IndexOfAnyExcept((byte)0) is var p and >= 0 ? SlotHeaderSize + wrappedLength + p : -1
+                : slot.IndexOfAnyExcept((byte)0);
+            if (stray >= 0)
+            {
+                return start + stray;
+            }
+        }
+
+        return -1;
+    }
+
     /// <summary>The segment count and plaintext length implied by a file length, or null when no layout fits.</summary>
     public static (uint Segments, long Length)? LayoutFor(long fileLength, int segmentSize)
     {
