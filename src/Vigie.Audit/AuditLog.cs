@@ -44,6 +44,14 @@ public interface IAuditLog
 
     ValueTask<AuditVerificationReport> VerifyAsync(AuditVerifyOptions? options, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Rebuilds the patient and time indexes from the entries (which the tree authenticates), and returns how many runs
+    /// they hold. They are derived: a node of a release before 2026-12-06 that wrote to a trail a newer release had
+    /// upgraded left its entries out of them, which verify reports. Rebuilding them hides nothing: it puts back what the
+    /// entries say.
+    /// </summary>
+    ValueTask<long> RebuildIndexesAsync(CancellationToken cancellationToken);
+
     /// <summary>The current signing public key and its key id.</summary>
     ValueTask<AuditPublicKey> GetPublicKeyAsync(CancellationToken cancellationToken);
 }
@@ -235,6 +243,8 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
 
     public async ValueTask<long> GetTreeSizeAsync(CancellationToken cancellationToken) =>
         (await _store.ReadStateAsync(cancellationToken).ConfigureAwait(false)).TreeSize;
+
+    public ValueTask<long> RebuildIndexesAsync(CancellationToken cancellationToken) => _store.RebuildRunIndexesAsync(cancellationToken);
 
     public async ValueTask<AuditVerificationReport> VerifyAsync(AuditVerifyOptions? options, CancellationToken cancellationToken)
     {

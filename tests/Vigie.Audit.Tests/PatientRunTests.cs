@@ -96,6 +96,36 @@ public sealed class PatientRunTests
         Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.PatientIndexMismatch && p.Sequence == 7);
     }
 
+    /// <summary>
+    /// Regression: a node of an older release that wrote to a trail a newer one had upgraded (a downgrade, or a rolling
+    /// upgrade on a shared PostgreSQL) wrote its entries without the runs: verify failed for good, the patient's view
+    /// and a search by time missed them, and nothing rebuilt the derived indexes from the entries.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_entries_an_older_node_wrote_without_runs_stayed_out_of_the_indexes(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (h, patients) = await BurstLogAsync(provider);
+        await using var __ = h;
+        await h.ExecuteAsync("DELETE FROM audit_patient_run WHERE seq >= 7");
+        await h.ExecuteAsync("DELETE FROM audit_minute_run");
+        await h.ExecuteAsync("INSERT INTO audit_minute_run (seq, minute) VALUES (3, 12345)");
+        var broken = await h.Log.VerifyAsync(null, ct);
+        Assert.Contains(broken.Problems, p => p.Kind == AuditProblemKind.PatientIndexMismatch && p.Sequence == 7);
+        Assert.Contains(broken.Problems, p => p.Kind == AuditProblemKind.TimeIndexMismatch);
+        Assert.Contains("vigie audit reindex", broken.Problems.First(p => p.Kind == AuditProblemKind.PatientIndexMismatch).Reason, StringComparison.Ordinal);
+
+        var runs = await h.Log.RebuildIndexesAsync(ct);
+        Assert.True(runs >= Bursts.Length, runs.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var report = await h.Log.VerifyAsync(null, ct);
+        Assert.True(report.IsValid, string.Join("\n", report.Problems));
+        var b = Samples.PatientRef('B');
+        var page = await h.Log.QueryAsync(new AuditQuery { PatientRef = b, Limit = 100 }, ct);
+        Assert.Equal(patients.Count(p => p == b), page.Entries.Count);
+        Assert.Equal(Bursts.Length, Convert.ToInt32(await h.ScalarAsync("SELECT COUNT(*) FROM audit_patient_run"), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task A_patient_run_pointed_at_another_patient_fails_verification(DatabaseProvider provider)

@@ -428,6 +428,35 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
     }
 
     /// <summary>
+    /// Rebuilds every run index from the entries, in one write transaction that holds the state row as appends do, so
+    /// no append interleaves. Returns the runs written.
+    /// </summary>
+    public async ValueTask<long> RebuildRunIndexesAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await ReadStateAsync(connection, transaction, forUpdate: true, cancellationToken).ConfigureAwait(false);
+        var differs = database.Provider == DatabaseProvider.Postgres ? "IS DISTINCT FROM" : "IS NOT";
+        long runs = 0;
+        foreach (var index in RunIndex.All)
+        {
+            await using (var clear = connection.CreateCommand(transaction, $"DELETE FROM {index.Table}"))
+            {
+                await clear.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            await using var fill = connection.CreateCommand(transaction,
+                $"INSERT INTO {index.Table} (seq, {index.Column}) SELECT seq, v FROM (SELECT seq, {index.EntryValue} AS v, "
+                + $"LAG({index.EntryValue}) OVER (ORDER BY seq) AS prev, LAG(seq) OVER (ORDER BY seq) AS prev_seq FROM audit_entry) t "
+                + $"WHERE prev_seq IS NULL OR prev {differs} v");
+            runs += await fill.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return runs;
+    }
+
+    /// <summary>
     /// Where the run indexes (<see cref="RunIndex.All"/>) disagree with the entries: an entry whose value differs from
     /// the entry before it (or the first entry) without a run starting there, and a run with no entry or another value.
     /// The entries and each run table are streamed in sequence order and merged in one pass (a window query over the

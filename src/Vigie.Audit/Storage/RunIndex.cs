@@ -23,5 +23,6 @@ internal sealed record RunIndex(string Table, string Column, string EntryValue, 
 
     public string Other => $"{Name}'s run starting at this entry names another {Noun}";
 
-    public string Missing => $"the {Noun} changes at this entry but {Name} has no run starting there ({Miss})";
+    public string Missing => $"the {Noun} changes at this entry but {Name} has no run starting there ({Miss}; "
+        + "a node of a release before 2026-12-06 writing to an upgraded trail leaves such gaps: 'vigie audit reindex' rebuilds the indexes from the entries)";
 }

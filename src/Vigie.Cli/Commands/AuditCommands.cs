@@ -23,7 +23,7 @@ internal static class AuditCommands
         "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
         + "and follow its export to the collectors.")
     {
-        Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(),
+        Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(), Reindex(),
     };
 
     /// <summary>
@@ -338,6 +338,37 @@ internal static class AuditCommands
             }
 
             return report.IsValid ? ExitCodes.Ok : ExitCodes.Findings;
+        });
+        return command;
+    }
+
+    private static Command Reindex()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var command = new Command("reindex",
+            "Rebuild the patient and time indexes from the entries, which the tree authenticates. Verify names the entries "
+            + "they miss when a node of a release before 2026-12-06 wrote to a trail a newer one had upgraded. Safe while nodes run.")
+        {
+            data, config, json,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit reindex", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var runs = await MaintenanceHost.WithStatusAsync("Rebuilding the audit trail's indexes", parse.GetValue(json),
+                () => services.GetRequiredService<IAuditLog>().RebuildIndexesAsync(ct).AsTask());
+            await RecordAuditLogUsedAsync(services, AuditAction.Update, AuditOutcome.Success,
+                string.Create(CultureInfo.InvariantCulture, $"audit reindex: the patient and time indexes rebuilt from the entries ({runs} runs)"), null, ct);
+            Console.WriteLine(parse.GetValue(json)
+                ? string.Create(CultureInfo.InvariantCulture, $"{{\"runs\":{runs}}}")
+                : string.Create(CultureInfo.InvariantCulture, $"The patient and time indexes were rebuilt from the entries: {runs} runs. Run vigie audit verify."));
+            return ExitCodes.Ok;
         });
         return command;
     }
