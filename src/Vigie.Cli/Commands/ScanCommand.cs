@@ -97,15 +97,23 @@ internal static class ScanCommand
         var disarmer = provider.GetRequiredService<DisarmService>();
         var errors = 0;
         var targets = new List<ScanTarget>();
+        var skippedFolders = 0;
         foreach (var path in settings.Paths)
         {
-            if (!Collect(path, settings.Recursive, targets))
+            if (!Collect(path, settings.Recursive, targets, ref skippedFolders))
             {
                 // An unknown option lands here as a path (the argument takes any number of them).
                 var problem = path.StartsWith('-') ? "unknown option (for a file of that name, write ./" + path + ")" : "no such file or folder";
-                await Console.Error.WriteLineAsync($"vigie scan: {path}: {problem}");
+                await Console.Error.WriteLineAsync($"vigie scan: {Printable(path)}: {problem}");
                 targets.Add(new ScanTarget(Path.GetFullPath(path), path, problem));
             }
+        }
+
+        if (skippedFolders > 0)
+        {
+            // Not an error (the folders were not asked for), but "all clean" must not read as the whole tree.
+            await Console.Error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                $"vigie scan: {skippedFolders} sub-folder(s) not scanned: add --recursive (-r) to scan them"));
         }
 
         var degree = settings.Parallelism ?? (provider.GetRequiredService<IOptions<InspectionLimits>>().Value.BatchParallelism is > 0 and var p ? p : Environment.ProcessorCount);
@@ -182,7 +190,7 @@ internal static class ScanCommand
     /// listed, and anything that is not a regular file (a FIFO would block the scan, a device reads as empty), become
     /// error entries: skipping them silently would report a tree clean that was not read.
     /// </summary>
-    private static bool Collect(string path, bool recursive, List<ScanTarget> targets)
+    private static bool Collect(string path, bool recursive, List<ScanTarget> targets, ref int skippedFolders)
     {
         if (File.Exists(path))
         {
@@ -220,6 +228,10 @@ internal static class ScanCommand
                     if (recursive && directory.LinkTarget is null)
                     {
                         folders.Push(directory.FullName);
+                    }
+                    else if (!recursive)
+                    {
+                        skippedFolders++;
                     }
                 }
                 else
@@ -573,7 +585,7 @@ internal static class ScanCommand
                     }
 
                     table.AddRow(
-                        new Markup(Markup.Escape(result.Target.Path)),
+                        new Markup(Markup.Escape(Printable(result.Target.Path))),
                         new Markup(result.Verdict.Kind switch
                         {
                             VerdictKind.Clean => "[green]clean[/]",
@@ -591,6 +603,20 @@ internal static class ScanCommand
             Console.Out.WriteLine(SummaryLine(summary, elapsed));
         }
     }
+
+    /// <summary>
+    /// A file name as the terminal may show it: control and bidi-override characters as '?' (a name holding ESC
+    /// sequences cleared the screen or set the window title; --json escapes them).
+    /// </summary>
+    private static string Printable(string path) =>
+        string.Create(path.Length, path, static (span, text) =>
+        {
+            for (var i = 0; i < text.Length; i++)
+            {
+                var c = text[i];
+                span[i] = char.IsControl(c) || c is '\u202A' or '\u202B' or '\u202C' or '\u202D' or '\u202E' or '\u2066' or '\u2067' or '\u2068' or '\u2069' ? '?' : c;
+            }
+        });
 
     private static string SummaryLine(ScanSummary summary, TimeSpan elapsed)
     {

@@ -71,7 +71,12 @@ internal sealed class ZipAnalyser : IContentAnalyser
         }
 
         CheckOverlaps(context, ranges);
-        CheckHiddenData(context, content, directory, ranges, cancellationToken);
+        if (!directory.Truncated)
+        {
+            // Past MaxEntries the directory's other entries were not read: their local headers are not hidden data
+            // (before 2026-12-06 the first of them was reported as such; too-many-entries says what happened).
+            CheckHiddenData(context, content, directory, ranges, cancellationToken);
+        }
 
         for (var i = 0; i < directory.Entries.Count; i++)
         {

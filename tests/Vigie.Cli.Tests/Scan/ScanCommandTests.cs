@@ -87,6 +87,23 @@ public sealed class ScanCommandTests
         Assert.Contains("1 malicious", result.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>Regression: a file name's escape sequences reached the terminal raw in the text report (clearing it, setting its title).</summary>
+    [Fact]
+    public async Task Regression_control_characters_in_a_file_name_reached_the_terminal()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var file = folder.Combine("a\u001b[2Jb\u202Efdp.exe.pdf");
+        await File.WriteAllBytesAsync(file, PdfWithOpenActionJavaScript(), ct);
+        var result = await VigieProcess.RunAsync(["scan", folder.Path], cancellationToken: ct);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        Assert.DoesNotContain('\u001b', result.StandardOutput);
+        Assert.DoesNotContain('\u202E', result.StandardOutput);
+        // The table wraps the name in its column: read the column back.
+        var column = string.Concat(result.StandardOutput.Split('\n').Where(l => l.StartsWith('│')).Select(l => l.Split('│')[1].Trim()));
+        Assert.Contains("a?[2Jb?fdp.exe.pdf", column, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Sub_folders_are_scanned_only_with_recursive()
     {
@@ -99,6 +116,8 @@ public sealed class ScanCommandTests
         var flat = await VigieProcess.RunAsync(["scan", "--json", folder.Path], cancellationToken: ct);
         Assert.True(flat.ExitCode == 0, flat.ToString());
         Assert.Single(Lines(flat.StandardOutput));
+        // Regression: "all clean" came with no word of the folders left out.
+        Assert.Contains("1 sub-folder(s) not scanned: add --recursive (-r)", flat.StandardError, StringComparison.Ordinal);
 
         var deep = await VigieProcess.RunAsync(["scan", "--json", "-r", folder.Path], cancellationToken: ct);
         Assert.True(deep.ExitCode == 1, deep.ToString());

@@ -51,6 +51,21 @@ public sealed class ArchiveAnalyserTests
         plain.IsClean();
     }
 
+    /// <summary>Regression: past MaxEntries, the first entry not read was reported as a local header hidden from the directory.</summary>
+    [Fact]
+    public async Task Regression_entries_past_the_limit_were_reported_as_hidden_data()
+    {
+        var zip = new ZipBuilder();
+        for (var i = 0; i < 30; i++)
+        {
+            zip.Add($"notes/{i}.txt", "x");
+        }
+
+        var verdict = await TestInspection.Create(limits: l => l.MaxEntries = 10).InspectAsync(zip.Build(), "many.zip");
+        verdict.Has("zip.too-many-entries");
+        verdict.HasNo("zip.hidden-data");
+    }
+
     [Fact]
     public async Task Backslashes_alone_are_only_suspicious()
     {
