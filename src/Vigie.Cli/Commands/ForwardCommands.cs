@@ -59,6 +59,7 @@ internal static class ForwardCommands
                     oldest_wait_seconds = status.OldestWait?.TotalSeconds,
                     status.Stalled,
                     most_attempts = status.MostAttempts,
+                    next_attempt_in_seconds = status.NextAttemptIn?.TotalSeconds,
                     last_error = status.LastError,
                     given_up = status.GivenUp,
                     by_destination = status.ByDestination.Select(d => new
@@ -83,6 +84,7 @@ internal static class ForwardCommands
                 ? "nothing waits"
                 : $"{status.Waiting.ToString("N0", CultureInfo.InvariantCulture)} objects wait, the oldest for {Age(status.OldestWait!.Value)}"
                   + (status.Stalled ? " (stalled)" : string.Empty)
+                  + (status.NextAttemptIn is { } next ? $"; next attempt in {Age(next)}" : string.Empty)
                   + (status.LastError is { } error ? $"; last error: {error}" : string.Empty));
             Console.WriteLine($"{status.GivenUp.ToString("N0", CultureInfo.InvariantCulture)} objects given up on");
             if (status.ByDestination.Count > 1 || status.ByDestination.Any(d => d.Destination is null))

@@ -204,9 +204,10 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         long? oldest;
         int attempts;
         long deadCount;
+        long? due;
         // One statement, so a message given up on between two reads is not counted both waiting and given up.
         await using (var command = connection.CreateCommand(null,
-                         "SELECT COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0), (SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o) " +
+                         "SELECT COUNT(*), MIN(created_at), COALESCE(MAX(attempts), 0), (SELECT COUNT(*) FROM outbox WHERE topic = @t AND outcome = @o), MIN(available_at) " +
                          "FROM outbox WHERE topic = @t AND done_at IS NULL").With("@t", topic).With("@o", OutcomeDead))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -215,6 +216,7 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
             oldest = reader.IsDBNull(1) ? null : Convert.ToInt64(reader.GetValue(1), CultureInfo.InvariantCulture);
             attempts = Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture);
             deadCount = Convert.ToInt64(reader.GetValue(3), CultureInfo.InvariantCulture);
+            due = reader.IsDBNull(4) ? null : Convert.ToInt64(reader.GetValue(4), CultureInfo.InvariantCulture);
         }
 
         string? lastError = null;
@@ -226,7 +228,10 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
             lastError = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
         }
 
-        return new OutboxQueueStatus(waiting, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null, attempts, lastError, deadCount);
+        return new OutboxQueueStatus(waiting, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null, attempts, lastError, deadCount)
+        {
+            NextDue = due is { } d ? DateTimeOffset.FromUnixTimeMilliseconds(d) : null,
+        };
     }
 
     /// <summary>

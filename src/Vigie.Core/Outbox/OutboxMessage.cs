@@ -10,7 +10,11 @@ public sealed record DeadMessage(long Id, byte[] Payload, int Attempts, DateTime
 /// How a topic's queue stands: messages not yet done (and the oldest of them, and the last error one of them met) and
 /// messages given up on.
 /// </summary>
-public sealed record OutboxQueueStatus(long Waiting, DateTimeOffset? OldestWaiting, int MostAttempts, string? LastError, long Dead);
+public sealed record OutboxQueueStatus(long Waiting, DateTimeOffset? OldestWaiting, int MostAttempts, string? LastError, long Dead)
+{
+    /// <summary>When the earliest waiting message is due (in the past when one is due now or being handled).</summary>
+    public DateTimeOffset? NextDue { get; init; }
+}
 
 /// <summary>How a topic's queue stands for one subject (null: messages queued without one).</summary>
 public sealed record OutboxSubjectStatus(string? Subject, long Waiting, DateTimeOffset? OldestWaiting, int MostAttempts, string? LastError, long Dead);

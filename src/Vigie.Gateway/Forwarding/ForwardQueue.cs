@@ -35,7 +35,10 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
         var now = time.GetUtcNow();
         var backlogAlert = options.CurrentValue.Forwarding.BacklogAlert;
         var result = new ForwardQueueStatus(status.Waiting, status.OldestWaiting is { } oldest ? now - oldest : null, status.MostAttempts, status.LastError,
-            status.Dead, dead, backlogAlert);
+            status.Dead, dead, backlogAlert)
+        {
+            NextAttemptIn = status.NextDue is { } due && due > now ? due - now : null,
+        };
         if (status.Waiting + status.Dead == 0 || (result.IsHealthy && !perDestinationWhenHealthy))
         {
             return result;
@@ -133,6 +136,12 @@ public sealed record ForwardQueueStatus(long Waiting, TimeSpan? OldestWait, int 
 {
     /// <summary>Objects wait longer than <see cref="ForwardingOptions.BacklogAlert"/>: the destination is down or refuses them.</summary>
     public bool Stalled => OldestWait is { } wait && wait > BacklogAlert;
+
+    /// <summary>
+    /// How long until the next waiting object is tried again, when none is due now: after a long outage the back-off
+    /// reaches minutes, and a PACS back up does not get its objects at once (before 2026-12-06 the status did not say when).
+    /// </summary>
+    public TimeSpan? NextAttemptIn { get; init; }
 
     /// <summary>Nothing given up on and nothing stalled.</summary>
     public bool IsHealthy => GivenUp == 0 && !Stalled;

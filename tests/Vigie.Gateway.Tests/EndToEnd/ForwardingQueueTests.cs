@@ -58,6 +58,28 @@ public sealed class ForwardingQueueTests
         Assert.Contains("retention policy 'short': StudyRemoved, study #", deleted.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: after a long outage the back-off reaches minutes, and the status said "stalled, cannot reach" with no
+    /// word of when the next attempt comes, while the PACS, back up, waited for it (20 minutes in the upgrade review).
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_status_did_not_say_when_the_next_attempt_comes()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var pacsPort = VigieNode.FreePort();
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacsPort}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:10:00",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        var waiting = await Eventually.WaitForAsync(() => StatusAsync(node),
+            s => s.Json.TryGetProperty("next_attempt_in_seconds", out _), ct);
+        Assert.InRange(waiting.Json.GetProperty("next_attempt_in_seconds").GetDouble(), 60, 600);
+        var text = await node.VigieAsync("forward", "status");
+        Assert.Contains("; next attempt in ", text.StandardOutput, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Objects_the_PACS_refuses_are_reported_and_delivered_once_retried()
     {
@@ -87,7 +109,7 @@ public sealed class ForwardingQueueTests
         // It comes back configured for MR only: the CT objects are given up on, not retried forever, and reported.
         await using (var mrOnly = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs-mr"), pacsPort, MrOnly, Uncompressed))
         {
-            // Both counts: the status reads waiting and given up in two statements, and the third may move between them.
+            // Both counts: the third object may still be on its way to given up.
             var refused = await Eventually.WaitForAsync(() => StatusAsync(node),
                 s => s.Json.GetProperty("given_up").GetInt64() == 3 && s.Json.GetProperty("waiting").GetInt64() == 0, ct);
             Assert.Equal(1, refused.ExitCode);
