@@ -113,7 +113,7 @@ internal sealed class ArchiveMaintenance(
             var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, cancellationToken).ConfigureAwait(false);
             if (!report.IsClean)
             {
-                await AlertAsync("archive integrity: " + report.Summary, cancellationToken).ConfigureAwait(false);
+                await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, server.CurrentValue.AETitle, report.Summary), cancellationToken).ConfigureAwait(false);
                 logger.LogError("Archive integrity problem: {Summary}", report.Summary);
             }
 

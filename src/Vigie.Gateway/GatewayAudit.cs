@@ -53,6 +53,22 @@ internal static class GatewayAudit
         Participants = [Self(aeTitle, requestor: false, AuditRoles.Application)],
     };
 
+    /// <summary>
+    /// An archive integrity alert ("archive integrity: ..."): a scrub's findings, a damaged copy replaced, an object that
+    /// failed its check at retrieval. By this node unless <paramref name="participants"/> say who was involved.
+    /// </summary>
+    public static AuditRecord IntegrityAlert(TimeProvider time, string aeTitle, string description, IReadOnlyList<AuditParticipant>? participants = null,
+        string? patientRef = null, IReadOnlyList<AuditObject>? objects = null) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.SecurityAlert,
+        Action = AuditAction.Execute,
+        Outcome = AuditOutcome.SeriousFailure,
+        Participants = participants ?? [Self(aeTitle, requestor: true, AuditRoles.Application)],
+        PatientRef = patientRef,
+        Details = new AuditDetails { OutcomeDescription = "archive integrity: " + description, Objects = objects ?? [] },
+    };
+
     public static AuditObject Study(string studyUid, string? sopClassUid, int instances = 1, string? accession = null) => new()
     {
         Type = AuditObjectType.SystemObject,

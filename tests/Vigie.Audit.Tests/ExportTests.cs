@@ -292,6 +292,31 @@ public sealed class ExportTests
         Assert.Equal(Samples.PatientId + "-" + (expectedSeqPatient % 7), patient.Attribute("ParticipantObjectID")?.Value);
         Assert.Equal(Samples.PatientName, patient.Element("ParticipantObjectName")?.Value);
         Assert.Equal("2", patient.Element("ParticipantObjectIDTypeCode")?.Attribute("csd-code")?.Value);
+        var study = root.Elements("ParticipantObjectIdentification").Last().Element("ParticipantObjectDescription");
+        Assert.NotNull(study?.Element("Accession"));
+        Assert.NotNull(study?.Element("SOPClass"));
+        AssertSchemaOrder(xml);
+    }
+
+    /// <summary>
+    /// Regression: Accession and SOPClass were written under the object, not in a ParticipantObjectDescription, and
+    /// AuditSourceTypeCode was labelled a DCM code; PS3.15 A.5.1's schema refused 205 of 240 exported messages.
+    /// </summary>
+    private static void AssertSchemaOrder(XDocument xml)
+    {
+        var source = xml.Root!.Element("AuditSourceIdentification")!.Element("AuditSourceTypeCode")!;
+        Assert.Equal("4", source.Attribute("csd-code")?.Value);
+        Assert.Null(source.Attribute("codeSystemName"));
+        foreach (var o in xml.Root!.Elements("ParticipantObjectIdentification"))
+        {
+            // ParticipantObjectIDTypeCode, exactly one of Name and Query, ParticipantObjectDetail*, ParticipantObjectDescription*.
+            var names = string.Join(' ', o.Elements().Select(e => e.Name.LocalName));
+            Assert.Matches(@"^ParticipantObjectIDTypeCode (ParticipantObjectName|ParticipantObjectQuery)( ParticipantObjectDetail)*( ParticipantObjectDescription)*$", names);
+            foreach (var description in o.Elements("ParticipantObjectDescription"))
+            {
+                Assert.Matches(@"^(MPPS ?)*(Accession ?)*(SOPClass ?)*$", string.Join(' ', description.Elements().Select(e => e.Name.LocalName)));
+            }
+        }
     }
 
     [Fact]

@@ -86,7 +86,10 @@ internal static class AtnaMessage
             }
 
             xml.WriteAttributeString("AuditSourceID", Clean(entry.SourceId));
-            WriteCode(xml, "AuditSourceTypeCode", new AuditCode("4", "DCM", "Application Server Process Tier"));
+            // One of the schema's own values (A.5.1.2.1), not a DCM code: no code system (before 2026-12-06 labelled "DCM").
+            xml.WriteStartElement("AuditSourceTypeCode");
+            xml.WriteAttributeString("csd-code", "4");
+            xml.WriteEndElement();
             xml.WriteEndElement();
 
             foreach (var o in entry.Details?.Objects ?? [])
@@ -100,14 +103,14 @@ internal static class AtnaMessage
                 }
 
                 WriteCode(xml, "ParticipantObjectIDTypeCode", o.IdType);
-                // The schema allows a name or a query, not both.
-                if (o.Name is not null)
-                {
-                    xml.WriteElementString("ParticipantObjectName", Clean(o.Name));
-                }
-                else if (o.Query is not null)
+                // The schema wants a name or a query, exactly one: an object without either is named by its ID type.
+                if (o.Query is not null && o.Name is null)
                 {
                     xml.WriteElementString("ParticipantObjectQuery", Convert.ToBase64String(o.Query));
+                }
+                else
+                {
+                    xml.WriteElementString("ParticipantObjectName", Clean(o.Name ?? o.IdType.DisplayName));
                 }
 
                 foreach (var (type, value) in o.Details)
@@ -118,18 +121,26 @@ internal static class AtnaMessage
                     xml.WriteEndElement();
                 }
 
-                foreach (var accession in o.Accessions)
+                // PS3.15 A.5.1: Accession and SOPClass belong in a ParticipantObjectDescription (before 2026-12-06 they
+                // were written under the object itself, which the schema refuses).
+                if (o.Accessions.Count > 0 || o.SopClasses.Count > 0)
                 {
-                    xml.WriteStartElement("Accession");
-                    xml.WriteAttributeString("Number", Clean(accession));
-                    xml.WriteEndElement();
-                }
+                    xml.WriteStartElement("ParticipantObjectDescription");
+                    foreach (var accession in o.Accessions)
+                    {
+                        xml.WriteStartElement("Accession");
+                        xml.WriteAttributeString("Number", Clean(accession));
+                        xml.WriteEndElement();
+                    }
 
-                foreach (var sop in o.SopClasses)
-                {
-                    xml.WriteStartElement("SOPClass");
-                    xml.WriteAttributeString("UID", Clean(sop.Uid));
-                    xml.WriteAttributeString("NumberOfInstances", sop.NumberOfInstances.ToString(CultureInfo.InvariantCulture));
+                    foreach (var sop in o.SopClasses)
+                    {
+                        xml.WriteStartElement("SOPClass");
+                        xml.WriteAttributeString("UID", Clean(sop.Uid));
+                        xml.WriteAttributeString("NumberOfInstances", sop.NumberOfInstances.ToString(CultureInfo.InvariantCulture));
+                        xml.WriteEndElement();
+                    }
+
                     xml.WriteEndElement();
                 }
 

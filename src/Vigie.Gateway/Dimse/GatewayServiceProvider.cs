@@ -532,19 +532,8 @@ internal sealed class GatewayServiceProvider(
     {
         try
         {
-            await audit.AppendAsync(new AuditRecord
-            {
-                Time = time.GetUtcNow(),
-                EventId = AuditEventIds.SecurityAlert,
-                Action = AuditAction.Execute,
-                Outcome = AuditOutcome.SeriousFailure,
-                Participants = [GatewayAudit.Self(OurAE, requestor: true, AuditRoles.Application)],
-                Details = new AuditDetails
-                {
-                    OutcomeDescription = $"archive integrity: stored object {id} failed its check when read for a retrieve ({problem}); "
-                        + "its sub-operation failed. Run vigie scrub; sending the image again heals it",
-                },
-            }, CancellationToken.None).ConfigureAwait(false);
+            await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, OurAE, $"stored object {id} failed its check when read for a retrieve ({problem}); "
+                + "its sub-operation failed. Run vigie scrub; sending the image again heals it"), CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

@@ -370,25 +370,12 @@ public sealed class IngestPipeline(
     {
         try
         {
-            await audit.AppendAsync(new AuditRecord
-            {
-                Time = time.GetUtcNow(),
-                EventId = AuditEventIds.SecurityAlert,
-                Action = AuditAction.Execute,
-                Outcome = AuditOutcome.SeriousFailure,
-                Participants =
-                [
-                    GatewayAudit.Requestor(source, AuditRoles.Source),
-                    GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-                ],
-                PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
-                Details = new AuditDetails
-                {
-                    OutcomeDescription = $"archive integrity: stored object {id} failed its check ({problem}); the same content, received again, replaced it "
-                        + "(the damaged file is kept in the data folder's damaged/)",
-                    Objects = [GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value))],
-                },
-            }, cancellationToken).ConfigureAwait(false);
+            await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, source.CalledAE ?? "VIGIE",
+                $"stored object {id} failed its check ({problem}); the same content, received again, replaced it (the damaged file is kept in the data folder's damaged/)",
+                [GatewayAudit.Requestor(source, AuditRoles.Source), GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination)],
+                GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
+                [GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value))]),
+                cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
