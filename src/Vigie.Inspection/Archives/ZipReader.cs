@@ -271,6 +271,7 @@ internal static class ZipReader
     /// </summary>
     private static string? UnicodePath(ReadOnlySpan<byte> extra)
     {
+        string? found = null;
         var position = 0;
         while (position + 4 <= extra.Length)
         {
@@ -279,13 +280,18 @@ internal static class ZipReader
             var body = extra.Slice(position + 4, Math.Min(length, extra.Length - position - 4));
             if (id == 0x7075 && body.Length > 5)
             {
-                return Encoding.UTF8.GetString(body[5..]);
+                // Extractors differ on which of several fields wins (unzip takes the last): the one that traverses is kept.
+                var path = Encoding.UTF8.GetString(body[5..]);
+                if (found is null || NameChecks.TraversalReason(path) is not null)
+                {
+                    found = path;
+                }
             }
 
             position += 4 + length;
         }
 
-        return null;
+        return found;
     }
 
     private static bool SignatureAt(ContentSource source, long offset, uint signature)

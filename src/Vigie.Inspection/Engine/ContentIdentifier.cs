@@ -131,7 +131,8 @@ internal static class ContentIdentifier
         if (type is ContentType.Text or ContentType.Unknown && head.Length < length && ReadMailHeaders(SkipBom(head), HeadLines).Block == MailHeaderBlock.Cut)
         {
             // The head ended inside what reads as a header block (one long line, or many unknown headers): a mail
-            // hides its attachments behind that. Judge on up to 1 MiB (where the mail analyser wants its end).
+            // hides its attachments behind that. Judge on up to 1 MiB (where the mail analyser wants its end); a block
+            // still going at 1 MiB with a mail header in it is a mail, which the analyser then reports as malformed.
             type = IdentifyLongHeaderBlock(source, length) ? ContentType.Mime : type;
         }
 
@@ -147,8 +148,11 @@ internal static class ContentIdentifier
         try
         {
             var read = source.ReadAt(0, buffer.AsSpan(0, (int)Math.Min(LongHeaderBlock, length)));
-            var (block, known) = ReadMailHeaders(SkipBom(buffer.AsSpan(0, read)), int.MaxValue);
-            return block == MailHeaderBlock.Mail || (block == MailHeaderBlock.Cut && known >= 1);
+            var text = SkipBom(buffer.AsSpan(0, read));
+            var (block, known) = ReadMailHeaders(text, int.MaxValue);
+            // Still header lines at 1 MiB, none of them known: padding in front of a mail's headers (19,000 of them),
+            // unless the first name starts with a digit, as a log line's timestamp does.
+            return block == MailHeaderBlock.Mail || (block == MailHeaderBlock.Cut && (known >= 1 || (length > LongHeaderBlock && char.IsAsciiLetter((char)text[0]))));
         }
         finally
         {

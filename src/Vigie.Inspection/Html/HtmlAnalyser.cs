@@ -21,7 +21,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     /// Text too: a browser renders a page named .html whatever comes before its first tag, and before 2026-12-06 a line
     /// of text (or a long comment) in front of the page made it "text", never looked at.
     /// </summary>
-    public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml or ContentType.Text;
+    public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml or ContentType.Text or ContentType.Mime;
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
@@ -31,7 +31,14 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         // Every smuggling pattern needs one of the triggers (most pages and XML parts have none), and in text a script
         // or a link; read in chunks, so that a large text costs no copy.
         if (!utf16 && (!Mentions(content, limit, Triggers, cancellationToken)
-                       || (context.ContentType == ContentType.Text && !Mentions(content, limit, Markup, cancellationToken))))
+                       || (context.ContentType is ContentType.Text or ContentType.Mime && !Mentions(content, limit, Markup, cancellationToken))))
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        // A mail's parts are inspected as its children (mail.html-smuggling); header-like lines in front of a page with
+        // no MIME structure made it a "mail" whose page nobody read (before 2026-12-06).
+        if (context.ContentType == ContentType.Mime && Mentions(content, limit, ["content-type:"], cancellationToken))
         {
             return ValueTask.CompletedTask;
         }
@@ -44,7 +51,14 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         var rule = context.ParentType == ContentType.Mime ? Rules.MailHtmlSmuggling : Rules.HtmlSmuggling;
         if (signals.Smuggling)
         {
-            context.Report(rule, Severity.High, $"the page builds a file in the browser and offers it for download ({string.Join(", ", signals.Found)})");
+            // Text that is not named a page (source code, a how-to with an example) is a page only if served as one:
+            // suspicious, not malicious.
+            var page = context.ContentType is ContentType.Html or ContentType.Xml
+                       || (context.DeclaredName is { } name && (name.EndsWith(".htm", StringComparison.OrdinalIgnoreCase)
+                           || name.EndsWith(".html", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".hta", StringComparison.OrdinalIgnoreCase)
+                           || name.EndsWith(".svg", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".xhtml", StringComparison.OrdinalIgnoreCase)));
+            context.Report(rule, page ? Severity.High : Severity.Medium,
+                $"the {(page ? "page" : "text, if rendered as a page,")} builds a file in the browser and offers it for download ({string.Join(", ", signals.Found)})");
         }
         else if (signals.LargeDecode)
         {
@@ -106,7 +120,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     }
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
-    private static readonly string[] Markup = ["<script", "<a "];
+    private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc"];
 
     private const int Chunk = 64 * 1024;
 

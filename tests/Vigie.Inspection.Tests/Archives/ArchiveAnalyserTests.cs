@@ -47,6 +47,14 @@ public sealed class ArchiveAnalyserTests
         var local = await TestInspection.InspectAsync(new ZipBuilder().Add("readme.txt", "x", tweak: e => e.LocalName = "../evil.tx").Build());
         Assert.Contains("local header", local.Has("zip.path-traversal").Message, StringComparison.Ordinal);
 
+        // unzip takes the last of several fields: the benign first one hid the second.
+        var second = await TestInspection.InspectAsync(new ZipBuilder().Add("a.txt", "x", tweak: e =>
+        {
+            e.UnicodePath("a.txt");
+            e.UnicodePath("../evil.txt");
+        }).Build());
+        second.Has("zip.path-traversal");
+
         var plain = await TestInspection.InspectAsync(new ZipBuilder().Add("notes.txt", "x", tweak: e => e.UnicodePath("notes.txt")).Build());
         plain.IsClean();
     }

@@ -104,6 +104,24 @@ public sealed class MailAnalyserTests
         verdict.IsMalicious();
     }
 
+    /// <summary>
+    /// Regression: a header block still going at 1 MiB (19,000 unknown headers before the mail's own) made the file
+    /// text, never read as mail; and one header folded over thousands of lines cost seconds of CPU per mail.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_header_block_past_1_mib_was_text_and_thousands_of_folded_lines_cost_seconds()
+    {
+        var mail = MailSamples.Bytes(MailSamples.WithAttachments(MailSamples.Message(), ("update.exe", ExecutableSamples.Pe(), "application/octet-stream")));
+        var padding = string.Concat(Enumerable.Range(0, 19_000).Select(i => $"X-Relay-{i}: hop {i} via relay-{i}.example\r\n"));
+        var padded = await Hospital.InspectAsync([.. Encoding.ASCII.GetBytes(padding), .. mail]);
+        padded.Has("mail.malformed");
+        Assert.NotEqual(VerdictKind.Clean, padded.Kind);
+
+        var folded = "X-Folded: start\r\n" + string.Concat(Enumerable.Range(0, 6000).Select(i => $" continuation {i} of a header folded for ever\r\n"));
+        var verdict = await Hospital.InspectAsync([.. Encoding.ASCII.GetBytes(folded), .. mail]);
+        Assert.Contains("more than 5000 lines", verdict.Has("mail.malformed").Message, StringComparison.Ordinal);
+    }
+
     /// <summary>A long line of a log is not a mail: no header it knows.</summary>
     [Fact]
     public async Task A_long_log_line_stays_text()

@@ -282,6 +282,16 @@ public sealed class OfficeAnalyserTests
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<!-- " + new string('x', 10_000) + " -->" + smuggling))).Has("html.smuggling");
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(new string('y', 100_000) + "\n" + dataLink))).Has("html.smuggling");
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("Please download the attached report, a blob of text about data: none."))).IsClean();
+        // Tags the text gate missed, and header-like lines that made the page a "mail" with no MIME part to read.
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("Invoice\n<a\tdownload=\"scan.zip\" href=\"data:application/zip;base64," + payload + "\">x</a>"), "scan.html"))
+            .Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("From: a\nTo: b\nX-Y: " + smuggling), "page.html")).Has("html.smuggling");
+
+        // Text not named a page (a JSX component, a how-to) is suspicious, not malicious: it is a page only if served as one.
+        var jsx = "export function Save({ rows }) {\n  const b = new Blob([rows.join('\\n')]);\n  const u = URL.createObjectURL(b);\n"
+            + "  return <a href={u} download=\"rows.csv\" onClick={e => e.currentTarget.click()}>save</a>;\n}\n";
+        var component = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(jsx), "Save.jsx");
+        Assert.Equal(Severity.Medium, component.Has("html.smuggling").Severity);
 
         var ordinary = "<!DOCTYPE html><html><head><script>window.onload = function () { document.title = 'Results'; };</script></head><body><a href=\"https://www.hospital.example/\">home</a></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(ordinary))).IsClean();

@@ -168,7 +168,7 @@ internal sealed class ZipSampleEntry
     /// <summary>Extra fields, in both headers.</summary>
     public byte[] Extra { get; set; } = [];
 
-    /// <summary>An Info-ZIP Unicode Path extra field (0x7075) naming <paramref name="path"/> for the header name's CRC.</summary>
+    /// <summary>Adds an Info-ZIP Unicode Path extra field (0x7075) naming <paramref name="path"/> for the header name's CRC.</summary>
     public void UnicodePath(string path)
     {
         var utf8 = Encoding.UTF8.GetBytes(path);
@@ -178,6 +178,6 @@ internal sealed class ZipSampleEntry
         field[4] = 1;
         BinaryPrimitives.WriteUInt32LittleEndian(field.AsSpan(5), Crc32.Compute(Encoding.UTF8.GetBytes(Name)));
         utf8.CopyTo(field, 9);
-        Extra = field;
+        Extra = [.. Extra, .. field];
     }
 }
