@@ -35,6 +35,15 @@ public sealed class RetrieveIntegrity
     /// Whether this object's failure goes to the audit trail: once an hour per object, so that a viewer retrying a damaged
     /// study does not fill the trail, and at most 10,000 objects remembered.
     /// </summary>
+    /// <summary>An object repaired (its content sent again): its next failure is alerted at once.</summary>
+    internal void Forget(ObjectId id)
+    {
+        lock (_alerted)
+        {
+            _alerted.Remove(id);
+        }
+    }
+
     internal bool DueForAlert(ObjectId id, DateTimeOffset now)
     {
         lock (_alerted)

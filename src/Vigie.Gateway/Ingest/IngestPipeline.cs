@@ -34,6 +34,7 @@ public sealed class IngestPipeline(
     ClockStepGuard clock,
     IOptionsMonitor<GatewayOptions> options,
     IAuditLog audit,
+    Dimse.RetrieveIntegrity retrieveIntegrity,
     ILogger<IngestPipeline> logger,
     TimeProvider time)
 {
@@ -290,6 +291,8 @@ public sealed class IngestPipeline(
         var committed = await durable.ConfigureAwait(false);
         if (committed.ReplacedDamagedCopy is { } damage)
         {
+            // Whole again: if it is damaged again, the next retrieve that meets it is an alert of its own.
+            retrieveIntegrity.Forget(committed.Id);
             await AuditRepairAsync(source, entry, committed.Id, damage, cancellationToken).ConfigureAwait(false);
         }
 

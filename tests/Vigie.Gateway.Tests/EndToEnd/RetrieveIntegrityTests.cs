@@ -72,6 +72,31 @@ public sealed class RetrieveIntegrityTests
         await node.StoreAsync(files, ct);
         var alert = Assert.Single(await IntegrityAlertsAsync(node, "received again, replaced it"));
         Assert.Matches(@"failed its check \(\w+\); the same content, received again, replaced it", alert);
+
+        // Regression: a retrieve meeting an object damaged, then repaired, then damaged again within the hour was silent.
+        var sample = (await DicomReader.ReadFileAsync(files[0], new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct)).Dataset;
+        using var got = new TempDirectory("vigie-got");
+        async Task GetAsync() => await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", $"StudyInstanceUID={sample.GetString(DicomTags.StudyInstanceUID)}", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1),
+            cancellationToken: ct);
+        async Task TruncateAsync()
+        {
+            // A copy sent again lands in a slot first, and reaches objects/ a moment later.
+            var stored = await Eventually.WaitForAsync(
+                () => Task.FromResult(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).ToList()),
+                f => f.Count == 1 && new FileInfo(f[0]).Length > 1000, ct);
+            await using var file = new FileStream(Assert.Single(stored), FileMode.Open, FileAccess.Write);
+            file.SetLength(1000);
+        }
+
+        await TruncateAsync();
+        await GetAsync();
+        await Eventually.WaitForAsync(() => IntegrityAlertsAsync(node, "when read for a retrieve"), a => a.Count >= 1, ct);
+        await node.StoreAsync(files, ct);
+        await TruncateAsync();
+        await GetAsync();
+        var again = await Eventually.WaitForAsync(() => IntegrityAlertsAsync(node, "when read for a retrieve"), a => a.Count >= 2, ct);
+        Assert.Equal(2, again.Count);
     }
 
     private static async Task<List<string>> IntegrityAlertsAsync(VigieNode node, string about)
