@@ -573,6 +573,20 @@ internal sealed class GatewayServiceProvider(
     private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, int matches, CancellationToken cancellationToken)
     {
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
+        // A query keyed on one patient is part of that patient's history (IHE BALP PatientQuery): before 2026-12-06 it
+        // was not linked to the patient, so "who looked me up" missed every query.
+        var patientId = (identifier.GetString(DicomTags.PatientID) ?? "").Trim(' ', '\0');
+        var onePatient = patientId.Length > 0 && patientId.IndexOfAny(['*', '?', '\\']) < 0;
+        var query = new AuditObject
+        {
+            Type = AuditObjectType.SystemObject,
+            Role = AuditObjectRole.Report,
+            IdType = AuditObjectIdTypes.SopClassUid,
+            Id = request.AffectedSopClassUid ?? "",
+            Query = DicomWriter.Encode(identifier, syntax),
+            // PS3.15 A.5.3.10: the syntax the query bytes are encoded in.
+            Details = [new KeyValuePair<string, string>("TransferSyntax", syntax.Uid)],
+        };
         var record = new AuditRecord
         {
             Time = time.GetUtcNow(),
@@ -583,20 +597,11 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(Source(association), AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
+            PatientRef = onePatient ? GatewayAudit.PatientRef(keys, patientId, identifier.GetString(DicomTags.IssuerOfPatientID)) : null,
             Details = new AuditDetails
             {
                 OutcomeDescription = $"{matches} matches",
-                Objects =
-                [
-                    new AuditObject
-                    {
-                        Type = AuditObjectType.SystemObject,
-                        Role = AuditObjectRole.Report,
-                        IdType = AuditObjectIdTypes.SopClassUid,
-                        Id = request.AffectedSopClassUid ?? "",
-                        Query = DicomWriter.Encode(identifier, syntax),
-                    },
-                ],
+                Objects = onePatient ? [query, GatewayAudit.Patient(patientId, null)] : [query],
             },
         };
         await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);

@@ -126,6 +126,11 @@ public sealed class AuditLogUseTests
         var keys = query.GetProperty("details").GetProperty("objects")[0].GetProperty("query");
         Assert.Equal(patientId, keys.GetProperty("PatientID").GetString());
         Assert.Equal("STUDY", keys.GetProperty("QueryRetrieveLevel").GetString());
+
+        // Regression: a query keyed on one patient was not in that patient's history (who looked me up).
+        var history = await node.VigieAsync("audit", "show", "--json", "--patient", patientId, "--event", "110112");
+        Assert.True(history.ExitCode == 0, history.ToString());
+        Assert.Single(JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray());
     }
 
     /// <summary>
