@@ -76,6 +76,26 @@ public sealed class ErrorMessageTests
     }
 
     /// <summary>
+    /// Regression: an NDJSON audit export inside the data folder was accepted, and patient names were then written
+    /// there in clear, where nothing may be.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_ndjson_export_inside_the_data_folder_was_accepted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-ndjson");
+        var data = work.Combine("data");
+        var config = work.Combine("vigie.json");
+        await File.WriteAllTextAsync(config, $$"""
+            { "Audit": { "Sinks": [ { "Name": "siem-file", "Kind": "FhirNdjson", "NdjsonPath": "{{Path.Combine(data, "export", "audit.ndjson")}}" } ] } }
+            """, ct);
+        var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--config", config, "--dicom-port", "1", "--http-port", "1"], cancellationToken: ct);
+        Assert.Equal(2, serve.ExitCode);
+        Assert.Contains("Audit:Sinks:0:NdjsonPath", serve.StandardError, StringComparison.Ordinal);
+        Assert.Contains("which may not lie in Vigie's data or key folder", serve.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: every setting refused at start printed the clear line, then the host's "Hosting failed to start" with
     /// a .NET stack trace (9 to 39 frames, with the build's source paths), and a negative Database:BusyTimeout started.
     /// </summary>
