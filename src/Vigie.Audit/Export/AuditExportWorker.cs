@@ -139,13 +139,14 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
                     HttpStatusCode.BadRequest);
             }
 
-            await store.SetAsideAsync(CursorName, refused, cancellationToken).ConfigureAwait(false);
+            await store.SetAsideAsync(CursorName, refused, CancellationToken.None).ConfigureAwait(false);
             AuditTelemetry.SetAside.Add(refused.Count);
             logger.LogError("Audit sink {Sink} refused {Count} entries for good (first: entry {Sequence}, {Reason}); they are set aside until `vigie audit resend --sink {Sink}`",
                 options.Name, refused.Count, refused[0].Seq, refused[0].Reason, options.Name);
         }
 
-        await store.SaveCursorAsync(CursorName, next + entries.Count, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
+        // What the collector took is recorded whatever the stop says: a cursor left behind sends it again.
+        await store.SaveCursorAsync(CursorName, next + entries.Count, 0, null, time.GetUtcNow().ToUnixTimeMilliseconds(), CancellationToken.None).ConfigureAwait(false);
         AuditTelemetry.Exported.Add(accepted);
         await WitnessTreeHeadAsync(cancellationToken).ConfigureAwait(false);
         return entries.Count;

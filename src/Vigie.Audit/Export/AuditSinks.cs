@@ -100,7 +100,9 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             // A collector that closes while the batch goes out, or refuses the TLS session once the handshake is done
             // (a client certificate it does not trust), did not take it. Its close, reset or alert comes back within
             // a round trip, a little longer on a new TLS session: the batch is then sent again.
-            await Task.Delay(_fresh ? FreshCloseCheckDelay : CloseCheckDelay, cancellationToken).ConfigureAwait(false);
+            // Not cancelled by a stop: the batch is in the collector's hands by now, and one counted as failed is sent
+            // again by the stop's final round (every stop sent its Application Stop twice, before 2026-12-06).
+            await Task.Delay(_fresh ? FreshCloseCheckDelay : CloseCheckDelay, CancellationToken.None).ConfigureAwait(false);
             if (PeerClosed())
             {
                 var reason = _closed is { IsCompleted: true } closed ? await closed.ConfigureAwait(false) : "closed";
