@@ -37,10 +37,14 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     private bool _disposed;
     private bool _releasePages;
 
+    // The first header byte outside the fields that is not zero, or -1: read at open, reported by VerifyAsync only.
+    private readonly int _strayHeaderByte;
+
     private ArchiveObjectReader(SafeFileHandle handle, ObjectHeader header, byte[] dataKey, Guid keyId, uint segments, long length,
-        byte[] sha256, ObjectId id, string location)
+        byte[] sha256, ObjectId id, string location, int strayHeaderByte)
     {
         _handle = handle;
+        _strayHeaderByte = strayHeaderByte;
         _header = header;
         _gcm = new AesGcm(dataKey, ObjectFormat.TagSize);
         _segments = segments;
@@ -197,7 +201,8 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
                     $"the content is object {id}, not {expected} (files swapped or renamed)", location);
             }
 
-            return new ArchiveObjectReader(handle, header, key, header.Slots[slot].KeyId, segments, length, sha256, id, location);
+            return new ArchiveObjectReader(handle, header, key, header.Slots[slot].KeyId, segments, length, sha256, id, location,
+                ObjectFormat.FirstStrayHeaderByte(headerBytes));
         }
         catch
         {
@@ -300,11 +305,10 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            var header = new byte[ObjectFormat.HeaderSize];
-            await ReadExactlyAsync(_handle, header, 0, Location, cancellationToken).ConfigureAwait(false);
-            if (ObjectFormat.FirstStrayHeaderByte(header) is var stray and >= 0)
+            if (_strayHeaderByte >= 0)
             {
-                throw new ObjectFormatException(ObjectProblem.InvalidHeader, "a header byte outside its fields is not zero (the file was altered)", Location, offset: stray);
+                throw new ObjectFormatException(ObjectProblem.InvalidHeader, "a header byte outside its fields is not zero (the file was altered)", Location,
+                    offset: _strayHeaderByte);
             }
 
             using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
