@@ -28,19 +28,22 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         var limit = Math.Min(content.Length, MaxScan);
         Span<byte> start = stackalloc byte[2];
         var utf16 = content.ReadAt(0, start) == 2 && (start.SequenceEqual(new byte[] { 0xFF, 0xFE }) || start.SequenceEqual(new byte[] { 0xFE, 0xFF }));
-        // Every smuggling pattern needs one of the triggers (most pages and XML parts have none), and in text a script
-        // or a link; read in chunks, so that a large text costs no copy.
-        if (!utf16 && (!Mentions(content, limit, Triggers, cancellationToken)
-                       || (context.ContentType is ContentType.Text or ContentType.Mime && !Mentions(content, limit, Markup, cancellationToken))))
+        // Every smuggling pattern needs one of the triggers (most pages and XML parts have none), and in text a script,
+        // a link or a handler. A mail's parts are inspected as its children (mail.html-smuggling); header-like lines in
+        // front of a page with no MIME structure made it a "mail" whose page nobody read (before 2026-12-06). One pass in
+        // chunks, so that a large text costs no copy.
+        if (!utf16)
         {
-            return ValueTask.CompletedTask;
-        }
-
-        // A mail's parts are inspected as its children (mail.html-smuggling); header-like lines in front of a page with
-        // no MIME structure made it a "mail" whose page nobody read (before 2026-12-06).
-        if (context.ContentType == ContentType.Mime && Mentions(content, limit, ["content-type:"], cancellationToken))
-        {
-            return ValueTask.CompletedTask;
+            var found = Mentions(content, limit, context.ContentType switch
+            {
+                ContentType.Text => [Triggers, Markup],
+                ContentType.Mime => [Triggers, Markup, MimeStructure],
+                _ => [Triggers],
+            }, cancellationToken);
+            if (!found.Take(2).All(f => f) || found is [_, _, true])
+            {
+                return ValueTask.CompletedTask;
+            }
         }
 
         var bytes = new byte[limit];
@@ -121,19 +124,24 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
     private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc"];
+    private static readonly string[] MimeStructure = ["content-type:"];
 
     private const int Chunk = 64 * 1024;
 
-    /// <summary>Whether the first <paramref name="limit"/> bytes hold one of <paramref name="needles"/> (ASCII, any case).</summary>
-    private static bool Mentions(ContentSource content, long limit, string[] needles, CancellationToken cancellationToken)
+    /// <summary>
+    /// For each set of <paramref name="sets"/>, whether the first <paramref name="limit"/> bytes hold one of its words
+    /// (ASCII, any case): one pass, which stops once every set is found.
+    /// </summary>
+    private static bool[] Mentions(ContentSource content, long limit, string[][] sets, CancellationToken cancellationToken)
     {
-        var overlap = needles.Max(n => n.Length) - 1;
+        var found = new bool[sets.Length];
+        var overlap = sets.Max(set => set.Max(n => n.Length)) - 1;
         var buffer = ArrayPool<byte>.Shared.Rent(Chunk + overlap);
         try
         {
             long position = 0;
             var carried = 0;
-            while (position < limit)
+            while (position < limit && !found.All(f => f))
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var read = content.ReadAt(position, buffer.AsSpan(carried, (int)Math.Min(Chunk, limit - position)));
@@ -143,11 +151,11 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
                 }
 
                 var window = buffer.AsSpan(0, carried + read);
-                foreach (var needle in needles)
+                for (var i = 0; i < sets.Length; i++)
                 {
-                    if (AsciiSearch.ContainsIgnoreCase(window, needle))
+                    foreach (var needle in sets[i])
                     {
-                        return true;
+                        found[i] = found[i] || AsciiSearch.ContainsIgnoreCase(window, needle);
                     }
                 }
 
@@ -156,7 +164,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
                 window[^carried..].CopyTo(buffer);
             }
 
-            return false;
+            return found;
         }
         finally
         {
