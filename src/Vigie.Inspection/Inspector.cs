@@ -360,16 +360,23 @@ public sealed class Inspector
 
     internal static string SanitiseName(string name)
     {
-        Span<char> buffer = stackalloc char[Math.Min(name.Length, MaxNameLength)];
-        for (var i = 0; i < buffer.Length; i++)
-        {
-            var c = name[i];
-            buffer[i] = char.IsControl(c) || c is '\u202E' or '\u202D' or '\u2066' or '\u2067' or '\u2068' ? '?' : c;
-        }
-
-        var result = new string(buffer);
+        var result = Printable(name.Length > MaxNameLength ? name[..MaxNameLength] : name);
         return name.Length > MaxNameLength ? result + "…" : result.Length == 0 ? "(unnamed)" : result;
     }
+
+    /// <summary>
+    /// A name as a terminal or a report may show it: control characters and bidirectional embeddings, overrides and
+    /// isolates as '?' (escape sequences that clear a screen; "report\u202Efdp.exe" shown as "reportexe.pdf").
+    /// </summary>
+    public static string Printable(string name) =>
+        string.Create(name.Length, name, static (span, text) =>
+        {
+            for (var i = 0; i < text.Length; i++)
+            {
+                var c = text[i];
+                span[i] = char.IsControl(c) || c is >= '\u202A' and <= '\u202E' or >= '\u2066' and <= '\u2069' ? '?' : c;
+            }
+        });
 
     internal static string Truncate(string text, int max) => text.Length <= max ? text : text[..max] + "…";
 }

@@ -104,7 +104,7 @@ internal static class ScanCommand
             {
                 // An unknown option lands here as a path (the argument takes any number of them).
                 var problem = path.StartsWith('-') ? "unknown option (for a file of that name, write ./" + path + ")" : "no such file or folder";
-                await Console.Error.WriteLineAsync($"vigie scan: {Printable(path)}: {problem}");
+                await Console.Error.WriteLineAsync($"vigie scan: {Inspector.Printable(path)}: {problem}");
                 targets.Add(new ScanTarget(Path.GetFullPath(path), path, problem));
             }
         }
@@ -585,7 +585,7 @@ internal static class ScanCommand
                     }
 
                     table.AddRow(
-                        new Markup(Markup.Escape(Printable(result.Target.Path))),
+                        new Markup(Markup.Escape(Inspector.Printable(result.Target.Path))),
                         new Markup(result.Verdict.Kind switch
                         {
                             VerdictKind.Clean => "[green]clean[/]",
@@ -603,20 +603,6 @@ internal static class ScanCommand
             Console.Out.WriteLine(SummaryLine(summary, elapsed));
         }
     }
-
-    /// <summary>
-    /// A file name as the terminal may show it: control and bidi-override characters as '?' (a name holding ESC
-    /// sequences cleared the screen or set the window title; --json escapes them).
-    /// </summary>
-    private static string Printable(string path) =>
-        string.Create(path.Length, path, static (span, text) =>
-        {
-            for (var i = 0; i < text.Length; i++)
-            {
-                var c = text[i];
-                span[i] = char.IsControl(c) || c is '\u202A' or '\u202B' or '\u202C' or '\u202D' or '\u202E' or '\u2066' or '\u2067' or '\u2068' or '\u2069' ? '?' : c;
-            }
-        });
 
     private static string SummaryLine(ScanSummary summary, TimeSpan elapsed)
     {
