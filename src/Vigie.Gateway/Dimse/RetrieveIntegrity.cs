@@ -31,10 +31,6 @@ public sealed class RetrieveIntegrity
 
     private readonly Dictionary<ObjectId, DateTimeOffset> _alerted = [];
 
-    /// <summary>
-    /// Whether this object's failure goes to the audit trail: once an hour per object, so that a viewer retrying a damaged
-    /// study does not fill the trail, and at most 10,000 objects remembered.
-    /// </summary>
     /// <summary>An object repaired (its content sent again): its next failure is alerted at once.</summary>
     internal void Forget(ObjectId id)
     {
@@ -44,6 +40,10 @@ public sealed class RetrieveIntegrity
         }
     }
 
+    /// <summary>
+    /// Whether this object's failure goes to the audit trail: once an hour per object, so that a viewer retrying a damaged
+    /// study does not fill the trail, and at most 10,000 objects remembered.
+    /// </summary>
     internal bool DueForAlert(ObjectId id, DateTimeOffset now)
     {
         lock (_alerted)

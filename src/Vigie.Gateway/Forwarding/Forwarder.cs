@@ -243,10 +243,10 @@ internal sealed class Forwarder(
         catch (Exception e) when (PeerFailures.IsTransient(e))
         {
             // Once a minute per destination: each new object tries at once, so during ingest this came several times a second.
-            var now = Clock.GetUtcNow();
-            if (now - _unreachableLogged.GetValueOrDefault(destination.AETitle, DateTimeOffset.MinValue) >= TimeSpan.FromMinutes(1))
+            var last = _unreachableLogged.GetValueOrDefault(destination.AETitle, DateTimeOffset.MinValue);
+            if (Dimse.GatewayServiceProvider.DueForLog(ref last, Clock.GetUtcNow()))
             {
-                _unreachableLogged[destination.AETitle] = now;
+                _unreachableLogged[destination.AETitle] = last;
                 logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects of this batch wait (logged once a minute)",
                     destination.AETitle, destination.Host, destination.Port, e.Message, prepared.Count);
             }
