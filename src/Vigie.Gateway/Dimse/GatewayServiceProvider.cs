@@ -274,12 +274,14 @@ internal sealed class GatewayServiceProvider(
     {
         if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
         {
+            // A refused query is still an attempt to look someone up: audited, as the store refusals are.
+            await AuditQueryAsync(association, request, identifier, AuditOutcome.MinorFailure, "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
         var query = QueryTranslator.ToQuery(identifier, level, options.CurrentValue.MaxFindResults);
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
-        await AuditQueryAsync(association, request, identifier, result.Matches.Count, cancellationToken).ConfigureAwait(false);
+        await AuditQueryAsync(association, request, identifier, AuditOutcome.Success, $"{result.Matches.Count} matches", cancellationToken).ConfigureAwait(false);
         foreach (var match in result.Matches)
         {
             yield return QueryTranslator.ToResponse(identifier, match, OurAE);
@@ -294,13 +296,15 @@ internal sealed class GatewayServiceProvider(
     public async ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         CancellationToken cancellationToken)
     {
-        if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
+        var query = QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem)
+            ? QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
+            : null;
+        if (query is null)
         {
+            await AuditRetrieveAsync(association, request, [], "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
-        var query = QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
-                    ?? throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
         var items = new List<RetrieveItem>(result.Matches.Count);
         foreach (var match in result.Matches)
@@ -321,7 +325,7 @@ internal sealed class GatewayServiceProvider(
             items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, syntax, sopInstance, ct)));
         }
 
-        await AuditRetrieveAsync(association, request, result.Matches, cancellationToken).ConfigureAwait(false);
+        await AuditRetrieveAsync(association, request, result.Matches, refusal: null, cancellationToken).ConfigureAwait(false);
         return items;
     }
 
@@ -570,7 +574,8 @@ internal sealed class GatewayServiceProvider(
         await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, int matches, CancellationToken cancellationToken)
+    private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, AuditOutcome outcome,
+        string description, CancellationToken cancellationToken)
     {
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
         // A query keyed on one patient is part of that patient's history (IHE BALP PatientQuery): before 2026-12-06 it
@@ -592,6 +597,7 @@ internal sealed class GatewayServiceProvider(
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.Query,
             Action = AuditAction.Execute,
+            Outcome = outcome,
             Participants =
             [
                 GatewayAudit.Requestor(Source(association), AuditRoles.Source),
@@ -600,7 +606,7 @@ internal sealed class GatewayServiceProvider(
             PatientRef = onePatient ? GatewayAudit.PatientRef(keys, patientId, identifier.GetString(DicomTags.IssuerOfPatientID)) : null,
             Details = new AuditDetails
             {
-                OutcomeDescription = $"{matches} matches",
+                OutcomeDescription = description,
                 Objects = onePatient ? [query, GatewayAudit.Patient(patientId, null)] : [query],
             },
         };
@@ -611,7 +617,8 @@ internal sealed class GatewayServiceProvider(
     /// Begin Transferring DICOM Instances (PS3.15 A.5.3.3), one record per patient: it names the patient and carries
     /// the patient reference, so that the retrieve shows in that patient's history (who sent their images where).
     /// </summary>
-    private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, CancellationToken cancellationToken)
+    private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, string? refusal,
+        CancellationToken cancellationToken)
     {
         var move = request.Field == DimseCommand.CMoveRequest;
         var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
@@ -638,17 +645,23 @@ internal sealed class GatewayServiceProvider(
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.BeginTransferringDicomInstances,
             Action = AuditAction.Execute,
-            Outcome = unknown ? AuditOutcome.MinorFailure : AuditOutcome.Success,
+            Outcome = unknown || refusal is not null ? AuditOutcome.MinorFailure : AuditOutcome.Success,
             Participants = participants,
             PatientRef = patientRef,
-            Details = new AuditDetails { OutcomeDescription = unknown ? description + ": refused, unknown move destination (A801)" : description, Objects = objects },
+            Details = new AuditDetails
+            {
+                OutcomeDescription = refusal is not null ? $"{description}: {refusal}"
+                    : unknown ? description + ": refused, unknown move destination (A801)" : description,
+                Objects = objects,
+            },
         };
 
         var patients = matches.GroupBy(m => (Id: m.Attributes.First(DicomTags.PatientID.Value) ?? "", Issuer: m.Attributes.First(DicomTags.IssuerOfPatientID.Value)))
             .ToList();
         if (patients.Count == 0)
         {
-            await audit.AppendAsync(Record($"{service} of 0 instances to {destination}", null, []), cancellationToken).ConfigureAwait(false);
+            var description = refusal is null ? $"{service} of 0 instances to {destination}" : $"{service} to {destination}";
+            await audit.AppendAsync(Record(description, null, []), cancellationToken).ConfigureAwait(false);
             return;
         }
 
