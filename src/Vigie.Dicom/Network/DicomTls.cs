@@ -96,22 +96,7 @@ public static class DicomTls
     /// </summary>
     public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate, TlsPeer peer)
     {
-        var anchors = new X509Certificate2Collection();
-        try
-        {
-            anchors.ImportFromPemFile(caBundlePath);
-        }
-        catch (CryptographicException e)
-        {
-            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} cannot be read: {e.Message}", e);
-        }
-
-        if (anchors.Count == 0)
-        {
-            // An empty bundle would trust nobody and refuse every client without saying why.
-            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} holds no certificate");
-        }
-
+        var anchors = LoadAuthorities(caBundlePath);
         return (_, certificate, presented, errors) =>
         {
             if (certificate is null)
@@ -142,6 +127,28 @@ public static class DicomTls
             return chain.Build(leaf)
                    && leaf.Extensions.OfType<X509KeyUsageExtension>().All(u => (u.KeyUsages & X509KeyUsageFlags.DigitalSignature) != 0);
         };
+    }
+
+    /// <summary>The authorities of a PEM bundle, refused when it cannot be read or holds none.</summary>
+    internal static X509Certificate2Collection LoadAuthorities(string caBundlePath)
+    {
+        var anchors = new X509Certificate2Collection();
+        try
+        {
+            anchors.ImportFromPemFile(caBundlePath);
+        }
+        catch (CryptographicException e)
+        {
+            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} cannot be read: {e.Message}", e);
+        }
+
+        if (anchors.Count == 0)
+        {
+            // An empty bundle would trust nobody and refuse every client without saying why.
+            throw new InvalidOperationException($"the trusted authorities file {caBundlePath} holds no certificate");
+        }
+
+        return anchors;
     }
 
     private const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";

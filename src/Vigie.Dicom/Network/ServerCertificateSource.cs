@@ -42,7 +42,12 @@ public sealed class ServerCertificateSource
     {
         var certificate = DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword);
         var intermediates = DicomTls.LoadIntermediates(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword, certificate);
-        return new Loaded(certificate, SslStreamCertificateContext.Create(certificate, intermediates, offline: true));
+        // The authorities go in the CertificateRequest, so that a client holding several certificates (one per
+        // hospital, a vendor's) offers the one Vigie trusts; without them, the client chose blind or sent none.
+        var trust = _options.ClientCaPath is { } authorities
+            ? SslCertificateTrust.CreateForX509Collection(DicomTls.LoadAuthorities(authorities), sendTrustInHandshake: true)
+            : null;
+        return new Loaded(certificate, SslStreamCertificateContext.Create(certificate, intermediates, offline: true, trust));
     }
 
     private Loaded Refresh()

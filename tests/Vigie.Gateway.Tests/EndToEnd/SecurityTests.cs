@@ -168,6 +168,37 @@ public sealed class SecurityTests
         Assert.NotEqual(0, rogue.ExitCode);
     }
 
+    /// <summary>
+    /// Regression: the TLS CertificateRequest named no authority, so a client holding several certificates (one per
+    /// hospital, a vendor's) could not tell which one Vigie trusts, and offered the wrong one or none.
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_certificate_request_named_no_authority_so_a_client_with_several_certificates_chose_blind()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var pki = new TempDirectory("vigie-pki");
+        await MakeHospitalPkiAsync(pki, ct);
+        var port = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture);
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
+            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
+            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
+            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
+        }, cancellationToken: ct);
+
+        foreach (var version in new[] { "-tls1_2", "-tls1_3" })
+        {
+            // No input: s_client ends once the handshake is done.
+            var handshake = await Peers.RunAsync("/bin/sh", ["-c", "exec \"$0\" s_client \"$@\" </dev/null", Peers.Require("openssl", "openssl"), version,
+                "-connect", $"127.0.0.1:{port}", "-CAfile", pki.Combine("ca.crt")], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            var output = handshake.StandardOutput + handshake.StandardError;
+            var names = output[(output.IndexOf("Acceptable client certificate CA names", StringComparison.Ordinal) + 1)..];
+            Assert.True(output.Contains("Acceptable client certificate CA names", StringComparison.Ordinal), output);
+            Assert.Contains("Vigie Test CA", names.Split('\n').Skip(1).First(), StringComparison.Ordinal);
+        }
+    }
+
     private static async Task OpenSslAsync(TempDirectory pki, CancellationToken ct, params string[] arguments)
     {
         var result = await Peers.RunAsync(Peers.Require("openssl", "openssl"), arguments, TimeSpan.FromMinutes(1), workingDirectory: pki.Path, cancellationToken: ct);
