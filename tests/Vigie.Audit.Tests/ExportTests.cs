@@ -640,6 +640,41 @@ public sealed class ExportTests
         Assert.Equal(4L, (await h.Store.ReadCursorAsync("sink:late", ct))?.NextSeq);
     }
 
+    /// <summary>
+    /// Regression: an export (PS3.15 A.5.3.7, a quarantined object copied out for analysis) named who asked and Vigie,
+    /// but not the Destination Media the data left on, which the message requires with its media type.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_export_named_no_destination_media()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        var seq = await h.AppendAsync([new AuditRecord
+        {
+            Time = DateTimeOffset.UtcNow,
+            EventId = AuditEventIds.Export,
+            Action = AuditAction.Read,
+            Participants =
+            [
+                new AuditParticipant { UserId = "rssi", IsRequestor = true },
+                new AuditParticipant { UserId = "file://host", Kind = AuditParticipantKind.Application, Roles = [AuditRoles.DestinationMedia], MediaType = AuditMediaTypes.Uri },
+            ],
+        }]);
+        var entry = h.Log.Factory.ToEntry((await h.Store.ReadEntryAsync(seq, ct))!, unseal: false);
+        Assert.Equal("110037", Assert.Single(entry.Participants, p => p.MediaType is not null).MediaType!.Code);
+
+        var xml = XDocument.Parse(Encoding.UTF8.GetString(AtnaMessage.Write(entry, null)).TrimStart('\uFEFF'));
+        var media = Assert.Single(xml.Root!.Elements("ActiveParticipant"), p => p.Attribute("UserID")?.Value == "file://host");
+        Assert.Equal("RoleIDCode MediaIdentifier", string.Join(' ', media.Elements().Select(e => e.Name.LocalName)));
+        Assert.Equal("110154", media.Element("RoleIDCode")?.Attribute("csd-code")?.Value);
+        Assert.Equal("110037", media.Element("MediaIdentifier")?.Element("MediaType")?.Attribute("csd-code")?.Value);
+
+        var fhir = FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(Encoding.UTF8.GetString(FhirAuditEvent.Write(entry, null)));
+        var agent = Assert.Single(fhir.Agent, a => a.Media is not null);
+        Assert.Equal("110037", agent.Media.Code);
+        Assert.Equal("110154", agent.Type?.Coding[0].Code);
+    }
+
     [Fact]
     public async Task Fhir_ndjson_holds_balp_audit_events_that_the_fhir_library_parses()
     {

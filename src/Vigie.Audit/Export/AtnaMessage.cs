@@ -76,6 +76,13 @@ internal static class AtnaMessage
                     WriteCode(xml, "RoleIDCode", role);
                 }
 
+                if (participant.MediaType is not null)
+                {
+                    xml.WriteStartElement("MediaIdentifier");
+                    WriteCode(xml, "MediaType", participant.MediaType);
+                    xml.WriteEndElement();
+                }
+
                 xml.WriteEndElement();
             }
 

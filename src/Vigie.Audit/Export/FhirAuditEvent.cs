@@ -313,6 +313,12 @@ internal static class FhirAuditEvent
         }
 
         json.WriteBoolean("requestor", p.IsRequestor);
+        if (p.MediaType is not null)
+        {
+            json.WritePropertyName("media");
+            WriteCoding(json, p.MediaType);
+        }
+
         if (withNetwork && p.NetworkAccessPointId is not null)
         {
             json.WriteStartObject("network");

@@ -137,6 +137,12 @@ public static class AuditRoles
     public static readonly AuditCode SourceMedia = AuditCode.Dcm("110155", "Source Media");
 }
 
+/// <summary>DICOM PS3.16 CID 405 Media Type Code, for the media of an export or import.</summary>
+public static class AuditMediaTypes
+{
+    public static readonly AuditCode Uri = AuditCode.Dcm("110037", "URI");
+}
+
 /// <summary>ParticipantObjectIDTypeCode values (PS3.16 CID 404 and the RFC 3881 codes DICOM reuses).</summary>
 public static class AuditObjectIdTypes
 {

@@ -12,7 +12,8 @@ internal sealed record ParticipantDto(
     [property: JsonPropertyName("k")] string Kind,
     [property: JsonPropertyName("r")] string[]? Roles,
     [property: JsonPropertyName("n")] string? NetworkAccessPointId,
-    [property: JsonPropertyName("nt")] int? NetworkAccessPointType);
+    [property: JsonPropertyName("nt")] int? NetworkAccessPointType,
+    [property: JsonPropertyName("mt")] string? MediaType);
 
 internal sealed record DetailsDto(
     [property: JsonPropertyName("d")] string? OutcomeDescription,
@@ -49,7 +50,7 @@ internal static class AuditJson
             p.UserId, p.AlternativeUserId, p.UserName, p.IsRequestor,
             p.Kind == AuditParticipantKind.Person ? "p" : "a",
             p.Roles.Count == 0 ? null : p.Roles.Select(r => r.ToToken()).ToArray(),
-            p.NetworkAccessPointId, (int?)p.NetworkAccessPointType)).ToArray();
+            p.NetworkAccessPointId, (int?)p.NetworkAccessPointType, p.MediaType?.ToToken())).ToArray();
         return JsonSerializer.Serialize(dtos, AuditJsonContext.Default.ParticipantDtoArray);
     }
 
@@ -66,6 +67,7 @@ internal static class AuditJson
             Roles = d.Roles?.Select(AuditCode.Parse).ToArray() ?? [],
             NetworkAccessPointId = d.NetworkAccessPointId,
             NetworkAccessPointType = (NetworkAccessPointType?)d.NetworkAccessPointType,
+            MediaType = d.MediaType is null ? null : AuditCode.Parse(d.MediaType),
         }).ToArray();
     }
 

@@ -90,6 +90,9 @@ public sealed record AuditParticipant
     public string? NetworkAccessPointId { get; init; }
     public NetworkAccessPointType? NetworkAccessPointType { get; init; }
 
+    /// <summary>For a media participant (the Destination Media of an export): its kind, PS3.16 CID 405 (PS3.15 A.5.3.7).</summary>
+    public AuditCode? MediaType { get; init; }
+
     internal void Validate(int index)
     {
         var field = $"Participants[{index}]";
@@ -106,6 +109,8 @@ public sealed record AuditParticipant
         {
             Roles[i].Validate($"{field}.Roles[{i}]");
         }
+
+        MediaType?.Validate(field + ".MediaType");
     }
 }
 

@@ -97,6 +97,15 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
                 [
                     new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
                     GatewayAudit.Self("VIGIE", requestor: false, AuditRoles.Source),
+                    // PS3.15 A.5.3.7: the media the data left on. Participants are stored in clear, and a file name an
+                    // operator typed may name the patient: the media is this host's file system, the path stays sealed below.
+                    new AuditParticipant
+                    {
+                        UserId = "file://" + Environment.MachineName,
+                        Kind = AuditParticipantKind.Application,
+                        Roles = [AuditRoles.DestinationMedia],
+                        MediaType = AuditMediaTypes.Uri,
+                    },
                 ],
                 PatientRef = about.PatientRef,
                 Details = new AuditDetails
