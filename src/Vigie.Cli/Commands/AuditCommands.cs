@@ -576,6 +576,7 @@ internal static class AuditCommands
                     participants = e.Participants.Select(p => new
                     {
                         user = p.UserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor, roles = p.Roles.Select(r => r.DisplayName),
+                        media = p.MediaType?.DisplayName,
                     }),
                     purpose = e.PurposeOfUse?.DisplayName,
                     patient_ref = e.PatientRef,

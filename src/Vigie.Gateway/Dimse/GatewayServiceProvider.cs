@@ -322,7 +322,8 @@ internal sealed class GatewayServiceProvider(
                 continue;
             }
 
-            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(id, syntax, sopInstance, ct)));
+            var about = new RetrievedObject(id, Source(association), match);
+            items.Add(new RetrieveItem(sopClass, sopInstance, syntax, ct => OpenDataSetAsync(about, syntax, sopInstance, ct)));
         }
 
         await AuditRetrieveAsync(association, request, result.Matches, refusal: null, cancellationToken).ConfigureAwait(false);
@@ -463,8 +464,12 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
-    private async ValueTask<Stream> OpenDataSetAsync(ObjectId id, string indexedSyntax, string indexedInstance, CancellationToken cancellationToken)
+    /// <summary>What an integrity alert about an object read for a retrieve names: the object, who asked, the match's patient and study.</summary>
+    private sealed record RetrievedObject(ObjectId Id, IngestSource Requestor, QueryMatch Match);
+
+    private async ValueTask<Stream> OpenDataSetAsync(RetrievedObject about, string indexedSyntax, string indexedInstance, CancellationToken cancellationToken)
     {
+        var id = about.Id;
         ArchiveObjectReader reader;
         try
         {
@@ -472,7 +477,7 @@ internal sealed class GatewayServiceProvider(
         }
         catch (Exception e) when (RetrieveIntegrity.Problem(e) is { } problem)
         {
-            ObjectFailedItsCheck(id, problem);
+            ObjectFailedItsCheck(about, problem);
             throw;
         }
 
@@ -495,11 +500,11 @@ internal sealed class GatewayServiceProvider(
             }
 
             stream.Position = file.DatasetOffset;
-            return new OwningStream(stream, reader, e => ObjectFailedItsCheck(id, e.Problem.ToString()));
+            return new OwningStream(stream, reader, e => ObjectFailedItsCheck(about, e.Problem.ToString()));
         }
         catch (Exception e) when (RetrieveIntegrity.Problem(e) is { } problem)
         {
-            ObjectFailedItsCheck(id, problem);
+            ObjectFailedItsCheck(about, problem);
             await stream.DisposeAsync().ConfigureAwait(false);
             await reader.DisposeAsync().ConfigureAwait(false);
             throw;
@@ -513,8 +518,9 @@ internal sealed class GatewayServiceProvider(
     }
 
     /// <summary>Counted, kept for /health and logged (once a minute): a retrieve is often the first to meet a damaged object.</summary>
-    private void ObjectFailedItsCheck(ObjectId id, string problem)
+    private void ObjectFailedItsCheck(RetrievedObject about, string problem)
     {
+        var id = about.Id;
         var now = time.GetUtcNow();
         RetrieveIntegrity.Failures.Add(1, new KeyValuePair<string, object?>("problem", problem));
         retrieveIntegrity.Failed(now, $"object {id}: {problem}");
@@ -522,7 +528,7 @@ internal sealed class GatewayServiceProvider(
         {
             // Not awaited: this runs inside the read that failed (a stream's callback), and the sub-operation's failure
             // does not wait for the trail.
-            _ = AuditIntegrityFailureAsync(id, problem);
+            _ = AuditIntegrityFailureAsync(about, problem);
         }
 
         if (DueForLog(ref _lastIntegrityFailure, now))
@@ -532,12 +538,33 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
-    private async Task AuditIntegrityFailureAsync(ObjectId id, string problem)
+    private async Task AuditIntegrityFailureAsync(RetrievedObject about, string problem)
     {
+        var (id, requestor, match) = about;
         try
         {
+            // Who asked and whose images: the alert shows in that patient's history, beside the retrieve it broke
+            // (before 2026-12-06 it named neither).
+            var attributes = match.Attributes;
+            var patientId = attributes.First(DicomTags.PatientID.Value);
+            var objects = new List<AuditObject>();
+            if (attributes.First(DicomTags.StudyInstanceUID.Value) is { } study)
+            {
+                objects.Add(GatewayAudit.Study(study, attributes.First(DicomTags.SOPClassUID.Value), 1, attributes.First(DicomTags.AccessionNumber.Value)));
+            }
+
+            if (patientId is not null)
+            {
+                objects.Add(GatewayAudit.Patient(patientId, attributes.First(DicomTags.PatientName.Value)));
+            }
+
+            // The requestor without a role: for a C-MOVE the images were bound for a third node.
             await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, OurAE, $"stored object {id} failed its check when read for a retrieve ({problem}); "
-                + "its sub-operation failed. Run vigie scrub; sending the image again heals it"), CancellationToken.None).ConfigureAwait(false);
+                    + "its sub-operation failed. Run vigie scrub; sending the image again heals it",
+                    [GatewayAudit.Requestor(requestor, AuditRoles.Destination) with { Roles = [] }, GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source)],
+                    patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, attributes.First(DicomTags.IssuerOfPatientID.Value)),
+                    objects),
+                CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {

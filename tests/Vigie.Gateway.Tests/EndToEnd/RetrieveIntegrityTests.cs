@@ -48,6 +48,14 @@ public sealed class RetrieveIntegrityTests
             cancellationToken: ct);
         await Task.Delay(500, ct);
         Assert.Equal(2, (await IntegrityAlertsAsync(node, "when read for a retrieve")).Count);
+
+        // Regression: the alert named neither who asked nor whose images, so it was missing from the patient's history.
+        var history = await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--patient", sample.GetString(DicomTags.PatientID)!);
+        Assert.True(history.ExitCode == 0, history.ToString());
+        var entries = JsonDocument.Parse(history.StandardOutput).RootElement;
+        Assert.Equal(2, entries.GetArrayLength());
+        Assert.All(entries.EnumerateArray(), e => Assert.Contains(e.GetProperty("participants").EnumerateArray(),
+            p => p.GetProperty("requestor").GetBoolean() && p.GetProperty("user").GetString() == "GETSCU"));
     }
 
     /// <summary>
