@@ -641,6 +641,31 @@ public sealed class ExportTests
     }
 
     /// <summary>
+    /// Regression: a stop kept its export lease, so a node started again at once and stopped within 30 s exported
+    /// nothing, not even at its stop: the SIEM learnt of that run only at the next start.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_stopped_node_kept_its_export_lease_so_a_quick_restart_exported_nothing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var dir = new TempDirectory();
+        var options = new AuditSinkOptions { Name = "fhir", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = dir.Combine("audit.ndjson") };
+        h.Options.Sinks.Add(options);
+        for (var run = 1; run <= 2; run++)
+        {
+            var service = new AuditExportService(Microsoft.Extensions.Options.Options.Create(h.Options), h.Store, h.Log, h.Signal, h.Leases, TimeProvider.System,
+                Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance);
+            await service.StartAsync(ct);
+            await h.AppendAsync(Samples.Records(3 * (run - 1), 3));
+            await service.StopAsync(ct);
+            service.Dispose();
+            Assert.Null(await h.Leases.HolderAsync("audit-" + AuditExportWorker.CursorFor(options.Name), ct));
+            Assert.Equal(3 * run, (await File.ReadAllLinesAsync(options.NdjsonPath, ct)).Length);
+        }
+    }
+
+    /// <summary>
     /// Regression: an export (PS3.15 A.5.3.7, a quarantined object copied out for analysis) named who asked and Vigie,
     /// but not the Destination Media the data left on, which the message requires with its media type.
     /// </summary>
