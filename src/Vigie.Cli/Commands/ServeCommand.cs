@@ -199,7 +199,10 @@ internal static class ServeCommand
         builder.Logging.AddSimpleConsole(o =>
         {
             o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss ";
+            // UTC to the millisecond, as the audit trail and its syslog export: a line is matched with the SIEM's events
+            // (before 2026-12-06 local time without a zone).
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-dd'T'HH:mm:ss.fff'Z' ";
         });
         // Each /health probe and /metrics scrape wrote four lines ("Request starting", endpoint, "finished"...).
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);

@@ -52,5 +52,11 @@ public sealed class NodeIdentityTests
         await node.StopAsync();
         Assert.DoesNotContain("cannot accept connections", node.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("LimitNOFILE", node.Output, StringComparison.Ordinal);
+
+        // Regression: the log's times were local, without a zone, so they could not be matched with the audit trail's
+        // UTC times at the SIEM. Now UTC to the millisecond, as the trail.
+        var logged = node.Output.Split('\n').Where(l => l.Contains(": Vigie.", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(logged);
+        Assert.All(logged, l => Assert.Matches(@"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z (info|warn|fail|crit|dbug|trce): ", l));
     }
 }
