@@ -74,9 +74,6 @@ internal static class MaintenanceHost
         }
     }
 
-    /// <summary>Who runs a command, as the audit trail names an operator: the system user, the host and the command.</summary>
-    public static string OperatorName(string command) => $"{Environment.UserName}@{Environment.MachineName} (vigie {command})";
-
     /// <summary>Runs long work behind a spinner when a person is watching, silently otherwise.</summary>
     public static async Task<T> WithStatusAsync<T>(string what, bool quiet, Func<Task<T>> work) =>
         WatchingConsole(quiet) is { } console ? await console.Status().StartAsync(what, _ => work()) : await work();

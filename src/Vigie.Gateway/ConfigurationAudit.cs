@@ -88,7 +88,7 @@ public sealed class ConfigurationAudit(
         // Who edited the file is not known here; the account that started the node is.
         Participants =
         [
-            new AuditParticipant { UserId = Environment.UserName, IsRequestor = true, Kind = AuditParticipantKind.Person },
+            AuditParticipant.LocalOperator(Environment.UserName),
             GatewayAudit.Self(aeTitle, requestor: false, AuditRoles.Application),
         ],
         Details = new AuditDetails

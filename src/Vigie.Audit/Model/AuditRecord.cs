@@ -93,6 +93,20 @@ public sealed record AuditParticipant
     /// <summary>For a media participant (the Destination Media of an export): its kind, PS3.16 CID 405 (PS3.15 A.5.3.7).</summary>
     public AuditCode? MediaType { get; init; }
 
+    /// <summary>
+    /// A person acting on this machine (a command, a start): their account as the user, this host as the network access
+    /// point (machine name). One form for every command, so that filtering by user finds all of one account's acts
+    /// (before 2026-12-06 some read "root", others "root@host (vigie command)").
+    /// </summary>
+    public static AuditParticipant LocalOperator(string account) => new()
+    {
+        UserId = account,
+        IsRequestor = true,
+        Kind = AuditParticipantKind.Person,
+        NetworkAccessPointId = Environment.MachineName,
+        NetworkAccessPointType = Model.NetworkAccessPointType.MachineName,
+    };
+
     internal void Validate(int index)
     {
         var field = $"Participants[{index}]";

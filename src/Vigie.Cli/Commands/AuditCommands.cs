@@ -41,7 +41,7 @@ internal static class AuditCommands
                 EventId = AuditEventIds.AuditLogUsed,
                 Action = action,
                 Outcome = outcome,
-                Participants = [new AuditParticipant { UserId = Environment.UserName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+                Participants = [AuditParticipant.LocalOperator(Environment.UserName)],
                 PatientRef = patientRef,
                 Details = new AuditDetails
                 {

@@ -155,7 +155,7 @@ internal static class ForwardCommands
 
             var queue = services.GetRequiredService<ForwardQueue>();
             var target = parse.GetValue(destination);
-            var operatorName = MaintenanceHost.OperatorName($"forward {name}");
+            var operatorName = Environment.UserName;
             var changed = retry
                 ? await queue.RetryAsync(chosen, target, operatorName, ct)
                 : await queue.DismissAsync(chosen, target, operatorName, ct);

@@ -197,7 +197,7 @@ internal static class MaintenanceCommands
             EventTypes = [Audit.Model.AuditEventTypes.SecurityConfiguration],
             Action = Audit.Model.AuditAction.Execute,
             Outcome = report.Failures.Count == 0 ? Audit.Model.AuditOutcome.Success : Audit.Model.AuditOutcome.MinorFailure,
-            Participants = [new Audit.Model.AuditParticipant { UserId = Environment.UserName, IsRequestor = true }],
+            Participants = [Audit.Model.AuditParticipant.LocalOperator(Environment.UserName)],
             Details = new Audit.Model.AuditDetails
             {
                 OutcomeDescription = $"key rotation to {report.ActiveKeyId}: {report.Rewrapped} re-wrapped, {report.Remaining} remaining, completed={report.Completed}",

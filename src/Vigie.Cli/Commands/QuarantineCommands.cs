@@ -101,7 +101,7 @@ internal static class QuarantineCommands
                 return ExitCodes.Error;
             }
 
-            var operatorName = MaintenanceHost.OperatorName("quarantine export");
+            var operatorName = Environment.UserName;
             var target = parse.GetValue(output)!;
             QuarantinedItem item;
             try

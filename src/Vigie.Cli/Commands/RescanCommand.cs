@@ -59,7 +59,7 @@ internal static class RescanCommand
             }
 
             var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since) };
-            var operatorName = MaintenanceHost.OperatorName("rescan");
+            var operatorName = Environment.UserName;
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
             var report = await MaintenanceHost.WithProgressAsync("Inspecting the archive", total, parse.GetValue(json),
                 progress => rescan.RunAsync(request, operatorName, progress, ct));

@@ -100,7 +100,7 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
                 Action = retry ? AuditAction.Update : AuditAction.Delete,
                 Participants =
                 [
-                    new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
+                    AuditParticipant.LocalOperator(operatorName),
                     GatewayAudit.Destination(group.Key),
                 ],
                 Details = new AuditDetails { OutcomeDescription = $"{group.Count()} objects for {group.Key} {what}" },

@@ -97,7 +97,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
             EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
             Action = AuditAction.Execute,
             Outcome = report.Hits.Count > 0 || report.Unreadable.Count > 0 ? AuditOutcome.MinorFailure : AuditOutcome.Success,
-            Participants = [new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+            Participants = [AuditParticipant.LocalOperator(operatorName)],
             Details = new AuditDetails
             {
                 OutcomeDescription = $"archive re-inspected{(request.Since is { } since ? $" (objects written since {since:O})" : string.Empty)}: "
@@ -145,7 +145,7 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
             EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
             Action = AuditAction.Read,
             Outcome = AuditOutcome.SeriousFailure,
-            Participants = [new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person }],
+            Participants = [AuditParticipant.LocalOperator(operatorName)],
             PatientRef = header is null ? null : GatewayAudit.PatientRef(keys, patientId, header.GetString(DicomTags.IssuerOfPatientID)),
             Details = new AuditDetails
             {

@@ -6,6 +6,7 @@ using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
+using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway.Ingest;
 
@@ -23,7 +24,7 @@ public sealed class QuarantineExportException(string message, Exception? inner =
 /// leaves without a trace.
 /// </summary>
 public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, IAuditLog audit, IOptions<ArchiveOptions> archive, IArchiveKeyService keys,
-    TimeProvider time, ILogger<QuarantineManager> logger)
+    IOptionsMonitor<DicomServerOptions> server, TimeProvider time, ILogger<QuarantineManager> logger)
 {
     /// <summary>Most objects one listing returns.</summary>
     public const int MaxListed = 10_000;
@@ -95,8 +96,8 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
                 Action = AuditAction.Read,
                 Participants =
                 [
-                    new AuditParticipant { UserId = operatorName, IsRequestor = true, Kind = AuditParticipantKind.Person },
-                    GatewayAudit.Self("VIGIE", requestor: false, AuditRoles.Source),
+                    AuditParticipant.LocalOperator(operatorName),
+                    GatewayAudit.Self(server.CurrentValue.AETitle, requestor: false, AuditRoles.Source),
                     // PS3.15 A.5.3.7: the media the data left on. Participants are stored in clear, and a file name an
                     // operator typed may name the patient: the media is this host's file system, the path stays sealed below.
                     new AuditParticipant

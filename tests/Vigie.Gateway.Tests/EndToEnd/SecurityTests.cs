@@ -401,6 +401,18 @@ public sealed class SecurityTests
             e => e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("INC-0042", StringComparison.Ordinal));
         Assert.Contains("INC-0042", export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
         Assert.Contains(quarantineId, export.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+        // Regression: an export named its operator "user@host (vigie quarantine export)" and the other commands "user",
+        // so filtering the trail by user missed the exports. Now the account, from this host; and the media it went to.
+        var byUser = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--user", Environment.UserName, "--event", "110106")).StandardOutput)
+            .RootElement;
+        Assert.Equal(2, byUser.GetArrayLength());
+        Assert.All(byUser.EnumerateArray(), e =>
+        {
+            var participants = e.GetProperty("participants").EnumerateArray().ToList();
+            Assert.Contains(participants, p => p.GetProperty("requestor").GetBoolean() && p.GetProperty("user").GetString() == Environment.UserName
+                && p.GetProperty("address").GetString() == Environment.MachineName);
+            Assert.Contains(participants, p => p.TryGetProperty("media", out var media) && media.GetString() == "URI");
+        });
         // Regression: the quarantine and the export named no patient, so neither showed in that patient's history,
         // though the exported file holds their identity and images (PS3.15 A.5.3.7).
         var patientId = file.Dataset.GetString(DicomTags.PatientID)!;
