@@ -62,12 +62,21 @@ internal sealed class ArchiveMaintenance(
             await Task.Delay(settings.FirstRunDelay, time, stoppingToken).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (await TryAcquireAsync(stoppingToken).ConfigureAwait(false))
+                var interval = options.CurrentValue.Maintenance.Interval;
+                switch (await TryAcquireOrReportAsync(stoppingToken).ConfigureAwait(false))
                 {
-                    await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                    case true:
+                        await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                        break;
+                    case null:
+                        // The database did not answer: tried again in a minute, not at the next interval (hours away).
+                        interval = TimeSpan.FromTicks(Math.Min(interval.Ticks, DatabaseRetry.Ticks));
+                        break;
+                    case false:
+                        break;
                 }
 
-                await Task.Delay(options.CurrentValue.Maintenance.Interval, time, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(interval, time, stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -86,6 +95,27 @@ internal sealed class ArchiveMaintenance(
             {
                 logger.LogDebug(e, "Could not release the maintenance lease; it expires by itself");
             }
+        }
+    }
+
+    private static readonly TimeSpan DatabaseRetry = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// The lease, or null when the database cannot say (an outage). Before 2026-12-06 the failure escaped the service,
+    /// and the host stopped, with exit code 0, so systemd's on-failure restart never came: a PostgreSQL outage at the
+    /// hour of maintenance took every node down for good.
+    /// </summary>
+    private async Task<bool?> TryAcquireOrReportAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await TryAcquireAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            logger.LogError("Archive maintenance waits: the database did not answer ({Reason}); tried again in {Retry}", Vigie.Core.ExceptionCauses.Describe(e),
+                DatabaseRetry);
+            return null;
         }
     }
 
@@ -140,8 +170,9 @@ internal sealed class ArchiveMaintenance(
                 }
             }
         }
-        catch (Exception e) when (e is not OperationCanceledException)
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            // A database command cut short by its own timeout is an OperationCanceledException too: it must not end the service.
             logger.LogError(e, "Archive maintenance failed; it will run again");
         }
     }

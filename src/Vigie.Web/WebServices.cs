@@ -143,20 +143,25 @@ internal sealed class DatabaseCheckFlights
 
 internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthCheck
 {
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        await AnswersAsync(database, cancellationToken).ConfigureAwait(false) is { } cause
+            ? HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {cause}")
+            : HealthCheckResult.Healthy($"{database.Provider} reachable");
+
+    /// <summary>Null when the database answers a query, else why not.</summary>
+    internal static async Task<string?> AnswersAsync(IVigieDatabase database, CancellationToken cancellationToken)
     {
         try
         {
             await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using var command = connection.CreateCommand(null, "SELECT 1");
             await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
-            return HealthCheckResult.Healthy($"{database.Provider} reachable");
+            return null;
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // The server's own words when it answered (53300 "too many clients already"): they name the cause, not a value.
-            var cause = e is System.Data.Common.DbException { SqlState: { } state } db ? $"{e.GetType().Name} {state}: {db.Message}" : e.GetType().Name;
-            return HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {cause}");
+            return e is System.Data.Common.DbException { SqlState: { } state } db ? $"{e.GetType().Name} {state}: {db.Message}" : e.GetType().Name;
         }
     }
 }
@@ -231,40 +236,58 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
 }
 
 internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.Dimse.NegotiationStatus negotiation, Vigie.Gateway.Dimse.StoreStatus stores,
-    TimeProvider time) : IHealthCheck
+    IVigieDatabase database, TimeProvider time) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    /// <summary>How long after the last refusal, with nobody asking since, a database that answers again clears the refusal.</summary>
+    private static readonly TimeSpan RefusalSettles = TimeSpan.FromSeconds(15);
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        // The refusal is only known to end at the next association: with the database back and nobody asking, /health said
+        // 503 for up to 2 minutes and kept a load balancer's traffic away (before 2026-12-06). A refusal that has settled,
+        // with the database answering, is Degraded; one a modality met within 15 s stays Unhealthy (a locked index).
+        if (node.Server is { AcceptFailing: null } && negotiation.Refusing(time.GetUtcNow()) is { } refusing
+            && time.GetUtcNow() - refusing.Last >= RefusalSettles && await DatabaseHealthCheck.AnswersAsync(database, cancellationToken).ConfigureAwait(false) is null)
+        {
+            return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"associations were refused from {refusing.Since:HH:mm:ss}Z to {refusing.Last:HH:mm:ss}Z ({refusing.Reason}); the database answers again, and the next association will tell"));
+        }
+
+        return Check();
+    }
+
+    private HealthCheckResult Check()
     {
         if (node.Server is not { } server)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy("the DICOM node is not running"));
+            return HealthCheckResult.Unhealthy("the DICOM node is not running");
         }
 
         if (server.AcceptFailing is { } failing)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"connections cannot be accepted since {failing.Since:HH:mm:ss}Z: {failing.Message} ({failing.Error})")));
+            return HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"connections cannot be accepted since {failing.Since:HH:mm:ss}Z: {failing.Message} ({failing.Error})"));
         }
 
         // Listening is not serving: while every request is refused as transient, no modality can store.
         if (negotiation.Refusing(time.GetUtcNow()) is { } refusing)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"associations refused for now since {refusing.Since:HH:mm:ss}Z: {refusing.Reason}")));
+            return HealthCheckResult.Unhealthy(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"associations refused for now since {refusing.Since:HH:mm:ss}Z: {refusing.Reason}"));
         }
 
         // Nor is accepting associations: stores answered A700 since, and none completed.
         if (stores.Failing(time.GetUtcNow()) is { } storesFailing)
         {
-            return Task.FromResult(HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"stores refused (A700) since {storesFailing.Since:HH:mm:ss}Z, {storesFailing.Count} since the last one completed: {storesFailing.Reason}")));
+            return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"stores refused (A700) since {storesFailing.Since:HH:mm:ss}Z, {storesFailing.Count} since the last one completed: {storesFailing.Reason}"));
         }
 
         var serving = $"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections";
-        return Task.FromResult(server.Evictions is { Recent: true } evictions
+        return server.Evictions is { Recent: true } evictions
             ? HealthCheckResult.Degraded($"{serving}; connections that sent nothing were closed to make room at the connection limit "
                 + $"({evictions.Total} since the start, the last within 2 minutes): a connection flood?")
-            : HealthCheckResult.Healthy(serving));
+            : HealthCheckResult.Healthy(serving);
     }
 }
 

@@ -255,6 +255,16 @@ internal static class ServeCommand
         // Told at the start of the shutdown, so systemd reports "deactivating" while stores in flight finish.
         using var stopping = app.Lifetime.ApplicationStopping.Register(() => _ = ServiceManager.NotifyAsync("STOPPING=1", CancellationToken.None));
         await app.WaitForShutdownAsync(cancellationToken);
+        // A service that failed stopped the host: that is no clean stop, and systemd's on-failure restart must see it
+        // (before 2026-12-06 such a stop exited 0, and the node stayed down).
+        var failed = app.Services.GetServices<IHostedService>().OfType<BackgroundService>()
+            .FirstOrDefault(service => service.ExecuteTask?.IsFaulted == true);
+        if (failed is not null)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: stopped because {failed.GetType().Name} failed: {failed.ExecuteTask!.Exception?.GetBaseException().Message}");
+            return ExitCodes.Error;
+        }
+
         return ExitCodes.Ok;
     }
 }

@@ -31,6 +31,18 @@ internal sealed class FailureSpell(TimeSpan window)
         }
     }
 
+    /// <summary>When the last failure of the current spell came.</summary>
+    public DateTimeOffset LastFailure
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _last;
+            }
+        }
+    }
+
     public (DateTimeOffset Since, int Count, string Reason)? Current(DateTimeOffset now)
     {
         lock (_lock)

@@ -12,6 +12,7 @@ public sealed class NegotiationStatus
 
     internal void Decided() => _spell.Succeeded();
 
-    /// <summary>Since when, and why, when the last association requests were refused and none decided since (within 2 minutes).</summary>
-    public (DateTimeOffset Since, string Reason)? Refusing(DateTimeOffset now) => _spell.Current(now) is { } spell ? (spell.Since, spell.Reason) : null;
+    /// <summary>Since when, until when, and why, when the last association requests were refused and none decided since (within 2 minutes).</summary>
+    public (DateTimeOffset Since, DateTimeOffset Last, string Reason)? Refusing(DateTimeOffset now) =>
+        _spell.Current(now) is { } spell ? (spell.Since, _spell.LastFailure, spell.Reason) : null;
 }

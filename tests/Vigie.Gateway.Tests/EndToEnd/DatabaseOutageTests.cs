@@ -57,6 +57,42 @@ public sealed class DatabaseOutageTests
         Assert.True(verify.ExitCode == 0, verify.ToString());
     }
 
+    /// <summary>
+    /// Regression: archive maintenance asked the database for its lease outside its own error handling; at a database
+    /// outage that failure stopped the host, with exit code 0, so systemd's on-failure restart never came, and nodes
+    /// started together (same schedule) all went down at once.
+    /// </summary>
+    [Fact]
+    public async Task Regression_maintenance_during_a_database_outage_stopped_the_node_for_good()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (node, proxy) = await StartBehindProxyAsync(null, ct, new Dictionary<string, string>
+        {
+            // Every 2 s, so that a run falls in the outage whatever the start took.
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:00:02",
+        });
+        await using var _ = node;
+        await using var __ = proxy;
+        proxy.Cut();
+        var logged = await Eventually.WaitForAsync(() => Task.FromResult(node.Output),
+            o => o.Contains("Archive maintenance waits: the database did not answer", StringComparison.Ordinal) || node.ExitCode is not null, ct,
+            TimeSpan.FromSeconds(30));
+        Assert.True(node.ExitCode is null, "the node stopped:\n" + logged);
+        Assert.Contains("Archive maintenance waits: the database did not answer", logged, StringComparison.Ordinal);
+        Assert.NotEqual(0, (await EchoAsync(node, ct)).ExitCode);
+        Assert.Equal("Unhealthy", (await node.HealthCheckAsync("dicom-node", ct)).Status);
+
+        proxy.Restore();
+        // Regression: /health said 503 for up to 2 minutes after the database came back, until an association came.
+        var settled = await Eventually.WaitForAsync(() => node.HealthCheckAsync("dicom-node", ct), h => h.Status != "Unhealthy", ct, TimeSpan.FromSeconds(45));
+        Assert.Equal("Degraded", settled.Status);
+        Assert.Contains("the database answers again", settled.Description, StringComparison.Ordinal);
+        var echo = await Eventually.WaitForAsync(() => EchoAsync(node, ct), r => r.ExitCode == 0, ct, TimeSpan.FromSeconds(60));
+        Assert.True(echo.ExitCode == 0, node.Output);
+        Assert.Null(node.ExitCode);
+    }
+
     [Fact]
     public async Task A_storage_commitment_request_while_the_database_is_unreachable_is_refused_for_a_retry()
     {
