@@ -70,6 +70,12 @@ public interface IStoreSender
 public sealed record RetrieveItem(string SopClassUid, string SopInstanceUid, string TransferSyntaxUid, Func<CancellationToken, ValueTask<Stream>> OpenDataSet);
 
 /// <summary>
+/// How a C-GET or C-MOVE ended: the status of each item's sub-operation (null when it was never attempted: cancelled,
+/// or the association ended first), the first failure's reason, and why it stopped early, if it did.
+/// </summary>
+public sealed record RetrieveEnd(IReadOnlyList<RetrieveItem> Items, IReadOnlyList<ushort?> Statuses, string? FirstFailure, string? StoppedBecause);
+
+/// <summary>
 /// The application behind the DICOM node: association policy and the DIMSE services. Implemented by the gateway;
 /// the network layer takes care of PDUs, negotiation mechanics, fragmentation, timeouts and sub-operation bookkeeping.
 /// </summary>
@@ -107,6 +113,9 @@ public interface IDicomServiceProvider
     /// </summary>
     ValueTask<IMoveDestination?> OpenMoveDestinationAsync(DicomAssociation association, DimseMessage request, string destinationAE, IReadOnlyList<RetrieveItem> items,
         CancellationToken cancellationToken);
+
+    /// <summary>Called once when a C-GET or C-MOVE that selected items ends, whatever the way (final response, cancel, association gone).</summary>
+    ValueTask RetrieveEndedAsync(DicomAssociation association, DimseMessage request, RetrieveEnd end) => default;
 
     /// <summary>Called once when the association ends, whatever the way.</summary>
     ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail);

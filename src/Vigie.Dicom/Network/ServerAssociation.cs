@@ -576,16 +576,59 @@ internal sealed class ServerAssociation(
     private async Task RetrieveAsync(DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken)
     {
         var items = await provider.RetrieveAsync(association, request, identifier, cancellationToken).ConfigureAwait(false);
+        var statuses = new ushort?[items.Count];
+        string? firstFailure = null;
+        string? stoppedBecause = "the association ended";
+        var report = items.Count > 0;
+        try
+        {
+            (firstFailure, stoppedBecause, report) = await SendSubOperationsAsync(request, items, statuses, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (report)
+            {
+                try
+                {
+                    await provider.RetrieveEndedAsync(association, request, new RetrieveEnd(items, statuses, firstFailure, stoppedBecause)).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OutOfMemoryException)
+                {
+                    // The provider reports its own trouble; the requestor has its answer already, and the association
+                    // must end the way it was going to.
+                    _ = e;
+                }
+            }
+        }
+    }
+
+    /// <summary>The sub-operations and the final response; returns the first failure, why it stopped early, and whether the end is worth reporting.</summary>
+    private async Task<(string? FirstFailure, string? StoppedBecause, bool Report)> SendSubOperationsAsync(DimseMessage request, IReadOnlyList<RetrieveItem> items,
+        ushort?[] statuses, CancellationToken cancellationToken)
+    {
         IStoreSender sender;
         IMoveDestination? destination = null;
         if (request.Field == DimseCommand.CMoveRequest)
         {
             var destinationAE = request.MoveDestination ?? string.Empty;
-            destination = await provider.OpenMoveDestinationAsync(association, request, destinationAE, items, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                destination = await provider.OpenMoveDestinationAsync(association, request, destinationAE, items, cancellationToken).ConfigureAwait(false);
+            }
+            catch (DicomStatusException e) when (e.Status == DimseStatus.OutOfResourcesSubOperations)
+            {
+                // A destination that cannot be reached fails every sub-operation: the requestor gets the counts and the
+                // list to retry, as when the destination goes away midway (before 2026-12-06 neither).
+                Array.Fill(statuses, DimseStatus.OutOfResourcesSubOperations);
+                await SendFinalAsync(request, 0, items.Count, 0, [.. items.Select(item => item.SopInstanceUid)], e.Comment).ConfigureAwait(false);
+                return (e.Comment, "the move destination could not be reached", items.Count > 0);
+            }
+
             if (destination is null)
             {
+                // Refused before anything was sent; the provider knew the destination was unknown when it selected the items.
                 await RespondAsync(request, new DimseResult(DimseStatus.MoveDestinationUnknown, $"unknown move destination '{destinationAE}'")).ConfigureAwait(false);
-                return;
+                return (null, null, false);
             }
 
             sender = destination;
@@ -605,7 +648,7 @@ internal sealed class ServerAssociation(
             {
                 var cancelled = DimseMessage.Response(request, DimseStatus.Cancel).WithSubOperations(items.Count - i, completed, failed, warning);
                 await association.SendAsync(cancelled, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
-                return;
+                return (firstFailure, "cancelled by the requestor (C-CANCEL)", true);
             }
 
             var item = items[i];
@@ -623,6 +666,7 @@ internal sealed class ServerAssociation(
                 // response, with every sub-operation left counted as failed, instead of waiting for one that never comes.
                 failed += items.Count - i;
                 failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
+                statuses.AsSpan(i).Fill(DimseStatus.OutOfResourcesSubOperations);
                 firstFailure ??= "the move destination closed the association";
                 break;
             }
@@ -632,6 +676,7 @@ internal sealed class ServerAssociation(
                 result = new DimseResult(DimseStatus.ProcessingFailure, e.Message);
             }
 
+            statuses[i] = result.Status;
             if (result.Status == DimseStatus.Success)
             {
                 completed++;
@@ -654,8 +699,15 @@ internal sealed class ServerAssociation(
             }
         }
 
+        await SendFinalAsync(request, completed, failed, warning, failedUids, firstFailure).ConfigureAwait(false);
+        return (firstFailure, null, items.Count > 0);
+    }
+
+    /// <summary>A retrieve's final response: its status from the counts, the first failure's reason, the failed instances.</summary>
+    private async Task SendFinalAsync(DimseMessage request, int completed, int failed, int warning, List<string> failedUids, string? firstFailure)
+    {
         var status = failed == 0 && warning == 0 ? DimseStatus.Success
-            : completed == 0 && warning == 0 ? (ushort)0xA702
+            : completed == 0 && warning == 0 ? DimseStatus.OutOfResourcesSubOperations
             : DimseStatus.SubOperationsWarning;
         // The first failure's reason, so the operator at the workstation sees why without Vigie's logs (PS3.7 C.4.2.1.6).
         var final = DimseMessage.Response(request, status, dataSet: failedUids.Count > 0, errorComment: failed > 0 ? firstFailure : null)
@@ -693,11 +745,17 @@ internal sealed class ServerAssociation(
             CancellationToken cancellationToken)
         {
             var association = owner.Association;
+            // Only where the requestor took the SCP role (PS3.7 D.3.3.4): a context without role selection is its to
+            // send on. Before 2026-12-06 one was used all the same, and a receiver that refused it (0122) was blamed.
             PresentationContext? Accepted(string syntax) => association.Parameters.PresentationContexts.Find(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid
-                && pc.AcceptedTransferSyntax == syntax && pc.ScpRole != false);
+                && pc.AcceptedTransferSyntax == syntax && pc.ScpRole == true);
             if (UncompressedSyntax.Choose(transferSyntaxUid, syntax => Accepted(syntax) is not null) is not { } chosen)
             {
-                return new DimseResult(DimseStatus.ProcessingFailure, "no presentation context for this SOP class and transfer syntax");
+                return new DimseResult(DimseStatus.ProcessingFailure,
+                    association.Parameters.PresentationContexts.Exists(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid && pc.ScpRole != true)
+                    && !association.Parameters.PresentationContexts.Exists(pc => pc.IsAccepted && pc.AbstractSyntax == sopClassUid && pc.ScpRole == true)
+                        ? "the requestor did not take the SCP role for this SOP class (role selection, PS3.7 D.3.3.4)"
+                        : "no presentation context for this SOP class and transfer syntax");
             }
 
             var context = Accepted(chosen)!;

@@ -107,6 +107,7 @@ internal sealed class GatewayServiceProvider(
             {
                 await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.Login, AuditOutcome.MinorFailure,
                     $"user identity '{name}' refused", name, cancellationToken).ConfigureAwait(false);
+                LogRefusal(request.CallingAE, connection, "its user identity was refused");
                 association.State = Refused;
                 // The same answer as a caller not on the allow-list, or one that owes a user identity and sent none: from
                 // outside, nothing tells which (no oracle for titles, users or passwords); the audit trail says.
@@ -124,12 +125,18 @@ internal sealed class GatewayServiceProvider(
             // A node the policy does not let in: a node-authentication failure (PS3.15 A.5.3.11, IHE ATNA), like the node's own refusals.
             await AuditAssociationAsync(request, connection, AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure,
                 decision.Reason, user, cancellationToken).ConfigureAwait(false);
+            LogRefusal(request.CallingAE, connection, decision.Reason);
             association.State = Refused;
             return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, decision.Reason);
         }
 
         // Storage contexts are for sending to Vigie (Store), or for receiving C-GET results when the requestor takes the SCP role.
         var getRoles = request.RoleSelections.Where(r => r.ScpRole).Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
+        // A context the requestor also sends on (both roles, and the right to store) gets the syntax it asked for first,
+        // as any store does; only a context for C-GET results alone gets the one Vigie sends best. Before 2026-12-06 both
+        // roles counted as C-GET only: the requestor's order was ignored and a deflated or big-endian context refused.
+        var getOnly = request.RoleSelections.Where(r => r.ScpRole && (!r.ScuRole || (rights & DicomRights.Store) == 0)).Select(r => r.SopClassUid)
+            .ToHashSet(StringComparer.Ordinal);
         PresentationContextNegotiator.Answer(request,
             uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)
                 || uid == DicomUids.StorageCommitmentPushModel,
@@ -138,7 +145,7 @@ internal sealed class GatewayServiceProvider(
                 || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
                 || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0),
-            uid => getRoles.Contains(uid) && (rights & DicomRights.Retrieve) != 0);
+            uid => getOnly.Contains(uid) && (rights & DicomRights.Retrieve) != 0);
         if ((rights & DicomRights.Store) == 0)
         {
             // Accepted only so that C-GET results come back: the requestor takes the SCP role there, never the SCU's
@@ -275,13 +282,13 @@ internal sealed class GatewayServiceProvider(
         if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
         {
             // A refused query is still an attempt to look someone up: audited, as the store refusals are.
-            await AuditQueryAsync(association, request, identifier, AuditOutcome.MinorFailure, "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
+            await AuditQueryAsync(association, request, identifier, [], AuditOutcome.MinorFailure, "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
         var query = QueryTranslator.ToQuery(identifier, level, options.CurrentValue.MaxFindResults);
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
-        await AuditQueryAsync(association, request, identifier, AuditOutcome.Success, $"{result.Matches.Count} matches", cancellationToken).ConfigureAwait(false);
+        await AuditQueryAsync(association, request, identifier, result.Matches, AuditOutcome.Success, $"{result.Matches.Count} matches", cancellationToken).ConfigureAwait(false);
         foreach (var match in result.Matches)
         {
             yield return QueryTranslator.ToResponse(identifier, match, OurAE);
@@ -306,7 +313,7 @@ internal sealed class GatewayServiceProvider(
         }
 
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
-        var items = new List<RetrieveItem>(result.Matches.Count);
+        var items = new RetrievedItems(result.Matches);
         foreach (var match in result.Matches)
         {
             if (match.ObjectId is not { } id)
@@ -601,8 +608,8 @@ internal sealed class GatewayServiceProvider(
         await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
     }
 
-    private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, AuditOutcome outcome,
-        string description, CancellationToken cancellationToken)
+    private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, IReadOnlyList<QueryMatch> matches,
+        AuditOutcome outcome, string description, CancellationToken cancellationToken)
     {
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
         // A query keyed on one patient is part of that patient's history (IHE BALP PatientQuery): before 2026-12-06 it
@@ -630,7 +637,7 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(Source(association), AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            PatientRef = onePatient ? GatewayAudit.PatientRef(keys, patientId, identifier.GetString(DicomTags.IssuerOfPatientID)) : null,
+            PatientRef = onePatient ? GatewayAudit.PatientRef(keys, patientId, QueriedIssuer(identifier, patientId, matches)) : null,
             Details = new AuditDetails
             {
                 OutcomeDescription = description,
@@ -641,32 +648,31 @@ internal sealed class GatewayServiceProvider(
     }
 
     /// <summary>
+    /// The issuer a query keyed on one Patient ID is filed under: its own, or, when it names none, the one issuer of the
+    /// patients it found with that ID. A query without the issuer was filed apart from the stores and retrieves of the
+    /// same patient (which carry it), so "who looked me up" missed it (before 2026-12-06).
+    /// </summary>
+    private static string? QueriedIssuer(DicomDataset identifier, string patientId, IReadOnlyList<QueryMatch> matches)
+    {
+        if ((identifier.GetString(DicomTags.IssuerOfPatientID) ?? "").Trim(' ', '\0') is { Length: > 0 } asked)
+        {
+            return asked;
+        }
+
+        var id = IndexNormalizer.Identifier(patientId);
+        var issuers = matches.Where(m => IndexNormalizer.Identifier(m.Attributes.First(DicomTags.PatientID.Value) ?? "") == id)
+            .Select(m => m.Attributes.First(DicomTags.IssuerOfPatientID.Value)).Distinct().Take(2).ToList();
+        return issuers.Count == 1 ? issuers[0] : null;
+    }
+
+    /// <summary>
     /// Begin Transferring DICOM Instances (PS3.15 A.5.3.3), one record per patient: it names the patient and carries
     /// the patient reference, so that the retrieve shows in that patient's history (who sent their images where).
     /// </summary>
     private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, string? refusal,
         CancellationToken cancellationToken)
     {
-        var move = request.Field == DimseCommand.CMoveRequest;
-        var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
-        var service = move ? "C-MOVE" : "C-GET";
-        // Written before the move's sub-operations; a destination Vigie does not know gets A801, and nothing is sent.
-        var known = move ? options.CurrentValue.FindDestination(destination, d => d.MoveDestination) : null;
-        var unknown = move && known is null;
-        // PS3.15 A.5.3.3: the node receiving the data is the Destination. For a C-GET that is the requestor; for a C-MOVE
-        // it is the move destination, and the requestor is a third party (requestor, no role).
-        AuditParticipant[] participants = move
-            ?
-            [
-                GatewayAudit.Requestor(Source(association), AuditRoles.Destination) with { Roles = [] },
-                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
-                GatewayAudit.Destination(destination.Length == 0 ? "(none)" : destination, known?.Host),
-            ]
-            :
-            [
-                GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
-                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
-            ];
+        var (participants, service, destination, unknown) = RetrieveParties(association, request);
         AuditRecord Record(string description, string? patientRef, List<AuditObject> objects) => new()
         {
             Time = time.GetUtcNow(),
@@ -707,6 +713,122 @@ internal sealed class GatewayServiceProvider(
                 .ConfigureAwait(false);
         }
     }
+
+    /// <summary>
+    /// Who a retrieve's audit names. PS3.15 A.5.3.3: the node receiving the data is the Destination. For a C-GET that is
+    /// the requestor; for a C-MOVE it is the move destination, and the requestor is a third party (requestor, no role).
+    /// </summary>
+    private (AuditParticipant[] Participants, string Service, string Destination, bool Unknown) RetrieveParties(DicomAssociation association, DimseMessage request)
+    {
+        var move = request.Field == DimseCommand.CMoveRequest;
+        var destination = move ? request.MoveDestination ?? "" : association.CallingAE;
+        // A destination Vigie does not know gets A801, and nothing is sent.
+        var known = move ? options.CurrentValue.FindDestination(destination, d => d.MoveDestination) : null;
+        AuditParticipant[] participants = move
+            ?
+            [
+                GatewayAudit.Requestor(Source(association), AuditRoles.Destination) with { Roles = [] },
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
+                GatewayAudit.Destination(destination.Length == 0 ? "(none)" : destination, known?.Host),
+            ]
+            :
+            [
+                GatewayAudit.Requestor(Source(association), AuditRoles.Destination),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source),
+            ];
+        return (participants, move ? "C-MOVE" : "C-GET", destination, move && known is null);
+    }
+
+    /// <summary>
+    /// DICOM Instances Transferred (PS3.15 A.5.3.4) at the end of a retrieve that did not send everything, one per patient
+    /// left short: the Begin Transferring entry said what was to leave, this says what did not and why. Before 2026-12-06
+    /// a move to a destination that could not be reached, or a C-GET released midway, left only "C-MOVE of 50 instances".
+    /// </summary>
+    public async ValueTask RetrieveEndedAsync(DicomAssociation association, DimseMessage request, RetrieveEnd end)
+    {
+        static bool Sent(ushort? status) => status is { } s && (s == DimseStatus.Success || (s & 0xF000) == 0xB000);
+        if (end.Statuses.All(Sent))
+        {
+            return;
+        }
+
+        var matches = new Dictionary<string, QueryMatch>(StringComparer.Ordinal);
+        foreach (var match in (end.Items as RetrievedItems)?.Matches ?? [])
+        {
+            if (match.Attributes.First(DicomTags.SOPInstanceUID.Value) is { } uid)
+            {
+                matches.TryAdd(uid, match);
+            }
+        }
+
+        var (participants, service, destination, _) = RetrieveParties(association, request);
+        var patients = end.Items.Select((item, i) => (Match: matches.GetValueOrDefault(item.SopInstanceUid), Status: end.Statuses[i]))
+            .GroupBy(x => (Id: x.Match?.Attributes.First(DicomTags.PatientID.Value) ?? "", Issuer: x.Match?.Attributes.First(DicomTags.IssuerOfPatientID.Value)));
+        try
+        {
+            foreach (var patient in patients)
+            {
+                var total = patient.Count();
+                var sent = patient.Count(x => Sent(x.Status));
+                if (sent == total)
+                {
+                    continue;
+                }
+
+                var failed = patient.Count(x => x.Status is not null && !Sent(x.Status));
+                var description = $"{service} to {destination}: {sent} of {total} instances sent, {failed} failed, {total - sent - failed} not attempted"
+                                  + (end.StoppedBecause is { } why ? $" ({why})" : "") + (end.FirstFailure is { } first ? $"; first failure {first}" : "");
+                var objects = patient.Where(x => x.Match is not null).GroupBy(x => x.Match!.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "(unknown)")
+                    .Take(AuditRecord.MaxObjects - 1)
+                    .Select(g => GatewayAudit.Study(g.Key, g.First().Match!.Attributes.First(DicomTags.SOPClassUID.Value), g.Count(),
+                        g.First().Match!.Attributes.First(DicomTags.AccessionNumber.Value)))
+                    .ToList();
+                if (patient.Key.Id.Length > 0)
+                {
+                    objects.Add(GatewayAudit.Patient(patient.Key.Id, patient.First().Match?.Attributes.First(DicomTags.PatientName.Value)));
+                }
+
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Time = time.GetUtcNow(),
+                    EventId = AuditEventIds.DicomInstancesTransferred,
+                    Action = AuditAction.Read,
+                    Outcome = sent == 0 ? AuditOutcome.SeriousFailure : AuditOutcome.MinorFailure,
+                    Participants = participants,
+                    PatientRef = patient.Key.Id.Length > 0 ? GatewayAudit.PatientRef(keys, patient.Key.Id, patient.Key.Issuer) : null,
+                    Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000), Objects = objects },
+                }, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
+            {
+                logger.LogError(e, "The end of a {Service} from {CallingAE} could not be audited", service, association.CallingAE);
+            }
+        }
+    }
+
+    /// <summary>The items of one retrieve, with the index matches they came from: its end's audit names their patients.</summary>
+    private sealed class RetrievedItems(IReadOnlyList<QueryMatch> matches) : List<RetrieveItem>(matches.Count)
+    {
+        public IReadOnlyList<QueryMatch> Matches { get; } = matches;
+    }
+
+    /// <summary>
+    /// A caller the policy turned away, in the node's log too (once a minute; every one is audited): an administrator
+    /// setting up a modality reads the log first, and found nothing there (before 2026-12-06).
+    /// </summary>
+    private void LogRefusal(string callingAE, DicomConnectionInfo connection, string reason)
+    {
+        if (DueForLog(ref _lastPolicyRefusalLog, time.GetUtcNow()))
+        {
+            logger.LogWarning("Association from {CallingAE} at {Remote} refused: {Reason} (refusals are audited; this line comes once a minute at most)",
+                callingAE, connection.Remote?.Address, reason);
+        }
+    }
+
+    private DateTimeOffset _lastPolicyRefusalLog = DateTimeOffset.MinValue;
 
     /// <summary>True at most once a minute per <paramref name="last"/>: a modality retries, and one line says as much as a thousand.</summary>
     internal static bool DueForLog(ref DateTimeOffset last, DateTimeOffset now)

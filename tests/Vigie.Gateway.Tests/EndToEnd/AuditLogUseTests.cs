@@ -58,6 +58,18 @@ public sealed class AuditLogUseTests
         var unknown = await node.VigieAsync("audit", "show", "--event", "no-such-event");
         Assert.Equal(2, unknown.ExitCode);
         Assert.Contains("no event is called", unknown.StandardError, StringComparison.Ordinal);
+        // Regression: an event type given as --event was "no event is called" with an unrelated example, and an unknown
+        // code listed nothing, exit 0.
+        var type = await node.VigieAsync("audit", "show", "--event", "Node Authentication");
+        Assert.Equal(2, type.ExitCode);
+        Assert.Contains("'Node Authentication' (110126) is an event type, not an event", type.StandardError, StringComparison.Ordinal);
+        var code = await node.VigieAsync("audit", "show", "--event", "999999");
+        Assert.Equal(2, code.ExitCode);
+        Assert.Contains("no event has the code 999999", code.StandardError, StringComparison.Ordinal);
+        // Regression: a table of a million events was laid out whole in memory (about 8 KB an event).
+        var table = await node.VigieAsync("audit", "show", "--limit", "20000");
+        Assert.Equal(2, table.ExitCode);
+        Assert.Contains("use --json for more", table.StandardError, StringComparison.Ordinal);
     }
 
     /// <summary>
@@ -131,6 +143,34 @@ public sealed class AuditLogUseTests
         var history = await node.VigieAsync("audit", "show", "--json", "--patient", patientId, "--event", "110112");
         Assert.True(history.ExitCode == 0, history.ToString());
         Assert.Single(JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray());
+    }
+
+    /// <summary>
+    /// Regression: a C-FIND keyed on a Patient ID without its issuer was filed under the ID alone, while the patient's
+    /// stores and retrieves (which carry the issuer) were filed under ID@issuer: the patient's history missed the query.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_query_without_the_issuer_was_missing_from_the_patients_history()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-issuer");
+        var file = work.Combine("o.dcm");
+        File.Copy(Peers.CtCorpusFiles()[0], file);
+        var modify = await Peers.RunAsync(Peers.Require("dcmodify", "dcmtk"), ["-nb", "-m", "PatientID=ISS-1", "-i", "IssuerOfPatientID=HOSP_A", file],
+            TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(modify.ExitCode == 0, modify.ToString());
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync([file], ct);
+        var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aet", "READER2", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
+            "-k", "PatientID=ISS-1", "-k", "StudyInstanceUID", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(find.ExitCode == 0, find.ToString());
+        await node.StopAsync();
+
+        var history = await node.VigieAsync("audit", "show", "--json", "--patient", "ISS-1@HOSP_A");
+        Assert.True(history.ExitCode == 0, history.ToString());
+        var events = JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray().Select(e => e.GetProperty("event_id").GetString()).ToList();
+        Assert.Contains("110104", events);
+        Assert.Contains("110112", events);
     }
 
     /// <summary>

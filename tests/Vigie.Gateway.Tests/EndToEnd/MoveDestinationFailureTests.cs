@@ -76,6 +76,41 @@ public sealed class MoveDestinationFailureTests
     }
 
     /// <summary>
+    /// Regression: a move destination that cannot be reached ended the C-MOVE A702 without sub-operation counts or a
+    /// Failed SOP Instance UID List, so the requestor had nothing to retry (a destination that drops the association
+    /// midway gave both).
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_unreachable_move_destination_gave_no_counts_and_no_failed_list()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var destination = await UnansweringPeer.DroppingConnectionsAsync();
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "WORKSTATION",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = destination.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__CONNECTTIMEOUT"] = "00:00:02",
+        }, cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 2, ct, "-d");
+        var output = move.StandardError + move.StandardOutput;
+        Assert.Contains("DIMSE Status                  : 0xa702", output, StringComparison.Ordinal);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(output, @"Failed Suboperations\s*:\s*2"), output);
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(output, @"\(0008,0058\) UI \[[0-9.]+\\[0-9.]+\]"), output);
+        Assert.Contains("cannot reach WORKSTATION", output, StringComparison.Ordinal);
+
+        // Regression: the trail held only "C-MOVE of 2 instances to WORKSTATION", outcome success. Now the end says
+        // what did not leave (PS3.15 A.5.3.4), under the patient.
+        var shown = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110104");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var end = Assert.Single(System.Text.Json.JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray(),
+            e => e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("C-MOVE to WORKSTATION", StringComparison.Ordinal));
+        Assert.StartsWith("C-MOVE to WORKSTATION: 0 of 2 instances sent, 2 failed, 0 not attempted (the move destination could not be reached); first failure cannot reach",
+            end.GetProperty("details").GetProperty("outcome").GetString(), StringComparison.Ordinal);
+        Assert.Equal("serious_failure", end.GetProperty("outcome").GetString());
+        Assert.True(end.TryGetProperty("patient_ref", out var patient) && patient.GetString()!.Length > 0);
+    }
+
+    /// <summary>
     /// Regression: a C-MOVE to a destination Vigie does not know was answered A801 and nothing was sent, but the audit
     /// trail recorded "Begin Transferring DICOM Instances ... C-MOVE of 3 instances to WORKSTATION" as a success.
     /// </summary>

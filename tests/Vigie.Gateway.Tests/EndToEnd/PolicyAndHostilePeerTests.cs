@@ -52,6 +52,8 @@ public sealed class PolicyAndHostilePeerTests
         Assert.Contains("not allowed from 127.0.0.1", audit.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("not in the allow-list", audit.StandardOutput, StringComparison.Ordinal);
         Assert.Contains("called AE title", audit.StandardOutput, StringComparison.Ordinal);
+        // Regression: the node's log said nothing of a refused caller; the administrator reads it first.
+        Assert.Matches(@"Association from \S+ at 127\.0\.0\.1 refused: ", node.Output);
 
         // Bug: associations were coded 110114 User Authentication with type 110126 Node Authentication, a Security
         // Alert's type; accepted, refused or failed, all looked alike to a SIEM filtering on codes.

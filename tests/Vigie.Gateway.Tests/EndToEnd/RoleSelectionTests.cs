@@ -1,0 +1,87 @@
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>SCP/SCU role selection (PS3.7 D.3.3.4) on storage contexts, as pynetdicom and viewers use it.</summary>
+public sealed class RoleSelectionTests
+{
+    /// <summary>
+    /// Regression: a storage context proposing both roles (a workstation that stores and retrieves on one association)
+    /// was answered as if for C-GET results only: the syntax the requestor asked for first was passed over for the one
+    /// Vigie sends best, and a context offering only deflate or big endian, which Vigie stores, was refused.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_context_proposing_both_roles_ignored_the_requestors_order_and_refused_deflate()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.CTImageStorage, [DicomUids.JPEG2000Lossless, DicomUids.ExplicitVRLittleEndian, DicomUids.DeflatedExplicitVRLittleEndian]),
+            new(3, DicomUids.SecondaryCaptureImageStorage, [DicomUids.DeflatedExplicitVRLittleEndian]),
+            new(5, DicomUids.MRImageStorage, [DicomUids.ExplicitVRBigEndian]),
+            new(7, DicomUids.EnhancedCTImageStorage, [DicomUids.JPEG2000Lossless, DicomUids.ExplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "WORKSTATION", CalledAE = "VIGIE" }, contexts, ct,
+            [
+                new RoleSelection(DicomUids.CTImageStorage, ScuRole: true, ScpRole: true),
+                new RoleSelection(DicomUids.SecondaryCaptureImageStorage, ScuRole: true, ScpRole: true),
+                new RoleSelection(DicomUids.MRImageStorage, ScuRole: true, ScpRole: true),
+                new RoleSelection(DicomUids.EnhancedCTImageStorage, ScuRole: false, ScpRole: true),
+            ]);
+        Assert.Equal(DicomUids.JPEG2000Lossless, client.Association.AcceptedContext(1)?.AcceptedTransferSyntax);
+        Assert.Equal(DicomUids.DeflatedExplicitVRLittleEndian, client.Association.AcceptedContext(3)?.AcceptedTransferSyntax);
+        Assert.Equal(DicomUids.ExplicitVRBigEndian, client.Association.AcceptedContext(5)?.AcceptedTransferSyntax);
+        // C-GET results alone: still the syntax every stored object can go in.
+        Assert.Equal(DicomUids.ExplicitVRLittleEndian, client.Association.AcceptedContext(7)?.AcceptedTransferSyntax);
+    }
+
+    /// <summary>
+    /// Regression: a C-GET whose requestor never took the SCP role for the class had its sub-operations sent all the
+    /// same, on the context that was the requestor's to send on; a receiver that refused them (0122) was blamed.
+    /// Now the sub-operation fails at Vigie, saying why, and nothing is sent.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_get_without_the_scp_role_sent_its_images_anyway_and_blamed_the_receiver()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var file = Peers.CtCorpusFiles()[0];
+        await node.StoreAsync([file], ct);
+        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct);
+        Assert.NotNull(client.Association.AcceptedContext(3));
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
+        identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(stored.Dataset.GetString(DicomTags.StudyInstanceUID)!));
+        await client.Association.SendAsync(DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet),
+            DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
+
+        DimseMessage response;
+        do
+        {
+            response = (await client.Association.ReceiveCommandAsync(ct))!;
+            Assert.NotEqual(DimseCommand.CStoreRequest, response.Field);
+            if (response.HasDataSet)
+            {
+                await client.Association.ReadDataSetAsync(1 << 20, ct);
+            }
+        }
+        while (DimseStatus.IsPending(response.Status));
+
+        Assert.Equal(DimseCommand.CGetResponse, response.Field);
+        Assert.Equal(0xA702, response.Status);
+        Assert.Contains("did not take the SCP role", response.ErrorComment, StringComparison.Ordinal);
+    }
+}
