@@ -120,6 +120,9 @@ public sealed class ArchiveOptions
     /// <summary>Objects whose data keys are re-wrapped between two rounds of fsyncs during rotation.</summary>
     public int RotationBatchSize { get; set; } = 64;
 
+    /// <summary>The key file's full path: <see cref="KeyFile"/>, or its default.</summary>
+    public string ResolvedKeyFile => ResolveKeyFile();
+
     internal string ResolveKeyFile()
     {
         if (!string.IsNullOrWhiteSpace(KeyFile))

@@ -73,7 +73,9 @@ internal static class CliApp
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The causes too: "Failed to load configuration from file" says nothing until its JSON error gives the line.
-            await Console.Error.WriteLineAsync($"vigie: {e.GetType().Name}: {Vigie.Core.ExceptionCauses.Describe(e)}");
+            // The type name only for what is not the operator's to fix (a file, a setting, a lock): that is for a bug report.
+            var expected = e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or FormatException;
+            await Console.Error.WriteLineAsync($"vigie: {(expected ? "" : e.GetType().Name + ": ")}{Vigie.Core.ExceptionCauses.Describe(e)}");
             return ExitCodes.Error;
         }
     }

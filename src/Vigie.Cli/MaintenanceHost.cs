@@ -40,6 +40,11 @@ internal static class MaintenanceHost
         }
 
         var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, overrides ?? new Dictionary<string, string?>()));
+        // As serve says it: a misspelt key leaves a default in force (before 2026-12-06 the commands said nothing).
+        foreach (var key in ConfigurationKeys.Unknown(configuration).Take(20))
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: configuration key {key} is not a Vigie setting and is ignored: misspelt?");
+        }
         var services = new ServiceCollection();
         // Log lines go to stderr: stdout carries the command's output alone (--json must parse).
         services.AddLogging(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)
@@ -52,14 +57,17 @@ internal static class MaintenanceHost
         try
         {
             var database = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value;
-            if (database.Provider == DatabaseProvider.Sqlite && !File.Exists(database.SqlitePath))
+            if (database.Provider == DatabaseProvider.Sqlite && Unreadable(database.SqlitePath!) is { } index)
             {
-                throw new InvalidOperationException($"no index at {database.SqlitePath}: is {data.FullName} a Vigie data folder?");
+                throw new InvalidOperationException(index == Missing
+                    ? $"no index at {database.SqlitePath}: is {data.FullName} a Vigie data folder?"
+                    : $"the index {database.SqlitePath} {index}");
             }
 
-            if (!File.Exists(provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile))
+            var keyFile = provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile;
+            if (Unreadable(keyFile!) is { } key)
             {
-                throw new InvalidOperationException($"the key file {provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile} is missing");
+                throw new InvalidOperationException($"the key file {keyFile} {key}");
             }
 
             await provider.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
@@ -71,6 +79,34 @@ internal static class MaintenanceHost
             await Console.Error.WriteLineAsync($"vigie {command}: {e.Message}");
             await provider.DisposeAsync();
             return null;
+        }
+    }
+
+    private const string Missing = "is missing";
+
+    /// <summary>
+    /// Why a file a command needs cannot be opened, or null. A file the user may not reach used to read as missing
+    /// ("the key file is missing": keys lost, to a tired administrator), when it was the wrong account (before 2026-12-06).
+    /// </summary>
+    private static string? Unreadable(string path)
+    {
+        if (Directory.Exists(path))
+        {
+            return "is a folder, not a file";
+        }
+
+        try
+        {
+            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            return null;
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return Missing;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return $"cannot be read by the account {Environment.UserName} (permission denied): run the command as the account that runs vigie serve";
         }
     }
 

@@ -25,8 +25,7 @@ internal sealed class AuditSinkPlacementValidation(IOptions<ArchiveOptions> arch
             var full = Path.GetFullPath(path);
             foreach (var folder in folders)
             {
-                var relative = Path.GetRelativePath(folder, full);
-                if (relative != ".." && !relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(relative))
+                if (Vigie.Core.IO.RealPath.IsWithin(full, folder))
                 {
                     problems.Add($"Audit:Sinks:{i}:NdjsonPath {full} is inside {folder}: the export holds patient data in clear, which may not lie in "
                         + "Vigie's data or key folder; write it elsewhere");

@@ -91,7 +91,9 @@ public sealed class AuditSetAside
 
     private AuditSinkOptions Find(string sinkName) =>
         _options.Value.Sinks.FirstOrDefault(s => string.Equals(s.Name, sinkName, StringComparison.Ordinal))
-        ?? throw new ArgumentException($"no audit sink is named {sinkName} (configured: {string.Join(", ", _options.Value.Sinks.Select(s => s.Name))})", nameof(sinkName));
+        ?? throw new InvalidOperationException(_options.Value.Sinks.Count == 0
+            ? $"no audit sink is named {sinkName}: none is configured (Audit:Sinks)"
+            : $"no audit sink is named {sinkName} (configured: {string.Join(", ", _options.Value.Sinks.Select(s => s.Name))})");
 
     private static AuditSetAsideItem ToPublic(SetAsideItem item) =>
         new(AuditStore.KindName(item.Kind), item.Seq, DateTimeOffset.FromUnixTimeMilliseconds(item.RefusedMs), item.Reason);

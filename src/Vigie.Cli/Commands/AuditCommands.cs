@@ -18,6 +18,7 @@ internal static class AuditCommands
 {
     /// <summary>The most events `audit show` lists in one run (they are held in memory to be printed).</summary>
     private const int MaxShown = 1_000_000;
+    private const int MaxTableRows = 10_000;
 
     public static Command Create() => new("audit",
         "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
@@ -73,7 +74,7 @@ internal static class AuditCommands
         var data = ServeCommand.DataOption();
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
-        var limit = new Option<int>("--limit") { Description = "Most set-aside items to list per sink.", DefaultValueFactory = _ => 20 };
+        var limit = MaintenanceCommands.LimitOption("Most set-aside items to list per sink", 20, 10_000);
         var command = new Command("sinks",
             "Where each export sink stands: entries waiting, failed attempts and the last error, and the entries and tree heads its collector "
             + "refused for good (set aside, listed here). Exit 1 if a sink is failing or has items set aside.")
@@ -321,9 +322,18 @@ internal static class AuditCommands
                         + "trust its public key with --public-key (the publicKey of `vigie audit head --json`, kept outside this server)");
                 }
 
-                foreach (var problem in report.Problems)
+                // Five of each kind, then a count: 52 identical "untrusted key" lines buried the hint above (all are in --json).
+                foreach (var kind in report.Problems.GroupBy(p => p.Kind))
                 {
-                    Console.WriteLine(problem);
+                    foreach (var problem in kind.Take(5))
+                    {
+                        Console.WriteLine(problem);
+                    }
+
+                    if (kind.Count() > 5)
+                    {
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"... and {kind.Count() - 5} more {kind.Key} (--json lists them all)"));
+                    }
                 }
 
                 var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
@@ -332,7 +342,8 @@ internal static class AuditCommands
                     : report.IsValid ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
                     : $" (the latest tree head that verifies covers {report.LatestVerifiedHead?.TreeSize ?? 0} of the {report.TreeSize} entries)";
                 var witnesses = witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "";
-                var meanwhile = report.AppendedMeanwhile > 0 ? $"; {report.AppendedMeanwhile} entries appended while it ran are left for the next run" : "";
+                // Only of a trail that verified: on a tampered one the difference in size is part of what is wrong (entries removed).
+                var meanwhile = report.AppendedMeanwhile > 0 && report.IsValid ? $"; {report.AppendedMeanwhile} entries appended while it ran are left for the next run" : "";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"{report.EntriesChecked} entries, {report.TreeHeadsChecked} signed tree heads{witnesses} checked in {report.Elapsed.TotalSeconds:F1} s: {status}{unsigned}{meanwhile}"));
             }
@@ -425,7 +436,7 @@ internal static class AuditCommands
         var from = new Option<DateTimeOffset?>("--from") { Description = "Only events at or after this time (ISO 8601)." };
         var to = new Option<DateTimeOffset?>("--to") { Description = "Only events before this time." };
         var eventId = new Option<string?>("--event") { Description = "Only this event ID (DCM code, e.g. 110112 for queries) or its name." };
-        var limit = new Option<int>("--limit") { Description = "Most events to show (newest first), 1 to 1,000,000.", DefaultValueFactory = _ => 50 };
+        var limit = MaintenanceCommands.LimitOption("Most events to show, newest first", 50, MaxShown);
         var details = new Option<bool>("--details") { Description = "Show the sealed details (study, objects, query): for authorised reviewers." };
         var command = new Command("show", "List audit events, newest first, with filters.") { data, config, json, patient, user, from, to, eventId, limit, details };
         command.SetAction(async (parse, ct) =>
@@ -465,6 +476,13 @@ internal static class AuditCommands
             }
 
             var eventCode = parse.GetValue(eventId);
+            if (eventCode is not null && eventCode.All(char.IsAsciiDigit) && !AuditEventIds.All.Any(c => c.Code == eventCode))
+            {
+                // Before 2026-12-06 an unknown code listed nothing, exit 0: as if no such event had happened.
+                await Console.Error.WriteLineAsync($"vigie audit show: no event has the code {eventCode}. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
+                return ExitCodes.Error;
+            }
+
             if (eventCode is not null && !eventCode.All(char.IsAsciiDigit))
             {
                 var named = typeof(AuditEventIds).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
@@ -472,7 +490,14 @@ internal static class AuditCommands
                         StringComparison.OrdinalIgnoreCase));
                 if (named is null)
                 {
-                    await Console.Error.WriteLineAsync($"vigie audit show: no event is called '{eventCode}': give its code (110110) or its name (\"Patient Record\").");
+                    // An event type (the table's second column) is not an event: say which one, rather than an unrelated example.
+                    var type = typeof(AuditEventTypes).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
+                        .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), eventCode.Replace(" ", "", StringComparison.Ordinal),
+                            StringComparison.OrdinalIgnoreCase));
+                    await Console.Error.WriteLineAsync(type is not null
+                        ? $"vigie audit show: '{type.DisplayName}' ({type.Code}) is an event type, not an event: filter on its event (for instance 110113 Security Alert or "
+                          + "110114 User Authentication) and read the type column."
+                        : $"vigie audit show: no event is called '{eventCode}'. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
                     return ExitCodes.Error;
                 }
 
@@ -480,9 +505,10 @@ internal static class AuditCommands
             }
 
             var wanted = parse.GetValue(limit);
-            if (wanted is < 1 or > MaxShown)
+            if (!parse.GetValue(json) && wanted > MaxTableRows)
             {
-                await Console.Error.WriteLineAsync($"vigie audit show: --limit must be between 1 and {MaxShown:N0}.");
+                // The table is laid out whole before it is printed, about 8 KB an event: a million would take gigabytes.
+                await Console.Error.WriteLineAsync($"vigie audit show: a table shows at most {MaxTableRows:N0} events; use --json for more (it is written as it is read).");
                 return ExitCodes.Error;
             }
 

@@ -22,7 +22,7 @@ internal static class ForwardCommands
         var data = ServeCommand.DataOption();
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
-        var limit = new Option<int>("--limit") { Description = "Objects given up on to list (the count covers all of them).", DefaultValueFactory = _ => 50 };
+        var limit = MaintenanceCommands.LimitOption("Objects given up on to list (the count covers all of them)", 50, ForwardQueue.MaxListed, min: 0);
         var forward = new Option<string[]>("--forward") { Description = "A forwarding target AE@host:port given to vigie serve as a flag, to name it here (repeatable)." };
         var command = new Command("status", "What waits to be forwarded and since when, and which objects were given up on and why. Exit 1 if any was given up on or the queue is stalled.")
         {
@@ -48,7 +48,7 @@ internal static class ForwardCommands
             }
 
             var queue = services.GetRequiredService<ForwardQueue>();
-            var status = await queue.StatusAsync(Math.Clamp(parse.GetValue(limit), 0, ForwardQueue.MaxListed), ct);
+            var status = await queue.StatusAsync(parse.GetValue(limit), ct);
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(new
@@ -159,6 +159,19 @@ internal static class ForwardCommands
             var changed = retry
                 ? await queue.RetryAsync(chosen, target, operatorName, ct)
                 : await queue.DismissAsync(chosen, target, operatorName, ct);
+            if (target is not null && changed.Count == 0)
+            {
+                // A misspelt or miscased title matched nothing, and "0 objects put back" read as done (before 2026-12-06).
+                var known = (await queue.StatusAsync(ForwardQueue.MaxListed, ct)).Failures.Select(f => f.Destination).Distinct(StringComparer.Ordinal)
+                    .Order(StringComparer.Ordinal).ToList();
+                if (!known.Contains(target, StringComparer.Ordinal))
+                {
+                    await Console.Error.WriteLineAsync($"vigie forward {name}: no object given up on is for {target}"
+                        + (known.Count > 0 ? $"; those given up on are for {string.Join(", ", known)}" : "; none is given up on"));
+                    return ExitCodes.Error;
+                }
+            }
+
             var missing = chosen.Except(changed.Select(c => c.Id)).ToList();
             if (parse.GetValue(json))
             {

@@ -17,6 +17,23 @@ internal static class MaintenanceCommands
 
     public static Option<bool> JsonOption() => new("--json") { Description = "Machine-readable output." };
 
+    /// <summary>
+    /// A --limit of <paramref name="min"/> to <paramref name="max"/>: a value out of range is a usage error (exit 2), not
+    /// an empty listing ("nothing in quarantine" for --limit 0, before 2026-12-06) or a quiet clamp.
+    /// </summary>
+    public static Option<int> LimitOption(string description, int defaultValue, int max, int min = 1)
+    {
+        var option = new Option<int>("--limit") { Description = $"{description} ({min} to {max:N0}, default {defaultValue}).", DefaultValueFactory = _ => defaultValue };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<int>() is var value && (value < min || value > max))
+            {
+                result.AddError($"--limit must be between {min} and {max:N0}, not {value}.");
+            }
+        });
+        return option;
+    }
+
     public static Command Scrub()
     {
         var data = ServeCommand.DataOption();
@@ -39,6 +56,31 @@ internal static class MaintenanceCommands
             var request = new ScrubRequest { RevealIdentifiers = parse.GetValue(reveal), VerifyContent = !parse.GetValue(quick) };
             var report = await MaintenanceHost.WithStatusAsync("Scrubbing the archive", parse.GetValue(json),
                 () => services.GetRequiredService<ScrubService>().RunAsync(request, ct));
+            // The run and its findings go in the trail, as the node's own scrub and rescan do: before 2026-12-06 a corrupted
+            // segment, which only this full check finds, reached no audit entry at all. Nothing is shown that cannot be audited.
+            try
+            {
+                await services.GetRequiredService<IAuditLog>().AppendAsync(new Audit.Model.AuditRecord
+                {
+                    Time = DateTimeOffset.UtcNow,
+                    EventId = report.IsClean ? Audit.Model.AuditEventIds.ApplicationActivity : Audit.Model.AuditEventIds.SecurityAlert,
+                    EventTypes = [Audit.Model.AuditEventTypes.UseOfRestrictedFunction],
+                    Action = Audit.Model.AuditAction.Execute,
+                    Outcome = report.IsClean ? Audit.Model.AuditOutcome.Success : Audit.Model.AuditOutcome.SeriousFailure,
+                    Participants = [Audit.Model.AuditParticipant.LocalOperator(Environment.UserName)],
+                    Details = new Audit.Model.AuditDetails
+                    {
+                        OutcomeDescription = $"archive integrity: vigie scrub{(request.VerifyContent ? "" : " --headers-only")}"
+                            + $"{(request.RevealIdentifiers ? " --reveal-identifiers" : "")}: {report.Summary}",
+                    },
+                }, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+            {
+                await Console.Error.WriteLineAsync($"vigie scrub: the run could not be audited, so its report is not shown: {e.Message}");
+                return ExitCodes.Error;
+            }
+
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(new
@@ -146,7 +188,14 @@ internal static class MaintenanceCommands
             var report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
             for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
             {
-                report = await rotation.RotateAsync(ct);
+                // Each pass counts what it re-wrapped; the next one finds those current. The operator and the trail get
+                // the whole rotation (before 2026-12-06 the last pass: "28 re-wrapped, 2972 already current").
+                var next = await rotation.RotateAsync(ct);
+                report = next with
+                {
+                    Rewrapped = report.Rewrapped + next.Rewrapped,
+                    AlreadyCurrent = Math.Max(0, next.AlreadyCurrent - report.Rewrapped),
+                };
             }
 
             await AuditKeyRotationAsync(services, report, ct);
@@ -162,6 +211,15 @@ internal static class MaintenanceCommands
                 {
                     Console.WriteLine("  " + failure);
                 }
+            }
+
+            if (report.Completed)
+            {
+                // The key file no longer holds the retired keys: every earlier copy of it is useless for the data as it
+                // is now, and the data backups taken before need the key file of their time (before 2026-12-06 not a word).
+                var keyFile = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Vigie.Archive.ArchiveOptions>>().Value.ResolvedKeyFile;
+                await Console.Error.WriteLineAsync($"vigie keys rotate: back up {keyFile} now, apart from the data folder. Copies of it made before this "
+                    + "rotation cannot open the archive any more; keep them only with the data backups made before it, which need them.");
             }
 
             return report.Failures.Count > 0 ? ExitCodes.Findings : ExitCodes.Ok;

@@ -20,7 +20,7 @@ internal static class QuarantineCommands
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
         var after = new Option<long>("--after") { Description = "List only records after this row (the `row` of an earlier listing), to page through.", DefaultValueFactory = _ => 0 };
-        var limit = new Option<int>("--limit") { Description = $"How many to list, oldest first (at most {QuarantineManager.MaxListed}).", DefaultValueFactory = _ => 100 };
+        var limit = MaintenanceCommands.LimitOption("How many to list, oldest first", 100, QuarantineManager.MaxListed);
         var command = new Command("list", "Quarantined objects, oldest first: when, from which AE, the verdict, the rules that fired and the reason. Exit 0 whatever is listed.")
         {
             data, config, json, after, limit,

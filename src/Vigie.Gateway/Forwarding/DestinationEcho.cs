@@ -30,7 +30,8 @@ public static class DestinationEcho
             if (client.Association.FindAcceptedContext(DicomUids.Verification) is null)
             {
                 await ReleaseAsync(client, cancellationToken).ConfigureAwait(false);
-                return Outcome(true, "association accepted, but not Verification: no C-ECHO");
+                // Reachable, and Vigie's AE title accepted, but no C-ECHO: not an answer (before 2026-12-06 counted as one, exit 0).
+                return Outcome(false, "association accepted (address and AE titles right), but Verification refused: no C-ECHO");
             }
 
             var result = await client.EchoAsync(cancellationToken).ConfigureAwait(false);

@@ -55,7 +55,8 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         // beside the keys, it would sit where the backups of the data never go, and the analyst would not look.
         foreach (var kept in new[] { archive.Value.DataFolder, archive.Value.KeyFile is { } keyFile ? Path.GetDirectoryName(keyFile) : null })
         {
-            if (kept is not null && IsWithin(target, Path.GetFullPath(kept)))
+            // Through links too: before 2026-12-06 a path through a link to the data folder was written there.
+            if (kept is not null && Vigie.Core.IO.RealPath.IsWithin(target, kept))
             {
                 throw new QuarantineExportException($"{target} is inside {Path.GetFullPath(kept)}: write the copy outside Vigie's data and key folders");
             }
@@ -173,12 +174,6 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         }
 
         return options;
-    }
-
-    private static bool IsWithin(string path, string folder)
-    {
-        var relative = Path.GetRelativePath(folder, path);
-        return relative != ".." && !relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) && !Path.IsPathRooted(relative);
     }
 
     private static QuarantinedItem ToItem(QuarantineRecord record)

@@ -104,10 +104,21 @@ internal sealed partial class SignatureDatabase
             throw new SignatureFormatException($"the rules folder {directory} does not exist");
         }
 
+        var builtIn = database.Hashes.Count;
+        var ignored = new List<string>();
         var files = Directory.EnumerateFiles(directory, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false })
-            .Where(f => KnownExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-            .Order(StringComparer.Ordinal)
+            .Where(f =>
+            {
+                if (KnownExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
+                {
+                    return true;
+                }
+
+                ignored.Add(Path.GetRelativePath(directory, f));
+                return false;
+            })
             .Take(MaxFiles + 1)
+            .Order(StringComparer.Ordinal)
             .ToList();
         if (files.Count > MaxFiles)
         {
@@ -129,6 +140,27 @@ internal sealed partial class SignatureDatabase
             }
 
             database.LoadFile(file, extension);
+        }
+
+        // Files of another kind (a rule named .yr, a list named .txt) were passed over without a word, and a folder of
+        // them gave "clean" everywhere (before 2026-12-06): they are listed, and a folder that yields nothing is refused.
+        var unusable = database.Skipped.Count;
+        ignored.Sort(StringComparer.Ordinal);
+        foreach (var name in ignored.Take(20))
+        {
+            database.Skipped.Add(new SkippedSignature(name, "not a signature file Vigie reads (" + string.Join(", ", KnownExtensions.Order(StringComparer.Ordinal)) + ")"));
+        }
+
+        if (ignored.Count > 20)
+        {
+            database.Skipped.Add(new SkippedSignature($"{ignored.Count - 20} more files", "not signature files Vigie reads"));
+        }
+
+        if (database.Hashes.Count == builtIn && database.Bodies.Count == 0 && database.Logicals.Count == 0 && database.YaraFiles.Count == 0)
+        {
+            throw new SignatureFormatException($"the rules folder {directory} yields no signature: it holds no {string.Join(", ", KnownExtensions.Order(StringComparer.Ordinal))} "
+                + $"file with a signature Vigie reads{(ignored.Count > 0 ? $" ({ignored.Count} other files, e.g. {ignored[0]})" : "")}"
+                + (unusable > 0 ? $"; {unusable} signatures it cannot use" : ""));
         }
 
         return database;

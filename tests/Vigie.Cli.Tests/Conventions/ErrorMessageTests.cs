@@ -25,6 +25,17 @@ public sealed class ErrorMessageTests
         Assert.Contains("--http-port must be between 1 and 65535", range.StandardError, StringComparison.Ordinal);
         Assert.False(Directory.Exists(data));
 
+        // Regression: --limit 0 listed "nothing in quarantine" with exit 0, and past the maximum it was clamped quietly.
+        foreach (var command in new[] { new[] { "quarantine", "list" }, ["audit", "show"], ["audit", "sinks"], ["forward", "status"] })
+        {
+            foreach (var value in new[] { "-1", "10000001" })
+            {
+                var limit = await VigieProcess.RunAsync([.. command, "--data", data, "--limit", value], cancellationToken: ct);
+                Assert.True(limit.ExitCode == 2, limit.ToString());
+                Assert.Contains($"--limit must be between", limit.StandardError, StringComparison.Ordinal);
+            }
+        }
+
         var prove = await VigieProcess.RunAsync(["audit", "prove", "-1", "--data", data], cancellationToken: ct);
         Assert.Equal(2, prove.ExitCode);
         Assert.Contains("cannot be negative", prove.StandardError, StringComparison.Ordinal);
@@ -40,6 +51,12 @@ public sealed class ErrorMessageTests
         var json = await VigieProcess.RunAsync(["stats", "--data", data, "--config", config], cancellationToken: ct);
         Assert.Equal(2, json.ExitCode);
         Assert.Contains("LineNumber", json.StandardError, StringComparison.Ordinal);
+
+        // Regression: the maintenance commands took a misspelt key in silence (serve warns).
+        await File.WriteAllTextAsync(config, "{ \"Acess\": { \"Mode\": \"open\" } }", ct);
+        var typo = await VigieProcess.RunAsync(["stats", "--data", data, "--config", config], cancellationToken: ct);
+        Assert.Contains("configuration key Acess", typo.StandardError, StringComparison.Ordinal);
+        Assert.Contains("is not a Vigie setting and is ignored", typo.StandardError, StringComparison.Ordinal);
     }
 
     /// <summary>

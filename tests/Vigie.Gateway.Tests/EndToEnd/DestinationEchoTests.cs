@@ -42,4 +42,21 @@ public sealed class DestinationEchoTests
         Assert.True(unknown.ExitCode == 2, unknown.ToString());
         Assert.Contains("not under Gateway:Destinations: NOPE", unknown.StandardError, StringComparison.Ordinal);
     }
+
+    /// <summary>Regression: a destination that accepted the association but refused Verification counted as answered, exit 0.</summary>
+    [Fact]
+    public async Task Regression_a_destination_refusing_verification_counted_as_answered()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-echo-mr");
+        await using var pacs = await StoreScp.StartAcceptingOnlyAsync("PACS", work.Combine("pacs"), null, "MRImageStorage", "LittleEndianExplicit");
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "PACS",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = pacs.Port.ToString(CultureInfo.InvariantCulture),
+        }, cancellationToken: ct);
+        var echo = await node.VigieAsync("echo", "PACS");
+        Assert.True(echo.ExitCode == 1, echo.ToString());
+        Assert.Contains("but Verification refused", echo.StandardOutput, StringComparison.Ordinal);
+    }
 }

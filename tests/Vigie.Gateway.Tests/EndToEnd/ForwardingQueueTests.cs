@@ -148,6 +148,10 @@ public sealed class ForwardingQueueTests
         await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), pacsPort);
         var unknown = await node.VigieAsync("forward", "retry", "--id", "999999");
         Assert.True(unknown.ExitCode == 2, unknown.ToString());
+        // Regression: a destination that matches nothing given up on (here miscased) said "0 objects put back", exit 0.
+        var miscased = await node.VigieAsync("forward", "retry", "--all", "--destination", "pacs");
+        Assert.True(miscased.ExitCode == 2, miscased.ToString());
+        Assert.Contains("no object given up on is for pacs; those given up on are for PACS", miscased.StandardError, StringComparison.Ordinal);
         var retry = await node.VigieAsync("forward", "retry", "--all", "--json");
         Assert.True(retry.ExitCode == 0, retry.ToString());
         Assert.Equal(3, JsonDocument.Parse(retry.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
@@ -249,7 +253,8 @@ public sealed class ForwardingQueueTests
         Assert.True(dismissOne.ExitCode == 0, dismissOne.ToString());
         Assert.Equal(1, (await StatusAsync(node)).Json.GetProperty("given_up").GetInt64());
         var wrongDestination = await node.VigieAsync("forward", "dismiss", "--all", "--destination", "OTHER", "--json");
-        Assert.Equal(0, JsonDocument.Parse(wrongDestination.StandardOutput).RootElement.GetProperty("changed").GetArrayLength());
+        Assert.True(wrongDestination.ExitCode == 2, wrongDestination.ToString());
+        Assert.Contains("no object given up on is for OTHER; those given up on are for PACS", wrongDestination.StandardError, StringComparison.Ordinal);
         var dismissAll = await node.VigieAsync("forward", "dismiss", "--all", "--destination", "PACS");
         Assert.True(dismissAll.ExitCode == 0, dismissAll.ToString());
         Assert.Equal(0, (await StatusAsync(node)).ExitCode);

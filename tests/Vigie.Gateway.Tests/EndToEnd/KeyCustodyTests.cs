@@ -9,6 +9,39 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// </summary>
 public sealed class KeyCustodyTests
 {
+    /// <summary>
+    /// Regression: a completed rotation removed the old key from the key file and said only "rotation complete": every
+    /// copy of the key folder made before it could no longer open the archive, and the operator was not told to make a
+    /// new one, so losing the server's disk after a rotation lost the archive.
+    /// </summary>
+    [Fact]
+    public async Task Regression_keys_rotate_made_the_key_backup_useless_without_a_word()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2).ToList(), ct);
+        var rotated = await node.VigieAsync("keys", "rotate", "--json");
+        Assert.True(rotated.ExitCode == 0, rotated.ToString());
+        using var report = System.Text.Json.JsonDocument.Parse(rotated.StandardOutput);
+        Assert.True(report.RootElement.GetProperty("completed").GetBoolean());
+        Assert.Equal(2, report.RootElement.GetProperty("rewrapped").GetInt64());
+        Assert.Contains($"back up {Path.Combine(node.Keys, "kek.json")} now", rotated.StandardError, StringComparison.Ordinal);
+        await node.StoreAsync(Peers.CtCorpusFiles().Skip(2).Take(1).ToList(), ct);
+        Assert.Equal(3, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+        // Regression: a key file that could not be opened (a folder in its place, or no permission) read "is missing".
+        await node.StopAsync();
+        var kek = Path.Combine(node.Keys, "kek.json");
+        File.Move(kek, kek + ".away");
+        Directory.CreateDirectory(kek);
+        var stats = await node.VigieAsync("stats");
+        Assert.Equal(2, stats.ExitCode);
+        Assert.Contains($"the key file {kek} is a folder, not a file", stats.StandardError, StringComparison.Ordinal);
+        Directory.Delete(kek);
+        Assert.Contains($"the key file {kek} is missing", (await node.VigieAsync("stats")).StandardError, StringComparison.Ordinal);
+        File.Move(kek + ".away", kek);
+    }
+
     [Fact]
     public async Task Regression_key_files_deleted_while_the_node_runs_went_unnoticed_by_health()
     {

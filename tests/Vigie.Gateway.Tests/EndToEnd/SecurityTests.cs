@@ -395,6 +395,13 @@ public sealed class SecurityTests
         var inside = await node.VigieAsync("quarantine", "export", quarantineId, "--out", Path.Combine(node.Data, "analysis.dcm"), "--reason", "test");
         Assert.Equal(2, inside.ExitCode);
         Assert.Contains("outside Vigie's data and key folders", inside.StandardError, StringComparison.Ordinal);
+        // Regression: a path through a symbolic link to the data folder was written, the hostile object in clear inside it.
+        var link = work.Combine("via-link");
+        Directory.CreateSymbolicLink(link, node.Data);
+        var linked = await node.VigieAsync("quarantine", "export", quarantineId, "--out", Path.Combine(link, "leak.dcm"), "--reason", "test");
+        Assert.Equal(2, linked.ExitCode);
+        Assert.Contains("outside Vigie's data and key folders", linked.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(node.Data, "leak.dcm")));
         var exports = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106", "--details")).StandardOutput).RootElement;
         Assert.Equal(2, exports.GetArrayLength());
         var export = Assert.Single(exports.EnumerateArray(),
@@ -715,6 +722,12 @@ public sealed class SecurityTests
         Assert.Contains(("corrupted", Path.GetFileName(objects[0])), findings);
         Assert.Contains(("missing", Path.GetFileName(objects[1])), findings);
         Assert.Contains(findings, f => f.Kind == "foreign" && f.Object == Path.GetFileName(objects[2]));
+
+        // Regression: the findings of `vigie scrub` (the only check that decrypts every segment) reached no audit entry.
+        var alerts = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113");
+        Assert.Contains(JsonDocument.Parse(alerts.StandardOutput).RootElement.EnumerateArray(), e =>
+            e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("archive integrity: vigie scrub: ", StringComparison.Ordinal)
+            && e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("1 missing, 1 corrupted, 1 foreign", StringComparison.Ordinal));
     }
 }
 

@@ -203,6 +203,27 @@ public sealed class SignatureTests
         }
     }
 
+    /// <summary>
+    /// Regression: a rules folder that was empty, or held only files of other kinds (a rule named .yr, a hash list named
+    /// .txt), loaded as "0 signatures", so `scan --rules` and `rescan --rules` said clean and `signatures check` usable.
+    /// </summary>
+    [Fact]
+    public void Regression_a_rules_folder_without_a_usable_signature_was_taken_as_usable()
+    {
+        using var temp = new TempDirectory();
+        Assert.Contains("yields no signature", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, includeBuiltIn: true)).Message,
+            StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine("rule.yr"), "rule X { condition: true }\n");
+        File.WriteAllText(temp.Combine("hashes.ndb.txt"), "X:0:*:41424344\n");
+        var error = Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, includeBuiltIn: false));
+        Assert.Contains("2 other files, e.g. hashes.ndb.txt", error.Message, StringComparison.Ordinal);
+
+        File.WriteAllText(temp.Combine("known.ndb"), "Known:0:*:41424344\n");
+        var database = SignatureDatabase.Load(temp.Path, includeBuiltIn: false);
+        Assert.Single(database.Bodies);
+        Assert.Equal(["hashes.ndb.txt", "rule.yr"], database.Skipped.Select(s => s.Origin));
+    }
+
     [Fact]
     public void A_malformed_line_names_its_file_and_line()
     {
