@@ -70,7 +70,7 @@ internal sealed class ArchiveMaintenance(
                         break;
                     case null:
                         // The database did not answer: tried again in a minute, not at the next interval (hours away).
-                        interval = TimeSpan.FromTicks(Math.Min(interval.Ticks, DatabaseRetry.Ticks));
+                        interval = RetryAfterOutage;
                         break;
                     case false:
                         break;
@@ -100,6 +100,9 @@ internal sealed class ArchiveMaintenance(
 
     private static readonly TimeSpan DatabaseRetry = TimeSpan.FromMinutes(1);
 
+    /// <summary>A minute, or the interval when shorter.</summary>
+    private TimeSpan RetryAfterOutage => TimeSpan.FromTicks(Math.Min(options.CurrentValue.Maintenance.Interval.Ticks, DatabaseRetry.Ticks));
+
     /// <summary>
     /// The lease, or null when the database cannot say (an outage). Before 2026-12-06 the failure escaped the service,
     /// and the host stopped, with exit code 0, so systemd's on-failure restart never came: a PostgreSQL outage at the
@@ -114,7 +117,7 @@ internal sealed class ArchiveMaintenance(
         catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             logger.LogError("Archive maintenance waits: the database did not answer ({Reason}); tried again in {Retry}", Vigie.Core.ExceptionCauses.Describe(e),
-                DatabaseRetry);
+                RetryAfterOutage);
             return null;
         }
     }

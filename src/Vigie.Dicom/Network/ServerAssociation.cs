@@ -176,13 +176,21 @@ internal sealed class ServerAssociation(
         answer.PresentationContexts.AddRange(request.PresentationContexts);
         foreach (var role in request.RoleSelections)
         {
-            var context = request.PresentationContexts.Find(pc => pc.AbstractSyntax == role.SopClassUid && pc.IsAccepted);
-            if (context is not null)
+            // The roles are the SOP class's (PS3.7 D.3.3.4), so every accepted context of it takes them: a requestor proposes
+            // one class in several contexts to have several syntaxes. Before 2026-12-06 only the first got them.
+            var contexts = request.PresentationContexts.FindAll(pc => pc.AbstractSyntax == role.SopClassUid && pc.IsAccepted);
+            if (contexts.Count == 0)
+            {
+                continue;
+            }
+
+            foreach (var context in contexts)
             {
                 context.ScuRole ??= role.ScuRole;
                 context.ScpRole ??= role.ScpRole;
-                answer.RoleSelections.Add(new RoleSelection(role.SopClassUid, context.ScuRole.Value, context.ScpRole.Value));
             }
+
+            answer.RoleSelections.Add(new RoleSelection(role.SopClassUid, contexts[0].ScuRole!.Value, contexts[0].ScpRole!.Value));
         }
 
         if (request.AsyncOperations is { } window)
@@ -595,8 +603,7 @@ internal sealed class ServerAssociation(
                 catch (Exception e) when (e is not OutOfMemoryException)
                 {
                     // The provider reports its own trouble; the requestor has its answer already, and the association
-                    // must end the way it was going to.
-                    _ = e;
+                    // must end the way it was going to, not on this.
                 }
             }
         }
@@ -614,6 +621,13 @@ internal sealed class ServerAssociation(
             try
             {
                 destination = await provider.OpenMoveDestinationAsync(association, request, destinationAE, items, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !stopping.IsCancellationRequested)
+            {
+                // A C-CANCEL while the destination was being reached: nothing was sent, every sub-operation remains.
+                var cancelled = DimseMessage.Response(request, DimseStatus.Cancel).WithSubOperations(items.Count, 0, 0, 0);
+                await association.SendAsync(cancelled, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
+                return (null, Cancelled, items.Count > 0);
             }
             catch (DicomStatusException e) when (e.Status == DimseStatus.OutOfResourcesSubOperations)
             {
@@ -639,6 +653,7 @@ internal sealed class ServerAssociation(
         }
 
         await using var _ = destination;
+        string? stoppedBecause = null;
         int completed = 0, failed = 0, warning = 0;
         var failedUids = new List<string>();
         string? firstFailure = null;
@@ -648,10 +663,24 @@ internal sealed class ServerAssociation(
             {
                 var cancelled = DimseMessage.Response(request, DimseStatus.Cancel).WithSubOperations(items.Count - i, completed, failed, warning);
                 await association.SendAsync(cancelled, ReadOnlyMemory<byte>.Empty, stopping).ConfigureAwait(false);
-                return (firstFailure, "cancelled by the requestor (C-CANCEL)", true);
+                return (firstFailure, Cancelled, true);
+            }
+
+            if (destination is null && Volatile.Read(ref _releaseRequested))
+            {
+                // The requestor asked to release: the rest is not read, decrypted nor offered. The final response still
+                // counts them as failed; the audit says they were never attempted (before 2026-12-06 each was tried).
+                failed += items.Count - i;
+                failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
+                firstFailure ??= "the requestor asked to release before the end";
+                stoppedBecause = "the requestor asked to release before the end";
+                break;
             }
 
             var item = items[i];
+            // Until its answer comes, a sub-operation under way counts as failed: its data may have left (a requestor that
+            // never answers is aborted), which "not attempted" would hide.
+            statuses[i] = DimseStatus.ProcessingFailure;
             DimseResult result;
             try
             {
@@ -700,8 +729,10 @@ internal sealed class ServerAssociation(
         }
 
         await SendFinalAsync(request, completed, failed, warning, failedUids, firstFailure).ConfigureAwait(false);
-        return (firstFailure, null, items.Count > 0);
+        return (firstFailure, stoppedBecause, items.Count > 0);
     }
+
+    private const string Cancelled = "cancelled by the requestor (C-CANCEL)";
 
     /// <summary>A retrieve's final response: its status from the counts, the first failure's reason, the failed instances.</summary>
     private async Task SendFinalAsync(DimseMessage request, int completed, int failed, int warning, List<string> failedUids, string? firstFailure)

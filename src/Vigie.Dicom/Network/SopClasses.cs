@@ -67,7 +67,14 @@ public static class PresentationContextNegotiator
     /// deflate). Taking the requestor's first there (JPEG, as `getscu +xy` lists it) failed every image of an
     /// uncompressed study, which dcmtk's own server sends uncompressed from the same proposal.
     /// </param>
-    public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted, Func<string, bool>? sentOn = null)
+    /// <param name="bothWays">
+    /// Storage SOP classes the requestor both sends and receives on (both roles): the first uncompressed little-endian
+    /// syntax it proposes, in which Vigie can send every object and the requestor store anything it can read, else its
+    /// first one Vigie stores (deflate, big endian, a compressed one: its C-GET then gets only objects stored so). Before
+    /// 2026-12-06 these were answered as <paramref name="sentOn"/>, which refused a deflated or big-endian context.
+    /// </param>
+    public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted, Func<string, bool>? sentOn = null,
+        Func<string, bool>? bothWays = null)
     {
         foreach (var context in request.PresentationContexts)
         {
@@ -84,9 +91,10 @@ public static class PresentationContextNegotiator
             }
 
             var storage = SopClasses.IsStorage(context.AbstractSyntax);
-            var chosen = storage && sentOn?.Invoke(context.AbstractSyntax) == true
-                ? context.TransferSyntaxes.Where(CanSend).OrderBy(SendPreference).FirstOrDefault()
-                : context.TransferSyntaxes.FirstOrDefault(ts => storage ? CanStore(ts) : IsUncompressed(ts));
+            var chosen = !storage ? context.TransferSyntaxes.FirstOrDefault(IsUncompressed)
+                : sentOn?.Invoke(context.AbstractSyntax) == true ? context.TransferSyntaxes.Where(CanSend).OrderBy(SendPreference).FirstOrDefault()
+                : bothWays?.Invoke(context.AbstractSyntax) == true ? context.TransferSyntaxes.FirstOrDefault(IsUncompressed) ?? context.TransferSyntaxes.FirstOrDefault(CanStore)
+                : context.TransferSyntaxes.FirstOrDefault(CanStore);
             if (chosen is null)
             {
                 context.Result = PresentationContextResult.TransferSyntaxesNotSupported;

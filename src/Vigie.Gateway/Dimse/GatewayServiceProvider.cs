@@ -132,11 +132,13 @@ internal sealed class GatewayServiceProvider(
 
         // Storage contexts are for sending to Vigie (Store), or for receiving C-GET results when the requestor takes the SCP role.
         var getRoles = request.RoleSelections.Where(r => r.ScpRole).Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
-        // A context the requestor also sends on (both roles, and the right to store) gets the syntax it asked for first,
-        // as any store does; only a context for C-GET results alone gets the one Vigie sends best. Before 2026-12-06 both
-        // roles counted as C-GET only: the requestor's order was ignored and a deflated or big-endian context refused.
+        // A context for C-GET results alone gets the syntax Vigie sends best; one the requestor also stores on (both roles,
+        // and the right to store) the first uncompressed one it proposes, else the first Vigie stores. Before 2026-12-06
+        // both roles counted as C-GET only, and a deflated or big-endian context was refused.
         var getOnly = request.RoleSelections.Where(r => r.ScpRole && (!r.ScuRole || (rights & DicomRights.Store) == 0)).Select(r => r.SopClassUid)
             .ToHashSet(StringComparer.Ordinal);
+        var bothWays = request.RoleSelections.Where(r => r.ScpRole && r.ScuRole && (rights & DicomRights.Store) != 0 && (rights & DicomRights.Retrieve) != 0)
+            .Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
         PresentationContextNegotiator.Answer(request,
             uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)
                 || uid == DicomUids.StorageCommitmentPushModel,
@@ -145,7 +147,8 @@ internal sealed class GatewayServiceProvider(
                 || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
                 || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0),
-            uid => getOnly.Contains(uid) && (rights & DicomRights.Retrieve) != 0);
+            uid => getOnly.Contains(uid) && (rights & DicomRights.Retrieve) != 0,
+            bothWays.Contains);
         if ((rights & DicomRights.Store) == 0)
         {
             // Accepted only so that C-GET results come back: the requestor takes the SCP role there, never the SCU's
@@ -308,7 +311,7 @@ internal sealed class GatewayServiceProvider(
             : null;
         if (query is null)
         {
-            await AuditRetrieveAsync(association, request, [], "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
+            await AuditRetrieveAsync(association, request, [], "refused (A900): " + problem, cancellationToken, identifier).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
 
@@ -374,7 +377,15 @@ internal sealed class GatewayServiceProvider(
             // The same judgement as the forwarder's; a C-CANCEL during the connection is not one of these, and ends FE00.
             logger.LogWarning("C-MOVE from {CallingAE} to {Destination} ({Host}:{Port}) failed: {Reason}", association.CallingAE, destinationAE, destination.Host,
                 destination.Port, e.Message);
-            throw new DicomStatusException(DimseStatus.OutOfResourcesSubOperations, $"cannot reach {destinationAE}: {e.GetType().Name}");
+            // In the operator's words, not a .NET type name (before 2026-12-06 "cannot reach SCMOD: DicomAssociationRejectedException").
+            throw new DicomStatusException(DimseStatus.OutOfResourcesSubOperations, e switch
+            {
+                DicomAssociationRejectedException rejected => $"{destinationAE} rejected the association ({rejected.Message})",
+                System.Net.Sockets.SocketException socket => $"cannot reach {destinationAE}: {socket.SocketErrorCode}",
+                TimeoutException => $"cannot reach {destinationAE}: no answer in time",
+                System.Security.Authentication.AuthenticationException => $"cannot reach {destinationAE}: TLS handshake failed",
+                _ => $"cannot reach {destinationAE}: {e.Message}",
+            });
         }
     }
 
@@ -552,25 +563,13 @@ internal sealed class GatewayServiceProvider(
         {
             // Who asked and whose images: the alert shows in that patient's history, beside the retrieve it broke
             // (before 2026-12-06 it named neither).
-            var attributes = match.Attributes;
-            var patientId = attributes.First(DicomTags.PatientID.Value);
-            var objects = new List<AuditObject>();
-            if (attributes.First(DicomTags.StudyInstanceUID.Value) is { } study)
-            {
-                objects.Add(GatewayAudit.Study(study, attributes.First(DicomTags.SOPClassUID.Value), 1, attributes.First(DicomTags.AccessionNumber.Value)));
-            }
-
-            if (patientId is not null)
-            {
-                objects.Add(GatewayAudit.Patient(patientId, attributes.First(DicomTags.PatientName.Value)));
-            }
-
+            var patientId = match.Attributes.First(DicomTags.PatientID.Value);
             // The requestor without a role: for a C-MOVE the images were bound for a third node.
             await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, OurAE, $"stored object {id} failed its check when read for a retrieve ({problem}); "
                     + "its sub-operation failed. Run vigie scrub; sending the image again heals it",
                     [GatewayAudit.Requestor(requestor, AuditRoles.Destination) with { Roles = [] }, GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source)],
-                    patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, attributes.First(DicomTags.IssuerOfPatientID.Value)),
-                    objects),
+                    patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, match.Attributes.First(DicomTags.IssuerOfPatientID.Value)),
+                    StudiesAndPatient([match])),
                 CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
@@ -614,8 +613,7 @@ internal sealed class GatewayServiceProvider(
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
         // A query keyed on one patient is part of that patient's history (IHE BALP PatientQuery): before 2026-12-06 it
         // was not linked to the patient, so "who looked me up" missed every query.
-        var patientId = (identifier.GetString(DicomTags.PatientID) ?? "").Trim(' ', '\0');
-        var onePatient = patientId.Length > 0 && patientId.IndexOfAny(['*', '?', '\\']) < 0;
+        var patientId = KeyedPatient(identifier);
         var query = new AuditObject
         {
             Type = AuditObjectType.SystemObject,
@@ -626,7 +624,8 @@ internal sealed class GatewayServiceProvider(
             // PS3.15 A.5.3.10: the syntax the query bytes are encoded in.
             Details = [new KeyValuePair<string, string>("TransferSyntax", syntax.Uid)],
         };
-        var record = new AuditRecord
+        // One entry per patient the ID names: the same ID under two issuers is two patients, each with their own history.
+        var records = (patientId is null ? [null] : QueriedIssuers(identifier, patientId, matches)).Select(issuer => new AuditRecord
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.Query,
@@ -637,32 +636,39 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(Source(association), AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            PatientRef = onePatient ? GatewayAudit.PatientRef(keys, patientId, QueriedIssuer(identifier, patientId, matches)) : null,
+            PatientRef = patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, issuer),
             Details = new AuditDetails
             {
                 OutcomeDescription = description,
-                Objects = onePatient ? [query, GatewayAudit.Patient(patientId, null)] : [query],
+                Objects = patientId is null ? [query] : [query, GatewayAudit.Patient(patientId, null)],
             },
-        };
-        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        });
+        foreach (var record in records)
+        {
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+        }
     }
 
+    /// <summary>The Patient ID an identifier is keyed on, when it names one patient (no wildcard, no list).</summary>
+    private static string? KeyedPatient(DicomDataset identifier) =>
+        (identifier.GetString(DicomTags.PatientID) ?? "").Trim(' ', '\0') is { Length: > 0 } id && id.IndexOfAny(['*', '?', '\\']) < 0 ? id : null;
+
     /// <summary>
-    /// The issuer a query keyed on one Patient ID is filed under: its own, or, when it names none, the one issuer of the
-    /// patients it found with that ID. A query without the issuer was filed apart from the stores and retrieves of the
-    /// same patient (which carry it), so "who looked me up" missed it (before 2026-12-06).
+    /// The issuers a query keyed on one Patient ID is filed under: its own, or, when it names none, those of the patients
+    /// it found with that ID (none found: the ID alone). A query without the issuer was filed apart from the stores and
+    /// retrieves of the same patient (which carry it), so "who looked me up" missed it (before 2026-12-06).
     /// </summary>
-    private static string? QueriedIssuer(DicomDataset identifier, string patientId, IReadOnlyList<QueryMatch> matches)
+    private static IReadOnlyList<string?> QueriedIssuers(DicomDataset identifier, string patientId, IReadOnlyList<QueryMatch> matches)
     {
         if ((identifier.GetString(DicomTags.IssuerOfPatientID) ?? "").Trim(' ', '\0') is { Length: > 0 } asked)
         {
-            return asked;
+            return [asked];
         }
 
         var id = IndexNormalizer.Identifier(patientId);
         var issuers = matches.Where(m => IndexNormalizer.Identifier(m.Attributes.First(DicomTags.PatientID.Value) ?? "") == id)
-            .Select(m => m.Attributes.First(DicomTags.IssuerOfPatientID.Value)).Distinct().Take(2).ToList();
-        return issuers.Count == 1 ? issuers[0] : null;
+            .Select(m => m.Attributes.First(DicomTags.IssuerOfPatientID.Value)).Distinct().Take(AuditRecord.MaxObjects).ToList();
+        return issuers.Count == 0 ? [null] : issuers;
     }
 
     /// <summary>
@@ -670,7 +676,7 @@ internal sealed class GatewayServiceProvider(
     /// the patient reference, so that the retrieve shows in that patient's history (who sent their images where).
     /// </summary>
     private async ValueTask AuditRetrieveAsync(DicomAssociation association, DimseMessage request, IReadOnlyList<QueryMatch> matches, string? refusal,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, DicomDataset? refused = null)
     {
         var (participants, service, destination, unknown) = RetrieveParties(association, request);
         AuditRecord Record(string description, string? patientRef, List<AuditObject> objects) => new()
@@ -694,24 +700,39 @@ internal sealed class GatewayServiceProvider(
         if (patients.Count == 0)
         {
             var description = refusal is null ? $"{service} of 0 instances to {destination}" : $"{service} to {destination}";
-            await audit.AppendAsync(Record(description, null, []), cancellationToken).ConfigureAwait(false);
+            // A refused retrieve keyed on one patient is filed under that patient, as a refused query is.
+            var patientId = refused is null ? null : KeyedPatient(refused);
+            await audit.AppendAsync(Record(description,
+                patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, refused!.GetString(DicomTags.IssuerOfPatientID)),
+                patientId is null ? [] : [GatewayAudit.Patient(patientId, null)]), cancellationToken).ConfigureAwait(false);
             return;
         }
 
         foreach (var patient in patients)
         {
-            var studies = patient.GroupBy(m => m.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "")
-                .Take(AuditRecord.MaxObjects - 1)
-                .Select(g => GatewayAudit.Study(g.Key.Length == 0 ? "(unknown)" : g.Key, g.First().Attributes.First(DicomTags.SOPClassUID.Value), g.Count(),
-                    g.First().Attributes.First(DicomTags.AccessionNumber.Value)))
-                .ToList();
-            studies.Add(GatewayAudit.Patient(patient.Key.Id, patient.First().Attributes.First(DicomTags.PatientName.Value)));
+            var studies = StudiesAndPatient(patient.ToList());
             var description = patients.Count == 1
                 ? $"{service} of {matches.Count} instances to {destination}"
                 : $"{service} of {patient.Count()} of {matches.Count} instances to {destination}";
             await audit.AppendAsync(Record(description, GatewayAudit.PatientRef(keys, patient.Key.Id, patient.Key.Issuer), studies), cancellationToken)
                 .ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The studies of one patient's matches (SOP class, instance count, accession) and the patient, as a retrieve's audit names them.</summary>
+    private static List<AuditObject> StudiesAndPatient(IReadOnlyList<QueryMatch> matches)
+    {
+        var objects = matches.GroupBy(m => m.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "")
+            .Take(AuditRecord.MaxObjects - 1)
+            .Select(g => GatewayAudit.Study(g.Key.Length == 0 ? "(unknown)" : g.Key, g.First().Attributes.First(DicomTags.SOPClassUID.Value), g.Count(),
+                g.First().Attributes.First(DicomTags.AccessionNumber.Value)))
+            .ToList();
+        if (matches.Count > 0 && matches[0].Attributes.First(DicomTags.PatientID.Value) is { Length: > 0 } patientId)
+        {
+            objects.Add(GatewayAudit.Patient(patientId, matches[0].Attributes.First(DicomTags.PatientName.Value)));
+        }
+
+        return objects;
     }
 
     /// <summary>
@@ -778,16 +799,7 @@ internal sealed class GatewayServiceProvider(
                 var failed = patient.Count(x => x.Status is not null && !Sent(x.Status));
                 var description = $"{service} to {destination}: {sent} of {total} instances sent, {failed} failed, {total - sent - failed} not attempted"
                                   + (end.StoppedBecause is { } why ? $" ({why})" : "") + (end.FirstFailure is { } first ? $"; first failure {first}" : "");
-                var objects = patient.Where(x => x.Match is not null).GroupBy(x => x.Match!.Attributes.First(DicomTags.StudyInstanceUID.Value) ?? "(unknown)")
-                    .Take(AuditRecord.MaxObjects - 1)
-                    .Select(g => GatewayAudit.Study(g.Key, g.First().Match!.Attributes.First(DicomTags.SOPClassUID.Value), g.Count(),
-                        g.First().Match!.Attributes.First(DicomTags.AccessionNumber.Value)))
-                    .ToList();
-                if (patient.Key.Id.Length > 0)
-                {
-                    objects.Add(GatewayAudit.Patient(patient.Key.Id, patient.First().Match?.Attributes.First(DicomTags.PatientName.Value)));
-                }
-
+                var objects = StudiesAndPatient([.. patient.Select(x => x.Match).OfType<QueryMatch>()]);
                 await audit.AppendAsync(new AuditRecord
                 {
                     Time = time.GetUtcNow(),

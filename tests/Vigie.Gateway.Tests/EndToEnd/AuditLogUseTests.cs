@@ -161,6 +161,15 @@ public sealed class AuditLogUseTests
         Assert.True(modify.ExitCode == 0, modify.ToString());
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
         await node.StoreAsync([file], ct);
+
+        // The same ID under a second issuer is another patient: a query on the bare ID is in both histories (second review).
+        var other = work.Combine("b.dcm");
+        File.Copy(Peers.CtCorpusFiles()[1], other);
+        modify = await Peers.RunAsync(Peers.Require("dcmodify", "dcmtk"), ["-nb", "-m", "PatientID=ISS-1", "-i", "IssuerOfPatientID=HOSP_B",
+            "-m", "StudyInstanceUID=1.2.826.0.1.3680043.10.1338.78.1", "-m", "SeriesInstanceUID=1.2.826.0.1.3680043.10.1338.78.2", other],
+            TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(modify.ExitCode == 0, modify.ToString());
+        await node.StoreAsync([other], ct);
         var find = await Peers.RunAsync(Peers.Require("findscu", "dcmtk"), ["-aet", "READER2", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY",
             "-k", "PatientID=ISS-1", "-k", "StudyInstanceUID", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
         Assert.True(find.ExitCode == 0, find.ToString());
@@ -171,6 +180,8 @@ public sealed class AuditLogUseTests
         var events = JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray().Select(e => e.GetProperty("event_id").GetString()).ToList();
         Assert.Contains("110104", events);
         Assert.Contains("110112", events);
+        var second = await node.VigieAsync("audit", "show", "--json", "--patient", "ISS-1@HOSP_B", "--event", "110112");
+        Assert.Single(JsonDocument.Parse(second.StandardOutput).RootElement.EnumerateArray());
     }
 
     /// <summary>

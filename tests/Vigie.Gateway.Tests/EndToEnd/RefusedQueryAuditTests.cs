@@ -37,6 +37,13 @@ public sealed class RefusedQueryAuditTests
         Assert.All(transfers, t => Assert.NotEqual("success", t.GetProperty("outcome").GetString()));
         Assert.Contains(transfers, t => Outcome(t).StartsWith("C-GET to ", StringComparison.Ordinal) && Outcome(t).Contains(": refused (A900): ", StringComparison.Ordinal));
         Assert.Contains(transfers, t => Outcome(t).StartsWith("C-MOVE to ELSEWHERE: refused (A900): ", StringComparison.Ordinal));
+
+        // Keyed on one patient, a refused retrieve is in that patient's history, as a refused query is (second review).
+        var keyed = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-v", "-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID=*",
+            "-k", "PatientID=REF-2", "-od", work.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.Contains("DataSetDoesNotMatchSOPClass", keyed.StandardOutput + keyed.StandardError, StringComparison.OrdinalIgnoreCase);
+        var history = await node.VigieAsync("audit", "show", "--json", "--patient", "REF-2", "--event", "110102");
+        Assert.Single(JsonDocument.Parse(history.StandardOutput).RootElement.EnumerateArray());
     }
 
     private static async Task<List<JsonElement>> ShownAsync(VigieNode node, string eventCode)

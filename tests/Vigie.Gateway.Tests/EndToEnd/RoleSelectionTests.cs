@@ -10,17 +10,18 @@ public sealed class RoleSelectionTests
 {
     /// <summary>
     /// Regression: a storage context proposing both roles (a workstation that stores and retrieves on one association)
-    /// was answered as if for C-GET results only: the syntax the requestor asked for first was passed over for the one
-    /// Vigie sends best, and a context offering only deflate or big endian, which Vigie stores, was refused.
+    /// was answered as if for C-GET results only, and a context offering only deflate or big endian, which Vigie stores,
+    /// was refused. Such a context gets the first uncompressed syntax the requestor proposes (both ways work in it), else
+    /// the first Vigie stores; taking a compressed first one failed the C-GET of every uncompressed object (second review).
     /// </summary>
     [Fact]
-    public async Task Regression_a_context_proposing_both_roles_ignored_the_requestors_order_and_refused_deflate()
+    public async Task Regression_a_context_proposing_both_roles_refused_deflate_and_big_endian()
     {
         var ct = TestContext.Current.CancellationToken;
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
         PresentationContext[] contexts =
         [
-            new(1, DicomUids.CTImageStorage, [DicomUids.JPEG2000Lossless, DicomUids.ExplicitVRLittleEndian, DicomUids.DeflatedExplicitVRLittleEndian]),
+            new(1, DicomUids.CTImageStorage, [DicomUids.JPEG2000Lossless, DicomUids.ImplicitVRLittleEndian, DicomUids.ExplicitVRLittleEndian]),
             new(3, DicomUids.SecondaryCaptureImageStorage, [DicomUids.DeflatedExplicitVRLittleEndian]),
             new(5, DicomUids.MRImageStorage, [DicomUids.ExplicitVRBigEndian]),
             new(7, DicomUids.EnhancedCTImageStorage, [DicomUids.JPEG2000Lossless, DicomUids.ExplicitVRLittleEndian]),
@@ -33,11 +34,36 @@ public sealed class RoleSelectionTests
                 new RoleSelection(DicomUids.MRImageStorage, ScuRole: true, ScpRole: true),
                 new RoleSelection(DicomUids.EnhancedCTImageStorage, ScuRole: false, ScpRole: true),
             ]);
-        Assert.Equal(DicomUids.JPEG2000Lossless, client.Association.AcceptedContext(1)?.AcceptedTransferSyntax);
+        Assert.Equal(DicomUids.ImplicitVRLittleEndian, client.Association.AcceptedContext(1)?.AcceptedTransferSyntax);
         Assert.Equal(DicomUids.DeflatedExplicitVRLittleEndian, client.Association.AcceptedContext(3)?.AcceptedTransferSyntax);
         Assert.Equal(DicomUids.ExplicitVRBigEndian, client.Association.AcceptedContext(5)?.AcceptedTransferSyntax);
         // C-GET results alone: still the syntax every stored object can go in.
         Assert.Equal(DicomUids.ExplicitVRLittleEndian, client.Association.AcceptedContext(7)?.AcceptedTransferSyntax);
+    }
+
+    /// <summary>
+    /// Regression (second review of the role fix): the roles of a SOP class went to its first accepted context only, so a
+    /// requestor proposing CT in a JPEG context and an uncompressed one got none of an uncompressed study by C-GET.
+    /// </summary>
+    [Fact]
+    public async Task Regression_roles_went_to_the_first_context_of_a_class_only()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var file = Peers.CtCorpusFiles()[0];
+        await node.StoreAsync([file], ct);
+        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        PresentationContext[] contexts =
+        [
+            new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
+            new(3, DicomUids.CTImageStorage, [DicomUids.JPEGBaseline8Bit]),
+            new(5, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
+        ];
+        await using var client = await DicomClient.ConnectAsync(
+            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct,
+            [new RoleSelection(DicomUids.CTImageStorage, ScuRole: true, ScpRole: true)]);
+        var final = await GetStudyAsync(client, stored, answerStores: true, ct);
+        Assert.Equal(DimseStatus.Success, final.Status);
     }
 
     /// <summary>
@@ -62,26 +88,37 @@ public sealed class RoleSelectionTests
         await using var client = await DicomClient.ConnectAsync(
             new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct);
         Assert.NotNull(client.Association.AcceptedContext(3));
+        var response = await GetStudyAsync(client, stored, answerStores: false, ct);
+        Assert.Equal(0xA702, response.Status);
+        Assert.Contains("did not take the SCP role", response.ErrorComment, StringComparison.Ordinal);
+    }
+
+    /// <summary>Asks by C-GET for the study of <paramref name="stored"/>; returns the final response (a C-STORE is answered, or fails the test).</summary>
+    private static async Task<DimseMessage> GetStudyAsync(DicomClient client, DicomFile stored, bool answerStores, CancellationToken ct)
+    {
         var identifier = new DicomDataset();
         identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "STUDY");
         identifier.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, DicomText.TrimUid(stored.Dataset.GetString(DicomTags.StudyInstanceUID)!));
         await client.Association.SendAsync(DimseMessage.GetRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelGet),
             DicomWriter.Encode(identifier, TransferSyntax.ExplicitVRLittleEndian), ct);
-
-        DimseMessage response;
-        do
+        while (true)
         {
-            response = (await client.Association.ReceiveCommandAsync(ct))!;
-            Assert.NotEqual(DimseCommand.CStoreRequest, response.Field);
-            if (response.HasDataSet)
+            var message = (await client.Association.ReceiveCommandAsync(ct))!;
+            if (message.HasDataSet)
             {
-                await client.Association.ReadDataSetAsync(1 << 20, ct);
+                await client.Association.ReadDataSetAsync(64 << 20, ct);
+            }
+
+            if (message.Field == DimseCommand.CStoreRequest)
+            {
+                Assert.True(answerStores, "a C-STORE came where none may");
+                await client.Association.SendAsync(DimseMessage.Response(message, DimseStatus.Success, dataSet: false), ReadOnlyMemory<byte>.Empty, ct);
+            }
+            else if (!DimseStatus.IsPending(message.Status))
+            {
+                Assert.Equal(DimseCommand.CGetResponse, message.Field);
+                return message;
             }
         }
-        while (DimseStatus.IsPending(response.Status));
-
-        Assert.Equal(DimseCommand.CGetResponse, response.Field);
-        Assert.Equal(0xA702, response.Status);
-        Assert.Contains("did not take the SCP role", response.ErrorComment, StringComparison.Ordinal);
     }
 }

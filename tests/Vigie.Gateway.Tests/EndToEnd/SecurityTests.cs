@@ -150,13 +150,7 @@ public sealed class SecurityTests
         await TestCertificates.SelfSignedAsync(pki.Path, "rogue", 2, "/CN=Modality CT1", ct);
         var tlsPort = VigieNode.FreePort();
         var port = tlsPort.ToString(CultureInfo.InvariantCulture);
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
-            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
-            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
-            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
-        }, cancellationToken: ct);
+        await using var node = await StartCheckingClientsAsync(pki, port, ct);
 
         Task<ProcessResult> EchoAsync(params string[] tls) =>
             Peers.RunAsync(echoscu, ["-aec", "VIGIE", .. tls, "+cf", pki.Combine("ca.crt"), "127.0.0.1", port], TimeSpan.FromMinutes(1), cancellationToken: ct);
@@ -179,13 +173,7 @@ public sealed class SecurityTests
         using var pki = new TempDirectory("vigie-pki");
         await MakeHospitalPkiAsync(pki, ct);
         var port = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture);
-        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
-        {
-            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
-            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
-            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
-            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
-        }, cancellationToken: ct);
+        await using var node = await StartCheckingClientsAsync(pki, port, ct);
 
         foreach (var version in new[] { "-tls1_2", "-tls1_3" })
         {
@@ -198,6 +186,16 @@ public sealed class SecurityTests
             Assert.Contains("Vigie Test CA", names.Split('\n').Skip(1).First(), StringComparison.Ordinal);
         }
     }
+
+    /// <summary>A node on TLS port <paramref name="port"/> with the hospital PKI's server certificate, checking clients against its authority.</summary>
+    private static Task<VigieNode> StartCheckingClientsAsync(TempDirectory pki, string port, CancellationToken ct) => VigieNode.StartAsync(
+        environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__TLSPORT"] = port,
+            ["VIGIE__DICOM__SERVER__TLS__CERTIFICATEPATH"] = pki.Combine("server.crt"),
+            ["VIGIE__DICOM__SERVER__TLS__KEYPATH"] = pki.Combine("server.key"),
+            ["VIGIE__DICOM__SERVER__TLS__CLIENTCAPATH"] = pki.Combine("ca.crt"),
+        }, cancellationToken: ct);
 
     private static async Task OpenSslAsync(TempDirectory pki, CancellationToken ct, params string[] arguments)
     {
