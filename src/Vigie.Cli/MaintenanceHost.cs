@@ -8,6 +8,7 @@ using Microsoft.Extensions.Options;
 using Spectre.Console;
 using Vigie.Archive;
 using Vigie.Archive.Keys;
+using Vigie.Core.IO;
 using Vigie.Core;
 using Vigie.Core.Data;
 using Vigie.Gateway;
@@ -57,15 +58,15 @@ internal static class MaintenanceHost
         try
         {
             var database = provider.GetRequiredService<IOptions<DatabaseOptions>>().Value;
-            if (database.Provider == DatabaseProvider.Sqlite && Unreadable(database.SqlitePath!) is { } index)
+            if (database.Provider == DatabaseProvider.Sqlite && FileProblems.WhyUnreadable(database.SqlitePath!) is { } index)
             {
-                throw new InvalidOperationException(index == Missing
+                throw new InvalidOperationException(index == FileProblems.Missing
                     ? $"no index at {database.SqlitePath}: is {data.FullName} a Vigie data folder?"
                     : $"the index {database.SqlitePath} {index}");
             }
 
             var keyFile = provider.GetRequiredService<IOptions<ArchiveOptions>>().Value.KeyFile;
-            if (Unreadable(keyFile!) is { } key)
+            if (FileProblems.WhyUnreadable(keyFile!) is { } key)
             {
                 throw new InvalidOperationException($"the key file {keyFile} {key}");
             }
@@ -79,34 +80,6 @@ internal static class MaintenanceHost
             await Console.Error.WriteLineAsync($"vigie {command}: {e.Message}");
             await provider.DisposeAsync();
             return null;
-        }
-    }
-
-    private const string Missing = "is missing";
-
-    /// <summary>
-    /// Why a file a command needs cannot be opened, or null. A file the user may not reach used to read as missing
-    /// ("the key file is missing": keys lost, to a tired administrator), when it was the wrong account (before 2026-12-06).
-    /// </summary>
-    private static string? Unreadable(string path)
-    {
-        if (Directory.Exists(path))
-        {
-            return "is a folder, not a file";
-        }
-
-        try
-        {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
-            return null;
-        }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
-        {
-            return Missing;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return $"cannot be read by the account {Environment.UserName} (permission denied): run the command as the account that runs vigie serve";
         }
     }
 

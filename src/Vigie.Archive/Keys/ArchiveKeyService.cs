@@ -92,9 +92,12 @@ internal sealed class ArchiveKeyService(
             var kekExists = await keks.ExistsAsync(cancellationToken).ConfigureAwait(false);
             if (!kekExists && rootExists)
             {
-                throw new InvalidOperationException(
-                    "The data folder holds a root key but the key-encryption key file is missing: point Archive:KeyFile at it. " +
-                    "A new key would make every stored object unreadable, so none is created.");
+                // A folder in its place, or a file this account may not read, is not a lost key: say which (before 2026-12-06 "missing").
+                var why = keks is FileKeyEncryptionKeyStore kekFile ? Vigie.Core.IO.FileProblems.WhyUnreadable(kekFile.FilePath) : null;
+                throw new InvalidOperationException(why is null or Vigie.Core.IO.FileProblems.Missing
+                    ? "The data folder holds a root key but the key-encryption key file is missing: point Archive:KeyFile at it. "
+                      + "A new key would make every stored object unreadable, so none is created."
+                    : $"The key-encryption key file {((FileKeyEncryptionKeyStore)keks).FilePath} {why}. A new key would make every stored object unreadable, so none is created.");
             }
 
             if (kekExists && !rootExists && !DataFolderHasObjects() && keks is FileKeyEncryptionKeyStore file

@@ -78,6 +78,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         }
     }
 
+    /// <summary>The key file's full path.</summary>
+    public string FilePath => _path;
+
     public ValueTask<bool> ExistsAsync(CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();

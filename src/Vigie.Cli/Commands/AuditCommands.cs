@@ -20,6 +20,11 @@ internal static class AuditCommands
     private const int MaxShown = 1_000_000;
     private const int MaxTableRows = 10_000;
 
+    /// <summary>The code of <paramref name="codes"/> (a class of AuditCode fields) whose name is <paramref name="name"/>, spaces and case aside.</summary>
+    private static AuditCode? CodeNamed(Type codes, string name) => codes.GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
+        .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), name.Replace(" ", "", StringComparison.Ordinal),
+            StringComparison.OrdinalIgnoreCase));
+
     public static Command Create() => new("audit",
         "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
         + "and follow its export to the collectors.")
@@ -479,21 +484,20 @@ internal static class AuditCommands
             if (eventCode is not null && eventCode.All(char.IsAsciiDigit) && !AuditEventIds.All.Any(c => c.Code == eventCode))
             {
                 // Before 2026-12-06 an unknown code listed nothing, exit 0: as if no such event had happened.
-                await Console.Error.WriteLineAsync($"vigie audit show: no event has the code {eventCode}. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
+                var type = typeof(AuditEventTypes).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>().FirstOrDefault(c => c.Code == eventCode);
+                await Console.Error.WriteLineAsync(type is not null
+                    ? $"vigie audit show: {type.Code} ({type.DisplayName}) is an event type, not an event: filter on its event and read the type column."
+                    : $"vigie audit show: no event has the code {eventCode}. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
                 return ExitCodes.Error;
             }
 
             if (eventCode is not null && !eventCode.All(char.IsAsciiDigit))
             {
-                var named = typeof(AuditEventIds).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
-                    .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), eventCode.Replace(" ", "", StringComparison.Ordinal),
-                        StringComparison.OrdinalIgnoreCase));
+                var named = CodeNamed(typeof(AuditEventIds), eventCode);
                 if (named is null)
                 {
                     // An event type (the table's second column) is not an event: say which one, rather than an unrelated example.
-                    var type = typeof(AuditEventTypes).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
-                        .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), eventCode.Replace(" ", "", StringComparison.Ordinal),
-                            StringComparison.OrdinalIgnoreCase));
+                    var type = CodeNamed(typeof(AuditEventTypes), eventCode);
                     await Console.Error.WriteLineAsync(type is not null
                         ? $"vigie audit show: '{type.DisplayName}' ({type.Code}) is an event type, not an event: filter on its event (for instance 110113 Security Alert or "
                           + "110114 User Authentication) and read the type column."

@@ -26,7 +26,9 @@ internal static class MaintenanceCommands
         var option = new Option<int>("--limit") { Description = $"{description} ({min} to {max:N0}, default {defaultValue}).", DefaultValueFactory = _ => defaultValue };
         option.Validators.Add(result =>
         {
-            if (result.GetValueOrDefault<int>() is var value && (value < min || value > max))
+            // The token, not the parsed value: a value that does not parse is reported by the parser, and reading it here threw.
+            if (result.Tokens is [{ } token] && int.TryParse(token.Value, System.Globalization.NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
+                && (value < min || value > max))
             {
                 result.AddError($"--limit must be between {min} and {max:N0}, not {value}.");
             }
@@ -185,6 +187,11 @@ internal static class MaintenanceCommands
             }
 
             var rotation = services.GetRequiredService<KeyRotationService>();
+            var keyFile = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Vigie.Archive.ArchiveOptions>>().Value.ResolvedKeyFile;
+            // Whatever ends the command from here (a closed SSH session, a failure), the key file has changed already: before
+            // 2026-12-06 an interrupted rotation said only "cancelled", and the operator kept a backup that no longer opened.
+            using var interrupted = ct.Register(() => Console.Error.WriteLine(
+                $"vigie keys rotate: interrupted after the key file changed: run vigie keys rotate again to finish, then back up {keyFile}."));
             var report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
             for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
             {
@@ -217,9 +224,12 @@ internal static class MaintenanceCommands
             {
                 // The key file no longer holds the retired keys: every earlier copy of it is useless for the data as it
                 // is now, and the data backups taken before need the key file of their time (before 2026-12-06 not a word).
-                var keyFile = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Vigie.Archive.ArchiveOptions>>().Value.ResolvedKeyFile;
                 await Console.Error.WriteLineAsync($"vigie keys rotate: back up {keyFile} now, apart from the data folder. Copies of it made before this "
                     + "rotation cannot open the archive any more; keep them only with the data backups made before it, which need them.");
+            }
+            else
+            {
+                await Console.Error.WriteLineAsync($"vigie keys rotate: not finished, and the key file {keyFile} has changed: run vigie keys rotate again, then back it up.");
             }
 
             return report.Failures.Count > 0 ? ExitCodes.Findings : ExitCodes.Ok;

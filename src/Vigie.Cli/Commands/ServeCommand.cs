@@ -158,7 +158,7 @@ internal static class ServeCommand
     {
         if (e is not (IOException or System.Net.Sockets.SocketException or System.Data.Common.DbException or System.Security.Cryptography.CryptographicException
             or System.Security.Authentication.AuthenticationException or UnauthorizedAccessException or InvalidOperationException or ArgumentException
-            or TimeoutException or Microsoft.Extensions.Options.OptionsValidationException))
+            or TimeoutException or FormatException or Microsoft.Extensions.Options.OptionsValidationException))
         {
             return e.ToString();
         }

@@ -106,7 +106,9 @@ internal sealed partial class SignatureDatabase
 
         var builtIn = database.Hashes.Count;
         var ignored = new List<string>();
-        var files = Directory.EnumerateFiles(directory, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false })
+        // Hidden files too (".a.yar"): skipping them was a way to leave a rule out without a word.
+        var files = Directory.EnumerateFiles(directory, "*",
+                new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false, AttributesToSkip = FileAttributes.None })
             .Where(f =>
             {
                 if (KnownExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
@@ -135,7 +137,16 @@ internal sealed partial class SignatureDatabase
             var extension = Path.GetExtension(file).ToLowerInvariant();
             if (extension is ".yar" or ".yara")
             {
-                database.YaraFiles.Add(file);
+                // An empty, truncated or commented-out file compiles to no rule: it yields nothing, and is said so.
+                if (HasYaraRule(File.ReadAllText(file)))
+                {
+                    database.YaraFiles.Add(file);
+                }
+                else
+                {
+                    database.Skipped.Add(new SkippedSignature(Path.GetFileName(file), "no YARA rule in it"));
+                }
+
                 continue;
             }
 
@@ -165,6 +176,19 @@ internal sealed partial class SignatureDatabase
 
         return database;
     }
+
+    /// <summary>Whether YARA source declares a rule outside its comments (a malformed one too: libyara then says what is wrong).</summary>
+    internal static bool HasYaraRule(string source)
+    {
+        var code = YaraComments().Replace(source, " ");
+        return YaraRule().IsMatch(code);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"/\*.*?\*/|//[^\n]*", System.Text.RegularExpressions.RegexOptions.Singleline, 1000)]
+    private static partial System.Text.RegularExpressions.Regex YaraComments();
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?m)^\s*(?:(?:private|global)\s+)*rule\b", System.Text.RegularExpressions.RegexOptions.None, 1000)]
+    private static partial System.Text.RegularExpressions.Regex YaraRule();
 
     /// <summary>Reads one signature file (exposed for tests); <paramref name="extension"/> decides the format.</summary>
     public void LoadFile(string file, string extension)

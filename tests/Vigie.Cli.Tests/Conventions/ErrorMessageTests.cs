@@ -34,6 +34,11 @@ public sealed class ErrorMessageTests
                 Assert.True(limit.ExitCode == 2, limit.ToString());
                 Assert.Contains($"--limit must be between", limit.StandardError, StringComparison.Ordinal);
             }
+
+            // Regression (second review): a value that is no number made the range check throw, exit 134 with a stack trace.
+            var word = await VigieProcess.RunAsync([.. command, "--data", data, "--limit", "abc"], cancellationToken: ct);
+            Assert.True(word.ExitCode == 2, word.ToString());
+            Assert.DoesNotContain("Unhandled", word.StandardError, StringComparison.Ordinal);
         }
 
         var prove = await VigieProcess.RunAsync(["audit", "prove", "-1", "--data", data], cancellationToken: ct);

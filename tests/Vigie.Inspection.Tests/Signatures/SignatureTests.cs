@@ -224,6 +224,26 @@ public sealed class SignatureTests
         Assert.Equal(["hashes.ndb.txt", "rule.yr"], database.Skipped.Select(s => s.Origin));
     }
 
+    /// <summary>
+    /// Regression (second review): an empty or commented-out .yar counted as a usable rules folder, and a hidden rules
+    /// file (".h.hdb") was neither loaded nor listed.
+    /// </summary>
+    [Fact]
+    public void Regression_an_empty_yara_file_counted_as_rules_and_hidden_files_were_passed_over()
+    {
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.Combine("e.yar"), "");
+        File.WriteAllText(temp.Combine("c.yar"), "// rule Off { condition: true }\n/* rule Off2 { condition: true } */\nimport \"pe\"\n");
+        Assert.Contains("yields no signature", Assert.Throws<SignatureFormatException>(() => SignatureDatabase.Load(temp.Path, includeBuiltIn: false)).Message,
+            StringComparison.Ordinal);
+        File.WriteAllText(temp.Combine(".h.hdb"), "44d88612fea8a8f36de82e1278abb02f:68:Hidden.Test\n");
+        var database = SignatureDatabase.Load(temp.Path, includeBuiltIn: false);
+        Assert.Single(database.Hashes);
+        Assert.Empty(database.YaraFiles);
+        Assert.Contains(database.Skipped, s => s.Origin == "c.yar" && s.Reason == "no YARA rule in it");
+        Assert.True(SignatureDatabase.HasYaraRule("private rule X { condition: true }"));
+    }
+
     [Fact]
     public void A_malformed_line_names_its_file_and_line()
     {
