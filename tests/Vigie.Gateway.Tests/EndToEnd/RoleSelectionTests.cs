@@ -50,18 +50,14 @@ public sealed class RoleSelectionTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        var file = Peers.CtCorpusFiles()[0];
-        await node.StoreAsync([file], ct);
-        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var stored = await StoreOneAsync(node, ct);
         PresentationContext[] contexts =
         [
             new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
             new(3, DicomUids.CTImageStorage, [DicomUids.JPEGBaseline8Bit]),
             new(5, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
         ];
-        await using var client = await DicomClient.ConnectAsync(
-            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct,
-            [new RoleSelection(DicomUids.CTImageStorage, ScuRole: true, ScpRole: true)]);
+        await using var client = await ViewerAsync(node, contexts, ct, [new RoleSelection(DicomUids.CTImageStorage, ScuRole: true, ScpRole: true)]);
         var final = await GetStudyAsync(client, stored, answerStores: true, ct);
         Assert.Equal(DimseStatus.Success, final.Status);
     }
@@ -76,22 +72,30 @@ public sealed class RoleSelectionTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        var file = Peers.CtCorpusFiles()[0];
-        await node.StoreAsync([file], ct);
-        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+        var stored = await StoreOneAsync(node, ct);
 
         PresentationContext[] contexts =
         [
             new(1, DicomUids.StudyRootQueryRetrieveInformationModelGet, [DicomUids.ExplicitVRLittleEndian]),
             new(3, DicomUids.CTImageStorage, [DicomUids.ExplicitVRLittleEndian]),
         ];
-        await using var client = await DicomClient.ConnectAsync(
-            new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct);
+        await using var client = await ViewerAsync(node, contexts, ct, []);
         Assert.NotNull(client.Association.AcceptedContext(3));
         var response = await GetStudyAsync(client, stored, answerStores: false, ct);
         Assert.Equal(0xA702, response.Status);
         Assert.Contains("did not take the SCP role", response.ErrorComment, StringComparison.Ordinal);
     }
+
+    /// <summary>Stores the corpus's first file; returns it as read (header).</summary>
+    private static async Task<DicomFile> StoreOneAsync(VigieNode node, CancellationToken ct)
+    {
+        var file = Peers.CtCorpusFiles()[0];
+        await node.StoreAsync([file], ct);
+        return await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+    }
+
+    private static Task<DicomClient> ViewerAsync(VigieNode node, PresentationContext[] contexts, CancellationToken ct, RoleSelection[] roles) =>
+        DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "VIEWER", CalledAE = "VIGIE" }, contexts, ct, roles);
 
     /// <summary>Asks by C-GET for the study of <paramref name="stored"/>; returns the final response (a C-STORE is answered, or fails the test).</summary>
     private static async Task<DimseMessage> GetStudyAsync(DicomClient client, DicomFile stored, bool answerStores, CancellationToken ct)
