@@ -191,3 +191,20 @@ internal sealed class ArchiveMaintenance(
             Details = new AuditDetails { OutcomeDescription = description },
         }, cancellationToken).ConfigureAwait(false);
 }
+
+/// <summary>
+/// The audit entry of a scrub a person runs (`vigie scrub`), beside the node's own runs above: an archive integrity
+/// alert with the findings, or an Application Activity when the archive is clean.
+/// </summary>
+public static class ScrubAudit
+{
+    public static AuditRecord Run(TimeProvider time, ScrubRequest request, ScrubReport report, string account)
+    {
+        var run = $"vigie scrub{(request.VerifyContent ? "" : " --headers-only")}{(request.RevealIdentifiers ? " --reveal-identifiers" : "")}: {report.Summary}";
+        var alert = GatewayAudit.IntegrityAlert(time, "", run, [AuditParticipant.LocalOperator(account)]) with
+        {
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+        };
+        return report.IsClean ? alert with { EventId = AuditEventIds.ApplicationActivity, Outcome = AuditOutcome.Success } : alert;
+    }
+}

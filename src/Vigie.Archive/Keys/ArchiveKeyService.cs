@@ -93,11 +93,12 @@ internal sealed class ArchiveKeyService(
             if (!kekExists && rootExists)
             {
                 // A folder in its place, or a file this account may not read, is not a lost key: say which (before 2026-12-06 "missing").
-                var why = keks is FileKeyEncryptionKeyStore kekFile ? Vigie.Core.IO.FileProblems.WhyUnreadable(kekFile.FilePath) : null;
+                var kekPath = (keks as FileKeyEncryptionKeyStore)?.FilePath;
+                var why = kekPath is null ? null : Vigie.Core.IO.FileProblems.WhyUnreadable(kekPath);
                 throw new InvalidOperationException(why is null or Vigie.Core.IO.FileProblems.Missing
                     ? "The data folder holds a root key but the key-encryption key file is missing: point Archive:KeyFile at it. "
                       + "A new key would make every stored object unreadable, so none is created."
-                    : $"The key-encryption key file {((FileKeyEncryptionKeyStore)keks).FilePath} {why}. A new key would make every stored object unreadable, so none is created.");
+                    : $"The key-encryption key file {kekPath} {why}. A new key would make every stored object unreadable, so none is created.");
             }
 
             if (kekExists && !rootExists && !DataFolderHasObjects() && keks is FileKeyEncryptionKeyStore file

@@ -20,8 +20,11 @@ internal static class AuditCommands
     private const int MaxShown = 1_000_000;
     private const int MaxTableRows = 10_000;
 
-    /// <summary>The code of <paramref name="codes"/> (a class of AuditCode fields) whose name is <paramref name="name"/>, spaces and case aside.</summary>
-    private static AuditCode? CodeNamed(Type codes, string name) => codes.GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>()
+    /// <summary>The codes a class of AuditCode fields (AuditEventIds, AuditEventTypes) holds.</summary>
+    private static IEnumerable<AuditCode> CodesOf(Type codes) => codes.GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>();
+
+    /// <summary>The code of <paramref name="codes"/> whose name is <paramref name="name"/>, spaces and case aside.</summary>
+    private static AuditCode? CodeNamed(Type codes, string name) => CodesOf(codes)
         .FirstOrDefault(c => string.Equals(c.DisplayName.Replace(" ", "", StringComparison.Ordinal), name.Replace(" ", "", StringComparison.Ordinal),
             StringComparison.OrdinalIgnoreCase));
 
@@ -484,7 +487,7 @@ internal static class AuditCommands
             if (eventCode is not null && eventCode.All(char.IsAsciiDigit) && !AuditEventIds.All.Any(c => c.Code == eventCode))
             {
                 // Before 2026-12-06 an unknown code listed nothing, exit 0: as if no such event had happened.
-                var type = typeof(AuditEventTypes).GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>().FirstOrDefault(c => c.Code == eventCode);
+                var type = CodesOf(typeof(AuditEventTypes)).FirstOrDefault(c => c.Code == eventCode);
                 await Console.Error.WriteLineAsync(type is not null
                     ? $"vigie audit show: {type.Code} ({type.DisplayName}) is an event type, not an event: filter on its event and read the type column."
                     : $"vigie audit show: no event has the code {eventCode}. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");

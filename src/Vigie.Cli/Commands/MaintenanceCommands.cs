@@ -62,21 +62,9 @@ internal static class MaintenanceCommands
             // segment, which only this full check finds, reached no audit entry at all. Nothing is shown that cannot be audited.
             try
             {
-                await services.GetRequiredService<IAuditLog>().AppendAsync(new Audit.Model.AuditRecord
-                {
-                    Time = DateTimeOffset.UtcNow,
-                    EventId = report.IsClean ? Audit.Model.AuditEventIds.ApplicationActivity : Audit.Model.AuditEventIds.SecurityAlert,
-                    EventTypes = [Audit.Model.AuditEventTypes.UseOfRestrictedFunction],
-                    Action = Audit.Model.AuditAction.Execute,
-                    Outcome = report.IsClean ? Audit.Model.AuditOutcome.Success : Audit.Model.AuditOutcome.SeriousFailure,
-                    Participants = [Audit.Model.AuditParticipant.LocalOperator(Environment.UserName)],
-                    Details = new Audit.Model.AuditDetails
-                    {
-                        OutcomeDescription = $"archive integrity: vigie scrub{(request.VerifyContent ? "" : " --headers-only")}"
-                            + $"{(request.RevealIdentifiers ? " --reveal-identifiers" : "")}: {report.Summary}",
-                    },
-                }, ct);
+                await services.GetRequiredService<IAuditLog>().AppendAsync(Gateway.ScrubAudit.Run(TimeProvider.System, request, report, Environment.UserName), ct);
             }
+
             catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
             {
                 await Console.Error.WriteLineAsync($"vigie scrub: the run could not be audited, so its report is not shown: {e.Message}");
@@ -188,21 +176,25 @@ internal static class MaintenanceCommands
 
             var rotation = services.GetRequiredService<KeyRotationService>();
             var keyFile = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Vigie.Archive.ArchiveOptions>>().Value.ResolvedKeyFile;
-            // Whatever ends the command from here (a closed SSH session, a failure), the key file has changed already: before
-            // 2026-12-06 an interrupted rotation said only "cancelled", and the operator kept a backup that no longer opened.
-            using var interrupted = ct.Register(() => Console.Error.WriteLine(
-                $"vigie keys rotate: interrupted after the key file changed: run vigie keys rotate again to finish, then back up {keyFile}."));
-            var report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
-            for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
+            // Whatever interrupts the passes (a closed SSH session), the key file has changed already: before 2026-12-06 an
+            // interrupted rotation said only "cancelled", and the operator kept a backup that no longer opened. Once the
+            // passes end, the lines below say where it stands.
+            KeyRotationReport report;
+            using (ct.Register(() => Console.Error.WriteLine(
+                       $"vigie keys rotate: interrupted after the key file changed: run vigie keys rotate again to finish, then back up {keyFile}.")))
             {
-                // Each pass counts what it re-wrapped; the next one finds those current. The operator and the trail get
-                // the whole rotation (before 2026-12-06 the last pass: "28 re-wrapped, 2972 already current").
-                var next = await rotation.RotateAsync(ct);
-                report = next with
+                report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
+                for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
                 {
-                    Rewrapped = report.Rewrapped + next.Rewrapped,
-                    AlreadyCurrent = Math.Max(0, next.AlreadyCurrent - report.Rewrapped),
-                };
+                    // Each pass counts what it re-wrapped; the next one finds those current. The operator and the trail get
+                    // the whole rotation (before 2026-12-06 the last pass: "28 re-wrapped, 2972 already current").
+                    var next = await rotation.RotateAsync(ct);
+                    report = next with
+                    {
+                        Rewrapped = report.Rewrapped + next.Rewrapped,
+                        AlreadyCurrent = Math.Max(0, next.AlreadyCurrent - report.Rewrapped),
+                    };
+                }
             }
 
             await AuditKeyRotationAsync(services, report, ct);
