@@ -6,7 +6,7 @@ namespace Vigie.Core.IO;
 /// File primitives that survive a power cut and concurrent nodes. .NET can fsync a file but refuses to open a directory,
 /// and a new name is only durable once its directory is synced, so the directory part goes through libc.
 /// </summary>
-public static partial class DurableFile
+public static class DurableFile
 {
     private const int ORdOnly = 0;
     private const int OCloExec = 0x80000;
@@ -20,7 +20,7 @@ public static partial class DurableFile
             return; // NTFS journals metadata; there is no directory handle to flush.
         }
 
-        var fd = NativeMethods.Open(directory, ORdOnly | OCloExec);
+        var fd = LibC.Open(directory, ORdOnly | OCloExec);
         if (fd < 0)
         {
             throw new IOException($"Cannot open directory {directory} to sync it (errno {Marshal.GetLastPInvokeError()}).");
@@ -28,14 +28,14 @@ public static partial class DurableFile
 
         try
         {
-            if (NativeMethods.FSync(fd) != 0)
+            if (LibC.FSync(fd) != 0)
             {
                 throw new IOException($"fsync of directory {directory} failed (errno {Marshal.GetLastPInvokeError()}).");
             }
         }
         finally
         {
-            _ = NativeMethods.Close(fd);
+            _ = LibC.Close(fd);
         }
     }
 
@@ -52,7 +52,7 @@ public static partial class DurableFile
             return;
         }
 
-        if (NativeMethods.Link(source, target) != 0)
+        if (LibC.Link(source, target) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             throw new IOException(errno == EExist ? $"The file '{target}' already exists." : $"link failed (errno {errno}) for '{target}'.");
@@ -100,24 +100,5 @@ public static partial class DurableFile
         // The loser syncs too: it is about to rely on the winner's file.
         SyncDirectory(directory);
         return created;
-    }
-
-    private static partial class NativeMethods
-    {
-        [DllImport("libc", EntryPoint = "open", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Open([MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags);
-
-        [DllImport("libc", EntryPoint = "fsync", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int FSync(int fd);
-
-        [DllImport("libc", EntryPoint = "link", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Link([MarshalAs(UnmanagedType.LPUTF8Str)] string source, [MarshalAs(UnmanagedType.LPUTF8Str)] string target);
-
-        [DllImport("libc", EntryPoint = "close", SetLastError = true)]
-        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int Close(int fd);
     }
 }

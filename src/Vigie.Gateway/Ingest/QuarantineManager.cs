@@ -6,6 +6,7 @@ using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
+using Vigie.Core.IO;
 using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway.Ingest;
@@ -51,12 +52,21 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         var item = await FindAsync(quarantineId, cancellationToken).ConfigureAwait(false)
             ?? throw new QuarantineExportException($"no quarantined object {quarantineId}");
         var target = Path.GetFullPath(path);
+        var name = Path.GetFileName(target);
+        if (name.Length == 0)
+        {
+            throw new QuarantineExportException($"{path} names a folder: give the file to write");
+        }
+
+        // Every write below goes through this handle (openat), so the folder checked is the folder written: before
+        // 2026-12-06 the checks and the writes went by path, and a folder swapped for a link in between sent the
+        // decrypted object into the data folder.
+        using var folder = FolderHandle.Open(Path.GetDirectoryName(target)!);
         // A decrypted copy inside the data folder would be plaintext where none may be (and a stranger to the scrub);
         // beside the keys, it would sit where the backups of the data never go, and the analyst would not look.
         foreach (var kept in new[] { archive.Value.DataFolder, archive.Value.KeyFile is { } keyFile ? Path.GetDirectoryName(keyFile) : null })
         {
-            // Through links too: before 2026-12-06 a path through a link to the data folder was written there.
-            if (kept is not null && Vigie.Core.IO.RealPath.IsWithin(target, kept))
+            if (kept is not null && RealPath.IsWithin(folder.Location, kept))
             {
                 throw new QuarantineExportException($"{target} is inside {Path.GetFullPath(kept)}: write the copy outside Vigie's data and key folders");
             }
@@ -67,25 +77,20 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         var reserved = false;
         if (!overwrite)
         {
-            try
-            {
-                new FileStream(target, OwnerOnly(FileOptions.None)).Dispose();
-                reserved = true;
-            }
-            catch (IOException) when (File.Exists(target))
-            {
-                throw new QuarantineExportException($"{target} already exists (--force replaces it)");
-            }
+            using var reservation = folder.CreateNew(name, FileAccess.Write)
+                ?? throw new QuarantineExportException($"{target} already exists (--force replaces it)");
+            reserved = true;
         }
 
-        var partial = Path.Combine(Path.GetDirectoryName(target)!, $".{Path.GetFileName(target)}.{Guid.NewGuid():N}.partial");
+        var partial = $".{name}.{Guid.NewGuid():N}.partial";
         var exported = false;
         try
         {
-            await CopyOutAsync(quarantineId, partial, cancellationToken).ConfigureAwait(false);
             (string? PatientRef, List<AuditObject> Objects) about;
-            await using (var copy = File.OpenRead(partial))
+            await using (var copy = folder.CreateNew(partial, FileAccess.ReadWrite) ?? throw new IOException($"{partial} is taken"))
             {
+                await CopyOutAsync(quarantineId, copy, cancellationToken).ConfigureAwait(false);
+                copy.Position = 0;
                 // PS3.15 A.5.3.7: the export names the patient whose data left, and shows in that patient's history.
                 about = await GatewayAudit.AboutAsync(keys, copy, cancellationToken).ConfigureAwait(false);
             }
@@ -127,15 +132,16 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
                     ],
                 },
             }, cancellationToken).ConfigureAwait(false);
-            File.Move(partial, target, overwrite: true);
+            folder.Rename(partial, name);
+            folder.Sync();
             exported = true;
         }
         finally
         {
-            File.Delete(partial);
+            folder.Delete(partial);
             if (reserved && !exported)
             {
-                File.Delete(target);
+                folder.Delete(name);
             }
         }
 
@@ -143,14 +149,11 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         return item;
     }
 
-    private async Task CopyOutAsync(string quarantineId, string partial, CancellationToken cancellationToken)
+    private async Task CopyOutAsync(string quarantineId, FileStream output, CancellationToken cancellationToken)
     {
-        var options = OwnerOnly(FileOptions.Asynchronous);
-
         try
         {
             await using var reader = await store.OpenQuarantinedAsync(quarantineId, cancellationToken).ConfigureAwait(false);
-            await using var output = new FileStream(partial, options);
             // The reader authenticates every segment and checks the content hash at the end: a damaged copy never comes out whole.
             await using (var source = reader.OpenStream())
             {
@@ -163,17 +166,6 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
         {
             throw new QuarantineExportException($"quarantined object {quarantineId} cannot be read back ({e.Message}); `vigie scrub` reports it", e);
         }
-    }
-
-    private static FileStreamOptions OwnerOnly(FileOptions fileOptions)
-    {
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Options = fileOptions };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-
-        return options;
     }
 
     private static QuarantinedItem ToItem(QuarantineRecord record)

@@ -400,6 +400,9 @@ public sealed class SecurityTests
         Assert.Equal(2, linked.ExitCode);
         Assert.Contains("outside Vigie's data and key folders", linked.StandardError, StringComparison.Ordinal);
         Assert.False(File.Exists(Path.Combine(node.Data, "leak.dcm")));
+        var nowhere = await node.VigieAsync("quarantine", "export", quarantineId, "--out", work.Combine("no-such-folder", "copy.dcm"), "--reason", "test");
+        Assert.Equal(2, nowhere.ExitCode);
+        Assert.Contains("no such folder", nowhere.StandardError, StringComparison.Ordinal);
         var exports = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106", "--details")).StandardOutput).RootElement;
         Assert.Equal(2, exports.GetArrayLength());
         var export = Assert.Single(exports.EnumerateArray(),
