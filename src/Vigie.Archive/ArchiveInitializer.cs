@@ -103,7 +103,7 @@ public sealed class ArchiveInitializer
 
         var foreign = Directory.EnumerateFileSystemEntries(layout.Root)
             .Select(Path.GetFileName)
-            .Where(name => !IsVigieEntry(name!))
+            .Where(name => !ArchiveLayout.IsOwnEntry(name!))
             .Order(StringComparer.Ordinal)
             .Take(4)
             .ToList();
@@ -114,11 +114,4 @@ public sealed class ArchiveInitializer
                 "is it the folder you meant (--data, Archive:DataFolder)? Nothing is created. Give a new or empty folder for a new archive.");
         }
     }
-
-    private static bool IsVigieEntry(string name) =>
-        // vigie.json: `vigie serve` reads its settings from the data folder too, so they may be put there before the first start.
-        name is "objects" or "spool" or "quarantine" or "keys" or "lost+found" or "vigie.json"
-        // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
-        || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)
-        || name.EndsWith(".db-shm", StringComparison.Ordinal) || name.EndsWith(".db-journal", StringComparison.Ordinal);
 }

@@ -49,6 +49,17 @@ internal sealed class ArchiveLayout
     /// <summary>Stored copies found damaged when the same content arrived again, set aside (kept, as evidence) for the new copy.</summary>
     public string Damaged { get; }
 
+    /// <summary>
+    /// True for the names Vigie itself keeps at the top of a data folder; anything else there was put by someone else
+    /// (a ransom note, an index renamed by the ransomware that encrypted it, a file copied in by hand).
+    /// </summary>
+    public static bool IsOwnEntry(string name) =>
+        // vigie.json: `vigie serve` reads its settings from the data folder too, so they may be put there before the first start.
+        name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "vigie.json"
+        // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
+        || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)
+        || name.EndsWith(".db-shm", StringComparison.Ordinal) || name.EndsWith(".db-journal", StringComparison.Ordinal);
+
     /// <summary>A spool file's name: random, so concurrent writers and nodes never collide.</summary>
     public static string NewSpoolName() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 

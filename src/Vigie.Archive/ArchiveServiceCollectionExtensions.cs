@@ -37,7 +37,8 @@ public static class ArchiveServiceCollectionExtensions
             sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<TimeProvider>()));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, ArchiveSchema>());
         services.TryAddSingleton(sp => new ScrubService(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<FileObjectStore>(),
-            sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<ScrubService>>()));
+            sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<ScrubService>>(),
+            indexFile: sp.GetService<IOptions<DatabaseOptions>>()?.Value.SqlitePath));
         services.TryAddSingleton(sp => new KeyRotationService(sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<FileObjectStore>(),
             sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<KeyRotationService>>()));
         services.TryAddSingleton(sp => new RetentionService(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<FileObjectStore>(),

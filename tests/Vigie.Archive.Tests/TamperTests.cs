@@ -262,6 +262,24 @@ public sealed class TamperTests
         Assert.Contains(report.Findings, f => f.Kind == ScrubFindingKind.Foreign && f.Location.EndsWith("README-DECRYPT.txt", StringComparison.Ordinal));
     }
 
+    /// <summary>Bug: a ransom note or an encrypted copy of the index at the top of the data folder passed the scrub.</summary>
+    [Fact]
+    public async Task Regression_files_dropped_at_the_top_of_the_data_folder_passed_the_scrub()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(indexInDataFolder: true);
+        await archive.IngestAsync(Samples.Content(1000, 1), Samples.Entry(1, 1, 1, 1));
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+        await File.WriteAllTextAsync(Path.Combine(archive.DataFolder, "HOW-TO-RECOVER.txt"), "pay us", ct);
+        await File.WriteAllBytesAsync(Path.Combine(archive.DataFolder, "index.db.locked"), new byte[4096], ct);
+        Directory.CreateDirectory(Path.Combine(archive.DataFolder, "objects.bak"));
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.False(report.IsClean);
+        Assert.Equal(3, report.Foreign);
+        Assert.Equal(["HOW-TO-RECOVER.txt", "index.db.locked", "objects.bak"], report.Findings.Select(f => f.Location).Order(StringComparer.Ordinal));
+    }
+
     [Fact]
     public async Task A_tampered_segment_fails_a_range_read_only_where_it_is_read()
     {

@@ -23,10 +23,12 @@ public sealed class ScrubService
     private readonly ArchiveOptions _options;
     private readonly ILogger<ScrubService> _logger;
     private readonly TimeProvider _time;
+    private readonly string? _indexFile;
 
     internal ScrubService(IVigieDatabase database, FileObjectStore store, ArchiveKeyService keys, IOptions<ArchiveOptions> options,
-        ILogger<ScrubService> logger, TimeProvider? time = null)
+        ILogger<ScrubService> logger, TimeProvider? time = null, string? indexFile = null)
     {
+        _indexFile = indexFile is null ? null : Path.GetFullPath(indexFile);
         _database = database;
         _store = store;
         _keys = keys;
@@ -47,6 +49,17 @@ public sealed class ScrubService
 
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var pendingDeletions = await PendingDeletionsAsync(connection, cancellationToken).ConfigureAwait(false);
+
+        // Ransomware leaves its note beside what it encrypted, and renames what it encrypted: at the top of the data
+        // folder both were invisible to the scrub before 2026-12-06.
+        foreach (var entry in Directory.EnumerateFileSystemEntries(layout.Root))
+        {
+            if (!ArchiveLayout.IsOwnEntry(Path.GetFileName(entry)) && !IsIndexFile(entry))
+            {
+                state.Add(new ScrubFinding(ScrubFindingKind.Foreign, Path.GetRelativePath(layout.Root, entry), null, ObjectProblem.NotOurFormat,
+                    "an unexpected entry in the data folder: Vigie did not put it there", []));
+            }
+        }
 
         // Anything in objects/ that is not a fan-out folder is foreign.
         foreach (var entry in Directory.EnumerateFileSystemEntries(layout.Objects))
@@ -429,6 +442,10 @@ public sealed class ScrubService
             _exhausted = count < PageSize;
         }
     }
+
+    // An index given its own name inside the data folder (Database:SqlitePath), and SQLite's side files beside it.
+    private bool IsIndexFile(string entry) =>
+        _indexFile is not null && entry.StartsWith(_indexFile, StringComparison.Ordinal) && entry[_indexFile.Length..] is "" or "-wal" or "-shm" or "-journal";
 
     private sealed class State(int maxFindings)
     {

@@ -79,6 +79,7 @@ internal static class RescanCommand
                         findings = h.Findings.Select(f => new { f.Rule, f.Severity, f.Message, inner_path = f.InnerPath, f.Offset }),
                     }),
                     unreadable = report.Unreadable.Select(u => new { @object = u.ObjectId.ToString(), problem = u.Problem }),
+                    not_found = report.NotFound,
                     duration_seconds = report.Duration.TotalSeconds,
                 });
                 return report.ExitCode;
@@ -100,6 +101,10 @@ internal static class RescanCommand
 
             Console.WriteLine($"{report.Objects.ToString("N0", CultureInfo.InvariantCulture)} objects ({report.Bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes) inspected in {report.Duration.TotalSeconds:F1} s: "
                               + $"{report.Hits.Count} flagged, {report.Unreadable.Count} unreadable");
+            if (report.NotFound > 0)
+            {
+                Console.WriteLine($"{report.NotFound} indexed objects were not found on disk, so not inspected: `vigie scrub` names them.");
+            }
             if (report.Hits.Count > 0 && !request.RevealIdentifiers)
             {
                 Console.WriteLine("--reveal-identifiers names the instances and studies; each flagged object is in the audit trail under its patient.");

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Storage;
 using Vigie.Audit;
@@ -29,12 +30,19 @@ public sealed record RescanRequest
 /// <summary>One archived object that today's rules find malicious (or suspicious, where the gateway quarantines those).</summary>
 public sealed record RescanHit(ObjectId ObjectId, VerdictKind Verdict, IReadOnlyList<Finding> Findings, string? SopInstanceUid, string? StudyInstanceUid);
 
-/// <summary>The outcome of a re-inspection: how much was read, what was flagged, what could not be read.</summary>
+/// <summary>
+/// The outcome of a re-inspection: how much was read, what was flagged, what could not be read, and how many indexed
+/// objects had no file to read (a whole run only).
+/// </summary>
 public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<RescanHit> Hits, IReadOnlyList<(ObjectId ObjectId, string Problem)> Unreadable,
-    TimeSpan Duration)
+    TimeSpan Duration, long NotFound = 0)
 {
-    /// <summary>0 nothing found, 1 something flagged, 2 objects that could not be read (scrub says more).</summary>
-    public int ExitCode => Unreadable.Count > 0 ? 2 : Hits.Count > 0 ? 1 : 0;
+    /// <summary>0 nothing found, 1 something flagged, 2 objects that could not be read or were not there (scrub says more).</summary>
+    public int ExitCode => Unreadable.Count > 0 || NotFound > 0 ? 2 : Hits.Count > 0 ? 1 : 0;
+
+    /// <summary>The counts in one line, for the trail, the log and the terminal alike.</summary>
+    public string Summary => $"{Objects} objects, {Hits.Count} flagged, {Unreadable.Count} unreadable"
+        + (NotFound > 0 ? $", {NotFound} indexed but not found on disk" : string.Empty);
 }
 
 /// <summary>
@@ -43,7 +51,7 @@ public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<Rescan
 /// immutable): each is audited as a security alert under its patient, so that the security officer can follow up
 /// the study, and the run itself is audited.
 /// </summary>
-public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
+public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
     TimeProvider time, ILogger<ArchiveRescan> logger)
 {
     private static readonly DicomReadOptions HeaderRead = new() { StopAtTag = DicomTags.PixelData };
@@ -56,6 +64,9 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
         long objects = 0, bytes = 0;
         var quarantineSuspicious = options.CurrentValue.QuarantineSuspicious;
         var inMemoryLimit = options.CurrentValue.InMemoryInspectionLimit;
+        // The run reads the files it finds: an object whose file is gone would simply not be read, and the count look
+        // whole (before 2026-12-06). Everything indexed before the start has its file by then.
+        var indexed = request.Since is null ? (await index.GetStatsAsync(cancellationToken).ConfigureAwait(false)).Objects : 0;
         await Parallel.ForEachAsync(store.ListWrittenSinceAsync(request.Since ?? DateTimeOffset.MinValue, cancellationToken),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, request.Parallelism), CancellationToken = cancellationToken },
             async (written, ct) =>
@@ -89,23 +100,21 @@ public sealed class ArchiveRescan(IObjectStore store, Inspector inspector, IAudi
             }).ConfigureAwait(false);
 
         var report = new RescanReport(objects, bytes, [.. hits.OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
-            Stopwatch.GetElapsedTime(started));
+            Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects));
         await audit.AppendAsync(new AuditRecord
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.ApplicationActivity,
             EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
             Action = AuditAction.Execute,
-            Outcome = report.Hits.Count > 0 || report.Unreadable.Count > 0 ? AuditOutcome.MinorFailure : AuditOutcome.Success,
+            Outcome = report.ExitCode == 0 ? AuditOutcome.Success : AuditOutcome.MinorFailure,
             Participants = [AuditParticipant.LocalOperator(operatorName)],
             Details = new AuditDetails
             {
-                OutcomeDescription = $"archive re-inspected{(request.Since is { } since ? $" (objects written since {since:O})" : string.Empty)}: "
-                    + $"{report.Objects} objects, {report.Hits.Count} flagged, {report.Unreadable.Count} unreadable",
+                OutcomeDescription = $"archive re-inspected{(request.Since is { } since ? $" (objects written since {since:O})" : string.Empty)}: {report.Summary}",
             },
         }, cancellationToken).ConfigureAwait(false);
-        logger.LogInformation("{Operator} re-inspected the archive: {Objects} objects, {Hits} flagged, {Unreadable} unreadable", operatorName, report.Objects,
-            report.Hits.Count, report.Unreadable.Count);
+        logger.LogInformation("{Operator} re-inspected the archive: {Summary}", operatorName, report.Summary);
         return report;
     }
 

@@ -493,6 +493,13 @@ public sealed class SecurityTests
         Assert.Equal(2, alerts.EnumerateArray().Count(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("flagged by re-inspection",
             StringComparison.Ordinal)));
         Assert.Equal(2, (await node.VigieAsync("rescan", "--rules", work.Combine("no-such-folder"))).ExitCode);
+
+        // Regression: a rescan read the files it found, so an object whose file was gone was not inspected, unsaid.
+        File.Delete(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).First());
+        var missing = await node.VigieAsync("rescan", "--json");
+        Assert.True(missing.ExitCode == 2, missing.ToString());
+        Assert.Equal(1, JsonDocument.Parse(missing.StandardOutput).RootElement.GetProperty("not_found").GetInt64());
+        Assert.Contains("1 indexed objects were not found on disk", (await node.VigieAsync("rescan")).StandardOutput, StringComparison.Ordinal);
         await node.StopAsync();
     }
 
