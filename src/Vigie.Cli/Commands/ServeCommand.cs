@@ -8,6 +8,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Vigie.Core;
+using Vigie.Core.Data;
+using Vigie.Core.IO;
 using Vigie.Gateway;
 using Vigie.Web;
 
@@ -231,6 +233,15 @@ internal static class ServeCommand
         catch (Exception e) when (e is Microsoft.Extensions.Options.OptionsValidationException or InvalidOperationException)
         {
             await Console.Error.WriteLineAsync($"vigie serve: cannot start: {ConfigurationKeys.Explain(e)}");
+            return ExitCodes.Error;
+        }
+
+        // SQLite said only "Error 14: unable to open database file" for an index it could not open (before 2026-12-06).
+        var database = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value;
+        if (database.Provider == DatabaseProvider.Sqlite && FileProblems.WhyUnreadable(database.SqlitePath!, FileAccess.ReadWrite) is { } indexProblem
+            && indexProblem != FileProblems.Missing)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: the index {database.SqlitePath} {indexProblem}");
             return ExitCodes.Error;
         }
 

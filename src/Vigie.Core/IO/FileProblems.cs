@@ -8,8 +8,11 @@ public static class FileProblems
 {
     public const string Missing = "is missing";
 
-    /// <summary>Null when <paramref name="path"/> opens for reading; else "is missing", "is a folder, not a file" or a permission problem.</summary>
-    public static string? WhyUnreadable(string path)
+    /// <summary>
+    /// Null when <paramref name="path"/> opens for <paramref name="access"/>; else "is missing", "is a folder, not a
+    /// file" or a permission problem.
+    /// </summary>
+    public static string? WhyUnreadable(string path, FileAccess access = FileAccess.Read)
     {
         if (Directory.Exists(path))
         {
@@ -18,7 +21,7 @@ public static class FileProblems
 
         try
         {
-            using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);
+            using var handle = File.OpenHandle(path, FileMode.Open, access);
             return null;
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
@@ -27,7 +30,7 @@ public static class FileProblems
         }
         catch (UnauthorizedAccessException)
         {
-            return $"cannot be read by the account {Environment.UserName} (permission denied): run as the account that runs vigie serve";
+            return $"cannot be {(access == FileAccess.Read ? "read" : "written")} by the account {Environment.UserName} (permission denied): run as the account that runs vigie serve";
         }
     }
 }

@@ -53,7 +53,7 @@ public sealed class QuarantineManager(IArchiveIndex index, IObjectStore store, I
             ?? throw new QuarantineExportException($"no quarantined object {quarantineId}");
         var target = Path.GetFullPath(path);
         var name = Path.GetFileName(target);
-        if (name.Length == 0)
+        if (name.Length == 0 || Directory.Exists(target))
         {
             throw new QuarantineExportException($"{path} names a folder: give the file to write");
         }

@@ -213,5 +213,19 @@ public sealed class ErrorMessageTests
         Assert.Equal(["notes.txt"], Directory.EnumerateFileSystemEntries(home).Select(Path.GetFileName));
     }
 
+    /// <summary>Regression: an index that could not be opened (a folder in its place) stopped serve with "SQLite Error 14".</summary>
+    [Fact]
+    public async Task Regression_serve_said_sqlite_error_14_for_an_index_it_could_not_open()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-index");
+        var data = work.Combine("data");
+        Directory.CreateDirectory(Path.Combine(data, "index.db"));
+        var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()], cancellationToken: ct);
+        Assert.Equal(2, serve.ExitCode);
+        Assert.Contains($"cannot start: the index {Path.Combine(data, "index.db")} is a folder, not a file", serve.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("Error 14", serve.StandardError, StringComparison.Ordinal);
+    }
+
     private static string VigieNodePort() => TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

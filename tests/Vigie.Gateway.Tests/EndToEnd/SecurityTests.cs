@@ -403,6 +403,9 @@ public sealed class SecurityTests
         var nowhere = await node.VigieAsync("quarantine", "export", quarantineId, "--out", work.Combine("no-such-folder", "copy.dcm"), "--reason", "test");
         Assert.Equal(2, nowhere.ExitCode);
         Assert.Contains("no such folder", nowhere.StandardError, StringComparison.Ordinal);
+        var folder = await node.VigieAsync("quarantine", "export", quarantineId, "--out", work.Path, "--reason", "test", "--force");
+        Assert.Equal(2, folder.ExitCode);
+        Assert.Contains("names a folder: give the file to write", folder.StandardError, StringComparison.Ordinal);
         var exports = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110106", "--details")).StandardOutput).RootElement;
         Assert.Equal(2, exports.GetArrayLength());
         var export = Assert.Single(exports.EnumerateArray(),
