@@ -99,14 +99,25 @@ internal static class ConfigurationKeys
     internal static string Explain(Exception e)
     {
         var message = e.Message;
-        if (System.Text.RegularExpressions.Regex.Match(message, @"to type '([^']+)'") is not { Success: true } match)
+        if (System.Text.RegularExpressions.Regex.Match(message, @"value '(?<value>.*)' at '(?<path>[^']+)' to type '(?<type>[^']+)'") is not { Success: true } match)
         {
             return message;
         }
 
-        var type = match.Groups[1].Value;
+        // In the operator's words: the binder's message names a .NET type ("to type 'Vigie.Audit.AuditSinkKind'").
+        var (value, path, type) = (match.Groups["value"].Value, match.Groups["path"].Value, match.Groups["type"].Value);
         var names = Sections.Select(s => s.Type.Assembly).Distinct().Select(a => a.GetType(type)).FirstOrDefault(t => t is { IsEnum: true });
-        return names is null ? message : $"{message} It takes one of: {string.Join(", ", Enum.GetNames(names))}.";
+        var expected = names is not null
+            ? $"{(names.IsDefined(typeof(FlagsAttribute), false) ? "a comma-separated list of" : "one of")}: {string.Join(", ", Enum.GetNames(names))}"
+            : Type.GetType(type) switch
+        {
+            { } t when t == typeof(int) || t == typeof(long) || t == typeof(short) => "a whole number",
+            { } t when t == typeof(double) || t == typeof(decimal) || t == typeof(float) => "a number",
+            { } t when t == typeof(bool) => "true or false",
+            { } t when t == typeof(TimeSpan) => "a duration, such as 00:00:30 or 1.00:00:00",
+            _ => "a value of the right kind",
+        };
+        return $"{path} is '{value}', which is not {expected}.";
     }
 
     internal static bool IsKnown(string key)

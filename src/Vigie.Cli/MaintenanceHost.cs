@@ -46,6 +46,18 @@ internal static class MaintenanceHost
         {
             await Console.Error.WriteLineAsync($"vigie {command}: configuration key {key} is not a Vigie setting and is ignored: misspelt?");
         }
+
+        // As serve refuses them: before 2026-12-06 `audit sinks` said "no sink is configured" of a sink with a misspelt Kind.
+        if (ConfigurationKeys.Unreadable(configuration) is { Count: > 0 } unreadable)
+        {
+            foreach (var problem in unreadable)
+            {
+                await Console.Error.WriteLineAsync($"vigie {command}: {problem}");
+            }
+
+            return null;
+        }
+
         var services = new ServiceCollection();
         // Log lines go to stderr: stdout carries the command's output alone (--json must parse).
         services.AddLogging(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)

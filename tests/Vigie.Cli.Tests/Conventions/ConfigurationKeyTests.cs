@@ -107,6 +107,7 @@ public sealed class UnreadableEntryTests
         var problems = ConfigurationKeys.Unreadable(configuration);
         Assert.Equal(2, problems.Count);
         var rule = Assert.Single(problems, p => p.StartsWith("Access:DicomNodes:0 cannot be read:", StringComparison.Ordinal));
+        Assert.Contains("Access:DicomNodes:0:Rights is 'Stor', which is not a comma-separated list of:", rule, StringComparison.Ordinal);
         Assert.Contains("Store", rule, StringComparison.Ordinal);
         var sink = Assert.Single(problems, p => p.StartsWith("Audit:Sinks:0 cannot be read:", StringComparison.Ordinal));
         Assert.Contains("SyslogTcp", sink, StringComparison.Ordinal);

@@ -174,7 +174,7 @@ public sealed class ErrorMessageTests
             await RefusedAsync(["--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()],
                 $$"""{ "Database": { "Provider": "Postgres", "ConnectionString": "Host=127.0.0.1;Port={{closedPort}};Username=vigie;Timeout=5" } }"""),
             StringComparison.Ordinal);
-        Assert.Contains("to type 'Vigie.Core.Data.DatabaseProvider'. It takes one of: Sqlite, Postgres.",
+        Assert.Contains("Database:Provider is 'PostgreSQL', which is not one of: Sqlite, Postgres.",
             await RefusedAsync(["--dicom-port", "1", "--http-port", "1"], """{ "Database": { "Provider": "PostgreSQL" } }"""), StringComparison.Ordinal);
         Assert.Contains("Database:ConnectionString is not a PostgreSQL connection string: Couldn't set prot",
             await RefusedAsync(["--dicom-port", "1", "--http-port", "1"], """{ "Database": { "Provider": "Postgres", "ConnectionString": "Host=db;Prot=5432" } }"""),
@@ -225,6 +225,24 @@ public sealed class ErrorMessageTests
         Assert.Equal(2, serve.ExitCode);
         Assert.Contains($"cannot start: the index {Path.Combine(data, "index.db")} is a folder, not a file", serve.StandardError, StringComparison.Ordinal);
         Assert.DoesNotContain("Error 14", serve.StandardError, StringComparison.Ordinal);
+    }
+
+    /// <summary>Regression: `audit sinks` said "no audit export sink is configured" of a sink whose Kind was misspelt, and serve named a .NET type.</summary>
+    [Fact]
+    public async Task Regression_audit_sinks_said_none_was_configured_of_a_sink_with_a_misspelt_kind()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-sinks");
+        var data = work.Combine("data");
+        Directory.CreateDirectory(data);
+        await File.WriteAllTextAsync(Path.Combine(data, "vigie.json"),
+            """{ "Audit": { "Sinks": [ { "Name": "siem", "Kind": "Sylog", "Host": "127.0.0.1", "Port": 6514 } ] } }""", ct);
+        var sinks = await VigieProcess.RunAsync(["audit", "sinks", "--data", data], cancellationToken: ct);
+        Assert.Equal(2, sinks.ExitCode);
+        Assert.Contains("Audit:Sinks:0:Kind is 'Sylog', which is not one of: SyslogTcp, SyslogTls, FhirHttp, FhirNdjson.", sinks.StandardError,
+            StringComparison.Ordinal);
+        Assert.DoesNotContain("Vigie.Audit", sinks.StandardError, StringComparison.Ordinal);
+        Assert.DoesNotContain("no audit export sink", sinks.StandardOutput, StringComparison.OrdinalIgnoreCase);
     }
 
     private static string VigieNodePort() => TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
