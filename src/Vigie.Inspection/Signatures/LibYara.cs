@@ -48,10 +48,6 @@ internal sealed unsafe class LibYara
         return library;
     }
 
-    /// <summary>Reads and compiles YARA rule files (one namespace per file).</summary>
-    public YaraRules CompileFiles(IEnumerable<string> paths) =>
-        Compile([.. paths.Select(path => (Path.GetFileName(path), File.ReadAllText(path)))]);
-
     /// <summary>Compiles YARA sources (one namespace per file). Throws <see cref="SignatureFormatException"/> listing every compiler error.</summary>
     public YaraRules Compile(IReadOnlyList<(string Name, string Source)> files)
     {

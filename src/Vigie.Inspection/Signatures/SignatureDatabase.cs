@@ -47,8 +47,8 @@ internal sealed partial class SignatureDatabase
 
     public List<SkippedSignature> Skipped { get; } = [];
 
-    /// <summary>YARA source files, in a stable order.</summary>
-    public List<string> YaraFiles { get; } = [];
+    /// <summary>YARA sources by file name, in a stable order: read once, so what was checked for a rule is what compiles.</summary>
+    public List<(string Name, string Source)> YaraFiles { get; } = [];
 
     public int Count => Hashes.Count + Bodies.Count + Logicals.Count;
 
@@ -138,9 +138,10 @@ internal sealed partial class SignatureDatabase
             if (extension is ".yar" or ".yara")
             {
                 // An empty, truncated or commented-out file compiles to no rule: it yields nothing, and is said so.
-                if (HasYaraRule(File.ReadAllText(file)))
+                var source = File.ReadAllText(file);
+                if (HasYaraRule(source))
                 {
-                    database.YaraFiles.Add(file);
+                    database.YaraFiles.Add((Path.GetFileName(file), source));
                 }
                 else
                 {

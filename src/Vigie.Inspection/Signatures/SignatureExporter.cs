@@ -44,7 +44,7 @@ public static class SignatureExporter
         }
         else if (LibYara.Shared(out var error) is { } library)
         {
-            using var rules = library.CompileFiles(database.YaraFiles);
+            using var rules = library.Compile(database.YaraFiles);
             yara = $"{database.YaraFiles.Count} YARA files compiled by libyara";
         }
         else

@@ -34,7 +34,7 @@ internal sealed class YaraEngine : IKnownBadEngine, IDisposable
             return;
         }
 
-        _rules = library.CompileFiles(database.YaraFiles);
+        _rules = library.Compile(database.YaraFiles);
     }
 
     public string Name => "yara";
