@@ -103,6 +103,12 @@ public abstract class InspectionContext
     {
     }
 
+    /// <summary>
+    /// Findings of Medium or graver reported so far in this inspection: compared before and after a child, it says
+    /// whether the child gave cause for concern. Null where the context does not count them (its children are not inspected).
+    /// </summary>
+    public virtual long? ConcerningReports => null;
+
     /// <summary>Charges bytes an analyser is about to decompress; false when the inspection-wide budget is exhausted.</summary>
     public abstract bool TryChargeExtraction(long bytes);
 

@@ -165,15 +165,16 @@ public sealed class DicomReaderTests
     [Fact]
     public async Task Regression_a_deflate_bomb_was_held_in_memory_up_to_the_inflated_size_limit()
     {
-        // 486 KB inflating to 500 MB took 1 GB of memory before the 1 GiB limit; the ratio now stops it past 16 MiB.
-        var raw = new byte[64 * 1024 * 1024];
+        // 486 KB inflating to 500 MB took 1 GB of memory before the 1 GiB limit; the ratio now stops it past 64 MiB.
+        var raw = new byte[96 * 1024 * 1024];
         DicomSamples.Explicit(0x7FE0, 0x0010, "OB", (uint)(raw.Length - 12)).CopyTo(raw, 0);
         var error = await Rejected(DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, DicomSamples.Deflate(raw)));
         Assert.Equal(DicomErrorKind.SizeLimitExceeded, error.Kind);
         Assert.Contains("decompression bomb", error.Message, StringComparison.Ordinal);
 
-        // Highly compressible but under the floor: read.
-        var small = new byte[4 * 1024 * 1024];
+        // Highly compressible but under the floor: read. Regression: a 600-frame binary segmentation (19.6 MB from 28 KB,
+        // 683:1) was refused as a bomb when the floor was 16 MiB.
+        var small = new byte[24 * 1024 * 1024];
         DicomSamples.Explicit(0x7FE0, 0x0010, "OB", (uint)(small.Length - 12)).CopyTo(small, 0);
         var file = await Read(DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, DicomSamples.Deflate(small)));
         Assert.Equal(small.Length - 12, ((DicomValueElement)file.Dataset[DicomTags.PixelData]!).Length);

@@ -78,14 +78,16 @@ internal sealed class CompressedStreamAnalyser : IContentAnalyser
             return null;
         }
 
-        Span<byte> trailer = stackalloc byte[4];
-        if (content.ReadAt(content.Length - 4, trailer) != 4)
+        // A gzip stream kept in a DICOM value ends with the value's NUL pad byte when its length is odd (PS3.5 7.1.1).
+        Span<byte> trailer = stackalloc byte[5];
+        if (content.ReadAt(content.Length - 5, trailer) != 5)
         {
             return null;
         }
 
-        var declared = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer);
-        return declared == (uint)decoded
+        var declared = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer[1..]);
+        var padded = trailer[4] == 0 && System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(trailer) == (uint)decoded;
+        return declared == (uint)decoded || padded
             ? null
             : $"the gzip stream's trailer declares {declared} bytes, not the {decoded} decoded: the file is truncated";
     }

@@ -315,17 +315,22 @@ internal sealed class DicomAnalyser : IContentAnalyser
         {
             context.Report("dicom.element.executable", Severity.Critical, $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}", offset);
         }
-        else if (EmbeddedContent.IsContainer(kind))
-        {
-            context.Report("dicom.element.embedded-file", Severity.Medium, $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}", offset);
-        }
-        else
+        else if (!EmbeddedContent.IsContainer(kind))
         {
             return;
         }
 
         context.MarkInspected(source, value.ValueOffset);
+        var before = context.ConcerningReports;
         await context.InspectChildAsync(path, source, cancellationToken).ConfigureAwait(false);
+        if (!EmbeddedContent.IsExecutable(kind))
+        {
+            // Vendors keep protocols and reports in private elements (GE's gzipped protocol block, a zipped XML, a PDF):
+            // a file read whole and found clean is noted, not held against the object (it was quarantined until 2026-12-06).
+            var clean = before is not null && context.ConcerningReports == before;
+            context.Report("dicom.element.embedded-file", clean ? Severity.Info : Severity.Medium,
+                $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}{(clean ? ", inspected: nothing found in it" : string.Empty)}", offset);
+        }
     }
 
     private static async ValueTask AnalyseDocumentAsync(InspectionContext context, ContentSource content, DicomDataset dataset, DicomValueElement value, string path,
@@ -505,7 +510,9 @@ internal sealed class DicomAnalyser : IContentAnalyser
             var kind = EmbeddedContent.ClassifyValue(whole, start, length);
             // Structural headers only: a script's "#!" is two bytes, as likely as any two pixel values.
             if (kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO
-                or EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip)
+                or EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip
+                // Pixel values spelling a magic by chance made an image Malicious until 2026-12-06.
+                && EmbeddedContent.HasStructure(whole, start, length, kind))
             {
                 context.Report("dicom.pixel-data.embedded-file", EmbeddedContent.IsExecutable(kind) ? Severity.Critical : Severity.High,
                     $"frame {i} of the native pixel data starts with {EmbeddedContent.Describe(kind)}", (pixels.Bulk?.Offset ?? pixels.SourceOffset) + start);

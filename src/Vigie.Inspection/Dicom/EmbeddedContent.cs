@@ -133,6 +133,64 @@ internal static class EmbeddedContent
         return window[..n].IndexOf("%PDF-"u8) > 0 ? EmbeddedKind.Pdf : kind;
     }
 
+    /// <summary>
+    /// Whether bytes classified as a ZIP or a PDF go on as one past the magic. Native pixel values spell "PK\x03\x04" or
+    /// "%PDF-1." by chance (two 16-bit pixels 19280 and 1027); a real file has a sane local header, or a version and an
+    /// object after its header. Other kinds are judged by their magic alone.
+    /// </summary>
+    public static bool HasStructure(ContentSource content, long offset, long length, EmbeddedKind kind)
+    {
+        switch (kind)
+        {
+            case EmbeddedKind.Zip:
+            {
+                Span<byte> header = stackalloc byte[30 + 256];
+                var n = content.ReadAt(offset, header[..(int)Math.Min(header.Length, length)]);
+                header = header[..n];
+                if (header.Length >= 8 && header[2] == 7 && header[3] == 8)
+                {
+                    header = header[4..]; // a spanned archive's marker, then its first local header
+                }
+
+                if (header.Length < 30 || header[2] != 3 || header[3] != 4)
+                {
+                    // An empty archive is its end record alone: no entry on any disk, and its comment ends the value.
+                    return header.Length >= 22 && header[2] == 5 && header[3] == 6 && BinaryPrimitives.ReadUInt32LittleEndian(header[4..]) == 0
+                        && BinaryPrimitives.ReadUInt32LittleEndian(header[8..]) == 0 && 22 + BinaryPrimitives.ReadUInt16LittleEndian(header[20..]) <= length;
+                }
+
+                var version = BinaryPrimitives.ReadUInt16LittleEndian(header[4..]) & 0xFF;
+                var method = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
+                var nameLength = BinaryPrimitives.ReadUInt16LittleEndian(header[26..]);
+                if (version > 63 || method is not (<= 20 or 93 or 94 or 95 or 96 or 97 or 98 or 99) || nameLength == 0 || 30 + nameLength > length)
+                {
+                    return false;
+                }
+
+                var name = header[30..Math.Min(header.Length, 30 + nameLength)];
+                return !name.ContainsAnyInRange((byte)0, (byte)0x1F) && !name.Contains((byte)0x7F);
+            }
+
+            case EmbeddedKind.Pdf:
+            {
+                var window = new byte[(int)Math.Min(PdfHeaderWindow + 4096, length)];
+                var n = content.ReadAt(offset, window);
+                var text = window.AsSpan(0, n);
+                var start = text.IndexOf("%PDF-"u8);
+                if (start < 0 || text.Length < start + 8 || !char.IsAsciiDigit((char)text[start + 5]) || text[start + 6] != '.' || !char.IsAsciiDigit((char)text[start + 7]))
+                {
+                    return false;
+                }
+
+                var rest = text[(start + 8)..];
+                return rest.IndexOf(" obj"u8) >= 0 || rest.IndexOf("xref"u8) >= 0 || rest.IndexOf("trailer"u8) >= 0;
+            }
+
+            default:
+                return true;
+        }
+    }
+
     public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;
 
     public static bool IsContainer(EmbeddedKind kind) => kind is EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar

@@ -73,4 +73,6 @@ internal sealed class EngineContext(
     }
 
     public override bool TryChargeExtraction(long bytes) => session.TryChargeExtraction(this, bytes);
+
+    public override long? ConcerningReports => session.ConcerningReports;
 }

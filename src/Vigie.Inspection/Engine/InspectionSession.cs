@@ -8,6 +8,7 @@ internal sealed class InspectionSession : IDisposable
 
     private readonly Lock _lock = new();
     private readonly List<Finding> _findings = [];
+    private long _concerningReports;
     private readonly HashSet<(string, string, long?, string)> _seen = [];
     private readonly CancellationTokenSource _deadline;
     private readonly CancellationToken _callerToken;
@@ -58,8 +59,16 @@ internal sealed class InspectionSession : IDisposable
 
     public long Extracted => Interlocked.Read(ref _extracted);
 
+    /// <summary>Findings of Medium or graver reported so far, duplicates and dropped ones included.</summary>
+    public long ConcerningReports => Interlocked.Read(ref _concerningReports);
+
     public void Report(Finding finding)
     {
+        if (finding.Severity >= Severity.Medium)
+        {
+            Interlocked.Increment(ref _concerningReports);
+        }
+
         lock (_lock)
         {
             var key = (finding.Rule, finding.InnerPath, finding.Offset, finding.Message);

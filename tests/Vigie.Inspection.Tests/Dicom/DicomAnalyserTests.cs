@@ -269,6 +269,82 @@ public sealed class DicomAnalyserTests
         Assert.Contains("(0008,1140)[0].(0011,1010)", context.Findings.Single(f => f.Rule == "dicom.element.executable").Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression (a review of legitimate objects): vendor files kept in private elements (a zipped XML protocol, a
+    /// gzipped protocol block ending with the value's pad byte, a PDF report) quarantined the image as Suspicious, and
+    /// the gzip one was also called malformed for its pad byte. A clean file is now noted only; a hostile one is not.
+    /// </summary>
+    [Fact]
+    public async Task Regression_clean_vendor_files_in_private_elements_quarantined_the_image()
+    {
+        var protocol = System.Text.Encoding.ASCII.GetBytes("<protocol><step name=\"T1 SE\" tr=\"500\" te=\"15\"/></protocol>\n");
+        byte[] gzipped;
+        var text = protocol;
+        do
+        {
+            using var buffer = new MemoryStream();
+            using (var gzip = new System.IO.Compression.GZipStream(buffer, System.IO.Compression.CompressionLevel.Optimal))
+            {
+                gzip.Write(text);
+            }
+
+            gzipped = buffer.ToArray();
+            text = [.. text, (byte)' '];
+        }
+        while (gzipped.Length % 2 == 0); // odd, so that the written value ends with its NUL pad byte
+        var pdf = Ascii("%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n"
+            + "trailer << /Root 1 0 R >>\n%%EOF\n", 160);
+        var zipped = new ZipBuilder().Add("protocol.xml", System.Text.Encoding.ASCII.GetString(protocol)).Build();
+        foreach (var payload in new[] { zipped, gzipped, pdf })
+        {
+            var image = Image();
+            image.SetString(new DicomTag(0x0025, 0x0010), DicomVR.LO, "SYNTH VENDOR");
+            image.SetBytes(new DicomTag(0x0025, 0x101B), DicomVR.OB, payload);
+            var verdict = await TestInspection.InspectAsync(File(image), "study.dcm");
+            verdict.IsClean();
+            Assert.Contains("nothing found in it", verdict.Has("dicom.element.embedded-file").Message, StringComparison.Ordinal);
+        }
+
+        var hostile = Image();
+        hostile.SetString(new DicomTag(0x0025, 0x0010), DicomVR.LO, "SYNTH VENDOR");
+        hostile.SetBytes(new DicomTag(0x0025, 0x101B), DicomVR.OB,
+            new ZipBuilder().Add("eicar.com", System.Text.Encoding.ASCII.GetString(Signatures.SignatureSamples.Eicar())).Build());
+        var caught = await TestInspection.InspectAsync(File(hostile), "study.dcm");
+        caught.IsMalicious();
+        Assert.Equal(Severity.Medium, caught.Has("dicom.element.embedded-file").Severity);
+    }
+
+    /// <summary>
+    /// Regression (a review of legitimate objects): native pixel values that spell a file's magic by chance (two 16-bit
+    /// pixels 19280 and 1027 are "PK\x03\x04"; 8-bit pixels 37 80 68 70 45 49 46 are "%PDF-1.") made the image Malicious.
+    /// </summary>
+    [Fact]
+    public async Task Regression_pixel_values_spelling_a_zip_or_pdf_magic_made_the_image_malicious()
+    {
+        var mr = Image(64, 64);
+        var pixels = Enumerable.Range(0, 64 * 64 * 2).Select(i => (byte)(i * 7 % 200)).ToArray();
+        ((ReadOnlySpan<byte>)[0x50, 0x4B, 0x03, 0x04, 0xC8, 0x00, 0x10, 0x02]).CopyTo(pixels);
+        mr.SetBytes(DicomTags.PixelData, DicomVR.OW, pixels);
+        (await TestInspection.InspectAsync(File(mr), "mr.dcm")).IsClean();
+
+        var us = Image(64, 64);
+        us.SetUInt16(DicomTags.BitsAllocated, 8);
+        us.SetUInt16(DicomTags.BitsStored, 8);
+        us.SetUInt16(DicomTags.HighBit, 7);
+        var bytes = Enumerable.Range(0, 64 * 64).Select(i => (byte)(i * 5 % 250)).ToArray();
+        "%PDF-1.7"u8.CopyTo(bytes.AsSpan(300));
+        us.SetBytes(DicomTags.PixelData, DicomVR.OB, bytes);
+        (await TestInspection.InspectAsync(File(us), "us.dcm")).IsClean();
+
+        // A real file at a frame's start is still caught.
+        var real = Image(64, 64);
+        var zip = new ZipBuilder().Add("payload.txt", "VIGIE-TEST-MARKER").Build();
+        var withZip = new byte[64 * 64 * 2];
+        zip.CopyTo(withZip, 0);
+        real.SetBytes(DicomTags.PixelData, DicomVR.OW, withZip);
+        (await TestInspection.InspectAsync(File(real), "real.dcm")).IsMalicious();
+    }
+
     [Fact]
     public async Task Archive_in_an_OB_element_is_handed_to_the_archive_analysers()
     {
