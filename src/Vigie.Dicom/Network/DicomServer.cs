@@ -44,10 +44,13 @@ public sealed class DicomServer : IAsyncDisposable
                 throw new InvalidOperationException("Dicom:Server:TlsPort is set but Dicom:Server:Tls:CertificatePath is not.");
             }
 
-            _certificate = new ServerCertificateSource(options.Tls);
-            if (options.Tls.ClientCaPath is not null)
+            // Read once, at start, for both the check and the names the CertificateRequest gives: read apart, a bundle
+            // changed on disk was named from the next certificate renewal yet not trusted (before 2026-12-06).
+            var authorities = options.Tls.ClientCaPath is { } bundle ? DicomTls.LoadAuthorities(bundle) : null;
+            _certificate = new ServerCertificateSource(options.Tls, authorities);
+            if (authorities is not null)
             {
-                _clientValidation = DicomTls.TrustOnly(options.Tls.ClientCaPath, options.Tls.RequireClientCertificate, TlsPeer.Client);
+                _clientValidation = DicomTls.TrustOnly(authorities, options.Tls.RequireClientCertificate, TlsPeer.Client);
             }
             else if (options.Tls.RequireClientCertificate)
             {

@@ -94,9 +94,12 @@ public static class DicomTls
     /// certificate restricts it, must allow signing. Until 2026-12-05 only the chain was checked: any certificate of the
     /// hospital's authority (a modality's, a web server's) passed for the PACS, or for a DICOM client.
     /// </summary>
-    public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate, TlsPeer peer)
+    public static RemoteCertificateValidationCallback TrustOnly(string caBundlePath, bool requireCertificate, TlsPeer peer) =>
+        TrustOnly(LoadAuthorities(caBundlePath), requireCertificate, peer);
+
+    /// <summary>The same, with authorities already read (the server names them in its CertificateRequest too).</summary>
+    internal static RemoteCertificateValidationCallback TrustOnly(X509Certificate2Collection anchors, bool requireCertificate, TlsPeer peer)
     {
-        var anchors = LoadAuthorities(caBundlePath);
         return (_, certificate, presented, errors) =>
         {
             if (certificate is null)

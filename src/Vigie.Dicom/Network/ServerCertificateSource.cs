@@ -6,27 +6,36 @@ namespace Vigie.Dicom.Network;
 /// <summary>
 /// The TLS server certificate, read again when its files change: a hospital's PKI renews certificates every year or
 /// so, and the renewed one is then used from the next handshake, without a restart that would cut the modalities off.
-/// A renewed file that cannot be used (a key that does not match yet, a half-copied file) leaves the current one in
-/// service and is reported by <see cref="ReloadError"/> until a good one arrives.
+/// A renewed file that cannot be used (a key that does not match yet, a half-copied file, a certificate out of its
+/// validity) leaves the current one in service and is reported by <see cref="ReloadError"/> until a good one arrives.
 /// </summary>
 public sealed class ServerCertificateSource
 {
     private static readonly TimeSpan CheckEvery = TimeSpan.FromSeconds(2);
 
+    /// <summary>A renewal that could not be used is tried again this often even if its files look unchanged.</summary>
+    private static readonly TimeSpan RetryFailedEvery = TimeSpan.FromSeconds(30);
+
     private readonly DicomTlsOptions _options;
     private readonly TimeProvider _time;
+    private readonly SslCertificateTrust? _trust;
     private readonly Lock _lock = new();
     private Loaded _current;
-    private DateTime _filesWritten;
+    private FilesStamp _stamp;
     private long _nextCheck;
+    private long _retryFailedAt = long.MaxValue;
 
-    public ServerCertificateSource(DicomTlsOptions options, TimeProvider? time = null)
+    /// <param name="authorities">The client authorities, named in the CertificateRequest; read once by the caller, which checks clients against the same.</param>
+    public ServerCertificateSource(DicomTlsOptions options, X509Certificate2Collection? authorities = null, TimeProvider? time = null)
     {
         _options = options;
         _time = time ?? TimeProvider.System;
-        _filesWritten = FilesWritten();
+        // The authorities go in the CertificateRequest, so that a client holding several certificates (one per
+        // hospital, a vendor's) offers the one Vigie trusts; without them, the client chose blind or sent none.
+        _trust = authorities is null ? null : SslCertificateTrust.CreateForX509Collection(authorities, sendTrustInHandshake: true);
+        _stamp = Stamp();
         _current = Load();
-        _nextCheck = NextCheck();
+        _nextCheck = NextCheck(CheckEvery);
     }
 
     /// <summary>The certificate to present now, reloaded first if its files changed since the last look.</summary>
@@ -42,12 +51,28 @@ public sealed class ServerCertificateSource
     {
         var certificate = DicomTls.LoadCertificate(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword);
         var intermediates = DicomTls.LoadIntermediates(_options.CertificatePath!, _options.KeyPath, _options.CertificatePassword, certificate);
-        // The authorities go in the CertificateRequest, so that a client holding several certificates (one per
-        // hospital, a vendor's) offers the one Vigie trusts; without them, the client chose blind or sent none.
-        var trust = _options.ClientCaPath is { } authorities
-            ? SslCertificateTrust.CreateForX509Collection(DicomTls.LoadAuthorities(authorities), sendTrustInHandshake: true)
-            : null;
-        return new Loaded(certificate, SslStreamCertificateContext.Create(certificate, intermediates, offline: true, trust));
+        return new Loaded(certificate, SslStreamCertificateContext.Create(certificate, intermediates, offline: true, _trust));
+    }
+
+    /// <summary>
+    /// A renewal is taken only while valid: an expired pair restored from an old backup replaced the one in service
+    /// until 2026-12-06, and every modality's handshake then failed.
+    /// </summary>
+    private Loaded LoadRenewal()
+    {
+        var renewed = Load();
+        var now = _time.GetUtcNow().UtcDateTime;
+        if (renewed.Certificate.NotAfter.ToUniversalTime() < now)
+        {
+            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} expired on {renewed.Certificate.NotAfter.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
+        }
+
+        if (renewed.Certificate.NotBefore.ToUniversalTime() > now)
+        {
+            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is not valid before {renewed.Certificate.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
+        }
+
+        return renewed;
     }
 
     private Loaded Refresh()
@@ -59,21 +84,26 @@ public sealed class ServerCertificateSource
 
         lock (_lock)
         {
-            Volatile.Write(ref _nextCheck, NextCheck());
-            var written = FilesWritten();
-            if (written != _filesWritten)
+            var now = _time.GetTimestamp();
+            Volatile.Write(ref _nextCheck, NextCheck(CheckEvery));
+            var stamp = Stamp();
+            // Both files' times and sizes: a pair copied with its times kept (cp -p, rsync -t) moved neither file's
+            // time past the newest one seen, and was never read (before 2026-12-06). A failed renewal is also tried
+            // again now and then, whatever its files look like.
+            if (stamp != _stamp || now >= _retryFailedAt)
             {
-                // A failed load is tried again when the files change once more (the key copied after the certificate, say).
-                _filesWritten = written;
+                _stamp = stamp;
                 try
                 {
                     // The previous certificate is not disposed: a handshake in flight may still hold it.
-                    Volatile.Write(ref _current, Load());
+                    Volatile.Write(ref _current, LoadRenewal());
                     ReloadError = null;
+                    _retryFailedAt = long.MaxValue;
                 }
                 catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
                 {
                     ReloadError = e.Message;
+                    _retryFailedAt = NextCheck(RetryFailedEvery);
                 }
             }
 
@@ -84,18 +114,17 @@ public sealed class ServerCertificateSource
     /// <summary>Why the last change of the files could not be used, while the previous certificate stays in service.</summary>
     public string? ReloadError { get; private set; }
 
-    private long NextCheck() => _time.GetTimestamp() + (long)(CheckEvery.TotalSeconds * _time.TimestampFrequency);
+    private long NextCheck(TimeSpan after) => _time.GetTimestamp() + (long)(after.TotalSeconds * _time.TimestampFrequency);
 
-    private DateTime FilesWritten()
+    private FilesStamp Stamp()
     {
-        var written = File.GetLastWriteTimeUtc(_options.CertificatePath!);
-        if (_options.KeyPath is { } key && File.GetLastWriteTimeUtc(key) is var keyWritten && keyWritten > written)
-        {
-            written = keyWritten;
-        }
-
-        return written;
+        var certificate = new FileInfo(_options.CertificatePath!);
+        var key = _options.KeyPath is { } keyPath ? new FileInfo(keyPath) : null;
+        return new FilesStamp(certificate.Exists ? certificate.LastWriteTimeUtc : default, certificate.Exists ? certificate.Length : -1,
+            key is { Exists: true } ? key.LastWriteTimeUtc : default, key is { Exists: true } ? key.Length : -1);
     }
+
+    private readonly record struct FilesStamp(DateTime CertificateWritten, long CertificateLength, DateTime KeyWritten, long KeyLength);
 
     private sealed record Loaded(X509Certificate2 Certificate, SslStreamCertificateContext Context);
 }

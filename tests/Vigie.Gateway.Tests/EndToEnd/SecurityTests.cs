@@ -253,14 +253,23 @@ public sealed class SecurityTests
         var before = await EchoAsync("server.crt");
         Assert.True(before.ExitCode == 0, before.ToString());
 
-        // The renewal lands the way a copy does: the key first (it does not match the certificate yet), then the certificate.
+        // Regression: an expired pair (an old backup restored by mistake) replaced the certificate in service.
+        File.Copy(pki.Combine("server.crt"), pki.Combine("current.crt"));
+        await TestCertificates.ExpiredAsync(pki.Path, "server", "CN=localhost", ct);
+        await Task.Delay(2500, ct);
+        Assert.True((await EchoAsync("current.crt")).ExitCode == 0, "an expired renewal leaves the certificate in service");
+        Assert.Contains("expired on", (await TlsHealthAsync()).GetProperty("description").GetString(), StringComparison.Ordinal);
+
+        // The renewal lands the way a copy does: the key first (it does not match the certificate yet), then the
+        // certificate. Regression: copied with its times kept (cp -p), older than the key, the certificate was never read.
         await SelfSignedAsync("renewed", 400);
         File.Copy(pki.Combine("renewed.key"), pki.Combine("server.key"), overwrite: true);
         await Task.Delay(2500, ct);
         var halfway = await TlsHealthAsync();
         Assert.Contains("cannot be used", halfway.GetProperty("description").GetString(), StringComparison.Ordinal);
-        Assert.True((await EchoAsync("server.crt")).ExitCode == 0, "the certificate in service stays while the renewal is incomplete");
+        Assert.True((await EchoAsync("current.crt")).ExitCode == 0, "the certificate in service stays while the renewal is incomplete");
         File.Copy(pki.Combine("renewed.crt"), pki.Combine("server.crt"), overwrite: true);
+        File.SetLastWriteTimeUtc(pki.Combine("server.crt"), DateTime.UtcNow.AddDays(-3));
         await Task.Delay(2500, ct);
 
         var after = await EchoAsync("renewed.crt");
