@@ -74,7 +74,8 @@ internal static class CliApp
         {
             // The causes too: "Failed to load configuration from file" says nothing until its JSON error gives the line.
             // The type name only for what is not the operator's to fix (a file, a setting, a lock): that is for a bug report.
-            var expected = e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or FormatException;
+            var expected = e is IOException or UnauthorizedAccessException or InvalidOperationException or InvalidDataException or FormatException
+                or Microsoft.Extensions.Options.OptionsValidationException;
             await Console.Error.WriteLineAsync($"vigie: {(expected ? "" : e.GetType().Name + ": ")}{Vigie.Core.ExceptionCauses.Describe(e)}");
             return ExitCodes.Error;
         }

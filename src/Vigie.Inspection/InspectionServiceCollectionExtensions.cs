@@ -25,7 +25,8 @@ public static class InspectionServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddVigieInspection(this IServiceCollection services)
     {
-        services.AddOptions<InspectionLimits>();
+        services.AddOptions<InspectionLimits>().ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<InspectionLimits>, InspectionLimitsValidation>());
         services.AddOptions<MailInspectionOptions>();
         services.AddOptions<SignatureOptions>();
         services.TryAddSingleton(sp => SignatureDatabase.FromOptions(

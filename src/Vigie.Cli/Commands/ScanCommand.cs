@@ -79,6 +79,7 @@ internal static class ScanCommand
         Inspector inspector;
         try
         {
+            _ = provider.GetRequiredService<IOptions<InspectionLimits>>().Value;
             inspector = provider.GetRequiredService<Inspector>();
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or OptionsValidationException)

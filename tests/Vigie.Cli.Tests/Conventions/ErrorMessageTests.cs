@@ -245,5 +245,24 @@ public sealed class ErrorMessageTests
         Assert.DoesNotContain("no audit export sink", sinks.StandardOutput, StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>Regression: inspection limits were taken as they came; MaxFindings 0 answered every threat A700, unquarantined.</summary>
+    [Fact]
+    public async Task Regression_inspection_limits_of_zero_were_taken_and_max_findings_0_answered_threats_with_an_error()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-limits");
+        var sample = work.Combine("sample.txt");
+        await File.WriteAllTextAsync(sample, "plain text", ct);
+        var environment = new Dictionary<string, string> { ["Vigie__Inspection__MaxFindings"] = "0", ["Vigie__Inspection__MaxDepth"] = "-1" };
+        var scan = await VigieProcess.RunAsync(["scan", sample], environment: environment, cancellationToken: ct);
+        Assert.Equal(2, scan.ExitCode);
+        Assert.Contains("Inspection:MaxFindings 0 is below 1", scan.StandardError, StringComparison.Ordinal);
+        Assert.Contains("Inspection:MaxDepth -1 is below 1", scan.StandardError, StringComparison.Ordinal);
+        var serve = await VigieProcess.RunAsync(["serve", "--data", work.Combine("data"), "--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()],
+            environment: environment, cancellationToken: ct);
+        Assert.Equal(2, serve.ExitCode);
+        Assert.Contains("Inspection:MaxFindings 0 is below 1", serve.StandardError, StringComparison.Ordinal);
+    }
+
     private static string VigieNodePort() => TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
 }
