@@ -44,13 +44,21 @@ internal static class GatewayAudit
     };
 
     /// <summary>Application Activity (start or stop) of this node.</summary>
+    /// <summary>
+    /// A start or stop of the node (PS3.15 A.5.3.1): the node as the Application, and the account that runs it as the
+    /// Application Launcher, so that filtering the trail by that account finds them (the node alone until 2026-12-06).
+    /// </summary>
     public static AuditRecord ApplicationActivity(AuditCode type, string aeTitle, TimeProvider time) => new()
     {
         Time = time.GetUtcNow(),
         EventId = AuditEventIds.ApplicationActivity,
         EventTypes = [type],
         Action = AuditAction.Execute,
-        Participants = [Self(aeTitle, requestor: false, AuditRoles.Application)],
+        Participants =
+        [
+            Self(aeTitle, requestor: false, AuditRoles.Application),
+            AuditParticipant.LocalOperator(Environment.UserName) with { Roles = [AuditRoles.ApplicationLauncher] },
+        ],
     };
 
     /// <summary>

@@ -24,6 +24,11 @@ public sealed class ConfigurationAuditTests
         var first = Assert.Single(await ConfigurationEntriesAsync(node));
         Assert.Matches("^configuration recorded: [0-9]+ settings$", Outcome(first));
         Assert.Equal(["Security Configuration", "Network Configuration", "Software Configuration"], EventTypes(first));
+        // Regression: the start and the stop named the node only, so filtering by the account that ran serve missed them.
+        var byAccount = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--user", Environment.UserName, "--event", "110100")).StandardOutput)
+            .RootElement.EnumerateArray().ToList();
+        Assert.Contains(byAccount, e => EventTypes(e).Contains("Application Start"));
+        Assert.Contains(byAccount, e => EventTypes(e).Contains("Application Stop"));
 
         // The operator adds an export to the FHIR repository, with its token, and slows the maintenance down.
         node.SetEnvironment("VIGIE__AUDIT__SINKS__0__NAME", "arr");
