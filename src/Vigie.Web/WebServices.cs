@@ -344,17 +344,17 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHeal
 /// </summary>
 internal sealed class KeysHealthCheck(IArchiveKeyService archiveKeys, IAuditSigningKeyProvider signingKeys) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var problems = archiveKeys.FindCustodyProblems().ToList();
+        var problems = (await archiveKeys.FindCustodyProblemsAsync(cancellationToken).ConfigureAwait(false)).ToList();
         if (signingKeys.FindCustodyProblem() is { } signing)
         {
             problems.Add(signing);
         }
 
-        return Task.FromResult(problems.Count > 0
+        return problems.Count > 0
             ? HealthCheckResult.Unhealthy(string.Join("; ", problems))
-            : HealthCheckResult.Healthy("key files in place"));
+            : HealthCheckResult.Healthy("key files in place");
     }
 }
 

@@ -192,6 +192,38 @@ public sealed class KeyTests
     }
 
     /// <summary>
+    /// Regressions (a review of a running node): on an idle node a replaced key file was not reported until a store, and
+    /// the report stayed once the right file was back with its own time (cp -p); a key file made readable by others,
+    /// which the next start refuses, was not reported at all.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task Regression_the_key_file_health_followed_stores_not_the_file()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(configure: o => o.KeyReloadInterval = TimeSpan.FromMilliseconds(50));
+        await using var other = await ArchiveHarness.CreateAsync();
+        var keyFile = archive.Options.KeyFile!;
+        await archive.PutAsync(Samples.Content(100, 1));
+        var written = File.GetLastWriteTimeUtc(keyFile);
+        File.Copy(keyFile, keyFile + ".backup");
+        File.SetLastWriteTimeUtc(keyFile + ".backup", written);
+
+        File.Copy(other.Options.KeyFile!, keyFile, overwrite: true);
+        File.SetLastWriteTimeUtc(keyFile, written.AddSeconds(5));
+        await Task.Delay(200, ct);
+        Assert.Contains("shares no key with the keys in use", Assert.Single(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct)), StringComparison.Ordinal);
+
+        File.Copy(keyFile + ".backup", keyFile, overwrite: true);
+        File.SetLastWriteTimeUtc(keyFile, written);
+        await Task.Delay(200, ct);
+        Assert.Empty(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct));
+
+        File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        Assert.Contains("readable by others (mode 644)", Assert.Single(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct)), StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: with the key file removed under a running node, every store failed (the reload threw "missing")
     /// though the node holds its keys in memory and /health said it goes on with them.
     /// </summary>

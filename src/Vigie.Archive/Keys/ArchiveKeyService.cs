@@ -44,6 +44,8 @@ internal sealed class ArchiveKeyService(
     /// <summary>True when this process made the key-encryption keys (first start; not when another node made them first).</summary>
     public bool KeysCreated { get; private set; }
 
+    public ValueTask RefreshKeyFileAsync(CancellationToken cancellationToken) => _keys is null ? ValueTask.CompletedTask : keks.RefreshAsync(cancellationToken);
+
     public IReadOnlyList<string> FindCustodyProblems()
     {
         if (_keys is null)

@@ -65,7 +65,10 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         try
         {
             using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
-            return null;
+            // The node holds its keys; the next start would refuse the file (before 2026-12-06 /health said nothing of it).
+            return OthersMayRead() is { } mode
+                ? $"the key-encryption key file {_path} is readable by others (mode {mode}): the node will not start again until it is chmod 600"
+                : null;
         }
         catch (FileNotFoundException)
         {
@@ -267,8 +270,10 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             {
                 snapshot = await LoadAsync(cancellationToken).ConfigureAwait(false);
             }
-            else if (force || File.GetLastWriteTimeUtc(_path) is var written && written != snapshot.WriteTime
-                     && written != Volatile.Read(ref _refusedReload)?.WriteTime)
+            // After a refusal, any change is looked at, the right file put back with its own time (cp -p) too: it
+            // was compared with the snapshot's time only, and the refusal stayed (before 2026-12-06).
+            else if (force || File.GetLastWriteTimeUtc(_path) is var written
+                     && (Volatile.Read(ref _refusedReload) is { } refused ? written != refused.WriteTime : written != snapshot.WriteTime))
             {
                 snapshot = await ReplaceAsync(snapshot, cancellationToken).ConfigureAwait(false);
             }
@@ -351,6 +356,29 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
 
     private sealed record RefusedReload(DateTime WriteTime, string Problem);
 
+    /// <summary>The file's mode in octal when the group or others have any right to it; null when owner-only.</summary>
+    private string? OthersMayRead()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        var mode = File.GetUnixFileMode(_path);
+        const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
+                                    | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+        return (mode & others) != 0 ? Convert.ToString((int)mode, 8) : null;
+    }
+
+    /// <summary>Reads the file again if the reload interval has passed, as a store would: /health then says what is on disk now.</summary>
+    public async ValueTask RefreshAsync(CancellationToken cancellationToken)
+    {
+        if (_snapshot is not null)
+        {
+            _ = await CurrentAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private async ValueTask<Snapshot> LoadAsync(CancellationToken cancellationToken)
     {
         var snapshot = await ReadAsync(cancellationToken).ConfigureAwait(false);
@@ -366,15 +394,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             throw new InvalidOperationException($"The key file {_path} is missing (Archive:KeyFile).");
         }
 
-        if (!OperatingSystem.IsWindows())
+        if (OthersMayRead() is { } mode)
         {
-            var mode = File.GetUnixFileMode(_path);
-            const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute
-                                        | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
-            if ((mode & others) != 0)
-            {
-                throw new InvalidOperationException($"The key file {_path} is readable by others (mode {Convert.ToString((int)mode, 8)}); chmod 600 it.");
-            }
+            throw new InvalidOperationException($"The key file {_path} is readable by others (mode {mode}); chmod 600 it.");
         }
 
         var writeTime = File.GetLastWriteTimeUtc(_path);

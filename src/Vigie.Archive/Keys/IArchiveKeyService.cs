@@ -19,6 +19,19 @@ public interface IArchiveKeyService
     /// </summary>
     IReadOnlyList<string> FindCustodyProblems();
 
+    /// <summary>
+    /// The same, after looking at the key file again when due (as a store does): on an idle node a replaced file went
+    /// unreported, and a refusal stayed after the right file was back, until the next store (before 2026-12-06).
+    /// </summary>
+    async ValueTask<IReadOnlyList<string>> FindCustodyProblemsAsync(CancellationToken cancellationToken)
+    {
+        await RefreshKeyFileAsync(cancellationToken).ConfigureAwait(false);
+        return FindCustodyProblems();
+    }
+
+    /// <summary>Looks at the key-encryption key file again if it is due.</summary>
+    ValueTask RefreshKeyFileAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
     /// <summary>AES-256-GCM under the sealing key, random nonce; <paramref name="context"/> is bound as associated data.</summary>
     byte[] Seal(ReadOnlySpan<byte> plaintext, ReadOnlySpan<byte> context);
 

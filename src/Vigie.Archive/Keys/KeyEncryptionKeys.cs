@@ -59,6 +59,9 @@ public interface IKeyEncryptionKeyStore
     /// </summary>
     string? FindCustodyProblem() => null;
 
+    /// <summary>Looks at the key file again if it is due, so that <see cref="FindCustodyProblem"/> speaks of the file as it is now.</summary>
+    ValueTask RefreshAsync(CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
     /// <summary>
     /// Starts a rotation: a new active key, the others decrypt-only. When a rotation is already under way it is
     /// returned unchanged (<see cref="KeyRotationState.Resumed"/>), so that re-running finishes the same job.
