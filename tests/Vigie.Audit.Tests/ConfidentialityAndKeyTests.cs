@@ -104,6 +104,43 @@ public sealed class ConfidentialityAndKeyTests
         Assert.True((await h.Log.VerifyAsync(null, ct)).IsValid);
     }
 
+    /// <summary>
+    /// Regression (a review of a running node): a signing key file replaced by another key (a wrong backup) was taken at
+    /// the next start without a word, and every earlier head then failed verification as untrusted; while the node ran,
+    /// /health said the key file was in place.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_signing_key_file_replaced_by_another_key_was_taken_silently()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        await h.Log.AppendAsync(Samples.Record(3), ct);
+        var head = await h.Log.SignTreeHeadAsync(ct);
+        Assert.NotNull(head);
+        var keys = new FileSigningKeyProvider(Microsoft.Extensions.Options.Options.Create(h.Options), h.Store);
+        await keys.GetSignerAsync(ct);
+        Assert.Null(keys.FindCustodyProblem());
+
+        using var other = new TempDirectory("vigie-audit-other-key");
+        using (await FileSigningKeyProvider.LoadOrCreateAsync(other.Combine("audit.pem"), ct))
+        {
+        }
+
+        File.Copy(other.Combine("audit.pem"), h.KeyPath, overwrite: true);
+        Assert.Contains("no longer holds the key in use", keys.FindCustodyProblem(), StringComparison.Ordinal);
+        await h.ReopenAsync();
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await h.Log.GetPublicKeyAsync(ct));
+        Assert.Contains("restore the right key file", refused.Message, StringComparison.Ordinal);
+        Assert.Contains(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
+
+        // Changed on purpose: trusting the earlier key lets the new one sign, and the earlier head still verifies.
+        h.Options.TrustedPublicKeys.Add(Convert.ToBase64String(head.PublicKey));
+        await h.ReopenAsync();
+        await h.Log.AppendAsync(Samples.Record(3), ct);
+        Assert.NotNull(await h.Log.SignTreeHeadAsync(ct));
+        Assert.True((await h.Log.VerifyAsync(null, ct)).IsValid);
+    }
+
     [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task The_signing_key_file_is_created_0600_and_reloaded()

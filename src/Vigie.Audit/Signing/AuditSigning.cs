@@ -115,7 +115,13 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
                 await RefuseToReplaceAsync(path, cancellationToken).ConfigureAwait(false);
             }
 
-            _signer ??= await LoadOrCreateAsync(path, cancellationToken).ConfigureAwait(false);
+            if (_signer is null)
+            {
+                var signer = await LoadOrCreateAsync(path, cancellationToken).ConfigureAwait(false);
+                await RefuseForeignKeyAsync(path, signer, cancellationToken).ConfigureAwait(false);
+                _signer = signer;
+            }
+
             return _signer;
         }
         finally
@@ -127,10 +133,54 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
     public string? FindCustodyProblem()
     {
         var path = options.Value.SigningKeyPath;
-        return _signer is not null && path is not null && !File.Exists(path)
-            ? $"the audit signing key file {path} is gone: tree heads are signed with the key in memory, but the next start refuses "
-              + "to make another one over a signed log; restore the file from its backup"
+        if (_signer is null || path is null)
+        {
+            return null;
+        }
+
+        if (!File.Exists(path))
+        {
+            return $"the audit signing key file {path} is gone: tree heads are signed with the key in memory, but the next start refuses "
+                   + "to make another one over a signed log; restore the file from its backup";
+        }
+
+        // A file replaced under the node (a wrong backup restored) passed as in place until 2026-12-06.
+        byte[] blob;
+        try
+        {
+            blob = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"the audit signing key file {path} cannot be read ({e.Message}): the next start will fail";
+        }
+
+        using var onDisk = blob.Length <= 4096 ? Import(blob) : null;
+        return onDisk is null || !onDisk.PublicKey.AsSpan().SequenceEqual(_signer.PublicKey)
+            ? $"the audit signing key file {path} no longer holds the key in use ({_signer.KeyId}): tree heads are signed with the key in memory, "
+              + "but the next start refuses the file; put the right one back"
             : null;
+    }
+
+    /// <summary>
+    /// A key file that holds another key than the one which signed the latest head (another archive's, a wrong backup)
+    /// is refused, unless that head's key is trusted: taken silently until 2026-12-06, it signed new heads while every
+    /// earlier one failed verification as untrusted.
+    /// </summary>
+    private async ValueTask RefuseForeignKeyAsync(string path, Ed25519Signer signer, CancellationToken cancellationToken)
+    {
+        var latest = await store.FindTreeHeadAsync(Storage.TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false);
+        if (latest is null || latest.PublicKey.AsSpan().SequenceEqual(signer.PublicKey)
+            || options.Value.TrustedPublicKeys.Contains(Convert.ToBase64String(latest.PublicKey), StringComparer.Ordinal))
+        {
+            return;
+        }
+
+        signer.Dispose();
+        throw new InvalidOperationException(
+            $"The audit signing key file {path} holds key {signer.KeyId}, but the latest tree head (entry {latest.TreeSize}) was signed with key "
+            + $"{latest.KeyId}: restore the right key file. If the key was changed on purpose, add the earlier public key "
+            + $"{Convert.ToBase64String(latest.PublicKey)} to Audit:TrustedPublicKeys.");
     }
 
     public async ValueTask<AuditPublicKey?> FindPublicKeyAsync(CancellationToken cancellationToken)
