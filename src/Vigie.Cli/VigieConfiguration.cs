@@ -39,7 +39,7 @@ internal static class VigieConfiguration
             ["Database:SqlitePath"] = Path.Combine(data, "index.db"),
         };
         var builder = new ConfigurationBuilder().AddInMemoryCollection(defaults);
-        var file = settings.ConfigFile ?? new[] { Path.Combine(data, "vigie.json"), Path.GetFullPath("vigie.json") }.FirstOrDefault(File.Exists);
+        var file = settings.ConfigFile ?? SettingsFiles(settings).FirstOrDefault(File.Exists);
         if (file is not null)
         {
             builder.AddJsonFile(Path.GetFullPath(file), optional: settings.ConfigFile is null, reloadOnChange: false);
@@ -49,6 +49,11 @@ internal static class VigieConfiguration
         builder.AddInMemoryCollection(settings.Overrides);
         return builder.Build();
     }
+
+    /// <summary>The settings files a start looks for, in order: --config, else vigie.json in the data folder, then in the current folder.</summary>
+    public static IReadOnlyList<string> SettingsFiles(HostSettings settings) => settings.ConfigFile is { } given
+        ? [Path.GetFullPath(given)]
+        : [Path.Combine(Path.GetFullPath(settings.DataFolder), "vigie.json"), Path.GetFullPath("vigie.json")];
 
     /// <summary>
     /// Binds the inspection options only: `vigie scan` needs nothing else, and not touching the other modules' types
@@ -74,9 +79,12 @@ internal static class VigieConfiguration
         services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));
         services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));
         services.Configure<DicomServerOptions>(configuration.GetSection(DicomServerOptions.Section));
+        // An allow-list emptied on purpose ("DicomNodes": []) refuses everyone; only one never written opens the
+        // loopback default. Both bound to an empty list, and until 2026-12-06 the emptied one gave every local AE every right.
+        var emptied = AccessListEmptied(configuration);
         services.PostConfigure<AccessOptions>(access =>
         {
-            if (access.DicomNodes.Count == 0)
+            if (access.DicomNodes.Count == 0 && !emptied)
             {
                 // No allow-list: only callers on this machine (the node also listens on loopback by default).
                 access.DicomNodes.Add(new DicomNodeRule { AETitle = "*", Networks = ["127.0.0.0/8", "::1"], Rights = DicomRights.All });
@@ -84,6 +92,11 @@ internal static class VigieConfiguration
         });
         return services;
     }
+
+    /// <summary>True when the settings name Access:DicomNodes as an empty list (JSON's [] is kept as the key with no value).</summary>
+    internal static bool AccessListEmptied(IConfiguration configuration) =>
+        !configuration.GetSection("Access:DicomNodes").GetChildren().Any()
+        && configuration.AsEnumerable().Any(pair => pair.Key.Equals("Access:DicomNodes", StringComparison.OrdinalIgnoreCase) && string.IsNullOrEmpty(pair.Value));
 
     /// <summary>
     /// Where list entries given as flags start: past any the file or the environment declare, so that a flag adds an

@@ -215,10 +215,19 @@ internal static class ServeCommand
         builder.Services.AddVigieCore();
         builder.Services.AddGateway();
         builder.Services.AddVigieWeb();
+        builder.Services.AddSingleton(sp => new SettingsFileWatch(VigieConfiguration.SettingsFiles(settings),
+            sp.GetRequiredService<ILogger<SettingsFileWatch>>(), TimeProvider.System));
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<SettingsFileWatch>());
+        builder.Services.AddHealthChecks().AddCheck<SettingsFileWatch>("settings");
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(15));
         await using var app = builder.Build();
         app.MapVigieEndpoints();
         var logger = app.Services.GetRequiredService<ILogger<Program>>();
+        if (VigieConfiguration.AccessListEmptied(configuration))
+        {
+            logger.LogWarning("Access:DicomNodes is an empty list: every DICOM caller is refused (remove the key for the loopback default)");
+        }
+
         foreach (var key in unknownKeys.Take(20))
         {
             // Not an error: a key of a later version must not stop a node. But a misspelt one leaves a default in force.

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Vigie.Cli.Tests.Conventions;
 
@@ -111,6 +112,23 @@ public sealed class UnreadableEntryTests
         Assert.Contains("Store", rule, StringComparison.Ordinal);
         var sink = Assert.Single(problems, p => p.StartsWith("Audit:Sinks:0 cannot be read:", StringComparison.Ordinal));
         Assert.Contains("SyslogTcp", sink, StringComparison.Ordinal);
+    }
+
+    /// <summary>Regression: "DicomNodes": [] (an administrator shutting everyone out) gave every local AE every right.</summary>
+    [Fact]
+    public void Regression_an_emptied_allow_list_gave_every_local_caller_every_right()
+    {
+        static Vigie.Access.AccessOptions Bound(string json)
+        {
+            var configuration = new ConfigurationBuilder().AddJsonStream(new MemoryStream(System.Text.Encoding.UTF8.GetBytes(json))).Build();
+            using var services = new ServiceCollection().AddVigieConfiguration(configuration).BuildServiceProvider();
+            return services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Vigie.Access.AccessOptions>>().Value;
+        }
+
+        Assert.Empty(Bound("""{ "Access": { "DicomNodes": [] } }""").DicomNodes);
+        Assert.Equal("*", Assert.Single(Bound("""{ "Access": { } }""").DicomNodes).AETitle);
+        Assert.Equal("*", Assert.Single(Bound("""{ }""").DicomNodes).AETitle);
+        Assert.Equal("CT01", Assert.Single(Bound("""{ "Access": { "DicomNodes": [ { "AETitle": "CT01", "Networks": [ "10.0.0.0/8" ] } ] } }""").DicomNodes).AETitle);
     }
 
     [Fact]

@@ -68,6 +68,30 @@ public sealed class ConfigurationAuditTests
         Assert.True(verify.ExitCode == 0, verify.ToString());
     }
 
+    /// <summary>
+    /// Regression (a review of a running node): vigie.json edited on a running node, and SIGHUP, changed nothing and
+    /// said nothing, so an administrator shutting a modality out believed it done.
+    /// </summary>
+    [Fact]
+    public async Task Regression_editing_the_settings_of_a_running_node_said_nothing_of_the_restart_it_needs()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("settings", ct)).Status);
+        using (var hangUp = System.Diagnostics.Process.Start("kill", ["-HUP", node.ProcessId!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            await hangUp.WaitForExitAsync(ct);
+        }
+
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("SIGHUP received", StringComparison.Ordinal), ct);
+        await File.WriteAllTextAsync(Path.Combine(node.Data, "vigie.json"), """{ "Access": { "DicomNodes": [] } }""", ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("changed after the start", StringComparison.Ordinal), ct);
+        var (status, description) = await node.HealthCheckAsync("settings", ct);
+        Assert.Equal("Degraded", status);
+        Assert.Contains("restart vigie serve to apply it", description, StringComparison.Ordinal);
+        Assert.Null(node.ExitCode);
+    }
+
     private static string Outcome(JsonElement entry) => entry.GetProperty("details").GetProperty("outcome").GetString()!;
 
     private static List<string> EventTypes(JsonElement entry) => [.. entry.GetProperty("event_types").EnumerateArray().Select(t => t.GetString()!)];

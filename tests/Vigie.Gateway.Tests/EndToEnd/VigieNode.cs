@@ -56,6 +56,8 @@ internal sealed class VigieNode : IAsyncDisposable
     /// <summary>The exit code of `vigie serve` once it has exited.</summary>
     public int? ExitCode => _process is { HasExited: true } process ? process.ExitCode : null;
 
+    public int? ProcessId => _process?.Id;
+
     public static async Task<VigieNode> StartAsync(DatabaseProvider provider = DatabaseProvider.Sqlite, IEnumerable<string>? arguments = null,
         IDictionary<string, string>? environment = null, CancellationToken cancellationToken = default)
     {
