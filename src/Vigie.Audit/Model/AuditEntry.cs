@@ -26,6 +26,12 @@ public sealed record AuditEntry
 public sealed record AuditQuery
 {
     public string? PatientRef { get; init; }
+
+    /// <summary>
+    /// Entries about any of these patients (one Patient ID under each issuer it is known by), besides <see cref="PatientRef"/>.
+    /// </summary>
+    public IReadOnlyList<string>? PatientRefs { get; init; }
+
     public string? UserId { get; init; }
     public DateTimeOffset? From { get; init; }
     public DateTimeOffset? To { get; init; }

@@ -1036,12 +1036,17 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
         var where = new List<string>();
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var command = connection.CreateCommand(null, "");
-        if (query.PatientRef is not null)
+        var patients = (query.PatientRefs ?? []).Concat(query.PatientRef is { } one ? [one] : []).Distinct(StringComparer.Ordinal).ToList();
+        if (patients.Count > 0)
         {
             // The runs give where each of the patient's bursts starts; each ends where the next run (any patient) starts.
-            where.Add("r.patient_ref = @p");
-            where.Add("e.patient_ref = @p");
-            command.With("@p", query.PatientRef);
+            var names = string.Join(", ", patients.Select((_, i) => $"@p{i}"));
+            where.Add($"r.patient_ref IN ({names})");
+            where.Add($"e.patient_ref IN ({names})");
+            for (var i = 0; i < patients.Count; i++)
+            {
+                command.With($"@p{i}", patients[i]);
+            }
         }
 
         if (query.UserId is not null)
@@ -1096,7 +1101,7 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
             command.With("@c", query.Cursor.Value);
         }
 
-        var sql = new StringBuilder($"SELECT {QualifiedEntryColumns} FROM ").Append(query.PatientRef is null ? "audit_entry e" : PatientRunsJoin);
+        var sql = new StringBuilder($"SELECT {QualifiedEntryColumns} FROM ").Append(patients.Count == 0 ? "audit_entry e" : PatientRunsJoin);
         if (where.Count > 0)
         {
             sql.Append(" WHERE ").AppendJoin(" AND ", where);

@@ -35,6 +35,20 @@ internal static class AuditCommands
         Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(), Reindex(),
     };
 
+    /// <summary>The issuers the archive files this Patient ID under (none when the ID has wildcards, or is not there).</summary>
+    private static async Task<IReadOnlyList<string>> IssuersOfAsync(IServiceProvider services, string id, CancellationToken ct)
+    {
+        if (id.Length == 0 || id.AsSpan().IndexOfAny('*', '?', '\\') >= 0)
+        {
+            return [];
+        }
+
+        var matches = await services.GetRequiredService<IArchiveIndex>().QueryAsync(
+            new ArchiveQuery(QueryLevel.Patient, [new QueryKey(Vigie.Dicom.DicomTags.PatientID.Value, id), new QueryKey(Vigie.Dicom.DicomTags.IssuerOfPatientID.Value, "")]) { Limit = 100 }, ct);
+        return [.. matches.Matches.Select(m => IndexNormalizer.Identifier(m.Attributes.First(Vigie.Dicom.DicomTags.IssuerOfPatientID.Value) ?? ""))
+            .Where(i => i.Length > 0).Distinct(StringComparer.Ordinal)];
+    }
+
     /// <summary>
     /// Reading or verifying the trail is itself audited (PS3.15 A.5.3.2 Audit Log Used): the account that ran the
     /// command, what it did, and the trail as the object. False, with the reason on stderr, if it could not be recorded.
@@ -475,12 +489,18 @@ internal static class AuditCommands
             }
 
             string? patientRef = null;
+            IReadOnlyList<string> patientRefs = [];
             if (parse.GetValue(patient) is { Length: > 0 } patientText)
             {
                 var at = patientText.LastIndexOf('@');
                 var id = IndexNormalizer.Identifier(at > 0 ? patientText[..at] : patientText);
                 var issuer = IndexNormalizer.Identifier(at > 0 ? patientText[(at + 1)..] : string.Empty);
-                patientRef = Convert.ToHexStringLower(services.GetRequiredService<IArchiveKeyService>().HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + id));
+                var keys = services.GetRequiredService<IArchiveKeyService>();
+                string Ref(string issuedBy) => Convert.ToHexStringLower(keys.HashIdentifier(IdentifierKinds.Patient, issuedBy + "\0" + id));
+                patientRef = Ref(issuer);
+                // A bare Patient ID is the patient under each issuer the archive knows it by, as a C-FIND on it matches
+                // them all: before 2026-12-06 only entries filed without an issuer were listed, and the officer saw none.
+                patientRefs = at > 0 ? [patientRef] : [patientRef, .. (await IssuersOfAsync(services, id, ct)).Select(Ref)];
             }
 
             var eventCode = parse.GetValue(eventId);
@@ -523,7 +543,7 @@ internal static class AuditCommands
             var log = services.GetRequiredService<IAuditLog>();
             var query = new AuditQuery
             {
-                PatientRef = patientRef,
+                PatientRefs = patientRefs,
                 UserId = parse.GetValue(user),
                 From = parse.GetValue(from),
                 To = parse.GetValue(to),
@@ -582,10 +602,14 @@ internal static class AuditCommands
 
             var used = string.Create(CultureInfo.InvariantCulture,
                 $"audit show: {page.Entries.Count} events listed{(filters.Count > 0 ? " by " + string.Join(", ", filters) : "")}{(parse.GetValue(details) ? ", sealed details opened" : "")}");
-            if (!await RecordAuditLogUsedAsync(services, AuditAction.Read, AuditOutcome.Success, used, patientRef, ct))
+            // In each history searched: the patient under every issuer sees that the trail was searched for them.
+            foreach (var searched in patientRefs.Count > 0 ? patientRefs.Select(r => (string?)r) : [null])
             {
-                // Nothing is shown that cannot be audited.
-                return ExitCodes.Error;
+                if (!await RecordAuditLogUsedAsync(services, AuditAction.Read, AuditOutcome.Success, used, searched, ct))
+                {
+                    // Nothing is shown that cannot be audited.
+                    return ExitCodes.Error;
+                }
             }
 
             if (parse.GetValue(json))

@@ -182,6 +182,15 @@ public sealed class AuditLogUseTests
         Assert.Contains("110112", events);
         var second = await node.VigieAsync("audit", "show", "--json", "--patient", "ISS-1@HOSP_B", "--event", "110112");
         Assert.Single(JsonDocument.Parse(second.StandardOutput).RootElement.EnumerateArray());
+
+        // Regression (review of the officer's workflows): --patient with the bare ID listed none of the stores, which
+        // carry the issuer, so the officer concluded nobody had touched the patient. It is the ID under every issuer.
+        var bare = await node.VigieAsync("audit", "show", "--json", "--patient", "ISS-1", "--event", "110104");
+        Assert.True(bare.ExitCode == 0, bare.ToString());
+        Assert.Equal(2, JsonDocument.Parse(bare.StandardOutput).RootElement.GetArrayLength());
+        var searchedFor = await node.VigieAsync("audit", "show", "--json", "--details", "--patient", "ISS-1@HOSP_B", "--event", "110101");
+        Assert.True(JsonDocument.Parse(searchedFor.StandardOutput).RootElement.EnumerateArray()
+            .Any(e => e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("by patient, event 110104", StringComparison.Ordinal)), searchedFor.ToString());
     }
 
     /// <summary>
