@@ -33,7 +33,7 @@ public sealed record DicomReadOptions
     /// Inflated bytes allowed whatever the ratio. Mostly empty masks and black frames deflate far past 100:1 (a
     /// 600-frame binary segmentation: 19.6 MB from 28 KB); at 16 MiB such objects were refused as bombs until 2026-12-06.
     /// </summary>
-    public long DeflateRatioFloor { get; init; } = 64L * 1024 * 1024;
+    public long DeflateRatioFloor { get; init; } = 32L * 1024 * 1024;
 
     /// <summary>
     /// Most elements out of ascending tag order (PS3.5 7.1). Each is inserted in its place, which moves the elements

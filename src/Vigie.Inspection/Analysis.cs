@@ -104,8 +104,8 @@ public abstract class InspectionContext
     }
 
     /// <summary>
-    /// Findings of Medium or graver reported so far in this inspection: compared before and after a child, it says
-    /// whether the child gave cause for concern. Null where the context does not count them (its children are not inspected).
+    /// Causes for concern so far in this inspection (findings of Low or graver, inner objects that are not passive
+    /// data): compared before and after a child, it says whether the child gave any. Null where the context does not count them (its children are not inspected).
     /// </summary>
     public virtual long? ConcerningReports => null;
 

@@ -23,8 +23,8 @@ public sealed class InspectionLimitsValidation : IValidateOptions<InspectionLimi
 
         AtLeast(nameof(options.MaxDepth), options.MaxDepth, 1);
         AtLeast(nameof(options.MaxObjects), options.MaxObjects, 1);
-        AtLeast(nameof(options.MaxInnerSize), options.MaxInnerSize, 1024);
-        AtLeast(nameof(options.MaxTotalExtracted), options.MaxTotalExtracted, 1024);
+        AtLeast(nameof(options.MaxInnerSize), options.MaxInnerSize, 1);
+        AtLeast(nameof(options.MaxTotalExtracted), options.MaxTotalExtracted, 1);
         AtLeast(nameof(options.MaxCompressionRatio), options.MaxCompressionRatio, 1);
         AtLeast(nameof(options.InMemoryThreshold), options.InMemoryThreshold, 0);
         AtLeast(nameof(options.RatioCheckFloor), options.RatioCheckFloor, 0);

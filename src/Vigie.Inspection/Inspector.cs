@@ -232,6 +232,7 @@ public sealed class Inspector
         parent.MarkInspected(content);
 
         var type = readAs ?? ContentIdentifier.Identify(content);
+        session.NoteInnerObject(type, name);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
     }

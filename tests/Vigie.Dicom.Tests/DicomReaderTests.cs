@@ -165,7 +165,7 @@ public sealed class DicomReaderTests
     [Fact]
     public async Task Regression_a_deflate_bomb_was_held_in_memory_up_to_the_inflated_size_limit()
     {
-        // 486 KB inflating to 500 MB took 1 GB of memory before the 1 GiB limit; the ratio now stops it past 64 MiB.
+        // 486 KB inflating to 500 MB took 1 GB of memory before the 1 GiB limit; the ratio now stops it past 32 MiB.
         var raw = new byte[96 * 1024 * 1024];
         DicomSamples.Explicit(0x7FE0, 0x0010, "OB", (uint)(raw.Length - 12)).CopyTo(raw, 0);
         var error = await Rejected(DicomSamples.Part10(DicomUids.DeflatedExplicitVRLittleEndian, DicomSamples.Deflate(raw)));

@@ -297,6 +297,9 @@ internal sealed class DicomAnalyser : IContentAnalyser
         value.Tag.IsPrivate || value.Length >= LongValue || value.VR is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV
             or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC or DicomVR.UR;
 
+    /// <summary>Largest file in an element that can be found clean (vendor protocols and reports are far smaller).</summary>
+    private const long MaxVendorFileChecked = 16L << 20;
+
     /// <summary>Longer than any short string or number list of a real object (an LO is 64 characters): looked at whatever its VR.</summary>
     private const int LongValue = 256;
 
@@ -327,7 +330,10 @@ internal sealed class DicomAnalyser : IContentAnalyser
         {
             // Vendors keep protocols and reports in private elements (GE's gzipped protocol block, a zipped XML, a PDF):
             // a file read whole and found clean is noted, not held against the object (it was quarantined until 2026-12-06).
-            var clean = before is not null && context.ConcerningReports == before;
+            // Only the vendors' kinds, read whole with nothing of concern, and no program in the raw bytes (an archive
+            // comment, a second gzip member): the rest stays Medium, as a second review showed the ways around.
+            var clean = before is not null && context.ConcerningReports == before && kind is EmbeddedKind.Zip or EmbeddedKind.Gzip or EmbeddedKind.Pdf
+                && !EmbeddedContent.MayHideProgram(source, kind, MaxVendorFileChecked);
             context.Report("dicom.element.embedded-file", clean ? Severity.Info : Severity.Medium,
                 $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}{(clean ? ", inspected: nothing found in it" : string.Empty)}", offset);
         }
@@ -510,7 +516,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
             var kind = EmbeddedContent.ClassifyValue(whole, start, length);
             // Structural headers only: a script's "#!" is two bytes, as likely as any two pixel values.
             if (kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO
-                or EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip
+                or EmbeddedKind.Zip or EmbeddedKind.Pdf or EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip or EmbeddedKind.Gzip
                 // Pixel values spelling a magic by chance made an image Malicious until 2026-12-06.
                 && EmbeddedContent.HasStructure(whole, start, length, kind))
             {

@@ -111,6 +111,29 @@ internal static class EmbeddedContent
         return LooksLikeHtml(head) ? EmbeddedKind.Html : EmbeddedKind.None;
     }
 
+    /// <summary>Most bytes after a PDF header searched for an object before it counts as a PDF anyway.</summary>
+    private const long MaxPdfBodySearched = 64L << 20;
+
+    private static bool ContainsAny(ContentSource content, long offset, long length, long bound, byte[][] needles)
+    {
+        const int chunk = 1 << 20;
+        var longest = needles.Max(n => n.Length);
+        var buffer = new byte[chunk + longest];
+        for (long done = 0; done < Math.Min(length, bound); done += chunk)
+        {
+            var read = content.ReadAt(offset + done, buffer.AsSpan(0, (int)Math.Min(buffer.Length, length - done)));
+            foreach (var needle in needles)
+            {
+                if (buffer.AsSpan(0, read).IndexOf(needle) >= 0)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return length > bound;
+    }
+
     /// <summary>PDF readers look for the header in a file's first kilobyte, not only at its start.</summary>
     private const int PdfHeaderWindow = 1024;
 
@@ -173,22 +196,64 @@ internal static class EmbeddedContent
 
             case EmbeddedKind.Pdf:
             {
-                var window = new byte[(int)Math.Min(PdfHeaderWindow + 4096, length)];
-                var n = content.ReadAt(offset, window);
-                var text = window.AsSpan(0, n);
+                var head = new byte[(int)Math.Min(PdfHeaderWindow + 8, length)];
+                var text = head.AsSpan(0, content.ReadAt(offset, head));
                 var start = text.IndexOf("%PDF-"u8);
                 if (start < 0 || text.Length < start + 8 || !char.IsAsciiDigit((char)text[start + 5]) || text[start + 6] != '.' || !char.IsAsciiDigit((char)text[start + 7]))
                 {
                     return false;
                 }
 
-                var rest = text[(start + 8)..];
-                return rest.IndexOf(" obj"u8) >= 0 || rest.IndexOf("xref"u8) >= 0 || rest.IndexOf("trailer"u8) >= 0;
+                // An object anywhere in the rest, not only near the header: a 9000-byte comment line after it hid a
+                // PDF at a frame's start (second review). Past the bound, it counts as one.
+                return ContainsAny(content, offset + start + 8, length - start - 8, MaxPdfBodySearched, [" obj"u8.ToArray(), "xref"u8.ToArray(), "trailer"u8.ToArray()]);
+            }
+
+            case EmbeddedKind.Gzip:
+            {
+                // Header bytes a real gzip stream has (no reserved flag, a known compression level, a known system), and a
+                // deflate stream behind them that decodes: 1F 8B 08 alone is three pixel bytes.
+                Span<byte> header = stackalloc byte[10];
+                if (length < 18 || content.ReadAt(offset, header) != 10 || (header[3] & 0xE0) != 0 || header[8] is not (0 or 2 or 4) || header[9] is > 13 and not 255)
+                {
+                    return false;
+                }
+
+                try
+                {
+                    using var gzip = new System.IO.Compression.GZipStream(content.OpenStream(offset, Math.Min(length, 64 * 1024)),
+                        System.IO.Compression.CompressionMode.Decompress);
+                    Span<byte> decoded = stackalloc byte[16];
+                    return gzip.ReadAtLeast(decoded, decoded.Length, throwOnEndOfStream: false) > 0;
+                }
+                catch (InvalidDataException)
+                {
+                    return false;
+                }
             }
 
             default:
                 return true;
         }
+    }
+
+    /// <summary>
+    /// Whether raw bytes carry a program's signature anywhere (a PE's "PE\0\0", an ELF header) or, for a gzip stream, a
+    /// second member: where an archive's comment or a second gzip member hides a program that inspection of the
+    /// decoded entries does not reach. Values larger than <paramref name="maxBytes"/> count as carrying one.
+    /// </summary>
+    public static bool MayHideProgram(ContentSource content, EmbeddedKind kind, long maxBytes)
+    {
+        if (content.Length > maxBytes)
+        {
+            return true;
+        }
+
+        var bytes = new byte[content.Length];
+        var read = content.ReadAt(0, bytes);
+        var span = bytes.AsSpan(0, read);
+        return span.IndexOf("PE\0\0"u8) >= 0 || span.IndexOf("\u007FELF"u8) >= 0
+            || (kind == EmbeddedKind.Gzip && span.Length > 10 && span[10..].IndexOf((ReadOnlySpan<byte>)[0x1F, 0x8B, 0x08]) >= 0);
     }
 
     public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;

@@ -59,12 +59,30 @@ internal sealed class InspectionSession : IDisposable
 
     public long Extracted => Interlocked.Read(ref _extracted);
 
-    /// <summary>Findings of Medium or graver reported so far, duplicates and dropped ones included.</summary>
+    /// <summary>
+    /// Causes for concern so far: findings of Low or graver (duplicates and dropped ones included), and inner objects
+    /// that are not passive data (<see cref="NoteInnerObject"/>).
+    /// </summary>
     public long ConcerningReports => Interlocked.Read(ref _concerningReports);
+
+    /// <summary>
+    /// Counts an inner object as a cause for concern unless it is passive data under a harmless name: a script in an
+    /// archive (invoice.js) raises no finding of its own, yet makes the archive no mere data file.
+    /// </summary>
+    public void NoteInnerObject(ContentType type, string name)
+    {
+        var passive = type is ContentType.Text or ContentType.Xml or ContentType.Png or ContentType.Jpeg or ContentType.Gif or ContentType.Jpeg2000
+            or ContentType.Pdf or ContentType.Dicom or ContentType.Zip or ContentType.Gzip or ContentType.Bzip2 or ContentType.Xz or ContentType.Tar
+            or ContentType.SevenZip;
+        if (!passive || NameChecks.IsDangerousExtension(NameChecks.Extension(name)))
+        {
+            Interlocked.Increment(ref _concerningReports);
+        }
+    }
 
     public void Report(Finding finding)
     {
-        if (finding.Severity >= Severity.Medium)
+        if (finding.Severity >= Severity.Low)
         {
             Interlocked.Increment(ref _concerningReports);
         }

@@ -50,6 +50,32 @@ internal static class UrlChecks
     }
 
     /// <summary>An IPv4/IPv6 literal, including the integer and hex spellings browsers accept (http://3232235777/).</summary>
+    /// <summary>
+    /// True for an address written plainly (dotted decimal, or IPv6) in a private, loopback or link-local range: an
+    /// intranet server. An obfuscated form (hex, octal, one number) is never counted as private.
+    /// </summary>
+    public static bool IsPrivateAddress(string host)
+    {
+        var plain = host.Trim('[', ']');
+        if (!IPAddress.TryParse(plain, out var address) || (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && address.ToString() != plain))
+        {
+            return false;
+        }
+
+        if (address.IsIPv4MappedToIPv6)
+        {
+            address = address.MapToIPv4();
+        }
+
+        if (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+        {
+            var b = address.GetAddressBytes();
+            return b[0] == 10 || b[0] == 127 || (b[0] == 172 && b[1] is >= 16 and <= 31) || (b[0] == 192 && b[1] == 168) || (b[0] == 169 && b[1] == 254);
+        }
+
+        return IPAddress.IsLoopback(address) || address.IsIPv6LinkLocal || address.IsIPv6UniqueLocal;
+    }
+
     public static bool IsRawIp(string host)
     {
         if (host.Contains(':') && IPAddress.TryParse(host, out _))

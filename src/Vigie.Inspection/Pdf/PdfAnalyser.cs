@@ -414,7 +414,10 @@ internal sealed class PdfAnalyser : IContentAnalyser
 
         if (UrlChecks.Host(uri) is { } host && UrlChecks.IsRawIp(host))
         {
-            state.Reporter.Report(Rules.PdfUriIp, Severity.Medium, $"object {owner.Number}: link to a raw IP address: {shown}", owner.Offset);
+            // Reports link to intranet viewers by address; a phishing link goes to the Internet (both were Medium until 2026-12-06).
+            var intranet = UrlChecks.IsPrivateAddress(host);
+            state.Reporter.Report(Rules.PdfUriIp, intranet ? Severity.Info : Severity.Medium,
+                $"object {owner.Number}: link to a raw IP address{(intranet ? " on a private network" : string.Empty)}: {shown}", owner.Offset);
         }
     }
 
@@ -508,17 +511,20 @@ internal sealed class PdfAnalyser : IContentAnalyser
             }
 
             var name = state.FileNames.TryGetValue(number, out var fileName) ? Path.GetFileName(fileName.Replace('\\', '/')) : $"object {number} (embedded file)";
-            Active(state, stream, Rules.PdfEmbeddedFile, Severity.Medium, $"embedded file '{Inspector.SanitiseName(name)}' ({stream.StreamLength} encoded bytes)");
-            if (encrypted)
+            var described = $"embedded file '{Inspector.SanitiseName(name)}' ({stream.StreamLength} encoded bytes)";
+            using var file = encrypted ? null : await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
+            if (file is null)
             {
+                Active(state, stream, Rules.PdfEmbeddedFile, Severity.Medium, described);
                 continue;
             }
 
-            using var file = await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
-            if (file is not null)
-            {
-                await context.InspectChildAsync(name.Length == 0 ? $"object {number}" : name, file, cancellationToken).ConfigureAwait(false);
-            }
+            var before = context.ConcerningReports;
+            await context.InspectChildAsync(name.Length == 0 ? $"object {number}" : name, file, cancellationToken).ConfigureAwait(false);
+            // PDF/A-3 reports carry their data (an XML, a CSV) as attachments: one read whole and found clean is noted,
+            // not held against the report (it was quarantined until 2026-12-06).
+            var clean = before is not null && context.ConcerningReports == before;
+            Active(state, stream, Rules.PdfEmbeddedFile, clean ? Severity.Info : Severity.Medium, described + (clean ? ", inspected: nothing found in it" : string.Empty));
         }
     }
 

@@ -312,6 +312,38 @@ public sealed class DicomAnalyserTests
         var caught = await TestInspection.InspectAsync(File(hostile), "study.dcm");
         caught.IsMalicious();
         Assert.Equal(Severity.Medium, caught.Has("dicom.element.embedded-file").Severity);
+
+        // Second review: what the first fix let through as clean. A script in the archive, a program in its comment,
+        // a second gzip member, an HTML page.
+        static byte[] Gzip(byte[] data)
+        {
+            using var buffer = new MemoryStream();
+            using (var gzip = new System.IO.Compression.GZipStream(buffer, System.IO.Compression.CompressionLevel.Optimal))
+            {
+                gzip.Write(data);
+            }
+
+            return buffer.ToArray();
+        }
+
+        var withComment = new ZipBuilder().Add("protocol.xml", "<protocol/>").Build();
+        withComment[^2] = 8; // the end record's comment length, then the comment: a PE header's signature
+        var commented = withComment.Concat("PE\0\0MARKER"u8.ToArray()).ToArray();
+        foreach (var payload in new[]
+                 {
+                     new ZipBuilder().Add("invoice.js", "var shell = 'VIGIE-TEST-MARKER';").Build(),
+                     commented,
+                     Gzip(protocol).Concat(Gzip(ExecutableSamples.Pe())).ToArray(),
+                     Ascii("<html><body><script>document.title='VIGIE-TEST-MARKER'</script></body></html>", 96),
+                 })
+        {
+            var image = Image();
+            image.SetString(new DicomTag(0x0025, 0x0010), DicomVR.LO, "SYNTH VENDOR");
+            image.SetBytes(new DicomTag(0x0025, 0x101B), DicomVR.OB, payload);
+            var verdict = await TestInspection.InspectAsync(File(image), "study.dcm");
+            Assert.True(verdict.Kind != VerdictKind.Clean, verdict.Describe());
+            Assert.Equal(Severity.Medium, verdict.Has("dicom.element.embedded-file").Severity);
+        }
     }
 
     /// <summary>
@@ -335,6 +367,28 @@ public sealed class DicomAnalyserTests
         "%PDF-1.7"u8.CopyTo(bytes.AsSpan(300));
         us.SetBytes(DicomTags.PixelData, DicomVR.OB, bytes);
         (await TestInspection.InspectAsync(File(us), "us.dcm")).IsClean();
+
+        // Second review: a PDF whose first object comes after a 9000-byte comment line, and a gzip stream, at a frame's start.
+        var hidden = Image(128, 128);
+        var frame = new byte[128 * 128 * 2];
+        var pdf = System.Text.Encoding.ASCII.GetBytes("%PDF-1.4\n%" + new string('c', 9000) + "\n1 0 obj << /OpenAction << /S /JavaScript /JS (app.alert\\(1\\)) >> >> endobj\n%%EOF\n");
+        pdf.CopyTo(frame, 0);
+        hidden.SetBytes(DicomTags.PixelData, DicomVR.OW, frame);
+        (await TestInspection.InspectAsync(File(hidden), "hidden.dcm")).IsMalicious();
+        var gzipped = Image(64, 64);
+        var gzipFrame = new byte[64 * 64 * 2];
+        using (var buffer = new MemoryStream())
+        {
+            using (var gzip = new System.IO.Compression.GZipStream(buffer, System.IO.Compression.CompressionLevel.Optimal))
+            {
+                gzip.Write(ExecutableSamples.Pe());
+            }
+
+            buffer.ToArray().CopyTo(gzipFrame, 0);
+        }
+
+        gzipped.SetBytes(DicomTags.PixelData, DicomVR.OW, gzipFrame);
+        (await TestInspection.InspectAsync(File(gzipped), "gzipped.dcm")).IsMalicious();
 
         // A real file at a frame's start is still caught.
         var real = Image(64, 64);

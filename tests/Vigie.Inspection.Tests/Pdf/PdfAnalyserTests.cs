@@ -100,6 +100,31 @@ public sealed class PdfAnalyserTests
         Assert.Contains("192.0.2.44", verdict.Has("pdf.uri-ip").Message);
     }
 
+    /// <summary>
+    /// Regression (a review of legitimate objects): a report linking to an intranet viewer by address, and a PDF/A-3
+    /// report carrying its data as a clean XML attachment, were quarantined. Public addresses, obfuscated spellings and
+    /// hostile attachments still count.
+    /// </summary>
+    [Fact]
+    public async Task Regression_intranet_links_and_clean_data_attachments_quarantined_reports()
+    {
+        var pdf = PdfBuilder.Document();
+        var viewer = pdf.Add("<< /Type /Annot /Subtype /Link /Rect [0 0 1 1] /A << /S /URI /URI (http://10.20.30.40/viewer?study=1) >> >>");
+        var xml = pdf.AddStream("/Type /EmbeddedFile /Subtype /text#2Fxml", Encoding.ASCII.GetBytes("<?xml version=\"1.0\"?><report><value>12</value></report>"), flate: true);
+        var spec = pdf.Add($"<< /Type /Filespec /F (data.xml) /UF (data.xml) /AFRelationship /Data /EF << /F {xml} 0 R >> >>");
+        pdf.PageExtra += $" /Annots [{viewer} 0 R]";
+        pdf.CatalogExtra = $"/Names << /EmbeddedFiles << /Names [(data.xml) {spec} 0 R] >> >> /AF [{spec} 0 R]";
+        var verdict = await Inspect(pdf);
+        verdict.IsClean();
+        Assert.Contains("private network", verdict.Has("pdf.uri-ip").Message, StringComparison.Ordinal);
+        Assert.Contains("nothing found in it", verdict.Has("pdf.embedded-file").Message, StringComparison.Ordinal);
+
+        var hex = PdfBuilder.Document();
+        var obfuscated = hex.Add("<< /Type /Annot /Subtype /Link /Rect [0 0 1 1] /A << /S /URI /URI (http://0x0a.0x14.0x1e.0x28/login) >> >>");
+        hex.PageExtra += $" /Annots [{obfuscated} 0 R]";
+        Assert.Equal(Severity.Medium, (await Inspect(hex)).Has("pdf.uri-ip").Severity);
+    }
+
     [Fact]
     public async Task Encryption_is_reported()
     {
