@@ -14,5 +14,8 @@ internal sealed class GatewaySchema : ISchemaProvider
             """
             CREATE TABLE gateway_configuration (node TEXT NOT NULL, setting TEXT NOT NULL, fingerprint BYTEA NOT NULL, PRIMARY KEY (node, setting));
             """),
+        new("gateway", 2, "archived objects a re-inspection found hostile: never forwarded nor retrieved",
+            "CREATE TABLE gateway_withheld (object_id BLOB PRIMARY KEY, flagged_at INTEGER NOT NULL, rules TEXT NOT NULL);",
+            "CREATE TABLE gateway_withheld (object_id BYTEA PRIMARY KEY, flagged_at BIGINT NOT NULL, rules TEXT NOT NULL);"),
     ];
 }

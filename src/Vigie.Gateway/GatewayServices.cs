@@ -33,6 +33,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IAuditSealer, ArchiveAuditSealer>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, GatewaySchema>());
         services.TryAddSingleton<ConfigurationAudit>();
+        services.TryAddSingleton<Ingest.WithheldObjects>();
         services.TryAddSingleton<IRetentionAudit, RetentionAuditBridge>();
         services.TryAddSingleton<IRetentionHold, Forwarding.ForwardRetentionHold>();
         services.AddArchive();

@@ -80,6 +80,7 @@ internal static class RescanCommand
                     }),
                     unreadable = report.Unreadable.Select(u => new { @object = u.ObjectId.ToString(), problem = u.Problem }),
                     not_found = report.NotFound,
+                    released = report.Released,
                     duration_seconds = report.Duration.TotalSeconds,
                 });
                 return report.ExitCode;
@@ -101,6 +102,16 @@ internal static class RescanCommand
 
             Console.WriteLine($"{report.Objects.ToString("N0", CultureInfo.InvariantCulture)} objects ({report.Bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes) inspected in {report.Duration.TotalSeconds:F1} s: "
                               + $"{report.Hits.Count} flagged, {report.Unreadable.Count} unreadable");
+            if (report.Hits.Count > 0)
+            {
+                Console.WriteLine("Flagged objects stay in the archive but are withheld: never forwarded, and a retrieve fails for them.");
+            }
+
+            if (report.Released > 0)
+            {
+                Console.WriteLine($"{report.Released} objects withheld by an earlier rescan are no longer flagged, and are released.");
+            }
+
             if (report.NotFound > 0)
             {
                 Console.WriteLine($"{report.NotFound} indexed objects were not found on disk, so not inspected: `vigie scrub` names them.");

@@ -40,6 +40,7 @@ internal sealed class GatewayServiceProvider(
     NegotiationStatus negotiation,
     StoreStatus stores,
     RetrieveIntegrity retrieveIntegrity,
+    Ingest.WithheldObjects withheld,
     ILogger<GatewayServiceProvider> logger,
     TimeProvider time) : IDicomServiceProvider
 {
@@ -488,6 +489,11 @@ internal sealed class GatewayServiceProvider(
     private async ValueTask<Stream> OpenDataSetAsync(RetrievedObject about, string indexedSyntax, string indexedInstance, CancellationToken cancellationToken)
     {
         var id = about.Id;
+        if (await withheld.ReasonAsync(id, cancellationToken).ConfigureAwait(false) is { } reason)
+        {
+            throw new InvalidDataException(reason);
+        }
+
         ArchiveObjectReader reader;
         try
         {

@@ -26,6 +26,7 @@ namespace Vigie.Gateway.Forwarding;
 internal sealed class Forwarder(
     Outbox outbox,
     IObjectStore store,
+    Ingest.WithheldObjects withheld,
     IAuditLog audit,
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
@@ -191,6 +192,12 @@ internal sealed class Forwarder(
             try
             {
                 var id = ObjectId.Parse(request.ObjectId);
+                if (await withheld.ReasonAsync(id, cancellationToken).ConfigureAwait(false) is { } reason)
+                {
+                    await GiveUpAsync(message, destination.AETitle, reason, null, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
                 await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
                 await using var stream = reader.OpenStream();
                 // Up to the study's UID, for the audit record of an object that cannot be delivered.

@@ -40,9 +40,13 @@ public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<Rescan
     /// <summary>0 nothing found, 1 something flagged, 2 objects that could not be read or were not there (scrub says more).</summary>
     public int ExitCode => Unreadable.Count > 0 || NotFound > 0 ? 2 : Hits.Count > 0 ? 1 : 0;
 
+    /// <summary>Objects withheld by an earlier run that this whole run no longer flags, released.</summary>
+    public int Released { get; init; }
+
     /// <summary>The counts in one line, for the trail, the log and the terminal alike.</summary>
-    public string Summary => $"{Objects} objects, {Hits.Count} flagged, {Unreadable.Count} unreadable"
-        + (NotFound > 0 ? $", {NotFound} indexed but not found on disk" : string.Empty);
+    public string Summary => $"{Objects} objects, {Hits.Count} flagged (withheld from forwarding and retrieval), {Unreadable.Count} unreadable"
+        + (NotFound > 0 ? $", {NotFound} indexed but not found on disk" : string.Empty)
+        + (Released > 0 ? $", {Released} no longer flagged and released" : string.Empty);
 }
 
 /// <summary>
@@ -51,7 +55,7 @@ public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<Rescan
 /// immutable): each is audited as a security alert under its patient, so that the security officer can follow up
 /// the study, and the run itself is audited.
 /// </summary>
-public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
+public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, WithheldObjects withheld, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
     TimeProvider time, ILogger<ArchiveRescan> logger)
 {
     private static readonly DicomReadOptions HeaderRead = new() { StopAtTag = DicomTags.PixelData };
@@ -86,6 +90,7 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Inspe
                             request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null);
                         // Audited as found: a long run stopped half-way still leaves what it found in the trail.
                         await audit.AppendAsync(HitRecord(hit, header, operatorName), ct).ConfigureAwait(false);
+                        await withheld.WithholdAsync(written.Id, string.Join(", ", findings.Select(f => f.Rule).Distinct().Take(8)), ct).ConfigureAwait(false);
                         hits.Add(hit);
                     }
                 }
@@ -99,8 +104,12 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Inspe
                 progress?.Report(done);
             }).ConfigureAwait(false);
 
+        // A whole run with today's rules is the judgement: what it no longer flags is released (a rule withdrawn).
+        var released = request.Since is null && unreadable.IsEmpty
+            ? await withheld.ReleaseAllButAsync(hits.Select(h => h.ObjectId).ToHashSet(), cancellationToken).ConfigureAwait(false)
+            : 0;
         var report = new RescanReport(objects, bytes, [.. hits.OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
-            Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects));
+            Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects)) { Released = released };
         await audit.AppendAsync(new AuditRecord
         {
             Time = time.GetUtcNow(),

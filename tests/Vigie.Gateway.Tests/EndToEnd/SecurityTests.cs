@@ -506,6 +506,25 @@ public sealed class SecurityTests
             StringComparison.Ordinal)));
         Assert.Equal(2, (await node.VigieAsync("rescan", "--rules", work.Combine("no-such-folder"))).ExitCode);
 
+        // Regression (review of the officer's workflows): a flagged object was still retrieved (and forwarded to a PACS
+        // that had been down). It is withheld; a whole rescan that no longer flags it releases it.
+        async Task<int> RetrievedAsync()
+        {
+            using var got = new TempDirectory("vigie-withheld");
+            await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-aet", "MODALITY", "-S", "-k", "QueryRetrieveLevel=IMAGE",
+                "-k", $"StudyInstanceUID={file.Dataset.GetString(DicomTags.StudyInstanceUID)}", "-k", $"SeriesInstanceUID={file.Dataset.GetString(DicomTags.SeriesInstanceUID)}",
+                "-k", "SOPInstanceUID=2.25.5521552155", "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+            return Directory.GetFiles(got.Path).Length;
+        }
+
+        Assert.Equal(0, await RetrievedAsync());
+        var cleared = Directory.CreateDirectory(work.Combine("withdrawn")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(cleared, "other.ndb"), $"Vigie.Test.Other:0:*:{Convert.ToHexStringLower("VIGIE-NOT-THERE-9"u8)}\n", ct);
+        var release = await node.VigieAsync("rescan", "--rules", cleared);
+        Assert.True(release.ExitCode == 0, release.ToString());
+        Assert.Contains("no longer flagged, and are released", release.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(1, await RetrievedAsync());
+
         // Regression: a rescan read the files it found, so an object whose file was gone was not inspected, unsaid.
         File.Delete(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).First());
         var missing = await node.VigieAsync("rescan", "--json");
