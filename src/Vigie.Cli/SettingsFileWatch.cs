@@ -81,7 +81,20 @@ internal sealed class SettingsFileWatch : BackgroundService, IHealthCheck
 
     private static (bool Exists, DateTime Written, long Length) Stamp(string file)
     {
+        // The file a link points to (a ConfigMap, a managed link): stamped as the link itself, its edits went unseen.
         var info = new FileInfo(file);
+        try
+        {
+            if (info.LinkTarget is not null && info.ResolveLinkTarget(returnFinalTarget: true) is FileInfo target)
+            {
+                info = target;
+            }
+        }
+        catch (IOException)
+        {
+            // A link loop: the link itself is all there is to stamp.
+        }
+
         return info.Exists ? (true, info.LastWriteTimeUtc, info.Length) : (false, default, 0);
     }
 }

@@ -103,6 +103,9 @@ public sealed class GatewayStartup(
                 initialization.KeyFile);
         }
 
+        // The signing key now, not at the first head seconds later: a foreign or exposed key file stops the start
+        // (before 2026-12-06 the node ran and stored with nothing signed).
+        await audit.GetPublicKeyAsync(cancellationToken).ConfigureAwait(false);
         await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
         await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
         // Before the node accepts anything: what a power cut took from the index is filed again first.

@@ -32,9 +32,10 @@ public sealed class InspectionLimitsValidation : IValidateOptions<InspectionLimi
         AtLeast(nameof(options.MaxFindings), options.MaxFindings, 1);
         AtLeast(nameof(options.MaxInMemoryTotal), options.MaxInMemoryTotal, 0);
         AtLeast(nameof(options.BatchParallelism), options.BatchParallelism, 0);
-        if (options.Timeout <= TimeSpan.Zero)
+        // A timer cannot wait past 49 days; a day is already far past any object's inspection.
+        if (options.Timeout <= TimeSpan.Zero || options.Timeout > TimeSpan.FromDays(1))
         {
-            problems.Add($"{at}:Timeout {options.Timeout} is not a positive duration");
+            problems.Add($"{at}:Timeout {options.Timeout} is not between 0 and 1 day");
         }
 
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);

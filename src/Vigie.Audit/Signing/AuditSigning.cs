@@ -144,6 +144,12 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
                    + "to make another one over a signed log; restore the file from its backup";
         }
 
+        if (!OperatingSystem.IsWindows()
+            && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        {
+            return $"the audit signing key file {path} is readable or writable by group or others: the next start refuses it; chmod 600 it";
+        }
+
         // A file replaced under the node (a wrong backup restored) passed as in place until 2026-12-06.
         byte[] blob;
         try

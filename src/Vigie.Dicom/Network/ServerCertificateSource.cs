@@ -72,6 +72,21 @@ public sealed class ServerCertificateSource
             throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is not valid before {renewed.Certificate.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
         }
 
+        // In date but unusable was taken too (second review): one not for servers, or from another authority, which
+        // the modalities that trust the current one refuse. Another authority is a migration, made at a restart.
+        if (renewed.Certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault() is { } usage
+            && !usage.EnhancedKeyUsages.Cast<System.Security.Cryptography.Oid>().Any(o => o.Value is "1.3.6.1.5.5.7.3.1" or "2.5.29.37.0"))
+        {
+            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is not for servers (its Extended Key Usage lacks serverAuth)");
+        }
+
+        var current = Volatile.Read(ref _current).Certificate;
+        if (!renewed.Certificate.IssuerName.RawData.AsSpan().SequenceEqual(current.IssuerName.RawData))
+        {
+            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is issued by {renewed.Certificate.Issuer}, not {current.Issuer} "
+                + "as the one in service: a certificate from another authority is taken at the next restart of vigie serve");
+        }
+
         return renewed;
     }
 

@@ -253,11 +253,17 @@ public sealed class ErrorMessageTests
         using var work = new TempDirectory("vigie-cli-limits");
         var sample = work.Combine("sample.txt");
         await File.WriteAllTextAsync(sample, "plain text", ct);
-        var environment = new Dictionary<string, string> { ["Vigie__Inspection__MaxFindings"] = "0", ["Vigie__Inspection__MaxDepth"] = "-1" };
+        var environment = new Dictionary<string, string>
+        {
+            ["Vigie__Inspection__MaxFindings"] = "0", ["Vigie__Inspection__MaxDepth"] = "-1",
+            // Second review: past 49 days a timer throws, and every store failed A700.
+            ["Vigie__Inspection__Timeout"] = "60.00:00:00",
+        };
         var scan = await VigieProcess.RunAsync(["scan", sample], environment: environment, cancellationToken: ct);
         Assert.Equal(2, scan.ExitCode);
         Assert.Contains("Inspection:MaxFindings 0 is below 1", scan.StandardError, StringComparison.Ordinal);
         Assert.Contains("Inspection:MaxDepth -1 is below 1", scan.StandardError, StringComparison.Ordinal);
+        Assert.Contains("Inspection:Timeout 60.00:00:00 is not between 0 and 1 day", scan.StandardError, StringComparison.Ordinal);
         var serve = await VigieProcess.RunAsync(["serve", "--data", work.Combine("data"), "--dicom-port", VigieNodePort(), "--http-port", VigieNodePort()],
             environment: environment, cancellationToken: ct);
         Assert.Equal(2, serve.ExitCode);

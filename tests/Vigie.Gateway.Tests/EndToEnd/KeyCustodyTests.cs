@@ -42,6 +42,37 @@ public sealed class KeyCustodyTests
         File.Move(kek + ".away", kek);
     }
 
+    /// <summary>
+    /// Regression (second review of a running node): a foreign or exposed audit signing key was found only at the first
+    /// tree head, seconds after the start, and the node then stored with nothing signed. The start is refused.
+    /// </summary>
+    [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public async Task Regression_a_foreign_or_exposed_signing_key_was_found_only_after_the_node_had_started()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1).ToList(), ct);
+        await node.StopAsync();
+        await using var other = await VigieNode.StartAsync(cancellationToken: ct);
+        await other.StopAsync();
+        var key = Path.Combine(node.Keys, "audit-signing.key");
+        File.Move(key, key + ".kept");
+        File.Copy(Path.Combine(other.Keys, "audit-signing.key"), key);
+        var port = node.DicomPortText;
+        var http = node.HttpPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var foreign = await node.VigieAsync("serve", "--dicom-port", port, "--http-port", http);
+        Assert.Equal(2, foreign.ExitCode);
+        Assert.Contains("restore the right key file", foreign.StandardError, StringComparison.Ordinal);
+
+        File.Move(key + ".kept", key, overwrite: true);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
+        var exposed = await node.VigieAsync("serve", "--dicom-port", port, "--http-port", http);
+        Assert.Equal(2, exposed.ExitCode);
+        Assert.Contains("chmod 600", exposed.StandardError, StringComparison.Ordinal);
+        File.SetUnixFileMode(key, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+    }
+
     [Fact]
     public async Task Regression_key_files_deleted_while_the_node_runs_went_unnoticed_by_health()
     {

@@ -260,6 +260,14 @@ public sealed class SecurityTests
         Assert.True((await EchoAsync("current.crt")).ExitCode == 0, "an expired renewal leaves the certificate in service");
         Assert.Contains("expired on", (await TlsHealthAsync()).GetProperty("description").GetString(), StringComparison.Ordinal);
 
+        // Second review: in date but from another authority (the modalities trust the current one's), it is kept out too.
+        await TestCertificates.SelfSignedAsync(pki.Path, "foreign", 400, "/CN=another-authority", ct, "DNS:localhost,IP:127.0.0.1");
+        File.Copy(pki.Combine("foreign.key"), pki.Combine("server.key"), overwrite: true);
+        File.Copy(pki.Combine("foreign.crt"), pki.Combine("server.crt"), overwrite: true);
+        await Task.Delay(2500, ct);
+        Assert.True((await EchoAsync("current.crt")).ExitCode == 0, "a renewal from another authority leaves the certificate in service");
+        Assert.Contains("taken at the next restart", (await TlsHealthAsync()).GetProperty("description").GetString(), StringComparison.Ordinal);
+
         // The renewal lands the way a copy does: the key first (it does not match the certificate yet), then the
         // certificate. Regression: copied with its times kept (cp -p), older than the key, the certificate was never read.
         await SelfSignedAsync("renewed", 400);
