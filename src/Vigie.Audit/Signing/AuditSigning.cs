@@ -144,8 +144,7 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
                    + "to make another one over a signed log; restore the file from its backup";
         }
 
-        if (!OperatingSystem.IsWindows()
-            && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
+        if (ExposedToOthers(path))
         {
             return $"the audit signing key file {path} is readable or writable by group or others: the next start refuses it; chmod 600 it";
         }
@@ -235,13 +234,9 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
             await DurableFile.CreateOnceAsync(path, NewKeyPem(), cancellationToken).ConfigureAwait(false);
         }
 
-        if (!OperatingSystem.IsWindows())
+        if (ExposedToOthers(path))
         {
-            var mode = File.GetUnixFileMode(path);
-            if ((mode & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0)
-            {
-                throw new UnauthorizedAccessException($"The audit signing key file {path} is readable or writable by group or others; chmod 600 it.");
-            }
+            throw new UnauthorizedAccessException($"The audit signing key file {path} is readable or writable by group or others; chmod 600 it.");
         }
 
         var blob = await File.ReadAllBytesAsync(path, cancellationToken).ConfigureAwait(false);
@@ -252,6 +247,9 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
 
         return Import(blob) ?? throw new InvalidDataException($"The audit signing key file {path} does not hold a PEM Ed25519 private key.");
     }
+
+    private static bool ExposedToOthers(string path) => !OperatingSystem.IsWindows()
+        && (File.GetUnixFileMode(path) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.OtherRead | UnixFileMode.OtherWrite)) != 0;
 
     private static byte[] NewKeyPem()
     {

@@ -328,10 +328,10 @@ internal sealed class DicomAnalyser : IContentAnalyser
         await context.InspectChildAsync(path, source, cancellationToken).ConfigureAwait(false);
         if (!EmbeddedContent.IsExecutable(kind))
         {
-            // Vendors keep protocols and reports in private elements (GE's gzipped protocol block, a zipped XML, a PDF):
-            // a file read whole and found clean is noted, not held against the object (it was quarantined until 2026-12-06).
-            // Only the vendors' kinds, read whole with nothing of concern, and no program in the raw bytes (an archive
-            // comment, a second gzip member): the rest stays Medium, as a second review showed the ways around.
+            // Vendors keep protocols and reports in private elements (GE's gzipped protocol block, a zipped XML, a PDF),
+            // which quarantined the image until 2026-12-06. Such a file is noted only when it is of those kinds, was read
+            // whole with nothing of concern, and carries no program in its raw bytes (an archive comment, a second gzip
+            // member); anything else stays Medium, as a second review showed the ways around a looser rule.
             var clean = before is not null && context.ConcerningReports == before && kind is EmbeddedKind.Zip or EmbeddedKind.Gzip or EmbeddedKind.Pdf
                 && !EmbeddedContent.MayHideProgram(source, kind, MaxVendorFileChecked);
             context.Report("dicom.element.embedded-file", clean ? Severity.Info : Severity.Medium,

@@ -157,9 +157,10 @@ internal static class EmbeddedContent
     }
 
     /// <summary>
-    /// Whether bytes classified as a ZIP or a PDF go on as one past the magic. Native pixel values spell "PK\x03\x04" or
-    /// "%PDF-1." by chance (two 16-bit pixels 19280 and 1027); a real file has a sane local header, or a version and an
-    /// object after its header. Other kinds are judged by their magic alone.
+    /// Whether bytes classified as a ZIP, a PDF or a gzip stream go on as one past the magic. Native pixel values spell
+    /// "PK\x03\x04" or "%PDF-1." by chance (two 16-bit pixels 19280 and 1027); a real file has a sane local header, a
+    /// version and an object after its header, or a gzip header and a deflate stream that decodes. Other kinds are
+    /// judged by their magic alone.
     /// </summary>
     public static bool HasStructure(ContentSource content, long offset, long length, EmbeddedKind kind)
     {
