@@ -52,13 +52,21 @@ public sealed class ConfigurationAudit(
         }
 
         var previous = await ReadAsync(node, cancellationToken).ConfigureAwait(false);
+        // A node moved to another port or AE title is compared with the one node this machine ran before: as a new
+        // node, its first start named no change, and a rule added in the same edit went unnamed (before 2026-12-06).
+        var comparedWith = previous is null ? await SoleOtherNodeOfThisMachineAsync(node, cancellationToken).ConfigureAwait(false) : null;
+        if (comparedWith is not null)
+        {
+            previous = await ReadAsync(comparedWith, cancellationToken).ConfigureAwait(false);
+        }
+
         var change = ConfigurationChange.Between(previous, current);
         if (change is null)
         {
             return;
         }
 
-        await audit.AppendAsync(Record(server.CurrentValue.AETitle, change), cancellationToken).ConfigureAwait(false);
+        await audit.AppendAsync(Record(server.CurrentValue.AETitle, change, comparedWith), cancellationToken).ConfigureAwait(false);
         try
         {
             await SaveAsync(node, current, previous?.Keys ?? Enumerable.Empty<string>(), cancellationToken).ConfigureAwait(false);
@@ -79,7 +87,27 @@ public sealed class ConfigurationAudit(
         }
     }
 
-    private AuditRecord Record(string aeTitle, ConfigurationChange change) => new()
+    /// <summary>The node name of the only other baseline kept for this machine, or null (none, or several: which one moved is unknown).</summary>
+    private async Task<string?> SoleOtherNodeOfThisMachineAsync(string node, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT DISTINCT node FROM gateway_configuration");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var machine = "@" + Environment.MachineName + ":";
+        var others = new List<string>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            var name = reader.GetString(0);
+            if (name != node && name.Contains(machine, StringComparison.Ordinal))
+            {
+                others.Add(name);
+            }
+        }
+
+        return others.Count == 1 ? others[0] : null;
+    }
+
+    private AuditRecord Record(string aeTitle, ConfigurationChange change, string? comparedWith) => new()
     {
         Time = time.GetUtcNow(),
         EventId = AuditEventIds.SecurityAlert,
@@ -95,7 +123,8 @@ public sealed class ConfigurationAudit(
         {
             OutcomeDescription = change.First
                 ? string.Create(CultureInfo.InvariantCulture, $"configuration recorded: {change.Count} settings")
-                : "configuration changed since the last start: " + change.Summary(MaxNamesListed),
+                : (comparedWith is null ? "configuration changed since the last start: " : $"configuration changed since the last start of {comparedWith}, the node this machine ran before under another name: ")
+                  + change.Summary(MaxNamesListed),
         },
     };
 

@@ -64,6 +64,18 @@ public sealed class ConfigurationAuditTests
             Assert.False((await File.ReadAllBytesAsync(file, ct)).AsSpan().IndexOf(Encoding.UTF8.GetBytes(Secret)) >= 0, file);
         }
 
+        // Regression (review of a running node): a rule added together with a new AE title (or port) was not named, the
+        // node being new under its new name. It is compared with the one node this machine ran before.
+        node.SetEnvironment("VIGIE__ACCESS__DICOMNODES__0__AETITLE", "EVIL");
+        node.SetEnvironment("VIGIE__ACCESS__DICOMNODES__0__NETWORKS__0", "127.0.0.1/32");
+        node.SetEnvironment("VIGIE__DICOM__SERVER__AETITLE", "VIGIE2");
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+        var moved = Outcome((await ConfigurationEntriesAsync(node))[0]);
+        Assert.StartsWith("configuration changed since the last start of VIGIE@", moved, StringComparison.Ordinal);
+        Assert.Contains("the node this machine ran before under another name", moved, StringComparison.Ordinal);
+        Assert.Contains("ACCESS:DICOMNODES:0:AETITLE", moved, StringComparison.Ordinal);
+
         var verify = await node.VigieAsync("audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.ToString());
     }
