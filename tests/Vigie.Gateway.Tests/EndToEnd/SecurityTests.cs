@@ -716,7 +716,9 @@ public sealed class SecurityTests
         Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode);
         Assert.Equal(0, (await node.VigieAsync("scrub")).ExitCode);
         var database = Path.Combine(node.Data, "index.db");
-        var backup = database + ".clean";
+        // Kept outside the data folder, where the scrub reports any file Vigie did not put.
+        using var saved = new TempDirectory("vigie-index-copy");
+        var backup = saved.Combine("index.db.clean");
         File.Copy(database, backup);
 
         async Task<string> VerifyFailsNaming(long sequence)
