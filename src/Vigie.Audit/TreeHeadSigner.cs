@@ -172,8 +172,15 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
             // Cover the last entries now rather than leaving them unsigned until the next start.
             if (await leases.TryAcquireAsync(LeaseName, _holder, TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false))
             {
-                await signer.SignAsync(force: true, cancellationToken).ConfigureAwait(false);
-                await leases.ReleaseAsync(LeaseName, _holder, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await signer.SignAsync(force: true, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    // Released even when signing failed: kept, a node restarted within 30 s signed nothing (before 2026-12-06).
+                    await leases.ReleaseAsync(LeaseName, _holder, CancellationToken.None).ConfigureAwait(false);
+                }
             }
         }
         catch (Exception ex) when (ex is not OperationCanceledException)

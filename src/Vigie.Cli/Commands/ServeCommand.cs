@@ -227,6 +227,12 @@ internal static class ServeCommand
         {
             logger.LogWarning("Access:DicomNodes is an empty list: every DICOM caller is refused (remove the key for the loopback default)");
         }
+        else if (configuration.AsEnumerable().Any(p => p.Key.Equals("Access:DicomNodes", StringComparison.OrdinalIgnoreCase) && p.Value is "")
+                 && configuration.GetSection("Access:DicomNodes").GetChildren().Any())
+        {
+            // An empty value (VIGIE__ACCESS__DICOMNODES=) does not remove a file's list: .NET merges lists by index.
+            logger.LogWarning("Access:DicomNodes is set empty (an environment variable?) but another source lists entries: those entries apply");
+        }
 
         foreach (var key in unknownKeys.Take(20))
         {
