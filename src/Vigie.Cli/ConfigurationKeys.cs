@@ -57,6 +57,22 @@ internal static class ConfigurationKeys
         return problems;
     }
 
+    /// <summary>
+    /// Says each unreadable list entry on stderr after <paramref name="prefix"/>; true when there was none. Refused rather
+    /// than warned, by serve and every command alike: the entry would be dropped, and a dropped access rule or audit sink
+    /// opens or blinds the node (before 2026-12-06 `audit sinks` said "no sink is configured" of one with a misspelt Kind).
+    /// </summary>
+    public static async Task<bool> AllReadableAsync(IConfiguration configuration, string prefix)
+    {
+        var unreadable = Unreadable(configuration);
+        foreach (var problem in unreadable)
+        {
+            await Console.Error.WriteLineAsync(prefix + problem);
+        }
+
+        return unreadable.Count == 0;
+    }
+
     private static void CheckEntries(IConfigurationSection section, Type type, List<string> problems)
     {
         foreach (var child in section.GetChildren())

@@ -47,14 +47,8 @@ internal static class MaintenanceHost
             await Console.Error.WriteLineAsync($"vigie {command}: configuration key {key} is not a Vigie setting and is ignored: misspelt?");
         }
 
-        // As serve refuses them: before 2026-12-06 `audit sinks` said "no sink is configured" of a sink with a misspelt Kind.
-        if (ConfigurationKeys.Unreadable(configuration) is { Count: > 0 } unreadable)
+        if (!await ConfigurationKeys.AllReadableAsync(configuration, $"vigie {command}: "))
         {
-            foreach (var problem in unreadable)
-            {
-                await Console.Error.WriteLineAsync($"vigie {command}: {problem}");
-            }
-
             return null;
         }
 

@@ -15,6 +15,14 @@ using Vigie.Inspection.Signatures;
 namespace Vigie.Cli;
 
 /// <summary>What the command line says about where data and settings live; everything else comes from configuration.</summary>
+/// <summary>How the settings name the DICOM allow-list: as written (entries, or no key at all), emptied, or emptied in one source beside entries of another.</summary>
+internal enum AccessListShape
+{
+    AsWritten,
+    Emptied,
+    EmptiedBesideEntries,
+}
+
 internal sealed record HostSettings(string DataFolder, string? ConfigFile, IReadOnlyDictionary<string, string?> Overrides);
 
 /// <summary>
@@ -81,7 +89,7 @@ internal static class VigieConfiguration
         services.Configure<DicomServerOptions>(configuration.GetSection(DicomServerOptions.Section));
         // An allow-list emptied on purpose ("DicomNodes": []) refuses everyone; only one never written opens the
         // loopback default. Both bound to an empty list, and until 2026-12-06 the emptied one gave every local AE every right.
-        var emptied = AccessListEmptied(configuration);
+        var emptied = AccessListShapeOf(configuration) == AccessListShape.Emptied;
         services.PostConfigure<AccessOptions>(access =>
         {
             if (access.DicomNodes.Count == 0 && !emptied)
@@ -93,10 +101,20 @@ internal static class VigieConfiguration
         return services;
     }
 
-    /// <summary>True when the settings name Access:DicomNodes as an empty list (JSON's [] is kept as the key with no value).</summary>
-    internal static bool AccessListEmptied(IConfiguration configuration) =>
-        !configuration.GetSection("Access:DicomNodes").GetChildren().Any()
-        && configuration.AsEnumerable().Any(pair => pair.Key.Equals("Access:DicomNodes", StringComparison.OrdinalIgnoreCase) && string.IsNullOrEmpty(pair.Value));
+    /// <summary>
+    /// Whether the settings name Access:DicomNodes empty: with no entry from any source (JSON's [] is kept as the key with
+    /// no value), or set to an empty text (an environment variable) while another source lists entries, which stay.
+    /// </summary>
+    internal static AccessListShape AccessListShapeOf(IConfiguration configuration)
+    {
+        var section = configuration.GetSection("Access:DicomNodes");
+        var entries = section.GetChildren().Any();
+        // The section's value is null both for JSON's [] and for no key at all: only the listing of keys tells them apart.
+        var named = configuration.AsEnumerable().Any(pair => pair.Key.Equals(section.Path, StringComparison.OrdinalIgnoreCase));
+        return !entries && named && string.IsNullOrEmpty(section.Value) ? AccessListShape.Emptied
+            : entries && section.Value is "" ? AccessListShape.EmptiedBesideEntries
+            : AccessListShape.AsWritten;
+    }
 
     /// <summary>
     /// Where list entries given as flags start: past any the file or the environment declare, so that a flag adds an

@@ -488,7 +488,6 @@ internal static class AuditCommands
                 return ExitCodes.Error;
             }
 
-            string? patientRef = null;
             IReadOnlyList<string> patientRefs = [];
             if (parse.GetValue(patient) is { Length: > 0 } patientText)
             {
@@ -497,10 +496,9 @@ internal static class AuditCommands
                 var issuer = IndexNormalizer.Identifier(at > 0 ? patientText[(at + 1)..] : string.Empty);
                 var keys = services.GetRequiredService<IArchiveKeyService>();
                 string Ref(string issuedBy) => Convert.ToHexStringLower(keys.HashIdentifier(IdentifierKinds.Patient, issuedBy + "\0" + id));
-                patientRef = Ref(issuer);
                 // A bare Patient ID is the patient under each issuer the archive knows it by, as a C-FIND on it matches
                 // them all: before 2026-12-06 only entries filed without an issuer were listed, and the officer saw none.
-                patientRefs = at > 0 ? [patientRef] : [patientRef, .. (await IssuersOfAsync(services, id, ct)).Select(Ref)];
+                patientRefs = at > 0 ? [Ref(issuer)] : [Ref(issuer), .. (await IssuersOfAsync(services, id, ct)).Select(Ref)];
             }
 
             var eventCode = parse.GetValue(eventId);
@@ -570,7 +568,7 @@ internal static class AuditCommands
             // Filters by kind, not value: the user and patient asked about stay out of the description (the patient is
             // named by its keyed hash, so that patient's own history shows the trail was searched for them).
             var filters = new List<string>();
-            if (patientRef is not null)
+            if (patientRefs.Count > 0)
             {
                 filters.Add("patient");
             }

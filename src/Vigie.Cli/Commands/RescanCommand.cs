@@ -58,9 +58,9 @@ internal static class RescanCommand
                 return ExitCodes.Error;
             }
 
-            var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since) };
             var operatorName = Environment.UserName;
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
+            var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since), IndexedObjects = total };
             var report = await MaintenanceHost.WithProgressAsync("Inspecting the archive", total, parse.GetValue(json),
                 progress => rescan.RunAsync(request, operatorName, progress, ct));
             if (parse.GetValue(json))

@@ -172,14 +172,8 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings);
-        if (ConfigurationKeys.Unreadable(configuration) is { Count: > 0 } unreadable)
+        if (!await ConfigurationKeys.AllReadableAsync(configuration, "vigie serve: cannot start: "))
         {
-            // Refused rather than warned: the entry would be dropped, and a dropped access rule or audit sink opens or blinds the node.
-            foreach (var problem in unreadable)
-            {
-                await Console.Error.WriteLineAsync($"vigie serve: cannot start: {problem}");
-            }
-
             return ExitCodes.Error;
         }
 
@@ -223,15 +217,17 @@ internal static class ServeCommand
         await using var app = builder.Build();
         app.MapVigieEndpoints();
         var logger = app.Services.GetRequiredService<ILogger<Program>>();
-        if (VigieConfiguration.AccessListEmptied(configuration))
+        switch (VigieConfiguration.AccessListShapeOf(configuration))
         {
-            logger.LogWarning("Access:DicomNodes is an empty list: every DICOM caller is refused (remove the key for the loopback default)");
-        }
-        else if (configuration.AsEnumerable().Any(p => p.Key.Equals("Access:DicomNodes", StringComparison.OrdinalIgnoreCase) && p.Value is "")
-                 && configuration.GetSection("Access:DicomNodes").GetChildren().Any())
-        {
-            // An empty value (VIGIE__ACCESS__DICOMNODES=) does not remove a file's list: .NET merges lists by index.
-            logger.LogWarning("Access:DicomNodes is set empty (an environment variable?) but another source lists entries: those entries apply");
+            case AccessListShape.Emptied:
+                logger.LogWarning("Access:DicomNodes is an empty list: every DICOM caller is refused (remove the key for the loopback default)");
+                break;
+            case AccessListShape.EmptiedBesideEntries:
+                // An empty value (VIGIE__ACCESS__DICOMNODES=) does not remove a file's list: .NET merges lists by index.
+                logger.LogWarning("Access:DicomNodes is set empty (an environment variable?) but another source lists entries: those entries apply");
+                break;
+            case AccessListShape.AsWritten:
+                break;
         }
 
         foreach (var key in unknownKeys.Take(20))

@@ -25,6 +25,9 @@ public sealed record RescanRequest
 
     /// <summary>Objects inspected at once (cores).</summary>
     public int Parallelism { get; init; } = Environment.ProcessorCount;
+
+    /// <summary>How many objects the index holds, when the caller counted them already (for its progress bar).</summary>
+    public long? IndexedObjects { get; init; }
 }
 
 /// <summary>One archived object that today's rules find malicious (or suspicious, where the gateway quarantines those).</summary>
@@ -70,7 +73,7 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
         var inMemoryLimit = options.CurrentValue.InMemoryInspectionLimit;
         // The run reads the files it finds: an object whose file is gone would simply not be read, and the count look
         // whole (before 2026-12-06). Everything indexed before the start has its file by then.
-        var indexed = request.Since is null ? (await index.GetStatsAsync(cancellationToken).ConfigureAwait(false)).Objects : 0;
+        var indexed = request.Since is null ? request.IndexedObjects ?? (await index.GetStatsAsync(cancellationToken).ConfigureAwait(false)).Objects : 0;
         await Parallel.ForEachAsync(store.ListWrittenSinceAsync(request.Since ?? DateTimeOffset.MinValue, cancellationToken),
             new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, request.Parallelism), CancellationToken = cancellationToken },
             async (written, ct) =>

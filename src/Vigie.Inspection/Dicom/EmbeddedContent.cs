@@ -243,19 +243,10 @@ internal static class EmbeddedContent
     /// second member: where an archive's comment or a second gzip member hides a program that inspection of the
     /// decoded entries does not reach. Values larger than <paramref name="maxBytes"/> count as carrying one.
     /// </summary>
-    public static bool MayHideProgram(ContentSource content, EmbeddedKind kind, long maxBytes)
-    {
-        if (content.Length > maxBytes)
-        {
-            return true;
-        }
-
-        var bytes = new byte[content.Length];
-        var read = content.ReadAt(0, bytes);
-        var span = bytes.AsSpan(0, read);
-        return span.IndexOf("PE\0\0"u8) >= 0 || span.IndexOf("\u007FELF"u8) >= 0
-            || (kind == EmbeddedKind.Gzip && span.Length > 10 && span[10..].IndexOf((ReadOnlySpan<byte>)[0x1F, 0x8B, 0x08]) >= 0);
-    }
+    public static bool MayHideProgram(ContentSource content, EmbeddedKind kind, long maxBytes) =>
+        content.Length > maxBytes
+        || ContainsAny(content, 0, content.Length, maxBytes, ["PE\0\0"u8.ToArray(), "\u007FELF"u8.ToArray()])
+        || (kind == EmbeddedKind.Gzip && content.Length > 10 && ContainsAny(content, 10, content.Length - 10, maxBytes, [[0x1F, 0x8B, 0x08]]));
 
     public static bool IsExecutable(EmbeddedKind kind) => kind is EmbeddedKind.WindowsExecutable or EmbeddedKind.Elf or EmbeddedKind.MachO or EmbeddedKind.Script;
 
