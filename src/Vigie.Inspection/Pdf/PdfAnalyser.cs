@@ -49,16 +49,36 @@ internal sealed class PdfAnalyser : IContentAnalyser
                 $"{document.HeaderOffset} bytes precede the %PDF header: readers accept it, and polyglots rely on it", 0);
         }
 
-        var encrypted = document.Trailers.Any(t => t.Has("Encrypt"))
-            || document.Objects.Any(o => o.Dictionary?.GetName("Type") == "XRef" && o.Dictionary.Has("Encrypt"));
-        if (encrypted)
+        // A document that opens without a password is decrypted and read like any other; one that needs a password stays opaque.
+        var opaque = false;
+        if (PdfEncryption.Declared(document) is not null)
         {
-            context.Report(Rules.PdfEncrypted, Severity.Medium,
-                "the document is encrypted: strings and streams cannot be inspected (object streams and embedded files stay opaque)");
+            state.Encryption = PdfEncryption.TryOpen(document, out var reason);
+            opaque = state.Encryption is null;
+            if (state.Encryption is { } encryption)
+            {
+                context.Report(Rules.PdfEncrypted, Severity.Info,
+                    $"the document is protected by an owner password only (it restricts {encryption.Restrictions}): it opens without a password, and was decrypted and inspected");
+            }
+            else
+            {
+                context.Report(Rules.PdfEncrypted, Severity.Medium,
+                    $"the document is encrypted and {reason}: strings and streams cannot be inspected (object streams and embedded files stay opaque)");
+            }
         }
-        else
+
+        if (!opaque)
         {
             await UnpackStructureStreamsAsync(state, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (state.Encryption is { } opened)
+        {
+            // After unpacking: objects found through the cross-reference streams are decrypted too; packed ones never were encrypted.
+            foreach (var indirect in document.Objects)
+            {
+                opened.DecryptStrings(indirect);
+            }
         }
 
         if (document.Truncated || document.ValuesExhausted)
@@ -89,7 +109,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
             }
         }
 
-        await DecodeActiveStreamsAsync(state, encrypted, cancellationToken).ConfigureAwait(false);
+        await DecodeActiveStreamsAsync(state, opaque, cancellationToken).ConfigureAwait(false);
 
         foreach (var (container, kinds) in state.HiddenInObjectStreams)
         {
@@ -120,6 +140,9 @@ internal sealed class PdfAnalyser : IContentAnalyser
         public HashSet<int> XfaStreams { get; } = [];
 
         public Dictionary<int, HashSet<string>> HiddenInObjectStreams { get; } = [];
+
+        /// <summary>The opened security handler of an encrypted document that needs no password to open.</summary>
+        public PdfEncryption? Encryption { get; set; }
     }
 
     private static async ValueTask UnpackStructureStreamsAsync(AnalysisState state, CancellationToken cancellationToken)
@@ -170,7 +193,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
         var context = state.Context;
         var length = Math.Max(0, Math.Min(indirect.StreamLength, state.Content.Length - indirect.StreamOffset));
         await using var raw = state.Content.OpenStream(indirect.StreamOffset, length);
-        var chain = PdfFilters.Create(raw, indirect.Dictionary ?? new PdfDictionary([]), state.Document);
+        var chain = PdfFilters.Create(state.Encryption?.DecryptStream(indirect, raw, state.Document) ?? raw, indirect.Dictionary ?? new PdfDictionary([]), state.Document);
         await using (chain.Stream.ConfigureAwait(false))
         {
             var result = await Extraction.ExtractAsync(context, chain.Stream, Math.Max(1, length), cancellationToken, maxSize).ConfigureAwait(false);
@@ -432,7 +455,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
         }
     }
 
-    private static async ValueTask DecodeActiveStreamsAsync(AnalysisState state, bool encrypted, CancellationToken cancellationToken)
+    private static async ValueTask DecodeActiveStreamsAsync(AnalysisState state, bool opaque, CancellationToken cancellationToken)
     {
         var context = state.Context;
         var document = state.Document;
@@ -452,7 +475,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
             else if (script is PdfReference reference && document.Get(reference.Number) is { IsStream: true } stream)
             {
                 where = $" (script in stream object {stream.Number})";
-                if (!encrypted && decodedScripts.Add(stream.Number))
+                if (!opaque && decodedScripts.Add(stream.Number))
                 {
                     child = await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
                     if (child is not null)
@@ -478,7 +501,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
 
         foreach (var number in state.XfaStreams)
         {
-            if (encrypted || document.Get(number) is not { IsStream: true } stream)
+            if (opaque || document.Get(number) is not { IsStream: true } stream)
             {
                 continue;
             }
@@ -512,7 +535,7 @@ internal sealed class PdfAnalyser : IContentAnalyser
 
             var name = state.FileNames.TryGetValue(number, out var fileName) ? Path.GetFileName(fileName.Replace('\\', '/')) : $"object {number} (embedded file)";
             var described = $"embedded file '{Inspector.SanitiseName(name)}' ({stream.StreamLength} encoded bytes)";
-            using var file = encrypted ? null : await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
+            using var file = opaque ? null : await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
             if (file is null)
             {
                 Active(state, stream, Rules.PdfEmbeddedFile, Severity.Medium, described);

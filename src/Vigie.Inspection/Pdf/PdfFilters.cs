@@ -20,6 +20,9 @@ internal sealed class PdfDecodeChain
 
 internal static class PdfFilters
 {
+    /// <summary>The crypt filter: decryption happens before the chain (<see cref="PdfEncryption"/>), so it passes bytes on.</summary>
+    public const string Crypt = "Crypt";
+
     private static readonly Dictionary<string, string> Abbreviations = new(StringComparer.Ordinal)
     {
         ["Fl"] = "FlateDecode",
@@ -74,6 +77,11 @@ internal static class PdfFilters
                 PdfArray a when i < a.Items.Count => (document?.Resolve(a.Items[i]) ?? a.Items[i]) as PdfDictionary,
                 _ => null,
             };
+            if (filters[i] == Crypt && i == 0)
+            {
+                continue;
+            }
+
             Stream? decoded = filters[i] switch
             {
                 "FlateDecode" => new ZlibOrDeflateStream(stream),
