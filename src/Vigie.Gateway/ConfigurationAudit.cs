@@ -32,6 +32,15 @@ public sealed class ConfigurationAudit(
 
     private const string HashKind = "configuration";
 
+    /// <summary>Setting names that point at a certificate, a key, a CA bundle or rules: a file's new contents are a change as well.</summary>
+    private static readonly string[] SecurityFileSettings =
+        ["CertificatePath", "KeyPath", "ClientCaPath", "ServerCaPath", "ClientCertificatePath", "ClientKeyPath", "TrustedCaPath", "SigningKeyPath", "RulesDirectory"];
+
+    /// <summary>Appended to a setting's name for its file's contents ("Dicom:Tls:CertificatePath (contents)").</summary>
+    internal const string ContentsSuffix = " (contents)";
+
+    private const int MaxRulesFiles = 10_000;
+
     public async Task RecordAsync(CancellationToken cancellationToken)
     {
         if (services.GetService<IConfiguration>() is not { } configuration)
@@ -48,6 +57,12 @@ public sealed class ConfigurationAudit(
             {
                 // Setting names are case-insensitive, and their case can follow whichever source named the section first.
                 current[key] = keys.HashIdentifier(HashKind, key.ToUpperInvariant() + "\0" + value);
+                if (IsSecurityFile(key) && value.Length > 0)
+                {
+                    // A renewed certificate or an edited rule under the same name was not recorded before 2026-12-07.
+                    var contents = await FingerprintAsync(value, cancellationToken).ConfigureAwait(false);
+                    current[key + ContentsSuffix] = keys.HashIdentifier(HashKind, key.ToUpperInvariant() + ContentsSuffix + "\0" + contents);
+                }
             }
         }
 
@@ -84,6 +99,46 @@ public sealed class ConfigurationAudit(
         else
         {
             logger.LogWarning("Configuration of {Node} changed since its last start: {Summary}", node, change.Summary(MaxNamesListed));
+        }
+    }
+
+    private static bool IsSecurityFile(string key)
+    {
+        var name = key[(key.LastIndexOf(':') + 1)..];
+        return SecurityFileSettings.Contains(name, StringComparer.OrdinalIgnoreCase);
+    }
+
+    /// <summary>SHA-256 of a file, or of a folder's files by name (rules); a missing or unreadable one says so instead.</summary>
+    private static async Task<string> FingerprintAsync(string path, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (Directory.Exists(path))
+            {
+                var files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Take(MaxRulesFiles + 1).Order(StringComparer.Ordinal).ToList();
+                var all = new System.Text.StringBuilder();
+                foreach (var file in files)
+                {
+                    all.Append(Path.GetRelativePath(path, file)).Append('\0').Append(await FileHashAsync(file, cancellationToken).ConfigureAwait(false)).Append('\n');
+                }
+
+                return "folder\0" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(all.ToString())));
+            }
+
+            return "file\0" + await FileHashAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "unreadable\0" + e.GetType().Name;
+        }
+    }
+
+    private static async Task<string> FileHashAsync(string path, CancellationToken cancellationToken)
+    {
+        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+        await using (stream.ConfigureAwait(false))
+        {
+            return Convert.ToHexString(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken).ConfigureAwait(false));
         }
     }
 
@@ -249,7 +304,7 @@ internal sealed record ConfigurationChange(bool First, IReadOnlyList<string> Add
     }
 
     private static bool IsSecurity(string name) =>
-        StartsWith(name, "Access") || StartsWith(name, "Audit") || StartsWith(name, "Inspection")
+        name.EndsWith(ConfigurationAudit.ContentsSuffix, StringComparison.Ordinal) || StartsWith(name, "Access") || StartsWith(name, "Audit") || StartsWith(name, "Inspection")
         || name.Contains("Tls", StringComparison.OrdinalIgnoreCase) || name.Contains("Certificate", StringComparison.OrdinalIgnoreCase)
         || name.Contains("Key", StringComparison.OrdinalIgnoreCase) || name.Contains("Password", StringComparison.OrdinalIgnoreCase)
         || name.Contains("Token", StringComparison.OrdinalIgnoreCase) || name.Contains("Allow", StringComparison.OrdinalIgnoreCase);

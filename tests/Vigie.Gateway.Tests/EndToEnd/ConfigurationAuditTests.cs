@@ -104,6 +104,30 @@ public sealed class ConfigurationAuditTests
         Assert.Null(node.ExitCode);
     }
 
+    [Fact]
+    public async Task Regression_a_security_file_edited_under_the_same_name_was_not_audited()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var rules = new TempDirectory("vigie-config-rules");
+        var list = rules.Combine("local.sha256");
+        await File.WriteAllTextAsync(list, new string('a', 64) + " Known.Bad.One\n", ct);
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__INSPECTION__SIGNATURES__RULESDIRECTORY"] = rules.Path },
+            cancellationToken: ct);
+        await node.StopAsync();
+
+        // Same setting, same folder: a signature taken out of the list (or a certificate renewed in place) is a change.
+        await File.WriteAllTextAsync(list, new string('b', 64) + " Known.Bad.Two\n", ct);
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+        var changed = (await ConfigurationEntriesAsync(node))[0];
+        Assert.Equal("configuration changed since the last start: 1 changed (INSPECTION:SIGNATURES:RULESDIRECTORY (contents))", Outcome(changed));
+        Assert.Equal(["Security Configuration"], EventTypes(changed));
+
+        await node.StartProcessAsync(ct);
+        await node.StopAsync();
+        Assert.Equal(2, (await ConfigurationEntriesAsync(node)).Count);
+    }
+
     private static string Outcome(JsonElement entry) => entry.GetProperty("details").GetProperty("outcome").GetString()!;
 
     private static List<string> EventTypes(JsonElement entry) => [.. entry.GetProperty("event_types").EnumerateArray().Select(t => t.GetString()!)];
