@@ -258,6 +258,7 @@ public sealed class Inspector
         }
 
         await InspectAppendedArchiveAsync(context, content, cancellationToken).ConfigureAwait(false);
+        await InspectPdfViewAsync(context, content, cancellationToken).ConfigureAwait(false);
     }
 
     private static async ValueTask RunGuardedAsync(EngineContext context, string name, Func<ValueTask> run, CancellationToken cancellationToken)
@@ -333,6 +334,30 @@ public sealed class Inspector
             $"a ZIP archive of {directory.Entries.Count} entries is appended at offset {start} to this {context.ContentType} content (polyglot)", start);
         using var slice = content.Slice(start, content.Length - start);
         await context.InspectChildAsync("[appended zip]", slice, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// PDF readers open a file whose header lies anywhere in its first kilobyte. A container (a tar, a winmail.dat, an
+    /// RTF, a ZIP) with a PDF header there is read as the container, and then once more as the PDF a reader would see,
+    /// so that a polyglot's document is inspected whole, not only the member that happens to start with the header.
+    /// </summary>
+    private async ValueTask InspectPdfViewAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        if (context.ContentType is ContentType.Pdf or ContentType.Dicom || content.Length < 8)
+        {
+            return;
+        }
+
+        var head = new byte[(int)Math.Min(1024, content.Length)];
+        var read = content.ReadAt(0, head);
+        var start = head.AsSpan(0, read).IndexOf("%PDF-"u8);
+        if (start <= 0 || context.InspectedRanges.Exists(r => r.Offset == start))
+        {
+            return;
+        }
+
+        using var view = content.Slice(start, content.Length - start);
+        await context.InspectChildAsync($"[as a PDF reader opens it, from offset {start}]", view, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Byte for byte, from the start; <paramref name="a"/>'s length decides how far (callers compare lengths first).</summary>

@@ -51,8 +51,7 @@ internal static class ContentIdentifier
             return ContentType.Dicom;
         }
 
-        // Readers accept the header anywhere in the first kilobyte; so do we.
-        if (head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
+        if (head.StartsWith("%PDF-"u8))
         {
             return ContentType.Pdf;
         }
@@ -105,6 +104,13 @@ internal static class ContentIdentifier
         if (head.Length >= 262 && head.Slice(257, 5).SequenceEqual("ustar"u8))
         {
             return ContentType.Tar;
+        }
+
+        // Readers accept the header anywhere in the first kilobyte; so do we, once no container starts the file: a tar or
+        // a winmail.dat whose first member is a PDF was read as a PDF behind junk, its other members unseen (before 2026-12-07).
+        if (head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
+        {
+            return ContentType.Pdf;
         }
 
         if (Starts(head, [0xFF, 0xD8, 0xFF]))

@@ -76,12 +76,15 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     internal static SmugglingSignals Signals(string text)
     {
         var found = new List<string>();
-        var blob = text.Contains("Blob(", StringComparison.OrdinalIgnoreCase) || text.Contains("new Blob", StringComparison.OrdinalIgnoreCase);
+        // A File is a Blob with a name; a data: URL set on a link from a script downloads as well as one written in a tag
+        // (both passed as clean until 2026-12-07).
+        var blob = text.Contains("Blob(", StringComparison.OrdinalIgnoreCase) || text.Contains("new Blob", StringComparison.OrdinalIgnoreCase)
+            || NewFile().IsMatch(text);
         var save = text.Contains("msSaveOrOpenBlob", StringComparison.OrdinalIgnoreCase) || text.Contains("msSaveBlob", StringComparison.OrdinalIgnoreCase);
         var objectUrl = text.Contains("createObjectURL", StringComparison.OrdinalIgnoreCase);
         var click = text.Contains(".click()", StringComparison.OrdinalIgnoreCase) || text.Contains("dispatchEvent", StringComparison.OrdinalIgnoreCase);
-        var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text);
-        var dataDownload = DataUrlDownload().IsMatch(text);
+        var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text);
+        var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text);
         var atob = text.Contains("atob(", StringComparison.OrdinalIgnoreCase);
         var largeLiteral = HasLargeBase64Literal(text);
         if (blob)
@@ -190,6 +193,15 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
 
     [GeneratedRegex(@"<a\b[^>]*\bdownload\b", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DownloadAttribute();
+
+    [GeneratedRegex(@"setAttribute\s*\(\s*[""'`]download[""'`]", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex SetDownload();
+
+    [GeneratedRegex(@"\bnew\s+File\s*\(", RegexOptions.NonBacktracking)]
+    private static partial Regex NewFile();
+
+    [GeneratedRegex(@"data:[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex Base64DataUrl();
 
     [GeneratedRegex(@"<a\b[^>]*(\bdownload\b[^>]*href\s*=\s*[""']?\s*data:[^;,]*;base64,|href\s*=\s*[""']?\s*data:[^;,]*;base64,[^>]*\bdownload\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DataUrlDownload();

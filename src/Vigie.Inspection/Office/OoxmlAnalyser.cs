@@ -85,10 +85,14 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 ?? defaults.GetValueOrDefault(Path.GetExtension(mainPart).TrimStart('.'));
         }
 
-        var macroEnabled = mainType?.Contains("macroEnabled", StringComparison.OrdinalIgnoreCase) == true;
         var vbaParts = state.Parts.Names.Where(n => n.EndsWith("vbaProject.bin", StringComparison.OrdinalIgnoreCase)).ToList();
         vbaParts.AddRange(overrides.Where(o => o.Value.Equals("application/vnd.ms-office.vbaProject", StringComparison.OrdinalIgnoreCase))
             .Select(o => o.Key.TrimStart('/')).Where(n => !vbaParts.Contains(n, StringComparer.OrdinalIgnoreCase) && state.Parts.Contains(n)));
+        // A binary workbook (.xlsb) has no other type than "macroEnabled": one without a VBA project is not one (it was
+        // suspicious until 2026-12-07). Macro sheets are looked for below all the same.
+        var macroEnabled = mainType?.Contains("macroEnabled", StringComparison.OrdinalIgnoreCase) == true
+            && !(mainType.Contains(".sheet.binary.", StringComparison.OrdinalIgnoreCase) && vbaParts.Count == 0);
+        string? TypeOf(string part) => overrides.GetValueOrDefault("/" + part) ?? defaults.GetValueOrDefault(Path.GetExtension(part).TrimStart('.'));
 
         if (macroEnabled)
         {
@@ -113,7 +117,10 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 $"a macro-enabled document ({mainType}) is named '.{declaredExtension}', the extension of a macro-free one");
         }
 
-        var macroSheets = state.Parts.Names.Where(n => n.StartsWith("xl/macrosheets/", StringComparison.OrdinalIgnoreCase) && n.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)).ToList();
+        // Office finds parts through relationships and content types, not names: a macro sheet or a document part stored
+        // under another name is found by its declared type (only the usual names were read until 2026-12-07).
+        var macroSheets = state.Parts.Names.Where(n => n.StartsWith("xl/macrosheets/", StringComparison.OrdinalIgnoreCase) && (n.EndsWith(".xml", StringComparison.OrdinalIgnoreCase) || n.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
+            || TypeOf(n)?.Contains("macrosheet", StringComparison.OrdinalIgnoreCase) == true).ToList();
         if (macroSheets.Count > 0)
         {
             context.Report(Rules.OfficeXlmMacro, Severity.High, $"Excel 4.0 (XLM) macro sheets: {string.Join(", ", macroSheets.Take(5))}");
@@ -128,17 +135,20 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         foreach (var name in state.Parts.Names.ToList())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (IsWordText(name))
+            var type = TypeOf(name) ?? string.Empty;
+            if (IsWordText(name) || IsWordTextType(type))
             {
                 ScanWordFields(state, name);
             }
-            else if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase))
+            else if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
+                || type.EndsWith(".externalLink+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "ddeLink", (reader, part) =>
                     state.Reporter.Report(Rules.OfficeDde, Severity.High,
                         $"DDE link in '{part}': service '{reader.GetAttribute("ddeService")}', topic '{Inspector.Truncate(reader.GetAttribute("ddeTopic") ?? "", 120)}'"));
             }
-            else if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase))
+            else if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
+                || type.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || type.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "f", (reader, part) =>
                 {
@@ -149,7 +159,8 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                     }
                 });
             }
-            else if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase))
+            else if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
+                || name.Equals(mainPart?.TrimStart('/'), StringComparison.OrdinalIgnoreCase) && type.Contains("spreadsheetml", StringComparison.OrdinalIgnoreCase) && type.EndsWith("+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "definedName", (reader, part) =>
                 {
@@ -162,6 +173,14 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
             }
         }
     }
+
+    /// <summary>Word text parts by declared type (document, headers, footers, notes, comments, glossary), not styles or settings.</summary>
+    private static bool IsWordTextType(string type) =>
+        (type.Contains("wordprocessingml", StringComparison.OrdinalIgnoreCase) || type.Contains("ms-word.", StringComparison.OrdinalIgnoreCase))
+        && type.EndsWith("+xml", StringComparison.OrdinalIgnoreCase)
+        && !WordNonText.Any(t => type.Contains(t, StringComparison.OrdinalIgnoreCase));
+
+    private static readonly string[] WordNonText = ["styles", "fontTable", "settings", "webSettings", "numbering", "theme"];
 
     private static bool IsWordText(string name) =>
         name.StartsWith("word/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
@@ -387,7 +406,9 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 state.Reporter.Report(Rules.OfficeDde, Severity.High, $"{first} field in '{part}': {Inspector.Truncate(text, 160)}");
                 break;
             case "INCLUDETEXT" or "INCLUDEPICTURE" or "IMPORT" or "LINK":
-                if (text.Contains("http", StringComparison.OrdinalIgnoreCase) || text.Contains(@"\\\\", StringComparison.Ordinal) || text.Contains(@"\\", StringComparison.Ordinal))
+                // Field codes write a path's backslashes doubled ("C:\\Docs\\a.xlsx"): a local file linked so is not a
+                // network path (it was reported remote until 2026-12-07). Each argument is checked as written and unescaped.
+                if (FieldArguments(text).Any(a => IsRemote(a) || IsRemote(a.Replace("\\\\", "\\", StringComparison.Ordinal))))
                 {
                     state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
                         $"{first} field in '{part}' fetches remote content: {Inspector.Truncate(text, 160)}");
@@ -396,6 +417,43 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 break;
             default:
                 break;
+        }
+    }
+
+    /// <summary>A field's arguments after its name: quoted strings whole, other words one by one, switches (\\x) left out.</summary>
+    private static IEnumerable<string> FieldArguments(string text)
+    {
+        var at = text.IndexOfAny([' ', '\t', '"']);
+        var rest = at < 0 ? string.Empty : text[at..];
+        for (var i = 0; i < rest.Length;)
+        {
+            if (char.IsWhiteSpace(rest[i]))
+            {
+                i++;
+            }
+            else if (rest[i] == '"')
+            {
+                var end = rest.IndexOf('"', i + 1);
+                end = end < 0 ? rest.Length : end;
+                yield return rest[(i + 1)..end];
+                i = end + 1;
+            }
+            else
+            {
+                var end = i;
+                while (end < rest.Length && !char.IsWhiteSpace(rest[end]))
+                {
+                    end++;
+                }
+
+                var word = rest[i..end];
+                if (!(word.Length == 2 && word[0] == '\\'))
+                {
+                    yield return word;
+                }
+
+                i = end;
+            }
         }
     }
 

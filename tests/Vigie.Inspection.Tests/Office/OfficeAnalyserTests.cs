@@ -296,4 +296,71 @@ public sealed class OfficeAnalyserTests
         var ordinary = "<!DOCTYPE html><html><head><script>window.onload = function () { document.title = 'Results'; };</script></head><body><a href=\"https://www.hospital.example/\">home</a></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(ordinary))).IsClean();
     }
+
+    [Fact]
+    public async Task Regression_a_dde_field_in_a_word_part_not_named_word_was_missed()
+    {
+        // Word follows the package relationship and the content type, whatever the part's name.
+        var renamed = OoxmlBuilder.Word("<w:p><w:r><w:t>Lettre</w:t></w:r></w:p>")
+            .Part("doc/notes.xml", "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml",
+                "<w:footnotes xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:footnote><w:p><w:fldSimple w:instr=\" DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe &quot;/k echo inert&quot; \"/></w:p></w:footnote></w:footnotes>")
+            .Build();
+        Assert.Contains("doc/notes.xml", (await TestInspection.InspectAsync(renamed, "lettre.docx")).Has("office.dde").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Regression_an_xlm_macro_sheet_stored_under_another_name_was_missed()
+    {
+        var workbook = OoxmlBuilder.Excel()
+            .Part("xl/worksheets/sheet2.xml", "application/vnd.ms-excel.macrosheet+xml",
+                "<xm:macrosheet xmlns:xm=\"http://schemas.microsoft.com/office/excel/2006/main\"><sheetData/></xm:macrosheet>")
+            .Build();
+        Assert.Contains("xl/worksheets/sheet2.xml", (await TestInspection.InspectAsync(workbook, "bilan.xlsx")).Has("office.xlm-macro").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Regression_every_binary_workbook_was_suspicious_as_macro_enabled()
+    {
+        const string BinaryMain = "application/vnd.ms-excel.sheet.binary.macroEnabled.main";
+        var xlsb = OoxmlBuilder.Excel(mainType: BinaryMain).Build();
+        var verdict = await TestInspection.InspectAsync(xlsb, "bilan.xlsb");
+        Assert.DoesNotContain(verdict.Findings, f => f.Rule == "office.macro-enabled");
+
+        var withMacros = OoxmlBuilder.Excel(mainType: BinaryMain).Part("xl/vbaProject.bin", OoxmlBuilder.VbaProjectType, [0xCC, 0x61]).Build();
+        var flagged = await TestInspection.InspectAsync(withMacros, "bilan.xlsb");
+        flagged.Has("office.macro-enabled");
+        flagged.Has("office.vba-macro");
+    }
+
+    [Fact]
+    public async Task Regression_a_link_field_to_a_local_file_was_reported_remote()
+    {
+        static byte[] Field(string instruction) => OoxmlBuilder.Word($"<w:p><w:fldSimple w:instr=\"{instruction}\"><w:r><w:t>x</w:t></w:r></w:fldSimple></w:p>").Build();
+
+        var local = await TestInspection.InspectAsync(Field(" LINK Excel.Sheet.12 &quot;C:\\\\Users\\\\drmartin\\\\Documents\\\\Bilan labo.xlsx&quot; Feuil1!L1C1:L5C3 \\a \\f 4 \\h "), "lettre.docx");
+        Assert.DoesNotContain(local.Findings, f => f.Rule == "office.external-relationship");
+        var picture = await TestInspection.InspectAsync(Field(" INCLUDEPICTURE &quot;C:\\\\Modeles\\\\logo.png&quot; \\* MERGEFORMATINET "), "lettre.docx");
+        Assert.DoesNotContain(picture.Findings, f => f.Rule == "office.external-relationship");
+
+        // Network paths, doubled as Word writes them or not, and URLs stay remote.
+        (await TestInspection.InspectAsync(Field(" INCLUDEPICTURE &quot;\\\\\\\\fileserver\\\\share\\\\logo.png&quot; "), "lettre.docx")).Has("office.external-relationship");
+        (await TestInspection.InspectAsync(Field(" INCLUDEPICTURE &quot;\\\\fileserver\\share\\logo.png&quot; "), "lettre.docx")).Has("office.external-relationship");
+        (await TestInspection.InspectAsync(Field(" INCLUDETEXT http://203.0.113.9/a.docx "), "lettre.docx")).Has("office.external-relationship");
+    }
+
+    [Fact]
+    public async Task Regression_html_smuggling_through_a_file_object_or_a_data_url_set_from_a_script_passed_as_clean()
+    {
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        var scriptedLink = $"<html><body><script>var a=document.createElement('a');a.href=\"data:application/octet-stream;base64,{payload}\";a.download='resultats.exe';document.body.appendChild(a);a.click();</script></body></html>";
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(scriptedLink), "resultats.html")).Has("html.smuggling");
+
+        var file = "<html><body><script>var u=new Uint8Array([77,90,0,0]);var f=new File([u],'resultats.exe',{type:'application/octet-stream'});"
+            + "var a=document.createElement('a');a.href=URL.createObjectURL(f);a.setAttribute('download','resultats.exe');document.body.appendChild(a);a.click();</script></body></html>";
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(file), "resultats.html")).Has("html.smuggling");
+
+        // An image shown from a data: URL, with no download, is a page like any other.
+        var inline = $"<html><body><img alt=\"logo\" src=\"data:image/png;base64,{payload}\"><script>document.title='CR';</script></body></html>";
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(inline), "cr.html")).IsClean();
+    }
 }
