@@ -472,7 +472,10 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 var shown = Inspector.Truncate(url, 160);
                 if (UrlChecks.IsRawIp(host))
                 {
-                    reporter.Report(Rules.MailLinkIp, Severity.Medium, $"link to a raw IP address: {shown}");
+                    // As in reports: a link to an intranet viewer by address is noted (it was Medium until 2026-12-07).
+                    var intranet = UrlChecks.IsPrivateAddress(host);
+                    reporter.Report(Rules.MailLinkIp, intranet ? Severity.Info : Severity.Medium,
+                        $"link to a raw IP address{(intranet ? " on a private network" : string.Empty)}: {shown}");
                     continue;
                 }
 

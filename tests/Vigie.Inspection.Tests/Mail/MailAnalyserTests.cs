@@ -170,6 +170,15 @@ public sealed class MailAnalyserTests
     }
 
     [Fact]
+    public async Task Regression_an_internal_mail_linking_to_the_pacs_viewer_by_private_address_was_suspicious()
+    {
+        var html = "<p>Images: <a href=\"http://10.0.0.12:8080/pacs/viewer?study=1\">viewer</a></p>";
+        var verdict = await Hospital.InspectAsync(MailSamples.Bytes(MailSamples.Message(html: html)));
+        verdict.IsClean();
+        Assert.Equal(Severity.Info, verdict.Has("mail.link-ip").Severity);
+    }
+
+    [Fact]
     public async Task Links_to_raw_ips_punycode_mixed_scripts_and_lookalikes_are_found()
     {
         var html = "<a href=\"http://198.51.100.23/login\">portal</a> <a href=\"https://xn--hospitl-9ya.example/\">x</a>"
