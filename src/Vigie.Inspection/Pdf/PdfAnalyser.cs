@@ -435,6 +435,13 @@ internal sealed class PdfAnalyser : IContentAnalyser
             Active(state, owner, Rules.PdfUriExecutable, Severity.High, $"link to a .{extension} program: {shown}");
         }
 
+        var scheme = uri.TrimStart().Split(':', 2)[0].Trim();
+        if (uri.Contains(':', StringComparison.Ordinal) && (scheme.Equals("javascript", StringComparison.OrdinalIgnoreCase) || scheme.Equals("vbscript", StringComparison.OrdinalIgnoreCase)))
+        {
+            // A reader hands the link to the browser, which runs it (it passed as clean until 2026-12-07).
+            Active(state, owner, Rules.PdfJavaScript, Severity.Medium, $"link runs a script ({scheme}: URI): {shown}");
+        }
+
         if (UrlChecks.Host(uri) is { } host && UrlChecks.IsRawIp(host))
         {
             // Reports link to intranet viewers by address; a phishing link goes to the Internet (both were Medium until 2026-12-06).

@@ -126,6 +126,15 @@ public sealed class PdfAnalyserTests
     }
 
     [Fact]
+    public async Task Regression_a_link_to_a_javascript_uri_passed_as_clean()
+    {
+        var pdf = PdfBuilder.Document();
+        var link = pdf.Add("<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /A << /S /URI /URI (javascript:app.alert\\(1\\)) >> >>");
+        pdf.PageExtra += $" /Annots [{link} 0 R]";
+        Assert.Equal(Severity.Medium, (await Inspect(pdf)).Has("pdf.javascript").Severity);
+    }
+
+    [Fact]
     public async Task Encryption_is_reported()
     {
         var pdf = PdfBuilder.Document();
