@@ -81,6 +81,7 @@ internal static class RescanCommand
                     unreadable = report.Unreadable.Select(u => new { @object = u.ObjectId.ToString(), problem = u.Problem }),
                     not_found = report.NotFound,
                     released = report.Released,
+                    held_by_other_rules = report.HeldByOtherRules,
                     duration_seconds = report.Duration.TotalSeconds,
                 });
                 return report.ExitCode;
@@ -109,7 +110,12 @@ internal static class RescanCommand
 
             if (report.Released > 0)
             {
-                Console.WriteLine($"{report.Released} objects withheld by an earlier rescan are no longer flagged, and are released.");
+                Console.WriteLine($"{report.Released} objects withheld by an earlier rescan with these rules are no longer flagged, and are released.");
+            }
+
+            if (report.HeldByOtherRules > 0)
+            {
+                Console.WriteLine($"{report.HeldByOtherRules} objects these rules no longer flag stay withheld: a rescan with another rules folder flagged them too.");
             }
 
             if (report.NotFound > 0)

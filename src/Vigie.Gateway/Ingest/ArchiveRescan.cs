@@ -46,10 +46,14 @@ public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<Rescan
     /// <summary>Objects withheld by an earlier run that this whole run no longer flags, released.</summary>
     public int Released { get; init; }
 
+    /// <summary>Objects this run no longer flags that stay withheld: another rules folder's run flagged them too.</summary>
+    public int HeldByOtherRules { get; init; }
+
     /// <summary>The counts in one line, for the trail, the log and the terminal alike.</summary>
     public string Summary => $"{Objects} objects, {Hits.Count} flagged (withheld from forwarding and retrieval), {Unreadable.Count} unreadable"
         + (NotFound > 0 ? $", {NotFound} indexed but not found on disk" : string.Empty)
-        + (Released > 0 ? $", {Released} no longer flagged and released" : string.Empty);
+        + (Released > 0 ? $", {Released} no longer flagged and released" : string.Empty)
+        + (HeldByOtherRules > 0 ? $", {HeldByOtherRules} no longer flagged by these rules but still withheld by another rules folder's rescan" : string.Empty);
 }
 
 /// <summary>
@@ -59,13 +63,15 @@ public sealed record RescanReport(long Objects, long Bytes, IReadOnlyList<Rescan
 /// the study, and the run itself is audited.
 /// </summary>
 public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, WithheldObjects withheld, Inspector inspector, IAuditLog audit, IArchiveKeyService keys, IOptionsMonitor<GatewayOptions> options,
-    TimeProvider time, ILogger<ArchiveRescan> logger)
+    IOptions<Vigie.Inspection.Signatures.SignatureOptions> signatures, TimeProvider time, ILogger<ArchiveRescan> logger)
 {
     private static readonly DicomReadOptions HeaderRead = new() { StopAtTag = DicomTags.PixelData };
 
     public async Task<RescanReport> RunAsync(RescanRequest request, string operatorName, IProgress<long>? progress, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
+        // The flags this run raises or lifts are those of its rules folder: another campaign's folder lifts none of them.
+        var source = string.IsNullOrWhiteSpace(signatures.Value.RulesDirectory) ? WithheldObjects.BuiltInOnly : Path.GetFullPath(signatures.Value.RulesDirectory);
         var hits = new ConcurrentBag<RescanHit>();
         var unreadable = new ConcurrentBag<(ObjectId, string)>();
         long objects = 0, bytes = 0;
@@ -93,7 +99,7 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
                             request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null);
                         // Audited as found: a long run stopped half-way still leaves what it found in the trail.
                         await audit.AppendAsync(HitRecord(hit, header, operatorName), ct).ConfigureAwait(false);
-                        await withheld.WithholdAsync(written.Id, string.Join(", ", findings.Select(f => f.Rule).Distinct().Take(8)), ct).ConfigureAwait(false);
+                        await withheld.WithholdAsync(written.Id, source, string.Join(", ", findings.Select(f => f.Rule).Distinct().Take(8)), ct).ConfigureAwait(false);
                         hits.Add(hit);
                     }
                 }
@@ -108,11 +114,11 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
             }).ConfigureAwait(false);
 
         // A whole run with today's rules is the judgement: what it no longer flags is released (a rule withdrawn).
-        var released = request.Since is null && unreadable.IsEmpty
-            ? await withheld.ReleaseAllButAsync(hits.Select(h => h.ObjectId).ToHashSet(), cancellationToken).ConfigureAwait(false)
-            : 0;
+        var (released, heldByOtherRules) = request.Since is null && unreadable.IsEmpty
+            ? await withheld.ReleaseAllButAsync(hits.Select(h => h.ObjectId).ToHashSet(), source, cancellationToken).ConfigureAwait(false)
+            : (0, 0);
         var report = new RescanReport(objects, bytes, [.. hits.OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
-            Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects)) { Released = released };
+            Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects)) { Released = released, HeldByOtherRules = heldByOtherRules };
         await audit.AppendAsync(new AuditRecord
         {
             Time = time.GetUtcNow(),

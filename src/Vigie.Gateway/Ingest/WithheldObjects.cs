@@ -6,29 +6,41 @@ namespace Vigie.Gateway.Ingest;
 /// <summary>
 /// Archived objects that `vigie rescan` found hostile. The archive is immutable, so they stay where they are, but no
 /// copy leaves: the forwarder gives them up and a retrieve fails their sub-operation (before 2026-12-06 a flagged
-/// object still went to a PACS that had been down, and to any C-GET). A later full rescan that no longer flags an
-/// object releases it (a rule withdrawn as a false positive).
+/// object still went to a PACS that had been down, and to any C-GET). Each flag is kept with the rules folder of the
+/// run that raised it: a later whole rescan with the same folder that no longer flags the object lifts that flag (a
+/// rule withdrawn as a false positive); a rescan with another folder lifts nothing (before 2026-12-07 the next
+/// campaign's indicator released what the previous one had flagged). Flags kept before then have no folder (''),
+/// and any whole rescan lifts them, as it did.
 /// </summary>
 public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
 {
+    /// <summary>The source of a run with no rules folder: the built-in analysers and signatures alone.</summary>
+    public const string BuiltInOnly = "(no rules folder)";
+
     /// <summary>Why the object is withheld (the rules that flagged it), or null.</summary>
     public async ValueTask<string?> ReasonAsync(ObjectId id, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT rules FROM gateway_withheld WHERE object_id = @o").With("@o", id.ToArray());
-        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string rules
-            ? $"withheld: flagged by vigie rescan ({rules})"
-            : null;
+        await using var command = connection.CreateCommand(null, "SELECT rules FROM gateway_withheld_by_rules WHERE object_id = @o").With("@o", id.ToArray());
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var rules = new List<string>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            rules.Add(reader.GetString(0));
+        }
+
+        return rules.Count == 0 ? null : $"withheld: flagged by vigie rescan ({string.Join("; ", rules)})";
     }
 
-    public async ValueTask WithholdAsync(ObjectId id, string rules, CancellationToken cancellationToken)
+    /// <summary>Withholds an object that a run with the rules of <paramref name="source"/> flagged.</summary>
+    public async ValueTask WithholdAsync(ObjectId id, string source, string rules, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         await using (var command = connection.CreateCommand(transaction, """
-                         INSERT INTO gateway_withheld (object_id, flagged_at, rules) VALUES (@o, @t, @r)
-                         ON CONFLICT (object_id) DO UPDATE SET flagged_at = excluded.flagged_at, rules = excluded.rules
-                         """).With("@o", id.ToArray()).With("@t", time.GetUtcNow().ToUnixTimeMilliseconds()).With("@r", rules))
+                         INSERT INTO gateway_withheld_by_rules (object_id, source, flagged_at, rules) VALUES (@o, @s, @t, @r)
+                         ON CONFLICT (object_id, source) DO UPDATE SET flagged_at = excluded.flagged_at, rules = excluded.rules
+                         """).With("@o", id.ToArray()).With("@s", source).With("@t", time.GetUtcNow().ToUnixTimeMilliseconds()).With("@r", rules))
         {
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -36,34 +48,55 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Releases every withheld object a full rescan did not flag again; returns how many.</summary>
-    public async ValueTask<int> ReleaseAllButAsync(IReadOnlySet<ObjectId> stillFlagged, CancellationToken cancellationToken)
+    /// <summary>
+    /// Lifts the flags of <paramref name="source"/> (and those kept without a folder) that a whole run with it did not
+    /// raise again; returns how many objects that leaves with no flag at all, and how many stay withheld by other rules.
+    /// </summary>
+    public async ValueTask<(int Released, int HeldByOtherRules)> ReleaseAllButAsync(IReadOnlySet<ObjectId> stillFlagged, string source, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var withheld = new List<byte[]>();
-        await using (var select = connection.CreateCommand(null, "SELECT object_id FROM gateway_withheld"))
+        var lifted = new List<(byte[] Id, string Source)>();
+        await using (var select = connection.CreateCommand(null, "SELECT object_id, source FROM gateway_withheld_by_rules WHERE source = @s OR source = ''").With("@s", source))
         await using (var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
-                withheld.Add(reader.GetFieldValue<byte[]>(0));
+                var id = reader.GetFieldValue<byte[]>(0);
+                if (!stillFlagged.Contains(new ObjectId(id)))
+                {
+                    lifted.Add((id, reader.GetString(1)));
+                }
             }
         }
 
-        var released = withheld.Where(bytes => !stillFlagged.Contains(new ObjectId(bytes))).ToList();
-        if (released.Count == 0)
+        if (lifted.Count == 0)
         {
-            return 0;
+            return (0, 0);
         }
 
+        int released = 0, held = 0;
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        foreach (var bytes in released)
+        foreach (var (id, flagSource) in lifted)
         {
-            await using var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_withheld WHERE object_id = @o").With("@o", bytes);
+            await using var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_withheld_by_rules WHERE object_id = @o AND source = @s")
+                .With("@o", id).With("@s", flagSource);
             await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        foreach (var id in lifted.Select(l => l.Id).DistinctBy(b => Convert.ToHexString(b)))
+        {
+            await using var left = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM gateway_withheld_by_rules WHERE object_id = @o").With("@o", id);
+            if (Convert.ToInt64(await left.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) == 0)
+            {
+                released++;
+            }
+            else
+            {
+                held++;
+            }
+        }
+
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return released.Count;
+        return (released, held);
     }
 }

@@ -526,9 +526,18 @@ public sealed class SecurityTests
         }
 
         Assert.Equal(0, await RetrievedAsync());
-        var cleared = Directory.CreateDirectory(work.Combine("withdrawn")).FullName;
-        await File.WriteAllTextAsync(Path.Combine(cleared, "other.ndb"), $"Vigie.Test.Other:0:*:{Convert.ToHexStringLower("VIGIE-NOT-THERE-9"u8)}\n", ct);
-        var release = await node.VigieAsync("rescan", "--rules", cleared);
+
+        // Regression (review of the docs): the next campaign's rescan, with its own indicator folder, released what the
+        // previous campaign had flagged. Another folder lifts nothing; the same folder with the rule withdrawn does.
+        var nextCampaign = Directory.CreateDirectory(work.Combine("next-campaign")).FullName;
+        await File.WriteAllTextAsync(Path.Combine(nextCampaign, "other.ndb"), $"Vigie.Test.Other:0:*:{Convert.ToHexStringLower("VIGIE-NOT-THERE-9"u8)}\n", ct);
+        var other = await node.VigieAsync("rescan", "--rules", nextCampaign);
+        Assert.True(other.ExitCode == 0, other.ToString());
+        Assert.DoesNotContain("released", other.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal(0, await RetrievedAsync());
+
+        await File.WriteAllTextAsync(Path.Combine(rules, "ioc.ndb"), $"Vigie.Test.Other:0:*:{Convert.ToHexStringLower("VIGIE-NOT-THERE-9"u8)}\n", ct);
+        var release = await node.VigieAsync("rescan", "--rules", rules);
         Assert.True(release.ExitCode == 0, release.ToString());
         Assert.Contains("no longer flagged, and are released", release.StandardOutput, StringComparison.Ordinal);
         Assert.Equal(1, await RetrievedAsync());
