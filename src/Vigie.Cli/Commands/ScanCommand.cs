@@ -357,10 +357,23 @@ internal static class ScanCommand
                 result = await disarmer.DisarmAsync(source, stream, new DisarmOptions { StripDicomPrivateTags = settings.StripPrivate }, cancellationToken).ConfigureAwait(false);
             }
 
-            File.Move(partial, output, overwrite: true);
+            // The copy is inspected again before it is put in place: only a clean one goes into the folder of safe copies
+            // (a DICOM file whose PDF runs a script was copied unchanged, still malicious, until 2026-12-07).
+            Verdict residual;
+            using (var copy = ContentSource.OpenFile(partial))
+            {
+                residual = await inspector.InspectAsync(copy, Path.GetFileName(output), cancellationToken).ConfigureAwait(false);
+            }
 
-            // The copy is inspected again so that the report says what is left, not what was hoped for.
-            var residual = await inspector.InspectFileAsync(output, cancellationToken).ConfigureAwait(false);
+            if (residual.Kind != VerdictKind.Clean)
+            {
+                File.Delete(partial);
+                var left = residual.Findings.Where(f => f.Severity > Severity.Info).Select(f => f.Rule).Distinct(StringComparer.Ordinal).Take(5);
+                return new DisarmOutcome(null, result.Actions, VerdictName(residual.Kind),
+                    $"no safe copy: what is left after {result.Actions.Count} change(s) is still {VerdictName(residual.Kind)} ({string.Join(", ", left)}): not written");
+            }
+
+            File.Move(partial, output, overwrite: true);
             return new DisarmOutcome(output, result.Actions, VerdictName(residual.Kind), null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
@@ -504,6 +517,10 @@ internal static class ScanCommand
                     else
                     {
                         json.WriteString("not_written", disarm.NotWritten);
+                        if (disarm.Residual is not null)
+                        {
+                            json.WriteString("verdict_after", disarm.Residual);
+                        }
                     }
 
                     json.WriteStartArray("actions");

@@ -226,6 +226,32 @@ public sealed class ScanCommandTests
         return [.. bytes, .. "PK\u0003\u0004inert"u8];
     }
 
+    [Fact]
+    public async Task Regression_disarm_put_a_dicom_report_whose_pdf_runs_a_script_unchanged_into_the_folder_of_safe_copies()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-scan");
+        var dataset = new Vigie.Dicom.DicomDataset();
+        dataset.SetString(Vigie.Dicom.DicomTags.SOPClassUID, Vigie.Dicom.DicomVR.UI, Vigie.Dicom.DicomUids.EncapsulatedPDFStorage);
+        dataset.SetString(Vigie.Dicom.DicomTags.SOPInstanceUID, Vigie.Dicom.DicomVR.UI, "2.25.7070707");
+        dataset.SetString(Vigie.Dicom.DicomTags.MIMETypeOfEncapsulatedDocument, Vigie.Dicom.DicomVR.LO, "application/pdf");
+        var pdf = PdfWithOpenActionJavaScript();
+        dataset.SetBytes(Vigie.Dicom.DicomTags.EncapsulatedDocument, Vigie.Dicom.DicomVR.OB, pdf.Length % 2 == 0 ? pdf : [.. pdf, 0]);
+        var report = folder.Combine("report.dcm");
+        await using (var stream = File.Create(report))
+        {
+            await Vigie.Dicom.IO.DicomWriter.WriteFileAsync(stream, new Vigie.Dicom.DicomFile(new Vigie.Dicom.DicomDataset(), dataset, Vigie.Dicom.TransferSyntax.ExplicitVRLittleEndian), null, ct);
+        }
+
+        var output = folder.Combine("safe");
+        var result = await VigieProcess.RunAsync(["scan", "--json", "--disarm", output, report], cancellationToken: ct);
+        Assert.True(result.ExitCode == 1, result.ToString());
+        var disarm = Lines(result.StandardOutput).Single().GetProperty("disarm");
+        Assert.Contains("still malicious", disarm.GetProperty("not_written").GetString(), StringComparison.Ordinal);
+        Assert.Equal("malicious", disarm.GetProperty("verdict_after").GetString());
+        Assert.False(Directory.Exists(output) && Directory.EnumerateFiles(output, "*", SearchOption.AllDirectories).Any(), "a copy was written");
+    }
+
     private static byte[] PdfWithOpenActionJavaScript() => Encoding.ASCII.GetBytes(
         "%PDF-1.4\n1 0 obj<</Type/Catalog/OpenAction 2 0 R>>endobj\n2 0 obj<</S/JavaScript/JS(app.alert\\(1\\))>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n");
 }
