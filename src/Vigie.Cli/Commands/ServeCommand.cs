@@ -99,6 +99,10 @@ internal static class ServeCommand
     /// every interface instead, which put /health, /metrics and the audit API on the network while the status line
     /// named the host (before 2026-12-06). "*" and "+" are refused for the same reason: 0.0.0.0 or [::] says it.
     /// </summary>
+    /// <summary>Each URL of a Web:Urls list on <paramref name="port"/>; one that does not parse is left for the check to name.</summary>
+    internal static string WithPort(string urls, int port) => string.Join(';', urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+        .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? new UriBuilder(uri) { Port = port }.Uri.GetLeftPart(UriPartial.Authority) : u));
+
     internal static string? WebUrlsProblem(string urls)
     {
         foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -183,7 +187,11 @@ internal static class ServeCommand
         // host watches its content root recursively for configuration changes.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "vigie", ContentRootPath = AppContext.BaseDirectory });
         builder.Configuration.AddConfiguration(configuration);
-        var urls = configuration["Web:Urls"] ?? $"http://127.0.0.1:{httpPort ?? 8080}";
+        // The flag wins over the file, as --dicom-port does: on each configured address, its port (before 2026-12-07 it
+        // was dropped when the file named Web:Urls).
+        var urls = configuration["Web:Urls"] is { } configured
+            ? httpPort is { } port ? WithPort(configured, port) : configured
+            : $"http://127.0.0.1:{httpPort ?? 8080}";
         if (WebUrlsProblem(urls) is { } urlProblem)
         {
             await Console.Error.WriteLineAsync($"vigie serve: cannot start: Web:Urls {urlProblem}");

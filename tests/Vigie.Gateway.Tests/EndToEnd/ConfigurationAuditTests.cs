@@ -128,6 +128,17 @@ public sealed class ConfigurationAuditTests
         Assert.Equal(2, (await ConfigurationEntriesAsync(node)).Count);
     }
 
+    [Fact]
+    public async Task Regression_the_http_port_flag_was_dropped_when_the_settings_named_web_urls()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The node passes --http-port; the settings name another port on the same address.
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__WEB__URLS"] = $"http://127.0.0.1:{VigieNode.FreePort()}" },
+            cancellationToken: ct);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("settings", ct)).Status);
+        Assert.Contains($"127.0.0.1:{node.HttpPort}", node.Output, StringComparison.Ordinal);
+    }
+
     private static string Outcome(JsonElement entry) => entry.GetProperty("details").GetProperty("outcome").GetString()!;
 
     private static List<string> EventTypes(JsonElement entry) => [.. entry.GetProperty("event_types").EnumerateArray().Select(t => t.GetString()!)];
