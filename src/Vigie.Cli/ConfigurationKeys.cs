@@ -115,6 +115,14 @@ internal static class ConfigurationKeys
     internal static string Explain(Exception e)
     {
         var message = e.Message;
+        if (System.Text.RegularExpressions.Regex.Match(message, @"Cannot create instance of type '(?<type>[^']+)' because parameter '(?<parameter>[^']+)' has no matching config") is { Success: true } missing)
+        {
+            // "Vigie.Archive.Retention.RetentionPolicy" → "a retention policy setting".
+            var name = missing.Groups["type"].Value.Split('.')[^1];
+            var words = System.Text.RegularExpressions.Regex.Replace(name, "(?<=[a-z])(?=[A-Z])", " ").ToLowerInvariant();
+            return $"a {words} setting lacks its {missing.Groups["parameter"].Value}, which is required.";
+        }
+
         if (System.Text.RegularExpressions.Regex.Match(message, @"value '(?<value>.*)' at '(?<path>[^']+)' to type '(?<type>[^']+)'") is not { Success: true } match)
         {
             return message;

@@ -249,9 +249,12 @@ internal static class ServeCommand
             // The settings first, on their own: failing inside the host's start, each came with the host's stack trace.
             app.Services.GetService<Microsoft.Extensions.Options.IStartupValidator>()?.Validate();
         }
-        catch (Exception e) when (e is Microsoft.Extensions.Options.OptionsValidationException or InvalidOperationException)
+        catch (Exception e) when (e is Microsoft.Extensions.Options.OptionsValidationException or InvalidOperationException or AggregateException)
         {
-            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {ConfigurationKeys.Explain(e)}");
+            // Several failed settings come as one AggregateException, the same one possibly twice (checked by two
+            // validators): each is said once, on the one line (it was "vigie: AggregateException: ..." until 2026-12-07).
+            var causes = e is AggregateException aggregate ? aggregate.Flatten().InnerExceptions.Select(ConfigurationKeys.Explain).Distinct(StringComparer.Ordinal) : [ConfigurationKeys.Explain(e)];
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {string.Join("; ", causes)}");
             return ExitCodes.Error;
         }
 

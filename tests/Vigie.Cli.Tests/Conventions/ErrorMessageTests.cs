@@ -271,4 +271,24 @@ public sealed class ErrorMessageTests
     }
 
     private static string VigieNodePort() => TestPorts.Free().ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public async Task Regression_a_bad_retention_period_stopped_the_start_with_an_aggregate_exception_saying_it_twice()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-retention");
+        var serve = await VigieProcess.RunAsync(["serve", "--data", work.Combine("data"), "--dicom-port", "1", "--http-port", "1"],
+            environment: new Dictionary<string, string> { ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "r", ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "-1.00:00:00" },
+            cancellationToken: ct);
+        Assert.Equal(2, serve.ExitCode);
+        var line = Assert.Single(serve.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("vigie serve: cannot start: Gateway:Maintenance:Retention:Studies -1.00:00:00 must be a positive period", line, StringComparison.Ordinal);
+        Assert.Equal(1, line.Split("must be a positive period").Length - 1);
+
+        // A required entry left out was named in .NET's words.
+        var unnamed = await VigieProcess.RunAsync(["serve", "--data", work.Combine("data"), "--dicom-port", "1", "--http-port", "1"],
+            environment: new Dictionary<string, string> { ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "3650.00:00:00" }, cancellationToken: ct);
+        Assert.Equal(2, unnamed.ExitCode);
+        Assert.Contains("cannot start: a retention policy setting lacks its Name, which is required", unnamed.StandardError, StringComparison.Ordinal);
+    }
 }
