@@ -32,7 +32,9 @@ internal sealed class SettingsFileWatch : BackgroundService, IHealthCheck
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
         Task.FromResult(Look() is { } changed
-            ? HealthCheckResult.Degraded($"{changed.File} changed at {changed.Seen:u}, after the start: settings are read at start only; restart vigie serve to apply it")
+            ? HealthCheckResult.Degraded(changed.File.StartsWith("SIGHUP", StringComparison.Ordinal)
+                ? $"SIGHUP received at {changed.Seen:u}: settings are read at start only; restart vigie serve to apply a change"
+                : $"{changed.File} changed at {changed.Seen:u}, after the start: settings are read at start only; restart vigie serve to apply it")
             : HealthCheckResult.Healthy("settings as read at start"));
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -42,6 +44,11 @@ internal sealed class SettingsFileWatch : BackgroundService, IHealthCheck
             context.Cancel = true;
             _logger.LogWarning("SIGHUP received: vigie serve reads its settings at start only; restart it to apply a change to {Files}",
                 string.Join(" or ", _files));
+            // Whoever sent it expects a reload: /health says none happened (it stayed Healthy until 2026-12-07).
+            lock (_lock)
+            {
+                _changed ??= ("SIGHUP received; " + string.Join(" or ", _files), _time.GetUtcNow());
+            }
         });
         using var timer = new PeriodicTimer(CheckEvery, _time);
         try

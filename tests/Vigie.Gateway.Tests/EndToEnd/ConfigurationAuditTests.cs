@@ -96,11 +96,13 @@ public sealed class ConfigurationAuditTests
         }
 
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("SIGHUP received", StringComparison.Ordinal), ct);
+        // Regression (review of the docs): SIGHUP was logged, but /health stayed Healthy.
+        Assert.Equal("Degraded", (await node.HealthCheckAsync("settings", ct)).Status);
         await File.WriteAllTextAsync(Path.Combine(node.Data, "vigie.json"), """{ "Access": { "DicomNodes": [] } }""", ct);
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("changed after the start", StringComparison.Ordinal), ct);
         var (status, description) = await node.HealthCheckAsync("settings", ct);
         Assert.Equal("Degraded", status);
-        Assert.Contains("restart vigie serve to apply it", description, StringComparison.Ordinal);
+        Assert.Contains("restart vigie serve to apply", description, StringComparison.Ordinal);
         Assert.Null(node.ExitCode);
     }
 
