@@ -180,24 +180,39 @@ internal static class MaintenanceCommands
             // interrupted rotation said only "cancelled", and the operator kept a backup that no longer opened. Once the
             // passes end, the lines below say where it stands.
             KeyRotationReport report;
-            using (ct.Register(() => Console.Error.WriteLine(
-                       $"vigie keys rotate: interrupted after the key file changed: run vigie keys rotate again to finish, then back up {keyFile}.")))
+            var keysBefore = KeyFileStamp(keyFile);
+            try
             {
-                report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
-                for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
+                using (ct.Register(() => Console.Error.WriteLine(
+                           $"vigie keys rotate: interrupted after the key file changed: run vigie keys rotate again to finish, then back up {keyFile}.")))
                 {
-                    // Each pass counts what it re-wrapped; the next one finds those current. The operator and the trail get
-                    // the whole rotation (before 2026-12-06 the last pass: "28 re-wrapped, 2972 already current").
-                    var next = await rotation.RotateAsync(ct);
-                    report = next with
+                    report = await MaintenanceHost.WithStatusAsync("Re-wrapping data keys", parse.GetValue(json), () => rotation.RotateAsync(ct));
+                    for (var round = 0; !report.Completed && report.Failures.Count == 0 && round < 3; round++)
                     {
-                        Rewrapped = report.Rewrapped + next.Rewrapped,
-                        AlreadyCurrent = Math.Max(0, next.AlreadyCurrent - report.Rewrapped),
-                    };
+                        // Each pass counts what it re-wrapped; the next one finds those current. The operator and the trail get
+                        // the whole rotation (before 2026-12-06 the last pass: "28 re-wrapped, 2972 already current").
+                        var next = await rotation.RotateAsync(ct);
+                        report = next with
+                        {
+                            Rewrapped = report.Rewrapped + next.Rewrapped,
+                            AlreadyCurrent = Math.Max(0, next.AlreadyCurrent - report.Rewrapped),
+                        };
+                    }
                 }
+
+                await AuditKeyRotationAsync(services, report, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+            {
+                // A full or read-only disk fails a pass: whether the key file changed already decides what the operator's
+                // backup is worth (before 2026-12-07 only the raw error was printed, though a new key was in force).
+                var changed = KeyFileStamp(keyFile) != keysBefore;
+                await Console.Error.WriteLineAsync(changed
+                    ? $"vigie keys rotate: failed after the key file changed ({Vigie.Core.ExceptionCauses.Describe(e)}): fix the cause, run vigie keys rotate again to finish, then back up {keyFile}; copies of it made before cannot open what was re-wrapped."
+                    : $"vigie keys rotate: failed before the key file changed ({Vigie.Core.ExceptionCauses.Describe(e)}): nothing was rotated.");
+                return ExitCodes.Error;
             }
 
-            await AuditKeyRotationAsync(services, report, ct);
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(report);
@@ -227,6 +242,19 @@ internal static class MaintenanceCommands
             return report.Failures.Count > 0 ? ExitCodes.Findings : ExitCodes.Ok;
         });
         return new Command("keys", "Key management.") { rotate };
+    }
+
+    /// <summary>The key file's contents hash, or null when it cannot be read.</summary>
+    private static string? KeyFileStamp(string path)
+    {
+        try
+        {
+            return Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     public static Command Access()
