@@ -263,6 +263,14 @@ public sealed class IngestPipeline(
         // makes them visible commits only once it is. A large object's sync can take long, and the shared transaction
         // would wait for it with every other association's objects: it is awaited before joining. The commit itself is
         // not synced: the archive is the record, and after a power cut ArchiveRecovery files again what the index lost.
+        // The floor is checked when a store begins; an object large enough to take the disk under it on its own is refused
+        // once written, before it is kept (it was acknowledged, leaving the index and the audit trail short, until 2026-12-07).
+        if (store.Space.IsFull)
+        {
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.OutOfResources,
+                Truncate($"Vigie archive disk full: retry later (this object would leave the data folder under Archive:MinFreeSpace, {store.Space.MinFreeBytes >> 20} MiB)"), verdict);
+        }
+
         var durable = store.CommitAsync(spooled, cancellationToken).AsTask();
         if (spooled.Length > OverlapSyncLimit)
         {
