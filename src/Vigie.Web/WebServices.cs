@@ -180,7 +180,12 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return Task.FromResult(HealthCheckResult.Unhealthy($"the data folder is not writable: {e.GetType().Name}"));
+            // ENOSPC with bytes to spare: the file system ran out of inodes (or a quota), which "not writable" alone hid.
+            var spare = space.FreeBytes;
+            var why = e is IOException { HResult: 28 } && spare > (1L << 20)
+                ? $"no space left on device although {spare >> 20} MiB are free: the file system has no free inodes (df -i), or a quota is reached"
+                : $"{e.GetType().Name}: {e.Message}";
+            return Task.FromResult(HealthCheckResult.Unhealthy($"the data folder is not writable: {why}"));
         }
 
         // Under the floor stores are refused but queries and retrieves go on: degraded, not down, so that a probe does

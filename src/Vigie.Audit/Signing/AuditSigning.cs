@@ -138,10 +138,18 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
             return null;
         }
 
-        if (!File.Exists(path))
+        // A key folder the account can no longer enter hides the file: that is a permission to fix, not a key to restore
+        // (it read "is gone" until 2026-12-07).
+        var unreadable = Vigie.Core.IO.FileProblems.WhyUnreadable(path);
+        if (unreadable == Vigie.Core.IO.FileProblems.Missing)
         {
             return $"the audit signing key file {path} is gone: tree heads are signed with the key in memory, but the next start refuses "
                    + "to make another one over a signed log; restore the file from its backup";
+        }
+
+        if (unreadable is not null)
+        {
+            return $"the audit signing key file {path} {unreadable}: tree heads are signed with the key in memory, but the next start will fail";
         }
 
         if (ExposedToOthers(path))
