@@ -181,7 +181,7 @@ public sealed class Inspector
     }
 
     internal async ValueTask InspectChildAsync(EngineContext parent, string name, ContentSource content, CancellationToken cancellationToken,
-        ContentType? readAs = null)
+        ContentType? readAs = null, bool secondReading = false)
     {
         var session = parent.Session;
         var safeName = SanitiseName(name);
@@ -233,7 +233,7 @@ public sealed class Inspector
 
         var type = readAs ?? ContentIdentifier.Identify(content);
         session.NoteInnerObject(type, name);
-        var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content);
+        var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content) { SecondReading = parent.SecondReading || secondReading };
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
     }
 
@@ -296,7 +296,8 @@ public sealed class Inspector
     /// </summary>
     private async ValueTask InspectAppendedArchiveAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument
+        // A second reading's archive was judged by the first (a tar's docx member is one of its members).
+        if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument || context.SecondReading
             || content.Length < 22 || !ZipReader.TryFindEnd(content, out var end))
         {
             return;
@@ -319,6 +320,12 @@ public sealed class Inspector
 
         var start = directory.Entries.Min(e => e.LocalHeaderOffset);
         if (start <= 0 || start >= content.Length || ZipReader.ReadLocalHeader(content, start) is null)
+        {
+            return;
+        }
+
+        // A tar stores its members as they are: a docx among them is a member (read as one), not a ZIP appended to the tar.
+        if (context.ContentType == ContentType.Tar && InsideTarMember(content, start, context.Limits.MaxEntries))
         {
             return;
         }
@@ -357,7 +364,58 @@ public sealed class Inspector
         }
 
         using var view = content.Slice(start, content.Length - start);
-        await context.InspectChildAsync($"[as a PDF reader opens it, from offset {start}]", view, cancellationToken).ConfigureAwait(false);
+        await InspectChildAsync(context, $"[as a PDF reader opens it, from offset {start}]", view, cancellationToken, secondReading: true).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether <paramref name="offset"/> lies in the data of one of a tar's members, walking its 512-byte headers.</summary>
+    internal static bool InsideTarMember(ContentSource tar, long offset, int maxEntries)
+    {
+        Span<byte> header = stackalloc byte[512];
+        long at = 0;
+        for (var i = 0; i < maxEntries && at + 512 <= tar.Length && tar.ReadAt(at, header) == 512; i++)
+        {
+            if (header.IndexOfAnyExcept((byte)0) < 0 || !TryOctal(header.Slice(124, 12), out var size) || size > tar.Length)
+            {
+                return false;
+            }
+
+            var data = at + 512;
+            if (offset >= data && offset < data + size)
+            {
+                return true;
+            }
+
+            at = data + ((size + 511) & ~511L);
+        }
+
+        return false;
+    }
+
+    private static bool TryOctal(ReadOnlySpan<byte> field, out long value)
+    {
+        value = 0;
+        var digits = 0;
+        foreach (var b in field)
+        {
+            if (b is (byte)' ' or 0)
+            {
+                if (digits > 0)
+                {
+                    break;
+                }
+
+                continue;
+            }
+
+            if (b is < (byte)'0' or > (byte)'7' || ++digits > 11)
+            {
+                return false;
+            }
+
+            value = value * 8 + (b - '0');
+        }
+
+        return digits > 0;
     }
 
     /// <summary>Byte for byte, from the start; <paramref name="a"/>'s length decides how far (callers compare lengths first).</summary>

@@ -81,7 +81,10 @@ public sealed class ArchiveRecovery(
 
         if (recovered + skipped > 0)
         {
-            logger.LogWarning("Recovery: {Recovered} objects acknowledged before an unclean shutdown were filed again; {Skipped} left for the scrub",
+            // Most were acknowledged before a power cut; one whose index commit failed after its file was written (a full
+            // disk, answered A700) is filed too, and its sender's retry then finds it stored: nothing says which it was.
+            logger.LogWarning("Recovery: {Recovered} objects written to the archive but missing from the index (acknowledged before an unclean shutdown, "
+                + "or refused after their file was written) were filed again; {Skipped} left for the scrub",
                 recovered, skipped);
         }
 

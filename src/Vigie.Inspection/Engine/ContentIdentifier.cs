@@ -106,13 +106,6 @@ internal static class ContentIdentifier
             return ContentType.Tar;
         }
 
-        // Readers accept the header anywhere in the first kilobyte; so do we, once no container starts the file: a tar or
-        // a winmail.dat whose first member is a PDF was read as a PDF behind junk, its other members unseen (before 2026-12-07).
-        if (head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
-        {
-            return ContentType.Pdf;
-        }
-
         if (Starts(head, [0xFF, 0xD8, 0xFF]))
         {
             return ContentType.Jpeg;
@@ -140,6 +133,15 @@ internal static class ContentIdentifier
             // hides its attachments behind that. Judge on up to 1 MiB (where the mail analyser wants its end); a block
             // still going at 1 MiB with a mail header in it is a mail, which the analyser then reports as malformed.
             type = IdentifyLongHeaderBlock(source, length) ? ContentType.Mime : type;
+        }
+
+        // Readers accept the header anywhere in the first kilobyte; so do we, behind bytes of no other kind. A container,
+        // an image, a page or a mail that holds a PDF header there is what it is, and is read once more as the PDF a
+        // reader opens (Inspector's second reading): a tar or winmail.dat whose first member is a PDF, or a mail with a
+        // quoted-printable PDF, was read as a PDF behind junk, its other parts unseen, until 2026-12-07.
+        if (type is ContentType.Text or ContentType.Unknown && head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
+        {
+            return ContentType.Pdf;
         }
 
         return type;

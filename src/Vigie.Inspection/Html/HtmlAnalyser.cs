@@ -82,9 +82,15 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
             || NewFile().IsMatch(text);
         var save = text.Contains("msSaveOrOpenBlob", StringComparison.OrdinalIgnoreCase) || text.Contains("msSaveBlob", StringComparison.OrdinalIgnoreCase);
         var objectUrl = text.Contains("createObjectURL", StringComparison.OrdinalIgnoreCase);
-        var click = text.Contains(".click()", StringComparison.OrdinalIgnoreCase) || text.Contains("dispatchEvent", StringComparison.OrdinalIgnoreCase);
-        var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text);
-        var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text);
+        var click = text.Contains(".click()", StringComparison.OrdinalIgnoreCase) || text.Contains("dispatchEvent", StringComparison.OrdinalIgnoreCase)
+            || BracketClick().IsMatch(text);
+        // The browser opening the file itself (a new window, the page moved to it) delivers it as a download does.
+        var navigation = Navigation().IsMatch(text);
+        // download set as a property, in an object literal (Object.assign) or by index; click() by index too (those passed
+        // as clean until 2026-12-07).
+        var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text)
+            || DownloadKey().IsMatch(text);
+        var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text) || NavigationToData().IsMatch(text);
         var atob = text.Contains("atob(", StringComparison.OrdinalIgnoreCase);
         var largeLiteral = HasLargeBase64Literal(text);
         if (blob)
@@ -121,7 +127,12 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
             found.Add("large base64 literal");
         }
 
-        var smuggling = blob && (save || (objectUrl && (click || downloadAttribute))) || dataDownload || atob && largeLiteral && (blob || objectUrl || click);
+        if (navigation && (objectUrl || dataDownload))
+        {
+            found.Add("the browser sent to the file (window.open, location)");
+        }
+
+        var smuggling = blob && (save || (objectUrl && (click || downloadAttribute || navigation))) || dataDownload || atob && largeLiteral && (blob || objectUrl || click);
         return new SmugglingSignals(smuggling, atob && largeLiteral, found);
     }
 
@@ -200,8 +211,22 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     [GeneratedRegex(@"\bnew\s+File\s*\(", RegexOptions.NonBacktracking)]
     private static partial Regex NewFile();
 
-    [GeneratedRegex(@"data:[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    /// <summary>A base64 data: URL of anything but an image (an inline logo is not a file handed over). Backtracking for the
+    /// lookahead, which the non-backtracking engine lacks; linear all the same (no nested repetition).</summary>
+    [GeneratedRegex(@"data:(?!image/)[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex Base64DataUrl();
+
+    [GeneratedRegex(@"(\bdownload[""'`]?\s*:|\[\s*[""'`]download[""'`]\s*\])", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex DownloadKey();
+
+    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=)\s*[""'`]data:(?!image/)[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex NavigationToData();
+
+    [GeneratedRegex(@"\[\s*[""'`]click[""'`]\s*\]\s*\(", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex BracketClick();
+
+    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=[^=])", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex Navigation();
 
     [GeneratedRegex(@"<a\b[^>]*(\bdownload\b[^>]*href\s*=\s*[""']?\s*data:[^;,]*;base64,|href\s*=\s*[""']?\s*data:[^;,]*;base64,[^>]*\bdownload\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DataUrlDownload();

@@ -136,30 +136,34 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         {
             cancellationToken.ThrowIfCancellationRequested();
             var type = TypeOf(name) ?? string.Empty;
+            // Each reading a part's name or type calls for, not the first only: a worksheet named under word/ was read as
+            // Word text alone, its DDE formula unseen (until 2026-12-07).
             if (IsWordText(name) || IsWordTextType(type))
             {
                 ScanWordFields(state, name);
             }
-            else if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
+
+            if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
                 || type.EndsWith(".externalLink+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "ddeLink", (reader, part) =>
                     state.Reporter.Report(Rules.OfficeDde, Severity.High,
                         $"DDE link in '{part}': service '{reader.GetAttribute("ddeService")}', topic '{Inspector.Truncate(reader.GetAttribute("ddeTopic") ?? "", 120)}'"));
             }
-            else if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
+            if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
                 || type.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || type.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "f", (reader, part) =>
                 {
                     var formula = ReadBounded(reader);
-                    if (DdeFormula().IsMatch(formula))
+                    // A "|" or "!" inside a string literal ("pos|neg") is text, not a DDE reference (it was, until 2026-12-07).
+                    if (DdeFormula().IsMatch(StringLiteral().Replace(formula, "\"\"")))
                     {
                         state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in '{part}': {Inspector.Truncate(formula, 120)}");
                     }
                 });
             }
-            else if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
+            if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
                 || name.Equals(mainPart?.TrimStart('/'), StringComparison.OrdinalIgnoreCase) && type.Contains("spreadsheetml", StringComparison.OrdinalIgnoreCase) && type.EndsWith("+xml", StringComparison.OrdinalIgnoreCase))
             {
                 ScanElements(state, name, "definedName", (reader, part) =>
@@ -506,6 +510,10 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
         return builder.ToString();
     }
+
+    /// <summary>A formula's string literal, quotes doubled inside.</summary>
+    [GeneratedRegex("\"(?:[^\"]|\"\")*\"", RegexOptions.None, matchTimeoutMilliseconds: 200)]
+    private static partial Regex StringLiteral();
 
     /// <summary>app|'topic'!item, the DDE reference syntax of spreadsheet formulas.</summary>
     [GeneratedRegex(@"[A-Za-z0-9_.\-]+\s*\|\s*'?[^'!]*'?\s*!", RegexOptions.None, matchTimeoutMilliseconds: 200)]

@@ -12,6 +12,9 @@ namespace Vigie.Inspection.Pdf;
 internal sealed class PdfAnalyser : IContentAnalyser
 {
     private const int MaxScriptPreview = 80;
+
+    /// <summary>C0 controls and space, which a URL parser strips before a scheme.</summary>
+    private static readonly char[] LeadingControls = [.. Enumerable.Range(0, 33).Select(i => (char)i)];
     private const long MaxStructureStream = 64L * 1024 * 1024;
 
     private static readonly HashSet<string> SensitiveNames = new(StringComparer.Ordinal)
@@ -435,8 +438,11 @@ internal sealed class PdfAnalyser : IContentAnalyser
             Active(state, owner, Rules.PdfUriExecutable, Severity.High, $"link to a .{extension} program: {shown}");
         }
 
-        var scheme = uri.TrimStart().Split(':', 2)[0].Trim();
-        if (uri.Contains(':', StringComparison.Ordinal) && (scheme.Equals("javascript", StringComparison.OrdinalIgnoreCase) || scheme.Equals("vbscript", StringComparison.OrdinalIgnoreCase)))
+        // As a browser's URL parser reads it: tabs and line breaks anywhere removed, leading controls and spaces stripped
+        // ("java\tscript:" passed until 2026-12-07).
+        var normalised = new string([.. uri.Where(c => c is not ('\t' or '\n' or '\r'))]).TrimStart(LeadingControls);
+        var scheme = normalised.Split(':', 2)[0];
+        if (normalised.Contains(':', StringComparison.Ordinal) && (scheme.Equals("javascript", StringComparison.OrdinalIgnoreCase) || scheme.Equals("vbscript", StringComparison.OrdinalIgnoreCase)))
         {
             // A reader hands the link to the browser, which runs it (it passed as clean until 2026-12-07).
             Active(state, owner, Rules.PdfJavaScript, Severity.Medium, $"link runs a script ({scheme}: URI): {shown}");

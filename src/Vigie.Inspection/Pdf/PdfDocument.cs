@@ -19,6 +19,42 @@ internal sealed class PdfDocument
 
     public List<PdfDictionary> Trailers { get; } = [];
 
+    /// <summary>The value of the last "startxref": where a reader starts, the newest cross-reference section.</summary>
+    public long? StartXref { get; private set; }
+
+    private readonly Dictionary<long, PdfDictionary> _trailerByXref = [];
+
+    /// <summary>
+    /// The trailer a reader uses: that of the cross-reference table, or the dictionary of the cross-reference stream,
+    /// that the last startxref points at (offsets counted from the file's start or from the header); null when it
+    /// points at neither (a broken file, which readers rebuild from the last trailer).
+    /// </summary>
+    public PdfDictionary? StartTrailer
+    {
+        get
+        {
+            if (StartXref is not { } at)
+            {
+                return null;
+            }
+
+            foreach (var offset in new[] { at, at + HeaderOffset })
+            {
+                if (_trailerByXref.TryGetValue(offset, out var trailer))
+                {
+                    return trailer;
+                }
+
+                if (_objects.LastOrDefault(o => o.Offset == offset && o.ContainerNumber is null && o.Dictionary?.GetName("Type") == "XRef") is { } stream)
+                {
+                    return stream.Dictionary;
+                }
+            }
+
+            return null;
+        }
+    }
+
     public long HeaderOffset { get; private set; }
 
     /// <summary>More objects than the limit: the rest were not read.</summary>
@@ -59,6 +95,7 @@ internal sealed class PdfDocument
     private void ScanLinear(PdfLexer lexer, CancellationToken cancellationToken)
     {
         PdfToken previous = default, beforePrevious = default;
+        long? lastXref = null;
         var tokens = 0;
         while (!Truncated)
         {
@@ -86,11 +123,29 @@ internal sealed class PdfDocument
                 if (PdfParser.ParseValue(lexer) is PdfDictionary trailer)
                 {
                     Trailers.Add(trailer);
+                    if (lastXref is { } xrefAt)
+                    {
+                        _trailerByXref[xrefAt] = trailer;
+                        lastXref = null;
+                    }
                 }
             }
             else if (token.IsKeyword("xref"))
             {
+                lastXref = token.Start;
                 ReadXrefTable(lexer, cancellationToken);
+            }
+            else if (token.IsKeyword("startxref"))
+            {
+                var value = lexer.Next();
+                if (value.IsInteger && value.Integer >= 0)
+                {
+                    StartXref = value.Integer;
+                }
+                else
+                {
+                    lexer.PushBack(value);
+                }
             }
 
             beforePrevious = previous;

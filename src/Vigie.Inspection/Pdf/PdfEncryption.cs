@@ -83,8 +83,12 @@ internal sealed class PdfEncryption
     /// <summary>The document's encryption dictionary, if it declares one (the latest revision's).</summary>
     public static (PdfDictionary Dictionary, int? Number, PdfDictionary Trailer)? Declared(PdfDocument document)
     {
-        var trailer = document.Trailers.LastOrDefault(t => t.Has("Encrypt"))
-            ?? document.Objects.LastOrDefault(o => o.Dictionary?.GetName("Type") == "XRef" && o.Dictionary.Has("Encrypt"))?.Dictionary;
+        // The trailer startxref leads to decides, as for a reader: an /Encrypt in a trailer nothing reaches made a plain
+        // document "decrypted" into garbage, its script lost (until 2026-12-07). A broken file falls back to the last one.
+        var trailer = document.StartTrailer is { } reached
+            ? reached.Has("Encrypt") ? reached : null
+            : document.Trailers.LastOrDefault(t => t.Has("Encrypt"))
+              ?? document.Objects.LastOrDefault(o => o.Dictionary?.GetName("Type") == "XRef" && o.Dictionary.Has("Encrypt"))?.Dictionary;
         if (trailer is null)
         {
             return null;

@@ -53,4 +53,31 @@ public sealed class PdfHeaderInContainerTests
         verdict.IsMalicious();
         Assert.StartsWith("[as a PDF reader opens it, from offset 512]", verdict.Has("pdf.javascript").InnerPath, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Regression_a_page_or_a_mail_with_a_pdf_header_in_its_first_kilobyte_was_read_as_a_pdf()
+    {
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        var page = $"<!-- exported from %PDF-1.7 viewer --><html><body><a download=\"x.exe\" href=\"data:application/octet-stream;base64,{payload}\">x</a></body></html>";
+        (await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes(page), "page.html")).Has("html.smuggling");
+
+        // A quoted-printable PDF attachment puts "%PDF-" in clear near the top; the program after it must still be seen.
+        var report = PdfBuilder.Document("Compte rendu").Build();
+        var mail = "From: labo@hospital.example\r\nTo: secretariat@hospital.example\r\nSubject: CR\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+            + "--b\r\nContent-Type: application/pdf; name=\"cr.pdf\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            + System.Text.Encoding.Latin1.GetString(report).Replace("=", "=3D", StringComparison.Ordinal) + "\r\n"
+            + "--b\r\nContent-Type: application/octet-stream; name=\"facture.exe\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Convert.ToBase64String(ExecutableSamples.Pe()) + "\r\n--b--\r\n";
+        var verdict = await TestInspection.InspectAsync(System.Text.Encoding.Latin1.GetBytes(mail), "cr.eml");
+        verdict.IsMalicious();
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Regression_a_tar_holding_a_docx_was_reported_as_a_zip_appended_to_it()
+    {
+        var reports = Tar(("cr.pdf", PdfBuilder.Document("Compte rendu").Build()), ("lettre.docx", OoxmlSamples.CleanDocx()));
+        var verdict = await TestInspection.InspectAsync(reports, "rapports.tar");
+        verdict.IsClean();
+        Assert.DoesNotContain(verdict.Findings, f => f.Rule == "inspection.appended-archive");
+    }
 }

@@ -363,4 +363,43 @@ public sealed class OfficeAnalyserTests
         var inline = $"<html><body><img alt=\"logo\" src=\"data:image/png;base64,{payload}\"><script>document.title='CR';</script></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(inline), "cr.html")).IsClean();
     }
+
+    [Fact]
+    public async Task Regression_a_worksheet_named_under_word_was_read_as_word_text_only_and_its_dde_formula_unseen()
+    {
+        var workbook = OoxmlBuilder.Excel()
+            .Part("word/s1.xml", "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml",
+                "<worksheet xmlns=\"http://schemas.openxmlformats.org/spreadsheetml/2006/main\"><sheetData><row r=\"1\"><c r=\"A1\"><f>cmd|' /C echo inert'!A0</f></c></row></sheetData></worksheet>")
+            .Build();
+        Assert.Contains("word/s1.xml", (await TestInspection.InspectAsync(workbook, "bilan.xlsx")).Has("office.dde").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Regression_a_pipe_in_a_formula_s_string_was_read_as_a_dde_reference()
+    {
+        var lab = OoxmlBuilder.Excel("<sheetData><row r=\"2\"><c r=\"C2\"><f>IF(ISNUMBER(SEARCH(\"pos|neg\",A2)),Resultats!B2,\"\")</f></c></row></sheetData>").Build();
+        Assert.DoesNotContain((await TestInspection.InspectAsync(lab, "labo.xlsx")).Findings, f => f.Rule == "office.dde");
+    }
+
+    [Fact]
+    public async Task Regression_common_smuggling_idioms_passed_as_clean()
+    {
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        string[] pages =
+        [
+            $"<script>Object.assign(document.createElement('a'),{{href:'data:application/octet-stream;base64,{payload}',download:'x.exe'}}).click();</script>",
+            "<script>var b=new Blob([new Uint8Array([77,90])]);var a=document.createElement('a');a.href=URL.createObjectURL(b);a['download']='x.exe';a['click']();</script>",
+            "<script>window.open(URL.createObjectURL(new Blob([new Uint8Array([77,90])],{type:'application/octet-stream'})));</script>",
+            "<script>location.assign(URL.createObjectURL(new Blob([new Uint8Array([77,90])])));</script>",
+            $"<script>location.href='data:application/octet-stream;base64,{payload}';</script>",
+        ];
+        foreach (var page in pages)
+        {
+            (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<html><body>" + page + "</body></html>"), "resultats.html")).Has("html.smuggling");
+        }
+
+        // A page that opens a window and shows a logo inline delivers no file.
+        var portal = $"<html><body><img src=\"data:image/png;base64,{payload}\"><script>function help(){{window.open('https://www.hospital.example/aide');}}</script></body></html>";
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(portal), "portail.html")).IsClean();
+    }
 }

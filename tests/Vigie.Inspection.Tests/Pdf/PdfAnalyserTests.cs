@@ -132,6 +132,15 @@ public sealed class PdfAnalyserTests
         var link = pdf.Add("<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /A << /S /URI /URI (javascript:app.alert\\(1\\)) >> >>");
         pdf.PageExtra += $" /Annots [{link} 0 R]";
         Assert.Equal(Severity.Medium, (await Inspect(pdf)).Has("pdf.javascript").Severity);
+
+        // Regression (second review): a tab or line break in the scheme, which URL parsers remove, hid it.
+        foreach (var uri in new[] { "java\\tscript:app.alert\\(1\\)", "java\\nscript:app.alert\\(1\\)", "\\001javascript:app.alert\\(1\\)" })
+        {
+            var evasive = PdfBuilder.Document();
+            var evasiveLink = evasive.Add($"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /A << /S /URI /URI ({uri}) >> >>");
+            evasive.PageExtra += $" /Annots [{evasiveLink} 0 R]";
+            Assert.Equal(Severity.Medium, (await Inspect(evasive)).Has("pdf.javascript").Severity);
+        }
     }
 
     [Fact]

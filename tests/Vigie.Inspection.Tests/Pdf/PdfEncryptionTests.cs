@@ -70,6 +70,31 @@ public sealed class PdfEncryptionTests
     }
 
     [Fact]
+    public async Task Regression_an_encryption_dictionary_no_cross_reference_reaches_hid_a_plain_document_s_script()
+    {
+        var qpdf = Peers.Require("qpdf", "qpdf");
+        using var folder = new TempDirectory();
+        await File.WriteAllBytesAsync(folder.Combine("in.pdf"), ScriptedReport().Build(), TestContext.Current.CancellationToken);
+        // The catalog and its script packed in an object stream, reached through a cross-reference stream.
+        var packed = await Peers.RunAsync(qpdf, ["--object-streams=generate", folder.Combine("in.pdf"), folder.Combine("packed.pdf")], TimeSpan.FromSeconds(30),
+            cancellationToken: TestContext.Current.CancellationToken);
+        Assert.True(packed.ExitCode is 0 or 3, packed.ToString());
+        var plain = await File.ReadAllBytesAsync(folder.Combine("packed.pdf"), TestContext.Current.CancellationToken);
+
+        // A valid owner-only encryption dictionary, and a trailer naming it that nothing reaches, appended after %%EOF.
+        var encrypted = System.Text.Encoding.Latin1.GetString(await EncryptAsync(plain, "", "128 --use-aes=n"));
+        var dictionary = System.Text.RegularExpressions.Regex.Match(encrypted, @"obj\s*(<<\s*/Filter\s*/Standard.*?>>)\s*endobj", System.Text.RegularExpressions.RegexOptions.Singleline).Groups[1].Value;
+        var id = System.Text.RegularExpressions.Regex.Match(encrypted, @"/ID\s*\[\s*<[0-9a-fA-F]+>\s*<[0-9a-fA-F]+>\s*\]").Value;
+        Assert.False(string.IsNullOrEmpty(dictionary) || string.IsNullOrEmpty(id), "no encryption dictionary or ID in qpdf's output");
+        var orphan = System.Text.Encoding.Latin1.GetBytes($"\n9999 0 obj\n{dictionary}\nendobj\ntrailer\n<< /Encrypt 9999 0 R {id} >>\n");
+
+        var verdict = await TestInspection.InspectAsync([.. plain, .. orphan], "report.pdf");
+        verdict.IsMalicious();
+        Assert.Contains("inert test marker", verdict.Has("pdf.javascript").Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(verdict.Findings, f => f.Rule == "pdf.encrypted");
+    }
+
+    [Fact]
     public async Task A_pdf_that_needs_a_password_to_open_stays_opaque_and_suspicious()
     {
         var plain = PdfBuilder.Document("Compte rendu").Build();
