@@ -39,7 +39,6 @@ public sealed class ConfigurationAudit(
     /// <summary>Appended to a setting's name for its file's contents ("Dicom:Tls:CertificatePath (contents)").</summary>
     internal const string ContentsSuffix = " (contents)";
 
-    private const int MaxRulesFiles = 10_000;
 
     public async Task RecordAsync(CancellationToken cancellationToken)
     {
@@ -108,37 +107,57 @@ public sealed class ConfigurationAudit(
         return SecurityFileSettings.Contains(name, StringComparer.OrdinalIgnoreCase);
     }
 
-    /// <summary>SHA-256 of a file, or of a folder's files by name (rules); a missing or unreadable one says so instead.</summary>
-    private static async Task<string> FingerprintAsync(string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// SHA-256 of a file, or of a rules folder's signature files by name (those the loader reads: a .git folder or a
+    /// named pipe beside them is not read, nor waited for); a missing or unreadable file says so in its place.
+    /// </summary>
+    private async Task<string> FingerprintAsync(string path, CancellationToken cancellationToken)
     {
+        if (!Directory.Exists(path))
+        {
+            return "file\0" + await FileHashAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+
+        IReadOnlyList<string> files;
         try
         {
-            if (Directory.Exists(path))
-            {
-                var files = Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories).Take(MaxRulesFiles + 1).Order(StringComparer.Ordinal).ToList();
-                var all = new System.Text.StringBuilder();
-                foreach (var file in files)
-                {
-                    all.Append(Path.GetRelativePath(path, file)).Append('\0').Append(await FileHashAsync(file, cancellationToken).ConfigureAwait(false)).Append('\n');
-                }
-
-                return "folder\0" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(all.ToString())));
-            }
-
-            return "file\0" + await FileHashAsync(path, cancellationToken).ConfigureAwait(false);
+            files = Vigie.Inspection.Signatures.SignatureFolder.Files(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            logger.LogWarning("The rules folder {Folder} cannot be listed for the configuration audit: {Error}", path, e.Message);
             return "unreadable\0" + e.GetType().Name;
         }
+
+        var all = new System.Text.StringBuilder();
+        foreach (var file in files)
+        {
+            // One file that cannot be read stands for itself: it hid every later edit of the folder until 2026-12-07.
+            var hash = await FileHashAsync(file, cancellationToken).ConfigureAwait(false);
+            if (hash.StartsWith("unreadable", StringComparison.Ordinal))
+            {
+                logger.LogWarning("A rules file cannot be read for the configuration audit: {File}", file);
+            }
+
+            all.Append(Path.GetRelativePath(path, file)).Append('\0').Append(hash).Append('\n');
+        }
+
+        return "folder\0" + Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(all.ToString())));
     }
 
     private static async Task<string> FileHashAsync(string path, CancellationToken cancellationToken)
     {
-        var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-        await using (stream.ConfigureAwait(false))
+        try
         {
-            return Convert.ToHexString(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken).ConfigureAwait(false));
+            var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await using (stream.ConfigureAwait(false))
+            {
+                return Convert.ToHexString(await System.Security.Cryptography.SHA256.HashDataAsync(stream, cancellationToken).ConfigureAwait(false));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return "unreadable\0" + e.GetType().Name;
         }
     }
 

@@ -63,7 +63,7 @@ internal static class SignaturesCommands
     private static Command Export()
     {
         var rules = new Argument<DirectoryInfo>("rules") { Description = "The rules folder to export (YARA files in it are not converted)." };
-        var clamAv = new Option<DirectoryInfo?>("--clamav") { Description = "Write vigie.hdb, vigie.hsb, vigie.ndb and vigie.ldb into this folder (for clamscan -d)." };
+        var clamAv = new Option<DirectoryInfo?>("--clamav") { Description = "Write into this folder those of vigie.hdb, vigie.hsb, vigie.ndb and vigie.ldb that have signatures (for clamscan -d)." };
         var yara = new Option<FileInfo?>("--yara") { Description = "Write the same signatures as YARA rules into this file." };
         var builtIn = new Option<bool>("--built-in") { Description = "Include Vigie's built-in test signatures (EICAR)." };
         var command = new Command("export", "Write the hash and pattern signatures of a rules folder as a ClamAV database and as YARA rules.") { rules, clamAv, yara, builtIn };

@@ -37,7 +37,7 @@ internal sealed partial class SignatureDatabase
     public const long MaxFileBytes = 256L * 1024 * 1024;
     public const int MaxLineLength = 64 * 1024;
 
-    private static readonly string[] KnownExtensions = [".hdb", ".hsb", ".ndb", ".ldb", ".sha256", ".sha1", ".md5", ".yar", ".yara"];
+    internal static readonly string[] KnownExtensions = [".hdb", ".hsb", ".ndb", ".ldb", ".sha256", ".sha1", ".md5", ".yar", ".yara"];
 
     public List<HashSignature> Hashes { get; } = [];
 
@@ -106,22 +106,7 @@ internal sealed partial class SignatureDatabase
 
         var builtIn = database.Hashes.Count;
         var ignored = new List<string>();
-        // Hidden files too (".a.yar"): skipping them was a way to leave a rule out without a word.
-        var files = Directory.EnumerateFiles(directory, "*",
-                new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false, AttributesToSkip = FileAttributes.None })
-            .Where(f =>
-            {
-                if (KnownExtensions.Contains(Path.GetExtension(f).ToLowerInvariant()))
-                {
-                    return true;
-                }
-
-                ignored.Add(Path.GetRelativePath(directory, f));
-                return false;
-            })
-            .Take(MaxFiles + 1)
-            .Order(StringComparer.Ordinal)
-            .ToList();
+        var files = SignatureFolder.Files(directory, ignored);
         if (files.Count > MaxFiles)
         {
             throw new SignatureFormatException($"{directory} holds more than {MaxFiles} signature files");

@@ -113,6 +113,14 @@ public sealed class ConfigurationAuditTests
         using var rules = new TempDirectory("vigie-config-rules");
         var list = rules.Combine("local.sha256");
         await File.WriteAllTextAsync(list, new string('a', 64) + " Known.Bad.One\n", ct);
+        // Beside the signatures, what the loader does not read: a status pipe (which hung the start) and a git folder.
+        using (var fifo = System.Diagnostics.Process.Start("mkfifo", [rules.Combine("status.txt")]))
+        {
+            await fifo.WaitForExitAsync(ct);
+        }
+
+        Directory.CreateDirectory(rules.Combine(".git", "objects"));
+        await File.WriteAllTextAsync(rules.Combine(".git", "objects", "pack.idx"), "not a signature", ct);
         await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__INSPECTION__SIGNATURES__RULESDIRECTORY"] = rules.Path },
             cancellationToken: ct);
         await node.StopAsync();
