@@ -19,6 +19,7 @@ internal static class CliApp
         root.Subcommands.Add(ForwardCommands.Create());
         root.Subcommands.Add(QuarantineCommands.Create());
         root.Subcommands.Add(RescanCommand.Create());
+        root.Subcommands.Add(WithheldCommands.Create());
         root.Subcommands.Add(EchoCommand.Create());
         root.Subcommands.Add(MaintenanceCommands.Keys());
         root.Subcommands.Add(MaintenanceCommands.Access());

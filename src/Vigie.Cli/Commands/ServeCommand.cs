@@ -94,15 +94,15 @@ internal static class ServeCommand
         return command;
     }
 
+    /// <summary>Each URL of a Web:Urls list on <paramref name="port"/>; one that does not parse is left for the check to name.</summary>
+    internal static string WithPort(string urls, int port) => string.Join(';', urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+        .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? new UriBuilder(uri) { Port = port }.Uri.GetLeftPart(UriPartial.Authority) : u));
+
     /// <summary>
     /// Each URL must be http(s) on an address, or localhost: the web server cannot bind a host name and listens on
     /// every interface instead, which put /health, /metrics and the audit API on the network while the status line
     /// named the host (before 2026-12-06). "*" and "+" are refused for the same reason: 0.0.0.0 or [::] says it.
     /// </summary>
-    /// <summary>Each URL of a Web:Urls list on <paramref name="port"/>; one that does not parse is left for the check to name.</summary>
-    internal static string WithPort(string urls, int port) => string.Join(';', urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
-        .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? new UriBuilder(uri) { Port = port }.Uri.GetLeftPart(UriPartial.Authority) : u));
-
     internal static string? WebUrlsProblem(string urls)
     {
         foreach (var url in urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -110,7 +110,14 @@ internal static class ServeCommand
             var scheme = url.IndexOf("://", StringComparison.Ordinal);
             if (scheme <= 0 || url[..scheme] is not ("http" or "https"))
             {
-                return $"'{url}' is not an http:// or https:// URL";
+                return $"'{url}' is not an http:// URL";
+            }
+
+            if (url[..scheme] == "https")
+            {
+                // Said before anything starts (the web server's own hint, for a developer, came after the DICOM node listened).
+                return $"'{url}' is https: the web endpoint has no certificate setting and serves plain HTTP; "
+                    + "listen on http://127.0.0.1 and put a TLS reverse proxy in front for other machines";
             }
 
             var rest = url[(scheme + 3)..];
@@ -143,7 +150,42 @@ internal static class ServeCommand
             }
         }
 
-        return urls.Trim().Length == 0 ? "is empty" : null;
+        if (urls.Trim().Length == 0)
+        {
+            return "is empty";
+        }
+
+        // Two addresses on one port where one covers the other (the same address; localhost and 127.0.0.1; 0.0.0.0 and an
+        // IPv4 address): the second bind fails as "address already in use", which sends the operator after another program.
+        var endpoints = urls.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? (Url: u, Host: uri.Host.Trim('[', ']').ToLowerInvariant(), uri.Port) : (Url: u, Host: "", Port: -1))
+            .Where(e => e.Port > 0).ToList();
+        foreach (var (a, i) in endpoints.Select((e, i) => (e, i)))
+        {
+            foreach (var b in endpoints.Skip(i + 1).Where(b => b.Port == a.Port && Overlap(a.Host, b.Host)))
+            {
+                return $"'{a.Url}' and '{b.Url}' listen on the same address and port (--http-port gives every address of Web:Urls its port)";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Whether two hosts of Web:Urls bind a common address: localhost is both loopbacks, [::] takes IPv4 too.</summary>
+    private static bool Overlap(string a, string b)
+    {
+        if (a == b || a == "::" || b == "::")
+        {
+            return true;
+        }
+
+        if (a == "localhost" || b == "localhost")
+        {
+            var other = a == "localhost" ? b : a;
+            return other is "127.0.0.1" or "::1" or "0.0.0.0";
+        }
+
+        return (a == "0.0.0.0" && !b.Contains(':', StringComparison.Ordinal)) || (b == "0.0.0.0" && !a.Contains(':', StringComparison.Ordinal));
     }
 
     /// <summary>The longest path SQLite's Unix file layer opens, in bytes, terminator excluded.</summary>

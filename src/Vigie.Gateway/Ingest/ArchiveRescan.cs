@@ -71,7 +71,8 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
     {
         var started = Stopwatch.GetTimestamp();
         // The flags this run raises or lifts are those of its rules folder: another campaign's folder lifts none of them.
-        var source = string.IsNullOrWhiteSpace(signatures.Value.RulesDirectory) ? WithheldObjects.BuiltInOnly : Path.GetFullPath(signatures.Value.RulesDirectory);
+        // One name per folder: a trailing slash or a link made the same folder another one, whose flags it could not lift.
+        var source = string.IsNullOrWhiteSpace(signatures.Value.RulesDirectory) ? WithheldObjects.BuiltInOnly : WithheldObjects.SourceOf(signatures.Value.RulesDirectory);
         var hits = new ConcurrentBag<RescanHit>();
         var unreadable = new ConcurrentBag<(ObjectId, string)>();
         long objects = 0, bytes = 0;

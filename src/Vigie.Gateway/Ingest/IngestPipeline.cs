@@ -474,8 +474,35 @@ public sealed class IngestPipeline(
     {
         var worst = verdict.Findings.OrderByDescending(f => f.Severity).FirstOrDefault();
         var reason = worst is null ? $"inspection {verdict.Kind}" : $"{worst.Rule}: {worst.Message}";
-        var quarantined = await store.QuarantineAsync(spooled, reason, cancellationToken).ConfigureAwait(false);
         var rules = verdict.Findings.Where(f => f.Severity > Severity.Info).Select(f => f.Rule).Distinct(StringComparer.Ordinal).ToList();
+        if (store.Space.IsFull)
+        {
+            // Refused all the same, but not kept: a hostile object must not eat the room kept for the index and the audit
+            // trail (it did, until 2026-12-07). The alert says so, under the patient the object names.
+            await audit.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.SecurityAlert,
+                EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+                Action = AuditAction.Execute,
+                Outcome = AuditOutcome.SeriousFailure,
+                Participants =
+                [
+                    GatewayAudit.Requestor(source, AuditRoles.Source),
+                    GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+                ],
+                PatientRef = about.PatientRef,
+                Details = new AuditDetails
+                {
+                    OutcomeDescription = $"refused, not quarantined (the data folder is under Archive:MinFreeSpace): {string.Join(", ", rules)}",
+                    Objects = about.Objects,
+                },
+            }, cancellationToken).ConfigureAwait(false);
+            return new IngestResult(IngestOutcome.Refused, DimseStatus.NotAuthorized, Truncate("refused by Vigie: " + (worst?.Rule ?? verdict.Kind.ToString()) + " (not kept: archive disk full)"),
+                verdict);
+        }
+
+        var quarantined = await store.QuarantineAsync(spooled, reason, cancellationToken).ConfigureAwait(false);
         var details = AttributeSet.From((QuarantineRulesTag, string.Join('\\', rules)), (QuarantineVerdictTag, verdict.Kind.ToString()),
             (QuarantineCallerTag, source.CallingAE));
         var record = new AuditRecord

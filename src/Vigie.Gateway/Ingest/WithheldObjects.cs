@@ -9,13 +9,26 @@ namespace Vigie.Gateway.Ingest;
 /// object still went to a PACS that had been down, and to any C-GET). Each flag is kept with the rules folder of the
 /// run that raised it: a later whole rescan with the same folder that no longer flags the object lifts that flag (a
 /// rule withdrawn as a false positive); a rescan with another folder lifts nothing (before 2026-12-07 the next
-/// campaign's indicator released what the previous one had flagged). Flags kept before then have no folder (''),
-/// and any whole rescan lifts them, as it did.
+/// campaign's indicator released what the previous one had flagged). Flags kept before then have no folder (''): no
+/// rescan lifts them; `vigie withheld release` does, as it does any flag, audited.
 /// </summary>
 public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
 {
     /// <summary>The source of a run with no rules folder: the built-in analysers and signatures alone.</summary>
     public const string BuiltInOnly = "(no rules folder)";
+
+    /// <summary>A rules folder as flags name it: links resolved, no trailing separator.</summary>
+    public static string SourceOf(string folder)
+    {
+        try
+        {
+            return Vigie.Core.IO.RealPath.Resolve(folder);
+        }
+        catch (IOException)
+        {
+            return Path.GetFullPath(folder);
+        }
+    }
 
     /// <summary>Why the object is withheld (the rules that flagged it), or null.</summary>
     public async ValueTask<string?> ReasonAsync(ObjectId id, CancellationToken cancellationToken)
@@ -30,6 +43,38 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
         }
 
         return rules.Count == 0 ? null : $"withheld: flagged by vigie rescan ({string.Join("; ", rules)})";
+    }
+
+    /// <summary>Every flag kept, oldest first, at most <paramref name="max"/>.</summary>
+    public async ValueTask<IReadOnlyList<WithheldFlag>> ListAsync(int max, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT object_id, source, flagged_at, rules FROM gateway_withheld_by_rules ORDER BY flagged_at, source LIMIT @m")
+            .With("@m", max);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var flags = new List<WithheldFlag>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            flags.Add(new WithheldFlag(new ObjectId(reader.GetFieldValue<byte[]>(0)), reader.GetString(1), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(2)),
+                reader.GetString(3)));
+        }
+
+        return flags;
+    }
+
+    /// <summary>Lifts every flag of one object (an operator's decision); returns how many there were.</summary>
+    public async ValueTask<int> ReleaseAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        int lifted;
+        await using (var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_withheld_by_rules WHERE object_id = @o").With("@o", id.ToArray()))
+        {
+            lifted = await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return lifted;
     }
 
     /// <summary>Withholds an object that a run with the rules of <paramref name="source"/> flagged.</summary>
@@ -49,14 +94,14 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
     }
 
     /// <summary>
-    /// Lifts the flags of <paramref name="source"/> (and those kept without a folder) that a whole run with it did not
+    /// Lifts the flags of <paramref name="source"/> that a whole run with it did not
     /// raise again; returns how many objects that leaves with no flag at all, and how many stay withheld by other rules.
     /// </summary>
     public async ValueTask<(int Released, int HeldByOtherRules)> ReleaseAllButAsync(IReadOnlySet<ObjectId> stillFlagged, string source, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         var lifted = new List<(byte[] Id, string Source)>();
-        await using (var select = connection.CreateCommand(null, "SELECT object_id, source FROM gateway_withheld_by_rules WHERE source = @s OR source = ''").With("@s", source))
+        await using (var select = connection.CreateCommand(null, "SELECT object_id, source FROM gateway_withheld_by_rules WHERE source = @s").With("@s", source))
         await using (var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -100,3 +145,6 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
         return (released, held);
     }
 }
+
+/// <summary>One flag on a withheld object: the rules folder of the run that raised it (empty: kept before folders were recorded).</summary>
+public sealed record WithheldFlag(ObjectId ObjectId, string Source, DateTimeOffset FlaggedAt, string Rules);

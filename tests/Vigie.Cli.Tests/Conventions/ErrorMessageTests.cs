@@ -79,7 +79,11 @@ public sealed class ErrorMessageTests
                  {
                      ("http://localhost.invalid:18721", "names the host 'localhost.invalid': the web server cannot listen on a name and would listen on every interface"),
                      ("http://*:18721", "names the host '*'"),
-                     ("not a url", "'not a url' is not an http:// or https:// URL"),
+                     ("not a url", "'not a url' is not an http:// URL"),
+                     // Regressions (second review): https gave the web server's hint for developers, after the DICOM node listened;
+                     // two addresses on one port failed as "address already in use".
+                     ("https://127.0.0.1:18721", "is https: the web endpoint has no certificate setting and serves plain HTTP"),
+                     ("http://127.0.0.1:18721;http://localhost:18721", "listen on the same address and port"),
                      ("http://127.0.0.1:99999", "has the port '99999'"),
                  })
         {

@@ -536,11 +536,28 @@ public sealed class SecurityTests
         Assert.DoesNotContain("released", other.StandardOutput, StringComparison.Ordinal);
         Assert.Equal(0, await RetrievedAsync());
 
+        var flags = JsonDocument.Parse((await node.VigieAsync("withheld", "list", "--json")).StandardOutput).RootElement;
+        var flag = Assert.Single(flags.EnumerateArray());
+        Assert.Equal(Path.GetFullPath(rules), flag.GetProperty("rules_folder").GetString());
+
+        // The same folder spelt another way (a trailing slash, a link) is the same folder.
+        var ioc = await File.ReadAllTextAsync(Path.Combine(rules, "ioc.ndb"), ct);
         await File.WriteAllTextAsync(Path.Combine(rules, "ioc.ndb"), $"Vigie.Test.Other:0:*:{Convert.ToHexStringLower("VIGIE-NOT-THERE-9"u8)}\n", ct);
-        var release = await node.VigieAsync("rescan", "--rules", rules);
+        var release = await node.VigieAsync("rescan", "--rules", rules + "/");
         Assert.True(release.ExitCode == 0, release.ToString());
         Assert.Contains("no longer flagged, and are released", release.StandardOutput, StringComparison.Ordinal);
         Assert.Equal(1, await RetrievedAsync());
+
+        // Flagged again; the officer judges it harmless and releases it, with the reason kept in the trail.
+        await File.WriteAllTextAsync(Path.Combine(rules, "ioc.ndb"), ioc, ct);
+        Assert.Equal(1, (await node.VigieAsync("rescan", "--rules", rules)).ExitCode);
+        Assert.Equal(0, await RetrievedAsync());
+        var released = await node.VigieAsync("withheld", "release", flag.GetProperty("object").GetString()!, "--reason", "INC-77: vendor marker, harmless");
+        Assert.True(released.ExitCode == 0, released.ToString());
+        Assert.Equal(1, await RetrievedAsync());
+        Assert.Equal(2, (await node.VigieAsync("withheld", "release", flag.GetProperty("object").GetString()!, "--reason", "again")).ExitCode);
+        Assert.Contains("released from withholding (1 flag(s) lifted): INC-77: vendor marker, harmless",
+            (await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113")).StandardOutput, StringComparison.Ordinal);
 
         // Regression: a rescan read the files it found, so an object whose file was gone was not inspected, unsaid.
         File.Delete(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).First());

@@ -1,0 +1,154 @@
+using System.CommandLine;
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+using Vigie.Archive.Storage;
+using Vigie.Audit;
+using Vigie.Audit.Model;
+using Vigie.Gateway.Ingest;
+
+namespace Vigie.Cli.Commands;
+
+/// <summary>`vigie withheld list|release`: archived objects a rescan flagged, which neither leave by forwarding nor by retrieve.</summary>
+internal static class WithheldCommands
+{
+    private const int MaxListed = 100_000;
+
+    public static Command Create() => new("withheld", "Archived objects a rescan flagged: never forwarded nor retrieved. List them, and release one judged harmless (audited).")
+    {
+        List(), Release(),
+    };
+
+    private static Command List()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var limit = MaintenanceCommands.LimitOption("How many flags to list, oldest first", 1000, MaxListed);
+        var command = new Command("list", "Each flag on a withheld object, oldest first: the object, when, the rules folder of the rescan that raised it, and its rules. Exit 0 whatever is listed.")
+        {
+            data, config, json, limit,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "withheld list", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var flags = await services.GetRequiredService<WithheldObjects>().ListAsync(parse.GetValue(limit), ct);
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(flags.Select(f => new { @object = f.ObjectId.ToString(), flagged_at = f.FlaggedAt, rules_folder = Folder(f), f.Rules }));
+                return ExitCodes.Ok;
+            }
+
+            if (flags.Count == 0)
+            {
+                Console.WriteLine("no object is withheld");
+                return ExitCodes.Ok;
+            }
+
+            var table = new Table().AddColumn("object").AddColumn("flagged").AddColumn("rules folder").AddColumn("rules");
+            foreach (var flag in flags)
+            {
+                table.AddRow(Markup.Escape(flag.ObjectId.ToString()), flag.FlaggedAt.ToString("u", CultureInfo.InvariantCulture), Markup.Escape(Folder(flag)), Markup.Escape(flag.Rules));
+            }
+
+            AnsiConsole.Write(table);
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static string Folder(WithheldFlag flag) => flag.Source.Length == 0 ? "(not recorded: flagged before 2026-12-07)" : flag.Source;
+
+    private static Command Release()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var ids = new Argument<string[]>("object") { Description = "The objects to release (as `vigie withheld list` and `vigie rescan` name them).", Arity = ArgumentArity.OneOrMore };
+        var reason = new Option<string>("--reason") { Description = "Why it is harmless (a ticket, a rule withdrawn as a false positive): kept in the audit trail.", Required = true };
+        var command = new Command("release", "Lift every flag of the objects named, so that retrieves serve them again; each release is audited with its reason. Exit 2 if one is not withheld.")
+        {
+            data, config, json, ids, reason,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var justification = parse.GetValue(reason)!.Trim();
+            if (justification.Length == 0)
+            {
+                await Console.Error.WriteLineAsync("vigie withheld release: --reason must say why the object is harmless");
+                return ExitCodes.Error;
+            }
+
+            var objects = new List<ObjectId>();
+            foreach (var text in parse.GetValue(ids)!)
+            {
+                if (!ObjectId.TryParse(text, out var id))
+                {
+                    await Console.Error.WriteLineAsync($"vigie withheld release: '{text}' is not an object id (64 lowercase hex digits)");
+                    return ExitCodes.Error;
+                }
+
+                objects.Add(id);
+            }
+
+            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "withheld release", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            var withheld = services.GetRequiredService<WithheldObjects>();
+            var audit = services.GetRequiredService<IAuditLog>();
+            var released = new List<string>();
+            var notWithheld = new List<string>();
+            foreach (var id in objects)
+            {
+                var lifted = await withheld.ReleaseAsync(id, ct);
+                if (lifted == 0)
+                {
+                    notWithheld.Add(id.ToString());
+                    continue;
+                }
+
+                released.Add(id.ToString());
+                await audit.AppendAsync(new AuditRecord
+                {
+                    Time = DateTimeOffset.UtcNow,
+                    EventId = AuditEventIds.SecurityAlert,
+                    EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+                    Action = AuditAction.Execute,
+                    Participants = [AuditParticipant.LocalOperator(Environment.UserName)],
+                    Details = new AuditDetails
+                    {
+                        OutcomeDescription = $"archived object {id} released from withholding ({lifted} flag(s) lifted): {justification}",
+                    },
+                }, ct);
+            }
+
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new { released, not_withheld = notWithheld });
+            }
+            else
+            {
+                foreach (var id in released)
+                {
+                    Console.WriteLine($"{id}: released; retrieves serve it again (a copy the forwarder gave up meanwhile goes with vigie forward retry)");
+                }
+
+                foreach (var id in notWithheld)
+                {
+                    await Console.Error.WriteLineAsync($"vigie withheld release: {id} is not withheld");
+                }
+            }
+
+            return notWithheld.Count > 0 ? ExitCodes.Error : ExitCodes.Ok;
+        });
+        return command;
+    }
+}
