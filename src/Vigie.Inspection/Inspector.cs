@@ -345,8 +345,9 @@ public sealed class Inspector
 
     /// <summary>
     /// PDF readers open a file whose header lies anywhere in its first kilobyte. A container (a tar, a winmail.dat, an
-    /// RTF, a ZIP) with a PDF header there is read as the container, and then once more as the PDF a reader would see,
-    /// so that a polyglot's document is inspected whole, not only the member that happens to start with the header.
+    /// RTF, a ZIP), an image, a page, a mail or a text with a PDF header there is read as what it is, and then once more
+    /// as the PDF a reader would see, so that a polyglot's document is inspected whole, not only the member that happens
+    /// to start with the header.
     /// </summary>
     private async ValueTask InspectPdfViewAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
     {

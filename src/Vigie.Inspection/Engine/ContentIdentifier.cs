@@ -136,10 +136,12 @@ internal static class ContentIdentifier
         }
 
         // Readers accept the header anywhere in the first kilobyte; so do we, behind bytes of no other kind. A container,
-        // an image, a page or a mail that holds a PDF header there is what it is, and is read once more as the PDF a
-        // reader opens (Inspector's second reading): a tar or winmail.dat whose first member is a PDF, or a mail with a
-        // quoted-printable PDF, was read as a PDF behind junk, its other parts unseen, until 2026-12-07.
-        if (type is ContentType.Text or ContentType.Unknown && head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8) >= 0)
+        // an image, a page, a mail or a text that holds a PDF header there is what it is, and is read once more as the
+        // PDF a reader opens (Inspector's second reading): a tar or winmail.dat whose first member is a PDF, a mail with
+        // a quoted-printable PDF, or a support mail quoting a PDF's first lines, was read as a PDF behind junk, its other
+        // parts unseen or the text suspicious, until 2026-12-07.
+        var pdfAt = head[..Math.Min(1024, head.Length)].IndexOf("%PDF-"u8);
+        if (pdfAt > 0 && (type is ContentType.Unknown || head[..pdfAt].IndexOfAnyExcept(" \t\r\n\0"u8) < 0))
         {
             return ContentType.Pdf;
         }

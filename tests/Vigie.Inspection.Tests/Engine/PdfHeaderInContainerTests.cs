@@ -80,4 +80,13 @@ public sealed class PdfHeaderInContainerTests
         verdict.IsClean();
         Assert.DoesNotContain(verdict.Findings, f => f.Rule == "inspection.appended-archive");
     }
+
+    [Fact]
+    public async Task Regression_a_support_mail_quoting_a_pdf_s_first_lines_was_suspicious()
+    {
+        var mail = "From: support@vendor.example\r\nTo: it@hospital.example\r\nSubject: Re: fichier illisible\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+            + "Bonjour, le fichier commence par :\r\n%PDF-1.7\r\n1 0 obj\r\n<< /Type /Catalog >>\r\nIl semble tronque.\r\n";
+        (await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes(mail), "re.eml")).IsClean();
+        (await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes("Le fichier commence par %PDF-1.7 puis 1 0 obj.\n"), "notes.txt")).IsClean();
+    }
 }
