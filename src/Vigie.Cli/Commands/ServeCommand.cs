@@ -99,7 +99,7 @@ internal static class ServeCommand
         .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? new UriBuilder(uri) { Port = port }.Uri.GetLeftPart(UriPartial.Authority) : u));
 
     /// <summary>
-    /// Each URL must be http(s) on an address, or localhost: the web server cannot bind a host name and listens on
+    /// Each URL must be http on an address, or localhost: the web server cannot bind a host name and listens on
     /// every interface instead, which put /health, /metrics and the audit API on the network while the status line
     /// named the host (before 2026-12-06). "*" and "+" are refused for the same reason: 0.0.0.0 or [::] says it.
     /// </summary>

@@ -156,8 +156,9 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 ScanElements(state, name, "f", (reader, part) =>
                 {
                     var formula = ReadBounded(reader);
-                    // A "|" or "!" inside a string literal ("pos|neg") is text, not a DDE reference (it was, until 2026-12-07).
-                    if (DdeFormula().IsMatch(StringLiteral().Replace(formula, "\"\"")))
+                    // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
+                    // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
+                    if (DdeFormula().IsMatch(WithoutLiterals(formula)))
                     {
                         state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in '{part}': {Inspector.Truncate(formula, 120)}");
                     }
@@ -511,11 +512,45 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         return builder.ToString();
     }
 
-    /// <summary>A formula's string literal, quotes doubled inside.</summary>
-    [GeneratedRegex("\"(?:[^\"]|\"\")*\"", RegexOptions.None, matchTimeoutMilliseconds: 200)]
-    private static partial Regex StringLiteral();
+    /// <summary>
+    /// A formula with its string literals emptied and the pipes of its quoted names (sheet names, DDE topics) blanked,
+    /// read left to right as Excel does: a quote inside a quoted name is part of the name, and the reverse.
+    /// </summary>
+    internal static string WithoutLiterals(string formula)
+    {
+        var builder = new System.Text.StringBuilder(formula.Length);
+        for (var i = 0; i < formula.Length; i++)
+        {
+            var c = formula[i];
+            if (c is not ('"' or '\''))
+            {
+                builder.Append(c);
+                continue;
+            }
+
+            // To the closing quote; a doubled quote stays inside.
+            var end = i + 1;
+            while (end < formula.Length && (formula[end] != c || (end + 1 < formula.Length && formula[end + 1] == c && ++end > 0)))
+            {
+                end++;
+            }
+
+            if (c == '"')
+            {
+                builder.Append("\"\"");
+            }
+            else
+            {
+                builder.Append('\'').Append(formula.AsSpan(i + 1, Math.Max(0, Math.Min(end, formula.Length) - i - 1)).ToString().Replace('|', '_')).Append('\'');
+            }
+
+            i = end;
+        }
+
+        return builder.ToString();
+    }
 
     /// <summary>app|'topic'!item, the DDE reference syntax of spreadsheet formulas.</summary>
-    [GeneratedRegex(@"[A-Za-z0-9_.\-]+\s*\|\s*'?[^'!]*'?\s*!", RegexOptions.None, matchTimeoutMilliseconds: 200)]
+    [GeneratedRegex(@"[A-Za-z0-9_.\-]+\s*\|\s*('[^']*'|[^\s'!]+)\s*!", RegexOptions.None, matchTimeoutMilliseconds: 200)]
     private static partial Regex DdeFormula();
 }

@@ -270,6 +270,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         return false;
     }
 
-    [GeneratedRegex(@"^[=+\-@].*?([A-Za-z0-9_.]+\s*\|\s*'?[^'!]*'?\s*!|\bDDE(AUTO)?\s*\()", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    /// <summary>app|'topic'!item or app|topic!item (one word: a bullet line "- Scanner | IRM : libre !" is text), or DDE(...).</summary>
+    [GeneratedRegex(@"^[=+\-@].*?([A-Za-z0-9_.]+\s*\|\s*('[^']*'|[^\s'!]+)\s*!|\bDDE(AUTO)?\s*\()", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DdeCell();
 }
