@@ -259,6 +259,7 @@ public sealed class Inspector
 
         await InspectAppendedArchiveAsync(context, content, cancellationToken).ConfigureAwait(false);
         await InspectPdfViewAsync(context, content, cancellationToken).ConfigureAwait(false);
+        await InspectPageViewAsync(context, content, cancellationToken).ConfigureAwait(false);
     }
 
     private static async ValueTask RunGuardedAsync(EngineContext context, string name, Func<ValueTask> run, CancellationToken cancellationToken)
@@ -366,6 +367,27 @@ public sealed class Inspector
 
         using var view = content.Slice(start, content.Length - start);
         await InspectChildAsync(context, $"[as a PDF reader opens it, from offset {start}]", view, cancellationToken, secondReading: true).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A PDF that holds page markup near its start is also a page: a browser renders a ".html" that starts "%PDF-1.4" and
+    /// runs its script (such a page was read as a PDF only until 2026-12-07). It is read once more as HTML.
+    /// </summary>
+    private async ValueTask InspectPageViewAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        if (context.ContentType != ContentType.Pdf || context.SecondReading)
+        {
+            return;
+        }
+
+        var head = new byte[(int)Math.Min(64 * 1024, content.Length)];
+        var read = content.ReadAt(0, head);
+        if (!AsciiSearch.ContainsIgnoreCase(head.AsSpan(0, read), "<script") && !AsciiSearch.ContainsIgnoreCase(head.AsSpan(0, read), "<html"))
+        {
+            return;
+        }
+
+        await InspectChildAsync(context, "[as a browser renders it]", content, cancellationToken, readAs: ContentType.Html, secondReading: true).ConfigureAwait(false);
     }
 
     /// <summary>Whether <paramref name="offset"/> lies in the data of one of a tar's members, walking its 512-byte headers.</summary>

@@ -33,14 +33,15 @@ internal sealed class EngineContext(
     public override ContentType? ParentType => parent?.ContentType;
 
     /// <summary>
-    /// Bytes read a second time, as what else they are (a container read as the PDF a reader opens): what is only odd
-    /// there (a header offset, a stream garbled by the container's other members) is noted, not held against the file,
-    /// since the first reading judged its structure.
+    /// Bytes read a second time, as what else they are (a container read as the PDF a reader opens, a PDF as the page a
+    /// browser renders): what is only odd there (a header offset, a stream or a dictionary garbled by the container's
+    /// other members or its transfer encoding) is noted, not held against the file, since the first reading judged its
+    /// structure; active content (High and above) counts as anywhere.
     /// </summary>
     public bool SecondReading { get; init; }
 
     public override void Report(string rule, Severity severity, string message, long? offset = null) =>
-        session.Report(new Finding(rule, SecondReading && severity == Severity.Low ? Severity.Info : severity, message, offset, innerPath));
+        session.Report(new Finding(rule, SecondReading && severity is Severity.Low or Severity.Medium ? Severity.Info : severity, message, offset, innerPath));
 
     public override void RecordSha256(ReadOnlySpan<byte> digest)
     {

@@ -67,25 +67,66 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         {
             context.Report(rule, Severity.Medium, $"the page decodes a large embedded payload in script ({string.Join(", ", signals.Found)})");
         }
+        else if (signals.BuiltFromPage)
+        {
+            // Nothing carried in the page: an export of its own content, or a file it fetches (which the proxy sees).
+            var fetched = text.Contains("fetch(", StringComparison.Ordinal) || text.Contains("XMLHttpRequest", StringComparison.Ordinal);
+            context.Report(rule, fetched ? Severity.Medium : Severity.Info,
+                fetched ? $"the page fetches a file and offers it for download ({string.Join(", ", signals.Found)})"
+                        : $"the page builds a file from its own content and offers it (an export button); nothing is embedded ({string.Join(", ", signals.Found)})");
+        }
 
         return ValueTask.CompletedTask;
     }
 
-    internal sealed record SmugglingSignals(bool Smuggling, bool LargeDecode, IReadOnlyList<string> Found);
+    internal sealed record SmugglingSignals(bool Smuggling, bool LargeDecode, IReadOnlyList<string> Found)
+    {
+        /// <summary>A file built from the page's own content or the network, and offered: an export button, unless fetched.</summary>
+        public bool BuiltFromPage { get; init; }
+    }
+
+    /// <summary>An array literal of at least 256 byte values ([77,90,144,...]): a program carried as numbers.</summary>
+    private static bool LongByteArray(string text)
+    {
+        int run = 0, digits = 0;
+        foreach (var c in text)
+        {
+            if (char.IsAsciiDigit(c))
+            {
+                digits++;
+            }
+            else if (c == ',')
+            {
+                run = digits is > 0 and <= 3 ? run + 1 : 0;
+                digits = 0;
+                if (run >= 255)
+                {
+                    return true;
+                }
+            }
+            else if (!char.IsWhiteSpace(c))
+            {
+                run = 0;
+                digits = 0;
+            }
+        }
+
+        return false;
+    }
 
     internal static SmugglingSignals Signals(string text)
     {
         var found = new List<string>();
         // A File is a Blob with a name; a data: URL set on a link from a script downloads as well as one written in a tag
         // (both passed as clean until 2026-12-07).
-        var blob = text.Contains("Blob(", StringComparison.OrdinalIgnoreCase) || text.Contains("new Blob", StringComparison.OrdinalIgnoreCase)
-            || NewFile().IsMatch(text);
+        // The constructor, not fetch's response.blob().
+        var blob = text.Contains("Blob(", StringComparison.Ordinal) || NewFile().IsMatch(text);
         var save = text.Contains("msSaveOrOpenBlob", StringComparison.OrdinalIgnoreCase) || text.Contains("msSaveBlob", StringComparison.OrdinalIgnoreCase);
         var objectUrl = text.Contains("createObjectURL", StringComparison.OrdinalIgnoreCase);
         var click = text.Contains(".click()", StringComparison.OrdinalIgnoreCase) || text.Contains("dispatchEvent", StringComparison.OrdinalIgnoreCase)
             || BracketClick().IsMatch(text);
-        // The browser opening the file itself (a new window, the page moved to it) delivers it as a download does.
-        var navigation = Navigation().IsMatch(text);
+        // The browser sent straight to the file (a new window, the page moved to it) delivers it as a download does.
+        var navigation = NavigationToObjectUrl().IsMatch(text);
         // download set as a property, in an object literal (Object.assign) or by index; click() by index too (those passed
         // as clean until 2026-12-07).
         var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text)
@@ -132,8 +173,12 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
             found.Add("the browser sent to the file (window.open, location)");
         }
 
-        var smuggling = blob && (save || (objectUrl && (click || downloadAttribute || navigation))) || dataDownload || atob && largeLiteral && (blob || objectUrl || click);
-        return new SmugglingSignals(smuggling, atob && largeLiteral, found);
+        // A file built in the page is smuggled only if it was carried in the page: an "Export CSV" button builds one from
+        // the page's own table, and an image preview or a worker from what the user picked (all were High until 2026-12-07).
+        var payload = largeLiteral || atob || LongByteArray(text) || text.Contains("fromCharCode", StringComparison.Ordinal);
+        var offered = blob && (save || (objectUrl && (click || downloadAttribute || navigation)));
+        var smuggling = offered && payload || dataDownload || atob && largeLiteral && (blob || objectUrl || click);
+        return new SmugglingSignals(smuggling, atob && largeLiteral, found) { BuiltFromPage = offered && !payload };
     }
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
@@ -211,24 +256,26 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     [GeneratedRegex(@"\bnew\s+File\s*\(", RegexOptions.NonBacktracking)]
     private static partial Regex NewFile();
 
-    /// <summary>A base64 data: URL of anything but an image (an inline logo is not a file handed over). Backtracking for the
-    /// lookahead, which the non-backtracking engine lacks; linear all the same (no nested repetition).</summary>
-    [GeneratedRegex(@"data:(?!image/)[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    /// <summary>A base64 data: URL, parameters allowed (";name=r.exe;base64,"), of anything but an image or a font (an inline
+    /// logo or a saved page's web font is not a file handed over). Backtracking for the lookahead, which the
+    /// non-backtracking engine lacks; linear all the same (no nested repetition).</summary>
+    [GeneratedRegex(@"data:(?!image/|font/|application/(x-)?font)[^,""'\s]*;\s*base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex Base64DataUrl();
 
-    [GeneratedRegex(@"(\bdownload[""'`]?\s*:|\[\s*[""'`]download[""'`]\s*\])", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    /// <summary>download given a file name as an object key ({download:'x.exe'}, not a JSON flag "download": false) or by index.</summary>
+    [GeneratedRegex(@"(\bdownload[""'`]?\s*:\s*[""'`]|\[\s*[""'`]download[""'`]\s*\])", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DownloadKey();
 
-    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=)\s*[""'`]data:(?!image/)[^;,""'\s]*;base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=)\s*[""'`]data:(?!image/|font/)[^,""'\s]*;\s*base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex NavigationToData();
 
     [GeneratedRegex(@"\[\s*[""'`]click[""'`]\s*\]\s*\(", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex BracketClick();
 
-    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=[^=])", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
-    private static partial Regex Navigation();
+    [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=)\s*URL\s*\.\s*createObjectURL\s*\(", RegexOptions.NonBacktracking)]
+    private static partial Regex NavigationToObjectUrl();
 
-    [GeneratedRegex(@"<a\b[^>]*(\bdownload\b[^>]*href\s*=\s*[""']?\s*data:[^;,]*;base64,|href\s*=\s*[""']?\s*data:[^;,]*;base64,[^>]*\bdownload\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    [GeneratedRegex(@"<a\b[^>]*(\bdownload\b[^>]*href\s*=\s*[""']?\s*data:[^,]*;\s*base64,|href\s*=\s*[""']?\s*data:[^,]*;\s*base64,[^>]*\bdownload\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex DataUrlDownload();
 
     /// <summary>A quoted run of at least <see cref="LargeLiteral"/> base64 characters (line continuations allowed).</summary>

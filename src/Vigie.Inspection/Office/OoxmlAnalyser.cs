@@ -530,8 +530,19 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
             // To the closing quote; a doubled quote stays inside.
             var end = i + 1;
-            while (end < formula.Length && (formula[end] != c || (end + 1 < formula.Length && formula[end + 1] == c && ++end > 0)))
+            while (end < formula.Length)
             {
+                if (formula[end] == c)
+                {
+                    if (end + 1 < formula.Length && formula[end + 1] == c)
+                    {
+                        end += 2;
+                        continue;
+                    }
+
+                    break;
+                }
+
                 end++;
             }
 

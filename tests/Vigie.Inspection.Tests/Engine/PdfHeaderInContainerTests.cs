@@ -89,4 +89,14 @@ public sealed class PdfHeaderInContainerTests
         (await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes(mail), "re.eml")).IsClean();
         (await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes("Le fichier commence par %PDF-1.7 puis 1 0 obj.\n"), "notes.txt")).IsClean();
     }
+
+    [Fact]
+    public async Task Regression_a_page_starting_with_a_pdf_header_was_read_as_a_pdf_only()
+    {
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        var page = $"%PDF-1.4\n<html><body><a download=\"x.exe\" href=\"data:application/octet-stream;base64,{payload}\">x</a></body></html>";
+        var verdict = await TestInspection.InspectAsync(System.Text.Encoding.UTF8.GetBytes(page), "page.html");
+        verdict.IsMalicious();
+        Assert.Equal("[as a browser renders it]", verdict.Has("html.smuggling").InnerPath);
+    }
 }

@@ -291,7 +291,8 @@ public sealed class OfficeAnalyserTests
         var jsx = "export function Save({ rows }) {\n  const b = new Blob([rows.join('\\n')]);\n  const u = URL.createObjectURL(b);\n"
             + "  return <a href={u} download=\"rows.csv\" onClick={e => e.currentTarget.click()}>save</a>;\n}\n";
         var component = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(jsx), "Save.jsx");
-        Assert.Equal(Severity.Medium, component.Has("html.smuggling").Severity);
+        // It builds the file from its own data, nothing embedded: an export, noted (Medium until 2026-12-07).
+        Assert.Equal(Severity.Info, component.Has("html.smuggling").Severity);
 
         var ordinary = "<!DOCTYPE html><html><head><script>window.onload = function () { document.title = 'Results'; };</script></head><body><a href=\"https://www.hospital.example/\">home</a></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(ordinary))).IsClean();
@@ -353,11 +354,12 @@ public sealed class OfficeAnalyserTests
     {
         var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
         var scriptedLink = $"<html><body><script>var a=document.createElement('a');a.href=\"data:application/octet-stream;base64,{payload}\";a.download='resultats.exe';document.body.appendChild(a);a.click();</script></body></html>";
-        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(scriptedLink), "resultats.html")).Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(scriptedLink), "resultats.html")).IsMalicious();
 
-        var file = "<html><body><script>var u=new Uint8Array([77,90,0,0]);var f=new File([u],'resultats.exe',{type:'application/octet-stream'});"
+        var bytes = string.Join(',', ExecutableSamples.Pe().Concat(new byte[300]).Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var file = "<html><body><script>var u=new Uint8Array([" + bytes + "]);var f=new File([u],'resultats.exe',{type:'application/octet-stream'});"
             + "var a=document.createElement('a');a.href=URL.createObjectURL(f);a.setAttribute('download','resultats.exe');document.body.appendChild(a);a.click();</script></body></html>";
-        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(file), "resultats.html")).Has("html.smuggling");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(file), "resultats.html")).IsMalicious();
 
         // An image shown from a data: URL, with no download, is a page like any other.
         var inline = $"<html><body><img alt=\"logo\" src=\"data:image/png;base64,{payload}\"><script>document.title='CR';</script></body></html>";
@@ -385,21 +387,62 @@ public sealed class OfficeAnalyserTests
     public async Task Regression_common_smuggling_idioms_passed_as_clean()
     {
         var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        var bytes = string.Join(',', ExecutableSamples.Pe().Concat(new byte[300]).Select(b => b.ToString(System.Globalization.CultureInfo.InvariantCulture)));
         string[] pages =
         [
             $"<script>Object.assign(document.createElement('a'),{{href:'data:application/octet-stream;base64,{payload}',download:'x.exe'}}).click();</script>",
-            "<script>var b=new Blob([new Uint8Array([77,90])]);var a=document.createElement('a');a.href=URL.createObjectURL(b);a['download']='x.exe';a['click']();</script>",
-            "<script>window.open(URL.createObjectURL(new Blob([new Uint8Array([77,90])],{type:'application/octet-stream'})));</script>",
-            "<script>location.assign(URL.createObjectURL(new Blob([new Uint8Array([77,90])])));</script>",
+            "<script>var b=new Blob([new Uint8Array([" + bytes + "])]);var a=document.createElement('a');a.href=URL.createObjectURL(b);a['download']='x.exe';a['click']();</script>",
+            "<script>window.open(URL.createObjectURL(new Blob([new Uint8Array([" + bytes + "])],{type:'application/octet-stream'})));</script>",
+            "<script>location.assign(URL.createObjectURL(new Blob([new Uint8Array([" + bytes + "])])));</script>",
             $"<script>location.href='data:application/octet-stream;base64,{payload}';</script>",
         ];
         foreach (var page in pages)
         {
-            (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<html><body>" + page + "</body></html>"), "resultats.html")).Has("html.smuggling");
+            (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<html><body>" + page + "</body></html>"), "resultats.html")).IsMalicious();
         }
 
         // A page that opens a window and shows a logo inline delivers no file.
         var portal = $"<html><body><img src=\"data:image/png;base64,{payload}\"><script>function help(){{window.open('https://www.hospital.example/aide');}}</script></body></html>";
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(portal), "portail.html")).IsClean();
+    }
+
+    [Fact]
+    public async Task Regression_third_review_smuggling_false_positives_and_data_urls_with_parameters()
+    {
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe().Concat(new byte[3000]).ToArray());
+        static Task<Verdict> Page(string body) => TestInspection.InspectAsync(Encoding.UTF8.GetBytes("<html><head></head><body>" + body + "</body></html>"), "page.html");
+
+        // Parameters before ";base64," (a name, a charset, a space) still make a data: URL.
+        foreach (var mediaType in new[] { "application/octet-stream;name=r.exe", "application/octet-stream;charset=binary", "application/octet-stream; " })
+        {
+            (await Page($"<a download=\"r.exe\" href=\"data:{mediaType};base64,{payload}\">r</a>")).Has("html.smuggling");
+        }
+
+        // Legitimate pages: fetch's blob(), a worker with an unrelated window.open, a JSON flag, a static download link beside
+        // an image preview, a saved page's web font, an "Export CSV" button built from the page's own table.
+        (await Page("<script>fetch('/api/img').then(r => r.blob()).then(b => { img.src = URL.createObjectURL(b); }); function help(){ window.open('/aide'); }</script>")).IsClean();
+        (await Page("<script>var w = new Worker(URL.createObjectURL(new Blob(['onmessage=function(){}']))); location.href = '/login';</script>")).IsClean();
+        (await Page("<script>var cfg = {\"download\": false}; var p = URL.createObjectURL(new Blob([file])); img.src = p;</script><a href=\"/guide.pdf\" download>guide</a>")).IsClean();
+        (await Page($"<style>@font-face {{ font-family: f; src: url(data:font/woff2;base64,{payload}); }}</style><a href=\"/x.pdf\" download>x</a><script>b.click();</script>")).IsClean();
+        var export = await Page("<table id=t><tr><td>1</td></tr></table><script>function csv(){ var b = new Blob([t.innerText], {type:'text/csv'}); "
+            + "var a = document.createElement('a'); a.href = URL.createObjectURL(b); a.download = 'export.csv'; a.click(); }</script>");
+        export.IsClean();
+        Assert.Equal(Severity.Info, export.Has("html.smuggling").Severity);
+    }
+
+    [Fact]
+    public async Task Regression_third_review_dde_shapes()
+    {
+        static byte[] Sheet(string formula) => OoxmlBuilder.Excel($"<sheetData><row r=\"1\"><c r=\"A1\"><f>{formula}</f></c></row></sheetData>").Build();
+
+        // A quote inside the quoted topic hid the reference once string literals were emptied.
+        (await TestInspection.InspectAsync(Sheet("cmd|' /C &quot;calc'!A0&amp;&quot;x&quot;"), "a.xlsx")).Has("office.dde");
+        (await TestInspection.InspectAsync(Sheet("MSEXCEL|'\\..\\..\\Windows\\System32\\cmd.exe /c &quot;calc'!''&amp;&quot;&quot;"), "a.xlsx")).Has("office.dde");
+        // A pipe in a quoted sheet name is a name.
+        Assert.DoesNotContain((await TestInspection.InspectAsync(Sheet("SUM('IRM|Scanner'!A1:A3)"), "a.xlsx")).Findings, f => f.Rule == "office.dde");
+        // A bullet line in a note or a free-text cell is text.
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("Planning :\n- Scanner | IRM : creneaux libres le matin !\n"), "note.txt")).IsClean();
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("patient;remarque\nA;- allergie iode | a verifier !\n"), "liste.csv")).IsClean();
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes("a,b\n1,=cmd|' /C calc'!A0\n"), "export.csv")).Has("csv.dde-injection");
     }
 }

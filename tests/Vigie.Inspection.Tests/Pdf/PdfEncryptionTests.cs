@@ -95,6 +95,22 @@ public sealed class PdfEncryptionTests
     }
 
     [Fact]
+    public async Task Regression_a_mail_with_an_owner_password_pdf_in_quoted_printable_was_suspicious()
+    {
+        var pdf = await EncryptAsync(PdfBuilder.Document("Resultats de laboratoire").Build(), "", "256 --print=none");
+        var message = MailSamples.Message();
+        var attachment = new MimeKit.MimePart("application", "pdf")
+        {
+            Content = new MimeKit.MimeContent(new MemoryStream(pdf)),
+            ContentTransferEncoding = MimeKit.ContentEncoding.QuotedPrintable,
+            FileName = "resultats.pdf",
+        };
+        message.Body = new MimeKit.Multipart("mixed") { new MimeKit.TextPart("plain") { Text = "Ci-joint les resultats." }, attachment };
+        // The mail itself, read again as the PDF a reader would open, meets the attachment's dictionary mangled by the encoding.
+        (await TestInspection.InspectAsync(MailSamples.Bytes(message), "resultats.eml")).IsClean();
+    }
+
+    [Fact]
     public async Task A_pdf_that_needs_a_password_to_open_stays_opaque_and_suspicious()
     {
         var plain = PdfBuilder.Document("Compte rendu").Build();
