@@ -94,6 +94,10 @@ internal static class ServeCommand
         return command;
     }
 
+    /// <summary>A Web:Urls list with each URL trimmed and without the trailing "/" of an empty path.</summary>
+    internal static string TidyUrls(string urls) => string.Join(';', urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
+        .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) && uri.AbsolutePath == "/" && u.EndsWith('/') ? u.TrimEnd('/') : u));
+
     /// <summary>Each URL of a Web:Urls list on <paramref name="port"/>; one that does not parse is left for the check to name.</summary>
     internal static string WithPort(string urls, int port) => string.Join(';', urls.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)
         .Select(u => Uri.TryCreate(u, UriKind.Absolute, out var uri) ? new UriBuilder(uri) { Port = port }.Uri.GetLeftPart(UriPartial.Authority) : u));
@@ -123,6 +127,11 @@ internal static class ServeCommand
             var rest = url[(scheme + 3)..];
             var end = rest.IndexOf('/', StringComparison.Ordinal);
             var authority = end < 0 ? rest : rest[..end];
+            if (end >= 0 && rest[end..] != "/")
+            {
+                return $"'{url}' has a path: the web endpoint listens at the root (give a reverse proxy the path)";
+            }
+
             string host;
             string port;
             if (authority.StartsWith('['))
@@ -231,7 +240,9 @@ internal static class ServeCommand
         builder.Configuration.AddConfiguration(configuration);
         // The flag wins over the file, as --dicom-port does: on each configured address, its port (before 2026-12-07 it
         // was dropped when the file named Web:Urls).
-        var urls = configuration["Web:Urls"] is { } configured
+        // A list typed with spaces ("a; b") or trailing slashes reached the web server as written, which refused it with a
+        // hint about https (until 2026-12-07): each address is trimmed first.
+        var urls = configuration["Web:Urls"] is { } written && TidyUrls(written) is { } configured
             ? httpPort is { } port ? WithPort(configured, port) : configured
             : $"http://127.0.0.1:{httpPort ?? 8080}";
         if (WebUrlsProblem(urls) is { } urlProblem)

@@ -3,8 +3,6 @@ using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
 using Vigie.Archive.Storage;
-using Vigie.Audit;
-using Vigie.Audit.Model;
 using Vigie.Gateway.Ingest;
 
 namespace Vigie.Cli.Commands;
@@ -37,10 +35,17 @@ internal static class WithheldCommands
                 return ExitCodes.Error;
             }
 
-            var flags = await services.GetRequiredService<WithheldObjects>().ListAsync(parse.GetValue(limit), ct);
+            var withheld = services.GetRequiredService<WithheldObjects>();
+            var flags = await withheld.ListAsync(parse.GetValue(limit), ct);
+            var total = await withheld.CountAsync(ct);
             if (parse.GetValue(json))
             {
                 await MaintenanceHost.WriteJsonAsync(flags.Select(f => new { @object = f.ObjectId.ToString(), flagged_at = f.FlaggedAt, rules_folder = Folder(f), f.Rules }));
+                if (total > flags.Count)
+                {
+                    await Console.Error.WriteLineAsync($"vigie withheld list: {flags.Count} of {total} flags listed, the oldest (--limit)");
+                }
+
                 return ExitCodes.Ok;
             }
 
@@ -57,6 +62,12 @@ internal static class WithheldCommands
             }
 
             AnsiConsole.Write(table);
+            if (total > flags.Count)
+            {
+                // A partial list must not pass for the whole (it did, until 2026-12-07).
+                Console.WriteLine($"{flags.Count} of {total} flags listed, the oldest: raise --limit (at most {MaxListed:N0}) or release these first");
+            }
+
             return ExitCodes.Ok;
         });
         return command;
@@ -102,32 +113,25 @@ internal static class WithheldCommands
                 return ExitCodes.Error;
             }
 
-            var withheld = services.GetRequiredService<WithheldObjects>();
-            var audit = services.GetRequiredService<IAuditLog>();
+            ArchiveRescan rescan;
+            try
+            {
+                rescan = services.GetRequiredService<ArchiveRescan>();
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or Microsoft.Extensions.Options.OptionsValidationException)
+            {
+                await Console.Error.WriteLineAsync($"vigie withheld release: cannot open the archive: {e.Message}");
+                return ExitCodes.Error;
+            }
+
             var released = new List<string>();
             var notWithheld = new List<string>();
-            foreach (var id in objects)
+            // An object named twice is released once (the second naming read as "not withheld", exit 2).
+            foreach (var id in objects.Distinct())
             {
-                var lifted = await withheld.ReleaseAsync(id, ct);
-                if (lifted == 0)
-                {
-                    notWithheld.Add(id.ToString());
-                    continue;
-                }
-
-                released.Add(id.ToString());
-                await audit.AppendAsync(new AuditRecord
-                {
-                    Time = DateTimeOffset.UtcNow,
-                    EventId = AuditEventIds.SecurityAlert,
-                    EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
-                    Action = AuditAction.Execute,
-                    Participants = [AuditParticipant.LocalOperator(Environment.UserName)],
-                    Details = new AuditDetails
-                    {
-                        OutcomeDescription = $"archived object {id} released from withholding ({lifted} flag(s) lifted): {justification}",
-                    },
-                }, ct);
+                // Audited under the object's patient, where the flag is.
+                var lifted = await rescan.ReleaseAsync(id, justification, Environment.UserName, ct);
+                (lifted == 0 ? notWithheld : released).Add(id.ToString());
             }
 
             if (parse.GetValue(json))

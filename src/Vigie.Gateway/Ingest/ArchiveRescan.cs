@@ -100,7 +100,7 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
                             request.RevealIdentifiers ? Uid(header, DicomTags.StudyInstanceUID) : null);
                         // Audited as found: a long run stopped half-way still leaves what it found in the trail.
                         await audit.AppendAsync(HitRecord(hit, header, operatorName), ct).ConfigureAwait(false);
-                        await withheld.WithholdAsync(written.Id, source, string.Join(", ", findings.Select(f => f.Rule).Distinct().Take(8)), ct).ConfigureAwait(false);
+                        await withheld.WithholdAsync(written.Id, source, FlagRules(findings), ct).ConfigureAwait(false);
                         hits.Add(hit);
                     }
                 }
@@ -164,9 +164,7 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
     private AuditRecord HitRecord(RescanHit hit, DicomDataset? header, string operatorName)
     {
         var rules = string.Join(", ", hit.Findings.Select(f => f.Rule).Distinct(StringComparer.Ordinal));
-        var patientId = header?.GetString(DicomTags.PatientID) ?? string.Empty;
-        var study = Uid(header, DicomTags.StudyInstanceUID);
-        return new AuditRecord
+        return UnderPatient(new AuditRecord
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.SecurityAlert,
@@ -174,10 +172,20 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
             Action = AuditAction.Read,
             Outcome = AuditOutcome.SeriousFailure,
             Participants = [AuditParticipant.LocalOperator(operatorName)],
+            Details = new AuditDetails { OutcomeDescription = $"archived object {hit.ObjectId} flagged by re-inspection ({hit.Verdict}): {rules}" },
+        }, header);
+    }
+
+    /// <summary>The record filed under the patient and study the object's header names, as the flag was.</summary>
+    private AuditRecord UnderPatient(AuditRecord record, DicomDataset? header)
+    {
+        var patientId = header?.GetString(DicomTags.PatientID) ?? string.Empty;
+        var study = Uid(header, DicomTags.StudyInstanceUID);
+        return record with
+        {
             PatientRef = header is null ? null : GatewayAudit.PatientRef(keys, patientId, header.GetString(DicomTags.IssuerOfPatientID)),
-            Details = new AuditDetails
+            Details = record.Details! with
             {
-                OutcomeDescription = $"archived object {hit.ObjectId} flagged by re-inspection ({hit.Verdict}): {rules}",
                 Objects = header is null || study is null
                     ? []
                     :
@@ -188,6 +196,48 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
             },
         };
     }
+
+    /// <summary>
+    /// An officer's release of a withheld object: every flag lifted, and the release audited under the object's patient,
+    /// where the flag is (it named no patient until 2026-12-07). Returns how many flags were lifted (0: not withheld).
+    /// </summary>
+    public async Task<int> ReleaseAsync(ObjectId id, string reason, string operatorName, CancellationToken cancellationToken)
+    {
+        var lifted = await withheld.ReleaseAsync(id, cancellationToken).ConfigureAwait(false);
+        if (lifted == 0)
+        {
+            return 0;
+        }
+
+        DicomDataset? header = null;
+        try
+        {
+            await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+            using var content = await ContentFromAsync(reader, options.CurrentValue.InMemoryInspectionLimit, cancellationToken).ConfigureAwait(false);
+            header = await ReadHeaderAsync(content, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is ObjectFormatException or IOException or EndOfStreamException)
+        {
+            // Released all the same; the record then names the object only.
+            logger.LogWarning("Released object {ObjectId} could not be read for its patient: {Error}", id, e.Message);
+        }
+
+        await audit.AppendAsync(UnderPatient(new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+            Action = AuditAction.Execute,
+            Participants = [AuditParticipant.LocalOperator(operatorName)],
+            Details = new AuditDetails { OutcomeDescription = $"archived object {id} released from withholding ({lifted} flag(s) lifted): {reason}" },
+        }, header), cancellationToken).ConfigureAwait(false);
+        return lifted;
+    }
+
+    /// <summary>The rules a flag keeps: the rule ids, and for signatures the indicator's name (no patient data in either).</summary>
+    private static string FlagRules(IReadOnlyList<Finding> findings) => string.Join(", ", findings
+        .Select(f => f.Rule.StartsWith("signature.", StringComparison.Ordinal) ? $"{f.Rule} ({(f.Message.Length > 120 ? f.Message[..120] + "…" : f.Message)})" : f.Rule)
+        .Distinct(StringComparer.Ordinal).Take(8));
 
     private static async ValueTask<DicomDataset?> ReadHeaderAsync(ContentSource content, CancellationToken cancellationToken)
     {

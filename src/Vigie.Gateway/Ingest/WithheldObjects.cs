@@ -62,6 +62,14 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
         return flags;
     }
 
+    /// <summary>How many flags are kept.</summary>
+    public async ValueTask<long> CountAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM gateway_withheld_by_rules");
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Lifts every flag of one object (an operator's decision); returns how many there were.</summary>
     public async ValueTask<int> ReleaseAsync(ObjectId id, CancellationToken cancellationToken)
     {

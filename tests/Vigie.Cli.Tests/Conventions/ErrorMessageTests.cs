@@ -84,6 +84,7 @@ public sealed class ErrorMessageTests
                      // two addresses on one port failed as "address already in use".
                      ("https://127.0.0.1:18721", "is https: the web endpoint has no certificate setting and serves plain HTTP"),
                      ("http://127.0.0.1:18721;http://localhost:18721", "listen on the same address and port"),
+                     ("http://127.0.0.1:18721/vigie", "has a path: the web endpoint listens at the root"),
                      ("http://127.0.0.1:99999", "has the port '99999'"),
                  })
         {

@@ -556,8 +556,9 @@ public sealed class SecurityTests
         Assert.True(released.ExitCode == 0, released.ToString());
         Assert.Equal(1, await RetrievedAsync());
         Assert.Equal(2, (await node.VigieAsync("withheld", "release", flag.GetProperty("object").GetString()!, "--reason", "again")).ExitCode);
+        // Under the object's patient, where the flag is (third review: the release named no patient).
         Assert.Contains("released from withholding (1 flag(s) lifted): INC-77: vendor marker, harmless",
-            (await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113")).StandardOutput, StringComparison.Ordinal);
+            (await node.VigieAsync("audit", "show", "--json", "--details", "--patient", file.Dataset.GetString(DicomTags.PatientID)!)).StandardOutput, StringComparison.Ordinal);
 
         // Regression: a rescan read the files it found, so an object whose file was gone was not inspected, unsaid.
         File.Delete(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).First());
