@@ -31,6 +31,24 @@ internal static class MaintenanceHost
     };
 
     /// <summary>Opens the data folder's services, or explains on stderr why it cannot (then returns null: exit 2).</summary>
+    /// <summary>
+    /// A service whose making loads what the settings name (the inspection engines and their rules): null, with the
+    /// reason on standard error, when it cannot be made; an error of the run, not a crash.
+    /// </summary>
+    public static async Task<T?> ResolveAsync<T>(IServiceProvider services, string command, string what)
+        where T : class
+    {
+        try
+        {
+            return services.GetRequiredService<T>();
+        }
+        catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or Microsoft.Extensions.Options.OptionsValidationException)
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: cannot {what}: {e.Message}");
+            return null;
+        }
+    }
+
     public static async Task<ServiceProvider?> OpenAsync(DirectoryInfo data, FileInfo? config, string command, CancellationToken cancellationToken,
         IReadOnlyDictionary<string, string?>? overrides = null)
     {

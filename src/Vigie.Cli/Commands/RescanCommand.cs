@@ -46,15 +46,9 @@ internal static class RescanCommand
                 return ExitCodes.Error;
             }
 
-            ArchiveRescan rescan;
-            try
+            // A rules folder that cannot be loaded is an error of the run.
+            if (await MaintenanceHost.ResolveAsync<ArchiveRescan>(services, "rescan", "load the inspection engines") is not { } rescan)
             {
-                rescan = services.GetRequiredService<ArchiveRescan>();
-            }
-            catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or Microsoft.Extensions.Options.OptionsValidationException)
-            {
-                // A rules folder that cannot be loaded is an error of the run.
-                await Console.Error.WriteLineAsync($"vigie rescan: cannot load the inspection engines: {e.Message}");
                 return ExitCodes.Error;
             }
 

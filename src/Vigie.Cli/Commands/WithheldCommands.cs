@@ -113,14 +113,8 @@ internal static class WithheldCommands
                 return ExitCodes.Error;
             }
 
-            ArchiveRescan rescan;
-            try
+            if (await MaintenanceHost.ResolveAsync<ArchiveRescan>(services, "withheld release", "load the inspection engines") is not { } rescan)
             {
-                rescan = services.GetRequiredService<ArchiveRescan>();
-            }
-            catch (Exception e) when (e is InvalidOperationException or IOException or FormatException or Microsoft.Extensions.Options.OptionsValidationException)
-            {
-                await Console.Error.WriteLineAsync($"vigie withheld release: cannot open the archive: {e.Message}");
                 return ExitCodes.Error;
             }
 

@@ -469,6 +469,23 @@ public sealed class IngestPipeline(
     internal const uint QuarantineVerdictTag = 0x0009_0011;
     internal const uint QuarantineCallerTag = 0x0009_0012;
 
+    /// <summary>The security alert of an object inspection refused, from its sender, under the patient it names.</summary>
+    private AuditRecord ThreatAlert(IngestSource source, string? patientRef, AuditDetails details) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.SecurityAlert,
+        EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+        Action = AuditAction.Execute,
+        Outcome = AuditOutcome.SeriousFailure,
+        Participants =
+        [
+            GatewayAudit.Requestor(source, AuditRoles.Source),
+            GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
+        ],
+        PatientRef = patientRef,
+        Details = details,
+    };
+
     private async Task<IngestResult> QuarantineAsync(SpooledObject spooled, IngestSource source, Verdict verdict, (string? PatientRef, List<AuditObject> Objects) about,
         CancellationToken cancellationToken)
     {
@@ -479,25 +496,11 @@ public sealed class IngestPipeline(
         {
             // Refused all the same, but not kept: a hostile object must not eat the room kept for the index and the audit
             // trail (it did, until 2026-12-07). The alert says so, under the patient the object names.
-            await audit.AppendAsync(new AuditRecord
+            await audit.AppendAsync(ThreatAlert(source, about.PatientRef, new AuditDetails
             {
-                Time = time.GetUtcNow(),
-                EventId = AuditEventIds.SecurityAlert,
-                EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
-                Action = AuditAction.Execute,
-                Outcome = AuditOutcome.SeriousFailure,
-                Participants =
-                [
-                    GatewayAudit.Requestor(source, AuditRoles.Source),
-                    GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-                ],
-                PatientRef = about.PatientRef,
-                Details = new AuditDetails
-                {
-                    OutcomeDescription = $"refused, not quarantined (the data folder is under Archive:MinFreeSpace): {string.Join(", ", rules)}",
-                    Objects = about.Objects,
-                },
-            }, cancellationToken).ConfigureAwait(false);
+                OutcomeDescription = $"refused, not quarantined (the data folder is under Archive:MinFreeSpace): {string.Join(", ", rules)}",
+                Objects = about.Objects,
+            }), cancellationToken).ConfigureAwait(false);
             return new IngestResult(IngestOutcome.Refused, DimseStatus.NotAuthorized, Truncate("refused by Vigie: " + (worst?.Rule ?? verdict.Kind.ToString()) + " (not kept: archive disk full)"),
                 verdict);
         }
@@ -505,20 +508,7 @@ public sealed class IngestPipeline(
         var quarantined = await store.QuarantineAsync(spooled, reason, cancellationToken).ConfigureAwait(false);
         var details = AttributeSet.From((QuarantineRulesTag, string.Join('\\', rules)), (QuarantineVerdictTag, verdict.Kind.ToString()),
             (QuarantineCallerTag, source.CallingAE));
-        var record = new AuditRecord
-        {
-            Time = time.GetUtcNow(),
-            EventId = AuditEventIds.SecurityAlert,
-            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
-            Action = AuditAction.Execute,
-            Outcome = AuditOutcome.SeriousFailure,
-            Participants =
-            [
-                GatewayAudit.Requestor(source, AuditRoles.Source),
-                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-            ],
-            PatientRef = about.PatientRef,
-            Details = new AuditDetails
+        var record = ThreatAlert(source, about.PatientRef, new AuditDetails
             {
                 OutcomeDescription = $"quarantined {quarantined.QuarantineId}: {string.Join(", ", rules)}",
                 Objects =
@@ -534,8 +524,7 @@ public sealed class IngestPipeline(
                             .Select(f => new KeyValuePair<string, string>(f.Rule, $"{f.Severity}: {f.Message}")).ToList(),
                     },
                 ],
-            },
-        };
+            });
         var detection = JsonSerializer.SerializeToUtf8Bytes(new Detection(quarantined.QuarantineId, verdict.Kind.ToString(), rules, source.Channel.ToString(),
             source.CallingAE, time.GetUtcNow()));
         await committer.CommitAsync(async (connection, transaction, ct) =>
