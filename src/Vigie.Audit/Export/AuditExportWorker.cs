@@ -273,12 +273,15 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
     private readonly List<(AuditExportWorker Worker, IAuditSink Sink)> _workers = [];
     private readonly string _holder = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>
+    /// The workers are made before the service runs: ExecuteAsync starts on another thread, so a stop right after the
+    /// start found none (or a list being filled) and sent nothing at its final round.
+    /// </summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
     {
         var o = options.Value;
         var factory = log.Factory;
         var logger = loggers.CreateLogger<AuditExportService>();
-        var tasks = new List<Task>();
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (var sinkOptions in o.Sinks.Where(s => s.Enabled))
         {
@@ -289,13 +292,13 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
             }
 
             var sink = CreateSink(sinkOptions, o.EnterpriseSiteId, o.SourceId);
-            var worker = new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, _holder, logger);
-            _workers.Add((worker, sink));
-            tasks.Add(worker.RunAsync(stoppingToken));
+            _workers.Add((new AuditExportWorker(sinkOptions, sink, store, factory, signal, leases, time, _holder, logger), sink));
         }
 
-        await Task.WhenAll(tasks).ConfigureAwait(false);
+        return base.StartAsync(cancellationToken);
     }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.WhenAll(_workers.Select(w => w.Worker.RunAsync(stoppingToken)));
 
     /// <summary>
     /// Stops the workers, then sends what they had not: the entries written during the stop (Application Stop among
