@@ -57,6 +57,9 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
     private Task<string>? _closed;
     private bool _fresh;
 
+    // How long the last connection and handshake took.
+    private TimeSpan _handshake;
+
     public bool WitnessesTreeHeads => true;
 
     public ValueTask SendAsync(IReadOnlyList<AuditEntry> entries, CancellationToken cancellationToken) =>
@@ -102,7 +105,10 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             // a round trip, a little longer on a new TLS session: the batch is then sent again.
             // Not cancelled by a stop: the batch is in the collector's hands by now, and one counted as failed is sent
             // again by the stop's final round (every stop sent its Application Stop twice, before 2026-12-06).
-            await Task.Delay(_fresh ? FreshCloseCheckDelay : CloseCheckDelay, CancellationToken.None).ConfigureAwait(false);
+            // On a busy machine the refusal takes as long as the handshake did, or longer: the wait follows it (a fixed 100 ms
+            // missed refusals under load, and a batch counted as sent was lost).
+            var wait = _fresh ? TimeSpan.FromTicks(Math.Clamp(_handshake.Ticks * 3, FreshCloseCheckDelay.Ticks, MaxCloseCheckDelay.Ticks)) : CloseCheckDelay;
+            await Task.Delay(wait, CancellationToken.None).ConfigureAwait(false);
             if (PeerClosed())
             {
                 var reason = _closed is { IsCompleted: true } closed ? await closed.ConfigureAwait(false) : "closed";
@@ -168,7 +174,8 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
     }
 
     private static readonly TimeSpan CloseCheckDelay = TimeSpan.FromMilliseconds(20);
-    private static readonly TimeSpan FreshCloseCheckDelay = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan FreshCloseCheckDelay = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan MaxCloseCheckDelay = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// The collector closed, reset or refused the connection. Collectors send nothing (RFC 6587, RFC 5425) but TLS
@@ -183,6 +190,7 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
         timeout.CancelAfter(options.ConnectTimeout);
         var client = new TcpClient { NoDelay = true };
         var connected = false;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             await client.ConnectAsync(host, options.Port, timeout.Token).ConfigureAwait(false);
@@ -218,6 +226,7 @@ internal sealed class SyslogSink(AuditSinkOptions options, string? enterpriseSit
             _stream = stream;
             _closed = WatchAsync(stream);
             _fresh = true;
+            _handshake = System.Diagnostics.Stopwatch.GetElapsedTime(started);
             return stream;
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
