@@ -108,8 +108,9 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
     public async ValueTask<(int Released, int HeldByOtherRules)> ReleaseAllButAsync(IReadOnlySet<ObjectId> stillFlagged, string source, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        var lifted = new List<(byte[] Id, string Source)>();
-        await using (var select = connection.CreateCommand(null, "SELECT object_id, source FROM gateway_withheld_by_rules WHERE source = @s").With("@s", source))
+        // One row per object and folder (the key): each object comes once.
+        var lifted = new List<byte[]>();
+        await using (var select = connection.CreateCommand(null, "SELECT object_id FROM gateway_withheld_by_rules WHERE source = @s").With("@s", source))
         await using (var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -117,7 +118,7 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
                 var id = reader.GetFieldValue<byte[]>(0);
                 if (!stillFlagged.Contains(new ObjectId(id)))
                 {
-                    lifted.Add((id, reader.GetString(1)));
+                    lifted.Add(id);
                 }
             }
         }
@@ -129,15 +130,11 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
 
         int released = 0, held = 0;
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-        foreach (var (id, flagSource) in lifted)
+        foreach (var id in lifted)
         {
             await using var delete = connection.CreateCommand(transaction, "DELETE FROM gateway_withheld_by_rules WHERE object_id = @o AND source = @s")
-                .With("@o", id).With("@s", flagSource);
+                .With("@o", id).With("@s", source);
             await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        foreach (var id in lifted.Select(l => l.Id).DistinctBy(b => Convert.ToHexString(b)))
-        {
             await using var left = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM gateway_withheld_by_rules WHERE object_id = @o").With("@o", id);
             if (Convert.ToInt64(await left.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) == 0)
             {
