@@ -54,9 +54,9 @@ internal sealed class PdfAnalyser : IContentAnalyser
 
         // A document that opens without a password is decrypted and read like any other; one that needs a password stays opaque.
         var opaque = false;
-        if (PdfEncryption.Declared(document) is not null)
+        if (PdfEncryption.Declared(document) is { } declared)
         {
-            state.Encryption = PdfEncryption.TryOpen(document, out var reason);
+            state.Encryption = PdfEncryption.TryOpen(document, declared, out var reason);
             opaque = state.Encryption is null;
             if (state.Encryption is { } encryption)
             {

@@ -99,16 +99,27 @@ internal sealed class PdfEncryption
         return document.Resolve(value) is PdfDictionary dictionary ? (dictionary, number, trailer) : (new PdfDictionary([]), number, trailer);
     }
 
-    /// <summary>Opens the handler with the empty user password; null with the reason when the document stays closed.</summary>
-    public static PdfEncryption? Open(PdfDocument document, out string reason)
+    /// <summary>
+    /// Opens the handler that <see cref="Declared"/> found with the empty user password; null with the reason when the
+    /// document stays closed (it needs a password, or its dictionary is not one Vigie knows or is inconsistent).
+    /// </summary>
+    public static PdfEncryption? TryOpen(PdfDocument document, (PdfDictionary Dictionary, int? Number, PdfDictionary Trailer) declared, out string reason)
     {
-        reason = "";
-        if (Declared(document) is not var (dictionary, number, trailer))
+        try
         {
-            reason = "no encryption dictionary";
+            return Open(document, declared, out reason);
+        }
+        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
+        {
+            reason = "its encryption dictionary is inconsistent";
             return null;
         }
+    }
 
+    private static PdfEncryption? Open(PdfDocument document, (PdfDictionary Dictionary, int? Number, PdfDictionary Trailer) declared, out string reason)
+    {
+        reason = "";
+        var (dictionary, number, trailer) = declared;
         var filter = dictionary.GetName("Filter");
         if (filter != "Standard")
         {
@@ -152,12 +163,17 @@ internal sealed class PdfEncryption
             return null;
         }
 
+        if (revision is < 2 or > 6)
+        {
+            reason = $"its revision /R {revision} is not one Vigie knows";
+            return null;
+        }
+
         byte[]? key = revision switch
         {
             2 or 3 or 4 when owner.Length >= 32 && user.Length >= 16 => LegacyKey(revision, keyLength, owner, permissions, id, user, metadataEncrypted),
             5 or 6 when user.Length >= 48 => ModernKey(revision, user, (document.Resolve(dictionary.Get("UE")) as PdfString)?.Bytes ?? []),
-            2 or 3 or 4 or 5 or 6 => null,
-            _ => throw new InvalidDataException($"revision /R {revision}"),
+            _ => null,
         };
         if (key is null)
         {
@@ -166,25 +182,6 @@ internal sealed class PdfEncryption
         }
 
         return new PdfEncryption(key, revision, dictionary, strings, streams, number, metadataEncrypted, permissions);
-    }
-
-    /// <summary>Opens, turning an unknown revision into a reason rather than an exception.</summary>
-    public static PdfEncryption? TryOpen(PdfDocument document, out string reason)
-    {
-        try
-        {
-            return Open(document, out reason);
-        }
-        catch (InvalidDataException ex)
-        {
-            reason = $"its {ex.Message} is not one Vigie knows";
-            return null;
-        }
-        catch (Exception ex) when (ex is CryptographicException or ArgumentException)
-        {
-            reason = "its encryption dictionary is inconsistent";
-            return null;
-        }
     }
 
     public byte[] DecryptString(int number, int generation, byte[] data)
