@@ -234,7 +234,33 @@ public sealed class Inspector
         var type = readAs ?? ContentIdentifier.Identify(content);
         session.NoteInnerObject(type, name);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content) { SecondReading = parent.SecondReading || secondReading };
+        CheckNameInContainer(child, name, readAs is not null || secondReading);
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A member of a container (a ZIP's ".js", a 7z's ".lnk") is a file its reader opens with a double-click, as an
+    /// attachment is: a name that hides its extension is High anywhere, a dangerous extension where the container came
+    /// by mail (the malspam's zipped script passed clean until 2026-12-07). A mail's own parts are checked by the mail
+    /// analyser; a second reading names no file.
+    /// </summary>
+    private static void CheckNameInContainer(EngineContext child, string name, bool reading)
+    {
+        if (reading || child.Parent is not { } parent || parent.ContentType is ContentType.Mime or ContentType.Tnef)
+        {
+            return;
+        }
+
+        var delivered = false;
+        for (var ancestor = parent.Parent; ancestor is not null && !delivered; ancestor = ancestor.Parent)
+        {
+            delivered = ancestor.ContentType is ContentType.Mime or ContentType.Tnef;
+        }
+
+        foreach (var (rule, message) in NameChecks.DangerousNameReasons(name, delivered))
+        {
+            child.Report(rule, Severity.High, message);
+        }
     }
 
     private async ValueTask InspectObjectAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
@@ -260,6 +286,7 @@ public sealed class Inspector
         await InspectAppendedArchiveAsync(context, content, cancellationToken).ConfigureAwait(false);
         await InspectPdfViewAsync(context, content, cancellationToken).ConfigureAwait(false);
         await InspectPageViewAsync(context, content, cancellationToken).ConfigureAwait(false);
+        await InspectMailViewAsync(context, content, cancellationToken).ConfigureAwait(false);
     }
 
     private static async ValueTask RunGuardedAsync(EngineContext context, string name, Func<ValueTask> run, CancellationToken cancellationToken)
@@ -388,6 +415,36 @@ public sealed class Inspector
         }
 
         await InspectChildAsync(context, "[as a browser renders it]", content, cancellationToken, readAs: ContentType.Html, secondReading: true).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A mail client reads any file that starts with a header block as a mail, whatever else its first bytes make it: a
+    /// mail whose first header is named "GIF89a" or "{\rtf1", or whose header block is also a tar header, was read as an
+    /// image, an RTF or a tar only, its attachments unseen (until 2026-12-07). Such a file is read once more as a mail.
+    /// </summary>
+    private async ValueTask InspectMailViewAsync(EngineContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        if (context.ContentType is ContentType.Mime or ContentType.Tnef || context.SecondReading || content.Length < 8)
+        {
+            return;
+        }
+
+        var head = System.Buffers.ArrayPool<byte>.Shared.Rent((int)Math.Min(ContentIdentifier.HeadLength, content.Length));
+        bool mail;
+        try
+        {
+            var read = content.ReadAt(0, head.AsSpan(0, (int)Math.Min(ContentIdentifier.HeadLength, content.Length)));
+            mail = ContentIdentifier.LooksLikeMail(head.AsSpan(0, read));
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(head);
+        }
+
+        if (mail)
+        {
+            await InspectChildAsync(context, "[as a mail client opens it]", content, cancellationToken, readAs: ContentType.Mime, secondReading: true).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Whether <paramref name="offset"/> lies in the data of one of a tar's members, walking its 512-byte headers.</summary>

@@ -11,7 +11,7 @@ namespace Vigie.Inspection.Engine;
 /// </summary>
 internal static class ContentIdentifier
 {
-    private const int HeadLength = 8192;
+    internal const int HeadLength = 8192;
 
     public static ContentType Identify(ContentSource source)
     {
@@ -430,7 +430,10 @@ internal static class ContentIdentifier
         "reply-to", "cc", "content-type", "x-mailer", "authentication-results", "dkim-signature", "sender",
     ];
 
-    /// <summary>An RFC 5322 header block (optionally after an mbox "From " line) naming at least two mail headers.</summary>
+    /// <summary>
+    /// An RFC 5322 header block (optionally after an mbox "From " line) naming at least two mail headers, or one when the
+    /// block's end is in sight.
+    /// </summary>
     public static bool LooksLikeMail(ReadOnlySpan<byte> text) => ReadMailHeaders(text, HeadLines).Block == MailHeaderBlock.Mail;
 
     internal enum MailHeaderBlock
@@ -443,7 +446,8 @@ internal static class ContentIdentifier
     }
 
     /// <summary>
-    /// Reads header lines up to the blank line that ends them: a mail when they name at least two mail headers; cut when
+    /// Reads header lines up to the blank line that ends them: a mail when they name at least two mail headers (one when
+    /// the blank line came); cut when
     /// the text or <paramref name="maxLines"/> ends first, with how many known headers were seen.
     /// </summary>
     internal static (MailHeaderBlock Block, int Known) ReadMailHeaders(ReadOnlySpan<byte> text, int maxLines)
@@ -479,7 +483,9 @@ internal static class ContentIdentifier
 
             if (line.IsEmpty)
             {
-                return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.NotMail, known);
+                // A block of well-formed header lines, closed by its blank line, with a mail header in it, is a mail to
+                // MimeKit and to mail clients (a forwarded message with only a Content-Type was text until 2026-12-07).
+                return (known >= 1 ? MailHeaderBlock.Mail : MailHeaderBlock.NotMail, known);
             }
 
             lines++;
@@ -499,10 +505,17 @@ internal static class ContentIdentifier
                     return (nl < 0 && lines > 1 ? MailHeaderBlock.Cut : MailHeaderBlock.NotMail, known);
                 }
 
-                var name = line[..colon];
+                // "Received : x" (RFC 5322's obsolete syntax) and names with 8-bit bytes are headers to MimeKit and
+                // to mail clients; read strictly, they turned a whole mail into text (until 2026-12-07).
+                var name = line[..colon].TrimEnd(" \t"u8);
+                if (name.IsEmpty)
+                {
+                    return (MailHeaderBlock.NotMail, known);
+                }
+
                 foreach (var c in name)
                 {
-                    if (c <= 32 || c >= 127)
+                    if (c <= 32 || c == 127)
                     {
                         return (MailHeaderBlock.NotMail, known);
                     }

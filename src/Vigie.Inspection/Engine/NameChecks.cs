@@ -57,6 +57,11 @@ internal static class NameChecks
         "msi", "msp", "msc", "lnk", "iso", "img", "vhd", "vhdx", "jar", "cpl", "dll", "reg", "chm", "appx", "appxbundle",
         "msix", "application", "gadget", "scf", "url", "inf", "sct", "xll", "xlam", "ppam", "sys", "drv", "ocx", "elf",
         "sh", "command", "app", "dmg", "pkg", "apk", "one", "library-ms", "settingcontent-ms", "website",
+        // Outlook's blocked list beyond the above, and the shortcuts of recent campaigns (remote desktop, saved searches).
+        "ws", "appref-ms", "diagcab", "msh", "msh1", "msh2", "mshxml", "msh1xml", "msh2xml", "mde", "ade", "adp", "jnlp",
+        "hlp", "xbap", "printerexport", "theme", "themepack", "msu", "mst", "ps1xml", "ps2", "ps2xml", "psc1", "psc2",
+        "psd1", "vb", "wsb", "rdp", "search-ms", "searchconnector-ms", "shb", "xnk", "ins", "isp", "its", "mcf", "prf",
+        "pcd", "fxp", "prg", "vsmacros", "vsw", "hpj", "cnt", "shs", "grp", "crx", "mmc",
     };
 
     private static readonly HashSet<string> DocumentLike = new(StringComparer.OrdinalIgnoreCase)
@@ -74,6 +79,29 @@ internal static class NameChecks
         var slash = Math.Max(trimmed.LastIndexOf('/'), trimmed.LastIndexOf('\\'));
         var dot = trimmed.LastIndexOf('.');
         return dot > slash + 0 && dot < trimmed.Length - 1 ? trimmed[(dot + 1)..] : null;
+    }
+
+    /// <summary>
+    /// What a name would fool its reader with, or let them run with a double-click: (rule, message) pairs. A name that
+    /// hides its extension (a right-to-left override, a document's extension before a dangerous one) deceives anywhere;
+    /// a merely dangerous extension counts where <paramref name="delivered"/> says the file came to a person by mail.
+    /// </summary>
+    public static IEnumerable<(string Rule, string Message)> DangerousNameReasons(string fileName, bool delivered)
+    {
+        var shown = Inspector.SanitiseName(fileName);
+        if (fileName.Any(c => c is '\u202E' or '\u202D' or '\u2066' or '\u2067' or '\u2068'))
+        {
+            yield return (Rules.MailFilenameRtlo, $"'{shown}' hides its real extension with a right-to-left override character");
+        }
+
+        if (DoubleExtension(fileName) is { } pair)
+        {
+            yield return (Rules.MailDoubleExtension, $"'{shown}' shows .{pair.Shown} but is a .{pair.Real}");
+        }
+        else if (delivered && Extension(fileName) is { } extension && IsDangerousExtension(extension))
+        {
+            yield return (Rules.MailDangerousExtension, $"'{shown}' has the dangerous extension .{extension.ToLowerInvariant()}");
+        }
     }
 
     /// <summary>"invoice.pdf.exe": a document-like extension followed by a dangerous one. Returns the pair, or null.</summary>

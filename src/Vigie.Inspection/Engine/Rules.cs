@@ -123,4 +123,8 @@ internal static class Rules
     public const string MailDoubleExtension = "mail.double-extension";
     public const string MailDangerousExtension = "mail.dangerous-extension";
     public const string MailFilenameRtlo = "mail.filename-rtlo";
+
+    /// <summary>Encrypted mail content (S/MIME enveloped data, PGP/MIME) or a fragment of a split message: not inspectable here.</summary>
+    public const string MailEncrypted = "mail.encrypted";
+    public const string MailPartial = "mail.partial";
 }

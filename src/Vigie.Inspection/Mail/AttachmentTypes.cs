@@ -9,9 +9,9 @@ internal static class AttachmentTypes
     private static readonly Dictionary<string, ContentType[]> ByExtension = new(StringComparer.OrdinalIgnoreCase)
     {
         ["pdf"] = [ContentType.Pdf],
-        ["doc"] = [ContentType.Ole2, ContentType.Rtf],
+        ["doc"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Html, ContentType.Xml, ContentType.Ooxml],
         ["dot"] = [ContentType.Ole2],
-        ["xls"] = [ContentType.Ole2],
+        ["xls"] = [ContentType.Ole2, ContentType.Html, ContentType.Xml, ContentType.Text, ContentType.Ooxml],
         ["ppt"] = [ContentType.Ole2],
         ["msg"] = [ContentType.Ole2],
         ["docx"] = [ContentType.Ooxml],
@@ -36,8 +36,8 @@ internal static class AttachmentTypes
         ["7z"] = [ContentType.SevenZip],
         ["rar"] = [ContentType.Rar],
         ["tar"] = [ContentType.Tar],
-        ["jpg"] = [ContentType.Jpeg],
-        ["jpeg"] = [ContentType.Jpeg],
+        ["jpg"] = [ContentType.Jpeg, ContentType.Png],
+        ["jpeg"] = [ContentType.Jpeg, ContentType.Png],
         ["png"] = [ContentType.Png],
         ["gif"] = [ContentType.Gif],
         ["jp2"] = [ContentType.Jpeg2000],
@@ -54,12 +54,14 @@ internal static class AttachmentTypes
         ["dll"] = [ContentType.Pe],
     };
 
+    // The legacy Office types are what Windows registers for .csv, .xlsx and .docx too, and hospital information systems
+    // export HTML or tab-separated text named .xls or .doc: flagging those was a daily false positive (until 2026-12-07).
     private static readonly Dictionary<string, ContentType[]> ByMimeType = new(StringComparer.OrdinalIgnoreCase)
     {
         ["application/pdf"] = [ContentType.Pdf],
-        ["application/msword"] = [ContentType.Ole2, ContentType.Rtf],
-        ["application/vnd.ms-excel"] = [ContentType.Ole2],
-        ["application/vnd.ms-powerpoint"] = [ContentType.Ole2],
+        ["application/msword"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Ooxml, ContentType.Html, ContentType.Xml],
+        ["application/vnd.ms-excel"] = [ContentType.Ole2, ContentType.Ooxml, ContentType.Text, ContentType.Html, ContentType.Xml],
+        ["application/vnd.ms-powerpoint"] = [ContentType.Ole2, ContentType.Ooxml],
         ["application/vnd.openxmlformats-officedocument.wordprocessingml.document"] = [ContentType.Ooxml],
         ["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] = [ContentType.Ooxml],
         ["application/vnd.openxmlformats-officedocument.presentationml.presentation"] = [ContentType.Ooxml],

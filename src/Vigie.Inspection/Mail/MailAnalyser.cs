@@ -282,6 +282,11 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
             switch (entity)
             {
+                case MultipartEncrypted:
+                    // Every other container that cannot be opened is Medium (an encrypted ZIP entry, an encrypted
+                    // Office file); an encrypted mail was clean until 2026-12-07.
+                    context.Report(Rules.MailEncrypted, Severity.Medium, $"MIME part {_parts} is PGP/MIME encrypted: its content cannot be inspected");
+                    break;
                 case Multipart multipart:
                     foreach (var child in multipart)
                     {
@@ -297,6 +302,13 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                     // and decoding it as text would call its attachments clean.
                     context.Report(Rules.DepthLimit, Severity.Medium,
                         $"MIME part {_parts} is nested deeper than {MaxMimeDepth(context)} multipart levels: its content was not inspected");
+                    break;
+                case ApplicationPkcs7Mime pkcs7:
+                    await InspectPkcs7Async(pkcs7, cancellationToken).ConfigureAwait(false);
+                    break;
+                case MessagePartial partial:
+                    context.Report(Rules.MailPartial, Severity.Medium,
+                        $"MIME part {_parts} is fragment {partial.Number?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "?"} of a message split in parts (message/partial): the whole message is not here to inspect");
                     break;
                 case MimePart part:
                     await InspectPartAsync(part, cancellationToken).ConfigureAwait(false);
@@ -330,8 +342,16 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 return;
             }
 
+            // A forwarded message's name is a file name like any other ("facture.pdf.js" passed unchecked until
+            // 2026-12-07), and its bytes are the message MimeKit parsed: read as a mail whatever its headers look like
+            // (one with only a Content-Type was identified as text, its attachments unseen).
+            if (part.ContentDisposition?.FileName is { } fileName)
+            {
+                CheckFileName(fileName, ContentType.Mime);
+            }
+
             using var content = buffer.Detach();
-            await context.InspectChildAsync($"message[{index}]:{name}", content, cancellationToken).ConfigureAwait(false);
+            await context.InspectAsAsync($"message[{index}]:{name}", ContentType.Mime, content, cancellationToken).ConfigureAwait(false);
         }
 
         private async ValueTask InspectPartAsync(MimePart part, CancellationToken cancellationToken)
@@ -374,6 +394,68 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             await context.InspectChildAsync(label, content, cancellationToken).ConfigureAwait(false);
         }
 
+        /// <summary>
+        /// S/MIME in one part: opaque-signed data carries the message a mail client shows (a PE inside it passed clean
+        /// until 2026-12-07), so it is unwrapped, without checking the signature, and read as a mail; enveloped
+        /// (encrypted) data cannot be opened here, and says so.
+        /// </summary>
+        private async ValueTask InspectPkcs7Async(ApplicationPkcs7Mime part, CancellationToken cancellationToken)
+        {
+            var index = _parts;
+            if (part.SecureMimeType is SecureMimeType.EnvelopedData or SecureMimeType.AuthEnvelopedData)
+            {
+                context.Report(Rules.MailEncrypted, Severity.Medium, $"MIME part {index} is S/MIME encrypted ({part.SecureMimeType}): its content cannot be inspected");
+                return;
+            }
+
+            if (part.Content is null)
+            {
+                return;
+            }
+
+            ExtractionResult result;
+            await using (var decoded = part.Content.Open())
+            {
+                result = await Extraction.ExtractAsync(context, decoded, 0, cancellationToken).ConfigureAwait(false);
+            }
+
+            using var wrapped = result.Content;
+            var label = $"part[{index}]:{part.ContentType.MimeType}";
+            if (context.ReportExtractionProblem(result, label, Rules.InnerSizeLimit, Rules.MailMalformed, null) || wrapped is null)
+            {
+                return;
+            }
+
+            ExtractionResult inner;
+            try
+            {
+                await using var stream = wrapped.OpenStream();
+                var parser = new Org.BouncyCastle.Cms.CmsSignedDataParser(stream);
+                if (parser.GetSignedContent() is not { } signed)
+                {
+                    // Detached signature data only (a certs-only message): nothing a reader sees.
+                    return;
+                }
+
+                await using var content = signed.ContentStream;
+                inner = await Extraction.ExtractAsync(context, content, 0, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is Org.BouncyCastle.Cms.CmsException or IOException or InvalidCastException or ArgumentException or InvalidOperationException)
+            {
+                context.Report(part.SecureMimeType == SecureMimeType.SignedData ? Rules.MailMalformed : Rules.MailEncrypted, Severity.Medium,
+                    $"MIME part {index} ({Inspector.Truncate(part.ContentType.MimeType, 60)}, {part.SecureMimeType}) is not signed data Vigie can open: its content cannot be inspected ({Inspector.Truncate(ex.Message, 120)})");
+                return;
+            }
+
+            using var message = inner.Content;
+            if (context.ReportExtractionProblem(inner, label, Rules.InnerSizeLimit, Rules.MailMalformed, null) || message is null)
+            {
+                return;
+            }
+
+            await context.InspectAsAsync($"{label}[signed content]", ContentType.Mime, message, cancellationToken).ConfigureAwait(false);
+        }
+
         /// <summary>Outlook's winmail.dat wraps the real attachments: unwrap them and walk them like any other part.</summary>
         public async ValueTask InspectTnefAsync(ContentSource content, CancellationToken cancellationToken)
         {
@@ -405,18 +487,9 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         private void CheckFileName(string fileName, ContentType type)
         {
             var shown = Inspector.SanitiseName(fileName);
-            if (fileName.Any(c => c is '\u202E' or '\u202D' or '\u2066' or '\u2067' or '\u2068'))
+            foreach (var (rule, message) in NameChecks.DangerousNameReasons(fileName, delivered: true))
             {
-                reporter.Report(Rules.MailFilenameRtlo, Severity.High, $"'{shown}' hides its real extension with a right-to-left override character");
-            }
-
-            if (NameChecks.DoubleExtension(fileName) is { } pair)
-            {
-                reporter.Report(Rules.MailDoubleExtension, Severity.High, $"'{shown}' shows .{pair.Shown} but is a .{pair.Real}");
-            }
-            else if (NameChecks.Extension(fileName) is { } extension && NameChecks.IsDangerousExtension(extension))
-            {
-                reporter.Report(Rules.MailDangerousExtension, Severity.High, $"'{shown}' has the dangerous extension .{extension.ToLowerInvariant()}");
+                reporter.Report(rule, Severity.High, message);
             }
 
             var expected = AttachmentTypes.ForExtension(NameChecks.Extension(fileName));

@@ -1,0 +1,204 @@
+using System.Text;
+using Vigie.Inspection.Tests.Samples;
+
+namespace Vigie.Inspection.Tests.Mail;
+
+/// <summary>Mails that hid behind their own first bytes, a lax header, or a container's member names (review of 2026-12-07).</summary>
+public sealed class MailIdentificationTests
+{
+    private static string PeBase64 => Convert.ToBase64String(ExecutableSamples.Pe(), Base64FormattingOptions.InsertLineBreaks).Replace("\n", "\r\n", StringComparison.Ordinal);
+
+    /// <summary>A multipart mail with a text part and an octet-stream attachment holding an inert PE, after the given headers.</summary>
+    private static byte[] MailWithPe(string headers, string attachmentName = "a.bin") => Encoding.ASCII.GetBytes(
+        headers + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+        + "--B\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n"
+        + $"--B\r\nContent-Type: application/octet-stream; name=\"{attachmentName}\"\r\nContent-Disposition: attachment; filename=\"{attachmentName}\"\r\n"
+        + "Content-Transfer-Encoding: base64\r\n\r\n" + PeBase64 + "\r\n--B--\r\n");
+
+    [Theory]
+    [InlineData("GIF89a: 1")]
+    [InlineData("{\\rtf1: 1")]
+    [InlineData("%PDF-1.4: 1")]
+    [InlineData("BZh91AY&SY: 1")]
+    public async Task Mail_whose_first_header_is_named_like_another_format_is_read_as_a_mail(string firstHeader)
+    {
+        var mail = MailWithPe(firstHeader + "\r\nFrom: a@ext.example\r\nTo: b@hospital.example\r\nSubject: rapport\r\n");
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.IsMalicious();
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Mail_whose_header_block_is_also_a_tar_header_is_read_as_a_mail()
+    {
+        var prefix = "From: a@ext.example\r\nTo: b@hospital.example\r\nX-Ref: ";
+        var headers = prefix + new string('a', 257 - prefix.Length) + "ustar00 and more\r\nSubject: rapport\r\n";
+        var mail = MailWithPe(headers);
+        Assert.Equal("ustar", Encoding.ASCII.GetString(mail, 257, 5));
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.IsMalicious();
+        verdict.Has("executable.pe");
+    }
+
+    [Theory]
+    [InlineData("Received : from relay.example\r\nFrom: a@ext.example\r\nTo: b@hospital.example\r\n")]
+    [InlineData("X-Ré: 1\r\nFrom: a@ext.example\r\nTo: b@hospital.example\r\n")]
+    [InlineData("")]
+    public async Task Mail_with_a_spaced_colon_an_8bit_name_or_only_mime_headers_is_read_as_a_mail(string headers)
+    {
+        var mail = MailWithPe(headers);
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        Assert.Equal("Mime", verdict.ContentType);
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Forwarded_message_with_only_a_content_type_is_read_as_a_mail()
+    {
+        var inner = "Content-Type: multipart/mixed; boundary=\"I\"\r\n\r\n--I\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + PeBase64 + "\r\n--I--\r\n";
+        var mail = Encoding.ASCII.GetBytes("From: a@ext.example\r\nTo: b@hospital.example\r\nSubject: Fwd\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nVoir ci-dessous\r\n"
+            + "--B\r\nContent-Type: message/rfc822\r\n\r\n" + inner + "\r\n--B--\r\n");
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.IsMalicious();
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Forwarded_message_named_with_a_double_extension_is_flagged()
+    {
+        var inner = "From: c@ext.example\r\nSubject: x\r\n\r\nhello\r\n";
+        var mail = Encoding.ASCII.GetBytes("From: a@ext.example\r\nTo: b@hospital.example\r\nSubject: Fwd\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nci-joint\r\n"
+            + "--B\r\nContent-Type: message/rfc822; name=\"facture.pdf.js\"\r\nContent-Disposition: attachment; filename=\"facture.pdf.js\"\r\n\r\n" + inner + "\r\n--B--\r\n");
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.Has("mail.double-extension");
+    }
+
+    [Theory]
+    [InlineData("facture.pdf.js")]
+    [InlineData("relance.vbs")]
+    [InlineData("scan.lnk")]
+    [InlineData("dossier.iso")]
+    [InlineData("connexion.rdp")]
+    public async Task Zipped_script_or_shortcut_attached_to_a_mail_is_dangerous(string entry)
+    {
+        var zip = new ZipBuilder().Add(entry, "WScript.Echo \"synthetic\"").Build();
+        var message = MailSamples.WithAttachments(MailSamples.Message(), ("documents.zip", zip, "application/zip"));
+        var verdict = await TestInspection.InspectAsync(MailSamples.Bytes(message), "m.eml");
+        verdict.IsMalicious();
+    }
+
+    [Fact]
+    public async Task Script_in_a_zip_on_its_own_is_noted_by_its_disguise_only()
+    {
+        var plain = await TestInspection.InspectAsync(new ZipBuilder().Add("tools/install.vbs", "WScript.Echo \"synthetic\"").Build(), "tools.zip");
+        plain.HasNo("mail.dangerous-extension");
+        var disguised = await TestInspection.InspectAsync(new ZipBuilder().Add("facture.pdf.js", "WScript.Echo \"synthetic\"").Build(), "f.zip");
+        disguised.Has("mail.double-extension");
+    }
+
+    [Theory]
+    [InlineData("a.ws")]
+    [InlineData("a.appref-ms")]
+    [InlineData("a.search-ms")]
+    [InlineData("a.jnlp")]
+    [InlineData("a.mst")]
+    public async Task Extensions_on_outlooks_blocked_list_are_dangerous(string name)
+    {
+        var message = MailSamples.WithAttachments(MailSamples.Message(), (name, "[shortcut]\r\nsynthetic=1\r\n"u8.ToArray(), "application/octet-stream"));
+        var verdict = await TestInspection.InspectAsync(MailSamples.Bytes(message), "m.eml");
+        verdict.Has("mail.dangerous-extension");
+    }
+
+    [Theory]
+    [InlineData("resultats.csv", "application/vnd.ms-excel")]
+    [InlineData("export.xls", "application/vnd.ms-excel")]
+    [InlineData("photo.jpg", "image/png")]
+    public async Task Files_declared_with_legacy_office_types_or_names_are_not_mismatches(string name, string mimeType)
+    {
+        byte[] data = name switch
+        {
+            "resultats.csv" => "patient;resultat\r\nSYNTH1;4.2\r\n"u8.ToArray(),
+            "export.xls" => "<html><body><table><tr><td>SYNTH1</td><td>4.2</td></tr></table></body></html>"u8.ToArray(),
+            _ => [0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13, (byte)'I', (byte)'H', (byte)'D', (byte)'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0, 0x90, 0x77, 0x53, 0xDE],
+        };
+        var message = MailSamples.WithAttachments(MailSamples.Message(), (name, data, mimeType));
+        var verdict = await TestInspection.InspectAsync(MailSamples.Bytes(message), "m.eml");
+        verdict.HasNo("mail.attachment-type-mismatch");
+    }
+
+    [Fact]
+    public async Task Note_that_starts_with_one_header_line_is_still_clean()
+    {
+        var verdict = await TestInspection.InspectAsync("To: Dr Martin\r\n\r\nBonjour, le compte rendu suit.\r\n"u8.ToArray(), "note.txt");
+        verdict.IsClean();
+    }
+}
+
+/// <summary>Mail content Vigie cannot open was clean; opaque-signed S/MIME was not opened (review of 2026-12-07).</summary>
+public sealed class MailWrappedContentTests
+{
+    private static string Base64Lines(byte[] data) => Convert.ToBase64String(data, Base64FormattingOptions.InsertLineBreaks).Replace("\n", "\r\n", StringComparison.Ordinal);
+
+    private static byte[] Wrap(string contentType, string body) => Encoding.ASCII.GetBytes(
+        "From: a@ext.example\r\nTo: b@hospital.example\r\nSubject: pli\r\nMIME-Version: 1.0\r\n" + contentType + "\r\n\r\n" + body);
+
+    /// <summary>Opaque-signed data (the content inside the CMS structure), signed by a throw-away self-signed key.</summary>
+    private static byte[] SignedData(byte[] content)
+    {
+        var generator = new Org.BouncyCastle.Crypto.Generators.RsaKeyPairGenerator();
+        generator.Init(new Org.BouncyCastle.Crypto.KeyGenerationParameters(new Org.BouncyCastle.Security.SecureRandom(), 1024));
+        var keys = generator.GenerateKeyPair();
+        var name = new Org.BouncyCastle.Asn1.X509.X509Name("CN=Synthetic Signer");
+        var certificates = new Org.BouncyCastle.X509.X509V3CertificateGenerator();
+        certificates.SetSerialNumber(Org.BouncyCastle.Math.BigInteger.One);
+        certificates.SetIssuerDN(name);
+        certificates.SetSubjectDN(name);
+        certificates.SetNotBefore(DateTime.UtcNow.AddDays(-1));
+        certificates.SetNotAfter(DateTime.UtcNow.AddDays(1));
+        certificates.SetPublicKey(keys.Public);
+        var certificate = certificates.Generate(new Org.BouncyCastle.Crypto.Operators.Asn1SignatureFactory("SHA256WithRSA", keys.Private));
+        var cms = new Org.BouncyCastle.Cms.CmsSignedDataGenerator();
+        cms.AddSigner(keys.Private, certificate, Org.BouncyCastle.Cms.CmsSignedGenerator.DigestSha256);
+        return cms.Generate(new Org.BouncyCastle.Cms.CmsProcessableByteArray(content), true).GetEncoded();
+    }
+
+    private static byte[] InnerWithPe() => Encoding.ASCII.GetBytes(
+        "Content-Type: multipart/mixed; boundary=\"I\"\r\n\r\n--I\r\nContent-Type: text/plain\r\n\r\nCompte rendu\r\n"
+        + "--I\r\nContent-Type: application/octet-stream; name=\"cr.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + Base64Lines(ExecutableSamples.Pe()) + "\r\n--I--\r\n");
+
+    [Fact]
+    public async Task Opaque_signed_smime_is_unwrapped_and_its_attachment_inspected()
+    {
+        var mail = Wrap("Content-Type: application/pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64",
+            Base64Lines(SignedData(InnerWithPe())) + "\r\n");
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.IsMalicious();
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Opaque_signed_smime_report_is_clean()
+    {
+        var inner = Encoding.ASCII.GetBytes("Content-Type: text/plain; charset=utf-8\r\n\r\nCompte rendu de consultation (synthetique).\r\n");
+        var mail = Wrap("Content-Type: application/x-pkcs7-mime; smime-type=signed-data; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64",
+            Base64Lines(SignedData(inner)) + "\r\n");
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.IsClean();
+    }
+
+    [Theory]
+    [InlineData("Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64", "MIAGCSqGSIb3DQEHA6CAMIACAQAxggFKMIIBRgIBADAuMBoxGDAWBgNVBAMMD1N5bnRoZXRpYw==\r\n", "mail.encrypted")]
+    [InlineData("Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=\"P\"",
+        "--P\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--P\r\nContent-Type: application/octet-stream\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEMA5ynthetic\r\n-----END PGP MESSAGE-----\r\n--P--\r\n", "mail.encrypted")]
+    [InlineData("Content-Type: message/partial; id=\"frag@ext.example\"; number=2; total=2", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n", "mail.partial")]
+    public async Task Mail_content_that_cannot_be_opened_is_not_called_clean(string contentType, string body, string rule)
+    {
+        var verdict = await TestInspection.InspectAsync(Wrap(contentType, body), "m.eml");
+        Assert.Equal(Severity.Medium, verdict.Has(rule).Severity);
+        Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
+    }
+}
