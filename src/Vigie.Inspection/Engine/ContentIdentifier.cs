@@ -473,13 +473,11 @@ internal static class ContentIdentifier
                 return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.Cut, known);
             }
 
+            // Lines end in LF, CRLF, or a bare CR (old Mac mail, which Python reads and mail clients show).
             var rest = text[position..];
-            var nl = rest.IndexOf((byte)'\n');
+            var nl = rest.IndexOfAny((byte)'\r', (byte)'\n');
             var line = nl < 0 ? rest : rest[..nl];
-            if (line.EndsWith("\r"u8))
-            {
-                line = line[..^1];
-            }
+            var next = nl < 0 ? -1 : rest[nl] == '\r' && nl + 1 < rest.Length && rest[nl + 1] == '\n' ? nl + 2 : nl + 1;
 
             if (line.IsEmpty)
             {
@@ -536,7 +534,7 @@ internal static class ContentIdentifier
                 break;
             }
 
-            position += nl + 1;
+            position += next;
         }
 
         return (known >= 2 ? MailHeaderBlock.Mail : MailHeaderBlock.Cut, known);

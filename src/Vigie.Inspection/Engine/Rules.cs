@@ -127,4 +127,5 @@ internal static class Rules
     /// <summary>Encrypted mail content (S/MIME enveloped data, PGP/MIME) or a fragment of a split message: not inspectable here.</summary>
     public const string MailEncrypted = "mail.encrypted";
     public const string MailPartial = "mail.partial";
+    public const string MailAmbiguousHeader = "mail.ambiguous-header";
 }

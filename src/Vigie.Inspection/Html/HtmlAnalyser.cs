@@ -23,7 +23,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     /// </summary>
     public bool CanAnalyse(ContentType type) => type is ContentType.Html or ContentType.Xml or ContentType.Text or ContentType.Mime;
 
-    public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         var limit = Math.Min(content.Length, MaxScan);
         Span<byte> start = stackalloc byte[2];
@@ -42,7 +42,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
             }, cancellationToken);
             if (!found.Take(2).All(f => f) || found is [_, _, true])
             {
-                return ValueTask.CompletedTask;
+                return;
             }
         }
 
@@ -76,7 +76,62 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
                         : $"the page builds a file from its own content and offers it (an export button); nothing is embedded ({string.Join(", ", signals.Found)})");
         }
 
-        return ValueTask.CompletedTask;
+        if (signals.Smuggling)
+        {
+            await InspectDataUrlPayloadsAsync(context, text, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private const int MaxDataUrlPayloads = 16;
+
+    /// <summary>
+    /// The files a smuggling page hands over in base64 data: URLs, decoded and inspected as children ("data-url[N]"):
+    /// the rule says a file is offered, the child says what it is (the PE in a meta refresh went undecoded until
+    /// 2026-12-07). Bounded by the inner size limit and a count.
+    /// </summary>
+    private static async ValueTask InspectDataUrlPayloadsAsync(InspectionContext context, string text, CancellationToken cancellationToken)
+    {
+        var count = 0;
+        foreach (Match match in Base64DataUrl().Matches(text))
+        {
+            if (++count > MaxDataUrlPayloads)
+            {
+                break;
+            }
+
+            var payload = new StringBuilder();
+            for (var i = match.Index + match.Length; i < text.Length && payload.Length <= context.Limits.MaxInnerSize / 3 * 4 + 4; i++)
+            {
+                var c = text[i];
+                if (char.IsAsciiLetterOrDigit(c) || c is '+' or '/' or '=' or '-' or '_')
+                {
+                    payload.Append(c is '-' ? '+' : c is '_' ? '/' : c);
+                }
+                else if (!char.IsWhiteSpace(c))
+                {
+                    break;
+                }
+            }
+
+            var clean = payload.ToString().TrimEnd('=');
+            if (clean.Length < 8)
+            {
+                continue;
+            }
+
+            byte[] decoded;
+            try
+            {
+                decoded = Convert.FromBase64String(clean + new string('=', (4 - clean.Length % 4) % 4));
+            }
+            catch (FormatException)
+            {
+                continue;
+            }
+
+            using var child = ContentSource.FromMemory(decoded);
+            await context.InspectChildAsync($"data-url[{count}]", child, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     internal sealed record SmugglingSignals(bool Smuggling, bool LargeDecode, IReadOnlyList<string> Found)
@@ -131,7 +186,9 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         // as clean until 2026-12-07).
         var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text)
             || DownloadKey().IsMatch(text);
-        var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text) || NavigationToData().IsMatch(text);
+        // A meta refresh to a data: URL navigates without a script (it passed as clean until 2026-12-07).
+        var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text) || NavigationToData().IsMatch(text)
+            || MetaRefreshToData(text);
         var atob = text.Contains("atob(", StringComparison.OrdinalIgnoreCase);
         var largeLiteral = HasLargeBase64Literal(text);
         if (blob)
@@ -182,7 +239,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     }
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
-    private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc"];
+    private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc", "<meta"];
     private static readonly string[] MimeStructure = ["content-type:"];
 
     private const int Chunk = 64 * 1024;
@@ -268,6 +325,24 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
 
     [GeneratedRegex(@"(\bwindow\s*\.\s*open\s*\(|\blocation\s*\.\s*(assign|replace)\s*\(|\blocation(\s*\.\s*href)?\s*=)\s*[""'`]data:(?!image/|font/)[^,""'\s]*;\s*base64,", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex NavigationToData();
+
+    /// <summary>A meta refresh, attributes in either order, to a base64 data: URL of anything but an image or a font.</summary>
+    [GeneratedRegex(@"<meta\b[^>]*(\brefresh\b[^>]*\burl\s*=\s*[""']?\s*data:(?<type>[^,""'\s>]*);\s*base64,|\burl\s*=\s*[""']?\s*data:(?<type>[^,""'\s>]*);\s*base64,[^>]*\brefresh\b)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex MetaRefresh();
+
+    private static bool MetaRefreshToData(string text)
+    {
+        foreach (Match match in MetaRefresh().Matches(text))
+        {
+            var type = match.Groups["type"].Value;
+            if (!type.StartsWith("image/", StringComparison.OrdinalIgnoreCase) && !type.StartsWith("font/", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     [GeneratedRegex(@"\[\s*[""'`]click[""'`]\s*\]\s*\(", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex BracketClick();

@@ -43,6 +43,14 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             return;
         }
 
+        // MimeKit reads lines ending in LF or CRLF only: a mail written with bare CRs was one header line to it, its
+        // attachment unseen (until 2026-12-07). Such a mail is read through a copy with CRLF line ends.
+        using var normalised = await BareCrToCrlfAsync(context, content, cancellationToken).ConfigureAwait(false);
+        if (normalised is not null)
+        {
+            content = normalised;
+        }
+
         var headerLines = HeaderBlockLines(content);
         if (headerLines is null)
         {
@@ -103,6 +111,71 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         }
 
         reporter.Flush();
+    }
+
+    /// <summary>
+    /// A copy of a mail whose lines end in bare CRs, with CRLF instead (under the inner size limit); null when the mail's
+    /// first line ends in LF or CRLF, or when the copy would exceed the limit (then read as it is).
+    /// </summary>
+    private static async ValueTask<ContentSource?> BareCrToCrlfAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        Span<byte> head = stackalloc byte[4096];
+        head = head[..content.ReadAt(0, head)];
+        var end = head.IndexOfAny((byte)'\r', (byte)'\n');
+        if (end < 0 || head[end] != '\r' || end + 1 >= head.Length || head[end + 1] == '\n')
+        {
+            return null;
+        }
+
+        var buffer = new SpillBuffer(context);
+        try
+        {
+            await using (var writer = new SpillWriteStream(buffer, context.Limits.MaxInnerSize))
+            await using (var reader = content.OpenStream())
+            {
+                var input = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+                var output = System.Buffers.ArrayPool<byte>.Shared.Rent(128 * 1024 + 1);
+                try
+                {
+                    var pendingCr = false;
+                    int read;
+                    while ((read = await reader.ReadAsync(input.AsMemory(0, 64 * 1024), cancellationToken).ConfigureAwait(false)) > 0)
+                    {
+                        var written = 0;
+                        for (var i = 0; i < read; i++)
+                        {
+                            var b = input[i];
+                            if (pendingCr && b != '\n')
+                            {
+                                output[written++] = (byte)'\n';
+                            }
+
+                            output[written++] = b;
+                            pendingCr = b == '\r';
+                        }
+
+                        await writer.WriteAsync(output.AsMemory(0, written), cancellationToken).ConfigureAwait(false);
+                    }
+
+                    if (pendingCr)
+                    {
+                        await writer.WriteAsync("\n"u8.ToArray(), cancellationToken).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    System.Buffers.ArrayPool<byte>.Shared.Return(input);
+                    System.Buffers.ArrayPool<byte>.Shared.Return(output);
+                }
+            }
+
+            return buffer.Detach();
+        }
+        catch (InnerSizeExceededException)
+        {
+            buffer.Dispose();
+            return null;
+        }
     }
 
     /// <summary>Lines that start with "--" (a boundary, or a signature), counted up to one past <paramref name="max"/>.</summary>
@@ -250,6 +323,26 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         }
     }
 
+    /// <summary>The first parameter name given twice in a header value (RFC 2231 sections "name*0*" are parts of one).</summary>
+    private static string? DuplicateParameter(string value)
+    {
+        HashSet<string>? seen = null;
+        foreach (Match match in ParameterName().Matches(value))
+        {
+            var name = match.Groups[1].Value.ToLowerInvariant() + (match.Groups[2].Success ? "*" : string.Empty);
+            if (!(seen ??= []).Add(name))
+            {
+                return match.Groups[1].Value;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>A parameter's name after a ';': plain (name=) or RFC 2231 extended (name*=); sections (name*0=) are not counted.</summary>
+    [GeneratedRegex(@";\s*([A-Za-z0-9!#$%&'+\-.^_`|~]+)(\*)?\s*=", RegexOptions.NonBacktracking)]
+    private static partial Regex ParameterName();
+
     [GeneratedRegex(@"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex AuthenticationPair();
 
@@ -279,6 +372,8 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
                 return;
             }
+
+            CheckAmbiguity(entity);
 
             switch (entity)
             {
@@ -500,6 +595,47 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             else if (expected is not null && !expected.Contains(type) && type != ContentType.Unknown)
             {
                 reporter.Report(Rules.MailAttachmentTypeMismatch, Severity.Medium, $"'{shown}' is named like {string.Join(" or ", expected)} content but its bytes are {type}");
+            }
+        }
+
+        /// <summary>
+        /// Headers and parameters given twice, which readers resolve differently: MimeKit takes the first, another client
+        /// may take the last (all were silent until 2026-12-07). A part named one thing in its Content-Type and another in
+        /// its Content-Disposition has both names checked, since clients differ on which they show and save.
+        /// </summary>
+        private void CheckAmbiguity(MimeEntity entity)
+        {
+            foreach (var id in (ReadOnlySpan<HeaderId>)[HeaderId.ContentType, HeaderId.ContentTransferEncoding, HeaderId.ContentDisposition])
+            {
+                var count = 0;
+                string? first = null;
+                foreach (var header in entity.Headers)
+                {
+                    if (header.Id == id && ++count == 1)
+                    {
+                        first = header.Value;
+                    }
+                }
+
+                if (count > 1)
+                {
+                    reporter.Report(Rules.MailAmbiguousHeader, Severity.Medium, $"MIME part {_parts} has {count} {id.ToHeaderName()} headers: mail clients may read different ones");
+                }
+
+                if (first is not null && DuplicateParameter(first) is { } parameter)
+                {
+                    reporter.Report(Rules.MailAmbiguousHeader, Severity.Medium,
+                        $"MIME part {_parts}'s {id.ToHeaderName()} gives the parameter '{Inspector.Truncate(parameter, 40)}' more than once: mail clients may read different ones");
+                }
+            }
+
+            // Only a different extension matters: old clients put a short 8.3 name in the Content-Type.
+            if (entity.ContentType.Name is { } typeName && entity.ContentDisposition?.FileName is { } fileName
+                && !string.Equals(NameChecks.Extension(typeName), NameChecks.Extension(fileName), StringComparison.OrdinalIgnoreCase))
+            {
+                reporter.Report(Rules.MailAmbiguousHeader, Severity.Medium,
+                    $"MIME part {_parts} is named '{Inspector.SanitiseName(Inspector.Truncate(typeName, 80))}' in its Content-Type and '{Inspector.SanitiseName(Inspector.Truncate(fileName, 80))}' in its Content-Disposition");
+                CheckFileName(typeName, ContentType.Unknown);
             }
         }
 

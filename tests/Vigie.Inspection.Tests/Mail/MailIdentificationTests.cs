@@ -202,3 +202,74 @@ public sealed class MailWrappedContentTests
         Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
     }
 }
+
+/// <summary>Script-less smuggling through a meta refresh (review of 2026-12-07).</summary>
+public sealed class MetaRefreshSmugglingTests
+{
+    [Theory]
+    [InlineData("<meta http-equiv=\"refresh\" content=\"0;url=data:application/octet-stream;base64,{0}\">")]
+    [InlineData("<META CONTENT='1; URL=data:application/x-msdownload;name=f.exe;base64,{0}' HTTP-EQUIV='Refresh'>")]
+    public async Task Meta_refresh_to_a_data_url_is_smuggling_and_its_file_is_inspected(string tag)
+    {
+        var page = "<html><head>" + string.Format(System.Globalization.CultureInfo.InvariantCulture, tag, Convert.ToBase64String(ExecutableSamples.Pe())) + "</head><body>Chargement...</body></html>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(page), "portail.html");
+        verdict.Has("html.smuggling");
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Meta_refresh_to_a_page_or_an_image_is_not_smuggling()
+    {
+        var page = "<html><head><meta http-equiv=\"refresh\" content=\"30;url=https://intranet.hospital.example/\"><meta name=x content=\"url=data:image/png;base64,iVBORw0KGgo= refresh\"></head><body>ok</body></html>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(page), "p.html");
+        verdict.IsClean();
+    }
+}
+
+/// <summary>Mails that read differently to different clients (review of 2026-12-07).</summary>
+public sealed class MailAmbiguityTests
+{
+    private static string Pe => Convert.ToBase64String(ExecutableSamples.Pe());
+
+    private static byte[] Mail(string part) => Encoding.ASCII.GetBytes(
+        "From: a@ext.example\r\nTo: b@hospital.example\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+        + "--B\r\nContent-Type: text/plain\r\n\r\nhi\r\n--B\r\n" + part + "\r\n--B--\r\n");
+
+    [Theory]
+    [InlineData("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: base64\r\n\r\n{0}")]
+    [InlineData("Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"notes.txt\"; filename=\"run.js\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{0}")]
+    [InlineData("Content-Type: text/plain\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n{0}")]
+    public async Task Header_or_parameter_given_twice_is_ambiguous(string part)
+    {
+        var verdict = await TestInspection.InspectAsync(Mail(string.Format(System.Globalization.CultureInfo.InvariantCulture, part, Pe)), "m.eml");
+        verdict.Has("mail.ambiguous-header");
+    }
+
+    [Fact]
+    public async Task Part_named_differently_in_its_type_and_its_disposition_has_both_names_checked()
+    {
+        var part = "Content-Type: application/octet-stream; name=\"run.js\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Convert.ToBase64String("WScript.Echo 1"u8.ToArray());
+        var verdict = await TestInspection.InspectAsync(Mail(part), "m.eml");
+        verdict.Has("mail.ambiguous-header");
+        verdict.Has("mail.dangerous-extension");
+    }
+
+    [Fact]
+    public async Task Rfc2231_sections_a_fallback_name_and_a_short_name_are_not_ambiguous()
+    {
+        var part = "Content-Type: application/pdf; name=\"COMPTE~1.PDF\"\r\nContent-Disposition: attachment; filename=\"cr.pdf\"; filename*0*=UTF-8''compte%20; filename*1*=rendu.pdf\r\n"
+            + "Content-Transfer-Encoding: base64\r\n\r\n" + Convert.ToBase64String(PdfBuilder.Document().Build());
+        var verdict = await TestInspection.InspectAsync(Mail(part), "m.eml");
+        verdict.HasNo("mail.ambiguous-header");
+    }
+
+    [Fact]
+    public async Task Mail_with_bare_cr_line_ends_is_read_as_a_mail()
+    {
+        var mail = Encoding.ASCII.GetString(Mail("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Pe)).Replace("\r\n", "\r", StringComparison.Ordinal);
+        var verdict = await TestInspection.InspectAsync(Encoding.ASCII.GetBytes(mail), "m.eml");
+        Assert.Equal("Mime", verdict.ContentType);
+        verdict.Has("executable.pe");
+    }
+}
