@@ -25,6 +25,7 @@ internal sealed class ArchiveLayout
         Quarantine = Path.Combine(Root, "quarantine");
         Keys = Path.Combine(Root, "keys");
         RootKeyFile = Path.Combine(Keys, "root.key");
+        ArchiveIdFile = Path.Combine(Keys, "archive.id");
         Damaged = Path.Combine(Root, "damaged");
     }
 
@@ -45,6 +46,9 @@ internal sealed class ArchiveLayout
     public string Keys { get; }
 
     public string RootKeyFile { get; }
+
+    /// <summary>The archive's identity, which its index holds too: a node never runs this folder on another index.</summary>
+    public string ArchiveIdFile { get; }
 
     /// <summary>Stored copies found damaged when the same content arrived again, set aside (kept, as evidence) for the new copy.</summary>
     public string Damaged { get; }

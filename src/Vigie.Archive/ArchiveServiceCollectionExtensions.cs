@@ -45,7 +45,8 @@ public static class ArchiveServiceCollectionExtensions
             sp.GetRequiredService<IRetentionAudit>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(),
             sp.GetRequiredService<ILogger<RetentionService>>(), sp.GetService<IRetentionHold>()));
         services.TryAddSingleton(sp => new ArchiveInitializer(sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ArchiveKeyService>(),
-            sp.GetRequiredService<IKeyEncryptionKeyStore>(), sp.GetRequiredService<FileObjectStore>(), sp.GetRequiredService<ILogger<ArchiveInitializer>>()));
+            sp.GetRequiredService<IKeyEncryptionKeyStore>(), sp.GetRequiredService<FileObjectStore>(), sp.GetRequiredService<IArchiveIndex>(),
+            sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<ILogger<ArchiveInitializer>>()));
         return services;
     }
 }

@@ -163,5 +163,8 @@ internal sealed class ArchiveSchema : ISchemaProvider
         new(Module, 3, "where recovery must start looking after the clock stepped back",
             "CREATE TABLE archive_recovery_floor (id INTEGER PRIMARY KEY CHECK (id = 1), scan_from INTEGER NOT NULL);",
             "CREATE TABLE archive_recovery_floor (id SMALLINT PRIMARY KEY CHECK (id = 1), scan_from BIGINT NOT NULL);"),
+        new(Module, 4, "which archive (data folder) this index belongs to",
+            "CREATE TABLE archive_identity (id INTEGER PRIMARY KEY CHECK (id = 1), archive_id TEXT NOT NULL);",
+            "CREATE TABLE archive_identity (id SMALLINT PRIMARY KEY CHECK (id = 1), archive_id TEXT NOT NULL);"),
     ];
 }

@@ -34,6 +34,15 @@ public interface IArchiveIndex
         CancellationToken cancellationToken);
 
     /// <summary>Answers a C-FIND-like query with decrypted attribute sets.</summary>
+    /// <summary>The archive (data folder) this index belongs to; null for an index that has never been bound.</summary>
+    ValueTask<string?> ReadArchiveIdAsync(CancellationToken cancellationToken);
+
+    /// <summary>Binds the index to <paramref name="candidate"/> unless it is bound already; returns the archive it belongs to.</summary>
+    ValueTask<string> BindArchiveIdAsync(string candidate, CancellationToken cancellationToken);
+
+    /// <summary>Whether the index references any object.</summary>
+    ValueTask<bool> HasObjectsAsync(CancellationToken cancellationToken);
+
     ValueTask<QueryResult> QueryAsync(ArchiveQuery query, CancellationToken cancellationToken);
 
     /// <summary>The current version of an instance, or null.</summary>

@@ -369,6 +369,35 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     public ValueTask<DateTimeOffset?> LatestObjectTimeAsync(CancellationToken cancellationToken) =>
         ReadTimeAsync("SELECT MAX(created_at) FROM archive_objects", cancellationToken);
 
+    public async ValueTask<string?> ReadArchiveIdAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT archive_id FROM archive_identity WHERE id = 1");
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) as string;
+    }
+
+    public async ValueTask<string> BindArchiveIdAsync(string candidate, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var transaction = await database.BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken).ConfigureAwait(false))
+        {
+            await using var command = connection.CreateCommand(transaction,
+                "INSERT INTO archive_identity (id, archive_id) VALUES (1, @a) ON CONFLICT (id) DO NOTHING").With("@a", candidate);
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using var read = connection.CreateCommand(null, "SELECT archive_id FROM archive_identity WHERE id = 1");
+        return (string)(await read.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    public async ValueTask<bool> HasObjectsAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT 1 FROM archive_objects LIMIT 1");
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null and not DBNull;
+    }
+
     public ValueTask<DateTimeOffset?> RecoveryFloorAsync(CancellationToken cancellationToken) =>
         ReadTimeAsync("SELECT scan_from FROM archive_recovery_floor WHERE id = 1", cancellationToken);
 
