@@ -472,9 +472,13 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             }
 
             var type = Inspector.Identify(content);
-            if (part is TextPart && fileName is null && !part.IsAttachment && part.ContentType.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
+            if (ShowsLinks(part, fileName, type))
             {
                 CheckLinks(content, part);
+            }
+
+            if (part is TextPart && fileName is null && !part.IsAttachment && part.ContentType.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
+            {
                 await context.InspectChildAsync($"body[{index}].{(part.ContentType.MediaSubtype.Equals("html", StringComparison.OrdinalIgnoreCase) ? "html" : "txt")}", content, cancellationToken).ConfigureAwait(false);
                 return;
             }
@@ -647,6 +651,24 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 reporter.Report(Rules.MailAttachmentTypeMismatch, AttachmentTypes.IsExecutable(type) ? Severity.High : Severity.Medium,
                     $"{Inspector.SanitiseName(label)} is declared {mimeType} but its bytes are {type}");
             }
+        }
+
+        /// <summary>
+        /// Whether a reader sees the part's links: a body, and also a page or text with a name or attached (a mail client
+        /// renders a named HTML alternative; the user opens portail.html), which were not link-checked until 2026-12-07.
+        /// </summary>
+        private static bool ShowsLinks(MimePart part, string? fileName, ContentType type)
+        {
+            var declared = part.ContentType;
+            if (declared.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase)
+                && ((fileName is null && !part.IsAttachment) || declared.MediaSubtype.Equals("html", StringComparison.OrdinalIgnoreCase) || declared.MediaSubtype.Equals("plain", StringComparison.OrdinalIgnoreCase)))
+            {
+                return true;
+            }
+
+            var extension = fileName is null ? null : NameChecks.Extension(fileName)?.ToLowerInvariant();
+            return type == ContentType.Html || declared.MimeType.Equals("application/xhtml+xml", StringComparison.OrdinalIgnoreCase)
+                || extension is "htm" or "html" or "xhtml" or "xht" or "shtml";
         }
 
         private void CheckLinks(ContentSource content, MimePart part)

@@ -1,0 +1,58 @@
+using System.Text;
+
+namespace Vigie.Inspection.Tests.Mail;
+
+/// <summary>Regressions of the mail analyser's link, sender and authentication checks (review of 2026-12-07).</summary>
+public sealed class MailLinkCheckTests
+{
+    private static readonly Inspector Hospital = TestInspection.Create(mail: m =>
+    {
+        m.InternalDomains = ["hospital.example"];
+        m.InternalDisplayNames = ["Claire Martin"];
+        m.ProtectedDomains = ["bank.example"];
+    });
+
+    private const string Headers = "From: Service informatique <it@ext.example>\r\nTo: ward7@hospital.example\r\nSubject: mot de passe\r\n"
+        + "Date: Mon, 7 Dec 2026 10:00:00 +0000\r\nMessage-ID: <1@ext.example>\r\nMIME-Version: 1.0\r\n";
+
+    private const string BadPage = "<html><body><a href=\"https://h0spital.example/login\">Renouveler</a> <a href=\"http://198.51.100.7/login\">Portail</a></body></html>\r\n";
+
+    private static byte[] Mail(string rest) => Encoding.UTF8.GetBytes(Headers + rest);
+
+    [Theory]
+    [InlineData("alternative")]
+    [InlineData("name-parameter")]
+    [InlineData("inline-filename")]
+    [InlineData("html-attachment")]
+    [InlineData("octet-stream-html-attachment")]
+    public async Task Link_behind_a_named_html_body_is_checked(string shape)
+    {
+        var mail = shape switch
+        {
+            "alternative" => "Content-Type: multipart/alternative; boundary=\"A\"\r\n\r\n--A\r\nContent-Type: text/plain\r\n\r\nVoir la version HTML\r\n"
+                + "--A\r\nContent-Type: text/html; charset=utf-8; name=\"b.htm\"\r\n\r\n" + BadPage + "--A--\r\n",
+            "name-parameter" => "Content-Type: text/html; name=\"message.html\"\r\n\r\n" + BadPage,
+            "inline-filename" => "Content-Type: text/html\r\nContent-Disposition: inline; filename=\"message.html\"\r\n\r\n" + BadPage,
+            "html-attachment" => "Content-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nCi-joint le portail.\r\n"
+                + "--M\r\nContent-Type: text/html; name=\"portail.html\"\r\nContent-Disposition: attachment; filename=\"portail.html\"\r\n\r\n" + BadPage + "--M--\r\n",
+            _ => "Content-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nCi-joint le portail.\r\n"
+                + "--M\r\nContent-Type: application/octet-stream; name=\"portail.htm\"\r\nContent-Disposition: attachment; filename=\"portail.htm\"\r\n"
+                + "Content-Transfer-Encoding: base64\r\n\r\n" + Convert.ToBase64String(Encoding.UTF8.GetBytes(BadPage), Base64FormattingOptions.InsertLineBreaks) + "\r\n--M--\r\n",
+        };
+        var verdict = await Hospital.InspectAsync(Mail(mail), "named.eml");
+        Assert.Contains("h0spital.example", verdict.Has("mail.link-lookalike").Message, StringComparison.Ordinal);
+        verdict.Has("mail.link-ip");
+        verdict.IsMalicious();
+    }
+
+    /// <summary>An attached text or page without links stays clean (control for the test above).</summary>
+    [Fact]
+    public async Task Link_behind_a_named_html_body_is_checked_and_ordinary_attachments_stay_clean()
+    {
+        var page = "<html><body><a href=\"https://www.hospital.example/portail\">Portail</a> <a href=\"#top\">haut</a> <img src=\"cid:logo@x\"></body></html>\r\n";
+        var mail = "Content-Type: multipart/mixed; boundary=\"M\"\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\nCi-joint.\r\n"
+            + "--M\r\nContent-Type: text/html; name=\"portail.html\"\r\nContent-Disposition: attachment; filename=\"portail.html\"\r\n\r\n" + page
+            + "--M\r\nContent-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nvoir https://bank.example/releve\r\n--M--\r\n";
+        (await Hospital.InspectAsync(Mail(mail), "ordinary.eml")).IsClean();
+    }
+}
