@@ -119,6 +119,7 @@ internal static class Rules
     public const string MailLinkPunycode = "mail.link-punycode";
     public const string MailLinkMixedScript = "mail.link-mixed-script";
     public const string MailLinkLookalike = "mail.link-lookalike";
+    public const string MailLinksUnchecked = "mail.links-unchecked";
     public const string MailAttachmentTypeMismatch = "mail.attachment-type-mismatch";
     public const string MailDoubleExtension = "mail.double-extension";
     public const string MailDangerousExtension = "mail.dangerous-extension";

@@ -474,7 +474,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             var type = Inspector.Identify(content);
             if (ShowsLinks(part, fileName, type))
             {
-                CheckLinks(content, part);
+                CheckLinks(content, part, index);
             }
 
             if (part is TextPart && fileName is null && !part.IsAttachment && part.ContentType.MediaType.Equals("text", StringComparison.OrdinalIgnoreCase))
@@ -671,8 +671,20 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 || extension is "htm" or "html" or "xhtml" or "xht" or "shtml";
         }
 
-        private void CheckLinks(ContentSource content, MimePart part)
+        private void CheckLinks(ContentSource content, MimePart part, int index)
         {
+            if (_links > settings.MaxLinks)
+            {
+                return;
+            }
+
+            // A cap that stops the checks is a finding: links placed past it (behind filler) were passing unseen.
+            if (content.Length > settings.MaxBodyBytes)
+            {
+                reporter.Report(Rules.MailLinksUnchecked, Severity.Medium,
+                    $"part {index} is larger than Inspection:Mail:MaxBodyBytes ({settings.MaxBodyBytes} bytes): links past its first {settings.MaxBodyBytes} bytes were not checked");
+            }
+
             var bytes = new byte[(int)Math.Min(content.Length, settings.MaxBodyBytes)];
             var read = content.ReadAt(0, bytes);
             Encoding encoding;
@@ -691,6 +703,8 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             {
                 if (++_links > settings.MaxLinks)
                 {
+                    reporter.Report(Rules.MailLinksUnchecked, Severity.Medium,
+                        $"more than Inspection:Mail:MaxLinks ({settings.MaxLinks}) links in the message: the first {settings.MaxLinks} were checked, the rest were not");
                     return;
                 }
 

@@ -55,4 +55,38 @@ public sealed class MailLinkCheckTests
             + "--M\r\nContent-Type: text/plain; name=\"notes.txt\"\r\nContent-Disposition: attachment; filename=\"notes.txt\"\r\n\r\nvoir https://bank.example/releve\r\n--M--\r\n";
         (await Hospital.InspectAsync(Mail(mail), "ordinary.eml")).IsClean();
     }
+
+    [Fact]
+    public async Task Links_past_the_link_cap_were_skipped_silently()
+    {
+        var filler = string.Concat(Enumerable.Range(0, 2001).Select(i => $"<a href=\"https://www.has-sante.example/p{i}\">r</a>\r\n"));
+        var verdict = await Hospital.InspectAsync(Mail("Content-Type: text/html\r\n\r\n<html><body><div style=\"display:none\">" + filler + "</div>" + BadPage), "filler.eml");
+        var finding = verdict.Has("mail.links-unchecked");
+        Assert.Equal(Severity.Medium, finding.Severity);
+        Assert.Contains("MaxLinks (2000)", finding.Message, StringComparison.Ordinal);
+        Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
+
+        // Under the cap: no such finding, the links themselves are judged.
+        var few = await Hospital.InspectAsync(Mail("Content-Type: text/html\r\n\r\n" + BadPage), "few.eml");
+        few.HasNo("mail.links-unchecked");
+        few.Has("mail.link-lookalike");
+    }
+
+    [Fact]
+    public async Task Links_past_the_body_byte_cap_were_skipped_silently()
+    {
+        var inspector = TestInspection.Create(mail: m =>
+        {
+            m.ProtectedDomains = ["hospital.example"];
+            m.MaxBodyBytes = 64 * 1024;
+        });
+        var html = "<html><body><!--" + new string('x', 64 * 1024 + 100) + "-->" + BadPage;
+        var verdict = await inspector.InspectAsync(Mail("Content-Type: text/html\r\n\r\n" + html), "long.eml");
+        var finding = verdict.Has("mail.links-unchecked");
+        Assert.Equal(Severity.Medium, finding.Severity);
+        Assert.Contains("MaxBodyBytes (65536 bytes)", finding.Message, StringComparison.Ordinal);
+        Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
+
+        (await inspector.InspectAsync(Mail("Content-Type: text/html\r\n\r\n<p>short</p>\r\n"), "short.eml")).IsClean();
+    }
 }
