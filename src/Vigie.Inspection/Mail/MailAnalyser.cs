@@ -346,7 +346,9 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
     [GeneratedRegex(@"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex AuthenticationPair();
 
-    [GeneratedRegex(@"(?:href|src|action)\s*=\s*[""']?\s*([^""'\s>]+)|(?:https?://|www\.)[^\s<>""']+", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    // A quoted attribute is read whole: a browser drops the newlines and tabs in it ("http://\n198.51.100.7/").
+    // Bare, a web or file URL, or a UNC path (\\server\share), which Outlook makes a link.
+    [GeneratedRegex(@"(?:href|src|action)\s*=\s*(?:""(?<url>[^""]*)""|'(?<url>[^']*)'|(?<url>[^""'\s>]+))|(?:(?:https?|ftp|file):[/\\]{2}|www\.)[^\s<>""']+|\\\\[^\s<>""'\\/]+[\\/][^\s<>""']*", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     internal static partial Regex Links();
 
     /// <summary>Walks the MIME tree, bounded in depth and count, numbering parts as it goes.</summary>
@@ -708,13 +710,19 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                     return;
                 }
 
-                var url = System.Net.WebUtility.HtmlDecode(match.Groups[1].Success ? match.Groups[1].Value : match.Value);
+                var url = match.Groups["url"].Success ? match.Groups["url"].Value : match.Value;
+                if (url.Contains('&', StringComparison.Ordinal))
+                {
+                    // HTML5's &Tab; and &NewLine;, which WebUtility does not know, are dropped from URLs like a raw tab or newline.
+                    url = System.Net.WebUtility.HtmlDecode(url.Replace("&Tab;", "\t", StringComparison.Ordinal).Replace("&NewLine;", "\n", StringComparison.Ordinal));
+                }
+
                 if (UrlChecks.Host(url) is not { } host)
                 {
                     continue;
                 }
 
-                var shown = Inspector.Truncate(url, 160);
+                var shown = Inspector.Truncate(Inspector.Printable(UrlChecks.Clean(url)), 160);
                 if (UrlChecks.IsRawIp(host))
                 {
                     // As in reports: a link to an intranet viewer by address is noted (it was Medium until 2026-12-07).

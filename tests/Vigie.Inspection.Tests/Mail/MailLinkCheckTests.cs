@@ -89,4 +89,63 @@ public sealed class MailLinkCheckTests
 
         (await inspector.InspectAsync(Mail("Content-Type: text/html\r\n\r\n<p>short</p>\r\n"), "short.eml")).IsClean();
     }
+
+    [Theory]
+    [InlineData("http:\\\\198.51.100.11\\z")]
+    [InlineData("http:/\\198.51.100.14/z")]
+    [InlineData("https:198.51.100.15/z")]
+    [InlineData("//198.51.100.10/z")]
+    [InlineData("\\\\198.51.100.13\\share\\doc.lnk")]
+    [InlineData("file:///\\\\198.51.100.12\\share\\a.rtf!x")]
+    [InlineData("file://198.51.100.12/share/a.rtf")]
+    [InlineData("http://\n198.51.100.7/x")]
+    [InlineData("http://198.51&#10;.100.7/x")]
+    [InlineData("http://198.51&Tab;.100.7/x")]
+    [InlineData(" \thttp://198.51.100.7/x ")]
+    [InlineData("http://198\u300251\u3002100\u30027/x")]
+    [InlineData("http://198\uFF0E51\uFF61100.7/x")]
+    [InlineData("http://\uFF11\uFF19\uFF18.51.100.7/x")]
+    [InlineData("http://198%2E51.100.7/x")]
+    public async Task Link_host_hidden_from_the_url_parser_is_checked(string url)
+    {
+        var verdict = await Hospital.InspectAsync(Mail("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<html><body><a href=\"" + url + "\">Portail patient</a></body></html>\r\n"), "evasion.eml");
+        Assert.Equal(Severity.Medium, verdict.Has("mail.link-ip").Severity);
+    }
+
+    [Theory]
+    [InlineData("https://h0spital.ex\nample/login")]
+    [InlineData("https:\\\\h0spital.example\\login")]
+    [InlineData("https://h0spital\u3002example/login")]
+    [InlineData("https://h0spital.ex\u00ADample/login")]
+    public async Task Link_host_hidden_from_the_url_parser_is_checked_for_lookalikes(string url)
+    {
+        var verdict = await Hospital.InspectAsync(Mail("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<a href='" + url + "'>Portail</a>\r\n"), "lookalike.eml");
+        verdict.Has("mail.link-lookalike");
+        verdict.IsMalicious();
+    }
+
+    [Fact]
+    public async Task Link_host_in_a_plain_text_unc_path_is_checked()
+    {
+        var verdict = await Hospital.InspectAsync(Mail("Content-Type: text/plain\r\n\r\nLe compte rendu est sur \\\\198.51.100.13\\partage\\cr.docx ce soir.\r\n"), "unc.eml");
+        verdict.Has("mail.link-ip");
+    }
+
+    [Theory]
+    [InlineData("http:\\\\198.51.100.11\\z", "198.51.100.11")]
+    [InlineData("HTTPS:198.51.100.15", "198.51.100.15")]
+    [InlineData("file:///\\\\198.51.100.12\\share\\a.rtf!x", "198.51.100.12")]
+    [InlineData("\\\\Files.Hospital.example\\share", "files.hospital.example")]
+    [InlineData("https://user:pw@www.bank.example:8443/a", "www.bank.example")]
+    [InlineData("smb://198.51.100.9/share", "198.51.100.9")]
+    [InlineData("www.bank.example/releve", "www.bank.example")]
+    [InlineData("https://[2001:db8::1]/x", "2001:db8::1")]
+    [InlineData("file:///C:/Users/claire/notes.txt", null)]
+    [InlineData("/portail/index.html", null)]
+    [InlineData("portail/index.html", null)]
+    [InlineData("#top", null)]
+    [InlineData("cid:logo@hospital.example", null)]
+    [InlineData("mailto:claire.martin@hospital.example", null)]
+    public void Link_host_hidden_from_the_url_parser_is_read_as_a_browser_reads_it(string url, string? host) =>
+        Assert.Equal(host, Vigie.Inspection.Engine.UrlChecks.Host(url));
 }
