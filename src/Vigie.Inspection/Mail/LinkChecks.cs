@@ -14,6 +14,12 @@ internal static class LinkChecks
         ['а'] = 'a', ['е'] = 'e', ['о'] = 'o', ['р'] = 'p', ['с'] = 'c', ['у'] = 'y', ['х'] = 'x', ['і'] = 'i', ['ј'] = 'j',
         ['ԁ'] = 'd', ['ѕ'] = 's', ['һ'] = 'h', ['ӏ'] = 'l', ['ԛ'] = 'q', ['ԝ'] = 'w', ['ν'] = 'v', ['ο'] = 'o', ['α'] = 'a',
         ['ρ'] = 'p', ['τ'] = 't', ['ι'] = 'i', ['κ'] = 'k', ['ɡ'] = 'g', ['ı'] = 'i', ['ł'] = 'l', ['0'] = 'o', ['1'] = 'l',
+
+        // Capitals whose small letter looks different (Cyrillic М is M, м is not): a display name keeps its case.
+        ['А'] = 'a', ['В'] = 'b', ['Е'] = 'e', ['К'] = 'k', ['М'] = 'm', ['Н'] = 'h', ['О'] = 'o', ['Р'] = 'p', ['С'] = 'c',
+        ['Т'] = 't', ['Х'] = 'x', ['У'] = 'y', ['І'] = 'i', ['Ј'] = 'j', ['Ѕ'] = 's', ['Ӏ'] = 'l', ['Α'] = 'a', ['Β'] = 'b',
+        ['Ε'] = 'e', ['Ζ'] = 'z', ['Η'] = 'h', ['Ι'] = 'i', ['Κ'] = 'k', ['Μ'] = 'm', ['Ν'] = 'n', ['Ο'] = 'o', ['Ρ'] = 'p',
+        ['Τ'] = 't', ['Υ'] = 'y', ['Χ'] = 'x',
     };
 
     /// <summary>The Unicode form of a host ("xn--" labels decoded); the input when it cannot be decoded.</summary>
@@ -70,13 +76,60 @@ internal static class LinkChecks
     public static string Skeleton(string unicodeHost)
     {
         var builder = new StringBuilder(unicodeHost.Length);
-        foreach (var c in unicodeHost.ToLowerInvariant())
+        foreach (var c in unicodeHost)
         {
-            builder.Append(Confusables.GetValueOrDefault(c, c));
+            var lower = char.ToLowerInvariant(c);
+            builder.Append(Confusables.TryGetValue(c, out var capital) ? capital : Confusables.GetValueOrDefault(lower, lower));
         }
 
         return builder.ToString();
     }
+
+    /// <summary>
+    /// A display name as it reads on screen, for comparing with internal names: NFKC, invisible characters removed
+    /// (zero-width, soft hyphen, joiners, bidi controls), every space one space, ideographic full stops as dots,
+    /// look-alike letters as the Latin ones (<see cref="Skeleton"/>), lower case.
+    /// </summary>
+    public static string NameSkeleton(string name)
+    {
+        try
+        {
+            name = name.Normalize(NormalizationForm.FormKC);
+        }
+        catch (ArgumentException)
+        {
+            // A lone surrogate: compared as it is.
+        }
+
+        var builder = new StringBuilder(name.Length);
+        foreach (var rune in name.EnumerateRunes())
+        {
+            var value = rune.Value;
+            if (Rune.IsWhiteSpace(rune) || Rune.GetUnicodeCategory(rune) is UnicodeCategory.SpaceSeparator)
+            {
+                if (builder.Length > 0 && builder[^1] != ' ')
+                {
+                    builder.Append(' ');
+                }
+            }
+            else if (value is 0x3002 or 0xFF61)
+            {
+                builder.Append('.');
+            }
+            else if (!IsIgnorable(rune))
+            {
+                builder.Append(rune.ToString());
+            }
+        }
+
+        return Skeleton(builder.ToString().TrimEnd(' '));
+    }
+
+    /// <summary>Unicode's default-ignorable characters that render as nothing (format controls, variation selectors, fillers).</summary>
+    private static bool IsIgnorable(Rune rune) =>
+        Rune.GetUnicodeCategory(rune) is UnicodeCategory.Format or UnicodeCategory.Control
+        || rune.Value is 0x034F or (>= 0x180B and <= 0x180F) or (>= 0xFE00 and <= 0xFE0F) or (>= 0xE0100 and <= 0xE01EF)
+            or 0x115F or 0x1160 or 0x3164 or 0xFFA0 or 0x17B4 or 0x17B5;
 
     public static bool IsSameOrSubdomain(string host, string domain) =>
         host.Equals(domain, StringComparison.OrdinalIgnoreCase) || host.EndsWith("." + domain, StringComparison.OrdinalIgnoreCase);

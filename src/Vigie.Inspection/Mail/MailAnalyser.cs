@@ -312,9 +312,10 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 continue;
             }
 
-            var normalised = string.Join(' ', display.Split(' ', StringSplitOptions.RemoveEmptyEntries));
-            var claimsDomain = settings.InternalDomains.FirstOrDefault(d => normalised.Contains(d.Trim(), StringComparison.OrdinalIgnoreCase));
-            var claimsPerson = settings.InternalDisplayNames.FirstOrDefault(n => string.Equals(string.Join(' ', n.Split(' ', StringSplitOptions.RemoveEmptyEntries)), normalised, StringComparison.OrdinalIgnoreCase));
+            // Compared as they read: a zero-width space, a no-break space or a Cyrillic о evaded the check until 2026-12-07.
+            var normalised = LinkChecks.NameSkeleton(display);
+            var claimsDomain = settings.InternalDomains.FirstOrDefault(d => LinkChecks.NameSkeleton(d) is { Length: > 0 } skeleton && normalised.Contains(skeleton, StringComparison.Ordinal));
+            var claimsPerson = settings.InternalDisplayNames.FirstOrDefault(n => SameName(LinkChecks.NameSkeleton(n), normalised));
             if (claimsDomain is not null || claimsPerson is not null)
             {
                 reporter.Report(Rules.MailDisplayNameSpoof, Severity.High,
@@ -342,6 +343,18 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
     /// <summary>A parameter's name after a ';': plain (name=) or RFC 2231 extended (name*=); sections (name*0=) are not counted.</summary>
     [GeneratedRegex(@";\s*([A-Za-z0-9!#$%&'+\-.^_`|~]+)(\*)?\s*=", RegexOptions.NonBacktracking)]
     private static partial Regex ParameterName();
+
+    /// <summary>The same name, or the same words in another order ("Martin, Jean", "MARTIN Jean" for "Jean Martin").</summary>
+    private static bool SameName(string name, string display)
+    {
+        if (name.Length == 0 || name == display)
+        {
+            return name.Length > 0;
+        }
+
+        static string[] Words(string text) => [.. text.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal)];
+        return Words(name).SequenceEqual(Words(display), StringComparer.Ordinal);
+    }
 
     [GeneratedRegex(@"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     private static partial Regex AuthenticationPair();

@@ -148,4 +148,41 @@ public sealed class MailLinkCheckTests
     [InlineData("mailto:claire.martin@hospital.example", null)]
     public void Link_host_hidden_from_the_url_parser_is_read_as_a_browser_reads_it(string url, string? host) =>
         Assert.Equal(host, Vigie.Inspection.Engine.UrlChecks.Host(url));
+
+    [Theory]
+    [InlineData("Direction hospital\u200B.example")]
+    [InlineData("Direction h\u043Espital.example")]
+    [InlineData("Direction hospital\u3002example")]
+    [InlineData("Direction hos\u00ADpital.example")]
+    [InlineData("Claire\u00A0Martin")]
+    [InlineData("Claire\u202FMartin")]
+    [InlineData("Claire Mar\u200Btin")]
+    [InlineData("Claire Mar\u2060tin\uFEFF")]
+    [InlineData("Cl\u0430ire M\u0430rtin")]
+    [InlineData("\u041C\u0430rtin Claire")]
+    [InlineData("Claire \u039Cartin")]
+    [InlineData("\uFF23laire  Martin")]
+    [InlineData("Martin, Claire")]
+    [InlineData("MARTIN Claire")]
+    public async Task Display_name_spoof_hidden_by_invisible_or_lookalike_characters_is_found(string display)
+    {
+        var from = "=?utf-8?b?" + Convert.ToBase64String(Encoding.UTF8.GetBytes(display)) + "?= <dir@evil.example>";
+        var mail = "From: " + from + "\r\nTo: ward7@hospital.example\r\nSubject: virement urgent\r\nMIME-Version: 1.0\r\n"
+            + "Content-Type: text/plain; charset=utf-8\r\n\r\nMerci de traiter aujourd'hui.\r\n";
+        var verdict = await Hospital.InspectAsync(Encoding.ASCII.GetBytes(mail), "spoof.eml");
+        Assert.Equal(Severity.High, verdict.Has("mail.display-name-spoof").Severity);
+    }
+
+    [Theory]
+    [InlineData("Claire Martinez")]
+    [InlineData("Jean Martin")]
+    [InlineData("Claire")]
+    [InlineData("\u041A\u043B\u044D\u0440 \u041C\u0430\u0440\u0442\u0438\u043D")]
+    [InlineData("hospital-example.partner.example")]
+    public async Task Display_name_spoof_hidden_by_invisible_or_lookalike_characters_is_found_but_other_names_are_not(string display)
+    {
+        var from = "=?utf-8?b?" + Convert.ToBase64String(Encoding.UTF8.GetBytes(display)) + "?= <someone@partner.example>";
+        var mail = "From: " + from + "\r\nTo: ward7@hospital.example\r\nSubject: RCP\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n";
+        (await Hospital.InspectAsync(Encoding.ASCII.GetBytes(mail), "other.eml")).HasNo("mail.display-name-spoof");
+    }
 }
