@@ -243,52 +243,125 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         }
     }
 
+    /// <summary>
+    /// Judges the receiving server's own verdict: the topmost Authentication-Results, added last (by the border server).
+    /// Those below it and ARC's copies were written by earlier hops, or by the sender, and are context (Info): every
+    /// "fail" anywhere was reported until 2026-12-07, and a list footer breaking a third party's signature, or a
+    /// forwarder's SPF softfail, made a mail that passed DMARC suspicious. Under a DMARC pass SPF and DKIM failures are Info.
+    /// </summary>
     private static void CheckAuthentication(CappedReporter reporter, MimeMessage message)
     {
+        List<(string Method, string Result, string Detail)>? verdict = null;
+        var earlier = new List<(string Method, string Result, string Detail, string Source)>();
+        string? receivedSpf = null;
+        var earlierSpf = new List<string>();
         foreach (var header in message.Headers)
         {
-            if (header.Id == HeaderId.AuthenticationResults || header.Field.Equals("ARC-Authentication-Results", StringComparison.OrdinalIgnoreCase))
+            if (header.Id == HeaderId.AuthenticationResults)
             {
-                var results = new List<(string Method, string Result)>();
-                if (AuthenticationResults.TryParse(header.RawValue, out var parsed))
+                if (verdict is null)
                 {
-                    results.AddRange(parsed.Results.Select(r => (r.Method.ToLowerInvariant(), r.Result.ToLowerInvariant())));
+                    verdict = AuthenticationResultsOf(header);
                 }
                 else
                 {
-                    foreach (Match match in AuthenticationPair().Matches(header.Value))
-                    {
-                        results.Add((match.Groups[1].Value.ToLowerInvariant(), match.Groups[2].Value.ToLowerInvariant()));
-                    }
+                    earlier.AddRange(AuthenticationResultsOf(header).Select(r => (r.Method, r.Result, r.Detail, "an earlier Authentication-Results header")));
                 }
-
-                foreach (var (method, result) in results)
-                {
-                    switch (method)
-                    {
-                        case "spf" when result is "fail" or "softfail":
-                            reporter.Report(Rules.MailSpfFail, Severity.Medium, $"SPF {result}: the sending server is not allowed to send for the sender's domain");
-                            break;
-                        case "dkim" when result is "fail":
-                            reporter.Report(Rules.MailDkimFail, Severity.Medium, "DKIM fail: the signature does not verify (altered or forged)");
-                            break;
-                        case "dmarc" when result is "fail":
-                            reporter.Report(Rules.MailDmarcFail, Severity.High, "DMARC fail: the From domain's own policy rejects this message");
-                            break;
-                        default:
-                            break;
-                    }
-                }
+            }
+            else if (header.Field.Equals("ARC-Authentication-Results", StringComparison.OrdinalIgnoreCase))
+            {
+                earlier.AddRange(AuthenticationResultsOf(header).Select(r => (r.Method, r.Result, r.Detail, "an earlier hop's ARC-Authentication-Results")));
             }
             else if (header.Id == HeaderId.ReceivedSPF)
             {
                 var value = header.Value.TrimStart().ToLowerInvariant();
-                if (value.StartsWith("fail", StringComparison.Ordinal) || value.StartsWith("softfail", StringComparison.Ordinal))
+                if (!value.StartsWith("fail", StringComparison.Ordinal) && !value.StartsWith("softfail", StringComparison.Ordinal))
                 {
-                    reporter.Report(Rules.MailSpfFail, Severity.Medium, $"Received-SPF: {Inspector.Truncate(header.Value.Trim(), 120)}");
+                    receivedSpf ??= "";
+                }
+                else if (receivedSpf is null)
+                {
+                    receivedSpf = header.Value.Trim();
+                }
+                else
+                {
+                    earlierSpf.Add(header.Value.Trim());
                 }
             }
         }
+
+        verdict ??= [];
+        var dmarcPass = verdict.Any(r => r is { Method: "dmarc", Result: "pass" }) && !verdict.Any(r => r is { Method: "dmarc", Result: "fail" });
+        const string passed = ", but DMARC passed at the receiving server: the From domain is authenticated";
+        foreach (var (method, result, detail) in verdict)
+        {
+            switch (method)
+            {
+                case "spf" when result is "fail" or "softfail":
+                    reporter.Report(Rules.MailSpfFail, dmarcPass ? Severity.Info : Severity.Medium,
+                        $"SPF {result}{detail}: the sending server is not allowed to send for the sender's domain{(dmarcPass ? passed : "")}");
+                    break;
+                case "dkim" when result is "fail":
+                    reporter.Report(Rules.MailDkimFail, dmarcPass ? Severity.Info : Severity.Medium,
+                        $"DKIM fail{detail}: the signature does not verify (altered or forged){(dmarcPass ? passed : "")}");
+                    break;
+                case "dmarc" when result is "fail":
+                    reporter.Report(Rules.MailDmarcFail, Severity.High, $"DMARC fail{detail}: the From domain's own policy rejects this message");
+                    break;
+                default:
+                    break;
+            }
+        }
+
+        if (!string.IsNullOrEmpty(receivedSpf))
+        {
+            reporter.Report(Rules.MailSpfFail, dmarcPass ? Severity.Info : Severity.Medium,
+                $"Received-SPF: {Inspector.Truncate(receivedSpf, 120)}{(dmarcPass ? passed : "")}");
+        }
+
+        foreach (var (method, result, detail, source) in earlier)
+        {
+            var rule = method switch
+            {
+                "spf" when result is "fail" or "softfail" => Rules.MailSpfFail,
+                "dkim" when result is "fail" => Rules.MailDkimFail,
+                "dmarc" when result is "fail" => Rules.MailDmarcFail,
+                _ => null,
+            };
+            if (rule is not null)
+            {
+                reporter.Report(rule, Severity.Info, $"{method.ToUpperInvariant()} {result}{detail} in {source}: context, not the receiving server's verdict");
+            }
+        }
+
+        foreach (var value in earlierSpf)
+        {
+            reporter.Report(Rules.MailSpfFail, Severity.Info, $"Received-SPF of an earlier hop: {Inspector.Truncate(value, 120)}: context, not the receiving server's verdict");
+        }
+    }
+
+    /// <summary>The method results of one Authentication-Results header, lower case, each with the domain it concerns (" (header.d=x)").</summary>
+    private static List<(string Method, string Result, string Detail)> AuthenticationResultsOf(Header header)
+    {
+        var results = new List<(string Method, string Result, string Detail)>();
+        if (AuthenticationResults.TryParse(header.RawValue, out var parsed))
+        {
+            foreach (var r in parsed.Results)
+            {
+                var domain = r.Properties.FirstOrDefault(p => p.Property.Equals("d", StringComparison.OrdinalIgnoreCase) || p.Property.Equals("from", StringComparison.OrdinalIgnoreCase) || p.Property.Equals("mailfrom", StringComparison.OrdinalIgnoreCase));
+                var detail = domain is null ? "" : $" ({Inspector.Printable(Inspector.Truncate($"{domain.PropertyType}.{domain.Property}={domain.Value}", 100))})";
+                results.Add((r.Method.ToLowerInvariant(), r.Result.ToLowerInvariant(), detail));
+            }
+        }
+        else
+        {
+            foreach (Match match in AuthenticationPair().Matches(header.Value))
+            {
+                results.Add((match.Groups[1].Value.ToLowerInvariant(), match.Groups[2].Value.ToLowerInvariant(), ""));
+            }
+        }
+
+        return results;
     }
 
     private static void CheckSender(CappedReporter reporter, MimeMessage message, MailInspectionOptions settings)

@@ -185,4 +185,53 @@ public sealed class MailLinkCheckTests
         var mail = "From: " + from + "\r\nTo: ward7@hospital.example\r\nSubject: RCP\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nBonjour\r\n";
         (await Hospital.InspectAsync(Encoding.ASCII.GetBytes(mail), "other.eml")).HasNo("mail.display-name-spoof");
     }
+
+    private const string AuthMail = "From: Dr A <a@ext.example>\r\nTo: ward7@hospital.example\r\nSubject: RCP\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n"
+        + "Message-ID: <1@ext.example>\r\nMIME-Version: 1.0\r\n";
+
+    private static byte[] WithAuthentication(string headers) => Encoding.ASCII.GetBytes(AuthMail + headers + "Content-Type: text/plain\r\n\r\nBonjour\r\n");
+
+    [Fact]
+    public async Task Authentication_failure_outside_the_receiving_servers_verdict_was_reported()
+    {
+        // A list footer broke a third party's signature next to a passing aligned one: DMARC passed.
+        var thirdParty = await Hospital.InspectAsync(WithAuthentication(
+            "Authentication-Results: mx.hospital.example; dkim=pass header.d=ext.example; dkim=fail (body hash did not verify) header.d=lists.example;"
+            + " spf=pass smtp.mailfrom=ext.example; dmarc=pass header.from=ext.example\r\n"), "list.eml");
+        thirdParty.IsClean();
+        Assert.Contains("lists.example", thirdParty.Has("mail.dkim-fail").Message, StringComparison.Ordinal);
+
+        // A forwarder's SPF softfail recorded in ARC by an earlier hop; the border server's own verdict passed.
+        var forwarded = await Hospital.InspectAsync(WithAuthentication(
+            "ARC-Authentication-Results: i=1; mx.univ.example; spf=softfail smtp.mailfrom=ext.example; dkim=pass header.d=ext.example; dmarc=pass\r\n"
+            + "Authentication-Results: mx.hospital.example; arc=pass (i=1); dkim=pass header.d=ext.example; spf=pass smtp.mailfrom=ext.example; dmarc=pass header.from=ext.example\r\n"), "arc.eml");
+        forwarded.IsClean();
+        Assert.Equal(Severity.Info, forwarded.Has("mail.spf-fail").Severity);
+
+        // A DMARC failure the sender wrote below the border server's header is not the verdict either.
+        var below = await Hospital.InspectAsync(WithAuthentication(
+            "Authentication-Results: mx.hospital.example; spf=pass smtp.mailfrom=ext.example; dmarc=pass header.from=ext.example\r\n"
+            + "Authentication-Results: relay.ext.example; dmarc=fail header.from=ext.example\r\n"
+            + "Received-SPF: softfail (relay.ext.example: 192.0.2.1 is not permitted)\r\n"), "below.eml");
+        below.IsClean();
+    }
+
+    [Fact]
+    public async Task Authentication_failure_outside_the_receiving_servers_verdict_was_reported_but_its_own_failures_count()
+    {
+        var dmarcFail = await Hospital.InspectAsync(WithAuthentication(
+            "Authentication-Results: mx.hospital.example; spf=softfail smtp.mailfrom=ext.example; dkim=fail header.d=ext.example; dmarc=fail header.from=ext.example\r\n"
+            + "ARC-Authentication-Results: i=1; mx.univ.example; spf=pass; dkim=pass; dmarc=pass\r\n"), "fail.eml");
+        Assert.Equal(Severity.High, dmarcFail.Has("mail.dmarc-fail").Severity);
+        Assert.Equal(Severity.Medium, dmarcFail.Has("mail.spf-fail").Severity);
+        Assert.Equal(Severity.Medium, dmarcFail.Has("mail.dkim-fail").Severity);
+        dmarcFail.IsMalicious();
+
+        // No DMARC result: the failures stand.
+        var noDmarc = await Hospital.InspectAsync(WithAuthentication("Authentication-Results: mx.hospital.example; spf=fail smtp.mailfrom=ext.example\r\n"), "nodmarc.eml");
+        Assert.Equal(Severity.Medium, noDmarc.Has("mail.spf-fail").Severity);
+
+        var receivedSpf = await Hospital.InspectAsync(WithAuthentication("Received-SPF: fail (mx.hospital.example: 192.0.2.1 is not permitted)\r\n"), "spf.eml");
+        Assert.Equal(Severity.Medium, receivedSpf.Has("mail.spf-fail").Severity);
+    }
 }
