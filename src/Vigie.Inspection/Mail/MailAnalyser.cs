@@ -759,6 +759,47 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 || extension is "htm" or "html" or "xhtml" or "xht" or "shtml";
         }
 
+        private static readonly string[] LinkMarkers = ["://", "href", "www.", "\\\\", "file:", "src=", "action="];
+
+        /// <summary>Whether the bytes from <paramref name="offset"/> on hold something a link starts with (chunked, bounded memory).</summary>
+        private static bool MentionsLinkPast(ContentSource content, long offset)
+        {
+            const int Chunk = 64 * 1024;
+            const int Overlap = 16;
+            var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(Chunk + Overlap);
+            try
+            {
+                var carried = 0;
+                for (var position = offset; position < content.Length;)
+                {
+                    var read = content.ReadAt(position, buffer.AsSpan(carried, (int)Math.Min(Chunk, content.Length - position)));
+                    if (read <= 0)
+                    {
+                        return false;
+                    }
+
+                    var window = buffer.AsSpan(0, carried + read);
+                    foreach (var marker in LinkMarkers)
+                    {
+                        if (AsciiSearch.ContainsIgnoreCase(window, marker))
+                        {
+                            return true;
+                        }
+                    }
+
+                    position += read;
+                    carried = Math.Min(Overlap, window.Length);
+                    window[^carried..].CopyTo(buffer);
+                }
+
+                return false;
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
         private void CheckLinks(ContentSource content, MimePart part, int index)
         {
             if (_links > settings.MaxLinks)
@@ -766,8 +807,9 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 return;
             }
 
-            // A cap that stops the checks is a finding: links placed past it (behind filler) were passing unseen.
-            if (content.Length > settings.MaxBodyBytes)
+            // A cap that stops the checks is a finding: links placed past it (behind filler) were passing unseen. Only
+            // when something past it reads like a link: a large log or export attached as text has none.
+            if (content.Length > settings.MaxBodyBytes && MentionsLinkPast(content, settings.MaxBodyBytes))
             {
                 reporter.Report(Rules.MailLinksUnchecked, Severity.Medium,
                     $"part {index} is larger than Inspection:Mail:MaxBodyBytes ({settings.MaxBodyBytes} bytes): links past its first {settings.MaxBodyBytes} bytes were not checked");

@@ -90,6 +90,16 @@ public sealed class MailLinkCheckTests
         (await inspector.InspectAsync(Mail("Content-Type: text/html\r\n\r\n<p>short</p>\r\n"), "short.eml")).IsClean();
     }
 
+    /// <summary>A large log or export attached as text holds no link past the cap: nothing went unchecked.</summary>
+    [Fact]
+    public async Task Large_text_attachment_without_links_past_the_body_byte_cap_is_not_unchecked()
+    {
+        var inspector = TestInspection.Create(mail: m => m.MaxBodyBytes = 64 * 1024);
+        var log = string.Concat(Enumerable.Repeat("2026-12-07 10:00:00 automate analyse echantillon SYNTH OK\r\n", 3000));
+        var verdict = await inspector.InspectAsync(Mail("Content-Type: text/plain; name=\"automate.log\"\r\nContent-Disposition: attachment; filename=\"automate.log\"\r\n\r\n" + log), "log.eml");
+        verdict.HasNo("mail.links-unchecked");
+    }
+
     [Theory]
     [InlineData("http:\\\\198.51.100.11\\z")]
     [InlineData("http:/\\198.51.100.14/z")]
