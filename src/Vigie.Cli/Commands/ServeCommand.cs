@@ -89,7 +89,17 @@ internal static class ServeCommand
             }
 
             var settings = new HostSettings(folder, parse.GetValue(config)?.FullName, overrides);
-            return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
+            try
+            {
+                return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // A stop asked for while starting (systemctl stop or restart) is a clean stop, not a failed start: it
+                // exited 2 with "cancelled", which on-failure restarts and monitoring read as a crash (until 2026-12-07).
+                await Console.Error.WriteLineAsync("vigie serve: stopped while starting, as asked (SIGTERM or Ctrl+C)");
+                return ExitCodes.Ok;
+            }
         });
         return command;
     }

@@ -171,6 +171,58 @@ public sealed partial class ServiceUnitTests
     }
 
     /// <summary>
+    /// Regression: SIGTERM while the node was starting (systemctl stop or restart then) exited 2 with "vigie: cancelled",
+    /// which systemd's on-failure restart and monitoring read as a failed start.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_stop_asked_for_during_start_up_exited_2_cancelled()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-stop-starting");
+        var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var argument in new[] { Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "serve", "--data", work.Combine("data"),
+                     "--dicom-port", VigieNode.FreePort().ToString(CultureInfo.InvariantCulture), "--http-port", VigieNode.FreePort().ToString(CultureInfo.InvariantCulture) })
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(info)!;
+        var starting = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var error = new System.Text.StringBuilder();
+        process.OutputDataReceived += (_, e) =>
+        {
+            if (e.Data?.Contains("Hosting starting", StringComparison.Ordinal) == true)
+            {
+                starting.TrySetResult();
+            }
+        };
+        process.ErrorDataReceived += (_, e) =>
+        {
+            lock (error)
+            {
+                error.AppendLine(e.Data);
+            }
+        };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        await starting.Task.WaitAsync(TimeSpan.FromSeconds(60), ct);
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(CultureInfo.InvariantCulture)]))
+        {
+            await kill.WaitForExitAsync(ct);
+        }
+
+        await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        string stderr;
+        lock (error)
+        {
+            stderr = error.ToString();
+        }
+
+        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {stderr}");
+        Assert.DoesNotContain("cancelled", stderr, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: a DICOM port already taken stopped the start with "Address already in use" (which port?) and a
     /// critical log from the tree-head signer, whose wait the aborted start cancelled.
     /// </summary>
