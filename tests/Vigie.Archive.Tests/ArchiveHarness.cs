@@ -34,7 +34,7 @@ internal sealed class ArchiveHarness : IAsyncDisposable
         Index = new SqlArchiveIndex(database, Keys, wrapped, TimeProvider.System);
         Scrub = new ScrubService(database, Store, Keys, wrapped, NullLogger<ScrubService>.Instance);
         Rotation = new KeyRotationService(Keys, Store, wrapped, NullLogger<KeyRotationService>.Instance);
-        Initializer = new ArchiveInitializer(wrapped, Keys, Keks, Store, NullLogger<ArchiveInitializer>.Instance);
+        Initializer = new ArchiveInitializer(wrapped, Keys, Keks, Store, Index, database, NullLogger<ArchiveInitializer>.Instance);
     }
 
     public string Root { get; }

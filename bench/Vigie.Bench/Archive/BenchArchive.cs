@@ -29,7 +29,7 @@ internal sealed class BenchArchive : IDisposable
         new SchemaMigrator(Database, [new ArchiveSchema()]).MigrateAsync(CancellationToken.None).GetAwaiter().GetResult();
         Index = new SqlArchiveIndex(Database, Keys, options, TimeProvider.System);
         Scrub = new ScrubService(Database, Store, Keys, options, NullLogger<ScrubService>.Instance);
-        new ArchiveInitializer(options, Keys, keks, Store, NullLogger<ArchiveInitializer>.Instance).InitializeAsync(CancellationToken.None)
+        new ArchiveInitializer(options, Keys, keks, Store, Index, Database, NullLogger<ArchiveInitializer>.Instance).InitializeAsync(CancellationToken.None)
             .GetAwaiter().GetResult();
     }
 
