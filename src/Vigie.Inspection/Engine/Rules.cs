@@ -93,6 +93,7 @@ internal static class Rules
     public const string OfficeOdfMacro = "office.odf-macro";
     public const string OfficeMalformed = "office.malformed";
     public const string Ole2Malformed = "ole2.malformed";
+    public const string Ole2TooManyEntries = "ole2.too-many-entries";
 
     // RTF
     public const string RtfObject = "rtf.object";

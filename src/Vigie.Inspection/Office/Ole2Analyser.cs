@@ -38,6 +38,12 @@ internal sealed class Ole2Analyser : IContentAnalyser
         }
 
         var reporter = new CappedReporter(context);
+        if (file.UnreadEntries > 0)
+        {
+            context.Report(Rules.Ole2TooManyEntries, Severity.Medium,
+                $"more than {context.Limits.MaxEntries} directory entries ({file.UnreadEntries} more in use): the rest were not inspected");
+        }
+
         var root = file.Entries[0];
         var rootNames = file.Children(root).Select(e => e.Name).ToHashSet(StringComparer.OrdinalIgnoreCase);
         if (rootNames.Contains("EncryptionInfo") && rootNames.Contains("EncryptedPackage"))

@@ -49,6 +49,9 @@ internal sealed class Ole2File
 
     public List<string> Problems { get; } = [];
 
+    /// <summary>Directory entries in use past the <c>maxEntries</c> read (0 when the whole directory was read).</summary>
+    public long UnreadEntries { get; private set; }
+
     public static Ole2File Open(ContentSource source, int maxEntries)
     {
         var file = new Ole2File(source);
@@ -248,6 +251,17 @@ internal sealed class Ole2File
                 : (long)Math.Min(BinaryPrimitives.ReadUInt64LittleEndian(record.AsSpan(120)), long.MaxValue);
             raw.Add((name, type, BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(68)), BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(72)),
                 BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(76)), new Guid(record.AsSpan(80, 16)), BinaryPrimitives.ReadUInt32LittleEndian(record.AsSpan(116)), size));
+        }
+
+        // Entries past the limit are not read, but are counted (one byte each) so the file is not called complete.
+        var entryType = new byte[1];
+        for (var offset = (long)raw.Count * 128; raw.Count >= maxEntries && offset + 128 <= directory.Length; offset += 128)
+        {
+            directory.ReadAt(offset + 66, entryType);
+            if (entryType[0] != (byte)Ole2EntryType.Empty)
+            {
+                UnreadEntries++;
+            }
         }
 
         if (raw.Count == 0 || raw[0].Type != Ole2EntryType.Root)
