@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.IO.Compression;
 using System.Text;
 using Vigie.Inspection.Engine;
 
@@ -13,6 +15,16 @@ internal sealed class Ole2Analyser : IContentAnalyser
 {
     private const int MaxModuleSource = 16 * 1024 * 1024;
     private const int MaxScannedStream = 32 * 1024 * 1024;
+    private const int MaxSameName = 4;
+    private const int MaxPowerPointRecords = 1_000_000;
+    private const int MaxPowerPointDepth = 32;
+    private const int MaxPowerPointObjects = 256;
+
+    /// <summary>StdOleLink: a linked object whose moniker Office resolves when the link updates (CVE-2017-0199).</summary>
+    private static readonly Guid Ole2LinkClass = new("00000300-0000-0000-C000-000000000046");
+
+    /// <summary>CLSID_StdURLMoniker as stored (little-endian fields): it is followed by a byte length and a UTF-16 URL.</summary>
+    private static readonly byte[] UrlMonikerClass = new Guid("79EAC9E0-BAF9-11CE-8C82-00AA004BA90B").ToByteArray();
 
     private static readonly Guid[] EquationEditorClasses =
     [
@@ -51,6 +63,7 @@ internal sealed class Ole2Analyser : IContentAnalyser
             context.Report(Rules.OfficeEncrypted, Severity.Medium, "password-protected Office document (EncryptedPackage): its content cannot be inspected");
         }
 
+        ReportDuplicateNames(reporter, file);
         foreach (var entry in file.Entries)
         {
             if (entry.ClassId != Guid.Empty && Array.IndexOf(EquationEditorClasses, entry.ClassId) >= 0)
@@ -59,12 +72,19 @@ internal sealed class Ole2Analyser : IContentAnalyser
                     $"'{Display(entry)}' is an Equation Editor object (Equation.3), a classic exploit vehicle");
             }
 
-            if (entry.IsStream && entry.Name is "\u0003OCXNAME" or "OCXNAME" or "\u0003OCXDATA")
+            if (entry.ClassId == Ole2LinkClass)
+            {
+                var url = ReadLinkUrl(file, entry);
+                reporter.Report(Rules.OfficeExternalOleLink, Severity.High,
+                    $"'{Display(entry)}' is a linked OLE object (OLE2Link){(url is null ? "" : $" to '{Inspector.SanitiseName(Inspector.Truncate(url, 200))}'")}: Office fetches and runs what the link names when it updates (CVE-2017-0199)");
+            }
+
+            if (entry.IsStream && (Named(entry, "\u0003OCXNAME") || Named(entry, "OCXNAME") || Named(entry, "\u0003OCXDATA")))
             {
                 reporter.Report(Rules.OfficeActiveX, Severity.Medium, $"ActiveX control in '{Display(entry)}'");
             }
 
-            if (entry.IsStream && entry.Name.Equals("\u0001CompObj", StringComparison.Ordinal))
+            if (entry.IsStream && Named(entry, "\u0001CompObj"))
             {
                 var compObj = file.ReadStream(entry, 4096);
                 if (AsciiSearch.ContainsIgnoreCase(compObj, "Equation.3") || AsciiSearch.ContainsIgnoreCase(compObj, "Equation.2"))
@@ -74,7 +94,7 @@ internal sealed class Ole2Analyser : IContentAnalyser
             }
         }
 
-        foreach (var vba in file.Entries.Where(e => e.Type == Ole2EntryType.Storage && e.Name.Equals("VBA", StringComparison.OrdinalIgnoreCase)))
+        foreach (var vba in file.Entries.Where(e => e.Type == Ole2EntryType.Storage && Named(e, "VBA")))
         {
             cancellationToken.ThrowIfCancellationRequested();
             await AnalyseVbaAsync(context, reporter, file, vba, cancellationToken).ConfigureAwait(false);
@@ -88,17 +108,28 @@ internal sealed class Ole2Analyser : IContentAnalyser
                 break;
             }
 
-            if (entry.Name.Equals("Workbook", StringComparison.OrdinalIgnoreCase) || entry.Name.Equals("Book", StringComparison.OrdinalIgnoreCase))
+            if (Named(entry, "Workbook") || Named(entry, "Book"))
             {
                 CheckExcelMacroSheets(reporter, file, entry);
             }
 
-            if (entry.Name is "WordDocument")
+            if (Named(entry, "WordDocument"))
             {
+                CheckWordEncryption(reporter, file, entry);
                 CheckDdeText(reporter, file, entry);
             }
 
-            if (entry.Name.Equals("\u0001Ole10Native", StringComparison.Ordinal))
+            if (Named(entry, "EncryptedSummary") && entry.ParentId == 0)
+            {
+                reporter.Report(Rules.OfficeEncrypted, Severity.Medium, "password-protected PowerPoint presentation (EncryptedSummary): its content cannot be inspected");
+            }
+
+            if (Named(entry, "PowerPoint Document"))
+            {
+                await InspectPowerPointAsync(context, reporter, file, entry, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (Named(entry, "\u0001Ole10Native"))
             {
                 await InspectPackageAsync(context, file, entry, cancellationToken).ConfigureAwait(false);
                 continue;
@@ -117,6 +148,9 @@ internal sealed class Ole2Analyser : IContentAnalyser
         reporter.Flush();
     }
 
+    /// <summary>MS-CFB compares names case-insensitively: Word opens "worddocument" as its text.</summary>
+    private static bool Named(Ole2Entry entry, string name) => entry.Name.Equals(name, StringComparison.OrdinalIgnoreCase);
+
     private static string Display(Ole2Entry entry)
     {
         var builder = new StringBuilder(entry.Path.Length);
@@ -130,13 +164,24 @@ internal sealed class Ole2Analyser : IContentAnalyser
 
     private static async ValueTask AnalyseVbaAsync(InspectionContext context, CappedReporter reporter, Ole2File file, Ole2Entry vba, CancellationToken cancellationToken)
     {
-        var children = file.Children(vba).Where(e => e.IsStream).ToDictionary(e => e.Name, StringComparer.OrdinalIgnoreCase);
-        if (!children.TryGetValue("dir", out var dirEntry))
+        // Names differing only by case (dir and DIR) are all kept: which one Office reads is not ours to guess.
+        var children = file.Children(vba).Where(e => e.IsStream).ToLookup(e => e.Name, StringComparer.OrdinalIgnoreCase);
+        var dirs = children["dir"].Take(MaxSameName).ToList();
+        if (dirs.Count == 0)
         {
             reporter.Report(Rules.OfficeVbaMacro, Severity.High, $"VBA storage '{Display(vba)}' (its dir stream is missing)");
             return;
         }
 
+        foreach (var dirEntry in dirs)
+        {
+            await AnalyseVbaProjectAsync(context, reporter, file, vba, children, dirEntry, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static async ValueTask AnalyseVbaProjectAsync(InspectionContext context, CappedReporter reporter, Ole2File file, Ole2Entry vba,
+        ILookup<string, Ole2Entry> children, Ole2Entry dirEntry, CancellationToken cancellationToken)
+    {
         var dir = Vba.Decompress(file.ReadStream(dirEntry, MaxModuleSource), MaxModuleSource, out var dirError);
         var modules = Vba.ParseDirectory(dir, out _);
         reporter.Report(Rules.OfficeVbaMacro, Severity.High,
@@ -147,36 +192,60 @@ internal sealed class Ole2Analyser : IContentAnalyser
         foreach (var module in modules)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (!children.TryGetValue(module.StreamName, out var moduleEntry))
+            var streams = children[module.StreamName];
+            if (module.UnicodeStreamName is { Length: > 0 } unicodeName && !unicodeName.Equals(module.StreamName, StringComparison.OrdinalIgnoreCase))
             {
-                continue;
+                streams = streams.Concat(children[unicodeName]);
             }
 
-            var raw = file.ReadStream(moduleEntry, MaxModuleSource);
-            if (module.SourceOffset >= raw.Length)
+            foreach (var moduleEntry in streams.Take(MaxSameName))
             {
-                continue;
+                await AnalyseModuleAsync(context, reporter, file, vba, module, moduleEntry, cancellationToken).ConfigureAwait(false);
             }
+        }
+    }
 
-            var source = Vba.Decompress(raw.AsSpan((int)module.SourceOffset), MaxModuleSource, out _);
-            var autoExec = Vba.AutoExecNames.Where(n => ContainsWord(source, n)).ToList();
-            if (autoExec.Count > 0)
-            {
-                reporter.Report(Rules.OfficeVbaAutoExec, Severity.Critical,
-                    $"module '{module.Name}' runs automatically ({string.Join(", ", autoExec)})");
-            }
+    private static async ValueTask AnalyseModuleAsync(InspectionContext context, CappedReporter reporter, Ole2File file, Ole2Entry vba,
+        VbaModule module, Ole2Entry moduleEntry, CancellationToken cancellationToken)
+    {
+        var raw = file.ReadStream(moduleEntry, MaxModuleSource);
+        if (module.SourceOffset >= raw.Length)
+        {
+            return;
+        }
 
-            var calls = Vba.SuspiciousCalls.Where(c => AsciiSearch.ContainsIgnoreCase(source, c)).ToList();
-            if (calls.Count > 0)
-            {
-                reporter.Report(Rules.OfficeVbaSuspicious, Severity.High,
-                    $"module '{module.Name}' calls {string.Join(", ", calls.Take(10))}");
-            }
+        var source = Vba.Decompress(raw.AsSpan((int)module.SourceOffset), MaxModuleSource, out _);
+        var autoExec = Vba.AutoExecNames.Where(n => ContainsWord(source, n)).ToList();
+        if (autoExec.Count > 0)
+        {
+            reporter.Report(Rules.OfficeVbaAutoExec, Severity.Critical,
+                $"module '{module.Name}' runs automatically ({string.Join(", ", autoExec)})");
+        }
 
-            if (source.Length > 0)
+        var calls = Vba.SuspiciousCalls.Where(c => AsciiSearch.ContainsIgnoreCase(source, c)).ToList();
+        if (calls.Count > 0)
+        {
+            reporter.Report(Rules.OfficeVbaSuspicious, Severity.High,
+                $"module '{module.Name}' calls {string.Join(", ", calls.Take(10))}");
+        }
+
+        if (source.Length > 0)
+        {
+            using var text = ContentSource.FromMemory(source);
+            await context.InspectChildAsync($"{Display(vba)}/{module.Name} (VBA source)", text, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>MS-CFB forbids two names in one storage that differ only by case; a reader picks one, the others hide.</summary>
+    private static void ReportDuplicateNames(CappedReporter reporter, Ole2File file)
+    {
+        var reported = 0;
+        foreach (var group in file.Entries.Where(e => e.ParentId >= 0).GroupBy(e => (e.ParentId, Name: e.Name.ToUpperInvariant())))
+        {
+            if (group.Skip(1).Any() && reported++ < 5)
             {
-                using var text = ContentSource.FromMemory(source);
-                await context.InspectChildAsync($"{Display(vba)}/{module.Name} (VBA source)", text, cancellationToken).ConfigureAwait(false);
+                reporter.Report(Rules.Ole2Malformed, Severity.Medium,
+                    $"{group.Count()} entries named '{Display(group.First())}' (differing only by case) in one storage: each is inspected");
             }
         }
     }
@@ -216,11 +285,20 @@ internal sealed class Ole2Analyser : IContentAnalyser
         using var stream = file.OpenStream(workbook);
         using var reader = new SourceReader(stream);
         var records = 0;
+        var encrypted = false;
         while (reader.Remaining >= 4 && records++ < 2_000_000)
         {
             var type = reader.ReadUInt16();
             var length = reader.ReadUInt16();
-            if (type == 0x0085 && length >= 8)
+            if (type == 0x002F && !encrypted)
+            {
+                // FILEPASS: every later record body is encrypted (BoundSheet8's sheet type too), so macro sheets cannot be seen.
+                encrypted = true;
+                reporter.Report(Rules.OfficeEncrypted, Severity.Medium,
+                    $"password-protected Excel workbook (FILEPASS) in '{Display(workbook)}': its sheets and macros cannot be inspected");
+            }
+
+            if (type == 0x0085 && length >= 8 && !encrypted)
             {
                 reader.Skip(4);
                 reader.ReadByte();
@@ -236,6 +314,124 @@ internal sealed class Ole2Analyser : IContentAnalyser
 
             reader.Skip(length);
         }
+    }
+
+    /// <summary>FIB: wIdent 0xA5EC, then the flags word at 0x0A whose bit 0x0100 is fEncrypted (RC4 or XOR obfuscation).</summary>
+    private static void CheckWordEncryption(CappedReporter reporter, Ole2File file, Ole2Entry entry)
+    {
+        var fib = file.ReadStream(entry, 12);
+        if (fib.Length == 12 && BinaryPrimitives.ReadUInt16LittleEndian(fib) == 0xA5EC && (BinaryPrimitives.ReadUInt16LittleEndian(fib.AsSpan(10)) & 0x0100) != 0)
+        {
+            reporter.Report(Rules.OfficeEncrypted, Severity.Medium, $"password-protected Word document (encrypted FIB) in '{Display(entry)}': its text cannot be inspected");
+        }
+    }
+
+    /// <summary>The URL of an OLE2Link object's URL moniker, read from its \x01Ole stream; null when there is none to read.</summary>
+    private static string? ReadLinkUrl(Ole2File file, Ole2Entry link)
+    {
+        var ole = file.Children(link).FirstOrDefault(e => e.IsStream && Named(e, "\u0001Ole"));
+        if (ole is null)
+        {
+            return null;
+        }
+
+        var bytes = file.ReadStream(ole, 64 * 1024);
+        var at = bytes.AsSpan().IndexOf(UrlMonikerClass);
+        if (at < 0 || at + 20 > bytes.Length)
+        {
+            return null;
+        }
+
+        var length = (int)Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(at + 16)), (uint)(bytes.Length - at - 20));
+        var url = Encoding.Unicode.GetString(bytes, at + 20, length & ~1);
+        var end = url.IndexOf('\0', StringComparison.Ordinal);
+        return end >= 0 ? url[..end] : url;
+    }
+
+    /// <summary>
+    /// PowerPoint keeps embedded objects, its VBA project among them, in ExOleObjStg records (0x1011) of the
+    /// "PowerPoint Document" stream: instance 1 is a 4-byte size then zlib data, instance 0 the storage itself.
+    /// The record tree is walked with bounded depth and count; each object is inspected as a child.
+    /// </summary>
+    private static async ValueTask InspectPowerPointAsync(InspectionContext context, CappedReporter reporter, Ole2File file, Ole2Entry entry,
+        CancellationToken cancellationToken)
+    {
+        using var stream = file.OpenStream(entry);
+        var header = new byte[8];
+        var ends = new Stack<long>();
+        long position = 0;
+        var records = 0;
+        var objects = 0;
+        while (position + 8 <= stream.Length && records++ < MaxPowerPointRecords && !context.BombFound())
+        {
+            while (ends.Count > 0 && position + 8 > ends.Peek())
+            {
+                position = Math.Max(position, ends.Pop());
+            }
+
+            if (position + 8 > stream.Length)
+            {
+                break;
+            }
+
+            stream.ReadAt(position, header);
+            var verInstance = BinaryPrimitives.ReadUInt16LittleEndian(header);
+            var type = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(2));
+            var length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4));
+            var bodyStart = position + 8;
+            var bodyEnd = Math.Min(bodyStart + length, ends.Count > 0 ? ends.Peek() : stream.Length);
+            if ((verInstance & 0x000F) == 0x000F && ends.Count < MaxPowerPointDepth)
+            {
+                ends.Push(bodyEnd);
+                position = bodyStart;
+                continue;
+            }
+
+            if (type == 0x2F14)
+            {
+                reporter.Report(Rules.OfficeEncrypted, Severity.Medium, $"password-protected PowerPoint presentation (CryptSession10Container) in '{Display(entry)}': its content cannot be inspected");
+            }
+            else if (type == 0x1011 && objects++ < MaxPowerPointObjects)
+            {
+                await InspectPowerPointObjectAsync(context, stream, bodyStart, bodyEnd - bodyStart, compressed: (verInstance >> 4) == 1,
+                    $"{Display(entry)}/ExOleObjStg@{position}", cancellationToken).ConfigureAwait(false);
+            }
+
+            position = bodyEnd;
+        }
+    }
+
+    private static async ValueTask InspectPowerPointObjectAsync(InspectionContext context, ContentSource stream, long offset, long length, bool compressed,
+        string name, CancellationToken cancellationToken)
+    {
+        if (!compressed)
+        {
+            using var plain = stream.Slice(offset, length);
+            await context.InspectChildAsync(name, plain, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        if (length <= 4)
+        {
+            return;
+        }
+
+        // The declared decompressed size is not trusted: the extraction limits bound the output.
+        using var data = stream.Slice(offset + 4, length - 4);
+        ExtractionResult result;
+        await using (var raw = data.OpenStream())
+        await using (var zlib = new ZLibStream(raw, CompressionMode.Decompress))
+        {
+            result = await Extraction.ExtractAsync(context, zlib, length - 4, cancellationToken).ConfigureAwait(false);
+        }
+
+        using var extracted = result.Content;
+        if (context.ReportExtractionProblem(result, $"'{name}'", Rules.ExpansionBomb, Rules.Ole2Malformed, null) || extracted is null)
+        {
+            return;
+        }
+
+        await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>DDE field codes in binary Word text: a field-begin mark (0x13) then DDE or DDEAUTO, in 8-bit or UTF-16 text.</summary>

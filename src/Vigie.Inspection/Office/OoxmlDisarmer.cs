@@ -319,7 +319,7 @@ internal sealed class OoxmlDisarmer(IOptions<InspectionLimits> limits) : IDisarm
 
         try
         {
-            return Ole2File.Open(source, settings.MaxEntries).Entries.Any(e => e.Name == "\u0001Ole10Native");
+            return Ole2File.Open(source, settings.MaxEntries).Entries.Any(e => e.Name.Equals("\u0001Ole10Native", StringComparison.OrdinalIgnoreCase));
         }
         catch (Ole2FormatException)
         {

@@ -4,11 +4,13 @@ using System.Text;
 namespace Vigie.Inspection.Office;
 
 /// <summary>One module declared by a VBA project's dir stream.</summary>
-internal sealed record VbaModule(string Name, string StreamName, uint SourceOffset);
+internal sealed record VbaModule(string Name, string StreamName, uint SourceOffset, string? UnicodeStreamName = null);
 
 /// <summary>MS-OVBA: the compression used by VBA projects, and the dir stream that lists their modules.</summary>
 internal static class Vba
 {
+    static Vba() => Encoding.RegisterProvider(CodePagesEncodingProvider.Instance);
+
     /// <summary>Decompresses a CompressedContainer; stops at <paramref name="maxOutput"/> bytes or at the first inconsistency.</summary>
     public static byte[] Decompress(ReadOnlySpan<byte> data, int maxOutput, out string? error)
     {
@@ -89,7 +91,7 @@ internal static class Vba
     {
         codePage = 1252;
         var modules = new List<VbaModule>();
-        string? name = null, stream = null;
+        string? name = null, stream = null, unicodeName = null, unicodeStream = null;
         uint offset = 0;
         var position = 0;
         while (position + 6 <= dir.Length && modules.Count < 10_000)
@@ -117,12 +119,21 @@ internal static class Vba
                     codePage = BinaryPrimitives.ReadUInt16LittleEndian(data);
                     break;
                 case 0x0019:
-                    name = Encoding.Latin1.GetString(data);
+                    // Names are in the project's code page (PROJECTCODEPAGE comes first); the Unicode records, when filled, win.
+                    name = Decode(data, codePage);
                     stream = null;
+                    unicodeName = null;
+                    unicodeStream = null;
                     offset = 0;
                     break;
+                case 0x0047 when size >= 2:
+                    unicodeName = Encoding.Unicode.GetString(data[..(data.Length & ~1)]);
+                    break;
                 case 0x001A:
-                    stream = Encoding.Latin1.GetString(data);
+                    stream = Decode(data, codePage);
+                    break;
+                case 0x0032 when size >= 2:
+                    unicodeStream = Encoding.Unicode.GetString(data[..(data.Length & ~1)]);
                     break;
                 case 0x0031 when size >= 4:
                     offset = BinaryPrimitives.ReadUInt32LittleEndian(data);
@@ -130,7 +141,8 @@ internal static class Vba
                 case 0x002B:
                     if (name is not null)
                     {
-                        modules.Add(new VbaModule(name, stream ?? name, offset));
+                        var streamName = stream ?? unicodeStream ?? name;
+                        modules.Add(new VbaModule(unicodeName ?? name, streamName, offset, unicodeStream));
                     }
 
                     name = null;
@@ -141,6 +153,18 @@ internal static class Vba
         }
 
         return modules;
+    }
+
+    private static string Decode(ReadOnlySpan<byte> data, int codePage)
+    {
+        try
+        {
+            return Encoding.GetEncoding(codePage).GetString(data);
+        }
+        catch (Exception ex) when (ex is ArgumentException or NotSupportedException)
+        {
+            return Encoding.Latin1.GetString(data);
+        }
     }
 
     public static readonly string[] AutoExecNames =
