@@ -37,6 +37,12 @@ internal sealed class RtfAnalyser : IContentAnalyser
         public Destination Destination;
         public bool InObject;
         public bool InField;
+
+        /// <summary>\ucN: how many fallback characters follow each \uN (group-scoped, 1 by default).</summary>
+        public int UnicodeSkip = 1;
+
+        /// <summary>A group opened inside object data that has read nothing yet: a \* here makes it a destination readers skip.</summary>
+        public bool Fresh;
     }
 
     private sealed class ObjectState
@@ -62,6 +68,8 @@ internal sealed class RtfAnalyser : IContentAnalyser
         using var reader = new SourceReader(content);
         var word = new StringBuilder(32);
         long steps = 0;
+        // Fallback characters still to skip after a \uN, as Word does (a group boundary ends them).
+        var skip = 0;
         try
         {
             while (!reader.AtEnd)
@@ -87,11 +95,18 @@ internal sealed class RtfAnalyser : IContentAnalyser
                         }
 
                         stack.Push(current);
+                        skip = 0;
                         // Nested groups stay in their parent's destination until a control word names another.
-                        current = new Group { InObject = current.InObject, InField = current.InField, Destination = current.Destination };
+                        current = new Group
+                        {
+                            InObject = current.InObject, InField = current.InField, Destination = current.Destination, UnicodeSkip = current.UnicodeSkip,
+                            Fresh = current.Destination == Destination.ObjData,
+                        };
                         break;
                     case (byte)'}':
-                        if (current.Destination == Destination.ObjClass && obj is not null)
+                        skip = 0;
+                        // The class name is the text of the whole group, nested groups included ({\*\objclass Equ{}ation.3}).
+                        if (current.Destination == Destination.ObjClass && obj is not null && (stack.Count == 0 || stack.Peek().Destination != Destination.ObjClass))
                         {
                             obj.ClassName ??= capture.ToString().Trim().TrimEnd(';');
                         }
@@ -115,14 +130,26 @@ internal sealed class RtfAnalyser : IContentAnalyser
                         break;
                     case (byte)'\\':
                         ReadControl(reader, word, out var parameter, out var isSymbol);
+                        var fresh = current.Fresh;
+                        current.Fresh = false;
                         if (isSymbol)
                         {
+                            if (word.Length == 1 && word[0] == '*' && fresh)
+                            {
+                                // {\* ...} inside \objdata: an ignorable destination, whose text is no object data.
+                                current.Destination = Destination.Other;
+                            }
+
                             if (word.Length == 1 && word[0] == '\'')
                             {
                                 // \'hh: a hex-escaped character; inside object data it is just two more hex digits.
                                 var high = reader.ReadByte();
                                 var low = reader.ReadByte();
-                                if (current.Destination == Destination.ObjData && obj is not null)
+                                if (skip > 0)
+                                {
+                                    skip--;
+                                }
+                                else if (current.Destination == Destination.ObjData && obj is not null)
                                 {
                                     AppendHex(obj, high, maxData);
                                     AppendHex(obj, low, maxData);
@@ -132,13 +159,32 @@ internal sealed class RtfAnalyser : IContentAnalyser
                                     Capture(current, capture, (char)((Hex(high) << 4) | Hex(low)));
                                 }
                             }
+                            else if (skip > 0)
+                            {
+                                skip--;
+                            }
 
                             break;
                         }
 
                         var control = word.ToString();
+                        if (skip > 0 && control != "bin")
+                        {
+                            // A control word in a \uN fallback counts as one character and is skipped with it.
+                            skip--;
+                            break;
+                        }
+
                         switch (control)
                         {
+                            case "u":
+                                // \uN: the character N (negative for code points above 32767), then \ucN fallback characters to skip.
+                                Capture(current, capture, (char)(parameter < 0 ? parameter + 65536 : parameter));
+                                skip = current.UnicodeSkip;
+                                break;
+                            case "uc":
+                                current.UnicodeSkip = (int)Math.Clamp(parameter, 0, 255);
+                                break;
                             case "object":
                                 current.InObject = true;
                                 obj = new ObjectState { Offset = reader.Position - 7 };
@@ -196,7 +242,21 @@ internal sealed class RtfAnalyser : IContentAnalyser
 
                         break;
                     default:
-                        if (current.Destination == Destination.ObjData && obj is not null)
+                        if (c is (byte)'\r' or (byte)'\n')
+                        {
+                            break;
+                        }
+
+                        if (c is not ((byte)' ' or (byte)'\t'))
+                        {
+                            current.Fresh = false;
+                        }
+
+                        if (skip > 0)
+                        {
+                            skip--;
+                        }
+                        else if (current.Destination == Destination.ObjData && obj is not null)
                         {
                             AppendHex(obj, c, maxData);
                         }
