@@ -163,6 +163,11 @@ internal sealed class RtfAnalyser : IContentAnalyser
                             {
                                 skip--;
                             }
+                            else if (word.Length == 1 && word[0] is '\\' or '{' or '}')
+                            {
+                                // Escaped literals: a field's path keeps its backslashes (c:\\windows reads c:\windows).
+                                Capture(current, capture, word[0]);
+                            }
 
                             break;
                         }

@@ -11,7 +11,8 @@ public sealed class RtfReviewTests
     [Fact]
     public async Task Dde_field_spelt_with_a_unicode_escape_is_found()
     {
-        (await InspectAsync("{\\rtf1{\\field{\\*\\fldinst \\u68?DEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k echo inert\"}{\\fldrslt x}}}")).Has("rtf.dde");
+        var finding = (await InspectAsync("{\\rtf1{\\field{\\*\\fldinst \\u68?DEAUTO c:\\\\windows\\\\system32\\\\cmd.exe \"/k echo inert\"}{\\fldrslt x}}}")).Has("rtf.dde");
+        Assert.Contains("DDEAUTO c:\\windows\\system32\\cmd.exe", finding.Message, StringComparison.Ordinal);
         // \ucN fallbacks of two characters, one of them an escape, and a negative \uN elsewhere in the text.
         (await InspectAsync("{\\rtf1{\\field{\\*\\fldinst \\uc2\\u68\\'3f?\\u68 xDE\\u-4031??AUTO c:\\\\x.exe}{\\fldrslt x}}}")).HasNo("inspection.analyser-error");
         (await InspectAsync("{\\rtf1{\\field{\\*\\fldinst \\uc2\\u68\\'3f?\\u68 x?EAUTO c:\\\\x.exe}{\\fldrslt x}}}")).Has("rtf.dde");
