@@ -20,6 +20,28 @@ internal sealed class RtfAnalyser : IContentAnalyser
         "PowerPoint.Show", "Shell.Explorer", "MSScriptControl", "Forms.Image", "otkloadr.WRAssembly", "Msxml2.SAXXMLReader",
     ];
 
+    /// <summary>
+    /// Destination control words (RTF 1.9.1) a reader sends elsewhere: a group opened inside \objdata with one of them
+    /// (or with \*) holds no object data, as in Word and oletools' rtfobj.
+    /// </summary>
+    private static readonly HashSet<string> Destinations = new(StringComparer.Ordinal)
+    {
+        "annotation", "atnauthor", "atndate", "atnicn", "atnid", "atnparent", "atnref", "atntime", "atrfend", "atrfstart", "author", "background",
+        "bkmkend", "bkmkstart", "blipuid", "buptim", "category", "colorschememapping", "colortbl", "comment", "company", "creatim", "datafield",
+        "datastore", "defchp", "defpap", "do", "doccomm", "docvar", "dptxbxtext", "ebcend", "ebcstart", "factoidname", "falt", "fchars", "ffdeftext",
+        "ffentrymcr", "ffexitmcr", "ffformat", "ffhelptext", "ffl", "ffname", "ffstattext", "field", "file", "filetbl", "fldinst", "fldrslt",
+        "fldtype", "fname", "fontemb", "fontfile", "fonttbl", "footer", "footerf", "footerl", "footerr", "footnote", "formfield", "ftncn", "ftnsep",
+        "ftnsepc", "g", "generator", "gridtbl", "header", "headerf", "headerl", "headerr", "hl", "hlfr", "hlinkbase", "hlloc", "hlsrc", "hsv", "info",
+        "keywords", "latentstyles", "lchars", "levelnumbers", "leveltext", "lfolevel", "linkval", "list", "listlevel", "listname", "listoverride",
+        "listoverridetable", "listpicture", "liststylename", "listtable", "listtext", "lsdlockedexcept", "macc", "maccPr", "manager", "mmathPr",
+        "nesttableprops", "nextfile", "nonesttables", "nonshppict", "objalias", "objclass", "objname", "objsect", "objtime", "oldcprops",
+        "oldpprops", "oldsprops", "oldtprops", "operator", "panose", "password", "passwordhash", "pgp", "pgptbl", "picprop", "pict", "pn",
+        "pnseclvl", "pntext", "pntxta", "pntxtb", "printim", "private", "propname", "protend", "protstart", "protusertbl", "pxe", "result",
+        "revtbl", "revtim", "rsidtbl", "rxe", "shp", "shpgrp", "shpinst", "shppict", "shprslt", "shptxt", "sn", "sp", "staticval", "stylesheet",
+        "subject", "sv", "svb", "tc", "template", "themedata", "title", "txe", "ud", "upr", "userprops", "wgrffmtfilter", "windowcaption",
+        "writereservation", "writereservhash", "xe", "xform", "xmlattrname", "xmlattrvalue", "xmlclose", "xmlname", "xmlnstbl", "xmlopen",
+    };
+
     public string Name => "rtf";
 
     public bool CanAnalyse(ContentType type) => type == ContentType.Rtf;
@@ -178,6 +200,12 @@ internal sealed class RtfAnalyser : IContentAnalyser
                             // A control word in a \uN fallback counts as one character and is skipped with it.
                             skip--;
                             break;
+                        }
+
+                        if (fresh && Destinations.Contains(control) && control is not ("objclass" or "fldinst"))
+                        {
+                            // A destination group inside \objdata: its text is not object data.
+                            current.Destination = Destination.Other;
                         }
 
                         switch (control)

@@ -28,6 +28,16 @@ public sealed class RtfReviewTests
         var verdict = await InspectAsync(rtf.Insert(start, "{\\*\\vigiex 4142}{\\*\\other {\\nested 43}}"));
         verdict.Has("office.ole-package");
         verdict.Has("executable.pe");
+
+        // Destination groups without \* (an information group's title, a bookmark) are skipped as well.
+        verdict = await InspectAsync(rtf.Insert(start, "{\\title 4142}{\\bkmkstart 43}"));
+        verdict.Has("office.ole-package");
+        verdict.Has("executable.pe");
+
+        // A plain nested group keeps its digits (readers keep them too); an empty group with an unknown word changes nothing.
+        var split = rtf.Insert(start + 2, "}").Insert(start, "{").Insert(start, "{\\vigieunknown}");
+        verdict = await InspectAsync(split);
+        verdict.Has("executable.pe");
     }
 
     [Fact]
