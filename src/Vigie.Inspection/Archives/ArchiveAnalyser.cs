@@ -67,7 +67,7 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
         context.Report(Rules.ArchiveEncryptedEntry, Severity.Medium, $"the {context.ContentType} archive is encrypted (headers included): its content cannot be inspected", 0);
 
     private static async ValueTask AnalyseSevenZipAsync(InspectionContext context, ContentSource content, Stream stream, ReaderOptions options,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool repaired = false)
     {
         IArchive archive;
         List<IArchiveEntry> entries;
@@ -84,7 +84,7 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
         }
         catch (Exception ex) when (IsLibraryFailure(ex))
         {
-            await ReportUnreadableHeaderAsync(context, content, ex, cancellationToken).ConfigureAwait(false);
+            await ReadUnreadableHeaderAsync(context, content, options, ex, repaired, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -102,7 +102,8 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
             }
             catch (Exception ex) when (IsLibraryFailure(ex))
             {
-                await ReportUnreadableHeaderAsync(context, content, ex, cancellationToken).ConfigureAwait(false);
+                archive.Dispose();
+                await ReadUnreadableHeaderAsync(context, content, options, ex, repaired, cancellationToken).ConfigureAwait(false);
                 return;
             }
 
@@ -127,12 +128,21 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
     }
 
     /// <summary>
-    /// SharpCompress cannot read every valid header (one without SubStreamsInfo throws NullReferenceException):
-    /// the reason is reported and the packed streams, between the start header and the next header, are inspected
-    /// raw, which shows stored (Copy) content to every engine.
+    /// SharpCompress cannot read every valid header: one without the optional SubStreamsInfo throws
+    /// NullReferenceException, and is read again with an empty one added (an in-memory copy, up to
+    /// InMemoryThreshold). Otherwise the reason is reported and the packed streams, between the start header and the
+    /// next header, are inspected raw, which shows stored (Copy) content to every engine.
     /// </summary>
-    private static async ValueTask ReportUnreadableHeaderAsync(InspectionContext context, ContentSource content, Exception ex, CancellationToken cancellationToken)
+    private static async ValueTask ReadUnreadableHeaderAsync(InspectionContext context, ContentSource content, ReaderOptions options, Exception ex,
+        bool repaired, CancellationToken cancellationToken)
     {
+        if (!repaired && ex is NullReferenceException && SevenZipHeaderRepair.TryAddSubStreamsInfo(content, context.Limits.InMemoryThreshold) is { } copy)
+        {
+            await using var fixedStream = new MemoryStream(copy, writable: false);
+            await AnalyseSevenZipAsync(context, content, fixedStream, options, cancellationToken, repaired: true).ConfigureAwait(false);
+            return;
+        }
+
         context.Report(Rules.ArchiveMalformed, Severity.Medium,
             $"the {context.ContentType} archive's header cannot be read ({ex.GetType().Name}: {ex.Message}): only its packed data is inspected, raw", 0);
         var start = new byte[32];

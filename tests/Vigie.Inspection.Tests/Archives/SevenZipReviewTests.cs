@@ -98,7 +98,15 @@ public sealed class SevenZipReviewTests
     [Fact]
     public async Task SevenZip_without_a_substreams_block_is_inspected_without_an_analyser_error()
     {
-        var verdict = await TestInspection.InspectAsync(SevenZip(subStreams: false, ("evil.exe", ExecutableSamples.Pe(), false)), "plain.7z");
+        // Read by its entries (names checked, content decoded) through a copy with an empty SubStreamsInfo.
+        var verdict = await TestInspection.InspectAsync(SevenZip(subStreams: false, ("evil.exe", ExecutableSamples.Pe(), false), ("b.txt", "inert"u8.ToArray(), false)), "plain.7z");
+        verdict.HasNo("inspection.analyser-error");
+        verdict.Has("executable.pe", "evil.exe");
+        verdict.HasNo("archive.malformed");
+
+        // An archive too large to copy is reported, and its packed data inspected raw.
+        verdict = await TestInspection.Create(limits: l => l.InMemoryThreshold = 64)
+            .InspectAsync(SevenZip(subStreams: false, ("evil.exe", ExecutableSamples.Pe(), false)), "plain.7z");
         verdict.HasNo("inspection.analyser-error");
         verdict.Has("executable.pe");
         Assert.Equal(Severity.Medium, verdict.Has("archive.malformed").Severity);
