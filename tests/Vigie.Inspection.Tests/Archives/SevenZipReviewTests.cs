@@ -139,4 +139,21 @@ public sealed class SevenZipReviewTests
         Assert.Contains(verdict.Findings, f => f.Rule == "archive.encrypted-entry" && f.Message.Contains("second.txt", StringComparison.Ordinal));
         Assert.DoesNotContain(verdict.Findings, f => f.Message.Contains("not inspected", StringComparison.Ordinal) && !f.Message.Contains("encrypted", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task SevenZip_without_substreams_cut_or_corrupted_gives_no_analyser_error()
+    {
+        var archive = SevenZip(subStreams: false, ("evil.exe", ExecutableSamples.Pe(), false), ("b.txt", "inert"u8.ToArray(), false));
+        foreach (var cut in new[] { 40, archive.Length - 30, archive.Length - 5, archive.Length - 1 })
+        {
+            (await TestInspection.InspectAsync(archive[..cut], "cut.7z")).HasNo("inspection.analyser-error");
+        }
+
+        for (var i = archive.Length - 40; i < archive.Length; i += 3)
+        {
+            var corrupt = (byte[])archive.Clone();
+            corrupt[i] ^= 0xFF;
+            (await TestInspection.InspectAsync(corrupt, "corrupt.7z")).HasNo("inspection.analyser-error");
+        }
+    }
 }

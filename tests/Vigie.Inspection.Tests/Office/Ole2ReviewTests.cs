@@ -178,4 +178,22 @@ public sealed class Ole2ReviewTests
         Assert.Equal(1251, codePage);
         Assert.Equal(Name, Assert.Single(modules).Name);
     }
+
+    [Fact]
+    public async Task Ppt_record_walk_survives_hostile_lengths_and_nesting()
+    {
+        var stream = new MemoryStream();
+        for (var i = 0; i < 200; i++)
+        {
+            // Containers nested deeper than followed, each declaring more than the stream holds.
+            stream.Write(PowerPointRecord(0x000F, 0x0409, [])[..4]);
+            stream.Write(BitConverter.GetBytes(uint.MaxValue));
+        }
+
+        stream.Write(PowerPointRecord(0x0010, 0x1011, [0xFF, 0xFF, 0xFF, 0xFF, 0x78, 0x9C, 0x01, 0x02]));
+        stream.Write(new byte[5000]);
+        var ppt = new Ole2Builder().Stream("PowerPoint Document", stream.ToArray()).Build();
+        var verdict = await TestInspection.InspectAsync(ppt, "hostile.ppt");
+        verdict.HasNo("inspection.analyser-error");
+    }
 }
