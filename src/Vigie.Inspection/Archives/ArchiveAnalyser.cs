@@ -72,6 +72,13 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
         IArchive archive;
         List<IArchiveEntry> entries;
         IReader reader;
+        if (!repaired && SevenZipHeaderRepair.LacksSubStreamsInfo(content))
+        {
+            await ReadUnreadableHeaderAsync(context, content, options, new InvalidDataException("the header has no SubStreamsInfo block, which SharpCompress cannot read"),
+                repaired, cancellationToken, lacksSubStreams: true).ConfigureAwait(false);
+            return;
+        }
+
         try
         {
             // 7z needs random access; its reader decodes solid blocks once, in order.
@@ -134,9 +141,9 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
     /// next header, are inspected raw, which shows stored (Copy) content to every engine.
     /// </summary>
     private static async ValueTask ReadUnreadableHeaderAsync(InspectionContext context, ContentSource content, ReaderOptions options, Exception ex,
-        bool repaired, CancellationToken cancellationToken)
+        bool repaired, CancellationToken cancellationToken, bool lacksSubStreams = false)
     {
-        if (!repaired && ex is NullReferenceException && SevenZipHeaderRepair.TryAddSubStreamsInfo(content, context.Limits.InMemoryThreshold) is { } copy)
+        if (!repaired && (lacksSubStreams || ex is NullReferenceException) && SevenZipHeaderRepair.TryAddSubStreamsInfo(content, context.Limits.InMemoryThreshold) is { } copy)
         {
             await using var fixedStream = new MemoryStream(copy, writable: false);
             await AnalyseSevenZipAsync(context, content, fixedStream, options, cancellationToken, repaired: true).ConfigureAwait(false);

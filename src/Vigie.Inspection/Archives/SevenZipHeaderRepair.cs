@@ -14,6 +14,31 @@ internal static class SevenZipHeaderRepair
     private const int MaxCount = 1_000_000;
     private static readonly uint[] CrcTable = BuildCrcTable();
 
+    /// <summary>
+    /// Whether the archive has a plain header without SubStreamsInfo: SharpCompress must not read such a header at all
+    /// (it threw NullReferenceException, and under load was seen spinning in ArchiveReader.ReadHeader for minutes).
+    /// </summary>
+    public static bool LacksSubStreamsInfo(ContentSource content)
+    {
+        if (content.Length < 32)
+        {
+            return false;
+        }
+
+        var start = new byte[32];
+        content.ReadAt(0, start);
+        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
+        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
+        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || 32 + nextOffset + nextSize > (ulong)content.Length)
+        {
+            return false;
+        }
+
+        var header = new byte[(int)nextSize];
+        content.ReadAt(32 + (long)nextOffset, header);
+        return FindStreamsInfoEnd(header) >= 0;
+    }
+
     /// <summary>The repaired archive, or null when the header is not of that shape (or too large to copy).</summary>
     public static byte[]? TryAddSubStreamsInfo(ContentSource content, long maxSize)
     {

@@ -296,7 +296,9 @@ internal sealed class ZipAnalyser : IContentAnalyser
             context.Report(Rules.ZipMalformed, Severity.Medium, $"entry '{safe}' is truncated: {available} of {entry.CompressedSize} bytes present", entry.LocalHeaderOffset);
         }
 
-        await context.InspectChildAsync(entry.Name, extracted, cancellationToken).ConfigureAwait(false);
+        // Extractors (unzip, 7-Zip, Windows) write the file under its Unicode Path field's name when it has one: that is
+        // the name its reader sees and double-clicks (a "facture.pdf" that was facture.pdf.js passed until 2026-12-07).
+        await context.InspectChildAsync(entry.UnicodePath ?? entry.Name, extracted, cancellationToken).ConfigureAwait(false);
         return true;
     }
 
