@@ -93,78 +93,138 @@ public sealed class ArchiveInitializer
     /// Ties the data folder and its index to one archive identity, held by both, and refuses a start that pairs them
     /// otherwise. A folder moved to an empty PostgreSQL database, or a second node left on the default SQLite index beside
     /// a PostgreSQL one, ran until maintenance deleted as orphans every object its index did not know (until 2026-12-07).
-    /// An archive of an earlier version (neither bound) is bound now, unless its folder holds objects its index lacks.
+    /// The folder is given the identity first, marked pending until the index holds it too, so that a start cut short
+    /// between the two is finished by the next one. An archive of an earlier version (neither bound) is bound now, unless
+    /// one side holds objects and the other none.
     /// </summary>
     private async ValueTask BindIndexAsync(CancellationToken cancellationToken)
     {
         var layout = _store.Layout;
-        var folder = await ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
+        var folder = await ReadFolderBindingAsync(cancellationToken).ConfigureAwait(false);
         var index = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
-        // Another node starting this archive binds the index, then the folder: give it a moment.
-        for (var wait = 0; folder is null && index is not null && wait < 20; wait++)
+        Refuse(folder, index);
+        if (folder is { Pending: false })
         {
-            await Task.Delay(250, cancellationToken).ConfigureAwait(false);
-            folder = await ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
+            return;
         }
 
-        var which = _database.Provider == DatabaseProvider.Postgres ? "the PostgreSQL index (Database:ConnectionString)" : "the SQLite index (Database:SqlitePath)";
-        if (folder is not null && index is null)
+        if (folder is null)
+        {
+            var indexHolds = await _index.HasObjectsAsync(cancellationToken).ConfigureAwait(false);
+            var folderHolds = HoldsObjects(layout);
+            if (folderHolds && !indexHolds)
+            {
+                throw new InvalidOperationException(
+                    $"The data folder {layout.Root} holds stored objects, but {Which} is empty: it is not this archive's index (a new database, or a node " +
+                    "started without this archive's Database settings). Start with the index this archive uses. Nothing was changed.");
+            }
+
+            if (indexHolds && !folderHolds)
+            {
+                throw new InvalidOperationException(
+                    $"{Capital(Which)} holds stored objects, but the data folder {layout.Root} holds none: it is not this index's data folder " +
+                    "(--data, Archive:DataFolder). Start with the folder this index belongs to. Nothing was changed.");
+            }
+
+            // Another node starting this archive beside this one may have given the folder its identity first: that one counts.
+            var candidate = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+            await FileSync.CreateOnceAsync(layout.ArchiveIdFile, System.Text.Encoding.ASCII.GetBytes(candidate + " pending\n"), cancellationToken)
+                .ConfigureAwait(false);
+            folder = await ReadFolderBindingAsync(cancellationToken).ConfigureAwait(false)
+                ?? throw new InvalidOperationException($"{layout.ArchiveIdFile} could not be written.");
+            if (!folder.Value.Pending)
+            {
+                Refuse(folder, index);
+                return;
+            }
+        }
+
+        var bound = await _index.BindArchiveIdAsync(folder.Value.Id, cancellationToken).ConfigureAwait(false);
+        if (!string.Equals(bound, folder.Value.Id, StringComparison.Ordinal))
         {
             throw new InvalidOperationException(
-                $"The data folder {layout.Root} belongs to archive {folder}, but {which} holds no record of it: it is another index (a new database, " +
+                $"The data folder {layout.Root} is archive {folder.Value.Id}, but {Which} was bound to archive {bound} meanwhile: two nodes started " +
+                "one archive on different indexes. Nothing else was changed.");
+        }
+
+        await FileSync.WriteAtomicallyAsync(layout.ArchiveIdFile, System.Text.Encoding.ASCII.GetBytes(bound + "\n"), cancellationToken).ConfigureAwait(false);
+        _logger.LogInformation("The data folder and its index are archive {ArchiveId}.", bound);
+    }
+
+    /// <summary>
+    /// For commands that open an archive without starting it (scrub, rescan, stats...): the same refusals as a start, so
+    /// that none of them reports on, or writes its audit entries to, another archive's index. Nothing is bound.
+    /// </summary>
+    public async Task CheckIndexAsync(CancellationToken cancellationToken)
+    {
+        var folder = await ReadFolderBindingAsync(cancellationToken).ConfigureAwait(false);
+        var index = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
+        Refuse(folder, index);
+        if (folder is null && index is null && HoldsObjects(_store.Layout) && !await _index.HasObjectsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            throw new InvalidOperationException(
+                $"the data folder {_store.Layout.Root} holds stored objects, but {Which} is empty: it is not this archive's index");
+        }
+    }
+
+    private string Which => _database.Provider == DatabaseProvider.Postgres ? "the PostgreSQL index (Database:ConnectionString)" : "the SQLite index (Database:SqlitePath)";
+
+    private static string Capital(string text) => char.ToUpperInvariant(text[0]) + text[1..];
+
+    private void Refuse((string Id, bool Pending)? folder, string? index)
+    {
+        var root = _store.Layout.Root;
+        if (folder is { Pending: false } bound && index is null)
+        {
+            throw new InvalidOperationException(
+                $"The data folder {root} belongs to archive {bound.Id}, but {Which} holds no record of it: it is another index (a new database, " +
                 "or a node started without this archive's Database settings). Start with the index this archive uses. Nothing was changed.");
         }
 
         if (folder is null && index is not null)
         {
             throw new InvalidOperationException(
-                $"{char.ToUpperInvariant(which[0])}{which[1..]} belongs to archive {index}, whose data folder is not {layout.Root} (--data, Archive:DataFolder). " +
+                $"{Capital(Which)} belongs to archive {index}, whose data folder is not {root} (--data, Archive:DataFolder). " +
                 "Start with the folder this index belongs to. Nothing was changed.");
         }
 
-        if (folder is not null && index is not null)
-        {
-            if (!string.Equals(folder, index, StringComparison.Ordinal))
-            {
-                throw new InvalidOperationException(
-                    $"The data folder {layout.Root} belongs to archive {folder}, and {which} to archive {index}: they are not one archive. Nothing was changed.");
-            }
-
-            return;
-        }
-
-        if (!await _index.HasObjectsAsync(cancellationToken).ConfigureAwait(false) && HoldsObjects(layout))
+        if (folder is { } given && index is not null && !string.Equals(given.Id, index, StringComparison.Ordinal))
         {
             throw new InvalidOperationException(
-                $"The data folder {layout.Root} holds stored objects, but {which} is empty: it is not this archive's index (a new database, or a node " +
-                "started without this archive's Database settings). Start with the index this archive uses. Nothing was changed.");
+                $"The data folder {root} belongs to archive {given.Id}, and {Which} to archive {index}: they are not one archive. Nothing was changed.");
         }
-
-        var bound = await _index.BindArchiveIdAsync(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16)), cancellationToken)
-            .ConfigureAwait(false);
-        await FileSync.CreateOnceAsync(layout.ArchiveIdFile, System.Text.Encoding.ASCII.GetBytes(bound + "\n"), cancellationToken).ConfigureAwait(false);
-        var written = await ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
-        if (!string.Equals(written, bound, StringComparison.Ordinal))
-        {
-            throw new InvalidOperationException(
-                $"The data folder {layout.Root} was bound to archive {written} while this node bound {which} to archive {bound}: two nodes started it " +
-                "on different indexes. Nothing else was changed.");
-        }
-
-        _logger.LogInformation("The data folder and its index are archive {ArchiveId}.", bound);
     }
 
-    private async ValueTask<string?> ReadArchiveIdAsync(CancellationToken cancellationToken)
+    /// <summary>The folder's identity and whether its index is still to be bound; null when it has none.</summary>
+    private async ValueTask<(string Id, bool Pending)?> ReadFolderBindingAsync(CancellationToken cancellationToken)
     {
         var path = _store.Layout.ArchiveIdFile;
+        if (Directory.Exists(path))
+        {
+            throw new InvalidOperationException($"{path} is a folder, not the archive's identity: restore the file from the backup of the data folder.");
+        }
+
+        // File.Exists is true for a link to nothing (.NET looks at the link itself).
         if (!File.Exists(path))
         {
             return null;
         }
 
-        var text = (await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false)).Trim();
-        return text.Length is > 0 and <= 64 && text.All(char.IsAsciiLetterOrDigit)
-            ? text
+        string text;
+        try
+        {
+            text = await File.ReadAllTextAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (FileNotFoundException)
+        {
+            throw new InvalidOperationException(
+                $"{path} is a link to {new FileInfo(path).LinkTarget ?? "nothing"}, which does not exist: restore the file from the backup of the data folder.");
+        }
+
+        var words = text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+        return words is [var id, ..] && id.Length is > 0 and <= 64 && id.All(char.IsAsciiLetterOrDigit) && words.Length <= 2
+               && (words.Length == 1 || words[1] == "pending")
+            ? (id, words.Length == 2)
             : throw new InvalidOperationException($"{path} does not hold an archive identity: restore it from the backup of the data folder.");
     }
 
@@ -186,6 +246,15 @@ public sealed class ArchiveInitializer
         if (File.Exists(layout.Root))
         {
             throw new InvalidOperationException($"The data folder {layout.Root} is a file, not a folder (--data, Archive:DataFolder). Nothing is created.");
+        }
+
+        // Before the migration creates an empty SQLite index in a folder whose index is elsewhere (PostgreSQL): the
+        // refused start then left that file behind, and later commands read it as the archive's (until 2026-12-07).
+        if (File.Exists(layout.ArchiveIdFile) && _database is SqliteDatabase sqlite && !File.Exists(sqlite.Path))
+        {
+            throw new InvalidOperationException(
+                $"The data folder {layout.Root} belongs to an archive whose index is not the SQLite index {sqlite.Path}, which does not exist: give this " +
+                "archive's Database settings (Database:Provider, Database:ConnectionString). Nothing was changed.");
         }
 
         if (!Directory.Exists(layout.Root) || File.Exists(layout.RootKeyFile))

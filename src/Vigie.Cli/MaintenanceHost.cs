@@ -96,6 +96,8 @@ internal static class MaintenanceHost
             }
 
             await provider.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
+            // As a start refuses it: a folder and another archive's index (scrub said "0 healthy, 6 in flight" and exited 0).
+            await provider.GetRequiredService<ArchiveInitializer>().CheckIndexAsync(cancellationToken);
             await provider.GetRequiredService<IArchiveKeyService>().EnsureLoadedAsync(cancellationToken);
             return provider;
         }
