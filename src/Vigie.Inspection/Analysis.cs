@@ -71,6 +71,9 @@ public abstract class InspectionContext
     /// <summary>The type of the containing object; null at the top level.</summary>
     public virtual ContentType? ParentType => null;
 
+    /// <summary>Inside a container (a ZIP, a 7z...) that came by mail, below the mail's own parts.</summary>
+    public virtual bool InsideMailContainer => false;
+
     public abstract void Report(string rule, Severity severity, string message, long? offset = null);
 
     /// <summary>

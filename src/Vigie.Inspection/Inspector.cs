@@ -434,7 +434,7 @@ public sealed class Inspector
         try
         {
             var read = content.ReadAt(0, head.AsSpan(0, (int)Math.Min(ContentIdentifier.HeadLength, content.Length)));
-            mail = ContentIdentifier.LooksLikeMail(head.AsSpan(0, read));
+            mail = ContentIdentifier.ReadsAsMail(content, head.AsSpan(0, read));
         }
         finally
         {

@@ -102,6 +102,7 @@ public sealed class RegistrationTests
         var services = new ServiceCollection();
         services.AddLogging();
         services.AddVigieCore();
+        services.Configure<Vigie.Core.Data.DatabaseOptions>(o => o.SqlitePath = root.Combine("index.db"));
         services.Configure<ArchiveOptions>(o =>
         {
             o.DataFolder = defaults.DataFolder;
@@ -109,6 +110,7 @@ public sealed class RegistrationTests
         });
         services.AddArchive();
         await using var provider = services.BuildServiceProvider();
+        await provider.GetRequiredService<Vigie.Core.Data.SchemaMigrator>().MigrateAsync(ct);
         var initializer = provider.GetRequiredService<ArchiveInitializer>();
 
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await initializer.InitializeAsync(ct));

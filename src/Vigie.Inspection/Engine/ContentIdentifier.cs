@@ -150,6 +150,17 @@ internal static class ContentIdentifier
     }
 
     private const int HeadLines = 200;
+    /// <summary>
+    /// Whether a mail client would read the content as a mail: its head is a header block, or one still going past the
+    /// head that the next megabyte completes (padding lines or one long header kept a polyglot from its second reading
+    /// as a mail until 2026-12-07).
+    /// </summary>
+    internal static bool ReadsAsMail(ContentSource source, ReadOnlySpan<byte> head)
+    {
+        var block = ReadMailHeaders(SkipBom(head), HeadLines).Block;
+        return block == MailHeaderBlock.Mail || (block == MailHeaderBlock.Cut && head.Length < source.Length && IdentifyLongHeaderBlock(source, source.Length));
+    }
+
     private const int LongHeaderBlock = 1024 * 1024;
 
     private static bool IdentifyLongHeaderBlock(ContentSource source, long length)

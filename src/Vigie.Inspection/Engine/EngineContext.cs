@@ -32,6 +32,27 @@ internal sealed class EngineContext(
 
     public override ContentType? ParentType => parent?.ContentType;
 
+    public override bool InsideMailContainer
+    {
+        get
+        {
+            if (parent is null || parent.ContentType is ContentType.Mime or ContentType.Tnef)
+            {
+                return false;
+            }
+
+            for (var ancestor = parent.Parent; ancestor is not null; ancestor = ancestor.Parent)
+            {
+                if (ancestor.ContentType is ContentType.Mime or ContentType.Tnef)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
+
     /// <summary>
     /// Bytes read a second time, as what else they are (a container read as the PDF a reader opens, a PDF as the page a
     /// browser renders): what is only odd there (a header offset, a stream or a dictionary garbled by the container's

@@ -62,12 +62,14 @@ internal static class NameChecks
         "hlp", "xbap", "printerexport", "theme", "themepack", "msu", "mst", "ps1xml", "ps2", "ps2xml", "psc1", "psc2",
         "psd1", "vb", "wsb", "rdp", "search-ms", "searchconnector-ms", "shb", "xnk", "ins", "isp", "its", "mcf", "prf",
         "pcd", "fxp", "prg", "vsmacros", "vsw", "hpj", "cnt", "shs", "grp", "crx", "mmc",
+        "bas", "csh", "ksh", "htc", "pl", "mdb", "accde", "appinstaller", "iqy", "slk",
     };
 
     private static readonly HashSet<string> DocumentLike = new(StringComparer.OrdinalIgnoreCase)
     {
         "pdf", "doc", "docx", "docm", "xls", "xlsx", "xlsm", "ppt", "pptx", "rtf", "txt", "csv", "jpg", "jpeg", "png", "gif",
         "tif", "tiff", "bmp", "dcm", "zip", "rar", "7z", "htm", "html", "odt", "ods", "mp3", "mp4", "wav", "eml", "xml", "json",
+        "ics", "msg", "heic", "heif", "webp", "dicom", "odp", "pps", "ppsx", "xlsb", "mov", "avi", "svg", "vcf", "hl7", "p7m",
     };
 
     public static bool IsDangerousExtension(string? extension) => extension is not null && Dangerous.Contains(extension);
@@ -114,7 +116,16 @@ internal static class NameChecks
             return null;
         }
 
-        var stem = trimmed[..^(real!.Length + 1)].TrimEnd(' ', '_', '-');
+        // Any spacing between the two: no-break, ideographic and zero-width spaces push ".js" out of sight as well as
+        // ASCII ones (they hid it until 2026-12-07).
+        var stem = trimmed[..^(real!.Length + 1)];
+        var end = stem.Length;
+        while (end > 0 && (char.IsWhiteSpace(stem[end - 1]) || stem[end - 1] is '_' or '-' or '\u200B' or '\u200C' or '\u200D' or '\u2060' or '\uFEFF' or '\u00AD'))
+        {
+            end--;
+        }
+
+        stem = stem[..end];
         var shown = Extension(stem);
         return shown is not null && DocumentLike.Contains(shown) ? (shown, real) : null;
     }

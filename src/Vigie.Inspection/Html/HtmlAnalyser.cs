@@ -10,7 +10,7 @@ namespace Vigie.Inspection.Html;
 /// createObjectURL or msSaveOrOpenBlob, download links to base64 data: URLs, atob of a large literal). Rule id
 /// mail.html-smuggling when the page is a part of a mail, html.smuggling otherwise.
 /// </summary>
-internal sealed partial class HtmlAnalyser : IContentAnalyser
+internal sealed partial class HtmlAnalyser(Microsoft.Extensions.Options.IOptions<MailInspectionOptions> mail) : IContentAnalyser
 {
     private const int MaxScan = 16 * 1024 * 1024;
     private const int LargeLiteral = 2048;
@@ -26,6 +26,11 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         var limit = Math.Min(content.Length, MaxScan);
+        if (context.InsideMailContainer && context.ContentType is ContentType.Html or ContentType.Xml)
+        {
+            CheckLinksInMail(context, content);
+        }
+
         Span<byte> start = stackalloc byte[2];
         var utf16 = content.ReadAt(0, start) == 2 && (start.SequenceEqual(new byte[] { 0xFF, 0xFE }) || start.SequenceEqual(new byte[] { 0xFE, 0xFF }));
         // Every smuggling pattern needs one of the triggers (most pages and XML parts have none), and in text a script,
@@ -76,10 +81,24 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
                         : $"the page builds a file from its own content and offers it (an export button); nothing is embedded ({string.Join(", ", signals.Found)})");
         }
 
-        if (signals.Smuggling)
-        {
-            await InspectDataUrlPayloadsAsync(context, text, cancellationToken).ConfigureAwait(false);
-        }
+        // Whatever the verdict: a page framed from a data: URL (an iframe) is rendered as any page, and was never read
+        // (until 2026-12-07).
+        await InspectDataUrlPayloadsAsync(context, text, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A page in a ZIP or another container attached to a mail is opened from the mail as an attachment is: its links get
+    /// the mail's checks (a look-alike in a zipped .html passed until 2026-12-07).
+    /// </summary>
+    private void CheckLinksInMail(InspectionContext context, ContentSource content)
+    {
+        var settings = mail.Value;
+        var bytes = new byte[(int)Math.Min(content.Length, settings.MaxBodyBytes)];
+        bytes = bytes[..content.ReadAt(0, bytes)];
+        var reporter = new CappedReporter(context);
+        var links = 0;
+        Mail.MailAnalyser.CheckLinksIn(Decode(bytes), reporter, settings, ref links, Severity.Medium, "this page");
+        reporter.Flush();
     }
 
     private const int MaxDataUrlPayloads = 16;
@@ -132,7 +151,35 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
             using var child = ContentSource.FromMemory(decoded);
             await context.InspectChildAsync($"data-url[{count}]", child, cancellationToken).ConfigureAwait(false);
         }
+
+        // A page given in clear, percent-encoded (data:text/html,%3Cscript...), as an iframe renders it.
+        foreach (Match match in PlainHtmlDataUrl().Matches(text))
+        {
+            if (++count > MaxDataUrlPayloads)
+            {
+                break;
+            }
+
+            var end = match.Index + match.Length;
+            var stop = text.IndexOfAny(['"', '\'', '>'], end);
+            var encoded = text[end..(stop < 0 ? text.Length : Math.Min(stop, end + (int)Math.Min(int.MaxValue - end, context.Limits.MaxInnerSize)))];
+            string page;
+            try
+            {
+                page = Uri.UnescapeDataString(System.Net.WebUtility.HtmlDecode(encoded));
+            }
+            catch (UriFormatException)
+            {
+                continue;
+            }
+
+            using var child = ContentSource.FromMemory(Encoding.UTF8.GetBytes(page));
+            await context.InspectAsAsync($"data-url[{count}]", ContentType.Html, child, cancellationToken).ConfigureAwait(false);
+        }
     }
+
+    [GeneratedRegex(@"data:text/html(;\s*charset=[\w-]+)?,", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
+    private static partial Regex PlainHtmlDataUrl();
 
     internal sealed record SmugglingSignals(bool Smuggling, bool LargeDecode, IReadOnlyList<string> Found)
     {
@@ -187,8 +234,10 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         var downloadAttribute = text.Contains(".download", StringComparison.OrdinalIgnoreCase) || DownloadAttribute().IsMatch(text) || SetDownload().IsMatch(text)
             || DownloadKey().IsMatch(text);
         // A meta refresh to a data: URL navigates without a script (it passed as clean until 2026-12-07).
+        // Browsers decode character references in attributes: "url=&#100;ata:" is a data: URL too.
         var dataDownload = DataUrlDownload().IsMatch(text) || downloadAttribute && click && Base64DataUrl().IsMatch(text) || NavigationToData().IsMatch(text)
-            || MetaRefreshToData(text);
+            || MetaRefreshToData(text)
+            || (text.Contains('&', StringComparison.Ordinal) && text.Contains("<meta", StringComparison.OrdinalIgnoreCase) && MetaRefreshToData(System.Net.WebUtility.HtmlDecode(text)));
         var atob = text.Contains("atob(", StringComparison.OrdinalIgnoreCase);
         var largeLiteral = HasLargeBase64Literal(text);
         if (blob)
@@ -238,7 +287,7 @@ internal sealed partial class HtmlAnalyser : IContentAnalyser
         return new SmugglingSignals(smuggling, atob && largeLiteral, found) { BuiltFromPage = offered && !payload };
     }
 
-    private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download"];
+    private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download", "refresh"];
     private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc", "<meta"];
     private static readonly string[] MimeStructure = ["content-type:"];
 

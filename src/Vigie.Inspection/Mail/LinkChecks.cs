@@ -15,6 +15,11 @@ internal static class LinkChecks
         ['ԁ'] = 'd', ['ѕ'] = 's', ['һ'] = 'h', ['ӏ'] = 'l', ['ԛ'] = 'q', ['ԝ'] = 'w', ['ν'] = 'v', ['ο'] = 'o', ['α'] = 'a',
         ['ρ'] = 'p', ['τ'] = 't', ['ι'] = 'i', ['κ'] = 'k', ['ɡ'] = 'g', ['ı'] = 'i', ['ł'] = 'l', ['0'] = 'o', ['1'] = 'l',
 
+        // Armenian and IPA letters that read as Latin ones.
+        ['օ'] = 'o', ['ս'] = 'u', ['ց'] = 'g', ['հ'] = 'h', ['ո'] = 'n', ['ɪ'] = 'i', ['ʏ'] = 'y', ['ɴ'] = 'n', ['ʀ'] = 'r',
+        ['ʟ'] = 'l', ['ᴀ'] = 'a', ['ᴄ'] = 'c', ['ᴅ'] = 'd', ['ᴇ'] = 'e', ['ᴊ'] = 'j', ['ᴋ'] = 'k', ['ᴍ'] = 'm', ['ᴏ'] = 'o',
+        ['ᴘ'] = 'p', ['ᴛ'] = 't', ['ᴜ'] = 'u', ['ᴠ'] = 'v', ['ᴡ'] = 'w', ['ᴢ'] = 'z',
+
         // Capitals whose small letter looks different (Cyrillic М is M, м is not): a display name keeps its case.
         ['А'] = 'a', ['В'] = 'b', ['Е'] = 'e', ['К'] = 'k', ['М'] = 'm', ['Н'] = 'h', ['О'] = 'o', ['Р'] = 'p', ['С'] = 'c',
         ['Т'] = 't', ['Х'] = 'x', ['У'] = 'y', ['І'] = 'i', ['Ј'] = 'j', ['Ѕ'] = 's', ['Ӏ'] = 'l', ['Α'] = 'a', ['Β'] = 'b',
@@ -94,7 +99,9 @@ internal static class LinkChecks
     {
         try
         {
-            name = name.Normalize(NormalizationForm.FormKC);
+            // Compatibility forms folded, then letters and their marks apart, so that "Hélène" and "Helene" (French
+            // senders often drop accents) or a letter with a combining dot read as one name (until 2026-12-07 they did not).
+            name = name.Normalize(NormalizationForm.FormKC).Normalize(NormalizationForm.FormD);
         }
         catch (ArgumentException)
         {
@@ -116,7 +123,7 @@ internal static class LinkChecks
             {
                 builder.Append('.');
             }
-            else if (!IsIgnorable(rune))
+            else if (!IsIgnorable(rune) && Rune.GetUnicodeCategory(rune) is not (UnicodeCategory.NonSpacingMark or UnicodeCategory.EnclosingMark))
             {
                 builder.Append(rune.ToString());
             }

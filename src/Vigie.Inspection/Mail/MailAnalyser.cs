@@ -417,7 +417,10 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
     [GeneratedRegex(@";\s*([A-Za-z0-9!#$%&'+\-.^_`|~]+)(\*)?\s*=", RegexOptions.NonBacktracking)]
     private static partial Regex ParameterName();
 
-    /// <summary>The same name, or the same words in another order ("Martin, Jean", "MARTIN Jean" for "Jean Martin").</summary>
+    /// <summary>
+    /// The same name, the same words in another order ("Martin, Jean", "MARTIN Jean"), or with others around them ("Dr Jean
+    /// Martin", "Jean-Martin", "Jean.Martin"): every word of the internal name is in the display name.
+    /// </summary>
     private static bool SameName(string name, string display)
     {
         if (name.Length == 0 || name == display)
@@ -425,8 +428,10 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             return name.Length > 0;
         }
 
-        static string[] Words(string text) => [.. text.Split([' ', ','], StringSplitOptions.RemoveEmptyEntries).Order(StringComparer.Ordinal)];
-        return Words(name).SequenceEqual(Words(display), StringComparer.Ordinal);
+        static string[] Words(string text) => text.Split([' ', ',', '-', '.', '_', '\'', '(', ')'], StringSplitOptions.RemoveEmptyEntries);
+        var shown = Words(display).ToHashSet(StringComparer.Ordinal);
+        var words = Words(name);
+        return words.Length > 0 && words.All(shown.Contains);
     }
 
     [GeneratedRegex(@"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
@@ -437,11 +442,71 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
     [GeneratedRegex(@"(?:href|src|action)\s*=\s*(?:""(?<url>[^""]*)""|'(?<url>[^']*)'|(?<url>[^""'\s>]+))|(?:(?:https?|ftp|file):[/\\]{2}|www\.)[^\s<>""']+|\\\\[^\s<>""'\\/]+[\\/][^\s<>""']*", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
     internal static partial Regex Links();
 
+    /// <summary>
+    /// Checks the links of a text a reader sees: raw IPs, punycode, mixed scripts, look-alikes of protected and internal
+    /// domains; <paramref name="links"/> counts them against MaxLinks, and reaching it is a finding of <paramref name="capSeverity"/>.
+    /// </summary>
+    internal static void CheckLinksIn(string text, CappedReporter reporter, MailInspectionOptions settings, ref int links, Severity capSeverity, string where)
+    {
+        var protectedDomains = settings.ProtectedDomains.Concat(settings.InternalDomains).Select(d => d.Trim()).Where(d => d.Length > 0).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+        foreach (Match match in Links().Matches(text))
+        {
+            if (++links > settings.MaxLinks)
+            {
+                reporter.Report(Rules.MailLinksUnchecked, capSeverity,
+                    $"more than Inspection:Mail:MaxLinks ({settings.MaxLinks}) links in {where}: the first {settings.MaxLinks} were checked, the rest were not");
+                return;
+            }
+
+            var url = match.Groups["url"].Success ? match.Groups["url"].Value : match.Value;
+            if (url.Contains('&', StringComparison.Ordinal))
+            {
+                // HTML5's &Tab; and &NewLine;, which WebUtility does not know, are dropped from URLs like a raw tab or newline.
+                url = System.Net.WebUtility.HtmlDecode(url.Replace("&Tab;", "\t", StringComparison.Ordinal).Replace("&NewLine;", "\n", StringComparison.Ordinal));
+            }
+
+            if (UrlChecks.Host(url) is not { } host)
+            {
+                continue;
+            }
+
+            var shown = Inspector.Truncate(Inspector.Printable(UrlChecks.Clean(url)), 160);
+            if (UrlChecks.IsRawIp(host))
+            {
+                // As in reports: a link to an intranet viewer by address is noted (it was Medium until 2026-12-07).
+                var intranet = UrlChecks.IsPrivateAddress(host);
+                reporter.Report(Rules.MailLinkIp, intranet ? Severity.Info : Severity.Medium,
+                    $"link to a raw IP address{(intranet ? " on a private network" : string.Empty)}: {shown}");
+                continue;
+            }
+
+            var unicode = LinkChecks.Unicode(host);
+            if (LinkChecks.IsMixedScript(unicode))
+            {
+                reporter.Report(Rules.MailLinkMixedScript, Severity.High, $"link host '{unicode}' mixes alphabets: {shown}");
+            }
+            else if (LinkChecks.IsPunycode(host))
+            {
+                reporter.Report(Rules.MailLinkPunycode, Severity.Medium, $"link host '{host}' is punycode for '{unicode}': {shown}");
+            }
+
+            foreach (var domain in protectedDomains)
+            {
+                if (LinkChecks.LookalikeReason(host, domain, settings.LookalikeMaxDistance) is { } reason)
+                {
+                    reporter.Report(Rules.MailLinkLookalike, Severity.High, $"link host '{unicode}' {reason}: {shown}");
+                    break;
+                }
+            }
+        }
+    }
+
     /// <summary>Walks the MIME tree, bounded in depth and count, numbering parts as it goes.</summary>
     private sealed class PartWalk(InspectionContext context, CappedReporter reporter, MailInspectionOptions settings)
     {
         private int _parts;
         private int _links;
+        private int _attachmentLinks;
 
         public async ValueTask VisitAsync(MimeEntity? entity, int depth, CancellationToken cancellationToken)
         {
@@ -487,11 +552,27 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                         $"MIME part {_parts} is nested deeper than {MaxMimeDepth(context)} multipart levels: its content was not inspected");
                     break;
                 case ApplicationPkcs7Mime pkcs7:
-                    await InspectPkcs7Async(pkcs7, cancellationToken).ConfigureAwait(false);
+                    await InspectPkcs7Async(pkcs7, pkcs7.SecureMimeType, cancellationToken).ConfigureAwait(false);
+                    break;
+                case MimePart p7m when (p7m.FileName ?? p7m.ContentType.Name)?.EndsWith(".p7m", StringComparison.OrdinalIgnoreCase) == true:
+                    // An S/MIME message labelled application/octet-stream (RFC 8551 3.2.1: clients go by the .p7m name)
+                    // was inspected as an opaque file until 2026-12-07; one that is not signed data is read as any part.
+                    if (!await InspectPkcs7Async(p7m, SecureMimeType.Unknown, cancellationToken).ConfigureAwait(false))
+                    {
+                        await InspectPartAsync(p7m, cancellationToken).ConfigureAwait(false);
+                    }
+
                     break;
                 case MessagePartial partial:
                     context.Report(Rules.MailPartial, Severity.Medium,
                         $"MIME part {_parts} is fragment {partial.Number?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "?"} of a message split in parts (message/partial): the whole message is not here to inspect");
+                    break;
+                case MimePart pgp when IsPgpEncrypted(pgp):
+                    // Every other container that cannot be opened is Medium; inline and attached OpenPGP data were clean
+                    // until 2026-12-07 (PGP/MIME alone was caught).
+                    context.Report(Rules.MailEncrypted, Severity.Medium,
+                        $"MIME part {_parts} ({Inspector.SanitiseName(Inspector.Truncate(pgp.FileName ?? pgp.ContentType.MimeType, 80))}) is OpenPGP encrypted data: its content cannot be inspected");
+                    await InspectPartAsync(pgp, cancellationToken).ConfigureAwait(false);
                     break;
                 case MimePart part:
                     await InspectPartAsync(part, cancellationToken).ConfigureAwait(false);
@@ -528,7 +609,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             // A forwarded message's name is a file name like any other ("facture.pdf.js" passed unchecked until
             // 2026-12-07), and its bytes are the message MimeKit parsed: read as a mail whatever its headers look like
             // (one with only a Content-Type was identified as text, its attachments unseen).
-            if (part.ContentDisposition?.FileName is { } fileName)
+            if ((part.ContentDisposition?.FileName ?? part.ContentType.Name) is { } fileName)
             {
                 CheckFileName(fileName, ContentType.Mime);
             }
@@ -560,6 +641,11 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             }
 
             var type = Inspector.Identify(content);
+            if (ArmoredPgpMessage(content))
+            {
+                context.Report(Rules.MailEncrypted, Severity.Medium, $"MIME part {index} holds an OpenPGP encrypted message (-----BEGIN PGP MESSAGE-----): its content cannot be inspected");
+            }
+
             if (ShowsLinks(part, fileName, type))
             {
                 CheckLinks(content, part, index);
@@ -586,18 +672,19 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         /// until 2026-12-07), so it is unwrapped, without checking the signature, and read as a mail; enveloped
         /// (encrypted) data cannot be opened here, and says so.
         /// </summary>
-        private async ValueTask InspectPkcs7Async(ApplicationPkcs7Mime part, CancellationToken cancellationToken)
+        /// <returns>False when a part of unknown kind turned out not to be signed data (to be read as any other part).</returns>
+        private async ValueTask<bool> InspectPkcs7Async(MimePart part, SecureMimeType kind, CancellationToken cancellationToken)
         {
             var index = _parts;
-            if (part.SecureMimeType is SecureMimeType.EnvelopedData or SecureMimeType.AuthEnvelopedData)
+            if (kind is SecureMimeType.EnvelopedData or SecureMimeType.AuthEnvelopedData)
             {
-                context.Report(Rules.MailEncrypted, Severity.Medium, $"MIME part {index} is S/MIME encrypted ({part.SecureMimeType}): its content cannot be inspected");
-                return;
+                context.Report(Rules.MailEncrypted, Severity.Medium, $"MIME part {index} is S/MIME encrypted ({kind}): its content cannot be inspected");
+                return true;
             }
 
             if (part.Content is null)
             {
-                return;
+                return true;
             }
 
             ExtractionResult result;
@@ -610,7 +697,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             var label = $"part[{index}]:{part.ContentType.MimeType}";
             if (context.ReportExtractionProblem(result, label, Rules.InnerSizeLimit, Rules.MailMalformed, null) || wrapped is null)
             {
-                return;
+                return true;
             }
 
             ExtractionResult inner;
@@ -621,7 +708,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 if (parser.GetSignedContent() is not { } signed)
                 {
                     // Detached signature data only (a certs-only message): nothing a reader sees.
-                    return;
+                    return true;
                 }
 
                 await using var content = signed.ContentStream;
@@ -629,18 +716,24 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             }
             catch (Exception ex) when (ex is Org.BouncyCastle.Cms.CmsException or IOException or InvalidCastException or ArgumentException or InvalidOperationException)
             {
-                context.Report(part.SecureMimeType == SecureMimeType.SignedData ? Rules.MailMalformed : Rules.MailEncrypted, Severity.Medium,
-                    $"MIME part {index} ({Inspector.Truncate(part.ContentType.MimeType, 60)}, {part.SecureMimeType}) is not signed data Vigie can open: its content cannot be inspected ({Inspector.Truncate(ex.Message, 120)})");
-                return;
+                if (part is not ApplicationPkcs7Mime)
+                {
+                    return false;
+                }
+
+                context.Report(kind == SecureMimeType.SignedData ? Rules.MailMalformed : Rules.MailEncrypted, Severity.Medium,
+                    $"MIME part {index} ({Inspector.Truncate(part.ContentType.MimeType, 60)}, {kind}) is not signed data Vigie can open: its content cannot be inspected ({Inspector.Truncate(ex.Message, 120)})");
+                return true;
             }
 
             using var message = inner.Content;
             if (context.ReportExtractionProblem(inner, label, Rules.InnerSizeLimit, Rules.MailMalformed, null) || message is null)
             {
-                return;
+                return true;
             }
 
             await context.InspectAsAsync($"{label}[signed content]", ContentType.Mime, message, cancellationToken).ConfigureAwait(false);
+            return true;
         }
 
         /// <summary>Outlook's winmail.dat wraps the real attachments: unwrap them and walk them like any other part.</summary>
@@ -721,8 +814,20 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
                 }
             }
 
-            // Only a different extension matters: old clients put a short 8.3 name in the Content-Type.
+            // A Content-Disposition given twice: a client may save under the later one's name, so each name is checked.
+            var dispositions = 0;
+            foreach (var header in entity.Headers)
+            {
+                if (header.Id == HeaderId.ContentDisposition && ++dispositions > 1 && dispositions <= 8
+                    && MimeKit.ContentDisposition.TryParse(header.RawValue, out var other) && other.FileName is { } otherName)
+                {
+                    CheckFileName(otherName, ContentType.Unknown);
+                }
+            }
+
+            // Only a different extension matters (old clients put a short 8.3 name in the Content-Type, scanners none).
             if (entity.ContentType.Name is { } typeName && entity.ContentDisposition?.FileName is { } fileName
+                && NameChecks.Extension(typeName) is not null
                 && !string.Equals(NameChecks.Extension(typeName), NameChecks.Extension(fileName), StringComparison.OrdinalIgnoreCase))
             {
                 reporter.Report(Rules.MailAmbiguousHeader, Severity.Medium,
@@ -745,6 +850,13 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
         /// Whether a reader sees the part's links: a body, and also a page or text with a name or attached (a mail client
         /// renders a named HTML alternative; the user opens portail.html), which were not link-checked until 2026-12-07.
         /// </summary>
+        private static bool IsPgpEncrypted(MimePart part)
+        {
+            var name = part.FileName ?? part.ContentType.Name;
+            return part.ContentType.IsMimeType("application", "pgp-encrypted")
+                || (name is not null && (name.EndsWith(".gpg", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".pgp", StringComparison.OrdinalIgnoreCase)));
+        }
+
         private static bool ShowsLinks(MimePart part, string? fileName, ContentType type)
         {
             var declared = part.ContentType;
@@ -756,7 +868,23 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
             var extension = fileName is null ? null : NameChecks.Extension(fileName)?.ToLowerInvariant();
             return type == ContentType.Html || declared.MimeType.Equals("application/xhtml+xml", StringComparison.OrdinalIgnoreCase)
-                || extension is "htm" or "html" or "xhtml" or "xht" or "shtml";
+                || declared.MimeType.Equals("image/svg+xml", StringComparison.OrdinalIgnoreCase)
+                || extension is "htm" or "html" or "xhtml" or "xht" or "shtml" or "svg";
+        }
+
+        /// <summary>An ASCII-armored OpenPGP message in the first 64 KiB (a body or an .asc attachment).</summary>
+        private static bool ArmoredPgpMessage(ContentSource content)
+        {
+            var head = System.Buffers.ArrayPool<byte>.Shared.Rent(64 * 1024);
+            try
+            {
+                var read = content.ReadAt(0, head.AsSpan(0, (int)Math.Min(64 * 1024, content.Length)));
+                return head.AsSpan(0, read).IndexOf("-----BEGIN PGP MESSAGE-----"u8) >= 0;
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(head);
+            }
         }
 
         private static readonly string[] LinkMarkers = ["://", "href", "www.", "\\\\", "file:", "src=", "action="];
@@ -802,7 +930,13 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
 
         private void CheckLinks(ContentSource content, MimePart part, int index)
         {
-            if (_links > settings.MaxLinks)
+            // A plain-text attachment (a log, an export) is read in a text editor, its links a copy and paste away: its
+            // links have their own count, and a cap reached there is noted, not held against the mail (a support mail
+            // with a 2,500-line log of intranet URLs was suspicious, and used up the bodies' count).
+            var textAttachment = part.IsAttachment && part.ContentType.IsMimeType("text", "plain");
+            ref var links = ref textAttachment ? ref _attachmentLinks : ref _links;
+            var capSeverity = textAttachment ? Severity.Info : Severity.Medium;
+            if (links > settings.MaxLinks)
             {
                 return;
             }
@@ -811,7 +945,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             // when something past it reads like a link: a large log or export attached as text has none.
             if (content.Length > settings.MaxBodyBytes && MentionsLinkPast(content, settings.MaxBodyBytes))
             {
-                reporter.Report(Rules.MailLinksUnchecked, Severity.Medium,
+                reporter.Report(Rules.MailLinksUnchecked, capSeverity,
                     $"part {index} is larger than Inspection:Mail:MaxBodyBytes ({settings.MaxBodyBytes} bytes): links past its first {settings.MaxBodyBytes} bytes were not checked");
             }
 
@@ -828,57 +962,7 @@ internal sealed partial class MailAnalyser(IOptions<MailInspectionOptions> optio
             }
 
             var text = encoding.GetString(bytes, 0, read);
-            var protectedDomains = settings.ProtectedDomains.Concat(settings.InternalDomains).Select(d => d.Trim()).Where(d => d.Length > 0).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
-            foreach (Match match in Links().Matches(text))
-            {
-                if (++_links > settings.MaxLinks)
-                {
-                    reporter.Report(Rules.MailLinksUnchecked, Severity.Medium,
-                        $"more than Inspection:Mail:MaxLinks ({settings.MaxLinks}) links in the message: the first {settings.MaxLinks} were checked, the rest were not");
-                    return;
-                }
-
-                var url = match.Groups["url"].Success ? match.Groups["url"].Value : match.Value;
-                if (url.Contains('&', StringComparison.Ordinal))
-                {
-                    // HTML5's &Tab; and &NewLine;, which WebUtility does not know, are dropped from URLs like a raw tab or newline.
-                    url = System.Net.WebUtility.HtmlDecode(url.Replace("&Tab;", "\t", StringComparison.Ordinal).Replace("&NewLine;", "\n", StringComparison.Ordinal));
-                }
-
-                if (UrlChecks.Host(url) is not { } host)
-                {
-                    continue;
-                }
-
-                var shown = Inspector.Truncate(Inspector.Printable(UrlChecks.Clean(url)), 160);
-                if (UrlChecks.IsRawIp(host))
-                {
-                    // As in reports: a link to an intranet viewer by address is noted (it was Medium until 2026-12-07).
-                    var intranet = UrlChecks.IsPrivateAddress(host);
-                    reporter.Report(Rules.MailLinkIp, intranet ? Severity.Info : Severity.Medium,
-                        $"link to a raw IP address{(intranet ? " on a private network" : string.Empty)}: {shown}");
-                    continue;
-                }
-
-                var unicode = LinkChecks.Unicode(host);
-                if (LinkChecks.IsMixedScript(unicode))
-                {
-                    reporter.Report(Rules.MailLinkMixedScript, Severity.High, $"link host '{unicode}' mixes alphabets: {shown}");
-                }
-                else if (LinkChecks.IsPunycode(host))
-                {
-                    reporter.Report(Rules.MailLinkPunycode, Severity.Medium, $"link host '{host}' is punycode for '{unicode}': {shown}");
-                }
-
-                foreach (var domain in protectedDomains)
-                {
-                    if (LinkChecks.LookalikeReason(host, domain, settings.LookalikeMaxDistance) is { } reason)
-                    {
-                        reporter.Report(Rules.MailLinkLookalike, Severity.High, $"link host '{unicode}' {reason}: {shown}");
-                        break;
-                    }
-                }
-            }
+            CheckLinksIn(text, reporter, settings, ref links, capSeverity, textAttachment ? "the message's text attachments" : "the message");
         }
     }
 }

@@ -145,6 +145,8 @@ public sealed class MailWrappedContentTests
     private static byte[] Wrap(string contentType, string body) => Encoding.ASCII.GetBytes(
         "From: a@ext.example\r\nTo: b@hospital.example\r\nSubject: pli\r\nMIME-Version: 1.0\r\n" + contentType + "\r\n\r\n" + body);
 
+    internal static byte[] SignedDataFor(byte[] content) => SignedData(content);
+
     /// <summary>Opaque-signed data (the content inside the CMS structure), signed by a throw-away self-signed key.</summary>
     private static byte[] SignedData(byte[] content)
     {
@@ -271,5 +273,156 @@ public sealed class MailAmbiguityTests
         var verdict = await TestInspection.InspectAsync(Encoding.ASCII.GetBytes(mail), "m.eml");
         Assert.Equal("Mime", verdict.ContentType);
         verdict.Has("executable.pe");
+    }
+}
+
+/// <summary>Ways around the first fixes found by the second review of 2026-12-07.</summary>
+public sealed class MailSecondReviewTests
+{
+    private static readonly Inspector Hospital = TestInspection.Create(mail: m =>
+    {
+        m.InternalDomains = ["hosp.example"];
+        m.InternalDisplayNames = ["Hélène Dupré", "Jean Martin"];
+        m.ProtectedDomains = ["hosp.example"];
+    });
+
+    private static string Base64Lines(byte[] data) => Convert.ToBase64String(data, Base64FormattingOptions.InsertLineBreaks).Replace("\n", "\r\n", StringComparison.Ordinal);
+
+    private static byte[] Mail(string part, string from = "Service <it@ext.example>") => Encoding.UTF8.GetBytes(
+        $"From: {from}\r\nTo: b@hosp.example\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B\"\r\n\r\n"
+        + "--B\r\nContent-Type: text/plain\r\n\r\nci-joint\r\n--B\r\n" + part + "\r\n--B--\r\n");
+
+    [Fact]
+    public async Task Mail_padded_past_the_head_is_still_read_as_a_mail()
+    {
+        var padding = string.Concat(Enumerable.Range(0, 260).Select(i => $"X-Pad-{i:D3}: {new string('p', 20)}\r\n"));
+        var mail = Encoding.ASCII.GetBytes("GIF89a: x\r\n" + padding + Encoding.ASCII.GetString(Mail(
+            "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Base64Lines(ExecutableSamples.Pe()))));
+        var verdict = await TestInspection.InspectAsync(mail, "m.eml");
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Smime_p7m_labelled_octet_stream_is_unwrapped()
+    {
+        var inner = Encoding.ASCII.GetBytes("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Base64Lines(ExecutableSamples.Pe()) + "\r\n");
+        var signed = MailWrappedContentTests.SignedDataFor(inner);
+        var verdict = await TestInspection.InspectAsync(Mail(
+            "Content-Type: application/octet-stream; name=\"smime.p7m\"\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Base64Lines(signed)), "m.eml");
+        verdict.Has("executable.pe");
+    }
+
+    [Fact]
+    public async Task Meta_refresh_written_with_a_character_reference_is_smuggling()
+    {
+        var page = "<html><head><meta http-equiv=\"refresh\" content=\"0;url=&#100;ata:application/octet-stream;base64," + Convert.ToBase64String(ExecutableSamples.Pe()) + "\"></head></html>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(page), "p.html");
+        verdict.Has("html.smuggling");
+    }
+
+    [Fact]
+    public async Task Page_framed_from_a_data_url_is_read()
+    {
+        var framed = "<html><body><script>var b=new Blob([atob('" + Convert.ToBase64String(new byte[3000]) + "')]);var a=document.createElement('a');a.href=URL.createObjectURL(b);a.download='f.exe';a.click();</script></body></html>";
+        var page = "<html><body><iframe src=\"data:text/html;base64," + Convert.ToBase64String(Encoding.UTF8.GetBytes(framed)) + "\"></iframe></body></html>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(page), "p.html");
+        Assert.Contains(verdict.Findings, f => f.Rule == "html.smuggling" && f.InnerPath.Contains("data-url", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("a.bas")]
+    [InlineData("a.htc")]
+    [InlineData("a.iqy")]
+    [InlineData("a.slk")]
+    [InlineData("a.appinstaller")]
+    public async Task More_extensions_windows_runs_are_dangerous(string name)
+    {
+        var verdict = await TestInspection.InspectAsync(Mail($"Content-Type: application/octet-stream; name=\"{name}\"\r\n\r\nsynthetic\r\n"), "m.eml");
+        verdict.Has("mail.dangerous-extension");
+    }
+
+    [Theory]
+    [InlineData("facture.pdf\u00A0\u00A0\u00A0.js")]
+    [InlineData("facture.pdf\u3000.js")]
+    [InlineData("facture.pdf\u200B.js")]
+    [InlineData("rdv.ics.js")]
+    [InlineData("photo.heic.exe")]
+    public async Task Double_extension_hidden_by_unicode_spacing_or_another_document_type_is_found(string name)
+    {
+        var verdict = await TestInspection.InspectAsync(new ZipBuilder().Add(name, "WScript.Echo 1").Build(), "z.zip");
+        verdict.Has("mail.double-extension");
+    }
+
+    [Fact]
+    public async Task Zip_member_renamed_by_its_unicode_path_field_is_checked_under_that_name()
+    {
+        var zip = new ZipBuilder().Add("facture.pdf", "WScript.Echo 1", tweak: e => e.UnicodePath("facture.pdf.js")).Build();
+        var verdict = await TestInspection.InspectAsync(zip, "z.zip");
+        verdict.Has("mail.double-extension");
+    }
+
+    [Fact]
+    public async Task Lookalike_link_in_a_zipped_page_or_an_svg_is_checked()
+    {
+        const string page = "<html><body><a href=\"https://h0sp.example/login\">Portail</a></body></html>";
+        var zip = new ZipBuilder().Add("portail.html", page).Build();
+        var zipped = await Hospital.InspectAsync(Mail("Content-Type: application/zip; name=\"p.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Base64Lines(zip)), "m.eml");
+        zipped.Has("mail.link-lookalike");
+        const string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" xmlns:xlink=\"http://www.w3.org/1999/xlink\"><a xlink:href=\"https://h0sp.example/login\"><text>Ouvrir</text></a></svg>";
+        var drawn = await Hospital.InspectAsync(Mail("Content-Type: image/svg+xml; name=\"plan.svg\"\r\n\r\n" + svg), "m.eml");
+        drawn.Has("mail.link-lookalike");
+    }
+
+    [Theory]
+    [InlineData("Helene Dupre <h@ext.example>")]
+    [InlineData("Dr Jean Martin <j@ext.example>")]
+    [InlineData("Jean-Martin <j@ext.example>")]
+    [InlineData("\"Jean.Martin\" <j@ext.example>")]
+    [InlineData("\"IT h\u0585sp.example\" <it@ext.example>")]
+    public async Task Display_name_spoof_without_accents_with_a_title_or_other_lookalikes_is_found(string from)
+    {
+        var verdict = await Hospital.InspectAsync(Mail("Content-Type: text/plain\r\n\r\nbonjour\r\n", from), "m.eml");
+        verdict.Has("mail.display-name-spoof");
+    }
+
+    [Fact]
+    public async Task Second_content_disposition_names_are_checked()
+    {
+        var verdict = await TestInspection.InspectAsync(Mail(
+            "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"facture.pdf\"\r\nContent-Disposition: attachment; filename=\"facture.js\"\r\n\r\nWScript.Echo 1\r\n"), "m.eml");
+        verdict.Has("mail.dangerous-extension");
+    }
+
+    [Theory]
+    [InlineData("Content-Type: application/octet-stream; name=\"facture.gpg\"\r\n\r\n\u0085\u0001synthetic")]
+    [InlineData("Content-Type: text/plain\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5ynthetic\r\n-----END PGP MESSAGE-----\r\n")]
+    public async Task Inline_or_attached_openpgp_data_is_not_called_clean(string part)
+    {
+        var verdict = await TestInspection.InspectAsync(Mail(part), "m.eml");
+        verdict.Has("mail.encrypted");
+    }
+
+    [Fact]
+    public async Task Forwarded_message_named_in_its_content_type_is_checked()
+    {
+        var verdict = await TestInspection.InspectAsync(Mail("Content-Type: message/rfc822; name=\"facture.pdf.js\"\r\n\r\nFrom: c@ext.example\r\nSubject: x\r\n\r\nhello\r\n"), "m.eml");
+        verdict.Has("mail.double-extension");
+    }
+
+    [Fact]
+    public async Task Attached_log_full_of_intranet_links_does_not_make_the_mail_suspicious()
+    {
+        var log = string.Concat(Enumerable.Range(0, 2500).Select(i => $"2026-12-07 10:00:{i % 60:D2} GET http://pacs.hosp.example/wado?studyUID=2.25.{i} 200\r\n"));
+        var verdict = await TestInspection.InspectAsync(Mail("Content-Type: text/plain; name=\"gateway.log\"\r\nContent-Disposition: attachment; filename=\"gateway.log\"\r\n\r\n" + log), "m.eml");
+        Assert.Equal(VerdictKind.Clean, verdict.Kind);
+    }
+
+    [Fact]
+    public async Task Scanner_name_without_an_extension_is_not_ambiguous()
+    {
+        var verdict = await TestInspection.InspectAsync(Mail("Content-Type: application/pdf; name=\"CR_IRM\"\r\nContent-Disposition: attachment; filename=\"CR_IRM.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Base64Lines(PdfBuilder.Document().Build())), "m.eml");
+        verdict.HasNo("mail.ambiguous-header");
     }
 }
