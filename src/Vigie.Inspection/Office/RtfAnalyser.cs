@@ -63,8 +63,14 @@ internal sealed class RtfAnalyser : IContentAnalyser
         /// <summary>\ucN: how many fallback characters follow each \uN (group-scoped, 1 by default).</summary>
         public int UnicodeSkip = 1;
 
-        /// <summary>A group opened inside object data that has read nothing yet: a \* here makes it a destination readers skip.</summary>
+        /// <summary>A group opened inside object data or a field instruction that has read nothing yet: a \* here makes it a destination readers skip.</summary>
         public bool Fresh;
+
+        /// <summary>A fresh group inside a field instruction that read \*: the next control word says whether readers keep it.</summary>
+        public bool Starred;
+
+        /// <summary>A \upr group: its first group (the ANSI text) is dropped, Word reads the {\*\ud ...} one.</summary>
+        public bool Upr;
     }
 
     private sealed class ObjectState
@@ -118,11 +124,15 @@ internal sealed class RtfAnalyser : IContentAnalyser
 
                         stack.Push(current);
                         skip = 0;
+                        // {\upr{ANSI}{\*\ud{Unicode}}}: readers that know \ud drop the ANSI group.
+                        var droppedUpr = current.Upr && current.Destination == Destination.FieldInstruction;
+                        current.Upr = false;
                         // Nested groups stay in their parent's destination until a control word names another.
                         current = new Group
                         {
-                            InObject = current.InObject, InField = current.InField, Destination = current.Destination, UnicodeSkip = current.UnicodeSkip,
-                            Fresh = current.Destination == Destination.ObjData,
+                            InObject = current.InObject, InField = current.InField,
+                            Destination = droppedUpr ? Destination.Other : current.Destination, UnicodeSkip = current.UnicodeSkip,
+                            Fresh = current.Destination is Destination.ObjData or Destination.FieldInstruction && !droppedUpr,
                         };
                         break;
                     case (byte)'}':
@@ -153,13 +163,23 @@ internal sealed class RtfAnalyser : IContentAnalyser
                     case (byte)'\\':
                         ReadControl(reader, word, out var parameter, out var isSymbol);
                         var fresh = current.Fresh;
+                        var starred = current.Starred;
                         current.Fresh = false;
+                        current.Starred = false;
                         if (isSymbol)
                         {
                             if (word.Length == 1 && word[0] == '*' && fresh)
                             {
-                                // {\* ...} inside \objdata: an ignorable destination, whose text is no object data.
-                                current.Destination = Destination.Other;
+                                if (current.Destination == Destination.FieldInstruction)
+                                {
+                                    // {\*\ud ...} is read, any other ignorable destination dropped: decided by the next control word.
+                                    current.Starred = true;
+                                }
+                                else
+                                {
+                                    // {\* ...} inside \objdata: an ignorable destination, whose text is no object data.
+                                    current.Destination = Destination.Other;
+                                }
                             }
 
                             if (word.Length == 1 && word[0] == '\'')
@@ -202,9 +222,18 @@ internal sealed class RtfAnalyser : IContentAnalyser
                             break;
                         }
 
-                        if (fresh && Destinations.Contains(control) && control is not ("objclass" or "fldinst"))
+                        if (fresh && current.Destination == Destination.FieldInstruction && control == "upr")
                         {
-                            // A destination group inside \objdata: its text is not object data.
+                            current.Upr = true;
+                        }
+                        else if ((fresh || starred) && current.Destination == Destination.FieldInstruction && control is "ud" or "fldinst")
+                        {
+                            // \ud holds the Unicode text Word reads; a nested \fldinst starts its own instruction.
+                        }
+                        else if (starred || (fresh && Destinations.Contains(control) && control is not ("objclass" or "fldinst")))
+                        {
+                            // A destination group (\bkmkstart, \datafield, an unknown {\* ...}) inside \objdata or a field
+                            // instruction: readers send its text elsewhere or drop it, it is neither object data nor instruction.
                             current.Destination = Destination.Other;
                         }
 
