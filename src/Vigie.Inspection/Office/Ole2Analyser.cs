@@ -19,6 +19,7 @@ internal sealed class Ole2Analyser : IContentAnalyser
     private const int MaxPowerPointRecords = 1_000_000;
     private const int MaxPowerPointDepth = 32;
     private const int MaxPowerPointObjects = 256;
+    private const int MaxPersistOffsets = 65_536;
 
     /// <summary>StdOleLink: a linked object whose moniker Office resolves when the link updates (CVE-2017-0199).</summary>
     private static readonly Guid Ole2LinkClass = new("00000300-0000-0000-C000-000000000046");
@@ -351,7 +352,9 @@ internal sealed class Ole2Analyser : IContentAnalyser
     /// <summary>
     /// PowerPoint keeps embedded objects, its VBA project among them, in ExOleObjStg records (0x1011) of the
     /// "PowerPoint Document" stream: instance 1 is a 4-byte size then zlib data, instance 0 the storage itself.
-    /// The record tree is walked with bounded depth and count; each object is inspected as a child.
+    /// The record tree is walked with bounded depth and count; each object is inspected as a child. PowerPoint itself
+    /// finds records through the PersistDirectoryAtom offsets, so those pointing at an ExOleObjStg the walk did not
+    /// reach (one inside an atom's body) are inspected too. Reaching a limit is reported: the rest was not read.
     /// </summary>
     private static async ValueTask InspectPowerPointAsync(InspectionContext context, CappedReporter reporter, Ole2File file, Ole2Entry entry,
         CancellationToken cancellationToken)
@@ -359,11 +362,26 @@ internal sealed class Ole2Analyser : IContentAnalyser
         using var stream = file.OpenStream(entry);
         var header = new byte[8];
         var ends = new Stack<long>();
+        var objects = new PowerPointObjects();
+        var persistOffsets = new List<long>();
         long position = 0;
         var records = 0;
-        var objects = 0;
-        while (position + 8 <= stream.Length && records++ < MaxPowerPointRecords && !context.BombFound())
+        var depthReported = false;
+        var encryptedReported = false;
+        while (position + 8 <= stream.Length && !context.BombFound())
         {
+            if (records++ >= MaxPowerPointRecords)
+            {
+                context.Report(Rules.ObjectLimit, Severity.Medium,
+                    $"more than {MaxPowerPointRecords} records in '{Display(entry)}', the record limit: the rest of the presentation (its embedded objects and macros) was not inspected");
+                break;
+            }
+
+            if ((records & 0xFFFF) == 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+            }
+
             while (ends.Count > 0 && position + 8 > ends.Peek())
             {
                 position = Math.Max(position, ends.Pop());
@@ -380,24 +398,120 @@ internal sealed class Ole2Analyser : IContentAnalyser
             var length = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4));
             var bodyStart = position + 8;
             var bodyEnd = Math.Min(bodyStart + length, ends.Count > 0 ? ends.Peek() : stream.Length);
-            if ((verInstance & 0x000F) == 0x000F && ends.Count < MaxPowerPointDepth)
+
+            // By type first: a CryptSession10Container is a container (recVer 0xF) and would otherwise be stepped into.
+            if (type == 0x2F14)
             {
-                ends.Push(bodyEnd);
-                position = bodyStart;
+                if (!encryptedReported)
+                {
+                    reporter.Report(Rules.OfficeEncrypted, Severity.Medium,
+                        $"password-protected PowerPoint presentation (CryptSession10Container) in '{Display(entry)}': its content cannot be inspected");
+                    encryptedReported = true;
+                }
+
+                position = bodyEnd;
                 continue;
             }
 
-            if (type == 0x2F14)
+            if (type == 0x1011)
             {
-                reporter.Report(Rules.OfficeEncrypted, Severity.Medium, $"password-protected PowerPoint presentation (CryptSession10Container) in '{Display(entry)}': its content cannot be inspected");
+                await InspectPowerPointRecordAsync(context, entry, stream, position, verInstance, bodyStart, bodyEnd, objects, cancellationToken)
+                    .ConfigureAwait(false);
+                position = bodyEnd;
+                continue;
             }
-            else if (type == 0x1011 && objects++ < MaxPowerPointObjects)
+
+            if (type == 0x1772)
             {
-                await InspectPowerPointObjectAsync(context, stream, bodyStart, bodyEnd - bodyStart, compressed: (verInstance >> 4) == 1,
-                    $"{Display(entry)}/ExOleObjStg@{position}", cancellationToken).ConfigureAwait(false);
+                ReadPersistDirectory(stream, bodyStart, bodyEnd, persistOffsets);
+            }
+
+            if ((verInstance & 0x000F) == 0x000F)
+            {
+                if (ends.Count < MaxPowerPointDepth)
+                {
+                    ends.Push(bodyEnd);
+                    position = bodyStart;
+                    continue;
+                }
+
+                if (!depthReported)
+                {
+                    context.Report(Rules.DepthLimit, Severity.Medium,
+                        $"PowerPoint records in '{Display(entry)}' nest past the depth limit of {MaxPowerPointDepth} levels at offset {position}: the deeper records were not inspected");
+                    depthReported = true;
+                }
             }
 
             position = bodyEnd;
+        }
+
+        foreach (var offset in persistOffsets)
+        {
+            if (context.BombFound() || objects.Inspected.Contains(offset) || offset + 8 > stream.Length)
+            {
+                continue;
+            }
+
+            cancellationToken.ThrowIfCancellationRequested();
+            stream.ReadAt(offset, header);
+            if (BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(2)) != 0x1011)
+            {
+                continue;
+            }
+
+            var bodyStart = offset + 8;
+            var bodyEnd = Math.Min(bodyStart + BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4)), stream.Length);
+            await InspectPowerPointRecordAsync(context, entry, stream, offset, BinaryPrimitives.ReadUInt16LittleEndian(header), bodyStart, bodyEnd,
+                objects, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private sealed class PowerPointObjects
+    {
+        public readonly HashSet<long> Inspected = [];
+        public bool LimitReported;
+    }
+
+    private static async ValueTask InspectPowerPointRecordAsync(InspectionContext context, Ole2Entry entry, ContentSource stream, long position,
+        ushort verInstance, long bodyStart, long bodyEnd, PowerPointObjects objects, CancellationToken cancellationToken)
+    {
+        if (objects.Inspected.Count >= MaxPowerPointObjects)
+        {
+            if (!objects.LimitReported)
+            {
+                context.Report(Rules.ObjectLimit, Severity.Medium,
+                    $"more than {MaxPowerPointObjects} embedded objects (ExOleObjStg) in '{Display(entry)}', the object limit: the rest were not inspected");
+                objects.LimitReported = true;
+            }
+
+            return;
+        }
+
+        if (!objects.Inspected.Add(position))
+        {
+            return;
+        }
+
+        await InspectPowerPointObjectAsync(context, stream, bodyStart, Math.Max(0, bodyEnd - bodyStart), compressed: (verInstance >> 4) == 1,
+            $"{Display(entry)}/ExOleObjStg@{position}", cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>PersistDirectoryAtom: entries of a 4-byte word (persistId:20, cPersist:12) then cPersist 4-byte stream offsets.</summary>
+    private static void ReadPersistDirectory(ContentSource stream, long start, long end, List<long> offsets)
+    {
+        var word = new byte[4];
+        var position = start;
+        while (position + 4 <= end && offsets.Count < MaxPersistOffsets)
+        {
+            stream.ReadAt(position, word);
+            var count = BinaryPrimitives.ReadUInt32LittleEndian(word) >> 20;
+            position += 4;
+            for (var i = 0; i < count && position + 4 <= end && offsets.Count < MaxPersistOffsets; i++, position += 4)
+            {
+                stream.ReadAt(position, word);
+                offsets.Add(BinaryPrimitives.ReadUInt32LittleEndian(word));
+            }
         }
     }
 

@@ -198,17 +198,35 @@ internal sealed class Ole2Builder
         }
 
         var directoryStart = AddChain(directory);
+        // Past 109 FAT sectors (about 7 MB) the header's DIFAT continues in DIFAT sectors of 127 entries and a next link.
         var fatSectors = 1;
-        while ((sectors.Count + fatSectors) > fatSectors * 128)
+        static int DifatFor(int fatCount) => fatCount <= 109 ? 0 : (fatCount - 109 + 126) / 127;
+        while ((sectors.Count + fatSectors + DifatFor(fatSectors)) > fatSectors * 128)
         {
             fatSectors++;
         }
 
+        var difatSectors = DifatFor(fatSectors);
         var firstFat = (uint)sectors.Count;
         for (var i = 0; i < fatSectors; i++)
         {
             sectors.Add(new byte[512]);
             fat.Add(FatSector);
+        }
+
+        var firstDifat = (uint)sectors.Count;
+        for (var d = 0; d < difatSectors; d++)
+        {
+            var sector = new byte[512];
+            for (var k = 0; k < 127; k++)
+            {
+                var index = 109 + d * 127 + k;
+                BinaryPrimitives.WriteUInt32LittleEndian(sector.AsSpan(k * 4), index < fatSectors ? firstFat + (uint)index : Free);
+            }
+
+            BinaryPrimitives.WriteUInt32LittleEndian(sector.AsSpan(508), d == difatSectors - 1 ? EndOfChain : firstDifat + (uint)d + 1);
+            sectors.Add(sector);
+            fat.Add(0xFFFFFFFC);
         }
 
         while (fat.Count < fatSectors * 128)
@@ -233,7 +251,8 @@ internal sealed class Ole2Builder
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(56), 4096);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(60), miniFat.Count > 0 ? miniFatStart : EndOfChain);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(64), (uint)((miniFatBytes.Length + 511) / 512));
-        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(68), EndOfChain);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(68), difatSectors > 0 ? firstDifat : EndOfChain);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(72), (uint)difatSectors);
         for (var i = 0; i < 109; i++)
         {
             BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(76 + i * 4), i < fatSectors ? firstFat + (uint)i : Free);
