@@ -14,7 +14,8 @@ namespace Vigie.Inspection.Office;
 internal sealed class Ole2Analyser : IContentAnalyser
 {
     private const int MaxModuleSource = 16 * 1024 * 1024;
-    private const int MaxScannedStream = 32 * 1024 * 1024;
+    private const int DdeChunk = 1024 * 1024;
+    private const int DdeOverlap = 4096;
     private const int MaxSameName = 4;
     private const int MaxPowerPointRecords = 1_000_000;
     private const int MaxPowerPointDepth = 32;
@@ -73,7 +74,7 @@ internal sealed class Ole2Analyser : IContentAnalyser
                     $"'{Display(entry)}' is an Equation Editor object (Equation.3), a classic exploit vehicle");
             }
 
-            if (entry.ClassId == Ole2LinkClass)
+            if (entry.ClassId == Ole2LinkClass || (entry.Type is Ole2EntryType.Storage or Ole2EntryType.Root && IsDeclaredLink(file, entry)))
             {
                 var url = ReadLinkUrl(file, entry);
                 reporter.Report(Rules.OfficeExternalOleLink, Severity.High,
@@ -117,7 +118,7 @@ internal sealed class Ole2Analyser : IContentAnalyser
             if (Named(entry, "WordDocument"))
             {
                 CheckWordEncryption(reporter, file, entry);
-                CheckDdeText(reporter, file, entry);
+                CheckDdeText(reporter, file, entry, cancellationToken);
             }
 
             if (Named(entry, "EncryptedSummary") && entry.ParentId == 0)
@@ -317,14 +318,50 @@ internal sealed class Ole2Analyser : IContentAnalyser
         }
     }
 
-    /// <summary>FIB: wIdent 0xA5EC, then the flags word at 0x0A whose bit 0x0100 is fEncrypted (RC4 or XOR obfuscation).</summary>
+    /// <summary>
+    /// FIB: wIdent 0xA5EC (Word 97 and later) or 0xA5DC (Word 6/95), then the flags word at 0x0A whose bit 0x0100 is
+    /// fEncrypted (RC4 or XOR obfuscation) in both.
+    /// </summary>
     private static void CheckWordEncryption(CappedReporter reporter, Ole2File file, Ole2Entry entry)
     {
         var fib = file.ReadStream(entry, 12);
-        if (fib.Length == 12 && BinaryPrimitives.ReadUInt16LittleEndian(fib) == 0xA5EC && (BinaryPrimitives.ReadUInt16LittleEndian(fib.AsSpan(10)) & 0x0100) != 0)
+        if (fib.Length == 12 && BinaryPrimitives.ReadUInt16LittleEndian(fib) is 0xA5EC or 0xA5DC
+            && (BinaryPrimitives.ReadUInt16LittleEndian(fib.AsSpan(10)) & 0x0100) != 0)
         {
             reporter.Report(Rules.OfficeEncrypted, Severity.Medium, $"password-protected Word document (encrypted FIB) in '{Display(entry)}': its text cannot be inspected");
         }
+    }
+
+    /// <summary>
+    /// A linked object whose CLSID is not OLE2Link (null, or anything): its \x01Ole stream (MS-OLEDS OLEStream) has the
+    /// linked flag (Flags bit 0) and moniker data after the fixed header, or its \x01CompObj names the OLE2Link ProgID.
+    /// Office resolves such a link all the same.
+    /// </summary>
+    private static bool IsDeclaredLink(Ole2File file, Ole2Entry storage)
+    {
+        foreach (var child in file.Children(storage))
+        {
+            if (!child.IsStream)
+            {
+                continue;
+            }
+
+            if (Named(child, "\u0001CompObj") && AsciiSearch.ContainsIgnoreCase(file.ReadStream(child, 4096), "OLE2Link"))
+            {
+                return true;
+            }
+
+            if (Named(child, "\u0001Ole"))
+            {
+                var ole = file.ReadStream(child, 24);
+                if (ole.Length > 20 && (BinaryPrimitives.ReadUInt32LittleEndian(ole.AsSpan(4)) & 1) != 0)
+                {
+                    return true;
+                }
+            }
+        }
+
+        return false;
     }
 
     /// <summary>The URL of an OLE2Link object's URL moniker, read from its \x01Ole stream; null when there is none to read.</summary>
@@ -548,12 +585,48 @@ internal sealed class Ole2Analyser : IContentAnalyser
         await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>DDE field codes in binary Word text: a field-begin mark (0x13) then DDE or DDEAUTO, in 8-bit or UTF-16 text.</summary>
-    private static void CheckDdeText(CappedReporter reporter, Ole2File file, Ole2Entry entry)
+    /// <summary>
+    /// DDE field codes in binary Word text: a field-begin mark (0x13) then DDE or DDEAUTO, in 8-bit or UTF-16 text.
+    /// The whole stream is scanned in overlapping chunks, so memory stays bounded however long the text is.
+    /// </summary>
+    private static void CheckDdeText(CappedReporter reporter, Ole2File file, Ole2Entry entry, CancellationToken cancellationToken)
     {
-        var bytes = file.ReadStream(entry, MaxScannedStream);
-        var span = bytes.AsSpan();
-        for (var i = span.IndexOf((byte)0x13); i >= 0 && i < span.Length - 1;)
+        using var stream = file.OpenStream(entry);
+        var buffer = new byte[DdeChunk + DdeOverlap];
+        for (long start = 0; start < stream.Length; start += DdeChunk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var read = 0;
+            while (read < buffer.Length && start + read < stream.Length)
+            {
+                var n = stream.ReadAt(start + read, buffer.AsSpan(read));
+                if (n <= 0)
+                {
+                    break;
+                }
+
+                read += n;
+            }
+
+            if (read == 0)
+            {
+                break;
+            }
+
+            // A mark in the overlap is left to the next chunk, which sees what follows it.
+            var marks = start + read >= stream.Length ? read : Math.Min(read, DdeChunk);
+            var at = FindDde(buffer.AsSpan(0, read), marks);
+            if (at >= 0)
+            {
+                reporter.Report(Rules.OfficeDde, Severity.High, $"DDE field code in '{Display(entry)}' at offset {start + at}");
+                return;
+            }
+        }
+    }
+
+    private static int FindDde(ReadOnlySpan<byte> span, int marks)
+    {
+        for (var i = span.IndexOf((byte)0x13); i >= 0 && i < marks && i < span.Length - 1;)
         {
             var unicode = span[i + 1] == 0;
             var step = unicode ? 2 : 1;
@@ -565,13 +638,14 @@ internal sealed class Ole2Analyser : IContentAnalyser
 
             if (p + 3 * step <= span.Length && IsChar(span, p, 'D', unicode) && IsChar(span, p + step, 'D', unicode) && IsChar(span, p + 2 * step, 'E', unicode))
             {
-                reporter.Report(Rules.OfficeDde, Severity.High, $"DDE field code in '{Display(entry)}' at offset {i}");
-                return;
+                return i;
             }
 
             var next = span[(i + 1)..].IndexOf((byte)0x13);
             i = next < 0 ? -1 : i + 1 + next;
         }
+
+        return -1;
     }
 
     private static bool IsChar(ReadOnlySpan<byte> span, int position, char c, bool unicode) =>
