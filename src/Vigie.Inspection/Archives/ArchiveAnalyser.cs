@@ -150,8 +150,42 @@ internal sealed class ArchiveAnalyser : IContentAnalyser
             return;
         }
 
+        // A NullReferenceException is the library failing on a layout it does not expect, not something to name.
+        var reason = ex is NullReferenceException ? "a layout the 7z library does not read" : $"{ex.GetType().Name}: {ex.Message}";
+        if (SevenZipHeaderRepair.TryReadFolders(content) is { } folders)
+        {
+            context.Report(Rules.ArchiveMalformed, Severity.Medium,
+                $"the {context.ContentType} archive's header cannot be read ({reason}): its {folders.Count} folder(s) are read one by one, stored ones inspected raw", 0);
+            for (var i = 0; i < folders.Count; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (context.BombFound())
+                {
+                    return;
+                }
+
+                var folder = folders[i];
+                if (folder.Encrypted)
+                {
+                    context.Report(Rules.ArchiveEncryptedEntry, Severity.Medium, $"folder {i + 1} is encrypted (AES): its content cannot be inspected");
+                }
+                else if (folder.Copy && folder.Length > 0)
+                {
+                    using var stored = content.Slice(folder.Offset, folder.Length);
+                    await context.InspectChildAsync($"folder {i + 1} (stored)", stored, cancellationToken).ConfigureAwait(false);
+                }
+                else if (folder.Length > 0)
+                {
+                    using var coded = content.Slice(folder.Offset, folder.Length);
+                    await context.InspectChildAsync($"folder {i + 1} (packed, not decoded)", coded, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            return;
+        }
+
         context.Report(Rules.ArchiveMalformed, Severity.Medium,
-            $"the {context.ContentType} archive's header cannot be read ({ex.GetType().Name}: {ex.Message}): only its packed data is inspected, raw", 0);
+            $"the {context.ContentType} archive's header cannot be read ({reason}): only its packed data is inspected, raw", 0);
         var start = new byte[32];
         if (content.ReadAt(0, start) < 32)
         {

@@ -77,8 +77,61 @@ internal static class SevenZipHeaderRepair
         return output;
     }
 
+    /// <summary>One folder of a plain header: where its single packed stream lies and how it is coded.</summary>
+    public sealed record Folder(long Offset, long Length, bool Copy, bool Encrypted);
+
+    /// <summary>
+    /// The folders of a plain (not encoded) header, each with one packed stream, for when the library cannot read the
+    /// archive: stored (Copy) folders can still be inspected and AES ones named. Null for any other shape.
+    /// </summary>
+    public static IReadOnlyList<Folder>? TryReadFolders(ContentSource content)
+    {
+        if (content.Length < 32)
+        {
+            return null;
+        }
+
+        var start = new byte[32];
+        content.ReadAt(0, start);
+        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
+        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
+        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || 32 + nextOffset + nextSize > (ulong)content.Length)
+        {
+            return null;
+        }
+
+        var header = new byte[(int)nextSize];
+        content.ReadAt(32 + (long)nextOffset, header);
+        var layout = new Layout();
+        if (FindStreamsInfoEnd(header, layout, requireNoSubStreams: false) < 0 || layout.Coders.Count != layout.PackSizes.Count)
+        {
+            return null;
+        }
+
+        var folders = new List<Folder>();
+        var offset = 32 + (long)layout.PackPosition;
+        for (var i = 0; i < layout.Coders.Count; i++)
+        {
+            var length = (long)Math.Min(layout.PackSizes[i], (ulong)Math.Max(0, content.Length - offset));
+            var id = layout.Coders[i];
+            folders.Add(new Folder(offset, length, Copy: id is [0x00], Encrypted: id is [0x06, 0xF1, 0x07, 0x01]));
+            offset += length;
+        }
+
+        return folders;
+    }
+
+    private sealed class Layout
+    {
+        public ulong PackPosition;
+        public readonly List<ulong> PackSizes = [];
+
+        /// <summary>Per folder, the id of its only coder; a folder of several coders or packed streams fails the read.</summary>
+        public readonly List<byte[]> Coders = [];
+    }
+
     /// <summary>The offset of the End byte of MainStreamsInfo when it has no SubStreamsInfo; -1 otherwise.</summary>
-    private static int FindStreamsInfoEnd(byte[] header)
+    private static int FindStreamsInfoEnd(byte[] header, Layout? layout = null, bool requireNoSubStreams = true)
     {
         var position = 0;
         try
@@ -94,7 +147,8 @@ internal static class SevenZipHeaderRepair
                 // ArchiveProperties: (type, size, data)* then End.
                 while ((id = header[position++]) != 0x00)
                 {
-                    position = Skip(header, position, ReadNumber(header, ref position));
+                    var size = ReadNumber(header, ref position);
+                    position = Skip(header, position, size);
                 }
 
                 id = header[position++];
@@ -108,15 +162,21 @@ internal static class SevenZipHeaderRepair
             id = header[position++];
             if (id == 0x06)
             {
-                ReadNumber(header, ref position);
+                var packPosition = ReadNumber(header, ref position);
                 var packStreams = Count(ReadNumber(header, ref position));
+                if (layout is not null)
+                {
+                    layout.PackPosition = packPosition;
+                }
+
                 while ((id = header[position++]) != 0x00)
                 {
                     if (id == 0x09)
                     {
                         for (var i = 0; i < packStreams; i++)
                         {
-                            ReadNumber(header, ref position);
+                            var size = ReadNumber(header, ref position);
+                            layout?.PackSizes.Add(size);
                         }
                     }
                     else if (id == 0x0A)
@@ -146,7 +206,20 @@ internal static class SevenZipHeaderRepair
             var outputs = 0;
             for (var f = 0; f < folders; f++)
             {
+                var folderStart = position;
                 var folderOutputs = SkipFolder(header, ref position);
+                if (layout is not null)
+                {
+                    // One coder (count byte 1), one packed stream: its id follows the flags byte.
+                    if (folderOutputs != 1 || header[folderStart] != 1)
+                    {
+                        return -1;
+                    }
+
+                    var flags = header[folderStart + 1];
+                    layout.Coders.Add(header.AsSpan(folderStart + 2, flags & 0x0F).ToArray());
+                }
+
                 if (folderOutputs < 0)
                 {
                     return -1;
@@ -178,7 +251,7 @@ internal static class SevenZipHeaderRepair
             }
 
             // The next byte ends MainStreamsInfo when SubStreamsInfo (0x08) is absent.
-            return header[position] == 0x00 ? position : -1;
+            return header[position] == 0x00 || !requireNoSubStreams ? position : -1;
         }
         catch (Exception ex) when (ex is IndexOutOfRangeException or ArgumentOutOfRangeException or OverflowException or InvalidDataException)
         {
@@ -218,7 +291,9 @@ internal static class SevenZipHeaderRepair
 
             if ((flags & 0x20) != 0)
             {
-                position = Skip(header, position, ReadNumber(header, ref position));
+                // The length first: Skip(header, position, ReadNumber(ref position)) took position before the number moved it.
+                var size = ReadNumber(header, ref position);
+                position = Skip(header, position, size);
             }
         }
 

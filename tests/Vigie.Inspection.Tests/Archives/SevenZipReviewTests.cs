@@ -33,7 +33,7 @@ public sealed class SevenZipReviewTests
     /// One folder per file, each stored (Copy) or declared AES-encrypted (its bytes are noise, as no password is
     /// ever tried); SubStreamsInfo only when asked, as it is optional.
     /// </summary>
-    private static byte[] SevenZip(bool subStreams, params (string Name, byte[] Data, bool Encrypted)[] files)
+    internal static byte[] SevenZip(bool subStreams, params (string Name, byte[] Data, bool Encrypted)[] files)
     {
         var h = new List<byte> { 0x01, 0x04, 0x06 };
         h.AddRange(Number(0));
@@ -93,7 +93,7 @@ public sealed class SevenZipReviewTests
         return [(byte)'7', (byte)'z', 0xBC, 0xAF, 0x27, 0x1C, 0x00, 0x04, .. BitConverter.GetBytes(Crc32.Compute(start)), .. start, .. packed, .. header];
     }
 
-    private static byte[] Noise(int length) => [.. Enumerable.Range(0, length).Select(i => (byte)(i * 37 + 11))];
+    internal static byte[] Noise(int length) => [.. Enumerable.Range(0, length).Select(i => (byte)(i * 37 + 11))];
 
     [Fact]
     public async Task SevenZip_without_a_substreams_block_is_inspected_without_an_analyser_error()
