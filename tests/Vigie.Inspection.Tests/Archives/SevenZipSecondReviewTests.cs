@@ -33,4 +33,16 @@ public sealed class SevenZipSecondReviewTests
         Assert.DoesNotContain(verdict.Findings, f => f.Message.Contains("NullReferenceException", StringComparison.Ordinal));
         Assert.Equal(VerdictKind.Malicious, verdict.Kind);
     }
+
+    [Fact]
+    public async Task SevenZip_no_substreams_too_large_to_repair_is_read_folder_by_folder()
+    {
+        var archive = SevenZipReviewTests.SevenZip(subStreams: false,
+            ("f0_doc.txt", SevenZipReviewTests.Noise(16), true), ("f1_evil.exe", ExecutableSamples.Pe(), false));
+        var verdict = await TestInspection.Create(limits: l => l.InMemoryThreshold = 64).InspectAsync(archive, "big.7z");
+        verdict.HasNo("inspection.analyser-error");
+        verdict.Has("executable.pe");
+        verdict.Has("archive.encrypted-entry");
+        Assert.Contains(verdict.Findings, f => f.Rule == "archive.malformed" && f.Message.Contains("folder(s) are read one by one", StringComparison.Ordinal));
+    }
 }
