@@ -18,46 +18,18 @@ internal static class SevenZipHeaderRepair
     /// Whether the archive has a plain header without SubStreamsInfo: SharpCompress must not read such a header at all
     /// (it threw NullReferenceException, and under load was seen spinning in ArchiveReader.ReadHeader for minutes).
     /// </summary>
-    public static bool LacksSubStreamsInfo(ContentSource content)
-    {
-        if (content.Length < 32)
-        {
-            return false;
-        }
-
-        var start = new byte[32];
-        content.ReadAt(0, start);
-        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
-        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
-        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || 32 + nextOffset + nextSize > (ulong)content.Length)
-        {
-            return false;
-        }
-
-        var header = new byte[(int)nextSize];
-        content.ReadAt(32 + (long)nextOffset, header);
-        return FindStreamsInfoEnd(header) >= 0;
-    }
+    public static bool LacksSubStreamsInfo(ContentSource content) =>
+        ReadNextHeader(content, atEnd: false) is { } next && FindStreamsInfoEnd(next.Header) >= 0;
 
     /// <summary>The repaired archive, or null when the header is not of that shape (or too large to copy).</summary>
     public static byte[]? TryAddSubStreamsInfo(ContentSource content, long maxSize)
     {
-        if (content.Length < 32 || content.Length > maxSize)
+        if (content.Length > maxSize || ReadNextHeader(content, atEnd: true) is not { } next)
         {
             return null;
         }
 
-        var start = new byte[32];
-        content.ReadAt(0, start);
-        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
-        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
-        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || 32 + nextOffset + nextSize != (ulong)content.Length)
-        {
-            return null;
-        }
-
-        var header = new byte[(int)nextSize];
-        content.ReadAt(32 + (long)nextOffset, header);
+        var (nextOffset, nextSize, header) = next;
         var insertAt = FindStreamsInfoEnd(header);
         if (insertAt < 0)
         {
@@ -128,6 +100,29 @@ internal static class SevenZipHeaderRepair
 
         /// <summary>Per folder, the id of its only coder; a folder of several coders or packed streams fails the read.</summary>
         public readonly List<byte[]> Coders = [];
+    }
+
+    /// <summary>The next header's offset (after the start header), size and bytes; with <paramref name="atEnd"/>, only when it ends the archive.</summary>
+    private static (ulong Offset, ulong Size, byte[] Header)? ReadNextHeader(ContentSource content, bool atEnd)
+    {
+        if (content.Length < 32)
+        {
+            return null;
+        }
+
+        var start = new byte[32];
+        content.ReadAt(0, start);
+        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
+        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
+        var end = 32 + nextOffset + nextSize;
+        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || (atEnd ? end != (ulong)content.Length : end > (ulong)content.Length))
+        {
+            return null;
+        }
+
+        var header = new byte[(int)nextSize];
+        content.ReadAt(32 + (long)nextOffset, header);
+        return (nextOffset, nextSize, header);
     }
 
     /// <summary>The offset of the End byte of MainStreamsInfo when it has no SubStreamsInfo; -1 otherwise.</summary>
