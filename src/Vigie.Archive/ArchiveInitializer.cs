@@ -134,7 +134,9 @@ public sealed class ArchiveInitializer
                 ?? throw new InvalidOperationException($"{layout.ArchiveIdFile} could not be written.");
             if (!folder.Value.Pending)
             {
-                Refuse(folder, index);
+                // Bound by that node meanwhile, index first: the index read before is out of date (the clean-clone CI
+                // caught two nodes starting together on a new SQLite index refused this way).
+                Refuse(folder, await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false));
                 return;
             }
         }
