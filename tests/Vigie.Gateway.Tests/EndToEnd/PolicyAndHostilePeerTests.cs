@@ -136,7 +136,15 @@ public sealed class PolicyAndHostilePeerTests
         for (var i = 0; i < 40; i++)
         {
             using var client = new TcpClient();
-            await client.ConnectAsync(IPAddress.Loopback, node.DicomPort, ct);
+            try
+            {
+                await client.ConnectAsync(IPAddress.Loopback, node.DicomPort, ct);
+            }
+            catch (SocketException)
+            {
+                // Past 16 connections of one address the node closes the newest at once, and on a busy machine the reset
+                // can reach the client before its connect completes (the clean-clone CI saw it once): closed is the point.
+            }
         }
 
         var echo = await Peers.RunAsync(Peers.Require("echoscu", "dcmtk"), ["-aec", "VIGIE", "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
@@ -145,7 +153,8 @@ public sealed class PolicyAndHostilePeerTests
         await node.StopAsync();
         var audit = JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--event", "110113", "--limit", "1000", "--details")).StandardOutput).RootElement;
         var bare = audit.EnumerateArray().Count(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("sent nothing", StringComparison.Ordinal));
-        Assert.Equal(1, bare);
+        // One a minute per address: two when the connections straddle the minute (one entry each was the bug: 40).
+        Assert.InRange(bare, 1, 2);
     }
 
     [Fact]
