@@ -23,6 +23,10 @@ internal static class GatewayAudit
     public static AuditParticipant Requestor(Ingest.IngestSource source, AuditCode role) =>
         Node(source.CallingAE, source.Address, requestor: true, role, source.UserName);
 
+    /// <summary>An object's transfer to Vigie: the peer that sent it (source) and the AE it called (destination).</summary>
+    public static AuditParticipant[] SenderToSelf(Ingest.IngestSource source) =>
+        [Requestor(source, AuditRoles.Source), Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination)];
+
     public static AuditParticipant Self(string aeTitle, bool requestor, AuditCode role) => new()
     {
         UserId = aeTitle,

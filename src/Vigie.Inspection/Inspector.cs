@@ -251,13 +251,7 @@ public sealed class Inspector
             return;
         }
 
-        var delivered = false;
-        for (var ancestor = parent.Parent; ancestor is not null && !delivered; ancestor = ancestor.Parent)
-        {
-            delivered = ancestor.ContentType is ContentType.Mime or ContentType.Tnef;
-        }
-
-        foreach (var (rule, message) in NameChecks.DangerousNameReasons(name, delivered))
+        foreach (var (rule, message) in NameChecks.DangerousNameReasons(name, delivered: child.InsideMailContainer))
         {
             child.Report(rule, Severity.High, message);
         }

@@ -344,11 +344,7 @@ public sealed class IngestPipeline(
             EventId = AuditEventIds.DicomInstancesTransferred,
             Action = AuditAction.Create,
             Outcome = AuditOutcome.SeriousFailure,
-            Participants =
-            [
-                GatewayAudit.Requestor(source, AuditRoles.Source),
-                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-            ],
+            Participants = GatewayAudit.SenderToSelf(source),
             PatientRef = patientRef,
             Details = new AuditDetails
             {
@@ -383,7 +379,7 @@ public sealed class IngestPipeline(
         {
             await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, source.CalledAE ?? "VIGIE",
                 $"stored object {id} failed its check ({problem}); the same content, received again, replaced it (the damaged file is kept in the data folder's damaged/)",
-                [GatewayAudit.Requestor(source, AuditRoles.Source), GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination)],
+                GatewayAudit.SenderToSelf(source),
                 GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
                 [GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value))]),
                 cancellationToken).ConfigureAwait(false);
@@ -412,11 +408,7 @@ public sealed class IngestPipeline(
             EventId = AuditEventIds.DicomInstancesTransferred,
             Action = AuditAction.Create,
             Outcome = AuditOutcome.Success,
-            Participants =
-            [
-                GatewayAudit.Requestor(source, AuditRoles.Source),
-                GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-            ],
+            Participants = GatewayAudit.SenderToSelf(source),
             PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
             Details = new AuditDetails
             {
@@ -477,11 +469,7 @@ public sealed class IngestPipeline(
         EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
         Action = AuditAction.Execute,
         Outcome = AuditOutcome.SeriousFailure,
-        Participants =
-        [
-            GatewayAudit.Requestor(source, AuditRoles.Source),
-            GatewayAudit.Self(source.CalledAE ?? "VIGIE", requestor: false, AuditRoles.Destination),
-        ],
+        Participants = GatewayAudit.SenderToSelf(source),
         PatientRef = patientRef,
         Details = details,
     };

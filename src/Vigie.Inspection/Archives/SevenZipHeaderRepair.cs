@@ -58,24 +58,8 @@ internal static class SevenZipHeaderRepair
     /// </summary>
     public static IReadOnlyList<Folder>? TryReadFolders(ContentSource content)
     {
-        if (content.Length < 32)
-        {
-            return null;
-        }
-
-        var start = new byte[32];
-        content.ReadAt(0, start);
-        var nextOffset = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(12));
-        var nextSize = BinaryPrimitives.ReadUInt64LittleEndian(start.AsSpan(20));
-        if (nextSize is 0 or > MaxHeader || nextOffset > (ulong)content.Length || 32 + nextOffset + nextSize > (ulong)content.Length)
-        {
-            return null;
-        }
-
-        var header = new byte[(int)nextSize];
-        content.ReadAt(32 + (long)nextOffset, header);
         var layout = new Layout();
-        if (FindStreamsInfoEnd(header, layout, requireNoSubStreams: false) < 0 || layout.Coders.Count != layout.PackSizes.Count)
+        if (ReadNextHeader(content, atEnd: false) is not { } next || FindStreamsInfoEnd(next.Header, layout, requireNoSubStreams: false) < 0 || layout.Coders.Count != layout.PackSizes.Count)
         {
             return null;
         }
