@@ -1,3 +1,5 @@
+using Vigie.Dicom.Network;
+
 namespace Vigie.Gateway;
 
 /// <summary>The gateway's policy and its peers (configuration section "Gateway").</summary>
@@ -34,6 +36,16 @@ public sealed class GatewayOptions
     public int MaxRetrieveInstances { get; set; } = 100_000;
 
     public int MaxFindResults { get; set; } = 10_000;
+
+    /// <summary>
+    /// Storage SOP classes outside the registry that the node takes, keeps and sends like the registry's: vendors'
+    /// private ones (a CT's raw data or protocol objects). None by default: an unknown class is refused at negotiation
+    /// (result 3), so the modality cannot store it anywhere through Vigie; an explicit list keeps what comes in a choice.
+    /// </summary>
+    public List<string> AdditionalStorageSopClasses { get; set; } = [];
+
+    /// <summary>A storage class of the registry, or one of <see cref="AdditionalStorageSopClasses"/>.</summary>
+    public bool IsStorageClass(string uid) => SopClasses.IsStorage(uid) || AdditionalStorageSopClasses.Contains(uid, StringComparer.Ordinal);
 
     public ForwardingOptions Forwarding { get; set; } = new();
 

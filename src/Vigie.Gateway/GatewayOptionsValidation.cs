@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Options;
+using Vigie.Dicom;
 using Vigie.Dicom.Network;
 
 namespace Vigie.Gateway;
@@ -73,6 +74,20 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             if (value <= 0)
             {
                 problems.Add($"Gateway:{setting} is {value}: it must be positive");
+            }
+        }
+
+        for (var i = 0; i < options.AdditionalStorageSopClasses.Count; i++)
+        {
+            var uid = options.AdditionalStorageSopClasses[i];
+            if (!UidSyntax.IsWellFormed(uid))
+            {
+                problems.Add($"Gateway:AdditionalStorageSopClasses:{i} '{uid}' is not a UID (digits and dots, at most 64 characters, no leading zero in a component)");
+            }
+            else if (DicomDictionary.FindUid(uid) is { } known && !SopClasses.IsStorage(uid))
+            {
+                // Taken as a storage class, a query, retrieve or commitment class would be answered as one.
+                problems.Add($"Gateway:AdditionalStorageSopClasses:{i} '{uid}' is the registry's {known.Name} ({known.Type}), not a storage class");
             }
         }
 

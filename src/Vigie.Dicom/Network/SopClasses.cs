@@ -73,9 +73,11 @@ public static class PresentationContextNegotiator
     /// first one Vigie stores (deflate, big endian, a compressed one: its C-GET then gets only objects stored so). Before
     /// 2026-12-06 these were answered as <paramref name="sentOn"/>, which refused a deflated or big-endian context.
     /// </param>
+    /// <param name="isStorage">Which abstract syntaxes are storage classes (the registry's by default; a node may take more).</param>
     public static void Answer(AssociationParameters request, Func<string, bool> isSupported, Func<string, bool> isPermitted, Func<string, bool>? sentOn = null,
-        Func<string, bool>? bothWays = null)
+        Func<string, bool>? bothWays = null, Func<string, bool>? isStorage = null)
     {
+        isStorage ??= SopClasses.IsStorage;
         foreach (var context in request.PresentationContexts)
         {
             if (!isSupported(context.AbstractSyntax))
@@ -90,7 +92,7 @@ public static class PresentationContextNegotiator
                 continue;
             }
 
-            var storage = SopClasses.IsStorage(context.AbstractSyntax);
+            var storage = isStorage(context.AbstractSyntax);
             var chosen = !storage ? context.TransferSyntaxes.FirstOrDefault(IsUncompressed)
                 : sentOn?.Invoke(context.AbstractSyntax) == true ? context.TransferSyntaxes.Where(CanSend).OrderBy(SendPreference).FirstOrDefault()
                 : bothWays?.Invoke(context.AbstractSyntax) == true ? context.TransferSyntaxes.FirstOrDefault(IsUncompressed) ?? context.TransferSyntaxes.FirstOrDefault(CanStore)

@@ -20,6 +20,7 @@ internal sealed class CommitmentReports(
     IArchiveIndex index,
     IAuditLog audit,
     IOptionsMonitor<DicomServerOptions> server,
+    IOptionsMonitor<GatewayOptions> gateway,
     ILogger<CommitmentReports> logger,
     TimeProvider time)
 {
@@ -40,7 +41,7 @@ internal sealed class CommitmentReports(
             if (!stored.TryGetValue(reference.SopInstanceUid, out var storedClass))
             {
                 failed.Add(new CommitmentFailure(reference,
-                    SopClasses.IsStorage(reference.SopClassUid) ? DimseStatus.NoSuchObjectInstance : DimseStatus.SopClassNotSupported));
+                    gateway.CurrentValue.IsStorageClass(reference.SopClassUid) ? DimseStatus.NoSuchObjectInstance : DimseStatus.SopClassNotSupported));
             }
             else if (!string.Equals(storedClass, reference.SopClassUid, StringComparison.Ordinal))
             {

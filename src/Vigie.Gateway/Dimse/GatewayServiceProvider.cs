@@ -140,21 +140,22 @@ internal sealed class GatewayServiceProvider(
             .ToHashSet(StringComparer.Ordinal);
         var bothWays = request.RoleSelections.Where(r => r.ScpRole && r.ScuRole && (rights & DicomRights.Store) != 0 && (rights & DicomRights.Retrieve) != 0)
             .Select(r => r.SopClassUid).ToHashSet(StringComparer.Ordinal);
+        var gateway = options.CurrentValue;
         PresentationContextNegotiator.Answer(request,
-            uid => uid == DicomUids.Verification || SopClasses.IsStorage(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)
+            uid => uid == DicomUids.Verification || gateway.IsStorageClass(uid) || SopClasses.Find.Contains(uid) || SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)
                 || uid == DicomUids.StorageCommitmentPushModel,
             uid => uid == DicomUids.Verification
-                || (SopClasses.IsStorage(uid) && ((rights & DicomRights.Store) != 0 || ((rights & DicomRights.Retrieve) != 0 && getRoles.Contains(uid))))
+                || (gateway.IsStorageClass(uid) && ((rights & DicomRights.Store) != 0 || ((rights & DicomRights.Retrieve) != 0 && getRoles.Contains(uid))))
                 || (uid == DicomUids.StorageCommitmentPushModel && (rights & DicomRights.Store) != 0)
                 || (SopClasses.Find.Contains(uid) && (rights & DicomRights.Query) != 0)
                 || ((SopClasses.Get.Contains(uid) || SopClasses.Move.Contains(uid)) && (rights & DicomRights.Retrieve) != 0),
             uid => getOnly.Contains(uid) && (rights & DicomRights.Retrieve) != 0,
-            bothWays.Contains);
+            bothWays.Contains, gateway.IsStorageClass);
         if ((rights & DicomRights.Store) == 0)
         {
             // Accepted only so that C-GET results come back: the requestor takes the SCP role there, never the SCU's
             // (PS3.7 D.3.3.4), so it cannot send a C-STORE on it.
-            foreach (var context in request.PresentationContexts.Where(c => c.IsAccepted && SopClasses.IsStorage(c.AbstractSyntax)))
+            foreach (var context in request.PresentationContexts.Where(c => c.IsAccepted && gateway.IsStorageClass(c.AbstractSyntax)))
             {
                 context.ScuRole = false;
                 context.ScpRole = true;

@@ -46,6 +46,24 @@ public sealed class GatewayConfigurationTests
         Assert.True(new GatewayOptionsValidation().Validate(null, new GatewayOptions { Destinations = [options.Destinations[0]] }).Succeeded);
     }
 
+    /// <summary>Additional storage classes must be UIDs, and not the registry's classes of another kind.</summary>
+    [Fact]
+    public void Additional_storage_classes_that_are_not_UIDs_or_are_other_services_stop_the_start()
+    {
+        var result = new GatewayOptionsValidation().Validate(null, new GatewayOptions
+        {
+            AdditionalStorageSopClasses = ["1.3.12.2.1107.5.9.1", "1.2.840.10008.1.1", "1.3.12.02.1", "1.3..4", "CSA Non-Image", "1.2.840.10008.5.1.4.1.1.2"],
+        });
+
+        Assert.Equal(
+        [
+            "Gateway:AdditionalStorageSopClasses:1 '1.2.840.10008.1.1' is the registry's Verification SOP Class (SOP Class), not a storage class",
+            "Gateway:AdditionalStorageSopClasses:2 '1.3.12.02.1' is not a UID (digits and dots, at most 64 characters, no leading zero in a component)",
+            "Gateway:AdditionalStorageSopClasses:3 '1.3..4' is not a UID (digits and dots, at most 64 characters, no leading zero in a component)",
+            "Gateway:AdditionalStorageSopClasses:4 'CSA Non-Image' is not a UID (digits and dots, at most 64 characters, no leading zero in a component)",
+        ], result.Failures);
+    }
+
     /// <summary>Regression: a destination titled "PACS-É" started the node; every forward to it then failed to encode its association request.</summary>
     [Fact]
     public void Regression_a_destination_title_outside_printable_ASCII_started_the_node()
