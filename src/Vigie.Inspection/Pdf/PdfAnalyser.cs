@@ -9,7 +9,7 @@ namespace Vigie.Inspection.Pdf;
 /// submission, remote go-to, encryption, escaped names, unusual filter chains and object streams hiding any of it.
 /// Every decoding is bounded by the extraction limits; a ratio beyond the limit is a bomb.
 /// </summary>
-internal sealed class PdfAnalyser : IContentAnalyser
+internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInspectionOptions> mail) : IContentAnalyser
 {
     private const int MaxScriptPreview = 80;
 
@@ -121,7 +121,24 @@ internal sealed class PdfAnalyser : IContentAnalyser
                 document.Get(container)?.Offset);
         }
 
+        CheckMailedLinks(state);
         state.Reporter.Flush();
+    }
+
+    /// <summary>
+    /// A look-alike of the hospital's domain behind a PDF's link passed a mailed PDF until 2026-12-07: the mail's checks
+    /// covered its text and HTML parts only. Raw addresses are left to <see cref="CheckUri"/>, which already reports them.
+    /// </summary>
+    private void CheckMailedLinks(AnalysisState state)
+    {
+        if (state.MailedLinks is not { Count: > 0 } uris)
+        {
+            return;
+        }
+
+        var text = string.Join('\n', uris.Select(u => $"href=\"{u.Replace("\"", "%22", StringComparison.Ordinal)}\""));
+        var links = 0;
+        Mail.MailAnalyser.CheckLinksIn(text, state.Reporter, mail.Value, ref links, Severity.Medium, "this document's links");
     }
 
     private sealed class AnalysisState(InspectionContext context, ContentSource content, PdfDocument document)
@@ -143,6 +160,13 @@ internal sealed class PdfAnalyser : IContentAnalyser
         public HashSet<int> XfaStreams { get; } = [];
 
         public Dictionary<int, HashSet<string>> HiddenInObjectStreams { get; } = [];
+
+        /// <summary>
+        /// Set when the document came by mail (attached, or in a container attached): its links then get the mail's
+        /// look-alike checks, as a reader clicks them from the mail.
+        /// </summary>
+        public List<string>? MailedLinks { get; } =
+            context.ParentType is ContentType.Mime or ContentType.Tnef || context.InsideMailContainer ? [] : null;
 
         /// <summary>The opened security handler of an encrypted document that needs no password to open.</summary>
         public PdfEncryption? Encryption { get; set; }
@@ -448,7 +472,13 @@ internal sealed class PdfAnalyser : IContentAnalyser
             Active(state, owner, Rules.PdfJavaScript, Severity.Medium, $"link runs a script ({scheme}: URI): {shown}");
         }
 
-        if (UrlChecks.Host(uri) is { } host && UrlChecks.IsRawIp(host))
+        var host = UrlChecks.Host(uri);
+        if (host is not null && !UrlChecks.IsRawIp(host) && state.MailedLinks is { } mailed && mailed.Count <= state.Context.Limits.MaxEntries)
+        {
+            mailed.Add(uri);
+        }
+
+        if (host is not null && UrlChecks.IsRawIp(host))
         {
             // Reports link to intranet viewers by address; a phishing link goes to the Internet (both were Medium until 2026-12-06).
             var intranet = UrlChecks.IsPrivateAddress(host);

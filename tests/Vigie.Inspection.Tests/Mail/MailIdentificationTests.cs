@@ -374,6 +374,31 @@ public sealed class MailSecondReviewTests
         drawn.Has("mail.link-lookalike");
     }
 
+    /// <summary>Regression: a look-alike of the hospital's domain behind a mailed PDF's link passed (the mail checked its text and HTML parts only).</summary>
+    [Fact]
+    public async Task Regression_lookalike_link_in_a_mailed_pdf_was_not_checked()
+    {
+        static byte[] Report(string uri)
+        {
+            var pdf = Samples.PdfBuilder.Document();
+            var link = pdf.Add($"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /A << /S /URI /URI ({uri}) >> >>");
+            pdf.PageExtra += $" /Annots [{link} 0 R]";
+            return pdf.Build();
+        }
+
+        var attached = await Hospital.InspectAsync(Mail("Content-Type: application/pdf; name=\"cr.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Base64Lines(Report("https://h0sp.example/resultats"))), "m.eml");
+        attached.Has("mail.link-lookalike");
+        var zip = new ZipBuilder().Add("cr.pdf", Report("https://h0sp.example/resultats")).Build();
+        var zipped = await Hospital.InspectAsync(Mail("Content-Type: application/zip; name=\"cr.zip\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Base64Lines(zip)), "m.eml");
+        zipped.Has("mail.link-lookalike");
+
+        // The hospital's own link is clean, and a PDF that did not come by mail keeps the PDF checks only.
+        (await Hospital.InspectAsync(Mail("Content-Type: application/pdf; name=\"cr.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + Base64Lines(Report("https://hosp.example/resultats"))), "m.eml")).HasNo("mail.link-lookalike");
+        (await Hospital.InspectAsync(Report("https://h0sp.example/resultats"), "cr.pdf")).HasNo("mail.link-lookalike");
+    }
+
     [Theory]
     [InlineData("Helene Dupre <h@ext.example>")]
     [InlineData("Dr Jean Martin <j@ext.example>")]
