@@ -2,6 +2,7 @@ using System.Data.Common;
 using Microsoft.Extensions.Options;
 using Vigie.Archive.Keys;
 using Vigie.Archive.Retention;
+using Vigie.Archive.Storage;
 using Vigie.Audit;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
@@ -33,13 +34,18 @@ internal sealed class ArchiveAuditSealer(IArchiveKeyService keys) : IAuditSealer
 /// Every retention decision becomes an audit entry in the transaction that deletes the rows: a study as DICOM Study
 /// Deleted (110105), a superseded version or a quarantined object as DICOM Instances Accessed (110103) with action D
 /// (PS3.15 A.5.3.2), which is what a deletion below the study level is. Studies and patients are named by the index's
-/// keyed hashes, never in clear.
+/// keyed hashes, never in clear. A quarantined object has no index row naming its patient: its header is read (bounded),
+/// as for its quarantine and its export, so that its removal shows in the patient's history too.
 /// </summary>
-internal sealed class RetentionAuditBridge(IAuditLog audit, IOptionsMonitor<DicomServerOptions> server, TimeProvider time) : IRetentionAudit
+internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, IArchiveKeyService keys, IOptionsMonitor<DicomServerOptions> server, TimeProvider time)
+    : IRetentionAudit
 {
     public async ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken)
     {
-        var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects);
+        var about = retentionEvent is { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined }
+            ? await QuarantinedAboutAsync(quarantined, cancellationToken).ConfigureAwait(false)
+            : (null, []);
+        var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects - about.Objects.Count);
         var what = retentionEvent.Action switch
         {
             RetentionAction.StudyRemoved => $"study {Key(retentionEvent.StudyKey)}, {retentionEvent.Instances} instances",
@@ -54,21 +60,40 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IOptionsMonitor<Dico
             EventId = retentionEvent.Action == RetentionAction.StudyRemoved ? AuditEventIds.DicomStudyDeleted : AuditEventIds.DicomInstancesAccessed,
             Action = AuditAction.Delete,
             Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Application)],
-            PatientRef = retentionEvent.PatientKey is { } key ? Convert.ToHexStringLower(key) : null,
+            PatientRef = retentionEvent.PatientKey is { } key ? Convert.ToHexStringLower(key) : about.PatientRef,
             Details = new AuditDetails
             {
                 OutcomeDescription = $"retention policy '{retentionEvent.Policy}': {retentionEvent.Action}, {what}, {retentionEvent.Objects.Count} objects"
                     + (listed < retentionEvent.Objects.Count ? $" (the first {listed} listed)" : ""),
-                Objects = retentionEvent.Objects.Take(listed).Select(o => new AuditObject
-                {
-                    Type = AuditObjectType.SystemObject,
-                    Role = AuditObjectRole.Resource,
-                    IdType = AuditObjectIdTypes.NodeId,
-                    Id = o.ToString(),
-                }).ToList(),
+                Objects =
+                [
+                    .. about.Objects,
+                    .. retentionEvent.Objects.Take(listed).Select(o => new AuditObject
+                    {
+                        Type = AuditObjectType.SystemObject,
+                        Role = AuditObjectRole.Resource,
+                        IdType = AuditObjectIdTypes.NodeId,
+                        Id = o.ToString(),
+                    }),
+                ],
             },
         };
         await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The patient and study a quarantined object names; nothing when it cannot be read (damaged, gone, not DICOM).</summary>
+    private async ValueTask<(string? PatientRef, List<AuditObject> Objects)> QuarantinedAboutAsync(string quarantineId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var reader = await store.OpenQuarantinedAsync(quarantineId, cancellationToken).ConfigureAwait(false);
+            await using var stream = reader.OpenStream();
+            return await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectFormatException or UnauthorizedAccessException)
+        {
+            return (null, []);
+        }
     }
 
     private static string Key(byte[]? key) => key is null ? "(none)" : "#" + Convert.ToHexStringLower(key);
