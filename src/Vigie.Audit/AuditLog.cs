@@ -25,6 +25,12 @@ public interface IAuditLog
 
     void NotifyCommitted(int count);
 
+    /// <summary>
+    /// Keeps a record that could not be appended because the database is out of reach, sealed in the local spill, to be
+    /// appended (with its own time) once the database answers. False when it could not be kept either.
+    /// </summary>
+    ValueTask<bool> KeepForLaterAsync(AuditRecord record, CancellationToken cancellationToken);
+
     ValueTask<AuditPage> QueryAsync(AuditQuery query, CancellationToken cancellationToken);
 
     ValueTask<AuditEntry?> GetAsync(long sequence, bool unseal, CancellationToken cancellationToken);
@@ -70,9 +76,12 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
     private readonly AuditSignal _signal;
     private readonly AuditOptions _options;
 
+    private readonly AuditSpill? _spill;
+
     public AuditLog(AuditStore store, TreeHeadSigner signer, IAuditSigningKeyProvider keys, AuditSignal signal, IOptions<AuditOptions> options,
-        TimeProvider time, ILogger<AuditLog> logger, IAuditSealer? sealer = null)
+        TimeProvider time, ILogger<AuditLog> logger, IAuditSealer? sealer = null, AuditSpill? spill = null)
     {
+        _spill = spill;
         _store = store;
         _signer = signer;
         _keys = keys;
@@ -83,6 +92,9 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
     }
 
     internal EntryFactory Factory => _factory;
+
+    public ValueTask<bool> KeepForLaterAsync(AuditRecord record, CancellationToken cancellationToken) =>
+        _spill is null ? ValueTask.FromResult(false) : _spill.KeepAsync(record, cancellationToken);
 
     public async ValueTask<long> AppendAsync(IReadOnlyList<AuditRecord> records, DbConnection connection, DbTransaction transaction, CancellationToken cancellationToken)
     {

@@ -26,6 +26,15 @@ public sealed class AuditOptions
     /// <summary>AuditEnterpriseSiteID in exported messages.</summary>
     public string? EnterpriseSiteId { get; set; }
 
+    /// <summary>
+    /// Where records that could not reach the trail's database (an outage) wait, sealed, until it answers again; the
+    /// host puts it in the data folder. Null: such records are only logged as lost.
+    /// </summary>
+    public string? SpillFolder { get; set; }
+
+    /// <summary>Most records one process keeps in the spill; past it they are counted, and the count is recorded when the spill is appended.</summary>
+    public int MaxSpilledRecords { get; set; } = 100_000;
+
     /// <summary>Most records one group commit of the standalone appender writes.</summary>
     public int AppenderMaxBatch { get; set; } = 2000;
 

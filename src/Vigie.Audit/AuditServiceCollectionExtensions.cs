@@ -29,14 +29,16 @@ public static class AuditServiceCollectionExtensions
         services.TryAddSingleton<IAuditSigningKeyProvider, FileSigningKeyProvider>();
         services.TryAddSingleton<AuditSigningStatus>();
         services.TryAddSingleton<TreeHeadSigner>();
+        services.TryAddSingleton<AuditSpill>();
         services.TryAddSingleton<AuditLog>(sp => new AuditLog(
             sp.GetRequiredService<AuditStore>(), sp.GetRequiredService<TreeHeadSigner>(), sp.GetRequiredService<IAuditSigningKeyProvider>(),
             sp.GetRequiredService<AuditSignal>(), sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<AuditLog>>(), sp.GetService<IAuditSealer>()));
+            sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<AuditLog>>(), sp.GetService<IAuditSealer>(), sp.GetRequiredService<AuditSpill>()));
         services.TryAddSingleton<IAuditLog>(sp => sp.GetRequiredService<AuditLog>());
         // Hosted services stop in reverse order: the export stops after the signer, to send the head it signs last.
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditSpillService>());
         services.TryAddSingleton(sp => new AuditExportStatus(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>()));
         services.TryAddSingleton(sp => new AuditSetAside(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>(),
             sp.GetRequiredService<AuditLog>(), sp.GetRequiredService<TimeProvider>()));

@@ -10,6 +10,8 @@ internal static class AuditTelemetry
     public static readonly Meter Meter = new(Name);
     public static readonly Counter<long> EntriesAppended = Meter.CreateCounter<long>("vigie.audit.entries_appended", "{entry}");
     public static readonly Histogram<int> BatchSize = Meter.CreateHistogram<int>("vigie.audit.append_batch_size", "{entry}");
+    public static readonly Counter<long> SpilledRecords = Meter.CreateCounter<long>("vigie.audit.spilled_records", "{record}",
+        "Records kept in the local spill while the database was out of reach");
     public static readonly Counter<long> TreeHeadsSigned = Meter.CreateCounter<long>("vigie.audit.tree_heads_signed", "{head}");
     public static readonly Counter<long> Exported = Meter.CreateCounter<long>("vigie.audit.exported", "{entry}");
     public static readonly Counter<long> TreeHeadsWitnessed = Meter.CreateCounter<long>("vigie.audit.tree_heads_witnessed", "{head}",

@@ -83,6 +83,10 @@ internal static class VigieConfiguration
         services.Configure<DatabaseOptions>(configuration.GetSection(DatabaseOptions.Section));
         services.Configure<ArchiveOptions>(configuration.GetSection("Archive"));
         services.Configure<AuditOptions>(configuration.GetSection(AuditOptions.Section));
+        // Sealed records waiting for the database after an outage, in the data folder (nothing in clear). Set here, not
+        // as a default key: a default in the section changed how the operator's own keys under it were spelt back.
+        services.PostConfigure<AuditOptions>(audit => audit.SpillFolder ??= Path.Combine(Path.GetFullPath(configuration["Archive:DataFolder"] ?? DefaultDataFolder),
+            "audit-spill"));
         services.AddInspectionConfiguration(configuration);
         services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));
         services.Configure<GatewayOptions>(configuration.GetSection(GatewayOptions.Section));

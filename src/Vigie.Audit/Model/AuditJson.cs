@@ -34,7 +34,21 @@ internal sealed record SopClassDto(
     [property: JsonPropertyName("u")] string Uid,
     [property: JsonPropertyName("n")] int NumberOfInstances);
 
+/// <summary>A record kept in the local spill while the trail's database is out of reach (see AuditSpill).</summary>
+internal sealed record SpilledRecordDto(
+    [property: JsonPropertyName("t")] long TimeMs,
+    [property: JsonPropertyName("e")] string EventId,
+    [property: JsonPropertyName("et")] string? EventTypes,
+    [property: JsonPropertyName("a")] char Action,
+    [property: JsonPropertyName("o")] int Outcome,
+    [property: JsonPropertyName("p")] string Participants,
+    [property: JsonPropertyName("pu")] string? Purpose,
+    [property: JsonPropertyName("pr")] string? PatientRef,
+    [property: JsonPropertyName("s")] string? SourceId,
+    [property: JsonPropertyName("d")] byte[]? Details);
+
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingDefault, MaxDepth = 8)]
+[JsonSerializable(typeof(SpilledRecordDto))]
 [JsonSerializable(typeof(ParticipantDto[]))]
 [JsonSerializable(typeof(DetailsDto))]
 internal sealed partial class AuditJsonContext : JsonSerializerContext;

@@ -85,6 +85,10 @@ internal sealed class GatewayServiceProvider(
             // restarting, a full disk) the association is refused as transient, so the modality retries later, instead
             // of seeing its connection dropped without an answer.
             association.State = Refused;
+            // The trail cannot take the refusal now: it waits in the spill, and is appended once the database answers.
+            await audit.KeepForLaterAsync(AssociationRecord(association.Parameters, connection, AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication,
+                AuditOutcome.MinorFailure, $"association refused for now (A-ASSOCIATE-RJ transient, temporary congestion): the audit trail is unavailable ({cause})",
+                association.UserName), CancellationToken.None).ConfigureAwait(false);
             // Once a minute at most: every modality retries, and an outage would otherwise write a line per attempt.
             if (DueForLog(ref _lastTransientRefusal, time.GetUtcNow()))
             {
@@ -268,16 +272,9 @@ internal sealed class GatewayServiceProvider(
                 ],
             },
         };
-        try
+        if (await AppendOrKeepAsync(record, cancellationToken).ConfigureAwait(false) is { } e && DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
         {
-            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
-            {
-                logger.LogError(e, "A refused store from {CallingAE} could not be audited", source.CallingAE);
-            }
+            logger.LogError(e, "A refused store from {CallingAE} could not be audited", source.CallingAE);
         }
     }
 
@@ -471,16 +468,9 @@ internal sealed class GatewayServiceProvider(
             ],
             Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000) },
         };
-        try
+        if (await AppendOrKeepAsync(record, CancellationToken.None).ConfigureAwait(false) is { } e && DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
         {
-            await audit.AppendAsync(record, CancellationToken.None).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            if (DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
-            {
-                logger.LogError(e, "Could not audit the end of an association from {Remote}", connection.Remote);
-            }
+            logger.LogError(e, "Could not audit the end of an association from {Remote}", connection.Remote);
         }
     }
 
@@ -572,12 +562,16 @@ internal sealed class GatewayServiceProvider(
             // (before 2026-12-06 it named neither).
             var patientId = match.Attributes.First(DicomTags.PatientID.Value);
             // The requestor without a role: for a C-MOVE the images were bound for a third node.
-            await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, OurAE, $"stored object {id} failed its check when read for a retrieve ({problem}); "
+            var failure = await AppendOrKeepAsync(GatewayAudit.IntegrityAlert(time, OurAE, $"stored object {id} failed its check when read for a retrieve ({problem}); "
                     + "its sub-operation failed. Run vigie scrub; sending the image again heals it",
                     [GatewayAudit.Requestor(requestor, AuditRoles.Destination) with { Roles = [] }, GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source)],
                     patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, match.Attributes.First(DicomTags.IssuerOfPatientID.Value)),
                     StudiesAndPatient([match])),
                 CancellationToken.None).ConfigureAwait(false);
+            if (failure is not null)
+            {
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -595,9 +589,12 @@ internal sealed class GatewayServiceProvider(
     }
 
     private async ValueTask AuditAssociationAsync(AssociationParameters request, DicomConnectionInfo connection, AuditCode eventId, AuditCode eventType,
-        AuditOutcome outcome, string description, string? user, CancellationToken cancellationToken)
-    {
-        var record = new AuditRecord
+        AuditOutcome outcome, string description, string? user, CancellationToken cancellationToken) =>
+        await audit.AppendAsync(AssociationRecord(request, connection, eventId, eventType, outcome, description, user), cancellationToken).ConfigureAwait(false);
+
+    private AuditRecord AssociationRecord(AssociationParameters request, DicomConnectionInfo connection, AuditCode eventId, AuditCode eventType,
+        AuditOutcome outcome, string description, string? user) =>
+        new()
         {
             Time = time.GetUtcNow(),
             EventId = eventId,
@@ -611,7 +608,23 @@ internal sealed class GatewayServiceProvider(
             ],
             Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000) },
         };
-        await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Appends a record of something already done or refused (an end, a refusal, an alert): when the trail is out of
+    /// reach it is kept in the spill, and appended once the database answers (before 2026-12-07 it was lost, with a log
+    /// line). Returns the failure when it could be neither appended nor kept.
+    /// </summary>
+    private async ValueTask<Exception?> AppendOrKeepAsync(AuditRecord record, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        {
+            return await audit.KeepForLaterAsync(record, CancellationToken.None).ConfigureAwait(false) ? null : e;
+        }
     }
 
     private async ValueTask AuditQueryAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, IReadOnlyList<QueryMatch> matches,
@@ -807,7 +820,7 @@ internal sealed class GatewayServiceProvider(
                 var description = $"{service} to {destination}: {sent} of {total} instances sent, {failed} failed, {total - sent - failed} not attempted"
                                   + (end.StoppedBecause is { } why ? $" ({why})" : "") + (end.FirstFailure is { } first ? $"; first failure {first}" : "");
                 var objects = StudiesAndPatient([.. patient.Select(x => x.Match).OfType<QueryMatch>()]);
-                await audit.AppendAsync(new AuditRecord
+                var failure = await AppendOrKeepAsync(new AuditRecord
                 {
                     Time = time.GetUtcNow(),
                     EventId = AuditEventIds.DicomInstancesTransferred,
@@ -817,6 +830,10 @@ internal sealed class GatewayServiceProvider(
                     PatientRef = patient.Key.Id.Length > 0 ? GatewayAudit.PatientRef(keys, patient.Key.Id, patient.Key.Issuer) : null,
                     Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000), Objects = objects },
                 }, CancellationToken.None).ConfigureAwait(false);
+                if (failure is not null)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+                }
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)

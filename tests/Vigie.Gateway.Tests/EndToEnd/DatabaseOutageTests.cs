@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using Npgsql;
 using Vigie.Core.Data;
 using Vigie.Dicom;
@@ -52,6 +53,16 @@ public sealed class DatabaseOutageTests
 
         await node.StoreAsync(files.Skip(2).Take(2), ct);
         Assert.Equal(4, (await node.StatsAsync()).GetProperty("instances").GetInt64());
+
+        // Regression: the association refused during the outage left no trace (the trail was out of reach). It was kept,
+        // sealed, in the data folder's spill, and is in the trail once the database answers, with its own time.
+        var refusals = await Eventually.WaitForAsync(async () => JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113"))
+                .StandardOutput).RootElement.EnumerateArray().Where(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "")
+                .Contains("refused for now", StringComparison.Ordinal)).Select(e => e.Clone()).ToList(),
+            r => r.Count > 0, ct, TimeSpan.FromSeconds(60));
+        Assert.Contains(refusals, r => r.GetRawText().Contains("ECHOSCU", StringComparison.Ordinal));
+        var spill = Path.Combine(node.Data, "audit-spill");
+        Assert.True(!Directory.Exists(spill) || Directory.GetFiles(spill).Length == 0, string.Join(", ", Directory.Exists(spill) ? Directory.GetFiles(spill) : []));
         await node.StopAsync();
         var verify = await node.VigieAsync("audit", "verify");
         Assert.True(verify.ExitCode == 0, verify.ToString());

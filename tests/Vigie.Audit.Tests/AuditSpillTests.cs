@@ -1,0 +1,97 @@
+using System.Text;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Vigie.Audit.Model;
+using Vigie.Testing;
+
+namespace Vigie.Audit.Tests;
+
+/// <summary>The spill that keeps audit records while the trail's database is out of reach.</summary>
+public sealed class AuditSpillTests
+{
+    private static AuditRecord Refusal(string ae, string patientRef) => new()
+    {
+        Time = DateTimeOffset.FromUnixTimeMilliseconds(1_765_000_000_000),
+        EventId = AuditEventIds.SecurityAlert,
+        EventTypes = [AuditEventTypes.NodeAuthentication],
+        Action = AuditAction.Execute,
+        Outcome = AuditOutcome.MinorFailure,
+        Participants = [new AuditParticipant { UserId = ae, IsRequestor = true, Kind = AuditParticipantKind.Application, NetworkAccessPointId = "192.0.2.7" }],
+        PatientRef = patientRef,
+        Details = new AuditDetails { OutcomeDescription = "refused for now: SYNTH^SPILLNAME" },
+    };
+
+    [Fact]
+    public async Task Kept_records_are_sealed_and_come_back_whole_with_their_time_and_the_files_go()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        var sealer = new TestSealer();
+        using (var stopped = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path }), NullLogger<AuditSpill>.Instance, sealer))
+        {
+            Assert.True(await stopped.KeepAsync(Refusal("MODALITY1", "ab12"), ct));
+            Assert.True(await stopped.KeepAsync(Refusal("MODALITY2", "cd34"), ct));
+        }
+
+        // The process that kept them stopped (its file is no longer locked); the next one appends them.
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path }), NullLogger<AuditSpill>.Instance, sealer);
+        var file = Assert.Single(Directory.GetFiles(folder.Path));
+        var bytes = await File.ReadAllBytesAsync(file, ct);
+        Assert.DoesNotContain("SPILLNAME", Encoding.Latin1.GetString(bytes), StringComparison.Ordinal);
+        Assert.DoesNotContain("MODALITY1", Encoding.Latin1.GetString(bytes), StringComparison.Ordinal);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(file));
+        }
+
+        var appended = new List<AuditRecord>();
+        Assert.Equal(2, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Equal(["MODALITY1", "MODALITY2"], appended.Select(r => r.Participants[0].UserId));
+        Assert.Equal(Refusal("X", "ab12").Time, appended[0].Time);
+        Assert.Equal("ab12", appended[0].PatientRef);
+        Assert.Equal("refused for now: SYNTH^SPILLNAME", appended[0].Details!.OutcomeDescription);
+        Assert.Equal(AuditEventTypes.NodeAuthentication, Assert.Single(appended[0].EventTypes));
+        Assert.Empty(Directory.GetFiles(folder.Path));
+    }
+
+    [Fact]
+    public async Task A_failed_append_leaves_the_file_for_the_next_round_and_a_torn_last_line_is_skipped()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        var sealer = new TestSealer();
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path }), NullLogger<AuditSpill>.Instance, sealer);
+        Assert.True(await spill.KeepAsync(Refusal("MODALITY1", "ab12"), ct));
+
+        await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+            await spill.DrainAsync((_, _) => throw new InvalidOperationException("database still away"), ct));
+        var file = Assert.Single(Directory.GetFiles(folder.Path));
+        // A crash in the middle of a write: the last line is cut (it was never synced, so never counted as kept).
+        await File.AppendAllTextAsync(file, "archive-root/seal-v1 AAAA", ct);
+
+        var appended = new List<AuditRecord>();
+        Assert.Equal(1, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Single(appended);
+        Assert.Empty(Directory.GetFiles(folder.Path));
+    }
+
+    [Fact]
+    public async Task A_file_another_process_writes_is_left_to_it_and_a_full_spill_counts_what_it_drops()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        var sealer = new TestSealer();
+        using var other = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path }), NullLogger<AuditSpill>.Instance, sealer);
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path, MaxSpilledRecords = 1 }), NullLogger<AuditSpill>.Instance,
+            sealer);
+        Assert.True(await other.KeepAsync(Refusal("OTHER", "ab12"), ct));
+        Assert.True(await spill.KeepAsync(Refusal("MINE", "cd34"), ct));
+        Assert.False(await spill.KeepAsync(Refusal("MINE2", "cd34"), ct));
+        Assert.Equal(1, spill.TakeDropped());
+
+        var appended = new List<AuditRecord>();
+        Assert.Equal(1, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Equal("MINE", Assert.Single(appended).Participants[0].UserId);
+        Assert.Single(Directory.GetFiles(folder.Path));
+    }
+}
