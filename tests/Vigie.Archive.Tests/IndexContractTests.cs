@@ -125,6 +125,34 @@ public sealed class IndexContractTests
         Assert.Empty((await QueryAsync(archive, QueryLevel.Patient)).Matches);
     }
 
+    /// <summary>
+    /// Regression: objects without a Patient ID (Type 2: unidentified or emergency patients) were all filed under one
+    /// patient, keyed on the empty ID; a study was then answered under another person's name, and a search by that name
+    /// found both. Each study without an ID now has a patient of its own.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_patients_without_a_patient_id_were_merged_into_one(DatabaseProvider provider)
+    {
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        static InstanceIndexEntry Unidentified(int patient, string name, string birth) => Samples.Entry(patient, 1, 1, 1) with
+        {
+            Patient = new PatientEntry("", null, AttributeSet.From((DicomTags.PatientName, name), (DicomTags.PatientBirthDate, birth))),
+        };
+
+        Assert.Equal(HierarchyConflict.None, (await StoreAsync(archive, Unidentified(1, "ZZNOIDONE^ALICE", "19500101"), FakeObject(1))).Conflicts);
+        Assert.Equal(HierarchyConflict.None, (await StoreAsync(archive, Unidentified(2, "ZZNOIDTWO^BOB", "19600202"), FakeObject(2))).Conflicts);
+        // A second image of the first study joins its patient.
+        var second = Unidentified(1, "ZZNOIDONE^ALICE", "19500101") with { Instance = Samples.Entry(1, 1, 1, 2).Instance };
+        Assert.Equal(HierarchyConflict.None, await archive.Index.FindHierarchyConflictsAsync(second, TestContext.Current.CancellationToken));
+        Assert.Equal(HierarchyConflict.None, (await StoreAsync(archive, second, FakeObject(3))).Conflicts);
+
+        Assert.Equal(2, (await QueryAsync(archive, QueryLevel.Patient)).Matches.Count);
+        var alice = await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.StudyInstanceUid, Samples.StudyUid(1, 1)), new QueryKey(DicomTags.PatientName, ""));
+        Assert.Equal("ZZNOIDONE^ALICE", Assert.Single(alice.Matches).Attributes.First(DicomTags.PatientName));
+        Assert.Single((await QueryAsync(archive, QueryLevel.Study, new QueryKey(DicomTags.PatientName, "ZZNOIDTWO*"))).Matches);
+    }
+
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
     public async Task Hierarchy_conflicts_keep_the_existing_links_and_are_reported(DatabaseProvider provider)

@@ -44,7 +44,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var instanceAttributes = entry.Instance.Attributes.With(DicomTags.SopInstanceUid, sopUid).With(DicomTags.SopClassUid, sopClass);
 
         var conflicts = HierarchyConflict.None;
-        var patientKey = PatientKey(issuer, patientId);
+        var patientKey = await PatientKeyAsync(connection, transaction, issuer, patientId, studyUid, cancellationToken).ConfigureAwait(false);
         var (patientRow, _) = await UpsertNodeAsync(connection, transaction, 0, patientKey, null, patientAttributes,
             PatientTerms, now, cancellationToken).ConfigureAwait(false);
 
@@ -88,7 +88,8 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             cancellationToken).ConfigureAwait(false);
         var study = await SelectNodeAsync(connection, null, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
             cancellationToken).ConfigureAwait(false);
-        var patient = await SelectNodeAsync(connection, null, Tables[0], PatientKey(issuer, patientId), false, cancellationToken).ConfigureAwait(false);
+        var patient = await SelectNodeAsync(connection, null, Tables[0], await PatientKeyAsync(connection, null, issuer, patientId, studyUid, cancellationToken)
+            .ConfigureAwait(false), false, cancellationToken).ConfigureAwait(false);
         // A level not indexed yet would be created under this entry's parent: no conflict there.
         var conflicts = HierarchyConflict.None;
         conflicts |= study is { } s && s.Parent != patient?.Id ? HierarchyConflict.StudyUnderOtherPatient : HierarchyConflict.None;
@@ -105,7 +106,31 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         Checked(IndexNormalizer.Uid(entry.Series.SeriesInstanceUid), MaxUidLength, "Series Instance UID"),
         Checked(IndexNormalizer.Uid(entry.Instance.SopInstanceUid), MaxUidLength, "SOP Instance UID"));
 
-    private byte[] PatientKey(string issuer, string patientId) => keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId);
+    /// <summary>
+    /// The patient row's key: the Patient ID under its issuer. An object without a Patient ID (Type 2: an unidentified or
+    /// emergency patient) names nobody, so its study gets a patient of its own; keyed on the empty ID, every such
+    /// object was filed under one patient, and a study answered under another person's name (until 2026-12-07). A
+    /// study filed that way before stays with that patient, or its next objects would be refused as filed elsewhere.
+    /// </summary>
+    private async ValueTask<byte[]> PatientKeyAsync(DbConnection connection, DbTransaction? transaction, string issuer, string patientId, string studyUid,
+        CancellationToken cancellationToken)
+    {
+        var byId = keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0" + patientId);
+        if (patientId.Length > 0)
+        {
+            return byId;
+        }
+
+        var study = await SelectNodeAsync(connection, transaction, Tables[1], keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid), false,
+            cancellationToken).ConfigureAwait(false);
+        if (study is { Parent: { } parent }
+            && await SelectNodeAsync(connection, transaction, Tables[0], byId, false, cancellationToken).ConfigureAwait(false) is { } shared && shared.Id == parent)
+        {
+            return byId;
+        }
+
+        return keys.HashIdentifier(IdentifierKinds.Patient, issuer + "\0\0study\0" + studyUid);
+    }
 
     public async ValueTask ScheduleUnreferencedObjectDeletionAsync(ObjectId id, CancellationToken cancellationToken)
     {
