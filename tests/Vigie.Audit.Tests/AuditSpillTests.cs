@@ -21,6 +21,13 @@ public sealed class AuditSpillTests
         Details = new AuditDetails { OutcomeDescription = "refused for now: SYNTH^SPILLNAME" },
     };
 
+    /// <summary>An append that takes the records into <paramref name="appended"/>, as the trail would.</summary>
+    private static Func<IReadOnlyList<AuditRecord>, CancellationToken, ValueTask> Into(List<AuditRecord> appended) => (records, _) =>
+    {
+        appended.AddRange(records);
+        return ValueTask.CompletedTask;
+    };
+
     [Fact]
     public async Task Kept_records_are_sealed_and_come_back_whole_with_their_time_and_the_files_go()
     {
@@ -45,7 +52,7 @@ public sealed class AuditSpillTests
         }
 
         var appended = new List<AuditRecord>();
-        Assert.Equal(2, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Equal(2, await spill.DrainAsync(Into(appended), ct));
         Assert.Equal(["MODALITY1", "MODALITY2"], appended.Select(r => r.Participants[0].UserId));
         Assert.Equal(Refusal("X", "ab12").Time, appended[0].Time);
         Assert.Equal("ab12", appended[0].PatientRef);
@@ -70,7 +77,7 @@ public sealed class AuditSpillTests
         await File.AppendAllTextAsync(file, "archive-root/seal-v1 AAAA", ct);
 
         var appended = new List<AuditRecord>();
-        Assert.Equal(1, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Equal(1, await spill.DrainAsync(Into(appended), ct));
         Assert.Single(appended);
         Assert.Empty(Directory.GetFiles(folder.Path));
     }
@@ -90,7 +97,7 @@ public sealed class AuditSpillTests
         Assert.Equal(1, spill.TakeDropped());
 
         var appended = new List<AuditRecord>();
-        Assert.Equal(1, await spill.DrainAsync((records, _) => { appended.AddRange(records); return ValueTask.CompletedTask; }, ct));
+        Assert.Equal(1, await spill.DrainAsync(Into(appended), ct));
         Assert.Equal("MINE", Assert.Single(appended).Participants[0].UserId);
         Assert.Single(Directory.GetFiles(folder.Path));
     }

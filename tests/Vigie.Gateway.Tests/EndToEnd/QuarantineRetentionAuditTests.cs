@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
@@ -29,7 +28,7 @@ public sealed class QuarantineRetentionAuditTests
         file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.5920001");
         file.Dataset.SetString(DicomTags.PatientID, DicomVR.LO, "SYNQRET1");
         file.Dataset.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
-        file.Dataset.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, InertPeHeader());
+        file.Dataset.SetBytes(new DicomTag(0x0029, 0x1001), DicomVR.OB, SecurityTests.InertPeHeader());
         var malicious = DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
         await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
                          DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
@@ -46,14 +45,5 @@ public sealed class QuarantineRetentionAuditTests
             e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("QuarantineRemoved", StringComparison.Ordinal));
         Assert.Contains(file.Dataset.GetString(DicomTags.StudyInstanceUID)!, removal.GetRawText(), StringComparison.Ordinal);
         Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode);
-    }
-
-    private static byte[] InertPeHeader()
-    {
-        var bytes = new byte[256];
-        "MZ"u8.CopyTo(bytes);
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(0x3C), 0x80);
-        "PE\0\0"u8.CopyTo(bytes.AsSpan(0x80));
-        return bytes;
     }
 }

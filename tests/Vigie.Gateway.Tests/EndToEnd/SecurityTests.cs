@@ -15,7 +15,8 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 /// <summary>TLS, quarantine, crash safety and tamper evidence, through the real node and CLI.</summary>
 public sealed class SecurityTests
 {
-    private static byte[] InertPeHeader()
+    /// <summary>An inert executable header (MZ, PE signature, a marker): what inspection must find, never a working program.</summary>
+    internal static byte[] InertPeHeader()
     {
         var bytes = new byte[256];
         "MZ"u8.CopyTo(bytes);
