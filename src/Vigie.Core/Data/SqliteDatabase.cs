@@ -70,10 +70,35 @@ public sealed class SqliteDatabase : IVigieDatabase
 
             return connection;
         }
+        catch (SqliteException e) when (e.SqliteErrorCode is SqliteIoError or SqliteFull && FreeBytes() is { } free and < FullBelow)
+        {
+            // SQLite says "disk I/O error" when it cannot make its shared-memory file on a full file system, which
+            // an operator reads as a failing disk: the start and every command said only that (until 2026-12-07).
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw new IndexStorageFullException($"the file system holding {Path} is full ({free:N0} bytes free): free space there, then try again", e);
+        }
         catch
         {
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    private const int SqliteIoError = 10;
+    private const int SqliteFull = 13;
+
+    /// <summary>Less than this free, an I/O error opening the index is taken for a full file system.</summary>
+    private const long FullBelow = 1024 * 1024;
+
+    private long? FreeBytes()
+    {
+        try
+        {
+            return new DriveInfo(System.IO.Path.GetDirectoryName(Path)!).AvailableFreeSpace;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return null;
         }
     }
 
@@ -139,3 +164,6 @@ public sealed class SqliteDatabase : IVigieDatabase
         public bool Deferred { get; set; }
     }
 }
+
+/// <summary>The index cannot be opened because its file system is full; the message says so, with the space left.</summary>
+public sealed class IndexStorageFullException(string message, Exception inner) : DbException(message, inner);

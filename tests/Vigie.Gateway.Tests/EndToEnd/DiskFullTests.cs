@@ -167,6 +167,38 @@ public sealed class DiskFullTests
     }
 
     /// <summary>
+    /// Regression: on a file system that something else filled to the last byte, a start and every command said only
+    /// "SQLite Error 10: 'disk I/O error'" (SQLite cannot make its shared-memory file), which an operator reads as a
+    /// failing disk. They now name the full file system, its free space and the fix.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_full_file_system_under_the_index_was_reported_as_a_disk_io_error()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, new Dictionary<string, string>
+        {
+            ["VIGIE__ARCHIVE__MINFREESPACE"] = "0",
+            ["VIGIE__ARCHIVE__LANDINGSLOTS"] = "0",
+        }, ct);
+        await using var disk = await SmallDisk.MountAsync(node, "24m", ct);
+        await node.StartProcessAsync(ct);
+        Assert.Equal(1, Count(await StoreAsync(node, [Peers.CtCorpusFiles()[0]], ct), "Received Store Response (Success)"));
+        await node.StopAsync();
+        // Another writer takes the last byte (the node's own floor cannot stop it).
+        var filler = Path.Combine(node.Data, "filler");
+        var fill = await Peers.RunAsync("fallocate", ["-l", new DriveInfo(node.Data).AvailableFreeSpace.ToString(CultureInfo.InvariantCulture), filler],
+            TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(fill.ExitCode == 0, fill.ToString());
+
+        var stats = await node.VigieAsync("stats");
+        Assert.Equal(2, stats.ExitCode);
+        Assert.Contains("index.db is full (", stats.StandardError, StringComparison.Ordinal);
+        Assert.Contains("free space there, then try again", stats.StandardError, StringComparison.Ordinal);
+        File.Delete(filler);
+        Assert.Equal(0, (await node.VigieAsync("stats")).ExitCode);
+    }
+
+    /// <summary>
     /// A tmpfs of the given size over the node's data folder, to fill; the test is skipped where none can be mounted (as
     /// root). Disposing stops the node and unmounts it.
     /// </summary>
