@@ -120,9 +120,18 @@ internal static class WithheldCommands
 
             var released = new List<string>();
             var notWithheld = new List<string>();
+            var removed = new List<string>();
+            var withheld = services.GetRequiredService<WithheldObjects>();
             // An object named twice is released once (the second naming read as "not withheld", exit 2).
             foreach (var id in objects.Distinct())
             {
+                if (!await withheld.HeldAsync(id, ct))
+                {
+                    // Retention removed it: nothing to serve again (this said "released; retrieves serve it again").
+                    (await withheld.ReleaseAsync(id, ct) == 0 ? notWithheld : removed).Add(id.ToString());
+                    continue;
+                }
+
                 // Audited under the object's patient, where the flag is.
                 var lifted = await rescan.ReleaseAsync(id, justification, Environment.UserName, ct);
                 (lifted == 0 ? notWithheld : released).Add(id.ToString());
@@ -130,13 +139,18 @@ internal static class WithheldCommands
 
             if (parse.GetValue(json))
             {
-                await MaintenanceHost.WriteJsonAsync(new { released, not_withheld = notWithheld });
+                await MaintenanceHost.WriteJsonAsync(new { released, not_withheld = notWithheld, no_longer_in_archive = removed });
             }
             else
             {
                 foreach (var id in released)
                 {
                     Console.WriteLine($"{id}: released; retrieves serve it again (a copy the forwarder gave up meanwhile goes with vigie forward retry)");
+                }
+
+                foreach (var id in removed)
+                {
+                    Console.WriteLine($"{id}: no longer in the archive (removed by retention); its flag is lifted, there is nothing to serve again");
                 }
 
                 foreach (var id in notWithheld)

@@ -45,11 +45,25 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
         return rules.Count == 0 ? null : $"withheld: flagged by vigie rescan ({string.Join("; ", rules)})";
     }
 
-    /// <summary>Every flag kept, oldest first, at most <paramref name="max"/>.</summary>
+    /// <summary>
+    /// Flags of objects the archive still holds: an object retention removed kept its flag, and was listed and counted
+    /// as withheld (until 2026-12-07).
+    /// </summary>
+    private const string InArchive = "EXISTS (SELECT 1 FROM archive_objects a WHERE a.object_id = gateway_withheld_by_rules.object_id)";
+
+    /// <summary>Whether the archive still holds the object (retention may have removed it since it was flagged).</summary>
+    public async ValueTask<bool> HeldAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_objects WHERE object_id = @o").With("@o", id.ToArray());
+        return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture) > 0;
+    }
+
+    /// <summary>Every flag kept on an object the archive holds, oldest first, at most <paramref name="max"/>.</summary>
     public async ValueTask<IReadOnlyList<WithheldFlag>> ListAsync(int max, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT object_id, source, flagged_at, rules FROM gateway_withheld_by_rules ORDER BY flagged_at, source LIMIT @m")
+        await using var command = connection.CreateCommand(null, "SELECT object_id, source, flagged_at, rules FROM gateway_withheld_by_rules WHERE " + InArchive + " ORDER BY flagged_at, source LIMIT @m")
             .With("@m", max);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var flags = new List<WithheldFlag>();
@@ -66,7 +80,7 @@ public sealed class WithheldObjects(IVigieDatabase database, TimeProvider time)
     public async ValueTask<long> CountAsync(CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM gateway_withheld_by_rules");
+        await using var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM gateway_withheld_by_rules WHERE " + InArchive);
         return Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
     }
 
