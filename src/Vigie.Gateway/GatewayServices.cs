@@ -89,10 +89,22 @@ public sealed class GatewayStartup(
     ConfigurationAudit configuration,
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<GatewayStartup> logger,
-    TimeProvider time) : IHostedService
+    TimeProvider time,
+    IOptions<AuditOptions> auditOptions) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Before anything is written: an NDJSON export others can read, or another account owns, would get patient
+        // identities in clear (it did, whatever its mode and owner, before 2026-12-07). The sink checks it again at
+        // each batch, since the file may be replaced later.
+        foreach (var sink in auditOptions.Value.Sinks.Where(s => s.Enabled && s.Kind == AuditSinkKind.FhirNdjson && !string.IsNullOrWhiteSpace(s.NdjsonPath)))
+        {
+            if (Vigie.Audit.Export.AuditExportFile.Refusal(Path.GetFullPath(sink.NdjsonPath!)) is { } refusal)
+            {
+                throw new InvalidOperationException($"Audit sink {sink.Name}: {refusal}");
+            }
+        }
+
         archive.RefuseForeignDataFolder();
         await migrator.MigrateAsync(cancellationToken).ConfigureAwait(false);
         var initialization = await archive.InitializeAsync(cancellationToken).ConfigureAwait(false);

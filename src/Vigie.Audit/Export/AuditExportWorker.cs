@@ -20,6 +20,7 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
     LeaseStore leases, TimeProvider time, string holder, ILogger logger)
 {
     private long _witnessedSize;
+    private string? _loggedRefusal;
 
     public string CursorName => CursorFor(options.Name);
 
@@ -43,6 +44,7 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
                 }
 
                 var sent = await RunOnceAsync(cancellationToken).ConfigureAwait(false);
+                _loggedRefusal = null;
                 if (attempts > 0)
                 {
                     logger.LogInformation("Audit sink {Sink} recovered after {Attempts} failed attempts", options.Name, attempts);
@@ -63,12 +65,26 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
                 attempts++;
                 AuditTelemetry.ExportFailures.Add(1);
                 var delay = Backoff(attempts);
-                // Network and server errors only: entry content never goes into the message.
-                logger.LogWarning("Audit sink {Sink} failed (attempt {Attempts}), retrying in {Delay}: {Error}", options.Name, attempts, delay, ExceptionCauses.Describe(ex));
+                // Network and server errors only: entry content never goes into the message. An exposed export file is
+                // said once, as an error (it stays so until the operator acts), not at every retry.
+                if (ex is AuditExportFileExposedException && ex.Message != _loggedRefusal)
+                {
+                    _loggedRefusal = ex.Message;
+                    logger.LogError("Audit sink {Sink} writes nothing: {Reason}", options.Name, ex.Message);
+                }
+                else if (ex is AuditExportFileExposedException)
+                {
+                    logger.LogDebug("Audit sink {Sink} still refuses its file (attempt {Attempts})", options.Name, attempts);
+                }
+                else
+                {
+                    logger.LogWarning("Audit sink {Sink} failed (attempt {Attempts}), retrying in {Delay}: {Error}", options.Name, attempts, delay, ExceptionCauses.Describe(ex));
+                }
+
                 try
                 {
                     var cursor = await store.ReadCursorAsync(CursorName, cancellationToken).ConfigureAwait(false);
-                    await store.SaveCursorAsync(CursorName, cursor?.NextSeq ?? 0, attempts, Truncate(ex.GetType().Name + ": " + ExceptionCauses.Describe(ex)),
+                    await store.SaveCursorAsync(CursorName, cursor?.NextSeq ?? 0, attempts, Truncate(ex is AuditExportFileExposedException ? ex.Message : ex.GetType().Name + ": " + ExceptionCauses.Describe(ex)),
                         time.GetUtcNow().ToUnixTimeMilliseconds(), cancellationToken).ConfigureAwait(false);
                 }
                 catch (Exception inner) when (inner is not OperationCanceledException)

@@ -9,6 +9,7 @@ using System.Text.Json;
 using Vigie.Audit.Model;
 using Vigie.Audit.Signing;
 using Vigie.Core;
+using Vigie.Core.IO;
 
 namespace Vigie.Audit.Export;
 
@@ -471,7 +472,26 @@ internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpris
             streamOptions.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
         }
 
-        await using var file = new FileStream(path, streamOptions);
+        FileStream file;
+        try
+        {
+            file = new FileStream(path, streamOptions);
+        }
+        catch (UnauthorizedAccessException) when (PrivateFile.Exposure(path) is { } exposure)
+        {
+            // Another account's file in a sticky folder (fs.protected_regular): said as what it is, not "access denied".
+            throw new AuditExportFileExposedException(AuditExportFile.Refusal(path, exposure));
+        }
+
+        await using var _ = file;
+        // The export holds identities in clear: a file others can read, or another account owns, gets nothing (it got
+        // every entry appended, whatever its mode and owner, before 2026-12-07). Checked on the handle, at each batch,
+        // since the file may be replaced while the node runs.
+        if (PrivateFile.Exposure(file.SafeFileHandle) is { } exposed)
+        {
+            throw new AuditExportFileExposedException(AuditExportFile.Refusal(path, exposed));
+        }
+
         foreach (var line in lines)
         {
             await file.WriteAsync(line, cancellationToken).ConfigureAwait(false);
@@ -483,4 +503,17 @@ internal sealed class FhirNdjsonSink(AuditSinkOptions options, string? enterpris
     }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+}
+
+/// <summary>The NDJSON export file is not the service account's alone: nothing is written to it until it is.</summary>
+internal sealed class AuditExportFileExposedException(string message) : IOException(message);
+
+/// <summary>The NDJSON audit export file, which holds patient identities in clear, like the key files may only be the service account's.</summary>
+public static class AuditExportFile
+{
+    /// <summary>Why Vigie refuses to write to the existing file at <paramref name="path"/>, or null (also when there is none).</summary>
+    public static string? Refusal(string path) => PrivateFile.Exposure(path) is { } exposure ? Refusal(path, exposure) : null;
+
+    internal static string Refusal(string path, FileExposure exposure) =>
+        $"the NDJSON audit export {path} holds patient data in clear but is {exposure.Describe()}: Vigie writes nothing to it until {exposure.Fix(path)}";
 }
