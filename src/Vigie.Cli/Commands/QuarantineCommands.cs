@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
 using Vigie.Gateway.Ingest;
+using Vigie.Inspection;
 
 namespace Vigie.Cli.Commands;
 
@@ -21,9 +22,13 @@ internal static class QuarantineCommands
         var json = MaintenanceCommands.JsonOption();
         var after = new Option<long>("--after") { Description = "List only records after this row (the `row` of an earlier listing), to page through.", DefaultValueFactory = _ => 0 };
         var limit = MaintenanceCommands.LimitOption("How many to list, oldest first", 100, QuarantineManager.MaxListed);
+        var reveal = new Option<bool>("--reveal-identifiers")
+        {
+            Description = "Show the names inside the objects (entries, attachments, link targets) that the --json reason quotes, replaced by [name] otherwise.",
+        };
         var command = new Command("list", "Quarantined objects, oldest first: when, from which AE, the verdict, the rules that fired and the reason. Exit 0 whatever is listed.")
         {
-            data, config, json, after, limit,
+            data, config, json, after, limit, reveal,
         };
         command.SetAction(async (parse, ct) =>
         {
@@ -45,7 +50,8 @@ internal static class QuarantineCommands
                     i.Verdict,
                     i.Rules,
                     calling_ae = i.CallingAE,
-                    i.Reason,
+                    // The reason quotes the first finding, whose names come from the object (printed before 2026-12-07).
+                    reason = parse.GetValue(reveal) ? i.Reason : FindingDisclosure.Reason(i.Reason),
                 }));
                 return ExitCodes.Ok;
             }

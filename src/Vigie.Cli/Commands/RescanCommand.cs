@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
 using Vigie.Archive.Index;
 using Vigie.Gateway.Ingest;
+using Vigie.Inspection;
 
 namespace Vigie.Cli.Commands;
 
@@ -20,7 +21,7 @@ internal static class RescanCommand
             Description = "A folder of known-bad signatures to use instead of the configured one (ClamAV .hdb/.hsb/.ndb/.ldb, YARA, hash lists): a new indicator of compromise.",
         };
         var since = new Option<DateTimeOffset?>("--since") { Description = "Only objects written at or after this time (ISO 8601): a campaign's known start." };
-        var reveal = new Option<bool>("--reveal-identifiers") { Description = "Name flagged objects by their decrypted SOP and Study Instance UIDs, to find the study." };
+        var reveal = new Option<bool>("--reveal-identifiers") { Description = "Name flagged objects by their decrypted SOP and Study Instance UIDs, to find the study, and show the names inside them (entries, attachments) that findings refer to." };
         var command = new Command("rescan",
             "Inspect every archived object again with today's rules. Flagged objects stay in the archive and are audited under their patient. Exit 0 nothing found, 1 flagged, 2 unreadable objects or error.")
         {
@@ -55,6 +56,10 @@ internal static class RescanCommand
             var operatorName = Environment.UserName;
             var total = (await services.GetRequiredService<IArchiveIndex>().GetStatsAsync(ct)).Objects;
             var request = new RescanRequest { RevealIdentifiers = parse.GetValue(reveal), Since = parse.GetValue(since), IndexedObjects = total };
+            // Names from inside an object (an entry named after the patient) are patient content (printed before 2026-12-07).
+            Finding Shown(Finding f) => request.RevealIdentifiers
+                ? f
+                : f with { Message = FindingDisclosure.Message(f.Rule, f.Message, f.InnerPath), InnerPath = FindingDisclosure.InnerPath(f.InnerPath) };
             var report = await MaintenanceHost.WithProgressAsync("Inspecting the archive", total, parse.GetValue(json),
                 progress => rescan.RunAsync(request, operatorName, progress, ct));
             if (parse.GetValue(json))
@@ -70,7 +75,7 @@ internal static class RescanCommand
                         verdict = h.Verdict,
                         sop_instance_uid = h.SopInstanceUid,
                         study_instance_uid = h.StudyInstanceUid,
-                        findings = h.Findings.Select(f => new { f.Rule, f.Severity, f.Message, inner_path = f.InnerPath, f.Offset }),
+                        findings = h.Findings.Select(f => new { f.Rule, f.Severity, Message = Shown(f).Message, inner_path = Shown(f).InnerPath, f.Offset }),
                     }),
                     unreadable = report.Unreadable.Select(u => new { @object = u.ObjectId.ToString(), problem = u.Problem }),
                     not_found = report.NotFound,
@@ -84,7 +89,7 @@ internal static class RescanCommand
             foreach (var hit in report.Hits)
             {
                 Console.WriteLine($"{hit.ObjectId}: {hit.Verdict}" + (hit.SopInstanceUid is null ? string.Empty : $" (instance {hit.SopInstanceUid}, study {hit.StudyInstanceUid})"));
-                foreach (var finding in hit.Findings)
+                foreach (var finding in hit.Findings.Select(Shown))
                 {
                     Console.WriteLine($"  {finding.Severity} {finding.Rule}: {finding.Message}" + (finding.InnerPath.Length > 0 ? $" [{finding.InnerPath}]" : string.Empty));
                 }
@@ -118,7 +123,7 @@ internal static class RescanCommand
             }
             if (report.Hits.Count > 0 && !request.RevealIdentifiers)
             {
-                Console.WriteLine("--reveal-identifiers names the instances and studies; each flagged object is in the audit trail under its patient.");
+                Console.WriteLine("--reveal-identifiers names the instances and studies, and the names inside them shown as [name]; each flagged object is in the audit trail under its patient.");
             }
 
             return report.ExitCode;
