@@ -42,7 +42,7 @@ public static partial class FindingDisclosure
     }
 
     /// <summary>
-    /// The message with quoted names, and the names of its inner path, replaced. Signature rules keep theirs: it names
+    /// The message with quoted names, file paths, what follows a link's host, and the names of its inner path, replaced. Signature rules keep theirs: it names
     /// the site's own rule, not the content.
     /// </summary>
     public static string Message(string rule, string message, string innerPath = "")
@@ -53,6 +53,9 @@ public static partial class FindingDisclosure
         }
 
         var redacted = Quoted().Replace(message, m => m.Value[0] + Placeholder + m.Value[^1]);
+        // Unquoted links and file paths (a link to a program, a remote document): the host stays, what follows it goes.
+        redacted = Link().Replace(redacted, m => m.Groups["host"].Value + (m.Groups["rest"].Length > 0 ? "/" + Placeholder : ""));
+        redacted = FilePath().Replace(redacted, Placeholder);
         foreach (var name in Names(innerPath).Where(n => n.Length >= 3).OrderByDescending(n => n.Length))
         {
             redacted = redacted.Replace(name, Placeholder, StringComparison.Ordinal);
@@ -117,6 +120,12 @@ public static partial class FindingDisclosure
     /// <summary>A numbered part followed by the name the object gave it ("attachment[2]:report.pdf").</summary>
     [GeneratedRegex(@"\G(?:attachment|message|uuencoded)\[\d+\]:", RegexOptions.CultureInvariant)]
     private static partial Regex Labelled();
+
+    [GeneratedRegex(@"(?<host>\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s'""]*)(?<rest>[/?#][^\s'""]*)?", RegexOptions.CultureInvariant)]
+    private static partial Regex Link();
+
+    [GeneratedRegex(@"\b[A-Za-z]:\\[^\s'""]*|\\\\[^\s'""]+", RegexOptions.CultureInvariant)]
+    private static partial Regex FilePath();
 
     [GeneratedRegex(@"'[^']*'|""[^""]*""", RegexOptions.CultureInvariant)]
     private static partial Regex Quoted();

@@ -26,6 +26,9 @@ public sealed class FindingDisclosureTests
         Assert.Equal("[name] is nested deeper than 8 levels: not inspected",
             FindingDisclosure.Message("container.depth-limit", "DUPONT.zip is nested deeper than 8 levels: not inspected", "attachment[1]:DUPONT.zip"));
         Assert.Equal("embedded file \"[name]\"", FindingDisclosure.Message("pdf.embedded-file", "embedded file \"ZZPID1.exe\""));
+        Assert.Equal("link to a .exe program: https://evil.example/[name]",
+            FindingDisclosure.Message("pdf.uri-executable", "link to a .exe program: https://evil.example/DUPONT_JEANNE/setup.exe"));
+        Assert.Equal("opens [name] and [name]", FindingDisclosure.Message("pdf.goto-remote", @"opens C:\Patients\DUPONT.pdf and \\server\share\ZZPID1.pdf"));
         // The site's own rule is named: it says nothing of the content.
         Assert.Equal("matches YARA rule 'Marker970'", FindingDisclosure.Message("signature.yara", "matches YARA rule 'Marker970'", "DUPONT.txt"));
         Assert.Equal("pdf.launch: the document launches '[name]'",
