@@ -60,6 +60,31 @@ public sealed class ExportFileExposureTests
     }
 
     [Fact]
+    public async Task Regression_an_ndjson_export_file_owned_by_another_account_was_appended_to()
+    {
+        Assert.SkipUnless(Environment.UserName == "root", "only root can give a file to another account");
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        using var dir = new TempDirectory();
+        var path = dir.Combine("audit.ndjson");
+        await File.WriteAllBytesAsync(path, [], ct);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        using (var chown = System.Diagnostics.Process.Start("chown", ["65534", path]))
+        {
+            await chown.WaitForExitAsync(ct);
+            Assert.Equal(0, chown.ExitCode);
+        }
+
+        var options = new AuditSinkOptions { Name = "file", Kind = AuditSinkKind.FhirNdjson, NdjsonPath = path };
+        await h.AppendAsync(Samples.Records(0, 2));
+        await using var sink = new FhirNdjsonSink(options, null);
+        var refused = await Assert.ThrowsAsync<AuditExportFileExposedException>(async () => await h.ExportWorker(options, sink).RunOnceAsync(ct));
+        Assert.Contains("owned by uid 65534, not by uid 0 that runs Vigie", refused.Message, StringComparison.Ordinal);
+        Assert.Contains($"chown 0 {path} && chmod 600 {path}, or remove it", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(0, new FileInfo(path).Length);
+    }
+
+    [Fact]
     public async Task An_ndjson_export_file_the_sink_creates_is_the_accounts_alone()
     {
         var ct = TestContext.Current.CancellationToken;
