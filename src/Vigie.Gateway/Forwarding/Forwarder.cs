@@ -292,6 +292,14 @@ internal sealed class Forwarder(
                     continue;
                 }
 
+                // Flagged by `vigie rescan` since the batch was claimed (a slow PACS can take minutes over it): checked
+                // again right before its C-STORE, or it went out all the same.
+                if (await withheld.ReasonAsync(item.Id, cancellationToken).ConfigureAwait(false) is { } withheldReason)
+                {
+                    await GiveUpAsync(item.Message, destination.AETitle, withheldReason, item.Header, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
                 DimseResult result;
                 try
                 {
