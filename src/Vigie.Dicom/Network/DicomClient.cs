@@ -205,7 +205,11 @@ public sealed class DicomClient : IAsyncDisposable
         var request = DimseMessage.StoreRequest(NextId(), context.Id, sopClassUid, sopInstanceUid, DimsePriority.Medium, moveOriginatorAE, moveOriginatorMessageId);
         await Association.SendAsync(request, dataSet, cancellationToken).ConfigureAwait(false);
         var response = await ReceiveResponseAsync(request.MessageId, cancellationToken).ConfigureAwait(false);
-        return new DimseResult(response.Status, response.ErrorComment);
+        return new DimseResult(response.Status, response.ErrorComment)
+        {
+            AffectedSopClassUid = response.AffectedSopClassUid,
+            AffectedSopInstanceUid = response.AffectedSopInstanceUid,
+        };
     }
 
     /// <summary>Sends a Part 10 file: its data set bytes go as they are, under the transfer syntax its meta group names.</summary>

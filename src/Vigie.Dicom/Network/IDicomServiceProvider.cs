@@ -40,6 +40,15 @@ public sealed record DimseResult(ushort Status, string? ErrorComment = null)
     /// could not go there (no such role, the association closing, no answer within the read timeout).
     /// </summary>
     public EventReport? Report { get; init; }
+
+    /// <summary>A response's Affected SOP Class UID (0000,0002), when it had one; set by <see cref="DicomClient"/>.</summary>
+    public string? AffectedSopClassUid { get; init; }
+
+    /// <summary>
+    /// A response's Affected SOP Instance UID (0000,1000), when it had one: in a C-STORE-RSP it must name the instance
+    /// sent (PS3.7 9.3.1.2, U(=)); one naming another does not acknowledge it.
+    /// </summary>
+    public string? AffectedSopInstanceUid { get; init; }
 }
 
 /// <summary>An N-EVENT-REPORT the provider asks the association to send, and what to do once it was answered or not.</summary>

@@ -57,6 +57,35 @@ public sealed class ForwardingResilienceTests
         Assert.DoesNotContain(MarkerUid, pacs.Instances);
     }
 
+    /// <summary>
+    /// Regression: a C-STORE-RSP with Success naming another Affected SOP Instance UID was taken as delivery of the
+    /// object sent (audited as transferred, never sent again), though the PACS never acknowledged it (PS3.7 9.3.1.2).
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_response_acknowledging_another_instance_was_taken_as_delivery()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var pacs = RawStoreScp.Start(RawScpMode.WrongInstance, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:02",
+        }, cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+
+        var status = await Eventually.WaitForAsync(() => StatusAsync(node),
+            s => pacs.Instances.Count >= 2 && (s.GetProperty("last_error").GetString() ?? "").Contains("answered for another object", StringComparison.Ordinal), ct);
+        Assert.Equal(1, status.GetProperty("waiting").GetInt64());
+        Assert.Contains("Instance UID 1.2.826.0.1.3680043.8.498.777 instead of", status.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        var audit = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110104");
+        Assert.Contains("not acknowledged", audit.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("forwarded 1 objects to PACS", audit.StandardOutput, StringComparison.Ordinal);
+
+        // Once the PACS answers for the object sent, it is delivered.
+        pacs.Mode = RawScpMode.Accept;
+        await Eventually.WaitForAsync(() => StatusAsync(node), s => s.GetProperty("waiting").GetInt64() == 0, ct);
+    }
+
     /// <summary>A CT of the corpus under <see cref="MarkerUid"/>, carrying an inert marker a later indicator names.</summary>
     private static async Task<byte[]> MarkedObjectAsync(string source, CancellationToken cancellationToken)
     {
