@@ -53,26 +53,45 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
     /// <summary>Wakes consumers of <paramref name="topic"/> in this process; call after the producing transaction commits.</summary>
     public void Notify(string topic) => signal.Notify(topic);
 
-    /// <summary>Claims up to <paramref name="max"/> due messages of a topic for <paramref name="lease"/>.</summary>
+    /// <summary>
+    /// Claims up to <paramref name="max"/> due messages of a topic for <paramref name="lease"/>, oldest first. With
+    /// <paramref name="subject"/>, only that subject's; with <paramref name="exceptSubjects"/>, only those of no subject or
+    /// another one. <paramref name="dueOrNot"/> takes them whether their retry is due or not (a destination's first
+    /// attempt after its own back-off: everything waiting for it goes in order of arrival).
+    /// </summary>
     public async ValueTask<IReadOnlyList<OutboxMessage>> ClaimAsync(string topic, string consumer, int max, TimeSpan lease,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, string? subject = null, IReadOnlyCollection<string>? exceptSubjects = null, bool dueOrNot = false)
     {
         var now = time.GetUtcNow().ToUnixTimeMilliseconds();
         var until = now + (long)lease.TotalMilliseconds;
         var lockClause = database.Provider == DatabaseProvider.Postgres ? "FOR UPDATE SKIP LOCKED" : string.Empty;
+        var except = exceptSubjects is { Count: > 0 }
+            ? $" AND (subject IS NULL OR subject NOT IN ({string.Join(", ", exceptSubjects.Select((_, i) => $"@x{i}"))}))"
+            : string.Empty;
         var sql = $"""
             UPDATE outbox SET claimed_by = @c, claim_until = @u, attempts = attempts + 1
             WHERE id IN (SELECT id FROM outbox
-                         WHERE topic = @t AND done_at IS NULL AND available_at <= @n AND (claim_until IS NULL OR claim_until < @n)
+                         WHERE topic = @t AND done_at IS NULL{(dueOrNot ? string.Empty : " AND available_at <= @n")} AND (claim_until IS NULL OR claim_until < @n)
+                         {(subject is null ? string.Empty : "AND subject = @s")}{except}
                          ORDER BY id LIMIT @m {lockClause})
             RETURNING id, topic, payload, attempts, created_at
             """;
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         var claimed = new List<OutboxMessage>();
-        await using (var command = connection.CreateCommand(transaction, sql)
-                         .With("@c", consumer).With("@u", until).With("@t", topic).With("@n", now).With("@m", max))
-        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        await using var claim = connection.CreateCommand(transaction, sql)
+            .With("@c", consumer).With("@u", until).With("@t", topic).With("@n", now).With("@m", max);
+        if (subject is not null)
+        {
+            claim.With("@s", subject);
+        }
+
+        foreach (var (name, i) in (exceptSubjects ?? []).Select((name, i) => (name, i)))
+        {
+            claim.With($"@x{i}", name);
+        }
+
+        await using (var reader = await claim.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
         {
             while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -186,6 +205,23 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
             "UPDATE outbox SET available_at = @a, claimed_by = NULL, claim_until = NULL, last_error = @e WHERE id = @i AND claimed_by = @c AND done_at IS NULL",
             cmd => cmd.With("@a", at).With("@e", Truncate(error)).With("@i", id).With("@c", consumer),
             cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Makes every waiting, unclaimed message of <paramref name="subject"/> due now (a destination that accepts again:
+    /// what waited out a longer back-off is not left behind what came later). Returns how many.
+    /// </summary>
+    public async ValueTask<int> BringForwardAsync(string topic, string subject, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction,
+                "UPDATE outbox SET available_at = @n WHERE topic = @t AND subject = @s AND done_at IS NULL AND available_at > @n AND (claim_until IS NULL OR claim_until < @n)")
+            .With("@n", now).With("@t", topic).With("@s", subject);
+        var rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return rows;
     }
 
     /// <summary>Number of messages of a topic not yet done (due or not).</summary>

@@ -17,9 +17,9 @@ using DicomTags = Vigie.Dicom.DicomTags;
 namespace Vigie.Gateway.Forwarding;
 
 /// <summary>
-/// Forwards stored objects to the configured nodes (the PACS) from the outbox: claims a batch under a lease, sends it
-/// over one association, marks each message done once the peer acknowledged it, retries the rest with exponential
-/// back-off. Survives restarts (the queue is the database) and shares the work between nodes (leases).
+/// Forwards stored objects to the configured nodes (the PACS) from the outbox: claims a batch per destination under a
+/// lease, sends each over its own association (destinations side by side, one batch each), marks each message done once
+/// the peer acknowledged it, retries the rest with exponential back-off, per object and per destination. Survives restarts (the queue is the database) and shares the work between nodes (leases).
 /// A crash between the peer's acknowledgement and the mark re-sends that one object: a PACS treats a repeated SOP
 /// Instance UID with the same content as a duplicate, so the instance exists once there.
 /// </summary>
@@ -59,8 +59,27 @@ internal sealed class Forwarder(
     private static readonly TimeSpan QueueReadEvery = TimeSpan.FromSeconds(15);
 
     private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid():N}";
-    private readonly HashSet<long> _deliveredUnrecorded = [];
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, byte> _deliveredUnrecorded = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<long, byte> _inFlight = new();
+    private readonly Lock _unreleasedLock = new();
     private List<long> _unreleased = [];
+
+    // One batch in flight per destination, each on its own task: a hung PACS held every other one behind it (they
+    // were served in turn). Touched by the round's loop only.
+    private readonly Dictionary<string, Task> _sending = new(StringComparer.Ordinal);
+
+    // Per destination, after a refusal, an abort or no answer: no new association until then, so new objects wait
+    // instead of each opening one (100 objects made 100 attempts in 20 s at a PACS saying "temporary congestion").
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Backoff> _backoff = new(StringComparer.Ordinal);
+
+    private sealed record Backoff(int Failures, DateTimeOffset Until);
+
+    private enum Outcome
+    {
+        None,
+        Delivered,
+        Failed,
+    }
 
     protected override string RoundName => "Forwarding round";
 
@@ -89,26 +108,72 @@ internal sealed class Forwarder(
 
         // What a round that failed on the database left: delivered objects to record, claims to give back. Left to their
         // lease, they waited 5 minutes after a short database outage although the database was back.
-        foreach (var id in _deliveredUnrecorded.ToList())
+        foreach (var id in _deliveredUnrecorded.Keys.Where(id => !InFlight(id)).ToList())
         {
             await Queue.CompleteAsync(id, _consumer, cancellationToken).ConfigureAwait(false);
-            _deliveredUnrecorded.Remove(id);
+            _deliveredUnrecorded.TryRemove(id, out _);
         }
 
-        if (_unreleased.Count > 0)
+        List<long> unreleased;
+        lock (_unreleasedLock)
         {
-            await Queue.ReleaseAsync(_unreleased, _consumer, cancellationToken).ConfigureAwait(false);
-            _unreleased = [];
+            (unreleased, _unreleased) = (_unreleased, []);
+        }
+
+        if (unreleased.Count > 0)
+        {
+            try
+            {
+                await Queue.ReleaseAsync(unreleased, _consumer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception)
+            {
+                lock (_unreleasedLock)
+                {
+                    _unreleased.AddRange(unreleased);
+                }
+
+                throw;
+            }
+        }
+
+        foreach (var done in _sending.Where(s => s.Value.IsCompleted).Select(s => s.Key).ToList())
+        {
+            _sending.Remove(done);
+        }
+
+        // Each configured destination that is idle and not backing off gets its own batch, sent on its own task.
+        var claimed = 0;
+        var forwarding = settings.Destinations.Where(d => d.Forward).ToList();
+        foreach (var destination in forwarding)
+        {
+            var backoff = _backoff.GetValueOrDefault(destination.AETitle);
+            if (_sending.ContainsKey(destination.AETitle) || (backoff is not null && backoff.Until > Clock.GetUtcNow()))
+            {
+                continue;
+            }
+
+            // The first attempt after a failure takes the oldest waiting, due or not: the order of arrival.
+            var taken = await Queue.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken,
+                subject: destination.AETitle, dueOrNot: backoff is not null).ConfigureAwait(false);
+            if (taken.Count == 0)
+            {
+                continue;
+            }
+
+            claimed += taken.Count;
+            _sending[destination.AETitle] = Task.Run(() => SendBatchAsync(destination, taken, settings, cancellationToken), CancellationToken.None);
+        }
+
+        // What no configured destination names (removed, renamed, queued before destinations were recorded): here, in turn.
+        var batch = await Queue.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken,
+            exceptSubjects: [.. forwarding.Select(d => d.AETitle)]).ConfigureAwait(false);
+        if (batch.Count == 0)
+        {
+            return claimed;
         }
 
         var claim = new Claim(Stopwatch.GetTimestamp());
-        var batch = await Queue.ClaimAsync(IngestPipeline.ForwardTopic, _consumer, settings.Forwarding.BatchSize, settings.Forwarding.Lease, cancellationToken)
-            .ConfigureAwait(false);
-        if (batch.Count == 0)
-        {
-            return 0;
-        }
-
         try
         {
             var requests = new List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)>();
@@ -137,24 +202,114 @@ internal sealed class Forwarder(
                     continue;
                 }
 
-                await SendGroupAsync(destination, group.ToList(), settings.Forwarding, claim, cancellationToken).ConfigureAwait(false);
+                _ = await SendGroupAsync(destination, group.ToList(), settings.Forwarding, claim, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // The node is stopping: what this round did not finish is given back, due at once for the next node or start.
-            await Queue.ReleaseAsync([.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.Contains(id))], _consumer, CancellationToken.None)
+            await Queue.ReleaseAsync([.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.ContainsKey(id))], _consumer, CancellationToken.None)
                 .ConfigureAwait(false);
             throw;
         }
         catch (Exception)
         {
             // The database went away mid-round: given back by the next round that reaches it.
-            _unreleased = [.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.Contains(id))];
+            lock (_unreleasedLock)
+            {
+                _unreleased.AddRange(batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.ContainsKey(id)));
+            }
+
             throw;
         }
 
-        return batch.Count;
+        return claimed + batch.Count;
+    }
+
+    // A delivered object a sending task is still recording: the round must not record it for it.
+    private bool InFlight(long id) => _inFlight.ContainsKey(id);
+
+    /// <summary>One destination's batch, on its own task: its failures stay its own, and its back-off is kept.</summary>
+    private async Task SendBatchAsync(DicomDestination destination, IReadOnlyList<OutboxMessage> batch, GatewayOptions settings, CancellationToken cancellationToken)
+    {
+        foreach (var message in batch)
+        {
+            _inFlight[message.Id] = 0;
+        }
+
+        try
+        {
+            var requests = new List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)>();
+            foreach (var message in batch)
+            {
+                if (JsonSerializer.Deserialize<IngestPipeline.ForwardRequest>(message.Payload) is { } request)
+                {
+                    requests.Add((message, request));
+                }
+                else
+                {
+                    await GiveUpAsync(message, destination.AETitle, "unreadable forward request", null, cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            var outcome = await SendGroupAsync(destination, requests, settings.Forwarding, new Claim(Stopwatch.GetTimestamp()), cancellationToken).ConfigureAwait(false);
+            if (outcome == Outcome.Failed)
+            {
+                var failures = (_backoff.GetValueOrDefault(destination.AETitle)?.Failures ?? 0) + 1;
+                _backoff[destination.AETitle] = new Backoff(failures, Clock.GetUtcNow() + PeerFailures.RetryDelay(failures, settings.Forwarding));
+            }
+            else if (outcome == Outcome.Delivered && _backoff.TryRemove(destination.AETitle, out _))
+            {
+                // It accepts again: what waited out a longer back-off goes now, in order of arrival, not minutes after newer objects.
+                await Queue.BringForwardAsync(IngestPipeline.ForwardTopic, destination.AETitle, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The node is stopping: what this batch did not finish is given back, due at once for the next node or start.
+            try
+            {
+                await Queue.ReleaseAsync([.. batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.ContainsKey(id))], _consumer, CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning("Objects for {Destination} not given back at stop (they wait for their lease): {Reason}", destination.AETitle, e.Message);
+            }
+        }
+        catch (Exception e)
+        {
+            // The database went away mid-batch: given back by the next round that reaches it.
+            lock (_unreleasedLock)
+            {
+                _unreleased.AddRange(batch.Select(m => m.Id).Where(id => !_deliveredUnrecorded.ContainsKey(id)));
+            }
+
+            logger.LogError(e, "Forwarding to {Destination} failed; retrying", destination.AETitle);
+        }
+        finally
+        {
+            foreach (var message in batch)
+            {
+                _inFlight.TryRemove(message.Id, out _);
+            }
+
+            // The round may claim this destination's next batch now, not after its idle wait.
+            Queue.Notify(IngestPipeline.ForwardTopic);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await base.ExecuteAsync(stoppingToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Each batch under way ends at an object's boundary and gives back the rest (see SendGroupAsync).
+            await Task.WhenAll(_sending.Values).ConfigureAwait(false);
+        }
     }
 
     /// <summary>When the claim on each message of a batch was taken or last extended, and which ones were lost.</summary>
@@ -182,7 +337,7 @@ internal sealed class Forwarder(
         }
     }
 
-    private async Task SendGroupAsync(DicomDestination destination, List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)> items,
+    private async Task<Outcome> SendGroupAsync(DicomDestination destination, List<(OutboxMessage Message, IngestPipeline.ForwardRequest Request)> items,
         ForwardingOptions settings, Claim claim, CancellationToken cancellationToken)
     {
         // Describe each object first (SOP class, instance, syntax) to propose the right presentation contexts.
@@ -214,7 +369,7 @@ internal sealed class Forwarder(
 
         if (prepared.Count == 0)
         {
-            return;
+            return Outcome.None;
         }
 
         // One context per SOP class and transfer syntax: the peer accepts a single syntax per context, so a context
@@ -264,10 +419,11 @@ internal sealed class Forwarder(
                     .ConfigureAwait(false);
             }
 
-            return;
+            return Outcome.Failed;
         }
 
         var delivered = new List<DicomDataset>();
+        var failed = false;
         await using (client)
         {
             for (var i = 0; i < prepared.Count; i++)
@@ -336,6 +492,7 @@ internal sealed class Forwarder(
                         : $"{destination.AETitle} dropped the association: {e.Message}";
                     await RetryAsync(item.Message, destination.AETitle, reason, item.Header, settings, cancellationToken).ConfigureAwait(false);
                     await Queue.ReleaseAsync([.. prepared.Skip(i + 1).Select(p => p.Message.Id)], _consumer, cancellationToken).ConfigureAwait(false);
+                    failed = true;
                     break;
                 }
 
@@ -349,15 +506,16 @@ internal sealed class Forwarder(
                     await audit.AppendAsync(TransferRecord(destination.AETitle, destination.Host, [item.Header], AuditOutcome.MinorFailure, $"not acknowledged: {reason}"),
                         cancellationToken).ConfigureAwait(false);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "not-acknowledged"));
+                    failed = true;
                     continue;
                 }
 
                 if (DimseStatus.IsSuccessOrWarning(result.Status))
                 {
                     // Recorded even when the node is stopping: the PACS has it, it must not go again (nor be given back).
-                    _deliveredUnrecorded.Add(item.Message.Id);
+                    _deliveredUnrecorded[item.Message.Id] = 0;
                     await Queue.CompleteAsync(item.Message.Id, _consumer, CancellationToken.None).ConfigureAwait(false);
-                    _deliveredUnrecorded.Remove(item.Message.Id);
+                    _deliveredUnrecorded.TryRemove(item.Message.Id, out _);
                     delivered.Add(item.Header);
                     Sent.Add(1, new("destination", destination.AETitle), new("outcome", "delivered"));
                 }
@@ -365,6 +523,7 @@ internal sealed class Forwarder(
                 {
                     await RetryAsync(item.Message, destination.AETitle, $"{destination.AETitle} is out of resources: status 0x{result.Status:X4}", item.Header, settings,
                         cancellationToken).ConfigureAwait(false);
+                    failed = true;
                 }
                 else
                 {
@@ -391,7 +550,10 @@ internal sealed class Forwarder(
         if (delivered.Count > 0)
         {
             await AuditDeliveryAsync(destination, delivered, cancellationToken).ConfigureAwait(false);
+            return Outcome.Delivered;
         }
+
+        return failed ? Outcome.Failed : Outcome.None;
     }
 
     /// <summary>"Instance UID 1.2.3 instead of 4.5.6" when a response names another UID than the request's; null when it names none.</summary>

@@ -58,6 +58,58 @@ public sealed class ForwardingResilienceTests
     }
 
     /// <summary>
+    /// Regression: destinations were served in turn, so a PACS that took a C-STORE and never answered held every other
+    /// destination until its ResponseTimeout (60 s) aborted it, and then again at each batch.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_hung_destination_stopped_forwarding_to_every_other()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var stall = RawStoreScp.Start(RawScpMode.Hang, VigieNode.FreePort());
+        await using var good = RawStoreScp.Start(RawScpMode.Accept, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"STALL@127.0.0.1:{stall.Port}", "--forward", $"GOOD@127.0.0.1:{good.Port}"],
+            cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(5).ToList();
+        await node.StoreAsync(files, ct);
+
+        // Well within STALL's ResponseTimeout (60 s): GOOD does not wait for it.
+        await Eventually.WaitForAsync(() => Task.FromResult(stall.Instances.Count), n => n >= 1, ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(good.Instances.Count), n => n >= files.Count, ct, TimeSpan.FromSeconds(40));
+        Assert.Equal(files.Count, good.Instances.Count);
+        var stalled = await Eventually.WaitForAsync(() => StatusAsync(node), s => Waiting(s, "STALL") == files.Count, ct);
+        Assert.Equal(files.Count, Waiting(stalled, "STALL"));
+    }
+
+    /// <summary>
+    /// Regression: back-off was kept per object only, so while a PACS refused associations ("temporary congestion"),
+    /// each object newly stored opened one at once (100 objects, about 100 attempts in 20 s).
+    /// </summary>
+    [Fact]
+    public async Task Regression_each_new_object_opened_an_association_to_a_destination_that_had_just_refused()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var pacs = RawStoreScp.Start(RawScpMode.RejectCongested, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:02:00",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(10).ToList();
+        await node.StoreAsync(files.Take(1), ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(pacs.Associations), n => n >= 1, ct);
+        // One at a time, as a modality sends a series: each used to be tried at once.
+        foreach (var file in files.Skip(1))
+        {
+            await node.StoreAsync([file], ct);
+        }
+
+        var status = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.GetProperty("waiting").GetInt64() == files.Count, ct);
+        Assert.Equal(files.Count, status.GetProperty("waiting").GetInt64());
+        await Task.Delay(TimeSpan.FromSeconds(3), ct);
+        Assert.InRange(pacs.Associations, 1, 2);
+    }
+
+    /// <summary>
     /// Regression: a C-STORE-RSP with Success naming another Affected SOP Instance UID was taken as delivery of the
     /// object sent (audited as transferred, never sent again), though the PACS never acknowledged it (PS3.7 9.3.1.2).
     /// </summary>
@@ -85,6 +137,43 @@ public sealed class ForwardingResilienceTests
         pacs.Mode = RawScpMode.Accept;
         await Eventually.WaitForAsync(() => StatusAsync(node), s => s.GetProperty("waiting").GetInt64() == 0, ct);
     }
+
+    /// <summary>
+    /// Regression: after an outage, the objects stored first waited out their own longer back-off, so a study reached
+    /// the PACS newest first and its oldest objects up to MaxRetryDelay later.
+    /// </summary>
+    [Fact]
+    public async Task Regression_after_an_outage_a_study_reached_the_pacs_newest_first()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var port = VigieNode.FreePort();
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{port}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:00:01",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:00:20",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(6).ToList();
+        var uids = new List<string>();
+        foreach (var file in files)
+        {
+            var read = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.SeriesInstanceUID }, ct);
+            uids.Add(DicomText.TrimUid(read.Meta.GetString(DicomTags.MediaStorageSOPInstanceUID) ?? read.Dataset.GetString(DicomTags.SOPInstanceUID) ?? ""));
+        }
+
+        // The PACS is down: the first half waits long enough for its back-off to grow, then the second half comes.
+        await node.StoreAsync(files.Take(3), ct);
+        await Task.Delay(TimeSpan.FromSeconds(30), ct);
+        await node.StoreAsync(files.Skip(3), ct);
+        await using var pacs = RawStoreScp.Start(RawScpMode.Accept, port);
+
+        await Eventually.WaitForAsync(() => Task.FromResult(pacs.Instances.Count), n => n >= files.Count, ct);
+        Assert.Equal(uids, pacs.Instances.Take(files.Count));
+    }
+
+    private static long Waiting(JsonElement status, string destination) =>
+        status.TryGetProperty("by_destination", out var all)
+            ? all.EnumerateArray().Where(d => d.GetProperty("destination").GetString() == destination).Select(d => d.GetProperty("waiting").GetInt64()).FirstOrDefault()
+            : 0;
 
     /// <summary>A CT of the corpus under <see cref="MarkerUid"/>, carrying an inert marker a later indicator names.</summary>
     private static async Task<byte[]> MarkedObjectAsync(string source, CancellationToken cancellationToken)
