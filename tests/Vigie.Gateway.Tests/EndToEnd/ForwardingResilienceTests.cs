@@ -51,6 +51,7 @@ public sealed class ForwardingResilienceTests
         Assert.True(rescan.ExitCode == 1, rescan.ToString());
 
         var status = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.GetProperty("given_up").GetInt64() == 1 && s.GetProperty("waiting").GetInt64() == 0, ct);
+        Assert.Equal(1, status.GetProperty("given_up").GetInt64());
         Assert.Contains("withheld: flagged by vigie rescan", status.GetProperty("failures")[0].GetProperty("reason").GetString(), StringComparison.Ordinal);
         await Eventually.WaitForAsync(() => Task.FromResult(pacs.Instances.Count), n => n >= clean.Count, ct);
         Assert.Equal(clean.Count, pacs.Instances.Count);
