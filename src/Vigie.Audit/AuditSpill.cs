@@ -82,8 +82,9 @@ internal sealed class AuditSpill : IDisposable
             AuditTelemetry.SpilledRecords.Add(1);
             return true;
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            // A folder the service may not write (a restored backup's owner): the refusal is still answered, unrecorded.
             _logger.LogError("An audit record could not be kept in the spill either ({Reason})", e.Message);
             return false;
         }

@@ -83,6 +83,29 @@ public sealed class AuditSpillTests
     }
 
     [Fact]
+    public async Task A_spill_that_cannot_be_written_says_so_instead_of_throwing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        // A file where the folder should be: nothing can be created under it.
+        var blocked = folder.Combine("audit-spill");
+        await File.WriteAllTextAsync(blocked, "", ct);
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = blocked }), NullLogger<AuditSpill>.Instance, new TestSealer());
+        Assert.False(await spill.KeepAsync(Refusal("MODALITY1", "ab12"), ct));
+    }
+
+    /// <summary>Regression: a spill folder the service may not create (EPERM) threw out of the refusal's audit.</summary>
+    [Fact]
+    public async Task Regression_a_spill_folder_that_may_not_be_made_threw_instead_of_saying_so()
+    {
+        // sysfs refuses every new directory, root included.
+        Assert.SkipUnless(OperatingSystem.IsLinux() && Directory.Exists("/sys/kernel"), "needs Linux sysfs");
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = "/sys/kernel/vigie-audit-spill" }), NullLogger<AuditSpill>.Instance,
+            new TestSealer());
+        Assert.False(await spill.KeepAsync(Refusal("MODALITY1", "ab12"), TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
     public async Task A_file_another_process_writes_is_left_to_it_and_a_full_spill_counts_what_it_drops()
     {
         var ct = TestContext.Current.CancellationToken;
