@@ -42,9 +42,6 @@ internal sealed class AuditSpill : IDisposable
     /// <summary>Whether records can be kept: a folder is set and a sealer registered (nothing is written in clear).</summary>
     public bool Enabled => _options.SpillFolder is not null && _sealer is not null;
 
-    /// <summary>Records dropped since the last drain because the spill was full.</summary>
-    public long Dropped => Interlocked.Read(ref _dropped);
-
     /// <summary>Keeps <paramref name="record"/> for later; false when it could not be (no spill, full, or the disk failed too).</summary>
     public async ValueTask<bool> KeepAsync(AuditRecord record, CancellationToken cancellationToken)
     {
