@@ -49,6 +49,18 @@ public sealed record DimseResult(ushort Status, string? ErrorComment = null)
     /// sent (PS3.7 9.3.1.2, U(=)); one naming another does not acknowledge it.
     /// </summary>
     public string? AffectedSopInstanceUid { get; init; }
+
+    /// <summary>
+    /// Why this C-STORE-RSP does not acknowledge the object sent, or null when it does: its Affected SOP Class and
+    /// Instance UIDs, when present, must be the request's (PS3.7 9.3.1.2, U(=)). The reason names no UID: it is logged
+    /// and kept in the queue.
+    /// </summary>
+    public string? NotAcknowledging(string sopClassUid, string sopInstanceUid) =>
+        Differs(AffectedSopInstanceUid, sopInstanceUid) ? "the response names another SOP Instance UID than the one sent"
+        : Differs(AffectedSopClassUid, sopClassUid) ? "the response names another SOP Class UID than the one sent"
+        : null;
+
+    private static bool Differs(string? answered, string sent) => !string.IsNullOrEmpty(answered) && !string.Equals(answered, sent, StringComparison.Ordinal);
 }
 
 /// <summary>An N-EVENT-REPORT the provider asks the association to send, and what to do once it was answered or not.</summary>

@@ -705,6 +705,12 @@ internal sealed class ServerAssociation(
                 result = new DimseResult(DimseStatus.ProcessingFailure, e.Message);
             }
 
+            if (DimseStatus.IsSuccessOrWarning(result.Status) && result.NotAcknowledging(item.SopClassUid, item.SopInstanceUid) is { } mismatch)
+            {
+                // Not counted as completed: the requestor would take an object as retrieved that the receiver never acknowledged.
+                result = new DimseResult(DimseStatus.ProcessingFailure, $"the receiver answered for another object ({mismatch})");
+            }
+
             statuses[i] = result.Status;
             if (result.Status == DimseStatus.Success)
             {
@@ -834,7 +840,11 @@ internal sealed class ServerAssociation(
                 throw new DicomAssociationAbortedException(why);
             }
 
-            return new DimseResult(response.Status, response.ErrorComment);
+            return new DimseResult(response.Status, response.ErrorComment)
+            {
+                AffectedSopClassUid = response.AffectedSopClassUid,
+                AffectedSopInstanceUid = response.AffectedSopInstanceUid,
+            };
         }
     }
 }

@@ -498,9 +498,9 @@ internal sealed class Forwarder(
 
                 // PS3.7 9.3.1.2: the response's Affected SOP Class and Instance UIDs, when present, are the request's (U(=)).
                 // One naming another object does not acknowledge this one (it was taken as delivered, and never sent again).
-                if ((Mismatch("Instance", result.AffectedSopInstanceUid, item.SopInstance) ?? Mismatch("Class", result.AffectedSopClassUid, item.SopClass)) is { } mismatch)
+                if (result.NotAcknowledging(item.SopClass, item.SopInstance) is { } mismatch)
                 {
-                    var reason = $"{destination.AETitle} answered for another object (Affected SOP {mismatch}); not taken as delivered";
+                    var reason = $"{destination.AETitle} answered for another object ({mismatch}); not taken as delivered";
                     logger.LogWarning("Forwarding of queue entry {Id}: {Reason}", item.Message.Id, reason);
                     await RetryAsync(item.Message, destination.AETitle, reason, item.Header, settings, cancellationToken).ConfigureAwait(false);
                     await audit.AppendAsync(TransferRecord(destination.AETitle, destination.Host, [item.Header], AuditOutcome.MinorFailure, $"not acknowledged: {reason}"),
@@ -555,10 +555,6 @@ internal sealed class Forwarder(
 
         return failed ? Outcome.Failed : Outcome.None;
     }
-
-    /// <summary>"Instance UID 1.2.3 instead of 4.5.6" when a response names another UID than the request's; null when it names none.</summary>
-    private static string? Mismatch(string what, string? answered, string sent) =>
-        string.IsNullOrEmpty(answered) || string.Equals(answered, sent, StringComparison.Ordinal) ? null : $"{what} UID {answered} instead of {sent}";
 
     /// <summary>The data set as stored, re-encoded (RLE decoded, inflated) as it is sent when the destination took only another syntax.</summary>
     private async Task<DimseResult> SendAsync(DicomClient client, ObjectId id, string sopClass, string sopInstance, string storedSyntax, string syntax,

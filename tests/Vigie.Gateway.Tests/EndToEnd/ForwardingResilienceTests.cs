@@ -129,7 +129,10 @@ public sealed class ForwardingResilienceTests
         var status = await Eventually.WaitForAsync(() => StatusAsync(node),
             s => pacs.Instances.Count >= 2 && (s.GetProperty("last_error").GetString() ?? "").Contains("answered for another object", StringComparison.Ordinal), ct);
         Assert.Equal(1, status.GetProperty("waiting").GetInt64());
-        Assert.Contains("Instance UID 1.2.826.0.1.3680043.8.498.777 instead of", status.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        // Kept in the queue's last error and logged: it says which UID differed, never the UIDs themselves.
+        Assert.Contains("another SOP Instance UID than the one sent", status.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("1.2.826.0.1.3680043.8.498.777", status.GetProperty("last_error").GetString(), StringComparison.Ordinal);
+        Assert.DoesNotContain("1.2.826.0.1.3680043.8.498.777", node.Output, StringComparison.Ordinal);
         var audit = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110104");
         Assert.Contains("not acknowledged", audit.StandardOutput, StringComparison.Ordinal);
         Assert.DoesNotContain("forwarded 1 objects to PACS", audit.StandardOutput, StringComparison.Ordinal);

@@ -129,6 +129,27 @@ public sealed class MoveDestinationFailureTests
         Assert.NotEqual("success", entry.GetProperty("outcome").GetString());
     }
 
+    /// <summary>
+    /// Regression: a move destination answering each C-STORE with Success for another Affected SOP Instance UID had
+    /// the sub-operation counted as completed (PS3.7 9.3.1.2: the response names the instance sent), so the viewer took
+    /// the study as retrieved though the workstation never acknowledged one image of it. Forwarding checked this; C-MOVE
+    /// and C-GET sub-operations did not.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_move_destination_acknowledging_another_instance_counted_as_completed()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var workstation = RawStoreScp.Start(RawScpMode.WrongInstance, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 2, ct, "-d");
+        var output = move.StandardError + move.StandardOutput;
+
+        Assert.Equal(2, workstation.Instances.Count);
+        Assert.Contains("DIMSE Status                  : 0xa702", output, StringComparison.Ordinal);
+        Assert.Matches(@"Failed Suboperations +: 2", output);
+        Assert.Matches(@"\(0000,0902\) LO \[[^\]]*the receiver answered for another object", output);
+    }
+
     /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
     private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct, string verbosity = "-v")
     {
