@@ -29,7 +29,12 @@ internal sealed class AuditSpill : IDisposable
     private readonly string _incarnation = $"{Environment.MachineName}-{Environment.ProcessId}-{DateTime.UtcNow.Ticks:x}";
     private FileStream? _file;
     private int _generation;
+    // Records this process keeps waiting, in its open file and in those it closed that are not appended yet: the
+    // bound holds through an outage (each drain round closes the file; the count was reset there, so the bound was
+    // per 10 s, not per process).
     private int _kept;
+    private int _keptInFile;
+    private readonly Dictionary<string, int> _keptInClosedFiles = new(StringComparer.Ordinal);
     private long _dropped;
 
     public AuditSpill(IOptions<AuditOptions> options, ILogger<AuditSpill> logger, IAuditSealer? sealer = null)
@@ -76,6 +81,7 @@ internal sealed class AuditSpill : IDisposable
             await file.WriteAsync(line, cancellationToken).ConfigureAwait(false);
             file.Flush(flushToDisk: true);
             _kept++;
+            _keptInFile++;
             AuditTelemetry.SpilledRecords.Add(1);
             return true;
         }
@@ -112,9 +118,10 @@ internal sealed class AuditSpill : IDisposable
             // New records go to a new file meanwhile; this one is drained like the others.
             if (_file is not null)
             {
+                _keptInClosedFiles[Path.GetFullPath(_file.Name)] = _keptInFile;
+                _keptInFile = 0;
                 await _file.DisposeAsync().ConfigureAwait(false);
                 _file = null;
-                _kept = 0;
             }
         }
         finally
@@ -149,6 +156,7 @@ internal sealed class AuditSpill : IDisposable
             }
 
             DurableFile.SyncDirectory(folder);
+            await ForgetAsync(path, cancellationToken).ConfigureAwait(false);
         }
 
         if (appended > 0)
@@ -157,6 +165,23 @@ internal sealed class AuditSpill : IDisposable
         }
 
         return appended;
+    }
+
+    /// <summary>A file of this process's appended and removed: its records no longer count against the bound.</summary>
+    private async ValueTask ForgetAsync(string path, CancellationToken cancellationToken)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_keptInClosedFiles.Remove(Path.GetFullPath(path), out var count))
+            {
+                _kept -= count;
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     /// <summary>Records dropped since the last call (the spill was full), to record once.</summary>

@@ -124,4 +124,33 @@ public sealed class AuditSpillTests
         Assert.Equal("MINE", Assert.Single(appended).Participants[0].UserId);
         Assert.Single(Directory.GetFiles(folder.Path));
     }
+
+    /// <summary>
+    /// Regression: each drain round closed the open spill file and reset the count, so through an outage (a round
+    /// every 10 s, each failing) `Audit:MaxSpilledRecords` bounded 10 s of records, not the process's: a flood of
+    /// refused associations could fill the disk. The records count until their file is appended.
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_spill_bound_was_reset_by_every_failed_drain_round()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path, MaxSpilledRecords = 2 }), NullLogger<AuditSpill>.Instance,
+            new TestSealer());
+        for (var round = 0; round < 3; round++)
+        {
+            await spill.KeepAsync(Refusal($"MODALITY{round}", "ab12"), ct);
+            await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+                await spill.DrainAsync((_, _) => throw new InvalidOperationException("database still away"), ct));
+        }
+
+        Assert.Equal(1, spill.TakeDropped());
+
+        // Once appended, they no longer count.
+        var appended = new List<AuditRecord>();
+        Assert.Equal(2, await spill.DrainAsync(Into(appended), ct));
+        Assert.True(await spill.KeepAsync(Refusal("AFTER", "ab12"), ct));
+        Assert.True(await spill.KeepAsync(Refusal("AFTER2", "ab12"), ct));
+        Assert.False(await spill.KeepAsync(Refusal("AFTER3", "ab12"), ct));
+    }
 }
