@@ -235,6 +235,9 @@ public sealed class ArchiveInitializer
         Directory.Exists(layout.Objects)
         && Directory.EnumerateFiles(layout.Objects, "*", new EnumerationOptions { RecurseSubdirectories = true, MaxRecursionDepth = 2 }).Any();
 
+    /// <summary>Sets the full-disk reserve aside when it is missing and the file system has room to spare (Archive:FullDiskReserve).</summary>
+    public void SetFullDiskReserveAside() => _store.Space.Reserve?.Restore();
+
     /// <summary>
     /// Refuses to start a new archive in a folder that holds other things (a mistyped <c>--data /srv</c>, a home folder):
     /// Vigie would spread its folders among them, and the index and scrub would never account for them. A folder with an
@@ -244,6 +247,12 @@ public sealed class ArchiveInitializer
     /// </summary>
     public void RefuseForeignDataFolder()
     {
+        // First: on a file system another writer filled to the last byte, nothing below (SQLite included) could start.
+        if (_store.Space.Reserve is { } reserve && Directory.Exists(_store.Layout.Root))
+        {
+            reserve.ReleaseIfFull();
+        }
+
         var layout = _store.Layout;
         if (File.Exists(layout.Root))
         {

@@ -60,6 +60,7 @@ internal sealed class ArchiveLayout
     public static bool IsOwnEntry(string name) =>
         // vigie.json: `vigie serve` reads its settings from the data folder too, so they may be put there before the first start.
         name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "vigie.json" or "audit-spill"
+        || name is FullDiskReserve.FileName or FullDiskReserve.FileName + ".partial"
         // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
         || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)
         || name.EndsWith(".db-shm", StringComparison.Ordinal) || name.EndsWith(".db-journal", StringComparison.Ordinal);

@@ -26,6 +26,13 @@ public sealed class ArchiveOptions
     /// </summary>
     public long MinFreeSpace { get; set; } = 512L * 1024 * 1024;
 
+    /// <summary>
+    /// Bytes set aside in the data folder (a preallocated file) and given back when its file system fills to the last
+    /// byte despite <see cref="MinFreeSpace"/> (another writer): the node then still starts and serves queries and
+    /// retrieves, and the audit trail has room. 0: no reserve.
+    /// </summary>
+    public long FullDiskReserve { get; set; } = 64L * 1024 * 1024;
+
     /// <summary>Largest object a spool accepts; writing past it fails with a typed error.</summary>
     public long MaxObjectBytes { get; set; } = 16L * 1024 * 1024 * 1024;
 
@@ -165,6 +172,11 @@ public sealed class ArchiveOptions
         if (MinFreeSpace < 0)
         {
             throw new InvalidOperationException("Archive:MinFreeSpace must be 0 (no floor) or a number of bytes.");
+        }
+
+        if (FullDiskReserve is < 0 or > 16L * 1024 * 1024 * 1024)
+        {
+            throw new InvalidOperationException("Archive:FullDiskReserve must be 0 (no reserve) or a number of bytes up to 16 GiB.");
         }
 
         if (MaxObjectBytes <= 0 || WriteBufferSegments <= 0 || SyncThreads <= 0 || ScrubParallelism <= 0

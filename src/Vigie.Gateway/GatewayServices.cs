@@ -122,6 +122,7 @@ public sealed class GatewayStartup(
         await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
         // Before the node accepts anything: what a power cut took from the index is filed again first.
         await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
+        archive.SetFullDiskReserveAside();
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

@@ -75,4 +75,31 @@ public sealed class ArchiveSpaceTests
         var spool = archive.Store.Layout.Spool;
         Assert.True(!Directory.Exists(spool) || Directory.GetFiles(spool, "*", SearchOption.AllDirectories).Length == 0);
     }
+
+    [Fact]
+    public void The_full_disk_reserve_is_given_back_on_a_full_file_system_and_set_aside_again_only_with_room_to_spare()
+    {
+        using var folder = new Vigie.Testing.TempDirectory("vigie-reserve");
+        long free = 100 * MiB;
+        var reserve = new FullDiskReserve(folder.Path, 8 * MiB, 32 * MiB, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance,
+            _ => free);
+        Assert.True(reserve.Restore());
+        Assert.True(File.Exists(reserve.Path));
+
+        // Some room left: kept. The last bytes gone: given back, once.
+        free = 9 * MiB;
+        Assert.False(reserve.ReleaseIfFull());
+        free = 4096;
+        Assert.True(reserve.ReleaseIfFull());
+        Assert.False(File.Exists(reserve.Path));
+        Assert.False(reserve.ReleaseIfFull());
+
+        // Set aside again only when what stays free is at least the reserve and the floor.
+        free = 39 * MiB;
+        Assert.False(reserve.Restore());
+        free = 40 * MiB;
+        Assert.True(reserve.Restore());
+        Assert.True(File.Exists(reserve.Path));
+        Assert.Empty(Directory.GetFiles(folder.Path, "*.partial"));
+    }
 }

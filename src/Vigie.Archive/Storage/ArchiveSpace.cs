@@ -17,13 +17,17 @@ public sealed class ArchiveSpace
     private long _free = -1;
     private long _readAt;
 
-    internal ArchiveSpace(string folder, long minFreeBytes, TimeProvider time, Func<string, long>? probe = null)
+    internal ArchiveSpace(string folder, long minFreeBytes, TimeProvider time, Func<string, long>? probe = null, FullDiskReserve? reserve = null)
     {
         _folder = Path.GetFullPath(folder);
         MinFreeBytes = minFreeBytes;
         _time = time;
         _probe = probe ?? (static path => new DriveInfo(path).AvailableFreeSpace);
+        Reserve = reserve;
     }
+
+    /// <summary>The room given back when the file system fills to its last byte, if one is configured.</summary>
+    public FullDiskReserve? Reserve { get; }
 
     /// <summary>Archive:MinFreeSpace: new objects are refused once the data folder has less free.</summary>
     public long MinFreeBytes { get; }
@@ -45,7 +49,9 @@ public sealed class ArchiveSpace
     }
 
     /// <summary>True when new objects are refused.</summary>
-    public bool IsFull => MinFreeBytes > 0 && FreeBytes < MinFreeBytes;
+    public bool IsFull =>
+        // Read with no floor too when there is a reserve: it is given back, or set aside again, as space is read.
+        (MinFreeBytes > 0 || Reserve is { Size: > 0 }) && FreeBytes < MinFreeBytes;
 
     /// <summary>Throws <see cref="ArchiveFullException"/> when the data folder is under its floor.</summary>
     public void EnsureRoomForObject()
@@ -62,6 +68,18 @@ public sealed class ArchiveSpace
         try
         {
             free = _probe(_folder);
+            if (Reserve is { } reserve)
+            {
+                // Read at each object when close to the floor: a file system another writer filled gets its room back at once.
+                if (reserve.ReleaseIfFull(free))
+                {
+                    free = _probe(_folder);
+                }
+                else
+                {
+                    reserve.RestoreLater(free);
+                }
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
         {

@@ -36,7 +36,8 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         // Landing needs durable commits: without them an ordinary spool is as fast.
         _landing = new LandingSlots(this, Layout, _options.Durable ? _options.LandingSlots : 0, _options.LandingSlotBytes, _options.StaleSpoolAge,
             time, logger);
-        Space = new ArchiveSpace(_options.DataFolder, _options.MinFreeSpace, time);
+        Space = new ArchiveSpace(_options.DataFolder, _options.MinFreeSpace, time,
+            reserve: new FullDiskReserve(_options.DataFolder, _options.FullDiskReserve, _options.MinFreeSpace, time, logger));
     }
 
     public ArchiveSpace Space { get; }

@@ -199,6 +199,57 @@ public sealed class DiskFullTests
     }
 
     /// <summary>
+    /// Regression: a node restarted on a file system another writer had filled to the last byte did not start at all
+    /// (SQLite cannot make its shared-memory file), so nobody could query or retrieve the images it holds, in an
+    /// emergency too. The node sets room aside (Archive:FullDiskReserve) and gives it back there: it starts, serves
+    /// retrieves and audits them, and sets the room aside again once space is freed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_node_restarted_on_a_file_system_filled_to_the_last_byte_did_not_start()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, new Dictionary<string, string>
+        {
+            ["VIGIE__ARCHIVE__MINFREESPACE"] = "0",
+            ["VIGIE__ARCHIVE__LANDINGSLOTS"] = "0",
+            ["VIGIE__ARCHIVE__FULLDISKRESERVE"] = (4 * MiB).ToString(CultureInfo.InvariantCulture),
+        }, ct);
+        await using var disk = await SmallDisk.MountAsync(node, "40m", ct);
+        await node.StartProcessAsync(ct);
+        var reserve = Path.Combine(node.Data, "full-disk-reserve");
+        Assert.True(File.Exists(reserve));
+        var files = Peers.CtCorpusFiles().Take(3).ToList();
+        Assert.Equal(3, Count(await StoreAsync(node, files, ct), "Received Store Response (Success)"));
+        await node.StopAsync();
+        var filler = Path.Combine(node.Data, "filler");
+        var fill = await Peers.RunAsync("fallocate", ["-l", new DriveInfo(node.Data).AvailableFreeSpace.ToString(CultureInfo.InvariantCulture), filler],
+            TimeSpan.FromSeconds(30), cancellationToken: ct);
+        Assert.True(fill.ExitCode == 0, fill.ToString());
+
+        await node.StartProcessAsync(ct);
+        Assert.False(File.Exists(reserve));
+        Assert.Contains("released its 4 MiB reserve", node.Output, StringComparison.Ordinal);
+        var first = await Vigie.Dicom.IO.DicomReader.ReadFileAsync(files[0], new Vigie.Dicom.DicomReadOptions { StopAtTag = Vigie.Dicom.DicomTags.PixelData }, ct);
+        var study = Vigie.Dicom.DicomText.TrimUid(first.Dataset.GetString(Vigie.Dicom.DicomTags.StudyInstanceUID)!);
+        using var retrieved = new TempDirectory("vigie-full-get");
+        var get = await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", $"StudyInstanceUID={study}",
+            "-od", retrieved.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.True(get.ExitCode == 0, get.ToString());
+        Assert.Equal(3, Directory.GetFiles(retrieved.Path).Length);
+
+        // Space freed: the next store sets the room aside again.
+        File.Delete(filler);
+        Assert.Equal(1, Count(await StoreAsync(node, Peers.CtCorpusFiles().Skip(3).Take(1), ct), "Received Store Response (Success)"));
+        await Eventually.WaitForAsync(() => Task.FromResult(File.Exists(reserve)), exists => exists, ct);
+        await node.StopAsync();
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var shown = await node.VigieAsync("audit", "show", "--json", "--event", "110102");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        Assert.NotEmpty(JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray());
+    }
+
+    /// <summary>
     /// A tmpfs of the given size over the node's data folder, to fill; the test is skipped where none can be mounted (as
     /// root). Disposing stops the node and unmounts it.
     /// </summary>
