@@ -224,6 +224,24 @@ public sealed class Outbox(IVigieDatabase database, TimeProvider time, OutboxSig
         return rows;
     }
 
+    /// <summary>
+    /// Makes every waiting, unclaimed message of <paramref name="subject"/> due no sooner than <paramref name="until"/>
+    /// (a destination backing off): the queue then says when the next attempt comes, and a restart or another node
+    /// keeps to it. Returns how many.
+    /// </summary>
+    public async ValueTask<int> HoldUntilAsync(string topic, string subject, DateTimeOffset until, CancellationToken cancellationToken)
+    {
+        var now = time.GetUtcNow().ToUnixTimeMilliseconds();
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(transaction,
+                "UPDATE outbox SET available_at = @u WHERE topic = @t AND subject = @s AND done_at IS NULL AND available_at < @u AND (claim_until IS NULL OR claim_until < @n)")
+            .With("@u", until.ToUnixTimeMilliseconds()).With("@n", now).With("@t", topic).With("@s", subject);
+        var rows = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return rows;
+    }
+
     /// <summary>Number of messages of a topic not yet done (due or not).</summary>
     public async ValueTask<long> PendingCountAsync(string topic, CancellationToken cancellationToken)
     {

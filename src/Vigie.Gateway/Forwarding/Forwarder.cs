@@ -74,6 +74,9 @@ internal sealed class Forwarder(
 
     private sealed record Backoff(int Failures, DateTimeOffset Until);
 
+    // When each backing-off destination's newly queued objects were last held to its back-off (at most every 2 s).
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, DateTimeOffset> _heldAt = new(StringComparer.Ordinal);
+
     private enum Outcome
     {
         None,
@@ -148,8 +151,22 @@ internal sealed class Forwarder(
         foreach (var destination in forwarding)
         {
             var backoff = _backoff.GetValueOrDefault(destination.AETitle);
-            if (_sending.ContainsKey(destination.AETitle) || (backoff is not null && backoff.Until > Clock.GetUtcNow()))
+            if (_sending.ContainsKey(destination.AETitle))
             {
+                continue;
+            }
+
+            if (backoff is not null && backoff.Until > Clock.GetUtcNow())
+            {
+                // Objects stored meanwhile wait for the back-off too, in the queue itself: `vigie forward status` then says
+                // when the next attempt comes (it said "due now" for minutes), and a restart keeps to it.
+                var now = Clock.GetUtcNow();
+                if (now - _heldAt.GetValueOrDefault(destination.AETitle, DateTimeOffset.MinValue) >= TimeSpan.FromSeconds(2))
+                {
+                    _heldAt[destination.AETitle] = now;
+                    await Queue.HoldUntilAsync(IngestPipeline.ForwardTopic, destination.AETitle, backoff.Until, cancellationToken).ConfigureAwait(false);
+                }
+
                 continue;
             }
 
@@ -256,7 +273,10 @@ internal sealed class Forwarder(
             if (outcome == Outcome.Failed)
             {
                 var failures = (_backoff.GetValueOrDefault(destination.AETitle)?.Failures ?? 0) + 1;
-                _backoff[destination.AETitle] = new Backoff(failures, Clock.GetUtcNow() + PeerFailures.RetryDelay(failures, settings.Forwarding));
+                var until = Clock.GetUtcNow() + PeerFailures.RetryDelay(failures, settings.Forwarding);
+                _backoff[destination.AETitle] = new Backoff(failures, until);
+                _heldAt[destination.AETitle] = Clock.GetUtcNow();
+                await Queue.HoldUntilAsync(IngestPipeline.ForwardTopic, destination.AETitle, until, cancellationToken).ConfigureAwait(false);
             }
             else if (outcome == Outcome.Delivered && _backoff.TryRemove(destination.AETitle, out _))
             {

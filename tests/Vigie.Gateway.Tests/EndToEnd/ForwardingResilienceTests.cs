@@ -111,6 +111,40 @@ public sealed class ForwardingResilienceTests
     }
 
     /// <summary>
+    /// Regression: a destination's back-off lived only in the forwarder's memory. Objects stored meanwhile waited in the
+    /// queue as due now, so `vigie forward status` said nothing of the next attempt for minutes, and a restart sent them
+    /// at once to the PACS that had just refused (a new association at each start).
+    /// </summary>
+    [Fact]
+    public async Task Regression_objects_waiting_out_a_destination_back_off_showed_as_due_now_and_a_restart_forgot_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var pacs = RawStoreScp.Start(RawScpMode.RejectCongested, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:02:00",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
+        }, cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(4).ToList();
+        await node.StoreAsync(files.Take(1), ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(pacs.Associations), n => n >= 1, ct);
+        foreach (var file in files.Skip(1))
+        {
+            await node.StoreAsync([file], ct);
+        }
+
+        var status = await Eventually.WaitForAsync(() => StatusAsync(node),
+            s => s.GetProperty("waiting").GetInt64() == files.Count && s.GetProperty("next_attempt_in_seconds").ValueKind == JsonValueKind.Number, ct);
+        Assert.InRange(status.GetProperty("next_attempt_in_seconds").GetDouble(), 60, 120);
+
+        await node.StopAsync();
+        await node.StartProcessAsync(ct);
+        await Task.Delay(TimeSpan.FromSeconds(4), ct);
+        Assert.Equal(1, pacs.Associations);
+        Assert.Equal(files.Count, (await StatusAsync(node)).GetProperty("waiting").GetInt64());
+    }
+
+    /// <summary>
     /// Regression: a C-STORE-RSP with Success naming another Affected SOP Instance UID was taken as delivery of the
     /// object sent (audited as transferred, never sent again), though the PACS never acknowledged it (PS3.7 9.3.1.2).
     /// </summary>
