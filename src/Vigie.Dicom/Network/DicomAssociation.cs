@@ -639,12 +639,20 @@ public sealed class DicomAssociation : IAsyncDisposable
         {
             throw TimedOutOr(e);
         }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut })
+        {
+            _closed = true;
+            throw SendsUnacknowledged();
+        }
         catch (IOException e)
         {
             _closed = true;
             throw ConnectionLost(what, e);
         }
     }
+
+    private DicomTimeoutException SendsUnacknowledged() =>
+        new(_timedOut ??= $"the peer acknowledged nothing Vigie sent for {_options.ReadTimeout}: it stopped reading, and the connection was reset");
 
     private void ReadExactlyBlocking(Span<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
     {
@@ -680,6 +688,12 @@ public sealed class DicomAssociation : IAsyncDisposable
                 filled += read;
                 ByteReceived = true;
             }
+        }
+        catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut } && Environment.TickCount64 < deadline - 1000)
+        {
+            // Not this read's timeout: the kernel ended the connection (TCP_USER_TIMEOUT), what Vigie sent unread.
+            _closed = true;
+            throw SendsUnacknowledged();
         }
         catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
         {

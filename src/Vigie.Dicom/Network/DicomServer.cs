@@ -196,6 +196,7 @@ public sealed class DicomServer : IAsyncDisposable
             }
 
             socket.NoDelay = true;
+            LimitUnacknowledgedSends(socket, _options.Association.ReadTimeout);
             Task task;
             try
             {
@@ -211,6 +212,31 @@ public sealed class DicomServer : IAsyncDisposable
 
             _running.TryAdd(task, 0);
             _ = task.ContinueWith(t => _running.TryRemove(t, out _), TaskScheduler.Default);
+        }
+    }
+
+    /// <summary>
+    /// A requestor that stops reading while its answers already sit in the kernel's send buffer (a C-FIND's matches fit
+    /// there whole) leaves Vigie no send to time out: it waited for the next message, and the idle timer cut the
+    /// connection after 5 minutes, blaming the peer for not sending. TCP_USER_TIMEOUT (RFC 5482) has the kernel end a
+    /// connection whose sent data stays unacknowledged (the window closed included) past the read timeout.
+    /// </summary>
+    internal static void LimitUnacknowledgedSends(Socket socket, TimeSpan readTimeout)
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            return;
+        }
+
+        const int IpProtoTcp = 6;
+        const int TcpUserTimeout = 18;
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, BitConverter.GetBytes((int)Math.Clamp(readTimeout.TotalMilliseconds, 1, int.MaxValue)));
+        }
+        catch (SocketException)
+        {
+            // An older kernel: the send timeouts still bound sends that are under way.
         }
     }
 

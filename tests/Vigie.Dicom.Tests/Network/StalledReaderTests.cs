@@ -198,4 +198,45 @@ public sealed class StalledReaderTests : IAsyncLifetime
         Assert.Equal(AssociationEnd.AbortedByVigie, end);
         Assert.Contains("read nothing", detail, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Regression: a C-FIND requestor that stopped reading when all its matches already sat in the kernel's send buffer
+    /// left Vigie no send to time out: the association waited for the next message until the idle timer (5 minutes),
+    /// and the end blamed the requestor for not sending. The kernel now ends a connection whose sent data stays
+    /// unacknowledged past the read timeout (TCP_USER_TIMEOUT), and the end says so.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_find_requestor_that_stops_reading_answers_already_sent_waited_for_the_idle_timer()
+    {
+        Assert.SkipUnless(OperatingSystem.IsLinux(), "TCP_USER_TIMEOUT is Linux's");
+        var ct = TestContext.Current.CancellationToken;
+        // Three matches of 4 KiB: more than the requestor's window, less than Vigie's send buffer, so every send completes.
+        _provider.SyntheticMatches = 3;
+        var timers = new DicomAssociationOptions { ArtimTimeout = TimeSpan.FromSeconds(2), ReadTimeout = TimeSpan.FromSeconds(2), IdleTimeout = TimeSpan.FromMinutes(10) };
+        await using var server = new DicomServer(new DicomServerOptions { Port = 0, Association = timers }, _provider);
+        server.Start();
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 1024 };
+        await socket.ConnectAsync(IPAddress.Loopback, server.Port, ct);
+        var proposal = new AssociationParameters { CalledAE = "VIGIE", CallingAE = "FINDSCU" };
+        proposal.PresentationContexts.Add(new PresentationContext(1, DicomUids.StudyRootQueryRetrieveInformationModelFind, [DicomUids.ImplicitVRLittleEndian]));
+        await socket.SendAsync(PduCodec.EncodeAssociateRequest(proposal), SocketFlags.None, ct);
+        var identifier = new DicomDataset();
+        identifier.SetString(DicomTags.QueryRetrieveLevel, DicomVR.CS, "IMAGE");
+        var data = DicomWriter.Encode(identifier, TransferSyntax.ImplicitVRLittleEndian);
+        var dataPdu = new byte[12 + data.Length];
+        PduCodec.WriteDataHeader(dataPdu, 1, command: false, last: true, data.Length);
+        data.CopyTo(dataPdu.AsMemory(12));
+        await socket.SendAsync(AcceptingPeer.CommandPdu(DimseMessage.FindRequest(1, 1, DicomUids.StudyRootQueryRetrieveInformationModelFind)), SocketFlags.None, ct);
+        await socket.SendAsync(dataPdu, SocketFlags.None, ct);
+
+        // The requestor reads nothing, the A-ASSOCIATE-AC included.
+        for (var wait = 0; _provider.Ended.IsEmpty && wait < 300; wait++)
+        {
+            await Task.Delay(100, ct);
+        }
+
+        var (end, detail) = Assert.Single(_provider.Ended);
+        Assert.Equal(AssociationEnd.AbortedByVigie, end);
+        Assert.Contains("acknowledged nothing Vigie sent", detail, StringComparison.Ordinal);
+    }
 }
