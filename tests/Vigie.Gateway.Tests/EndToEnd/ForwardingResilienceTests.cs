@@ -90,19 +90,8 @@ public sealed class ForwardingResilienceTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var pacs = RawStoreScp.Start(RawScpMode.RejectCongested, VigieNode.FreePort());
-        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
-        {
-            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:02:00",
-            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
-        }, cancellationToken: ct);
         var files = Peers.CtCorpusFiles().Take(10).ToList();
-        await node.StoreAsync(files.Take(1), ct);
-        await Eventually.WaitForAsync(() => Task.FromResult(pacs.Associations), n => n >= 1, ct);
-        // One at a time, as a modality sends a series: each used to be tried at once.
-        foreach (var file in files.Skip(1))
-        {
-            await node.StoreAsync([file], ct);
-        }
+        await using var node = await StoreWhileRefusedAsync(pacs, files, ct);
 
         var status = await Eventually.WaitForAsync(() => StatusAsync(node), s => s.GetProperty("waiting").GetInt64() == files.Count, ct);
         Assert.Equal(files.Count, status.GetProperty("waiting").GetInt64());
@@ -120,18 +109,8 @@ public sealed class ForwardingResilienceTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var pacs = RawStoreScp.Start(RawScpMode.RejectCongested, VigieNode.FreePort());
-        await using var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
-        {
-            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:02:00",
-            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
-        }, cancellationToken: ct);
         var files = Peers.CtCorpusFiles().Take(4).ToList();
-        await node.StoreAsync(files.Take(1), ct);
-        await Eventually.WaitForAsync(() => Task.FromResult(pacs.Associations), n => n >= 1, ct);
-        foreach (var file in files.Skip(1))
-        {
-            await node.StoreAsync([file], ct);
-        }
+        await using var node = await StoreWhileRefusedAsync(pacs, files, ct);
 
         var status = await Eventually.WaitForAsync(() => StatusAsync(node),
             s => s.GetProperty("waiting").GetInt64() == files.Count && s.GetProperty("next_attempt_in_seconds").ValueKind == JsonValueKind.Number, ct);
@@ -221,6 +200,35 @@ public sealed class ForwardingResilienceTests
         file.Dataset.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME");
         file.Dataset.SetString(new DicomTag(0x0029, 0x1001), DicomVR.LO, "VIGIE-FWD-IOC-7781");
         return DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
+    }
+
+    /// <summary>
+    /// A node forwarding to <paramref name="pacs"/> with a back-off of minutes: the first file is refused, then the rest
+    /// are stored one at a time, as a modality sends a series (each used to be tried at once).
+    /// </summary>
+    private static async Task<VigieNode> StoreWhileRefusedAsync(RawStoreScp pacs, IReadOnlyList<string> files, CancellationToken ct)
+    {
+        var node = await VigieNode.StartAsync(arguments: ["--forward", $"PACS@127.0.0.1:{pacs.Port}"], environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__FORWARDING__INITIALRETRYDELAY"] = "00:02:00",
+            ["VIGIE__GATEWAY__FORWARDING__MAXRETRYDELAY"] = "00:10:00",
+        }, cancellationToken: ct);
+        try
+        {
+            await node.StoreAsync(files.Take(1), ct);
+            await Eventually.WaitForAsync(() => Task.FromResult(pacs.Associations), n => n >= 1, ct);
+            foreach (var file in files.Skip(1))
+            {
+                await node.StoreAsync([file], ct);
+            }
+
+            return node;
+        }
+        catch
+        {
+            await node.DisposeAsync();
+            throw;
+        }
     }
 
     private static async Task<JsonElement> StatusAsync(VigieNode node)
