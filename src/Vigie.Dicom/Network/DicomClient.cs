@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Vigie.Dicom.IO;
 
@@ -89,6 +90,7 @@ public sealed class DicomClient : IAsyncDisposable
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         Stream stream;
         var connected = false;
+        string? refusal = null;
         // One deadline for the connection and the TLS handshake: a peer behind a firewall that drops the attempt, or
         // that accepts and never answers the handshake, must fail the call, not hold the forwarder for ever.
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -100,7 +102,9 @@ public sealed class DicomClient : IAsyncDisposable
             stream = new NetworkStream(socket, ownsSocket: true);
             if (options.UseTls)
             {
-                var ssl = new SslStream(stream, false, options.ServerCaPath is null ? null : DicomTls.TrustOnly(options.ServerCaPath, requireCertificate: true, TlsPeer.Server));
+                var anchors = options.ServerCaPath is null ? null : DicomTls.LoadAuthorities(options.ServerCaPath);
+                var ssl = new SslStream(stream, false, anchors is null ? null : (_, certificate, chain, errors) =>
+                    (refusal = DicomTls.Refusal(anchors, requireCertificate: true, TlsPeer.Server, certificate, chain, errors)) is null);
                 X509CertificateCollection? clientCertificates = null;
                 if (options.ClientCertificatePath is not null)
                 {
@@ -124,6 +128,12 @@ public sealed class DicomClient : IAsyncDisposable
             throw new DicomTimeoutException(connected
                 ? $"{options.Host}:{options.Port} did not finish the TLS handshake within {options.ConnectTimeout}"
                 : $"{options.Host}:{options.Port} did not accept the connection within {options.ConnectTimeout}");
+        }
+        catch (AuthenticationException e) when (refusal is not null)
+        {
+            // Why the node's certificate was refused (untrusted, expired, not for servers, another name), not only that it was.
+            socket.Dispose();
+            throw new AuthenticationException($"TLS handshake with {options.Host}:{options.Port} failed: {refusal}", e);
         }
         catch
         {

@@ -16,7 +16,7 @@ public sealed class DicomServer : IAsyncDisposable
     private readonly DicomServerOptions _options;
     private readonly IDicomServiceProvider _provider;
     private readonly ServerCertificateSource? _certificate;
-    private readonly RemoteCertificateValidationCallback? _clientValidation;
+    private readonly Func<X509Certificate?, X509Chain?, SslPolicyErrors, string?>? _clientRefusal;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _running = new();
     private readonly ConcurrentDictionary<string, int> _perAE = new(StringComparer.Ordinal);
@@ -50,7 +50,8 @@ public sealed class DicomServer : IAsyncDisposable
             _certificate = new ServerCertificateSource(options.Tls, authorities);
             if (authorities is not null)
             {
-                _clientValidation = DicomTls.TrustOnly(authorities, options.Tls.RequireClientCertificate, TlsPeer.Client);
+                var require = options.Tls.RequireClientCertificate;
+                _clientRefusal = (certificate, chain, errors) => DicomTls.Refusal(authorities, require, TlsPeer.Client, certificate, chain, errors);
             }
             else if (options.Tls.RequireClientCertificate)
             {
@@ -363,21 +364,34 @@ public sealed class DicomServer : IAsyncDisposable
         DicomAssociation? association = null;
         var end = AssociationEnd.ConnectionLost;
         var detail = "connection closed";
+        string? refusal = null;
         try
         {
             Stream stream = new NetworkStream(socket, ownsSocket: true);
             if (tls)
             {
-                var ssl = new SslStream(stream, leaveInnerStreamOpen: false, _clientValidation);
                 using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
                 handshake.CancelAfter(_options.Association.ArtimTimeout);
+                if (await FirstByteAsync(socket, handshake.Token).ConfigureAwait(false) is { } silent)
+                {
+                    // Closed or silent before a ClientHello (a port scan, a load balancer's check): a connection that
+                    // sent nothing, audited once a minute per address like the plain port's; each was a handshake
+                    // failure of its own until 2026-12-07.
+                    connection = connection with { SentNothing = true };
+                    throw new IOException(silent);
+                }
+
+                // Per connection, so that a refusal says why (no certificate, untrusted, expired, not for clients).
+                var validation = _clientRefusal is null ? null : new RemoteCertificateValidationCallback((_, certificate, chain, errors) =>
+                    (refusal = _clientRefusal(certificate, chain, errors)) is null);
+                var ssl = new SslStream(stream, leaveInnerStreamOpen: false, validation);
                 await ssl.AuthenticateAsServerAsync(new SslServerAuthenticationOptions
                 {
                     ServerCertificateContext = _certificate!.CurrentContext,
                     // Asked for whenever there is an authority to check it against, required or not: a certificate
                     // never asked for is never checked (before 2026-12-06 an optional one was not asked for, so any
                     // certificate, self-signed too, went on as anonymous). The validation lets "none" through when optional.
-                    ClientCertificateRequired = _clientValidation is not null,
+                    ClientCertificateRequired = _clientRefusal is not null,
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
@@ -396,7 +410,9 @@ public sealed class DicomServer : IAsyncDisposable
         catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
         {
             end = AssociationEnd.ConnectionLost;
-            detail = tls ? "TLS handshake failed: " + e.Message : e.Message;
+            detail = !tls || connection.SentNothing ? e.Message
+                : association is null ? "TLS handshake failed: " + (refusal ?? HandshakeFailure(e))
+                : e.Message;
         }
         finally
         {
@@ -434,6 +450,66 @@ public sealed class DicomServer : IAsyncDisposable
                 // The audit hook must never take the listener down; its own failures are its to report.
             }
         }
+    }
+
+    /// <summary>Null once the peer has sent a byte (kept for the handshake); otherwise how it ended without one.</summary>
+    private async Task<string?> FirstByteAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var first = new byte[1];
+        try
+        {
+            return await socket.ReceiveAsync(first, SocketFlags.Peek, cancellationToken).ConfigureAwait(false) > 0
+                ? null
+                : "closed before a TLS ClientHello";
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            return $"no TLS ClientHello within the ARTIM timeout ({_options.Association.ArtimTimeout})";
+        }
+        catch (SocketException e)
+        {
+            return $"{e.SocketErrorCode} before a TLS ClientHello";
+        }
+    }
+
+    /// <summary>
+    /// Why a handshake failed, from the TLS library's own errors (the outer message only said "Authentication failed,
+    /// see inner exception" before 2026-12-07): a version or cipher the node does not take, the peer's alert.
+    /// </summary>
+    private string HandshakeFailure(Exception e)
+    {
+        if (e is OperationCanceledException)
+        {
+            return _stopping.IsCancellationRequested ? "the node is stopping" : $"not finished within the ARTIM timeout ({_options.Association.ArtimTimeout})";
+        }
+
+        var inner = e;
+        while (inner.InnerException is not null)
+        {
+            inner = inner.InnerException;
+        }
+
+        var cause = inner.Message;
+        string? reason = null;
+        if (cause.Contains("unsupported protocol", StringComparison.OrdinalIgnoreCase) || cause.Contains("wrong version number", StringComparison.OrdinalIgnoreCase)
+            || cause.Contains("no protocols available", StringComparison.OrdinalIgnoreCase) || cause.Contains("version too low", StringComparison.OrdinalIgnoreCase))
+        {
+            reason = "the client offers no TLS version this node takes (TLS 1.2 or 1.3)";
+        }
+        else if (cause.Contains("no shared cipher", StringComparison.OrdinalIgnoreCase) || cause.Contains("no suitable", StringComparison.OrdinalIgnoreCase))
+        {
+            reason = "no cipher suite in common (this node takes ECDHE with AEAD suites only, BCP 195)";
+        }
+        else if (cause.Contains("alert", StringComparison.OrdinalIgnoreCase))
+        {
+            reason = "the client ended the handshake with an alert (it may not trust this node's certificate)";
+        }
+        else if (cause.Contains("http request", StringComparison.OrdinalIgnoreCase) || cause.Contains("packet length too long", StringComparison.OrdinalIgnoreCase))
+        {
+            reason = "what the client sent is not TLS (plain DICOM on the TLS port?)";
+        }
+
+        return reason is null ? DicomTls.Printable(cause) : $"{reason} [{DicomTls.Printable(cause)}]";
     }
 
     private static void ShutdownReceive(Socket socket)

@@ -124,6 +124,12 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
         try
         {
             using var certificate = DicomTls.LoadCertificate(tls.CertificatePath, tls.KeyPath, tls.CertificatePassword);
+            // What a renewal is refused for stops the start too: one not valid yet or not for servers started, and
+            // /health said Healthy while every peer refused it (before 2026-12-07). An expired one is reported instead.
+            if (DicomTls.UnusableServerCertificate(certificate, DateTime.UtcNow) is { } problem)
+            {
+                problems.Add($"{at}:CertificatePath: the certificate in {tls.CertificatePath} {problem}: no TLS peer would accept it");
+            }
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
         {

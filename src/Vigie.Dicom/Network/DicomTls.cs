@@ -98,38 +98,140 @@ public static class DicomTls
         TrustOnly(LoadAuthorities(caBundlePath), requireCertificate, peer);
 
     /// <summary>The same, with authorities already read (the server names them in its CertificateRequest too).</summary>
-    internal static RemoteCertificateValidationCallback TrustOnly(X509Certificate2Collection anchors, bool requireCertificate, TlsPeer peer)
+    internal static RemoteCertificateValidationCallback TrustOnly(X509Certificate2Collection anchors, bool requireCertificate, TlsPeer peer) =>
+        (_, certificate, presented, errors) => Refusal(anchors, requireCertificate, peer, certificate, presented, errors) is null;
+
+    /// <summary>
+    /// Why a peer certificate is refused (no patient data: its subject, its issuer and what is wrong), or null when it
+    /// passes <see cref="TrustOnly(string, bool, TlsPeer)"/>. Every refusal read "rejected by the provided
+    /// RemoteCertificateValidationCallback" until 2026-12-07, a client that sent none too.
+    /// </summary>
+    internal static string? Refusal(X509Certificate2Collection anchors, bool requireCertificate, TlsPeer peer, X509Certificate? certificate, X509Chain? presented,
+        SslPolicyErrors errors)
     {
-        return (_, certificate, presented, errors) =>
+        if (certificate is null)
         {
-            if (certificate is null)
-            {
-                return !requireCertificate;
-            }
+            return requireCertificate ? $"no {(peer == TlsPeer.Client ? "client " : "")}certificate was sent" : null;
+        }
 
-            // The name is compared by SslStream with the host (or ServerName) the client asked for.
-            if (peer == TlsPeer.Server && (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-            {
-                return false;
-            }
+        using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+        var about = $"{(peer == TlsPeer.Client ? "client" : "server")} certificate '{Printable(leaf.Subject)}' issued by '{Printable(leaf.Issuer)}'";
 
-            using var chain = new X509Chain();
-            chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-            chain.ChainPolicy.CustomTrustStore.AddRange(anchors);
-            chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-            chain.ChainPolicy.ApplicationPolicy.Add(new Oid(peer == TlsPeer.Server ? ServerAuthentication : ClientAuthentication));
-            if (presented is not null)
-            {
-                foreach (var element in presented.ChainElements)
-                {
-                    chain.ChainPolicy.ExtraStore.Add(element.Certificate);
-                }
-            }
+        // The name is compared by SslStream with the host (or ServerName) the client asked for.
+        if (peer == TlsPeer.Server && (errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
+        {
+            return $"{about} does not carry the name the node was reached by";
+        }
 
-            using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            return chain.Build(leaf)
-                   && leaf.Extensions.OfType<X509KeyUsageExtension>().All(u => (u.KeyUsages & X509KeyUsageFlags.DigitalSignature) != 0);
-        };
+        using var chain = new X509Chain();
+        chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+        chain.ChainPolicy.CustomTrustStore.AddRange(anchors);
+        chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+        chain.ChainPolicy.DisableCertificateDownloads = true;
+        // The configured authority may be an issuing (intermediate) CA: .NET then calls the chain partial, since no root
+        // is above it, and refused every certificate it issued (before 2026-12-07). Unknown or partial tops are let
+        // through here, and the chain must then pass through a certificate of the file itself (checked below); every
+        // other fault (validity, usage, signature) still fails the build.
+        chain.ChainPolicy.VerificationFlags = X509VerificationFlags.AllowUnknownCertificateAuthority;
+        chain.ChainPolicy.ApplicationPolicy.Add(new Oid(peer == TlsPeer.Server ? ServerAuthentication : ClientAuthentication));
+        if (presented is not null)
+        {
+            foreach (var element in presented.ChainElements)
+            {
+                chain.ChainPolicy.ExtraStore.Add(element.Certificate);
+            }
+        }
+
+        var built = chain.Build(leaf);
+        var elements = chain.ChainElements.Select(e => e.Certificate).ToList();
+        if (!elements.Any(e => anchors.Any(a => a.RawDataMemory.Span.SequenceEqual(e.RawDataMemory.Span))))
+        {
+            var top = elements.Count > 0 ? elements[^1] : leaf;
+            return top.SubjectName.RawData.AsSpan().SequenceEqual(top.IssuerName.RawData)
+                ? $"{about} does not chain to an authority of {Setting(peer)} (its chain ends at '{Printable(top.Subject)}')"
+                : $"{about} does not chain to an authority of {Setting(peer)} (its chain stops at '{Printable(top.Issuer)}': an authority neither trusted nor sent)";
+        }
+
+        if (!built)
+        {
+            return $"{about}: {Describe(chain.ChainStatus.Aggregate(X509ChainStatusFlags.NoError, (all, s) => all | s.Status), leaf, peer)}";
+        }
+
+        if (!leaf.Extensions.OfType<X509KeyUsageExtension>().All(u => (u.KeyUsages & X509KeyUsageFlags.DigitalSignature) != 0))
+        {
+            return $"{about}: its key usage does not allow signing (digitalSignature)";
+        }
+
+        return null;
+    }
+
+    private static string Describe(X509ChainStatusFlags status, X509Certificate2 leaf, TlsPeer peer)
+    {
+        var now = DateTime.UtcNow;
+        var reasons = new List<string>();
+        if ((status & X509ChainStatusFlags.NotTimeValid) != 0)
+        {
+            reasons.Add(leaf.NotAfter.ToUniversalTime() < now ? $"expired on {leaf.NotAfter.ToUniversalTime():yyyy-MM-dd HH:mm} UTC"
+                : leaf.NotBefore.ToUniversalTime() > now ? $"not valid before {leaf.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC"
+                : "an authority of its chain is out of its validity");
+        }
+
+        if ((status & (X509ChainStatusFlags.NotValidForUsage | X509ChainStatusFlags.InvalidExtension)) != 0)
+        {
+            reasons.Add(peer == TlsPeer.Client
+                ? "not for clients (its Extended Key Usage lacks clientAuth)"
+                : "not for servers (its Extended Key Usage lacks serverAuth)");
+        }
+
+        if ((status & X509ChainStatusFlags.NotSignatureValid) != 0)
+        {
+            reasons.Add("a signature of its chain does not verify");
+        }
+
+        var rest = status & ~(X509ChainStatusFlags.NotTimeValid | X509ChainStatusFlags.NotValidForUsage | X509ChainStatusFlags.InvalidExtension
+            | X509ChainStatusFlags.NotSignatureValid | X509ChainStatusFlags.UntrustedRoot | X509ChainStatusFlags.PartialChain);
+        if (rest != X509ChainStatusFlags.NoError || reasons.Count == 0)
+        {
+            reasons.Add($"its chain is not valid ({rest})");
+        }
+
+        return string.Join("; ", reasons);
+    }
+
+    private static string Setting(TlsPeer peer) => peer == TlsPeer.Client ? "ClientCaPath" : "ServerCaPath";
+
+    /// <summary>A peer-supplied name, bounded and without control characters, for the audit trail and the log.</summary>
+    internal static string Printable(string text)
+    {
+        var printable = string.Create(Math.Min(text.Length, 200), text, static (span, t) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(t[i]) ? '?' : t[i];
+            }
+        });
+        return text.Length > 200 ? printable + "..." : printable;
+    }
+
+    /// <summary>
+    /// Why a server certificate is one no TLS peer accepts now, or null: not valid yet, or not for servers. Checked at
+    /// start and on renewal (at start since 2026-12-07; before, such a certificate started and /health said Healthy).
+    /// An expired one is the caller's to judge: at start it is reported, not refused.
+    /// </summary>
+    internal static string? UnusableServerCertificate(X509Certificate2 certificate, DateTime utcNow)
+    {
+        if (certificate.NotBefore.ToUniversalTime() > utcNow)
+        {
+            return $"is not valid before {certificate.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC";
+        }
+
+        if (certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault() is { } usage
+            && !usage.EnhancedKeyUsages.Cast<Oid>().Any(o => o.Value is ServerAuthentication or AnyExtendedKeyUsage))
+        {
+            return "is not for servers (its Extended Key Usage lacks serverAuth)";
+        }
+
+        return null;
     }
 
     /// <summary>The authorities of a PEM bundle, refused when it cannot be read or holds none.</summary>
@@ -156,6 +258,7 @@ public static class DicomTls
 
     private const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";
     private const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
+    private const string AnyExtendedKeyUsage = "2.5.29.37.0";
 }
 
 /// <summary>Which side of a TLS connection a certificate is checked for.</summary>

@@ -3,7 +3,14 @@ using System.Net;
 namespace Vigie.Dicom.Network;
 
 /// <summary>What Vigie knows of a connection before the association is accepted.</summary>
-public sealed record DicomConnectionInfo(IPEndPoint? Remote, IPEndPoint? Local, bool IsTls, string? ClientCertificateSubject);
+public sealed record DicomConnectionInfo(IPEndPoint? Remote, IPEndPoint? Local, bool IsTls, string? ClientCertificateSubject)
+{
+    /// <summary>
+    /// The peer sent not one byte: on the TLS port, it closed (or stayed silent) before a ClientHello, so no association
+    /// came of it. A probe, audited as the plain port's silent connections are.
+    /// </summary>
+    public bool SentNothing { get; init; }
+}
 
 /// <summary>The answer to an A-ASSOCIATE-RQ: accept (contexts answered in the parameters) or reject with a reason.</summary>
 public sealed record AssociationDecision(bool Accept, RejectResult Result, RejectSource Source, byte Reason, string Explanation)

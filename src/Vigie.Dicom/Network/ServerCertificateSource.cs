@@ -67,17 +67,11 @@ public sealed class ServerCertificateSource
             throw new InvalidOperationException($"the certificate in {_options.CertificatePath} expired on {renewed.Certificate.NotAfter.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
         }
 
-        if (renewed.Certificate.NotBefore.ToUniversalTime() > now)
-        {
-            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is not valid before {renewed.Certificate.NotBefore.ToUniversalTime():yyyy-MM-dd HH:mm} UTC");
-        }
-
         // In date but unusable was taken too (second review): one not for servers, or from another authority, which
         // the modalities that trust the current one refuse. Another authority is a migration, made at a restart.
-        if (renewed.Certificate.Extensions.OfType<X509EnhancedKeyUsageExtension>().FirstOrDefault() is { } usage
-            && !usage.EnhancedKeyUsages.Cast<System.Security.Cryptography.Oid>().Any(o => o.Value is "1.3.6.1.5.5.7.3.1" or "2.5.29.37.0"))
+        if (DicomTls.UnusableServerCertificate(renewed.Certificate, now) is { } problem)
         {
-            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} is not for servers (its Extended Key Usage lacks serverAuth)");
+            throw new InvalidOperationException($"the certificate in {_options.CertificatePath} {problem}");
         }
 
         var current = Volatile.Read(ref _current).Certificate;

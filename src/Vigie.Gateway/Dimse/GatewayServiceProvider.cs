@@ -436,7 +436,7 @@ internal sealed class GatewayServiceProvider(
         }
 
         var description = $"association {end}: {detail}";
-        if (association is { ByteReceived: false })
+        if (association is { ByteReceived: false } || connection.SentNothing)
         {
             // A connection that sent not one byte names nobody, and costs its sender nothing: audited once a minute per
             // address, with the count of the others, so that a flood cannot swell the trail. Anything sent (garbage, a
@@ -450,6 +450,11 @@ internal sealed class GatewayServiceProvider(
                 ? $"connection that sent nothing ({end}: {detail})"
                 : string.Create(CultureInfo.InvariantCulture,
                     $"connection that sent nothing ({end}: {detail}); {others} more from this address since {since:u} not audited one by one");
+        }
+
+        else if (association is null && connection.IsTls)
+        {
+            LogTlsRefusal(connection, detail);
         }
 
         // Aborts and lost connections: a misbehaving or hostile peer is a security event.
@@ -865,6 +870,22 @@ internal sealed class GatewayServiceProvider(
     }
 
     private DateTimeOffset _lastPolicyRefusalLog = DateTimeOffset.MinValue;
+
+    /// <summary>
+    /// A failed TLS handshake, in the node's log too (once a minute per address; every one is audited), with why: the
+    /// operator setting up a modality learns whether to install a certificate, trust its authority, reissue it or
+    /// upgrade its TLS. Nothing was logged before 2026-12-07.
+    /// </summary>
+    private void LogTlsRefusal(DicomConnectionInfo connection, string detail)
+    {
+        if (_tlsRefusalLog.Admit(connection.Remote?.Address, time.GetUtcNow(), out var others, out _))
+        {
+            logger.LogWarning("TLS connection from {Remote} refused: {Reason} (refusals are audited; this line comes once a minute at most per address{Others})",
+                connection.Remote?.Address, detail, others > 0 ? string.Create(CultureInfo.InvariantCulture, $", {others} more since the last") : "");
+        }
+    }
+
+    private readonly UnassociatedConnections _tlsRefusalLog = new();
 
     /// <summary>True at most once a minute per <paramref name="last"/>: a modality retries, and one line says as much as a thousand.</summary>
     internal static bool DueForLog(ref DateTimeOffset last, DateTimeOffset now)
