@@ -112,6 +112,50 @@ public sealed class DicomServerOptionsValidationTests
             Problems(Tls(0, certificate, key)));
     }
 
+    /// <summary>
+    /// Regression: a server certificate not valid yet, or whose Extended Key Usage lacks serverAuth, started the node
+    /// with no word and /health said dicom-tls Healthy, while every peer refused it; the same files given as a renewal
+    /// were refused. They now stop the start with the setting, the file and what is wrong. An expired one still starts
+    /// (it is logged and reported Degraded).
+    /// </summary>
+    [Fact]
+    public void Regression_a_server_certificate_not_valid_yet_or_not_for_servers_started_silently()
+    {
+        using var work = new TempDirectory("vigie-tls-unusable");
+        (string Certificate, string Key) Make(string name, DateTimeOffset notBefore, DateTimeOffset notAfter, string? usage)
+        {
+            using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+            var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+            if (usage is not null)
+            {
+                request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(usage)], critical: false));
+            }
+
+            using var self = request.CreateSelfSigned(notBefore, notAfter);
+            File.WriteAllText(work.Combine(name + ".crt"), self.ExportCertificatePem());
+            File.WriteAllText(work.Combine(name + ".key"), key.ExportPkcs8PrivateKeyPem());
+            return (work.Combine(name + ".crt"), work.Combine(name + ".key"));
+        }
+
+        string[] Problems((string Certificate, string Key) files) => [.. new DicomServerOptionsValidation().Validate(null, new DicomServerOptions
+        {
+            TlsPort = 11113,
+            Tls = new DicomTlsOptions { CertificatePath = files.Certificate, KeyPath = files.Key },
+        }).Failures ?? []];
+
+        var now = DateTimeOffset.UtcNow;
+        var future = Make("future", new DateTimeOffset(2030, 1, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2031, 1, 1, 0, 0, 0, TimeSpan.Zero), "1.3.6.1.5.5.7.3.1");
+        Assert.Equal([$"Dicom:Server:Tls:CertificatePath: the certificate in {future.Certificate} is not valid before 2030-01-01 00:00 UTC: no TLS peer would accept it"],
+            Problems(future));
+        var clientOnly = Make("client-only", now.AddDays(-1), now.AddDays(400), "1.3.6.1.5.5.7.3.2");
+        Assert.Equal([$"Dicom:Server:Tls:CertificatePath: the certificate in {clientOnly.Certificate} is not for servers (its Extended Key Usage lacks serverAuth): "
+            + "no TLS peer would accept it"], Problems(clientOnly));
+
+        Assert.Empty(Problems(Make("server", now.AddDays(-1), now.AddDays(400), "1.3.6.1.5.5.7.3.1")));
+        Assert.Empty(Problems(Make("any-usage", now.AddDays(-1), now.AddDays(400), usage: null)));
+        Assert.Empty(Problems(Make("expired", now.AddDays(-400), now.AddDays(-1), "1.3.6.1.5.5.7.3.1")));
+    }
+
     [Theory]
     [InlineData("VIGIE")]
     [InlineData("SIXTEEN_CHARS_AE")]
