@@ -26,6 +26,12 @@ public sealed class AuditOptionsValidation : IValidateOptions<AuditOptions>
             }
         }
 
+        // -1 was taken before 2026-12-07: every record of an outage was dropped, with no word at start.
+        if (options.MaxSpilledRecords < 0)
+        {
+            problems.Add($"{at}:MaxSpilledRecords is {options.MaxSpilledRecords}: it must be 0 (keep none) or more");
+        }
+
         Positive(problems, $"{at}:TreeHeadInterval", options.TreeHeadInterval);
         Positive(problems, $"{at}:TreeHeadPollInterval", options.TreeHeadPollInterval);
         for (var i = 0; i < options.TrustedPublicKeys.Count; i++)

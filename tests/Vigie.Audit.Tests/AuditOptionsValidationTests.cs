@@ -67,4 +67,13 @@ public sealed class AuditOptionsValidationTests
         Assert.True(new AuditOptionsValidation().Validate(null, new AuditOptions()).Succeeded);
         Assert.True(new AuditOptionsValidation().Validate(null, options).Succeeded);
     }
+
+    /// <summary>Regression: `Audit:MaxSpilledRecords: -1` was taken silently, and every record of an outage was then dropped.</summary>
+    [Fact]
+    public void Regression_a_negative_MaxSpilledRecords_was_accepted()
+    {
+        var result = new AuditOptionsValidation().Validate(null, new AuditOptions { MaxSpilledRecords = -1 });
+        Assert.Equal(["Audit:MaxSpilledRecords is -1: it must be 0 (keep none) or more"], result.Failures);
+        Assert.True(new AuditOptionsValidation().Validate(null, new AuditOptions { MaxSpilledRecords = 0 }).Succeeded);
+    }
 }
