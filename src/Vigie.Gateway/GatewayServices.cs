@@ -138,14 +138,23 @@ public sealed class GatewayStopRecorder(IAuditLog audit, IOptionsMonitor<DicomSe
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        var record = GatewayAudit.ApplicationActivity(AuditEventTypes.ApplicationStop, server.CurrentValue.AETitle, time);
         try
         {
-            await audit.AppendAsync(GatewayAudit.ApplicationActivity(AuditEventTypes.ApplicationStop, server.CurrentValue.AETitle, time), cancellationToken)
-                .ConfigureAwait(false);
+            await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            logger.LogWarning(e, "Could not record the stop in the audit trail");
+            // The database out of reach: kept in the spill like any record of the outage, appended at the next start or
+            // by another node (before 2026-12-07 it was lost, and a clean stop read as a crash).
+            if (await audit.KeepForLaterAsync(record, CancellationToken.None).ConfigureAwait(false))
+            {
+                logger.LogWarning("The stop could not be recorded in the audit trail ({Reason}); it is kept in the audit spill", e.GetType().Name);
+            }
+            else
+            {
+                logger.LogWarning(e, "Could not record the stop in the audit trail");
+            }
         }
     }
 }

@@ -141,6 +141,32 @@ public sealed class DatabaseOutageTests
         await client.ReleaseAsync(ct);
     }
 
+    /// <summary>
+    /// Regression: a node stopped while its database was out of reach logged "Could not record the stop" and lost its
+    /// Application Stop, though the spill kept every other record of the outage: the trail showed two starts with nothing
+    /// between, so a clean stop read as a crash.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_node_stopped_during_a_database_outage_lost_its_Application_Stop()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (node, proxy) = await StartBehindProxyAsync(null, ct);
+        await using var _ = node;
+        await using var __ = proxy;
+        proxy.Cut();
+        await node.StopAsync();
+        Assert.Contains("it is kept in the audit spill", node.Output, StringComparison.Ordinal);
+
+        proxy.Restore();
+        await node.StartProcessAsync(ct);
+        List<string> Activity(string json) => [.. JsonDocument.Parse(json).RootElement.EnumerateArray().OrderBy(e => e.GetProperty("sequence").GetInt64())
+            .Select(e => e.GetProperty("event_types").GetRawText())];
+        var activity = await Eventually.WaitForAsync(async () => Activity((await node.VigieAsync("audit", "show", "--json", "--event", "110100")).StandardOutput),
+            a => a.Count(t => t.Contains("Application Stop", StringComparison.Ordinal)) == 1, ct, TimeSpan.FromSeconds(60));
+        Assert.Equal(2, activity.Count(t => t.Contains("Application Start", StringComparison.Ordinal)));
+        Assert.Single(activity, t => t.Contains("Application Stop", StringComparison.Ordinal));
+    }
+
     /// <summary>A node on PostgreSQL reached through a <see cref="TcpProxy"/>, so the test can cut the database away from it.</summary>
     /// <summary>
     /// Regression: an object the forwarder had claimed when the database went away stayed claimed for the whole lease
