@@ -642,6 +642,8 @@ internal static class AuditCommands
                         objects = e.Details.Objects.Select(o => new
                         {
                             type = o.IdType.DisplayName, id = o.Id, name = o.Name, query = o.Query is { } q ? queries.GetValueOrDefault(q) : null,
+                            // As the exporters send them (ParticipantObjectDetail): a refused store's SOP Instance UID, since 2026-12-07.
+                            detail = o.Details.Count == 0 ? null : o.Details.Select(d => new { type = d.Key, value = d.Value }),
                         }),
                     },
                     leaf_hash = Convert.ToHexStringLower(e.LeafHash),

@@ -225,14 +225,15 @@ internal sealed class GatewayServiceProvider(
                 logger.LogError("Stores are refused (A700): {Reason}. Queries and retrieves go on; free space on the data folder's disk.", e.Message);
             }
 
-            await AuditRefusedStoreAsync(source, request.AffectedSopClassUid, e.Message, cancellationToken).ConfigureAwait(false);
+            await AuditRefusedStoreAsync(source, request.AffectedSopClassUid, request.AffectedSopInstanceUid, e.Message, default, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie archive disk full: retry later");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // No spool could be made (a data folder turned read-only after disk errors, wrong permissions): the sender
             // keeps its copy and retries; the association goes on.
-            await StoreFailedAsync(source, request.AffectedSopClassUid, e, "no spool file can be written in the data folder", cancellationToken).ConfigureAwait(false);
+            await StoreFailedAsync(source, request.AffectedSopClassUid, request.AffectedSopInstanceUid, e, "no spool file can be written in the data folder", default,
+                cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
         }
 
@@ -244,7 +245,10 @@ internal sealed class GatewayServiceProvider(
     /// failed): audited as a failed transfer from its sender, since the sender was told to retry. The floor keeps room
     /// for the audit trail; when even that append fails, the log says so and the answer stays A700.
     /// </summary>
-    private async ValueTask AuditRefusedStoreAsync(IngestSource source, string? sopClassUid, string reason, CancellationToken cancellationToken)
+    /// Since 2026-12-07 it names the SOP Instance UID of the request, and the patient and study when the header was read
+    /// before the failure (a commit the database refused): before, it had only the SOP class, and was in no patient's history.
+    private async ValueTask AuditRefusedStoreAsync(IngestSource source, string? sopClassUid, string? sopInstanceUid, string reason,
+        (string? PatientRef, List<AuditObject>? Objects) about, CancellationToken cancellationToken)
     {
         var record = new AuditRecord
         {
@@ -257,6 +261,7 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(source, AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
+            PatientRef = about.PatientRef,
             Details = new AuditDetails
             {
                 OutcomeDescription = "refused: " + reason,
@@ -268,7 +273,10 @@ internal sealed class GatewayServiceProvider(
                         Role = AuditObjectRole.Resource,
                         IdType = AuditObjectIdTypes.SopClassUid,
                         Id = sopClassUid ?? "",
+                        // Bounded by the network layer's UI length; which image failed, for the sender's retry.
+                        Details = sopInstanceUid is { Length: > 0 and <= 64 } ? [new KeyValuePair<string, string>("SOPInstanceUID", sopInstanceUid)] : [],
                     },
+                    .. about.Objects ?? [],
                 ],
             },
         };
@@ -905,7 +913,8 @@ internal sealed class GatewayServiceProvider(
     /// A store the archive could not keep (no spool file, a write or commit that failed): counted, logged once a minute at
     /// most (a modality retries), audited.
     /// </summary>
-    private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, Exception e, string reason, CancellationToken cancellationToken)
+    private async ValueTask StoreFailedAsync(IngestSource source, string? sopClassUid, string? sopInstanceUid, Exception e, string reason,
+        (string? PatientRef, List<AuditObject>? Objects) about, CancellationToken cancellationToken)
     {
         IngestPipeline.CountRefused(IngestChannel.Dimse, "SpoolFailed");
         // The type and, from a database, its SQLSTATE: the message may quote a value.
@@ -915,7 +924,7 @@ internal sealed class GatewayServiceProvider(
             logger.LogError(e, "A store from {CallingAE} was refused (A700): {Reason}", source.CallingAE, reason);
         }
 
-        await AuditRefusedStoreAsync(source, sopClassUid, $"{reason}: {e.GetType().Name}", cancellationToken).ConfigureAwait(false);
+        await AuditRefusedStoreAsync(source, sopClassUid, sopInstanceUid, $"{reason}: {e.GetType().Name}", about, cancellationToken).ConfigureAwait(false);
     }
 
     private void StoreCompleted() => stores.Stored();
@@ -935,7 +944,8 @@ internal sealed class GatewayServiceProvider(
                 // sender keeps its copy and retries; the association goes on.
                 // The partial spool goes first: on a full disk its room is what the audit entry needs.
                 await session.DisposeAsync().ConfigureAwait(false);
-                await provider.StoreFailedAsync(source, sopClassUid, e, "the object could not be spooled", cancellationToken).ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, sopInstanceUid, e, "the object could not be spooled", default, cancellationToken)
+                    .ConfigureAwait(false);
                 throw new DicomStatusException(DimseStatus.OutOfResources, "Vigie could not write the object: retry later");
             }
         }
@@ -952,7 +962,8 @@ internal sealed class GatewayServiceProvider(
             {
                 // Answered A700 by the network layer; an operator needs to know why, and the audit trail that it failed.
                 await session.DisposeAsync().ConfigureAwait(false);
-                await provider.StoreFailedAsync(source, sopClassUid, e, "the object could not be stored", cancellationToken).ConfigureAwait(false);
+                await provider.StoreFailedAsync(source, sopClassUid, sopInstanceUid, e, "the object could not be stored", session.About, cancellationToken)
+                    .ConfigureAwait(false);
                 throw;
             }
         }

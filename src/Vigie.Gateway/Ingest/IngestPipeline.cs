@@ -142,7 +142,7 @@ public sealed class IngestPipeline(
         description: "Objects inspected from their encrypted spool rather than from memory, by reason (size, memory)");
 
     internal async Task<IngestResult> CompleteAsync(SpoolWriter writer, IngestSource source, string? expectedSopInstanceUid, ReadOnlyMemory<byte>? plaintext,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, Action<DicomDataset>? headerRead = null)
     {
         var started = Stopwatch.GetTimestamp();
         using var activity = Source.StartActivity("ingest");
@@ -209,6 +209,11 @@ public sealed class IngestPipeline(
         }
 
         InspectDuration.Record(Stopwatch.GetElapsedTime(inspecting).TotalMilliseconds);
+        if (file is not null)
+        {
+            headerRead?.Invoke(file.Dataset);
+        }
+
         IngestResult result;
         if (threat)
         {
@@ -392,6 +397,10 @@ public sealed class IngestPipeline(
     }
 
     /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
+    /// <summary>Who a data set read for the index is about, for the audit entry of a store that then failed.</summary>
+    internal (string? PatientRef, List<AuditObject> Objects) About(DicomDataset dataset) =>
+        string.IsNullOrWhiteSpace(dataset.GetString(DicomTags.PatientID)) ? (null, []) : GatewayAudit.About(keys, dataset);
+
     internal static AttributeSet SourceAttributes(IngestSource source) =>
         AttributeSet.From((0x0002_0016, source.CallingAE), (0x0009_0001, source.Channel.ToString()), (0x0009_0002, source.Address?.ToString()));
 

@@ -32,6 +32,9 @@ public sealed class IngestSession : IAsyncDisposable
 
     public long Length => _spool.Length;
 
+    /// <summary>The patient reference and the study and patient objects of an object whose store failed once its header was read.</summary>
+    internal (string? PatientRef, List<Vigie.Audit.Model.AuditObject> Objects) About { get; private set; } = (null, []);
+
     public async ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         await _spool.WriteAsync(data, cancellationToken).ConfigureAwait(false);
@@ -72,6 +75,7 @@ public sealed class IngestSession : IAsyncDisposable
     /// <summary>Inspects and stores or quarantines; <paramref name="expectedSopInstanceUid"/> is the one the C-STORE command announced.</summary>
     public async Task<IngestResult> CompleteAsync(string? expectedSopInstanceUid, CancellationToken cancellationToken)
     {
+        Vigie.Dicom.DicomDataset? read = null;
         try
         {
             // Not "_plain is null ? null : ...": that null converts through byte[] to an empty Memory, which is not null, and
@@ -82,7 +86,15 @@ public sealed class IngestSession : IAsyncDisposable
                 plaintext = _plain.AsMemory(0, _plainLength);
             }
 
-            return await _pipeline.CompleteAsync(_spool, _source, expectedSopInstanceUid, plaintext, cancellationToken).ConfigureAwait(false);
+            return await _pipeline.CompleteAsync(_spool, _source, expectedSopInstanceUid, plaintext, cancellationToken, dataset => read = dataset)
+                .ConfigureAwait(false);
+        }
+        catch when (read is not null)
+        {
+            // The header was read before the store failed (the index commit, most often): its audit entry names the
+            // patient and study, computed only now that they are needed.
+            About = _pipeline.About(read);
+            throw;
         }
         finally
         {

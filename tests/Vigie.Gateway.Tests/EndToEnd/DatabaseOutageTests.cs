@@ -167,6 +167,44 @@ public sealed class DatabaseOutageTests
         Assert.Single(activity, t => t.Contains("Application Stop", StringComparison.Ordinal));
     }
 
+    /// <summary>
+    /// Regression: a C-STORE answered A700 because the database failed while its index rows were committed was audited
+    /// with the SOP class alone, though the whole data set had arrived and its header had been read: no patient, no
+    /// study, no SOP Instance UID, and missing from the patient's history (PS3.15 A.5.3.5 makes both mandatory).
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_store_refused_A700_mid_association_named_no_patient_study_or_instance()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (node, proxy) = await StartBehindProxyAsync(null, ct);
+        await using var _ = node;
+        await using var __ = proxy;
+        var files = Peers.CtCorpusFiles();
+        var second = await DicomReader.ReadFileAsync(files[1], new DicomReadOptions { LoadLargeValues = true }, ct);
+        var patientId = second.Dataset.GetString(DicomTags.PatientID)!;
+        var studyUid = second.Dataset.GetString(DicomTags.StudyInstanceUID)!;
+        var sopInstanceUid = second.Dataset.GetString(DicomTags.SOPInstanceUID)!;
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            Assert.Equal(DimseStatus.Success, (await client.StoreFileAsync(files[0], ct)).Status);
+            proxy.Cut();
+            var refused = await client.StoreAsync(DicomUids.CTImageStorage, sopInstanceUid, DicomUids.ExplicitVRLittleEndian,
+                new MemoryStream(DicomWriter.Encode(second.Dataset, TransferSyntax.ExplicitVRLittleEndian)), ct);
+            Assert.Equal(DimseStatus.OutOfResources, refused.Status);
+        }
+
+        proxy.Restore();
+        var history = await Eventually.WaitForAsync(async () => JsonDocument.Parse((await node.VigieAsync("audit", "show", "--json", "--details", "--patient", patientId,
+                "--event", "110104")).StandardOutput).RootElement.EnumerateArray().Where(e => e.GetProperty("outcome").GetString() != "success").Select(e => e.Clone()).ToList(),
+            r => r.Count > 0, ct, TimeSpan.FromSeconds(60));
+        var entry = Assert.Single(history).GetRawText();
+        Assert.Contains("could not be stored", entry, StringComparison.Ordinal);
+        Assert.Contains(studyUid, entry, StringComparison.Ordinal);
+        Assert.Contains(sopInstanceUid, entry, StringComparison.Ordinal);
+        Assert.Contains(patientId, entry, StringComparison.Ordinal);
+    }
+
     /// <summary>A node on PostgreSQL reached through a <see cref="TcpProxy"/>, so the test can cut the database away from it.</summary>
     /// <summary>
     /// Regression: an object the forwarder had claimed when the database went away stayed claimed for the whole lease
