@@ -18,10 +18,24 @@ public sealed class AuditExportStatus
         _store = store;
     }
 
-    public async Task<IReadOnlyList<AuditSinkStatus>> GetAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The configured sinks; with <paramref name="recorded"/>, also those whose cursor the database holds though the
+    /// configuration read here does not name them (`vigie audit sinks` run without the node's config file: before
+    /// 2026-12-07 it said none was configured, and exited 0, while the node's export failed). /health keeps to the
+    /// configuration: a sink removed from it leaves a cursor behind.
+    /// </summary>
+    public async Task<IReadOnlyList<AuditSinkStatus>> GetAsync(CancellationToken cancellationToken, bool recorded = false)
     {
         var sinks = _options.Value.Sinks.Where(s => s.Enabled && !string.IsNullOrWhiteSpace(s.Name)).DistinctBy(s => s.Name, StringComparer.Ordinal).ToList();
-        if (sinks.Count == 0)
+        var others = new List<string>();
+        if (recorded)
+        {
+            var prefix = AuditExportWorker.CursorFor("");
+            others.AddRange((await _store.ListCursorsAsync(prefix, cancellationToken).ConfigureAwait(false)).Select(c => c[prefix.Length..])
+                .Where(n => !sinks.Any(s => string.Equals(s.Name, n, StringComparison.Ordinal))));
+        }
+
+        if (sinks.Count == 0 && others.Count == 0)
         {
             return [];
         }
@@ -39,6 +53,16 @@ public sealed class AuditExportStatus
                 : new AuditSinkStatus(sink.Name, sink.Kind, sink.StartAtEnd ? 0 : size, 0, null, null, setAside));
         }
 
+        foreach (var other in others)
+        {
+            var name = AuditExportWorker.CursorFor(other);
+            if (await _store.ReadCursorStatusAsync(name, cancellationToken).ConfigureAwait(false) is { } c)
+            {
+                status.Add(new AuditSinkStatus(other, null, Math.Max(0, size - c.NextSeq), c.Attempts, DateTimeOffset.FromUnixTimeMilliseconds(c.UpdatedMs),
+                    c.Attempts > 0 ? c.LastError : null, await _store.CountSetAsideAsync(name, cancellationToken).ConfigureAwait(false)));
+            }
+        }
+
         return status;
     }
 }
@@ -46,7 +70,8 @@ public sealed class AuditExportStatus
 /// <summary>
 /// One sink: entries waiting, consecutive failed attempts (0 once a batch goes through), when its cursor last moved or
 /// failed, the last error while it fails (network and server errors only, never entry content), and how many entries
-/// and tree heads its collector refused for good (set aside until resent).
+/// and tree heads its collector refused for good (set aside until resent). Kind is null for a sink the database
+/// knows of that the configuration read does not name.
 /// </summary>
-public sealed record AuditSinkStatus(string Name, AuditSinkKind Kind, long Waiting, int FailedAttempts, DateTimeOffset? LastActivity, string? LastError,
+public sealed record AuditSinkStatus(string Name, AuditSinkKind? Kind, long Waiting, int FailedAttempts, DateTimeOffset? LastActivity, string? LastError,
     long SetAside = 0);

@@ -1151,6 +1151,24 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
             : null;
     }
 
+    /// <summary>The cursors whose name starts with <paramref name="prefix"/>, whoever configured them.</summary>
+    public async ValueTask<IReadOnlyList<string>> ListCursorsAsync(string prefix, CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT sink FROM audit_cursor ORDER BY sink");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var names = new List<string>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (reader.GetString(0) is var name && name.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                names.Add(name);
+            }
+        }
+
+        return names;
+    }
+
     /// <summary>Records what a sink's collector refused for good; recording it again only updates when and why.</summary>
     public async ValueTask SetAsideAsync(string sink, IReadOnlyCollection<SetAsideItem> items, CancellationToken cancellationToken)
     {

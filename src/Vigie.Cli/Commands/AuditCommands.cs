@@ -111,7 +111,12 @@ internal static class AuditCommands
                 return ExitCodes.Error;
             }
 
-            var sinks = await services.GetRequiredService<AuditExportStatus>().GetAsync(ct);
+            // The database's cursors too: the node's config file may not be the one read here (/etc/vigie/vigie.json
+            // without --config), and a check that saw no sink said all was well while the export failed.
+            var sinks = await services.GetRequiredService<AuditExportStatus>().GetAsync(ct, recorded: true);
+            var dataFolder = parse.GetValue(data)!.FullName;
+            var read = parse.GetValue(config)?.FullName
+                ?? VigieConfiguration.SettingsFiles(new HostSettings(dataFolder, null, new Dictionary<string, string?>())).FirstOrDefault(File.Exists);
             var setAside = services.GetRequiredService<AuditSetAside>();
             var listed = new List<(AuditSinkStatus Sink, IReadOnlyList<AuditSetAsideItem> Items)>();
             foreach (var sink in sinks)
@@ -124,7 +129,8 @@ internal static class AuditCommands
                 await MaintenanceHost.WriteJsonAsync(listed.Select(l => new
                 {
                     name = l.Sink.Name,
-                    kind = l.Sink.Kind.ToString(),
+                    kind = l.Sink.Kind?.ToString(),
+                    configured = l.Sink.Kind is not null,
                     waiting = l.Sink.Waiting,
                     failed_attempts = l.Sink.FailedAttempts,
                     last_activity = l.Sink.LastActivity,
@@ -133,17 +139,22 @@ internal static class AuditCommands
                     set_aside_items = l.Items.Select(i => new { kind = i.Kind, sequence = i.Sequence, refused_at = i.RefusedAt, reason = i.Reason }),
                 }));
             }
-            else if (listed.Count == 0)
-            {
-                Console.WriteLine("no audit export sink is configured");
-            }
             else
             {
+                Console.WriteLine(read is null
+                    ? "configuration: no file read (none given with --config, no vigie.json in the data folder or the current folder)"
+                    : $"configuration: {read}");
+                if (listed.Count == 0)
+                {
+                    Console.WriteLine("no audit export sink is configured or recorded in the database");
+                }
+
                 foreach (var (sink, items) in listed)
                 {
                     var failing = sink.FailedAttempts > 0 ? $", {sink.FailedAttempts} failed attempts, last error: {sink.LastError}" : "";
+                    var kind = sink.Kind?.ToString() ?? "recorded in the database, not in this configuration";
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{sink.Name} ({sink.Kind}): {sink.Waiting} entries waiting{failing}, {sink.SetAside} set aside"));
+                        $"{sink.Name} ({kind}): {sink.Waiting} entries waiting{failing}, {sink.SetAside} set aside"));
                     foreach (var item in items)
                     {
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -222,3 +222,38 @@ public sealed class AuditExportAtStopTests
             [.. proof.GetProperty("audit_path").EnumerateArray().Select(p => Convert.FromHexString(p.GetString()!))], signed.RootHash));
     }
 }
+
+/// <summary>
+/// Regression: `vigie audit sinks --data DIR` (as the README gave it) read no configuration when the node's lives in
+/// /etc/vigie/vigie.json, said "no audit export sink is configured" and exited 0 while the export failed: a monitoring
+/// timer written from the README stayed green. The sinks whose state the database holds are reported whatever the
+/// configuration read, and the file read (or none) is named.
+/// </summary>
+public sealed class AuditSinksWithoutConfigTests
+{
+    [Fact]
+    public async Task Regression_audit_sinks_said_none_configured_and_exited_0_without_the_nodes_config()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__AUDIT__SINKS__0__NAME"] = "siem",
+            ["VIGIE__AUDIT__SINKS__0__KIND"] = "SyslogTcp",
+            ["VIGIE__AUDIT__SINKS__0__HOST"] = "127.0.0.1",
+            ["VIGIE__AUDIT__SINKS__0__PORT"] = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture),
+            ["VIGIE__AUDIT__SINKS__0__MINBACKOFF"] = "00:00:00.200",
+            ["VIGIE__AUDIT__SINKS__0__MAXBACKOFF"] = "00:00:01",
+        }, cancellationToken: ct);
+        await Eventually.WaitForAsync(() => node.HealthCheckAsync("audit-export", ct), h => h.Status == "Degraded", ct);
+
+        // The node's settings minus the sink: what a command run without --config reads.
+        var environment = node.Environment.Where(e => !e.Key.StartsWith("VIGIE__AUDIT__SINKS__", StringComparison.Ordinal))
+            .ToDictionary(e => e.Key, e => e.Value);
+        var sinks = await Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "audit", "sinks", "--data", node.Data],
+            TimeSpan.FromMinutes(3), environment, cancellationToken: ct);
+        Assert.True(sinks.ExitCode == 1, sinks.ToString());
+        Assert.Contains("configuration: no file read", sinks.StandardOutput, StringComparison.Ordinal);
+        Assert.Matches("siem \\(recorded in the database, not in this configuration\\): [0-9]+ entries waiting, [1-9][0-9]* failed attempts", sinks.StandardOutput);
+        Assert.DoesNotContain("no audit export sink is configured", sinks.StandardOutput, StringComparison.Ordinal);
+    }
+}
