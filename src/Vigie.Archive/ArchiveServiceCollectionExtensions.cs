@@ -43,7 +43,7 @@ public static class ArchiveServiceCollectionExtensions
             sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<KeyRotationService>>()));
         services.TryAddSingleton(sp => new RetentionService(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<FileObjectStore>(),
             sp.GetRequiredService<IRetentionAudit>(), sp.GetRequiredService<TimeProvider>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(),
-            sp.GetRequiredService<ILogger<RetentionService>>(), sp.GetService<IRetentionHold>()));
+            sp.GetRequiredService<ILogger<RetentionService>>(), sp.GetService<IRetentionHold>(), sp.GetRequiredService<ArchiveKeyService>()));
         services.TryAddSingleton(sp => new ArchiveInitializer(sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ArchiveKeyService>(),
             sp.GetRequiredService<IKeyEncryptionKeyStore>(), sp.GetRequiredService<FileObjectStore>(), sp.GetRequiredService<IArchiveIndex>(),
             sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<ILogger<ArchiveInitializer>>()));

@@ -44,7 +44,7 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
     {
         var about = retentionEvent is { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined }
             ? await QuarantinedAboutAsync(quarantined, cancellationToken).ConfigureAwait(false)
-            : (null, []);
+            : (null, StudyAndPatient(retentionEvent));
         var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects - about.Objects.Count);
         var what = retentionEvent.Action switch
         {
@@ -94,6 +94,27 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
         {
             return (null, []);
         }
+    }
+
+    /// <summary>
+    /// The study and patient a deleted study's index rows name (PS3.15 A.5.3.8: both mandatory). Before 2026-12-07 the
+    /// entry named only the objects' hashes, and a SIEM could not tell which study of which patient was destroyed.
+    /// </summary>
+    private static List<AuditObject> StudyAndPatient(RetentionEvent retentionEvent)
+    {
+        var objects = new List<AuditObject>();
+        if (retentionEvent.StudyAttributes?.First(Vigie.Dicom.DicomTags.StudyInstanceUID.Value) is { Length: > 0 } studyUid)
+        {
+            objects.Add(GatewayAudit.Study(studyUid, null, retentionEvent.Instances,
+                retentionEvent.StudyAttributes.First(Vigie.Dicom.DicomTags.AccessionNumber.Value)));
+        }
+
+        if (retentionEvent.PatientAttributes is { } patient)
+        {
+            objects.Add(GatewayAudit.Patient(patient.First(Vigie.Dicom.DicomTags.PatientID.Value) ?? "", patient.First(Vigie.Dicom.DicomTags.PatientName.Value)));
+        }
+
+        return objects;
     }
 
     private static string Key(byte[]? key) => key is null ? "(none)" : "#" + Convert.ToHexStringLower(key);

@@ -35,7 +35,9 @@ public sealed record RetentionEvent(
     int? Version,
     IReadOnlyList<ObjectId> Objects,
     string? QuarantineId,
-    int Instances);
+    int Instances,
+    AttributeSet? StudyAttributes = null,
+    AttributeSet? PatientAttributes = null);
 
 /// <summary>
 /// The audit trail's side of retention. The record is written in the same transaction as the deletion: if auditing
@@ -101,11 +103,13 @@ public sealed class RetentionService
     private readonly ArchiveOptions _options;
     private readonly ILogger<RetentionService> _logger;
     private readonly IRetentionHold? _hold;
+    private readonly Keys.IArchiveKeyService? _keys;
 
     internal RetentionService(IVigieDatabase database, FileObjectStore store, IRetentionAudit audit, TimeProvider time,
-        IOptions<ArchiveOptions> options, ILogger<RetentionService> logger, IRetentionHold? hold = null)
+        IOptions<ArchiveOptions> options, ILogger<RetentionService> logger, IRetentionHold? hold = null, Keys.IArchiveKeyService? keys = null)
     {
         _hold = hold;
+        _keys = keys;
         _database = database;
         _store = store;
         _audit = audit;
@@ -341,6 +345,27 @@ public sealed class RetentionService
         }
     }
 
+    /// <summary>
+    /// A study's or patient's indexed attributes in clear, for the audit entry of its deletion (PS3.15 A.5.3.8 names the
+    /// study and the patient); null without the keys, or when the row's attributes cannot be opened (the deletion goes on).
+    /// </summary>
+    private AttributeSet? Attributes(int level, byte[] key, byte[] sealedAttributes)
+    {
+        if (_keys is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return AttributeSet.Deserialize(_keys.Open(sealedAttributes, SqlArchiveIndex.AttributesContext(level, key)));
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or FormatException or InvalidDataException)
+        {
+            return null;
+        }
+    }
+
     private async Task<(int Studies, int Instances, int Kept)> RemoveStudiesAsync(RetentionPolicy policy, long cutoff, IReadOnlySet<ObjectId> held,
         CancellationToken cancellationToken)
     {
@@ -350,9 +375,9 @@ public sealed class RetentionService
         {
             await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
-            var candidates = new List<(long Study, long Patient, byte[] StudyKey, byte[] PatientKey)>();
+            var candidates = new List<(long Study, long Patient, byte[] StudyKey, byte[] PatientKey, AttributeSet? StudyAttributes, AttributeSet? PatientAttributes)>();
             await using (var command = connection.CreateCommand(transaction, $"""
-                             SELECT st.id, st.patient_id, st.study_uid, p.patient_key FROM archive_studies st
+                             SELECT st.id, st.patient_id, st.study_uid, p.patient_key, st.attributes, p.attributes FROM archive_studies st
                              JOIN archive_patients p ON p.id = st.patient_id
                              WHERE {StudyDue} AND st.id > @after
                              ORDER BY st.id LIMIT @n
@@ -361,8 +386,9 @@ public sealed class RetentionService
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    candidates.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)), (byte[])reader.GetValue(2),
-                        (byte[])reader.GetValue(3)));
+                    var (studyKey, patientKey) = ((byte[])reader.GetValue(2), (byte[])reader.GetValue(3));
+                    candidates.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)), studyKey, patientKey,
+                        Attributes(1, studyKey, (byte[])reader.GetValue(4)), Attributes(0, patientKey, (byte[])reader.GetValue(5))));
                 }
             }
 
@@ -373,7 +399,7 @@ public sealed class RetentionService
 
             var decidedAt = _time.GetUtcNow();
             after = candidates[^1].Study;
-            foreach (var (study, patient, studyKey, patientKey) in candidates)
+            foreach (var (study, patient, studyKey, patientKey, studyAttributes, patientAttributes) in candidates)
             {
                 var objects = new List<ObjectId>();
                 await using (var command = connection.CreateCommand(transaction, """
@@ -400,7 +426,7 @@ public sealed class RetentionService
                 var instanceCount = (int)SqlArchiveIndex.ToLong(await countCommand.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
 
                 await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.StudyRemoved, policy.Name, decidedAt, study,
-                    studyKey, patientKey, null, null, objects, null, instanceCount), cancellationToken).ConfigureAwait(false);
+                    studyKey, patientKey, null, null, objects, null, instanceCount, studyAttributes, patientAttributes), cancellationToken).ConfigureAwait(false);
 
                 const string instancesOfStudy = "SELECT i.id FROM archive_instances i JOIN archive_series se ON se.id = i.series_id WHERE se.study_id = @s";
                 await ExecuteAsync(connection, transaction, $"DELETE FROM archive_versions WHERE instance_id IN ({instancesOfStudy})", cancellationToken,

@@ -47,3 +47,37 @@ public sealed class QuarantineRetentionAuditTests
         Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode);
     }
 }
+
+/// <summary>
+/// Regression: a study removed by the retention policy was audited as DICOM Study Deleted (110105) with its keyed hash
+/// and object hashes only: no Study Instance UID, no Patient object (PS3.15 A.5.3.8 makes both mandatory), so a SIEM
+/// could not tell which study of which patient was destroyed.
+/// </summary>
+public sealed class StudyRetentionAuditTests
+{
+    [Fact]
+    public async Task Regression_retention_study_deleted_named_neither_the_study_nor_the_patient()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__MAINTENANCE__INTERVAL"] = "00:10:00",
+            ["VIGIE__GATEWAY__MAINTENANCE__FIRSTRUNDELAY"] = "00:00:10",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__NAME"] = "studies-1s",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__STUDIES"] = "00:00:01",
+            ["VIGIE__GATEWAY__MAINTENANCE__RETENTION__MAXSHARE"] = "1",
+        }, cancellationToken: ct);
+        var first = Peers.CtCorpusFiles().First();
+        var file = await DicomReader.ReadFileAsync(first, new DicomReadOptions(), ct);
+        await node.StoreAsync([first], ct);
+
+        await Eventually.WaitForAsync(async () => (await node.StatsAsync()).GetProperty("studies").GetInt64(), n => n == 0, ct, TimeSpan.FromSeconds(60));
+        var deleted = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110105");
+        Assert.True(deleted.ExitCode == 0, deleted.ToString());
+        var entry = Assert.Single(JsonDocument.Parse(deleted.StandardOutput).RootElement.EnumerateArray()).GetRawText();
+        Assert.Contains(file.Dataset.GetString(DicomTags.StudyInstanceUID)!, entry, StringComparison.Ordinal);
+        Assert.Contains("\"type\": \"Study Instance UID\"", entry, StringComparison.Ordinal);
+        Assert.Contains(file.Dataset.GetString(DicomTags.PatientID)!, entry, StringComparison.Ordinal);
+        Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode);
+    }
+}
