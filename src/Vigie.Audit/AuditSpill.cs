@@ -36,6 +36,7 @@ internal sealed class AuditSpill : IDisposable
     private int _keptInFile;
     private readonly Dictionary<string, int> _keptInClosedFiles = new(StringComparer.Ordinal);
     private long _dropped;
+    private long _unreadable;
 
     public AuditSpill(IOptions<AuditOptions> options, ILogger<AuditSpill> logger, IAuditSealer? sealer = null)
     {
@@ -65,6 +66,7 @@ internal sealed class AuditSpill : IDisposable
         {
             // The sealer needs the archive's keys; a record that cannot be stored now could not be later either.
             _logger.LogError("An audit record could not be kept in the spill ({Reason})", e.Message);
+            Interlocked.Increment(ref _dropped);
             return false;
         }
 
@@ -89,6 +91,7 @@ internal sealed class AuditSpill : IDisposable
         {
             // A folder the service may not write (a restored backup's owner): the refusal is still answered, unrecorded.
             _logger.LogError("An audit record could not be kept in the spill either ({Reason})", e.Message);
+            Interlocked.Increment(ref _dropped);
             return false;
         }
         finally
@@ -130,7 +133,7 @@ internal sealed class AuditSpill : IDisposable
         }
 
         var appended = 0;
-        foreach (var path in Directory.EnumerateFiles(folder, "*" + Extension).Order(StringComparer.Ordinal).ToList())
+        foreach (var path in Directory.EnumerateFiles(folder, "*" + Extension).OrderBy(Process, StringComparer.Ordinal).ThenBy(Generation).ToList())
         {
             cancellationToken.ThrowIfCancellationRequested();
             FileStream stream;
@@ -143,16 +146,26 @@ internal sealed class AuditSpill : IDisposable
                 continue; // another live process writes it, or it is gone
             }
 
+            int lost;
             await using (stream.ConfigureAwait(false))
             {
-                var records = await ReadAsync(stream, path, cancellationToken).ConfigureAwait(false);
+                (var records, lost) = await ReadAsync(stream, path, cancellationToken).ConfigureAwait(false);
                 if (records.Count > 0)
                 {
                     await append(records, cancellationToken).ConfigureAwait(false);
                 }
 
                 appended += records.Count;
-                File.Delete(path);
+                if (lost > 0)
+                {
+                    // Kept for investigation (tampering or corruption), under a name no drain reads again.
+                    File.Move(path, path + ".damaged", overwrite: true);
+                    Interlocked.Add(ref _unreadable, lost);
+                }
+                else
+                {
+                    File.Delete(path);
+                }
             }
 
             DurableFile.SyncDirectory(folder);
@@ -184,8 +197,27 @@ internal sealed class AuditSpill : IDisposable
         }
     }
 
-    /// <summary>Records dropped since the last call (the spill was full), to record once.</summary>
+    /// <summary>Records dropped since the last call (the spill was full, or could not be written), to record once.</summary>
     public long TakeDropped() => Interlocked.Exchange(ref _dropped, 0);
+
+    /// <summary>Spilled records that could not be read back (damaged or past the limits) in the files appended since the last call.</summary>
+    public long TakeUnreadable() => Interlocked.Exchange(ref _unreadable, 0);
+
+    /// <summary>Counts taken that could not be recorded yet (the trail still out of reach): given back for the next round.</summary>
+    public void ReturnLost(long dropped, long unreadable)
+    {
+        Interlocked.Add(ref _dropped, dropped);
+        Interlocked.Add(ref _unreadable, unreadable);
+    }
+
+    // A process's files, in the order it wrote them: by name, generation 10 came before 2 (before 2026-12-07).
+    private static string Process(string path) => Path.GetFileNameWithoutExtension(path) is var name && name.LastIndexOf('-') is var dash and > 0 ? name[..dash] : name;
+
+    private static long Generation(string path) =>
+        Path.GetFileNameWithoutExtension(path) is var name && name.LastIndexOf('-') is var dash and > 0
+        && long.TryParse(name.AsSpan(dash + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var generation)
+            ? generation
+            : 0;
 
     private FileStream Create()
     {
@@ -220,17 +252,34 @@ internal sealed class AuditSpill : IDisposable
         return Encoding.ASCII.GetBytes($"{_sealer.KeyId} {Convert.ToBase64String(sealedBytes)}\n");
     }
 
-    private async Task<List<AuditRecord>> ReadAsync(FileStream stream, string path, CancellationToken cancellationToken)
+    /// <summary>The records of one file, and how many lines could not be read (a torn last line, never synced, is not counted).</summary>
+    private async Task<(List<AuditRecord> Records, int Lost)> ReadAsync(FileStream stream, string path, CancellationToken cancellationToken)
     {
         var records = new List<AuditRecord>();
+        // A crash mid-write leaves a last line without its newline: that record was never kept (never synced, never counted).
+        var torn = false;
+        if (stream.Length > 0)
+        {
+            stream.Seek(-1, SeekOrigin.End);
+            torn = stream.ReadByte() != '\n';
+            stream.Seek(0, SeekOrigin.Begin);
+        }
+
         using var reader = new StreamReader(stream, Encoding.ASCII);
         var number = 0;
+        var lost = 0;
         while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
         {
             number++;
             if (records.Count >= _options.MaxSpilledRecords || line.Length > MaxLineBytes)
             {
                 _logger.LogError("Audit spill {File}: line {Line} and the rest are past the spill's limits and are not appended", Path.GetFileName(path), number);
+                lost++;
+                while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is not null)
+                {
+                    lost++;
+                }
+
                 break;
             }
 
@@ -259,10 +308,14 @@ internal sealed class AuditSpill : IDisposable
             {
                 // A torn last line (a crash mid-write, never synced, so never counted as kept) or a damaged one.
                 _logger.LogError("Audit spill {File}: line {Line} cannot be read ({Reason}) and is not appended", Path.GetFileName(path), number, e.GetType().Name);
+                if (!torn || reader.Peek() >= 0)
+                {
+                    lost++;
+                }
             }
         }
 
-        return records;
+        return (records, lost);
     }
 
     public void Dispose()
@@ -278,6 +331,30 @@ internal sealed class AuditSpillService(AuditSpill spill, AuditLog log, AuditSto
 {
     private static readonly TimeSpan Every = TimeSpan.FromSeconds(10);
     private DateTimeOffset _lastFailureLog = DateTimeOffset.MinValue;
+    // Records lost (the spill full or unwritable) whose alert is not in the trail yet; only the drain rounds touch it.
+    private long _dropped;
+
+    private AuditRecord LossAlert(long dropped, long unreadable) => new()
+    {
+        Time = time.GetUtcNow(),
+        EventId = AuditEventIds.SecurityAlert,
+        Action = AuditAction.Execute,
+        Outcome = AuditOutcome.SeriousFailure,
+        Participants =
+        [
+            new AuditParticipant
+            {
+                UserId = "vigie", AlternativeUserId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), IsRequestor = true,
+                Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Application], NetworkAccessPointId = Environment.MachineName,
+                NetworkAccessPointType = NetworkAccessPointType.MachineName,
+            },
+        ],
+        Details = new AuditDetails
+        {
+            OutcomeDescription = $"audit records lost during a database outage: {dropped} could not be kept in the spill (full at Audit:MaxSpilledRecords, "
+                + $"or not writable), {unreadable} kept in it could not be read back (damaged or altered; the file is kept as *.spill.damaged)",
+        },
+    };
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -302,22 +379,37 @@ internal sealed class AuditSpillService(AuditSpill spill, AuditLog log, AuditSto
             return;
         }
 
+        long dropped = 0, unreadable = 0;
         try
         {
-            var dropped = spill.TakeDropped();
-            if (dropped > 0)
+            var fresh = spill.TakeDropped();
+            if (fresh > 0)
             {
-                logger.LogError("{Count} audit records were lost: the database was out of reach and the spill held Audit:MaxSpilledRecords ({Max})", dropped,
-                    options.Value.MaxSpilledRecords);
+                logger.LogError("{Count} audit records were lost: the database was out of reach and the spill held Audit:MaxSpilledRecords ({Max}) or could not be written",
+                    fresh, options.Value.MaxSpilledRecords);
             }
 
+            dropped = fresh + _dropped;
+            _dropped = 0;
             await spill.DrainAsync(AppendAsync, cancellationToken).ConfigureAwait(false);
+            unreadable = spill.TakeUnreadable();
+            if (dropped > 0 || unreadable > 0)
+            {
+                // In the trail, not only in a log (before 2026-12-07 a damaged spilled record, or one the spill could not
+                // take, vanished with a log line): `audit show` and the SIEM see what the outage cost.
+                await log.AppendAsync(LossAlert(dropped, unreadable), cancellationToken).ConfigureAwait(false);
+                logger.LogError("Audit spill: a security alert records {Dropped} records lost and {Unreadable} that could not be read back", dropped, unreadable);
+                dropped = unreadable = 0;
+            }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
         }
         catch (Exception e)
         {
+            // Counts not recorded yet wait for the next round with the records.
+            _dropped += dropped;
+            spill.ReturnLost(0, unreadable);
             // Still out of reach: the records wait in the spill, and the next round tries again.
             var now = time.GetUtcNow();
             if (now - _lastFailureLog >= TimeSpan.FromMinutes(1))

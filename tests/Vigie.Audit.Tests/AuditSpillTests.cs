@@ -153,4 +153,78 @@ public sealed class AuditSpillTests
         Assert.True(await spill.KeepAsync(Refusal("AFTER2", "ab12"), ct));
         Assert.False(await spill.KeepAsync(Refusal("AFTER3", "ab12"), ct));
     }
+
+    /// <summary>
+    /// Regression: spill files were drained in name order, so a process's generation 10 came before its generation 2,
+    /// and after ten rounds of an outage its records entered the trail out of order.
+    /// </summary>
+    [Fact]
+    public async Task Regression_spill_files_were_drained_in_name_order_so_generation_10_came_before_2()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var folder = new TempDirectory("vigie-spill");
+        using var spill = new AuditSpill(Options.Create(new AuditOptions { SpillFolder = folder.Path }), NullLogger<AuditSpill>.Instance, new TestSealer());
+        for (var round = 0; round < 12; round++)
+        {
+            Assert.True(await spill.KeepAsync(Refusal($"MODALITY{round}", "ab12"), ct));
+            await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+                await spill.DrainAsync((_, _) => throw new InvalidOperationException("database still away"), ct));
+        }
+
+        var appended = new List<AuditRecord>();
+        Assert.Equal(12, await spill.DrainAsync(Into(appended), ct));
+        Assert.Equal(Enumerable.Range(0, 12).Select(i => $"MODALITY{i}"), appended.Select(r => r.Participants[0].UserId));
+    }
+
+    /// <summary>
+    /// Regression: a spilled record altered in its file (it fails authentication) was dropped with one log line and its
+    /// file deleted, and the records the spill could not take were only logged: nothing entered the audit trail, and
+    /// `audit verify` said intact. A Security Alert now gives the counts once the database answers, and the damaged file
+    /// is kept.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_damaged_spilled_record_vanished_with_a_log_line_and_nothing_in_the_trail()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(Vigie.Core.Data.DatabaseProvider.Sqlite);
+        using var folder = new TempDirectory("vigie-spill");
+        var options = Options.Create(new AuditOptions { SpillFolder = folder.Path, MaxSpilledRecords = 3 });
+        using (var stopped = new AuditSpill(options, NullLogger<AuditSpill>.Instance, h.Sealer))
+        {
+            for (var i = 0; i < 4; i++)
+            {
+                await stopped.KeepAsync(Refusal($"MODALITY{i}", "ab12"), ct);
+            }
+
+            // The fourth was over the cap: counted, then the process stopped before a round could record it.
+            Assert.Equal(1, stopped.TakeDropped());
+        }
+
+        var file = Assert.Single(Directory.GetFiles(folder.Path));
+        var lines = await File.ReadAllLinesAsync(file, ct);
+        var sealedPart = lines[1].ToCharArray();
+        var at = lines[1].IndexOf(' ', StringComparison.Ordinal) + 10;
+        sealedPart[at] = sealedPart[at] == 'A' ? 'B' : 'A';
+        lines[1] = new string(sealedPart);
+        await File.WriteAllLinesAsync(file, lines, ct);
+
+        using var spill = new AuditSpill(options, NullLogger<AuditSpill>.Instance, h.Sealer);
+        var service = new AuditSpillService(spill, h.Log, h.Store, options, TimeProvider.System, NullLogger<AuditSpillService>.Instance);
+        // And a record this process could not take (its spill at the cap): lost too.
+        for (var i = 4; i < 7; i++)
+        {
+            Assert.True(await spill.KeepAsync(Refusal($"MODALITY{i}", "ab12"), ct));
+        }
+
+        Assert.False(await spill.KeepAsync(Refusal("MODALITY7", "ab12"), ct));
+        await service.DrainOnceAsync(ct);
+
+        var refusals = await h.Log.QueryAsync(new AuditQuery { EventId = "110113", Outcome = AuditOutcome.MinorFailure, Limit = 10 }, ct);
+        Assert.Equal(5, refusals.Entries.Count);
+        var alert = Assert.Single((await h.Log.QueryAsync(new AuditQuery { EventId = "110113", Outcome = AuditOutcome.SeriousFailure, Limit = 10 }, ct)).Entries);
+        var details = (await h.Log.GetAsync(alert.Sequence, unseal: true, ct))!.Details!.OutcomeDescription!;
+        Assert.Contains(": 1 could not be kept in the spill", details, StringComparison.Ordinal);
+        Assert.Contains("1 kept in it could not be read back", details, StringComparison.Ordinal);
+        Assert.EndsWith(".spill.damaged", Assert.Single(Directory.GetFiles(folder.Path)), StringComparison.Ordinal);
+    }
 }
