@@ -254,6 +254,7 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.
         if (node.Server is { AcceptFailing: null } && negotiation.Refusing(time.GetUtcNow()) is { } refusing
             && time.GetUtcNow() - refusing.Last >= RefusalSettles && await DatabaseHealthCheck.AnswersAsync(database, cancellationToken).ConfigureAwait(false) is null)
         {
+            negotiation.DatabaseAnswers();
             return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"associations were refused from {refusing.Since:HH:mm:ss}Z to {refusing.Last:HH:mm:ss}Z ({refusing.Reason}); the database answers again, and the next association will tell"));
         }

@@ -11,12 +11,19 @@ internal sealed class FailureSpell(TimeSpan window)
     private DateTimeOffset _last;
     private int _count;
     private string _reason = "";
+    private bool _settled;
 
     public void Failed(DateTimeOffset at, string reason)
     {
         lock (_lock)
         {
-            _since ??= at;
+            // A failure after the spell was seen to end, or past the window, begins a new one: /health gave the first
+            // outage's start for the next one (before 2026-12-07).
+            if (_since is null || _settled || at - _last >= window)
+            {
+                (_since, _count, _settled) = (at, 0, false);
+            }
+
             _last = at;
             _count++;
             _reason = reason;
@@ -27,7 +34,19 @@ internal sealed class FailureSpell(TimeSpan window)
     {
         lock (_lock)
         {
-            (_since, _count) = (null, 0);
+            (_since, _count, _settled) = (null, 0, false);
+        }
+    }
+
+    /// <summary>
+    /// The cause is known to be gone (the database answers again) though nothing succeeded yet: the spell is still
+    /// reported until then, and the next failure begins a new one.
+    /// </summary>
+    public void Settle()
+    {
+        lock (_lock)
+        {
+            _settled = _since is not null;
         }
     }
 

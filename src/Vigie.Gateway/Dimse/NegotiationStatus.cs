@@ -12,6 +12,9 @@ public sealed class NegotiationStatus
 
     internal void Decided() => _spell.Succeeded();
 
+    /// <summary>The database answers again: the next refusal is a new outage, whatever no association has told yet.</summary>
+    public void DatabaseAnswers() => _spell.Settle();
+
     /// <summary>Since when, until when, and why, when the last association requests were refused and none decided since (within 2 minutes).</summary>
     public (DateTimeOffset Since, DateTimeOffset Last, string Reason)? Refusing(DateTimeOffset now) =>
         _spell.Current(now) is { } spell ? (spell.Since, _spell.LastFailure, spell.Reason) : null;
