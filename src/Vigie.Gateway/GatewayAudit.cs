@@ -44,7 +44,8 @@ internal static class GatewayAudit
         Kind = AuditParticipantKind.Application,
         Roles = [AuditRoles.Destination],
         NetworkAccessPointId = host,
-        NetworkAccessPointType = host is null ? null : NetworkAccessPointType.MachineName,
+        // An address is typed 2, a name 1 (PS3.15 A.5.1): a destination configured by address was typed 1 until 2026-12-07.
+        NetworkAccessPointType = host is null ? null : AuditParticipant.IsIpAddress(host) ? NetworkAccessPointType.IpAddress : NetworkAccessPointType.MachineName,
     };
 
     /// <summary>Application Activity (start or stop) of this node.</summary>

@@ -700,6 +700,50 @@ public sealed class ExportTests
         Assert.Equal("110154", agent.Type?.Coding[0].Code);
     }
 
+    /// <summary>
+    /// Regression: a participant whose network access point is an IP address but was recorded as a machine name (a
+    /// C-MOVE destination configured by address) was exported with NetworkAccessPointTypeCode 1; PS3.15 A.5.1 (RFC
+    /// 3881) types an IP address 2 and a name 1, whatever the record says.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_ip_address_was_typed_machine_name_in_the_atna_message()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite);
+        var seq = await h.AppendAsync([new AuditRecord
+        {
+            Time = DateTimeOffset.UtcNow,
+            EventId = AuditEventIds.BeginTransferringDicomInstances,
+            Action = AuditAction.Execute,
+            Participants =
+            [
+                new AuditParticipant { UserId = "MOVESCU", IsRequestor = true, Kind = AuditParticipantKind.Application, NetworkAccessPointId = "127.0.0.1" },
+                new AuditParticipant
+                {
+                    UserId = "DEST1", Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Destination], NetworkAccessPointId = "127.0.0.1",
+                    NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                },
+                new AuditParticipant
+                {
+                    UserId = "DEST2", Kind = AuditParticipantKind.Application, NetworkAccessPointId = "pacs.example.org",
+                    NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                },
+                new AuditParticipant { UserId = "DEST3", Kind = AuditParticipantKind.Application, NetworkAccessPointId = "pacs3" },
+            ],
+        }]);
+        var entry = h.Log.Factory.ToEntry((await h.Store.ReadEntryAsync(seq, ct))!, unseal: false);
+
+        var xml = XDocument.Parse(Encoding.UTF8.GetString(AtnaMessage.Write(entry, null)).TrimStart('\uFEFF'));
+        string Type(string user) => xml.Root!.Elements("ActiveParticipant").Single(p => p.Attribute("UserID")?.Value == user).Attribute("NetworkAccessPointTypeCode")!.Value;
+        Assert.Equal(("2", "2", "1", "1"), (Type("MOVESCU"), Type("DEST1"), Type("DEST2"), Type("DEST3")));
+
+        var fhir = FhirJsonDeserializer.STRICT.Deserialize<AuditEvent>(Encoding.UTF8.GetString(FhirAuditEvent.Write(entry, null)));
+        Assert.Contains(fhir.Agent, a => a.Network?.Address == "127.0.0.1");
+        Assert.All(fhir.Agent.Where(a => a.Network?.Address == "127.0.0.1"), a => Assert.Equal(AuditEvent.AuditEventAgentNetworkType.N2, a.Network.Type));
+        Assert.All(fhir.Agent.Where(a => a.Network?.Address is "pacs.example.org" or "pacs3"),
+            a => Assert.Equal(AuditEvent.AuditEventAgentNetworkType.N1, a.Network.Type));
+    }
+
     [Fact]
     public async Task Fhir_ndjson_holds_balp_audit_events_that_the_fhir_library_parses()
     {

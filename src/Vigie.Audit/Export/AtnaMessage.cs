@@ -68,7 +68,7 @@ internal static class AtnaMessage
                 {
                     xml.WriteAttributeString("NetworkAccessPointID", Clean(participant.NetworkAccessPointId));
                     xml.WriteAttributeString("NetworkAccessPointTypeCode",
-                        ((int)(participant.NetworkAccessPointType ?? NetworkAccessPointType.IpAddress)).ToString(CultureInfo.InvariantCulture));
+                        ((int)participant.ExportedNetworkAccessPointType).ToString(CultureInfo.InvariantCulture));
                 }
 
                 foreach (var role in participant.Roles)

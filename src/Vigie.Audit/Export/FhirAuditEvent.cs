@@ -323,7 +323,7 @@ internal static class FhirAuditEvent
         {
             json.WriteStartObject("network");
             json.WriteString("address", p.NetworkAccessPointId);
-            json.WriteString("type", ((int)(p.NetworkAccessPointType ?? NetworkAccessPointType.IpAddress)).ToString(CultureInfo.InvariantCulture));
+            json.WriteString("type", ((int)p.ExportedNetworkAccessPointType).ToString(CultureInfo.InvariantCulture));
             json.WriteEndObject();
         }
 

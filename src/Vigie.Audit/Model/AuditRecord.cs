@@ -107,6 +107,19 @@ public sealed record AuditParticipant
         NetworkAccessPointType = Model.NetworkAccessPointType.MachineName,
     };
 
+    /// <summary>
+    /// The NetworkAccessPointTypeCode exported (PS3.15 A.5.1, from RFC 3881): an IP address is 2 whatever the record
+    /// says, a name 1. Since 2026-12-07; before, a destination configured by address was typed 1 (machine name).
+    /// </summary>
+    public NetworkAccessPointType ExportedNetworkAccessPointType =>
+        NetworkAccessPointType is null or Model.NetworkAccessPointType.MachineName or Model.NetworkAccessPointType.IpAddress
+            ? (IsIpAddress(NetworkAccessPointId) ? Model.NetworkAccessPointType.IpAddress : Model.NetworkAccessPointType.MachineName)
+            : NetworkAccessPointType.Value;
+
+    /// <summary>A literal IPv4 (dotted quad) or IPv6 address; "10" parses as an address but is more likely a host's name.</summary>
+    public static bool IsIpAddress(string? text) =>
+        text is not null && System.Net.IPAddress.TryParse(text, out _) && (text.Contains(':', StringComparison.Ordinal) || text.Count(c => c == '.') == 3);
+
     internal void Validate(int index)
     {
         var field = $"Participants[{index}]";
