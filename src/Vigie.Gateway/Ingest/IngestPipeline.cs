@@ -396,11 +396,11 @@ public sealed class IngestPipeline(
         }
     }
 
-    /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
     /// <summary>Who a data set read for the index is about, for the audit entry of a store that then failed.</summary>
     internal (string? PatientRef, List<AuditObject> Objects) About(DicomDataset dataset) =>
         string.IsNullOrWhiteSpace(dataset.GetString(DicomTags.PatientID)) ? (null, []) : GatewayAudit.About(keys, dataset);
 
+    /// <summary>The sender, sealed with the version: Source AE Title, and (in a private group) the channel and address.</summary>
     internal static AttributeSet SourceAttributes(IngestSource source) =>
         AttributeSet.From((0x0002_0016, source.CallingAE), (0x0009_0001, source.Channel.ToString()), (0x0009_0002, source.Address?.ToString()));
 
