@@ -126,6 +126,13 @@ public interface IDicomServiceProvider
     /// <summary>The C-FIND matches, as identifiers to return with Pending status.</summary>
     IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// The status of the C-FIND's pending responses: <see cref="DimseStatus.Pending"/>, or
+    /// <see cref="DimseStatus.PendingWithWarnings"/> when an optional key of the identifier was not used for matching
+    /// (PS3.4 C.4.1.1.4).
+    /// </summary>
+    ushort FindPendingStatus(DicomAssociation association, DimseMessage request, DicomDataset identifier) => DimseStatus.Pending;
+
     /// <summary>The instances a C-GET or C-MOVE identifier selects.</summary>
     ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken);
 
@@ -144,6 +151,12 @@ public interface IDicomServiceProvider
 
     /// <summary>Called once when a C-GET or C-MOVE that selected items ends, whatever the way (final response, cancel, association gone).</summary>
     ValueTask RetrieveEndedAsync(DicomAssociation association, DimseMessage request, RetrieveEnd end) => default;
+
+    /// <summary>
+    /// A request refused by the network layer before the provider saw it (a command its context's SOP class does not
+    /// define, another Affected SOP Class UID): for the audit trail. Its data set, if any, was dropped.
+    /// </summary>
+    ValueTask OperationRefusedAsync(DicomAssociation association, DimseMessage request, DimseResult refusal, CancellationToken cancellationToken) => default;
 
     /// <summary>Called once when the association ends, whatever the way.</summary>
     ValueTask AssociationEndedAsync(DicomAssociation? association, DicomConnectionInfo connection, AssociationEnd end, string detail);

@@ -246,18 +246,33 @@ internal sealed class ServerAssociation(
             }
 
             DicomNetworkTelemetry.Messages.Add(1, new KeyValuePair<string, object?>("command", DicomNetworkTelemetry.CommandLabel(message.Field)));
+            var abstractSyntax = association.AcceptedContext(message.PresentationContextId)!.AbstractSyntax;
+            DimseResult? misplaced = null;
             if (message.Field is DimseCommand.CEchoRequest or DimseCommand.CFindRequest or DimseCommand.CGetRequest or DimseCommand.CMoveRequest
-                && message.AffectedSopClassUid != association.AcceptedContext(message.PresentationContextId)!.AbstractSyntax)
+                && message.AffectedSopClassUid != abstractSyntax)
             {
                 // A request belongs to the context of its SOP class (PS3.7 D.3.3.1): a C-FIND on the Verification context
                 // would reach a service this caller was refused at negotiation.
+                misplaced = new DimseResult(DimseStatus.SopClassNotSupported, "Affected SOP Class UID differs from the presentation context's abstract syntax");
+            }
+            else if (!SopClasses.Defines(abstractSyntax, message.Field))
+            {
+                // The SOP class of the context must define the operation (PS3.7 9.1, PS3.4): a C-MOVE on a FIND context, a
+                // C-FIND on Verification or a C-STORE on a FIND context would reach a service refused at negotiation
+                // (before 2026-12-07 only the Affected SOP Class UID was compared, and they were served).
+                misplaced = new DimseResult(DimseStatus.UnrecognizedOperation, $"{DicomNetworkTelemetry.CommandLabel(message.Field)} is not an operation of this context's SOP class");
+            }
+
+            if (misplaced is not null)
+            {
+                // Dropped as it arrives, whatever its length: nothing of it is kept, stored or matched.
                 if (message.HasDataSet)
                 {
                     await association.DiscardDataSetAsync(stopping).ConfigureAwait(false);
                 }
 
-                await RespondAsync(message, new DimseResult(DimseStatus.SopClassNotSupported,
-                    "Affected SOP Class UID differs from the presentation context's abstract syntax")).ConfigureAwait(false);
+                await provider.OperationRefusedAsync(association, message, misplaced, stopping).ConfigureAwait(false);
+                await RespondAsync(message, misplaced).ConfigureAwait(false);
                 continue;
             }
 
@@ -571,10 +586,11 @@ internal sealed class ServerAssociation(
     private async Task FindAsync(DimseMessage request, DicomDataset identifier, CancellationToken cancellationToken)
     {
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)!.AcceptedTransferSyntax!);
+        var status = provider.FindPendingStatus(association, request, identifier);
         await foreach (var match in provider.FindAsync(association, request, identifier, cancellationToken).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var pending = DimseMessage.Response(request, DimseStatus.Pending, dataSet: true);
+            var pending = DimseMessage.Response(request, status, dataSet: true);
             await association.SendAsync(pending, DicomWriter.Encode(match, syntax), stopping).ConfigureAwait(false);
         }
 

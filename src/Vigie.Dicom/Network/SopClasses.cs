@@ -32,6 +32,22 @@ public static class SopClasses
     }.ToFrozenSet(StringComparer.Ordinal);
 
     public static bool IsStorage(string uid) => Storage.Contains(uid);
+
+    /// <summary>
+    /// Whether the SOP class of a presentation context defines a DIMSE-C operation (PS3.4): C-ECHO on Verification only,
+    /// C-FIND, C-GET and C-MOVE on their own Q/R models, and C-STORE on any other class (storage classes: the node accepts
+    /// no other, and checks its own list again). Other commands are judged where they are served.
+    /// </summary>
+    public static bool Defines(string abstractSyntax, DimseCommand command) => command switch
+    {
+        DimseCommand.CEchoRequest => abstractSyntax == DicomUids.Verification,
+        DimseCommand.CFindRequest => Find.Contains(abstractSyntax),
+        DimseCommand.CGetRequest => Get.Contains(abstractSyntax),
+        DimseCommand.CMoveRequest => Move.Contains(abstractSyntax),
+        DimseCommand.CStoreRequest => abstractSyntax != DicomUids.Verification && abstractSyntax != DicomUids.StorageCommitmentPushModel
+            && !Find.Contains(abstractSyntax) && !Get.Contains(abstractSyntax) && !Move.Contains(abstractSyntax),
+        _ => true,
+    };
 }
 
 /// <summary>Answers presentation contexts: which abstract syntaxes are allowed, and which transfer syntax to pick.</summary>

@@ -174,6 +174,61 @@ internal sealed class GatewayServiceProvider(
         return AssociationDecision.Accepted;
     }
 
+    public async ValueTask OperationRefusedAsync(DicomAssociation association, DimseMessage request, DimseResult refusal, CancellationToken cancellationToken)
+    {
+        // A service reached through a context it does not belong to: an attempt to use a function this caller was not given.
+        var context = association.AcceptedContext(request.PresentationContextId);
+        var record = new AuditRecord
+        {
+            Time = time.GetUtcNow(),
+            EventId = AuditEventIds.SecurityAlert,
+            EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
+            Action = AuditAction.Execute,
+            Outcome = AuditOutcome.MinorFailure,
+            Participants =
+            [
+                GatewayAudit.Requestor(Source(association), AuditRoles.Source),
+                GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
+            ],
+            Details = new AuditDetails
+            {
+                OutcomeDescription = Truncate($"{request.Field} refused (0x{refusal.Status:X4}) on the context of {context?.AbstractSyntax}: {refusal.ErrorComment}", 1000),
+                Objects =
+                [
+                    new AuditObject
+                    {
+                        Type = AuditObjectType.SystemObject,
+                        Role = AuditObjectRole.Resource,
+                        IdType = AuditObjectIdTypes.SopClassUid,
+                        Id = request.AffectedSopClassUid ?? request.RequestedSopClassUid ?? "",
+                    },
+                ],
+            },
+        };
+        if (await AppendOrKeepAsync(record, cancellationToken).ConfigureAwait(false) is { } e && DueForLog(ref _lastAuditFailure, time.GetUtcNow()))
+        {
+            logger.LogError(e, "A refused {Command} from {CallingAE} could not be audited", request.Field, association.CallingAE);
+        }
+
+        logger.LogWarning("{Command} from {CallingAE} refused: {Reason}", request.Field, association.CallingAE, refusal.ErrorComment);
+    }
+
+    /// <summary>
+    /// The right a service needs, checked again on each request (not only when its context was accepted): a request that
+    /// reached a service some other way is refused 0124 and audited.
+    /// </summary>
+    private async ValueTask RequireRightAsync(DicomAssociation association, DimseMessage request, DicomRights right, CancellationToken cancellationToken)
+    {
+        if (association.State is GatewayAssociationState state && (state.Rights & right) != 0)
+        {
+            return;
+        }
+
+        var refusal = new DimseResult(DimseStatus.NotAuthorized, $"the calling AE has no {right.ToString().ToLowerInvariant()} right");
+        await OperationRefusedAsync(association, request, refusal, cancellationToken).ConfigureAwait(false);
+        throw new DicomStatusException(refusal.Status, refusal.ErrorComment);
+    }
+
     public async ValueTask<DimseResult> ActionAsync(DicomAssociation association, DimseMessage request, DicomDataset? information, CancellationToken cancellationToken)
     {
         // Negotiation accepts no other SOP class with N-ACTION.
@@ -210,6 +265,14 @@ internal sealed class GatewayServiceProvider(
 
     public async ValueTask<IStoreOperation> BeginStoreAsync(DicomAssociation association, DimseMessage request, string transferSyntaxUid, CancellationToken cancellationToken)
     {
+        if (!options.CurrentValue.IsStorageClass(request.AffectedSopClassUid ?? ""))
+        {
+            var refusal = new DimseResult(DimseStatus.SopClassNotSupported, "not a storage SOP class this node accepts");
+            await OperationRefusedAsync(association, request, refusal, cancellationToken).ConfigureAwait(false);
+            throw new DicomStatusException(refusal.Status, refusal.ErrorComment);
+        }
+
+        await RequireRightAsync(association, request, DicomRights.Store, cancellationToken).ConfigureAwait(false);
         var source = Source(association);
         var header = IngestPipeline.Part10Header(request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid, association.CallingAE);
         IngestSession session;
@@ -289,9 +352,18 @@ internal sealed class GatewayServiceProvider(
     public async IAsyncEnumerable<DicomDataset> FindAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         [EnumeratorCancellation] CancellationToken cancellationToken)
     {
+        await RequireRightAsync(association, request, DicomRights.Query, cancellationToken).ConfigureAwait(false);
         if (!QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem))
         {
             // A refused query is still an attempt to look someone up: audited, as the store refusals are.
+            await AuditQueryAsync(association, request, identifier, [], AuditOutcome.MinorFailure, "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
+            throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
+        }
+
+        if (KeyedPatients(identifier).Count > MaxQueriedPatientIds)
+        {
+            // Each exact ID is a record in that patient's history: a list is bounded so that the trail stays so.
+            problem = $"a C-FIND may list at most {MaxQueriedPatientIds} Patient IDs";
             await AuditQueryAsync(association, request, identifier, [], AuditOutcome.MinorFailure, "refused (A900): " + problem, cancellationToken).ConfigureAwait(false);
             throw new DicomStatusException(DimseStatus.IdentifierDoesNotMatchSopClass, problem);
         }
@@ -310,9 +382,15 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
+    public ushort FindPendingStatus(DicomAssociation association, DimseMessage request, DicomDataset identifier) =>
+        QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out _) && QueryTranslator.HasUnmatchedKeys(identifier, level)
+            ? DimseStatus.PendingWithWarnings
+            : DimseStatus.Pending;
+
     public async ValueTask<IReadOnlyList<RetrieveItem>> RetrieveAsync(DicomAssociation association, DimseMessage request, DicomDataset identifier,
         CancellationToken cancellationToken)
     {
+        await RequireRightAsync(association, request, DicomRights.Retrieve, cancellationToken).ConfigureAwait(false);
         var query = QueryTranslator.TryLevel(identifier, request.AffectedSopClassUid ?? "", out var level, out var problem)
             ? QueryTranslator.ToRetrieveQuery(identifier, level, options.CurrentValue.MaxRetrieveInstances, out problem)
             : null;
@@ -645,20 +723,32 @@ internal sealed class GatewayServiceProvider(
     {
         var syntax = TransferSyntax.Lookup(association.AcceptedContext(request.PresentationContextId)?.AcceptedTransferSyntax ?? DicomUids.ImplicitVRLittleEndian);
         // A query keyed on one patient is part of that patient's history (IHE BALP PatientQuery): before 2026-12-06 it
-        // was not linked to the patient, so "who looked me up" missed every query.
-        var patientId = KeyedPatient(identifier);
+        // was not linked to the patient, so "who looked me up" missed every query. Each exact ID of a list counts too
+        // (since 2026-12-07; before, `PAT100\PAT100` was filed under nobody).
+        var patientIds = KeyedPatients(identifier);
         var query = new AuditObject
         {
             Type = AuditObjectType.SystemObject,
             Role = AuditObjectRole.Report,
             IdType = AuditObjectIdTypes.SopClassUid,
             Id = request.AffectedSopClassUid ?? "",
-            Query = DicomWriter.Encode(identifier, syntax),
+            Query = AuditedQuery(identifier, syntax, out var shortened),
             // PS3.15 A.5.3.10: the syntax the query bytes are encoded in.
-            Details = [new KeyValuePair<string, string>("TransferSyntax", syntax.Uid)],
+            Details = [new KeyValuePair<string, string>("TransferSyntax", syntax.Uid), .. shortened],
         };
-        // One entry per patient the ID names: the same ID under two issuers is two patients, each with their own history.
-        var records = (patientId is null ? [null] : QueriedIssuers(identifier, patientId, matches)).Select(issuer => new AuditRecord
+        if (shortened.Count > 0)
+        {
+            // Said where the trail is read (audit show), not only in the object's details.
+            description += "; identifier shortened in this record: "
+                + string.Join(", ", shortened.Where(d => d.Key == "QueryShortened").Select(d => d.Value).Take(8));
+        }
+
+        // One entry per patient the IDs name: the same ID under two issuers is two patients, each with their own history.
+        // A list over the bound is refused (A900), and that refusal filed under no patient.
+        var patients = patientIds.Count is 0 or > MaxQueriedPatientIds
+            ? [(Id: (string?)null, Issuer: (string?)null)]
+            : patientIds.SelectMany(id => QueriedIssuers(identifier, id, matches).Select(issuer => (Id: (string?)id, Issuer: issuer))).ToList();
+        var records = patients.Select(patient => new AuditRecord
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.Query,
@@ -669,11 +759,11 @@ internal sealed class GatewayServiceProvider(
                 GatewayAudit.Requestor(Source(association), AuditRoles.Source),
                 GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Destination),
             ],
-            PatientRef = patientId is null ? null : GatewayAudit.PatientRef(keys, patientId, issuer),
+            PatientRef = patient.Id is null ? null : GatewayAudit.PatientRef(keys, patient.Id, patient.Issuer),
             Details = new AuditDetails
             {
                 OutcomeDescription = description,
-                Objects = patientId is null ? [query] : [query, GatewayAudit.Patient(patientId, null)],
+                Objects = patient.Id is null ? [query] : [query, GatewayAudit.Patient(patient.Id, null)],
             },
         });
         foreach (var record in records)
@@ -681,6 +771,69 @@ internal sealed class GatewayServiceProvider(
             await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    /// <summary>The most Patient IDs a C-FIND may list: each is a record in that patient's history.</summary>
+    internal const int MaxQueriedPatientIds = 100;
+
+    /// <summary>The largest identifier kept whole in a query's audit record; a larger one is kept shortened.</summary>
+    internal const int MaxAuditedQueryBytes = 64 * 1024;
+
+    /// <summary>In a shortened copy, the most bytes kept of one value (whole values of a list, the first ones).</summary>
+    private const int MaxAuditedValueBytes = 4 * 1024;
+
+    /// <summary>
+    /// The query as the audit record keeps it. An identifier may take 1 MiB (a list of thousands of UIDs), more than a
+    /// record's details may (1 MiB of JSON, base64 included): before 2026-12-07 such a query failed 0110. Over
+    /// <see cref="MaxAuditedQueryBytes"/>, each longer value keeps its first values (up to 4 KiB), and the record says
+    /// how many of how many, with the SHA-256 of the whole identifier as received (encoded in the context's syntax).
+    /// </summary>
+    private static byte[]? AuditedQuery(DicomDataset identifier, TransferSyntax syntax, out List<KeyValuePair<string, string>> shortened)
+    {
+        shortened = [];
+        var whole = DicomWriter.Encode(identifier, syntax);
+        if (whole.Length <= MaxAuditedQueryBytes)
+        {
+            return whole;
+        }
+
+        var copy = new DicomDataset();
+        foreach (var element in identifier)
+        {
+            if (element is not DicomValueElement { Length: > MaxAuditedValueBytes } value)
+            {
+                copy.AddOrUpdate(element);
+                continue;
+            }
+
+            var values = DicomVRInfo.IsString(value.VR) ? value.GetStrings(identifier.CharacterSet) : [];
+            var kept = 0;
+            var length = 0;
+            while (kept < values.Length && length + values[kept].Length + 1 <= MaxAuditedValueBytes)
+            {
+                length += values[kept++].Length + 1;
+            }
+
+            copy.AddOrUpdate(new DicomValueElement(value.Tag, value.VR, DicomText.Encode(string.Join('\\', values.Take(kept)), value.VR, identifier.CharacterSet)));
+            shortened.Add(new KeyValuePair<string, string>("QueryShortened",
+                string.Create(CultureInfo.InvariantCulture, $"{value.Tag}: {kept} of {values.Length} values kept ({value.Length} bytes)")));
+        }
+
+        shortened.Add(new KeyValuePair<string, string>("QuerySha256", Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(whole))));
+        var encoded = DicomWriter.Encode(copy, syntax);
+        if (encoded.Length <= MaxAuditedQueryBytes)
+        {
+            return encoded;
+        }
+
+        // Still too large (thousands of short values in a sequence): the record keeps the digest and says so.
+        shortened.Add(new KeyValuePair<string, string>("QueryOmitted", string.Create(CultureInfo.InvariantCulture, $"{whole.Length} bytes")));
+        return null;
+    }
+
+    /// <summary>The exact Patient IDs an identifier is keyed on (one, or each of a list; none with a wildcard).</summary>
+    internal static IReadOnlyList<string> KeyedPatients(DicomDataset identifier) =>
+        (identifier.GetString(DicomTags.PatientID) ?? "").Split('\\').Select(id => id.Trim(' ', '\0'))
+            .Where(id => id.Length > 0 && id.IndexOfAny(['*', '?']) < 0).Distinct(StringComparer.Ordinal).ToList();
 
     /// <summary>The Patient ID an identifier is keyed on, when it names one patient (no wildcard, no list).</summary>
     private static string? KeyedPatient(DicomDataset identifier) =>

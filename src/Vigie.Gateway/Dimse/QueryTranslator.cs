@@ -27,7 +27,8 @@ internal static class QueryTranslator
     {
         problem = null;
         level = QueryLevel.Study;
-        var text = identifier.GetSingleString(DicomTags.QueryRetrieveLevel)?.Trim().ToUpperInvariant();
+        // CS values are upper case (PS3.5 6.2): `study` is no level (accepted before 2026-12-07).
+        var text = identifier.GetSingleString(DicomTags.QueryRetrieveLevel)?.Trim();
         switch (text)
         {
             case "PATIENT":
@@ -102,6 +103,52 @@ internal static class QueryTranslator
     }
 
     /// <summary>
+    /// Whether the identifier gives a matching value on a key Vigie does not match on (not indexed, of a level below
+    /// the query's, a sequence with a value in an item, Timezone Offset From UTC): its matches are then sent with
+    /// FF01, "one or more Optional Keys were not supported for matching" (PS3.4 C.4.1.1.4), not FF00.
+    /// </summary>
+    public static bool HasUnmatchedKeys(DicomDataset identifier, QueryLevel level)
+    {
+        foreach (var element in identifier)
+        {
+            if (element.Tag == DicomTags.QueryRetrieveLevel || element.Tag == DicomTags.SpecificCharacterSet || element.Tag.Group == 0x0002
+                || CountLevel(element.Tag) is not null)
+            {
+                continue;
+            }
+
+            if (element is DicomSequence sequence)
+            {
+                // An empty item asks for the sequence to be returned (universal matching); a value in it asks to match.
+                if (sequence.Items.Any(item => HasValue(item)))
+                {
+                    return true;
+                }
+
+                continue;
+            }
+
+            if (element is not DicomValueElement { Length: > 0 } value || !HasValue(value, identifier))
+            {
+                continue;
+            }
+
+            var matched = (DicomVRInfo.IsString(value.VR) || value.VR == DicomVR.US) && IndexedLevels.TryGetValue(element.Tag.Value, out var keyLevel) && keyLevel <= level;
+            if (!matched)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool HasValue(DicomDataset item) => item.Any(e => e is DicomSequence s ? s.Items.Any(HasValue) : e is DicomValueElement v && HasValue(v, item));
+
+    private static bool HasValue(DicomValueElement value, DicomDataset owner) =>
+        value.Length > 0 && (!DicomVRInfo.IsString(value.VR) || value.GetText(owner.CharacterSet).Trim(' ', '\0', '\\', '*').Length > 0);
+
+    /// <summary>
     /// The instances a C-GET or C-MOVE takes, as an IMAGE level query (PS3.4 C.4.2.2.1, C.4.3.2.1): the unique key of
     /// its level (one value or a UID list, no wildcard) is required; those of the levels above are matched when they
     /// hold a value; every other key is ignored. So a retrieve names what it takes, and "*" never empties the archive.
@@ -130,7 +177,22 @@ internal static class QueryTranslator
                 continue;
             }
 
+            if (tag == DicomTags.PatientID && text.Contains('\\', StringComparison.Ordinal))
+            {
+                // PS3.4 C.4.2.2.1: only UIDs come as a list; a patient is named by one ID (before 2026-12-07 a list sent every patient named).
+                problem = $"{DicomDictionary.KeywordOf(tag)} {tag} takes one value in a retrieve, not a list";
+                return null;
+            }
+
             keys.Add(new QueryKey(tag.Value, text, tag == DicomTags.PatientID ? QueryValueKind.Text : QueryValueKind.Uid));
+        }
+
+        // A Patient ID is unique only within its issuer's domain: the issuer, when given, completes the patient's identity,
+        // and is matched as C-FIND matches it (before 2026-12-07 it was ignored, and the same ID under another issuer was sent too).
+        if (identifier[DicomTags.IssuerOfPatientID] is DicomValueElement { Length: > 0 } issuer && DicomVRInfo.IsString(issuer.VR)
+            && issuer.GetText(identifier.CharacterSet) is { Length: > 0 } issuerText && issuerText.Trim(' ', '\0').Length > 0)
+        {
+            keys.Add(new QueryKey(DicomTags.IssuerOfPatientID.Value, issuerText, QueryValueKind.Text));
         }
 
         // The instances to send, whatever the level they were named at.
