@@ -68,6 +68,9 @@ internal static class AuditJson
         return JsonSerializer.Serialize(dtos, AuditJsonContext.Default.ParticipantDtoArray);
     }
 
+    /// <summary>How a participant whose AlternativeUserID is <paramref name="user"/> writes it in the stored participants (to search for it).</summary>
+    public static string AlternativeUserMember(string user) => "\"alt\":" + JsonSerializer.Serialize(user, AuditJsonContext.Default.String);
+
     public static IReadOnlyList<AuditParticipant> ParseParticipants(string json)
     {
         var dtos = JsonSerializer.Deserialize(json, AuditJsonContext.Default.ParticipantDtoArray) ?? [];

@@ -1051,8 +1051,10 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
 
         if (query.UserId is not null)
         {
-            where.Add("e.user_id = @u");
-            command.With("@u", query.UserId);
+            // The requesting user or AE title, or a participant's AlternativeUserID (the DICOM user authenticated behind an
+            // AE title), found as its stored JSON member: until 2026-12-07 that user's activity could not be found by name.
+            where.Add(IsPostgres ? "(e.user_id = @u OR strpos(e.participants, @alt) > 0)" : "(e.user_id = @u OR instr(e.participants, @alt) > 0)");
+            command.With("@u", query.UserId).With("@alt", AuditJson.AlternativeUserMember(query.UserId));
         }
 
         if (query.From is not null)

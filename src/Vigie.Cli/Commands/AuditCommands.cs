@@ -465,7 +465,7 @@ internal static class AuditCommands
         var config = MaintenanceCommands.ConfigOption();
         var json = MaintenanceCommands.JsonOption();
         var patient = new Option<string?>("--patient") { Description = "Only events about this patient: Patient ID, or ID@Issuer." };
-        var user = new Option<string?>("--user") { Description = "Only events whose requesting user or AE title is this." };
+        var user = new Option<string?>("--user") { Description = "Only events whose requesting user or AE title is this, or whose DICOM user (user identity) is this." };
         var from = new Option<DateTimeOffset?>("--from") { Description = "Only events at or after this time (ISO 8601)." };
         var to = new Option<DateTimeOffset?>("--to") { Description = "Only events before this time." };
         var eventId = new Option<string?>("--event") { Description = "Only this event ID (DCM code, e.g. 110112 for queries) or its name." };
@@ -641,7 +641,8 @@ internal static class AuditCommands
                     user = e.UserId,
                     participants = e.Participants.Select(p => new
                     {
-                        user = p.UserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor, roles = p.Roles.Select(r => r.DisplayName),
+                        user = p.UserId, alternative_user = p.AlternativeUserId, address = p.NetworkAccessPointId, requestor = p.IsRequestor,
+                        roles = p.Roles.Select(r => r.DisplayName),
                         media = p.MediaType?.DisplayName,
                     }),
                     purpose = e.PurposeOfUse?.DisplayName,
@@ -671,7 +672,8 @@ internal static class AuditCommands
                     entry.Time.ToString("u", CultureInfo.InvariantCulture),
                     Markup.Escape(entry.EventId.DisplayName + (entry.EventTypes.Count > 0 ? $" / {entry.EventTypes[0].DisplayName}" : "")),
                     entry.Outcome.ToString(),
-                    Markup.Escape(requestor?.UserId ?? ""),
+                    // The DICOM user authenticated behind the AE title, next to it (not shown before 2026-12-07).
+                    Markup.Escape((requestor?.UserId ?? "") + (requestor?.AlternativeUserId is { Length: > 0 } alternative ? $" ({alternative})" : "")),
                     Markup.Escape(requestor?.NetworkAccessPointId ?? ""),
                     Markup.Escape(entry.Details?.OutcomeDescription ?? (entry.Sealed is null ? "" : "(sealed)")));
             }
