@@ -51,6 +51,10 @@ public interface IPolicyDecisionPoint
 {
     ValueTask<AccessDecision> DecideAsync(AccessRequest request, CancellationToken cancellationToken);
 
-    /// <summary>Every DICOM right the node rules grant this subject (for presentation context negotiation).</summary>
+    /// <summary>
+    /// Every DICOM right the node rules grant this subject (for presentation context negotiation). A refusal without a
+    /// <see cref="AccessDecision.Rule"/> means no rule names this AE title from this address: the caller is unknown,
+    /// whatever user it claims, so its user identity need not be checked.
+    /// </summary>
     ValueTask<(DicomRights Rights, AccessDecision Decision)> DicomRightsAsync(DicomNodeSubject subject, CancellationToken cancellationToken);
 }

@@ -44,11 +44,17 @@ internal sealed class AccessPolicy(IOptionsMonitor<AccessOptions> options) : IPo
         return ValueTask.FromResult((rule.Rights, AccessDecision.Permit($"rule {rule}", rule.ToString())));
     }
 
-    /// <summary>Checks a username and passcode against the configured DICOM users (constant-time comparison).</summary>
+    /// <summary>
+    /// Checks a username and passcode against the configured DICOM users (constant-time comparison). An unknown name
+    /// costs the same PBKDF2 as a known one, against a fixed salt, so the answer's time does not tell which names exist
+    /// (before 2026-12-07 an unknown name was refused in 3.6 ms, a known one in 50 ms).
+    /// </summary>
     public bool VerifyDicomUser(string name, string passcode)
     {
-        var user = options.CurrentValue.DicomUsers.Find(u => string.Equals(u.Name, name, StringComparison.Ordinal));
-        return user is not null && PasswordHashing.Verify(passcode, user.PasswordHash);
+        var users = options.CurrentValue.DicomUsers;
+        var user = users.Find(u => string.Equals(u.Name, name, StringComparison.Ordinal));
+        var matches = PasswordHashing.Verify(passcode, user?.PasswordHash ?? PasswordHashing.Unmatchable(users.Select(u => u.PasswordHash)));
+        return user is not null && matches;
     }
 
     /// <summary>
@@ -165,6 +171,29 @@ public static class PasswordHashing
         var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, expected.Length);
         return CryptographicOperations.FixedTimeEquals(actual, expected);
     }
+
+    /// <summary>
+    /// A well-formed hash no passcode is known to match (a fixed salt, a hash of zeros), as costly as the costliest of
+    /// <paramref name="hashes"/> (the default when there are none): checked for a name nobody has, it takes the time a
+    /// known name takes.
+    /// </summary>
+    internal static string Unmatchable(IEnumerable<string> hashes)
+    {
+        var iterations = Iterations;
+        foreach (var hash in hashes)
+        {
+            if (TryParse(hash, out var cost, out _, out _))
+            {
+                iterations = Math.Max(iterations, cost);
+            }
+        }
+
+        return string.Create(CultureInfo.InvariantCulture, $"pbkdf2-sha256${iterations}${UnmatchableSalt}${UnmatchableHash}");
+    }
+
+    private static readonly string UnmatchableSalt = Convert.ToBase64String(Encoding.ASCII.GetBytes("vigie-no-such-us"));
+
+    private static readonly string UnmatchableHash = Convert.ToBase64String(new byte[32]);
 
     /// <summary>True when <paramref name="encoded"/> is a hash <see cref="Verify"/> can check (checked at start for each DICOM user).</summary>
     public static bool IsWellFormed(string encoded) => TryParse(encoded, out _, out _, out _);

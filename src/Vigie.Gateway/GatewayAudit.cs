@@ -19,6 +19,28 @@ internal static class GatewayAudit
         NetworkAccessPointType = address is null ? null : NetworkAccessPointType.IpAddress,
     };
 
+    /// <summary>Longest text taken from a peer (a user identity's name) that an entry keeps whole.</summary>
+    internal const int MaxPeerText = 64;
+
+    /// <summary>
+    /// Text a peer sent (a user identity's name), as an entry may hold it: each control character replaced by U+FFFD and,
+    /// past <see cref="MaxPeerText"/> characters, cut with a marker giving the length sent. Before 2026-12-07 a name of 300
+    /// characters, or with a control character, made the record invalid, which was handled as an audit-trail outage.
+    /// </summary>
+    public static string PeerText(string text)
+    {
+        var length = text.Length;
+        var cut = length > MaxPeerText ? MaxPeerText - (char.IsHighSurrogate(text[MaxPeerText - 1]) ? 1 : 0) : length;
+        var kept = string.Create(cut, text, static (span, source) =>
+        {
+            for (var i = 0; i < span.Length; i++)
+            {
+                span[i] = char.IsControl(source[i]) ? '\uFFFD' : source[i];
+            }
+        });
+        return cut == length ? kept : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{kept}… ({length} characters)");
+    }
+
     /// <summary>The peer that asked: its AE title, address and DICOM user, in <paramref name="role"/>.</summary>
     public static AuditParticipant Requestor(Ingest.IngestSource source, AuditCode role) =>
         Node(source.CallingAE, source.Address, requestor: true, role, source.UserName);

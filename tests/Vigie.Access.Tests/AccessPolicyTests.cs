@@ -146,6 +146,35 @@ public sealed class AccessPolicyTests
         Assert.Equal(DicomRights.All, (await pdp.DicomRightsAsync(Node("ANY", "127.0.0.1", "tech"), ct)).Rights);
     }
 
+    /// <summary>
+    /// Regression: an unknown user name was refused before PBKDF2 ran (3.6 ms) and a known one with a wrong passcode
+    /// after it (50 ms), so the refusal's time told which user names exist. Both now cost one PBKDF2.
+    /// </summary>
+    [Fact]
+    public void Regression_an_unknown_user_name_was_refused_faster_than_a_known_one()
+    {
+        var services = new ServiceCollection().AddAccess();
+        services.Configure<AccessOptions>(o => o.DicomUsers.Add(new DicomUser { Name = "tech", PasswordHash = PasswordHashing.Hash("s3cret-passcode") }));
+        var users = services.BuildServiceProvider().GetRequiredService<IDicomUserVerifier>();
+        Assert.True(users.Verify("tech", "s3cret-passcode"));
+
+        // The fastest of a few tries each, interleaved, so that a busy machine slows both alike.
+        var known = TimeSpan.MaxValue;
+        var unknown = TimeSpan.MaxValue;
+        for (var i = 0; i < 5; i++)
+        {
+            var watch = System.Diagnostics.Stopwatch.StartNew();
+            Assert.False(users.Verify("tech", "guess"));
+            known = TimeSpan.FromTicks(Math.Min(known.Ticks, watch.Elapsed.Ticks));
+            watch.Restart();
+            Assert.False(users.Verify("nosuchuser", "guess"));
+            unknown = TimeSpan.FromTicks(Math.Min(unknown.Ticks, watch.Elapsed.Ticks));
+        }
+
+        Assert.True(unknown > known / 2, $"an unknown name was refused in {unknown.TotalMilliseconds:0.0} ms, a known one in {known.TotalMilliseconds:0.0} ms");
+        Assert.False(users.Verify("nosuchuser", ""));
+    }
+
     [Fact]
     public void Passcodes_verify_only_with_the_right_secret()
     {

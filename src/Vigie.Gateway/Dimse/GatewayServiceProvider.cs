@@ -50,6 +50,7 @@ internal sealed class GatewayServiceProvider(
     private DateTimeOffset _lastFullWarning = DateTimeOffset.MinValue;
     private DateTimeOffset _lastSpoolFailure = DateTimeOffset.MinValue;
     private DateTimeOffset _lastAuditFailure = DateTimeOffset.MinValue;
+    private DateTimeOffset _lastInvalidRecord = DateTimeOffset.MinValue;
     private DateTimeOffset _lastInternalError = DateTimeOffset.MinValue;
     private DateTimeOffset _lastOperationFailure = DateTimeOffset.MinValue;
     private readonly UnassociatedConnections _unassociated = new();
@@ -74,6 +75,13 @@ internal sealed class GatewayServiceProvider(
             var decision = await DecideAsync(association, connection, limit.Token).ConfigureAwait(false);
             negotiation.Decided();
             return decision;
+        }
+        catch (AuditRecordException e)
+        {
+            // A record the trail refuses as invalid is a bug or hostile input, not an outage: before 2026-12-07 it was
+            // answered "transient, temporary congestion" (so the peer retried for ever), turned /health Unhealthy and
+            // went to the spill as if the database were down. The peer is refused for good, as any caller not let in.
+            return await RefuseOnInvalidRecordAsync(association, connection, e).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OperationCanceledException || (limit.IsCancellationRequested && !cancellationToken.IsCancellationRequested))
         {
@@ -101,35 +109,66 @@ internal sealed class GatewayServiceProvider(
         }
     }
 
+    /// <summary>
+    /// An association whose audit record was invalid: refused for good (1, 1, 3) and audited without the peer's text
+    /// the record could not hold; the log names the field (never its value), once a minute at most.
+    /// </summary>
+    private async ValueTask<AssociationDecision> RefuseOnInvalidRecordAsync(DicomAssociation association, DicomConnectionInfo connection, AuditRecordException e)
+    {
+        association.State = Refused;
+        association.UserName = null;
+        var reason = $"association refused: its audit record was invalid ({e.Field})";
+        var failure = await AppendOrKeepAsync(AssociationRecord(association.Parameters, connection, AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication,
+            AuditOutcome.MinorFailure, reason, user: null), CancellationToken.None).ConfigureAwait(false);
+        if (DueForLog(ref _lastInvalidRecord, time.GetUtcNow()))
+        {
+            logger.LogError("Association from {CallingAE} at {Address} refused: its audit record was invalid ({Reason}){Unaudited}", association.Parameters.CallingAE,
+                connection.Remote?.Address, e.Message, failure is null ? "" : $"; the refusal could not be audited either ({failure.GetType().Name})");
+        }
+
+        return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, reason);
+    }
+
     private async ValueTask<AssociationDecision> DecideAsync(DicomAssociation association, DicomConnectionInfo connection, CancellationToken cancellationToken)
     {
         var request = association.Parameters;
+        var identity = request.UserIdentity is { Type: UserIdentityType.UsernameAndPasscode } given ? given : null;
+        var name = identity is null ? null : System.Text.Encoding.UTF8.GetString(identity.PrimaryField);
+        // The name as the trail and the log may hold it: the peer's bytes, bounded and without control characters.
+        var shownName = name is null ? null : GatewayAudit.PeerText(name);
+
+        // The allow-list (AE title × address) first, before any passcode is hashed: an unknown caller is refused as an
+        // unknown node (110113), and costs no PBKDF2. Before 2026-12-07 the passcode was checked first, so an unknown
+        // caller with a wrong one was audited as a failed login only, and anyone could make the node hash for 50 ms.
+        var subject = new DicomNodeSubject(request.CallingAE, connection.Remote?.Address, null, connection.ClientCertificateSubject);
+        var (rights, decision) = await policy.DicomRightsAsync(subject, cancellationToken).ConfigureAwait(false);
         string? user = null;
-        if (request.UserIdentity is { Type: UserIdentityType.UsernameAndPasscode } identity)
+        if (decision.Rule is not null && identity is not null)
         {
-            var name = System.Text.Encoding.UTF8.GetString(identity.PrimaryField);
-            if (!users.Verify(name, System.Text.Encoding.UTF8.GetString(identity.SecondaryField)))
+            if (!users.Verify(name!, System.Text.Encoding.UTF8.GetString(identity.SecondaryField)))
             {
                 await AuditAssociationAsync(request, connection, AuditEventIds.UserAuthentication, AuditEventTypes.Login, AuditOutcome.MinorFailure,
-                    $"user identity '{name}' refused", name, cancellationToken).ConfigureAwait(false);
+                    $"user identity '{shownName}' refused", shownName, cancellationToken).ConfigureAwait(false);
                 LogRefusal(request.CallingAE, connection, "its user identity was refused");
                 association.State = Refused;
                 // The same answer as a caller not on the allow-list, or one that owes a user identity and sent none: from
                 // outside, nothing tells which (no oracle for titles, users or passwords); the audit trail says.
                 return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized,
-                    $"user identity '{name}' refused");
+                    $"user identity '{shownName}' refused");
             }
 
-            user = name;
+            user = shownName;
+            subject = subject with { UserName = user };
+            (rights, decision) = await policy.DicomRightsAsync(subject, cancellationToken).ConfigureAwait(false);
         }
 
-        var subject = new DicomNodeSubject(request.CallingAE, connection.Remote?.Address, user, connection.ClientCertificateSubject);
-        var (rights, decision) = await policy.DicomRightsAsync(subject, cancellationToken).ConfigureAwait(false);
         if (!decision.Permitted)
         {
             // A node the policy does not let in: a node-authentication failure (PS3.15 A.5.3.11, IHE ATNA), like the node's own refusals.
+            // A user identity it sent was not checked: the trail names it as claimed, not as the user who acted.
+            var reason = decision.Rule is null && shownName is not null ? $"{decision.Reason} (user identity '{shownName}' claimed, not checked)" : decision.Reason;
             await AuditAssociationAsync(request, connection, AuditEventIds.SecurityAlert, AuditEventTypes.NodeAuthentication, AuditOutcome.MinorFailure,
-                decision.Reason, user, cancellationToken).ConfigureAwait(false);
+                reason, user, cancellationToken).ConfigureAwait(false);
             LogRefusal(request.CallingAE, connection, decision.Reason);
             association.State = Refused;
             return AssociationDecision.Reject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReasons.CallingAENotRecognized, decision.Reason);
@@ -711,6 +750,11 @@ internal sealed class GatewayServiceProvider(
         {
             await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
             return null;
+        }
+        catch (AuditRecordException e)
+        {
+            // Invalid, not unreachable: the spill would refuse it too, and the database is not at fault.
+            return e;
         }
         catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
         {
