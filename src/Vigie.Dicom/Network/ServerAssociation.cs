@@ -49,6 +49,13 @@ internal sealed class ServerAssociation(
             await association.AbortAsync(AbortSource.ServiceProvider, e.Reason).ConfigureAwait(false);
             return (AssociationEnd.AbortedByVigie, "protocol error: " + e.Message);
         }
+        catch (DicomTimeoutException e) when (!association.RequestReceived)
+        {
+            // PS3.8 9.2 (Sta2, Evt18 ARTIM expired, AA-2): no A-ASSOCIATE-RQ came, so the connection is closed without a
+            // PDU. Before 2026-12-07 an A-ABORT was sent first.
+            association.MarkClosed();
+            return (AssociationEnd.AbortedByVigie, "timeout: " + e.Message);
+        }
         catch (DicomTimeoutException e)
         {
             await association.AbortAsync(AbortSource.ServiceProvider, AbortReason.NotSpecified).ConfigureAwait(false);
