@@ -52,16 +52,8 @@ public sealed class FullDiskReserve
             return false;
         }
 
-        try
-        {
-            free ??= _probe(_folder);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return false;
-        }
-
-        if (free >= Size)
+        free ??= Free();
+        if (free is null || free >= Size)
         {
             return false;
         }
@@ -92,7 +84,7 @@ public sealed class FullDiskReserve
     /// </summary>
     public void RestoreLater(long free)
     {
-        if (Size == 0 || free < Size + Math.Max(Size, _minFreeBytes))
+        if (Size == 0 || !HasRoomToSpare(free))
         {
             return;
         }
@@ -133,17 +125,7 @@ public sealed class FullDiskReserve
                 return true;
             }
 
-            long free;
-            try
-            {
-                free = _probe(_folder);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
-            {
-                return false;
-            }
-
-            if (free < Size + Math.Max(Size, _minFreeBytes))
+            if (Free() is not { } free || !HasRoomToSpare(free))
             {
                 return false;
             }
@@ -173,6 +155,22 @@ public sealed class FullDiskReserve
                 _logger.LogWarning("The {Size} MiB reserve for a full file system could not be set aside in {Folder}: {Reason}", Size >> 20, _folder, e.Message);
                 return false;
             }
+        }
+    }
+
+    /// <summary>What stays free once the reserve is set aside is at least the reserve and <c>Archive:MinFreeSpace</c>.</summary>
+    private bool HasRoomToSpare(long free) => free >= Size + Math.Max(Size, _minFreeBytes);
+
+    /// <summary>Free bytes on the data folder's file system; null when it cannot be measured.</summary>
+    private long? Free()
+    {
+        try
+        {
+            return _probe(_folder);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            return null;
         }
     }
 

@@ -156,11 +156,11 @@ internal sealed class Forwarder(
                 continue;
             }
 
-            if (backoff is not null && backoff.Until > Clock.GetUtcNow())
+            var now = Clock.GetUtcNow();
+            if (backoff is not null && backoff.Until > now)
             {
                 // Objects stored meanwhile wait for the back-off too, in the queue itself: `vigie forward status` then says
                 // when the next attempt comes (it said "due now" for minutes), and a restart keeps to it.
-                var now = Clock.GetUtcNow();
                 if (now - _heldAt.GetValueOrDefault(destination.AETitle, DateTimeOffset.MinValue) >= TimeSpan.FromSeconds(2))
                 {
                     _heldAt[destination.AETitle] = now;
@@ -273,9 +273,10 @@ internal sealed class Forwarder(
             if (outcome == Outcome.Failed)
             {
                 var failures = (_backoff.GetValueOrDefault(destination.AETitle)?.Failures ?? 0) + 1;
-                var until = Clock.GetUtcNow() + PeerFailures.RetryDelay(failures, settings.Forwarding);
+                var now = Clock.GetUtcNow();
+                var until = now + PeerFailures.RetryDelay(failures, settings.Forwarding);
                 _backoff[destination.AETitle] = new Backoff(failures, until);
-                _heldAt[destination.AETitle] = Clock.GetUtcNow();
+                _heldAt[destination.AETitle] = now;
                 await Queue.HoldUntilAsync(IngestPipeline.ForwardTopic, destination.AETitle, until, cancellationToken).ConfigureAwait(false);
             }
             else if (outcome == Outcome.Delivered && _backoff.TryRemove(destination.AETitle, out _))
