@@ -313,7 +313,7 @@ internal sealed class GatewayServiceProvider(
 
         await RequireRightAsync(association, request, DicomRights.Store, cancellationToken).ConfigureAwait(false);
         var source = Source(association);
-        var header = IngestPipeline.Part10Header(request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid, association.CallingAE);
+        var header = IngestPipeline.Part10Header(request.AffectedSopClassUid!, request.AffectedSopInstanceUid!, transferSyntaxUid);
         IngestSession session;
         try
         {

@@ -30,6 +30,9 @@ public sealed class ArchiveRecovery(
 {
     public const string AuditNote = "recovered after an unclean shutdown";
 
+    /// <summary>The sender's AE title in the audit entry of a recovered object whose sender nothing on disk records.</summary>
+    public const string UnknownSender = "UNKNOWN";
+
     private const int Batch = 256;
 
     internal static readonly Meter Meter = new("Vigie.Gateway.Recovery");
@@ -130,7 +133,9 @@ public sealed class ArchiveRecovery(
                 file = await DicomReader.ReadFileAsync(stream, IngestPipeline.IndexRead, cancellationToken).ConfigureAwait(false);
             }
 
-            var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) ?? string.Empty;
+            // Objects stored before 2026-12-07 name their sender in the meta group; later ones do not (the same data set
+            // from two AEs is one object), and the entry for a filing the cut took names an unknown sender.
+            var sender = file.Meta.GetString(DicomTags.SourceApplicationEntityTitle) is { Length: > 0 } named ? named : UnknownSender;
             var source = new IngestSource(IngestChannel.Recovery, sender, null, CalledAE: server.CurrentValue.AETitle);
             entry = IndexedAttributes.ToEntry(file, id, reader.Length, IngestPipeline.SourceAttributes(source), out var problem);
             if (entry is null)

@@ -105,8 +105,12 @@ public sealed class IngestPipeline(
         return await session.CompleteAsync(null, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Preamble, "DICM" and the meta group for a data set received over DIMSE.</summary>
-    public static byte[] Part10Header(string sopClassUid, string sopInstanceUid, string transferSyntaxUid, string? sourceAE)
+    /// <summary>
+    /// Preamble, "DICM" and the meta group for a data set received over DIMSE. It does not name the sender (Source
+    /// Application Entity Title): the same data set sent by another AE is then the same content, already stored, not a
+    /// new version forwarded again (until 2026-12-07 it was). The sender is sealed with the version and audited.
+    /// </summary>
+    public static byte[] Part10Header(string sopClassUid, string sopInstanceUid, string transferSyntaxUid)
     {
         var meta = new DicomDataset();
         meta.SetBytes(DicomTags.FileMetaInformationVersion, DicomVR.OB, new byte[] { 0, 1 });
@@ -115,10 +119,6 @@ public sealed class IngestPipeline(
         meta.SetString(DicomTags.TransferSyntaxUID, DicomVR.UI, transferSyntaxUid);
         meta.SetString(DicomTags.ImplementationClassUID, DicomVR.UI, DicomImplementation.ClassUid);
         meta.SetString(DicomTags.ImplementationVersionName, DicomVR.SH, DicomImplementation.VersionName);
-        if (!string.IsNullOrEmpty(sourceAE))
-        {
-            meta.SetString(DicomTags.SourceApplicationEntityTitle, DicomVR.AE, sourceAE);
-        }
 
         var body = DicomWriter.Encode(meta, TransferSyntax.ExplicitVRLittleEndian);
         var header = new byte[132 + 12 + body.Length];

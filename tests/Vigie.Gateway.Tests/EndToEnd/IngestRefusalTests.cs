@@ -120,4 +120,38 @@ public sealed class IngestRefusalTests
         var scrub = await node.VigieAsync("scrub");
         Assert.True(scrub.ExitCode == 0, scrub.ToString());
     }
+
+    /// <summary>
+    /// Regression: the same data set sent by another calling AE (a router re-pushing a study) was filed as a new version
+    /// of the instance (forwarded again, counted as a correction), since the stored file's meta group named the sender;
+    /// sent back by the first AE, a third version. Sender-independent content is stored once; each receipt is audited
+    /// under its sender.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_the_same_data_set_from_another_AE_became_a_new_version(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(provider, cancellationToken: ct);
+        var original = Peers.CtCorpusFiles()[0];
+        foreach (var sender in new[] { "MOD1", "ROUTER", "MOD1" })
+        {
+            await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = sender, CalledAE = "VIGIE" },
+                DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
+            Assert.Equal(DimseStatus.Success, (await client.StoreFileAsync(original, ct)).Status);
+            await client.ReleaseAsync(ct);
+        }
+
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(1, stats.GetProperty("instance_versions").GetInt64());
+        Assert.Equal(1, stats.GetProperty("objects").GetInt64());
+        var shown = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110104");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var receipts = JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray()
+            .Select(e => e.GetProperty("details").GetProperty("outcome").GetString()).Order(StringComparer.Ordinal).ToList();
+        Assert.Equal(["already stored", "already stored", "stored"], receipts);
+        var byRouter = await node.VigieAsync("audit", "show", "--json", "--event", "110104", "--user", "ROUTER");
+        Assert.Single(JsonDocument.Parse(byRouter.StandardOutput).RootElement.EnumerateArray());
+    }
 }
