@@ -54,7 +54,7 @@ public sealed class KeyTests
         await using var archive = await ArchiveHarness.CreateAsync();
         File.SetUnixFileMode(archive.Options.KeyFile!, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
         var reopened = Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync());
-        Assert.Contains("readable by others", (await reopened).Message, StringComparison.Ordinal);
+        Assert.Contains("open to group or others", (await reopened).Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -220,7 +220,7 @@ public sealed class KeyTests
         Assert.Empty(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct));
 
         File.SetUnixFileMode(keyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-        Assert.Contains("readable by others (mode 644)", Assert.Single(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct)), StringComparison.Ordinal);
+        Assert.Contains("open to group or others (mode 644)", Assert.Single(await ((IArchiveKeyService)archive.Keys).FindCustodyProblemsAsync(ct)), StringComparison.Ordinal);
     }
 
     /// <summary>

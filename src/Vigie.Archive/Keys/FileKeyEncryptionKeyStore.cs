@@ -66,8 +66,8 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         {
             using var file = new FileStream(_path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
             // The node holds its keys; the next start would refuse the file (before 2026-12-06 /health said nothing of it).
-            return OthersMayRead() is { } mode
-                ? $"the key-encryption key file {_path} is readable by others (mode {mode}): the node will not start again until it is chmod 600"
+            return OthersMayAccess() is { } mode
+                ? $"the key-encryption key file {_path} is open to group or others (mode {mode}): the node will not start again until it is chmod 600"
                 : null;
         }
         catch (FileNotFoundException)
@@ -357,7 +357,7 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
     private sealed record RefusedReload(DateTime WriteTime, string Problem);
 
     /// <summary>The file's mode in octal when the group or others have any right to it; null when owner-only.</summary>
-    private string? OthersMayRead()
+    private string? OthersMayAccess()
     {
         if (OperatingSystem.IsWindows())
         {
@@ -394,9 +394,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
             throw new InvalidOperationException($"The key file {_path} is missing (Archive:KeyFile).");
         }
 
-        if (OthersMayRead() is { } mode)
+        if (OthersMayAccess() is { } mode)
         {
-            throw new InvalidOperationException($"The key file {_path} is readable by others (mode {mode}); chmod 600 it.");
+            throw new InvalidOperationException($"The key file {_path} is open to group or others (mode {mode}); chmod 600 it.");
         }
 
         var writeTime = File.GetLastWriteTimeUtc(_path);
