@@ -78,12 +78,11 @@ internal sealed class ArchiveLayout
 
     public string QuarantineReasonPath(string quarantineId) => Path.Combine(Quarantine, quarantineId + QuarantineReasonExtension);
 
-    public bool Contains(string path)
-    {
-        var full = Path.GetFullPath(path);
-        var root = Root.EndsWith(Path.DirectorySeparatorChar) ? Root : Root + Path.DirectorySeparatorChar;
-        return full.StartsWith(root, StringComparison.Ordinal) || string.Equals(full, Root, StringComparison.Ordinal);
-    }
+    /// <summary>
+    /// Whether <paramref name="path"/> lands in the data folder once symbolic links are resolved (RealPath, as every
+    /// "outside the data folder" check): until 2026-12-07 the path's text alone was compared, and a link led a key file in.
+    /// </summary>
+    public bool Contains(string path) => Vigie.Core.IO.RealPath.IsWithin(path, Root);
 
     public static IEnumerable<string> FanOutNames()
     {

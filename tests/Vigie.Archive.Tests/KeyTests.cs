@@ -47,6 +47,31 @@ public sealed class KeyTests
         Assert.Contains("inside the data folder", error.Message, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: a key file whose path reaches the data folder through a symbolic link ($W/kl -> data/keys, KeyFile
+    /// $W/kl/kek.json) was accepted, since only the path's text was compared: the key-encryption key was written beside
+    /// the root key it wraps, and any backup of the data folder decrypted everything.
+    /// </summary>
+    [Fact]
+    public void Regression_a_key_file_reaching_the_data_folder_through_a_link_was_accepted()
+    {
+        using var root = new TempDirectory();
+        var options = ArchiveHarness.NewOptions(root.Path);
+        // The link is made before the data folder exists, as on a first start: it dangles, and still counts.
+        var link = Path.Combine(root.Path, "kl");
+        File.CreateSymbolicLink(link, Path.GetRelativePath(root.Path, Path.Combine(options.DataFolder, "keys")));
+        options.KeyFile = Path.Combine(link, "kek.json");
+        var error = Assert.Throws<InvalidOperationException>(() => new FileKeyEncryptionKeyStore(Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System));
+        Assert.Contains("inside the data folder", error.Message, StringComparison.Ordinal);
+
+        // A link to a folder elsewhere is no reason to refuse.
+        var elsewhere = Directory.CreateDirectory(Path.Combine(root.Path, "keys-elsewhere")).FullName;
+        var outside = Path.Combine(root.Path, "ko");
+        File.CreateSymbolicLink(outside, elsewhere);
+        options.KeyFile = Path.Combine(outside, "kek.json");
+        _ = new FileKeyEncryptionKeyStore(Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System);
+    }
+
     [Fact]
     [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task A_key_file_readable_by_others_is_refused()

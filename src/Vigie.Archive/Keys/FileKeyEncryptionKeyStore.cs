@@ -37,8 +37,9 @@ internal sealed class FileKeyEncryptionKeyStore : IKeyEncryptionKeyStore
         var layout = new ArchiveLayout(value.DataFolder);
         if (layout.Contains(_path))
         {
+            var real = Vigie.Core.IO.RealPath.Resolve(_path);
             throw new InvalidOperationException(
-                $"The key file {_path} is inside the data folder {layout.Root}; keep it elsewhere (Archive:KeyFile).");
+                $"The key file {_path} is inside the data folder {layout.Root}{(real == _path ? "" : $" (through a symbolic link, it is {real})")}; keep it elsewhere (Archive:KeyFile).");
         }
     }
 
