@@ -45,7 +45,7 @@ public static class GatewayServiceCollectionExtensions
         services.AddOptions<ArchiveOptions>().PostConfigure<IOptions<GatewayOptions>>((archive, gateway) =>
             archive.ReleaseWrittenPages ??= !gateway.Value.Destinations.Any(d => d.Forward));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<GatewayOptions>, GatewayOptionsValidation>());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Vigie.Audit.AuditOptions>, AuditSinkPlacementValidation>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Vigie.Audit.AuditOptions>, AuditFilePlacementValidation>());
         services.AddOptions<DicomServerOptions>().ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<DicomServerOptions>, DicomServerOptionsValidation>());
         services.TryAddSingleton<IngestCommitter>();

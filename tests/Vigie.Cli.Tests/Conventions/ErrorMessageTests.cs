@@ -123,6 +123,30 @@ public sealed class ErrorMessageTests
     }
 
     /// <summary>
+    /// Regression: Audit:SigningKeyPath inside the data folder was accepted, and the Ed25519 private key was written there
+    /// in plain, beside the (SQLite) trail it signs: whoever held a copy of the data folder could rewrite the trail and
+    /// sign new tree heads. Refused since 2026-12-07, also through a symbolic link.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_audit_signing_key_inside_the_data_folder_was_accepted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-cli-signing-key");
+        var data = work.Combine("data");
+        var link = work.Combine("kl");
+        File.CreateSymbolicLink(link, "data/keys");
+        foreach (var key in new[] { Path.Combine(data, "keys", "audit-signing.key"), Path.Combine(link, "audit-signing.key") })
+        {
+            var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--dicom-port", "1", "--http-port", "1"],
+                environment: new Dictionary<string, string> { ["VIGIE__AUDIT__SIGNINGKEYPATH"] = key }, cancellationToken: ct);
+            Assert.True(serve.ExitCode == 2, serve.StandardError + serve.StandardOutput);
+            Assert.Contains("Audit:SigningKeyPath", serve.StandardError, StringComparison.Ordinal);
+            Assert.Contains("is inside the data folder", serve.StandardError, StringComparison.Ordinal);
+            Assert.False(File.Exists(Path.Combine(data, "keys", "audit-signing.key")));
+        }
+    }
+
+    /// <summary>
     /// Regression: every setting refused at start printed the clear line, then the host's "Hosting failed to start" with
     /// a .NET stack trace (9 to 39 frames, with the build's source paths), and a negative Database:BusyTimeout started.
     /// </summary>
