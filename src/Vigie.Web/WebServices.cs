@@ -211,11 +211,11 @@ internal sealed class DataFolderHealthCheck(IOptions<ArchiveOptions> options, Ar
             : HealthCheckResult.Healthy($"{free >> 30} GiB free{slots}"));
     }
 
-    /// <summary>Objects a retrieve found damaged in the last day: the first sign, often, before any scrub.</summary>
+    /// <summary>Objects a retrieve or a storage commitment found damaged in the last day: the first sign, often, before any scrub.</summary>
     private string Damaged() =>
         integrity.Failing(time.GetUtcNow()) is { } failing
             ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"; {failing.Count} stored objects failed their check when read for a retrieve since {failing.Since:yyyy-MM-dd HH:mm:ss}Z (last: {failing.Reason}): run vigie scrub, and send those images again")
+                $"; {failing.Count} stored objects failed their check when read for a retrieve or a storage commitment since {failing.Since:yyyy-MM-dd HH:mm:ss}Z (last: {failing.Reason}): run vigie scrub, and send those images again")
             : "";
 
     private string Landing(LandingStatus landing)

@@ -108,9 +108,10 @@ public sealed class IndexContractTests
         Assert.NotNull(location);
         Assert.Equal((3, FakeObject(1), 100L), (location.Version, location.ObjectId, location.Length));
         Assert.Null(await archive.Index.FindInstanceAsync("1.2.3.4", ct));
-        var classes = await archive.Index.FindSopClassesAsync([Samples.SopUid(1, 1, 1, 1), "1.2.3.4"], ct);
-        Assert.Equal(Samples.Entry(1, 1, 1, 1).Instance.SopClassUid, Assert.Single(classes, c => c.Key == Samples.SopUid(1, 1, 1, 1)).Value);
-        Assert.False(classes.ContainsKey("1.2.3.4"));
+        var stored = await archive.Index.FindStoredInstancesAsync([Samples.SopUid(1, 1, 1, 1), "1.2.3.4"], ct);
+        Assert.Equal(new StoredInstance(Samples.Entry(1, 1, 1, 1).Instance.SopClassUid, FakeObject(1), 100L),
+            Assert.Single(stored, c => c.Key == Samples.SopUid(1, 1, 1, 1)).Value);
+        Assert.False(stored.ContainsKey("1.2.3.4"));
         Assert.Equal(2, (await archive.Index.GetStatsAsync(ct)).Objects);
     }
 

@@ -49,10 +49,10 @@ public interface IArchiveIndex
     ValueTask<InstanceLocation?> FindInstanceAsync(string sopInstanceUid, CancellationToken cancellationToken);
 
     /// <summary>
-    /// The SOP Class UID the current version of each of <paramref name="sopInstanceUids"/> was filed with, by the UID as
-    /// given; instances not held are absent.
+    /// The SOP Class UID the current version of each of <paramref name="sopInstanceUids"/> was filed with, and the object
+    /// that holds it, by the UID as given; instances not held are absent.
     /// </summary>
-    ValueTask<IReadOnlyDictionary<string, string>> FindSopClassesAsync(IReadOnlyCollection<string> sopInstanceUids, CancellationToken cancellationToken);
+    ValueTask<IReadOnlyDictionary<string, StoredInstance>> FindStoredInstancesAsync(IReadOnlyCollection<string> sopInstanceUids, CancellationToken cancellationToken);
 
     /// <summary>Every stored version of an instance, oldest first.</summary>
     ValueTask<IReadOnlyList<InstanceVersion>> GetVersionsAsync(string sopInstanceUid, CancellationToken cancellationToken);

@@ -72,6 +72,9 @@ public sealed record QuarantineRecord(long RowId, string QuarantineId, ObjectId 
 /// <summary>One stored version of an instance.</summary>
 public sealed record InstanceVersion(int Version, ObjectId ObjectId, long Length, DateTimeOffset StoredAt, DateTimeOffset? SupersededAt);
 
+/// <summary>The current version of an instance as filed: its SOP class, the object holding it and its plaintext length.</summary>
+public sealed record StoredInstance(string SopClassUid, ObjectId ObjectId, long Length);
+
 /// <summary>Where the current version of an instance is.</summary>
 public sealed record InstanceLocation(long PatientRowId, long StudyRowId, long SeriesRowId, long InstanceRowId, int Version,
     ObjectId ObjectId, long Length);

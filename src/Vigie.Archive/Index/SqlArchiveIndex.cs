@@ -300,25 +300,30 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             (int)ToLong(reader.GetValue(4)), new ObjectId((byte[])reader.GetValue(5)), ToLong(reader.GetValue(6)));
     }
 
-    public async ValueTask<IReadOnlyDictionary<string, string>> FindSopClassesAsync(IReadOnlyCollection<string> sopInstanceUids,
+    public async ValueTask<IReadOnlyDictionary<string, StoredInstance>> FindStoredInstancesAsync(IReadOnlyCollection<string> sopInstanceUids,
         CancellationToken cancellationToken)
     {
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
-        var classes = new Dictionary<string, string>(StringComparer.Ordinal);
+        var instances = new Dictionary<string, StoredInstance>(StringComparer.Ordinal);
         // One connection for the whole list: a storage commitment request may name a study of thousands of instances.
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         foreach (var sopInstanceUid in sopInstanceUids)
         {
             var key = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, IndexNormalizer.Uid(sopInstanceUid));
-            await using var command = connection.CreateCommand(null, "SELECT attributes FROM archive_instances WHERE sop_uid = @k").With("@k", key);
-            if (await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is byte[] sealedAttributes
-                && AttributeSet.Deserialize(keys.Open(sealedAttributes, AttributesContext(3, key))).First(DicomTags.SopClassUid) is { } sopClass)
+            await using var command = connection.CreateCommand(null, """
+                SELECT i.attributes, v.object_id, v.length
+                FROM archive_instances i JOIN archive_versions v ON v.instance_id = i.id AND v.version = i.current_version
+                WHERE i.sop_uid = @k
+                """).With("@k", key);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+                && AttributeSet.Deserialize(keys.Open((byte[])reader.GetValue(0), AttributesContext(3, key))).First(DicomTags.SopClassUid) is { } sopClass)
             {
-                classes[sopInstanceUid] = sopClass;
+                instances[sopInstanceUid] = new StoredInstance(sopClass, new ObjectId((byte[])reader.GetValue(1)), ToLong(reader.GetValue(2)));
             }
         }
 
-        return classes;
+        return instances;
     }
 
     public async ValueTask<IReadOnlyList<InstanceVersion>> GetVersionsAsync(string sopInstanceUid, CancellationToken cancellationToken)

@@ -499,6 +499,79 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return ValueTask.FromResult(File.Exists(Layout.ObjectPath(id)) || _landing.TryFind(id, out _) || File.Exists(Layout.ObjectPath(id)));
     }
 
+    public async ValueTask<string?> FindProblemAsync(ObjectId id, long length, bool whole, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (!whole && SizeLooksRight(id, length) is { } looked)
+        {
+            return looked ? null : nameof(ObjectProblem.Truncated);
+        }
+
+        try
+        {
+            await using var reader = await OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+            if (reader.Length != length)
+            {
+                return nameof(ObjectProblem.LengthMismatch);
+            }
+
+            if (whole)
+            {
+                await reader.VerifyAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return null;
+        }
+        catch (ObjectFormatException e)
+        {
+            return e.Problem.ToString();
+        }
+        catch (UnknownKeyEncryptionKeyException)
+        {
+            return nameof(ObjectProblem.UnknownKey);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return nameof(ObjectProblem.NotFound);
+        }
+    }
+
+    /// <summary>
+    /// A look without a read (lstat): true when the object's file is a plain file of the size its plaintext length gives
+    /// under the configured segment size (or its landing slot holds that much); false when it is a size no segment size
+    /// gives; null when unsure (missing here: the slow path looks again; another segment size, or not a plain file).
+    /// </summary>
+    private bool? SizeLooksRight(ObjectId id, long length)
+    {
+        if (_landing.TryGet(id, out var landed))
+        {
+            var slot = new FileInfo(landed.Path);
+            return slot.Exists && slot.LinkTarget is null && slot.Length >= landed.FileLength && landed.FileLength == FileLengthFor(length, _options.SegmentSize)
+                ? true : null;
+        }
+
+        var file = new FileInfo(Layout.ObjectPath(id));
+        if (!file.Exists || file.LinkTarget is not null || (file.Attributes & (FileAttributes.Directory | FileAttributes.Device)) != 0)
+        {
+            return null;
+        }
+
+        if (file.Length == FileLengthFor(length, _options.SegmentSize))
+        {
+            return true;
+        }
+
+        // Shorter than any segment size could make it (the smallest tags are the fewest): cut.
+        return file.Length < FileLengthFor(length, ObjectFormat.MaxSegmentSize) ? false : null;
+    }
+
+    /// <summary>The object file's length for <paramref name="length"/> plaintext bytes in segments of <paramref name="segmentSize"/>.</summary>
+    internal static long FileLengthFor(long length, int segmentSize)
+    {
+        var segments = Math.Max(1, (length + segmentSize - 1) / segmentSize);
+        return ObjectFormat.HeaderSize + length + segments * ObjectFormat.TagSize + ObjectFormat.TrailerSize;
+    }
+
     public async ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken)
     {
         await using var writer = await CreateSpoolAsync(cancellationToken).ConfigureAwait(false);

@@ -52,6 +52,14 @@ public interface IObjectStore
 
     ValueTask<bool> ExistsAsync(ObjectId id, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Why object <paramref name="id"/> is not held whole as <paramref name="length"/> plaintext bytes (a problem name such
+    /// as NotFound, Truncated, LengthMismatch), or null. With <paramref name="whole"/> every segment is read and
+    /// authenticated and the content hash checked; without, the file (or landing slot) is only looked at: there, a plain
+    /// file, of the size that length implies. An unsure size (another segment size) is settled by the sealed trailer.
+    /// </summary>
+    ValueTask<string?> FindProblemAsync(ObjectId id, long length, bool whole, CancellationToken cancellationToken);
+
     /// <summary>Objects whose file was written at or after <paramref name="since"/>; fan-out folders untouched since then are skipped unread.</summary>
     IAsyncEnumerable<WrittenObject> ListWrittenSinceAsync(DateTimeOffset since, CancellationToken cancellationToken);
 

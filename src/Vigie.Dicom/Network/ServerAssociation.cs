@@ -269,6 +269,15 @@ internal sealed class ServerAssociation(
                 // (before 2026-12-07 only the Affected SOP Class UID was compared, and they were served).
                 misplaced = new DimseResult(DimseStatus.UnrecognizedOperation, $"{DicomNetworkTelemetry.CommandLabel(message.Field)} is not an operation of this context's SOP class");
             }
+            else if (message.Field is not (DimseCommand.CStoreRequest or DimseCommand.CCancelRequest)
+                     && association.AcceptedContext(message.PresentationContextId)!.ScuRole == false)
+            {
+                // The requestor gave up the SCU role of the SOP class at role selection (PS3.7 D.3.3.4), so it invokes none
+                // of its operations: an N-ACTION from a storage commitment requestor that took the SCP role only was served
+                // until 2026-12-07. (A C-STORE there is a C-GET's sub-operation direction, refused in StoreAsync.)
+                misplaced = new DimseResult(DimseStatus.UnrecognizedOperation,
+                    $"{DicomNetworkTelemetry.CommandLabel(message.Field)} refused: the requestor gave up the SCU role of this context's SOP class at role selection");
+            }
 
             if (misplaced is not null)
             {

@@ -40,6 +40,15 @@ public sealed class RetrieveIntegrity
         }
     }
 
+    /// <summary>Whether this object failed its check since this process started and was not repaired since.</summary>
+    internal bool FoundDamaged(ObjectId id)
+    {
+        lock (_alerted)
+        {
+            return _alerted.ContainsKey(id);
+        }
+    }
+
     /// <summary>
     /// Whether this object's failure goes to the audit trail: once an hour per object, so that a viewer retrying a damaged
     /// study does not fill the trail, and at most 10,000 objects remembered.

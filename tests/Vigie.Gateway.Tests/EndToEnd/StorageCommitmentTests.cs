@@ -288,6 +288,97 @@ public sealed class StorageCommitmentRefusalTests
             audit.StandardOutput, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// Regression: an instance whose archived object file was deleted, cut or altered was committed all the same (only its
+    /// index row was looked at), even after a retrieve had found it damaged: the modality was told to delete the only
+    /// good copy. Such an instance is now in the Failed SOP Sequence with 0110, audited, so the modality sends it again.
+    /// </summary>
+    [Fact]
+    public async Task Regression_commitment_was_reported_for_instances_whose_object_file_was_missing_or_damaged()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // Without landing slots each object goes straight to objects/, where the test can find it as it is stored.
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string> { ["VIGIE__ARCHIVE__LANDINGSLOTS"] = "0" },
+            cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(4).ToList();
+        var objects = new List<string>();
+        foreach (var file in files)
+        {
+            await node.StoreAsync([file], ct);
+            objects.Add(Assert.Single(Directory.EnumerateFiles(Path.Combine(node.Data, "objects"), "*", SearchOption.AllDirectories).Except(objects)));
+        }
+
+        File.Delete(objects[0]);
+        await using (var cut = new FileStream(objects[1], FileMode.Open, FileAccess.Write))
+        {
+            cut.SetLength(cut.Length - 100);
+        }
+
+        // A byte in the middle: the size and the sealed trailer are right, only reading it whole tells.
+        await using (var altered = new FileStream(objects[2], FileMode.Open, FileAccess.ReadWrite))
+        {
+            altered.Position = altered.Length / 2;
+            var b = altered.ReadByte();
+            altered.Position = altered.Length / 2;
+            altered.WriteByte((byte)(b ^ 0x5A));
+        }
+
+        var instances = new List<(string SopClass, string SopInstance)>();
+        foreach (var file in files)
+        {
+            instances.Add(await StorageCommitmentTests.InstanceAsync(file, ct));
+        }
+
+        await using var client = await ConnectTakingReportsAsync(node, ct);
+        Assert.Equal(DimseStatus.Success, (await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1,
+            Information("2.25.4444", [.. instances.Select(i => (i.SopInstance, i.SopClass))]), ct)).Status);
+        var (report, information) = await ReceiveReportAsync(client, ct);
+        Assert.Equal((ushort)2, report.EventTypeId);
+        var committed = Assert.Single(information.GetSequence(DicomTags.ReferencedSOPSequence)!.Items);
+        Assert.Equal(instances[3].SopInstance, DicomText.TrimUid(committed.GetString(DicomTags.ReferencedSOPInstanceUID)!));
+        var failed = information.GetSequence(DicomTags.FailedSOPSequence)!.Items
+            .ToDictionary(i => DicomText.TrimUid(i.GetString(DicomTags.ReferencedSOPInstanceUID)!), i => i.TryGetInt64(DicomTags.FailureReason, out var reason) ? reason : -1);
+        Assert.Equal(instances.Take(3).ToDictionary(i => i.SopInstance, _ => (long)DimseStatus.ProcessingFailure), failed);
+        await client.Association.SendAsync(DimseMessage.Response(report, DimseStatus.Success), ReadOnlyMemory<byte>.Empty, ct);
+        await client.ReleaseAsync(ct);
+
+        var audit = await Eventually.WaitForAsync(() => node.VigieAsync("audit", "show", "--json", "--details"),
+            a => a.StandardOutput.Contains("on the requesting association", StringComparison.Ordinal), ct);
+        Assert.Contains("3 stored objects failed their check when asked for storage commitment by SCU2 (transaction 2.25.4444)", audit.StandardOutput,
+            StringComparison.Ordinal);
+        Assert.Contains("storage commitment reported: 1 instances committed, 3 not committed", audit.StandardOutput, StringComparison.Ordinal);
+        Assert.Equal("Degraded", (await node.HealthCheckAsync("data-folder", ct)).Status);
+        Assert.DoesNotContain(instances[0].SopInstance, node.Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Regression: a requestor that gave up the SCU role of storage commitment at role selection (SCU-role 0, SCP-role 1,
+    /// confirmed by Vigie) could still invoke N-ACTION, the SCU's operation (PS3.7 D.3.3.4). Now 0211, audited.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_n_action_was_served_from_a_requestor_that_took_the_scp_role_only()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "SCU3", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.StorageCommitmentPushModel], DicomUids.ImplicitVRLittleEndian), ct,
+            [new RoleSelection(DicomUids.StorageCommitmentPushModel, ScuRole: false, ScpRole: true)]);
+        var context = client.Association.FindAcceptedContext(DicomUids.StorageCommitmentPushModel);
+        Assert.NotNull(context);
+        Assert.False(context.ScuRole);
+
+        var refused = await client.ActionAsync(DicomUids.StorageCommitmentPushModel, DicomUids.StorageCommitmentPushModelInstance, 1,
+            Information("2.25.4545", ("1.2.3.1", "1.2.840.10008.5.1.4.1.1.2")), ct);
+        Assert.Equal(DimseStatus.UnrecognizedOperation, refused.Status);
+        Assert.Contains("gave up the SCU role", refused.ErrorComment, StringComparison.Ordinal);
+        await client.ReleaseAsync(ct);
+
+        var audit = await Eventually.WaitForAsync(() => node.VigieAsync("audit", "show", "--json", "--details"),
+            a => a.StandardOutput.Contains("refused (0x0211)", StringComparison.Ordinal), ct);
+        Assert.Contains("gave up the SCU role of this context's SOP class at role selection", audit.StandardOutput, StringComparison.Ordinal);
+        Assert.DoesNotContain("2.25.4545", audit.StandardOutput, StringComparison.Ordinal);
+    }
+
     private static async Task<DicomClient> ConnectTakingReportsAsync(VigieNode node, CancellationToken ct) =>
         await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "SCU2", CalledAE = "VIGIE" },
             DicomClient.Propose([DicomUids.StorageCommitmentPushModel], DicomUids.ImplicitVRLittleEndian), ct,
