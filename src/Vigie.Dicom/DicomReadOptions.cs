@@ -48,8 +48,9 @@ public sealed record DicomReadOptions
     public bool LoadLargeValues { get; init; }
 
     /// <summary>
-    /// Bytes of values loaded into memory before binary values and fragments of any size are kept as references too
-    /// (when the source is seekable): memory stays bounded whatever the number of small values.
+    /// Bytes of values loaded into memory before values of any VR and fragments over 64 bytes are kept as references too
+    /// (when the source is seekable): memory stays bounded whatever the number of small values. Text counted since
+    /// 2026-12-07; before, only binary values and fragments were.
     /// </summary>
     public long MaxLoadedBytes { get; init; } = 64L * 1024 * 1024;
 

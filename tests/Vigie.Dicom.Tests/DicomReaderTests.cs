@@ -183,7 +183,7 @@ public sealed class DicomReaderTests
     /// <summary>
     /// Regression: only values over 64 KiB were kept as references, so encapsulated pixel data cut into fragments of 64 KiB
     /// or less was loaded whole (a 1 GB image took 1.4 GB in the node, `vigie dump` 474 MB for 400 MB). Past the loaded
-    /// budget, binary values and fragments stay in the source; text values are still loaded.
+    /// budget, binary values and fragments stay in the source (text too since 2026-12-07; short values are still loaded).
     /// </summary>
     [Fact]
     public async Task Regression_pixel_data_in_many_small_fragments_was_loaded_whole()
@@ -227,6 +227,62 @@ public sealed class DicomReaderTests
         // Without the budget spent, small values are loaded as before.
         var loaded = await Read(bytes);
         Assert.All(((DicomFragmentSequence)loaded.Dataset[DicomTags.PixelData]!).Items, f => Assert.Null(f.Bulk));
+    }
+
+    /// <summary>
+    /// Regression: text values were loaded whatever the loaded budget said, so a C-STORE of one sequence of 6,000 LT values
+    /// of 65,000 bytes (each under the 64 KiB threshold, 390 MB) was loaded whole: +463 MB in the node, and a 780 MB one
+    /// took it to 1.5 GB. Past the budget text stays in the source like binary values; short values are still loaded.
+    /// </summary>
+    [Fact]
+    public async Task Regression_many_text_values_under_the_threshold_were_loaded_whole()
+    {
+        const int items = 200;
+        const int textLength = 65_000;
+        const long budget = 1024 * 1024;
+        var text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("LOREM IPSUM ", (textLength / 12) + 1)))[..textLength];
+        var parts = new List<byte[]>
+        {
+            DicomSamples.Explicit(0x0008, 0x0018, "UI", 8, "2.25.42\0"u8),
+            DicomSamples.Explicit(0x0010, 0x0010, "PN", 14, "DUPONT^JEANNE "u8),
+            DicomSamples.Explicit(0x0040, 0xA730, "SQ", 0xFFFFFFFF),
+        };
+        for (var i = 0; i < items; i++)
+        {
+            parts.Add(DicomSamples.Item(0xFFFFFFFF));
+            parts.Add(DicomSamples.Explicit(0x0020, 0x4000, "LT", textLength, text));
+            parts.Add(DicomSamples.Explicit(0x0040, 0xA040, "CS", 4, "TEXT"u8));
+            parts.Add(DicomSamples.Explicit(0x0040, 0xA160, "UT", textLength, text));
+            parts.Add(DicomSamples.ItemEnd());
+        }
+
+        parts.Add(DicomSamples.SequenceEnd());
+        parts.Add(DicomSamples.Explicit(0x0070, 0x0080, "CS", 6, "LABEL "u8));
+        var bytes = DicomSamples.Part10(DicomUids.ExplicitVRLittleEndian, [.. parts]);
+
+        var file = await Read(bytes, new DicomReadOptions { MaxLoadedBytes = budget });
+        // The parser's own accounting: the budget, plus the short values (at most 64 bytes each) loaded past it.
+        Assert.InRange(file.LoadedBytes, budget - textLength, budget + (items * 64L) + 64);
+        var content = file.Dataset.GetSequence(new DicomTag(0x0040, 0xA730))!.Items;
+        Assert.Equal(items, content.Count);
+        Assert.False(((DicomValueElement)content[0][new DicomTag(0x0020, 0x4000)]!).IsBulk);
+        foreach (var tag in new[] { new DicomTag(0x0020, 0x4000), new DicomTag(0x0040, 0xA160) })
+        {
+            var last = (DicomValueElement)content[^1][tag]!;
+            Assert.True(last.IsBulk);
+            Assert.Equal(textLength, last.Length);
+            Assert.True(bytes.AsSpan((int)last.Bulk!.Offset, textLength).SequenceEqual(text));
+        }
+
+        // Identifiers and codes are still read, whatever was loaded before them.
+        Assert.Equal("TEXT", content[^1].GetString(new DicomTag(0x0040, 0xA040)));
+        Assert.Equal("LABEL", file.Dataset.GetString(new DicomTag(0x0070, 0x0080)));
+        Assert.Equal("DUPONT^JEANNE", file.Dataset.GetString(DicomTags.PatientName));
+
+        // Under the budget, the same text is loaded as before.
+        var whole = await Read(bytes);
+        Assert.True(whole.LoadedBytes > items * 2L * textLength);
+        Assert.False(((DicomValueElement)whole.Dataset.GetSequence(new DicomTag(0x0040, 0xA730))!.Items[^1][new DicomTag(0x0040, 0xA160)]!).IsBulk);
     }
 
     /// <summary>

@@ -42,6 +42,9 @@ internal sealed class DatasetParser
     /// <summary>Set when <see cref="DicomReadOptions.StopAtTag"/> ended the read early.</summary>
     public bool Stopped { get; private set; }
 
+    /// <summary>Bytes of values and fragments loaded into memory so far (what <see cref="DicomReadOptions.MaxLoadedBytes"/> bounds).</summary>
+    public long LoadedBytes => _loaded;
+
     /// <summary>Reads a top-level dataset to the end of the data.</summary>
     public async ValueTask ReadTopLevelAsync(DicomDataset dataset, CancellationToken cancellationToken)
     {
@@ -377,7 +380,7 @@ internal sealed class DatasetParser
         }
 
         var valueOffset = _input.StreamOffset;
-        if (KeepAsReference(length, IsBinary(vr)))
+        if (KeepAsReference(length))
         {
             var bulk = new DicomBulkReference(valueOffset, length, _littleEndian ? 1 : DicomVRInfo.UnitSize(vr));
             await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
@@ -561,7 +564,7 @@ internal sealed class DatasetParser
 
             CheckRemaining(length, itemTag);
             var itemSourceOffset = _offsetBase + offset;
-            if (KeepAsReference(length, binary: true))
+            if (KeepAsReference(length))
             {
                 var bulk = new DicomBulkReference(_input.StreamOffset, length, 1);
                 await _input.SkipAsync(length, cancellationToken).ConfigureAwait(false);
@@ -583,28 +586,28 @@ internal sealed class DatasetParser
 
     /// <summary>
     /// Whether a value stays in the source, read later by its range, rather than loaded. Values over the threshold do,
-    /// unless every value is wanted in memory. Past <see cref="DicomReadOptions.MaxLoadedBytes"/>, binary values and
-    /// fragments of any size do too: a data set of many values or fragments each under the threshold (64 KiB fragments of
-    /// a 1 GB image) was otherwise loaded whole. A source that cannot be read again (a deflated data set) keeps its
-    /// large values in memory, or, when the reader only wants the attributes, drops them.
+    /// unless every value is wanted in memory. Values of any VR and fragments over 64 bytes do too once loading them
+    /// would take the loaded bytes past <see cref="DicomReadOptions.MaxLoadedBytes"/>: a data set of many values or
+    /// fragments each under the threshold (64 KiB fragments of a 1 GB image; until 2026-12-07, 6,000 LT values of
+    /// 65,000 bytes, +463 MB in the node) was otherwise loaded whole. A source that cannot be read again (a deflated data
+    /// set) keeps its large values in memory, or, when the reader only wants the attributes, drops them.
     /// </summary>
-    private bool KeepAsReference(long length, bool binary)
+    private bool KeepAsReference(long length)
     {
         if (_options.LoadLargeValues && length <= _options.MaxValueInMemory)
         {
             return false;
         }
 
-        var large = length > _options.LargeValueThreshold || (binary && length > SmallBinaryValue && _loaded > _options.MaxLoadedBytes);
+        var large = length > _options.LargeValueThreshold || (length > SmallValue && _loaded + length > _options.MaxLoadedBytes);
         return large && (_input.CanSeek || _options.DropLargeValues);
     }
 
-    /// <summary>Always loaded: a reference would take more memory than the value.</summary>
-    private const int SmallBinaryValue = 64;
-
-    /// <summary>Binary values: what an image or a private blob holds, never an attribute a reader looks up as text.</summary>
-    private static bool IsBinary(DicomVR vr) =>
-        vr is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV;
+    /// <summary>
+    /// Always loaded: a reference would take about as much memory as the value, and identifiers (UIDs, IDs, codes,
+    /// dates) fit in it, so readers of attributes still find them past the budget.
+    /// </summary>
+    private const int SmallValue = 64;
 
     /// <summary>The private dictionary entry of a private data element, found through its creator in the same dataset.</summary>
     private static DicomDictionaryEntry? PrivateEntry(DicomDataset dataset, DicomTag tag)

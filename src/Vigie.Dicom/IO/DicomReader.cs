@@ -142,6 +142,7 @@ public static class DicomReader
             EndOffset = parser.TrailingDataOffset ?? input.Position,
             TrailingDataOffset = parser.TrailingDataOffset,
             IsPartial = parser.Stopped,
+            LoadedBytes = parser.LoadedBytes,
             HasMetaInformation = hasMeta,
             Warnings = warnings,
         };
@@ -169,6 +170,7 @@ public static class DicomReader
             EndOffset = stream.CanSeek ? stream.Length : datasetOffset,
             InflatedTrailingDataOffset = parser.TrailingDataOffset,
             IsPartial = parser.Stopped,
+            LoadedBytes = parser.LoadedBytes,
             HasMetaInformation = hasMeta,
             Warnings = warnings,
         };

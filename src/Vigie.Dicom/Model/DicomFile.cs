@@ -39,6 +39,9 @@ public sealed class DicomFile
     /// <summary>True when the read stopped early at <see cref="DicomReadOptions.StopAtTag"/>.</summary>
     public bool IsPartial { get; init; }
 
+    /// <summary>Bytes of data set values the read loaded into memory; the rest stayed in the source as references.</summary>
+    internal long LoadedBytes { get; init; }
+
     /// <summary>The file carried "DICM" and file meta information.</summary>
     public bool HasMetaInformation { get; init; }
 
