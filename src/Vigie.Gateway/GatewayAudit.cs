@@ -114,10 +114,13 @@ internal static class GatewayAudit
         Accessions = accession is { Length: > 0 } ? [accession] : [],
     };
 
-    /// <summary>Reads only as far as the study (bounded): who a refused or quarantined object is about.</summary>
+    /// <summary>
+    /// Reads only as far as the study (bounded): who a refused or quarantined object is about. Its identifiers are short
+    /// values, loaded whatever the budget; longer ones past 16 MiB stay in the object.
+    /// </summary>
     private static readonly Vigie.Dicom.DicomReadOptions HeaderRead = new()
     {
-        StopAtTag = Vigie.Dicom.DicomTags.SeriesInstanceUID, MaxElements = 2_000, MaxDepth = 4, LoadLargeValues = false,
+        StopAtTag = Vigie.Dicom.DicomTags.SeriesInstanceUID, MaxElements = 2_000, MaxDepth = 4, LoadLargeValues = false, MaxLoadedBytes = 16L * 1024 * 1024,
     };
 
     /// <summary>

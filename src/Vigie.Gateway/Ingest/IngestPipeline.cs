@@ -55,8 +55,13 @@ public sealed class IngestPipeline(
     internal static void CountRefused(IngestChannel channel, string outcome) =>
         Objects.Add(1, new KeyValuePair<string, object?>("outcome", outcome), new KeyValuePair<string, object?>("channel", channel.ToString()));
 
-    /// <summary>What the index needs of an object: everything before the pixel data (also what recovery reads back).</summary>
-    internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData, DropLargeValues = true };
+    /// <summary>
+    /// What the index needs of an object: everything before the pixel data (also what recovery reads back). It keeps
+    /// top-level attributes of groups 0008-0028, which come before the bulk of a real object, and values of 64 bytes or
+    /// less (UIDs, IDs, dates) are loaded whatever the budget: a quarter of it is plenty. Inspection's copy of the data set
+    /// is still uncollected garbage when this one is read, so the node's peak per object is the sum of both budgets.
+    /// </summary>
+    internal static readonly DicomReadOptions IndexRead = new() { StopAtTag = DicomTags.PixelData, DropLargeValues = true, MaxLoadedBytes = 16L * 1024 * 1024 };
 
     /// <summary>Objects up to this size join the shared index transaction while their file is still being synced.</summary>
     private const long OverlapSyncLimit = 16L * 1024 * 1024;

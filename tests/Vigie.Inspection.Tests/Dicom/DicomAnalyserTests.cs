@@ -1,3 +1,4 @@
+using System.Text;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Inspection.Dicom;
@@ -252,6 +253,34 @@ public sealed class DicomAnalyserTests
         var context = await AnalyseAsync(File(ds));
         AssertFinding(context, "dicom.element.executable", Severity.Critical);
         Assert.Contains("(0029,1001)", context.Findings.Single(f => f.Rule == "dicom.element.executable").Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Since 2026-12-07 text values past the reader's loaded budget (64 MiB) stay in the object as references, like
+    /// binary ones: an executable in such a value is still found, read by its range.
+    /// </summary>
+    [Fact]
+    public async Task An_executable_in_a_text_value_past_the_loaded_budget_is_still_found()
+    {
+        var filler = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("LOREM IPSUM ", 5_417)))[..65_000];
+        var text = new DicomTag(0x0020, 0x4000);
+        var ds = Image();
+        var sequence = new DicomSequence(new DicomTag(0x0040, 0xA730));
+        for (var i = 0; i <= 1_100; i++)
+        {
+            var item = new DicomDataset();
+            item.SetBytes(text, DicomVR.LT, i < 1_100 ? filler : PeHeader(filler.Length));
+            sequence.Items.Add(item);
+        }
+
+        ds.AddOrUpdate(sequence);
+        var bytes = File(ds);
+        var read = await DicomReader.ReadFileAsync(new MemoryStream(bytes), null, TestContext.Current.CancellationToken);
+        Assert.True(((DicomValueElement)read.Dataset.GetSequence(sequence.Tag)!.Items[^1][text]!).IsBulk);
+
+        var context = await AnalyseAsync(bytes);
+        AssertFinding(context, "dicom.element.executable", Severity.Critical);
+        Assert.Contains("(0040,A730)[1100].(0020,4000)", context.Findings.Single(f => f.Rule == "dicom.element.executable").Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -1,0 +1,163 @@
+using System.Buffers.Binary;
+using System.Globalization;
+using System.Text;
+using Vigie.Dicom;
+using Vigie.Dicom.IO;
+using Vigie.Dicom.Network;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>What one C-STORE'd object may make a node hold, measured on the node's process.</summary>
+public sealed class IngestMemoryTests
+{
+    private const int TextLength = 65_000;
+
+    /// <summary>
+    /// Regression: the reader's loaded budget (64 MiB) left text out, so an object of many text values each under the
+    /// 64 KiB threshold was loaded whole by inspection and again by the index: a 390 MB one (6,000 LT values in one
+    /// sequence) raised the node's RSS by 463 MB, a 780 MB one took it to 1.5 GB. 3,500 values (228 MB) raised it by
+    /// about 270 MB before the fix.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_object_of_many_short_text_values_was_held_whole_in_memory()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var pid = node.ProcessId!.Value;
+        const string sopInstance = "1.2.826.0.1.3680043.10.1338.64.1";
+        var head = new DicomDataset();
+        head.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.SecondaryCaptureImageStorage);
+        head.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sopInstance);
+        head.SetString(DicomTags.Modality, DicomVR.CS, "OT");
+        head.SetString(DicomTags.PatientName, DicomVR.PN, "SYNTH^TEXT");
+        head.SetString(DicomTags.PatientID, DicomVR.LO, "SYN-TEXT");
+        head.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.64.2");
+        head.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.64.3");
+        await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+            DicomClient.Propose([DicomUids.SecondaryCaptureImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
+        var before = Rss(pid);
+        using var watch = new CancellationTokenSource();
+        var peak = Task.Run(async () =>
+        {
+            var highest = before;
+            while (!watch.IsCancellationRequested)
+            {
+                highest = Math.Max(highest, Rss(pid));
+                await Task.Delay(50, CancellationToken.None);
+            }
+
+            return Math.Max(highest, Rss(pid));
+        }, CancellationToken.None);
+
+        await using var data = new TextSequenceStream(DicomWriter.Encode(head, TransferSyntax.ExplicitVRLittleEndian), items: 3_500);
+        var result = await client.StoreAsync(DicomUids.SecondaryCaptureImageStorage, sopInstance, DicomUids.ExplicitVRLittleEndian, data, ct);
+        await watch.CancelAsync();
+        var growth = await peak - before;
+        Assert.Equal(DimseStatus.Success, result.Status);
+        await client.ReleaseAsync(ct);
+        // Inspection and the index each load at most the 64 MiB budget; the rest stays in the spool as references.
+        Assert.True(growth < 170L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for a {data.Length / 1048576} MB object of text values");
+    }
+
+    /// <summary>The node's resident set size, in bytes.</summary>
+    private static long Rss(int pid)
+    {
+        foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.AsSpan(6).Trim().TrimEnd("kB").Trim(), CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new InvalidOperationException("no VmRSS");
+    }
+
+    /// <summary>
+    /// The data set <paramref name="head"/>, then Content Sequence (0040,A730) of undefined length whose items each hold
+    /// one 65,000-byte LT, produced as it is read so the test holds none of it.
+    /// </summary>
+    private sealed class TextSequenceStream(byte[] head, int items) : Stream
+    {
+        private static readonly byte[] Item = BuildItem();
+        private static readonly byte[] SequenceHeader = [0x40, 0x00, 0x30, 0xA7, (byte)'S', (byte)'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
+        private static readonly byte[] SequenceEnd = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
+        private long _position;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => head.Length + SequenceHeader.Length + ((long)Item.Length * items) + SequenceEnd.Length;
+
+        public override long Position
+        {
+            get => _position;
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var written = 0;
+            while (written < buffer.Length && _position < Length)
+            {
+                var (part, at) = Locate(_position);
+                var count = Math.Min(buffer.Length - written, part.Length - at);
+                part.AsSpan(at, count).CopyTo(buffer[written..]);
+                written += count;
+                _position += count;
+            }
+
+            return written;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(Read(buffer.Span));
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            Task.FromResult(Read(buffer.AsSpan(offset, count)));
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        private (byte[] Part, int At) Locate(long position)
+        {
+            if (position < head.Length)
+            {
+                return (head, (int)position);
+            }
+
+            position -= head.Length;
+            if (position < SequenceHeader.Length)
+            {
+                return (SequenceHeader, (int)position);
+            }
+
+            position -= SequenceHeader.Length;
+            return position < (long)Item.Length * items ? (Item, (int)(position % Item.Length)) : (SequenceEnd, (int)(position - ((long)Item.Length * items)));
+        }
+
+        private static byte[] BuildItem()
+        {
+            var text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("LOREM IPSUM ", (TextLength / 12) + 1)))[..TextLength];
+            var item = new byte[8 + 8 + TextLength];
+            BinaryPrimitives.WriteUInt32LittleEndian(item, 0xE000FFFE);
+            BinaryPrimitives.WriteUInt32LittleEndian(item.AsSpan(4), 8 + TextLength);
+            BinaryPrimitives.WriteUInt32LittleEndian(item.AsSpan(8), 0x40000020);
+            "LT"u8.CopyTo(item.AsSpan(12));
+            BinaryPrimitives.WriteUInt16LittleEndian(item.AsSpan(14), TextLength);
+            text.CopyTo(item, 16);
+            return item;
+        }
+    }
+}
