@@ -55,8 +55,9 @@ public sealed class IngestMemoryTests
         var growth = await peak - before;
         Assert.Equal(DimseStatus.Success, result.Status);
         await client.ReleaseAsync(ct);
-        // Inspection and the index each load at most the 64 MiB budget; the rest stays in the spool as references.
-        Assert.True(growth < 170L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for a {data.Length / 1048576} MB object of text values");
+        // Inspection and the index each load at most their budget (64 + 16 MiB); the rest stays in the spool as references.
+        // The bound sits between the two (about 130 MB after, 290 at least before) with room for a busy machine's GC.
+        Assert.True(growth < 220L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for a {data.Length / 1048576} MB object of text values");
     }
 
     /// <summary>The node's resident set size, in bytes.</summary>
