@@ -43,7 +43,9 @@ internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInsp
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        var document = PdfDocument.Scan(content, context.Limits.MaxEntries, cancellationToken);
+        // Read out of a DICOM file (its preamble, a header in its first kilobyte, a value), the PDF is interleaved with
+        // binary element headers that derail a sequential reading; readers reconstruct it, and so does this reading.
+        var document = PdfDocument.Scan(content, context.Limits.MaxEntries, cancellationToken, reconstruct: context.ParentType == ContentType.Dicom);
         var state = new AnalysisState(context, content, document);
 
         if (document.HeaderOffset > 0)

@@ -80,7 +80,11 @@ internal sealed class PdfDocument
         return value is PdfReference ? null : value;
     }
 
-    public static PdfDocument Scan(ContentSource source, int maxObjects, CancellationToken cancellationToken)
+    /// <param name="reconstruct">
+    /// Also read every "N G obj" the bytes hold outside the objects already read, as readers do when a file's structure
+    /// fails them (qpdf's reconstruction): for PDFs read out of another format, whose binary derails a sequential reading.
+    /// </param>
+    public static PdfDocument Scan(ContentSource source, int maxObjects, CancellationToken cancellationToken, bool reconstruct = false)
     {
         var document = new PdfDocument { MaxObjects = maxObjects };
         using var lexer = new PdfLexer(source);
@@ -89,8 +93,149 @@ internal sealed class PdfDocument
         document.ScanLinear(lexer, cancellationToken);
         document.ValuesExhausted = lexer.BudgetExceeded;
         document.ReadListedOffsets(lexer, cancellationToken);
+        if (reconstruct)
+        {
+            document.ReadUnlistedObjects(lexer, cancellationToken);
+        }
+
         return document;
     }
+
+    /// <summary>Where each object read lies ([start, end) in the source), so that a reconstruction does not read inside one.</summary>
+    private readonly List<(long Start, long End)> _extents = [];
+
+    /// <summary>
+    /// Objects that neither the sequential reading nor the cross-reference data reached, found as a reconstructing
+    /// reader finds them: "N G obj" after a delimiter, outside every object read. In a DICOM file a group 0028 tag reads
+    /// "(" to a tokenizer and swallowed the objects that follow (review 14: a polyglot's /OpenAction script was unseen).
+    /// </summary>
+    private void ReadUnlistedObjects(PdfLexer lexer, CancellationToken cancellationToken)
+    {
+        var extents = _extents.OrderBy(e => e.Start).ToList();
+        var merged = new List<(long Start, long End)>();
+        foreach (var extent in extents)
+        {
+            if (merged.Count > 0 && extent.Start <= merged[^1].End)
+            {
+                merged[^1] = (merged[^1].Start, Math.Max(merged[^1].End, extent.End));
+            }
+            else
+            {
+                merged.Add(extent);
+            }
+        }
+
+        Span<byte> before = stackalloc byte[48];
+        Span<byte> after = stackalloc byte[1];
+        for (var from = HeaderOffset; !Truncated;)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var at = lexer.IndexOf("obj"u8, from, lexer.Length);
+            if (at < 0)
+            {
+                return;
+            }
+
+            from = at + 3;
+            if (lexer.ReadAt(at + 3, after) == 1 && !IsDelimiter(after[0]))
+            {
+                continue;
+            }
+
+            var window = (int)Math.Min(before.Length, at);
+            var head = before[..lexer.ReadAt(at - window, before[..window])];
+            if (StartOfObjectHeader(head) is not { } back)
+            {
+                continue;
+            }
+
+            var start = at - head.Length + back;
+            if (_parsedOffsets.Contains(start) || Inside(merged, start))
+            {
+                continue;
+            }
+
+            lexer.Seek(start);
+            var number = lexer.Next();
+            var generation = lexer.Next();
+            var keyword = lexer.Next();
+            if (number.IsInteger && generation.IsInteger && keyword.IsKeyword("obj") && number.Integer is >= 0 and <= int.MaxValue
+                && generation.Integer is >= 0 and <= 65535)
+            {
+                Problems.Add($"object {number.Integer} at {start} is hidden from a sequential reading (found as a reconstructing reader finds it)");
+                ParseIndirect(lexer, (int)number.Integer, (int)generation.Integer, start);
+                from = Math.Max(from, lexer.Position);
+            }
+        }
+    }
+
+    /// <summary>Index in <paramref name="head"/> (bytes just before "obj") where "N G " begins, after a delimiter; null when it does not.</summary>
+    private static int? StartOfObjectHeader(ReadOnlySpan<byte> head)
+    {
+        var i = head.Length;
+        if (i == 0 || !IsWhitespace(head[i - 1]))
+        {
+            return null;
+        }
+
+        while (i > 0 && IsWhitespace(head[i - 1]))
+        {
+            i--;
+        }
+
+        var digits = i;
+        while (i > 0 && char.IsAsciiDigit((char)head[i - 1]))
+        {
+            i--;
+        }
+
+        if (i == digits || i == 0 || !IsWhitespace(head[i - 1]))
+        {
+            return null;
+        }
+
+        while (i > 0 && IsWhitespace(head[i - 1]))
+        {
+            i--;
+        }
+
+        digits = i;
+        while (i > 0 && char.IsAsciiDigit((char)head[i - 1]))
+        {
+            i--;
+        }
+
+        // The number must be whole: a delimiter before it, or the start of what was read only when that is the source's start.
+        return i == digits || (i > 0 && !IsDelimiter(head[i - 1])) || (i == 0 && head.Length == 48) ? null : i;
+    }
+
+    private static bool Inside(List<(long Start, long End)> merged, long offset)
+    {
+        int low = 0, high = merged.Count - 1;
+        while (low <= high)
+        {
+            var mid = (low + high) / 2;
+            if (offset < merged[mid].Start)
+            {
+                high = mid - 1;
+            }
+            else if (offset >= merged[mid].End)
+            {
+                low = mid + 1;
+            }
+            else
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static bool IsWhitespace(byte b) => b is 0 or 9 or 10 or 12 or 13 or 32;
+
+    private static bool IsDelimiter(byte b) => IsWhitespace(b) || b is (byte)'(' or (byte)')' or (byte)'<' or (byte)'>' or (byte)'[' or (byte)']'
+        or (byte)'{' or (byte)'}' or (byte)'/' or (byte)'%';
 
     private void ScanLinear(PdfLexer lexer, CancellationToken cancellationToken)
     {
@@ -188,6 +333,7 @@ internal sealed class PdfDocument
             StreamOffset = streamOffset,
             StreamLength = streamLength,
         });
+        _extents.Add((offset, Math.Max(lexer.Position, streamOffset + streamLength)));
     }
 
     private void Add(PdfIndirectObject indirect)

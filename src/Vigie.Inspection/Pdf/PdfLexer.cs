@@ -72,6 +72,10 @@ internal sealed class PdfLexer : IDisposable
 
     public long Length => _end;
 
+    /// <summary>Raw bytes at <paramref name="offset"/>, without moving the tokenizer.</summary>
+    public int ReadAt(long offset, Span<byte> destination) =>
+        offset < 0 || offset >= _end ? 0 : _source.ReadAt(offset, destination[..(int)Math.Min(destination.Length, _end - offset)]);
+
     public void Seek(long position)
     {
         _pushback.Clear();
