@@ -91,6 +91,14 @@ public abstract class InspectionContext
         InspectChildAsync(name, content, cancellationToken);
 
     /// <summary>
+    /// Reads bytes of the current object once more as what another reader sees in them (the file as the PDF a reader
+    /// opens from a header in its first kilobyte): Low and Medium findings there are Info, since the first reading
+    /// judged the structure; active content counts.
+    /// </summary>
+    public virtual ValueTask InspectSecondReadingAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
+        InspectAsAsync(name, type, content, cancellationToken);
+
+    /// <summary>
     /// Says that <paramref name="part"/> (a slice of the current content) has been inspected already, under another
     /// reading, so that no generic step (the appended-archive check) reads it again.
     /// </summary>

@@ -249,7 +249,7 @@ public static class DicomReader
                 highest = tag;
             }
 
-            var element = new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset);
+            var element = new DicomValueElement(tag, vr == DicomVR.None ? DicomVR.UN : vr, value, headerOffset) { ValueOffset = headerOffset + header };
             if (!meta.Append(element))
             {
                 // As in the data set: two transfer syntaxes, say, and two readers see two different objects.

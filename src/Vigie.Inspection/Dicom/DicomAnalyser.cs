@@ -33,7 +33,7 @@ internal sealed class DicomAnalyser : IContentAnalyser
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        var preambleIsZip = await AnalysePreambleAsync(context, content, cancellationToken).ConfigureAwait(false);
+        var (preambleIsZip, preamblePdf) = await AnalysePreambleAsync(context, content, cancellationToken).ConfigureAwait(false);
         DicomFile file;
         try
         {
@@ -43,6 +43,11 @@ internal sealed class DicomAnalyser : IContentAnalyser
         catch (DicomParseException e)
         {
             context.Report("dicom.structure." + Kebab(e.Kind.ToString()), SeverityOf(e.Kind), $"unreadable DICOM: {e.Reason}{(e.TagPath.Length > 0 ? " in " + e.TagPath : "")}", e.Offset);
+            if (!preamblePdf)
+            {
+                await ReadAsPdfReaderAsync(context, content, 0, cancellationToken).ConfigureAwait(false);
+            }
+
             return;
         }
 
@@ -62,18 +67,109 @@ internal sealed class DicomAnalyser : IContentAnalyser
             await AnalyseInflatedTrailingAsync(context, content, file.DatasetOffset, inflatedTrailing, cancellationToken).ConfigureAwait(false);
         }
 
+        if (file.TransferSyntax.IsDeflated)
+        {
+            await AnalyseAfterDeflateStreamAsync(context, content, file.DatasetOffset, preambleIsZip, cancellationToken).ConfigureAwait(false);
+        }
+
+        // The meta group's values are values like any other (a program in (0002,0102) Private Information was never
+        // looked at until 2026-12-07), and a data set sent with group 0002 elements has them read there too.
+        await WalkAsync(context, content, file.Meta, "", cancellationToken).ConfigureAwait(false);
         await WalkAsync(context, content, file.Dataset, "", cancellationToken).ConfigureAwait(false);
         await CheckPixelDataAsync(context, content, file, cancellationToken).ConfigureAwait(false);
+        if (!preamblePdf)
+        {
+            await ReadAsPdfReaderAsync(context, content, file.TransferSyntax.IsDeflated ? 0 : file.DatasetOffset, cancellationToken).ConfigureAwait(false);
+        }
     }
 
-    /// <summary>Reports what the preamble makes of the file; true when it opens as a ZIP (and was read as one).</summary>
-    private static async ValueTask<bool> AnalysePreambleAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    /// <summary>The window a PDF reader searches for the header: the file's first kilobyte.</summary>
+    private const int PdfHeaderWindow = 1024;
+
+    /// <summary>
+    /// PDF readers open a file whose header lies anywhere in its first kilobyte, whatever holds it (a Manufacturer,
+    /// a meta element, a value of any VR or length) and wherever its objects are (a private OB further on). The file is
+    /// read once more from the header as that PDF, its Low and Medium findings as Info (the DICOM reading judged the
+    /// structure), its active content counting. The window also covers the data set's first kilobyte past the meta
+    /// information: stored, retrieved and written again by a peer with a shorter meta group, the object's offsets move
+    /// down. A benign encapsulated PDF there reads clean; until 2026-12-07 the file was never read so, and a DICOM
+    /// object that PDF readers open with an auto-run script was stored and served.
+    /// </summary>
+    private static async ValueTask ReadAsPdfReaderAsync(InspectionContext context, ContentSource content, long datasetOffset, CancellationToken cancellationToken)
+    {
+        var window = (int)Math.Min(content.Length, Math.Min(datasetOffset, int.MaxValue / 2) + PdfHeaderWindow + 4);
+        if (window < 8)
+        {
+            return;
+        }
+
+        var head = System.Buffers.ArrayPool<byte>.Shared.Rent(window);
+        int start;
+        try
+        {
+            start = head.AsSpan(0, content.ReadAt(0, head.AsSpan(0, window))).IndexOf("%PDF-"u8);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(head);
+        }
+
+        if (start < 0)
+        {
+            return;
+        }
+
+        using var view = content.Slice(start, content.Length - start);
+        await context.InspectSecondReadingAsync($"[as a PDF reader opens it, from offset {start}]", ContentType.Pdf, view, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Bytes after the end of a deflated data set's deflate stream: no decoder reads them, every carving tool does.
+    /// They are trailing data as after any data set (until 2026-12-07 they were never looked at). The one zero byte
+    /// writers add to make the stream's length even (PS3.5 A.5) is not.
+    /// </summary>
+    private static async ValueTask AnalyseAfterDeflateStreamAsync(InspectionContext context, ContentSource content, long datasetOffset, bool preambleIsZip,
+        CancellationToken cancellationToken)
+    {
+        var found = await DeflateEnd.FindAsync(content, datasetOffset, ReadOptions.MaxInflatedBytes, cancellationToken).ConfigureAwait(false);
+        if (found.Corrupt)
+        {
+            context.Report("dicom.structure.invalid-deflate-stream", Severity.Medium,
+                "the deflate stream breaks after the data set's elements: where it ends, and what follows it, cannot be told", datasetOffset);
+            return;
+        }
+
+        if (found.TooLarge)
+        {
+            context.Report(Rules.InnerSizeLimit, Severity.Medium,
+                $"the deflate stream inflates past {ReadOptions.MaxInflatedBytes} bytes: where it ends, and what follows it, was not checked", datasetOffset);
+            return;
+        }
+
+        if (found.End is not { } end || end >= content.Length)
+        {
+            return;
+        }
+
+        if (IsChecksumTrailer(content, end, found))
+        {
+            return;
+        }
+
+        await AnalyseTrailingAsync(context, content, end, preambleIsZip, cancellationToken, " (after the deflate stream)").ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reports what the preamble makes of the file; says whether it opens as a ZIP and whether it was read as a PDF
+    /// (both then read as such).
+    /// </summary>
+    private static async ValueTask<(bool Zip, bool Pdf)> AnalysePreambleAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         var head = new byte[132];
         var read = content.ReadAt(0, head);
         if (read < 132 || !head.AsSpan(128, 4).SequenceEqual("DICM"u8) || head.AsSpan(0, PreambleLength).IndexOfAnyExcept((byte)0) < 0)
         {
-            return false;
+            return (false, false);
         }
 
         var kind = EmbeddedContent.Classify(content, 0, content.Length);
@@ -120,11 +216,29 @@ internal sealed class DicomAnalyser : IContentAnalyser
                 break;
         }
 
-        return kind == EmbeddedKind.Zip;
+        // What starts the preamble does not decide alone: PDF readers find a header anywhere in the first kilobyte
+        // (behind junk, a NUL, a TIFF or MZ header), and a browser renders markup whatever comes before it. Until
+        // 2026-12-07 only offset 0 was looked at, and such files were clean.
+        var pdfAt = head.AsSpan(0, PreambleLength).IndexOf("%PDF-"u8);
+        var markup = kind != EmbeddedKind.Html && EmbeddedContent.HoldsMarkup(head.AsSpan(0, PreambleLength));
+        if (kind != EmbeddedKind.Pdf && pdfAt > 0)
+        {
+            context.Report("dicom.preamble.pdf", Severity.High,
+                $"the preamble holds a PDF header at offset {pdfAt}: PDF readers open the file from there (polyglot)", pdfAt);
+            using var view = content.Slice(pdfAt, content.Length - pdfAt);
+            await context.InspectAsAsync("polyglot.pdf", ContentType.Pdf, view, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (markup)
+        {
+            context.Report("dicom.preamble.html", Severity.High, "the preamble holds HTML or script markup (polyglot)", 0);
+        }
+
+        return (kind == EmbeddedKind.Zip, kind == EmbeddedKind.Pdf || pdfAt > 0);
     }
 
     private static async ValueTask AnalyseTrailingAsync(InspectionContext context, ContentSource content, long offset, bool preambleIsZip,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, string where = "")
     {
         var length = content.Length - offset;
         var kind = EmbeddedContent.Classify(content, offset, length);
@@ -134,13 +248,13 @@ internal sealed class DicomAnalyser : IContentAnalyser
         // lands on the same local header; a crafted directory can make the two readings differ, and then both stay.
         if (preambleIsZip && kind == EmbeddedKind.Zip && SameArchive(content, tail, offset, context.Limits.MaxEntries))
         {
-            context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}, the one the preamble opens (read as polyglot.zip)",
+            context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset{where}: {what}, the one the preamble opens (read as polyglot.zip)",
                 offset);
             context.MarkInspected(tail);
             return;
         }
 
-        context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset: {what}", offset);
+        context.Report("dicom.trailing-data", severity, $"{length} bytes after the end of the dataset{where}: {what}", offset);
         await context.InspectChildAsync("trailing-data", tail, cancellationToken).ConfigureAwait(false);
     }
 
@@ -195,6 +309,35 @@ internal sealed class DicomAnalyser : IContentAnalyser
         context.Report("dicom.trailing-data", severity,
             $"{bytes.Length} bytes after the end of the deflated data set (inflated offset {at}): {what}", datasetOffset);
         await context.InspectChildAsync("trailing-data(inflated)", bytes, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// What writers leave after a deflate stream that is not data: the zero byte that makes its length even (PS3.5
+    /// A.5), a gzip trailer (CRC-32 and the inflated length, pydicom's image_dfl.dcm) or a zlib one (Adler-32), each
+    /// optionally padded. Too short to hold a file, and checked against what the stream inflated to.
+    /// </summary>
+    private static bool IsChecksumTrailer(ContentSource content, long end, DeflateEndResult found)
+    {
+        var length = content.Length - end;
+        if (length > 9)
+        {
+            return false;
+        }
+
+        var tail = new byte[length];
+        var n = content.ReadAt(end, tail);
+        if (n % 2 == 1 && tail[n - 1] == 0)
+        {
+            n--;
+        }
+
+        return n switch
+        {
+            0 => true,
+            8 => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(tail.AsSpan(4)) == (uint)found.Inflated,
+            4 => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(tail) == found.Adler32,
+            _ => false,
+        };
     }
 
     /// <summary>How grave bytes after the data set are, by what they are, and what to call them.</summary>
@@ -292,10 +435,14 @@ internal sealed class DicomAnalyser : IContentAnalyser
         }
     }
 
-    /// <summary>Binary and free-text elements, and anything private, can carry a file; typed numbers and short strings cannot.</summary>
+    /// <summary>
+    /// Binary and free-text elements, and anything private, can carry a file; typed numbers and short strings cannot. A
+    /// value that starts a PDF is looked at whatever its VR and length (a Manufacturer "%PDF-1.4" passed until 2026-12-07).
+    /// </summary>
     private static bool MayHideContent(DicomValueElement value) =>
         value.Tag.IsPrivate || value.Length >= LongValue || value.VR is DicomVR.OB or DicomVR.OW or DicomVR.UN or DicomVR.OD or DicomVR.OF or DicomVR.OL or DicomVR.OV
-            or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC or DicomVR.UR;
+            or DicomVR.UT or DicomVR.LT or DicomVR.ST or DicomVR.UC or DicomVR.UR
+        || (value.Bulk is null && value.Value.Span.TrimStart(" \0"u8).StartsWith("%PDF-"u8));
 
     /// <summary>Largest file in an element that can be found clean (vendor protocols and reports are far smaller).</summary>
     private const long MaxVendorFileChecked = 16L << 20;

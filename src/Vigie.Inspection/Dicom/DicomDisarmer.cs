@@ -38,6 +38,15 @@ internal sealed class DicomDisarmer : IDisarmer
             actions.Add(new DisarmAction("dicom.trailing-data", $"removed {content.Length - trailing} bytes after the dataset", trailing, ""));
         }
 
+        if (file.TransferSyntax.IsDeflated
+            && (await DeflateEnd.FindAsync(content, file.DatasetOffset, 256L << 20, cancellationToken).ConfigureAwait(false)).End is { } end
+            && content.Length - end > 9)
+        {
+            // Not written again: the copy's stream is deflated anew and ends where its data set does.
+            actions.Add(new DisarmAction("dicom.trailing-data", $"removed {content.Length - end} bytes after the deflate stream", end, ""));
+        }
+
+        RemoveFromMeta(file.Meta, content, actions);
         RemoveDangerous(file.Dataset, content, options, actions, "");
         if (!file.TransferSyntax.IsLittleEndian)
         {
@@ -48,6 +57,29 @@ internal sealed class DicomDisarmer : IDisarmer
         await DicomWriter.WriteFileAsync(output, file, new DicomWriteOptions { BulkSource = source, TransferSyntax = file.TransferSyntax.IsLittleEndian ? file.TransferSyntax : null },
             cancellationToken).ConfigureAwait(false);
         return actions;
+    }
+
+    /// <summary>
+    /// Private Information (0002,0102) that holds a program or a file goes, with its creator (0002,0100): nothing reads
+    /// it but its creator's software, and the copy was called clean with a PE still in it until 2026-12-07. Other meta
+    /// elements are rebuilt by the writer or hold UIDs.
+    /// </summary>
+    private static void RemoveFromMeta(DicomDataset meta, ContentSource content, List<DisarmAction> actions)
+    {
+        if (meta[DicomTags.PrivateInformation] is not DicomValueElement value || value.Length < 4)
+        {
+            return;
+        }
+
+        using var source = value.Bulk is { } bulk ? content.Slice(bulk.Offset, bulk.Length) : ContentSource.FromMemory(value.Value);
+        var kind = EmbeddedContent.ClassifyValue(source, 0, source.Length);
+        if (EmbeddedContent.IsExecutable(kind) || EmbeddedContent.IsContainer(kind) || kind == EmbeddedKind.MzStub)
+        {
+            meta.Remove(DicomTags.PrivateInformation);
+            meta.Remove(DicomTags.PrivateInformationCreatorUID);
+            actions.Add(new DisarmAction(EmbeddedContent.IsExecutable(kind) ? "dicom.element.executable" : "dicom.element.embedded-file",
+                $"removed {DicomTags.PrivateInformation} Private Information and its creator (0002,0100), which held {EmbeddedContent.Describe(kind)}", value.SourceOffset, ""));
+        }
     }
 
     private static void RemoveDangerous(DicomDataset dataset, ContentSource content, DisarmOptions options, List<DisarmAction> actions, string path)

@@ -272,9 +272,26 @@ internal static class EmbeddedContent
         _ => kind.ToString(),
     };
 
+    /// <summary>Page markup anywhere in <paramref name="bytes"/> (a preamble, whose bytes are free: none is there by chance).</summary>
+    public static bool HoldsMarkup(ReadOnlySpan<byte> bytes)
+    {
+        foreach (var tag in MarkupTags)
+        {
+            if (Engine.AsciiSearch.ContainsIgnoreCase(bytes, tag))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static readonly string[] MarkupTags = ["<html", "<!doctype html", "<script", "<svg", "<hta:"];
+
     private static bool LooksLikeHtml(ReadOnlySpan<byte> head)
     {
-        var text = Encoding.ASCII.GetString(head.TrimStart((byte)' ')).ToLowerInvariant();
+        // Browsers skip leading whitespace when they sniff a page (WHATWG MIME sniffing), not only spaces.
+        var text = Encoding.ASCII.GetString(head.TrimStart(" \t\n\r\f"u8)).ToLowerInvariant();
         return text.StartsWith("<html", StringComparison.Ordinal) || text.StartsWith("<!doctype html", StringComparison.Ordinal)
             || text.StartsWith("<script", StringComparison.Ordinal) || text.StartsWith("<svg", StringComparison.Ordinal)
             || text.StartsWith("<hta:", StringComparison.Ordinal);

@@ -78,6 +78,9 @@ internal sealed class EngineContext(
     public override ValueTask InspectAsAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
         engine.InspectChildAsync(this, name, content, cancellationToken, type);
 
+    public override ValueTask InspectSecondReadingAsync(string name, ContentType type, ContentSource content, CancellationToken cancellationToken) =>
+        engine.InspectChildAsync(this, name, content, cancellationToken, type, secondReading: true);
+
     public override void MarkInspected(ContentSource part)
     {
         if (ContentSource.TryLocate(content, part, out var offset))

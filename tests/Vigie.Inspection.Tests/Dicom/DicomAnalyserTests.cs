@@ -774,4 +774,199 @@ public sealed class DicomAnalyserTests
             return false;
         }
     }
+
+    /// <summary>PDF objects with an auto-run script and no header of their own: a reader opens them from a header elsewhere in the file.</summary>
+    private static byte[] PdfObjectsWithoutHeader()
+    {
+        var body = System.Text.Encoding.ASCII.GetBytes("\n1 0 obj\n<</Type/Catalog/Pages 2 0 R/OpenAction 3 0 R>>\nendobj\n2 0 obj\n<</Type/Pages/Kids[]/Count 0>>\nendobj\n"
+            + "3 0 obj\n<</S/JavaScript/JS(app.alert\\(\"VIGIE-TEST-MARKER\"\\))>>\nendobj\ntrailer\n<</Root 1 0 R/Size 4>>\n%%EOF\n");
+        return body.Length % 2 == 0 ? body : [.. body, (byte)'\n'];
+    }
+
+    private static DicomDataset WithPdfObjectsInAPrivateElement(DicomDataset ds)
+    {
+        ds.SetString(new DicomTag(0x0029, 0x0010), DicomVR.LO, "ACME 1.0");
+        ds.SetBytes(new DicomTag(0x0029, 0x1010), DicomVR.OB, PdfObjectsWithoutHeader());
+        return ds;
+    }
+
+    private static void HasActivePdf(Verdict verdict, string innerPathStart) =>
+        Assert.True(verdict.Findings.Any(f => f.Rule.StartsWith("pdf.", StringComparison.Ordinal) && f.Severity >= Severity.High
+            && f.InnerPath.StartsWith(innerPathStart, StringComparison.Ordinal)), $"expected active PDF content under {innerPathStart} in\n{verdict.Describe()}");
+
+    /// <summary>
+    /// Regression (review 14): a PDF header a few bytes into the preamble (behind junk, a NUL, a TIFF or an MZ header),
+    /// its objects with an /OpenAction script in a private element, was not read as the PDF a reader opens: only offset 0
+    /// was classified, and the file scanned clean (at most Info or Medium). Nor was HTML after leading whitespace.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_pdf_or_a_page_a_few_bytes_into_the_preamble_was_clean()
+    {
+        byte[][] pdfPreambles =
+        [
+            Ascii("JUNKJUNK%PDF-1.4\n"), [0, .. Ascii("%PDF-1.4\n")], [(byte)'I', (byte)'I', 42, 0, 8, 0, 0, 0, 0, 0, .. Ascii("%PDF-1.4\n")],
+            [(byte)'M', (byte)'Z', 0x90, 0, .. Ascii("%PDF-1.4\n")],
+        ];
+        foreach (var preamble in pdfPreambles)
+        {
+            var verdict = await TestInspection.InspectAsync(File(WithPdfObjectsInAPrivateElement(Image(8, 8)), Preamble(preamble)), "study.dcm");
+            Assert.True(verdict.Kind == VerdictKind.Malicious, verdict.Describe());
+            Assert.Equal(Severity.High, verdict.Has("dicom.preamble.pdf").Severity);
+            HasActivePdf(verdict, "polyglot.pdf");
+        }
+
+        foreach (var page in new[] { "   \n<html><script>/* VIGIE-TEST-MARKER */</script></html>", "\t\r\n<script>/* VIGIE-TEST-MARKER */</script>", "JUNK<svg onload=x>" })
+        {
+            var verdict = await TestInspection.InspectAsync(File(Image(8, 8), Preamble(Ascii(page))), "study.dcm");
+            Assert.True(verdict.Kind == VerdictKind.Malicious, verdict.Describe());
+            Assert.Equal(Severity.High, verdict.Has("dicom.preamble.html").Severity);
+        }
+
+        // A dual-personality TIFF preamble stays clean.
+        (await TestInspection.InspectAsync(File(WithPdfObjectsInAPrivateElement(Image(8, 8)), Preamble([(byte)'I', (byte)'I', 42, 0, 8, 0, 0, 0])), "study.dcm")).IsClean();
+    }
+
+    /// <summary>
+    /// Regression (review 14): a Manufacturer (LO) of "%PDF-1.4" puts a PDF header in the file's first kilobyte, and the
+    /// PDF's objects (an /OpenAction script) sat in a private OB further on. A PDF reader opens such a file and runs the
+    /// script; Vigie never read the DICOM file so (a short LO was not even looked at), scanned it clean and stored it.
+    /// A header in the meta information or in the data set's first kilobyte of a headerless data set counts the same;
+    /// a benign encapsulated PDF there stays clean.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_pdf_header_in_a_short_element_in_the_first_kilobyte_was_clean()
+    {
+        var ds = WithPdfObjectsInAPrivateElement(Image(8, 8));
+        ds.SetString(DicomTags.Manufacturer, DicomVR.LO, "%PDF-1.4");
+        var file = File(ds);
+        Assert.InRange(file.AsSpan().IndexOf("%PDF-"u8), 132, 1023);
+        var verdict = await TestInspection.InspectAsync(file, "study.dcm");
+        Assert.True(verdict.Kind == VerdictKind.Malicious, verdict.Describe());
+        HasActivePdf(verdict, "[as a PDF reader opens it, from offset");
+        Assert.Contains(verdict.Findings, f => f.Rule == "dicom.element.embedded-file" && f.Message.Contains("(0008,0070)", StringComparison.Ordinal));
+
+        var headerless = await TestInspection.InspectAsync(DicomWriter.Encode(ds, TransferSyntax.ExplicitVRLittleEndian), "dataset");
+        Assert.True(headerless.Kind == VerdictKind.Malicious, headerless.Describe());
+
+        // The header alone, no objects: a PDF in a value where none belongs is still not clean.
+        var bare = Image(8, 8);
+        bare.SetString(DicomTags.Manufacturer, DicomVR.LO, "%PDF-1.4");
+        Assert.NotEqual(VerdictKind.Clean, (await TestInspection.InspectAsync(File(bare), "study.dcm")).Kind);
+
+        // A benign encapsulated PDF whose header lies in the first kilobyte is read twice and found clean twice.
+        var report = new DicomDataset();
+        report.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.EncapsulatedPDFStorage);
+        report.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.1414");
+        report.SetString(DicomTags.Modality, DicomVR.CS, "DOC");
+        report.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, "application/pdf");
+        var pdf = PdfBuilder.Document().Build();
+        report.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, pdf.Length % 2 == 0 ? pdf : [.. pdf, 0]);
+        var benign = File(report);
+        Assert.InRange(benign.AsSpan().IndexOf("%PDF-"u8), 132, 1023);
+        (await TestInspection.InspectAsync(benign, "report.dcm")).IsClean();
+    }
+
+    private static byte[] FileWithMeta(DicomDataset meta, DicomDataset ds)
+    {
+        using var stream = new MemoryStream();
+        DicomWriter.WriteFileAsync(stream, new DicomFile(meta, ds, TransferSyntax.ExplicitVRLittleEndian), null, CancellationToken.None).AsTask().GetAwaiter().GetResult();
+        return stream.ToArray();
+    }
+
+    internal static DicomDataset MetaWithPrivateInformation(byte[] payload)
+    {
+        var meta = new DicomDataset();
+        meta.SetString(DicomTags.PrivateInformationCreatorUID, DicomVR.UI, "2.25.5");
+        meta.SetBytes(DicomTags.PrivateInformation, DicomVR.OB, payload.Length % 2 == 0 ? payload : [.. payload, 0]);
+        return meta;
+    }
+
+    /// <summary>
+    /// Regression (review 14): the File Meta Information group was never walked. A PE in (0002,0102) Private Information
+    /// scanned clean, as did a PDF with an auto-run script there (about 250 bytes into the file, so a PDF reader opens
+    /// it). A C-STORE data set that starts with group 0002 elements is stored behind Vigie's own meta group and read
+    /// as part of it: a PE there was answered 0000.
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_file_meta_group_was_never_inspected()
+    {
+        var pe = await TestInspection.InspectAsync(FileWithMeta(MetaWithPrivateInformation(PeHeader(512)), Image(8, 8)), "study.dcm");
+        Assert.True(pe.Kind == VerdictKind.Malicious, pe.Describe());
+        Assert.Contains(pe.Findings, f => f.Rule == "dicom.element.executable" && f.Severity == Severity.Critical && f.Message.Contains("(0002,0102)", StringComparison.Ordinal));
+
+        var pdf = Ascii("%PDF-1.4\n1 0 obj<</Type/Catalog/OpenAction<</S/JavaScript/JS(app.alert(1))>>>>endobj\ntrailer<</Root 1 0 R>>\n", 0);
+        var withPdf = await TestInspection.InspectAsync(FileWithMeta(MetaWithPrivateInformation(pdf), Image(8, 8)), "study.dcm");
+        Assert.True(withPdf.Kind == VerdictKind.Malicious, withPdf.Describe());
+        Assert.Contains(withPdf.Findings, f => f.Rule == "dicom.element.embedded-file" && f.Message.Contains("(0002,0102)", StringComparison.Ordinal));
+
+        // As the gateway stores a C-STORE data set that carries (0002,0100) and (0002,0102): its own header, then the data set.
+        var stored = File(Image(8, 8));
+        var datasetOffset = (await DicomReader.ReadFileAsync(new MemoryStream(stored), null, TestContext.Current.CancellationToken)).DatasetOffset;
+        var sent = Image(8, 8);
+        foreach (var element in MetaWithPrivateInformation(PeHeader(512)))
+        {
+            sent.AddOrUpdate(element);
+        }
+
+        var fromTheWire = await TestInspection.InspectAsync([.. stored.AsSpan(0, (int)datasetOffset), .. DicomWriter.Encode(sent, TransferSyntax.ExplicitVRLittleEndian)]);
+        Assert.True(fromTheWire.Kind == VerdictKind.Malicious, fromTheWire.Describe());
+        Assert.Contains(fromTheWire.Findings, f => f.Rule == "dicom.element.executable" && f.Message.Contains("(0002,0102)", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Regression (review 14): in a Deflated Explicit VR Little Endian file, bytes after the end of the raw deflate
+    /// stream (a PE, an ELF, a PDF with an auto-run script) were never looked at: scan said clean and C-STORE 0000,
+    /// while the same bytes after a non-deflated data set are Critical trailing data. The even-length pad byte is not
+    /// trailing data; the stream's end is found exactly whether it lies near the file's end or far from it.
+    /// </summary>
+    [Fact]
+    public async Task Regression_bytes_after_a_deflated_data_sets_stream_were_never_inspected()
+    {
+        var noisy = Image(128, 128);
+        var pixels = new byte[128 * 128 * 2];
+        new Random(14).NextBytes(pixels);
+        noisy.SetBytes(DicomTags.PixelData, DicomVR.OW, pixels);
+        foreach (var image in new[] { Image(8, 8), noisy })
+        {
+            var file = File(image, syntax: TransferSyntax.DeflatedExplicitVRLittleEndian);
+            (await TestInspection.InspectAsync(file, "study.dcm")).IsClean();
+            (await TestInspection.InspectAsync(Append(file, [0]), "study.dcm")).IsClean();
+            // Checksum trailers some writers leave (pydicom's image_dfl.dcm ends with a gzip one), checked against the stream.
+            var datasetOffset = (int)(await DicomReader.ReadFileAsync(new MemoryStream(file), null, TestContext.Current.CancellationToken)).DatasetOffset;
+            using var inflated = new MemoryStream();
+            await using (var inflate = new System.IO.Compression.DeflateStream(new MemoryStream(file, datasetOffset, file.Length - datasetOffset), System.IO.Compression.CompressionMode.Decompress))
+            {
+                await inflate.CopyToAsync(inflated, TestContext.Current.CancellationToken);
+            }
+
+            var gzipTrailer = new byte[8];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(gzipTrailer.AsSpan(4), (uint)inflated.Length);
+            (await TestInspection.InspectAsync(Append(file, gzipTrailer), "study.dcm")).IsClean();
+            uint a = 1, b = 0;
+            foreach (var value in inflated.ToArray())
+            {
+                a = (a + value) % 65521;
+                b = (b + a) % 65521;
+            }
+
+            var zlibTrailer = new byte[4];
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(zlibTrailer, (b << 16) | a);
+            (await TestInspection.InspectAsync(Append(file, zlibTrailer), "study.dcm")).IsClean();
+            gzipTrailer[4] ^= 1;
+            Assert.Equal(Severity.Medium, (await TestInspection.InspectAsync(Append(file, gzipTrailer), "study.dcm")).Has("dicom.trailing-data").Severity);
+            foreach (var (tail, severity) in new[] { (PeHeader(512), Severity.Critical), (PeHeader(100_000), Severity.Critical), (ElfHeader(256), Severity.Critical) })
+            {
+                var verdict = await TestInspection.InspectAsync(Append(file, tail), "study.dcm");
+                var trailing = verdict.Has("dicom.trailing-data");
+                Assert.Equal(severity, trailing.Severity);
+                Assert.Equal(file.Length, trailing.Offset);
+                Assert.Contains(verdict.Findings, f => f.Rule.StartsWith("executable.", StringComparison.Ordinal) && f.InnerPath == "trailing-data");
+            }
+
+            var pdf = await TestInspection.InspectAsync(Append(file, Ascii("%PDF-1.4\n1 0 obj\n<</Type/Catalog/OpenAction 2 0 R>>\nendobj\n2 0 obj\n<</S/JavaScript/JS(app.alert\\(1\\))>>\nendobj\ntrailer\n<</Root 1 0 R>>\n%%EOF\n", 0)), "study.dcm");
+            Assert.True(pdf.Kind == VerdictKind.Malicious, pdf.Describe());
+            Assert.Equal(Severity.High, pdf.Has("dicom.trailing-data").Severity);
+            HasActivePdf(pdf, "trailing-data");
+        }
+    }
 }

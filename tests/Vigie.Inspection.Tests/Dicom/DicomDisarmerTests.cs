@@ -61,4 +61,33 @@ public sealed class DicomDisarmerTests
 
     [Fact]
     public async Task A_clean_file_needs_no_action() => Assert.Empty((await DisarmAsync(File(Image()))).Actions);
+
+    /// <summary>
+    /// Regression (review 14): disarm kept (0002,0102) Private Information holding a PE (or a PDF with a script) and
+    /// called the copy clean. It now drops it with its creator (0002,0100), and the copy inspects clean; bytes after a
+    /// deflated data set's stream are listed as removed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_disarm_kept_a_program_in_the_meta_group_and_called_the_copy_clean()
+    {
+        var pdf = Ascii("%PDF-1.4\n1 0 obj<</Type/Catalog/OpenAction<</S/JavaScript/JS(app.alert(1))>>>>endobj\ntrailer<</Root 1 0 R>>\n", 0);
+        foreach (var payload in new[] { PeHeader(512), pdf })
+        {
+            using var input = new MemoryStream();
+            await DicomWriter.WriteFileAsync(input, new DicomFile(DicomAnalyserTests.MetaWithPrivateInformation(payload), Image(), TransferSyntax.ExplicitVRLittleEndian),
+                null, TestContext.Current.CancellationToken);
+            var (output, actions) = await DisarmAsync(input.ToArray());
+            Assert.Contains(actions, a => a.Description.Contains("(0002,0102)", StringComparison.Ordinal));
+            var copy = await DicomReader.ReadFileAsync(new MemoryStream(output), null, TestContext.Current.CancellationToken);
+            Assert.Null(copy.Meta[DicomTags.PrivateInformation]);
+            Assert.Null(copy.Meta[DicomTags.PrivateInformationCreatorUID]);
+            Assert.Equal(Severity.Info, await WorstAfterAsync(output));
+            (await TestInspection.InspectAsync(output, "copy.dcm")).IsClean();
+        }
+
+        var deflated = Append(File(Image(), syntax: TransferSyntax.DeflatedExplicitVRLittleEndian), PeHeader(512));
+        var (clean, removed) = await DisarmAsync(deflated);
+        Assert.Contains(removed, a => a.Rule == "dicom.trailing-data" && a.Description.Contains("512 bytes", StringComparison.Ordinal));
+        (await TestInspection.InspectAsync(clean, "copy.dcm")).IsClean();
+    }
 }
