@@ -70,6 +70,48 @@ public sealed class SecurityTests
         Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
     }
 
+    /// <summary>
+    /// Regression (review 14): a Manufacturer (LO) of "%PDF-1.4" puts a PDF header in the stored file's first kilobyte,
+    /// and the PDF's objects (an /OpenAction script) sat in a private OB further on. PDF readers open the stored and the
+    /// retrieved file as that PDF and run the script; the object was answered 0000, archived and served. It is now read
+    /// from the header as the PDF a reader opens, refused 0124 and quarantined, and the node stores the next object.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_pdf_header_in_a_short_element_with_its_script_further_on_was_stored()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        const string sopInstance = "1.2.826.0.1.3680043.10.1338.14.1";
+        var dataset = new DicomDataset();
+        dataset.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.SecondaryCaptureImageStorage);
+        dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sopInstance);
+        dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.14.2");
+        dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.14.3");
+        dataset.SetString(DicomTags.PatientID, DicomVR.LO, "SYN-PDF-14");
+        dataset.SetString(DicomTags.PatientName, DicomVR.PN, "SYNTH^POLYGLOT");
+        dataset.SetString(DicomTags.Modality, DicomVR.CS, "OT");
+        dataset.SetString(DicomTags.Manufacturer, DicomVR.LO, "%PDF-1.4");
+        var objects = Encoding.ASCII.GetBytes("\n1 0 obj\n<</Type/Catalog/Pages 2 0 R/OpenAction 3 0 R>>\nendobj\n2 0 obj\n<</Type/Pages/Kids[]/Count 0>>\nendobj\n"
+            + "3 0 obj\n<</S/JavaScript/JS(app.alert\\(\"VIGIE-INERT-MARKER\"\\))>>\nendobj\ntrailer\n<</Root 1 0 R/Size 4>>\n%%EOF\n");
+        dataset.SetString(new DicomTag(0x7FE1, 0x0010), DicomVR.LO, "ACME 1.0");
+        dataset.SetBytes(new DicomTag(0x7FE1, 0x1010), DicomVR.OB, objects.Length % 2 == 0 ? objects : [.. objects, (byte)'\n']);
+        var bytes = DicomWriter.Encode(dataset, TransferSyntax.ExplicitVRLittleEndian);
+
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.SecondaryCaptureImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            var refused = await client.StoreAsync(DicomUids.SecondaryCaptureImageStorage, sopInstance, DicomUids.ExplicitVRLittleEndian, new MemoryStream(bytes), ct);
+            Assert.Equal(DimseStatus.NotAuthorized, refused.Status);
+            Assert.Contains("pdf.", refused.ErrorComment, StringComparison.Ordinal);
+            await client.ReleaseAsync(ct);
+        }
+
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        var stats = await node.StatsAsync();
+        Assert.Equal(1, stats.GetProperty("instances").GetInt64());
+        Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+    }
+
     [Fact]
     public async Task Tls_with_client_certificates_accepts_known_clients_only()
     {
