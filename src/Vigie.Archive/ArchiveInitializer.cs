@@ -239,6 +239,17 @@ public sealed class ArchiveInitializer
     public void SetFullDiskReserveAside() => _store.Space.Reserve?.Restore();
 
     /// <summary>
+    /// Why a data folder that is an archive has no SQLite index at <paramref name="sqlitePath"/>: its index is elsewhere
+    /// (PostgreSQL), and the Database settings were not given. Null otherwise. One text for a start and for the commands,
+    /// which until 2026-12-07 asked whether the folder was a Vigie data folder at all.
+    /// </summary>
+    public static string? IndexElsewhere(string dataFolder, string sqlitePath) =>
+        File.Exists(new ArchiveLayout(dataFolder).ArchiveIdFile) && !File.Exists(sqlitePath)
+            ? $"The data folder {Path.GetFullPath(dataFolder)} belongs to an archive whose index is not the SQLite index {sqlitePath}, which does not exist: " +
+              "give this archive's Database settings (Database:Provider, Database:ConnectionString; --config names the file that has them)."
+            : null;
+
+    /// <summary>
     /// Refuses to start a new archive in a folder that holds other things (a mistyped <c>--data /srv</c>, a home folder):
     /// Vigie would spread its folders among them, and the index and scrub would never account for them. A folder with an
     /// archive (its root key) is Vigie's; one holding only Vigie's own names (a start cut short, another node starting
@@ -261,11 +272,9 @@ public sealed class ArchiveInitializer
 
         // Before the migration creates an empty SQLite index in a folder whose index is elsewhere (PostgreSQL): the
         // refused start then left that file behind, and later commands read it as the archive's (until 2026-12-07).
-        if (File.Exists(layout.ArchiveIdFile) && _database is SqliteDatabase sqlite && !File.Exists(sqlite.Path))
+        if (_database is SqliteDatabase sqlite && IndexElsewhere(layout.Root, sqlite.Path) is { } elsewhere)
         {
-            throw new InvalidOperationException(
-                $"The data folder {layout.Root} belongs to an archive whose index is not the SQLite index {sqlite.Path}, which does not exist: give this " +
-                "archive's Database settings (Database:Provider, Database:ConnectionString). Nothing was changed.");
+            throw new InvalidOperationException(elsewhere + " Nothing was changed.");
         }
 
         if (!Directory.Exists(layout.Root) || File.Exists(layout.RootKeyFile))

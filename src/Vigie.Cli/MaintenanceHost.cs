@@ -49,16 +49,26 @@ internal static class MaintenanceHost
         }
     }
 
-    public static async Task<ServiceProvider?> OpenAsync(DirectoryInfo data, FileInfo? config, string command, CancellationToken cancellationToken,
+    /// <summary>
+    /// Opens the services of the data folder <paramref name="data"/> (--data; null when not given: then Archive:DataFolder
+    /// from the environment or the settings file, else the default, the folder serve uses with the same settings).
+    /// </summary>
+    public static async Task<ServiceProvider?> OpenAsync(string? data, FileInfo? config, string command, CancellationToken cancellationToken,
         IReadOnlyDictionary<string, string?>? overrides = null)
     {
-        if (!data.Exists)
+        var configuration = VigieConfiguration.Build(new HostSettings(data, config?.FullName, overrides ?? new Dictionary<string, string?>()), out var choice);
+        var folder = choice.Folder;
+        if (choice.Overruled is { } overruled)
         {
-            await Console.Error.WriteLineAsync($"vigie {command}: no data folder at {data.FullName}");
+            await Console.Error.WriteLineAsync($"vigie {command}: the data folder is {folder}, from {choice.Source}; Archive:DataFolder {overruled} is ignored");
+        }
+
+        if (!Directory.Exists(folder))
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: no data folder at {folder}");
             return null;
         }
 
-        var configuration = VigieConfiguration.Build(new HostSettings(data.FullName, config?.FullName, overrides ?? new Dictionary<string, string?>()));
         // As serve says it: a misspelt key leaves a default in force (before 2026-12-06 the commands said nothing).
         foreach (var key in ConfigurationKeys.Unknown(configuration).Take(20))
         {
@@ -85,7 +95,7 @@ internal static class MaintenanceHost
             if (database.Provider == DatabaseProvider.Sqlite && FileProblems.WhyUnreadable(database.SqlitePath!) is { } index)
             {
                 throw new InvalidOperationException(index == FileProblems.Missing
-                    ? $"no index at {database.SqlitePath}: is {data.FullName} a Vigie data folder?"
+                    ? ArchiveInitializer.IndexElsewhere(folder, database.SqlitePath!) ?? $"no index at {database.SqlitePath}: is {folder} a Vigie data folder?"
                     : $"the index {database.SqlitePath} {index}");
             }
 

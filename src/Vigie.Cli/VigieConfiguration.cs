@@ -14,7 +14,6 @@ using Vigie.Inspection.Signatures;
 
 namespace Vigie.Cli;
 
-/// <summary>What the command line says about where data and settings live; everything else comes from configuration.</summary>
 /// <summary>How the settings name the DICOM allow-list: as written (entries, or no key at all), emptied, or emptied in one source beside entries of another.</summary>
 internal enum AccessListShape
 {
@@ -23,7 +22,14 @@ internal enum AccessListShape
     EmptiedBesideEntries,
 }
 
-internal sealed record HostSettings(string DataFolder, string? ConfigFile, IReadOnlyDictionary<string, string?> Overrides);
+/// <summary>
+/// What the command line says about where data and settings live; everything else comes from configuration.
+/// <paramref name="DataFolder"/> is --data when given, null when not (then Archive:DataFolder or the default decides).
+/// </summary>
+internal sealed record HostSettings(string? DataFolder, string? ConfigFile, IReadOnlyDictionary<string, string?> Overrides);
+
+/// <summary>The one data folder of a run, where it was named, and an Archive:DataFolder it overrules (said at start).</summary>
+internal sealed record DataFolderChoice(string Folder, string Source, string? Overruled);
 
 /// <summary>
 /// One configuration for every command: built-in defaults, then the config file (--config, else vigie.json in the data
@@ -33,35 +39,98 @@ internal static class VigieConfiguration
 {
     public const string DefaultDataFolder = "vigie-data";
 
-    public static IConfiguration Build(HostSettings settings)
+    private const string DataFolderKey = "Archive:DataFolder";
+
+    public static IConfiguration Build(HostSettings settings) => Build(settings, out _);
+
+    /// <summary>
+    /// The configuration, with one data folder for everything (objects, index, keys beside it): --data, else
+    /// Archive:DataFolder from the environment, else from the settings file, else ./vigie-data. Until 2026-12-07
+    /// Archive:DataFolder moved the objects and quarantine while the index and keys stayed in --data or its default.
+    /// </summary>
+    public static IConfiguration Build(HostSettings settings, out DataFolderChoice data)
     {
-        var data = Path.GetFullPath(settings.DataFolder);
-        var keys = data.TrimEnd(Path.DirectorySeparatorChar) + ".keys";
+        var environment = NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey]);
+        var file = SettingsFile(settings);
+        var fromFile = file is null ? null
+            : NonEmpty(new ConfigurationBuilder().AddJsonFile(file, optional: settings.ConfigFile is null, reloadOnChange: false).Build()[DataFolderKey]);
+        data = Choose(settings.DataFolder, environment, fromFile, file);
+        var folder = data.Folder;
+        var keys = Path.TrimEndingDirectorySeparator(folder) + ".keys";
         var defaults = new Dictionary<string, string?>
         {
-            ["Archive:DataFolder"] = data,
             // Keys live beside the data folder, never inside it: a copy of the data alone is ciphertext.
             ["Archive:KeyFile"] = Path.Combine(keys, "kek.json"),
             ["Audit:SigningKeyPath"] = Path.Combine(keys, "audit-signing.key"),
             ["Database:Provider"] = nameof(DatabaseProvider.Sqlite),
-            ["Database:SqlitePath"] = Path.Combine(data, "index.db"),
+            ["Database:SqlitePath"] = Path.Combine(folder, "index.db"),
         };
         var builder = new ConfigurationBuilder().AddInMemoryCollection(defaults);
-        var file = settings.ConfigFile ?? SettingsFiles(settings).FirstOrDefault(File.Exists);
         if (file is not null)
         {
-            builder.AddJsonFile(Path.GetFullPath(file), optional: settings.ConfigFile is null, reloadOnChange: false);
+            builder.AddJsonFile(file, optional: settings.ConfigFile is null, reloadOnChange: false);
         }
 
         builder.AddEnvironmentVariables("VIGIE__");
         builder.AddInMemoryCollection(settings.Overrides);
+        // Last: every reader of the setting sees the folder chosen above, whichever source named another.
+        builder.AddInMemoryCollection(new Dictionary<string, string?> { [DataFolderKey] = folder });
         return builder.Build();
     }
 
-    /// <summary>The settings files a start looks for, in order: --config, else vigie.json in the data folder, then in the current folder.</summary>
-    public static IReadOnlyList<string> SettingsFiles(HostSettings settings) => settings.ConfigFile is { } given
-        ? [Path.GetFullPath(given)]
-        : [Path.Combine(Path.GetFullPath(settings.DataFolder), "vigie.json"), Path.GetFullPath("vigie.json")];
+    private static DataFolderChoice Choose(string? flag, string? environment, string? file, string? fileName)
+    {
+        var named = new List<(string Folder, string Source)>();
+        if (flag is not null)
+        {
+            named.Add((flag, "--data"));
+        }
+
+        if (environment is not null)
+        {
+            named.Add((environment, "the environment (VIGIE__Archive__DataFolder)"));
+        }
+
+        if (file is not null)
+        {
+            named.Add((file, $"{fileName} (Archive:DataFolder)"));
+        }
+
+        if (named.Count == 0)
+        {
+            return new DataFolderChoice(Path.GetFullPath(DefaultDataFolder), "the default", null);
+        }
+
+        var chosen = Path.GetFullPath(named[0].Folder);
+        var other = named.Skip(1).Select(n => (Folder: Path.GetFullPath(n.Folder), n.Source))
+            .FirstOrDefault(n => !string.Equals(Path.TrimEndingDirectorySeparator(n.Folder), Path.TrimEndingDirectorySeparator(chosen), StringComparison.Ordinal));
+        return new DataFolderChoice(chosen, named[0].Source, other.Folder is null ? null : $"{other.Folder} from {other.Source}");
+    }
+
+    private static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
+
+    /// <summary>The settings file read: --config, else the first of <see cref="SettingsFiles"/> that exists.</summary>
+    public static string? SettingsFile(HostSettings settings) => settings.ConfigFile is { } given
+        ? Path.GetFullPath(given)
+        : SettingsFiles(settings).FirstOrDefault(File.Exists);
+
+    /// <summary>
+    /// The settings files a start looks for, in order: --config, else vigie.json in the data folder (--data, else the
+    /// environment's Archive:DataFolder, else the default: a file cannot name the folder it is looked for in), then in
+    /// the current folder.
+    /// </summary>
+    public static IReadOnlyList<string> SettingsFiles(HostSettings settings)
+    {
+        if (settings.ConfigFile is { } given)
+        {
+            return [Path.GetFullPath(given)];
+        }
+
+        var searched = settings.DataFolder
+            ?? NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey])
+            ?? DefaultDataFolder;
+        return [Path.Combine(Path.GetFullPath(searched), "vigie.json"), Path.GetFullPath("vigie.json")];
+    }
 
     /// <summary>
     /// Binds the inspection options only: `vigie scan` needs nothing else, and not touching the other modules' types
@@ -85,7 +154,7 @@ internal static class VigieConfiguration
         services.Configure<AuditOptions>(configuration.GetSection(AuditOptions.Section));
         // Sealed records waiting for the database after an outage, in the data folder (nothing in clear). Set here, not
         // as a default key: a default in the section changed how the operator's own keys under it were spelt back.
-        services.PostConfigure<AuditOptions>(audit => audit.SpillFolder ??= Path.Combine(Path.GetFullPath(configuration["Archive:DataFolder"] ?? DefaultDataFolder),
+        services.PostConfigure<AuditOptions>(audit => audit.SpillFolder ??= Path.Combine(Path.GetFullPath(configuration[DataFolderKey] ?? DefaultDataFolder),
             "audit-spill"));
         services.AddInspectionConfiguration(configuration);
         services.Configure<AccessOptions>(configuration.GetSection(AccessOptions.Section));

@@ -90,7 +90,7 @@ public sealed class GatewayStartup(
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<GatewayStartup> logger,
     TimeProvider time,
-    IOptions<AuditOptions> auditOptions) : IHostedService
+    IOptions<AuditOptions> auditOptions) : IHostedLifecycleService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -118,14 +118,30 @@ public sealed class GatewayStartup(
         // The signing key now, not at the first head seconds later: a foreign or exposed key file stops the start
         // (before 2026-12-06 the node ran and stored with nothing signed).
         await audit.GetPublicKeyAsync(cancellationToken).ConfigureAwait(false);
-        await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
-        await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
         // Before the node accepts anything: what a power cut took from the index is filed again first.
         await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
         archive.SetFullDiskReserveAside();
     }
 
+    /// <summary>
+    /// The start is recorded once every listener (DICOM and HTTP) is bound, and before the DICOM node accepts (it accepts
+    /// in its own StartedAsync, which runs after this one): PS3.15 A.5.3.1 pairs each Application Start with a Stop,
+    /// and a start that fails on a port in use never reaches here, so it records neither (before 2026-12-07 it
+    /// recorded a Start with no Stop).
+    /// </summary>
+    public async Task StartedAsync(CancellationToken cancellationToken)
+    {
+        await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
+        await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     private AuditRecord Activity(AuditCode type) => GatewayAudit.ApplicationActivity(type, server.CurrentValue.AETitle, time);
 }
@@ -159,18 +175,51 @@ public sealed class GatewayStopRecorder(IAuditLog audit, IOptionsMonitor<DicomSe
     }
 }
 
-/// <summary>Runs the DICOM node (the listener) for the host's lifetime.</summary>
-public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options, IDicomServiceProvider provider, ILogger<DicomNodeService> logger) : IHostedService
+/// <summary>
+/// Runs the DICOM node (the listener) for the host's lifetime: its ports are bound with the host's other services, and
+/// associations accepted only once every service has started (the web server's port included) and the start is recorded.
+/// </summary>
+public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options, IDicomServiceProvider provider, ILogger<DicomNodeService> logger)
+    : IHostedLifecycleService
 {
     public DicomServer? Server { get; private set; }
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var settings = options.CurrentValue;
-        Server = new DicomServer(settings, provider);
-        Server.Start();
-        logger.LogInformation("DICOM node {AETitle} listening on {Address}:{Port}{Tls}", settings.AETitle, settings.BindAddress, Server.Port,
-            Server.TlsPort > 0 ? $" and TLS {Server.TlsPort}" : "");
+        Server = new DicomServer(options.CurrentValue, provider);
+        try
+        {
+            Server.Bind();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The port bound before the one that failed is let go now, not when the process exits.
+            await Server.DisposeAsync().ConfigureAwait(false);
+            Server = null;
+            throw;
+        }
+    }
+
+    public Task StartedAsync(CancellationToken cancellationToken)
+    {
+        if (Server is null)
+        {
+            return Task.CompletedTask;
+        }
+
+        var settings = Server.Options;
+        Server.Accept();
+        if (Server.Port == 0)
+        {
+            // Port 0 is off: TLS alone (the line said ":0 and TLS ..." before 2026-12-07).
+            logger.LogInformation("DICOM node {AETitle} listening on {Address}:{TlsPort} (TLS only)", settings.AETitle, settings.BindAddress, Server.TlsPort);
+        }
+        else
+        {
+            logger.LogInformation("DICOM node {AETitle} listening on {Address}:{Port}{Tls}", settings.AETitle, settings.BindAddress, Server.Port,
+                Server.TlsPort > 0 ? $" and TLS {Server.TlsPort}" : "");
+        }
+
         if (Server.ServerCertificate?.Current is { } certificate)
         {
             var left = certificate.NotAfter.ToUniversalTime() - DateTime.UtcNow;
@@ -196,6 +245,12 @@ public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options
             await Server.StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
         }
     }
+
+    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
 
 /// <summary>How early an expiring DICOM TLS certificate is reported (at start and by /health).</summary>

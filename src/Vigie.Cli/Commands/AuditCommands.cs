@@ -21,6 +21,25 @@ internal static class AuditCommands
     private const int MaxTableRows = 10_000;
 
     /// <summary>The codes a class of AuditCode fields (AuditEventIds, AuditEventTypes) holds.</summary>
+    /// <summary>
+    /// The event that carries an event type (PS3.15 A.5.3, audit.md's table): until 2026-12-07 the hint named 110113 and
+    /// 110114 for every type, so "Application Start" sent the operator to events that never hold a start.
+    /// </summary>
+    internal static AuditCode EventOfType(AuditCode type) => type.Code switch
+    {
+        "110120" or "110121" => AuditEventIds.ApplicationActivity,
+        "110122" or "110123" => AuditEventIds.UserAuthentication,
+        "110124" or "110125" => AuditEventIds.NetworkEntry,
+        _ => AuditEventIds.SecurityAlert,
+    };
+
+    private static string TypeHint(AuditCode type)
+    {
+        var carrier = EventOfType(type);
+        return $"'{type.DisplayName}' ({type.Code}) is an event type, not an event: filter on its event, --event {carrier.Code} ({carrier.DisplayName}), "
+            + "and read the type column.";
+    }
+
     private static IEnumerable<AuditCode> CodesOf(Type codes) => codes.GetFields().Select(f => f.GetValue(null)).OfType<AuditCode>();
 
     /// <summary>The code of <paramref name="codes"/> whose name is <paramref name="name"/>, spaces and case aside.</summary>
@@ -105,7 +124,7 @@ internal static class AuditCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit sinks", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit sinks", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -114,9 +133,8 @@ internal static class AuditCommands
             // The database's cursors too: the node's config file may not be the one read here (/etc/vigie/vigie.json
             // without --config), and a check that saw no sink said all was well while the export failed.
             var sinks = await services.GetRequiredService<AuditExportStatus>().GetAsync(ct, recorded: true);
-            var dataFolder = parse.GetValue(data)!.FullName;
-            var read = parse.GetValue(config)?.FullName
-                ?? VigieConfiguration.SettingsFiles(new HostSettings(dataFolder, null, new Dictionary<string, string?>())).FirstOrDefault(File.Exists);
+            var read = VigieConfiguration.SettingsFile(new HostSettings(ServeCommand.GivenData(parse, data), parse.GetValue(config)?.FullName,
+                new Dictionary<string, string?>()));
             var setAside = services.GetRequiredService<AuditSetAside>();
             var listed = new List<(AuditSinkStatus Sink, IReadOnlyList<AuditSetAsideItem> Items)>();
             foreach (var sink in sinks)
@@ -182,7 +200,7 @@ internal static class AuditCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit resend", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit resend", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -293,7 +311,7 @@ internal static class AuditCommands
                 }
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit verify", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit verify", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -399,7 +417,7 @@ internal static class AuditCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit reindex", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit reindex", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -430,7 +448,7 @@ internal static class AuditCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit head", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit head", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -474,7 +492,7 @@ internal static class AuditCommands
         var command = new Command("show", "List audit events, newest first, with filters.") { data, config, json, patient, user, from, to, eventId, limit, details };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit show", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit show", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -518,7 +536,7 @@ internal static class AuditCommands
                 // Before 2026-12-06 an unknown code listed nothing, exit 0: as if no such event had happened.
                 var type = CodesOf(typeof(AuditEventTypes)).FirstOrDefault(c => c.Code == eventCode);
                 await Console.Error.WriteLineAsync(type is not null
-                    ? $"vigie audit show: {type.Code} ({type.DisplayName}) is an event type, not an event: filter on its event and read the type column."
+                    ? $"vigie audit show: {TypeHint(type)}"
                     : $"vigie audit show: no event has the code {eventCode}. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
                 return ExitCodes.Error;
             }
@@ -531,8 +549,7 @@ internal static class AuditCommands
                     // An event type (the table's second column) is not an event: say which one, rather than an unrelated example.
                     var type = CodeNamed(typeof(AuditEventTypes), eventCode);
                     await Console.Error.WriteLineAsync(type is not null
-                        ? $"vigie audit show: '{type.DisplayName}' ({type.Code}) is an event type, not an event: filter on its event (for instance 110113 Security Alert or "
-                          + "110114 User Authentication) and read the type column."
+                        ? $"vigie audit show: {TypeHint(type)}"
                         : $"vigie audit show: no event is called '{eventCode}'. Events: {string.Join(", ", AuditEventIds.All.Select(c => $"{c.Code} {c.DisplayName}"))}.");
                     return ExitCodes.Error;
                 }
@@ -707,7 +724,7 @@ internal static class AuditCommands
         var command = new Command("prove", "Print an inclusion proof (RFC 9162) of an entry in a signed tree head, as JSON, and check it.") { data, config, sequence, size };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit prove", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit prove", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -757,7 +774,7 @@ internal static class AuditCommands
         var command = new Command("consistency", "Print a consistency proof (RFC 9162) between two signed tree heads, as JSON, and check it.") { data, config, first, second };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "audit consistency", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit consistency", ct);
             if (services is null)
             {
                 return ExitCodes.Error;

@@ -38,7 +38,7 @@ internal static class EchoCommand
                 return ExitCodes.Error;
             }
 
-            var configuration = VigieConfiguration.Build(new HostSettings(parse.GetValue(data)!.FullName, parse.GetValue(config)?.FullName, overrides));
+            var configuration = VigieConfiguration.Build(new HostSettings(ServeCommand.GivenData(parse, data), parse.GetValue(config)?.FullName, overrides));
             var gateway = configuration.GetSection(GatewayOptions.Section).Get<GatewayOptions>() ?? new GatewayOptions();
             var server = configuration.GetSection(DicomServerOptions.Section).Get<DicomServerOptions>() ?? new DicomServerOptions();
             var problems = new GatewayOptionsValidation().Validate(null, gateway);

@@ -41,7 +41,7 @@ internal static class ForwardCommands
                 return ExitCodes.Error;
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "forward status", ct, overrides);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "forward status", ct, overrides);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -147,7 +147,7 @@ internal static class ForwardCommands
                 return ExitCodes.Error;
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), $"forward {name}", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), $"forward {name}", ct);
             if (services is null)
             {
                 return ExitCodes.Error;

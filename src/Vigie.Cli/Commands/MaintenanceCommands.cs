@@ -49,7 +49,7 @@ internal static class MaintenanceCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "scrub", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "scrub", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -115,7 +115,7 @@ internal static class MaintenanceCommands
         var command = new Command("stats", "Counts: patients, studies, series and instances stored, quarantined objects, audit entries.") { data, config, json };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "stats", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "stats", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -168,7 +168,7 @@ internal static class MaintenanceCommands
         };
         rotate.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "keys rotate", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "keys rotate", ct);
             if (services is null)
             {
                 return ExitCodes.Error;

@@ -32,7 +32,7 @@ internal static class QuarantineCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "quarantine list", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "quarantine list", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -101,7 +101,7 @@ internal static class QuarantineCommands
                 return ExitCodes.Error;
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "quarantine export", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "quarantine export", ct);
             if (services is null)
             {
                 return ExitCodes.Error;

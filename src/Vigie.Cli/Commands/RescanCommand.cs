@@ -41,7 +41,7 @@ internal static class RescanCommand
                 overrides["Inspection:Signatures:RulesDirectory"] = folder.FullName;
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "rescan", ct, overrides);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "rescan", ct, overrides);
             if (services is null)
             {
                 return ExitCodes.Error;

@@ -22,7 +22,7 @@ internal static class ServeCommand
     {
         var data = DataOption();
         var config = new Option<FileInfo?>("--config") { Description = "Configuration file (JSON). Default: vigie.json in the data folder or the current folder." };
-        var dicomPort = new Option<int?>("--dicom-port") { Description = "DICOM port (default 11112)." };
+        var dicomPort = new Option<int?>("--dicom-port") { Description = "DICOM port (default 11112; 0: none, DICOM over TLS only, Dicom:Server:TlsPort)." };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /health, /metrics and the API (default 8080)." };
         foreach (var port in new[] { dicomPort, httpPort })
         {
@@ -30,9 +30,14 @@ internal static class ServeCommand
             port.Validators.Add(result =>
             {
                 // From the token: GetValueOrDefault throws on one that is not a number (reported by the parser itself).
-                if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out var value) && value is < 1 or > 65535)
+                // --dicom-port 0 is Dicom:Server:Port 0, off (the TLS port alone), as from the file: the start refuses it
+                // when no TLS port is set (until 2026-12-07 the flag refused 0 and the file took it as a random port).
+                var least = port == dicomPort ? 0 : 1;
+                if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[^1].Value, CultureInfo.InvariantCulture, out var value) && (value < least || value > 65535))
                 {
-                    result.AddError($"{result.Option.Name} must be between 1 and 65535.");
+                    result.AddError(least == 0
+                        ? $"{result.Option.Name} must be between 0 (off: DICOM over TLS only, Dicom:Server:TlsPort) and 65535."
+                        : $"{result.Option.Name} must be between 1 and 65535.");
                 }
             });
         }
@@ -72,23 +77,7 @@ internal static class ServeCommand
                 return ExitCodes.Error;
             }
 
-            var folder = parse.GetValue(data)!.FullName;
-            if (File.Exists(folder))
-            {
-                // Caught here: the index would otherwise fail on it with only "the file already exists".
-                await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder {folder} is a file, not a folder (--data)");
-                return ExitCodes.Error;
-            }
-
-            // SQLite opens no path over 512 bytes ("unable to open database file"), and the folder was made before it said so.
-            if (System.Text.Encoding.UTF8.GetByteCount(Path.Combine(folder, "index.db")) > MaxSqlitePath)
-            {
-                await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder's path is {System.Text.Encoding.UTF8.GetByteCount(folder)} bytes; "
-                    + $"its index, {Path.Combine(folder, "index.db")}, would pass the {MaxSqlitePath} bytes SQLite opens: choose a shorter --data");
-                return ExitCodes.Error;
-            }
-
-            var settings = new HostSettings(folder, parse.GetValue(config)?.FullName, overrides);
+            var settings = new HostSettings(GivenData(parse, data), parse.GetValue(config)?.FullName, overrides);
             try
             {
                 return await RunAsync(settings, parse.GetValue(httpPort), cancellationToken);
@@ -212,9 +201,11 @@ internal static class ServeCommand
 
     public static Option<DirectoryInfo> DataOption() => new("--data")
     {
-        Description = "Data folder. Keys are kept beside it, in <data>.keys.",
-        DefaultValueFactory = _ => new DirectoryInfo(VigieConfiguration.DefaultDataFolder),
+        Description = "Data folder (default: Archive:DataFolder from the environment or the settings file, else ./vigie-data). Keys are kept beside it, in <data>.keys.",
     };
+
+    /// <summary>--data as given, or null: then Archive:DataFolder or the default decides (VigieConfiguration.Build).</summary>
+    public static string? GivenData(ParseResult parse, Option<DirectoryInfo> data) => parse.GetValue(data)?.FullName;
 
     /// <summary>
     /// What stopped the start, in one line: a port in use, an unreachable database, a key or certificate file, each with
@@ -236,9 +227,25 @@ internal static class ServeCommand
 
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
-        var configuration = VigieConfiguration.Build(settings);
+        var configuration = VigieConfiguration.Build(settings, out var data);
         if (!await ConfigurationKeys.AllReadableAsync(configuration, "vigie serve: cannot start: "))
         {
+            return ExitCodes.Error;
+        }
+
+        var folder = data.Folder;
+        if (File.Exists(folder))
+        {
+            // Caught here: the index would otherwise fail on it with only "the file already exists".
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder {folder} is a file, not a folder (--data, Archive:DataFolder)");
+            return ExitCodes.Error;
+        }
+
+        // SQLite opens no path over 512 bytes ("unable to open database file"), and the folder was made before it said so.
+        if (System.Text.Encoding.UTF8.GetByteCount(Path.Combine(folder, "index.db")) > MaxSqlitePath)
+        {
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: the data folder's path is {System.Text.Encoding.UTF8.GetByteCount(folder)} bytes; "
+                + $"its index, {Path.Combine(folder, "index.db")}, would pass the {MaxSqlitePath} bytes SQLite opens: choose a shorter --data");
             return ExitCodes.Error;
         }
 
@@ -301,6 +308,12 @@ internal static class ServeCommand
                 break;
         }
 
+        if (data.Overruled is { } overruled)
+        {
+            // The flag wins over the environment, the environment over the file (README's order), and the start says so.
+            logger.LogWarning("The data folder is {Folder}, from {Source}; Archive:DataFolder {Overruled} is ignored", folder, data.Source, overruled);
+        }
+
         foreach (var key in unknownKeys.Take(20))
         {
             // Not an error: a key of a later version must not stop a node. But a misspelt one leaves a default in force.
@@ -346,8 +359,8 @@ internal static class ServeCommand
 
         // What the web server listens on: port 0 becomes the port it was given.
         urls = string.Join(";", app.Urls);
-        logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, settings.DataFolder, urls);
-        await ServiceManager.NotifyAsync($"READY=1\nSTATUS=Vigie: data in {settings.DataFolder}, HTTP on {urls}", cancellationToken);
+        logger.LogInformation("Vigie {Implementation}: data in {Data}, HTTP on {Urls}", VigieConfiguration.Implementation, folder, urls);
+        await ServiceManager.NotifyAsync($"READY=1\nSTATUS=Vigie: data in {folder}, HTTP on {urls}", cancellationToken);
         // Told at the start of the shutdown, so systemd reports "deactivating" while stores in flight finish.
         using var stopping = app.Lifetime.ApplicationStopping.Register(() => _ = ServiceManager.NotifyAsync("STOPPING=1", CancellationToken.None));
         await app.WaitForShutdownAsync(cancellationToken);

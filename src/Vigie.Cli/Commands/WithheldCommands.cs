@@ -29,7 +29,7 @@ internal static class WithheldCommands
         };
         command.SetAction(async (parse, ct) =>
         {
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "withheld list", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "withheld list", ct);
             if (services is null)
             {
                 return ExitCodes.Error;
@@ -107,7 +107,7 @@ internal static class WithheldCommands
                 objects.Add(id);
             }
 
-            await using var services = await MaintenanceHost.OpenAsync(parse.GetValue(data)!, parse.GetValue(config), "withheld release", ct);
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "withheld release", ct);
             if (services is null)
             {
                 return ExitCodes.Error;

@@ -27,7 +27,7 @@ public sealed class DicomServer : IAsyncDisposable
     private long _lastEvictionLog;
     private long _lastEvictionTicks;
     private long _evictions;
-    private readonly List<TcpListener> _listeners = [];
+    private readonly List<(TcpListener Listener, bool Tls)> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private int _active;
     private int _associations;
@@ -76,7 +76,19 @@ public sealed class DicomServer : IAsyncDisposable
 
     public DicomServerOptions Options => _options;
 
+    /// <summary>Binds the ports and accepts on them.</summary>
     public void Start()
+    {
+        Bind();
+        Accept();
+    }
+
+    /// <summary>
+    /// Binds the ports without accepting: a host binds every listener (DICOM and HTTP) before any serves, so a start
+    /// that fails on a port in use has served nobody (before 2026-12-07 DICOM accepted while HTTP failed to bind).
+    /// Connections arriving meanwhile wait in the backlog, and are closed unanswered if the start fails.
+    /// </summary>
+    public void Bind()
     {
         if (!IPAddress.TryParse(_options.BindAddress, out var address))
         {
@@ -97,7 +109,7 @@ public sealed class DicomServer : IAsyncDisposable
     /// <summary>Stops accepting, aborts running associations after <paramref name="grace"/>, and waits for them.</summary>
     public async Task StopAsync(TimeSpan grace)
     {
-        foreach (var listener in _listeners)
+        foreach (var (listener, _) in _listeners)
         {
             listener.Stop();
         }
@@ -134,9 +146,22 @@ public sealed class DicomServer : IAsyncDisposable
             throw new IOException($"cannot listen for DICOM{(tls ? " over TLS" : "")} on {address}:{port}: {e.Message}", e);
         }
 
-        _listeners.Add(listener);
-        _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener, tls)));
+        _listeners.Add((listener, tls));
         return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Accepts associations on the ports <see cref="Bind"/> opened.</summary>
+    public void Accept()
+    {
+        if (_acceptLoops.Count > 0)
+        {
+            return;
+        }
+
+        foreach (var (listener, tls) in _listeners)
+        {
+            _acceptLoops.Add(Task.Run(() => AcceptLoopAsync(listener, tls)));
+        }
     }
 
     private async Task AcceptLoopAsync(TcpListener listener, bool tls)

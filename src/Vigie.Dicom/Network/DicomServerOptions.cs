@@ -8,7 +8,10 @@ public sealed class DicomServerOptions
     /// <summary>Address to listen on. Loopback by default: exposing the node is an explicit decision.</summary>
     public string BindAddress { get; set; } = "127.0.0.1";
 
-    /// <summary>Plain DICOM port; 0 disables it.</summary>
+    /// <summary>
+    /// Plain DICOM port; 0 disables it. The host refuses both this and <see cref="TlsPort"/> at 0; a
+    /// <see cref="DicomServer"/> made directly with both at 0 takes a random plain port (tests).
+    /// </summary>
     public int Port { get; set; } = 11112;
 
     /// <summary>DICOM over TLS port (PS3.15 B.1, conventionally 2762); 0 disables it. Needs <see cref="Tls"/>.</summary>

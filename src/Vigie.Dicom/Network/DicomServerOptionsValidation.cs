@@ -37,6 +37,11 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
         {
             problems.Add($"{at}:Port and TlsPort are both {options.Port}");
         }
+        else if (options.Port == 0 && options.TlsPort == 0)
+        {
+            // 0 is off: with both off, the listener took a random port in clear (until 2026-12-07), which no modality could find.
+            problems.Add($"{at}:Port and {at}:TlsPort are both 0 (off): no DICOM port would open; set one of them (--dicom-port sets {at}:Port)");
+        }
 
         if (options.TlsPort > 0 && string.IsNullOrWhiteSpace(options.Tls.CertificatePath))
         {
