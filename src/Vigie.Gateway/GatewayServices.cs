@@ -90,7 +90,7 @@ public sealed class GatewayStartup(
     IOptionsMonitor<DicomServerOptions> server,
     ILogger<GatewayStartup> logger,
     TimeProvider time,
-    IOptions<AuditOptions> auditOptions) : IHostedLifecycleService
+    IOptions<AuditOptions> auditOptions) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -118,30 +118,21 @@ public sealed class GatewayStartup(
         // The signing key now, not at the first head seconds later: a foreign or exposed key file stops the start
         // (before 2026-12-06 the node ran and stored with nothing signed).
         await audit.GetPublicKeyAsync(cancellationToken).ConfigureAwait(false);
+        await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
+        StartRecorded = true;
+        await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
         // Before the node accepts anything: what a power cut took from the index is filed again first.
         await recovery.RunAsync(cancellationToken).ConfigureAwait(false);
         archive.SetFullDiskReserveAside();
     }
 
     /// <summary>
-    /// The start is recorded once every listener (DICOM and HTTP) is bound, and before the DICOM node accepts (it accepts
-    /// in its own StartedAsync, which runs after this one): PS3.15 A.5.3.1 pairs each Application Start with a Stop,
-    /// and a start that fails on a port in use never reaches here, so it records neither (before 2026-12-07 it
-    /// recorded a Start with no Stop).
+    /// Whether the start is in the trail: a start that fails after it (a port in use) records its stop too, since
+    /// PS3.15 A.5.3.1 pairs them (until 2026-12-07 such a start was left without a stop).
     /// </summary>
-    public async Task StartedAsync(CancellationToken cancellationToken)
-    {
-        await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
-        await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public bool StartRecorded { get; private set; }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StartingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task StoppedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     private AuditRecord Activity(AuditCode type) => GatewayAudit.ApplicationActivity(type, server.CurrentValue.AETitle, time);
 }
@@ -177,7 +168,7 @@ public sealed class GatewayStopRecorder(IAuditLog audit, IOptionsMonitor<DicomSe
 
 /// <summary>
 /// Runs the DICOM node (the listener) for the host's lifetime: its ports are bound with the host's other services, and
-/// associations accepted only once every service has started (the web server's port included) and the start is recorded.
+/// associations accepted only once every service has started (the web server's port included).
 /// </summary>
 public sealed class DicomNodeService(IOptionsMonitor<DicomServerOptions> options, IDicomServiceProvider provider, ILogger<DicomNodeService> logger)
     : IHostedLifecycleService

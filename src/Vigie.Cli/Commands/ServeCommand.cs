@@ -225,6 +225,19 @@ internal static class ServeCommand
         return e is System.Data.Common.DbException || e.InnerException is System.Data.Common.DbException ? "the index database: " + message : message;
     }
 
+    /// <summary>
+    /// The Application Stop of a start that failed after recording its Application Start (a port in use, a stop asked
+    /// for while starting): PS3.15 A.5.3.1 pairs them, and until 2026-12-07 the trail kept the start alone.
+    /// </summary>
+    private static async Task RecordStopOfFailedStartAsync(IServiceProvider services)
+    {
+        var hosted = services.GetServices<IHostedService>().ToList();
+        if (hosted.OfType<GatewayStartup>().FirstOrDefault() is { StartRecorded: true } && hosted.OfType<GatewayStopRecorder>().FirstOrDefault() is { } recorder)
+        {
+            await recorder.StopAsync(CancellationToken.None);
+        }
+    }
+
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings, out var data);
@@ -348,8 +361,15 @@ internal static class ServeCommand
             await app.StartAsync(cancellationToken);
             starting.Value = false;
         }
-        catch (Exception e) when (e is not OperationCanceledException and not OutOfMemoryException)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
+            // The host calls no StopAsync after a failed start: its recorded start gets its stop here.
+            await RecordStopOfFailedStartAsync(app.Services);
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+
             // The DICOM listener names its own address; a bare socket error comes from the web server's.
             var where = e is System.Net.Sockets.SocketException || (e is IOException && e.InnerException is System.Net.Sockets.SocketException
                 && !e.Message.Contains("DICOM", StringComparison.Ordinal)) ? $"HTTP on {urls} (Web:Urls or --http-port): " : "";

@@ -83,15 +83,15 @@ public sealed class OperatorSettingsTests
         Assert.Equal(types.Count(t => t == "Application Stop"), types.Count(t => t == "Application Start"));
         Assert.DoesNotContain(entries, e => e.GetProperty("event_id").GetString() == "110114");
 
-        // A start that succeeds still records its start and, at the stop, its stop.
+        // Each failed start recorded its stop beside its start; a start that succeeds records its start, and its stop at the stop.
         await node.StartProcessAsync(ct);
         await node.StopAsync();
         var after = await node.VigieAsync("audit", "show", "--json", "--event", "110100", "--limit", "1000");
         Assert.True(after.ExitCode == 0, after.ToString());
         var activity = JsonDocument.Parse(after.StandardOutput).RootElement.EnumerateArray()
             .SelectMany(e => e.TryGetProperty("event_types", out var t) ? t.EnumerateArray().Select(x => x.GetString()) : []).ToList();
-        Assert.Equal(1, activity.Count(t => t == "Application Start"));
-        Assert.Equal(1, activity.Count(t => t == "Application Stop"));
+        Assert.Equal(3, activity.Count(t => t == "Application Start"));
+        Assert.Equal(3, activity.Count(t => t == "Application Stop"));
     }
 
     /// <summary>Counts associations the port accepted: a bare TCP connect is not one; an A-ASSOCIATE-AC (PDU type 2) is.</summary>
