@@ -121,6 +121,13 @@ public sealed class ArchiveOptions
     /// </summary>
     public TimeSpan OrphanGrace { get; set; } = TimeSpan.FromMinutes(15);
 
+    /// <summary>
+    /// Maintenance deletes no orphan when more than this share of the objects (and more than 10) would go: an index
+    /// restored from an older backup, or another archive's, makes everything since look orphaned. They are reported
+    /// (an integrity alert) until a person looks.
+    /// </summary>
+    public double OrphanMaxShare { get; set; } = 0.1;
+
     /// <summary>How often the key file is checked for a rotation made by another node or process.</summary>
     public TimeSpan KeyReloadInterval { get; set; } = TimeSpan.FromSeconds(5);
 
@@ -190,6 +197,11 @@ public sealed class ArchiveOptions
         {
             // A negative grace removes a file at its decision (the evidence of a quarantine gone in seconds).
             throw new InvalidOperationException("Archive:DeletionGrace and OrphanGrace must not be negative.");
+        }
+
+        if (OrphanMaxShare is < 0 or > 1 || double.IsNaN(OrphanMaxShare))
+        {
+            throw new InvalidOperationException("Archive:OrphanMaxShare must be between 0 and 1.");
         }
 
         if (string.IsNullOrWhiteSpace(DataFolder))

@@ -38,7 +38,7 @@ public static class ArchiveServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ISchemaProvider, ArchiveSchema>());
         services.TryAddSingleton(sp => new ScrubService(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<FileObjectStore>(),
             sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<ScrubService>>(),
-            indexFile: sp.GetService<IOptions<DatabaseOptions>>()?.Value.SqlitePath));
+            indexFile: sp.GetService<IOptions<DatabaseOptions>>()?.Value.SqlitePath, audit: sp.GetService<IRetentionAudit>()));
         services.TryAddSingleton(sp => new KeyRotationService(sp.GetRequiredService<ArchiveKeyService>(), sp.GetRequiredService<FileObjectStore>(),
             sp.GetRequiredService<IOptions<ArchiveOptions>>(), sp.GetRequiredService<ILogger<KeyRotationService>>()));
         services.TryAddSingleton(sp => new RetentionService(sp.GetRequiredService<IVigieDatabase>(), sp.GetRequiredService<FileObjectStore>(),

@@ -42,9 +42,12 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
 {
     public async ValueTask RecordAsync(DbConnection connection, DbTransaction transaction, RetentionEvent retentionEvent, CancellationToken cancellationToken)
     {
-        var about = retentionEvent is { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined }
-            ? await QuarantinedAboutAsync(quarantined, cancellationToken).ConfigureAwait(false)
-            : (null, StudyAndPatient(retentionEvent));
+        var about = retentionEvent switch
+        {
+            { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined } => await QuarantinedAboutAsync(quarantined, cancellationToken).ConfigureAwait(false),
+            { Action: RetentionAction.OrphanRemoved, Objects: [var orphan] } => await OrphanAboutAsync(orphan, cancellationToken).ConfigureAwait(false),
+            _ => (null, StudyAndPatient(retentionEvent)),
+        };
         var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects - about.Objects.Count);
         var what = retentionEvent.Action switch
         {
@@ -52,8 +55,12 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
             RetentionAction.SupersededVersionRemoved =>
                 $"version {retentionEvent.Version} of instance row {retentionEvent.InstanceRowId} (study {Key(retentionEvent.StudyKey)})",
             RetentionAction.QuarantineRemoved => $"quarantine {retentionEvent.QuarantineId}",
+            RetentionAction.OrphanRemoved => "an object no index row references and that could not be filed again, deleted after the grace",
             _ => retentionEvent.Action.ToString(),
         };
+        var description = retentionEvent.Action == RetentionAction.OrphanRemoved
+            ? $"archive maintenance: {retentionEvent.Action}, {what}"
+            : $"retention policy '{retentionEvent.Policy}': {retentionEvent.Action}, {what}, {retentionEvent.Objects.Count} objects";
         var record = new AuditRecord
         {
             Time = time.GetUtcNow(),
@@ -63,8 +70,7 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
             PatientRef = retentionEvent.PatientKey is { } key ? Convert.ToHexStringLower(key) : about.PatientRef,
             Details = new AuditDetails
             {
-                OutcomeDescription = $"retention policy '{retentionEvent.Policy}': {retentionEvent.Action}, {what}, {retentionEvent.Objects.Count} objects"
-                    + (listed < retentionEvent.Objects.Count ? $" (the first {listed} listed)" : ""),
+                OutcomeDescription = description + (listed < retentionEvent.Objects.Count ? $" (the first {listed} listed)" : ""),
                 Objects =
                 [
                     .. about.Objects,
@@ -87,6 +93,21 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
         try
         {
             await using var reader = await store.OpenQuarantinedAsync(quarantineId, cancellationToken).ConfigureAwait(false);
+            await using var stream = reader.OpenStream();
+            return await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or ObjectFormatException or UnauthorizedAccessException)
+        {
+            return (null, []);
+        }
+    }
+
+    /// <summary>The patient and study an orphan names, when it is DICOM (an older copy of an indexed instance).</summary>
+    private async ValueTask<(string? PatientRef, List<AuditObject> Objects)> OrphanAboutAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
             await using var stream = reader.OpenStream();
             return await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
         }

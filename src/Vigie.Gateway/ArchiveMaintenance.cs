@@ -30,13 +30,15 @@ public sealed class MaintenanceOptions
 }
 
 /// <summary>
-/// One node at a time: a header-level scrub that hands interrupted commits (old orphans) to the deletion schedule and
-/// raises a security alert on anything missing, corrupted or foreign; the files whose deletion grace has passed; and the
+/// One node at a time: a header-level scrub that files again the old orphans that are valid instances, hands the other
+/// old orphans to the deletion schedule (audited) and raises a security alert on anything missing, corrupted, foreign
+/// or orphaned; the files whose deletion grace has passed; and the
 /// configured retention policy (each deletion audited by the archive).
 /// </summary>
 internal sealed class ArchiveMaintenance(
     ScrubService scrub,
     RetentionService retention,
+    Ingest.ArchiveRecovery recovery,
     LeaseStore leases,
     Outbox outbox,
     IAuditLog audit,
@@ -143,7 +145,10 @@ internal sealed class ArchiveMaintenance(
     {
         try
         {
-            var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, cancellationToken).ConfigureAwait(false);
+            // Valid instances the index does not know are filed again before anything is deleted (an index restored from
+            // an older backup); what is left is scheduled, audited, and alerted below.
+            var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync },
+                cancellationToken).ConfigureAwait(false);
             if (!report.IsClean)
             {
                 await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, server.CurrentValue.AETitle, report.Summary), cancellationToken).ConfigureAwait(false);

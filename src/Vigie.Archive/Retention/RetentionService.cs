@@ -18,6 +18,12 @@ public enum RetentionAction
 
     /// <summary>A quarantined object reached its retention period.</summary>
     QuarantineRemoved,
+
+    /// <summary>
+    /// Maintenance scheduled the deletion of an object no index row references and that could not be filed again (not
+    /// an instance, or an older copy of an indexed one). Not audited before 2026-12-07.
+    /// </summary>
+    OrphanRemoved,
 }
 
 /// <summary>

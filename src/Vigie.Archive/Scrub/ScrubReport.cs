@@ -86,19 +86,29 @@ public sealed record ScrubReport(
     bool FindingsTruncated,
     TimeSpan Duration)
 {
-    public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0;
+    /// <summary>
+    /// Not clean either when maintenance scheduled orphans for deletion: before 2026-12-07 that counted as clean, and
+    /// the acknowledged objects an older index no longer knew were deleted without an alert.
+    /// </summary>
+    public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0 && OrphansScheduled == 0;
 
     /// <summary>Unreferenced objects younger than the orphan grace: commits in flight, or interrupted moments ago (never acknowledged).</summary>
     public long InFlight { get; init; }
 
-    /// <summary>Old orphans handed to the deletion schedule (maintenance runs only).</summary>
+    /// <summary>Old orphans handed to the deletion schedule (maintenance runs only), each one audited.</summary>
     public long OrphansScheduled { get; init; }
+
+    /// <summary>Old orphans that were valid instances the index did not know (an older index restored), filed again (maintenance runs only).</summary>
+    public long OrphansFiled { get; init; }
+
+    /// <summary>Objects waiting for their deletion grace to pass (not counted healthy).</summary>
+    public long PendingDeletion { get; init; }
 
     /// <summary>0 when everything verified, 1 when anything is wrong.</summary>
     public int ExitCode => IsClean ? 0 : 1;
 
     public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
 }
 
 /// <summary>How a scrub runs.</summary>
@@ -113,6 +123,16 @@ public sealed record ScrubRequest
     /// <summary>Check quarantine too.</summary>
     public bool IncludeQuarantine { get; init; } = true;
 
-    /// <summary>Schedule the deletion of orphans older than the grace instead of reporting them (maintenance).</summary>
+    /// <summary>
+    /// Schedule the deletion of orphans older than the grace instead of reporting them (maintenance): those
+    /// <see cref="FileOrphan"/> does not file, each audited, unless they exceed <see cref="ArchiveOptions.OrphanMaxShare"/>.
+    /// </summary>
     public bool ScheduleOrphanDeletion { get; init; }
+
+    /// <summary>
+    /// Files an old orphan again when it is a valid instance the index does not know (true), oldest first, before any is
+    /// scheduled for deletion. Before 2026-12-07 maintenance deleted them: after an older index was restored on
+    /// PostgreSQL, that was every object acknowledged since the backup.
+    /// </summary>
+    public Func<WrittenObject, CancellationToken, ValueTask<bool>>? FileOrphan { get; init; }
 }

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Vigie.Archive.Index;
 using Vigie.Archive.Keys;
+using Vigie.Archive.Retention;
 using Vigie.Archive.Storage;
 using Vigie.Core.Data;
 
@@ -24,10 +25,12 @@ public sealed class ScrubService
     private readonly ILogger<ScrubService> _logger;
     private readonly TimeProvider _time;
     private readonly string? _indexFile;
+    private readonly IRetentionAudit? _audit;
 
     internal ScrubService(IVigieDatabase database, FileObjectStore store, ArchiveKeyService keys, IOptions<ArchiveOptions> options,
-        ILogger<ScrubService> logger, TimeProvider? time = null, string? indexFile = null)
+        ILogger<ScrubService> logger, TimeProvider? time = null, string? indexFile = null, IRetentionAudit? audit = null)
     {
+        _audit = audit;
         _indexFile = indexFile is null ? null : Path.GetFullPath(indexFile);
         _database = database;
         _store = store;
@@ -76,6 +79,11 @@ public sealed class ScrubService
             new ParallelOptions { MaxDegreeOfParallelism = _options.ScrubParallelism, CancellationToken = cancellationToken },
             async (work, token) => await VerifyAsync(work, request, state, token).ConfigureAwait(false)).ConfigureAwait(false);
 
+        if (request.ScheduleOrphanDeletion)
+        {
+            await HandleOldOrphansAsync(request, state, cancellationToken).ConfigureAwait(false);
+        }
+
         if (request.IncludeQuarantine)
         {
             await ScrubQuarantineAsync(connection, request, state, pendingDeletions, cancellationToken).ConfigureAwait(false);
@@ -95,9 +103,18 @@ public sealed class ScrubService
         {
             InFlight = state.InFlight,
             OrphansScheduled = state.OrphansScheduled,
+            OrphansFiled = state.OrphansFiled,
+            PendingDeletion = state.PendingDeletion,
         };
         ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing);
-        _logger.LogInformation("Scrub: {Summary}", report.Summary);
+        if (report.OrphansScheduled > 0 || report.OrphansFiled > 0)
+        {
+            _logger.LogWarning("Scrub: {Summary}", report.Summary);
+        }
+        else
+        {
+            _logger.LogInformation("Scrub: {Summary}", report.Summary);
+        }
         return report;
     }
 
@@ -147,7 +164,7 @@ public sealed class ScrubService
                 // A time in the future is no sign of youth (touch -d 2036 kept an orphan "in flight" for ever).
                 var age = _time.GetUtcNow() - File.GetLastWriteTimeUtc(file);
                 var young = orphan && age < _options.OrphanGrace && age > -TimeSpan.FromMinutes(5);
-                yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young };
+                yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young, Pending = !indexed && pending };
             }
 
             if (rows.Count > 0)
@@ -227,6 +244,11 @@ public sealed class ScrubService
             {
                 Interlocked.Increment(ref state.InFlight);
             }
+            else if (work.Orphan && request.ScheduleOrphanDeletion && work.QuarantineId is null)
+            {
+                // Handled once the walk is done, oldest first (see HandleOldOrphansAsync).
+                state.OldOrphans.Enqueue((work, new DateTimeOffset(File.GetLastWriteTimeUtc(work.Path), TimeSpan.Zero)));
+            }
             else if (work.Orphan && request.ScheduleOrphanDeletion)
             {
                 await ScheduleOrphanDeletionAsync(work.Id, cancellationToken).ConfigureAwait(false);
@@ -236,6 +258,10 @@ public sealed class ScrubService
             {
                 state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null,
                     "a valid object that no index row references (its index transaction never committed)", []));
+            }
+            else if (work.Pending)
+            {
+                Interlocked.Increment(ref state.PendingDeletion);
             }
             else
             {
@@ -304,17 +330,80 @@ public sealed class ScrubService
             async (item, token) => await VerifyAsync(item, request, state, token).ConfigureAwait(false)).ConfigureAwait(false);
     }
 
-    /// <summary>Hands an old orphan to the deletion schedule: storing the same content again before the grace cancels it.</summary>
+    /// <summary>
+    /// Old orphans that open under our keys (the walk checked them). Oldest first, each valid instance the index does not
+    /// know is filed again (an index restored from an older backup lost it: it was acknowledged); the rest (not an
+    /// instance, an older copy of an indexed one) is scheduled for deletion, each audited, unless there are too many.
+    /// Maintenance runs under its lease, once across nodes; the grace kept other nodes' commits in flight out of this.
+    /// </summary>
+    private async Task HandleOldOrphansAsync(ScrubRequest request, State state, CancellationToken cancellationToken)
+    {
+        var orphans = state.OldOrphans.OrderBy(o => o.WrittenAt).ThenBy(o => o.Work.Relative, StringComparer.Ordinal).ToList();
+        var deletable = new List<Work>();
+        foreach (var (work, writtenAt) in orphans)
+        {
+            if (request.FileOrphan is { } file && await file(new WrittenObject(work.Id, writtenAt), cancellationToken).ConfigureAwait(false))
+            {
+                state.OrphansFiled++;
+            }
+            else
+            {
+                deletable.Add(work);
+            }
+        }
+
+        if (state.OrphansFiled > 0)
+        {
+            _logger.LogWarning("Scrub: {Filed} objects in the archive that the index did not know (an index restored from an older backup, or a lost "
+                + "commit) were filed again", state.OrphansFiled);
+        }
+
+        var total = Interlocked.Read(ref state.ObjectsChecked);
+        if (deletable.Count > RetentionService.LimitFloor && deletable.Count > _options.OrphanMaxShare * total)
+        {
+            // Like retention's MaxShare: that many unreferenced objects is an index that does not match the folder, not
+            // interrupted commits. Reported (an integrity alert), for a person to look at.
+            _logger.LogWarning("Scrub: {Orphans} of {Total} objects are unreferenced orphans, over Archive:OrphanMaxShare ({Share}): none is deleted. "
+                + "Check that the index is this data folder's and is current, then raise OrphanMaxShare for one run if they must go",
+                deletable.Count, total, _options.OrphanMaxShare);
+            foreach (var work in deletable)
+            {
+                state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, work.Id, null,
+                    $"a valid object that no index row references, kept: {deletable.Count} orphans exceed Archive:OrphanMaxShare", []));
+            }
+
+            return;
+        }
+
+        foreach (var work in deletable)
+        {
+            await ScheduleOrphanDeletionAsync(work.Id, cancellationToken).ConfigureAwait(false);
+            state.OrphansScheduled++;
+        }
+    }
+
+    /// <summary>
+    /// Hands an old orphan to the deletion schedule: storing the same content again before the grace cancels it. The
+    /// audit entry is written in the same transaction (since 2026-12-07): if auditing fails, nothing is scheduled.
+    /// </summary>
     private async ValueTask ScheduleOrphanDeletionAsync(ObjectId id, CancellationToken cancellationToken)
     {
-        var after = (_time.GetUtcNow() + _options.DeletionGrace).ToUnixTimeMilliseconds();
+        var now = _time.GetUtcNow();
+        var after = (now + _options.DeletionGrace).ToUnixTimeMilliseconds();
         await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        int inserted;
         await using (var command = connection.CreateCommand(transaction,
                          "INSERT INTO archive_deletions (kind, name, delete_after) VALUES ('object', @n, @a) ON CONFLICT (kind, name) DO NOTHING")
                          .With("@n", id.ToString()).With("@a", after))
         {
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            inserted = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (inserted > 0 && _audit is not null)
+        {
+            await _audit.RecordAsync(connection, transaction, new RetentionEvent(RetentionAction.OrphanRemoved, "orphan", now, null, null, null, null, null,
+                [id], null, 0), cancellationToken).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -381,6 +470,9 @@ public sealed class ScrubService
     {
         /// <summary>An orphan younger than the grace: a commit still in flight, or interrupted moments ago.</summary>
         public bool Young { get; init; }
+
+        /// <summary>Unreferenced and already scheduled for deletion.</summary>
+        public bool Pending { get; init; }
     }
 
     /// <summary>archive_objects in id order, a page at a time (keyset pagination), handed out fan-out folder by fan-out folder.</summary>
@@ -459,7 +551,11 @@ public sealed class ScrubService
         public long Orphans;
         public long InFlight;
         public long OrphansScheduled;
+        public long OrphansFiled;
+        public long PendingDeletion;
         public long? LastLandingLook;
+
+        public ConcurrentQueue<(Work Work, DateTimeOffset WrittenAt)> OldOrphans { get; } = new();
         private int _listed;
 
         public ConcurrentQueue<ScrubFinding> Findings { get; } = new();

@@ -103,6 +103,14 @@ public sealed class ArchiveRecovery(
     }
 
     /// <summary>
+    /// An old orphan maintenance found (on any provider): filed again as at start when it is a valid instance the index
+    /// does not know, such as every object acknowledged since the backup of an index restored on PostgreSQL (deleted as
+    /// orphans before 2026-12-07). False leaves it to the scrub (not an instance, or an older copy of an indexed one).
+    /// </summary>
+    public async ValueTask<bool> FileOrphanAsync(WrittenObject orphan, CancellationToken cancellationToken) =>
+        await TryFileAsync(orphan, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
     /// One object. Whatever is wrong with it alone (unreadable, damaged, an index write that fails as it did when it
     /// was never acknowledged) skips it and leaves it to the scrub; only the database failing stops the start.
     /// </summary>
