@@ -165,10 +165,11 @@ public sealed class CommitTests
         Assert.Empty(finding.References);
         Assert.NotEqual(kept.Id, orphan.Id);
 
-        // Maintenance hands it to the deletion schedule; from then on it is no longer an orphan.
+        // Maintenance hands it to the deletion schedule (not a clean run since 2026-12-07: it raises an alert); from
+        // then on it is no longer an orphan.
         var maintenance = await archive.Scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true }, ct);
         Assert.Equal(1, maintenance.OrphansScheduled);
-        Assert.True(maintenance.IsClean);
+        Assert.False(maintenance.IsClean);
         Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
     }
 
