@@ -86,6 +86,8 @@ internal static class MaintenanceCommands
                     report.Orphans,
                     report.InFlight,
                     report.OrphansScheduled,
+                    report.OrphansFiled,
+                    report.PendingDeletion,
                     findings = report.Findings.Select(f => new { kind = f.Kind, location = f.Location, @object = f.ObjectId?.ToString(), problem = f.Problem, reason = f.Reason,
                         references = f.References.Select(r => r.ToString()) }),
                     report.FindingsTruncated,
