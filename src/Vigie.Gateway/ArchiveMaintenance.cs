@@ -39,6 +39,7 @@ internal sealed class ArchiveMaintenance(
     ScrubService scrub,
     RetentionService retention,
     Ingest.ArchiveRecovery recovery,
+    ArchiveIntegrityStatus status,
     LeaseStore leases,
     Outbox outbox,
     IAuditLog audit,
@@ -149,6 +150,7 @@ internal sealed class ArchiveMaintenance(
             // an older backup); what is left is scheduled, audited, and alerted below.
             var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync },
                 cancellationToken).ConfigureAwait(false);
+            status.Scrubbed(time.GetUtcNow(), report);
             if (!report.IsClean)
             {
                 await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, server.CurrentValue.AETitle, report.Summary), cancellationToken).ConfigureAwait(false);
@@ -195,6 +197,22 @@ internal sealed class ArchiveMaintenance(
             Participants = [GatewayAudit.Self(server.CurrentValue.AETitle, requestor: true, AuditRoles.Application)],
             Details = new AuditDetails { OutcomeDescription = description },
         }, cancellationToken).ConfigureAwait(false);
+}
+
+/// <summary>
+/// What the last maintenance scrub of this node found, for /health: an integrity alert alone went unseen by monitoring
+/// (orphans scheduled for deletion, or too many to delete, since 2026-12-07).
+/// </summary>
+public sealed class ArchiveIntegrityStatus
+{
+    private Finding? _problem;
+
+    /// <summary>The time and summary of the last maintenance scrub when it was not clean, else null.</summary>
+    public Finding? Problem => Volatile.Read(ref _problem);
+
+    internal void Scrubbed(DateTimeOffset at, ScrubReport report) => Volatile.Write(ref _problem, report.IsClean ? null : new Finding(at, report.Summary));
+
+    public sealed record Finding(DateTimeOffset At, string Summary);
 }
 
 /// <summary>

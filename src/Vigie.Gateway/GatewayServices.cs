@@ -55,6 +55,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<NegotiationStatus>();
         services.TryAddSingleton<StoreStatus>();
         services.TryAddSingleton<RetrieveIntegrity>();
+        services.TryAddSingleton<ArchiveIntegrityStatus>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

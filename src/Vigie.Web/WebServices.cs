@@ -47,7 +47,9 @@ public static class WebServiceCollectionExtensions
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
             .Add(DatabaseCheckFlights.Bounded<AuditExportHealthCheck>("audit-export", HealthStatus.Degraded))
             .AddCheck<AuditSigningHealthCheck>("audit-signing")
-            .AddCheck<KeysHealthCheck>("keys");
+            .AddCheck<KeysHealthCheck>("keys")
+            .AddCheck<ArchiveIntegrityHealthCheck>("archive-integrity");
+        services.TryAddSingleton<Vigie.Gateway.ArchiveIntegrityStatus>();
         return services;
     }
 }
@@ -348,6 +350,16 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHeal
 /// The key files behind the keys the node holds in memory: one deleted (or unreadable) goes unnoticed while the node
 /// runs, and the next start then fails, or the archive cannot be read at all. Unhealthy, so that it is restored now.
 /// </summary>
+/// <summary>Degraded while this node's last maintenance scrub was not clean (its integrity alert says the same).</summary>
+internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrityStatus status) : IHealthCheck
+{
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
+        Task.FromResult(status.Problem is { } problem
+            ? HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the maintenance scrub at {problem.At:yyyy-MM-dd HH:mm:ss}Z was not clean: {problem.Summary} Run vigie scrub"))
+            : HealthCheckResult.Healthy("no problem found by this node's last maintenance scrub"));
+}
+
 internal sealed class KeysHealthCheck(IArchiveKeyService archiveKeys, IAuditSigningKeyProvider signingKeys) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
