@@ -44,8 +44,8 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
     {
         var about = retentionEvent switch
         {
-            { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined } => await QuarantinedAboutAsync(quarantined, cancellationToken).ConfigureAwait(false),
-            { Action: RetentionAction.OrphanRemoved, Objects: [var orphan] } => await OrphanAboutAsync(orphan, cancellationToken).ConfigureAwait(false),
+            { Action: RetentionAction.QuarantineRemoved, QuarantineId: { } quarantined } => await AboutAsync(ct => store.OpenQuarantinedAsync(quarantined, ct), cancellationToken).ConfigureAwait(false),
+            { Action: RetentionAction.OrphanRemoved, Objects: [var orphan] } => await AboutAsync(ct => store.OpenReadAsync(orphan, ct), cancellationToken).ConfigureAwait(false),
             _ => (null, StudyAndPatient(retentionEvent)),
         };
         var listed = Math.Min(retentionEvent.Objects.Count, AuditRecord.MaxObjects - about.Objects.Count);
@@ -87,27 +87,16 @@ internal sealed class RetentionAuditBridge(IAuditLog audit, IObjectStore store, 
         await audit.AppendAsync([record], connection, transaction, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The patient and study a quarantined object names; nothing when it cannot be read (damaged, gone, not DICOM).</summary>
-    private async ValueTask<(string? PatientRef, List<AuditObject> Objects)> QuarantinedAboutAsync(string quarantineId, CancellationToken cancellationToken)
+    /// <summary>
+    /// The patient and study an object names (a quarantined one, or an orphan that is an older copy of an indexed
+    /// instance); nothing when it cannot be read (damaged, gone, not DICOM).
+    /// </summary>
+    private async ValueTask<(string? PatientRef, List<AuditObject> Objects)> AboutAsync(
+        Func<CancellationToken, ValueTask<ArchiveObjectReader>> open, CancellationToken cancellationToken)
     {
         try
         {
-            await using var reader = await store.OpenQuarantinedAsync(quarantineId, cancellationToken).ConfigureAwait(false);
-            await using var stream = reader.OpenStream();
-            return await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is IOException or ObjectFormatException or UnauthorizedAccessException)
-        {
-            return (null, []);
-        }
-    }
-
-    /// <summary>The patient and study an orphan names, when it is DICOM (an older copy of an indexed instance).</summary>
-    private async ValueTask<(string? PatientRef, List<AuditObject> Objects)> OrphanAboutAsync(ObjectId id, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await using var reader = await store.OpenReadAsync(id, cancellationToken).ConfigureAwait(false);
+            await using var reader = await open(cancellationToken).ConfigureAwait(false);
             await using var stream = reader.OpenStream();
             return await GatewayAudit.AboutAsync(keys, stream, cancellationToken).ConfigureAwait(false);
         }

@@ -1,4 +1,5 @@
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Dicom.Tests.Network;
 
@@ -135,47 +136,14 @@ public sealed class StoreRefusalTests : IAsyncLifetime
             DicomClient.Propose([DicomUids.CTImageStorage, DicomUids.Verification], DicomUids.ExplicitVRLittleEndian), ct);
 
     /// <summary>A data set of zeros of any length that allocates nothing for its content.</summary>
-    private sealed class ZeroStream(long length) : Stream
+    private sealed class ZeroStream(long length) : GeneratedStream
     {
-        private long _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
         public override long Length => length;
 
-        public override long Position
+        protected override int Produce(long position, Span<byte> buffer)
         {
-            get => _position;
-            set => throw new NotSupportedException();
+            buffer.Clear();
+            return buffer.Length;
         }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
-        {
-            var count = (int)Math.Min(buffer.Length, length - _position);
-            buffer[..count].Clear();
-            _position += count;
-            return count;
-        }
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(Read(buffer.Span));
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            Task.FromResult(Read(buffer.AsSpan(offset, count)));
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -4,6 +4,7 @@ using System.Text;
 using Vigie.Dicom;
 using Vigie.Dicom.IO;
 using Vigie.Dicom.Network;
+using Vigie.Testing;
 
 namespace Vigie.Gateway.Tests.EndToEnd;
 
@@ -78,58 +79,21 @@ public sealed class IngestMemoryTests
     /// The data set <paramref name="head"/>, then Content Sequence (0040,A730) of undefined length whose items each hold
     /// one 65,000-byte LT, produced as it is read so the test holds none of it.
     /// </summary>
-    private sealed class TextSequenceStream(byte[] head, int items) : Stream
+    private sealed class TextSequenceStream(byte[] head, int items) : GeneratedStream
     {
         private static readonly byte[] Item = BuildItem();
         private static readonly byte[] SequenceHeader = [0x40, 0x00, 0x30, 0xA7, (byte)'S', (byte)'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF];
         private static readonly byte[] SequenceEnd = [0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0];
-        private long _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
 
         public override long Length => head.Length + SequenceHeader.Length + ((long)Item.Length * items) + SequenceEnd.Length;
 
-        public override long Position
+        protected override int Produce(long position, Span<byte> buffer)
         {
-            get => _position;
-            set => throw new NotSupportedException();
+            var (part, at) = Locate(position);
+            var count = Math.Min(buffer.Length, part.Length - at);
+            part.AsSpan(at, count).CopyTo(buffer);
+            return count;
         }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
-        {
-            var written = 0;
-            while (written < buffer.Length && _position < Length)
-            {
-                var (part, at) = Locate(_position);
-                var count = Math.Min(buffer.Length - written, part.Length - at);
-                part.AsSpan(at, count).CopyTo(buffer[written..]);
-                written += count;
-                _position += count;
-            }
-
-            return written;
-        }
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => ValueTask.FromResult(Read(buffer.Span));
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            Task.FromResult(Read(buffer.AsSpan(offset, count)));
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
         private (byte[] Part, int At) Locate(long position)
         {
