@@ -546,7 +546,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         if (_landing.TryGet(id, out var landed))
         {
             var slot = new FileInfo(landed.Path);
-            return slot.Exists && slot.LinkTarget is null && slot.Length >= landed.FileLength && landed.FileLength == FileLengthFor(length, _options.SegmentSize)
+            return slot.Exists && slot.LinkTarget is null && slot.Length >= landed.FileLength && landed.FileLength == ObjectFormat.FileLengthFor(length, _options.SegmentSize)
                 ? true : null;
         }
 
@@ -556,20 +556,13 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             return null;
         }
 
-        if (file.Length == FileLengthFor(length, _options.SegmentSize))
+        if (file.Length == ObjectFormat.FileLengthFor(length, _options.SegmentSize))
         {
             return true;
         }
 
         // Shorter than any segment size could make it (the smallest tags are the fewest): cut.
-        return file.Length < FileLengthFor(length, ObjectFormat.MaxSegmentSize) ? false : null;
-    }
-
-    /// <summary>The object file's length for <paramref name="length"/> plaintext bytes in segments of <paramref name="segmentSize"/>.</summary>
-    internal static long FileLengthFor(long length, int segmentSize)
-    {
-        var segments = Math.Max(1, (length + segmentSize - 1) / segmentSize);
-        return ObjectFormat.HeaderSize + length + segments * ObjectFormat.TagSize + ObjectFormat.TrailerSize;
+        return file.Length < ObjectFormat.FileLengthFor(length, ObjectFormat.MaxSegmentSize) ? false : null;
     }
 
     public async ValueTask<CommittedObject> PutAsync(Stream content, CancellationToken cancellationToken)

@@ -203,6 +203,13 @@ internal static class ObjectFormat
         return ((uint)segments, data - segments * TagSize);
     }
 
+    /// <summary>The file length of <paramref name="length"/> plaintext bytes in segments of <paramref name="segmentSize"/>: <see cref="LayoutFor"/> the other way.</summary>
+    public static long FileLengthFor(long length, int segmentSize)
+    {
+        var segments = Math.Max(1, (length + segmentSize - 1) / segmentSize);
+        return HeaderSize + length + segments * TagSize + TrailerSize;
+    }
+
     public static long SegmentOffset(uint segment, int segmentSize) => HeaderSize + (long)segment * (segmentSize + TagSize);
 
     public static byte[] NewDataKey() => RandomNumberGenerator.GetBytes(DataKeySize);
