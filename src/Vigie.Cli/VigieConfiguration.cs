@@ -50,7 +50,7 @@ internal static class VigieConfiguration
     /// </summary>
     public static IConfiguration Build(HostSettings settings, out DataFolderChoice data)
     {
-        var environment = NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey]);
+        var environment = EnvironmentDataFolder();
         var file = SettingsFile(settings);
         var fromFile = file is null ? null
             : NonEmpty(new ConfigurationBuilder().AddJsonFile(file, optional: settings.ConfigFile is null, reloadOnChange: false).Build()[DataFolderKey]);
@@ -109,6 +109,9 @@ internal static class VigieConfiguration
 
     private static string? NonEmpty(string? value) => string.IsNullOrWhiteSpace(value) ? null : value;
 
+    /// <summary>VIGIE__Archive__DataFolder, when set.</summary>
+    private static string? EnvironmentDataFolder() => NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey]);
+
     /// <summary>The settings file read: --config, else the first of <see cref="SettingsFiles"/> that exists.</summary>
     public static string? SettingsFile(HostSettings settings) => settings.ConfigFile is { } given
         ? Path.GetFullPath(given)
@@ -127,7 +130,7 @@ internal static class VigieConfiguration
         }
 
         var searched = settings.DataFolder
-            ?? NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey])
+            ?? EnvironmentDataFolder()
             ?? DefaultDataFolder;
         return [Path.Combine(Path.GetFullPath(searched), "vigie.json"), Path.GetFullPath("vigie.json")];
     }
