@@ -8,6 +8,7 @@ internal sealed class ZipParts
 {
     private readonly ContentSource _source;
     private readonly Dictionary<string, ZipEntry> _byName = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, List<ZipEntry>> _duplicates = new(StringComparer.OrdinalIgnoreCase);
 
     private ZipParts(ContentSource source, ZipDirectory directory)
     {
@@ -15,7 +16,18 @@ internal sealed class ZipParts
         Directory = directory;
         foreach (var entry in directory.Entries)
         {
-            _byName.TryAdd(entry.Name.TrimStart('/'), entry);
+            var name = entry.Name.TrimStart('/');
+            if (!_byName.TryAdd(name, entry))
+            {
+                // Readers disagree on which copy of a duplicated name wins (the first for most, the last for LibreOffice):
+                // every copy is kept for analysers to read.
+                if (!_duplicates.TryGetValue(name, out var copies))
+                {
+                    _duplicates[name] = copies = [_byName[name]];
+                }
+
+                copies.Add(entry);
+            }
         }
     }
 
@@ -37,15 +49,27 @@ internal sealed class ZipParts
 
     public bool Contains(string name) => _byName.ContainsKey(name.TrimStart('/'));
 
+    /// <summary>The first entry of that name, the one most readers open.</summary>
     public ZipEntry? Entry(string name) => _byName.GetValueOrDefault(name.TrimStart('/'));
 
-    /// <summary>
-    /// A decoded stream of the part, ending (without error) at <paramref name="maxBytes"/> or when the part expands
-    /// beyond <paramref name="maxRatio"/>; null when the part is absent, encrypted or uses another method.
-    /// </summary>
-    public Stream? Open(string name, long maxBytes, double maxRatio, long ratioFloor)
+    /// <summary>Every entry of that name in directory order: one, or each copy of a duplicated name; none when absent.</summary>
+    public IReadOnlyList<ZipEntry> Copies(string name)
     {
-        if (Entry(name) is not { } entry || entry.IsEncrypted || entry.Method is not (0 or 8))
+        name = name.TrimStart('/');
+        return _duplicates.TryGetValue(name, out var copies) ? copies : _byName.TryGetValue(name, out var entry) ? [entry] : [];
+    }
+
+    /// <summary>
+    /// A decoded stream of the part (its first copy), ending (without error) at <paramref name="maxBytes"/> or when the
+    /// part expands beyond <paramref name="maxRatio"/>; null when the part is absent, encrypted or uses another method.
+    /// </summary>
+    public Stream? Open(string name, long maxBytes, double maxRatio, long ratioFloor) =>
+        Entry(name) is { } entry ? Open(entry, maxBytes, maxRatio, ratioFloor) : null;
+
+    /// <summary>A decoded stream of one entry, as <see cref="Open(string, long, double, long)"/>.</summary>
+    public Stream? Open(ZipEntry entry, long maxBytes, double maxRatio, long ratioFloor)
+    {
+        if (entry.IsEncrypted || entry.Method is not (0 or 8))
         {
             return null;
         }
