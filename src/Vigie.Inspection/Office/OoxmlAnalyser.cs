@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Xml;
+using Vigie.Inspection.Archives;
 using Vigie.Inspection.Engine;
 
 namespace Vigie.Inspection.Office;
@@ -15,6 +16,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 {
     private const long MaxXmlPart = 256L * 1024 * 1024;
     private const int MaxFieldInstruction = 4096;
+    private const int MaxFieldDepth = 64;
 
     private static readonly HashSet<string> PlainExtensions = new(StringComparer.OrdinalIgnoreCase) { "docx", "xlsx", "pptx", "dotx", "xltx", "potx", "ppsx" };
 
@@ -59,8 +61,21 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
     private sealed record State(InspectionContext Context, ZipParts Parts, CappedReporter Reporter);
 
-    private static Stream? Open(State state, string name) =>
-        state.Parts.Open(name, Math.Min(MaxXmlPart, state.Context.Limits.MaxInnerSize), state.Context.Limits.MaxCompressionRatio, state.Context.Limits.RatioCheckFloor);
+    private static Stream? Open(State state, ZipEntry entry) =>
+        state.Parts.Open(entry, Math.Min(MaxXmlPart, state.Context.Limits.MaxInnerSize), state.Context.Limits.MaxCompressionRatio, state.Context.Limits.RatioCheckFloor);
+
+    /// <summary>
+    /// Every copy of a part, each named as findings show it: readers disagree on which copy of a duplicated name wins
+    /// (LibreOffice opens the last), so each is read as the part it would be (only the first was until 2026-12-07).
+    /// </summary>
+    private static IEnumerable<(ZipEntry Entry, string Label)> CopiesOf(State state, string name)
+    {
+        var copies = state.Parts.Copies(name);
+        for (var i = 0; i < copies.Count; i++)
+        {
+            yield return (copies[i], copies.Count == 1 ? name : $"{name} (copy {i + 1} of {copies.Count})");
+        }
+    }
 
     private static void AnalyseOpenDocument(State state)
     {
@@ -77,22 +92,20 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
     {
         var context = state.Context;
         var (defaults, overrides) = ReadContentTypes(state);
-        var mainPart = ReadRelationships(state, cancellationToken);
-        string? mainType = null;
-        if (mainPart is not null)
-        {
-            mainType = overrides.GetValueOrDefault("/" + mainPart.TrimStart('/'))
-                ?? defaults.GetValueOrDefault(Path.GetExtension(mainPart).TrimStart('.'));
-        }
+        // Each type a copy of [Content_Types].xml declares for the part (one, unless the package holds it twice).
+        List<string> TypesOf(string part) => overrides.GetValueOrDefault("/" + part.TrimStart('/')) ?? defaults.GetValueOrDefault(Path.GetExtension(part).TrimStart('.')) ?? [];
+        var mainParts = ReadRelationships(state, cancellationToken);
+        var mainTypes = mainParts.SelectMany(TypesOf).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
 
         var vbaParts = state.Parts.Names.Where(n => n.EndsWith("vbaProject.bin", StringComparison.OrdinalIgnoreCase)).ToList();
-        vbaParts.AddRange(overrides.Where(o => o.Value.Equals("application/vnd.ms-office.vbaProject", StringComparison.OrdinalIgnoreCase))
+        vbaParts.AddRange(overrides.Where(o => o.Value.Any(t => t.Equals("application/vnd.ms-office.vbaProject", StringComparison.OrdinalIgnoreCase)))
             .Select(o => o.Key.TrimStart('/')).Where(n => !vbaParts.Contains(n, StringComparer.OrdinalIgnoreCase) && state.Parts.Contains(n)));
         // A binary workbook (.xlsb) has no other type than "macroEnabled": one without a VBA project is not one (it was
         // suspicious until 2026-12-07). Macro sheets are looked for below all the same.
-        var macroEnabled = mainType?.Contains("macroEnabled", StringComparison.OrdinalIgnoreCase) == true
-            && !(mainType.Contains(".sheet.binary.", StringComparison.OrdinalIgnoreCase) && vbaParts.Count == 0);
-        string? TypeOf(string part) => overrides.GetValueOrDefault("/" + part) ?? defaults.GetValueOrDefault(Path.GetExtension(part).TrimStart('.'));
+        var mainType = mainTypes.FirstOrDefault(t => t.Contains("macroEnabled", StringComparison.OrdinalIgnoreCase)
+            && !(t.Contains(".sheet.binary.", StringComparison.OrdinalIgnoreCase) && vbaParts.Count == 0));
+        var macroEnabled = mainType is not null;
+        mainType ??= mainTypes.FirstOrDefault();
 
         if (macroEnabled)
         {
@@ -120,7 +133,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         // Office finds parts through relationships and content types, not names: a macro sheet or a document part stored
         // under another name is found by its declared type (only the usual names were read until 2026-12-07).
         var macroSheets = state.Parts.Names.Where(n => n.StartsWith("xl/macrosheets/", StringComparison.OrdinalIgnoreCase) && (n.EndsWith(".xml", StringComparison.OrdinalIgnoreCase) || n.EndsWith(".bin", StringComparison.OrdinalIgnoreCase))
-            || TypeOf(n)?.Contains("macrosheet", StringComparison.OrdinalIgnoreCase) == true).ToList();
+            || TypesOf(n).Any(t => t.Contains("macrosheet", StringComparison.OrdinalIgnoreCase))).ToList();
         if (macroSheets.Count > 0)
         {
             context.Report(Rules.OfficeXlmMacro, Severity.High, $"Excel 4.0 (XLM) macro sheets: {string.Join(", ", macroSheets.Take(5))}");
@@ -135,37 +148,29 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         foreach (var name in state.Parts.Names.ToList())
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var type = TypeOf(name) ?? string.Empty;
+            var types = TypesOf(name);
             // Each reading a part's name or type calls for, not the first only: a worksheet named under word/ was read as
             // Word text alone, its DDE formula unseen (until 2026-12-07).
-            if (IsWordText(name) || IsWordTextType(type))
+            if (IsWordText(name) || types.Any(IsWordTextType))
             {
                 ScanWordFields(state, name);
             }
 
             if (name.StartsWith("xl/externalLinks/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
-                || type.EndsWith(".externalLink+xml", StringComparison.OrdinalIgnoreCase))
+                || types.Any(t => t.EndsWith(".externalLink+xml", StringComparison.OrdinalIgnoreCase)))
             {
                 ScanElements(state, name, "ddeLink", (reader, part) =>
                     state.Reporter.Report(Rules.OfficeDde, Severity.High,
                         $"DDE link in '{part}': service '{reader.GetAttribute("ddeService")}', topic '{Inspector.Truncate(reader.GetAttribute("ddeTopic") ?? "", 120)}'"));
             }
             if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
-                || type.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || type.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase))
+                || types.Any(t => t.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || t.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase)))
             {
-                ScanElements(state, name, "f", (reader, part) =>
-                {
-                    var formula = ReadBounded(reader);
-                    // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
-                    // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
-                    if (DdeFormula().IsMatch(WithoutLiterals(formula)))
-                    {
-                        state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in '{part}': {Inspector.Truncate(formula, 120)}");
-                    }
-                });
+                ScanElements(state, name, "f", (reader, part) => CheckFormula(state, $"DDE formula in '{part}'", ReadBounded(reader)));
             }
+
             if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
-                || name.Equals(mainPart?.TrimStart('/'), StringComparison.OrdinalIgnoreCase) && type.Contains("spreadsheetml", StringComparison.OrdinalIgnoreCase) && type.EndsWith("+xml", StringComparison.OrdinalIgnoreCase))
+                || mainParts.Contains(name, StringComparer.OrdinalIgnoreCase) && types.Any(t => t.Contains("spreadsheetml", StringComparison.OrdinalIgnoreCase) && t.EndsWith("+xml", StringComparison.OrdinalIgnoreCase)))
             {
                 ScanElements(state, name, "definedName", (reader, part) =>
                 {
@@ -174,8 +179,23 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                     {
                         state.Reporter.Report(Rules.OfficeXlmMacro, Severity.High, $"'{definedName}' in '{part}' runs an XLM macro when the workbook opens");
                     }
+
+                    // A defined name is a formula Excel evaluates wherever a cell uses it (one holding a DDE reference was
+                    // clean until 2026-12-07).
+                    CheckFormula(state, $"DDE formula in defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'", ReadBounded(reader));
                 });
             }
+        }
+    }
+
+    /// <summary>Reports a formula (a cell's or a defined name's) that holds a DDE reference.</summary>
+    private static void CheckFormula(State state, string what, string formula)
+    {
+        // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
+        // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
+        if (DdeFormula().IsMatch(WithoutLiterals(formula)))
+        {
+            state.Reporter.Report(Rules.OfficeDde, Severity.High, $"{what}: {Inspector.Truncate(formula, 120)}");
         }
     }
 
@@ -192,10 +212,23 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         && !name.Contains("/_rels/", StringComparison.OrdinalIgnoreCase) && !name.Contains("/theme/", StringComparison.OrdinalIgnoreCase)
         && !name.EndsWith("styles.xml", StringComparison.OrdinalIgnoreCase) && !name.EndsWith("fontTable.xml", StringComparison.OrdinalIgnoreCase);
 
-    private static (Dictionary<string, string> Defaults, Dictionary<string, string> Overrides) ReadContentTypes(State state)
+    /// <summary>The declared types by extension and by part; a part or extension has more than one when the package holds several copies.</summary>
+    private static (Dictionary<string, List<string>> Defaults, Dictionary<string, List<string>> Overrides) ReadContentTypes(State state)
     {
-        var defaults = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
-        var overrides = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var defaults = new Dictionary<string, List<string>>(StringComparer.OrdinalIgnoreCase);
+        var overrides = new Dictionary<string, List<string>>(StringComparer.OrdinalIgnoreCase);
+        static void Add(Dictionary<string, List<string>> map, string key, string type)
+        {
+            if (!map.TryGetValue(key, out var types))
+            {
+                map[key] = [type];
+            }
+            else if (!types.Contains(type, StringComparer.OrdinalIgnoreCase))
+            {
+                types.Add(type);
+            }
+        }
+
         ScanElements(state, "[Content_Types].xml", null, (reader, _) =>
         {
             var type = reader.GetAttribute("ContentType");
@@ -206,20 +239,20 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
             if (reader.LocalName == "Default" && reader.GetAttribute("Extension") is { } extension)
             {
-                defaults.TryAdd(extension, type);
+                Add(defaults, extension, type);
             }
             else if (reader.LocalName == "Override" && reader.GetAttribute("PartName") is { } part)
             {
-                overrides.TryAdd("/" + part.TrimStart('/'), type);
+                Add(overrides, "/" + part.TrimStart('/'), type);
             }
         });
         return (defaults, overrides);
     }
 
-    /// <summary>Checks every relationship part; returns the main document part named by the package relationships.</summary>
-    private static string? ReadRelationships(State state, CancellationToken cancellationToken)
+    /// <summary>Checks every relationship part; returns the main document part named by the package relationships (by each copy of them).</summary>
+    private static List<string> ReadRelationships(State state, CancellationToken cancellationToken)
     {
-        string? mainPart = null;
+        var mainParts = new List<string>();
         foreach (var name in state.Parts.Names.Where(n => n.EndsWith(".rels", StringComparison.OrdinalIgnoreCase)).ToList())
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -230,9 +263,10 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 var external = string.Equals(reader.GetAttribute("TargetMode"), "External", StringComparison.OrdinalIgnoreCase);
                 var kind = type[(type.LastIndexOf('/') + 1)..];
                 var shown = Inspector.Truncate(target, 160);
-                if (part.Equals("_rels/.rels", StringComparison.OrdinalIgnoreCase) && kind == "officeDocument" && !external)
+                if (name.Equals("_rels/.rels", StringComparison.OrdinalIgnoreCase) && kind == "officeDocument" && !external
+                    && mainParts.Count < 16 && !mainParts.Contains(target.TrimStart('/'), StringComparer.OrdinalIgnoreCase))
                 {
-                    mainPart ??= target.TrimStart('/');
+                    mainParts.Add(target.TrimStart('/'));
                 }
 
                 if (kind is "activeXControl" or "control" or "activeXControlBinary")
@@ -268,7 +302,11 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                         }
                         else if (UrlChecks.Host(target) is { } host && UrlChecks.IsRawIp(host))
                         {
-                            state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium, $"hyperlink to a raw IP address: '{shown}'");
+                            // A report links to its intranet viewer by address, as in PDF and mail (Medium until 2026-12-07); a
+                            // network path or file: link to one still hands it Windows credentials.
+                            var intranet = UrlChecks.IsPrivateAddress(host) && !IsNetworkPath(target);
+                            state.Reporter.Report(Rules.OfficeExternalRelationship, intranet ? Severity.Info : Severity.Medium,
+                                $"hyperlink to a raw IP address{(intranet ? " on a private network" : string.Empty)}: '{shown}'");
                         }
 
                         break;
@@ -280,7 +318,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
             });
         }
 
-        return mainPart;
+        return mainParts;
     }
 
     /// <summary>A target fetched over the network: a URL, a UNC path, or a file URL naming a host.</summary>
@@ -325,14 +363,20 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         return !(rest.Length >= 2 && char.IsAsciiLetter(rest[0]) && rest[1] is ':' or '|') && !rest.StartsWith("localhost/", StringComparison.OrdinalIgnoreCase);
     }
 
-    private static void ScanWordFields(State state, string part)
+    private static void ScanWordFields(State state, string name)
     {
-        using var stream = Open(state, part);
-        if (stream is null)
+        foreach (var (entry, part) in CopiesOf(state, name))
         {
-            return;
+            using var stream = Open(state, entry);
+            if (stream is not null)
+            {
+                ScanWordFields(state, part, stream);
+            }
         }
+    }
 
+    private static void ScanWordFields(State state, string part, Stream stream)
+    {
         var fields = new Stack<StringBuilder>();
         var evaluated = new Stack<bool>();
         try
@@ -352,7 +396,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                         break;
                     case "fldChar":
                         var kind = reader.GetAttribute("fldCharType", reader.NamespaceURI) ?? reader.GetAttribute("w:fldCharType");
-                        if (kind == "begin" && fields.Count < 64)
+                        if (kind == "begin" && fields.Count < MaxFieldDepth)
                         {
                             fields.Push(new StringBuilder());
                             evaluated.Push(false);
@@ -361,7 +405,18 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                         {
                             if (!evaluated.Peek())
                             {
-                                EvaluateField(state, part, fields.Peek().ToString());
+                                var instruction = fields.Pop();
+                                EvaluateField(state, part, instruction.ToString());
+                                // Word builds a field's code from the results of the fields nested in it: a QUOTE field there
+                                // spells the name ({ {QUOTE 68 68 69 65 85 84 79} c:\\...\\cmd.exe }, 2017 malspam, clean
+                                // until 2026-12-07). Evaluated here rather than trusting the cached result, which can lie.
+                                if (fields.Count > 0 && QuoteResult(instruction.ToString()) is { } result)
+                                {
+                                    var parent = fields.Peek();
+                                    parent.Append(result.AsSpan(0, Math.Min(result.Length, Math.Max(0, MaxFieldInstruction - parent.Length))));
+                                }
+
+                                fields.Push(instruction);
                                 evaluated.Pop();
                                 evaluated.Push(true);
                             }
@@ -378,7 +433,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                         var text = ReadBounded(reader);
                         if (fields.Count > 0 && fields.Peek().Length < MaxFieldInstruction)
                         {
-                            fields.Peek().Append(text);
+                            fields.Peek().Append(text.AsSpan(0, Math.Min(text.Length, MaxFieldInstruction - fields.Peek().Length)));
                         }
                         else if (fields.Count == 0)
                         {
@@ -399,6 +454,34 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         {
             state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
         }
+    }
+
+    /// <summary>
+    /// What a QUOTE field produces, or null for another field: its quoted text, and each number a character code
+    /// (QUOTE 68 68 69 is "DDE"), at most <see cref="MaxFieldInstruction"/> characters.
+    /// </summary>
+    internal static string? QuoteResult(string instruction)
+    {
+        var text = instruction.Trim().TrimStart('\\').Trim();
+        if (!text.StartsWith("QUOTE", StringComparison.OrdinalIgnoreCase) || text.Length > 5 && !(char.IsWhiteSpace(text[5]) || text[5] == '"'))
+        {
+            return null;
+        }
+
+        var result = new StringBuilder();
+        foreach (var argument in FieldArguments(text))
+        {
+            if (result.Length >= MaxFieldInstruction)
+            {
+                break;
+            }
+
+            result.Append(int.TryParse(argument, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var code) && code is > 0 and <= char.MaxValue
+                ? ((char)code).ToString()
+                : argument);
+        }
+
+        return result.Length > MaxFieldInstruction ? result.ToString(0, MaxFieldInstruction) : result.ToString();
     }
 
     private static void EvaluateField(State state, string part, string instruction)
@@ -462,32 +545,36 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         }
     }
 
-    private static void ScanElements(State state, string part, string? localName, Action<XmlReader, string> onElement)
+    /// <summary>Calls <paramref name="onElement"/> for each element of that local name (each element, when null) in every copy of the part.</summary>
+    private static void ScanElements(State state, string name, string? localName, Action<XmlReader, string> onElement)
     {
-        using var stream = Open(state, part);
-        if (stream is null)
+        foreach (var (entry, part) in CopiesOf(state, name))
         {
-            return;
-        }
-
-        try
-        {
-            using var reader = XmlReader.Create(stream, XmlSettings);
-            while (reader.Read())
+            using var stream = Open(state, entry);
+            if (stream is null)
             {
-                if (reader.NodeType == XmlNodeType.Element && (localName is null || reader.LocalName == localName))
+                continue;
+            }
+
+            try
+            {
+                using var reader = XmlReader.Create(stream, XmlSettings);
+                while (reader.Read())
                 {
-                    onElement(reader, part);
+                    if (reader.NodeType == XmlNodeType.Element && (localName is null || reader.LocalName == localName))
+                    {
+                        onElement(reader, part);
+                    }
                 }
             }
-        }
-        catch (XmlException ex)
-        {
-            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
-        }
-        catch (InvalidDataException ex)
-        {
-            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+            catch (XmlException ex)
+            {
+                state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
+            }
+            catch (InvalidDataException ex)
+            {
+                state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+            }
         }
     }
 
