@@ -166,7 +166,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
             if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
                 || types.Any(t => t.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || t.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase)))
             {
-                ScanElements(state, name, "f", (reader, part) => CheckFormula(state, $"DDE formula in '{part}'", ReadBounded(reader)));
+                ScanElements(state, name, "f", (reader, part) => CheckFormula(state, part, null, ReadBounded(reader)));
             }
 
             if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
@@ -182,20 +182,21 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
                     // A defined name is a formula Excel evaluates wherever a cell uses it (one holding a DDE reference was
                     // clean until 2026-12-07).
-                    CheckFormula(state, $"DDE formula in defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'", ReadBounded(reader));
+                    CheckFormula(state, part, definedName, ReadBounded(reader));
                 });
             }
         }
     }
 
-    /// <summary>Reports a formula (a cell's or a defined name's) that holds a DDE reference.</summary>
-    private static void CheckFormula(State state, string what, string formula)
+    /// <summary>Reports a formula (a cell's, or the defined name's when one is given) that holds a DDE reference.</summary>
+    private static void CheckFormula(State state, string part, string? definedName, string formula)
     {
         // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
         // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
         if (DdeFormula().IsMatch(WithoutLiterals(formula)))
         {
-            state.Reporter.Report(Rules.OfficeDde, Severity.High, $"{what}: {Inspector.Truncate(formula, 120)}");
+            var where = definedName is null ? $"'{part}'" : $"defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'";
+            state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in {where}: {Inspector.Truncate(formula, 120)}");
         }
     }
 
