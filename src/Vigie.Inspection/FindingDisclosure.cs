@@ -111,7 +111,7 @@ public static partial class FindingDisclosure
 
     /// <summary>The parts Vigie's analysers name themselves (DicomAnalyser, MailAnalyser, Inspector and the others).</summary>
     [GeneratedRegex(@"\G(?:" + Tag + @"(?:\[\d+\]|\." + Tag + @"|\[(?:offset table|fragment \d+|frame \d+|appended)\])*(?::(?:document|" + Mime + @"))?"
-        + @"|part\[\d+\]:" + Mime + @"|attachment\[\d+\]|\[appended zip\]|\[as a [A-Za-z ]+ (?:opens|renders) it(?:, from offset \d+)?\]"
+        + @"|part\[\d+\]:" + Mime + @"|attachment\[\d+\]|\[appended zip\](?:\(inflated\))?|\[as a [A-Za-z ]+ (?:opens|renders) it(?:, from (?:inflated )?offset \d+)?\]"
         + @"|polyglot\.(?:exe|elf|macho|zip|pdf)|trailing-data(?:\(inflated\))?|data-url\[\d+\]|body\[\d+\]\.(?:html|txt)"
         + @"|folder \d+ \((?:stored|packed, not decoded)\)|packed data \(header unread\)|object \d+(?: \(JavaScript\))?|object data|package|\(unnamed\))(?=/|\z)",
         RegexOptions.CultureInvariant)]

@@ -12,7 +12,7 @@ namespace Vigie.Inspection.Dicom;
 /// archives in private, OB, UN and text elements or in pixel data, encapsulated documents (extracted and inspected),
 /// meta-header inconsistencies, and every structural anomaly the Part 10 reader reports. Rule ids in docs/rules.md.
 /// </summary>
-internal sealed class DicomAnalyser : IContentAnalyser
+internal sealed partial class DicomAnalyser : IContentAnalyser
 {
     private const int PreambleLength = 128;
 
@@ -80,6 +80,12 @@ internal sealed class DicomAnalyser : IContentAnalyser
         if (!preamblePdf)
         {
             await ReadAsPdfReaderAsync(context, content, file.TransferSyntax.IsDeflated ? 0 : file.DatasetOffset, cancellationToken).ConfigureAwait(false);
+        }
+
+        // Whatever the preamble: it is not served, the inflated data set is.
+        if (file.TransferSyntax.IsDeflated)
+        {
+            await ReadInflatedDatasetAsync(context, content, file, cancellationToken).ConfigureAwait(false);
         }
     }
 
