@@ -1,3 +1,5 @@
+using System.Collections.Frozen;
+
 namespace Vigie.Inspection.Engine;
 
 /// <summary>The engine's view of one object being inspected, linked to its container for recursion checks.</summary>
@@ -57,12 +59,23 @@ internal sealed class EngineContext(
     /// Bytes read a second time, as what else they are (a container read as the PDF a reader opens, a PDF as the page a
     /// browser renders): what is only odd there (a header offset, a stream or a dictionary garbled by the container's
     /// other members or its transfer encoding) is noted, not held against the file, since the first reading judged its
-    /// structure; active content (High and above) counts as anywhere.
+    /// structure; active content counts as anywhere: High and above, and a PDF's actions, links and embedded files at
+    /// their own severity (until 2026-12-07 a Medium /AA or /GoToR was Info there, and a DICOM/PDF polyglot carrying one
+    /// was stored while the same PDF as an Encapsulated PDF was refused).
     /// </summary>
     public bool SecondReading { get; init; }
 
+    /// <summary>What a PDF does rather than how it is built: actions, scripts, forms that send or load data, links to programs or raw addresses, embedded files, rich media, XFA.</summary>
+    private static readonly FrozenSet<string> PdfActiveContent = FrozenSet.ToFrozenSet(
+    [
+        Rules.PdfJavaScript, Rules.PdfOpenAction, Rules.PdfAdditionalActions, Rules.PdfLaunch, Rules.PdfSubmitForm, Rules.PdfImportData,
+        Rules.PdfGoToRemote, Rules.PdfGoToEmbedded, Rules.PdfRichMedia, Rules.PdfXfa, Rules.PdfEmbeddedFile, Rules.PdfUriExecutable, Rules.PdfUriIp,
+        Rules.PdfHiddenInObjectStream,
+    ], StringComparer.Ordinal);
+
     public override void Report(string rule, Severity severity, string message, long? offset = null) =>
-        session.Report(new Finding(rule, SecondReading && severity is Severity.Low or Severity.Medium ? Severity.Info : severity, message, offset, innerPath));
+        session.Report(new Finding(rule, SecondReading && severity is Severity.Low or Severity.Medium && !PdfActiveContent.Contains(rule) ? Severity.Info : severity,
+            message, offset, innerPath));
 
     public override void RecordSha256(ReadOnlySpan<byte> digest)
     {
