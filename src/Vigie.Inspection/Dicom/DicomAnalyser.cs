@@ -209,7 +209,7 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
                 await context.InspectAsAsync("polyglot.pdf", ContentType.Pdf, content, cancellationToken).ConfigureAwait(false);
                 break;
             case EmbeddedKind.Html:
-                context.Report("dicom.preamble.html", Severity.High, "the preamble holds HTML or script markup (polyglot)", 0);
+                // Reported with the markup it holds (AnalysePreambleTextAsync).
                 break;
             case EmbeddedKind.Ole2 or EmbeddedKind.Rar or EmbeddedKind.SevenZip or EmbeddedKind.Gzip:
                 context.Report("dicom.preamble.archive", Severity.High, $"the preamble starts with {EmbeddedContent.Describe(kind)} (polyglot)", 0);
@@ -226,7 +226,6 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
         // (behind junk, a NUL, a TIFF or MZ header), and a browser renders markup whatever comes before it. Until
         // 2026-12-07 only offset 0 was looked at, and such files were clean.
         var pdfAt = head.AsSpan(0, PreambleLength).IndexOf("%PDF-"u8);
-        var markup = kind != EmbeddedKind.Html && EmbeddedContent.HoldsMarkup(head.AsSpan(0, PreambleLength));
         if (kind != EmbeddedKind.Pdf && pdfAt > 0)
         {
             context.Report("dicom.preamble.pdf", Severity.High,
@@ -235,12 +234,44 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
             await context.InspectAsAsync("polyglot.pdf", ContentType.Pdf, view, cancellationToken).ConfigureAwait(false);
         }
 
-        if (markup)
+        await AnalysePreambleTextAsync(context, content, head, kind, cancellationToken).ConfigureAwait(false);
+        return (kind == EmbeddedKind.Zip, kind == EmbeddedKind.Pdf || pdfAt > 0);
+    }
+
+    /// <summary>
+    /// The preamble as a browser, a word processor and a shell read it (PreambleContent): any tag (after a byte order
+    /// mark too) makes the file a page, read whole as one (`polyglot.html`); an RTF document opens in Word from its
+    /// start (`polyglot.rtf`); a complete command line runs under `sh file.dcm`. Until 2026-12-07 only five tags (in
+    /// ASCII) and "#!" at offset 0 counted: `&lt;body onload&gt;`, a UTF-16 page, shell lines and a DDE field were clean.
+    /// </summary>
+    private static async ValueTask AnalysePreambleTextAsync(InspectionContext context, ContentSource content, byte[] head, EmbeddedKind kind,
+        CancellationToken cancellationToken)
+    {
+        var markup = PreambleContent.FindMarkup(head.AsSpan(0, PreambleLength));
+        var page = kind == EmbeddedKind.Html || markup is not null || EmbeddedContent.HoldsMarkup(head.AsSpan(0, PreambleLength));
+        if (page)
         {
-            context.Report("dicom.preamble.html", Severity.High, "the preamble holds HTML or script markup (polyglot)", 0);
+            context.Report("dicom.preamble.html", Severity.High,
+                $"the preamble holds HTML or script markup{(markup is { } m ? $" ({m.Describe()}, offset {m.Offset})" : string.Empty)}: a browser renders the file as a page (polyglot)",
+                markup?.Offset ?? 0);
+            await context.InspectAsAsync("polyglot.html", ContentType.Html, content, cancellationToken).ConfigureAwait(false);
         }
 
-        return (kind == EmbeddedKind.Zip, kind == EmbeddedKind.Pdf || pdfAt > 0);
+        var rtfAt = PreambleContent.FindRtf(head.AsSpan(0, PreambleLength));
+        if (rtfAt >= 0)
+        {
+            context.Report("dicom.preamble.rtf", Severity.High,
+                $"the preamble holds an RTF document at offset {rtfAt}: word processors open the file as that document (polyglot)", rtfAt);
+            using var view = content.Slice(rtfAt, content.Length - rtfAt);
+            await context.InspectAsAsync("polyglot.rtf", ContentType.Rtf, view, cancellationToken).ConfigureAwait(false);
+        }
+
+        var command = kind == EmbeddedKind.Script ? -1 : PreambleContent.FindCommandLine(head.AsSpan(0, PreambleLength));
+        if (command >= 0)
+        {
+            context.Report("dicom.preamble.script", Severity.Medium,
+                $"the preamble holds a shell command line at offset {command}: `sh` runs it when given the file (polyglot)", command);
+        }
     }
 
     private static async ValueTask AnalyseTrailingAsync(InspectionContext context, ContentSource content, long offset, bool preambleIsZip,
