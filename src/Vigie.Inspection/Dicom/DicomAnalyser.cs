@@ -504,6 +504,7 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
         }
         else if (!EmbeddedContent.IsContainer(kind))
         {
+            await ReadAsPageAsync(context, value, source, path, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -522,6 +523,28 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
                 $"{path} ({DicomVRInfo.Code(value.VR)}) holds {EmbeddedContent.Describe(kind)}{(clean ? ", inspected: nothing found in it" : string.Empty)}", offset);
         }
     }
+
+    /// <summary>
+    /// A text value (or one of unknown VR) that does not start as a page can still be one: a browser renders a page
+    /// whatever comes before its first tag. The whole value (a reference past the memory budget read in chunks) goes to
+    /// the HTML analyser's smuggling check when it holds a trigger and a script, link or handler, so "Report follows. "
+    /// or 100 spaces before a smuggling page no longer hide it (until 2026-12-07 only the value's first 64 bytes were
+    /// looked at). A report that merely mentions "&lt;script&gt;" has no trigger and is not read so.
+    /// </summary>
+    private static async ValueTask ReadAsPageAsync(InspectionContext context, DicomValueElement value, ContentSource source, string path,
+        CancellationToken cancellationToken)
+    {
+        if (!HoldsText(value.VR) || !Html.HtmlAnalyser.MayBeSmugglingPage(source, cancellationToken))
+        {
+            return;
+        }
+
+        await context.InspectAsAsync(path, ContentType.Html, source, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>VRs whose value is characters, and UN (a private text sent in implicit VR, or a VR the sender did not know).</summary>
+    private static bool HoldsText(DicomVR vr) => vr is DicomVR.LT or DicomVR.ST or DicomVR.UT or DicomVR.UC or DicomVR.UR or DicomVR.LO or DicomVR.SH
+        or DicomVR.PN or DicomVR.CS or DicomVR.AE or DicomVR.UN;
 
     private static async ValueTask AnalyseDocumentAsync(InspectionContext context, ContentSource content, DicomDataset dataset, DicomValueElement value, string path,
         CancellationToken cancellationToken)

@@ -287,6 +287,14 @@ internal sealed partial class HtmlAnalyser(Microsoft.Extensions.Options.IOptions
         return new SmugglingSignals(smuggling, atob && largeLiteral, found) { BuiltFromPage = offered && !payload };
     }
 
+    /// <summary>
+    /// Whether text that is not a page by its start (a DICOM text value: "Report follows. &lt;html&gt;...") holds what a
+    /// smuggling page needs, a trigger and a script, a link or a handler, in its first <see cref="MaxScan"/> bytes: read
+    /// in chunks, never whole. Such text is then read as the page a browser renders.
+    /// </summary>
+    internal static bool MayBeSmugglingPage(ContentSource content, CancellationToken cancellationToken) =>
+        Mentions(content, Math.Min(content.Length, MaxScan), [Triggers, Markup], cancellationToken).All(f => f);
+
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download", "refresh"];
     private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc", "<meta"];
     private static readonly string[] MimeStructure = ["content-type:"];
