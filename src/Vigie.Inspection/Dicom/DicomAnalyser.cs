@@ -534,12 +534,37 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
     private static async ValueTask ReadAsPageAsync(InspectionContext context, DicomValueElement value, ContentSource source, string path,
         CancellationToken cancellationToken)
     {
-        if (!HoldsText(value.VR) || !Html.HtmlAnalyser.MayBeSmugglingPage(source, cancellationToken))
+        if (!HoldsText(value.VR) || (value.VR == DicomVR.UN && !StartsAsText(source)) || !Html.HtmlAnalyser.MayBeSmugglingPage(source, cancellationToken))
         {
             return;
         }
 
         await context.InspectAsAsync(path, ContentType.Html, source, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Whether a UN value's first kilobyte is text (no control byte but tab, line breaks, form feed and escape; a NUL
+    /// only as the last byte's padding): a viewer shows such a value as text, and binary vendor blobs (tens of MB of
+    /// them in one file) are not searched.
+    /// </summary>
+    private static bool StartsAsText(ContentSource source)
+    {
+        Span<byte> head = stackalloc byte[1024];
+        head = head[..source.ReadAt(0, head[..(int)Math.Min(head.Length, source.Length)])];
+        if (head.Length == source.Length && head.Length > 0 && head[^1] == 0)
+        {
+            head = head[..^1];
+        }
+
+        foreach (var b in head)
+        {
+            if (b < 0x20 && b is not ((byte)'\t' or (byte)'\n' or (byte)'\r' or 0x0C or 0x1B))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>VRs whose value is characters, and UN (a private text sent in implicit VR, or a VR the sender did not know).</summary>
