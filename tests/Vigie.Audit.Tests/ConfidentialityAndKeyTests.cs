@@ -92,7 +92,9 @@ public sealed class ConfidentialityAndKeyTests
         File.Delete(h.Options.SigningKeyPath!);
         await h.ReopenAsync();
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await h.Log.GetPublicKeyAsync(ct));
-        Assert.Contains(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
+        // The key id only, as found in the database: the key to trust comes from outside it (review 19).
+        Assert.Contains(head.KeyId, refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(h.Options.SigningKeyPath));
 
         // Lost for good: trusting its public key lets a new one be made, and the earlier head still verifies.
@@ -131,7 +133,9 @@ public sealed class ConfidentialityAndKeyTests
         await h.ReopenAsync();
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await h.Log.GetPublicKeyAsync(ct));
         Assert.Contains("restore the right key file", refused.Message, StringComparison.Ordinal);
-        Assert.Contains(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
+        // The key id only, as found in the database: the key to trust comes from outside it (review 19).
+        Assert.Contains(head.KeyId, refused.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain(Convert.ToBase64String(head.PublicKey), refused.Message, StringComparison.Ordinal);
 
         // Changed on purpose: trusting the earlier key lets the new one sign, and the earlier head still verifies.
         h.Options.TrustedPublicKeys.Add(Convert.ToBase64String(head.PublicKey));

@@ -190,28 +190,40 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
         }
 
         signer.Dispose();
+        // The head's key comes from the database, which whoever forged the heads wrote: never offered to be trusted as it
+        // is (until 2026-12-07 this message gave it in full, and trusting it made a re-signed forgery verify).
         throw new InvalidOperationException(
-            $"The audit signing key file {path} holds key {signer.KeyId}, but the latest tree head (entry {latest.TreeSize}) was signed with key "
-            + $"{latest.KeyId}: restore the right key file. If the key was changed on purpose, add the earlier public key "
-            + $"{Convert.ToBase64String(latest.PublicKey)} to Audit:TrustedPublicKeys.");
+            $"The audit signing key file {path} holds key {signer.KeyId}, but the latest tree head (entry {latest.TreeSize}) is signed with key "
+            + $"{latest.KeyId}, found in the database, not trusted. Either this key file is the wrong one (restore the right key file), or the tree heads "
+            + "were re-signed in the database by someone else (a tampered trail: run `vigie audit verify`, which names them). If the key was changed "
+            + $"on purpose, compare {latest.KeyId} with a key known from outside the database (an earlier `vigie audit head --json`, the earlier "
+            + "key file's public key, the heads your audit collector holds) and only then add that key, from that source, to Audit:TrustedPublicKeys.");
     }
 
     public async ValueTask<AuditPublicKey?> FindPublicKeyAsync(CancellationToken cancellationToken)
     {
+        if (_signer is { } loaded)
+        {
+            return new AuditPublicKey(loaded.KeyId, loaded.PublicKey);
+        }
+
         var path = options.Value.SigningKeyPath;
-        if (_signer is null && (path is null || !File.Exists(path)))
+        if (path is null || !File.Exists(path))
         {
             return null;
         }
 
-        var signer = await GetSignerAsync(cancellationToken).ConfigureAwait(false);
+        // Verification trusts the key file's key without the start's comparison with the latest head: heads signed by
+        // another key are then reported one by one (TreeHeadUntrustedKey, exit 1). Until 2026-12-07 that comparison stopped
+        // the run (exit 2) with no report.
+        using var signer = await LoadOrCreateAsync(path, cancellationToken).ConfigureAwait(false);
         return new AuditPublicKey(signer.KeyId, signer.PublicKey);
     }
 
     /// <summary>
     /// A key file gone from a log that already has signed heads (a volume not mounted, a restore without it) is not
     /// replaced silently: a new key would leave every earlier head unverifiable and mix two signers. The operator
-    /// restores the file, or, if it is lost, trusts its public key (Audit:TrustedPublicKeys), and a new key is made.
+    /// restores the file, or, if it is lost, trusts its public key (Audit:TrustedPublicKeys), taken from outside the database, and a new key is made.
     /// </summary>
     private async ValueTask RefuseToReplaceAsync(string path, CancellationToken cancellationToken)
     {
@@ -223,8 +235,9 @@ internal sealed class FileSigningKeyProvider(Microsoft.Extensions.Options.IOptio
 
         throw new InvalidOperationException(
             $"The audit signing key file {path} is missing, but the audit log has tree heads signed with key {latest.KeyId} (up to entry " +
-            $"{latest.TreeSize}). Restore the file. If it is lost, add its public key {Convert.ToBase64String(latest.PublicKey)} to " +
-            "Audit:TrustedPublicKeys: a new key is then made, and the earlier heads stay verifiable.");
+            $"{latest.TreeSize}; the key as found in the database, not trusted). Restore the file. If it is lost, take its public key from a " +
+            "source outside the database (an earlier `vigie audit head --json`, the heads your audit collector holds), check that its key id is " +
+            $"{latest.KeyId}, and add it to Audit:TrustedPublicKeys: a new key is then made, and the earlier heads stay verifiable.");
     }
 
     internal static async Task<Ed25519Signer> LoadOrCreateAsync(string path, CancellationToken cancellationToken)

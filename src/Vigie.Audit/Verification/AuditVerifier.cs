@@ -427,7 +427,8 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         var key = trustedKeys.FirstOrDefault(k => k.KeyId == head.KeyId && k.PublicKey.AsSpan().SequenceEqual(head.PublicKey));
         if (key is null)
         {
-            problems.Add(AuditProblemKind.TreeHeadUntrustedKey, null, head.TreeSize, $"the {origin} tree head is signed by key {head.KeyId}, which is not trusted");
+            problems.Add(AuditProblemKind.TreeHeadUntrustedKey, null, head.TreeSize, $"the {origin} tree head is signed by key {head.KeyId}, which is not trusted: "
+                + "neither the signing key file's nor a trusted public key (a key found in the database says nothing: the heads may have been re-signed there)");
             return false;
         }
 

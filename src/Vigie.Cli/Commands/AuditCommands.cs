@@ -369,8 +369,10 @@ internal static class AuditCommands
             {
                 if (extraKeys.Count == 0 && report.Problems.Any(p => p.Kind == AuditProblemKind.TreeHeadUntrustedKey))
                 {
-                    await Console.Error.WriteLineAsync("vigie audit verify: tree heads are signed by a key this copy does not hold; "
-                        + "trust its public key with --public-key (the publicKey of `vigie audit head --json`, kept outside this server)");
+                    await Console.Error.WriteLineAsync("vigie audit verify: tree heads are signed by a key that is neither this node's signing key nor "
+                        + "trusted: the heads may have been re-signed in the database. Do not trust a key read from the database: compare the key ids "
+                        + "with a head known from outside it (an earlier `vigie audit head --json`, the heads your audit collector holds), and pass "
+                        + "that source's publicKey with --public-key");
                 }
 
                 // Five of each kind, then a count: 52 identical "untrusted key" lines buried the hint above (all are in --json).
