@@ -6,6 +6,7 @@ using Vigie.Access;
 using Vigie.Archive;
 using Vigie.Audit;
 using Vigie.Core.Data;
+using Vigie.Core.IO;
 using Vigie.Dicom;
 using Vigie.Dicom.Network;
 using Vigie.Gateway;
@@ -56,6 +57,11 @@ internal static class VigieConfiguration
             : NonEmpty(new ConfigurationBuilder().AddJsonFile(file, optional: settings.ConfigFile is null, reloadOnChange: false).Build()[DataFolderKey]);
         data = Choose(settings.DataFolder, environment, fromFile, file);
         var folder = data.Folder;
+        if (file is not null && File.Exists(file))
+        {
+            RefuseTrustAnchorsInDataFolder(file, folder);
+        }
+
         var keys = Path.TrimEndingDirectorySeparator(folder) + ".keys";
         var defaults = new Dictionary<string, string?>
         {
@@ -76,6 +82,33 @@ internal static class VigieConfiguration
         // Last: every reader of the setting sees the folder chosen above, whichever source named another.
         builder.AddInMemoryCollection(new Dictionary<string, string?> { [DataFolderKey] = folder });
         return builder.Build();
+    }
+
+    /// <summary>The settings that say which audit signatures to believe: whoever can write the data folder must not set them.</summary>
+    internal static readonly string[] TrustAnchorKeys = ["Audit:TrustedPublicKeys", "Audit:SigningKeyPath"];
+
+    /// <summary>
+    /// Refuses a settings file inside the data folder (links resolved) that sets a trust anchor. With SQLite that folder
+    /// holds the audit trail itself: a vigie.json planted beside it trusting the planter's key made a forged, re-signed
+    /// trail verify clean with a plain `vigie audit verify --data DIR` (before 2026-12-07). Its other settings stay allowed.
+    /// </summary>
+    internal static void RefuseTrustAnchorsInDataFolder(string file, string folder)
+    {
+        if (!RealPath.IsWithin(file, folder))
+        {
+            return;
+        }
+
+        var own = new ConfigurationBuilder().AddJsonFile(file, optional: true, reloadOnChange: false).Build();
+        var set = TrustAnchorKeys.Where(key => own.GetSection(key).Exists()).ToList();
+        if (set.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"The settings file {file} is inside the data folder {folder} and sets {string.Join(" and ", set)}: which audit signatures to "
+                + "believe is not read from where the audit trail lives, since whoever can write there could trust a key of their own. "
+                + "Move these settings to a file outside the data folder given with --config (the service reads /etc/vigie/vigie.json), or to "
+                + "the environment (VIGIE__AUDIT__...), and remove them from this file: a file you did not write there may mean the data folder was tampered with.");
+        }
     }
 
     private static DataFolderChoice Choose(string? flag, string? environment, string? file, string? fileName)
