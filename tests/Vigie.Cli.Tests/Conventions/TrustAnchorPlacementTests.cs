@@ -30,9 +30,16 @@ public sealed class TrustAnchorPlacementTests
 
         // The key path too: a planted one would point the signer, and verification, at a key of the planter's.
         await File.WriteAllTextAsync(planted, $$$"""{"Audit":{"SigningKeyPath":"{{{root.Combine("elsewhere.key")}}}"}}""", ct);
-        var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--dicom-port", "0", "--http-port", "0"], cancellationToken: ct);
+        var stats = await VigieProcess.RunAsync(["stats", "--data", data], cancellationToken: ct);
+        Assert.True(stats.ExitCode == 2, stats.ToString());
+        Assert.Contains("Audit:SigningKeyPath", stats.StandardError, StringComparison.Ordinal);
+
+        // serve too, found by the default search from the data folder (refused before it binds anything).
+        await File.WriteAllTextAsync(planted, $$$"""{"Audit":{"TrustedPublicKeys":["{{{key}}}"]}}""", ct);
+        var serve = await VigieProcess.RunAsync(["serve", "--data", data, "--dicom-port", "13286", "--http-port", "18986"], TimeSpan.FromSeconds(60),
+            cancellationToken: ct);
         Assert.True(serve.ExitCode == 2, serve.ToString());
-        Assert.Contains("Audit:SigningKeyPath", serve.StandardError, StringComparison.Ordinal);
+        Assert.Contains("Audit:TrustedPublicKeys", serve.StandardError, StringComparison.Ordinal);
 
         // Other settings in the data folder's file are still read, and the anchors from a file outside it are taken.
         await File.WriteAllTextAsync(planted, """{"Audit":{"TreeHeadEveryEntries":5}}""", ct);
