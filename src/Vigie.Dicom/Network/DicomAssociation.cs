@@ -9,6 +9,16 @@ namespace Vigie.Dicom.Network;
 /// <summary>The peer ended the association (A-ABORT) or broke the protocol (then Vigie aborted it).</summary>
 public sealed class DicomAssociationAbortedException(string message, Exception? inner = null) : Exception(message, inner);
 
+/// <summary>
+/// An A-ASSOCIATE-RQ longer than <see cref="DicomAssociationOptions.MaxAssociatePduLength"/>: read and dropped, to be
+/// answered with an A-ASSOCIATE-RJ. <see cref="FixedPart"/> holds its first bytes (up to the 68-byte fixed part).
+/// </summary>
+internal sealed class AssociateRequestTooLongException(uint length, uint limit, byte[] fixedPart)
+    : Exception($"A-ASSOCIATE-RQ of {length} bytes is over the limit of {limit} (Dicom:Server:Association:MaxAssociatePduLength)")
+{
+    public byte[] FixedPart { get; } = fixedPart;
+}
+
 /// <summary>A read deadline passed: ARTIM, idle or slow-sender.</summary>
 public sealed class DicomTimeoutException(string message) : Exception(message);
 
@@ -119,6 +129,7 @@ public sealed class DicomAssociation : IAsyncDisposable
     /// <summary>Reads one whole PDU into the receive buffer. The header may take <paramref name="headerTimeout"/>, the body <see cref="DicomAssociationOptions.ReadTimeout"/>.</summary>
     internal async ValueTask<PduType> ReadPduAsync(TimeSpan headerTimeout, CancellationToken cancellationToken)
     {
+        ShrinkReceiveBuffer();
         await ReadExactlyAsync(_pdu.AsMemory(0, PduCodec.HeaderLength), headerTimeout, "waiting for a PDU", allowCleanEnd: true, cancellationToken).ConfigureAwait(false);
         var type = _pdu[0];
         var length = BinaryPrimitives.ReadUInt32BigEndian(_pdu.AsSpan(2));
@@ -133,21 +144,34 @@ public sealed class DicomAssociation : IAsyncDisposable
             PduType.DataTransfer => _options.MaxPduLength,
             _ => 4u,
         };
+        if (length > limit && (PduType)type == PduType.AssociateRequest && !IsRequestor && !RequestReceived)
+        {
+            // Legal (PS3.8 9.3.2 bounds it only by its 32-bit length) but over the limit: read and dropped, so that the
+            // acceptor can answer an A-ASSOCIATE-RJ the peer will read, not an abort that calls the request malformed.
+            throw await DrainOversizedRequestAsync(length, limit, cancellationToken).ConfigureAwait(false);
+        }
+
         if (length > limit || ((PduType)type is PduType.AssociateReject or PduType.ReleaseRequest or PduType.ReleaseResponse or PduType.Abort && length != 4))
         {
             throw new PduException(AbortReason.InvalidPduParameterValue, $"{(PduType)type} PDU of {length} bytes (limit {limit})");
         }
 
-        if (length + PduCodec.HeaderLength > _pdu.Length)
+        var what = $"reading a {(PduType)type} PDU";
+        var started = Environment.TickCount64;
+        var first = (int)Math.Min(length, _pdu.Length - PduCodec.HeaderLength);
+        await ReadExactlyAsync(_pdu.AsMemory(PduCodec.HeaderLength, first), _options.ReadTimeout, what, allowCleanEnd: false, cancellationToken).ConfigureAwait(false);
+        if (first < length)
         {
+            // Only an A-ASSOCIATE PDU outgrows the receive buffer; it grows once the buffer's worth has arrived, so a
+            // peer that only announces a large request holds no more memory than any other connection.
             var bigger = ArrayPool<byte>.Shared.Rent((int)length + PduCodec.HeaderLength);
-            _pdu.AsSpan(0, PduCodec.HeaderLength).CopyTo(bigger);
+            _pdu.AsSpan(0, PduCodec.HeaderLength + first).CopyTo(bigger);
             ArrayPool<byte>.Shared.Return(_pdu);
             _pdu = bigger;
+            await ReadExactlyAsync(_pdu.AsMemory(PduCodec.HeaderLength + first, (int)length - first), Remaining(_options.ReadTimeout, started), what,
+                allowCleanEnd: false, cancellationToken).ConfigureAwait(false);
         }
 
-        await ReadExactlyAsync(_pdu.AsMemory(PduCodec.HeaderLength, (int)length), _options.ReadTimeout, $"reading a {(PduType)type} PDU", allowCleanEnd: false,
-            cancellationToken).ConfigureAwait(false);
         _pduLength = (int)length;
         // Only P-DATA-TF bodies hold PDVs; any other PDU is consumed whole by its reader.
         _pdvOffset = (PduType)type == PduType.DataTransfer ? PduCodec.HeaderLength : PduCodec.HeaderLength + _pduLength;
@@ -155,6 +179,45 @@ public sealed class DicomAssociation : IAsyncDisposable
     }
 
     private const int MaxPdusBeforeReleaseResponse = 256;
+
+    /// <summary>
+    /// Reads an A-ASSOCIATE-RQ over the limit through the receive buffer without keeping it (within the read timeout),
+    /// all but its fixed part, which names the AE titles for the audit.
+    /// </summary>
+    private async ValueTask<AssociateRequestTooLongException> DrainOversizedRequestAsync(uint length, uint limit, CancellationToken cancellationToken)
+    {
+        var started = Environment.TickCount64;
+        byte[]? fixedPart = null;
+        long remaining = length;
+        while (remaining > 0)
+        {
+            var chunk = (int)Math.Min(remaining, _pdu.Length - PduCodec.HeaderLength);
+            await ReadExactlyAsync(_pdu.AsMemory(PduCodec.HeaderLength, chunk), Remaining(_options.ReadTimeout, started),
+                "reading an A-ASSOCIATE-RQ over the limit", allowCleanEnd: false, cancellationToken).ConfigureAwait(false);
+            fixedPart ??= _pdu.AsSpan(PduCodec.HeaderLength, Math.Min(chunk, PduCodec.AssociateFixedLength)).ToArray();
+            remaining -= chunk;
+        }
+
+        return new AssociateRequestTooLongException(length, limit, fixedPart ?? []);
+    }
+
+    /// <summary>What is left of <paramref name="timeout"/> since <paramref name="started"/>, at least a millisecond.</summary>
+    private static TimeSpan Remaining(TimeSpan timeout, long started) =>
+        TimeSpan.FromMilliseconds(Math.Max(1, timeout.TotalMilliseconds - (Environment.TickCount64 - started)));
+
+    /// <summary>
+    /// Gives back a receive buffer grown for a large A-ASSOCIATE PDU once it has been decoded: the data phase needs
+    /// only the negotiated maximum.
+    /// </summary>
+    private void ShrinkReceiveBuffer()
+    {
+        var size = (int)Math.Min(_options.MaxPduLength, 16 * 1024 * 1024) + PduCodec.HeaderLength;
+        if (_pdu.Length > 2 * size)
+        {
+            ArrayPool<byte>.Shared.Return(_pdu);
+            _pdu = ArrayPool<byte>.Shared.Rent(size);
+        }
+    }
 
     /// <summary>The timers and limits this association runs under.</summary>
     internal DicomAssociationOptions Options => _options;

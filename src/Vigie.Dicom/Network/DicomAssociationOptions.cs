@@ -12,8 +12,12 @@ public sealed class DicomAssociationOptions
     /// </summary>
     public uint MaxSendPduLength { get; set; }
 
-    /// <summary>Largest A-ASSOCIATE-RQ/AC accepted.</summary>
-    public int MaxAssociatePduLength { get; set; } = 64 * 1024;
+    /// <summary>
+    /// Largest A-ASSOCIATE-RQ/AC accepted. 1 MiB holds the largest legal request Vigie reads (128 presentation contexts of 64
+    /// transfer syntaxes with 64-byte UIDs, about 570 KB, with role, extended negotiation and user identity items); a
+    /// longer request is answered with an A-ASSOCIATE-RJ. It was 64 KiB until 2026-12-07.
+    /// </summary>
+    public int MaxAssociatePduLength { get; set; } = 1024 * 1024;
 
     /// <summary>ARTIM: how long to wait for A-ASSOCIATE-RQ after connecting, for A-ASSOCIATE-AC/RJ, or for A-RELEASE-RP.</summary>
     public TimeSpan ArtimTimeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -90,6 +90,10 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
         {
             problems.Add($"{a}:MaxAssociatePduLength {association.MaxAssociatePduLength} is below 1024: an ordinary A-ASSOCIATE-RQ would not fit");
         }
+        else if (association.MaxAssociatePduLength > MaxReceivePduLength)
+        {
+            problems.Add($"{a}:MaxAssociatePduLength {association.MaxAssociatePduLength} is over {MaxReceivePduLength}: each connection may hold that much while it negotiates");
+        }
 
         foreach (var (timer, value) in new[] { ("ArtimTimeout", association.ArtimTimeout), ("IdleTimeout", association.IdleTimeout), ("ReadTimeout", association.ReadTimeout) })
         {

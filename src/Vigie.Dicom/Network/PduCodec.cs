@@ -14,7 +14,16 @@ public static class PduCodec
 {
     public const int HeaderLength = 6;
     private const int MaxUidLength = 64;
+
+    /// <summary>Protocol version, reserved, called and calling AE titles, reserved: the A-ASSOCIATE fixed part (PS3.8 9.3.2).</summary>
+    internal const int AssociateFixedLength = 68;
+
+    // Counting limits keep what a hostile A-ASSOCIATE-RQ makes Vigie hold far below its byte length. A legal one has at
+    // most 128 presentation contexts (odd one-byte IDs, checked as they come) and one role or extended negotiation
+    // sub-item per SOP class.
     private const int MaxTransferSyntaxesPerContext = 64;
+    private const int MaxRoleSelections = 256;
+    private const int MaxExtendedNegotiations = 256;
 
     public static byte[] EncodeAssociateRequest(AssociationParameters parameters) => EncodeAssociate(PduType.AssociateRequest, parameters);
 
@@ -210,6 +219,14 @@ public static class PduCodec
         return true;
     }
 
+    /// <summary>The AE titles of an A-ASSOCIATE-RQ's fixed part, for the audit of a request refused unread; false when it has none.</summary>
+    internal static bool TryDecodeAETitles(ReadOnlySpan<byte> fixedPart, out string called, out string calling)
+    {
+        called = calling = string.Empty;
+        return fixedPart.Length >= AssociateFixedLength && TryParseAETitle(fixedPart.Slice(4, 16), out called)
+            && TryParseAETitle(fixedPart.Slice(20, 16), out calling);
+    }
+
     private static AssociationParameters DecodeFixed(ReadOnlySpan<byte> body)
     {
         if (body.Length < 68)
@@ -274,6 +291,11 @@ public static class PduCodec
                         throw Invalid("role selection sub-item length does not match its UID length");
                     }
 
+                    if (parameters.RoleSelections.Count == MaxRoleSelections)
+                    {
+                        throw Invalid($"more than {MaxRoleSelections} role selection sub-items");
+                    }
+
                     parameters.RoleSelections.Add(new RoleSelection(Uid(sub.Slice(2, uidLength), "role selection SOP class"), sub[2 + uidLength] == 1,
                         sub[3 + uidLength] == 1));
                     break;
@@ -287,6 +309,11 @@ public static class PduCodec
                     if (sub.Length < 2 || BinaryPrimitives.ReadUInt16BigEndian(sub) is var n && 2 + n > sub.Length)
                     {
                         throw Invalid("extended negotiation sub-item too short");
+                    }
+
+                    if (parameters.ExtendedNegotiations.Count == MaxExtendedNegotiations)
+                    {
+                        throw Invalid($"more than {MaxExtendedNegotiations} extended negotiation sub-items");
                     }
 
                     var uidLength = BinaryPrimitives.ReadUInt16BigEndian(sub);

@@ -101,7 +101,27 @@ internal sealed class ServerAssociation(
 
     private async Task<(AssociationEnd, string)?> NegotiateAsync()
     {
-        var type = await association.ReadPduAsync(options.Association.ArtimTimeout, stopping).ConfigureAwait(false);
+        PduType type;
+        try
+        {
+            type = await association.ReadPduAsync(options.Association.ArtimTimeout, stopping).ConfigureAwait(false);
+        }
+        catch (AssociateRequestTooLongException e)
+        {
+            // A legal request Vigie will not hold (PS3.8 bounds it only by its 32-bit length): refused for good with
+            // "local limit exceeded", which a peer can act on. Until 2026-12-07 it was aborted as an invalid PDU.
+            if (PduCodec.TryDecodeAETitles(e.FixedPart, out var called, out var calling))
+            {
+                association.Parameters = new AssociationParameters { CalledAE = called, CallingAE = calling };
+            }
+
+            association.RequestReceived = true;
+            await association.WritePduAsync(PduCodec.EncodeReject(RejectResult.Permanent, RejectSource.ServiceProviderPresentation, RejectReasons.LocalLimitExceeded),
+                stopping).ConfigureAwait(false);
+            association.MarkClosed();
+            return (AssociationEnd.Rejected, e.Message);
+        }
+
         if (type == PduType.Abort)
         {
             // PS3.8 9.2 (Sta2, AA-2): the connection is closed, nothing is sent back.
