@@ -106,8 +106,8 @@ public static class DicomVRInfo
         _ => 1,
     };
 
-    /// <summary>Byte value used to pad odd-length values to even length.</summary>
-    public static byte PaddingByte(DicomVR vr) => vr is DicomVR.UI or DicomVR.OB or DicomVR.UN ? (byte)0 : (byte)' ';
+    /// <summary>Byte value used to pad odd-length values to even length (PS3.5 7.1.1): a space for text, NUL for UI and binary.</summary>
+    public static byte PaddingByte(DicomVR vr) => IsString(vr) && vr != DicomVR.UI ? (byte)' ' : (byte)0;
 
     /// <summary>Largest value length of one value in characters (or bytes), 0 when the standard sets none.</summary>
     public static int MaxLength(DicomVR vr) => vr switch

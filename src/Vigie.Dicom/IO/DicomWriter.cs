@@ -22,7 +22,9 @@ public sealed record DicomWriteOptions
 /// <summary>
 /// Writes Part 10 files and bare datasets. Output is explicit VR little endian (or implicit VR little endian for DIMSE,
 /// or deflated explicit VR little endian), whatever the source; encapsulated pixel data keeps its syntax and fragments.
-/// Values are written as read (no re-encoding of text), so a read-write round trip changes only the encoding.
+/// Values are written as read (no re-encoding of text), so a read-write round trip changes only the encoding, except
+/// that an odd-length value or fragment gets one padding byte (PS3.5 7.1.1, A.4): peers such as dcmtk refuse a data set
+/// of odd total length. Since 2026-12-07; before, odd lengths were written as read.
 /// </summary>
 public static class DicomWriter
 {
@@ -216,9 +218,9 @@ public static class DicomWriter
                 }
 
                 case DicomFragmentSequence fragments:
-                    return HeaderLength(fragments.VR) + fragments.Items.Sum(f => 8 + f.Length) + 8;
+                    return HeaderLength(fragments.VR) + fragments.Items.Sum(f => 8 + Even(f.Length)) + 8;
                 case DicomValueElement value:
-                    return HeaderLength(WireVR(value)) + value.Length;
+                    return HeaderLength(WireVR(value)) + Even(value.Length);
                 default:
                     throw new InvalidOperationException($"Unknown element type {element.GetType().Name}.");
             }
@@ -263,7 +265,7 @@ public static class DicomWriter
                     WriteHeader(writer, element.Tag, fragments.VR, UndefinedLength);
                     foreach (var fragment in fragments.Items)
                     {
-                        writer.WriteTagAndLength(DicomTag.Item, checked((uint)fragment.Length));
+                        writer.WriteTagAndLength(DicomTag.Item, checked((uint)Even(fragment.Length)));
                         if (fragment.Bulk is { } bulk)
                         {
                             await writer.CopyBulkAsync(bulk, cancellationToken).ConfigureAwait(false);
@@ -272,12 +274,14 @@ public static class DicomWriter
                         {
                             await writer.WriteValueAsync(fragment.Value, cancellationToken).ConfigureAwait(false);
                         }
+
+                        PadIfOdd(writer, fragment.Length, 0);
                     }
 
                     writer.WriteTagAndLength(DicomTag.SequenceDelimitation, 0);
                     break;
                 case DicomValueElement value:
-                    WriteHeader(writer, element.Tag, WireVR(value), checked((uint)value.Length));
+                    WriteHeader(writer, element.Tag, WireVR(value), checked((uint)Even(value.Length)));
                     if (overrides is not null && overrides.TryGetValue(value, out var replacement))
                     {
                         writer.WriteBytes(replacement);
@@ -291,10 +295,21 @@ public static class DicomWriter
                         await writer.WriteValueAsync(value.Value, cancellationToken).ConfigureAwait(false);
                     }
 
+                    PadIfOdd(writer, value.Length, DicomVRInfo.PaddingByte(value.VR));
                     break;
             }
 
             await writer.FlushIfFullAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        private static long Even(long length) => length + (length & 1);
+
+        private static void PadIfOdd(ElementWriter writer, long length, byte padding)
+        {
+            if ((length & 1) != 0)
+            {
+                writer.WriteBytes([padding]);
+            }
         }
 
         private static bool ItemUndefined(DicomSequence sequence, int index) =>
@@ -311,7 +326,7 @@ public static class DicomWriter
         private DicomVR WireVR(DicomValueElement value)
         {
             var vr = value.VR == DicomVR.None || value.SourceVR == DicomVR.UN ? DicomVR.UN : value.VR;
-            return _explicit && !DicomVRInfo.HasLongLength(vr) && value.Length > 0xFFFF ? DicomVR.UN : vr;
+            return _explicit && !DicomVRInfo.HasLongLength(vr) && Even(value.Length) > 0xFFFF ? DicomVR.UN : vr;
         }
 
         private int HeaderLength(DicomVR vr) => !_explicit ? 8 : DicomVRInfo.HasLongLength(vr) ? 12 : 8;

@@ -52,28 +52,99 @@ public static class UncompressedSyntax
     }
 
     /// <summary>
-    /// What to send for a data set stored in <paramref name="storedSyntax"/> when the peer took <paramref name="chosenSyntax"/>:
-    /// nothing to convert (both null), the converted stream to send and dispose, or why the stored object cannot be
-    /// converted (the sub-operation or transfer then fails with that reason, and nothing was sent).
+    /// What to send for a data set stored in <paramref name="storedSyntax"/> when the peer took <paramref name="chosenSyntax"/>
+    /// (and the syntaxes <paramref name="accepted"/> says): as <see cref="ForSendingAsync"/>, or why the stored object
+    /// cannot be converted (the sub-operation then fails with that reason, and nothing was sent).
     /// </summary>
-    public static async Task<(Stream? Converted, string? Problem)> PrepareAsync(Stream dataSet, string storedSyntax, string chosenSyntax,
-        CancellationToken cancellationToken)
+    public static async Task<(Stream? Converted, string Syntax, string? Problem)> PrepareAsync(Stream dataSet, string storedSyntax, string chosenSyntax,
+        Func<string, bool> accepted, CancellationToken cancellationToken)
     {
-        if (chosenSyntax == storedSyntax)
-        {
-            return (null, null);
-        }
-
         try
         {
-            return (await ConvertAsync(dataSet, TransferSyntax.Lookup(storedSyntax), TransferSyntax.Lookup(chosenSyntax), null, cancellationToken)
-                .ConfigureAwait(false), null);
+            var (converted, syntax) = await ForSendingAsync(dataSet, storedSyntax, chosenSyntax, accepted, cancellationToken).ConfigureAwait(false);
+            return (converted, syntax, null);
         }
         catch (DicomParseException e)
         {
-            return (null, "the stored object cannot be converted: " + e.Reason);
+            return (null, chosenSyntax, "the stored object cannot be converted: " + e.Reason);
         }
     }
+
+    /// <summary>
+    /// What to send for a data set stored in <paramref name="storedSyntax"/> (<paramref name="dataSet"/> seekable, at its
+    /// first byte) when the peer took <paramref name="chosenSyntax"/>: the stream to send and dispose, or null to send the
+    /// stored bytes, and the syntax it is in. A data set re-encoded for another syntax is padded by the writer; one sent in
+    /// its own syntax is re-encoded in it only when a value has an odd length (PS3.5 7.1.1), which dcmtk refuses. A big
+    /// endian one is then sent padded in a little-endian syntax the peer also took, or as stored when it took none.
+    /// Throws <see cref="DicomParseException"/> when a conversion the peer needs cannot be made.
+    /// </summary>
+    public static async Task<(Stream? Converted, string Syntax)> ForSendingAsync(Stream dataSet, string storedSyntax, string chosenSyntax,
+        Func<string, bool> accepted, CancellationToken cancellationToken)
+    {
+        var stored = TransferSyntax.Lookup(storedSyntax);
+        if (chosenSyntax != storedSyntax)
+        {
+            return (await ConvertAsync(dataSet, stored, TransferSyntax.Lookup(chosenSyntax), null, cancellationToken).ConfigureAwait(false), chosenSyntax);
+        }
+
+        if (!await HasOddLengthAsync(dataSet, stored, cancellationToken).ConfigureAwait(false))
+        {
+            return (null, storedSyntax);
+        }
+
+        if (!stored.IsLittleEndian)
+        {
+            return Alternatives(storedSyntax).FirstOrDefault(accepted) is { } other
+                ? (await ConvertAsync(dataSet, stored, TransferSyntax.Lookup(other), null, cancellationToken).ConfigureAwait(false), other)
+                : (null, storedSyntax);
+        }
+
+        if (stored.IsDeflated)
+        {
+            var inflated = await DicomReader.ReadDatasetAsync(dataSet, stored,
+                DicomReadOptions.Default with { LoadLargeValues = true, MaxInflatedBytes = MaxInflatedInMemory }, cancellationToken).ConfigureAwait(false);
+            return (new ConvertedStream(new Pipe(), inflated, null, stored, null), storedSyntax);
+        }
+
+        var dataset = await DicomReader.ReadDatasetAsync(dataSet, stored, null, cancellationToken).ConfigureAwait(false);
+        return (new ConvertedStream(new Pipe(), dataset, dataSet, stored, null), storedSyntax);
+    }
+
+    /// <summary>
+    /// Whether a value or fragment of the data set has an odd length. Values are skipped, not loaded; the stream is put
+    /// back where it was. A data set that does not parse is sent as stored, as it was before this check.
+    /// </summary>
+    private static async Task<bool> HasOddLengthAsync(Stream dataSet, TransferSyntax syntax, CancellationToken cancellationToken)
+    {
+        if (!dataSet.CanSeek)
+        {
+            return false;
+        }
+
+        var start = dataSet.Position;
+        try
+        {
+            var dataset = await DicomReader.ReadDatasetAsync(dataSet, syntax, DicomReadOptions.Default with { LargeValueThreshold = 1024, DropLargeValues = true },
+                cancellationToken).ConfigureAwait(false);
+            return HasOddLength(dataset);
+        }
+        catch (DicomParseException)
+        {
+            return false;
+        }
+        finally
+        {
+            dataSet.Position = start;
+        }
+    }
+
+    private static bool HasOddLength(DicomDataset dataset) => dataset.Any(element => element switch
+    {
+        DicomSequence sequence => sequence.Items.Any(HasOddLength),
+        DicomFragmentSequence fragments => fragments.Items.Any(f => (f.Length & 1) != 0),
+        DicomValueElement value => (value.Length & 1) != 0,
+        _ => false,
+    });
 
     /// <summary>
     /// The data set read from <paramref name="source"/> (seekable, at the data set's first byte, left open) encoded in

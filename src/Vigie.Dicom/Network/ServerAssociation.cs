@@ -847,13 +847,16 @@ internal sealed class ServerAssociation(
                         : "no presentation context for this SOP class and transfer syntax");
             }
 
-            var context = Accepted(chosen)!;
-            // When the requestor takes another syntax only, the data set is re-encoded (decoded, inflated) as it is sent.
-            var (converted, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen, cancellationToken).ConfigureAwait(false);
+            // When the requestor takes another syntax only, the data set is re-encoded (decoded, inflated) as it is sent;
+            // odd-length values are padded.
+            var (converted, syntax, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen, s => Accepted(s) is not null, cancellationToken)
+                .ConfigureAwait(false);
             if (problem is not null)
             {
                 return new DimseResult(DimseStatus.ProcessingFailure, problem);
             }
+
+            var context = Accepted(syntax)!;
 
             await using var _ = converted;
             dataSet = converted ?? dataSet;

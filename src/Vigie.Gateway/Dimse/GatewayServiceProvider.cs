@@ -1179,7 +1179,8 @@ internal sealed class GatewayServiceProvider(
                 return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
             }
 
-            var (converted, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen, cancellationToken).ConfigureAwait(false);
+            var (converted, syntax, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen,
+                s => client.Association.FindAcceptedContext(sopClassUid, s) is not null, cancellationToken).ConfigureAwait(false);
             if (problem is not null)
             {
                 return new DimseResult(DimseStatus.ProcessingFailure, problem);
@@ -1188,7 +1189,7 @@ internal sealed class GatewayServiceProvider(
             await using var _ = converted;
             try
             {
-                return await client.StoreAsync(sopClassUid, sopInstanceUid, chosen, converted ?? dataSet, cancellationToken, originatorAE, moveMessageId)
+                return await client.StoreAsync(sopClassUid, sopInstanceUid, syntax, converted ?? dataSet, cancellationToken, originatorAE, moveMessageId)
                     .ConfigureAwait(false);
             }
             catch (Exception e) when (DicomFailures.IsAssociationLost(e))

@@ -587,14 +587,11 @@ internal sealed class Forwarder(
         await using var stream = reader.OpenStream();
         var file = await DicomReader.ReadFileAsync(stream, new DicomReadOptions { StopAtTag = new DicomTag(0x0003, 0x0000) }, cancellationToken).ConfigureAwait(false);
         stream.Position = file.DatasetOffset;
-        if (syntax == storedSyntax)
-        {
-            return await client.StoreAsync(sopClass, sopInstance, syntax, stream, cancellationToken).ConfigureAwait(false);
-        }
-
-        await using var converted = await UncompressedSyntax.ConvertAsync(stream, TransferSyntax.Lookup(storedSyntax), TransferSyntax.Lookup(syntax), null,
-            cancellationToken).ConfigureAwait(false);
-        return await client.StoreAsync(sopClass, sopInstance, syntax, converted, cancellationToken).ConfigureAwait(false);
+        // Odd-length values are padded as the data set is sent (PS3.5 7.1.1): a PACS may refuse it otherwise.
+        var (converted, sent) = await UncompressedSyntax.ForSendingAsync(stream, storedSyntax, syntax,
+            s => client.Association.FindAcceptedContext(sopClass, s) is not null, cancellationToken).ConfigureAwait(false);
+        await using var _ = converted;
+        return await client.StoreAsync(sopClass, sopInstance, sent, converted ?? stream, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task RetryAsync(OutboxMessage message, string destination, string reason, DicomDataset header, ForwardingOptions settings,
