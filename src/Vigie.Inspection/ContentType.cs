@@ -32,4 +32,10 @@ public enum ContentType
 
     /// <summary>Outlook's Transport Neutral Encapsulation Format (winmail.dat), which wraps attachments.</summary>
     Tnef,
+
+    /// <summary>
+    /// OpenDocument written as one XML file (.fodt, .fods, .fodp, .fodg: an <c>office:document</c> root), which
+    /// LibreOffice opens as it opens the zipped form (read as plain XML, its macros unseen, until 2026-12-07).
+    /// </summary>
+    FlatOpenDocument,
 }

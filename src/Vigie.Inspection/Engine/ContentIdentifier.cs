@@ -420,6 +420,11 @@ internal static class ContentIdentifier
             return ContentType.Html;
         }
 
+        if (trimmed.StartsWith("<"u8) && IsFlatOpenDocument(trimmed))
+        {
+            return ContentType.FlatOpenDocument;
+        }
+
         if (StartsWithIgnoreCase(trimmed, "<?xml") || StartsWithIgnoreCase(trimmed, "<svg"))
         {
             return AsciiSearch.IndexOfIgnoreCase(sample, "<html") >= 0 ? ContentType.Html : ContentType.Xml;
@@ -433,6 +438,74 @@ internal static class ContentIdentifier
         }
 
         return ContentType.Text;
+    }
+
+    private static readonly byte[] OdfOfficeNamespace = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"u8.ToArray();
+
+    /// <summary>
+    /// Flat OpenDocument: the first element, past the XML declaration, comments and DOCTYPE, is a <c>document</c> (any
+    /// prefix) and the OpenDocument office namespace follows it in the head, or its start tag runs past the head (padded
+    /// with declarations, which LibreOffice reads all the same).
+    /// </summary>
+    internal static bool IsFlatOpenDocument(ReadOnlySpan<byte> text)
+    {
+        var at = 0;
+        while (true)
+        {
+            var open = text[at..].IndexOf((byte)'<');
+            if (open < 0)
+            {
+                return false;
+            }
+
+            at += open;
+            var rest = text[at..];
+            int skip;
+            if (rest.StartsWith("<?"u8))
+            {
+                skip = rest.IndexOf("?>"u8) is var end and >= 0 ? end + 2 : -1;
+            }
+            else if (rest.StartsWith("<!--"u8))
+            {
+                skip = rest.IndexOf("-->"u8) is var end and >= 0 ? end + 3 : -1;
+            }
+            else if (rest.StartsWith("<!"u8))
+            {
+                // A DOCTYPE, whose internal subset holds '>' of its own.
+                var subset = rest.IndexOf((byte)'[');
+                var close = rest.IndexOf((byte)'>');
+                skip = subset >= 0 && subset < close ? (rest.IndexOf("]"u8) is var end and >= 0 && rest[end..].IndexOf((byte)'>') is var gt and >= 0 ? end + gt + 1 : -1)
+                    : close >= 0 ? close + 1 : -1;
+            }
+            else
+            {
+                break;
+            }
+
+            if (skip < 0)
+            {
+                return false;
+            }
+
+            at += skip;
+        }
+
+        var tag = text[(at + 1)..];
+        var nameEnd = tag.IndexOfAny(" \t\r\n/>"u8);
+        if (nameEnd < 0)
+        {
+            return false;
+        }
+
+        var name = tag[..nameEnd];
+        var local = name[(name.LastIndexOf((byte)':') + 1)..];
+        if (!local.SequenceEqual("document"u8))
+        {
+            return false;
+        }
+
+        var after = tag[nameEnd..];
+        return after.IndexOf(OdfOfficeNamespace) >= 0 || after.IndexOf((byte)'>') < 0;
     }
 
     private static readonly string[] MailHeaders =

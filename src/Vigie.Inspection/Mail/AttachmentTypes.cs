@@ -4,7 +4,7 @@ namespace Vigie.Inspection.Mail;
 internal static class AttachmentTypes
 {
     private static readonly ContentType[] ZipFamily = [ContentType.Zip, ContentType.Ooxml, ContentType.OpenDocument];
-    private static readonly ContentType[] TextFamily = [ContentType.Text, ContentType.Html, ContentType.Xml, ContentType.Mime, ContentType.Script];
+    private static readonly ContentType[] TextFamily = [ContentType.Text, ContentType.Html, ContentType.Xml, ContentType.Mime, ContentType.Script, ContentType.FlatOpenDocument];
 
     private static readonly Dictionary<string, ContentType[]> ByExtension = new(StringComparer.OrdinalIgnoreCase)
     {
@@ -27,6 +27,10 @@ internal static class AttachmentTypes
         ["odt"] = [ContentType.OpenDocument],
         ["ods"] = [ContentType.OpenDocument],
         ["odp"] = [ContentType.OpenDocument],
+        ["fodt"] = [ContentType.FlatOpenDocument, ContentType.Xml],
+        ["fods"] = [ContentType.FlatOpenDocument, ContentType.Xml],
+        ["fodp"] = [ContentType.FlatOpenDocument, ContentType.Xml],
+        ["fodg"] = [ContentType.FlatOpenDocument, ContentType.Xml],
         ["rtf"] = [ContentType.Rtf],
         ["zip"] = ZipFamily,
         ["gz"] = [ContentType.Gzip],
@@ -48,7 +52,7 @@ internal static class AttachmentTypes
         ["log"] = TextFamily,
         ["htm"] = [ContentType.Html, ContentType.Text, ContentType.Xml],
         ["html"] = [ContentType.Html, ContentType.Text, ContentType.Xml],
-        ["xml"] = [ContentType.Xml, ContentType.Html, ContentType.Text],
+        ["xml"] = [ContentType.Xml, ContentType.Html, ContentType.Text, ContentType.FlatOpenDocument],
         ["svg"] = [ContentType.Xml, ContentType.Html, ContentType.Text],
         ["exe"] = [ContentType.Pe],
         ["dll"] = [ContentType.Pe],

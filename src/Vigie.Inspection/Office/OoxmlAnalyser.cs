@@ -7,7 +7,7 @@ using Vigie.Inspection.Engine;
 namespace Vigie.Inspection.Office;
 
 /// <summary>
-/// OOXML (docx/xlsx/pptx and their macro-enabled kin) and OpenDocument packages: content types (macro-enabled,
+/// OOXML (docx/xlsx/pptx and their macro-enabled kin) and OpenDocument packages (and flat files): content types (macro-enabled,
 /// disguised), VBA and XLM macro parts, relationships (remote templates, external OLE links, other external
 /// targets, ActiveX), DDE fields in Word XML and DDE links or formulas in Excel XML. Part contents are inspected
 /// as children by the ZIP analyser; this one reads the package's own XML, streaming and bounded.
@@ -34,10 +34,18 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
     public string Name => "ooxml";
 
-    public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument;
+    public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument or ContentType.FlatOpenDocument;
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
+        if (context.ContentType == ContentType.FlatOpenDocument)
+        {
+            var flat = new CappedReporter(context);
+            AnalyseFlatOpenDocument(context, content, flat, cancellationToken);
+            flat.Flush();
+            return ValueTask.CompletedTask;
+        }
+
         var parts = ZipParts.TryOpen(content, context.Limits.MaxEntries);
         if (parts is null)
         {
@@ -48,7 +56,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         var state = new State(context, parts, new CappedReporter(context));
         if (context.ContentType == ContentType.OpenDocument)
         {
-            AnalyseOpenDocument(state);
+            AnalyseOpenDocument(state, cancellationToken);
         }
         else
         {
@@ -74,17 +82,6 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         for (var i = 0; i < copies.Count; i++)
         {
             yield return (copies[i], copies.Count == 1 ? name : $"{name} (copy {i + 1} of {copies.Count})");
-        }
-    }
-
-    private static void AnalyseOpenDocument(State state)
-    {
-        var macros = state.Parts.Names.Where(n => n.StartsWith("Basic/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)
-            && !n.EndsWith("script-lc.xml", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("script-lb.xml", StringComparison.OrdinalIgnoreCase)
-            || n.StartsWith("Scripts/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)).ToList();
-        if (macros.Count > 0)
-        {
-            state.Reporter.Report(Rules.OfficeOdfMacro, Severity.High, $"OpenDocument macros or scripts: {string.Join(", ", macros.Take(10))}");
         }
     }
 
