@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
 using System.Xml;
 using Vigie.Inspection.Engine;
@@ -6,8 +7,9 @@ namespace Vigie.Inspection.Office;
 
 /// <summary>
 /// OpenDocument, zipped or flat: Basic libraries, event listeners and links bound to scripts, DDE (the <c>DDE()</c>
-/// function, DDE links and fields), content loaded from outside the document and hyperlinks to programs. Until
-/// 2026-12-07 only the names of a package's Basic/ and Scripts/ entries were looked at.
+/// function, DDE links and fields), content loaded from outside the document and hyperlinks to programs; data written
+/// inline (<c>office:binary-data</c>: pictures, OLE objects) is decoded and inspected as a child. Until 2026-12-07 only
+/// the names of a package's Basic/ and Scripts/ entries were looked at.
 /// </summary>
 internal sealed partial class OoxmlAnalyser
 {
@@ -25,7 +27,7 @@ internal sealed partial class OoxmlAnalyser
     /// <summary>LibreOffice's own letter wizard templates bind this installed macro to office:new; it ships with the program.</summary>
     private static readonly HashSet<string> ShippedTemplateMacros = new(StringComparer.OrdinalIgnoreCase) { "application:Template.Correspondence.Main" };
 
-    private static void AnalyseOpenDocument(State state, CancellationToken cancellationToken)
+    private static async ValueTask AnalyseOpenDocumentAsync(State state, CancellationToken cancellationToken)
     {
         var macros = state.Parts.Names.Where(n => n.StartsWith("Basic/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)
             && !n.EndsWith("script-lc.xml", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("script-lb.xml", StringComparison.OrdinalIgnoreCase)
@@ -45,19 +47,23 @@ internal sealed partial class OoxmlAnalyser
             using var stream = Open(state, name);
             if (stream is not null)
             {
-                ScanOpenDocumentXml(state.Reporter, stream, name, cancellationToken);
+                await ScanOpenDocumentXmlAsync(state.Context, state.Reporter, stream, name, cancellationToken).ConfigureAwait(false);
             }
         }
+
+        state.Reporter.Flush();
     }
 
     /// <summary>A flat OpenDocument file (.fodt...): the same checks on its one XML document, as long as the ooxml analyser reads a part.</summary>
-    private static void AnalyseFlatOpenDocument(InspectionContext context, ContentSource content, CappedReporter reporter, CancellationToken cancellationToken)
+    private static async ValueTask AnalyseFlatOpenDocumentAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
+        var reporter = new CappedReporter(context);
         using var stream = content.OpenStream(0, Math.Min(content.Length, Math.Min(MaxXmlPart, context.Limits.MaxInnerSize)));
-        ScanOpenDocumentXml(reporter, stream, "", cancellationToken);
+        await ScanOpenDocumentXmlAsync(context, reporter, stream, "", cancellationToken).ConfigureAwait(false);
+        reporter.Flush();
     }
 
-    private static void ScanOpenDocumentXml(CappedReporter reporter, Stream stream, string part, CancellationToken cancellationToken)
+    private static async ValueTask ScanOpenDocumentXmlAsync(InspectionContext context, CappedReporter reporter, Stream stream, string part, CancellationToken cancellationToken)
     {
         var where = part.Length == 0 ? "the document" : $"'{part}'";
         var modules = new List<string>();
@@ -65,8 +71,11 @@ internal sealed partial class OoxmlAnalyser
         {
             using var reader = XmlReader.Create(stream, XmlSettings);
             var count = 0;
-            while (reader.Read())
+            var inline = 0;
+            var positioned = false;
+            while (positioned || reader.Read())
             {
+                positioned = false;
                 if (reader.NodeType != XmlNodeType.Element)
                 {
                     continue;
@@ -75,6 +84,15 @@ internal sealed partial class OoxmlAnalyser
                 if (++count % 4096 == 0)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
+                }
+
+                if (reader.LocalName == "binary-data" && !reader.IsEmptyElement)
+                {
+                    // A picture or an OLE object written inline, which a zipped package holds as an entry.
+                    var name = $"{(part.Length == 0 ? "" : part + " ")}[binary-data {++inline}]";
+                    await InspectInlineDataAsync(context, reader, name, cancellationToken).ConfigureAwait(false);
+                    positioned = !reader.EOF;
+                    continue;
                 }
 
                 switch (reader.LocalName)
@@ -119,6 +137,75 @@ internal sealed partial class OoxmlAnalyser
         {
             reporter.Report(Rules.OfficeOdfMacro, Severity.High, $"Basic macros embedded in {where}: {string.Join(", ", modules.Distinct().Take(10))}");
         }
+    }
+
+    private static async ValueTask InspectInlineDataAsync(InspectionContext context, XmlReader reader, string name, CancellationToken cancellationToken)
+    {
+        await using var data = new Base64ElementStream(reader);
+        var result = await Extraction.ExtractAsync(context, data, 0, cancellationToken).ConfigureAwait(false);
+        using var extracted = result.Content;
+        // What the extraction left unread is decoded and dropped, so the reader goes on after the element.
+        var rest = new byte[64 * 1024];
+        while (await data.ReadAsync(rest.AsMemory(), cancellationToken).ConfigureAwait(false) > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+        }
+
+        if (!context.ReportExtractionProblem(result, $"'{name}'", Rules.InnerSizeLimit, Rules.OfficeMalformed, null) && extracted is not null)
+        {
+            await context.InspectChildAsync(name, extracted, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>An element's base64 content, decoded as it is read.</summary>
+    private sealed class Base64ElementStream(XmlReader reader) : Stream
+    {
+        private bool _done;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (_done)
+            {
+                return 0;
+            }
+
+            var read = reader.ReadElementContentAsBase64(buffer, offset, count);
+            _done = read == 0;
+            return read;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (MemoryMarshal.TryGetArray<byte>(buffer, out var segment))
+            {
+                return ValueTask.FromResult(Read(segment.Array!, segment.Offset, segment.Count));
+            }
+
+            var copy = new byte[buffer.Length];
+            var read = Read(copy, 0, copy.Length);
+            copy.AsMemory(0, read).CopyTo(buffer);
+            return ValueTask.FromResult(read);
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>Formulas (DDE) and links (scripts, programs, content loaded from the network) on one element.</summary>

@@ -40,10 +40,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
     {
         if (context.ContentType == ContentType.FlatOpenDocument)
         {
-            var flat = new CappedReporter(context);
-            AnalyseFlatOpenDocument(context, content, flat, cancellationToken);
-            flat.Flush();
-            return ValueTask.CompletedTask;
+            return AnalyseFlatOpenDocumentAsync(context, content, cancellationToken);
         }
 
         var parts = ZipParts.TryOpen(content, context.Limits.MaxEntries);
@@ -56,13 +53,10 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         var state = new State(context, parts, new CappedReporter(context));
         if (context.ContentType == ContentType.OpenDocument)
         {
-            AnalyseOpenDocument(state, cancellationToken);
-        }
-        else
-        {
-            AnalyseOoxml(state, cancellationToken);
+            return AnalyseOpenDocumentAsync(state, cancellationToken);
         }
 
+        AnalyseOoxml(state, cancellationToken);
         state.Reporter.Flush();
         return ValueTask.CompletedTask;
     }

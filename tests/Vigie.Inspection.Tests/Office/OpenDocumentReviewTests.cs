@@ -150,4 +150,18 @@ public sealed class OpenDocumentReviewTests
             + "<text:p><draw:frame><draw:image xlink:href=\"Pictures/1.png\"/></draw:frame><draw:frame><draw:object xlink:href=\"./Object 1\"/></draw:frame>"
             + "<draw:frame><draw:image xlink:href=\"file:///C:/Images/logo.png\"/></draw:frame></text:p>"), "report.odt")).IsClean();
     }
+
+    [Fact]
+    public async Task Regression_flat_odf_inline_data_was_not_inspected()
+    {
+        // A zipped package's pictures and objects are entries, inspected as children; a flat file writes them inline in base64.
+        var payload = Convert.ToBase64String(ExecutableSamples.Pe());
+        var fodt = $"<?xml version=\"1.0\"?><office:document {Namespaces} office:mimetype=\"{Text}\"><office:body><office:text>"
+            + $"<text:p><draw:frame><draw:object-ole><office:binary-data>{payload[..40]}\n{payload[40..]}</office:binary-data></draw:object-ole></draw:frame>"
+            + "<text:a xlink:href=\"http://evil.example/a.exe\">x</text:a></text:p></office:text></office:body></office:document>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(fodt), "report.fodt");
+        verdict.Has("executable.pe", "[binary-data 1]");
+        // The element after the inline data is still read.
+        verdict.Has("office.external-relationship", "");
+    }
 }
