@@ -159,7 +159,8 @@ internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInsp
 
         public List<(PdfIndirectObject Owner, PdfObject Script)> Scripts { get; } = [];
 
-        public HashSet<int> XfaStreams { get; } = [];
+        /// <summary>Each XFA form's streams, in the order a reader joins them (the packets of an /XFA array).</summary>
+        public List<int[]> XfaForms { get; } = [];
 
         public Dictionary<int, HashSet<string>> HiddenInObjectStreams { get; } = [];
 
@@ -416,9 +417,10 @@ internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInsp
         if (dictionary.Get("XFA") is { } xfa)
         {
             Active(state, owner, Rules.PdfXfa, Severity.Medium, "XFA form (XML forms carry their own scripts and are not rendered by most readers)");
-            foreach (var reference in References(xfa))
+            var parts = XfaParts(document, xfa);
+            if (parts.Length > 0 && !state.XfaForms.Any(form => form.SequenceEqual(parts)))
             {
-                state.XfaStreams.Add(reference);
+                state.XfaForms.Add(parts);
             }
         }
 
@@ -433,10 +435,12 @@ internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInsp
         }
     }
 
-    private static IEnumerable<int> References(PdfObject value) => value switch
+    /// <summary>The streams of an /XFA value: one stream, or an array (direct or referenced) of packet names and streams.</summary>
+    private static int[] XfaParts(PdfDocument document, PdfObject value) => value switch
     {
-        PdfReference r => [r.Number],
-        PdfArray a => a.Items.OfType<PdfReference>().Select(r => r.Number),
+        PdfReference r when document.Get(r.Number) is { IsStream: true } => [r.Number],
+        PdfReference r => document.Resolve(r) is PdfArray a ? [.. a.Items.OfType<PdfReference>().Select(x => x.Number)] : [],
+        PdfArray a => [.. a.Items.OfType<PdfReference>().Select(x => x.Number)],
         _ => [],
     };
 
@@ -544,24 +548,37 @@ internal sealed class PdfAnalyser(Microsoft.Extensions.Options.IOptions<MailInsp
             }
         }
 
-        foreach (var number in state.XfaStreams)
+        foreach (var form in state.XfaForms)
         {
-            if (opaque || document.Get(number) is not { IsStream: true } stream)
+            if (opaque)
             {
-                continue;
+                break;
             }
 
-            using var xfa = await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false);
-            if (xfa is null)
+            var parts = new List<ContentSource>();
+            try
             {
-                continue;
-            }
+                PdfIndirectObject? first = null;
+                foreach (var number in form)
+                {
+                    if (document.Get(number) is not { IsStream: true } stream
+                        || await DecodeAsync(state, stream, null, cancellationToken).ConfigureAwait(false) is not { } decoded)
+                    {
+                        continue;
+                    }
 
-            var head = new byte[(int)Math.Min(xfa.Length, 4 * 1024 * 1024)];
-            xfa.ReadAt(0, head);
-            if (AsciiSearch.ContainsIgnoreCase(head, "<script"))
+                    first ??= stream;
+                    parts.Add(decoded);
+                }
+
+                if (first is not null && XfaForm.HasScript(parts, cancellationToken))
+                {
+                    Active(state, first, Rules.PdfXfa, Severity.High, "the XFA form carries <script> elements");
+                }
+            }
+            finally
             {
-                Active(state, stream, Rules.PdfXfa, Severity.High, "the XFA form carries <script> elements");
+                parts.ForEach(part => part.Dispose());
             }
         }
 

@@ -271,6 +271,53 @@ public sealed class PdfAnalyserTests
         verdict.Has("pdf.header-offset");
     }
 
+    /// <summary>
+    /// Regression (review 17, defect 10): an XFA template whose script element carries a prefix bound to the template
+    /// namespace (&lt;t:script&gt;, the same element as &lt;script&gt;) was only pdf.xfa Medium. Matched by local name and
+    /// namespace now, also when the /XFA array cuts the element between two packets, or names an array by reference; a
+    /// script element of another namespace stays a plain XFA form.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_namespace_prefixed_xfa_script_was_only_medium()
+    {
+        const string Template = "http://www.xfa.org/schema/xfa-template/3.3/";
+        var prefixed = $"<xdp:xdp xmlns:xdp=\"http://ns.adobe.com/xdp/\"><t:template xmlns:t=\"{Template}\"><t:subform><t:event activity=\"initialize\">"
+            + "<t:script contentType=\"application/x-javascript\">app.alert(1)</t:script></t:event></t:subform></t:template></xdp:xdp>";
+
+        var single = PdfBuilder.Document();
+        var stream = single.AddStream("", Encoding.ASCII.GetBytes(prefixed), flate: true);
+        single.CatalogExtra = $"/AcroForm << /Fields [] /XFA {stream} 0 R >>";
+        var verdict = await Inspect(single);
+        verdict.IsMalicious();
+        Assert.Contains(verdict.Findings, f => f.Rule == "pdf.xfa" && f.Severity == Severity.High);
+
+        // The packets of an /XFA array are joined before they are read: "<t:scr" in one, "ipt ..." in the next.
+        var cut = prefixed.IndexOf("<t:script", StringComparison.Ordinal) + 6;
+        var split = PdfBuilder.Document();
+        var head = split.AddStream("", Encoding.ASCII.GetBytes(prefixed[..cut]), flate: true);
+        var tail = split.AddStream("", Encoding.ASCII.GetBytes(prefixed[cut..]));
+        var array = split.Add($"[(preamble) {head} 0 R (template) {tail} 0 R]");
+        split.CatalogExtra = $"/AcroForm << /Fields [] /XFA {array} 0 R >>";
+        verdict = await Inspect(split);
+        verdict.IsMalicious();
+        Assert.Contains(verdict.Findings, f => f.Rule == "pdf.xfa" && f.Severity == Severity.High);
+
+        // Not well-formed (the prefix never declared): a prefixed script element still counts.
+        var undeclared = PdfBuilder.Document();
+        stream = undeclared.AddStream("", Encoding.ASCII.GetBytes("<template><x:script>app.alert(1)</x:script></template>"), flate: true);
+        undeclared.CatalogExtra = $"/AcroForm << /Fields [] /XFA [(template) {stream} 0 R] >>";
+        verdict = await Inspect(undeclared);
+        Assert.Contains(verdict.Findings, f => f.Rule == "pdf.xfa" && f.Severity == Severity.High);
+
+        // Another namespace's "script" is not an XFA script: the form stays Medium.
+        var other = PdfBuilder.Document();
+        stream = other.AddStream("", Encoding.ASCII.GetBytes($"<template xmlns=\"{Template}\" xmlns:m=\"urn:example:meta\"><m:script>note</m:script><subform/></template>"), flate: true);
+        other.CatalogExtra = $"/AcroForm << /Fields [] /XFA {stream} 0 R >>";
+        verdict = await Inspect(other);
+        verdict.IsSuspicious();
+        Assert.All(verdict.Findings.Where(f => f.Rule == "pdf.xfa"), f => Assert.Equal(Severity.Medium, f.Severity));
+    }
+
     [Fact]
     public async Task Hostile_structures_never_crash_or_hang()
     {
