@@ -12,6 +12,7 @@ using Vigie.Inspection.Office;
 using Vigie.Inspection.Pdf;
 using Vigie.Inspection.Signatures;
 using Vigie.Inspection.Text;
+using Vigie.Inspection.Xml;
 
 namespace Vigie.Inspection;
 
@@ -48,6 +49,7 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, RtfAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, TextAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, EncapsulatedDataAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, DicomDisarmer>());

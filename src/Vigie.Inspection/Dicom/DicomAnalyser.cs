@@ -593,7 +593,48 @@ internal sealed partial class DicomAnalyser : IContentAnalyser
         }
 
         context.MarkInspected(source, value.ValueOffset);
-        await context.InspectChildAsync(path + ":" + (declared.Length > 0 ? declared : "document"), source, cancellationToken).ConfigureAwait(false);
+        using var unpadded = WithoutNulPadding(source);
+        await context.InspectChildAsync(path + ":" + (declared.Length > 0 ? declared : "document"), unpadded ?? source, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The document without the NUL bytes that pad it to an even length, when they alone made it unidentifiable: a NUL
+    /// in its first kilobytes makes a text "unknown", and an Encapsulated CDA of odd length was read as no type at all,
+    /// its XML never analysed (until 2026-12-07). Null for other documents, read as they are.
+    /// </summary>
+    private static ContentSource? WithoutNulPadding(ContentSource document)
+    {
+        var end = document.Length;
+        Span<byte> tail = stackalloc byte[4096];
+        while (end > 0)
+        {
+            var chunk = (int)Math.Min(tail.Length, end);
+            if (document.ReadAt(end - chunk, tail[..chunk]) < chunk)
+            {
+                break;
+            }
+
+            var kept = tail[..chunk].TrimEnd((byte)0).Length;
+            end -= chunk - kept;
+            if (kept > 0)
+            {
+                break;
+            }
+        }
+
+        if (end == document.Length || end == 0 || Inspector.Identify(document) != ContentType.Unknown)
+        {
+            return null;
+        }
+
+        var trimmed = document.Slice(0, end);
+        if (Inspector.Identify(trimmed) != ContentType.Unknown)
+        {
+            return trimmed;
+        }
+
+        trimmed.Dispose();
+        return null;
     }
 
     private static async ValueTask CheckPixelDataAsync(InspectionContext context, ContentSource content, DicomFile file, CancellationToken cancellationToken)

@@ -109,6 +109,9 @@ internal static class Rules
     public const string TextUuencoded = "text.uuencoded-file";
     public const string HtmlSmuggling = "html.smuggling";
 
+    /// <summary>HL7 v3 encapsulated data (a CDA's base64 PDF) decoded and inspected as a child.</summary>
+    public const string XmlEncapsulatedData = "xml.encapsulated-data";
+
     // Mail
     public const string MailMalformed = "mail.malformed";
     public const string MailHtmlSmuggling = "mail.html-smuggling";

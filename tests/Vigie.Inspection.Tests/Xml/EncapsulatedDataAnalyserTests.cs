@@ -1,0 +1,134 @@
+using System.IO.Compression;
+using System.Text;
+using Vigie.Dicom;
+using Vigie.Inspection.Tests.Dicom;
+using Vigie.Inspection.Tests.Samples;
+
+namespace Vigie.Inspection.Tests.Xml;
+
+public sealed class EncapsulatedDataAnalyserTests
+{
+    /// <summary>An inert PDF whose /OpenAction runs a script (app.alert only).</summary>
+    internal static byte[] ScriptedPdf()
+    {
+        var pdf = PdfBuilder.Document();
+        pdf.CatalogExtra = "/OpenAction << /S /JavaScript /JS (app.alert\\('x'\\)) >>";
+        return pdf.Build();
+    }
+
+    /// <summary>A CDA R2 document whose body is <paramref name="body"/> (a nonXMLBody or a structuredBody).</summary>
+    internal static string Cda(string body) =>
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">"
+        + "<title>Compte rendu (synthetic)</title><component>" + body + "</component></ClinicalDocument>\n";
+
+    internal static string NonXmlBody(byte[] document, string attributes = "mediaType=\"application/pdf\" representation=\"B64\"") =>
+        $"<nonXMLBody><text {attributes}>{Convert.ToBase64String(document)}</text></nonXMLBody>";
+
+    /// <summary>An Encapsulated CDA object (PS3.3 A.45.2): the CDA in (0042,0011), MIME type text/XML, padded to an even length.</summary>
+    internal static byte[] EncapsulatedCda(string cda, string mimeType = "text/XML", string sopClass = DicomUids.EncapsulatedCDAStorage)
+    {
+        var ds = new DicomDataset();
+        ds.SetString(DicomTags.SOPClassUID, DicomVR.UI, sopClass);
+        ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.1717");
+        ds.SetString(DicomTags.Modality, DicomVR.CS, "DOC");
+        ds.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, mimeType);
+        var bytes = Encoding.UTF8.GetBytes(cda);
+        ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, bytes.Length % 2 == 0 ? bytes : [.. bytes, 0]);
+        return DicomThreatSamples.File(ds);
+    }
+
+    private static void HasScript(Verdict verdict, string innerPathEnd)
+    {
+        verdict.IsMalicious();
+        Assert.Contains(verdict.Findings, f => f.Rule == "pdf.open-action" && f.InnerPath.EndsWith(innerPathEnd, StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// Regression (review 17, defect 1): a CDA whose nonXMLBody carries, base64-encoded, a PDF that runs a script on
+    /// open (the HL7 way to send a PDF report, which CDA viewers decode and show) was clean, as XML and inside an
+    /// Encapsulated CDA, whose NUL pad also made the XML a document of no type. Every ED payload is decoded and inspected.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_base64_pdf_in_a_cda_passed_as_clean()
+    {
+        var pdf = ScriptedPdf();
+        var cda = Cda(NonXmlBody(pdf));
+        // Of odd length, so that (0042,0011) ends in its NUL pad.
+        cda += Encoding.UTF8.GetByteCount(cda) % 2 == 0 ? "\n" : "";
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(cda), "report.xml"), "text[1]:application/pdf");
+        var dicom = await TestInspection.InspectAsync(EncapsulatedCda(cda), "cda.dcm");
+        HasScript(dicom, "(0042,0011):text/xml/text[1]:application/pdf");
+
+        // An observationMedia value in a structured body, wrapped at 76 columns, behind a thumbnail, with no XML declaration.
+        var wrapped = string.Join("\r\n", Convert.ToBase64String(pdf).Chunk(76).Select(c => new string(c)));
+        var media = "<ClinicalDocument xmlns=\"urn:hl7-org:v3\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><component><structuredBody><component><section>"
+            + "<text mediaType=\"text/x-hl7-text+xml\"><paragraph>See the attached report.</paragraph><renderMultiMedia referencedObject=\"m1\"/></text>"
+            + "<entry><observationMedia ID=\"m1\" classCode=\"OBS\" moodCode=\"EVN\"><value xsi:type=\"ED\" mediaType=\"application/pdf\" representation=\"B64\">"
+            + "<thumbnail mediaType=\"image/png\" representation=\"B64\">iVBORw0KGgo=</thumbnail>\n" + wrapped
+            + "</value></observationMedia></entry></section></component></structuredBody></component></ClinicalDocument>";
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(media), "report.xml"), "value[1]:application/pdf");
+
+        // Compressed as HL7 allows (DF: deflate), declared as something else, and cut short by a document that never ends.
+        using var packed = new MemoryStream();
+        using (var deflate = new DeflateStream(packed, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            deflate.Write(pdf);
+        }
+
+        var compressed = Cda(NonXmlBody(packed.ToArray(), "mediaType=\"image/jpeg\" representation=\"B64\" compression=\"DF\""));
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(compressed), "report.xml"), "text[1]:image/jpeg");
+        var unfinished = Cda(NonXmlBody(pdf))[..^"</text></nonXMLBody></component></ClinicalDocument>\n".Length];
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(unfinished), "report.xml"), "text[1]:application/pdf");
+
+        // A clean PDF report in a CDA is clean: decoded and noted (Info), nothing held against it.
+        var clean = await TestInspection.InspectAsync(EncapsulatedCda(Cda(NonXmlBody(PdfBuilder.Document().Build()))), "cda.dcm");
+        clean.IsClean();
+        Assert.Contains("decoded and inspected", clean.Has("xml.encapsulated-data").Message, StringComparison.Ordinal);
+
+        // An Encapsulated PDF object carrying a docx is read by the OOXML analyser through (0042,0011), padded or not.
+        var dde = OoxmlBuilder.Word("<w:p><w:fldSimple w:instr=\" DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe &quot;/k echo inert&quot; \"><w:r><w:t>x</w:t></w:r></w:fldSimple></w:p>").Build();
+        foreach (var docx in new[] { dde, [.. dde, 0x20] })
+        {
+            var ds = new DicomDataset();
+            ds.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.EncapsulatedPDFStorage);
+            ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.1718");
+            ds.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, "application/vnd.openxmlformats-officedocument.wordprocessingml.document");
+            ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, docx.Length % 2 == 0 ? docx : [.. docx, 0]);
+            var verdict = await TestInspection.InspectAsync(DicomThreatSamples.File(ds), "report.dcm");
+            verdict.IsMalicious();
+            Assert.StartsWith("(0042,0011):application/vnd.openxmlformats", verdict.Has("office.dde").InnerPath, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Text_encapsulated_data_of_another_media_type_is_read_and_plain_xml_is_left_alone()
+    {
+        // An HTML page carried as text (escaped) is the page a viewer renders.
+        var page = System.Net.WebUtility.HtmlEncode("<html><body><a href=\"data:application/octet-stream;base64,TVqQAAMAAAAEAAAA//8AALgAAAAAAAAAQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAgAAAAA==\" download=\"r.exe\">x</a></body></html>");
+        var html = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(Cda($"<nonXMLBody><text mediaType=\"text/html\">{page}</text></nonXMLBody>")), "report.xml");
+        Assert.Contains(html.Findings, f => f.Rule == "html.smuggling" && f.InnerPath.EndsWith("text[1]:text/html", StringComparison.Ordinal));
+
+        // Narrative text, plain text and XML without encapsulated data are not decoded.
+        var narrative = Cda("<structuredBody><component><section><text mediaType=\"text/x-hl7-text+xml\"><paragraph>Normal findings.</paragraph></text>"
+            + "<entry><observation><value xsi:type=\"ED\" mediaType=\"text/plain\">No comment</value></observation></entry></section></component></structuredBody>");
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(narrative), "report.xml");
+        verdict.IsClean();
+        verdict.HasNo("xml.encapsulated-data");
+        (await TestInspection.InspectAsync("mediaType: application/pdf, representation B64 <not xml"u8.ToArray(), "notes.txt")).IsClean();
+
+        // A compression Vigie does not decode is said, and the bytes are still inspected.
+        var unknown = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(Cda(NonXmlBody(ScriptedPdf(), "mediaType=\"application/pdf\" representation=\"B64\" compression=\"Z\""))), "report.xml");
+        Assert.Equal(Severity.Medium, unknown.Findings.First(f => f.Rule == "xml.encapsulated-data" && f.Message.Contains("does not decode", StringComparison.Ordinal)).Severity);
+    }
+
+    [Fact]
+    public async Task Encapsulated_data_is_bounded_by_the_inner_size_limit()
+    {
+        var inspector = TestInspection.Create(limits => limits.MaxInnerSize = 64 * 1024);
+        var large = new byte[200 * 1024];
+        new Random(17).NextBytes(large);
+        var verdict = await inspector.InspectAsync(Encoding.UTF8.GetBytes(Cda(NonXmlBody(large, "mediaType=\"application/octet-stream\" representation=\"B64\""))), "report.xml");
+        Assert.Contains("inner object limit", verdict.Has("inspection.inner-size-limit").Message, StringComparison.Ordinal);
+        verdict.HasNo("inspection.analyser-error");
+    }
+}
