@@ -43,11 +43,15 @@ internal sealed partial class OoxmlAnalyser
             && !n.StartsWith("META-INF/", StringComparison.OrdinalIgnoreCase) && !n.StartsWith("Basic/", StringComparison.OrdinalIgnoreCase)
             && !n.StartsWith("Configurations2/", StringComparison.OrdinalIgnoreCase)).ToList())
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var stream = Open(state, name);
-            if (stream is not null)
+            // Every copy of a duplicated part, as for OOXML: readers disagree on which one wins.
+            foreach (var (entry, part) in CopiesOf(state, name))
             {
-                await ScanOpenDocumentXmlAsync(state.Context, state.Reporter, stream, name, cancellationToken).ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                using var stream = Open(state, entry);
+                if (stream is not null)
+                {
+                    await ScanOpenDocumentXmlAsync(state.Context, state.Reporter, stream, part, cancellationToken).ConfigureAwait(false);
+                }
             }
         }
 
