@@ -84,6 +84,14 @@ public sealed class ArchiveInitializer
             _logger.LogInformation("Moved {Count} object(s) from landing slots to objects/.", landed);
         }
 
+        // Rows of an earlier version, sealed without their parent: bound to it now, once, before anything is served.
+        var (resealed, unopened) = await _index.BindLegacySealsAsync(cancellationToken).ConfigureAwait(false);
+        if (resealed > 0 || unopened > 0)
+        {
+            _logger.LogWarning("Index rows re-sealed bound to their parent: {Resealed}; rows that open in no form (altered in the database; run vigie scrub): {Failed}",
+                resealed, unopened);
+        }
+
         _store.StartLanding();
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
         return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale, landed);

@@ -83,4 +83,17 @@ public sealed record QueryMatch(
 }
 
 /// <param name="Incomplete">True when the candidate limit stopped the scan before every candidate was checked, or more than Limit matched.</param>
-public sealed record QueryResult(IReadOnlyList<QueryMatch> Matches, int CandidatesScanned, bool Incomplete);
+public sealed record QueryResult(IReadOnlyList<QueryMatch> Matches, int CandidatesScanned, bool Incomplete)
+{
+    /// <summary>
+    /// Candidate rows left out because their sealed attributes did not open bound to their parent (and version): moved or
+    /// altered in the database (since 2026-12-07). The caller logs and alerts with these row ids; no identifier is known.
+    /// </summary>
+    public IReadOnlyList<IndexRowRef> Tampered { get; init; } = [];
+}
+
+/// <summary>An index row by level and row id: what can be named about a row whose attributes do not open.</summary>
+public sealed record IndexRowRef(QueryLevel Level, long RowId)
+{
+    public override string ToString() => $"{Level.ToString().ToLowerInvariant()} #{RowId}";
+}

@@ -166,5 +166,8 @@ internal sealed class ArchiveSchema : ISchemaProvider
         new(Module, 4, "which archive (data folder) this index belongs to",
             "CREATE TABLE archive_identity (id INTEGER PRIMARY KEY CHECK (id = 1), archive_id TEXT NOT NULL);",
             "CREATE TABLE archive_identity (id SMALLINT PRIMARY KEY CHECK (id = 1), archive_id TEXT NOT NULL);"),
+        new(Module, 5, "when every row's sealed attributes were bound to its parent (and an instance's to its current version)",
+            "CREATE TABLE archive_seal_binding (id INTEGER PRIMARY KEY CHECK (id = 1), bound_at INTEGER NOT NULL);",
+            "CREATE TABLE archive_seal_binding (id SMALLINT PRIMARY KEY CHECK (id = 1), bound_at BIGINT NOT NULL);"),
     ];
 }

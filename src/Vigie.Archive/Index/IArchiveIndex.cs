@@ -80,6 +80,15 @@ public interface IArchiveIndex
     /// <summary>Removes the recovery floor, synced: once recovery has filed everything written since it.</summary>
     ValueTask ClearRecoveryFloorAsync(CancellationToken cancellationToken);
 
-    /// <summary>Those of <paramref name="ids"/> that no version references and no deletion awaits: files the index has lost.</summary>
+    /// <summary>
+    /// Re-seals the rows an earlier version sealed without their parent's key hash (and an instance's current version), once;
+    /// from then on only the bound form opens. Returns how many were re-sealed and how many opened in neither form.
+    /// </summary>
+    ValueTask<(int Resealed, int Failed)> BindLegacySealsAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Those of <paramref name="ids"/> that no version references (an <c>archive_objects</c> row alone does not count, since
+    /// 2026-12-07), no quarantine record names, and no deletion awaits: files the index has lost.
+    /// </summary>
     ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken);
 }

@@ -18,6 +18,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     private const int MaxUidLength = 64;
     private const int MaxIdentifierLength = 256;
     private readonly ArchiveOptions _options = options.Value;
+    private volatile bool _sealsBound;
 
     private static readonly NodeTable[] Tables =
     [
@@ -45,19 +46,21 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
 
         var conflicts = HierarchyConflict.None;
         var patientKey = await PatientKeyAsync(connection, transaction, issuer, patientId, studyUid, cancellationToken).ConfigureAwait(false);
-        var (patientRow, _) = await UpsertNodeAsync(connection, transaction, 0, patientKey, null, patientAttributes,
+        var (patientRow, _) = await UpsertNodeAsync(connection, transaction, 0, patientKey, null, null, patientAttributes,
             PatientTerms, now, cancellationToken).ConfigureAwait(false);
 
-        var (studyRow, studyConflict) = await UpsertNodeAsync(connection, transaction, 1, keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid),
-            patientRow, studyAttributes, StudyTerms, now, cancellationToken).ConfigureAwait(false);
+        var studyKey = keys.HashIdentifier(IdentifierKinds.StudyInstanceUid, studyUid);
+        var (studyRow, studyConflict) = await UpsertNodeAsync(connection, transaction, 1, studyKey,
+            patientRow, patientKey, studyAttributes, StudyTerms, now, cancellationToken).ConfigureAwait(false);
         conflicts |= studyConflict ? HierarchyConflict.StudyUnderOtherPatient : HierarchyConflict.None;
 
-        var (seriesRow, seriesConflict) = await UpsertNodeAsync(connection, transaction, 2, keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid),
-            studyRow, seriesAttributes, static _ => [], now, cancellationToken).ConfigureAwait(false);
+        var seriesKey = keys.HashIdentifier(IdentifierKinds.SeriesInstanceUid, seriesUid);
+        var (seriesRow, seriesConflict) = await UpsertNodeAsync(connection, transaction, 2, seriesKey,
+            studyRow, studyKey, seriesAttributes, static _ => [], now, cancellationToken).ConfigureAwait(false);
         conflicts |= seriesConflict ? HierarchyConflict.SeriesUnderOtherStudy : HierarchyConflict.None;
 
         var sopKey = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, sopUid);
-        var (instanceRow, version, outcome, instanceConflict) = await StoreVersionAsync(connection, transaction, sopKey, seriesRow,
+        var (instanceRow, version, outcome, instanceConflict) = await StoreVersionAsync(connection, transaction, sopKey, seriesRow, seriesKey,
             instanceAttributes, entry, now, cancellationToken).ConfigureAwait(false);
         conflicts |= instanceConflict ? HierarchyConflict.InstanceUnderOtherSeries : HierarchyConflict.None;
 
@@ -187,12 +190,14 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         sql.Append(" ORDER BY ").Append(alias).Append(".id LIMIT @batch");
 
         var matches = new List<QueryMatch>();
-        var cache = new Dictionary<(int, long), AttributeSet>();
+        var cache = new Dictionary<(int, long), AttributeSet?>();
+        var tampered = new List<IndexRowRef>();
         var parentCounts = new Dictionary<(int, long), RelatedCounts>();
         var scanned = 0;
         var incomplete = false;
         long after = 0;
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var acceptLegacy = await AcceptLegacyAsync(connection, cancellationToken).ConfigureAwait(false);
         while (true)
         {
             var rows = new List<CandidateRow>();
@@ -214,10 +219,18 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             {
                 after = row.Ids[level];
                 scanned++;
-                var attributes = AttributeSet.Empty;
-                for (var l = 0; l <= level; l++)
+                AttributeSet? attributes = AttributeSet.Empty;
+                for (var l = 0; l <= level && attributes is not null; l++)
                 {
-                    attributes = attributes.Merge(Decrypt(cache, l, row.Ids[l], row.Keys[l], row.Attributes[l]));
+                    var opened = Decrypt(cache, l, row, acceptLegacy, tampered);
+                    attributes = opened is null ? null : attributes.Merge(opened);
+                }
+
+                // A row that does not open bound to its parent was moved or altered in the database: never served, under
+                // any patient (it could be another patient's study filed here by one UPDATE). Reported to the caller.
+                if (attributes is null)
+                {
+                    continue;
                 }
 
                 if (!matchKeys.All(k => AttributeMatcher.Matches(k, attributes)))
@@ -228,7 +241,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                 if (modalityKey is not null)
                 {
                     // Computed from the study's series, only for rows that match everything else.
-                    var modalities = await ModalitiesAsync(connection, row.Ids[1], cancellationToken).ConfigureAwait(false);
+                    var modalities = await ModalitiesAsync(connection, row.Ids[1], row.Keys[1], acceptLegacy, cancellationToken).ConfigureAwait(false);
                     attributes = attributes.Merge(new AttributeSet([new(DicomTags.ModalitiesInStudy, modalities)]));
                     if (!AttributeMatcher.Matches(modalityKey with { Kind = QueryValueKind.Text }, attributes))
                     {
@@ -274,7 +287,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             }
         }
 
-        return new QueryResult(matches, scanned, incomplete);
+        return new QueryResult(matches, scanned, incomplete) { Tampered = tampered };
     }
 
     public async ValueTask<InstanceLocation?> FindInstanceAsync(string sopInstanceUid, CancellationToken cancellationToken)
@@ -307,17 +320,21 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var instances = new Dictionary<string, StoredInstance>(StringComparer.Ordinal);
         // One connection for the whole list: a storage commitment request may name a study of thousands of instances.
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var acceptLegacy = await AcceptLegacyAsync(connection, cancellationToken).ConfigureAwait(false);
         foreach (var sopInstanceUid in sopInstanceUids)
         {
             var key = keys.HashIdentifier(IdentifierKinds.SopInstanceUid, IndexNormalizer.Uid(sopInstanceUid));
             await using var command = connection.CreateCommand(null, """
-                SELECT i.attributes, v.object_id, v.length
+                SELECT i.attributes, v.object_id, v.length, se.series_uid, i.current_version
                 FROM archive_instances i JOIN archive_versions v ON v.instance_id = i.id AND v.version = i.current_version
+                JOIN archive_series se ON se.id = i.series_id
                 WHERE i.sop_uid = @k
                 """).With("@k", key);
             await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            // A row that fails its check is not held: the commitment reports it failed rather than vouch for it.
             if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-                && AttributeSet.Deserialize(keys.Open((byte[])reader.GetValue(0), AttributesContext(3, key))).First(DicomTags.SopClassUid) is { } sopClass)
+                && TryOpenAttributes(keys, 3, key, (byte[])reader.GetValue(3), (int)ToLong(reader.GetValue(4)), (byte[])reader.GetValue(0), acceptLegacy)
+                    ?.First(DicomTags.SopClassUid) is { } sopClass)
             {
                 instances[sopInstanceUid] = new StoredInstance(sopClass, new ObjectId((byte[])reader.GetValue(1)), ToLong(reader.GetValue(2)));
             }
@@ -467,6 +484,88 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    public async ValueTask<(int Resealed, int Failed)> BindLegacySealsAsync(CancellationToken cancellationToken)
+    {
+        await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        if (!await AcceptsLegacySealsAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            _sealsBound = true;
+            return (0, 0);
+        }
+
+        int resealed = 0, failed = 0;
+        for (var level = 1; level <= 3; level++)
+        {
+            var table = Tables[level];
+            var parent = Tables[level - 1];
+            var version = level == 3 ? "c.current_version" : "0";
+            long after = 0;
+            while (true)
+            {
+                var page = new List<(long Id, byte[] Key, byte[] Attributes, byte[] ParentKey, int Version)>();
+                await using (var command = connection.CreateCommand(null, $"""
+                                 SELECT c.id, c.{table.KeyColumn}, c.attributes, p.{parent.KeyColumn}, {version}
+                                 FROM {table.Name} c JOIN {parent.Name} p ON p.id = c.{table.ParentColumn}
+                                 WHERE c.id > @after ORDER BY c.id LIMIT 1000
+                                 """).With("@after", after))
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        page.Add((ToLong(reader.GetValue(0)), (byte[])reader.GetValue(1), (byte[])reader.GetValue(2), (byte[])reader.GetValue(3),
+                            (int)ToLong(reader.GetValue(4))));
+                    }
+                }
+
+                if (page.Count == 0)
+                {
+                    break;
+                }
+
+                after = page[^1].Id;
+                await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+                foreach (var row in page)
+                {
+                    if (TryOpenAttributes(keys, level, row.Key, row.ParentKey, row.Version, row.Attributes, acceptLegacy: false) is not null)
+                    {
+                        continue;
+                    }
+
+                    byte[] plain;
+                    try
+                    {
+                        plain = keys.Open(row.Attributes, AttributesContext(level, row.Key));
+                    }
+                    catch (System.Security.Cryptography.CryptographicException)
+                    {
+                        // Neither form: altered before this pass. Left as it is, for the scrub to name.
+                        failed++;
+                        continue;
+                    }
+
+                    // Only if unchanged since read: a store that rewrote the row meanwhile sealed it the new way already.
+                    await ExecuteAsync(connection, transaction, $"UPDATE {table.Name} SET attributes = @a WHERE id = @i AND attributes = @o", cancellationToken,
+                        ("@a", keys.Seal(plain, BoundContext(level, row.Key, row.ParentKey, row.Version))), ("@i", row.Id), ("@o", row.Attributes))
+                        .ConfigureAwait(false);
+                    resealed++;
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        await using (var transaction = await database.BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken).ConfigureAwait(false))
+        {
+            await ExecuteAsync(connection, transaction, "INSERT INTO archive_seal_binding (id, bound_at) VALUES (1, @n) ON CONFLICT (id) DO NOTHING",
+                cancellationToken, ("@n", time.GetUtcNow().ToUnixTimeMilliseconds())).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        _sealsBound = true;
+        return (resealed, failed);
+    }
+
     public async ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken)
     {
         var unreferenced = new List<ObjectId>();
@@ -474,7 +573,8 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         foreach (var id in ids)
         {
             await using var command = connection.CreateCommand(null, """
-                    SELECT CASE WHEN EXISTS (SELECT 1 FROM archive_objects WHERE object_id = @o)
+                    SELECT CASE WHEN EXISTS (SELECT 1 FROM archive_versions WHERE object_id = @o)
+                                  OR EXISTS (SELECT 1 FROM archive_quarantine WHERE object_id = @o)
                                   OR EXISTS (SELECT 1 FROM archive_deletions WHERE kind = 'object' AND name = @n) THEN 1 ELSE 0 END
                     """)
                 .With("@o", id.ToArray()).With("@n", id.ToString());
@@ -490,7 +590,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     // ---- writing ----
 
     private async ValueTask<(long Id, bool Conflict)> UpsertNodeAsync(DbConnection connection, DbTransaction transaction, int level, byte[] key,
-        long? parent, AttributeSet attributes, Func<AttributeSet, List<byte[]>> termsOf, long now, CancellationToken cancellationToken)
+        long? parent, byte[]? parentKey, AttributeSet attributes, Func<AttributeSet, List<byte[]>> termsOf, long now, CancellationToken cancellationToken)
     {
         // Name prefixes make dozens of keyed hashes: computed only when the row is written, not for every instance of a known patient.
         var table = Tables[level];
@@ -499,7 +599,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         var existing = await SelectNodeAsync(connection, transaction, table, key, forUpdate: false, cancellationToken).ConfigureAwait(false);
         if (existing is null)
         {
-            var sealedAttributes = keys.Seal(serialized, AttributesContext(level, key));
+            var sealedAttributes = keys.Seal(serialized, BoundContext(level, key, parentKey, 0));
             var parentColumns = table.ParentColumn is null ? "" : $", {table.ParentColumn}";
             var parentValues = table.ParentColumn is null ? "" : ", @p";
             await using var insert = connection.Statement(transaction, $"""
@@ -532,7 +632,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         if (!existing.Value.Mac.AsSpan().SequenceEqual(mac))
         {
             await ExecuteAsync(connection, transaction, $"UPDATE {table.Name} SET attributes = @a, attributes_mac = @m, updated_at = @n WHERE id = @i",
-                cancellationToken, ("@a", keys.Seal(serialized, AttributesContext(level, key))), ("@m", mac), ("@n", now), ("@i", existing.Value.Id))
+                cancellationToken, ("@a", keys.Seal(serialized, BoundContext(level, key, parentKey, 0))), ("@m", mac), ("@n", now), ("@i", existing.Value.Id))
                 .ConfigureAwait(false);
             await ExecuteAsync(connection, transaction, "DELETE FROM archive_terms WHERE level = @l AND row_id = @r",
                 cancellationToken, ("@l", (short)level), ("@r", existing.Value.Id)).ConfigureAwait(false);
@@ -543,7 +643,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
     }
 
     private async ValueTask<(long Id, int Version, IndexOutcome Outcome, bool Conflict)> StoreVersionAsync(DbConnection connection,
-        DbTransaction transaction, byte[] sopKey, long seriesRow, AttributeSet attributes, InstanceIndexEntry entry, long now,
+        DbTransaction transaction, byte[] sopKey, long seriesRow, byte[] seriesKey, AttributeSet attributes, InstanceIndexEntry entry, long now,
         CancellationToken cancellationToken)
     {
         var table = Tables[3];
@@ -556,7 +656,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             await using var insert = connection.Statement(transaction, """
                 INSERT INTO archive_instances (sop_uid, series_id, current_version, attributes, attributes_mac, created_at, updated_at)
                 VALUES (@k, @p, 1, @a, @m, @n, @n) ON CONFLICT (sop_uid) DO NOTHING RETURNING id
-                """).With("@k", sopKey).With("@p", seriesRow).With("@a", keys.Seal(serialized, AttributesContext(3, sopKey)))
+                """).With("@k", sopKey).With("@p", seriesRow).With("@a", keys.Seal(serialized, BoundContext(3, sopKey, seriesKey, 1)))
                 .With("@m", mac).With("@n", now);
             var id = await insert.Command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             if (id is not null and not DBNull)
@@ -570,7 +670,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
                        ?? throw new InvalidOperationException("An instance row vanished during an index write.");
         }
 
-        var (instanceRow, parent, current, storedMac) = existing.Value;
+        var (instanceRow, parent, current, _) = existing.Value;
         var conflict = parent != seriesRow;
         await using (var select = connection.Statement(transaction,
                          "SELECT object_id FROM archive_versions WHERE instance_id = @i AND version = @v")
@@ -587,18 +687,18 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await ExecuteAsync(connection, transaction, "UPDATE archive_versions SET superseded_at = @n WHERE instance_id = @i AND version = @v",
             cancellationToken, ("@n", now), ("@i", instanceRow), ("@v", current)).ConfigureAwait(false);
         await InsertVersionAsync(connection, transaction, instanceRow, next, sopKey, objectId, entry, now, cancellationToken).ConfigureAwait(false);
-        if (storedMac.AsSpan().SequenceEqual(mac))
+        if (conflict)
         {
-            await ExecuteAsync(connection, transaction, "UPDATE archive_instances SET current_version = @v, updated_at = @n WHERE id = @i",
-                cancellationToken, ("@v", next), ("@n", now), ("@i", instanceRow)).ConfigureAwait(false);
+            // The row stays under the series it was filed under (the flag reports it): sealed bound to that one.
+            await using var parentKey = connection.Statement(transaction, "SELECT series_uid FROM archive_series WHERE id = @s").With("@s", parent!.Value);
+            seriesKey = (byte[])(await parentKey.Command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
-        else
-        {
-            await ExecuteAsync(connection, transaction,
-                "UPDATE archive_instances SET current_version = @v, attributes = @a, attributes_mac = @m, updated_at = @n WHERE id = @i",
-                cancellationToken, ("@v", next), ("@a", keys.Seal(serialized, AttributesContext(3, sopKey))), ("@m", mac), ("@n", now),
-                ("@i", instanceRow)).ConfigureAwait(false);
-        }
+
+        // Re-sealed at every version, even with the same attributes: the current version is in the associated data.
+        await ExecuteAsync(connection, transaction,
+            "UPDATE archive_instances SET current_version = @v, attributes = @a, attributes_mac = @m, updated_at = @n WHERE id = @i",
+            cancellationToken, ("@v", next), ("@a", keys.Seal(serialized, BoundContext(3, sopKey, seriesKey, next))), ("@m", mac), ("@n", now),
+            ("@i", instanceRow)).ConfigureAwait(false);
 
         return (instanceRow, next, IndexOutcome.NewVersion, conflict);
     }
@@ -936,14 +1036,21 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return row;
     }
 
-    private AttributeSet Decrypt(Dictionary<(int, long), AttributeSet> cache, int level, long id, byte[] key, byte[] sealedAttributes)
+    private AttributeSet? Decrypt(Dictionary<(int, long), AttributeSet?> cache, int level, CandidateRow row, bool acceptLegacy, List<IndexRowRef> tampered)
     {
+        var id = row.Ids[level];
         if (cache.TryGetValue((level, id), out var attributes))
         {
             return attributes;
         }
 
-        attributes = AttributeSet.Deserialize(keys.Open(sealedAttributes, AttributesContext(level, key)));
+        attributes = TryOpenAttributes(keys, level, row.Keys[level], level == 0 ? null : row.Keys[level - 1], row.Version ?? 0, row.Attributes[level],
+            acceptLegacy);
+        if (attributes is null)
+        {
+            tampered.Add(new IndexRowRef((QueryLevel)level, id));
+        }
+
         if (level < 3)
         {
             cache[(level, id)] = attributes;
@@ -952,7 +1059,21 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return attributes;
     }
 
-    private async ValueTask<IReadOnlyList<string>> ModalitiesAsync(DbConnection connection, long studyRow, CancellationToken cancellationToken)
+    /// <summary>Whether rows sealed the pre-2026-12-07 way still open: until a re-sealing pass completed; once it has, for good.</summary>
+    private async ValueTask<bool> AcceptLegacyAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        if (_sealsBound)
+        {
+            return false;
+        }
+
+        var legacy = await AcceptsLegacySealsAsync(connection, cancellationToken).ConfigureAwait(false);
+        _sealsBound = !legacy;
+        return legacy;
+    }
+
+    private async ValueTask<IReadOnlyList<string>> ModalitiesAsync(DbConnection connection, long studyRow, byte[] studyKey, bool acceptLegacy,
+        CancellationToken cancellationToken)
     {
         var modalities = new SortedSet<string>(StringComparer.Ordinal);
         await using var command = connection.CreateCommand(null, "SELECT series_uid, attributes FROM archive_series WHERE study_id = @s")
@@ -960,7 +1081,12 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            var attributes = AttributeSet.Deserialize(keys.Open((byte[])reader.GetValue(1), AttributesContext(2, (byte[])reader.GetValue(0))));
+            // A series that does not open under this study (moved here in the database) lends it no modality.
+            if (TryOpenAttributes(keys, 2, (byte[])reader.GetValue(0), studyKey, 0, (byte[])reader.GetValue(1), acceptLegacy) is not { } attributes)
+            {
+                continue;
+            }
+
             foreach (var modality in Values(attributes, DicomTags.Modality))
             {
                 modalities.Add(modality.Trim());
@@ -994,7 +1120,71 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
 
     // ---- helpers ----
 
+    /// <summary>The associated data rows were sealed with before 2026-12-07 (patients still are): the row's own key hash only.</summary>
     internal static byte[] AttributesContext(int level, byte[] key) => [.. Encoding.ASCII.GetBytes($"vigie/index/{Tables[level].Label}/v1/"), .. key];
+
+    /// <summary>
+    /// The associated data of a row's sealed attributes since 2026-12-07: its key hash, its parent's key hash (itself bound
+    /// to its own sealed blob), and for an instance its current version. A row moved under another parent by one SQL
+    /// UPDATE, or an instance rolled back to an older version, then fails to open instead of being served there.
+    /// </summary>
+    internal static byte[] BoundContext(int level, byte[] key, byte[]? parentKey, int currentVersion)
+    {
+        if (level == 0)
+        {
+            return AttributesContext(0, key);
+        }
+
+        ArgumentNullException.ThrowIfNull(parentKey);
+        var prefix = Encoding.ASCII.GetBytes($"vigie/index/{Tables[level].Label}/v2/");
+        var context = new byte[prefix.Length + key.Length + 1 + parentKey.Length + (level == 3 ? 4 : 0)];
+        prefix.CopyTo(context, 0);
+        key.CopyTo(context, prefix.Length);
+        context[prefix.Length + key.Length] = (byte)key.Length;
+        parentKey.CopyTo(context, prefix.Length + key.Length + 1);
+        if (level == 3)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32BigEndian(context.AsSpan(context.Length - 4), currentVersion);
+        }
+
+        return context;
+    }
+
+    /// <summary>
+    /// A row's attributes, or null when they do not open bound to this parent (and version): the row was moved or altered
+    /// in the database. The older form is accepted only in an index whose rows were never re-sealed (see BindLegacySealsAsync).
+    /// </summary>
+    internal static AttributeSet? TryOpenAttributes(IArchiveKeyService keys, int level, byte[] key, byte[]? parentKey, int currentVersion,
+        byte[] sealedAttributes, bool acceptLegacy)
+    {
+        try
+        {
+            return AttributeSet.Deserialize(keys.Open(sealedAttributes, BoundContext(level, key, parentKey, currentVersion)));
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or FormatException or InvalidDataException)
+        {
+            if (!acceptLegacy || level == 0)
+            {
+                return null;
+            }
+        }
+
+        try
+        {
+            return AttributeSet.Deserialize(keys.Open(sealedAttributes, AttributesContext(level, key)));
+        }
+        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or FormatException or InvalidDataException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>True while the index may still hold rows sealed the pre-2026-12-07 way: no re-sealing pass has completed on it.</summary>
+    internal static async ValueTask<bool> AcceptsLegacySealsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand(null, "SELECT 1 FROM archive_seal_binding WHERE id = 1");
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is null or DBNull;
+    }
 
     internal static byte[] QuarantineContext(string quarantineId) => Encoding.ASCII.GetBytes("vigie/index/quarantine/v1/" + quarantineId);
 

@@ -355,22 +355,9 @@ public sealed class RetentionService
     /// A study's or patient's indexed attributes in clear, for the audit entry of its deletion (PS3.15 A.5.3.8 names the
     /// study and the patient); null without the keys, or when the row's attributes cannot be opened (the deletion goes on).
     /// </summary>
-    private AttributeSet? Attributes(int level, byte[] key, byte[] sealedAttributes)
-    {
-        if (_keys is null)
-        {
-            return null;
-        }
-
-        try
-        {
-            return AttributeSet.Deserialize(_keys.Open(sealedAttributes, SqlArchiveIndex.AttributesContext(level, key)));
-        }
-        catch (Exception e) when (e is System.Security.Cryptography.CryptographicException or FormatException or InvalidDataException)
-        {
-            return null;
-        }
-    }
+    private AttributeSet? Attributes(int level, byte[] key, byte[]? parentKey, byte[] sealedAttributes) =>
+        // The older seal form too: for an audit entry's names only, never to serve anything.
+        _keys is null ? null : SqlArchiveIndex.TryOpenAttributes(_keys, level, key, parentKey, 0, sealedAttributes, acceptLegacy: true);
 
     private async Task<(int Studies, int Instances, int Kept)> RemoveStudiesAsync(RetentionPolicy policy, long cutoff, IReadOnlySet<ObjectId> held,
         CancellationToken cancellationToken)
@@ -394,7 +381,7 @@ public sealed class RetentionService
                 {
                     var (studyKey, patientKey) = ((byte[])reader.GetValue(2), (byte[])reader.GetValue(3));
                     candidates.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)), studyKey, patientKey,
-                        Attributes(1, studyKey, (byte[])reader.GetValue(4)), Attributes(0, patientKey, (byte[])reader.GetValue(5))));
+                        Attributes(1, studyKey, patientKey, (byte[])reader.GetValue(4)), Attributes(0, patientKey, null, (byte[])reader.GetValue(5))));
                 }
             }
 

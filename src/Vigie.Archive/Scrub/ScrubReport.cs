@@ -18,6 +18,13 @@ public enum ScrubFindingKind
 
     /// <summary>A valid object that no index row references (a crash between the file commit and the index commit).</summary>
     Orphan,
+
+    /// <summary>
+    /// Index rows altered in the database (since 2026-12-07): a row that does not open bound to its parent (moved under
+    /// another patient, study or series), a version row naming another instance's object, versions that disagree with the
+    /// instance's current version. Named by row ids.
+    /// </summary>
+    IndexTampered,
 }
 
 /// <summary>Where the index refers to an object: an instance version, or a quarantine record. Row ids, and identifiers only on request.</summary>
@@ -90,7 +97,10 @@ public sealed record ScrubReport(
     /// Not clean either when maintenance scheduled orphans for deletion: before 2026-12-07 that counted as clean, and
     /// the acknowledged objects an older index no longer knew were deleted without an alert.
     /// </summary>
-    public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0 && OrphansScheduled == 0;
+    public bool IsClean => Missing == 0 && Corrupted == 0 && Foreign == 0 && Orphans == 0 && OrphansScheduled == 0 && IndexTampered == 0;
+
+    /// <summary>Index rows that fail their check (see <see cref="ScrubFindingKind.IndexTampered"/>).</summary>
+    public long IndexTampered { get; init; }
 
     /// <summary>Unreferenced objects younger than the orphan grace: commits in flight, or interrupted moments ago (never acknowledged).</summary>
     public long InFlight { get; init; }
@@ -108,7 +118,7 @@ public sealed record ScrubReport(
     public int ExitCode => IsClean ? 0 : 1;
 
     public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(IndexTampered > 0 ? $", {IndexTampered} index rows tampered with" : "")}{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
 }
 
 /// <summary>How a scrub runs.</summary>

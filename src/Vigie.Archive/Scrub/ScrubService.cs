@@ -89,6 +89,8 @@ public sealed class ScrubService
             await ScrubQuarantineAsync(connection, request, state, pendingDeletions, cancellationToken).ConfigureAwait(false);
         }
 
+        await CheckIndexRowsAsync(connection, state, cancellationToken).ConfigureAwait(false);
+
         var findings = state.Findings.ToList();
         var resolved = new List<ScrubFinding>(findings.Count);
         foreach (var finding in findings.OrderBy(f => f.Location, StringComparer.Ordinal))
@@ -105,8 +107,9 @@ public sealed class ScrubService
             OrphansScheduled = state.OrphansScheduled,
             OrphansFiled = state.OrphansFiled,
             PendingDeletion = state.PendingDeletion,
+            IndexTampered = state.IndexTampered,
         };
-        ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing);
+        ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing + report.IndexTampered);
         if (report.OrphansScheduled > 0 || report.OrphansFiled > 0)
         {
             _logger.LogWarning("Scrub: {Summary}", report.Summary);
@@ -158,13 +161,19 @@ public sealed class ScrubService
                     continue;
                 }
 
-                var indexed = rows.Remove(id, out var length);
+                var indexed = rows.Remove(id, out var row);
                 var pending = pendingDeletions.Contains(("object", id.ToString()));
-                var orphan = !indexed && !pending;
+                // An object row that no version row (nor quarantine record) names is unreferenced too: deleting an
+                // instance's rows but not its object row hid an acknowledged image from every check (until 2026-12-07).
+                var named = indexed && row!.Named;
+                var orphan = !named && !pending;
                 // A time in the future is no sign of youth (touch -d 2036 kept an orphan "in flight" for ever).
                 var age = _time.GetUtcNow() - File.GetLastWriteTimeUtc(file);
                 var young = orphan && age < _options.OrphanGrace && age > -TimeSpan.FromMinutes(5);
-                yield return new Work(file, relative, id, indexed ? length : null, orphan, null) { Young = young, Pending = !indexed && pending };
+                yield return new Work(file, relative, id, indexed ? row!.Length : null, orphan, null)
+                {
+                    Young = young, Pending = !named && pending, Instances = indexed ? row!.Instances : [],
+                };
             }
 
             if (rows.Count > 0)
@@ -174,7 +183,7 @@ public sealed class ScrubService
                 LookThroughLandingNow(state);
             }
 
-            foreach (var (id, length) in rows)
+            foreach (var (id, row) in rows)
             {
                 if (unreadable is not null && !_store.Slots.TryGet(id, out _))
                 {
@@ -192,7 +201,10 @@ public sealed class ScrubService
 
                 if (File.Exists(where))
                 {
-                    yield return new Work(where, Path.GetRelativePath(layout.Root, where), id, length, false, null);
+                    yield return new Work(where, Path.GetRelativePath(layout.Root, where), id, row.Length, !row.Named, null)
+                    {
+                        Instances = row.Instances, Pending = !row.Named && pendingDeletions.Contains(("object", id.ToString())),
+                    };
                     continue;
                 }
 
@@ -240,6 +252,18 @@ public sealed class ScrubService
                 Interlocked.Add(ref state.Bytes, reader.Length);
             }
 
+            if (work.Instances.Count > 0 && await HeldInstanceAsync(reader, cancellationToken).ConfigureAwait(false) is var held
+                && work.Instances.Any(i => i.SopKey is null || held is null || !i.SopKey.AsSpan().SequenceEqual(held)))
+            {
+                // A version row pointed at another instance's object (the send-time check refuses it, but it was reported
+                // nowhere until 2026-12-07): that instance can no longer be retrieved.
+                var rows = string.Join(", ", work.Instances.Where(i => i.SopKey is null || held is null || !i.SopKey.AsSpan().SequenceEqual(held))
+                    .Select(i => $"instance #{i.InstanceRow} v{i.Version}"));
+                state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, work.Relative, work.Id, null,
+                    $"version rows name this object but it holds another instance ({rows}): the index was altered", []));
+                return;
+            }
+
             if (work.Orphan && work.Young)
             {
                 Interlocked.Increment(ref state.InFlight);
@@ -280,6 +304,101 @@ public sealed class ScrubService
             var reason = e.Message + (work.Orphan ? " (and no index row references it)" : "");
             state.Add(new ScrubFinding(kind, work.Relative, work.QuarantineId is null ? work.Id : null, e.Problem, reason,
                 work.QuarantineId is null ? [] : [new ScrubIndexReference(null, null, null, null, null, work.QuarantineId)]));
+        }
+    }
+
+    /// <summary>The keyed hash of the SOP Instance UID the object's own meta group names, or null when it is not a DICOM file.</summary>
+    private async ValueTask<byte[]?> HeldInstanceAsync(ArchiveObjectReader reader, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = reader.OpenStream();
+            var file = await Vigie.Dicom.IO.DicomReader.ReadFileAsync(stream, new Vigie.Dicom.DicomReadOptions { StopAtTag = new Vigie.Dicom.DicomTag(0x0003, 0x0000) },
+                cancellationToken).ConfigureAwait(false);
+            var uid = IndexNormalizer.Uid(file.Meta.GetString(Vigie.Dicom.DicomTags.MediaStorageSOPInstanceUID) ?? "");
+            return uid.Length == 0 ? null : _keys.HashIdentifier(IdentifierKinds.SopInstanceUid, uid);
+        }
+        catch (Exception e) when (e is not (OperationCanceledException or ObjectFormatException or IOException))
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The index rows themselves (since 2026-12-07): each study, series and instance must open bound to its parent (and an
+    /// instance to its current version), and each instance's version rows must agree with it: the current one present and
+    /// not superseded, none newer, every older one superseded. Paged by row id; the findings name row ids only.
+    /// </summary>
+    private async Task CheckIndexRowsAsync(DbConnection connection, State state, CancellationToken cancellationToken)
+    {
+        var acceptLegacy = await SqlArchiveIndex.AcceptsLegacySealsAsync(connection, cancellationToken).ConfigureAwait(false);
+        string[] tables = ["archive_patients", "archive_studies", "archive_series", "archive_instances"];
+        string[] keyColumns = ["patient_key", "study_uid", "series_uid", "sop_uid"];
+        string[] parentColumns = ["", "patient_id", "study_id", "series_id"];
+        for (var level = 0; level <= 3; level++)
+        {
+            var sql = level == 0
+                ? "SELECT c.id, c.patient_key, c.attributes, NULL, 0, NULL FROM archive_patients c WHERE c.id > @after ORDER BY c.id LIMIT @n"
+                : $"""
+                   SELECT c.id, c.{keyColumns[level]}, c.attributes, p.{keyColumns[level - 1]}, {(level == 3 ? "c.current_version" : "0")}, c.{parentColumns[level]}
+                   FROM {tables[level]} c LEFT JOIN {tables[level - 1]} p ON p.id = c.{parentColumns[level]}
+                   WHERE c.id > @after ORDER BY c.id LIMIT @n
+                   """;
+            long after = 0;
+            while (true)
+            {
+                var count = 0;
+                await using var command = connection.CreateCommand(null, sql).With("@after", after).With("@n", 2000);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    count++;
+                    after = SqlArchiveIndex.ToLong(reader.GetValue(0));
+                    var parentKey = reader.IsDBNull(3) ? null : (byte[])reader.GetValue(3);
+                    if (level > 0 && parentKey is null
+                        || SqlArchiveIndex.TryOpenAttributes(_keys, level, (byte[])reader.GetValue(1), parentKey, (int)SqlArchiveIndex.ToLong(reader.GetValue(4)),
+                            (byte[])reader.GetValue(2), acceptLegacy) is null)
+                    {
+                        var parent = level == 0 ? "" : $" under {tables[level - 1]} #{SqlArchiveIndex.ToLong(reader.GetValue(5))}";
+                        state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index {tables[level]} #{after}", null, null,
+                            $"the row's sealed attributes do not open bound to its parent{(level == 3 ? " and current version" : "")}{parent}: it was moved "
+                            + "or altered in the database, and is not served", []));
+                    }
+                }
+
+                if (count < 2000)
+                {
+                    break;
+                }
+            }
+        }
+
+        long afterInstance = 0;
+        while (true)
+        {
+            var count = 0;
+            await using var command = connection.CreateCommand(null, """
+                    SELECT i.id, i.current_version FROM archive_instances i
+                    WHERE i.id > @after AND (
+                      NOT EXISTS (SELECT 1 FROM archive_versions v WHERE v.instance_id = i.id AND v.version = i.current_version AND v.superseded_at IS NULL)
+                      OR EXISTS (SELECT 1 FROM archive_versions v WHERE v.instance_id = i.id
+                                 AND (v.version > i.current_version OR (v.version < i.current_version AND v.superseded_at IS NULL))))
+                    ORDER BY i.id LIMIT @n
+                    """).With("@after", afterInstance).With("@n", 2000);
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                count++;
+                afterInstance = SqlArchiveIndex.ToLong(reader.GetValue(0));
+                state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index archive_instances #{afterInstance}", null, null,
+                    $"its version rows disagree with its current version v{SqlArchiveIndex.ToLong(reader.GetValue(1))} (missing or superseded, a newer one, "
+                    + "or an older one not superseded): the index was altered", []));
+            }
+
+            if (count < 2000)
+            {
+                break;
+            }
         }
     }
 
@@ -426,12 +545,15 @@ public sealed class ScrubService
         CancellationToken cancellationToken)
     {
         var references = new List<ScrubIndexReference>();
+        var acceptLegacy = reveal && await SqlArchiveIndex.AcceptsLegacySealsAsync(connection, cancellationToken).ConfigureAwait(false);
         await using (var command = connection.CreateCommand(null, """
-                         SELECT st.patient_id, se.study_id, i.series_id, i.id, v.version, i.sop_uid, i.attributes, st.study_uid, st.attributes
+                         SELECT st.patient_id, se.study_id, i.series_id, i.id, v.version, i.sop_uid, i.attributes, st.study_uid, st.attributes,
+                                se.series_uid, p.patient_key, i.current_version
                          FROM archive_versions v
                          JOIN archive_instances i ON i.id = v.instance_id
                          JOIN archive_series se ON se.id = i.series_id
                          JOIN archive_studies st ON st.id = se.study_id
+                         JOIN archive_patients p ON p.id = st.patient_id
                          WHERE v.object_id = @o ORDER BY i.id, v.version
                          """).With("@o", id.ToArray()))
         await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
@@ -442,10 +564,11 @@ public sealed class ScrubService
                 string? study = null;
                 if (reveal)
                 {
-                    sop = AttributeSet.Deserialize(_keys.Open((byte[])reader.GetValue(6), SqlArchiveIndex.AttributesContext(3, (byte[])reader.GetValue(5))))
-                        .First(DicomTags.SopInstanceUid);
-                    study = AttributeSet.Deserialize(_keys.Open((byte[])reader.GetValue(8), SqlArchiveIndex.AttributesContext(1, (byte[])reader.GetValue(7))))
-                        .First(DicomTags.StudyInstanceUid);
+                    // Rows that do not open bound to their parents reveal nothing: they may be another patient's.
+                    sop = SqlArchiveIndex.TryOpenAttributes(_keys, 3, (byte[])reader.GetValue(5), (byte[])reader.GetValue(9),
+                        (int)SqlArchiveIndex.ToLong(reader.GetValue(11)), (byte[])reader.GetValue(6), acceptLegacy)?.First(DicomTags.SopInstanceUid);
+                    study = SqlArchiveIndex.TryOpenAttributes(_keys, 1, (byte[])reader.GetValue(7), (byte[])reader.GetValue(10), 0, (byte[])reader.GetValue(8),
+                        acceptLegacy)?.First(DicomTags.StudyInstanceUid);
                 }
 
                 references.Add(new ScrubIndexReference(SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)),
@@ -473,19 +596,27 @@ public sealed class ScrubService
 
         /// <summary>Unreferenced and already scheduled for deletion.</summary>
         public bool Pending { get; init; }
+
+        /// <summary>The instances whose version rows name this object, with their SOP Instance UID key hash (null: no instance row).</summary>
+        public IReadOnlyList<VersionOf> Instances { get; init; } = [];
     }
+
+    private sealed record VersionOf(long InstanceRow, int Version, byte[]? SopKey);
+
+    /// <summary>A referenced object: its indexed length, whether a version or quarantine record names it, and which instances.</summary>
+    private sealed record ObjectRow(long Length, bool Named, List<VersionOf> Instances);
 
     /// <summary>archive_objects in id order, a page at a time (keyset pagination), handed out fan-out folder by fan-out folder.</summary>
     private sealed class ObjectRowCursor(DbConnection connection)
     {
         private const int PageSize = 2000;
-        private readonly Queue<(ObjectId Id, long Length)> _page = new();
+        private readonly Queue<(ObjectId Id, ObjectRow Row)> _page = new();
         private byte[] _after = [];
         private bool _exhausted;
 
-        public async Task<Dictionary<ObjectId, long>> TakeAsync(string fanOut, CancellationToken cancellationToken)
+        public async Task<Dictionary<ObjectId, ObjectRow>> TakeAsync(string fanOut, CancellationToken cancellationToken)
         {
-            var rows = new Dictionary<ObjectId, long>();
+            var rows = new Dictionary<ObjectId, ObjectRow>();
             while (true)
             {
                 if (_page.Count == 0)
@@ -499,14 +630,14 @@ public sealed class ScrubService
                     continue;
                 }
 
-                var (id, length) = _page.Peek();
+                var (id, row) = _page.Peek();
                 if (string.CompareOrdinal(id.FanOut, fanOut) > 0)
                 {
                     return rows;
                 }
 
                 _page.Dequeue();
-                rows[id] = length;
+                rows[id] = row;
             }
         }
 
@@ -514,24 +645,53 @@ public sealed class ScrubService
         {
             // Version rows too: one whose object row was deleted with the file still names an object that must exist
             // (the retrieve of that instance fails), and was not reported.
-            await using var command = connection.CreateCommand(null, """
-                    SELECT object_id, MAX(length) FROM (
-                      SELECT object_id, length FROM archive_objects WHERE object_id > @after
+            // Named: by a version row, or by a quarantine record; an object row alone is not a reference (since 2026-12-07).
+            var from = _after;
+            var page = new List<(byte[] Id, ObjectRow Row)>();
+            await using (var command = connection.CreateCommand(null, """
+                    SELECT object_id, MAX(length), MAX(named) FROM (
+                      SELECT o.object_id, o.length,
+                             CASE WHEN EXISTS (SELECT 1 FROM archive_quarantine q WHERE q.object_id = o.object_id) THEN 1 ELSE 0 END AS named
+                      FROM archive_objects o WHERE o.object_id > @after
                       UNION ALL
-                      SELECT object_id, length FROM archive_versions WHERE object_id > @after) AS referenced
+                      SELECT object_id, length, 1 FROM archive_versions WHERE object_id > @after) AS referenced
                     GROUP BY object_id ORDER BY object_id LIMIT @n
                     """)
-                .With("@after", _after).With("@n", PageSize);
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            var count = 0;
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                .With("@after", _after).With("@n", PageSize))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
             {
-                _after = (byte[])reader.GetValue(0);
-                _page.Enqueue((new ObjectId(_after), SqlArchiveIndex.ToLong(reader.GetValue(1))));
-                count++;
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    _after = (byte[])reader.GetValue(0);
+                    page.Add((_after, new ObjectRow(SqlArchiveIndex.ToLong(reader.GetValue(1)), SqlArchiveIndex.ToLong(reader.GetValue(2)) != 0, [])));
+                }
             }
 
-            _exhausted = count < PageSize;
+            if (page.Count > 0)
+            {
+                // The instances naming the page's objects, in one range read of the version rows' object index.
+                var byId = page.ToDictionary(p => Convert.ToHexString(p.Id), p => p.Row);
+                await using var command = connection.CreateCommand(null, """
+                        SELECT v.object_id, v.instance_id, v.version, i.sop_uid FROM archive_versions v LEFT JOIN archive_instances i ON i.id = v.instance_id
+                        WHERE v.object_id > @from AND v.object_id <= @to
+                        """).With("@from", from).With("@to", page[^1].Id);
+                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    if (byId.TryGetValue(Convert.ToHexString((byte[])reader.GetValue(0)), out var row))
+                    {
+                        row.Instances.Add(new VersionOf(SqlArchiveIndex.ToLong(reader.GetValue(1)), (int)SqlArchiveIndex.ToLong(reader.GetValue(2)),
+                            reader.IsDBNull(3) ? null : (byte[])reader.GetValue(3)));
+                    }
+                }
+            }
+
+            foreach (var (id, row) in page)
+            {
+                _page.Enqueue((new ObjectId(id), row));
+            }
+
+            _exhausted = page.Count < PageSize;
         }
     }
 
@@ -553,6 +713,7 @@ public sealed class ScrubService
         public long OrphansScheduled;
         public long OrphansFiled;
         public long PendingDeletion;
+        public long IndexTampered;
         public long? LastLandingLook;
 
         public ConcurrentQueue<(Work Work, DateTimeOffset WrittenAt)> OldOrphans { get; } = new();
@@ -579,6 +740,9 @@ public sealed class ScrubService
                     break;
                 case ScrubFindingKind.Orphan:
                     Interlocked.Increment(ref Orphans);
+                    break;
+                case ScrubFindingKind.IndexTampered:
+                    Interlocked.Increment(ref IndexTampered);
                     break;
                 default:
                     throw new ArgumentOutOfRangeException(nameof(finding), finding.Kind, null);

@@ -84,6 +84,7 @@ internal static class MaintenanceCommands
                     report.Corrupted,
                     report.Foreign,
                     report.Orphans,
+                    report.IndexTampered,
                     report.InFlight,
                     report.OrphansScheduled,
                     report.OrphansFiled,

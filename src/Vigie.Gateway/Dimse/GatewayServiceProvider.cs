@@ -409,6 +409,7 @@ internal sealed class GatewayServiceProvider(
 
         var query = QueryTranslator.ToQuery(identifier, level, options.CurrentValue.MaxFindResults);
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
+        await ReportTamperedRowsAsync(association, result, cancellationToken).ConfigureAwait(false);
         await AuditQueryAsync(association, request, identifier, result.Matches, AuditOutcome.Success, $"{result.Matches.Count} matches", cancellationToken).ConfigureAwait(false);
         foreach (var match in result.Matches)
         {
@@ -440,6 +441,7 @@ internal sealed class GatewayServiceProvider(
         }
 
         var result = await index.QueryAsync(query, cancellationToken).ConfigureAwait(false);
+        await ReportTamperedRowsAsync(association, result, cancellationToken).ConfigureAwait(false);
         var items = new RetrievedItems(result.Matches);
         foreach (var match in result.Matches)
         {
@@ -709,6 +711,33 @@ internal sealed class GatewayServiceProvider(
             {
                 logger.LogError(e, "Could not audit archive object {ObjectId}'s failed check", id);
             }
+        }
+    }
+
+    /// <summary>
+    /// Index rows the query left out because they fail their check (moved under another parent or rolled back in the
+    /// database, since 2026-12-07): nothing of theirs was answered or sent, and the association goes on. Logged and
+    /// alerted by row ids only: what such a row holds, and whose it is, cannot be trusted.
+    /// </summary>
+    private async ValueTask ReportTamperedRowsAsync(DicomAssociation association, QueryResult result, CancellationToken cancellationToken)
+    {
+        if (result.Tampered.Count == 0)
+        {
+            return;
+        }
+
+        var rows = string.Join(", ", result.Tampered.Take(20)) + (result.Tampered.Count > 20 ? $" and {result.Tampered.Count - 20} more" : "");
+        var now = time.GetUtcNow();
+        retrieveIntegrity.Failed(now, $"index rows {rows} fail their check");
+        logger.LogError("Index rows {Rows} fail their check (moved or altered in the database): left out of the answer to {CallingAE}. Run vigie scrub",
+            rows, association.CallingAE);
+        var failure = await AppendOrKeepAsync(GatewayAudit.IntegrityAlert(time, OurAE,
+                $"index rows {rows} do not open bound to their parent (moved or altered in the database): left out of a query or retrieve. Run vigie scrub",
+                [GatewayAudit.Requestor(Source(association), AuditRoles.Destination) with { Roles = [] }, GatewayAudit.Self(OurAE, requestor: false, AuditRoles.Source)]),
+            cancellationToken).ConfigureAwait(false);
+        if (failure is not null && DueForLog(ref _lastAuditFailure, now))
+        {
+            logger.LogError(failure, "Could not audit index rows that fail their check");
         }
     }
 
