@@ -252,12 +252,13 @@ public sealed class ScrubService
                 Interlocked.Add(ref state.Bytes, reader.Length);
             }
 
-            if (work.Instances.Count > 0 && await HeldInstanceAsync(reader, cancellationToken).ConfigureAwait(false) is var held
-                && work.Instances.Any(i => i.SopKey is null || held is null || !i.SopKey.AsSpan().SequenceEqual(held)))
+            // Not a DICOM file (held null): nothing ingest files, so no instance of its own to compare with.
+            if (work.Instances.Count > 0 && await HeldInstanceAsync(reader, cancellationToken).ConfigureAwait(false) is { } held
+                && work.Instances.Any(i => i.SopKey is null || !i.SopKey.AsSpan().SequenceEqual(held)))
             {
                 // A version row pointed at another instance's object (the send-time check refuses it, but it was reported
                 // nowhere until 2026-12-07): that instance can no longer be retrieved.
-                var rows = string.Join(", ", work.Instances.Where(i => i.SopKey is null || held is null || !i.SopKey.AsSpan().SequenceEqual(held))
+                var rows = string.Join(", ", work.Instances.Where(i => i.SopKey is null || !i.SopKey.AsSpan().SequenceEqual(held))
                     .Select(i => $"instance #{i.InstanceRow} v{i.Version}"));
                 state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, work.Relative, work.Id, null,
                     $"version rows name this object but it holds another instance ({rows}): the index was altered", []));
