@@ -18,7 +18,11 @@ public sealed class CtCorpusTests
         {
             var bytes = await File.ReadAllBytesAsync(file, token);
             var index = files.IndexOf(file);
-            var (committed, _) = await archive.IngestAsync(bytes, Samples.Entry(index / 20, 1, 1, index));
+            // Filed under its own SOP Instance UID, as ingest does: scrub compares it with the object's (since 2026-12-07).
+            var meta = await Vigie.Dicom.IO.DicomReader.ReadFileAsync(file, new Vigie.Dicom.DicomReadOptions { StopAtTag = new Vigie.Dicom.DicomTag(0x0003, 0x0000) }, token);
+            var entry = Samples.Entry(index / 20, 1, 1, index);
+            entry = entry with { Instance = entry.Instance with { SopInstanceUid = meta.Meta.GetString(Vigie.Dicom.DicomTags.MediaStorageSOPInstanceUID)! } };
+            var (committed, _) = await archive.IngestAsync(bytes, entry);
             stored.Add((file, committed.Id));
         });
 
