@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics;
 
 namespace Vigie.Inspection.Engine;
@@ -5,6 +6,52 @@ namespace Vigie.Inspection.Engine;
 /// <summary>Case-insensitive ASCII searches over raw bytes (keywords in scripts, markup, headers), without decoding.</summary>
 internal static class AsciiSearch
 {
+    private const int Chunk = 64 * 1024;
+
+    /// <summary>
+    /// For each set of <paramref name="sets"/>, whether the first <paramref name="limit"/> bytes hold one of its words
+    /// (ASCII, any case): one pass, which stops once every set is found.
+    /// </summary>
+    public static bool[] Mentions(ContentSource content, long limit, string[][] sets, CancellationToken cancellationToken)
+    {
+        var found = new bool[sets.Length];
+        var overlap = sets.Max(set => set.Max(n => n.Length)) - 1;
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk + overlap);
+        try
+        {
+            long position = 0;
+            var carried = 0;
+            while (position < limit && !found.All(f => f))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var read = content.ReadAt(position, buffer.AsSpan(carried, (int)Math.Min(Chunk, limit - position)));
+                if (read <= 0)
+                {
+                    break;
+                }
+
+                var window = buffer.AsSpan(0, carried + read);
+                for (var i = 0; i < sets.Length; i++)
+                {
+                    foreach (var needle in sets[i])
+                    {
+                        found[i] = found[i] || AsciiSearch.ContainsIgnoreCase(window, needle);
+                    }
+                }
+
+                position += read;
+                carried = Math.Min(overlap, window.Length);
+                window[^carried..].CopyTo(buffer);
+            }
+
+            return found;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     /// <summary>Index of <paramref name="needle"/> (ASCII, any case) in <paramref name="haystack"/>, or -1.</summary>
     public static int IndexOfIgnoreCase(ReadOnlySpan<byte> haystack, string needle)
     {

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Text;
 using System.Text.RegularExpressions;
 using Vigie.Inspection.Engine;
@@ -39,7 +38,7 @@ internal sealed partial class HtmlAnalyser(Microsoft.Extensions.Options.IOptions
         // chunks, so that a large text costs no copy.
         if (!utf16)
         {
-            var found = Mentions(content, limit, context.ContentType switch
+            var found = AsciiSearch.Mentions(content, limit, context.ContentType switch
             {
                 ContentType.Text => [Triggers, Markup],
                 ContentType.Mime => [Triggers, Markup, MimeStructure],
@@ -293,57 +292,12 @@ internal sealed partial class HtmlAnalyser(Microsoft.Extensions.Options.IOptions
     /// in chunks, never whole. Such text is then read as the page a browser renders.
     /// </summary>
     internal static bool MayBeSmugglingPage(ContentSource content, CancellationToken cancellationToken) =>
-        Mentions(content, Math.Min(content.Length, MaxScan), [Triggers, Markup], cancellationToken).All(f => f);
+        AsciiSearch.Mentions(content, Math.Min(content.Length, MaxScan), [Triggers, Markup], cancellationToken).All(f => f);
 
     private static readonly string[] Triggers = ["blob", "createObjectURL", "atob(", "data:", "download", "refresh"];
     private static readonly string[] Markup = ["<script", "<a ", "<a\t", "<a\n", "<a\r", "<a/", "onload", "onerror", "srcdoc", "<meta"];
     private static readonly string[] MimeStructure = ["content-type:"];
 
-    private const int Chunk = 64 * 1024;
-
-    /// <summary>
-    /// For each set of <paramref name="sets"/>, whether the first <paramref name="limit"/> bytes hold one of its words
-    /// (ASCII, any case): one pass, which stops once every set is found.
-    /// </summary>
-    private static bool[] Mentions(ContentSource content, long limit, string[][] sets, CancellationToken cancellationToken)
-    {
-        var found = new bool[sets.Length];
-        var overlap = sets.Max(set => set.Max(n => n.Length)) - 1;
-        var buffer = ArrayPool<byte>.Shared.Rent(Chunk + overlap);
-        try
-        {
-            long position = 0;
-            var carried = 0;
-            while (position < limit && !found.All(f => f))
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var read = content.ReadAt(position, buffer.AsSpan(carried, (int)Math.Min(Chunk, limit - position)));
-                if (read <= 0)
-                {
-                    break;
-                }
-
-                var window = buffer.AsSpan(0, carried + read);
-                for (var i = 0; i < sets.Length; i++)
-                {
-                    foreach (var needle in sets[i])
-                    {
-                        found[i] = found[i] || AsciiSearch.ContainsIgnoreCase(window, needle);
-                    }
-                }
-
-                position += read;
-                carried = Math.Min(overlap, window.Length);
-                window[^carried..].CopyTo(buffer);
-            }
-
-            return found;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
 
     private static string Decode(byte[] bytes)
     {

@@ -73,7 +73,7 @@ internal sealed partial class OoxmlAnalyser
         var modules = new List<string>();
         try
         {
-            using var reader = XmlReader.Create(stream, XmlSettings);
+            using var reader = XmlReader.Create(stream, UntrustedXml.Document);
             var count = 0;
             var inline = 0;
             var positioned = false;

@@ -20,18 +20,6 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
     private static readonly HashSet<string> PlainExtensions = new(StringComparer.OrdinalIgnoreCase) { "docx", "xlsx", "pptx", "dotx", "xltx", "potx", "ppsx" };
 
-    private static readonly XmlReaderSettings XmlSettings = new()
-    {
-        DtdProcessing = DtdProcessing.Ignore,
-        XmlResolver = null,
-        MaxCharactersFromEntities = 1024,
-        IgnoreComments = true,
-        IgnoreProcessingInstructions = true,
-        IgnoreWhitespace = true,
-        CloseInput = true,
-        Async = false,
-    };
-
     public string Name => "ooxml";
 
     public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument or ContentType.FlatOpenDocument;
@@ -373,7 +361,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         var evaluated = new Stack<bool>();
         try
         {
-            using var reader = XmlReader.Create(stream, XmlSettings);
+            using var reader = XmlReader.Create(stream, UntrustedXml.Document);
             while (reader.Read())
             {
                 if (reader.NodeType != XmlNodeType.Element)
@@ -550,7 +538,7 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
             try
             {
-                using var reader = XmlReader.Create(stream, XmlSettings);
+                using var reader = XmlReader.Create(stream, UntrustedXml.Document);
                 while (reader.Read())
                 {
                     if (reader.NodeType == XmlNodeType.Element && (localName is null || reader.LocalName == localName))

@@ -14,18 +14,6 @@ internal static partial class XfaForm
     /// <summary>Bytes of each packet searched raw, for a form that is not well-formed XML.</summary>
     private const int RawWindow = 4 * 1024 * 1024;
 
-    private static readonly XmlReaderSettings Settings = new()
-    {
-        DtdProcessing = DtdProcessing.Ignore,
-        XmlResolver = null,
-        MaxCharactersFromEntities = 1024,
-        IgnoreComments = true,
-        IgnoreProcessingInstructions = true,
-        IgnoreWhitespace = true,
-        ConformanceLevel = ConformanceLevel.Fragment,
-        CloseInput = true,
-    };
-
     public static bool HasScript(IReadOnlyList<ContentSource> parts, CancellationToken cancellationToken)
     {
         var heads = new List<byte[]>(parts.Count);
@@ -44,7 +32,7 @@ internal static partial class XfaForm
 
         try
         {
-            using var reader = XmlReader.Create(new Joined(parts), Settings);
+            using var reader = XmlReader.Create(new Joined(parts), UntrustedXml.Fragment);
             for (var nodes = 0L; reader.Read(); nodes++)
             {
                 if ((nodes & 0xFFF) == 0)

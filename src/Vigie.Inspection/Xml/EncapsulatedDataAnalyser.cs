@@ -20,17 +20,6 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
 
     private const int CharChunk = 16 * 1024;
 
-    private static readonly XmlReaderSettings Settings = new()
-    {
-        DtdProcessing = DtdProcessing.Ignore,
-        XmlResolver = null,
-        MaxCharactersFromEntities = 1024,
-        IgnoreComments = true,
-        IgnoreProcessingInstructions = true,
-        IgnoreWhitespace = true,
-        CloseInput = true,
-    };
-
     public string Name => "xml-data";
 
     /// <summary>Html too: a comment naming &lt;html&gt; near the top makes an XML document "Html" by its bytes.</summary>
@@ -48,7 +37,7 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
         var chars = ArrayPool<char>.Shared.Rent(CharChunk);
         try
         {
-            using var reader = XmlReader.Create(content.OpenStream(), Settings);
+            using var reader = XmlReader.Create(content.OpenStream(), UntrustedXml.Document);
             try
             {
                 for (var nodes = 0L; reader.Read(); nodes++)
@@ -205,39 +194,10 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
             return true;
         }
 
-        const int chunk = 64 * 1024;
-        const int overlap = 16;
-        var buffer = ArrayPool<byte>.Shared.Rent(chunk + overlap);
-        try
-        {
-            var carried = 0;
-            for (long position = 0; position < content.Length;)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var read = content.ReadAt(position, buffer.AsSpan(carried, chunk));
-                if (read <= 0)
-                {
-                    return false;
-                }
-
-                var window = buffer.AsSpan(0, carried + read);
-                if (AsciiSearch.ContainsIgnoreCase(window, "representation") || AsciiSearch.ContainsIgnoreCase(window, "mediaType"))
-                {
-                    return true;
-                }
-
-                position += read;
-                carried = Math.Min(overlap, window.Length);
-                window[^carried..].CopyTo(buffer);
-            }
-
-            return false;
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+        return AsciiSearch.Mentions(content, content.Length, EdAttributes, cancellationToken)[0];
     }
+
+    private static readonly string[][] EdAttributes = [["representation", "mediaType"]];
 
     private sealed record Encapsulated(bool Base64, string MediaType, string? Compression);
 
