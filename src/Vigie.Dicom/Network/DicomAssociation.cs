@@ -144,10 +144,12 @@ public sealed class DicomAssociation : IAsyncDisposable
             PduType.DataTransfer => _options.MaxPduLength,
             _ => 4u,
         };
-        if (length > limit && (PduType)type == PduType.AssociateRequest && !IsRequestor && !RequestReceived)
+        if (length > limit && length <= DicomServerOptionsValidation.MaxReceivePduLength && (PduType)type == PduType.AssociateRequest && !IsRequestor
+            && !RequestReceived)
         {
             // Legal (PS3.8 9.3.2 bounds it only by its 32-bit length) but over the limit: read and dropped, so that the
             // acceptor can answer an A-ASSOCIATE-RJ the peer will read, not an abort that calls the request malformed.
+            // Past 16 MiB no peer proposes that much: aborted at once, not waited for until the read timeout.
             throw await DrainOversizedRequestAsync(length, limit, cancellationToken).ConfigureAwait(false);
         }
 

@@ -73,6 +73,23 @@ public sealed class AssociateRequestLimitTests
         await client.ReleaseAsync(ct);
     }
 
+    [Fact]
+    public async Task Regression_an_associate_request_announcing_256_MiB_was_waited_for_instead_of_aborted()
+    {
+        // Only a header announcing 256 MiB: drained (until the read timeout) by the first version of the RJ above, where
+        // an abort is due at once (PS3.8 AA-8 for a PDU no peer sends; the hostile peer test).
+        var ct = TestContext.Current.CancellationToken;
+        var provider = new MemoryServiceProvider();
+        await using var server = provider.StartServer(TimeSpan.FromSeconds(30));
+        using var socket = await ConnectAsync(server.Port, ct);
+        await socket.SendAsync(new byte[] { 0x01, 0, 0x10, 0, 0, 0, 0, 1 }, SocketFlags.None, ct);
+        using var quick = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        quick.CancelAfter(TimeSpan.FromSeconds(10));
+        var (type, body) = await ReadPduAsync(socket, quick.Token);
+        Assert.Equal(PduType.Abort, type);
+        Assert.Equal(4, body.Length);
+    }
+
     private static AssociationParameters EverySyntaxProposal()
     {
         var proposal = new AssociationParameters { CalledAE = "VIGIE", CallingAE = "STORESCU", MaxPduLength = 16384 };
