@@ -51,11 +51,6 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         var signature = signer.Sign(SignedTreeHead.SignedBytes(state.TreeSize, timestamp.ToUnixTimeMilliseconds(), root));
         var head = new SignedTreeHead(state.TreeSize, timestamp, root, signer.KeyId, signer.PublicKey, signature);
         await store.InsertTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
-        if (TreeHeadWitnessFile.PathFor(o.SigningKeyPath) is { } witness)
-        {
-            await TreeHeadWitnessFile.WriteAsync(witness, head, cancellationToken).ConfigureAwait(false);
-        }
-
         signal.OnTreeHeadSigned();
         status.Signed();
         AuditTelemetry.TreeHeadsSigned.Add(1);
@@ -87,11 +82,6 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
                     return $"The log at size {size} does not extend the signed tree head of size {latest.TreeSize}: entries or nodes it covers were altered; {advice}.";
                 }
             }
-
-            if (await FindWitnessViolationAsync(size, root, cancellationToken).ConfigureAwait(false) is { } witnessed)
-            {
-                return witnessed;
-            }
         }
         catch (AuditIntegrityException e)
         {
@@ -102,82 +92,6 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
     }
 
     private DateTimeOffset FirstSeen(DateTimeOffset now) => _firstSeen ??= now;
-
-    /// <summary>
-    /// Checked at start, before any head is due: refuses signing (and says so in /health) when the log no longer holds
-    /// what this node last signed. Returns the reason, or null.
-    /// </summary>
-    public async ValueTask<string?> CheckWitnessAsync(CancellationToken cancellationToken)
-    {
-        var state = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
-        var root = MerkleFrontier.Parse(state.TreeSize, state.Frontier).Root();
-        string? violation;
-        try
-        {
-            violation = await FindWitnessViolationAsync(state.TreeSize, root, cancellationToken).ConfigureAwait(false);
-        }
-        catch (AuditIntegrityException e)
-        {
-            violation = $"{e.Message.TrimEnd('.')}; no tree head is signed until this is resolved.";
-        }
-
-        if (violation is not null)
-        {
-            status.Refuse(violation, state.TreeSize, time.GetUtcNow());
-        }
-
-        return violation;
-    }
-
-    /// <summary>
-    /// Why the log of <paramref name="size"/> entries and root <paramref name="root"/> does not hold the latest head this
-    /// node signed (<see cref="TreeHeadWitnessFile"/>), or null: heads deleted from the database, or the entries under
-    /// them rewritten with the chain, nodes and state, would otherwise be signed over with the genuine key.
-    /// </summary>
-    private async ValueTask<string?> FindWitnessViolationAsync(long size, byte[] root, CancellationToken cancellationToken)
-    {
-        if (TreeHeadWitnessFile.PathFor(options.Value.SigningKeyPath) is not { } path)
-        {
-            return null;
-        }
-
-        SignedTreeHead? witnessed;
-        try
-        {
-            witnessed = await TreeHeadWitnessFile.ReadAsync(path, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
-        {
-            return $"{e.Message.TrimEnd('.')}: the signer cannot check that the log still holds what it signed; no tree head is signed until it is restored from its backup.";
-        }
-
-        if (witnessed is null)
-        {
-            return null;
-        }
-
-        var advice = $"no tree head is signed until this is resolved; run `vigie audit verify`, which reads {path} too. If the database was restored from a "
-            + $"backup on purpose, the heads signed after that backup are gone for good: move {path} aside (keep it as a record) and the node signs again";
-        var w = witnessed.TreeSize;
-        if (size < w)
-        {
-            return $"This node signed a tree head of size {w} (recorded in {path}), but the audit log holds {size} entries: entries were removed from the "
-                + $"database (Truncated, from entry {size}); {advice}.";
-        }
-
-        var stored = await store.FindTreeHeadAsync(TreeHeadLookup.ExactSize, w, cancellationToken).ConfigureAwait(false);
-        if (stored is null || !stored.RootHash.AsSpan().SequenceEqual(witnessed.RootHash))
-        {
-            return $"This node signed a tree head of size {w} (recorded in {path}), but the database {(stored is null ? "no longer holds it" : "holds another head of that size")}: "
-                + $"tree heads were deleted or replaced (TreeHeadMismatch); {advice}.";
-        }
-
-        List<byte[]> proof = w == size ? [] : await store.RangeHashesAsync(MerkleProofs.ConsistencyRanges(w, size), cancellationToken).ConfigureAwait(false);
-        return (w == size ? root.AsSpan().SequenceEqual(witnessed.RootHash) : MerkleProofs.VerifyConsistency(w, size, witnessed.RootHash, root, proof))
-            ? null
-            : $"The audit log at size {size} does not extend the tree head of size {w} this node signed (recorded in {path}): entries it covers were rewritten "
-              + $"(TreeHeadMismatch); {advice}.";
-    }
 }
 
 /// <summary>Runs the signer on one node at a time (database lease), and signs a last head on shutdown.</summary>
@@ -196,20 +110,6 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         var poll = o.TreeHeadPollInterval > TimeSpan.Zero ? o.TreeHeadPollInterval : TimeSpan.FromSeconds(1);
         var lease = TimeSpan.FromTicks(Math.Max(poll.Ticks * 5, TimeSpan.FromSeconds(10).Ticks));
         var refusalLogged = false;
-        try
-        {
-            // At start, not at the next head: deleted heads leave nothing due for a while, and the node would sign the forgery later.
-            if (await signer.CheckWitnessAsync(stoppingToken).ConfigureAwait(false) is { } violation)
-            {
-                logger.LogCritical("Audit tree head not signed: {Reason}", violation);
-                refusalLogged = true;
-            }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            logger.LogError(ex, "Checking the audit log against the last tree head this node signed failed");
-        }
-
         while (!stoppingToken.IsCancellationRequested)
         {
             try
