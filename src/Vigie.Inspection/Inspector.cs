@@ -320,48 +320,27 @@ public sealed class Inspector
     {
         // A second reading's archive was judged by the first (a tar's docx member is one of its members).
         if (context.ContentType is ContentType.Zip or ContentType.Ooxml or ContentType.OpenDocument || context.SecondReading
-            || content.Length < 22 || !ZipReader.TryFindEnd(content, out var end))
-        {
-            return;
-        }
-
-        ZipDirectory directory;
-        try
-        {
-            directory = ZipReader.Read(content, context.Limits.MaxEntries);
-        }
-        catch (ZipFormatException)
-        {
-            return;
-        }
-
-        if (directory.Entries.Count == 0)
-        {
-            return;
-        }
-
-        var start = directory.Entries.Min(e => e.LocalHeaderOffset);
-        if (start <= 0 || start >= content.Length || ZipReader.ReadLocalHeader(content, start) is null)
+            || content.Length < 22 || ZipReader.FindAppended(content, context.Limits.MaxEntries) is not { } zip)
         {
             return;
         }
 
         // A tar stores its members as they are: a docx among them is a member (read as one), not a ZIP appended to the tar.
-        if (context.ContentType == ContentType.Tar && InsideTarMember(content, start, context.Limits.MaxEntries))
+        if (context.ContentType == ContentType.Tar && InsideTarMember(content, zip.Start, context.Limits.MaxEntries))
         {
             return;
         }
 
         // An analyser that already handed these bytes over (a DICOM file's trailing data, or a value holding the archive)
         // reported and read them.
-        if (context.InspectedRanges.Exists(r => r.Offset <= start && end + 22 <= r.Offset + r.Length))
+        if (context.InspectedRanges.Exists(r => r.Offset <= zip.Start && zip.EndRecord + 22 <= r.Offset + r.Length))
         {
             return;
         }
 
         context.Report(Rules.AppendedArchive, Severity.Medium,
-            $"a ZIP archive of {directory.Entries.Count} entries is appended at offset {start} to this {context.ContentType} content (polyglot)", start);
-        using var slice = content.Slice(start, content.Length - start);
+            $"a ZIP archive of {zip.Entries} entries is appended at offset {zip.Start} to this {context.ContentType} content (polyglot)", zip.Start);
+        using var slice = content.Slice(zip.Start, content.Length - zip.Start);
         await context.InspectChildAsync("[appended zip]", slice, cancellationToken).ConfigureAwait(false);
     }
 

@@ -68,6 +68,37 @@ internal static class ZipReader
     private const uint CentralSignature = 0x02014b50;
     public const uint LocalSignature = 0x04034b50;
 
+    /// <summary>
+    /// A ZIP that ends the content without starting it (a polyglot: unzip opens it from its end): where its first local
+    /// header is, where its end record is, and how many entries it has. Null when the content does not end with a
+    /// readable directory whose first member lies past offset 0.
+    /// </summary>
+    public static AppendedZip? FindAppended(ContentSource source, int maxEntries)
+    {
+        if (!TryFindEnd(source, out var end))
+        {
+            return null;
+        }
+
+        ZipDirectory directory;
+        try
+        {
+            directory = Read(source, maxEntries);
+        }
+        catch (ZipFormatException)
+        {
+            return null;
+        }
+
+        if (directory.Entries.Count == 0)
+        {
+            return null;
+        }
+
+        var start = directory.Entries.Min(e => e.LocalHeaderOffset);
+        return start <= 0 || start >= source.Length || ReadLocalHeader(source, start) is null ? null : new AppendedZip(start, end, directory.Entries.Count);
+    }
+
     /// <summary>Finds the end record in the last 64 KiB; false when there is none.</summary>
     public static bool TryFindEnd(ContentSource source, out long endOffset)
     {
@@ -356,6 +387,9 @@ internal static class ZipReader
 }
 
 /// <summary>A ZIP structure the reader cannot accept, with where it went wrong.</summary>
+/// <summary>A ZIP found from the end of other content: its first local header, its end record, its entry count.</summary>
+internal sealed record AppendedZip(long Start, long EndRecord, int Entries);
+
 internal sealed class ZipFormatException(string message, long offset) : Exception($"{message} (offset {offset})")
 {
     public long Offset { get; } = offset;

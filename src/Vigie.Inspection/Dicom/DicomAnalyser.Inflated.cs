@@ -91,37 +91,16 @@ internal sealed partial class DicomAnalyser
     /// </summary>
     private static async ValueTask ReadInflatedAppendedZipAsync(InspectionContext context, ContentSource inflated, DicomFile file, CancellationToken cancellationToken)
     {
-        if (!ZipReader.TryFindEnd(inflated, out var end))
-        {
-            return;
-        }
-
-        ZipDirectory directory;
-        try
-        {
-            directory = ZipReader.Read(inflated, context.Limits.MaxEntries);
-        }
-        catch (ZipFormatException)
-        {
-            return;
-        }
-
-        if (directory.Entries.Count == 0)
-        {
-            return;
-        }
-
-        var start = directory.Entries.Min(e => e.LocalHeaderOffset);
-        if (start <= 0 || start >= inflated.Length || ZipReader.ReadLocalHeader(inflated, start) is null
-            || InsideValueReadAsFile(file.Meta, start, end + 22) || InsideValueReadAsFile(file.Dataset, start, end + 22))
+        if (ZipReader.FindAppended(inflated, context.Limits.MaxEntries) is not { } zip
+            || InsideValueReadAsFile(file.Meta, zip.Start, zip.EndRecord + 22) || InsideValueReadAsFile(file.Dataset, zip.Start, zip.EndRecord + 22))
         {
             return;
         }
 
         context.Report(Rules.AppendedArchive, Severity.Medium,
-            $"a ZIP archive of {directory.Entries.Count} entries ends the inflated data set (from its offset {start}): the copy the node serves opens as it (polyglot)",
+            $"a ZIP archive of {zip.Entries} entries ends the inflated data set (from its offset {zip.Start}): the copy the node serves opens as it (polyglot)",
             file.DatasetOffset);
-        using var slice = inflated.Slice(start, inflated.Length - start);
+        using var slice = inflated.Slice(zip.Start, inflated.Length - zip.Start);
         await context.InspectChildAsync("[appended zip](inflated)", slice, cancellationToken).ConfigureAwait(false);
     }
 
