@@ -52,12 +52,13 @@ public sealed class Inspector
         var type = ContentType.Unknown;
         try
         {
-            type = ContentIdentifier.Identify(content);
+            type = ContentIdentifier.Identify(content, out var prologUnread);
             activity?.SetTag("vigie.content_type", type.ToString());
             activity?.SetTag("vigie.length", content.Length);
             ReportUnavailableEngines(session);
             var root = new EngineContext(this, session, null, "", 0, type, name is null ? null : SanitiseName(name), content);
             session.TryCountObject(root, "");
+            ReportPrologLimit(root, prologUnread);
             await InspectObjectAsync(root, content, session.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (session.TimedOut)
@@ -231,11 +232,26 @@ public sealed class Inspector
 
         parent.MarkInspected(content);
 
-        var type = readAs ?? ContentIdentifier.Identify(content);
+        var prologUnread = false;
+        var type = readAs ?? ContentIdentifier.Identify(content, out prologUnread);
         session.NoteInnerObject(type, name);
         var child = new EngineContext(this, session, parent, path, parent.Depth + 1, type, safeName, content) { SecondReading = parent.SecondReading || secondReading };
+        ReportPrologLimit(child, prologUnread);
         CheckNameInContainer(child, name, readAs is not null || secondReading);
         await InspectObjectAsync(child, content, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// XML whose first element does not come within the identifier's reach: a reader that reads on (LibreOffice opens a
+    /// flat document behind any prolog) may see a document this inspection did not read as one.
+    /// </summary>
+    private static void ReportPrologLimit(EngineContext context, bool prologUnread)
+    {
+        if (prologUnread)
+        {
+            context.Report(Rules.PrologLimit, Severity.Medium,
+                $"no element in the first {ContentIdentifier.MaxXmlProlog / (1024 * 1024)} MiB of this XML (comments, processing instructions or whitespace): what it is was not decided, and it was read as {context.ContentType}");
+        }
     }
 
     /// <summary>

@@ -13,8 +13,22 @@ internal static class ContentIdentifier
 {
     internal const int HeadLength = 8192;
 
-    public static ContentType Identify(ContentSource source)
+    /// <summary>
+    /// How far XML is read for its first element when its prolog (declaration, comments, processing instructions,
+    /// DOCTYPE, whitespace) runs past the head; beyond it the type stays undecided and is reported.
+    /// </summary>
+    internal const int MaxXmlProlog = 16 * 1024 * 1024;
+
+    public static ContentType Identify(ContentSource source) => Identify(source, out _);
+
+    /// <param name="source">The content.</param>
+    /// <param name="prologUnread">
+    /// Set when the content is XML (or blank) up to <see cref="MaxXmlProlog"/> without a first element: what it is was
+    /// not decided, and a reader that reads on (LibreOffice, for a flat document) may see more than Vigie did.
+    /// </param>
+    public static ContentType Identify(ContentSource source, out bool prologUnread)
     {
+        prologUnread = false;
         var length = source.Length;
         if (length == 0)
         {
@@ -126,7 +140,14 @@ internal static class ContentIdentifier
             return ContentType.Jpeg2000;
         }
 
-        var type = IdentifyText(head);
+        var type = IdentifyText(head, out var prologCut);
+        if (prologCut && head.Length < length)
+        {
+            // The head ended inside the prolog: the first element decides, found by a streaming XML reader (before
+            // 2026-12-07, a 9 KB processing instruction or 20,000 newlines before a flat document's root made it plain XML).
+            type = IdentifyXmlByRoot(source, head, type, out prologUnread);
+        }
+
         if (type is ContentType.Text or ContentType.Unknown && head.Length < length && ReadMailHeaders(SkipBom(head), HeadLines).Block == MailHeaderBlock.Cut)
         {
             // The head ended inside what reads as a header block (one long line, or many unknown headers): a mail
@@ -224,29 +245,21 @@ internal static class ContentIdentifier
         try
         {
             var directory = ZipReader.Read(source, 100_000);
-            var first = true;
-            foreach (var entry in directory.Entries)
+            if (Office.OpenDocumentPackage.HasCanonicalMimetype(source, directory))
             {
-                if (entry.Name.Equals("[Content_Types].xml", StringComparison.OrdinalIgnoreCase))
-                {
-                    return ContentType.Ooxml;
-                }
+                return ContentType.OpenDocument;
+            }
 
-                if (first && entry.Name == "mimetype" && entry.Method == 0 && entry.UncompressedSize is > 0 and < 200)
-                {
-                    var local = ZipReader.ReadLocalHeader(source, entry.LocalHeaderOffset);
-                    if (local is not null)
-                    {
-                        var mime = new byte[(int)entry.UncompressedSize];
-                        var read = source.ReadAt(local.DataOffset, mime);
-                        if (mime.AsSpan(0, read).StartsWith("application/vnd.oasis.opendocument"u8))
-                        {
-                            return ContentType.OpenDocument;
-                        }
-                    }
-                }
+            if (directory.Entries.Any(e => e.Name.Equals("[Content_Types].xml", StringComparison.OrdinalIgnoreCase)))
+            {
+                return ContentType.Ooxml;
+            }
 
-                first = false;
+            // LibreOffice opens a package by its manifest (or a mimetype entry anywhere, deflated or not), so one without
+            // the canonical first entry is a document all the same (a plain, clean ZIP until 2026-12-07).
+            if (Office.OpenDocumentPackage.Recognise(Office.ZipParts.Of(source, directory)) is not null)
+            {
+                return ContentType.OpenDocument;
             }
         }
         catch (ZipFormatException)
@@ -351,8 +364,9 @@ internal static class ContentIdentifier
         _ => false,
     };
 
-    private static ContentType IdentifyText(ReadOnlySpan<byte> head)
+    private static ContentType IdentifyText(ReadOnlySpan<byte> head, out bool prologCut)
     {
+        prologCut = false;
         var text = head;
         if (Starts(text, [0xEF, 0xBB, 0xBF]))
         {
@@ -363,7 +377,7 @@ internal static class ContentIdentifier
             // UTF-16 text: transcode to judge.
             var encoding = text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode;
             var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text[2..]));
-            return IsMostlyText(bytes) ? ClassifyText(bytes) : ContentType.Unknown;
+            return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut) : ContentType.Unknown;
         }
 
         // A mail's header block decides, whatever binary (8bit or binary parts) follows it.
@@ -372,7 +386,7 @@ internal static class ContentIdentifier
             return ContentType.Mime;
         }
 
-        return IsMostlyText(text) ? ClassifyText(text) : ContentType.Unknown;
+        return IsMostlyText(text) ? ClassifyText(text, out prologCut) : ContentType.Unknown;
     }
 
     private static bool IsMostlyText(ReadOnlySpan<byte> text)
@@ -399,8 +413,9 @@ internal static class ContentIdentifier
         return control * 50 < text.Length;
     }
 
-    private static ContentType ClassifyText(ReadOnlySpan<byte> text)
+    private static ContentType ClassifyText(ReadOnlySpan<byte> text, out bool prologCut)
     {
+        prologCut = false;
         if (text.StartsWith("#!"u8))
         {
             return ContentType.Script;
@@ -412,6 +427,8 @@ internal static class ContentIdentifier
         }
 
         var trimmed = text.TrimStart(" \t\r\n"u8);
+        // Blank so far: a root may still follow (XML allows any whitespace before it).
+        prologCut = trimmed.IsEmpty;
         var sample = trimmed[..Math.Min(trimmed.Length, 2048)];
         if (StartsWithIgnoreCase(trimmed, "<!doctype html") || StartsWithIgnoreCase(trimmed, "<html")
             || StartsWithIgnoreCase(trimmed, "<head") || StartsWithIgnoreCase(trimmed, "<body")
@@ -420,9 +437,15 @@ internal static class ContentIdentifier
             return ContentType.Html;
         }
 
-        if (trimmed.StartsWith("<"u8) && IsFlatOpenDocument(trimmed))
+        if (trimmed.StartsWith("<"u8))
         {
-            return ContentType.FlatOpenDocument;
+            var flat = FlatOpenDocumentIn(trimmed);
+            if (flat == HeadAnswer.Yes)
+            {
+                return ContentType.FlatOpenDocument;
+            }
+
+            prologCut = flat == HeadAnswer.Undecided;
         }
 
         if (StartsWithIgnoreCase(trimmed, "<?xml") || StartsWithIgnoreCase(trimmed, "<svg"))
@@ -442,12 +465,21 @@ internal static class ContentIdentifier
 
     private static readonly byte[] OdfOfficeNamespace = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"u8.ToArray();
 
+    internal enum HeadAnswer
+    {
+        No,
+        Yes,
+
+        /// <summary>The head ended inside the prolog, before the first element's name.</summary>
+        Undecided,
+    }
+
     /// <summary>
     /// Flat OpenDocument: the first element, past the XML declaration, comments and DOCTYPE, is a <c>document</c> (any
     /// prefix) and the OpenDocument office namespace follows it in the head, or its start tag runs past the head (padded
-    /// with declarations, which LibreOffice reads all the same).
+    /// with declarations, which LibreOffice reads all the same). Undecided when the head ends before that element.
     /// </summary>
-    internal static bool IsFlatOpenDocument(ReadOnlySpan<byte> text)
+    internal static HeadAnswer FlatOpenDocumentIn(ReadOnlySpan<byte> text)
     {
         var at = 0;
         while (true)
@@ -455,7 +487,7 @@ internal static class ContentIdentifier
             var open = text[at..].IndexOf((byte)'<');
             if (open < 0)
             {
-                return false;
+                return text[at..].IndexOfAnyExcept(" \t\r\n"u8) < 0 ? HeadAnswer.Undecided : HeadAnswer.No;
             }
 
             at += open;
@@ -474,7 +506,7 @@ internal static class ContentIdentifier
                 // A DOCTYPE, whose internal subset holds '>' of its own.
                 var subset = rest.IndexOf((byte)'[');
                 var close = rest.IndexOf((byte)'>');
-                skip = subset >= 0 && subset < close ? (rest.IndexOf("]"u8) is var end and >= 0 && rest[end..].IndexOf((byte)'>') is var gt and >= 0 ? end + gt + 1 : -1)
+                skip = subset >= 0 && (close < 0 || subset < close) ? (rest.IndexOf("]"u8) is var end and >= 0 && rest[end..].IndexOf((byte)'>') is var gt and >= 0 ? end + gt + 1 : -1)
                     : close >= 0 ? close + 1 : -1;
             }
             else
@@ -484,7 +516,7 @@ internal static class ContentIdentifier
 
             if (skip < 0)
             {
-                return false;
+                return HeadAnswer.Undecided;
             }
 
             at += skip;
@@ -494,18 +526,59 @@ internal static class ContentIdentifier
         var nameEnd = tag.IndexOfAny(" \t\r\n/>"u8);
         if (nameEnd < 0)
         {
-            return false;
+            return HeadAnswer.Undecided;
         }
 
         var name = tag[..nameEnd];
         var local = name[(name.LastIndexOf((byte)':') + 1)..];
         if (!local.SequenceEqual("document"u8))
         {
-            return false;
+            return HeadAnswer.No;
         }
 
         var after = tag[nameEnd..];
-        return after.IndexOf(OdfOfficeNamespace) >= 0 || after.IndexOf((byte)'>') < 0;
+        return after.IndexOf(OdfOfficeNamespace) >= 0 || after.IndexOf((byte)'>') < 0 ? HeadAnswer.Yes : HeadAnswer.No;
+    }
+
+    /// <summary>
+    /// XML whose prolog runs past the head: its first element, found by a streaming reader (no DTD, bounded by
+    /// <see cref="MaxXmlProlog"/>), decides. An office <c>document</c> is flat OpenDocument, an <c>html</c> root a page;
+    /// content that is not XML keeps the type its head gave.
+    /// </summary>
+    private static ContentType IdentifyXmlByRoot(ContentSource source, ReadOnlySpan<byte> head, ContentType type, out bool prologUnread)
+    {
+        prologUnread = false;
+        // Whitespace before the declaration is read past, as the head's check does.
+        var bom = Starts(head, [0xEF, 0xBB, 0xBF]) || Starts(head, [0xFF, 0xFE]) || Starts(head, [0xFE, 0xFF]);
+        var start = bom ? 0 : Math.Max(0, head.IndexOfAnyExcept(" \t\r\n"u8));
+        var limit = Math.Min(source.Length - start, MaxXmlProlog);
+        using var stream = source.OpenStream(start, limit);
+        using var reader = System.Xml.XmlReader.Create(stream, UntrustedXml.Document);
+        try
+        {
+            while (reader.Read())
+            {
+                if (reader.NodeType != System.Xml.XmlNodeType.Element)
+                {
+                    continue;
+                }
+
+                if (reader.LocalName == "document" && reader.NamespaceURI == "urn:oasis:names:tc:opendocument:xmlns:office:1.0")
+                {
+                    return ContentType.FlatOpenDocument;
+                }
+
+                return reader.LocalName.Equals("html", StringComparison.OrdinalIgnoreCase) ? ContentType.Html
+                    : type == ContentType.Text ? ContentType.Xml : type;
+            }
+        }
+        catch (System.Xml.XmlException)
+        {
+            // Not XML up to its first element, or cut by the limit (below).
+        }
+
+        prologUnread = start + limit < source.Length && stream.Position >= limit;
+        return type;
     }
 
     private static readonly string[] MailHeaders =

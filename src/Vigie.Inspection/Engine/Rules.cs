@@ -12,6 +12,7 @@ internal static class Rules
     public const string AnalyserError = "inspection.analyser-error";
     public const string EngineUnavailable = "inspection.engine-unavailable";
     public const string FindingLimit = "inspection.finding-limit";
+    public const string PrologLimit = "inspection.prolog-limit";
     public const string RecursiveContent = "inspection.recursive-content";
     public const string AppendedArchive = "inspection.appended-archive";
     public const string ExpansionBomb = "inspection.expansion-bomb";
@@ -92,6 +93,7 @@ internal static class Rules
     public const string OfficeEncrypted = "office.encrypted";
     public const string OfficeOdfMacro = "office.odf-macro";
     public const string OfficeMalformed = "office.malformed";
+    public const string OfficeOdfMimetype = "office.odf-mimetype";
     public const string Ole2Malformed = "ole2.malformed";
     public const string Ole2TooManyEntries = "ole2.too-many-entries";
 

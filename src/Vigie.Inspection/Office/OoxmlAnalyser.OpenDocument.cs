@@ -29,6 +29,14 @@ internal sealed partial class OoxmlAnalyser
 
     private static async ValueTask AnalyseOpenDocumentAsync(State state, CancellationToken cancellationToken)
     {
+        // Recognised by its manifest or content, as LibreOffice opens it: what magic-number sniffers miss is said, not graded.
+        if (OpenDocumentPackage.MimetypeProblem(state.Parts) is { } problem)
+        {
+            var how = OpenDocumentPackage.Recognise(state.Parts) ?? "its parts";
+            state.Reporter.Report(Rules.OfficeOdfMimetype, Severity.Info,
+                $"the OpenDocument package {problem}; LibreOffice opens it as a document ({how}), and it is read as one");
+        }
+
         var macros = state.Parts.Names.Where(n => n.StartsWith("Basic/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)
             && !n.EndsWith("script-lc.xml", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("script-lb.xml", StringComparison.OrdinalIgnoreCase)
             || n.StartsWith("Scripts/", StringComparison.OrdinalIgnoreCase) && !n.EndsWith("/", StringComparison.Ordinal)).ToList();

@@ -33,6 +33,8 @@ internal sealed class ZipParts
 
     public ZipDirectory Directory { get; }
 
+    public ContentSource Source => _source;
+
     public IEnumerable<string> Names => _byName.Keys;
 
     public static ZipParts? TryOpen(ContentSource source, int maxEntries)
@@ -46,6 +48,9 @@ internal sealed class ZipParts
             return null;
         }
     }
+
+    /// <summary>The parts of a directory already read.</summary>
+    public static ZipParts Of(ContentSource source, ZipDirectory directory) => new(source, directory);
 
     public bool Contains(string name) => _byName.ContainsKey(name.TrimStart('/'));
 
