@@ -58,8 +58,8 @@ internal sealed class ArchiveLayout
     /// (a ransom note, an index renamed by the ransomware that encrypted it, a file copied in by hand).
     /// </summary>
     public static bool IsOwnEntry(string name) =>
-        // vigie.json: `vigie serve` reads its settings from the data folder too, so they may be put there before the first start.
-        name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "vigie.json" or "audit-spill"
+        // Not vigie.json: settings are not read from the data folder (since 2026-12-07), so one there was put by someone else.
+        name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "audit-spill"
         || name is FullDiskReserve.FileName or FullDiskReserve.FileName + ".partial"
         // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
         || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)

@@ -56,8 +56,15 @@ internal static class MaintenanceHost
     public static async Task<ServiceProvider?> OpenAsync(string? data, FileInfo? config, string command, CancellationToken cancellationToken,
         IReadOnlyDictionary<string, string?>? overrides = null)
     {
-        var configuration = VigieConfiguration.Build(new HostSettings(data, config?.FullName, overrides ?? new Dictionary<string, string?>()), out var choice);
+        var configuration = VigieConfiguration.Build(new HostSettings(data, config?.FullName, overrides ?? new Dictionary<string, string?>()), out var choice,
+            out var read);
         var folder = choice.Folder;
+        if (read.IgnoredInDataFolder is { } ignored)
+        {
+            await Console.Error.WriteLineAsync($"vigie {command}: {ignored} is inside the data folder and is not read (settings come from {read.File}): "
+                + "if you did not put it there, the data folder may have been tampered with");
+        }
+
         if (choice.Overruled is { } overruled)
         {
             await Console.Error.WriteLineAsync($"vigie {command}: the data folder is {folder}, from {choice.Source}; Archive:DataFolder {overruled} is ignored");
@@ -79,6 +86,11 @@ internal static class MaintenanceHost
         {
             return null;
         }
+
+        // On stderr, not in --json: an operator sees which settings and which index the answer is about (a redirected
+        // index made scrub and verify pass over a tampered one before 2026-12-07).
+        await Console.Error.WriteLineAsync($"vigie {command}: settings from {read.File ?? "no file (no --config, no vigie.json in the current folder)"}; "
+            + $"index: {DescribeIndex(configuration)}");
 
         var services = new ServiceCollection();
         // Log lines go to stderr: stdout carries the command's output alone (--json must parse).
@@ -116,6 +128,27 @@ internal static class MaintenanceHost
             await Console.Error.WriteLineAsync($"vigie {command}: {e.Message}");
             await provider.DisposeAsync();
             return null;
+        }
+    }
+
+    /// <summary>The index the settings name: the SQLite file, or the PostgreSQL host, port and database (never the password).</summary>
+    internal static string DescribeIndex(Microsoft.Extensions.Configuration.IConfiguration configuration)
+    {
+        var database = new DatabaseOptions();
+        Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(configuration.GetSection(DatabaseOptions.Section), database);
+        if (database.Provider != DatabaseProvider.Postgres)
+        {
+            return $"SQLite {(database.SqlitePath is { Length: > 0 } path ? Path.GetFullPath(path) : "(no path)")}";
+        }
+
+        try
+        {
+            var connection = new Npgsql.NpgsqlConnectionStringBuilder(database.ConnectionString);
+            return $"PostgreSQL {connection.Host}:{connection.Port}, database {connection.Database ?? connection.Username}";
+        }
+        catch (Exception e) when (e is ArgumentException or FormatException)
+        {
+            return "PostgreSQL (its connection string cannot be read)";
         }
     }
 

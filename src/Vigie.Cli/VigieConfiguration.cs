@@ -6,7 +6,6 @@ using Vigie.Access;
 using Vigie.Archive;
 using Vigie.Audit;
 using Vigie.Core.Data;
-using Vigie.Core.IO;
 using Vigie.Dicom;
 using Vigie.Dicom.Network;
 using Vigie.Gateway;
@@ -33,8 +32,14 @@ internal sealed record HostSettings(string? DataFolder, string? ConfigFile, IRea
 internal sealed record DataFolderChoice(string Folder, string Source, string? Overruled);
 
 /// <summary>
-/// One configuration for every command: built-in defaults, then the config file (--config, else vigie.json in the data
-/// folder or the current folder), then environment variables VIGIE__SECTION__KEY, then command-line flags.
+/// The settings file a run read (null: none), and a vigie.json in the data folder that was not read because --config
+/// named another (said on standard error and in the log: it may have been planted).
+/// </summary>
+internal sealed record SettingsChoice(string? File, string? IgnoredInDataFolder);
+
+/// <summary>
+/// One configuration for every command: built-in defaults, then the config file (--config, else vigie.json in the
+/// current folder; never one inside the data folder), then environment variables VIGIE__SECTION__KEY, then command-line flags.
 /// </summary>
 internal static class VigieConfiguration
 {
@@ -42,26 +47,45 @@ internal static class VigieConfiguration
 
     private const string DataFolderKey = "Archive:DataFolder";
 
-    public static IConfiguration Build(HostSettings settings) => Build(settings, out _);
+    public static IConfiguration Build(HostSettings settings) => Build(settings, out _, out _);
+
+    public static IConfiguration Build(HostSettings settings, out DataFolderChoice data) => Build(settings, out data, out _);
 
     /// <summary>
     /// The configuration, with one data folder for everything (objects, index, keys beside it): --data, else
     /// Archive:DataFolder from the environment, else from the settings file, else ./vigie-data. Until 2026-12-07
     /// Archive:DataFolder moved the objects and quarantine while the index and keys stayed in --data or its default.
+    /// A settings file inside the data folder stops the run (<see cref="RefuseSettingsInDataFolder"/>).
     /// </summary>
-    public static IConfiguration Build(HostSettings settings, out DataFolderChoice data)
+    public static IConfiguration Build(HostSettings settings, out DataFolderChoice data, out SettingsChoice read)
     {
         var environment = EnvironmentDataFolder();
         var file = SettingsFile(settings);
+        // Only the folder's name is taken from the file before the file's own place is checked against it.
         var fromFile = file is null ? null
             : NonEmpty(new ConfigurationBuilder().AddJsonFile(file, optional: settings.ConfigFile is null, reloadOnChange: false).Build()[DataFolderKey]);
         data = Choose(settings.DataFolder, environment, fromFile, file);
         var folder = data.Folder;
-        if (file is not null && File.Exists(file))
+        // The folder named without the file too: a file cannot move the data folder away from itself.
+        var folders = new[] { folder, Path.GetFullPath(settings.DataFolder ?? environment ?? DefaultDataFolder) }.Distinct(StringComparer.Ordinal).ToList();
+        if (file is not null)
         {
-            RefuseTrustAnchorsInDataFolder(file, folder);
+            foreach (var each in folders)
+            {
+                RefuseSettingsInDataFolder(file, each);
+            }
         }
 
+        var left = folders.Select(each => Path.Combine(each, SettingsFileName)).FirstOrDefault(Present);
+        if (left is not null && settings.ConfigFile is null)
+        {
+            throw new InvalidOperationException(
+                $"The settings file {left} lies inside the data folder, and settings are no longer read from there (since 2026-12-07; before, "
+                + "the default search read it): " + WhyNotInDataFolder + " Move it outside the data folder and give it with --config (the service "
+                + "reads /etc/vigie/vigie.json); if you did not put it there, the data folder may have been tampered with.");
+        }
+
+        read = new SettingsChoice(file, left);
         var keys = Path.TrimEndingDirectorySeparator(folder) + ".keys";
         var defaults = new Dictionary<string, string?>
         {
@@ -84,32 +108,33 @@ internal static class VigieConfiguration
         return builder.Build();
     }
 
-    /// <summary>The settings that say which audit signatures to believe: whoever can write the data folder must not set them.</summary>
-    internal static readonly string[] TrustAnchorKeys = ["Audit:TrustedPublicKeys", "Audit:SigningKeyPath"];
+    /// <summary>The name of the settings file the default search looks for.</summary>
+    internal const string SettingsFileName = "vigie.json";
+
+    private const string WhyNotInDataFolder =
+        "whoever can write the data folder could then choose which index the checks read (Database), which keys open the archive (Archive:KeyFile), "
+        + "which audit signatures are believed (Audit:TrustedPublicKeys), what scrub counts as a finding (Archive:OrphanGrace) and who may retrieve "
+        + "images (Access:DicomNodes).";
 
     /// <summary>
-    /// Refuses a settings file inside the data folder (links resolved) that sets a trust anchor. With SQLite that folder
-    /// holds the audit trail itself: a vigie.json planted beside it trusting the planter's key made a forged, re-signed
-    /// trail verify clean with a plain `vigie audit verify --data DIR` (before 2026-12-07). Its other settings stay allowed.
+    /// Refuses a settings file that lies inside the data folder: as given or found, its folders' links resolved, or as
+    /// the link it is resolved. Before 2026-12-07 a vigie.json there was read (only its audit trust anchors were refused,
+    /// and a link to a file outside passed even those): a planted one pointed scrub and audit verify at a clean copy of
+    /// the index, widened the orphan grace past a deleted instance, or trusted the planter's key.
     /// </summary>
-    internal static void RefuseTrustAnchorsInDataFolder(string file, string folder)
+    internal static void RefuseSettingsInDataFolder(string file, string folder)
     {
-        if (!RealPath.IsWithin(file, folder))
-        {
-            return;
-        }
-
-        var own = new ConfigurationBuilder().AddJsonFile(file, optional: true, reloadOnChange: false).Build();
-        var set = TrustAnchorKeys.Where(key => own.GetSection(key).Exists()).ToList();
-        if (set.Count > 0)
+        if (SettingsPlacement.InsideFolder(file, folder) is { } how)
         {
             throw new InvalidOperationException(
-                $"The settings file {file} is inside the data folder {folder} and sets {string.Join(" and ", set)}: which audit signatures to "
-                + "believe is not read from where the audit trail lives, since whoever can write there could trust a key of their own. "
-                + "Move these settings to a file outside the data folder given with --config (the service reads /etc/vigie/vigie.json), or to "
-                + "the environment (VIGIE__AUDIT__...), and remove them from this file: a file you did not write there may mean the data folder was tampered with.");
+                $"The settings file {file}{how} lies inside the data folder {folder}: settings are not read from the data folder, since "
+                + WhyNotInDataFolder + " Move it outside the data folder and give it with --config (the service reads /etc/vigie/vigie.json); "
+                + "a settings file you did not put there may mean the data folder was tampered with.");
         }
     }
+
+    /// <summary>Whether a file, or a link (even one to nothing), is at <paramref name="path"/>.</summary>
+    private static bool Present(string path) => File.Exists(path) || new FileInfo(path).LinkTarget is not null;
 
     private static DataFolderChoice Choose(string? flag, string? environment, string? file, string? fileName)
     {
@@ -145,28 +170,17 @@ internal static class VigieConfiguration
     /// <summary>VIGIE__Archive__DataFolder, when set.</summary>
     private static string? EnvironmentDataFolder() => NonEmpty(new ConfigurationBuilder().AddEnvironmentVariables("VIGIE__").Build()[DataFolderKey]);
 
-    /// <summary>The settings file read: --config, else the first of <see cref="SettingsFiles"/> that exists.</summary>
+    /// <summary>The settings file read: --config, else vigie.json in the current folder when there is one.</summary>
     public static string? SettingsFile(HostSettings settings) => settings.ConfigFile is { } given
         ? Path.GetFullPath(given)
         : SettingsFiles(settings).FirstOrDefault(File.Exists);
 
     /// <summary>
-    /// The settings files a start looks for, in order: --config, else vigie.json in the data folder (--data, else the
-    /// environment's Archive:DataFolder, else the default: a file cannot name the folder it is looked for in), then in
-    /// the current folder.
+    /// The settings files a start looks for: --config, else vigie.json in the current folder. Since 2026-12-07 the data
+    /// folder is not searched (before, its vigie.json came first).
     /// </summary>
-    public static IReadOnlyList<string> SettingsFiles(HostSettings settings)
-    {
-        if (settings.ConfigFile is { } given)
-        {
-            return [Path.GetFullPath(given)];
-        }
-
-        var searched = settings.DataFolder
-            ?? EnvironmentDataFolder()
-            ?? DefaultDataFolder;
-        return [Path.Combine(Path.GetFullPath(searched), "vigie.json"), Path.GetFullPath("vigie.json")];
-    }
+    public static IReadOnlyList<string> SettingsFiles(HostSettings settings) =>
+        [Path.GetFullPath(settings.ConfigFile ?? SettingsFileName)];
 
     /// <summary>
     /// Binds the inspection options only: `vigie scan` needs nothing else, and not touching the other modules' types

@@ -160,7 +160,7 @@ internal static class AuditCommands
             else
             {
                 Console.WriteLine(read is null
-                    ? "configuration: no file read (none given with --config, no vigie.json in the data folder or the current folder)"
+                    ? "configuration: no file read (none given with --config, no vigie.json in the current folder)"
                     : $"configuration: {read}");
                 if (listed.Count == 0)
                 {

@@ -21,7 +21,7 @@ internal static class ServeCommand
     public static Command Create()
     {
         var data = DataOption();
-        var config = new Option<FileInfo?>("--config") { Description = "Configuration file (JSON). Default: vigie.json in the data folder or the current folder." };
+        var config = new Option<FileInfo?>("--config") { Description = "Configuration file (JSON). Default: vigie.json in the current folder; never one inside the data folder." };
         var dicomPort = new Option<int?>("--dicom-port") { Description = "DICOM port (default 11112; 0: none, DICOM over TLS only, Dicom:Server:TlsPort)." };
         var httpPort = new Option<int?>("--http-port") { Description = "HTTP port for /health, /metrics and the API (default 8080)." };
         foreach (var port in new[] { dicomPort, httpPort })
@@ -240,7 +240,7 @@ internal static class ServeCommand
 
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
-        var configuration = VigieConfiguration.Build(settings, out var data);
+        var configuration = VigieConfiguration.Build(settings, out var data, out var read);
         if (!await ConfigurationKeys.AllReadableAsync(configuration, "vigie serve: cannot start: "))
         {
             return ExitCodes.Error;
@@ -319,6 +319,13 @@ internal static class ServeCommand
                 break;
             case AccessListShape.AsWritten:
                 break;
+        }
+
+        if (read.IgnoredInDataFolder is { } ignored)
+        {
+            // Not read, and not a reason to stay down: but one the operator did not put there means someone wrote the data folder.
+            logger.LogWarning("{Ignored} is inside the data folder and is not read (settings come from {File}): if you did not put it there, the data folder may have been tampered with",
+                ignored, read.File);
         }
 
         if (data.Overruled is { } overruled)

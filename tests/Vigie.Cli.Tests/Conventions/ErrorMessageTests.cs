@@ -264,9 +264,10 @@ public sealed class ErrorMessageTests
         using var work = new TempDirectory("vigie-cli-sinks");
         var data = work.Combine("data");
         Directory.CreateDirectory(data);
-        await File.WriteAllTextAsync(Path.Combine(data, "vigie.json"),
+        var config = work.Combine("vigie.json");
+        await File.WriteAllTextAsync(config,
             """{ "Audit": { "Sinks": [ { "Name": "siem", "Kind": "Sylog", "Host": "127.0.0.1", "Port": 6514 } ] } }""", ct);
-        var sinks = await VigieProcess.RunAsync(["audit", "sinks", "--data", data], cancellationToken: ct);
+        var sinks = await VigieProcess.RunAsync(["audit", "sinks", "--data", data, "--config", config], cancellationToken: ct);
         Assert.Equal(2, sinks.ExitCode);
         Assert.Contains("Audit:Sinks:0:Kind is 'Sylog', which is not one of: SyslogTcp, SyslogTls, FhirHttp, FhirNdjson.", sinks.StandardError,
             StringComparison.Ordinal);
