@@ -118,11 +118,16 @@ public sealed class RegistrationTests
         Assert.Equal(["lost+found", "notes.txt", "photos"], Directory.EnumerateFileSystemEntries(defaults.DataFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.False(File.Exists(defaults.KeyFile));
 
-        // Emptied of the user's files (lost+found of a dedicated file system stays, and the settings file serve reads
-        // from the data folder may be put there first), it starts.
-        await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, "vigie.json"), "{}", ct);
+        // A settings file is not Vigie's either: none is read from the data folder since 2026-12-07 (before, one could be
+        // put there first).
         File.Delete(Path.Combine(defaults.DataFolder, "notes.txt"));
         Directory.Delete(Path.Combine(defaults.DataFolder, "photos"));
+        await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, "vigie.json"), "{}", ct);
+        refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await initializer.InitializeAsync(ct));
+        Assert.Contains("holds no archive but other files (vigie.json)", refused.Message, StringComparison.Ordinal);
+
+        // Emptied of the user's files (lost+found of a dedicated file system stays), it starts.
+        File.Delete(Path.Combine(defaults.DataFolder, "vigie.json"));
         Assert.True((await initializer.InitializeAsync(ct)).KeysCreated);
     }
 

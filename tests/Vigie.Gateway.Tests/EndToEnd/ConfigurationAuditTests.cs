@@ -88,7 +88,11 @@ public sealed class ConfigurationAuditTests
     public async Task Regression_editing_the_settings_of_a_running_node_said_nothing_of_the_restart_it_needs()
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        // The settings file outside the data folder, as the service has it (none is read from the data folder since 2026-12-07).
+        using var etc = new TempDirectory("vigie-settings-edit");
+        var settings = etc.Combine("vigie.json");
+        await File.WriteAllTextAsync(settings, "{}", ct);
+        await using var node = await VigieNode.StartAsync(arguments: ["--config", settings], cancellationToken: ct);
         Assert.Equal("Healthy", (await node.HealthCheckAsync("settings", ct)).Status);
         using (var hangUp = System.Diagnostics.Process.Start("kill", ["-HUP", node.ProcessId!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
         {
@@ -98,7 +102,7 @@ public sealed class ConfigurationAuditTests
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("SIGHUP received", StringComparison.Ordinal), ct);
         // Regression (review of the docs): SIGHUP was logged, but /health stayed Healthy.
         Assert.Equal("Degraded", (await node.HealthCheckAsync("settings", ct)).Status);
-        await File.WriteAllTextAsync(Path.Combine(node.Data, "vigie.json"), """{ "Access": { "DicomNodes": [] } }""", ct);
+        await File.WriteAllTextAsync(settings, """{ "Access": { "DicomNodes": [] } }""", ct);
         await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains("changed after the start", StringComparison.Ordinal), ct);
         var (status, description) = await node.HealthCheckAsync("settings", ct);
         Assert.Equal("Degraded", status);
