@@ -216,8 +216,10 @@ public sealed class ArchiveIntegrityStatus
 }
 
 /// <summary>
-/// The audit entry of a scrub a person runs (`vigie scrub`), beside the node's own runs above: an archive integrity
-/// alert with the findings, or an Application Activity when the archive is clean.
+/// The audit entry of a scrub a person runs (`vigie scrub`), beside the node's own runs above: a Security Alert typed Use
+/// of Restricted Function by the operator (the run decrypts every segment), outcome 8 with the findings, or 0 when the
+/// archive is clean, an informative alert (PS3.15 A.5.3.11). Before 2026-12-07 a clean run was an Application Activity
+/// typed Use of Restricted Function, which A.5.3.1 does not allow.
 /// </summary>
 public static class ScrubAudit
 {
@@ -228,6 +230,6 @@ public static class ScrubAudit
         {
             EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
         };
-        return report.IsClean ? alert with { EventId = AuditEventIds.ApplicationActivity, Outcome = AuditOutcome.Success } : alert;
+        return report.IsClean ? alert with { Outcome = AuditOutcome.Success } : alert;
     }
 }

@@ -35,6 +35,9 @@ public sealed record AuditCode(string Code, string CodeSystemName, string Displa
     internal static IReadOnlyList<AuditCode> ParseTokens(string? tokens) =>
         string.IsNullOrEmpty(tokens) ? [] : tokens.Split('\n').Select(Parse).ToArray();
 
+    /// <summary>The same code in the same system, whatever its display text.</summary>
+    internal bool SameCode(AuditCode other) => Code == other.Code && CodeSystemName == other.CodeSystemName;
+
     internal void Validate(string field)
     {
         AuditText.Check(Code, $"{field}.Code", MaxPartLength, forbidPipe: true, required: true);

@@ -244,6 +244,7 @@ public sealed record AuditRecord
             Participants[i].Validate(i);
         }
 
+        ValidateApplicationActivity();
         PurposeOfUse?.Validate(nameof(PurposeOfUse));
         if (Details is not null)
         {
@@ -260,5 +261,27 @@ public sealed record AuditRecord
 
         AuditText.Check(PatientRef, nameof(PatientRef), MaxPatientRefLength, forbidPipe: false, required: false);
         AuditText.Check(SourceId, nameof(SourceId), AuditParticipant.MaxLength, forbidPipe: false, required: false);
+    }
+
+    /// <summary>
+    /// PS3.15 A.5.3.1: Application Activity is typed Application Start or Stop, and names the Application (110150). Since
+    /// 2026-12-07; before, `vigie scrub` and `vigie rescan` recorded it typed Use of Restricted Function, by the operator alone.
+    /// </summary>
+    private void ValidateApplicationActivity()
+    {
+        if (!EventId.SameCode(AuditEventIds.ApplicationActivity))
+        {
+            return;
+        }
+
+        if (EventTypes.Count != 1 || !(EventTypes[0].SameCode(AuditEventTypes.ApplicationStart) || EventTypes[0].SameCode(AuditEventTypes.ApplicationStop)))
+        {
+            throw new AuditRecordException(nameof(EventTypes), "of an Application Activity (110100) must be Application Start (110120) or Application Stop (110121), alone");
+        }
+
+        if (!Participants.Any(p => p.Roles.Any(r => r.SameCode(AuditRoles.Application))))
+        {
+            throw new AuditRecordException(nameof(Participants), "of an Application Activity (110100) must name the Application (110150)");
+        }
     }
 }

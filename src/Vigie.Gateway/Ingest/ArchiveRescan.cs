@@ -120,10 +120,12 @@ public sealed class ArchiveRescan(IObjectStore store, IArchiveIndex index, Withh
             : (0, 0);
         var report = new RescanReport(objects, bytes, [.. hits.OrderBy(h => h.ObjectId)], [.. unreadable.OrderBy(u => u.Item1)],
             Stopwatch.GetElapsedTime(started), Math.Max(0, indexed - objects)) { Released = released, HeldByOtherRules = heldByOtherRules };
+        // A Security Alert typed Use of Restricted Function, informative (outcome 0) when clean, PS3.15 A.5.3.11. Before
+        // 2026-12-07 an Application Activity of that type, which A.5.3.1 does not allow.
         await audit.AppendAsync(new AuditRecord
         {
             Time = time.GetUtcNow(),
-            EventId = AuditEventIds.ApplicationActivity,
+            EventId = AuditEventIds.SecurityAlert,
             EventTypes = [AuditEventTypes.UseOfRestrictedFunction],
             Action = AuditAction.Execute,
             Outcome = report.ExitCode == 0 ? AuditOutcome.Success : AuditOutcome.MinorFailure,
