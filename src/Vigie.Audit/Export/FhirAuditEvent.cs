@@ -39,6 +39,10 @@ internal static class FhirAuditEvent
         return entry.Action switch
         {
             AuditAction.Create => (BalpBase + patient + "Create", "create", source, destination),
+            // BALP Read types the requestor as the one that received the data (110152). A requestor that is the data's
+            // Source did not read: a store of an instance already held (PS3.15 A.5.3.4, R) claims no profile. Since
+            // 2026-12-07; before, such a store was C and claimed PatientCreate.
+            AuditAction.Read when RequestorIsSource(entry) => null,
             AuditAction.Read => (BalpBase + patient + "Read", "read", destination, source),
             AuditAction.Update => (BalpBase + patient + "Update", "update", source, destination),
             AuditAction.Delete => (BalpBase + patient + "Delete", "delete", AuditRoles.Application, new AuditCode("custodian", "provenance", "Custodian")),
@@ -47,6 +51,9 @@ internal static class FhirAuditEvent
             _ => null,
         };
     }
+
+    private static bool RequestorIsSource(AuditEntry entry) =>
+        (entry.Participants.FirstOrDefault(p => p.IsRequestor) ?? entry.Participants[0]).Roles.Any(r => r.SameCode(AuditRoles.Source));
 
     private static bool IsPatient(AuditObject o) => o.Type == AuditObjectType.Person && o.Role == AuditObjectRole.Patient;
 

@@ -416,17 +416,29 @@ public sealed class IngestPipeline(
     internal async Task<IndexWriteResult> IndexAsync(InstanceIndexEntry entry, ObjectId id, IngestSource source, Task durable, CommitDurability durability,
         string? note, CancellationToken cancellationToken, bool refuseConflicts = false)
     {
+        // PS3.15 A.5.3.4: C when Vigie did not hold the instance, U when it keeps a new version, R when it held this very
+        // content and changed nothing. Since 2026-12-07; before, every receipt was C, and exported as BALP PatientCreate.
         AuditRecord Record(IndexWriteResult result) => new()
         {
             Time = time.GetUtcNow(),
             EventId = AuditEventIds.DicomInstancesTransferred,
-            Action = AuditAction.Create,
+            Action = result.Outcome switch
+            {
+                IndexOutcome.AlreadyStored => AuditAction.Read,
+                IndexOutcome.NewVersion => AuditAction.Update,
+                _ => AuditAction.Create,
+            },
             Outcome = AuditOutcome.Success,
             Participants = GatewayAudit.SenderToSelf(source),
             PatientRef = GatewayAudit.PatientRef(keys, entry.Patient.PatientId, entry.Patient.IssuerOfPatientId),
             Details = new AuditDetails
             {
-                OutcomeDescription = note ?? (result.Outcome == IndexOutcome.AlreadyStored ? "already stored" : "stored"),
+                OutcomeDescription = note ?? result.Outcome switch
+                {
+                    IndexOutcome.AlreadyStored => "already stored",
+                    IndexOutcome.NewVersion => "stored as a new version",
+                    _ => "stored",
+                },
                 Objects =
                 [
                     GatewayAudit.Study(entry.Study.StudyInstanceUid, entry.Instance.SopClassUid, 1, entry.Study.Attributes.First(DicomTags.AccessionNumber.Value)),
