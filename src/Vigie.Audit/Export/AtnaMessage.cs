@@ -110,14 +110,16 @@ internal static class AtnaMessage
                 }
 
                 WriteCode(xml, "ParticipantObjectIDTypeCode", o.IdType);
-                // The schema wants a name or a query, exactly one: an object without either is named by its ID type.
+                // The schema wants a name or a query, exactly one (PS3.15 A.5.1): an object without either is named by its
+                // own identifier (the Patient ID, the UID), what it is called. Before 2026-12-07 by its ID type's label, so
+                // a query keyed on a Patient ID exported a patient named "Patient Number".
                 if (o.Query is not null && o.Name is null)
                 {
                     xml.WriteElementString("ParticipantObjectQuery", Convert.ToBase64String(o.Query));
                 }
                 else
                 {
-                    xml.WriteElementString("ParticipantObjectName", Clean(o.Name ?? o.IdType.DisplayName));
+                    xml.WriteElementString("ParticipantObjectName", Clean(o.Name ?? o.Id));
                 }
 
                 foreach (var (type, value) in o.Details)

@@ -836,13 +836,25 @@ internal sealed class GatewayServiceProvider(
             Details = new AuditDetails
             {
                 OutcomeDescription = description,
-                Objects = patient.Id is null ? [query] : [query, GatewayAudit.Patient(patient.Id, null)],
+                Objects = patient.Id is null ? [query] : [query, GatewayAudit.Patient(patient.Id, QueriedName(patient.Id, patient.Issuer, matches))],
             },
         });
         foreach (var record in records)
         {
             await audit.AppendAsync(record, cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// The name of the patient a query is keyed on, as the index holds it, when the query found them: the Patient object's
+    /// name (PS3.15 A.5.3). The record is sealed; the export may carry it. Before 2026-12-07 the object had none.
+    /// </summary>
+    private static string? QueriedName(string patientId, string? issuer, IReadOnlyList<QueryMatch> matches)
+    {
+        var id = IndexNormalizer.Identifier(patientId);
+        return matches.Where(m => IndexNormalizer.Identifier(m.Attributes.First(DicomTags.PatientID.Value) ?? "") == id
+                                  && (issuer is null || m.Attributes.First(DicomTags.IssuerOfPatientID.Value) == issuer))
+            .Select(m => m.Attributes.First(DicomTags.PatientName.Value)).FirstOrDefault(name => !string.IsNullOrWhiteSpace(name));
     }
 
     /// <summary>The most Patient IDs a C-FIND may list: each is a record in that patient's history.</summary>
@@ -1020,18 +1032,14 @@ internal sealed class GatewayServiceProvider(
     }
 
     /// <summary>
-    /// DICOM Instances Transferred (PS3.15 A.5.3.4) at the end of a retrieve that did not send everything, one per patient
-    /// left short: the Begin Transferring entry said what was to leave, this says what did not and why. Before 2026-12-06
-    /// a move to a destination that could not be reached, or a C-GET released midway, left only "C-MOVE of 50 instances".
+    /// DICOM Instances Transferred (PS3.15 A.5.3.4) at the end of a retrieve, one per patient: the Begin Transferring entry
+    /// said what was to leave, this says what did (outcome 0 when all of it), and what did not and why. Before 2026-12-06 a
+    /// move to a destination that could not be reached, or a C-GET released midway, left only "C-MOVE of 50 instances";
+    /// before 2026-12-07 a retrieve that sent everything had no end record, so it could not be told from one only begun.
     /// </summary>
     public async ValueTask RetrieveEndedAsync(DicomAssociation association, DimseMessage request, RetrieveEnd end)
     {
         static bool Sent(ushort? status) => status is { } s && (s == DimseStatus.Success || (s & 0xF000) == 0xB000);
-        if (end.Statuses.All(Sent))
-        {
-            return;
-        }
-
         var matches = new Dictionary<string, QueryMatch>(StringComparer.Ordinal);
         foreach (var match in (end.Items as RetrievedItems)?.Matches ?? [])
         {
@@ -1050,21 +1058,20 @@ internal sealed class GatewayServiceProvider(
             {
                 var total = patient.Count();
                 var sent = patient.Count(x => Sent(x.Status));
-                if (sent == total)
-                {
-                    continue;
-                }
-
                 var failed = patient.Count(x => x.Status is not null && !Sent(x.Status));
-                var description = $"{service} to {destination}: {sent} of {total} instances sent, {failed} failed, {total - sent - failed} not attempted"
-                                  + (end.StoppedBecause is { } why ? $" ({why})" : "") + (end.FirstFailure is { } first ? $"; first failure {first}" : "");
+                var warned = patient.Count(x => x.Status is { } s && (s & 0xF000) == 0xB000);
+                // All sent: the reason the association stopped (after the last answer) is no shortfall of this patient's.
+                var description = sent == total
+                    ? $"{service} to {destination}: {sent} of {total} instances sent" + (warned > 0 ? $", {warned} with a warning" : "")
+                    : $"{service} to {destination}: {sent} of {total} instances sent, {failed} failed, {total - sent - failed} not attempted"
+                      + (end.StoppedBecause is { } why ? $" ({why})" : "") + (end.FirstFailure is { } first ? $"; first failure {first}" : "");
                 var objects = StudiesAndPatient([.. patient.Select(x => x.Match).OfType<QueryMatch>()]);
                 var failure = await AppendOrKeepAsync(new AuditRecord
                 {
                     Time = time.GetUtcNow(),
                     EventId = AuditEventIds.DicomInstancesTransferred,
                     Action = AuditAction.Read,
-                    Outcome = sent == 0 ? AuditOutcome.SeriousFailure : AuditOutcome.MinorFailure,
+                    Outcome = sent == total ? AuditOutcome.Success : sent == 0 ? AuditOutcome.SeriousFailure : AuditOutcome.MinorFailure,
                     Participants = participants,
                     PatientRef = patient.Key.Id.Length > 0 ? GatewayAudit.PatientRef(keys, patient.Key.Id, patient.Key.Issuer) : null,
                     Details = new AuditDetails { OutcomeDescription = Truncate(description, 1000), Objects = objects },
