@@ -10,7 +10,7 @@ shared=${VIGIE_SHARED:-$root/../shared}
 log() { printf '\033[1m[test]\033[0m %s\n' "$*"; }
 
 # 1. Debian peers. Each is checked with dpkg so a machine that has them is not touched.
-packages=(dcmtk orthanc python3-pydicom python3-numpy postgresql clamav clamav-daemon yara libyara9 openssl qpdf time systemd strace util-linux-extra)
+packages=(dcmtk orthanc python3-pydicom python3-numpy postgresql clamav clamav-daemon yara libyara9 openssl qpdf time systemd strace util-linux-extra libxml2-utils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
