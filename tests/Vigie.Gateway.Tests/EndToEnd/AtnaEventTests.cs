@@ -107,8 +107,8 @@ public sealed class AtnaEventTests
             Assert.Equal(("read", "success", requestor), (Text(done, "action"), Text(done, "outcome"), Text(done, "user")));
             var roles = done.GetProperty("participants").EnumerateArray()
                 .ToDictionary(p => Text(p, "user"), p => string.Join(',', p.GetProperty("roles").EnumerateArray().Select(r => r.GetString())));
-            Assert.Equal("Destination", roles[destination]);
-            Assert.Equal("Source", roles["VIGIE"]);
+            Assert.Equal("Destination Role ID", roles[destination]);
+            Assert.Equal("Source Role ID", roles["VIGIE"]);
             Assert.True(done.TryGetProperty("patient_ref", out var patient) && patient.GetString()!.Length > 0, done.ToString());
         }
 
