@@ -263,16 +263,44 @@ internal sealed class AuditLog : IAuditLog, IAsyncDisposable
         var trusted = options?.TrustedKeys ?? await TrustedKeysAsync(cancellationToken).ConfigureAwait(false);
         trusted = [.. trusted, .. options?.AdditionalTrustedKeys ?? []];
         var verifier = new AuditVerifier(_store, Math.Max(1, _options.VerifyMaxProblems));
-        var report = await verifier.VerifyAsync(trusted, options?.WitnessedHeads ?? [], cancellationToken).ConfigureAwait(false);
+        // The latest head this node signed, kept beside its key: heads deleted from the database, and the history rewritten
+        // under them, show as they do against --witness (before 2026-12-07 only a head kept by hand told).
+        IReadOnlyList<SignedTreeHead> witnessed = options?.WitnessedHeads ?? [];
+        SignedTreeHead? own = null;
+        AuditProblem? unreadable = null;
+        if (options?.IgnoreOwnWitness != true && TreeHeadWitnessFile.PathFor(_options.SigningKeyPath) is { } witnessFile)
+        {
+            try
+            {
+                own = await TreeHeadWitnessFile.ReadAsync(witnessFile, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                unreadable = new AuditProblem(AuditProblemKind.TreeHeadMismatch, null, null,
+                    $"{e.Message.TrimEnd('.')}: the log cannot be checked against the last head this node signed");
+            }
+
+            if (own is not null)
+            {
+                witnessed = [.. witnessed, own];
+            }
+        }
+
+        var report = await verifier.VerifyAsync(trusted, witnessed, cancellationToken).ConfigureAwait(false);
         if (options?.TrustedKeys is null && report.Problems.Any(p => p.Kind == AuditProblemKind.TreeHeadUntrustedKey)
             && await TrustedKeysAsync(cancellationToken).ConfigureAwait(false) is { } now && now.Count > trusted.Count - (options?.AdditionalTrustedKeys?.Count ?? 0))
         {
             // A running node signed its first head, and made its key, while this verification began without one: checked
             // again with the key (a flake seen in the test suite under load, "signed by a key which is not trusted").
-            report = await verifier.VerifyAsync([.. now, .. options?.AdditionalTrustedKeys ?? []], options?.WitnessedHeads ?? [], cancellationToken).ConfigureAwait(false);
+            report = await verifier.VerifyAsync([.. now, .. options?.AdditionalTrustedKeys ?? []], witnessed, cancellationToken).ConfigureAwait(false);
         }
 
-        return report;
+        if (unreadable is not null)
+        {
+            report = report with { Problems = [.. report.Problems, unreadable], ProblemCount = report.ProblemCount + 1 };
+        }
+
+        return report with { RecordedHead = own };
     }
 
     private async ValueTask<List<AuditPublicKey>> TrustedKeysAsync(CancellationToken cancellationToken)

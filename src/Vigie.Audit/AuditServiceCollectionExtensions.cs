@@ -35,6 +35,9 @@ public static class AuditServiceCollectionExtensions
             sp.GetRequiredService<AuditSignal>(), sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<Microsoft.Extensions.Logging.ILogger<AuditLog>>(), sp.GetService<IAuditSealer>(), sp.GetRequiredService<AuditSpill>()));
         services.TryAddSingleton<IAuditLog>(sp => sp.GetRequiredService<AuditLog>());
+        services.TryAddSingleton(sp => new AuditRestoreAcceptance(sp.GetRequiredService<AuditStore>(), sp.GetRequiredService<TreeHeadSigner>(),
+            sp.GetRequiredService<AuditLog>(), sp.GetRequiredService<IAuditSigningKeyProvider>(), sp.GetRequiredService<Vigie.Core.Outbox.LeaseStore>(),
+            sp.GetRequiredService<IOptions<AuditOptions>>().Value, sp.GetRequiredService<TimeProvider>()));
         // Hosted services stop in reverse order: the export stops after the signer, to send the head it signs last.
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());

@@ -11,12 +11,21 @@ namespace Vigie.Audit;
 
 /// <summary>Signs a tree head over the current state when one is due (every N entries or T seconds, whichever first).</summary>
 internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider keys, AuditSignal signal, AuditSigningStatus status, IOptions<AuditOptions> options,
-    TimeProvider time)
+    TimeProvider time, ILogger<TreeHeadSigner>? logger = null)
 {
     // Before the first head, the interval counts from when this process first looked.
     private DateTimeOffset? _firstSeen;
 
-    public async ValueTask<SignedTreeHead?> SignAsync(bool force, CancellationToken cancellationToken)
+    // The witness file could not be written (a read-only key folder): said once, not at every head.
+    private bool _witnessWarned;
+
+    public ValueTask<SignedTreeHead?> SignAsync(bool force, CancellationToken cancellationToken) => SignAsync(force, rebaseWitness: false, cancellationToken);
+
+    /// <summary>
+    /// Signs when due (or now, with <paramref name="force"/>). <paramref name="rebaseWitness"/> is the operator's
+    /// acceptance of a deliberate restore: the head is signed without the witness check, and replaces the witness file.
+    /// </summary>
+    internal async ValueTask<SignedTreeHead?> SignAsync(bool force, bool rebaseWitness, CancellationToken cancellationToken)
     {
         var latest = await store.FindTreeHeadAsync(TreeHeadLookup.Latest, 0, cancellationToken).ConfigureAwait(false);
         var state = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
@@ -40,7 +49,13 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         }
 
         var root = MerkleFrontier.Parse(state.TreeSize, state.Frontier).Root();
-        if (await FindAppendOnlyViolationAsync(latest, state.TreeSize, root, cancellationToken).ConfigureAwait(false) is { } violation)
+        var violation = await FindAppendOnlyViolationAsync(latest, state.TreeSize, root, cancellationToken).ConfigureAwait(false);
+        if (violation is null && !rebaseWitness)
+        {
+            violation = await FindWitnessViolationAsync(state.TreeSize, root, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (violation is not null)
         {
             status.Refuse(violation, state.TreeSize, now);
             throw new AuditIntegrityException(violation);
@@ -50,7 +65,10 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         var timestamp = DateTimeOffset.FromUnixTimeMilliseconds(Math.Max(now.ToUnixTimeMilliseconds(), latest?.Timestamp.ToUnixTimeMilliseconds() ?? 0));
         var signature = signer.Sign(SignedTreeHead.SignedBytes(state.TreeSize, timestamp.ToUnixTimeMilliseconds(), root));
         var head = new SignedTreeHead(state.TreeSize, timestamp, root, signer.KeyId, signer.PublicKey, signature);
+        // The head's commit is synced (and with it every earlier one) before the witness file names it: a power cut then
+        // takes only what came after the recorded head, and the log always holds it.
         await store.InsertTreeHeadAsync(head, cancellationToken).ConfigureAwait(false);
+        await RecordWitnessAsync(head, rebaseWitness, cancellationToken).ConfigureAwait(false);
         signal.OnTreeHeadSigned();
         status.Signed();
         AuditTelemetry.TreeHeadsSigned.Add(1);
@@ -92,11 +110,116 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
     }
 
     private DateTimeOffset FirstSeen(DateTimeOffset now) => _firstSeen ??= now;
+
+    private async ValueTask RecordWitnessAsync(SignedTreeHead head, bool rebase, CancellationToken cancellationToken)
+    {
+        if (TreeHeadWitnessFile.PathFor(options.Value.SigningKeyPath) is not { } path)
+        {
+            return;
+        }
+
+        try
+        {
+            await TreeHeadWitnessFile.WriteAsync(path, head, cancellationToken, rebase).ConfigureAwait(false);
+            _witnessWarned = false;
+        }
+        catch (Exception e) when (!rebase && e is IOException or UnauthorizedAccessException)
+        {
+            // The head is signed and stored; only the node's own check of its heads is lost until the folder is writable.
+            if (!_witnessWarned)
+            {
+                logger?.LogWarning("The record of the last audit tree head signed cannot be written beside the signing key ({Reason}): heads are still "
+                    + "signed, but this node cannot tell at its next start whether heads were deleted from the database; make the key folder writable",
+                    e.Message);
+                _witnessWarned = true;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Checked at start, before any head is due: refuses signing (and says so in /health) when the log no longer holds
+    /// what this node last signed. Returns the reason, or null. The root is the stored hashes' (the history), not the
+    /// state row's: a forged state row is the due head's own check, with its own message.
+    /// </summary>
+    public async ValueTask<string?> CheckWitnessAsync(CancellationToken cancellationToken)
+    {
+        var state = await store.ReadStateAsync(cancellationToken).ConfigureAwait(false);
+        string? violation;
+        try
+        {
+            var root = (await store.RangeHashesAsync([(0, state.TreeSize)], cancellationToken).ConfigureAwait(false))[0];
+            violation = await FindWitnessViolationAsync(state.TreeSize, root, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AuditIntegrityException e)
+        {
+            violation = $"{e.Message.TrimEnd('.')}; no tree head is signed until this is resolved.";
+        }
+
+        if (violation is not null)
+        {
+            status.Refuse(violation, state.TreeSize, time.GetUtcNow());
+        }
+
+        return violation;
+    }
+
+    /// <summary>
+    /// Why the log of <paramref name="size"/> entries and root <paramref name="root"/> does not hold the latest head this
+    /// node signed (<see cref="TreeHeadWitnessFile"/>), or null: heads deleted from the database, or the entries under
+    /// them rewritten with the chain, nodes and state, would otherwise be signed over with the genuine key.
+    /// </summary>
+    internal async ValueTask<string?> FindWitnessViolationAsync(long size, byte[] root, CancellationToken cancellationToken)
+    {
+        if (TreeHeadWitnessFile.PathFor(options.Value.SigningKeyPath) is not { } path)
+        {
+            return null;
+        }
+
+        SignedTreeHead? witnessed;
+        try
+        {
+            witnessed = await TreeHeadWitnessFile.ReadAsync(path, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+        {
+            return $"{e.Message.TrimEnd('.')}: the signer cannot check that the log still holds what it signed; no tree head is signed until it is "
+                + "restored from its backup (or replaced with `vigie audit accept-restore`, the node stopped).";
+        }
+
+        return witnessed is null ? null : await FindViolationOfAsync(witnessed, path, size, root, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Why the log of <paramref name="size"/> entries and root <paramref name="root"/> does not hold <paramref name="witnessed"/>, or null.</summary>
+    internal async ValueTask<string?> FindViolationOfAsync(SignedTreeHead witnessed, string path, long size, byte[] root, CancellationToken cancellationToken)
+    {
+        var advice = $"no tree head is signed until this is resolved; run `vigie audit verify`, which reads {path} too. If the database was restored from a "
+            + "backup on purpose, the heads signed after that backup are gone for good: stop the node and run `vigie audit accept-restore --reason TEXT`, "
+            + "which records it in the trail, and the node signs again";
+        var w = witnessed.TreeSize;
+        if (size < w)
+        {
+            return $"This node signed a tree head of size {w} (recorded in {path}), but the audit log holds {size} entries: entries were removed from the "
+                + $"database (Truncated, from entry {size}); {advice}.";
+        }
+
+        var stored = await store.FindTreeHeadAsync(TreeHeadLookup.ExactSize, w, cancellationToken).ConfigureAwait(false);
+        if (stored is null || !stored.RootHash.AsSpan().SequenceEqual(witnessed.RootHash))
+        {
+            return $"This node signed a tree head of size {w} (recorded in {path}), but the database {(stored is null ? "no longer holds it" : "holds another head of that size")}: "
+                + $"tree heads were deleted or replaced (TreeHeadMismatch); {advice}.";
+        }
+
+        List<byte[]> proof = w == size ? [] : await store.RangeHashesAsync(MerkleProofs.ConsistencyRanges(w, size), cancellationToken).ConfigureAwait(false);
+        return (w == size ? root.AsSpan().SequenceEqual(witnessed.RootHash) : MerkleProofs.VerifyConsistency(w, size, witnessed.RootHash, root, proof))
+            ? null
+            : $"The audit log at size {size} does not extend the tree head of size {w} this node signed (recorded in {path}): entries it covers were rewritten "
+              + $"(TreeHeadMismatch); {advice}.";
+    }
 }
 
 /// <summary>Runs the signer on one node at a time (database lease), and signs a last head on shutdown.</summary>
 internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal signal, LeaseStore leases, IOptions<AuditOptions> options,
-    AuditSigningStatus status, TimeProvider time, ILogger<TreeHeadSigningService> logger) : BackgroundService
+    AuditSigningStatus status, TimeProvider time, ILogger<TreeHeadSigningService> logger, AuditLog? log = null) : BackgroundService
 {
     private DateTimeOffset _lastFailureLog = DateTimeOffset.MinValue;
 
@@ -110,6 +233,20 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         var poll = o.TreeHeadPollInterval > TimeSpan.Zero ? o.TreeHeadPollInterval : TimeSpan.FromSeconds(1);
         var lease = TimeSpan.FromTicks(Math.Max(poll.Ticks * 5, TimeSpan.FromSeconds(10).Ticks));
         var refusalLogged = false;
+        try
+        {
+            // At start, not at the next head: deleted heads leave nothing due for a while, and the node would sign the forgery later.
+            if (await signer.CheckWitnessAsync(stoppingToken).ConfigureAwait(false) is { } violation)
+            {
+                await RefusedAsync(violation, stoppingToken).ConfigureAwait(false);
+                refusalLogged = true;
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            logger.LogError(ex, "Checking the audit log against the last tree head this node signed failed");
+        }
+
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -131,7 +268,7 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 // Said once until a head is signed again, not at every poll: /health keeps saying it.
                 if (!refusalLogged)
                 {
-                    logger.LogCritical("Audit tree head not signed: {Reason}", ex.Message);
+                    await RefusedAsync(ex.Message, stoppingToken).ConfigureAwait(false);
                     refusalLogged = true;
                 }
             }
@@ -161,6 +298,44 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 // A stop during the wait (also when another service failed to start) is no failure of this one.
                 break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Says a refusal once: critical in the log (sizes and paths, no patient data) and one Security Alert in the trail, so
+    /// that the exporters carry it to the collector too. /health says it for as long as it lasts.
+    /// </summary>
+    private async ValueTask RefusedAsync(string reason, CancellationToken cancellationToken)
+    {
+        logger.LogCritical("Audit tree head not signed: {Reason}", reason);
+        if (log is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await log.AppendAsync(new AuditRecord
+            {
+                Time = time.GetUtcNow(),
+                EventId = AuditEventIds.SecurityAlert,
+                Action = AuditAction.Execute,
+                Outcome = AuditOutcome.SeriousFailure,
+                Participants =
+                [
+                    new AuditParticipant
+                    {
+                        UserId = "vigie", AlternativeUserId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), IsRequestor = true,
+                        Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Application], NetworkAccessPointId = Environment.MachineName,
+                        NetworkAccessPointType = NetworkAccessPointType.MachineName,
+                    },
+                ],
+                Details = new AuditDetails { OutcomeDescription = $"audit tree heads are no longer signed: {reason}" },
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            logger.LogWarning(ex, "The Security Alert of the refused audit tree head could not be written to the trail");
         }
     }
 

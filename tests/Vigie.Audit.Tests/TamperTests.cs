@@ -237,7 +237,11 @@ public sealed class TamperTests
 
         var last = (await h.Store.ReadEntryAsync(15, ct))!.LeafHash;
         await h.ExecuteAsync("UPDATE audit_state SET tree_size = 16, frontier = @f, last_leaf = @l", ("@f", frontier.Serialize()), ("@l", last));
-        Assert.True((await h.Log.VerifyAsync(null, ct)).IsValid); // locally consistent: this is the documented limit
+        // The node's own record of its last head, beside its key, tells (since 2026-12-07).
+        var own = await VerifyAsync(h);
+        Assert.Contains(own.Problems, p => p.Kind == AuditProblemKind.Truncated && p.Sequence == 16 && p.TreeSize == Size);
+        File.Delete(h.KeyPath + ".heads");
+        Assert.True((await h.Log.VerifyAsync(null, ct)).IsValid); // without it, locally consistent: this is the documented limit
 
         var report = await VerifyAsync(h, new AuditVerifyOptions { WitnessedHeads = [witnessed] });
         Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.Truncated && p.Sequence == 16 && p.TreeSize == Size);

@@ -961,7 +961,15 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
     public async ValueTask<bool> InsertTreeHeadAsync(SignedTreeHead head, CancellationToken cancellationToken)
     {
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+        // Synced, with every commit before it (SQLite: a synced commit syncs the write-ahead log; PostgreSQL: on even where
+        // the server or role lowered synchronous_commit): the node's record of its last head is written only after this.
+        await using var transaction = await database.BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken).ConfigureAwait(false);
+        if (IsPostgres)
+        {
+            await using var synced = connection.CreateCommand(transaction, "SET LOCAL synchronous_commit = on");
+            await synced.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await using var command = connection.CreateCommand(transaction, """
                 INSERT INTO audit_tree_head (tree_size, time_ms, root_hash, key_id, public_key, signature)
                 VALUES (@s, @t, @r, @k, @p, @g) ON CONFLICT (tree_size) DO NOTHING

@@ -73,6 +73,12 @@ public sealed record AuditVerificationReport(
     /// <summary>Entries appended while verification ran (a node serving): not checked, left for the next run.</summary>
     public long AppendedMeanwhile { get; init; }
 
+    /// <summary>
+    /// The latest head this node signed, as recorded beside its signing key (checked as a witnessed head), or null when
+    /// there is no such record (since 2026-12-07).
+    /// </summary>
+    public SignedTreeHead? RecordedHead { get; init; }
+
     /// <summary>Entries appended after the latest verified head: protected by the chain only until the next head.</summary>
     public long UnsignedEntries => TreeSize - (LatestVerifiedHead?.TreeSize ?? 0);
 }
@@ -88,4 +94,10 @@ public sealed record AuditVerifyOptions
 
     /// <summary>A tree head kept outside the database (SIEM, printout, another node): detects truncation of the heads themselves.</summary>
     public IReadOnlyList<SignedTreeHead> WitnessedHeads { get; init; } = [];
+
+    /// <summary>
+    /// Leaves out the record of the last head this node signed (beside its key), which is otherwise checked as a witnessed
+    /// head: to check a deliberately restored log by itself before accepting it.
+    /// </summary>
+    public bool IgnoreOwnWitness { get; init; }
 }

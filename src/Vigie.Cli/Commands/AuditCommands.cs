@@ -13,7 +13,7 @@ using Vigie.Audit.Verification;
 
 namespace Vigie.Cli.Commands;
 
-/// <summary>`vigie audit verify|show|prove|consistency|head|sinks|resend`.</summary>
+/// <summary>`vigie audit verify|show|prove|consistency|head|sinks|resend|reindex|accept-restore`.</summary>
 internal static class AuditCommands
 {
     /// <summary>The most events `audit show` lists in one run (they are held in memory to be printed).</summary>
@@ -51,7 +51,7 @@ internal static class AuditCommands
         "The tamper-evident audit trail: verify it, list events, prove inclusion and consistency, print the latest signed tree head, "
         + "and follow its export to the collectors.")
     {
-        Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(), Reindex(),
+        Verify(), Show(), Prove(), Consistency(), Head(), Sinks(), Resend(), Reindex(), AcceptRestore(),
     };
 
     /// <summary>The issuers the archive files this Patient ID under (none when the ID has wildcards, or is not there).</summary>
@@ -357,6 +357,7 @@ internal static class AuditCommands
                     tree_size = report.TreeSize,
                     tree_heads_checked = report.TreeHeadsChecked,
                     witnessed_heads = witnessed.Count,
+                    recorded_head = report.RecordedHead?.TreeSize,
                     latest_verified_head = report.LatestVerifiedHead?.TreeSize,
                     unsigned_entries = report.UnsignedEntries,
                     appended_meanwhile = report.AppendedMeanwhile,
@@ -394,7 +395,8 @@ internal static class AuditCommands
                 var unsigned = report.UnsignedEntries <= 0 ? ""
                     : report.IsValid ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
                     : $" (the latest tree head that verifies covers {report.LatestVerifiedHead?.TreeSize ?? 0} of the {report.TreeSize} entries)";
-                var witnesses = witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "";
+                var witnesses = (witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "")
+                    + (report.RecordedHead is { } recorded ? string.Create(CultureInfo.InvariantCulture, $" (and this node's record of its last head, size {recorded.TreeSize})") : "");
                 // Only of a trail that verified: on a tampered one the difference in size is part of what is wrong (entries removed).
                 var meanwhile = report.AppendedMeanwhile > 0 && report.IsValid ? $"; {report.AppendedMeanwhile} entries appended while it ran are left for the next run" : "";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -432,6 +434,92 @@ internal static class AuditCommands
             Console.WriteLine(parse.GetValue(json)
                 ? string.Create(CultureInfo.InvariantCulture, $"{{\"runs\":{runs}}}")
                 : string.Create(CultureInfo.InvariantCulture, $"The patient and time indexes were rebuilt from the entries: {runs} runs. Run vigie audit verify."));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command AcceptRestore()
+    {
+        var data = ServeCommand.DataOption();
+        var config = MaintenanceCommands.ConfigOption();
+        var json = MaintenanceCommands.JsonOption();
+        var reason = new Option<string>("--reason") { Description = "Why the database was restored (a ticket, the incident): recorded in the trail.", Required = true };
+        var command = new Command("accept-restore",
+            "After a deliberate restore of the database from a backup (every node stopped): the heads this node signed after the backup are gone, and "
+            + "it refuses to sign. Records the restore in the trail (a Security Alert with the reason, the last head recorded beside the signing key and "
+            + "the log's size and root), signs a head over it and makes it the record, so the node signs again. The log must verify by itself. "
+            + "Exit 0 when accepted or nothing to accept, 1 if the log does not verify by itself, 2 if it cannot be done (a node running, no key).")
+        {
+            data, config, json, reason,
+        };
+        command.SetAction(async (parse, ct) =>
+        {
+            var why = parse.GetValue(reason)?.Trim();
+            if (string.IsNullOrEmpty(why))
+            {
+                await Console.Error.WriteLineAsync("vigie audit accept-restore: --reason needs a text (why the database was restored).");
+                return ExitCodes.Error;
+            }
+
+            await using var services = await MaintenanceHost.OpenAsync(ServeCommand.GivenData(parse, data), parse.GetValue(config), "audit accept-restore", ct);
+            if (services is null)
+            {
+                return ExitCodes.Error;
+            }
+
+            AcceptedRestore accepted;
+            try
+            {
+                accepted = await services.GetRequiredService<AuditRestoreAcceptance>().AcceptAsync(why, Environment.UserName, ct);
+            }
+            catch (AuditRestoreRefusedException e)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit accept-restore: {e.Message}");
+                foreach (var problem in e.Report.Problems.Take(5))
+                {
+                    await Console.Error.WriteLineAsync($"  {problem}");
+                }
+
+                return ExitCodes.Findings;
+            }
+            catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or InvalidDataException or AuditIntegrityException)
+            {
+                await Console.Error.WriteLineAsync($"vigie audit accept-restore: {e.Message}");
+                return ExitCodes.Error;
+            }
+
+            if (parse.GetValue(json))
+            {
+                await MaintenanceHost.WriteJsonAsync(new
+                {
+                    accepted = accepted.Accepted,
+                    recorded_size = accepted.RecordedSize,
+                    recorded_root = accepted.RecordedRoot,
+                    recorded_problem = accepted.RecordedProblem,
+                    log_size = accepted.LogSize,
+                    log_root = accepted.LogRoot,
+                    sequence = accepted.Sequence,
+                    tree_head = accepted.NewHead is { } head ? TreeHeadJson.ToNode(head) : null,
+                    kept_aside = accepted.KeptAside,
+                });
+            }
+            else if (!accepted.Accepted)
+            {
+                Console.WriteLine(accepted.RecordedSize is { } size
+                    ? string.Create(CultureInfo.InvariantCulture, $"The audit log ({accepted.LogSize} entries) holds the last head this node signed (size {size}): nothing to accept.")
+                    : "No head signed by this node is recorded beside its signing key: nothing to accept.");
+            }
+            else
+            {
+                var before = accepted.RecordedSize is { } size
+                    ? string.Create(CultureInfo.InvariantCulture, $"the last head this node signed (size {size}, root {accepted.RecordedRoot})")
+                    : "an unreadable record of the last head signed";
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"Accepted the restored audit log ({accepted.LogSize} entries, root {accepted.LogRoot}) in place of {before}: recorded as entry {accepted.Sequence}, "
+                    + $"tree head {accepted.NewHead!.TreeSize} signed and recorded. The replaced record is kept in {accepted.KeptAside ?? "(none)"}."));
+            }
+
             return ExitCodes.Ok;
         });
         return command;

@@ -180,6 +180,109 @@ public sealed class AuditSigningHealthTests
         Assert.Contains("not the root that the stored leaf hashes and subtree nodes give", health.Description, StringComparison.Ordinal);
         Assert.Contains("Audit tree head not signed", node.Output, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Bug (review 19, D6): with every tree head deleted from the database, the node started without a word and signed
+    /// whatever history it found with its genuine key. It now checks the log against its record of the last head it
+    /// signed (beside the key) at start: it refuses to sign, logs it, records a Security Alert, /health says it, and
+    /// verify fails; stores are still taken.
+    /// </summary>
+    [Fact]
+    public async Task Regression_node_signed_over_a_history_rewritten_after_its_tree_heads_were_deleted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(2), ct);
+        await node.StopAsync();
+        ExecuteOnIndex(node, "DELETE FROM audit_tree_head");
+
+        await node.StartProcessAsync(acceptUnhealthy: true, ct);
+        var health = await node.HealthCheckAsync("audit-signing", ct);
+        Assert.Equal("Unhealthy", health.Status);
+        Assert.Contains("no longer holds it", health.Description, StringComparison.Ordinal);
+        await node.StoreAsync(Peers.CtCorpusFiles().Skip(2).Take(1), ct); // availability first
+        await node.StopAsync();
+        Assert.Contains("Audit tree head not signed", node.Output, StringComparison.Ordinal);
+        var head = await node.VigieAsync("audit", "head");
+        Assert.True(head.ExitCode == 1, head.ToString()); // nothing signed over what it found
+
+        var verify = await node.VigieAsync("audit", "verify", "--json");
+        Assert.True(verify.ExitCode == 1, verify.ToString());
+        Assert.Contains("tree_head_mismatch", verify.StandardOutput, StringComparison.Ordinal);
+        var alerts = await node.VigieAsync("audit", "show", "--event", "110113", "--details", "--json");
+        Assert.True(alerts.ExitCode == 0, alerts.ToString());
+        Assert.Single(JsonDocument.Parse(alerts.StandardOutput).RootElement.EnumerateArray(),
+            e => e.GetProperty("details").GetProperty("outcome").GetString()!.Contains("audit tree heads are no longer signed", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The other side of D6: an operator who restores an older index on purpose (disaster recovery) loses the heads
+    /// signed since, and the node refuses to sign. `vigie audit accept-restore` (the node stopped) records the restore
+    /// with its reason and the heads before and after, and the node signs again.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_deliberately_restored_index_left_no_way_for_the_node_to_sign_again()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(4).ToArray();
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StoreAsync(files[..2], ct);
+        await node.StopAsync();
+        var index = Path.Combine(node.Data, "index.db");
+        File.Copy(index, index + ".backup", overwrite: true);
+        await node.StartProcessAsync(ct);
+        await node.StoreAsync(files[2..], ct);
+        await node.StopAsync();
+        var recorded = Assert.Single(Vigie.Audit.Signing.TreeHeadJson.Parse(await File.ReadAllTextAsync(Path.Combine(node.Keys, "audit-signing.key.heads"), ct)));
+        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
+        {
+            File.Delete(path);
+        }
+
+        File.Copy(index + ".backup", index);
+        await node.StartProcessAsync(acceptUnhealthy: true, ct);
+        Assert.Equal("Unhealthy", (await node.HealthCheckAsync("audit-signing", ct)).Status);
+        var running = await node.VigieAsync("audit", "accept-restore", "--reason", "restored from backup");
+        Assert.True(running.ExitCode == 2, running.ToString()); // not while a node signs on this log
+        Assert.Contains("stop every node", running.StandardError, StringComparison.Ordinal);
+        await node.StopAsync();
+
+        Assert.Equal(2, (await node.VigieAsync("audit", "accept-restore")).ExitCode); // the reason is required
+        var accepted = await node.VigieAsync("audit", "accept-restore", "--reason", "ticket 4711: index restored after a disk failure", "--json");
+        Assert.True(accepted.ExitCode == 0, accepted.ToString());
+        var answer = JsonDocument.Parse(accepted.StandardOutput).RootElement;
+        Assert.True(answer.GetProperty("accepted").GetBoolean(), accepted.ToString());
+        Assert.Equal(recorded.TreeSize, answer.GetProperty("recorded_size").GetInt64());
+        Assert.Equal(Convert.ToHexStringLower(recorded.RootHash), answer.GetProperty("recorded_root").GetString());
+        // Recovery filed the two objects again at the refused start, so the log may have grown past the recorded size.
+        Assert.Matches("TreeHeadMismatch|Truncated", answer.GetProperty("recorded_problem").GetString());
+        Assert.True(File.Exists(answer.GetProperty("kept_aside").GetString()), accepted.ToString());
+        var again = await node.VigieAsync("audit", "accept-restore", "--reason", "twice");
+        Assert.True(again.ExitCode == 0 && again.StandardOutput.Contains("nothing to accept", StringComparison.Ordinal), again.ToString());
+
+        await node.StartProcessAsync(ct);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("audit-signing", ct)).Status);
+        await node.StoreAsync(files[2..], ct);
+        await node.StopAsync();
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+        var alerts = await node.VigieAsync("audit", "show", "--event", "110113", "--details", "--json");
+        Assert.True(alerts.ExitCode == 0, alerts.ToString());
+        var restore = Assert.Single(JsonDocument.Parse(alerts.StandardOutput).RootElement.EnumerateArray(),
+            e => e.GetProperty("details").GetProperty("outcome").GetString()!.StartsWith("audit accept-restore:", StringComparison.Ordinal));
+        var text = restore.GetProperty("details").GetProperty("outcome").GetString()!;
+        Assert.Contains("ticket 4711", text, StringComparison.Ordinal);
+        Assert.Contains(Convert.ToHexStringLower(recorded.RootHash), text, StringComparison.Ordinal);
+    }
+
+    private static void ExecuteOnIndex(VigieNode node, string sql)
+    {
+        using var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=false");
+        connection.Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
 }
 
 /// <summary>

@@ -29,8 +29,14 @@ public sealed class OrphanMaintenanceTests
         Assert.Equal(10, (await node.StatsAsync()).GetProperty("instances").GetInt64());
         await node.StopAsync();
 
-        // The backup put back: the six acknowledged objects stored since have files but no index rows.
+        // The backup put back: the six acknowledged objects stored since have files but no index rows. The heads signed
+        // since are gone with it: the node would refuse to sign until the operator accepts the restore (since 2026-12-07).
         await PutBackIndexAsync(node, snapshot, ct);
+        var behind = await node.VigieAsync("audit", "verify");
+        Assert.True(behind.ExitCode == 1, behind.ToString());
+        Assert.Contains("Truncated", behind.StandardOutput, StringComparison.Ordinal);
+        var accepted = await node.VigieAsync("audit", "accept-restore", "--reason", "index restored from the backup taken before the second run");
+        Assert.True(accepted.ExitCode == 0, accepted.ToString());
         node.SetEnvironment("VIGIE__ARCHIVE__ORPHANGRACE", "00:00:01");
         node.SetEnvironment("VIGIE__ARCHIVE__DELETIONGRACE", "00:00:01");
         node.SetEnvironment("VIGIE__GATEWAY__MAINTENANCE__INTERVAL", "00:00:02");

@@ -5,7 +5,9 @@ namespace Vigie.Gateway.Tests.EndToEnd;
 
 /// <summary>
 /// Ingest commits are not synced: a power cut may take the index rows and audit entries of the last objects
-/// acknowledged, whose files are on disk. The cut is played by putting back the index as it was before them.
+/// acknowledged, whose files are on disk. The cut is played by putting back the index as it was before them, with the
+/// node's record of its last signed head as it was at that moment: a tree head's commit is synced before that record
+/// names it, so a real cut can take only what came after the recorded head.
 /// </summary>
 public sealed class RecoveryTests
 {
@@ -166,11 +168,63 @@ public sealed class RecoveryTests
         Assert.True(after >= before + 1, $"the second store of the same content did not sync the log ({before} then {after})");
     }
 
-    /// <summary>Keeps a copy of a stopped node's index, to put back later as a power cut could leave it.</summary>
+    /// <summary>
+    /// Bug (review 19, D6, the first fix): the node's record of its last signed head was checked against an index a
+    /// power cut had rolled back. Now the head's commit is synced before the record names it, so the cut takes only what
+    /// came after. Played here as it happens: a head signed at a stop, the record written, then a run that stores and
+    /// signs nothing more, a cut (SIGKILL, the index put back as it was just after the head): the node signs again.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_power_cut_right_after_a_tree_head_made_the_node_refuse_to_sign()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var files = Peers.CtCorpusFiles().Take(6).ToArray();
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            // No head is due during the second run: only the one signed at the first stop is recorded.
+            ["VIGIE__AUDIT__TREEHEADINTERVAL"] = "01:00:00",
+            ["VIGIE__AUDIT__TREEHEADEVERYENTRIES"] = "100000",
+        }, cancellationToken: ct);
+        await node.StoreAsync(files[..2], ct);
+        await node.StopAsync();
+        var record = Path.Combine(node.Keys, "audit-signing.key.heads");
+        var recorded = await File.ReadAllTextAsync(record, ct);
+        var head = await node.VigieAsync("audit", "head", "--json");
+        Assert.True(head.ExitCode == 0, head.ToString());
+        Assert.Equal(Assert.Single(Vigie.Audit.Signing.TreeHeadJson.Parse(recorded)).TreeSize, Assert.Single(Vigie.Audit.Signing.TreeHeadJson.Parse(head.StandardOutput)).TreeSize);
+        var index = Path.Combine(node.Data, "index.db");
+        File.Copy(index, index + ".before", overwrite: true);
+
+        await node.StartProcessAsync(ct);
+        await node.StoreAsync(files[2..], ct);
+        await node.KillAsync();
+        Assert.Equal(recorded, await File.ReadAllTextAsync(record, ct));
+        foreach (var path in new[] { index, index + "-wal", index + "-shm" })
+        {
+            File.Delete(path);
+        }
+
+        File.Move(index + ".before", index);
+        await node.StartProcessAsync(ct);
+        Assert.Contains("Recovery: 4 objects", node.Output, StringComparison.Ordinal);
+        Assert.Equal("Healthy", (await node.HealthCheckAsync("audit-signing", ct)).Status);
+        await node.StopAsync();
+        Assert.DoesNotContain("Audit tree head not signed", node.Output, StringComparison.Ordinal);
+        Assert.NotEqual(recorded, await File.ReadAllTextAsync(record, ct)); // the head signed at this stop is recorded
+        var verify = await node.VigieAsync("audit", "verify");
+        Assert.True(verify.ExitCode == 0, verify.ToString());
+    }
+
+    /// <summary>
+    /// Keeps a copy of a stopped node's index, and of its record of its last signed head, to put back later as a power
+    /// cut could leave them.
+    /// </summary>
     private static void SaveIndex(VigieNode node)
     {
         var index = Path.Combine(node.Data, "index.db");
         File.Copy(index, index + ".before", overwrite: true);
+        var record = Path.Combine(node.Keys, "audit-signing.key.heads");
+        File.Copy(record, record + ".before", overwrite: true);
     }
 
     /// <summary>Puts back the index <see cref="SaveIndex"/> kept: every commit since is gone, the object files stay.</summary>
@@ -183,5 +237,7 @@ public sealed class RecoveryTests
         }
 
         File.Move(index + ".before", index);
+        var record = Path.Combine(node.Keys, "audit-signing.key.heads");
+        File.Move(record + ".before", record, overwrite: true);
     }
 }

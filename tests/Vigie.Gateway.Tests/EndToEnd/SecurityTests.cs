@@ -754,6 +754,9 @@ public sealed class SecurityTests
             await command.ExecuteNonQueryAsync(ct);
         }
 
+        // The node's own record of its last head, beside its key, tells too (since 2026-12-07); without it, nothing does.
+        Assert.Equal(1, (await node.VigieAsync("audit", "verify")).ExitCode);
+        File.Move(Path.Combine(node.Keys, "audit-signing.key.heads"), Path.Combine(node.Keys, "heads.kept"));
         Assert.Equal(0, (await node.VigieAsync("audit", "verify")).ExitCode); // the documented limit without a witness
         var caught = await node.VigieAsync("audit", "verify", "--witness", witness);
         Assert.Equal(1, caught.ExitCode);

@@ -88,7 +88,7 @@ internal sealed class VigieNode : IAsyncDisposable
         }
     }
 
-    /// <summary>A node not yet started, for tests that prepare its data folder first (then <see cref="StartProcessAsync"/>).</summary>
+    /// <summary>A node not yet started, for tests that prepare its data folder first (then <see cref="StartProcessAsync(CancellationToken)"/>).</summary>
     public static async Task<VigieNode> CreateAsync(DatabaseProvider provider, IEnumerable<string>? arguments, IDictionary<string, string>? environment,
         CancellationToken cancellationToken)
     {
@@ -118,7 +118,13 @@ internal sealed class VigieNode : IAsyncDisposable
     public static int FreePort() => TestPorts.Free();
 
     /// <summary>(Re)starts the serve process on the same folder and ports, and waits until /health answers.</summary>
-    public async Task StartProcessAsync(CancellationToken cancellationToken = default)
+    public Task StartProcessAsync(CancellationToken cancellationToken = default) => StartProcessAsync(acceptUnhealthy: false, cancellationToken);
+
+    /// <summary>
+    /// (Re)starts the serve process; with <paramref name="acceptUnhealthy"/>, an unhealthy answer of /health (503, a node
+    /// that refuses to sign audit heads) counts as started.
+    /// </summary>
+    public async Task StartProcessAsync(bool acceptUnhealthy, CancellationToken cancellationToken)
     {
         var info = new ProcessStartInfo("dotnet")
         {
@@ -142,11 +148,11 @@ internal sealed class VigieNode : IAsyncDisposable
         _process.ErrorDataReceived += (_, e) => Capture(e.Data);
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
-        await WaitUntilHealthyAsync(_process, HttpPort, () => Output, cancellationToken);
+        await WaitUntilHealthyAsync(_process, HttpPort, () => Output, cancellationToken, acceptUnhealthy);
     }
 
     /// <summary>Waits until a serve process answers /health on <paramref name="httpPort"/>; fails with its output if it exits or takes 90 s.</summary>
-    public static async Task WaitUntilHealthyAsync(Process process, int httpPort, Func<string> output, CancellationToken cancellationToken)
+    public static async Task WaitUntilHealthyAsync(Process process, int httpPort, Func<string> output, CancellationToken cancellationToken, bool acceptUnhealthy = false)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
         var deadline = Stopwatch.StartNew();
@@ -160,7 +166,7 @@ internal sealed class VigieNode : IAsyncDisposable
             try
             {
                 using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{httpPort}/health"), cancellationToken);
-                if (response.IsSuccessStatusCode)
+                if (response.IsSuccessStatusCode || (acceptUnhealthy && response.StatusCode == System.Net.HttpStatusCode.ServiceUnavailable))
                 {
                     return;
                 }
