@@ -38,6 +38,9 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<IRetentionHold, Forwarding.ForwardRetentionHold>();
         services.AddArchive();
         services.AddAudit();
+        // Before the inspection module's unbounded default: the plaintext copies and what inspections hold share one bound.
+        services.TryAddSingleton(sp => new InspectionMemory(
+            () => sp.GetRequiredService<IOptionsMonitor<GatewayOptions>>().CurrentValue.InMemoryInspectionTotal));
         services.AddVigieInspection();
         services.AddAccess();
         services.AddOptions<GatewayOptions>().ValidateOnStart();

@@ -57,11 +57,14 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, OoxmlDisarmer>());
         services.TryAddSingleton<DisarmService>();
 
+        // Unbounded but for each inspection's own budget, unless the host registered one for the node (the gateway does).
+        services.TryAddSingleton(_ => InspectionMemory.Unbounded());
         services.TryAddSingleton(sp => new Inspector(
             sp.GetServices<IContentAnalyser>(),
             sp.GetServices<IKnownBadEngine>(),
             sp.GetRequiredService<IOptions<InspectionLimits>>(),
-            sp.GetService<TimeProvider>()));
+            sp.GetService<TimeProvider>(),
+            sp.GetRequiredService<InspectionMemory>()));
         return services;
     }
 }

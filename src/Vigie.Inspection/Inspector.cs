@@ -26,13 +26,17 @@ public sealed class Inspector
     private readonly TimeProvider _time;
 
     public Inspector(IEnumerable<IContentAnalyser> analysers, IEnumerable<IKnownBadEngine> engines, IOptions<InspectionLimits> limits,
-        TimeProvider? time = null)
+        TimeProvider? time = null, InspectionMemory? memory = null)
     {
         _analysers = [.. analysers];
         _engines = [.. engines];
         _limits = limits;
         _time = time ?? TimeProvider.System;
+        Memory = memory ?? InspectionMemory.Unbounded();
     }
+
+    /// <summary>The node's inspection memory: what every inspection holds in memory is counted there too.</summary>
+    public InspectionMemory Memory { get; }
 
     public IReadOnlyList<IContentAnalyser> Analysers => _analysers;
 
@@ -48,7 +52,7 @@ public sealed class Inspector
         var limits = _limits.Value;
         var started = _time.GetTimestamp();
         using var activity = InspectionTelemetry.ActivitySource.StartActivity("inspect");
-        using var session = new InspectionSession(limits, content.Length, cancellationToken);
+        using var session = new InspectionSession(limits, content.Length, cancellationToken, Memory);
         var type = ContentType.Unknown;
         try
         {

@@ -36,6 +36,12 @@ internal sealed class DatasetParser
         _offsetBase = offsetBase;
     }
 
+    /// <summary>
+    /// The caller keeps a copy of what the input gives (a deflated data set's inflated bytes): large values may stay
+    /// references into it, as into a seekable source.
+    /// </summary>
+    public bool SourceKept { get; init; }
+
     /// <summary>With ReportTrailingData: where the top-level dataset stopped parsing.</summary>
     public long? TrailingDataOffset { get; private set; }
 
@@ -590,7 +596,8 @@ internal sealed class DatasetParser
     /// would take the loaded bytes past <see cref="DicomReadOptions.MaxLoadedBytes"/>: a data set of many values or
     /// fragments each under the threshold (64 KiB fragments of a 1 GB image; until 2026-12-07, 6,000 LT values of
     /// 65,000 bytes, +463 MB in the node) was otherwise loaded whole. A source that cannot be read again (a deflated data
-    /// set) keeps its large values in memory, or, when the reader only wants the attributes, drops them.
+    /// set) keeps its large values in memory, or, when the reader only wants the attributes, drops them, unless its caller
+    /// keeps the inflated bytes (<see cref="SourceKept"/>): then they are references into that copy.
     /// </summary>
     private bool KeepAsReference(long length)
     {
@@ -600,7 +607,7 @@ internal sealed class DatasetParser
         }
 
         var large = length > _options.LargeValueThreshold || (length > SmallValue && _loaded + length > _options.MaxLoadedBytes);
-        return large && (_input.CanSeek || _options.DropLargeValues);
+        return large && (_input.CanSeek || SourceKept || _options.DropLargeValues);
     }
 
     /// <summary>

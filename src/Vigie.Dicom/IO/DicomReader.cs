@@ -19,14 +19,23 @@ public static class DicomReader
     }
 
     /// <summary>Reads a file from the stream's current position. Bulk references are offsets in that stream.</summary>
-    public static async ValueTask<DicomFile> ReadFileAsync(Stream stream, DicomReadOptions? options, CancellationToken cancellationToken)
+    public static ValueTask<DicomFile> ReadFileAsync(Stream stream, DicomReadOptions? options, CancellationToken cancellationToken) =>
+        ReadFileAsync(stream, options, null, cancellationToken);
+
+    /// <summary>
+    /// Reads a file from the stream's current position. A deflated data set is written to <paramref name="inflatedCopy"/>
+    /// as it is inflated, and its large values become references into that copy (offsets in the inflated data set)
+    /// instead of being loaded: memory stays bounded by <see cref="DicomReadOptions.MaxLoadedBytes"/> whatever the data set
+    /// inflates to, and the copy can live where its owner chooses (pooled chunks, a temporary file).
+    /// </summary>
+    public static async ValueTask<DicomFile> ReadFileAsync(Stream stream, DicomReadOptions? options, Stream? inflatedCopy, CancellationToken cancellationToken)
     {
         options ??= DicomReadOptions.Default;
         var warnings = new List<DicomWarning>();
         using var input = new DicomInput(stream, options.MaxTotalBytes);
         try
         {
-            return await ReadFileCoreAsync(stream, input, options, warnings, cancellationToken).ConfigureAwait(false);
+            return await ReadFileCoreAsync(stream, input, options, inflatedCopy, warnings, cancellationToken).ConfigureAwait(false);
         }
         catch (SizeLimitException e)
         {
@@ -64,8 +73,8 @@ public static class DicomReader
         CancellationToken cancellationToken) =>
         ReadDatasetAsync(new ReadOnlyMemoryStream(bytes), syntax, options, cancellationToken);
 
-    private static async ValueTask<DicomFile> ReadFileCoreAsync(Stream stream, DicomInput input, DicomReadOptions options, List<DicomWarning> warnings,
-        CancellationToken cancellationToken)
+    private static async ValueTask<DicomFile> ReadFileCoreAsync(Stream stream, DicomInput input, DicomReadOptions options, Stream? inflatedCopy,
+        List<DicomWarning> warnings, CancellationToken cancellationToken)
     {
         byte[]? preamble = null;
         var hasMeta = false;
@@ -121,7 +130,7 @@ public static class DicomReader
         var dataset = new DicomDataset();
         if (syntax.IsDeflated)
         {
-            return await ReadDeflatedAsync(stream, input, preamble, meta, syntax, datasetOffset, hasMeta, options, warnings, cancellationToken).ConfigureAwait(false);
+            return await ReadDeflatedAsync(stream, input, preamble, meta, syntax, datasetOffset, hasMeta, options, inflatedCopy, warnings, cancellationToken).ConfigureAwait(false);
         }
 
         var parser = new DatasetParser(input, syntax, options, warnings);
@@ -149,7 +158,7 @@ public static class DicomReader
     }
 
     private static async ValueTask<DicomFile> ReadDeflatedAsync(Stream stream, DicomInput input, byte[]? preamble, DicomDataset meta, TransferSyntax syntax,
-        long datasetOffset, bool hasMeta, DicomReadOptions options, List<DicomWarning> warnings, CancellationToken cancellationToken)
+        long datasetOffset, bool hasMeta, DicomReadOptions options, Stream? inflatedCopy, List<DicomWarning> warnings, CancellationToken cancellationToken)
     {
         // The rest of the file is a raw deflate stream: give it the bytes already buffered, then the stream.
         var buffered = input.Span.ToArray();
@@ -158,10 +167,15 @@ public static class DicomReader
             : new PrefixedStream(buffered, stream);
         var (source, guarded) = InflateGuard.Create(rest, options);
         await using var inflate = new DeflateStream(source, CompressionMode.Decompress, leaveOpen: true);
-        using var inflated = new DicomInput(guarded(inflate), Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
+        var checkedInflate = guarded(inflate);
+        using var inflated = new DicomInput(inflatedCopy is null ? checkedInflate : new CopyingStream(checkedInflate, inflatedCopy),
+            Math.Min(options.MaxTotalBytes, options.MaxInflatedBytes));
         var dataset = new DicomDataset();
-        // Offsets in errors and warnings for a deflated file are positions in the inflated dataset.
-        var parser = new DatasetParser(inflated, syntax, options with { LoadLargeValues = !options.DropLargeValues }, warnings);
+        // Offsets in errors and warnings for a deflated file are positions in the inflated dataset. Without a copy to read
+        // them from again, large values are loaded (or dropped); with one, they are references into it, as in a file.
+        var parser = inflatedCopy is null
+            ? new DatasetParser(inflated, syntax, options with { LoadLargeValues = !options.DropLargeValues }, warnings)
+            : new DatasetParser(inflated, syntax, options, warnings) { SourceKept = true };
         await parser.ReadTopLevelAsync(dataset, cancellationToken).ConfigureAwait(false);
         return new DicomFile(meta, dataset, syntax)
         {

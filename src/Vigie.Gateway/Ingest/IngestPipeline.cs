@@ -139,8 +139,11 @@ public sealed class IngestPipeline(
     /// <summary>Objects up to this size keep a plaintext copy in memory while spooled, so inspection never decrypts them back.</summary>
     internal int InMemoryLimit => options.CurrentValue.InMemoryInspectionLimit;
 
-    /// <summary>What those copies hold together, across associations (Gateway:InMemoryInspectionTotal).</summary>
-    internal InspectionMemory Memory { get; } = new(() => options.CurrentValue.InMemoryInspectionTotal);
+    /// <summary>
+    /// What those copies hold together, across associations, with what inspections hold in memory (inflated data sets,
+    /// extracted inner objects): one budget, Gateway:InMemoryInspectionTotal.
+    /// </summary>
+    internal InspectionMemory Memory => inspector.Memory;
 
     /// <summary>Objects inspected from their spool, by reason: "size" (past the per-object limit) or "memory" (the node's total).</summary>
     internal static readonly Counter<long> ReadBack = Meter.CreateCounter<long>("vigie.gateway.ingest.read_back",

@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.IO.Compression;
 using Vigie.Dicom;
 using Vigie.Inspection.Archives;
 using Vigie.Inspection.Engine;
@@ -16,72 +14,40 @@ internal sealed partial class DicomAnalyser
     /// implicit VR little endian (never deflated), and every decoder reads the inflated bytes. The two readings made of a
     /// whole file (a PDF header in the data set's first kilobyte, read as the PDF from there; a ZIP found from the end)
     /// are made on that inflated data set too, up to where its elements end (what follows is trailing data, inspected on
-    /// its own and not served). One streaming pass keeps the head and the last 64 KiB only; the data set is inflated again
-    /// into a spill buffer (memory up to the threshold, then an encrypted temporary file) only when one of them holds a
-    /// PDF header or a ZIP end record. Until 2026-12-07 both readings saw the compressed bytes only, and a DICOM/PDF or
-    /// DICOM/ZIP polyglot sent deflated was stored (0000) and served as the polyglot it is.
+    /// its own and not served). They read the copy the reader kept as it inflated (since 2026-12-07; before, the data set
+    /// was inflated twice more, once for its head and tail, then into a spill buffer), charged to the extraction budget
+    /// only when one of them holds a PDF header or a ZIP end record. Until 2026-12-07 both readings saw the compressed
+    /// bytes only, and a DICOM/PDF or DICOM/ZIP polyglot sent deflated was stored (0000) and served as the polyglot it is.
     /// </summary>
-    private static async ValueTask ReadInflatedDatasetAsync(InspectionContext context, ContentSource content, DicomFile file, CancellationToken cancellationToken)
+    private static async ValueTask ReadInflatedDatasetAsync(InspectionContext context, ContentSource inflated, DicomFile file, CancellationToken cancellationToken)
     {
-        var limit = Math.Min(file.InflatedTrailingDataOffset ?? long.MaxValue, ReadOptions.MaxInflatedBytes);
-        var head = new byte[PdfHeaderWindow + 4];
-        var tail = new byte[ZipEndWindow];
-        var headLength = 0;
-        long total = 0;
-        await foreach (var chunk in InflateAsync(content, file.DatasetOffset, limit, cancellationToken).ConfigureAwait(false))
-        {
-            var span = chunk.Span;
-            if (headLength < head.Length)
-            {
-                var n = Math.Min(head.Length - headLength, span.Length);
-                span[..n].CopyTo(head.AsSpan(headLength));
-                headLength += n;
-            }
-
-            // The tail is a ring: position total % window holds the next byte.
-            for (var copied = 0; copied < span.Length;)
-            {
-                var at = (int)((total + copied) % ZipEndWindow);
-                var n = Math.Min(ZipEndWindow - at, span.Length - copied);
-                if (span.Length - copied > ZipEndWindow)
-                {
-                    // Only the last window of a long chunk can stay.
-                    copied = span.Length - ZipEndWindow;
-                    continue;
-                }
-
-                span.Slice(copied, n).CopyTo(tail.AsSpan(at));
-                copied += n;
-            }
-
-            total += span.Length;
-        }
-
-        var pdfAt = head.AsSpan(0, headLength).IndexOf("%PDF-"u8);
+        // The copy holds what the reader read: the whole data set, and past the elements at most what it read ahead.
+        var total = Math.Min(Math.Min(file.InflatedTrailingDataOffset ?? long.MaxValue, ReadOptions.MaxInflatedBytes), inflated.Length);
+        var head = new byte[(int)Math.Min(total, PdfHeaderWindow + 4)];
+        inflated.ReadAt(0, head);
         var last = new byte[(int)Math.Min(total, ZipEndWindow)];
-        var wrap = total <= ZipEndWindow ? 0 : (int)(total % ZipEndWindow);
-        tail.AsSpan(wrap, last.Length - wrap).CopyTo(last);
-        tail.AsSpan(0, wrap).CopyTo(last.AsSpan(last.Length - wrap));
+        inflated.ReadAt(total - last.Length, last);
+        var pdfAt = head.AsSpan().IndexOf("%PDF-"u8);
         if (pdfAt < 0 && last.AsSpan().IndexOf("PK\u0005\u0006"u8) < 0)
         {
             return;
         }
 
-        using var inflated = await InflateIntoSpillAsync(context, content, file.DatasetOffset, total, cancellationToken).ConfigureAwait(false);
-        if (inflated is null)
+        if (!context.TryChargeExtraction(total))
         {
             // The budget said so itself (inspection.extraction-limit or a bomb).
             return;
         }
 
+        using var dataset = inflated.Slice(0, total);
         if (pdfAt >= 0)
         {
-            using var view = inflated.Slice(pdfAt, inflated.Length - pdfAt);
+            using var view = dataset.Slice(pdfAt, dataset.Length - pdfAt);
             await context.InspectSecondReadingAsync($"[as a PDF reader opens it, from inflated offset {pdfAt}]", ContentType.Pdf, view, cancellationToken)
                 .ConfigureAwait(false);
         }
 
-        await ReadInflatedAppendedZipAsync(context, inflated, file, cancellationToken).ConfigureAwait(false);
+        await ReadInflatedAppendedZipAsync(context, dataset, file, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -92,7 +58,7 @@ internal sealed partial class DicomAnalyser
     private static async ValueTask ReadInflatedAppendedZipAsync(InspectionContext context, ContentSource inflated, DicomFile file, CancellationToken cancellationToken)
     {
         if (ZipReader.FindAppended(inflated, context.Limits.MaxEntries) is not { } zip
-            || InsideValueReadAsFile(file.Meta, zip.Start, zip.EndRecord + 22) || InsideValueReadAsFile(file.Dataset, zip.Start, zip.EndRecord + 22))
+            || InsideValueReadAsFile(inflated, file.Meta, zip.Start, zip.EndRecord + 22) || InsideValueReadAsFile(inflated, file.Dataset, zip.Start, zip.EndRecord + 22))
         {
             return;
         }
@@ -109,7 +75,7 @@ internal sealed partial class DicomAnalyser
     /// a value (a frame) that starts with an executable or a container. Values never overlap, so the first one that holds
     /// the range decides.
     /// </summary>
-    private static bool InsideValueReadAsFile(DicomDataset dataset, long start, long end)
+    private static bool InsideValueReadAsFile(ContentSource inflated, DicomDataset dataset, long start, long end)
     {
         foreach (var element in dataset)
         {
@@ -118,7 +84,7 @@ internal sealed partial class DicomAnalyser
                 case DicomSequence sequence:
                     foreach (var item in sequence.Items)
                     {
-                        if (InsideValueReadAsFile(item, start, end))
+                        if (InsideValueReadAsFile(inflated, item, start, end))
                         {
                             return true;
                         }
@@ -132,7 +98,12 @@ internal sealed partial class DicomAnalyser
                         return true;
                     }
 
-                    using var source = ContentSource.FromMemory(value.Value);
+                    using var source = ValueSource(inflated, value);
+                    if (source is null)
+                    {
+                        return false;
+                    }
+
                     var kind = EmbeddedContent.ClassifyValue(source, 0, source.Length);
                     return EmbeddedContent.IsExecutable(kind) || EmbeddedContent.IsContainer(kind);
                 }
@@ -140,72 +111,5 @@ internal sealed partial class DicomAnalyser
         }
 
         return false;
-    }
-
-    /// <summary>The first <paramref name="length"/> inflated bytes, charged to the extraction budget; null when it runs out.</summary>
-    private static async ValueTask<ContentSource?> InflateIntoSpillAsync(InspectionContext context, ContentSource content, long datasetOffset, long length,
-        CancellationToken cancellationToken)
-    {
-        var buffer = new SpillBuffer(context);
-        try
-        {
-            await foreach (var chunk in InflateAsync(content, datasetOffset, length, cancellationToken).ConfigureAwait(false))
-            {
-                if (!context.TryChargeExtraction(chunk.Length))
-                {
-                    buffer.Dispose();
-                    return null;
-                }
-
-                await buffer.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
-            }
-
-            return buffer.Detach();
-        }
-        catch
-        {
-            buffer.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>
-    /// The deflated data set, inflated chunk by chunk up to <paramref name="limit"/> bytes (each chunk valid until the next
-    /// is asked for). A stream that breaks stops it: the reader and the deflate-end check report that.
-    /// </summary>
-    private static async IAsyncEnumerable<ReadOnlyMemory<byte>> InflateAsync(ContentSource content, long datasetOffset, long limit,
-        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
-    {
-        var buffer = ArrayPool<byte>.Shared.Rent(81920);
-        try
-        {
-            await using var raw = content.OpenStream(datasetOffset, content.Length - datasetOffset);
-            await using var inflate = new DeflateStream(raw, CompressionMode.Decompress);
-            long position = 0;
-            while (position < limit)
-            {
-                int read;
-                try
-                {
-                    read = await inflate.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, limit - position)), cancellationToken).ConfigureAwait(false);
-                }
-                catch (InvalidDataException)
-                {
-                    yield break;
-                }
-
-                if (read == 0)
-                {
-                    yield break;
-                }
-
-                position += read;
-                yield return buffer.AsMemory(0, read);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
     }
 }

@@ -20,8 +20,11 @@ internal sealed class InspectionSession : IDisposable
     private int _budgetReported;
     private int _objectLimitReported;
 
-    public InspectionSession(InspectionLimits limits, long topLevelLength, CancellationToken callerToken)
+    private readonly InspectionMemory? _node;
+
+    public InspectionSession(InspectionLimits limits, long topLevelLength, CancellationToken callerToken, InspectionMemory? node = null)
     {
+        _node = node;
         Limits = limits;
         TopLevelLength = topLevelLength;
         _callerToken = callerToken;
@@ -193,6 +196,7 @@ internal sealed class InspectionSession : IDisposable
         return true;
     }
 
+    /// <summary>Memory for inner objects, within this inspection's budget and the node's (what every inspection and plaintext copy holds).</summary>
     public bool TryReserveMemory(long bytes)
     {
         var total = Interlocked.Add(ref _inMemory, bytes);
@@ -202,10 +206,20 @@ internal sealed class InspectionSession : IDisposable
             return false;
         }
 
+        if (_node is not null && !_node.TryReserve(bytes))
+        {
+            Interlocked.Add(ref _inMemory, -bytes);
+            return false;
+        }
+
         return true;
     }
 
-    public void ReleaseMemory(long bytes) => Interlocked.Add(ref _inMemory, -bytes);
+    public void ReleaseMemory(long bytes)
+    {
+        Interlocked.Add(ref _inMemory, -bytes);
+        _node?.Release(bytes);
+    }
 
     public void Dispose() => _deadline.Dispose();
 }

@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Configuration;
-using Vigie.Gateway.Ingest;
+using Vigie.Inspection;
 
 namespace Vigie.Gateway.Tests.Ingest;
 

@@ -203,4 +203,85 @@ public sealed class ResourceTests
 
         verdict.Has("inspection.depth-limit");
     }
+
+    /// <summary>
+    /// A 32 KB Deflated Explicit VR Little Endian object whose data set inflates to 31 MiB (31 private OB values of 1 MiB
+    /// of zeros), just under the 32 MiB deflate ratio floor, as review 23 sent it 64 times at once.
+    /// </summary>
+    internal static byte[] DeflatedZeros(int mebibytes)
+    {
+        static byte[] Element(ushort group, ushort element, string vr, byte[] value)
+        {
+            if (value.Length % 2 != 0)
+            {
+                value = [.. value, vr == "UI" ? (byte)0 : (byte)' '];
+            }
+
+            using var header = new MemoryStream();
+            using var writer = new BinaryWriter(header);
+            writer.Write(group);
+            writer.Write(element);
+            writer.Write(Encoding.ASCII.GetBytes(vr));
+            if (vr is "OB" or "UN")
+            {
+                writer.Write((ushort)0);
+                writer.Write(value.Length);
+            }
+            else
+            {
+                writer.Write((ushort)value.Length);
+            }
+
+            writer.Write(value);
+            return header.ToArray();
+        }
+
+        const string Sop = "1.2.840.10008.5.1.4.1.1.2";
+        const string Instance = "1.2.826.0.1.3680043.8.498.23.1";
+        byte[] meta = [.. Element(2, 1, "OB", [0, 1]), .. Element(2, 2, "UI", Encoding.ASCII.GetBytes(Sop)), .. Element(2, 3, "UI", Encoding.ASCII.GetBytes(Instance)),
+            .. Element(2, 0x10, "UI", Encoding.ASCII.GetBytes("1.2.840.10008.1.2.1.99"))];
+        using var file = new MemoryStream();
+        file.Write(new byte[128]);
+        file.Write("DICM"u8);
+        file.Write(Element(2, 0, "UL", BitConverter.GetBytes(meta.Length)));
+        file.Write(meta);
+        using (var deflate = new System.IO.Compression.DeflateStream(file, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            deflate.Write(Element(8, 0x16, "UI", Encoding.ASCII.GetBytes(Sop)));
+            deflate.Write(Element(8, 0x18, "UI", Encoding.ASCII.GetBytes(Instance)));
+            deflate.Write(Element(8, 0x60, "CS", "CT"u8.ToArray()));
+            deflate.Write(Element(0x10, 0x10, "PN", "DEFL^ZEROS"u8.ToArray()));
+            var zeros = new byte[1 << 20];
+            for (var i = 0; i < mebibytes; i++)
+            {
+                deflate.Write(Element(0x0029, (ushort)(0x1000 + i), "OB", zeros));
+            }
+        }
+
+        return file.ToArray();
+    }
+
+    /// <summary>
+    /// Regression (review 23): each value of a deflated data set was gathered, then copied into an array of its own
+    /// size (31 arrays of 1 MiB on the large-object heap for this 32 KB object), outside every memory budget: 64 of
+    /// them at once took a node to 4 GB, 3.7 GB still held once idle. The inflated data set is now kept in pooled
+    /// 64 KiB chunks, then a temporary file, and its large values are ranges of it: what inspecting it allocates is
+    /// far below what it inflates to.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_deflated_data_set_was_inflated_into_arrays_of_its_values_size()
+    {
+        var bytes = DeflatedZeros(31);
+        Assert.True(bytes.Length < 64 * 1024, $"{bytes.Length} bytes");
+        var inspector = TestInspection.Create(limits => limits.InMemoryThreshold = 4 << 20);
+        // Once first, so that what is allocated once per process (dictionary, pools) is not counted.
+        await inspector.InspectAsync(DeflatedZeros(1));
+        GC.Collect();
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        var verdict = await inspector.InspectAsync(bytes, "deflated.dcm");
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        TestContext.Current.TestOutputHelper?.WriteLine($"allocated {allocated} bytes inspecting a data set inflating to 31 MiB");
+        verdict.IsClean();
+        Assert.True(allocated < 16L << 20, $"inspecting a data set that inflates to 31 MiB allocated {allocated} bytes");
+    }
 }
