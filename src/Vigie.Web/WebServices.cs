@@ -292,6 +292,14 @@ internal sealed class DicomNodeHealthCheck(DicomNodeService node, Vigie.Gateway.
         }
 
         var serving = $"listening on {server.Port}, {server.ActiveAssociations} associations, {server.OpenConnections} connections";
+        // Every slot held: each new association is refused (transient, local limit exceeded), and no modality can store
+        // until one ends. Since 2026-12-07; before, /health said Healthy through such a lock-out.
+        if (server.ActiveAssociations >= server.Options.MaxAssociations)
+        {
+            return HealthCheckResult.Degraded($"{serving}: every association slot is held (Dicom:Server:MaxAssociations {server.Options.MaxAssociations}), "
+                + "new associations are refused until one ends");
+        }
+
         return server.Evictions is { Recent: true } evictions
             ? HealthCheckResult.Degraded($"{serving}; connections that sent nothing were closed to make room at the connection limit "
                 + $"({evictions.Total} since the start, the last within 2 minutes): a connection flood?")

@@ -61,6 +61,90 @@ public sealed class IngestMemoryTests
         Assert.True(growth < 220L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for a {data.Length / 1048576} MB object of text values");
     }
 
+    /// <summary>
+    /// Regression (review 23): a deflated data set's values were each loaded into an array of their own size by inspection,
+    /// outside the node's inspection memory: 64 associations each storing a 32 KB object that inflates to 31 MiB (under the
+    /// 32 MiB deflate ratio floor, so accepted) took a node to 4 GB, and it kept 3.7 GB once idle. The inflated data sets
+    /// are now held within Gateway:InMemoryInspectionTotal (256 MiB), the rest in temporary files: 32 such stores at once
+    /// stay within that budget and the node's own overhead.
+    /// </summary>
+    [Fact]
+    public async Task Regression_parallel_deflated_stores_held_their_inflated_data_sets_outside_the_memory_budget()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var pid = node.ProcessId!.Value;
+        const int stores = 32;
+        var objects = Enumerable.Range(0, stores).Select(i => DeflatedZeros(i, 31)).ToArray();
+        var clients = new DicomClient[stores];
+        for (var i = 0; i < stores; i++)
+        {
+            clients[i] = await DicomClient.ConnectAsync(
+                new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "DEFL" + (i % 4), CalledAE = "VIGIE" },
+                DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.DeflatedExplicitVRLittleEndian), ct);
+        }
+
+        var before = Rss(pid);
+        using var watch = new CancellationTokenSource();
+        var peak = Task.Run(async () =>
+        {
+            var highest = before;
+            while (!watch.IsCancellationRequested)
+            {
+                highest = Math.Max(highest, Rss(pid));
+                await Task.Delay(50, CancellationToken.None);
+            }
+
+            return Math.Max(highest, Rss(pid));
+        }, CancellationToken.None);
+
+        var results = await Task.WhenAll(Enumerable.Range(0, stores).Select(async i =>
+        {
+            await using var data = new MemoryStream(objects[i].Data);
+            var result = await clients[i].StoreAsync(DicomUids.CTImageStorage, objects[i].Instance, DicomUids.DeflatedExplicitVRLittleEndian, data, ct);
+            await clients[i].ReleaseAsync(ct);
+            await clients[i].DisposeAsync();
+            return result.Status;
+        }));
+        await watch.CancelAsync();
+        var growth = await peak - before;
+        Assert.All(results, status => Assert.Equal(DimseStatus.Success, status));
+        // 32 data sets of 31 MiB: about 1 GB held before the fix; now the 256 MiB budget, the spools, and the GC's slack.
+        Assert.True(growth < 512L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for {stores} deflated objects inflating to 31 MiB each");
+    }
+
+    /// <summary>A CT data set in Deflated Explicit VR Little Endian: its identifiers, then private OB values of 1 MiB of zeros.</summary>
+    private static (string Instance, byte[] Data) DeflatedZeros(int index, int mebibytes)
+    {
+        var instance = "1.2.826.0.1.3680043.10.1338.23." + index.ToString(CultureInfo.InvariantCulture);
+        var head = new DicomDataset();
+        head.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.CTImageStorage);
+        head.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, instance);
+        head.SetString(DicomTags.Modality, DicomVR.CS, "CT");
+        head.SetString(DicomTags.PatientName, DicomVR.PN, "SYNTH^DEFLATED");
+        head.SetString(DicomTags.PatientID, DicomVR.LO, "SYN-DEFL-" + index.ToString(CultureInfo.InvariantCulture));
+        head.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, instance + ".1");
+        head.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, instance + ".2");
+        using var compressed = new MemoryStream();
+        using (var deflate = new System.IO.Compression.DeflateStream(compressed, System.IO.Compression.CompressionLevel.SmallestSize, leaveOpen: true))
+        {
+            deflate.Write(DicomWriter.Encode(head, TransferSyntax.ExplicitVRLittleEndian));
+            var header = new byte[12];
+            var zeros = new byte[1 << 20];
+            for (var i = 0; i < mebibytes; i++)
+            {
+                BinaryPrimitives.WriteUInt16LittleEndian(header, 0x0029);
+                BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(2), (ushort)(0x1000 + i));
+                "OB"u8.CopyTo(header.AsSpan(4));
+                BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(8), (uint)zeros.Length);
+                deflate.Write(header);
+                deflate.Write(zeros);
+            }
+        }
+
+        return (instance, compressed.ToArray());
+    }
+
     /// <summary>The node's resident set size, in bytes.</summary>
     private static long Rss(int pid)
     {
