@@ -92,6 +92,7 @@ public sealed class ArchiveInitializer
                 resealed, unopened);
         }
 
+        await BindQuarantinePurposeAsync(cancellationToken).ConfigureAwait(false);
         _store.StartLanding();
         var keyFile = (_keks as FileKeyEncryptionKeyStore)?.KeyFilePath ?? "(external key store)";
         return new ArchiveInitialization(layout.Root, keyFile, keysCreated, stale, landed);
@@ -162,6 +163,37 @@ public sealed class ArchiveInitializer
     }
 
     /// <summary>
+    /// Quarantine files written before 2026-12-07 hold a data key wrapped as an archive object's: copied into objects/ and
+    /// named by index rows, one opened and was served. Their keys are re-wrapped for quarantine once, here (key slots only,
+    /// file by file), then that is recorded; until it is, the archive refuses every object id a quarantine record names.
+    /// </summary>
+    private async ValueTask BindQuarantinePurposeAsync(CancellationToken cancellationToken)
+    {
+        var legacy = await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false);
+        _store.RefuseAsQuarantined(legacy);
+        if (legacy is null)
+        {
+            return;
+        }
+
+        var (rewrapped, failed) = await _store.BindQuarantinePurposeAsync(cancellationToken).ConfigureAwait(false);
+        if (failed.Count > 0)
+        {
+            // Not recorded: the next start tries again, and quarantined ids stay refused as archive objects meanwhile.
+            _logger.LogError("Quarantined objects whose data key could not be re-wrapped for quarantine: {Count} (first: {First}); run vigie scrub",
+                failed.Count, failed[0]);
+            return;
+        }
+
+        await _index.RecordQuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false);
+        _store.RefuseAsQuarantined(null);
+        if (rewrapped > 0)
+        {
+            _logger.LogWarning("Quarantined objects re-wrapped for quarantine (written before 2026-12-07): {Count}", rewrapped);
+        }
+    }
+
+    /// <summary>
     /// For commands that open an archive without starting it (scrub, rescan, stats...): the same refusals as a start, so
     /// that none of them reports on, or writes its audit entries to, another archive's index. Nothing is bound.
     /// </summary>
@@ -170,6 +202,8 @@ public sealed class ArchiveInitializer
         var folder = await ReadFolderBindingAsync(cancellationToken).ConfigureAwait(false);
         var index = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
         Refuse(folder, index);
+        // A command run before the first start on this version: quarantined ids are not archive objects.
+        _store.RefuseAsQuarantined(await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false));
         if (folder is null && index is null && HoldsObjects(_store.Layout) && !await _index.HasObjectsAsync(cancellationToken).ConfigureAwait(false))
         {
             throw new InvalidOperationException(

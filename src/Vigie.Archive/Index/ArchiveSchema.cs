@@ -169,5 +169,8 @@ internal sealed class ArchiveSchema : ISchemaProvider
         new(Module, 5, "when every row's sealed attributes were bound to its parent (and an instance's to its current version)",
             "CREATE TABLE archive_seal_binding (id INTEGER PRIMARY KEY CHECK (id = 1), bound_at INTEGER NOT NULL);",
             "CREATE TABLE archive_seal_binding (id SMALLINT PRIMARY KEY CHECK (id = 1), bound_at BIGINT NOT NULL);"),
+        new(Module, 6, "when every quarantined object's data key was re-wrapped for quarantine",
+            "CREATE TABLE archive_quarantine_binding (id INTEGER PRIMARY KEY CHECK (id = 1), bound_at INTEGER NOT NULL);",
+            "CREATE TABLE archive_quarantine_binding (id SMALLINT PRIMARY KEY CHECK (id = 1), bound_at BIGINT NOT NULL);"),
     ];
 }

@@ -87,6 +87,15 @@ public interface IArchiveIndex
     ValueTask<(int Resealed, int Failed)> BindLegacySealsAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// The object ids of the quarantine records while quarantine files written before 2026-12-07 (data key wrapped as an
+    /// archive object's) may remain, that is until <see cref="RecordQuarantinePurposeBoundAsync"/>; null once recorded.
+    /// </summary>
+    ValueTask<IReadOnlySet<ObjectId>?> FindLegacyQuarantinedAsync(CancellationToken cancellationToken);
+
+    /// <summary>Records, synced, that every quarantine file's data key is wrapped for quarantine (the start re-wrapped them).</summary>
+    ValueTask RecordQuarantinePurposeBoundAsync(CancellationToken cancellationToken);
+
+    /// <summary>
     /// Those of <paramref name="ids"/> that no version references (an <c>archive_objects</c> row alone does not count, since
     /// 2026-12-07), no quarantine record names, and no deletion awaits: files the index has lost.
     /// </summary>

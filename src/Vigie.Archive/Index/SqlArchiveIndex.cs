@@ -566,6 +566,37 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return (resealed, failed);
     }
 
+    public async ValueTask<IReadOnlySet<ObjectId>?> FindLegacyQuarantinedAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var bound = connection.CreateCommand(null, "SELECT 1 FROM archive_quarantine_binding WHERE id = 1"))
+        {
+            if (await bound.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not (null or DBNull))
+            {
+                return null;
+            }
+        }
+
+        var ids = new HashSet<ObjectId>();
+        await using var command = connection.CreateCommand(null, "SELECT DISTINCT object_id FROM archive_quarantine");
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            ids.Add(new ObjectId((byte[])reader.GetValue(0)));
+        }
+
+        return ids;
+    }
+
+    public async ValueTask RecordQuarantinePurposeBoundAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await database.BeginWriteAsync(connection, CommitDurability.Synced, cancellationToken).ConfigureAwait(false);
+        await ExecuteAsync(connection, transaction, "INSERT INTO archive_quarantine_binding (id, bound_at) VALUES (1, @n) ON CONFLICT (id) DO NOTHING",
+            cancellationToken, ("@n", time.GetUtcNow().ToUnixTimeMilliseconds())).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
     public async ValueTask<IReadOnlyList<ObjectId>> FindUnreferencedAsync(IReadOnlyList<ObjectId> ids, CancellationToken cancellationToken)
     {
         var unreferenced = new List<ObjectId>();

@@ -291,7 +291,9 @@ public sealed class KeyRotationService
                 return null;
             }
 
-            var (key, slot) = await DataKeys.OpenAsync(parsed, _keys.KeyEncryptionKeys, Relative(path), cancellationToken).ConfigureAwait(false);
+            // Either purpose, kept as found: a quarantined object stays one under the new key (since 2026-12-07).
+            var (key, slot, purpose) = await DataKeys.OpenAsync(parsed, _keys.KeyEncryptionKeys, Relative(path), KeyPurpose.Archive, cancellationToken,
+                anyPurpose: true).ConfigureAwait(false);
             dataKey = key;
             var other = 1 - slot;
             if (parsed.Slots[slot].KeyId == active)
@@ -304,11 +306,17 @@ public sealed class KeyRotationService
                 }
 
                 // A crash after the new slot was synced and before the old was cleared: only the clearing is left.
-                return new Pending(path, handle, slot, other, parsed.Slots[slot].Generation, NewSlotWritten: false);
+                return new Pending(path, handle, slot, other, parsed.Slots[slot].Generation, NewSlotWritten: false, purpose);
             }
 
             var generation = parsed.Slots.Where(s => s.Used).Max(s => s.Generation) + 1;
-            var wrapped = await _keys.KeyEncryptionKeys.WrapAsync(key, ObjectFormat.DataKeyContext(parsed.Prefix, generation), cancellationToken)
+            // One quarantined before 2026-12-07 (wrapped as an archive object) is wrapped for quarantine now.
+            if (path.StartsWith(_store.Layout.Quarantine + Path.DirectorySeparatorChar, StringComparison.Ordinal))
+            {
+                purpose = KeyPurpose.Quarantine;
+            }
+
+            var wrapped = await _keys.KeyEncryptionKeys.WrapAsync(key, ObjectFormat.DataKeyContext(parsed.Prefix, generation, purpose), cancellationToken)
                 .ConfigureAwait(false);
             if (wrapped.KeyId != active)
             {
@@ -318,7 +326,7 @@ public sealed class KeyRotationService
             var slotBytes = new byte[ObjectFormat.SlotSize];
             ObjectFormat.WriteSlot(slotBytes, generation, wrapped.KeyId, wrapped.Wrapped);
             await RandomAccess.WriteAsync(handle, slotBytes, ObjectFormat.SlotOffset(other), cancellationToken).ConfigureAwait(false);
-            return new Pending(path, handle, other, slot, generation, NewSlotWritten: true);
+            return new Pending(path, handle, other, slot, generation, NewSlotWritten: true, purpose);
         }
         catch (ObjectFormatException e)
         {
@@ -354,7 +362,7 @@ public sealed class KeyRotationService
             }
 
             var key = await _keys.KeyEncryptionKeys.UnwrapAsync(new WrappedKey(slot.KeyId, slot.Wrapped),
-                ObjectFormat.DataKeyContext(parsed.Prefix, slot.Generation), cancellationToken).ConfigureAwait(false);
+                ObjectFormat.DataKeyContext(parsed.Prefix, slot.Generation, item.Purpose), cancellationToken).ConfigureAwait(false);
             CryptographicOperations.ZeroMemory(key);
             return true;
         }
@@ -431,7 +439,8 @@ public sealed class KeyRotationService
         public System.Collections.Concurrent.ConcurrentQueue<string> Failures { get; } = new();
     }
 
-    private sealed record Pending(string Path, SafeFileHandle Handle, int NewSlot, int OldSlot, uint Generation, bool NewSlotWritten)
+    private sealed record Pending(string Path, SafeFileHandle Handle, int NewSlot, int OldSlot, uint Generation, bool NewSlotWritten,
+        KeyPurpose Purpose = KeyPurpose.Archive)
     {
         public bool Cleared { get; set; }
     }

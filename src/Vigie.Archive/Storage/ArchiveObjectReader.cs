@@ -114,8 +114,9 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
     /// Where the object ends when the file is longer: a landing slot is written full of zeros beforehand and keeps its
     /// landing record in its last page. Null: the object is the whole file.
     /// </param>
+    /// <param name="purpose">What the data key must be wrapped for: an archive read never opens a quarantined object.</param>
     internal static async ValueTask<ArchiveObjectReader> OpenAsync(string path, ObjectId? expectedId, ArchiveKeyService keys, string location,
-        long maxLength, long? knownLength, CancellationToken cancellationToken)
+        long maxLength, long? knownLength, CancellationToken cancellationToken, KeyPurpose purpose = KeyPurpose.Archive)
     {
         SafeFileHandle handle;
         try
@@ -155,7 +156,7 @@ public sealed class ArchiveObjectReader : IAsyncDisposable, IDisposable
             var headerBytes = new byte[(int)Math.Min(ObjectFormat.HeaderSize, fileLength)];
             await ReadExactlyAsync(handle, headerBytes, 0, location, cancellationToken).ConfigureAwait(false);
             var header = ObjectFormat.ParseHeader(headerBytes, location);
-            var (key, slot) = await DataKeys.OpenAsync(header, keys.KeyEncryptionKeys, location, cancellationToken).ConfigureAwait(false);
+            var (key, slot, _) = await DataKeys.OpenAsync(header, keys.KeyEncryptionKeys, location, purpose, cancellationToken).ConfigureAwait(false);
             dataKey = key;
 
             var layout = ObjectFormat.LayoutFor(fileLength, header.SegmentSize)

@@ -417,6 +417,14 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                 spool.SyncAndClose(durable: false);
             }
 
+            // Its data key re-wrapped for quarantine before it leaves spool/ (since 2026-12-07): copied into objects/ and
+            // named by index rows, it never opens as an archive object. A crash before the move leaves a stale spool.
+            using (var handle = File.OpenHandle(spool.Path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete))
+            {
+                await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, "spool/" + Path.GetFileName(spool.Path), SyncOrNull(),
+                    cancellationToken).ConfigureAwait(false);
+            }
+
             var quarantineId = Guid.NewGuid().ToString("N");
             var sealedReason = Keys.Seal(Encoding.UTF8.GetBytes(reason), QuarantineReasonContext(quarantineId));
             await FileSync.WriteAtomicallyAsync(Layout.QuarantineReasonPath(quarantineId), sealedReason, cancellationToken).ConfigureAwait(false);
@@ -437,8 +445,99 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         }
     }
 
+    /// <summary>How a re-wrap makes its writes durable (on a sync worker), or null when the store is not durable.</summary>
+    private Func<Microsoft.Win32.SafeHandles.SafeFileHandle, CancellationToken, Task>? SyncOrNull() =>
+        _options.Durable ? (handle, token) => Workers.RunAsync(() => FileSync.SyncFile(handle), token) : null;
+
+    // Object ids the index records as quarantined while quarantine files written before 2026-12-07 (data key wrapped as an
+    // archive object's) may remain: refused as archive objects until the start re-wraps them (ArchiveInitializer).
+    private volatile IReadOnlySet<ObjectId>? _legacyQuarantined;
+
+    /// <summary>Refuses these ids as archive objects (the quarantine records of an archive not re-wrapped yet); null: none.</summary>
+    internal void RefuseAsQuarantined(IReadOnlySet<ObjectId>? ids) => _legacyQuarantined = ids is { Count: > 0 } ? ids : null;
+
+    /// <summary>
+    /// Re-wraps for quarantine the data key of every quarantined file still wrapped as an archive object (written before
+    /// 2026-12-07), key slots only, a file at a time. Returns how many were re-wrapped and the files that could not be.
+    /// </summary>
+    internal async Task<(int Rewrapped, IReadOnlyList<string> Failed)> BindQuarantinePurposeAsync(CancellationToken cancellationToken)
+    {
+        await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
+        var rewrapped = 0;
+        var failed = new List<string>();
+        if (!Directory.Exists(Layout.Quarantine))
+        {
+            return (0, failed);
+        }
+
+        foreach (var path in Directory.EnumerateFiles(Layout.Quarantine, "*" + ArchiveLayout.QuarantineExtension))
+        {
+            var location = "quarantine/" + Path.GetFileName(path);
+            try
+            {
+                ArchiveObjectReader.RefuseNonObjectFile(path, location);
+                using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+                if (await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, location, SyncOrNull(), cancellationToken).ConfigureAwait(false))
+                {
+                    rewrapped++;
+                    await BindCopyInObjectsAsync(path, location, cancellationToken).ConfigureAwait(false);
+                }
+            }
+            catch (FileNotFoundException)
+            {
+                // Removed by retention meanwhile.
+            }
+            catch (Exception e) when (e is ObjectFormatException or IOException or UnauthorizedAccessException or CryptographicException
+                                          or UnknownKeyEncryptionKeyException)
+            {
+                failed.Add(location);
+            }
+        }
+
+        return (rewrapped, failed);
+    }
+
+    /// <summary>
+    /// A copy of a quarantine file put into objects/ before its re-wrap (the same random nonce prefix: the same file, not
+    /// equal content stored on its own) is re-wrapped for quarantine too, so it does not open as an archive object.
+    /// </summary>
+    private async ValueTask BindCopyInObjectsAsync(string quarantinePath, string location, CancellationToken cancellationToken)
+    {
+        ObjectId id;
+        await using (var reader = await ArchiveObjectReader.OpenAsync(quarantinePath, null, Keys, location, _options.MaxObjectBytes, null, cancellationToken,
+                         KeyPurpose.Quarantine).ConfigureAwait(false))
+        {
+            id = reader.Id;
+        }
+
+        var copy = Layout.ObjectPath(id);
+        if (!File.Exists(copy))
+        {
+            return;
+        }
+
+        var prefix = new byte[ObjectFormat.PrefixSize];
+        var other = new byte[ObjectFormat.PrefixSize];
+        using var quarantined = File.OpenHandle(quarantinePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var handle = File.OpenHandle(copy, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        if (await RandomAccess.ReadAsync(quarantined, prefix, 0, cancellationToken).ConfigureAwait(false) == prefix.Length
+            && await RandomAccess.ReadAsync(handle, other, 0, cancellationToken).ConfigureAwait(false) == other.Length
+            && prefix.AsSpan().SequenceEqual(other)
+            && await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, id.ToString(), SyncOrNull(), cancellationToken).ConfigureAwait(false))
+        {
+            _logger.LogError("Object {ObjectId} in objects/ is a copy of a quarantined file: re-wrapped for quarantine, it is no longer served. Run vigie scrub", id);
+        }
+    }
+
     public async ValueTask<ArchiveObjectReader> OpenReadAsync(ObjectId id, CancellationToken cancellationToken)
     {
+        if (_legacyQuarantined is { } quarantined && quarantined.Contains(id))
+        {
+            throw new ObjectFormatException(ObjectProblem.Quarantined,
+                "the index records this object as quarantined, and quarantine files of before 2026-12-07 are not re-wrapped yet: not opened as an archive object",
+                id.ToString());
+        }
+
         ValueTask<ArchiveObjectReader> Open(string path, long? fileLength) =>
             ArchiveObjectReader.OpenAsync(path, id, Keys, id.ToString(), _options.MaxObjectBytes, fileLength, cancellationToken);
 
@@ -481,7 +580,7 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     {
         ValidateQuarantineId(quarantineId);
         return ArchiveObjectReader.OpenAsync(Layout.QuarantinePath(quarantineId), null, Keys, "quarantine/" + quarantineId,
-            _options.MaxObjectBytes, null, cancellationToken);
+            _options.MaxObjectBytes, null, cancellationToken, KeyPurpose.Quarantine);
     }
 
     public async ValueTask<string> ReadQuarantineReasonAsync(string quarantineId, CancellationToken cancellationToken)

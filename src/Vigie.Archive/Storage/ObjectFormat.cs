@@ -43,6 +43,9 @@ internal static class ObjectFormat
 
     private static ReadOnlySpan<byte> DataKeyLabel => "vigie/dek/v1"u8;
 
+    // A quarantined object's data key is wrapped under its own label (since 2026-12-07): the archive reader cannot open it.
+    private static ReadOnlySpan<byte> QuarantineDataKeyLabel => "vigie/dek-quarantine/v1"u8;
+
     public static byte[] BuildPrefix(int segmentSize, ReadOnlySpan<byte> noncePrefix)
     {
         var prefix = new byte[PrefixSize];
@@ -57,13 +60,17 @@ internal static class ObjectFormat
         return prefix;
     }
 
-    /// <summary>Associated data that binds a wrapped data key to this object's prefix and to the slot generation.</summary>
-    public static byte[] DataKeyContext(ReadOnlySpan<byte> prefix, uint generation)
+    /// <summary>
+    /// Associated data that binds a wrapped data key to this object's prefix, to the slot generation and to its purpose:
+    /// an archive object's key (spools too) and a quarantined object's key never open in each other's place.
+    /// </summary>
+    public static byte[] DataKeyContext(ReadOnlySpan<byte> prefix, uint generation, KeyPurpose purpose = KeyPurpose.Archive)
     {
-        var context = new byte[DataKeyLabel.Length + PrefixSize + 4];
-        DataKeyLabel.CopyTo(context);
-        prefix.CopyTo(context.AsSpan(DataKeyLabel.Length));
-        BinaryPrimitives.WriteUInt32BigEndian(context.AsSpan(DataKeyLabel.Length + PrefixSize), generation);
+        var label = purpose == KeyPurpose.Quarantine ? QuarantineDataKeyLabel : DataKeyLabel;
+        var context = new byte[label.Length + PrefixSize + 4];
+        label.CopyTo(context);
+        prefix.CopyTo(context.AsSpan(label.Length));
+        BinaryPrimitives.WriteUInt32BigEndian(context.AsSpan(label.Length + PrefixSize), generation);
         return context;
     }
 
@@ -213,6 +220,16 @@ internal static class ObjectFormat
     public static long SegmentOffset(uint segment, int segmentSize) => HeaderSize + (long)segment * (segmentSize + TagSize);
 
     public static byte[] NewDataKey() => RandomNumberGenerator.GetBytes(DataKeySize);
+}
+
+/// <summary>What an object's data key is wrapped for: part of what the key-encryption key authenticates.</summary>
+internal enum KeyPurpose
+{
+    /// <summary>An archive object, a spool, a landed object.</summary>
+    Archive,
+
+    /// <summary>A quarantined object (since 2026-12-07; before, quarantined objects were wrapped as archive objects).</summary>
+    Quarantine,
 }
 
 internal readonly record struct KeySlot(bool Used, uint Generation, Guid KeyId, byte[] Wrapped)

@@ -44,6 +44,12 @@ public enum ObjectProblem
 
     /// <summary>The file cannot be read: its permissions were changed.</summary>
     Unreadable,
+
+    /// <summary>
+    /// A quarantined object where an archive object was expected (its data key is wrapped for quarantine, or, before the
+    /// first start since 2026-12-07, the index records its id as quarantined): copied into the archive by someone else.
+    /// </summary>
+    Quarantined,
 }
 
 /// <summary>An object that failed to read or verify, with the reason and where (segment, byte offset in the file).</summary>
@@ -68,8 +74,8 @@ public sealed class ObjectFormatException : Exception
 
     public long? Offset { get; }
 
-    /// <summary>True when the file is not ours at all or is under a key we do not hold.</summary>
-    public bool IsForeign => Problem is ObjectProblem.NotOurFormat or ObjectProblem.UnknownKey;
+    /// <summary>True when the file is not ours at all, is under a key we do not hold, or is a quarantined object put in the archive.</summary>
+    public bool IsForeign => Problem is ObjectProblem.NotOurFormat or ObjectProblem.UnknownKey or ObjectProblem.Quarantined;
 
     private static string Describe(ObjectProblem problem, string message, string? location, long? segment, long? offset)
     {
