@@ -148,8 +148,11 @@ internal sealed class ArchiveMaintenance(
         {
             // Valid instances the index does not know are filed again before anything is deleted (an index restored from
             // an older backup); what is left is scheduled, audited, and alerted below.
-            var report = await scrub.RunAsync(new ScrubRequest { VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync },
-                cancellationToken).ConfigureAwait(false);
+            // Search terms deleted or planted in the index are rewritten from the sealed rows, and the run alerted (since 2026-12-07).
+            var report = await scrub.RunAsync(new ScrubRequest
+            {
+                VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync, RepairTerms = true,
+            }, cancellationToken).ConfigureAwait(false);
             status.Scrubbed(time.GetUtcNow(), report);
             if (!report.IsClean)
             {

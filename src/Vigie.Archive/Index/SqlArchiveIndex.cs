@@ -797,7 +797,28 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private List<byte[]> PatientTerms(AttributeSet attributes)
+    private List<byte[]> PatientTerms(AttributeSet attributes) => PatientTerms(keys, _options, attributes);
+
+    private List<byte[]> StudyTerms(AttributeSet attributes) => StudyTerms(keys, _options, attributes);
+
+    /// <summary>The search terms a patient (level 0) or study (level 1) row with these attributes is written with; none for the other levels.</summary>
+    internal static List<byte[]> TermsOf(IArchiveKeyService keys, ArchiveOptions options, int level, AttributeSet attributes) => level switch
+    {
+        0 => PatientTerms(keys, options, attributes),
+        1 => StudyTerms(keys, options, attributes),
+        _ => [],
+    };
+
+    /// <summary>Replaces a row's search terms (scrub's repair).</summary>
+    internal static async ValueTask RewriteTermsAsync(DbConnection connection, DbTransaction transaction, int level, long rowId, List<byte[]> terms,
+        CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(connection, transaction, "DELETE FROM archive_terms WHERE level = @l AND row_id = @r",
+            cancellationToken, ("@l", (short)level), ("@r", rowId)).ConfigureAwait(false);
+        await InsertTermsAsync(connection, transaction, level, rowId, terms, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static List<byte[]> PatientTerms(IArchiveKeyService keys, ArchiveOptions options, AttributeSet attributes)
     {
         var terms = new List<byte[]>();
         foreach (var id in Values(attributes, DicomTags.PatientId).Select(IndexNormalizer.Identifier).Where(v => v.Length > 0))
@@ -805,7 +826,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             terms.Add(keys.HashIdentifier(IdentifierKinds.PatientId, id));
         }
 
-        AddNameTerms(terms, attributes, DicomTags.PatientName, IdentifierKinds.PatientName, IdentifierKinds.PatientNamePrefix);
+        AddNameTerms(keys, options, terms, attributes, DicomTags.PatientName, IdentifierKinds.PatientName, IdentifierKinds.PatientNamePrefix);
         foreach (var date in Values(attributes, DicomTags.PatientBirthDate).Select(IndexNormalizer.Date).Where(v => v.Length > 0))
         {
             terms.Add(keys.HashIdentifier(IdentifierKinds.PatientBirthDate, date));
@@ -814,7 +835,7 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
         return terms;
     }
 
-    private List<byte[]> StudyTerms(AttributeSet attributes)
+    private static List<byte[]> StudyTerms(IArchiveKeyService keys, ArchiveOptions options, AttributeSet attributes)
     {
         var terms = new List<byte[]>();
         foreach (var accession in Values(attributes, DicomTags.AccessionNumber).Select(IndexNormalizer.Identifier).Where(v => v.Length > 0))
@@ -830,17 +851,18 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             }
         }
 
-        AddNameTerms(terms, attributes, DicomTags.ReferringPhysicianName, IdentifierKinds.ReferringPhysicianName,
+        AddNameTerms(keys, options, terms, attributes, DicomTags.ReferringPhysicianName, IdentifierKinds.ReferringPhysicianName,
             IdentifierKinds.ReferringPhysicianNamePrefix);
         return terms;
     }
 
-    private void AddNameTerms(List<byte[]> terms, AttributeSet attributes, uint tag, string exactKind, string prefixKind)
+    private static void AddNameTerms(IArchiveKeyService keys, ArchiveOptions options, List<byte[]> terms, AttributeSet attributes, uint tag,
+        string exactKind, string prefixKind)
     {
         foreach (var name in Values(attributes, tag).Select(IndexNormalizer.PersonName).Where(v => v.Length > 0))
         {
             terms.Add(keys.HashIdentifier(exactKind, name));
-            for (var length = _options.NamePrefixMinLength; length <= Math.Min(_options.NamePrefixMaxLength, name.Length); length++)
+            for (var length = options.NamePrefixMinLength; length <= Math.Min(options.NamePrefixMaxLength, name.Length); length++)
             {
                 terms.Add(keys.HashIdentifier(prefixKind, name[..length]));
             }

@@ -114,11 +114,14 @@ public sealed record ScrubReport(
     /// <summary>Objects waiting for their deletion grace to pass (not counted healthy).</summary>
     public long PendingDeletion { get; init; }
 
+    /// <summary>Patient and study rows whose search terms were rewritten from their sealed attributes (maintenance runs only; since 2026-12-07).</summary>
+    public long TermsRepaired { get; init; }
+
     /// <summary>0 when everything verified, 1 when anything is wrong.</summary>
     public int ExitCode => IsClean ? 0 : 1;
 
     public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(IndexTampered > 0 ? $", {IndexTampered} index rows tampered with" : "")}{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(IndexTampered > 0 ? $", {IndexTampered} index rows tampered with" : "")}{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}{(TermsRepaired > 0 ? $", search terms of {TermsRepaired} index rows rewritten" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
 }
 
 /// <summary>How a scrub runs.</summary>
@@ -145,4 +148,10 @@ public sealed record ScrubRequest
     /// PostgreSQL, that was every object acknowledged since the backup.
     /// </summary>
     public Func<WrittenObject, CancellationToken, ValueTask<bool>>? FileOrphan { get; init; }
+
+    /// <summary>
+    /// Rewrite the search terms of a patient or study row that has missing or extra ones, from its sealed attributes
+    /// (maintenance; since 2026-12-07). The row is still reported, so the run is not clean and is audited.
+    /// </summary>
+    public bool RepairTerms { get; init; }
 }

@@ -89,7 +89,7 @@ public sealed class ScrubService
             await ScrubQuarantineAsync(connection, request, state, pendingDeletions, cancellationToken).ConfigureAwait(false);
         }
 
-        await CheckIndexRowsAsync(connection, state, cancellationToken).ConfigureAwait(false);
+        await CheckIndexRowsAsync(connection, request, state, cancellationToken).ConfigureAwait(false);
 
         var findings = state.Findings.ToList();
         var resolved = new List<ScrubFinding>(findings.Count);
@@ -108,6 +108,7 @@ public sealed class ScrubService
             OrphansFiled = state.OrphansFiled,
             PendingDeletion = state.PendingDeletion,
             IndexTampered = state.IndexTampered,
+            TermsRepaired = state.TermsRepaired,
         };
         ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing + report.IndexTampered);
         if (report.OrphansScheduled > 0 || report.OrphansFiled > 0)
@@ -330,7 +331,7 @@ public sealed class ScrubService
     /// instance to its current version), and each instance's version rows must agree with it: the current one present and
     /// not superseded, none newer, every older one superseded. Paged by row id; the findings name row ids only.
     /// </summary>
-    private async Task CheckIndexRowsAsync(DbConnection connection, State state, CancellationToken cancellationToken)
+    private async Task CheckIndexRowsAsync(DbConnection connection, ScrubRequest request, State state, CancellationToken cancellationToken)
     {
         var acceptLegacy = await SqlArchiveIndex.AcceptsLegacySealsAsync(connection, cancellationToken).ConfigureAwait(false);
         string[] tables = ["archive_patients", "archive_studies", "archive_series", "archive_instances"];
@@ -349,22 +350,36 @@ public sealed class ScrubService
             while (true)
             {
                 var count = 0;
-                await using var command = connection.CreateCommand(null, sql).With("@after", after).With("@n", 2000);
-                await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                var from = after;
+                var opened = new List<(long Id, byte[] Sealed, AttributeSet Attributes)>();
+                await using (var command = connection.CreateCommand(null, sql).With("@after", after).With("@n", 2000))
+                await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    count++;
-                    after = SqlArchiveIndex.ToLong(reader.GetValue(0));
-                    var parentKey = reader.IsDBNull(3) ? null : (byte[])reader.GetValue(3);
-                    if (level > 0 && parentKey is null
-                        || SqlArchiveIndex.TryOpenAttributes(_keys, level, (byte[])reader.GetValue(1), parentKey, (int)SqlArchiveIndex.ToLong(reader.GetValue(4)),
-                            (byte[])reader.GetValue(2), acceptLegacy) is null)
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     {
-                        var parent = level == 0 ? "" : $" under {tables[level - 1]} #{SqlArchiveIndex.ToLong(reader.GetValue(5))}";
-                        state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index {tables[level]} #{after}", null, null,
-                            $"the row's sealed attributes do not open bound to its parent{(level == 3 ? " and current version" : "")}{parent}: it was moved "
-                            + "or altered in the database, and is not served", []));
+                        count++;
+                        after = SqlArchiveIndex.ToLong(reader.GetValue(0));
+                        var parentKey = reader.IsDBNull(3) ? null : (byte[])reader.GetValue(3);
+                        var attributes = level > 0 && parentKey is null ? null
+                            : SqlArchiveIndex.TryOpenAttributes(_keys, level, (byte[])reader.GetValue(1), parentKey, (int)SqlArchiveIndex.ToLong(reader.GetValue(4)),
+                                (byte[])reader.GetValue(2), acceptLegacy);
+                        if (attributes is null)
+                        {
+                            var parent = level == 0 ? "" : $" under {tables[level - 1]} #{SqlArchiveIndex.ToLong(reader.GetValue(5))}";
+                            state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index {tables[level]} #{after}", null, null,
+                                $"the row's sealed attributes do not open bound to its parent{(level == 3 ? " and current version" : "")}{parent}: it was moved "
+                                + "or altered in the database, and is not served", []));
+                        }
+                        else if (level <= 1)
+                        {
+                            opened.Add((after, (byte[])reader.GetValue(2), attributes));
+                        }
                     }
+                }
+
+                if (opened.Count > 0)
+                {
+                    await CheckTermsAsync(connection, level, tables[level], from, after, opened, request, state, cancellationToken).ConfigureAwait(false);
                 }
 
                 if (count < 2000)
@@ -400,6 +415,85 @@ public sealed class ScrubService
             {
                 break;
             }
+        }
+    }
+
+    /// <summary>
+    /// The search terms of a page of patient (level 0) or study (level 1) rows against those their sealed attributes give
+    /// (since 2026-12-07): deleted terms hid a patient from C-FIND and C-GET by Patient ID, and scrub was clean. One range
+    /// read of the terms per page. With <see cref="ScrubRequest.RepairTerms"/> the row's terms are rewritten, if the row is
+    /// unchanged since it was read (a store may have rewritten it meanwhile).
+    /// </summary>
+    private async Task CheckTermsAsync(DbConnection connection, int level, string table, long from, long to,
+        List<(long Id, byte[] Sealed, AttributeSet Attributes)> rows, ScrubRequest request, State state, CancellationToken cancellationToken)
+    {
+        var actual = new Dictionary<long, HashSet<string>>();
+        await using (var command = connection.CreateCommand(null, "SELECT row_id, term FROM archive_terms WHERE level = @l AND row_id > @f AND row_id <= @t")
+                         .With("@l", (short)level).With("@f", from).With("@t", to))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var row = SqlArchiveIndex.ToLong(reader.GetValue(0));
+                if (!actual.TryGetValue(row, out var terms))
+                {
+                    actual[row] = terms = new HashSet<string>(StringComparer.Ordinal);
+                }
+
+                terms.Add(Convert.ToHexString((byte[])reader.GetValue(1)));
+            }
+        }
+
+        var repairs = new List<(long Id, byte[] Sealed, List<byte[]> Terms)>();
+        foreach (var (id, sealedAttributes, attributes) in rows)
+        {
+            var expected = SqlArchiveIndex.TermsOf(_keys, _options, level, attributes);
+            var wanted = expected.Select(Convert.ToHexString).ToHashSet(StringComparer.Ordinal);
+            var held = actual.GetValueOrDefault(id) ?? [];
+            var missing = wanted.Count(t => !held.Contains(t));
+            var extra = held.Count(t => !wanted.Contains(t));
+            if (missing == 0 && extra == 0)
+            {
+                continue;
+            }
+
+            var what = level == 0 ? "Patient ID, name or birth date" : "accession number, study month or referring physician";
+            state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index {table} #{id}", null, null,
+                $"{missing} of its {wanted.Count} search terms are missing and {extra} are not its own: queries by {what} miss it"
+                + (request.RepairTerms ? "; its terms are rewritten from its sealed attributes" : "; maintenance rewrites them"), []));
+            if (request.RepairTerms)
+            {
+                repairs.Add((id, sealedAttributes, expected));
+            }
+        }
+
+        if (repairs.Count == 0)
+        {
+            return;
+        }
+
+        await using var writer = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await _database.BeginWriteAsync(writer, cancellationToken).ConfigureAwait(false);
+        var repaired = 0;
+        foreach (var (id, sealedAttributes, terms) in repairs)
+        {
+            await using (var check = writer.CreateCommand(transaction, $"SELECT attributes FROM {table} WHERE id = @i").With("@i", id))
+            {
+                if (await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not byte[] now || !now.AsSpan().SequenceEqual(sealedAttributes))
+                {
+                    continue;
+                }
+            }
+
+            await SqlArchiveIndex.RewriteTermsAsync(writer, transaction, level, id, terms, cancellationToken).ConfigureAwait(false);
+            repaired++;
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        Interlocked.Add(ref state.TermsRepaired, repaired);
+        if (repaired > 0)
+        {
+            _logger.LogWarning("Scrub: the search terms of {Count} {Table} rows were missing or not their own, and were rewritten", repaired, table);
         }
     }
 
@@ -715,6 +809,7 @@ public sealed class ScrubService
         public long OrphansFiled;
         public long PendingDeletion;
         public long IndexTampered;
+        public long TermsRepaired;
         public long? LastLandingLook;
 
         public ConcurrentQueue<(Work Work, DateTimeOffset WrittenAt)> OldOrphans { get; } = new();
