@@ -282,8 +282,10 @@ public sealed class ScrubService
             }
             else if (work.Orphan)
             {
-                state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null,
-                    "a valid object that no index row references (its index transaction never committed)", []));
+                // A quarantine file without its record: the record was deleted, not a commit cut short (review 22).
+                state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null, work.QuarantineId is null
+                    ? "a valid object that no index row references (its index transaction never committed)"
+                    : "a quarantined file that no quarantine record names (the record was deleted from the index)", []));
             }
             else if (work.Pending)
             {
