@@ -136,17 +136,7 @@ public sealed class AuditRestoreAcceptance
                 OutcomeDescription = string.Create(CultureInfo.InvariantCulture,
                     $"audit accept-restore: the database was restored on purpose; {before}, is not in the log, which holds {state.TreeSize} entries, root {rootHex}. "
                     + $"The heads signed after the backup are gone for good; signing resumes from here. Reason: {reason}"),
-                Objects =
-                [
-                    new AuditObject
-                    {
-                        Type = AuditObjectType.SystemObject,
-                        Role = AuditObjectRole.SecurityResource,
-                        IdType = AuditObjectIdTypes.Uri,
-                        Id = "urn:vigie:audit-log",
-                        Name = "Security Audit Log",
-                    },
-                ],
+                Objects = [AuditObject.AuditLog()],
             },
         }, cancellationToken).ConfigureAwait(false);
         var head = await _signer.SignAsync(force: true, rebaseWitness: true, cancellationToken).ConfigureAwait(false)

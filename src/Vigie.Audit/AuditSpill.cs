@@ -340,15 +340,7 @@ internal sealed class AuditSpillService(AuditSpill spill, AuditLog log, AuditSto
         EventId = AuditEventIds.SecurityAlert,
         Action = AuditAction.Execute,
         Outcome = AuditOutcome.SeriousFailure,
-        Participants =
-        [
-            new AuditParticipant
-            {
-                UserId = "vigie", AlternativeUserId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), IsRequestor = true,
-                Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Application], NetworkAccessPointId = Environment.MachineName,
-                NetworkAccessPointType = NetworkAccessPointType.MachineName,
-            },
-        ],
+        Participants = [AuditParticipant.ThisApplication()],
         Details = new AuditDetails
         {
             OutcomeDescription = $"audit records lost during a database outage: {dropped} could not be kept in the spill (full at Audit:MaxSpilledRecords, "

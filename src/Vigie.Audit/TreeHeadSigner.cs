@@ -147,7 +147,10 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
         string? violation;
         try
         {
-            var root = (await store.RangeHashesAsync([(0, state.TreeSize)], cancellationToken).ConfigureAwait(false))[0];
+            // An empty log has no range to hash (an index error at every start of a new node, logged as a failed check).
+            var root = state.TreeSize == 0
+                ? MerkleHash.EmptyRoot()
+                : (await store.RangeHashesAsync([(0, state.TreeSize)], cancellationToken).ConfigureAwait(false))[0];
             violation = await FindWitnessViolationAsync(state.TreeSize, root, cancellationToken).ConfigureAwait(false);
         }
         catch (AuditIntegrityException e)
@@ -321,15 +324,7 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 EventId = AuditEventIds.SecurityAlert,
                 Action = AuditAction.Execute,
                 Outcome = AuditOutcome.SeriousFailure,
-                Participants =
-                [
-                    new AuditParticipant
-                    {
-                        UserId = "vigie", AlternativeUserId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture), IsRequestor = true,
-                        Kind = AuditParticipantKind.Application, Roles = [AuditRoles.Application], NetworkAccessPointId = Environment.MachineName,
-                        NetworkAccessPointType = NetworkAccessPointType.MachineName,
-                    },
-                ],
+                Participants = [AuditParticipant.ThisApplication()],
                 Details = new AuditDetails { OutcomeDescription = $"audit tree heads are no longer signed: {reason}" },
             }, cancellationToken).ConfigureAwait(false);
         }

@@ -245,6 +245,24 @@ public sealed class AuditLogContractTests
         Assert.Equal(1, logged);
     }
 
+    /// <summary>
+    /// Bug (the clean-clone run): the start check of the last head this node signed hashed the range of an empty log, and
+    /// every new node logged "Checking the audit log against the last tree head this node signed failed" with a stack trace.
+    /// </summary>
+    [Fact]
+    public async Task Regression_the_start_check_of_an_empty_log_failed_with_an_index_error()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(DatabaseProvider.Sqlite, o => o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(50));
+        var logger = new ListLogger<TreeHeadSigningService>();
+        var service = HostedSigner(h, logger);
+        await service.StartAsync(ct);
+        await Task.Delay(300, ct);
+        await service.StopAsync(ct);
+        Assert.Equal(0, logger.Count);
+        Assert.Null(h.SigningStatus.Failing);
+    }
+
     private static TreeHeadSigningService HostedSigner(AuditHarness h, Microsoft.Extensions.Logging.ILogger<TreeHeadSigningService> logger) =>
         new(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus, TimeProvider.System, logger);
 

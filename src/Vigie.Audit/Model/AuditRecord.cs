@@ -107,6 +107,18 @@ public sealed record AuditParticipant
         NetworkAccessPointType = Model.NetworkAccessPointType.MachineName,
     };
 
+    /// <summary>This node's own process, as the requestor of what it records of itself (alerts about its own trail).</summary>
+    internal static AuditParticipant ThisApplication() => new()
+    {
+        UserId = "vigie",
+        AlternativeUserId = Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        IsRequestor = true,
+        Kind = AuditParticipantKind.Application,
+        Roles = [AuditRoles.Application],
+        NetworkAccessPointId = Environment.MachineName,
+        NetworkAccessPointType = Model.NetworkAccessPointType.MachineName,
+    };
+
     /// <summary>
     /// The NetworkAccessPointTypeCode exported (PS3.15 A.5.1, from RFC 3881): an IP address is 2 whatever the record
     /// says, a name 1. Since 2026-12-07; before, a destination configured by address was typed 1 (machine name).
@@ -164,6 +176,16 @@ public sealed record AuditObject
 
     /// <summary>Accession numbers of a study object.</summary>
     public IReadOnlyList<string> Accessions { get; init; } = [];
+
+    /// <summary>The audit trail itself, as the object of Audit Log Used and of alerts about it (PS3.15 A.5.3.2).</summary>
+    public static AuditObject AuditLog() => new()
+    {
+        Type = AuditObjectType.SystemObject,
+        Role = AuditObjectRole.SecurityResource,
+        IdType = AuditObjectIdTypes.Uri,
+        Id = "urn:vigie:audit-log",
+        Name = "Security Audit Log",
+    };
 }
 
 public sealed record AuditSopClass(string Uid, int NumberOfInstances);

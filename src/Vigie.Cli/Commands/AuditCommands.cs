@@ -88,17 +88,7 @@ internal static class AuditCommands
                 Details = new AuditDetails
                 {
                     OutcomeDescription = description,
-                    Objects =
-                    [
-                        new AuditObject
-                        {
-                            Type = AuditObjectType.SystemObject,
-                            Role = AuditObjectRole.SecurityResource,
-                            IdType = AuditObjectIdTypes.Uri,
-                            Id = "urn:vigie:audit-log",
-                            Name = "Security Audit Log",
-                        },
-                    ],
+                    Objects = [AuditObject.AuditLog()],
                 },
             }, ct);
             return true;
