@@ -111,6 +111,29 @@ public sealed class QuarantinePurposeTests
             (await Assert.ThrowsAsync<ObjectFormatException>(async () => await again.Store.OpenReadAsync(quarantined.Id, ct))).Problem);
     }
 
+    /// <summary>
+    /// Bug: maintenance scheduled the deletion of a quarantine file whose record was deleted under an empty object id, so
+    /// the file stayed and came back at every run.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_quarantine_file_without_its_record_was_scheduled_for_deletion_under_an_empty_object_id(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.OrphanGrace = TimeSpan.Zero);
+        var quarantined = await QuarantineAsync(archive, IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 1), 66));
+        await ExecuteAsync(archive, "DELETE FROM archive_quarantine");
+
+        await archive.Scrub.RunAsync(new ScrubRequest { ScheduleOrphanDeletion = true }, ct);
+
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var command = connection.CreateCommand(null, "SELECT kind, name FROM archive_deletions");
+        await using var rows = await command.ExecuteReaderAsync(ct);
+        Assert.True(await rows.ReadAsync(ct));
+        Assert.Equal(("quarantine", quarantined.QuarantineId), (rows.GetString(0), rows.GetString(1)));
+        Assert.False(await rows.ReadAsync(ct));
+    }
+
     private static async Task<QuarantinedObject> QuarantineAsync(ArchiveHarness archive, byte[] content)
     {
         var ct = TestContext.Current.CancellationToken;

@@ -277,7 +277,9 @@ public sealed class ScrubService
             }
             else if (work.Orphan && request.ScheduleOrphanDeletion)
             {
-                await ScheduleOrphanDeletionAsync(work.Id, cancellationToken).ConfigureAwait(false);
+                // A quarantine file whose record was deleted: its own file is what goes (before 2026-12-07 the deletion was
+                // scheduled under an empty object id, so nothing went and the file was reported again at each run).
+                await ScheduleOrphanDeletionAsync("quarantine", work.QuarantineId!, reader.Id, cancellationToken).ConfigureAwait(false);
                 Interlocked.Increment(ref state.OrphansScheduled);
             }
             else if (work.Orphan)
@@ -593,7 +595,7 @@ public sealed class ScrubService
 
         foreach (var work in deletable)
         {
-            await ScheduleOrphanDeletionAsync(work.Id, cancellationToken).ConfigureAwait(false);
+            await ScheduleOrphanDeletionAsync("object", work.Id.ToString(), work.Id, cancellationToken).ConfigureAwait(false);
             state.OrphansScheduled++;
         }
     }
@@ -602,7 +604,7 @@ public sealed class ScrubService
     /// Hands an old orphan to the deletion schedule: storing the same content again before the grace cancels it. The
     /// audit entry is written in the same transaction (since 2026-12-07): if auditing fails, nothing is scheduled.
     /// </summary>
-    private async ValueTask ScheduleOrphanDeletionAsync(ObjectId id, CancellationToken cancellationToken)
+    private async ValueTask ScheduleOrphanDeletionAsync(string kind, string name, ObjectId id, CancellationToken cancellationToken)
     {
         var now = _time.GetUtcNow();
         var after = (now + _options.DeletionGrace).ToUnixTimeMilliseconds();
@@ -610,8 +612,8 @@ public sealed class ScrubService
         await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
         int inserted;
         await using (var command = connection.CreateCommand(transaction,
-                         "INSERT INTO archive_deletions (kind, name, delete_after) VALUES ('object', @n, @a) ON CONFLICT (kind, name) DO NOTHING")
-                         .With("@n", id.ToString()).With("@a", after))
+                         "INSERT INTO archive_deletions (kind, name, delete_after) VALUES (@k, @n, @a) ON CONFLICT (kind, name) DO NOTHING")
+                         .With("@k", kind).With("@n", name).With("@a", after))
         {
             inserted = await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
