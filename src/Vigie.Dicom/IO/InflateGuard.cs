@@ -33,37 +33,7 @@ internal sealed class InflateGuard
         }
     }
 
-    private abstract class ReadOnlyWrapper(Stream inner) : Stream
-    {
-        protected Stream Inner { get; } = inner;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override void Flush()
-        {
-        }
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
-
-    private sealed class Counting(Stream inner, InflateGuard guard) : ReadOnlyWrapper(inner)
+    private sealed class Counting(Stream inner, InflateGuard guard) : ReadOnlyForwardStream(inner)
     {
         public override int Read(Span<byte> buffer)
         {
@@ -80,7 +50,7 @@ internal sealed class InflateGuard
         }
     }
 
-    private sealed class Checked(Stream inner, InflateGuard guard) : ReadOnlyWrapper(inner)
+    private sealed class Checked(Stream inner, InflateGuard guard) : ReadOnlyForwardStream(inner)
     {
         public override int Read(Span<byte> buffer)
         {

@@ -161,8 +161,31 @@ public abstract class ForwardOnlyStream : Stream
 /// Hands on what it reads, and writes each byte to <paramref name="copy"/> as it goes: the inflated data set kept by the
 /// reader's caller, so that its large values can stay references into that copy instead of arrays of their own.
 /// </summary>
-internal sealed class CopyingStream(Stream inner, Stream copy) : Stream
+internal sealed class CopyingStream(Stream inner, Stream copy) : ReadOnlyForwardStream(inner)
 {
+    public override int Read(Span<byte> buffer)
+    {
+        var n = Inner.Read(buffer);
+        copy.Write(buffer[..n]);
+        return n;
+    }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        var n = await Inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+        await copy.WriteAsync(buffer[..n], cancellationToken).ConfigureAwait(false);
+        return n;
+    }
+}
+
+/// <summary>
+/// A forward-only, read-only stream over another: a subclass reads through <see cref="Inner"/> and does something with
+/// what passes; the byte-array overloads and the refusals of seeking and writing are here once.
+/// </summary>
+internal abstract class ReadOnlyForwardStream(Stream inner) : Stream
+{
+    protected Stream Inner { get; } = inner;
+
     public override bool CanRead => true;
 
     public override bool CanSeek => false;
@@ -179,22 +202,8 @@ internal sealed class CopyingStream(Stream inner, Stream copy) : Stream
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
-    public override int Read(Span<byte> buffer)
-    {
-        var n = inner.Read(buffer);
-        copy.Write(buffer[..n]);
-        return n;
-    }
-
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        var n = await inner.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
-        await copy.WriteAsync(buffer[..n], cancellationToken).ConfigureAwait(false);
-        return n;
-    }
 
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 

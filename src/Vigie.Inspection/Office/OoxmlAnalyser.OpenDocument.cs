@@ -337,7 +337,7 @@ internal sealed partial class OoxmlAnalyser
     }
 
     /// <summary>An attribute by local name, in whatever namespace (ODF writes them prefixed, other writers may not).</summary>
-    private static string? OdfAttribute(XmlReader reader, string localName)
+    internal static string? OdfAttribute(XmlReader reader, string localName)
     {
         string? value = null;
         while (reader.MoveToNextAttribute())

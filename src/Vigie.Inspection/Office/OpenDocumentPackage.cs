@@ -143,7 +143,7 @@ internal static class OpenDocumentPackage
                 while (reader.Read())
                 {
                     if (reader.NodeType == XmlNodeType.Element && reader.LocalName == "file-entry"
-                        && Attribute(reader, "full-path") == "/" && Attribute(reader, "media-type") is { Length: > 0 } type)
+                        && OoxmlAnalyser.OdfAttribute(reader, "full-path") == "/" && OoxmlAnalyser.OdfAttribute(reader, "media-type") is { Length: > 0 } type)
                     {
                         return type.Trim();
                     }
@@ -214,21 +214,5 @@ internal static class OpenDocumentPackage
         }
 
         return null;
-    }
-
-    private static string? Attribute(XmlReader reader, string localName)
-    {
-        string? value = null;
-        while (reader.MoveToNextAttribute())
-        {
-            if (reader.LocalName == localName)
-            {
-                value = reader.Value;
-                break;
-            }
-        }
-
-        reader.MoveToElement();
-        return value;
     }
 }
