@@ -36,24 +36,11 @@ public sealed class IngestMemoryTests
         head.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.64.3");
         await using var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
             DicomClient.Propose([DicomUids.SecondaryCaptureImageStorage], DicomUids.ExplicitVRLittleEndian), ct);
-        var before = Rss(pid);
-        using var watch = new CancellationTokenSource();
-        var peak = Task.Run(async () =>
-        {
-            var highest = before;
-            while (!watch.IsCancellationRequested)
-            {
-                highest = Math.Max(highest, Rss(pid));
-                await Task.Delay(50, CancellationToken.None);
-            }
-
-            return Math.Max(highest, Rss(pid));
-        }, CancellationToken.None);
+        await using var peak = PeakRss.Watch(pid);
 
         await using var data = new TextSequenceStream(DicomWriter.Encode(head, TransferSyntax.ExplicitVRLittleEndian), items: 3_500);
         var result = await client.StoreAsync(DicomUids.SecondaryCaptureImageStorage, sopInstance, DicomUids.ExplicitVRLittleEndian, data, ct);
-        await watch.CancelAsync();
-        var growth = await peak - before;
+        var growth = await peak.GrowthAsync();
         Assert.Equal(DimseStatus.Success, result.Status);
         await client.ReleaseAsync(ct);
         // Inspection and the index each load at most their budget (64 + 16 MiB); the rest stays in the spool as references.
@@ -84,19 +71,7 @@ public sealed class IngestMemoryTests
                 DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.DeflatedExplicitVRLittleEndian), ct);
         }
 
-        var before = Rss(pid);
-        using var watch = new CancellationTokenSource();
-        var peak = Task.Run(async () =>
-        {
-            var highest = before;
-            while (!watch.IsCancellationRequested)
-            {
-                highest = Math.Max(highest, Rss(pid));
-                await Task.Delay(50, CancellationToken.None);
-            }
-
-            return Math.Max(highest, Rss(pid));
-        }, CancellationToken.None);
+        await using var peak = PeakRss.Watch(pid);
 
         var results = await Task.WhenAll(Enumerable.Range(0, stores).Select(async i =>
         {
@@ -106,8 +81,7 @@ public sealed class IngestMemoryTests
             await clients[i].DisposeAsync();
             return result.Status;
         }));
-        await watch.CancelAsync();
-        var growth = await peak - before;
+        var growth = await peak.GrowthAsync();
         Assert.All(results, status => Assert.Equal(DimseStatus.Success, status));
         // 32 data sets of 31 MiB: about 1 GB held before the fix; now the 256 MiB budget, the spools, and the GC's slack.
         Assert.True(growth < 512L * 1024 * 1024, $"the node's RSS grew by {growth / 1048576} MB for {stores} deflated objects inflating to 31 MiB each");
@@ -146,6 +120,46 @@ public sealed class IngestMemoryTests
     }
 
     /// <summary>The node's resident set size, in bytes.</summary>
+    /// <summary>The highest resident size of a process, sampled every 50 ms from when watching began.</summary>
+    private sealed class PeakRss : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _watch = new();
+        private readonly long _before;
+        private readonly Task<long> _highest;
+
+        private PeakRss(int pid)
+        {
+            _before = Rss(pid);
+            _highest = Task.Run(async () =>
+            {
+                var highest = _before;
+                while (!_watch.IsCancellationRequested)
+                {
+                    highest = Math.Max(highest, Rss(pid));
+                    await Task.Delay(50, CancellationToken.None);
+                }
+
+                return Math.Max(highest, Rss(pid));
+            }, CancellationToken.None);
+        }
+
+        public static PeakRss Watch(int pid) => new(pid);
+
+        /// <summary>Stops watching: how far above its size when watching began the process went.</summary>
+        public async Task<long> GrowthAsync()
+        {
+            await _watch.CancelAsync();
+            return await _highest - _before;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _watch.CancelAsync();
+            await _highest;
+            _watch.Dispose();
+        }
+    }
+
     private static long Rss(int pid)
     {
         foreach (var line in File.ReadLines($"/proc/{pid}/status"))
