@@ -78,6 +78,9 @@ public sealed class ArchiveOptions
     /// <summary>Size of a landing slot; a larger object is stored the ordinary way. Its last 4 KiB hold the landing record.</summary>
     public int LandingSlotBytes { get; set; } = 1024 * 1024;
 
+    /// <summary>Off: the landing slots' idle-time work waits from the start (tests drive it themselves, with no window before they can turn it off).</summary>
+    internal bool LandingIdleWork { get; set; } = true;
+
     /// <summary>Spool files older than this are removed at start (never acknowledged, so never needed).</summary>
     public TimeSpan StaleSpoolAge { get; set; } = TimeSpan.FromHours(6);
 

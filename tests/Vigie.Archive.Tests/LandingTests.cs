@@ -19,11 +19,17 @@ public sealed class LandingTests
         options.LandingSlotBytes = SlotBytes;
     }
 
+    // Idle work off before the store starts: turned off afterwards, a loop already past its check could move a landed object.
+    private static void LandingWithoutIdleWork(ArchiveOptions options)
+    {
+        Landing(options);
+        options.LandingIdleWork = false;
+    }
+
     /// <summary>A harness whose idle-time work waits, with <paramref name="ready"/> slots made now.</summary>
     private static async Task<ArchiveHarness> WithSlotsAsync(int ready)
     {
-        var archive = await CreateAsync();
-        archive.Store.Slots.IdleWork = false;
+        var archive = await ArchiveHarness.CreateAsync(configure: LandingWithoutIdleWork);
         await archive.Store.Slots.MakeReadyAsync(ready, TestContext.Current.CancellationToken);
         return archive;
     }
@@ -109,8 +115,8 @@ public sealed class LandingTests
         {
             o.LandingSlots = 64;
             o.LandingSlotBytes = SlotBytes;
+            o.LandingIdleWork = false;
         });
-        archive.Store.Slots.IdleWork = false;
         // A burst of 40 objects with no slot ready: each took an ordinary spool.
         for (var i = 0; i < 40; i++)
         {
@@ -137,7 +143,7 @@ public sealed class LandingTests
         Assert.Equal(2, archive.Store.Slots.LandedCount);
 
         // A second process on the same folders, as a restart after kill -9 is: nothing was moved, nothing told it.
-        await using var restarted = await archive.ReopenAsync(Landing);
+        await using var restarted = await archive.ReopenAsync(LandingWithoutIdleWork);
 
         Assert.Equal(0, restarted.Store.Slots.LandedCount);
         Assert.True(File.Exists(restarted.Store.Layout.ObjectPath(a.Id)));
@@ -184,8 +190,7 @@ public sealed class LandingTests
     public async Task An_object_another_node_landed_is_read_here_before_it_moves()
     {
         await using var archive = await WithSlotsAsync(1);
-        await using var other = await archive.ReopenAsync(Landing);
-        other.Store.Slots.IdleWork = false;
+        await using var other = await archive.ReopenAsync(LandingWithoutIdleWork);
         var content = Samples.Content(30_000, 14);
 
         var stored = await archive.PutAsync(content);
@@ -205,7 +210,7 @@ public sealed class LandingTests
         File.Move(archive.Options.KeyFile!, archive.Options.KeyFile + ".moved");
         File.Move(archive.Store.Layout.RootKeyFile, archive.Store.Layout.RootKeyFile + ".moved");
 
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync(Landing));
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(async () => await archive.ReopenAsync(LandingWithoutIdleWork));
 
         Assert.Contains("refusing to create new keys", error.Message, StringComparison.Ordinal);
         Assert.False(File.Exists(archive.Options.KeyFile));
@@ -225,7 +230,7 @@ public sealed class LandingTests
             file.WriteByte(0x5A);
         }
 
-        await using var restarted = await archive.ReopenAsync(Landing);
+        await using var restarted = await archive.ReopenAsync(LandingWithoutIdleWork);
 
         Assert.False(File.Exists(restarted.Store.Layout.ObjectPath(stored.Id)));
         Assert.Single(Slots(restarted, "*.damaged"));
@@ -242,8 +247,7 @@ public sealed class LandingTests
         var blocker = archive.Store.Layout.FanOutDirectory(stored.Id);
         await File.WriteAllBytesAsync(blocker, [1], TestContext.Current.CancellationToken);
 
-        await using var restarted = await archive.ReopenAsync(Landing);
-        restarted.Store.Slots.IdleWork = false;
+        await using var restarted = await archive.ReopenAsync(LandingWithoutIdleWork);
 
         Assert.Equal(0, restarted.Initialization.LandedObjectsMoved);
         Assert.Equal(content, await restarted.ReadAllAsync(stored.Id));

@@ -66,8 +66,8 @@ public sealed class SyncCountTests
         {
             o.LandingSlots = 4;
             o.LandingSlotBytes = 64 * 1024;
+            o.LandingIdleWork = false;
         });
-        archive.Store.Slots.IdleWork = false;
         await archive.Store.Slots.MakeReadyAsync(1, TestContext.Current.CancellationToken);
         using var syncs = new SyncListener();
         await archive.PutAsync(Samples.Content(30_000, 4));
@@ -101,8 +101,8 @@ public sealed class SyncCountTests
         {
             o.LandingSlots = 4;
             o.LandingSlotBytes = 64 * 1024;
+            o.LandingIdleWork = false;
         });
-        archive.Store.Slots.IdleWork = false;
         await archive.Store.Slots.MakeReadyAsync(1, ct);
         var content = Samples.Content(30_000, 5);
         Directory.CreateDirectory(archive.Store.Layout.FanOutDirectory(archive.Keys.NameObject(System.Security.Cryptography.SHA256.HashData(content))));

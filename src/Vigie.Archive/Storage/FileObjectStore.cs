@@ -35,7 +35,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         _reserve = new SpoolReserve(Layout, _options.SpoolReserve, _options.StaleSpoolAge, time, NewFileOptions, logger);
         // Landing needs durable commits: without them an ordinary spool is as fast.
         _landing = new LandingSlots(this, Layout, _options.Durable ? _options.LandingSlots : 0, _options.LandingSlotBytes, _options.StaleSpoolAge,
-            time, logger);
+            time, logger)
+        {
+            IdleWork = _options.LandingIdleWork,
+        };
         Space = new ArchiveSpace(_options.DataFolder, _options.MinFreeSpace, time,
             reserve: new FullDiskReserve(_options.DataFolder, _options.FullDiskReserve, _options.MinFreeSpace, time, logger));
     }
