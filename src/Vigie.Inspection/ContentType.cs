@@ -38,4 +38,10 @@ public enum ContentType
     /// LibreOffice opens as it opens the zipped form (read as plain XML, its macros unseen, until 2026-12-07).
     /// </summary>
     FlatOpenDocument,
+
+    /// <summary>
+    /// Microsoft Office XML that Word and Excel open as a document: a flat OPC package (<c>pkg:package</c>),
+    /// WordprocessingML 2003 (<c>w:wordDocument</c>) or SpreadsheetML 2003 (<c>ss:Workbook</c>); plain XML until 2026-12-07.
+    /// </summary>
+    OfficeXml,
 }

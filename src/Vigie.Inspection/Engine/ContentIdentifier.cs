@@ -439,10 +439,10 @@ internal static class ContentIdentifier
 
         if (trimmed.StartsWith("<"u8))
         {
-            var flat = FlatOpenDocumentIn(trimmed);
+            var flat = OfficeXmlRootIn(trimmed, out var office);
             if (flat == HeadAnswer.Yes)
             {
-                return ContentType.FlatOpenDocument;
+                return office;
             }
 
             prologCut = flat == HeadAnswer.Undecided;
@@ -475,12 +475,14 @@ internal static class ContentIdentifier
     }
 
     /// <summary>
-    /// Flat OpenDocument: the first element, past the XML declaration, comments and DOCTYPE, is a <c>document</c> (any
-    /// prefix) and the OpenDocument office namespace follows it in the head, or its start tag runs past the head (padded
-    /// with declarations, which LibreOffice reads all the same). Undecided when the head ends before that element.
+    /// An office suite's single-file XML document: the first element, past the XML declaration, comments and DOCTYPE, is
+    /// one of the roots of <see cref="OfficeXmlRoots"/> (any prefix) and its namespace follows it in the head, or its start
+    /// tag runs past the head (padded with declarations, which the suites read all the same). Undecided when the head ends
+    /// before that element.
     /// </summary>
-    internal static HeadAnswer FlatOpenDocumentIn(ReadOnlySpan<byte> text)
+    internal static HeadAnswer OfficeXmlRootIn(ReadOnlySpan<byte> text, out ContentType type)
     {
+        type = ContentType.Unknown;
         var at = 0;
         while (true)
         {
@@ -531,14 +533,36 @@ internal static class ContentIdentifier
 
         var name = tag[..nameEnd];
         var local = name[(name.LastIndexOf((byte)':') + 1)..];
-        if (!local.SequenceEqual("document"u8))
+        var after = tag[nameEnd..];
+        foreach (var (root, ns, kind) in OfficeXmlRoots)
         {
-            return HeadAnswer.No;
+            if (local.SequenceEqual(root) && (after.IndexOf(ns) >= 0 || after.IndexOf((byte)'>') < 0))
+            {
+                type = kind;
+                return HeadAnswer.Yes;
+            }
         }
 
-        var after = tag[nameEnd..];
-        return after.IndexOf(OdfOfficeNamespace) >= 0 || after.IndexOf((byte)'>') < 0 ? HeadAnswer.Yes : HeadAnswer.No;
+        return HeadAnswer.No;
     }
+
+    /// <summary>Root elements (local name, namespace) of the XML documents office suites open as documents.</summary>
+    private static readonly (byte[] Root, byte[] Namespace, ContentType Type)[] OfficeXmlRoots =
+    [
+        ("document"u8.ToArray(), OdfOfficeNamespace, ContentType.FlatOpenDocument),
+        ("package"u8.ToArray(), Encoding.ASCII.GetBytes(Office.OoxmlAnalyser.FlatOpcNamespace), ContentType.OfficeXml),
+        ("wordDocument"u8.ToArray(), Encoding.ASCII.GetBytes(Office.OoxmlAnalyser.Word2003Namespace), ContentType.OfficeXml),
+        ("Workbook"u8.ToArray(), Encoding.ASCII.GetBytes(Office.OoxmlAnalyser.Spreadsheet2003Namespace), ContentType.OfficeXml),
+    ];
+
+    /// <summary>What an XML root (namespace and local name) makes of a document, or null for none of <see cref="OfficeXmlRoots"/>.</summary>
+    private static ContentType? OfficeXmlType(string namespaceUri, string localName) => (namespaceUri, localName) switch
+    {
+        ("urn:oasis:names:tc:opendocument:xmlns:office:1.0", "document") => ContentType.FlatOpenDocument,
+        (Office.OoxmlAnalyser.FlatOpcNamespace, "package") or (Office.OoxmlAnalyser.Word2003Namespace, "wordDocument")
+            or (Office.OoxmlAnalyser.Spreadsheet2003Namespace, "Workbook") => ContentType.OfficeXml,
+        _ => null,
+    };
 
     /// <summary>
     /// XML whose prolog runs past the head: its first element, found by a streaming reader (no DTD, bounded by
@@ -563,9 +587,9 @@ internal static class ContentIdentifier
                     continue;
                 }
 
-                if (reader.LocalName == "document" && reader.NamespaceURI == "urn:oasis:names:tc:opendocument:xmlns:office:1.0")
+                if (OfficeXmlType(reader.NamespaceURI, reader.LocalName) is { } office)
                 {
-                    return ContentType.FlatOpenDocument;
+                    return office;
                 }
 
                 return reader.LocalName.Equals("html", StringComparison.OrdinalIgnoreCase) ? ContentType.Html

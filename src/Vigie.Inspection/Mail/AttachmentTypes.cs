@@ -4,14 +4,14 @@ namespace Vigie.Inspection.Mail;
 internal static class AttachmentTypes
 {
     private static readonly ContentType[] ZipFamily = [ContentType.Zip, ContentType.Ooxml, ContentType.OpenDocument];
-    private static readonly ContentType[] TextFamily = [ContentType.Text, ContentType.Html, ContentType.Xml, ContentType.Mime, ContentType.Script, ContentType.FlatOpenDocument];
+    private static readonly ContentType[] TextFamily = [ContentType.Text, ContentType.Html, ContentType.Xml, ContentType.Mime, ContentType.Script, ContentType.FlatOpenDocument, ContentType.OfficeXml];
 
     private static readonly Dictionary<string, ContentType[]> ByExtension = new(StringComparer.OrdinalIgnoreCase)
     {
         ["pdf"] = [ContentType.Pdf],
-        ["doc"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Html, ContentType.Xml, ContentType.Ooxml],
+        ["doc"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Html, ContentType.Xml, ContentType.Ooxml, ContentType.OfficeXml],
         ["dot"] = [ContentType.Ole2],
-        ["xls"] = [ContentType.Ole2, ContentType.Html, ContentType.Xml, ContentType.Text, ContentType.Ooxml],
+        ["xls"] = [ContentType.Ole2, ContentType.Html, ContentType.Xml, ContentType.Text, ContentType.Ooxml, ContentType.OfficeXml],
         ["ppt"] = [ContentType.Ole2],
         ["msg"] = [ContentType.Ole2],
         ["docx"] = [ContentType.Ooxml],
@@ -52,7 +52,7 @@ internal static class AttachmentTypes
         ["log"] = TextFamily,
         ["htm"] = [ContentType.Html, ContentType.Text, ContentType.Xml],
         ["html"] = [ContentType.Html, ContentType.Text, ContentType.Xml],
-        ["xml"] = [ContentType.Xml, ContentType.Html, ContentType.Text, ContentType.FlatOpenDocument],
+        ["xml"] = [ContentType.Xml, ContentType.Html, ContentType.Text, ContentType.FlatOpenDocument, ContentType.OfficeXml],
         ["svg"] = [ContentType.Xml, ContentType.Html, ContentType.Text],
         ["exe"] = [ContentType.Pe],
         ["dll"] = [ContentType.Pe],
@@ -63,8 +63,8 @@ internal static class AttachmentTypes
     private static readonly Dictionary<string, ContentType[]> ByMimeType = new(StringComparer.OrdinalIgnoreCase)
     {
         ["application/pdf"] = [ContentType.Pdf],
-        ["application/msword"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Ooxml, ContentType.Html, ContentType.Xml],
-        ["application/vnd.ms-excel"] = [ContentType.Ole2, ContentType.Ooxml, ContentType.Text, ContentType.Html, ContentType.Xml],
+        ["application/msword"] = [ContentType.Ole2, ContentType.Rtf, ContentType.Ooxml, ContentType.Html, ContentType.Xml, ContentType.OfficeXml],
+        ["application/vnd.ms-excel"] = [ContentType.Ole2, ContentType.Ooxml, ContentType.Text, ContentType.Html, ContentType.Xml, ContentType.OfficeXml],
         ["application/vnd.ms-powerpoint"] = [ContentType.Ole2, ContentType.Ooxml],
         ["application/vnd.openxmlformats-officedocument.wordprocessingml.document"] = [ContentType.Ooxml],
         ["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"] = [ContentType.Ooxml],

@@ -22,13 +22,18 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
 
     public string Name => "ooxml";
 
-    public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument or ContentType.FlatOpenDocument;
+    public bool CanAnalyse(ContentType type) => type is ContentType.Ooxml or ContentType.OpenDocument or ContentType.FlatOpenDocument or ContentType.OfficeXml;
 
     public ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
         if (context.ContentType == ContentType.FlatOpenDocument)
         {
             return AnalyseFlatOpenDocumentAsync(context, content, cancellationToken);
+        }
+
+        if (context.ContentType == ContentType.OfficeXml)
+        {
+            return AnalyseOfficeXmlAsync(context, content, cancellationToken);
         }
 
         var parts = ZipParts.TryOpen(content, context.Limits.MaxEntries);
@@ -145,37 +150,28 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
             if (name.StartsWith("xl/worksheets/", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".xml", StringComparison.OrdinalIgnoreCase)
                 || types.Any(t => t.EndsWith("worksheet+xml", StringComparison.OrdinalIgnoreCase) || t.EndsWith("macrosheet+xml", StringComparison.OrdinalIgnoreCase)))
             {
-                ScanElements(state, name, "f", (reader, part) => CheckFormula(state, part, null, ReadBounded(reader)));
+                ScanElements(state, name, "f", (reader, part) => CheckFormula(state.Reporter, part, null, ReadBounded(reader)));
             }
 
             if (name.Equals("xl/workbook.xml", StringComparison.OrdinalIgnoreCase)
                 || mainParts.Contains(name, StringComparer.OrdinalIgnoreCase) && types.Any(t => t.Contains("spreadsheetml", StringComparison.OrdinalIgnoreCase) && t.EndsWith("+xml", StringComparison.OrdinalIgnoreCase)))
             {
-                ScanElements(state, name, "definedName", (reader, part) =>
-                {
-                    var definedName = reader.GetAttribute("name") ?? "";
-                    if (definedName.StartsWith("_xlnm.Auto_Open", StringComparison.OrdinalIgnoreCase) || definedName.StartsWith("Auto_Open", StringComparison.OrdinalIgnoreCase))
-                    {
-                        state.Reporter.Report(Rules.OfficeXlmMacro, Severity.High, $"'{definedName}' in '{part}' runs an XLM macro when the workbook opens");
-                    }
-
-                    // A defined name is a formula Excel evaluates wherever a cell uses it (one holding a DDE reference was
-                    // clean until 2026-12-07).
-                    CheckFormula(state, part, definedName, ReadBounded(reader));
-                });
+                // A defined name is a formula Excel evaluates wherever a cell uses it (one holding a DDE reference was clean
+                // until 2026-12-07).
+                ScanElements(state, name, "definedName", (reader, part) => CheckDefinedName(state.Reporter, part, reader.GetAttribute("name") ?? "", ReadBounded(reader)));
             }
         }
     }
 
     /// <summary>Reports a formula (a cell's, or the defined name's when one is given) that holds a DDE reference.</summary>
-    private static void CheckFormula(State state, string part, string? definedName, string formula)
+    private static void CheckFormula(CappedReporter reporter, string part, string? definedName, string formula)
     {
         // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
         // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
         if (DdeFormula().IsMatch(WithoutLiterals(formula)))
         {
             var where = definedName is null ? $"'{part}'" : $"defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'";
-            state.Reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in {where}: {Inspector.Truncate(formula, 120)}");
+            reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in {where}: {Inspector.Truncate(formula, 120)}");
         }
     }
 
@@ -242,63 +238,69 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
                 var target = reader.GetAttribute("Target") ?? "";
                 var external = string.Equals(reader.GetAttribute("TargetMode"), "External", StringComparison.OrdinalIgnoreCase);
                 var kind = type[(type.LastIndexOf('/') + 1)..];
-                var shown = Inspector.Truncate(target, 160);
                 if (name.Equals("_rels/.rels", StringComparison.OrdinalIgnoreCase) && kind == "officeDocument" && !external
                     && mainParts.Count < 16 && !mainParts.Contains(target.TrimStart('/'), StringComparer.OrdinalIgnoreCase))
                 {
                     mainParts.Add(target.TrimStart('/'));
                 }
 
-                if (kind is "activeXControl" or "control" or "activeXControlBinary")
-                {
-                    state.Reporter.Report(Rules.OfficeActiveX, Severity.Medium, $"ActiveX control relationship in '{part}' to '{shown}'");
-                }
-
-                if (!external)
-                {
-                    return;
-                }
-
-                if (!IsRemote(target) && kind != "hyperlink")
-                {
-                    // A local path (file:///C:/..., C:\...) fetches nothing on the recipient's machine: Word writes
-                    // them for templates on the author's disk.
-                    return;
-                }
-
-                switch (kind)
-                {
-                    case "attachedTemplate":
-                        state.Reporter.Report(Rules.OfficeRemoteTemplate, Severity.High,
-                            $"the document loads its template from '{shown}' (remote template injection fetches macros from there)");
-                        break;
-                    case "oleObject":
-                        state.Reporter.Report(Rules.OfficeExternalOleLink, Severity.High, $"linked OLE object loaded from '{shown}'");
-                        break;
-                    case "hyperlink":
-                        if (UrlChecks.ExecutableExtension(target) is { } extension)
-                        {
-                            state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium, $"hyperlink to a .{extension} program: '{shown}'");
-                        }
-                        else if (UrlChecks.Host(target) is { } host && UrlChecks.IsRawIp(host))
-                        {
-                            // A report links to its intranet viewer by address, as in PDF and mail (Medium until 2026-12-07); a
-                            // network path or file: link to one still hands it Windows credentials.
-                            var intranet = UrlChecks.IsPrivateAddress(host) && !IsNetworkPath(target);
-                            state.Reporter.Report(Rules.OfficeExternalRelationship, intranet ? Severity.Info : Severity.Medium,
-                                $"hyperlink to a raw IP address{(intranet ? " on a private network" : string.Empty)}: '{shown}'");
-                        }
-
-                        break;
-                    default:
-                        state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
-                            $"'{kind}' content loaded from outside the document: '{shown}'{(IsNetworkPath(target) ? " (a network path: leaks Windows credentials)" : "")}");
-                        break;
-                }
+                CheckRelationship(state.Reporter, part, kind, target, external);
             });
         }
 
         return mainParts;
+    }
+
+    /// <summary>What one relationship of a package (zipped or flat) fetches or runs: ActiveX, remote templates, linked OLE objects, external content.</summary>
+    private static void CheckRelationship(CappedReporter reporter, string part, string kind, string target, bool external)
+    {
+        var shown = Inspector.Truncate(target, 160);
+        if (kind is "activeXControl" or "control" or "activeXControlBinary")
+        {
+            reporter.Report(Rules.OfficeActiveX, Severity.Medium, $"ActiveX control relationship in '{part}' to '{shown}'");
+        }
+
+        if (!external)
+        {
+            return;
+        }
+
+        if (!IsRemote(target) && kind != "hyperlink")
+        {
+            // A local path (file:///C:/..., C:\...) fetches nothing on the recipient's machine: Word writes
+            // them for templates on the author's disk.
+            return;
+        }
+
+        switch (kind)
+        {
+            case "attachedTemplate":
+                reporter.Report(Rules.OfficeRemoteTemplate, Severity.High,
+                    $"the document loads its template from '{shown}' (remote template injection fetches macros from there)");
+                break;
+            case "oleObject":
+                reporter.Report(Rules.OfficeExternalOleLink, Severity.High, $"linked OLE object loaded from '{shown}'");
+                break;
+            case "hyperlink":
+                if (UrlChecks.ExecutableExtension(target) is { } extension)
+                {
+                    reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium, $"hyperlink to a .{extension} program: '{shown}'");
+                }
+                else if (UrlChecks.Host(target) is { } host && UrlChecks.IsRawIp(host))
+                {
+                    // A report links to its intranet viewer by address, as in PDF and mail (Medium until 2026-12-07); a
+                    // network path or file: link to one still hands it Windows credentials.
+                    var intranet = UrlChecks.IsPrivateAddress(host) && !IsNetworkPath(target);
+                    reporter.Report(Rules.OfficeExternalRelationship, intranet ? Severity.Info : Severity.Medium,
+                        $"hyperlink to a raw IP address{(intranet ? " on a private network" : string.Empty)}: '{shown}'");
+                }
+
+                break;
+            default:
+                reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
+                    $"'{kind}' content loaded from outside the document: '{shown}'{(IsNetworkPath(target) ? " (a network path: leaks Windows credentials)" : "")}");
+                break;
+        }
     }
 
     /// <summary>A target fetched over the network: a URL, a UNC path, or a file URL naming a host.</summary>
@@ -350,89 +352,95 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
             using var stream = Open(state, entry);
             if (stream is not null)
             {
-                ScanWordFields(state, part, stream);
+                ScanWordFields(state.Reporter, part, stream);
             }
         }
     }
 
-    private static void ScanWordFields(State state, string part, Stream stream)
+    private static void ScanWordFields(CappedReporter reporter, string part, Stream stream)
     {
-        var fields = new Stack<StringBuilder>();
-        var evaluated = new Stack<bool>();
         try
         {
             using var reader = XmlReader.Create(stream, UntrustedXml.Document);
-            while (reader.Read())
-            {
-                if (reader.NodeType != XmlNodeType.Element)
-                {
-                    continue;
-                }
-
-                switch (reader.LocalName)
-                {
-                    case "fldSimple":
-                        EvaluateField(state, part, reader.GetAttribute("instr", reader.NamespaceURI) ?? reader.GetAttribute("w:instr") ?? "");
-                        break;
-                    case "fldChar":
-                        var kind = reader.GetAttribute("fldCharType", reader.NamespaceURI) ?? reader.GetAttribute("w:fldCharType");
-                        if (kind == "begin" && fields.Count < MaxFieldDepth)
-                        {
-                            fields.Push(new StringBuilder());
-                            evaluated.Push(false);
-                        }
-                        else if (kind is "separate" or "end" && fields.Count > 0)
-                        {
-                            if (!evaluated.Peek())
-                            {
-                                var instruction = fields.Pop();
-                                EvaluateField(state, part, instruction.ToString());
-                                // Word builds a field's code from the results of the fields nested in it: a QUOTE field there
-                                // spells the name ({ {QUOTE 68 68 69 65 85 84 79} c:\\...\\cmd.exe }, 2017 malspam, clean
-                                // until 2026-12-07). Evaluated here rather than trusting the cached result, which can lie.
-                                if (fields.Count > 0 && QuoteResult(instruction.ToString()) is { } result)
-                                {
-                                    var parent = fields.Peek();
-                                    parent.Append(result.AsSpan(0, Math.Min(result.Length, Math.Max(0, MaxFieldInstruction - parent.Length))));
-                                }
-
-                                fields.Push(instruction);
-                                evaluated.Pop();
-                                evaluated.Push(true);
-                            }
-
-                            if (kind == "end")
-                            {
-                                fields.Pop();
-                                evaluated.Pop();
-                            }
-                        }
-
-                        break;
-                    case "instrText":
-                        var text = ReadBounded(reader);
-                        if (fields.Count > 0 && fields.Peek().Length < MaxFieldInstruction)
-                        {
-                            fields.Peek().Append(text.AsSpan(0, Math.Min(text.Length, MaxFieldInstruction - fields.Peek().Length)));
-                        }
-                        else if (fields.Count == 0)
-                        {
-                            EvaluateField(state, part, text);
-                        }
-
-                        break;
-                    default:
-                        break;
-                }
-            }
+            ScanWordFields(reporter, part, reader);
         }
         catch (XmlException ex)
         {
-            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
+            reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' is not well-formed XML: {ex.Message}");
         }
         catch (InvalidDataException ex)
         {
-            state.Reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+            reporter.Report(Rules.OfficeMalformed, Severity.Low, $"'{part}' cannot be decompressed: {ex.Message}");
+        }
+    }
+
+    /// <summary>DDE and remote-content fields (simple and complex, nested) in Word text read by <paramref name="reader"/>; throws what it throws.</summary>
+    private static void ScanWordFields(CappedReporter reporter, string part, XmlReader reader)
+    {
+        var fields = new Stack<StringBuilder>();
+        var evaluated = new Stack<bool>();
+        while (reader.Read())
+        {
+            if (reader.NodeType != XmlNodeType.Element)
+            {
+                continue;
+            }
+
+            switch (reader.LocalName)
+            {
+                case "fldSimple":
+                    EvaluateField(reporter, part, reader.GetAttribute("instr", reader.NamespaceURI) ?? reader.GetAttribute("w:instr") ?? "");
+                    break;
+                case "fldChar":
+                    var kind = reader.GetAttribute("fldCharType", reader.NamespaceURI) ?? reader.GetAttribute("w:fldCharType");
+                    if (kind == "begin" && fields.Count < MaxFieldDepth)
+                    {
+                        fields.Push(new StringBuilder());
+                        evaluated.Push(false);
+                    }
+                    else if (kind is "separate" or "end" && fields.Count > 0)
+                    {
+                        if (!evaluated.Peek())
+                        {
+                            var instruction = fields.Pop();
+                            EvaluateField(reporter, part, instruction.ToString());
+                            // Word builds a field's code from the results of the fields nested in it: a QUOTE field there
+                            // spells the name ({ {QUOTE 68 68 69 65 85 84 79} c:\\...\\cmd.exe }, 2017 malspam, clean
+                            // until 2026-12-07). Evaluated here rather than trusting the cached result, which can lie.
+                            if (fields.Count > 0 && QuoteResult(instruction.ToString()) is { } result)
+                            {
+                                var parent = fields.Peek();
+                                parent.Append(result.AsSpan(0, Math.Min(result.Length, Math.Max(0, MaxFieldInstruction - parent.Length))));
+                            }
+
+                            fields.Push(instruction);
+                            evaluated.Pop();
+                            evaluated.Push(true);
+                        }
+
+                        if (kind == "end")
+                        {
+                            fields.Pop();
+                            evaluated.Pop();
+                        }
+                    }
+
+                    break;
+                case "instrText":
+                    var text = ReadBounded(reader);
+                    if (fields.Count > 0 && fields.Peek().Length < MaxFieldInstruction)
+                    {
+                        fields.Peek().Append(text.AsSpan(0, Math.Min(text.Length, MaxFieldInstruction - fields.Peek().Length)));
+                    }
+                    else if (fields.Count == 0)
+                    {
+                        EvaluateField(reporter, part, text);
+                    }
+
+                    break;
+                default:
+                    break;
+            }
         }
     }
 
@@ -464,21 +472,21 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         return result.Length > MaxFieldInstruction ? result.ToString(0, MaxFieldInstruction) : result.ToString();
     }
 
-    private static void EvaluateField(State state, string part, string instruction)
+    private static void EvaluateField(CappedReporter reporter, string part, string instruction)
     {
         var text = instruction.Trim().TrimStart('\\').Trim();
         var first = text.Split([' ', '\t', '"'], 2, StringSplitOptions.RemoveEmptyEntries).FirstOrDefault()?.ToUpperInvariant();
         switch (first)
         {
             case "DDE" or "DDEAUTO":
-                state.Reporter.Report(Rules.OfficeDde, Severity.High, $"{first} field in '{part}': {Inspector.Truncate(text, 160)}");
+                reporter.Report(Rules.OfficeDde, Severity.High, $"{first} field in '{part}': {Inspector.Truncate(text, 160)}");
                 break;
             case "INCLUDETEXT" or "INCLUDEPICTURE" or "IMPORT" or "LINK":
                 // Field codes write a path's backslashes doubled ("C:\\Docs\\a.xlsx"): a local file linked so is not a
                 // network path (it was reported remote until 2026-12-07). Each argument is checked as written and unescaped.
                 if (FieldArguments(text).Any(a => IsRemote(a) || IsRemote(a.Replace("\\\\", "\\", StringComparison.Ordinal))))
                 {
-                    state.Reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
+                    reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
                         $"{first} field in '{part}' fetches remote content: {Inspector.Truncate(text, 160)}");
                 }
 

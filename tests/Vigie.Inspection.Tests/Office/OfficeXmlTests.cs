@@ -1,0 +1,127 @@
+using System.Text;
+using Vigie.Inspection.Tests.Samples;
+
+namespace Vigie.Inspection.Tests.Office;
+
+/// <summary>
+/// Microsoft Office's single-file XML documents (flat OPC, Word 2003 XML, Excel 2003 XML), which Word and Excel open
+/// as documents whatever their name says: they were plain XML, clean, until 2026-12-07.
+/// </summary>
+public sealed class OfficeXmlTests
+{
+    private const string Package = "http://schemas.microsoft.com/office/2006/xmlPackage";
+    private const string Word2003 = "http://schemas.microsoft.com/office/word/2003/wordml";
+    private const string WordMain = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
+
+    private static string FlatOpc(string documentType, string body, string parts = "", string relationships = "") =>
+        "<?xml version=\"1.0\" standalone=\"yes\"?>\n<?mso-application progid=\"Word.Document\"?>\n"
+        + $"<pkg:package xmlns:pkg=\"{Package}\">"
+        + "<pkg:part pkg:name=\"/_rels/.rels\" pkg:contentType=\"application/vnd.openxmlformats-package.relationships+xml\"><pkg:xmlData>"
+        + "<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\"><Relationship Id=\"rId1\" "
+        + "Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument\" Target=\"word/document.xml\"/></Relationships></pkg:xmlData></pkg:part>"
+        + "<pkg:part pkg:name=\"/word/_rels/settings.xml.rels\" pkg:contentType=\"application/vnd.openxmlformats-package.relationships+xml\"><pkg:xmlData>"
+        + $"<Relationships xmlns=\"http://schemas.openxmlformats.org/package/2006/relationships\">{relationships}</Relationships></pkg:xmlData></pkg:part>"
+        + $"<pkg:part pkg:name=\"/word/document.xml\" pkg:contentType=\"{documentType}\"><pkg:xmlData>"
+        + $"<w:document xmlns:w=\"{WordMain}\"><w:body><w:p><w:r><w:t>Compte rendu</w:t></w:r></w:p>{body}</w:body></w:document></pkg:xmlData></pkg:part>"
+        + parts + "</pkg:package>";
+
+    private const string Docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
+    private const string Docm = "application/vnd.ms-word.document.macroEnabled.main+xml";
+
+    private static string BinaryPart(string name, string type, byte[] data) =>
+        $"<pkg:part pkg:name=\"{name}\" pkg:contentType=\"{type}\" pkg:compression=\"store\"><pkg:binaryData>{Convert.ToBase64String(data, Base64FormattingOptions.InsertLineBreaks)}</pkg:binaryData></pkg:part>";
+
+    private static string Word2003Document(string body, string rootAttributes = "", string prolog = "") =>
+        $"<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\n<?mso-application progid=\"Word.Document\"?>{prolog}\n"
+        + $"<w:wordDocument xmlns:w=\"{Word2003}\" {rootAttributes}>{body}<w:body><w:p><w:r><w:t>Compte rendu</w:t></w:r></w:p></w:body></w:wordDocument>";
+
+    [Fact]
+    public async Task Regression_a_flat_opc_word_document_with_a_vba_project_was_plain_xml_and_clean()
+    {
+        var xml = FlatOpc(Docm, "", BinaryPart("/word/vbaProject.bin", "application/vnd.ms-office.vbaProject", VbaSamples.VbaProjectBin()));
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(xml), "compte-rendu.xml");
+
+        Assert.Equal(nameof(ContentType.OfficeXml), verdict.ContentType);
+        verdict.IsMalicious();
+        Assert.Contains("word/vbaProject.bin", verdict.Has("office.vba-macro", "").Message, StringComparison.Ordinal);
+        verdict.Has("office.macro-enabled");
+        // The part's bytes are the zipped package's entry: the macro's own findings come from its OLE2 reading.
+        verdict.Has("office.vba-autoexec", "word/vbaProject.bin");
+
+        // Declared macro-free, it is disguised; named .doc, Word opens it all the same.
+        var disguised = await TestInspection.InspectAsync(
+            Encoding.UTF8.GetBytes(FlatOpc(Docx, "", BinaryPart("/word/vbaProject.bin", "application/vnd.ms-office.vbaProject", VbaSamples.VbaProjectBin()))), "cr.doc");
+        disguised.Has("office.macro-disguised");
+    }
+
+    [Fact]
+    public async Task Regression_a_flat_opc_document_with_a_remote_template_or_a_dde_field_was_clean()
+    {
+        var template = FlatOpc(Docx, "", relationships: "<Relationship Id=\"rId9\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/attachedTemplate\" "
+            + "Target=\"https://templates.example.invalid/lettre.dotm\" TargetMode=\"External\"/>");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(template), "lettre.xml")).Has("office.remote-template");
+
+        var dde = FlatOpc(Docx, "<w:p><w:fldSimple w:instr=\"DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe &quot;/k echo inert&quot;\"/></w:p>");
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(dde), "lettre.xml");
+        verdict.IsMalicious();
+        Assert.Contains("word/document.xml", verdict.Has("office.dde").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Regression_a_word_2003_xml_document_with_a_vba_project_in_editdata_mso_was_plain_xml_and_clean()
+    {
+        // An ActiveMime header and padding, not a working project.
+        var activeMime = Encoding.ASCII.GetBytes("ActiveMime").Concat(new byte[] { 0, 0, 1, 0xF0 }).Concat(new byte[64]).ToArray();
+        var xml = Word2003Document($"<w:binData w:name=\"editdata.mso\">{Convert.ToBase64String(activeMime)}</w:binData>", "w:macrosPresent=\"yes\"");
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(xml), "courrier.doc");
+
+        Assert.Equal(nameof(ContentType.OfficeXml), verdict.ContentType);
+        verdict.IsMalicious();
+        Assert.Contains("editdata.mso", verdict.Has("office.vba-macro").Message, StringComparison.Ordinal);
+        verdict.Has("office.macro-enabled");
+
+        // Behind a prolog longer than the identifier's head, and with a DDE field of the 2003 vocabulary.
+        var padded = Word2003Document("<w:p><w:r><w:fldChar w:fldCharType=\"begin\"/></w:r><w:r><w:instrText>DDEAUTO cmd \"/c echo inert\"</w:instrText></w:r>"
+            + "<w:r><w:fldChar w:fldCharType=\"end\"/></w:r></w:p>", prolog: "<!--" + new string('x', 20_000) + "-->");
+        var paddedVerdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(padded), "courrier.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), paddedVerdict.ContentType);
+        paddedVerdict.Has("office.dde");
+    }
+
+    [Fact]
+    public async Task Regression_an_excel_2003_xml_workbook_with_a_dde_formula_was_clean()
+    {
+        var xml = "<?xml version=\"1.0\"?>\n<?mso-application progid=\"Excel.Sheet\"?>\n"
+            + "<Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\">"
+            + "<Names><NamedRange ss:Name=\"Total\" ss:RefersTo=\"=Feuil1!R1C1:R3C1\"/></Names>"
+            + "<Worksheet ss:Name=\"Feuil1\"><Table><Row><Cell><Data ss:Type=\"Number\">1</Data></Cell>"
+            + "<Cell ss:Formula=\"=SUM(R[-1]C:R[1]C)\"><Data ss:Type=\"Number\">1</Data></Cell>"
+            + "<Cell ss:Formula=\"=cmd|' /c echo inert'!R1C1\"><Data ss:Type=\"Error\">#REF!</Data></Cell></Row></Table></Worksheet></Workbook>";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(xml), "resultats.xls");
+
+        Assert.Equal(nameof(ContentType.OfficeXml), verdict.ContentType);
+        verdict.IsMalicious();
+        Assert.Single(verdict.Findings, f => f.Rule == "office.dde");
+    }
+
+    [Fact]
+    public async Task Office_xml_documents_as_word_and_excel_save_them_stay_clean()
+    {
+        var png = Convert.FromBase64String("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==");
+        var flat = FlatOpc(Docx, "<w:p><w:fldSimple w:instr=\" PAGE \"/></w:p>", BinaryPart("/word/media/image1.png", "image/png", png),
+            "<Relationship Id=\"rId2\" Type=\"http://schemas.openxmlformats.org/officeDocument/2006/relationships/hyperlink\" Target=\"https://www.has-sante.fr/\" TargetMode=\"External\"/>");
+        var flatVerdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(flat), "lettre.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), flatVerdict.ContentType);
+        flatVerdict.IsClean();
+
+        var word = Word2003Document($"<w:binData w:name=\"wordml://03000001.png\">{Convert.ToBase64String(png)}</w:binData>");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(word), "lettre.xml")).IsClean();
+
+        var excel = "<?xml version=\"1.0\"?><Workbook xmlns=\"urn:schemas-microsoft-com:office:spreadsheet\" xmlns:ss=\"urn:schemas-microsoft-com:office:spreadsheet\">"
+            + "<Worksheet ss:Name=\"S\"><Table><Row><Cell ss:Formula=\"=IF(R1C1&gt;0,&quot;pos|neg&quot;,&quot;&quot;)\"/></Row></Table></Worksheet></Workbook>";
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(excel), "export.xml")).IsClean();
+
+        // Other XML with the same local names stays XML.
+        Assert.Equal(nameof(ContentType.Xml), (await TestInspection.InspectAsync("<?xml version=\"1.0\"?><package><part/></package>"u8.ToArray())).ContentType);
+    }
+}
