@@ -94,6 +94,7 @@ internal static class Rules
     public const string OfficeOdfMacro = "office.odf-macro";
     public const string OfficeMalformed = "office.malformed";
     public const string OfficeOdfMimetype = "office.odf-mimetype";
+    public const string OfficeHybridPackage = "office.hybrid-package";
     public const string Ole2Malformed = "ole2.malformed";
     public const string Ole2TooManyEntries = "ole2.too-many-entries";
 

@@ -44,12 +44,26 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
         }
 
         var state = new State(context, parts, new CappedReporter(context));
-        if (context.ContentType == ContentType.OpenDocument)
+        // A package Word and LibreOffice both take for theirs is read as each would: it was read as the one its first bytes
+        // named only, the other's macros unseen (until 2026-12-07).
+        var ooxml = context.ContentType == ContentType.Ooxml || parts.Contains("[Content_Types].xml");
+        var openDocument = context.ContentType == ContentType.OpenDocument || OpenDocumentPackage.Recognise(parts) is not null;
+        if (ooxml && openDocument)
+        {
+            state.Reporter.Report(Rules.OfficeHybridPackage, Severity.Medium,
+                "the package is both an OOXML package ([Content_Types].xml) and an OpenDocument one: Word and LibreOffice open different documents from it");
+        }
+
+        if (ooxml)
+        {
+            AnalyseOoxml(state, cancellationToken);
+        }
+
+        if (openDocument)
         {
             return AnalyseOpenDocumentAsync(state, cancellationToken);
         }
 
-        AnalyseOoxml(state, cancellationToken);
         state.Reporter.Flush();
         return ValueTask.CompletedTask;
     }
