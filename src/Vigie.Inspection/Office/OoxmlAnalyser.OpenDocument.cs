@@ -334,6 +334,8 @@ internal sealed partial class OoxmlAnalyser
         {
             reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in {where}: {Inspector.Truncate(text, 120)}");
         }
+
+        CheckWebService(reporter, where, text, bare);
     }
 
     /// <summary>An attribute by local name, in whatever namespace (ODF writes them prefixed, other writers may not).</summary>

@@ -182,12 +182,32 @@ internal sealed partial class OoxmlAnalyser : IContentAnalyser
     {
         // A "|" inside a string literal ("pos|neg") or a quoted sheet name ('IRM|Scanner'!A1) is not a DDE reference
         // (both were, until 2026-12-07); a quoted DDE topic may hold a double quote.
-        if (DdeFormula().IsMatch(WithoutLiterals(formula)))
+        var bare = WithoutLiterals(formula);
+        var where = definedName is null ? $"'{part}'" : $"defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'";
+        if (DdeFormula().IsMatch(bare))
         {
-            var where = definedName is null ? $"'{part}'" : $"defined name '{Inspector.Truncate(definedName, 60)}' of '{part}'";
             reporter.Report(Rules.OfficeDde, Severity.High, $"DDE formula in {where}: {Inspector.Truncate(formula, 120)}");
         }
+
+        CheckWebService(reporter, where, formula, bare);
     }
+
+    /// <summary>
+    /// A formula calling WEBSERVICE, which fetches its URL each time the sheet is computed: what the cells hold can leave
+    /// in that URL (no finding until 2026-12-07).
+    /// </summary>
+    private static void CheckWebService(CappedReporter reporter, string where, string formula, string bare)
+    {
+        if (WebServiceFunction().IsMatch(bare))
+        {
+            reporter.Report(Rules.OfficeExternalRelationship, Severity.Medium,
+                $"formula in {where} fetches a URL whenever the sheet is computed (WEBSERVICE): {Inspector.Truncate(formula, 120)}");
+        }
+    }
+
+    /// <summary>WEBSERVICE( as a function call (OOXML writes it _xlfn.WEBSERVICE, OpenDocument of:WEBSERVICE or bare).</summary>
+    [GeneratedRegex(@"(?<![A-Za-z0-9_])(?:_xlfn\.)?WEBSERVICE\s*\(", RegexOptions.IgnoreCase, matchTimeoutMilliseconds: 200)]
+    private static partial Regex WebServiceFunction();
 
     /// <summary>Word text parts by declared type (document, headers, footers, notes, comments, glossary), not styles or settings.</summary>
     private static bool IsWordTextType(string type) =>
