@@ -11,7 +11,8 @@ namespace Vigie.Inspection.Xml;
 /// decode it and show the document it carries (a scanned report as a PDF), so each one is decoded, base64 by the
 /// decoder mail parts go through and then inflated when <c>compression</c> says so, under the extraction limits, and
 /// inspected as a child <c>name[N]:mediaType</c>. Before 2026-12-07 such a payload was never decoded: a PDF running a
-/// script in an Encapsulated CDA was stored as clean.
+/// script in an Encapsulated CDA was stored as clean. FHIR resources in XML too: the <c>data</c> of an Attachment or a
+/// Binary (a <c>value</c> attribute), inspected as <c>data[N]:contentType</c> (since 2026-12-07; JSON: <see cref="Hl7.FhirAttachmentAnalyser"/>).
 /// </summary>
 internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
 {
@@ -34,6 +35,7 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
 
         var open = new List<Payload>();
         var payloads = 0;
+        string? fhirType = null;
         var chars = ArrayPool<char>.Shared.Rent(CharChunk);
         try
         {
@@ -45,6 +47,35 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
                     if ((nodes & 0xFFF) == 0)
                     {
                         cancellationToken.ThrowIfCancellationRequested();
+                    }
+
+                    if (reader.NodeType == XmlNodeType.Element && reader.NamespaceURI == FhirNamespace)
+                    {
+                        // FHIR in XML: an Attachment's or a Binary's data is a value attribute, after its contentType.
+                        if (reader.LocalName == "contentType")
+                        {
+                            fhirType = Inspector.Truncate(Inspector.Printable(reader.GetAttribute("value") ?? ""), 60);
+                        }
+                        else if (reader.LocalName == "data" && reader.GetAttribute("value") is { Length: > 0 } value)
+                        {
+                            if (++payloads > MaxPayloads)
+                            {
+                                context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {MaxPayloads} encapsulated data elements: the rest were not decoded");
+                                return;
+                            }
+
+                            var attachment = new Payload(context, new Encapsulated(true, string.IsNullOrEmpty(fhirType) ? "unknown" : fhirType, null), $"data[{payloads}]", reader.Depth);
+                            open.Add(attachment);
+                            for (var at = 0; at < value.Length; at += CharChunk)
+                            {
+                                await attachment.AppendAsync(value.AsMemory(at, Math.Min(CharChunk, value.Length - at)), cancellationToken).ConfigureAwait(false);
+                            }
+
+                            open.Remove(attachment);
+                            await FinishAsync(context, attachment, cancellationToken).ConfigureAwait(false);
+                            fhirType = null;
+                            continue;
+                        }
                     }
 
                     switch (reader.NodeType)
@@ -197,7 +228,9 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
         return AsciiSearch.Mentions(content, content.Length, EdAttributes, cancellationToken)[0];
     }
 
-    private static readonly string[][] EdAttributes = [["representation", "mediaType"]];
+    private static readonly string[][] EdAttributes = [["representation", "mediaType", FhirNamespace]];
+
+    private const string FhirNamespace = "http://hl7.org/fhir";
 
     private sealed record Encapsulated(bool Base64, string MediaType, string? Compression);
 
