@@ -51,6 +51,7 @@ public static class InspectionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, HtmlAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, EncapsulatedDataAnalyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, Hl7.FhirAttachmentAnalyser>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, Hl7.Hl7v2Analyser>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IContentAnalyser, MailAnalyser>());
 
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IDisarmer, DicomDisarmer>());

@@ -115,6 +115,7 @@ internal static class Rules
     /// <summary>HL7 v3 encapsulated data (a CDA's base64 PDF) decoded and inspected as a child.</summary>
     public const string XmlEncapsulatedData = "xml.encapsulated-data";
     public const string FhirAttachmentData = "fhir.attachment-data";
+    public const string Hl7EncapsulatedData = "hl7v2.encapsulated-data";
 
     // Mail
     public const string MailMalformed = "mail.malformed";

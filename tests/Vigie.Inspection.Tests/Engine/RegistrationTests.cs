@@ -15,7 +15,7 @@ public sealed class RegistrationTests
         using var provider = services.BuildServiceProvider();
         var inspector = provider.GetRequiredService<Inspector>();
         Assert.Equal(inspector.Analysers.Count, inspector.Analysers.Select(a => a.Name).Distinct().Count());
-        Assert.Equal(["dicom", "executable", "zip", "compressed-stream", "archive", "pdf", "ole2", "ooxml", "rtf", "text", "html", "xml-data", "fhir-data", "mail"], inspector.Analysers.Select(a => a.Name));
+        Assert.Equal(["dicom", "executable", "zip", "compressed-stream", "archive", "pdf", "ole2", "ooxml", "rtf", "text", "html", "xml-data", "fhir-data", "hl7v2", "mail"], inspector.Analysers.Select(a => a.Name));
         Assert.Equal(["signatures", "yara", "clamd", "recording-engine"], inspector.Engines.Select(e => e.Name));
         Assert.Equal(3, provider.GetServices<IDisarmer>().Count());
     }

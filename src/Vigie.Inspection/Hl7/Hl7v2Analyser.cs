@@ -1,0 +1,332 @@
+using System.Buffers;
+using System.Buffers.Text;
+using Vigie.Inspection.Engine;
+
+namespace Vigie.Inspection.Hl7;
+
+/// <summary>
+/// HL7 v2 messages (ORU results, MDM documents; MLLP-framed or not, batches too): an OBX whose value type is ED carries a
+/// document (a report as a PDF, Base64 or Hex), which the receiving system files and a viewer opens. Each one is decoded
+/// under the extraction limits and inspected as a child <c>OBX[N]:TYPE/SUBTYPE</c>. Before 2026-12-07 a v2 message was
+/// plain text, its documents never decoded. Segments are read one at a time; an ED segment is held whole up to what an
+/// inspection keeps in memory, a longer one is reported, never clean.
+/// </summary>
+internal sealed class Hl7v2Analyser : IContentAnalyser
+{
+    private const int MaxPayloads = 256;
+    private const int Chunk = 64 * 1024;
+
+    public string Name => "hl7v2";
+
+    public bool CanAnalyse(ContentType type) => type == ContentType.Text;
+
+    public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    {
+        if (Delimiters(content) is not { } delimiters)
+        {
+            return;
+        }
+
+        var maxSegment = (int)Math.Min(context.Limits.MaxInnerSize, context.Limits.InMemoryThreshold) / 3 * 4 + Chunk;
+        var session = (context as EngineContext)?.Session;
+        var payloads = 0;
+        long start = 0;
+        var head = new byte[64];
+        while (start < content.Length)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var end = SegmentEnd(content, start, cancellationToken);
+            var length = end - start;
+            var read = content.ReadAt(start, head.AsSpan(0, (int)Math.Min(head.Length, length)));
+            if (IsEncapsulatedData(head.AsSpan(0, read), delimiters.Field))
+            {
+                if (++payloads > MaxPayloads)
+                {
+                    context.Report(Rules.ObjectLimit, Severity.Medium, $"more than {MaxPayloads} HL7 v2 encapsulated data segments: the rest were not decoded");
+                    return;
+                }
+
+                if (length > maxSegment || session is not null && !session.TryReserveMemory(length))
+                {
+                    context.Report(Rules.InnerSizeLimit, Severity.Medium,
+                        $"OBX[{payloads}]: an encapsulated data segment of {length} bytes, longer than an inspection decodes in memory ({maxSegment} bytes): not decoded");
+                }
+                else
+                {
+                    var segment = ArrayPool<byte>.Shared.Rent((int)length);
+                    try
+                    {
+                        content.ReadAt(start, segment.AsSpan(0, (int)length));
+                        if (!await InspectSegmentAsync(context, segment.AsMemory(0, (int)length), delimiters, payloads, cancellationToken).ConfigureAwait(false))
+                        {
+                            return;
+                        }
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(segment, clearArray: true);
+                        session?.ReleaseMemory(length);
+                    }
+                }
+            }
+
+            start = end + 1;
+        }
+    }
+
+    internal readonly record struct Hl7Delimiters(byte Field, byte Component, byte Repetition, byte Escape);
+
+    /// <summary>The message's delimiters when it opens with an MSH (or a batch's FHS/BHS) header, after an MLLP start byte; null otherwise.</summary>
+    private static Hl7Delimiters? Delimiters(ContentSource content)
+    {
+        Span<byte> head = stackalloc byte[16];
+        var text = head[..content.ReadAt(0, head)];
+        text = text.TrimStart((ReadOnlySpan<byte>)[0x0B, (byte)' ', (byte)'\r', (byte)'\n', (byte)'\t']);
+        if (text.Length < 8 || !(text.StartsWith("MSH"u8) || text.StartsWith("FHS"u8) || text.StartsWith("BHS"u8)))
+        {
+            return null;
+        }
+
+        // MSH-1 and MSH-2: |^~\& as a rule, but any printable punctuation, all different.
+        var delimiters = text.Slice(3, 5);
+        foreach (var b in delimiters)
+        {
+            if (b is < 0x21 or > 0x7E || char.IsAsciiLetterOrDigit((char)b))
+            {
+                return null;
+            }
+        }
+
+        return delimiters[0] == delimiters[1] ? null : new Hl7Delimiters(delimiters[0], delimiters[1], delimiters[2], delimiters[3]);
+    }
+
+    /// <summary>Where the segment starting at <paramref name="start"/> ends: its CR (or LF), or the end of the content.</summary>
+    private static long SegmentEnd(ContentSource content, long start, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            for (var position = start; position < content.Length;)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var read = content.ReadAt(position, buffer.AsSpan(0, Chunk));
+                if (read <= 0)
+                {
+                    break;
+                }
+
+                var at = buffer.AsSpan(0, read).IndexOfAny((byte)'\r', (byte)'\n');
+                if (at >= 0)
+                {
+                    return position + at;
+                }
+
+                position += read;
+            }
+
+            return content.Length;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>An OBX segment whose value type (OBX-2) is ED.</summary>
+    private static bool IsEncapsulatedData(ReadOnlySpan<byte> head, byte field)
+    {
+        var segment = head.TrimStart((ReadOnlySpan<byte>)[0x0B, 0x1C, (byte)' ']);
+        if (segment.Length < 8 || !segment.StartsWith("OBX"u8) || segment[3] != field)
+        {
+            return false;
+        }
+
+        var fields = segment[4..];
+        var second = fields.IndexOf(field);
+        if (second < 0)
+        {
+            return false;
+        }
+
+        var type = fields[(second + 1)..];
+        var end = type.IndexOf(field);
+        return end >= 0 && type[..end].Trim((byte)' ').SequenceEqual("ED"u8);
+    }
+
+    /// <summary>Decodes OBX-5's ED repetitions (application^type^subtype^encoding^data) and inspects each; false once the budget is spent.</summary>
+    private static async ValueTask<bool> InspectSegmentAsync(InspectionContext context, ReadOnlyMemory<byte> segment, Hl7Delimiters delimiters, int index,
+        CancellationToken cancellationToken)
+    {
+        var value = Field(segment, delimiters.Field, 5);
+        var repetition = 0;
+        while (!value.IsEmpty)
+        {
+            var next = value.Span.IndexOf(delimiters.Repetition);
+            var one = next < 0 ? value : value[..next];
+            value = next < 0 ? ReadOnlyMemory<byte>.Empty : value[(next + 1)..];
+            repetition++;
+            var type = Printable(Component(one, delimiters.Component, 2));
+            var subtype = Printable(Component(one, delimiters.Component, 3));
+            var encoding = Printable(Component(one, delimiters.Component, 4));
+            var data = Component(one, delimiters.Component, 5);
+            var label = $"OBX[{index}{(repetition > 1 ? $".{repetition}" : "")}]:{(type.Length > 0 ? type : "?")}/{(subtype.Length > 0 ? subtype : "?")}";
+            if (data.IsEmpty)
+            {
+                continue;
+            }
+
+            byte[]? decoded = null;
+            int length;
+            if (encoding.Equals("Base64", StringComparison.OrdinalIgnoreCase))
+            {
+                decoded = ArrayPool<byte>.Shared.Rent(Base64.GetMaxDecodedFromUtf8Length(data.Length));
+                length = DecodeBase64(data.Span, decoded, delimiters.Escape);
+            }
+            else if (encoding.Equals("Hex", StringComparison.OrdinalIgnoreCase))
+            {
+                decoded = ArrayPool<byte>.Shared.Rent(data.Length / 2 + 1);
+                length = DecodeHex(data.Span, decoded);
+            }
+            else
+            {
+                // "A": the data as it is (HL7 escapes left in: what a script or markup needs is there all the same).
+                length = data.Length;
+            }
+
+            try
+            {
+                if (length < 0)
+                {
+                    context.Report(Rules.Hl7EncapsulatedData, Severity.Low, $"{label}: its {encoding} data does not decode");
+                    continue;
+                }
+
+                var bytes = decoded is null ? data : decoded.AsMemory(0, (int)Math.Min(length, context.Limits.MaxInnerSize));
+                if (context.BombFound() || !context.TryChargeExtraction(bytes.Length))
+                {
+                    return false;
+                }
+
+                using var buffer = new SpillBuffer(context);
+                await buffer.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+                using var child = buffer.Detach();
+                context.Report(Rules.Hl7EncapsulatedData, Severity.Info, $"{label}: HL7 v2 encapsulated data ({(encoding.Length > 0 ? encoding : "A")}, {bytes.Length} bytes) decoded and inspected");
+                await context.InspectChildAsync(label, child, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (decoded is not null)
+                {
+                    ArrayPool<byte>.Shared.Return(decoded, clearArray: true);
+                }
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Field <paramref name="number"/> of a segment (OBX-5 is the fifth after the segment's name).</summary>
+    private static ReadOnlyMemory<byte> Field(ReadOnlyMemory<byte> segment, byte separator, int number)
+    {
+        var rest = segment;
+        for (var i = 0; i < number; i++)
+        {
+            var at = rest.Span.IndexOf(separator);
+            if (at < 0)
+            {
+                return ReadOnlyMemory<byte>.Empty;
+            }
+
+            rest = rest[(at + 1)..];
+        }
+
+        var end = rest.Span.IndexOf(separator);
+        return end < 0 ? rest : rest[..end];
+    }
+
+    private static ReadOnlyMemory<byte> Component(ReadOnlyMemory<byte> field, byte separator, int number)
+    {
+        var rest = field;
+        for (var i = 1; i < number; i++)
+        {
+            var at = rest.Span.IndexOf(separator);
+            if (at < 0)
+            {
+                return ReadOnlyMemory<byte>.Empty;
+            }
+
+            rest = rest[(at + 1)..];
+        }
+
+        var end = rest.Span.IndexOf(separator);
+        return end < 0 ? rest : rest[..end];
+    }
+
+    private static string Printable(ReadOnlyMemory<byte> value) =>
+        Inspector.Truncate(Inspector.Printable(System.Text.Encoding.ASCII.GetString(value.Span[..Math.Min(value.Length, 64)]).Trim()), 40);
+
+    /// <summary>Base64 with anything else skipped (line breaks a sender wrote as HL7 escapes, spaces); -1 when it does not decode.</summary>
+    private static int DecodeBase64(ReadOnlySpan<byte> data, byte[] output, byte escape)
+    {
+        var clean = ArrayPool<byte>.Shared.Rent(data.Length);
+        try
+        {
+            var count = 0;
+            for (var i = 0; i < data.Length; i++)
+            {
+                var b = data[i];
+                if (b == escape)
+                {
+                    // An escape sequence (\.br\, \X0D0A\) is no base64 at all: skipped whole.
+                    var close = data[(i + 1)..].IndexOf(escape);
+                    i = close < 0 ? data.Length : i + 1 + close;
+                    continue;
+                }
+
+                if (char.IsAsciiLetterOrDigit((char)b) || b is (byte)'+' or (byte)'/' or (byte)'=')
+                {
+                    clean[count++] = b;
+                }
+            }
+
+            count -= count % 4;
+            return Base64.DecodeFromUtf8(clean.AsSpan(0, count), output, out _, out var written) == OperationStatus.Done ? written : -1;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(clean, clearArray: true);
+        }
+    }
+
+    private static int DecodeHex(ReadOnlySpan<byte> data, byte[] output)
+    {
+        var count = 0;
+        var high = -1;
+        foreach (var b in data)
+        {
+            var nibble = b switch
+            {
+                >= (byte)'0' and <= (byte)'9' => b - '0',
+                >= (byte)'a' and <= (byte)'f' => b - 'a' + 10,
+                >= (byte)'A' and <= (byte)'F' => b - 'A' + 10,
+                _ => -1,
+            };
+            if (nibble < 0)
+            {
+                continue;
+            }
+
+            if (high < 0)
+            {
+                high = nibble;
+            }
+            else
+            {
+                output[count++] = (byte)(high << 4 | nibble);
+                high = -1;
+            }
+        }
+
+        return count;
+    }
+}
