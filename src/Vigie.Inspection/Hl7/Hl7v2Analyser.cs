@@ -32,12 +32,13 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
         var payloads = 0;
         long start = 0;
         var head = new byte[64];
+        using var segments = new SegmentFinder(content);
         while (start < content.Length)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var end = SegmentEnd(content, start, cancellationToken);
+            var end = segments.End(start, cancellationToken);
             var length = end - start;
-            var read = content.ReadAt(start, head.AsSpan(0, (int)Math.Min(head.Length, length)));
+            var read = segments.Read(start, head.AsSpan(0, (int)Math.Min(head.Length, length)));
             if (IsEncapsulatedData(head.AsSpan(0, read), delimiters.Field))
             {
                 if (++payloads > MaxPayloads)
@@ -100,36 +101,54 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
         return delimiters[0] == delimiters[1] ? null : new Hl7Delimiters(delimiters[0], delimiters[1], delimiters[2], delimiters[3]);
     }
 
-    /// <summary>Where the segment starting at <paramref name="start"/> ends: its CR (or LF), or the end of the content.</summary>
-    private static long SegmentEnd(ContentSource content, long start, CancellationToken cancellationToken)
+    /// <summary>Finds segment ends reading the content once, a chunk at a time (a message of many short segments is not read again per segment).</summary>
+    private sealed class SegmentFinder(ContentSource content) : IDisposable
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
-        try
+        private readonly byte[] _buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        private long _chunkStart;
+        private int _chunkLength;
+
+        /// <summary>Where the segment starting at <paramref name="start"/> ends: its CR (or LF), or the end of the content.</summary>
+        public long End(long start, CancellationToken cancellationToken)
         {
-            for (var position = start; position < content.Length;)
+            var from = start;
+            while (true)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var read = content.ReadAt(position, buffer.AsSpan(0, Chunk));
-                if (read <= 0)
+                if (from < _chunkStart || from >= _chunkStart + _chunkLength)
                 {
-                    break;
+                    cancellationToken.ThrowIfCancellationRequested();
+                    _chunkStart = from;
+                    _chunkLength = Math.Max(0, content.ReadAt(from, _buffer.AsSpan(0, Chunk)));
+                    if (_chunkLength == 0)
+                    {
+                        return content.Length;
+                    }
                 }
 
-                var at = buffer.AsSpan(0, read).IndexOfAny((byte)'\r', (byte)'\n');
+                var offset = (int)(from - _chunkStart);
+                var at = _buffer.AsSpan(offset, _chunkLength - offset).IndexOfAny((byte)'\r', (byte)'\n');
                 if (at >= 0)
                 {
-                    return position + at;
+                    return from + at;
                 }
 
-                position += read;
+                from = _chunkStart + _chunkLength;
+            }
+        }
+
+        /// <summary>Bytes from <paramref name="position"/>, from the chunk in hand when it holds them.</summary>
+        public int Read(long position, Span<byte> destination)
+        {
+            if (position >= _chunkStart && position + destination.Length <= _chunkStart + _chunkLength)
+            {
+                _buffer.AsSpan((int)(position - _chunkStart), destination.Length).CopyTo(destination);
+                return destination.Length;
             }
 
-            return content.Length;
+            return content.ReadAt(position, destination);
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+
+        public void Dispose() => ArrayPool<byte>.Shared.Return(_buffer);
     }
 
     /// <summary>An OBX segment whose value type (OBX-2) is ED.</summary>
