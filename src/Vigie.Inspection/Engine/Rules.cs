@@ -107,6 +107,7 @@ internal static class Rules
 
     // Text and HTML
     public const string CsvDdeInjection = "csv.dde-injection";
+    public const string CsvExternalFetch = "csv.external-fetch";
 
     /// <summary>A file uuencoded in text; decoded and inspected as a child.</summary>
     public const string TextUuencoded = "text.uuencoded-file";

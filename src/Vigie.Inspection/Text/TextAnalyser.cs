@@ -175,6 +175,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         var buffer = new char[64 * 1024];
         var line = new StringBuilder();
         var lineNumber = 1;
+        var fetchReported = false;
         int read;
         while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
         {
@@ -194,7 +195,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
                     break;
                 }
 
-                if (Check(context, line, lineNumber))
+                if (Check(context, line, lineNumber, ref fetchReported))
                 {
                     return;
                 }
@@ -205,7 +206,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
             }
         }
 
-        Check(context, line, lineNumber);
+        Check(context, line, lineNumber, ref fetchReported);
     }
 
     /// <summary>
@@ -227,7 +228,8 @@ internal sealed partial class TextAnalyser : IContentAnalyser
                 cancellationToken.ThrowIfCancellationRequested();
                 var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
                 var span = buffer.AsSpan(0, read);
-                dde = dde || span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE");
+                dde = dde || span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE")
+                      || AsciiSearch.ContainsIgnoreCase(span, "WEBSERVICE") || AsciiSearch.ContainsIgnoreCase(span, "IMPORT");
                 uuencoded = uuencoded || AsciiSearch.ContainsIgnoreCase(span, "begin ");
                 if ((dde && uuencoded) || read < buffer.Length)
                 {
@@ -243,7 +245,7 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         }
     }
 
-    private static bool Check(InspectionContext context, StringBuilder builder, int lineNumber)
+    private static bool Check(InspectionContext context, StringBuilder builder, int lineNumber, ref bool fetchReported)
     {
         if (builder.Length < 3)
         {
@@ -251,7 +253,8 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         }
 
         var line = builder.ToString();
-        if (!line.Contains('|', StringComparison.Ordinal) && !line.Contains("DDE", StringComparison.OrdinalIgnoreCase))
+        var fetch = !fetchReported && (line.Contains("WEBSERVICE", StringComparison.OrdinalIgnoreCase) || line.Contains("IMPORT", StringComparison.OrdinalIgnoreCase));
+        if (!line.Contains('|', StringComparison.Ordinal) && !line.Contains("DDE", StringComparison.OrdinalIgnoreCase) && !fetch)
         {
             return false;
         }
@@ -259,16 +262,34 @@ internal sealed partial class TextAnalyser : IContentAnalyser
         foreach (var cell in line.Split([',', ';', '\t']))
         {
             var trimmed = cell.Trim().Trim('"').TrimStart();
-            if (trimmed.Length >= 3 && trimmed[0] is '=' or '+' or '-' or '@' && DdeCell().IsMatch(trimmed))
+            if (trimmed.Length < 3 || trimmed[0] is not ('=' or '+' or '-' or '@'))
+            {
+                continue;
+            }
+
+            if (DdeCell().IsMatch(trimmed))
             {
                 context.Report(Rules.CsvDdeInjection, Severity.High,
                     $"line {lineNumber}: a cell a spreadsheet would run as a DDE command: {Inspector.Truncate(trimmed, 120)}");
                 return true;
             }
+
+            if (fetch && !fetchReported && FetchCell().IsMatch(trimmed))
+            {
+                // Excel's WEBSERVICE and the spreadsheets' IMPORT functions fetch a URL when the sheet is computed, with
+                // what the other cells hold in it (no finding until 2026-12-07). One is enough; DDE is still looked for.
+                context.Report(Rules.CsvExternalFetch, Severity.Medium,
+                    $"line {lineNumber}: a cell a spreadsheet would compute by fetching a URL: {Inspector.Truncate(trimmed, 120)}");
+                fetchReported = true;
+            }
         }
 
         return false;
     }
+
+    /// <summary>A formula calling a function that fetches a URL when computed (Excel, LibreOffice, Google Sheets).</summary>
+    [GeneratedRegex(@"(?<![A-Za-z0-9_])(?:_xlfn\.)?(WEBSERVICE|IMPORTXML|IMPORTDATA|IMPORTHTML|IMPORTFEED|IMPORTRANGE)\s*\(", RegexOptions.IgnoreCase, matchTimeoutMilliseconds: 200)]
+    private static partial Regex FetchCell();
 
     /// <summary>app|'topic'!item or app|topic!item (one word: a bullet line "- Scanner | IRM : libre !" is text), or DDE(...).</summary>
     [GeneratedRegex(@"^[=+\-@].*?([A-Za-z0-9_.]+\s*\|\s*('[^']*'|[^\s'!]+)\s*!|\bDDE(AUTO)?\s*\()", RegexOptions.IgnoreCase | RegexOptions.NonBacktracking)]
