@@ -176,7 +176,7 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
     private static async ValueTask<bool> InspectSegmentAsync(InspectionContext context, ReadOnlyMemory<byte> segment, Hl7Delimiters delimiters, int index,
         CancellationToken cancellationToken)
     {
-        var value = Field(segment, delimiters.Field, 5);
+        var value = Piece(segment, delimiters.Field, 5);
         var repetition = 0;
         while (!value.IsEmpty)
         {
@@ -184,10 +184,10 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
             var one = next < 0 ? value : value[..next];
             value = next < 0 ? ReadOnlyMemory<byte>.Empty : value[(next + 1)..];
             repetition++;
-            var type = Printable(Component(one, delimiters.Component, 2));
-            var subtype = Printable(Component(one, delimiters.Component, 3));
-            var encoding = Printable(Component(one, delimiters.Component, 4));
-            var data = Component(one, delimiters.Component, 5);
+            var type = Printable(Piece(one, delimiters.Component, 1));
+            var subtype = Printable(Piece(one, delimiters.Component, 2));
+            var encoding = Printable(Piece(one, delimiters.Component, 3));
+            var data = Piece(one, delimiters.Component, 4);
             var label = $"OBX[{index}{(repetition > 1 ? $".{repetition}" : "")}]:{(type.Length > 0 ? type : "?")}/{(subtype.Length > 0 ? subtype : "?")}";
             if (data.IsEmpty)
             {
@@ -244,29 +244,11 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
         return true;
     }
 
-    /// <summary>Field <paramref name="number"/> of a segment (OBX-5 is the fifth after the segment's name).</summary>
-    private static ReadOnlyMemory<byte> Field(ReadOnlyMemory<byte> segment, byte separator, int number)
+    /// <summary>The piece of <paramref name="value"/> after <paramref name="skip"/> separators (OBX-5 is 5 after the segment's name, an ED's data 4 after its application).</summary>
+    private static ReadOnlyMemory<byte> Piece(ReadOnlyMemory<byte> value, byte separator, int skip)
     {
-        var rest = segment;
-        for (var i = 0; i < number; i++)
-        {
-            var at = rest.Span.IndexOf(separator);
-            if (at < 0)
-            {
-                return ReadOnlyMemory<byte>.Empty;
-            }
-
-            rest = rest[(at + 1)..];
-        }
-
-        var end = rest.Span.IndexOf(separator);
-        return end < 0 ? rest : rest[..end];
-    }
-
-    private static ReadOnlyMemory<byte> Component(ReadOnlyMemory<byte> field, byte separator, int number)
-    {
-        var rest = field;
-        for (var i = 1; i < number; i++)
+        var rest = value;
+        for (var i = 0; i < skip; i++)
         {
             var at = rest.Span.IndexOf(separator);
             if (at < 0)
