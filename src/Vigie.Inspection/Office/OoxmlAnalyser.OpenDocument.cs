@@ -122,8 +122,8 @@ internal sealed partial class OoxmlAnalyser
                             $"DDE {(reader.LocalName == "dde-source" ? "link" : "field")} in {where}: application '{Inspector.Truncate(OdfAttribute(reader, "dde-application") ?? "", 60)}', "
                             + $"topic '{Inspector.Truncate(OdfAttribute(reader, "dde-topic") ?? "", 120)}'{(automatic ? ", updated automatically" : "")}");
                         break;
-                    case "event-listener" when OdfAttribute(reader, "macro-name") is { Length: > 0 } macro:
-                        // The ODF 1.0 way to bind a Basic macro: "application:Library.Module.Sub" or a document's own.
+                    case "event-listener" or "event" when OdfAttribute(reader, "macro-name") is { Length: > 0 } macro:
+                        // The ODF 1.0 way to bind a Basic macro (script:event in OpenOffice.org 1.x files): "application:Library.Module.Sub" or a document's own.
                         ReportScriptBinding(reporter, where, OdfAttribute(reader, "event-name"), macro, ShippedTemplateMacros.Contains(macro.Trim()));
                         break;
                     default:

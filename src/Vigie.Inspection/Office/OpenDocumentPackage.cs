@@ -13,9 +13,21 @@ namespace Vigie.Inspection.Office;
 /// </summary>
 internal static class OpenDocumentPackage
 {
-    public const string MediaTypePrefix = "application/vnd.oasis.opendocument";
+    private const string MediaTypePrefix = "application/vnd.oasis.opendocument";
+
+    /// <summary>OpenOffice.org 1.x / StarOffice 6–7 (.sxw, .sxc, .sxi...), which LibreOffice still opens, Basic macros included.</summary>
+    private const string LegacyMediaTypePrefix = "application/vnd.sun.xml.";
 
     private const string OfficeNamespace = "urn:oasis:names:tc:opendocument:xmlns:office:1.0";
+
+    private const string LegacyOfficeNamespace = "http://openoffice.org/2000/office";
+
+    /// <summary>
+    /// A media type LibreOffice opens as an office document: OpenDocument's, or OpenOffice.org 1.x's (read as a plain ZIP
+    /// until 2026-12-07, its Basic/ macros unreported).
+    /// </summary>
+    public static bool IsOfficeMediaType(string? type) =>
+        type is not null && (type.StartsWith(MediaTypePrefix, StringComparison.Ordinal) || type.StartsWith(LegacyMediaTypePrefix, StringComparison.Ordinal));
 
     /// <summary>What is read of one part to recognise the package (a manifest up to its "/" entry, a part up to its root).</summary>
     private const long MaxRead = 16L * 1024 * 1024;
@@ -40,7 +52,7 @@ internal static class OpenDocumentPackage
 
         var mime = new byte[(int)entry.UncompressedSize];
         var read = source.ReadAt(local.DataOffset, mime);
-        return mime.AsSpan(0, read).StartsWith(Encoding.ASCII.GetBytes(MediaTypePrefix));
+        return IsOfficeMediaType(Encoding.ASCII.GetString(mime, 0, read));
     }
 
     /// <summary>
@@ -50,12 +62,12 @@ internal static class OpenDocumentPackage
     /// </summary>
     public static string? Recognise(ZipParts parts)
     {
-        if (ManifestMediaType(parts) is { } manifest && manifest.StartsWith(MediaTypePrefix, StringComparison.Ordinal))
+        if (ManifestMediaType(parts) is { } manifest && IsOfficeMediaType(manifest))
         {
             return $"META-INF/manifest.xml declares '{Inspector.Truncate(manifest, 80)}'";
         }
 
-        if (MimetypeValue(parts) is { } mimetype && mimetype.StartsWith(MediaTypePrefix, StringComparison.Ordinal))
+        if (MimetypeValue(parts) is { } mimetype && IsOfficeMediaType(mimetype))
         {
             return $"its mimetype entry says '{Inspector.Truncate(mimetype, 80)}'";
         }
@@ -114,7 +126,7 @@ internal static class OpenDocumentPackage
 
         var value = MimetypeValue(parts);
         var manifest = ManifestMediaType(parts);
-        if (value is null || !value.StartsWith(MediaTypePrefix, StringComparison.Ordinal))
+        if (value is null || !IsOfficeMediaType(value))
         {
             problems.Add($"says '{Inspector.Truncate(value ?? "", 80)}', not an OpenDocument type");
         }
@@ -204,7 +216,7 @@ internal static class OpenDocumentPackage
             {
                 if (reader.NodeType == XmlNodeType.Element)
                 {
-                    return reader.NamespaceURI == OfficeNamespace ? reader.Name : null;
+                    return reader.NamespaceURI is OfficeNamespace or LegacyOfficeNamespace ? reader.Name : null;
                 }
             }
         }
