@@ -454,7 +454,9 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
 
         return problems.Count > 0
             ? HealthCheckResult.Degraded(string.Join("; ", problems))
-            : HealthCheckResult.Healthy($"{status.Waiting} objects waiting");
+            : HealthCheckResult.Healthy($"{status.Waiting} objects waiting"
+                // Why they wait, before the backlog alert: a PACS refusing Vigie's client certificate read as a mere wait until 2026-12-07.
+                + (status.Waiting > 0 && status.LastError is { } error ? $"; last error: {error}" : string.Empty));
     }
 
     private static string Backlog(string? destination, long waiting, TimeSpan oldest, string? lastError) =>

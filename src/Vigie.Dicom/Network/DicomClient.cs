@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
@@ -91,6 +92,10 @@ public sealed class DicomClient : IAsyncDisposable
         Stream stream;
         var connected = false;
         string? refusal = null;
+        EndPoint? remote = null;
+        SslStream? tls = null;
+        X509Certificate2? clientCertificate = null;
+        var certificateRequested = false;
         // One deadline for the connection and the TLS handshake: a peer behind a firewall that drops the attempt, or
         // that accepts and never answers the handshake, must fail the call, not hold the forwarder for ever.
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -99,26 +104,37 @@ public sealed class DicomClient : IAsyncDisposable
         {
             await socket.ConnectAsync(options.Host, options.Port, deadline.Token).ConfigureAwait(false);
             connected = true;
+            // Read now: a node that refuses Vigie's client certificate resets the connection right after the TLS 1.3
+            // handshake, and the address read later failed with "Transport endpoint is not connected" (before 2026-12-07).
+            remote = socket.RemoteEndPoint;
             stream = new NetworkStream(socket, ownsSocket: true);
             if (options.UseTls)
             {
                 var anchors = options.ServerCaPath is null ? null : DicomTls.LoadAuthorities(options.ServerCaPath);
-                var ssl = new SslStream(stream, false, anchors is null ? null : (_, certificate, chain, errors) =>
+                var ssl = tls = new SslStream(stream, false, anchors is null ? null : (_, certificate, chain, errors) =>
                     (refusal = DicomTls.Refusal(anchors, requireCertificate: true, TlsPeer.Server, certificate, chain, errors)) is null);
-                X509CertificateCollection? clientCertificates = null;
                 if (options.ClientCertificatePath is not null)
                 {
-                    clientCertificates = [DicomTls.LoadCertificate(options.ClientCertificatePath, options.ClientKeyPath, null)];
+                    clientCertificate = DicomTls.LoadCertificate(options.ClientCertificatePath, options.ClientKeyPath, null);
                 }
 
                 await ssl.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
                 {
                     TargetHost = options.ServerName ?? options.Host,
-                    ClientCertificates = clientCertificates,
+                    // On Linux this is called once before the handshake, and again (with the server's certificate) only when
+                    // the server sent a CertificateRequest and no certificate was chosen before: how Vigie knows the node
+                    // asked for one it does not have.
+                    LocalCertificateSelectionCallback = (_, _, _, serverCertificate, _) =>
+                    {
+                        certificateRequested |= serverCertificate is not null;
+                        return clientCertificate!;
+                    },
                     EnabledSslProtocols = DicomTls.Protocols,
                     CipherSuitesPolicy = DicomTls.CipherSuites(),
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
                 }, deadline.Token).ConfigureAwait(false);
+                // A certificate was sent only if the server asked for one.
+                certificateRequested |= ssl.LocalCertificate is not null;
                 stream = ssl;
             }
         }
@@ -135,13 +151,19 @@ public sealed class DicomClient : IAsyncDisposable
             socket.Dispose();
             throw new AuthenticationException($"TLS handshake with {options.Host}:{options.Port} failed: {refusal}", e);
         }
+        catch (AuthenticationException e) when (ClientCertificateRefusal(options, DicomTls.ReceivedAlert(e), certificateRequested, clientCertificate) is { } refused)
+        {
+            // TLS 1.2: the server refuses the client's certificate within the handshake.
+            socket.Dispose();
+            throw new DicomClientCertificateRefusedException(refused, e);
+        }
         catch
         {
             socket.Dispose();
             throw;
         }
 
-        var association = new DicomAssociation(stream, isRequestor: true, options.Association, socket.RemoteEndPoint, socket);
+        var association = new DicomAssociation(stream, isRequestor: true, options.Association, remote, socket);
         try
         {
             var request = new AssociationParameters
@@ -192,11 +214,77 @@ public sealed class DicomClient : IAsyncDisposable
             await association.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+        catch (Exception e) when (tls is not null && !association.ByteReceived && e is IOException or SocketException or DicomAssociationAbortedException)
+        {
+            // TLS 1.3: the client's side of the handshake ends before the server checks the client certificate, so its
+            // refusal is an alert met by the first write or read, which reported a network fault until 2026-12-07.
+            var alert = DicomTls.ReceivedAlert(e) ?? await AlertAfterFailedWriteAsync(tls, cancellationToken).ConfigureAwait(false);
+            await association.DisposeAsync().ConfigureAwait(false);
+            if (ClientCertificateRefusal(options, alert, certificateRequested, clientCertificate, afterHandshake: true) is { } refused)
+            {
+                throw new DicomClientCertificateRefusedException(refused, e);
+            }
+
+            throw;
+        }
         catch
         {
             await association.DisposeAsync().ConfigureAwait(false);
             throw;
         }
+    }
+
+    /// <summary>
+    /// The alert behind a write the server reset: it is still in the receive buffer, and a read decrypts it (bounded, as
+    /// the peer may have sent nothing at all).
+    /// </summary>
+    private static async Task<(byte Code, string Name)?> AlertAfterFailedWriteAsync(SslStream tls, CancellationToken cancellationToken)
+    {
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(TimeSpan.FromSeconds(2));
+        try
+        {
+            _ = await tls.ReadAsync(new byte[16], bounded.Token).ConfigureAwait(false);
+            return null;
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+        {
+            return DicomTls.ReceivedAlert(e);
+        }
+    }
+
+    /// <summary>
+    /// Why the node refused Vigie's client certificate, in the operator's words, or null when the failure says nothing
+    /// of it. An alert about a certificate (certificate_required, bad_certificate, unknown_ca, certificate_expired,
+    /// access_denied...) is enough; handshake_failure and decrypt_error, or no alert at all (an alert .NET did not pass
+    /// on) right after the handshake, only when the node had asked for a client certificate.
+    /// </summary>
+    private static string? ClientCertificateRefusal(DicomClientOptions options, (byte Code, string Name)? alert, bool requested, X509Certificate2? certificate,
+        bool afterHandshake = false)
+    {
+        if (alert is { Code: 40 or 51 } ? !requested : alert is null && !(afterHandshake && requested))
+        {
+            return null;
+        }
+
+        var how = alert is { } a ? $"TLS alert {a.Code} {a.Name}" : "it closed the connection right after the TLS handshake in which it asked for one";
+        var node = $"{options.CalledAE} ({options.Host}:{options.Port})";
+        if (certificate is null)
+        {
+            return $"{node} refused Vigie's TLS client certificate ({how}): none is configured for it; set its ClientCertificatePath and ClientKeyPath "
+                + "(a certificate for clientAuth from an authority the node trusts)";
+        }
+
+        var about = $"'{DicomTls.Printable(certificate.Subject)}' issued by '{DicomTls.Printable(certificate.Issuer)}'";
+        var why = alert?.Code switch
+        {
+            45 => "the node finds it expired",
+            44 => "the node finds it revoked",
+            43 => "the node does not take it for a client (its key usage or extended key usage)",
+            42 or 46 or 48 or null => "not trusted by the node: have it trust that authority, or give Vigie a certificate from one it trusts",
+            _ => "not accepted by the node",
+        };
+        return $"{node} refused Vigie's TLS client certificate {about} ({how}): {why}";
     }
 
     public async Task<DimseResult> EchoAsync(CancellationToken cancellationToken)
@@ -342,6 +430,9 @@ public sealed class DicomClient : IAsyncDisposable
         }
     }
 }
+
+/// <summary>The node refused Vigie's TLS client certificate (none configured, or one it does not accept); the message says which and why.</summary>
+public sealed class DicomClientCertificateRefusedException(string message, Exception inner) : AuthenticationException(message, inner);
 
 /// <summary>A DIMSE operation ended with a failure status.</summary>
 public sealed class DicomStatusException(ushort status, string? comment)

@@ -256,6 +256,51 @@ public static class DicomTls
         return anchors;
     }
 
+    /// <summary>
+    /// The TLS alert a peer sent, from the error text OpenSSL gives .NET on Linux ("error:0A00045C:SSL routines::tlsv13
+    /// alert certificate required", in an inner exception of the failed read or handshake), or null. .NET exposes no
+    /// alert code of its own, so this text is what there is; other platforms' texts are not recognised.
+    /// </summary>
+    internal static (byte Code, string Name)? ReceivedAlert(Exception? failure)
+    {
+        for (var e = failure; e is not null; e = e.InnerException)
+        {
+            var message = e.Message;
+            foreach (var prefix in (ReadOnlySpan<string>)["tlsv13 alert ", "tlsv1 alert ", "sslv3 alert "])
+            {
+                var at = message.IndexOf(prefix, StringComparison.Ordinal);
+                if (at < 0)
+                {
+                    continue;
+                }
+
+                var name = message[(at + prefix.Length)..];
+                var end = name.IndexOfAny([':', '\n', '(']);
+                if (AlertNames.TryGetValue((end < 0 ? name : name[..end]).Trim(), out var alert))
+                {
+                    return alert;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>OpenSSL's names of the alerts a server sends about a client's certificate (RFC 8446 6.2), with their codes.</summary>
+    private static readonly Dictionary<string, (byte Code, string Name)> AlertNames = new(StringComparer.Ordinal)
+    {
+        ["handshake failure"] = (40, "handshake_failure"),
+        ["bad certificate"] = (42, "bad_certificate"),
+        ["unsupported certificate"] = (43, "unsupported_certificate"),
+        ["certificate revoked"] = (44, "certificate_revoked"),
+        ["certificate expired"] = (45, "certificate_expired"),
+        ["certificate unknown"] = (46, "certificate_unknown"),
+        ["unknown ca"] = (48, "unknown_ca"),
+        ["access denied"] = (49, "access_denied"),
+        ["decrypt error"] = (51, "decrypt_error"),
+        ["certificate required"] = (116, "certificate_required"),
+    };
+
     private const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";
     private const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
     private const string AnyExtendedKeyUsage = "2.5.29.37.0";

@@ -509,6 +509,7 @@ internal sealed class GatewayServiceProvider(
                 DicomAssociationRejectedException rejected => $"{destinationAE} rejected the association ({rejected.Message})",
                 System.Net.Sockets.SocketException socket => $"cannot reach {destinationAE}: {socket.SocketErrorCode}",
                 TimeoutException => $"cannot reach {destinationAE}: no answer in time",
+                DicomClientCertificateRefusedException => $"{destinationAE} refused Vigie's TLS client certificate",
                 System.Security.Authentication.AuthenticationException => $"cannot reach {destinationAE}: TLS handshake failed",
                 _ => $"cannot reach {destinationAE}: {e.Message}",
             });

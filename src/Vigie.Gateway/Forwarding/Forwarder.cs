@@ -430,14 +430,22 @@ internal sealed class Forwarder(
             if (Dimse.GatewayServiceProvider.DueForLog(ref last, Clock.GetUtcNow()))
             {
                 _unreachableLogged[destination.AETitle] = last;
-                logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects of this batch wait (logged once a minute)",
-                    destination.AETitle, destination.Host, destination.Port, e.Message, prepared.Count);
+                if (e is DicomClientCertificateRefusedException)
+                {
+                    logger.LogWarning("{Reason}; {Count} objects of this batch wait (logged once a minute)", e.Message, prepared.Count);
+                }
+                else
+                {
+                    logger.LogWarning("Cannot reach {Destination} ({Host}:{Port}): {Reason}; {Count} objects of this batch wait (logged once a minute)",
+                        destination.AETitle, destination.Host, destination.Port, e.Message, prepared.Count);
+                }
             }
 
+            // Reached, but Vigie's certificate refused: not "cannot reach", which sent operators to the firewall.
+            var reason = e is DicomClientCertificateRefusedException ? e.Message : $"cannot reach {destination.AETitle}: {e.Message}";
             foreach (var item in prepared)
             {
-                await RetryAsync(item.Message, destination.AETitle, $"cannot reach {destination.AETitle}: {e.Message}", item.Header, settings, cancellationToken)
-                    .ConfigureAwait(false);
+                await RetryAsync(item.Message, destination.AETitle, reason, item.Header, settings, cancellationToken).ConfigureAwait(false);
             }
 
             return Outcome.Failed;

@@ -60,6 +60,69 @@ public sealed class TlsTests
     }
 
     /// <summary>
+    /// Regression: a PACS requiring a client certificate (dcmtk storescp +tls -rc) refuses Vigie's, when it has none or
+    /// one from an authority the PACS does not trust, with a TLS 1.3 alert after the handshake (certificate_required,
+    /// unknown_ca). `vigie echo` said "Transport endpoint is not connected", `vigie forward status` and the log "cannot
+    /// reach PACS: ... Connection reset by peer", and /health "1 objects waiting": a network fault, not the certificate.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_PACS_refusing_Vigies_client_certificate_was_reported_as_a_network_fault()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var pki = new TempDirectory("vigie-pki-client-refused");
+        await TestCertificates.HospitalPkiAsync(pki.Path, ct, ("pacs", "root", "serverAuth"), ("vigie", "root", "clientAuth"), ("stranger", "other", "clientAuth"));
+        using var work = new TempDirectory("vigie-client-refused");
+        await using var pacs = await StoreScp.StartAsync("PACS", work.Combine("pacs"), "+tls", pki.Combine("pacs.key"), pki.Combine("pacs.crt"),
+            "+cf", pki.Combine("root.crt"), "-rc");
+        var environment = new Dictionary<string, string>();
+        void Destination(int index, string aeTitle, string? certificate, bool forward)
+        {
+            var at = $"VIGIE__GATEWAY__DESTINATIONS__{index}__";
+            environment[at + "AETITLE"] = aeTitle;
+            environment[at + "PORT"] = pacs.Port.ToString(CultureInfo.InvariantCulture);
+            environment[at + "FORWARD"] = forward ? "true" : "false";
+            environment[at + "USETLS"] = "true";
+            environment[at + "SERVERCAPATH"] = pki.Combine("root.crt");
+            environment[at + "SERVERNAME"] = "localhost";
+            if (certificate is not null)
+            {
+                environment[at + "CLIENTCERTIFICATEPATH"] = pki.Combine(certificate + ".crt");
+                environment[at + "CLIENTKEYPATH"] = pki.Combine(certificate + ".key");
+            }
+        }
+
+        Destination(0, "PACS", null, forward: true);
+        Destination(1, "STRANGER", "stranger", forward: false);
+        Destination(2, "TRUSTED", "vigie", forward: false);
+        await using var node = await VigieNode.StartAsync(environment: environment, cancellationToken: ct);
+
+        var echo = await node.VigieAsync("echo", "--json");
+        Assert.True(echo.ExitCode == 1, echo.ToString());
+        var outcomes = JsonDocument.Parse(echo.StandardOutput).RootElement.EnumerateArray()
+            .ToDictionary(o => o.GetProperty("ae_title").GetString()!, o => o.GetProperty("detail").GetString()!);
+        Assert.Equal($"TLS: PACS (127.0.0.1:{pacs.Port}) refused Vigie's TLS client certificate (TLS alert 116 certificate_required): none is configured "
+            + "for it; set its ClientCertificatePath and ClientKeyPath (a certificate for clientAuth from an authority the node trusts)", outcomes["PACS"]);
+        Assert.Equal($"TLS: STRANGER (127.0.0.1:{pacs.Port}) refused Vigie's TLS client certificate 'CN=stranger' issued by 'CN=Vigie Test Other CA' "
+            + "(TLS alert 48 unknown_ca): not trusted by the node: have it trust that authority, or give Vigie a certificate from one it trusts", outcomes["STRANGER"]);
+        Assert.Equal("C-ECHO answered", outcomes["TRUSTED"]);
+
+        // Forwarding to the PACS: the queue, the log and /health say why the object waits.
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        var expected = $"PACS (127.0.0.1:{pacs.Port}) refused Vigie's TLS client certificate (TLS alert 116 certificate_required): none is configured";
+        var lastError = await Eventually.WaitForAsync(async () =>
+        {
+            var status = await node.VigieAsync("forward", "status", "--json");
+            return JsonDocument.Parse(status.StandardOutput).RootElement.GetProperty("last_error").GetString() ?? "";
+        }, e => e.StartsWith(expected, StringComparison.Ordinal), ct, TimeSpan.FromSeconds(60));
+        Assert.StartsWith(expected, lastError, StringComparison.Ordinal);
+        var (health, description) = await node.HealthCheckAsync("forwarding", ct);
+        Assert.True(description.Contains(expected, StringComparison.Ordinal), $"{health}: {description}");
+        var log = await Eventually.WaitForAsync(() => Task.FromResult(node.Output), o => o.Contains(expected, StringComparison.Ordinal), ct, TimeSpan.FromSeconds(10));
+        Assert.Contains(expected, log, StringComparison.Ordinal);
+        Assert.DoesNotContain("Transport endpoint is not connected", log, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Regression: on the TLS port every connect-and-close (a port scan, a load balancer's TCP check) wrote its own
     /// Security Alert, "TLS handshake failed: Received an unexpected EOF", while the plain port audits a connection that
     /// sent nothing once a minute per address, with the count of the others.
