@@ -140,6 +140,10 @@ public sealed class DicomServerOptionsValidation : IValidateOptions<DicomServerO
                 problems.Add($"{at}:CertificatePath: the certificate in {tls.CertificatePath} {problem}: no TLS peer would accept it");
             }
         }
+        catch (EncryptedKeyException e)
+        {
+            problems.Add($"{at}:KeyPath: {e.Message}");
+        }
         catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException)
         {
             problems.Add($"{at}:CertificatePath: {e.Message}");

@@ -49,9 +49,29 @@ public static class DicomTls
 
             return X509CertificateLoader.LoadPkcs12FromFile(path, password);
         }
+        catch (Exception e) when (e is ArgumentException or CryptographicException && keyPath is not null && IsEncryptedPemKey(keyPath))
+        {
+            // .NET reads only unencrypted PEM keys, and said "malformed, or the key does not match" (before 2026-12-07).
+            throw new EncryptedKeyException($"the TLS private key {keyPath} is encrypted (password-protected), which Vigie does not read: give it the key "
+                + "unencrypted (openssl pkey -in KEY -out KEY.plain), in a file readable only by Vigie's account (chmod 0600)", e);
+        }
         catch (Exception e) when (e is ArgumentException or CryptographicException or IOException or UnauthorizedAccessException)
         {
             throw new InvalidOperationException($"the TLS certificate {path}{(keyPath is null ? "" : $" with key {keyPath}")} cannot be used: {e.Message}", e);
+        }
+    }
+
+    /// <summary>A PEM key file holding a password-protected key: PKCS#8 "ENCRYPTED PRIVATE KEY", or a legacy "Proc-Type: 4,ENCRYPTED" one.</summary>
+    private static bool IsEncryptedPemKey(string keyPath)
+    {
+        try
+        {
+            var text = File.ReadAllText(keyPath);
+            return text.Contains("-----BEGIN ENCRYPTED PRIVATE KEY-----", StringComparison.Ordinal) || text.Contains("Proc-Type: 4,ENCRYPTED", StringComparison.Ordinal);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 
@@ -305,6 +325,9 @@ public static class DicomTls
     private const string ClientAuthentication = "1.3.6.1.5.5.7.3.2";
     private const string AnyExtendedKeyUsage = "2.5.29.37.0";
 }
+
+/// <summary>A certificate's PEM key file is password-protected, which Vigie does not read: the key file's fault, not the certificate's.</summary>
+public sealed class EncryptedKeyException(string message, Exception inner) : InvalidOperationException(message, inner);
 
 /// <summary>Which side of a TLS connection a certificate is checked for.</summary>
 public enum TlsPeer

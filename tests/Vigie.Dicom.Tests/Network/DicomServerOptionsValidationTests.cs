@@ -156,6 +156,35 @@ public sealed class DicomServerOptionsValidationTests
         Assert.Empty(Problems(Make("expired", now.AddDays(-400), now.AddDays(-1), "1.3.6.1.5.5.7.3.1")));
     }
 
+    /// <summary>
+    /// Regression: a password-protected server key (an encrypted PKCS#8 PEM, as openssl writes it when asked for a
+    /// passphrase) stopped the start naming CertificatePath, "the content is malformed, or the key does not match the
+    /// certificate": nothing said the key was encrypted, which Vigie does not read.
+    /// </summary>
+    [Fact]
+    public void Regression_an_encrypted_server_key_stopped_the_start_as_a_malformed_certificate()
+    {
+        using var work = new TempDirectory("vigie-tls-encrypted-key");
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var self = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256)
+            .CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(400));
+        File.WriteAllText(work.Combine("server.crt"), self.ExportCertificatePem());
+        File.WriteAllText(work.Combine("server.key"), key.ExportEncryptedPkcs8PrivateKeyPem("secret",
+            new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 100_000)));
+
+        var problems = new DicomServerOptionsValidation().Validate(null, new DicomServerOptions
+        {
+            TlsPort = 11113,
+            Tls = new DicomTlsOptions { CertificatePath = work.Combine("server.crt"), KeyPath = work.Combine("server.key") },
+        }).Failures ?? [];
+
+        var problem = Assert.Single(problems);
+        Assert.StartsWith($"Dicom:Server:Tls:KeyPath: the TLS private key {work.Combine("server.key")} is encrypted (password-protected)", problem, StringComparison.Ordinal);
+        Assert.Contains("unencrypted", problem, StringComparison.Ordinal);
+        Assert.Contains("readable only by Vigie's account", problem, StringComparison.Ordinal);
+        Assert.DoesNotContain("malformed", problem, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("VIGIE")]
     [InlineData("SIXTEEN_CHARS_AE")]
