@@ -46,6 +46,65 @@ public sealed class IndexTermsTests
         Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
     }
 
+    /// <summary>
+    /// Regression (review 25 F2): search terms copied onto row ids that did not exist yet (the next patient and study, an
+    /// id in a gap, a level that has no terms) passed scrub, and attached to the next patient and study stored. Scrub now
+    /// names every term whose owner row does not exist, maintenance's run deletes them, and a new row never inherits terms.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_planted_terms_on_rows_not_yet_made_passed_scrub_and_attached_to_the_next_patient(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        await archive.IngestAsync(IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 1), 1), Samples.Entry(1, 1, 1, 1));
+        var martin = (await archive.IngestAsync(IndexTamperTests.Dicom(Samples.SopUid(2, 1, 1, 1), 2), Samples.Entry(2, 1, 1, 1))).Index;
+        var maxPatient = await ScalarAsync(archive, "SELECT MAX(id) FROM archive_patients");
+        var maxStudy = await ScalarAsync(archive, "SELECT MAX(id) FROM archive_studies");
+
+        // The next ids (a sequence may skip one), an id in a gap, and a level that has no terms.
+        for (var next = 1; next <= 3; next++)
+        {
+            await ExecuteAsync(archive, $"INSERT INTO archive_terms (term, level, row_id) SELECT term, 0, {maxPatient + next} FROM archive_terms WHERE level = 0 AND row_id = {martin.PatientRowId}");
+            await ExecuteAsync(archive, $"INSERT INTO archive_terms (term, level, row_id) SELECT term, 1, {maxStudy + next} FROM archive_terms WHERE level = 1 AND row_id = {martin.StudyRowId}");
+        }
+
+        await ExecuteAsync(archive, $"INSERT INTO archive_terms (term, level, row_id) SELECT term, 0, -7 FROM archive_terms WHERE level = 0 AND row_id = {martin.PatientRowId}");
+        await ExecuteAsync(archive, $"INSERT INTO archive_terms (term, level, row_id) SELECT term, 5, {martin.PatientRowId} FROM archive_terms WHERE level = 0 AND row_id = {martin.PatientRowId}");
+
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.Equal(1, report.ExitCode);
+        Assert.Equal(8, report.IndexTampered);
+        Assert.Contains(report.Findings, f => f.Location == $"index archive_terms level 0 row #{maxPatient + 1}" && f.Kind == ScrubFindingKind.IndexTampered);
+        Assert.Contains(report.Findings, f => f.Location == $"index archive_terms level 1 row #{maxStudy + 1}");
+        Assert.Contains(report.Findings, f => f.Location == "index archive_terms level 0 row #-7");
+        Assert.Contains(report.Findings, f => f.Location == $"index archive_terms level 5 row #{martin.PatientRowId}" && f.Reason.Contains("a level that has none", StringComparison.Ordinal));
+
+        // A new patient and study stored before any repair do not inherit the planted terms.
+        var bernard = (await archive.IngestAsync(IndexTamperTests.Dicom(Samples.SopUid(3, 1, 1, 1), 3), Samples.Entry(3, 1, 1, 1))).Index;
+        Assert.InRange(bernard.PatientRowId, maxPatient + 1, maxPatient + 3);
+        var afterStore = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.DoesNotContain(afterStore.Findings, f => f.Location == $"index archive_patients #{bernard.PatientRowId}" || f.Location == $"index archive_studies #{bernard.StudyRowId}");
+        Assert.Equal(6, afterStore.IndexTampered);
+        Assert.Single((await InstancesOfAsync(archive, Samples.PatientId(2))).Matches);
+        Assert.Equal(bernard.PatientRowId, Assert.Single((await InstancesOfAsync(archive, Samples.PatientId(3))).Matches).PatientRowId);
+
+        // Maintenance's run deletes them (reported, so the run is alerted); the next run is clean.
+        var repaired = await archive.Scrub.RunAsync(new ScrubRequest { RepairTerms = true }, ct);
+        Assert.Equal(1, repaired.ExitCode);
+        Assert.Equal(6, repaired.TermsRepaired);
+        Assert.True((await archive.Scrub.RunAsync(new ScrubRequest(), ct)).IsClean);
+        Assert.Equal(0, await ScalarAsync(archive, "SELECT COUNT(*) FROM archive_terms WHERE level NOT IN (0, 1) OR row_id < 0"));
+    }
+
+    private static async Task<long> ScalarAsync(ArchiveHarness archive, string sql)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var command = connection.CreateCommand(null, sql);
+        return Convert.ToInt64(await command.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     private static Task<QueryResult> InstancesOfAsync(ArchiveHarness archive, string patientId) =>
         archive.Index.QueryAsync(new ArchiveQuery(QueryLevel.Instance, [new QueryKey(DicomTags.PatientId, patientId)]), TestContext.Current.CancellationToken)
             .AsTask();

@@ -646,6 +646,13 @@ internal sealed class SqlArchiveIndex(IVigieDatabase database, ArchiveKeyService
             if (id is not null and not DBNull)
             {
                 var rowId = ToLong(id);
+                if (level <= 1)
+                {
+                    // Terms planted on the id this row was to get (max + 1 on SQLite, the next value of a sequence) are not its own.
+                    await ExecuteAsync(connection, transaction, "DELETE FROM archive_terms WHERE level = @l AND row_id = @r",
+                        cancellationToken, ("@l", (short)level), ("@r", rowId)).ConfigureAwait(false);
+                }
+
                 await InsertTermsAsync(connection, transaction, level, rowId, termsOf(attributes), cancellationToken).ConfigureAwait(false);
                 return (rowId, false);
             }

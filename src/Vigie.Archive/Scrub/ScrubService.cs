@@ -393,6 +393,8 @@ public sealed class ScrubService
             }
         }
 
+        await CheckStrayTermsAsync(connection, request, state, cancellationToken).ConfigureAwait(false);
+
         long afterInstance = 0;
         while (true)
         {
@@ -419,6 +421,75 @@ public sealed class ScrubService
             {
                 break;
             }
+        }
+    }
+
+    /// <summary>
+    /// Search terms whose owner row does not exist, or at a level that has none (since 2026-12-07): planted on the id the
+    /// next patient or study would get, they attached to it, and the page-by-page check above never read them. Paged by
+    /// (level, row id), 2 000 owners a query; with <see cref="ScrubRequest.RepairTerms"/> they are deleted, if the owner
+    /// is still absent (a store may have made it meanwhile, and its insert removes them itself).
+    /// </summary>
+    private async Task CheckStrayTermsAsync(DbConnection connection, ScrubRequest request, State state, CancellationToken cancellationToken)
+    {
+        const string stray = """
+            (t.level NOT IN (0, 1)
+             OR (t.level = 0 AND NOT EXISTS (SELECT 1 FROM archive_patients p WHERE p.id = t.row_id))
+             OR (t.level = 1 AND NOT EXISTS (SELECT 1 FROM archive_studies s WHERE s.id = t.row_id)))
+            """;
+        var first = 1;
+        long afterLevel = 0;
+        long afterRow = 0;
+        while (true)
+        {
+            var page = new List<(long Level, long Row, long Count)>();
+            await using (var command = connection.CreateCommand(null, $"""
+                                 SELECT t.level, t.row_id, COUNT(*) FROM archive_terms t
+                                 WHERE (@first = 1 OR t.level > @l OR (t.level = @l AND t.row_id > @r)) AND {stray}
+                                 GROUP BY t.level, t.row_id ORDER BY t.level, t.row_id LIMIT @n
+                                 """).With("@first", first).With("@l", afterLevel).With("@r", afterRow).With("@n", 2000))
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    page.Add((SqlArchiveIndex.ToLong(reader.GetValue(0)), SqlArchiveIndex.ToLong(reader.GetValue(1)), SqlArchiveIndex.ToLong(reader.GetValue(2))));
+                }
+            }
+
+            foreach (var (level, row, count) in page)
+            {
+                var owner = level switch { 0 => "archive_patients", 1 => "archive_studies", _ => null };
+                state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index archive_terms level {level} row #{row}", null, null,
+                    $"{count} search terms on {(owner is null ? "a level that has none" : $"{owner} #{row}, which does not exist")}: planted, they would "
+                    + "attach to the row stored next under that id" + (request.RepairTerms ? "; they are deleted" : "; maintenance deletes them"), []));
+            }
+
+            if (request.RepairTerms && page.Count > 0)
+            {
+                await using var writer = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+                await using var transaction = await _database.BeginWriteAsync(writer, cancellationToken).ConfigureAwait(false);
+                var repaired = 0;
+                foreach (var (level, row, _) in page)
+                {
+                    await using var delete = writer.CreateCommand(transaction, $"DELETE FROM archive_terms AS t WHERE t.level = @l AND t.row_id = @r AND {stray}")
+                        .With("@l", level).With("@r", row);
+                    repaired += await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0 ? 1 : 0;
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                Interlocked.Add(ref state.TermsRepaired, repaired);
+                if (repaired > 0)
+                {
+                    _logger.LogWarning("Scrub: search terms on {Count} index rows that do not exist were deleted", repaired);
+                }
+            }
+
+            if (page.Count < 2000)
+            {
+                break;
+            }
+
+            (first, afterLevel, afterRow) = (0, page[^1].Level, page[^1].Row);
         }
     }
 
