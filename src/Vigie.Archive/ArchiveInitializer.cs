@@ -165,32 +165,93 @@ public sealed class ArchiveInitializer
     /// <summary>
     /// Quarantine files written before 2026-12-07 hold a data key wrapped as an archive object's: copied into objects/ and
     /// named by index rows, one opened and was served. Their keys are re-wrapped for quarantine once, here (key slots only,
-    /// file by file), then that is recorded; until it is, the archive refuses every object id a quarantine record names.
+    /// file by file, only files a quarantine record names), then that is recorded beside the key file, where the index's
+    /// writer cannot undo it (since 2026-12-07; before, only in the index: deleting that row re-ran the re-wrap at will,
+    /// review 25 F1), and in the index too. Until it is recorded, a command run without a start refuses every object id a
+    /// quarantine record names.
     /// </summary>
     private async ValueTask BindQuarantinePurposeAsync(CancellationToken cancellationToken)
     {
-        var legacy = await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false);
-        _store.RefuseAsQuarantined(legacy);
-        if (legacy is null)
+        if (await QuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false))
         {
+            _store.RefuseAsQuarantined(null);
             return;
         }
 
-        var (rewrapped, failed) = await _store.BindQuarantinePurposeAsync(cancellationToken).ConfigureAwait(false);
+        var records = new List<(string QuarantineId, ObjectId ObjectId)>();
+        await using (var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
+        await using (var command = connection.CreateCommand(null, "SELECT quarantine_id, object_id FROM archive_quarantine ORDER BY id"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (reader.GetValue(1) is byte[] { Length: ObjectId.Size } objectId)
+                {
+                    records.Add((reader.GetString(0), new ObjectId(objectId)));
+                }
+            }
+        }
+
+        _store.RefuseAsQuarantined(records.Select(r => r.ObjectId).ToHashSet());
+        var (rewrapped, failed, skipped) = await _store.BindQuarantinePurposeAsync(records, IsArchivedAsync, cancellationToken).ConfigureAwait(false);
+        // What the index says no longer decides whether an object is served: the purpose is in each file now.
+        _store.RefuseAsQuarantined(null);
+        if (skipped.Count > 0)
+        {
+            _logger.LogWarning("Quarantine records whose file is not their object, left as they are: {Count} (first: {First}); run vigie scrub",
+                skipped.Count, skipped[0]);
+        }
+
         if (failed.Count > 0)
         {
-            // Not recorded: the next start tries again, and quarantined ids stay refused as archive objects meanwhile.
+            // Not recorded: the next start tries again.
             _logger.LogError("Quarantined objects whose data key could not be re-wrapped for quarantine: {Count} (first: {First}); run vigie scrub",
                 failed.Count, failed[0]);
             return;
         }
 
         await _index.RecordQuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false);
-        _store.RefuseAsQuarantined(null);
+        if (QuarantinePurposeMarker is { } marker)
+        {
+            var archiveId = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
+            await FileSync.WriteAtomicallyAsync(marker, System.Text.Encoding.ASCII.GetBytes(archiveId + "\n"), cancellationToken).ConfigureAwait(false);
+        }
+
         if (rewrapped > 0)
         {
             _logger.LogWarning("Quarantined objects re-wrapped for quarantine (written before 2026-12-07): {Count}", rewrapped);
         }
+    }
+
+    /// <summary>Where the re-wrap of quarantine files is recorded as done: beside the key file, which the data folder's writer cannot reach.</summary>
+    private string? QuarantinePurposeMarker => _keks is FileKeyEncryptionKeyStore file ? file.KeyFilePath + ".quarantine-bound" : null;
+
+    /// <summary>
+    /// Whether the re-wrap is done for this archive: the record beside the key file names it. An external key store has
+    /// no folder of ours, so the index's record stands in there.
+    /// </summary>
+    private async ValueTask<bool> QuarantinePurposeBoundAsync(CancellationToken cancellationToken)
+    {
+        if (QuarantinePurposeMarker is not { } marker)
+        {
+            return await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false) is null;
+        }
+
+        if (!File.Exists(marker))
+        {
+            return false;
+        }
+
+        var archiveId = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
+        var text = await File.ReadAllTextAsync(marker, cancellationToken).ConfigureAwait(false);
+        return archiveId is not null && string.Equals(text.Trim(), archiveId, StringComparison.Ordinal);
+    }
+
+    private async ValueTask<bool> IsArchivedAsync(ObjectId id, CancellationToken cancellationToken)
+    {
+        await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = connection.CreateCommand(null, "SELECT 1 FROM archive_versions WHERE object_id = @o LIMIT 1").With("@o", id.ToArray());
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not (null or DBNull);
     }
 
     /// <summary>
@@ -203,7 +264,9 @@ public sealed class ArchiveInitializer
         var index = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
         Refuse(folder, index);
         // A command run before the first start on this version: quarantined ids are not archive objects.
-        _store.RefuseAsQuarantined(await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false));
+        _store.RefuseAsQuarantined(await QuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false)
+            ? null
+            : await _index.FindLegacyQuarantinedAsync(cancellationToken).ConfigureAwait(false));
         if (folder is null && index is null && HoldsObjects(_store.Layout) && !await _index.HasObjectsAsync(cancellationToken).ConfigureAwait(false))
         {
             throw new InvalidOperationException(

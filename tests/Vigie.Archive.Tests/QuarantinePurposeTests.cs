@@ -79,13 +79,16 @@ public sealed class QuarantinePurposeTests
         var ct = TestContext.Current.CancellationToken;
         await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.OrphanGrace = TimeSpan.Zero);
         var sop = Samples.SopUid(1, 1, 1, 1);
-        var (good, rows) = await archive.IngestAsync(IndexTamperTests.Dicom(sop, 1), Samples.Entry(1, 1, 1, 1));
+        await archive.IngestAsync(IndexTamperTests.Dicom(sop, 1), Samples.Entry(1, 1, 1, 1));
         var quarantined = await QuarantineAsync(archive, IndexTamperTests.Dicom(sop, 66));
 
         // What an earlier version wrote: the quarantine file's key wrapped as an archive object's, and no binding recorded.
         await WrapAsArchiveObjectAsync(archive, archive.Store.Layout.QuarantinePath(quarantined.QuarantineId));
         await ExecuteAsync(archive, "DELETE FROM archive_quarantine_binding");
-        await SwapInAsync(archive, quarantined, good, rows.InstanceRowId);
+        File.Delete(archive.Options.ResolveKeyFile() + ".quarantine-bound");
+        // A copy put into objects/ that no version row names (one that a version row names is left as it is, since it cannot be told from a clean object copied into quarantine/: review 25 F1).
+        Directory.CreateDirectory(archive.Store.Layout.FanOutDirectory(quarantined.Id));
+        File.Copy(archive.Store.Layout.QuarantinePath(quarantined.QuarantineId), archive.Store.Layout.ObjectPath(quarantined.Id));
 
         // A command before the first start (CheckIndexAsync, as the CLI does): the quarantined id is refused.
         await archive.Initializer.CheckIndexAsync(ct);
@@ -109,6 +112,71 @@ public sealed class QuarantinePurposeTests
         await using var again = await started.ReopenAsync(o => o.OrphanGrace = TimeSpan.Zero);
         Assert.Equal(ObjectProblem.Quarantined,
             (await Assert.ThrowsAsync<ObjectFormatException>(async () => await again.Store.OpenReadAsync(quarantined.Id, ct))).Problem);
+    }
+
+    /// <summary>
+    /// Regression (review 25 F1): with the archive_quarantine_binding row deleted and a clean object's file copied into
+    /// quarantine/, the start re-ran the re-wrap of earlier quarantine files over every file there, and over the original
+    /// in objects/ (same nonce prefix): an acknowledged image was no longer served and scrub called it quarantined. The
+    /// re-wrap is now recorded done beside the key file, touches only the files quarantine records name (holding their
+    /// record's object), and never an object a version row names, even on the first start after an upgrade.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_reset_binding_row_and_a_copied_file_made_the_start_quarantine_a_clean_object(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.OrphanGrace = TimeSpan.Zero);
+        var (good, _) = await archive.IngestAsync(IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 1), 1), Samples.Entry(1, 1, 1, 1));
+        var (other, _) = await archive.IngestAsync(IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 2), 2), Samples.Entry(1, 1, 1, 2));
+        var layout = archive.Store.Layout;
+        var original = await File.ReadAllBytesAsync(layout.ObjectPath(good.Id), ct);
+
+        // The attack as reported: the binding row deleted, the file copied into quarantine/ with no record.
+        await ExecuteAsync(archive, "DELETE FROM archive_quarantine_binding");
+        var planted = layout.QuarantinePath("0123456789abcdef0123456789abcdef");
+        File.Copy(layout.ObjectPath(good.Id), planted);
+        await using (var started = await archive.ReopenAsync(o => o.OrphanGrace = TimeSpan.Zero))
+        {
+            await AssertServedAsync(started, good.Id, original);
+        }
+
+        // The same, prepared before the first start after an upgrade (no record beside the key file yet), with forged
+        // quarantine records naming the copy and another clean object's file under a record of its own.
+        File.Delete(archive.Options.ResolveKeyFile() + ".quarantine-bound");
+        await ExecuteAsync(archive, "DELETE FROM archive_quarantine_binding");
+        var forged = layout.QuarantinePath("fedcba9876543210fedcba9876543210");
+        File.Copy(layout.ObjectPath(other.Id), forged);
+        await ExecuteAsync(archive, "INSERT INTO archive_quarantine (quarantine_id, object_id, length, reason, quarantined_at) VALUES "
+                                    + "('0123456789abcdef0123456789abcdef', @g, 1, @r, 1), ('fedcba9876543210fedcba9876543210', @o, 1, @r, 1)",
+            ("@g", good.Id.ToArray()), ("@o", other.Id.ToArray()), ("@r", new byte[40]));
+        await using (var upgraded = await archive.ReopenAsync(o => o.OrphanGrace = TimeSpan.Zero))
+        {
+            await AssertServedAsync(upgraded, good.Id, original);
+            await using (var reader = await upgraded.Store.OpenReadAsync(other.Id, ct))
+            {
+                await reader.VerifyAsync(ct);
+            }
+
+            var report = await upgraded.Scrub.RunAsync(new ScrubRequest(), ct);
+            Assert.DoesNotContain(report.Findings, f => f.Location.StartsWith("objects", StringComparison.Ordinal));
+            Assert.True(File.Exists(upgraded.Options.ResolveKeyFile() + ".quarantine-bound"));
+        }
+    }
+
+    /// <summary>The clean object still opens as an archive object, is byte for byte what was stored, and scrub names nothing in objects/.</summary>
+    private static async Task AssertServedAsync(ArchiveHarness archive, ObjectId id, byte[] original)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using (var reader = await archive.Store.OpenReadAsync(id, ct))
+        {
+            await reader.VerifyAsync(ct);
+        }
+
+        Assert.Equal(original, await File.ReadAllBytesAsync(archive.Store.Layout.ObjectPath(id), ct));
+        var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.DoesNotContain(report.Findings, f => f.ObjectId == id && f.Location.StartsWith("objects", StringComparison.Ordinal));
+        Assert.DoesNotContain(report.Findings, f => f.Problem == ObjectProblem.Quarantined);
     }
 
     /// <summary>

@@ -460,35 +460,56 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     internal void RefuseAsQuarantined(IReadOnlySet<ObjectId>? ids) => _legacyQuarantined = ids is { Count: > 0 } ? ids : null;
 
     /// <summary>
-    /// Re-wraps for quarantine the data key of every quarantined file still wrapped as an archive object (written before
-    /// 2026-12-07), key slots only, a file at a time. Returns how many were re-wrapped and the files that could not be.
+    /// Re-wraps for quarantine the data key of each quarantine file still wrapped as an archive object (written before
+    /// 2026-12-07), key slots only, a file at a time. Only the files the quarantine records name are looked at, each by its
+    /// record's quarantine id and only if it holds the record's object: since 2026-12-07; before, every file in quarantine/
+    /// was, so a clean object's file copied there was re-wrapped, and its original in objects/ with it (review 25 F1).
+    /// Returns how many were re-wrapped, the files that could not be (to try again), and those left as they are.
     /// </summary>
-    internal async Task<(int Rewrapped, IReadOnlyList<string> Failed)> BindQuarantinePurposeAsync(CancellationToken cancellationToken)
+    internal async Task<(int Rewrapped, IReadOnlyList<string> Failed, IReadOnlyList<string> Skipped)> BindQuarantinePurposeAsync(
+        IReadOnlyList<(string QuarantineId, ObjectId ObjectId)> records, Func<ObjectId, CancellationToken, ValueTask<bool>> isArchived,
+        CancellationToken cancellationToken)
     {
         await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
         var rewrapped = 0;
         var failed = new List<string>();
-        if (!Directory.Exists(Layout.Quarantine))
+        var skipped = new List<string>();
+        foreach (var (quarantineId, objectId) in records)
         {
-            return (0, failed);
-        }
+            if (!IsQuarantineId(quarantineId))
+            {
+                skipped.Add(quarantineId);
+                continue;
+            }
 
-        foreach (var path in Directory.EnumerateFiles(Layout.Quarantine, "*" + ArchiveLayout.QuarantineExtension))
-        {
+            var path = Layout.QuarantinePath(quarantineId);
             var location = "quarantine/" + Path.GetFileName(path);
             try
             {
-                ArchiveObjectReader.RefuseNonObjectFile(path, location);
+                // The record's object, or nothing is touched: any other file put under that name is the scrub's to name.
+                await using (await ArchiveObjectReader.OpenAsync(path, objectId, Keys, location, _options.MaxObjectBytes, null, cancellationToken,
+                                 KeyPurpose.Quarantine).ConfigureAwait(false))
+                {
+                }
+
                 using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
                 if (await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, location, SyncOrNull(), cancellationToken).ConfigureAwait(false))
                 {
                     rewrapped++;
-                    await BindCopyInObjectsAsync(path, location, cancellationToken).ConfigureAwait(false);
+                    await BindCopyInObjectsAsync(path, objectId, isArchived, cancellationToken).ConfigureAwait(false);
                 }
             }
             catch (FileNotFoundException)
             {
                 // Removed by retention meanwhile.
+            }
+            catch (ObjectFormatException e) when (e.Problem is not (ObjectProblem.Unreadable or ObjectProblem.UnknownKey))
+            {
+                // Gone, not ours, or not the record's object: left as it is.
+                if (e.Problem != ObjectProblem.NotFound)
+                {
+                    skipped.Add(location);
+                }
             }
             catch (Exception e) when (e is ObjectFormatException or IOException or UnauthorizedAccessException or CryptographicException
                                           or UnknownKeyEncryptionKeyException)
@@ -497,22 +518,21 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
             }
         }
 
-        return (rewrapped, failed);
+        return (rewrapped, failed, skipped);
     }
+
+    private static bool IsQuarantineId(string id) =>
+        id.Length == 32 && id.All(c => char.IsAsciiDigit(c) || char.IsAsciiHexDigitLower(c));
 
     /// <summary>
     /// A copy of a quarantine file put into objects/ before its re-wrap (the same random nonce prefix: the same file, not
-    /// equal content stored on its own) is re-wrapped for quarantine too, so it does not open as an archive object.
+    /// equal content stored on its own) is re-wrapped for quarantine too, so it does not open as an archive object; unless
+    /// a version row names it (since 2026-12-07): an acknowledged object is never made a quarantined one from what the
+    /// index says, since a clean object's file copied into quarantine/ under a record looks the same.
     /// </summary>
-    private async ValueTask BindCopyInObjectsAsync(string quarantinePath, string location, CancellationToken cancellationToken)
+    private async ValueTask BindCopyInObjectsAsync(string quarantinePath, ObjectId id, Func<ObjectId, CancellationToken, ValueTask<bool>> isArchived,
+        CancellationToken cancellationToken)
     {
-        ObjectId id;
-        await using (var reader = await ArchiveObjectReader.OpenAsync(quarantinePath, null, Keys, location, _options.MaxObjectBytes, null, cancellationToken,
-                         KeyPurpose.Quarantine).ConfigureAwait(false))
-        {
-            id = reader.Id;
-        }
-
         var copy = Layout.ObjectPath(id);
         if (!File.Exists(copy))
         {
@@ -523,10 +543,21 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         var other = new byte[ObjectFormat.PrefixSize];
         using var quarantined = File.OpenHandle(quarantinePath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         using var handle = File.OpenHandle(copy, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
-        if (await RandomAccess.ReadAsync(quarantined, prefix, 0, cancellationToken).ConfigureAwait(false) == prefix.Length
-            && await RandomAccess.ReadAsync(handle, other, 0, cancellationToken).ConfigureAwait(false) == other.Length
-            && prefix.AsSpan().SequenceEqual(other)
-            && await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, id.ToString(), SyncOrNull(), cancellationToken).ConfigureAwait(false))
+        if (await RandomAccess.ReadAsync(quarantined, prefix, 0, cancellationToken).ConfigureAwait(false) != prefix.Length
+            || await RandomAccess.ReadAsync(handle, other, 0, cancellationToken).ConfigureAwait(false) != other.Length
+            || !prefix.AsSpan().SequenceEqual(other))
+        {
+            return;
+        }
+
+        if (await isArchived(id, cancellationToken).ConfigureAwait(false))
+        {
+            _logger.LogError("Object {ObjectId} in objects/, named by a version row, is the same file as a quarantined one: left as it is (an archive object " +
+                             "copied into quarantine/, or a quarantined one put into the archive). Run vigie scrub", id);
+            return;
+        }
+
+        if (await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, id.ToString(), SyncOrNull(), cancellationToken).ConfigureAwait(false))
         {
             _logger.LogError("Object {ObjectId} in objects/ is a copy of a quarantined file: re-wrapped for quarantine, it is no longer served. Run vigie scrub", id);
         }
