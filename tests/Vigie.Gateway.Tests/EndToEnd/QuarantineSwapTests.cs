@@ -77,4 +77,63 @@ public sealed class QuarantineSwapTests
                 .Any(e => (e.GetProperty("details").GetProperty("outcome").GetString() ?? "").Contains("Quarantined", StringComparison.Ordinal));
         }, found => found, ct, TimeSpan.FromSeconds(30));
     }
+
+    /// <summary>
+    /// Regression (review 25 F1): with the node stopped, deleting the archive_quarantine_binding row and copying one of a
+    /// patient's archived object files into quarantine/ made the next start re-wrap the copy and the original in objects/
+    /// for quarantine: getscu received 1 of the 2 acknowledged images, and scrub called the clean one quarantined.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_reset_binding_row_and_a_copied_object_file_stopped_a_clean_image_being_served()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var sources = Peers.CtCorpusFiles().Take(2).ToList();
+        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
+                         DicomClient.Propose([DicomUids.CTImageStorage], DicomUids.ExplicitVRLittleEndian), ct))
+        {
+            for (var i = 0; i < sources.Count; i++)
+            {
+                var file = await DicomReader.ReadFileAsync(sources[i], new DicomReadOptions { LoadLargeValues = true }, ct);
+                var sop = $"2.25.5930101{i}";
+                file.Dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sop);
+                file.Dataset.SetString(DicomTags.PatientID, DicomVR.LO, "SYNQBIND1");
+                var bytes = DicomWriter.Encode(file.Dataset, TransferSyntax.ExplicitVRLittleEndian);
+                Assert.Equal(DimseStatus.Success, (await client.StoreAsync(DicomUids.CTImageStorage, sop, DicomUids.ExplicitVRLittleEndian, new MemoryStream(bytes), ct)).Status);
+            }
+
+            await client.ReleaseAsync(ct);
+        }
+
+        await node.StopAsync();
+        await using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(node.Data, "index.db")};Pooling=false"))
+        {
+            await connection.OpenAsync(ct);
+            string first;
+            await using (var read = connection.CreateCommand())
+            {
+                read.CommandText = "SELECT lower(hex(object_id)) FROM archive_versions ORDER BY instance_id LIMIT 1";
+                first = (string)(await read.ExecuteScalarAsync(ct))!;
+            }
+
+            await using var delete = connection.CreateCommand();
+            delete.CommandText = "DELETE FROM archive_quarantine_binding";
+            await delete.ExecuteNonQueryAsync(ct);
+            Directory.CreateDirectory(Path.Combine(node.Data, "quarantine"));
+            File.Copy(Path.Combine(node.Data, "objects", first[..3], first), Path.Combine(node.Data, "quarantine", "0123456789abcdef0123456789abcdef.vobj"));
+        }
+
+        await node.StartProcessAsync(ct);
+        using var got = new TempDirectory("vigie-got");
+        await Peers.RunAsync(Peers.Require("getscu", "dcmtk"), ["-aec", "VIGIE", "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID=SYNQBIND1",
+            "-od", got.Path, "127.0.0.1", node.DicomPortText], TimeSpan.FromMinutes(1), cancellationToken: ct);
+        Assert.Equal(2, Directory.EnumerateFiles(got.Path).Count());
+        await node.StopAsync();
+
+        // The planted file is named for what it is (no record names it); nothing in objects/ is.
+        var scrub = await node.VigieAsync("scrub", "--json");
+        var findings = JsonDocument.Parse(scrub.StandardOutput).RootElement.GetProperty("findings").EnumerateArray().ToList();
+        Assert.DoesNotContain(findings, f => (f.GetProperty("location").GetString() ?? "").StartsWith("objects", StringComparison.Ordinal));
+        Assert.Contains(findings, f => (f.GetProperty("location").GetString() ?? "").Contains("0123456789abcdef0123456789abcdef", StringComparison.Ordinal));
+    }
 }
