@@ -138,7 +138,11 @@ public sealed class QuarantinePurposeTests
         File.Copy(layout.ObjectPath(good.Id), planted);
         await using (var started = await archive.ReopenAsync(o => o.OrphanGrace = TimeSpan.Zero))
         {
-            await AssertServedAsync(started, good.Id, original);
+            var report = await AssertServedAsync(started, good.Id, original);
+            // The copy no record names is named for what it is, and left as it is, even by maintenance.
+            Assert.Contains(report.Findings, f => f.Kind == ScrubFindingKind.Foreign && f.Location == "quarantine/0123456789abcdef0123456789abcdef.vobj");
+            await started.Scrub.RunAsync(new ScrubRequest { ScheduleOrphanDeletion = true, RepairTerms = true }, ct);
+            Assert.Equal(original, await File.ReadAllBytesAsync(planted, ct));
         }
 
         // The same, prepared before the first start after an upgrade (no record beside the key file yet), with forged
@@ -165,7 +169,7 @@ public sealed class QuarantinePurposeTests
     }
 
     /// <summary>The clean object still opens as an archive object, is byte for byte what was stored, and scrub names nothing in objects/.</summary>
-    private static async Task AssertServedAsync(ArchiveHarness archive, ObjectId id, byte[] original)
+    private static async Task<ScrubReport> AssertServedAsync(ArchiveHarness archive, ObjectId id, byte[] original)
     {
         var ct = TestContext.Current.CancellationToken;
         await using (var reader = await archive.Store.OpenReadAsync(id, ct))
@@ -177,6 +181,7 @@ public sealed class QuarantinePurposeTests
         var report = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
         Assert.DoesNotContain(report.Findings, f => f.ObjectId == id && f.Location.StartsWith("objects", StringComparison.Ordinal));
         Assert.DoesNotContain(report.Findings, f => f.Problem == ObjectProblem.Quarantined);
+        return report;
     }
 
     /// <summary>

@@ -266,6 +266,15 @@ public sealed class ScrubService
                 return;
             }
 
+            if (work.Orphan && work.QuarantineId is not null
+                && await _store.OpensAsArchiveObjectAsync(work.Path, work.Relative, cancellationToken).ConfigureAwait(false))
+            {
+                // Never quarantined: an archive object's file put into quarantine/ (review 25 F1). Not ours to delete or re-wrap.
+                state.Add(new ScrubFinding(ScrubFindingKind.Foreign, work.Relative, reader.Id, null,
+                    "an archive object's file in quarantine/ that no quarantine record names (a copy put there); left as it is", []));
+                return;
+            }
+
             if (work.Orphan && work.Young)
             {
                 Interlocked.Increment(ref state.InFlight);

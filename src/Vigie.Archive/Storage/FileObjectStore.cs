@@ -521,6 +521,21 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
         return (rewrapped, failed, skipped);
     }
 
+    /// <summary>Whether this file's data key opens as an archive object's (a file in quarantine/ that was never quarantined).</summary>
+    internal async ValueTask<bool> OpensAsArchiveObjectAsync(string path, string location, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var reader = await ArchiveObjectReader.OpenAsync(path, null, Keys, location, _options.MaxObjectBytes, null, cancellationToken)
+                .ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e) when (e is ObjectFormatException or IOException or UnauthorizedAccessException or UnknownKeyEncryptionKeyException)
+        {
+            return false;
+        }
+    }
+
     private static bool IsQuarantineId(string id) =>
         id.Length == 32 && id.All(c => char.IsAsciiDigit(c) || char.IsAsciiHexDigitLower(c));
 

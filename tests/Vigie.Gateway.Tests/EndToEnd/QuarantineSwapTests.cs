@@ -134,6 +134,7 @@ public sealed class QuarantineSwapTests
         var scrub = await node.VigieAsync("scrub", "--json");
         var findings = JsonDocument.Parse(scrub.StandardOutput).RootElement.GetProperty("findings").EnumerateArray().ToList();
         Assert.DoesNotContain(findings, f => (f.GetProperty("location").GetString() ?? "").StartsWith("objects", StringComparison.Ordinal));
-        Assert.Contains(findings, f => (f.GetProperty("location").GetString() ?? "").Contains("0123456789abcdef0123456789abcdef", StringComparison.Ordinal));
+        var planted = Assert.Single(findings, f => (f.GetProperty("location").GetString() ?? "").Contains("0123456789abcdef0123456789abcdef", StringComparison.Ordinal));
+        Assert.Equal("foreign", planted.GetProperty("kind").GetString(), ignoreCase: true);
     }
 }
