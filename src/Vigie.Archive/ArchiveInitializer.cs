@@ -168,16 +168,12 @@ public sealed class ArchiveInitializer
     /// file by file, only files a quarantine record names), then that is recorded beside the key file, where the index's
     /// writer cannot undo it (since 2026-12-07; before, only in the index: deleting that row re-ran the re-wrap at will,
     /// review 25 F1), and in the index too. Until it is recorded, a command run without a start refuses every object id a
-    /// quarantine record names.
+    /// quarantine record names. Once it is, each start still re-wraps record-named quarantine files (harmless there), but
+    /// never looks in objects/ again.
     /// </summary>
     private async ValueTask BindQuarantinePurposeAsync(CancellationToken cancellationToken)
     {
-        if (await QuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false))
-        {
-            _store.RefuseAsQuarantined(null);
-            return;
-        }
-
+        var bound = await QuarantinePurposeBoundAsync(cancellationToken).ConfigureAwait(false);
         var records = new List<(string QuarantineId, ObjectId ObjectId)>();
         await using (var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false))
         await using (var command = connection.CreateCommand(null, "SELECT quarantine_id, object_id FROM archive_quarantine ORDER BY id"))
@@ -190,6 +186,21 @@ public sealed class ArchiveInitializer
                     records.Add((reader.GetString(0), new ObjectId(objectId)));
                 }
             }
+        }
+
+        if (bound)
+        {
+            // Every start still re-wraps the quarantine files the records name (a data folder restored from before the
+            // upgrade brings old ones back, and the record beside the key file would not say so); copies in objects/ are
+            // looked for once only.
+            _store.RefuseAsQuarantined(null);
+            var (again, _, _) = await _store.BindQuarantinePurposeAsync(records, null, cancellationToken).ConfigureAwait(false);
+            if (again > 0)
+            {
+                _logger.LogWarning("Quarantined objects re-wrapped for quarantine (written before 2026-12-07, a data folder restored?): {Count}", again);
+            }
+
+            return;
         }
 
         _store.RefuseAsQuarantined(records.Select(r => r.ObjectId).ToHashSet());

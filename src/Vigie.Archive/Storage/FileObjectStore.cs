@@ -464,10 +464,11 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
     /// 2026-12-07), key slots only, a file at a time. Only the files the quarantine records name are looked at, each by its
     /// record's quarantine id and only if it holds the record's object: since 2026-12-07; before, every file in quarantine/
     /// was, so a clean object's file copied there was re-wrapped, and its original in objects/ with it (review 25 F1).
+    /// Copies in objects/ are looked for only with <paramref name="isArchived"/> (the one-time pass).
     /// Returns how many were re-wrapped, the files that could not be (to try again), and those left as they are.
     /// </summary>
     internal async Task<(int Rewrapped, IReadOnlyList<string> Failed, IReadOnlyList<string> Skipped)> BindQuarantinePurposeAsync(
-        IReadOnlyList<(string QuarantineId, ObjectId ObjectId)> records, Func<ObjectId, CancellationToken, ValueTask<bool>> isArchived,
+        IReadOnlyList<(string QuarantineId, ObjectId ObjectId)> records, Func<ObjectId, CancellationToken, ValueTask<bool>>? isArchived,
         CancellationToken cancellationToken)
     {
         await Keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
@@ -496,7 +497,10 @@ internal sealed class FileObjectStore : IObjectStore, IDisposable
                 if (await DataKeys.BindToQuarantineAsync(handle, Keys.KeyEncryptionKeys, location, SyncOrNull(), cancellationToken).ConfigureAwait(false))
                 {
                     rewrapped++;
-                    await BindCopyInObjectsAsync(path, objectId, isArchived, cancellationToken).ConfigureAwait(false);
+                    if (isArchived is not null)
+                    {
+                        await BindCopyInObjectsAsync(path, objectId, isArchived, cancellationToken).ConfigureAwait(false);
+                    }
                 }
             }
             catch (FileNotFoundException)
