@@ -71,6 +71,12 @@ internal static class CliApp
             await Console.Error.WriteLineAsync("vigie: cancelled");
             return ExitCodes.Error;
         }
+        catch (Exception e) when (Vigie.Core.Data.SqliteDatabase.IsDamage(e))
+        {
+            // One line with the remedy, not "SqliteException: SQLite Error 11" (before 2026-12-07).
+            await Console.Error.WriteLineAsync($"vigie: {Vigie.Core.Data.SqliteDatabase.DescribeDamage(e, Vigie.Core.Data.SqliteDatabase.LastOpenedPath)}");
+            return ExitCodes.Error;
+        }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The causes too: "Failed to load configuration from file" says nothing until its JSON error gives the line.

@@ -125,7 +125,7 @@ internal static class MaintenanceHost
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or System.Data.Common.DbException)
         {
-            await Console.Error.WriteLineAsync($"vigie {command}: {e.Message}");
+            await Console.Error.WriteLineAsync($"vigie {command}: {SqliteDatabase.DescribeDamage(e, SqliteDatabase.LastOpenedPath) ?? e.Message}");
             await provider.DisposeAsync();
             return null;
         }

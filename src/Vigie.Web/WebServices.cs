@@ -145,10 +145,20 @@ internal sealed class DatabaseCheckFlights
 
 internal sealed class DatabaseHealthCheck(IVigieDatabase database) : IHealthCheck
 {
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        await AnswersAsync(database, cancellationToken).ConfigureAwait(false) is { } cause
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        // SQLite reported a damaged file (torn pages met by a store, a query, the signer): "reachable" hid it until
+        // 2026-12-07. The report is process-wide, so this index is checked before it is blamed.
+        if (database is SqliteDatabase sqlite && (sqlite.Damage is not null || sqlite.CorruptionReportedSinceCheck)
+            && await sqlite.CheckIntegrityAsync(cancellationToken).ConfigureAwait(false) is { } damage)
+        {
+            return HealthCheckResult.Unhealthy(new IndexDamagedException(sqlite.Path, damage, null).Message);
+        }
+
+        return await AnswersAsync(database, cancellationToken).ConfigureAwait(false) is { } cause
             ? HealthCheckResult.Unhealthy($"{database.Provider} unreachable: {cause}")
             : HealthCheckResult.Healthy($"{database.Provider} reachable");
+    }
 
     /// <summary>Null when the database answers a query, else why not.</summary>
     internal static async Task<string?> AnswersAsync(IVigieDatabase database, CancellationToken cancellationToken)

@@ -221,6 +221,11 @@ internal static class ServeCommand
             return e.ToString();
         }
 
+        if (e is IndexDamagedException)
+        {
+            return e.Message;
+        }
+
         var message = ExceptionCauses.Describe(e);
         return e is System.Data.Common.DbException || e.InnerException is System.Data.Common.DbException ? "the index database: " + message : message;
     }

@@ -23,6 +23,12 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
             throw new InvalidOperationException($"Migration {duplicate.Key.Module}/{duplicate.Key.Version} is registered twice.");
         }
 
+        if (database is SqliteDatabase sqlite)
+        {
+            // Every start and maintenance command comes here first: a damaged index stops them, named, with the remedy.
+            await sqlite.EnsureIntactAsync(cancellationToken).ConfigureAwait(false);
+        }
+
         await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         if (database.Provider == DatabaseProvider.Postgres)
         {

@@ -18,9 +18,12 @@ public sealed class SqliteDatabase : IVigieDatabase
     private readonly string _connectionString;
     private readonly int _busyTimeoutMs;
     private readonly SemaphoreSlim _writeGate;
+    private string? _damage;
+    private long _corruptionChecked;
 
     public SqliteDatabase(string path, TimeSpan busyTimeout)
     {
+        SqliteCorruptionLog.Install();
         ArgumentException.ThrowIfNullOrEmpty(path);
         var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (!string.IsNullOrEmpty(directory))
@@ -29,6 +32,7 @@ public sealed class SqliteDatabase : IVigieDatabase
         }
 
         Path = System.IO.Path.GetFullPath(path);
+        LastOpenedPath = Path;
         _writeGate = SqliteWriteGates.For(Path);
         _busyTimeoutMs = (int)Math.Clamp(busyTimeout.TotalMilliseconds, 0, int.MaxValue);
         _connectionString = new SqliteConnectionStringBuilder
@@ -42,6 +46,106 @@ public sealed class SqliteDatabase : IVigieDatabase
     }
 
     public string Path { get; }
+
+    /// <summary>The index this process opened last: a command names it in an error met on it (a command opens one).</summary>
+    public static string? LastOpenedPath { get; private set; }
+
+    /// <summary>Why the index file is damaged (its integrity check's first findings), once seen by this process; else null.</summary>
+    public string? Damage => Volatile.Read(ref _damage);
+
+    /// <summary>
+    /// Runs <c>PRAGMA quick_check</c> (every page and b-tree, not the index contents: 0.5 s for 300,000 instances) and
+    /// throws <see cref="IndexDamagedException"/>, naming the file, SQLite's findings and the remedy, on a damaged index.
+    /// A copy of the data folder taken while the node ran tears pages; before 2026-12-07 serve started on it and
+    /// acknowledged stores.
+    /// </summary>
+    public async Task EnsureIntactAsync(CancellationToken cancellationToken)
+    {
+        if (await CheckIntegrityAsync(cancellationToken).ConfigureAwait(false) is { } reason)
+        {
+            throw new IndexDamagedException(Path, reason, null);
+        }
+    }
+
+    /// <summary>
+    /// Null when the index passes <c>PRAGMA quick_check</c>, else SQLite's first findings (then kept in <see cref="Damage"/>).
+    /// A damaged file never heals while the process runs, so a damage once seen is reported without checking again.
+    /// </summary>
+    public async Task<string?> CheckIntegrityAsync(CancellationToken cancellationToken)
+    {
+        if (Damage is { } known)
+        {
+            return known;
+        }
+
+        Interlocked.Exchange(ref _corruptionChecked, SqliteCorruptionLog.Reported);
+        try
+        {
+            await using var connection = await OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "PRAGMA quick_check(3)";
+            var findings = new List<string>();
+            await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    findings.Add(reader.GetString(0).Replace("*** in database main ***", "", StringComparison.Ordinal).Trim().ReplaceLineEndings("; "));
+                }
+            }
+
+            return findings is ["ok"] ? null : NoteDamage(string.Join("; ", findings));
+        }
+        catch (SqliteException e) when (IsDamage(e))
+        {
+            return NoteDamage(e.Message);
+        }
+    }
+
+    /// <summary>
+    /// Whether SQLite reported a damaged database file (in any database of this process) since this index was last
+    /// checked: its error log is global, so the health check confirms with <see cref="CheckIntegrityAsync"/>.
+    /// </summary>
+    public bool CorruptionReportedSinceCheck => SqliteCorruptionLog.Reported != Interlocked.Read(ref _corruptionChecked);
+
+    /// <summary>SQLITE_CORRUPT (11) or SQLITE_NOTADB (26), extended codes included: the file itself is damaged.</summary>
+    public static bool IsDamage(Exception e)
+    {
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is IndexDamagedException || inner is SqliteException { SqliteErrorCode: var code } && (code & 0xff) is SqliteCorrupt or SqliteNotADatabase)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The one line a command prints for an error met on a damaged index: the file, SQLite's words, the remedy.</summary>
+    public static string? DescribeDamage(Exception e, string? path)
+    {
+        if (!IsDamage(e))
+        {
+            return null;
+        }
+
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is IndexDamagedException damaged)
+            {
+                return damaged.Message;
+            }
+        }
+
+        var sqlite = e as SqliteException ?? e.InnerException as SqliteException;
+        return IndexDamagedException.Explain(path, sqlite?.Message ?? e.Message);
+    }
+
+    private string NoteDamage(string reason)
+    {
+        Interlocked.CompareExchange(ref _damage, reason.Length > 300 ? reason[..300] + "..." : reason, null);
+        return Damage!;
+    }
 
     public DatabaseProvider Provider => DatabaseProvider.Sqlite;
 
@@ -85,6 +189,8 @@ public sealed class SqliteDatabase : IVigieDatabase
     }
 
     private const int SqliteIoError = 10;
+    private const int SqliteCorrupt = 11;
+    private const int SqliteNotADatabase = 26;
     private const int SqliteFull = 13;
 
     /// <summary>Less than this free, an I/O error opening the index is taken for a full file system.</summary>
@@ -167,3 +273,51 @@ public sealed class SqliteDatabase : IVigieDatabase
 
 /// <summary>The index cannot be opened because its file system is full; the message says so, with the space left.</summary>
 public sealed class IndexStorageFullException(string message, Exception inner) : DbException(message, inner);
+
+/// <summary>
+/// The index file is damaged (torn pages, not a database): the message names the file, SQLite's findings and the remedy,
+/// restoring it from a consistent backup.
+/// </summary>
+public sealed class IndexDamagedException(string path, string reason, Exception? inner) : DbException(Explain(path, reason), inner)
+{
+    public string IndexPath { get; } = path;
+
+    internal static string Explain(string? path, string reason) =>
+        $"the index {path ?? "database"} is damaged (SQLite: {reason}): a copy of index.db taken while the node ran tears it, as can a disk fault. "
+        + "Restore it from a consistent backup as docs/deploy.md says (Restoring the index from a backup: vigie audit verify, then vigie audit accept-restore), "
+        + "or take the index of a stopped node";
+}
+
+/// <summary>
+/// SQLite's error log, which reports every SQLITE_CORRUPT and SQLITE_NOTADB it meets wherever the statement came from:
+/// counted, so that /health can turn Unhealthy on a damage met at run time rather than go on saying "reachable".
+/// </summary>
+internal static class SqliteCorruptionLog
+{
+    private static readonly SQLitePCL.strdelegate_log Callback = OnLog;
+    private static int _installed;
+    private static long _reported;
+
+    public static long Reported => Interlocked.Read(ref _reported);
+
+    public static void Install()
+    {
+        if (Interlocked.Exchange(ref _installed, 1) == 1)
+        {
+            return;
+        }
+
+        // The provider must be set, and SQLite not yet initialised (it is at the first open): else SQLITE_MISUSE, and
+        // the health check sees only what its own checks find.
+        RuntimeHelpers.RunClassConstructor(typeof(SqliteConnection).TypeHandle);
+        _ = SQLitePCL.raw.sqlite3_config_log(Callback, null);
+    }
+
+    private static void OnLog(object userData, int errorCode, string message)
+    {
+        if ((errorCode & 0xff) is 11 or 26)
+        {
+            Interlocked.Increment(ref _reported);
+        }
+    }
+}
