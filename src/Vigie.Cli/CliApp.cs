@@ -15,6 +15,7 @@ internal static class CliApp
         root.Subcommands.Add(SignaturesCommands.Create());
         root.Subcommands.Add(MaintenanceCommands.Stats());
         root.Subcommands.Add(MaintenanceCommands.Scrub());
+        root.Subcommands.Add(BackupCommand.Create());
         root.Subcommands.Add(AuditCommands.Create());
         root.Subcommands.Add(ForwardCommands.Create());
         root.Subcommands.Add(QuarantineCommands.Create());

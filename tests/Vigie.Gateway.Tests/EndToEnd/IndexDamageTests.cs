@@ -36,6 +36,47 @@ public sealed class IndexDamageTests
         }
     }
 
+    /// <summary>
+    /// Regression: the docs gave no way to back up a running node's data folder, and a file copy of it tore the index.
+    /// `vigie backup` copies the index as one snapshot, then the files, while images arrive; the copy opens and scrubs.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_copy_of_a_running_data_folder_gave_a_malformed_index()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        var files = Peers.CtCorpusFiles().Take(20).ToArray();
+        await node.StoreAsync(files[..10], ct);
+        var copy = node.Root.Combine("backup");
+
+        var storing = node.StoreAsync(files[10..], ct);
+        var backup = await node.VigieAsync("backup", "--to", copy);
+        await storing;
+        Assert.True(backup.ExitCode == 0, backup.ToString());
+        Assert.Contains("is not in the copy: back it up apart", backup.StandardError, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(copy, "index.db-wal")));
+        await node.StopAsync();
+
+        CopyFolder(node.Keys, copy + ".keys");
+        var stats = await Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "stats", "--json", "--data", copy], TimeSpan.FromMinutes(2), cancellationToken: ct);
+        Assert.True(stats.ExitCode == 0, stats.ToString());
+        var instances = System.Text.Json.JsonDocument.Parse(stats.StandardOutput).RootElement.GetProperty("instances").GetInt32();
+        Assert.InRange(instances, 10, 20);
+        var scrub = await Peers.RunAsync("dotnet", [Path.Combine(AppContext.BaseDirectory, "vigie.dll"), "scrub", "--json", "--data", copy], TimeSpan.FromMinutes(2), cancellationToken: ct);
+        var report = System.Text.Json.JsonDocument.Parse(scrub.StandardOutput).RootElement;
+        Assert.True(report.GetProperty("missing").GetInt32() == 0 && report.GetProperty("corrupted").GetInt32() == 0, scrub.ToString());
+        Assert.Equal(instances, report.GetProperty("healthy").GetInt32());
+    }
+
+    private static void CopyFolder(string source, string destination)
+    {
+        Directory.CreateDirectory(destination);
+        foreach (var file in Directory.EnumerateFiles(source))
+        {
+            File.Copy(file, Path.Combine(destination, Path.GetFileName(file)));
+        }
+    }
+
     /// <summary>Overwrites the page headers of three pages near the end, as a copy made while the node wrote leaves them.</summary>
     internal static void TearPages(string index)
     {
