@@ -21,6 +21,12 @@ namespace Vigie.Cli;
 /// </summary>
 internal static class MaintenanceHost
 {
+    /// <summary>
+    /// The commands that read the SQLite index through before they start (a quick check costs seconds per GB): those
+    /// that walk or rewrite the archive. The others report a damaged index when they meet it, with the same remedy.
+    /// </summary>
+    private static readonly HashSet<string> IntegrityChecked = new(StringComparer.Ordinal) { "scrub", "audit verify", "backup", "keys rotate", "rescan" };
+
     public static JsonSerializerOptions Json { get; } = new()
     {
         WriteIndented = true,
@@ -117,7 +123,9 @@ internal static class MaintenanceHost
                 throw new InvalidOperationException($"the key file {keyFile} {key}");
             }
 
-            await provider.GetRequiredService<SchemaMigrator>().MigrateAsync(cancellationToken);
+            var migrator = provider.GetRequiredService<SchemaMigrator>();
+            migrator.CheckIntegrity = IntegrityChecked.Contains(command);
+            await migrator.MigrateAsync(cancellationToken);
             // As a start refuses it: a folder and another archive's index (scrub said "0 healthy, 6 in flight" and exited 0).
             await provider.GetRequiredService<ArchiveInitializer>().CheckIndexAsync(cancellationToken);
             await provider.GetRequiredService<IArchiveKeyService>().EnsureLoadedAsync(cancellationToken);

@@ -9,6 +9,12 @@ namespace Vigie.Core.Data;
 /// </summary>
 public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaProvider> providers)
 {
+    /// <summary>
+    /// Whether the SQLite index is read through (<c>PRAGMA quick_check</c>, seconds per GB) before migrating: on for a
+    /// start and the commands that walk the archive; a quick command (stats, audit show) reports damage as it meets it.
+    /// </summary>
+    public bool CheckIntegrity { get; set; } = true;
+
     private const long PostgresLockKey = 0x5649_4749_4553_4348; // "VIGIESCH"
 
     public async Task MigrateAsync(CancellationToken cancellationToken)
@@ -23,9 +29,9 @@ public sealed class SchemaMigrator(IVigieDatabase database, IEnumerable<ISchemaP
             throw new InvalidOperationException($"Migration {duplicate.Key.Module}/{duplicate.Key.Version} is registered twice.");
         }
 
-        if (database is SqliteDatabase sqlite)
+        if (CheckIntegrity && database is SqliteDatabase sqlite)
         {
-            // Every start and maintenance command comes here first: a damaged index stops them, named, with the remedy.
+            // A start and the commands that walk the archive come here first: a damaged index stops them, named, with the remedy.
             await sqlite.EnsureIntactAsync(cancellationToken).ConfigureAwait(false);
         }
 

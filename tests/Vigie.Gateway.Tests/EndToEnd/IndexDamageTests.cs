@@ -26,7 +26,8 @@ public sealed class IndexDamageTests
         Assert.Contains("Restore it from a consistent backup as docs/deploy.md says", refused.Message, StringComparison.Ordinal);
         Assert.DoesNotContain("SqliteException", refused.Message, StringComparison.Ordinal);
 
-        foreach (var command in new[] { new[] { "scrub" }, ["audit", "verify"], ["stats"] })
+        // The commands that walk the archive check the index first; quick ones (stats) say so only if they meet a torn page.
+        foreach (var command in new[] { new[] { "scrub" }, ["audit", "verify"] })
         {
             var result = await node.VigieAsync(command);
             Assert.True(result.ExitCode == 2, result.ToString());
