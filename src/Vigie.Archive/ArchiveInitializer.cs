@@ -225,7 +225,16 @@ public sealed class ArchiveInitializer
         if (QuarantinePurposeMarker is { } marker)
         {
             var archiveId = await _index.ReadArchiveIdAsync(cancellationToken).ConfigureAwait(false);
-            await FileSync.WriteAtomicallyAsync(marker, System.Text.Encoding.ASCII.GetBytes(archiveId + "\n"), cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await FileSync.WriteAtomicallyAsync(marker, System.Text.Encoding.ASCII.GetBytes(archiveId + "\n"), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A key folder mounted read-only is supported: the pass then runs again at each start, which changes nothing.
+                _logger.LogWarning("Could not record beside the key file that quarantine files are re-wrapped ({Reason}); the check runs again at the next start",
+                    e.Message);
+            }
         }
 
         if (rewrapped > 0)
