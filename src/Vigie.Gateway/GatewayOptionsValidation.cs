@@ -103,6 +103,8 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
             problems.Add($"Gateway:Forwarding:BacklogAlert {options.Forwarding.BacklogAlert} must be positive");
         }
 
+        ValidateForwarding(options.Forwarding, problems);
+
         if (options.CommitmentReportExpiry <= TimeSpan.Zero)
         {
             problems.Add($"Gateway:CommitmentReportExpiry {options.CommitmentReportExpiry} must be positive");
@@ -148,5 +150,44 @@ public sealed class GatewayOptionsValidation : IValidateOptions<GatewayOptions>
         }
 
         return problems.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(problems);
+    }
+
+    /// <summary>
+    /// The forwarding queue's settings (until 2026-12-07 unchecked: BatchSize 0 claimed nothing and forwarded nothing
+    /// while /health said Healthy; a zero delay or lease retried or handed over without pause).
+    /// </summary>
+    private static void ValidateForwarding(ForwardingOptions forwarding, List<string> problems)
+    {
+        const string at = "Gateway:Forwarding";
+        if (forwarding.BatchSize < 1)
+        {
+            problems.Add($"{at}:BatchSize is {forwarding.BatchSize}: it must be at least 1 (objects per association; 0 would forward nothing)");
+        }
+
+        if (forwarding.MaxAttempts < 0)
+        {
+            problems.Add($"{at}:MaxAttempts is {forwarding.MaxAttempts}: it must not be negative (0: never give up)");
+        }
+
+        foreach (var (setting, value) in new[]
+                 {
+                     ("InitialRetryDelay", forwarding.InitialRetryDelay), ("MaxRetryDelay", forwarding.MaxRetryDelay), ("Lease", forwarding.Lease),
+                 })
+        {
+            if (value <= TimeSpan.Zero)
+            {
+                problems.Add($"{at}:{setting} {value} must be positive");
+            }
+        }
+
+        if (forwarding.InitialRetryDelay > TimeSpan.Zero && forwarding.MaxRetryDelay > TimeSpan.Zero && forwarding.MaxRetryDelay < forwarding.InitialRetryDelay)
+        {
+            problems.Add($"{at}:MaxRetryDelay {forwarding.MaxRetryDelay} is below InitialRetryDelay {forwarding.InitialRetryDelay}: the delay doubles from the first up to the second");
+        }
+
+        if (!string.IsNullOrWhiteSpace(forwarding.CallingAE) && AETitles.Problem(forwarding.CallingAE) is { } title)
+        {
+            problems.Add($"{at}:CallingAE '{forwarding.CallingAE}' {title} ({AETitles.Rule})");
+        }
     }
 }

@@ -34,6 +34,8 @@ public sealed class InspectionMemoryTests
     [InlineData("MaxFindResults", "-5", "Gateway:MaxFindResults is -5: it must be positive")]
     [InlineData("Forwarding:BacklogAlert", "-00:15:00", "Gateway:Forwarding:BacklogAlert -00:15:00 must be positive")]
     [InlineData("CommitmentReportExpiry", "-1.00:00:00", "Gateway:CommitmentReportExpiry -1.00:00:00 must be positive")]
+    [InlineData("Forwarding:BatchSize", "-1", "Gateway:Forwarding:BatchSize is -1: it must be at least 1")]
+    [InlineData("Forwarding:MaxRetryDelay", "00:00:01", "Gateway:Forwarding:MaxRetryDelay 00:00:01 is below InitialRetryDelay 00:00:05")]
     public void A_setting_out_of_range_is_named_with_its_value(string setting, string value, string expected)
     {
         var options = new ConfigurationBuilder()

@@ -1,0 +1,47 @@
+using System.Globalization;
+using System.Text.Json;
+using Vigie.Core.Data;
+using Vigie.Testing;
+
+namespace Vigie.Gateway.Tests.EndToEnd;
+
+/// <summary>Regressions from a review of a PACS administrator's first week: install, configure, operate (review 28).</summary>
+public sealed class AdministratorFirstWeekTests
+{
+    private static string Vigie => Path.Combine(AppContext.BaseDirectory, "vigie.dll");
+
+    /// <summary>
+    /// Regression: Gateway:Forwarding was not checked at start. BatchSize 0 started without a word and forwarded
+    /// nothing (objects waited, /health Healthy); a negative MaxAttempts or delay and a zero Lease started too.
+    /// </summary>
+    [Fact]
+    public async Task Regression_forwarding_settings_out_of_range_started_and_batch_size_zero_forwarded_nothing()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-forwarding-settings");
+        var config = work.Combine("vigie.json");
+        await File.WriteAllTextAsync(config, """
+            { "Gateway": { "Forwarding": { "BatchSize": 0, "MaxAttempts": -3, "InitialRetryDelay": "-00:00:05", "Lease": "00:00:00",
+              "CallingAE": "A_CALLING_TITLE_TOO_LONG" } } }
+            """, ct);
+        var http = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture);
+        var dicom = VigieNode.FreePort().ToString(CultureInfo.InvariantCulture);
+        var serve = await Peers.RunAsync("dotnet", [Vigie, "serve", "--data", work.Combine("data"), "--config", config, "--dicom-port", dicom, "--http-port", http,
+            "--forward", $"PACS@127.0.0.1:{VigieNode.FreePort()}"], TimeSpan.FromMinutes(1), cancellationToken: ct);
+
+        Assert.True(serve.ExitCode == 2, serve.ToString());
+        var line = Assert.Single(serve.StandardError.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("vigie serve: cannot start: ", line, StringComparison.Ordinal);
+        foreach (var expected in new[]
+                 {
+                     "Gateway:Forwarding:BatchSize is 0: it must be at least 1", "Gateway:Forwarding:MaxAttempts is -3: it must not be negative",
+                     "Gateway:Forwarding:InitialRetryDelay -00:00:05 must be positive", "Gateway:Forwarding:Lease 00:00:00 must be positive",
+                     "Gateway:Forwarding:CallingAE 'A_CALLING_TITLE_TOO_LONG' has 24 characters",
+                 })
+        {
+            Assert.Contains(expected, line, StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain("listening on", serve.StandardOutput, StringComparison.Ordinal);
+    }
+}
