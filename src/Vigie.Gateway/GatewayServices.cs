@@ -113,15 +113,14 @@ public sealed class GatewayStartup(
         await migrator.MigrateAsync(cancellationToken).ConfigureAwait(false);
         var initialization = await archive.InitializeAsync(cancellationToken).ConfigureAwait(false);
         await keys.EnsureLoadedAsync(cancellationToken).ConfigureAwait(false);
-        if (initialization.KeysCreated)
-        {
-            logger.LogWarning("Created new keys in {KeyFile}. Back this file up apart from the data folder: without it nothing stored can be read.",
-                initialization.KeyFile);
-        }
-
         // The signing key now, not at the first head seconds later: a foreign or exposed key file stops the start
         // (before 2026-12-06 the node ran and stored with nothing signed).
         await audit.GetPublicKeyAsync(cancellationToken).ConfigureAwait(false);
+        if (initialization.KeysCreated)
+        {
+            LogKeyBackupAdvice(initialization.KeyFile, auditOptions.Value.SigningKeyPath);
+        }
+
         await audit.AppendAsync(Activity(AuditEventTypes.ApplicationStart), cancellationToken).ConfigureAwait(false);
         StartRecorded = true;
         await configuration.RecordAsync(cancellationToken).ConfigureAwait(false);
@@ -139,6 +138,33 @@ public sealed class GatewayStartup(
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     private AuditRecord Activity(AuditCode type) => GatewayAudit.ApplicationActivity(type, server.CurrentValue.AETitle, time);
+
+    /// <summary>
+    /// The one backup advice an administrator acts on names every key file the node needs: until 2026-12-07 it named
+    /// kek.json alone, and a restore made that way refused to start for want of the audit signing key.
+    /// </summary>
+    private void LogKeyBackupAdvice(string keyFile, string? signingKeyPath)
+    {
+        var signingKey = string.IsNullOrWhiteSpace(signingKeyPath) ? null : Path.GetFullPath(signingKeyPath);
+        var folder = Path.IsPathRooted(keyFile) ? Path.GetDirectoryName(keyFile) : null;
+        if (folder is not null && (signingKey is null || string.Equals(Path.GetDirectoryName(signingKey), folder, StringComparison.Ordinal)))
+        {
+            var files = signingKey is null
+                ? Path.GetFileName(keyFile)
+                : $"{Path.GetFileName(keyFile)}, {Path.GetFileName(signingKey)} and {Path.GetFileName(signingKey)}.heads";
+            logger.LogWarning("Created new keys in {KeyFolder}{Separator} ({Files}). Back up this whole folder apart from the data folder, and again after "
+                + "each vigie keys rotate: without the key-encryption key nothing stored can be read, without the audit signing key a restored node "
+                + "refuses to start, and without its .heads record a rolled-back audit log goes unnoticed (deploy.md, Install)",
+                folder, Path.DirectorySeparatorChar, files);
+            return;
+        }
+
+        logger.LogWarning("Created new keys: the key-encryption key {KeyFile}, the audit signing key {SigningKey} and its record {Heads}. "
+            + "Back up these files apart from the data folder, and again after each vigie keys rotate: without the key-encryption key nothing "
+            + "stored can be read, without the audit signing key a restored node refuses to start, and without its .heads record a rolled-back "
+            + "audit log goes unnoticed (deploy.md, Install)",
+            keyFile, signingKey ?? "(none: Audit:SigningKeyPath is not set)", signingKey is null ? "(none)" : signingKey + ".heads");
+    }
 }
 
 /// <summary>Records the stop in the audit trail, once the DICOM node has stopped and before the last tree head is signed.</summary>

@@ -44,4 +44,29 @@ public sealed class AdministratorFirstWeekTests
 
         Assert.DoesNotContain("listening on", serve.StandardOutput, StringComparison.Ordinal);
     }
+
+    /// <summary>
+    /// Regression: the first start's backup advice named kek.json alone; a restore made from it lacked the audit signing
+    /// key and its .heads record, and refused to start. The advice names the key folder and every file in it.
+    /// </summary>
+    [Fact]
+    public async Task Regression_first_start_backup_advice_named_kek_json_alone()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StopAsync();
+
+        var advice = Assert.Single(node.Output.Split('\n'), l => l.Contains("Created new keys", StringComparison.Ordinal));
+        Assert.Contains($"Created new keys in {node.Keys}{Path.DirectorySeparatorChar} (kek.json, audit-signing.key and audit-signing.key.heads). "
+            + "Back up this whole folder apart from the data folder", advice, StringComparison.Ordinal);
+        // Each file it names is there once the node has stopped (the .heads at the first signed head, a stop's at the latest).
+        foreach (var file in new[] { "kek.json", "audit-signing.key", "audit-signing.key.heads" })
+        {
+            Assert.True(File.Exists(Path.Combine(node.Keys, file)), file);
+        }
+
+        // A restart creates nothing, and says nothing of it.
+        await node.StartProcessAsync(ct);
+        Assert.Single(node.Output.Split('\n'), l => l.Contains("Created new keys", StringComparison.Ordinal));
+    }
 }
