@@ -243,6 +243,47 @@ internal static class ServeCommand
         }
     }
 
+    /// <summary>
+    /// After a failed start: the data folder, or the SQLite index's folder, that cannot be written, with the likely cause;
+    /// or the nearest existing folder above a data folder still to create. Before 2026-12-07 a read-only or immutable
+    /// data folder stopped the start with "the index database: SQLite Error 14: 'unable to open database file'" alone.
+    /// </summary>
+    internal static string? UnwritableFolder(string folder, DatabaseOptions database)
+    {
+        var folders = new List<(string Folder, string What)> { (folder, "the data folder") };
+        if (database.Provider == DatabaseProvider.Sqlite && Path.GetDirectoryName(Path.GetFullPath(database.SqlitePath!)) is { } index
+            && !string.Equals(Path.TrimEndingDirectorySeparator(index), Path.TrimEndingDirectorySeparator(folder), StringComparison.Ordinal))
+        {
+            folders.Add((index, "the folder of the index (Database:SqlitePath)"));
+        }
+
+        foreach (var (each, what) in folders)
+        {
+            if (Directory.Exists(each))
+            {
+                if (FileProblems.WhyNotWritable(each) is { } why)
+                {
+                    return $"{what} {each} cannot be written: {why}";
+                }
+
+                continue;
+            }
+
+            var above = Path.GetDirectoryName(Path.TrimEndingDirectorySeparator(each));
+            while (above is not null && !Directory.Exists(above))
+            {
+                above = Path.GetDirectoryName(above);
+            }
+
+            if (above is not null && FileProblems.WhyNotWritable(above) is { } parent)
+            {
+                return $"{what} {each} cannot be created in {above}: {parent}";
+            }
+        }
+
+        return null;
+    }
+
     private static async Task<int> RunAsync(HostSettings settings, int? httpPort, CancellationToken cancellationToken)
     {
         var configuration = VigieConfiguration.Build(settings, out var data, out var read);
@@ -359,13 +400,13 @@ internal static class ServeCommand
             return ExitCodes.Error;
         }
 
-        // SQLite said only "Error 14: unable to open database file" for an index it could not open (before 2026-12-06).
         var database = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value;
         if (database.Provider == DatabaseProvider.Sqlite && FileProblems.WhyUnreadable(database.SqlitePath!, FileAccess.ReadWrite) is { } indexProblem
             && indexProblem != FileProblems.Missing)
         {
             await Console.Error.WriteLineAsync($"vigie serve: cannot start: the index {database.SqlitePath} {indexProblem}");
             return ExitCodes.Error;
+        // SQLite said only "Error 14: unable to open database file" for an index it could not open (before 2026-12-06).
         }
 
         try
@@ -385,7 +426,9 @@ internal static class ServeCommand
             // The DICOM listener names its own address; a bare socket error comes from the web server's.
             var where = e is System.Net.Sockets.SocketException || (e is IOException && e.InnerException is System.Net.Sockets.SocketException
                 && !e.Message.Contains("DICOM", StringComparison.Ordinal)) ? $"HTTP on {urls} (Web:Urls or --http-port): " : "";
-            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {where}{StartFailure(e)}");
+            var failure = where + StartFailure(e);
+            // Looked for once the start has failed, so that a start that works writes nothing more in the data folder.
+            await Console.Error.WriteLineAsync($"vigie serve: cannot start: {(UnwritableFolder(folder, database) is { } unwritable ? $"{unwritable} (the start failed on: {failure})" : failure)}");
             return ExitCodes.Error;
         }
 

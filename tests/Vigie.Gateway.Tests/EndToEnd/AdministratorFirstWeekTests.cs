@@ -69,4 +69,64 @@ public sealed class AdministratorFirstWeekTests
         await node.StartProcessAsync(ct);
         Assert.Single(node.Output.Split('\n'), l => l.Contains("Created new keys", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// Regression: a data folder that cannot be written (immutable, or on a file system mounted read-only) stopped the
+    /// start with "the index database: SQLite Error 14: 'unable to open database file'", which names neither the folder
+    /// nor the cause and reads as a damaged index.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_unwritable_data_folder_read_as_sqlite_error_14()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(cancellationToken: ct);
+        await node.StopAsync();
+        var locked = await Peers.RunAsync("chattr", ["+i", node.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        if (locked.ExitCode != 0)
+        {
+            Assert.Skip($"the data folder cannot be made immutable here (chattr, as root, on ext4): {locked.StandardError.Trim()}");
+        }
+
+        string output;
+        try
+        {
+            var failed = await Assert.ThrowsAsync<InvalidOperationException>(() => node.StartProcessAsync(ct));
+            Assert.Contains("exited with 2", failed.Message, StringComparison.Ordinal);
+            output = node.Output;
+        }
+        finally
+        {
+            await Peers.RunAsync("chattr", ["-i", node.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
+        }
+
+        Assert.Contains($"vigie serve: cannot start: the data folder {node.Data} cannot be written: it is immutable (chattr +i", output, StringComparison.Ordinal);
+        // The error that stopped the start comes after the cause, no longer alone.
+        Assert.Contains("(the start failed on: the index database: SQLite Error 14", output, StringComparison.Ordinal);
+
+        // On a file system mounted read-only (a tmpfs here).
+        await using var mounted = await VigieNode.CreateAsync(DatabaseProvider.Sqlite, null, null, ct);
+        Directory.CreateDirectory(mounted.Data);
+        var mount = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", "size=200m", "tmpfs", mounted.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+        if (mount.ExitCode != 0)
+        {
+            Assert.Skip($"a file system to mount read-only is needed (tmpfs mount, as root): {mount.StandardError.Trim()}");
+        }
+
+        try
+        {
+            await mounted.StartProcessAsync(ct);
+            await mounted.StopAsync();
+            var readOnly = await Peers.RunAsync("mount", ["-o", "remount,ro", mounted.Data], TimeSpan.FromSeconds(30), cancellationToken: ct);
+            Assert.True(readOnly.ExitCode == 0, readOnly.ToString());
+            await Assert.ThrowsAsync<InvalidOperationException>(() => mounted.StartProcessAsync(ct));
+            // The index file is checked first, and now says why it cannot be opened for writing.
+            Assert.Contains($"vigie serve: cannot start: the index {Path.Combine(mounted.Data, "index.db")} cannot be written: its file system is mounted read-only",
+                mounted.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await mounted.StopAsync();
+            await Peers.RunAsync("umount", ["-l", mounted.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
+        }
+    }
 }
