@@ -185,10 +185,17 @@ internal static class MaintenanceHost
             ? null
             : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    public static async Task WriteJsonAsync<T>(T value)
+    /// <summary><see cref="Json"/> with null values written: for outputs whose keys must not depend on the outcome.</summary>
+    private static JsonSerializerOptions JsonWithNulls { get; } = new(Json) { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
+
+    /// <summary>
+    /// Writes <paramref name="value"/> as JSON on stdout; with <paramref name="keepNulls"/>, a value that does not apply
+    /// is written null rather than left out, so a script reading the key finds it whatever the outcome.
+    /// </summary>
+    public static async Task WriteJsonAsync<T>(T value, bool keepNulls = false)
     {
         await using var stdout = Console.OpenStandardOutput();
-        await JsonSerializer.SerializeAsync(stdout, value, Json);
+        await JsonSerializer.SerializeAsync(stdout, value, keepNulls ? JsonWithNulls : Json);
         await stdout.WriteAsync("\n"u8.ToArray());
     }
 }

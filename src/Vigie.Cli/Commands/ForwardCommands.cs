@@ -51,6 +51,8 @@ internal static class ForwardCommands
             var status = await queue.StatusAsync(parse.GetValue(limit), ct);
             if (parse.GetValue(json))
             {
+                // The same keys whatever the queue holds, null where they do not apply: before 2026-12-07 the per-wait ones
+                // were left out of an empty queue's answer, and a monitoring script reading them broke on a healthy node.
                 await MaintenanceHost.WriteJsonAsync(new
                 {
                     healthy = status.IsHealthy,
@@ -70,7 +72,7 @@ internal static class ForwardCommands
                     {
                         f.Id, f.Destination, object_id = f.ObjectId, stored_at = f.StoredAt, given_up_at = f.GivenUpAt, f.Attempts, f.Reason,
                     }),
-                });
+                }, keepNulls: true);
                 return status.IsHealthy ? ExitCodes.Ok : ExitCodes.Findings;
             }
 

@@ -129,4 +129,39 @@ public sealed class AdministratorFirstWeekTests
             await Peers.RunAsync("umount", ["-l", mounted.Data], TimeSpan.FromSeconds(30), cancellationToken: CancellationToken.None);
         }
     }
+
+    /// <summary>
+    /// Regression: `vigie forward status --json` left out oldest_wait_seconds, next_attempt_in_seconds and last_error
+    /// while nothing waited, so a monitoring script reading them broke on a healthy queue. An object waiting (not past
+    /// BacklogAlert) is no finding: exit 0, as deploy.md says.
+    /// </summary>
+    [Fact]
+    public async Task Regression_forward_status_json_changed_its_keys_with_the_outcome()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // Nothing listens there: the object waits.
+        var forward = $"PACS@127.0.0.1:{VigieNode.FreePort()}";
+        await using var node = await VigieNode.StartAsync(arguments: ["--forward", forward], cancellationToken: ct);
+
+        var empty = await node.VigieAsync("forward", "status", "--json", "--forward", forward);
+        await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
+        var waiting = await node.VigieAsync("forward", "status", "--json", "--forward", forward);
+
+        Assert.True(empty.ExitCode == 0, empty.ToString());
+        Assert.True(waiting.ExitCode == 0, waiting.ToString());
+        var before = JsonDocument.Parse(empty.StandardOutput).RootElement;
+        var after = JsonDocument.Parse(waiting.StandardOutput).RootElement;
+        Assert.Equal(Keys(before), Keys(after));
+        foreach (var key in new[] { "oldest_wait_seconds", "next_attempt_in_seconds", "last_error" })
+        {
+            Assert.Equal(JsonValueKind.Null, before.GetProperty(key).ValueKind);
+        }
+
+        Assert.Equal(0, before.GetProperty("waiting").GetInt64());
+        Assert.Equal(1, after.GetProperty("waiting").GetInt64());
+        Assert.Equal(JsonValueKind.Number, after.GetProperty("oldest_wait_seconds").ValueKind);
+        Assert.True(after.GetProperty("healthy").GetBoolean());
+
+        static string[] Keys(JsonElement e) => [.. e.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal)];
+    }
 }
