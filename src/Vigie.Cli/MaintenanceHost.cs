@@ -95,8 +95,8 @@ internal static class MaintenanceHost
 
         // On stderr, not in --json: an operator sees which settings and which index the answer is about (a redirected
         // index made scrub and verify pass over a tampered one before 2026-12-07).
-        await Console.Error.WriteLineAsync($"vigie {command}: settings from {read.File ?? "no file (no --config, no vigie.json in the current folder)"}; "
-            + $"index: {DescribeIndex(configuration)}");
+        await Console.Error.WriteLineAsync($"vigie {command}: settings from {DescribeSettings(read)}; index: {DescribeIndex(configuration)}; "
+            + $"keys: {DescribeKeys(configuration)}");
 
         var services = new ServiceCollection();
         // Log lines go to stderr: stdout carries the command's output alone (--json must parse).
@@ -137,6 +137,23 @@ internal static class MaintenanceHost
             await provider.DisposeAsync();
             return null;
         }
+    }
+
+    /// <summary>The settings file read, or why none was.</summary>
+    internal static string DescribeSettings(SettingsChoice read) => read.File ?? "no file (no --config, no vigie.json in the current folder)";
+
+    /// <summary>Where the key-encryption key and the audit signing key are: their folder when they share one (the default, &lt;data&gt;.keys/).</summary>
+    internal static string DescribeKeys(Microsoft.Extensions.Configuration.IConfiguration configuration)
+    {
+        var keyFile = configuration["Archive:KeyFile"] is { Length: > 0 } k ? Path.GetFullPath(k) : null;
+        var signingKey = configuration["Audit:SigningKeyPath"] is { Length: > 0 } s ? Path.GetFullPath(s) : null;
+        if (keyFile is not null && signingKey is not null
+            && string.Equals(Path.GetDirectoryName(keyFile), Path.GetDirectoryName(signingKey), StringComparison.Ordinal))
+        {
+            return $"{Path.GetDirectoryName(keyFile)}{Path.DirectorySeparatorChar} ({Path.GetFileName(keyFile)}, {Path.GetFileName(signingKey)})";
+        }
+
+        return $"key file {keyFile ?? "(none: Archive:KeyFile is not set)"}, audit signing key {signingKey ?? "(none: Audit:SigningKeyPath is not set)"}";
     }
 
     /// <summary>The index the settings name: the SQLite file, or the PostgreSQL host, port and database (never the password).</summary>

@@ -386,6 +386,11 @@ internal static class ServeCommand
             logger.LogWarning("Configuration key {Key} is not a Vigie setting and is ignored: misspelt?", key);
         }
 
+        // As the maintenance commands say it, in the service log this time: a vigie.json picked up from the working
+        // folder or a redirected index showed nowhere a start is read (before 2026-12-07).
+        logger.LogInformation("Settings from {Settings}; index: {Index}; keys: {Keys}", MaintenanceHost.DescribeSettings(read),
+            MaintenanceHost.DescribeIndex(configuration), MaintenanceHost.DescribeKeys(configuration));
+
         try
         {
             // The settings first, on their own: failing inside the host's start, each came with the host's stack trace.
@@ -401,12 +406,12 @@ internal static class ServeCommand
         }
 
         var database = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<DatabaseOptions>>().Value;
+        // SQLite said only "Error 14: unable to open database file" for an index it could not open (before 2026-12-06).
         if (database.Provider == DatabaseProvider.Sqlite && FileProblems.WhyUnreadable(database.SqlitePath!, FileAccess.ReadWrite) is { } indexProblem
             && indexProblem != FileProblems.Missing)
         {
             await Console.Error.WriteLineAsync($"vigie serve: cannot start: the index {database.SqlitePath} {indexProblem}");
             return ExitCodes.Error;
-        // SQLite said only "Error 14: unable to open database file" for an index it could not open (before 2026-12-06).
         }
 
         try

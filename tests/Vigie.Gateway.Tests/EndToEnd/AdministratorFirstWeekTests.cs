@@ -164,4 +164,41 @@ public sealed class AdministratorFirstWeekTests
 
         static string[] Keys(JsonElement e) => [.. e.EnumerateObject().Select(p => p.Name).Order(StringComparer.Ordinal)];
     }
+
+    /// <summary>
+    /// Regression: `vigie serve` named neither the settings file it read, nor the index it opened, nor the key folder
+    /// (but at the very first start), where the maintenance commands name them: a vigie.json picked up from the
+    /// working folder or a redirected index did not show in the service log.
+    /// </summary>
+    [Fact]
+    public async Task Regression_serve_did_not_name_its_settings_file_index_and_keys()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var work = new TempDirectory("vigie-serve-sources");
+        var config = work.Combine("site.json");
+        var index = work.Combine("elsewhere", "index.db");
+        Directory.CreateDirectory(Path.GetDirectoryName(index)!);
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new { Database = new { SqlitePath = index } }), ct);
+        await using var node = await VigieNode.StartAsync(arguments: ["--config", config], cancellationToken: ct);
+        await node.StopAsync();
+        await node.StartProcessAsync(ct);
+
+        var expected = $"Settings from {config}; index: SQLite {index}; keys: {node.Keys}{Path.DirectorySeparatorChar} (kek.json, audit-signing.key)";
+        Assert.Equal(2, node.Output.Split('\n').Count(l => l.Contains(expected, StringComparison.Ordinal)));
+
+        // Without a file, and on PostgreSQL: its host, port and database, never the password.
+        if (TestDatabases.PostgresConnectionString is null)
+        {
+            return;
+        }
+
+        await using var postgres = await VigieNode.StartAsync(DatabaseProvider.Postgres, cancellationToken: ct);
+        var connection = new Npgsql.NpgsqlConnectionStringBuilder(postgres.Environment["VIGIE__DATABASE__CONNECTIONSTRING"]);
+        Assert.Contains($"Settings from no file (no --config, no vigie.json in the current folder); index: PostgreSQL {connection.Host}:{connection.Port}, "
+            + $"database {connection.Database}", postgres.Output, StringComparison.Ordinal);
+        if (!string.IsNullOrEmpty(connection.Password))
+        {
+            Assert.DoesNotContain(connection.Password, postgres.Output, StringComparison.Ordinal);
+        }
+    }
 }
