@@ -160,7 +160,17 @@ internal static class MaintenanceHost
     internal static string DescribeIndex(Microsoft.Extensions.Configuration.IConfiguration configuration)
     {
         var database = new DatabaseOptions();
-        Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(configuration.GetSection(DatabaseOptions.Section), database);
+        try
+        {
+            Microsoft.Extensions.Configuration.ConfigurationBinder.Bind(configuration.GetSection(DatabaseOptions.Section), database);
+        }
+        catch (InvalidOperationException)
+        {
+            // A value the binder cannot convert (a misspelt provider): the check of the settings names it; serve says
+            // where it looks before that check.
+            return "not known yet (a Database setting cannot be read)";
+        }
+
         if (database.Provider != DatabaseProvider.Postgres)
         {
             return $"SQLite {(database.SqlitePath is { Length: > 0 } path ? Path.GetFullPath(path) : "(no path)")}";
