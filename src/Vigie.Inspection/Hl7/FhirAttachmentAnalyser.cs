@@ -75,7 +75,8 @@ internal sealed class FhirAttachmentAnalyser : IContentAnalyser
                 {
                     try
                     {
-                        if (!await InspectAsync(context, label, data.AsMemory(0, length), cancellationToken).ConfigureAwait(false))
+                        if (!await InspectDecodedAsync(context, label, data.AsMemory(0, length), Rules.FhirAttachmentData,
+                                $"{label}: FHIR attachment data (base64, {length} bytes) decoded and inspected", cancellationToken).ConfigureAwait(false))
                         {
                             return;
                         }
@@ -231,8 +232,9 @@ internal sealed class FhirAttachmentAnalyser : IContentAnalyser
         }
     }
 
-    /// <summary>Inspects one decoded payload as a child; false once the extraction budget is spent.</summary>
-    private static async ValueTask<bool> InspectAsync(InspectionContext context, string label, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    /// <summary>Inspects one decoded payload as a child, said by an Info finding; false once the extraction budget is spent (FHIR and HL7 v2 alike).</summary>
+    internal static async ValueTask<bool> InspectDecodedAsync(InspectionContext context, string label, ReadOnlyMemory<byte> data, string rule, string description,
+        CancellationToken cancellationToken)
     {
         if (context.BombFound() || !context.TryChargeExtraction(data.Length))
         {
@@ -242,7 +244,7 @@ internal sealed class FhirAttachmentAnalyser : IContentAnalyser
         using var buffer = new SpillBuffer(context);
         await buffer.WriteAsync(data, cancellationToken).ConfigureAwait(false);
         using var decoded = buffer.Detach();
-        context.Report(Rules.FhirAttachmentData, Severity.Info, $"{label}: FHIR attachment data (base64, {data.Length} bytes) decoded and inspected");
+        context.Report(rule, Severity.Info, description);
         await context.InspectChildAsync(label, decoded, cancellationToken).ConfigureAwait(false);
         return true;
     }

@@ -221,16 +221,12 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
                 }
 
                 var bytes = decoded is null ? data : decoded.AsMemory(0, (int)Math.Min(length, context.Limits.MaxInnerSize));
-                if (context.BombFound() || !context.TryChargeExtraction(bytes.Length))
+                if (!await FhirAttachmentAnalyser.InspectDecodedAsync(context, label, bytes, Rules.Hl7EncapsulatedData,
+                        $"{label}: HL7 v2 encapsulated data ({(encoding.Length > 0 ? encoding : "A")}, {bytes.Length} bytes) decoded and inspected", cancellationToken)
+                        .ConfigureAwait(false))
                 {
                     return false;
                 }
-
-                using var buffer = new SpillBuffer(context);
-                await buffer.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
-                using var child = buffer.Detach();
-                context.Report(Rules.Hl7EncapsulatedData, Severity.Info, $"{label}: HL7 v2 encapsulated data ({(encoding.Length > 0 ? encoding : "A")}, {bytes.Length} bytes) decoded and inspected");
-                await context.InspectChildAsync(label, child, cancellationToken).ConfigureAwait(false);
             }
             finally
             {
