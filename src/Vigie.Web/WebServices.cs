@@ -424,7 +424,8 @@ internal sealed class DicomTlsHealthCheck(DicomNodeService node) : IHealthCheck
 
 /// <summary>
 /// The images have to reach the PACS, where the clinicians look for them. Degraded (not unhealthy: the node itself
-/// serves) while objects wait longer than Gateway:Forwarding:BacklogAlert or some were given up on.
+/// serves) while objects wait longer than Gateway:Forwarding:BacklogAlert or some were given up on, or wait for a
+/// destination that refused Vigie for a reason only a setting can end.
 /// </summary>
 internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
 {
@@ -447,6 +448,13 @@ internal sealed class ForwardingHealthCheck(ForwardQueue queue) : IHealthCheck
         }
 
         var problems = new List<string>();
+        // A refusal only a setting can end, while objects wait for that destination: it will not clear by itself, and
+        // read as a mere wait until the backlog alert (15 min by default).
+        foreach (var (destination, reason) in queue.Refusals.Where(r => status.Waiting > 0 && queue.Destinations.Any(d => d.AETitle == r.Key)))
+        {
+            problems.Add($"{destination} refuses: {reason} (a setting to fix; retrying alone will not help)");
+        }
+
         if (status.GivenUp > 0)
         {
             var which = string.Join(", ", status.ByDestination.Where(d => d.GivenUp > 0).Select(d => $"{d.Destination ?? "(unrecorded)"}: {d.GivenUp}"));

@@ -18,8 +18,21 @@ public sealed class ForwardQueue(Outbox outbox, IAuditLog audit, IOptionsMonitor
     /// <summary>Given-up objects read at most for one status, retry or dismissal.</summary>
     public const int MaxListed = 100_000;
 
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _refusals = new(StringComparer.Ordinal);
+
     /// <summary>The forwarding destinations configured now.</summary>
     public IReadOnlyList<DicomDestination> Destinations => options.CurrentValue.Destinations.Where(d => d.Forward).ToList();
+
+    /// <summary>
+    /// Destinations whose last connection this node tried was refused for a reason only a setting can fix (its
+    /// client certificate refused, the PACS's certificate not trusted, a permanent association rejection), with the
+    /// reason. Else /health waited for the backlog alert to show a PACS that will never accept.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Refusals => _refusals;
+
+    internal void ConnectionRefused(string destination, string reason) => _refusals[destination] = reason;
+
+    internal void Connected(string destination) => _refusals.TryRemove(destination, out _);
 
     /// <summary>
     /// Counts, the oldest waiting object, the last error, and up to <paramref name="list"/> objects given up on; per

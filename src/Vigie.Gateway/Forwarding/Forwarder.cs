@@ -27,6 +27,7 @@ internal sealed class Forwarder(
     Outbox outbox,
     IObjectStore store,
     Ingest.WithheldObjects withheld,
+    ForwardQueue forwardQueue,
     IAuditLog audit,
     IArchiveKeyService keys,
     IOptionsMonitor<GatewayOptions> options,
@@ -443,6 +444,15 @@ internal sealed class Forwarder(
 
             // Reached, but Vigie's certificate refused: not "cannot reach", which sent operators to the firewall.
             var reason = e is DicomClientCertificateRefusedException ? e.Message : $"cannot reach {destination.AETitle}: {e.Message}";
+            if (PeerFailures.NeedsSetting(e))
+            {
+                forwardQueue.ConnectionRefused(destination.AETitle, reason);
+            }
+            else
+            {
+                forwardQueue.Connected(destination.AETitle);
+            }
+
             foreach (var item in prepared)
             {
                 await RetryAsync(item.Message, destination.AETitle, reason, item.Header, settings, cancellationToken).ConfigureAwait(false);
@@ -451,6 +461,7 @@ internal sealed class Forwarder(
             return Outcome.Failed;
         }
 
+        forwardQueue.Connected(destination.AETitle);
         var delivered = new List<DicomDataset>();
         var failed = false;
         await using (client)

@@ -12,6 +12,13 @@ internal static class PeerFailures
     public static bool IsTransient(Exception e) => DicomFailures.IsAssociationLost(e)
         || e is System.Net.Sockets.SocketException or DicomAssociationRejectedException or TimeoutException or System.Security.Authentication.AuthenticationException;
 
+    /// <summary>
+    /// Only a setting can end it, on either side: Vigie's client certificate refused, the peer's certificate not
+    /// trusted or the handshake refused, or a permanent association rejection (an AE title not recognised...).
+    /// </summary>
+    public static bool NeedsSetting(Exception e) => e is DicomClientCertificateRefusedException or System.Security.Authentication.AuthenticationException
+        || e is DicomAssociationRejectedException { Result: RejectResult.Permanent };
+
     /// <summary>Exponential back-off: the initial delay after the first failure, doubling up to the maximum.</summary>
     public static TimeSpan RetryDelay(int attempts, ForwardingOptions settings)
     {
