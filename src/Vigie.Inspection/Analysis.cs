@@ -136,6 +136,12 @@ public interface IContentAnalyser
 
     bool CanAnalyse(ContentType type);
 
+    /// <summary>
+    /// Whether to run on this object: by its type, or for a format the identifier gives no type of its own (HL7 v2,
+    /// FHIR JSON) by its signature at the head, whatever type the rest made it. Called for every object: the head only.
+    /// </summary>
+    bool CanAnalyse(ContentType type, ContentSource content) => CanAnalyse(type);
+
     ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken);
 }
 

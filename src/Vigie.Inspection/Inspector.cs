@@ -288,7 +288,8 @@ public sealed class Inspector
 
         foreach (var analyser in _analysers)
         {
-            if (!analyser.CanAnalyse(context.ContentType))
+            // A second reading is the same bytes read as another type: the first one already looked at their head.
+            if (!(context.SecondReading ? analyser.CanAnalyse(context.ContentType) : analyser.CanAnalyse(context.ContentType, content)))
             {
                 continue;
             }

@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Buffers.Text;
 using Vigie.Inspection.Engine;
 
 namespace Vigie.Inspection.Hl7;
@@ -16,9 +15,18 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
     private const int MaxPayloads = 256;
     private const int Chunk = 64 * 1024;
 
+    /// <summary>Bytes at the head where the header is looked for, behind a BOM, blank lines and an MLLP start byte.</summary>
+    private const int HeadLength = 1024;
+
     public string Name => "hl7v2";
 
     public bool CanAnalyse(ContentType type) => type == ContentType.Text;
+
+    /// <summary>
+    /// A message whatever type the identifier gave it (Html for a TX report in HTML, Unknown for one NUL byte): its
+    /// receiver reads it all the same. Only the head is read.
+    /// </summary>
+    public bool CanAnalyse(ContentType type, ContentSource content) => Delimiters(content) is not null;
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
@@ -75,13 +83,21 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
         }
     }
 
-    internal readonly record struct Hl7Delimiters(byte Field, byte Component, byte Repetition, byte Escape);
+    internal readonly record struct Hl7Delimiters(byte Field, byte Component, byte Repetition, byte Escape, byte Subcomponent);
 
-    /// <summary>The message's delimiters when it opens with an MSH (or a batch's FHS/BHS) header, after an MLLP start byte; null otherwise.</summary>
+    /// <summary>
+    /// The message's delimiters when it opens with an MSH (or a batch's FHS/BHS) header, after a UTF-8 BOM, blank lines
+    /// and an MLLP start byte (in the first kilobyte: file drops and engines' archives write them, receivers skip them); null otherwise.
+    /// </summary>
     private static Hl7Delimiters? Delimiters(ContentSource content)
     {
-        Span<byte> head = stackalloc byte[16];
+        Span<byte> head = stackalloc byte[HeadLength];
         var text = head[..content.ReadAt(0, head)];
+        if (text.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]))
+        {
+            text = text[3..];
+        }
+
         text = text.TrimStart((ReadOnlySpan<byte>)[0x0B, (byte)' ', (byte)'\r', (byte)'\n', (byte)'\t']);
         if (text.Length < 8 || !(text.StartsWith("MSH"u8) || text.StartsWith("FHS"u8) || text.StartsWith("BHS"u8)))
         {
@@ -98,7 +114,9 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
             }
         }
 
-        return delimiters[0] == delimiters[1] ? null : new Hl7Delimiters(delimiters[0], delimiters[1], delimiters[2], delimiters[3]);
+        // MSH-2 of three characters leaves the subcomponent separator to its default.
+        var subcomponent = delimiters[4] == delimiters[0] ? (byte)'&' : delimiters[4];
+        return delimiters[0] == delimiters[1] ? null : new Hl7Delimiters(delimiters[0], delimiters[1], delimiters[2], delimiters[3], subcomponent);
     }
 
     /// <summary>Finds segment ends reading the content once, a chunk at a time (a message of many short segments is not read again per segment).</summary>
@@ -194,35 +212,40 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
                 continue;
             }
 
+            // Receivers un-escape before decoding: \X4A56\ is "JV", \F\ the field separator, \.br\ nothing.
+            var unescaped = ArrayPool<byte>.Shared.Rent(data.Length);
             byte[]? decoded = null;
-            int length;
-            if (encoding.Equals("Base64", StringComparison.OrdinalIgnoreCase))
-            {
-                decoded = ArrayPool<byte>.Shared.Rent(Base64.GetMaxDecodedFromUtf8Length(data.Length));
-                length = DecodeBase64(data.Span, decoded, delimiters.Escape);
-            }
-            else if (encoding.Equals("Hex", StringComparison.OrdinalIgnoreCase))
-            {
-                decoded = ArrayPool<byte>.Shared.Rent(data.Length / 2 + 1);
-                length = DecodeHex(data.Span, decoded);
-            }
-            else
-            {
-                // "A": the data as it is (HL7 escapes left in: what a script or markup needs is there all the same).
-                length = data.Length;
-            }
-
             try
             {
-                if (length < 0)
+                var text = unescaped.AsSpan(0, Unescape(data.Span, unescaped, delimiters));
+                int length;
+                var skipped = 0;
+                if (encoding.Equals("Base64", StringComparison.OrdinalIgnoreCase))
+                {
+                    decoded = ArrayPool<byte>.Shared.Rent(LenientBase64.MaxDecodedLength(text.Length));
+                    length = LenientBase64.Decode(text, decoded, out skipped);
+                }
+                else if (encoding.Equals("Hex", StringComparison.OrdinalIgnoreCase))
+                {
+                    decoded = ArrayPool<byte>.Shared.Rent(text.Length / 2 + 1);
+                    length = DecodeHex(text, decoded);
+                }
+                else
+                {
+                    // "A": the data as it is, un-escaped.
+                    length = text.Length;
+                }
+
+                if (length == 0)
                 {
                     context.Report(Rules.Hl7EncapsulatedData, Severity.Low, $"{label}: its {encoding} data does not decode");
                     continue;
                 }
 
-                var bytes = decoded is null ? data : decoded.AsMemory(0, (int)Math.Min(length, context.Limits.MaxInnerSize));
+                var bytes = (decoded ?? unescaped).AsMemory(0, (int)Math.Min(length, context.Limits.MaxInnerSize));
+                var note = skipped > 0 ? $", {skipped} character(s) outside the base64 alphabet skipped" : "";
                 if (!await FhirAttachmentAnalyser.InspectDecodedAsync(context, label, bytes, Rules.Hl7EncapsulatedData,
-                        $"{label}: HL7 v2 encapsulated data ({(encoding.Length > 0 ? encoding : "A")}, {bytes.Length} bytes) decoded and inspected", cancellationToken)
+                        $"{label}: HL7 v2 encapsulated data ({(encoding.Length > 0 ? encoding : "A")}, {bytes.Length} bytes{note}) decoded and inspected", cancellationToken)
                         .ConfigureAwait(false))
                 {
                     return false;
@@ -230,6 +253,7 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
             }
             finally
             {
+                ArrayPool<byte>.Shared.Return(unescaped, clearArray: true);
                 if (decoded is not null)
                 {
                     ArrayPool<byte>.Shared.Return(decoded, clearArray: true);
@@ -262,40 +286,52 @@ internal sealed class Hl7v2Analyser : IContentAnalyser
     private static string Printable(ReadOnlyMemory<byte> value) =>
         Inspector.Truncate(Inspector.Printable(System.Text.Encoding.ASCII.GetString(value.Span[..Math.Min(value.Length, 64)]).Trim()), 40);
 
-    /// <summary>Base64 with anything else skipped (line breaks a sender wrote as HL7 escapes, spaces); -1 when it does not decode.</summary>
-    private static int DecodeBase64(ReadOnlySpan<byte> data, byte[] output, byte escape)
+    /// <summary>
+    /// HL7's escape sequences as a receiver reads them (2.x, 2.7): \Xhh..\ the bytes hh.., \F\ \S\ \T\ \R\ \E\ the
+    /// delimiters, formatting ones (\.br\, \H\, \Zxx\...) nothing. An escape character never closed stays as it is.
+    /// Never longer than <paramref name="data"/>.
+    /// </summary>
+    internal static int Unescape(ReadOnlySpan<byte> data, Span<byte> output, Hl7Delimiters delimiters)
     {
-        var clean = ArrayPool<byte>.Shared.Rent(data.Length);
-        try
+        var count = 0;
+        for (var i = 0; i < data.Length; i++)
         {
-            var count = 0;
-            for (var i = 0; i < data.Length; i++)
+            var b = data[i];
+            var close = b == delimiters.Escape ? data[(i + 1)..].IndexOf(delimiters.Escape) : -1;
+            if (close < 0)
             {
-                var b = data[i];
-                if (b == escape)
-                {
-                    // An escape sequence (\.br\, \X0D0A\) is no base64 at all: skipped whole.
-                    var close = data[(i + 1)..].IndexOf(escape);
-                    i = close < 0 ? data.Length : i + 1 + close;
-                    continue;
-                }
-
-                if (char.IsAsciiLetterOrDigit((char)b) || b is (byte)'+' or (byte)'/' or (byte)'=')
-                {
-                    clean[count++] = b;
-                }
+                output[count++] = b;
+                continue;
             }
 
-            count -= count % 4;
-            return Base64.DecodeFromUtf8(clean.AsSpan(0, count), output, out _, out var written) == OperationStatus.Done ? written : -1;
+            var sequence = data.Slice(i + 1, close);
+            i += close + 1;
+            if (sequence.Length == 1)
+            {
+                var delimiter = sequence[0] switch
+                {
+                    (byte)'F' => delimiters.Field,
+                    (byte)'S' => delimiters.Component,
+                    (byte)'T' => delimiters.Subcomponent,
+                    (byte)'R' => delimiters.Repetition,
+                    (byte)'E' => delimiters.Escape,
+                    _ => (byte)0,
+                };
+                if (delimiter != 0)
+                {
+                    output[count++] = delimiter;
+                }
+            }
+            else if (sequence.Length > 1 && sequence[0] is (byte)'X' or (byte)'x')
+            {
+                count += DecodeHex(sequence[1..], output[count..]);
+            }
         }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(clean, clearArray: true);
-        }
+
+        return count;
     }
 
-    private static int DecodeHex(ReadOnlySpan<byte> data, byte[] output)
+    private static int DecodeHex(ReadOnlySpan<byte> data, Span<byte> output)
     {
         var count = 0;
         var high = -1;

@@ -61,4 +61,57 @@ public sealed class Hl7v2Tests
         Assert.NotEqual(VerdictKind.Clean, verdict.Kind);
         verdict.Has("inspection.inner-size-limit");
     }
+
+    private static string ScriptedPdfSegment(string data) => $"OBX|2|ED|PDF^Report^LOCAL||LAB^Application^PDF^Base64^{data}||||||F";
+
+    [Fact]
+    public async Task Regression_an_hl7_v2_message_after_a_bom_or_blank_lines_was_clean()
+    {
+        var message = Message(ScriptedPdfSegment(Convert.ToBase64String(EncapsulatedDataAnalyserTests.ScriptedPdf())));
+        byte[][] variants =
+        [
+            [0xEF, 0xBB, 0xBF, .. message],
+            [.. Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("\r\n", 10))), .. message],
+            [0xEF, 0xBB, 0xBF, .. "\n \t\r\n\u000b"u8, .. message],
+        ];
+        foreach (var variant in variants)
+        {
+            var verdict = await TestInspection.InspectAsync(variant, "result.hl7");
+            verdict.IsMalicious();
+            verdict.Has("pdf.javascript", "OBX[1]:Application/PDF");
+        }
+    }
+
+    [Fact]
+    public async Task Regression_hl7_escapes_in_encapsulated_data_were_skipped_instead_of_unescaped()
+    {
+        // \X4A564245\ is "JVBE", the first base64 quantum of a PDF: receivers un-escape it before decoding.
+        var pdf = Convert.ToBase64String(EncapsulatedDataAnalyserTests.ScriptedPdf());
+        var data = $"\\X{Convert.ToHexString(Encoding.ASCII.GetBytes(pdf[..4]))}\\{pdf[4..40]}\\.br\\{pdf[40..]}";
+        var verdict = await TestInspection.InspectAsync(Message(ScriptedPdfSegment(data)), "result.hl7");
+        verdict.IsMalicious();
+        verdict.Has("pdf.javascript", "OBX[1]:Application/PDF");
+
+        // Hex data whose first digits are escaped ("4D" as \X3444\), and "A" data with escaped delimiters.
+        var hex = Convert.ToHexString(ExecutableSamples.Pe());
+        (await TestInspection.InspectAsync(Message($"OBX|2|ED|BIN||LAB^Application^Octet-stream^Hex^\\X3444\\{hex[2..]}||||||F"), "m.hl7"))
+            .Has("executable.pe", "OBX[1]:Application/Octet-stream");
+        var text = await TestInspection.InspectAsync(Message("OBX|2|ED|TXT||LAB^TEXT^PLAIN^A^a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\H\\g||||||F"), "m.hl7");
+        Assert.Contains("(A, 12 bytes)", text.Has("hl7v2.encapsulated-data").Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Regression_an_hl7_v2_message_typed_html_or_unknown_was_not_read()
+    {
+        var pdf = ScriptedPdfSegment(Convert.ToBase64String(EncapsulatedDataAnalyserTests.ScriptedPdf()));
+        // A TX result in HTML makes the message Html; one NUL byte in a note, Unknown: the receiver reads both.
+        var html = Encoding.ASCII.GetBytes(Encoding.ASCII.GetString(Message(pdf)).Replace("Resultat normal", "<html><body>Resultat normal</body></html>", StringComparison.Ordinal));
+        var nul = Encoding.ASCII.GetBytes(Encoding.ASCII.GetString(Message(pdf)).Replace("OBX|1|TX|11502-2||Resultat normal||||||F", "NTE|1||note\0", StringComparison.Ordinal));
+        foreach (var message in new[] { html, nul })
+        {
+            var verdict = await TestInspection.InspectAsync(message, "result.hl7");
+            verdict.IsMalicious();
+            verdict.Has("pdf.javascript", "OBX[1]:Application/PDF");
+        }
+    }
 }
