@@ -116,6 +116,9 @@ internal static class Rules
     /// <summary>HL7 v3 encapsulated data (a CDA's base64 PDF) decoded and inspected as a child.</summary>
     public const string XmlEncapsulatedData = "xml.encapsulated-data";
     public const string FhirAttachmentData = "fhir.attachment-data";
+
+    /// <summary>FHIR JSON that does not parse past a point: what could not be read was not inspected.</summary>
+    public const string FhirMalformed = "fhir.malformed";
     public const string Hl7EncapsulatedData = "hl7v2.encapsulated-data";
 
     // Mail
