@@ -193,6 +193,11 @@ internal sealed partial class OoxmlAnalyser
         while (positioned || reader.Read())
         {
             positioned = false;
+            if (reader.NodeType == XmlNodeType.Element && reader.NamespaceURI == Word2003Namespace)
+            {
+                CheckWord2003Link(reporter, reader);
+            }
+
             if (reader.NodeType != XmlNodeType.Element || reader.LocalName != "binData" || reader.IsEmptyElement)
             {
                 if (++count % 4096 == 0)
@@ -215,6 +220,25 @@ internal sealed partial class OoxmlAnalyser
         }
     }
 
+    /// <summary>
+    /// What a .docx says by an external relationship, Word 2003 XML says in place: a template (settings.xml's
+    /// attachedTemplate) and hyperlinks, checked as those relationships are (clean until 2026-12-08).
+    /// </summary>
+    private static void CheckWord2003Link(CappedReporter reporter, XmlReader reader)
+    {
+        switch (reader.LocalName)
+        {
+            case "attachedTemplate" when reader.GetAttribute("val", Word2003Namespace) is { Length: > 0 } template:
+                CheckRelationship(reporter, "the document", "attachedTemplate", template, external: true);
+                break;
+            case "hlink" when reader.GetAttribute("dest", Word2003Namespace) is { Length: > 0 } destination:
+                CheckRelationship(reporter, "the document", "hyperlink", destination, external: true);
+                break;
+            default:
+                break;
+        }
+    }
+
     private static void ScanSpreadsheet2003(CappedReporter reporter, XmlReader reader, CancellationToken cancellationToken)
     {
         var count = 0;
@@ -232,8 +256,18 @@ internal sealed partial class OoxmlAnalyser
 
             switch (reader.LocalName)
             {
-                case "Cell" when reader.GetAttribute("Formula", Spreadsheet2003Namespace) is { } formula:
-                    CheckFormula(reporter, "the workbook", null, Inspector.Truncate(formula, MaxFieldInstruction));
+                case "Cell":
+                    if (reader.GetAttribute("Formula", Spreadsheet2003Namespace) is { } formula)
+                    {
+                        CheckFormula(reporter, "the workbook", null, Inspector.Truncate(formula, MaxFieldInstruction));
+                    }
+
+                    if (reader.GetAttribute("HRef", Spreadsheet2003Namespace) is { Length: > 0 } link)
+                    {
+                        // An .xlsx cell's hyperlink is an external relationship of its sheet (clean here until 2026-12-08).
+                        CheckRelationship(reporter, "the workbook", "hyperlink", link, external: true);
+                    }
+
                     break;
                 case "NamedRange":
                     CheckDefinedName(reporter, "the workbook", reader.GetAttribute("Name", Spreadsheet2003Namespace) ?? "",

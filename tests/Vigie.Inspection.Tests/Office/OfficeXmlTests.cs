@@ -11,6 +11,7 @@ public sealed class OfficeXmlTests
 {
     private const string Package = "http://schemas.microsoft.com/office/2006/xmlPackage";
     private const string Word2003 = "http://schemas.microsoft.com/office/word/2003/wordml";
+    private const string Spreadsheet2003 = "urn:schemas-microsoft-com:office:spreadsheet";
     private const string WordMain = "http://schemas.openxmlformats.org/wordprocessingml/2006/main";
 
     private static string FlatOpc(string documentType, string body, string parts = "", string relationships = "") =>
@@ -102,6 +103,35 @@ public sealed class OfficeXmlTests
         Assert.Equal(nameof(ContentType.OfficeXml), verdict.ContentType);
         verdict.IsMalicious();
         Assert.Single(verdict.Findings, f => f.Rule == "office.dde");
+    }
+
+    private static string Workbook2003(string ns, string cell) =>
+        "<?xml version=\"1.0\"?>\n<?mso-application progid=\"Excel.Sheet\"?>\n"
+        + $"<Workbook xmlns=\"{ns}\" xmlns:ss=\"{ns}\"><Worksheet ss:Name=\"S\"><Table><Row>{cell}</Row></Table></Worksheet></Workbook>";
+
+    /// <summary>
+    /// Regression (review 31, defect 12): what a .docx or .xlsx says by an external relationship, a remote template
+    /// (office.remote-template) or a hyperlink to a program on a share, was clean in Word 2003 XML (w:attachedTemplate,
+    /// w:hlink) and SpreadsheetML (ss:HRef). They get the relationships' checks.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_word_2003_remote_template_or_a_hyperlink_to_a_program_was_clean()
+    {
+        var template = Word2003Document("<w:docPr><w:attachedTemplate w:val=\"\\\\templates.example.invalid\\share\\lettre.dotm\"/></w:docPr>");
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(template), "lettre.xml");
+        Assert.Equal(Severity.High, verdict.Has("office.remote-template").Severity);
+
+        var hlink = Word2003Document("<w:p><w:hlink w:dest=\"file:///\\\\10.0.0.1\\share\\x.exe\"><w:r><w:t>ouvrir</w:t></w:r></w:hlink></w:p>");
+        Assert.Equal(Severity.Medium, (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(hlink), "lettre.xml")).Has("office.external-relationship").Severity);
+
+        var cell = Workbook2003(Spreadsheet2003, "<Cell ss:HRef=\"file:///\\\\10.0.0.1\\share\\x.exe\"><Data ss:Type=\"String\">ouvrir</Data></Cell>");
+        Assert.Equal(Severity.Medium, (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(cell), "export.xml")).Has("office.external-relationship").Severity);
+
+        // A template on the author's disk and links to ordinary sites stay clean, as in a .docx.
+        var ordinary = Word2003Document("<w:docPr><w:attachedTemplate w:val=\"C:\\Users\\secretariat\\Normal.dotm\"/></w:docPr>"
+            + "<w:p><w:hlink w:dest=\"https://www.has-sante.fr/\"><w:r><w:t>HAS</w:t></w:r></w:hlink></w:p>");
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(ordinary), "lettre.xml")).IsClean();
+        (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(Workbook2003(Spreadsheet2003, "<Cell ss:HRef=\"https://www.has-sante.fr/\"><Data ss:Type=\"String\">HAS</Data></Cell>")), "export.xml")).IsClean();
     }
 
     [Fact]
