@@ -140,11 +140,13 @@ internal static class ContentIdentifier
             return ContentType.Jpeg2000;
         }
 
-        var type = IdentifyText(head, out var prologCut);
-        if (prologCut && head.Length < length)
+        var type = IdentifyText(head, out var prologCut, out var rootUnjudged);
+        if ((prologCut && head.Length < length) || rootUnjudged)
         {
-            // The head ended inside the prolog: the first element decides, found by a streaming XML reader (before
-            // 2026-12-07, a 9 KB processing instruction or 20,000 newlines before a flat document's root made it plain XML).
+            // The head ended inside the prolog, or an office root's start tag holds a reference the bytes cannot judge
+            // (word&#109;l): the first element decides, found by a streaming XML reader (before 2026-12-07, a 9 KB
+            // processing instruction or 20,000 newlines before a flat document's root made it plain XML, and a namespace
+            // written with a character reference did until 2026-12-08).
             type = IdentifyXmlByRoot(source, head, type, out prologUnread);
         }
 
@@ -364,9 +366,10 @@ internal static class ContentIdentifier
         _ => false,
     };
 
-    private static ContentType IdentifyText(ReadOnlySpan<byte> head, out bool prologCut)
+    private static ContentType IdentifyText(ReadOnlySpan<byte> head, out bool prologCut, out bool rootUnjudged)
     {
         prologCut = false;
+        rootUnjudged = false;
         var text = head;
         if (Starts(text, [0xEF, 0xBB, 0xBF]))
         {
@@ -377,7 +380,7 @@ internal static class ContentIdentifier
             // UTF-16 text: transcode to judge.
             var encoding = text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode;
             var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text[2..]));
-            return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut) : ContentType.Unknown;
+            return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut, out rootUnjudged) : ContentType.Unknown;
         }
 
         // A mail's header block decides, whatever binary (8bit or binary parts) follows it.
@@ -386,7 +389,7 @@ internal static class ContentIdentifier
             return ContentType.Mime;
         }
 
-        return IsMostlyText(text) ? ClassifyText(text, out prologCut) : ContentType.Unknown;
+        return IsMostlyText(text) ? ClassifyText(text, out prologCut, out rootUnjudged) : ContentType.Unknown;
     }
 
     private static bool IsMostlyText(ReadOnlySpan<byte> text)
@@ -413,9 +416,10 @@ internal static class ContentIdentifier
         return control * 50 < text.Length;
     }
 
-    private static ContentType ClassifyText(ReadOnlySpan<byte> text, out bool prologCut)
+    private static ContentType ClassifyText(ReadOnlySpan<byte> text, out bool prologCut, out bool rootUnjudged)
     {
         prologCut = false;
+        rootUnjudged = false;
         if (text.StartsWith("#!"u8))
         {
             return ContentType.Script;
@@ -446,6 +450,7 @@ internal static class ContentIdentifier
             }
 
             prologCut = flat == HeadAnswer.Undecided;
+            rootUnjudged = flat == HeadAnswer.Unjudged;
         }
 
         if (StartsWithIgnoreCase(trimmed, "<?xml") || StartsWithIgnoreCase(trimmed, "<svg"))
@@ -472,6 +477,12 @@ internal static class ContentIdentifier
 
         /// <summary>The head ended inside the prolog, before the first element's name.</summary>
         Undecided,
+
+        /// <summary>
+        /// The first element has the local name of an office root, and its start tag a character or entity reference
+        /// (<c>xmlns:w="…word&amp;#109;l"</c>) where the namespace may be: only an XML reader can tell.
+        /// </summary>
+        Unjudged,
     }
 
     /// <summary>
@@ -534,16 +545,26 @@ internal static class ContentIdentifier
         var name = tag[..nameEnd];
         var local = name[(name.LastIndexOf((byte)':') + 1)..];
         var after = tag[nameEnd..];
+        var unjudged = false;
         foreach (var (root, ns, kind) in OfficeXmlRoots)
         {
-            if (local.SequenceEqual(root) && (after.IndexOf(ns) >= 0 || after.IndexOf((byte)'>') < 0))
+            if (!local.SequenceEqual(root))
+            {
+                continue;
+            }
+
+            var close = after.IndexOf((byte)'>');
+            if (after.IndexOf(ns) >= 0 || close < 0)
             {
                 type = kind;
                 return HeadAnswer.Yes;
             }
+
+            // The same namespace to every XML parser, Word's and Excel's included (plain XML, clean, until 2026-12-08).
+            unjudged = after[..close].IndexOf((byte)'&') >= 0;
         }
 
-        return HeadAnswer.No;
+        return unjudged ? HeadAnswer.Unjudged : HeadAnswer.No;
     }
 
     /// <summary>Root elements (local name, namespace) of the XML documents office suites open as documents.</summary>

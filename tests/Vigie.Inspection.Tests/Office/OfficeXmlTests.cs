@@ -110,6 +110,34 @@ public sealed class OfficeXmlTests
         + $"<Workbook xmlns=\"{ns}\" xmlns:ss=\"{ns}\"><Worksheet ss:Name=\"S\"><Table><Row>{cell}</Row></Table></Worksheet></Workbook>";
 
     /// <summary>
+    /// Regression (review 31, defect 07): Word 2003 XML and SpreadsheetML whose namespace was written with a character
+    /// reference (word&amp;#109;l, the same namespace to every XML parser, Word's and Excel's included) were plain XML,
+    /// clean, with a VBA project, a DDEAUTO field or a DDE formula in them. An office root whose start tag holds a
+    /// reference is judged by the XML reader.
+    /// </summary>
+    [Fact]
+    public async Task Regression_an_office_xml_namespace_written_with_a_character_reference_was_plain_xml_and_clean()
+    {
+        var activeMime = Encoding.ASCII.GetBytes("ActiveMime").Concat(new byte[64]).ToArray();
+        var word = Word2003Document($"<w:binData w:name=\"editdata.mso\">{Convert.ToBase64String(activeMime)}</w:binData>"
+            + "<w:p><w:r><w:fldSimple w:instr=\"DDEAUTO c:\\\\windows\\\\system32\\\\cmd.exe &quot;/k echo inert&quot;\"/></w:r></w:p>", "w:macrosPresent=\"yes\"")
+            .Replace(Word2003, "http://schemas.microsoft.com/office/word/2003/word&#109;l", StringComparison.Ordinal);
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(word), "courrier.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), verdict.ContentType);
+        verdict.IsMalicious();
+        verdict.Has("office.vba-macro");
+        verdict.Has("office.dde");
+
+        var excel = Workbook2003("urn:schemas-microsoft-com:office:spreadshee&#x74;", "<Cell ss:Formula=\"=cmd|' /c echo inert'!A0\"><Data ss:Type=\"Number\">1</Data></Cell>");
+        var excelVerdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(excel), "resultats.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), excelVerdict.ContentType);
+        excelVerdict.Has("office.dde");
+
+        // A reference in another namespace under the same local name is still plain XML.
+        Assert.Equal(nameof(ContentType.Xml), (await TestInspection.InspectAsync("<?xml version=\"1.0\"?><Workbook xmlns=\"urn:example&#58;books\"><Book/></Workbook>"u8.ToArray())).ContentType);
+    }
+
+    /// <summary>
     /// Regression (review 31, defect 12): what a .docx or .xlsx says by an external relationship, a remote template
     /// (office.remote-template) or a hyperlink to a program on a share, was clean in Word 2003 XML (w:attachedTemplate,
     /// w:hlink) and SpreadsheetML (ss:HRef). They get the relationships' checks.
