@@ -215,7 +215,8 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
 
     /// <summary>
     /// Whether the bytes name an ED attribute at all (most XML and every plain text do not): one pass in chunks. UTF-16
-    /// is parsed whatever it holds.
+    /// is parsed whatever it holds, and so is XML whose namespace declarations hold a reference
+    /// (<c>http://hl7.org/fhi&amp;#114;</c>), which the bytes cannot judge.
     /// </summary>
     private static bool MayHoldEncapsulatedData(ContentSource content, CancellationToken cancellationToken)
     {
@@ -225,10 +226,66 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
             return true;
         }
 
-        return AsciiSearch.Mentions(content, content.Length, EdAttributes, cancellationToken)[0];
+        var found = AsciiSearch.Mentions(content, content.Length, EdAttributes, cancellationToken);
+        // A FHIR namespace written with a character reference was clean until 2026-12-08.
+        return found[0] || (found[1] && NamespaceHoldsReference(content, cancellationToken));
     }
 
-    private static readonly string[][] EdAttributes = [["representation", "mediaType", FhirNamespace]];
+    private static readonly string[][] EdAttributes = [["representation", "mediaType", FhirNamespace], ["xmlns"]];
+
+    /// <summary>
+    /// Whether a namespace declaration's value (<c>xmlns="…"</c>, <c>xmlns:f='…'</c>) holds a character or entity
+    /// reference, which any XML parser resolves: one pass in chunks, each declaration's value looked at within 4 KiB.
+    /// </summary>
+    private static bool NamespaceHoldsReference(ContentSource content, CancellationToken cancellationToken)
+    {
+        const int Chunk = 64 * 1024;
+        const int Reach = 4096;
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk + Reach);
+        try
+        {
+            for (long offset = 0; offset < content.Length; offset += Chunk)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var window = buffer.AsSpan(0, content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(Chunk + Reach, content.Length - offset))));
+                var at = 0;
+                while (at < Math.Min(Chunk, window.Length))
+                {
+                    var found = window[at..].IndexOf("xmlns"u8);
+                    if (found < 0 || at + found >= Chunk)
+                    {
+                        break;
+                    }
+
+                    at += found + 5;
+                    var rest = window[at..];
+                    var equals = rest.IndexOf((byte)'=');
+                    if (equals < 0 || equals > 256)
+                    {
+                        continue;
+                    }
+
+                    var value = rest[(equals + 1)..].TrimStart(" \t\r\n"u8);
+                    if (value.IsEmpty || value[0] is not ((byte)'"' or (byte)'\''))
+                    {
+                        continue;
+                    }
+
+                    var end = value[1..].IndexOf(value[0]);
+                    if (value[1..(end < 0 ? value.Length : end + 1)].IndexOf((byte)'&') >= 0)
+                    {
+                        return true;
+                    }
+                }
+            }
+
+            return false;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 
     private const string FhirNamespace = "http://hl7.org/fhir";
 

@@ -25,14 +25,17 @@ public sealed class EncapsulatedDataAnalyserTests
         $"<nonXMLBody><text {attributes}>{Convert.ToBase64String(document)}</text></nonXMLBody>";
 
     /// <summary>An Encapsulated CDA object (PS3.3 A.45.2): the CDA in (0042,0011), MIME type text/XML, padded to an even length.</summary>
-    internal static byte[] EncapsulatedCda(string cda, string mimeType = "text/XML", string sopClass = DicomUids.EncapsulatedCDAStorage)
+    internal static byte[] EncapsulatedCda(string cda, string mimeType = "text/XML", string sopClass = DicomUids.EncapsulatedCDAStorage) =>
+        EncapsulatedCda(Encoding.UTF8.GetBytes(cda), mimeType, sopClass);
+
+    /// <summary>As <see cref="EncapsulatedCda(string, string, string)"/>, the CDA already encoded.</summary>
+    internal static byte[] EncapsulatedCda(byte[] bytes, string mimeType = "text/XML", string sopClass = DicomUids.EncapsulatedCDAStorage)
     {
         var ds = new DicomDataset();
         ds.SetString(DicomTags.SOPClassUID, DicomVR.UI, sopClass);
         ds.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, "2.25.1717");
         ds.SetString(DicomTags.Modality, DicomVR.CS, "DOC");
         ds.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, mimeType);
-        var bytes = Encoding.UTF8.GetBytes(cda);
         ds.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, bytes.Length % 2 == 0 ? bytes : [.. bytes, 0]);
         return DicomThreatSamples.File(ds);
     }
@@ -98,6 +101,28 @@ public sealed class EncapsulatedDataAnalyserTests
             verdict.IsMalicious();
             Assert.StartsWith("(0042,0011):application/vnd.openxmlformats", verdict.Has("office.dde").InnerPath, StringComparison.Ordinal);
         }
+    }
+
+    private static string FhirDocumentReference(string rootAttributes, string prefix = "") =>
+        $"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<{prefix}DocumentReference {rootAttributes}><{prefix}status value=\"current\"/><{prefix}content><{prefix}attachment>"
+        + $"<{prefix}contentType value=\"application/pdf\"/><{prefix}data value=\"{Convert.ToBase64String(ScriptedPdf())}\"/></{prefix}attachment></{prefix}content></{prefix}DocumentReference>";
+
+    /// <summary>
+    /// Regression (review 31, defect 08): a FHIR DocumentReference whose namespace was written with a character
+    /// reference (http://hl7.org/fhi&amp;#114;, the same namespace to any XML parser and FHIR server) carried a PDF
+    /// running a script and was clean: the prefilter looked for the namespace's bytes. A reference in a namespace
+    /// declaration sends the document to the full read.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_fhir_xml_namespace_written_with_a_character_reference_was_clean()
+    {
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(FhirDocumentReference("xmlns=\"http://hl7.org/fhi&#114;\"")), "document.xml"), "data[1]:application/pdf");
+        HasScript(await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(FhirDocumentReference("xmlns:f = 'http&#x3A;//hl7.org/fhir'", "f:")), "document.xml"), "data[1]:application/pdf");
+
+        // Another namespace with a reference is read and found empty.
+        var other = await TestInspection.InspectAsync("<?xml version=\"1.0\"?><list xmlns=\"urn:example&#58;list\"><item value=\"1\"/></list>"u8.ToArray(), "list.xml");
+        other.IsClean();
+        other.HasNo("xml.encapsulated-data");
     }
 
     [Fact]
