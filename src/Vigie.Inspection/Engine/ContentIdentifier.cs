@@ -378,9 +378,7 @@ internal static class ContentIdentifier
         else if (Starts(text, [0xFF, 0xFE]) || Starts(text, [0xFE, 0xFF]))
         {
             // UTF-16 text: transcode to judge.
-            var encoding = text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode;
-            var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text[2..]));
-            return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut, out rootUnjudged) : ContentType.Unknown;
+            return ClassifyWide(text[2..], text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode, out prologCut, out rootUnjudged);
         }
 
         // A mail's header block decides, whatever binary (8bit or binary parts) follows it.
@@ -389,7 +387,77 @@ internal static class ContentIdentifier
             return ContentType.Mime;
         }
 
-        return IsMostlyText(text) ? ClassifyText(text, out prologCut, out rootUnjudged) : ContentType.Unknown;
+        if (IsMostlyText(text))
+        {
+            return ClassifyText(text, out prologCut, out rootUnjudged);
+        }
+
+        // UTF-16 or UTF-32 without a byte order mark, which XML parsers and spreadsheets read all the same (typed
+        // Unknown, never parsed, until 2026-12-08). Only reached by content that is not 8-bit text.
+        return UnmarkedWideEncoding(text) is { } wide ? ClassifyWide(text, wide, out prologCut, out rootUnjudged) : ContentType.Unknown;
+    }
+
+    private static ContentType ClassifyWide(ReadOnlySpan<byte> text, Encoding encoding, out bool prologCut, out bool rootUnjudged)
+    {
+        prologCut = false;
+        rootUnjudged = false;
+        var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text));
+        return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut, out rootUnjudged) : ContentType.Unknown;
+    }
+
+    private static readonly Encoding Utf32BigEndian = new UTF32Encoding(bigEndian: true, byteOrderMark: false);
+
+    /// <summary>
+    /// The encoding of text that has no byte order mark and is not 8-bit: XML by its opening "&lt;?" (XML 1.0 Appendix F,
+    /// as .NET, libxml2 and Xerces detect it: UTF-16 and UTF-32, either byte order), other text by the zero bytes of
+    /// UTF-16 (nearly every unit of the head with one zero byte, always the same one). Null for anything else.
+    /// </summary>
+    internal static Encoding? UnmarkedWideEncoding(ReadOnlySpan<byte> head)
+    {
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x3C, 0x00, 0x00, 0x00, 0x3F, 0x00, 0x00, 0x00]))
+        {
+            return Encoding.UTF32;
+        }
+
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x00, 0x00, 0x00, 0x3C, 0x00, 0x00, 0x00, 0x3F]))
+        {
+            return Utf32BigEndian;
+        }
+
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x3C, 0x00, 0x3F, 0x00]))
+        {
+            return Encoding.Unicode;
+        }
+
+        if (head.StartsWith((ReadOnlySpan<byte>)[0x00, 0x3C, 0x00, 0x3F]))
+        {
+            return Encoding.BigEndianUnicode;
+        }
+
+        // Latin text in UTF-16: a zero byte in every unit, on the same side. Binary data with zeros in it has them on
+        // both sides, or runs of them.
+        var units = Math.Min(head.Length, 1024) / 2;
+        if (units < 8)
+        {
+            return null;
+        }
+
+        var little = 0;
+        var big = 0;
+        for (var i = 0; i < units; i++)
+        {
+            var (first, second) = (head[2 * i], head[(2 * i) + 1]);
+            if (first != 0 && second == 0)
+            {
+                little++;
+            }
+            else if (first == 0 && second != 0)
+            {
+                big++;
+            }
+        }
+
+        return little * 10 >= units * 9 ? Encoding.Unicode : big * 10 >= units * 9 ? Encoding.BigEndianUnicode : null;
     }
 
     private static bool IsMostlyText(ReadOnlySpan<byte> text)
@@ -595,7 +663,7 @@ internal static class ContentIdentifier
         prologUnread = false;
         // Whitespace before the declaration is read past, as the head's check does.
         var bom = Starts(head, [0xEF, 0xBB, 0xBF]) || Starts(head, [0xFF, 0xFE]) || Starts(head, [0xFE, 0xFF]);
-        var start = bom ? 0 : Math.Max(0, head.IndexOfAnyExcept(" \t\r\n"u8));
+        var start = bom || UnmarkedWideEncoding(head) is not null ? 0 : Math.Max(0, head.IndexOfAnyExcept(" \t\r\n"u8));
         var limit = Math.Min(source.Length - start, MaxXmlProlog);
         using var stream = source.OpenStream(start, limit);
         using var reader = System.Xml.XmlReader.Create(stream, UntrustedXml.Document);

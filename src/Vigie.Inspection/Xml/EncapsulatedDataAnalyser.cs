@@ -215,14 +215,17 @@ internal sealed class EncapsulatedDataAnalyser : IContentAnalyser
 
     /// <summary>
     /// Whether the bytes name an ED attribute at all (most XML and every plain text do not): one pass in chunks. UTF-16
-    /// is parsed whatever it holds, and so is XML whose namespace declarations hold a reference
-    /// (<c>http://hl7.org/fhi&amp;#114;</c>), which the bytes cannot judge.
+    /// and UTF-32 (a byte order mark, or the opening of XML 1.0 Appendix F) are parsed whatever they hold, and so is XML
+    /// whose namespace declarations hold a reference (<c>http://hl7.org/fhi&amp;#114;</c>), which the bytes cannot judge.
     /// </summary>
     private static bool MayHoldEncapsulatedData(ContentSource content, CancellationToken cancellationToken)
     {
-        Span<byte> start = stackalloc byte[2];
-        if (content.ReadAt(0, start) == 2 && (start.SequenceEqual((ReadOnlySpan<byte>)[0xFF, 0xFE]) || start.SequenceEqual((ReadOnlySpan<byte>)[0xFE, 0xFF])))
+        Span<byte> start = stackalloc byte[8];
+        start = start[..content.ReadAt(0, start)];
+        if (start.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]) || start.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF])
+            || ContentIdentifier.UnmarkedWideEncoding(start) is not null)
         {
+            // UTF-16 without a byte order mark was typed Unknown and never parsed until 2026-12-08.
             return true;
         }
 

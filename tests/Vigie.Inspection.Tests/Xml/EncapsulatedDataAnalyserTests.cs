@@ -125,6 +125,47 @@ public sealed class EncapsulatedDataAnalyserTests
         other.HasNo("xml.encapsulated-data");
     }
 
+    /// <summary>
+    /// Regression (review 31, defect 09): an Encapsulated CDA carrying a base64 PDF that runs a script was refused in
+    /// UTF-8 but stored in UTF-16 without a byte order mark (encoding="UTF-16", which .NET, libxml2 and Xerces detect by
+    /// the "&lt;?" of XML 1.0 Appendix F): its NUL bytes made it Unknown, never parsed. Word 2003 XML and FHIR XML the
+    /// same. XML is recognised by that opening in UTF-16 and UTF-32, and UTF-16 text by its zero bytes.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_utf16_cda_without_a_byte_order_mark_was_unknown_and_clean()
+    {
+        var cda = Cda(NonXmlBody(ScriptedPdf()));
+        foreach (var encoding in new Encoding[] { new UnicodeEncoding(false, false), new UnicodeEncoding(true, false), new UTF32Encoding(false, false), new UTF32Encoding(true, false) })
+        {
+            // .NET reads UTF-32 by its opening when the declaration names no encoding.
+            var declared = encoding is UnicodeEncoding ? " encoding=\"UTF-16\"" : "";
+            var bytes = encoding.GetBytes(cda.Replace(" encoding=\"UTF-8\"", declared, StringComparison.Ordinal));
+            var xml = await TestInspection.InspectAsync(bytes, "report.xml");
+            Assert.Equal(nameof(ContentType.Xml), xml.ContentType);
+            HasScript(xml, "text[1]:application/pdf");
+            HasScript(await TestInspection.InspectAsync(EncapsulatedCda(bytes), "cda.dcm"), "(0042,0011):text/xml/text[1]:application/pdf");
+        }
+
+        var fhir = FhirDocumentReference("xmlns=\"http://hl7.org/fhir\"").Replace("encoding=\"UTF-8\"", "encoding=\"UTF-16\"", StringComparison.Ordinal);
+        HasScript(await TestInspection.InspectAsync(Encoding.BigEndianUnicode.GetBytes(fhir), "document.xml"), "data[1]:application/pdf");
+
+        var word = "<?xml version=\"1.0\" encoding=\"UTF-16\" standalone=\"yes\"?>\n<w:wordDocument xmlns:w=\"http://schemas.microsoft.com/office/word/2003/wordml\" w:macrosPresent=\"yes\">"
+            + "<w:body><w:p><w:r><w:t>Compte rendu</w:t></w:r></w:p></w:body></w:wordDocument>";
+        var wordVerdict = await TestInspection.InspectAsync(Encoding.Unicode.GetBytes(word), "courrier.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), wordVerdict.ContentType);
+        wordVerdict.Has("office.macro-enabled");
+
+        // UTF-16 text without a mark is text; binary data with zero bytes in it is not.
+        Assert.Equal(nameof(ContentType.Text), (await TestInspection.InspectAsync(Encoding.Unicode.GetBytes("Compte rendu : examen normal.\r\n"), "cr.txt")).ContentType);
+        var samples = new byte[4096];
+        for (var i = 0; i < samples.Length; i += 2)
+        {
+            samples[i] = (byte)(i * 7);
+        }
+
+        Assert.Equal(nameof(ContentType.Unknown), (await TestInspection.InspectAsync(samples, "raw.bin")).ContentType);
+    }
+
     [Fact]
     public async Task Text_encapsulated_data_of_another_media_type_is_read_and_plain_xml_is_left_alone()
     {
