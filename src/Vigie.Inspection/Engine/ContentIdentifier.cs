@@ -140,14 +140,20 @@ internal static class ContentIdentifier
             return ContentType.Jpeg2000;
         }
 
-        var type = IdentifyText(head, out var prologCut, out var rootUnjudged);
-        if ((prologCut && head.Length < length) || rootUnjudged)
+        var type = IdentifyText(head, out var prologCut, out var unjudgedRoot);
+        if ((prologCut && head.Length < length) || unjudgedRoot is not null)
         {
             // The head ended inside the prolog, or an office root's start tag holds a reference the bytes cannot judge
             // (word&#109;l): the first element decides, found by a streaming XML reader (before 2026-12-07, a 9 KB
             // processing instruction or 20,000 newlines before a flat document's root made it plain XML, and a namespace
             // written with a character reference did until 2026-12-08).
-            type = IdentifyXmlByRoot(source, head, type, out prologUnread);
+            type = IdentifyXmlByRoot(source, head, type, out prologUnread, out var rootRead);
+            if (unjudgedRoot is { } office && !rootRead)
+            {
+                // Not readable without its DTD (an entity declared there): the office document its root names, whose
+                // analyser reports what it cannot parse rather than a plain XML's clean verdict.
+                type = office;
+            }
         }
 
         if (type is ContentType.Text or ContentType.Unknown && head.Length < length && ReadMailHeaders(SkipBom(head), HeadLines).Block == MailHeaderBlock.Cut)
@@ -366,10 +372,10 @@ internal static class ContentIdentifier
         _ => false,
     };
 
-    private static ContentType IdentifyText(ReadOnlySpan<byte> head, out bool prologCut, out bool rootUnjudged)
+    private static ContentType IdentifyText(ReadOnlySpan<byte> head, out bool prologCut, out ContentType? unjudgedRoot)
     {
         prologCut = false;
-        rootUnjudged = false;
+        unjudgedRoot = null;
         var text = head;
         if (Starts(text, [0xEF, 0xBB, 0xBF]))
         {
@@ -378,7 +384,7 @@ internal static class ContentIdentifier
         else if (Starts(text, [0xFF, 0xFE]) || Starts(text, [0xFE, 0xFF]))
         {
             // UTF-16 text: transcode to judge.
-            return ClassifyWide(text[2..], text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode, out prologCut, out rootUnjudged);
+            return ClassifyWide(text[2..], text[0] == 0xFF ? Encoding.Unicode : Encoding.BigEndianUnicode, out prologCut, out unjudgedRoot);
         }
 
         // A mail's header block decides, whatever binary (8bit or binary parts) follows it.
@@ -389,20 +395,20 @@ internal static class ContentIdentifier
 
         if (IsMostlyText(text))
         {
-            return ClassifyText(text, out prologCut, out rootUnjudged);
+            return ClassifyText(text, out prologCut, out unjudgedRoot);
         }
 
         // UTF-16 or UTF-32 without a byte order mark, which XML parsers and spreadsheets read all the same (typed
         // Unknown, never parsed, until 2026-12-08). Only reached by content that is not 8-bit text.
-        return UnmarkedWideEncoding(text) is { } wide ? ClassifyWide(text, wide, out prologCut, out rootUnjudged) : ContentType.Unknown;
+        return UnmarkedWideEncoding(text) is { } wide ? ClassifyWide(text, wide, out prologCut, out unjudgedRoot) : ContentType.Unknown;
     }
 
-    private static ContentType ClassifyWide(ReadOnlySpan<byte> text, Encoding encoding, out bool prologCut, out bool rootUnjudged)
+    private static ContentType ClassifyWide(ReadOnlySpan<byte> text, Encoding encoding, out bool prologCut, out ContentType? unjudgedRoot)
     {
         prologCut = false;
-        rootUnjudged = false;
+        unjudgedRoot = null;
         var bytes = Encoding.UTF8.GetBytes(encoding.GetString(text));
-        return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut, out rootUnjudged) : ContentType.Unknown;
+        return IsMostlyText(bytes) ? ClassifyText(bytes, out prologCut, out unjudgedRoot) : ContentType.Unknown;
     }
 
     private static readonly Encoding Utf32BigEndian = new UTF32Encoding(bigEndian: true, byteOrderMark: false);
@@ -484,10 +490,10 @@ internal static class ContentIdentifier
         return control * 50 < text.Length;
     }
 
-    private static ContentType ClassifyText(ReadOnlySpan<byte> text, out bool prologCut, out bool rootUnjudged)
+    private static ContentType ClassifyText(ReadOnlySpan<byte> text, out bool prologCut, out ContentType? unjudgedRoot)
     {
         prologCut = false;
-        rootUnjudged = false;
+        unjudgedRoot = null;
         if (text.StartsWith("#!"u8))
         {
             return ContentType.Script;
@@ -518,7 +524,7 @@ internal static class ContentIdentifier
             }
 
             prologCut = flat == HeadAnswer.Undecided;
-            rootUnjudged = flat == HeadAnswer.Unjudged;
+            unjudgedRoot = flat == HeadAnswer.Unjudged ? office : null;
         }
 
         if (StartsWithIgnoreCase(trimmed, "<?xml") || StartsWithIgnoreCase(trimmed, "<svg"))
@@ -547,8 +553,9 @@ internal static class ContentIdentifier
         Undecided,
 
         /// <summary>
-        /// The first element has the local name of an office root, and its start tag a character or entity reference
-        /// (<c>xmlns:w="…word&amp;#109;l"</c>) where the namespace may be: only an XML reader can tell.
+        /// The first element has the local name of an office root (the type it would give), and its start tag a
+        /// character or entity reference (<c>xmlns:w="…word&amp;#109;l"</c>) where the namespace may be: only an XML
+        /// reader can tell.
         /// </summary>
         Unjudged,
     }
@@ -629,7 +636,11 @@ internal static class ContentIdentifier
             }
 
             // The same namespace to every XML parser, Word's and Excel's included (plain XML, clean, until 2026-12-08).
-            unjudged = after[..close].IndexOf((byte)'&') >= 0;
+            if (after[..close].IndexOf((byte)'&') >= 0)
+            {
+                type = kind;
+                unjudged = true;
+            }
         }
 
         return unjudged ? HeadAnswer.Unjudged : HeadAnswer.No;
@@ -658,9 +669,10 @@ internal static class ContentIdentifier
     /// <see cref="MaxXmlProlog"/>), decides. An office <c>document</c> is flat OpenDocument, an <c>html</c> root a page;
     /// content that is not XML keeps the type its head gave.
     /// </summary>
-    private static ContentType IdentifyXmlByRoot(ContentSource source, ReadOnlySpan<byte> head, ContentType type, out bool prologUnread)
+    private static ContentType IdentifyXmlByRoot(ContentSource source, ReadOnlySpan<byte> head, ContentType type, out bool prologUnread, out bool rootRead)
     {
         prologUnread = false;
+        rootRead = false;
         // Whitespace before the declaration is read past, as the head's check does.
         var bom = Starts(head, [0xEF, 0xBB, 0xBF]) || Starts(head, [0xFF, 0xFE]) || Starts(head, [0xFE, 0xFF]);
         var start = bom || UnmarkedWideEncoding(head) is not null ? 0 : Math.Max(0, head.IndexOfAnyExcept(" \t\r\n"u8));
@@ -676,6 +688,7 @@ internal static class ContentIdentifier
                     continue;
                 }
 
+                rootRead = true;
                 if (OfficeXmlType(reader.NamespaceURI, reader.LocalName) is { } office)
                 {
                     return office;

@@ -133,6 +133,13 @@ public sealed class OfficeXmlTests
         Assert.Equal(nameof(ContentType.OfficeXml), excelVerdict.ContentType);
         excelVerdict.Has("office.dde");
 
+        // An entity only its DTD declares, which Vigie does not read: not plain XML's clean verdict.
+        var entity = Word2003Document("<w:p><w:r><w:t>x</w:t></w:r></w:p>").Replace(Word2003, "http://schemas.microsoft.com/office/word/2003/word&ml;", StringComparison.Ordinal)
+            .Replace("?>\n<w:wordDocument", "?>\n<!DOCTYPE w:wordDocument [<!ENTITY ml \"ml\">]>\n<w:wordDocument", StringComparison.Ordinal);
+        var entityVerdict = await TestInspection.InspectAsync(Encoding.UTF8.GetBytes(entity), "courrier.xml");
+        Assert.Equal(nameof(ContentType.OfficeXml), entityVerdict.ContentType);
+        Assert.NotEqual(VerdictKind.Clean, entityVerdict.Kind);
+
         // A reference in another namespace under the same local name is still plain XML.
         Assert.Equal(nameof(ContentType.Xml), (await TestInspection.InspectAsync("<?xml version=\"1.0\"?><Workbook xmlns=\"urn:example&#58;books\"><Book/></Workbook>"u8.ToArray())).ContentType);
     }
