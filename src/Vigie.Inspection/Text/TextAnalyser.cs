@@ -243,8 +243,8 @@ internal sealed partial class TextAnalyser : IContentAnalyser
     /// </summary>
     private static (bool Dde, bool Uuencoded) Markers(ContentSource content, Encoding? encoding, CancellationToken cancellationToken)
     {
-        var gap = encoding is null ? "" : new string('\0', encoding.GetByteCount("a") - 1);
-        var words = DdeWords.Select(word => string.Join(gap, word.ToCharArray())).ToArray();
+        var words = encoding is null ? DdeWords
+            : DdeWords.Select(word => string.Join(new string('\0', encoding.GetByteCount("a") - 1), word.ToCharArray())).ToArray();
         // Chunks overlap by the longest marker less one, so that a marker cut by a chunk's end is found in the next.
         var overlap = words.Max(word => word.Length) - 1;
         var dde = false;
