@@ -375,4 +375,50 @@ public sealed class RetentionTests
         Assert.Empty(Directory.EnumerateFiles(archive.Store.Layout.Quarantine));
         Assert.Equal(0, (await archive.Index.GetStatsAsync(ct)).Quarantined);
     }
+
+    private static async Task ExecuteAsync(ArchiveHarness archive, string sql, params (string Name, object Value)[] parameters)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var connection = await archive.Database.OpenConnectionAsync(ct);
+        await using var command = connection.CreateCommand(null, sql);
+        foreach (var (name, value) in parameters)
+        {
+            command.With(name, value);
+        }
+
+        await command.ExecuteNonQueryAsync(ct);
+    }
+
+    /// <summary>
+    /// Regression (review 30, 02): a database writer deleted an object's archive_objects row and planted an
+    /// archive_deletions row for it; the purge, which looked at archive_objects only, unlinked the file its version row
+    /// still named (an acknowledged image lost for good). A planted quarantine deletion took the evidence while its record
+    /// stayed. Now the scrub reports both rows as tampered, and the purge keeps the files and drops the rows.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_planted_deletion_row_made_the_purge_delete_files_the_index_still_references(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var (retention, _) = await SetUpAsync(archive, new TableAudit());
+        var (stored, _) = await archive.IngestAsync(Samples.Content(3000, 1), Samples.Entry(1, 1, 1, 1));
+        var quarantined = await QuarantineAsync(archive, Samples.Content(1000, 2), ct);
+        await ExecuteAsync(archive, "DELETE FROM archive_objects WHERE object_id = @o", ("@o", stored.Id.ToArray()));
+        await ExecuteAsync(archive, "INSERT INTO archive_deletions (kind, name, delete_after) VALUES ('object', @n, 0)", ("@n", stored.Id.ToString()));
+        await ExecuteAsync(archive, "INSERT INTO archive_deletions (kind, name, delete_after) VALUES ('quarantine', @n, 0)", ("@n", quarantined.QuarantineId));
+
+        var scrub = await archive.Scrub.RunAsync(new ScrubRequest(), ct);
+        Assert.False(scrub.IsClean);
+        Assert.Contains(scrub.Findings, f => f.Kind == ScrubFindingKind.IndexTampered && f.Location == $"index archive_deletions object {stored.Id}");
+        Assert.Contains(scrub.Findings, f => f.Kind == ScrubFindingKind.IndexTampered && f.Location == $"index archive_deletions quarantine {quarantined.QuarantineId}");
+
+        var purge = await retention.PurgeDueFilesAsync(ct);
+        Assert.Equal(0, purge.Deleted);
+        Assert.Equal(2, purge.Refused.Count);
+        Assert.True(await archive.Store.ExistsAsync(stored.Id, ct));
+        Assert.True(File.Exists(archive.Store.Layout.QuarantinePath(quarantined.QuarantineId)));
+        Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
+        Assert.NotEmpty(await archive.ReadAllAsync(stored.Id));
+    }
 }

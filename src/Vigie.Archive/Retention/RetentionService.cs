@@ -79,7 +79,20 @@ public sealed record RetentionPolicy(string Name, TimeSpan? Studies = null, Time
 /// <param name="Halted">Why the run removed nothing although some data was due (see <see cref="RetentionPolicy.MaxShare"/>), or null.</param>
 /// <param name="Held">Due studies and versions kept because an object of theirs is not delivered yet (<see cref="IRetentionHold"/>).</param>
 public sealed record RetentionReport(int StudiesRemoved, int InstancesRemoved, int VersionsRemoved, int QuarantineRemoved, int FilesDeleted,
-    int FilesReclaimed, int FilesPending, string? Halted = null, int Held = 0);
+    int FilesReclaimed, int FilesPending, string? Halted = null, int Held = 0)
+{
+    /// <summary>Scheduled deletions dropped, their files kept: the index still names the file (see <see cref="PurgeReport.Refused"/>).</summary>
+    public int Refused { get; init; }
+}
+
+/// <param name="Deleted">Files removed (decisions older than the deletion grace).</param>
+/// <param name="Reclaimed">Pending deletions cancelled because the same content was stored again.</param>
+/// <param name="Pending">Deletions still waiting for their grace.</param>
+/// <param name="Refused">
+/// Deletion rows naming a file that a version row or quarantine record still names, dropped without touching the file
+/// (index tampering, since 2026-12-08): each as "object &lt;id&gt; (why)" or "quarantine &lt;id&gt; (why)".
+/// </param>
+public sealed record PurgeReport(int Deleted, int Reclaimed, int Pending, IReadOnlyList<string> Refused);
 
 /// <summary>
 /// The only way data leaves the archive. Each decision is audited and applied in one index transaction that also
@@ -160,8 +173,9 @@ public sealed class RetentionService
             quarantined = await RemoveQuarantineAsync(policy, quarantineBefore, cancellationToken).ConfigureAwait(false);
         }
 
-        var (deleted, reclaimed, pending) = await PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
-        var report = new RetentionReport(studies, instances, versions, quarantined, deleted, reclaimed, pending, Held: keptStudies + keptVersions);
+        var purge = await PurgeDueFilesAsync(cancellationToken).ConfigureAwait(false);
+        var report = new RetentionReport(studies, instances, versions, quarantined, purge.Deleted, purge.Reclaimed, purge.Pending,
+            Held: keptStudies + keptVersions) { Refused = purge.Refused.Count };
         _logger.LogInformation("Retention {Policy}: {Report}", policy.Name, report);
         return report;
     }
@@ -221,9 +235,10 @@ public sealed class RetentionService
     }
 
     /// <summary>Deletes the files whose grace has passed (also run by <see cref="ApplyAsync"/>).</summary>
-    public async Task<(int Deleted, int Reclaimed, int Pending)> PurgeDueFilesAsync(CancellationToken cancellationToken)
+    public async Task<PurgeReport> PurgeDueFilesAsync(CancellationToken cancellationToken)
     {
         int deleted = 0, reclaimed = 0;
+        var refused = new List<string>();
         var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
         // An object still in a landing slot (this node's or another's) is deleted where it is kept for good.
         await _store.MoveLandedAsync(cancellationToken).ConfigureAwait(false);
@@ -266,6 +281,12 @@ public sealed class RetentionService
                 {
                     reclaimed++;
                 }
+                else if (await NamedByIndexAsync(connection, transaction, kind, name, cancellationToken).ConfigureAwait(false) is { } reference)
+                {
+                    // No decision of ours leaves a deletion for a file a version or quarantine record still names: the row was
+                    // planted (until 2026-12-08 the file went, an acknowledged image lost for good). Dropped, never acted on.
+                    refused.Add($"object {name} ({reference})");
+                }
                 else if (await _store.DeleteObjectAsync(id, cancellationToken).ConfigureAwait(false))
                 {
                     deleted++;
@@ -273,7 +294,13 @@ public sealed class RetentionService
             }
             else if (kind == "quarantine")
             {
-                if (await _store.DeleteQuarantinedAsync(name, cancellationToken).ConfigureAwait(false))
+                // Retention deletes the record in the transaction that schedules its file, and the scrub schedules only files
+                // whose record is gone: a record still there means the row was planted to destroy the evidence.
+                if (await NamedByIndexAsync(connection, transaction, kind, name, cancellationToken).ConfigureAwait(false) is { } reference)
+                {
+                    refused.Add($"quarantine {name} ({reference})");
+                }
+                else if (await _store.DeleteQuarantinedAsync(name, cancellationToken).ConfigureAwait(false))
                 {
                     deleted++;
                 }
@@ -288,9 +315,53 @@ public sealed class RetentionService
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
+        if (refused.Count > 0)
+        {
+            _logger.LogError("Purge: {Count} scheduled deletions name files the index still references, so the index was tampered with; their files "
+                + "are kept and the rows dropped: {Rows}", refused.Count, string.Join("; ", refused));
+        }
+
         await using var count = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_deletions");
         var pending = (int)SqlArchiveIndex.ToLong(await count.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false));
-        return (deleted, reclaimed, pending);
+        return new PurgeReport(deleted, reclaimed, pending, refused);
+    }
+
+    /// <summary>
+    /// What in the index still names the file of a scheduled deletion (a version or quarantine record), or null when
+    /// nothing does, as every deletion the archive decides leaves it. The scrub reports the same rows as tampered.
+    /// </summary>
+    internal static async Task<string?> NamedByIndexAsync(DbConnection connection, DbTransaction? transaction, string kind, string name,
+        CancellationToken cancellationToken)
+    {
+        if (kind == "object" && ObjectId.TryParse(name, out var id))
+        {
+            await using var version = connection.CreateCommand(transaction,
+                    "SELECT instance_id, version FROM archive_versions WHERE object_id = @o ORDER BY instance_id, version LIMIT 1")
+                .With("@o", id.ToArray());
+            await using (var reader = await version.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    return $"instance #{SqlArchiveIndex.ToLong(reader.GetValue(0))} v{SqlArchiveIndex.ToLong(reader.GetValue(1))} names it";
+                }
+            }
+
+            await using var quarantined = connection.CreateCommand(transaction, "SELECT quarantine_id FROM archive_quarantine WHERE object_id = @o LIMIT 1")
+                .With("@o", id.ToArray());
+            return await quarantined.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string quarantineId
+                ? $"quarantine record {quarantineId} names it"
+                : null;
+        }
+
+        if (kind == "quarantine")
+        {
+            await using var record = connection.CreateCommand(transaction, "SELECT COUNT(*) FROM archive_quarantine WHERE quarantine_id = @q").With("@q", name);
+            return SqlArchiveIndex.ToLong(await record.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) > 0
+                ? "its quarantine record is still there"
+                : null;
+        }
+
+        return null;
     }
 
     private async Task<(int Removed, int Kept)> RemoveSupersededAsync(RetentionPolicy policy, long cutoff, IReadOnlySet<ObjectId> held,

@@ -22,7 +22,7 @@ public enum ScrubFindingKind
     /// <summary>
     /// Index rows altered in the database (since 2026-12-07): a row that does not open bound to its parent (moved under
     /// another patient, study or series), a version row naming another instance's object, versions that disagree with the
-    /// instance's current version. Named by row ids.
+    /// instance's current version, a scheduled deletion of a file the index still names (since 2026-12-08). Named by row ids.
     /// </summary>
     IndexTampered,
 }

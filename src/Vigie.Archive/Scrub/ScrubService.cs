@@ -90,6 +90,7 @@ public sealed class ScrubService
         }
 
         await CheckIndexRowsAsync(connection, request, state, cancellationToken).ConfigureAwait(false);
+        await CheckDeletionsAsync(connection, pendingDeletions, state, cancellationToken).ConfigureAwait(false);
 
         var findings = state.Findings.ToList();
         var resolved = new List<ScrubFinding>(findings.Count);
@@ -705,6 +706,35 @@ public sealed class ScrubService
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A scheduled deletion whose file a version row or quarantine record still names: no decision of ours leaves one, so
+    /// the row was planted (since 2026-12-08; the purge drops it and keeps the file). Few rows: one look each.
+    /// </summary>
+    private static async Task CheckDeletionsAsync(DbConnection connection, HashSet<(string Kind, string Name)> pendingDeletions, State state,
+        CancellationToken cancellationToken)
+    {
+        foreach (var (kind, name) in pendingDeletions.OrderBy(d => d.Kind, StringComparer.Ordinal).ThenBy(d => d.Name, StringComparer.Ordinal))
+        {
+            if (await RetentionService.NamedByIndexAsync(connection, null, kind, name, cancellationToken).ConfigureAwait(false) is not { } reference)
+            {
+                continue;
+            }
+
+            // A store of the same content files its version and cancels the deletion in one transaction: looked at after
+            // the reference, a row still there was not cancelled by it.
+            await using var still = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_deletions WHERE kind = @k AND name = @n")
+                .With("@k", kind).With("@n", name);
+            if (SqlArchiveIndex.ToLong(await still.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false)) == 0)
+            {
+                continue;
+            }
+
+            state.Add(new ScrubFinding(ScrubFindingKind.IndexTampered, $"index archive_deletions {kind} {name}", null, null,
+                $"a deletion is scheduled for a file the index still names ({reference}): the row was planted; the purge keeps the file and drops it",
+                []));
+        }
     }
 
     private static async Task<HashSet<(string, string)>> PendingDeletionsAsync(DbConnection connection, CancellationToken cancellationToken)
