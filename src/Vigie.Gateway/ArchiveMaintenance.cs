@@ -153,14 +153,26 @@ internal sealed class ArchiveMaintenance(
             {
                 VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync, RepairTerms = true,
             }, cancellationToken).ConfigureAwait(false);
-            status.Scrubbed(time.GetUtcNow(), report);
+            // Retention and the purge act on what the index says: an index the scrub found altered may name current versions
+            // as superseded or plant deletions, so this run deletes nothing (until 2026-12-08 retention ran all the same and
+            // removed the images the rows were altered to condemn).
+            var skipped = report.IndexTampered > 0
+                ? $"retention and the purge of deleted files skipped: the scrub found {report.IndexTampered} index rows tampered with " +
+                  "(vigie scrub names them); they run again once a scrub finds none"
+                : null;
+            status.Scrubbed(time.GetUtcNow(), report, skipped);
             if (!report.IsClean)
             {
-                await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, server.CurrentValue.AETitle, report.Summary), cancellationToken).ConfigureAwait(false);
+                var description = skipped is null ? report.Summary : $"{report.Summary} {skipped}";
+                await audit.AppendAsync(GatewayAudit.IntegrityAlert(time, server.CurrentValue.AETitle, description), cancellationToken).ConfigureAwait(false);
                 logger.LogError("Archive integrity problem: {Summary}", report.Summary);
             }
 
-            if (options.CurrentValue.Maintenance.Retention is { } policy)
+            if (skipped is not null)
+            {
+                logger.LogError("Archive maintenance: {Skipped}", skipped);
+            }
+            else if (options.CurrentValue.Maintenance.Retention is { } policy)
             {
                 var applied = await retention.ApplyAsync(policy, cancellationToken).ConfigureAwait(false);
                 if (applied.Halted is { } reason)
@@ -213,7 +225,8 @@ public sealed class ArchiveIntegrityStatus
     /// <summary>The time and summary of the last maintenance scrub when it was not clean, else null.</summary>
     public Finding? Problem => Volatile.Read(ref _problem);
 
-    internal void Scrubbed(DateTimeOffset at, ScrubReport report) => Volatile.Write(ref _problem, report.IsClean ? null : new Finding(at, report.Summary));
+    internal void Scrubbed(DateTimeOffset at, ScrubReport report, string? skipped = null) =>
+        Volatile.Write(ref _problem, report.IsClean ? null : new Finding(at, skipped is null ? report.Summary : $"{report.Summary} {skipped}"));
 
     public sealed record Finding(DateTimeOffset At, string Summary);
 }

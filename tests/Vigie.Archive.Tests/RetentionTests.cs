@@ -421,4 +421,30 @@ public sealed class RetentionTests
         Assert.Equal(0, await CountAsync(archive, "SELECT COUNT(*) FROM archive_deletions"));
         Assert.NotEmpty(await archive.ReadAllAsync(stored.Id));
     }
+
+    /// <summary>
+    /// Regression (review 30, 06): with a policy for superseded versions, a database writer set superseded_at on an
+    /// instance's current version; retention, which looked at superseded_at alone, removed it and scheduled its file.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_retention_removed_a_current_version_whose_superseded_at_was_set_in_the_index(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var archive = await ArchiveHarness.CreateAsync(provider);
+        var audit = new TableAudit();
+        var (retention, time) = await SetUpAsync(archive, audit);
+        var (first, _) = await archive.IngestAsync(Samples.Content(3000, 1), Samples.Entry(1, 1, 1, 1));
+        var (current, _) = await archive.IngestAsync(Samples.Content(3000, 2), Samples.Entry(1, 1, 1, 2));
+        await ExecuteAsync(archive, "UPDATE archive_versions SET superseded_at = 1 WHERE object_id = @o", ("@o", current.Id.ToArray()));
+
+        time.Now += TimeSpan.FromDays(31);
+        var report = await retention.ApplyAsync(new RetentionPolicy("superseded-30d", SupersededVersions: TimeSpan.FromDays(30)), ct);
+        Assert.Equal(0, report.VersionsRemoved);
+        Assert.Equal(0, report.FilesPending);
+        Assert.Empty(audit.Events);
+        Assert.Equal(2, await CountAsync(archive, "SELECT COUNT(*) FROM archive_versions"));
+        Assert.True(await archive.Store.ExistsAsync(current.Id, ct));
+        Assert.True(await archive.Store.ExistsAsync(first.Id, ct));
+    }
 }

@@ -114,7 +114,12 @@ public sealed class RetentionService
                         WHERE se.study_id = st.id AND i.updated_at >= @c)
         """;
 
-    private const string VersionDue = "v.superseded_at IS NOT NULL AND v.superseded_at < @c";
+    // Never an instance's current version, whatever its superseded_at says: a row altered in the index must not take the
+    // image still served (until 2026-12-08 it did; the scrub reports such rows as tampered).
+    private const string VersionDue = """
+        v.superseded_at IS NOT NULL AND v.superseded_at < @c
+        AND NOT EXISTS (SELECT 1 FROM archive_instances ci WHERE ci.id = v.instance_id AND ci.current_version = v.version)
+        """;
     private readonly IVigieDatabase _database;
     private readonly FileObjectStore _store;
     private readonly IRetentionAudit _audit;
