@@ -59,7 +59,7 @@ internal sealed class ArchiveLayout
     /// </summary>
     public static bool IsOwnEntry(string name) =>
         // Not vigie.json: settings are not read from the data folder (since 2026-12-07), so one there was put by someone else.
-        name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "audit-spill"
+        name is "objects" or "spool" or "quarantine" or "keys" or "damaged" or "lost+found" or "audit-spill" or "withheld"
         || name is FullDiskReserve.FileName or FullDiskReserve.FileName + ".partial"
         // The embedded index (Database:SqlitePath defaults to index.db in the data folder) and SQLite's side files.
         || name.EndsWith(".db", StringComparison.Ordinal) || name.EndsWith(".db-wal", StringComparison.Ordinal)

@@ -42,6 +42,7 @@ internal sealed class ArchiveMaintenance(
     ArchiveIntegrityStatus status,
     LeaseStore leases,
     Outbox outbox,
+    Ingest.WithheldObjects withheld,
     IAuditLog audit,
     IOptionsMonitor<GatewayOptions> options,
     IOptionsMonitor<DicomServerOptions> server,
@@ -152,6 +153,7 @@ internal sealed class ArchiveMaintenance(
             var report = await scrub.RunAsync(new ScrubRequest
             {
                 VerifyContent = false, ScheduleOrphanDeletion = true, FileOrphan = recovery.FileOrphanAsync, RepairTerms = true,
+                CheckRecords = ct => withheld.CheckAsync(bind: true, ct),
             }, cancellationToken).ConfigureAwait(false);
             // Retention and the purge act on what the index says: an index the scrub found altered may name current versions
             // as superseded or plant deletions, so this run deletes nothing (until 2026-12-08 retention ran all the same and

@@ -154,4 +154,10 @@ public sealed record ScrubRequest
     /// (maintenance; since 2026-12-07). The row is still reported, so the run is not clean and is audited.
     /// </summary>
     public bool RepairTerms { get; init; }
+
+    /// <summary>
+    /// Checks of records kept beside the index by other modules (the gateway's withheld flags, since 2026-12-08): their
+    /// findings join the report.
+    /// </summary>
+    public Func<CancellationToken, ValueTask<IReadOnlyList<ScrubFinding>>>? CheckRecords { get; init; }
 }

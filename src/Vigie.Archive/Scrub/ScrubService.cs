@@ -91,6 +91,13 @@ public sealed class ScrubService
 
         await CheckIndexRowsAsync(connection, request, state, cancellationToken).ConfigureAwait(false);
         await CheckDeletionsAsync(connection, pendingDeletions, state, cancellationToken).ConfigureAwait(false);
+        if (request.CheckRecords is { } checkRecords)
+        {
+            foreach (var finding in await checkRecords(cancellationToken).ConfigureAwait(false))
+            {
+                state.Add(finding);
+            }
+        }
 
         var findings = state.Findings.ToList();
         var resolved = new List<ScrubFinding>(findings.Count);

@@ -55,7 +55,11 @@ internal static class MaintenanceCommands
                 return ExitCodes.Error;
             }
 
-            var request = new ScrubRequest { RevealIdentifiers = parse.GetValue(reveal), VerifyContent = !parse.GetValue(quick) };
+            var withheld = services.GetRequiredService<Gateway.Ingest.WithheldObjects>();
+            var request = new ScrubRequest
+            {
+                RevealIdentifiers = parse.GetValue(reveal), VerifyContent = !parse.GetValue(quick), CheckRecords = token => withheld.CheckAsync(bind: false, token),
+            };
             var report = await MaintenanceHost.WithStatusAsync("Scrubbing the archive", parse.GetValue(json),
                 () => services.GetRequiredService<ScrubService>().RunAsync(request, ct));
             // The run and its findings go in the trail, as the node's own scrub and rescan do: before 2026-12-06 a corrupted
