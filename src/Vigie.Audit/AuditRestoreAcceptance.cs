@@ -35,6 +35,9 @@ public sealed class AuditRestoreRefusedException(string message, AuditVerificati
 public sealed class AuditRestoreAcceptance
 {
     private const string LeaseName = "audit-tree-head";
+
+    /// <summary>The longest the signing lease is held (here); a signer takes over a lease claimed further ahead.</summary>
+    internal static readonly TimeSpan LeaseLength = TimeSpan.FromMinutes(5);
     private readonly AuditStore _store;
     private readonly TreeHeadSigner _signer;
     private readonly AuditLog _log;
@@ -66,7 +69,7 @@ public sealed class AuditRestoreAcceptance
         var path = TreeHeadWitnessFile.PathFor(_options.SigningKeyPath)
             ?? throw new InvalidOperationException("Audit:SigningKeyPath is not set: there is no record of the heads signed to replace.");
         var holder = $"accept-restore:{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid():N}";
-        if (!await _leases.TryAcquireAsync(LeaseName, holder, TimeSpan.FromMinutes(5), cancellationToken).ConfigureAwait(false))
+        if (!await _leases.TryAcquireAsync(LeaseName, holder, LeaseLength, cancellationToken).ConfigureAwait(false))
         {
             var current = await _leases.HolderAsync(LeaseName, cancellationToken).ConfigureAwait(false);
             throw new InvalidOperationException($"a node signs tree heads on this audit log ({current ?? "lease held"}): stop every node that uses it first "

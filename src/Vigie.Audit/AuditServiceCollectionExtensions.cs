@@ -42,6 +42,8 @@ public static class AuditServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditExportService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, TreeHeadSigningService>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, AuditSpillService>());
+        services.TryAddSingleton(sp => new AuditUnsignedTail(sp.GetRequiredService<AuditStore>(), sp.GetRequiredService<IOptions<AuditOptions>>(),
+            sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton(sp => new AuditExportStatus(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>()));
         services.TryAddSingleton(sp => new AuditSetAside(sp.GetRequiredService<IOptions<AuditOptions>>(), sp.GetRequiredService<AuditStore>(),
             sp.GetRequiredService<AuditLog>(), sp.GetRequiredService<TimeProvider>()));

@@ -48,8 +48,13 @@ internal sealed class TreeHeadSigner(AuditStore store, IAuditSigningKeyProvider 
             return null;
         }
 
-        var root = MerkleFrontier.Parse(state.TreeSize, state.Frontier).Root();
-        var violation = await FindAppendOnlyViolationAsync(latest, state.TreeSize, root, cancellationToken).ConfigureAwait(false);
+        // Refused as a forged frontier is: no head over it (the next append rebuilds it from the stored hashes).
+        var frontier = MerkleFrontier.TryParse(state.TreeSize, state.Frontier);
+        var root = frontier?.Root() ?? [];
+        var violation = frontier is null
+            ? string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the audit_state row's Merkle frontier ({state.Frontier.Length} bytes) does not fit tree size {state.TreeSize}: the row was altered (StateMismatch)")
+            : await FindAppendOnlyViolationAsync(latest, state.TreeSize, root, cancellationToken).ConfigureAwait(false);
         if (violation is null && !rebaseWitness)
         {
             violation = await FindWitnessViolationAsync(state.TreeSize, root, cancellationToken).ConfigureAwait(false);
@@ -254,7 +259,7 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         {
             try
             {
-                if (await leases.TryAcquireAsync(LeaseName, _holder, lease, stoppingToken).ConfigureAwait(false)
+                if (await AcquireAsync(lease, stoppingToken).ConfigureAwait(false)
                     && await signer.SignAsync(force: false, stoppingToken).ConfigureAwait(false) is not null)
                 {
                     refusalLogged = false;
@@ -305,6 +310,40 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
     }
 
     /// <summary>
+    /// The lease; taken over from a holder claiming it further ahead than any signer or `vigie audit accept-restore` takes
+    /// it (a forged row stopped every head for good before 2026-12-08), that takeover logged by the store and audited here.
+    /// </summary>
+    private async ValueTask<bool> AcquireAsync(TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var grant = await leases.AcquireAsync(LeaseName, _holder, duration, AuditRestoreAcceptance.LeaseLength, cancellationToken).ConfigureAwait(false);
+        if (grant.OverriddenHolder is { } forged && log is not null)
+        {
+            try
+            {
+                await log.AppendAsync(new AuditRecord
+                {
+                    Time = time.GetUtcNow(),
+                    EventId = AuditEventIds.SecurityAlert,
+                    Action = AuditAction.Execute,
+                    Outcome = AuditOutcome.SeriousFailure,
+                    Participants = [AuditParticipant.ThisApplication()],
+                    Details = new AuditDetails
+                    {
+                        OutcomeDescription = string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"lease {LeaseName} taken over from {forged}, which claimed it until {grant.OverriddenUntil:u}: further ahead than any signer takes it"),
+                    },
+                }, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                logger.LogWarning(ex, "The Security Alert of the lease taken over could not be written to the trail");
+            }
+        }
+
+        return grant.Acquired;
+    }
+
+    /// <summary>
     /// Says a refusal once: critical in the log (sizes and paths, no patient data) and one Security Alert in the trail, so
     /// that the exporters carry it to the collector too. /health says it for as long as it lasts.
     /// </summary>
@@ -340,7 +379,7 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
         try
         {
             // Cover the last entries now rather than leaving them unsigned until the next start.
-            if (await leases.TryAcquireAsync(LeaseName, _holder, TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false))
+            if (await AcquireAsync(TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false))
             {
                 try
                 {

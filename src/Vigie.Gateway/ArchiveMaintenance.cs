@@ -61,6 +61,7 @@ internal sealed class ArchiveMaintenance(
             return;
         }
 
+        status.Started(time.GetUtcNow(), settings.FirstRunDelay);
         try
         {
             await Task.Delay(settings.FirstRunDelay, time, stoppingToken).ConfigureAwait(false);
@@ -133,7 +134,17 @@ internal sealed class ArchiveMaintenance(
     private async Task<bool> TryAcquireAsync(CancellationToken cancellationToken)
     {
         var interval = options.CurrentValue.Maintenance.Interval;
-        if (await leases.TryAcquireAsync(LeaseName, _holder, interval, cancellationToken).ConfigureAwait(false))
+        // A lease claimed further ahead than the interval (plus clock slack) was written into the database: taken over
+        // (before 2026-12-08 it stopped every maintenance run for good).
+        var grant = await leases.AcquireAsync(LeaseName, _holder, interval, interval, cancellationToken).ConfigureAwait(false);
+        if (grant.OverriddenHolder is { } forged)
+        {
+            await AlertAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"lease {LeaseName} taken over from {forged}, which claimed it until {grant.OverriddenUntil:u}: further ahead than the maintenance interval"),
+                cancellationToken).ConfigureAwait(false);
+        }
+
+        if (grant.Acquired)
         {
             return true;
         }
@@ -162,7 +173,10 @@ internal sealed class ArchiveMaintenance(
                 ? $"retention and the purge of deleted files skipped: the scrub found {report.IndexTampered} index rows tampered with " +
                   "(vigie scrub names them); they run again once a scrub finds none"
                 : null;
-            status.Scrubbed(time.GetUtcNow(), report, skipped);
+            var scrubbed = time.GetUtcNow();
+            status.Scrubbed(scrubbed, report, skipped);
+            // For every node's /health: the maintenance runs somewhere (one database write per interval).
+            await leases.StampAsync(ArchiveIntegrityStatus.ScrubbedStamp, _holder, scrubbed, cancellationToken).ConfigureAwait(false);
             if (!report.IsClean)
             {
                 var description = skipped is null ? report.Summary : $"{report.Summary} {skipped}";
@@ -227,8 +241,25 @@ public sealed class ArchiveIntegrityStatus
     /// <summary>The time and summary of the last maintenance scrub when it was not clean, else null.</summary>
     public Finding? Problem => Volatile.Read(ref _problem);
 
-    internal void Scrubbed(DateTimeOffset at, ScrubReport report, string? skipped = null) =>
+    /// <summary>The time the last maintenance scrub completed, on any node (a row of its own in the leases table).</summary>
+    public const string ScrubbedStamp = "archive-maintenance:scrubbed";
+
+    private long _firstRunDueMs;
+    private long _lastRunMs;
+
+    /// <summary>When this node's first maintenance run was due (start plus FirstRunDelay); null while maintenance is off.</summary>
+    public DateTimeOffset? FirstRunDue => Interlocked.Read(ref _firstRunDueMs) is > 0 and var ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+
+    /// <summary>When this node last completed a maintenance scrub.</summary>
+    public DateTimeOffset? LastRun => Interlocked.Read(ref _lastRunMs) is > 0 and var ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+
+    internal void Started(DateTimeOffset at, TimeSpan firstRunDelay) => Interlocked.Exchange(ref _firstRunDueMs, (at + firstRunDelay).ToUnixTimeMilliseconds());
+
+    internal void Scrubbed(DateTimeOffset at, ScrubReport report, string? skipped = null)
+    {
+        Interlocked.Exchange(ref _lastRunMs, at.ToUnixTimeMilliseconds());
         Volatile.Write(ref _problem, report.IsClean ? null : new Finding(at, skipped is null ? report.Summary : $"{report.Summary} {skipped}"));
+    }
 
     public sealed record Finding(DateTimeOffset At, string Summary);
 }

@@ -354,28 +354,83 @@ internal sealed class AuditExportHealthCheck(AuditExportStatus export) : IHealth
 /// The audit trail's signer: unhealthy while it refuses to sign tree heads, because the stored log no longer extends what
 /// was signed (rows altered in the database). Entries are still written, but nothing outside commits to them.
 /// </summary>
-internal sealed class AuditSigningHealthCheck(AuditSigningStatus status) : IHealthCheck
+internal sealed class AuditSigningHealthCheck(AuditSigningStatus status, AuditUnsignedTail tail) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        Task.FromResult(status.Current is { } refusal
-            ? HealthCheckResult.Unhealthy($"no audit tree head signed since {refusal.At:u}: {refusal.Reason}")
-            : status.Failing is { } failing
-                ? HealthCheckResult.Degraded($"signing audit tree heads fails since {failing.Since:u} ({failing.Count} attempts): {failing.Reason}")
-                : HealthCheckResult.Healthy("audit tree heads signed"));
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (status.Current is { } refusal)
+        {
+            return HealthCheckResult.Unhealthy($"no audit tree head signed since {refusal.At:u}: {refusal.Reason}");
+        }
+
+        if (status.Failing is { } failing)
+        {
+            return HealthCheckResult.Degraded($"signing audit tree heads fails since {failing.Since:u} ({failing.Count} attempts): {failing.Reason}");
+        }
+
+        // Read from the database, whichever node holds the lease: this node's signer may not be the one that should sign.
+        string? overdue;
+        try
+        {
+            overdue = await tail.FindOverdueAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return HealthCheckResult.Degraded($"the unsigned entries cannot be counted: {Vigie.Core.ExceptionCauses.Describe(e)}");
+        }
+
+        return overdue is not null ? HealthCheckResult.Degraded(overdue) : HealthCheckResult.Healthy("audit tree heads signed");
+    }
 }
 
 /// <summary>
 /// The key files behind the keys the node holds in memory: one deleted (or unreadable) goes unnoticed while the node
 /// runs, and the next start then fails, or the archive cannot be read at all. Unhealthy, so that it is restored now.
 /// </summary>
-/// <summary>Degraded while this node's last maintenance scrub was not clean (its integrity alert says the same).</summary>
-internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrityStatus status) : IHealthCheck
+/// <summary>
+/// Degraded while this node's last maintenance scrub was not clean (its integrity alert says the same), or when no
+/// maintenance scrub has completed on any node for <see cref="Overdue"/> intervals (since 2026-12-08: a lease written
+/// into the database stopped every run while this said "no problem found").
+/// </summary>
+internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrityStatus status, Vigie.Core.Outbox.LeaseStore leases,
+    IOptionsMonitor<GatewayOptions> options, TimeProvider time) : IHealthCheck
 {
-    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default) =>
-        Task.FromResult(status.Problem is { } problem
-            ? HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"the maintenance scrub at {problem.At:yyyy-MM-dd HH:mm:ss}Z was not clean: {problem.Summary} Run vigie scrub"))
-            : HealthCheckResult.Healthy("no problem found by this node's last maintenance scrub"));
+    public const int Overdue = 3;
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        if (status.Problem is { } problem)
+        {
+            return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"the maintenance scrub at {problem.At:yyyy-MM-dd HH:mm:ss}Z was not clean: {problem.Summary} Run vigie scrub"));
+        }
+
+        var interval = options.CurrentValue.Maintenance.Interval;
+        var now = time.GetUtcNow();
+        var limit = interval * Overdue;
+        // Only once this node's own first run is that far behind, and only asked of the database when this node ran none lately.
+        if (interval > TimeSpan.Zero && status.FirstRunDue is { } due && now - due > limit && !(now - status.LastRun <= limit))
+        {
+            DateTimeOffset? last;
+            try
+            {
+                last = await leases.ReadStampAsync(Vigie.Gateway.ArchiveIntegrityStatus.ScrubbedStamp, cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                return HealthCheckResult.Degraded($"when maintenance last ran cannot be read: {Vigie.Core.ExceptionCauses.Describe(e)}");
+            }
+
+            if (!(now - last <= limit))
+            {
+                var since = last is { } at ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"since {at:yyyy-MM-dd HH:mm:ss}Z") : "yet";
+                return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                    $"no maintenance scrub has completed on any node {since}, more than {Overdue} intervals of {interval}: nothing is repaired or alerted meanwhile (see the log about the archive-maintenance lease)"));
+            }
+        }
+
+        return HealthCheckResult.Healthy("no problem found by this node's last maintenance scrub");
+    }
 }
 
 internal sealed class KeysHealthCheck(IArchiveKeyService archiveKeys, IAuditSigningKeyProvider signingKeys) : IHealthCheck

@@ -263,6 +263,42 @@ public sealed class AuditLogContractTests
         Assert.Null(h.SigningStatus.Failing);
     }
 
+    /// <summary>
+    /// Regression (review 30, 01): a leases row for audit-tree-head with a made-up holder and a far-future end stopped
+    /// every head for good, while /health said "audit tree heads signed" and verify "intact". The unsigned tail past
+    /// 3 × TreeHeadInterval is now told (what /health and verify read), and the signer takes the forged lease over,
+    /// with a Security Alert in the trail, and signs.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_forged_signing_lease_stopped_every_tree_head_unseen(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await AuditHarness.CreateAsync(provider, o =>
+        {
+            o.TreeHeadInterval = TimeSpan.FromMilliseconds(200);
+            o.TreeHeadPollInterval = TimeSpan.FromMilliseconds(50);
+        });
+        await h.AppendAsync([.. Enumerable.Range(0, 5).Select(i => Samples.Record(i, DateTimeOffset.UtcNow))]);
+        await h.ExecuteAsync("INSERT INTO leases (name, holder, until_ms) VALUES ('audit-tree-head', 'ghost:1:x', 9999999999999)");
+        var tail = new AuditUnsignedTail(h.Store, Microsoft.Extensions.Options.Options.Create(h.Options), TimeProvider.System);
+        Assert.Null(await tail.FindOverdueAsync(ct));
+        await Task.Delay(700, ct);
+        var overdue = await tail.FindOverdueAsync(ct);
+        Assert.NotNull(overdue);
+        Assert.Contains("5 entries not under a signed tree head", overdue, StringComparison.Ordinal);
+
+        var service = new TreeHeadSigningService(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus,
+            TimeProvider.System, new ListLogger<TreeHeadSigningService>(), h.Log);
+        await service.StartAsync(ct);
+        var head = await Eventually.WaitForAsync(async () => await h.Log.GetLatestTreeHeadAsync(ct), x => x is not null, ct, TimeSpan.FromSeconds(20));
+        await service.StopAsync(ct);
+        Assert.NotNull(head);
+        Assert.Null(await tail.FindOverdueAsync(ct));
+        var alerts = await h.Store.ReadEntriesAsync(5, 10, ct);
+        Assert.Contains(alerts, e => e.EventId == AuditEventIds.SecurityAlert.ToToken());
+    }
+
     private static TreeHeadSigningService HostedSigner(AuditHarness h, Microsoft.Extensions.Logging.ILogger<TreeHeadSigningService> logger) =>
         new(h.Signer, h.Signal, h.Leases, Microsoft.Extensions.Options.Options.Create(h.Options), h.SigningStatus, TimeProvider.System, logger);
 

@@ -408,6 +408,40 @@ public sealed class TamperTests
     }
 
     /// <summary>
+    /// Regression (review 30, 03): one byte written into audit_state.frontier (with an entry edited) made every append
+    /// throw InvalidDataException: the node refused every association and `vigie audit verify` stopped (exit 2) before
+    /// its report. Now the signer refuses as for a forged frontier, verify reports StateMismatch beside the edited entry,
+    /// and the next append rebuilds the frontier from the stored hashes, after which heads are signed again.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_frontier_that_does_not_parse_is_a_state_mismatch_and_appends_go_on(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var h = await SignedLogAsync(provider);
+        await h.AppendAsync(Samples.Records(Size, 3));
+        await h.ExecuteAsync("UPDATE audit_entry SET user_id = 'SOMEONE-ELSE' WHERE seq = 5");
+        await h.ExecuteAsync("UPDATE audit_state SET frontier = @f", ("@f", new byte[] { 0 }));
+
+        var report = await VerifyAsync(h);
+        Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.StateMismatch);
+        Assert.Contains(report.Problems, p => p.Kind == AuditProblemKind.EntryModified && p.Sequence == 5);
+
+        var refused = await Assert.ThrowsAsync<AuditIntegrityException>(async () => await h.Log.SignTreeHeadAsync(ct));
+        Assert.Contains("StateMismatch", refused.Message, StringComparison.Ordinal);
+        Assert.NotNull(h.SigningStatus.Current);
+
+        await h.AppendAsync(Samples.Records(Size + 3, 2));
+        var state = await h.Store.ReadStateAsync(ct);
+        Assert.Equal(Size + 5, state.TreeSize);
+        Assert.NotNull(await h.Log.SignTreeHeadAsync(ct));
+        Assert.Null(h.SigningStatus.Current);
+        var after = await VerifyAsync(h);
+        Assert.DoesNotContain(after.Problems, p => p.Kind == AuditProblemKind.StateMismatch);
+        Assert.Contains(after.Problems, p => p.Kind == AuditProblemKind.EntryModified && p.Sequence == 5);
+    }
+
+    /// <summary>
     /// Bug: patient-index rows planted past the end of the log passed verification, then made the insert of the entry
     /// reaching them fail (unique key), and with it every C-STORE (A700), while /health said healthy.
     /// </summary>

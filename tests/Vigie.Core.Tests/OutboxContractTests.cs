@@ -243,6 +243,53 @@ public sealed class OutboxContractTests
         Assert.True(await leases.TryAcquireAsync("scrub", "c", TimeSpan.FromMinutes(1), ct));
     }
 
+    /// <summary>
+    /// Regression (review 30, 01 and 05): a leases row written into the database with a made-up holder and a far-future
+    /// end held tree-head signing and the maintenance scrub back for good, on every node and across restarts. A lease
+    /// claimed further ahead than any honest holder takes it (plus clock slack) is taken over, and the holder named;
+    /// one within that reach is left to its holder.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task Regression_a_lease_claimed_far_into_the_future_is_taken_over(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, _, leases) = await SetUpAsync(provider);
+        await using var _db = db;
+        await using (var connection = await db.Database.OpenConnectionAsync(ct))
+        await using (var command = connection.CreateCommand(null, "INSERT INTO leases (name, holder, until_ms) VALUES ('audit-tree-head', 'ghost:1:x', 9999999999999)"))
+        {
+            await command.ExecuteNonQueryAsync(ct);
+        }
+
+        var grant = await leases.AcquireAsync("audit-tree-head", "node-a", TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), ct);
+        Assert.True(grant.Acquired);
+        Assert.Equal("ghost:1:x", grant.OverriddenHolder);
+        Assert.Equal("node-a", await leases.HolderAsync("audit-tree-head", ct));
+
+        // An honest holder's longest lease (here 5 minutes) is not taken from it by one that takes 10 s at a time.
+        Assert.True(await leases.TryAcquireAsync("scrub", "restore", TimeSpan.FromMinutes(5), ct));
+        var refused = await leases.AcquireAsync("scrub", "node-b", TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(5), ct);
+        Assert.False(refused.Acquired);
+        Assert.Null(refused.OverriddenHolder);
+        Assert.Equal("restore", await leases.HolderAsync("scrub", ct));
+    }
+
+    /// <summary>The time a job last completed, recorded for every node to read (review 30, 05: /health of every node).</summary>
+    [Theory]
+    [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
+    public async Task A_stamp_is_read_back_by_name(DatabaseProvider provider)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var (db, _, leases) = await SetUpAsync(provider);
+        await using var _db = db;
+        Assert.Null(await leases.ReadStampAsync("job:done", ct));
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(1_765_000_000_000);
+        await leases.StampAsync("job:done", "node-a", at, ct);
+        await leases.StampAsync("job:done", "node-b", at.AddMinutes(1), ct);
+        Assert.Equal(at.AddMinutes(1), await leases.ReadStampAsync("job:done", ct));
+    }
+
     /// <summary>With two PACS, the status says which one is behind: waiting, oldest, last error and given up, per subject.</summary>
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]

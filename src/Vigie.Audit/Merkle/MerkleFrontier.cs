@@ -37,6 +37,14 @@ internal sealed class MerkleFrontier
         return new MerkleFrontier(size, roots);
     }
 
+    /// <summary>As <see cref="Parse"/>, null when the bytes do not fit the size (an altered state row).</summary>
+    public static MerkleFrontier? TryParse(long size, ReadOnlySpan<byte> serialized) =>
+        size < 0 || serialized.Length != long.PopCount(size) * MerkleHash.Size ? null : Parse(size, serialized);
+
+    /// <summary>A frontier from the roots of its perfect subtrees, largest first.</summary>
+    public static MerkleFrontier FromRoots(long size, List<byte[]> roots) =>
+        roots.Count == long.PopCount(size) ? new MerkleFrontier(size, roots) : throw new ArgumentException("One root per set bit of the size.", nameof(roots));
+
     public byte[] Serialize()
     {
         var bytes = new byte[_roots.Count * MerkleHash.Size];

@@ -82,7 +82,8 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
         CancellationToken cancellationToken)
     {
         var state = await ReadStateAsync(connection, transaction, forUpdate: true, cancellationToken).ConfigureAwait(false);
-        var frontier = MerkleFrontier.Parse(state.TreeSize, state.Frontier);
+        var frontier = MerkleFrontier.TryParse(state.TreeSize, state.Frontier)
+            ?? await RebuildFrontierAsync(state.TreeSize, cancellationToken).ConfigureAwait(false);
         if (state.LastLeaf.Length != MerkleHash.Size)
         {
             throw new AuditIntegrityException("The audit_state row holds a malformed last leaf hash.");
@@ -166,6 +167,29 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
         }
 
         return first;
+    }
+
+    /// <summary>
+    /// A frontier that does not parse was written into the state row: rebuilt from the stored node and leaf hashes, as the
+    /// last leaf is taken from the entry, so that appends, and with them stores, go on (availability first). Before
+    /// 2026-12-08 every append failed, and the node refused every association.
+    /// </summary>
+    private async ValueTask<MerkleFrontier> RebuildFrontierAsync(long size, CancellationToken cancellationToken)
+    {
+        logger?.LogCritical("The audit_state row's Merkle frontier does not fit tree size {Size}: the row was altered; it is rebuilt from the stored hashes", size);
+        var ranges = new List<(long Start, long End)>();
+        var start = 0L;
+        for (var bit = 62; bit >= 0; bit--)
+        {
+            if ((size & (1L << bit)) != 0)
+            {
+                ranges.Add((start, start + (1L << bit)));
+                start += 1L << bit;
+            }
+        }
+
+        // On a connection of its own: the append's holds the write lock, and committed hashes below the size do not change.
+        return MerkleFrontier.FromRoots(size, await RangeHashesAsync(ranges, cancellationToken).ConfigureAwait(false));
     }
 
     /// <summary>
@@ -987,6 +1011,38 @@ internal sealed class AuditStore(IVigieDatabase database, ILogger<AuditStore>? l
         reader.GetInt64(0), DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(1)), reader.GetFieldValue<byte[]>(2),
         reader.GetString(3), reader.GetFieldValue<byte[]>(4), reader.GetFieldValue<byte[]>(5));
 
+    /// <summary>
+    /// The log's size, the latest head's size and time, and the time of the first entry past it (null when every entry
+    /// is under a head): three small indexed reads, for /health and verify.
+    /// </summary>
+    public async ValueTask<UnsignedTail> ReadUnsignedTailAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        long size;
+        await using (var command = connection.CreateCommand(null, "SELECT tree_size FROM audit_state WHERE id = 1"))
+        {
+            size = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long s ? s : 0;
+        }
+
+        var (signed, headMs) = (0L, (long?)null);
+        await using (var command = connection.CreateCommand(null, "SELECT tree_size, time_ms FROM audit_tree_head ORDER BY tree_size DESC LIMIT 1"))
+        await using (var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                (signed, headMs) = (reader.GetInt64(0), reader.GetInt64(1));
+            }
+        }
+
+        if (size <= signed)
+        {
+            return new UnsignedTail(size, signed, headMs, null);
+        }
+
+        await using var first = connection.CreateCommand(null, "SELECT time_ms FROM audit_entry WHERE seq = @s").With("@s", signed);
+        return new UnsignedTail(size, signed, headMs, await first.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is long ms ? ms : null);
+    }
+
     /// <summary>The latest head, the head of a given size, or the first head that covers a sequence number.</summary>
     public async ValueTask<SignedTreeHead?> FindTreeHeadAsync(TreeHeadLookup lookup, long value, CancellationToken cancellationToken)
     {
@@ -1276,6 +1332,9 @@ internal enum SetAsideKind
 
 /// <summary>One refused item, when and why (the collector's status only, never content).</summary>
 internal readonly record struct SetAsideItem(SetAsideKind Kind, long Seq, long RefusedMs, string Reason);
+
+/// <summary>The log's size, the latest head's size and time (ms), and the time of the first entry it does not cover.</summary>
+internal readonly record struct UnsignedTail(long TreeSize, long SignedSize, long? HeadMs, long? FirstUnsignedMs);
 
 internal enum TreeHeadLookup
 {

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Diagnostics;
+using System.Globalization;
 using System.Security.Cryptography;
 using Vigie.Audit.Merkle;
 using Vigie.Audit.Model;
@@ -254,6 +255,12 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
             else if (frontier.Size > 0 && previousStoredLeaf is not null && !state.LastLeaf.AsSpan().SequenceEqual(previousStoredLeaf))
             {
                 problems.Add(AuditProblemKind.StateMismatch, null, null, $"the append state's last leaf hash is not that of entry {frontier.Size - 1}");
+            }
+            else if (MerkleFrontier.TryParse(state.TreeSize, state.Frontier) is null)
+            {
+                // Whatever the entries hold, a frontier of the wrong length was written into the row: said even beside a bad entry.
+                problems.Add(AuditProblemKind.StateMismatch, null, null, string.Create(CultureInfo.InvariantCulture,
+                    $"the append state's frontier ({state.Frontier.Length} bytes) does not fit its {state.TreeSize} entries: the row was altered"));
             }
             else if (!problems.AnyEntryIn(0, frontier.Size) && !state.Frontier.AsSpan().SequenceEqual(frontier.Serialize()))
             {

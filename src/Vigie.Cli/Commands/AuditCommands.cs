@@ -93,10 +93,28 @@ internal static class AuditCommands
             }, ct);
             return true;
         }
-        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or AuditIntegrityException)
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException or InvalidDataException or AuditIntegrityException)
         {
+            // InvalidDataException since 2026-12-08: a state row too damaged to parse stopped verify (exit 2) before its report.
             await Console.Error.WriteLineAsync($"vigie audit: this use of the audit trail could not be recorded in it: {e.Message}");
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Entries left unsigned well past the signing rhythm: a warning, not a finding (exit unchanged). A node stopped
+    /// without its last head leaves such a tail too; it is what a forged signing lease leaves (2026-12-08).
+    /// </summary>
+    private static async Task<string?> FindUnsignedOverdueAsync(IServiceProvider services, CancellationToken ct)
+    {
+        try
+        {
+            return await services.GetRequiredService<AuditUnsignedTail>().FindOverdueAsync(ct);
+        }
+        catch (Exception e) when (e is System.Data.Common.DbException or IOException or InvalidOperationException)
+        {
+            await Console.Error.WriteLineAsync($"vigie audit verify: the unsigned entries could not be counted: {e.Message}");
+            return null;
         }
     }
 
@@ -333,6 +351,7 @@ internal static class AuditCommands
             var log = services.GetRequiredService<IAuditLog>();
             var options = new AuditVerifyOptions { WitnessedHeads = witnessed, AdditionalTrustedKeys = extraKeys };
             var report = await MaintenanceHost.WithStatusAsync("Verifying the audit trail", parse.GetValue(json), () => log.VerifyAsync(options, ct).AsTask());
+            var overdue = await FindUnsignedOverdueAsync(services, ct);
             // Best effort: a trail too damaged to take an entry must still be reported as such, with exit 1.
             await RecordAuditLogUsedAsync(services, AuditAction.Execute, report.IsValid ? AuditOutcome.Success : AuditOutcome.SeriousFailure,
                 string.Create(CultureInfo.InvariantCulture,
@@ -350,6 +369,7 @@ internal static class AuditCommands
                     recorded_head = report.RecordedHead?.TreeSize,
                     latest_verified_head = report.LatestVerifiedHead?.TreeSize,
                     unsigned_entries = report.UnsignedEntries,
+                    unsigned_overdue = overdue,
                     appended_meanwhile = report.AppendedMeanwhile,
                     problem_count = report.ProblemCount,
                     problems = report.Problems.Select(p => new { kind = p.Kind, sequence = p.Sequence, tree_size = p.TreeSize, reason = p.Reason }),
@@ -378,6 +398,11 @@ internal static class AuditCommands
                     {
                         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"... and {kind.Count() - 5} more {kind.Key} (--json lists them all)"));
                     }
+                }
+
+                if (overdue is not null)
+                {
+                    Console.WriteLine($"warning: {overdue}. Check that a node runs and signs (its log, /health audit-signing, the audit-tree-head lease)");
                 }
 
                 var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
