@@ -265,6 +265,41 @@ public sealed class ArchiveIntegrityStatus
 }
 
 /// <summary>
+/// Whether maintenance runs at all, on any node: a lease written into the database stopped every run while /health said
+/// "no problem found by this node's last maintenance scrub" (review 30, 2026-12-08).
+/// </summary>
+public sealed class ArchiveMaintenanceWatch(ArchiveIntegrityStatus status, LeaseStore leases, IOptionsMonitor<GatewayOptions> options, TimeProvider time)
+{
+    /// <summary>How many maintenance intervals may pass without a completed scrub before it is said.</summary>
+    public const int Overdue = 3;
+
+    /// <summary>
+    /// What is overdue, or null: only once this node's own first run is <see cref="Overdue"/> intervals behind, and the
+    /// database is asked only when this node completed no scrub lately (one row read).
+    /// </summary>
+    public async ValueTask<string?> FindOverdueAsync(CancellationToken cancellationToken)
+    {
+        var interval = options.CurrentValue.Maintenance.Interval;
+        var now = time.GetUtcNow();
+        var limit = interval * Overdue;
+        if (interval <= TimeSpan.Zero || status.FirstRunDue is not { } due || now - due <= limit || now - status.LastRun <= limit)
+        {
+            return null;
+        }
+
+        var last = await leases.ReadStampAsync(ArchiveIntegrityStatus.ScrubbedStamp, cancellationToken).ConfigureAwait(false);
+        if (now - last <= limit)
+        {
+            return null;
+        }
+
+        var since = last is { } at ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"since {at:yyyy-MM-dd HH:mm:ss}Z") : "yet";
+        return string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"no maintenance scrub has completed on any node {since}, more than {Overdue} intervals of {interval}: nothing is repaired or alerted meanwhile (see the log about the archive-maintenance lease)");
+    }
+}
+
+/// <summary>
 /// The audit entry of a scrub a person runs (`vigie scrub`), beside the node's own runs above: a Security Alert typed Use
 /// of Restricted Function by the operator (the run decrypts every segment), outcome 8 with the findings, or 0 when the
 /// archive is clean, an informative alert (PS3.15 A.5.3.11). Before 2026-12-07 a clean run was an Application Activity

@@ -59,6 +59,7 @@ public static class GatewayServiceCollectionExtensions
         services.TryAddSingleton<StoreStatus>();
         services.TryAddSingleton<RetrieveIntegrity>();
         services.TryAddSingleton<ArchiveIntegrityStatus>();
+        services.TryAddSingleton<ArchiveMaintenanceWatch>();
         services.TryAddSingleton<GatewayServiceProvider>();
         services.TryAddSingleton<IDicomServiceProvider>(sp => sp.GetRequiredService<GatewayServiceProvider>());
         services.TryAddSingleton<Forwarder>();

@@ -50,6 +50,7 @@ public static class WebServiceCollectionExtensions
             .AddCheck<KeysHealthCheck>("keys")
             .AddCheck<ArchiveIntegrityHealthCheck>("archive-integrity");
         services.TryAddSingleton<Vigie.Gateway.ArchiveIntegrityStatus>();
+        services.TryAddSingleton<Vigie.Gateway.ArchiveMaintenanceWatch>();
         return services;
     }
 }
@@ -389,14 +390,11 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status, AuditUn
 /// </summary>
 /// <summary>
 /// Degraded while this node's last maintenance scrub was not clean (its integrity alert says the same), or when no
-/// maintenance scrub has completed on any node for <see cref="Overdue"/> intervals (since 2026-12-08: a lease written
+/// maintenance scrub has completed on any node for 3 intervals (since 2026-12-08: a lease written
 /// into the database stopped every run while this said "no problem found").
 /// </summary>
-internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrityStatus status, Vigie.Core.Outbox.LeaseStore leases,
-    IOptionsMonitor<GatewayOptions> options, TimeProvider time) : IHealthCheck
+internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrityStatus status, Vigie.Gateway.ArchiveMaintenanceWatch watch) : IHealthCheck
 {
-    public const int Overdue = 3;
-
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         if (status.Problem is { } problem)
@@ -405,28 +403,16 @@ internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrity
                 $"the maintenance scrub at {problem.At:yyyy-MM-dd HH:mm:ss}Z was not clean: {problem.Summary} Run vigie scrub"));
         }
 
-        var interval = options.CurrentValue.Maintenance.Interval;
-        var now = time.GetUtcNow();
-        var limit = interval * Overdue;
-        // Only once this node's own first run is that far behind, and only asked of the database when this node ran none lately.
-        if (interval > TimeSpan.Zero && status.FirstRunDue is { } due && now - due > limit && !(now - status.LastRun <= limit))
+        try
         {
-            DateTimeOffset? last;
-            try
+            if (await watch.FindOverdueAsync(cancellationToken).ConfigureAwait(false) is { } overdue)
             {
-                last = await leases.ReadStampAsync(Vigie.Gateway.ArchiveIntegrityStatus.ScrubbedStamp, cancellationToken).ConfigureAwait(false);
+                return HealthCheckResult.Degraded(overdue);
             }
-            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                return HealthCheckResult.Degraded($"when maintenance last ran cannot be read: {Vigie.Core.ExceptionCauses.Describe(e)}");
-            }
-
-            if (!(now - last <= limit))
-            {
-                var since = last is { } at ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"since {at:yyyy-MM-dd HH:mm:ss}Z") : "yet";
-                return HealthCheckResult.Degraded(string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                    $"no maintenance scrub has completed on any node {since}, more than {Overdue} intervals of {interval}: nothing is repaired or alerted meanwhile (see the log about the archive-maintenance lease)"));
-            }
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return HealthCheckResult.Degraded($"when maintenance last ran cannot be read: {Vigie.Core.ExceptionCauses.Describe(e)}");
         }
 
         return HealthCheckResult.Healthy("no problem found by this node's last maintenance scrub");
