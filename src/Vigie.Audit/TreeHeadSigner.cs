@@ -316,40 +316,19 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
     private async ValueTask<bool> AcquireAsync(TimeSpan duration, CancellationToken cancellationToken)
     {
         var grant = await leases.AcquireAsync(LeaseName, _holder, duration, AuditRestoreAcceptance.LeaseLength, cancellationToken).ConfigureAwait(false);
-        if (grant.OverriddenHolder is { } forged && log is not null)
+        if (grant.OverriddenHolder is { } forged)
         {
-            try
-            {
-                await log.AppendAsync(new AuditRecord
-                {
-                    Time = time.GetUtcNow(),
-                    EventId = AuditEventIds.SecurityAlert,
-                    Action = AuditAction.Execute,
-                    Outcome = AuditOutcome.SeriousFailure,
-                    Participants = [AuditParticipant.ThisApplication()],
-                    Details = new AuditDetails
-                    {
-                        OutcomeDescription = string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                            $"lease {LeaseName} taken over from {forged}, which claimed it until {grant.OverriddenUntil:u}: further ahead than any signer takes it"),
-                    },
-                }, cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                logger.LogWarning(ex, "The Security Alert of the lease taken over could not be written to the trail");
-            }
+            await SecurityAlertAsync(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"lease {LeaseName} taken over from {forged}, which claimed it until {grant.OverriddenUntil:u}: further ahead than any signer takes it"),
+                "lease taken over", cancellationToken).ConfigureAwait(false);
         }
 
         return grant.Acquired;
     }
 
-    /// <summary>
-    /// Says a refusal once: critical in the log (sizes and paths, no patient data) and one Security Alert in the trail, so
-    /// that the exporters carry it to the collector too. /health says it for as long as it lasts.
-    /// </summary>
-    private async ValueTask RefusedAsync(string reason, CancellationToken cancellationToken)
+    /// <summary>One Security Alert in the trail, so that the exporters carry it to the collector too; a failure to write it is logged.</summary>
+    private async ValueTask SecurityAlertAsync(string description, string what, CancellationToken cancellationToken)
     {
-        logger.LogCritical("Audit tree head not signed: {Reason}", reason);
         if (log is null)
         {
             return;
@@ -364,13 +343,23 @@ internal sealed class TreeHeadSigningService(TreeHeadSigner signer, AuditSignal 
                 Action = AuditAction.Execute,
                 Outcome = AuditOutcome.SeriousFailure,
                 Participants = [AuditParticipant.ThisApplication()],
-                Details = new AuditDetails { OutcomeDescription = $"audit tree heads are no longer signed: {reason}" },
+                Details = new AuditDetails { OutcomeDescription = description },
             }, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            logger.LogWarning(ex, "The Security Alert of the refused audit tree head could not be written to the trail");
+            logger.LogWarning(ex, "The Security Alert of the {What} could not be written to the trail", what);
         }
+    }
+
+    /// <summary>
+    /// Says a refusal once: critical in the log (sizes and paths, no patient data) and one Security Alert in the trail, so
+    /// that the exporters carry it to the collector too. /health says it for as long as it lasts.
+    /// </summary>
+    private async ValueTask RefusedAsync(string reason, CancellationToken cancellationToken)
+    {
+        logger.LogCritical("Audit tree head not signed: {Reason}", reason);
+        await SecurityAlertAsync($"audit tree heads are no longer signed: {reason}", "refused audit tree head", cancellationToken).ConfigureAwait(false);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)

@@ -123,37 +123,9 @@ public sealed class SecurityTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        const string sopInstance = "1.2.826.0.1.3680043.10.1338.17.1";
-        var pdf = Encoding.ASCII.GetBytes("%PDF-1.7\n1 0 obj\n<</Type/Catalog/Pages 2 0 R/OpenAction 3 0 R>>\nendobj\n2 0 obj\n<</Type/Pages/Kids[]/Count 0>>\nendobj\n"
-            + "3 0 obj\n<</S/JavaScript/JS(app.alert\\(\"VIGIE-INERT-MARKER\"\\))>>\nendobj\ntrailer\n<</Root 1 0 R/Size 4>>\n%%EOF\n");
-        var cda = Encoding.UTF8.GetBytes("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>Compte rendu (synthetic)</title>"
-            + $"<component><nonXMLBody><text mediaType=\"application/pdf\" representation=\"B64\">{Convert.ToBase64String(pdf)}</text></nonXMLBody></component></ClinicalDocument>\n");
-        var dataset = new DicomDataset();
-        dataset.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.EncapsulatedCDAStorage);
-        dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sopInstance);
-        dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.17.2");
-        dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.17.3");
-        dataset.SetString(DicomTags.PatientID, DicomVR.LO, "SYN-CDA-17");
-        dataset.SetString(DicomTags.PatientName, DicomVR.PN, "SYNTH^CDA");
-        dataset.SetString(DicomTags.Modality, DicomVR.CS, "DOC");
-        dataset.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, "text/XML");
-        dataset.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, cda.Length % 2 == 0 ? cda : [.. cda, 0]);
-        var bytes = DicomWriter.Encode(dataset, TransferSyntax.ExplicitVRLittleEndian);
-
-        await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
-                         DicomClient.Propose([DicomUids.EncapsulatedCDAStorage], DicomUids.ExplicitVRLittleEndian), ct))
-        {
-            var refused = await client.StoreAsync(DicomUids.EncapsulatedCDAStorage, sopInstance, DicomUids.ExplicitVRLittleEndian, new MemoryStream(bytes), ct);
-            Assert.Equal(DimseStatus.NotAuthorized, refused.Status);
-            Assert.Contains("pdf.open-action", refused.ErrorComment, StringComparison.Ordinal);
-            await client.ReleaseAsync(ct);
-        }
-
-        var stats = await node.StatsAsync();
-        Assert.Equal(0, stats.GetProperty("instances").GetInt64());
-        Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
+        await StoreCdaWithScriptedPdfAsync(node, Encoding.UTF8, "UTF-8", "17", ct);
         await node.StoreAsync(Peers.CtCorpusFiles().Take(1), ct);
-        stats = await node.StatsAsync();
+        var stats = await node.StatsAsync();
         Assert.Equal(1, stats.GetProperty("instances").GetInt64());
         Assert.Equal(1, stats.GetProperty("quarantined").GetInt64());
     }
@@ -168,21 +140,30 @@ public sealed class SecurityTests
     {
         var ct = TestContext.Current.CancellationToken;
         await using var node = await VigieNode.StartAsync(cancellationToken: ct);
-        const string sopInstance = "1.2.826.0.1.3680043.10.1338.31.1";
+        await StoreCdaWithScriptedPdfAsync(node, Encoding.Unicode, "UTF-16", "31", ct);
+    }
+
+    /// <summary>
+    /// Sends an Encapsulated CDA carrying a base64 PDF that runs a script, in <paramref name="encoding"/> (no byte order
+    /// mark), and checks that it is refused 0124 naming the PDF rule, quarantined, and that nothing of it is stored.
+    /// </summary>
+    private static async Task StoreCdaWithScriptedPdfAsync(VigieNode node, Encoding encoding, string declared, string review, CancellationToken ct)
+    {
+        var sopInstance = $"1.2.826.0.1.3680043.10.1338.{review}.1";
         var pdf = Encoding.ASCII.GetBytes("%PDF-1.7\n1 0 obj\n<</Type/Catalog/Pages 2 0 R/OpenAction 3 0 R>>\nendobj\n2 0 obj\n<</Type/Pages/Kids[]/Count 0>>\nendobj\n"
             + "3 0 obj\n<</S/JavaScript/JS(app.alert\\(\"VIGIE-INERT-MARKER\"\\))>>\nendobj\ntrailer\n<</Root 1 0 R/Size 4>>\n%%EOF\n");
-        var cda = Encoding.Unicode.GetBytes("<?xml version=\"1.0\" encoding=\"UTF-16\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>Compte rendu (synthetic)</title>"
+        var cda = encoding.GetBytes($"<?xml version=\"1.0\" encoding=\"{declared}\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><title>Compte rendu (synthetic)</title>"
             + $"<component><nonXMLBody><text mediaType=\"application/pdf\" representation=\"B64\">{Convert.ToBase64String(pdf)}</text></nonXMLBody></component></ClinicalDocument>\n");
         var dataset = new DicomDataset();
         dataset.SetString(DicomTags.SOPClassUID, DicomVR.UI, DicomUids.EncapsulatedCDAStorage);
         dataset.SetString(DicomTags.SOPInstanceUID, DicomVR.UI, sopInstance);
-        dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.31.2");
-        dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, "1.2.826.0.1.3680043.10.1338.31.3");
-        dataset.SetString(DicomTags.PatientID, DicomVR.LO, "SYN-CDA-31");
+        dataset.SetString(DicomTags.StudyInstanceUID, DicomVR.UI, $"1.2.826.0.1.3680043.10.1338.{review}.2");
+        dataset.SetString(DicomTags.SeriesInstanceUID, DicomVR.UI, $"1.2.826.0.1.3680043.10.1338.{review}.3");
+        dataset.SetString(DicomTags.PatientID, DicomVR.LO, $"SYN-CDA-{review}");
         dataset.SetString(DicomTags.PatientName, DicomVR.PN, "SYNTH^CDA");
         dataset.SetString(DicomTags.Modality, DicomVR.CS, "DOC");
         dataset.SetString(DicomTags.MIMETypeOfEncapsulatedDocument, DicomVR.LO, "text/XML");
-        dataset.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, cda);
+        dataset.SetBytes(DicomTags.EncapsulatedDocument, DicomVR.OB, cda.Length % 2 == 0 ? cda : [.. cda, 0]);
         var bytes = DicomWriter.Encode(dataset, TransferSyntax.ExplicitVRLittleEndian);
 
         await using (var client = await DicomClient.ConnectAsync(new DicomClientOptions { Host = "127.0.0.1", Port = node.DicomPort, CallingAE = "MODALITY", CalledAE = "VIGIE" },
