@@ -20,7 +20,11 @@ internal sealed class AssociateRequestTooLongException(uint length, uint limit, 
 }
 
 /// <summary>A read deadline passed: ARTIM, idle or slow-sender.</summary>
-public sealed class DicomTimeoutException(string message) : Exception(message);
+public sealed class DicomTimeoutException(string message) : Exception(message)
+{
+    /// <summary>Waiting between messages, not a byte of the next one came: the association was idle, nothing was lost.</summary>
+    public bool BetweenMessages { get; init; }
+}
 
 /// <summary>How callers of the network layer tell a lost association from an application error.</summary>
 public static class DicomFailures
@@ -127,10 +131,11 @@ public sealed class DicomAssociation : IAsyncDisposable
     }
 
     /// <summary>Reads one whole PDU into the receive buffer. The header may take <paramref name="headerTimeout"/>, the body <see cref="DicomAssociationOptions.ReadTimeout"/>.</summary>
-    internal async ValueTask<PduType> ReadPduAsync(TimeSpan headerTimeout, CancellationToken cancellationToken)
+    internal async ValueTask<PduType> ReadPduAsync(TimeSpan headerTimeout, CancellationToken cancellationToken, bool betweenMessages = false)
     {
         ShrinkReceiveBuffer();
-        await ReadExactlyAsync(_pdu.AsMemory(0, PduCodec.HeaderLength), headerTimeout, "waiting for a PDU", allowCleanEnd: true, cancellationToken).ConfigureAwait(false);
+        await ReadExactlyAsync(_pdu.AsMemory(0, PduCodec.HeaderLength), headerTimeout, "waiting for a PDU", allowCleanEnd: true, cancellationToken, betweenMessages)
+            .ConfigureAwait(false);
         var type = _pdu[0];
         var length = BinaryPrimitives.ReadUInt32BigEndian(_pdu.AsSpan(2));
         if (type is < 1 or > 7)
@@ -615,7 +620,8 @@ public sealed class DicomAssociation : IAsyncDisposable
     {
         while (_pdvOffset >= PduCodec.HeaderLength + _pduLength)
         {
-            var type = await ReadPduAsync(waitingForMessage ? messageTimeout ?? _options.IdleTimeout : _options.ReadTimeout, cancellationToken).ConfigureAwait(false);
+            var type = await ReadPduAsync(waitingForMessage ? messageTimeout ?? _options.IdleTimeout : _options.ReadTimeout, cancellationToken, waitingForMessage)
+                .ConfigureAwait(false);
             switch (type)
             {
                 case PduType.DataTransfer:
@@ -665,7 +671,8 @@ public sealed class DicomAssociation : IAsyncDisposable
         return (id, control, offset, (int)pdvLength - 2);
     }
 
-    private async ValueTask ReadExactlyAsync(Memory<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
+    private async ValueTask ReadExactlyAsync(Memory<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken,
+        bool betweenMessages = false)
     {
         if (_owner is not null)
         {
@@ -674,7 +681,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 await _owner.SwitchTo();
             }
 
-            ReadExactlyBlocking(destination.Span, timeout, what, allowCleanEnd, cancellationToken);
+            ReadExactlyBlocking(destination.Span, timeout, what, allowCleanEnd, cancellationToken, betweenMessages);
             return;
         }
 
@@ -698,7 +705,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
-            throw NoCompleteData(timeout, what, filled, destination.Length);
+            throw NoCompleteData(timeout, what, filled, destination.Length, betweenMessages);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException && _timedOut is not null)
         {
@@ -719,7 +726,8 @@ public sealed class DicomAssociation : IAsyncDisposable
     private DicomTimeoutException SendsUnacknowledged() =>
         new(_timedOut ??= $"the peer acknowledged nothing Vigie sent for {_options.ReadTimeout}: it stopped reading, and the connection was reset");
 
-    private void ReadExactlyBlocking(Span<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken)
+    private void ReadExactlyBlocking(Span<byte> destination, TimeSpan timeout, string what, bool allowCleanEnd, CancellationToken cancellationToken,
+        bool betweenMessages)
     {
         var deadline = Environment.TickCount64 + TimeoutMs(timeout);
         SetReceiveTimeout(TimeoutMs(timeout));
@@ -732,7 +740,7 @@ public sealed class DicomAssociation : IAsyncDisposable
                 var remaining = deadline - Environment.TickCount64;
                 if (remaining <= 0)
                 {
-                    throw NoCompleteData(timeout, what, filled, destination.Length);
+                    throw NoCompleteData(timeout, what, filled, destination.Length, betweenMessages);
                 }
 
                 // The socket's own timeout bounds each wait; it is lowered only when the deadline is a second nearer,
@@ -762,7 +770,7 @@ public sealed class DicomAssociation : IAsyncDisposable
         }
         catch (IOException e) when (e.InnerException is SocketException { SocketErrorCode: SocketError.TimedOut or SocketError.WouldBlock })
         {
-            throw NoCompleteData(timeout, what, filled, destination.Length);
+            throw NoCompleteData(timeout, what, filled, destination.Length, betweenMessages);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException && cancellationToken.IsCancellationRequested)
         {
@@ -784,8 +792,8 @@ public sealed class DicomAssociation : IAsyncDisposable
             ? new DicomAssociationAbortedException($"the peer closed the connection while {what}")
             : new DicomAssociationAbortedException($"the peer closed the connection in the middle of a PDU ({filled} of {length} bytes) while {what}");
 
-    private static DicomTimeoutException NoCompleteData(TimeSpan timeout, string what, int filled, int length) =>
-        new($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {length} bytes)");
+    private static DicomTimeoutException NoCompleteData(TimeSpan timeout, string what, int filled, int length, bool betweenMessages = false) =>
+        new($"no complete data within {timeout.TotalSeconds:0.#} s while {what} ({filled} of {length} bytes)") { BetweenMessages = betweenMessages && filled == 0 };
 
     private static DicomAssociationAbortedException ConnectionLost(string what, IOException e) => new($"connection lost while {what}: {e.Message}", e);
 

@@ -23,6 +23,7 @@ internal sealed class ServerAssociation(
     private readonly ConcurrentDictionary<ushort, TaskCompletionSource<DimseMessage>> _awaitingResponse = new();
     private readonly ConcurrentDictionary<Task, byte> _outstanding = new();
     private bool _releaseRequested;
+    private long _lastOperationEnded = long.MinValue / 2;
     private SemaphoreSlim _window = new(1, 1);
     private int _nextMessageId;
 
@@ -242,7 +243,7 @@ internal sealed class ServerAssociation(
     {
         while (true)
         {
-            var message = await association.ReceiveCommandAsync(stopping).ConfigureAwait(false);
+            var message = await ReceiveNextCommandAsync().ConfigureAwait(false);
             if (message is null)
             {
                 // A requestor that asks to release may not send anything more (PS3.8 Sta7), so nothing awaited will be
@@ -357,6 +358,34 @@ internal sealed class ServerAssociation(
             }
         }
     }
+
+    /// <summary>
+    /// The requestor's next message. The idle timeout counts only from the end of its last outstanding operation: during
+    /// a C-MOVE the requestor just listens, and during a large C-GET sub-operation it has nothing to send, so until
+    /// 2026-12-08 any retrieve longer than the idle timeout was aborted. What is outstanding has its own progress bounds
+    /// (the read timeout on each send and on each answer owed, the destination's response timeout).
+    /// </summary>
+    private async ValueTask<DimseMessage?> ReceiveNextCommandAsync()
+    {
+        var idleTimeout = options.Association.IdleTimeout;
+        var wait = idleTimeout;
+        while (true)
+        {
+            try
+            {
+                return await association.ReceiveCommandAsync(wait, stopping).ConfigureAwait(false);
+            }
+            catch (DicomTimeoutException e) when (e.BetweenMessages && IdleMilliseconds() is var idle && idle < idleTimeout.TotalMilliseconds)
+            {
+                // Not a byte came, so nothing is lost by waiting again: for as long as an operation is outstanding, then
+                // for what is left of the idle timeout.
+                wait = idle == 0 ? idleTimeout : idleTimeout - TimeSpan.FromMilliseconds(idle);
+            }
+        }
+    }
+
+    /// <summary>How long nothing has been outstanding on this association, in milliseconds (zero while something is).</summary>
+    private long IdleMilliseconds() => _outstanding.IsEmpty ? Environment.TickCount64 - Volatile.Read(ref _lastOperationEnded) : 0;
 
     private async Task StoreAsync(DimseMessage request)
     {
@@ -822,7 +851,11 @@ internal sealed class ServerAssociation(
     private void Track(Task task)
     {
         _outstanding.TryAdd(task, 0);
-        _ = task.ContinueWith(t => _outstanding.TryRemove(t, out _), TaskScheduler.Default);
+        _ = task.ContinueWith(t =>
+        {
+            Volatile.Write(ref _lastOperationEnded, Environment.TickCount64);
+            _outstanding.TryRemove(t, out _);
+        }, TaskScheduler.Default);
     }
 
     /// <summary>C-GET sub-operations: C-STORE on the requestor's own association, response routed back by the receive loop.</summary>

@@ -81,6 +81,46 @@ public sealed class GetRequestorTimeoutTests
         Assert.True(echo.ExitCode == 0, $"the association was still open after {waited.Elapsed}: {echo}");
     }
 
+    /// <summary>
+    /// Regression: the receive loop waited for the requestor's next message with the idle timeout even while a C-GET
+    /// sub-operation was outstanding, so a requestor still reading a large object (or taking its time to answer, within
+    /// the read timeout) was aborted mid-retrieve. The idle timeout now counts from the end of the last operation, and
+    /// still ends an association with nothing outstanding.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_get_longer_than_the_idle_timeout_was_aborted_mid_retrieve()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__READTIMEOUT"] = "00:00:08",
+            ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:00:02",
+        }, cancellationToken: ct);
+        var file = Peers.CtCorpusFiles()[0];
+        await node.StoreAsync([file], ct);
+        var stored = await DicomReader.ReadFileAsync(file, new DicomReadOptions { StopAtTag = DicomTags.PixelData }, ct);
+
+        await using var client = await GetStudyAsync(node, stored, ct);
+        var store = await client.Association.ReceiveCommandAsync(ct);
+        Assert.Equal(DimseCommand.CStoreRequest, store!.Field);
+        await client.Association.ReadDataSetAsync(64 << 20, ct);
+
+        // Twice the idle timeout over the object, as a slow link would take, then the answer.
+        await Task.Delay(TimeSpan.FromSeconds(4), ct);
+        await client.Association.SendAsync(DimseMessage.Response(store, DimseStatus.Success), ReadOnlyMemory<byte>.Empty, ct);
+        var final = await client.Association.ReceiveCommandAsync(ct);
+        Assert.NotNull(final);
+        Assert.Equal(DimseStatus.Success, final.Status);
+
+        // Nothing outstanding any more: the idle timeout ends the association.
+        var waited = Stopwatch.StartNew();
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        limit.CancelAfter(TimeSpan.FromSeconds(20));
+        var ended = await Record.ExceptionAsync(async () => await client.Association.ReceiveCommandAsync(TimeSpan.FromSeconds(20), limit.Token));
+        Assert.True(ended is DicomAssociationAbortedException or IOException, ended?.ToString() ?? "no abort");
+        Assert.True(waited.Elapsed < TimeSpan.FromSeconds(10), $"aborted after {waited.Elapsed}");
+    }
+
     /// <summary>Opens an association as VIEWER (taking CT images back) and asks for the study of <paramref name="file"/> by C-GET.</summary>
     private static async Task<DicomClient> GetStudyAsync(VigieNode node, DicomFile file, CancellationToken cancellationToken)
     {

@@ -150,6 +150,27 @@ public sealed class MoveDestinationFailureTests
         Assert.Matches(@"\(0000,0902\) LO \[[^\]]*the receiver answered for another object", output);
     }
 
+    /// <summary>
+    /// Regression: the receive loop waited for the requestor's next message with the idle timeout during a C-MOVE, in
+    /// which the requestor only listens: a move longer than the idle timeout (5 min by default, any large study on a slow
+    /// link) was aborted though every sub-operation was progressing, and the requestor never had its final response.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_move_longer_than_the_idle_timeout_was_aborted()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var workstation = RawStoreScp.Start(RawScpMode.Accept, VigieNode.FreePort());
+        workstation.Delay = TimeSpan.FromSeconds(1.5);
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"],
+            environment: new Dictionary<string, string> { ["VIGIE__DICOM__SERVER__ASSOCIATION__IDLETIMEOUT"] = "00:00:02" }, cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 3, ct);
+        var output = move.StandardError + move.StandardOutput;
+
+        Assert.DoesNotContain("Peer aborted", output, StringComparison.Ordinal);
+        Assert.Contains("Received Final Move Response (Success)", output, StringComparison.Ordinal);
+        Assert.Equal(3, workstation.Instances.Count);
+    }
+
     /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
     private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct, string verbosity = "-v")
     {
