@@ -540,9 +540,9 @@ public sealed class DicomAssociation : IAsyncDisposable
             await FlushStreamAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or InvalidOperationException or SocketException
-            or DicomTimeoutException)
+            or DicomTimeoutException or NotSupportedException)
         {
-            // The peer may already be gone; the abort is best effort.
+            // The peer may already be gone; the abort is best effort (NotSupportedException: a TLS write still pending).
         }
 
         Shutdown(reset: false);

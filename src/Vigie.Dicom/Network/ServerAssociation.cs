@@ -777,7 +777,9 @@ internal sealed class ServerAssociation(
                 failed += items.Count - i;
                 failedUids.AddRange(items.Skip(i).Select(item => item.SopInstanceUid));
                 statuses.AsSpan(i).Fill(DimseStatus.OutOfResourcesSubOperations);
-                firstFailure ??= "the move destination closed the association";
+                // A destination that stopped reading or answering was given up on at its timeout: it did not close anything,
+                // and the operator looks for a hung node, not one that hung up (both read "closed" until 2026-12-08).
+                firstFailure ??= e is DicomTimeoutException ? "the move destination stopped answering; Vigie gave up" : "the move destination closed the association";
                 break;
             }
             catch (Exception e) when (e is not OperationCanceledException and not DicomAssociationAbortedException && !association.IsClosed)

@@ -1229,6 +1229,21 @@ internal sealed class GatewayServiceProvider(
                 return await client.StoreAsync(sopClassUid, sopInstanceUid, syntax, converted ?? dataSet, cancellationToken, originatorAE, moveMessageId)
                     .ConfigureAwait(false);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The node is stopping: the destination gets an A-ABORT now. The release that followed waited on a
+                // destination that stopped reading for its response timeout, past the host's shutdown timeout, and the
+                // process was killed before the move's audit entry and the last signed tree head (until 2026-12-08).
+                await client.Association.AbortAsync(AbortSource.ServiceUser, AbortReason.NotSpecified).ConfigureAwait(false);
+                throw;
+            }
+            catch (DicomTimeoutException e)
+            {
+                // The destination is still connected but stopped reading or answering: Vigie gave up, it did not hang up.
+                logger.LogWarning("C-MOVE from {CallingAE} to {Destination}: the destination stopped answering and Vigie gave up after its timeout: {Reason}",
+                    originatorAE, destinationAE, e.Message);
+                throw;
+            }
             catch (Exception e) when (DicomFailures.IsAssociationLost(e))
             {
                 // The rest of the retrieve fails with it: the administrator needs to know which side gave up.

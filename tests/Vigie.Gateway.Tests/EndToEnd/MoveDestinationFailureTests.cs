@@ -171,6 +171,61 @@ public sealed class MoveDestinationFailureTests
         Assert.Equal(3, workstation.Instances.Count);
     }
 
+    /// <summary>
+    /// Regression: a destination that stopped answering, given up on after its ResponseTimeout, was reported to the
+    /// requestor as "the move destination closed the association" and logged as having dropped it: the operator looked
+    /// for a node that hung up, not one that hung.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_move_destination_that_stopped_answering_was_reported_as_closing_the_association()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var workstation = RawStoreScp.Start(RawScpMode.Hang, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(environment: new Dictionary<string, string>
+        {
+            ["VIGIE__GATEWAY__DESTINATIONS__0__AETITLE"] = "WORKSTATION",
+            ["VIGIE__GATEWAY__DESTINATIONS__0__PORT"] = workstation.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["VIGIE__GATEWAY__DESTINATIONS__0__RESPONSETIMEOUT"] = "00:00:02",
+        }, cancellationToken: ct);
+        var move = await StoreAndMoveToWorkstationAsync(node, 2, ct, "-d");
+        var output = move.StandardError + move.StandardOutput;
+
+        Assert.Contains("DIMSE Status                  : 0xa702", output, StringComparison.Ordinal);
+        Assert.Matches(@"\(0000,0902\) LO \[[^\]]*the move destination stopped answering; Vigie gave up", output);
+        Assert.DoesNotContain("closed the association", output, StringComparison.Ordinal);
+        Assert.Contains("to WORKSTATION: the destination stopped answering and Vigie gave up after its timeout", node.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("dropped the association", node.Output, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Regression: a stop during a C-MOVE to a destination that stopped reading waited on that destination (its release,
+    /// then its timeouts) past the host's shutdown timeout: the process was killed, and the move's outcome, the
+    /// application stop and the last signed tree head never reached the audit trail. A C-GET stopped the same way ended
+    /// cleanly; the C-MOVE's outbound association is now aborted on the stop as well.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_stop_during_a_move_to_a_destination_that_stopped_reading_lost_the_audit()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var workstation = RawStoreScp.Start(RawScpMode.StopReading, VigieNode.FreePort());
+        await using var node = await VigieNode.StartAsync(arguments: ["--destination", $"WORKSTATION@127.0.0.1:{workstation.Port}"], cancellationToken: ct);
+        var moving = StoreAndMoveToWorkstationAsync(node, 2, ct);
+        await Eventually.WaitForAsync(() => Task.FromResult(workstation.Associations), n => n > 0, ct, TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(1), ct);
+
+        var stopping = System.Diagnostics.Stopwatch.StartNew();
+        await node.StopAsync();
+        Assert.True(stopping.Elapsed < TimeSpan.FromSeconds(18), $"the stop took {stopping.Elapsed}");
+        await moving;
+
+        var shown = await node.VigieAsync("audit", "show", "--json", "--details", "--limit", "100");
+        Assert.True(shown.ExitCode == 0, shown.ToString());
+        var entries = System.Text.Json.JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray().ToList();
+        Assert.Contains(entries, e => e.TryGetProperty("details", out var details) && details.ValueKind == System.Text.Json.JsonValueKind.Object
+            && details.TryGetProperty("outcome", out var outcome) && outcome.GetString()!.StartsWith("C-MOVE to WORKSTATION: 0 of 2 instances sent", StringComparison.Ordinal));
+        Assert.Contains(entries, e => e.TryGetProperty("event_types", out var types) && types.EnumerateArray().Any(t => t.GetString() == "Application Stop"));
+    }
+
     /// <summary>Stores the first <paramref name="count"/> corpus files, then asks with movescu for their study to go to WORKSTATION.</summary>
     private static async Task<ProcessResult> StoreAndMoveToWorkstationAsync(VigieNode node, int count, CancellationToken ct, string verbosity = "-v")
     {

@@ -20,6 +20,9 @@ internal enum RawScpMode
 
     /// <summary>Answers Success naming another Affected SOP Instance UID.</summary>
     WrongInstance,
+
+    /// <summary>Accepts the association, then reads nothing more (a hung PACS whose receive window fills up).</summary>
+    StopReading,
 }
 
 /// <summary>
@@ -97,6 +100,11 @@ internal sealed class RawStoreScp : IAsyncDisposable
                         }
 
                         await stream.WriteAsync(Accept(pdu.Body), _stop.Token);
+                        if (Mode == RawScpMode.StopReading)
+                        {
+                            await Task.Delay(Timeout.Infinite, _stop.Token);
+                        }
+
                         break;
                     case 0x04:
                         for (var at = 0; at + 6 <= pdu.Body.Length;)
