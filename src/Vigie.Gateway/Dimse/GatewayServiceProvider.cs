@@ -1216,8 +1216,21 @@ internal sealed class GatewayServiceProvider(
                 return new DimseResult(DimseStatus.ProcessingFailure, "the destination did not accept this SOP class and transfer syntax");
             }
 
-            var (converted, syntax, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen,
-                s => client.Association.FindAcceptedContext(sopClassUid, s) is not null, cancellationToken).ConfigureAwait(false);
+            Stream? converted;
+            string syntax;
+            string? problem;
+            try
+            {
+                (converted, syntax, problem) = await UncompressedSyntax.PrepareAsync(dataSet, transferSyntaxUid, chosen,
+                    s => client.Association.FindAcceptedContext(sopClassUid, s) is not null, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // Stopped while waiting for room to inflate: the destination is aborted too, not released (see below).
+                await client.Association.AbortAsync(AbortSource.ServiceUser, AbortReason.NotSpecified).ConfigureAwait(false);
+                throw;
+            }
+
             if (problem is not null)
             {
                 return new DimseResult(DimseStatus.ProcessingFailure, problem);
