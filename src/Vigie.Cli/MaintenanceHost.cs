@@ -33,7 +33,9 @@ internal static class MaintenanceHost
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        // Every key written, null when unknown: a script reading a key must find it whatever the outcome (before
+        // 2026-12-08 audit verify dropped latest_verified_head exactly when tampering was found).
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
     };
 
     /// <summary>Opens the data folder's services, or explains on stderr why it cannot (then returns null: exit 2).</summary>
@@ -212,17 +214,11 @@ internal static class MaintenanceHost
             ? null
             : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
 
-    /// <summary><see cref="Json"/> with null values written: for outputs whose keys must not depend on the outcome.</summary>
-    private static JsonSerializerOptions JsonWithNulls { get; } = new(Json) { DefaultIgnoreCondition = JsonIgnoreCondition.Never };
-
-    /// <summary>
-    /// Writes <paramref name="value"/> as JSON on stdout; with <paramref name="keepNulls"/>, a value that does not apply
-    /// is written null rather than left out, so a script reading the key finds it whatever the outcome.
-    /// </summary>
-    public static async Task WriteJsonAsync<T>(T value, bool keepNulls = false)
+    /// <summary>Writes <paramref name="value"/> as JSON on stdout, a value that does not apply written null, not left out.</summary>
+    public static async Task WriteJsonAsync<T>(T value)
     {
         await using var stdout = Console.OpenStandardOutput();
-        await JsonSerializer.SerializeAsync(stdout, value, keepNulls ? JsonWithNulls : Json);
+        await JsonSerializer.SerializeAsync(stdout, value, Json);
         await stdout.WriteAsync("\n"u8.ToArray());
     }
 }

@@ -111,6 +111,9 @@ public sealed record ScrubReport(
     /// <summary>Old orphans that were valid instances the index did not know (an older index restored), filed again (maintenance runs only).</summary>
     public long OrphansFiled { get; init; }
 
+    /// <summary>Quarantine files without a record whose record was rebuilt from their sealed reason (maintenance only).</summary>
+    public long QuarantineRecordsRestored { get; init; }
+
     /// <summary>Objects waiting for their deletion grace to pass (not counted healthy).</summary>
     public long PendingDeletion { get; init; }
 
@@ -121,7 +124,7 @@ public sealed record ScrubReport(
     public int ExitCode => IsClean ? 0 : 1;
 
     public string Summary => string.Create(CultureInfo.InvariantCulture,
-        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(IndexTampered > 0 ? $", {IndexTampered} index rows tampered with" : "")}{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}{(TermsRepaired > 0 ? $", search terms of {TermsRepaired} index rows rewritten" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
+        $"{ObjectsChecked} objects and {QuarantinedChecked} quarantined files checked ({BytesVerified} bytes verified) in {Duration.TotalSeconds:F1} s: {Healthy} healthy, {Missing} missing, {Corrupted} corrupted, {Foreign} foreign, {Orphans} orphans{(IndexTampered > 0 ? $", {IndexTampered} index rows tampered with" : "")}{(InFlight > 0 ? $", {InFlight} in flight" : "")}{(PendingDeletion > 0 ? $", {PendingDeletion} pending deletion" : "")}{(OrphansFiled > 0 ? $", {OrphansFiled} orphans filed again" : "")}{(QuarantineRecordsRestored > 0 ? $", {QuarantineRecordsRestored} quarantine records rebuilt" : "")}{(OrphansScheduled > 0 ? $", {OrphansScheduled} orphans scheduled for deletion" : "")}{(TermsRepaired > 0 ? $", search terms of {TermsRepaired} index rows rewritten" : "")}.{(FindingsTruncated ? " (Finding list truncated.)" : "")}");
 }
 
 /// <summary>How a scrub runs.</summary>

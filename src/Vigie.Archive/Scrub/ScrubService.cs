@@ -114,12 +114,13 @@ public sealed class ScrubService
             InFlight = state.InFlight,
             OrphansScheduled = state.OrphansScheduled,
             OrphansFiled = state.OrphansFiled,
+            QuarantineRecordsRestored = state.QuarantineRecordsRestored,
             PendingDeletion = state.PendingDeletion,
             IndexTampered = state.IndexTampered,
             TermsRepaired = state.TermsRepaired,
         };
         ArchiveTelemetry.IntegrityFailures.Add(report.Corrupted + report.Foreign + report.Missing + report.IndexTampered);
-        if (report.OrphansScheduled > 0 || report.OrphansFiled > 0)
+        if (report.OrphansScheduled > 0 || report.OrphansFiled > 0 || report.QuarantineRecordsRestored > 0)
         {
             _logger.LogWarning("Scrub: {Summary}", report.Summary);
         }
@@ -292,19 +293,21 @@ public sealed class ScrubService
                 // Handled once the walk is done, oldest first (see HandleOldOrphansAsync).
                 state.OldOrphans.Enqueue((work, new DateTimeOffset(File.GetLastWriteTimeUtc(work.Path), TimeSpan.Zero)));
             }
-            else if (work.Orphan && request.ScheduleOrphanDeletion)
+            else if (work.Orphan && request.ScheduleOrphanDeletion
+                     && await RestoreQuarantineRecordAsync(work, reader, cancellationToken).ConfigureAwait(false))
             {
-                // A quarantine file whose record was deleted: its own file is what goes (before 2026-12-07 the deletion was
-                // scheduled under an empty object id, so nothing went and the file was reported again at each run).
-                await ScheduleOrphanDeletionAsync("quarantine", work.QuarantineId!, reader.Id, cancellationToken).ConfigureAwait(false);
-                Interlocked.Increment(ref state.OrphansScheduled);
+                // A quarantine file is evidence and is never deleted for want of a record: an index restored from a backup
+                // lost the records of what was quarantined since, and maintenance deleted those files (before 2026-12-08).
+                Interlocked.Increment(ref state.QuarantineRecordsRestored);
             }
             else if (work.Orphan)
             {
-                // A quarantine file without its record: the record was deleted, not a commit cut short (review 22).
+                // A quarantine file without its record (deleted, or an index restored from an older backup), whose sealed
+                // reason does not open: kept and named, never scheduled for deletion.
                 state.Add(new ScrubFinding(ScrubFindingKind.Orphan, work.Relative, reader.Id, null, work.QuarantineId is null
                     ? "a valid object that no index row references (its index transaction never committed)"
-                    : "a quarantined file that no quarantine record names (the record was deleted from the index)", []));
+                    : "a quarantined file that no quarantine record names (the record was deleted from the index, or the index restored from an older "
+                      + "backup): kept as evidence, never deleted by maintenance", []));
             }
             else if (work.Pending)
             {
@@ -637,6 +640,36 @@ public sealed class ScrubService
     }
 
     /// <summary>
+    /// Files the record of a quarantine file again, from its sealed reason (bound to its quarantine id, so it authenticates
+    /// the file as quarantined by this archive) and the file itself. False when the reason does not open or cannot be read:
+    /// the file is then kept and named.
+    /// </summary>
+    private async ValueTask<bool> RestoreQuarantineRecordAsync(Work work, ArchiveObjectReader reader, CancellationToken cancellationToken)
+    {
+        var quarantineId = work.QuarantineId!;
+        try
+        {
+            var reason = await _store.ReadQuarantineReasonAsync(quarantineId, cancellationToken).ConfigureAwait(false);
+            var index = new SqlArchiveIndex(_database, _keys, Options.Create(_options), _time);
+            await using var connection = await _database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var transaction = await _database.BeginWriteAsync(connection, cancellationToken).ConfigureAwait(false);
+            await index.AddQuarantineAsync(connection, transaction, new QuarantineEntry(quarantineId, reader.Id, reader.Length, reason,
+                new DateTimeOffset(File.GetLastWriteTimeUtc(work.Path), TimeSpan.Zero)), cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or DbException)
+        {
+            _logger.LogWarning("Scrub: quarantine/{QuarantineId} has no quarantine record and its record cannot be rebuilt ({Reason}): kept, never deleted",
+                quarantineId, e.Message);
+            return false;
+        }
+
+        _logger.LogWarning("Scrub: quarantine/{QuarantineId} had no quarantine record (the index restored from an older backup?): its record was rebuilt "
+            + "from its sealed reason; `vigie quarantine list` shows it again", quarantineId);
+        return true;
+    }
+
+    /// <summary>
     /// Old orphans that open under our keys (the walk checked them). Oldest first, each valid instance the index does not
     /// know is filed again (an index restored from an older backup lost it: it was acknowledged); the rest (not an
     /// instance, an older copy of an indexed one) is scheduled for deletion, each audited, unless there are too many.
@@ -928,6 +961,7 @@ public sealed class ScrubService
         public long InFlight;
         public long OrphansScheduled;
         public long OrphansFiled;
+        public long QuarantineRecordsRestored;
         public long PendingDeletion;
         public long IndexTampered;
         public long TermsRepaired;

@@ -79,8 +79,14 @@ public sealed record AuditVerificationReport(
     /// </summary>
     public SignedTreeHead? RecordedHead { get; init; }
 
-    /// <summary>Entries appended after the latest verified head: protected by the chain only until the next head.</summary>
-    public long UnsignedEntries => TreeSize - (LatestVerifiedHead?.TreeSize ?? 0);
+    /// <summary>The size of the largest tree head with a trusted signature, whether the entries then match it or not.</summary>
+    public long SignedTreeSize { get; init; }
+
+    /// <summary>
+    /// Entries under no signed tree head: protected by the chain only until the next head. Entries under a head that
+    /// fails are signed (and reported as altered), not unsigned: before 2026-12-08 a tampered trail counted them all here.
+    /// </summary>
+    public long UnsignedEntries => Math.Max(0, TreeSize - Math.Max(LatestVerifiedHead?.TreeSize ?? 0, Math.Min(TreeSize, SignedTreeSize)));
 }
 
 /// <summary>What verification trusts beyond the database.</summary>

@@ -294,6 +294,7 @@ internal sealed class AuditVerifier(AuditStore store, int maxProblems)
         return new AuditVerificationReport(entriesChecked, frontier.Size, headsChecked, latestVerified, problems.List, problems.Count, stopwatch.Elapsed)
         {
             AppendedMeanwhile = Math.Max(0, (atEnd?.TreeSize ?? 0) - frontier.Size),
+            SignedTreeSize = heads.Count == 0 ? 0 : heads.Max(h => h.TreeSize),
         };
     }
 

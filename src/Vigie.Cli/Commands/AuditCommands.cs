@@ -407,8 +407,9 @@ internal static class AuditCommands
 
                 var status = report.IsValid ? "intact" : $"{report.ProblemCount} problems";
                 // Past a problem, entries after the latest good head may well be under a head: one that failed.
-                var unsigned = report.UnsignedEntries <= 0 ? ""
-                    : report.IsValid ? $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
+                var unsigned = report.IsValid
+                    ? report.UnsignedEntries <= 0 ? "" : $" ({report.UnsignedEntries} newest entries not yet under a signed tree head)"
+                    : (report.LatestVerifiedHead?.TreeSize ?? 0) >= report.TreeSize ? ""
                     : $" (the latest tree head that verifies covers {report.LatestVerifiedHead?.TreeSize ?? 0} of the {report.TreeSize} entries)";
                 var witnesses = (witnessed.Count > 0 ? $" (with {witnessed.Count} kept outside)" : "")
                     + (report.RecordedHead is { } recorded ? string.Create(CultureInfo.InvariantCulture, $" (and this node's record of its last head, size {recorded.TreeSize})") : "");

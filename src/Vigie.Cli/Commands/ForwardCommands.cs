@@ -72,7 +72,7 @@ internal static class ForwardCommands
                     {
                         f.Id, f.Destination, object_id = f.ObjectId, stored_at = f.StoredAt, given_up_at = f.GivenUpAt, f.Attempts, f.Reason,
                     }),
-                }, keepNulls: true);
+                });
                 return status.IsHealthy ? ExitCodes.Ok : ExitCodes.Findings;
             }
 
