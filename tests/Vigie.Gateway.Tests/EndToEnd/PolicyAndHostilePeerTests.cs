@@ -58,7 +58,7 @@ public sealed class PolicyAndHostilePeerTests
         // Bug: associations were coded 110114 User Authentication with type 110126 Node Authentication, a Security
         // Alert's type; accepted, refused or failed, all looked alike to a SIEM filtering on codes.
         var entries = JsonDocument.Parse(audit.StandardOutput).RootElement.EnumerateArray()
-            .Where(e => e.TryGetProperty("details", out var d) && d.TryGetProperty("outcome", out var outcome) && outcome.GetString() is { } o && (o.StartsWith("association accepted", StringComparison.Ordinal)
+            .Where(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var outcome) && outcome.GetString() is { } o && (o.StartsWith("association accepted", StringComparison.Ordinal)
                 || o.Contains("not allowed from", StringComparison.Ordinal) || o.Contains("not in the allow-list", StringComparison.Ordinal) || o.Contains("called AE title", StringComparison.Ordinal)))
             .ToList();
         Assert.Equal(5, entries.Count);

@@ -158,7 +158,7 @@ public sealed class TlsTests
             var shown = await node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113", "--limit", "1000");
             Assert.True(shown.ExitCode == 0, shown.ToString());
             return [.. JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray()
-                .Select(e => e.TryGetProperty("details", out var d) && d.TryGetProperty("outcome", out var o) ? o.GetString() ?? "" : "")
+                .Select(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var o) ? o.GetString() ?? "" : "")
                 .Where(o => o.Contains("TLS", StringComparison.Ordinal))];
         }
 
@@ -206,7 +206,7 @@ public sealed class TlsTests
         var shown = await Eventually.WaitForAsync(() => node.VigieAsync("audit", "show", "--json", "--details", "--event", "110113", "--limit", "1000"),
             r => r.StandardOutput.Contains("TLS version", StringComparison.Ordinal), ct, TimeSpan.FromSeconds(20));
         var outcomes = string.Join('\n', JsonDocument.Parse(shown.StandardOutput).RootElement.EnumerateArray()
-            .Select(e => e.TryGetProperty("details", out var d) && d.TryGetProperty("outcome", out var o) ? o.GetString() : ""));
+            .Select(e => e.TryGetProperty("details", out var d) && d.ValueKind == JsonValueKind.Object && d.TryGetProperty("outcome", out var o) ? o.GetString() : ""));
         Assert.Contains("TLS handshake failed: no client certificate was sent", outcomes, StringComparison.Ordinal);
         Assert.Contains("TLS handshake failed: client certificate 'CN=stranger' issued by 'CN=Vigie Test Other CA' does not chain to an authority of ClientCaPath",
             outcomes, StringComparison.Ordinal);

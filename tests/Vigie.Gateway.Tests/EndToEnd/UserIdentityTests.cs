@@ -51,7 +51,7 @@ public sealed class UserIdentityTests
 
     // Fields without a value are left out of the JSON.
     private static string Outcome(JsonElement entry) =>
-        entry.TryGetProperty("details", out var details) && details.TryGetProperty("outcome", out var outcome) ? outcome.GetString() ?? "" : "";
+        entry.TryGetProperty("details", out var details) && details.ValueKind == JsonValueKind.Object && details.TryGetProperty("outcome", out var outcome) ? outcome.GetString() ?? "" : "";
 
     private static string? DicomUser(JsonElement participant) =>
         participant.TryGetProperty("alternative_user", out var user) ? user.GetString() : null;
