@@ -185,26 +185,46 @@ public sealed class QuarantinePurposeTests
     }
 
     /// <summary>
-    /// Bug: maintenance scheduled the deletion of a quarantine file whose record was deleted under an empty object id, so
-    /// the file stayed and came back at every run.
+    /// Bug (review 33, 05): after the index was restored from a backup as deploy.md says, a file quarantined since had no
+    /// record, and maintenance scheduled it and its .reason for deletion: the evidence of an attack was purged. (Before
+    /// 2026-12-07 the same deletion was scheduled under an empty object id.) Maintenance now rebuilds the record from the
+    /// sealed reason; a file whose reason does not open is kept and named. Neither is ever scheduled for deletion.
     /// </summary>
     [Theory]
     [MemberData(nameof(TestDatabases.Providers), MemberType = typeof(TestDatabases))]
-    public async Task Regression_a_quarantine_file_without_its_record_was_scheduled_for_deletion_under_an_empty_object_id(DatabaseProvider provider)
+    public async Task Regression_an_index_restored_from_a_backup_made_maintenance_delete_quarantine_evidence(DatabaseProvider provider)
     {
         var ct = TestContext.Current.CancellationToken;
         await using var archive = await ArchiveHarness.CreateAsync(provider, o => o.OrphanGrace = TimeSpan.Zero);
         var quarantined = await QuarantineAsync(archive, IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 1), 66));
+        var unreadable = await QuarantineAsync(archive, IndexTamperTests.Dicom(Samples.SopUid(1, 1, 1, 2), 67));
+        var layout = archive.Store.Layout;
+        await File.WriteAllBytesAsync(layout.QuarantineReasonPath(unreadable.QuarantineId), new byte[64], ct);
+        // What the restored index lacks: the records of what was quarantined after the backup.
         await ExecuteAsync(archive, "DELETE FROM archive_quarantine");
 
+        var report = await archive.Scrub.RunAsync(new ScrubRequest { ScheduleOrphanDeletion = true }, ct);
         await archive.Scrub.RunAsync(new ScrubRequest { ScheduleOrphanDeletion = true }, ct);
 
-        await using var connection = await archive.Database.OpenConnectionAsync(ct);
-        await using var command = connection.CreateCommand(null, "SELECT kind, name FROM archive_deletions");
-        await using var rows = await command.ExecuteReaderAsync(ct);
-        Assert.True(await rows.ReadAsync(ct));
-        Assert.Equal(("quarantine", quarantined.QuarantineId), (rows.GetString(0), rows.GetString(1)));
-        Assert.False(await rows.ReadAsync(ct));
+        await using (var connection = await archive.Database.OpenConnectionAsync(ct))
+        await using (var command = connection.CreateCommand(null, "SELECT COUNT(*) FROM archive_deletions"))
+        {
+            Assert.Equal(0L, Convert.ToInt64(await command.ExecuteScalarAsync(ct), System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        foreach (var id in new[] { quarantined.QuarantineId, unreadable.QuarantineId })
+        {
+            Assert.True(File.Exists(layout.QuarantinePath(id)));
+            Assert.True(File.Exists(layout.QuarantineReasonPath(id)));
+        }
+
+        Assert.Equal(1, report.QuarantineRecordsRestored);
+        var record = await archive.Index.FindQuarantineAsync(quarantined.QuarantineId, ct);
+        Assert.NotNull(record);
+        Assert.Equal((quarantined.Id, quarantined.Length, "Malicious (test)"), (record.ObjectId, record.Length, record.Reason));
+        Assert.Null(await archive.Index.FindQuarantineAsync(unreadable.QuarantineId, ct));
+        Assert.Contains(report.Findings, f => f.Kind == ScrubFindingKind.Orphan && f.Location == $"quarantine/{unreadable.QuarantineId}.vobj"
+                                              && f.Reason.Contains("kept as evidence", StringComparison.Ordinal));
     }
 
     private static async Task<QuarantinedObject> QuarantineAsync(ArchiveHarness archive, byte[] content)

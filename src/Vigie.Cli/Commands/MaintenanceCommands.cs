@@ -92,6 +92,7 @@ internal static class MaintenanceCommands
                     report.InFlight,
                     report.OrphansScheduled,
                     report.OrphansFiled,
+                    report.QuarantineRecordsRestored,
                     report.PendingDeletion,
                     findings = report.Findings.Select(f => new { kind = f.Kind, location = f.Location, @object = f.ObjectId?.ToString(), problem = f.Problem, reason = f.Reason,
                         references = f.References.Select(r => r.ToString()) }),
