@@ -20,6 +20,9 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
     LeaseStore leases, TimeProvider time, string holder, ILogger logger)
 {
     private long _witnessedSize;
+
+    /// <summary>How long the worker holds its sink's lease while it sends: the longest an honest holder of it takes.</summary>
+    internal TimeSpan LeaseLength { get; } = TimeSpan.FromTicks(Math.Max(options.SendTimeout.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
     private string? _loggedRefusal;
 
     public string CursorName => CursorFor(options.Name);
@@ -32,7 +35,7 @@ internal sealed class AuditExportWorker(AuditSinkOptions options, IAuditSink sin
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var attempts = 0;
-        var lease = TimeSpan.FromTicks(Math.Max(options.SendTimeout.Ticks * 2, TimeSpan.FromSeconds(30).Ticks));
+        var lease = LeaseLength;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
@@ -331,7 +334,8 @@ internal sealed class AuditExportService(IOptions<AuditOptions> options, AuditSt
         {
             try
             {
-                if (await leases.TryAcquireAsync("audit-" + worker.CursorName, _holder, FinalRoundLimit * 2, limit.Token).ConfigureAwait(false))
+                // The final round's short lease must not read another node's running one as forged (taken over past its length).
+                if ((await leases.AcquireAsync("audit-" + worker.CursorName, _holder, FinalRoundLimit * 2, worker.LeaseLength, limit.Token).ConfigureAwait(false)).Acquired)
                 {
                     while (await worker.RunOnceAsync(limit.Token).ConfigureAwait(false) > 0)
                     {
