@@ -38,6 +38,12 @@ public sealed class ArchiveInitializer
         _logger = logger;
     }
 
+    /// <summary>
+    /// Written first into a backup by `vigie backup` and removed last: a folder that holds it is a copy cut short, which no
+    /// command may use as a data folder.
+    /// </summary>
+    public const string IncompleteBackupMarker = "BACKUP-INCOMPLETE";
+
     public async Task<ArchiveInitialization> InitializeAsync(CancellationToken cancellationToken)
     {
         _options.Validate();
@@ -393,6 +399,14 @@ public sealed class ArchiveInitializer
         if (File.Exists(layout.Root))
         {
             throw new InvalidOperationException($"The data folder {layout.Root} is a file, not a folder (--data, Archive:DataFolder). Nothing is created.");
+        }
+
+        // A backup cut short holds some objects and maybe its keys, but no index: started on, it looked like an archive
+        // that had lost its index, and filed its objects again (until 2026-12-08).
+        if (File.Exists(Path.Combine(layout.Root, IncompleteBackupMarker)))
+        {
+            throw new InvalidOperationException($"The data folder {layout.Root} is a backup that was cut short (it holds {IncompleteBackupMarker}): "
+                + "it must not be used. Nothing was changed. Restore a complete backup (docs/deploy.md, backups), or take the backup again.");
         }
 
         // Before the migration creates an empty SQLite index in a folder whose index is elsewhere (PostgreSQL): the

@@ -131,6 +131,39 @@ public sealed class RegistrationTests
         Assert.True((await initializer.InitializeAsync(ct)).KeysCreated);
     }
 
+    /// <summary>
+    /// Regression: a backup cut short after its keys were copied (BACKUP-INCOMPLETE in it, no index.db) started as an
+    /// archive that had lost its index. It is refused, and nothing in it is changed.
+    /// </summary>
+    [Fact]
+    public async Task Regression_a_backup_cut_short_was_accepted_as_a_data_folder()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var root = new TempDirectory();
+        var defaults = ArchiveHarness.NewOptions(root.Path);
+        Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "objects"));
+        await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, ArchiveInitializer.IncompleteBackupMarker), "cut short", ct);
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddVigieCore();
+        services.Configure<Vigie.Core.Data.DatabaseOptions>(o => o.SqlitePath = root.Combine("index.db"));
+        services.Configure<ArchiveOptions>(o =>
+        {
+            o.DataFolder = defaults.DataFolder;
+            o.KeyFile = defaults.KeyFile;
+        });
+        services.AddArchive();
+        await using var provider = services.BuildServiceProvider();
+        await provider.GetRequiredService<Vigie.Core.Data.SchemaMigrator>().MigrateAsync(ct);
+
+        var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await provider.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct));
+        Assert.Contains("is a backup that was cut short (it holds BACKUP-INCOMPLETE)", refused.Message, StringComparison.Ordinal);
+        Assert.Equal([ArchiveInitializer.IncompleteBackupMarker, "objects"],
+            Directory.EnumerateFileSystemEntries(defaults.DataFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.False(File.Exists(defaults.KeyFile));
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+    }
+
     /// <summary>Regression: a negative deletion grace was accepted, and removed a file (a quarantined object) at its retention decision.</summary>
     [Fact]
     public void Regression_a_negative_deletion_grace_was_accepted()

@@ -132,7 +132,7 @@ internal static class BackupCommand
     /// index.db (the index is renamed into place once the rest is copied and synced). Before 2026-12-08 such a copy held an
     /// index that passed its check and named every instance, beside missing and truncated objects.
     /// </summary>
-    internal const string IncompleteMarker = "BACKUP-INCOMPLETE";
+    internal const string IncompleteMarker = ArchiveInitializer.IncompleteBackupMarker;
 
     private const string PartialIndex = "index.db.partial";
 
