@@ -46,9 +46,11 @@ public static class WebServiceCollectionExtensions
             .Add(DatabaseCheckFlights.Bounded<StorageCommitmentHealthCheck>("storage-commitment", HealthStatus.Degraded))
             .AddCheck<DicomTlsHealthCheck>("dicom-tls")
             .Add(DatabaseCheckFlights.Bounded<AuditExportHealthCheck>("audit-export", HealthStatus.Degraded))
-            .AddCheck<AuditSigningHealthCheck>("audit-signing")
+            // These two read the database too (the unsigned tail, the last maintenance run): bounded as well, else a hung
+            // server held /health for the command timeout, a minute (the clean-clone CI saw it on 2026-12-08).
+            .Add(DatabaseCheckFlights.Bounded<AuditSigningHealthCheck>("audit-signing", HealthStatus.Degraded))
             .AddCheck<KeysHealthCheck>("keys")
-            .AddCheck<ArchiveIntegrityHealthCheck>("archive-integrity");
+            .Add(DatabaseCheckFlights.Bounded<ArchiveIntegrityHealthCheck>("archive-integrity", HealthStatus.Degraded));
         services.TryAddSingleton<Vigie.Gateway.ArchiveIntegrityStatus>();
         services.TryAddSingleton<Vigie.Gateway.ArchiveMaintenanceWatch>();
         return services;
@@ -385,10 +387,6 @@ internal sealed class AuditSigningHealthCheck(AuditSigningStatus status, AuditUn
 }
 
 /// <summary>
-/// The key files behind the keys the node holds in memory: one deleted (or unreadable) goes unnoticed while the node
-/// runs, and the next start then fails, or the archive cannot be read at all. Unhealthy, so that it is restored now.
-/// </summary>
-/// <summary>
 /// Degraded while this node's last maintenance scrub was not clean (its integrity alert says the same), or when no
 /// maintenance scrub has completed on any node for 3 intervals (since 2026-12-08: a lease written
 /// into the database stopped every run while this said "no problem found").
@@ -419,6 +417,10 @@ internal sealed class ArchiveIntegrityHealthCheck(Vigie.Gateway.ArchiveIntegrity
     }
 }
 
+/// <summary>
+/// The key files behind the keys the node holds in memory: one deleted (or unreadable) goes unnoticed while the node
+/// runs, and the next start then fails, or the archive cannot be read at all. Unhealthy, so that it is restored now.
+/// </summary>
 internal sealed class KeysHealthCheck(IArchiveKeyService archiveKeys, IAuditSigningKeyProvider signingKeys) : IHealthCheck
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
