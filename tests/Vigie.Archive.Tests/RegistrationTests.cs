@@ -55,20 +55,7 @@ public sealed class RegistrationTests
         var ct = TestContext.Current.CancellationToken;
         using var root = new TempDirectory();
         var defaults = ArchiveHarness.NewOptions(root.Path);
-        ServiceProvider Build()
-        {
-            var services = new ServiceCollection();
-            services.AddLogging();
-            services.AddVigieCore();
-            services.Configure<DatabaseOptions>(o => o.SqlitePath = Path.Combine(root.Path, "data", "index.db"));
-            services.Configure<ArchiveOptions>(o =>
-            {
-                o.DataFolder = defaults.DataFolder;
-                o.KeyFile = defaults.KeyFile;
-            });
-            services.AddArchive();
-            return services.BuildServiceProvider();
-        }
+        ServiceProvider Build() => ArchiveServices(defaults, Path.Combine(root.Path, "data", "index.db"));
 
         await using (var first = Build())
         {
@@ -99,17 +86,7 @@ public sealed class RegistrationTests
         Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "photos"));
         await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, "notes.txt"), "not Vigie's", ct);
         Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "lost+found"));
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddVigieCore();
-        services.Configure<Vigie.Core.Data.DatabaseOptions>(o => o.SqlitePath = root.Combine("index.db"));
-        services.Configure<ArchiveOptions>(o =>
-        {
-            o.DataFolder = defaults.DataFolder;
-            o.KeyFile = defaults.KeyFile;
-        });
-        services.AddArchive();
-        await using var provider = services.BuildServiceProvider();
+        await using var provider = ArchiveServices(defaults, root.Combine("index.db"));
         await provider.GetRequiredService<Vigie.Core.Data.SchemaMigrator>().MigrateAsync(ct);
         var initializer = provider.GetRequiredService<ArchiveInitializer>();
 
@@ -143,17 +120,7 @@ public sealed class RegistrationTests
         var defaults = ArchiveHarness.NewOptions(root.Path);
         Directory.CreateDirectory(Path.Combine(defaults.DataFolder, "objects"));
         await File.WriteAllTextAsync(Path.Combine(defaults.DataFolder, ArchiveInitializer.IncompleteBackupMarker), "cut short", ct);
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddVigieCore();
-        services.Configure<Vigie.Core.Data.DatabaseOptions>(o => o.SqlitePath = root.Combine("index.db"));
-        services.Configure<ArchiveOptions>(o =>
-        {
-            o.DataFolder = defaults.DataFolder;
-            o.KeyFile = defaults.KeyFile;
-        });
-        services.AddArchive();
-        await using var provider = services.BuildServiceProvider();
+        await using var provider = ArchiveServices(defaults, root.Combine("index.db"));
         await provider.GetRequiredService<Vigie.Core.Data.SchemaMigrator>().MigrateAsync(ct);
 
         var refused = await Assert.ThrowsAsync<InvalidOperationException>(async () => await provider.GetRequiredService<ArchiveInitializer>().InitializeAsync(ct));
@@ -162,6 +129,22 @@ public sealed class RegistrationTests
             Directory.EnumerateFileSystemEntries(defaults.DataFolder).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.False(File.Exists(defaults.KeyFile));
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+    }
+
+    /// <summary>The archive's services over <paramref name="defaults"/>' data and key folders, with the SQLite index at <paramref name="index"/>.</summary>
+    private static ServiceProvider ArchiveServices(ArchiveOptions defaults, string index)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddVigieCore();
+        services.Configure<DatabaseOptions>(o => o.SqlitePath = index);
+        services.Configure<ArchiveOptions>(o =>
+        {
+            o.DataFolder = defaults.DataFolder;
+            o.KeyFile = defaults.KeyFile;
+        });
+        services.AddArchive();
+        return services.BuildServiceProvider();
     }
 
     /// <summary>Regression: a negative deletion grace was accepted, and removed a file (a quarantined object) at its retention decision.</summary>
